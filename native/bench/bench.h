@@ -1,0 +1,57 @@
+// The native benchmark harness: each op registers cases that report the bytes and FLOPs they must move;
+// the harness times them with mamba events (CUDA events on a GPU), after warm-up, as the median of many
+// runs, and prints time, GB/s and TFLOP/s next to the copy bandwidth measured in the same run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mamba/mamba.h"
+
+namespace mb {
+
+// A device buffer owned by the harness, described as a contiguous DLTensor.
+struct Buffer {
+    void * data = nullptr;
+    std::vector<int64_t> shape;
+    DLTensor dl{};
+};
+
+class Bench {
+public:
+    explicit Bench(mamba_context * ctx);
+    ~Bench();
+    mamba_context * ctx() const { return ctx_; }
+    bool on_cuda() const;
+    // A tensor of random values in [-1, 1) (or `value` everywhere when given), freed at the end.
+    DLTensor * tensor(std::vector<int64_t> shape, DLDataType dtype, double lo = -1.0, double hi = 1.0);
+    // Times fn (which enqueues work) and returns the median in milliseconds.
+    double time_ms(const std::function<void()> & fn, int min_iters = 20, double min_total_ms = 200.0);
+
+private:
+    mamba_context * ctx_;
+    std::vector<Buffer *> buffers_;
+};
+
+struct Case {
+    std::string name;
+    // Sets up inputs on `bench`, returns the work to time; fills bytes and flops for the rates.
+    std::function<std::function<void()>(Bench & bench, double & bytes, double & flops)> setup;
+};
+
+std::vector<Case> & registry();
+
+struct Register {
+    Register(std::string name, decltype(Case::setup) setup) { registry().push_back({std::move(name), std::move(setup)}); }
+};
+
+constexpr DLDataType kF32{kDLFloat, 32, 1};
+constexpr DLDataType kF16{kDLFloat, 16, 1};
+constexpr DLDataType kBF16{kDLBfloat, 16, 1};
+
+// Aborts the benchmark with the library's message.
+void check(mamba_status status, const char * what);
+
+}  // namespace mb

@@ -1,0 +1,513 @@
+/*
+ * mamba.h - the C ABI of libmamba: Mamba (selective state space model) kernels for CPU and CUDA.
+ *
+ * Conventions
+ *  - Every call returns a mamba_status; on failure a thread-local message is readable with
+ *    mamba_last_error() until the next failing call on the same thread.
+ *  - Handles are opaque and come in create/free pairs. Free functions accept NULL.
+ *  - Tensors cross the boundary as DLPack DLTensor views: data, device, shape, strides (in elements;
+ *    NULL means contiguous row-major) and byte_offset. Nothing is copied and the library keeps no
+ *    reference after a call returns. Every tensor must live on the device of the context it is used with.
+ *  - Floating point tensors may be float32, float16 or bfloat16 unless an argument says otherwise;
+ *    all arithmetic and recurrent state are float32.
+ *  - Optional tensor arguments are NULL when absent.
+ *  - Work is ordered on the context's stream (CUDA) or done before the call returns (CPU).
+ */
+#ifndef MAMBA_H
+#define MAMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#include "mamba/version.h"
+
+#if defined(_WIN32)
+#  if defined(MAMBA_BUILD)
+#    define MAMBA_API __declspec(dllexport)
+#  else
+#    define MAMBA_API __declspec(dllimport)
+#  endif
+#else
+#  define MAMBA_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a declaration in this header changes in a way that breaks existing callers. */
+#define MAMBA_ABI_VERSION 1
+
+/* The largest SSM state size (dstate) any backend accepts. */
+#define MAMBA_MAX_DSTATE 256
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Status, errors, version                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Result of every fallible call. */
+typedef enum mamba_status {
+    MAMBA_STATUS_OK = 0,
+    /* A null pointer, a wrong shape, stride, dtype or device, or an out-of-range value. */
+    MAMBA_STATUS_INVALID_ARGUMENT = 1,
+    /* A well-formed request this build or backend does not support. */
+    MAMBA_STATUS_UNSUPPORTED = 2,
+    /* Host or device memory could not be allocated. */
+    MAMBA_STATUS_OUT_OF_MEMORY = 3,
+    /* The requested backend was not built, or no such device is present. */
+    MAMBA_STATUS_BACKEND_UNAVAILABLE = 4,
+    /* The device runtime reported an error. */
+    MAMBA_STATUS_DEVICE_ERROR = 5,
+    /* A bug in libmamba. */
+    MAMBA_STATUS_INTERNAL = 6
+} mamba_status;
+
+/* MAMBA_ABI_VERSION of the loaded library; callers compare it with the value they were built with. */
+MAMBA_API int32_t mamba_abi_version(void);
+
+/* Library version, "MAJOR.MINOR.PATCH". Static storage. */
+MAMBA_API const char * mamba_version(void);
+
+/* How the library was built: compiler, BLAS, CUDA version and architectures. Static storage. */
+MAMBA_API const char * mamba_build_info(void);
+
+/* Message of the last failing call on this thread ("" if none). Valid until the next call that fails. */
+MAMBA_API const char * mamba_last_error(void);
+
+/* Clears this thread's last error message. */
+MAMBA_API void mamba_clear_last_error(void);
+
+/* A constant name for a status, e.g. "MAMBA_STATUS_INVALID_ARGUMENT". */
+MAMBA_API const char * mamba_status_name(mamba_status status);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Devices                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Device kinds; the values equal DLPack's kDLCPU and kDLCUDA. */
+typedef enum mamba_device_type {
+    MAMBA_DEVICE_CPU = 1,
+    MAMBA_DEVICE_CUDA = 2
+} mamba_device_type;
+
+/* What mamba_device_get_info reports about one device. */
+typedef struct mamba_device_info {
+    mamba_device_type device_type;
+    int32_t device_id;
+    /* NUL-terminated device name (CPU model name on CPU). */
+    char name[256];
+    /* CUDA compute capability; 0 on CPU. */
+    int32_t compute_capability_major;
+    int32_t compute_capability_minor;
+    /* Streaming multiprocessors on CUDA, logical cores on CPU. */
+    int32_t multiprocessor_count;
+    /* Device memory (CUDA) or physical memory (CPU), in bytes. */
+    int64_t total_memory_bytes;
+    /* Memory free at the time of the call, in bytes. */
+    int64_t free_memory_bytes;
+} mamba_device_info;
+
+/* 1 when the backend for this device type was compiled into the library, else 0. */
+MAMBA_API int32_t mamba_backend_available(mamba_device_type device_type);
+
+/* Number of devices of a type: 1 for CPU; CUDA devices visible to the process (0 without a driver). */
+MAMBA_API mamba_status mamba_device_count(mamba_device_type device_type, int32_t * count);
+
+/* Fills *info for device `device_id` of a type. */
+MAMBA_API mamba_status mamba_device_get_info(mamba_device_type device_type, int32_t device_id, mamba_device_info * info);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Contexts                                                                                         */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* A context owns one device, a stream on it, library handles (cuBLAS) and a scratch workspace.
+ * A context may be used by one thread at a time. */
+typedef struct mamba_context mamba_context;
+
+typedef struct mamba_context_params {
+    mamba_device_type device_type;
+    int32_t device_id;
+    /* CPU worker threads; 0 uses every available core. Ignored on CUDA. */
+    int32_t num_threads;
+} mamba_context_params;
+
+/* Parameters for a CPU context using every core. */
+MAMBA_API mamba_context_params mamba_context_default_params(void);
+
+MAMBA_API mamba_status mamba_context_create(const mamba_context_params * params, mamba_context ** out_context);
+
+/* Waits for the context's pending work, then releases it. NULL is ignored. */
+MAMBA_API void mamba_context_free(mamba_context * context);
+
+/* The context's device as a DLPack device. */
+MAMBA_API mamba_status mamba_context_get_device(const mamba_context * context, DLDevice * out_device);
+
+/* Blocks until all work queued on the context has finished. */
+MAMBA_API mamba_status mamba_context_synchronize(mamba_context * context);
+
+/* Makes work of this context run on an external cudaStream_t (e.g. one owned by PyTorch);
+ * NULL restores the context's own stream. CPU contexts accept only NULL. */
+MAMBA_API mamba_status mamba_context_set_stream(mamba_context * context, void * stream);
+
+/* The cudaStream_t work is queued on (NULL on CPU). */
+MAMBA_API mamba_status mamba_context_get_stream(const mamba_context * context, void ** out_stream);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Memory                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef enum mamba_memcpy_kind {
+    MAMBA_MEMCPY_HOST_TO_HOST = 0,
+    MAMBA_MEMCPY_HOST_TO_DEVICE = 1,
+    MAMBA_MEMCPY_DEVICE_TO_HOST = 2,
+    MAMBA_MEMCPY_DEVICE_TO_DEVICE = 3
+} mamba_memcpy_kind;
+
+/* Allocates `bytes` (> 0) on the context's device, aligned to 256 bytes. */
+MAMBA_API mamba_status mamba_alloc(mamba_context * context, size_t bytes, void ** out_ptr);
+
+/* Frees memory from mamba_alloc on the same context. NULL is ignored. */
+MAMBA_API mamba_status mamba_free(mamba_context * context, void * ptr);
+
+/* Allocates host memory suited to fast transfers with the context's device (page-locked on CUDA). */
+MAMBA_API mamba_status mamba_alloc_host(mamba_context * context, size_t bytes, void ** out_ptr);
+
+/* Frees memory from mamba_alloc_host on the same context. NULL is ignored. */
+MAMBA_API mamba_status mamba_free_host(mamba_context * context, void * ptr);
+
+/* Copies bytes in stream order. Copies to pageable host memory complete before the call returns;
+ * otherwise synchronize before reading the destination. "Device" means the context's device. */
+MAMBA_API mamba_status mamba_memcpy(mamba_context * context, void * dst, const void * src, size_t bytes, mamba_memcpy_kind kind);
+
+/* Sets `bytes` bytes of device memory to `value` (low 8 bits), in stream order. */
+MAMBA_API mamba_status mamba_memset(mamba_context * context, void * ptr, int32_t value, size_t bytes);
+
+/* Copies src into dst (same shape, any strides) on the context's device, converting between float32,
+ * float16 and bfloat16, or between int32 and int64. */
+MAMBA_API mamba_status mamba_copy(mamba_context * context, const DLTensor * src, DLTensor * dst);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Events                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* A point in a context's stream, for timing and synchronization. */
+typedef struct mamba_event mamba_event;
+
+MAMBA_API mamba_status mamba_event_create(mamba_context * context, mamba_event ** out_event);
+
+/* NULL is ignored. */
+MAMBA_API void mamba_event_free(mamba_event * event);
+
+/* Records the event at the current end of the context's stream. */
+MAMBA_API mamba_status mamba_event_record(mamba_event * event);
+
+/* Blocks until the recorded work has finished. */
+MAMBA_API mamba_status mamba_event_synchronize(mamba_event * event);
+
+/* Milliseconds between two recorded events of the same context. */
+MAMBA_API mamba_status mamba_event_elapsed_ms(const mamba_event * start, const mamba_event * end, float * out_ms);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Normalization                                                                                    */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* RMSNorm with an optional fused residual add:
+ *   r = x + residual (or r = x), y = r / sqrt(mean(r^2) + eps) * weight, residual_out = r. */
+typedef struct mamba_rms_norm_args {
+    /* (rows, hidden) */
+    const DLTensor * x;
+    /* Optional (rows, hidden), added to x before the norm. */
+    const DLTensor * residual;
+    /* (hidden) */
+    const DLTensor * weight;
+    /* (rows, hidden) */
+    DLTensor * y;
+    /* Optional (rows, hidden): the sum r; float32 keeps the residual stream in full precision.
+     * May alias residual. */
+    DLTensor * residual_out;
+    float eps;
+} mamba_rms_norm_args;
+
+MAMBA_API mamba_status mamba_rms_norm(mamba_context * context, const mamba_rms_norm_args * args);
+
+/* Gated RMSNorm of Mamba-2, normalized per group of `group_size` channels:
+ *   norm_before_gate = 0: y = rmsnorm(x * silu(z)) * weight
+ *   norm_before_gate = 1: y = rmsnorm(x) * weight * silu(z)
+ * Without z it is a grouped RMSNorm. */
+typedef struct mamba_gated_rms_norm_args {
+    /* (rows, dim) */
+    const DLTensor * x;
+    /* Optional gate (rows, dim). */
+    const DLTensor * z;
+    /* (dim) */
+    const DLTensor * weight;
+    /* (rows, dim) */
+    DLTensor * y;
+    /* Channels per normalization group; 0 means dim. Must divide dim. */
+    int64_t group_size;
+    float eps;
+    int32_t norm_before_gate;
+} mamba_gated_rms_norm_args;
+
+MAMBA_API mamba_status mamba_gated_rms_norm(mamba_context * context, const mamba_gated_rms_norm_args * args);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Convolution                                                                                      */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Causal depthwise conv1d over time: y[b,d,t] = act(bias[d] + sum_k weight[d,k] * x[b,d,t-(width-1)+k]),
+ * where x before t=0 comes from initial_state (zeros when absent) and act is SiLU or identity. */
+typedef struct mamba_causal_conv1d_args {
+    /* (batch, dim, len) */
+    const DLTensor * x;
+    /* (dim, width), 2 <= width <= 8 */
+    const DLTensor * weight;
+    /* Optional (dim) */
+    const DLTensor * bias;
+    /* Optional (batch, dim, width - 1): the inputs preceding x, oldest first. */
+    const DLTensor * initial_state;
+    /* (batch, dim, len); must not overlap x */
+    DLTensor * y;
+    /* Optional (batch, dim, width - 1): the last width - 1 inputs, ready for mamba_causal_conv1d_update. */
+    DLTensor * final_state;
+    int32_t silu;
+} mamba_causal_conv1d_args;
+
+MAMBA_API mamba_status mamba_causal_conv1d(mamba_context * context, const mamba_causal_conv1d_args * args);
+
+/* One decode step of the causal conv1d on a rolling state. */
+typedef struct mamba_causal_conv1d_update_args {
+    /* (batch, dim): the new input */
+    const DLTensor * x;
+    /* (batch, dim, width - 1), oldest first; shifted by one and appended with x, in place. */
+    DLTensor * conv_state;
+    /* (dim, width) */
+    const DLTensor * weight;
+    /* Optional (dim) */
+    const DLTensor * bias;
+    /* (batch, dim) */
+    DLTensor * y;
+    int32_t silu;
+} mamba_causal_conv1d_update_args;
+
+MAMBA_API mamba_status mamba_causal_conv1d_update(mamba_context * context, const mamba_causal_conv1d_update_args * args);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Mamba-1: selective scan                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Selective scan of Mamba-1, per batch b, channel d, state n, step t:
+ *   dt = delta + delta_bias, then softplus(dt) when delta_softplus
+ *   h_t = exp(dt * A[d,n]) * h_{t-1} + dt * B_t[n] * u_t
+ *   y_t = sum_n C_t[n] * h_t[n] + D[d] * u_t, then y_t *= silu(z_t) when z is given
+ * B and C are input-dependent (batch, groups, dstate, len) with channels split evenly over groups,
+ * or time-invariant (dim, dstate). */
+typedef struct mamba_selective_scan_args {
+    /* (batch, dim, len) */
+    const DLTensor * u;
+    /* (batch, dim, len) */
+    const DLTensor * delta;
+    /* (dim, dstate), float32, dstate <= MAMBA_MAX_DSTATE */
+    const DLTensor * A;
+    /* (batch, groups, dstate, len) or (dim, dstate) */
+    const DLTensor * B;
+    /* (batch, groups, dstate, len) or (dim, dstate) */
+    const DLTensor * C;
+    /* Optional (dim), float32 */
+    const DLTensor * D;
+    /* Optional (batch, dim, len) */
+    const DLTensor * z;
+    /* Optional (dim), float32 */
+    const DLTensor * delta_bias;
+    /* Optional (batch, dim, dstate), float32 */
+    const DLTensor * initial_state;
+    /* (batch, dim, len) */
+    DLTensor * y;
+    /* Optional (batch, dim, dstate), float32; may alias initial_state. */
+    DLTensor * final_state;
+    int32_t delta_softplus;
+} mamba_selective_scan_args;
+
+MAMBA_API mamba_status mamba_selective_scan(mamba_context * context, const mamba_selective_scan_args * args);
+
+/* One decode step of the Mamba-1 recurrence, state updated in place. */
+typedef struct mamba_selective_state_update_args {
+    /* (batch, dim, dstate), float32, read and written */
+    DLTensor * state;
+    /* (batch, dim) */
+    const DLTensor * x;
+    /* (batch, dim) */
+    const DLTensor * dt;
+    /* (dim, dstate), float32 */
+    const DLTensor * A;
+    /* (batch, groups, dstate) */
+    const DLTensor * B;
+    /* (batch, groups, dstate) */
+    const DLTensor * C;
+    /* Optional (dim), float32 */
+    const DLTensor * D;
+    /* Optional (batch, dim) */
+    const DLTensor * z;
+    /* Optional (dim), float32 */
+    const DLTensor * dt_bias;
+    /* (batch, dim) */
+    DLTensor * y;
+    int32_t dt_softplus;
+} mamba_selective_state_update_args;
+
+MAMBA_API mamba_status mamba_selective_state_update(mamba_context * context, const mamba_selective_state_update_args * args);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Mamba-2: SSD (state space duality)                                                               */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* SSD chunked scan of Mamba-2, per batch b, head h, channel p, state n, step t, group g = h / (heads / groups):
+ *   dt = dt + dt_bias, softplus(dt) when dt_softplus, then clamped to [dt_min, dt_max]
+ *   H_t = exp(dt * A[h]) * H_{t-1} + dt * x_t[p] * B_t[g, n]
+ *   y_t[p] = sum_n C_t[g, n] * H_t[p, n] + D * x_t[p], then y *= silu(z) when z is given
+ * computed in chunks of chunk_size steps. With cu_seqlens (batch must be 1) the sequence axis packs
+ * several sequences; state restarts at each boundary and states are per sequence. */
+typedef struct mamba_ssd_args {
+    /* (batch, len, heads, headdim) */
+    const DLTensor * x;
+    /* (batch, len, heads) */
+    const DLTensor * dt;
+    /* (heads), float32 */
+    const DLTensor * A;
+    /* (batch, len, groups, dstate) */
+    const DLTensor * B;
+    /* (batch, len, groups, dstate) */
+    const DLTensor * C;
+    /* Optional (heads) or (heads, headdim), float32 */
+    const DLTensor * D;
+    /* Optional (batch, len, heads, headdim) */
+    const DLTensor * z;
+    /* Optional (heads), float32 */
+    const DLTensor * dt_bias;
+    /* Optional (nseq, heads, headdim, dstate), float32; nseq = batch, or sequences in cu_seqlens */
+    const DLTensor * initial_states;
+    /* Optional (nseq + 1), int32 or int64, on the context's device: 0 = c_0 < c_1 < ... < c_nseq = len */
+    const DLTensor * cu_seqlens;
+    /* (batch, len, heads, headdim) */
+    DLTensor * y;
+    /* Optional (nseq, heads, headdim, dstate), float32; may alias initial_states. */
+    DLTensor * final_states;
+    /* Steps per chunk (a power of two, 16..512); 0 selects 256. */
+    int64_t chunk_size;
+    /* Clamp of dt after bias and softplus; use 0 and INFINITY for none. */
+    float dt_min;
+    float dt_max;
+    int32_t dt_softplus;
+} mamba_ssd_args;
+
+MAMBA_API mamba_status mamba_ssd(mamba_context * context, const mamba_ssd_args * args);
+
+/* One decode step of the Mamba-2 recurrence, state updated in place. */
+typedef struct mamba_ssd_state_update_args {
+    /* (batch, heads, headdim, dstate), float32, read and written */
+    DLTensor * state;
+    /* (batch, heads, headdim) */
+    const DLTensor * x;
+    /* (batch, heads) */
+    const DLTensor * dt;
+    /* (heads), float32 */
+    const DLTensor * A;
+    /* (batch, groups, dstate) */
+    const DLTensor * B;
+    /* (batch, groups, dstate) */
+    const DLTensor * C;
+    /* Optional (heads) or (heads, headdim), float32 */
+    const DLTensor * D;
+    /* Optional (batch, heads, headdim) */
+    const DLTensor * z;
+    /* Optional (heads), float32 */
+    const DLTensor * dt_bias;
+    /* (batch, heads, headdim) */
+    DLTensor * y;
+    float dt_min;
+    float dt_max;
+    int32_t dt_softplus;
+} mamba_ssd_state_update_args;
+
+MAMBA_API mamba_status mamba_ssd_state_update(mamba_context * context, const mamba_ssd_state_update_args * args);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Dense layers                                                                                     */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* y = x W^T + bias with float32 accumulation. Rows of x and y may be strided; their last axis must be
+ * contiguous. W may be float32, float16 or bfloat16 independently of x. */
+typedef struct mamba_linear_args {
+    /* (rows, in_features) */
+    const DLTensor * x;
+    /* (out_features, in_features), last axis contiguous */
+    const DLTensor * weight;
+    /* Optional (out_features) */
+    const DLTensor * bias;
+    /* (rows, out_features) */
+    DLTensor * y;
+} mamba_linear_args;
+
+MAMBA_API mamba_status mamba_linear(mamba_context * context, const mamba_linear_args * args);
+
+/* y[i, :] = table[ids[i], :]; an id outside [0, vocab) is an error. */
+typedef struct mamba_embedding_args {
+    /* (count), int32 or int64 */
+    const DLTensor * ids;
+    /* (vocab, hidden) */
+    const DLTensor * table;
+    /* (count, hidden) */
+    DLTensor * y;
+} mamba_embedding_args;
+
+MAMBA_API mamba_status mamba_embedding(mamba_context * context, const mamba_embedding_args * args);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Probabilities and sampling                                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Softmax (or log-softmax when log_softmax != 0) over the last axis of a (rows, n) tensor. */
+MAMBA_API mamba_status mamba_softmax(mamba_context * context, const DLTensor * x, DLTensor * y, int32_t log_softmax);
+
+/* How the next token is drawn from logits. Filters apply in this order: repetition penalty,
+ * temperature, top-k, top-p, min-p. */
+typedef struct mamba_sampling_params {
+    /* <= 0 picks the most likely token (greedy); the filters below then do not apply. */
+    float temperature;
+    /* Keep the k most likely tokens; 0 keeps all. */
+    int32_t top_k;
+    /* Keep the smallest set of most likely tokens whose probability reaches top_p; 1 keeps all. */
+    float top_p;
+    /* Drop tokens less likely than min_p times the most likely one; 0 keeps all. */
+    float min_p;
+    /* Divide positive (multiply negative) logits of tokens in `history` by this; 1 is off. */
+    float repetition_penalty;
+    /* With the step and row, the only source of randomness: equal inputs draw equal tokens. */
+    uint64_t seed;
+} mamba_sampling_params;
+
+/* Neutral parameters: greedy, no filters, seed 0. */
+MAMBA_API mamba_sampling_params mamba_sampling_default_params(void);
+
+typedef struct mamba_sample_args {
+    /* (batch, vocab); not modified */
+    const DLTensor * logits;
+    /* Optional (batch, history_len), int32 or int64: tokens seen so far for the repetition penalty;
+     * negative entries are ignored. */
+    const DLTensor * history;
+    /* (batch), int32 or int64: the drawn tokens */
+    DLTensor * tokens;
+    /* Counter mixed with the seed, usually the position of the token being drawn. */
+    uint64_t step;
+    mamba_sampling_params params;
+} mamba_sample_args;
+
+MAMBA_API mamba_status mamba_sample(mamba_context * context, const mamba_sample_args * args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAMBA_H */

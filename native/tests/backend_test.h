@@ -1,0 +1,31 @@
+// Fixture for tests that run once per backend: the CPU always, CUDA when a device is present
+// (reported as skipped otherwise).
+#pragma once
+
+#include "support.h"
+
+namespace mt {
+
+class BackendTest : public ::testing::TestWithParam<mamba_device_type> {
+protected:
+    void SetUp() override {
+        if (GetParam() == MAMBA_DEVICE_CUDA) {
+            MAMBA_REQUIRE_CUDA();
+        }
+        ctx_ = make_context(GetParam());
+        ASSERT_NE(ctx_, nullptr);
+    }
+    mamba_context * ctx() { return ctx_.get(); }
+    bool on_cuda() const { return GetParam() == MAMBA_DEVICE_CUDA; }
+
+    ContextPtr ctx_;
+};
+
+inline std::string backend_name(const ::testing::TestParamInfo<mamba_device_type> & info) {
+    return info.param == MAMBA_DEVICE_CUDA ? "Cuda" : "Cpu";
+}
+
+#define MAMBA_INSTANTIATE_BACKENDS(suite) \
+    INSTANTIATE_TEST_SUITE_P(Backends, suite, ::testing::Values(MAMBA_DEVICE_CPU, MAMBA_DEVICE_CUDA), ::mt::backend_name)
+
+}  // namespace mt

@@ -1,0 +1,106 @@
+// Test support: contexts for every available backend, host/device tensors described by DLPack, random
+// inputs, and comparison helpers. Everything goes through the public C ABI, as a user's code would.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mamba/mamba.h"
+
+namespace mt {
+
+// Fails the current test with the library's message when a call does not return OK.
+#define MAMBA_ASSERT_OK(expr)                                                                   \
+    do {                                                                                         \
+        const mamba_status status_ = (expr);                                                     \
+        ASSERT_EQ(status_, MAMBA_STATUS_OK) << #expr << " -> " << mamba_status_name(status_) << ": " \
+                                            << mamba_last_error();                               \
+    } while (0)
+
+struct ContextDeleter {
+    void operator()(mamba_context * c) const { mamba_context_free(c); }
+};
+using ContextPtr = std::unique_ptr<mamba_context, ContextDeleter>;
+
+ContextPtr make_context(mamba_device_type type, int32_t device_id = 0, int32_t threads = 0);
+// True when the CUDA backend is built and a device is present.
+bool cuda_present();
+// Skips the running test (visibly) when no CUDA device can be used.
+#define MAMBA_REQUIRE_CUDA() \
+    if (!::mt::cuda_present()) GTEST_SKIP() << "no CUDA device (or libmamba built without CUDA)"
+
+enum class DType { F32, F16, BF16, I32, I64 };
+DLDataType dl_dtype(DType d);
+size_t dtype_size(DType d);
+const char * dtype_name(DType d);
+double to_double(DType d, const void * p);
+void from_double(DType d, void * p, double v);
+// Largest relative rounding error of one stored value.
+double dtype_epsilon(DType d);
+
+// A tensor whose values live in host memory as doubles (the test's view) and, when pushed, as a buffer
+// of the chosen dtype and layout on a context's device. Strides are in elements of that buffer.
+class Tensor {
+public:
+    Tensor() = default;
+    Tensor(std::vector<int64_t> shape, DType dtype, std::vector<int64_t> strides = {});
+
+    const std::vector<int64_t> & shape() const { return shape_; }
+    DType dtype() const { return dtype_; }
+    int64_t numel() const;
+    // Value at a flat row-major logical index (independent of strides).
+    double & at(int64_t i) { return values_[size_t(i)]; }
+    double at(int64_t i) const { return values_[size_t(i)]; }
+    std::vector<double> & values() { return values_; }
+    const std::vector<double> & values() const { return values_; }
+
+    void fill_uniform(std::mt19937_64 & rng, double lo, double hi);
+    // Rounds the test's values to what the storage dtype can hold, so references see the same inputs.
+    void round_to_dtype();
+
+    // Allocates on the context's device (if needed), fills padding with NaN and uploads the values.
+    void upload(mamba_context * ctx);
+    // Allocates on the device and fills it with NaN (or 0x7f bytes for ints) so unwritten elements show.
+    void upload_poisoned(mamba_context * ctx);
+    // Reads the device buffer back into values().
+    void download(mamba_context * ctx);
+
+    DLTensor * dl() { return &dl_; }
+    const DLTensor * dl() const { return &dl_; }
+    ~Tensor();
+    Tensor(Tensor && other) noexcept;
+    Tensor & operator=(Tensor && other) noexcept;
+    Tensor(const Tensor &) = delete;
+    Tensor & operator=(const Tensor &) = delete;
+
+private:
+    void release();
+    int64_t storage_elements() const;
+    std::vector<char> to_storage(bool poison) const;
+
+    std::vector<int64_t> shape_, strides_;
+    DType dtype_ = DType::F32;
+    std::vector<double> values_;
+    mamba_context * ctx_ = nullptr;
+    void * data_ = nullptr;
+    DLTensor dl_{};
+};
+
+// Strides (in elements) for a row-major layout padded so that axis `axis` is `pad` elements longer
+// than its size: a simple way to make non-contiguous views.
+std::vector<int64_t> padded_strides(const std::vector<int64_t> & shape, int axis, int64_t pad);
+
+// max |a - b| / (atol + rtol * |b|) over all elements: <= 1 passes.
+double max_scaled_error(const std::vector<double> & actual, const std::vector<double> & expected, double atol, double rtol);
+
+#define EXPECT_CLOSE(actual, expected, atol, rtol) \
+    EXPECT_LE(::mt::max_scaled_error((actual), (expected), (atol), (rtol)), 1.0) << "atol " << (atol) << " rtol " << (rtol)
+
+}  // namespace mt
