@@ -1,0 +1,34 @@
+using Mamba.Native;
+using Mamba.Native.Interop;
+
+namespace Mamba.Runtime;
+
+/// <summary>
+/// A device with its stream, library handles and scratch memory. Tensors are allocated on a context and ops
+/// run on it. A context may be used by one thread at a time.
+/// </summary>
+public sealed unsafe class MambaContext : IDisposable
+{
+    /// <summary>Creates a context on <paramref name="device"/> (<see cref="Device.Default"/> when null).</summary>
+    /// <param name="device">The device to run on.</param>
+    /// <param name="cpuThreads">CPU worker threads; 0 uses every core.</param>
+    public MambaContext(Device? device = null, int cpuThreads = 0)
+    {
+        Device = device ?? Device.Default;
+        Handle = ContextHandle.Create(Device.Native, Device.Index, cpuThreads);
+    }
+
+    /// <summary>The device this context runs on.</summary>
+    public Device Device { get; }
+
+    /// <summary>The native handle, for calls through <see cref="NativeMethods"/>.</summary>
+    public ContextHandle Handle { get; }
+
+    internal mamba_context* Pointer => Handle.Pointer;
+
+    /// <summary>Blocks until all work queued on this context has finished.</summary>
+    public void Synchronize() => MambaException.Check(NativeMethods.mamba_context_synchronize(Pointer));
+
+    /// <summary>Releases the context once every tensor and event that uses it is released too.</summary>
+    public void Dispose() => Handle.Dispose();
+}
