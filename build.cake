@@ -1,0 +1,86 @@
+// The build: native library (CMake), bindings, managed projects, tests, benchmarks, packages.
+//   ./build.sh --target=Run      mamba on the default device (the README's main command)
+//   ./build.sh --target=Test     CTest + NUnit, with results under artifacts/test-results
+var target = Argument("target", "Test");
+var configuration = Argument("configuration", "Release");
+var cuda = Argument("cuda", EnvironmentVariable("MAMBA_CUDA") ?? "AUTO");
+var runArgs = Argument("args", "info");
+
+var root = MakeAbsolute(Directory("."));
+var nativeBuild = root.Combine("build/native");
+var results = root.Combine("artifacts/test-results");
+var solution = root.CombineWithFilePath("Mamba.slnx");
+var tests = root.CombineWithFilePath("tests/Mamba.Tests/Mamba.Tests.csproj");
+var cli = root.CombineWithFilePath("src/Mamba.Cli/Mamba.Cli.csproj");
+
+void Exec(string tool, string arguments, DirectoryPath workingDirectory = null)
+{
+    var code = StartProcess(tool, new ProcessSettings { Arguments = arguments, WorkingDirectory = workingDirectory ?? root });
+    if (code != 0)
+    {
+        throw new Exception($"{tool} {arguments} exited with {code}");
+    }
+}
+
+Task("Native")
+    .Description("Configure and build libmamba, its GoogleTest suite and native benchmark with CMake")
+    .Does(() =>
+{
+    Exec("cmake", $"-S native -B \"{nativeBuild}\" -G Ninja -DCMAKE_BUILD_TYPE={configuration} -DMAMBA_CUDA={cuda}");
+    Exec("cmake", $"--build \"{nativeBuild}\" -j {Environment.ProcessorCount}");
+});
+
+Task("Bindings")
+    .Description("Regenerate src/Mamba.Native/Generated from mamba.h")
+    .Does(() => Exec("/usr/bin/python3", "tools/bindgen/generate.py"));
+
+Task("CheckBindings")
+    .Description("Fail when the committed bindings differ from a fresh generation")
+    .Does(() => Exec("/usr/bin/python3", "tools/bindgen/generate.py --check"));
+
+Task("Build")
+    .Description("Build the managed projects (libmamba is copied next to each app)")
+    .IsDependentOn("Native")
+    .Does(() => DotNetBuild(solution.FullPath, new DotNetBuildSettings { Configuration = configuration }));
+
+Task("Test")
+    .Description("Run CTest and the NUnit suite; results go to artifacts/test-results")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    CleanDirectory(results);
+    var failures = new List<string>();
+    var ctest = StartProcess("ctest", new ProcessSettings
+    {
+        Arguments = $"--test-dir \"{nativeBuild}\" -j {Environment.ProcessorCount} --output-on-failure --output-junit \"{results}/ctest.xml\"",
+        WorkingDirectory = root,
+    });
+    if (ctest != 0) failures.Add("CTest");
+    var nunitDir = root.Combine($"tests/Mamba.Tests/bin/{configuration}/net10.0");
+    var nunit = StartProcess("dotnet", new ProcessSettings
+    {
+        Arguments = $"\"{nunitDir}/Mamba.Tests.dll\" --report-trx --report-trx-filename nunit.trx --results-directory \"{results}\"",
+        WorkingDirectory = root,
+    });
+    if (nunit != 0) failures.Add("NUnit");
+    Exec("python3", $"tools/ci/summarize.py \"{results}\"");
+    if (failures.Count > 0)
+    {
+        throw new Exception("failing suites: " + string.Join(", ", failures));
+    }
+});
+
+Task("Run")
+    .Description("Run the mamba CLI (--args=\"...\", default: info)")
+    .IsDependentOn("Build")
+    .Does(() => Exec("dotnet", $"\"{root}/src/Mamba.Cli/bin/{configuration}/net10.0/mamba.dll\" {runArgs}"));
+
+Task("Bench")
+    .Description("Run the native benchmark on every device present")
+    .IsDependentOn("Native")
+    .Does(() =>
+{
+    Exec($"{nativeBuild}/bin/mamba_bench", "--device cpu");
+});
+
+RunTarget(target);
