@@ -76,11 +76,13 @@ Task("Run")
     .Does(() => Exec("dotnet", $"\"{root}/src/Mamba.Cli/bin/{configuration}/net10.0/mamba.dll\" {runArgs}"));
 
 Task("Bench")
-    .Description("Run the native benchmark on every device present")
-    .IsDependentOn("Native")
+    .Description("Run the native benchmark, then the BenchmarkDotNet suite (--filter=PATTERN narrows it)")
+    .IsDependentOn("Build")
     .Does(() =>
 {
+    var filter = Argument("filter", "*");
     Exec($"{nativeBuild}/bin/mamba_bench", "--device cpu");
+    Exec("dotnet", $"\"{root}/bench/Mamba.Benchmarks/bin/{configuration}/net10.0/Mamba.Benchmarks.dll\" --filter \"{filter}\" --artifacts \"{root}/artifacts/benchmarks\"");
 });
 
 RunTarget(target);
