@@ -168,6 +168,7 @@ public static class ConfigLoader
     private static MambaConfig HuggingFaceMamba1(ConfigFields f)
     {
         ReadCommonHuggingFace(f);
+        f.Raw("rms_norm"); // written by older transformers, but its Mamba-1 always uses RMSNorm
         var hidden = HiddenSize(f);
         var ids = TokenIds(f);
         return new MambaConfig
