@@ -142,8 +142,12 @@ public sealed partial class HubClient : IDisposable
         catch (HttpRequestException e)
         {
             // Like huggingface_hub: when the hub cannot be reached, a cached copy still serves.
-            return FromCacheOrNull(repoId, file, revision, progress)
-                   ?? throw new HubException($"{repoId}@{revision}: cannot reach {Options.Endpoint} to download '{file}' ({e.Message}), and it is not cached", null, e);
+            var cached = FromCacheOrNull(repoId, file, revision, progress);
+            if (cached is not null || Cache.IsKnownAbsent(repoId, revision, file))
+            {
+                return cached;
+            }
+            throw new HubException($"{repoId}@{revision}: cannot reach {Options.Endpoint} to download '{file}' ({e.Message}), and it is not cached", null, e);
         }
         if (metadata is null)
         {
