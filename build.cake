@@ -56,6 +56,13 @@ Task("Test")
         WorkingDirectory = root,
     });
     if (ctest != 0) failures.Add("CTest");
+    var pytest = StartProcess("/usr/bin/python3", new ProcessSettings
+    {
+        Arguments = $"-m pytest examples/python -q -p no:cacheprovider --junitxml \"{results}/python.xml\"",
+        WorkingDirectory = root,
+        EnvironmentVariables = new Dictionary<string, string> { ["MAMBA_NATIVE_LIBRARY"] = $"{nativeBuild}/lib/libmamba.so" },
+    });
+    if (pytest != 0) failures.Add("pytest");
     var nunitDir = root.Combine($"tests/Mamba.Tests/bin/{configuration}/net10.0");
     var nunit = StartProcess("dotnet", new ProcessSettings
     {
