@@ -77,6 +77,24 @@ Task("Test")
     }
 });
 
+Task("Pack")
+    .Description("NuGet packages (Mamba.Native with libmamba under runtimes/linux-x64/native, Mamba.Managed, the mamba tool) into artifacts/packages")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var packages = root.Combine("artifacts/packages");
+    CleanDirectory(packages);
+    foreach (var project in new[] { "src/Mamba.Native/Mamba.Native.csproj", "src/Mamba.Managed/Mamba.Managed.csproj", "src/Mamba.Cli/Mamba.Cli.csproj" })
+    {
+        DotNetPack(root.CombineWithFilePath(project).FullPath, new DotNetPackSettings
+        {
+            Configuration = configuration,
+            NoBuild = true,
+            OutputDirectory = packages,
+        });
+    }
+});
+
 Task("Run")
     .Description("Run the mamba CLI (--args=\"...\", default: info)")
     .IsDependentOn("Build")
