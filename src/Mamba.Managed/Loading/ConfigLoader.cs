@@ -47,7 +47,7 @@ public static class ConfigLoader
     {
         "_name_or_path", "architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "initializer_range",
         "rescale_prenorm_residual", "use_cache", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
-        "time_step_init_scheme", "fused_add_norm", "use_mambapy", "n_layer", "d_model", "pad_vocab_size_multiple",
+        "time_step_init_scheme", "fused_add_norm", "use_mambapy", "use_associative_scan", "n_layer", "d_model", "pad_vocab_size_multiple",
         "output_hidden_states", "output_attentions", "return_dict", "use_return_dict", "is_encoder_decoder",
         "auto_map", "quantization_config", "id2label", "label2id", "problem_type", "task_specific_params",
         "max_position_embeddings", "tokenizer_class", "attn_cfg", "sep_token_id", "unk_token_id",
