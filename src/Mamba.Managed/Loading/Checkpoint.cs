@@ -9,30 +9,25 @@ public static class Checkpoint
     /// <summary>Sharded weights index name.</summary>
     public const string IndexFileName = "model.safetensors.index.json";
 
+    /// <summary>PyTorch single-file weights name.</summary>
+    public const string TorchFileName = "pytorch_model.bin";
+
+    /// <summary>PyTorch sharded weights index name.</summary>
+    public const string TorchIndexFileName = "pytorch_model.bin.index.json";
+
     /// <summary>
-    /// Opens <paramref name="path"/>: a <c>.safetensors</c> file, a <c>.safetensors.index.json</c> index, or a
-    /// directory holding <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or exactly one other
-    /// <c>*.safetensors</c> file.
+    /// Opens <paramref name="path"/>: a <c>.safetensors</c> file, a PyTorch <c>torch.save</c> archive
+    /// (<c>.bin</c>, <c>.pt</c>, <c>.pth</c>, <c>.ckpt</c>; read by <see cref="TorchCheckpoint"/>, which never runs
+    /// pickled code), an index (<c>*.index.json</c>), or a directory (see <see cref="FindWeights"/>).
     /// </summary>
     /// <exception cref="FileNotFoundException">No weights found.</exception>
-    /// <exception cref="UnsupportedModelException">Only PyTorch pickle weights (<c>.bin</c>/<c>.pt</c>) are present.</exception>
-    /// <exception cref="CheckpointFormatException">The weights are malformed.</exception>
+    /// <exception cref="CheckpointFormatException">The weights are malformed, or a pickle holds more than tensors.</exception>
     public static ICheckpoint Open(string path)
     {
         var full = Path.GetFullPath(path);
         if (File.Exists(full))
         {
-            if (full.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase))
-            {
-                return full.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
-                    ? ShardedCheckpoint.Open(full)
-                    : throw PickleRefusal(full);
-            }
-            if (IsPickle(full))
-            {
-                throw PickleRefusal(full);
-            }
-            return SafetensorsFile.Open(full);
+            return full.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase) ? ShardedCheckpoint.Open(full) : OpenFile(full);
         }
         if (Directory.Exists(full))
         {
@@ -41,20 +36,22 @@ public static class Checkpoint
         throw new FileNotFoundException($"checkpoint not found: {full}", full);
     }
 
-    /// <summary>The weights file (or index) of a model directory, as <see cref="Open"/> would choose it.</summary>
-    /// <exception cref="FileNotFoundException">No safetensors weights in the directory.</exception>
-    /// <exception cref="UnsupportedModelException">Only PyTorch pickle weights are present.</exception>
+    /// <summary>Opens one weights file by its extension: PyTorch pickles through <see cref="TorchCheckpoint"/>, the rest as safetensors.</summary>
+    public static ICheckpoint OpenFile(string path) => IsPickle(path) ? TorchCheckpoint.Open(path) : SafetensorsFile.Open(path);
+
+    /// <summary>
+    /// The weights of a model directory: <c>model.safetensors</c>, else <c>model.safetensors.index.json</c>, else
+    /// its only <c>*.safetensors</c> file, else <c>pytorch_model.bin</c>, else <c>pytorch_model.bin.index.json</c>.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No weights in the directory.</exception>
     public static string FindWeights(string directory)
     {
-        var single = Path.Combine(directory, SingleFileName);
-        if (File.Exists(single))
+        foreach (var name in new[] { SingleFileName, IndexFileName })
         {
-            return single;
-        }
-        var index = Path.Combine(directory, IndexFileName);
-        if (File.Exists(index))
-        {
-            return index;
+            if (File.Exists(Path.Combine(directory, name)))
+            {
+                return Path.Combine(directory, name);
+            }
         }
         var others = Directory.GetFiles(directory, "*.safetensors");
         if (others.Length == 1)
@@ -66,31 +63,26 @@ public static class Checkpoint
             throw new FileNotFoundException(
                 $"{directory}: {others.Length} .safetensors files and no {IndexFileName} to say how they form one checkpoint");
         }
-        var pickle = Directory.GetFiles(directory).FirstOrDefault(IsPickle);
-        if (pickle is not null)
+        foreach (var name in new[] { TorchFileName, TorchIndexFileName })
         {
-            throw PickleRefusal(pickle);
+            if (File.Exists(Path.Combine(directory, name)))
+            {
+                return Path.Combine(directory, name);
+            }
         }
-        throw new FileNotFoundException($"{directory}: no {SingleFileName}, {IndexFileName} or other .safetensors weights", directory);
+        throw new FileNotFoundException($"{directory}: no {SingleFileName}, {IndexFileName}, other .safetensors or {TorchFileName} weights", directory);
     }
 
     private static bool IsPickle(string path)
     {
         var name = Path.GetFileName(path);
         return name.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".pt", StringComparison.OrdinalIgnoreCase)
-            || name.EndsWith(".pth", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase)
-            || name.Equals("pytorch_model.bin.index.json", StringComparison.OrdinalIgnoreCase);
+            || name.EndsWith(".pth", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>
-    /// PyTorch checkpoints are Python pickles, which can run arbitrary code when loaded; they are refused
-    /// rather than unpickled, with the one-line conversion to safetensors.
-    /// </summary>
-    internal static UnsupportedModelException PickleRefusal(string path) => new(path, null,
-        "PyTorch pickle checkpoints are not loaded (unpickling can run arbitrary code). Convert the weights to safetensors once, "
-        + "in the model directory: python -c \"import torch; from safetensors.torch import save_file; "
+    /// <summary>How to convert PyTorch weights to safetensors (for the formats <see cref="TorchCheckpoint"/> refuses).</summary>
+    public const string ConversionHint =
+        "convert the weights to safetensors once, in the model directory: python -c \"import torch; from safetensors.torch import save_file; "
         + "sd = torch.load('pytorch_model.bin', map_location='cpu', weights_only=True); "
-        + "save_file({k: v.contiguous().clone() for k, v in sd.items()}, 'model.safetensors', metadata={'format': 'pt'})\" "
-        + "(for a sharded pytorch_model-*.bin checkpoint, load it with transformers and call "
-        + "model.save_pretrained(dir, safe_serialization=True)).");
+        + "save_file({k: v.contiguous().clone() for k, v in sd.items()}, 'model.safetensors', metadata={'format': 'pt'})\"";
 }

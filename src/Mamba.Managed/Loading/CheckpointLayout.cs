@@ -239,6 +239,7 @@ public sealed class CheckpointLayout
     {
         SafetensorsFile f => f.FilePath,
         ShardedCheckpoint s => s.IndexPath,
+        TorchCheckpoint t => t.FilePath,
         _ => checkpoint.Tensors.Values.FirstOrDefault()?.SourceFile ?? "checkpoint",
     };
 }

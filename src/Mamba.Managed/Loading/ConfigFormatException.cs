@@ -23,7 +23,7 @@ public class ConfigFormatException : FormatException
 
 /// <summary>
 /// A well-formed config or checkpoint asks for something this library does not implement (an attention
-/// layer, LayerNorm instead of RMSNorm, an MLP block, a PyTorch pickle). The message says what and, where
+/// layer, LayerNorm instead of RMSNorm, an MLP block). The message says what and, where
 /// possible, what to do instead.
 /// </summary>
 public class UnsupportedModelException : NotSupportedException

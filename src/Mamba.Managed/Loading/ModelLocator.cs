@@ -75,7 +75,6 @@ public static class ModelLocator
 
     /// <summary>The files of a local model directory.</summary>
     /// <exception cref="FileNotFoundException">No config.json or no safetensors weights.</exception>
-    /// <exception cref="UnsupportedModelException">Only PyTorch pickle weights.</exception>
     public static ModelFiles FromDirectory(string directory)
     {
         directory = Path.GetFullPath(directory);
@@ -91,7 +90,7 @@ public static class ModelLocator
         {
             return FromDirectory(directory); // a config.json: its directory is the model
         }
-        return WithWeights(directory, file); // a weights file or index; Checkpoint.Open refuses pickles
+        return WithWeights(directory, file); // a weights file or index
     }
 
     private static ModelFiles WithWeights(string directory, string weights)

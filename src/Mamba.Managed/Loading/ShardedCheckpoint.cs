@@ -3,16 +3,16 @@ using System.Text.Json;
 namespace Mamba.Loading;
 
 /// <summary>
-/// A checkpoint split over several safetensors files, described by an index
-/// (<c>model.safetensors.index.json</c>: <c>{"metadata": {...}, "weight_map": {"tensor": "shard file"}}</c>).
+/// A checkpoint split over several files, described by an index (<c>model.safetensors.index.json</c>, or
+/// <c>pytorch_model.bin.index.json</c> for PyTorch shards: <c>{"metadata": {...}, "weight_map": {"tensor": "shard file"}}</c>).
 /// Opening maps every shard and checks that the index and the shards agree exactly.
 /// </summary>
 public sealed class ShardedCheckpoint : ICheckpoint
 {
-    private readonly List<SafetensorsFile> _shards;
+    private readonly List<ICheckpoint> _shards;
     private readonly Dictionary<string, ICheckpointTensor> _tensors;
 
-    private ShardedCheckpoint(string indexPath, List<SafetensorsFile> shards, Dictionary<string, ICheckpointTensor> tensors)
+    private ShardedCheckpoint(string indexPath, List<ICheckpoint> shards, Dictionary<string, ICheckpointTensor> tensors)
     {
         IndexPath = indexPath;
         _shards = shards;
@@ -23,7 +23,7 @@ public sealed class ShardedCheckpoint : ICheckpoint
     public string IndexPath { get; }
 
     /// <summary>The open shards.</summary>
-    public IReadOnlyList<SafetensorsFile> Shards => _shards;
+    public IReadOnlyList<ICheckpoint> Shards => _shards;
 
     /// <inheritdoc />
     public IReadOnlyDictionary<string, ICheckpointTensor> Tensors => _tensors;
@@ -41,10 +41,10 @@ public sealed class ShardedCheckpoint : ICheckpoint
         indexPath = Path.GetFullPath(indexPath);
         var weightMap = ReadWeightMap(indexPath);
         var directory = Path.GetDirectoryName(indexPath)!;
-        var shards = new List<SafetensorsFile>();
+        var shards = new List<ICheckpoint>();
         try
         {
-            var byName = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+            var byName = new Dictionary<string, ICheckpoint>(StringComparer.Ordinal);
             foreach (var shardName in weightMap.Values.Distinct(StringComparer.Ordinal))
             {
                 var shardPath = Path.Combine(directory, shardName);
@@ -52,7 +52,7 @@ public sealed class ShardedCheckpoint : ICheckpoint
                 {
                     throw new FileNotFoundException($"{indexPath}: shard '{shardName}' not found at {shardPath}", shardPath);
                 }
-                var shard = SafetensorsFile.Open(shardPath);
+                var shard = Checkpoint.OpenFile(shardPath);
                 shards.Add(shard);
                 byName.Add(shardName, shard);
             }

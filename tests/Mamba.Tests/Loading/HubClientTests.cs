@@ -177,16 +177,19 @@ public class HubClientTests
     }
 
     [Test]
-    public void PickleOnlyRepositoryIsRefusedWithoutDownloadingIt()
+    public async Task PyTorchOnlyRepositoryDownloadsTheArchive()
     {
         using var hub = new FakeHub();
         hub.Add(Repo, "config.json", Encoding.UTF8.GetBytes(LoadingFixtures.HfMamba1Config));
-        hub.Add(Repo, "pytorch_model.bin", Weights(4), lfs: true);
+        var archive = File.ReadAllBytes(Path.Combine(TorchCheckpointTests.DataDir, "state_dict.bin"));
+        hub.Add(Repo, "pytorch_model.bin", archive, lfs: true);
         using var cache = new TempDir();
         using var client = Client(hub, cache);
-        var e = Assert.ThrowsAsync<UnsupportedModelException>(() => client.DownloadModelAsync(Repo))!;
-        Assert.That(e.Message, Does.Contain("pytorch_model.bin").And.Contain("safetensors"));
-        Assert.That(hub.Log, Has.None.StartsWith("GET /cdn/"));
+        var snapshot = await client.DownloadModelAsync(Repo);
+        Assert.That(Path.GetFileName(snapshot.WeightsPath), Is.EqualTo("pytorch_model.bin"));
+        Assert.That(File.ReadAllBytes(snapshot.WeightsPath), Is.EqualTo(archive));
+        using var checkpoint = Checkpoint.Open(snapshot.WeightsPath);
+        Assert.That(checkpoint.Tensors.Keys, Does.Contain("backbone.embedding.weight"));
     }
 
     [Test]

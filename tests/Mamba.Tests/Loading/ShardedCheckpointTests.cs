@@ -135,16 +135,36 @@ public class ShardedCheckpointTests
         Assert.That(e.FilePath, Is.EqualTo(dir.File("model-00002-of-00002.safetensors")));
     }
 
-    [TestCase("pytorch_model.bin")]
-    [TestCase("model.pt")]
-    public void PickleCheckpointsAreRefusedWithAConversionRecipe(string name)
+    [Test]
+    public void DirectoryFallsBackToPyTorchWeights()
     {
         using var dir = new TempDir();
-        var path = dir.Write(name, new byte[] { 0x80, 0x02 });
-        foreach (var target in new[] { dir.Path, path })
+        File.Copy(Path.Combine(TorchCheckpointTests.DataDir, "state_dict.bin"), dir.File("pytorch_model.bin"));
+        using (var checkpoint = Checkpoint.Open(dir.Path))
         {
-            var e = Assert.Throws<UnsupportedModelException>(() => Checkpoint.Open(target))!;
-            Assert.That(e.Message, Does.Contain(name).And.Contain("safetensors").And.Contain("save_file").And.Contain("weights_only=True"));
+            Assert.That(checkpoint, Is.InstanceOf<TorchCheckpoint>());
         }
+        new SafetensorsWriter().Add("z", [1f], [1]).Save(dir.File("model.safetensors"));
+        using var preferred = Checkpoint.Open(dir.Path);
+        Assert.That(preferred, Is.InstanceOf<SafetensorsFile>(), "safetensors win over a pickle");
+    }
+
+    [Test]
+    public void ShardedPyTorchIndex()
+    {
+        using var dir = new TempDir();
+        File.Copy(Path.Combine(TorchCheckpointTests.DataDir, "state_dict.bin"), dir.File("pytorch_model-00001-of-00002.bin"));
+        var c = LoadingFixtures.RandomValues(new Random(2), 5);
+        new SafetensorsWriter().Add("c", c, [5]).Save(dir.File("extra.safetensors"));
+        using (var reference = TorchCheckpoint.Open(dir.File("pytorch_model-00001-of-00002.bin")))
+        {
+            var map = reference.Tensors.Keys.ToDictionary(k => k, _ => "pytorch_model-00001-of-00002.bin");
+            map["c"] = "extra.safetensors";
+            dir.Write("pytorch_model.bin.index.json", JsonSerializer.Serialize(new { weight_map = map }));
+        }
+        using var checkpoint = Checkpoint.Open(dir.File("pytorch_model.bin.index.json"));
+        Assert.That(checkpoint, Is.InstanceOf<ShardedCheckpoint>());
+        Assert.That(checkpoint.Tensors["c"].ToFloatArray(), Is.EqualTo(c));
+        Assert.That(checkpoint.Tensors["half"].Shape, Is.EqualTo(new long[] { 3 }));
     }
 }

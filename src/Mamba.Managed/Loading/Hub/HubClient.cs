@@ -9,7 +9,7 @@ namespace Mamba.Loading.Hub;
 /// <param name="Commit">Commit the files come from.</param>
 /// <param name="Directory">The snapshot folder.</param>
 /// <param name="ConfigPath">config.json.</param>
-/// <param name="WeightsPath">model.safetensors, or model.safetensors.index.json (its shards next to it).</param>
+/// <param name="WeightsPath">model.safetensors or pytorch_model.bin, or an index (its shards next to it).</param>
 /// <param name="TokenizerPath">tokenizer.json, when the repository has one.</param>
 /// <param name="TokenizerConfigPath">tokenizer_config.json, when present.</param>
 /// <param name="SpecialTokensMapPath">special_tokens_map.json, when present.</param>
@@ -59,14 +59,14 @@ public sealed partial class HubClient : IDisposable
     private static partial Regex ETagPattern();
 
     /// <summary>
-    /// Downloads what inference needs: config.json, the weights (model.safetensors, or the index and every shard),
+    /// Downloads what inference needs: config.json, the weights (model.safetensors, or its index and every shard;
+    /// failing those pytorch_model.bin, or its index and shards),
     /// and tokenizer.json, tokenizer_config.json and special_tokens_map.json when the repository has them.
     /// The revision is resolved to one commit first, so all files come from the same commit.
     /// </summary>
     /// <exception cref="HubNotFoundException">No such repository, revision, config or safetensors weights.</exception>
     /// <exception cref="HubUnauthorizedException">Private or gated repository without (valid) token.</exception>
     /// <exception cref="HubOfflineException">Offline and not cached.</exception>
-    /// <exception cref="UnsupportedModelException">The repository has only PyTorch pickle weights.</exception>
     public async Task<HubSnapshot> DownloadModelAsync(string repoId, string revision = "main",
         IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -76,31 +76,32 @@ public sealed partial class HubClient : IDisposable
         async Task<string?> Optional(string file) =>
             await TryDownloadFileAsync(repoId, file, commit, progress, cancellationToken).ConfigureAwait(false);
 
-        var weights = await Optional(Checkpoint.SingleFileName).ConfigureAwait(false);
+        // Safetensors first; PyTorch archives only when there is nothing else (read without unpickling code).
+        string? weights = null;
+        foreach (var (single, index) in new[] { (Checkpoint.SingleFileName, Checkpoint.IndexFileName), (Checkpoint.TorchFileName, Checkpoint.TorchIndexFileName) })
+        {
+            weights = await Optional(single).ConfigureAwait(false);
+            if (weights is not null)
+            {
+                break;
+            }
+            weights = await Optional(index).ConfigureAwait(false);
+            if (weights is not null)
+            {
+                foreach (var shard in ShardedCheckpoint.ReadShardNames(weights))
+                {
+                    await DownloadFileAsync(repoId, shard, commit, progress, cancellationToken).ConfigureAwait(false);
+                }
+                break;
+            }
+        }
         if (weights is null)
         {
-            weights = await Optional(Checkpoint.IndexFileName).ConfigureAwait(false);
-            if (weights is null)
-            {
-                if (Options.Offline)
-                {
-                    throw new HubOfflineException(
-                        $"{repoId}@{revision}: no {Checkpoint.SingleFileName} or {Checkpoint.IndexFileName} in the cache ({Cache.SnapshotFolder(repoId, commit)}) and offline mode is on (HF_HUB_OFFLINE)");
-                }
-                foreach (var pickle in new[] { "pytorch_model.bin", "pytorch_model.bin.index.json" })
-                {
-                    // Only asked about, never downloaded: it would be refused anyway.
-                    if (await HeadAsync(repoId, pickle, commit, cancellationToken).ConfigureAwait(false) is not null)
-                    {
-                        throw Checkpoint.PickleRefusal($"{repoId}@{commit}/{pickle}");
-                    }
-                }
-                throw new HubNotFoundException($"{repoId}@{revision}: no {Checkpoint.SingleFileName} or {Checkpoint.IndexFileName} in the repository");
-            }
-            foreach (var shard in ShardedCheckpoint.ReadShardNames(weights))
-            {
-                await DownloadFileAsync(repoId, shard, commit, progress, cancellationToken).ConfigureAwait(false);
-            }
+            throw Options.Offline
+                ? new HubOfflineException(
+                    $"{repoId}@{revision}: no weights in the cache ({Cache.SnapshotFolder(repoId, commit)}) and offline mode is on (HF_HUB_OFFLINE)")
+                : new HubNotFoundException(
+                    $"{repoId}@{revision}: no {Checkpoint.SingleFileName}, {Checkpoint.IndexFileName}, {Checkpoint.TorchFileName} or {Checkpoint.TorchIndexFileName} in the repository");
         }
         var tokenizer = await Optional("tokenizer.json").ConfigureAwait(false);
         var tokenizerConfig = await Optional("tokenizer_config.json").ConfigureAwait(false);
@@ -174,7 +175,8 @@ public sealed partial class HubClient : IDisposable
     // Offline, a file missing from a snapshot that already holds config.json is taken as absent only for the
     // optional tokenizer extras; weights and config must be there.
     private bool IsOptionalInSnapshot(string repoId, string commit, string file) =>
-        file is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "model.safetensors" or "model.safetensors.index.json"
+        file is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or Checkpoint.SingleFileName or Checkpoint.IndexFileName
+            or Checkpoint.TorchFileName or Checkpoint.TorchIndexFileName
         && File.Exists(Cache.SnapshotPath(repoId, commit, "config.json"));
 
     private string? FromCacheOrNull(string repoId, string file, string revision, IProgress<HubDownloadProgress>? progress)
@@ -182,7 +184,9 @@ public sealed partial class HubClient : IDisposable
         var cached = Cache.TryGetFile(repoId, revision, file);
         if (cached is not null)
         {
-            progress?.Report(new HubDownloadProgress(repoId, file, new FileInfo(cached).Length, new FileInfo(cached).Length, true));
+            using var handle = File.OpenHandle(cached); // snapshot entries are links; measure the target
+            var length = RandomAccess.GetLength(handle);
+            progress?.Report(new HubDownloadProgress(repoId, file, length, length, true));
         }
         return cached;
     }
