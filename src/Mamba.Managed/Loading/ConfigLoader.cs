@@ -213,7 +213,7 @@ public static class ConfigLoader
             ConvKernel = f.Int("conv_kernel", 4, min: 1),
             NumHeads = f.Int("num_heads", min: 1),
             HeadDim = f.Int("head_dim", min: 1),
-            NumGroups = f.Int("n_groups", 1, min: 1),
+            NumGroups = f.Int("n_groups", 8, min: 1), // transformers' default
             ChunkSize = f.Int("chunk_size", 256, min: 1),
             TimeStepLimit = TimeStepLimit(f, "time_step_limit"),
             NormBeforeGate = f.Bool("norm_before_gate", false),
