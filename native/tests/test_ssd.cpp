@@ -273,6 +273,19 @@ TEST_P(SsdTest, MatchesRecurrenceWithDefaultChunkAndLargeState) {
     check(s, o);
 }
 
+TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
+    // Enough chunks that the scan works through them in several windows, with sequences ending early.
+    Options o;
+    o.chunk_size = 16;
+    const Shape s{2, 300, 4, 8, 2, 16};
+    SCOPED_TRACE(describe(s, o));
+    check(s, o);
+    o.cu_seqlens = {0, 10, 290, 300};
+    const Shape packed{1, 300, 4, 8, 2, 16};
+    SCOPED_TRACE("packed");
+    check(packed, o);
+}
+
 TEST_P(SsdTest, MatchesRecurrenceForBatchesAndGroups) {
     Options o;
     o.chunk_size = 16;
