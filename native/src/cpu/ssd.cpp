@@ -96,6 +96,14 @@ public:
     }
 
 private:
+    static constexpr int64_t kAhead = 8;  // rows prefetched ahead
+
+    // Rows of an x-like (batch, len, heads, headdim) view for one batch entry and head from step t0.
+    Rows rows(const Tensor & v, int64_t b, int64_t t0, int64_t h) const {
+        const int64_t es = int64_t(dtype_size(v.dtype));
+        return Rows{element(v, {b, t0, h, 0}), v.stride[1] * es, P_ * std::abs(v.stride[3]) * es};
+    }
+
     void load_D(int64_t h, float * d) const {
         if (!p_.D) {
             std::fill(d, d + P_, 0.0f);
@@ -120,8 +128,10 @@ private:
             w.weight[t] = w.dt[t] * tail;
             tail *= w.dA[t];
         }
+        const Rows x = rows(p_.x, b, t0, h);
         for (int64_t t = 0; t < T; ++t) {
-            load_floats(p_.x.dtype, element(p_.x, {b, t0 + t, h, 0}), P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
+            if (t + kAhead < T) x.fetch(t + kAhead);
+            load_floats(p_.x.dtype, x[t], P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
         }
     }
 
@@ -184,16 +194,20 @@ private:
     }
 
     void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, ChunkBuffers & w) const {
+        const Rows y_rows = rows(p_.y, b, t0, h);
+        const Rows z_rows = p_.z ? rows(*p_.z, b, t0, h) : Rows{};
         for (int64_t t = 0; t < T; ++t) {
             float * y = &w.y[size_t(t * P_)];
             const float * x = &w.x[size_t(t * P_)];
             for (int64_t i = 0; i < P_; ++i) y[i] += w.d[i] * x[i];
             if (p_.z) {
                 float * z = w.row.data();
-                load_floats(p_.z->dtype, element(*p_.z, {b, t0 + t, h, 0}), P_, p_.z->stride[3], z);
-                for (int64_t i = 0; i < P_; ++i) y[i] *= silu(z[i]);
+                if (t + kAhead < T) z_rows.fetch(t + kAhead);
+                load_floats(p_.z->dtype, z_rows[t], P_, p_.z->stride[3], z);
+                multiply_by_silu(y, z, P_);
             }
-            store_floats(p_.y.dtype, element(p_.y, {b, t0 + t, h, 0}), P_, p_.y.stride[3], y);
+            if (t + kAhead < T) y_rows.fetch(t + kAhead, true);
+            store_floats(p_.y.dtype, y_rows[t], P_, p_.y.stride[3], y);
         }
     }
 
