@@ -29,11 +29,11 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> group, x, c_scaled, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
         auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
-        size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(c_scaled, Q * N), size(x_weighted, Q * P);
+        size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
         size(cb, Q * Q), size(y, Q * P);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
     }
@@ -170,14 +170,15 @@ private:
 
     // y += diag(decay from chunk start) C S^T: what the state entering the chunk contributes.
     void from_state(int64_t T, const float * c, const float * state, ChunkBuffers & w) const {
+        // C S^T first, then scaled per row: P columns to scale instead of N.
+        float * past = w.past.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(P_));
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.decay_in[t];
-            const float * src = c + t * N_;
-            float * dst = &w.c_scaled[size_t(t * N_)];
-            for (int64_t n = 0; n < N_; ++n) dst[n] = f * src[n];
+            float * y = &w.y[size_t(t * P_)];
+            const float * from = past + t * P_;
+            for (int64_t i = 0; i < P_; ++i) y[i] += f * from[i];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, w.c_scaled.data(), int(N_), state,
-                    int(N_), 1.0f, w.y.data(), int(P_));
     }
 
     // S = decay(whole chunk) S + (w o X)^T B.
