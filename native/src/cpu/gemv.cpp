@@ -185,7 +185,7 @@ void gemv_typed(int num_threads, const LinearParams & p, const Inputs & in, cons
     const bool parallel = num_threads > 1 && out_features * p.in_features * p.rows >= 65536;
 #pragma omp parallel for num_threads(num_threads) schedule(static) if (parallel)
     for (int64_t b = 0; b < blocks; ++b) {
-        float dots[kGemvMaxRows];
+        float dots[kGemvMaxRows > 0 ? kGemvMaxRows : 1];
         const int64_t end = std::min(out_features, (b + 1) * kBlock);
         for (int64_t o = b * kBlock; o < end; ++o) {
             dot_block<T>(w + o * w_stride, in, dots);
