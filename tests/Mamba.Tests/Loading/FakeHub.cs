@@ -39,6 +39,9 @@ internal sealed class FakeHub : IDisposable
     /// <summary>When set, resolve requests need "Authorization: Bearer {token}".</summary>
     public string? RequiredToken { get; set; }
 
+    /// <summary>When set, large files are redirected to this other server (another origin) instead of this one's /cdn/.</summary>
+    public FakeHub? Cdn { get; set; }
+
     /// <summary>When set, the next CDN GET sends this many bytes and then drops the connection.</summary>
     public int? AbortNextCdnAfter { get; set; }
 
@@ -55,6 +58,7 @@ internal sealed class FakeHub : IDisposable
         if (lfs)
         {
             _cdn[Sha256(content)] = content;
+            Cdn?._cdn.TryAdd(Sha256(content), content);
         }
     }
 
@@ -142,7 +146,7 @@ internal sealed class FakeHub : IDisposable
             response.Headers["X-Linked-Etag"] = $"\"{sha}\"";
             response.Headers["X-Linked-Size"] = entry.Content.Length.ToString();
             response.Headers["ETag"] = $"\"{GitBlobId(entry.Content)}\"";
-            response.Headers["Location"] = $"{Endpoint}/cdn/{sha}";
+            response.Headers["Location"] = $"{(Cdn ?? this).Endpoint}/cdn/{sha}";
             Finish(response, 302, null);
             return;
         }

@@ -244,6 +244,23 @@ public class HubClientTests
     }
 
     [Test]
+    public async Task TheTokenIsNotSentToAnotherHost()
+    {
+        using var cdn = new FakeHub();
+        using var hub = new FakeHub { Cdn = cdn, RequiredToken = "hf_secret" };
+        var model = Weights(6);
+        hub.Add(Repo, "config.json", Encoding.UTF8.GetBytes(LoadingFixtures.HfMamba1Config));
+        hub.Add(Repo, "model.safetensors", model, lfs: true);
+        using var cache = new TempDir();
+        using var client = Client(hub, cache, token: "hf_secret");
+        var snapshot = await client.DownloadModelAsync(Repo);
+        Assert.That(File.ReadAllBytes(snapshot.WeightsPath), Is.EqualTo(model));
+        Assert.That(cdn.Log, Has.Some.StartsWith("GET /cdn/"), "the large file came from the other server");
+        Assert.That(cdn.Log, Has.None.Contains("Bearer"));
+        Assert.That(hub.Log, Has.None.StartsWith("GET /cdn/"));
+    }
+
+    [Test]
     public void OptionsComeFromTheEnvironment()
     {
         using var home = new TempDir();

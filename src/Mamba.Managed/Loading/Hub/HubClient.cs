@@ -25,6 +25,7 @@ public sealed record HubSnapshot(string RepoId, string Commit, string Directory,
 public sealed partial class HubClient : IDisposable
 {
     private const int MaxRedirects = 10;
+    private const long ProgressStep = 1 << 20;
     private readonly HttpClient _http;
 
     /// <summary>Creates a client with options from the environment (see <see cref="HubOptions.FromEnvironment"/>).</summary>
@@ -387,11 +388,17 @@ public sealed partial class HubClient : IDisposable
                 try
                 {
                     int read;
+                    var reported = done;
                     while ((read = await input.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
                     {
                         await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
                         done += read;
-                        progress?.Report(new HubDownloadProgress(repoId, file, done, total, false));
+                        // Network reads are small; report about once per MiB so a progress bar is not flooded.
+                        if (done - reported >= ProgressStep || done == total)
+                        {
+                            reported = done;
+                            progress?.Report(new HubDownloadProgress(repoId, file, done, total, false));
+                        }
                     }
                 }
                 catch (Exception e) when (e is IOException or HttpRequestException)
