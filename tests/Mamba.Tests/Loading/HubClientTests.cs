@@ -261,6 +261,29 @@ public class HubClientTests
     }
 
     [Test]
+    public async Task ConcurrentDownloadsOfOneBlobTransferItOnce()
+    {
+        using var hub = new FakeHub();
+        var model = Weights(9, floats: 1 << 18);
+        hub.Add(Repo, "config.json", Encoding.UTF8.GetBytes(LoadingFixtures.HfMamba1Config));
+        hub.Add(Repo, "model.safetensors", model, lfs: true);
+        using var cache = new TempDir();
+        var clients = Enumerable.Range(0, 4).Select(_ => Client(hub, cache)).ToList();
+        try
+        {
+            var snapshots = await Task.WhenAll(clients.Select(c => c.DownloadModelAsync(Repo)));
+            Assert.That(snapshots.Select(s => s.WeightsPath).Distinct().Count(), Is.EqualTo(1));
+            Assert.That(File.ReadAllBytes(snapshots[0].WeightsPath), Is.EqualTo(model));
+            Assert.That(hub.Log.Count(l => l.StartsWith("GET /cdn/", StringComparison.Ordinal)), Is.EqualTo(1));
+            Assert.That(File.Exists(Path.Combine(cache.Path, ".locks", "models--tiny-org--tiny-mamba", FakeHub.Sha256(model) + ".lock")), Is.True);
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Test]
     public void OptionsComeFromTheEnvironment()
     {
         using var home = new TempDir();

@@ -40,6 +40,9 @@ public sealed partial class HubCache(string root)
     /// <summary>Path of a blob.</summary>
     public string BlobPath(string repoId, string etag) => Path.Combine(RepoFolder(repoId), "blobs", etag);
 
+    /// <summary>Lock file guarding the download of a blob (the path huggingface_hub uses).</summary>
+    public string LockPath(string repoId, string etag) => Path.Combine(Root, ".locks", Path.GetFileName(RepoFolder(repoId)), etag + ".lock");
+
     /// <summary>Folder of a snapshot.</summary>
     public string SnapshotFolder(string repoId, string commit) => Path.Combine(RepoFolder(repoId), "snapshots", commit);
 
@@ -95,18 +98,18 @@ public sealed partial class HubCache(string root)
     {
         var pointer = SnapshotPath(repoId, commit, file);
         Directory.CreateDirectory(Path.GetDirectoryName(pointer)!);
-        if (File.Exists(pointer) || new FileInfo(pointer).LinkTarget is not null)
-        {
-            File.Delete(pointer);
-        }
+        // Built under a temporary name and renamed over the pointer: a rename replaces an old link itself,
+        // where writing to the pointer's path would write through it into a blob.
+        var temporary = pointer + "." + Guid.NewGuid().ToString("N") + ".tmp";
         try
         {
-            File.CreateSymbolicLink(pointer, Path.GetRelativePath(Path.GetDirectoryName(pointer)!, blobPath));
+            File.CreateSymbolicLink(temporary, Path.GetRelativePath(Path.GetDirectoryName(pointer)!, blobPath));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
-            File.Copy(blobPath, pointer, overwrite: true);
+            File.Copy(blobPath, temporary, overwrite: true);
         }
+        File.Move(temporary, pointer, overwrite: true);
         return pointer;
     }
 

@@ -164,11 +164,16 @@ public sealed partial class HubClient : IDisposable
             progress?.Report(new HubDownloadProgress(repoId, file, new FileInfo(blob).Length, metadata.Size, true));
             return pointer;
         }
-        if (!File.Exists(blob))
+        // The same lock file huggingface_hub takes (flock on .locks/<repo folder>/<etag>.lock), so two processes,
+        // Python or .NET, never write one blob or link at once; whoever waited finds the work done.
+        await using (await LockAsync(Cache.LockPath(repoId, metadata.ETag), cancellationToken).ConfigureAwait(false))
         {
-            await DownloadBlobAsync(repoId, file, metadata, blob, progress, cancellationToken).ConfigureAwait(false);
+            if (!File.Exists(blob))
+            {
+                await DownloadBlobAsync(repoId, file, metadata, blob, progress, cancellationToken).ConfigureAwait(false);
+            }
+            Cache.LinkSnapshot(repoId, metadata.Commit, file, blob);
         }
-        Cache.LinkSnapshot(repoId, metadata.Commit, file, blob);
         progress?.Report(new HubDownloadProgress(repoId, file, new FileInfo(blob).Length, metadata.Size, true));
         return pointer;
     }
@@ -425,6 +430,27 @@ public sealed partial class HubClient : IDisposable
             throw new HubException($"{repoId}: '{file}' is incomplete: {actual} of {size} bytes received; run again to resume");
         }
         File.Move(incomplete, blob, overwrite: true);
+    }
+
+    private static async Task<FileStream> LockAsync(string path, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(30);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                throw new HubException($"{path} has been locked by another download for 30 minutes", null, e);
+            }
+        }
     }
 
     /// <summary>Releases the HTTP client.</summary>
