@@ -275,6 +275,17 @@ TEST_P(SsdTest, MatchesRecurrenceWithDefaultChunkAndLargeState) {
     check(s, o);
 }
 
+TEST_P(SsdTest, MatchesRecurrenceWithFewWideHeads) {
+    // Fewer heads than threads: the CPU backend splits each head's channels over tasks.
+    Options o;
+    o.chunk_size = 32;
+    o.d = DMode::PerChannel;
+    for (const Shape & s : {Shape{1, 100, 1, 64, 1, 16}, Shape{1, 70, 2, 80, 1, 32}}) {
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
 TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
     // Enough chunks that the scan works through them in several windows, with sequences ending early.
     Options o;
