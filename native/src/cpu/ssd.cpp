@@ -10,6 +10,7 @@
 // heads run over that window.
 #include <algorithm>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -32,7 +33,7 @@ struct ChunkBuffers {
     std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
-        auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
+        auto size = [](std::vector<float> & v, int64_t n) { v = std::vector<float>(size_t(n)); };
         size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
         size(cb, Q * Q), size(y, Q * P);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
@@ -269,13 +270,14 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     // Exceptions must not leave an OpenMP region: the first is kept and rethrown after it, and every
     // thread still meets each worksharing loop.
     std::exception_ptr error;
+    std::mutex error_mutex;
 #pragma omp parallel num_threads(ctx.num_threads)
     {
         std::optional<ChunkBuffers> buffers;
         try {
             buffers.emplace(p.chunk_size, p.headdim, p.dstate);
         } catch (...) {
-#pragma omp critical(mamba_ssd_error)
+            std::lock_guard<std::mutex> lock(error_mutex);
             if (!error) error = std::current_exception();
         }
         for (int64_t win = 0; win < windows; ++win) {
