@@ -1,7 +1,7 @@
-// CPU Mamba-2 SSD scan in chunks. Each (sequence, head) is one task that walks its chunks in order,
-// carrying the (headdim x dstate) state. Within a chunk of T steps, with a_t = dt_t A the log decay,
+// CPU Mamba-2 SSD scan in chunks. Each (sequence, head) is one task (or a few, over blocks of the
+// head's channels) that walks its chunks in order, carrying the (headdim x dstate) state. Within a chunk of T steps, with a_t = dt_t A the log decay,
 // dA_t = exp(a_t) and decay(t, s) = dA_{s+1} ... dA_t:
-//   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t (lower triangular)
+//   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t, else 0
 //   from the past Y += diag(decay(t, -1)) C S^T
 //   state         S  = decay(T-1, -1) S + (w o X)^T B     w_s = decay(T-1, s) dt_s
 // The three products go to BLAS; the decays are running products of dA, so a chunk costs T
@@ -30,12 +30,12 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, state, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
         auto size = [](std::vector<float> & v, int64_t n) { v = std::vector<float>(size_t(n)); };
         size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
-        size(cb, Q * Q), size(y, Q * P);
+        size(cb, Q * Q), size(y, Q * P), size(state, P * N);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
     }
 };
@@ -255,7 +255,8 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t window = shared ? std::min({max_chunks, kMaxWindow, int64_t(kSharedBudgetBytes / cb_bytes_per_chunk)}) : std::max<int64_t>(max_chunks, 1);
     const int64_t windows = std::max<int64_t>(1, (max_chunks + window - 1) / window);
     std::vector<float> shared_cb(shared ? size_t(nseq * G * window) * slot : 0);
-    std::vector<float> states(size_t(nseq * H * PN));  // carried between windows
+    // States wait between windows; with a single window each task keeps its own in its buffers.
+    std::vector<float> states(windows > 1 ? size_t(nseq * H * PN) : 0);
 
     // With fewer (sequence, head) tasks than two per thread, heads' channels are split into blocks (of at
     // least 16) so that every thread has work.
@@ -294,8 +295,9 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
                 const int64_t seq = task / (H * splits), h = task / splits % H, g = h / (H / G);
                 const Channels ch{task % splits * block, std::min(block, P - task % splits * block)};
                 const float * cb = shared ? &shared_cb[size_t((seq * G + g) * window) * slot] : nullptr;
-                float * state = &states[size_t((seq * H + h) * PN + ch.p0 * p.dstate)];
-                if (buffers) scan.run(seqs[size_t(seq)], h, ch, k0, k1, state, cb, *buffers);
+                if (!buffers) continue;
+                float * state = windows > 1 ? &states[size_t((seq * H + h) * PN + ch.p0 * p.dstate)] : buffers->state.data();
+                scan.run(seqs[size_t(seq)], h, ch, k0, k1, state, cb, *buffers);
             }
         }
     }
