@@ -671,6 +671,24 @@ TEST_P(SsdErrorTest, BadDtypesAndValuesAreNamed) {
     expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.x); });
 }
 
+TEST_P(SsdErrorTest, OverlappingOutputsAreRejected) {
+    // final_states shifted by one state row against initial_states: partly the same memory.
+    DLTensor shifted{};
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_states' and 'initial_states' overlap in memory", [&](auto & a, auto &) {
+        shifted = *a.initial_states;
+        shifted.byte_offset += 16 * sizeof(float);
+        a.final_states = &shifted;
+    });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'z' overlap in memory", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.z); });
+    // final_states placed in y's buffer (large enough for it).
+    DLTensor inside_y{};
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_states' and 'y' overlap in memory", [&](auto & a, auto &) {
+        inside_y = *a.final_states;
+        inside_y.data = a.y->data;
+        a.final_states = &inside_y;
+    });
+}
+
 TEST_P(SsdErrorTest, BadCuSeqlensAreNamed) {
     auto with = [](std::vector<int64_t> offsets) {
         Options o;
