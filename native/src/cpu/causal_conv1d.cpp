@@ -1,6 +1,6 @@
 // CPU causal depthwise conv1d and its decode step. Channel-last inputs (the usual (batch, len, dim)
-// memory viewed as (batch, dim, len)) are processed in tiles of channels x time steps, vectorized across
-// channels; time-contiguous inputs one channel at a time, vectorized across time. The width is a
+// memory viewed as (batch, dim, len)) are processed in blocks of channels walking through time,
+// vectorized across channels; time-contiguous inputs one channel at a time, vectorized across time. The width is a
 // template parameter so the taps unroll.
 #include <algorithm>
 #include <vector>
@@ -14,14 +14,26 @@ namespace mamba::cpu {
 
 namespace {
 
-constexpr int64_t kTileChannels = 64;   // floats per tile row: four AVX-512 vectors
-constexpr int64_t kTileSteps = 64;      // time steps per tile; the width - 1 halo rows are re-read
+constexpr int64_t kBlockChannels = 64;  // channels a task or vector loop covers: four AVX-512 vectors
+constexpr int64_t kMinStretch = 256;    // time steps a task covers at least, against the K - 1 re-read
+constexpr int64_t kPrefetchSteps = 8;   // how far ahead the channel-block walk prefetches its rows
 constexpr int64_t kChannelSteps = 2048; // time steps per block on the one-channel-at-a-time path
 constexpr int64_t kMinParallelElements = 1 << 14;  // below this a parallel region costs more than it saves
 
 void apply_silu(float * v, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) v[i] = silu_fast(v[i]);
+}
+
+// Successive steps of a channel block are a row apart, usually on another page, where hardware
+// prefetchers stop: ask for the rows a few steps ahead so their misses overlap the work.
+void prefetch_row(const Tensor & t, const char * first, int64_t count, bool for_write) {
+    if (t.stride[1] != 1) return;
+    const int64_t bytes = count * int64_t(dtype_size(t.dtype));
+    for (int64_t offset = 0; offset < bytes; offset += 64) {
+        if (for_write) __builtin_prefetch(first + offset, 1);
+        else __builtin_prefetch(first + offset, 0);
+    }
 }
 
 // Loads `count` channels from d0 of the input at time `t` of sequence b; t < 0 reads the initial state
@@ -41,42 +53,61 @@ void load_inputs(const CausalConv1dParams & p, int64_t b, int64_t d0, int64_t co
 void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int64_t width, int64_t d0, int64_t count, float * taps,
                   float * bias_out) {
     for (int64_t k = 0; k < width; ++k)
-        load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * kTileChannels);
+        load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * kBlockChannels);
     if (bias) load_floats(bias->dtype, element(*bias, {d0}), count, bias->stride[0], bias_out);
     else std::fill(bias_out, bias_out + count, 0.0f);
 }
 
+// Channel-last inputs: a task owns a block of channels over a stretch of time and walks it step by step,
+// keeping the last K inputs in a ring of rows. Each step reads one row of x and writes one row of y: two
+// constant-stride streams the hardware prefetcher follows, and every input is read once. Long sequences
+// are cut into stretches (each re-reading K - 1 steps before it) when batch x channel blocks alone would
+// leave threads idle.
 template <int K>
-void conv_channel_tiles(const mamba_context & ctx, const CausalConv1dParams & p) {
-    constexpr int64_t C = kTileChannels;
+void conv_channel_streams(const mamba_context & ctx, const CausalConv1dParams & p) {
+    constexpr int64_t C = kBlockChannels;
     const int64_t channel_blocks = (p.dim + C - 1) / C;
-    const int64_t step_blocks = (p.len + kTileSteps - 1) / kTileSteps;
-    const int64_t tiles = p.batch * channel_blocks * step_blocks;
+    const int64_t streams = p.batch * channel_blocks;
+    const int64_t threads = std::max<int64_t>(1, ctx.num_threads);
+    int64_t stretches = 1;
+    if (streams < 2 * threads) stretches = std::max<int64_t>(1, std::min((2 * threads + streams - 1) / streams, p.len / kMinStretch));
+    const int64_t tasks = streams * stretches;
     const bool parallel = p.batch * p.dim * p.len >= kMinParallelElements;
 #pragma omp parallel num_threads(ctx.num_threads) if (parallel)
     {
-        std::vector<float> in(size_t((K - 1 + kTileSteps) * C)), taps(size_t(K * C)), bias(C), out(C);
+        std::vector<float> ring(size_t(K * C)), taps(size_t(K * C)), bias(C), out(C);
 #pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-            const int64_t b = tile / (channel_blocks * step_blocks);
-            const int64_t d0 = (tile / step_blocks) % channel_blocks * C;
-            const int64_t t0 = tile % step_blocks * kTileSteps;
-            const int64_t nc = std::min(C, p.dim - d0), nt = std::min(kTileSteps, p.len - t0);
+        for (int64_t task = 0; task < tasks; ++task) {
+            const int64_t stream = task / stretches, stretch = task % stretches;
+            const int64_t b = stream / channel_blocks, d0 = stream % channel_blocks * C, nc = std::min(C, p.dim - d0);
+            const int64_t begin = p.len * stretch / stretches, end = p.len * (stretch + 1) / stretches;
+            // The input of step t lives in ring row (t - begin + K - 1) % K.
+            auto row = [&](int64_t t) { return &ring[size_t((t - begin + K - 1) % K * C)]; };
             load_filters(p.weight, p.bias, K, d0, nc, taps.data(), bias.data());
-            for (int64_t r = 0; r < K - 1 + nt; ++r) load_inputs(p, b, d0, nc, t0 - (K - 1) + r, &in[size_t(r * C)]);
-            for (int64_t t = 0; t < nt; ++t) {
-                const float * window = &in[size_t(t * C)];
+            for (int64_t t = begin - (K - 1); t < begin; ++t) load_inputs(p, b, d0, nc, t, row(t));
+            // Row pointers advance by a fixed step; no index arithmetic per row.
+            const char * x_row = element(p.x, {b, d0, begin});
+            char * y_row = element(p.y, {b, d0, begin});
+            const int64_t x_step = p.x.stride[2] * int64_t(dtype_size(p.x.dtype)), y_step = p.y.stride[2] * int64_t(dtype_size(p.y.dtype));
+            for (int64_t t = begin; t < end; ++t, x_row += x_step, y_row += y_step) {
+                if (t + kPrefetchSteps < end) {
+                    prefetch_row(p.x, x_row + kPrefetchSteps * x_step, nc, false);
+                    prefetch_row(p.y, y_row + kPrefetchSteps * y_step, nc, true);
+                }
+                load_floats(p.x.dtype, x_row, nc, p.x.stride[1], row(t));
+                const float * window[K];
+                for (int k = 0; k < K; ++k) window[k] = row(t - (K - 1) + k);
                 const float * w = taps.data();
-                float * o = out.data();
                 const float * bs = bias.data();
+                float * o = out.data();
 #pragma omp simd
                 for (int64_t c = 0; c < nc; ++c) {
                     float acc = bs[c];
-                    for (int k = 0; k < K; ++k) acc += w[k * C + c] * window[k * C + c];
+                    for (int k = 0; k < K; ++k) acc += w[k * C + c] * window[k][c];
                     o[c] = acc;
                 }
                 if (p.silu) apply_silu(o, nc);
-                store_floats(p.y.dtype, element(p.y, {b, d0, t0 + t}), nc, p.y.stride[1], o);
+                store_floats(p.y.dtype, y_row, nc, p.y.stride[1], o);
             }
         }
     }
@@ -130,15 +161,15 @@ void write_final_state(const mamba_context & ctx, const CausalConv1dParams & p) 
 
 template <int K>
 void conv(const mamba_context & ctx, const CausalConv1dParams & p) {
-    // Time-contiguous rows read fastest one channel at a time; everything else by channel tiles.
+    // Time-contiguous rows read fastest one channel at a time; everything else by blocks of channels.
     const bool time_contiguous = p.x.stride[2] == 1 && p.len > 1 && p.x.stride[1] != 1;
     if (time_contiguous) conv_single_channels<K>(ctx, p);
-    else conv_channel_tiles<K>(ctx, p);
+    else conv_channel_streams<K>(ctx, p);
 }
 
 template <int K>
 void update(const mamba_context & ctx, const CausalConv1dUpdateParams & p) {
-    constexpr int64_t C = kTileChannels;
+    constexpr int64_t C = kBlockChannels;
     const Tensor & st = p.conv_state;
     const int64_t channel_blocks = (p.dim + C - 1) / C;
     const int64_t blocks = p.batch * channel_blocks;
