@@ -1,6 +1,6 @@
 // CPU causal depthwise conv1d and its decode step. Channel-last inputs (the usual (batch, len, dim)
-// memory viewed as (batch, dim, len)) are processed in blocks of channels walking through time,
-// vectorized across channels; time-contiguous inputs one channel at a time, vectorized across time. The width is a
+// memory viewed as (batch, dim, len)) are processed a row of all channels per step, vectorized across
+// channels; time-contiguous inputs one channel at a time, vectorized across time. The width is a
 // template parameter so the taps unroll.
 #include <algorithm>
 #include <vector>
@@ -14,26 +14,14 @@ namespace mamba::cpu {
 
 namespace {
 
-constexpr int64_t kBlockChannels = 64;  // channels a task or vector loop covers: four AVX-512 vectors
-constexpr int64_t kMinStretch = 256;    // time steps a task covers at least, against the K - 1 re-read
-constexpr int64_t kPrefetchSteps = 8;   // how far ahead the channel-block walk prefetches its rows
+constexpr int64_t kBlockChannels = 64;  // channels per block in the decode step: four AVX-512 vectors
+constexpr int64_t kMinStretch = 32;     // time steps a task covers at least, against the K - 1 re-read
 constexpr int64_t kChannelSteps = 2048; // time steps per block on the one-channel-at-a-time path
 constexpr int64_t kMinParallelElements = 1 << 14;  // below this a parallel region costs more than it saves
 
 void apply_silu(float * v, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) v[i] = silu_fast(v[i]);
-}
-
-// Successive steps of a channel block are a row apart, usually on another page, where hardware
-// prefetchers stop: ask for the rows a few steps ahead so their misses overlap the work.
-void prefetch_row(const Tensor & t, const char * first, int64_t count, bool for_write) {
-    if (t.stride[1] != 1) return;
-    const int64_t bytes = count * int64_t(dtype_size(t.dtype));
-    for (int64_t offset = 0; offset < bytes; offset += 64) {
-        if (for_write) __builtin_prefetch(first + offset, 1);
-        else __builtin_prefetch(first + offset, 0);
-    }
 }
 
 // Loads `count` channels from d0 of the input at time `t` of sequence b; t < 0 reads the initial state
@@ -49,65 +37,66 @@ void load_inputs(const CausalConv1dParams & p, int64_t b, int64_t d0, int64_t co
     }
 }
 
-// Taps (width rows of `count` channels from d0, tap-major) and bias (zeros when absent) of a channel block.
-void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int64_t width, int64_t d0, int64_t count, float * taps,
-                  float * bias_out) {
-    for (int64_t k = 0; k < width; ++k)
-        load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * kBlockChannels);
+// Taps (width rows of `count` channels from d0, `pitch` floats apart) and bias (zeros when absent) of a
+// block of channels.
+void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int64_t width, int64_t d0, int64_t count, int64_t pitch,
+                  float * taps, float * bias_out) {
+    for (int64_t k = 0; k < width; ++k) load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * pitch);
     if (bias) load_floats(bias->dtype, element(*bias, {d0}), count, bias->stride[0], bias_out);
     else std::fill(bias_out, bias_out + count, 0.0f);
 }
 
-// Channel-last inputs: a task owns a block of channels over a stretch of time and walks it step by step,
-// keeping the last K inputs in a ring of rows. Each step reads one row of x and writes one row of y: two
-// constant-stride streams the hardware prefetcher follows, and every input is read once. Long sequences
-// are cut into stretches (each re-reading K - 1 steps before it) when batch x channel blocks alone would
-// leave threads idle.
+// Channel-last inputs: a task covers a stretch of time steps of one sequence, all channels at once, and
+// keeps the last K input rows in a ring. Each step reads one row of x and writes one row of y, and
+// successive rows are adjacent in memory, so a task streams through one contiguous region (a walk over a
+// block of channels instead jumps a page per row, and stalls on address translation). Stretches re-read
+// the K - 1 steps before them; they are cut only as short as filling the threads needs.
 template <int K>
-void conv_channel_streams(const mamba_context & ctx, const CausalConv1dParams & p) {
-    constexpr int64_t C = kBlockChannels;
-    const int64_t channel_blocks = (p.dim + C - 1) / C;
-    const int64_t streams = p.batch * channel_blocks;
+void conv_rows(const mamba_context & ctx, const CausalConv1dParams & p) {
+    const int64_t D = p.dim;
     const int64_t threads = std::max<int64_t>(1, ctx.num_threads);
     int64_t stretches = 1;
-    if (streams < 2 * threads) stretches = std::max<int64_t>(1, std::min((2 * threads + streams - 1) / streams, p.len / kMinStretch));
-    const int64_t tasks = streams * stretches;
-    const bool parallel = p.batch * p.dim * p.len >= kMinParallelElements;
+    if (p.batch < 2 * threads) stretches = std::max<int64_t>(1, std::min((2 * threads + p.batch - 1) / p.batch, p.len / kMinStretch));
+    const int64_t tasks = p.batch * stretches;
+    const bool parallel = p.batch * D * p.len >= kMinParallelElements;
+    // Filters of every channel, tap-major, shared by all tasks.
+    std::vector<float> taps(static_cast<size_t>(K * D)), bias(static_cast<size_t>(D));
+    const int64_t channel_blocks = (D + kBlockChannels - 1) / kBlockChannels;
 #pragma omp parallel num_threads(ctx.num_threads) if (parallel)
     {
-        std::vector<float> ring(size_t(K * C)), taps(size_t(K * C)), bias(C), out(C);
+#pragma omp for schedule(static)
+        for (int64_t block = 0; block < channel_blocks; ++block) {
+            const int64_t d0 = block * kBlockChannels;
+            load_filters(p.weight, p.bias, K, d0, std::min(kBlockChannels, D - d0), D, &taps[size_t(d0)], &bias[size_t(d0)]);
+        }
+        // (implicit barrier: the filters are ready)
+        std::vector<float> ring(static_cast<size_t>(K * D)), out(static_cast<size_t>(D));
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < tasks; ++task) {
-            const int64_t stream = task / stretches, stretch = task % stretches;
-            const int64_t b = stream / channel_blocks, d0 = stream % channel_blocks * C, nc = std::min(C, p.dim - d0);
+            const int64_t b = task / stretches, stretch = task % stretches;
             const int64_t begin = p.len * stretch / stretches, end = p.len * (stretch + 1) / stretches;
             // The input of step t lives in ring row (t - begin + K - 1) % K.
-            auto row = [&](int64_t t) { return &ring[size_t((t - begin + K - 1) % K * C)]; };
-            load_filters(p.weight, p.bias, K, d0, nc, taps.data(), bias.data());
-            for (int64_t t = begin - (K - 1); t < begin; ++t) load_inputs(p, b, d0, nc, t, row(t));
+            auto row = [&](int64_t t) { return &ring[size_t((t - begin + K - 1) % K * D)]; };
+            for (int64_t t = begin - (K - 1); t < begin; ++t) load_inputs(p, b, 0, D, t, row(t));
             // Row pointers advance by a fixed step; no index arithmetic per row.
-            const char * x_row = element(p.x, {b, d0, begin});
-            char * y_row = element(p.y, {b, d0, begin});
+            const char * x_row = element(p.x, {b, 0, begin});
+            char * y_row = element(p.y, {b, 0, begin});
             const int64_t x_step = p.x.stride[2] * int64_t(dtype_size(p.x.dtype)), y_step = p.y.stride[2] * int64_t(dtype_size(p.y.dtype));
             for (int64_t t = begin; t < end; ++t, x_row += x_step, y_row += y_step) {
-                if (t + kPrefetchSteps < end) {
-                    prefetch_row(p.x, x_row + kPrefetchSteps * x_step, nc, false);
-                    prefetch_row(p.y, y_row + kPrefetchSteps * y_step, nc, true);
-                }
-                load_floats(p.x.dtype, x_row, nc, p.x.stride[1], row(t));
+                load_floats(p.x.dtype, x_row, D, p.x.stride[1], row(t));
                 const float * window[K];
                 for (int k = 0; k < K; ++k) window[k] = row(t - (K - 1) + k);
                 const float * w = taps.data();
                 const float * bs = bias.data();
                 float * o = out.data();
 #pragma omp simd
-                for (int64_t c = 0; c < nc; ++c) {
+                for (int64_t c = 0; c < D; ++c) {
                     float acc = bs[c];
-                    for (int k = 0; k < K; ++k) acc += w[k * C + c] * window[k][c];
+                    for (int k = 0; k < K; ++k) acc += w[k * D + c] * window[k][c];
                     o[c] = acc;
                 }
-                if (p.silu) apply_silu(o, nc);
-                store_floats(p.y.dtype, y_row, nc, p.y.stride[1], o);
+                if (p.silu) apply_silu(o, D);
+                store_floats(p.y.dtype, y_row, D, p.y.stride[1], o);
             }
         }
     }
@@ -145,26 +134,29 @@ void conv_single_channels(const mamba_context & ctx, const CausalConv1dParams & 
     }
 }
 
-// The last width - 1 inputs, reaching into the initial state when len < width - 1. Runs after the
-// convolution because final_state may be initial_state itself.
+// The last width - 1 inputs, reaching into the initial state when len < width - 1, moved a step (a row of
+// all channels) at a time. Runs after the convolution, and reads every step before writing any, because
+// final_state may be initial_state itself.
 void write_final_state(const mamba_context & ctx, const CausalConv1dParams & p) {
     const Tensor & fs = *p.final_state;
-    const int64_t channels = p.batch * p.dim, keep = p.width - 1;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static) if (channels * keep >= kMinParallelElements)
-    for (int64_t channel = 0; channel < channels; ++channel) {
-        const int64_t b = channel / p.dim, d = channel % p.dim;
-        float last[kMaxConvWidth];
-        for (int64_t j = 0; j < keep; ++j) load_inputs(p, b, d, 1, p.len - keep + j, &last[j]);
-        for (int64_t j = 0; j < keep; ++j) store_float(fs.dtype, element(fs, {b, d, j}), last[j]);
+    const int64_t keep = p.width - 1, D = p.dim;
+#pragma omp parallel num_threads(ctx.num_threads) if (p.batch * D * keep >= kMinParallelElements)
+    {
+        std::vector<float> last(static_cast<size_t>(keep * D));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < p.batch; ++b) {
+            for (int64_t j = 0; j < keep; ++j) load_inputs(p, b, 0, D, p.len - keep + j, &last[size_t(j * D)]);
+            for (int64_t j = 0; j < keep; ++j) store_floats(fs.dtype, element(fs, {b, 0, j}), D, fs.stride[1], &last[size_t(j * D)]);
+        }
     }
 }
 
 template <int K>
 void conv(const mamba_context & ctx, const CausalConv1dParams & p) {
-    // Time-contiguous rows read fastest one channel at a time; everything else by blocks of channels.
+    // Time-contiguous rows read fastest one channel at a time; everything else a row of channels per step.
     const bool time_contiguous = p.x.stride[2] == 1 && p.len > 1 && p.x.stride[1] != 1;
     if (time_contiguous) conv_single_channels<K>(ctx, p);
-    else conv_channel_streams<K>(ctx, p);
+    else conv_rows<K>(ctx, p);
 }
 
 template <int K>
@@ -181,7 +173,7 @@ void update(const mamba_context & ctx, const CausalConv1dUpdateParams & p) {
         for (int64_t block = 0; block < blocks; ++block) {
             const int64_t b = block / channel_blocks, d0 = block % channel_blocks * C;
             const int64_t nc = std::min(C, p.dim - d0);
-            load_filters(p.weight, p.bias, K, d0, nc, taps.data(), bias.data());
+            load_filters(p.weight, p.bias, K, d0, nc, C, taps.data(), bias.data());
             for (int64_t k = 0; k < K - 1; ++k) load_floats(st.dtype, element(st, {b, d0, k}), nc, st.stride[1], &window[size_t(k * C)]);
             load_floats(p.x.dtype, element(p.x, {b, d0}), nc, p.x.stride[1], &window[size_t((K - 1) * C)]);
             const float * w = taps.data();
