@@ -48,9 +48,9 @@ void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int
 
 // Channel-last inputs: a task covers a stretch of time steps of one sequence, all channels at once, and
 // keeps the last K input rows in a ring. Each step reads one row of x and writes one row of y, and
-// successive rows are adjacent in memory, so a task streams through one contiguous region (a walk over a
-// block of channels instead jumps a page per row, and stalls on address translation). Stretches re-read
-// the K - 1 steps before them; they are cut only as short as filling the threads needs.
+// successive rows are adjacent in memory, so a task streams through one contiguous region that hardware
+// prefetchers follow. Stretches re-read the K - 1 steps before them; they are cut only as short as
+// filling the threads needs.
 template <int K>
 void conv_rows(const mamba_context & ctx, const CausalConv1dParams & p) {
     const int64_t D = p.dim;
