@@ -11,8 +11,10 @@ namespace Mamba.Loading;
 /// <param name="SpecialTokensMapPath">special_tokens_map.json, when present.</param>
 /// <param name="RepoId">The hub repository, when downloaded.</param>
 /// <param name="Commit">The hub commit, when downloaded.</param>
+/// <param name="GenerationConfigPath">generation_config.json, when present.</param>
 public sealed record ModelFiles(string Directory, string ConfigPath, string WeightsPath, string? TokenizerPath,
-    string? TokenizerConfigPath, string? SpecialTokensMapPath, string? RepoId = null, string? Commit = null)
+    string? TokenizerConfigPath, string? SpecialTokensMapPath, string? RepoId = null, string? Commit = null,
+    string? GenerationConfigPath = null)
 {
     /// <summary>Opens the weights (memory-mapped, not yet validated against a config).</summary>
     public ICheckpoint OpenCheckpoint() => Checkpoint.Open(WeightsPath);
@@ -58,7 +60,7 @@ public static class ModelLocator
         {
             var snapshot = await hub.DownloadModelAsync(repoId, revision, progress, cancellationToken).ConfigureAwait(false);
             return new ModelFiles(snapshot.Directory, snapshot.ConfigPath, snapshot.WeightsPath, snapshot.TokenizerPath,
-                snapshot.TokenizerConfigPath, snapshot.SpecialTokensMapPath, repoId, snapshot.Commit);
+                snapshot.TokenizerConfigPath, snapshot.SpecialTokensMapPath, repoId, snapshot.Commit, snapshot.GenerationConfigPath);
         }
         finally
         {
@@ -101,7 +103,8 @@ public static class ModelLocator
             throw new FileNotFoundException($"{directory}: no config.json next to the weights", config);
         }
         string? Optional(string name) => File.Exists(Path.Combine(directory, name)) ? Path.Combine(directory, name) : null;
-        return new ModelFiles(directory, config, weights, Optional("tokenizer.json"), Optional("tokenizer_config.json"), Optional("special_tokens_map.json"));
+        return new ModelFiles(directory, config, weights, Optional("tokenizer.json"), Optional("tokenizer_config.json"),
+            Optional("special_tokens_map.json"), GenerationConfigPath: Optional("generation_config.json"));
     }
 
     private static bool LooksLikePath(string model) =>

@@ -62,6 +62,7 @@ public class HubClientTests
             Assert.That(snapshot.TokenizerPath, Is.EqualTo(Path.Combine(snapshotFolder, "tokenizer.json")));
             Assert.That(snapshot.SpecialTokensMapPath, Is.Not.Null);
             Assert.That(snapshot.TokenizerConfigPath, Is.Null, "absent in the repository");
+            Assert.That(snapshot.GenerationConfigPath, Is.Null);
             Assert.That(File.ReadAllText(Path.Combine(repoFolder, "refs", "main")), Is.EqualTo(hub.Commit));
             // Large files are stored under their sha256, linked from the snapshot.
             var blob = Path.Combine(repoFolder, "blobs", FakeHub.Sha256(model));

@@ -34,6 +34,7 @@ public class ReferenceCheckpointTests
         Assert.Multiple(() =>
         {
             Assert.That(model.ConfigInfo.IgnoredFields, Is.Empty);
+            Assert.That(model.Files.GenerationConfigPath, Is.EqualTo(Path.Combine(dir, "generation_config.json")));
             Assert.That(c.Family, Is.EqualTo(raw.GetProperty("model_type").GetString() == "mamba2" ? MambaFamily.Mamba2 : MambaFamily.Mamba1));
             Assert.That(c.HiddenSize, Is.EqualTo(raw.GetProperty("hidden_size").GetInt32()));
             Assert.That(c.NumLayers, Is.EqualTo(raw.GetProperty("num_hidden_layers").GetInt32()));

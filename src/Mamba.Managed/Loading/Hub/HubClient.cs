@@ -13,8 +13,9 @@ namespace Mamba.Loading.Hub;
 /// <param name="TokenizerPath">tokenizer.json, when the repository has one.</param>
 /// <param name="TokenizerConfigPath">tokenizer_config.json, when present.</param>
 /// <param name="SpecialTokensMapPath">special_tokens_map.json, when present.</param>
+/// <param name="GenerationConfigPath">generation_config.json, when present.</param>
 public sealed record HubSnapshot(string RepoId, string Commit, string Directory, string ConfigPath, string WeightsPath,
-    string? TokenizerPath, string? TokenizerConfigPath, string? SpecialTokensMapPath);
+    string? TokenizerPath, string? TokenizerConfigPath, string? SpecialTokensMapPath, string? GenerationConfigPath = null);
 
 /// <summary>
 /// Downloads model files from the Hugging Face hub (or any server with its URL layout,
@@ -62,7 +63,7 @@ public sealed partial class HubClient : IDisposable
     /// <summary>
     /// Downloads what inference needs: config.json, the weights (model.safetensors, or its index and every shard;
     /// failing those pytorch_model.bin, or its index and shards),
-    /// and tokenizer.json, tokenizer_config.json and special_tokens_map.json when the repository has them.
+    /// and tokenizer.json, tokenizer_config.json, special_tokens_map.json and generation_config.json when the repository has them.
     /// The revision is resolved to one commit first, so all files come from the same commit.
     /// </summary>
     /// <exception cref="HubNotFoundException">No such repository, revision, config or safetensors weights.</exception>
@@ -107,7 +108,8 @@ public sealed partial class HubClient : IDisposable
         var tokenizer = await Optional("tokenizer.json").ConfigureAwait(false);
         var tokenizerConfig = await Optional("tokenizer_config.json").ConfigureAwait(false);
         var specialTokens = await Optional("special_tokens_map.json").ConfigureAwait(false);
-        return new HubSnapshot(repoId, commit, Path.GetDirectoryName(config)!, config, weights, tokenizer, tokenizerConfig, specialTokens);
+        var generationConfig = await Optional("generation_config.json").ConfigureAwait(false);
+        return new HubSnapshot(repoId, commit, Path.GetDirectoryName(config)!, config, weights, tokenizer, tokenizerConfig, specialTokens, generationConfig);
     }
 
     /// <summary>Downloads one file (or finds it in the cache) and returns its path in the snapshot folder.</summary>
@@ -181,7 +183,7 @@ public sealed partial class HubClient : IDisposable
     // Offline, a file missing from a snapshot that already holds config.json is taken as absent only for the
     // optional tokenizer extras; weights and config must be there.
     private bool IsOptionalInSnapshot(string repoId, string commit, string file) =>
-        file is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or Checkpoint.SingleFileName or Checkpoint.IndexFileName
+        file is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "generation_config.json" or Checkpoint.SingleFileName or Checkpoint.IndexFileName
             or Checkpoint.TorchFileName or Checkpoint.TorchIndexFileName
         && File.Exists(Cache.SnapshotPath(repoId, commit, "config.json"));
 
