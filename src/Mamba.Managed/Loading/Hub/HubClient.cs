@@ -217,6 +217,8 @@ public sealed partial class HubClient : IDisposable
     private HttpRequestMessage Request(HttpMethod method, Uri url, Uri origin)
     {
         var request = new HttpRequestMessage(method, url);
+        // Sizes are checked against the hub's: a compressed answer would not match them.
+        request.Headers.AcceptEncoding.Add(new StringWithQualityHeaderValue("identity"));
         // The token goes only to the hub's own host, never to a CDN it redirects to.
         if (Options.Token is { } token && url.Host == origin.Host && url.Port == origin.Port)
         {
