@@ -20,6 +20,8 @@ namespace Mamba.Loading;
 /// </remarks>
 public sealed unsafe class SafetensorsFile : ICheckpoint
 {
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     /// <summary>Largest header accepted; real headers are a few hundred KB at most.</summary>
     public const long MaxHeaderBytes = 100L * 1024 * 1024;
 
@@ -122,6 +124,14 @@ public sealed unsafe class SafetensorsFile : ICheckpoint
         var dataStart = 8 + (long)headerLength;
         var dataLength = fileLength - dataStart;
 
+        try
+        {
+            _ = StrictUtf8.GetCharCount(header); // JsonDocument accepts invalid UTF-8 inside strings, then fails reading them
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new CheckpointFormatException(path, $"header is not valid UTF-8 (byte {e.Index})", e);
+        }
         JsonDocument doc;
         try
         {

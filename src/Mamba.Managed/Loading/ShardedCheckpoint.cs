@@ -97,7 +97,7 @@ public sealed class ShardedCheckpoint : ICheckpoint
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            doc = JsonDocument.Parse(File.ReadAllText(indexPath)); // decoded leniently: invalid bytes become U+FFFD
         }
         catch (JsonException e)
         {

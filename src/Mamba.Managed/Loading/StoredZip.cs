@@ -26,10 +26,20 @@ internal sealed unsafe class StoredZip
 
     private CheckpointFormatException Bad(string problem) => new(_path, "zip archive: " + problem);
 
-    private ReadOnlySpan<byte> At(long offset, long count) =>
-        offset < 0 || count < 0 || offset > _length - count
-            ? throw Bad($"record at {offset} (+{count} bytes) runs past the end of the file ({_length} bytes)")
-            : new ReadOnlySpan<byte>(_base + offset, (int)count);
+    /// <summary>Throws unless [offset, offset + count) lies inside the file (entries may exceed 2 GiB).</summary>
+    private void Check(long offset, long count)
+    {
+        if (offset < 0 || count < 0 || offset > _length - count)
+        {
+            throw Bad($"record at {offset} (+{count} bytes) runs past the end of the file ({_length} bytes)");
+        }
+    }
+
+    private ReadOnlySpan<byte> At(long offset, long count)
+    {
+        Check(offset, count);
+        return count <= int.MaxValue ? new ReadOnlySpan<byte>(_base + offset, (int)count) : throw Bad($"record at {offset} is too large ({count} bytes)");
+    }
 
     public static StoredZip Read(string path, byte* data, long length)
     {
@@ -43,7 +53,7 @@ internal sealed unsafe class StoredZip
 
     public byte* StoredPointer(Entry entry)
     {
-        _ = At(entry.DataOffset, Math.Min(entry.Size, 1));
+        Check(entry.DataOffset, entry.Size);
         return _base + entry.DataOffset;
     }
 
@@ -51,17 +61,28 @@ internal sealed unsafe class StoredZip
     {
         if (entry.Method == 0)
         {
-            return StoredData(entry).ToArray();
+            return entry.Size <= int.MaxValue ? StoredData(entry).ToArray() : throw Bad($"entry '{entry.Name}' is too large to read ({entry.Size} bytes)");
         }
         if (entry.Method != 8)
         {
             throw Bad($"entry '{entry.Name}' uses compression method {entry.Method}");
         }
+        Check(entry.DataOffset, entry.CompressedSize);
+        if (entry.Size > int.MaxValue)
+        {
+            throw Bad($"entry '{entry.Name}' is too large to inflate ({entry.Size} bytes)");
+        }
         using var input = new UnmanagedMemoryStream(_base + entry.DataOffset, entry.CompressedSize);
-        _ = At(entry.DataOffset, entry.CompressedSize);
         using var inflate = new DeflateStream(input, CompressionMode.Decompress);
         using var output = new MemoryStream();
-        inflate.CopyTo(output);
+        try
+        {
+            inflate.CopyTo(output);
+        }
+        catch (InvalidDataException e)
+        {
+            throw Bad($"entry '{entry.Name}' does not inflate: {e.Message}");
+        }
         return output.Length == entry.Size ? output.ToArray() : throw Bad($"entry '{entry.Name}' inflates to {output.Length} bytes, expected {entry.Size}");
     }
 
@@ -101,7 +122,7 @@ internal sealed unsafe class StoredZip
             directorySize = (long)BinaryPrimitives.ReadUInt64LittleEndian(eocd64[40..]);
             directoryOffset = (long)BinaryPrimitives.ReadUInt64LittleEndian(eocd64[48..]);
         }
-        _ = At(directoryOffset, directorySize);
+        Check(directoryOffset, directorySize);
 
         var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
         var position = directoryOffset;
@@ -165,7 +186,7 @@ internal sealed unsafe class StoredZip
                 throw Bad($"bad local header for '{name}'");
             }
             var dataOffset = local + 30 + BinaryPrimitives.ReadUInt16LittleEndian(localHeader[26..]) + BinaryPrimitives.ReadUInt16LittleEndian(localHeader[28..]);
-            _ = At(dataOffset, compressed);
+            Check(dataOffset, compressed);
             if (!entries.TryAdd(name, new Entry(name, method, compressed, size, dataOffset)))
             {
                 throw Bad($"entry '{name}' appears twice");

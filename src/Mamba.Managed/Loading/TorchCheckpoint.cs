@@ -104,7 +104,14 @@ public sealed unsafe class TorchCheckpoint : ICheckpoint
             {
                 throw new CheckpointFormatException(FilePath, $"tensor '{name}': storage '{tensor.Storage.Key}' is missing from the archive");
             }
-            _tensors[name] = Tensor(name, tensor, zip, storage);
+            try
+            {
+                _tensors[name] = Tensor(name, tensor, zip, storage);
+            }
+            catch (OverflowException e)
+            {
+                throw new CheckpointFormatException(FilePath, $"tensor '{name}': shape [{string.Join(", ", tensor.Shape)}] overflows", e);
+            }
         }
     }
 
@@ -134,7 +141,7 @@ public sealed unsafe class TorchCheckpoint : ICheckpoint
             expectedStride *= t.Shape[d];
             count = checked(count * t.Shape[d]);
         }
-        if (t.Offset < 0 || t.Offset + count > t.Storage.Numel)
+        if (t.Offset < 0 || t.Offset > t.Storage.Numel - count)
         {
             throw Bad($"elements [{t.Offset}, {t.Offset + count}) lie outside its storage of {t.Storage.Numel}");
         }
