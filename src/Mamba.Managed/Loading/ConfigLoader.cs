@@ -152,7 +152,7 @@ public static class ConfigLoader
 
     private static int IntermediateSize(ConfigFields f, int hidden)
     {
-        var fromExpand = f.Has("expand") ? (int)(f.Double("expand") * hidden) : (int?)null;
+        var fromExpand = f.Has("expand") ? Expand(f, "expand", hidden) : (int?)null;
         if (f.Has("intermediate_size"))
         {
             var given = f.Int("intermediate_size", min: 1);
@@ -307,7 +307,7 @@ public static class ConfigLoader
             return common with { TimeStepRank = (common.HiddenSize + 15) / 16 };
         }
         RejectUnknownSsmKeys(ssm, Mamba1SsmKeys);
-        var inner = (int)(ssm.Double("expand", 2) * common.HiddenSize);
+        var inner = Expand(ssm, "expand", common.HiddenSize);
         return common with
         {
             StateSize = ssm.Int("d_state", 16, min: 1),
@@ -322,7 +322,7 @@ public static class ConfigLoader
     private static MambaConfig StateSpacesMamba2(ConfigFields f, ConfigFields ssm, MambaConfig common)
     {
         RejectUnknownSsmKeys(ssm, Mamba2SsmKeys);
-        var inner = (int)(ssm.Double("expand", 2) * common.HiddenSize);
+        var inner = Expand(ssm, "expand", common.HiddenSize);
         if (ssm.OptionalInt("d_ssm") is { } dSsm && dSsm != inner)
         {
             throw new UnsupportedModelException(f.File, "ssm_cfg.d_ssm", $"an SSM narrower than the mixer (d_ssm {dSsm} != d_inner {inner}) is not supported");
@@ -360,6 +360,13 @@ public static class ConfigLoader
             UseBias = ssm.Bool("bias", false),
             UseConvBias = ssm.Bool("conv_bias", true),
         };
+    }
+
+    /// <summary>expand * hidden, as the reference computes it (int(expand * d_model)), checked to be a usable width.</summary>
+    private static int Expand(ConfigFields f, string field, int hidden)
+    {
+        var width = Math.Floor(f.Double(field, 2) * hidden);
+        return width is >= 1 and <= int.MaxValue ? (int)width : throw f.Error(field, $"gives a mixer width of {width}");
     }
 
     private static int TimeStepRank(ConfigFields f, string field, int hidden)

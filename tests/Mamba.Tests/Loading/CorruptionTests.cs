@@ -66,3 +66,50 @@ public class CorruptionTests
         OpenMutants(original, TorchCheckpoint.Open, seed: 23, count: 400);
     }
 }
+
+/// <summary>Random edits of valid configs: a config, or a typed config exception, never anything else.</summary>
+[TestFixture]
+public class ConfigCorruptionTests
+{
+    private const string StateSpacesMamba2 = """
+        {"d_model": 64, "d_intermediate": 0, "n_layer": 2, "vocab_size": 100,
+         "ssm_cfg": {"layer": "Mamba2", "d_state": 16, "headdim": 16, "ngroups": 2, "dt_limit": [0.0, Infinity]},
+         "attn_layer_idx": [], "rms_norm": true, "residual_in_fp32": true, "pad_vocab_size_multiple": 8}
+        """;
+
+    [TestCase(0)]
+    [TestCase(1)]
+    public void MutatedConfigsFailWithTypedExceptions(int which)
+    {
+        var original = which == 0 ? LoadingFixtures.HfMamba1Config : StateSpacesMamba2;
+        var rng = new Random(31 + which);
+        const string alphabet = "0123456789-.eE\"{}[],: aNIfinity";
+        var rejected = 0;
+        for (var i = 0; i < 1500; i++)
+        {
+            var chars = original.ToCharArray();
+            for (var f = rng.Next(1, 3); f > 0; f--)
+            {
+                chars[rng.Next(chars.Length)] = alphabet[rng.Next(alphabet.Length)];
+            }
+            try
+            {
+                var config = ConfigLoader.Parse(new string(chars), "config.json").Config;
+                // Whatever parses must describe a usable model.
+                Assert.That(config.HiddenSize, Is.Positive);
+                Assert.That(config.IntermediateSize, Is.Positive);
+                Assert.That(config.VocabSize, Is.Positive);
+                Assert.That(CheckpointLayout.For(config, TensorNaming.HuggingFace).Tensors.SelectMany(t => t.Shape), Has.All.Positive);
+            }
+            catch (Exception e) when (e is ConfigFormatException or UnsupportedModelException)
+            {
+                rejected++;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"mutant {i} raised {e.GetType().Name}: {e.Message}\n{new string(chars)}");
+            }
+        }
+        Assert.That(rejected, Is.Positive);
+    }
+}
