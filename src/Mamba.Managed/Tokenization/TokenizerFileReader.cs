@@ -62,7 +62,7 @@ internal static class TokenizerFileReader
         int? unknownId = null;
         if (OptionalString(path, model, "unk_token") is string unk)
         {
-            unknownId = vocab.TryGetValue(unk, out var id) ? id : throw new TokenizerFormatException(path, $"model.unk_token '{unk}' is not in the vocabulary");
+            unknownId = vocab.TryGetValue(unk, out var id) ? id : throw new TokenizerFormatException(path, $"model.unk_token {Quote(unk)} is not in the vocabulary");
         }
 
         var added = ReadAddedTokens(path, root);

@@ -54,7 +54,8 @@ public class ReferenceCasesTests
     {
         var tokenizer = TokenizerTestData.Tokenizer;
         var stream = tokenizer.CreateStreamDecoder();
-        var parts = c.Ids.Select(stream.Push).Append(stream.Flush()).ToList();
+        var parts = c.Ids.Select(stream.Push).ToList();
+        parts.Add(stream.Flush());
         Assert.That(string.Concat(parts), Is.EqualTo(tokenizer.Decode(c.Ids)));
         foreach (var part in parts)
         {
