@@ -94,11 +94,13 @@ public sealed class MambaTokenizer
 
     /// <summary>
     /// Token ids of <paramref name="text"/>. Added and special tokens written in the text are recognized.
-    /// <paramref name="addSpecialTokens"/> applies the post-processor (e.g. a leading BOS).
+    /// <paramref name="addSpecialTokens"/> applies the post-processor (e.g. a leading BOS). A lone surrogate
+    /// (not a character, so never seen by the reference) is encoded as U+FFFD.
     /// </summary>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
+        text = ReplaceLoneSurrogates(text);
         var ids = new List<int>(text.Length / 3 + 4);
         if (addSpecialTokens)
         {
@@ -219,6 +221,30 @@ public sealed class MambaTokenizer
             bytes[i] = (byte)b;
         }
         return bytes;
+    }
+
+    /// <summary>
+    /// A .NET string may hold a lone surrogate, which is not a character: it would be encoded as U+FFFD anyway,
+    /// but the normalizer throws on it, so it becomes U+FFFD up front.
+    /// </summary>
+    private static string ReplaceLoneSurrogates(string text)
+    {
+        char[]? fixedText = null;
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i]))
+            {
+                continue;
+            }
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+                continue;
+            }
+            fixedText ??= text.ToCharArray();
+            fixedText[i] = '\uFFFD';
+        }
+        return fixedText is null ? text : new string(fixedText);
     }
 
     private string Normalize(string text)

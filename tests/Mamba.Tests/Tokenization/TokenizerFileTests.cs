@@ -91,17 +91,26 @@ public class TokenizerFileTests
     }
 
     [Test]
-    public void MergesWrittenAsStringsGiveTheSameIds()
+    public void MergesInTheOtherLayoutGiveTheSameIds()
     {
+        // Newer files store merges as ["a", "b"] pairs, older ones as "a b" strings; rewrite whichever this is.
         var json = Reference();
         var merges = json["model"]!["merges"]!.AsArray();
-        Assert.That(merges[0], Is.InstanceOf<JsonArray>(), "the reference data stores merges as pairs");
-        var asStrings = new JsonArray(merges.Select(m => (JsonNode)JsonValue.Create((string)m![0]! + " " + (string)m[1]!)!).ToArray());
-        json["model"]!["merges"] = asStrings;
+        var pairs = merges.Select(m => m is JsonArray pair ? ((string)pair[0]!, (string)pair[1]!) : Split((string)m!)).ToList();
+        var asPairs = merges[0] is not JsonArray;
+        json["model"]!["merges"] = new JsonArray(pairs
+            .Select(p => asPairs ? (JsonNode)new JsonArray(p.Item1, p.Item2) : JsonValue.Create(p.Item1 + " " + p.Item2)!)
+            .ToArray());
         var tokenizer = MambaTokenizer.FromFile(Write(json));
         foreach (var c in TokenizerTestData.EncodeCases())
         {
             Assert.That(tokenizer.Encode(c.Text), Is.EqualTo(c.Ids), c.ToString());
+        }
+
+        static (string, string) Split(string merge)
+        {
+            var space = merge.IndexOf(' ');
+            return (merge[..space], merge[(space + 1)..]);
         }
     }
 
@@ -122,6 +131,14 @@ public class TokenizerFileTests
         Assert.That(ids, Does.Contain(0).And.Contain(1));
         Assert.That(tokenizer.Decode(ids), Is.EqualTo("a<|endoftext|>b<|padding|>    c"));
         Assert.That(tokenizer.Decode(ids, skipSpecialTokens: true), Is.EqualTo("ab    c"), "the 4-space added token is not special");
+    }
+
+    [Test]
+    public void LoneSurrogatesEncodeAsReplacementCharacters()
+    {
+        var tokenizer = TokenizerTestData.Tokenizer;
+        Assert.That(tokenizer.Encode("a\uD800b \uDC00 c\uD83D"), Is.EqualTo(tokenizer.Encode("a\uFFFDb \uFFFD c\uFFFD")));
+        Assert.That(tokenizer.Encode("ok 😀"), Is.EqualTo(tokenizer.Encode("ok \uD83D\uDE00")), "a valid pair is kept");
     }
 
     [Test]
