@@ -65,6 +65,19 @@ public class TokenizerFileTests
     }
 
     [Test]
+    public void ShippedModelTokenizerLoadsWithEndOfTextAsBosAndEos()
+    {
+        var path = Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib", "tokenizer.json");
+        var tokenizer = MambaTokenizer.FromFile(path);
+        var modelConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib", "config.json")))!;
+        Assert.That(tokenizer.VocabSize, Is.LessThanOrEqualTo((int)modelConfig["vocab_size"]!));
+        Assert.That(tokenizer.BosTokenId, Is.EqualTo((int)modelConfig["bos_token_id"]!));
+        Assert.That(tokenizer.EosTokenId, Is.EqualTo((int)modelConfig["eos_token_id"]!));
+        Assert.That(tokenizer.Encode("def f():", addSpecialTokens: true), Is.EqualTo(tokenizer.Encode("def f():")),
+            "a ByteLevel post-processor adds no tokens");
+    }
+
+    [Test]
     public void ConfigOverridesBosEosAndWhetherTheyAreAdded()
     {
         var path = Write(Reference());
@@ -102,7 +115,7 @@ public class TokenizerFileTests
             .Select(p => asPairs ? (JsonNode)new JsonArray(p.Item1, p.Item2) : JsonValue.Create(p.Item1 + " " + p.Item2)!)
             .ToArray());
         var tokenizer = MambaTokenizer.FromFile(Write(json));
-        foreach (var c in TokenizerTestData.EncodeCases())
+        foreach (var c in TokenizerTestData.EncodeCases(TokenizerTestData.NeoX))
         {
             Assert.That(tokenizer.Encode(c.Text), Is.EqualTo(c.Ids), c.ToString());
         }
