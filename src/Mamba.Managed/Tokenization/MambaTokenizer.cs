@@ -178,30 +178,45 @@ public sealed class MambaTokenizer
         }
         if (!_useRegex)
         {
-            _model.Encode(ToByteLevel(text), ids);
+            EncodePiece(text, ids);
             return;
         }
         var pieces = new List<(int Start, int Length)>();
         Gpt2PreTokenizer.Split(text, pieces);
         foreach (var (start, length) in pieces)
         {
-            _model.Encode(ToByteLevel(text.AsSpan(start, length)), ids);
+            EncodePiece(text.AsSpan(start, length), ids);
         }
+    }
+
+    private void EncodePiece(ReadOnlySpan<char> piece, List<int> ids)
+    {
+        var byteCount = Encoding.UTF8.GetByteCount(piece);
+        if (byteCount > 1024)
+        {
+            _model.Encode(ToByteLevel(piece), ids);
+            return;
+        }
+        Span<byte> bytes = stackalloc byte[byteCount];
+        Span<char> mapped = stackalloc char[byteCount];
+        Encoding.UTF8.GetBytes(piece, bytes);
+        for (var i = 0; i < byteCount; i++)
+        {
+            mapped[i] = ByteLevelAlphabet.ByteToChar(bytes[i]);
+        }
+        _model.Encode(mapped, ids);
     }
 
     /// <summary>UTF-8 bytes of the text, one byte-level character each (a lone surrogate encodes as U+FFFD).</summary>
     internal static string ToByteLevel(ReadOnlySpan<char> text)
     {
-        var byteCount = Encoding.UTF8.GetByteCount(text);
-        Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : new byte[byteCount];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return string.Create(byteCount, bytes.ToArray(), static (chars, b) =>
+        var bytes = Encoding.UTF8.GetBytes(text.ToArray());
+        var chars = new char[bytes.Length];
+        for (var i = 0; i < bytes.Length; i++)
         {
-            for (var i = 0; i < b.Length; i++)
-            {
-                chars[i] = ByteLevelAlphabet.ByteToChar(b[i]);
-            }
-        });
+            chars[i] = ByteLevelAlphabet.ByteToChar(bytes[i]);
+        }
+        return new string(chars);
     }
 
     /// <summary>
