@@ -31,6 +31,7 @@ public sealed class MambaTokenizer
     private readonly string?[] _tokens;
     private readonly byte[]?[] _tokenBytes;
     private readonly bool[] _special;
+    private readonly Dictionary<string, int> _ids;
 
     private MambaTokenizer(TokenizerSpec spec)
     {
@@ -56,6 +57,11 @@ public sealed class MambaTokenizer
             _tokens[t.Id] = t.Content;
             _special[t.Id] = t.Special;
         }
+        _ids = new Dictionary<string, int>(spec.Vocab, StringComparer.Ordinal);
+        foreach (var t in spec.AddedTokens.AsEnumerable().Reverse())
+        {
+            _ids[t.Content] = t.Id; // the first added token with a content wins
+        }
         _tokenBytes = new byte[]?[VocabSize];
         for (var id = 0; id < VocabSize; id++)
         {
@@ -79,6 +85,22 @@ public sealed class MambaTokenizer
         return new MambaTokenizer(TokenizerFileReader.Read(tokenizerJsonPath, tokenizerConfigPath));
     }
 
+    /// <summary>
+    /// Loads <c>tokenizer.json</c> from a checkpoint directory, with <c>tokenizer_config.json</c> when it is there.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The directory has no tokenizer.json.</exception>
+    public static MambaTokenizer FromDirectory(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        var json = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(json))
+        {
+            throw new FileNotFoundException($"no tokenizer.json in {directory}", json);
+        }
+        var config = Path.Combine(directory, "tokenizer_config.json");
+        return FromFile(json, File.Exists(config) ? config : null);
+    }
+
     /// <summary>One more than the highest token id (model vocabulary and added tokens).</summary>
     public int VocabSize { get; }
 
@@ -90,6 +112,13 @@ public sealed class MambaTokenizer
 
     /// <summary>The vocabulary string of <paramref name="id"/> (byte-level form, e.g. "Ġthe"), or null when no token has that id.</summary>
     public string? TokenToString(int id) => (uint)id < (uint)VocabSize ? _tokens[id] : null;
+
+    /// <summary>The id of a token given in its vocabulary form (added tokens first), or null when there is none.</summary>
+    public int? TokenToId(string token)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        return _ids.TryGetValue(token, out var id) ? id : null;
+    }
 
     /// <summary>Whether <paramref name="id"/> is an added token flagged special (skipped by <c>skipSpecialTokens</c>).</summary>
     public bool IsSpecialToken(int id) => (uint)id < (uint)VocabSize && _special[id];

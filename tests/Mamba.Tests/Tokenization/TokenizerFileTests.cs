@@ -51,6 +51,10 @@ public class TokenizerFileTests
         Assert.That(tokenizer.TokenToString(hello[0]), Is.EqualTo("Ġthe"));
         Assert.That(tokenizer.TokenToString(-1), Is.Null);
         Assert.That(tokenizer.TokenToString(tokenizer.VocabSize), Is.Null);
+        Assert.That(tokenizer.TokenToId("Ġthe"), Is.EqualTo(hello[0]));
+        Assert.That(tokenizer.TokenToId("<|padding|>"), Is.EqualTo(1));
+        Assert.That(tokenizer.TokenToId("    "), Is.EqualTo(tokenizer.Encode("    ").Single()), "an added whitespace token");
+        Assert.That(tokenizer.TokenToId("no such token"), Is.Null);
         Assert.That(tokenizer.IsSpecialToken(0), Is.True);
         Assert.That(tokenizer.IsSpecialToken(hello[0]), Is.False);
     }
@@ -152,6 +156,21 @@ public class TokenizerFileTests
         var tokenizer = TokenizerTestData.Tokenizer;
         Assert.That(tokenizer.Encode("a\uD800b \uDC00 c\uD83D"), Is.EqualTo(tokenizer.Encode("a\uFFFDb \uFFFD c\uFFFD")));
         Assert.That(tokenizer.Encode("ok 😀"), Is.EqualTo(tokenizer.Encode("ok \uD83D\uDE00")), "a valid pair is kept");
+    }
+
+    [Test]
+    public void FromDirectoryPicksUpTheConfigWhenPresent()
+    {
+        Write(Reference());
+        Assert.That(MambaTokenizer.FromDirectory(_dir).Encode("x", addSpecialTokens: true)[0], Is.EqualTo(0), "the file's BOS template");
+        Write("tokenizer_config.json", """{"add_bos_token": false, "eos_token": "<|padding|>"}""");
+        var withConfig = MambaTokenizer.FromDirectory(_dir);
+        Assert.That(withConfig.Encode("x", addSpecialTokens: true), Is.EqualTo(withConfig.Encode("x")));
+        Assert.That(withConfig.EosTokenId, Is.EqualTo(1));
+        var empty = Path.Combine(_dir, "empty");
+        Directory.CreateDirectory(empty);
+        var e = Assert.Throws<FileNotFoundException>(() => MambaTokenizer.FromDirectory(empty))!;
+        Assert.That(e.Message, Does.Contain("no tokenizer.json in " + empty));
     }
 
     [Test]
