@@ -199,12 +199,14 @@ public class TokenizerFileTests
         yield return Case("no vocab", j => j["model"]!.AsObject().Remove("vocab"), "missing \"vocab\"");
         yield return Case("vocab array", j => j["model"]!["vocab"] = new JsonArray(), "\"vocab\" is a Array");
         yield return Case("negative id", j => j["model"]!["vocab"]!["a"] = -3, "\"a\" has id -3");
+        yield return Case("huge id", j => j["model"]!["vocab"]!["a"] = 2_000_000_000, "\"a\" has id 2000000000");
+        yield return Case("huge added id", j => j["added_tokens"]![2]!["id"] = int.MaxValue, "added_tokens[2] (\"  \") has no \"id\" from 0 to");
         yield return Case("duplicate id", j => j["model"]!["vocab"]!["b"] = (int)j["model"]!["vocab"]!["a"]!, "gives id");
         yield return Case("merge not in vocab", j => j["model"]!["merges"]!.AsArray().Add(new JsonArray("a", "Ā€Ā")), "\"Ā€Ā\", which is not in model.vocab");
         yield return Case("merge string shape", j => j["model"]!["merges"]!.AsArray().Add("a b c"), "not two tokens separated by one space");
         yield return Case("merge number", j => j["model"]!["merges"]!.AsArray().Add(7), "expected \"a b\"");
         yield return Case("unk not in vocab", j => j["model"]!["unk_token"] = "<unk>", "unk_token \"<unk>\" is not in the vocabulary");
-        yield return Case("added token without id", j => j["added_tokens"]!.AsArray().Add(new JsonObject { ["content"] = "<x>" }), "added_tokens[5] (\"<x>\") has no");
+        yield return Case("added token without id", j => j["added_tokens"]!.AsArray().Add(new JsonObject { ["content"] = "<x>" }), "added_tokens[5] (\"<x>\") has no \"id\"");
         yield return Case("added token flag", j => j["added_tokens"]![0]!["special"] = "yes", "\"special\" is \"yes\", expected true or false");
         yield return Case("template without $A", j => j["post_processor"]!["single"]!.AsArray().RemoveAt(1), "does not contain the sequence $A");
         yield return Case("template unknown special", j => j["post_processor"]!["special_tokens"] = new JsonObject(), "no ids for \"<|endoftext|>\"");
