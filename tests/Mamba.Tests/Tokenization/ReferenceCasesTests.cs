@@ -66,10 +66,13 @@ public class ReferenceCasesTests
         var stream = tokenizer.CreateStreamDecoder();
         var parts = c.Ids.Select(stream.Push).ToList();
         parts.Add(stream.Flush());
-        Assert.That(string.Concat(parts), Is.EqualTo(tokenizer.Decode(c.Ids)));
+        Assert.That(string.Concat(parts), Is.EqualTo(c.Decoded));
         foreach (var part in parts)
         {
-            Assert.That(part, Does.Not.Contain('\uFFFD'), "valid text must not produce replacement characters");
+            if (!c.Decoded.Contains('\uFFFD'))
+            {
+                Assert.That(part, Does.Not.Contain('\uFFFD'), "valid text must not produce replacement characters");
+            }
             Assert.That(part.Length == 0 || !char.IsHighSurrogate(part[^1]), "a piece ends inside a surrogate pair");
         }
     }
