@@ -1,4 +1,4 @@
-// mamba_bench [--device cpu|cuda] [--threads N] [--filter SUBSTRING] [--json FILE]
+// mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,7 +27,7 @@ int main(int argc, char ** argv) {
         else if (a == "--json" && i + 1 < argc) json = argv[++i];
         else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--threads N] [--filter SUBSTRING] [--json FILE]\n");
+            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]\n");
             return 2;
         }
     }
