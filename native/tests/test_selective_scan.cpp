@@ -224,6 +224,17 @@ TEST_P(SelectiveScanErrorTest, StateLargerThan256IsUnsupported) {
     expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'A' has shape (8, 257): dstate 257 is above the largest supported, 256");
 }
 
+TEST_P(SelectiveScanErrorTest, EmptyStateIsRejected) {
+    Tensor A({8, 0}, DType::F32), B({2, 2, 0, 5}, DType::F32);
+    A.upload(ctx());
+    B.upload(ctx());
+    auto a = p.args();
+    a.A = A.dl();
+    a.B = B.dl();
+    a.C = B.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'A' has shape (8, 0): dstate must be at least 1");
+}
+
 TEST_P(SelectiveScanErrorTest, OverlappingOutputsAreRejected) {
     auto a = p.args();
     a.y = const_cast<DLTensor *>(a.u);

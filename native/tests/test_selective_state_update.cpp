@@ -179,6 +179,14 @@ TEST_P(SelectiveStateUpdateErrorTest, StateLargerThan256IsUnsupported) {
     expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'state' has shape (2, 8, 257): dstate 257 is above the largest supported, 256");
 }
 
+TEST_P(SelectiveStateUpdateErrorTest, EmptyStateIsRejected) {
+    Tensor state({2, 8, 0}, DType::F32);
+    state.upload(ctx());
+    auto a = p.args();
+    a.state = state.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'state' has shape (2, 8, 0): dstate must be at least 1");
+}
+
 TEST_P(SelectiveStateUpdateErrorTest, OutputsMustNotOverlapInputs) {
     auto a = p.args();
     a.y = const_cast<DLTensor *>(a.x);

@@ -197,6 +197,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     int64_t blocks_per_task = time_contiguous ? 1 : kMaxBlocksPerTask;
     while (blocks_per_task > 1 && p.batch * p.groups * ((blocks_per_group + blocks_per_task - 1) / blocks_per_task) < 3 * int64_t(ctx.num_threads))
         blocks_per_task /= 2;
+    while (blocks_per_task / 2 >= blocks_per_group) blocks_per_task /= 2;  // no wider than a group
     const int64_t width = blocks_per_task * kBlock;
     const int64_t tasks_per_group = (blocks_per_group + blocks_per_task - 1) / blocks_per_task;
     const int64_t tasks = p.batch * p.groups * tasks_per_group;
