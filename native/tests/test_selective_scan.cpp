@@ -29,6 +29,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
         {1, 40, 300, 16, 1, false},  // long, time-invariant B and C, several time tiles
         {3, 16, 5, 1, 4, true},      // dstate 1, four groups of four channels
         {2, 20, 70, 64, 1, true},    // tiles of a larger state
+        {2, 64, 300, 16, 2, true},   // enough work to be split over threads
     };
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
                              {DType::F16, DType::F16, DType::F16},

@@ -27,6 +27,7 @@ TEST_P(SelectiveStateUpdateTest, MatchesFloat64Reference) {
         {2, 130, 5, 5},   // dstate not a multiple of the vector width
         {1, 1536, 16, 1}, // mamba-130m
         {2, 12, MAMBA_MAX_DSTATE, 3},
+        {8, 4096, 16, 4},  // enough work to be split over threads
     };
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
                              {DType::F16, DType::F16, DType::F16},
