@@ -180,8 +180,8 @@ public sealed partial class HubClient : IDisposable
         return pointer;
     }
 
-    // Offline, a file missing from a snapshot that already holds config.json is taken as absent only for the
-    // optional tokenizer extras; weights and config must be there.
+    // Offline, a file missing from a snapshot that already holds config.json counts as absent when it is optional
+    // or one of the alternative weight names; DownloadModelAsync then fails clearly if no weights are cached.
     private bool IsOptionalInSnapshot(string repoId, string commit, string file) =>
         file is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "generation_config.json" or Checkpoint.SingleFileName or Checkpoint.IndexFileName
             or Checkpoint.TorchFileName or Checkpoint.TorchIndexFileName
