@@ -36,6 +36,12 @@ internal sealed class FakeHub : IDisposable
     /// <summary>Repositories: repo id -> file -> (content, served through the CDN).</summary>
     public Dictionary<string, Dictionary<string, (byte[] Content, bool Lfs)>> Repos { get; } = [];
 
+    /// <summary>Old repository ids answered with a relative redirect to the new one, as the hub does after a rename.</summary>
+    public Dictionary<string, string> Renamed { get; } = [];
+
+    /// <summary>When true, resolve requests get 403 as for a gated repository whose terms were not accepted.</summary>
+    public bool Gated { get; set; }
+
     /// <summary>When set, resolve requests need "Authorization: Bearer {token}".</summary>
     public string? RequiredToken { get; set; }
 
@@ -114,6 +120,19 @@ internal sealed class FakeHub : IDisposable
         var repo = parts[0] + "/" + parts[1];
         var revision = parts[3];
         var file = parts[4];
+        if (Renamed.TryGetValue(repo, out var newName))
+        {
+            response.Headers["Location"] = $"/{newName}/resolve/{parts[3]}/{parts[4]}";
+            Finish(response, 307, null);
+            return;
+        }
+        if (Gated)
+        {
+            response.Headers["X-Error-Code"] = "GatedRepo";
+            response.Headers["X-Error-Message"] = "Access to model is restricted";
+            Finish(response, 403, null);
+            return;
+        }
         if (RequiredToken is not null && request.Headers["Authorization"] != "Bearer " + RequiredToken)
         {
             response.Headers["X-Error-Message"] = "Invalid credentials in Authorization header";

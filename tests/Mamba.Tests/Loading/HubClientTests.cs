@@ -285,6 +285,32 @@ public class HubClientTests
     }
 
     [Test]
+    public async Task RenamedRepositoryIsFollowed()
+    {
+        var (hub, model) = TinyRepo();
+        using var _ = hub;
+        hub.Renamed["old-org/old-name"] = Repo;
+        using var cache = new TempDir();
+        using var client = Client(hub, cache);
+        var snapshot = await client.DownloadModelAsync("old-org/old-name");
+        Assert.That(File.ReadAllBytes(snapshot.WeightsPath), Is.EqualTo(model));
+        Assert.That(hub.Log, Has.Some.StartsWith($"HEAD /{Repo}/resolve/main/config.json"));
+    }
+
+    [Test]
+    public void GatedRepositoryIsForbidden()
+    {
+        var (hub, _) = TinyRepo();
+        using var _h = hub;
+        hub.Gated = true;
+        using var cache = new TempDir();
+        using var client = Client(hub, cache, token: "hf_any");
+        var e = Assert.ThrowsAsync<HubUnauthorizedException>(() => client.DownloadModelAsync(Repo))!;
+        Assert.That(e.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Forbidden));
+        Assert.That(e.Message, Does.Contain("gated").And.Contain("Access to model is restricted"));
+    }
+
+    [Test]
     public void OptionsComeFromTheEnvironment()
     {
         using var home = new TempDir();
