@@ -9,6 +9,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
