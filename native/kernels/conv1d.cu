@@ -1,7 +1,7 @@
 // Causal depthwise conv1d (mamba_causal_conv1d) and its decode step (mamba_causal_conv1d_update).
 // One thread per output; x is read `width` times but from L1/L2, so device memory sees x, y once.
 // Bytes: batch*dim*len*(x + y) + weights; FLOPs: 2*width per output (+ SiLU).
-#include "kernels/common.cuh"
+#include "common.cuh"
 #include "ops/causal_conv1d.h"
 
 namespace mamba::cuda {

@@ -1,6 +1,6 @@
 // Strided copy with dtype conversion (mamba_copy), also used to stage inputs for the fast kernels.
 // Bytes: numel * (src size + dst size); no arithmetic beyond the conversion.
-#include "kernels/common.cuh"
+#include "common.cuh"
 #include "ops/copy.h"
 
 namespace mamba::cuda {

@@ -2,7 +2,7 @@
 // float32 accumulation) and mamba_embedding (a gather).
 // linear: FLOPs 2*rows*in*out; bytes rows*in*x + in*out*W + rows*out*y.
 // embedding: bytes count*hidden*(table + y).
-#include "kernels/common.cuh"
+#include "common.cuh"
 #include "ops/linear.h"
 
 namespace mamba::cuda {
@@ -89,29 +89,36 @@ void linear(mamba_context & ctx, const LinearParams & p) {
 
 namespace {
 
+// Raises the context's error flag when an id lies outside [0, vocab).
+__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, int * error_flag) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[i * ids_s])
+                                                        : reinterpret_cast<const int64_t *>(ids)[i * ids_s];
+        if (id < 0 || id >= vocab) atomicExch(error_flag, 1);
+    }
+}
+
 __global__ void embedding_kernel(const char * ids, int ids_dtype, int64_t ids_s, AnyPtr table, int64_t t_s0, int64_t t_s1, AnyPtr y, int64_t y_s0,
-                                 int64_t y_s1, int64_t vocab, int64_t hidden, int * error_flag) {
+                                 int64_t y_s1, int64_t hidden) {
     const int64_t row = blockIdx.x;
     const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[row * ids_s])
                                                     : reinterpret_cast<const int64_t *>(ids)[row * ids_s];
-    if (id < 0 || id >= vocab) {
-        if (threadIdx.x == 0) atomicExch(error_flag, 1);
-        return;
-    }
     for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) y.store(row * y_s0 + i * y_s1, table.load(id * t_s0 + i * t_s1));
 }
 
 }  // namespace
 
 void embedding(mamba_context & ctx, const EmbeddingParams & p) {
-    if (p.count == 0 || p.hidden == 0) return;
+    if (p.count == 0) return;
     if (p.count > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "embedding on CUDA supports at most 2^31-1 ids");
     int * flag = ctx.cuda->error_flag;
-    const int threads = p.hidden >= 1024 ? 512 : 128;
-    embedding_kernel<<<unsigned(p.count), threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0],
-                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.vocab, p.hidden, flag);
-    MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
-    // Ids live on the device, so a bad one is only seen here: read the flag back (and clear it).
+    // Ids live on the device: check them all first (and read the verdict back) so that nothing is
+    // written when one is out of range.
+    const int check_threads = 256;
+    const int64_t check_blocks = std::min<int64_t>(ceil_div(p.count, check_threads), 1024);
+    embedding_check_kernel<<<unsigned(check_blocks), check_threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], p.count,
+                                                                                         p.vocab, flag);
+    MAMBA_CUDA_CHECK_LAUNCH("embedding_check_kernel");
     int host_flag = 0;
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(&host_flag, flag, sizeof(int), cudaMemcpyDeviceToHost, stream_of(ctx)));
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
@@ -119,6 +126,11 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
         MAMBA_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), stream_of(ctx)));
         fail_argument("argument 'ids' holds a token id outside [0, ", p.vocab, ")");
     }
+    if (p.hidden == 0) return;
+    const int threads = p.hidden >= 1024 ? 512 : 128;
+    embedding_kernel<<<unsigned(p.count), threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0],
+                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.hidden);
+    MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 
 }  // namespace mamba::cuda

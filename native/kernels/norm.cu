@@ -4,7 +4,7 @@
 // reads an element before it writes that same element.
 // Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
 // (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
-#include "kernels/common.cuh"
+#include "common.cuh"
 #include "ops/gated_rms_norm.h"
 #include "ops/rms_norm.h"
 

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <memory>
 
-#include "kernels/common.cuh"
+#include "common.cuh"
 
 namespace mamba::cuda {
 

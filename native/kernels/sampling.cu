@@ -7,7 +7,7 @@
 // for top-p) instead of a sort; ties at the cut are resolved by id, as the CPU's ordering does.
 // Bytes: a few passes over batch*vocab floats.
 #include "core/rng.h"
-#include "kernels/common.cuh"
+#include "common.cuh"
 #include "ops/sampling.h"
 
 namespace mamba::cuda {
