@@ -75,7 +75,7 @@ struct Problem {
         B.fill_uniform(rng, -1, 1);
         C.fill_uniform(rng, -1, 1);
         D.fill_uniform(rng, -1, 1);
-        z.fill_uniform(rng, -2, 2);
+        z.fill_uniform(rng, -6, 6);
         dt_bias.fill_uniform(rng, -0.5, 0.5);
         initial.fill_uniform(rng, -1, 1);
         for (size_t i = 0; i < o.cu_seqlens.size(); ++i) cu_seqlens.at(int64_t(i)) = double(o.cu_seqlens[i]);

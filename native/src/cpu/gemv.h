@@ -15,4 +15,7 @@ constexpr int64_t kGemvMaxRows = MAMBA_GEMV_MAX_ROWS;
 
 void linear_gemv(int num_threads, const LinearParams & p);
 
+// n contiguous float32/float16/bfloat16 values to float32, vectorized like the kernels.
+void widen_to_float(DType dtype, const void * src, int64_t n, float * out);
+
 }  // namespace mamba::cpu

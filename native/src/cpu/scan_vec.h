@@ -8,7 +8,11 @@
 #include <cstring>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// GCC 12's AVX-512 headers trip its own -Wmaybe-uninitialized (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 namespace mamba::cpu::scan_vec {
@@ -119,7 +123,21 @@ inline Vec exp2_fast(Vec x) {
     return fmadd(p456, f4, fmadd(p23, f2, p01)) * pow2_whole(n);
 }
 
-inline Vec exp_fast(Vec x) { return exp2_fast(x * set1(kLog2e)); }
+// e^x, relative error below 3e-7 for x in [-87, 88]; tiny below and clamped above. Unlike
+// exp2_fast(x * log2(e)), whose rounded argument costs |x| * 1e-7 of relative accuracy, the reduction
+// r = x - n ln2 is done in two parts (Cody and Waite) so it stays exact; e^r is the degree-6 Taylor
+// series of 2^f above, in r = f ln2.
+inline Vec exp_fast(Vec x) {
+    x = min(max(x, set1(-87.0f)), set1(88.0f));
+    const Vec n = round_nearest(x * set1(kLog2e));
+    const Vec r = fmadd(n, set1(-1.428606765330187e-06f), fmadd(n, set1(-0.693145751953125f), x));
+    const Vec r2 = r * r;
+    const Vec r4 = r2 * r2;
+    const Vec p01 = r + set1(1.0f);
+    const Vec p23 = fmadd(set1(1.0f / 6.0f), r, set1(0.5f));
+    const Vec p456 = fmadd(set1(1.0f / 720.0f), r2, fmadd(set1(1.0f / 120.0f), r, set1(1.0f / 24.0f)));
+    return fmadd(p456, r4, fmadd(p23, r2, p01)) * pow2_whole(n);
+}
 
 // log(1 + y) for y in [0, 1], accurate to a few ulp relative even for tiny y:
 // log(1 + y) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with s = y / (2 + y) <= 1/3, so s^2 <= 1/9 and

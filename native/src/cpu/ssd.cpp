@@ -29,11 +29,11 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> group, x, c_scaled, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
         auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
-        size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(c_scaled, Q * N), size(x_weighted, Q * P);
+        size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
         size(cb, Q * Q), size(y, Q * P);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
     }
@@ -96,6 +96,14 @@ public:
     }
 
 private:
+    static constexpr int64_t kAhead = 8;  // rows prefetched ahead
+
+    // Rows of an x-like (batch, len, heads, headdim) view for one batch entry and head from step t0.
+    Rows rows(const Tensor & v, int64_t b, int64_t t0, int64_t h) const {
+        const int64_t es = int64_t(dtype_size(v.dtype));
+        return Rows{element(v, {b, t0, h, 0}), v.stride[1] * es, P_ * std::abs(v.stride[3]) * es};
+    }
+
     void load_D(int64_t h, float * d) const {
         if (!p_.D) {
             std::fill(d, d + P_, 0.0f);
@@ -120,8 +128,10 @@ private:
             w.weight[t] = w.dt[t] * tail;
             tail *= w.dA[t];
         }
+        const Rows x = rows(p_.x, b, t0, h);
         for (int64_t t = 0; t < T; ++t) {
-            load_floats(p_.x.dtype, element(p_.x, {b, t0 + t, h, 0}), P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
+            if (t + kAhead < T) x.fetch(t + kAhead);
+            load_floats(p_.x.dtype, x[t], P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
         }
     }
 
@@ -160,14 +170,15 @@ private:
 
     // y += diag(decay from chunk start) C S^T: what the state entering the chunk contributes.
     void from_state(int64_t T, const float * c, const float * state, ChunkBuffers & w) const {
+        // C S^T first, then scaled per row: P columns to scale instead of N.
+        float * past = w.past.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(P_));
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.decay_in[t];
-            const float * src = c + t * N_;
-            float * dst = &w.c_scaled[size_t(t * N_)];
-            for (int64_t n = 0; n < N_; ++n) dst[n] = f * src[n];
+            float * y = &w.y[size_t(t * P_)];
+            const float * from = past + t * P_;
+            for (int64_t i = 0; i < P_; ++i) y[i] += f * from[i];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, w.c_scaled.data(), int(N_), state,
-                    int(N_), 1.0f, w.y.data(), int(P_));
     }
 
     // S = decay(whole chunk) S + (w o X)^T B.
@@ -184,16 +195,20 @@ private:
     }
 
     void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, ChunkBuffers & w) const {
+        const Rows y_rows = rows(p_.y, b, t0, h);
+        const Rows z_rows = p_.z ? rows(*p_.z, b, t0, h) : Rows{};
         for (int64_t t = 0; t < T; ++t) {
             float * y = &w.y[size_t(t * P_)];
             const float * x = &w.x[size_t(t * P_)];
             for (int64_t i = 0; i < P_; ++i) y[i] += w.d[i] * x[i];
             if (p_.z) {
                 float * z = w.row.data();
-                load_floats(p_.z->dtype, element(*p_.z, {b, t0 + t, h, 0}), P_, p_.z->stride[3], z);
-                for (int64_t i = 0; i < P_; ++i) y[i] *= silu(z[i]);
+                if (t + kAhead < T) z_rows.fetch(t + kAhead);
+                load_floats(p_.z->dtype, z_rows[t], P_, p_.z->stride[3], z);
+                multiply_by_silu(y, z, P_);
             }
-            store_floats(p_.y.dtype, element(p_.y, {b, t0 + t, h, 0}), P_, p_.y.stride[3], y);
+            if (t + kAhead < T) y_rows.fetch(t + kAhead, true);
+            store_floats(p_.y.dtype, y_rows[t], P_, p_.y.stride[3], y);
         }
     }
 
