@@ -29,7 +29,8 @@ struct CudaState {
     size_t workspace_bytes = 0;
     void * cublas_workspace = nullptr;  // fixed scratch for cuBLAS(Lt), separate from ours
     size_t cublas_workspace_bytes = 0;
-    int * error_flag = nullptr;         // device word kernels raise on bad data (e.g. an id out of range)
+    // First flat index of bad data a kernel met (e.g. an id out of range); all ones when none.
+    unsigned long long * error_index = nullptr;
     int multiprocessors = 0;
     int max_smem_per_block = 0;
     int cc_major = 0, cc_minor = 0;
@@ -41,6 +42,13 @@ namespace cuda {
 [[noreturn]] void fail_cublas(cublasStatus_t st, const char * what, const char * file, int line);
 
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
+
+constexpr unsigned long long kNoErrorIndex = ~0ull;
+// Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex
+// when none): data checks that only the device can make end in an error status this way.
+unsigned long long take_error_index(mamba_context & ctx);
+// Reads one int32/int64 element of a device tensor (for error messages).
+int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset);
 inline const CudaState & state_of(const mamba_context & ctx) { return *ctx.cuda; }
 
 // Splits one context workspace into several aligned buffers: add() the sizes, then take().

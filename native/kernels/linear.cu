@@ -44,7 +44,8 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     const bool stage_w = p.weight.dtype != op || ldw_in < K || (K > 1 && p.weight.stride[1] != 1);
     // cuBLAS writes float32 or the operand type; other output types, a bias or odd strides go through a
     // float32 buffer (the bias add is fused into the conversion pass).
-    const bool direct_y = (p.y.dtype == op || p.y.dtype == DType::F32) && ldy_in >= N && (N == 1 || p.y.stride[1] == 1);
+    // A bias with a rounded output type also goes through float32, so that y is rounded once.
+    const bool direct_y = (p.y.dtype == DType::F32 || (p.y.dtype == op && !p.bias)) && ldy_in >= N && (N == 1 || p.y.stride[1] == 1);
     const bool stage_y = !direct_y;
     WorkspaceCarver carver;
     const size_t ox = stage_x ? carver.add(size_t(M * K) * dtype_size(op)) : 0;
@@ -89,12 +90,12 @@ void linear(mamba_context & ctx, const LinearParams & p) {
 
 namespace {
 
-// Raises the context's error flag when an id lies outside [0, vocab).
-__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, int * error_flag) {
+// Reports the first position whose id lies outside [0, vocab).
+__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, unsigned long long * error_index) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[i * ids_s])
                                                         : reinterpret_cast<const int64_t *>(ids)[i * ids_s];
-        if (id < 0 || id >= vocab) atomicExch(error_flag, 1);
+        if (id < 0 || id >= vocab) atomicMin(error_index, (unsigned long long)i);
     }
 }
 
@@ -111,20 +112,18 @@ __global__ void embedding_kernel(const char * ids, int ids_dtype, int64_t ids_s,
 void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     if (p.count == 0) return;
     if (p.count > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "embedding on CUDA supports at most 2^31-1 ids");
-    int * flag = ctx.cuda->error_flag;
     // Ids live on the device: check them all first (and read the verdict back) so that nothing is
     // written when one is out of range.
     const int check_threads = 256;
     const int64_t check_blocks = std::min<int64_t>(ceil_div(p.count, check_threads), 1024);
     embedding_check_kernel<<<unsigned(check_blocks), check_threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], p.count,
-                                                                                         p.vocab, flag);
+                                                                                         p.vocab, ctx.cuda->error_index);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_check_kernel");
-    int host_flag = 0;
-    MAMBA_CUDA_CHECK(cudaMemcpyAsync(&host_flag, flag, sizeof(int), cudaMemcpyDeviceToHost, stream_of(ctx)));
-    MAMBA_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
-    if (host_flag != 0) {
-        MAMBA_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), stream_of(ctx)));
-        fail_argument("argument 'ids' holds a token id outside [0, ", p.vocab, ")");
+    const unsigned long long bad = take_error_index(ctx);
+    if (bad != kNoErrorIndex) {
+        const int64_t pos = int64_t(bad);
+        fail_argument("argument 'ids' holds ", read_device_int(ctx, p.ids, pos * p.ids.stride[0]), " at position ", pos, ", outside the table's rows [0, ",
+                      p.vocab, ")");
     }
     if (p.hidden == 0) return;
     const int threads = p.hidden >= 1024 ? 512 : 128;

@@ -93,8 +93,8 @@ void context_init(mamba_context & ctx) {
         state->cublas_workspace_bytes = kCublasWorkspaceBytes;
         MAMBA_CUBLAS_CHECK(cublasSetStream(state->cublas, state->stream));
         MAMBA_CUBLAS_CHECK(cublasSetWorkspace(state->cublas, state->cublas_workspace, state->cublas_workspace_bytes));
-        MAMBA_CUDA_CHECK(cudaMalloc(&state->error_flag, sizeof(int)));
-        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->error_flag, 0, sizeof(int), state->stream));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->error_index, sizeof(unsigned long long)));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->error_index, 0xff, sizeof(unsigned long long), state->stream));
     } catch (...) {
         context_destroy(ctx);
         state.release();
@@ -112,7 +112,7 @@ void context_destroy(mamba_context & ctx) noexcept {
     if (s->cublaslt) cublasLtDestroy(s->cublaslt);
     if (s->workspace) cudaFree(s->workspace);
     if (s->cublas_workspace) cudaFree(s->cublas_workspace);
-    if (s->error_flag) cudaFree(s->error_flag);
+    if (s->error_index) cudaFree(s->error_index);
     if (s->own_stream) cudaStreamDestroy(s->own_stream);
     (void)cudaGetLastError();
     delete s;
@@ -223,6 +223,25 @@ float event_elapsed_ms(const mamba_event & start, const mamba_event & end) {
     float ms = 0.0f;
     MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.cuda_event), static_cast<cudaEvent_t>(end.cuda_event)));
     return ms;
+}
+
+unsigned long long take_error_index(mamba_context & ctx) {
+    unsigned long long index = kNoErrorIndex;
+    cudaStream_t st = ctx.cuda->stream;
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(&index, ctx.cuda->error_index, sizeof(index), cudaMemcpyDeviceToHost, st));
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
+    if (index != kNoErrorIndex) MAMBA_CUDA_CHECK(cudaMemsetAsync(ctx.cuda->error_index, 0xff, sizeof(index), st));
+    return index;
+}
+
+int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset) {
+    const size_t es = dtype_size(t.dtype);
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    void * dst = t.dtype == DType::I32 ? static_cast<void *>(&v32) : static_cast<void *>(&v64);
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, t.data + element_offset * int64_t(es), es, cudaMemcpyDeviceToHost, ctx.cuda->stream));
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    return t.dtype == DType::I32 ? int64_t(v32) : v64;
 }
 
 void * workspace(mamba_context & ctx, size_t bytes) {

@@ -54,7 +54,7 @@ struct SampleArgs {
     int top_k;
     uint64_t seed, step;
     float *v, *w;  // per row: scaled logits and surviving weights (batch * vocab each)
-    int * error_flag;
+    unsigned long long * error_index;  // first bad history entry (flat row-major index)
 };
 
 struct SampleShared {
@@ -248,7 +248,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
             const int64_t off = row * a.h_s0 + j * a.h_s1;
             const int64_t id = a.hist_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.history)[off])
                                                                : reinterpret_cast<const int64_t *>(a.history)[off];
-            if (id >= V) atomicExch(a.error_flag, 1);
+            if (id >= V) atomicMin(a.error_index, (unsigned long long)(row * a.history_len + j));
             if (id < 0 || id >= V || a.penalty == 1.0f) continue;
             const float o = a.logits.load(row * a.l_s0 + id * a.l_s1);
             v[id] = o < 0.0f ? o * a.penalty : __fdiv_rn(o, a.penalty);
@@ -388,17 +388,16 @@ void sample(mamba_context & ctx, const SampleParams & p) {
     a.step = p.step;
     a.v = reinterpret_cast<float *>(ws + ov);
     a.w = reinterpret_cast<float *>(ws + ow);
-    a.error_flag = ctx.cuda->error_flag;
+    a.error_index = ctx.cuda->error_index;
     sample_kernel<<<unsigned(p.batch), kSampleThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
     if (a.history != nullptr) {
         // History ids are on the device: an id past the vocabulary is only seen by the kernel.
-        int flag = 0;
-        MAMBA_CUDA_CHECK(cudaMemcpyAsync(&flag, a.error_flag, sizeof(int), cudaMemcpyDeviceToHost, stream_of(ctx)));
-        MAMBA_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
-        if (flag != 0) {
-            MAMBA_CUDA_CHECK(cudaMemsetAsync(a.error_flag, 0, sizeof(int), stream_of(ctx)));
-            fail_argument("argument 'history' holds a token id outside the vocabulary [0, ", p.vocab, ")");
+        const unsigned long long bad = take_error_index(ctx);
+        if (bad != kNoErrorIndex) {
+            const int64_t row = int64_t(bad) / p.history_len, col = int64_t(bad) % p.history_len;
+            const int64_t id = read_device_int(ctx, *p.history, row * p.history->stride[0] + col * p.history->stride[1]);
+            fail_argument("history[", row, ", ", col, "] is ", id, ", outside the vocabulary [0, ", p.vocab, ")");
         }
     }
 }

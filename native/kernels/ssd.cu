@@ -16,6 +16,9 @@ namespace mamba::cuda {
 
 namespace {
 
+// dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
+bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
+
 struct SsdArgs {
     AnyPtr x, dt, B, C, z, y;
     const float *A, *D, *dt_bias, *init;
@@ -27,7 +30,7 @@ struct SsdArgs {
     int64_t A_s, D_s0, D_s1, bias_s, init_s[4], fin_s[4];
     int64_t len, heads, headdim, dstate, heads_per_group;
     float dt_min, dt_max;
-    bool softplus, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
+    bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
 };
 
 template <int kStatesPerLane>
@@ -95,7 +98,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_scan_kernel(SsdArgs a) {
             if (k < steps) {
                 dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
                 if (a.softplus) dt = softplus_f(dt);
-                dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
                 decay = __expf(dt * A);
             }
             s_dt[k] = dt;
@@ -250,6 +253,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     a.dt_min = p.dt_min;
     a.dt_max = p.dt_max;
     a.softplus = p.dt_softplus;
+    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
@@ -271,7 +275,7 @@ struct SsdUpdateArgs {
     int64_t A_s, D_s0, D_s1, bias_s;
     int64_t heads, headdim, dstate, heads_per_group;
     float dt_min, dt_max;
-    bool softplus, has_D, D_per_channel, has_z, has_bias, vec;
+    bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
 };
 
 constexpr int kUpdateRowsPerWarp = 4;
@@ -288,7 +292,7 @@ __global__ void __launch_bounds__(32 * kUpdateWarps) ssd_state_update_kernel(Ssd
     float dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
     if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
     if (a.softplus) dt = softplus_f(dt);
-    dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
     const float decay = __expf(dt * a.A[h * a.A_s]);
     float xv[R], acc[R];
 #pragma unroll
@@ -405,6 +409,7 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     a.dt_min = p.dt_min;
     a.dt_max = p.dt_max;
     a.softplus = p.dt_softplus;
+    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
     const auto st = p.state;
     a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
             st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
