@@ -198,8 +198,136 @@ void dispatch_scan_config(mamba_context & ctx, const ScanArgs & a, int64_t batch
     else launch_scan<ScanTraits<T, 8, 32, kVar>>(ctx, a, batch);
 }
 
+
+// ---- one thread per channel ---------------------------------------------------------------------
+// For many channels and dstate <= 16: each thread owns a whole channel (16 recurrences in registers),
+// so no lane reduction is needed, and the block's channels share one group's B and C, staged per chunk
+// in shared memory as float [step][state] and read back as broadcast float4s. u, delta and z of the
+// next chunk are loaded (16 bytes a tensor) while the current chunk runs.
+// Requires: variable B/C, every block inside one group, 16-byte aligned rows, len % 8 == 0.
+struct ChannelScanTraits {
+    static constexpr int kThreads = 64;  // channels per block
+    static constexpr int kN = 16;        // states per channel (padded)
+    static constexpr int kChunk = 8;
+};
+
+template <class T>
+__global__ void __launch_bounds__(ChannelScanTraits::kThreads) selective_scan_channel_kernel(ScanArgs a) {
+    constexpr int N = ChannelScanTraits::kN, CH = ChannelScanTraits::kChunk, kThreads = ChannelScanTraits::kThreads;
+    __shared__ __align__(16) float s_B[2][CH][N];
+    __shared__ __align__(16) float s_C[2][CH][N];
+
+    const int64_t b = blockIdx.y;
+    const int64_t d_first = int64_t(blockIdx.x) * kThreads;
+    const int64_t d_raw = d_first + threadIdx.x;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;
+    const int64_t g = d_first / a.channels_per_group;  // the whole block is in one group
+
+    const T * up = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d * a.u_sd;
+    const T * dp = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d * a.dl_sd;
+    const T * zp = a.has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d * a.z_sd : nullptr;
+    T * yp = reinterpret_cast<T *>(a.y) + b * a.y_sb + d * a.y_sd;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    float A2[N], h[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+        const bool valid = n < a.dstate;
+        A2[n] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        h[n] = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+    }
+    const float Dv = a.has_D ? a.D[d * a.D_s] : 0.0f;
+    const float bias = a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f;
+
+    // Staging role: threads 0..15 load a B row's chunk, 16..31 a C row's (16 bytes or two).
+    const int stage_n = threadIdx.x & 15;
+    const bool stage_c = threadIdx.x >= 16 && threadIdx.x < 32;
+    const bool stager = threadIdx.x < 32;
+    const T * stage_row = stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn;
+    const bool stage_valid = stage_n < a.dstate;
+
+    float un[CH], dn[CH], zn[CH];
+    load_floats<T, CH>(up, un, true);
+    load_floats<T, CH>(dp, dn, true);
+    if (a.has_z) load_floats<T, CH>(zp, zn, true);
+    const int64_t chunks = a.len / CH;
+    for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t t0 = c * CH;
+        const int buf = int(c & 1);
+        float uu[CH], dl[CH], zz[CH];
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            uu[k] = un[k];
+            dl[k] = dn[k];
+            zz[k] = a.has_z ? zn[k] : 0.0f;
+        }
+        if (stager) {
+            float v[CH];
+            if (stage_valid) load_floats<T, CH>(stage_row + t0, v, true);
+#pragma unroll
+            for (int k = 0; k < CH; ++k) {
+                const float x = stage_valid ? v[k] : 0.0f;
+                if (stage_c) s_C[buf][k][stage_n] = x;
+                else s_B[buf][k][stage_n] = x;
+            }
+        }
+        if (c + 1 < chunks) {
+            load_floats<T, CH>(up + t0 + CH, un, true);
+            load_floats<T, CH>(dp + t0 + CH, dn, true);
+            if (a.has_z) load_floats<T, CH>(zp + t0 + CH, zn, true);
+        }
+        __syncthreads();
+        float out[CH];
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            float dt = dl[k] + bias;
+            if (a.softplus) dt = softplus_f(dt);
+            const float du = dt * uu[k];
+            const float4 * Bq = reinterpret_cast<const float4 *>(s_B[buf][k]);
+            const float4 * Cq = reinterpret_cast<const float4 *>(s_C[buf][k]);
+            float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+            for (int q = 0; q < N / 4; ++q) {
+                const float4 Bv = Bq[q], Cv = Cq[q];
+                h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
+                h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
+                h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
+                h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
+                acc0 += Cv.x * h[4 * q + 0] + Cv.z * h[4 * q + 2];
+                acc1 += Cv.y * h[4 * q + 1] + Cv.w * h[4 * q + 3];
+            }
+            float y = acc0 + acc1 + Dv * uu[k];
+            if (a.has_z) y *= silu_f(zz[k]);
+            out[k] = y;
+        }
+        if (channel_valid) store_floats<T, CH>(yp + t0, out, true);
+    }
+    if (a.has_fin && channel_valid) {
+#pragma unroll
+        for (int n = 0; n < N; ++n)
+            if (n < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + n * a.fin_sn] = h[n];
+    }
+}
+
+template <class T>
+bool try_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
+    constexpr int kThreads = ChannelScanTraits::kThreads;
+    const bool one_group_per_block = a.channels_per_group % kThreads == 0 || a.channels_per_group >= a.dim;
+    const bool enough_channels = batch * a.dim >= 16384;
+    if (!variable || !a.vec || a.dstate > ChannelScanTraits::kN || a.len % ChannelScanTraits::kChunk != 0 || a.len == 0 || !one_group_per_block ||
+        !enough_channels || batch > 65535)
+        return false;
+    const dim3 grid(unsigned(ceil_div(a.dim, kThreads)), unsigned(batch));
+    selective_scan_channel_kernel<T><<<grid, kThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
+    return true;
+}
+
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
+    if (try_channel_scan<T>(ctx, a, batch, variable)) return;
     if (variable) dispatch_scan_config<T, true>(ctx, a, batch);
     else dispatch_scan_config<T, false>(ctx, a, batch);
 }

@@ -33,6 +33,171 @@ struct SsdArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
 };
 
+// Rows kernel: each warp owns 8 rows p of a head and each lane 4 consecutive states (float4) of every
+// 128, so one float4 of B and one of C from shared memory serve 8 rows (32 state updates). y_t[p] is
+// reduced over the lanes through a small shared buffer (8 stores, 2 vector loads, 2 shuffles a step)
+// instead of 8 full shuffle trees.
+template <int kStateQuads>
+struct SsdRowsTraits {
+    static constexpr int kNQ = kStateQuads;   // float4 state groups per lane: dstate <= 128 * kNQ
+    static constexpr int kNP = 128 * kNQ;     // padded dstate held in shared memory
+    static constexpr int kRowsPerWarp = 8;
+    static constexpr int kWarps = 4;
+    static constexpr int kRows = kRowsPerWarp * kWarps;  // rows of headdim per block
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kChunk = 16;
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_rows_kernel(SsdArgs a) {
+    constexpr int NQ = Tr::kNQ, NP = Tr::kNP, R = Tr::kRowsPerWarp, ROWS = Tr::kRows, CH = Tr::kChunk;
+    __shared__ __align__(16) float s_B[CH][NP];
+    __shared__ __align__(16) float s_C[CH][NP];
+    __shared__ __align__(16) float s_x[CH][ROWS];
+    __shared__ __align__(16) float s_red[Tr::kWarps][R][36];  // 36: conflict-free float4 reads
+    __shared__ float s_y[CH][ROWS];
+    __shared__ float s_dt[CH], s_decay[CH];
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t row0 = int64_t(blockIdx.x) * ROWS;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    if (a.packed) {
+        auto cu = [&](int64_t i) {
+            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+        };
+        b = 0;
+        t_begin = cu(seq);
+        t_end = cu(seq + 1);
+    } else {
+        b = seq;
+        t_begin = 0;
+        t_end = a.len;
+    }
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+
+    float4 st[R][NQ];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int64_t p = row0 + warp * R + r;
+#pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+            float v[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t n = q * 128 + lane * 4 + i;
+                v[i] = (a.has_init && p < a.headdim && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]]
+                                                                     : 0.0f;
+            }
+            st[r][q] = make_float4(v[0], v[1], v[2], v[3]);
+        }
+    }
+
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH) {
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        __syncthreads();  // the previous chunk's shared data is no longer read
+        for (int i = threadIdx.x; i < CH * NP; i += blockDim.x) {
+            const int k = i / NP, n = i % NP;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            s_B[k][n] = in ? a.B.load(b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]) : 0.0f;
+            s_C[k][n] = in ? a.C.load(b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]) : 0.0f;
+        }
+        if (threadIdx.x < CH) {
+            const int k = threadIdx.x;
+            float dt = 0.0f, decay = 1.0f;
+            if (k < steps) {
+                dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
+                if (a.softplus) dt = softplus_f(dt);
+                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+                decay = __expf(dt * A);
+            }
+            s_dt[k] = dt;
+            s_decay[k] = decay;
+        }
+        for (int i = threadIdx.x; i < CH * ROWS; i += blockDim.x) {
+            const int k = i / ROWS, rr = i % ROWS;
+            const int64_t p = row0 + rr;
+            s_x[k][rr] = (k < steps && p < a.headdim) ? a.x.load(b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]) : 0.0f;
+        }
+        __syncthreads();
+        for (int k = 0; k < steps; ++k) {
+            const float decay = s_decay[k], dt = s_dt[k];
+            const float4 xa = *reinterpret_cast<const float4 *>(&s_x[k][warp * R]);
+            const float4 xb = *reinterpret_cast<const float4 *>(&s_x[k][warp * R + 4]);
+            const float dtx[R] = {dt * xa.x, dt * xa.y, dt * xa.z, dt * xa.w, dt * xb.x, dt * xb.y, dt * xb.z, dt * xb.w};
+            float acc[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) {
+                const float4 Bq = *reinterpret_cast<const float4 *>(&s_B[k][q * 128 + lane * 4]);
+                const float4 Cq = *reinterpret_cast<const float4 *>(&s_C[k][q * 128 + lane * 4]);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    float4 & v = st[r][q];
+                    v.x = decay * v.x + dtx[r] * Bq.x;
+                    v.y = decay * v.y + dtx[r] * Bq.y;
+                    v.z = decay * v.z + dtx[r] * Bq.z;
+                    v.w = decay * v.w + dtx[r] * Bq.w;
+                    acc[r] += Cq.x * v.x + Cq.y * v.y + Cq.z * v.z + Cq.w * v.w;
+                }
+            }
+            // Sum each row's 32 lane partials: lanes 4r..4r+3 add 8 partials each, then combine.
+#pragma unroll
+            for (int r = 0; r < R; ++r) s_red[warp][r][lane] = acc[r];
+            __syncwarp();
+            const int rr = lane / 4, part = lane % 4;
+            const float4 v0 = *reinterpret_cast<const float4 *>(&s_red[warp][rr][part * 8]);
+            const float4 v1 = *reinterpret_cast<const float4 *>(&s_red[warp][rr][part * 8 + 4]);
+            float sum = (v0.x + v0.y) + (v0.z + v0.w) + (v1.x + v1.y) + (v1.z + v1.w);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            if (part == 0) s_y[k][warp * R + rr] = sum;
+            __syncwarp();  // s_red is rewritten at the next step
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < steps * ROWS; i += blockDim.x) {
+            const int k = i / ROWS, rr = i % ROWS;
+            const int64_t p = row0 + rr;
+            if (p >= a.headdim) continue;
+            const int64_t t = t0 + k;
+            float out = s_y[k][rr];
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * s_x[k][rr];
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]));
+            a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + p * a.y_s[3], out);
+        }
+    }
+    if (a.has_fin) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int64_t p = row0 + warp * R + r;
+            if (p >= a.headdim) continue;
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) {
+                const float v[4] = {st[r][q].x, st[r][q].y, st[r][q].z, st[r][q].w};
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int64_t n = q * 128 + lane * 4 + i;
+                    if (n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = v[i];
+                }
+            }
+        }
+    }
+}
+
+template <int NQ>
+void launch_ssd_rows(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+    using Tr = SsdRowsTraits<NQ>;
+    if (nseq > 65535 || a.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences and heads");
+    const dim3 grid(unsigned(ceil_div(a.headdim, Tr::kRows)), unsigned(a.heads), unsigned(nseq));
+    ssd_rows_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_rows_kernel");
+}
+
 template <int kStatesPerLane>
 struct SsdScanTraits {
     static constexpr int kNS = kStatesPerLane;  // states per lane: dstate <= 32 * kNS
@@ -257,10 +422,8 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (p.dstate <= 32) launch_ssd_scan<1>(ctx, a, nseq);
-    else if (p.dstate <= 64) launch_ssd_scan<2>(ctx, a, nseq);
-    else if (p.dstate <= 128) launch_ssd_scan<4>(ctx, a, nseq);
-    else launch_ssd_scan<8>(ctx, a, nseq);
+    if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
+    else launch_ssd_rows<2>(ctx, a, nseq);
 }
 
 // ---- decode step ------------------------------------------------------------------------------
@@ -278,52 +441,60 @@ struct SsdUpdateArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
 };
 
-constexpr int kUpdateRowsPerWarp = 4;
+constexpr int kUpdateRowsPerWarp = 8;
 constexpr int kUpdateWarps = 4;
 
-// Block: (row block, head, batch). Warp w owns rows p0 + w*4 .. +3; lane owns 4 consecutive states
-// of every 128, so each float4 of the state is read and written once.
+// Block: (row block, head, batch). Warp w owns rows p0 .. p0+7; lane owns 4 consecutive states of
+// every 128, so each float4 of the state is read and written once. The state loads of all 8 rows are
+// issued first, before the small vectors, so that 8 x 16 bytes per lane are in flight.
+template <bool kVec>
 __global__ void __launch_bounds__(32 * kUpdateWarps) ssd_state_update_kernel(SsdUpdateArgs a) {
     constexpr int R = kUpdateRowsPerWarp;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t b = blockIdx.z, h = blockIdx.y;
     const int64_t p0 = (int64_t(blockIdx.x) * kUpdateWarps + warp) * R;
     const int64_t g = h / a.heads_per_group;
-    float dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
-    if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
-    if (a.softplus) dt = softplus_f(dt);
-    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-    const float decay = __expf(dt * a.A[h * a.A_s]);
-    float xv[R], acc[R];
+    float * rows[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-        const int64_t p = p0 + r;
-        xv[r] = p < a.headdim ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + p * a.x_s[2]) : 0.0f;
-        acc[r] = 0.0f;
-    }
-    for (int64_t n0 = int64_t(lane) * 4; n0 < a.dstate; n0 += 128) {
+    for (int r = 0; r < R; ++r) rows[r] = a.state + b * a.st_s[0] + h * a.st_s[1] + (p0 + r) * a.st_s[2];
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    float dt = 0.0f, decay = 0.0f, xv[R];
+    bool first = true;
+    for (int64_t n0 = int64_t(lane) * 4; n0 - int64_t(lane) * 4 < a.dstate; n0 += 128) {
+        const bool in_range = n0 < a.dstate;
+        float4 s[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const bool ok = in_range && p0 + r < a.headdim;
+            if (!ok) {
+                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+            } else if (kVec) {
+                s[r] = *reinterpret_cast<const float4 *>(rows[r] + n0);
+            } else {
+                float v[4];
+                for (int i = 0; i < 4; ++i) v[i] = n0 + i < a.dstate ? rows[r][(n0 + i) * a.st_s[3]] : 0.0f;
+                s[r] = make_float4(v[0], v[1], v[2], v[3]);
+            }
+        }
+        if (first) {
+            // Per (batch, head) scalars and this warp's x, while the state loads are in flight.
+            dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
+            if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
+            if (a.softplus) dt = softplus_f(dt);
+            if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+            decay = __expf(dt * a.A[h * a.A_s]);
+#pragma unroll
+            for (int r = 0; r < R; ++r) xv[r] = p0 + r < a.headdim ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + (p0 + r) * a.x_s[2]) : 0.0f;
+            first = false;
+        }
         float Bn[4], Cn[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             const bool in = n0 + i < a.dstate;
             Bn[i] = in ? a.B.load(b * a.B_s[0] + g * a.B_s[1] + (n0 + i) * a.B_s[2]) : 0.0f;
             Cn[i] = in ? a.C.load(b * a.C_s[0] + g * a.C_s[1] + (n0 + i) * a.C_s[2]) : 0.0f;
-        }
-        float4 s[R];
-        float * rows[R];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const int64_t p = p0 + r;
-            rows[r] = a.state + b * a.st_s[0] + h * a.st_s[1] + p * a.st_s[2] + n0 * a.st_s[3];
-            if (p >= a.headdim) {
-                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
-            } else if (a.vec) {
-                s[r] = *reinterpret_cast<const float4 *>(rows[r]);
-            } else {
-                float v[4];
-                for (int i = 0; i < 4; ++i) v[i] = n0 + i < a.dstate ? rows[r][i * a.st_s[3]] : 0.0f;
-                s[r] = make_float4(v[0], v[1], v[2], v[3]);
-            }
         }
 #pragma unroll
         for (int r = 0; r < R; ++r) {
@@ -333,14 +504,13 @@ __global__ void __launch_bounds__(32 * kUpdateWarps) ssd_state_update_kernel(Ssd
             s[r].z = decay * s[r].z + dtx * Bn[2];
             s[r].w = decay * s[r].w + dtx * Bn[3];
             acc[r] += Cn[0] * s[r].x + Cn[1] * s[r].y + Cn[2] * s[r].z + Cn[3] * s[r].w;
-            const int64_t p = p0 + r;
-            if (p >= a.headdim) continue;
-            if (a.vec) {
-                *reinterpret_cast<float4 *>(rows[r]) = s[r];
+            if (!in_range || p0 + r >= a.headdim) continue;
+            if (kVec) {
+                *reinterpret_cast<float4 *>(rows[r] + n0) = s[r];
             } else {
                 const float v[4] = {s[r].x, s[r].y, s[r].z, s[r].w};
                 for (int i = 0; i < 4; ++i)
-                    if (n0 + i < a.dstate) rows[r][i * a.st_s[3]] = v[i];
+                    if (n0 + i < a.dstate) rows[r][(n0 + i) * a.st_s[3]] = v[i];
             }
         }
     }
@@ -415,7 +585,8 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
             st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
     if (p.batch > 65535 || p.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports at most 65535 batch rows and heads");
     const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarps * kUpdateRowsPerWarp)), unsigned(p.heads), unsigned(p.batch));
-    ssd_state_update_kernel<<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+    if (a.vec) ssd_state_update_kernel<true><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+    else ssd_state_update_kernel<false><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
 }
 
