@@ -106,7 +106,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     const int64_t chunks = (p.dim + kChunk - 1) / kChunk;
     const int64_t tasks = p.batch * chunks;
     const bool parallel = p.batch * p.dim * N >= kParallelMinElements && ctx.num_threads > 1;
-#pragma omp parallel for schedule(static) num_threads(ctx.num_threads) if (parallel)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(ctx.num_threads) if (parallel)
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t b = task / chunks;
         const int64_t c0 = (task % chunks) * kChunk;
