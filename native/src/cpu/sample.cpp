@@ -154,11 +154,14 @@ void check_history_ids(const SampleParams & p) {
 
 void sample(mamba_context & ctx, const SampleParams & p) {
     if (p.history) check_history_ids(p);
-    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, p.batch)));
+    // One row runs on the calling thread; several use the whole team (libgomp ends and restarts threads
+    // when team sizes vary, so the team size stays num_threads).
+    const int threads = std::max(1, ctx.num_threads);
+    const bool parallel = threads > 1 && p.batch > 1;
     std::vector<Scratch> scratch;
-    scratch.reserve(size_t(threads));
-    for (int t = 0; t < threads; ++t) scratch.emplace_back(p.vocab, p.history_len);
-#pragma omp parallel for num_threads(threads) schedule(static)
+    scratch.reserve(size_t(parallel ? threads : 1));
+    for (int t = 0; t < (parallel ? threads : 1); ++t) scratch.emplace_back(p.vocab, p.history_len);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (int64_t b = 0; b < p.batch; ++b) {
         const int64_t token = sample_row(p, b, scratch[size_t(omp_get_thread_num())]);
         char * out = element(p.tokens, {b});
