@@ -3,6 +3,7 @@
 // ceiling). Inputs that would fit in L2 are rotated over several copies so that timings see HBM.
 // Bytes are the fewest each op must move (inputs read once, outputs written once); FLOPs are stated
 // per case. Skipped on a CPU context.
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,7 +12,13 @@
 
 namespace {
 
-constexpr double kMiB = 1024.0 * 1024.0;
+// Runs `call` with the CUDA fast paths (MAMBA_CUDA_FAST_PATHS=1) switched on or off.
+template <class F>
+void with_paths(bool fast, const F & call) {
+    if (fast) setenv("MAMBA_CUDA_FAST_PATHS", "1", 1);
+    call();
+    if (fast) unsetenv("MAMBA_CUDA_FAST_PATHS");
+}
 
 // ---- ceilings ------------------------------------------------------------------------------------
 
@@ -29,7 +36,7 @@ mb::Register gemm("cuda gemm bf16 8192x8192x8192 (cuBLAS via mamba_linear)", [](
 
 // ---- Mamba-1 selective scan ----------------------------------------------------------------------
 
-std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N) {
+std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, bool fast) {
     if (!b.on_cuda()) return {};
     mamba_selective_scan_args a{};
     a.u = b.tensor({B, D, L}, mb::kBF16);
@@ -45,20 +52,22 @@ std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, i
     bytes = double(B * D * L) * 2 * 4 + double(B * N * L) * 2 * 2 + double(D * N) * 4;
     // exp2, two FMAs for h and one for y per state and step
     flops = double(B * D * L) * double(N) * 6;
-    return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); }); };
 }
 
 mb::Register scan_b8("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
-                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16); });
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, false); });
 mb::Register scan_b1("cuda selective_scan bf16 B1 D5120 L2048 N16 z bias softplus",
-                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16); });
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16, false); });
 mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus",
-                       [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16); });
+                       [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, false); });
+mb::Register scan_b8_fast("cuda fast selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
+                          [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, true); });
 
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk) {
+                               int64_t chunk, bool fast) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
@@ -78,20 +87,22 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); }); };
 }
 
 mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
-                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256); });
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false); });
 mb::Register ssd_b1("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256",
-                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256); });
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false); });
 mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",
-                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256); });
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256, false); });
+mb::Register ssd_b8_fast("cuda fast ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
+                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
 
 // ---- decode steps ----------------------------------------------------------------------------------
 
 // Mamba-2: B64 H80 P64 N128, float32 state (335 MB: larger than L2, no rotation needed).
-mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state", [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
+std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops, bool fast) {
     if (!b.on_cuda()) return {};
     const int64_t B = 64, H = 80, P = 64, N = 128, G = 1;
     mamba_ssd_state_update_args a{};
@@ -109,8 +120,13 @@ mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state", [](m
     a.dt_softplus = 1;
     bytes = double(B * H * P * N) * 4 * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
     flops = double(B * H * P * N) * 4;
-    return [&b, a] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); };
-});
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); }); };
+}
+
+mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
+                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, false); });
+mb::Register ssd_update_fast("cuda fast ssd_state_update B64 H80 P64 N128 f32 state",
+                             [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, true); });
 
 // Mamba-1: B1 D5120 N16. One state is 320 KiB, so 256 copies (80 MiB, beyond the 50-60 MB L2) rotate.
 mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",

@@ -5,7 +5,8 @@
 // the group's lanes first discretize the chunk (dt = softplus(delta + bias), dt*u, D*u, silu(z)) into
 // shared memory, each lane loads B and C of its states for the chunk with 16-byte loads, then the 8
 // steps run with exp2 of the pre-scaled A (A*log2 e), the C contraction reduced across the G lanes by
-// shuffles, and y leaves through shared memory with vector stores.
+// shuffles, and y leaves through shared memory with vector stores. Fast path (MAMBA_CUDA_FAST_PATHS=1,
+// not yet run on a GPU): one thread per channel with all 16 states, B/C broadcast from shared memory.
 // Bytes: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) (+ states).
 // FLOPs: about 6 per (b, d, t, n) (exp2, 2 FMA for h, 1 FMA for y) + per-step discretization.
 //

@@ -327,7 +327,7 @@ bool try_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bo
 
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
-    if (try_channel_scan<T>(ctx, a, batch, variable)) return;
+    if (fast_paths_enabled() && try_channel_scan<T>(ctx, a, batch, variable)) return;
     if (variable) dispatch_scan_config<T, true>(ctx, a, batch);
     else dispatch_scan_config<T, false>(ctx, a, batch);
 }

@@ -7,8 +7,12 @@
 // Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
 // FLOPs: 6 per (t, h, p, n).
 //
+// Fast path (MAMBA_CUDA_FAST_PATHS=1, not yet run on a GPU): the rows kernel, where a warp owns 8 rows
+// and a lane 4 consecutive states, so one float4 of B and of C serves 32 state updates.
+//
 // ssd_state_update: one step, float32 state read and written once with 16-byte accesses; each warp
-// owns 4 rows p so four loads are in flight per lane. Bytes: 2 * batch*heads*headdim*dstate*4.
+// owns 4 rows p so four loads are in flight per lane (fast path: 8 rows, state loads issued first).
+// Bytes: 2 * batch*heads*headdim*dstate*4.
 #include "common.cuh"
 #include "ops/ssd.h"
 
@@ -422,8 +426,18 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
-    else launch_ssd_rows<2>(ctx, a, nseq);
+    if (fast_paths_enabled()) {
+        if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
+        else launch_ssd_rows<2>(ctx, a, nseq);
+    } else if (p.dstate <= 32) {
+        launch_ssd_scan<1>(ctx, a, nseq);
+    } else if (p.dstate <= 64) {
+        launch_ssd_scan<2>(ctx, a, nseq);
+    } else if (p.dstate <= 128) {
+        launch_ssd_scan<4>(ctx, a, nseq);
+    } else {
+        launch_ssd_scan<8>(ctx, a, nseq);
+    }
 }
 
 // ---- decode step ------------------------------------------------------------------------------
@@ -441,6 +455,88 @@ struct SsdUpdateArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
 };
 
+// Validated on the GPU: 4 rows per warp, loads in program order.
+constexpr int kUpdateRowsPerWarpV1 = 4;
+constexpr int kUpdateWarpsV1 = 4;
+
+// Block: (row block, head, batch). Warp w owns rows p0 + w*4 .. +3; lane owns 4 consecutive states
+// of every 128, so each float4 of the state is read and written once.
+__global__ void __launch_bounds__(32 * kUpdateWarpsV1) ssd_state_update_kernel_v1(SsdUpdateArgs a) {
+    constexpr int R = kUpdateRowsPerWarpV1;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, h = blockIdx.y;
+    const int64_t p0 = (int64_t(blockIdx.x) * kUpdateWarpsV1 + warp) * R;
+    const int64_t g = h / a.heads_per_group;
+    float dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
+    if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
+    if (a.softplus) dt = softplus_f(dt);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    const float decay = __expf(dt * a.A[h * a.A_s]);
+    float xv[R], acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int64_t p = p0 + r;
+        xv[r] = p < a.headdim ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + p * a.x_s[2]) : 0.0f;
+        acc[r] = 0.0f;
+    }
+    for (int64_t n0 = int64_t(lane) * 4; n0 < a.dstate; n0 += 128) {
+        float Bn[4], Cn[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const bool in = n0 + i < a.dstate;
+            Bn[i] = in ? a.B.load(b * a.B_s[0] + g * a.B_s[1] + (n0 + i) * a.B_s[2]) : 0.0f;
+            Cn[i] = in ? a.C.load(b * a.C_s[0] + g * a.C_s[1] + (n0 + i) * a.C_s[2]) : 0.0f;
+        }
+        float4 s[R];
+        float * rows[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int64_t p = p0 + r;
+            rows[r] = a.state + b * a.st_s[0] + h * a.st_s[1] + p * a.st_s[2] + n0 * a.st_s[3];
+            if (p >= a.headdim) {
+                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+            } else if (a.vec) {
+                s[r] = *reinterpret_cast<const float4 *>(rows[r]);
+            } else {
+                float v[4];
+                for (int i = 0; i < 4; ++i) v[i] = n0 + i < a.dstate ? rows[r][i * a.st_s[3]] : 0.0f;
+                s[r] = make_float4(v[0], v[1], v[2], v[3]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float dtx = dt * xv[r];
+            s[r].x = decay * s[r].x + dtx * Bn[0];
+            s[r].y = decay * s[r].y + dtx * Bn[1];
+            s[r].z = decay * s[r].z + dtx * Bn[2];
+            s[r].w = decay * s[r].w + dtx * Bn[3];
+            acc[r] += Cn[0] * s[r].x + Cn[1] * s[r].y + Cn[2] * s[r].z + Cn[3] * s[r].w;
+            const int64_t p = p0 + r;
+            if (p >= a.headdim) continue;
+            if (a.vec) {
+                *reinterpret_cast<float4 *>(rows[r]) = s[r];
+            } else {
+                const float v[4] = {s[r].x, s[r].y, s[r].z, s[r].w};
+                for (int i = 0; i < 4; ++i)
+                    if (n0 + i < a.dstate) rows[r][i * a.st_s[3]] = v[i];
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float total = warp_sum(acc[r]);
+        const int64_t p = p0 + r;
+        if (lane == r && p < a.headdim) {
+            float out = total;
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv[r];
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + h * a.z_s[1] + p * a.z_s[2]));
+            a.y.store(b * a.y_s[0] + h * a.y_s[1] + p * a.y_s[2], out);
+        }
+    }
+}
+
+
+// Fast path (see fast_paths_enabled()): 8 rows per warp.
 constexpr int kUpdateRowsPerWarp = 8;
 constexpr int kUpdateWarps = 4;
 
@@ -584,9 +680,14 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
             st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
     if (p.batch > 65535 || p.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports at most 65535 batch rows and heads");
-    const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarps * kUpdateRowsPerWarp)), unsigned(p.heads), unsigned(p.batch));
-    if (a.vec) ssd_state_update_kernel<true><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
-    else ssd_state_update_kernel<false><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+    if (fast_paths_enabled()) {
+        const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarps * kUpdateRowsPerWarp)), unsigned(p.heads), unsigned(p.batch));
+        if (a.vec) ssd_state_update_kernel<true><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+        else ssd_state_update_kernel<false><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+    } else {
+        const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarpsV1 * kUpdateRowsPerWarpV1)), unsigned(p.heads), unsigned(p.batch));
+        ssd_state_update_kernel_v1<<<grid, 32 * kUpdateWarpsV1, 0, stream_of(ctx)>>>(a);
+    }
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
 }
 

@@ -1,8 +1,9 @@
-// CUDA-only checks for kernel paths the shared backend tests do not reach with their small shapes:
-// the one-thread-per-channel selective scan (many channels), the SSD rows kernel with dstate 256 and
-// several row blocks, and the SSD decode step with dstate 256. Float64 references, fresh random inputs,
-// poisoned outputs.
+// CUDA-only checks for what the shared backend tests do not reach with their small shapes: many
+// channels, dstate 256, headdim over several row blocks. Each runs with the validated kernels and again
+// with the fast paths (MAMBA_CUDA_FAST_PATHS=1): the one-thread-per-channel selective scan, the SSD rows
+// kernel and the 8-row SSD decode step. Float64 references, fresh random inputs, poisoned outputs.
 #include <cmath>
+#include <cstdlib>
 
 #include "selective_scan_problems.h"
 
@@ -11,20 +12,24 @@ namespace {
 using mt::DType;
 using mt::Tensor;
 
-class CudaKernelTest : public ::testing::Test {
+// Parameter: whether the fast paths are switched on.
+class CudaKernelTest : public ::testing::TestWithParam<bool> {
 protected:
     void SetUp() override {
         MAMBA_REQUIRE_CUDA();
         ctx_ = mt::make_context(MAMBA_DEVICE_CUDA);
         ASSERT_NE(ctx_, nullptr);
+        if (GetParam()) setenv("MAMBA_CUDA_FAST_PATHS", "1", 1);
+        else unsetenv("MAMBA_CUDA_FAST_PATHS");
     }
+    void TearDown() override { unsetenv("MAMBA_CUDA_FAST_PATHS"); }
     mamba_context * ctx() { return ctx_.get(); }
     mt::ContextPtr ctx_;
 };
 
-// ---- Mamba-1 scan with enough channels for the channel-per-thread kernel ----------------------------
+// ---- Mamba-1 scan with enough channels for the channel-per-thread kernel (fast path) ------------------
 
-TEST_F(CudaKernelTest, ChannelPerThreadScanMatchesFloat64Reference) {
+TEST_P(CudaKernelTest, ManyChannelsScanMatchesFloat64Reference) {
     using namespace scan_test;
     struct Case {
         ScanShape shape;
@@ -61,7 +66,7 @@ struct SsdCase {
 double softplus_ref(double x) { return x > 20 ? x : std::log1p(std::exp(x)); }
 double silu_ref(double x) { return x / (1 + std::exp(-x)); }
 
-TEST_F(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
+TEST_P(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
     for (const SsdCase c : {SsdCase{70, 3, 72, 1, 256, DType::F32}, SsdCase{50, 4, 40, 2, 200, DType::BF16}}) {
         SCOPED_TRACE("dstate " + std::to_string(c.dstate) + " headdim " + std::to_string(c.headdim));
         const int64_t L = c.len, H = c.heads, P = c.headdim, G = c.groups, N = c.dstate;
@@ -127,7 +132,7 @@ TEST_F(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
 
 // ---- SSD decode step with dstate 256 (two float4 passes per lane) -----------------------------------------
 
-TEST_F(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
+TEST_P(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
     const int64_t Bt = 3, H = 4, P = 20, G = 2, N = 256;
     for (bool strided : {false, true}) {
         SCOPED_TRACE(strided ? "strided state" : "contiguous state");
@@ -179,5 +184,8 @@ TEST_F(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
         EXPECT_CLOSE(state.values(), want_state, 1e-5, 1e-5);
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, CudaKernelTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool> & info) { return info.param ? std::string("Fast") : std::string("Validated"); });
 
 }  // namespace
