@@ -33,6 +33,8 @@ using scan_tiles::store_tile;
 constexpr int64_t kBlock = 16;
 constexpr int kVecs = int(kBlock) / kWidth;
 constexpr int64_t kMaxBlocksPerTask = 8;
+// State-element updates (batch x dim x len x dstate) from which a call is split over threads.
+constexpr int64_t kParallelMinWork = int64_t(1) << 19;
 
 // Time steps per tile: tiles of steps x width floats of at most 16 KiB, B and C tiles of steps x dstate
 // at most 16 KiB each.
@@ -197,11 +199,14 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     int64_t blocks_per_task = time_contiguous ? 1 : kMaxBlocksPerTask;
     while (blocks_per_task > 1 && p.batch * p.groups * ((blocks_per_group + blocks_per_task - 1) / blocks_per_task) < 3 * int64_t(ctx.num_threads))
         blocks_per_task /= 2;
+    while (blocks_per_task / 2 >= blocks_per_group) blocks_per_task /= 2;  // no wider than a group
     const int64_t width = blocks_per_task * kBlock;
     const int64_t tasks_per_group = (blocks_per_group + blocks_per_task - 1) / blocks_per_task;
     const int64_t tasks = p.batch * p.groups * tasks_per_group;
     const int64_t steps = tile_steps(width, p.dstate);
-    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, tasks)));
+    // Below about 0.3 ms of work on one core, waking more threads costs more than it saves.
+    const bool parallel = p.batch * p.dim * p.len * p.dstate >= kParallelMinWork;
+    const int threads = parallel ? int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, tasks))) : 1;
     const int64_t per_thread = Scratch::floats(width, p.dstate, steps) + 16;  // + 64 bytes between threads' scratch
     std::vector<float> scratch(size_t(per_thread * threads));
 
