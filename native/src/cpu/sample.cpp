@@ -25,8 +25,9 @@ int64_t load_id(const Tensor & t, std::initializer_list<int64_t> index) {
 // Buffers of one worker, sized before the parallel region so that nothing allocates inside it.
 struct Scratch {
     std::vector<float> logits, weight;
+    std::vector<uint8_t> kept;
     std::vector<int64_t> order, history;
-    Scratch(int64_t vocab, int64_t history_len) : logits(size_t(vocab)), weight(size_t(vocab)) {
+    Scratch(int64_t vocab, int64_t history_len) : logits(size_t(vocab)), weight(size_t(vocab)), kept(size_t(vocab)) {
         order.reserve(size_t(vocab));
         history.reserve(size_t(history_len));
     }
@@ -63,6 +64,36 @@ void apply_repetition_penalty(const SampleParams & p, int64_t row, Scratch & s) 
     }
 }
 
+// How many of the most likely candidates top-p keeps: the smallest prefix of the candidates sorted by
+// `more_likely` whose weight reaches `needed`. A quickselect finds it without sorting: it tracks the mass
+// of everything known to be more likely than the current range and keeps the side of each pivot where
+// the cut falls. On return the kept candidates are the first `count` entries of `order`, in no order.
+template <class MoreLikely>
+size_t top_p_count(std::vector<int64_t> & order, const std::vector<float> & weight, double needed, MoreLikely more_likely) {
+    auto begin = order.begin(), end = order.end();
+    double kept_mass = 0.0;  // of [order.begin(), begin)
+    while (begin != end) {
+        // Median of three as the pivot, so that sorted inputs do not degrade to quadratic time.
+        int64_t a = *begin, b = *(begin + (end - begin) / 2), c = *(end - 1);
+        if (more_likely(b, a)) std::swap(a, b);
+        if (more_likely(c, b)) std::swap(b, c);
+        if (more_likely(b, a)) std::swap(a, b);
+        const int64_t pivot = b;
+        const auto split = std::partition(begin, end, [&](int64_t i) { return more_likely(i, pivot); });
+        double mass = 0.0;
+        for (auto it = begin; it != split; ++it) mass += weight[size_t(*it)];
+        if (kept_mass + mass >= needed) {
+            end = split;  // the cut falls among the candidates more likely than the pivot
+            continue;
+        }
+        kept_mass += mass + weight[size_t(pivot)];
+        std::iter_swap(split, std::find(split, end, pivot));
+        if (kept_mass >= needed) return size_t(split - order.begin()) + 1;
+        begin = split + 1;
+    }
+    return size_t(begin - order.begin());
+}
+
 int64_t sample_row(const SampleParams & p, int64_t row, Scratch & s) {
     const mamba_sampling_params & sp = p.params;
     load_floats(p.logits.dtype, element(p.logits, {row, 0}), p.vocab, p.logits.stride[1], s.logits.data());
@@ -94,31 +125,7 @@ int64_t sample_row(const SampleParams & p, int64_t row, Scratch & s) {
     if (sp.top_p < 1.0f) {
         double total = 0.0;
         for (int64_t i : s.order) total += s.weight[size_t(i)];
-        const double needed = double(sp.top_p) * total;
-        // Sorting all candidates is slow for a large vocabulary, and only the most likely matter: keep
-        // those above a weight threshold whose mass already reaches top_p (a prefix of the sorted order,
-        // so the cut below is the same as on the full list).
-        for (float threshold : {1e-3f, 1e-6f, 1e-9f}) {
-            double mass = 0.0;
-            for (int64_t i : s.order)
-                if (s.weight[size_t(i)] >= threshold) mass += s.weight[size_t(i)];
-            if (mass >= needed) {
-                s.order.erase(std::remove_if(s.order.begin(), s.order.end(), [&](int64_t i) { return s.weight[size_t(i)] < threshold; }),
-                              s.order.end());
-                break;
-            }
-        }
-        std::sort(s.order.begin(), s.order.end(), more_likely);
-        double cumulative = 0.0;
-        size_t keep = s.order.size();
-        for (size_t k = 0; k < s.order.size(); ++k) {
-            cumulative += s.weight[size_t(s.order[k])];
-            if (cumulative >= needed) {
-                keep = k + 1;
-                break;
-            }
-        }
-        s.order.resize(keep);
+        s.order.resize(top_p_count(s.order, s.weight, double(sp.top_p) * total, more_likely));
         filtered = true;
     }
     if (sp.min_p > 0.0f) {
@@ -128,18 +135,27 @@ int64_t sample_row(const SampleParams & p, int64_t row, Scratch & s) {
         s.order.erase(std::remove_if(s.order.begin(), s.order.end(), [&](int64_t i) { return s.weight[size_t(i)] < floor; }), s.order.end());
         filtered = true;
     }
-    if (filtered) std::sort(s.order.begin(), s.order.end());
+    if (filtered) {
+        // Walk the survivors in id order: a pass over a mask instead of sorting them.
+        std::fill(s.kept.begin(), s.kept.end(), uint8_t(0));
+        for (int64_t i : s.order) s.kept[size_t(i)] = 1;
+        for (int64_t i = 0; i < p.vocab; ++i)
+            if (!s.kept[size_t(i)]) s.weight[size_t(i)] = 0.0f;
+    }
 
     double total = 0.0;
-    for (int64_t i : s.order) total += s.weight[size_t(i)];
+    for (int64_t i = 0; i < p.vocab; ++i) total += s.weight[size_t(i)];
     const Philox4x32 bits = sampling_random_bits(sp.seed, p.step, uint64_t(row));
     const double target = uniform_double(bits.v[0], bits.v[1]) * total;
     double cumulative = 0.0;
-    for (int64_t i : s.order) {
+    int64_t last = top;
+    for (int64_t i = 0; i < p.vocab; ++i) {
+        if (s.weight[size_t(i)] <= 0.0f) continue;
         cumulative += s.weight[size_t(i)];
         if (cumulative > target) return i;
+        last = i;
     }
-    return s.order.empty() ? top : s.order.back();  // rounding left target at the very end
+    return last;  // rounding left the target at the very end
 }
 
 void check_history_ids(const SampleParams & p) {
