@@ -1,9 +1,8 @@
 // CPU token sampling, one row per task. The steps follow mamba.h's order: repetition penalty, temperature,
 // top-k, top-p, min-p; the draw then walks the surviving tokens in increasing id order and takes the first
 // whose running weight exceeds u * total, u in [0, 1) from Philox keyed by the seed at counter (step, row).
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -22,16 +21,34 @@ int64_t load_id(const Tensor & t, std::initializer_list<int64_t> index) {
     return t.dtype == DType::I32 ? int64_t(*reinterpret_cast<const int32_t *>(p)) : *reinterpret_cast<const int64_t *>(p);
 }
 
-// Buffers of one worker, sized before the parallel region so that nothing allocates inside it.
+// Buffers of one worker thread, kept between calls (OpenMP keeps its threads) and sized up front, so that
+// nothing allocates while a row is sampled.
 struct Scratch {
     std::vector<float> logits, weight;
     std::vector<uint8_t> kept;
     std::vector<int64_t> order, history;
-    Scratch(int64_t vocab, int64_t history_len) : logits(size_t(vocab)), weight(size_t(vocab)), kept(size_t(vocab)) {
+
+    void reserve(int64_t vocab, int64_t history_len) {
+        if (logits.size() != size_t(vocab)) {
+            logits.resize(size_t(vocab));
+            weight.resize(size_t(vocab));
+            kept.resize(size_t(vocab));
+        }
         order.reserve(size_t(vocab));
         history.reserve(size_t(history_len));
     }
 };
+
+// This thread's scratch, or nullptr when it cannot grow (never throws: it runs inside parallel regions).
+Scratch * thread_scratch_for(int64_t vocab, int64_t history_len) noexcept {
+    thread_local Scratch scratch;
+    try {
+        scratch.reserve(vocab, history_len);
+    } catch (...) {
+        return nullptr;
+    }
+    return &scratch;
+}
 
 // The first index of the largest value; NaN never wins.
 int64_t argmax(const std::vector<float> & v) {
@@ -174,16 +191,20 @@ void sample(mamba_context & ctx, const SampleParams & p) {
     // when team sizes vary, so the team size stays num_threads).
     const int threads = std::max(1, ctx.num_threads);
     const bool parallel = threads > 1 && p.batch > 1;
-    std::vector<Scratch> scratch;
-    scratch.reserve(size_t(parallel ? threads : 1));
-    for (int t = 0; t < (parallel ? threads : 1); ++t) scratch.emplace_back(p.vocab, p.history_len);
+    std::atomic<bool> out_of_memory{false};
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (int64_t b = 0; b < p.batch; ++b) {
-        const int64_t token = sample_row(p, b, scratch[size_t(omp_get_thread_num())]);
+        Scratch * scratch = thread_scratch_for(p.vocab, p.history_len);
+        if (!scratch) {
+            out_of_memory = true;
+            continue;
+        }
+        const int64_t token = sample_row(p, b, *scratch);
         char * out = element(p.tokens, {b});
         if (p.tokens.dtype == DType::I32) *reinterpret_cast<int32_t *>(out) = int32_t(token);
         else *reinterpret_cast<int64_t *>(out) = token;
     }
+    if (out_of_memory) fail(MAMBA_STATUS_OUT_OF_MEMORY, "sample: no memory for a vocabulary of ", p.vocab, " tokens");
 }
 
 }  // namespace mamba::cpu
