@@ -268,6 +268,9 @@ TEST_P(SampleTest, FiltersOnALargeVocabularyKeepTheReferenceSet) {
 TEST_P(SampleTest, MaskedLogitsAreNeverDrawn) {
     const double inf = INFINITY;
     EXPECT_EQ(support({-inf, 0.3, -inf, 0.1, -inf}, sampling(2.0f)), (std::set<int64_t>{1, 3}));
+    // NaN logits count as impossible, for sampling and for greedy decoding.
+    EXPECT_EQ(support({NAN, 0.3, NAN, 0.1}, sampling(1.0f)), (std::set<int64_t>{1, 3}));
+    EXPECT_EQ(support({NAN, 0.3, NAN, 0.1}, sampling(0.0f)), (std::set<int64_t>{1}));
 }
 
 TEST_P(SampleTest, RepetitionPenaltyFollowsTheHuggingFaceDefinition) {

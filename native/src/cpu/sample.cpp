@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "core/rng.h"
 #include "cpu/convert.h"
+#include "cpu/vec_math.h"
 #include "ops/sampling.h"
 
 namespace mamba::cpu {
@@ -118,18 +119,24 @@ int64_t sample_row(const SampleParams & p, int64_t row, Scratch & s) {
     if (sp.temperature <= 0.0f) return argmax(s.logits);
 
     std::vector<float> & v = s.logits;
-    for (float & x : v) x /= sp.temperature;
+    const float temperature = sp.temperature;
+#pragma omp simd
+    for (size_t i = 0; i < v.size(); ++i) v[i] /= temperature;
     const int64_t top = argmax(v);
     const float max_value = v[size_t(top)];
     if (!(max_value > -std::numeric_limits<float>::infinity())) return top;  // nothing has any probability
 
-    // Unnormalized probabilities relative to the most likely token; tokens that underflow to 0 can never be drawn.
-    s.order.clear();
+    // Unnormalized probabilities relative to the most likely token; tokens that underflow to 0 (or are
+    // NaN) can never be drawn.
+    float * weight = s.weight.data();
+#pragma omp simd
     for (int64_t i = 0; i < p.vocab; ++i) {
-        const float w = std::exp(v[size_t(i)] - max_value);
-        s.weight[size_t(i)] = w > 0.0f ? w : 0.0f;  // also maps NaN to 0
-        if (s.weight[size_t(i)] > 0.0f) s.order.push_back(i);
+        const float w = exp_fast(v[size_t(i)] - max_value);
+        weight[i] = w > 0.0f ? w : 0.0f;
     }
+    s.order.clear();
+    for (int64_t i = 0; i < p.vocab; ++i)
+        if (weight[i] > 0.0f) s.order.push_back(i);
     // Most likely first; equal logits: the lower id first, so top_k keeps exactly k tokens.
     const auto more_likely = [&v](int64_t a, int64_t b) { return v[size_t(a)] > v[size_t(b)] || (v[size_t(a)] == v[size_t(b)] && a < b); };
 
