@@ -157,6 +157,35 @@ TEST_P(LinearTest, EmptyInputGivesTheBias) {
     }
 }
 
+TEST_P(LinearTest, DecodeResultsDoNotDependOnTheThreadCount) {
+    // Each output of the GEMV path is one thread's dot product: the same bits for any number of threads.
+    std::vector<mt::ContextPtr> contexts;  // outlive the tensors, whose buffers they own
+    for (int32_t threads : {1, 2, 3}) {
+        contexts.push_back(mt::make_context(GetParam(), 0, threads));
+        ASSERT_NE(contexts.back(), nullptr);
+    }
+    std::mt19937_64 rng(3);
+    Tensor x({3, 300}, DType::F32), w({777, 300}, DType::BF16), b({777}, DType::F32), y({3, 777}, DType::F32);
+    x.fill_uniform(rng, -1, 1);
+    w.fill_uniform(rng, -1, 1);
+    b.fill_uniform(rng, -1, 1);
+    std::vector<std::vector<double>> results;
+    for (const mt::ContextPtr & context : contexts) {
+        for (Tensor * t : {&x, &w, &b}) t->upload(context.get());
+        y.upload_poisoned(context.get());
+        mamba_linear_args a{};
+        a.x = x.dl();
+        a.weight = w.dl();
+        a.bias = b.dl();
+        a.y = y.dl();
+        MAMBA_ASSERT_OK(mamba_linear(context.get(), &a));
+        y.download(context.get());
+        results.push_back(y.values());
+    }
+    EXPECT_EQ(results[0], results[1]);
+    EXPECT_EQ(results[0], results[2]);
+}
+
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
     Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);
     std::mt19937_64 rng(1);

@@ -314,6 +314,32 @@ TEST_P(SampleTest, SameSeedAndStepReproduceTheDraw) {
     EXPECT_NE(draw(logits, s, 9 + (uint64_t(1) << 33)), first);
 }
 
+TEST_P(SampleTest, DrawsDoNotDependOnTheThreadCount) {
+    std::vector<mt::ContextPtr> contexts;  // outlive the tensors, whose buffers they own
+    for (int32_t threads : {1, 2, 5}) {
+        contexts.push_back(mt::make_context(GetParam(), 0, threads));
+        ASSERT_NE(contexts.back(), nullptr);
+    }
+    std::mt19937_64 rng(14);
+    Tensor logits({9, 700}, DType::F32), tokens({9}, DType::I64);
+    logits.fill_uniform(rng, -2, 2);
+    std::vector<std::vector<double>> results;
+    for (const mt::ContextPtr & context : contexts) {
+        logits.upload(context.get());
+        tokens.upload_poisoned(context.get());
+        mamba_sample_args a{};
+        a.logits = logits.dl();
+        a.tokens = tokens.dl();
+        a.step = 4;
+        a.params = sampling(1.0f, 40, 0.9f, 0.01f, 1.0f, 99);
+        MAMBA_ASSERT_OK(mamba_sample(context.get(), &a));
+        tokens.download(context.get());
+        results.push_back(tokens.values());
+    }
+    EXPECT_EQ(results[0], results[1]);
+    EXPECT_EQ(results[0], results[2]);
+}
+
 TEST_P(SampleTest, LargeVocabularyWithTopP) {
     // mamba-130m's vocabulary; one token dominates so top_p 0.5 keeps only it.
     std::mt19937_64 rng(10);
