@@ -16,6 +16,7 @@
 
 #include "core/context.h"
 #include "cpu/convert.h"
+#include "cpu/blas_threads.h"
 #include "cpu/ssd_common.h"
 #include "ops/ssd.h"
 
@@ -267,7 +268,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     splits = (P + block - 1) / block;
     const int64_t tasks = nseq * H * splits;
 
-    SingleThreadedBlas single_threaded_blas;
+    ensure_blas_single_threaded();
     // Exceptions must not leave an OpenMP region: the first is kept and rethrown after it, and every
     // thread still meets each worksharing loop.
     std::exception_ptr error;
