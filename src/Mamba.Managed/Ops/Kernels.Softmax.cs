@@ -1,4 +1,5 @@
 using Mamba.Native;
+using Mamba.Native.Interop;
 using Mamba.Runtime;
 using Mamba.Tensors;
 
