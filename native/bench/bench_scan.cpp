@@ -1,0 +1,97 @@
+// Mamba-1 selective scan and decode step at mamba-130m's sizes (dim 1536, dstate 16): prefill of 1024
+// tokens as the model lays it out, (batch, len, dim) buffers viewed as (batch, dim, len), and one
+// decode step per call.
+#include <deque>
+
+#include "bench.h"
+
+namespace {
+
+// Strided views of harness buffers; they must outlive the timed calls, so they live until exit.
+struct View {
+    std::vector<int64_t> shape, strides;
+    DLTensor dl{};
+};
+std::deque<View> & views() {
+    static std::deque<View> v;
+    return v;
+}
+
+// A contiguous buffer of shape `storage`, seen with `shape` and `strides`.
+DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides,
+                double lo = -1.0, double hi = 1.0) {
+    DLTensor * base = b.tensor(std::move(storage), dtype, lo, hi);
+    View & v = views().emplace_back();
+    v.shape = std::move(shape);
+    v.strides = std::move(strides);
+    v.dl = *base;
+    v.dl.ndim = int32_t(v.shape.size());
+    v.dl.shape = v.shape.data();
+    v.dl.strides = v.strides.data();
+    return &v.dl;
+}
+
+constexpr int64_t kDim = 1536, kState = 16;
+
+// Prefill with every option the model uses: D, z, delta_bias, softplus, and the final state for decoding.
+decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major) {
+    return [=](mb::Bench & b, double & bytes, double & flops) {
+        const int64_t D = kDim, N = kState, es = dtype.bits / 8;
+        mamba_selective_scan_args a{};
+        if (time_major) {
+            a.u = view(b, {batch, len, D}, dtype, {batch, D, len}, {len * D, 1, D});
+            a.delta = view(b, {batch, len, D}, dtype, {batch, D, len}, {len * D, 1, D}, -4.0, 0.0);
+            a.z = view(b, {batch, len, D}, dtype, {batch, D, len}, {len * D, 1, D});
+            a.B = view(b, {batch, len, N}, dtype, {batch, 1, N, len}, {len * N, N, 1, N});
+            a.C = view(b, {batch, len, N}, dtype, {batch, 1, N, len}, {len * N, N, 1, N});
+            a.y = view(b, {batch, len, D}, dtype, {batch, D, len}, {len * D, 1, D});
+        } else {
+            a.u = b.tensor({batch, D, len}, dtype);
+            a.delta = b.tensor({batch, D, len}, dtype, -4.0, 0.0);
+            a.z = b.tensor({batch, D, len}, dtype);
+            a.B = b.tensor({batch, 1, N, len}, dtype);
+            a.C = b.tensor({batch, 1, N, len}, dtype);
+            a.y = b.tensor({batch, D, len}, dtype);
+        }
+        a.A = b.tensor({D, N}, mb::kF32, -2.0, -0.1);
+        a.D = b.tensor({D}, mb::kF32);
+        a.delta_bias = b.tensor({D}, mb::kF32);
+        a.final_state = b.tensor({batch, D, N}, mb::kF32);
+        a.delta_softplus = 1;
+        bytes = double(batch * D * len * es * 4 + batch * N * len * es * 2 + D * N * 4 + D * 8 + batch * D * N * 4);
+        // Per state element and step: decay multiply, exp, state FMA, input product, output FMA.
+        flops = double(batch * D * len * N) * 7;
+        return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+    };
+}
+
+decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
+    return [=](mb::Bench & b, double & bytes, double & flops) {
+        const int64_t D = kDim, N = kState, es = dtype.bits / 8;
+        mamba_selective_state_update_args a{};
+        a.state = b.tensor({batch, D, N}, mb::kF32);
+        a.x = b.tensor({batch, D}, dtype);
+        a.dt = b.tensor({batch, D}, dtype, -4.0, 0.0);
+        a.z = b.tensor({batch, D}, dtype);
+        a.A = b.tensor({D, N}, mb::kF32, -2.0, -0.1);
+        a.B = b.tensor({batch, 1, N}, dtype);
+        a.C = b.tensor({batch, 1, N}, dtype);
+        a.D = b.tensor({D}, mb::kF32);
+        a.dt_bias = b.tensor({D}, mb::kF32);
+        a.y = b.tensor({batch, D}, dtype);
+        a.dt_softplus = 1;
+        bytes = double(batch * D * N * 4 * 2 + D * N * 4 + batch * D * es * 4 + batch * N * es * 2 + D * 8);
+        flops = double(batch * D * N) * 7;
+        return [&b, a] { mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update"); };
+    };
+}
+
+mb::Register scan_f32("selective_scan f32 b=1 d=1536 n=16 len=1024 (b,l,d) views", prefill(mb::kF32, 1, 1024, true));
+mb::Register scan_bf16("selective_scan bf16 b=1 d=1536 n=16 len=1024 (b,l,d) views", prefill(mb::kBF16, 1, 1024, true));
+mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 len=1024 (b,d,l)", prefill(mb::kF32, 1, 1024, false));
+mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 len=16 (b,l,d) views", prefill(mb::kF32, 1, 16, true));
+mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));
+mb::Register update_bf16("selective_state_update bf16 b=1 d=1536 n=16", decode(mb::kBF16, 1));
+mb::Register update_8("selective_state_update f32 b=8 d=1536 n=16", decode(mb::kF32, 8));
+
+}  // namespace

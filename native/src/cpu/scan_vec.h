@@ -1,0 +1,148 @@
+// A small float vector type for the selective-scan kernels: 16 lanes with AVX-512, 8 with AVX2 + FMA,
+// one lane (plain C++) otherwise, chosen at compile time from the target flags. The transcendental
+// functions the scan needs (exp, softplus, SiLU) are written once on top of it, so every build runs the
+// same approximations and the scalar build exercises the same math as the vector ones.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace mamba::cpu::scan_vec {
+
+#if defined(__AVX512F__)
+
+constexpr int kWidth = 16;
+struct Vec {
+    __m512 v;
+};
+inline Vec load(const float * p) { return {_mm512_loadu_ps(p)}; }
+inline void store(float * p, Vec a) { _mm512_storeu_ps(p, a.v); }
+inline Vec set1(float x) { return {_mm512_set1_ps(x)}; }
+inline Vec operator+(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec operator-(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline Vec operator/(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
+// a * b + c
+inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline Vec min(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline Vec abs(Vec a) { return {_mm512_abs_ps(a.v)}; }
+inline Vec round_nearest(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+// 2^n for whole numbers n in [-127, 127] held as floats; -127 gives 0.
+inline Vec pow2_whole(Vec n) {
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
+    return {_mm512_castsi512_ps(bits)};
+}
+inline float sum(Vec a) { return _mm512_reduce_add_ps(a.v); }
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+constexpr int kWidth = 8;
+struct Vec {
+    __m256 v;
+};
+inline Vec load(const float * p) { return {_mm256_loadu_ps(p)}; }
+inline void store(float * p, Vec a) { _mm256_storeu_ps(p, a.v); }
+inline Vec set1(float x) { return {_mm256_set1_ps(x)}; }
+inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline Vec min(Vec a, Vec b) { return {_mm256_min_ps(a.v, b.v)}; }
+inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline Vec round_nearest(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+inline Vec pow2_whole(Vec n) {
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
+    return {_mm256_castsi256_ps(bits)};
+}
+inline float sum(Vec a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#else
+
+// Portable fallback: one lane. The compiler may still vectorize the loops around it.
+constexpr int kWidth = 1;
+struct Vec {
+    float v;
+};
+inline Vec load(const float * p) { return {*p}; }
+inline void store(float * p, Vec a) { *p = a.v; }
+inline Vec set1(float x) { return {x}; }
+inline Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
+inline Vec operator-(Vec a, Vec b) { return {a.v - b.v}; }
+inline Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
+inline Vec operator/(Vec a, Vec b) { return {a.v / b.v}; }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
+inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
+inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
+inline Vec abs(Vec a) { return {a.v < 0.0f ? -a.v : a.v}; }
+inline Vec round_nearest(Vec a) {
+    // Adding and subtracting 1.5 * 2^23 rounds to nearest even for |a| < 2^22, the only range used
+    // (IEEE arithmetic is kept: the library is not built with -ffast-math).
+    return {(a.v + 12582912.0f) - 12582912.0f};
+}
+inline Vec pow2_whole(Vec n) {
+    const uint32_t bits = uint32_t(int32_t(n.v) + 127) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return {f};
+}
+inline float sum(Vec a) { return a.v; }
+
+#endif
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^x. Relative error below 1e-7 for x in [-126, 127]; 0 below -127 and clamped above 127.
+// 2^x = 2^n * 2^f with n = round(x), |f| <= 1/2, and 2^f = e^(f ln 2) by its Taylor series to degree 7
+// (truncation error (ln2/2)^8 / 8! < 1e-8).
+inline Vec exp2_fast(Vec x) {
+    x = min(max(x, set1(-127.0f)), set1(127.0f));
+    const Vec n = round_nearest(x);
+    const Vec r = (x - n) * set1(0.6931471805599453f);
+    Vec p = set1(1.0f / 5040.0f);
+    p = fmadd(p, r, set1(1.0f / 720.0f));
+    p = fmadd(p, r, set1(1.0f / 120.0f));
+    p = fmadd(p, r, set1(1.0f / 24.0f));
+    p = fmadd(p, r, set1(1.0f / 6.0f));
+    p = fmadd(p, r, set1(0.5f));
+    p = fmadd(p, r, set1(1.0f));
+    p = fmadd(p, r, set1(1.0f));
+    return p * pow2_whole(n);
+}
+
+inline Vec exp_fast(Vec x) { return exp2_fast(x * set1(kLog2e)); }
+
+// log(1 + y) for y in [0, 1], accurate to a few ulp relative even for tiny y:
+// log(1 + y) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with s = y / (2 + y) <= 1/3, so s^2 <= 1/9 and
+// the series stopped after s^13/13 leaves an error below 2e-8.
+inline Vec log1p_unit(Vec y) {
+    const Vec s = y / (set1(2.0f) + y);
+    const Vec s2 = s * s;
+    Vec p = set1(1.0f / 13.0f);
+    p = fmadd(p, s2, set1(1.0f / 11.0f));
+    p = fmadd(p, s2, set1(1.0f / 9.0f));
+    p = fmadd(p, s2, set1(1.0f / 7.0f));
+    p = fmadd(p, s2, set1(1.0f / 5.0f));
+    p = fmadd(p, s2, set1(1.0f / 3.0f));
+    p = fmadd(p, s2, set1(1.0f));
+    return set1(2.0f) * s * p;
+}
+
+// log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), stable for every x.
+inline Vec softplus(Vec x) { return max(x, set1(0.0f)) + log1p_unit(exp_fast(set1(0.0f) - abs(x))); }
+
+// x * sigmoid(x) = x / (1 + e^-x).
+inline Vec silu(Vec x) { return x / (set1(1.0f) + exp_fast(set1(0.0f) - x)); }
+
+}  // namespace mamba::cpu::scan_vec

@@ -1,0 +1,96 @@
+// CPU decode step of the Mamba-1 recurrence. State rows (batch, channel, :) are contiguous over dstate in
+// the usual layout, and so are A's rows and B, C, so the step is vectorized over the state axis; each
+// task takes one batch row and a chunk of channels.
+#include <algorithm>
+#include <vector>
+
+#include "core/context.h"
+#include "cpu/convert.h"
+#include "cpu/scan_tiles.h"
+#include "cpu/scan_vec.h"
+#include "ops/selective_scan.h"
+
+namespace mamba::cpu {
+
+namespace {
+
+using namespace scan_vec;
+using scan_tiles::load_tile;
+using scan_tiles::store_tile;
+
+// Channels per task (a multiple of every vector width).
+constexpr int64_t kChunk = 64;
+// Below this many state elements a step takes a few microseconds; waking other threads would cost more.
+constexpr int64_t kParallelMinElements = int64_t(1) << 16;
+constexpr int64_t kMaxPaddedState = MAMBA_MAX_DSTATE + kWidth;
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, int64_t b, int64_t c0, int64_t count) {
+    const int64_t N = p.dstate;
+    const int64_t channels_per_group = p.dim / p.groups;
+    alignas(64) float x[kChunk] = {}, dt[kChunk] = {}, z[kChunk] = {}, y[kChunk] = {}, d[kChunk] = {}, bias[kChunk] = {};
+    alignas(64) float h[kMaxPaddedState] = {}, a2[kMaxPaddedState] = {};
+
+    load_tile(p.x.dtype, element(p.x, {b, c0}), 1, count, 0, p.x.stride[1], x, kChunk);
+    load_tile(p.dt.dtype, element(p.dt, {b, c0}), 1, count, 0, p.dt.stride[1], dt, kChunk);
+    if (p.z) load_tile(p.z->dtype, element(*p.z, {b, c0}), 1, count, 0, p.z->stride[1], z, kChunk);
+    if (p.D) load_tile(DType::F32, element(*p.D, {c0}), 1, count, 0, p.D->stride[0], d, kChunk);
+    if (p.dt_bias) load_tile(DType::F32, element(*p.dt_bias, {c0}), 1, count, 0, p.dt_bias->stride[0], bias, kChunk);
+    for (int64_t i = 0; i < kChunk; i += kWidth) {
+        Vec v = load(dt + i) + load(bias + i);
+        if (p.dt_softplus) v = scan_vec::softplus(v);
+        store(dt + i, v);
+    }
+
+    for (int64_t c = 0; c < count; ++c) {
+        const int64_t channel = c0 + c;
+        const int64_t g = channel / channels_per_group;
+        const float * bv = bc + (b * p.groups + g) * 2 * padded;
+        const float * cv = bv + padded;
+        // Padding lanes [N, padded) stay 0 in h and a2, so they decay by 1 and add 0.
+        load_tile(DType::F32, element(p.state, {b, channel, 0}), 1, N, 0, p.state.stride[2], h, padded);
+        load_tile(DType::F32, element(p.A, {channel, 0}), 1, N, 0, p.A.stride[1], a2, padded);
+        const Vec dtv = set1(dt[c]), dx = set1(dt[c] * x[c]), log2e = set1(kLog2e);
+        Vec acc = set1(0.0f);
+        for (int64_t n = 0; n < padded; n += kWidth) {
+            const Vec decay = exp2_fast(dtv * (load(a2 + n) * log2e));
+            const Vec hv = fmadd(decay, load(h + n), dx * load(bv + n));
+            store(h + n, hv);
+            acc = fmadd(hv, load(cv + n), acc);
+        }
+        y[c] = sum(acc) + d[c] * x[c];
+        store_tile(DType::F32, element(p.state, {b, channel, 0}), 1, N, 0, p.state.stride[2], h, padded);
+    }
+
+    if (p.z)
+        for (int64_t i = 0; i < kChunk; i += kWidth) store(y + i, load(y + i) * silu(load(z + i)));
+    store_tile(p.y.dtype, element(p.y, {b, c0}), 1, count, 0, p.y.stride[1], y, kChunk);
+}
+
+}  // namespace
+
+void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) {
+    const int64_t N = p.dstate;
+    const int64_t padded = std::max<int64_t>(round_up(N, kWidth), kWidth);
+    // B and C of every (batch, group) as float32 [B row | C row], zero-padded to whole vectors.
+    std::vector<float> bc(size_t(p.batch * p.groups * 2 * padded), 0.0f);
+    for (int64_t b = 0; b < p.batch; ++b) {
+        for (int64_t g = 0; g < p.groups; ++g) {
+            float * row = bc.data() + (b * p.groups + g) * 2 * padded;
+            load_tile(p.B.dtype, element(p.B, {b, g, 0}), 1, N, 0, p.B.stride[2], row, padded);
+            load_tile(p.C.dtype, element(p.C, {b, g, 0}), 1, N, 0, p.C.stride[2], row + padded, padded);
+        }
+    }
+    const int64_t chunks = (p.dim + kChunk - 1) / kChunk;
+    const int64_t tasks = p.batch * chunks;
+    const bool parallel = p.batch * p.dim * N >= kParallelMinElements && ctx.num_threads > 1;
+#pragma omp parallel for schedule(static) num_threads(ctx.num_threads) if (parallel)
+    for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t b = task / chunks;
+        const int64_t c0 = (task % chunks) * kChunk;
+        update_chunk(p, bc.data(), padded, b, c0, std::min(kChunk, p.dim - c0));
+    }
+}
+
+}  // namespace mamba::cpu

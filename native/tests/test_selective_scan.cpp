@@ -1,0 +1,249 @@
+// mamba_selective_scan and mamba_selective_state_update against a float64 reference, per backend, dtype,
+// layout and option; scan/state-update consistency; argument errors.
+#include "backend_test.h"
+#include "selective_scan_problems.h"
+
+using namespace scan_test;
+
+class SelectiveScanTest : public mt::BackendTest {
+protected:
+    // Runs the problem and compares y and the final state with the float64 reference.
+    void check(ScanProblem & p) {
+        p.upload(ctx());
+        auto a = p.args();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+        p.y.download(ctx());
+        const auto ref = reference_scan(p);
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(p.dt.out), tolerance(p.dt.out));
+        if (p.o.final_state) {
+            p.final_state.download(ctx());
+            EXPECT_CLOSE(p.final_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+        }
+    }
+};
+
+TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
+    const ScanShape shapes[] = {
+        {1, 8, 1, 4, 1, true},       // a single step
+        {2, 24, 37, 16, 2, true},    // odd length, groups whose channels do not fill a vector block
+        {1, 40, 300, 16, 1, false},  // long, time-invariant B and C, several time tiles
+        {3, 16, 5, 1, 4, true},      // dstate 1, four groups of four channels
+        {2, 20, 70, 64, 1, true},    // tiles of a larger state
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
+                             {DType::F16, DType::F16, DType::F16},
+                             {DType::BF16, DType::BF16, DType::BF16},
+                             {DType::BF16, DType::F16, DType::F32}};
+    uint64_t seed = 1;
+    for (const auto & dt : dtypes) {
+        for (Layout layout : {Layout::Contiguous, Layout::Padded, Layout::Permuted}) {
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + "/" + mt::dtype_name(dt.bc) + "/" + mt::dtype_name(dt.out) + " " +
+                             layout_name(layout) + " batch " + std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " len " +
+                             std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " + std::to_string(s.groups));
+                ScanProblem p(s, ScanOptions{}, dt, layout, seed++);
+                check(p);
+            }
+        }
+    }
+}
+
+TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {
+    for (int mask = 0; mask < 64; ++mask) {
+        ScanOptions o;
+        o.D = mask & 1;
+        o.z = mask & 2;
+        o.delta_bias = mask & 4;
+        o.softplus = mask & 8;
+        o.initial_state = mask & 16;
+        o.final_state = mask & 32;
+        for (bool variable : {true, false}) {
+            SCOPED_TRACE("options mask " + std::to_string(mask) + (variable ? " variable B/C" : " fixed B/C"));
+            ScanProblem p({2, 20, 11, 8, variable ? 2 : 1, variable}, o, {}, Layout::Contiguous, 100 + uint64_t(mask));
+            check(p);
+        }
+    }
+}
+
+TEST_P(SelectiveScanTest, LargestStateSize) {
+    ScanProblem p({1, 18, 9, MAMBA_MAX_DSTATE, 1, true}, ScanOptions{}, {}, Layout::Padded, 7);
+    check(p);
+}
+
+TEST_P(SelectiveScanTest, ExtremeDeltasThroughSoftplus) {
+    // delta + bias far into both tails of softplus: dt from ~1e-13 to ~30.
+    ScanProblem p({1, 16, 24, 8, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 11);
+    std::mt19937_64 rng(12);
+    p.delta.fill_uniform(rng, -30, 30);
+    check(p);
+}
+
+TEST_P(SelectiveScanTest, ZeroLengthCopiesInitialState) {
+    ScanProblem p({2, 8, 0, 4, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 13);
+    check(p);
+}
+
+// Scanning [0, L) equals scanning [0, k) and then [k, L) from the first part's final state; the second
+// part writes its final state over its initial state in place.
+TEST_P(SelectiveScanTest, TwoHalvesWithCarriedStateEqualTheWhole) {
+    const ScanShape whole_shape{2, 24, 29, 16, 2, true};
+    const int64_t Bt = whole_shape.batch, Dm = whole_shape.dim, L = whole_shape.len, N = whole_shape.dstate, G = whole_shape.groups;
+    const int64_t k = 12;
+    ScanProblem whole(whole_shape, ScanOptions{}, {}, Layout::Contiguous, 21);
+    whole.upload(ctx());
+    auto wa = whole.args();
+    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &wa));
+    whole.y.download(ctx());
+    whole.final_state.download(ctx());
+
+    // Copies the time range [t0, t1) of `from` (time is the last axis) into `to`.
+    auto take_time = [](const Tensor & from, Tensor & to, int64_t t0, int64_t t1) {
+        const int64_t len = from.shape().back(), rows = from.numel() / len;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t t = t0; t < t1; ++t) to.at(r * (t1 - t0) + t - t0) = from.at(r * len + t);
+    };
+    std::vector<double> y_parts(size_t(Bt * Dm * L));
+    Tensor carried({Bt, Dm, N}, DType::F32);
+    carried.values() = whole.initial_state.values();
+    carried.upload(ctx());
+    for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, k}, {k, L}}) {
+        ScanProblem part({Bt, Dm, t1 - t0, N, G, true}, ScanOptions{}, {}, Layout::Contiguous, 22);
+        for (auto [from, to] : {std::pair<Tensor *, Tensor *>{&whole.u, &part.u}, {&whole.delta, &part.delta}, {&whole.z, &part.z},
+                                {&whole.B, &part.B}, {&whole.C, &part.C}})
+            take_time(*from, *to, t0, t1);
+        part.A.values() = whole.A.values();
+        part.D.values() = whole.D.values();
+        part.delta_bias.values() = whole.delta_bias.values();
+        part.upload(ctx());
+        auto a = part.args();
+        a.initial_state = carried.dl();
+        a.final_state = carried.dl();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+        part.y.download(ctx());
+        for (int64_t r = 0; r < Bt * Dm; ++r)
+            for (int64_t t = t0; t < t1; ++t) y_parts[size_t(r * L + t)] = part.y.at(r * (t1 - t0) + t - t0);
+    }
+    carried.download(ctx());
+    EXPECT_CLOSE(y_parts, whole.y.values(), 1e-5, 1e-5);
+    EXPECT_CLOSE(carried.values(), whole.final_state.values(), 1e-5, 1e-5);
+}
+
+// ---- errors ----------------------------------------------------------------------------------------
+
+class SelectiveScanErrorTest : public SelectiveScanTest {
+protected:
+    // A valid small problem whose arguments each test then breaks one at a time.
+    ScanProblem p{{2, 8, 5, 4, 2, true}, ScanOptions{}, {}, Layout::Contiguous, 31};
+    void SetUp() override {
+        SelectiveScanTest::SetUp();
+        if (!IsSkipped()) p.upload(ctx());
+    }
+    void expect_error(const mamba_selective_scan_args & a, mamba_status status, const std::string & message) {
+        EXPECT_EQ(mamba_selective_scan(ctx(), &a), status) << mamba_last_error();
+        EXPECT_NE(std::string(mamba_last_error()).find(message), std::string::npos) << mamba_last_error();
+    }
+};
+
+TEST_P(SelectiveScanErrorTest, ValidProblemPasses) {
+    auto a = p.args();
+    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+}
+
+TEST_P(SelectiveScanErrorTest, ShapeMismatchNamesTheArgument) {
+    Tensor delta({2, 8, 6}, DType::F32);
+    delta.upload(ctx());
+    auto a = p.args();
+    a.delta = delta.dl();
+    EXPECT_EQ(mamba_selective_scan(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_selective_scan: argument 'delta' has shape (2, 8, 6), expected (2, 8, 5)");
+
+    Tensor D({9}, DType::F32), state({2, 8, 3}, DType::F32), bc3({2, 4, 5}, DType::F32), fixed({8, 4}, DType::F32);
+    for (Tensor * t : {&D, &state, &bc3, &fixed}) t->upload(ctx());
+    a = p.args();
+    a.D = D.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'D' has shape (9,), expected (8,)");
+    a = p.args();
+    a.initial_state = state.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'initial_state' has shape (2, 8, 3), expected (2, 8, 4)");
+    a = p.args();
+    a.B = bc3.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'B' has shape (2, 4, 5), expected (batch, groups, dstate, len)");
+    a = p.args();
+    a.C = fixed.dl();  // time-invariant C with input-dependent B
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'C' has shape (8, 4), expected (2, 2, 4, 5)");
+}
+
+TEST_P(SelectiveScanErrorTest, GroupsMustDivideDim) {
+    Tensor B({2, 3, 4, 5}, DType::F32), C({2, 3, 4, 5}, DType::F32);
+    B.upload(ctx());
+    C.upload(ctx());
+    auto a = p.args();
+    a.B = B.dl();
+    a.C = C.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'B' has shape (2, 3, 4, 5): its 3 groups do not divide dim 8 evenly");
+}
+
+TEST_P(SelectiveScanErrorTest, NullPointersAreRejected) {
+    auto a = p.args();
+    a.u = nullptr;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "mamba_selective_scan: argument 'u' is null");
+    a = p.args();
+    a.y = nullptr;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "mamba_selective_scan: argument 'y' is null");
+    EXPECT_EQ(mamba_selective_scan(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_selective_scan: argument 'args' is null");
+    a = p.args();
+    EXPECT_EQ(mamba_selective_scan(nullptr, &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_selective_scan: argument 'context' is null");
+}
+
+TEST_P(SelectiveScanErrorTest, UnsupportedDtypesAreRejected) {
+    Tensor ui({2, 8, 5}, DType::I32), A16({8, 4}, DType::BF16), hi({2, 8, 4}, DType::F16);
+    for (Tensor * t : {&ui, &A16, &hi}) t->upload(ctx());
+    auto a = p.args();
+    a.u = ui.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'u' has dtype int32; expected float32, float16 or bfloat16");
+    a = p.args();
+    a.A = A16.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'A' has dtype bfloat16; expected float32");
+    a = p.args();
+    a.final_state = hi.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'final_state' has dtype float16; expected float32");
+}
+
+TEST_P(SelectiveScanErrorTest, StateLargerThan256IsUnsupported) {
+    const int64_t N = MAMBA_MAX_DSTATE + 1;
+    Tensor A({8, N}, DType::F32), B({2, 2, N, 5}, DType::F32), C({2, 2, N, 5}, DType::F32);
+    for (Tensor * t : {&A, &B, &C}) t->upload(ctx());
+    auto a = p.args();
+    a.A = A.dl();
+    a.B = B.dl();
+    a.C = C.dl();
+    a.initial_state = nullptr;
+    a.final_state = nullptr;
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'A' has shape (8, 257): dstate 257 is above the largest supported, 256");
+}
+
+TEST_P(SelectiveScanErrorTest, OverlappingOutputsAreRejected) {
+    auto a = p.args();
+    a.y = const_cast<DLTensor *>(a.u);
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'u' overlap in memory");
+    // final_state may be initial_state itself, but not a shifted view of the same memory.
+    a = p.args();
+    a.final_state = const_cast<DLTensor *>(a.initial_state);
+    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+    Tensor buffer({2, 8, 5}, DType::F32);  // room for two (2, 8, 4) views one element apart
+    buffer.upload(ctx());
+    int64_t shape[3] = {2, 8, 4}, strides[3] = {40, 5, 1};
+    DLTensor base = *buffer.dl();
+    base.shape = shape;
+    base.strides = strides;
+    DLTensor shifted = base;
+    shifted.byte_offset += 4;
+    a.initial_state = &base;
+    a.final_state = &shifted;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_state' and 'initial_state' overlap in memory without being the same view");
+}
+
+MAMBA_INSTANTIATE_BACKENDS(SelectiveScanTest);
+MAMBA_INSTANTIATE_BACKENDS(SelectiveScanErrorTest);

@@ -1,0 +1,196 @@
+// mamba_selective_state_update against a float64 reference per backend, dtype, layout and option; token by
+// token it must reproduce mamba_selective_scan; argument errors.
+#include "backend_test.h"
+#include "selective_scan_problems.h"
+
+using namespace scan_test;
+
+class SelectiveStateUpdateTest : public mt::BackendTest {
+protected:
+    void check(StepProblem & p) {
+        p.state.upload(ctx());
+        p.upload_inputs(ctx());
+        const auto ref = reference_step(p);
+        auto a = p.args();
+        MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
+        p.y.download(ctx());
+        p.state.download(ctx());
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(p.dtypes.out), tolerance(p.dtypes.out));
+        EXPECT_CLOSE(p.state.values(), ref.state, tolerance(DType::F32), tolerance(DType::F32));
+    }
+};
+
+TEST_P(SelectiveStateUpdateTest, MatchesFloat64Reference) {
+    const StepShape shapes[] = {
+        {1, 8, 16, 1},    // one row
+        {3, 40, 16, 2},   // groups, a partial channel chunk
+        {2, 130, 5, 5},   // dstate not a multiple of the vector width
+        {1, 1536, 16, 1}, // mamba-130m
+        {2, 12, MAMBA_MAX_DSTATE, 3},
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
+                             {DType::F16, DType::F16, DType::F16},
+                             {DType::BF16, DType::BF16, DType::BF16},
+                             {DType::F16, DType::BF16, DType::F32}};
+    uint64_t seed = 1;
+    for (const auto & dt : dtypes) {
+        for (Layout layout : {Layout::Contiguous, Layout::Padded, Layout::Permuted}) {
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + "/" + mt::dtype_name(dt.bc) + "/" + mt::dtype_name(dt.out) + " " +
+                             layout_name(layout) + " batch " + std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " dstate " +
+                             std::to_string(s.dstate) + " groups " + std::to_string(s.groups));
+                StepProblem p(s, StepOptions{}, dt, layout, seed++);
+                check(p);
+            }
+        }
+    }
+}
+
+TEST_P(SelectiveStateUpdateTest, EveryOptionalPresentAndAbsent) {
+    for (int mask = 0; mask < 16; ++mask) {
+        StepOptions o;
+        o.D = mask & 1;
+        o.z = mask & 2;
+        o.dt_bias = mask & 4;
+        o.softplus = mask & 8;
+        SCOPED_TRACE("options mask " + std::to_string(mask));
+        StepProblem p({2, 70, 16, 2}, o, {}, Layout::Contiguous, 50 + uint64_t(mask));
+        check(p);
+    }
+}
+
+// Decoding a sequence one token at a time carries the same state as the scan and yields the same y.
+// Time-invariant B and C of the scan become input B and C with one group per channel.
+TEST_P(SelectiveStateUpdateTest, TokenByTokenEqualsTheScan) {
+    for (const bool variable : {true, false}) {
+        SCOPED_TRACE(variable ? "variable B/C" : "fixed B/C");
+        const ScanShape shape{2, 40, 9, 16, variable ? 2 : 1, variable};
+        const int64_t Bt = shape.batch, Dm = shape.dim, L = shape.len, N = shape.dstate;
+        const int64_t G = variable ? shape.groups : Dm;
+        ScanProblem scan(shape, ScanOptions{}, {}, Layout::Contiguous, 61);
+        scan.upload(ctx());
+        auto sa = scan.args();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &sa));
+        scan.y.download(ctx());
+        scan.final_state.download(ctx());
+
+        StepProblem step({Bt, Dm, N, G}, StepOptions{}, {}, Layout::Contiguous, 62);
+        step.A.values() = scan.A.values();
+        step.D.values() = scan.D.values();
+        step.dt_bias.values() = scan.delta_bias.values();
+        step.state.values() = scan.initial_state.values();
+        step.state.upload(ctx());
+        std::vector<double> y(size_t(Bt * Dm * L));
+        for (int64_t t = 0; t < L; ++t) {
+            for (int64_t r = 0; r < Bt * Dm; ++r) {
+                step.x.at(r) = scan.u.at(r * L + t);
+                step.dt.at(r) = scan.delta.at(r * L + t);
+                step.z.at(r) = scan.z.at(r * L + t);
+            }
+            for (int64_t r = 0; r < Bt * G * N; ++r) {
+                // r = (b * G + g) * N + n; fixed B/C are (dim, dstate) with g the channel.
+                const int64_t from = variable ? r * L + t : r % (Dm * N);
+                step.B.at(r) = scan.B.at(from);
+                step.C.at(r) = scan.C.at(from);
+            }
+            step.upload_inputs(ctx());
+            auto a = step.args();
+            MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
+            step.y.download(ctx());
+            for (int64_t r = 0; r < Bt * Dm; ++r) y[size_t(r * L + t)] = step.y.at(r);
+        }
+        step.state.download(ctx());
+        EXPECT_CLOSE(y, scan.y.values(), 1e-5, 1e-5);
+        EXPECT_CLOSE(step.state.values(), scan.final_state.values(), 1e-5, 1e-5);
+    }
+}
+
+// ---- errors ----------------------------------------------------------------------------------------
+
+class SelectiveStateUpdateErrorTest : public SelectiveStateUpdateTest {
+protected:
+    StepProblem p{{2, 8, 4, 2}, StepOptions{}, {}, Layout::Contiguous, 71};
+    void SetUp() override {
+        SelectiveStateUpdateTest::SetUp();
+        if (IsSkipped()) return;
+        p.state.upload(ctx());
+        p.upload_inputs(ctx());
+    }
+    void expect_error(const mamba_selective_state_update_args & a, mamba_status status, const std::string & message) {
+        EXPECT_EQ(mamba_selective_state_update(ctx(), &a), status) << mamba_last_error();
+        EXPECT_NE(std::string(mamba_last_error()).find(message), std::string::npos) << mamba_last_error();
+    }
+};
+
+TEST_P(SelectiveStateUpdateErrorTest, ValidProblemPasses) {
+    auto a = p.args();
+    MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, ShapeMismatchNamesTheArgument) {
+    Tensor x({2, 9}, DType::F32), B({2, 2, 5}, DType::F32), C({2, 1, 4}, DType::F32), bias({4}, DType::F32);
+    for (Tensor * t : {&x, &B, &C, &bias}) t->upload(ctx());
+    auto a = p.args();
+    a.x = x.dl();
+    EXPECT_EQ(mamba_selective_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_selective_state_update: argument 'x' has shape (2, 9), expected (2, 8)");
+    a = p.args();
+    a.B = B.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'B' has shape (2, 2, 5), expected (2, *, 4)");
+    a = p.args();
+    a.C = C.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'C' has shape (2, 1, 4), expected (2, 2, 4)");
+    a = p.args();
+    a.dt_bias = bias.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt_bias' has shape (4,), expected (8,)");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, NullPointersAreRejected) {
+    auto a = p.args();
+    a.state = nullptr;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "mamba_selective_state_update: argument 'state' is null");
+    a = p.args();
+    a.C = nullptr;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "mamba_selective_state_update: argument 'C' is null");
+    EXPECT_EQ(mamba_selective_state_update(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_selective_state_update: argument 'args' is null");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, UnsupportedDtypesAreRejected) {
+    Tensor state16({2, 8, 4}, DType::BF16), dt64({2, 8}, DType::I64), D16({8}, DType::F16);
+    for (Tensor * t : {&state16, &dt64, &D16}) t->upload(ctx());
+    auto a = p.args();
+    a.state = state16.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'state' has dtype bfloat16; expected float32");
+    a = p.args();
+    a.dt = dt64.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'dt' has dtype int64; expected float32, float16 or bfloat16");
+    a = p.args();
+    a.D = D16.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'D' has dtype float16; expected float32");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, StateLargerThan256IsUnsupported) {
+    const int64_t N = MAMBA_MAX_DSTATE + 1;
+    Tensor state({2, 8, N}, DType::F32);
+    state.upload(ctx());
+    auto a = p.args();
+    a.state = state.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'state' has shape (2, 8, 257): dstate 257 is above the largest supported, 256");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, OutputsMustNotOverlapInputs) {
+    auto a = p.args();
+    a.y = const_cast<DLTensor *>(a.x);
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap in memory");
+    int64_t inside_shape[3] = {2, 2, 4};
+    DLTensor inside = *p.state.dl();  // a (2, 2, 4) view of the state's first elements
+    inside.shape = inside_shape;
+    inside.strides = nullptr;
+    a = p.args();
+    a.B = &inside;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'state' and 'B' overlap in memory");
+}
+
+MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateTest);
+MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateErrorTest);
