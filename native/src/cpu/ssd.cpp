@@ -1,0 +1,267 @@
+// CPU Mamba-2 SSD scan in chunks. Each (sequence, head) is one task that walks its chunks in order,
+// carrying the (headdim x dstate) state. Within a chunk of T steps, with a_t = dt_t A the log decay,
+// dA_t = exp(a_t) and decay(t, s) = dA_{s+1} ... dA_t:
+//   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t (lower triangular)
+//   from the past Y += diag(decay(t, -1)) C S^T
+//   state         S  = decay(T-1, -1) S + (w o X)^T B     w_s = decay(T-1, s) dt_s
+// The three products go to BLAS; the decays are running products of dA, so a chunk costs T
+// exponentials, not T^2. Inputs of a chunk are converted to float32 once. C B^T depends only on the
+// group, so when heads share groups it is computed once per chunk, for a window of chunks, before the
+// heads run over that window.
+#include <algorithm>
+#include <exception>
+#include <optional>
+#include <vector>
+
+#include "core/context.h"
+#include "cpu/convert.h"
+#include "cpu/ssd_common.h"
+#include "ops/ssd.h"
+
+namespace mamba::cpu {
+
+namespace {
+
+// One independent recurrence: rows [start, start + len) of batch entry b; states are indexed by seq.
+struct Sequence {
+    int64_t seq, b, start, len;
+};
+
+// Per-thread float32 work buffers for one chunk.
+struct ChunkBuffers {
+    std::vector<float> x, b, c, c_scaled, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+
+    ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
+        auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
+        size(x, Q * P), size(b, Q * N), size(c, Q * N), size(c_scaled, Q * N), size(x_weighted, Q * P);
+        size(cb, Q * Q), size(y, Q * P);
+        size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
+    }
+};
+
+class ChunkedScan {
+public:
+    explicit ChunkedScan(const SsdParams & p)
+        : p_(p), dt_(p.dt_softplus, p.dt_min, p.dt_max), Q_(p.chunk_size), P_(p.headdim), N_(p.dstate),
+          heads_per_group_(p.heads / p.groups) {}
+
+    // Number of chunks of a sequence.
+    int64_t chunks(const Sequence & s) const { return (s.len + Q_ - 1) / Q_; }
+
+    // C B^T of chunk k of a sequence and group, lower triangle only (in row blocks), into cb (ld Q).
+    void chunk_cb(const Sequence & s, int64_t g, int64_t k, float * cb, ChunkBuffers & w) const {
+        const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
+        for (int64_t t = 0; t < T; ++t) {
+            load_floats(p_.B.dtype, element(p_.B, {s.b, s.start + c0 + t, g, 0}), N_, p_.B.stride[3], &w.b[size_t(t * N_)]);
+            load_floats(p_.C.dtype, element(p_.C, {s.b, s.start + c0 + t, g, 0}), N_, p_.C.stride[3], &w.c[size_t(t * N_)]);
+        }
+        lower_cb(T, w.c.data(), w.b.data(), cb);
+    }
+
+    // Chunks [k0, k1) of one (sequence, head). `state` (headdim x dstate) carries over between calls;
+    // `shared_cb`, when given, holds C B^T of those chunks for this head's group (Q x Q each).
+    void run(const Sequence & s, int64_t h, int64_t k0, int64_t k1, float * state, const float * shared_cb, ChunkBuffers & w) const {
+        const float A = *reinterpret_cast<const float *>(element(p_.A, {h}));
+        const float bias = p_.dt_bias ? *reinterpret_cast<const float *>(element(*p_.dt_bias, {h})) : 0.0f;
+        load_D(h, w.d.data());
+        const int64_t last = chunks(s) - 1;
+        if (k0 > 0 && last < k0) return;  // finished in an earlier window
+        bool has_state = k0 > 0 || p_.initial_states.has_value();
+        if (k0 == 0 && p_.initial_states)
+            for (int64_t i = 0; i < P_; ++i)
+                load_floats(DType::F32, element(*p_.initial_states, {s.seq, h, i, 0}), N_, p_.initial_states->stride[3], state + i * N_);
+        if (k0 == 0 && !p_.initial_states) std::fill(state, state + P_ * N_, 0.0f);
+        for (int64_t k = k0; k < std::min(k1, last + 1); ++k) {
+            const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
+            const int64_t t0 = s.start + c0;
+            load_chunk(s.b, t0, T, h, A, bias, w);
+            if (shared_cb) mask_cb(T, shared_cb + (k - k0) * Q_ * Q_, w);
+            else {
+                lower_cb(T, w.c.data(), w.b.data(), w.cb.data());
+                mask_cb(T, w.cb.data(), w);
+            }
+            intra_chunk(T, w);
+            if (has_state) from_state(T, state, w);
+            if (k != last || p_.final_states) update_state(T, has_state, state, w);
+            has_state = true;
+            store_output(s.b, t0, T, h, w);
+        }
+        if (p_.final_states && last < k1)
+            for (int64_t i = 0; i < P_; ++i)
+                store_floats(DType::F32, element(*p_.final_states, {s.seq, h, i, 0}), N_, p_.final_states->stride[3], state + i * N_);
+    }
+
+private:
+    void load_D(int64_t h, float * d) const {
+        if (!p_.D) {
+            std::fill(d, d + P_, 0.0f);
+        } else if (p_.D_per_channel) {
+            load_floats(DType::F32, element(*p_.D, {h, 0}), P_, p_.D->stride[1], d);
+        } else {
+            std::fill(d, d + P_, *reinterpret_cast<const float *>(element(*p_.D, {h})));
+        }
+    }
+
+    void load_chunk(int64_t b, int64_t t0, int64_t T, int64_t h, float A, float bias, ChunkBuffers & w) const {
+        const int64_t g = h / heads_per_group_;
+        load_floats(p_.dt.dtype, element(p_.dt, {b, t0, h}), T, p_.dt.stride[1], w.dt.data());
+        for (int64_t t = 0; t < T; ++t) {
+            w.dt[t] = dt_(w.dt[t], bias);
+            w.dA[t] = std::exp(w.dt[t] * A);
+            // decay from the chunk's start through step t
+            w.decay_in[t] = (t ? w.decay_in[t - 1] : 1.0f) * w.dA[t];
+        }
+        // decay from step s (exclusive) to the chunk's end, times dt_s
+        float tail = 1.0f;
+        for (int64_t t = T - 1; t >= 0; --t) {
+            w.weight[t] = w.dt[t] * tail;
+            tail *= w.dA[t];
+        }
+        for (int64_t t = 0; t < T; ++t) {
+            load_floats(p_.x.dtype, element(p_.x, {b, t0 + t, h, 0}), P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
+            load_floats(p_.B.dtype, element(p_.B, {b, t0 + t, g, 0}), N_, p_.B.stride[3], &w.b[size_t(t * N_)]);
+            load_floats(p_.C.dtype, element(p_.C, {b, t0 + t, g, 0}), N_, p_.C.stride[3], &w.c[size_t(t * N_)]);
+        }
+    }
+
+    // cb = C B^T on and below the diagonal, in row blocks so the upper triangle is (mostly) skipped.
+    void lower_cb(int64_t T, const float * c, const float * b, float * cb) const {
+        constexpr int64_t kRows = 64;
+        for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+            const int64_t rows = std::min(kRows, T - r0);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(r0 + rows), int(N_), 1.0f, c + r0 * N_, int(N_), b, int(N_), 0.0f,
+                        cb + r0 * Q_, int(Q_));
+        }
+    }
+
+    // w.cb = L o cb with L[t, s] = decay(t, s) dt_s on and below the diagonal; cb may be w.cb itself.
+    void mask_cb(int64_t T, const float * cb, ChunkBuffers & w) const {
+        float * decay = w.decay_row.data();
+        for (int64_t t = 0; t < T; ++t) {
+            // decay[s] = decay(t, s) = dA_{s+1} ... dA_t for s < t: the previous row's times dA_t
+            const float dA = w.dA[t];
+            const float * in = cb + t * Q_;
+            float * out = w.cb.data() + t * Q_;
+            for (int64_t s = 0; s < t; ++s) {
+                decay[s] *= dA;
+                out[s] = in[s] * decay[s] * w.dt[s];
+            }
+            decay[t] = 1.0f;
+            out[t] = in[t] * w.dt[t];
+        }
+    }
+
+    // y = (L o C B^T) x over the chunk, with the masked matrix in w.cb.
+    void intra_chunk(int64_t T, ChunkBuffers & w) const {
+        std::copy(w.x.begin(), w.x.begin() + T * P_, w.y.begin());
+        cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, int(T), int(P_), 1.0f, w.cb.data(), int(Q_), w.y.data(), int(P_));
+    }
+
+    // y += diag(decay from chunk start) C S^T: what the state entering the chunk contributes.
+    void from_state(int64_t T, const float * state, ChunkBuffers & w) const {
+        for (int64_t t = 0; t < T; ++t) {
+            const float f = w.decay_in[t];
+            const float * src = &w.c[size_t(t * N_)];
+            float * dst = &w.c_scaled[size_t(t * N_)];
+            for (int64_t n = 0; n < N_; ++n) dst[n] = f * src[n];
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, w.c_scaled.data(), int(N_), state,
+                    int(N_), 1.0f, w.y.data(), int(P_));
+    }
+
+    // S = decay(whole chunk) S + (w o X)^T B.
+    void update_state(int64_t T, bool has_state, float * state, ChunkBuffers & w) const {
+        for (int64_t t = 0; t < T; ++t) {
+            const float f = w.weight[t];
+            const float * src = &w.x[size_t(t * P_)];
+            float * dst = &w.x_weighted[size_t(t * P_)];
+            for (int64_t i = 0; i < P_; ++i) dst[i] = f * src[i];
+        }
+        const float keep = has_state ? w.decay_in[size_t(T - 1)] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(P_), int(N_), int(T), 1.0f, w.x_weighted.data(), int(P_), w.b.data(), int(N_),
+                    keep, state, int(N_));
+    }
+
+    void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, ChunkBuffers & w) const {
+        for (int64_t t = 0; t < T; ++t) {
+            float * y = &w.y[size_t(t * P_)];
+            const float * x = &w.x[size_t(t * P_)];
+            for (int64_t i = 0; i < P_; ++i) y[i] += w.d[i] * x[i];
+            if (p_.z) {
+                float * z = w.row.data();
+                load_floats(p_.z->dtype, element(*p_.z, {b, t0 + t, h, 0}), P_, p_.z->stride[3], z);
+                for (int64_t i = 0; i < P_; ++i) y[i] *= silu(z[i]);
+            }
+            store_floats(p_.y.dtype, element(p_.y, {b, t0 + t, h, 0}), P_, p_.y.stride[3], y);
+        }
+    }
+
+    const SsdParams & p_;
+    const DtTransform dt_;
+    const int64_t Q_, P_, N_, heads_per_group_;
+};
+
+std::vector<Sequence> sequences(const SsdParams & p) {
+    std::vector<Sequence> out;
+    if (p.cu_seqlens) {
+        for (int64_t i = 0; i < p.nseq; ++i) out.push_back({i, 0, p.seq_starts[size_t(i)], p.seq_starts[size_t(i + 1)] - p.seq_starts[size_t(i)]});
+    } else {
+        for (int64_t b = 0; b < p.batch; ++b) out.push_back({b, b, 0, p.len});
+    }
+    return out;
+}
+
+}  // namespace
+
+void ssd(mamba_context & ctx, const SsdParams & p) {
+    const auto seqs = sequences(p);
+    const ChunkedScan scan(p);
+    const int64_t nseq = int64_t(seqs.size()), H = p.heads, G = p.groups, Q = p.chunk_size, PN = p.headdim * p.dstate;
+    int64_t max_chunks = 0;
+    for (const auto & s : seqs) max_chunks = std::max(max_chunks, scan.chunks(s));
+
+    // C B^T belongs to a group, so when several heads share one it is computed once per chunk, for a
+    // window of chunks at a time whose products fit in a fixed budget; otherwise each head computes it.
+    constexpr size_t kSharedBudgetBytes = size_t(64) << 20;
+    constexpr int64_t kMaxWindow = 16;  // a window of chunks per barrier is plenty to amortize it
+    const size_t cb_bytes_per_chunk = size_t(nseq * G) * size_t(Q * Q) * sizeof(float);
+    const bool shared = H / G > 1 && cb_bytes_per_chunk <= kSharedBudgetBytes && max_chunks > 0;
+    const int64_t window = shared ? std::min({max_chunks, kMaxWindow, int64_t(kSharedBudgetBytes / cb_bytes_per_chunk)}) : std::max<int64_t>(max_chunks, 1);
+    const int64_t windows = std::max<int64_t>(1, (max_chunks + window - 1) / window);
+    std::vector<float> shared_cb(shared ? size_t(nseq * G * window * Q * Q) : 0);
+    std::vector<float> states(size_t(nseq * H * PN));  // carried between windows
+
+    SingleThreadedBlas single_threaded_blas;
+    // Exceptions must not leave an OpenMP region: the first is kept and rethrown after it, and every
+    // thread still meets each worksharing loop.
+    std::exception_ptr error;
+#pragma omp parallel num_threads(ctx.num_threads)
+    {
+        std::optional<ChunkBuffers> buffers;
+        try {
+            buffers.emplace(p.chunk_size, p.headdim, p.dstate);
+        } catch (...) {
+#pragma omp critical(mamba_ssd_error)
+            if (!error) error = std::current_exception();
+        }
+        for (int64_t win = 0; win < windows; ++win) {
+            const int64_t k0 = win * window, k1 = k0 + window;
+            if (shared) {
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t item = 0; item < nseq * G * window; ++item) {
+                    const int64_t seq = item / (G * window), g = item / window % G, k = k0 + item % window;
+                    if (buffers && k < scan.chunks(seqs[size_t(seq)])) scan.chunk_cb(seqs[size_t(seq)], g, k, &shared_cb[size_t(item * Q * Q)], *buffers);
+                }
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t task = 0; task < nseq * H; ++task) {
+                const int64_t seq = task / H, h = task % H, g = h / (H / G);
+                const float * cb = shared ? &shared_cb[size_t((seq * G + g) * window * Q * Q)] : nullptr;
+                if (buffers) scan.run(seqs[size_t(seq)], h, k0, k1, &states[size_t(task * PN)], cb, *buffers);
+            }
+        }
+    }
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace mamba::cpu

@@ -1,0 +1,713 @@
+// mamba_ssd and mamba_ssd_state_update against a float64 reference of the plain step-by-step recurrence,
+// per backend, dtype, layout and option, plus invariants between calls (halves with the state carried,
+// decode steps, packed sequences) and the argument errors.
+#include <functional>
+#include <limits>
+
+#include "backend_test.h"
+
+namespace {
+
+using mt::DType;
+using mt::Tensor;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+enum class DMode { None, PerHead, PerChannel };
+
+struct Shape {
+    int64_t batch, len, heads, headdim, groups, dstate;
+};
+
+struct Options {
+    DType dtype = DType::F32;
+    int64_t chunk_size = 0;
+    DMode d = DMode::PerHead;
+    bool z = true, dt_bias = true, softplus = true, initial = true, final_states = true, strided = false;
+    float dt_min = 0.0f, dt_max = kInf;
+    std::vector<int64_t> cu_seqlens;  // empty: one sequence per batch entry
+    DType offsets_dtype = DType::I32;
+};
+
+// Strides of a row-major layout whose last axis is `step` elements apart.
+std::vector<int64_t> spread_last_axis(const std::vector<int64_t> & shape, int64_t step) {
+    std::vector<int64_t> s(shape.size());
+    int64_t n = step;
+    for (size_t i = shape.size(); i-- > 0;) {
+        s[i] = n;
+        n *= shape[i];
+    }
+    return s;
+}
+
+// x-like (batch, len, heads, headdim) stored heads-major, i.e. as (batch, heads, len, headdim).
+std::vector<int64_t> heads_major(const Shape & s) {
+    return {s.heads * s.len * s.headdim, s.headdim, s.len * s.headdim, 1};
+}
+
+// The inputs of one mamba_ssd call, filled with fresh random values (already rounded to their dtypes).
+struct Problem {
+    Shape s;
+    Options o;
+    int64_t nseq;
+    Tensor x, dt, A, B, C, D, z, dt_bias, initial, cu_seqlens;
+
+    Problem(const Shape & shape, const Options & opt, uint64_t seed)
+        : s(shape), o(opt), nseq(opt.cu_seqlens.empty() ? shape.batch : int64_t(opt.cu_seqlens.size()) - 1),
+          x({s.batch, s.len, s.heads, s.headdim}, o.dtype, o.strided ? heads_major(s) : std::vector<int64_t>{}),
+          dt({s.batch, s.len, s.heads}, o.dtype, o.strided ? std::vector<int64_t>{s.heads * s.len, 1, s.len} : std::vector<int64_t>{}),
+          A({s.heads}, DType::F32),
+          B({s.batch, s.len, s.groups, s.dstate}, o.dtype, o.strided ? spread_last_axis({s.batch, s.len, s.groups, s.dstate}, 2) : std::vector<int64_t>{}),
+          C({s.batch, s.len, s.groups, s.dstate}, o.dtype, o.strided ? mt::padded_strides({s.batch, s.len, s.groups, s.dstate}, 2, 3) : std::vector<int64_t>{}),
+          D(o.d == DMode::PerChannel ? std::vector<int64_t>{s.heads, s.headdim} : std::vector<int64_t>{s.heads}, DType::F32),
+          z({s.batch, s.len, s.heads, s.headdim}, o.dtype, o.strided ? mt::padded_strides({s.batch, s.len, s.heads, s.headdim}, 3, 5) : std::vector<int64_t>{}),
+          dt_bias({s.heads}, DType::F32),
+          initial({nseq, s.heads, s.headdim, s.dstate}, DType::F32, o.strided ? mt::padded_strides({nseq, s.heads, s.headdim, s.dstate}, 3, 4) : std::vector<int64_t>{}),
+          cu_seqlens({int64_t(opt.cu_seqlens.size())}, opt.offsets_dtype) {
+        std::mt19937_64 rng(seed);
+        x.fill_uniform(rng, -1, 1);
+        // With softplus the raw dt is a pre-activation (softplus(-3..0) = 0.05..0.69); without, a step size.
+        if (o.softplus) dt.fill_uniform(rng, -3, 0);
+        else dt.fill_uniform(rng, 0.01, 0.3);
+        A.fill_uniform(rng, -4, -0.5);
+        B.fill_uniform(rng, -1, 1);
+        C.fill_uniform(rng, -1, 1);
+        D.fill_uniform(rng, -1, 1);
+        z.fill_uniform(rng, -2, 2);
+        dt_bias.fill_uniform(rng, -0.5, 0.5);
+        initial.fill_uniform(rng, -1, 1);
+        for (size_t i = 0; i < o.cu_seqlens.size(); ++i) cu_seqlens.at(int64_t(i)) = double(o.cu_seqlens[i]);
+    }
+
+    void upload(mamba_context * ctx) {
+        for (Tensor * t : {&x, &dt, &A, &B, &C, &D, &z, &dt_bias, &initial}) t->upload(ctx);
+        if (!o.cu_seqlens.empty()) cu_seqlens.upload(ctx);
+    }
+
+    mamba_ssd_args args(Tensor & y, Tensor & final_states) {
+        mamba_ssd_args a{};
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = A.dl();
+        a.B = B.dl();
+        a.C = C.dl();
+        if (o.d != DMode::None) a.D = D.dl();
+        if (o.z) a.z = z.dl();
+        if (o.dt_bias) a.dt_bias = dt_bias.dl();
+        if (o.initial) a.initial_states = initial.dl();
+        if (!o.cu_seqlens.empty()) a.cu_seqlens = cu_seqlens.dl();
+        a.y = y.dl();
+        if (o.final_states) a.final_states = final_states.dl();
+        a.chunk_size = o.chunk_size;
+        a.dt_min = o.dt_min;
+        a.dt_max = o.dt_max;
+        a.dt_softplus = o.softplus;
+        return a;
+    }
+
+    // Copies steps [start, start + len) of batch entry b into this problem's batch entry 0, step 0.
+    void copy_steps_from(const Problem & src, int64_t b, int64_t start) {
+        const Shape & t = src.s;
+        for (int64_t i = 0; i < s.len; ++i) {
+            for (int64_t h = 0; h < s.heads; ++h) {
+                dt.at(i * s.heads + h) = src.dt.at((b * t.len + start + i) * t.heads + h);
+                for (int64_t p = 0; p < s.headdim; ++p) {
+                    x.at((i * s.heads + h) * s.headdim + p) = src.x.at(((b * t.len + start + i) * t.heads + h) * t.headdim + p);
+                    z.at((i * s.heads + h) * s.headdim + p) = src.z.at(((b * t.len + start + i) * t.heads + h) * t.headdim + p);
+                }
+            }
+            for (int64_t k = 0; k < s.groups * s.dstate; ++k) {
+                B.at(i * s.groups * s.dstate + k) = src.B.at((b * t.len + start + i) * t.groups * t.dstate + k);
+                C.at(i * s.groups * s.dstate + k) = src.C.at((b * t.len + start + i) * t.groups * t.dstate + k);
+            }
+        }
+        A.values() = src.A.values();
+        D.values() = src.D.values();
+        dt_bias.values() = src.dt_bias.values();
+    }
+};
+
+// ---- float64 reference --------------------------------------------------------------------------------
+
+double reference_dt(double raw, double bias, bool softplus, double lo, double hi) {
+    double v = raw + bias;
+    if (softplus) v = v > 20 ? v : std::log1p(std::exp(v));
+    if (!(lo == 0 && std::isinf(hi))) v = std::min(std::max(v, lo), hi);
+    return v;
+}
+
+std::vector<double> zeros(int64_t n) { return std::vector<double>(size_t(n), 0.0); }
+
+double reference_silu(double v) { return v / (1 + std::exp(-v)); }
+
+// One step for one head: S (headdim x dstate) advanced in place, y[p] written.
+void reference_step(double dt, double A, const std::vector<double> & x, const std::vector<double> & B, const std::vector<double> & C,
+                    const std::vector<double> & D, const std::vector<double> * z, std::vector<double> & S, std::vector<double> & y) {
+    const size_t P = x.size(), N = B.size();
+    const double dA = std::exp(dt * A);
+    for (size_t p = 0; p < P; ++p) {
+        double acc = 0;
+        for (size_t n = 0; n < N; ++n) {
+            double & h = S[p * N + n];
+            h = dA * h + dt * x[p] * B[n];
+            acc += h * C[n];
+        }
+        y[p] = acc + D[p] * x[p];
+        if (z) y[p] *= reference_silu((*z)[p]);
+    }
+}
+
+struct Result {
+    std::vector<double> y, final_states;
+};
+
+// D of head h as one value per channel (zeros when absent).
+std::vector<double> reference_D(const Tensor & D, DMode mode, int64_t h, int64_t P) {
+    std::vector<double> d(size_t(P), 0.0);
+    for (int64_t p = 0; p < P; ++p) {
+        if (mode == DMode::PerHead) d[size_t(p)] = D.at(h);
+        if (mode == DMode::PerChannel) d[size_t(p)] = D.at(h * P + p);
+    }
+    return d;
+}
+
+Result reference_ssd(const Problem & pr) {
+    const Shape & s = pr.s;
+    const int64_t H = s.heads, P = s.headdim, N = s.dstate, G = s.groups, L = s.len;
+    Result out;
+    out.y.assign(size_t(s.batch * L * H * P), 0.0);
+    out.final_states.assign(size_t(pr.nseq * H * P * N), 0.0);
+    for (int64_t seq = 0; seq < pr.nseq; ++seq) {
+        const bool packed = !pr.o.cu_seqlens.empty();
+        const int64_t b = packed ? 0 : seq;
+        const int64_t begin = packed ? pr.o.cu_seqlens[size_t(seq)] : 0, end = packed ? pr.o.cu_seqlens[size_t(seq + 1)] : L;
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t g = h / (H / G);
+            std::vector<double> S = zeros(P * N), x = zeros(P), z = zeros(P), Bv = zeros(N), Cv = zeros(N), y = zeros(P);
+            if (pr.o.initial)
+                for (int64_t i = 0; i < P * N; ++i) S[size_t(i)] = pr.initial.at((seq * H + h) * P * N + i);
+            const auto D = reference_D(pr.D, pr.o.d, h, P);
+            for (int64_t t = begin; t < end; ++t) {
+                for (int64_t p = 0; p < P; ++p) {
+                    x[size_t(p)] = pr.x.at(((b * L + t) * H + h) * P + p);
+                    z[size_t(p)] = pr.z.at(((b * L + t) * H + h) * P + p);
+                }
+                for (int64_t n = 0; n < N; ++n) {
+                    Bv[size_t(n)] = pr.B.at(((b * L + t) * G + g) * N + n);
+                    Cv[size_t(n)] = pr.C.at(((b * L + t) * G + g) * N + n);
+                }
+                const double dt = reference_dt(pr.dt.at((b * L + t) * H + h), pr.o.dt_bias ? pr.dt_bias.at(h) : 0.0, pr.o.softplus, pr.o.dt_min, pr.o.dt_max);
+                reference_step(dt, pr.A.at(h), x, Bv, Cv, D, pr.o.z ? &z : nullptr, S, y);
+                for (int64_t p = 0; p < P; ++p) out.y[size_t(((b * L + t) * H + h) * P + p)] = y[size_t(p)];
+            }
+            for (int64_t i = 0; i < P * N; ++i) out.final_states[size_t((seq * H + h) * P * N + i)] = S[size_t(i)];
+        }
+    }
+    return out;
+}
+
+// Float32 arithmetic over a few hundred steps, then the output dtype's rounding.
+double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 2e-4; }
+
+}  // namespace
+
+class SsdTest : public mt::BackendTest {
+protected:
+    // Runs mamba_ssd with poisoned outputs and returns what it wrote.
+    Result run(Problem & pr) {
+        pr.upload(ctx());
+        const Shape & s = pr.s;
+        Tensor y({s.batch, s.len, s.heads, s.headdim}, pr.o.dtype, pr.o.strided ? spread_last_axis({s.batch, s.len, s.heads, s.headdim}, 3) : std::vector<int64_t>{});
+        Tensor fin({pr.nseq, s.heads, s.headdim, s.dstate}, DType::F32, pr.o.strided ? spread_last_axis({pr.nseq, s.heads, s.headdim, s.dstate}, 2) : std::vector<int64_t>{});
+        y.upload_poisoned(ctx());
+        fin.upload_poisoned(ctx());
+        const auto a = pr.args(y, fin);
+        Result r;
+        const mamba_status status = mamba_ssd(ctx(), &a);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        if (status != MAMBA_STATUS_OK) return r;
+        y.download(ctx());
+        r.y = y.values();
+        if (pr.o.final_states) {
+            fin.download(ctx());
+            r.final_states = fin.values();
+        }
+        return r;
+    }
+
+    void check(const Shape & s, const Options & o, uint64_t seed = 7) {
+        Problem pr(s, o, seed);
+        const Result got = run(pr);
+        const Result want = reference_ssd(pr);
+        const double tol = tolerance(o.dtype);
+        EXPECT_CLOSE(got.y, want.y, tol, tol);
+        if (o.final_states) {
+            EXPECT_CLOSE(got.final_states, want.final_states, 2e-4, 2e-4);
+        }
+    }
+};
+
+std::string describe(const Shape & s, const Options & o) {
+    return mt::dtype_name(o.dtype) + std::string(" B") + std::to_string(s.batch) + " L" + std::to_string(s.len) + " H" + std::to_string(s.heads) +
+           " P" + std::to_string(s.headdim) + " G" + std::to_string(s.groups) + " N" + std::to_string(s.dstate) + " chunk " +
+           std::to_string(o.chunk_size);
+}
+
+TEST_P(SsdTest, MatchesRecurrenceForLengthsAroundTheChunk) {
+    // len 1, shorter than a chunk, a multiple of it, and a partial last chunk, for several chunk sizes.
+    for (int64_t chunk : {16, 32, 64}) {
+        for (int64_t len : {int64_t(1), chunk - 3, chunk, 2 * chunk, 3 * chunk + 5}) {
+            Options o;
+            o.chunk_size = chunk;
+            const Shape s{1, len, 2, 8, 1, 16};
+            SCOPED_TRACE(describe(s, o));
+            check(s, o);
+        }
+    }
+}
+
+TEST_P(SsdTest, MatchesRecurrenceWithDefaultChunkAndLargeState) {
+    Options o;  // chunk_size 0 selects 256
+    const Shape s{1, 300, 3, 16, 1, 128};
+    SCOPED_TRACE(describe(s, o));
+    check(s, o);
+}
+
+TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
+    // Enough chunks that the scan works through them in several windows, with sequences ending early.
+    Options o;
+    o.chunk_size = 16;
+    const Shape s{2, 300, 4, 8, 2, 16};
+    SCOPED_TRACE(describe(s, o));
+    check(s, o);
+    o.cu_seqlens = {0, 10, 290, 300};
+    const Shape packed{1, 300, 4, 8, 2, 16};
+    SCOPED_TRACE("packed");
+    check(packed, o);
+}
+
+TEST_P(SsdTest, MatchesRecurrenceForBatchesAndGroups) {
+    Options o;
+    o.chunk_size = 16;
+    for (const Shape & s : {Shape{3, 40, 4, 8, 1, 16}, Shape{2, 37, 6, 4, 3, 8}, Shape{2, 20, 4, 8, 4, 16}}) {
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
+TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        for (bool strided : {false, true}) {
+            Options o;
+            o.dtype = dt;
+            o.strided = strided;
+            o.chunk_size = 32;
+            o.d = DMode::PerChannel;
+            const Shape s{2, 45, 4, 8, 2, 16};
+            SCOPED_TRACE(describe(s, o) + (strided ? " strided" : ""));
+            check(s, o);
+        }
+    }
+}
+
+TEST_P(SsdTest, MatchesRecurrenceWithEachOptionalPresentOrAbsent) {
+    const Shape s{2, 50, 4, 8, 2, 16};
+    for (int mask = 0; mask < 32; ++mask) {
+        for (DMode d : {DMode::None, DMode::PerHead, DMode::PerChannel}) {
+            Options o;
+            o.chunk_size = 16;
+            o.d = d;
+            o.z = mask & 1;
+            o.dt_bias = mask & 2;
+            o.softplus = mask & 4;
+            o.initial = mask & 8;
+            o.final_states = mask & 16;
+            SCOPED_TRACE("options mask " + std::to_string(mask) + " D mode " + std::to_string(int(d)));
+            check(s, o, uint64_t(100 + mask));
+        }
+    }
+}
+
+TEST_P(SsdTest, ClampsDtToTheLimit) {
+    const Shape s{1, 40, 4, 8, 1, 16};
+    Options o;
+    o.chunk_size = 16;
+    o.dt_min = 0.1f;  // above and below the raw softplus range 0.05..0.69
+    o.dt_max = 0.3f;
+    check(s, o);
+    // Without softplus and without a limit, a negative dt is used as it is.
+    o.softplus = false;
+    o.dt_min = 0.0f;
+    o.dt_max = kInf;
+    o.dt_bias = true;
+    Problem pr(s, o, 11);
+    for (double & v : pr.dt_bias.values()) v = -0.2;  // pushes some steps below zero
+    const Result got = run(pr);
+    EXPECT_CLOSE(got.y, reference_ssd(pr).y, tolerance(o.dtype), tolerance(o.dtype));
+}
+
+TEST_P(SsdTest, PackedSequencesMatchTheRecurrence) {
+    for (DType offsets : {DType::I32, DType::I64}) {
+        Options o;
+        o.chunk_size = 16;
+        o.cu_seqlens = {0, 5, 40, 41, 77};
+        o.offsets_dtype = offsets;
+        const Shape s{1, 77, 4, 8, 2, 16};
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
+TEST_P(SsdTest, PackedSequencesEqualEachSequenceAlone) {
+    Options o;
+    o.chunk_size = 16;
+    o.cu_seqlens = {0, 19, 20, 53, 70};
+    const Shape s{1, 70, 4, 8, 2, 16};
+    Problem packed(s, o, 21);
+    const Result whole = run(packed);
+    for (size_t i = 0; i + 1 < o.cu_seqlens.size(); ++i) {
+        const int64_t begin = o.cu_seqlens[i], len = o.cu_seqlens[i + 1] - begin;
+        Options alone_o = o;
+        alone_o.cu_seqlens.clear();
+        Problem alone({1, len, s.heads, s.headdim, s.groups, s.dstate}, alone_o, 99);
+        alone.copy_steps_from(packed, 0, begin);
+        const int64_t state = s.heads * s.headdim * s.dstate;
+        for (int64_t k = 0; k < state; ++k) alone.initial.at(k) = packed.initial.at(int64_t(i) * state + k);
+        const Result part = run(alone);
+        const int64_t row = s.heads * s.headdim;
+        std::vector<double> expected(whole.y.begin() + begin * row, whole.y.begin() + (begin + len) * row);
+        std::vector<double> expected_state(whole.final_states.begin() + int64_t(i) * state, whole.final_states.begin() + int64_t(i + 1) * state);
+        SCOPED_TRACE("sequence " + std::to_string(i));
+        EXPECT_CLOSE(part.y, expected, 1e-5, 1e-5);
+        EXPECT_CLOSE(part.final_states, expected_state, 1e-5, 1e-5);
+    }
+}
+
+TEST_P(SsdTest, TwoHalvesWithTheStateCarriedEqualTheWhole) {
+    Options o;
+    o.chunk_size = 32;
+    const Shape s{1, 100, 4, 8, 2, 16};
+    Problem whole(s, o, 31);
+    const Result full = run(whole);
+    const int64_t split = 45;
+    Problem first({1, split, s.heads, s.headdim, s.groups, s.dstate}, o, 32);
+    first.copy_steps_from(whole, 0, 0);
+    first.initial.values() = whole.initial.values();
+    const Result a = run(first);
+    Problem second({1, s.len - split, s.heads, s.headdim, s.groups, s.dstate}, o, 33);
+    second.copy_steps_from(whole, 0, split);
+    second.initial.values() = a.final_states;
+    const Result b = run(second);
+    std::vector<double> joined = a.y;
+    joined.insert(joined.end(), b.y.begin(), b.y.end());
+    ASSERT_EQ(joined.size(), full.y.size());
+    EXPECT_CLOSE(joined, full.y, 1e-5, 1e-5);
+    EXPECT_CLOSE(b.final_states, full.final_states, 1e-5, 1e-5);
+}
+
+TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
+    Options o;
+    o.chunk_size = 16;
+    const Shape s{2, 30, 4, 8, 2, 16};
+    Problem pr(s, o, 41);
+    const Result want = reference_ssd(pr);
+    pr.upload(ctx());
+    Tensor y({s.batch, s.len, s.heads, s.headdim}, o.dtype);
+    y.upload_poisoned(ctx());
+    auto a = pr.args(y, pr.initial);
+    MAMBA_ASSERT_OK(mamba_ssd(ctx(), &a));
+    pr.initial.download(ctx());
+    EXPECT_CLOSE(pr.initial.values(), want.final_states, 2e-4, 2e-4);
+}
+
+TEST_P(SsdTest, EmptySequenceAxisCopiesTheInitialState) {
+    Options o;
+    const Shape s{2, 0, 2, 4, 1, 8};
+    Problem pr(s, o, 51);
+    const Result got = run(pr);
+    EXPECT_CLOSE(got.final_states, pr.initial.values(), 1e-12, 1e-12);
+}
+
+// ---- decode step ---------------------------------------------------------------------------------------
+
+class SsdStateUpdateTest : public mt::BackendTest {};
+
+TEST_P(SsdStateUpdateTest, MatchesOneStepOfTheRecurrence) {
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+        for (DMode d : {DMode::None, DMode::PerHead, DMode::PerChannel}) {
+            for (bool strided : {false, true}) {
+                for (bool options : {false, true}) {
+                    SCOPED_TRACE(std::string(mt::dtype_name(dtype)) + " D mode " + std::to_string(int(d)) + (strided ? " strided" : "") +
+                                 (options ? " z, bias, softplus, limit" : ""));
+                    const int64_t Bn = 3, H = 6, P = 8, G = 3, N = 16;
+                    std::mt19937_64 rng(61 + uint64_t(d) * 7 + uint64_t(dtype) * 3 + strided);
+                    Tensor state({Bn, H, P, N}, DType::F32, strided ? spread_last_axis({Bn, H, P, N}, 2) : std::vector<int64_t>{});
+                    Tensor x({Bn, H, P}, dtype, strided ? spread_last_axis({Bn, H, P}, 3) : std::vector<int64_t>{});
+                    Tensor dt({Bn, H}, dtype, strided ? std::vector<int64_t>{1, Bn} : std::vector<int64_t>{});
+                    Tensor A({H}, DType::F32), Bm({Bn, G, N}, dtype, strided ? mt::padded_strides({Bn, G, N}, 1, 2) : std::vector<int64_t>{});
+                    Tensor Cm({Bn, G, N}, dtype), D(d == DMode::PerChannel ? std::vector<int64_t>{H, P} : std::vector<int64_t>{H}, DType::F32);
+                    Tensor z({Bn, H, P}, dtype), bias({H}, DType::F32), y({Bn, H, P}, dtype, strided ? mt::padded_strides({Bn, H, P}, 2, 1) : std::vector<int64_t>{});
+                    state.fill_uniform(rng, -1, 1);
+                    x.fill_uniform(rng, -1, 1);
+                    if (options) dt.fill_uniform(rng, -3, 0);
+                    else dt.fill_uniform(rng, 0.01, 0.3);
+                    A.fill_uniform(rng, -4, -0.5);
+                    Bm.fill_uniform(rng, -1, 1);
+                    Cm.fill_uniform(rng, -1, 1);
+                    D.fill_uniform(rng, -1, 1);
+                    z.fill_uniform(rng, -2, 2);
+                    bias.fill_uniform(rng, -0.5, 0.5);
+                    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &D, &z, &bias}) t->upload(ctx());
+                    y.upload_poisoned(ctx());
+                    mamba_ssd_state_update_args a{};
+                    a.state = state.dl();
+                    a.x = x.dl();
+                    a.dt = dt.dl();
+                    a.A = A.dl();
+                    a.B = Bm.dl();
+                    a.C = Cm.dl();
+                    if (d != DMode::None) a.D = D.dl();
+                    if (options) {
+                        a.z = z.dl();
+                        a.dt_bias = bias.dl();
+                    }
+                    a.y = y.dl();
+                    a.dt_softplus = options;
+                    a.dt_min = options ? 0.1f : 0.0f;
+                    a.dt_max = options ? 0.5f : kInf;
+                    MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
+
+                    std::vector<double> want_y(size_t(Bn * H * P)), want_state = state.values();
+                    for (int64_t b = 0; b < Bn; ++b) {
+                        for (int64_t h = 0; h < H; ++h) {
+                            const int64_t g = h / (H / G);
+                            std::vector<double> xv = zeros(P), zv = zeros(P), Bv = zeros(N), Cv = zeros(N), yv = zeros(P), S = zeros(P * N);
+                            for (int64_t p = 0; p < P; ++p) xv[size_t(p)] = x.at((b * H + h) * P + p), zv[size_t(p)] = z.at((b * H + h) * P + p);
+                            for (int64_t n = 0; n < N; ++n) Bv[size_t(n)] = Bm.at((b * G + g) * N + n), Cv[size_t(n)] = Cm.at((b * G + g) * N + n);
+                            for (int64_t i = 0; i < P * N; ++i) S[size_t(i)] = want_state[size_t((b * H + h) * P * N + i)];
+                            const double dtv = reference_dt(dt.at(b * H + h), options ? bias.at(h) : 0.0, options, a.dt_min, a.dt_max);
+                            reference_step(dtv, A.at(h), xv, Bv, Cv, reference_D(D, d, h, P), options ? &zv : nullptr, S, yv);
+                            for (int64_t p = 0; p < P; ++p) want_y[size_t((b * H + h) * P + p)] = yv[size_t(p)];
+                            for (int64_t i = 0; i < P * N; ++i) want_state[size_t((b * H + h) * P * N + i)] = S[size_t(i)];
+                        }
+                    }
+                    y.download(ctx());
+                    state.download(ctx());
+                    EXPECT_CLOSE(y.values(), want_y, tolerance(dtype), tolerance(dtype));
+                    EXPECT_CLOSE(state.values(), want_state, 1e-5, 1e-5);
+                }
+            }
+        }
+    }
+}
+
+TEST_P(SsdStateUpdateTest, TokenByTokenEqualsTheChunkedScan) {
+    Options o;
+    o.chunk_size = 16;
+    o.d = DMode::PerChannel;
+    const Shape s{2, 37, 4, 8, 2, 16};
+    Problem pr(s, o, 71);
+    // The chunked scan, through the same context.
+    pr.upload(ctx());
+    Tensor y({s.batch, s.len, s.heads, s.headdim}, o.dtype), fin({s.batch, s.heads, s.headdim, s.dstate}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto scan = pr.args(y, fin);
+    MAMBA_ASSERT_OK(mamba_ssd(ctx(), &scan));
+    y.download(ctx());
+    fin.download(ctx());
+
+    Tensor state({s.batch, s.heads, s.headdim, s.dstate}, DType::F32);
+    state.values() = pr.initial.values();
+    state.upload(ctx());
+    std::vector<double> stepped(y.values().size());
+    for (int64_t t = 0; t < s.len; ++t) {
+        Tensor x({s.batch, s.heads, s.headdim}, o.dtype), z({s.batch, s.heads, s.headdim}, o.dtype), dt({s.batch, s.heads}, o.dtype);
+        Tensor Bm({s.batch, s.groups, s.dstate}, o.dtype), Cm({s.batch, s.groups, s.dstate}, o.dtype), yt({s.batch, s.heads, s.headdim}, o.dtype);
+        const int64_t row = s.heads * s.headdim, bc = s.groups * s.dstate;
+        for (int64_t b = 0; b < s.batch; ++b) {
+            for (int64_t k = 0; k < row; ++k) {
+                x.at(b * row + k) = pr.x.at((b * s.len + t) * row + k);
+                z.at(b * row + k) = pr.z.at((b * s.len + t) * row + k);
+            }
+            for (int64_t h = 0; h < s.heads; ++h) dt.at(b * s.heads + h) = pr.dt.at((b * s.len + t) * s.heads + h);
+            for (int64_t k = 0; k < bc; ++k) {
+                Bm.at(b * bc + k) = pr.B.at((b * s.len + t) * bc + k);
+                Cm.at(b * bc + k) = pr.C.at((b * s.len + t) * bc + k);
+            }
+        }
+        for (Tensor * u : {&x, &z, &dt, &Bm, &Cm}) u->upload(ctx());
+        yt.upload_poisoned(ctx());
+        mamba_ssd_state_update_args a{};
+        a.state = state.dl();
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = pr.A.dl();
+        a.B = Bm.dl();
+        a.C = Cm.dl();
+        a.D = pr.D.dl();
+        a.z = z.dl();
+        a.dt_bias = pr.dt_bias.dl();
+        a.y = yt.dl();
+        a.dt_softplus = o.softplus;
+        a.dt_min = o.dt_min;
+        a.dt_max = o.dt_max;
+        MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
+        yt.download(ctx());
+        for (int64_t b = 0; b < s.batch; ++b)
+            for (int64_t k = 0; k < row; ++k) stepped[size_t((b * s.len + t) * row + k)] = yt.at(b * row + k);
+    }
+    state.download(ctx());
+    EXPECT_CLOSE(stepped, y.values(), 1e-4, 1e-4);
+    EXPECT_CLOSE(state.values(), fin.values(), 1e-4, 1e-4);
+}
+
+// ---- argument errors ------------------------------------------------------------------------------------
+
+namespace {
+
+bool mentions(const std::string & text, const std::string & part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+class SsdErrorTest : public mt::BackendTest {
+protected:
+    // Calls mamba_ssd on a valid small problem after `edit` changes its arguments.
+    void expect_error(mamba_status status, const std::string & message_part, const std::function<void(mamba_ssd_args &, Problem &)> & edit,
+                      Options o = {}) {
+        const Shape s{1, 20, 4, 8, 2, 16};
+        if (o.chunk_size == 0) o.chunk_size = 16;
+        Problem pr(s, o, 81);
+        pr.upload(ctx());
+        Tensor y({s.batch, s.len, s.heads, s.headdim}, o.dtype), fin({pr.nseq, s.heads, s.headdim, s.dstate}, DType::F32);
+        y.upload_poisoned(ctx());
+        fin.upload_poisoned(ctx());
+        auto a = pr.args(y, fin);
+        edit(a, pr);
+        EXPECT_EQ(mamba_ssd(ctx(), &a), status) << mamba_last_error();
+        EXPECT_TRUE(mentions(mamba_last_error(), message_part)) << "message: " << mamba_last_error() << "\nexpected to contain: " << message_part;
+    }
+};
+
+TEST_P(SsdErrorTest, ValidProblemSucceeds) {
+    // The baseline every error case edits must itself be accepted.
+    const Shape s{1, 20, 4, 8, 2, 16};
+    Options o;
+    o.chunk_size = 16;
+    Problem pr(s, o, 81);
+    pr.upload(ctx());
+    Tensor y({1, 20, 4, 8}, o.dtype), fin({1, 4, 8, 16}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    MAMBA_ASSERT_OK(mamba_ssd(ctx(), &a));
+}
+
+TEST_P(SsdErrorTest, NullArgumentsAreNamed) {
+    EXPECT_EQ(mamba_ssd(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd: argument 'args' is null");
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "mamba_ssd: argument 'x' is null", [](auto & a, auto &) { a.x = nullptr; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt' is null", [](auto & a, auto &) { a.dt = nullptr; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'A' is null", [](auto & a, auto &) { a.A = nullptr; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'C' is null", [](auto & a, auto &) { a.C = nullptr; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'y' is null", [](auto & a, auto &) { a.y = nullptr; });
+}
+
+TEST_P(SsdErrorTest, ShapeMismatchesAreNamed) {
+    Tensor wrong_b({1, 20, 2, 12}, DType::F32), wrong_c({1, 20, 2, 16, 1}, DType::F32), odd_groups({1, 20, 3, 16}, DType::F32);
+    Tensor wrong_dt({1, 19, 4}, DType::F32), wrong_d({4, 7}, DType::F32), wrong_a({5}, DType::F32), wrong_init({2, 4, 8, 16}, DType::F32);
+    for (Tensor * t : {&wrong_b, &wrong_c, &odd_groups, &wrong_dt, &wrong_d, &wrong_a, &wrong_init}) t->upload(ctx());
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'C' has shape (1, 20, 2, 16), expected (1, 20, 2, 12)", [&](auto & a, auto &) { a.B = wrong_b.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'C' has shape (1, 20, 2, 16, 1)", [&](auto & a, auto &) { a.C = wrong_c.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'B' has 3 groups, which do not divide the 4 heads", [&](auto & a, auto &) { a.B = odd_groups.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt' has shape (1, 19, 4), expected (1, 20, 4)", [&](auto & a, auto &) { a.dt = wrong_dt.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'D' has shape (4, 7), expected (4, 8)", [&](auto & a, auto &) { a.D = wrong_d.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'A' has shape (5,), expected (4,)", [&](auto & a, auto &) { a.A = wrong_a.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'initial_states' has shape (2, 4, 8, 16), expected (1, 4, 8, 16)",
+                 [&](auto & a, auto &) { a.initial_states = wrong_init.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'y' has shape (1, 20, 2, 16, 1)", [&](auto & a, auto &) { a.y = wrong_c.dl(); });
+}
+
+TEST_P(SsdErrorTest, BadDtypesAndValuesAreNamed) {
+    Tensor a_half({4}, DType::F16), x_int({1, 20, 4, 8}, DType::I32), init_half({1, 4, 8, 16}, DType::BF16);
+    for (Tensor * t : {&a_half, &x_int, &init_half}) t->upload(ctx());
+    expect_error(MAMBA_STATUS_UNSUPPORTED, "argument 'A' has dtype float16; expected float32", [&](auto & a, auto &) { a.A = a_half.dl(); });
+    expect_error(MAMBA_STATUS_UNSUPPORTED, "argument 'x' has dtype int32", [&](auto & a, auto &) { a.x = x_int.dl(); });
+    expect_error(MAMBA_STATUS_UNSUPPORTED, "argument 'initial_states' has dtype bfloat16; expected float32",
+                 [&](auto & a, auto &) { a.initial_states = init_half.dl(); });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "chunk_size is 48", [](auto & a, auto &) { a.chunk_size = 48; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "chunk_size is 1024", [](auto & a, auto &) { a.chunk_size = 1024; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "dt_max is 0", [](auto & a, auto &) { a.dt_max = 0.0f; });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "dt_min (0.5) is greater than dt_max (0.25)", [](auto & a, auto &) {
+        a.dt_min = 0.5f;
+        a.dt_max = 0.25f;
+    });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.x); });
+}
+
+TEST_P(SsdErrorTest, BadCuSeqlensAreNamed) {
+    auto with = [](std::vector<int64_t> offsets) {
+        Options o;
+        o.cu_seqlens = std::move(offsets);
+        return o;
+    };
+    auto keep = [](auto &, auto &) {};
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'cu_seqlens' is not increasing: entry 2 is 5 after 8", keep, with({0, 8, 5, 20}));
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'cu_seqlens' is not increasing: entry 2 is 8 after 8", keep, with({0, 8, 8, 20}));
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'cu_seqlens' ends at 19; expected the length 20", keep, with({0, 8, 19}));
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "argument 'cu_seqlens' starts at 2", keep, with({2, 8, 20}));
+    Options f32 = with({0, 8, 20});
+    f32.offsets_dtype = DType::F32;
+    expect_error(MAMBA_STATUS_UNSUPPORTED, "argument 'cu_seqlens' has dtype float32; expected int32 or int64", keep, f32);
+
+    // Packing needs batch 1.
+    const Shape s{2, 10, 4, 8, 2, 16};
+    Options o = with({0, 4, 10});
+    o.initial = false;
+    Problem pr(s, o, 91);
+    pr.upload(ctx());
+    Tensor y({2, 10, 4, 8}, DType::F32);
+    y.upload_poisoned(ctx());
+    auto a = pr.args(y, y);
+    a.final_states = nullptr;
+    EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd: argument 'cu_seqlens' needs batch 1, but 'x' has batch 2");
+}
+
+TEST_P(SsdErrorTest, StateUpdateErrorsAreNamed) {
+    Tensor state({2, 4, 8, 16}, DType::F32), x({2, 4, 8}, DType::F32), dt({2, 4}, DType::F32), A({4}, DType::F32);
+    Tensor Bm({2, 2, 16}, DType::F32), Cm({2, 2, 15}, DType::F32), y({2, 4, 8}, DType::F32), state_half({2, 4, 8, 16}, DType::F16);
+    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &y, &state_half}) t->upload(ctx());
+    mamba_ssd_state_update_args a{};
+    a.state = state.dl();
+    a.x = x.dl();
+    a.dt = dt.dl();
+    a.A = A.dl();
+    a.B = Bm.dl();
+    a.C = Cm.dl();
+    a.y = y.dl();
+    a.dt_max = kInf;
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: argument 'C' has shape (2, 2, 15), expected (2, 2, 16)");
+    a.C = Bm.dl();
+    a.state = state_half.dl();
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: argument 'state' has dtype float16; expected float32");
+    a.state = state.dl();
+    a.y = nullptr;
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: argument 'y' is null");
+    a.y = x.dl();
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: arguments 'y' and 'x' overlap in memory");
+    a.y = y.dl();
+    a.dt_max = 0.0f;
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(mamba_last_error()).find("dt_max is 0"), std::string::npos) << mamba_last_error();
+    a.dt_max = kInf;
+    MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
+}
+
+MAMBA_INSTANTIATE_BACKENDS(SsdTest);
+MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateTest);
+MAMBA_INSTANTIATE_BACKENDS(SsdErrorTest);
