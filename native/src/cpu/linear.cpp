@@ -1,0 +1,138 @@
+// CPU linear layer. A few rows (decode) go to the GEMV kernels in gemv.cpp, which read the weights once in
+// their stored dtype. More rows (prefill) go to OpenBLAS sgemm: the output features are split into panels,
+// each OpenMP thread owns a range of panels, converts its float16/bfloat16 weight panels to float32 once
+// and multiplies them with every row by a single-threaded sgemm.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/context.h"
+#include "cpu/blas_threads.h"
+#include "cpu/convert.h"
+#include "cpu/gemv.h"
+#include "ops/linear.h"
+
+namespace mamba::cpu {
+
+namespace {
+
+// Rows of y per sgemm call when y needs a float32 staging buffer (bounds that buffer).
+constexpr int64_t kRowBlock = 512;
+
+std::vector<float> load_bias(const LinearParams & p) {
+    std::vector<float> bias;
+    if (p.bias) {
+        bias.resize(size_t(p.out_features));
+        load_floats(p.bias->dtype, p.bias->data, p.out_features, p.bias->stride[0], bias.data());
+    }
+    return bias;
+}
+
+// in_features == 0: every dot product is empty, y is the bias (or zero).
+void fill_with_bias(const LinearParams & p) {
+    const std::vector<float> bias = load_bias(p);
+    for (int64_t r = 0; r < p.rows; ++r)
+        for (int64_t o = 0; o < p.out_features; ++o) store_float(p.y.dtype, element(p.y, {r, o}), bias.empty() ? 0.0f : bias[size_t(o)]);
+}
+
+// Output features per panel: a float32 panel of about 1 MiB stays in L2/L3 while sgemm sweeps the rows,
+// and each thread gets at least one panel.
+int64_t panel_width(int64_t out_features, int64_t in_features, int threads) {
+    int64_t width = std::clamp<int64_t>((int64_t(1) << 18) / in_features, 32, 1024);
+    width = std::min(width, (out_features + threads - 1) / threads);
+    return std::max<int64_t>(16, (width + 15) / 16 * 16);
+}
+
+void linear_gemm(int num_threads, const LinearParams & p) {
+    const int64_t M = p.rows, N = p.out_features, K = p.in_features;
+    // BLAS takes int sizes; strides of the direct views below are checked the same way.
+    constexpr int64_t kBlasMax = 0x7fffffff;
+    if (M > kBlasMax || N > kBlasMax || K > kBlasMax)
+        fail(MAMBA_STATUS_UNSUPPORTED, "linear: sizes above 2^31 - 1 are not supported on the CPU (rows ", M, ", in ", K, ", out ", N, ")");
+
+    // x as float32 rows with a BLAS-compatible leading dimension.
+    const float * x = nullptr;
+    int64_t ldx = 0;
+    std::vector<float> x_copy;
+    if (p.x.dtype == DType::F32 && p.x.stride[0] >= K && p.x.stride[0] <= kBlasMax) {
+        x = p.x.ptr<float>();
+        ldx = p.x.stride[0];
+    } else {
+        x_copy.resize(size_t(M * K));
+#pragma omp parallel for num_threads(num_threads) schedule(static)
+        for (int64_t r = 0; r < M; ++r) load_floats(p.x.dtype, element(p.x, {r, 0}), K, 1, x_copy.data() + r * K);
+        x = x_copy.data();
+        ldx = K;
+    }
+    const bool weight_direct = p.weight.dtype == DType::F32 && p.weight.stride[0] >= K && p.weight.stride[0] <= kBlasMax;
+    const bool y_direct = p.y.dtype == DType::F32 && p.y.stride[0] >= N && p.y.stride[0] <= kBlasMax;
+    const std::vector<float> bias = load_bias(p);
+
+    // A grid of threads: panel groups split the output features; when there are fewer panels than
+    // threads, row groups split the rows too.
+    const int64_t width = panel_width(N, K, num_threads);
+    const int64_t panels = (N + width - 1) / width;
+    const int64_t panel_groups = std::min<int64_t>(panels, num_threads);
+    const int64_t row_groups = std::max<int64_t>(1, std::min<int64_t>(num_threads / panel_groups, (M + 63) / 64));
+    const int threads = int(panel_groups * row_groups);
+
+    // Scratch is allocated here: nothing may throw inside the parallel region.
+    std::vector<std::vector<float>> weight_panels(static_cast<size_t>(threads)), y_blocks(static_cast<size_t>(threads));
+    for (int t = 0; t < threads; ++t) {
+        if (!weight_direct) weight_panels[size_t(t)].resize(size_t(width * K));
+        if (!y_direct) y_blocks[size_t(t)].resize(size_t(std::min(M, kRowBlock) * width));
+    }
+
+    ensure_blas_single_threaded();
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        const int nt = omp_get_num_threads();
+        // The runtime may give fewer threads than asked; the first thread then covers the missing groups.
+        for (int task = t; task < threads; task += nt) {
+            const int64_t row_group = task % row_groups, panel_group = task / row_groups;
+            const int64_t row_begin = M * row_group / row_groups, row_end = M * (row_group + 1) / row_groups;
+            const int64_t panel_begin = panels * panel_group / panel_groups, panel_end = panels * (panel_group + 1) / panel_groups;
+            float * weight_panel = weight_panels[size_t(task)].data();
+            float * y_block = y_blocks[size_t(task)].data();
+            for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
+                const int64_t o0 = panel * width, cols = std::min(width, N - o0);
+                const float * w = nullptr;
+                int64_t ldw = K;
+                if (weight_direct) {
+                    w = p.weight.ptr<float>() + o0 * p.weight.stride[0];
+                    ldw = p.weight.stride[0];
+                } else {
+                    for (int64_t o = 0; o < cols; ++o) load_floats(p.weight.dtype, element(p.weight, {o0 + o, 0}), K, 1, weight_panel + o * K);
+                    w = weight_panel;
+                }
+                for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+                    const int64_t rows = std::min(kRowBlock, row_end - r0);
+                    float * c = y_direct ? p.y.ptr<float>() + r0 * p.y.stride[0] + o0 : y_block;
+                    const int64_t ldc = y_direct ? p.y.stride[0] : cols;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(cols), int(K), 1.0f, x + r0 * ldx, int(ldx), w, int(ldw),
+                                0.0f, c, int(ldc));
+                    if (y_direct && bias.empty()) continue;
+                    for (int64_t r = 0; r < rows; ++r) {
+                        float * row = c + r * ldc;
+                        if (!bias.empty())
+                            for (int64_t j = 0; j < cols; ++j) row[j] += bias[size_t(o0 + j)];
+                        if (!y_direct) store_floats(p.y.dtype, element(p.y, {r0 + r, o0}), cols, 1, row);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void linear(mamba_context & ctx, const LinearParams & p) {
+    if (p.in_features == 0) return fill_with_bias(p);
+    if (p.rows <= kGemvMaxRows) return linear_gemv(ctx.num_threads, p);
+    linear_gemm(ctx.num_threads, p);
+}
+
+}  // namespace mamba::cpu

@@ -1,0 +1,219 @@
+// mamba_linear against a float64 reference, per backend, over dtype combinations, sizes that do not fill
+// a vector register, the decode (few rows) and prefill (many rows) paths, strided views and bad arguments.
+#include "backend_test.h"
+
+namespace {
+
+using mt::DType;
+using mt::Tensor;
+
+struct Reference {
+    std::vector<double> y;
+    // sum_k |x_k w_k| per output: the scale of the rounding error of a float32 dot product.
+    std::vector<double> magnitude;
+};
+
+Reference reference_linear(const Tensor & x, const Tensor & w, const Tensor * bias) {
+    const int64_t rows = x.shape()[0], in = x.shape()[1], out = w.shape()[0];
+    Reference ref;
+    ref.y.assign(size_t(rows * out), 0.0);
+    ref.magnitude.assign(size_t(rows * out), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t o = 0; o < out; ++o) {
+            double sum = bias ? bias->at(o) : 0.0, mag = bias ? std::fabs(bias->at(o)) : 0.0;
+            for (int64_t k = 0; k < in; ++k) {
+                const double term = x.at(r * in + k) * w.at(o * in + k);
+                sum += term;
+                mag += std::fabs(term);
+            }
+            ref.y[size_t(r * out + o)] = sum;
+            ref.magnitude[size_t(r * out + o)] = mag;
+        }
+    }
+    return ref;
+}
+
+struct Case {
+    int64_t rows, in, out;
+    DType x_dtype, w_dtype, y_dtype;
+    bool bias = false;
+    bool strided_x = false;
+    bool strided_w = false;
+    bool strided_y = false;
+    int64_t bias_stride = 1;
+};
+
+std::string describe(const Case & c) {
+    return "rows " + std::to_string(c.rows) + " in " + std::to_string(c.in) + " out " + std::to_string(c.out) + " x " +
+           mt::dtype_name(c.x_dtype) + " w " + mt::dtype_name(c.w_dtype) + " y " + mt::dtype_name(c.y_dtype) + (c.bias ? " bias" : "") +
+           (c.strided_x ? " strided-x" : "") + (c.strided_w ? " strided-w" : "") + (c.strided_y ? " strided-y" : "");
+}
+
+}  // namespace
+
+class LinearTest : public mt::BackendTest {
+protected:
+    void run(const Case & c) {
+        SCOPED_TRACE(describe(c));
+        std::mt19937_64 rng(99 + uint64_t(c.rows * 1000003 + c.in * 1009 + c.out));
+        const std::vector<int64_t> x_shape{c.rows, c.in}, w_shape{c.out, c.in}, y_shape{c.rows, c.out};
+        Tensor x(x_shape, c.x_dtype, c.strided_x ? mt::padded_strides(x_shape, 1, 3) : std::vector<int64_t>{});
+        Tensor w(w_shape, c.w_dtype, c.strided_w ? mt::padded_strides(w_shape, 1, 9) : std::vector<int64_t>{});
+        Tensor y(y_shape, c.y_dtype, c.strided_y ? mt::padded_strides(y_shape, 1, 4) : std::vector<int64_t>{});
+        Tensor b({c.out}, c.w_dtype, {c.bias_stride});
+        x.fill_uniform(rng, -1, 1);
+        w.fill_uniform(rng, -1, 1);
+        b.fill_uniform(rng, -1, 1);
+        x.upload(ctx());
+        w.upload(ctx());
+        y.upload_poisoned(ctx());
+        mamba_linear_args a{};
+        a.x = x.dl();
+        a.weight = w.dl();
+        a.y = y.dl();
+        if (c.bias) {
+            b.upload(ctx());
+            a.bias = b.dl();
+        }
+        MAMBA_ASSERT_OK(mamba_linear(ctx(), &a));
+        y.download(ctx());
+        const Reference ref = reference_linear(x, w, c.bias ? &b : nullptr);
+        // float32 accumulation (or bfloat16 pairs holding ~16 bits of x) relative to sum |x w|, then the
+        // rounding of the stored output.
+        const double y_eps = mt::dtype_epsilon(c.y_dtype);
+        double worst = 0.0;
+        int64_t worst_at = -1;
+        for (size_t i = 0; i < ref.y.size(); ++i) {
+            const double tol = 2e-5 * ref.magnitude[i] + 1.01 * y_eps * std::fabs(ref.y[i]) + 1e-6;
+            const double err = std::fabs(y.values()[i] - ref.y[i]) / tol;
+            if (!(err <= worst)) {  // NaN counts as the worst
+                worst = std::isnan(err) ? INFINITY : err;
+                worst_at = int64_t(i);
+            }
+        }
+        EXPECT_LE(worst, 1.0) << "at flat index " << worst_at << ": got " << y.values()[size_t(worst_at)] << ", expected "
+                              << ref.y[size_t(worst_at)];
+    }
+
+    mamba_status call(const DLTensor * x, const DLTensor * w, const DLTensor * bias, DLTensor * y) {
+        mamba_linear_args a{};
+        a.x = x;
+        a.weight = w;
+        a.bias = bias;
+        a.y = y;
+        return mamba_linear(ctx(), &a);
+    }
+};
+
+TEST_P(LinearTest, EveryDtypeCombinationMatchesFloat64Reference) {
+    const DType all[] = {DType::F32, DType::F16, DType::BF16};
+    int variant = 0;
+    for (DType xd : all)
+        for (DType wd : all)
+            for (DType yd : all)
+                for (int64_t rows : {1, 3, 64}) {
+                    ++variant;
+                    run({rows, 67, 45, xd, wd, yd, variant % 2 == 0, variant % 3 == 0});
+                }
+}
+
+TEST_P(LinearTest, OddSizesOnBothPaths) {
+    for (DType wd : {DType::F32, DType::F16, DType::BF16})
+        for (int64_t in : {1, 7, 31, 33, 129})
+            for (int64_t out : {1, 3, 17})
+                for (int64_t rows : {1, 2, 5, 8, 9, 17}) run({rows, in, out, DType::F32, wd, DType::F32, (in + out) % 2 == 1});
+}
+
+TEST_P(LinearTest, DecodeAndPrefillShapesOfMamba130m) {
+    for (DType wd : {DType::F32, DType::BF16}) {
+        for (int64_t rows : {1, 3, 8, 64}) {
+            run({rows, 768, 1536, DType::F32, wd, DType::F32, false});
+            run({rows, 1536, 768, DType::BF16, wd, DType::BF16, true});
+        }
+    }
+}
+
+TEST_P(LinearTest, ManyRowsAndManyPanels) {
+    // More rows than one staging block and more output features than one panel.
+    run({600, 40, 2100, DType::BF16, DType::BF16, DType::BF16, true});
+    run({600, 40, 2100, DType::F32, DType::F32, DType::F32, true, true});
+    run({130, 96, 5, DType::F32, DType::F16, DType::F32, true});
+}
+
+TEST_P(LinearTest, StridedViews) {
+    for (DType wd : {DType::F32, DType::BF16})
+        for (int64_t rows : {1, 4, 33}) {
+            Case c{rows, 70, 50, DType::F32, wd, DType::F32, true, true, true, true};
+            c.bias_stride = 3;
+            run(c);
+            run({rows, 70, 50, DType::F16, wd, DType::F16, false, false, true, true});
+        }
+}
+
+TEST_P(LinearTest, EmptyInputGivesTheBias) {
+    for (int64_t rows : {1, 20}) {
+        run({rows, 0, 6, DType::F32, DType::F32, DType::F32, true});
+        run({rows, 0, 6, DType::F32, DType::BF16, DType::F16, false});
+    }
+}
+
+TEST_P(LinearTest, ZeroRowsIsANoOp) {
+    Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);
+    std::mt19937_64 rng(1);
+    w.fill_uniform(rng, -1, 1);
+    x.upload(ctx());
+    w.upload(ctx());
+    y.upload_poisoned(ctx());
+    MAMBA_ASSERT_OK(call(x.dl(), w.dl(), nullptr, y.dl()));
+}
+
+TEST_P(LinearTest, ShapeMismatchesNameTheArgument) {
+    Tensor x({2, 8}, DType::F32), w({4, 7}, DType::F32), w_ok({4, 8}, DType::F32), y({2, 4}, DType::F32), y_bad({3, 4}, DType::F32),
+        bias_bad({5}, DType::F32);
+    for (Tensor * t : {&x, &w, &w_ok, &y, &y_bad, &bias_bad}) t->upload(ctx());
+    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'weight' has shape (4, 7), expected (*, 8)");
+    EXPECT_EQ(call(x.dl(), w_ok.dl(), nullptr, y_bad.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'y' has shape (3, 4), expected (2, 4)");
+    EXPECT_EQ(call(x.dl(), w_ok.dl(), bias_bad.dl(), y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'bias' has shape (5,), expected (4,)");
+    EXPECT_EQ(call(x.dl(), w_ok.dl(), nullptr, nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'y' is null");
+    EXPECT_EQ(mamba_linear(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'args' is null");
+}
+
+TEST_P(LinearTest, LayoutsItCannotReadAreRejected) {
+    // x with a strided last axis (a transposed view).
+    Tensor xt({2, 8}, DType::F32, {1, 2}), w({4, 8}, DType::F32), wt({4, 8}, DType::F32, {1, 4}), x({2, 8}, DType::F32),
+        y({2, 4}, DType::F32), yt({2, 4}, DType::F32, {1, 2}), xi({2, 8}, DType::I32), w3({4, 8, 1}, DType::F32);
+    for (Tensor * t : {&xt, &w, &wt, &x, &y, &yt, &xi, &w3}) t->upload(ctx());
+    EXPECT_EQ(call(xt.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'x' must have stride 1 along its last axis (has 2)");
+    EXPECT_EQ(call(x.dl(), wt.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'weight' must have stride 1 along its last axis (has 4)");
+    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, yt.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'y' must have stride 1 along its last axis (has 2)");
+    EXPECT_EQ(call(x.dl(), w3.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'weight' has 3 axes (4, 8, 1), expected 2");
+    EXPECT_EQ(call(xi.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_UNSUPPORTED);
+    EXPECT_NE(std::string(mamba_last_error()).find("argument 'x' has dtype int32"), std::string::npos) << mamba_last_error();
+}
+
+TEST_P(LinearTest, OutputOverlappingAnInputIsRejected) {
+    Tensor buf({4, 8}, DType::F32), w({8, 8}, DType::F32), y_rows({2, 4}, DType::F32, {2, 1});
+    buf.upload(ctx());
+    w.upload(ctx());
+    y_rows.upload(ctx());
+    // y is x itself (in place).
+    EXPECT_EQ(call(buf.dl(), w.dl(), nullptr, buf.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: arguments 'y' and 'x' overlap in memory");
+    // y whose rows overlap each other.
+    Tensor x({2, 8}, DType::F32), w4({4, 8}, DType::F32);
+    x.upload(ctx());
+    w4.upload(ctx());
+    EXPECT_EQ(call(x.dl(), w4.dl(), nullptr, y_rows.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: argument 'y' has row stride 2 shorter than its 4 features: its rows overlap");
+}
+
+MAMBA_INSTANTIATE_BACKENDS(LinearTest);
