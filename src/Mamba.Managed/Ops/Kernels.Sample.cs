@@ -7,7 +7,7 @@ namespace Mamba.Ops;
 
 /// <summary>How the next token is drawn from logits (see mamba_sampling_params). Filters apply in the order
 /// repetition penalty, temperature, top-k, top-p, min-p; a temperature &lt;= 0 is greedy.</summary>
-public readonly record struct SamplingParams(
+public sealed record SamplingParams(
     float Temperature = 0f,
     int TopK = 0,
     float TopP = 1f,
@@ -16,7 +16,7 @@ public readonly record struct SamplingParams(
     ulong Seed = 0)
 {
     /// <summary>Greedy decoding without filters.</summary>
-    public static SamplingParams Greedy => new();
+    public static SamplingParams Greedy { get; } = new();
 
     internal mamba_sampling_params ToNative() => new()
     {
