@@ -28,6 +28,12 @@ public sealed record MambaConfig
     /// <summary>Vocabulary size of the embedding and LM head (after any padding the checkpoint applied).</summary>
     public required int VocabSize { get; init; }
 
+    /// <summary>
+    /// Vocabulary size before padding to <c>pad_vocab_size_multiple</c> (state-spaces configs), i.e. the ids a
+    /// tokenizer can produce; null when the config does not distinguish it from <see cref="VocabSize"/>.
+    /// </summary>
+    public int? UnpaddedVocabSize { get; init; }
+
     /// <summary>SSM state size N (d_state).</summary>
     public required int StateSize { get; init; }
 
