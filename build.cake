@@ -56,6 +56,13 @@ Task("Test")
         WorkingDirectory = root,
     });
     if (ctest != 0) failures.Add("CTest");
+    var pytest = StartProcess("/usr/bin/python3", new ProcessSettings
+    {
+        Arguments = $"-m pytest examples/python -q -p no:cacheprovider --junitxml \"{results}/python.xml\"",
+        WorkingDirectory = root,
+        EnvironmentVariables = new Dictionary<string, string> { ["MAMBA_NATIVE_LIBRARY"] = $"{nativeBuild}/lib/libmamba.so" },
+    });
+    if (pytest != 0) failures.Add("pytest");
     var nunitDir = root.Combine($"tests/Mamba.Tests/bin/{configuration}/net10.0");
     var nunit = StartProcess("dotnet", new ProcessSettings
     {
@@ -67,6 +74,24 @@ Task("Test")
     if (failures.Count > 0)
     {
         throw new Exception("failing suites: " + string.Join(", ", failures));
+    }
+});
+
+Task("Pack")
+    .Description("NuGet packages (Mamba.Native with libmamba under runtimes/linux-x64/native, Mamba.Managed, the mamba tool) into artifacts/packages")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var packages = root.Combine("artifacts/packages");
+    CleanDirectory(packages);
+    foreach (var project in new[] { "src/Mamba.Native/Mamba.Native.csproj", "src/Mamba.Managed/Mamba.Managed.csproj", "src/Mamba.Cli/Mamba.Cli.csproj" })
+    {
+        DotNetPack(root.CombineWithFilePath(project).FullPath, new DotNetPackSettings
+        {
+            Configuration = configuration,
+            NoBuild = true,
+            OutputDirectory = packages,
+        });
     }
 });
 

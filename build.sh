@@ -15,6 +15,9 @@ declare -A needs=(
   [/usr/src/googletest/CMakeLists.txt]=googletest
   [/usr/lib/python3/dist-packages/clang/cindex.py]=python3-clang-14
   [/usr/lib/x86_64-linux-gnu/libclang-14.so]=libclang-14-dev
+  [/usr/lib/python3/dist-packages/numpy/__init__.py]=python3-numpy
+  [/usr/lib/python3/dist-packages/pytest/__init__.py]=python3-pytest
+  [pkg-config]=pkgconf
 )
 missing=()
 for probe in "${!needs[@]}"; do

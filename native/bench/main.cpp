@@ -1,5 +1,6 @@
-// mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE]
+// mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -18,18 +19,21 @@ struct Row {
 int main(int argc, char ** argv) {
     mamba_device_type device = MAMBA_DEVICE_CPU;
     std::string filter, json;
+    int32_t threads = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--device" && i + 1 < argc) device = std::strcmp(argv[++i], "cuda") == 0 ? MAMBA_DEVICE_CUDA : MAMBA_DEVICE_CPU;
         else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
         else if (a == "--json" && i + 1 < argc) json = argv[++i];
+        else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE]\n");
+            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]\n");
             return 2;
         }
     }
     mamba_context_params p = mamba_context_default_params();
     p.device_type = device;
+    p.num_threads = threads;
     mamba_context * ctx = nullptr;
     mb::check(mamba_context_create(&p, &ctx), "mamba_context_create");
     mamba_device_info info;

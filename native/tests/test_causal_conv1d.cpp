@@ -158,7 +158,8 @@ TEST_P(CausalConv1dTest, WideFiltersAndLargeShapes) {
 TEST_P(CausalConv1dTest, MixedDtypes) {
     std::mt19937_64 rng(5);
     const int64_t B = 2, D = 33, L = 9, K = 4;
-    Tensor x({B, D, L}, DType::BF16, activation_strides(Layout::ChannelLast, B, D, L)), w({D, K}, DType::F32), bias({D}, DType::F16);
+    // weight stored tap-major (K, D) and bias every other element: filters need not be contiguous either
+    Tensor x({B, D, L}, DType::BF16, activation_strides(Layout::ChannelLast, B, D, L)), w({D, K}, DType::F32, {1, D}), bias({D}, DType::F16, {2});
     Tensor init({B, D, K - 1}, DType::F32), fin({B, D, K - 1}, DType::F32), y({B, D, L}, DType::F32);
     x.fill_uniform(rng, -2, 2);
     w.fill_uniform(rng, -1, 1);
@@ -287,7 +288,8 @@ TEST_P(CausalConv1dUpdateTest, MatchesFloat64Reference) {
                         const auto row_strides = strided ? mt::padded_strides({B, D}, 1, 7) : std::vector<int64_t>{};
                         // a state with its channels 1 apart and its steps `B*D` apart: far from contiguous
                         const auto state_strides = strided ? std::vector<int64_t>{D, 1, B * D} : std::vector<int64_t>{};
-                        Tensor x({B, D}, dt, row_strides), y({B, D}, dt, row_strides), w({D, K}, dt), bias({D}, dt);
+                        Tensor x({B, D}, dt, row_strides), y({B, D}, dt, row_strides), bias({D}, dt, strided ? std::vector<int64_t>{3} : std::vector<int64_t>{});
+                        Tensor w({D, K}, dt, strided ? std::vector<int64_t>{1, D} : std::vector<int64_t>{});
                         Tensor state({B, D, K - 1}, dt, state_strides);
                         x.fill_uniform(rng, -2, 2);
                         w.fill_uniform(rng, -1, 1);

@@ -3,6 +3,7 @@
 // decode steps, packed sequences) and the argument errors.
 #include <functional>
 #include <limits>
+#include <optional>
 
 #include "backend_test.h"
 
@@ -21,6 +22,7 @@ struct Shape {
 
 struct Options {
     DType dtype = DType::F32;
+    std::optional<DType> bc_dtype;  // B and C in another dtype than the other activations
     int64_t chunk_size = 0;
     DMode d = DMode::PerHead;
     bool z = true, dt_bias = true, softplus = true, initial = true, final_states = true, strided = false;
@@ -57,8 +59,8 @@ struct Problem {
           x({s.batch, s.len, s.heads, s.headdim}, o.dtype, o.strided ? heads_major(s) : std::vector<int64_t>{}),
           dt({s.batch, s.len, s.heads}, o.dtype, o.strided ? std::vector<int64_t>{s.heads * s.len, 1, s.len} : std::vector<int64_t>{}),
           A({s.heads}, DType::F32),
-          B({s.batch, s.len, s.groups, s.dstate}, o.dtype, o.strided ? spread_last_axis({s.batch, s.len, s.groups, s.dstate}, 2) : std::vector<int64_t>{}),
-          C({s.batch, s.len, s.groups, s.dstate}, o.dtype, o.strided ? mt::padded_strides({s.batch, s.len, s.groups, s.dstate}, 2, 3) : std::vector<int64_t>{}),
+          B({s.batch, s.len, s.groups, s.dstate}, o.bc_dtype.value_or(o.dtype), o.strided ? spread_last_axis({s.batch, s.len, s.groups, s.dstate}, 2) : std::vector<int64_t>{}),
+          C({s.batch, s.len, s.groups, s.dstate}, o.bc_dtype.value_or(o.dtype), o.strided ? mt::padded_strides({s.batch, s.len, s.groups, s.dstate}, 2, 3) : std::vector<int64_t>{}),
           D(o.d == DMode::PerChannel ? std::vector<int64_t>{s.heads, s.headdim} : std::vector<int64_t>{s.heads}, DType::F32),
           z({s.batch, s.len, s.heads, s.headdim}, o.dtype, o.strided ? mt::padded_strides({s.batch, s.len, s.heads, s.headdim}, 3, 5) : std::vector<int64_t>{}),
           dt_bias({s.heads}, DType::F32),
@@ -73,7 +75,7 @@ struct Problem {
         B.fill_uniform(rng, -1, 1);
         C.fill_uniform(rng, -1, 1);
         D.fill_uniform(rng, -1, 1);
-        z.fill_uniform(rng, -2, 2);
+        z.fill_uniform(rng, -6, 6);
         dt_bias.fill_uniform(rng, -0.5, 0.5);
         initial.fill_uniform(rng, -1, 1);
         for (size_t i = 0; i < o.cu_seqlens.size(); ++i) cu_seqlens.at(int64_t(i)) = double(o.cu_seqlens[i]);
@@ -255,7 +257,7 @@ std::string describe(const Shape & s, const Options & o) {
 
 TEST_P(SsdTest, MatchesRecurrenceForLengthsAroundTheChunk) {
     // len 1, shorter than a chunk, a multiple of it, and a partial last chunk, for several chunk sizes.
-    for (int64_t chunk : {16, 32, 64}) {
+    for (int64_t chunk : {16, 32, 64, 128, 512}) {
         for (int64_t len : {int64_t(1), chunk - 3, chunk, 2 * chunk, 3 * chunk + 5}) {
             Options o;
             o.chunk_size = chunk;
@@ -308,6 +310,18 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
             check(s, o);
         }
     }
+}
+
+TEST_P(SsdTest, MatchesRecurrenceWithMixedDtypes) {
+    Options o;
+    o.dtype = DType::BF16;
+    o.bc_dtype = DType::F32;
+    o.chunk_size = 16;
+    const Shape s{1, 40, 4, 8, 2, 16};
+    check(s, o);
+    o.dtype = DType::F32;
+    o.bc_dtype = DType::F16;
+    check(s, o);
 }
 
 TEST_P(SsdTest, MatchesRecurrenceWithEachOptionalPresentOrAbsent) {

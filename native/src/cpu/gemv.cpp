@@ -182,20 +182,47 @@ void gemv_typed(int num_threads, const LinearParams & p, const Inputs & in, cons
     // Blocks of output features per task: enough work to amortize scheduling, many blocks to balance.
     constexpr int64_t kBlock = 16;
     const int64_t blocks = (out_features + kBlock - 1) / kBlock;
-    const bool parallel = num_threads > 1 && out_features * p.in_features * p.rows >= 65536;
-#pragma omp parallel for num_threads(num_threads) schedule(static) if (parallel)
+    // A thread per 64 KiB of weights at least: below that, waking a thread costs more than it reads.
+    const int64_t weight_bytes = out_features * p.in_features * int64_t(sizeof(T));
+    const int threads = int(std::clamp<int64_t>(weight_bytes / (int64_t(64) << 10), 1, std::max(1, num_threads)));
+    const int64_t y_row_stride = p.y.stride[0];
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t b = 0; b < blocks; ++b) {
-        float dots[kGemvMaxRows];
+        float dots[kGemvMaxRows > 0 ? kGemvMaxRows : 1];
         const int64_t end = std::min(out_features, (b + 1) * kBlock);
         for (int64_t o = b * kBlock; o < end; ++o) {
             dot_block<T>(w + o * w_stride, in, dots);
             const float add = bias.empty() ? 0.0f : bias[size_t(o)];
-            for (int64_t r = 0; r < p.rows; ++r) store_float(p.y.dtype, element(p.y, {r, o}), dots[r] + add);
+            if (p.y.dtype == DType::F32) {
+                for (int64_t r = 0; r < p.rows; ++r) p.y.ptr<float>()[r * y_row_stride + o] = dots[r] + add;
+            } else {
+                for (int64_t r = 0; r < p.rows; ++r) store_float(p.y.dtype, element(p.y, {r, o}), dots[r] + add);
+            }
         }
     }
 }
 
+template <class T>
+void widen_typed(const T * src, int64_t n, float * out) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(out + i, vload(src + i));
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(out + i, vload(src + i));
+#endif
+    for (; i < n; ++i) out[i] = to_float(src[i]);
+}
+
 }  // namespace
+
+void widen_to_float(DType dtype, const void * src, int64_t n, float * out) {
+    switch (dtype) {
+        case DType::F32: widen_typed(static_cast<const float *>(src), n, out); break;
+        case DType::F16: widen_typed(static_cast<const f16 *>(src), n, out); break;
+        case DType::BF16: widen_typed(static_cast<const bf16 *>(src), n, out); break;
+        default: break;
+    }
+}
 
 void linear_gemv(int num_threads, const LinearParams & p) {
     const Inputs in = load_inputs(p);

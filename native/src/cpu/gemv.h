@@ -6,9 +6,16 @@
 
 namespace mamba::cpu {
 
-// At most this many rows go through the GEMV kernels; more go to BLAS (see linear.cpp).
-constexpr int64_t kGemvMaxRows = 8;
+// At most this many rows go through the GEMV kernels; more go to BLAS (see linear.cpp). The value comes
+// from the crossover benchmark (bench_linear.cpp); a build can override it to measure that crossover.
+#ifndef MAMBA_GEMV_MAX_ROWS
+#define MAMBA_GEMV_MAX_ROWS 8
+#endif
+constexpr int64_t kGemvMaxRows = MAMBA_GEMV_MAX_ROWS;
 
 void linear_gemv(int num_threads, const LinearParams & p);
+
+// n contiguous float32/float16/bfloat16 values to float32, vectorized like the kernels.
+void widen_to_float(DType dtype, const void * src, int64_t n, float * out);
 
 }  // namespace mamba::cpu

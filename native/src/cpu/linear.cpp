@@ -6,12 +6,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "core/context.h"
 #include "cpu/blas_threads.h"
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
+#include "cpu/scratch.h"
 #include "ops/linear.h"
 
 namespace mamba::cpu {
@@ -55,15 +57,15 @@ void linear_gemm(int num_threads, const LinearParams & p) {
     // x as float32 rows with a BLAS-compatible leading dimension.
     const float * x = nullptr;
     int64_t ldx = 0;
-    std::vector<float> x_copy;
     if (p.x.dtype == DType::F32 && p.x.stride[0] >= K && p.x.stride[0] <= kBlasMax) {
         x = p.x.ptr<float>();
         ldx = p.x.stride[0];
     } else {
-        x_copy.resize(size_t(M * K));
+        float * x_copy = thread_scratch(ScratchSlot::LinearInput, size_t(M * K));
+        if (!x_copy) fail(MAMBA_STATUS_OUT_OF_MEMORY, "linear: no memory for a float32 copy of x (", M * K * 4, " bytes)");
 #pragma omp parallel for num_threads(num_threads) schedule(static)
-        for (int64_t r = 0; r < M; ++r) load_floats(p.x.dtype, element(p.x, {r, 0}), K, 1, x_copy.data() + r * K);
-        x = x_copy.data();
+        for (int64_t r = 0; r < M; ++r) widen_to_float(p.x.dtype, element(p.x, {r, 0}), K, x_copy + r * K);
+        x = x_copy;
         ldx = K;
     }
     const bool weight_direct = p.weight.dtype == DType::F32 && p.weight.stride[0] >= K && p.weight.stride[0] <= kBlasMax;
@@ -78,25 +80,22 @@ void linear_gemm(int num_threads, const LinearParams & p) {
     const int64_t row_groups = std::max<int64_t>(1, std::min<int64_t>(num_threads / panel_groups, (M + 63) / 64));
     const int threads = int(panel_groups * row_groups);
 
-    // Scratch is allocated here: nothing may throw inside the parallel region.
-    std::vector<std::vector<float>> weight_panels(static_cast<size_t>(threads)), y_blocks(static_cast<size_t>(threads));
-    for (int t = 0; t < threads; ++t) {
-        if (!weight_direct) weight_panels[size_t(t)].resize(size_t(width * K));
-        if (!y_direct) y_blocks[size_t(t)].resize(size_t(std::min(M, kRowBlock) * width));
-    }
-
     ensure_blas_single_threaded();
+    std::atomic<bool> out_of_memory{false};
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
         const int nt = omp_get_num_threads();
+        // Nothing may throw inside the parallel region: scratch that cannot grow is reported after it.
+        float * weight_panel = weight_direct ? nullptr : thread_scratch(ScratchSlot::LinearWeights, size_t(width * K));
+        float * y_block = y_direct ? nullptr : thread_scratch(ScratchSlot::LinearOutput, size_t(std::min(M, kRowBlock) * width));
+        const bool have_scratch = (weight_direct || weight_panel) && (y_direct || y_block);
+        if (!have_scratch) out_of_memory = true;
         // The runtime may give fewer threads than asked; the first thread then covers the missing groups.
-        for (int task = t; task < threads; task += nt) {
+        for (int task = t; have_scratch && task < threads; task += nt) {
             const int64_t row_group = task % row_groups, panel_group = task / row_groups;
             const int64_t row_begin = M * row_group / row_groups, row_end = M * (row_group + 1) / row_groups;
             const int64_t panel_begin = panels * panel_group / panel_groups, panel_end = panels * (panel_group + 1) / panel_groups;
-            float * weight_panel = weight_panels[size_t(task)].data();
-            float * y_block = y_blocks[size_t(task)].data();
             for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
                 const int64_t o0 = panel * width, cols = std::min(width, N - o0);
                 const float * w = nullptr;
@@ -105,7 +104,7 @@ void linear_gemm(int num_threads, const LinearParams & p) {
                     w = p.weight.ptr<float>() + o0 * p.weight.stride[0];
                     ldw = p.weight.stride[0];
                 } else {
-                    for (int64_t o = 0; o < cols; ++o) load_floats(p.weight.dtype, element(p.weight, {o0 + o, 0}), K, 1, weight_panel + o * K);
+                    for (int64_t o = 0; o < cols; ++o) widen_to_float(p.weight.dtype, element(p.weight, {o0 + o, 0}), K, weight_panel + o * K);
                     w = weight_panel;
                 }
                 for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
@@ -125,6 +124,7 @@ void linear_gemm(int num_threads, const LinearParams & p) {
             }
         }
     }
+    if (out_of_memory) fail(MAMBA_STATUS_OUT_OF_MEMORY, "linear: no memory for the float32 weight panels");
 }
 
 }  // namespace

@@ -75,4 +75,19 @@ inline void store_tile(DType dtype, char * dst, int64_t rows, int64_t cols, int6
     }
 }
 
+// Asks for the cache lines of a block ahead of its load (only along an axis with unit stride, where
+// lines are contiguous): rows of a (batch, len, dim) layout lie pages apart, which hardware prefetchers
+// do not follow.
+inline void prefetch_tile(DType dtype, const char * src, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
+    constexpr int64_t kLine = 64;
+    const int64_t es = int64_t(dtype_size(dtype));
+    if (col_stride == 1) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t off = 0; off < cols * es; off += kLine) __builtin_prefetch(src + r * row_stride * es + off);
+    } else if (row_stride == 1) {
+        for (int64_t c = 0; c < cols; ++c)
+            for (int64_t off = 0; off < rows * es; off += kLine) __builtin_prefetch(src + c * col_stride * es + off);
+    }
+}
+
 }  // namespace mamba::cpu::scan_tiles

@@ -8,7 +8,11 @@
 #include <cstring>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// GCC 12's AVX-512 headers trip its own -Wmaybe-uninitialized (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 namespace mamba::cpu::scan_vec {
@@ -103,25 +107,37 @@ inline float sum(Vec a) { return a.v; }
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// 2^x. Relative error below 1e-7 for x in [-126, 127]; 0 below -127 and clamped above 127.
-// 2^x = 2^n * 2^f with n = round(x), |f| <= 1/2, and 2^f = e^(f ln 2) by its Taylor series to degree 7
-// (truncation error (ln2/2)^8 / 8! < 1e-8).
+// 2^x. Relative error below 2e-7 for x in [-126, 127]; 0 below -127 and clamped above 127.
+// 2^x = 2^n * 2^f with n = round(x), |f| <= 1/2, and 2^f = sum_k (f ln2)^k / k! to degree 6 (truncation
+// error (ln2/2)^7 / 7! < 1.3e-7). The polynomial is evaluated in Estrin's form: the scan issues one exp
+// per state element, and the short dependency chain lets more of them run at once than Horner's would.
 inline Vec exp2_fast(Vec x) {
     x = min(max(x, set1(-127.0f)), set1(127.0f));
     const Vec n = round_nearest(x);
-    const Vec r = (x - n) * set1(0.6931471805599453f);
-    Vec p = set1(1.0f / 5040.0f);
-    p = fmadd(p, r, set1(1.0f / 720.0f));
-    p = fmadd(p, r, set1(1.0f / 120.0f));
-    p = fmadd(p, r, set1(1.0f / 24.0f));
-    p = fmadd(p, r, set1(1.0f / 6.0f));
-    p = fmadd(p, r, set1(0.5f));
-    p = fmadd(p, r, set1(1.0f));
-    p = fmadd(p, r, set1(1.0f));
-    return p * pow2_whole(n);
+    const Vec f = x - n;
+    const Vec f2 = f * f;
+    const Vec f4 = f2 * f2;
+    const Vec p01 = fmadd(set1(6.931471806e-01f), f, set1(1.0f));
+    const Vec p23 = fmadd(set1(5.550410866e-02f), f, set1(2.402265070e-01f));
+    const Vec p456 = fmadd(set1(1.540353039e-04f), f2, fmadd(set1(1.333355815e-03f), f, set1(9.618129108e-03f)));
+    return fmadd(p456, f4, fmadd(p23, f2, p01)) * pow2_whole(n);
 }
 
-inline Vec exp_fast(Vec x) { return exp2_fast(x * set1(kLog2e)); }
+// e^x, relative error below 3e-7 for x in [-87, 88]; tiny below and clamped above. Unlike
+// exp2_fast(x * log2(e)), whose rounded argument costs |x| * 1e-7 of relative accuracy, the reduction
+// r = x - n ln2 is done in two parts (Cody and Waite) so it stays exact; e^r is the degree-6 Taylor
+// series of 2^f above, in r = f ln2.
+inline Vec exp_fast(Vec x) {
+    x = min(max(x, set1(-87.0f)), set1(88.0f));
+    const Vec n = round_nearest(x * set1(kLog2e));
+    const Vec r = fmadd(n, set1(-1.428606765330187e-06f), fmadd(n, set1(-0.693145751953125f), x));
+    const Vec r2 = r * r;
+    const Vec r4 = r2 * r2;
+    const Vec p01 = r + set1(1.0f);
+    const Vec p23 = fmadd(set1(1.0f / 6.0f), r, set1(0.5f));
+    const Vec p456 = fmadd(set1(1.0f / 720.0f), r2, fmadd(set1(1.0f / 120.0f), r, set1(1.0f / 24.0f)));
+    return fmadd(p456, r4, fmadd(p23, r2, p01)) * pow2_whole(n);
+}
 
 // log(1 + y) for y in [0, 1], accurate to a few ulp relative even for tiny y:
 // log(1 + y) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with s = y / (2 + y) <= 1/3, so s^2 <= 1/9 and

@@ -26,11 +26,29 @@ constexpr int64_t kMaxPaddedState = MAMBA_MAX_DSTATE + kWidth;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+// Vectors in a state row of 16, the usual dstate of Mamba-1, unrolled at compile time.
+constexpr int kStateVecs16 = 16 / kWidth;
+
+// Advances one channel's state row h by one step and returns C . h. kVecs whole vectors, or `padded`
+// floats when kVecs is 0.
+template <int kVecs>
+inline float step_row(float * h, const float * a, const float * b, const float * c, Vec dt2, Vec dx, int64_t padded) {
+    const int64_t n_end = kVecs > 0 ? int64_t(kVecs) * kWidth : padded;
+    Vec acc = set1(0.0f);
+    for (int64_t n = 0; n < n_end; n += kWidth) {
+        const Vec decay = exp2_fast(dt2 * load(a + n));
+        const Vec hv = fmadd(decay, load(h + n), dx * load(b + n));
+        store(h + n, hv);
+        acc = fmadd(hv, load(c + n), acc);
+    }
+    return sum(acc);
+}
+
 void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, int64_t b, int64_t c0, int64_t count) {
     const int64_t N = p.dstate;
     const int64_t channels_per_group = p.dim / p.groups;
     alignas(64) float x[kChunk] = {}, dt[kChunk] = {}, z[kChunk] = {}, y[kChunk] = {}, d[kChunk] = {}, bias[kChunk] = {};
-    alignas(64) float h[kMaxPaddedState] = {}, a2[kMaxPaddedState] = {};
+    alignas(64) float h[kMaxPaddedState] = {}, a[kMaxPaddedState] = {};
 
     load_tile(p.x.dtype, element(p.x, {b, c0}), 1, count, 0, p.x.stride[1], x, kChunk);
     load_tile(p.dt.dtype, element(p.dt, {b, c0}), 1, count, 0, p.dt.stride[1], dt, kChunk);
@@ -43,24 +61,27 @@ void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_
         store(dt + i, v);
     }
 
-    for (int64_t c = 0; c < count; ++c) {
-        const int64_t channel = c0 + c;
-        const int64_t g = channel / channels_per_group;
+    // Rows used in place when they are contiguous whole vectors (the usual layout), else gathered into
+    // zero-padded scratch: padding lanes decay by 1 and add 0.
+    const bool in_place = p.state.stride[2] == 1 && p.A.stride[1] == 1 && N % kWidth == 0;
+    float * state_row = reinterpret_cast<float *>(element(p.state, {b, c0, 0}));
+    const float * a_row = reinterpret_cast<const float *>(element(p.A, {c0, 0}));
+    for (int64_t c = 0; c < count; ++c, state_row += p.state.stride[1], a_row += p.A.stride[0]) {
+        const int64_t g = (c0 + c) / channels_per_group;
         const float * bv = bc + (b * p.groups + g) * 2 * padded;
         const float * cv = bv + padded;
-        // Padding lanes [N, padded) stay 0 in h and a2, so they decay by 1 and add 0.
-        load_tile(DType::F32, element(p.state, {b, channel, 0}), 1, N, 0, p.state.stride[2], h, padded);
-        load_tile(DType::F32, element(p.A, {channel, 0}), 1, N, 0, p.A.stride[1], a2, padded);
-        const Vec dtv = set1(dt[c]), dx = set1(dt[c] * x[c]), log2e = set1(kLog2e);
-        Vec acc = set1(0.0f);
-        for (int64_t n = 0; n < padded; n += kWidth) {
-            const Vec decay = exp2_fast(dtv * (load(a2 + n) * log2e));
-            const Vec hv = fmadd(decay, load(h + n), dx * load(bv + n));
-            store(h + n, hv);
-            acc = fmadd(hv, load(cv + n), acc);
+        float * hrow = in_place ? state_row : h;
+        const float * arow = in_place ? a_row : a;
+        if (!in_place) {
+            load_tile(DType::F32, reinterpret_cast<const char *>(state_row), 1, N, 0, p.state.stride[2], h, padded);
+            load_tile(DType::F32, reinterpret_cast<const char *>(a_row), 1, N, 0, p.A.stride[1], a, padded);
         }
-        y[c] = sum(acc) + d[c] * x[c];
-        store_tile(DType::F32, element(p.state, {b, channel, 0}), 1, N, 0, p.state.stride[2], h, padded);
+        // exp(dt A) = 2^(dt log2(e) A)
+        const Vec dt2 = set1(dt[c] * kLog2e), dx = set1(dt[c] * x[c]);
+        const float dot = padded == kStateVecs16 * kWidth ? step_row<kStateVecs16>(hrow, arow, bv, cv, dt2, dx, padded)
+                                                          : step_row<0>(hrow, arow, bv, cv, dt2, dx, padded);
+        y[c] = dot + d[c] * x[c];
+        if (!in_place) store_tile(DType::F32, reinterpret_cast<char *>(state_row), 1, N, 0, p.state.stride[2], h, padded);
     }
 
     if (p.z)

@@ -29,11 +29,11 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> x, b, c, c_scaled, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
         auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
-        size(x, Q * P), size(b, Q * N), size(c, Q * N), size(c_scaled, Q * N), size(x_weighted, Q * P);
+        size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
         size(cb, Q * Q), size(y, Q * P);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
     }
@@ -48,24 +48,29 @@ public:
     // Number of chunks of a sequence.
     int64_t chunks(const Sequence & s) const { return (s.len + Q_ - 1) / Q_; }
 
-    // C B^T of chunk k of a sequence and group, lower triangle only (in row blocks), into cb (ld Q).
-    void chunk_cb(const Sequence & s, int64_t g, int64_t k, float * cb, ChunkBuffers & w) const {
+    // Floats of one group's chunk data: C B^T (Q x Q), then B and C in float32 (Q x N each).
+    int64_t group_chunk_floats() const { return Q_ * Q_ + 2 * Q_ * N_; }
+
+    // Converts B and C of chunk k of a sequence and group and forms C B^T, lower triangle only.
+    void group_chunk(const Sequence & s, int64_t g, int64_t k, float * slot) const {
         const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
+        float *cb = slot, *b = cb + Q_ * Q_, *c = b + Q_ * N_;
         for (int64_t t = 0; t < T; ++t) {
-            load_floats(p_.B.dtype, element(p_.B, {s.b, s.start + c0 + t, g, 0}), N_, p_.B.stride[3], &w.b[size_t(t * N_)]);
-            load_floats(p_.C.dtype, element(p_.C, {s.b, s.start + c0 + t, g, 0}), N_, p_.C.stride[3], &w.c[size_t(t * N_)]);
+            load_floats(p_.B.dtype, element(p_.B, {s.b, s.start + c0 + t, g, 0}), N_, p_.B.stride[3], b + t * N_);
+            load_floats(p_.C.dtype, element(p_.C, {s.b, s.start + c0 + t, g, 0}), N_, p_.C.stride[3], c + t * N_);
         }
-        lower_cb(T, w.c.data(), w.b.data(), cb);
+        lower_cb(T, c, b, cb);
     }
 
-    // Chunks [k0, k1) of one (sequence, head). `state` (headdim x dstate) carries over between calls;
-    // `shared_cb`, when given, holds C B^T of those chunks for this head's group (Q x Q each).
-    void run(const Sequence & s, int64_t h, int64_t k0, int64_t k1, float * state, const float * shared_cb, ChunkBuffers & w) const {
+    // Chunks [k0, k1) of one (sequence, head). `state` (headdim x dstate) carries over between calls.
+    // `shared`, when given, holds group_chunk() of those chunks for this head's group; without it the
+    // head forms its own.
+    void run(const Sequence & s, int64_t h, int64_t k0, int64_t k1, float * state, const float * shared, ChunkBuffers & w) const {
+        const int64_t last = chunks(s) - 1;
+        if (k0 > 0 && last < k0) return;  // finished in an earlier window
         const float A = *reinterpret_cast<const float *>(element(p_.A, {h}));
         const float bias = p_.dt_bias ? *reinterpret_cast<const float *>(element(*p_.dt_bias, {h})) : 0.0f;
         load_D(h, w.d.data());
-        const int64_t last = chunks(s) - 1;
-        if (k0 > 0 && last < k0) return;  // finished in an earlier window
         bool has_state = k0 > 0 || p_.initial_states.has_value();
         if (k0 == 0 && p_.initial_states)
             for (int64_t i = 0; i < P_; ++i)
@@ -74,15 +79,14 @@ public:
         for (int64_t k = k0; k < std::min(k1, last + 1); ++k) {
             const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
             const int64_t t0 = s.start + c0;
+            const float * slot = shared ? shared + (k - k0) * group_chunk_floats() : w.group.data();
+            if (!shared) group_chunk(s, h / heads_per_group_, k, w.group.data());
+            const float *cb = slot, *b = cb + Q_ * Q_, *c = b + Q_ * N_;
             load_chunk(s.b, t0, T, h, A, bias, w);
-            if (shared_cb) mask_cb(T, shared_cb + (k - k0) * Q_ * Q_, w);
-            else {
-                lower_cb(T, w.c.data(), w.b.data(), w.cb.data());
-                mask_cb(T, w.cb.data(), w);
-            }
+            mask_cb(T, cb, w);
             intra_chunk(T, w);
-            if (has_state) from_state(T, state, w);
-            if (k != last || p_.final_states) update_state(T, has_state, state, w);
+            if (has_state) from_state(T, c, state, w);
+            if (k != last || p_.final_states) update_state(T, b, has_state, state, w);
             has_state = true;
             store_output(s.b, t0, T, h, w);
         }
@@ -92,6 +96,14 @@ public:
     }
 
 private:
+    static constexpr int64_t kAhead = 8;  // rows prefetched ahead
+
+    // Rows of an x-like (batch, len, heads, headdim) view for one batch entry and head from step t0.
+    Rows rows(const Tensor & v, int64_t b, int64_t t0, int64_t h) const {
+        const int64_t es = int64_t(dtype_size(v.dtype));
+        return Rows{element(v, {b, t0, h, 0}), v.stride[1] * es, P_ * std::abs(v.stride[3]) * es};
+    }
+
     void load_D(int64_t h, float * d) const {
         if (!p_.D) {
             std::fill(d, d + P_, 0.0f);
@@ -103,7 +115,6 @@ private:
     }
 
     void load_chunk(int64_t b, int64_t t0, int64_t T, int64_t h, float A, float bias, ChunkBuffers & w) const {
-        const int64_t g = h / heads_per_group_;
         load_floats(p_.dt.dtype, element(p_.dt, {b, t0, h}), T, p_.dt.stride[1], w.dt.data());
         for (int64_t t = 0; t < T; ++t) {
             w.dt[t] = dt_(w.dt[t], bias);
@@ -117,10 +128,10 @@ private:
             w.weight[t] = w.dt[t] * tail;
             tail *= w.dA[t];
         }
+        const Rows x = rows(p_.x, b, t0, h);
         for (int64_t t = 0; t < T; ++t) {
-            load_floats(p_.x.dtype, element(p_.x, {b, t0 + t, h, 0}), P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
-            load_floats(p_.B.dtype, element(p_.B, {b, t0 + t, g, 0}), N_, p_.B.stride[3], &w.b[size_t(t * N_)]);
-            load_floats(p_.C.dtype, element(p_.C, {b, t0 + t, g, 0}), N_, p_.C.stride[3], &w.c[size_t(t * N_)]);
+            if (t + kAhead < T) x.fetch(t + kAhead);
+            load_floats(p_.x.dtype, x[t], P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
         }
     }
 
@@ -158,19 +169,20 @@ private:
     }
 
     // y += diag(decay from chunk start) C S^T: what the state entering the chunk contributes.
-    void from_state(int64_t T, const float * state, ChunkBuffers & w) const {
+    void from_state(int64_t T, const float * c, const float * state, ChunkBuffers & w) const {
+        // C S^T first, then scaled per row: P columns to scale instead of N.
+        float * past = w.past.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(P_));
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.decay_in[t];
-            const float * src = &w.c[size_t(t * N_)];
-            float * dst = &w.c_scaled[size_t(t * N_)];
-            for (int64_t n = 0; n < N_; ++n) dst[n] = f * src[n];
+            float * y = &w.y[size_t(t * P_)];
+            const float * from = past + t * P_;
+            for (int64_t i = 0; i < P_; ++i) y[i] += f * from[i];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, w.c_scaled.data(), int(N_), state,
-                    int(N_), 1.0f, w.y.data(), int(P_));
     }
 
     // S = decay(whole chunk) S + (w o X)^T B.
-    void update_state(int64_t T, bool has_state, float * state, ChunkBuffers & w) const {
+    void update_state(int64_t T, const float * b, bool has_state, float * state, ChunkBuffers & w) const {
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.weight[t];
             const float * src = &w.x[size_t(t * P_)];
@@ -178,21 +190,25 @@ private:
             for (int64_t i = 0; i < P_; ++i) dst[i] = f * src[i];
         }
         const float keep = has_state ? w.decay_in[size_t(T - 1)] : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(P_), int(N_), int(T), 1.0f, w.x_weighted.data(), int(P_), w.b.data(), int(N_),
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(P_), int(N_), int(T), 1.0f, w.x_weighted.data(), int(P_), b, int(N_),
                     keep, state, int(N_));
     }
 
     void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, ChunkBuffers & w) const {
+        const Rows y_rows = rows(p_.y, b, t0, h);
+        const Rows z_rows = p_.z ? rows(*p_.z, b, t0, h) : Rows{};
         for (int64_t t = 0; t < T; ++t) {
             float * y = &w.y[size_t(t * P_)];
             const float * x = &w.x[size_t(t * P_)];
             for (int64_t i = 0; i < P_; ++i) y[i] += w.d[i] * x[i];
             if (p_.z) {
                 float * z = w.row.data();
-                load_floats(p_.z->dtype, element(*p_.z, {b, t0 + t, h, 0}), P_, p_.z->stride[3], z);
-                for (int64_t i = 0; i < P_; ++i) y[i] *= silu(z[i]);
+                if (t + kAhead < T) z_rows.fetch(t + kAhead);
+                load_floats(p_.z->dtype, z_rows[t], P_, p_.z->stride[3], z);
+                multiply_by_silu(y, z, P_);
             }
-            store_floats(p_.y.dtype, element(p_.y, {b, t0 + t, h, 0}), P_, p_.y.stride[3], y);
+            if (t + kAhead < T) y_rows.fetch(t + kAhead, true);
+            store_floats(p_.y.dtype, y_rows[t], P_, p_.y.stride[3], y);
         }
     }
 
@@ -216,7 +232,7 @@ std::vector<Sequence> sequences(const SsdParams & p) {
 void ssd(mamba_context & ctx, const SsdParams & p) {
     const auto seqs = sequences(p);
     const ChunkedScan scan(p);
-    const int64_t nseq = int64_t(seqs.size()), H = p.heads, G = p.groups, Q = p.chunk_size, PN = p.headdim * p.dstate;
+    const int64_t nseq = int64_t(seqs.size()), H = p.heads, G = p.groups, PN = p.headdim * p.dstate;
     int64_t max_chunks = 0;
     for (const auto & s : seqs) max_chunks = std::max(max_chunks, scan.chunks(s));
 
@@ -224,11 +240,12 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     // window of chunks at a time whose products fit in a fixed budget; otherwise each head computes it.
     constexpr size_t kSharedBudgetBytes = size_t(64) << 20;
     constexpr int64_t kMaxWindow = 16;  // a window of chunks per barrier is plenty to amortize it
-    const size_t cb_bytes_per_chunk = size_t(nseq * G) * size_t(Q * Q) * sizeof(float);
+    const size_t slot = size_t(scan.group_chunk_floats());
+    const size_t cb_bytes_per_chunk = size_t(nseq * G) * slot * sizeof(float);
     const bool shared = H / G > 1 && cb_bytes_per_chunk <= kSharedBudgetBytes && max_chunks > 0;
     const int64_t window = shared ? std::min({max_chunks, kMaxWindow, int64_t(kSharedBudgetBytes / cb_bytes_per_chunk)}) : std::max<int64_t>(max_chunks, 1);
     const int64_t windows = std::max<int64_t>(1, (max_chunks + window - 1) / window);
-    std::vector<float> shared_cb(shared ? size_t(nseq * G * window * Q * Q) : 0);
+    std::vector<float> shared_cb(shared ? size_t(nseq * G * window) * slot : 0);
     std::vector<float> states(size_t(nseq * H * PN));  // carried between windows
 
     SingleThreadedBlas single_threaded_blas;
@@ -250,13 +267,13 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t item = 0; item < nseq * G * window; ++item) {
                     const int64_t seq = item / (G * window), g = item / window % G, k = k0 + item % window;
-                    if (buffers && k < scan.chunks(seqs[size_t(seq)])) scan.chunk_cb(seqs[size_t(seq)], g, k, &shared_cb[size_t(item * Q * Q)], *buffers);
+                    if (k < scan.chunks(seqs[size_t(seq)])) scan.group_chunk(seqs[size_t(seq)], g, k, &shared_cb[size_t(item) * slot]);
                 }
             }
 #pragma omp for schedule(dynamic, 1)
             for (int64_t task = 0; task < nseq * H; ++task) {
                 const int64_t seq = task / H, h = task % H, g = h / (H / G);
-                const float * cb = shared ? &shared_cb[size_t((seq * G + g) * window * Q * Q)] : nullptr;
+                const float * cb = shared ? &shared_cb[size_t((seq * G + g) * window) * slot] : nullptr;
                 if (buffers) scan.run(seqs[size_t(seq)], h, k0, k1, &states[size_t(task * PN)], cb, *buffers);
             }
         }

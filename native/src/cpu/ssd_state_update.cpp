@@ -46,12 +46,22 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
                     s = row;
                 }
                 const float dtx = dt * x[i];
-                float acc = 0.0f;
-                for (int64_t n = 0; n < N; ++n) {
+                // Eight partial sums let the compiler vectorize the dot product without reassociating.
+                float partial[8] = {};
+                int64_t n = 0;
+                for (; n + 8 <= N; n += 8) {
+                    for (int j = 0; j < 8; ++j) {
+                        const float v = dA * s[n + j] + dtx * b[n + j];
+                        s[n + j] = v;
+                        partial[j] += v * c[n + j];
+                    }
+                }
+                for (; n < N; ++n) {
                     const float v = dA * s[n] + dtx * b[n];
                     s[n] = v;
-                    acc += v * c[n];
+                    partial[0] += v * c[n];
                 }
+                const float acc = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
                 if (!state_rows_contiguous) store_floats(DType::F32, element(p.state, {bi, h, i, 0}), N, p.state.stride[3], row);
                 y[i] = acc;
             }
