@@ -22,7 +22,7 @@ public sealed class Mamba2Mixer : Mixer
         _groups = config.NumGroups;
         _state = config.StateSize;
         _width = config.ConvKernel;
-        _chunk = config.ChunkSize;
+        _chunk = SupportedChunk(config.ChunkSize);
         _eps = (float)config.NormEpsilon;
         (_dtMin, _dtMax) = config.TimeStepLimit;
         _normBeforeGate = config.NormBeforeGate;
@@ -41,6 +41,18 @@ public sealed class Mamba2Mixer : Mixer
         NormWeight = w.Weight([_inner], p + "norm.weight");
         OutProj = new Linear(w.Weight([_hidden, _inner], p + "out_proj.weight"),
             config.UseBias ? w.Weight([_hidden], p + "out_proj.bias") : null);
+    }
+
+    // The chunk length changes only how the scan is computed, not its result: use the checkpoint's when the
+    // kernels support it, else the nearest power of two they do (16..512).
+    private static long SupportedChunk(int requested)
+    {
+        long chunk = 16;
+        while (chunk < requested && chunk < 512)
+        {
+            chunk *= 2;
+        }
+        return chunk;
     }
 
     /// <summary>(2*inner + 2*groups*state + heads, hidden): z, x, B, C, dt.</summary>
