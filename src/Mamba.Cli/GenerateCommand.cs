@@ -94,6 +94,10 @@ internal static class GenerateCommand
                 await foreach (var id in m.GenerateTokensAsync(promptIds, options, cancellationToken))
                 {
                     generated.Add(id);
+                    if (id >= m.Tokenizer.VocabSize)
+                    {
+                        continue; // a padding id of the embedding has no text
+                    }
                     stdout.Write(filter.Push(decoder.Push(id)));
                     stdout.Flush();
                     if (filter.Stopped)

@@ -41,7 +41,8 @@ public sealed partial class MambaModel
             while (!loop.IsDone)
             {
                 loop.Step(emitted, cancellationToken);
-                if (emitted[0] < 0)
+                // Padded vocabularies have ids the tokenizer does not know: they have no text.
+                if (emitted[0] < 0 || emitted[0] >= tokenizer.VocabSize)
                 {
                     continue;
                 }

@@ -56,6 +56,25 @@ public class ModelForwardTests
         Assert.That(RelativeError(logits[^1], expected[^1]), Is.LessThan(3e-2));
     }
 
+    [TestCase(MambaFamily.Mamba1, DType.BFloat16)]
+    [TestCase(MambaFamily.Mamba2, DType.BFloat16)]
+    [TestCase(MambaFamily.Mamba1, DType.Float16)]
+    [TestCase(MambaFamily.Mamba2, DType.Float16)]
+    public void HalfPrecisionActivationsStayClose(MambaFamily family, DType activations)
+    {
+        var tiny = TinyModel.Create(ConfigFor(family), seed: 14);
+        using var model = Build(tiny, new MambaModelOptions { ActivationDType = activations });
+        using var session = model.CreateSession();
+        var tokens = TinyModel.RandomTokens(new Random(15), 20, tiny.Config.VocabSize);
+        session.Prefill(0, tokens.AsSpan(0, 15));
+        foreach (var t in tokens[15..])
+        {
+            session.Decode([t]);
+        }
+        var expected = ReferenceForward.Logits(tiny, tokens);
+        Assert.That(RelativeError(LogitsOf(session, 0), expected[^1]), Is.LessThan(5e-2));
+    }
+
     [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
     public void PrefillThenDecodeEqualsWholePrefill(MambaFamily family)
     {
