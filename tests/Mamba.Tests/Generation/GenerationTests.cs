@@ -107,6 +107,28 @@ public class GenerationTests
     }
 
     [Test]
+    public void CancellationDuringALongPrefillStopsIt()
+    {
+        var tiny = TinyModel.Create(TinyModel.Mamba1Config(), seed: 38);
+        using var model = Build(tiny, new MambaModelOptions { PrefillChunkSize = 4 });
+        using var session = model.CreateSession();
+        using var cts = new CancellationTokenSource();
+        var pieces = 0;
+        var prompt = TinyModel.RandomTokens(new Random(10), 64, tiny.Config.VocabSize);
+        Assert.Throws<OperationCanceledException>(() => session.Prefill(0, prompt, (_, _) =>
+        {
+            if (++pieces == 2)
+            {
+                cts.Cancel();
+            }
+        }, cts.Token));
+        Assert.That(pieces, Is.EqualTo(2), "no piece runs after the cancellation");
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => model.Generate([prompt], new GenerationOptions(), cancelled.Token));
+    }
+
+    [Test]
     public void StatsReportPrefillAndDecodeApart()
     {
         var tiny = TinyModel.Create(TinyModel.Mamba1Config(), seed: 35);
