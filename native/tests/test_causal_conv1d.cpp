@@ -155,6 +155,17 @@ TEST_P(CausalConv1dTest, WideFiltersAndLargeShapes) {
     run(2, 3, 2500, 4, DType::F16, Layout::TimeContiguousPadded, all, DType::F16);
 }
 
+// Work is split by thread count (sequences cut into stretches); odd counts must not change the result.
+TEST_P(CausalConv1dTest, SplitsOverManyThreads) {
+    ctx_ = mt::make_context(GetParam(), 0, 7);
+    const Options all{true, true, true, true};
+    for (Layout layout : {Layout::ChannelLast, Layout::TimeContiguousPadded}) {
+        run(1, 64, 333, 4, DType::F32, layout, all, DType::F32);
+        run(2, 80, 150, 3, DType::BF16, layout, all, DType::BF16);
+        run(1, 5, 2, 4, DType::F32, layout, all, DType::F32);
+    }
+}
+
 TEST_P(CausalConv1dTest, MixedDtypes) {
     std::mt19937_64 rng(5);
     const int64_t B = 2, D = 33, L = 9, K = 4;

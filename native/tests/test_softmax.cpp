@@ -82,6 +82,15 @@ TEST_P(SoftmaxTest, MatchesFloat64Reference) {
     }
 }
 
+// Rows are cut into pieces when there are fewer rows than threads; odd counts must not change the result.
+TEST_P(SoftmaxTest, SplitsOverManyThreads) {
+    ctx_ = mt::make_context(GetParam(), 0, 7);
+    for (bool log : {false, true}) {
+        run(1, 60001, DType::F32, log, false, 5, 40, 13);
+        run(3, 50000, DType::BF16, log, true, -20, 10, 0);
+    }
+}
+
 TEST_P(SoftmaxTest, InPlaceOnFloat32) {
     std::mt19937_64 rng(6);
     Tensor x({4, 5000}, DType::F32);

@@ -275,6 +275,17 @@ TEST_P(SsdTest, MatchesRecurrenceWithDefaultChunkAndLargeState) {
     check(s, o);
 }
 
+TEST_P(SsdTest, MatchesRecurrenceWithFewWideHeads) {
+    // Fewer heads than threads: the CPU backend splits each head's channels over tasks.
+    Options o;
+    o.chunk_size = 32;
+    o.d = DMode::PerChannel;
+    for (const Shape & s : {Shape{1, 100, 1, 64, 1, 16}, Shape{1, 70, 2, 80, 1, 32}}) {
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
 TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
     // Enough chunks that the scan works through them in several windows, with sequences ending early.
     Options o;
@@ -291,7 +302,7 @@ TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
 TEST_P(SsdTest, MatchesRecurrenceForBatchesAndGroups) {
     Options o;
     o.chunk_size = 16;
-    for (const Shape & s : {Shape{3, 40, 4, 8, 1, 16}, Shape{2, 37, 6, 4, 3, 8}, Shape{2, 20, 4, 8, 4, 16}}) {
+    for (const Shape & s : {Shape{3, 40, 4, 8, 1, 16}, Shape{2, 37, 6, 4, 3, 8}, Shape{2, 20, 4, 8, 4, 16}, Shape{2, 23, 3, 5, 3, 13}}) {
         SCOPED_TRACE(describe(s, o));
         check(s, o);
     }
@@ -451,9 +462,10 @@ TEST_P(SsdStateUpdateTest, MatchesOneStepOfTheRecurrence) {
         for (DMode d : {DMode::None, DMode::PerHead, DMode::PerChannel}) {
             for (bool strided : {false, true}) {
                 for (bool options : {false, true}) {
+                    // dstate 19 leaves a remainder after the eight-wide blocks of the dot product.
+                    const int64_t Bn = 3, H = 6, P = 8, G = 3, N = options ? 19 : 16;
                     SCOPED_TRACE(std::string(mt::dtype_name(dtype)) + " D mode " + std::to_string(int(d)) + (strided ? " strided" : "") +
-                                 (options ? " z, bias, softplus, limit" : ""));
-                    const int64_t Bn = 3, H = 6, P = 8, G = 3, N = 16;
+                                 (options ? " z, bias, softplus, limit, dstate 19" : ""));
                     std::mt19937_64 rng(61 + uint64_t(d) * 7 + uint64_t(dtype) * 3 + strided);
                     Tensor state({Bn, H, P, N}, DType::F32, strided ? spread_last_axis({Bn, H, P, N}, 2) : std::vector<int64_t>{});
                     Tensor x({Bn, H, P}, dtype, strided ? spread_last_axis({Bn, H, P}, 3) : std::vector<int64_t>{});
@@ -657,6 +669,24 @@ TEST_P(SsdErrorTest, BadDtypesAndValuesAreNamed) {
         a.dt_max = 0.25f;
     });
     expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.x); });
+}
+
+TEST_P(SsdErrorTest, OverlappingOutputsAreRejected) {
+    // final_states shifted by one state row against initial_states: partly the same memory.
+    DLTensor shifted{};
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_states' and 'initial_states' overlap in memory", [&](auto & a, auto &) {
+        shifted = *a.initial_states;
+        shifted.byte_offset += 16 * sizeof(float);
+        a.final_states = &shifted;
+    });
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'z' overlap in memory", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.z); });
+    // final_states placed in y's buffer (large enough for it).
+    DLTensor inside_y{};
+    expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_states' and 'y' overlap in memory", [&](auto & a, auto &) {
+        inside_y = *a.final_states;
+        inside_y.data = a.y->data;
+        a.final_states = &inside_y;
+    });
 }
 
 TEST_P(SsdErrorTest, BadCuSeqlensAreNamed) {

@@ -146,6 +146,8 @@ SsdParams validate_ssd(mamba_context & ctx, const mamba_ssd_args & a) {
         check_no_overlap("final_states", f, "x", p.x);
         check_no_overlap("final_states", f, "B", p.B);
         check_no_overlap("final_states", f, "C", p.C);
+        check_no_overlap("final_states", f, "dt", p.dt);
+        if (p.z) check_no_overlap("final_states", f, "z", *p.z);
         if (p.initial_states && !same_view(f, *p.initial_states)) check_no_overlap("final_states", f, "initial_states", *p.initial_states);
     }
 
@@ -210,6 +212,8 @@ SsdStateUpdateParams validate_ssd_state_update(const mamba_context & ctx, const 
     check_no_overlap("state", p.state, "x", p.x);
     check_no_overlap("state", p.state, "B", p.B);
     check_no_overlap("state", p.state, "C", p.C);
+    check_no_overlap("state", p.state, "dt", p.dt);
+    if (p.z) check_no_overlap("state", p.state, "z", *p.z);
 
     check_dt_limit(a.dt_min, a.dt_max);
     p.dt_min = a.dt_min;

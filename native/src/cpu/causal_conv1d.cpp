@@ -1,5 +1,5 @@
 // CPU causal depthwise conv1d and its decode step. Channel-last inputs (the usual (batch, len, dim)
-// memory viewed as (batch, dim, len)) are processed in tiles of channels x time steps, vectorized across
+// memory viewed as (batch, dim, len)) are processed a row of all channels per step, vectorized across
 // channels; time-contiguous inputs one channel at a time, vectorized across time. The width is a
 // template parameter so the taps unroll.
 #include <algorithm>
@@ -14,8 +14,8 @@ namespace mamba::cpu {
 
 namespace {
 
-constexpr int64_t kTileChannels = 64;   // floats per tile row: four AVX-512 vectors
-constexpr int64_t kTileSteps = 64;      // time steps per tile; the width - 1 halo rows are re-read
+constexpr int64_t kBlockChannels = 64;  // channels per block in the decode step: four AVX-512 vectors
+constexpr int64_t kMinStretch = 32;     // time steps a task covers at least, against the K - 1 re-read
 constexpr int64_t kChannelSteps = 2048; // time steps per block on the one-channel-at-a-time path
 constexpr int64_t kMinParallelElements = 1 << 14;  // below this a parallel region costs more than it saves
 
@@ -37,46 +37,66 @@ void load_inputs(const CausalConv1dParams & p, int64_t b, int64_t d0, int64_t co
     }
 }
 
-// Taps (width rows of `count` channels from d0, tap-major) and bias (zeros when absent) of a channel block.
-void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int64_t width, int64_t d0, int64_t count, float * taps,
-                  float * bias_out) {
-    for (int64_t k = 0; k < width; ++k)
-        load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * kTileChannels);
+// Taps (width rows of `count` channels from d0, `pitch` floats apart) and bias (zeros when absent) of a
+// block of channels.
+void load_filters(const Tensor & weight, const std::optional<Tensor> & bias, int64_t width, int64_t d0, int64_t count, int64_t pitch,
+                  float * taps, float * bias_out) {
+    for (int64_t k = 0; k < width; ++k) load_floats(weight.dtype, element(weight, {d0, k}), count, weight.stride[0], taps + k * pitch);
     if (bias) load_floats(bias->dtype, element(*bias, {d0}), count, bias->stride[0], bias_out);
     else std::fill(bias_out, bias_out + count, 0.0f);
 }
 
+// Channel-last inputs: a task covers a stretch of time steps of one sequence, all channels at once, and
+// keeps the last K input rows in a ring. Each step reads one row of x and writes one row of y, and
+// successive rows are adjacent in memory, so a task streams through one contiguous region that hardware
+// prefetchers follow. Stretches re-read the K - 1 steps before them; they are cut only as short as
+// filling the threads needs.
 template <int K>
-void conv_channel_tiles(const mamba_context & ctx, const CausalConv1dParams & p) {
-    constexpr int64_t C = kTileChannels;
-    const int64_t channel_blocks = (p.dim + C - 1) / C;
-    const int64_t step_blocks = (p.len + kTileSteps - 1) / kTileSteps;
-    const int64_t tiles = p.batch * channel_blocks * step_blocks;
-    const bool parallel = p.batch * p.dim * p.len >= kMinParallelElements;
+void conv_rows(const mamba_context & ctx, const CausalConv1dParams & p) {
+    const int64_t D = p.dim;
+    const int64_t threads = std::max<int64_t>(1, ctx.num_threads);
+    int64_t stretches = 1;
+    if (p.batch < 2 * threads) stretches = std::max<int64_t>(1, std::min((2 * threads + p.batch - 1) / p.batch, p.len / kMinStretch));
+    const int64_t tasks = p.batch * stretches;
+    const bool parallel = p.batch * D * p.len >= kMinParallelElements;
+    // Filters of every channel, tap-major, shared by all tasks.
+    std::vector<float> taps(static_cast<size_t>(K * D)), bias(static_cast<size_t>(D));
+    const int64_t channel_blocks = (D + kBlockChannels - 1) / kBlockChannels;
 #pragma omp parallel num_threads(ctx.num_threads) if (parallel)
     {
-        std::vector<float> in(size_t((K - 1 + kTileSteps) * C)), taps(size_t(K * C)), bias(C), out(C);
 #pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-            const int64_t b = tile / (channel_blocks * step_blocks);
-            const int64_t d0 = (tile / step_blocks) % channel_blocks * C;
-            const int64_t t0 = tile % step_blocks * kTileSteps;
-            const int64_t nc = std::min(C, p.dim - d0), nt = std::min(kTileSteps, p.len - t0);
-            load_filters(p.weight, p.bias, K, d0, nc, taps.data(), bias.data());
-            for (int64_t r = 0; r < K - 1 + nt; ++r) load_inputs(p, b, d0, nc, t0 - (K - 1) + r, &in[size_t(r * C)]);
-            for (int64_t t = 0; t < nt; ++t) {
-                const float * window = &in[size_t(t * C)];
+        for (int64_t block = 0; block < channel_blocks; ++block) {
+            const int64_t d0 = block * kBlockChannels;
+            load_filters(p.weight, p.bias, K, d0, std::min(kBlockChannels, D - d0), D, &taps[size_t(d0)], &bias[size_t(d0)]);
+        }
+        // (implicit barrier: the filters are ready)
+        std::vector<float> ring(static_cast<size_t>(K * D)), out(static_cast<size_t>(D));
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < tasks; ++task) {
+            const int64_t b = task / stretches, stretch = task % stretches;
+            const int64_t begin = p.len * stretch / stretches, end = p.len * (stretch + 1) / stretches;
+            // The input of step t lives in ring row (t - begin + K - 1) % K.
+            auto row = [&](int64_t t) { return &ring[size_t((t - begin + K - 1) % K * D)]; };
+            for (int64_t t = begin - (K - 1); t < begin; ++t) load_inputs(p, b, 0, D, t, row(t));
+            // Row pointers advance by a fixed step; no index arithmetic per row.
+            const char * x_row = element(p.x, {b, 0, begin});
+            char * y_row = element(p.y, {b, 0, begin});
+            const int64_t x_step = p.x.stride[2] * int64_t(dtype_size(p.x.dtype)), y_step = p.y.stride[2] * int64_t(dtype_size(p.y.dtype));
+            for (int64_t t = begin; t < end; ++t, x_row += x_step, y_row += y_step) {
+                load_floats(p.x.dtype, x_row, D, p.x.stride[1], row(t));
+                const float * window[K];
+                for (int k = 0; k < K; ++k) window[k] = row(t - (K - 1) + k);
                 const float * w = taps.data();
-                float * o = out.data();
                 const float * bs = bias.data();
+                float * o = out.data();
 #pragma omp simd
-                for (int64_t c = 0; c < nc; ++c) {
+                for (int64_t c = 0; c < D; ++c) {
                     float acc = bs[c];
-                    for (int k = 0; k < K; ++k) acc += w[k * C + c] * window[k * C + c];
+                    for (int k = 0; k < K; ++k) acc += w[k * D + c] * window[k][c];
                     o[c] = acc;
                 }
-                if (p.silu) apply_silu(o, nc);
-                store_floats(p.y.dtype, element(p.y, {b, d0, t0 + t}), nc, p.y.stride[1], o);
+                if (p.silu) apply_silu(o, D);
+                store_floats(p.y.dtype, y_row, D, p.y.stride[1], o);
             }
         }
     }
@@ -114,31 +134,34 @@ void conv_single_channels(const mamba_context & ctx, const CausalConv1dParams & 
     }
 }
 
-// The last width - 1 inputs, reaching into the initial state when len < width - 1. Runs after the
-// convolution because final_state may be initial_state itself.
+// The last width - 1 inputs, reaching into the initial state when len < width - 1, moved a step (a row of
+// all channels) at a time. Runs after the convolution, and reads every step before writing any, because
+// final_state may be initial_state itself.
 void write_final_state(const mamba_context & ctx, const CausalConv1dParams & p) {
     const Tensor & fs = *p.final_state;
-    const int64_t channels = p.batch * p.dim, keep = p.width - 1;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static) if (channels * keep >= kMinParallelElements)
-    for (int64_t channel = 0; channel < channels; ++channel) {
-        const int64_t b = channel / p.dim, d = channel % p.dim;
-        float last[kMaxConvWidth];
-        for (int64_t j = 0; j < keep; ++j) load_inputs(p, b, d, 1, p.len - keep + j, &last[j]);
-        for (int64_t j = 0; j < keep; ++j) store_float(fs.dtype, element(fs, {b, d, j}), last[j]);
+    const int64_t keep = p.width - 1, D = p.dim;
+#pragma omp parallel num_threads(ctx.num_threads) if (p.batch * D * keep >= kMinParallelElements)
+    {
+        std::vector<float> last(static_cast<size_t>(keep * D));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < p.batch; ++b) {
+            for (int64_t j = 0; j < keep; ++j) load_inputs(p, b, 0, D, p.len - keep + j, &last[size_t(j * D)]);
+            for (int64_t j = 0; j < keep; ++j) store_floats(fs.dtype, element(fs, {b, 0, j}), D, fs.stride[1], &last[size_t(j * D)]);
+        }
     }
 }
 
 template <int K>
 void conv(const mamba_context & ctx, const CausalConv1dParams & p) {
-    // Time-contiguous rows read fastest one channel at a time; everything else by channel tiles.
+    // Time-contiguous rows read fastest one channel at a time; everything else a row of channels per step.
     const bool time_contiguous = p.x.stride[2] == 1 && p.len > 1 && p.x.stride[1] != 1;
     if (time_contiguous) conv_single_channels<K>(ctx, p);
-    else conv_channel_tiles<K>(ctx, p);
+    else conv_rows<K>(ctx, p);
 }
 
 template <int K>
 void update(const mamba_context & ctx, const CausalConv1dUpdateParams & p) {
-    constexpr int64_t C = kTileChannels;
+    constexpr int64_t C = kBlockChannels;
     const Tensor & st = p.conv_state;
     const int64_t channel_blocks = (p.dim + C - 1) / C;
     const int64_t blocks = p.batch * channel_blocks;
@@ -150,7 +173,7 @@ void update(const mamba_context & ctx, const CausalConv1dUpdateParams & p) {
         for (int64_t block = 0; block < blocks; ++block) {
             const int64_t b = block / channel_blocks, d0 = block % channel_blocks * C;
             const int64_t nc = std::min(C, p.dim - d0);
-            load_filters(p.weight, p.bias, K, d0, nc, taps.data(), bias.data());
+            load_filters(p.weight, p.bias, K, d0, nc, C, taps.data(), bias.data());
             for (int64_t k = 0; k < K - 1; ++k) load_floats(st.dtype, element(st, {b, d0, k}), nc, st.stride[1], &window[size_t(k * C)]);
             load_floats(p.x.dtype, element(p.x, {b, d0}), nc, p.x.stride[1], &window[size_t((K - 1) * C)]);
             const float * w = taps.data();

@@ -1,7 +1,7 @@
-// CPU Mamba-2 SSD scan in chunks. Each (sequence, head) is one task that walks its chunks in order,
-// carrying the (headdim x dstate) state. Within a chunk of T steps, with a_t = dt_t A the log decay,
+// CPU Mamba-2 SSD scan in chunks. Each (sequence, head) is one task (or a few, over blocks of the
+// head's channels) that walks its chunks in order, carrying the (headdim x dstate) state. Within a chunk of T steps, with a_t = dt_t A the log decay,
 // dA_t = exp(a_t) and decay(t, s) = dA_{s+1} ... dA_t:
-//   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t (lower triangular)
+//   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t, else 0
 //   from the past Y += diag(decay(t, -1)) C S^T
 //   state         S  = decay(T-1, -1) S + (w o X)^T B     w_s = decay(T-1, s) dt_s
 // The three products go to BLAS; the decays are running products of dA, so a chunk costs T
@@ -10,6 +10,7 @@
 // heads run over that window.
 #include <algorithm>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -29,20 +30,26 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> group, x, past, x_weighted, cb, y, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, state, dt, dA, decay_in, decay_row, weight, d, row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
-        auto size = [](std::vector<float> & v, int64_t n) { v.assign(size_t(n), 0.0f); };
+        auto size = [](std::vector<float> & v, int64_t n) { v = std::vector<float>(size_t(n)); };
         size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
-        size(cb, Q * Q), size(y, Q * P);
+        size(cb, Q * Q), size(y, Q * P), size(state, P * N);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
     }
+};
+
+// A range of a head's channels: rows of the state and columns of x and y evolve independently, so a
+// head's channels can be split over tasks when there are fewer heads than threads.
+struct Channels {
+    int64_t p0, pn;
 };
 
 class ChunkedScan {
 public:
     explicit ChunkedScan(const SsdParams & p)
-        : p_(p), dt_(p.dt_softplus, p.dt_min, p.dt_max), Q_(p.chunk_size), P_(p.headdim), N_(p.dstate),
+        : p_(p), dt_(p.dt_softplus, p.dt_min, p.dt_max), Q_(p.chunk_size), N_(p.dstate),
           heads_per_group_(p.heads / p.groups) {}
 
     // Number of chunks of a sequence.
@@ -62,59 +69,61 @@ public:
         lower_cb(T, c, b, cb);
     }
 
-    // Chunks [k0, k1) of one (sequence, head). `state` (headdim x dstate) carries over between calls.
+    // Chunks [k0, k1) of one (sequence, head), channels ch of it. `state` (those channels' rows of the
+    // headdim x dstate state) carries over between calls.
     // `shared`, when given, holds group_chunk() of those chunks for this head's group; without it the
     // head forms its own.
-    void run(const Sequence & s, int64_t h, int64_t k0, int64_t k1, float * state, const float * shared, ChunkBuffers & w) const {
+    void run(const Sequence & s, int64_t h, const Channels & ch, int64_t k0, int64_t k1, float * state, const float * shared,
+             ChunkBuffers & w) const {
         const int64_t last = chunks(s) - 1;
         if (k0 > 0 && last < k0) return;  // finished in an earlier window
         const float A = *reinterpret_cast<const float *>(element(p_.A, {h}));
         const float bias = p_.dt_bias ? *reinterpret_cast<const float *>(element(*p_.dt_bias, {h})) : 0.0f;
-        load_D(h, w.d.data());
+        load_D(h, ch, w.d.data());
         bool has_state = k0 > 0 || p_.initial_states.has_value();
         if (k0 == 0 && p_.initial_states)
-            for (int64_t i = 0; i < P_; ++i)
-                load_floats(DType::F32, element(*p_.initial_states, {s.seq, h, i, 0}), N_, p_.initial_states->stride[3], state + i * N_);
-        if (k0 == 0 && !p_.initial_states) std::fill(state, state + P_ * N_, 0.0f);
+            for (int64_t i = 0; i < ch.pn; ++i)
+                load_floats(DType::F32, element(*p_.initial_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.initial_states->stride[3], state + i * N_);
+        if (k0 == 0 && !p_.initial_states) std::fill(state, state + ch.pn * N_, 0.0f);
         for (int64_t k = k0; k < std::min(k1, last + 1); ++k) {
             const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
             const int64_t t0 = s.start + c0;
             const float * slot = shared ? shared + (k - k0) * group_chunk_floats() : w.group.data();
             if (!shared) group_chunk(s, h / heads_per_group_, k, w.group.data());
             const float *cb = slot, *b = cb + Q_ * Q_, *c = b + Q_ * N_;
-            load_chunk(s.b, t0, T, h, A, bias, w);
+            load_chunk(s.b, t0, T, h, ch, A, bias, w);
             mask_cb(T, cb, w);
-            intra_chunk(T, w);
-            if (has_state) from_state(T, c, state, w);
-            if (k != last || p_.final_states) update_state(T, b, has_state, state, w);
+            intra_chunk(T, ch, w);
+            if (has_state) from_state(T, ch, c, state, w);
+            if (k != last || p_.final_states) update_state(T, ch, b, has_state, state, w);
             has_state = true;
-            store_output(s.b, t0, T, h, w);
+            store_output(s.b, t0, T, h, ch, w);
         }
         if (p_.final_states && last < k1)
-            for (int64_t i = 0; i < P_; ++i)
-                store_floats(DType::F32, element(*p_.final_states, {s.seq, h, i, 0}), N_, p_.final_states->stride[3], state + i * N_);
+            for (int64_t i = 0; i < ch.pn; ++i)
+                store_floats(DType::F32, element(*p_.final_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.final_states->stride[3], state + i * N_);
     }
 
 private:
     static constexpr int64_t kAhead = 8;  // rows prefetched ahead
 
     // Rows of an x-like (batch, len, heads, headdim) view for one batch entry and head from step t0.
-    Rows rows(const Tensor & v, int64_t b, int64_t t0, int64_t h) const {
+    Rows rows(const Tensor & v, int64_t b, int64_t t0, int64_t h, const Channels & ch) const {
         const int64_t es = int64_t(dtype_size(v.dtype));
-        return Rows{element(v, {b, t0, h, 0}), v.stride[1] * es, P_ * std::abs(v.stride[3]) * es};
+        return Rows{element(v, {b, t0, h, ch.p0}), v.stride[1] * es, ch.pn * std::abs(v.stride[3]) * es};
     }
 
-    void load_D(int64_t h, float * d) const {
+    void load_D(int64_t h, const Channels & ch, float * d) const {
         if (!p_.D) {
-            std::fill(d, d + P_, 0.0f);
+            std::fill(d, d + ch.pn, 0.0f);
         } else if (p_.D_per_channel) {
-            load_floats(DType::F32, element(*p_.D, {h, 0}), P_, p_.D->stride[1], d);
+            load_floats(DType::F32, element(*p_.D, {h, ch.p0}), ch.pn, p_.D->stride[1], d);
         } else {
-            std::fill(d, d + P_, *reinterpret_cast<const float *>(element(*p_.D, {h})));
+            std::fill(d, d + ch.pn, *reinterpret_cast<const float *>(element(*p_.D, {h})));
         }
     }
 
-    void load_chunk(int64_t b, int64_t t0, int64_t T, int64_t h, float A, float bias, ChunkBuffers & w) const {
+    void load_chunk(int64_t b, int64_t t0, int64_t T, int64_t h, const Channels & ch, float A, float bias, ChunkBuffers & w) const {
         load_floats(p_.dt.dtype, element(p_.dt, {b, t0, h}), T, p_.dt.stride[1], w.dt.data());
         for (int64_t t = 0; t < T; ++t) {
             w.dt[t] = dt_(w.dt[t], bias);
@@ -128,10 +137,10 @@ private:
             w.weight[t] = w.dt[t] * tail;
             tail *= w.dA[t];
         }
-        const Rows x = rows(p_.x, b, t0, h);
+        const Rows x = rows(p_.x, b, t0, h, ch);
         for (int64_t t = 0; t < T; ++t) {
             if (t + kAhead < T) x.fetch(t + kAhead);
-            load_floats(p_.x.dtype, x[t], P_, p_.x.stride[3], &w.x[size_t(t * P_)]);
+            load_floats(p_.x.dtype, x[t], ch.pn, p_.x.stride[3], &w.x[size_t(t * ch.pn)]);
         }
     }
 
@@ -163,58 +172,58 @@ private:
     }
 
     // y = (L o C B^T) x over the chunk, with the masked matrix in w.cb.
-    void intra_chunk(int64_t T, ChunkBuffers & w) const {
-        std::copy(w.x.begin(), w.x.begin() + T * P_, w.y.begin());
-        cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, int(T), int(P_), 1.0f, w.cb.data(), int(Q_), w.y.data(), int(P_));
+    void intra_chunk(int64_t T, const Channels & ch, ChunkBuffers & w) const {
+        std::copy(w.x.begin(), w.x.begin() + T * ch.pn, w.y.begin());
+        cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, int(T), int(ch.pn), 1.0f, w.cb.data(), int(Q_), w.y.data(), int(ch.pn));
     }
 
     // y += diag(decay from chunk start) C S^T: what the state entering the chunk contributes.
-    void from_state(int64_t T, const float * c, const float * state, ChunkBuffers & w) const {
+    void from_state(int64_t T, const Channels & ch, const float * c, const float * state, ChunkBuffers & w) const {
         // C S^T first, then scaled per row: P columns to scale instead of N.
         float * past = w.past.data();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(P_), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(P_));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(ch.pn), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(ch.pn));
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.decay_in[t];
-            float * y = &w.y[size_t(t * P_)];
-            const float * from = past + t * P_;
-            for (int64_t i = 0; i < P_; ++i) y[i] += f * from[i];
+            float * y = &w.y[size_t(t * ch.pn)];
+            const float * from = past + t * ch.pn;
+            for (int64_t i = 0; i < ch.pn; ++i) y[i] += f * from[i];
         }
     }
 
     // S = decay(whole chunk) S + (w o X)^T B.
-    void update_state(int64_t T, const float * b, bool has_state, float * state, ChunkBuffers & w) const {
+    void update_state(int64_t T, const Channels & ch, const float * b, bool has_state, float * state, ChunkBuffers & w) const {
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.weight[t];
-            const float * src = &w.x[size_t(t * P_)];
-            float * dst = &w.x_weighted[size_t(t * P_)];
-            for (int64_t i = 0; i < P_; ++i) dst[i] = f * src[i];
+            const float * src = &w.x[size_t(t * ch.pn)];
+            float * dst = &w.x_weighted[size_t(t * ch.pn)];
+            for (int64_t i = 0; i < ch.pn; ++i) dst[i] = f * src[i];
         }
         const float keep = has_state ? w.decay_in[size_t(T - 1)] : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(P_), int(N_), int(T), 1.0f, w.x_weighted.data(), int(P_), b, int(N_),
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(ch.pn), int(N_), int(T), 1.0f, w.x_weighted.data(), int(ch.pn), b, int(N_),
                     keep, state, int(N_));
     }
 
-    void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, ChunkBuffers & w) const {
-        const Rows y_rows = rows(p_.y, b, t0, h);
-        const Rows z_rows = p_.z ? rows(*p_.z, b, t0, h) : Rows{};
+    void store_output(int64_t b, int64_t t0, int64_t T, int64_t h, const Channels & ch, ChunkBuffers & w) const {
+        const Rows y_rows = rows(p_.y, b, t0, h, ch);
+        const Rows z_rows = p_.z ? rows(*p_.z, b, t0, h, ch) : Rows{};
         for (int64_t t = 0; t < T; ++t) {
-            float * y = &w.y[size_t(t * P_)];
-            const float * x = &w.x[size_t(t * P_)];
-            for (int64_t i = 0; i < P_; ++i) y[i] += w.d[i] * x[i];
+            float * y = &w.y[size_t(t * ch.pn)];
+            const float * x = &w.x[size_t(t * ch.pn)];
+            for (int64_t i = 0; i < ch.pn; ++i) y[i] += w.d[i] * x[i];
             if (p_.z) {
                 float * z = w.row.data();
                 if (t + kAhead < T) z_rows.fetch(t + kAhead);
-                load_floats(p_.z->dtype, z_rows[t], P_, p_.z->stride[3], z);
-                multiply_by_silu(y, z, P_);
+                load_floats(p_.z->dtype, z_rows[t], ch.pn, p_.z->stride[3], z);
+                multiply_by_silu(y, z, ch.pn);
             }
             if (t + kAhead < T) y_rows.fetch(t + kAhead, true);
-            store_floats(p_.y.dtype, y_rows[t], P_, p_.y.stride[3], y);
+            store_floats(p_.y.dtype, y_rows[t], ch.pn, p_.y.stride[3], y);
         }
     }
 
     const SsdParams & p_;
     const DtTransform dt_;
-    const int64_t Q_, P_, N_, heads_per_group_;
+    const int64_t Q_, N_, heads_per_group_;
 };
 
 std::vector<Sequence> sequences(const SsdParams & p) {
@@ -246,19 +255,30 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t window = shared ? std::min({max_chunks, kMaxWindow, int64_t(kSharedBudgetBytes / cb_bytes_per_chunk)}) : std::max<int64_t>(max_chunks, 1);
     const int64_t windows = std::max<int64_t>(1, (max_chunks + window - 1) / window);
     std::vector<float> shared_cb(shared ? size_t(nseq * G * window) * slot : 0);
-    std::vector<float> states(size_t(nseq * H * PN));  // carried between windows
+    // States wait between windows; with a single window each task keeps its own in its buffers.
+    std::vector<float> states(windows > 1 ? size_t(nseq * H * PN) : 0);
+
+    // With fewer (sequence, head) tasks than two per thread, heads' channels are split into blocks (of at
+    // least 16) so that every thread has work.
+    const int64_t threads = std::max<int64_t>(1, ctx.num_threads), P = p.headdim;
+    int64_t splits = 1;
+    while (nseq * H * splits < 2 * threads && (P + 2 * splits - 1) / (2 * splits) >= 16) splits *= 2;
+    const int64_t block = (P + splits - 1) / splits;
+    splits = (P + block - 1) / block;
+    const int64_t tasks = nseq * H * splits;
 
     SingleThreadedBlas single_threaded_blas;
     // Exceptions must not leave an OpenMP region: the first is kept and rethrown after it, and every
     // thread still meets each worksharing loop.
     std::exception_ptr error;
+    std::mutex error_mutex;
 #pragma omp parallel num_threads(ctx.num_threads)
     {
         std::optional<ChunkBuffers> buffers;
         try {
             buffers.emplace(p.chunk_size, p.headdim, p.dstate);
         } catch (...) {
-#pragma omp critical(mamba_ssd_error)
+            std::lock_guard<std::mutex> lock(error_mutex);
             if (!error) error = std::current_exception();
         }
         for (int64_t win = 0; win < windows; ++win) {
@@ -271,10 +291,13 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
                 }
             }
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t task = 0; task < nseq * H; ++task) {
-                const int64_t seq = task / H, h = task % H, g = h / (H / G);
+            for (int64_t task = 0; task < tasks; ++task) {
+                const int64_t seq = task / (H * splits), h = task / splits % H, g = h / (H / G);
+                const Channels ch{task % splits * block, std::min(block, P - task % splits * block)};
                 const float * cb = shared ? &shared_cb[size_t((seq * G + g) * window) * slot] : nullptr;
-                if (buffers) scan.run(seqs[size_t(seq)], h, k0, k1, &states[size_t(task * PN)], cb, *buffers);
+                if (!buffers) continue;
+                float * state = windows > 1 ? &states[size_t((seq * H + h) * PN + ch.p0 * p.dstate)] : buffers->state.data();
+                scan.run(seqs[size_t(seq)], h, ch, k0, k1, state, cb, *buffers);
             }
         }
     }

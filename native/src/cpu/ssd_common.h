@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 
 #include <cblas.h>
 
@@ -81,25 +82,39 @@ struct Rows {
 };
 
 // While alive, OpenBLAS runs each call on the calling thread only: our OpenMP threads already split the
-// work, and OpenBLAS's own thread pool on top of them would oversubscribe the cores.
+// work, and OpenBLAS's own thread pool on top of them would oversubscribe the cores. The setting is
+// process-wide, so overlapping scopes (contexts used from several threads) share it: the first to enter
+// saves and lowers it, the last to leave restores it.
 class SingleThreadedBlas {
 public:
+    SingleThreadedBlas() {
 #if defined(OPENBLAS_VERSION)
-    SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
-        if (previous_ != 1) openblas_set_num_threads(1);
+        std::lock_guard<std::mutex> lock(state().mutex);
+        if (state().users++ == 0) {
+            state().saved = openblas_get_num_threads();
+            if (state().saved != 1) openblas_set_num_threads(1);
+        }
+#endif
     }
     ~SingleThreadedBlas() {
-        if (previous_ != 1) openblas_set_num_threads(previous_);
-    }
-
-private:
-    int previous_;
-#else
-    SingleThreadedBlas() = default;
+#if defined(OPENBLAS_VERSION)
+        std::lock_guard<std::mutex> lock(state().mutex);
+        if (--state().users == 0 && state().saved != 1) openblas_set_num_threads(state().saved);
 #endif
-public:
+    }
     SingleThreadedBlas(const SingleThreadedBlas &) = delete;
     SingleThreadedBlas & operator=(const SingleThreadedBlas &) = delete;
+
+private:
+    struct Shared {
+        std::mutex mutex;
+        int users = 0;
+        int saved = 1;
+    };
+    static Shared & state() {
+        static Shared shared;
+        return shared;
+    }
 };
 
 }  // namespace mamba::cpu

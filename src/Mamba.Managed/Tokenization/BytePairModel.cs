@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text;
 
 namespace Mamba.Tokenization;
 
@@ -16,6 +15,9 @@ internal sealed class BytePairModel
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<long, (int Rank, int NewId)> _merges;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
+    // Id of each single byte-level character (pieces hold nothing else), -1 when the vocabulary lacks it.
+    private readonly int[] _charIds;
     private readonly int? _unknownId;
     private readonly bool _fuseUnknown;
     private readonly bool _ignoreMerges;
@@ -27,46 +29,53 @@ internal sealed class BytePairModel
         _unknownId = unknownId;
         _fuseUnknown = fuseUnknown;
         _ignoreMerges = ignoreMerges;
+        _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
+        _charIds = new int[ByteLevelAlphabet.MaxChar + 1];
+        for (var c = 0; c < _charIds.Length; c++)
+        {
+            _charIds[c] = vocab.TryGetValue(((char)c).ToString(), out var id) ? id : -1;
+        }
     }
 
     public static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
 
-    /// <summary>Appends the ids of <paramref name="piece"/> to <paramref name="ids"/>.</summary>
-    public void Encode(string piece, List<int> ids)
+    /// <summary>Appends the ids of <paramref name="piece"/> (byte-level characters only) to <paramref name="ids"/>.</summary>
+    public void Encode(ReadOnlySpan<char> piece, List<int> ids)
     {
-        if (_ignoreMerges && _vocab.TryGetValue(piece, out var whole))
+        if (piece.Length == 1 && _charIds[piece[0]] >= 0)
         {
-            ids.Add(whole);
+            ids.Add(_charIds[piece[0]]);
             return;
         }
-        if (_cache.TryGetValue(piece, out var cached))
+        if (_cacheBySpan.TryGetValue(piece, out var cached))
         {
             ids.AddRange(cached);
+            return;
+        }
+        var key = piece.ToString();
+        if (_ignoreMerges && _vocab.TryGetValue(key, out var whole))
+        {
+            ids.Add(whole);
             return;
         }
         var result = Merge(piece);
         if (piece.Length <= MaxCachedPieceLength && _cache.Count < CacheCapacity)
         {
-            _cache.TryAdd(piece, result);
+            _cache.TryAdd(key, result);
         }
         ids.AddRange(result);
     }
 
-    private int[] Merge(string piece)
+    private int[] Merge(ReadOnlySpan<char> piece)
     {
         // Initial symbols: one per character. Characters missing from the vocabulary become the unknown token
         // (consecutive ones fused when asked) or, without one, are dropped - as the reference does.
         var symbols = new List<int>(piece.Length);
         var lastWasUnknown = false;
-        var single = new StringBuilder(2);
-        for (var i = 0; i < piece.Length; i++)
+        foreach (var c in piece)
         {
-            single.Clear().Append(piece[i]);
-            if (char.IsHighSurrogate(piece[i]) && i + 1 < piece.Length && char.IsLowSurrogate(piece[i + 1]))
-            {
-                single.Append(piece[++i]);
-            }
-            if (_vocab.TryGetValue(single.ToString(), out var id))
+            var id = c < _charIds.Length ? _charIds[c] : -1;
+            if (id >= 0)
             {
                 symbols.Add(id);
                 lastWasUnknown = false;

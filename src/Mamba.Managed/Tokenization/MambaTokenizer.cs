@@ -9,11 +9,13 @@ namespace Mamba.Tokenization;
 /// normalized (NFC etc.), split with the GPT-2 pattern, mapped byte by byte to the byte-level alphabet, and merged.
 /// </summary>
 /// <remarks>
-/// Written here rather than on Microsoft.ML.Tokenizers 2.0.1: its BpeTokenizer (ByteLevel, GPT-2 RegexPreTokenizer,
-/// special tokens) reproduced 57 of the 62 reference cases; it matched the GPT-NeoX whitespace added tokens
-/// ("  ", "    ", ...) shortest-first instead of leftmost-longest (4 spaces became two 2-space tokens), has no
-/// notion of added tokens matched after normalization, and a .NET regex splits letters outside the BMP as
-/// surrogates. Truncation and padding settings of the file are ignored (a prompt is never cut or padded). Instances
+/// Written here rather than on Microsoft.ML.Tokenizers 2.0.1, after testing it on the reference data: its
+/// BpeTokenizer (ByteLevel, GPT-2 RegexPreTokenizer, added tokens as special tokens) got all 47 cases of the
+/// shipped model's tokenizer but only 58 of the 63 GPT-NeoX-style ones. It matched the NeoX whitespace added
+/// tokens ("  ", "    ", ...) shortest-first instead of leftmost-longest (4 spaces became two 2-space tokens),
+/// it has no added tokens matched after normalization, and its .NET regex splits "a𠜎b" into three pieces where
+/// the reference keeps one (surrogates are not \p{L}), which changes ids whenever a merge spans them.
+/// Truncation and padding settings of the file are ignored (a prompt is never cut or padded). Instances
 /// are immutable and safe to use from several threads.
 /// </remarks>
 public sealed class MambaTokenizer
@@ -29,6 +31,7 @@ public sealed class MambaTokenizer
     private readonly string?[] _tokens;
     private readonly byte[]?[] _tokenBytes;
     private readonly bool[] _special;
+    private readonly Dictionary<string, int> _ids;
 
     private MambaTokenizer(TokenizerSpec spec)
     {
@@ -54,6 +57,11 @@ public sealed class MambaTokenizer
             _tokens[t.Id] = t.Content;
             _special[t.Id] = t.Special;
         }
+        _ids = new Dictionary<string, int>(spec.Vocab, StringComparer.Ordinal);
+        foreach (var t in spec.AddedTokens.AsEnumerable().Reverse())
+        {
+            _ids[t.Content] = t.Id; // the first added token with a content wins
+        }
         _tokenBytes = new byte[]?[VocabSize];
         for (var id = 0; id < VocabSize; id++)
         {
@@ -77,6 +85,22 @@ public sealed class MambaTokenizer
         return new MambaTokenizer(TokenizerFileReader.Read(tokenizerJsonPath, tokenizerConfigPath));
     }
 
+    /// <summary>
+    /// Loads <c>tokenizer.json</c> from a checkpoint directory, with <c>tokenizer_config.json</c> when it is there.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The directory has no tokenizer.json.</exception>
+    public static MambaTokenizer FromDirectory(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        var json = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(json))
+        {
+            throw new FileNotFoundException($"no tokenizer.json in {directory}", json);
+        }
+        var config = Path.Combine(directory, "tokenizer_config.json");
+        return FromFile(json, File.Exists(config) ? config : null);
+    }
+
     /// <summary>One more than the highest token id (model vocabulary and added tokens).</summary>
     public int VocabSize { get; }
 
@@ -88,6 +112,13 @@ public sealed class MambaTokenizer
 
     /// <summary>The vocabulary string of <paramref name="id"/> (byte-level form, e.g. "Ġthe"), or null when no token has that id.</summary>
     public string? TokenToString(int id) => (uint)id < (uint)VocabSize ? _tokens[id] : null;
+
+    /// <summary>The id of a token given in its vocabulary form (added tokens first), or null when there is none.</summary>
+    public int? TokenToId(string token)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        return _ids.TryGetValue(token, out var id) ? id : null;
+    }
 
     /// <summary>Whether <paramref name="id"/> is an added token flagged special (skipped by <c>skipSpecialTokens</c>).</summary>
     public bool IsSpecialToken(int id) => (uint)id < (uint)VocabSize && _special[id];
@@ -178,30 +209,45 @@ public sealed class MambaTokenizer
         }
         if (!_useRegex)
         {
-            _model.Encode(ToByteLevel(text), ids);
+            EncodePiece(text, ids);
             return;
         }
         var pieces = new List<(int Start, int Length)>();
         Gpt2PreTokenizer.Split(text, pieces);
         foreach (var (start, length) in pieces)
         {
-            _model.Encode(ToByteLevel(text.AsSpan(start, length)), ids);
+            EncodePiece(text.AsSpan(start, length), ids);
         }
+    }
+
+    private void EncodePiece(ReadOnlySpan<char> piece, List<int> ids)
+    {
+        var byteCount = Encoding.UTF8.GetByteCount(piece);
+        if (byteCount > 1024)
+        {
+            _model.Encode(ToByteLevel(piece), ids);
+            return;
+        }
+        Span<byte> bytes = stackalloc byte[byteCount];
+        Span<char> mapped = stackalloc char[byteCount];
+        Encoding.UTF8.GetBytes(piece, bytes);
+        for (var i = 0; i < byteCount; i++)
+        {
+            mapped[i] = ByteLevelAlphabet.ByteToChar(bytes[i]);
+        }
+        _model.Encode(mapped, ids);
     }
 
     /// <summary>UTF-8 bytes of the text, one byte-level character each (a lone surrogate encodes as U+FFFD).</summary>
     internal static string ToByteLevel(ReadOnlySpan<char> text)
     {
-        var byteCount = Encoding.UTF8.GetByteCount(text);
-        Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : new byte[byteCount];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return string.Create(byteCount, bytes.ToArray(), static (chars, b) =>
+        var bytes = Encoding.UTF8.GetBytes(text.ToArray());
+        var chars = new char[bytes.Length];
+        for (var i = 0; i < bytes.Length; i++)
         {
-            for (var i = 0; i < b.Length; i++)
-            {
-                chars[i] = ByteLevelAlphabet.ByteToChar(b[i]);
-            }
-        });
+            chars[i] = ByteLevelAlphabet.ByteToChar(bytes[i]);
+        }
+        return new string(chars);
     }
 
     /// <summary>

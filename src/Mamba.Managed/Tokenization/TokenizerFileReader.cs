@@ -31,6 +31,9 @@ internal static class TokenizerFileReader
     /// <summary>The conventional GPT-NeoX / GPT-2 document separator, used as BOS and EOS when nothing says otherwise.</summary>
     private const string EndOfText = "<|endoftext|>";
 
+    /// <summary>Ids index dense tables, so an absurd id (a corrupt file) is refused rather than allocated.</summary>
+    private const int MaxTokenId = (1 << 24) - 1;
+
     public static TokenizerSpec Read(string path, string? configPath)
     {
         using var doc = ParseJson(path);
@@ -129,9 +132,9 @@ internal static class TokenizerFileReader
         var owners = new Dictionary<int, string>();
         foreach (var entry in vocabElement.EnumerateObject())
         {
-            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out var id) || id < 0)
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out var id) || id is < 0 or > MaxTokenId)
             {
-                throw new TokenizerFormatException(path, $"model.vocab entry {Quote(entry.Name)} has id {entry.Value.GetRawText()}, expected a non-negative integer");
+                throw new TokenizerFormatException(path, $"model.vocab entry {Quote(entry.Name)} has id {entry.Value.GetRawText()}, expected an integer from 0 to {MaxTokenId}");
             }
             if (owners.TryGetValue(id, out var other))
             {
@@ -211,9 +214,9 @@ internal static class TokenizerFileReader
             {
                 throw new TokenizerFormatException(path, $"{where} has an empty content");
             }
-            if (!t.TryGetProperty("id", out var idElement) || !idElement.TryGetInt32(out var id) || id < 0)
+            if (!t.TryGetProperty("id", out var idElement) || idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out var id) || id is < 0 or > MaxTokenId)
             {
-                throw new TokenizerFormatException(path, $"{where} ({Quote(content)}) has no non-negative integer \"id\"");
+                throw new TokenizerFormatException(path, $"{where} ({Quote(content)}) has no \"id\" from 0 to {MaxTokenId}");
             }
             var special = OptionalBool(path, t, "special") ?? false;
             list.Add(new AddedToken(id, content, special,

@@ -51,6 +51,10 @@ public class TokenizerFileTests
         Assert.That(tokenizer.TokenToString(hello[0]), Is.EqualTo("Ġthe"));
         Assert.That(tokenizer.TokenToString(-1), Is.Null);
         Assert.That(tokenizer.TokenToString(tokenizer.VocabSize), Is.Null);
+        Assert.That(tokenizer.TokenToId("Ġthe"), Is.EqualTo(hello[0]));
+        Assert.That(tokenizer.TokenToId("<|padding|>"), Is.EqualTo(1));
+        Assert.That(tokenizer.TokenToId("    "), Is.EqualTo(tokenizer.Encode("    ").Single()), "an added whitespace token");
+        Assert.That(tokenizer.TokenToId("no such token"), Is.Null);
         Assert.That(tokenizer.IsSpecialToken(0), Is.True);
         Assert.That(tokenizer.IsSpecialToken(hello[0]), Is.False);
     }
@@ -62,6 +66,19 @@ public class TokenizerFileTests
         Assert.That(tokenizer.BosTokenId, Is.EqualTo(0));
         Assert.That(tokenizer.EosTokenId, Is.EqualTo(0));
         Assert.That(tokenizer.Encode("hi", addSpecialTokens: true), Is.EqualTo(new[] { 0 }.Concat(tokenizer.Encode("hi"))));
+    }
+
+    [Test]
+    public void ShippedModelTokenizerLoadsWithEndOfTextAsBosAndEos()
+    {
+        var path = Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib", "tokenizer.json");
+        var tokenizer = MambaTokenizer.FromFile(path);
+        var modelConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib", "config.json")))!;
+        Assert.That(tokenizer.VocabSize, Is.LessThanOrEqualTo((int)modelConfig["vocab_size"]!));
+        Assert.That(tokenizer.BosTokenId, Is.EqualTo((int)modelConfig["bos_token_id"]!));
+        Assert.That(tokenizer.EosTokenId, Is.EqualTo((int)modelConfig["eos_token_id"]!));
+        Assert.That(tokenizer.Encode("def f():", addSpecialTokens: true), Is.EqualTo(tokenizer.Encode("def f():")),
+            "a ByteLevel post-processor adds no tokens");
     }
 
     [Test]
@@ -102,7 +119,7 @@ public class TokenizerFileTests
             .Select(p => asPairs ? (JsonNode)new JsonArray(p.Item1, p.Item2) : JsonValue.Create(p.Item1 + " " + p.Item2)!)
             .ToArray());
         var tokenizer = MambaTokenizer.FromFile(Write(json));
-        foreach (var c in TokenizerTestData.EncodeCases())
+        foreach (var c in TokenizerTestData.EncodeCases(TokenizerTestData.NeoX))
         {
             Assert.That(tokenizer.Encode(c.Text), Is.EqualTo(c.Ids), c.ToString());
         }
@@ -142,6 +159,21 @@ public class TokenizerFileTests
     }
 
     [Test]
+    public void FromDirectoryPicksUpTheConfigWhenPresent()
+    {
+        Write(Reference());
+        Assert.That(MambaTokenizer.FromDirectory(_dir).Encode("x", addSpecialTokens: true)[0], Is.EqualTo(0), "the file's BOS template");
+        Write("tokenizer_config.json", """{"add_bos_token": false, "eos_token": "<|padding|>"}""");
+        var withConfig = MambaTokenizer.FromDirectory(_dir);
+        Assert.That(withConfig.Encode("x", addSpecialTokens: true), Is.EqualTo(withConfig.Encode("x")));
+        Assert.That(withConfig.EosTokenId, Is.EqualTo(1));
+        var empty = Path.Combine(_dir, "empty");
+        Directory.CreateDirectory(empty);
+        var e = Assert.Throws<FileNotFoundException>(() => MambaTokenizer.FromDirectory(empty))!;
+        Assert.That(e.Message, Does.Contain("no tokenizer.json in " + empty));
+    }
+
+    [Test]
     public void MissingFileNamesThePath()
     {
         var path = Path.Combine(_dir, "absent", "tokenizer.json");
@@ -167,12 +199,14 @@ public class TokenizerFileTests
         yield return Case("no vocab", j => j["model"]!.AsObject().Remove("vocab"), "missing \"vocab\"");
         yield return Case("vocab array", j => j["model"]!["vocab"] = new JsonArray(), "\"vocab\" is a Array");
         yield return Case("negative id", j => j["model"]!["vocab"]!["a"] = -3, "\"a\" has id -3");
+        yield return Case("huge id", j => j["model"]!["vocab"]!["a"] = 2_000_000_000, "\"a\" has id 2000000000");
+        yield return Case("huge added id", j => j["added_tokens"]![2]!["id"] = int.MaxValue, "added_tokens[2] (\"  \") has no \"id\" from 0 to");
         yield return Case("duplicate id", j => j["model"]!["vocab"]!["b"] = (int)j["model"]!["vocab"]!["a"]!, "gives id");
-        yield return Case("merge not in vocab", j => j["model"]!["merges"]!.AsArray().Add(new JsonArray("a", "zz")), "\"zz\", which is not in model.vocab");
+        yield return Case("merge not in vocab", j => j["model"]!["merges"]!.AsArray().Add(new JsonArray("a", "Ā€Ā")), "\"Ā€Ā\", which is not in model.vocab");
         yield return Case("merge string shape", j => j["model"]!["merges"]!.AsArray().Add("a b c"), "not two tokens separated by one space");
         yield return Case("merge number", j => j["model"]!["merges"]!.AsArray().Add(7), "expected \"a b\"");
         yield return Case("unk not in vocab", j => j["model"]!["unk_token"] = "<unk>", "unk_token \"<unk>\" is not in the vocabulary");
-        yield return Case("added token without id", j => j["added_tokens"]!.AsArray().Add(new JsonObject { ["content"] = "<x>" }), "added_tokens[5] (\"<x>\") has no");
+        yield return Case("added token without id", j => j["added_tokens"]!.AsArray().Add(new JsonObject { ["content"] = "<x>" }), "added_tokens[5] (\"<x>\") has no \"id\"");
         yield return Case("added token flag", j => j["added_tokens"]![0]!["special"] = "yes", "\"special\" is \"yes\", expected true or false");
         yield return Case("template without $A", j => j["post_processor"]!["single"]!.AsArray().RemoveAt(1), "does not contain the sequence $A");
         yield return Case("template unknown special", j => j["post_processor"]!["special_tokens"] = new JsonObject(), "no ids for \"<|endoftext|>\"");

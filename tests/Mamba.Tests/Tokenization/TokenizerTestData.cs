@@ -1,17 +1,30 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using Mamba.Tokenization;
 
 namespace Mamba.Tests.Tokenization;
 
 /// <summary>
-/// The reference data in TestData/tokenizer, written by tools/fixtures/make_tokenizer_cases.py with the Hugging Face
-/// tokenizers library: a small byte-level BPE with GPT-NeoX settings and the ids the library gives for hard strings.
+/// Reference data written with the Hugging Face tokenizers library, never by the code under test. Two sets:
+/// <c>TestData/tokenizer</c> (the byte-level BPE of the shipped model, by tools/embedded_model/train.py) and
+/// <c>TestData/tokenizer-neox</c> (a small BPE with every GPT-NeoX setting: NFC, whitespace added tokens, a BOS
+/// post-processor; by tools/fixtures/make_tokenizer_cases.py, which also records the pre-tokenizer pieces, ids
+/// with special tokens, invalid-UTF-8 decodings and setting variants).
 /// </summary>
 public static class TokenizerTestData
 {
-    public sealed record EncodeCase(string Text, int[] Ids, int[] IdsWithSpecial, string Decoded, string[] Pieces)
+    /// <summary>The shipped model's tokenizer.</summary>
+    public const string Shipped = "tokenizer";
+
+    /// <summary>The GPT-NeoX-style tokenizer with the extra reference data.</summary>
+    public const string NeoX = "tokenizer-neox";
+
+    public static readonly string[] DataSets = [Shipped, NeoX];
+
+    /// <summary>One reference string; the optional fields are present in the NeoX set only.</summary>
+    public sealed record EncodeCase(string DataSet, string Text, int[] Ids, string Decoded, int[]? IdsWithSpecial, string[]? Pieces)
     {
-        public override string ToString() => JsonSerializer.Serialize(Text);
+        public override string ToString() => DataSet + ":" + JsonSerializer.Serialize(Text);
     }
 
     public sealed record DecodeCase(int[] Ids, string Decoded, string DecodedSkipSpecial)
@@ -19,35 +32,43 @@ public static class TokenizerTestData
         public override string ToString() => "[" + string.Join(",", Ids) + "]";
     }
 
-    public static string Directory => Path.Combine(TestSupport.RepoRoot, "tests", "Mamba.Tests", "TestData", "tokenizer");
+    public static string DirectoryOf(string dataSet) => Path.Combine(TestSupport.RepoRoot, "tests", "Mamba.Tests", "TestData", dataSet);
 
-    public static string TokenizerJson => Path.Combine(Directory, "tokenizer.json");
+    public static string TokenizerJsonOf(string dataSet) => Path.Combine(DirectoryOf(dataSet), "tokenizer.json");
 
-    private static readonly Lazy<MambaTokenizer> Shared = new(() => MambaTokenizer.FromFile(TokenizerJson));
+    /// <summary>The NeoX set's tokenizer.json, the base of the file-handling tests.</summary>
+    public static string TokenizerJson => TokenizerJsonOf(NeoX);
 
-    internal static MambaTokenizer Tokenizer => Shared.Value;
+    private static readonly ConcurrentDictionary<string, MambaTokenizer> Loaded = new();
 
-    public static IEnumerable<EncodeCase> EncodeCases() =>
-        Lines("cases.jsonl").Select(root => new EncodeCase(
+    internal static MambaTokenizer TokenizerOf(string dataSet) => Loaded.GetOrAdd(dataSet, d => MambaTokenizer.FromFile(TokenizerJsonOf(d)));
+
+    internal static MambaTokenizer Tokenizer => TokenizerOf(NeoX);
+
+    public static IEnumerable<EncodeCase> EncodeCases() => DataSets.SelectMany(EncodeCases);
+
+    public static IEnumerable<EncodeCase> EncodeCases(string dataSet) =>
+        Lines(dataSet, "cases.jsonl").Select(root => new EncodeCase(
+            dataSet,
             root.GetProperty("text").GetString()!,
             Ints(root.GetProperty("ids")),
-            Ints(root.GetProperty("ids_with_special")),
             root.TryGetProperty("decoded", out var d) ? d.GetString()! : root.GetProperty("text").GetString()!,
-            root.GetProperty("pieces").EnumerateArray().Select(p => p.GetString()!).ToArray()));
+            root.TryGetProperty("ids_with_special", out var s) ? Ints(s) : null,
+            root.TryGetProperty("pieces", out var p) ? p.EnumerateArray().Select(e => e.GetString()!).ToArray() : null));
 
     public static IEnumerable<DecodeCase> DecodeCases() =>
-        Lines("decode_cases.jsonl").Select(root => new DecodeCase(
+        Lines(NeoX, "decode_cases.jsonl").Select(root => new DecodeCase(
             Ints(root.GetProperty("ids")),
             root.GetProperty("decoded").GetString()!,
             root.GetProperty("decoded_skip_special").GetString()!));
 
-    private static IEnumerable<JsonElement> Lines(string file)
+    private static IEnumerable<JsonElement> Lines(string dataSet, string file)
     {
         // Split on '\n' only: texts hold U+0085 and U+2028, which some line readers treat as line ends.
-        var text = File.ReadAllText(Path.Combine(Directory, file));
+        var text = File.ReadAllText(Path.Combine(DirectoryOf(dataSet), file));
         foreach (var line in text.Split('\n'))
         {
-            if (line.Length > 0)
+            if (line.Trim().Length > 0)
             {
                 using var doc = JsonDocument.Parse(line);
                 yield return doc.RootElement.Clone();

@@ -19,7 +19,7 @@ public class VariantCasesTests
 
     private static IEnumerable<Variant> Variants()
     {
-        var root = JsonNode.Parse(File.ReadAllText(Path.Combine(TokenizerTestData.Directory, "variants.json")))!.AsArray();
+        var root = JsonNode.Parse(File.ReadAllText(Path.Combine(TokenizerTestData.DirectoryOf(TokenizerTestData.NeoX), "variants.json")))!.AsArray();
         return root.Select(v => new Variant((string)v!["name"]!, v.AsObject()));
     }
 
