@@ -41,6 +41,14 @@ internal sealed class InMemoryCheckpoint : ICheckpoint
 
     public void Remove(string name) => _tensors.Remove(name);
 
+    /// <summary>Stores an existing tensor under another name (e.g. to mimic another naming scheme).</summary>
+    public void Rename(string from, string to)
+    {
+        var t = (Entry)_tensors[from];
+        _tensors.Remove(from);
+        _tensors[to] = new Entry(to, t.DType, [.. t.Shape], t.Bytes.ToArray());
+    }
+
     public void Dispose()
     {
     }
