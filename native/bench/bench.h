@@ -37,7 +37,8 @@ private:
 
 struct Case {
     std::string name;
-    // Sets up inputs on `bench`, returns the work to time; fills bytes and flops for the rates.
+    // Sets up inputs on `bench`, returns the work to time (or an empty function to skip the case on this
+    // device); fills bytes and flops for the rates.
     std::function<std::function<void()>(Bench & bench, double & bytes, double & flops)> setup;
 };
 

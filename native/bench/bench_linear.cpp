@@ -66,6 +66,9 @@ std::function<void()> stream_read_case(mb::Bench & b, double & bytes, double & f
 mb::Register stream_read_all("stream read 256 MiB, all cores", [](mb::Bench & b, double & bytes, double & flops) {
     return stream_read_case(b, bytes, flops, std::max(1u, std::thread::hardware_concurrency()));
 });
+mb::Register stream_read_two("stream read 256 MiB, 2 threads", [](mb::Bench & b, double & bytes, double & flops) {
+    return stream_read_case(b, bytes, flops, 2);
+});
 mb::Register stream_read_one("stream read 256 MiB, 1 thread", [](mb::Bench & b, double & bytes, double & flops) {
     return stream_read_case(b, bytes, flops, 1);
 });

@@ -1,4 +1,4 @@
-// Mamba-1 selective scan and decode step at mamba-130m's sizes (dim 1536, dstate 16): prefill of 1024
+// Mamba-1 selective scan and decode step at mamba-130m's sizes (dim 1536, dstate 16): prefill of L = 1024
 // tokens as the model lays it out, (batch, len, dim) buffers viewed as (batch, dim, len), and one
 // decode step per call.
 #include <deque>
@@ -86,10 +86,10 @@ decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
     };
 }
 
-mb::Register scan_f32("selective_scan f32 b=1 d=1536 n=16 len=1024 (b,l,d) views", prefill(mb::kF32, 1, 1024, true));
-mb::Register scan_bf16("selective_scan bf16 b=1 d=1536 n=16 len=1024 (b,l,d) views", prefill(mb::kBF16, 1, 1024, true));
-mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 len=1024 (b,d,l)", prefill(mb::kF32, 1, 1024, false));
-mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 len=16 (b,l,d) views", prefill(mb::kF32, 1, 16, true));
+mb::Register scan_f32("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,l,d) view", prefill(mb::kF32, 1, 1024, true));
+mb::Register scan_bf16("selective_scan bf16 b=1 d=1536 n=16 L=1024 (b,l,d) view", prefill(mb::kBF16, 1, 1024, true));
+mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,d,l)", prefill(mb::kF32, 1, 1024, false));
+mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 L=16 (b,l,d) view", prefill(mb::kF32, 1, 16, true));
 mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));
 mb::Register update_bf16("selective_state_update bf16 b=1 d=1536 n=16", decode(mb::kBF16, 1));
 mb::Register update_8("selective_state_update f32 b=8 d=1536 n=16", decode(mb::kF32, 8));

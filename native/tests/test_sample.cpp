@@ -246,9 +246,31 @@ TEST_P(SampleTest, TopPAndMinPKeepTheRightTokens) {
     EXPECT_EQ(support(row, sampling(1.0f, 2)), (std::set<int64_t>{0, 1}));
 }
 
+TEST_P(SampleTest, FiltersOnALargeVocabularyKeepTheReferenceSet) {
+    std::mt19937_64 rng(13);
+    std::uniform_real_distribution<double> dist(-3.0, 3.0);
+    std::vector<double> row(3000);
+    for (double & v : row) v = double(float(dist(rng)));
+    for (const auto & s : {sampling(0.9f, 0, 0.4f), sampling(1.1f, 700, 0.6f, 0.05f)}) {
+        const auto expected = filtered_probabilities(row, {}, s);
+        const auto counts = histogram(row, {}, s, 1000, 3);
+        int64_t kept = 0, drawn_outside = 0;
+        for (size_t i = 0; i < row.size(); ++i) {
+            kept += expected[i] > 0.0;
+            if (expected[i] == 0.0) drawn_outside += counts[i];
+        }
+        EXPECT_EQ(drawn_outside, 0) << "of " << kept << " kept tokens";
+        EXPECT_GT(kept, 50);
+        EXPECT_LT(kept, 2000);
+    }
+}
+
 TEST_P(SampleTest, MaskedLogitsAreNeverDrawn) {
     const double inf = INFINITY;
     EXPECT_EQ(support({-inf, 0.3, -inf, 0.1, -inf}, sampling(2.0f)), (std::set<int64_t>{1, 3}));
+    // NaN logits count as impossible, for sampling and for greedy decoding.
+    EXPECT_EQ(support({NAN, 0.3, NAN, 0.1}, sampling(1.0f)), (std::set<int64_t>{1, 3}));
+    EXPECT_EQ(support({NAN, 0.3, NAN, 0.1}, sampling(0.0f)), (std::set<int64_t>{1}));
 }
 
 TEST_P(SampleTest, RepetitionPenaltyFollowsTheHuggingFaceDefinition) {

@@ -29,6 +29,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
         {1, 40, 300, 16, 1, false},  // long, time-invariant B and C, several time tiles
         {3, 16, 5, 1, 4, true},      // dstate 1, four groups of four channels
         {2, 20, 70, 64, 1, true},    // tiles of a larger state
+        {2, 64, 300, 16, 2, true},   // enough work to be split over threads
     };
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
                              {DType::F16, DType::F16, DType::F16},
@@ -222,6 +223,17 @@ TEST_P(SelectiveScanErrorTest, StateLargerThan256IsUnsupported) {
     a.initial_state = nullptr;
     a.final_state = nullptr;
     expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'A' has shape (8, 257): dstate 257 is above the largest supported, 256");
+}
+
+TEST_P(SelectiveScanErrorTest, EmptyStateIsRejected) {
+    Tensor A({8, 0}, DType::F32), B({2, 2, 0, 5}, DType::F32);
+    A.upload(ctx());
+    B.upload(ctx());
+    auto a = p.args();
+    a.A = A.dl();
+    a.B = B.dl();
+    a.C = B.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'A' has shape (8, 0): dstate must be at least 1");
 }
 
 TEST_P(SelectiveScanErrorTest, OverlappingOutputsAreRejected) {

@@ -27,6 +27,7 @@ TEST_P(SelectiveStateUpdateTest, MatchesFloat64Reference) {
         {2, 130, 5, 5},   // dstate not a multiple of the vector width
         {1, 1536, 16, 1}, // mamba-130m
         {2, 12, MAMBA_MAX_DSTATE, 3},
+        {8, 4096, 16, 4},  // enough work to be split over threads
     };
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32},
                              {DType::F16, DType::F16, DType::F16},
@@ -177,6 +178,14 @@ TEST_P(SelectiveStateUpdateErrorTest, StateLargerThan256IsUnsupported) {
     auto a = p.args();
     a.state = state.dl();
     expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'state' has shape (2, 8, 257): dstate 257 is above the largest supported, 256");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, EmptyStateIsRejected) {
+    Tensor state({2, 8, 0}, DType::F32);
+    state.upload(ctx());
+    auto a = p.args();
+    a.state = state.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'state' has shape (2, 8, 0): dstate must be at least 1");
 }
 
 TEST_P(SelectiveStateUpdateErrorTest, OutputsMustNotOverlapInputs) {

@@ -8,6 +8,7 @@ namespace {
 
 // The state size comes from one argument's shape; above MAMBA_MAX_DSTATE no backend has room for it.
 void check_dstate(const char * name, const Tensor & t, int64_t dstate) {
+    if (dstate < 1) fail_argument("argument '", name, "' has shape ", t.shape_string(), ": dstate must be at least 1");
     if (dstate > MAMBA_MAX_DSTATE)
         fail(MAMBA_STATUS_UNSUPPORTED, "argument '", name, "' has shape ", t.shape_string(), ": dstate ", dstate, " is above the largest supported, ",
              MAMBA_MAX_DSTATE);

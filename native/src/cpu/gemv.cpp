@@ -13,9 +13,32 @@
 #include <immintrin.h>
 #endif
 
+// vdpbf16ps for bfloat16 weights when the CPU has it; a build can turn it off to compare with widening.
+#if defined(__AVX512BF16__) && !defined(MAMBA_GEMV_NO_DPBF16)
+#define MAMBA_GEMV_USE_DPBF16 1
+#else
+#define MAMBA_GEMV_USE_DPBF16 0
+#endif
+
+// Software prefetch distance along the weights, in bytes (0: none). The weights are one long stream;
+// the hardware prefetcher alone keeps too few lines in flight per core when each line costs more
+// instructions (bfloat16 weights with a split float32 input).
+#ifndef MAMBA_GEMV_PREFETCH_BYTES
+#define MAMBA_GEMV_PREFETCH_BYTES 2048
+#endif
+
 namespace mamba::cpu {
 
 namespace {
+
+template <class T>
+inline void prefetch_ahead(const T * p) {
+#if MAMBA_GEMV_PREFETCH_BYTES > 0 && (defined(__AVX512F__) || defined(__AVX2__))
+    _mm_prefetch(reinterpret_cast<const char *>(p) + MAMBA_GEMV_PREFETCH_BYTES, _MM_HINT_T0);
+#else
+    (void)p;
+#endif
+}
 
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
@@ -64,7 +87,10 @@ void dot_rows(const T * w, const float * x, int64_t ldx, int64_t n, float * out)
         for (int u = 0; u < U; ++u) acc[r][u] = vzero();
     for (; i + U * kLanes <= n; i += U * kLanes) {
         Vec wv[U];
-        for (int u = 0; u < U; ++u) wv[u] = vload(w + i + u * kLanes);
+        for (int u = 0; u < U; ++u) {
+            if ((u * kLanes * sizeof(T)) % 64 == 0) prefetch_ahead(w + i + u * kLanes);
+            wv[u] = vload(w + i + u * kLanes);
+        }
         for (int r = 0; r < R; ++r)
             for (int u = 0; u < U; ++u) acc[r][u] = vfma(wv[u], vload(x + r * ldx + i + u * kLanes), acc[r][u]);
     }
@@ -87,25 +113,44 @@ void dot_rows(const T * w, const float * x, int64_t ldx, int64_t n, float * out)
     for (int r = 0; r < R; ++r) out[r] = sums[r];
 }
 
-#if defined(__AVX512BF16__)
+#if MAMBA_GEMV_USE_DPBF16
 // bfloat16 weights with vdpbf16ps, which multiplies pairs of bfloat16 values into float32 sums. A float32
 // input is split into x_hi + x_lo, both bfloat16 (x_lo is absent when x is bfloat16 already), keeping
 // about 16 bits of the input's precision; the extra multiply is free next to the weight traffic.
-template <int R>
+template <int R, int U>
 void dot_rows_bf16_pairs(const bf16 * w, const uint16_t * x_hi, const uint16_t * x_lo, const float * x, int64_t ldx, int64_t n,
                          float * out) {
-    __m512 acc_hi[R], acc_lo[R];
-    for (int r = 0; r < R; ++r) acc_hi[r] = acc_lo[r] = _mm512_setzero_ps();
+    // U independent chains per row hide the latency of vdpbf16ps.
+    __m512 acc_hi[R][U], acc_lo[R][U];
+    for (int r = 0; r < R; ++r)
+        for (int u = 0; u < U; ++u) acc_hi[r][u] = acc_lo[r][u] = _mm512_setzero_ps();
     int64_t i = 0;
+    const bool split = x_lo != nullptr;
+    for (; i + 32 * U <= n; i += 32 * U) {
+        __m512bh wv[U];
+        for (int u = 0; u < U; ++u) {
+            prefetch_ahead(w + i + 32 * u);
+            wv[u] = (__m512bh)_mm512_loadu_si512(w + i + 32 * u);
+        }
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < U; ++u) {
+                acc_hi[r][u] = _mm512_dpbf16_ps(acc_hi[r][u], wv[u], (__m512bh)_mm512_loadu_si512(x_hi + r * ldx + i + 32 * u));
+                if (split) acc_lo[r][u] = _mm512_dpbf16_ps(acc_lo[r][u], wv[u], (__m512bh)_mm512_loadu_si512(x_lo + r * ldx + i + 32 * u));
+            }
+    }
     for (; i + 32 <= n; i += 32) {
         const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + i);
         for (int r = 0; r < R; ++r) {
-            acc_hi[r] = _mm512_dpbf16_ps(acc_hi[r], wv, (__m512bh)_mm512_loadu_si512(x_hi + r * ldx + i));
-            if (x_lo) acc_lo[r] = _mm512_dpbf16_ps(acc_lo[r], wv, (__m512bh)_mm512_loadu_si512(x_lo + r * ldx + i));
+            acc_hi[r][0] = _mm512_dpbf16_ps(acc_hi[r][0], wv, (__m512bh)_mm512_loadu_si512(x_hi + r * ldx + i));
+            if (split) acc_lo[r][0] = _mm512_dpbf16_ps(acc_lo[r][0], wv, (__m512bh)_mm512_loadu_si512(x_lo + r * ldx + i));
         }
     }
     float sums[R];
-    for (int r = 0; r < R; ++r) sums[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc_hi[r], acc_lo[r]));
+    for (int r = 0; r < R; ++r) {
+        __m512 total = _mm512_add_ps(acc_hi[r][0], acc_lo[r][0]);
+        for (int u = 1; u < U; ++u) total = _mm512_add_ps(total, _mm512_add_ps(acc_hi[r][u], acc_lo[r][u]));
+        sums[r] = _mm512_reduce_add_ps(total);
+    }
     for (; i < n; ++i) {
         const float wi = to_float(w[i]);
         for (int r = 0; r < R; ++r) sums[r] += wi * x[r * ldx + i];
@@ -135,7 +180,7 @@ void dot_block(const T * w, const Inputs & in, float * out) {
     }
 }
 
-#if defined(__AVX512BF16__)
+#if MAMBA_GEMV_USE_DPBF16
 template <>
 void dot_block<bf16>(const bf16 * w, const Inputs & in, float * out) {
     const int64_t n = in.in;
@@ -145,10 +190,10 @@ void dot_block<bf16>(const bf16 * w, const Inputs & in, float * out) {
         const uint16_t * hi = in.x_hi.data() + r0 * n;
         const uint16_t * lo = lo_base ? lo_base + r0 * n : nullptr;
         switch (std::min<int64_t>(4, in.rows - r0)) {
-            case 1: dot_rows_bf16_pairs<1>(w, hi, lo, x, n, n, out + r0); break;
-            case 2: dot_rows_bf16_pairs<2>(w, hi, lo, x, n, n, out + r0); break;
-            case 3: dot_rows_bf16_pairs<3>(w, hi, lo, x, n, n, out + r0); break;
-            default: dot_rows_bf16_pairs<4>(w, hi, lo, x, n, n, out + r0); break;
+            case 1: dot_rows_bf16_pairs<1, 4>(w, hi, lo, x, n, n, out + r0); break;
+            case 2: dot_rows_bf16_pairs<2, 2>(w, hi, lo, x, n, n, out + r0); break;
+            case 3: dot_rows_bf16_pairs<3, 2>(w, hi, lo, x, n, n, out + r0); break;
+            default: dot_rows_bf16_pairs<4, 2>(w, hi, lo, x, n, n, out + r0); break;
         }
     }
 }
@@ -160,7 +205,7 @@ Inputs load_inputs(const LinearParams & p) {
     in.in = p.in_features;
     in.x.resize(size_t(p.rows * p.in_features));
     for (int64_t r = 0; r < p.rows; ++r) load_floats(p.x.dtype, element(p.x, {r, 0}), p.in_features, 1, in.x.data() + r * p.in_features);
-#if defined(__AVX512BF16__)
+#if MAMBA_GEMV_USE_DPBF16
     if (p.weight.dtype == DType::BF16) {
         in.x_hi.resize(in.x.size());
         if (p.x.dtype != DType::BF16) in.x_lo.resize(in.x.size());
@@ -182,11 +227,12 @@ void gemv_typed(int num_threads, const LinearParams & p, const Inputs & in, cons
     // Blocks of output features per task: enough work to amortize scheduling, many blocks to balance.
     constexpr int64_t kBlock = 16;
     const int64_t blocks = (out_features + kBlock - 1) / kBlock;
-    // A thread per 64 KiB of weights at least: below that, waking a thread costs more than it reads.
+    // Small weights are read by the calling thread: waking the others costs more than they would read.
+    // (The team is otherwise always num_threads: libgomp ends and restarts threads when team sizes vary.)
     const int64_t weight_bytes = out_features * p.in_features * int64_t(sizeof(T));
-    const int threads = int(std::clamp<int64_t>(weight_bytes / (int64_t(64) << 10), 1, std::max(1, num_threads)));
+    const bool parallel = num_threads > 1 && weight_bytes >= (int64_t(128) << 10);
     const int64_t y_row_stride = p.y.stride[0];
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (parallel)
     for (int64_t b = 0; b < blocks; ++b) {
         float dots[kGemvMaxRows > 0 ? kGemvMaxRows : 1];
         const int64_t end = std::min(out_features, (b + 1) * kBlock);

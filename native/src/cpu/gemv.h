@@ -9,7 +9,7 @@ namespace mamba::cpu {
 // At most this many rows go through the GEMV kernels; more go to BLAS (see linear.cpp). The value comes
 // from the crossover benchmark (bench_linear.cpp); a build can override it to measure that crossover.
 #ifndef MAMBA_GEMV_MAX_ROWS
-#define MAMBA_GEMV_MAX_ROWS 8
+#define MAMBA_GEMV_MAX_ROWS 12
 #endif
 constexpr int64_t kGemvMaxRows = MAMBA_GEMV_MAX_ROWS;
 

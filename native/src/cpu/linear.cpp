@@ -78,21 +78,24 @@ void linear_gemm(int num_threads, const LinearParams & p) {
     const int64_t panels = (N + width - 1) / width;
     const int64_t panel_groups = std::min<int64_t>(panels, num_threads);
     const int64_t row_groups = std::max<int64_t>(1, std::min<int64_t>(num_threads / panel_groups, (M + 63) / 64));
-    const int threads = int(panel_groups * row_groups);
+    const int tasks = int(panel_groups * row_groups);
 
     ensure_blas_single_threaded();
     std::atomic<bool> out_of_memory{false};
-#pragma omp parallel num_threads(threads)
+    // The team is always num_threads (libgomp ends and restarts threads when team sizes vary); threads
+    // without a task skip the work.
+#pragma omp parallel num_threads(num_threads)
     {
         const int t = omp_get_thread_num();
         const int nt = omp_get_num_threads();
         // Nothing may throw inside the parallel region: scratch that cannot grow is reported after it.
-        float * weight_panel = weight_direct ? nullptr : thread_scratch(ScratchSlot::LinearWeights, size_t(width * K));
-        float * y_block = y_direct ? nullptr : thread_scratch(ScratchSlot::LinearOutput, size_t(std::min(M, kRowBlock) * width));
-        const bool have_scratch = (weight_direct || weight_panel) && (y_direct || y_block);
+        const bool has_task = t < tasks;
+        float * weight_panel = weight_direct || !has_task ? nullptr : thread_scratch(ScratchSlot::LinearWeights, size_t(width * K));
+        float * y_block = y_direct || !has_task ? nullptr : thread_scratch(ScratchSlot::LinearOutput, size_t(std::min(M, kRowBlock) * width));
+        const bool have_scratch = !has_task || ((weight_direct || weight_panel) && (y_direct || y_block));
         if (!have_scratch) out_of_memory = true;
-        // The runtime may give fewer threads than asked; the first thread then covers the missing groups.
-        for (int task = t; have_scratch && task < threads; task += nt) {
+        // The runtime may give fewer threads than asked; the first threads then cover the missing tasks.
+        for (int task = t; have_scratch && task < tasks; task += nt) {
             const int64_t row_group = task % row_groups, panel_group = task / row_groups;
             const int64_t row_begin = M * row_group / row_groups, row_end = M * (row_group + 1) / row_groups;
             const int64_t panel_begin = panels * panel_group / panel_groups, panel_end = panels * (panel_group + 1) / panel_groups;

@@ -7,11 +7,73 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "core/numeric.h"
 #include "core/tensor.h"
 
+#if defined(__AVX2__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 namespace mamba::cpu::scan_tiles {
+
+#if defined(__AVX2__)
+// Eight consecutive elements as floats (exact conversions).
+inline __m256 load8(const float * p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16 * p) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+inline __m256 load8(const f16 * p) {
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+#else
+    alignas(32) float v[8];
+    for (int i = 0; i < 8; ++i) v[i] = to_float(p[i]);
+    return _mm256_load_ps(v);
+#endif
+}
+
+// Transposes an 8 x 8 block held as eight rows: three rounds of shuffles instead of 64 scalar moves.
+inline void transpose_8x8(const __m256 (&r)[8], __m256 (&out)[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        out[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+        out[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+}
+
+// out[r * ld + c] = src[c * col_stride + r] for an 8 x 8 block whose rows are contiguous in src.
+template <class T>
+inline void load_transposed_8x8(const T * src, int64_t col_stride, float * out, int64_t ld) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = load8(src + i * col_stride);
+    transpose_8x8(r, t);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + i * ld, t[i]);
+}
+
+// dst[c * col_stride + r] = in[r * ld + c] for an 8 x 8 block of a float32 tensor whose rows are contiguous.
+inline void store_transposed_8x8(float * dst, int64_t col_stride, const float * in, int64_t ld) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + i * ld);
+    transpose_8x8(r, t);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * col_stride, t[i]);
+}
+#endif
 
 // Walk rows in the outer loop when a row's elements are the closer ones (or there is only one row).
 inline bool rows_outer(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
@@ -31,7 +93,19 @@ void load_typed(const T * src, int64_t rows, int64_t cols, int64_t row_stride, i
             }
         }
     } else {
-        for (int64_t c = 0; c < cols; ++c) {
+        int64_t c = 0;
+#if defined(__AVX2__)
+        // Rows contiguous, as in a (batch, dim, len) tensor read as [step][channel]: 8 x 8 blocks.
+        if (row_stride == 1) {
+            for (; c + 8 <= cols; c += 8) {
+                int64_t r = 0;
+                for (; r + 8 <= rows; r += 8) load_transposed_8x8(src + c * col_stride + r, col_stride, out + r * ld + c, ld);
+                for (; r < rows; ++r)
+                    for (int64_t k = c; k < c + 8; ++k) out[r * ld + k] = to_float(src[k * col_stride + r]);
+            }
+        }
+#endif
+        for (; c < cols; ++c) {
             const T * s = src + c * col_stride;
             for (int64_t r = 0; r < rows; ++r) out[r * ld + c] = to_float(s[r * row_stride]);
         }
@@ -47,7 +121,20 @@ void store_typed(T * dst, int64_t rows, int64_t cols, int64_t row_stride, int64_
             for (int64_t c = 0; c < cols; ++c) d[c * col_stride] = from_float<T>(i[c]);
         }
     } else {
-        for (int64_t c = 0; c < cols; ++c) {
+        int64_t c = 0;
+#if defined(__AVX2__)
+        if constexpr (std::is_same_v<T, float>) {
+            if (row_stride == 1) {
+                for (; c + 8 <= cols; c += 8) {
+                    int64_t r = 0;
+                    for (; r + 8 <= rows; r += 8) store_transposed_8x8(dst + c * col_stride + r, col_stride, in + r * ld + c, ld);
+                    for (; r < rows; ++r)
+                        for (int64_t k = c; k < c + 8; ++k) dst[k * col_stride + r] = in[r * ld + k];
+                }
+            }
+        }
+#endif
+        for (; c < cols; ++c) {
             T * d = dst + c * col_stride;
             for (int64_t r = 0; r < rows; ++r) d[r * row_stride] = from_float<T>(in[r * ld + c]);
         }

@@ -42,6 +42,10 @@ inline Vec pow2_whole(Vec n) {
     return {_mm512_castsi512_ps(bits)};
 }
 inline float sum(Vec a) { return _mm512_reduce_add_ps(a.v); }
+// p * 2^n where n is in the low bits of `shifted` (see exp2_fast); p * 2^n must be a normal float.
+inline Vec add_to_exponent(Vec p, Vec shifted) {
+    return {_mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p.v), _mm512_slli_epi32(_mm512_castps_si512(shifted.v), 23)))};
+}
 
 #elif defined(__AVX2__) && defined(__FMA__)
 
@@ -70,6 +74,9 @@ inline float sum(Vec a) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+inline Vec add_to_exponent(Vec p, Vec shifted) {
+    return {_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p.v), _mm256_slli_epi32(_mm256_castps_si256(shifted.v), 23)))};
 }
 
 #else
@@ -102,25 +109,36 @@ inline Vec pow2_whole(Vec n) {
     return {f};
 }
 inline float sum(Vec a) { return a.v; }
+inline Vec add_to_exponent(Vec p, Vec shifted) {
+    uint32_t pb, sb;
+    std::memcpy(&pb, &p.v, 4);
+    std::memcpy(&sb, &shifted.v, 4);
+    pb += sb << 23;
+    float r;
+    std::memcpy(&r, &pb, 4);
+    return {r};
+}
 
 #endif
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// 2^x. Relative error below 2e-7 for x in [-126, 127]; 0 below -127 and clamped above 127.
-// 2^x = 2^n * 2^f with n = round(x), |f| <= 1/2, and 2^f = sum_k (f ln2)^k / k! to degree 6 (truncation
-// error (ln2/2)^7 / 7! < 1.3e-7). The polynomial is evaluated in Estrin's form: the scan issues one exp
-// per state element, and the short dependency chain lets more of them run at once than Horner's would.
+// 2^x. Relative error below 3e-7 for x in [-126, 127]; at most 1.2e-38 below -126 and clamped above 127.
+// 2^x = 2^n * 2^f with n = round(x), |f| <= 1/2; 2^f by a degree-5 polynomial fitted for least maximum
+// relative error on [-1/2, 1/2], constant term exactly 1 so that 2^0 = 1, evaluated in Estrin's form: the
+// scan issues one exp2 per state element, and a short dependency chain lets more of them overlap.
+// Rounding adds 1.5 * 2^23, which leaves n in the low mantissa bits; shifted into the exponent field
+// they scale the polynomial by 2^n with an integer add.
 inline Vec exp2_fast(Vec x) {
-    x = min(max(x, set1(-127.0f)), set1(127.0f));
-    const Vec n = round_nearest(x);
-    const Vec f = x - n;
+    x = min(max(x, set1(-126.0f)), set1(127.0f));
+    const Vec shifted = x + set1(12582912.0f);
+    const Vec f = x - (shifted - set1(12582912.0f));
     const Vec f2 = f * f;
     const Vec f4 = f2 * f2;
-    const Vec p01 = fmadd(set1(6.931471806e-01f), f, set1(1.0f));
-    const Vec p23 = fmadd(set1(5.550410866e-02f), f, set1(2.402265070e-01f));
-    const Vec p456 = fmadd(set1(1.540353039e-04f), f2, fmadd(set1(1.333355815e-03f), f, set1(9.618129108e-03f)));
-    return fmadd(p456, f4, fmadd(p23, f2, p01)) * pow2_whole(n);
+    const Vec p01 = fmadd(set1(0.6931469440460205f), f, set1(1.0f));
+    const Vec p23 = fmadd(set1(0.05550713092088699f), f, set1(0.24022120237350464f));
+    const Vec p45 = fmadd(set1(0.0013276472454890609f), f, set1(0.009675540961325169f));
+    return add_to_exponent(fmadd(p45, f4, fmadd(p23, f2, p01)), shifted);
 }
 
 // e^x, relative error below 3e-7 for x in [-87, 88]; tiny below and clamped above. Unlike

@@ -4,6 +4,7 @@
 // channels, and the tile of y is converted back. Inputs of any dtype and any strides are read
 // only through the tile loads.
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #ifdef _OPENMP
@@ -32,11 +33,13 @@ using scan_tiles::store_tile;
 constexpr int64_t kBlock = 16;
 constexpr int kVecs = int(kBlock) / kWidth;
 constexpr int64_t kMaxBlocksPerTask = 8;
+// State-element updates (batch x dim x len x dstate) from which a call is split over threads.
+constexpr int64_t kParallelMinWork = int64_t(1) << 19;
 
-// Time steps per tile: a tile of steps x width floats is at most 16 KiB, and the B and C tiles of
-// steps x dstate at most 8 KiB.
+// Time steps per tile: tiles of steps x width floats of at most 16 KiB, B and C tiles of steps x dstate
+// at most 16 KiB each.
 int64_t tile_steps(int64_t width, int64_t dstate) {
-    return std::clamp<int64_t>(std::min(4096 / width, 2048 / std::max<int64_t>(dstate, 1)), 8, 64);
+    return std::clamp<int64_t>(std::min(4096 / width, 4096 / std::max<int64_t>(dstate, 1)), 8, 256);
 }
 
 // Per-thread float32 scratch, carved out of one allocation made before the parallel region. Every
@@ -189,15 +192,21 @@ void scan_stripe(const SelectiveScanParams & p, const Scratch & s, int64_t steps
 void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     const int64_t channels_per_group = p.dim / p.groups;
     const int64_t blocks_per_group = (channels_per_group + kBlock - 1) / kBlock;
-    // Widest stripes that still leave a few tasks per thread for balance.
-    int64_t blocks_per_task = kMaxBlocksPerTask;
+    // When time is the closer axis ((batch, dim, len) row-major) one block per task with long time tiles
+    // reads each channel's steps in long runs; when channels are ((batch, len, dim) views), the widest
+    // stripes that still leave a few tasks per thread for balance.
+    const bool time_contiguous = std::llabs(p.u.stride[2]) < std::llabs(p.u.stride[1]);
+    int64_t blocks_per_task = time_contiguous ? 1 : kMaxBlocksPerTask;
     while (blocks_per_task > 1 && p.batch * p.groups * ((blocks_per_group + blocks_per_task - 1) / blocks_per_task) < 3 * int64_t(ctx.num_threads))
         blocks_per_task /= 2;
+    while (blocks_per_task / 2 >= blocks_per_group) blocks_per_task /= 2;  // no wider than a group
     const int64_t width = blocks_per_task * kBlock;
     const int64_t tasks_per_group = (blocks_per_group + blocks_per_task - 1) / blocks_per_task;
     const int64_t tasks = p.batch * p.groups * tasks_per_group;
     const int64_t steps = tile_steps(width, p.dstate);
-    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, tasks)));
+    // Below about 0.3 ms of work on one core, waking more threads costs more than it saves.
+    const bool parallel = p.batch * p.dim * p.len * p.dstate >= kParallelMinWork;
+    const int threads = parallel ? int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, tasks))) : 1;
     const int64_t per_thread = Scratch::floats(width, p.dstate, steps) + 16;  // + 64 bytes between threads' scratch
     std::vector<float> scratch(size_t(per_thread * threads));
 
@@ -208,7 +217,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
         thread = omp_get_thread_num();
 #endif
         const Scratch s(scratch.data() + thread * per_thread, width, p.dstate, steps);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; ++task) {
             const int64_t b = task / (p.groups * tasks_per_group);
             const int64_t g = (task / tasks_per_group) % p.groups;

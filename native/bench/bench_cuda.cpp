@@ -1,0 +1,162 @@
+// GPU-only cases at the sizes of large Mamba models: the selective scan, SSD and the two decode steps,
+// next to a cuBLAS bf16 GEMM measured the same way (the matrix ceiling; the copy row is the memory
+// ceiling). Inputs that would fit in L2 are rotated over several copies so that timings see HBM.
+// Bytes are the fewest each op must move (inputs read once, outputs written once); FLOPs are stated
+// per case. Skipped on a CPU context.
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+
+namespace {
+
+// Runs `call` with the CUDA fast paths (MAMBA_CUDA_FAST_PATHS=1) switched on or off.
+template <class F>
+void with_paths(bool fast, const F & call) {
+    if (fast) setenv("MAMBA_CUDA_FAST_PATHS", "1", 1);
+    call();
+    if (fast) unsetenv("MAMBA_CUDA_FAST_PATHS");
+}
+
+// ---- ceilings ------------------------------------------------------------------------------------
+
+mb::Register gemm("cuda gemm bf16 8192x8192x8192 (cuBLAS via mamba_linear)", [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
+    if (!b.on_cuda()) return {};
+    const int64_t n = 8192;
+    mamba_linear_args a{};
+    a.x = b.tensor({n, n}, mb::kBF16);
+    a.weight = b.tensor({n, n}, mb::kBF16);
+    a.y = b.tensor({n, n}, mb::kBF16);
+    bytes = 3.0 * double(n * n) * 2;
+    flops = 2.0 * double(n) * double(n) * double(n);
+    return [&b, a] { mb::check(mamba_linear(b.ctx(), &a), "mamba_linear"); };
+});
+
+// ---- Mamba-1 selective scan ----------------------------------------------------------------------
+
+std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, bool fast) {
+    if (!b.on_cuda()) return {};
+    mamba_selective_scan_args a{};
+    a.u = b.tensor({B, D, L}, mb::kBF16);
+    a.delta = b.tensor({B, D, L}, mb::kBF16);
+    a.A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
+    a.B = b.tensor({B, 1, N, L}, mb::kBF16);
+    a.C = b.tensor({B, 1, N, L}, mb::kBF16);
+    a.D = b.tensor({D}, mb::kF32);
+    a.z = b.tensor({B, D, L}, mb::kBF16);
+    a.delta_bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
+    a.y = b.tensor({B, D, L}, mb::kBF16);
+    a.delta_softplus = 1;
+    bytes = double(B * D * L) * 2 * 4 + double(B * N * L) * 2 * 2 + double(D * N) * 4;
+    // exp2, two FMAs for h and one for y per state and step
+    flops = double(B * D * L) * double(N) * 6;
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); }); };
+}
+
+mb::Register scan_b8("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, false); });
+mb::Register scan_b1("cuda selective_scan bf16 B1 D5120 L2048 N16 z bias softplus",
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16, false); });
+mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus",
+                       [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, false); });
+mb::Register scan_b8_fast("cuda fast selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
+                          [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, true); });
+
+// ---- Mamba-2 SSD ---------------------------------------------------------------------------------
+
+std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
+                               int64_t chunk, bool fast) {
+    if (!b.on_cuda()) return {};
+    mamba_ssd_args a{};
+    a.x = b.tensor({B, L, H, P}, mb::kBF16);
+    a.dt = b.tensor({B, L, H}, mb::kBF16);
+    a.A = b.tensor({H}, mb::kF32, -8.0, -1.0);
+    a.B = b.tensor({B, L, G, N}, mb::kBF16);
+    a.C = b.tensor({B, L, G, N}, mb::kBF16);
+    a.D = b.tensor({H}, mb::kF32);
+    a.dt_bias = b.tensor({H}, mb::kF32, -4.0, -2.0);
+    a.y = b.tensor({B, L, H, P}, mb::kBF16);
+    a.chunk_size = chunk;
+    a.dt_min = 0.0f;
+    a.dt_max = 1e30f;
+    a.dt_softplus = 1;
+    bytes = double(B * L * H * P) * 2 * 2 + double(B * L * G * N) * 2 * 2 + double(B * L * H) * 2;
+    // The chunked algorithm's matrix work per head and chunk of Q steps: C B^T (Q*Q*N), its product
+    // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
+    const double Q = double(chunk);
+    flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); }); };
+}
+
+mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false); });
+mb::Register ssd_b1("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256",
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false); });
+mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256, false); });
+mb::Register ssd_b8_fast("cuda fast ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
+                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
+
+// ---- decode steps ----------------------------------------------------------------------------------
+
+// Mamba-2: B64 H80 P64 N128, float32 state (335 MB: larger than L2, no rotation needed).
+std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops, bool fast) {
+    if (!b.on_cuda()) return {};
+    const int64_t B = 64, H = 80, P = 64, N = 128, G = 1;
+    mamba_ssd_state_update_args a{};
+    a.state = b.tensor({B, H, P, N}, mb::kF32);
+    a.x = b.tensor({B, H, P}, mb::kBF16);
+    a.dt = b.tensor({B, H}, mb::kBF16);
+    a.A = b.tensor({H}, mb::kF32, -8.0, -1.0);
+    a.B = b.tensor({B, G, N}, mb::kBF16);
+    a.C = b.tensor({B, G, N}, mb::kBF16);
+    a.D = b.tensor({H}, mb::kF32);
+    a.dt_bias = b.tensor({H}, mb::kF32, -4.0, -2.0);
+    a.y = b.tensor({B, H, P}, mb::kBF16);
+    a.dt_min = 0.0f;
+    a.dt_max = 1e30f;
+    a.dt_softplus = 1;
+    bytes = double(B * H * P * N) * 4 * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
+    flops = double(B * H * P * N) * 4;
+    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); }); };
+}
+
+mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
+                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, false); });
+mb::Register ssd_update_fast("cuda fast ssd_state_update B64 H80 P64 N128 f32 state",
+                             [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, true); });
+
+// Mamba-1: B1 D5120 N16. One state is 320 KiB, so 256 copies (80 MiB, beyond the 50-60 MB L2) rotate.
+mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",
+                         [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
+    if (!b.on_cuda()) return {};
+    const int64_t B = 1, D = 5120, N = 16, sets = 256;
+    std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
+    const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
+    const DLTensor * Dv = b.tensor({D}, mb::kF32);
+    const DLTensor * bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
+    for (auto & a : args) {
+        a.state = b.tensor({B, D, N}, mb::kF32);
+        a.x = b.tensor({B, D}, mb::kBF16);
+        a.dt = b.tensor({B, D}, mb::kBF16);
+        a.A = A;
+        a.B = b.tensor({B, 1, N}, mb::kBF16);
+        a.C = b.tensor({B, 1, N}, mb::kBF16);
+        a.D = Dv;
+        a.z = b.tensor({B, D}, mb::kBF16);
+        a.dt_bias = bias;
+        a.y = b.tensor({B, D}, mb::kBF16);
+        a.dt_softplus = 1;
+    }
+    bytes = double(B * D * N) * 4 * 2 + double(B * D) * 2 * 4 + double(D * N) * 4;
+    flops = double(B * D * N) * 4;
+    auto next = std::make_shared<size_t>(0);
+    return [&b, args, next] {
+        const auto & a = args[(*next)++ % args.size()];
+        mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update");
+    };
+});
+
+}  // namespace

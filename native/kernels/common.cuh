@@ -1,0 +1,226 @@
+// Shared pieces of the CUDA backend: the per-context state, error checks that turn CUDA and cuBLAS
+// failures into mamba errors, typed element access for float32/float16/bfloat16, and launch helpers.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <vector>
+
+#include "core/context.h"
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace mamba {
+
+// What a CUDA context owns. The stream may be borrowed from the caller (mamba_context_set_stream).
+struct CudaState {
+    cudaStream_t own_stream = nullptr;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+    cublasLtHandle_t cublaslt = nullptr;
+    void * workspace = nullptr;
+    size_t workspace_bytes = 0;
+    void * cublas_workspace = nullptr;  // fixed scratch for cuBLAS(Lt), separate from ours
+    size_t cublas_workspace_bytes = 0;
+    // First flat index of bad data a kernel met (e.g. an id out of range); all ones when none.
+    unsigned long long * error_index = nullptr;
+    int multiprocessors = 0;
+    int max_smem_per_block = 0;
+    int cc_major = 0, cc_minor = 0;
+};
+
+namespace cuda {
+
+[[noreturn]] void fail_cuda(cudaError_t err, const char * what, const char * file, int line);
+[[noreturn]] void fail_cublas(cublasStatus_t st, const char * what, const char * file, int line);
+
+inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
+
+// Kernels written for speed but not yet run on a GPU are used only when the environment variable
+// MAMBA_CUDA_FAST_PATHS is 1; otherwise every op takes the GPU-validated kernels. Read at each call so
+// that tests can exercise both.
+bool fast_paths_enabled();
+
+constexpr unsigned long long kNoErrorIndex = ~0ull;
+// Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex
+// when none): data checks that only the device can make end in an error status this way.
+unsigned long long take_error_index(mamba_context & ctx);
+// Reads one int32/int64 element of a device tensor (for error messages).
+int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset);
+inline const CudaState & state_of(const mamba_context & ctx) { return *ctx.cuda; }
+
+// Splits one context workspace into several aligned buffers: add() the sizes, then take().
+class WorkspaceCarver {
+public:
+    size_t add(size_t bytes) {
+        const size_t off = total_;
+        total_ += (bytes + 255) / 256 * 256;
+        return off;
+    }
+    char * take(mamba_context & ctx) { return total_ == 0 ? nullptr : static_cast<char *>(workspace(ctx, total_)); }
+
+private:
+    size_t total_ = 0;
+};
+
+}  // namespace cuda
+}  // namespace mamba
+
+#define MAMBA_CUDA_CHECK(expr)                                                                    \
+    do {                                                                                          \
+        const cudaError_t err_ = (expr);                                                          \
+        if (err_ != cudaSuccess) ::mamba::cuda::fail_cuda(err_, #expr, __FILE__, __LINE__);      \
+    } while (0)
+
+#define MAMBA_CUBLAS_CHECK(expr)                                                                  \
+    do {                                                                                          \
+        const cublasStatus_t st_ = (expr);                                                        \
+        if (st_ != CUBLAS_STATUS_SUCCESS) ::mamba::cuda::fail_cublas(st_, #expr, __FILE__, __LINE__); \
+    } while (0)
+
+// Every launch is followed by this: configuration errors surface at once, named by the kernel.
+#define MAMBA_CUDA_CHECK_LAUNCH(name) MAMBA_CUDA_CHECK(cudaGetLastError())
+
+namespace mamba::cuda {
+
+// ---- element access ----------------------------------------------------------------------------
+
+// Stored element types as the kernels see them.
+using bf16_t = __nv_bfloat16;
+using f16_t = __half;
+
+template <class T>
+__device__ __forceinline__ float to_f32(T v);
+template <>
+__device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_f32<bf16_t>(bf16_t v) { return __bfloat162float(v); }
+template <>
+__device__ __forceinline__ float to_f32<f16_t>(f16_t v) { return __half2float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ bf16_t from_f32<bf16_t>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ f16_t from_f32<f16_t>(float v) { return __float2half_rn(v); }
+
+// A float tensor whose dtype is known only at run time: one uniform branch per access. Used where
+// an op is not worth instantiating for every dtype combination.
+struct AnyPtr {
+    char * p = nullptr;
+    int dtype = 0;  // DType as int
+
+    __device__ __forceinline__ float load(int64_t i) const {
+        switch (dtype) {
+            case int(DType::F16): return __half2float(reinterpret_cast<const f16_t *>(p)[i]);
+            case int(DType::BF16): return __bfloat162float(reinterpret_cast<const bf16_t *>(p)[i]);
+            default: return reinterpret_cast<const float *>(p)[i];
+        }
+    }
+    __device__ __forceinline__ void store(int64_t i, float v) const {
+        switch (dtype) {
+            case int(DType::F16): reinterpret_cast<f16_t *>(p)[i] = __float2half_rn(v); break;
+            case int(DType::BF16): reinterpret_cast<bf16_t *>(p)[i] = __float2bfloat16_rn(v); break;
+            default: reinterpret_cast<float *>(p)[i] = v; break;
+        }
+    }
+};
+
+inline AnyPtr any(const Tensor & t) { return AnyPtr{t.data, int(t.dtype)}; }
+inline AnyPtr any(const std::optional<Tensor> & t) { return t ? any(*t) : AnyPtr{}; }
+
+// Loads K consecutive elements starting at p (16-byte aligned when vec is true) as floats.
+template <class T, int K>
+__device__ __forceinline__ void load_floats(const T * p, float (&out)[K], bool vec) {
+    constexpr int kBytes = K * int(sizeof(T));
+    if (vec && kBytes % 16 == 0) {
+#pragma unroll
+        for (int c = 0; c < kBytes / 16; ++c) {
+            const uint4 raw = reinterpret_cast<const uint4 *>(p)[c];
+            const T * e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+            for (int i = 0; i < 16 / int(sizeof(T)); ++i) out[c * (16 / int(sizeof(T))) + i] = to_f32<T>(e[i]);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < K; ++i) out[i] = to_f32<T>(p[i]);
+    }
+}
+
+template <class T, int K>
+__device__ __forceinline__ void store_floats(T * p, const float (&in)[K], bool vec) {
+    constexpr int kBytes = K * int(sizeof(T));
+    if (vec && kBytes % 16 == 0) {
+#pragma unroll
+        for (int c = 0; c < kBytes / 16; ++c) {
+            uint4 raw;
+            T * e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+            for (int i = 0; i < 16 / int(sizeof(T)); ++i) e[i] = from_f32<T>(in[c * (16 / int(sizeof(T))) + i]);
+            reinterpret_cast<uint4 *>(p)[c] = raw;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < K; ++i) p[i] = from_f32<T>(in[i]);
+    }
+}
+
+// ---- math --------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float softplus_f(float x) { return x > 20.0f ? x : log1pf(__expf(x)); }
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over a block of up to 1024 threads; every thread gets the result. `scratch` holds 32 floats.
+__device__ __forceinline__ float block_sum(float v, float * scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read from a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float * scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Copies src into dst (any strides and float/int dtypes) on the context's stream; used to stage
+// inputs into the layout a fast kernel wants.
+void copy_tensor(mamba_context & ctx, const Tensor & src, const Tensor & dst);
+// A contiguous view of `bytes` at `data` with the given shape and dtype.
+Tensor contiguous_view(char * data, DType dtype, std::initializer_list<int64_t> shape);
+Tensor contiguous_like(char * data, DType dtype, const Tensor & t);
+
+}  // namespace mamba::cuda

@@ -1,0 +1,135 @@
+// Dense layers on CUDA: mamba_linear through cuBLAS (bf16/fp16 tensor cores or exact float32, always
+// float32 accumulation) and mamba_embedding (a gather).
+// linear: FLOPs 2*rows*in*out; bytes rows*in*x + in*out*W + rows*out*y.
+// embedding: bytes count*hidden*(table + y).
+#include "common.cuh"
+#include "ops/linear.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+cudaDataType_t cuda_type(DType d) {
+    switch (d) {
+        case DType::F16: return CUDA_R_16F;
+        case DType::BF16: return CUDA_R_16BF;
+        default: return CUDA_R_32F;
+    }
+}
+
+// y[r, o] = src[r, o] (+ bias[o]), converting dtypes; src may be y itself.
+__global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, int64_t bias_s, bool has_bias, AnyPtr y, int64_t y_s0,
+                                       int64_t rows, int64_t out) {
+    const int64_t n = rows * out;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / out, o = i % out;
+        float v = src.load(r * src_s0 + o);
+        if (has_bias) v += bias.load(o * bias_s);
+        y.store(r * y_s0 + o, v);
+    }
+}
+
+}  // namespace
+
+void linear(mamba_context & ctx, const LinearParams & p) {
+    const int64_t M = p.rows, K = p.in_features, N = p.out_features;
+    if (M == 0 || N == 0) return;
+    if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: dimensions must fit in int32");
+    // Operand type: x and W as they are when they agree, else both in float32.
+    const DType op = p.x.dtype == p.weight.dtype ? p.x.dtype : DType::F32;
+    const int64_t ldx_in = M == 1 ? K : p.x.stride[0];
+    const int64_t ldw_in = N == 1 ? K : p.weight.stride[0];
+    const int64_t ldy_in = M == 1 ? N : p.y.stride[0];
+    const bool stage_x = p.x.dtype != op || ldx_in < K || (K > 1 && p.x.stride[1] != 1);
+    const bool stage_w = p.weight.dtype != op || ldw_in < K || (K > 1 && p.weight.stride[1] != 1);
+    // cuBLAS writes float32 or the operand type; other output types, a bias or odd strides go through a
+    // float32 buffer (the bias add is fused into the conversion pass).
+    // A bias with a rounded output type also goes through float32, so that y is rounded once.
+    const bool direct_y = (p.y.dtype == DType::F32 || (p.y.dtype == op && !p.bias)) && ldy_in >= N && (N == 1 || p.y.stride[1] == 1);
+    const bool stage_y = !direct_y;
+    WorkspaceCarver carver;
+    const size_t ox = stage_x ? carver.add(size_t(M * K) * dtype_size(op)) : 0;
+    const size_t ow = stage_w ? carver.add(size_t(N * K) * dtype_size(op)) : 0;
+    const size_t oy = stage_y ? carver.add(size_t(M * N) * 4) : 0;
+    char * ws = carver.take(ctx);
+
+    Tensor x = p.x, w = p.weight;
+    if (stage_x) {
+        x = contiguous_like(ws + ox, op, p.x);
+        copy_tensor(ctx, p.x, x);
+    }
+    if (stage_w) {
+        w = contiguous_like(ws + ow, op, p.weight);
+        copy_tensor(ctx, p.weight, w);
+    }
+    const int64_t ldx = stage_x || M == 1 ? K : x.stride[0];
+    const int64_t ldw = stage_w || N == 1 ? K : w.stride[0];
+    void * y_ptr = stage_y ? static_cast<void *>(ws + oy) : static_cast<void *>(p.y.data);
+    const DType y_type = stage_y ? DType::F32 : p.y.dtype;
+    const int64_t ldy = stage_y ? N : ldy_in;
+
+    if (K == 0) {
+        // An empty sum: y = bias (or zeros).
+        MAMBA_CUDA_CHECK(cudaMemset2DAsync(y_ptr, size_t(ldy) * dtype_size(y_type), 0, size_t(N) * dtype_size(y_type), size_t(M), stream_of(ctx)));
+    } else {
+        const float alpha = 1.0f, beta = 0.0f;
+        // Row-major y (M x N) = x (M x K) W^T is column-major y^T (N x M) = W (N x K, i.e. W^T stored) * x^T.
+        MAMBA_CUBLAS_CHECK(cublasGemmEx(state_of(ctx).cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &alpha, w.data, cuda_type(op), int(ldw),
+                                        x.data, cuda_type(op), int(ldx), &beta, y_ptr, cuda_type(y_type), int(ldy), CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT));
+    }
+    if (stage_y || p.bias) {
+        const AnyPtr src{static_cast<char *>(y_ptr), int(y_type)};
+        const int threads = 256;
+        const int64_t blocks = std::min<int64_t>(ceil_div(M * N, threads), int64_t(state_of(ctx).multiprocessors) * 16);
+        linear_epilogue_kernel<<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(src, ldy, any(p.bias), p.bias ? p.bias->stride[0] : 0, p.bias.has_value(),
+                                                                                   any(p.y), ldy_in, M, N);
+        MAMBA_CUDA_CHECK_LAUNCH("linear_epilogue_kernel");
+    }
+}
+
+namespace {
+
+// Reports the first position whose id lies outside [0, vocab).
+__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, unsigned long long * error_index) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[i * ids_s])
+                                                        : reinterpret_cast<const int64_t *>(ids)[i * ids_s];
+        if (id < 0 || id >= vocab) atomicMin(error_index, (unsigned long long)i);
+    }
+}
+
+__global__ void embedding_kernel(const char * ids, int ids_dtype, int64_t ids_s, AnyPtr table, int64_t t_s0, int64_t t_s1, AnyPtr y, int64_t y_s0,
+                                 int64_t y_s1, int64_t hidden) {
+    const int64_t row = blockIdx.x;
+    const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[row * ids_s])
+                                                    : reinterpret_cast<const int64_t *>(ids)[row * ids_s];
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) y.store(row * y_s0 + i * y_s1, table.load(id * t_s0 + i * t_s1));
+}
+
+}  // namespace
+
+void embedding(mamba_context & ctx, const EmbeddingParams & p) {
+    if (p.count == 0) return;
+    if (p.count > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "embedding on CUDA supports at most 2^31-1 ids");
+    // Ids live on the device: check them all first (and read the verdict back) so that nothing is
+    // written when one is out of range.
+    const int check_threads = 256;
+    const int64_t check_blocks = std::min<int64_t>(ceil_div(p.count, check_threads), 1024);
+    embedding_check_kernel<<<unsigned(check_blocks), check_threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], p.count,
+                                                                                         p.vocab, ctx.cuda->error_index);
+    MAMBA_CUDA_CHECK_LAUNCH("embedding_check_kernel");
+    const unsigned long long bad = take_error_index(ctx);
+    if (bad != kNoErrorIndex) {
+        const int64_t pos = int64_t(bad);
+        fail_argument("argument 'ids' holds ", read_device_int(ctx, p.ids, pos * p.ids.stride[0]), " at position ", pos, ", outside the table's rows [0, ",
+                      p.vocab, ")");
+    }
+    if (p.hidden == 0) return;
+    const int threads = p.hidden >= 1024 ? 512 : 128;
+    embedding_kernel<<<unsigned(p.count), threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0],
+                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.hidden);
+    MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
+}
+
+}  // namespace mamba::cuda

@@ -1,0 +1,138 @@
+// RMSNorm with fused residual (mamba_rms_norm) and the gated, grouped RMSNorm of Mamba-2
+// (mamba_gated_rms_norm). One block per normalized row (or row group); two passes over the row, the
+// second recomputing the sum r = x + residual so that residual_out may alias residual: each thread
+// reads an element before it writes that same element.
+// Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
+// (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
+#include "common.cuh"
+#include "ops/gated_rms_norm.h"
+#include "ops/rms_norm.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+struct RmsNormArgs {
+    AnyPtr x, residual, weight, y, residual_out;
+    int64_t x_s0, x_s1, r_s0, r_s1, w_s, y_s0, y_s1, ro_s0, ro_s1;
+    int64_t hidden;
+    float eps;
+    bool has_residual, has_residual_out;
+};
+
+__global__ void rms_norm_kernel(RmsNormArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x;
+    float sum_sq = 0.0f;
+    for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
+        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
+        if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
+        sum_sq += r * r;
+    }
+    const float total = block_sum(sum_sq, scratch);
+    const float inv = 1.0f / sqrtf(total / float(a.hidden) + a.eps);
+    for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
+        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
+        if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
+        if (a.has_residual_out) a.residual_out.store(row * a.ro_s0 + i * a.ro_s1, r);
+        a.y.store(row * a.y_s0 + i * a.y_s1, r * inv * a.weight.load(i * a.w_s));
+    }
+}
+
+struct GatedArgs {
+    AnyPtr x, z, weight, y;
+    int64_t x_s0, x_s1, z_s0, z_s1, w_s, y_s0, y_s1;
+    int64_t group_size, groups;
+    float eps;
+    bool has_z, norm_before_gate;
+};
+
+__global__ void gated_rms_norm_kernel(GatedArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x / a.groups;
+    const int64_t c0 = (blockIdx.x % a.groups) * a.group_size;
+    float sum_sq = 0.0f;
+    for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
+        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
+        if (a.has_z && !a.norm_before_gate) r *= silu_f(a.z.load(row * a.z_s0 + i * a.z_s1));
+        sum_sq += r * r;
+    }
+    const float total = block_sum(sum_sq, scratch);
+    const float inv = 1.0f / sqrtf(total / float(a.group_size) + a.eps);
+    for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
+        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
+        float gate = 1.0f;
+        if (a.has_z) gate = silu_f(a.z.load(row * a.z_s0 + i * a.z_s1));
+        float out;
+        if (a.norm_before_gate) out = r * inv * a.weight.load(i * a.w_s) * gate;
+        else out = r * gate * inv * a.weight.load(i * a.w_s);
+        a.y.store(row * a.y_s0 + i * a.y_s1, out);
+    }
+}
+
+int threads_for(int64_t n) {
+    if (n >= 4096) return 1024;
+    if (n >= 1024) return 512;
+    if (n >= 256) return 256;
+    return 128;
+}
+
+}  // namespace
+
+void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
+    RmsNormArgs a{};
+    a.x = any(p.x);
+    a.x_s0 = p.x.stride[0];
+    a.x_s1 = p.x.stride[1];
+    a.has_residual = p.residual.has_value();
+    if (a.has_residual) {
+        a.residual = any(*p.residual);
+        a.r_s0 = p.residual->stride[0];
+        a.r_s1 = p.residual->stride[1];
+    }
+    a.weight = any(p.weight);
+    a.w_s = p.weight.stride[0];
+    a.y = any(p.y);
+    a.y_s0 = p.y.stride[0];
+    a.y_s1 = p.y.stride[1];
+    a.has_residual_out = p.residual_out.has_value();
+    if (a.has_residual_out) {
+        a.residual_out = any(*p.residual_out);
+        a.ro_s0 = p.residual_out->stride[0];
+        a.ro_s1 = p.residual_out->stride[1];
+    }
+    a.hidden = p.hidden;
+    a.eps = p.eps;
+    if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
+    rms_norm_kernel<<<unsigned(p.rows), threads_for(p.hidden), 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+}
+
+void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
+    if (p.rows == 0 || p.dim == 0) return;
+    GatedArgs a{};
+    a.x = any(p.x);
+    a.x_s0 = p.x.stride[0];
+    a.x_s1 = p.x.stride[1];
+    a.has_z = p.z.has_value();
+    if (a.has_z) {
+        a.z = any(*p.z);
+        a.z_s0 = p.z->stride[0];
+        a.z_s1 = p.z->stride[1];
+    }
+    a.weight = any(p.weight);
+    a.w_s = p.weight.stride[0];
+    a.y = any(p.y);
+    a.y_s0 = p.y.stride[0];
+    a.y_s1 = p.y.stride[1];
+    a.group_size = p.group_size > 0 ? p.group_size : p.dim;
+    a.groups = p.dim / a.group_size;
+    a.eps = p.eps;
+    a.norm_before_gate = p.norm_before_gate;
+    const int64_t blocks = p.rows * a.groups;
+    if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
+    gated_rms_norm_kernel<<<unsigned(blocks), threads_for(a.group_size), 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
+}
+
+}  // namespace mamba::cuda

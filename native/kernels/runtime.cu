@@ -1,0 +1,268 @@
+// CUDA runtime hooks of the device-independent code: devices, contexts (stream, cuBLAS handles,
+// workspace), memory and events. Every CUDA error becomes a mamba::Error with a device status.
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "common.cuh"
+
+namespace mamba::cuda {
+
+void fail_cuda(cudaError_t err, const char * what, const char * file, int line) {
+    (void)cudaGetLastError();  // clear a sticky-free error so the next call starts clean
+    const mamba_status status = err == cudaErrorMemoryAllocation ? MAMBA_STATUS_OUT_OF_MEMORY
+                                : (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) ? MAMBA_STATUS_BACKEND_UNAVAILABLE
+                                : err == cudaErrorInvalidValue ? MAMBA_STATUS_INVALID_ARGUMENT
+                                                               : MAMBA_STATUS_DEVICE_ERROR;
+    const char * base = std::strrchr(file, '/');
+    fail(status, "CUDA error ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ") in ", what, " at ", base ? base + 1 : file, ":", line);
+}
+
+void fail_cublas(cublasStatus_t st, const char * what, const char * file, int line) {
+    const char * base = std::strrchr(file, '/');
+    const mamba_status status = st == CUBLAS_STATUS_ALLOC_FAILED ? MAMBA_STATUS_OUT_OF_MEMORY
+                                : st == CUBLAS_STATUS_NOT_SUPPORTED ? MAMBA_STATUS_UNSUPPORTED
+                                                                    : MAMBA_STATUS_DEVICE_ERROR;
+    fail(status, "cuBLAS error ", int(st), " in ", what, " at ", base ? base + 1 : file, ":", line);
+}
+
+namespace {
+
+// Makes the context's device current for the calling thread (contexts may be used from any thread).
+void use_device(const mamba_context & ctx) { MAMBA_CUDA_CHECK(cudaSetDevice(ctx.device_id)); }
+
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+}  // namespace
+
+int32_t device_count() {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    MAMBA_CUDA_CHECK(err);
+    return n;
+}
+
+static void check_device_id(int32_t device_id) {
+    const int32_t n = device_count();
+    if (n == 0) fail(MAMBA_STATUS_BACKEND_UNAVAILABLE, "no CUDA device is present");
+    if (device_id < 0 || device_id >= n) fail_argument("CUDA device ", device_id, " does not exist (", n, " present)");
+}
+
+void device_info(int32_t device_id, mamba_device_info & info) {
+    check_device_id(device_id);
+    cudaDeviceProp prop{};
+    MAMBA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_id));
+    std::strncpy(info.name, prop.name, sizeof(info.name) - 1);
+    info.compute_capability_major = prop.major;
+    info.compute_capability_minor = prop.minor;
+    info.multiprocessor_count = prop.multiProcessorCount;
+    int previous = 0;
+    MAMBA_CUDA_CHECK(cudaGetDevice(&previous));
+    MAMBA_CUDA_CHECK(cudaSetDevice(device_id));
+    size_t free_b = 0, total_b = 0;
+    const cudaError_t err = cudaMemGetInfo(&free_b, &total_b);
+    cudaSetDevice(previous);
+    MAMBA_CUDA_CHECK(err);
+    info.total_memory_bytes = int64_t(total_b);
+    info.free_memory_bytes = int64_t(free_b);
+}
+
+void context_init(mamba_context & ctx) {
+    check_device_id(ctx.device_id);
+    use_device(ctx);
+    auto state = std::make_unique<CudaState>();
+    cudaDeviceProp prop{};
+    MAMBA_CUDA_CHECK(cudaGetDeviceProperties(&prop, ctx.device_id));
+    if (prop.major < 8)
+        fail(MAMBA_STATUS_UNSUPPORTED, "CUDA device ", ctx.device_id, " (", prop.name, ") has compute capability ", prop.major, ".", prop.minor,
+             "; libmamba needs 8.0 or newer");
+    state->multiprocessors = prop.multiProcessorCount;
+    state->max_smem_per_block = int(prop.sharedMemPerBlockOptin);
+    state->cc_major = prop.major;
+    state->cc_minor = prop.minor;
+    ctx.cuda = state.get();
+    try {
+        MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));
+        state->stream = state->own_stream;
+        MAMBA_CUBLAS_CHECK(cublasCreate(&state->cublas));
+        MAMBA_CUBLAS_CHECK(cublasLtCreate(&state->cublaslt));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->cublas_workspace, kCublasWorkspaceBytes));
+        state->cublas_workspace_bytes = kCublasWorkspaceBytes;
+        MAMBA_CUBLAS_CHECK(cublasSetStream(state->cublas, state->stream));
+        MAMBA_CUBLAS_CHECK(cublasSetWorkspace(state->cublas, state->cublas_workspace, state->cublas_workspace_bytes));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->error_index, sizeof(unsigned long long)));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->error_index, 0xff, sizeof(unsigned long long), state->stream));
+    } catch (...) {
+        context_destroy(ctx);
+        state.release();
+        throw;
+    }
+    state.release();
+}
+
+void context_destroy(mamba_context & ctx) noexcept {
+    CudaState * s = ctx.cuda;
+    if (s == nullptr) return;
+    cudaSetDevice(ctx.device_id);
+    if (s->stream) cudaStreamSynchronize(s->stream);
+    if (s->cublas) cublasDestroy(s->cublas);
+    if (s->cublaslt) cublasLtDestroy(s->cublaslt);
+    if (s->workspace) cudaFree(s->workspace);
+    if (s->cublas_workspace) cudaFree(s->cublas_workspace);
+    if (s->error_index) cudaFree(s->error_index);
+    if (s->own_stream) cudaStreamDestroy(s->own_stream);
+    (void)cudaGetLastError();
+    delete s;
+    ctx.cuda = nullptr;
+}
+
+void synchronize(mamba_context & ctx) {
+    use_device(ctx);
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+}
+
+void set_stream(mamba_context & ctx, void * stream) {
+    use_device(ctx);
+    CudaState & s = *ctx.cuda;
+    s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
+    MAMBA_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
+}
+
+void * get_stream(const mamba_context & ctx) { return ctx.cuda->stream; }
+
+void * alloc(mamba_context & ctx, size_t bytes) {
+    use_device(ctx);
+    void * p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        fail(MAMBA_STATUS_OUT_OF_MEMORY, "could not allocate ", bytes, " bytes on CUDA device ", ctx.device_id);
+    }
+    MAMBA_CUDA_CHECK(err);
+    return p;
+}
+
+void free(mamba_context & ctx, void * ptr) {
+    use_device(ctx);
+    // Memory still in use by queued work must not be released under it.
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    MAMBA_CUDA_CHECK(cudaFree(ptr));
+}
+
+void * alloc_host(mamba_context & ctx, size_t bytes) {
+    use_device(ctx);
+    void * p = nullptr;
+    const cudaError_t err = cudaMallocHost(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        fail(MAMBA_STATUS_OUT_OF_MEMORY, "could not allocate ", bytes, " bytes of page-locked host memory");
+    }
+    MAMBA_CUDA_CHECK(err);
+    return p;
+}
+
+void free_host(mamba_context & ctx, void * ptr) {
+    use_device(ctx);
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    MAMBA_CUDA_CHECK(cudaFreeHost(ptr));
+}
+
+void memcpy(mamba_context & ctx, void * dst, const void * src, size_t bytes, mamba_memcpy_kind kind) {
+    use_device(ctx);
+    cudaMemcpyKind k = cudaMemcpyDefault;
+    switch (kind) {
+        case MAMBA_MEMCPY_HOST_TO_HOST: k = cudaMemcpyHostToHost; break;
+        case MAMBA_MEMCPY_HOST_TO_DEVICE: k = cudaMemcpyHostToDevice; break;
+        case MAMBA_MEMCPY_DEVICE_TO_HOST: k = cudaMemcpyDeviceToHost; break;
+        case MAMBA_MEMCPY_DEVICE_TO_DEVICE: k = cudaMemcpyDeviceToDevice; break;
+    }
+    cudaStream_t st = ctx.cuda->stream;
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
+    if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) {
+        // The header promises that copies into pageable memory are complete on return; a host
+        // destination may be pageable, so wait for every device-to-host copy.
+        MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
+    } else if (kind == MAMBA_MEMCPY_HOST_TO_DEVICE) {
+        // The source may be pageable memory the caller reuses right away.
+        cudaPointerAttributes attr{};
+        if (cudaPointerGetAttributes(&attr, src) != cudaSuccess || attr.type != cudaMemoryTypeHost) {
+            (void)cudaGetLastError();
+            MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
+        }
+    }
+}
+
+void memset(mamba_context & ctx, void * ptr, int32_t value, size_t bytes) {
+    use_device(ctx);
+    MAMBA_CUDA_CHECK(cudaMemsetAsync(ptr, value & 0xff, bytes, ctx.cuda->stream));
+}
+
+void event_create(mamba_event & event) {
+    use_device(*event.context);
+    cudaEvent_t e = nullptr;
+    MAMBA_CUDA_CHECK(cudaEventCreate(&e));
+    event.cuda_event = e;
+}
+
+void event_destroy(mamba_event & event) noexcept {
+    if (event.cuda_event) cudaEventDestroy(static_cast<cudaEvent_t>(event.cuda_event));
+    event.cuda_event = nullptr;
+}
+
+void event_record(mamba_event & event) {
+    use_device(*event.context);
+    MAMBA_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event.cuda_event), event.context->cuda->stream));
+}
+
+void event_synchronize(mamba_event & event) { MAMBA_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event.cuda_event))); }
+
+float event_elapsed_ms(const mamba_event & start, const mamba_event & end) {
+    float ms = 0.0f;
+    MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.cuda_event), static_cast<cudaEvent_t>(end.cuda_event)));
+    return ms;
+}
+
+bool fast_paths_enabled() {
+    const char * v = std::getenv("MAMBA_CUDA_FAST_PATHS");
+    return v != nullptr && v[0] == '1' && v[1] == '\0';
+}
+
+unsigned long long take_error_index(mamba_context & ctx) {
+    unsigned long long index = kNoErrorIndex;
+    cudaStream_t st = ctx.cuda->stream;
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(&index, ctx.cuda->error_index, sizeof(index), cudaMemcpyDeviceToHost, st));
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
+    if (index != kNoErrorIndex) MAMBA_CUDA_CHECK(cudaMemsetAsync(ctx.cuda->error_index, 0xff, sizeof(index), st));
+    return index;
+}
+
+int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset) {
+    const size_t es = dtype_size(t.dtype);
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    void * dst = t.dtype == DType::I32 ? static_cast<void *>(&v32) : static_cast<void *>(&v64);
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, t.data + element_offset * int64_t(es), es, cudaMemcpyDeviceToHost, ctx.cuda->stream));
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    return t.dtype == DType::I32 ? int64_t(v32) : v64;
+}
+
+void * workspace(mamba_context & ctx, size_t bytes) {
+    CudaState & s = *ctx.cuda;
+    if (bytes <= s.workspace_bytes) return s.workspace;
+    use_device(ctx);
+    // Queued kernels may still read the old buffer.
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    if (s.workspace) MAMBA_CUDA_CHECK(cudaFree(s.workspace));
+    s.workspace = nullptr;
+    s.workspace_bytes = 0;
+    const size_t rounded = (bytes + (size_t(1) << 20) - 1) / (size_t(1) << 20) * (size_t(1) << 20);
+    s.workspace = alloc(ctx, rounded);
+    s.workspace_bytes = rounded;
+    return s.workspace;
+}
+
+}  // namespace mamba::cuda

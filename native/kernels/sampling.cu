@@ -1,0 +1,405 @@
+// Softmax (mamba_softmax) and token sampling (mamba_sample) on CUDA.
+// softmax: one block per row, three passes (max, sum, write); bytes rows*n*(x + y).
+// sample: one block per row, following the CPU backend step for step so that both draw the same
+// token: repetition penalty, temperature, top-k, top-p, min-p, then the first token in id order whose
+// running weight exceeds u * total, u from Philox at (seed; step, row). The top-k and top-p cuts are
+// found by radix selection over order-preserving keys of the scaled logits (counts for top-k, mass
+// for top-p) instead of a sort; ties at the cut are resolved by id, as the CPU's ordering does.
+// Bytes: a few passes over batch*vocab floats.
+#include "core/rng.h"
+#include "common.cuh"
+#include "ops/sampling.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+struct SoftmaxArgs {
+    AnyPtr x, y;
+    int64_t x_s0, x_s1, y_s0, y_s1, n;
+    bool log;
+};
+
+__global__ void softmax_kernel(SoftmaxArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) m = fmaxf(m, a.x.load(row * a.x_s0 + i * a.x_s1));
+    m = block_max(m, scratch);
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) s += expf(a.x.load(row * a.x_s0 + i * a.x_s1) - m);
+    s = block_sum(s, scratch);
+    const float inv = 1.0f / s, log_s = logf(s);
+    for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+        const float v = a.x.load(row * a.x_s0 + i * a.x_s1) - m;
+        a.y.store(row * a.y_s0 + i * a.y_s1, a.log ? v - log_s : expf(v) * inv);
+    }
+}
+
+// ---- sampling ----------------------------------------------------------------------------------
+
+constexpr int kSampleThreads = 1024;
+
+struct SampleArgs {
+    AnyPtr logits;
+    int64_t l_s0, l_s1;
+    const char * history;
+    int hist_dtype;
+    int64_t h_s0, h_s1, history_len;
+    char * tokens;
+    int tok_dtype;
+    int64_t tok_s;
+    int64_t vocab;
+    float temperature, top_p, min_p, penalty;
+    int top_k;
+    uint64_t seed, step;
+    float *v, *w;  // per row: scaled logits and surviving weights (batch * vocab each)
+    unsigned long long * error_index;  // first bad history entry (flat row-major index)
+};
+
+struct SampleShared {
+    double dscan[kSampleThreads / 32];
+    double hist[256];
+    float fscratch[32];
+    int iscratch[32];
+    uint32_t prefix;
+    double above;
+    int64_t result;
+};
+
+// Order-preserving unsigned key of a float (larger float, larger key).
+__device__ __forceinline__ uint32_t float_key(float f) {
+    const uint32_t b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+
+// Exclusive prefix sum over the block's threads (in thread order); *total gets the sum of all.
+__device__ double block_exclusive_scan(double v, SampleShared & sh, double * total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    double inc = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const double n = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += n;
+    }
+    __syncthreads();
+    if (lane == 31) sh.dscan[warp] = inc;
+    __syncthreads();
+    double base = 0.0, all = 0.0;
+    for (int i = 0; i < kSampleThreads / 32; ++i) {
+        if (i < warp) base += sh.dscan[i];
+        all += sh.dscan[i];
+    }
+    *total = all;
+    return base + inc - v;
+}
+
+__device__ double block_sum_d(double v, SampleShared & sh) {
+    double total;
+    block_exclusive_scan(v, sh, &total);
+    return total;
+}
+
+// The first index of the largest value (NaN never wins; all NaN gives 0).
+__device__ int64_t block_argmax(const float * v, int64_t n, SampleShared & sh, float * best_value) {
+    float bv = -INFINITY;
+    int64_t bi = INT64_MAX;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const float x = v[i];
+        if (x > bv || (x == bv && i < bi)) {
+            bv = x;
+            bi = i;
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) {
+            bv = ov;
+            bi = oi;
+        }
+    }
+    __shared__ float s_v[32];
+    __shared__ int64_t s_i[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) {
+        s_v[warp] = bv;
+        s_i[warp] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float v0 = s_v[0];
+        int64_t i0 = s_i[0];
+        for (int wi = 1; wi < int(blockDim.x / 32); ++wi)
+            if (s_v[wi] > v0 || (s_v[wi] == v0 && s_i[wi] < i0)) {
+                v0 = s_v[wi];
+                i0 = s_i[wi];
+            }
+        if (i0 == INT64_MAX) {
+            i0 = 0;
+            v0 = v[0];
+        }
+        sh.result = i0;
+        sh.fscratch[0] = v0;
+    }
+    __syncthreads();
+    *best_value = sh.fscratch[0];
+    const int64_t r = sh.result;
+    __syncthreads();
+    return r;
+}
+
+// Key tau of the cut among tokens with w > 0: the largest key whose tokens at or above it reach
+// `target` (count of tokens, or their weight). *above gets the count/weight strictly above tau.
+__device__ uint32_t radix_select(const float * v, const float * w, int64_t n, bool by_mass, double target, SampleShared & sh, double * above_out) {
+    uint32_t prefix = 0, mask = 0;
+    double above = 0.0;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) sh.hist[i] = 0.0;
+        __syncthreads();
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const float wi = w[i];
+            if (!(wi > 0.0f)) continue;
+            const uint32_t key = float_key(v[i]);
+            if ((key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], by_mass ? double(wi) : 1.0);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int chosen = -1;
+            double acc = above;
+            for (int bin = 255; bin >= 0; --bin) {
+                if (acc + sh.hist[bin] >= target) {
+                    chosen = bin;
+                    break;
+                }
+                acc += sh.hist[bin];
+            }
+            if (chosen < 0) {  // rounding: the target exceeds everything; cut at the lowest bin present
+                chosen = 0;
+                acc = above;
+                for (int bin = 255; bin > 0; --bin) acc += sh.hist[bin];
+                for (int bin = 0; bin < 256; ++bin)
+                    if (sh.hist[bin] > 0.0) {
+                        chosen = bin;
+                        break;
+                    }
+                acc = above;
+                for (int bin = 255; bin > chosen; --bin) acc += sh.hist[bin];
+            }
+            sh.prefix = prefix | (uint32_t(chosen) << shift);
+            sh.above = acc;
+        }
+        __syncthreads();
+        prefix = sh.prefix;
+        above = sh.above;
+        mask |= 0xffu << shift;
+        __syncthreads();
+    }
+    *above_out = above;
+    return prefix;
+}
+
+// Keeps tokens above tau; of those at tau, keeps them in id order while the count/weight before each
+// is below `budget`; zeroes the weight of every other token.
+__device__ void apply_cut(const float * v, float * w, int64_t n, uint32_t tau, bool by_mass, double budget, SampleShared & sh) {
+    const int64_t seg = (n + blockDim.x - 1) / blockDim.x;
+    const int64_t lo = min(n, int64_t(threadIdx.x) * seg), hi = min(n, lo + seg);
+    double local = 0.0;
+    for (int64_t i = lo; i < hi; ++i)
+        if (w[i] > 0.0f && float_key(v[i]) == tau) local += by_mass ? double(w[i]) : 1.0;
+    double total;
+    double run = block_exclusive_scan(local, sh, &total);
+    for (int64_t i = lo; i < hi; ++i) {
+        if (!(w[i] > 0.0f)) continue;
+        const uint32_t key = float_key(v[i]);
+        if (key > tau) continue;
+        if (key < tau) {
+            w[i] = 0.0f;
+            continue;
+        }
+        const double wi = by_mass ? double(w[i]) : 1.0;
+        if (!(run < budget)) w[i] = 0.0f;
+        run += wi;
+    }
+    __syncthreads();
+}
+
+__device__ double total_weight(const float * w, int64_t n, SampleShared & sh) {
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += double(w[i]);
+    return block_sum_d(s, sh);
+}
+
+__global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
+    __shared__ SampleShared sh;
+    const int64_t row = blockIdx.x;
+    const int64_t V = a.vocab;
+    float * v = a.v + row * V;
+    float * w = a.w + row * V;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) v[i] = a.logits.load(row * a.l_s0 + i * a.l_s1);
+    __syncthreads();
+    if (a.history != nullptr) {
+        // Each listed token gets the penalty once: the value is computed from the original logit, so a
+        // token listed twice is written twice with the same value.
+        for (int64_t j = threadIdx.x; j < a.history_len; j += blockDim.x) {
+            const int64_t off = row * a.h_s0 + j * a.h_s1;
+            const int64_t id = a.hist_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.history)[off])
+                                                               : reinterpret_cast<const int64_t *>(a.history)[off];
+            if (id >= V) atomicMin(a.error_index, (unsigned long long)(row * a.history_len + j));
+            if (id < 0 || id >= V || a.penalty == 1.0f) continue;
+            const float o = a.logits.load(row * a.l_s0 + id * a.l_s1);
+            v[id] = o < 0.0f ? o * a.penalty : __fdiv_rn(o, a.penalty);
+        }
+        __syncthreads();
+    }
+    auto write_token = [&](int64_t token) {
+        if (threadIdx.x == 0) {
+            if (a.tok_dtype == int(DType::I32)) reinterpret_cast<int32_t *>(a.tokens)[row * a.tok_s] = int32_t(token);
+            else reinterpret_cast<int64_t *>(a.tokens)[row * a.tok_s] = token;
+        }
+    };
+    float max_value;
+    if (a.temperature <= 0.0f) {
+        write_token(block_argmax(v, V, sh, &max_value));
+        return;
+    }
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) v[i] = __fdiv_rn(v[i], a.temperature);
+    __syncthreads();
+    const int64_t top = block_argmax(v, V, sh, &max_value);
+    if (!(max_value > -INFINITY)) {
+        write_token(top);
+        return;
+    }
+    // Weights relative to the most likely token; exp in double, rounded to float, like the CPU's expf.
+    int count = 0;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+        const float e = float(exp(double(__fsub_rn(v[i], max_value))));
+        const float wi = e > 0.0f ? e : 0.0f;
+        w[i] = wi;
+        count += wi > 0.0f;
+    }
+    const double positive = block_sum_d(double(count), sh);
+    if (a.top_k > 0 && double(a.top_k) < positive) {
+        double above;
+        const uint32_t tau = radix_select(v, w, V, false, double(a.top_k), sh, &above);
+        apply_cut(v, w, V, tau, false, double(a.top_k) - above, sh);
+    }
+    if (a.top_p < 1.0f) {
+        const double needed = double(a.top_p) * total_weight(w, V, sh);
+        double above;
+        const uint32_t tau = radix_select(v, w, V, true, needed, sh, &above);
+        apply_cut(v, w, V, tau, true, needed - above, sh);
+    }
+    if (a.min_p > 0.0f) {
+        float most = 0.0f;
+        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) most = fmaxf(most, w[i]);
+        most = block_max(most, sh.fscratch);
+        const float floor_w = a.min_p * most;
+        for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+            if (w[i] < floor_w) w[i] = 0.0f;
+        __syncthreads();
+    }
+    // The draw: first token in id order whose running weight exceeds target.
+    const int64_t seg = (V + blockDim.x - 1) / blockDim.x;
+    const int64_t lo = min(V, int64_t(threadIdx.x) * seg), hi = min(V, lo + seg);
+    double local = 0.0;
+    int64_t last_positive = -1;
+    for (int64_t i = lo; i < hi; ++i) {
+        local += double(w[i]);
+        if (w[i] > 0.0f) last_positive = i;
+    }
+    double total;
+    const double base = block_exclusive_scan(local, sh, &total);
+    const Philox4x32 bits = sampling_random_bits(a.seed, a.step, uint64_t(row));
+    const double target = uniform_double(bits.v[0], bits.v[1]) * total;
+    if (threadIdx.x == 0) sh.result = -1;
+    __syncthreads();
+    if (base <= target && target < base + local) {
+        double cum = base;
+        for (int64_t i = lo; i < hi; ++i) {
+            cum += double(w[i]);
+            if (cum > target && w[i] > 0.0f) {
+                atomicMin(reinterpret_cast<unsigned long long *>(&sh.result), (unsigned long long)i);
+                break;
+            }
+        }
+    }
+    // Fallback when rounding leaves the target at the very end: the last surviving token.
+    int64_t lp = last_positive;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lp = max(lp, (int64_t)__shfl_xor_sync(0xffffffffu, lp, o));
+    __shared__ int64_t s_lp[32];
+    if ((threadIdx.x & 31) == 0) s_lp[threadIdx.x >> 5] = lp;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int64_t token = sh.result;
+        if (token < 0 || token >= V) {
+            int64_t best = -1;
+            for (int i = 0; i < int(blockDim.x / 32); ++i) best = max(best, s_lp[i]);
+            token = best >= 0 ? best : top;
+        }
+        if (a.tok_dtype == int(DType::I32)) reinterpret_cast<int32_t *>(a.tokens)[row * a.tok_s] = int32_t(token);
+        else reinterpret_cast<int64_t *>(a.tokens)[row * a.tok_s] = token;
+    }
+}
+
+}  // namespace
+
+void softmax(mamba_context & ctx, const SoftmaxParams & p) {
+    if (p.rows == 0 || p.n == 0) return;
+    if (p.rows > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "softmax on CUDA supports at most 2^31-1 rows");
+    SoftmaxArgs a{any(p.x), any(p.y), p.x.stride[0], p.x.stride[1], p.y.stride[0], p.y.stride[1], p.n, p.log};
+    const int threads = p.n >= 8192 ? 1024 : p.n >= 1024 ? 256 : 128;
+    softmax_kernel<<<unsigned(p.rows), threads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("softmax_kernel");
+}
+
+void sample(mamba_context & ctx, const SampleParams & p) {
+    if (p.batch == 0) return;
+    if (p.batch > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "sample on CUDA supports at most 2^31-1 rows");
+    WorkspaceCarver carver;
+    const size_t ov = carver.add(size_t(p.batch * p.vocab) * 4);
+    const size_t ow = carver.add(size_t(p.batch * p.vocab) * 4);
+    char * ws = carver.take(ctx);
+    SampleArgs a{};
+    a.logits = any(p.logits);
+    a.l_s0 = p.logits.stride[0];
+    a.l_s1 = p.logits.stride[1];
+    if (p.history && p.history_len > 0) {
+        a.history = p.history->data;
+        a.hist_dtype = int(p.history->dtype);
+        a.h_s0 = p.history->stride[0];
+        a.h_s1 = p.history->stride[1];
+        a.history_len = p.history_len;
+    }
+    a.tokens = p.tokens.data;
+    a.tok_dtype = int(p.tokens.dtype);
+    a.tok_s = p.tokens.stride[0];
+    a.vocab = p.vocab;
+    a.temperature = p.params.temperature;
+    a.top_k = p.params.top_k;
+    a.top_p = p.params.top_p;
+    a.min_p = p.params.min_p;
+    a.penalty = p.params.repetition_penalty;
+    a.seed = p.params.seed;
+    a.step = p.step;
+    a.v = reinterpret_cast<float *>(ws + ov);
+    a.w = reinterpret_cast<float *>(ws + ow);
+    a.error_index = ctx.cuda->error_index;
+    sample_kernel<<<unsigned(p.batch), kSampleThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
+    if (a.history != nullptr) {
+        // History ids are on the device: an id past the vocabulary is only seen by the kernel.
+        const unsigned long long bad = take_error_index(ctx);
+        if (bad != kNoErrorIndex) {
+            const int64_t row = int64_t(bad) / p.history_len, col = int64_t(bad) % p.history_len;
+            const int64_t id = read_device_int(ctx, *p.history, row * p.history->stride[0] + col * p.history->stride[1]);
+            fail_argument("history[", row, ", ", col, "] is ", id, ", outside the vocabulary [0, ", p.vocab, ")");
+        }
+    }
+}
+
+}  // namespace mamba::cuda

@@ -1,0 +1,694 @@
+// Mamba-2 SSD (mamba_ssd) and its decode step (mamba_ssd_state_update).
+//
+// ssd: the recurrence walked step by step with the state in registers. A block owns (sequence, head,
+// 8 rows of headdim); each warp one row p, each lane the states n = lane + 32*s. Chunks of 16 steps
+// of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the
+// warp by shuffles. The result equals the chunked SSD (chunk_size only changes rounding).
+// Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
+// FLOPs: 6 per (t, h, p, n).
+//
+// Fast path (MAMBA_CUDA_FAST_PATHS=1, not yet run on a GPU): the rows kernel, where a warp owns 8 rows
+// and a lane 4 consecutive states, so one float4 of B and of C serves 32 state updates.
+//
+// ssd_state_update: one step, float32 state read and written once with 16-byte accesses; each warp
+// owns 4 rows p so four loads are in flight per lane (fast path: 8 rows, state loads issued first).
+// Bytes: 2 * batch*heads*headdim*dstate*4.
+#include "common.cuh"
+#include "ops/ssd.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+// dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
+bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
+
+struct SsdArgs {
+    AnyPtr x, dt, B, C, z, y;
+    const float *A, *D, *dt_bias, *init;
+    float * fin;
+    const char * cu_seqlens;
+    int cu_dtype;
+    int64_t cu_stride;
+    int64_t x_s[4], dt_s[3], B_s[4], C_s[4], z_s[4], y_s[4];
+    int64_t A_s, D_s0, D_s1, bias_s, init_s[4], fin_s[4];
+    int64_t len, heads, headdim, dstate, heads_per_group;
+    float dt_min, dt_max;
+    bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
+};
+
+// Rows kernel: each warp owns 8 rows p of a head and each lane 4 consecutive states (float4) of every
+// 128, so one float4 of B and one of C from shared memory serve 8 rows (32 state updates). y_t[p] is
+// reduced over the lanes through a small shared buffer (8 stores, 2 vector loads, 2 shuffles a step)
+// instead of 8 full shuffle trees.
+template <int kStateQuads>
+struct SsdRowsTraits {
+    static constexpr int kNQ = kStateQuads;   // float4 state groups per lane: dstate <= 128 * kNQ
+    static constexpr int kNP = 128 * kNQ;     // padded dstate held in shared memory
+    static constexpr int kRowsPerWarp = 8;
+    static constexpr int kWarps = 4;
+    static constexpr int kRows = kRowsPerWarp * kWarps;  // rows of headdim per block
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kChunk = 16;
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_rows_kernel(SsdArgs a) {
+    constexpr int NQ = Tr::kNQ, NP = Tr::kNP, R = Tr::kRowsPerWarp, ROWS = Tr::kRows, CH = Tr::kChunk;
+    __shared__ __align__(16) float s_B[CH][NP];
+    __shared__ __align__(16) float s_C[CH][NP];
+    __shared__ __align__(16) float s_x[CH][ROWS];
+    __shared__ __align__(16) float s_red[Tr::kWarps][R][36];  // 36: conflict-free float4 reads
+    __shared__ float s_y[CH][ROWS];
+    __shared__ float s_dt[CH], s_decay[CH];
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t row0 = int64_t(blockIdx.x) * ROWS;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    if (a.packed) {
+        auto cu = [&](int64_t i) {
+            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+        };
+        b = 0;
+        t_begin = cu(seq);
+        t_end = cu(seq + 1);
+    } else {
+        b = seq;
+        t_begin = 0;
+        t_end = a.len;
+    }
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+
+    float4 st[R][NQ];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int64_t p = row0 + warp * R + r;
+#pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+            float v[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t n = q * 128 + lane * 4 + i;
+                v[i] = (a.has_init && p < a.headdim && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]]
+                                                                     : 0.0f;
+            }
+            st[r][q] = make_float4(v[0], v[1], v[2], v[3]);
+        }
+    }
+
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH) {
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        __syncthreads();  // the previous chunk's shared data is no longer read
+        for (int i = threadIdx.x; i < CH * NP; i += blockDim.x) {
+            const int k = i / NP, n = i % NP;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            s_B[k][n] = in ? a.B.load(b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]) : 0.0f;
+            s_C[k][n] = in ? a.C.load(b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]) : 0.0f;
+        }
+        if (threadIdx.x < CH) {
+            const int k = threadIdx.x;
+            float dt = 0.0f, decay = 1.0f;
+            if (k < steps) {
+                dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
+                if (a.softplus) dt = softplus_f(dt);
+                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+                decay = __expf(dt * A);
+            }
+            s_dt[k] = dt;
+            s_decay[k] = decay;
+        }
+        for (int i = threadIdx.x; i < CH * ROWS; i += blockDim.x) {
+            const int k = i / ROWS, rr = i % ROWS;
+            const int64_t p = row0 + rr;
+            s_x[k][rr] = (k < steps && p < a.headdim) ? a.x.load(b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]) : 0.0f;
+        }
+        __syncthreads();
+        for (int k = 0; k < steps; ++k) {
+            const float decay = s_decay[k], dt = s_dt[k];
+            const float4 xa = *reinterpret_cast<const float4 *>(&s_x[k][warp * R]);
+            const float4 xb = *reinterpret_cast<const float4 *>(&s_x[k][warp * R + 4]);
+            const float dtx[R] = {dt * xa.x, dt * xa.y, dt * xa.z, dt * xa.w, dt * xb.x, dt * xb.y, dt * xb.z, dt * xb.w};
+            float acc[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) {
+                const float4 Bq = *reinterpret_cast<const float4 *>(&s_B[k][q * 128 + lane * 4]);
+                const float4 Cq = *reinterpret_cast<const float4 *>(&s_C[k][q * 128 + lane * 4]);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    float4 & v = st[r][q];
+                    v.x = decay * v.x + dtx[r] * Bq.x;
+                    v.y = decay * v.y + dtx[r] * Bq.y;
+                    v.z = decay * v.z + dtx[r] * Bq.z;
+                    v.w = decay * v.w + dtx[r] * Bq.w;
+                    acc[r] += Cq.x * v.x + Cq.y * v.y + Cq.z * v.z + Cq.w * v.w;
+                }
+            }
+            // Sum each row's 32 lane partials: lanes 4r..4r+3 add 8 partials each, then combine.
+#pragma unroll
+            for (int r = 0; r < R; ++r) s_red[warp][r][lane] = acc[r];
+            __syncwarp();
+            const int rr = lane / 4, part = lane % 4;
+            const float4 v0 = *reinterpret_cast<const float4 *>(&s_red[warp][rr][part * 8]);
+            const float4 v1 = *reinterpret_cast<const float4 *>(&s_red[warp][rr][part * 8 + 4]);
+            float sum = (v0.x + v0.y) + (v0.z + v0.w) + (v1.x + v1.y) + (v1.z + v1.w);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            if (part == 0) s_y[k][warp * R + rr] = sum;
+            __syncwarp();  // s_red is rewritten at the next step
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < steps * ROWS; i += blockDim.x) {
+            const int k = i / ROWS, rr = i % ROWS;
+            const int64_t p = row0 + rr;
+            if (p >= a.headdim) continue;
+            const int64_t t = t0 + k;
+            float out = s_y[k][rr];
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * s_x[k][rr];
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]));
+            a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + p * a.y_s[3], out);
+        }
+    }
+    if (a.has_fin) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int64_t p = row0 + warp * R + r;
+            if (p >= a.headdim) continue;
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) {
+                const float v[4] = {st[r][q].x, st[r][q].y, st[r][q].z, st[r][q].w};
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int64_t n = q * 128 + lane * 4 + i;
+                    if (n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = v[i];
+                }
+            }
+        }
+    }
+}
+
+template <int NQ>
+void launch_ssd_rows(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+    using Tr = SsdRowsTraits<NQ>;
+    if (nseq > 65535 || a.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences and heads");
+    const dim3 grid(unsigned(ceil_div(a.headdim, Tr::kRows)), unsigned(a.heads), unsigned(nseq));
+    ssd_rows_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_rows_kernel");
+}
+
+template <int kStatesPerLane>
+struct SsdScanTraits {
+    static constexpr int kNS = kStatesPerLane;  // states per lane: dstate <= 32 * kNS
+    static constexpr int kRows = 8;             // rows of headdim per block, one per warp
+    static constexpr int kThreads = 32 * kRows;
+    static constexpr int kChunk = 16;           // steps staged in shared memory at a time
+    static constexpr int kMaxN = 32 * kNS;
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_scan_kernel(SsdArgs a) {
+    constexpr int NS = Tr::kNS, CH = Tr::kChunk, R = Tr::kRows, MAXN = Tr::kMaxN;
+    __shared__ float s_B[CH][MAXN], s_C[CH][MAXN];
+    __shared__ float s_dt[CH], s_decay[CH];
+    __shared__ float s_x[CH][R], s_y[CH][R];
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t h = blockIdx.y;
+    const int64_t seq = blockIdx.z;
+    const int64_t p_raw = int64_t(blockIdx.x) * R + warp;
+    const bool row_valid = p_raw < a.headdim;
+    const int64_t p = row_valid ? p_raw : a.headdim - 1;
+    const int64_t g = h / a.heads_per_group;
+
+    int64_t b, t_begin, t_end;
+    if (a.packed) {
+        auto cu = [&](int64_t i) {
+            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+        };
+        b = 0;
+        t_begin = cu(seq);
+        t_end = cu(seq + 1);
+    } else {
+        b = seq;
+        t_begin = 0;
+        t_end = a.len;
+    }
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const float Dv = a.has_D ? (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) : 0.0f;
+
+    float st[NS];
+#pragma unroll
+    for (int s = 0; s < NS; ++s) {
+        const int64_t n = lane + 32 * s;
+        st[s] = (a.has_init && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+    }
+
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH) {
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        __syncthreads();  // the previous chunk's shared data is no longer read
+        for (int i = threadIdx.x; i < CH * MAXN; i += blockDim.x) {
+            const int k = i / MAXN, n = i % MAXN;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            s_B[k][n] = in ? a.B.load(b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]) : 0.0f;
+            s_C[k][n] = in ? a.C.load(b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]) : 0.0f;
+        }
+        if (threadIdx.x < CH) {
+            const int k = threadIdx.x;
+            float dt = 0.0f, decay = 1.0f;
+            if (k < steps) {
+                dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
+                if (a.softplus) dt = softplus_f(dt);
+                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+                decay = __expf(dt * A);
+            }
+            s_dt[k] = dt;
+            s_decay[k] = decay;
+        }
+        for (int i = threadIdx.x; i < CH * R; i += blockDim.x) {
+            const int k = i / R, r = i % R;
+            const int64_t pr = int64_t(blockIdx.x) * R + r;
+            s_x[k][r] = (k < steps && pr < a.headdim) ? a.x.load(b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + pr * a.x_s[3]) : 0.0f;
+        }
+        __syncthreads();
+        for (int k = 0; k < steps; ++k) {
+            const float decay = s_decay[k], dtx = s_dt[k] * s_x[k][warp];
+            float acc = 0.0f;
+#pragma unroll
+            for (int s = 0; s < NS; ++s) {
+                st[s] = decay * st[s] + dtx * s_B[k][lane + 32 * s];
+                acc += s_C[k][lane + 32 * s] * st[s];
+            }
+            acc = warp_sum(acc);
+            if (lane == 0) s_y[k][warp] = acc;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < CH * R; i += blockDim.x) {
+            const int k = i / R, r = i % R;
+            const int64_t pr = int64_t(blockIdx.x) * R + r;
+            if (k < steps && pr < a.headdim) {
+                const int64_t t = t0 + k;
+                const float xv = s_x[k][r];
+                float Dr = 0.0f;
+                if (a.has_D) Dr = a.D_per_channel ? a.D[h * a.D_s0 + pr * a.D_s1] : a.D[h * a.D_s0];
+                float out = s_y[k][r] + Dr * xv;
+                if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + pr * a.z_s[3]));
+                a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + pr * a.y_s[3], out);
+            }
+        }
+    }
+    (void)Dv;
+    if (a.has_fin && row_valid) {
+#pragma unroll
+        for (int s = 0; s < NS; ++s) {
+            const int64_t n = lane + 32 * s;
+            if (n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = st[s];
+        }
+    }
+}
+
+template <int NS>
+void launch_ssd_scan(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+    using Tr = SsdScanTraits<NS>;
+    if (nseq > 65535 || a.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences and heads");
+    const dim3 grid(unsigned(ceil_div(a.headdim, Tr::kRows)), unsigned(a.heads), unsigned(nseq));
+    ssd_scan_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_scan_kernel");
+}
+
+template <int N>
+void copy4(int64_t (&dst)[N], const Tensor & t) {
+    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
+}
+
+// Float32 parameter tensors are read directly; anything else is converted into the workspace.
+struct F32Params {
+    WorkspaceCarver carver;
+    std::vector<std::pair<const Tensor *, size_t>> todo;
+    void plan(const std::optional<Tensor> & t) {
+        if (t && t->dtype != DType::F32) todo.push_back({&*t, carver.add(size_t(t->numel()) * 4)});
+    }
+    void plan(const Tensor & t) {
+        if (t.dtype != DType::F32) todo.push_back({&t, carver.add(size_t(t.numel()) * 4)});
+    }
+    char * ws = nullptr;
+    void run(mamba_context & ctx) { ws = carver.take(ctx); }
+    Tensor get(mamba_context & ctx, const Tensor & t) {
+        for (auto & [src, off] : todo)
+            if (src == &t) {
+                Tensor v = contiguous_like(ws + off, DType::F32, t);
+                copy_tensor(ctx, t, v);
+                return v;
+            }
+        return t;
+    }
+};
+
+}  // namespace
+
+void ssd(mamba_context & ctx, const SsdParams & p) {
+    // len = 0 still runs: the kernel then copies the initial states (or zeros) to the final ones.
+    if (p.heads == 0 || p.headdim == 0) return;
+    if (p.initial_states && p.initial_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'initial_states' must be float32 on CUDA");
+    if (p.final_states && p.final_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'final_states' must be float32 on CUDA");
+    F32Params f32;
+    f32.plan(p.A);
+    f32.plan(p.D);
+    f32.plan(p.dt_bias);
+    f32.run(ctx);
+
+    SsdArgs a{};
+    a.x = any(p.x);
+    copy4(a.x_s, p.x);
+    a.dt = any(p.dt);
+    copy4(a.dt_s, p.dt);
+    a.B = any(p.B);
+    copy4(a.B_s, p.B);
+    a.C = any(p.C);
+    copy4(a.C_s, p.C);
+    a.y = any(p.y);
+    copy4(a.y_s, p.y);
+    a.has_z = p.z.has_value();
+    if (a.has_z) {
+        a.z = any(*p.z);
+        copy4(a.z_s, *p.z);
+    }
+    const Tensor A = f32.get(ctx, p.A);
+    a.A = A.ptr<float>();
+    a.A_s = A.stride[0];
+    a.has_D = p.D.has_value();
+    a.D_per_channel = p.D_per_channel;
+    if (a.has_D) {
+        const Tensor D = f32.get(ctx, *p.D);
+        a.D = D.ptr<float>();
+        a.D_s0 = D.stride[0];
+        a.D_s1 = D.ndim > 1 ? D.stride[1] : 0;
+    }
+    a.has_bias = p.dt_bias.has_value();
+    if (a.has_bias) {
+        const Tensor bias = f32.get(ctx, *p.dt_bias);
+        a.dt_bias = bias.ptr<float>();
+        a.bias_s = bias.stride[0];
+    }
+    a.has_init = p.initial_states.has_value();
+    if (a.has_init) {
+        a.init = p.initial_states->ptr<float>();
+        copy4(a.init_s, *p.initial_states);
+    }
+    a.has_fin = p.final_states.has_value();
+    if (a.has_fin) {
+        a.fin = p.final_states->ptr<float>();
+        copy4(a.fin_s, *p.final_states);
+    }
+    a.packed = p.cu_seqlens.has_value();
+    if (a.packed) {
+        a.cu_seqlens = p.cu_seqlens->data;
+        a.cu_dtype = int(p.cu_seqlens->dtype);
+        a.cu_stride = p.cu_seqlens->stride[0];
+    }
+    a.len = p.len;
+    a.heads = p.heads;
+    a.headdim = p.headdim;
+    a.dstate = p.dstate;
+    a.heads_per_group = p.heads / p.groups;
+    a.dt_min = p.dt_min;
+    a.dt_max = p.dt_max;
+    a.softplus = p.dt_softplus;
+    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
+    const int64_t nseq = a.packed ? p.nseq : p.batch;
+    // The initial and final states may alias: each lane reads its states before the scan and writes
+    // the same elements after it, so no other thread observes the overwrite.
+    if (fast_paths_enabled()) {
+        if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
+        else launch_ssd_rows<2>(ctx, a, nseq);
+    } else if (p.dstate <= 32) {
+        launch_ssd_scan<1>(ctx, a, nseq);
+    } else if (p.dstate <= 64) {
+        launch_ssd_scan<2>(ctx, a, nseq);
+    } else if (p.dstate <= 128) {
+        launch_ssd_scan<4>(ctx, a, nseq);
+    } else {
+        launch_ssd_scan<8>(ctx, a, nseq);
+    }
+}
+
+// ---- decode step ------------------------------------------------------------------------------
+
+namespace {
+
+struct SsdUpdateArgs {
+    float * state;
+    AnyPtr x, dt, B, C, z, y;
+    const float *A, *D, *dt_bias;
+    int64_t st_s[4], x_s[3], dt_s[2], B_s[3], C_s[3], z_s[3], y_s[3];
+    int64_t A_s, D_s0, D_s1, bias_s;
+    int64_t heads, headdim, dstate, heads_per_group;
+    float dt_min, dt_max;
+    bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
+};
+
+// Validated on the GPU: 4 rows per warp, loads in program order.
+constexpr int kUpdateRowsPerWarpV1 = 4;
+constexpr int kUpdateWarpsV1 = 4;
+
+// Block: (row block, head, batch). Warp w owns rows p0 + w*4 .. +3; lane owns 4 consecutive states
+// of every 128, so each float4 of the state is read and written once.
+__global__ void __launch_bounds__(32 * kUpdateWarpsV1) ssd_state_update_kernel_v1(SsdUpdateArgs a) {
+    constexpr int R = kUpdateRowsPerWarpV1;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, h = blockIdx.y;
+    const int64_t p0 = (int64_t(blockIdx.x) * kUpdateWarpsV1 + warp) * R;
+    const int64_t g = h / a.heads_per_group;
+    float dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
+    if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
+    if (a.softplus) dt = softplus_f(dt);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    const float decay = __expf(dt * a.A[h * a.A_s]);
+    float xv[R], acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int64_t p = p0 + r;
+        xv[r] = p < a.headdim ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + p * a.x_s[2]) : 0.0f;
+        acc[r] = 0.0f;
+    }
+    for (int64_t n0 = int64_t(lane) * 4; n0 < a.dstate; n0 += 128) {
+        float Bn[4], Cn[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const bool in = n0 + i < a.dstate;
+            Bn[i] = in ? a.B.load(b * a.B_s[0] + g * a.B_s[1] + (n0 + i) * a.B_s[2]) : 0.0f;
+            Cn[i] = in ? a.C.load(b * a.C_s[0] + g * a.C_s[1] + (n0 + i) * a.C_s[2]) : 0.0f;
+        }
+        float4 s[R];
+        float * rows[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int64_t p = p0 + r;
+            rows[r] = a.state + b * a.st_s[0] + h * a.st_s[1] + p * a.st_s[2] + n0 * a.st_s[3];
+            if (p >= a.headdim) {
+                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+            } else if (a.vec) {
+                s[r] = *reinterpret_cast<const float4 *>(rows[r]);
+            } else {
+                float v[4];
+                for (int i = 0; i < 4; ++i) v[i] = n0 + i < a.dstate ? rows[r][i * a.st_s[3]] : 0.0f;
+                s[r] = make_float4(v[0], v[1], v[2], v[3]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float dtx = dt * xv[r];
+            s[r].x = decay * s[r].x + dtx * Bn[0];
+            s[r].y = decay * s[r].y + dtx * Bn[1];
+            s[r].z = decay * s[r].z + dtx * Bn[2];
+            s[r].w = decay * s[r].w + dtx * Bn[3];
+            acc[r] += Cn[0] * s[r].x + Cn[1] * s[r].y + Cn[2] * s[r].z + Cn[3] * s[r].w;
+            const int64_t p = p0 + r;
+            if (p >= a.headdim) continue;
+            if (a.vec) {
+                *reinterpret_cast<float4 *>(rows[r]) = s[r];
+            } else {
+                const float v[4] = {s[r].x, s[r].y, s[r].z, s[r].w};
+                for (int i = 0; i < 4; ++i)
+                    if (n0 + i < a.dstate) rows[r][i * a.st_s[3]] = v[i];
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float total = warp_sum(acc[r]);
+        const int64_t p = p0 + r;
+        if (lane == r && p < a.headdim) {
+            float out = total;
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv[r];
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + h * a.z_s[1] + p * a.z_s[2]));
+            a.y.store(b * a.y_s[0] + h * a.y_s[1] + p * a.y_s[2], out);
+        }
+    }
+}
+
+
+// Fast path (see fast_paths_enabled()): 8 rows per warp.
+constexpr int kUpdateRowsPerWarp = 8;
+constexpr int kUpdateWarps = 4;
+
+// Block: (row block, head, batch). Warp w owns rows p0 .. p0+7; lane owns 4 consecutive states of
+// every 128, so each float4 of the state is read and written once. The state loads of all 8 rows are
+// issued first, before the small vectors, so that 8 x 16 bytes per lane are in flight.
+template <bool kVec>
+__global__ void __launch_bounds__(32 * kUpdateWarps) ssd_state_update_kernel(SsdUpdateArgs a) {
+    constexpr int R = kUpdateRowsPerWarp;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, h = blockIdx.y;
+    const int64_t p0 = (int64_t(blockIdx.x) * kUpdateWarps + warp) * R;
+    const int64_t g = h / a.heads_per_group;
+    float * rows[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) rows[r] = a.state + b * a.st_s[0] + h * a.st_s[1] + (p0 + r) * a.st_s[2];
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    float dt = 0.0f, decay = 0.0f, xv[R];
+    bool first = true;
+    for (int64_t n0 = int64_t(lane) * 4; n0 - int64_t(lane) * 4 < a.dstate; n0 += 128) {
+        const bool in_range = n0 < a.dstate;
+        float4 s[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const bool ok = in_range && p0 + r < a.headdim;
+            if (!ok) {
+                s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+            } else if (kVec) {
+                s[r] = *reinterpret_cast<const float4 *>(rows[r] + n0);
+            } else {
+                float v[4];
+                for (int i = 0; i < 4; ++i) v[i] = n0 + i < a.dstate ? rows[r][(n0 + i) * a.st_s[3]] : 0.0f;
+                s[r] = make_float4(v[0], v[1], v[2], v[3]);
+            }
+        }
+        if (first) {
+            // Per (batch, head) scalars and this warp's x, while the state loads are in flight.
+            dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
+            if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
+            if (a.softplus) dt = softplus_f(dt);
+            if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+            decay = __expf(dt * a.A[h * a.A_s]);
+#pragma unroll
+            for (int r = 0; r < R; ++r) xv[r] = p0 + r < a.headdim ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + (p0 + r) * a.x_s[2]) : 0.0f;
+            first = false;
+        }
+        float Bn[4], Cn[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const bool in = n0 + i < a.dstate;
+            Bn[i] = in ? a.B.load(b * a.B_s[0] + g * a.B_s[1] + (n0 + i) * a.B_s[2]) : 0.0f;
+            Cn[i] = in ? a.C.load(b * a.C_s[0] + g * a.C_s[1] + (n0 + i) * a.C_s[2]) : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float dtx = dt * xv[r];
+            s[r].x = decay * s[r].x + dtx * Bn[0];
+            s[r].y = decay * s[r].y + dtx * Bn[1];
+            s[r].z = decay * s[r].z + dtx * Bn[2];
+            s[r].w = decay * s[r].w + dtx * Bn[3];
+            acc[r] += Cn[0] * s[r].x + Cn[1] * s[r].y + Cn[2] * s[r].z + Cn[3] * s[r].w;
+            if (!in_range || p0 + r >= a.headdim) continue;
+            if (kVec) {
+                *reinterpret_cast<float4 *>(rows[r] + n0) = s[r];
+            } else {
+                const float v[4] = {s[r].x, s[r].y, s[r].z, s[r].w};
+                for (int i = 0; i < 4; ++i)
+                    if (n0 + i < a.dstate) rows[r][(n0 + i) * a.st_s[3]] = v[i];
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float total = warp_sum(acc[r]);
+        const int64_t p = p0 + r;
+        if (lane == r && p < a.headdim) {
+            float out = total;
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv[r];
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + h * a.z_s[1] + p * a.z_s[2]));
+            a.y.store(b * a.y_s[0] + h * a.y_s[1] + p * a.y_s[2], out);
+        }
+    }
+}
+
+}  // namespace
+
+void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
+    if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
+    if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
+    F32Params f32;
+    f32.plan(p.A);
+    f32.plan(p.D);
+    f32.plan(p.dt_bias);
+    f32.run(ctx);
+    SsdUpdateArgs a{};
+    a.state = p.state.ptr<float>();
+    copy4(a.st_s, p.state);
+    a.x = any(p.x);
+    copy4(a.x_s, p.x);
+    a.dt = any(p.dt);
+    copy4(a.dt_s, p.dt);
+    a.B = any(p.B);
+    copy4(a.B_s, p.B);
+    a.C = any(p.C);
+    copy4(a.C_s, p.C);
+    a.y = any(p.y);
+    copy4(a.y_s, p.y);
+    a.has_z = p.z.has_value();
+    if (a.has_z) {
+        a.z = any(*p.z);
+        copy4(a.z_s, *p.z);
+    }
+    const Tensor A = f32.get(ctx, p.A);
+    a.A = A.ptr<float>();
+    a.A_s = A.stride[0];
+    a.has_D = p.D.has_value();
+    a.D_per_channel = p.D_per_channel;
+    if (a.has_D) {
+        const Tensor D = f32.get(ctx, *p.D);
+        a.D = D.ptr<float>();
+        a.D_s0 = D.stride[0];
+        a.D_s1 = D.ndim > 1 ? D.stride[1] : 0;
+    }
+    a.has_bias = p.dt_bias.has_value();
+    if (a.has_bias) {
+        const Tensor bias = f32.get(ctx, *p.dt_bias);
+        a.dt_bias = bias.ptr<float>();
+        a.bias_s = bias.stride[0];
+    }
+    a.heads = p.heads;
+    a.headdim = p.headdim;
+    a.dstate = p.dstate;
+    a.heads_per_group = p.heads / p.groups;
+    a.dt_min = p.dt_min;
+    a.dt_max = p.dt_max;
+    a.softplus = p.dt_softplus;
+    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
+    const auto st = p.state;
+    a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
+            st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
+    if (p.batch > 65535 || p.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports at most 65535 batch rows and heads");
+    if (fast_paths_enabled()) {
+        const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarps * kUpdateRowsPerWarp)), unsigned(p.heads), unsigned(p.batch));
+        if (a.vec) ssd_state_update_kernel<true><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+        else ssd_state_update_kernel<false><<<grid, 32 * kUpdateWarps, 0, stream_of(ctx)>>>(a);
+    } else {
+        const dim3 grid(unsigned(ceil_div(p.headdim, kUpdateWarpsV1 * kUpdateRowsPerWarpV1)), unsigned(p.heads), unsigned(p.batch));
+        ssd_state_update_kernel_v1<<<grid, 32 * kUpdateWarpsV1, 0, stream_of(ctx)>>>(a);
+    }
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
+}
+
+}  // namespace mamba::cuda
