@@ -16,19 +16,29 @@ public class FixtureModelTests
 
     private static string ShippedModel => Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib");
 
-    public static IEnumerable<TestCaseData> Fixtures() =>
-        new[] { "mamba1-tied", "mamba1-untied-bias", "mamba2-tied", "mamba2-dtlimit", "mamba2-groups2" }.Select(n => new TestCaseData(n).SetArgDisplayNames(n));
+    public static IEnumerable<TestCaseData> Fixtures()
+    {
+        foreach (var n in new[] { "mamba1-tied", "mamba1-untied-bias", "mamba2-tied", "mamba2-dtlimit", "mamba2-groups2" })
+        {
+            yield return new TestCaseData(n, Device.Cpu).SetArgDisplayNames(n, "cpu");
+            yield return new TestCaseData(n, Device.Cuda(0)).SetArgDisplayNames(n, "cuda").SetCategory(TestSupport.Gpu);
+        }
+    }
 
     private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(v => v.GetInt32()).ToArray();
 
     [TestCaseSource(nameof(Fixtures))]
-    public void LogitsAndGreedyTokensMatchTransformers(string name)
+    public void LogitsAndGreedyTokensMatchTransformers(string name, Device device)
     {
+        if (device.Type == DeviceType.Cuda)
+        {
+            TestSupport.RequireCuda();
+        }
         var dir = FixtureDir(name);
         using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         var ids = Ints(expected.RootElement.GetProperty("input_ids"));
         var greedy = Ints(expected.RootElement.GetProperty("greedy_ids"));
-        using var model = MambaModel.Load(dir, new MambaModelOptions { Device = Device.Cpu, PrefillChunkSize = 16 });
+        using var model = MambaModel.Load(dir, new MambaModelOptions { Device = device, PrefillChunkSize = 16 });
         using var reference = SafetensorsFile.Open(Path.Combine(dir, "logits.safetensors"));
         var refLogits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(reference.Tensors["logits"].Bytes).ToArray();
         var vocab = model.Config.VocabSize;

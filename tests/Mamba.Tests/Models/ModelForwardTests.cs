@@ -9,11 +9,11 @@ namespace Mamba.Tests.Models;
 [TestFixture]
 public class ModelForwardTests
 {
-    [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
-    public void LogitsMatchFloat64Reference(MambaFamily family)
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void LogitsMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 11);
-        using var model = Build(tiny);
+        using var model = BuildOn(device, tiny);
         using var session = model.CreateSession();
         var tokens = TinyModel.RandomTokens(new Random(3), 40, tiny.Config.VocabSize);
         var logits = PrefillLogits(session, 0, tokens);
@@ -88,11 +88,11 @@ public class ModelForwardTests
         Assert.That(RelativeError(LogitsOf(session, 0), expected[^1]), Is.LessThan(5e-2));
     }
 
-    [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
-    public void PrefillThenDecodeEqualsWholePrefill(MambaFamily family)
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void PrefillThenDecodeEqualsWholePrefill(MambaFamily family, Mamba.Runtime.Device device)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 21);
-        using var model = Build(tiny);
+        using var model = BuildOn(device, tiny);
         var tokens = TinyModel.RandomTokens(new Random(6), 30, tiny.Config.VocabSize);
         using var whole = model.CreateSession();
         var expected = PrefillLogits(whole, 0, tokens);
@@ -108,13 +108,13 @@ public class ModelForwardTests
         Assert.That(session.Lengths[0], Is.EqualTo(tokens.Length));
     }
 
-    [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
-    public void ChunkedPrefillEqualsWholePrefill(MambaFamily family)
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void ChunkedPrefillEqualsWholePrefill(MambaFamily family, Mamba.Runtime.Device device)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 22);
         var tokens = TinyModel.RandomTokens(new Random(7), 45, tiny.Config.VocabSize);
-        using var wholeModel = Build(tiny);
-        using var chunkedModel = Build(tiny, new MambaModelOptions { PrefillChunkSize = 7 });
+        using var wholeModel = BuildOn(device, tiny);
+        using var chunkedModel = BuildOn(device, tiny, new MambaModelOptions { PrefillChunkSize = 7 });
         using var a = wholeModel.CreateSession();
         using var b = chunkedModel.CreateSession();
         var expected = PrefillLogits(a, 0, tokens);
@@ -130,11 +130,11 @@ public class ModelForwardTests
         Assert.That(RelativeError(LogitsOf(c, 0), expected[^1]), Is.LessThan(1e-4));
     }
 
-    [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
-    public void BatchedDecodeEqualsOneByOne(MambaFamily family)
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void BatchedDecodeEqualsOneByOne(MambaFamily family, Mamba.Runtime.Device device)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 23);
-        using var model = Build(tiny);
+        using var model = BuildOn(device, tiny);
         var rng = new Random(8);
         var prompts = new[] { 5, 17, 1 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
         var continuations = prompts.Select(_ => TinyModel.RandomTokens(rng, 6, tiny.Config.VocabSize)).ToArray();
@@ -161,11 +161,11 @@ public class ModelForwardTests
         }
     }
 
-    [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
-    public void DecodeStepAllocatesNothing(MambaFamily family)
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void DecodeStepAllocatesNothing(MambaFamily family, Mamba.Runtime.Device device)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 24);
-        using var model = Build(tiny);
+        using var model = BuildOn(device, tiny);
         using var session = model.CreateSession(2);
         session.Prefill(0, [1, 2, 3]);
         session.Prefill(1, [4]);

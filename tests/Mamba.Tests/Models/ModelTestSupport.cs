@@ -11,6 +11,27 @@ internal static class ModelTestSupport
         yield return new TestCaseData(MambaFamily.Mamba2).SetArgDisplayNames("mamba2");
     }
 
+    /// <summary>Both families on the CPU and on CUDA (skipped, visibly, without a GPU).</summary>
+    public static IEnumerable<TestCaseData> FamiliesOnDevices()
+    {
+        foreach (var family in new[] { MambaFamily.Mamba1, MambaFamily.Mamba2 })
+        {
+            var name = family == MambaFamily.Mamba1 ? "mamba1" : "mamba2";
+            yield return new TestCaseData(family, Device.Cpu).SetArgDisplayNames(name, "cpu");
+            yield return new TestCaseData(family, Device.Cuda(0)).SetArgDisplayNames(name, "cuda").SetCategory(TestSupport.Gpu);
+        }
+    }
+
+    /// <summary>Builds on <paramref name="device"/>, skipping the test when it is CUDA and none is present.</summary>
+    public static MambaModel BuildOn(Device device, TinyModel tiny, MambaModelOptions? options = null)
+    {
+        if (device.Type == DeviceType.Cuda)
+        {
+            TestSupport.RequireCuda();
+        }
+        return MambaModel.Create(tiny.Config, tiny.Checkpoint, (options ?? new MambaModelOptions()) with { Device = device });
+    }
+
     public static MambaConfig ConfigFor(MambaFamily family, bool tied = true) =>
         family == MambaFamily.Mamba1 ? TinyModel.Mamba1Config(tied) : TinyModel.Mamba2Config(tied);
 
