@@ -11,6 +11,8 @@ internal static class CliApp
         var root = new RootCommand("Mamba.NET: fast Mamba and Mamba-2 inference")
         {
             InfoCommand.Create(stdout),
+            GenerateCommand.Create(stdout, stderr),
+            ScoreCommand.Create(stdout),
         };
         try
         {
@@ -18,10 +20,16 @@ internal static class CliApp
             return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
         }
         catch (Exception e) when (e is MambaException or MambaLibraryNotFoundException or MambaAbiMismatchException
-                                      or IOException or FormatException or InvalidDataException or ArgumentException or NotSupportedException)
+                                      or IOException or FormatException or InvalidDataException or ArgumentException or NotSupportedException
+                                      or InvalidOperationException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"mamba: error: {e.Message}");
             return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine("mamba: cancelled");
+            return 130;
         }
     }
 }

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Globalization;
+using Mamba.Models;
+using Mamba.Runtime;
+
+namespace Mamba.Cli;
+
+/// <summary>Options shared by the commands that run a model: which model, on which device, and token lists.</summary>
+internal static class ModelOptions
+{
+    /// <summary>The model shipped with Mamba.NET, used when --model is not given.</summary>
+    public const string DefaultModelName = "mamba2-pystdlib";
+
+    public static Option<string?> Model() => new("--model", "-m")
+    {
+        Description = $"Model directory, config.json/.safetensors path or Hugging Face id (owner/name[@revision]); default: the shipped {DefaultModelName}",
+    };
+
+    public static Option<string?> DeviceOption() => new("--device")
+    {
+        Description = "cpu, cuda or cuda:N (default: CUDA when present, else CPU; MAMBA_DEVICE overrides)",
+    };
+
+    public static Option<int> Threads() => new("--threads")
+    {
+        Description = "CPU threads (0: every core)",
+        DefaultValueFactory = _ => 0,
+    };
+
+    /// <summary>Loads the model named on the command line, or the shipped default.</summary>
+    public static MambaModel Load(string? model, string? device, int threads)
+    {
+        var path = model ?? FindDefaultModel()
+            ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");
+        var options = new MambaModelOptions { Device = device is null ? null : Device.Parse(device), CpuThreads = threads };
+        return MambaModel.Load(path, options);
+    }
+
+    /// <summary>models/mamba2-pystdlib next to the application, or in the current directory or the one of the
+    /// application or any of their parents (a source checkout).</summary>
+    public static string? FindDefaultModel()
+    {
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "models", DefaultModelName);
+                if (File.Exists(Path.Combine(candidate, "config.json")))
+                {
+                    return candidate;
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Parses "1,2,3" (commas and/or spaces).</summary>
+    public static int[] ParseTokens(string text)
+    {
+        var parts = text.Split([',', ' ', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        var ids = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out ids[i]) || ids[i] < 0)
+            {
+                throw new FormatException($"--tokens: '{parts[i]}' is not a token id (expected non-negative integers separated by commas)");
+            }
+        }
+        if (ids.Length == 0)
+        {
+            throw new FormatException("--tokens: no token ids given");
+        }
+        return ids;
+    }
+}

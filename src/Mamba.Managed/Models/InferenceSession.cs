@@ -1,0 +1,323 @@
+using Mamba.Modules;
+using Mamba.Ops;
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Models;
+
+/// <summary>
+/// Inference state for a fixed number of sequences: per-layer convolution and SSM states plus every activation
+/// buffer, allocated once here. Each sequence is prefilled on its own (no padding), in pieces of at most
+/// <see cref="MambaModelOptions.PrefillChunkSize"/> tokens; then all sequences advance together one token per
+/// <see cref="Decode"/>, which allocates nothing. Use from one thread at a time.
+/// </summary>
+public sealed class InferenceSession : IDisposable
+{
+    private readonly MambaModel _model;
+    private readonly MambaContext _ctx;
+    private readonly int _chunk;
+    private readonly long _hidden, _vocab;
+    private readonly MixerState[] _states;
+    private readonly Buffers _prefill;
+    private readonly Buffers _decode;
+    private readonly Action[] _decodeSteps;
+    private readonly Tensor[] _logitRows;
+    private readonly Tensor _sampled;
+    private readonly int[] _lengths;
+    private Tensor? _chunkLogits;
+    private Tensor? _history;
+    private int[] _hostHistory = [];
+    private int _historyCapacity;
+    private bool _disposed;
+
+    internal InferenceSession(MambaModel model, int batchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        _model = model;
+        _ctx = model.Context;
+        BatchSize = batchSize;
+        _chunk = model.Options.PrefillChunkSize;
+        _hidden = model.Config.HiddenSize;
+        _vocab = model.Config.VocabSize;
+        _lengths = new int[batchSize];
+        var act = model.Options.ActivationDType;
+        _states = new MixerState[model.Layers.Count];
+        try
+        {
+            for (var i = 0; i < _states.Length; i++)
+            {
+                _states[i] = model.Layers[i].Mixer.CreateState(_ctx, batchSize, act);
+            }
+            _prefill = new Buffers(model, _chunk);
+            _decode = new Buffers(model, batchSize);
+            Logits = Tensor.Empty(_ctx, DType.Float32, batchSize, _vocab);
+            _sampled = Tensor.Empty(_ctx, DType.Int32, batchSize);
+            _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
+            _decodeSteps = BuildDecode();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        Reset();
+    }
+
+    /// <summary>Number of sequences.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Tokens consumed so far by each sequence.</summary>
+    public IReadOnlyList<int> Lengths => _lengths;
+
+    /// <summary>(batch, vocab) float32: the next-token logits of every sequence after its last prefill or decode.</summary>
+    public Tensor Logits { get; }
+
+    /// <summary>The model this session runs.</summary>
+    public MambaModel Model => _model;
+
+    /// <summary>Empties every sequence (zero states).</summary>
+    public void Reset()
+    {
+        for (var b = 0; b < BatchSize; b++)
+        {
+            Reset(b);
+        }
+    }
+
+    /// <summary>Empties one sequence.</summary>
+    public void Reset(int sequence)
+    {
+        CheckSequence(sequence);
+        foreach (var s in _states)
+        {
+            TensorFill.Bytes(s.Conv.Slice(0, sequence, 1), 0);
+            TensorFill.Bytes(s.Ssm.Slice(0, sequence, 1), 0);
+        }
+        _lengths[sequence] = 0;
+    }
+
+    /// <summary>Feeds <paramref name="tokens"/> to sequence <paramref name="sequence"/>, continuing from its state, and leaves
+    /// the logits of its last token in row <paramref name="sequence"/> of <see cref="Logits"/>. With
+    /// <paramref name="onLogits"/>, the logits of every position are handed over piece by piece, as (rows, vocab) float32
+    /// with the position of the first row.</summary>
+    public void Prefill(int sequence, ReadOnlySpan<int> tokens, Action<int, Tensor>? onLogits = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckSequence(sequence);
+        if (tokens.IsEmpty)
+        {
+            throw new ArgumentException("a prompt needs at least one token", nameof(tokens));
+        }
+        CheckTokens(tokens);
+        var p = _prefill;
+        for (var start = 0; start < tokens.Length; start += _chunk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var len = Math.Min(_chunk, tokens.Length - start);
+            var ids = p.Ids.Slice(0, 0, len);
+            ids.CopyFrom(tokens.Slice(start, len));
+            var emb = p.Embedded.View([len, _hidden]);
+            var residual = p.Residual.View([len, _hidden]);
+            var normed = p.Normed.View([len, _hidden]);
+            var mixed = p.Mixed.View([len, _hidden]);
+            _model.Embedding.Forward(_ctx, ids, emb);
+            for (var i = 0; i < _states.Length; i++)
+            {
+                var layer = _model.Layers[i];
+                if (i == 0)
+                {
+                    layer.Norm.Forward(_ctx, emb, normed, null, residual);
+                }
+                else
+                {
+                    layer.Norm.Forward(_ctx, mixed, normed, residual, residual);
+                }
+                layer.Mixer.Prefill(_ctx, normed, mixed, len, p.Scratch, _states[i], sequence);
+            }
+            _model.FinalNorm.Forward(_ctx, mixed, normed, residual);
+            if (onLogits is not null)
+            {
+                _chunkLogits ??= Tensor.Empty(_ctx, DType.Float32, _chunk, _vocab);
+                var logits = _chunkLogits.View([len, _vocab]);
+                Kernels.Linear(_ctx, normed, _model.LmHead, logits);
+                onLogits(start, logits);
+            }
+            if (start + len == tokens.Length)
+            {
+                Kernels.Linear(_ctx, p.Normed.View([1, _hidden], null, (len - 1) * _hidden), _model.LmHead, _logitRows[sequence]);
+            }
+        }
+        _lengths[sequence] += tokens.Length;
+    }
+
+    /// <summary>Feeds one token to every sequence (finished ones may be fed anything valid) and leaves the next-token
+    /// logits in <see cref="Logits"/>. Allocates nothing.</summary>
+    public void Decode(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.Length != BatchSize)
+        {
+            throw new ArgumentException($"decode needs one token per sequence ({BatchSize}); got {tokens.Length}", nameof(tokens));
+        }
+        CheckTokens(tokens);
+        _decode.Ids.CopyFrom(tokens);
+        foreach (var step in _decodeSteps)
+        {
+            step();
+        }
+        for (var b = 0; b < BatchSize; b++)
+        {
+            _lengths[b]++;
+        }
+    }
+
+    /// <summary>Copies the current logits of one sequence to the host.</summary>
+    public void CopyLogits(int sequence, Span<float> destination)
+    {
+        CheckSequence(sequence);
+        _logitRows[sequence].CopyTo(destination);
+    }
+
+    /// <summary>Draws the next token of every sequence from <see cref="Logits"/> with the native sampler.
+    /// <paramref name="step"/> is mixed with the seed; the repetition penalty sees the history given to
+    /// <see cref="SetHistoryCapacity"/>/<see cref="AppendHistory"/>.</summary>
+    public void Sample(SamplingParams parameters, ulong step, Span<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Tensor? history = null;
+        if (parameters.RepetitionPenalty != 1f && _history is not null)
+        {
+            _history.CopyFrom<int>(_hostHistory);
+            history = _history;
+        }
+        Kernels.Sample(_ctx, Logits, _sampled, parameters, step, history);
+        _sampled.CopyTo(tokens);
+    }
+
+    /// <summary>Makes room for <paramref name="capacity"/> tokens of history per sequence and clears it.</summary>
+    public void SetHistoryCapacity(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        if (capacity != _historyCapacity)
+        {
+            _history?.Dispose();
+            _history = Tensor.Empty(_ctx, DType.Int32, BatchSize, capacity);
+            _hostHistory = new int[BatchSize * capacity];
+            _historyCapacity = capacity;
+        }
+        Array.Fill(_hostHistory, -1);
+        _historyFill = new int[BatchSize];
+    }
+
+    private int[] _historyFill = [];
+
+    /// <summary>Records tokens of one sequence for the repetition penalty (the oldest fall out when full).</summary>
+    public void AppendHistory(int sequence, ReadOnlySpan<int> tokens)
+    {
+        CheckSequence(sequence);
+        if (_historyCapacity == 0)
+        {
+            return;
+        }
+        foreach (var t in tokens)
+        {
+            // A ring buffer: the penalty does not depend on order.
+            _hostHistory[sequence * _historyCapacity + _historyFill[sequence] % _historyCapacity] = t;
+            _historyFill[sequence]++;
+        }
+    }
+
+    private Action[] BuildDecode()
+    {
+        var d = _decode;
+        var steps = new List<Action>();
+        var emb = d.Embedded;
+        steps.Add(() => _model.Embedding.Forward(_ctx, d.Ids, emb));
+        for (var i = 0; i < _states.Length; i++)
+        {
+            var layer = _model.Layers[i];
+            if (i == 0)
+            {
+                steps.Add(() => layer.Norm.Forward(_ctx, emb, d.Normed, null, d.Residual));
+            }
+            else
+            {
+                steps.Add(() => layer.Norm.Forward(_ctx, d.Mixed, d.Normed, d.Residual, d.Residual));
+            }
+            steps.Add(layer.Mixer.CreateDecodeStep(_ctx, d.Normed, d.Mixed, d.Scratch, _states[i]));
+        }
+        steps.Add(() => _model.FinalNorm.Forward(_ctx, d.Mixed, d.Normed, d.Residual));
+        steps.Add(() => Kernels.Linear(_ctx, d.Normed, _model.LmHead, Logits));
+        return steps.ToArray();
+    }
+
+    private void CheckSequence(int sequence)
+    {
+        if ((uint)sequence >= (uint)BatchSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sequence), $"sequence {sequence} does not exist in a session of {BatchSize}");
+        }
+    }
+
+    private void CheckTokens(ReadOnlySpan<int> tokens)
+    {
+        foreach (var t in tokens)
+        {
+            if ((uint)t >= (uint)_vocab)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary [0, {_vocab})");
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        foreach (var s in _states)
+        {
+            s?.Dispose();
+        }
+        _prefill?.Dispose();
+        _decode?.Dispose();
+        Logits?.Dispose();
+        _sampled?.Dispose();
+        _chunkLogits?.Dispose();
+        _history?.Dispose();
+    }
+
+    /// <summary>Activations for up to <c>rows</c> tokens at once.</summary>
+    private sealed class Buffers : TensorSet
+    {
+        public Buffers(MambaModel m, int rows)
+        {
+            var c = m.Context;
+            long h = m.Config.HiddenSize;
+            var act = m.Options.ActivationDType;
+            Ids = Alloc(c, DType.Int32, rows);
+            // The embedding writes in the table's own type; the first norm reads any float type.
+            Embedded = Alloc(c, m.Embedding.Table.DType, rows, h);
+            Residual = Alloc(c, m.ResidualDType, rows, h);
+            Normed = Alloc(c, act, rows, h);
+            Mixed = Alloc(c, act, rows, h);
+            Scratch = m.Layers[0].Mixer.CreateScratch(c, rows, act);
+        }
+
+        public Tensor Ids { get; }
+        public Tensor Embedded { get; }
+        public Tensor Residual { get; }
+        public Tensor Normed { get; }
+        public Tensor Mixed { get; }
+        public TensorSet Scratch { get; }
+
+        public override void Dispose()
+        {
+            Scratch.Dispose();
+            base.Dispose();
+        }
+    }
+}

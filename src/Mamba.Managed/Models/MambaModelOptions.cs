@@ -1,0 +1,25 @@
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Models;
+
+/// <summary>How a model is placed and stored in memory.</summary>
+public sealed record MambaModelOptions
+{
+    /// <summary>Device to run on; <see cref="Runtime.Device.Default"/> when null.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>CPU worker threads (0: every core).</summary>
+    public int CpuThreads { get; init; }
+
+    /// <summary>Convert matrix and norm weights to this type on load; null keeps the checkpoint's type.
+    /// A, D and dt biases are always float32.</summary>
+    public DType? WeightDType { get; init; }
+
+    /// <summary>Type of the activations between ops (float32 by default; float16/bfloat16 halve their memory).</summary>
+    public DType ActivationDType { get; init; } = DType.Float32;
+
+    /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
+    /// tokens, so prefill memory stays bounded whatever the prompt length.</summary>
+    public int PrefillChunkSize { get; init; } = 512;
+}

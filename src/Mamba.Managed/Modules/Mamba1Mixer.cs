@@ -1,0 +1,153 @@
+using Mamba.Models;
+using Mamba.Ops;
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Modules;
+
+/// <summary>Mamba-1 mixer: in_proj -> conv1d + SiLU -> x_proj -> dt_proj -> selective scan (z gate, D, dt bias,
+/// softplus) -> out_proj.</summary>
+public sealed class Mamba1Mixer : Mixer
+{
+    private readonly long _hidden, _inner, _rank, _state, _width;
+
+    internal Mamba1Mixer(MambaConfig config, WeightReader w, string prefix)
+    {
+        _hidden = config.HiddenSize;
+        _inner = config.IntermediateSize;
+        _rank = config.TimeStepRank;
+        _state = config.StateSize;
+        _width = config.ConvKernel;
+        var p = prefix + "mixer.";
+        InProj = new Linear(w.Weight([2 * _inner, _hidden], p + "in_proj.weight"),
+            config.UseBias ? w.Weight([2 * _inner], p + "in_proj.bias") : null);
+        Conv = new Conv1d(w.Weight([_inner, _width], p + "conv1d.weight"),
+            config.UseConvBias ? w.Weight([_inner], p + "conv1d.bias") : null);
+        XProj = new Linear(w.Weight([_rank + 2 * _state, _inner], p + "x_proj.weight"), null);
+        DtProj = new Linear(w.Weight([_inner, _rank], p + "dt_proj.weight"), null);
+        DtBias = w.Float32([_inner], null, p + "dt_proj.bias");
+        A = w.Float32([_inner, _state], v => -MathF.Exp(v), p + "A_log");
+        D = w.Float32([_inner], null, p + "D");
+        OutProj = new Linear(w.Weight([_hidden, _inner], p + "out_proj.weight"),
+            config.UseBias ? w.Weight([_hidden], p + "out_proj.bias") : null);
+    }
+
+    /// <summary>(2*inner, hidden): x and z.</summary>
+    public Linear InProj { get; }
+
+    /// <summary>Depthwise conv over x.</summary>
+    public Conv1d Conv { get; }
+
+    /// <summary>(rank + 2*state, inner): dt, B, C.</summary>
+    public Linear XProj { get; }
+
+    /// <summary>(inner, rank), applied without bias (the bias goes to the scan).</summary>
+    public Linear DtProj { get; }
+
+    /// <summary>dt_proj bias (inner), float32.</summary>
+    public Tensor DtBias { get; }
+
+    /// <summary>A = -exp(A_log) (inner, state), float32.</summary>
+    public Tensor A { get; }
+
+    /// <summary>Skip connection (inner), float32.</summary>
+    public Tensor D { get; }
+
+    /// <summary>(hidden, inner).</summary>
+    public Linear OutProj { get; }
+
+    /// <inheritdoc />
+    public override long HiddenSize => _hidden;
+
+    private long XdblWidth => _rank + 2 * _state;
+
+    private sealed class Scratch : TensorSet
+    {
+        public Scratch(MambaContext c, int rows, DType t, Mamba1Mixer m)
+        {
+            Xz = Alloc(c, t, rows, 2 * m._inner);
+            Xc = Alloc(c, t, rows, m._inner);
+            Xdbl = Alloc(c, t, rows, m.XdblWidth);
+            Dt = Alloc(c, t, rows, m._inner);
+            Y = Alloc(c, t, rows, m._inner);
+            ConvFinal = Alloc(c, t, 1, m._inner, m._width - 1);
+        }
+
+        public Tensor Xz { get; }
+        public Tensor Xc { get; }
+        public Tensor Xdbl { get; }
+        public Tensor Dt { get; }
+        public Tensor Y { get; }
+        public Tensor ConvFinal { get; }
+    }
+
+    /// <inheritdoc />
+    public override MixerState CreateState(MambaContext context, int batch, DType activationDType) =>
+        new(context, activationDType, [batch, _inner, _width - 1], [batch, _inner, _state]);
+
+    /// <inheritdoc />
+    public override TensorSet CreateScratch(MambaContext context, int rows, DType activationDType) => new Scratch(context, rows, activationDType, this);
+
+    /// <inheritdoc />
+    public override void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence)
+    {
+        var s = (Scratch)scratch;
+        long L = length, di = _inner, w = XdblWidth;
+        InProj.Forward(context, x, s.Xz.View([L, 2 * di]));
+        // Channel-major views (1, dim, len) of row-major (len, dim) buffers: the scan and conv read them in place.
+        var xIn = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di]);
+        var z = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di], di);
+        var xc = s.Xc.View([1, di, L], [L * di, 1, di]);
+        var convState = state.Conv.Slice(0, sequence, 1);
+        Conv.Forward(context, xIn, xc, convState, s.ConvFinal);
+        s.ConvFinal.CopyTo(convState);
+        XProj.Forward(context, s.Xc.View([L, di]), s.Xdbl.View([L, w]));
+        DtProj.Forward(context, s.Xdbl.View([L, _rank], [w, 1]), s.Dt.View([L, di]));
+        var b = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank);
+        var c = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank + _state);
+        var dt = s.Dt.View([1, di, L], [L * di, 1, di]);
+        var yv = s.Y.View([1, di, L], [L * di, 1, di]);
+        var ssm = state.Ssm.Slice(0, sequence, 1);
+        Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, DtBias, deltaSoftplus: true, initialState: ssm, finalState: ssm);
+        OutProj.Forward(context, s.Y.View([L, di]), y);
+    }
+
+    /// <inheritdoc />
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
+    {
+        var s = (Scratch)scratch;
+        long batch = x.Shape[0], di = _inner, w = XdblWidth;
+        var xz = s.Xz.View([batch, 2 * di]);
+        var xIn = s.Xz.View([batch, di], [2 * di, 1]);
+        var z = s.Xz.View([batch, di], [2 * di, 1], di);
+        var xc = s.Xc.View([batch, di]);
+        var xdbl = s.Xdbl.View([batch, w]);
+        var dtIn = s.Xdbl.View([batch, _rank], [w, 1]);
+        var b = s.Xdbl.View([batch, 1, _state], [w, _state, 1], _rank);
+        var c = s.Xdbl.View([batch, 1, _state], [w, _state, 1], _rank + _state);
+        var dt = s.Dt.View([batch, di]);
+        var yv = s.Y.View([batch, di]);
+        return () =>
+        {
+            InProj.Forward(context, x, xz);
+            Conv.Step(context, xIn, state.Conv, xc);
+            XProj.Forward(context, xc, xdbl);
+            DtProj.Forward(context, dtIn, dt);
+            Kernels.SelectiveStateUpdate(context, state.Ssm, xc, dt, A, b, c, yv, D, z, DtBias, dtSoftplus: true);
+            OutProj.Forward(context, yv, y);
+        };
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        InProj.Dispose();
+        Conv.Dispose();
+        XProj.Dispose();
+        DtProj.Dispose();
+        DtBias.Dispose();
+        A.Dispose();
+        D.Dispose();
+        OutProj.Dispose();
+    }
+}

@@ -1,0 +1,69 @@
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Modules;
+
+/// <summary>Owns a set of tensors and frees them together.</summary>
+public abstract class TensorSet : IDisposable
+{
+    private readonly List<Tensor> _owned = [];
+
+    /// <summary>Allocates a tensor this set frees on dispose.</summary>
+    protected Tensor Alloc(MambaContext context, DType dtype, params long[] shape)
+    {
+        var t = Tensor.Empty(context, dtype, shape);
+        _owned.Add(t);
+        return t;
+    }
+
+    /// <inheritdoc />
+    public virtual void Dispose()
+    {
+        foreach (var t in _owned)
+        {
+            t.Dispose();
+        }
+        _owned.Clear();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>Recurrent state of one mixer layer for a batch: the convolution window and the SSM state.</summary>
+public sealed class MixerState : TensorSet
+{
+    internal MixerState(MambaContext context, DType convDType, long[] convShape, long[] ssmShape)
+    {
+        Conv = Alloc(context, convDType, convShape);
+        Ssm = Alloc(context, DType.Float32, ssmShape);
+    }
+
+    /// <summary>(batch, conv_dim, width - 1): the last inputs of the convolution, oldest first.</summary>
+    public Tensor Conv { get; }
+
+    /// <summary>(batch, ...): the SSM state, float32.</summary>
+    public Tensor Ssm { get; }
+}
+
+/// <summary>A sequence mixer (Mamba-1 or Mamba-2) of one residual block.</summary>
+public abstract class Mixer : IDisposable
+{
+    /// <summary>Model width.</summary>
+    public abstract long HiddenSize { get; }
+
+    /// <summary>A zero-free state for <paramref name="batch"/> sequences (zero it before use).</summary>
+    public abstract MixerState CreateState(MambaContext context, int batch, DType activationDType);
+
+    /// <summary>Activation buffers for up to <paramref name="rows"/> tokens, shareable by every layer of the same shape.</summary>
+    public abstract TensorSet CreateScratch(MambaContext context, int rows, DType activationDType);
+
+    /// <summary>Runs <paramref name="length"/> tokens of sequence <paramref name="sequence"/> (x, y: (length, hidden)),
+    /// continuing from and updating row <paramref name="sequence"/> of the state.</summary>
+    public abstract void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence);
+
+    /// <summary>Prepares one decode step for a whole batch (x, y: (batch, hidden)): every view is made here, so running
+    /// the returned action allocates nothing.</summary>
+    public abstract Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state);
+
+    /// <inheritdoc />
+    public abstract void Dispose();
+}

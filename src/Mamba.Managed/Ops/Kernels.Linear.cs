@@ -1,0 +1,27 @@
+using Mamba.Native;
+using Mamba.Native.Interop;
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Ops;
+
+public static unsafe partial class Kernels
+{
+    /// <summary>y (rows, out) = x (rows, in) W^T + bias, W (out, in), float32 accumulation (see mamba_linear).</summary>
+    public static void Linear(MambaContext context, Tensor x, Tensor weight, Tensor y, Tensor? bias = null)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var args = new mamba_linear_args
+        {
+            x = x.DL,
+            weight = weight.DL,
+            bias = Optional(bias),
+            y = y.DL,
+        };
+        MambaException.Check(NativeMethods.mamba_linear(context.Handle.Pointer, &args));
+        GC.KeepAlive(x);
+        GC.KeepAlive(weight);
+        GC.KeepAlive(bias);
+        GC.KeepAlive(y);
+    }
+}

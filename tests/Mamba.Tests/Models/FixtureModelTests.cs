@@ -1,0 +1,105 @@
+using System.Text.Json;
+using Mamba.Generation;
+using Mamba.Loading;
+using Mamba.Models;
+using Mamba.Runtime;
+using static Mamba.Tests.Models.ModelTestSupport;
+
+namespace Mamba.Tests.Models;
+
+/// <summary>Checkpoints saved by transformers, loaded from disk, against the logits and greedy continuations
+/// transformers computed for them (tests/Mamba.Tests/TestData/models), and the shipped model against its reference.</summary>
+[TestFixture]
+public class FixtureModelTests
+{
+    private static string FixtureDir(string name) => Path.Combine(TestSupport.RepoRoot, "tests", "Mamba.Tests", "TestData", "models", name);
+
+    private static string ShippedModel => Path.Combine(TestSupport.RepoRoot, "models", "mamba2-pystdlib");
+
+    public static IEnumerable<TestCaseData> Fixtures()
+    {
+        foreach (var n in new[] { "mamba1-tied", "mamba1-untied-bias", "mamba2-tied", "mamba2-dtlimit", "mamba2-groups2" })
+        {
+            yield return new TestCaseData(n, Device.Cpu).SetArgDisplayNames(n, "cpu");
+            yield return new TestCaseData(n, Device.Cuda(0)).SetArgDisplayNames(n, "cuda").SetCategory(TestSupport.Gpu);
+        }
+    }
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(v => v.GetInt32()).ToArray();
+
+    [TestCaseSource(nameof(Fixtures))]
+    public void LogitsAndGreedyTokensMatchTransformers(string name, Device device)
+    {
+        if (device.Type == DeviceType.Cuda)
+        {
+            TestSupport.RequireCuda();
+        }
+        var dir = FixtureDir(name);
+        using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        var ids = Ints(expected.RootElement.GetProperty("input_ids"));
+        var greedy = Ints(expected.RootElement.GetProperty("greedy_ids"));
+        using var model = MambaModel.Load(dir, new MambaModelOptions { Device = device, PrefillChunkSize = 16 });
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "logits.safetensors"));
+        var refLogits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(reference.Tensors["logits"].Bytes).ToArray();
+        var vocab = model.Config.VocabSize;
+        Assert.That(reference.Tensors["logits"].Shape, Is.EqualTo(new long[] { 1, ids.Length, vocab }));
+
+        var score = model.Score(ids, keepLogits: true);
+        for (var t = 0; t < ids.Length; t++)
+        {
+            var row = score.Logits!.AsSpan(t * vocab, vocab).ToArray();
+            var expectedRow = refLogits.AsSpan(t * vocab, vocab).ToArray();
+            Assert.That(RelativeError(row, expectedRow), Is.LessThan(1e-4), $"position {t}");
+        }
+
+        var generated = model.Generate([ids], new GenerationOptions { MaxNewTokens = greedy.Length, StopAtEndOfSequence = false })[0];
+        Assert.That(generated.Tokens, Is.EqualTo(greedy));
+    }
+
+    [Test]
+    public async Task ShippedModelReproducesItsReferenceContinuation()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(ShippedModel, "reference.json")));
+        var prompt = doc.RootElement.GetProperty("prompt").GetString()!;
+        var promptIds = Ints(doc.RootElement.GetProperty("prompt_ids"));
+        var greedy = Ints(doc.RootElement.GetProperty("greedy_ids"));
+        var greedyText = doc.RootElement.GetProperty("greedy_text").GetString()!;
+        using var model = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = Device.Cpu });
+        Assert.That(model.Tokenizer, Is.Not.Null);
+        Assert.That(model.Tokenizer!.Encode(prompt), Is.EqualTo(promptIds));
+
+        var options = new GenerationOptions { MaxNewTokens = greedy.Length, StopAtEndOfSequence = false };
+        var tokens = new List<int>();
+        await foreach (var t in model.GenerateTokensAsync(promptIds, options))
+        {
+            tokens.Add(t);
+        }
+        Assert.That(tokens, Is.EqualTo(greedy));
+
+        var text = new System.Text.StringBuilder();
+        GenerationStats? stats = null;
+        await foreach (var piece in model.GenerateAsync(prompt, options with { OnStats = s => stats = s }))
+        {
+            text.Append(piece);
+        }
+        Assert.That(text.ToString(), Is.EqualTo(greedyText));
+        Assert.That(stats!.GeneratedTokens, Is.EqualTo(greedy.Length));
+        Assert.That(stats.PromptTokens, Is.EqualTo(promptIds.Length));
+    }
+
+    [Test]
+    public async Task StopStringEndsTextGeneration()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(ShippedModel, "reference.json")));
+        var prompt = doc.RootElement.GetProperty("prompt").GetString()!;
+        var greedyText = doc.RootElement.GetProperty("greedy_text").GetString()!;
+        using var model = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = Device.Cpu });
+        var stop = "\n#";
+        var pieces = new List<string>();
+        await foreach (var piece in model.GenerateAsync(prompt, new GenerationOptions { MaxNewTokens = 48, StopAtEndOfSequence = false, StopStrings = [stop] }))
+        {
+            pieces.Add(piece);
+        }
+        Assert.That(string.Concat(pieces), Is.EqualTo(greedyText[..greedyText.IndexOf(stop, StringComparison.Ordinal)]));
+    }
+}
