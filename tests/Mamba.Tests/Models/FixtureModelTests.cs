@@ -57,6 +57,20 @@ public class FixtureModelTests
     }
 
     [Test]
+    public void OriginalStateSpacesPickleCheckpointRuns()
+    {
+        // Original naming (backbone.embedding), padded vocabulary, PyTorch pickle weights.
+        var dir = Path.Combine(TestSupport.RepoRoot, "tests", "Mamba.Tests", "TestData", "torch", "state-spaces-mamba1");
+        using var model = MambaModel.Load(dir, new MambaModelOptions { Device = Device.Cpu });
+        Assert.That(model.Config.Family, Is.EqualTo(MambaFamily.Mamba1));
+        var score = model.Score([1, 2, 3, 4, 5], keepLogits: true);
+        Assert.That(score.Logits!.All(float.IsFinite), Is.True);
+        Assert.That(score.Logits!.Distinct().Count(), Is.GreaterThan(1));
+        var generated = model.Generate([[1, 2, 3]], new GenerationOptions { MaxNewTokens = 4, StopAtEndOfSequence = false })[0];
+        Assert.That(generated.Tokens, Has.Count.EqualTo(4));
+    }
+
+    [Test]
     public async Task ShippedModelReproducesItsReferenceContinuation()
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(ShippedModel, "reference.json")));
