@@ -1,10 +1,11 @@
 // The build: native library (CMake), bindings, managed projects, tests, benchmarks, packages.
-//   ./build.sh --target=Run      mamba on the default device (the README's main command)
+//   ./build.sh --target=Run      mamba generate with the shipped model (the README's main command)
 //   ./build.sh --target=Test     CTest + NUnit, with results under artifacts/test-results
 var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var cuda = Argument("cuda", EnvironmentVariable("MAMBA_CUDA") ?? "AUTO");
-var runArgs = Argument("args", "info");
+// Default main job: stream a continuation from the shipped model (models/mamba2-pystdlib).
+var runArgs = Argument("args", "generate --prompt \"def fibonacci(n):\" --max-tokens 64");
 
 var root = MakeAbsolute(Directory("."));
 var nativeBuild = root.Combine("build/native");
@@ -96,7 +97,7 @@ Task("Pack")
 });
 
 Task("Run")
-    .Description("Run the mamba CLI (--args=\"...\", default: info)")
+    .Description("Run the mamba CLI (--args=\"...\", default: generate from the shipped model)")
     .IsDependentOn("Build")
     .Does(() => Exec("dotnet", $"\"{root}/src/Mamba.Cli/bin/{configuration}/net10.0/mamba.dll\" {runArgs}"));
 
