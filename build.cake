@@ -45,8 +45,8 @@ Task("Build")
     .Does(() => DotNetBuild(solution.FullPath, new DotNetBuildSettings { Configuration = configuration }));
 
 Task("Test")
-    .Description("Run CTest and the NUnit suite; results go to artifacts/test-results")
-    .IsDependentOn("Build")
+    .Description("Run CTest, the NUnit suite (including the NuGet consumer test over Pack's output) and pytest; results go to artifacts/test-results")
+    .IsDependentOn("Pack")
     .Does(() =>
 {
     CleanDirectory(results);
