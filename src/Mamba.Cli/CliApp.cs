@@ -13,6 +13,7 @@ internal static class CliApp
             InfoCommand.Create(stdout),
             GenerateCommand.Create(stdout, stderr),
             ScoreCommand.Create(stdout),
+            BenchCommand.Create(stdout),
         };
         try
         {

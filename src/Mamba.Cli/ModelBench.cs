@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using System.Numerics;
+using Mamba.Loading;
+using Mamba.Models;
+using Mamba.Runtime;
+using Mamba.Tensors;
+
+namespace Mamba.Cli;
+
+/// <summary>One end-to-end measurement: a model shape with random weights of one dtype at one batch size.</summary>
+internal sealed record ModelBenchResult(
+    string Shape, string DType, int Batch, string Device, long WeightBytes,
+    double DecodeMs, double DecodeTokensPerSecond, double BoundMs, double PercentOfBound,
+    int PrefillTokens, double PrefillMs, double PrefillTokensPerSecond);
+
+/// <summary>
+/// Times decode steps and prefill of random-weight models in the public checkpoints' shapes, next to the
+/// memory bandwidth measured in the same run: a decode step must read every weight once, so
+/// weight bytes / bandwidth is its floor, and the percentage says how close a step comes to it.
+/// </summary>
+internal static class ModelBench
+{
+    /// <summary>Read bandwidth of host memory (CPU) or copy bandwidth of device memory (CUDA, bytes read + written), bytes/s.</summary>
+    public static double MeasureBandwidth(MambaContext context, int threads)
+    {
+        return context.Device.Type == DeviceType.Cpu ? HostReadBandwidth(threads) : DeviceCopyBandwidth(context);
+    }
+
+    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, int batch, int steps, int prefillTokens, double bandwidth, int threads)
+    {
+        var config = ModelShapes.Get(shape);
+        using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
+        var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
+        // A step reads every weight once; an untied embedding table is only gathered from (one row per token).
+        var weightBytes = checkpoint.TotalBytes -
+            (config.TieWordEmbeddings ? 0 : checkpoint.Tensors[layout.NameOf(TensorKeys.Embedding)].Bytes.Length);
+        using var model = MambaModel.Create(config, checkpoint, new MambaModelOptions { Device = context.Device, CpuThreads = threads }, context);
+        using var session = model.CreateSession(batch);
+        var prompt = Enumerable.Range(0, Math.Max(16, prefillTokens)).Select(i => 3 + (i * 7919) % (config.VocabSize - 3)).ToArray();
+        for (var b = 0; b < batch; b++)
+        {
+            session.Prefill(b, prompt.AsSpan(0, 16));
+        }
+        var next = Enumerable.Range(0, batch).Select(b => 11 + b).ToArray();
+        for (var i = 0; i < 3; i++)
+        {
+            session.Decode(next);
+        }
+        context.Synchronize();
+        var decode = Median(steps, () =>
+        {
+            session.Decode(next);
+            context.Synchronize();
+        });
+
+        double prefillMs = 0;
+        if (prefillTokens > 0)
+        {
+            prefillMs = Median(3, () =>
+            {
+                session.Reset(0);
+                session.Prefill(0, prompt.AsSpan(0, prefillTokens));
+                context.Synchronize();
+            });
+        }
+        var boundMs = weightBytes / bandwidth * 1e3;
+        return new ModelBenchResult(shape, dtype.ToString(), batch, context.Device.ToString(), weightBytes,
+            decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
+            prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0);
+    }
+
+    private static double Median(int count, Action action)
+    {
+        var times = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            action();
+            times[i] = sw.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times[count / 2];
+    }
+
+    private static double HostReadBandwidth(int threads)
+    {
+        // 1 GiB, far beyond any cache, summed by every thread over its own slice with SIMD loads.
+        var data = new float[256L << 20];
+        new Random(3).NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan(0, 1 << 20)));
+        for (var i = 1 << 18; i < data.Length; i += 1 << 18)
+        {
+            data.AsSpan(0, 1 << 18).CopyTo(data.AsSpan(i, Math.Min(1 << 18, data.Length - i)));
+        }
+        var workers = threads > 0 ? threads : Environment.ProcessorCount;
+        var sink = 0f;
+        var ms = Median(5, () =>
+        {
+            var partial = new float[workers];
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                var span = data.AsSpan();
+                long start = span.Length * (long)w / workers, end = span.Length * (long)(w + 1) / workers;
+                var acc = Vector<float>.Zero;
+                var i = (int)start;
+                for (; i + Vector<float>.Count <= end; i += Vector<float>.Count)
+                {
+                    acc += new Vector<float>(span.Slice(i, Vector<float>.Count));
+                }
+                partial[w] = Vector.Sum(acc);
+            });
+            sink += partial.Sum();
+        });
+        GC.KeepAlive(sink);
+        return data.LongLength * sizeof(float) / (ms / 1e3);
+    }
+
+    private static double DeviceCopyBandwidth(MambaContext context)
+    {
+        const long elements = 256L << 20; // 1 GiB of float32 each way
+        using var a = Tensor.Empty(context, DType.Float32, elements);
+        using var b = Tensor.Empty(context, DType.Float32, elements);
+        a.CopyTo(b);
+        context.Synchronize();
+        var ms = Median(10, () =>
+        {
+            a.CopyTo(b);
+            context.Synchronize();
+        });
+        return 2.0 * elements * sizeof(float) / (ms / 1e3);
+    }
+}

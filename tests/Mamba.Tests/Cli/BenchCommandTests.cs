@@ -1,0 +1,48 @@
+using Mamba.Cli;
+
+namespace Mamba.Tests.Cli;
+
+[TestFixture]
+public class BenchCommandTests
+{
+    [Test]
+    public void BenchWritesARowPerCaseAndTheFiles()
+    {
+        var dir = Directory.CreateTempSubdirectory("mamba-bench-");
+        try
+        {
+            var md = Path.Combine(dir.FullName, "bench.md");
+            var json = Path.Combine(dir.FullName, "bench.json");
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            var code = CliApp.Run(["bench", "--device", "cpu", "--shapes", "mamba2-130m", "--dtypes", "bf16", "--steps", "1", "--prefill", "16",
+                "--markdown", md, "--json", json], stdout, stderr);
+            Assert.That(code, Is.Zero, stderr.ToString());
+            Assert.That(stdout.ToString(), Does.Contain("memory read bandwidth"));
+            var row = File.ReadAllLines(md).Single(l => l.StartsWith("| mamba2-130m |", StringComparison.Ordinal));
+            var cells = row.Split('|', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            Assert.That(cells[1], Is.EqualTo("BFloat16"));
+            // weight MB: the bf16 projections, conv and norms plus the float32 A_log, D and dt_bias vectors
+            Assert.That(double.Parse(cells[3], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(250, 265));
+            Assert.That(double.Parse(cells[4], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0));
+            Assert.That(File.ReadAllText(json), Does.Contain("\"DecodeTokensPerSecond\""));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [TestCase("--shapes", "mamba-9b", "unknown model shape 'mamba-9b'")]
+    [TestCase("--dtypes", "int8", "unknown dtype 'int8'")]
+    [TestCase("--batch", "0", "'0' is not a positive integer")]
+    public void BadOptionsFailWithOneLine(string option, string value, string message)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = CliApp.Run(["bench", "--device", "cpu", option, value], stdout, stderr);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr.ToString(), Does.Contain(message));
+        Assert.That(stderr.ToString(), Does.Not.Contain("   at "));
+    }
+}

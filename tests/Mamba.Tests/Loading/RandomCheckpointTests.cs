@@ -1,0 +1,71 @@
+using Mamba.Loading;
+using Mamba.Models;
+using Mamba.Tensors;
+
+namespace Mamba.Tests.Loading;
+
+[TestFixture]
+public class RandomCheckpointTests
+{
+    // Parameter counts of the public checkpoints, from their names (tied embeddings, vocab padded to 50280).
+    [TestCase("mamba-130m", 130e6)]
+    [TestCase("mamba-370m", 370e6)]
+    [TestCase("mamba-790m", 790e6)]
+    [TestCase("mamba-1.4b", 1.4e9)]
+    [TestCase("mamba-2.8b", 2.8e9)]
+    [TestCase("mamba2-130m", 130e6)]
+    [TestCase("mamba2-370m", 370e6)]
+    [TestCase("mamba2-780m", 780e6)]
+    [TestCase("mamba2-1.3b", 1.3e9)]
+    [TestCase("mamba2-2.7b", 2.7e9)]
+    public void ShapesHaveTheNamedParameterCount(string name, double nominal)
+    {
+        var config = ModelShapes.Get(name);
+        var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
+        var parameters = layout.Tensors.Where(t => !t.Optional).Sum(t => t.Shape.Aggregate(1.0, (a, b) => a * b));
+        Assert.That(parameters / nominal, Is.InRange(0.9, 1.1), $"{name}: {parameters:E3} parameters");
+    }
+
+    [Test]
+    public void UnknownShapeListsTheKnownOnes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelShapes.Get("mamba-3b"));
+        Assert.That(e!.Message, Does.Contain("mamba2-2.7b"));
+    }
+
+    [TestCase(DType.Float32)]
+    [TestCase(DType.BFloat16)]
+    public void RandomWeightsMakeAValidModelWithFiniteLogits(DType dtype)
+    {
+        var config = ModelShapes.Get("mamba2-130m") with { NumLayers = 2 };
+        using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 5);
+        var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
+        Assert.That(checkpoint.Tensors.Keys, Is.EquivalentTo(layout.Tensors.Where(t => !t.Optional).Select(t => t.Name)));
+        Assert.That(checkpoint.Tensors[layout.NameOf(TensorKeys.InProjWeight, 0)].DType, Is.EqualTo(dtype));
+        Assert.That(checkpoint.Tensors[layout.NameOf(TensorKeys.ALog, 0)].DType, Is.EqualTo(DType.Float32));
+
+        using var model = MambaModel.Create(config, checkpoint, new MambaModelOptions { Device = Mamba.Runtime.Device.Cpu });
+        using var session = model.CreateSession(1);
+        session.Prefill(0, [5, 17, 300, 4000, 12]);
+        for (var i = 0; i < 4; i++)
+        {
+            session.Decode([42 + i]);
+        }
+        var logits = new float[config.VocabSize];
+        session.CopyLogits(0, logits);
+        Assert.That(logits.All(float.IsFinite), Is.True);
+        Assert.That(logits.Max() - logits.Min(), Is.GreaterThan(1f), "random weights should give a spread of logits");
+    }
+
+    [Test]
+    public void SameSeedSameWeightsOtherSeedOtherWeights()
+    {
+        var config = ModelShapes.Get("mamba-130m") with { NumLayers = 1, VocabSize = 64 };
+        using var a = RandomCheckpoint.Create(config, DType.Float32, seed: 1);
+        using var b = RandomCheckpoint.Create(config, DType.Float32, seed: 1);
+        using var c = RandomCheckpoint.Create(config, DType.Float32, seed: 2);
+        var name = "backbone.layers.0.mixer.in_proj.weight";
+        Assert.That(a.Tensors[name].Bytes.SequenceEqual(b.Tensors[name].Bytes), Is.True);
+        Assert.That(a.Tensors[name].Bytes.SequenceEqual(c.Tensors[name].Bytes), Is.False);
+    }
+}
