@@ -100,12 +100,7 @@ public sealed class RandomCheckpoint : ICheckpoint
                 return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
             default:
                 var bf = new ushort[values.Length];
-                for (var i = 0; i < values.Length; i++)
-                {
-                    // round to nearest even
-                    var bits = (uint)BitConverter.SingleToInt32Bits(values[i]);
-                    bf[i] = (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-                }
+                for (var i = 0; i < values.Length; i++) bf[i] = BFloat16Bits.FromFloat(values[i]);
                 return MemoryMarshal.AsBytes(bf.AsSpan()).ToArray();
         }
     }
