@@ -47,6 +47,12 @@ int64_t panel_width(int64_t out_features, int64_t in_features, int threads) {
     return std::max<int64_t>(16, (width + 15) / 16 * 16);
 }
 
+// First column of share `i` of `n` columns split in `shares` parts, rounded to a multiple of 16.
+int64_t share_begin(int64_t n, int64_t i, int64_t shares) {
+    if (i >= shares) return n;
+    return std::min(n, (n * i / shares + 8) / 16 * 16);
+}
+
 void linear_gemm(int num_threads, const LinearParams & p) {
     const int64_t M = p.rows, N = p.out_features, K = p.in_features;
     // BLAS takes int sizes; strides of the direct views below are checked the same way.
@@ -98,9 +104,11 @@ void linear_gemm(int num_threads, const LinearParams & p) {
         for (int task = t; have_scratch && task < tasks; task += nt) {
             const int64_t row_group = task % row_groups, panel_group = task / row_groups;
             const int64_t row_begin = M * row_group / row_groups, row_end = M * (row_group + 1) / row_groups;
-            const int64_t panel_begin = panels * panel_group / panel_groups, panel_end = panels * (panel_group + 1) / panel_groups;
-            for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
-                const int64_t o0 = panel * width, cols = std::min(width, N - o0);
+            // Each panel group owns an equal share of the columns (in multiples of 16), cut into panels of at
+            // most `width`: whole panels per group left one thread up to a panel's columns more than another.
+            const int64_t col_begin = share_begin(N, panel_group, panel_groups), col_end = share_begin(N, panel_group + 1, panel_groups);
+            for (int64_t o0 = col_begin; o0 < col_end; o0 += width) {
+                const int64_t cols = std::min(width, col_end - o0);
                 const float * w = nullptr;
                 int64_t ldw = K;
                 if (weight_direct) {
