@@ -53,8 +53,10 @@ std::string describe(const Case & c) {
 
 class LinearTest : public mt::BackendTest {
 protected:
-    void run(const Case & c) {
+    // `context`: another context than the fixture's (another thread count); the fixture's by default.
+    void run(const Case & c, mamba_context * context = nullptr) {
         SCOPED_TRACE(describe(c));
+        mamba_context * const cx = context ? context : ctx();
         std::mt19937_64 rng(99 + uint64_t(c.rows * 1000003 + c.in * 1009 + c.out));
         const std::vector<int64_t> x_shape{c.rows, c.in}, w_shape{c.out, c.in}, y_shape{c.rows, c.out};
         Tensor x(x_shape, c.x_dtype, c.strided_x ? mt::padded_strides(x_shape, 1, 3) : std::vector<int64_t>{});
@@ -64,19 +66,19 @@ protected:
         x.fill_uniform(rng, -1, 1);
         w.fill_uniform(rng, -1, 1);
         b.fill_uniform(rng, -1, 1);
-        x.upload(ctx());
-        w.upload(ctx());
-        y.upload_poisoned(ctx());
+        x.upload(cx);
+        w.upload(cx);
+        y.upload_poisoned(cx);
         mamba_linear_args a{};
         a.x = x.dl();
         a.weight = w.dl();
         a.y = y.dl();
         if (c.bias) {
-            b.upload(ctx());
+            b.upload(cx);
             a.bias = b.dl();
         }
-        MAMBA_ASSERT_OK(mamba_linear(ctx(), &a));
-        y.download(ctx());
+        MAMBA_ASSERT_OK(mamba_linear(cx, &a));
+        y.download(cx);
         const Reference ref = reference_linear(x, w, c.bias ? &b : nullptr);
         // float32 accumulation (or bfloat16 pairs holding ~16 bits of x) relative to sum |x w|, then the
         // rounding of the stored output.
@@ -184,6 +186,20 @@ TEST_P(LinearTest, DecodeResultsDoNotDependOnTheThreadCount) {
     }
     EXPECT_EQ(results[0], results[1]);
     EXPECT_EQ(results[0], results[2]);
+}
+
+TEST_P(LinearTest, PrefillMatchesFloat64ReferenceForAnyThreadCount) {
+    // The GEMM path splits the output features between threads in column shares; widths that do not divide
+    // evenly leave some shares short or empty, and each must still be computed exactly once.
+    for (int32_t threads : {1, 2, 3, 5, 8}) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        const mt::ContextPtr context = mt::make_context(GetParam(), 0, threads);
+        ASSERT_NE(context, nullptr);
+        for (int64_t out : {17, 40, 200, 1001}) {
+            run({40, 50, out, DType::F32, DType::F32, DType::F32, true}, context.get());
+            run({40, 50, out, DType::F32, DType::BF16, DType::F32, false, false, false, true}, context.get());
+        }
+    }
 }
 
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
