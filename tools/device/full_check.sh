@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# On the GPU machine, everything one device call can verify, in order of importance: the CUDA build, CTest
+# and kernel benchmarks (test_and_bench.sh), the NUnit executable against the CUDA build, `mamba info` and
+# `mamba bench` on the GPU, and the Python example with CUDA tensors. Needs .device/ made by
+# tools/device/stage.sh and ../shared/tools/device-prep.sh (Mamba.Tests, Mamba.Cli). Logs go to $OUT.
+# Usage: tools/device/full_check.sh [bench shapes for the large run, default mamba-2.8b,mamba2-2.7b]
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+out=${OUT:-$top/build/cuda-logs}
+mkdir -p "$out"
+large=${1:-mamba-2.8b,mamba2-2.7b}
+step() { echo; echo "===== $* ($(date +%T))"; }
+
+step "native build, ctest, kernel bench"
+OUT="$out" tools/device/test_and_bench.sh
+echo "# test_and_bench exit $?"
+sys=/tmp/mamba-sysroot/usr
+export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
+
+step ".NET runtime"
+mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
+export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+step "NUnit against the CUDA build"
+timeout 300 dotnet .device/Mamba.Tests/Mamba.Tests.dll --results-directory "$out/nunit" --report-trx \
+  --report-trx-filename nunit.trx > "$out/nunit.log" 2>&1
+echo "# nunit exit $?"
+grep -E "failed|Failed|error" "$out/nunit.log" | head -40
+tail -8 "$out/nunit.log"
+
+step "mamba info"
+timeout 60 dotnet .device/Mamba.Cli/mamba.dll info 2>&1 | tee "$out/info.txt"
+
+step "mamba bench, 130m shapes"
+timeout 120 dotnet .device/Mamba.Cli/mamba.dll bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
+  --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" > "$out/bench-130m.log" 2>&1
+echo "# exit $?"; cat "$out/bench-130m.md" 2>/dev/null || tail -20 "$out/bench-130m.log"
+
+step "python example, CUDA tensors"
+timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
+echo "# pytest exit $?"; tail -15 "$out/pytest.log"
+
+step "mamba bench, large shapes ($large)"
+timeout 200 dotnet .device/Mamba.Cli/mamba.dll bench --device cuda --shapes "$large" --dtypes bf16 \
+  --batch 1 --prefill 2048 --steps 64 --json "$out/bench-large.json" --markdown "$out/bench-large.md" > "$out/bench-large.log" 2>&1
+echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
+nvidia-smi --query-gpu=memory.used,memory.total --format=csv
