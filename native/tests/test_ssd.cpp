@@ -209,7 +209,9 @@ Result reference_ssd(const Problem & pr) {
 }
 
 // Float32 arithmetic over a few hundred steps, then the output dtype's rounding.
-double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 2e-4; }
+// (3e-4: without softplus a negative dt makes the states grow, and the GPU's exp2-based exponentials, a few
+// ulp from libm's, then reach about 2e-4 relative at 50 steps.)
+double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 }  // namespace
 
@@ -672,11 +674,19 @@ TEST_P(SsdErrorTest, BadDtypesAndValuesAreNamed) {
 }
 
 TEST_P(SsdErrorTest, OverlappingOutputsAreRejected) {
-    // final_states shifted by one state row against initial_states: partly the same memory.
-    DLTensor shifted{};
+    // initial_states and final_states in one buffer twice their size, final_states shifted by 16 floats:
+    // partly the same memory, and neither reaches outside the buffer (so no third tensor is involved,
+    // wherever the device allocator put the others).
+    DLTensor initial{}, shifted{};
+    Tensor both({2, 4, 8, 16}, DType::F32);
+    both.upload(ctx());
     expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_states' and 'initial_states' overlap in memory", [&](auto & a, auto &) {
-        shifted = *a.initial_states;
-        shifted.byte_offset += 16 * sizeof(float);
+        initial = *a.initial_states;
+        initial.data = both.dl()->data;
+        initial.byte_offset = 0;
+        shifted = initial;
+        shifted.byte_offset = 16 * sizeof(float);
+        a.initial_states = &initial;
         a.final_states = &shifted;
     });
     expect_error(MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'z' overlap in memory", [](auto & a, auto &) { a.y = const_cast<DLTensor *>(a.z); });

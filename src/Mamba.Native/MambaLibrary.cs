@@ -39,10 +39,12 @@ public static class MambaLibrary
         OperatingSystem.IsWindows() ? "mamba.dll" : OperatingSystem.IsMacOS() ? "libmamba.dylib" : "libmamba.so";
 
     /// <summary>The places searched, in order (the system search path comes last and is not listed).</summary>
-    public static IReadOnlyList<string> CandidatePaths()
+    public static IReadOnlyList<string> CandidatePaths() => CandidatePaths(Environment.GetEnvironmentVariable(PathVariable));
+
+    /// <summary>The candidate paths for a given value of <see cref="PathVariable"/> (null: unset).</summary>
+    internal static IReadOnlyList<string> CandidatePaths(string? explicitPath)
     {
         var paths = new List<string>();
-        var explicitPath = Environment.GetEnvironmentVariable(PathVariable);
         if (!string.IsNullOrWhiteSpace(explicitPath))
         {
             // An explicit path is the only candidate: silently falling back would hide a misconfiguration.

@@ -18,7 +18,8 @@ public class LibraryLoadingTests
     [Test]
     public void CandidatesIncludeApplicationFolderAndRuntimesFolder()
     {
-        var candidates = MambaLibrary.CandidatePaths();
+        // As without MAMBA_NATIVE_LIBRARY, whatever this process was started with.
+        var candidates = MambaLibrary.CandidatePaths(explicitPath: null);
         Assert.That(candidates, Has.Some.EqualTo(Path.Combine(AppContext.BaseDirectory, MambaLibrary.FileName)));
         Assert.That(candidates, Has.Some.Contains(Path.Combine("runtimes", "linux-x64", "native")));
     }
