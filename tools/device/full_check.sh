@@ -7,8 +7,11 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-out=${OUT:-$top/build/cuda-logs}
-mkdir -p "$out"
+# Logs collect in a scratch folder and travel back as one archive (the device returns only a few files).
+final=${OUT:-$top/build/cuda-logs}
+out=/tmp/mamba-check-logs
+rm -rf "$out"; mkdir -p "$out" "$final"
+trap 'tar -C "$out" -czf "$final/logs.tar.gz" . ; cp "$out"/*.md "$out"/bench*.json "$final"/ 2>/dev/null' EXIT
 large=${1:-mamba-2.8b,mamba2-2.7b}
 step() { echo; echo "===== $* ($(date +%T))"; }
 
