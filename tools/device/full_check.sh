@@ -36,6 +36,10 @@ tail -8 "$out/nunit.log"
 step "mamba info"
 timeout 60 dotnet .device/Mamba.Cli/mamba.dll info 2>&1 | tee "$out/info.txt"
 
+step "README main command on the GPU (shipped model, default device)"
+timeout 60 dotnet .device/Mamba.Cli/mamba.dll generate --model models/mamba2-pystdlib --prompt "def fibonacci(n):" --max-tokens 64 \
+  > "$out/generate.txt" 2>&1; echo "# exit $?"; tail -12 "$out/generate.txt"
+
 step "mamba bench, 130m shapes"
 timeout 120 dotnet .device/Mamba.Cli/mamba.dll bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
   --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" > "$out/bench-130m.log" 2>&1
