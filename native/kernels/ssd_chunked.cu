@@ -1,0 +1,330 @@
+// Mamba-2 SSD forward (mamba_ssd) by the chunked state-space-duality algorithm on tensor cores.
+//
+// One block owns (sequence, head, tile of kPT channels p) and walks the sequence in chunks of kQ = 64
+// steps, the state S (dstate x kPT, float32) kept in shared memory from chunk to chunk. Because a block
+// starts at its own sequence's first step, chunks never straddle packed sequences, the initial state is
+// simply S's starting value and the final state its last one. Per chunk, with acum_t the inclusive
+// cumulative sum of dt*A inside the chunk (float32):
+//   G      = C B^T                                     (Q x Q, K = dstate)         tensor cores
+//   M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s, s <= t                              elementwise
+//   y      = M X + exp(acum_t) (C S) + D x, then * silu(z)                          tensor cores
+//   S     <- exp(acum_end) S + B^T Xw,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s) tensor cores
+// (the output uses the state before the chunk, the update the one after; both read B, C and x once.)
+// chunk_size only changes rounding (SsdParams), so the GPU chunk length is its own choice.
+//
+// Precision: bf16 x, B and C are exact tensor-core operands. The float32 operands built from them
+// (M, Xw, S) are split into a bf16 high part and a bf16 low part (v = hi + lo to ~2^-17 relative) and
+// multiplied twice, so products carry ~16 bits and the states match the float32 recurrence (the tests
+// hold final states to 2e-4). Accumulation is float32.
+//
+// Bytes (bf16 B8 L2048 H80 P64 N128 G1): x, z, y 3 * 168 MB + B, C 8.4 MB (read once per p tile: x2 at
+// kPT = 32, x1 at 64) = 0.52 GB -> 0.12 ms at 4.2 TB/s. No workspace: states never leave the chip.
+// FLOPs per chunk per block, in 16x16x16 MMAs (8192 FLOP each), kPT = 64, N = 128: G 80 (causal: 10
+// of 16 tiles), y intra 10*4*2 = 80, y inter 4*4*8*2 = 256, state 8*4*4*2 = 256: 672 = 5.5 MFLOP;
+// B8: 640 blocks * 32 chunks -> 113 GFLOP, ~0.25-0.4 ms at the 300-450 TFLOP/s mma.sync reaches through
+// wmma. B1 (kPT = 32 so that 160 blocks cover the SMs): 16 GFLOP spread over 160 blocks of 4 warps,
+// ~0.1 ms if latency is hidden (one block per SM).
+// Choices: wmma (documented fragment API, no hand-written layouts) over shared memory staged per
+// chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank.
+#include <mma.h>
+
+#include "ssd_chunked.cuh"
+
+namespace mamba::cuda {
+
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+template <int kStatePad, int kChannelTile>
+struct SsdChunkedTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128 (zeros beyond dstate)
+    static constexpr int kPT = kChannelTile;  // channels p per block (32 or 64)
+    static constexpr int kQ = 64;             // steps per chunk
+    static constexpr int kWarps = kPT / 8;    // 4 or 8
+    static constexpr int kThreads = 32 * kWarps;
+    // Leading dimensions (elements) of the shared-memory matrices.
+    static constexpr int ldN = kN + 8;    // bf16 rows of dstate (C, B)
+    static constexpr int ldP = kPT + 8;   // bf16 rows of channels (x, Xw, S hi/lo)
+    static constexpr int ldQ = kQ + 8;    // bf16 rows of steps (M hi/lo)
+    static constexpr int ldPf = kPT + 4;  // float rows of channels (S, y parts)
+    static constexpr int ldQf = kQ + 4;   // float rows of steps (G)
+    // Byte offsets of the regions (each a multiple of 128).
+    static constexpr size_t align(size_t v) { return (v + 127) / 128 * 128; }
+    static constexpr size_t oC = 0;
+    static constexpr size_t oB = oC + align(size_t(kQ) * ldN * 2);
+    static constexpr size_t oX = oB + align(size_t(kQ) * ldN * 2);
+    static constexpr size_t oXwHi = oX + align(size_t(kQ) * ldP * 2);
+    static constexpr size_t oXwLo = oXwHi + align(size_t(kQ) * ldP * 2);
+    static constexpr size_t oMHi = oXwLo + align(size_t(kQ) * ldP * 2);
+    static constexpr size_t oMLo = oMHi + align(size_t(kQ) * ldQ * 2);
+    static constexpr size_t oSHi = oMLo + align(size_t(kQ) * ldQ * 2);
+    static constexpr size_t oSLo = oSHi + align(size_t(kN) * ldP * 2);
+    static constexpr size_t oS = oSLo + align(size_t(kN) * ldP * 2);
+    static constexpr size_t oWork = oS + align(size_t(kN) * ldPf * 4);  // G, then the two y parts
+    static constexpr size_t kWorkBytes = size_t(kQ) * ldQf * 4 > size_t(2) * kQ * ldPf * 4 ? size_t(kQ) * ldQf * 4 : size_t(2) * kQ * ldPf * 4;
+    static constexpr size_t oAcum = oWork + align(kWorkBytes);
+    static constexpr size_t oDt = oAcum + align(kQ * 4);
+    static constexpr size_t kSmemBytes = oDt + align(kQ * 4);
+    static_assert(kQ == 64, "the cumulative sum gives each lane of one warp two steps");
+    static_assert(kN % 16 == 0 && kPT % 16 == 0, "whole 16x16 tiles");
+};
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
+using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major>;
+using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
+using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+__device__ __forceinline__ void split_bf16(float v, bf16_t & hi, bf16_t & lo) {
+    hi = __float2bfloat16_rn(v);
+    lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+}
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdArgs a) {
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NW = Tr::kWarps, NT = Tr::kThreads;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, ldQ = Tr::ldQ, ldPf = Tr::ldPf, ldQf = Tr::ldQf;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);      // [Q][ldN]  C of the chunk
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oB);      // [Q][ldN]  B of the chunk
+    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);      // [Q][ldP]  x of the chunk
+    bf16_t * sXwHi = reinterpret_cast<bf16_t *>(smem + Tr::oXwHi);  // [Q][ldP]  Xw split
+    bf16_t * sXwLo = reinterpret_cast<bf16_t *>(smem + Tr::oXwLo);
+    bf16_t * sMHi = reinterpret_cast<bf16_t *>(smem + Tr::oMHi);  // [Q][ldQ]  M split
+    bf16_t * sMLo = reinterpret_cast<bf16_t *>(smem + Tr::oMLo);
+    bf16_t * sSHi = reinterpret_cast<bf16_t *>(smem + Tr::oSHi);  // [N][ldP]  S before the chunk, split
+    bf16_t * sSLo = reinterpret_cast<bf16_t *>(smem + Tr::oSLo);
+    float * sS = reinterpret_cast<float *>(smem + Tr::oS);        // [N][ldPf] the state
+    float * sWork = reinterpret_cast<float *>(smem + Tr::oWork);  // G [Q][ldQf]; then y intra, y inter [Q][ldPf]
+    float * sYIntra = sWork;
+    float * sYInter = sWork + Q * ldPf;
+    float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);  // [Q] dt*A, then its inclusive cumsum
+    float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);      // [Q] processed dt (0 past the end)
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    if (a.packed) {
+        auto cu = [&](int64_t i) {
+            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+        };
+        b = 0;
+        t_begin = cu(seq);
+        t_end = cu(seq + 1);
+    } else {
+        b = seq;
+        t_begin = 0;
+        t_end = a.len;
+    }
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+
+    // The starting state (zeros past dstate and headdim, where they stay: B and x are zero there).
+    for (int i = threadIdx.x; i < N * PT; i += NT) {
+        const int n = i / PT, pp = i % PT;
+        const int64_t p = p0 + pp;
+        float v = 0.0f;
+        if (a.has_init && n < a.dstate && p < a.headdim) v = a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]];
+        sS[n * ldPf + pp] = v;
+    }
+
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        __syncthreads();  // the previous chunk's epilogue no longer reads shared memory
+
+        // ---- load the chunk: C, B, x (zeros past the end), dt and dt*A ----
+        for (int i = threadIdx.x; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+        for (int i = threadIdx.x; i < Q * PT; i += NT) {
+            const int k = i / PT, pp = i % PT;
+            const int64_t p = p0 + pp;
+            sX[k * ldP + pp] = (k < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+        }
+        if (threadIdx.x < Q) {
+            const int k = threadIdx.x;
+            float dt = 0.0f;
+            if (k < steps) {
+                dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
+                if (a.softplus) dt = softplus_f(dt);
+                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+            }
+            sDt[k] = dt;
+            sAcum[k] = dt * A;
+        }
+        __syncthreads();
+
+        // ---- warp 0: inclusive cumsum of dt*A (two steps per lane); every warp: G = C B^T ----
+        if (warp == 0) {
+            const float v0 = sAcum[2 * lane], v1 = sAcum[2 * lane + 1];
+            const float pair = v0 + v1;
+            float incl = pair;
+#pragma unroll
+            for (int off = 1; off < 32; off *= 2) {
+                const float o = __shfl_up_sync(0xffffffffu, incl, off);
+                if (lane >= off) incl += o;
+            }
+            const float excl = incl - pair;
+            sAcum[2 * lane] = excl + v0;
+            sAcum[2 * lane + 1] = excl + v0 + v1;
+        }
+        // Tile (i, j) of G for j <= i only: M is zero above the diagonal.
+        for (int idx = warp; idx < (Q / 16) * (Q / 16); idx += NW) {
+            const int i = idx / (Q / 16), j = idx % (Q / 16);
+            if (j > i) continue;
+            FragAcc acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int k = 0; k < N / 16; ++k) {
+                FragA fc;
+                FragBT fbt;  // B^T (n, s) = sB[s][n]: column-major from sB's rows
+                wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
+                wmma::load_matrix_sync(fbt, sB + 16 * j * ldN + 16 * k, ldN);
+                wmma::mma_sync(acc, fc, fbt, acc);
+            }
+            wmma::store_matrix_sync(sWork + 16 * i * ldQf + 16 * j, acc, ldQf, wmma::mem_row_major);
+        }
+        __syncthreads();
+
+        // ---- elementwise: M, Xw and the state before the chunk, each split into bf16 hi + lo ----
+        const float acum_end = sAcum[Q - 1];
+        for (int i = threadIdx.x; i < Q * Q; i += NT) {
+            const int t = i / Q, s = i % Q;
+            float v = 0.0f;
+            if (s <= t) v = sWork[t * ldQf + s] * __expf(sAcum[t] - sAcum[s]) * sDt[s];
+            split_bf16(v, sMHi[t * ldQ + s], sMLo[t * ldQ + s]);
+        }
+        for (int i = threadIdx.x; i < Q * PT; i += NT) {
+            const int s = i / PT, pp = i % PT;
+            const float v = __bfloat162float(sX[s * ldP + pp]) * sDt[s] * __expf(acum_end - sAcum[s]);
+            split_bf16(v, sXwHi[s * ldP + pp], sXwLo[s * ldP + pp]);
+        }
+        for (int i = threadIdx.x; i < N * PT; i += NT) {
+            const int n = i / PT, pp = i % PT;
+            split_bf16(sS[n * ldPf + pp], sSHi[n * ldP + pp], sSLo[n * ldP + pp]);
+        }
+        __syncthreads();
+
+        // ---- tensor cores: y tiles (intra M X and inter C S kept apart: the latter is scaled per row
+        // by exp(acum_t), which an opaque accumulator cannot be) and state tiles ----
+        constexpr int kYTiles = (Q / 16) * (PT / 16);
+        constexpr int kSTiles = (N / 16) * (PT / 16);
+        for (int idx = warp; idx < kYTiles + kSTiles; idx += NW) {
+            if (idx < kYTiles) {
+                const int i = idx / (PT / 16), c = idx % (PT / 16);
+                FragAcc intra, inter;
+                wmma::fill_fragment(intra, 0.0f);
+                wmma::fill_fragment(inter, 0.0f);
+                for (int j = 0; j <= i; ++j) {
+                    FragA mhi, mlo;
+                    FragB fx;
+                    wmma::load_matrix_sync(mhi, sMHi + 16 * i * ldQ + 16 * j, ldQ);
+                    wmma::load_matrix_sync(mlo, sMLo + 16 * i * ldQ + 16 * j, ldQ);
+                    wmma::load_matrix_sync(fx, sX + 16 * j * ldP + 16 * c, ldP);
+                    wmma::mma_sync(intra, mhi, fx, intra);
+                    wmma::mma_sync(intra, mlo, fx, intra);
+                }
+#pragma unroll
+                for (int k = 0; k < N / 16; ++k) {
+                    FragA fc;
+                    FragB shi, slo;
+                    wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
+                    wmma::load_matrix_sync(shi, sSHi + 16 * k * ldP + 16 * c, ldP);
+                    wmma::load_matrix_sync(slo, sSLo + 16 * k * ldP + 16 * c, ldP);
+                    wmma::mma_sync(inter, fc, shi, inter);
+                    wmma::mma_sync(inter, fc, slo, inter);
+                }
+                wmma::store_matrix_sync(sYIntra + 16 * i * ldPf + 16 * c, intra, ldPf, wmma::mem_row_major);
+                wmma::store_matrix_sync(sYInter + 16 * i * ldPf + 16 * c, inter, ldPf, wmma::mem_row_major);
+            } else {
+                const int st = idx - kYTiles;
+                const int kn = st / (PT / 16), c = st % (PT / 16);
+                FragAcc acc;
+                float * tile = sS + 16 * kn * ldPf + 16 * c;
+                wmma::load_matrix_sync(acc, tile, ldPf, wmma::mem_row_major);
+                const float decay = __expf(acum_end);
+#pragma unroll
+                for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
+#pragma unroll
+                for (int j = 0; j < Q / 16; ++j) {
+                    FragAT fbt;  // B^T (n, s) = sB[s][n]
+                    FragB whi, wlo;
+                    wmma::load_matrix_sync(fbt, sB + 16 * j * ldN + 16 * kn, ldN);
+                    wmma::load_matrix_sync(whi, sXwHi + 16 * j * ldP + 16 * c, ldP);
+                    wmma::load_matrix_sync(wlo, sXwLo + 16 * j * ldP + 16 * c, ldP);
+                    wmma::mma_sync(acc, fbt, whi, acc);
+                    wmma::mma_sync(acc, fbt, wlo, acc);
+                }
+                wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
+            }
+        }
+        __syncthreads();
+
+        // ---- epilogue: y = intra + exp(acum_t) inter + D x, gated by silu(z), written once ----
+        for (int i = threadIdx.x; i < Q * PT; i += NT) {
+            const int k = i / PT, pp = i % PT;
+            const int64_t p = p0 + pp;
+            if (k >= steps || p >= a.headdim) continue;
+            const int64_t t = t0 + k;
+            float out = sYIntra[k * ldPf + pp] + __expf(sAcum[k]) * sYInter[k * ldPf + pp];
+            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[k * ldP + pp]);
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]));
+            a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + p * a.y_s[3], out);
+        }
+    }
+
+    if (a.has_fin) {
+        __syncthreads();  // the last state tiles are stored
+        for (int i = threadIdx.x; i < N * PT; i += NT) {
+            const int n = i / PT, pp = i % PT;
+            const int64_t p = p0 + pp;
+            if (n < a.dstate && p < a.headdim) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = sS[n * ldPf + pp];
+        }
+    }
+}
+
+template <int kN, int kPT>
+void launch_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+    using Tr = SsdChunkedTraits<kN, kPT>;
+    const auto kernel = ssd_chunked_kernel<Tr>;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+    const dim3 grid(unsigned(ceil_div(a.headdim, int64_t(kPT))), unsigned(a.heads), unsigned(nseq));
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_chunked_kernel");
+}
+
+}  // namespace
+
+bool ssd_chunked_supported(const SsdArgs & a) {
+    const bool bf16 = a.x.dtype == int(DType::BF16) && a.B.dtype == int(DType::BF16) && a.C.dtype == int(DType::BF16);
+    return bf16 && a.dstate >= 1 && a.dstate <= 128 && a.heads <= 65535;
+}
+
+void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+    if (nseq > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences");
+    if (nseq == 0) return;
+    // A 64-channel tile computes G once per head; 32-channel tiles double the blocks when there are
+    // too few to give every SM two.
+    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(64)) >= 264;
+    if (a.dstate <= 64) {
+        if (wide) launch_ssd_chunked<64, 64>(ctx, a, nseq);
+        else launch_ssd_chunked<64, 32>(ctx, a, nseq);
+    } else {
+        if (wide) launch_ssd_chunked<128, 64>(ctx, a, nseq);
+        else launch_ssd_chunked<128, 32>(ctx, a, nseq);
+    }
+}
+
+}  // namespace mamba::cuda
