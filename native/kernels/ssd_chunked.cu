@@ -76,13 +76,20 @@ using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major
 using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
 using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
+// The kernel's arguments: the problem plus whether B, C and x rows may be read 16 bytes (8 bf16) at a time.
+struct SsdChunkedArgs {
+    SsdArgs a;
+    bool vec_bc, vec_x;
+};
+
 __device__ __forceinline__ void split_bf16(float v, bf16_t & hi, bf16_t & lo) {
     hi = __float2bfloat16_rn(v);
     lo = __float2bfloat16_rn(v - __bfloat162float(hi));
 }
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArgs args) {
+    const SsdArgs & a = args.a;
     constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NW = Tr::kWarps, NT = Tr::kThreads;
     constexpr int ldN = Tr::ldN, ldP = Tr::ldP, ldQ = Tr::ldQ, ldPf = Tr::ldPf, ldQf = Tr::ldQf;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -141,17 +148,42 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdArgs a) {
         __syncthreads();  // the previous chunk's epilogue no longer reads shared memory
 
         // ---- load the chunk: C, B, x (zeros past the end), dt and dt*A ----
-        for (int i = threadIdx.x; i < Q * N; i += NT) {
-            const int k = i / N, n = i % N;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
-            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        if (args.vec_bc) {
+            // dstate % 8 == 0 and unit n stride: whole 8-element groups are in or out.
+            for (int i = threadIdx.x; i < Q * (N / 8); i += NT) {
+                const int k = i / (N / 8), n = i % (N / 8) * 8;
+                const bool in = k < steps && n < a.dstate;
+                const int64_t t = t0 + k;
+                const uint4 none = make_uint4(0u, 0u, 0u, 0u);
+                const uint4 c = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
+                const uint4 bb = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
+                *reinterpret_cast<uint4 *>(sC + k * ldN + n) = c;
+                *reinterpret_cast<uint4 *>(sB + k * ldN + n) = bb;
+            }
+        } else {
+            for (int i = threadIdx.x; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                const bool in = k < steps && n < a.dstate;
+                const int64_t t = t0 + k;
+                sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+                sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
         }
-        for (int i = threadIdx.x; i < Q * PT; i += NT) {
-            const int k = i / PT, pp = i % PT;
-            const int64_t p = p0 + pp;
-            sX[k * ldP + pp] = (k < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+        if (args.vec_x) {
+            // headdim % 8 == 0 and unit p stride (p0 is a multiple of 8).
+            for (int i = threadIdx.x; i < Q * (PT / 8); i += NT) {
+                const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
+                const int64_t p = p0 + pp;
+                const bool in = k < steps && p < a.headdim;
+                *reinterpret_cast<uint4 *>(sX + k * ldP + pp) =
+                    in ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p) : make_uint4(0u, 0u, 0u, 0u);
+            }
+        } else {
+            for (int i = threadIdx.x; i < Q * PT; i += NT) {
+                const int k = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sX[k * ldP + pp] = (k < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
         }
         if (threadIdx.x < Q) {
             const int k = threadIdx.x;
@@ -296,12 +328,13 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdArgs a) {
 }
 
 template <int kN, int kPT>
-void launch_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
+void launch_ssd_chunked(mamba_context & ctx, const SsdChunkedArgs & args, int64_t nseq) {
+    const SsdArgs & a = args.a;
     using Tr = SsdChunkedTraits<kN, kPT>;
     const auto kernel = ssd_chunked_kernel<Tr>;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
     const dim3 grid(unsigned(ceil_div(a.headdim, int64_t(kPT))), unsigned(a.heads), unsigned(nseq));
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(a);
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(args);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_chunked_kernel");
 }
 
@@ -317,13 +350,21 @@ void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     if (nseq == 0) return;
     // A 64-channel tile computes G once per head; 32-channel tiles double the blocks when there are
     // too few to give every SM two.
+    // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
+    // multiple of 8 elements, an aligned base.
+    auto rows_of_8 = [](const AnyPtr & t, const int64_t * s, int outer, int64_t extent) {
+        bool ok = (reinterpret_cast<uintptr_t>(t.p) & 15u) == 0 && s[outer] == 1 && extent % 8 == 0;
+        for (int i = 0; i < outer; ++i) ok = ok && s[i] % 8 == 0;
+        return ok;
+    };
+    SsdChunkedArgs args{a, rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate), rows_of_8(a.x, a.x_s, 3, a.headdim)};
     const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(64)) >= 264;
     if (a.dstate <= 64) {
-        if (wide) launch_ssd_chunked<64, 64>(ctx, a, nseq);
-        else launch_ssd_chunked<64, 32>(ctx, a, nseq);
+        if (wide) launch_ssd_chunked<64, 64>(ctx, args, nseq);
+        else launch_ssd_chunked<64, 32>(ctx, args, nseq);
     } else {
-        if (wide) launch_ssd_chunked<128, 64>(ctx, a, nseq);
-        else launch_ssd_chunked<128, 32>(ctx, a, nseq);
+        if (wide) launch_ssd_chunked<128, 64>(ctx, args, nseq);
+        else launch_ssd_chunked<128, 32>(ctx, args, nseq);
     }
 }
 
