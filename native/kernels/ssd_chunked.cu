@@ -17,15 +17,20 @@
 // multiplied twice, so products carry ~16 bits and the states match the float32 recurrence (the tests
 // hold final states to 2e-4). Accumulation is float32.
 //
-// Bytes (bf16 B8 L2048 H80 P64 N128 G1): x, z, y 3 * 168 MB + B, C 8.4 MB (read once per p tile: x2 at
-// kPT = 32, x1 at 64) = 0.52 GB -> 0.12 ms at 4.2 TB/s. No workspace: states never leave the chip.
+// Bytes (bf16 B8 L2048 H80 P64 N128 G1): x, z, y 3 * 168 MB + B, C 8.4 MB (shared by the heads of a
+// group, so mostly L2 hits) = 0.51 GB -> 0.12 ms at 4.2 TB/s. No workspace: states never leave the chip.
 // FLOPs per chunk per block, in 16x16x16 MMAs (8192 FLOP each), kPT = 64, N = 128: G 80 (causal: 10
-// of 16 tiles), y intra 10*4*2 = 80, y inter 4*4*8*2 = 256, state 8*4*4*2 = 256: 672 = 5.5 MFLOP;
-// B8: 640 blocks * 32 chunks -> 113 GFLOP, ~0.25-0.4 ms at the 300-450 TFLOP/s mma.sync reaches through
-// wmma. B1 (kPT = 32 so that 160 blocks cover the SMs): 16 GFLOP spread over 160 blocks of 4 warps,
-// ~0.1 ms if latency is hidden (one block per SM).
+// of 16 tiles), y intra 10*4*2 = 80, y inter 4*4*8*2 = 256, state 8*4*4*2 = 256: 672 = 5.5 MFLOP
+// (the hi/lo splits double the last three). B8: 640 blocks * 32 chunks = 113 GFLOP.
+// Time model (one 184 KB block of 8 warps per SM; phases separated by barriers, loads not yet
+// overlapped with the MMAs): per chunk ~1.5 us of load latency + ~2-3 us of MMA + ~1 us elementwise,
+// so ~5-6 us * 32 chunks per block: B8 (640 blocks, 5 waves over 132 SMs) ~0.8-1 ms, B1 (80 blocks,
+// one wave) ~0.2 ms. Next steps: cp.async double buffering of the next chunk's B, C, x, z during the
+// MMAs, ldmatrix + mma.sync with register-resident fragments, and sharing G between the heads of a
+// group (G depends only on the group).
 // Choices: wmma (documented fragment API, no hand-written layouts) over shared memory staged per
-// chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank.
+// chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank; kPT = 32 (4
+// warps) only when those blocks fit in one wave, else kPT = 64.
 #include <mma.h>
 
 #include "ssd_chunked.cuh"
@@ -348,8 +353,6 @@ bool ssd_chunked_supported(const SsdArgs & a) {
 void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     if (nseq > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences");
     if (nseq == 0) return;
-    // A 64-channel tile computes G once per head; 32-channel tiles double the blocks when there are
-    // too few to give every SM two.
     // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
     // multiple of 8 elements, an aligned base.
     auto rows_of_8 = [](const AnyPtr & t, const int64_t * s, int outer, int64_t extent) {
@@ -358,7 +361,11 @@ void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
         return ok;
     };
     SsdChunkedArgs args{a, rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate), rows_of_8(a.x, a.x_s, 3, a.headdim)};
-    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(64)) >= 264;
+    // A 64-channel tile computes G once per head (one block of 8 warps per SM); 32-channel tiles (4
+    // warps, also one block per SM) only pay when they still fit in a single wave over the SMs.
+    int sms = 0;
+    MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device_id));
+    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(32)) > int64_t(sms);
     if (a.dstate <= 64) {
         if (wide) launch_ssd_chunked<64, 64>(ctx, args, nseq);
         else launch_ssd_chunked<64, 32>(ctx, args, nseq);
