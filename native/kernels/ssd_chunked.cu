@@ -148,22 +148,53 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
         sS[n * ldPf + pp] = v;
     }
 
+    // Register prefetch of the next chunk's B, C and x rows (16-byte paths only): issued right after a
+    // chunk is staged, consumed at the next chunk's start, so the loads overlap a whole chunk's work.
+    constexpr int kVecBC = Q * (N / 8) / NT;  // uint4 of C (and of B) per thread
+    constexpr int kVecX = Q * (PT / 8) / NT;  // uint4 of x per thread
+    constexpr int kEpi = Q * PT / NT;         // outputs per thread
+    static_assert(Q * (N / 8) % NT == 0 && Q * (PT / 8) % NT == 0 && Q * PT % NT == 0, "whole rounds");
+    uint4 rC[kVecBC], rB[kVecBC], rX[kVecX];
+    auto fetch = [&](int64_t tc) {  // the chunk starting at tc (nothing past t_end)
+        const int64_t avail = t_end - tc;
+        const uint4 none = make_uint4(0u, 0u, 0u, 0u);
+        if (args.vec_bc) {
+#pragma unroll
+            for (int r = 0; r < kVecBC; ++r) {
+                const int i = threadIdx.x + r * NT;
+                const int k = i / (N / 8), n = i % (N / 8) * 8;
+                const bool in = k < avail && n < a.dstate;
+                const int64_t t = tc + k;
+                rC[r] = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
+                rB[r] = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
+            }
+        }
+        if (args.vec_x) {
+#pragma unroll
+            for (int r = 0; r < kVecX; ++r) {
+                const int i = threadIdx.x + r * NT;
+                const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
+                const int64_t p = p0 + pp;
+                const bool in = k < avail && p < a.headdim;
+                rX[r] = in ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p) : none;
+            }
+        }
+    };
+    fetch(t_begin);
+
     for (int64_t t0 = t_begin; t0 < t_end; t0 += Q) {
         const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
         __syncthreads();  // the previous chunk's epilogue no longer reads shared memory
 
         // ---- load the chunk: C, B, x (zeros past the end), dt and dt*A ----
         if (args.vec_bc) {
-            // dstate % 8 == 0 and unit n stride: whole 8-element groups are in or out.
-            for (int i = threadIdx.x; i < Q * (N / 8); i += NT) {
+            // dstate % 8 == 0 and unit n stride: whole 8-element groups, prefetched by fetch().
+#pragma unroll
+            for (int r = 0; r < kVecBC; ++r) {
+                const int i = threadIdx.x + r * NT;
                 const int k = i / (N / 8), n = i % (N / 8) * 8;
-                const bool in = k < steps && n < a.dstate;
-                const int64_t t = t0 + k;
-                const uint4 none = make_uint4(0u, 0u, 0u, 0u);
-                const uint4 c = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
-                const uint4 bb = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
-                *reinterpret_cast<uint4 *>(sC + k * ldN + n) = c;
-                *reinterpret_cast<uint4 *>(sB + k * ldN + n) = bb;
+                *reinterpret_cast<uint4 *>(sC + k * ldN + n) = rC[r];
+                *reinterpret_cast<uint4 *>(sB + k * ldN + n) = rB[r];
             }
         } else {
             for (int i = threadIdx.x; i < Q * N; i += NT) {
@@ -175,13 +206,12 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             }
         }
         if (args.vec_x) {
-            // headdim % 8 == 0 and unit p stride (p0 is a multiple of 8).
-            for (int i = threadIdx.x; i < Q * (PT / 8); i += NT) {
+            // headdim % 8 == 0 and unit p stride (p0 is a multiple of 8), prefetched by fetch().
+#pragma unroll
+            for (int r = 0; r < kVecX; ++r) {
+                const int i = threadIdx.x + r * NT;
                 const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
-                const int64_t p = p0 + pp;
-                const bool in = k < steps && p < a.headdim;
-                *reinterpret_cast<uint4 *>(sX + k * ldP + pp) =
-                    in ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p) : make_uint4(0u, 0u, 0u, 0u);
+                *reinterpret_cast<uint4 *>(sX + k * ldP + pp) = rX[r];
             }
         } else {
             for (int i = threadIdx.x; i < Q * PT; i += NT) {
@@ -201,7 +231,17 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             sDt[k] = dt;
             sAcum[k] = dt * A;
         }
+        // This chunk's z, read now and used by the epilogue, so that its latency overlaps the chunk.
+        float zr[kEpi];
+#pragma unroll
+        for (int r = 0; r < kEpi; ++r) {
+            const int i = threadIdx.x + r * NT;
+            const int k = i / PT, pp = i % PT;
+            const int64_t p = p0 + pp;
+            zr[r] = (a.has_z && k < steps && p < a.headdim) ? a.z.load(b * a.z_s[0] + (t0 + k) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
+        }
         __syncthreads();
+        fetch(t0 + Q);  // the registers were stashed before the barrier
 
         // ---- warp 0: inclusive cumsum of dt*A (two steps per lane); every warp: G = C B^T ----
         if (warp == 0) {
@@ -223,7 +263,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             if (j > i) continue;
             FragAcc acc;
             wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
+#pragma unroll 2
             for (int k = 0; k < N / 16; ++k) {
                 FragA fc;
                 FragBT fbt;  // B^T (n, s) = sB[s][n]: column-major from sB's rows
@@ -273,7 +313,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
                     wmma::mma_sync(intra, mhi, fx, intra);
                     wmma::mma_sync(intra, mlo, fx, intra);
                 }
-#pragma unroll
+#pragma unroll 2
                 for (int k = 0; k < N / 16; ++k) {
                     FragA fc;
                     FragB shi, slo;
@@ -294,7 +334,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
                 const float decay = __expf(acum_end);
 #pragma unroll
                 for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
-#pragma unroll
+#pragma unroll 2
                 for (int j = 0; j < Q / 16; ++j) {
                     FragAT fbt;  // B^T (n, s) = sB[s][n]
                     FragB whi, wlo;
@@ -310,14 +350,16 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
         __syncthreads();
 
         // ---- epilogue: y = intra + exp(acum_t) inter + D x, gated by silu(z), written once ----
-        for (int i = threadIdx.x; i < Q * PT; i += NT) {
+#pragma unroll
+        for (int r = 0; r < kEpi; ++r) {
+            const int i = threadIdx.x + r * NT;  // the same element as zr[r]
             const int k = i / PT, pp = i % PT;
             const int64_t p = p0 + pp;
             if (k >= steps || p >= a.headdim) continue;
             const int64_t t = t0 + k;
             float out = sYIntra[k * ldPf + pp] + __expf(sAcum[k]) * sYInter[k * ldPf + pp];
             if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[k * ldP + pp]);
-            if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]));
+            if (a.has_z) out *= silu_f(zr[r]);
             a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + p * a.y_s[3], out);
         }
     }
