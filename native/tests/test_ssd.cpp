@@ -357,7 +357,7 @@ TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
         o.dt_bias = mask & 4;
         o.initial = mask & 1;
         o.strided = mask & 2;
-        o.softplus = mask != 5;
+        o.softplus = mask != 3;  // mask 3 has no dt_bias, so dt stays a positive step
         if (mask == 6) {
             o.dt_min = 0.1f;
             o.dt_max = 0.3f;
@@ -368,12 +368,12 @@ TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
 }
 
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
-    // Boundaries at 37 and 100 fall inside 64-step chunks, and one sequence is empty.
+    // Boundaries at 37, 100 and 101 fall inside 64-step chunks; one sequence is a single step.
     for (DType dt : {DType::BF16, DType::F32}) {
         Options o;
         o.dtype = dt;
         o.chunk_size = 128;
-        o.cu_seqlens = {0, 37, 100, 100, 230};
+        o.cu_seqlens = {0, 37, 100, 101, 230};
         const Shape s{1, 230, 3, 64, 1, 128};
         SCOPED_TRACE(describe(s, o));
         check(s, o);
