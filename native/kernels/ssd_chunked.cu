@@ -47,6 +47,10 @@ struct SsdChunkedTraits {
     static constexpr int kPT = kChannelTile;  // channels p per block (32 or 64)
     static constexpr int kQ = 64;             // steps per chunk
     static constexpr int kWarps = kPT / 8;    // 4 or 8
+    // y's float32 operands (M, S) as bf16 hi + lo (true) or hi only (false: half the y MMAs; a host
+    // emulation of 2048 bf16 steps put y at 0.5 of the bf16 test tolerance that way, 0.2 with the split).
+    // The state update always splits Xw: final states are held to 2e-4.
+    static constexpr bool kSplitY = true;
     static constexpr int kThreads = 32 * kWarps;
     // Leading dimensions (elements) of the shared-memory matrices.
     static constexpr int ldN = kN + 8;    // bf16 rows of dstate (C, B)
@@ -308,10 +312,10 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
                     FragA mhi, mlo;
                     FragB fx;
                     wmma::load_matrix_sync(mhi, sMHi + 16 * i * ldQ + 16 * j, ldQ);
-                    wmma::load_matrix_sync(mlo, sMLo + 16 * i * ldQ + 16 * j, ldQ);
+                    if constexpr (Tr::kSplitY) wmma::load_matrix_sync(mlo, sMLo + 16 * i * ldQ + 16 * j, ldQ);
                     wmma::load_matrix_sync(fx, sX + 16 * j * ldP + 16 * c, ldP);
                     wmma::mma_sync(intra, mhi, fx, intra);
-                    wmma::mma_sync(intra, mlo, fx, intra);
+                    if constexpr (Tr::kSplitY) wmma::mma_sync(intra, mlo, fx, intra);
                 }
 #pragma unroll 2
                 for (int k = 0; k < N / 16; ++k) {
@@ -319,9 +323,9 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
                     FragB shi, slo;
                     wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
                     wmma::load_matrix_sync(shi, sSHi + 16 * k * ldP + 16 * c, ldP);
-                    wmma::load_matrix_sync(slo, sSLo + 16 * k * ldP + 16 * c, ldP);
+                    if constexpr (Tr::kSplitY) wmma::load_matrix_sync(slo, sSLo + 16 * k * ldP + 16 * c, ldP);
                     wmma::mma_sync(inter, fc, shi, inter);
-                    wmma::mma_sync(inter, fc, slo, inter);
+                    if constexpr (Tr::kSplitY) wmma::mma_sync(inter, fc, slo, inter);
                 }
                 wmma::store_matrix_sync(sYIntra + 16 * i * ldPf + 16 * c, intra, ldPf, wmma::mem_row_major);
                 wmma::store_matrix_sync(sYInter + 16 * i * ldPf + 16 * c, inter, ldPf, wmma::mem_row_major);
