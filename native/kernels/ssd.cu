@@ -1,5 +1,8 @@
 // Mamba-2 SSD (mamba_ssd) and its decode step (mamba_ssd_state_update).
 //
+// ssd with bf16 x, B, C and dstate <= 128 runs the tensor-core chunked kernel (ssd_chunked.cu); the
+// kernels below handle every other case.
+//
 // ssd: the recurrence walked step by step with the state in registers. A block owns (sequence, head,
 // 8 rows of headdim); each warp one row p, each lane the states n = lane + 32*s. Chunks of 16 steps
 // of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the
@@ -414,8 +417,8 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (ssd_chunked_supported(a)) {
-        ssd_chunked(ctx, a, nseq);  // tensor cores, chunked algorithm (ssd_chunked.cu)
+    if (try_ssd_chunked(ctx, a, nseq)) {
+        // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
     } else if (fast_paths_enabled()) {
         if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
         else launch_ssd_rows<2>(ctx, a, nseq);

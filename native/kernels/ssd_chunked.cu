@@ -391,14 +391,17 @@ void launch_ssd_chunked(mamba_context & ctx, const SsdChunkedArgs & args, int64_
 
 }  // namespace
 
-bool ssd_chunked_supported(const SsdArgs & a) {
+bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     const bool bf16 = a.x.dtype == int(DType::BF16) && a.B.dtype == int(DType::BF16) && a.C.dtype == int(DType::BF16);
-    return bf16 && a.dstate >= 1 && a.dstate <= 128 && a.heads <= 65535;
-}
-
-void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
-    if (nseq > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences");
-    if (nseq == 0) return;
+    if (!bf16 || a.dstate < 1 || a.dstate > 128 || a.heads > 65535 || nseq > 65535) return false;
+    int sms = 0, smem_optin = 0;
+    MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device_id));
+    MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device_id));
+    const bool small_state = a.dstate <= 64;
+    const size_t narrow_bytes = small_state ? SsdChunkedTraits<64, 32>::kSmemBytes : SsdChunkedTraits<128, 32>::kSmemBytes;
+    const size_t wide_bytes = small_state ? SsdChunkedTraits<64, 64>::kSmemBytes : SsdChunkedTraits<128, 64>::kSmemBytes;
+    if (narrow_bytes > size_t(smem_optin)) return false;  // GPUs with less shared memory keep the recurrence kernels
+    if (nseq == 0) return true;
     // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
     // multiple of 8 elements, an aligned base.
     auto rows_of_8 = [](const AnyPtr & t, const int64_t * s, int outer, int64_t extent) {
@@ -409,16 +412,15 @@ void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     SsdChunkedArgs args{a, rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate), rows_of_8(a.x, a.x_s, 3, a.headdim)};
     // A 64-channel tile computes G once per head (one block of 8 warps per SM); 32-channel tiles (4
     // warps, also one block per SM) only pay when they still fit in a single wave over the SMs.
-    int sms = 0;
-    MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device_id));
-    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(32)) > int64_t(sms);
-    if (a.dstate <= 64) {
+    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(32)) > int64_t(sms) && wide_bytes <= size_t(smem_optin);
+    if (small_state) {
         if (wide) launch_ssd_chunked<64, 64>(ctx, args, nseq);
         else launch_ssd_chunked<64, 32>(ctx, args, nseq);
     } else {
         if (wide) launch_ssd_chunked<128, 64>(ctx, args, nseq);
         else launch_ssd_chunked<128, 32>(ctx, args, nseq);
     }
+    return true;
 }
 
 }  // namespace mamba::cuda

@@ -20,10 +20,8 @@ struct SsdArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
 };
 
-// True when the tensor-core chunked kernel handles this problem (bf16 x, B and C; dstate <= 128).
-bool ssd_chunked_supported(const SsdArgs & a);
-
-// Runs the chunked kernel; call only when ssd_chunked_supported(a).
-void ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq);
+// Runs the tensor-core chunked kernel when it handles the problem (bf16 x, B and C; dstate <= 128;
+// enough shared memory on the device) and returns true; returns false, having done nothing, otherwise.
+bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq);
 
 }  // namespace mamba::cuda
