@@ -1,5 +1,8 @@
 // Mamba-2 SSD (mamba_ssd) and its decode step (mamba_ssd_state_update).
 //
+// ssd with bf16 x, B, C and dstate <= 128 runs the tensor-core chunked kernel (ssd_chunked.cu); the
+// kernels below handle every other case.
+//
 // ssd: the recurrence walked step by step with the state in registers. A block owns (sequence, head,
 // 8 rows of headdim); each warp one row p, each lane the states n = lane + 32*s. Chunks of 16 steps
 // of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the
@@ -15,6 +18,7 @@
 // Bytes: 2 * batch*heads*headdim*dstate*4.
 #include "common.cuh"
 #include "ops/ssd.h"
+#include "ssd_chunked.cuh"
 
 namespace mamba::cuda {
 
@@ -23,19 +27,6 @@ namespace {
 // dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
 bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
 
-struct SsdArgs {
-    AnyPtr x, dt, B, C, z, y;
-    const float *A, *D, *dt_bias, *init;
-    float * fin;
-    const char * cu_seqlens;
-    int cu_dtype;
-    int64_t cu_stride;
-    int64_t x_s[4], dt_s[3], B_s[4], C_s[4], z_s[4], y_s[4];
-    int64_t A_s, D_s0, D_s1, bias_s, init_s[4], fin_s[4];
-    int64_t len, heads, headdim, dstate, heads_per_group;
-    float dt_min, dt_max;
-    bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
-};
 
 // Rows kernel: each warp owns 8 rows p of a head and each lane 4 consecutive states (float4) of every
 // 128, so one float4 of B and one of C from shared memory serve 8 rows (32 state updates). y_t[p] is
@@ -426,7 +417,9 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (fast_paths_enabled()) {
+    if (try_ssd_chunked(ctx, a, nseq)) {
+        // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
+    } else if (fast_paths_enabled()) {
         if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
         else launch_ssd_rows<2>(ctx, a, nseq);
     } else if (p.dstate <= 32) {

@@ -325,6 +325,73 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
     }
 }
 
+// Shapes around the GPU's tensor-core chunked kernel (bf16; 64-step chunks, 32 or 64 channels per
+// block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
+// dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
+// shapes also cover the other kernels.
+TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
+    const Shape shapes[] = {
+        {1, 1, 2, 64, 1, 128},   {2, 130, 3, 64, 1, 128}, {1, 200, 4, 48, 2, 64}, {1, 77, 2, 96, 1, 100},
+        {2, 150, 4, 16, 4, 32},  {1, 64, 2, 40, 1, 8},    {1, 65, 264, 64, 1, 128}, {2, 70, 132, 64, 2, 64},
+    };
+    for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
+        for (const Shape & s : shapes) {
+            Options o;
+            o.dtype = dt;
+            o.chunk_size = 256;
+            o.d = DMode::PerChannel;
+            SCOPED_TRACE(describe(s, o));
+            check(s, o);
+        }
+    }
+}
+
+TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
+    const Shape s{2, 100, 4, 64, 2, 128};
+    for (int mask = 0; mask < 8; ++mask) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 64;
+        o.d = mask & 1 ? DMode::PerHead : DMode::None;
+        o.z = mask & 2;
+        o.dt_bias = mask & 4;
+        o.initial = mask & 1;
+        o.strided = mask & 2;
+        o.softplus = mask != 3;  // mask 3 has no dt_bias, so dt stays a positive step
+        if (mask == 6) {
+            o.dt_min = 0.1f;
+            o.dt_max = 0.3f;
+        }
+        SCOPED_TRACE("options mask " + std::to_string(mask));
+        check(s, o, uint64_t(300 + mask));
+    }
+}
+
+TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
+    // Boundaries at 37, 100 and 101 fall inside 64-step chunks; one sequence is a single step.
+    for (DType dt : {DType::BF16, DType::F32}) {
+        Options o;
+        o.dtype = dt;
+        o.chunk_size = 128;
+        o.cu_seqlens = {0, 37, 100, 101, 230};
+        const Shape s{1, 230, 3, 64, 1, 128};
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
+TEST_P(SsdTest, LongSequenceKeepsTheStateAccurate) {
+    // 2048 steps (32 GPU chunks) of state passing: the error must not accumulate.
+    for (DType dt : {DType::BF16, DType::F32}) {
+        Options o;
+        o.dtype = dt;
+        o.chunk_size = 256;
+        const Shape s{1, 2048, 2, 64, 1, 128};
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+    }
+}
+
 TEST_P(SsdTest, MatchesRecurrenceWithMixedDtypes) {
     Options o;
     o.dtype = DType::BF16;
