@@ -1,8 +1,9 @@
-// Dense layers on CUDA: mamba_linear through cuBLAS (bf16/fp16 tensor cores or exact float32, always
-// float32 accumulation) and mamba_embedding (a gather).
+// Dense layers on CUDA: mamba_linear through the GEMV kernel for up to kGemvMaxRows rows (gemv.cu), else
+// cuBLAS (bf16/fp16 tensor cores or exact float32, always float32 accumulation), and mamba_embedding (a gather).
 // linear: FLOPs 2*rows*in*out; bytes rows*in*x + in*out*W + rows*out*y.
 // embedding: bytes count*hidden*(table + y).
 #include "common.cuh"
+#include "gemv.cuh"
 #include "ops/linear.h"
 
 namespace mamba::cuda {
@@ -35,6 +36,8 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
     if (M == 0 || N == 0) return;
     if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: dimensions must fit in int32");
+    // Decode (few rows): a bandwidth-bound GEMV that reads W once in its own dtype (gemv.cu).
+    if (try_gemv(ctx, p)) return;
     // Operand type: x and W as they are when they agree, else both in float32.
     const DType op = p.x.dtype == p.weight.dtype ? p.x.dtype : DType::F32;
     const int64_t ldx_in = M == 1 ? K : p.x.stride[0];
