@@ -12,7 +12,7 @@
 //   the instantiations to W dtype x row bucket x vector flag.
 // - A warp owns kRowsPerWarp (4) outputs and a slice of the columns; a block has 8 warps, split as
 //   warps_n (output groups) x warps_k (column slices). warps_n is chosen at launch so that there are at
-//   least two blocks per SM (N = 768 gives 192 blocks of 4 outputs, each output's columns shared by 8
+//   least one or two blocks per SM (N = 768 gives 192 blocks of 4 outputs, each output's columns shared by 8
 //   warps); column slices are reduced through shared memory, then bias is added and y stored once.
 // - Rows (M) are a compile-time bucket (1, 2, 4, 8, 16) so that the accumulators stay in registers.
 #include "gemv.cuh"
@@ -196,10 +196,12 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     a.rows = int(M);
     a.in = int(K);
     a.out = int(N);
-    // As many outputs per block as still leave two blocks per SM: big N gets 32 outputs per block
-    // (x tile reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways.
+    // As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
+    // reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
+    // stages all of x (rows*in floats from L2), so with several rows one block per SM is the target
+    // (fewer x reloads), with one or two rows two (more loads in flight).
     constexpr int kRowsPerWarp = 4, kWarps = 8;
-    const int64_t want_blocks = 2 * int64_t(std::max(state_of(ctx).multiprocessors, 1));
+    const int64_t want_blocks = (M <= 2 ? 2 : 1) * int64_t(std::max(state_of(ctx).multiprocessors, 1));
     int warps_n = kWarps;
     while (warps_n > 1 && ceil_div(N, int64_t(warps_n) * kRowsPerWarp) < want_blocks) warps_n /= 2;
     a.warps_n = warps_n;
