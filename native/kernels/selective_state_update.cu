@@ -1,6 +1,11 @@
 // Mamba-1 decode step (mamba_selective_state_update): one step of the selective scan recurrence,
-// G lanes per channel, float32 state read and written once.
-// Bytes: 2 * batch*dim*dstate*4 + small vectors; FLOPs: 6 per state.
+// float32 state read once and written once.
+// Bytes: 2 * batch*dim*dstate*4 (state) + dim*dstate*4 (A, float32) + small vectors; FLOPs: 6 per state.
+// Design: dstate/4 consecutive lanes (a power of two) own one channel, each lane one float4 of the state
+// and of A per pass (16-byte loads and stores with streaming hints when state and A rows are aligned
+// with unit stride and dstate % 4 == 0, element accesses otherwise); the state and A loads are issued
+// before the per-channel scalars and B, C (four loads at a time behind one dtype switch); y is reduced
+// over the channel's lanes by shuffles.
 #include "common.cuh"
 #include "ops/selective_scan.h"
 
@@ -17,33 +22,102 @@ struct StateUpdateArgs {
     int64_t B_sb, B_sg, B_sn, C_sb, C_sg, C_sn;
     int64_t A_sd, A_sn, D_s, bias_s;
     int64_t batch, dim, dstate, channels_per_group;
-    int lanes_per_channel, states_per_lane;
+    int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
 };
 
-// G = lanes_per_channel consecutive lanes own one channel; lane j owns states [j*spl, (j+1)*spl).
-__global__ void __launch_bounds__(256) selective_state_update_kernel(StateUpdateArgs a) {
+template <bool kVecStateAndA>
+struct SelectiveUpdateTraits {
+    static constexpr bool kVec = kVecStateAndA;  // state and A rows: unit stride, 16-byte aligned, dstate % 4 == 0
+    static constexpr int kThreads = 256;
+    static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
+};
+
+// Four consecutive elements i0, i0 + stride, ... of a run-time-typed vector, the dtype switch taken once
+// so that the four loads are issued together.
+__device__ __forceinline__ void load4(const AnyPtr & p, int64_t i0, int64_t stride, int64_t count, float (&v)[4]) {
+    switch (p.dtype) {
+        case int(DType::F16): {
+            const f16_t * q = reinterpret_cast<const f16_t *>(p.p);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = i < count ? __half2float(q[i0 + i * stride]) : 0.0f;
+            break;
+        }
+        case int(DType::BF16): {
+            const bf16_t * q = reinterpret_cast<const bf16_t *>(p.p);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = i < count ? __bfloat162float(q[i0 + i * stride]) : 0.0f;
+            break;
+        }
+        default: {
+            const float * q = reinterpret_cast<const float *>(p.p);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = i < count ? q[i0 + i * stride] : 0.0f;
+            break;
+        }
+    }
+}
+
+// G = lanes_per_channel consecutive lanes (a power of two) own one channel; lane j owns the states
+// n = 4j + 4G*k (k = 0, 1, ... while n < dstate), one float4 of state and of A at a time.
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(StateUpdateArgs a) {
     const int G = a.lanes_per_channel;
     const int lane_g = threadIdx.x % G;
     const int64_t ch = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
     const bool valid_ch = ch < a.batch * a.dim;
     const int64_t c = valid_ch ? ch : a.batch * a.dim - 1;
     const int64_t b = c / a.dim, d = c % a.dim, g = d / a.channels_per_group;
+    float * st = a.state + b * a.st_sb + d * a.st_sd;
+    const float * A = a.A + d * a.A_sd;
+    const int64_t N = a.dstate;
+
+    // First pass: state and A loads issued before the small vectors.
+    int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
+    float s[4], Av[4];
+    auto load_pass = [&](int64_t n) {
+        if (Tr::kVec && n < N) {
+            const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
+            const float4 av = *reinterpret_cast<const float4 *>(A + n);
+            s[0] = sv.x, s[1] = sv.y, s[2] = sv.z, s[3] = sv.w;
+            Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                s[i] = n + i < N ? st[(n + i) * a.st_sn] : 0.0f;
+                Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
+            }
+        }
+    };
+    load_pass(n0);
     float dt = a.dt.load(b * a.dt_sb + d * a.dt_sd);
     if (a.has_bias) dt += a.dt_bias[d * a.bias_s];
     if (a.softplus) dt = softplus_f(dt);
     const float x = a.x.load(b * a.x_sb + d * a.x_sd);
     const float dtx = dt * x;
     float acc = 0.0f;
-    float * st = a.state + b * a.st_sb + d * a.st_sd;
-    for (int s = 0; s < a.states_per_lane; ++s) {
-        const int64_t n = int64_t(lane_g) * a.states_per_lane + s;
-        if (n >= a.dstate) break;
-        const float Bn = a.B.load(b * a.B_sb + g * a.B_sg + n * a.B_sn);
-        const float Cn = a.C.load(b * a.C_sb + g * a.C_sg + n * a.C_sn);
-        const float hn = __expf(dt * a.A[d * a.A_sd + n * a.A_sn]) * st[n * a.st_sn] + dtx * Bn;
-        if (valid_ch) st[n * a.st_sn] = hn;
-        acc += Cn * hn;
+    for (;;) {
+        float Bn[4], Cn[4];
+        const int64_t count = N - n0;
+        load4(a.B, b * a.B_sb + g * a.B_sg + n0 * a.B_sn, a.B_sn, count, Bn);
+        load4(a.C, b * a.C_sb + g * a.C_sg + n0 * a.C_sn, a.C_sn, count, Cn);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            s[i] = __expf(dt * Av[i]) * s[i] + dtx * Bn[i];
+            acc += Cn[i] * s[i];
+        }
+        if (valid_ch && n0 < N) {
+            if (Tr::kVec) {
+                __stcs(reinterpret_cast<float4 *>(st + n0), make_float4(s[0], s[1], s[2], s[3]));
+            } else {
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    if (n0 + i < N) st[(n0 + i) * a.st_sn] = s[i];
+            }
+        }
+        n0 += int64_t(G) * Tr::kStatesPerLane;
+        if (n0 - int64_t(lane_g) * Tr::kStatesPerLane >= N) break;  // uniform over the channel's lanes
+        load_pass(n0);
     }
     for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane_g == 0 && valid_ch) {
@@ -120,13 +194,19 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dstate = p.dstate;
     a.channels_per_group = p.dim / p.groups;
     a.softplus = p.dt_softplus;
+    // One float4 of states per lane: G = dstate/4 lanes per channel (a power of two, at most 32).
     int G = 1;
     while (G < 32 && G * 4 < p.dstate) G *= 2;
     a.lanes_per_channel = G;
-    a.states_per_lane = int(ceil_div(p.dstate, G));
-    const int threads = 256;
+    auto aligned16 = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
+    const bool vec = p.dstate % 4 == 0 && a.st_sn == 1 && a.A_sn == 1 && a.st_sb % 4 == 0 && a.st_sd % 4 == 0 && a.A_sd % 4 == 0 &&
+                     aligned16(a.state) && aligned16(a.A);
+    using Vec = SelectiveUpdateTraits<true>;
+    using Gen = SelectiveUpdateTraits<false>;
     const int64_t total = p.batch * p.dim * G;
-    selective_state_update_kernel<<<unsigned(ceil_div(total, threads)), threads, 0, stream_of(ctx)>>>(a);
+    const unsigned blocks = unsigned(ceil_div(total, Vec::kThreads));
+    if (vec) selective_state_update_kernel<Vec><<<blocks, Vec::kThreads, 0, stream_of(ctx)>>>(a);
+    else selective_state_update_kernel<Gen><<<blocks, Gen::kThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
 }
 
