@@ -275,6 +275,16 @@ TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
             for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y_buf.at(r * (out + 1)))) << "row " << r;
         }
 }
+TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
+    // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for
+    // the tensor cores, which must keep float32 accuracy, also over long dot products.
+    for (DType xd : {DType::F32, DType::F16})
+        for (DType yd : {DType::F32, DType::BF16, DType::F16}) {
+            run({17, 4096, 70, xd, DType::BF16, yd, true});
+            run({40, 1000, 33, xd, DType::BF16, yd, false, true, false, true});
+            run({130, 257, 129, xd, DType::BF16, yd, yd == DType::F32});
+        }
+}
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
     Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);
     std::mt19937_64 rng(1);
