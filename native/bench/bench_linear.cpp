@@ -187,6 +187,14 @@ mb::Register prefill_f32("linear prefill f32 rows=2048 W 3072x768", [](mb::Bench
 mb::Register prefill_bf16("linear prefill bf16 rows=2048 W 3072x768", [](mb::Bench & b, double & bytes, double & flops) {
     return linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kBF16, false);
 });
+// bfloat16 W with float32 activations, as the managed model runs bf16 checkpoints: on CUDA x is split
+// into two bfloat16 parts for the tensor cores (2x the FLOPs of the pure bf16 case above).
+mb::Register prefill_bf16_f32x("linear prefill bf16 W f32 x rows=2048 W 3072x768", [](mb::Bench & b, double & bytes, double & flops) {
+    return linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kF32, false);
+});
+mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 10240x2560 (mamba-2.8b in_proj)", [](mb::Bench & b, double & bytes, double & flops) {
+    return linear_case(b, bytes, flops, 2048, 10240, 2560, mb::kBF16, mb::kF32, false);
+});
 
 const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), true);
 
