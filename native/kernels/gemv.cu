@@ -8,8 +8,9 @@
 //   multiple of the vector takes element loads (kVec = false instantiation, or the last vector only).
 // - x is converted to float32 once per block into shared memory, in tiles of kTileK columns (32 KB),
 //   and read back with float4 loads; every x element read from shared memory serves kRowsPerWarp rows of W.
-//   x and y are only rows*(in + out) elements, so their dtype is a run-time switch (AnyPtr), which keeps
-//   the instantiations to W dtype x row bucket x vector flag.
+//   The first W loads of a tile are issued before x is staged (they do not need it). x and y are only
+//   rows*(in + out) elements, so their dtype is a run-time switch (once per tile for x, AnyPtr for y),
+//   which keeps the instantiations to W dtype x row bucket x vector flag.
 // - A warp owns kRowsPerWarp (4) outputs and a slice of the columns; a block has 8 warps, split as
 //   warps_n (output groups) x warps_k (column slices). warps_n is chosen at launch so that there are at
 //   least one or two blocks per SM (N = 768 gives 192 blocks of 4 outputs, each output's columns shared by 8
@@ -56,6 +57,31 @@ __device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64
     return raw;
 }
 
+// Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
+// tile_padded. Typed loads, four per thread issued before their stores, so that a thread waits for one
+// memory round trip per four elements, not one per element.
+template <class TX, int kThreads, int T>
+__device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0, int64_t x_s1, int rows, int64_t t0, int tile, int tile_padded,
+                                             float * xs) {
+    const TX * x = reinterpret_cast<const TX *>(x_bytes);
+    const int total = rows * tile_padded;
+    for (int i0 = threadIdx.x; i0 < total; i0 += 4 * kThreads) {
+        float v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const int i = i0 + u * kThreads;
+            const int m = i / tile_padded, k = i - m * tile_padded;
+            v[u] = i < total && k < tile ? to_f32<TX>(__ldg(x + m * x_s0 + (t0 + k) * x_s1)) : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const int i = i0 + u * kThreads;
+            const int m = i / tile_padded, k = i - m * tile_padded;
+            if (i < total) xs[m * T + k] = v[u];
+        }
+    }
+}
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
     using TW = typename Tr::W;
@@ -80,19 +106,14 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
 
+    const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
+    uint4 wv[U][R];
     for (int64_t t0 = 0; t0 < a.in; t0 += T) {
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
         const int tile_padded = (tile + V - 1) / V * V;  // the last vector's tail reads zeros, never garbage
-        __syncthreads();                                  // the previous tile is no longer read
-        for (int i = threadIdx.x; i < a.rows * tile_padded; i += Tr::kThreads) {
-            const int m = i / tile_padded, k = i - m * tile_padded;
-            xs[m * T + k] = k < tile ? a.x.load(m * a.x_s0 + (t0 + k) * a.x_s1) : 0.0f;
-        }
-        __syncthreads();
         const int vectors = tile_padded / V;
-        const int step = warps_k * 32;
-        for (int v0 = wk * 32 + lane; v0 < vectors; v0 += step * U) {
-            uint4 wv[U][R];
+        // The loads of U vectors of each of the R rows, W's in-range elements only (zeros elsewhere).
+        auto load_batch = [&](int v0) {
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const int v = v0 + u * step;
@@ -100,6 +121,17 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
                 for (int r = 0; r < R; ++r)
                     wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
             }
+        };
+        int v0 = wk * 32 + lane;
+        __syncthreads();  // the previous tile is no longer read
+        load_batch(v0);   // W needs no x: its first loads fly while x is staged
+        switch (a.x.dtype) {
+            case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+            case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+            default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+        }
+        __syncthreads();
+        while (v0 < vectors) {
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const int v = v0 + u * step;
@@ -130,6 +162,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
                         for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
                 }
             }
+            v0 += step * U;
+            if (v0 < vectors) load_batch(v0);
         }
     }
 
