@@ -159,4 +159,36 @@ mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (25
     };
 });
 
+// Mamba-1 batched decode: B64 D5120 N16, a 21 MB float32 state; 4 sets (84 MB, beyond the 50-60 MB L2)
+// rotate so that each call reads its state from HBM.
+mb::Register scan_update_b64("cuda selective_state_update B64 D5120 N16 f32 state (4 rotating sets)",
+                             [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
+    if (!b.on_cuda()) return {};
+    const int64_t B = 64, D = 5120, N = 16, sets = 4;
+    std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
+    const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
+    const DLTensor * Dv = b.tensor({D}, mb::kF32);
+    const DLTensor * bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
+    for (auto & a : args) {
+        a.state = b.tensor({B, D, N}, mb::kF32);
+        a.x = b.tensor({B, D}, mb::kBF16);
+        a.dt = b.tensor({B, D}, mb::kBF16);
+        a.A = A;
+        a.B = b.tensor({B, 1, N}, mb::kBF16);
+        a.C = b.tensor({B, 1, N}, mb::kBF16);
+        a.D = Dv;
+        a.z = b.tensor({B, D}, mb::kBF16);
+        a.dt_bias = bias;
+        a.y = b.tensor({B, D}, mb::kBF16);
+        a.dt_softplus = 1;
+    }
+    bytes = double(B * D * N) * 4 * 2 + double(B * D) * 2 * 4 + double(D * N) * 4;
+    flops = double(B * D * N) * 4;
+    auto next = std::make_shared<size_t>(0);
+    return [&b, args, next] {
+        const auto & a = args[(*next)++ % args.size()];
+        mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update");
+    };
+});
+
 }  // namespace

@@ -116,6 +116,24 @@ void register_decode_cases() {
     }
 }
 
+// The decode GEMVs of mamba-2.8b (d_model 2560, d_inner 5120, dt_rank 160, d_state 16), x float32, one
+// and eight rows (batched decode). On CUDA up to 16 rows take the GEMV kernel; the floor is the weight
+// bytes over the copy bandwidth.
+const Shape kMamba28bShapes[] = {
+    {10240, 2560, " (in_proj)"}, {2560, 5120, " (out_proj)"}, {192, 5120, " (x_proj)"}, {5120, 160, " (dt_proj)"}, {50280, 2560, " (lm head)"}};
+
+void register_mamba28b_decode_cases() {
+    for (const Shape & s : kMamba28bShapes)
+        for (DLDataType dt : {mb::kBF16, mb::kF32})
+            for (int64_t rows : {1, 8}) {
+                const std::string name = std::string("linear gemv mamba-2.8b ") + (dt.bits == 32 ? "f32" : "bf16") + " W " + std::to_string(s.out) + "x" +
+                                         std::to_string(s.in) + s.what + " rows=" + std::to_string(rows);
+                mb::Register(name, [s, dt, rows](mb::Bench & b, double & bytes, double & flops) {
+                    return linear_case(b, bytes, flops, rows, s.out, s.in, dt, mb::kF32, true);
+                });
+            }
+}
+
 // The crossover between the GEMV kernels and sgemm: one in_proj weight, cold, over growing row counts.
 void register_crossover_cases() {
     for (int64_t rows : {2, 4, 8, 9, 16, 32, 64}) {
@@ -169,7 +187,15 @@ mb::Register prefill_f32("linear prefill f32 rows=2048 W 3072x768", [](mb::Bench
 mb::Register prefill_bf16("linear prefill bf16 rows=2048 W 3072x768", [](mb::Bench & b, double & bytes, double & flops) {
     return linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kBF16, false);
 });
+// bfloat16 W with float32 activations, as the managed model runs bf16 checkpoints: on CUDA x is split
+// into two bfloat16 parts for the tensor cores (2x the FLOPs of the pure bf16 case above).
+mb::Register prefill_bf16_f32x("linear prefill bf16 W f32 x rows=2048 W 3072x768", [](mb::Bench & b, double & bytes, double & flops) {
+    return linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kF32, false);
+});
+mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 10240x2560 (mamba-2.8b in_proj)", [](mb::Bench & b, double & bytes, double & flops) {
+    return linear_case(b, bytes, flops, 2048, 10240, 2560, mb::kBF16, mb::kF32, false);
+});
 
-const bool registered = (register_decode_cases(), register_crossover_cases(), true);
+const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), true);
 
 }  // namespace

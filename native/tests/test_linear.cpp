@@ -202,6 +202,89 @@ TEST_P(LinearTest, PrefillMatchesFloat64ReferenceForAnyThreadCount) {
     }
 }
 
+TEST_P(LinearTest, GemvRowCountsEveryDtypeCombination) {
+    // Up to 16 rows take the CUDA GEMV kernel (row buckets 1, 2, 4, 8, 16), 17 the GEMM path. 771 columns:
+    // odd, not a multiple of the 16-byte vector, and more than one x tile at 16 rows; 45 outputs: not a
+    // multiple of the 4 outputs per warp.
+    const DType all[] = {DType::F32, DType::F16, DType::BF16};
+    int variant = 0;
+    for (DType xd : all)
+        for (DType wd : all)
+            for (DType yd : all)
+                for (int64_t rows : {1, 2, 5, 16, 17}) {
+                    ++variant;
+                    run({rows, 771, 45, xd, wd, yd, variant % 2 == 0, variant % 3 == 0});
+                }
+}
+TEST_P(LinearTest, GemvVectorTailsAndOutputSplits) {
+    for (DType wd : {DType::F32, DType::F16, DType::BF16}) {
+        for (int64_t rows : {1, 2, 5, 16}) {
+            // Columns not a multiple of the vector width (4 float32 or 8 half elements), some below one vector.
+            for (int64_t in : {1, 3, 13, 36, 261}) run({rows, in, 37, DType::F32, wd, DType::F32, in % 2 == 1, rows == 5});
+            // A W row stride that is not a whole number of 16-byte vectors (element loads).
+            run({rows, 64, 29, DType::BF16, wd, DType::F32, true, false, true});
+        }
+        // Output counts that give 1, 2 and 8 warps per block along the outputs (the rest split the columns).
+        for (int64_t out : {200, 2200, 9000}) run({2, 40, out, DType::F32, wd, DType::BF16, true, true});
+        // One row with more columns than one x tile (8192).
+        run({1, 8203, 5, DType::F32, wd, DType::F32, true});
+    }
+}
+TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
+    // x, W and y each start one element past a 16-byte boundary, so no 16-byte load of W is allowed.
+    for (DType wd : {DType::F32, DType::F16, DType::BF16})
+        for (int64_t rows : {1, 5, 16}) {
+            SCOPED_TRACE(std::string("w ") + mt::dtype_name(wd) + " rows " + std::to_string(rows));
+            const int64_t in = 72, out = 19;
+            std::mt19937_64 rng(uint64_t(rows) * 31 + uint64_t(wd));
+            // Buffers one element longer per row; the views skip the first element of the buffer.
+            Tensor x_buf({rows, in + 1}, DType::F32), w_buf({out, in + 8}, wd), y_buf({rows, out + 1}, DType::BF16);
+            x_buf.fill_uniform(rng, -1, 1);
+            w_buf.fill_uniform(rng, -1, 1);
+            x_buf.upload(ctx());
+            w_buf.upload(ctx());
+            y_buf.upload_poisoned(ctx());
+            int64_t x_shape[2] = {rows, in}, x_strides[2] = {in + 1, 1};
+            int64_t w_shape[2] = {out, in}, w_strides[2] = {in + 8, 1};
+            int64_t y_shape[2] = {rows, out}, y_strides[2] = {out + 1, 1};
+            DLTensor xv = *x_buf.dl(), wv = *w_buf.dl(), yv = *y_buf.dl();
+            xv.shape = x_shape;
+            xv.strides = x_strides;
+            xv.byte_offset = 4;
+            wv.shape = w_shape;
+            wv.strides = w_strides;
+            wv.byte_offset = mt::dtype_size(wd);
+            yv.shape = y_shape;
+            yv.strides = y_strides;
+            yv.byte_offset = 2;
+            ASSERT_EQ(call(&xv, &wv, nullptr, &yv), MAMBA_STATUS_OK) << mamba_last_error();
+            y_buf.download(ctx());
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t o = 0; o < out; ++o) {
+                    double ref = 0.0, mag = 0.0;
+                    for (int64_t k = 0; k < in; ++k) {
+                        const double term = x_buf.at(r * (in + 1) + k + 1) * w_buf.at(o * (in + 8) + k + 1);
+                        ref += term;
+                        mag += std::fabs(term);
+                    }
+                    const double got = y_buf.at(r * (out + 1) + o + 1);
+                    const double tol = 2e-5 * mag + 1.01 * mt::dtype_epsilon(DType::BF16) * std::fabs(ref) + 1e-6;
+                    ASSERT_LE(std::fabs(got - ref), tol) << "row " << r << " output " << o << ": got " << got << ", expected " << ref;
+                }
+            // The element before each y row is outside the view and stays poisoned.
+            for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y_buf.at(r * (out + 1)))) << "row " << r;
+        }
+}
+TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
+    // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for
+    // the tensor cores, which must keep float32 accuracy, also over long dot products.
+    for (DType xd : {DType::F32, DType::F16})
+        for (DType yd : {DType::F32, DType::BF16, DType::F16}) {
+            run({17, 4096, 70, xd, DType::BF16, yd, true});
+            run({40, 1000, 33, xd, DType::BF16, yd, false, true, false, true});
+            run({130, 257, 129, xd, DType::BF16, yd, yd == DType::F32});
+        }
+}
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
     Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);
     std::mt19937_64 rng(1);

@@ -1,0 +1,19 @@
+// Decode-sized mamba_linear (few rows) on CUDA: see gemv.cu.
+#pragma once
+
+#include "common.cuh"
+#include "ops/linear.h"
+
+namespace mamba::cuda {
+
+// Largest row count the GEMV kernel takes. Each element of W feeds `rows` FMAs: at 16 rows and
+// bfloat16 W that is 8 FMA (16 FLOP) per byte of W, which is the H200's CUDA-core rate per byte of HBM
+// bandwidth (67 TFLOP/s / 4.2 TB/s = 16 FLOP/B). Up to 16 rows the kernel therefore stays near the
+// bandwidth floor; beyond that a tensor-core GEMM (cuBLAS) is the better tool.
+constexpr int64_t kGemvMaxRows = 16;
+
+// Runs y = x W^T (+ bias) with the GEMV kernel when it applies (rows <= kGemvMaxRows); returns false
+// (having done nothing) otherwise.
+bool try_gemv(mamba_context & ctx, const LinearParams & p);
+
+}  // namespace mamba::cuda
