@@ -29,6 +29,11 @@ public sealed class InferenceSession : IDisposable
     private int[] _hostHistory = [];
     private int _historyCapacity;
     private bool _disposed;
+    // Decode as a CUDA graph: captured after one direct step (which sizes the workspace), then replayed. It reads
+    // its token ids from _decode.Ids and writes Logits, both fixed device buffers.
+    private readonly bool _useGraph;
+    private bool _decodeWarm;
+    private MambaGraph? _decodeGraph;
 
     internal InferenceSession(MambaModel model, int batchSize)
     {
@@ -54,6 +59,7 @@ public sealed class InferenceSession : IDisposable
             _sampled = Tensor.Empty(_ctx, DType.Int32, batchSize);
             _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
             _decodeSteps = BuildDecode();
+            _useGraph = model.Options.UseCudaGraphs && MambaGraph.IsSupported(_ctx);
         }
         catch
         {
@@ -161,9 +167,19 @@ public sealed class InferenceSession : IDisposable
         }
         CheckTokens(tokens);
         _decode.Ids.CopyFrom(tokens);
-        foreach (var step in _decodeSteps)
+        if (_decodeGraph is not null)
         {
-            step();
+            _decodeGraph.Launch();
+        }
+        else if (_useGraph && _decodeWarm)
+        {
+            _decodeGraph = MambaGraph.Capture(_ctx, RunDecodeSteps);
+            _decodeGraph.Launch();
+        }
+        else
+        {
+            RunDecodeSteps();
+            _decodeWarm = true;
         }
         for (var b = 0; b < BatchSize; b++)
         {
@@ -227,6 +243,17 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    /// <summary>Whether <see cref="Decode"/> replays a captured CUDA graph (after its first, direct step).</summary>
+    public bool DecodesWithGraph => _decodeGraph is not null;
+
+    private void RunDecodeSteps()
+    {
+        foreach (var step in _decodeSteps)
+        {
+            step();
+        }
+    }
+
     private Action[] BuildDecode()
     {
         var d = _decode;
@@ -278,6 +305,7 @@ public sealed class InferenceSession : IDisposable
             return;
         }
         _disposed = true;
+        _decodeGraph?.Dispose();
         foreach (var s in _states)
         {
             s?.Dispose();
