@@ -22,7 +22,10 @@ public sealed class InferenceSession : IDisposable
     private readonly Buffers _decode;
     private readonly Action[] _decodeSteps;
     private readonly Tensor[] _logitRows;
-    private readonly Tensor _sampled;
+    // What _decode.Ids holds on the device (valid once written): the sampler draws straight into that buffer, so
+    // feeding the drawn tokens back to Decode uploads nothing and the step reads its input from the device.
+    private readonly int[] _deviceIds;
+    private bool _deviceIdsValid;
     private readonly int[] _lengths;
     private Tensor? _chunkLogits;
     private Tensor? _history;
@@ -56,7 +59,7 @@ public sealed class InferenceSession : IDisposable
             _prefill = new Buffers(model, _chunk);
             _decode = new Buffers(model, batchSize);
             Logits = Tensor.Empty(_ctx, DType.Float32, batchSize, _vocab);
-            _sampled = Tensor.Empty(_ctx, DType.Int32, batchSize);
+            _deviceIds = new int[batchSize];
             _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
             _decodeSteps = BuildDecode();
             _useGraph = model.Options.UseCudaGraphs && MambaGraph.IsSupported(_ctx);
@@ -166,7 +169,12 @@ public sealed class InferenceSession : IDisposable
             throw new ArgumentException($"decode needs one token per sequence ({BatchSize}); got {tokens.Length}", nameof(tokens));
         }
         CheckTokens(tokens);
-        _decode.Ids.CopyFrom(tokens);
+        if (!_deviceIdsValid || !tokens.SequenceEqual(_deviceIds))
+        {
+            _decode.Ids.CopyFrom(tokens);
+            tokens.CopyTo(_deviceIds);
+            _deviceIdsValid = true;
+        }
         if (_decodeGraph is not null)
         {
             _decodeGraph.Launch();
@@ -206,8 +214,13 @@ public sealed class InferenceSession : IDisposable
             _history.CopyFrom<int>(_hostHistory);
             history = _history;
         }
-        Kernels.Sample(_ctx, Logits, _sampled, parameters, step, history);
-        _sampled.CopyTo(tokens);
+        // Sampling stays outside the decode graph: its step counter, parameters and history change every call and
+        // are passed by value, and it is one launch against the graph's one.
+        _deviceIdsValid = false;  // until the draw is known to have succeeded
+        Kernels.Sample(_ctx, Logits, _decode.Ids, parameters, step, history);
+        _decode.Ids.CopyTo(tokens);
+        tokens.CopyTo(_deviceIds);
+        _deviceIdsValid = true;
     }
 
     /// <summary>Makes room for <paramref name="capacity"/> tokens of history per sequence and clears it.</summary>
@@ -313,7 +326,6 @@ public sealed class InferenceSession : IDisposable
         _prefill?.Dispose();
         _decode?.Dispose();
         Logits?.Dispose();
-        _sampled?.Dispose();
         _chunkLogits?.Dispose();
         _history?.Dispose();
     }
