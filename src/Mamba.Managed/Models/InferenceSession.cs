@@ -259,6 +259,12 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Whether <see cref="Decode"/> replays a captured CUDA graph (after its first, direct step).</summary>
     public bool DecodesWithGraph => _decodeGraph is not null;
 
+    /// <summary>The captured decode step (null before capture or without graphs), for overhead measurements.</summary>
+    internal MambaGraph? DecodeGraph => _decodeGraph;
+
+    /// <summary>(batch) int32 device buffer the decode step reads its tokens from and the sampler draws into.</summary>
+    internal Tensor DecodeIds => _decode.Ids;
+
     private void RunDecodeSteps()
     {
         foreach (var step in _decodeSteps)

@@ -20,6 +20,8 @@ public sealed unsafe class MambaGraph : IDisposable
         _graph = graph;
     }
 
+    internal mamba_graph* Pointer => _graph;
+
     /// <summary>Whether <paramref name="context"/> can capture graphs (CUDA contexts can).</summary>
     public static bool IsSupported(MambaContext context)
     {
