@@ -21,6 +21,11 @@ void require_cuda_graphs(const mamba_context & ctx) {
 
 namespace mamba {
 
+void forget_capture(const mamba_context * ctx) noexcept {
+    if (t_capturing == ctx) t_capturing = nullptr;
+    if (t_abandoned == ctx) t_abandoned = nullptr;
+}
+
 void abandon_capture_after_failure() noexcept {
     mamba_context * ctx = t_capturing;
     if (ctx == nullptr) return;

@@ -36,6 +36,9 @@ struct mamba_event {
 
 namespace mamba {
 
+// Drops this thread's record of a capture on `ctx` (called when the context is freed).
+void forget_capture(const mamba_context * ctx) noexcept;
+
 #if MAMBA_WITH_CUDA
 #define MAMBA_CUDA_ONLY(expr) expr
 #else

@@ -1,4 +1,5 @@
 using Mamba.Modules;
+using Mamba.Native;
 using Mamba.Ops;
 using Mamba.Runtime;
 using Mamba.Tensors;
@@ -34,7 +35,7 @@ public sealed class InferenceSession : IDisposable
     private bool _disposed;
     // Decode as a CUDA graph: captured after one direct step (which sizes the workspace), then replayed. It reads
     // its token ids from _decode.Ids and writes Logits, both fixed device buffers.
-    private readonly bool _useGraph;
+    private bool _useGraph;
     private bool _decodeWarm;
     private MambaGraph? _decodeGraph;
 
@@ -175,13 +176,12 @@ public sealed class InferenceSession : IDisposable
             tokens.CopyTo(_deviceIds);
             _deviceIdsValid = true;
         }
+        if (_decodeGraph is null && _useGraph && _decodeWarm)
+        {
+            TryCaptureDecode();
+        }
         if (_decodeGraph is not null)
         {
-            _decodeGraph.Launch();
-        }
-        else if (_useGraph && _decodeWarm)
-        {
-            _decodeGraph = MambaGraph.Capture(_ctx, RunDecodeSteps);
             _decodeGraph.Launch();
         }
         else
@@ -259,11 +259,29 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Whether <see cref="Decode"/> replays a captured CUDA graph (after its first, direct step).</summary>
     public bool DecodesWithGraph => _decodeGraph is not null;
 
+    /// <summary>Why the decode step could not be captured (it then runs directly), or null.</summary>
+    public string? GraphCaptureFailure { get; private set; }
+
     /// <summary>The captured decode step (null before capture or without graphs), for overhead measurements.</summary>
     internal MambaGraph? DecodeGraph => _decodeGraph;
 
     /// <summary>(batch) int32 device buffer the decode step reads its tokens from and the sampler draws into.</summary>
     internal Tensor DecodeIds => _decode.Ids;
+
+    private void TryCaptureDecode()
+    {
+        try
+        {
+            _decodeGraph = MambaGraph.Capture(_ctx, RunDecodeSteps);
+        }
+        catch (MambaException e)
+        {
+            GraphCaptureFailure = e.Message;
+            // A step that cannot be captured runs directly from now on (capturing ran nothing, so the step is
+            // still to be done); an error that is not about capture then surfaces from the direct run.
+            _useGraph = false;
+        }
+    }
 
     private void RunDecodeSteps()
     {

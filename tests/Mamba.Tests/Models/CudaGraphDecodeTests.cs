@@ -35,7 +35,7 @@ public class CudaGraphDecodeTests
         for (var step = 0; step < Steps; step++)
         {
             session.Decode(next);
-            Assert.That(session.DecodesWithGraph, Is.EqualTo(expectGraph && step >= 1), $"graph in use at step {step}");
+            Assert.That(session.DecodesWithGraph, Is.EqualTo(expectGraph && step >= 1), $"graph in use at step {step} ({session.GraphCaptureFailure})");
             logits[step] = Enumerable.Range(0, batch).Select(s => LogitsOf(session, s)).ToArray();
             session.Sample(new SamplingParams(), (ulong)step + 1, next);
             tokens[step] = (int[])next.Clone();
