@@ -17,6 +17,8 @@ bool contains(const std::string & text, const std::string & part) { return text.
 
 }  // namespace
 
+// Replays run the same kernels on the same data as direct calls; the tolerance only allows for a linear
+// whose reduction order is not fixed from call to call.
 class GraphTest : public mt::BackendTest {
 protected:
     std::mt19937_64 rng_{29};
@@ -92,7 +94,7 @@ TEST_P(GraphTest, ReplayEqualsDirectCallsAndReadsCurrentInputs) {
     for (double v : y_.values()) ASSERT_TRUE(std::isnan(v));
     MAMBA_ASSERT_OK(mamba_graph_launch(ctx(), g.get()));
     y_.download(ctx());
-    EXPECT_EQ(y_.values(), expected_first);
+    EXPECT_CLOSE(y_.values(), expected_first, 1e-5, 1e-5);
 
     // New ids in the same buffer: the replay follows them.
     ids_.values() = {kVocab - 2, 7, 7};
@@ -102,7 +104,7 @@ TEST_P(GraphTest, ReplayEqualsDirectCallsAndReadsCurrentInputs) {
     y_.upload_poisoned(ctx());
     for (int i = 0; i < 3; ++i) MAMBA_ASSERT_OK(mamba_graph_launch(ctx(), g.get()));
     y_.download(ctx());
-    EXPECT_EQ(y_.values(), expected_second);
+    EXPECT_CLOSE(y_.values(), expected_second, 1e-5, 1e-5);
 }
 
 TEST_P(GraphTest, FailingCallEndsTheCaptureAndLeavesTheContextUsable) {
@@ -123,13 +125,13 @@ TEST_P(GraphTest, FailingCallEndsTheCaptureAndLeavesTheContextUsable) {
     EXPECT_TRUE(contains(mamba_last_error(), "mamba_rms_norm")) << mamba_last_error();
     // Direct calls work again, and so does a new capture.
     y_.upload_poisoned(ctx());
-    EXPECT_EQ(eager_y(), expected);
+    EXPECT_CLOSE(eager_y(), expected, 1e-5, 1e-5);
     GraphPtr again = capture_step();
     ASSERT_NE(again, nullptr);
     y_.upload_poisoned(ctx());
     MAMBA_ASSERT_OK(mamba_graph_launch(ctx(), again.get()));
     y_.download(ctx());
-    EXPECT_EQ(y_.values(), expected);
+    EXPECT_CLOSE(y_.values(), expected, 1e-5, 1e-5);
 }
 
 TEST_P(GraphTest, SynchronizingDuringCaptureIsRefused) {
@@ -162,7 +164,7 @@ TEST_P(GraphTest, WorkspaceCannotGrowDuringCapture) {
     y_.upload_poisoned(ctx());
     MAMBA_ASSERT_OK(mamba_graph_launch(ctx(), g2.get()));
     y_.download(ctx());
-    EXPECT_EQ(y_.values(), expected);
+    EXPECT_CLOSE(y_.values(), expected, 1e-5, 1e-5);
 }
 
 TEST_P(GraphTest, BadEmbeddingIdInAReplayIsReportedAtTheNextSynchronize) {
