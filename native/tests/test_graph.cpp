@@ -191,4 +191,22 @@ TEST_P(GraphTest, BadEmbeddingIdInAReplayIsReportedAtTheNextSynchronize) {
     }
 }
 
+TEST_P(GraphTest, BadEmbeddingIdInAReplayIsReportedByTheNextCopyToTheHost) {
+    if (!on_cuda()) GTEST_SKIP() << "graphs need CUDA";
+    SetUpStep();
+    eager_y();
+    GraphPtr g = capture_step();
+    ASSERT_NE(g, nullptr);
+    ids_.values() = {-4, 2, 2};
+    ids_.upload(ctx());
+    MAMBA_ASSERT_OK(mamba_graph_launch(ctx(), g.get()));
+    // The copy is made, then the deferred error is reported.
+    std::vector<int32_t> host(kCount, 99);
+    EXPECT_EQ(mamba_memcpy(ctx(), host.data(), ids_.dl()->data, host.size() * sizeof(int32_t), MAMBA_MEMCPY_DEVICE_TO_HOST),
+              MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(mamba_last_error(), "outside the table at position 0")) << mamba_last_error();
+    EXPECT_EQ(host, (std::vector<int32_t>{-4, 2, 2}));
+    MAMBA_ASSERT_OK(mamba_context_synchronize(ctx()));
+}
+
 MAMBA_INSTANTIATE_BACKENDS(GraphTest);
