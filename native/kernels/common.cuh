@@ -31,6 +31,15 @@ struct CudaState {
     size_t cublas_workspace_bytes = 0;
     // First flat index of bad data a kernel met (e.g. an id out of range); all ones when none.
     unsigned long long * error_index = nullptr;
+    // Bad data met by captured kernels (which cannot read back): error tag | flat index, all ones when
+    // none; reported by the next synchronize or copy to the host. The host copy is page-locked.
+    unsigned long long * deferred_error = nullptr;
+    unsigned long long * deferred_error_host = nullptr;
+    // Graph capture: whether mamba_graph_capture_begin is recording, and how many graphs exist (their
+    // kernels hold workspace addresses, so a growing workspace keeps the old buffers until they go).
+    bool capturing = false;
+    int live_graphs = 0;
+    std::vector<void *> retired_workspaces;
     int multiprocessors = 0;
     int max_smem_per_block = 0;
     int cc_major = 0, cc_minor = 0;
@@ -55,6 +64,21 @@ unsigned long long take_error_index(mamba_context & ctx);
 // Reads one int32/int64 element of a device tensor (for error messages).
 int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset);
 inline const CudaState & state_of(const mamba_context & ctx) { return *ctx.cuda; }
+
+// True while the context's stream is being captured into a graph (by libmamba or by the caller): no
+// host synchronization and no allocation is allowed then.
+bool stream_capturing(const mamba_context & ctx);
+// Which op left a deferred error; the top byte of the deferred word, so that atomicMin keeps one.
+enum class DeferredError : unsigned long long { Embedding = 1, SampleHistory = 2 };
+constexpr unsigned long long deferred_tag(DeferredError e) { return static_cast<unsigned long long>(e) << 56; }
+constexpr unsigned long long kDeferredIndexMask = (1ull << 56) - 1;
+// Where a kernel reports bad data: the eager error word (read back by take_error_index) or, while
+// capturing, the deferred word with the op's tag (`tag` is 0 for the eager word).
+unsigned long long * error_slot(mamba_context & ctx, DeferredError op, unsigned long long & tag);
+// Throws INVALID_ARGUMENT when captured work has reported bad data. Needs the stream to have finished
+// the copy queued by queue_deferred_error_read.
+void queue_deferred_error_read(mamba_context & ctx);
+void report_deferred_error(mamba_context & ctx);
 
 // Splits one context workspace into several aligned buffers: add() the sizes, then take().
 class WorkspaceCarver {

@@ -135,20 +135,24 @@ void linear(mamba_context & ctx, const LinearParams & p) {
 namespace {
 
 // Reports the first position whose id lies outside [0, vocab).
-__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, unsigned long long * error_index) {
+__global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, unsigned long long * error_index,
+                                       unsigned long long error_tag) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[i * ids_s])
                                                         : reinterpret_cast<const int64_t *>(ids)[i * ids_s];
-        if (id < 0 || id >= vocab) atomicMin(error_index, (unsigned long long)i);
+        if (id < 0 || id >= vocab) atomicMin(error_index, error_tag | (unsigned long long)i);
     }
 }
 
+// A bad id (only possible in a captured graph, where the check cannot stop the launch) gives a zero row
+// instead of a read outside the table.
 __global__ void embedding_kernel(const char * ids, int ids_dtype, int64_t ids_s, AnyPtr table, int64_t t_s0, int64_t t_s1, AnyPtr y, int64_t y_s0,
-                                 int64_t y_s1, int64_t hidden) {
+                                 int64_t y_s1, int64_t hidden, int64_t vocab) {
     const int64_t row = blockIdx.x;
     const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[row * ids_s])
                                                     : reinterpret_cast<const int64_t *>(ids)[row * ids_s];
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) y.store(row * y_s0 + i * y_s1, table.load(id * t_s0 + i * t_s1));
+    const bool valid = id >= 0 && id < vocab;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) y.store(row * y_s0 + i * y_s1, valid ? table.load(id * t_s0 + i * t_s1) : 0.0f);
 }
 
 }  // namespace
@@ -157,13 +161,16 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     if (p.count == 0) return;
     if (p.count > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "embedding on CUDA supports at most 2^31-1 ids");
     // Ids live on the device: check them all first (and read the verdict back) so that nothing is
-    // written when one is out of range.
+    // written when one is out of range. While capturing a graph nothing can be read back: the check
+    // then leaves a deferred error (reported by the next synchronize) and bad rows become zeros.
     const int check_threads = 256;
     const int64_t check_blocks = std::min<int64_t>(ceil_div(p.count, check_threads), 1024);
+    unsigned long long tag = 0;
+    unsigned long long * slot = error_slot(ctx, DeferredError::Embedding, tag);
     embedding_check_kernel<<<unsigned(check_blocks), check_threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], p.count,
-                                                                                         p.vocab, ctx.cuda->error_index);
+                                                                                         p.vocab, slot, tag);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_check_kernel");
-    const unsigned long long bad = take_error_index(ctx);
+    const unsigned long long bad = tag != 0 ? kNoErrorIndex : take_error_index(ctx);
     if (bad != kNoErrorIndex) {
         const int64_t pos = int64_t(bad);
         fail_argument("argument 'ids' holds ", read_device_int(ctx, p.ids, pos * p.ids.stride[0]), " at position ", pos, ", outside the table's rows [0, ",
@@ -172,7 +179,7 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     if (p.hidden == 0) return;
     const int threads = p.hidden >= 1024 ? 512 : 128;
     embedding_kernel<<<unsigned(p.count), threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0],
-                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.hidden);
+                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.hidden, p.vocab);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 

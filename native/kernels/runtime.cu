@@ -96,6 +96,9 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUBLAS_CHECK(cublasSetWorkspace(state->cublas, state->cublas_workspace, state->cublas_workspace_bytes));
         MAMBA_CUDA_CHECK(cudaMalloc(&state->error_index, sizeof(unsigned long long)));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->error_index, 0xff, sizeof(unsigned long long), state->stream));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->deferred_error, sizeof(unsigned long long)));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->deferred_error, 0xff, sizeof(unsigned long long), state->stream));
+        MAMBA_CUDA_CHECK(cudaMallocHost(&state->deferred_error_host, sizeof(unsigned long long)));
     } catch (...) {
         context_destroy(ctx);
         state.release();
@@ -108,34 +111,52 @@ void context_destroy(mamba_context & ctx) noexcept {
     CudaState * s = ctx.cuda;
     if (s == nullptr) return;
     cudaSetDevice(ctx.device_id);
+    graph_capture_abandon(ctx);
     if (s->stream) cudaStreamSynchronize(s->stream);
     if (s->cublas) cublasDestroy(s->cublas);
     if (s->cublaslt) cublasLtDestroy(s->cublaslt);
     if (s->workspace) cudaFree(s->workspace);
     if (s->cublas_workspace) cudaFree(s->cublas_workspace);
     if (s->error_index) cudaFree(s->error_index);
+    if (s->deferred_error) cudaFree(s->deferred_error);
+    if (s->deferred_error_host) cudaFreeHost(s->deferred_error_host);
+    for (void * p : s->retired_workspaces) cudaFree(p);
     if (s->own_stream) cudaStreamDestroy(s->own_stream);
     (void)cudaGetLastError();
     delete s;
     ctx.cuda = nullptr;
 }
 
+// Host-synchronizing calls cannot be recorded; say so instead of letting CUDA invalidate the capture.
+static void refuse_while_capturing(const mamba_context & ctx, const char * what) {
+    if (stream_capturing(ctx))
+        fail(MAMBA_STATUS_INVALID_ARGUMENT, what, " waits for the device or allocates, which is not allowed while the context's stream is captured into a graph");
+}
+
 void synchronize(mamba_context & ctx) {
     use_device(ctx);
+    refuse_while_capturing(ctx, "synchronizing");
+    queue_deferred_error_read(ctx);
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    report_deferred_error(ctx);
 }
 
 void set_stream(mamba_context & ctx, void * stream) {
     use_device(ctx);
     CudaState & s = *ctx.cuda;
+    if (s.capturing) fail_argument("the stream cannot change while a graph is being captured");
     s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
     MAMBA_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
+    // cublasSetStream returns cuBLAS to its own workspace pool, which it may grow with cudaMalloc (not
+    // allowed during graph capture); keep it on the context's fixed buffer.
+    MAMBA_CUBLAS_CHECK(cublasSetWorkspace(s.cublas, s.cublas_workspace, s.cublas_workspace_bytes));
 }
 
 void * get_stream(const mamba_context & ctx) { return ctx.cuda->stream; }
 
 void * alloc(mamba_context & ctx, size_t bytes) {
     use_device(ctx);
+    refuse_while_capturing(ctx, "allocating device memory");
     void * p = nullptr;
     const cudaError_t err = cudaMalloc(&p, bytes);
     if (err == cudaErrorMemoryAllocation) {
@@ -148,6 +169,7 @@ void * alloc(mamba_context & ctx, size_t bytes) {
 
 void free(mamba_context & ctx, void * ptr) {
     use_device(ctx);
+    refuse_while_capturing(ctx, "freeing device memory");
     // Memory still in use by queued work must not be released under it.
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
     MAMBA_CUDA_CHECK(cudaFree(ptr));
@@ -155,6 +177,7 @@ void free(mamba_context & ctx, void * ptr) {
 
 void * alloc_host(mamba_context & ctx, size_t bytes) {
     use_device(ctx);
+    refuse_while_capturing(ctx, "allocating host memory");
     void * p = nullptr;
     const cudaError_t err = cudaMallocHost(&p, bytes);
     if (err == cudaErrorMemoryAllocation) {
@@ -167,6 +190,7 @@ void * alloc_host(mamba_context & ctx, size_t bytes) {
 
 void free_host(mamba_context & ctx, void * ptr) {
     use_device(ctx);
+    refuse_while_capturing(ctx, "freeing host memory");
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
     MAMBA_CUDA_CHECK(cudaFreeHost(ptr));
 }
@@ -181,18 +205,28 @@ void memcpy(mamba_context & ctx, void * dst, const void * src, size_t bytes, mam
         case MAMBA_MEMCPY_DEVICE_TO_DEVICE: k = cudaMemcpyDeviceToDevice; break;
     }
     cudaStream_t st = ctx.cuda->stream;
+    const bool capturing = stream_capturing(ctx);
+    if (capturing && kind == MAMBA_MEMCPY_HOST_TO_HOST) fail_argument("a host-to-host copy cannot be captured into a graph");
+    if (capturing && kind == MAMBA_MEMCPY_DEVICE_TO_HOST)
+        fail_argument("a copy to the host cannot be captured into a graph: copy after mamba_graph_launch instead");
+    if (kind == MAMBA_MEMCPY_HOST_TO_DEVICE) {
+        // The source may be pageable memory the caller reuses right away: then wait for the copy.
+        cudaPointerAttributes attr{};
+        const bool pinned = cudaPointerGetAttributes(&attr, src) == cudaSuccess && attr.type == cudaMemoryTypeHost;
+        if (!pinned) (void)cudaGetLastError();
+        if (!pinned && capturing) fail_argument("a copy from pageable host memory cannot be captured into a graph; use mamba_alloc_host memory");
+        MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
+        if (!pinned) MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
+        return;
+    }
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
     if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) {
         // The header promises that copies into pageable memory are complete on return; a host
-        // destination may be pageable, so wait for every device-to-host copy.
+        // destination may be pageable, so wait for every device-to-host copy. The copy is done even
+        // when captured work has reported bad data, which is reported after it.
+        queue_deferred_error_read(ctx);
         MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
-    } else if (kind == MAMBA_MEMCPY_HOST_TO_DEVICE) {
-        // The source may be pageable memory the caller reuses right away.
-        cudaPointerAttributes attr{};
-        if (cudaPointerGetAttributes(&attr, src) != cudaSuccess || attr.type != cudaMemoryTypeHost) {
-            (void)cudaGetLastError();
-            MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
-        }
+        report_deferred_error(ctx);
     }
 }
 
@@ -232,6 +266,7 @@ bool fast_paths_enabled() {
 }
 
 unsigned long long take_error_index(mamba_context & ctx) {
+    if (stream_capturing(ctx)) fail(MAMBA_STATUS_INTERNAL, "take_error_index called while capturing a graph");
     unsigned long long index = kNoErrorIndex;
     cudaStream_t st = ctx.cuda->stream;
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(&index, ctx.cuda->error_index, sizeof(index), cudaMemcpyDeviceToHost, st));
@@ -241,6 +276,7 @@ unsigned long long take_error_index(mamba_context & ctx) {
 }
 
 int64_t read_device_int(mamba_context & ctx, const Tensor & t, int64_t element_offset) {
+    if (stream_capturing(ctx)) fail(MAMBA_STATUS_INTERNAL, "read_device_int called while capturing a graph");
     const size_t es = dtype_size(t.dtype);
     int64_t v64 = 0;
     int32_t v32 = 0;
@@ -254,9 +290,13 @@ void * workspace(mamba_context & ctx, size_t bytes) {
     CudaState & s = *ctx.cuda;
     if (bytes <= s.workspace_bytes) return s.workspace;
     use_device(ctx);
+    if (stream_capturing(ctx))
+        fail(MAMBA_STATUS_UNSUPPORTED, "this call needs ", bytes, " bytes of workspace but the context has ", s.workspace_bytes,
+             ", and the workspace cannot grow while a graph is captured: run the same calls once before capturing");
     // Queued kernels may still read the old buffer.
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-    if (s.workspace) MAMBA_CUDA_CHECK(cudaFree(s.workspace));
+    if (s.workspace && s.live_graphs > 0) s.retired_workspaces.push_back(s.workspace);  // graphs still point into it
+    else if (s.workspace) MAMBA_CUDA_CHECK(cudaFree(s.workspace));
     s.workspace = nullptr;
     s.workspace_bytes = 0;
     const size_t rounded = (bytes + (size_t(1) << 20) - 1) / (size_t(1) << 20) * (size_t(1) << 20);

@@ -55,6 +55,7 @@ struct SampleArgs {
     uint64_t seed, step;
     float *v, *w;  // per row: scaled logits and surviving weights (batch * vocab each)
     unsigned long long * error_index;  // first bad history entry (flat row-major index)
+    unsigned long long error_tag;      // or'ed into the index (nonzero for the deferred word of a capture)
 };
 
 struct SampleShared {
@@ -248,7 +249,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
             const int64_t off = row * a.h_s0 + j * a.h_s1;
             const int64_t id = a.hist_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.history)[off])
                                                                : reinterpret_cast<const int64_t *>(a.history)[off];
-            if (id >= V) atomicMin(a.error_index, (unsigned long long)(row * a.history_len + j));
+            if (id >= V) atomicMin(a.error_index, a.error_tag | (unsigned long long)(row * a.history_len + j));
             if (id < 0 || id >= V || a.penalty == 1.0f) continue;
             const float o = a.logits.load(row * a.l_s0 + id * a.l_s1);
             v[id] = o < 0.0f ? o * a.penalty : __fdiv_rn(o, a.penalty);
@@ -388,11 +389,12 @@ void sample(mamba_context & ctx, const SampleParams & p) {
     a.step = p.step;
     a.v = reinterpret_cast<float *>(ws + ov);
     a.w = reinterpret_cast<float *>(ws + ow);
-    a.error_index = ctx.cuda->error_index;
+    a.error_index = error_slot(ctx, DeferredError::SampleHistory, a.error_tag);
     sample_kernel<<<unsigned(p.batch), kSampleThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
-    if (a.history != nullptr) {
-        // History ids are on the device: an id past the vocabulary is only seen by the kernel.
+    if (a.history != nullptr && a.error_tag == 0) {
+        // History ids are on the device: an id past the vocabulary is only seen by the kernel. While
+        // capturing, the kernel's report is deferred to the next synchronize instead.
         const unsigned long long bad = take_error_index(ctx);
         if (bad != kNoErrorIndex) {
             const int64_t row = int64_t(bad) / p.history_len, col = int64_t(bad) % p.history_len;

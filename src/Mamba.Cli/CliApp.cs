@@ -14,6 +14,7 @@ internal static class CliApp
             GenerateCommand.Create(stdout, stderr),
             ScoreCommand.Create(stdout),
             BenchCommand.Create(stdout),
+            GraphOverheadBench.Create(stdout),
         };
         try
         {

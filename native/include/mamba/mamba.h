@@ -144,7 +144,9 @@ MAMBA_API void mamba_context_free(mamba_context * context);
 /* The context's device as a DLPack device. */
 MAMBA_API mamba_status mamba_context_get_device(const mamba_context * context, DLDevice * out_device);
 
-/* Blocks until all work queued on the context has finished. */
+/* Blocks until all work queued on the context has finished. Also reports (INVALID_ARGUMENT) bad data
+ * that captured calls or graph replays met on the device since the last report, e.g. an embedding id
+ * outside the table (whose row was written as zeros); copies to the host report it the same way. */
 MAMBA_API mamba_status mamba_context_synchronize(mamba_context * context);
 
 /* Makes work of this context run on an external cudaStream_t (e.g. one owned by PyTorch);
@@ -208,6 +210,36 @@ MAMBA_API mamba_status mamba_event_synchronize(mamba_event * event);
 
 /* Milliseconds between two recorded events of the same context. */
 MAMBA_API mamba_status mamba_event_elapsed_ms(const mamba_event * start, const mamba_event * end, float * out_ms);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Graphs                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* A recorded sequence of calls on a CUDA context that replays with one launch (a CUDA graph). It
+ * replays the recorded kernels with the recorded arguments: the same tensors (device addresses) and the
+ * same scalar values, reading whatever those tensors hold at replay time. A graph belongs to the context
+ * it was captured on and must be freed before that context. */
+typedef struct mamba_graph mamba_graph;
+
+/* *out_supported = 1 when the context can capture graphs (CUDA), else 0 (CPU). */
+MAMBA_API mamba_status mamba_graph_is_supported(const mamba_context * context, int32_t * out_supported);
+
+/* Starts recording the calls made on this thread with this context instead of running them. While
+ * recording: nothing synchronizes with the host (copies to the host, mamba_context_synchronize,
+ * mamba_alloc/mamba_free and mamba_context_set_stream fail), the context's workspace cannot grow (run
+ * the calls once before capturing), and data the device checks (embedding ids, sampling history) are
+ * reported late: see mamba_context_synchronize. Any call failing on this thread while recording ends
+ * the recording; mamba_graph_capture_end then reports why. UNSUPPORTED on a CPU context. */
+MAMBA_API mamba_status mamba_graph_capture_begin(mamba_context * context);
+
+/* Ends the recording started by mamba_graph_capture_begin and returns the graph in *out_graph. */
+MAMBA_API mamba_status mamba_graph_capture_end(mamba_context * context, mamba_graph ** out_graph);
+
+/* Queues one replay of the graph on the context's stream; returns without waiting. */
+MAMBA_API mamba_status mamba_graph_launch(mamba_context * context, const mamba_graph * graph);
+
+/* Waits for the graph's context, then releases the graph. NULL is ignored. */
+MAMBA_API void mamba_graph_free(mamba_graph * graph);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Normalization                                                                                    */

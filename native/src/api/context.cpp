@@ -38,6 +38,7 @@ mamba_status mamba_context_create(const mamba_context_params * params, mamba_con
 
 void mamba_context_free(mamba_context * context) {
     if (context == nullptr) return;
+    mamba::forget_capture(context);
 #if MAMBA_WITH_CUDA
     if (context->is_cuda()) mamba::cuda::context_destroy(*context);
 #endif

@@ -22,6 +22,11 @@ struct mamba_context {
     bool is_cuda() const { return device_type == MAMBA_DEVICE_CUDA; }
 };
 
+struct mamba_graph {
+    mamba_context * context = nullptr;
+    void * cuda_exec = nullptr;  // cudaGraphExec_t
+};
+
 struct mamba_event {
     mamba_context * context = nullptr;
     bool recorded = false;
@@ -30,6 +35,9 @@ struct mamba_event {
 };
 
 namespace mamba {
+
+// Drops this thread's record of a capture on `ctx` (called when the context is freed).
+void forget_capture(const mamba_context * ctx) noexcept;
 
 #if MAMBA_WITH_CUDA
 #define MAMBA_CUDA_ONLY(expr) expr
@@ -58,6 +66,12 @@ void event_synchronize(mamba_event & event);
 float event_elapsed_ms(const mamba_event & start, const mamba_event & end);
 // Device scratch memory owned by the context, valid until the next call that asks for more.
 void * workspace(mamba_context & ctx, size_t bytes);
+// Graph capture on the context's stream (core of the mamba_graph_* calls).
+void graph_capture_begin(mamba_context & ctx);
+void * graph_capture_end(mamba_context & ctx);       // returns the instantiated cudaGraphExec_t
+void graph_capture_abandon(mamba_context & ctx) noexcept;  // ends a capture after a failure; no-op otherwise
+void graph_launch(mamba_context & ctx, void * exec);
+void graph_destroy(mamba_context & ctx, void * exec) noexcept;
 }  // namespace cuda
 
 }  // namespace mamba

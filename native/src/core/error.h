@@ -49,9 +49,12 @@ void check_not_null(const char * name, const T * p) {
 void set_last_error(const std::string & message);
 void clear_last_error();
 
-// Runs `body` at the C ABI edge: maps every exception to a status and records "<function>: <message>".
+// Ends a graph capture open on this thread after any failing call (api/graph.cpp), so that a failed
+// call never leaves a half-recorded graph or a stream stuck in capture mode.
+void abandon_capture_after_failure() noexcept;
+
 template <class F>
-mamba_status guarded(const char * function, F && body) noexcept {
+mamba_status guarded_body(const char * function, F && body) noexcept {
     try {
         body();
         return MAMBA_STATUS_OK;
@@ -68,6 +71,14 @@ mamba_status guarded(const char * function, F && body) noexcept {
         set_last_error(cat(function, ": internal error: unknown exception"));
         return MAMBA_STATUS_INTERNAL;
     }
+}
+
+// Runs `body` at the C ABI edge: maps every exception to a status and records "<function>: <message>".
+template <class F>
+mamba_status guarded(const char * function, F && body) noexcept {
+    const mamba_status status = guarded_body(function, std::forward<F>(body));
+    if (status != MAMBA_STATUS_OK) abandon_capture_after_failure();
+    return status;
 }
 
 }  // namespace mamba

@@ -1,4 +1,5 @@
 using Mamba.Modules;
+using Mamba.Native;
 using Mamba.Ops;
 using Mamba.Runtime;
 using Mamba.Tensors;
@@ -22,13 +23,21 @@ public sealed class InferenceSession : IDisposable
     private readonly Buffers _decode;
     private readonly Action[] _decodeSteps;
     private readonly Tensor[] _logitRows;
-    private readonly Tensor _sampled;
+    // What _decode.Ids holds on the device (valid once written): the sampler draws straight into that buffer, so
+    // feeding the drawn tokens back to Decode uploads nothing and the step reads its input from the device.
+    private readonly int[] _deviceIds;
+    private bool _deviceIdsValid;
     private readonly int[] _lengths;
     private Tensor? _chunkLogits;
     private Tensor? _history;
     private int[] _hostHistory = [];
     private int _historyCapacity;
     private bool _disposed;
+    // Decode as a CUDA graph: captured after one direct step (which sizes the workspace), then replayed. It reads
+    // its token ids from _decode.Ids and writes Logits, both fixed device buffers.
+    private bool _useGraph;
+    private bool _decodeWarm;
+    private MambaGraph? _decodeGraph;
 
     internal InferenceSession(MambaModel model, int batchSize)
     {
@@ -51,9 +60,10 @@ public sealed class InferenceSession : IDisposable
             _prefill = new Buffers(model, _chunk);
             _decode = new Buffers(model, batchSize);
             Logits = Tensor.Empty(_ctx, DType.Float32, batchSize, _vocab);
-            _sampled = Tensor.Empty(_ctx, DType.Int32, batchSize);
+            _deviceIds = new int[batchSize];
             _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
             _decodeSteps = BuildDecode();
+            _useGraph = model.Options.UseCudaGraphs && MambaGraph.IsSupported(_ctx);
         }
         catch
         {
@@ -160,10 +170,24 @@ public sealed class InferenceSession : IDisposable
             throw new ArgumentException($"decode needs one token per sequence ({BatchSize}); got {tokens.Length}", nameof(tokens));
         }
         CheckTokens(tokens);
-        _decode.Ids.CopyFrom(tokens);
-        foreach (var step in _decodeSteps)
+        if (!_deviceIdsValid || !tokens.SequenceEqual(_deviceIds))
         {
-            step();
+            _decode.Ids.CopyFrom(tokens);
+            tokens.CopyTo(_deviceIds);
+            _deviceIdsValid = true;
+        }
+        if (_decodeGraph is null && _useGraph && _decodeWarm)
+        {
+            TryCaptureDecode();
+        }
+        if (_decodeGraph is not null)
+        {
+            _decodeGraph.Launch();
+        }
+        else
+        {
+            RunDecodeSteps();
+            _decodeWarm = true;
         }
         for (var b = 0; b < BatchSize; b++)
         {
@@ -190,8 +214,13 @@ public sealed class InferenceSession : IDisposable
             _history.CopyFrom<int>(_hostHistory);
             history = _history;
         }
-        Kernels.Sample(_ctx, Logits, _sampled, parameters, step, history);
-        _sampled.CopyTo(tokens);
+        // Sampling stays outside the decode graph: its step counter, parameters and history change every call and
+        // are passed by value, and it is one launch against the graph's one.
+        _deviceIdsValid = false;  // until the draw is known to have succeeded
+        Kernels.Sample(_ctx, Logits, _decode.Ids, parameters, step, history);
+        _decode.Ids.CopyTo(tokens);
+        tokens.CopyTo(_deviceIds);
+        _deviceIdsValid = true;
     }
 
     /// <summary>Makes room for <paramref name="capacity"/> tokens of history per sequence and clears it.</summary>
@@ -224,6 +253,41 @@ public sealed class InferenceSession : IDisposable
             // A ring buffer: the penalty does not depend on order.
             _hostHistory[sequence * _historyCapacity + _historyFill[sequence] % _historyCapacity] = t;
             _historyFill[sequence]++;
+        }
+    }
+
+    /// <summary>Whether <see cref="Decode"/> replays a captured CUDA graph (after its first, direct step).</summary>
+    public bool DecodesWithGraph => _decodeGraph is not null;
+
+    /// <summary>Why the decode step could not be captured (it then runs directly), or null.</summary>
+    public string? GraphCaptureFailure { get; private set; }
+
+    /// <summary>The captured decode step (null before capture or without graphs), for overhead measurements.</summary>
+    internal MambaGraph? DecodeGraph => _decodeGraph;
+
+    /// <summary>(batch) int32 device buffer the decode step reads its tokens from and the sampler draws into.</summary>
+    internal Tensor DecodeIds => _decode.Ids;
+
+    private void TryCaptureDecode()
+    {
+        try
+        {
+            _decodeGraph = MambaGraph.Capture(_ctx, RunDecodeSteps);
+        }
+        catch (MambaException e)
+        {
+            GraphCaptureFailure = e.Message;
+            // A step that cannot be captured runs directly from now on (capturing ran nothing, so the step is
+            // still to be done); an error that is not about capture then surfaces from the direct run.
+            _useGraph = false;
+        }
+    }
+
+    private void RunDecodeSteps()
+    {
+        foreach (var step in _decodeSteps)
+        {
+            step();
         }
     }
 
@@ -278,6 +342,7 @@ public sealed class InferenceSession : IDisposable
             return;
         }
         _disposed = true;
+        _decodeGraph?.Dispose();
         foreach (var s in _states)
         {
             s?.Dispose();
@@ -285,7 +350,6 @@ public sealed class InferenceSession : IDisposable
         _prefill?.Dispose();
         _decode?.Dispose();
         Logits?.Dispose();
-        _sampled?.Dispose();
         _chunkLogits?.Dispose();
         _history?.Dispose();
     }

@@ -22,4 +22,8 @@ public sealed record MambaModelOptions
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
     /// tokens, so prefill memory stays bounded whatever the prompt length.</summary>
     public int PrefillChunkSize { get; init; } = 512;
+
+    /// <summary>On CUDA, record each session's decode step as a CUDA graph after one direct step and replay it: one
+    /// launch instead of one per kernel. Off runs every kernel directly (same results). Ignored on CPU.</summary>
+    public bool UseCudaGraphs { get; init; } = true;
 }

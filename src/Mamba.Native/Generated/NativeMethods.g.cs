@@ -121,6 +121,11 @@ public struct mamba_event
 {
 }
 
+/// <summary>Opaque native handle type <c>mamba_graph</c>; only pointers to it exist.</summary>
+public struct mamba_graph
+{
+}
+
 public enum DLDeviceType : uint
 {
     kDLCPU = 1,
@@ -725,7 +730,9 @@ public static unsafe partial class NativeMethods
     public static partial mamba_status mamba_context_get_device(mamba_context* context, DLDevice* out_device);
 
     /// <summary>
-    /// Blocks until all work queued on the context has finished.
+    /// Blocks until all work queued on the context has finished. Also reports (INVALID_ARGUMENT) bad data
+    /// that captured calls or graph replays met on the device since the last report, e.g. an embedding id
+    /// outside the table (whose row was written as zeros); copies to the host report it the same way.
     /// </summary>
     [LibraryImport(LibraryName, EntryPoint = "mamba_context_synchronize")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -828,6 +835,46 @@ public static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "mamba_event_elapsed_ms")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_event_elapsed_ms(mamba_event* start, mamba_event* end, float* out_ms);
+
+    /// <summary>
+    /// out_supported = 1 when the context can capture graphs (CUDA), else 0 (CPU).
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_graph_is_supported")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_graph_is_supported(mamba_context* context, int* out_supported);
+
+    /// <summary>
+    /// Starts recording the calls made on this thread with this context instead of running them. While
+    /// recording: nothing synchronizes with the host (copies to the host, mamba_context_synchronize,
+    /// mamba_alloc/mamba_free and mamba_context_set_stream fail), the context's workspace cannot grow (run
+    /// the calls once before capturing), and data the device checks (embedding ids, sampling history) are
+    /// reported late: see mamba_context_synchronize. Any call failing on this thread while recording ends
+    /// the recording; mamba_graph_capture_end then reports why. UNSUPPORTED on a CPU context.
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_graph_capture_begin")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_graph_capture_begin(mamba_context* context);
+
+    /// <summary>
+    /// Ends the recording started by mamba_graph_capture_begin and returns the graph in *out_graph.
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_graph_capture_end")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_graph_capture_end(mamba_context* context, mamba_graph** out_graph);
+
+    /// <summary>
+    /// Queues one replay of the graph on the context's stream; returns without waiting.
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_graph_launch")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_graph_launch(mamba_context* context, mamba_graph* graph);
+
+    /// <summary>
+    /// Waits for the graph's context, then releases the graph. NULL is ignored.
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_graph_free")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial void mamba_graph_free(mamba_graph* graph);
 
     [LibraryImport(LibraryName, EntryPoint = "mamba_rms_norm")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
