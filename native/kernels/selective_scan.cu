@@ -1,14 +1,9 @@
 // Mamba-1 selective scan (mamba_selective_scan) and its decode step (mamba_selective_state_update).
 //
-// Scan: one fused pass. Each channel (b, d) is owned by G consecutive lanes, each holding kSPT of the
-// dstate recurrences in registers for the whole sequence. The sequence is walked in chunks of 8 steps:
-// the group's lanes first discretize the chunk (dt = softplus(delta + bias), dt*u, D*u, silu(z)) into
-// shared memory, each lane loads B and C of its states for the chunk with 16-byte loads, then the 8
-// steps run with exp2 of the pre-scaled A (A*log2 e), the C contraction reduced across the G lanes by
-// shuffles, and y leaves through shared memory with vector stores. Fast path (MAMBA_CUDA_FAST_PATHS=1,
-// not yet run on a GPU): one thread per channel with all 16 states, B/C broadcast from shared memory.
-// Bytes: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) (+ states).
-// FLOPs: about 6 per (b, d, t, n) (exp2, 2 FMA for h, 1 FMA for y) + per-step discretization.
+// Scan: one fused pass per sequence segment (design, bytes and FLOPs in selective_scan_kernel.cuh).
+// Main path: one thread per channel, all dstate <= 16 recurrences in registers, the sequence split
+// into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
+// unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
 //
 // State update: one step of the same recurrence, G lanes per channel, float32 state read and written
 // once. Bytes: 2 * batch*dim*dstate*4 + small vectors; FLOPs: 6 per state.
@@ -61,6 +56,14 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     const size_t y_off = y_stage ? carver.add(size_t(p.y.numel()) * dtype_size(T)) : 0;
     const bool fin_stage = p.final_state && p.final_state->dtype != DType::F32;
     const size_t fin_off = fin_stage ? carver.add(size_t(p.final_state->numel()) * 4) : 0;
+    // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
+    // could be chosen; 16 states a slot, whatever the dstate.
+    constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
+    const int64_t seg_len = scan::scan_segment_len(p.batch, p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
+    const bool may_split = var && p.dstate <= 16 && nseg > 1;
+    const size_t seg_state_off = may_split ? carver.add(size_t(p.batch * nseg * 16 * p.dim) * 4) : 0;
+    const size_t seg_dt_off = may_split ? carver.add(size_t(p.batch * nseg * p.dim) * 4) : 0;
     char * ws = carver.take(ctx);
     std::vector<Tensor> views(plans.size());
     for (size_t i = 0; i < plans.size(); ++i) {
@@ -152,6 +155,14 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     a.vec = rows_aligned(a.u, {a.u_sb, a.u_sd}) && rows_aligned(a.delta, {a.dl_sb, a.dl_sd}) && rows_aligned(a.y, {a.y_sb, a.y_sd}) &&
             (!a.has_z || rows_aligned(a.z, {a.z_sb, a.z_sd})) &&
             (!var || (rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_sn}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_sn})));
+
+    const bool split = may_split && scan::channel_scan_supported(a, p.batch, var);
+    a.nseg = split ? nseg : 1;
+    a.seg_len = split ? seg_len : p.len;
+    if (split) {
+        a.seg_state = reinterpret_cast<float *>(ws + seg_state_off);
+        a.seg_dt_sum = reinterpret_cast<float *>(ws + seg_dt_off);
+    }
 
     switch (T) {
         case DType::BF16: scan::run_bf16(ctx, a, p.batch, var); break;

@@ -49,6 +49,30 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
     }
 }
 
+// Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
+// into segments (state carried across segment boundaries), masked final chunks, blocks only partly
+// filled with channels, padded state sizes, and rows too misaligned for 16-byte loads.
+TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
+    const ScanShape shapes[] = {
+        {1, 256, 3000, 16, 2, true},  // many segments, two groups of 128 channels, length not a multiple of 8
+        {2, 200, 1096, 16, 1, true},  // dim not a multiple of the block, a final chunk of 8 steps
+        {1, 64, 2056, 5, 1, true},    // dstate 5 padded to 8, last segment shorter than the others
+        {1, 128, 520, 1, 1, true},    // dstate 1, two segments
+        {1, 96, 1001, 16, 1, true},   // odd length: rows not 16-byte aligned
+        {1, 8, 4096, 4, 1, true},     // very few channels, long
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 500;
+    for (const auto & dt : dtypes) {
+        for (const auto & s : shapes) {
+            SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " batch " + std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " len " +
+                         std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " + std::to_string(s.groups));
+            ScanProblem p(s, ScanOptions{}, dt, Layout::Contiguous, seed++);
+            check(p);
+        }
+    }
+}
+
 TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {
     for (int mask = 0; mask < 64; ++mask) {
         ScanOptions o;
