@@ -26,7 +26,9 @@
 //   initial state so an aliased final state is written only after it was read).
 // Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
 // block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
-// Inputs whose time axis is not contiguous are copied first (selective_scan.cu).
+// The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
+// else per-step loads, coalesced across a warp for (b, l, d) buffers); for the general kernel, inputs
+// whose time axis is not contiguous are copied first (selective_scan.cu).
 #pragma once
 
 #include "common.cuh"
@@ -50,6 +52,8 @@ struct ScanArgs {
     // (batch, nseg, dim).
     int64_t seg_len, nseg;
     float *seg_state, *seg_dt_sum;
+    // Time strides of the channel path (the general kernel needs 1): u, delta, z, y and B, C.
+    int64_t u_st, dl_st, z_st, y_st, B_st, C_st;
     bool softplus, has_D, has_z, has_bias, has_init, has_fin, vec;
 };
 
@@ -265,29 +269,65 @@ struct ChannelScanTraits {
 constexpr int64_t kResidentThreadsPerSM = 512;
 constexpr int64_t kMinSegmentSteps = 256;
 
-// One chunk of one row kept as raw 16-byte words until it is consumed.
+// One chunk of one row kept as raw 32-bit words (two 16-bit elements or one float) until consumed;
+// words, not an array of T, so that per-step loads stay in registers.
 template <class T, int CH>
 struct RawChunk {
-    uint4 v[CH * int(sizeof(T)) / 16];
-    __device__ __forceinline__ float at(int k) const { return to_f32<T>(reinterpret_cast<const T *>(v)[k]); }
-    // count < CH: the steps past the end read as zero.
-    __device__ __forceinline__ void load(const T * p, int count) {
-        if (count >= CH) {
+    static constexpr int kPerWord = 4 / int(sizeof(T));
+    static constexpr int kWords = CH / kPerWord;
+    static_assert(kWords % 4 == 0, "a chunk is whole 16-byte vectors");
+    uint32_t w[kWords];
+    __device__ __forceinline__ static uint32_t bits(T x) {
+        uint32_t r = 0;
+        memcpy(&r, &x, sizeof(T));
+        return r;
+    }
+    __device__ __forceinline__ float at(int k) const {
+        const uint32_t word = w[k / kPerWord] >> (16 * (kPerWord - 1) * (k % kPerWord));
+        T x;
+        memcpy(&x, &word, sizeof(T));
+        return to_f32<T>(x);
+    }
+    // count < CH: the steps past the end read as zero. kContiguous: unit time stride, 16-byte aligned.
+    template <bool kContiguous>
+    __device__ __forceinline__ void load(const T * p, int count, int64_t stride) {
+        if (kContiguous && count >= CH) {
 #pragma unroll
-            for (int c = 0; c < CH * int(sizeof(T)) / 16; ++c) v[c] = reinterpret_cast<const uint4 *>(p)[c];
+            for (int c = 0; c < kWords / 4; ++c) {
+                const uint4 q = reinterpret_cast<const uint4 *>(p)[c];
+                w[4 * c] = q.x;
+                w[4 * c + 1] = q.y;
+                w[4 * c + 2] = q.z;
+                w[4 * c + 3] = q.w;
+            }
         } else {
-            T * e = reinterpret_cast<T *>(v);
 #pragma unroll
-            for (int k = 0; k < CH; ++k) e[k] = k < count ? p[k] : from_f32<T>(0.0f);
+            for (int i = 0; i < kWords; ++i) {
+                uint32_t word = 0;
+#pragma unroll
+                for (int j = 0; j < kPerWord; ++j) {
+                    const int k = i * kPerWord + j;
+                    if (k < count) word |= bits(p[k * stride]) << (16 * (kPerWord - 1) * j);
+                }
+                w[i] = word;
+            }
         }
     }
 };
 
-template <class Tr, bool kSummary>
-__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_channel_kernel(ScanArgs a) {
+// kContiguous: every streamed tensor has unit time stride and 16-byte aligned rows ((b, d, l) and
+// (b, g, n, l) layouts): 16-byte loads. Otherwise, e.g. (b, l, d) and (b, l, n) buffers viewed with the
+// time axis last, each thread reads its channel one step at a time; consecutive threads read
+// consecutive channels, so a warp's loads of one step stay coalesced.
+template <class Tr, bool kSummary, bool kContiguous>
+// Per-step loads need more address registers: fewer blocks an SM for them rather than spills.
+__global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerSM : (Tr::kMinBlocksPerSM * 3 + 3) / 4) selective_scan_channel_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, CH = Tr::kChunk, kVec = Tr::kVec, kPieces = Tr::kPieces;
     constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
+    // Strided staging: thread i holds elements i, i + kThreads, ... of the chunk's [B|C][step][state].
+    constexpr int kStridedPer = kRows * CH / Tr::kThreads;
+    static_assert(kRows * CH % Tr::kThreads == 0, "strided B/C staging splits evenly");
     __shared__ __align__(16) float s_B[2][CH][N];
     __shared__ __align__(16) float s_C[2][CH][N];
 
@@ -336,24 +376,46 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     const bool stage_valid = stager && stage_n < a.dstate;
     const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
     RawChunk<T, kVec> stage_raw;
+    T strided_raw[kContiguous ? 1 : kStridedPer];
     auto stage_load = [&](int64_t t0) {
-        const int64_t count = t_end - t0 - stage_piece * kVec;
-        if (stage_valid) stage_raw.load(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec);
+        if constexpr (kContiguous) {
+            const int64_t count = t_end - t0 - stage_piece * kVec;
+            if (stage_valid) stage_raw.template load<true>(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+        } else {
+#pragma unroll
+            for (int j = 0; j < kStridedPer; ++j) {
+                const int e = int(threadIdx.x) + j * Tr::kThreads;
+                const int n = e % N, k = (e / N) % CH;
+                const bool c = e >= N * CH;
+                const bool in = n < a.dstate && t0 + k < t_end;
+                strided_raw[j] = in ? (c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
+            }
+        }
     };
     auto stage_store = [&](int buf) {
-        if (!stager) return;
-        float(*dst)[N] = stage_c ? s_C[buf] : s_B[buf];
+        if constexpr (kContiguous) {
+            if (!stager) return;
+            float(*dst)[N] = stage_c ? s_C[buf] : s_B[buf];
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) dst[stage_piece * kVec + k][stage_n] = stage_valid ? stage_raw.at(k) : 0.0f;
+            for (int k = 0; k < kVec; ++k) dst[stage_piece * kVec + k][stage_n] = stage_valid ? stage_raw.at(k) : 0.0f;
+        } else {
+#pragma unroll
+            for (int j = 0; j < kStridedPer; ++j) {
+                const int e = int(threadIdx.x) + j * Tr::kThreads;
+                const int n = e % N, k = (e / N) % CH;
+                float(*dst)[N] = e >= N * CH ? s_C[buf] : s_B[buf];
+                dst[k][n] = to_f32<T>(strided_raw[j]);
+            }
+        }
     };
 
     RawChunk<T, CH> u_next, dl_next, z_next;
     auto row_load = [&](int64_t t0) {
         const int64_t left = t_end - t0;
         const int count = left < CH ? int(left) : CH;
-        u_next.load(up + t0, count);
-        dl_next.load(dp + t0, count);
-        if (has_z) z_next.load(zp + t0, count);
+        u_next.template load<kContiguous>(up + t0 * a.u_st, count, a.u_st);
+        dl_next.template load<kContiguous>(dp + t0 * a.dl_st, count, a.dl_st);
+        if (has_z) z_next.template load<kContiguous>(zp + t0 * a.z_st, count, a.z_st);
     };
 
     float dt_sum = 0.0f;
@@ -409,12 +471,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         }
         if constexpr (!kSummary) {
             if (channel_valid) {
-                if (steps == CH) {
+                if (kContiguous && steps == CH) {
                     store_floats<T, CH>(yp + t0, out, true);
                 } else {
 #pragma unroll
                     for (int k = 0; k < CH; ++k)
-                        if (k < steps) yp[t0 + k] = from_f32<T>(out[k]);
+                        if (k < steps) yp[(t0 + k) * a.y_st] = from_f32<T>(out[k]);
                 }
             }
         }
@@ -467,32 +529,39 @@ inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chu
     return ceil_div(ceil_div(len, nseg), int64_t(chunk)) * chunk;
 }
 
-inline bool channel_scan_supported(const ScanArgs & a, int64_t batch, bool variable) {
+// Any strides; a.vec picks the 16-byte loads.
+inline bool channel_scan_supported(int64_t batch, int64_t dim, int64_t len, int64_t dstate, int64_t channels_per_group, bool variable) {
     constexpr int kThreads = 128;
-    const bool one_group_per_block = a.channels_per_group % kThreads == 0 || a.channels_per_group >= a.dim;
-    return variable && a.vec && a.dstate <= 16 && a.len > 0 && one_group_per_block && batch <= 65535 && a.nseg <= 65535;
+    const bool one_group_per_block = channels_per_group % kThreads == 0 || channels_per_group >= dim;
+    return variable && dstate <= 16 && len > 0 && one_group_per_block && batch <= 65535;
 }
 
-template <class Tr>
+template <class Tr, bool kContiguous>
 void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
     if (a.nseg > 1) {
-        selective_scan_channel_kernel<Tr, true><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        selective_scan_channel_kernel<Tr, true, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
         MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel (segment summaries)");
         const int64_t total = batch * a.dim * Tr::kN;
         combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
         MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
     }
-    selective_scan_channel_kernel<Tr, false><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
+    selective_scan_channel_kernel<Tr, false, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
 }
 
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
-    if (channel_scan_supported(a, batch, variable)) {
-        if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>>(ctx, a, batch);
-        else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>>(ctx, a, batch);
-        else launch_channel_scan<ChannelScanTraits<T, 16>>(ctx, a, batch);
+    if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
+        if (a.vec) {
+            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, true>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, true>(ctx, a, batch);
+            else launch_channel_scan<ChannelScanTraits<T, 16>, true>(ctx, a, batch);
+        } else {
+            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, false>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, false>(ctx, a, batch);
+            else launch_channel_scan<ChannelScanTraits<T, 16>, false>(ctx, a, batch);
+        }
         return;
     }
     if (variable) dispatch_scan_config<T, true>(ctx, a, batch);

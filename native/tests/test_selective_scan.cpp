@@ -51,7 +51,8 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
 
 // Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
 // into segments (state carried across segment boundaries), masked final chunks, blocks only partly
-// filled with channels, padded state sizes, and rows too misaligned for 16-byte loads.
+// filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
+// buffers read in place one step at a time.
 TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     const ScanShape shapes[] = {
         {1, 256, 3000, 16, 2, true},  // many segments, two groups of 128 channels, length not a multiple of 8
@@ -64,11 +65,14 @@ TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
     uint64_t seed = 500;
     for (const auto & dt : dtypes) {
-        for (const auto & s : shapes) {
-            SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " batch " + std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " len " +
-                         std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " + std::to_string(s.groups));
-            ScanProblem p(s, ScanOptions{}, dt, Layout::Contiguous, seed++);
-            check(p);
+        for (Layout layout : {Layout::Contiguous, Layout::Permuted}) {  // (b, d, l) and (b, l, d) buffers
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " " + layout_name(layout) + " batch " + std::to_string(s.batch) + " dim " +
+                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " +
+                             std::to_string(s.groups));
+                ScanProblem p(s, ScanOptions{}, dt, layout, seed++);
+                check(p);
+            }
         }
     }
 }
