@@ -31,6 +31,8 @@
 // whose time axis is not contiguous are copied first (selective_scan.cu).
 #pragma once
 
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace mamba::cuda::scan {
@@ -278,15 +280,15 @@ struct RawChunk {
     static_assert(kWords % 4 == 0, "a chunk is whole 16-byte vectors");
     uint32_t w[kWords];
     __device__ __forceinline__ static uint32_t bits(T x) {
-        uint32_t r = 0;
-        memcpy(&r, &x, sizeof(T));
-        return r;
+        if constexpr (std::is_same_v<T, float>) return __float_as_uint(x);
+        else if constexpr (std::is_same_v<T, bf16_t>) return __bfloat16_as_ushort(x);
+        else return __half_as_ushort(x);
     }
     __device__ __forceinline__ float at(int k) const {
         const uint32_t word = w[k / kPerWord] >> (16 * (kPerWord - 1) * (k % kPerWord));
-        T x;
-        memcpy(&x, &word, sizeof(T));
-        return to_f32<T>(x);
+        if constexpr (std::is_same_v<T, float>) return __uint_as_float(word);
+        else if constexpr (std::is_same_v<T, bf16_t>) return __bfloat162float(__ushort_as_bfloat16((unsigned short)(word & 0xffffu)));
+        else return __half2float(__ushort_as_half((unsigned short)(word & 0xffffu)));
     }
     // count < CH: the steps past the end read as zero. kContiguous: unit time stride, 16-byte aligned.
     template <bool kContiguous>
