@@ -77,6 +77,21 @@ TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     }
 }
 
+// The final state written over the initial state it was read from (one tensor for both), on a problem
+// long enough to be split into segments on CUDA: the result must not depend on which part ran first.
+TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
+    ScanProblem p({1, 128, 2000, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 600);
+    p.upload(ctx());
+    const auto ref = reference_scan(p);
+    auto a = p.args();
+    a.final_state = p.initial_state.dl();
+    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+    p.y.download(ctx());
+    p.initial_state.download(ctx());
+    EXPECT_CLOSE(p.y.values(), ref.y, tolerance(DType::F32), tolerance(DType::F32));
+    EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+}
+
 TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {
     for (int mask = 0; mask < 64; ++mask) {
         ScanOptions o;
