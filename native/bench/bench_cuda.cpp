@@ -36,7 +36,7 @@ mb::Register gemm("cuda gemm bf16 8192x8192x8192 (cuBLAS via mamba_linear)", [](
 
 // ---- Mamba-1 selective scan ----------------------------------------------------------------------
 
-std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, bool fast) {
+std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N) {
     if (!b.on_cuda()) return {};
     mamba_selective_scan_args a{};
     a.u = b.tensor({B, D, L}, mb::kBF16);
@@ -52,17 +52,15 @@ std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, i
     bytes = double(B * D * L) * 2 * 4 + double(B * N * L) * 2 * 2 + double(D * N) * 4;
     // exp2, two FMAs for h and one for y per state and step
     flops = double(B * D * L) * double(N) * 6;
-    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); }); };
+    return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
 }
 
 mb::Register scan_b8("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
-                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, false); });
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16); });
 mb::Register scan_b1("cuda selective_scan bf16 B1 D5120 L2048 N16 z bias softplus",
-                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16, false); });
+                     [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16); });
 mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus",
-                       [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, false); });
-mb::Register scan_b8_fast("cuda fast selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
-                          [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, true); });
+                       [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16); });
 
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 

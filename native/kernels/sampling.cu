@@ -61,6 +61,7 @@ struct SampleArgs {
 struct SampleShared {
     double dscan[kSampleThreads / 32];
     double hist[256];
+    double warp_vals[kSampleThreads / 32][32];  // one round's per-lane histogram inputs
     float fscratch[32];
     int iscratch[32];
     uint32_t prefix;
@@ -161,23 +162,63 @@ __device__ uint32_t radix_select(const float * v, const float * w, int64_t n, bo
     for (int shift = 24; shift >= 0; shift -= 8) {
         for (int i = threadIdx.x; i < 256; i += blockDim.x) sh.hist[i] = 0.0;
         __syncthreads();
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-            const float wi = w[i];
-            if (!(wi > 0.0f)) continue;
-            const uint32_t key = float_key(v[i]);
-            if ((key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], by_mass ? double(wi) : 1.0);
+        // Every lane of a warp takes part in each round: lanes falling into the same bin are summed by
+        // the lowest of them first, so one shared atomic per bin and warp instead of one per token (the
+        // leading bytes of similar logits all land in one or two bins).
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        for (int64_t base = 0; base < n; base += blockDim.x) {
+            const int64_t i = base + threadIdx.x;
+            const float wi = i < n ? w[i] : 0.0f;
+            const uint32_t key = i < n ? float_key(v[i]) : 0u;
+            const bool take = wi > 0.0f && (key & mask) == prefix;
+            const int bin = take ? int((key >> shift) & 255u) : -1;
+            const double val = take ? (by_mass ? double(wi) : 1.0) : 0.0;
+            const unsigned peers = __match_any_sync(0xffffffffu, bin);
+            sh.warp_vals[warp][lane] = val;
+            __syncwarp();
+            if (take && lane == __ffs(peers) - 1) {
+                double sum = 0.0;
+                for (unsigned m = peers; m != 0; m &= m - 1) sum += sh.warp_vals[warp][__ffs(m) - 1];
+                atomicAdd(&sh.hist[bin], sum);
+            }
+            __syncwarp();
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int chosen = -1;
-            double acc = above;
-            for (int bin = 255; bin >= 0; --bin) {
+        // Warp 0 finds the highest bin whose cumulative weight from the top reaches the target: lane l
+        // owns bins 255-8l down to 248-8l, lanes' sums are scanned by shuffles, then each lane walks
+        // its 8 bins; the lowest lane that finds one wins.
+        if (threadIdx.x < 32) {
+            const int lane = threadIdx.x;
+            double own = 0.0;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) own += sh.hist[255 - 8 * lane - j];
+            double inc = own;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const double up = __shfl_up_sync(0xffffffffu, inc, o);
+                if (lane >= o) inc += up;
+            }
+            double acc = above + (inc - own);
+            int found = -1;
+            for (int j = 0; j < 8; ++j) {
+                const int bin = 255 - 8 * lane - j;
                 if (acc + sh.hist[bin] >= target) {
-                    chosen = bin;
+                    found = bin;
                     break;
                 }
                 acc += sh.hist[bin];
             }
+            const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
+            if (hit != 0 && lane == __ffs(hit) - 1) {
+                sh.prefix = prefix | (uint32_t(found) << shift);
+                sh.above = acc;
+            }
+            if (lane == 0 && hit == 0) sh.above = -1.0;  // none: the serial fallback below
+        }
+        __syncthreads();
+        if (threadIdx.x == 0 && sh.above < 0.0) {
+            int chosen = -1;
+            double acc = above;
             if (chosen < 0) {  // rounding: the target exceeds everything; cut at the lowest bin present
                 chosen = 0;
                 acc = above;

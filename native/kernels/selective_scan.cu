@@ -1,14 +1,10 @@
 // Mamba-1 selective scan (mamba_selective_scan); the decode step lives in selective_state_update.cu.
 //
-// Scan: one fused pass. Each channel (b, d) is owned by G consecutive lanes, each holding kSPT of the
-// dstate recurrences in registers for the whole sequence. The sequence is walked in chunks of 8 steps:
-// the group's lanes first discretize the chunk (dt = softplus(delta + bias), dt*u, D*u, silu(z)) into
-// shared memory, each lane loads B and C of its states for the chunk with 16-byte loads, then the 8
-// steps run with exp2 of the pre-scaled A (A*log2 e), the C contraction reduced across the G lanes by
-// shuffles, and y leaves through shared memory with vector stores. Fast path (MAMBA_CUDA_FAST_PATHS=1,
-// not yet run on a GPU): one thread per channel with all 16 states, B/C broadcast from shared memory.
-// Bytes: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) (+ states).
-// FLOPs: about 6 per (b, d, t, n) (exp2, 2 FMA for h, 1 FMA for y) + per-step discretization.
+// Scan: one fused pass per sequence segment (design, bytes and FLOPs in selective_scan_kernel.cuh).
+// Main path: one thread per channel, all dstate <= 16 recurrences in registers, the sequence split
+// into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
+// unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
+
 #include "common.cuh"
 #include "selective_scan_kernel.cuh"
 #include "ops/selective_scan.h"
@@ -21,7 +17,7 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 
 }  // namespace
 
-// Inputs the fast kernel cannot read directly (mixed dtypes, a strided time axis, float16/bfloat16
+// Inputs the kernels cannot read directly (mixed dtypes, a strided time axis on the general path, 16-bit
 // parameters) are converted into workspace copies first.
 void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     if (p.batch == 0 || p.dim == 0) return;
@@ -31,8 +27,10 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     bool uniform = p.delta.dtype == p.u.dtype && p.y.dtype == p.u.dtype && (!p.z || p.z->dtype == p.u.dtype) &&
                    (!var || (p.B.dtype == p.u.dtype && p.C.dtype == p.u.dtype));
     const DType T = uniform ? p.u.dtype : DType::F32;
+    // The channel path reads any strides; the general kernel needs a unit time stride.
+    const bool channel_path = scan::channel_scan_supported(p.batch, p.dim, p.len, p.dstate, var ? p.dim / p.groups : 1, var);
     auto needs_stage = [&](const Tensor & t, int time_axis, DType want) {
-        return t.dtype != want || (time_axis >= 0 && t.shape[time_axis] > 1 && t.stride[time_axis] != 1);
+        return t.dtype != want || (!channel_path && time_axis >= 0 && t.shape[time_axis] > 1 && t.stride[time_axis] != 1);
     };
     WorkspaceCarver carver;
     struct Plan {
@@ -58,6 +56,14 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     const size_t y_off = y_stage ? carver.add(size_t(p.y.numel()) * dtype_size(T)) : 0;
     const bool fin_stage = p.final_state && p.final_state->dtype != DType::F32;
     const size_t fin_off = fin_stage ? carver.add(size_t(p.final_state->numel()) * 4) : 0;
+    // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
+    // could be chosen; 16 states a slot, whatever the dstate.
+    constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
+    const int64_t seg_len = scan::scan_segment_len(p.batch, p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
+    const bool split = channel_path && nseg > 1;
+    const size_t seg_state_off = split ? carver.add(size_t(p.batch * nseg * 16 * p.dim) * 4) : 0;
+    const size_t seg_dt_off = split ? carver.add(size_t(p.batch * nseg * p.dim) * 4) : 0;
     char * ws = carver.take(ctx);
     std::vector<Tensor> views(plans.size());
     for (size_t i = 0; i < plans.size(); ++i) {
@@ -77,19 +83,23 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     a.u = u.data;
     a.u_sb = u.stride[0];
     a.u_sd = u.stride[1];
+    a.u_st = u.stride[2];
     a.delta = dl.data;
     a.dl_sb = dl.stride[0];
     a.dl_sd = dl.stride[1];
+    a.dl_st = dl.stride[2];
     a.has_z = p.z.has_value();
     if (a.has_z) {
         const Tensor & z = views[iz];
         a.z = z.data;
         a.z_sb = z.stride[0];
         a.z_sd = z.stride[1];
+        a.z_st = z.stride[2];
     }
     a.y = y.data;
     a.y_sb = y.stride[0];
     a.y_sd = y.stride[1];
+    a.y_st = y.stride[2];
     a.B = B.data;
     a.C = C.data;
     if (var) {
@@ -99,6 +109,8 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
         a.C_sb = C.stride[0];
         a.C_sg = C.stride[1];
         a.C_sn = C.stride[2];
+        a.B_st = B.stride[3];
+        a.C_st = C.stride[3];
     } else {
         a.B_sg = B.stride[0];
         a.B_sn = B.stride[1];
@@ -146,9 +158,19 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
             if (s % vec_elems != 0) return false;
         return true;
     };
-    a.vec = rows_aligned(a.u, {a.u_sb, a.u_sd}) && rows_aligned(a.delta, {a.dl_sb, a.dl_sd}) && rows_aligned(a.y, {a.y_sb, a.y_sd}) &&
+    // A time axis of length 1 has any stride; it counts as unit.
+    auto unit = [&](const Tensor & t, int axis) { return t.shape[axis] <= 1 || t.stride[axis] == 1; };
+    const bool unit_time = unit(u, 2) && unit(dl, 2) && unit(y, 2) && (!a.has_z || unit(views[iz], 2)) && (!var || (unit(B, 3) && unit(C, 3)));
+    a.vec = unit_time && rows_aligned(a.u, {a.u_sb, a.u_sd}) && rows_aligned(a.delta, {a.dl_sb, a.dl_sd}) && rows_aligned(a.y, {a.y_sb, a.y_sd}) &&
             (!a.has_z || rows_aligned(a.z, {a.z_sb, a.z_sd})) &&
             (!var || (rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_sn}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_sn})));
+
+    a.nseg = split ? nseg : 1;
+    a.seg_len = split ? seg_len : p.len;
+    if (split) {
+        a.seg_state = reinterpret_cast<float *>(ws + seg_state_off);
+        a.seg_dt_sum = reinterpret_cast<float *>(ws + seg_dt_off);
+    }
 
     switch (T) {
         case DType::BF16: scan::run_bf16(ctx, a, p.batch, var); break;

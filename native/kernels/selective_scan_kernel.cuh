@@ -1,6 +1,37 @@
-// The fused Mamba-1 scan kernel (see selective_scan.cu for the design), instantiated per element type
-// in selective_scan_<type>.cu so the variants compile in parallel.
+// The fused Mamba-1 selective scan kernels, instantiated per element type in selective_scan_<type>.cu
+// so the variants compile in parallel.
+//
+// What must move: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) bytes, e.g. bf16
+// B8 D5120 L2048 N16: 671 MB + 1 MB, 0.16 ms at 4.2 TB/s. FLOPs per (b, d, t, n): one exp2 (MUFU, 16 a
+// clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz, the real floor), a multiply
+// for dt*A, two FMAs for h and one for the C contraction; per (b, d, t): softplus, SiLU (two more MUFU).
+//
+// Design of the main path (selective_scan_channel_kernel):
+// - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
+//   contraction, the D skip and the SiLU(z) gate in one kernel; each input read once, y written once.
+// - One thread per channel, its (up to 16) states in registers for its whole segment: no reduction
+//   across lanes. A block is 128 channels of one group for one segment of one batch row.
+// - Tiling: chunks of 16 steps. u, delta, z rows ((b, d, l) layout, time contiguous) are read 32 bytes
+//   per thread and chunk (a full sector, two 16-byte loads) one chunk ahead of the compute; B and C of
+//   the group ((b, g, n, l)) are loaded once per block and chunk with 16-byte loads by the first
+//   2*N*pieces threads, converted to float [step][state] in double-buffered shared memory and read by
+//   every thread as broadcast float4s. One __syncthreads per chunk.
+// - Enough threads: below 32768 channels (batch 1) the sequence is split into up to S segments of a
+//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 256 steps); a summary
+//   pass gives each segment's local end state and sum of dt, a small pass carries the states across
+//   segments, and the final pass re-runs every segment from its true start state. Cost of the split:
+//   (S-1)/S more reads of u, delta, B and exp2 work.
+// - Any length (the last chunk is masked: dt = 0 past the end leaves h unchanged), dstate 1..16
+//   (padded to 4, 8 or 16), groups, initial/final state (slot 0 of the segment states holds the
+//   initial state so an aliased final state is written only after it was read).
+// Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
+// block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
+// The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
+// else per-step loads, coalesced across a warp for (b, l, d) buffers); for the general kernel, inputs
+// whose time axis is not contiguous are copied first (selective_scan.cu).
 #pragma once
+
+#include <type_traits>
 
 #include "common.cuh"
 
@@ -18,6 +49,13 @@ struct ScanArgs {
     int64_t A_sd, A_sn, D_s, bias_s;
     int64_t init_sb, init_sd, init_sn, fin_sb, fin_sd, fin_sn;
     int64_t dim, len, dstate, channels_per_group;
+    // Sequence segments of the channel path: nseg segments of seg_len steps (a multiple of the chunk);
+    // with nseg > 1, seg_state holds (batch, nseg, 16-padded dstate, dim) floats and seg_dt_sum
+    // (batch, nseg, dim).
+    int64_t seg_len, nseg;
+    float *seg_state, *seg_dt_sum;
+    // Time strides of the channel path (the general kernel needs 1): u, delta, z, y and B, C.
+    int64_t u_st, dl_st, z_st, y_st, B_st, C_st;
     bool softplus, has_D, has_z, has_bias, has_init, has_fin, vec;
 };
 
@@ -199,135 +237,335 @@ void dispatch_scan_config(mamba_context & ctx, const ScanArgs & a, int64_t batch
 }
 
 
-// ---- one thread per channel ---------------------------------------------------------------------
-// For many channels and dstate <= 16: each thread owns a whole channel (16 recurrences in registers),
-// so no lane reduction is needed, and the block's channels share one group's B and C, staged per chunk
-// in shared memory as float [step][state] and read back as broadcast float4s. u, delta and z of the
-// next chunk are loaded (16 bytes a tensor) while the current chunk runs.
-// Requires: variable B/C, every block inside one group, 16-byte aligned rows, len % 8 == 0.
+// ---- one thread per channel, sequence split into segments -----------------------------------------
+// The main path (variable B/C, dstate <= 16, 16-byte aligned rows, every block inside one group).
+// Each thread owns one channel with all its states in registers, so there is no lane reduction; the
+// block's 128 channels share one group's B and C, staged per chunk of 16 steps in shared memory as
+// float [step][state] and read back as broadcast float4s. Each thread reads its u, delta and z rows
+// 32 bytes (one full sector) per chunk with 16-byte loads, one chunk ahead of the compute, and B/C of
+// the next chunk are loaded while the current one runs: one __syncthreads per chunk.
+// Too few channels to fill the device (batch 1): the sequence is cut into segments run in parallel.
+//   pass 1 (kSummary): segments 0..S-2 scan from a zero state and keep only their end state and the sum
+//           of their dt (the segment's decay is exp2(A*log2e * sum dt)); no y, no C, no z is read;
+//   pass 2 (combine_segments): per (batch, channel, state), a sequential carry over the S segments
+//           turns the local end states into the true start state of every segment;
+//   pass 3: every segment re-runs from its true start state and writes y (the last one the final state).
+// The split costs one extra read of u, delta, B and one extra exp2 per (t, n) for segments 0..S-2,
+// traded for S times more threads when batch * dim is small.
+template <class T, int kStates>
 struct ChannelScanTraits {
-    static constexpr int kThreads = 64;  // channels per block
-    static constexpr int kN = 16;        // states per channel (padded)
-    static constexpr int kChunk = 8;
+    using Elem = T;
+    static constexpr int kN = kStates;                   // states per channel (dstate padded up)
+    static constexpr int kChunk = 16;                    // steps per chunk: 32 bytes of a bf16 row
+    static constexpr int kVec = 16 / int(sizeof(T));     // elements per 16-byte load
+    static constexpr int kPieces = kChunk / kVec;        // 16-byte loads per row and chunk
+    // Channels per block: small blocks spread B8 D5120 (640 blocks) evenly over 132 SMs; float32 with
+    // 16 states needs 128 threads to stage B and C in one load each.
+    static constexpr int kThreads = 2 * kN * kPieces <= 64 ? 64 : 128;
+    // 16 warps an SM for 16-bit types (at most 128 registers a thread); float32 keeps its registers.
+    static constexpr int kMinBlocksPerSM = sizeof(T) == 2 ? 512 / kThreads : 1;
+    static_assert(2 * kN * kPieces <= kThreads, "B/C staging needs one thread per 16-byte piece");
 };
 
-template <class T>
-__global__ void __launch_bounds__(ChannelScanTraits::kThreads) selective_scan_channel_kernel(ScanArgs a) {
-    constexpr int N = ChannelScanTraits::kN, CH = ChannelScanTraits::kChunk, kThreads = ChannelScanTraits::kThreads;
+// Threads an SM is assumed to hold (see kMinBlocksPerSM), and the shortest segment worth a split.
+constexpr int64_t kResidentThreadsPerSM = 512;
+constexpr int64_t kMinSegmentSteps = 256;
+
+// One chunk of one row kept as raw 32-bit words (two 16-bit elements or one float) until consumed;
+// words, not an array of T, so that per-step loads stay in registers.
+template <class T, int CH>
+struct RawChunk {
+    static constexpr int kPerWord = 4 / int(sizeof(T));
+    static constexpr int kWords = CH / kPerWord;
+    static_assert(kWords % 4 == 0, "a chunk is whole 16-byte vectors");
+    uint32_t w[kWords];
+    __device__ __forceinline__ static uint32_t bits(T x) {
+        if constexpr (std::is_same_v<T, float>) return __float_as_uint(x);
+        else if constexpr (std::is_same_v<T, bf16_t>) return __bfloat16_as_ushort(x);
+        else return __half_as_ushort(x);
+    }
+    __device__ __forceinline__ float at(int k) const {
+        const uint32_t word = w[k / kPerWord] >> (16 * (kPerWord - 1) * (k % kPerWord));
+        if constexpr (std::is_same_v<T, float>) return __uint_as_float(word);
+        else if constexpr (std::is_same_v<T, bf16_t>) return __bfloat162float(__ushort_as_bfloat16((unsigned short)(word & 0xffffu)));
+        else return __half2float(__ushort_as_half((unsigned short)(word & 0xffffu)));
+    }
+    // count < CH: the steps past the end read as zero. kContiguous: unit time stride, 16-byte aligned.
+    template <bool kContiguous>
+    __device__ __forceinline__ void load(const T * p, int count, int64_t stride) {
+        if (kContiguous && count >= CH) {
+#pragma unroll
+            for (int c = 0; c < kWords / 4; ++c) {
+                const uint4 q = reinterpret_cast<const uint4 *>(p)[c];
+                w[4 * c] = q.x;
+                w[4 * c + 1] = q.y;
+                w[4 * c + 2] = q.z;
+                w[4 * c + 3] = q.w;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < kWords; ++i) {
+                uint32_t word = 0;
+#pragma unroll
+                for (int j = 0; j < kPerWord; ++j) {
+                    const int k = i * kPerWord + j;
+                    if (k < count) word |= bits(p[k * stride]) << (16 * (kPerWord - 1) * j);
+                }
+                w[i] = word;
+            }
+        }
+    }
+};
+
+// kContiguous: every streamed tensor has unit time stride and 16-byte aligned rows ((b, d, l) and
+// (b, g, n, l) layouts): 16-byte loads. Otherwise, e.g. (b, l, d) and (b, l, n) buffers viewed with the
+// time axis last, each thread reads its channel one step at a time; consecutive threads read
+// consecutive channels, so a warp's loads of one step stay coalesced.
+template <class Tr, bool kSummary, bool kContiguous>
+// Per-step loads need more address registers: fewer blocks an SM for them rather than spills.
+__global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerSM : (Tr::kMinBlocksPerSM * 3 + 3) / 4) selective_scan_channel_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int N = Tr::kN, CH = Tr::kChunk, kVec = Tr::kVec, kPieces = Tr::kPieces;
+    constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
+    // Strided staging: thread i holds elements i, i + kThreads, ... of the chunk's [B|C][step][state].
+    constexpr int kStridedPer = kRows * CH / Tr::kThreads;
+    static_assert(kRows * CH % Tr::kThreads == 0, "strided B/C staging splits evenly");
     __shared__ __align__(16) float s_B[2][CH][N];
     __shared__ __align__(16) float s_C[2][CH][N];
 
     const int64_t b = blockIdx.y;
-    const int64_t d_first = int64_t(blockIdx.x) * kThreads;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * Tr::kThreads;
     const int64_t d_raw = d_first + threadIdx.x;
     const bool channel_valid = d_raw < a.dim;
-    const int64_t d = channel_valid ? d_raw : a.dim - 1;
-    const int64_t g = d_first / a.channels_per_group;  // the whole block is in one group
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle threads shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
 
     const T * up = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d * a.u_sd;
     const T * dp = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d * a.dl_sd;
-    const T * zp = a.has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d * a.z_sd : nullptr;
+    const bool has_z = !kSummary && a.has_z;
+    const T * zp = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d * a.z_sd : nullptr;
     T * yp = reinterpret_cast<T *>(a.y) + b * a.y_sb + d * a.y_sd;
     const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
     const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
 
+    // Segment state slots: (batch, segment, state, dim) floats, dim innermost for coalescing.
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
     float A2[N], h[N];
 #pragma unroll
     for (int n = 0; n < N; ++n) {
         const bool valid = n < a.dstate;
         A2[n] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
-        h[n] = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[n] = 0.0f;
+            // Slot 0 holds the initial state, read here, before pass 3 may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[n] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
     }
     const float Dv = a.has_D ? a.D[d * a.D_s] : 0.0f;
     const float bias = a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f;
 
-    // Staging role: threads 0..15 load a B row's chunk, 16..31 a C row's (16 bytes or two).
-    const int stage_n = threadIdx.x & 15;
-    const bool stage_c = threadIdx.x >= 16 && threadIdx.x < 32;
-    const bool stager = threadIdx.x < 32;
-    const T * stage_row = stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn;
-    const bool stage_valid = stage_n < a.dstate;
-
-    float un[CH], dn[CH], zn[CH];
-    load_floats<T, CH>(up, un, true);
-    load_floats<T, CH>(dp, dn, true);
-    if (a.has_z) load_floats<T, CH>(zp, zn, true);
-    const int64_t chunks = a.len / CH;
-    for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t t0 = c * CH;
-        const int buf = int(c & 1);
-        float uu[CH], dl[CH], zz[CH];
+    // Staging role: thread i < kRows * kPieces loads 16 bytes (piece i % kPieces) of row i / kPieces.
+    const int stage_row = threadIdx.x / kPieces, stage_piece = threadIdx.x % kPieces;
+    const bool stager = threadIdx.x < kRows * kPieces;
+    const int stage_n = stage_row < N ? stage_row : stage_row - N;
+    const bool stage_c = stage_row >= N;
+    const bool stage_valid = stager && stage_n < a.dstate;
+    const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
+    RawChunk<T, kVec> stage_raw;
+    T strided_raw[kContiguous ? 1 : kStridedPer];
+    auto stage_load = [&](int64_t t0) {
+        if constexpr (kContiguous) {
+            const int64_t count = t_end - t0 - stage_piece * kVec;
+            if (stage_valid) stage_raw.template load<true>(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+        } else {
 #pragma unroll
-        for (int k = 0; k < CH; ++k) {
-            uu[k] = un[k];
-            dl[k] = dn[k];
-            zz[k] = a.has_z ? zn[k] : 0.0f;
-        }
-        if (stager) {
-            float v[CH];
-            if (stage_valid) load_floats<T, CH>(stage_row + t0, v, true);
-#pragma unroll
-            for (int k = 0; k < CH; ++k) {
-                const float x = stage_valid ? v[k] : 0.0f;
-                if (stage_c) s_C[buf][k][stage_n] = x;
-                else s_B[buf][k][stage_n] = x;
+            for (int j = 0; j < kStridedPer; ++j) {
+                const int e = int(threadIdx.x) + j * Tr::kThreads;
+                const int n = e % N, k = (e / N) % CH;
+                const bool c = e >= N * CH;
+                const bool in = n < a.dstate && t0 + k < t_end;
+                strided_raw[j] = in ? (c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
             }
         }
-        if (c + 1 < chunks) {
-            load_floats<T, CH>(up + t0 + CH, un, true);
-            load_floats<T, CH>(dp + t0 + CH, dn, true);
-            if (a.has_z) load_floats<T, CH>(zp + t0 + CH, zn, true);
+    };
+    auto stage_store = [&](int buf) {
+        if constexpr (kContiguous) {
+            if (!stager) return;
+            float(*dst)[N] = stage_c ? s_C[buf] : s_B[buf];
+#pragma unroll
+            for (int k = 0; k < kVec; ++k) dst[stage_piece * kVec + k][stage_n] = stage_valid ? stage_raw.at(k) : 0.0f;
+        } else {
+#pragma unroll
+            for (int j = 0; j < kStridedPer; ++j) {
+                const int e = int(threadIdx.x) + j * Tr::kThreads;
+                const int n = e % N, k = (e / N) % CH;
+                float(*dst)[N] = e >= N * CH ? s_C[buf] : s_B[buf];
+                dst[k][n] = to_f32<T>(strided_raw[j]);
+            }
         }
-        __syncthreads();
+    };
+
+    RawChunk<T, CH> u_next, dl_next, z_next;
+    auto row_load = [&](int64_t t0) {
+        const int64_t left = t_end - t0;
+        const int count = left < CH ? int(left) : CH;
+        u_next.template load<kContiguous>(up + t0 * a.u_st, count, a.u_st);
+        dl_next.template load<kContiguous>(dp + t0 * a.dl_st, count, a.dl_st);
+        if (has_z) z_next.template load<kContiguous>(zp + t0 * a.z_st, count, a.z_st);
+    };
+
+    float dt_sum = 0.0f;
+    row_load(t_begin);
+    stage_load(t_begin);
+    stage_store(0);
+    __syncthreads();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        const RawChunk<T, CH> uu = u_next, dl = dl_next, zz = z_next;
+        const bool more = t0 + CH < t_end;
+        if (more) {
+            row_load(t0 + CH);
+            stage_load(t0 + CH);
+        }
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
         float out[CH];
 #pragma unroll
         for (int k = 0; k < CH; ++k) {
-            float dt = dl[k] + bias;
+            float dt = dl.at(k) + bias;
             if (a.softplus) dt = softplus_f(dt);
-            const float du = dt * uu[k];
+            if (k >= steps) dt = 0.0f;  // past the end: decay 1 and no input (u reads as zero)
+            const float u = uu.at(k);
+            const float du = dt * u;
             const float4 * Bq = reinterpret_cast<const float4 *>(s_B[buf][k]);
-            const float4 * Cq = reinterpret_cast<const float4 *>(s_C[buf][k]);
-            float acc0 = 0.0f, acc1 = 0.0f;
+            if constexpr (kSummary) {
+                dt_sum += dt;
 #pragma unroll
-            for (int q = 0; q < N / 4; ++q) {
-                const float4 Bv = Bq[q], Cv = Cq[q];
-                h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
-                h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
-                h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
-                h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
-                acc0 += Cv.x * h[4 * q + 0] + Cv.z * h[4 * q + 2];
-                acc1 += Cv.y * h[4 * q + 1] + Cv.w * h[4 * q + 3];
+                for (int q = 0; q < N / 4; ++q) {
+                    const float4 Bv = Bq[q];
+                    h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
+                    h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
+                    h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
+                    h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
+                }
+            } else {
+                const float4 * Cq = reinterpret_cast<const float4 *>(s_C[buf][k]);
+                float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+                for (int q = 0; q < N / 4; ++q) {
+                    const float4 Bv = Bq[q], Cv = Cq[q];
+                    h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
+                    h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
+                    h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
+                    h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
+                    acc0 += Cv.x * h[4 * q + 0] + Cv.z * h[4 * q + 2];
+                    acc1 += Cv.y * h[4 * q + 1] + Cv.w * h[4 * q + 3];
+                }
+                float y = acc0 + acc1 + Dv * u;
+                if (has_z) y *= silu_f(zz.at(k));
+                out[k] = y;
             }
-            float y = acc0 + acc1 + Dv * uu[k];
-            if (a.has_z) y *= silu_f(zz[k]);
-            out[k] = y;
         }
-        if (channel_valid) store_floats<T, CH>(yp + t0, out, true);
+        if constexpr (!kSummary) {
+            if (channel_valid) {
+                if (kContiguous && steps == CH) {
+                    store_floats<T, CH>(yp + t0, out, true);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < CH; ++k)
+                        if (k < steps) yp[(t0 + k) * a.y_st] = from_f32<T>(out[k]);
+                }
+            }
+        }
+        if (more) stage_store(buf ^ 1);
+        __syncthreads();
     }
-    if (a.has_fin && channel_valid) {
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+        // Local end state into the next segment's slot; pass 2 adds the carried-in part.
+#pragma unroll
+        for (int n = 0; n < N; ++n) a.seg_state[slot(seg + 1, n)] = h[n];
+        a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
 #pragma unroll
         for (int n = 0; n < N; ++n)
             if (n < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + n * a.fin_sn] = h[n];
     }
 }
 
-template <class T>
-bool try_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
-    constexpr int kThreads = ChannelScanTraits::kThreads;
-    const bool one_group_per_block = a.channels_per_group % kThreads == 0 || a.channels_per_group >= a.dim;
-    const bool enough_channels = batch * a.dim >= 16384;
-    if (!variable || !a.vec || a.dstate > ChannelScanTraits::kN || a.len % ChannelScanTraits::kChunk != 0 || a.len == 0 || !one_group_per_block ||
-        !enough_channels || batch > 65535)
-        return false;
-    const dim3 grid(unsigned(ceil_div(a.dim, kThreads)), unsigned(batch));
-    selective_scan_channel_kernel<T><<<grid, kThreads, 0, stream_of(ctx)>>>(a);
+// Pass 2: slot[s] = exp2(A*log2e * dt_sum[s-1]) * slot[s-1] + slot[s], from slot 0 (the initial state).
+template <int N>
+__global__ void __launch_bounds__(256) combine_segments_kernel(ScanArgs a, int64_t batch) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= batch * a.dim * N) return;
+    const int64_t d = i % a.dim, n = (i / a.dim) % N, b = i / (a.dim * N);
+    const float A2 = n < a.dstate ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+    float * st = a.seg_state + (b * a.nseg * N + n) * a.dim + d;
+    const int64_t slot_stride = N * a.dim;
+    float carry = st[0];
+    for (int64_t s = 1; s < a.nseg; ++s) {
+        const float decay = exp2f(A2 * a.seg_dt_sum[(b * a.nseg + s - 1) * a.dim + d]);
+        carry = decay * carry + st[s * slot_stride];
+        st[s * slot_stride] = carry;
+    }
+}
+
+// Segment length (a multiple of chunk) for batch * dim channels over len steps; len itself (rounded
+// up): no split. A split is worth its extra pass only when the channels fill less than half of the
+// device; it then aims at about two full waves of blocks.
+inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chunk, int multiprocessors) {
+    int64_t nseg = 1;
+    const int64_t channels = batch * ceil_div(dim, int64_t(64)) * 64;
+    const int64_t capacity = int64_t(multiprocessors) * kResidentThreadsPerSM;
+    if (2 * channels <= capacity) {
+        nseg = 2 * capacity / channels;
+        const int64_t by_len = len / kMinSegmentSteps;
+        nseg = nseg < by_len ? nseg : by_len;
+        nseg = nseg < 1 ? 1 : nseg > 4096 ? 4096 : nseg;
+    }
+    return ceil_div(ceil_div(len, nseg), int64_t(chunk)) * chunk;
+}
+
+// Any strides; a.vec picks the 16-byte loads.
+inline bool channel_scan_supported(int64_t batch, int64_t dim, int64_t len, int64_t dstate, int64_t channels_per_group, bool variable) {
+    constexpr int kThreads = 128;
+    const bool one_group_per_block = channels_per_group % kThreads == 0 || channels_per_group >= dim;
+    return variable && dstate <= 16 && len > 0 && one_group_per_block && batch <= 65535;
+}
+
+template <class Tr, bool kContiguous>
+void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
+    if (a.nseg > 1) {
+        selective_scan_channel_kernel<Tr, true, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel (segment summaries)");
+        const int64_t total = batch * a.dim * Tr::kN;
+        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
+        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
+    }
+    selective_scan_channel_kernel<Tr, false, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
-    return true;
 }
 
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
-    if (fast_paths_enabled() && try_channel_scan<T>(ctx, a, batch, variable)) return;
+    if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
+        if (a.vec) {
+            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, true>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, true>(ctx, a, batch);
+            else launch_channel_scan<ChannelScanTraits<T, 16>, true>(ctx, a, batch);
+        } else {
+            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, false>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, false>(ctx, a, batch);
+            else launch_channel_scan<ChannelScanTraits<T, 16>, false>(ctx, a, batch);
+        }
+        return;
+    }
     if (variable) dispatch_scan_config<T, true>(ctx, a, batch);
     else dispatch_scan_config<T, false>(ctx, a, batch);
 }

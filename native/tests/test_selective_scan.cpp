@@ -49,6 +49,49 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
     }
 }
 
+// Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
+// into segments (state carried across segment boundaries), masked final chunks, blocks only partly
+// filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
+// buffers read in place one step at a time.
+TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
+    const ScanShape shapes[] = {
+        {1, 256, 3000, 16, 2, true},  // many segments, two groups of 128 channels, length not a multiple of 8
+        {2, 200, 1096, 16, 1, true},  // dim not a multiple of the block, a final chunk of 8 steps
+        {1, 64, 2056, 5, 1, true},    // dstate 5 padded to 8, last segment shorter than the others
+        {1, 128, 520, 1, 1, true},    // dstate 1, two segments
+        {1, 96, 1001, 16, 1, true},   // odd length: rows not 16-byte aligned
+        {1, 8, 4096, 4, 1, true},     // very few channels, long
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 500;
+    for (const auto & dt : dtypes) {
+        for (Layout layout : {Layout::Contiguous, Layout::Permuted}) {  // (b, d, l) and (b, l, d) buffers
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " " + layout_name(layout) + " batch " + std::to_string(s.batch) + " dim " +
+                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " +
+                             std::to_string(s.groups));
+                ScanProblem p(s, ScanOptions{}, dt, layout, seed++);
+                check(p);
+            }
+        }
+    }
+}
+
+// The final state written over the initial state it was read from (one tensor for both), on a problem
+// long enough to be split into segments on CUDA: the result must not depend on which part ran first.
+TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
+    ScanProblem p({1, 128, 2000, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 600);
+    p.upload(ctx());
+    const auto ref = reference_scan(p);
+    auto a = p.args();
+    a.final_state = p.initial_state.dl();
+    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+    p.y.download(ctx());
+    p.initial_state.download(ctx());
+    EXPECT_CLOSE(p.y.values(), ref.y, tolerance(DType::F32), tolerance(DType::F32));
+    EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+}
+
 TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {
     for (int mask = 0; mask < 64; ++mask) {
         ScanOptions o;
