@@ -4,6 +4,8 @@
 var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var cuda = Argument("cuda", EnvironmentVariable("MAMBA_CUDA") ?? "AUTO");
+// CUDA build of libmamba to ship in Mamba.Native as runtimes/linux-x64/native/libmamba_cuda.so (Pack), if it exists.
+var cudaLibraryArgument = Argument<string>("cuda-library", EnvironmentVariable("MAMBA_CUDA_LIBRARY"));
 // Default main job: stream a continuation from the shipped model (models/mamba2-pystdlib).
 var runArgs = Argument("args", "generate --prompt \"def fibonacci(n):\" --max-tokens 64");
 
@@ -85,6 +87,24 @@ Task("Pack")
 {
     var packages = root.Combine("artifacts/packages");
     CleanDirectory(packages);
+    var cudaLibrary = MakeAbsolute(File(cudaLibraryArgument ?? "build/cuda/lib/libmamba.so"));
+    if (cudaLibraryArgument is not null && !FileExists(cudaLibrary))
+    {
+        throw new Exception($"--cuda-library: {cudaLibrary} does not exist");
+    }
+    var packedCudaLibrary = root.CombineWithFilePath("artifacts/native/libmamba_cuda.so");
+    if (FileExists(cudaLibrary))
+    {
+        // Copied under its packaged name: the source may be a versioned file name (libmamba.so.0.1.0) or a symlink.
+        EnsureDirectoryExists(packedCudaLibrary.GetDirectory());
+        System.IO.File.Copy(cudaLibrary.FullPath, packedCudaLibrary.FullPath, overwrite: true);
+        Information($"Mamba.Native carries the CUDA build {cudaLibrary} as libmamba_cuda.so");
+    }
+    else
+    {
+        DeleteFiles(packedCudaLibrary.FullPath);
+        Information($"no CUDA build at {cudaLibrary}: Mamba.Native carries the CPU build only");
+    }
     foreach (var project in new[] { "src/Mamba.Native/Mamba.Native.csproj", "src/Mamba.Managed/Mamba.Managed.csproj", "src/Mamba.Cli/Mamba.Cli.csproj" })
     {
         DotNetPack(root.CombineWithFilePath(project).FullPath, new DotNetPackSettings
@@ -92,6 +112,7 @@ Task("Pack")
             Configuration = configuration,
             NoBuild = true,
             OutputDirectory = packages,
+            MSBuildSettings = new DotNetMSBuildSettings().WithProperty("MambaCudaLibrary", packedCudaLibrary.FullPath),
         });
     }
 });

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Mamba.Models;
 using Mamba.Runtime;
 using Mamba.Tensors;
@@ -23,62 +22,94 @@ internal static class BenchCommand
         var prefill = new Option<int>("--prefill") { Description = "Prompt length of the prefill measurement (0: skip)", DefaultValueFactory = _ => 512 };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file" };
         var markdown = new Option<string?>("--markdown") { Description = "Write the results as a Markdown table to this file" };
+        var plots = new Option<string?>("--plots") { Description = $"Write PNG charts into this directory: {BenchPlots.RooflineFile} (decode weight bandwidth vs the measured bandwidth), {BenchPlots.ThroughputFile} (tokens/s vs batch size) and, with --profile, {BenchPlots.ProfileFile}" };
+        var profile = new Option<int>("--profile") { Description = "Also profile one prefill of this many tokens per shape and dtype: time and share of each op (0: skip)", DefaultValueFactory = _ => 0 };
+        var fromJson = new Option<string?>("--from-json") { Description = "Do not measure: read the results of an earlier --json run and write the table, --markdown and --plots from them" };
         var command = new Command("bench", "Decode and prefill speed of random-weight models in public checkpoint shapes, against measured memory bandwidth")
         {
-            device, threads, shapes, dtypes, batches, steps, prefill, json, markdown,
+            device, threads, shapes, dtypes, batches, steps, prefill, json, markdown, plots, profile, fromJson,
         };
         command.SetAction(parse =>
         {
-            var stepCount = parse.GetValue(steps);
-            if (stepCount < 1)
+            var report = parse.GetValue(fromJson) is { } saved ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
+            var table = Table(report);
+            if (parse.GetValue(fromJson) is not null)
             {
-                throw new ArgumentException("--steps must be at least 1");
+                stdout.Write(table);
             }
-            var prefillTokens = parse.GetValue(prefill);
-            if (prefillTokens < 0)
-            {
-                throw new ArgumentException("--prefill must not be negative");
-            }
-            var shapeList = Split(parse.GetValue(shapes)!);
-            foreach (var s in shapeList)
-            {
-                _ = ModelShapes.Get(s); // unknown names fail before any work
-            }
-            var dtypeList = Split(parse.GetValue(dtypes)!).Select(ParseDType).ToList();
-            var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
-                ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
-            var threadCount = parse.GetValue(threads);
-            var dev = parse.GetValue(device) is { } d ? Device.Parse(d) : Device.Default;
-            using var context = new MambaContext(dev, threadCount);
-            var bandwidth = ModelBench.MeasureBandwidth(context, threadCount);
-            var kind = dev.Type == DeviceType.Cpu ? "read" : "copy";
-            stdout.WriteLine($"device {dev}, memory {kind} bandwidth {bandwidth / 1e9:F1} GB/s");
-            var results = new List<ModelBenchResult>();
-            foreach (var shape in shapeList)
-            {
-                foreach (var dtype in dtypeList)
-                {
-                    foreach (var batch in batchList)
-                    {
-                        var r = ModelBench.Run(context, shape, dtype, batch, stepCount, prefillTokens, bandwidth, threadCount);
-                        results.Add(r);
-                        stdout.WriteLine(Row(r));
-                    }
-                }
-            }
-            var table = Table(dev, bandwidth, kind, results);
             if (parse.GetValue(markdown) is { } md)
             {
                 File.WriteAllText(md, table);
             }
             if (parse.GetValue(json) is { } js)
             {
-                File.WriteAllText(js, JsonSerializer.Serialize(new { device = dev.ToString(), bandwidthBytesPerSecond = bandwidth, bandwidthKind = kind, results },
-                    new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(js, report.ToJson());
+            }
+            if (parse.GetValue(plots) is { } dir)
+            {
+                foreach (var path in BenchPlots.Write(dir, report))
+                {
+                    stdout.WriteLine($"wrote {path}");
+                }
             }
             return 0;
         });
         return command;
+    }
+
+    private static BenchReport Measure(ParseResult parse, TextWriter stdout, Option<string?> device, Option<int> threads, Option<string> shapes,
+        Option<string> dtypes, Option<string> batches, Option<int> steps, Option<int> prefill, Option<int> profile)
+    {
+        var stepCount = parse.GetValue(steps);
+        if (stepCount < 1)
+        {
+            throw new ArgumentException("--steps must be at least 1");
+        }
+        var prefillTokens = parse.GetValue(prefill);
+        if (prefillTokens < 0)
+        {
+            throw new ArgumentException("--prefill must not be negative");
+        }
+        var profileTokens = parse.GetValue(profile);
+        if (profileTokens < 0)
+        {
+            throw new ArgumentException("--profile must not be negative");
+        }
+        var shapeList = Split(parse.GetValue(shapes)!);
+        foreach (var s in shapeList)
+        {
+            _ = ModelShapes.Get(s); // unknown names fail before any work
+        }
+        var dtypeList = Split(parse.GetValue(dtypes)!).Select(ParseDType).ToList();
+        var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
+            ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
+        var threadCount = parse.GetValue(threads);
+        var dev = parse.GetValue(device) is { } d ? Device.Parse(d) : Device.Default;
+        using var context = new MambaContext(dev, threadCount);
+        var bandwidth = ModelBench.MeasureBandwidth(context, threadCount);
+        var kind = dev.Type == DeviceType.Cpu ? "read" : "copy";
+        stdout.WriteLine($"device {dev}, memory {kind} bandwidth {bandwidth / 1e9:F1} GB/s");
+        var results = new List<ModelBenchResult>();
+        var profiles = new List<PrefillProfile>();
+        foreach (var shape in shapeList)
+        {
+            foreach (var dtype in dtypeList)
+            {
+                foreach (var batch in batchList)
+                {
+                    var r = ModelBench.Run(context, shape, dtype, batch, stepCount, prefillTokens, bandwidth, threadCount);
+                    results.Add(r);
+                    stdout.WriteLine(Row(r));
+                }
+                if (profileTokens > 0)
+                {
+                    var p = ModelBench.Profile(context, shape, dtype, profileTokens, threadCount);
+                    profiles.Add(p);
+                    stdout.Write(ProfileTable(p));
+                }
+            }
+        }
+        return new BenchReport(dev.ToString(), bandwidth, kind, results, profiles.Count > 0 ? profiles : null);
     }
 
     private static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -94,16 +125,37 @@ internal static class BenchCommand
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
         $"| {r.Shape} | {r.DType} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} |");
 
-    private static string Table(Device device, double bandwidth, string kind, IEnumerable<ModelBenchResult> results)
+    private static string Table(BenchReport report)
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Device {device}; memory {kind} bandwidth {bandwidth / 1e9:F1} GB/s (measured in the same run).");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Device {report.Device}; memory {report.BandwidthKind} bandwidth {report.BandwidthBytesPerSecond / 1e9:F1} GB/s (measured in the same run).");
         sb.AppendLine();
         sb.AppendLine("| shape | weights | batch | weight MB | decode ms/step | decode tok/s | floor ms (weights / bandwidth) | % of floor | prefill tok/s |");
         sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        foreach (var r in results)
+        foreach (var r in report.Results)
         {
             sb.AppendLine(Row(r));
+        }
+        foreach (var p in report.Profiles ?? [])
+        {
+            sb.AppendLine();
+            sb.Append(ProfileTable(p));
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The ops of one profiled prefill, largest share first.</summary>
+    internal static string ProfileTable(PrefillProfile p)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture,
+            $"Prefill profile: {p.Shape} {p.DType}, {p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
+        sb.AppendLine();
+        sb.AppendLine("| op | calls | ms | % of prefill |");
+        sb.AppendLine("|---|---:|---:|---:|");
+        foreach (var o in p.Ops.OrderByDescending(o => o.Milliseconds))
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {o.Op} | {o.Calls} | {o.Milliseconds:F3} | {o.Percent:F1}% |");
         }
         return sb.ToString();
     }

@@ -23,6 +23,10 @@ internal static class InfoCommand
         var path = MambaLibrary.Load();
         stdout.WriteLine($"Mamba.NET {typeof(InfoCommand).Assembly.GetName().Version?.ToString(3)}");
         stdout.WriteLine($"libmamba {MambaRuntime.Version} (ABI {MambaRuntime.AbiVersion}) from {path}");
+        foreach (var note in MambaLibrary.LoadNotes)
+        {
+            stdout.WriteLine($"note: {note}");
+        }
         stdout.WriteLine($"build: {MambaRuntime.BuildInfo}");
         stdout.WriteLine($"backends: cpu{(MambaRuntime.HasCudaBackend ? ", cuda" : "")}");
         stdout.WriteLine("devices:");

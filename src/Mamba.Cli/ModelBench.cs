@@ -69,6 +69,38 @@ internal static class ModelBench
             prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0);
     }
 
+    /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
+    /// after one unprofiled warm-up prefill.</summary>
+    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, int tokens, int threads)
+    {
+        var config = ModelShapes.Get(shape);
+        using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
+        using var model = MambaModel.Create(config, checkpoint, new MambaModelOptions { Device = context.Device, CpuThreads = threads }, context);
+        using var session = model.CreateSession(1);
+        var prompt = Enumerable.Range(0, tokens).Select(i => 3 + (i * 7919) % (config.VocabSize - 3)).ToArray();
+        session.Prefill(0, prompt);
+        session.Reset(0);
+        context.Synchronize();
+        var timings = new OpTimings();
+        context.Profiler = timings;
+        double totalMs;
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            session.Prefill(0, prompt);
+            context.Synchronize();
+            totalMs = sw.Elapsed.TotalMilliseconds;
+        }
+        finally
+        {
+            context.Profiler = null;
+        }
+        var ops = timings.Ops.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
+        var other = Math.Max(0, totalMs - timings.TotalMilliseconds);
+        ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
+        return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops);
+    }
+
     private static double Median(int count, Action action)
     {
         var times = new double[count];

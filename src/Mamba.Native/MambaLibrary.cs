@@ -7,7 +7,9 @@ namespace Mamba.Native;
 
 /// <summary>
 /// Finds and loads libmamba: the file named by <c>MAMBA_NATIVE_LIBRARY</c>, else next to the application or
-/// this assembly, else under <c>runtimes/&lt;rid&gt;/native/</c>, else the system's search path. Loading
+/// this assembly, else under <c>runtimes/&lt;rid&gt;/native/</c>, else the system's search path. In each folder
+/// the CUDA build (<c>libmamba_cuda.so</c>) is preferred to the CPU-only one when it loads; it needs the NVIDIA
+/// driver's libcuda.so.1, and without it the CPU build is used and <see cref="LoadNotes"/> says why. Loading
 /// also checks that the library's ABI version is the one these bindings were generated for.
 /// </summary>
 public static class MambaLibrary
@@ -34,6 +36,16 @@ public static class MambaLibrary
     /// <summary>The file the library was loaded from, once loaded.</summary>
     public static string? LoadedPath { get; private set; }
 
+    /// <summary>Why a preferred library was passed over (for example the CUDA build without an NVIDIA driver);
+    /// empty when the first library found was loaded.</summary>
+    public static IReadOnlyList<string> LoadNotes => Notes;
+
+    private static readonly List<string> Notes = [];
+
+    /// <summary>The file name of the CUDA build of the library on this platform (null where there is none: macOS).</summary>
+    public static string? CudaFileName =>
+        OperatingSystem.IsWindows() ? "mamba_cuda.dll" : OperatingSystem.IsMacOS() ? null : "libmamba_cuda.so";
+
     /// <summary>The file name of the library on this platform.</summary>
     public static string FileName =>
         OperatingSystem.IsWindows() ? "mamba.dll" : OperatingSystem.IsMacOS() ? "libmamba.dylib" : "libmamba.so";
@@ -57,11 +69,14 @@ public static class MambaLibrary
         {
             folders.Add(assemblyDir);
         }
+        // In each place the CUDA build comes first: it runs on the CPU too, but needs the driver to load.
+        string[] names = CudaFileName is { } cuda ? [cuda, FileName] : [FileName];
         foreach (var folder in folders.Distinct())
         {
-            paths.Add(Path.Combine(folder, FileName));
-            paths.Add(Path.Combine(folder, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", FileName));
-            paths.Add(Path.Combine(folder, "runtimes", PortableRid(), "native", FileName));
+            foreach (var place in new[] { folder, Path.Combine(folder, "runtimes", RuntimeInformation.RuntimeIdentifier, "native"), Path.Combine(folder, "runtimes", PortableRid(), "native") })
+            {
+                paths.AddRange(names.Select(name => Path.Combine(place, name)));
+            }
         }
         return paths.Distinct().ToList();
     }
@@ -102,6 +117,13 @@ public static class MambaLibrary
             catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
             {
                 failures.Add($"{path}: {e.Message}");
+                if (Path.GetFileName(path) == CudaFileName)
+                {
+                    var hint = e.Message.Contains("libcuda", StringComparison.Ordinal) || e.Message.Contains("nvcuda", StringComparison.Ordinal)
+                        ? " (the CUDA build needs the NVIDIA driver's libcuda.so.1)" : "";
+                    var reason = string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                    Notes.Add($"CUDA build {path} not loaded{hint}: {reason}; using the CPU build.");
+                }
             }
         }
         if (Environment.GetEnvironmentVariable(PathVariable) is not { Length: > 0 }

@@ -130,31 +130,46 @@ public sealed class InferenceSession : IDisposable
             var residual = p.Residual.View([len, _hidden]);
             var normed = p.Normed.View([len, _hidden]);
             var mixed = p.Mixed.View([len, _hidden]);
-            _model.Embedding.Forward(_ctx, ids, emb);
+            using (_ctx.Op("embedding"))
+            {
+                _model.Embedding.Forward(_ctx, ids, emb);
+            }
             for (var i = 0; i < _states.Length; i++)
             {
                 var layer = _model.Layers[i];
-                if (i == 0)
+                using (_ctx.Op("rmsnorm"))
                 {
-                    layer.Norm.Forward(_ctx, emb, normed, null, residual);
-                }
-                else
-                {
-                    layer.Norm.Forward(_ctx, mixed, normed, residual, residual);
+                    if (i == 0)
+                    {
+                        layer.Norm.Forward(_ctx, emb, normed, null, residual);
+                    }
+                    else
+                    {
+                        layer.Norm.Forward(_ctx, mixed, normed, residual, residual);
+                    }
                 }
                 layer.Mixer.Prefill(_ctx, normed, mixed, len, p.Scratch, _states[i], sequence);
             }
-            _model.FinalNorm.Forward(_ctx, mixed, normed, residual);
+            using (_ctx.Op("final_norm"))
+            {
+                _model.FinalNorm.Forward(_ctx, mixed, normed, residual);
+            }
             if (onLogits is not null)
             {
                 _chunkLogits ??= Tensor.Empty(_ctx, DType.Float32, _chunk, _vocab);
                 var logits = _chunkLogits.View([len, _vocab]);
-                Kernels.Linear(_ctx, normed, _model.LmHead, logits);
+                using (_ctx.Op("lm_head"))
+                {
+                    Kernels.Linear(_ctx, normed, _model.LmHead, logits);
+                }
                 onLogits(start, logits);
             }
             if (start + len == tokens.Length)
             {
-                Kernels.Linear(_ctx, p.Normed.View([1, _hidden], null, (len - 1) * _hidden), _model.LmHead, _logitRows[sequence]);
+                using (_ctx.Op("lm_head"))
+                {
+                    Kernels.Linear(_ctx, p.Normed.View([1, _hidden], null, (len - 1) * _hidden), _model.LmHead, _logitRows[sequence]);
+                }
             }
         }
         _lengths[sequence] += tokens.Length;

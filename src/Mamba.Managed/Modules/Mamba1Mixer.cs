@@ -93,23 +93,41 @@ public sealed class Mamba1Mixer : Mixer
     {
         var s = (Scratch)scratch;
         long L = length, di = _inner, w = XdblWidth;
-        InProj.Forward(context, x, s.Xz.View([L, 2 * di]));
+        using (context.Op("in_proj"))
+        {
+            InProj.Forward(context, x, s.Xz.View([L, 2 * di]));
+        }
         // Channel-major views (1, dim, len) of row-major (len, dim) buffers: the scan and conv read them in place.
         var xIn = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di]);
         var z = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di], di);
         var xc = s.Xc.View([1, di, L], [L * di, 1, di]);
         var convState = state.Conv.Slice(0, sequence, 1);
-        Conv.Forward(context, xIn, xc, convState, s.ConvFinal);
-        s.ConvFinal.CopyTo(convState);
-        XProj.Forward(context, s.Xc.View([L, di]), s.Xdbl.View([L, w]));
-        DtProj.Forward(context, s.Xdbl.View([L, _rank], [w, 1]), s.Dt.View([L, di]));
+        using (context.Op("conv1d"))
+        {
+            Conv.Forward(context, xIn, xc, convState, s.ConvFinal);
+            s.ConvFinal.CopyTo(convState);
+        }
+        using (context.Op("x_proj"))
+        {
+            XProj.Forward(context, s.Xc.View([L, di]), s.Xdbl.View([L, w]));
+        }
+        using (context.Op("dt_proj"))
+        {
+            DtProj.Forward(context, s.Xdbl.View([L, _rank], [w, 1]), s.Dt.View([L, di]));
+        }
         var b = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank);
         var c = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank + _state);
         var dt = s.Dt.View([1, di, L], [L * di, 1, di]);
         var yv = s.Y.View([1, di, L], [L * di, 1, di]);
         var ssm = state.Ssm.Slice(0, sequence, 1);
-        Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, DtBias, deltaSoftplus: true, initialState: ssm, finalState: ssm);
-        OutProj.Forward(context, s.Y.View([L, di]), y);
+        using (context.Op("selective_scan"))
+        {
+            Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, DtBias, deltaSoftplus: true, initialState: ssm, finalState: ssm);
+        }
+        using (context.Op("out_proj"))
+        {
+            OutProj.Forward(context, s.Y.View([L, di]), y);
+        }
     }
 
     /// <inheritdoc />

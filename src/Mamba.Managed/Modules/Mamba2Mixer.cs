@@ -116,22 +116,37 @@ public sealed class Mamba2Mixer : Mixer
     {
         var s = (Scratch)scratch;
         long L = length, pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
-        InProj.Forward(context, x, s.Proj.View([L, pw]));
+        using (context.Op("in_proj"))
+        {
+            InProj.Forward(context, x, s.Proj.View([L, pw]));
+        }
         var xbcIn = s.Proj.View([1, cd, L], [L * pw, 1, pw], di);
         var xbc = s.Xbc.View([1, cd, L], [L * cd, 1, cd]);
         var convState = state.Conv.Slice(0, sequence, 1);
-        Conv.Forward(context, xbcIn, xbc, convState, s.ConvFinal);
-        s.ConvFinal.CopyTo(convState);
+        using (context.Op("conv1d"))
+        {
+            Conv.Forward(context, xbcIn, xbc, convState, s.ConvFinal);
+            s.ConvFinal.CopyTo(convState);
+        }
         var xs = s.Xbc.View([1, L, _heads, _headDim], [L * cd, cd, _headDim, 1]);
         var b = s.Xbc.View([1, L, _groups, _state], [L * cd, cd, _state, 1], di);
         var c = s.Xbc.View([1, L, _groups, _state], [L * cd, cd, _state, 1], di + gn);
         var dt = s.Proj.View([1, L, _heads], [L * pw, pw, 1], di + cd);
         var yv = s.Y.View([1, L, _heads, _headDim]);
         var ssm = state.Ssm.Slice(0, sequence, 1);
-        Kernels.Ssd(context, xs, dt, A, b, c, yv, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax, _chunk, ssm, ssm);
-        Kernels.GatedRmsNorm(context, s.Y.View([L, di]), NormWeight, s.Normed.View([L, di]), _eps,
-            s.Proj.View([L, di], [pw, 1]), NormGroupSize, _normBeforeGate);
-        OutProj.Forward(context, s.Normed.View([L, di]), y);
+        using (context.Op("ssd"))
+        {
+            Kernels.Ssd(context, xs, dt, A, b, c, yv, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax, _chunk, ssm, ssm);
+        }
+        using (context.Op("gated_rmsnorm"))
+        {
+            Kernels.GatedRmsNorm(context, s.Y.View([L, di]), NormWeight, s.Normed.View([L, di]), _eps,
+                s.Proj.View([L, di], [pw, 1]), NormGroupSize, _normBeforeGate);
+        }
+        using (context.Op("out_proj"))
+        {
+            OutProj.Forward(context, s.Normed.View([L, di]), y);
+        }
     }
 
     /// <inheritdoc />

@@ -29,6 +29,13 @@ public sealed unsafe class MambaContext : IDisposable
     /// <summary>Blocks until all work queued on this context has finished.</summary>
     public void Synchronize() => MambaException.Check(NativeMethods.mamba_context_synchronize(Pointer));
 
+    /// <summary>When set, ops run through <see cref="Op"/> synchronize the device around themselves and report their
+    /// wall time here (a profiling mode: it serializes host and device). Null, the default, costs nothing.</summary>
+    public IOpProfiler? Profiler { get; set; }
+
+    /// <summary>Scope that times the op <paramref name="name"/> for <see cref="Profiler"/>; a no-op without one.</summary>
+    public OpScope Op(string name) => new(this, name);
+
     /// <summary>Releases the context once every tensor and event that uses it is released too.</summary>
     public void Dispose() => Handle.Dispose();
 }

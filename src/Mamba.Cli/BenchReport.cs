@@ -1,0 +1,52 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Mamba.Cli;
+
+/// <summary>One op's share of a profiled prefill.</summary>
+internal sealed record OpShare(string Op, double Milliseconds, int Calls, double Percent);
+
+/// <summary>Where the time of one prefill goes, op by op (each op timed with the device synchronized around it).
+/// "other" is the host work between ops: the remainder of the wall time.</summary>
+internal sealed record PrefillProfile(string Shape, string DType, string Device, int Tokens, double TotalMs, double TokensPerSecond, List<OpShare> Ops);
+
+/// <summary>Everything a bench run measured, as written to and read from <c>--json</c>.</summary>
+internal sealed record BenchReport(
+    [property: JsonPropertyName("device")] string Device,
+    [property: JsonPropertyName("bandwidthBytesPerSecond")] double BandwidthBytesPerSecond,
+    [property: JsonPropertyName("bandwidthKind")] string BandwidthKind,
+    [property: JsonPropertyName("results")] List<ModelBenchResult> Results,
+    [property: JsonPropertyName("profiles")] List<PrefillProfile>? Profiles = null)
+{
+    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true, PropertyNameCaseInsensitive = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    /// <summary>Reads a report written by <c>mamba bench --json</c>; a missing or malformed file is an <see cref="ArgumentException"/>.</summary>
+    public static BenchReport Load(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ArgumentException($"--from-json: cannot read '{path}': {e.Message}", e);
+        }
+        BenchReport? report;
+        try
+        {
+            report = JsonSerializer.Deserialize<BenchReport>(text, Options);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"--from-json: '{path}' is not a bench report: {e.Message}", e);
+        }
+        if (report is null || report.Results is null || report.Device is null || report.BandwidthBytesPerSecond <= 0)
+        {
+            throw new ArgumentException($"--from-json: '{path}' is not a bench report (needs device, bandwidthBytesPerSecond and results)");
+        }
+        return report with { BandwidthKind = report.BandwidthKind ?? "copy" };
+    }
+}
