@@ -22,6 +22,8 @@ sys=/tmp/mamba-sysroot/usr
 export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
 
+# the test app carries the CLI (the tests run it), so one published folder serves both
+cli=.device/Mamba.Tests/mamba.dll
 step ".NET runtime"
 mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
 export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -34,15 +36,15 @@ grep -E "failed|Failed|error" "$out/nunit.log" | head -40
 tail -8 "$out/nunit.log"
 
 step "mamba info"
-timeout 60 dotnet .device/Mamba.Cli/mamba.dll info 2>&1 | tee "$out/info.txt"
+timeout 60 dotnet "$cli" info 2>&1 | tee "$out/info.txt"
 
 step "README main command on the GPU (shipped model, default device)"
-timeout 60 dotnet .device/Mamba.Cli/mamba.dll generate --model models/mamba2-pystdlib --prompt "def fibonacci(n):" --max-tokens 64 \
+timeout 60 dotnet "$cli" generate --model models/mamba2-pystdlib --prompt "def fibonacci(n):" --max-tokens 64 \
   > "$out/generate.txt" 2>&1; echo "# exit $?"; tail -12 "$out/generate.txt"
 
 step "mamba bench, 130m shapes"
-timeout 120 dotnet .device/Mamba.Cli/mamba.dll bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
-  --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" > "$out/bench-130m.log" 2>&1
+timeout 120 dotnet "$cli" bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
+  --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" --plots "$final/plots-130m" > "$out/bench-130m.log" 2>&1
 echo "# exit $?"; cat "$out/bench-130m.md" 2>/dev/null || tail -20 "$out/bench-130m.log"
 
 step "python example, CUDA tensors"
@@ -50,7 +52,10 @@ timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
 echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 
 step "mamba bench, large shapes ($large)"
-timeout 200 dotnet .device/Mamba.Cli/mamba.dll bench --device cuda --shapes "$large" --dtypes bf16 \
-  --batch 1 --prefill 2048 --steps 64 --json "$out/bench-large.json" --markdown "$out/bench-large.md" > "$out/bench-large.log" 2>&1
+timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
+  --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$final/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
+step "managed overhead of a graph decode step"
+timeout 60 dotnet "$cli" bench-overhead --device cuda > "$out/overhead.md" 2>&1; tail -8 "$out/overhead.md"
+timeout 60 dotnet "$cli" bench-overhead --device cuda --shapes mamba-2.8b --dtype bf16 >> "$out/overhead.md" 2>&1; tail -6 "$out/overhead.md"
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv
