@@ -11,7 +11,7 @@ cd "$top"
 final=${OUT:-$top/build/cuda-logs}
 out=/tmp/mamba-check-logs
 rm -rf "$out"; mkdir -p "$out" "$final"
-trap 'tar -C "$out" -czf "$final/logs.tar.gz" . ; cp "$out"/*.md "$out"/bench*.json "$final"/ 2>/dev/null' EXIT
+trap 'tar -C "$out" -czf "$final/logs.tar.gz" . ; cp "$out"/*.md "$final"/ 2>/dev/null' EXIT
 large=${1:-mamba-2.8b,mamba2-2.7b}
 step() { echo; echo "===== $* ($(date +%T))"; }
 
@@ -44,7 +44,7 @@ timeout 60 dotnet "$cli" generate --model models/mamba2-pystdlib --prompt "def f
 
 step "mamba bench, 130m shapes"
 timeout 120 dotnet "$cli" bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
-  --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" --plots "$final/plots-130m" > "$out/bench-130m.log" 2>&1
+  --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" --plots "$out/plots-130m" > "$out/bench-130m.log" 2>&1
 echo "# exit $?"; cat "$out/bench-130m.md" 2>/dev/null || tail -20 "$out/bench-130m.log"
 
 step "python example, CUDA tensors"
@@ -53,7 +53,7 @@ echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 
 step "mamba bench, large shapes ($large)"
 timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
-  --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$final/plots-large" > "$out/bench-large.log" 2>&1
+  --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 step "managed overhead of a graph decode step"
 timeout 60 dotnet "$cli" bench-overhead --device cuda > "$out/overhead.md" 2>&1; tail -8 "$out/overhead.md"
