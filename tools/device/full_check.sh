@@ -24,6 +24,7 @@ export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
 
 # the test app carries the CLI (the tests run it), so one published folder serves both
 cli=.device/Mamba.Tests/mamba.dll
+# (prep for the size limit: only runtimes/linux-x64 kept; no pdb, xml, satellite or CPU libmamba files)
 step ".NET runtime"
 mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
 export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
