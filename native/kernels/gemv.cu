@@ -16,7 +16,7 @@
 //   warps_n (output groups) x warps_k (column slices); column slices are reduced through shared memory.
 // - Grid (plan_gemv): blocks along N (outputs) x blocks along K (split-K chunks). The aim is >= 4 waves of
 //   resident blocks (asked from the occupancy API), so that the last, partial wave costs little:
-//   32 outputs per block, halved down to 8 while that gives fewer blocks; if the outputs alone give fewer
+//   32 outputs per block, halved down to 8 (1-2 rows; more rows keep more) while that gives fewer blocks; if the outputs alone give fewer
 //   than 2 waves (small N), K is split into chunks of >= 512 columns (multiples of 256). Split-K blocks
 //   write float32 partial sums to a workspace ([splits][rows][out], its size fixed per shape and device, so
 //   a graph's warm-up call grows it before capture) and gemv_split_reduce_kernel adds the chunks in a fixed
@@ -234,20 +234,24 @@ struct GemvPlan {
 // Aims for at least kMinWaves full waves of resident blocks, so that the last, partly filled wave costs
 // little and every SM keeps W loads in flight to the end:
 // 1. outputs: 32 per block (8 warps along N) and halved while that leaves too few blocks, down to 8 (two
-//    warps along N): each block stages its x columns once, so 8+ outputs keep the x reads (L2) at a quarter
-//    of the W bytes or less for a 16-bit W;
+//    warps along N) for one or two rows, more with more rows: each block stages its x columns once, and
+//    the outputs per block keep those x reads (L2) at half the W bytes (HBM) or less;
 // 2. columns (split-K): when the outputs give fewer than half that (small N: x_proj, out_proj), K is cut into
 //    chunks of at least kMinChunk columns, each block sums one chunk into a float32 workspace and a small
 //    kernel adds the chunks in a fixed order (deterministic), the bias, and rounds y once;
 // 3. warps along K never outnumber the 16-byte vectors of a chunk's row per 32 lanes (small K: dt_proj), the
 //    idle warps go to more outputs instead.
-GemvPlan plan_gemv(int64_t N, int64_t K, int vec_elems, int blocks_per_sm, int sms) {
+GemvPlan plan_gemv(int64_t N, int64_t K, int rows, int w_bytes, int vec_elems, int blocks_per_sm, int sms) {
     constexpr int kRowsPerWarp = 4, kWarps = 8, kMinWaves = 4;
     constexpr int64_t kMinChunk = 512;
     const int64_t target = int64_t(kMinWaves) * std::max(blocks_per_sm, 1) * std::max(sms, 1);
     GemvPlan pl;
     auto groups = [&](int wn) { return ceil_div(N, int64_t(wn) * kRowsPerWarp); };
-    while (pl.warps_n > 2 && groups(pl.warps_n) < target) pl.warps_n /= 2;
+    // x staged per block is rows*chunk*4 bytes against 4*warps_n*chunk*w_bytes of W: at least twice as
+    // much W, so more rows keep more outputs per block (bf16 W: 8 outputs up to 2 rows, 32 from 8 rows).
+    int min_warps_n = 2;
+    while (min_warps_n < kWarps && min_warps_n * w_bytes < 2 * rows) min_warps_n *= 2;
+    while (pl.warps_n > min_warps_n && groups(pl.warps_n) < target) pl.warps_n /= 2;
     int64_t splits = 1;
     if (2 * groups(pl.warps_n) < target && K >= 2 * kMinChunk)
         splits = std::min(ceil_div(target, groups(pl.warps_n)), K / kMinChunk);
@@ -277,7 +281,7 @@ void launch_gemv_traits(mamba_context & ctx, GemvArgs a) {
         }
         return std::max(n, 1);
     }();
-    const GemvPlan pl = plan_gemv(a.out, a.in, Tr::kVecElems, blocks_per_sm, state_of(ctx).multiprocessors);
+    const GemvPlan pl = plan_gemv(a.out, a.in, Tr::kRows, int(sizeof(typename Tr::W)), Tr::kVecElems, blocks_per_sm, state_of(ctx).multiprocessors);
     if (pl.blocks_n > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: too many outputs for the GEMV grid");
     a.warps_n = pl.warps_n;
     a.k_chunk = pl.k_chunk;
