@@ -76,23 +76,24 @@ __device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64
 }
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
-// tile_padded. Typed loads, four per thread issued before their stores, so that a thread waits for one
-// memory round trip per four elements, not one per element.
+// tile_padded. Typed loads, kStageLoads per thread issued before their stores, so that a thread waits for
+// one memory round trip per kStageLoads elements (2560 float32 columns: two round trips per block).
 template <class TX, int kThreads, int T>
 __device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0, int64_t x_s1, int rows, int64_t t0, int tile, int tile_padded,
                                              float * xs) {
     const TX * x = reinterpret_cast<const TX *>(x_bytes);
     const int total = rows * tile_padded;
-    for (int i0 = threadIdx.x; i0 < total; i0 += 4 * kThreads) {
-        float v[4];
+    constexpr int kStageLoads = 8;
+    for (int i0 = threadIdx.x; i0 < total; i0 += kStageLoads * kThreads) {
+        float v[kStageLoads];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kStageLoads; ++u) {
             const int i = i0 + u * kThreads;
             const int m = i / tile_padded, k = i - m * tile_padded;
             v[u] = i < total && k < tile ? to_f32<TX>(__ldg(x + m * x_s0 + (t0 + k) * x_s1)) : 0.0f;
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kStageLoads; ++u) {
             const int i = i0 + u * kThreads;
             const int m = i / tile_padded, k = i - m * tile_padded;
             if (i < total) xs[m * T + k] = v[u];
