@@ -101,8 +101,8 @@ __device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0,
     }
 }
 
-template <class Tr>
 // Two blocks per SM up to 8 rows (<= 128 registers): twice the W loads in flight of one block.
+template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kRows <= 8 ? 2 : 1) gemv_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
