@@ -95,14 +95,15 @@ void copy_strides(int64_t (&dst)[N], const Tensor & t) {
 // memory a linear layer produces. The op must move batch*len*dim*(x + y) bytes plus dim*width weights,
 // and does 2*width FLOPs per output: bandwidth-bound by far, so the goal is each x and y byte crossing
 // HBM once, in 16-byte transactions, with many loads in flight.
-// Design: a thread owns kVec consecutive channels (one 16-byte vector) for a run of kSteps consecutive
+// Design: a thread owns kVec consecutive channels (one 16-byte vector) for a run of kSteps (8) consecutive
 // steps. Its filters and bias stay in registers; it first issues all kSteps + width - 1 vector loads of
 // its run (the width - 1 before the run are the halo, re-read from L2 by the neighbouring run), then
 // slides a window of the last width - 1 inputs down the time axis and writes y with 16-byte stores.
 // A warp covers 32 adjacent channel groups of one step: 512 contiguous bytes per load instruction.
 // The halo before step 0 comes from initial_state (zeros without one). The final state is written by
 // the thread of each channel group's first run, after it read its initial-state halo, so that
-// final_state may alias initial_state without a race (no other run reads the initial state).
+// final_state may alias initial_state without a race (no other run reads the initial state): from its
+// window when that run is the whole sequence, else from the last width - 1 rows of x.
 // A channel group cut by the end of dim uses scalar accesses; views that are not 16-byte aligned,
 // mixed x/y dtypes, widths above 4 or len = 0 take the general kernel above.
 template <class T, int Width, bool Silu, bool Bias>
@@ -111,7 +112,9 @@ struct ConvChannelLastTraits {
     static constexpr int kWidth = Width;
     static constexpr int kHalo = Width - 1;
     static constexpr int kVec = 16 / int(sizeof(T));  // channels per thread: one 16-byte vector
-    static constexpr int kSteps = 16;                 // steps per thread: halo re-reads cost (Width-1)/16
+    // Steps per thread: 8 gives B=1, L=512, D=5376 bf16 336 blocks (2.5 per SM of an H200) while the
+    // halo re-reads ((Width-1)/8 of x) mostly hit L1, the previous run being the same block's next warp.
+    static constexpr int kSteps = 8;
     static constexpr int kGroupsPerBlock = 32;        // one warp across the channels
     static constexpr int kRunsPerBlock = 4;           // four warps down the time axis
     static constexpr bool kSilu = Silu;
@@ -151,6 +154,7 @@ __device__ __forceinline__ ConvPacket load_group(const typename Tr::Elem * p, in
     } else {
         v.raw = make_uint4(0, 0, 0, 0);
         T * e = reinterpret_cast<T *>(&v.raw);
+#pragma unroll
         for (int i = 0; i < Tr::kVec; ++i)
             if (i < valid) e[i] = p[i];
     }
@@ -167,6 +171,7 @@ __device__ __forceinline__ void store_group(typename Tr::Elem * p, int valid, co
     if constexpr (Whole) {
         *reinterpret_cast<uint4 *>(p) = out.raw;
     } else {
+#pragma unroll
         for (int i = 0; i < Tr::kVec; ++i)
             if (i < valid) p[i] = e[i];
     }
@@ -175,6 +180,17 @@ __device__ __forceinline__ void store_group(typename Tr::Elem * p, int valid, co
 // Input of channel c at step j < 0: the initial state, zeros without one.
 __device__ __forceinline__ float conv_state_input(const ConvChannelLastArgs & a, int64_t b, int64_t c, int j, int halo) {
     return a.has_init ? a.init.load(b * a.i_s[0] + c * a.i_s[1] + (halo + j) * a.i_s[2]) : 0.0f;
+}
+
+// Stores the final state of one channel group, typed so that every index stays a constant (registers).
+template <class S, int H, int V>
+__device__ __forceinline__ void store_final_state(const ConvChannelLastArgs & a, int64_t base, int valid, const float (&fin)[H][V]) {
+    S * p = reinterpret_cast<S *>(a.fin.p);
+#pragma unroll
+    for (int h = 0; h < H; ++h)
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+            if (i < valid) p[base + i * a.f_s[1] + h * a.f_s[2]] = from_f32<S>(fin[h][i]);
 }
 
 template <class Tr, bool Whole>
@@ -216,28 +232,6 @@ __device__ __forceinline__ void conv_channel_last_run(const ConvChannelLastArgs 
                                            : (i < valid ? conv_state_input(a, b, c0 + i, j, H) : 0.0f);
     }
 
-    // The first run holds the initial-state halo in registers now; it alone writes the final state.
-    if (a.has_final && t0 == 0) {
-        float fin[H][V];
-#pragma unroll
-        for (int h = 0; h < H; ++h) {
-            const int64_t j = a.len - H + h;
-            if (j >= 0) {
-                const ConvPacket p = load_group<Tr, Whole>(x + j * a.x_step, valid);
-#pragma unroll
-                for (int i = 0; i < V; ++i) fin[h][i] = to_f32<T>(packet_elem<T>(p, i));
-            } else {
-#pragma unroll
-                for (int i = 0; i < V; ++i) fin[h][i] = window[H + int(j)][i];  // t0 == 0: window is the state
-            }
-        }
-#pragma unroll
-        for (int h = 0; h < H; ++h)
-#pragma unroll
-            for (int i = 0; i < V; ++i)
-                if (i < valid) a.fin.store(b * a.f_s[0] + (c0 + i) * a.f_s[1] + h * a.f_s[2], fin[h][i]);
-    }
-
 #pragma unroll
     for (int s = 0; s < S; ++s) {
         if (s < steps) {
@@ -261,6 +255,32 @@ __device__ __forceinline__ void conv_channel_last_run(const ConvChannelLastArgs 
             }
         }
     }
+
+    // The first run alone writes the final state, after it read its initial-state halo (so the two
+    // may alias). A single run ends with the window holding the last H inputs, state included; a
+    // longer sequence has them all in x (len > S >= H).
+    if (a.has_final && t0 == 0) {
+        float fin[H][V];
+        if (a.len <= S) {
+#pragma unroll
+            for (int h = 0; h < H; ++h)
+#pragma unroll
+                for (int i = 0; i < V; ++i) fin[h][i] = window[h][i];
+        } else {
+#pragma unroll
+            for (int h = 0; h < H; ++h) {
+                const ConvPacket p = load_group<Tr, Whole>(x + (a.len - H + h) * a.x_step, valid);
+#pragma unroll
+                for (int i = 0; i < V; ++i) fin[h][i] = to_f32<T>(packet_elem<T>(p, i));
+            }
+        }
+        const int64_t base = b * a.f_s[0] + c0 * a.f_s[1];
+        switch (a.fin.dtype) {
+            case int(DType::F16): store_final_state<f16_t>(a, base, valid, fin); break;
+            case int(DType::BF16): store_final_state<bf16_t>(a, base, valid, fin); break;
+            default: store_final_state<float>(a, base, valid, fin); break;
+        }
+    }
 }
 
 template <class Tr>
@@ -279,6 +299,8 @@ template <class T, int Width, bool Silu, bool Bias>
 void launch_channel_last(mamba_context & ctx, const ConvChannelLastArgs & a, int64_t batch) {
     using Tr = ConvChannelLastTraits<T, Width, Silu, Bias>;
     static_assert(Tr::kGroupsPerBlock * Tr::kRunsPerBlock == kChannelLastThreads, "block shape");
+    // Only the first run may reach into the initial state: it is the one that writes the final state.
+    static_assert(Tr::kHalo <= Tr::kSteps, "halo longer than a run");
     const dim3 block(Tr::kGroupsPerBlock, Tr::kRunsPerBlock);
     const dim3 grid(unsigned(ceil_div(ceil_div(a.dim, Tr::kVec), Tr::kGroupsPerBlock)),
                     unsigned(ceil_div(ceil_div(a.len, Tr::kSteps), Tr::kRunsPerBlock)), unsigned(batch));
@@ -310,7 +332,8 @@ bool vector_friendly(const Tensor & t, int64_t vec) {
 bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParams & p) {
     if (p.len == 0 || p.width < 2 || p.width > kChannelLastMaxWidth || p.x.dtype != p.y.dtype) return false;
     const int64_t vec = 16 / int64_t(dtype_size(p.x.dtype));
-    constexpr int64_t kMinSteps = 16, kMinRunsPerBlock = 4;  // the smallest traits' run and block shape
+    using AnyTraits = ConvChannelLastTraits<float, 4, false, false>;  // every configuration shares the shape
+    constexpr int64_t kMinSteps = AnyTraits::kSteps, kMinRunsPerBlock = AnyTraits::kRunsPerBlock;
     if (!vector_friendly(p.x, vec) || !vector_friendly(p.y, vec)) return false;
     if (p.batch > 65535 || ceil_div(ceil_div(p.len, kMinSteps), kMinRunsPerBlock) > 65535 || ceil_div(p.dim, vec * 32) > 0x7fffffff) return false;
     ConvChannelLastArgs a{};

@@ -182,12 +182,12 @@ TEST_P(CausalConv1dTest, ChannelLastRunsAndChannelGroups) {
         for (int64_t K : {2, 3, 4}) {
             for (int mask = 0; mask < 16; ++mask) {
                 const Options o{bool(mask & 1), bool(mask & 2), bool(mask & 4), bool(mask & 8)};
-                run(3, 13, 50, K, dt, Layout::ChannelLastAligned, o, dt);  // 4 runs, the last cut; a 5-channel tail
+                run(3, 13, 50, K, dt, Layout::ChannelLastAligned, o, dt);  // 7 runs over 2 blocks, the last cut; a cut channel group
                 run(2, 24, 2, K, dt, Layout::ChannelLast, o, dt);          // len below width - 1 for width 4
-                run(1, 8, 16, K, dt, Layout::ChannelLast, o, dt);          // exactly one run
+                run(1, 8, 8, K, dt, Layout::ChannelLast, o, dt);           // exactly one run
             }
             const Options all{true, true, true, true};
-            run(2, 264, 130, K, dt, Layout::ChannelLast, all, dt);          // 2 block columns in time, 2 along dim
+            run(2, 264, 130, K, dt, Layout::ChannelLast, all, dt);          // 5 blocks along time, 2 or more along dim
             run(2, 20, 65, K, dt, Layout::ChannelLastPadded, all, dt);      // rows not 16-byte aligned
             run(1, 12, 33, K, dt, Layout::ChannelLastAligned, all, DType::F32);  // states in another dtype
         }
