@@ -38,13 +38,14 @@ ConvReference reference_conv(const Tensor & x, const Tensor & w, const Tensor * 
 }
 
 // Memory layouts of the (batch, dim, len) activations.
-enum class Layout { Contiguous, ChannelLast, ChannelLastPadded, TimeContiguousPadded };
+enum class Layout { Contiguous, ChannelLast, ChannelLastPadded, ChannelLastAligned, TimeContiguousPadded };
 
 const char * layout_name(Layout l) {
     switch (l) {
         case Layout::Contiguous: return "contiguous";
         case Layout::ChannelLast: return "channel-last";
         case Layout::ChannelLastPadded: return "channel-last padded";
+        case Layout::ChannelLastAligned: return "channel-last aligned";
         case Layout::TimeContiguousPadded: return "time-contiguous padded";
     }
     return "?";
@@ -56,6 +57,12 @@ std::vector<int64_t> activation_strides(Layout l, int64_t B, int64_t D, int64_t 
         // (batch, len, dim) memory, as produced by a linear layer, viewed as (batch, dim, len)
         case Layout::ChannelLast: return {L * D, 1, D};
         case Layout::ChannelLastPadded: return {L * (D + 3), 1, D + 3};
+        // rows padded to a multiple of 8 elements (16-byte vectors for every dtype) with dim itself not
+        // necessarily one: the last channel group is cut short
+        case Layout::ChannelLastAligned: {
+            const int64_t row = (D + 7) / 8 * 8 + 8;
+            return {L * row, 1, row};
+        }
         case Layout::TimeContiguousPadded: return mt::padded_strides({B, D, L}, 2, 5);
     }
     return {};
@@ -128,7 +135,8 @@ protected:
 TEST_P(CausalConv1dTest, MatchesFloat64Reference) {
     for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
         for (int64_t K : {2, 3, 4}) {
-            for (Layout layout : {Layout::Contiguous, Layout::ChannelLast, Layout::ChannelLastPadded, Layout::TimeContiguousPadded}) {
+            for (Layout layout : {Layout::Contiguous, Layout::ChannelLast, Layout::ChannelLastPadded, Layout::ChannelLastAligned,
+                                  Layout::TimeContiguousPadded}) {
                 for (int mask = 0; mask < 16; ++mask) {
                     const Options o{bool(mask & 1), bool(mask & 2), bool(mask & 4), bool(mask & 8)};
                     run(2, 70, 37, K, dt, layout, o, dt);
@@ -163,6 +171,68 @@ TEST_P(CausalConv1dTest, SplitsOverManyThreads) {
         run(1, 64, 333, 4, DType::F32, layout, all, DType::F32);
         run(2, 80, 150, 3, DType::BF16, layout, all, DType::BF16);
         run(1, 5, 2, 4, DType::F32, layout, all, DType::F32);
+    }
+}
+
+// Channels-contiguous views run as runs of 16 steps over groups of 16-byte channel vectors on CUDA:
+// lengths around and across run and block boundaries, a last channel group cut by dim, several
+// batches, sequences shorter than the filter's reach, and views whose rows break the vector alignment.
+TEST_P(CausalConv1dTest, ChannelLastRunsAndChannelGroups) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        for (int64_t K : {2, 3, 4}) {
+            for (int mask = 0; mask < 16; ++mask) {
+                const Options o{bool(mask & 1), bool(mask & 2), bool(mask & 4), bool(mask & 8)};
+                run(3, 13, 50, K, dt, Layout::ChannelLastAligned, o, dt);  // 7 runs over 2 blocks, the last cut; a cut channel group
+                run(2, 24, 2, K, dt, Layout::ChannelLast, o, dt);          // len below width - 1 for width 4
+                run(1, 8, 8, K, dt, Layout::ChannelLast, o, dt);           // exactly one run
+            }
+            const Options all{true, true, true, true};
+            run(2, 264, 130, K, dt, Layout::ChannelLast, all, dt);          // 5 blocks along time, 2 or more along dim
+            run(2, 20, 65, K, dt, Layout::ChannelLastPadded, all, dt);      // rows not 16-byte aligned
+            run(1, 12, 33, K, dt, Layout::ChannelLastAligned, all, DType::F32);  // states in another dtype
+        }
+    }
+}
+
+// The chunked prefill of the channels-contiguous layout, one buffer as initial and final state: the
+// runs that write the final state must not disturb the runs that read the initial state.
+TEST_P(CausalConv1dTest, ChannelLastChunkedPrefillWithInPlaceState) {
+    std::mt19937_64 rng(19);
+    for (DType dt : {DType::F32, DType::BF16}) {
+        SCOPED_TRACE(mt::dtype_name(dt));
+        const int64_t B = 2, D = 40, K = 4;
+        const int64_t chunks[] = {70, 2, 1, 33, 16};
+        int64_t L = 0;
+        for (int64_t c : chunks) L += c;
+        Tensor x({B, D, L}, dt), w({D, K}, dt), bias({D}, dt), state({B, D, K - 1}, dt);
+        x.fill_uniform(rng, -2, 2);
+        w.fill_uniform(rng, -1, 1);
+        bias.fill_uniform(rng, -1, 1);
+        state.fill_uniform(rng, -2, 2);
+        const auto ref = reference_conv(x, w, &bias, &state, true);
+        w.upload(ctx());
+        bias.upload(ctx());
+        state.upload(ctx());
+        int64_t t0 = 0;
+        for (int64_t n : chunks) {
+            const auto strides = activation_strides(Layout::ChannelLast, B, D, n);
+            Tensor xc({B, D, n}, dt, strides), yc({B, D, n}, dt, strides);
+            for (int64_t i = 0; i < B * D; ++i)
+                for (int64_t t = 0; t < n; ++t) xc.at(i * n + t) = x.at(i * L + t0 + t);
+            xc.upload(ctx());
+            yc.upload_poisoned(ctx());
+            mamba_causal_conv1d_args a{xc.dl(), w.dl(), bias.dl(), state.dl(), yc.dl(), state.dl(), 1};
+            MAMBA_ASSERT_OK(mamba_causal_conv1d(ctx(), &a));
+            yc.download(ctx());
+            std::vector<double> expected;
+            for (int64_t i = 0; i < B * D; ++i)
+                for (int64_t t = 0; t < n; ++t) expected.push_back(ref.y[size_t(i * L + t0 + t)]);
+            const double tol = conv_tolerance(dt);
+            EXPECT_CLOSE(yc.values(), expected, tol, tol) << "chunk at " << t0;
+            t0 += n;
+        }
+        state.download(ctx());
+        EXPECT_EQ(state.values(), ref.final_state);
     }
 }
 
