@@ -77,6 +77,43 @@ TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     }
 }
 
+// (batch, len, dim) views of u, delta, z, y and (batch, len, groups, dstate) views of B, C, as the model
+// passes them: on CUDA these are staged in shared memory tiles of whole time rows (16-byte copies) when
+// dim is a whole number of 16-byte pieces, else read step by step. Lengths not a multiple of the tile,
+// blocks partly filled with channels, dims that allow 16-byte pieces only for float32, groups, batch > 1,
+// segments over few channels, dstate padded or too small for 16-byte B/C rows, with and without z and
+// initial/final state.
+TEST_P(SelectiveScanTest, TimeMajorViewsThroughSharedTiles) {
+    const ScanShape shapes[] = {
+        {1, 256, 1000, 16, 1, true},  // segments, length not a multiple of 16
+        {2, 136, 77, 16, 1, true},    // batch 2, the last block only partly filled with channels
+        {1, 52, 300, 16, 1, true},    // dim 52: 16-byte pieces for float32 only; 16-bit types fall back
+        {3, 256, 50, 16, 2, true},    // three rows, two groups of 128 channels
+        {1, 64, 2000, 8, 1, true},    // dstate 8, very few channels, many segments
+        {1, 128, 600, 5, 1, true},    // dstate 5 padded to 8: B/C staged element by element
+        {1, 128, 333, 4, 2, true},    // dstate 4: B/C rows of 8 bytes for 16-bit types
+        {2, 128, 1, 16, 1, true},     // a single step
+        {1, 1024, 129, 16, 1, true},  // many blocks, one step past a whole number of tiles
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 700;
+    for (const auto & dt : dtypes) {
+        for (int variant = 0; variant < 3; ++variant) {
+            ScanOptions o;
+            o.z = variant != 1;
+            o.initial_state = o.final_state = variant != 2;
+            o.delta_bias = variant != 1;
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " variant " + std::to_string(variant) + " batch " + std::to_string(s.batch) + " dim " +
+                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " +
+                             std::to_string(s.groups));
+                ScanProblem p(s, o, dt, Layout::Permuted, seed++);
+                check(p);
+            }
+        }
+    }
+}
+
 // The final state written over the initial state it was read from (one tensor for both), on a problem
 // long enough to be split into segments on CUDA: the result must not depend on which part ran first.
 TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
