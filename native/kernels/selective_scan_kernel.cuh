@@ -17,13 +17,17 @@
 //   2*N*pieces threads, converted to float [step][state] in double-buffered shared memory and read by
 //   every thread as broadcast float4s. One __syncthreads per chunk.
 // - Enough threads: below 32768 channels (batch 1) the sequence is split into up to S segments of a
-//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 256 steps); a summary
+//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 32 steps, so a 512-step
+//   prefill chunk of one sequence still fills the device); a summary
 //   pass gives each segment's local end state and sum of dt, a small pass carries the states across
 //   segments, and the final pass re-runs every segment from its true start state. Cost of the split:
 //   (S-1)/S more reads of u, delta, B and exp2 work.
 // - Any length (the last chunk is masked: dt = 0 past the end leaves h unchanged), dstate 1..16
 //   (padded to 4, 8 or 16), groups, initial/final state (slot 0 of the segment states holds the
 //   initial state so an aliased final state is written only after it was read).
+// (b, l, d) buffers (the model's views: channels contiguous, time stride dim) take
+// selective_scan_rows_kernel: tiles of steps x the block's channels copied into shared memory with
+// 16-byte cp.async, double buffered, y written back the same way (design further down).
 // Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
 // block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
 // The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
