@@ -174,7 +174,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
              time_rows(y, a.y, a.y_sb, a.y_st) && (!a.has_z || time_rows(views[iz], a.z, a.z_sb, a.z_st));
     // B and C rows of a step: dstate contiguous elements filling the padded state count exactly.
     const int64_t padded_dstate = p.dstate <= 4 ? 4 : p.dstate <= 8 ? 8 : 16;
-    a.rows_bc_vec = var && p.dstate == padded_dstate && (p.dstate == 1 || (a.B_sn == 1 && a.C_sn == 1)) &&
+    a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.nseg = split ? nseg : 1;
     a.seg_len = split ? seg_len : p.len;
