@@ -114,6 +114,60 @@ TEST_P(SelectiveScanTest, TimeMajorViewsThroughSharedTiles) {
     }
 }
 
+// The model's exact views: u, delta, y (1, dim, len) over (len, dim) buffers, z the second half of the
+// (len, 2 * dim) in_proj output, and B, C columns of the x_proj output (len, rank + 2 * dstate) at offsets
+// rank and rank + dstate; the final state written over the initial state. On CUDA: the shared tile path
+// with 16-byte B/C row copies; one 512-step chunk split into segments.
+TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
+    const int64_t Dm = 256, L = 520, N = 16, rank = 24, W = rank + 2 * N;
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 800;
+    for (const auto & dt : dtypes) {
+        SCOPED_TRACE(mt::dtype_name(dt.in));
+        ScanProblem p({1, Dm, L, N, 1, true}, ScanOptions{}, dt, Layout::Permuted, seed++);
+        // z inside a (len, 2 * dim) buffer, B and C inside a (len, W) buffer, unused parts random.
+        std::mt19937_64 rng(seed++);
+        Tensor xz({1, L, 2 * Dm}, dt.in), xdbl({1, L, W}, dt.bc);
+        xz.fill_uniform(rng, -1, 1);
+        xdbl.fill_uniform(rng, -1, 1);
+        for (int64_t t = 0; t < L; ++t) {
+            for (int64_t d = 0; d < Dm; ++d) xz.at(t * 2 * Dm + Dm + d) = p.z.at(d * L + t);
+            for (int64_t n = 0; n < N; ++n) {
+                xdbl.at(t * W + rank + n) = p.B.at(n * L + t);
+                xdbl.at(t * W + rank + N + n) = p.C.at(n * L + t);
+            }
+        }
+        p.upload(ctx());
+        xz.upload(ctx());
+        xdbl.upload(ctx());
+        const auto ref = reference_scan(p);
+        const int64_t es = int64_t(mt::dtype_size(dt.in));
+        int64_t z_shape[] = {1, Dm, L}, z_strides[] = {L * 2 * Dm, 1, 2 * Dm};
+        int64_t bc_shape[] = {1, 1, N, L}, bc_strides[] = {L * W, N, 1, W};
+        DLTensor z = *xz.dl(), B = *xdbl.dl(), C = *xdbl.dl();
+        z.shape = z_shape;
+        z.strides = z_strides;
+        z.byte_offset += uint64_t(Dm * es);
+        for (DLTensor * bc : {&B, &C}) {
+            bc->ndim = 4;
+            bc->shape = bc_shape;
+            bc->strides = bc_strides;
+        }
+        B.byte_offset += uint64_t(rank * es);
+        C.byte_offset += uint64_t((rank + N) * es);
+        auto a = p.args();
+        a.z = &z;
+        a.B = &B;
+        a.C = &C;
+        a.final_state = p.initial_state.dl();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+        p.y.download(ctx());
+        p.initial_state.download(ctx());
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(dt.out), tolerance(dt.out));
+        EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+    }
+}
+
 // The final state written over the initial state it was read from (one tensor for both), on a problem
 // long enough to be split into segments on CUDA: the result must not depend on which part ran first.
 TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
