@@ -52,7 +52,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
 // Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
 // into segments (state carried across segment boundaries), masked final chunks, blocks only partly
 // filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
-// buffers read in place one step at a time.
+// buffers read in place (shared memory tiles, or one step at a time when dim is not whole 16-byte pieces).
 TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     const ScanShape shapes[] = {
         {1, 256, 3000, 16, 2, true},  // many segments, two groups of 128 channels, length not a multiple of 8
