@@ -34,9 +34,9 @@ DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, s
 constexpr int64_t kDim = 1536, kState = 16;
 
 // Prefill with every option the model uses: D, z, delta_bias, softplus, and the final state for decoding.
-decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major) {
+decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major, int64_t dim = kDim) {
     return [=](mb::Bench & b, double & bytes, double & flops) {
-        const int64_t D = kDim, N = kState, es = dtype.bits / 8;
+        const int64_t D = dim, N = kState, es = dtype.bits / 8;
         mamba_selective_scan_args a{};
         if (time_major) {
             a.u = view(b, {batch, len, D}, dtype, {batch, D, len}, {len * D, 1, D});
@@ -89,6 +89,11 @@ decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
 mb::Register scan_f32("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,l,d) view", prefill(mb::kF32, 1, 1024, true));
 mb::Register scan_bf16("selective_scan bf16 b=1 d=1536 n=16 L=1024 (b,l,d) view", prefill(mb::kBF16, 1, 1024, true));
 mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,d,l)", prefill(mb::kF32, 1, 1024, false));
+// One 512-token chunk of a mamba-2.8b prefill (d_inner 5120), in the model's (b, l, d) views.
+mb::Register scan_chunk_28b("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk)", prefill(mb::kBF16, 1, 512, true, 5120));
+mb::Register scan_chunk_28b_dl("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l)", prefill(mb::kBF16, 1, 512, false, 5120));
+mb::Register scan_b8_view("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view", prefill(mb::kBF16, 8, 2048, true, 5120));
+mb::Register scan_bf16_dl("selective_scan bf16 b=1 d=1536 n=16 L=1024 (b,d,l)", prefill(mb::kBF16, 1, 1024, false));
 mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 L=16 (b,l,d) view", prefill(mb::kF32, 1, 16, true));
 mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));
 mb::Register update_bf16("selective_state_update bf16 b=1 d=1536 n=16", decode(mb::kBF16, 1));

@@ -165,6 +165,17 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
             (!a.has_z || rows_aligned(a.z, {a.z_sb, a.z_sd})) &&
             (!var || (rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_sn}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_sn})));
 
+    // (b, l, d) buffers: unit channel stride, 16-byte aligned time rows, dim a whole number of 16-byte
+    // pieces; otherwise the channel path reads them step by step.
+    auto time_rows = [&](const Tensor & t, const void * ptr, int64_t sb, int64_t st) {
+        return (t.shape[1] <= 1 || t.stride[1] == 1) && rows_aligned(ptr, {sb, st});
+    };
+    a.rows = !a.vec && p.dim % vec_elems == 0 && time_rows(u, a.u, a.u_sb, a.u_st) && time_rows(dl, a.delta, a.dl_sb, a.dl_st) &&
+             time_rows(y, a.y, a.y_sb, a.y_st) && (!a.has_z || time_rows(views[iz], a.z, a.z_sb, a.z_st));
+    // B and C rows of a step: dstate contiguous elements filling the padded state count exactly.
+    const int64_t padded_dstate = p.dstate <= 4 ? 4 : p.dstate <= 8 ? 8 : 16;
+    a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
+                    rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.nseg = split ? nseg : 1;
     a.seg_len = split ? seg_len : p.len;
     if (split) {

@@ -17,13 +17,17 @@
 //   2*N*pieces threads, converted to float [step][state] in double-buffered shared memory and read by
 //   every thread as broadcast float4s. One __syncthreads per chunk.
 // - Enough threads: below 32768 channels (batch 1) the sequence is split into up to S segments of a
-//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 256 steps); a summary
+//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 32 steps, so a 512-step
+//   prefill chunk of one sequence still fills the device); a summary
 //   pass gives each segment's local end state and sum of dt, a small pass carries the states across
 //   segments, and the final pass re-runs every segment from its true start state. Cost of the split:
 //   (S-1)/S more reads of u, delta, B and exp2 work.
 // - Any length (the last chunk is masked: dt = 0 past the end leaves h unchanged), dstate 1..16
 //   (padded to 4, 8 or 16), groups, initial/final state (slot 0 of the segment states holds the
 //   initial state so an aliased final state is written only after it was read).
+// (b, l, d) buffers (the model's views: channels contiguous, time stride dim) take
+// selective_scan_rows_kernel: tiles of steps x the block's channels copied into shared memory with
+// 16-byte cp.async, double buffered, y written back the same way (design further down).
 // Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
 // block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
 // The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
@@ -57,6 +61,9 @@ struct ScanArgs {
     // Time strides of the channel path (the general kernel needs 1): u, delta, z, y and B, C.
     int64_t u_st, dl_st, z_st, y_st, B_st, C_st;
     bool softplus, has_D, has_z, has_bias, has_init, has_fin, vec;
+    // (b, l, d) path: u, delta, z, y have unit channel stride and 16-byte aligned time rows (rows);
+    // B and C rows of a step are dstate contiguous, 16-byte aligned elements (rows_bc_vec).
+    bool rows, rows_bc_vec;
 };
 
 // Compile-time shape of one scan configuration.
@@ -269,7 +276,7 @@ struct ChannelScanTraits {
 
 // Threads an SM is assumed to hold (see kMinBlocksPerSM), and the shortest segment worth a split.
 constexpr int64_t kResidentThreadsPerSM = 512;
-constexpr int64_t kMinSegmentSteps = 256;
+constexpr int64_t kMinSegmentSteps = 32;
 
 // One chunk of one row kept as raw 32-bit words (two 16-bit elements or one float) until consumed;
 // words, not an array of T, so that per-step loads stay in registers.
@@ -552,10 +559,248 @@ void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch)
     MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
 }
 
+// ---- (b, l, d) buffers: time-major tiles staged in shared memory -----------------------------------
+// The model's views: u, delta, z, y as (batch, len, dim) buffers (channels contiguous, time stride dim)
+// and B, C as columns of x_proj's (batch, len, dt_rank + 2 * dstate) output. A warp's threads own 32
+// consecutive channels, so one step of one tensor is only 64 bytes (bf16) per warp; read step by step
+// that is one small transaction in flight per tensor and step. Here a block's tile of CH steps x
+// kThreads channels of u, delta (and z) is copied into shared memory with 16-byte cp.async for the whole
+// tile at once, the next tile in flight while the current one is consumed (double buffered); each
+// thread then reads its channel's column from shared memory, writes y over its u column, and the
+// block stores the y tile with 16-byte stores. B and C rows of the tile's steps (CH x dstate) are
+// staged once per block the same way (or element by element when not 16-byte aligned).
+// Bytes and FLOPs are those of the main path (top of this file): the layout changes only the access
+// pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N: 14 KB for bf16
+// (64 threads, 16 steps), 26 KB for float32 (128 threads, 8 steps). Segments as the main path.
+template <class T, int kStates>
+struct RowsScanTraits {
+    using Elem = T;
+    static constexpr int kN = kStates;
+    static constexpr int kThreads = ChannelScanTraits<T, kStates>::kThreads;
+    static constexpr int kMinBlocksPerSM = ChannelScanTraits<T, kStates>::kMinBlocksPerSM;
+    static constexpr int kVec = 16 / int(sizeof(T));               // elements per 16-byte piece
+    static constexpr int kChunk = sizeof(T) == 2 ? 16 : 8;           // steps per tile (divides the segment length)
+    static constexpr int kRowPieces = kThreads / kVec;               // pieces per step of a tile
+    static constexpr int kTilePieces = kChunk * kRowPieces;          // pieces per tile and tensor
+    static constexpr int kPiecesPerThread = kTilePieces / kThreads;
+    static constexpr int kBCRowPieces = kN * int(sizeof(T)) / 16;    // pieces per step of B (0: no vector)
+    static_assert(kTilePieces % kThreads == 0, "tile pieces split evenly over the threads");
+};
+
+// 16-byte global -> shared copy, asynchronous on sm_80+; fill == false writes zeros and reads nothing.
+__device__ __forceinline__ void cp_async_16(void * smem, const void * gmem, bool fill) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+    const int src_bytes = fill ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
+#else
+    *reinterpret_cast<uint4 *>(smem) = fill ? *reinterpret_cast<const uint4 *>(gmem) : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// N elements of a shared row (16-byte aligned when N * sizeof(T) is a multiple of 16) as floats.
+template <class T, int N>
+__device__ __forceinline__ void shared_row_floats(const T * row, float (&out)[N]) {
+    if constexpr (N * sizeof(T) % 16 == 0) {
+        constexpr int kVec = 16 / int(sizeof(T));
+#pragma unroll
+        for (int c = 0; c < N / kVec; ++c) {
+            const uint4 q = reinterpret_cast<const uint4 *>(row)[c];
+            const T * e = reinterpret_cast<const T *>(&q);
+#pragma unroll
+            for (int i = 0; i < kVec; ++i) out[c * kVec + i] = to_f32<T>(e[i]);
+        }
+    } else {
+#pragma unroll
+        for (int n = 0; n < N; ++n) out[n] = to_f32<T>(row[n]);
+    }
+}
+
+template <class Tr, bool kSummary>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_rows_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int N = Tr::kN, CH = Tr::kChunk, TH = Tr::kThreads, VEC = Tr::kVec;
+    __shared__ __align__(16) T s_u[2][CH][TH];  // u tile; y is written over it
+    __shared__ __align__(16) T s_dl[2][CH][TH];
+    __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TH];
+    __shared__ __align__(16) T s_B[2][CH][N];
+    __shared__ __align__(16) T s_C[kSummary ? 1 : 2][CH][N];
+
+    const int tid = int(threadIdx.x);
+    const int64_t b = blockIdx.y;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * TH;
+    const int64_t d_raw = d_first + tid;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle threads shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
+
+    // Tile bases at the block's first channel (unit channel stride).
+    const T * ub = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d_first;
+    const T * db = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d_first;
+    const bool has_z = !kSummary && a.has_z;
+    const T * zb = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d_first : nullptr;
+    T * yb = reinterpret_cast<T *>(a.y) + b * a.y_sb + d_first;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
+    float A2[N], h[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+        const bool valid = n < a.dstate;
+        A2[n] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[n] = 0.0f;
+            // Slot 0 holds the initial state, read here, before the last pass may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[n] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
+    }
+    const float Dv = a.has_D ? a.D[d * a.D_s] : 0.0f;
+    const float bias = a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f;
+
+    // Issues the copies of the tile at t0 into buffer buf. Steps past the segment end and channels past
+    // dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
+    auto tile_load = [&](int buf, int64_t t0) {
+#pragma unroll
+        for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
+            const int p = tid + j * TH;
+            const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+            const bool in = t0 + k < t_end && d_first + ch < a.dim;
+            const int64_t t = in ? t0 + k : t_begin;  // a valid address even when nothing is read
+            const int c = in ? ch : 0;
+            cp_async_16(&s_u[buf][k][ch], ub + t * a.u_st + c, in);
+            cp_async_16(&s_dl[buf][k][ch], db + t * a.dl_st + c, in);
+            if (has_z) cp_async_16(&s_z[buf][k][ch], zb + t * a.z_st + c, in);
+        }
+        constexpr int kBCRows = kSummary ? 1 : 2;
+        if constexpr (Tr::kBCRowPieces > 0) {
+            if (a.rows_bc_vec) {
+                constexpr int kPieces = kBCRows * CH * Tr::kBCRowPieces;
+                for (int p = tid; p < kPieces; p += TH) {
+                    const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
+                    const bool is_c = p >= CH * Tr::kBCRowPieces;
+                    const bool in = t0 + k < t_end;
+                    const int64_t t = in ? t0 + k : t_begin;
+                    T * dst = is_c ? &s_C[buf][k][piece * VEC] : &s_B[buf][k][piece * VEC];
+                    const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + piece * VEC;
+                    cp_async_16(dst, src, in);
+                }
+                return;
+            }
+        }
+        // Element by element (unaligned or strided B/C, padded dstate); plain stores into the free buffer.
+        for (int e = tid; e < kBCRows * CH * N; e += TH) {
+            const int n = e % N, k = (e / N) % CH;
+            const bool is_c = e >= CH * N;
+            const bool in = n < a.dstate && t0 + k < t_end;
+            const T v = in ? (is_c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
+            if (is_c) s_C[buf][k][n] = v;
+            else s_B[buf][k][n] = v;
+        }
+    };
+
+    float dt_sum = 0.0f;
+    tile_load(0, t_begin);
+    cp_async_commit();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        // The tile at t0 has landed for every thread, and every thread is done with the other buffer.
+        cp_async_wait_all();
+        __syncthreads();
+        if (t0 + CH < t_end) {
+            tile_load(buf ^ 1, t0 + CH);
+            cp_async_commit();
+        }
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            float dt = to_f32<T>(s_dl[buf][k][tid]) + bias;
+            if (a.softplus) dt = softplus_f(dt);
+            if (k >= steps) dt = 0.0f;  // past the end: decay 1 and no input (u and B read as zero)
+            const float u = to_f32<T>(s_u[buf][k][tid]);
+            const float du = dt * u;
+            float Bv[N];
+            shared_row_floats<T, N>(s_B[buf][k], Bv);
+            if constexpr (kSummary) {
+                dt_sum += dt;
+#pragma unroll
+                for (int n = 0; n < N; ++n) h[n] = exp2f(dt * A2[n]) * h[n] + du * Bv[n];
+            } else {
+                float Cv[N];
+                shared_row_floats<T, N>(s_C[buf][k], Cv);
+                float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+                for (int n = 0; n < N; ++n) {
+                    h[n] = exp2f(dt * A2[n]) * h[n] + du * Bv[n];
+                    if (n % 2 == 0) acc0 += Cv[n] * h[n];
+                    else acc1 += Cv[n] * h[n];
+                }
+                float y = acc0 + acc1 + Dv * u;
+                if (has_z) y *= silu_f(to_f32<T>(s_z[buf][k][tid]));
+                s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
+            }
+        }
+        if constexpr (!kSummary) {
+            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
+                const int p = tid + j * TH;
+                const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+                if (k < steps && d_first + ch < a.dim)
+                    *reinterpret_cast<uint4 *>(yb + (t0 + k) * a.y_st + ch) = *reinterpret_cast<const uint4 *>(&s_u[buf][k][ch]);
+            }
+        }
+    }
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int n = 0; n < N; ++n) a.seg_state[slot(seg + 1, n)] = h[n];
+        a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
+#pragma unroll
+        for (int n = 0; n < N; ++n)
+            if (n < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + n * a.fin_sn] = h[n];
+    }
+}
+
+template <class Tr>
+void launch_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
+    if (a.nseg > 1) {
+        selective_scan_rows_kernel<Tr, true><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel (segment summaries)");
+        const int64_t total = batch * a.dim * Tr::kN;
+        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
+        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
+    }
+    selective_scan_rows_kernel<Tr, false><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel");
+}
+
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
     if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
-        if (a.vec) {
+        if (!a.vec && a.rows) {
+            if (a.dstate <= 4) launch_rows_scan<RowsScanTraits<T, 4>>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_rows_scan<RowsScanTraits<T, 8>>(ctx, a, batch);
+            else launch_rows_scan<RowsScanTraits<T, 16>>(ctx, a, batch);
+        } else if (a.vec) {
             if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, true>(ctx, a, batch);
             else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, true>(ctx, a, batch);
             else launch_channel_scan<ChannelScanTraits<T, 16>, true>(ctx, a, batch);

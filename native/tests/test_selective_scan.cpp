@@ -52,7 +52,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
 // Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
 // into segments (state carried across segment boundaries), masked final chunks, blocks only partly
 // filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
-// buffers read in place one step at a time.
+// buffers read in place (shared memory tiles, or one step at a time when dim is not whole 16-byte pieces).
 TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
     const ScanShape shapes[] = {
         {1, 256, 3000, 16, 2, true},  // many segments, two groups of 128 channels, length not a multiple of 8
@@ -74,6 +74,97 @@ TEST_P(SelectiveScanTest, LongSequencesOverFewChannels) {
                 check(p);
             }
         }
+    }
+}
+
+// (batch, len, dim) views of u, delta, z, y and (batch, len, groups, dstate) views of B, C, as the model
+// passes them: on CUDA these are staged in shared memory tiles of whole time rows (16-byte copies) when
+// dim is a whole number of 16-byte pieces, else read step by step. Lengths not a multiple of the tile,
+// blocks partly filled with channels, dims that allow 16-byte pieces only for float32, groups, batch > 1,
+// segments over few channels, dstate padded or too small for 16-byte B/C rows, with and without z and
+// initial/final state.
+TEST_P(SelectiveScanTest, TimeMajorViewsThroughSharedTiles) {
+    const ScanShape shapes[] = {
+        {1, 256, 1000, 16, 1, true},  // segments, length not a multiple of 16
+        {2, 136, 77, 16, 1, true},    // batch 2, the last block only partly filled with channels
+        {1, 52, 300, 16, 1, true},    // dim 52: 16-byte pieces for float32 only; 16-bit types fall back
+        {3, 256, 50, 16, 2, true},    // three rows, two groups of 128 channels
+        {1, 64, 2000, 8, 1, true},    // dstate 8, very few channels, many segments
+        {1, 128, 600, 5, 1, true},    // dstate 5 padded to 8: B/C staged element by element
+        {1, 128, 333, 4, 2, true},    // dstate 4: B/C rows of 8 bytes for 16-bit types
+        {2, 128, 1, 16, 1, true},     // a single step
+        {1, 1024, 129, 16, 1, true},  // many blocks, one step past a whole number of tiles
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 700;
+    for (const auto & dt : dtypes) {
+        for (int variant = 0; variant < 3; ++variant) {
+            ScanOptions o;
+            o.z = variant != 1;
+            o.initial_state = o.final_state = variant != 2;
+            o.delta_bias = variant != 1;
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " variant " + std::to_string(variant) + " batch " + std::to_string(s.batch) + " dim " +
+                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate) + " groups " +
+                             std::to_string(s.groups));
+                ScanProblem p(s, o, dt, Layout::Permuted, seed++);
+                check(p);
+            }
+        }
+    }
+}
+
+// The model's exact views: u, delta, y (1, dim, len) over (len, dim) buffers, z the second half of the
+// (len, 2 * dim) in_proj output, and B, C columns of the x_proj output (len, rank + 2 * dstate) at offsets
+// rank and rank + dstate; the final state written over the initial state. On CUDA: the shared tile path
+// with 16-byte B/C row copies; one 512-step chunk split into segments.
+TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
+    const int64_t Dm = 256, L = 520, N = 16, rank = 24, W = rank + 2 * N;
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+    uint64_t seed = 800;
+    for (const auto & dt : dtypes) {
+        SCOPED_TRACE(mt::dtype_name(dt.in));
+        ScanProblem p({1, Dm, L, N, 1, true}, ScanOptions{}, dt, Layout::Permuted, seed++);
+        // z inside a (len, 2 * dim) buffer, B and C inside a (len, W) buffer, unused parts random.
+        std::mt19937_64 rng(seed++);
+        Tensor xz({1, L, 2 * Dm}, dt.in), xdbl({1, L, W}, dt.bc);
+        xz.fill_uniform(rng, -1, 1);
+        xdbl.fill_uniform(rng, -1, 1);
+        for (int64_t t = 0; t < L; ++t) {
+            for (int64_t d = 0; d < Dm; ++d) xz.at(t * 2 * Dm + Dm + d) = p.z.at(d * L + t);
+            for (int64_t n = 0; n < N; ++n) {
+                xdbl.at(t * W + rank + n) = p.B.at(n * L + t);
+                xdbl.at(t * W + rank + N + n) = p.C.at(n * L + t);
+            }
+        }
+        p.upload(ctx());
+        xz.upload(ctx());
+        xdbl.upload(ctx());
+        const auto ref = reference_scan(p);
+        const int64_t es = int64_t(mt::dtype_size(dt.in));
+        int64_t z_shape[] = {1, Dm, L}, z_strides[] = {L * 2 * Dm, 1, 2 * Dm};
+        int64_t bc_shape[] = {1, 1, N, L}, bc_strides[] = {L * W, N, 1, W};
+        DLTensor z = *xz.dl(), B = *xdbl.dl(), C = *xdbl.dl();
+        z.shape = z_shape;
+        z.strides = z_strides;
+        z.byte_offset += uint64_t(Dm * es);
+        for (DLTensor * bc : {&B, &C}) {
+            bc->ndim = 4;
+            bc->shape = bc_shape;
+            bc->strides = bc_strides;
+        }
+        B.byte_offset += uint64_t(rank * es);
+        C.byte_offset += uint64_t((rank + N) * es);
+        auto a = p.args();
+        a.z = &z;
+        a.B = &B;
+        a.C = &C;
+        a.final_state = p.initial_state.dl();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+        p.y.download(ctx());
+        p.initial_state.download(ctx());
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(dt.out), tolerance(dt.out));
+        EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
     }
 }
 
