@@ -23,21 +23,22 @@
 // of 16 tiles), y intra 10*4*2 = 80, y inter 4*4*8*2 = 256, state 8*4*4*2 = 256: 672 = 5.5 MFLOP
 // (the hi/lo splits double the last three). B8: 640 blocks * 32 chunks = 113 GFLOP.
 // Parallelism: one block of 16 warps per SM (shared memory: 184 KB at 64 channels and N 128, 123 KB
-// at 32, 101 KB at 16; 512 threads cap registers at 128: 24-136 bytes of
-// L1 spills for sm_90). Measured
-// with 4 and 8 warps (1-2 per scheduler), a chunk took 17-22 us against ~2 us of tensor-core issue: the
-// dependent shared-memory loads and MMAs of one warp were exposed, so the time followed the busiest
-// warp's MMA count (G 80 + y/state 148 per 16 channels, spread over the warps). Hence 16 warps for
-// every tile, and the channel tile chosen per problem: the narrowest of 16 and 32 whose blocks fit in
-// one wave (B1 H24 P64: 96 blocks of 16 channels instead of 48 of 32; B1 H40: 80 of 32), else 64
+// at 32, 101 KB at 16; 512 threads cap registers at 128: 24-136 bytes of L1 spills for sm_90).
+// Measured with 4 and 8 warps (1-2 per scheduler), a chunk took 17-22 us against ~2 us of tensor-core
+// issue: the dependent shared-memory loads and MMAs of one warp were exposed, so the time followed the
+// busiest warp's MMA count (G 80 + y/state 148 per 16 channels, spread over the warps). Hence 16 warps
+// for every tile, and the channel tile chosen per problem: the narrowest of 16 and 32 whose blocks fit
+// in one wave (B1 H24 P64: 96 blocks of 16 channels instead of 48 of 32; B1 H40: 80 of 32), else 64
 // (G is then computed the fewest times: B8 H80 is 640 blocks, 5 waves). A narrower tile shortens the
 // busiest warp less than in proportion (G and M are per block whatever the tile), so it is never
 // taken when it costs a second wave.
-// Expected on an H200 from the busiest warp's MMAs (42 instead of 84 at 64 channels; ~40 at 16 instead
-// of 94 at 32 with 4 warps): B8 H80 ~1.4-1.8 ms (was 2.70), B1 H80 ~0.3 ms (0.54), B1 H24 ~0.25 ms (0.70). Next steps: a chunk-parallel form for B*H below the SM count (chunk states
-// in parallel, a scan over chunk states, then y per chunk); cp.async double buffering of the next
-// chunk's B, C, x, z during the MMAs; ldmatrix + mma.sync with register-resident fragments; sharing G
-// between the heads of a group (G depends only on the group).
+// Expected on an H200 from the busiest warp's MMAs (42 instead of 84 at 64 channels; ~40 at 16
+// instead of 94 at 32 with 4 warps): B8 H80 ~1.4-1.8 ms (was 2.70), B1 H80 ~0.3 ms (0.54), B1 H24
+// ~0.25 ms (0.70).
+// Next steps: a chunk-parallel form for B*H below the SM count (chunk states in parallel, a scan over
+// chunk states, then y per chunk); cp.async double buffering of the next chunk's B, C, x, z during
+// the MMAs; ldmatrix + mma.sync with register-resident fragments; sharing G between the heads of a
+// group (G depends only on the group).
 // Choices: wmma (documented fragment API, no hand-written layouts) over shared memory staged per
 // chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank.
 #include <mma.h>
