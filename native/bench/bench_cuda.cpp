@@ -92,6 +92,9 @@ mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
                     [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false); });
 mb::Register ssd_b1("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256",
                     [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false); });
+// 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
+mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",
+                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256, false); });
 mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256, false); });
 mb::Register ssd_b8_fast("cuda fast ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",

@@ -22,15 +22,25 @@
 // FLOPs per chunk per block, in 16x16x16 MMAs (8192 FLOP each), kPT = 64, N = 128: G 80 (causal: 10
 // of 16 tiles), y intra 10*4*2 = 80, y inter 4*4*8*2 = 256, state 8*4*4*2 = 256: 672 = 5.5 MFLOP
 // (the hi/lo splits double the last three). B8: 640 blocks * 32 chunks = 113 GFLOP.
-// Time model (one 184 KB block of 8 warps per SM; phases separated by barriers, loads not yet
-// overlapped with the MMAs): per chunk ~1.5 us of load latency + ~2-3 us of MMA + ~1 us elementwise,
-// so ~5-6 us * 32 chunks per block: B8 (640 blocks, 5 waves over 132 SMs) ~0.8-1 ms, B1 (80 blocks,
-// one wave) ~0.2 ms. Next steps: cp.async double buffering of the next chunk's B, C, x, z during the
-// MMAs, ldmatrix + mma.sync with register-resident fragments, and sharing G between the heads of a
+// Parallelism: one block of 16 warps per SM (shared memory: 184 KB at 64 channels and N 128, 123 KB
+// at 32, 101 KB at 16; 512 threads cap registers at 128: 24-136 bytes of L1 spills for sm_90).
+// Measured with 4 and 8 warps (1-2 per scheduler), a chunk took 17-22 us against ~2 us of tensor-core
+// issue: the dependent shared-memory loads and MMAs of one warp were exposed, so the time followed the
+// busiest warp's MMA count (G 80 + y/state 148 per 16 channels, spread over the warps). Hence 16 warps
+// for every tile, and the channel tile chosen per problem: the narrowest of 16 and 32 whose blocks fit
+// in one wave (B1 H24 P64: 96 blocks of 16 channels instead of 48 of 32; B1 H40: 80 of 32), else 64
+// (G is then computed the fewest times: B8 H80 is 640 blocks, 5 waves). A narrower tile shortens the
+// busiest warp less than in proportion (G and M are per block whatever the tile), so it is never
+// taken when it costs a second wave.
+// Expected on an H200 from the busiest warp's MMAs (42 instead of 84 at 64 channels; ~40 at 16
+// instead of 94 at 32 with 4 warps): B8 H80 ~1.4-1.8 ms (was 2.70), B1 H80 ~0.3 ms (0.54), B1 H24
+// ~0.25 ms (0.70).
+// Next steps: a chunk-parallel form for B*H below the SM count (chunk states in parallel, a scan over
+// chunk states, then y per chunk); cp.async double buffering of the next chunk's B, C, x, z during
+// the MMAs; ldmatrix + mma.sync with register-resident fragments; sharing G between the heads of a
 // group (G depends only on the group).
 // Choices: wmma (documented fragment API, no hand-written layouts) over shared memory staged per
-// chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank; kPT = 32 (4
-// warps) only when those blocks fit in one wave, else kPT = 64.
+// chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank.
 #include <mma.h>
 
 #include "ssd_chunked.cuh"
@@ -41,12 +51,14 @@ namespace {
 
 namespace wmma = nvcuda::wmma;
 
-template <int kStatePad, int kChannelTile>
+template <int kStatePad, int kChannelTile, int kWarpCount>
 struct SsdChunkedTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128 (zeros beyond dstate)
-    static constexpr int kPT = kChannelTile;  // channels p per block (32 or 64)
+    static constexpr int kPT = kChannelTile;  // channels p per block (16, 32 or 64)
     static constexpr int kQ = 64;             // steps per chunk
-    static constexpr int kWarps = kPT / 8;    // 4 or 8
+    // Warps per block, independent of the tile: every loop below strides by warps or threads. With one
+    // block per SM (shared memory), more warps are what hides the shared-memory and MMA latencies.
+    static constexpr int kWarps = kWarpCount;
     // y's float32 operands (M, S) as bf16 hi + lo (true) or hi only (false: half the y MMAs; a host
     // emulation of 2048 bf16 steps put y at 0.5 of the bf16 test tolerance that way, 0.2 with the split).
     // The state update always splits Xw: final states are held to 2e-4.
@@ -77,7 +89,10 @@ struct SsdChunkedTraits {
     static constexpr size_t kSmemBytes = oDt + align(kQ * 4);
     static_assert(kQ == 64, "the cumulative sum gives each lane of one warp two steps");
     static_assert(kN % 16 == 0 && kPT % 16 == 0, "whole 16x16 tiles");
+    static_assert(kWarps >= 2 && kWarps <= 16, "threadIdx.x < kQ covers the steps; 512 threads at most");
 };
+
+constexpr int kSsdChunkedWarps = 16;
 
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
 using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::col_major>;
@@ -154,10 +169,12 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
 
     // Register prefetch of the next chunk's B, C and x rows (16-byte paths only): issued right after a
     // chunk is staged, consumed at the next chunk's start, so the loads overlap a whole chunk's work.
-    constexpr int kVecBC = Q * (N / 8) / NT;  // uint4 of C (and of B) per thread
-    constexpr int kVecX = Q * (PT / 8) / NT;  // uint4 of x per thread
-    constexpr int kEpi = Q * PT / NT;         // outputs per thread
-    static_assert(Q * (N / 8) % NT == 0 && Q * (PT / 8) % NT == 0 && Q * PT % NT == 0, "whole rounds");
+    // Rounds per thread, rounded up; a round r of thread i covers element i + r * NT when that is below
+    // the total (the guards are compile-time true when the total is a multiple of NT).
+    constexpr int kTotBC = Q * (N / 8), kTotX = Q * (PT / 8), kTotEpi = Q * PT;
+    constexpr int kVecBC = (kTotBC + NT - 1) / NT;  // uint4 of C (and of B) per thread
+    constexpr int kVecX = (kTotX + NT - 1) / NT;    // uint4 of x per thread
+    constexpr int kEpi = (kTotEpi + NT - 1) / NT;   // outputs per thread
     uint4 rC[kVecBC], rB[kVecBC], rX[kVecX];
     auto fetch = [&](int64_t tc) {  // the chunk starting at tc (nothing past t_end)
         const int64_t avail = t_end - tc;
@@ -167,7 +184,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             for (int r = 0; r < kVecBC; ++r) {
                 const int i = threadIdx.x + r * NT;
                 const int k = i / (N / 8), n = i % (N / 8) * 8;
-                const bool in = k < avail && n < a.dstate;
+                const bool in = i < kTotBC && k < avail && n < a.dstate;
                 const int64_t t = tc + k;
                 rC[r] = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
                 rB[r] = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
@@ -179,7 +196,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
                 const int i = threadIdx.x + r * NT;
                 const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
                 const int64_t p = p0 + pp;
-                const bool in = k < avail && p < a.headdim;
+                const bool in = i < kTotX && k < avail && p < a.headdim;
                 rX[r] = in ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p) : none;
             }
         }
@@ -196,6 +213,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
 #pragma unroll
             for (int r = 0; r < kVecBC; ++r) {
                 const int i = threadIdx.x + r * NT;
+                if (i >= kTotBC) break;
                 const int k = i / (N / 8), n = i % (N / 8) * 8;
                 *reinterpret_cast<uint4 *>(sC + k * ldN + n) = rC[r];
                 *reinterpret_cast<uint4 *>(sB + k * ldN + n) = rB[r];
@@ -214,6 +232,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
 #pragma unroll
             for (int r = 0; r < kVecX; ++r) {
                 const int i = threadIdx.x + r * NT;
+                if (i >= kTotX) break;
                 const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
                 *reinterpret_cast<uint4 *>(sX + k * ldP + pp) = rX[r];
             }
@@ -242,7 +261,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             const int i = threadIdx.x + r * NT;
             const int k = i / PT, pp = i % PT;
             const int64_t p = p0 + pp;
-            zr[r] = (a.has_z && k < steps && p < a.headdim) ? a.z.load(b * a.z_s[0] + (t0 + k) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
+            zr[r] = (a.has_z && i < kTotEpi && k < steps && p < a.headdim) ? a.z.load(b * a.z_s[0] + (t0 + k) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
         }
         __syncthreads();
         fetch(t0 + Q);  // the registers were stashed before the barrier
@@ -359,7 +378,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             const int i = threadIdx.x + r * NT;  // the same element as zr[r]
             const int k = i / PT, pp = i % PT;
             const int64_t p = p0 + pp;
-            if (k >= steps || p >= a.headdim) continue;
+            if (i >= kTotEpi || k >= steps || p >= a.headdim) continue;
             const int64_t t = t0 + k;
             float out = sYIntra[k * ldPf + pp] + __expf(sAcum[k]) * sYInter[k * ldPf + pp];
             if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[k * ldP + pp]);
@@ -378,15 +397,23 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
     }
 }
 
-template <int kN, int kPT>
+template <int kN, int kPT, int kWarps>
 void launch_ssd_chunked(mamba_context & ctx, const SsdChunkedArgs & args, int64_t nseq) {
     const SsdArgs & a = args.a;
-    using Tr = SsdChunkedTraits<kN, kPT>;
+    using Tr = SsdChunkedTraits<kN, kPT, kWarps>;
     const auto kernel = ssd_chunked_kernel<Tr>;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
     const dim3 grid(unsigned(ceil_div(a.headdim, int64_t(kPT))), unsigned(a.heads), unsigned(nseq));
     kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(args);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_chunked_kernel");
+}
+
+// The three channel tiles for one padded dstate: 16 warps each (one block per SM either way).
+template <int kN>
+void launch_ssd_chunked_tile(mamba_context & ctx, const SsdChunkedArgs & args, int64_t nseq, int tile) {
+    if (tile == 64) launch_ssd_chunked<kN, 64, kSsdChunkedWarps>(ctx, args, nseq);
+    else if (tile == 32) launch_ssd_chunked<kN, 32, kSsdChunkedWarps>(ctx, args, nseq);
+    else launch_ssd_chunked<kN, 16, kSsdChunkedWarps>(ctx, args, nseq);
 }
 
 }  // namespace
@@ -398,9 +425,12 @@ bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device_id));
     MAMBA_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device_id));
     const bool small_state = a.dstate <= 64;
-    const size_t narrow_bytes = small_state ? SsdChunkedTraits<64, 32>::kSmemBytes : SsdChunkedTraits<128, 32>::kSmemBytes;
-    const size_t wide_bytes = small_state ? SsdChunkedTraits<64, 64>::kSmemBytes : SsdChunkedTraits<128, 64>::kSmemBytes;
-    if (narrow_bytes > size_t(smem_optin)) return false;  // GPUs with less shared memory keep the recurrence kernels
+    // The widest tile needs the most shared memory; narrower ones are chosen only when they fit too.
+    auto tile_bytes = [&](int tile) {
+        if (small_state) return tile == 64 ? SsdChunkedTraits<64, 64, kSsdChunkedWarps>::kSmemBytes : tile == 32 ? SsdChunkedTraits<64, 32, kSsdChunkedWarps>::kSmemBytes : SsdChunkedTraits<64, 16, kSsdChunkedWarps>::kSmemBytes;
+        return tile == 64 ? SsdChunkedTraits<128, 64, kSsdChunkedWarps>::kSmemBytes : tile == 32 ? SsdChunkedTraits<128, 32, kSsdChunkedWarps>::kSmemBytes : SsdChunkedTraits<128, 16, kSsdChunkedWarps>::kSmemBytes;
+    };
+    if (tile_bytes(16) > size_t(smem_optin)) return false;  // GPUs with less shared memory keep the recurrence kernels
     if (nseq == 0) return true;
     // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
     // multiple of 8 elements, an aligned base.
@@ -410,16 +440,20 @@ bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
         return ok;
     };
     SsdChunkedArgs args{a, rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate), rows_of_8(a.x, a.x_s, 3, a.headdim)};
-    // A 64-channel tile computes G once per head (one block of 8 warps per SM); 32-channel tiles (4
-    // warps, also one block per SM) only pay when they still fit in a single wave over the SMs.
-    const bool wide = nseq * a.heads * ceil_div(a.headdim, int64_t(32)) > int64_t(sms) && wide_bytes <= size_t(smem_optin);
-    if (small_state) {
-        if (wide) launch_ssd_chunked<64, 64>(ctx, args, nseq);
-        else launch_ssd_chunked<64, 32>(ctx, args, nseq);
-    } else {
-        if (wide) launch_ssd_chunked<128, 64>(ctx, args, nseq);
-        else launch_ssd_chunked<128, 32>(ctx, args, nseq);
+    // Tile choice: a block's time is set by its busiest warp, which a narrower tile shortens less than
+    // in proportion (G = C B^T and the elementwise M are per block, whatever the tile), while a second
+    // wave of blocks doubles the time. So: the narrowest tile whose blocks still fit in one wave (one
+    // block per SM), else the widest (B*H large: G is computed the fewest times).
+    int tile = 64;
+    for (int cand : {16, 32}) {
+        if (nseq * a.heads * ceil_div(a.headdim, int64_t(cand)) <= int64_t(sms) && tile_bytes(cand) <= size_t(smem_optin)) {
+            tile = cand;
+            break;
+        }
     }
+    if (tile == 64 && tile_bytes(64) > size_t(smem_optin)) tile = tile_bytes(32) <= size_t(smem_optin) ? 32 : 16;
+    if (small_state) launch_ssd_chunked_tile<64>(ctx, args, nseq, tile);
+    else launch_ssd_chunked_tile<128>(ctx, args, nseq, tile);
     return true;
 }
 

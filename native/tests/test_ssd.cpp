@@ -325,7 +325,7 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
     }
 }
 
-// Shapes around the GPU's tensor-core chunked kernel (bf16; 64-step chunks, 32 or 64 channels per
+// Shapes around the GPU's tensor-core chunked kernel (bf16; 64-step chunks, 16, 32 or 64 channels per
 // block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
 // dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
 // shapes also cover the other kernels.
@@ -343,6 +343,37 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
             SCOPED_TRACE(describe(s, o));
             check(s, o);
         }
+    }
+}
+
+// The GPU chunked kernel picks 16, 32 or 64 channels per block from the number of blocks against the
+// SM count (132 on an H200): few (sequence, head) pairs take 16-channel tiles (B1 H3, B1 H24), 40
+// heads of 64 channels 32-channel ones, many heads 64-channel ones (the shapes above). Each with
+// lengths off the 64-step chunk, headdim off the tile, groups, initial and final states, and packed.
+TEST_P(SsdTest, MatchesRecurrenceForEachGpuChannelTile) {
+    const Shape shapes[] = {
+        {1, 90, 3, 24, 1, 128},   {1, 130, 24, 64, 1, 128}, {1, 70, 5, 40, 1, 64},    // 16-channel tiles
+        {1, 150, 40, 64, 4, 128}, {2, 100, 12, 96, 3, 64},                             // 32-channel tiles
+        {2, 65, 80, 64, 1, 128},                                                       // 64-channel tiles
+    };
+    for (const Shape & s : shapes) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 256;
+        o.d = DMode::PerChannel;
+        SCOPED_TRACE(describe(s, o));
+        check(s, o, uint64_t(400 + s.heads));
+    }
+    // Packed: 4 sequences of 10 heads are 160 16-channel blocks, 80 32-channel ones; of 3 heads, 48
+    // 16-channel ones.
+    for (int64_t heads : {3, 10}) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 256;
+        o.cu_seqlens = {0, 37, 100, 101, 230};
+        const Shape s{1, 230, heads, 64, heads == 3 ? 1 : 2, 128};
+        SCOPED_TRACE(describe(s, o) + " packed");
+        check(s, o, uint64_t(450 + heads));
     }
 }
 
