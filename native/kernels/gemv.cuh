@@ -13,8 +13,7 @@ namespace mamba::cuda {
 constexpr int64_t kGemvMaxRows = 16;
 
 // Runs y = x W^T (+ bias) with the GEMV kernel when it applies (rows <= kGemvMaxRows); returns false
-// (having done nothing) otherwise. Few outputs with long rows use the context workspace (split-K partial
-// sums), sized by the shape alone, so a direct call before graph capture grows it once.
+// (having done nothing) otherwise.
 bool try_gemv(mamba_context & ctx, const LinearParams & p);
 
 }  // namespace mamba::cuda
