@@ -10,19 +10,20 @@
 // Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
 // FLOPs: 6 per (t, h, p, n).
 //
-// Fast path (MAMBA_CUDA_FAST_PATHS=1, not yet run on a GPU): the rows kernel, where a warp owns 8 rows
+// Alternative (MAMBA_CUDA_FAST_PATHS=1; passes the same GPU tests): the rows kernel, where a warp owns 8 rows
 // and a lane 4 consecutive states, so one float4 of B and of C serves 32 state updates.
 #include "common.cuh"
+#include "ssd_host.cuh"
 #include "ops/ssd.h"
 #include "ssd_chunked.cuh"
 
 namespace mamba::cuda {
 
+using ssd_host::copy_strides;
+using ssd_host::dt_is_clamped;
+using ssd_host::F32Params;
+
 namespace {
-
-// dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
-bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
-
 
 // Rows kernel: each warp owns 8 rows p of a head and each lane 4 consecutive states (float4) of every
 // 128, so one float4 of B and one of C from shared memory serve 8 rows (32 state updates). y_t[p] is
@@ -54,19 +55,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_rows_kernel(SsdArgs a) {
     const int64_t row0 = int64_t(blockIdx.x) * ROWS;
     const int64_t g = h / a.heads_per_group;
     int64_t b, t_begin, t_end;
-    if (a.packed) {
-        auto cu = [&](int64_t i) {
-            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
-                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
-        };
-        b = 0;
-        t_begin = cu(seq);
-        t_end = cu(seq + 1);
-    } else {
-        b = seq;
-        t_begin = 0;
-        t_end = a.len;
-    }
+    sequence_span(a, seq, b, t_begin, t_end);
     const float A = a.A[h * a.A_s];
     const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
 
@@ -214,19 +203,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_scan_kernel(SsdArgs a) {
     const int64_t g = h / a.heads_per_group;
 
     int64_t b, t_begin, t_end;
-    if (a.packed) {
-        auto cu = [&](int64_t i) {
-            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
-                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
-        };
-        b = 0;
-        t_begin = cu(seq);
-        t_end = cu(seq + 1);
-    } else {
-        b = seq;
-        t_begin = 0;
-        t_end = a.len;
-    }
+    sequence_span(a, seq, b, t_begin, t_end);
     const float A = a.A[h * a.A_s];
     const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
     const float Dv = a.has_D ? (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) : 0.0f;
@@ -311,34 +288,6 @@ void launch_ssd_scan(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     MAMBA_CUDA_CHECK_LAUNCH("ssd_scan_kernel");
 }
 
-template <int N>
-void copy4(int64_t (&dst)[N], const Tensor & t) {
-    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
-}
-
-// Float32 parameter tensors are read directly; anything else is converted into the workspace.
-struct F32Params {
-    WorkspaceCarver carver;
-    std::vector<std::pair<const Tensor *, size_t>> todo;
-    void plan(const std::optional<Tensor> & t) {
-        if (t && t->dtype != DType::F32) todo.push_back({&*t, carver.add(size_t(t->numel()) * 4)});
-    }
-    void plan(const Tensor & t) {
-        if (t.dtype != DType::F32) todo.push_back({&t, carver.add(size_t(t.numel()) * 4)});
-    }
-    char * ws = nullptr;
-    void run(mamba_context & ctx) { ws = carver.take(ctx); }
-    Tensor get(mamba_context & ctx, const Tensor & t) {
-        for (auto & [src, off] : todo)
-            if (src == &t) {
-                Tensor v = contiguous_like(ws + off, DType::F32, t);
-                copy_tensor(ctx, t, v);
-                return v;
-            }
-        return t;
-    }
-};
-
 }  // namespace
 
 void ssd(mamba_context & ctx, const SsdParams & p) {
@@ -354,19 +303,19 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
 
     SsdArgs a{};
     a.x = any(p.x);
-    copy4(a.x_s, p.x);
+    copy_strides(a.x_s, p.x);
     a.dt = any(p.dt);
-    copy4(a.dt_s, p.dt);
+    copy_strides(a.dt_s, p.dt);
     a.B = any(p.B);
-    copy4(a.B_s, p.B);
+    copy_strides(a.B_s, p.B);
     a.C = any(p.C);
-    copy4(a.C_s, p.C);
+    copy_strides(a.C_s, p.C);
     a.y = any(p.y);
-    copy4(a.y_s, p.y);
+    copy_strides(a.y_s, p.y);
     a.has_z = p.z.has_value();
     if (a.has_z) {
         a.z = any(*p.z);
-        copy4(a.z_s, *p.z);
+        copy_strides(a.z_s, *p.z);
     }
     const Tensor A = f32.get(ctx, p.A);
     a.A = A.ptr<float>();
@@ -388,12 +337,12 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     a.has_init = p.initial_states.has_value();
     if (a.has_init) {
         a.init = p.initial_states->ptr<float>();
-        copy4(a.init_s, *p.initial_states);
+        copy_strides(a.init_s, *p.initial_states);
     }
     a.has_fin = p.final_states.has_value();
     if (a.has_fin) {
         a.fin = p.final_states->ptr<float>();
-        copy4(a.fin_s, *p.final_states);
+        copy_strides(a.fin_s, *p.final_states);
     }
     a.packed = p.cu_seqlens.has_value();
     if (a.packed) {

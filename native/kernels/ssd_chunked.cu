@@ -138,19 +138,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
     const int64_t p0 = int64_t(blockIdx.x) * PT;
     const int64_t g = h / a.heads_per_group;
     int64_t b, t_begin, t_end;
-    if (a.packed) {
-        auto cu = [&](int64_t i) {
-            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
-                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
-        };
-        b = 0;
-        t_begin = cu(seq);
-        t_end = cu(seq + 1);
-    } else {
-        b = seq;
-        t_begin = 0;
-        t_end = a.len;
-    }
+    sequence_span(a, seq, b, t_begin, t_end);
     const float A = a.A[h * a.A_s];
     const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
     const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);

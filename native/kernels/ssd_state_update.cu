@@ -12,44 +12,14 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "ssd_host.cuh"
 #include "ops/ssd.h"
 
 namespace mamba::cuda {
 
-namespace {
-
-// dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
-bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
-
-template <int N>
-void copy4(int64_t (&dst)[N], const Tensor & t) {
-    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
-}
-
-// Float32 parameter tensors are read directly; anything else is converted into the workspace.
-struct F32Params {
-    WorkspaceCarver carver;
-    std::vector<std::pair<const Tensor *, size_t>> todo;
-    void plan(const std::optional<Tensor> & t) {
-        if (t && t->dtype != DType::F32) todo.push_back({&*t, carver.add(size_t(t->numel()) * 4)});
-    }
-    void plan(const Tensor & t) {
-        if (t.dtype != DType::F32) todo.push_back({&t, carver.add(size_t(t.numel()) * 4)});
-    }
-    char * ws = nullptr;
-    void run(mamba_context & ctx) { ws = carver.take(ctx); }
-    Tensor get(mamba_context & ctx, const Tensor & t) {
-        for (auto & [src, off] : todo)
-            if (src == &t) {
-                Tensor v = contiguous_like(ws + off, DType::F32, t);
-                copy_tensor(ctx, t, v);
-                return v;
-            }
-        return t;
-    }
-};
-
-}  // namespace
+using ssd_host::copy_strides;
+using ssd_host::dt_is_clamped;
+using ssd_host::F32Params;
 
 namespace {
 
@@ -200,21 +170,21 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     f32.run(ctx);
     SsdUpdateArgs a{};
     a.state = p.state.ptr<float>();
-    copy4(a.st_s, p.state);
+    copy_strides(a.st_s, p.state);
     a.x = any(p.x);
-    copy4(a.x_s, p.x);
+    copy_strides(a.x_s, p.x);
     a.dt = any(p.dt);
-    copy4(a.dt_s, p.dt);
+    copy_strides(a.dt_s, p.dt);
     a.B = any(p.B);
-    copy4(a.B_s, p.B);
+    copy_strides(a.B_s, p.B);
     a.C = any(p.C);
-    copy4(a.C_s, p.C);
+    copy_strides(a.C_s, p.C);
     a.y = any(p.y);
-    copy4(a.y_s, p.y);
+    copy_strides(a.y_s, p.y);
     a.has_z = p.z.has_value();
     if (a.has_z) {
         a.z = any(*p.z);
-        copy4(a.z_s, *p.z);
+        copy_strides(a.z_s, *p.z);
     }
     const Tensor A = f32.get(ctx, p.A);
     a.A = A.ptr<float>();
