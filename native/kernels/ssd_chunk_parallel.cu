@@ -131,33 +131,43 @@ __device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float 
 
 // ---- state kernel ---------------------------------------------------------------------------------
 
+// 16-byte global -> shared copies that bypass registers (sm_80+); `valid` false writes zeros.
+__device__ __forceinline__ void cp_async16(void * dst, const void * src, bool valid) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 template <int kStatePad, int kChannelTile>
 struct SsdCpStateTraits {
-    static constexpr int kN = kStatePad;     // dstate padded to 64 or 128
-    static constexpr int kPT = kChannelTile; // channels per block: 16, 32 or 64
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
     static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kWarps = 8;
-    static constexpr int kThreads = 32 * kWarps;
     // State tiles (16 x 16) of the block; warp w owns the tiles of one state column tile (w % kTN), so
-    // one B fragment per k step serves all of them.
+    // one B fragment per k step serves all of them. One warp per tile up to 8.
     static constexpr int kTN = kN / 16, kTP = kPT / 16;
+    static constexpr int kWarps = kTN * kTP < 8 ? kTN * kTP : 8;
+    static constexpr int kThreads = 32 * kWarps;
     static constexpr int kTileRowStep = kWarps / kTN;  // channel tiles between a warp's tiles
     static constexpr int kTilesPerWarp = (kTP + kTileRowStep - 1) / kTileRowStep;
     static constexpr int ldN = kN + 8;   // bf16 rows of B
-    static constexpr int ldP = kPT + 8;  // bf16 rows of Xw
+    static constexpr int ldP = kPT + 8;  // bf16 rows of x and Xw
+    // B double-buffered (the next chunk's copy lands during this chunk's MMAs); x staged raw for the
+    // next chunk while this chunk's Xw (hi, lo) is multiplied.
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
     static constexpr size_t oB = 0;
-    static constexpr size_t oXwHi = oB + align128(size_t(kQ) * ldN * 2);
-    static constexpr size_t oXwLo = oXwHi + align128(size_t(kQ) * ldP * 2);
-    static constexpr size_t oScratch = oXwLo + align128(size_t(kQ) * ldP * 2);  // 16 x 16 floats per warp
+    static constexpr size_t oXraw = oB + 2 * kBBytes;
+    static constexpr size_t oXwHi = oXraw + kXBytes;
+    static constexpr size_t oXwLo = oXwHi + kXBytes;
+    static constexpr size_t oScratch = oXwLo + kXBytes;  // 16 x 16 floats per warp
     static constexpr size_t oDt = oScratch + align128(size_t(kWarps) * 256 * 4);
     static constexpr size_t oAcum = oDt + align128(kQ * 4);
     static constexpr size_t kSmemBytes = oAcum + align128(kQ * 4);
-    // Register prefetch: uint4 (8 bf16) of B and of x per thread and chunk.
-    static constexpr int kVecB = kQ * (kN / 8) / kThreads;
-    static constexpr int kVecX = kQ * (kPT / 8) / kThreads;
     static_assert(kWarps % kTN == 0, "a warp's tiles share their state column tile");
-    static_assert(kQ * (kN / 8) % kThreads == 0 && kQ * (kPT / 8) % kThreads == 0, "whole prefetch rounds");
-    static_assert(kQ % 32 == 0 && kQ <= kThreads, "the cumulative sum gives each lane kQ/32 steps");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ == 128, "warp 0 gives each lane 4 steps of the cumulative sum");
 };
 
 template <class Tr>
@@ -166,11 +176,12 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
     constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, TN = Tr::kTN, TP = Tr::kTP;
     constexpr int ldN = Tr::ldN, ldP = Tr::ldP, TPW = Tr::kTilesPerWarp;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oB);
+    bf16_t * sXraw = reinterpret_cast<bf16_t *>(smem + Tr::oXraw);
     bf16_t * sXwHi = reinterpret_cast<bf16_t *>(smem + Tr::oXwHi);
     bf16_t * sXwLo = reinterpret_cast<bf16_t *>(smem + Tr::oXwLo);
     float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
     float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     float * scratch = reinterpret_cast<float *>(smem + Tr::oScratch) + warp * 256;
@@ -204,104 +215,93 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
         __syncwarp();
     }
 
-    // Register prefetch of the next chunk's B, x (16-byte paths) and raw dt, issued once a chunk is
-    // staged, so that the loads overlap that chunk's MMAs.
-    uint4 rB[Tr::kVecB], rX[Tr::kVecX];
-    float rDt = 0.0f;
-    auto fetch = [&](int64_t tc) {
+    // Loads of the chunk starting at tc: B into buffer buf and x into sXraw (cp.async on the 16-byte
+    // paths, zeros past the end), and its raw dt into warp 0's registers (4 steps per lane).
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto issue = [&](int64_t tc, int buf) {
         const int64_t avail = t_end - tc;
-        const uint4 none = make_uint4(0u, 0u, 0u, 0u);
+        bf16_t * dB = sB(buf);
         if (c.vec_bc) {
-#pragma unroll
-            for (int r = 0; r < Tr::kVecB; ++r) {
-                const int i = tid + r * NT;
-                const int k = i / (N / 8), n = i % (N / 8) * 8;
-                rB[r] = (k < avail && n < a.dstate) ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n) : none;
-            }
-        }
-        if (c.vec_x) {
-#pragma unroll
-            for (int r = 0; r < Tr::kVecX; ++r) {
-                const int i = tid + r * NT;
-                const int k = i / (PT / 8), pp = i % (PT / 8) * 8;
-                const int64_t p = p0 + pp;
-                rX[r] = (k < avail && p < a.headdim) ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p) : none;
-            }
-        }
-        if (tid < Q && tid < avail) rDt = a.dt.load(b * a.dt_s[0] + (tc + tid) * a.dt_s[1] + h * a.dt_s[2]);
-    };
-    fetch(t_begin);
-
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q) {
-        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-        const int64_t slot = slot_of(c, seq, t0);
-        __syncthreads();  // the previous chunk's MMAs no longer read sB and Xw
-
-        // ---- stage B and dt ----
-        if (c.vec_bc) {
-#pragma unroll
-            for (int r = 0; r < Tr::kVecB; ++r) {
-                const int i = tid + r * NT;
-                *reinterpret_cast<uint4 *>(sB + (i / (N / 8)) * ldN + i % (N / 8) * 8) = rB[r];
+            const int n = tid % (N / 8) * 8;
+            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
             }
         } else {
             for (int i = tid; i < Q * N; i += NT) {
                 const int k = i / N, n = i % N;
-                sB[k * ldN + n] = (k < steps && n < a.dstate) ? Bg[b * a.B_s[0] + (t0 + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
             }
         }
-        if (tid < Q) {
-            const float dt = tid < steps ? process_dt(a, rDt, bias) : 0.0f;
-            sDt[tid] = dt;
-            sAcum[tid] = dt * A;
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
+                const bool in = k < avail && p < a.headdim;
+                cp_async16(sXraw + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int k = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sXraw[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
         }
-        __syncthreads();
-
-        // ---- inclusive cumulative sum of dt*A (warp 0, kQ/32 consecutive steps per lane) ----
+        cp_async_commit();
         if (warp == 0) {
-            constexpr int E = Q / 32;
-            float v[E];
-            float run = 0.0f;
 #pragma unroll
-            for (int i = 0; i < E; ++i) {
-                run += sAcum[lane * E + i];
-                v[i] = run;
+            for (int i = 0; i < 4; ++i) {
+                const int k = lane * 4 + i;
+                if (k < avail) rDt[i] = a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]);
             }
-            float incl = v[E - 1];
+        }
+    };
+    issue(t_begin, 0);
+
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+        cp_async_wait_all();
+        __syncthreads();  // this chunk's B and x are in for every thread; the previous MMAs are done
+
+        // ---- warp 0: dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A ----
+        if (warp == 0) {
+            float dt[4], run = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
+                run += dt[i] * A;
+            }
+            float incl = run;
 #pragma unroll
             for (int off = 1; off < 32; off *= 2) {
                 const float o = __shfl_up_sync(0xffffffffu, incl, off);
                 if (lane >= off) incl += o;
             }
-            const float excl = incl - v[E - 1];
+            float acum = incl - run;
 #pragma unroll
-            for (int i = 0; i < E; ++i) sAcum[lane * E + i] = excl + v[i];
+            for (int i = 0; i < 4; ++i) {
+                acum += dt[i] * A;
+                sDt[lane * 4 + i] = dt[i];
+                sAcum[lane * 4 + i] = acum;
+            }
         }
         __syncthreads();
 
-        // ---- Xw = x dt exp(acum_end - acum), split; dt and acum and S_in out; next chunk's prefetch ----
+        // ---- Xw = x dt exp(acum_end - acum), split into hi + lo; dt, acum and S_in out ----
         const float acum_end = sAcum[Q - 1];
-        if (c.vec_x) {
+        for (int i = tid; i < Q * (PT / 8); i += NT) {
+            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
+            const float w = sDt[s] * __expf(acum_end - sAcum[s]);
+            const uint4 raw = *reinterpret_cast<const uint4 *>(sXraw + s * ldP + pp);
+            const bf16_t * xe = reinterpret_cast<const bf16_t *>(&raw);
+            __align__(16) bf16_t hi[8];
+            __align__(16) bf16_t lo[8];
 #pragma unroll
-            for (int r = 0; r < Tr::kVecX; ++r) {
-                const int i = tid + r * NT;
-                const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-                const float w = sDt[s] * __expf(acum_end - sAcum[s]);
-                const bf16_t * xe = reinterpret_cast<const bf16_t *>(&rX[r]);
-                __align__(16) bf16_t hi[8];
-                __align__(16) bf16_t lo[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e) split_bf16(__bfloat162float(xe[e]) * w, hi[e], lo[e]);
-                *reinterpret_cast<uint4 *>(sXwHi + s * ldP + pp) = *reinterpret_cast<const uint4 *>(hi);
-                *reinterpret_cast<uint4 *>(sXwLo + s * ldP + pp) = *reinterpret_cast<const uint4 *>(lo);
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int s = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                const float xv = (s < steps && p < a.headdim) ? __bfloat162float(xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]]) : 0.0f;
-                split_bf16(xv * sDt[s] * __expf(acum_end - sAcum[s]), sXwHi[s * ldP + pp], sXwLo[s * ldP + pp]);
-            }
+            for (int e = 0; e < 8; ++e) split_bf16(__bfloat162float(xe[e]) * w, hi[e], lo[e]);
+            *reinterpret_cast<uint4 *>(sXwHi + s * ldP + pp) = *reinterpret_cast<const uint4 *>(hi);
+            *reinterpret_cast<uint4 *>(sXwLo + s * ldP + pp) = *reinterpret_cast<const uint4 *>(lo);
         }
         if (blockIdx.x == 0 && tid < Q) {
             const int64_t at = (slot * a.heads + h) * Q + tid;
@@ -323,8 +323,8 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             *reinterpret_cast<uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + tn * 16 + col) = *reinterpret_cast<const uint4 *>(v);
             __syncwarp();
         }
-        fetch(t0 + Q);
-        __syncthreads();
+        __syncthreads();  // Xw is complete and sXraw free
+        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);  // the other B buffer was last read by the previous MMAs
 
         // ---- S <- exp(acum_end) S + XwHi^T B + XwLo^T B ----
         const float decay = __expf(acum_end);
@@ -332,10 +332,11 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
         for (int r = 0; r < TPW; ++r)
 #pragma unroll
             for (int e = 0; e < acc[r].num_elements; ++e) acc[r].x[e] *= decay;
+        const bf16_t * cB = sB(buf);
 #pragma unroll 2
         for (int k = 0; k < Q / 16; ++k) {
             FragB fb;
-            wmma::load_matrix_sync(fb, sB + 16 * k * ldN + 16 * tn, ldN);
+            wmma::load_matrix_sync(fb, cB + 16 * k * ldN + 16 * tn, ldN);
 #pragma unroll
             for (int r = 0; r < TPW; ++r) {
                 const int tp = tile_row(r);
@@ -348,6 +349,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             }
         }
     }
+    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
 
     // The final state, float32 (initial and final states may alias: each element is read above and
     // written here by the same warp).
@@ -490,7 +492,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
         if (j > i) continue;
         FragAcc acc;
         wmma::fill_fragment(acc, 0.0f);
-#pragma unroll 4
+#pragma unroll 2
         for (int k = 0; k < N / 16; ++k) {
             FragA fc;
             FragBT fbt;  // B^T (n, s) = sB[s][n]
@@ -530,25 +532,15 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
             sAcum[tid] = rAc;
             sEacum[tid] = __expf(rAc);
         }
-        float zr[Tr::kEpi][8];
+        // z of head h on the 16-byte path, read now so that its latency overlaps the MMAs (other
+        // layouts read it in the epilogue).
+        uint4 rZ[Tr::kEpi];
 #pragma unroll
         for (int r = 0; r < Tr::kEpi; ++r) {
             const int i = tid + r * NT;
             const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-            const int64_t row = b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2];
-            const bool in = a.has_z && s < steps;
-            if (in && c.vec_zy && p0 + pp < a.headdim) {
-                const uint4 raw = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + row + p0 + pp);
-                const bf16_t * ze = reinterpret_cast<const bf16_t *>(&raw);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) zr[r][e] = __bfloat162float(ze[e]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e) {
-                    const int64_t p = p0 + pp + e;
-                    zr[r][e] = (in && p < a.headdim) ? a.z.load(row + p * a.z_s[3]) : 0.0f;
-                }
-            }
+            const bool in = a.has_z && c.vec_zy && s < steps && p0 + pp < a.headdim;
+            rZ[r] = in ? *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p0 + pp) : none;
         }
         __syncthreads();
         if (j + 1 < nh) fetch(h + 1);
@@ -568,7 +560,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
             const int i = half == 0 ? row_pair : TQ - 1 - row_pair;
             FragAcc acc;
             wmma::fill_fragment(acc, 0.0f);
-#pragma unroll 4
+#pragma unroll 2
             for (int k = 0; k < N / 16; ++k) {
                 FragA fc;
                 FragBT fs;  // S_in^T (n, p) = sS[p][n]
@@ -609,7 +601,11 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
                 const int64_t p = p0 + pp + e;
                 float v = sY[s * ldPf + pp + e];
                 if (a.has_D && p < a.headdim) v += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[s * ldP + pp + e]);
-                if (a.has_z) v *= silu_f(zr[r][e]);
+                if (a.has_z) {
+                    const float zv = c.vec_zy ? __bfloat162float(reinterpret_cast<const bf16_t *>(&rZ[r])[e])
+                                     : p < a.headdim ? a.z.load(b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
+                    v *= silu_f(zv);
+                }
                 out[e] = v;
             }
             const int64_t row = b * a.y_s[0] + (t0 + s) * a.y_s[1] + h * a.y_s[2];
@@ -676,18 +672,10 @@ void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
 
 template <int kN>
 void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
-    // State kernel: the widest channel tile whose blocks cover the SMs (B is then read by the fewest
-    // blocks); 16 channels when even those do not (B1 H40: 160 blocks). Two blocks fit on an SM.
+    // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
+    // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
     const int64_t pairs = c.nseq * c.a.heads;
-    int tile = 16;
-    for (int cand : {64, 32}) {
-        if (pairs * ceil_div(c.a.headdim, int64_t(cand)) >= sms) {
-            tile = cand;
-            break;
-        }
-    }
-    if (tile == 64) launch_state<kN, 64>(ctx, c);
-    else if (tile == 32) launch_state<kN, 32>(ctx, c);
+    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
     else launch_state<kN, 16>(ctx, c);
     if (slots == 0) return;
     // Output kernel (one block per SM): the most heads per block (G formed the fewest times) that
@@ -712,7 +700,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
     const size_t need = s.dstate <= 64 ? SsdCpOutputTraits<64>::kSmemBytes : SsdCpOutputTraits<128>::kSmemBytes;
-    if (need > size_t(st.max_smem_per_block) || SsdCpStateTraits<128, 64>::kSmemBytes > size_t(st.max_smem_per_block)) return plan;
+    if (need > size_t(st.max_smem_per_block) || SsdCpStateTraits<128, 32>::kSmemBytes > size_t(st.max_smem_per_block)) return plan;
     const SsdCpWorkspace w(s);
     WorkspaceCarver carver;
     carver.add(w.states);
