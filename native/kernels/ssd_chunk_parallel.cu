@@ -72,7 +72,7 @@ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 // The arguments of both kernels: the problem, the workspace views and the launch choices.
 struct SsdCpArgs {
     SsdArgs a;
-    bf16_t * states;   // [slot][head][Pw][Nw]: the state entering each chunk
+    bf16_t * states;   // [slot][head][Pw][2 Nw]: the state entering each chunk, bf16 hi then lo
     float * dts;       // [slot][head][Q]: processed dt (0 past the sequence end)
     float * acums;     // [slot][head][Q]: inclusive cumulative sum of dt*A inside the chunk
     int64_t Pw;        // headdim rounded up to 16
@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             c.dts[at] = sDt[tid];
             c.acums[at] = sAcum[tid];
         }
-        // The state entering this chunk, as bf16 rows of 16 states (lane: row lane/2, 8 states).
+        // The state entering this chunk as bf16 hi and lo halves of one row (lane: row lane/2, 8 states).
 #pragma unroll
         for (int r = 0; r < TPW; ++r) {
             const int tp = tile_row(r);
@@ -316,11 +316,14 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
             __syncwarp();
             const int row = lane / 2, col = lane % 2 * 8;
-            __align__(16) bf16_t v[8];
+            __align__(16) bf16_t hi[8];
+            __align__(16) bf16_t lo[8];
 #pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(scratch[row * 16 + col + e]);
+            for (int e = 0; e < 8; ++e) split_bf16(scratch[row * 16 + col + e], hi[e], lo[e]);
             const int64_t p = p0 + tp * 16 + row;
-            *reinterpret_cast<uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + tn * 16 + col) = *reinterpret_cast<const uint4 *>(v);
+            bf16_t * dst = c.states + ((slot * a.heads + h) * c.Pw + p) * (2 * N) + tn * 16 + col;
+            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(hi);
+            *reinterpret_cast<uint4 *>(dst + N) = *reinterpret_cast<const uint4 *>(lo);
             __syncwarp();
         }
         __syncthreads();  // Xw is complete and sXraw free
@@ -379,44 +382,53 @@ struct SsdCpOutputTraits {
     static constexpr int kWarps = 16;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kTQ = kQ / 16, kTC = kPT / 16;  // row and column tiles of y
-    static constexpr int ldN = kN + 8;    // bf16 rows of C, B, S_in
-    static constexpr int ldQ = kQ + 8;    // bf16 rows of M
-    static constexpr int ldQf = kQ + 4;   // float rows of G
+    static constexpr int kTri = kTQ * (kTQ + 1) / 2;     // 16 x 16 tiles on and below the diagonal
+    static constexpr int ldN = kN + 8;    // bf16 rows of C, B, S_in hi and lo
     static constexpr int ldP = kPT + 8;   // bf16 rows of x
     static constexpr int ldPf = kPT + 4;  // float rows of y
+    static constexpr int ldGt = 20;       // float rows of one G tile
+    static constexpr int ldMt = 24;       // bf16 rows of one M tile
+    // G and M keep only the tiles on and below the diagonal, packed (tile (i, j) at i (i + 1) / 2 + j).
     static constexpr size_t kBBytes = size_t(kQ) * ldN * 2, kYBytes = size_t(kQ) * ldPf * 4;
+    static constexpr size_t kMBytes = align128(size_t(kTri) * 16 * ldMt * 2);
+    static constexpr size_t kSBytes = align128(size_t(kPT) * ldN * 2);
     static constexpr size_t oC = 0;
     static constexpr size_t oBY = oC + align128(size_t(kQ) * ldN * 2);  // B while G is formed, then y
     static constexpr size_t oG = oBY + align128(kBBytes > kYBytes ? kBBytes : kYBytes);
-    static constexpr size_t oM = oG + align128(size_t(kQ) * ldQf * 4);
-    static constexpr size_t oX = oM + align128(size_t(kQ) * ldQ * 2);
-    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);
-    static constexpr size_t oDt = oS + align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t oM = oG + align128(size_t(kTri) * 16 * ldGt * 4);  // M hi, then M lo
+    static constexpr size_t oX = oM + 2 * kMBytes;
+    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);  // S_in hi, then S_in lo
+    static constexpr size_t oDt = oS + 2 * kSBytes;
     static constexpr size_t oAcum = oDt + align128(kQ * 4);
     static constexpr size_t oEacum = oAcum + align128(kQ * 4);
     static constexpr size_t kSmemBytes = oEacum + align128(kQ * 4);
     static constexpr int kVecBC = kQ * (kN / 8) / kThreads;   // uint4 of C (and of B) per thread
     static constexpr int kVecX = kQ * (kPT / 8) / kThreads;   // uint4 of x per thread
-    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in per thread
+    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in hi (and of lo) per thread
     static constexpr int kEpi = kQ * (kPT / 8) / kThreads;    // groups of 8 outputs per thread
     static_assert(kWarps == (kTQ / 2) * kTC, "each warp owns the row tiles i and kTQ-1-i of one column tile");
     static_assert(kQ * (kN / 8) % kThreads == 0 && kQ * (kPT / 8) % kThreads == 0 && kPT * (kN / 8) % kThreads == 0, "whole rounds");
     static_assert(kQ <= kThreads, "one thread per step for dt");
+    static_assert(kSmemBytes <= 227 * 1024, "fits the shared memory of an H100/H200 block");
 };
+
+__device__ __forceinline__ int tri_index(int i, int j) { return i * (i + 1) / 2 + j; }
 
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c) {
     const SsdArgs & a = c.a;
     constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, NW = Tr::kWarps, TQ = Tr::kTQ, TC = Tr::kTC;
-    constexpr int ldN = Tr::ldN, ldQ = Tr::ldQ, ldQf = Tr::ldQf, ldP = Tr::ldP, ldPf = Tr::ldPf;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, ldPf = Tr::ldPf, ldGt = Tr::ldGt, ldMt = Tr::ldMt;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);   // [Q][ldN]
     bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oBY);  // [Q][ldN], until G is formed
     float * sY = reinterpret_cast<float *>(smem + Tr::oBY);    // [Q][ldPf], afterwards
-    float * sG = reinterpret_cast<float *>(smem + Tr::oG);     // [Q][ldQf]
-    bf16_t * sM = reinterpret_cast<bf16_t *>(smem + Tr::oM);   // [Q][ldQ]
+    float * sG = reinterpret_cast<float *>(smem + Tr::oG);     // [kTri][16][ldGt]
+    bf16_t * sMHi = reinterpret_cast<bf16_t *>(smem + Tr::oM);  // [kTri][16][ldMt]
+    bf16_t * sMLo = reinterpret_cast<bf16_t *>(smem + Tr::oM + Tr::kMBytes);
     bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);   // [Q][ldP]
-    bf16_t * sS = reinterpret_cast<bf16_t *>(smem + Tr::oS);   // [PT][ldN]: S_in rows p
+    bf16_t * sSHi = reinterpret_cast<bf16_t *>(smem + Tr::oS);  // [PT][ldN]: S_in rows p
+    bf16_t * sSLo = reinterpret_cast<bf16_t *>(smem + Tr::oS + Tr::kSBytes);
     float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
     float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
     float * sEacum = reinterpret_cast<float *>(smem + Tr::oEacum);  // exp(acum)
@@ -458,8 +470,8 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
         }
     }
 
-    // Register prefetch of one head's x (16-byte path), S_in, dt and acum.
-    uint4 rX[Tr::kVecX], rS[Tr::kVecS];
+    // Register prefetch of one head's x (16-byte path), S_in hi and lo, dt and acum.
+    uint4 rX[Tr::kVecX], rSHi[Tr::kVecS], rSLo[Tr::kVecS];
     float rDt = 0.0f, rAc = 0.0f;
     auto fetch = [&](int64_t h) {
         if (c.vec_x) {
@@ -471,12 +483,14 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
                 rX[r] = (s < steps && p < a.headdim) ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p) : none;
             }
         }
+        const bf16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * (2 * N);
 #pragma unroll
         for (int r = 0; r < Tr::kVecS; ++r) {
             const int i = tid + r * NT;
             const int pp = i / (N / 8), n = i % (N / 8) * 8;
-            const int64_t p = p0 + pp;
-            rS[r] = p < a.headdim ? *reinterpret_cast<const uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + n) : none;
+            const bool in = p0 + pp < a.headdim;
+            rSHi[r] = in ? *reinterpret_cast<const uint4 *>(S + pp * (2 * N) + n) : none;
+            rSLo[r] = in ? *reinterpret_cast<const uint4 *>(S + pp * (2 * N) + N + n) : none;
         }
         if (tid < Q) {
             rDt = c.dts[(slot * a.heads + h) * Q + tid];
@@ -486,7 +500,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
     fetch(h_first);
     __syncthreads();
 
-    // ---- G = C B^T, lower-triangular tiles only (M is zero above the diagonal) ----
+    // ---- G = C B^T, the tiles on and below the diagonal (M is zero above it) ----
     for (int idx = warp; idx < TQ * TQ; idx += NW) {
         const int i = idx / TQ, j = idx % TQ;
         if (j > i) continue;
@@ -500,7 +514,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
             wmma::load_matrix_sync(fbt, sB + 16 * j * ldN + 16 * k, ldN);
             wmma::mma_sync(acc, fc, fbt, acc);
         }
-        wmma::store_matrix_sync(sG + 16 * i * ldQf + 16 * j, acc, ldQf, wmma::mem_row_major);
+        wmma::store_matrix_sync(sG + tri_index(i, j) * 16 * ldGt, acc, ldGt, wmma::mem_row_major);
     }
     // (the barrier after the next staging orders G before M, and B's last read before y's first write)
 
@@ -525,7 +539,9 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 #pragma unroll
         for (int r = 0; r < Tr::kVecS; ++r) {
             const int i = tid + r * NT;
-            *reinterpret_cast<uint4 *>(sS + (i / (N / 8)) * ldN + i % (N / 8) * 8) = rS[r];
+            const int at = (i / (N / 8)) * ldN + i % (N / 8) * 8;
+            *reinterpret_cast<uint4 *>(sSHi + at) = rSHi[r];
+            *reinterpret_cast<uint4 *>(sSLo + at) = rSLo[r];
         }
         if (tid < Q) {
             sDt[tid] = rDt;
@@ -545,17 +561,20 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
         __syncthreads();
         if (j + 1 < nh) fetch(h + 1);
 
-        // ---- M = G * exp(acum_t - acum_s) * dt_s on and below the diagonal, bf16 ----
-        for (int idx = tid; idx < Q * Q; idx += NT) {
-            const int t = idx / Q, s = idx % Q;
-            if (s / 16 > t / 16) continue;  // tiles above the diagonal are never read
-            const float v = s <= t ? sG[t * ldQf + s] * __expf(sAcum[t] - sAcum[s]) * sDt[s] : 0.0f;
-            sM[t * ldQ + s] = __float2bfloat16_rn(v);
+        // ---- M = G * exp(acum_t - acum_s) * dt_s on and below the diagonal, as bf16 hi + lo ----
+        for (int idx = tid; idx < Tr::kTri * 256; idx += NT) {
+            const int tile = idx / 256, e = idx % 256;
+            int ti = 0;
+            while ((ti + 1) * (ti + 2) / 2 <= tile) ++ti;
+            const int tj = tile - ti * (ti + 1) / 2;
+            const int t = 16 * ti + e / 16, s = 16 * tj + e % 16;
+            const float v = s <= t ? sG[tile * 16 * ldGt + (e / 16) * ldGt + e % 16] * __expf(sAcum[t] - sAcum[s]) * sDt[s] : 0.0f;
+            split_bf16(v, sMHi[tile * 16 * ldMt + (e / 16) * ldMt + e % 16], sMLo[tile * 16 * ldMt + (e / 16) * ldMt + e % 16]);
         }
         __syncthreads();
 
         // ---- y tiles: exp(acum_t) (C S_in^T), then + M X; warp: row tiles i and TQ-1-i of one column ----
-#pragma unroll
+#pragma unroll 1
         for (int half = 0; half < 2; ++half) {
             const int i = half == 0 ? row_pair : TQ - 1 - row_pair;
             FragAcc acc;
@@ -563,10 +582,12 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 #pragma unroll 2
             for (int k = 0; k < N / 16; ++k) {
                 FragA fc;
-                FragBT fs;  // S_in^T (n, p) = sS[p][n]
+                FragBT shi, slo;  // S_in^T (n, p) = sS[p][n]
                 wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
-                wmma::load_matrix_sync(fs, sS + 16 * col_tile * ldN + 16 * k, ldN);
-                wmma::mma_sync(acc, fc, fs, acc);
+                wmma::load_matrix_sync(shi, sSHi + 16 * col_tile * ldN + 16 * k, ldN);
+                wmma::load_matrix_sync(slo, sSLo + 16 * col_tile * ldN + 16 * k, ldN);
+                wmma::mma_sync(acc, fc, shi, acc);
+                wmma::mma_sync(acc, fc, slo, acc);
             }
             float * tile = sY + 16 * i * ldPf + 16 * col_tile;
             wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
@@ -579,11 +600,13 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
             __syncwarp();
             wmma::load_matrix_sync(acc, tile, ldPf, wmma::mem_row_major);
             for (int jj = 0; jj <= i; ++jj) {
-                FragA fm;
+                FragA mhi, mlo;
                 FragB fx;
-                wmma::load_matrix_sync(fm, sM + 16 * i * ldQ + 16 * jj, ldQ);
+                wmma::load_matrix_sync(mhi, sMHi + tri_index(i, jj) * 16 * ldMt, ldMt);
+                wmma::load_matrix_sync(mlo, sMLo + tri_index(i, jj) * 16 * ldMt, ldMt);
                 wmma::load_matrix_sync(fx, sX + 16 * jj * ldP + 16 * col_tile, ldP);
-                wmma::mma_sync(acc, fm, fx, acc);
+                wmma::mma_sync(acc, mhi, fx, acc);
+                wmma::mma_sync(acc, mlo, fx, acc);
             }
             wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
         }
@@ -639,7 +662,7 @@ struct SsdCpWorkspace {
     size_t states, dts, acums;
     explicit SsdCpWorkspace(const SsdCpShape & s) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
-        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2;
+        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 4;  // hi + lo
         dts = acums = pairs * kSsdCpChunk * 4;
     }
 };
