@@ -3,52 +3,59 @@
 //
 // Chunks of kQ = 128 steps restart at every sequence start, so no chunk straddles packed sequences.
 // With acum_t the inclusive cumulative sum of dt*A inside a chunk and S the (headdim x dstate) state:
-//   state kernel, block = (sequence, head, tile of PT channels), walking its sequence's chunks:
+//   state kernel, block = (sequence, head, 16 or 32 channels), walking its sequence's chunks:
 //     dt (bias, softplus, limit) and acum           -> workspace (float32, read back by the output kernel)
-//     S_in of the chunk (the state before it)         -> workspace (bf16)
+//     S_in of the chunk (the state before it)         -> workspace (bf16 hi + lo)
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
 //     the last S -> final_states (float32)
 //   output kernel, block = (chunk, group, tile of heads of the group, 64 channels), all chunks at once:
 //     G = C B^T once for the block's heads (they share the group's B and C), float32 in shared memory
-//     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t, bf16)
+//     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
-// The state pass is the only sequential part and carries only the matrix product that needs its
-// predecessor; the carry is the accumulator itself (registers), so chunk states never make a float32
-// round trip through memory (the form with a separate pass over stored float32 chunk states moves
-// 4 x 335 MB at B8 instead of 2 x 168 MB of bf16 S_in).
+// The sequential part is only the state carry, and the carry is the accumulator itself (registers):
+// the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
+// stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
+// during the current chunk's MMAs (B double-buffered).
 //
-// Precision: bf16 x, B and C are exact MMA operands. Xw (the state update's only rounded operand) is
-// split into bf16 hi + lo (v = hi + lo to ~2^-17), so the states follow the float32 recurrence (final
-// states are held to 2e-4). The output uses bf16 M and bf16 S_in (one rounding each, relative 2^-9,
-// like the y of a bf16 model); the exp(acum_t) row scale is applied in float32 to C S_in^T before
-// M X is accumulated on top, so C is never rounded again. Accumulation is float32 throughout.
+// Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
+// inputs): bf16 x, B and C are exact MMA operands; every float32 operand (Xw, M, S_in) is split into
+// bf16 hi + lo (v = hi + lo to ~2^-17) and multiplied twice. Rounding M or S_in to one bf16 put y at
+// 2-3.5x the bf16 test tolerance after 2048 steps (a state of size ~10 cancels inside C S); with the
+// splits y is at 0.23 of it (the output's own rounding) and the final states at 0.02 of 2e-4. The
+// exp(acum_t) row scale is applied in float32 to C S_in^T before M X is accumulated on top of it.
 //
-// Workspace (per chunk slot and head): S_in Pw x Nw bf16 (Pw = headdim rounded up to 16, Nw = 64 or
-// 128), dt and acum Q floats each. Slots: batch b chunk k -> b * chunks + k; packed: the chunk starting
-// at row t0 of sequence i -> t0 / Q + i, which is one-to-one (a sequence of length l starting at row r
-// uses slots r/Q + i .. r/Q + i + ceil(l/Q) - 1 < (r + l)/Q + i + 1) and below (len - 1)/Q + nseq, so
-// no table is built and the output kernel finds its sequence by a binary search over cu_seqlens.
+// Workspace (per chunk slot and head): S_in Pw x 2 Nw bf16 (Pw = headdim rounded up to 16, Nw = 64
+// or 128; hi then lo in each row), dt and acum Q floats each. Slots: batch b chunk k -> b * chunks + k;
+// packed: the chunk starting at row t0 of sequence i -> t0 / Q + i, which is one-to-one (a sequence
+// of length l starting at row r uses slots r/Q + i .. r/Q + i + ceil(l/Q) - 1 < (r + l)/Q + i + 1) and
+// below (len - 1)/Q + nseq, so no table is built and the output kernel finds its sequence by a binary
+// search over cu_seqlens. The workspace is carved with the op's other scratch before any launch, so a
+// captured graph reuses it (capture cannot allocate).
 //
-// Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs):
-//   state kernel : reads x 168 MB, B 4 MB (x 80 heads from L2), writes S_in 168 MB, dt/acum 10 MB;
-//                  MMAs Xw^T B with hi + lo: 2 * 2 * P * N per (step, head) = 43 GFLOP.
-//                  ~350 MB -> 0.085 ms at 4.1 TB/s; 43 GFLOP at ~400 TFLOP/s of mma.sync -> 0.11 ms;
-//                  640 blocks of 8 warps, 2 per SM.  Expected ~0.11-0.13 ms.
-//   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB (L2 for the other head tiles); writes
-//                  y 168 MB: ~680 MB -> 0.165 ms. MMAs: C S_in^T 2*N*P + M X ~Q*P per (step, head)
-//                  and G Q*N per step and block = 33 GFLOP -> ~0.08 ms, under the memory time.
-//                  1280 blocks of 16 warps, one per SM (208 KB of shared memory). Expected ~0.17-0.2 ms.
-//   Total ~0.3 ms (was 2.23). B1: state kernel 160 blocks of 32 channels (one wave), 16 chunks of
-//   ~2 us; output 320 blocks of 4 heads; ~0.05-0.07 ms (was 0.45).
+// Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs,
+// 1.31 M (step, head) pairs; one 16x16x16 MMA = 8192 FLOP):
+//   state kernel : reads x 168 MB, B 4 MB (again per head from L2); writes S_in 336 MB, dt/acum 10 MB:
+//                  ~520 MB -> 0.125 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
+//                  43 GFLOP -> ~0.11 ms at ~400 TFLOP/s of mma.sync. 1280 blocks of 8 warps, 2 per SM
+//                  (109 KB of shared memory). Expected ~0.13-0.16 ms.
+//   output kernel: reads x, z 336 MB, S_in 336 MB, B and C 8 MB; writes y 168 MB: ~850 MB -> 0.21 ms.
+//                  MMAs per (step, head): C S_in^T hi + lo 4 N P = 32.8 K, M X hi + lo ~(Q/2 + 8) P 2
+//                  = 18.4 K, G Q N / 8 heads = 2 K: 70 GFLOP -> ~0.18 ms. 1280 blocks of 16 warps and
+//                  8 heads, one per SM (221 KB). Expected ~0.22-0.28 ms.
+//   B8 total ~0.35-0.45 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~2-3 us each;
+//   320 output blocks of 4 heads; ~0.07-0.09 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
-// block of hb heads costs Q*N/hb FLOPs per (step, head): 4 K at hb = 4 against ~24 K of the y MMAs.
+// block of hb heads costs Q N / hb FLOPs per (step, head), 2-4 K against ~51 K of the y MMAs. G and M
+// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo, S_in hi + lo
+// and G fit one block's shared memory.
+// Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
+// build pass), and S_in at a larger chunk for the output kernel (its traffic is the largest item).
 //
 // Choices: wmma fragments over shared memory (the documented fragment API: no hand-written register
-// layouts), register prefetch of the next chunk's (state kernel) or next head's (output kernel)
-// operands so that global loads overlap the MMAs; rows padded (+8 bf16, +4 floats) so that the
-// 16-row fragment loads spread over the banks. Every tile loop is balanced: the causal M X row tiles
-// are paired (i, 7 - i) per warp.
+// layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 bf16,
+// +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
+// paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
 #include <mma.h>
 
 #include "ssd_chunk_parallel.cuh"
