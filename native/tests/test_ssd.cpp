@@ -325,7 +325,8 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
     }
 }
 
-// Shapes around the GPU's tensor-core chunked kernel (bf16; 64-step chunks, 16, 32 or 64 channels per
+// Shapes around the GPU's sequential chunked kernel, the fallback on GPUs without the shared memory of
+// the chunk-parallel one (bf16; 64-step chunks, 16, 32 or 64 channels per
 // block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
 // dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
 // shapes also cover the other kernels.
@@ -346,7 +347,7 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
     }
 }
 
-// The GPU chunked kernel picks 16, 32 or 64 channels per block from the number of blocks against the
+// The GPU's sequential chunked kernel (the fallback above) picks 16, 32 or 64 channels per block from the number of blocks against the
 // SM count (132 on an H200): few (sequence, head) pairs take 16-channel tiles (B1 H3, B1 H24), 40
 // heads of 64 channels 32-channel ones, many heads 64-channel ones (the shapes above). Each with
 // lengths off the 64-step chunk, headdim off the tile, groups, initial and final states, and packed.
