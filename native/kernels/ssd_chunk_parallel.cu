@@ -40,13 +40,13 @@
 //                  (109 KB of shared memory). Expected ~0.13-0.16 ms.
 //   output kernel: reads x, z 336 MB, S_in 336 MB, B and C 8 MB; writes y 168 MB: ~850 MB -> 0.21 ms.
 //                  MMAs per (step, head): C S_in^T hi + lo 4 N P = 32.8 K, M X hi + lo ~(Q/2 + 8) P 2
-//                  = 18.4 K, G Q N / 8 heads = 2 K: 70 GFLOP -> ~0.18 ms. 1280 blocks of 16 warps and
-//                  8 heads, one per SM (221 KB). Expected ~0.22-0.28 ms.
+//                  = 18.4 K, G Q N / 16 heads = 1 K: 69 GFLOP -> ~0.18 ms. 640 blocks of 16 warps and
+//                  16 heads, one per SM (221 KB). Expected ~0.22-0.28 ms.
 //   B8 total ~0.35-0.45 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~2-3 us each;
 //   320 output blocks of 4 heads; ~0.07-0.09 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
-// block of hb heads costs Q N / hb FLOPs per (step, head), 2-4 K against ~51 K of the y MMAs. G and M
+// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~51 K of the y MMAs. G and M
 // keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo, S_in hi + lo
 // and G fit one block's shared memory.
 // Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
@@ -712,7 +712,7 @@ void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     // still leave two blocks per SM to balance the tail.
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = 1;
-    for (int64_t cand : {8, 4, 2}) {
+    for (int64_t cand : {16, 8, 4, 2}) {
         if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * int64_t(sms)) {
             c.heads_per_block = cand;
             break;

@@ -401,7 +401,7 @@ TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
 
 // Shapes around the GPU's chunk-parallel kernels (bf16 x, B and C): 128-step chunks restarting at each
 // sequence start, a state pass over 16 or 32 channels per block, output blocks of 64 channels and 1, 2,
-// 4 or 8 heads of one group (chosen from the block count against the SM count), dstate padded to 64 or
+// 4, 8 or 16 heads of one group (chosen from the block count against the SM count), dstate padded to 64 or
 // 128. Length 1, one step short of and past a chunk, headdim over 64 and off 16 or 8, dstate off 8,
 // groups with several heads each, and sequences of 16 and 89 chunks.
 TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
