@@ -5,7 +5,7 @@
 // With acum_t the inclusive cumulative sum of dt*A inside a chunk and S the (headdim x dstate) state:
 //   state kernel, block = (sequence, head, 16 or 32 channels), walking its sequence's chunks:
 //     dt (bias, softplus, limit) and acum           -> workspace (float32, read back by the output kernel)
-//     S_in of the chunk (the state before it)         -> workspace (bf16 hi + lo)
+//     S_in of the chunk (the state before it)         -> workspace (float16 / a power-of-two scale)
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
 //     the last S -> final_states (float32)
 //   output kernel, block = (chunk, group, tile of heads of the group, 64 channels), all chunks at once:
@@ -18,42 +18,45 @@
 // during the current chunk's MMAs (B double-buffered).
 //
 // Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
-// inputs): bf16 x, B and C are exact MMA operands; every float32 operand (Xw, M, S_in) is split into
-// bf16 hi + lo (v = hi + lo to ~2^-17) and multiplied twice. Rounding M or S_in to one bf16 put y at
-// 2-3.5x the bf16 test tolerance after 2048 steps (a state of size ~10 cancels inside C S); with the
-// splits y is at 0.23 of it (the output's own rounding) and the final states at 0.02 of 2e-4. The
-// exp(acum_t) row scale is applied in float32 to C S_in^T before M X is accumulated on top of it.
+// inputs): bf16 x, B and C are exact MMA operands. The state update's float32 operand Xw and the
+// output's M are split into bf16 hi + lo (v = hi + lo to ~2^-17) and multiplied twice, so the states
+// follow the float32 recurrence (final states at 0.02 of their 2e-4 tolerance). C S_in^T runs in
+// float16 (11 bits): S_in divided by a power of two per (chunk, head, state block) and each C row by
+// its own (exact scalings that keep every value in float16's range; the scales are applied in float32
+// to the product, with exp(acum_t)). One bf16 rounding of M or S_in put y at 2-3.5x the bf16 test
+// tolerance after 2048 steps (a state of size ~10 cancels inside C S); as built, y is at 0.28 of it
+// (mostly the output's own rounding).
 //
-// Workspace (per chunk slot and head): S_in Pw x 2 Nw bf16 (Pw = headdim rounded up to 16, Nw = 64
-// or 128; hi then lo in each row), dt and acum Q floats each. Slots: batch b chunk k -> b * chunks + k;
-// packed: the chunk starting at row t0 of sequence i -> t0 / Q + i, which is one-to-one (a sequence
-// of length l starting at row r uses slots r/Q + i .. r/Q + i + ceil(l/Q) - 1 < (r + l)/Q + i + 1) and
-// below (len - 1)/Q + nseq, so no table is built and the output kernel finds its sequence by a binary
-// search over cu_seqlens. The workspace is carved with the op's other scratch before any launch, so a
-// captured graph reuses it (capture cannot allocate).
+// Workspace (per chunk slot and head): S_in Pw x Nw float16 (Pw = headdim rounded up to 16, Nw = 64
+// or 128) and its scale per 16 rows, dt and acum Q floats each. Slots: batch b chunk k -> b * chunks
+// + k; packed: the chunk starting at row t0 of sequence i -> t0 / Q + i, which is one-to-one (a
+// sequence of length l starting at row r uses slots r/Q + i .. r/Q + i + ceil(l/Q) - 1 < (r + l)/Q +
+// i + 1) and below (len - 1)/Q + nseq, so no table is built and the output kernel finds its sequence
+// by a binary search over cu_seqlens. The workspace is carved with the op's other scratch before any
+// launch, so a captured graph reuses it (capture cannot allocate).
 //
 // Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs,
 // 1.31 M (step, head) pairs; one 16x16x16 MMA = 8192 FLOP):
-//   state kernel : reads x 168 MB, B 4 MB (again per head from L2); writes S_in 336 MB, dt/acum 10 MB:
-//                  ~520 MB -> 0.125 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
+//   state kernel : reads x 168 MB, B 4 MB (again per head from L2); writes S_in 168 MB, dt/acum 10 MB:
+//                  ~350 MB -> 0.085 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
 //                  43 GFLOP -> ~0.11 ms at ~400 TFLOP/s of mma.sync. 1280 blocks of 8 warps, 2 per SM
-//                  (109 KB of shared memory). Expected ~0.13-0.16 ms.
-//   output kernel: reads x, z 336 MB, S_in 336 MB, B and C 8 MB; writes y 168 MB: ~850 MB -> 0.21 ms.
-//                  MMAs per (step, head): C S_in^T hi + lo 4 N P = 32.8 K, M X hi + lo ~(Q/2 + 8) P 2
-//                  = 18.4 K, G Q N / 16 heads = 1 K: 69 GFLOP -> ~0.18 ms. 640 blocks of 16 warps and
-//                  16 heads, one per SM (221 KB). Expected ~0.22-0.28 ms.
-//   B8 total ~0.35-0.45 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~2-3 us each;
-//   320 output blocks of 4 heads; ~0.07-0.09 ms (was 0.45).
+//                  (107 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
+//   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
+//                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
+//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time. 640 blocks of
+//                  16 warps and 16 heads, one per SM (~205 KB). Expected ~0.17-0.21 ms.
+//   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
+//   320 output blocks of 4 heads; ~0.05-0.08 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
-// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~51 K of the y MMAs. G and M
-// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo, S_in hi + lo
-// and G fit one block's shared memory.
+// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
+// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
+// one block's shared memory.
 // Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
-// build pass), and S_in at a larger chunk for the output kernel (its traffic is the largest item).
+// build pass, two blocks per SM).
 //
 // Choices: wmma fragments over shared memory (the documented fragment API: no hand-written register
-// layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 bf16,
+// layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
 // +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
 // paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
 #include <mma.h>
@@ -73,13 +76,16 @@ using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::col_majo
 using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major>;
 using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
 using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+using FragAH = wmma::fragment<wmma::matrix_a, 16, 16, 16, f16_t, wmma::row_major>;
+using FragBTH = wmma::fragment<wmma::matrix_b, 16, 16, 16, f16_t, wmma::col_major>;
 
 constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
 // The arguments of both kernels: the problem, the workspace views and the launch choices.
 struct SsdCpArgs {
     SsdArgs a;
-    bf16_t * states;   // [slot][head][Pw][2 Nw]: the state entering each chunk, bf16 hi then lo
+    f16_t * states;    // [slot][head][Pw][Nw]: the state entering each chunk / its scale, float16
+    float * scales;    // [slot][head][Pw / 16]: that power-of-two scale, per 16 rows of channels
     float * dts;       // [slot][head][Q]: processed dt (0 past the sequence end)
     float * acums;     // [slot][head][Q]: inclusive cumulative sum of dt*A inside the chunk
     int64_t Pw;        // headdim rounded up to 16
@@ -129,6 +135,16 @@ __device__ __forceinline__ void split_bf16(float v, bf16_t & hi, bf16_t & lo) {
     lo = __float2bfloat16_rn(v - __bfloat162float(hi));
 }
 
+// The exponent k of a power-of-two scale with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima):
+// values times 2^-k are float16-safe and keep float16's 11 bits down to max_abs * 2^-28. Both 2^k and
+// 2^-k are exact floats (k in [-100, 114]).
+__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
+    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
+    int e = 0;
+    frexpf(max_abs, &e);  // max_abs < 2^e
+    return e - 14 < -100 ? -100 : e - 14;
+}
+
 __device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
     float dt = raw + bias;
     if (a.softplus) dt = softplus_f(dt);
@@ -171,14 +187,15 @@ struct SsdCpStateTraits {
     static constexpr size_t oScratch = oXwLo + kXBytes;  // 16 x 16 floats per warp
     static constexpr size_t oDt = oScratch + align128(size_t(kWarps) * 256 * 4);
     static constexpr size_t oAcum = oDt + align128(kQ * 4);
-    static constexpr size_t kSmemBytes = oAcum + align128(kQ * 4);
+    static constexpr size_t oMax = oAcum + align128(kQ * 4);  // per warp: largest |state|
+    static constexpr size_t kSmemBytes = oMax + align128(kWarps * 4);
     static_assert(kWarps % kTN == 0, "a warp's tiles share their state column tile");
     static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
     static_assert(kQ == 128, "warp 0 gives each lane 4 steps of the cumulative sum");
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c) {
+__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_kernel(SsdCpArgs c) {
     const SsdArgs & a = c.a;
     constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, TN = Tr::kTN, TP = Tr::kTP;
     constexpr int ldN = Tr::ldN, ldP = Tr::ldP, TPW = Tr::kTilesPerWarp;
@@ -188,6 +205,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
     bf16_t * sXwLo = reinterpret_cast<bf16_t *>(smem + Tr::oXwLo);
     float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
     float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
     auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -269,6 +287,18 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
     for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
         const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
         const int64_t slot = slot_of(c, seq, t0);
+        {
+            // The largest |state| of the warp, for S_in's float16 scale (read after the barriers below).
+            float m = 0.0f;
+#pragma unroll
+            for (int r = 0; r < TPW; ++r) {
+                if (tile_row(r) >= TP) continue;
+#pragma unroll
+                for (int e = 0; e < acc[r].num_elements; ++e) m = fmaxf(m, fabsf(acc[r].x[e]));
+            }
+            m = warp_max(m);
+            if (lane == 0) sMax[warp] = m;
+        }
         cp_async_wait_all();
         __syncthreads();  // this chunk's B and x are in for every thread; the previous MMAs are done
 
@@ -315,7 +345,14 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             c.dts[at] = sDt[tid];
             c.acums[at] = sAcum[tid];
         }
-        // The state entering this chunk as bf16 hi and lo halves of one row (lane: row lane/2, 8 states).
+        // The state entering this chunk, float16 after a power-of-two scale shared by the block (lane:
+        // row lane/2, 8 states). Exact scaling; float16 keeps 11 bits (bf16 8: not enough, see above).
+        float block_max = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Tr::kWarps; ++w) block_max = fmaxf(block_max, sMax[w]);
+        const int scale_exp = f16_scale_exponent(block_max);
+        const float scale = ldexpf(1.0f, scale_exp), inv_scale = ldexpf(1.0f, -scale_exp);
+        if (tid < TP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = scale;
 #pragma unroll
         for (int r = 0; r < TPW; ++r) {
             const int tp = tile_row(r);
@@ -323,14 +360,11 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_state_kernel(SsdCpArgs c)
             wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
             __syncwarp();
             const int row = lane / 2, col = lane % 2 * 8;
-            __align__(16) bf16_t hi[8];
-            __align__(16) bf16_t lo[8];
+            __align__(16) f16_t v[8];
 #pragma unroll
-            for (int e = 0; e < 8; ++e) split_bf16(scratch[row * 16 + col + e], hi[e], lo[e]);
+            for (int e = 0; e < 8; ++e) v[e] = __float2half_rn(scratch[row * 16 + col + e] * inv_scale);
             const int64_t p = p0 + tp * 16 + row;
-            bf16_t * dst = c.states + ((slot * a.heads + h) * c.Pw + p) * (2 * N) + tn * 16 + col;
-            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(hi);
-            *reinterpret_cast<uint4 *>(dst + N) = *reinterpret_cast<const uint4 *>(lo);
+            *reinterpret_cast<uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + tn * 16 + col) = *reinterpret_cast<const uint4 *>(v);
             __syncwarp();
         }
         __syncthreads();  // Xw is complete and sXraw free
@@ -390,7 +424,7 @@ struct SsdCpOutputTraits {
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kTQ = kQ / 16, kTC = kPT / 16;  // row and column tiles of y
     static constexpr int kTri = kTQ * (kTQ + 1) / 2;     // 16 x 16 tiles on and below the diagonal
-    static constexpr int ldN = kN + 8;    // bf16 rows of C, B, S_in hi and lo
+    static constexpr int ldN = kN + 8;    // 16-bit rows of C, B, S_in
     static constexpr int ldP = kPT + 8;   // bf16 rows of x
     static constexpr int ldPf = kPT + 4;  // float rows of y
     static constexpr int ldGt = 20;       // float rows of one G tile
@@ -404,14 +438,16 @@ struct SsdCpOutputTraits {
     static constexpr size_t oG = oBY + align128(kBBytes > kYBytes ? kBBytes : kYBytes);
     static constexpr size_t oM = oG + align128(size_t(kTri) * 16 * ldGt * 4);  // M hi, then M lo
     static constexpr size_t oX = oM + 2 * kMBytes;
-    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);  // S_in hi, then S_in lo
-    static constexpr size_t oDt = oS + 2 * kSBytes;
+    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);  // S_in (float16)
+    static constexpr size_t oDt = oS + kSBytes;
     static constexpr size_t oAcum = oDt + align128(kQ * 4);
     static constexpr size_t oEacum = oAcum + align128(kQ * 4);
-    static constexpr size_t kSmemBytes = oEacum + align128(kQ * 4);
+    static constexpr size_t oCscale = oEacum + align128(kQ * 4);
+    static constexpr size_t oSscale = oCscale + align128(kQ * 4);
+    static constexpr size_t kSmemBytes = oSscale + align128(kTC * 4);
     static constexpr int kVecBC = kQ * (kN / 8) / kThreads;   // uint4 of C (and of B) per thread
     static constexpr int kVecX = kQ * (kPT / 8) / kThreads;   // uint4 of x per thread
-    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in hi (and of lo) per thread
+    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in per thread
     static constexpr int kEpi = kQ * (kPT / 8) / kThreads;    // groups of 8 outputs per thread
     static_assert(kWarps == (kTQ / 2) * kTC, "each warp owns the row tiles i and kTQ-1-i of one column tile");
     static_assert(kQ * (kN / 8) % kThreads == 0 && kQ * (kPT / 8) % kThreads == 0 && kPT * (kN / 8) % kThreads == 0, "whole rounds");
@@ -434,11 +470,13 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
     bf16_t * sMHi = reinterpret_cast<bf16_t *>(smem + Tr::oM);  // [kTri][16][ldMt]
     bf16_t * sMLo = reinterpret_cast<bf16_t *>(smem + Tr::oM + Tr::kMBytes);
     bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);   // [Q][ldP]
-    bf16_t * sSHi = reinterpret_cast<bf16_t *>(smem + Tr::oS);  // [PT][ldN]: S_in rows p
-    bf16_t * sSLo = reinterpret_cast<bf16_t *>(smem + Tr::oS + Tr::kSBytes);
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);  // C / its row scale as float16, once G is formed
+    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);     // [PT][ldN]: S_in / scale, rows p
     float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
     float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
-    float * sEacum = reinterpret_cast<float *>(smem + Tr::oEacum);  // exp(acum)
+    float * sEacum = reinterpret_cast<float *>(smem + Tr::oEacum);  // exp(acum) * C row scale
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    float * sSscale = reinterpret_cast<float *>(smem + Tr::oSscale);  // per 16 channels
 
     int64_t seq, b, t0, t_end;
     const int64_t slot = blockIdx.x;
@@ -478,8 +516,8 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
     }
 
     // Register prefetch of one head's x (16-byte path), S_in hi and lo, dt and acum.
-    uint4 rX[Tr::kVecX], rSHi[Tr::kVecS], rSLo[Tr::kVecS];
-    float rDt = 0.0f, rAc = 0.0f;
+    uint4 rX[Tr::kVecX], rS[Tr::kVecS];
+    float rDt = 0.0f, rAc = 0.0f, rScale = 1.0f;
     auto fetch = [&](int64_t h) {
         if (c.vec_x) {
 #pragma unroll
@@ -490,15 +528,14 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
                 rX[r] = (s < steps && p < a.headdim) ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p) : none;
             }
         }
-        const bf16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * (2 * N);
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
 #pragma unroll
         for (int r = 0; r < Tr::kVecS; ++r) {
             const int i = tid + r * NT;
             const int pp = i / (N / 8), n = i % (N / 8) * 8;
-            const bool in = p0 + pp < a.headdim;
-            rSHi[r] = in ? *reinterpret_cast<const uint4 *>(S + pp * (2 * N) + n) : none;
-            rSLo[r] = in ? *reinterpret_cast<const uint4 *>(S + pp * (2 * N) + N + n) : none;
+            rS[r] = p0 + pp < a.headdim ? *reinterpret_cast<const uint4 *>(S + pp * N + n) : none;
         }
+        if (tid < TC) rScale = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
         if (tid < Q) {
             rDt = c.dts[(slot * a.heads + h) * Q + tid];
             rAc = c.acums[(slot * a.heads + h) * Q + tid];
@@ -523,7 +560,24 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
         }
         wmma::store_matrix_sync(sG + tri_index(i, j) * 16 * ldGt, acc, ldGt, wmma::mem_row_major);
     }
-    // (the barrier after the next staging orders G before M, and B's last read before y's first write)
+    __syncthreads();  // G no longer reads C and B
+
+    // ---- C as float16 in place, each row divided by a power of two (its scale joins exp(acum)) ----
+    for (int row = warp; row < Q; row += NW) {
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float scale = ldexpf(1.0f, scale_exp), inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[row] = scale;
+    }
+    __syncthreads();  // the row scales are read by the staging below
 
     const int col_tile = warp % TC, row_pair = warp / TC;
     for (int j = 0; j < nh; ++j) {
@@ -546,14 +600,13 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 #pragma unroll
         for (int r = 0; r < Tr::kVecS; ++r) {
             const int i = tid + r * NT;
-            const int at = (i / (N / 8)) * ldN + i % (N / 8) * 8;
-            *reinterpret_cast<uint4 *>(sSHi + at) = rSHi[r];
-            *reinterpret_cast<uint4 *>(sSLo + at) = rSLo[r];
+            *reinterpret_cast<uint4 *>(sS + (i / (N / 8)) * ldN + i % (N / 8) * 8) = rS[r];
         }
+        if (tid < TC) sSscale[tid] = rScale;
         if (tid < Q) {
             sDt[tid] = rDt;
             sAcum[tid] = rAc;
-            sEacum[tid] = __expf(rAc);
+            sEacum[tid] = __expf(rAc) * sCscale[tid];
         }
         // z of head h on the 16-byte path, read now so that its latency overlaps the MMAs (other
         // layouts read it in the epilogue).
@@ -588,21 +641,20 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
             wmma::fill_fragment(acc, 0.0f);
 #pragma unroll 2
             for (int k = 0; k < N / 16; ++k) {
-                FragA fc;
-                FragBT shi, slo;  // S_in^T (n, p) = sS[p][n]
-                wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
-                wmma::load_matrix_sync(shi, sSHi + 16 * col_tile * ldN + 16 * k, ldN);
-                wmma::load_matrix_sync(slo, sSLo + 16 * col_tile * ldN + 16 * k, ldN);
-                wmma::mma_sync(acc, fc, shi, acc);
-                wmma::mma_sync(acc, fc, slo, acc);
+                FragAH fc;
+                FragBTH fs;  // S_in^T (n, p) = sS[p][n]
+                wmma::load_matrix_sync(fc, sC16 + 16 * i * ldN + 16 * k, ldN);
+                wmma::load_matrix_sync(fs, sS + 16 * col_tile * ldN + 16 * k, ldN);
+                wmma::mma_sync(acc, fc, fs, acc);
             }
             float * tile = sY + 16 * i * ldPf + 16 * col_tile;
             wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
             __syncwarp();
+            const float col_scale = sSscale[col_tile];
 #pragma unroll
             for (int m = 0; m < 8; ++m) {
                 const int e = lane + 32 * m;
-                tile[(e / 16) * ldPf + e % 16] *= sEacum[16 * i + e / 16];
+                tile[(e / 16) * ldPf + e % 16] *= sEacum[16 * i + e / 16] * col_scale;
             }
             __syncwarp();
             wmma::load_matrix_sync(acc, tile, ldPf, wmma::mem_row_major);
@@ -666,10 +718,11 @@ int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
 
 // Bytes of each workspace part, in carving order.
 struct SsdCpWorkspace {
-    size_t states, dts, acums;
+    size_t states, scales, dts, acums;
     explicit SsdCpWorkspace(const SsdCpShape & s) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
-        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 4;  // hi + lo
+        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2;
+        scales = pairs * size_t(ceil_div(s.headdim, 16)) * 4;
         dts = acums = pairs * kSsdCpChunk * 4;
     }
 };
@@ -734,6 +787,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     const SsdCpWorkspace w(s);
     WorkspaceCarver carver;
     carver.add(w.states);
+    carver.add(w.scales);
     carver.add(w.dts);
     carver.add(w.acums);
     plan.use = true;
@@ -746,9 +800,11 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq
     const SsdCpWorkspace w(s);
     SsdCpArgs c{};
     c.a = a;
-    c.states = reinterpret_cast<bf16_t *>(workspace);
-    c.dts = reinterpret_cast<float *>(workspace + (w.states + 255) / 256 * 256);
-    c.acums = reinterpret_cast<float *>(workspace + (w.states + 255) / 256 * 256 + (w.dts + 255) / 256 * 256);
+    auto round256 = [](size_t v) { return (v + 255) / 256 * 256; };
+    c.states = reinterpret_cast<f16_t *>(workspace);
+    c.scales = reinterpret_cast<float *>(workspace + round256(w.states));
+    c.dts = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales));
+    c.acums = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales) + round256(w.dts));
     c.Pw = ceil_div(a.headdim, 16) * 16;
     c.chunks = ceil_div(a.len, kSsdCpChunk);
     c.nseq = nseq;
