@@ -515,7 +515,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
         }
     }
 
-    // Register prefetch of one head's x (16-byte path), S_in hi and lo, dt and acum.
+    // Register prefetch of one head's x (16-byte path), S_in and its scales, dt and acum.
     uint4 rX[Tr::kVecX], rS[Tr::kVecS];
     float rDt = 0.0f, rAc = 0.0f, rScale = 1.0f;
     auto fetch = [&](int64_t h) {
