@@ -65,10 +65,11 @@ mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias soft
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool fast) {
+                               int64_t chunk, bool fast, bool gated = false) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
+    if (gated) a.z = b.tensor({B, L, H, P}, mb::kBF16);
     a.dt = b.tensor({B, L, H}, mb::kBF16);
     a.A = b.tensor({H}, mb::kF32, -8.0, -1.0);
     a.B = b.tensor({B, L, G, N}, mb::kBF16);
@@ -80,7 +81,7 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     a.dt_min = 0.0f;
     a.dt_max = 1e30f;
     a.dt_softplus = 1;
-    bytes = double(B * L * H * P) * 2 * 2 + double(B * L * G * N) * 2 * 2 + double(B * L * H) * 2;
+    bytes = double(B * L * H * P) * 2 * (gated ? 3 : 2) + double(B * L * G * N) * 2 * 2 + double(B * L * H) * 2;
     // The chunked algorithm's matrix work per head and chunk of Q steps: C B^T (Q*Q*N), its product
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
@@ -93,6 +94,11 @@ mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
 mb::Register ssd_b1("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256",
                     [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false); });
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
+// With the silu(z) gate, as Mamba-2 layers call it.
+mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, true); });
+mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, true); });
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",
                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256, false); });
 mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",

@@ -1,7 +1,8 @@
 // Mamba-2 SSD (mamba_ssd); the decode step lives in ssd_state_update.cu.
 //
-// ssd with bf16 x, B, C and dstate <= 128 runs the tensor-core chunked kernel (ssd_chunked.cu); the
-// kernels below handle every other case.
+// ssd with bf16 x, B, C and dstate <= 128 runs the chunk-parallel tensor-core kernels
+// (ssd_chunk_parallel.cu), or the sequential chunked kernel (ssd_chunked.cu) on GPUs with too little
+// shared memory for them; the kernels below handle every other case.
 //
 // ssd: the recurrence walked step by step with the state in registers. A block owns (sequence, head,
 // 8 rows of headdim); each warp one row p, each lane the states n = lane + 32*s. Chunks of 16 steps
@@ -15,6 +16,7 @@
 #include "common.cuh"
 #include "ssd_host.cuh"
 #include "ops/ssd.h"
+#include "ssd_chunk_parallel.cuh"
 #include "ssd_chunked.cuh"
 
 namespace mamba::cuda {
@@ -299,6 +301,11 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     f32.plan(p.A);
     f32.plan(p.D);
     f32.plan(p.dt_bias);
+    // The chunk-parallel path's chunk states share the workspace with the parameter copies above.
+    const SsdCpShape cp_shape{p.x.dtype == DType::BF16 && p.B.dtype == DType::BF16 && p.C.dtype == DType::BF16, p.cu_seqlens.has_value(),
+                              p.len, p.cu_seqlens ? p.nseq : p.batch, p.heads, p.headdim, p.dstate};
+    const SsdCpPlan cp_plan = plan_ssd_chunk_parallel(ctx, cp_shape);
+    const size_t cp_offset = cp_plan.use ? f32.carver.add(cp_plan.workspace_bytes) : 0;
     f32.run(ctx);
 
     SsdArgs a{};
@@ -362,7 +369,10 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (try_ssd_chunked(ctx, a, nseq)) {
+    if (cp_plan.use) {
+        // chunk-parallel on tensor cores (ssd_chunk_parallel.cu)
+        run_ssd_chunk_parallel(ctx, a, nseq, cp_plan.workspace_bytes > 0 ? f32.ws + cp_offset : nullptr);
+    } else if (try_ssd_chunked(ctx, a, nseq)) {
         // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
     } else if (fast_paths_enabled()) {
         if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
