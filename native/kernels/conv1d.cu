@@ -3,6 +3,7 @@
 // Channels-contiguous views of one dtype take a vectorized kernel instead (see below).
 // Bytes: batch*dim*len*(x + y) + weights; FLOPs: 2*width per output (+ SiLU).
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/causal_conv1d.h"
 
 namespace mamba::cuda {
@@ -65,6 +66,10 @@ struct ConvUpdateArgs {
 
 __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    // PDL-safe (launch.cuh): every thread waits for the previous kernel before any load, then the next
+    // kernel may be scheduled.
+    wait_for_producer();
+    allow_dependents();
     if (i >= a.batch * a.dim) return;
     const int64_t b = i / a.dim, d = i % a.dim;
     float s[kMaxConvWidth];
@@ -435,7 +440,7 @@ void causal_conv1d_update(mamba_context & ctx, const CausalConv1dUpdateParams & 
     a.width = int(p.width);
     a.silu = p.silu;
     const int threads = 256;
-    causal_conv1d_update_kernel<<<unsigned(ceil_div(n, threads)), threads, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "causal_conv1d_update_kernel", true, causal_conv1d_update_kernel, dim3(unsigned(ceil_div(n, threads))), dim3(threads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_update_kernel");
 }
 

@@ -84,6 +84,8 @@ void context_init(mamba_context & ctx) {
     state->max_smem_per_block = int(prop.sharedMemPerBlockOptin);
     state->cc_major = prop.major;
     state->cc_minor = prop.minor;
+    const char * pdl_env = std::getenv("MAMBA_CUDA_PDL");
+    state->pdl = prop.major >= 9 && !(pdl_env != nullptr && std::strcmp(pdl_env, "0") == 0);
     ctx.cuda = state.get();
     try {
         MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));
