@@ -46,7 +46,13 @@ __device__ __forceinline__ void allow_dependents() {
 }
 
 // Whether launches on this context may carry the PDL attribute (device and MAMBA_CUDA_PDL, at creation).
-inline bool pdl_enabled(const mamba_context & ctx) { return ctx.cuda->pdl; }
+// Stream capture records programmatic edges from CUDA 12.3 on; older runtimes capture plain launches.
+inline bool pdl_enabled(const mamba_context & ctx) {
+#if CUDART_VERSION < 12030
+    if (stream_capturing(ctx)) return false;
+#endif
+    return ctx.cuda->pdl;
+}
 
 // Launches kernel<<<grid, block, smem, ctx's stream>>>(args...), with the PDL attribute when `pdl_safe`
 // (the kernel follows the contract above) and the context allows it; `name` identifies the kernel in
