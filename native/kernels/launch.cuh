@@ -14,7 +14,11 @@
 // - every thread reaches wait_for_producer() on every path (no return before it): the kernel's completion
 //   then implies its predecessor's, which the kernels after it rely on;
 // - allow_dependents() may come anywhere, even first: it only lets the next kernel's blocks be scheduled.
-//   That kernel's own wait still waits for this grid to complete and flush.
+//   That kernel's own wait still waits for this grid to complete and flush. The kernels here call it
+//   right after their wait, so that at most one grid waits ahead of the running one.
+// What may come before the wait: index arithmetic, kernel arguments, shared-memory setup. Not loads of
+// tensors, weights included: through the C ABI any tensor may be the output of the op just before
+// (a weight converted by mamba_copy and used at once), and that kernel may still be writing it.
 // A predecessor that is not PDL-aware (a cuBLAS kernel, a memcpy, a plain launch) never triggers early,
 // so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
 //
