@@ -237,7 +237,8 @@ TEST_P(PdlChainTest, DirectCallsEqualThoseWithoutPdl) {
     a.upload(101);
     b.upload(101);
     std::vector<double> previous;
-    for (int s = 0; s < kSteps; ++s) {
+    const int steps = on_cuda() ? kSteps : 3;  // the CPU runs one code path twice: a few steps show that
+    for (int s = 0; s < steps; ++s) {
         MAMBA_ASSERT_OK(a.step());
         MAMBA_ASSERT_OK(b.step());
         const std::vector<double> ra = a.results(), rb = b.results();
