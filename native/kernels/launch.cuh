@@ -3,9 +3,9 @@
 // Why: a decode step is hundreds of small dependent kernels (2-10 us each). Without PDL a kernel's blocks
 // are scheduled only after the previous kernel has drained and its memory is flushed, so every boundary
 // costs a launch-and-fill gap. With PDL the next kernel's blocks are scheduled as soon as every block of
-// the previous one has called allow_dependents() (or exited); they run their preamble (index math, weight
-// and parameter loads) and then stop in wait_for_producer() until the previous grid has completed and its
-// writes are visible. Stream capture keeps these programmatic edges in the graph (CUDA 12.3+), so the
+// the previous one has called allow_dependents() (or exited); they get resident, run their preamble
+// (index math) and stop in wait_for_producer() until the previous grid has completed and its writes are
+// visible: the launch latency and block fill of the next kernel overlap the tail of the previous one. Stream capture keeps these programmatic edges in the graph (CUDA 12.3+), so the
 // captured decode step gets the same overlap.
 //
 // Contract of a kernel launched with pdl = true ("PDL-safe"):
@@ -22,7 +22,8 @@
 // A predecessor that is not PDL-aware (a cuBLAS kernel, a memcpy, a plain launch) never triggers early,
 // so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
 //
-// PDL is used when the device has compute capability 9.0 or newer and the environment variable
+// PDL is used when the device has compute capability 9.0 or newer, runs code built for it (not PTX of an
+// older architecture, which has no wait), and the environment variable
 // MAMBA_CUDA_PDL is not "0" when the context is created (read once per context, so that one process can
 // hold contexts with and without it, e.g. to compare them). Below sm_90 the device helpers are no-ops.
 #pragma once
