@@ -43,6 +43,9 @@ struct CudaState {
     int multiprocessors = 0;
     int max_smem_per_block = 0;
     int cc_major = 0, cc_minor = 0;
+    // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
+    // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
+    bool pdl = false;
 };
 
 namespace cuda {

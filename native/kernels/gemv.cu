@@ -17,6 +17,7 @@
 //   warps); column slices are reduced through shared memory, then bias is added and y stored once.
 // - Rows (M) are a compile-time bucket (1, 2, 4, 8, 16) so that the accumulators stay in registers.
 #include "gemv.cuh"
+#include "launch.cuh"
 
 namespace mamba::cuda {
 
@@ -88,6 +89,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -190,10 +193,10 @@ template <class TW, int kRows>
 void launch_gemv_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
     if (vec) {
         using Tr = GemvTraits<TW, kRows, true>;
-        gemv_kernel<Tr><<<blocks, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        launch_kernel(ctx, "gemv_kernel", true, gemv_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = GemvTraits<TW, kRows, false>;
-        gemv_kernel<Tr><<<blocks, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        launch_kernel(ctx, "gemv_kernel", true, gemv_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("gemv_kernel");
 }

@@ -4,7 +4,9 @@
 // reads an element before it writes that same element.
 // Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
 // (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
+// Both are PDL-safe (launch.cuh): they wait for the previous kernel before their first load.
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/gated_rms_norm.h"
 #include "ops/rms_norm.h"
 
@@ -23,6 +25,8 @@ struct RmsNormArgs {
 __global__ void rms_norm_kernel(RmsNormArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x;
+    wait_for_producer();  // x and residual come from the previous kernels; residual_out may alias residual
+    allow_dependents();
     float sum_sq = 0.0f;
     for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
@@ -51,6 +55,8 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x / a.groups;
     const int64_t c0 = (blockIdx.x % a.groups) * a.group_size;
+    wait_for_producer();  // x and z come from the previous kernels
+    allow_dependents();
     float sum_sq = 0.0f;
     for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
@@ -104,7 +110,7 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     a.hidden = p.hidden;
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
-    rms_norm_kernel<<<unsigned(p.rows), threads_for(p.hidden), 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
 
@@ -131,7 +137,7 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     a.norm_before_gate = p.norm_before_gate;
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
-    gated_rms_norm_kernel<<<unsigned(blocks), threads_for(a.group_size), 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "gated_rms_norm_kernel", true, gated_rms_norm_kernel, dim3(unsigned(blocks)), dim3(threads_for(a.group_size)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
 }
 

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "ssd_host.cuh"
 #include "ops/ssd.h"
 
@@ -80,6 +81,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         }
     };
 
+    // PDL-safe (launch.cuh): only index math above; the state and every input may come from the
+    // previous kernel.
+    wait_for_producer();
+    allow_dependents();
     float4 s[R];
     load_pass(int64_t(lane) * 4, s);
 
@@ -222,8 +227,8 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
-    if (a.vec) ssd_state_update_kernel<Vec><<<grid, Vec::kThreads, bc_bytes, stream_of(ctx)>>>(a);
-    else ssd_state_update_kernel<Gen><<<grid, Gen::kThreads, bc_bytes, stream_of(ctx)>>>(a);
+    if (a.vec) launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), bc_bytes, a);
+    else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
 }
 
