@@ -52,11 +52,6 @@ namespace cuda {
 
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
 
-// Kernels written for speed but not yet run on a GPU are used only when the environment variable
-// MAMBA_CUDA_FAST_PATHS is 1; otherwise every op takes the GPU-validated kernels. Read at each call so
-// that tests can exercise both.
-bool fast_paths_enabled();
-
 constexpr unsigned long long kNoErrorIndex = ~0ull;
 // Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex
 // when none): data checks that only the device can make end in an error status this way.
