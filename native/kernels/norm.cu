@@ -12,6 +12,20 @@ namespace mamba::cuda {
 
 namespace {
 
+// 1 / sqrt(mean(v(i)^2) + eps) over i in [begin, end), the elements strided over the block's threads and
+// summed by block_sum; every thread of the block must call it and gets the same value. Inlined so that
+// `value` (a load, an add, a gate) compiles into the loop as if written there.
+template <class ValueAt>
+__device__ __forceinline__ float block_inverse_rms(int64_t begin, int64_t end, float eps, float * scratch, const ValueAt & value) {
+    float sum_sq = 0.0f;
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const float r = value(i);
+        sum_sq += r * r;
+    }
+    const float total = block_sum(sum_sq, scratch);
+    return 1.0f / sqrtf(total / float(end - begin) + eps);
+}
+
 struct RmsNormArgs {
     AnyPtr x, residual, weight, y, residual_out;
     int64_t x_s0, x_s1, r_s0, r_s1, w_s, y_s0, y_s1, ro_s0, ro_s1;
@@ -23,17 +37,15 @@ struct RmsNormArgs {
 __global__ void rms_norm_kernel(RmsNormArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x;
-    float sum_sq = 0.0f;
-    for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
+    // r = x + residual, computed again in the second pass (see the header comment).
+    const auto sum_at = [&](int64_t i) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
-        sum_sq += r * r;
-    }
-    const float total = block_sum(sum_sq, scratch);
-    const float inv = 1.0f / sqrtf(total / float(a.hidden) + a.eps);
+        return r;
+    };
+    const float inv = block_inverse_rms(0, a.hidden, a.eps, scratch, sum_at);
     for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
-        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
-        if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
+        const float r = sum_at(i);
         if (a.has_residual_out) a.residual_out.store(row * a.ro_s0 + i * a.ro_s1, r);
         a.y.store(row * a.y_s0 + i * a.y_s1, r * inv * a.weight.load(i * a.w_s));
     }
@@ -51,14 +63,11 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x / a.groups;
     const int64_t c0 = (blockIdx.x % a.groups) * a.group_size;
-    float sum_sq = 0.0f;
-    for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
+    const float inv = block_inverse_rms(c0, c0 + a.group_size, a.eps, scratch, [&](int64_t i) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         if (a.has_z && !a.norm_before_gate) r *= silu_f(a.z.load(row * a.z_s0 + i * a.z_s1));
-        sum_sq += r * r;
-    }
-    const float total = block_sum(sum_sq, scratch);
-    const float inv = 1.0f / sqrtf(total / float(a.group_size) + a.eps);
+        return r;
+    });
     for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         float gate = 1.0f;
