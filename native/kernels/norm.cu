@@ -79,6 +79,13 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
     }
 }
 
+// Points a kernel argument at a (rows, columns) tensor: its data and its two strides.
+void bind_rows(const Tensor & t, AnyPtr & ptr, int64_t & s0, int64_t & s1) {
+    ptr = any(t);
+    s0 = t.stride[0];
+    s1 = t.stride[1];
+}
+
 int threads_for(int64_t n) {
     if (n >= 4096) return 1024;
     if (n >= 1024) return 512;
@@ -90,26 +97,14 @@ int threads_for(int64_t n) {
 
 void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     RmsNormArgs a{};
-    a.x = any(p.x);
-    a.x_s0 = p.x.stride[0];
-    a.x_s1 = p.x.stride[1];
+    bind_rows(p.x, a.x, a.x_s0, a.x_s1);
     a.has_residual = p.residual.has_value();
-    if (a.has_residual) {
-        a.residual = any(*p.residual);
-        a.r_s0 = p.residual->stride[0];
-        a.r_s1 = p.residual->stride[1];
-    }
+    if (a.has_residual) bind_rows(*p.residual, a.residual, a.r_s0, a.r_s1);
     a.weight = any(p.weight);
     a.w_s = p.weight.stride[0];
-    a.y = any(p.y);
-    a.y_s0 = p.y.stride[0];
-    a.y_s1 = p.y.stride[1];
+    bind_rows(p.y, a.y, a.y_s0, a.y_s1);
     a.has_residual_out = p.residual_out.has_value();
-    if (a.has_residual_out) {
-        a.residual_out = any(*p.residual_out);
-        a.ro_s0 = p.residual_out->stride[0];
-        a.ro_s1 = p.residual_out->stride[1];
-    }
+    if (a.has_residual_out) bind_rows(*p.residual_out, a.residual_out, a.ro_s0, a.ro_s1);
     a.hidden = p.hidden;
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
@@ -120,20 +115,12 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
 void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     if (p.rows == 0 || p.dim == 0) return;
     GatedArgs a{};
-    a.x = any(p.x);
-    a.x_s0 = p.x.stride[0];
-    a.x_s1 = p.x.stride[1];
+    bind_rows(p.x, a.x, a.x_s0, a.x_s1);
     a.has_z = p.z.has_value();
-    if (a.has_z) {
-        a.z = any(*p.z);
-        a.z_s0 = p.z->stride[0];
-        a.z_s1 = p.z->stride[1];
-    }
+    if (a.has_z) bind_rows(*p.z, a.z, a.z_s0, a.z_s1);
     a.weight = any(p.weight);
     a.w_s = p.weight.stride[0];
-    a.y = any(p.y);
-    a.y_s0 = p.y.stride[0];
-    a.y_s1 = p.y.stride[1];
+    bind_rows(p.y, a.y, a.y_s0, a.y_s1);
     a.group_size = p.group_size > 0 ? p.group_size : p.dim;
     a.groups = p.dim / a.group_size;
     a.eps = p.eps;
