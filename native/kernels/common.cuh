@@ -158,6 +158,12 @@ struct AnyPtr {
 inline AnyPtr any(const Tensor & t) { return AnyPtr{t.data, int(t.dtype)}; }
 inline AnyPtr any(const std::optional<Tensor> & t) { return t ? any(*t) : AnyPtr{}; }
 
+// The first N strides of t, in the fixed-size arrays the kernel argument structs carry.
+template <int N>
+void copy_strides(int64_t (&dst)[N], const Tensor & t) {
+    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
+}
+
 // Loads K consecutive elements starting at p (16-byte aligned when vec is true) as floats.
 template <class T, int K>
 __device__ __forceinline__ void load_floats(const T * p, float (&out)[K], bool vec) {

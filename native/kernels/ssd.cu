@@ -17,7 +17,6 @@
 
 namespace mamba::cuda {
 
-using ssd_host::copy_strides;
 using ssd_host::fill_shared_args;
 using ssd_host::F32Params;
 

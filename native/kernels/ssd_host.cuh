@@ -13,12 +13,6 @@ namespace mamba::cuda::ssd_host {
 // dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
 inline bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
 
-// The first N strides of t, in the fixed-size arrays the kernel argument structs carry.
-template <int N>
-void copy_strides(int64_t (&dst)[N], const Tensor & t) {
-    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
-}
-
 // Float32 parameter tensors are read directly; anything else is converted into the workspace.
 struct F32Params {
     WorkspaceCarver carver;
