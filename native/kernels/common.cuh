@@ -55,11 +55,6 @@ namespace cuda {
 
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
 
-// Kernels written for speed but not yet run on a GPU are used only when the environment variable
-// MAMBA_CUDA_FAST_PATHS is 1; otherwise every op takes the GPU-validated kernels. Read at each call so
-// that tests can exercise both.
-bool fast_paths_enabled();
-
 constexpr unsigned long long kNoErrorIndex = ~0ull;
 // Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex
 // when none): data checks that only the device can make end in an error status this way.
@@ -165,6 +160,12 @@ struct AnyPtr {
 
 inline AnyPtr any(const Tensor & t) { return AnyPtr{t.data, int(t.dtype)}; }
 inline AnyPtr any(const std::optional<Tensor> & t) { return t ? any(*t) : AnyPtr{}; }
+
+// The first N strides of t, in the fixed-size arrays the kernel argument structs carry.
+template <int N>
+void copy_strides(int64_t (&dst)[N], const Tensor & t) {
+    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
+}
 
 // Loads K consecutive elements starting at p (16-byte aligned when vec is true) as floats.
 template <class T, int K>

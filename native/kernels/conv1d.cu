@@ -94,11 +94,6 @@ __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     }
 }
 
-template <int N>
-void copy_strides(int64_t (&dst)[N], const Tensor & t) {
-    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Channels-contiguous fast path: x and y of one dtype with unit channel stride, i.e. the (batch, len, dim)
 // memory a linear layer produces. The op must move batch*len*dim*(x + y) bytes plus dim*width weights,
@@ -334,6 +329,22 @@ void dispatch_channel_last_width(mamba_context & ctx, const ConvChannelLastArgs 
     }
 }
 
+// Points the kernel arguments that both forward kernels take at the filters, the bias and the initial state.
+template <class Args>
+void bind_filters_and_initial_state(const CausalConv1dParams & p, Args & a) {
+    a.weight = any(p.weight);
+    copy_strides(a.w_s, p.weight);
+    if (p.bias) {
+        a.bias = any(*p.bias);
+        a.b_s = p.bias->stride[0];
+    }
+    a.has_init = p.initial_state.has_value();
+    if (a.has_init) {
+        a.init = any(*p.initial_state);
+        copy_strides(a.i_s, *p.initial_state);
+    }
+}
+
 // A channels-contiguous view whose channel groups can be read with 16-byte vectors.
 bool vector_friendly(const Tensor & t, int64_t vec) {
     return t.stride[1] == 1 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
@@ -354,17 +365,7 @@ bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParam
     a.x_step = p.x.stride[2];
     a.y_batch = p.y.stride[0];
     a.y_step = p.y.stride[2];
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
-    if (p.bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
+    bind_filters_and_initial_state(p, a);
     a.has_final = p.final_state.has_value();
     if (a.has_final) {
         a.fin = any(*p.final_state);
@@ -391,18 +392,8 @@ void causal_conv1d(mamba_context & ctx, const CausalConv1dParams & p) {
     ConvArgs a{};
     a.x = any(p.x);
     copy_strides(a.x_s, p.x);
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
+    bind_filters_and_initial_state(p, a);
     a.has_bias = p.bias.has_value();
-    if (a.has_bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
     a.y = any(p.y);
     copy_strides(a.y_s, p.y);
     a.dim = p.dim;

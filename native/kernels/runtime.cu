@@ -1,6 +1,5 @@
 // CUDA runtime hooks of the device-independent code: devices, contexts (stream, cuBLAS handles,
 // workspace), memory and events. Every CUDA error becomes a mamba::Error with a device status.
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -268,11 +267,6 @@ float event_elapsed_ms(const mamba_event & start, const mamba_event & end) {
     float ms = 0.0f;
     MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.cuda_event), static_cast<cudaEvent_t>(end.cuda_event)));
     return ms;
-}
-
-bool fast_paths_enabled() {
-    const char * v = std::getenv("MAMBA_CUDA_FAST_PATHS");
-    return v != nullptr && v[0] == '1' && v[1] == '\0';
 }
 
 unsigned long long take_error_index(mamba_context & ctx) {
