@@ -3,8 +3,14 @@
 //
 // What must move: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) bytes, e.g. bf16
 // B8 D5120 L2048 N16: 671 MB + 1 MB, 0.16 ms at 4.2 TB/s. FLOPs per (b, d, t, n): one exp2 (MUFU, 16 a
-// clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz, the real floor), a multiply
-// for dt*A, two FMAs for h and one for the C contraction; per (b, d, t): softplus, SiLU (two more MUFU).
+// clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz), a multiply for dt*A, two FMAs
+// for h and one for the C contraction; per (b, d, t): softplus, SiLU (two MUFU each). The kernel is
+// bound by MUFU and instruction issue together (one warp instruction a clock per SM sub-partition):
+// per warp and step (N = 16) about 120 issue slots and 20 MUFU ops (160 cycles). So a compile-time
+// share of the states takes exp2 on the FMA pipe (scan_math.h, ScanExp below) and the step is
+// branch-free (softplus as max(x, 0) + log1p(e^-|x|) without branches, selects for the options) so
+// that the compiler interleaves the 16 unrolled steps of a chunk; the step (scan_step) is shared by the
+// channel and rows kernels.
 //
 // Design of the main path (selective_scan_channel_kernel):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
@@ -44,10 +50,12 @@ namespace mamba::cuda::scan {
 
 // Which pipe computes exp2 of the state decays on the main paths (channel and rows kernels). MUFU
 // (ex2.approx) does 16 a clock per SM, the FMA pipe 128 FMAs; exp2_poly (scan_math.h) costs 12
-// FMA/ALU-pipe issues instead of 2 (multiply + MUFU). Per step and warp (N = 16, softplus, z): about
-// 105 + 10 P issue cycles and 8 (20 - P) MUFU cycles with P states on the polynomial: a few polynomial
-// states balance the two pipes. The environment variable MAMBA_SCAN_EXP (mufu, poly2, poly4, poly8)
-// overrides the default for dstate 9..16, for benchmarks and tests; smaller dstates take the default.
+// FMA/ALU-pipe issues instead of 2 (multiply + MUFU). Per step and warp (N = 16, softplus, z; sm_80
+// SASS of the bf16 channel kernel): 121 + 10 P issue cycles and 8 (20 - P) MUFU cycles with P states
+// on the polynomial (segment summaries: 91 + 10 P and 8 (18 - P)), plus about 6 issues a step for the
+// chunk's loads and stores. P = 2 balances both (about 147 against 144 cycles; P = 0: 160, MUFU-bound).
+// The environment variable MAMBA_SCAN_EXP (mufu, poly2, poly4, poly8) overrides the default for
+// dstate 9..16, for benchmarks and tests; smaller dstates take the default.
 enum class ScanExp : int {
     Mufu = 0,   // all states on the MUFU
     Poly2 = 2,  // 2 of 16 states (scaled to the padded dstate) on the FMA pipe
@@ -267,6 +275,17 @@ struct StepConsts {
     float bias, Dv;
     bool softplus, has_z;
 };
+
+// A step's N float32 B (or C) values from shared memory, as broadcast float4 loads.
+template <int N>
+__device__ __forceinline__ void shared_floats(const float * row, float (&out)[N]) {
+    static_assert(N % 4 == 0, "whole float4s");
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+        const float4 v = reinterpret_cast<const float4 *>(row)[q];
+        out[4 * q] = v.x, out[4 * q + 1] = v.y, out[4 * q + 2] = v.z, out[4 * q + 3] = v.w;
+    }
+}
 
 __device__ __forceinline__ float ex2_mufu(float x) {
     float y;
@@ -522,17 +541,8 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
             const float dt = step_dt(dl.at(k), consts, k < steps);  // past the end: u also reads as zero
             if constexpr (kSummary) dt_sum += dt;
             float Bv[N], Cv[N];
-            const float4 * Bq = reinterpret_cast<const float4 *>(s_B[buf][k]);
-            const float4 * Cq = reinterpret_cast<const float4 *>(s_C[buf][k]);
-#pragma unroll
-            for (int q = 0; q < N / 4; ++q) {
-                const float4 b4 = Bq[q];
-                Bv[4 * q] = b4.x, Bv[4 * q + 1] = b4.y, Bv[4 * q + 2] = b4.z, Bv[4 * q + 3] = b4.w;
-                if constexpr (!kSummary) {
-                    const float4 c4 = Cq[q];
-                    Cv[4 * q] = c4.x, Cv[4 * q + 1] = c4.y, Cv[4 * q + 2] = c4.z, Cv[4 * q + 3] = c4.w;
-                }
-            }
+            shared_floats<N>(s_B[buf][k], Bv);
+            if constexpr (!kSummary) shared_floats<N>(s_C[buf][k], Cv);
             out[k] = scan_step<N, Tr::kPoly, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
         }
         if constexpr (!kSummary) {
@@ -627,8 +637,9 @@ void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch)
 // block stores the y tile with 16-byte stores. B and C rows of the tile's steps (CH x dstate) are
 // staged once per block the same way (or element by element when not 16-byte aligned).
 // Bytes and FLOPs are those of the main path (top of this file): the layout changes only the access
-// pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N: 14 KB for bf16
-// (64 threads, 16 steps), 26 KB for float32 (128 threads, 8 steps). Segments as the main path.
+// pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N elements + 2 x CH x N
+// floats (the tile's B and C converted once per block, one more barrier a tile): 16 KB for bf16 (64
+// threads, 16 steps), 27 KB for float32 (128 threads, 8 steps). Segments as the main path.
 template <class T, int kStates, ScanExp kExp = kDefaultScanExp>
 struct RowsScanTraits {
     using Elem = T;
@@ -666,24 +677,6 @@ __device__ __forceinline__ void cp_async_wait_all() {
 #endif
 }
 
-// N elements of a shared row (16-byte aligned when N * sizeof(T) is a multiple of 16) as floats.
-template <class T, int N>
-__device__ __forceinline__ void shared_row_floats(const T * row, float (&out)[N]) {
-    if constexpr (N * sizeof(T) % 16 == 0) {
-        constexpr int kVec = 16 / int(sizeof(T));
-#pragma unroll
-        for (int c = 0; c < N / kVec; ++c) {
-            const uint4 q = reinterpret_cast<const uint4 *>(row)[c];
-            const T * e = reinterpret_cast<const T *>(&q);
-#pragma unroll
-            for (int i = 0; i < kVec; ++i) out[c * kVec + i] = to_f32<T>(e[i]);
-        }
-    } else {
-#pragma unroll
-        for (int n = 0; n < N; ++n) out[n] = to_f32<T>(row[n]);
-    }
-}
-
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_rows_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
@@ -693,6 +686,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TH];
     __shared__ __align__(16) T s_B[2][CH][N];
     __shared__ __align__(16) T s_C[kSummary ? 1 : 2][CH][N];
+    // The current tile's B and C as float32, converted once per block rather than by every thread per step.
+    __shared__ __align__(16) float s_Bf[CH][N];
+    __shared__ __align__(16) float s_Cf[kSummary ? 1 : CH][N];
 
     const int tid = int(threadIdx.x);
     const int64_t b = blockIdx.y;
@@ -785,14 +781,19 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             cp_async_commit();
         }
         const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        for (int e = tid; e < CH * N; e += TH) {
+            s_Bf[e / N][e % N] = to_f32<T>(s_B[buf][e / N][e % N]);
+            if constexpr (!kSummary) s_Cf[e / N][e % N] = to_f32<T>(s_C[buf][e / N][e % N]);
+        }
+        __syncthreads();
 #pragma unroll
         for (int k = 0; k < CH; ++k) {
             // Past the end: decay 1 and no input (u and B read as zero).
             const float dt = step_dt(to_f32<T>(s_dl[buf][k][tid]), consts, k < steps);
             if constexpr (kSummary) dt_sum += dt;
             float Bv[N], Cv[N];
-            shared_row_floats<T, N>(s_B[buf][k], Bv);
-            if constexpr (!kSummary) shared_row_floats<T, N>(s_C[buf][k], Cv);
+            shared_floats<N>(s_Bf[k], Bv);
+            if constexpr (!kSummary) shared_floats<N>(s_Cf[k], Cv);
             const float z = has_z ? to_f32<T>(s_z[kSummary ? 0 : buf][k][tid]) : 0.0f;
             const float y = scan_step<N, Tr::kPoly, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
             if constexpr (!kSummary) s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
