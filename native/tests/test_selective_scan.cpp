@@ -124,6 +124,7 @@ TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
     const ScanShape shapes[] = {
         {1, 256, 1500, 16, 1, true},  // segments, a masked last chunk
         {2, 128, 700, 12, 2, true},   // dstate 12 padded to 16, two groups
+        {1, 35840, 24, 16, 1, true},  // channels enough to fill an H200 without segments
     };
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}};
     uint64_t seed = 900;
