@@ -53,7 +53,8 @@ namespace mamba::cuda::scan {
 // FMA/ALU-pipe issues instead of 2 (multiply + MUFU). Per step and warp (N = 16, softplus, z; sm_80
 // SASS of the bf16 channel kernel): 121 + 10 P issue cycles and 8 (20 - P) MUFU cycles with P states
 // on the polynomial (segment summaries: 91 + 10 P and 8 (18 - P)), plus about 6 issues a step for the
-// chunk's loads and stores. P = 2 balances both (about 147 against 144 cycles; P = 0: 160, MUFU-bound).
+// chunk's loads and stores. P = 2 balances both (about 147 against 144 cycles; P = 0: 160, MUFU-bound);
+// summaries take 3 P / 2 states (P = 3: 121 against 120 cycles).
 // The environment variable MAMBA_SCAN_EXP (mufu, poly2, poly4, poly8) overrides the default for
 // dstate 9..16, for benchmarks and tests; smaller dstates take the default.
 enum class ScanExp : int {
@@ -358,6 +359,8 @@ struct ChannelScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;                   // states per channel (dstate padded up)
     static constexpr int kPoly = int(kExp) * kStates / 16;  // states whose exp2 runs on the FMA pipe
+    // Segment summaries (no C contraction, z or y: 30 fewer issues a step) balance at about 3 of 16.
+    static constexpr int kPolySummary = 3 * kPoly / 2;
     static constexpr int kChunk = 16;                    // steps per chunk: 32 bytes of a bf16 row
     static constexpr int kVec = 16 / int(sizeof(T));     // elements per 16-byte load
     static constexpr int kPieces = kChunk / kVec;        // 16-byte loads per row and chunk
@@ -543,7 +546,7 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
             float Bv[N], Cv[N];
             shared_floats<N>(s_B[buf][k], Bv);
             if constexpr (!kSummary) shared_floats<N>(s_C[buf][k], Cv);
-            out[k] = scan_step<N, Tr::kPoly, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
+            out[k] = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
         }
         if constexpr (!kSummary) {
             if (channel_valid) {
@@ -645,6 +648,7 @@ struct RowsScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;
     static constexpr int kPoly = ChannelScanTraits<T, kStates, kExp>::kPoly;
+    static constexpr int kPolySummary = ChannelScanTraits<T, kStates, kExp>::kPolySummary;
     static constexpr int kThreads = ChannelScanTraits<T, kStates>::kThreads;
     static constexpr int kMinBlocksPerSM = ChannelScanTraits<T, kStates>::kMinBlocksPerSM;
     static constexpr int kVec = 16 / int(sizeof(T));               // elements per 16-byte piece
@@ -795,7 +799,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             shared_floats<N>(s_Bf[k], Bv);
             if constexpr (!kSummary) shared_floats<N>(s_Cf[k], Cv);
             const float z = has_z ? to_f32<T>(s_z[kSummary ? 0 : buf][k][tid]) : 0.0f;
-            const float y = scan_step<N, Tr::kPoly, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
+            const float y = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
             if constexpr (!kSummary) s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
         }
         if constexpr (!kSummary) {
