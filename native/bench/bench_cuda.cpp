@@ -27,7 +27,8 @@ mb::Register gemm("cuda gemm bf16 8192x8192x8192 (cuBLAS via mamba_linear)", [](
 
 // ---- Mamba-1 selective scan ----------------------------------------------------------------------
 
-std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N) {
+// exp: the MAMBA_SCAN_EXP variant (nullptr: the library default).
+std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, const char * exp = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_selective_scan_args a{};
     a.u = b.tensor({B, D, L}, mb::kBF16);
@@ -43,7 +44,12 @@ std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, i
     bytes = double(B * D * L) * 2 * 4 + double(B * N * L) * 2 * 2 + double(D * N) * 4;
     // exp2, two FMAs for h and one for y per state and step
     flops = double(B * D * L) * double(N) * 6;
-    return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+    if (exp == nullptr) return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+    return [&b, a, exp] {
+        setenv("MAMBA_SCAN_EXP", exp, 1);
+        mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan");
+        unsetenv("MAMBA_SCAN_EXP");
+    };
 }
 
 mb::Register scan_b8("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus",
@@ -52,6 +58,19 @@ mb::Register scan_b1("cuda selective_scan bf16 B1 D5120 L2048 N16 z bias softplu
                      [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 2048, 16); });
 mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus",
                        [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16); });
+
+// The exp2 variants of the scan (all states on the MUFU, or 2, 4, 8 of 16 on the FMA-pipe polynomial);
+// the cases above run the library default.
+#define MAMBA_SCAN_EXP_CASES(tag)                                                                                                       \
+    mb::Register scan_b8_##tag("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus exp=" #tag,                                   \
+                               [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, #tag); }); \
+    mb::Register scan_long_##tag("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus exp=" #tag,                              \
+                                 [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, #tag); });
+MAMBA_SCAN_EXP_CASES(mufu)
+MAMBA_SCAN_EXP_CASES(poly2)
+MAMBA_SCAN_EXP_CASES(poly4)
+MAMBA_SCAN_EXP_CASES(poly8)
+#undef MAMBA_SCAN_EXP_CASES
 
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 

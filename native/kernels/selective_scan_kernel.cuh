@@ -3,8 +3,14 @@
 //
 // What must move: batch*dim*len*(u + delta + z + y) + batch*groups*dstate*len*(B + C) bytes, e.g. bf16
 // B8 D5120 L2048 N16: 671 MB + 1 MB, 0.16 ms at 4.2 TB/s. FLOPs per (b, d, t, n): one exp2 (MUFU, 16 a
-// clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz, the real floor), a multiply
-// for dt*A, two FMAs for h and one for the C contraction; per (b, d, t): softplus, SiLU (two more MUFU).
+// clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz), a multiply for dt*A, two FMAs
+// for h and one for the C contraction; per (b, d, t): softplus, SiLU (two MUFU each). The kernel is
+// bound by MUFU and instruction issue together (one warp instruction a clock per SM sub-partition):
+// per warp and step (N = 16) about 120 issue slots and 20 MUFU ops (160 cycles). So a compile-time
+// share of the states takes exp2 on the FMA pipe (scan_math.h, ScanExp below) and the step is
+// branch-free (softplus as max(x, 0) + log1p(e^-|x|) without branches, selects for the options) so
+// that the compiler interleaves the 16 unrolled steps of a chunk; the step (scan_step) is shared by the
+// channel and rows kernels.
 //
 // Design of the main path (selective_scan_channel_kernel):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
@@ -38,8 +44,26 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "scan_math.h"
 
 namespace mamba::cuda::scan {
+
+// Which pipe computes exp2 of the state decays on the main paths (channel and rows kernels). MUFU
+// (ex2.approx) does 16 a clock per SM, the FMA pipe 128 FMAs; exp2_poly (scan_math.h) costs 12
+// FMA/ALU-pipe issues instead of 2 (multiply + MUFU). Per step and warp (N = 16, softplus, z; sm_80
+// SASS of the bf16 channel kernel): 121 + 10 P issue cycles and 8 (20 - P) MUFU cycles with P states
+// on the polynomial (segment summaries: 91 + 10 P and 8 (18 - P)), plus about 6 issues a step for the
+// chunk's loads and stores. P = 2 balances both (about 147 against 144 cycles; P = 0: 160, MUFU-bound);
+// summaries take 3 P / 2 states (P = 3: 121 against 120 cycles).
+// The environment variable MAMBA_SCAN_EXP (mufu, poly2, poly4, poly8) overrides the default for
+// dstate 9..16, for benchmarks and tests; smaller dstates take the default.
+enum class ScanExp : int {
+    Mufu = 0,   // all states on the MUFU
+    Poly2 = 2,  // 2 of 16 states (scaled to the padded dstate) on the FMA pipe
+    Poly4 = 4,
+    Poly8 = 8,
+};
+constexpr ScanExp kDefaultScanExp = ScanExp::Poly2;
 
 struct ScanArgs {
     const char *u, *delta, *B, *C, *z;
@@ -64,6 +88,7 @@ struct ScanArgs {
     // (b, l, d) path: u, delta, z, y have unit channel stride and 16-byte aligned time rows (rows);
     // B and C rows of a step are dstate contiguous, 16-byte aligned elements (rows_bc_vec).
     bool rows, rows_bc_vec;
+    ScanExp exp;  // exp2 variant of the main paths (dstate 9..16)
 };
 
 // Compile-time shape of one scan configuration.
@@ -244,6 +269,76 @@ void dispatch_scan_config(mamba_context & ctx, const ScanArgs & a, int64_t batch
 }
 
 
+// ---- the step shared by the channel and (b, l, d) rows kernels -----------------------------------------
+
+// Per-thread constants of the step.
+struct StepConsts {
+    float bias, Dv;
+    bool softplus, has_z;
+};
+
+// A step's N float32 B (or C) values from shared memory, as broadcast float4 loads.
+template <int N>
+__device__ __forceinline__ void shared_floats(const float * row, float (&out)[N]) {
+    static_assert(N % 4 == 0, "whole float4s");
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+        const float4 v = reinterpret_cast<const float4 *>(row)[q];
+        out[4 * q] = v.x, out[4 * q + 1] = v.y, out[4 * q + 2] = v.z, out[4 * q + 3] = v.w;
+    }
+}
+
+__device__ __forceinline__ float ex2_mufu(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)): no branch (see scan_math.h), two MUFU ops.
+__device__ __forceinline__ float scan_softplus(float x) {
+    return fmaxf(x, 0.0f) + scan_math::log1p_unit(ex2_mufu(-fabsf(x) * kLog2e));
+}
+
+__device__ __forceinline__ float scan_silu(float x) { return __fdividef(x, 1.0f + ex2_mufu(-x * kLog2e)); }
+
+// dt of one step from its raw delta; 0 past the end (decay 1, no input). Branch-free so that the
+// compiler can interleave consecutive steps.
+__device__ __forceinline__ float step_dt(float delta, const StepConsts & c, bool in_range) {
+    const float x = delta + c.bias;
+    const float sp = scan_softplus(x);
+    const float dt = c.softplus ? sp : x;
+    return in_range ? dt : 0.0f;
+}
+
+// One step of one channel: h = exp2(dt A log2e) h + dt u B, returns y = (C.h + D u) * SiLU(z) (0 for a
+// segment summary). States [N - kPoly, N) take the polynomial exp2.
+template <int N, int kPoly, bool kSummary>
+__device__ __forceinline__ float scan_step(float (&h)[N], const float (&A2)[N], float dt, float u, float z, const float (&Bv)[N], const float (&Cv)[N],
+                                           const StepConsts & c) {
+    static_assert(N >= 2 && kPoly >= 0 && kPoly <= N, "state split");
+    const float du = dt * u;
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+        const float x = dt * A2[n];
+        const float decay = n >= N - kPoly ? scan_math::exp2_poly(x) : ex2_mufu(x);
+        h[n] = fmaf(decay, h[n], du * Bv[n]);
+    }
+    if constexpr (kSummary) {
+        return 0.0f;
+    } else {
+        // Two accumulators halve the dependent chain.
+        float acc0 = fmaf(Cv[0], h[0], c.Dv * u), acc1 = Cv[1] * h[1];
+#pragma unroll
+        for (int n = 2; n < N; n += 2) {
+            acc0 = fmaf(Cv[n], h[n], acc0);
+            if (n + 1 < N) acc1 = fmaf(Cv[n + 1], h[n + 1], acc1);
+        }
+        const float y = acc0 + acc1;
+        const float gated = y * scan_silu(z);
+        return c.has_z ? gated : y;
+    }
+}
+
 // ---- one thread per channel, sequence split into segments -----------------------------------------
 // The main path (variable B/C, dstate <= 16, 16-byte aligned rows, every block inside one group).
 // Each thread owns one channel with all its states in registers, so there is no lane reduction; the
@@ -259,10 +354,13 @@ void dispatch_scan_config(mamba_context & ctx, const ScanArgs & a, int64_t batch
 //   pass 3: every segment re-runs from its true start state and writes y (the last one the final state).
 // The split costs one extra read of u, delta, B and one extra exp2 per (t, n) for segments 0..S-2,
 // traded for S times more threads when batch * dim is small.
-template <class T, int kStates>
+template <class T, int kStates, ScanExp kExp = kDefaultScanExp>
 struct ChannelScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;                   // states per channel (dstate padded up)
+    static constexpr int kPoly = int(kExp) * kStates / 16;  // states whose exp2 runs on the FMA pipe
+    // Segment summaries (no C contraction, z or y: 30 fewer issues a step) balance at about 3 of 16.
+    static constexpr int kPolySummary = 3 * kPoly / 2;
     static constexpr int kChunk = 16;                    // steps per chunk: 32 bytes of a bf16 row
     static constexpr int kVec = 16 / int(sizeof(T));     // elements per 16-byte load
     static constexpr int kPieces = kChunk / kVec;        // 16-byte loads per row and chunk
@@ -374,8 +472,7 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
             h[n] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
         }
     }
-    const float Dv = a.has_D ? a.D[d * a.D_s] : 0.0f;
-    const float bias = a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f;
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
 
     // Staging role: thread i < kRows * kPieces loads 16 bytes (piece i % kPieces) of row i / kPieces.
     const int stage_row = threadIdx.x / kPieces, stage_piece = threadIdx.x % kPieces;
@@ -418,7 +515,7 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
         }
     };
 
-    RawChunk<T, CH> u_next, dl_next, z_next;
+    RawChunk<T, CH> u_next, dl_next, z_next{};  // z reads as zeros without z (its gate is then unused)
     auto row_load = [&](int64_t t0) {
         const int64_t left = t_end - t0;
         const int count = left < CH ? int(left) : CH;
@@ -444,39 +541,12 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
         float out[CH];
 #pragma unroll
         for (int k = 0; k < CH; ++k) {
-            float dt = dl.at(k) + bias;
-            if (a.softplus) dt = softplus_f(dt);
-            if (k >= steps) dt = 0.0f;  // past the end: decay 1 and no input (u reads as zero)
-            const float u = uu.at(k);
-            const float du = dt * u;
-            const float4 * Bq = reinterpret_cast<const float4 *>(s_B[buf][k]);
-            if constexpr (kSummary) {
-                dt_sum += dt;
-#pragma unroll
-                for (int q = 0; q < N / 4; ++q) {
-                    const float4 Bv = Bq[q];
-                    h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
-                    h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
-                    h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
-                    h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
-                }
-            } else {
-                const float4 * Cq = reinterpret_cast<const float4 *>(s_C[buf][k]);
-                float acc0 = 0.0f, acc1 = 0.0f;
-#pragma unroll
-                for (int q = 0; q < N / 4; ++q) {
-                    const float4 Bv = Bq[q], Cv = Cq[q];
-                    h[4 * q + 0] = exp2f(dt * A2[4 * q + 0]) * h[4 * q + 0] + du * Bv.x;
-                    h[4 * q + 1] = exp2f(dt * A2[4 * q + 1]) * h[4 * q + 1] + du * Bv.y;
-                    h[4 * q + 2] = exp2f(dt * A2[4 * q + 2]) * h[4 * q + 2] + du * Bv.z;
-                    h[4 * q + 3] = exp2f(dt * A2[4 * q + 3]) * h[4 * q + 3] + du * Bv.w;
-                    acc0 += Cv.x * h[4 * q + 0] + Cv.z * h[4 * q + 2];
-                    acc1 += Cv.y * h[4 * q + 1] + Cv.w * h[4 * q + 3];
-                }
-                float y = acc0 + acc1 + Dv * u;
-                if (has_z) y *= silu_f(zz.at(k));
-                out[k] = y;
-            }
+            const float dt = step_dt(dl.at(k), consts, k < steps);  // past the end: u also reads as zero
+            if constexpr (kSummary) dt_sum += dt;
+            float Bv[N], Cv[N];
+            shared_floats<N>(s_B[buf][k], Bv);
+            if constexpr (!kSummary) shared_floats<N>(s_C[buf][k], Cv);
+            out[k] = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
         }
         if constexpr (!kSummary) {
             if (channel_valid) {
@@ -570,12 +640,15 @@ void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch)
 // block stores the y tile with 16-byte stores. B and C rows of the tile's steps (CH x dstate) are
 // staged once per block the same way (or element by element when not 16-byte aligned).
 // Bytes and FLOPs are those of the main path (top of this file): the layout changes only the access
-// pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N: 14 KB for bf16
-// (64 threads, 16 steps), 26 KB for float32 (128 threads, 8 steps). Segments as the main path.
-template <class T, int kStates>
+// pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N elements + 2 x CH x N
+// floats (the tile's B and C converted once per block, one more barrier a tile): 16 KB for bf16 (64
+// threads, 16 steps), 27 KB for float32 (128 threads, 8 steps). Segments as the main path.
+template <class T, int kStates, ScanExp kExp = kDefaultScanExp>
 struct RowsScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;
+    static constexpr int kPoly = ChannelScanTraits<T, kStates, kExp>::kPoly;
+    static constexpr int kPolySummary = ChannelScanTraits<T, kStates, kExp>::kPolySummary;
     static constexpr int kThreads = ChannelScanTraits<T, kStates>::kThreads;
     static constexpr int kMinBlocksPerSM = ChannelScanTraits<T, kStates>::kMinBlocksPerSM;
     static constexpr int kVec = 16 / int(sizeof(T));               // elements per 16-byte piece
@@ -608,24 +681,6 @@ __device__ __forceinline__ void cp_async_wait_all() {
 #endif
 }
 
-// N elements of a shared row (16-byte aligned when N * sizeof(T) is a multiple of 16) as floats.
-template <class T, int N>
-__device__ __forceinline__ void shared_row_floats(const T * row, float (&out)[N]) {
-    if constexpr (N * sizeof(T) % 16 == 0) {
-        constexpr int kVec = 16 / int(sizeof(T));
-#pragma unroll
-        for (int c = 0; c < N / kVec; ++c) {
-            const uint4 q = reinterpret_cast<const uint4 *>(row)[c];
-            const T * e = reinterpret_cast<const T *>(&q);
-#pragma unroll
-            for (int i = 0; i < kVec; ++i) out[c * kVec + i] = to_f32<T>(e[i]);
-        }
-    } else {
-#pragma unroll
-        for (int n = 0; n < N; ++n) out[n] = to_f32<T>(row[n]);
-    }
-}
-
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_rows_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
@@ -635,6 +690,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TH];
     __shared__ __align__(16) T s_B[2][CH][N];
     __shared__ __align__(16) T s_C[kSummary ? 1 : 2][CH][N];
+    // The current tile's B and C as float32, converted once per block rather than by every thread per step.
+    __shared__ __align__(16) float s_Bf[CH][N];
+    __shared__ __align__(16) float s_Cf[kSummary ? 1 : CH][N];
 
     const int tid = int(threadIdx.x);
     const int64_t b = blockIdx.y;
@@ -671,8 +729,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             h[n] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
         }
     }
-    const float Dv = a.has_D ? a.D[d * a.D_s] : 0.0f;
-    const float bias = a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f;
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
 
     // Issues the copies of the tile at t0 into buffer buf. Steps past the segment end and channels past
     // dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
@@ -728,33 +785,22 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             cp_async_commit();
         }
         const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        for (int e = tid; e < CH * N; e += TH) {
+            s_Bf[e / N][e % N] = to_f32<T>(s_B[buf][e / N][e % N]);
+            if constexpr (!kSummary) s_Cf[e / N][e % N] = to_f32<T>(s_C[buf][e / N][e % N]);
+        }
+        __syncthreads();
 #pragma unroll
         for (int k = 0; k < CH; ++k) {
-            float dt = to_f32<T>(s_dl[buf][k][tid]) + bias;
-            if (a.softplus) dt = softplus_f(dt);
-            if (k >= steps) dt = 0.0f;  // past the end: decay 1 and no input (u and B read as zero)
-            const float u = to_f32<T>(s_u[buf][k][tid]);
-            const float du = dt * u;
-            float Bv[N];
-            shared_row_floats<T, N>(s_B[buf][k], Bv);
-            if constexpr (kSummary) {
-                dt_sum += dt;
-#pragma unroll
-                for (int n = 0; n < N; ++n) h[n] = exp2f(dt * A2[n]) * h[n] + du * Bv[n];
-            } else {
-                float Cv[N];
-                shared_row_floats<T, N>(s_C[buf][k], Cv);
-                float acc0 = 0.0f, acc1 = 0.0f;
-#pragma unroll
-                for (int n = 0; n < N; ++n) {
-                    h[n] = exp2f(dt * A2[n]) * h[n] + du * Bv[n];
-                    if (n % 2 == 0) acc0 += Cv[n] * h[n];
-                    else acc1 += Cv[n] * h[n];
-                }
-                float y = acc0 + acc1 + Dv * u;
-                if (has_z) y *= silu_f(to_f32<T>(s_z[buf][k][tid]));
-                s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
-            }
+            // Past the end: decay 1 and no input (u and B read as zero).
+            const float dt = step_dt(to_f32<T>(s_dl[buf][k][tid]), consts, k < steps);
+            if constexpr (kSummary) dt_sum += dt;
+            float Bv[N], Cv[N];
+            shared_floats<N>(s_Bf[k], Bv);
+            if constexpr (!kSummary) shared_floats<N>(s_Cf[k], Cv);
+            const float z = has_z ? to_f32<T>(s_z[kSummary ? 0 : buf][k][tid]) : 0.0f;
+            const float y = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
+            if constexpr (!kSummary) s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
         }
         if constexpr (!kSummary) {
             __syncthreads();
@@ -793,17 +839,37 @@ void launch_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel");
 }
 
+// dstate 9..16 on the two main paths, per exp2 variant.
+template <class T>
+void launch_rows_scan_16(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    switch (a.exp) {
+        case ScanExp::Mufu: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Mufu>>(ctx, a, batch); break;
+        case ScanExp::Poly2: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly2>>(ctx, a, batch); break;
+        case ScanExp::Poly4: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly4>>(ctx, a, batch); break;
+        case ScanExp::Poly8: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly8>>(ctx, a, batch); break;
+    }
+}
+template <class T>
+void launch_channel_scan_16(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    switch (a.exp) {
+        case ScanExp::Mufu: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Mufu>, true>(ctx, a, batch); break;
+        case ScanExp::Poly2: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly2>, true>(ctx, a, batch); break;
+        case ScanExp::Poly4: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly4>, true>(ctx, a, batch); break;
+        case ScanExp::Poly8: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly8>, true>(ctx, a, batch); break;
+    }
+}
+
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
     if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
         if (!a.vec && a.rows) {
             if (a.dstate <= 4) launch_rows_scan<RowsScanTraits<T, 4>>(ctx, a, batch);
             else if (a.dstate <= 8) launch_rows_scan<RowsScanTraits<T, 8>>(ctx, a, batch);
-            else launch_rows_scan<RowsScanTraits<T, 16>>(ctx, a, batch);
+            else launch_rows_scan_16<T>(ctx, a, batch);
         } else if (a.vec) {
             if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, true>(ctx, a, batch);
             else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, true>(ctx, a, batch);
-            else launch_channel_scan<ChannelScanTraits<T, 16>, true>(ctx, a, batch);
+            else launch_channel_scan_16<T>(ctx, a, batch);
         } else {
             if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, false>(ctx, a, batch);
             else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, false>(ctx, a, batch);

@@ -1,5 +1,7 @@
 // mamba_selective_scan and mamba_selective_state_update against a float64 reference, per backend, dtype,
 // layout and option; scan/state-update consistency; argument errors.
+#include <cstdlib>
+
 #include "backend_test.h"
 #include "selective_scan_problems.h"
 
@@ -112,6 +114,35 @@ TEST_P(SelectiveScanTest, TimeMajorViewsThroughSharedTiles) {
             }
         }
     }
+}
+
+// Every exp2 variant of the CUDA main paths (MAMBA_SCAN_EXP: all 16 states on the MUFU, or 2, 4, 8 of
+// them on the FMA-pipe polynomial), on the channel kernel (contiguous rows) and the (b, l, d) tile
+// kernel (permuted views), long enough for decays to compound, with and without segments. The CPU
+// backend ignores the variable and must pass all the same.
+TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
+    const ScanShape shapes[] = {
+        {1, 256, 1500, 16, 1, true},  // segments, a masked last chunk
+        {2, 128, 700, 12, 2, true},   // dstate 12 padded to 16, two groups
+        {1, 35840, 24, 16, 1, true},  // channels enough to fill an H200 without segments
+    };
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}};
+    uint64_t seed = 900;
+    for (const char * variant : {"mufu", "poly2", "poly4", "poly8"}) {
+        setenv("MAMBA_SCAN_EXP", variant, 1);
+        for (const auto & dt : dtypes) {
+            for (Layout layout : {Layout::Contiguous, Layout::Permuted}) {
+                for (const auto & s : shapes) {
+                    SCOPED_TRACE(std::string("exp=") + variant + " " + mt::dtype_name(dt.in) + " " + layout_name(layout) + " batch " +
+                                 std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " +
+                                 std::to_string(s.dstate));
+                    ScanProblem p(s, ScanOptions{}, dt, layout, seed++);
+                    check(p);
+                }
+            }
+        }
+    }
+    unsetenv("MAMBA_SCAN_EXP");
 }
 
 // The model's exact views: u, delta, y (1, dim, len) over (len, dim) buffers, z the second half of the
