@@ -71,6 +71,7 @@ struct GemvArgs {
     int warps_k;        // warp kernel: warps that split one lane group's columns
     int lanes_per_row;  // warp kernel: lanes (4..32, a power of two) that split one output's columns
     bool has_bias;
+    bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
 };
 
@@ -93,11 +94,12 @@ __device__ __forceinline__ uint4 load_w16(const void * p) {
     }
 }
 
-// One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero.
+// One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero. 16-byte
+// loads need both the compile-time (Tr::kVec) and the run-time (vec) permission.
 template <class Tr>
-__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in) {
+__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in, bool vec = true) {
     using TW = typename Tr::W;
-    if (Tr::kVec && k + Tr::kVecElems <= in) return load_w16<Tr::kLoad>(row + k);
+    if (Tr::kVec && vec && k + Tr::kVecElems <= in) return load_w16<Tr::kLoad>(row + k);
     uint4 raw = make_uint4(0u, 0u, 0u, 0u);
     TW * e = reinterpret_cast<TW *>(&raw);
 #pragma unroll
@@ -255,11 +257,11 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
 
 // ---- warp kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads, int kRowsPerGroupV, int kUnrollV, int kLoadV>
+template <class TW, int kRowBucket, int kRowsPerGroupV, int kUnrollV, int kLoadV>
 struct WarpGemvTraits {
     using W = TW;
-    static constexpr int kRows = kRowBucket;        // accumulator rows (x rows beyond `rows` are skipped)
-    static constexpr bool kVec = kVecLoads;         // W pointer and row stride allow 16-byte loads
+    static constexpr int kRows = kRowBucket;        // accumulator rows (1, 2 or 4; x rows beyond `rows` are skipped)
+    static constexpr bool kVec = true;              // 16-byte W loads where GemvArgs::w_vec allows (a uniform branch)
     static constexpr int kMaxWarps = 8;             // blocks of 2, 4 or 8 warps (plan_warp_gemv)
     static constexpr int kMaxThreads = 32 * kMaxWarps;
     static constexpr int kMinLanesPerRow = 4;
@@ -356,7 +358,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
             const int j = j0 + u;
             const int64_t k = int64_t(first + j * stride) * V;
 #pragma unroll
-            for (int r = 0; r < R; ++r) buf[u][r] = j < count && row_ok[r] ? load_w_vector<Tr>(rows_w[r], k, a.in) : make_uint4(0u, 0u, 0u, 0u);
+            for (int r = 0; r < R; ++r) buf[u][r] = j < count && row_ok[r] ? load_w_vector<Tr>(rows_w[r], k, a.in, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
         }
     };
     auto fma_batch = [&](const uint4 (&buf)[U][R], int j0) {
@@ -524,9 +526,9 @@ WarpPlan plan_warp_gemv(int64_t in, int64_t out, int vec_elems, int rows_per_gro
     return p;
 }
 
-template <class TW, int kRows, bool kVec, int kRowsPerGroup, int kUnroll, int kLoad>
-void launch_warp_traits(mamba_context & ctx, GemvArgs a) {
-    using Tr = WarpGemvTraits<TW, kRows, kVec, kRowsPerGroup, kUnroll, kLoad>;
+template <class TW, int kRows, int kRowsPerGroup, int kUnroll, int kLoad>
+void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
+    using Tr = WarpGemvTraits<TW, kRows, kRowsPerGroup, kUnroll, kLoad>;
     const WarpPlan p = plan_warp_gemv(a.in, a.out, Tr::kVecElems, kRowsPerGroup, std::max(state_of(ctx).multiprocessors, 1));
     if (p.blocks > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: too many outputs for the GEMV grid");
     a.lanes_per_row = p.lanes_per_row;
@@ -536,29 +538,30 @@ void launch_warp_traits(mamba_context & ctx, GemvArgs a) {
     MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
 }
 
-template <class TW, int kRows, int kRowsPerGroup, int kUnroll, int kLoad>
-void launch_warp_rows(mamba_context & ctx, const GemvArgs & a, bool vec) {
-    if (vec) launch_warp_traits<TW, kRows, true, kRowsPerGroup, kUnroll, kLoad>(ctx, a);
-    else launch_warp_traits<TW, kRows, false, kRowsPerGroup, kUnroll, kLoad>(ctx, a);
-}
-
+// Row buckets 1, 2 and 4. More rows (only when forced: the default takes the tiled kernel beyond two rows)
+// run as one launch per 4 rows, each reading W again: correct, not fast, and fewer instantiations.
 template <class TW, int kRowsPerGroup, int kUnroll, int kLoad>
-void launch_warp(mamba_context & ctx, const GemvArgs & a, bool vec) {
-    if (a.rows <= 1) launch_warp_rows<TW, 1, kRowsPerGroup, kUnroll, kLoad>(ctx, a, vec);
-    else if (a.rows <= 2) launch_warp_rows<TW, 2, kRowsPerGroup, kUnroll, kLoad>(ctx, a, vec);
-    else if (a.rows <= 4) launch_warp_rows<TW, 4, kRowsPerGroup, kUnroll, kLoad>(ctx, a, vec);
-    else if (a.rows <= 8) launch_warp_rows<TW, 8, kRowsPerGroup, kUnroll, kLoad>(ctx, a, vec);
-    else launch_warp_rows<TW, 16, kRowsPerGroup, kUnroll, kLoad>(ctx, a, vec);
+void launch_warp(mamba_context & ctx, const GemvArgs & a) {
+    const int64_t x_elem = int64_t(dtype_size(DType(a.x.dtype))), y_elem = int64_t(dtype_size(DType(a.y.dtype)));
+    for (int r0 = 0; r0 < a.rows; r0 += 4) {
+        GemvArgs c = a;
+        c.rows = std::min(4, a.rows - r0);
+        c.x.p += r0 * a.x_s0 * x_elem;
+        c.y.p += r0 * a.y_s0 * y_elem;
+        if (c.rows <= 1) launch_warp_rows<TW, 1, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+        else if (c.rows <= 2) launch_warp_rows<TW, 2, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+        else launch_warp_rows<TW, 4, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+    }
 }
 
 template <class TW>
 void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
-        case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadThroughL1>(ctx, a, vec); break;
-        case GemvVariant::WarpStream: launch_warp<TW, 2, 4, kLoadStream>(ctx, a, vec); break;
-        case GemvVariant::WarpDeep: launch_warp<TW, 1, 8, kLoadStream>(ctx, a, vec); break;
-        case GemvVariant::WarpPrefetch: launch_warp<TW, 2, 4, kLoadStreamPrefetch>(ctx, a, vec); break;
+        case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadThroughL1>(ctx, a); break;
+        case GemvVariant::WarpStream: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
+        case GemvVariant::WarpDeep: launch_warp<TW, 1, 8, kLoadStream>(ctx, a); break;
+        case GemvVariant::WarpPrefetch: launch_warp<TW, 2, 4, kLoadStreamPrefetch>(ctx, a); break;
     }
 }
 
@@ -589,6 +592,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
+    a.w_vec = vec;
     const GemvVariant variant = gemv_variant(M);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
