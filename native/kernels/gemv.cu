@@ -16,19 +16,23 @@
 //     group's columns (interleaved 16-byte vectors), so that short rows (dt_proj: 160 columns = 20
 //     vectors) do not idle lanes and few outputs (x_proj: 192) still spread over the SMs. The host plan
 //     (plan_warp_gemv) picks lanes_per_row so a lane has >= 4 vectors per row where possible, and raises
-//     warps_k while the grid has fewer than 16 warps per SM.
+//     warps_k while the grid has fewer than 32 warps per SM.
 //   - W: each lane keeps two batches of kUnroll vectors x kRowsPerGroup rows in registers and refills one
 //     while FMAs consume the other (register double buffering): 2*4*2 = 16 loads of 16 B per lane, 8 KB
 //     per warp in flight; 2 blocks of 8 warps per SM -> up to 128 KB per SM, 4x the bandwidth-latency
 //     product, so that the ramp (first loads) and the tail (last blocks) still see enough bytes in flight.
-//     in_proj: each lane's 10 vectors per row are all requested before its first FMA.
+//     (~124 registers per thread at one row: 2 blocks of 256 threads per SM.) in_proj: a lane's 10
+//     vectors per row take 2 round trips (16 loads, then 4); out_proj (4 warps per output pair): 5 vectors
+//     per row, one round trip.
 //   - W loads that stream past L1 (ld.global.nc.L1::no_allocate), so L1 keeps x; x (rows*in elements,
 //     L2-resident) is read with 16-byte __ldg loads straight from the FMA loop: no __syncthreads and no
 //     staging round trip before the first FMA. Every x vector read serves kRowsPerGroup W rows; at 1-2
 //     rows that is 2-4 B of L1 traffic per B of W, well under L1's bandwidth. With more rows the x
 //     traffic grows with the row count, so the tiled kernel (x reused by 4 W rows) stays the default there.
-//   - Many small blocks (640 for in_proj, 2.4 per SM at a time) rather than one persistent wave: the block
-//     scheduler refills SMs as blocks finish, so the tail is one block (~2 round trips), not a whole wave.
+//   - Many small blocks (640 for in_proj and out_proj, 264 resident at a time, 2.4 turnovers) rather than
+//     one persistent wave with a static share per warp (10240 outputs over 132 x 16 warps would give some
+//     warps 5 output pairs and others 4: a 20% tail): the block scheduler refills SMs as blocks finish, so
+//     the tail is about one block's lifetime at a fraction of the SMs, with 64 KB still in flight per block.
 //   - Column splits (warps_k > 1) are reduced through shared memory once per block; lane groups by
 //     shuffles. The bias is added and y stored once.
 // 2. "tiled" kernel (gemv_tiled_kernel, default beyond 2 rows; the first version of this file):
@@ -505,10 +509,11 @@ struct WarpPlan {
 };
 
 // Lanes per output: 32, halved (down to 4) while a lane would get fewer than 4 vectors of a row. Column
-// splits: doubled (up to the 8 warps of a block) while the grid holds fewer than 16 warps per SM and each
-// lane keeps >= 2 vectors. Block size: 8 warps, halved (down to 2, and no fewer than a team) while there
+// splits: doubled (up to the 8 warps of a block) while the grid has fewer than 32 warps per SM (so that
+// the ~2 resident blocks of 8 warps per SM turn over a few times: the block scheduler evens out the tail)
+// and each lane keeps >= 2 vectors. Block size: 8 warps, halved (down to 2, and no fewer than a team) while there
 // are fewer blocks than SMs. mamba-2.8b on 132 SMs with 2 outputs per group: in_proj 10240x2560 ->
-// 32 lanes, 640 blocks of 8 warps; out_proj 2560x5120 -> 32 lanes, 2 warps per output pair, 320 blocks;
+// 32 lanes, 640 blocks of 8 warps; out_proj 2560x5120 -> 32 lanes, 4 warps per output pair, 640 blocks;
 // x_proj 192x5120 -> 32 lanes, 8 warps per output pair, 96 blocks; dt_proj 5120x160 -> 4 lanes, 2 warps
 // per 16 outputs, 160 blocks of 4 warps.
 WarpPlan plan_warp_gemv(int64_t in, int64_t out, int vec_elems, int rows_per_group, int sms) {
@@ -518,7 +523,7 @@ WarpPlan plan_warp_gemv(int64_t in, int64_t out, int vec_elems, int rows_per_gro
     while (p.lanes_per_row > 4 && vectors < 4 * int64_t(p.lanes_per_row)) p.lanes_per_row /= 2;
     const int64_t teams = ceil_div(out, int64_t(32 / p.lanes_per_row) * rows_per_group);
     p.warps_k = 1;
-    while (p.warps_k < 8 && teams * p.warps_k < 16 * int64_t(sms) && vectors >= 2 * int64_t(p.lanes_per_row) * (2 * p.warps_k)) p.warps_k *= 2;
+    while (p.warps_k < 8 && teams * p.warps_k < 32 * int64_t(sms) && vectors >= 2 * int64_t(p.lanes_per_row) * (2 * p.warps_k)) p.warps_k *= 2;
     p.warps_per_block = 8;
     while (p.warps_per_block > p.warps_k && p.warps_per_block > 2 && ceil_div(teams, p.warps_per_block / p.warps_k) < sms) p.warps_per_block /= 2;
     p.warps_n = p.warps_per_block / p.warps_k;
