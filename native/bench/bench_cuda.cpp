@@ -3,7 +3,6 @@
 // ceiling). Inputs that would fit in L2 are rotated over several copies so that timings see HBM.
 // Bytes are the fewest each op must move (inputs read once, outputs written once); FLOPs are stated
 // per case. Skipped on a CPU context.
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,14 +10,6 @@
 #include "bench.h"
 
 namespace {
-
-// Runs `call` with the CUDA fast paths (MAMBA_CUDA_FAST_PATHS=1) switched on or off.
-template <class F>
-void with_paths(bool fast, const F & call) {
-    if (fast) setenv("MAMBA_CUDA_FAST_PATHS", "1", 1);
-    call();
-    if (fast) unsetenv("MAMBA_CUDA_FAST_PATHS");
-}
 
 // ---- ceilings ------------------------------------------------------------------------------------
 
@@ -65,10 +56,11 @@ mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias soft
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool fast) {
+                               int64_t chunk, bool gated = false) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
+    if (gated) a.z = b.tensor({B, L, H, P}, mb::kBF16);
     a.dt = b.tensor({B, L, H}, mb::kBF16);
     a.A = b.tensor({H}, mb::kF32, -8.0, -1.0);
     a.B = b.tensor({B, L, G, N}, mb::kBF16);
@@ -80,30 +72,33 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     a.dt_min = 0.0f;
     a.dt_max = 1e30f;
     a.dt_softplus = 1;
-    bytes = double(B * L * H * P) * 2 * 2 + double(B * L * G * N) * 2 * 2 + double(B * L * H) * 2;
+    bytes = double(B * L * H * P) * 2 * (gated ? 3 : 2) + double(B * L * G * N) * 2 * 2 + double(B * L * H) * 2;
     // The chunked algorithm's matrix work per head and chunk of Q steps: C B^T (Q*Q*N), its product
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); }); };
+    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
 }
 
 mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
-                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false); });
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256); });
 mb::Register ssd_b1("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256",
-                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false); });
+                    [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256); });
+// With the silu(z) gate, as Mamba-2 layers call it.
+mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
+mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",
-                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256, false); });
+                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256); });
 mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",
-                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256, false); });
-mb::Register ssd_b8_fast("cuda fast ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
-                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
+                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 4, 8192, 128, 64, 8, 128, 256); });
 
 // ---- decode steps ----------------------------------------------------------------------------------
 
 // Mamba-2: B64 H80 P64 N128, float32 state (335 MB: larger than L2, no rotation needed).
-std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops, bool fast) {
+std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops) {
     if (!b.on_cuda()) return {};
     const int64_t B = 64, H = 80, P = 64, N = 128, G = 1;
     mamba_ssd_state_update_args a{};
@@ -121,13 +116,11 @@ std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & fl
     a.dt_softplus = 1;
     bytes = double(B * H * P * N) * 4 * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
     flops = double(B * H * P * N) * 4;
-    return [&b, a, fast] { with_paths(fast, [&] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); }); };
+    return [&b, a] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); };
 }
 
 mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
-                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, false); });
-mb::Register ssd_update_fast("cuda fast ssd_state_update B64 H80 P64 N128 f32 state",
-                             [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, true); });
+                        [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops); });
 
 // Mamba-1: B1 D5120 N16. One state is 320 KiB, so 256 copies (80 MiB, beyond the 50-60 MB L2) rotate.
 mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",

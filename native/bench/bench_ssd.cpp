@@ -1,5 +1,7 @@
 // Mamba-2 SSD cases at the mamba2-130m layer shape (24 heads of 64 channels, dstate 128, one group): a
-// 2048-token prefill through the chunked scan and the decode step, bf16 activations, float32 state.
+// 2048-token prefill through the chunked scan and the decode step, bf16 activations, float32 state. One
+// float32 prefill times the path for activations the CUDA tensor-core kernel does not take (the recurrence
+// kernel).
 #include <algorithm>
 #include <cmath>
 
@@ -21,23 +23,25 @@ double ssd_flops(int64_t batch, int64_t len, int64_t chunk) {
     return double(batch) * flops;
 }
 
-void prefill(mb::Bench & b, double & bytes, double & flops, mamba_ssd_args & a, int64_t batch, int64_t len, int64_t chunk) {
-    a.x = b.tensor({batch, len, kHeads, kHeadDim}, mb::kBF16);
-    a.dt = b.tensor({batch, len, kHeads}, mb::kBF16, -3.0, 0.0);
+void prefill(mb::Bench & b, double & bytes, double & flops, mamba_ssd_args & a, int64_t batch, int64_t len, int64_t chunk,
+             DLDataType act = mb::kBF16) {
+    a.x = b.tensor({batch, len, kHeads, kHeadDim}, act);
+    a.dt = b.tensor({batch, len, kHeads}, act, -3.0, 0.0);
     a.A = b.tensor({kHeads}, mb::kF32, -8.0, -1.0);
-    a.B = b.tensor({batch, len, kGroups, kDState}, mb::kBF16);
-    a.C = b.tensor({batch, len, kGroups, kDState}, mb::kBF16);
+    a.B = b.tensor({batch, len, kGroups, kDState}, act);
+    a.C = b.tensor({batch, len, kGroups, kDState}, act);
     a.D = b.tensor({kHeads}, mb::kF32);
-    a.z = b.tensor({batch, len, kHeads, kHeadDim}, mb::kBF16);
+    a.z = b.tensor({batch, len, kHeads, kHeadDim}, act);
     a.dt_bias = b.tensor({kHeads}, mb::kF32, -0.5, 0.5);
-    a.y = b.tensor({batch, len, kHeads, kHeadDim}, mb::kBF16);
+    a.y = b.tensor({batch, len, kHeads, kHeadDim}, act);
     a.final_states = b.tensor({batch, kHeads, kHeadDim, kDState}, mb::kF32);
     a.chunk_size = chunk;
     a.dt_min = 0.0f;
     a.dt_max = INFINITY;
     a.dt_softplus = 1;
     const double tokens = double(batch * len);
-    bytes = tokens * (3 * kHeads * kHeadDim + kHeads + 2 * kGroups * kDState) * 2 + double(batch * kHeads * kHeadDim * kDState) * 4;
+    const double act_bytes = double(act.bits / 8);
+    bytes = tokens * (3 * kHeads * kHeadDim + kHeads + 2 * kGroups * kDState) * act_bytes + double(batch * kHeads * kHeadDim * kDState) * 4;
     flops = ssd_flops(batch, len, chunk);
 }
 
@@ -50,6 +54,12 @@ mb::Register ssd_prefill("ssd bf16 B1 L2048 H24 P64 N128 G1 chunk 256 (mamba2-13
 mb::Register ssd_prefill_batch("ssd bf16 B4 L512 H24 P64 N128 G1 chunk 256", [](mb::Bench & b, double & bytes, double & flops) {
     mamba_ssd_args a{};
     prefill(b, bytes, flops, a, 4, 512, 256);
+    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+});
+
+mb::Register ssd_prefill_f32("ssd f32 B1 L2048 H24 P64 N128 G1 chunk 256 (recurrence kernel on CUDA)", [](mb::Bench & b, double & bytes, double & flops) {
+    mamba_ssd_args a{};
+    prefill(b, bytes, flops, a, 1, 2048, 256, mb::kF32);
     return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
 });
 

@@ -43,6 +43,9 @@ struct CudaState {
     int multiprocessors = 0;
     int max_smem_per_block = 0;
     int cc_major = 0, cc_minor = 0;
+    // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
+    // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
+    bool pdl = false;
 };
 
 namespace cuda {
@@ -51,11 +54,6 @@ namespace cuda {
 [[noreturn]] void fail_cublas(cublasStatus_t st, const char * what, const char * file, int line);
 
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
-
-// Kernels written for speed but not yet run on a GPU are used only when the environment variable
-// MAMBA_CUDA_FAST_PATHS is 1; otherwise every op takes the GPU-validated kernels. Read at each call so
-// that tests can exercise both.
-bool fast_paths_enabled();
 
 constexpr unsigned long long kNoErrorIndex = ~0ull;
 // Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex
@@ -162,6 +160,12 @@ struct AnyPtr {
 
 inline AnyPtr any(const Tensor & t) { return AnyPtr{t.data, int(t.dtype)}; }
 inline AnyPtr any(const std::optional<Tensor> & t) { return t ? any(*t) : AnyPtr{}; }
+
+// The first N strides of t, in the fixed-size arrays the kernel argument structs carry.
+template <int N>
+void copy_strides(int64_t (&dst)[N], const Tensor & t) {
+    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
+}
 
 // Loads K consecutive elements starting at p (16-byte aligned when vec is true) as floats.
 template <class T, int K>

@@ -3,6 +3,7 @@
 // Channels-contiguous views of one dtype take a vectorized kernel instead (see below).
 // Bytes: batch*dim*len*(x + y) + weights; FLOPs: 2*width per output (+ SiLU).
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/causal_conv1d.h"
 
 namespace mamba::cuda {
@@ -28,6 +29,8 @@ __global__ void causal_conv1d_kernel(ConvArgs a) {
     const int64_t row = blockIdx.x;
     const int64_t b = row / a.dim, d = row % a.dim;
     const int64_t t = blockIdx.y * int64_t(blockDim.x) + threadIdx.x;
+    wait_for_producer();  // PDL-safe (launch.cuh): waits before any load, on every path
+    allow_dependents();
     if (t >= a.len) return;
     float w[kMaxConvWidth];
 #pragma unroll
@@ -44,6 +47,8 @@ __global__ void causal_conv1d_kernel(ConvArgs a) {
 // final_state may alias initial_state.
 __global__ void conv_final_state_kernel(ConvArgs a, AnyPtr fin, int64_t f_s0, int64_t f_s1, int64_t f_s2, int64_t rows) {
     const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    wait_for_producer();  // PDL-safe (launch.cuh): the convolution before it still reads initial_state
+    allow_dependents();
     if (row >= rows) return;
     const int64_t b = row / a.dim, d = row % a.dim;
     float v[kMaxConvWidth];
@@ -65,6 +70,10 @@ struct ConvUpdateArgs {
 
 __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    // PDL-safe (launch.cuh): every thread waits for the previous kernel before any load, then the next
+    // kernel may be scheduled.
+    wait_for_producer();
+    allow_dependents();
     if (i >= a.batch * a.dim) return;
     const int64_t b = i / a.dim, d = i % a.dim;
     float s[kMaxConvWidth];
@@ -83,11 +92,6 @@ __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
         if (k < a.width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], s[k + 1]);
         else if (k == a.width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], x);
     }
-}
-
-template <int N>
-void copy_strides(int64_t (&dst)[N], const Tensor & t) {
-    for (int i = 0; i < N; ++i) dst[i] = t.stride[i];
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -289,6 +293,8 @@ __global__ void __launch_bounds__(kChannelLastThreads) causal_conv1d_channel_las
     const int64_t c0 = group * Tr::kVec;
     const int64_t t0 = (int64_t(blockIdx.y) * Tr::kRunsPerBlock + threadIdx.y) * Tr::kSteps;
     const int64_t b = blockIdx.z;
+    wait_for_producer();  // PDL-safe (launch.cuh): waits before any load, on every path
+    allow_dependents();
     if (c0 >= a.dim || t0 >= a.len) return;
     const int valid = int(min(int64_t(Tr::kVec), a.dim - c0));
     if (valid == Tr::kVec) conv_channel_last_run<Tr, true>(a, b, c0, valid, t0);
@@ -304,7 +310,7 @@ void launch_channel_last(mamba_context & ctx, const ConvChannelLastArgs & a, int
     const dim3 block(Tr::kGroupsPerBlock, Tr::kRunsPerBlock);
     const dim3 grid(unsigned(ceil_div(ceil_div(a.dim, Tr::kVec), Tr::kGroupsPerBlock)),
                     unsigned(ceil_div(ceil_div(a.len, Tr::kSteps), Tr::kRunsPerBlock)), unsigned(batch));
-    causal_conv1d_channel_last_kernel<Tr><<<grid, block, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "causal_conv1d_channel_last_kernel", true, causal_conv1d_channel_last_kernel<Tr>, grid, block, 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_channel_last_kernel");
 }
 
@@ -320,6 +326,22 @@ void dispatch_channel_last_width(mamba_context & ctx, const ConvChannelLastArgs 
         case 2: dispatch_channel_last_options<T, 2>(ctx, a, batch, silu, bias); break;
         case 3: dispatch_channel_last_options<T, 3>(ctx, a, batch, silu, bias); break;
         default: dispatch_channel_last_options<T, 4>(ctx, a, batch, silu, bias); break;
+    }
+}
+
+// Points the kernel arguments that both forward kernels take at the filters, the bias and the initial state.
+template <class Args>
+void bind_filters_and_initial_state(const CausalConv1dParams & p, Args & a) {
+    a.weight = any(p.weight);
+    copy_strides(a.w_s, p.weight);
+    if (p.bias) {
+        a.bias = any(*p.bias);
+        a.b_s = p.bias->stride[0];
+    }
+    a.has_init = p.initial_state.has_value();
+    if (a.has_init) {
+        a.init = any(*p.initial_state);
+        copy_strides(a.i_s, *p.initial_state);
     }
 }
 
@@ -343,17 +365,7 @@ bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParam
     a.x_step = p.x.stride[2];
     a.y_batch = p.y.stride[0];
     a.y_step = p.y.stride[2];
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
-    if (p.bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
+    bind_filters_and_initial_state(p, a);
     a.has_final = p.final_state.has_value();
     if (a.has_final) {
         a.fin = any(*p.final_state);
@@ -380,18 +392,8 @@ void causal_conv1d(mamba_context & ctx, const CausalConv1dParams & p) {
     ConvArgs a{};
     a.x = any(p.x);
     copy_strides(a.x_s, p.x);
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
+    bind_filters_and_initial_state(p, a);
     a.has_bias = p.bias.has_value();
-    if (a.has_bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
     a.y = any(p.y);
     copy_strides(a.y_s, p.y);
     a.dim = p.dim;
@@ -402,13 +404,13 @@ void causal_conv1d(mamba_context & ctx, const CausalConv1dParams & p) {
         const int threads = 256;
         if (rows > 0x7fffffff || ceil_div(p.len, threads) > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "causal_conv1d on CUDA: batch*dim or len too large");
         const dim3 grid(unsigned(rows), unsigned(ceil_div(p.len, threads)));
-        causal_conv1d_kernel<<<grid, threads, 0, stream_of(ctx)>>>(a);
+        launch_kernel(ctx, "causal_conv1d_kernel", true, causal_conv1d_kernel, grid, dim3(threads), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_kernel");
     }
     if (p.final_state) {
         const int threads = 256;
-        conv_final_state_kernel<<<unsigned(ceil_div(rows, threads)), threads, 0, stream_of(ctx)>>>(
-            a, any(*p.final_state), p.final_state->stride[0], p.final_state->stride[1], p.final_state->stride[2], rows);
+        launch_kernel(ctx, "conv_final_state_kernel", true, conv_final_state_kernel, dim3(unsigned(ceil_div(rows, threads))), dim3(threads), 0, a,
+                      any(*p.final_state), p.final_state->stride[0], p.final_state->stride[1], p.final_state->stride[2], rows);
         MAMBA_CUDA_CHECK_LAUNCH("conv_final_state_kernel");
     }
 }
@@ -435,7 +437,7 @@ void causal_conv1d_update(mamba_context & ctx, const CausalConv1dUpdateParams & 
     a.width = int(p.width);
     a.silu = p.silu;
     const int threads = 256;
-    causal_conv1d_update_kernel<<<unsigned(ceil_div(n, threads)), threads, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "causal_conv1d_update_kernel", true, causal_conv1d_update_kernel, dim3(unsigned(ceil_div(n, threads))), dim3(threads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_update_kernel");
 }
 

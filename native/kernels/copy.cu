@@ -1,6 +1,7 @@
 // Strided copy with dtype conversion (mamba_copy), also used to stage inputs for the fast kernels.
 // Bytes: numel * (src size + dst size); no arithmetic beyond the conversion.
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/copy.h"
 
 namespace mamba::cuda {
@@ -24,6 +25,8 @@ __device__ __forceinline__ void store_int(char * p, int dtype, int64_t i, int64_
 
 template <bool kFloat>
 __global__ void copy_kernel(const char * src, int src_dtype, char * dst, int dst_dtype, CopyShape s, int64_t n) {
+    wait_for_producer();  // PDL-safe (launch.cuh): src may come from the previous kernel
+    allow_dependents();
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         int64_t rem = i, so = 0, dof = 0;
         for (int a = s.ndim - 1; a >= 0; --a) {
@@ -59,10 +62,9 @@ void copy_tensor(mamba_context & ctx, const Tensor & src, const Tensor & dst) {
     }
     const int threads = 256;
     const int64_t blocks = std::min<int64_t>(ceil_div(n, threads), int64_t(state_of(ctx).multiprocessors) * 32);
-    if (is_floating(src.dtype))
-        copy_kernel<true><<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(src.data, int(src.dtype), dst.data, int(dst.dtype), s, n);
-    else
-        copy_kernel<false><<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(src.data, int(src.dtype), dst.data, int(dst.dtype), s, n);
+    const char * from = src.data;
+    launch_kernel(ctx, "copy_kernel", true, is_floating(src.dtype) ? copy_kernel<true> : copy_kernel<false>, dim3(unsigned(blocks)), dim3(threads), 0,
+                  from, int(src.dtype), dst.data, int(dst.dtype), s, n);
     MAMBA_CUDA_CHECK_LAUNCH("copy_kernel");
 }
 

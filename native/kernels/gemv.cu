@@ -55,9 +55,11 @@
 //                                                                              warps (10240 for in_proj)
 //   warp_prefetch warp_stream plus an L2::256B prefetch hint on each W load
 //
-// Programmatic dependent launch: W and bias are weights, x is the previous kernel's output, so the first W
-// loads are issued before the marked dependency point in each kernel.
+// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, waiting at the top as the contract
+// there asks (any tensor, weights included, may be the previous op's output). x is first read at the
+// marked dependency point, after the first W loads: were weights known constant, the wait could move there.
 #include "gemv.cuh"
+#include "launch.cuh"
 
 #include <cstdlib>
 #include <cstring>
@@ -160,6 +162,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -197,7 +201,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
-        // dependency point: inputs produced by the previous kernel are read from here on
+        // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
+        // kernel on why the PDL wait stays at the top)
         switch (a.x.dtype) {
             case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
@@ -331,6 +336,8 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerGroup, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll;
     __shared__ float partial[Tr::kMaxWarps][Tr::kMaxRowsPerWarp][M];
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int lpr = a.lanes_per_row, groups = 32 / lpr;
@@ -397,6 +404,9 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     load_batch(batch_a, 0);
     load_batch(batch_b, U);
     // dependency point: inputs produced by the previous kernel are read from here on
+    // (x. The W loads above need only the weights; the PDL wait stays at the top because launch.cuh's
+    // contract lets any tensor, weights included, be the previous op's output. Where weights are known
+    // constant, moving the wait here would overlap the first W round trip with the previous kernel's tail.)
     for (int j0 = 0; j0 < count; j0 += 2 * U) {
         fma_batch(batch_a, j0);
         if (j0 + 2 * U < count) load_batch(batch_a, j0 + 2 * U);
@@ -476,10 +486,10 @@ template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
     if (vec) {
         using Tr = TiledGemvTraits<TW, kRows, true>;
-        gemv_tiled_kernel<Tr><<<blocks, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = TiledGemvTraits<TW, kRows, false>;
-        gemv_tiled_kernel<Tr><<<blocks, Tr::kThreads, 0, stream_of(ctx)>>>(a);
+        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
@@ -539,7 +549,7 @@ void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
     a.lanes_per_row = p.lanes_per_row;
     a.warps_k = p.warps_k;
     a.warps_n = p.warps_n;
-    gemv_warp_kernel<Tr><<<unsigned(p.blocks), 32 * p.warps_per_block, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
 }
 

@@ -5,6 +5,7 @@
 // embedding: bytes count*hidden*(table + y).
 #include "common.cuh"
 #include "gemv.cuh"
+#include "launch.cuh"
 #include "ops/linear.h"
 
 namespace mamba::cuda {
@@ -22,6 +23,8 @@ cudaDataType_t cuda_type(DType d) {
 // y[r, o] = src[r, o] (+ bias[o]), converting dtypes; src may be y itself.
 __global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, int64_t bias_s, bool has_bias, AnyPtr y, int64_t y_s0,
                                        int64_t rows, int64_t out) {
+    wait_for_producer();  // PDL-safe (launch.cuh); its predecessor is a cuBLAS GEMM, which never triggers early
+    allow_dependents();
     const int64_t n = rows * out;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t r = i / out, o = i % out;
@@ -34,6 +37,8 @@ __global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, 
 // x (any float dtype, any strides) -> hi + lo, two contiguous bfloat16 matrices with hi + lo = x to about
 // 16 significant bits (x - hi is exact in float32, lo its rounding). A non-finite x keeps lo = 0.
 __global__ void split_bf16_kernel(AnyPtr x, int64_t x_s0, int64_t x_s1, bf16_t * hi, bf16_t * lo, int64_t rows, int64_t cols) {
+    wait_for_producer();  // PDL-safe (launch.cuh): x may come from the previous kernel
+    allow_dependents();
     const int64_t n = rows * cols;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t r = i / cols, k = i % cols;
@@ -87,7 +92,8 @@ void linear(mamba_context & ctx, const LinearParams & p) {
         bf16_t * lo = hi + M * K;
         const int threads = 256;
         const int64_t blocks = std::min<int64_t>(ceil_div(M * K, threads), int64_t(state_of(ctx).multiprocessors) * 16);
-        split_bf16_kernel<<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(any(p.x), p.x.stride[0], K > 1 ? p.x.stride[1] : 1, hi, lo, M, K);
+        launch_kernel(ctx, "split_bf16_kernel", true, split_bf16_kernel, dim3(unsigned(blocks)), dim3(threads), 0, any(p.x), p.x.stride[0],
+                      K > 1 ? p.x.stride[1] : 1, hi, lo, M, K);
         MAMBA_CUDA_CHECK_LAUNCH("split_bf16_kernel");
         x = contiguous_like(ws + ox, op, p.x);
         x_lo = lo;
@@ -126,8 +132,8 @@ void linear(mamba_context & ctx, const LinearParams & p) {
         const AnyPtr src{static_cast<char *>(y_ptr), int(y_type)};
         const int threads = 256;
         const int64_t blocks = std::min<int64_t>(ceil_div(M * N, threads), int64_t(state_of(ctx).multiprocessors) * 16);
-        linear_epilogue_kernel<<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(src, ldy, any(p.bias), p.bias ? p.bias->stride[0] : 0, p.bias.has_value(),
-                                                                                   any(p.y), ldy_in, M, N);
+        launch_kernel(ctx, "linear_epilogue_kernel", true, linear_epilogue_kernel, dim3(unsigned(blocks)), dim3(threads), 0, src, ldy, any(p.bias),
+                      p.bias ? p.bias->stride[0] : int64_t(0), p.bias.has_value(), any(p.y), ldy_in, M, N);
         MAMBA_CUDA_CHECK_LAUNCH("linear_epilogue_kernel");
     }
 }
@@ -137,6 +143,8 @@ namespace {
 // Reports the first position whose id lies outside [0, vocab).
 __global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t ids_s, int64_t count, int64_t vocab, unsigned long long * error_index,
                                        unsigned long long error_tag) {
+    wait_for_producer();  // PDL-safe (launch.cuh): the ids may come from the previous kernel
+    allow_dependents();
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[i * ids_s])
                                                         : reinterpret_cast<const int64_t *>(ids)[i * ids_s];
@@ -149,6 +157,8 @@ __global__ void embedding_check_kernel(const char * ids, int ids_dtype, int64_t 
 __global__ void embedding_kernel(const char * ids, int ids_dtype, int64_t ids_s, AnyPtr table, int64_t t_s0, int64_t t_s1, AnyPtr y, int64_t y_s0,
                                  int64_t y_s1, int64_t hidden, int64_t vocab) {
     const int64_t row = blockIdx.x;
+    wait_for_producer();  // PDL-safe (launch.cuh): ids (and y's readers) come from the previous kernels
+    allow_dependents();
     const int64_t id = ids_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(ids)[row * ids_s])
                                                     : reinterpret_cast<const int64_t *>(ids)[row * ids_s];
     const bool valid = id >= 0 && id < vocab;
@@ -167,8 +177,8 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     const int64_t check_blocks = std::min<int64_t>(ceil_div(p.count, check_threads), 1024);
     unsigned long long tag = 0;
     unsigned long long * slot = error_slot(ctx, DeferredError::Embedding, tag);
-    embedding_check_kernel<<<unsigned(check_blocks), check_threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], p.count,
-                                                                                         p.vocab, slot, tag);
+    launch_kernel(ctx, "embedding_check_kernel", true, embedding_check_kernel, dim3(unsigned(check_blocks)), dim3(check_threads), 0,
+                  static_cast<const char *>(p.ids.data), int(p.ids.dtype), p.ids.stride[0], p.count, p.vocab, slot, tag);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_check_kernel");
     const unsigned long long bad = tag != 0 ? kNoErrorIndex : take_error_index(ctx);
     if (bad != kNoErrorIndex) {
@@ -178,8 +188,9 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     }
     if (p.hidden == 0) return;
     const int threads = p.hidden >= 1024 ? 512 : 128;
-    embedding_kernel<<<unsigned(p.count), threads, 0, stream_of(ctx)>>>(p.ids.data, int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0],
-                                                                        p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1], p.hidden, p.vocab);
+    launch_kernel(ctx, "embedding_kernel", true, embedding_kernel, dim3(unsigned(p.count)), dim3(threads), 0, static_cast<const char *>(p.ids.data),
+                  int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0], p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1],
+                  p.hidden, p.vocab);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 

@@ -4,13 +4,29 @@
 // reads an element before it writes that same element.
 // Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
 // (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
+// Both are PDL-safe (launch.cuh): they wait for the previous kernel before their first load.
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/gated_rms_norm.h"
 #include "ops/rms_norm.h"
 
 namespace mamba::cuda {
 
 namespace {
+
+// 1 / sqrt(mean(v(i)^2) + eps) over i in [begin, end), the elements strided over the block's threads and
+// summed by block_sum; every thread of the block must call it and gets the same value. Inlined so that
+// `value` (a load, an add, a gate) compiles into the loop as if written there.
+template <class ValueAt>
+__device__ __forceinline__ float block_inverse_rms(int64_t begin, int64_t end, float eps, float * scratch, const ValueAt & value) {
+    float sum_sq = 0.0f;
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const float r = value(i);
+        sum_sq += r * r;
+    }
+    const float total = block_sum(sum_sq, scratch);
+    return 1.0f / sqrtf(total / float(end - begin) + eps);
+}
 
 struct RmsNormArgs {
     AnyPtr x, residual, weight, y, residual_out;
@@ -23,17 +39,17 @@ struct RmsNormArgs {
 __global__ void rms_norm_kernel(RmsNormArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x;
-    float sum_sq = 0.0f;
-    for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
+    wait_for_producer();  // x and residual come from the previous kernels; residual_out may alias residual
+    allow_dependents();
+    // r = x + residual, computed again in the second pass (see the header comment).
+    const auto sum_at = [&](int64_t i) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
-        sum_sq += r * r;
-    }
-    const float total = block_sum(sum_sq, scratch);
-    const float inv = 1.0f / sqrtf(total / float(a.hidden) + a.eps);
+        return r;
+    };
+    const float inv = block_inverse_rms(0, a.hidden, a.eps, scratch, sum_at);
     for (int64_t i = threadIdx.x; i < a.hidden; i += blockDim.x) {
-        float r = a.x.load(row * a.x_s0 + i * a.x_s1);
-        if (a.has_residual) r += a.residual.load(row * a.r_s0 + i * a.r_s1);
+        const float r = sum_at(i);
         if (a.has_residual_out) a.residual_out.store(row * a.ro_s0 + i * a.ro_s1, r);
         a.y.store(row * a.y_s0 + i * a.y_s1, r * inv * a.weight.load(i * a.w_s));
     }
@@ -51,14 +67,13 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x / a.groups;
     const int64_t c0 = (blockIdx.x % a.groups) * a.group_size;
-    float sum_sq = 0.0f;
-    for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
+    wait_for_producer();  // x and z come from the previous kernels
+    allow_dependents();
+    const float inv = block_inverse_rms(c0, c0 + a.group_size, a.eps, scratch, [&](int64_t i) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         if (a.has_z && !a.norm_before_gate) r *= silu_f(a.z.load(row * a.z_s0 + i * a.z_s1));
-        sum_sq += r * r;
-    }
-    const float total = block_sum(sum_sq, scratch);
-    const float inv = 1.0f / sqrtf(total / float(a.group_size) + a.eps);
+        return r;
+    });
     for (int64_t i = c0 + threadIdx.x; i < c0 + a.group_size; i += blockDim.x) {
         float r = a.x.load(row * a.x_s0 + i * a.x_s1);
         float gate = 1.0f;
@@ -68,6 +83,13 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
         else out = r * gate * inv * a.weight.load(i * a.w_s);
         a.y.store(row * a.y_s0 + i * a.y_s1, out);
     }
+}
+
+// Points a kernel argument at a (rows, columns) tensor: its data and its two strides.
+void bind_rows(const Tensor & t, AnyPtr & ptr, int64_t & s0, int64_t & s1) {
+    ptr = any(t);
+    s0 = t.stride[0];
+    s1 = t.stride[1];
 }
 
 int threads_for(int64_t n) {
@@ -81,57 +103,37 @@ int threads_for(int64_t n) {
 
 void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     RmsNormArgs a{};
-    a.x = any(p.x);
-    a.x_s0 = p.x.stride[0];
-    a.x_s1 = p.x.stride[1];
+    bind_rows(p.x, a.x, a.x_s0, a.x_s1);
     a.has_residual = p.residual.has_value();
-    if (a.has_residual) {
-        a.residual = any(*p.residual);
-        a.r_s0 = p.residual->stride[0];
-        a.r_s1 = p.residual->stride[1];
-    }
+    if (a.has_residual) bind_rows(*p.residual, a.residual, a.r_s0, a.r_s1);
     a.weight = any(p.weight);
     a.w_s = p.weight.stride[0];
-    a.y = any(p.y);
-    a.y_s0 = p.y.stride[0];
-    a.y_s1 = p.y.stride[1];
+    bind_rows(p.y, a.y, a.y_s0, a.y_s1);
     a.has_residual_out = p.residual_out.has_value();
-    if (a.has_residual_out) {
-        a.residual_out = any(*p.residual_out);
-        a.ro_s0 = p.residual_out->stride[0];
-        a.ro_s1 = p.residual_out->stride[1];
-    }
+    if (a.has_residual_out) bind_rows(*p.residual_out, a.residual_out, a.ro_s0, a.ro_s1);
     a.hidden = p.hidden;
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
-    rms_norm_kernel<<<unsigned(p.rows), threads_for(p.hidden), 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
 
 void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     if (p.rows == 0 || p.dim == 0) return;
     GatedArgs a{};
-    a.x = any(p.x);
-    a.x_s0 = p.x.stride[0];
-    a.x_s1 = p.x.stride[1];
+    bind_rows(p.x, a.x, a.x_s0, a.x_s1);
     a.has_z = p.z.has_value();
-    if (a.has_z) {
-        a.z = any(*p.z);
-        a.z_s0 = p.z->stride[0];
-        a.z_s1 = p.z->stride[1];
-    }
+    if (a.has_z) bind_rows(*p.z, a.z, a.z_s0, a.z_s1);
     a.weight = any(p.weight);
     a.w_s = p.weight.stride[0];
-    a.y = any(p.y);
-    a.y_s0 = p.y.stride[0];
-    a.y_s1 = p.y.stride[1];
+    bind_rows(p.y, a.y, a.y_s0, a.y_s1);
     a.group_size = p.group_size > 0 ? p.group_size : p.dim;
     a.groups = p.dim / a.group_size;
     a.eps = p.eps;
     a.norm_before_gate = p.norm_before_gate;
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
-    gated_rms_norm_kernel<<<unsigned(blocks), threads_for(a.group_size), 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "gated_rms_norm_kernel", true, gated_rms_norm_kernel, dim3(unsigned(blocks)), dim3(threads_for(a.group_size)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
 }
 

@@ -1,6 +1,5 @@
 // CUDA runtime hooks of the device-independent code: devices, contexts (stream, cuBLAS handles,
 // workspace), memory and events. Every CUDA error becomes a mamba::Error with a device status.
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -71,6 +70,9 @@ void device_info(int32_t device_id, mamba_device_info & info) {
     info.free_memory_bytes = int64_t(free_b);
 }
 
+// Its attributes tell which code the device runs (every kernel file is built for the same architectures).
+__global__ void pdl_probe_kernel() {}
+
 void context_init(mamba_context & ctx) {
     check_device_id(ctx.device_id);
     use_device(ctx);
@@ -84,6 +86,13 @@ void context_init(mamba_context & ctx) {
     state->max_smem_per_block = int(prop.sharedMemPerBlockOptin);
     state->cc_major = prop.major;
     state->cc_minor = prop.minor;
+    // PDL needs the device (9.0+) and kernels compiled for it: code JIT-compiled from older PTX has no
+    // griddepcontrol.wait, so its launches must not overlap their predecessors.
+    const char * pdl_env = std::getenv("MAMBA_CUDA_PDL");
+    cudaFuncAttributes probe{};
+    const bool pdl_code = cudaFuncGetAttributes(&probe, pdl_probe_kernel) == cudaSuccess && probe.ptxVersion >= 90;
+    (void)cudaGetLastError();
+    state->pdl = prop.major >= 9 && pdl_code && !(pdl_env != nullptr && std::strcmp(pdl_env, "0") == 0);
     ctx.cuda = state.get();
     try {
         MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));
@@ -258,11 +267,6 @@ float event_elapsed_ms(const mamba_event & start, const mamba_event & end) {
     float ms = 0.0f;
     MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.cuda_event), static_cast<cudaEvent_t>(end.cuda_event)));
     return ms;
-}
-
-bool fast_paths_enabled() {
-    const char * v = std::getenv("MAMBA_CUDA_FAST_PATHS");
-    return v != nullptr && v[0] == '1' && v[1] == '\0';
 }
 
 unsigned long long take_error_index(mamba_context & ctx) {

@@ -8,6 +8,7 @@
 // Bytes: a few passes over batch*vocab floats.
 #include "core/rng.h"
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/sampling.h"
 
 namespace mamba::cuda {
@@ -23,6 +24,8 @@ struct SoftmaxArgs {
 __global__ void softmax_kernel(SoftmaxArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x;
+    wait_for_producer();  // PDL-safe (launch.cuh): x may come from the previous kernel
+    allow_dependents();
     float m = -INFINITY;
     for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) m = fmaxf(m, a.x.load(row * a.x_s0 + i * a.x_s1));
     m = block_max(m, scratch);
@@ -281,6 +284,10 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
     const int64_t V = a.vocab;
     float * v = a.v + row * V;
     float * w = a.w + row * V;
+    // PDL-safe (launch.cuh): the logits come from the previous kernel, and v, w live in the shared
+    // workspace that it may still use.
+    wait_for_producer();
+    allow_dependents();
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) v[i] = a.logits.load(row * a.l_s0 + i * a.l_s1);
     __syncthreads();
     if (a.history != nullptr) {
@@ -395,7 +402,7 @@ void softmax(mamba_context & ctx, const SoftmaxParams & p) {
     if (p.rows > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "softmax on CUDA supports at most 2^31-1 rows");
     SoftmaxArgs a{any(p.x), any(p.y), p.x.stride[0], p.x.stride[1], p.y.stride[0], p.y.stride[1], p.n, p.log};
     const int threads = p.n >= 8192 ? 1024 : p.n >= 1024 ? 256 : 128;
-    softmax_kernel<<<unsigned(p.rows), threads, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "softmax_kernel", true, softmax_kernel, dim3(unsigned(p.rows)), dim3(threads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("softmax_kernel");
 }
 
@@ -431,7 +438,7 @@ void sample(mamba_context & ctx, const SampleParams & p) {
     a.v = reinterpret_cast<float *>(ws + ov);
     a.w = reinterpret_cast<float *>(ws + ow);
     a.error_index = error_slot(ctx, DeferredError::SampleHistory, a.error_tag);
-    sample_kernel<<<unsigned(p.batch), kSampleThreads, 0, stream_of(ctx)>>>(a);
+    launch_kernel(ctx, "sample_kernel", true, sample_kernel, dim3(unsigned(p.batch)), dim3(kSampleThreads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
     if (a.history != nullptr && a.error_tag == 0) {
         // History ids are on the device: an id past the vocabulary is only seen by the kernel. While

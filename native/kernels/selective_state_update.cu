@@ -7,6 +7,7 @@
 // before the per-channel scalars and B, C (four loads at a time behind one dtype switch); y is reduced
 // over the channel's lanes by shuffles.
 #include "common.cuh"
+#include "launch.cuh"
 #include "ops/selective_scan.h"
 
 namespace mamba::cuda {
@@ -71,6 +72,9 @@ __global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(St
     float * st = a.state + b * a.st_sb + d * a.st_sd;
     const float * A = a.A + d * a.A_sd;
     const int64_t N = a.dstate;
+    // PDL-safe (launch.cuh): only index math above; every input may come from the previous kernel.
+    wait_for_producer();
+    allow_dependents();
 
     // First pass: state and A loads issued before the small vectors.
     int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
@@ -205,8 +209,8 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     using Gen = SelectiveUpdateTraits<false>;
     const int64_t total = p.batch * p.dim * G;
     const unsigned blocks = unsigned(ceil_div(total, Vec::kThreads));
-    if (vec) selective_state_update_kernel<Vec><<<blocks, Vec::kThreads, 0, stream_of(ctx)>>>(a);
-    else selective_state_update_kernel<Gen><<<blocks, Gen::kThreads, 0, stream_of(ctx)>>>(a);
+    if (vec) launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Vec>, dim3(blocks), dim3(Vec::kThreads), 0, a);
+    else launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Gen>, dim3(blocks), dim3(Gen::kThreads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
 }
 

@@ -1,26 +1,25 @@
 // Mamba-2 SSD (mamba_ssd); the decode step lives in ssd_state_update.cu.
 //
-// ssd with bf16 x, B, C and dstate <= 128 runs the tensor-core chunked kernel (ssd_chunked.cu); the
-// kernels below handle every other case.
+// ssd with bf16 x, B, C and dstate <= 128 runs the chunk-parallel tensor-core kernels
+// (ssd_chunk_parallel.cu), or the sequential chunked kernel (ssd_chunked.cu) on GPUs with too little
+// shared memory for them; the kernels below handle every other case.
 //
-// ssd: the recurrence walked step by step with the state in registers. A block owns (sequence, head,
-// 8 rows of headdim); each warp one row p, each lane the states n = lane + 32*s. Chunks of 16 steps
-// of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the
-// warp by shuffles. The result equals the chunked SSD (chunk_size only changes rounding).
+// ssd: the recurrence walked step by step with the state in registers (the rows kernel). A block owns
+// (sequence, head, 32 rows of headdim); each warp 8 rows p and each lane 4 consecutive states (float4) of
+// every 128, so one float4 of B and of C from shared memory serves 32 state updates. Chunks of 16 steps
+// of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the lanes
+// through a small shared buffer. The result equals the chunked SSD (chunk_size only changes rounding).
 // Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
 // FLOPs: 6 per (t, h, p, n).
-//
-// Alternative (MAMBA_CUDA_FAST_PATHS=1; passes the same GPU tests): the rows kernel, where a warp owns 8 rows
-// and a lane 4 consecutive states, so one float4 of B and of C serves 32 state updates.
 #include "common.cuh"
 #include "ssd_host.cuh"
 #include "ops/ssd.h"
+#include "ssd_chunk_parallel.cuh"
 #include "ssd_chunked.cuh"
 
 namespace mamba::cuda {
 
-using ssd_host::copy_strides;
-using ssd_host::dt_is_clamped;
+using ssd_host::fill_shared_args;
 using ssd_host::F32Params;
 
 namespace {
@@ -178,116 +177,6 @@ void launch_ssd_rows(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     MAMBA_CUDA_CHECK_LAUNCH("ssd_rows_kernel");
 }
 
-template <int kStatesPerLane>
-struct SsdScanTraits {
-    static constexpr int kNS = kStatesPerLane;  // states per lane: dstate <= 32 * kNS
-    static constexpr int kRows = 8;             // rows of headdim per block, one per warp
-    static constexpr int kThreads = 32 * kRows;
-    static constexpr int kChunk = 16;           // steps staged in shared memory at a time
-    static constexpr int kMaxN = 32 * kNS;
-};
-
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) ssd_scan_kernel(SsdArgs a) {
-    constexpr int NS = Tr::kNS, CH = Tr::kChunk, R = Tr::kRows, MAXN = Tr::kMaxN;
-    __shared__ float s_B[CH][MAXN], s_C[CH][MAXN];
-    __shared__ float s_dt[CH], s_decay[CH];
-    __shared__ float s_x[CH][R], s_y[CH][R];
-
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t h = blockIdx.y;
-    const int64_t seq = blockIdx.z;
-    const int64_t p_raw = int64_t(blockIdx.x) * R + warp;
-    const bool row_valid = p_raw < a.headdim;
-    const int64_t p = row_valid ? p_raw : a.headdim - 1;
-    const int64_t g = h / a.heads_per_group;
-
-    int64_t b, t_begin, t_end;
-    sequence_span(a, seq, b, t_begin, t_end);
-    const float A = a.A[h * a.A_s];
-    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
-    const float Dv = a.has_D ? (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) : 0.0f;
-
-    float st[NS];
-#pragma unroll
-    for (int s = 0; s < NS; ++s) {
-        const int64_t n = lane + 32 * s;
-        st[s] = (a.has_init && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
-    }
-
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH) {
-        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
-        __syncthreads();  // the previous chunk's shared data is no longer read
-        for (int i = threadIdx.x; i < CH * MAXN; i += blockDim.x) {
-            const int k = i / MAXN, n = i % MAXN;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            s_B[k][n] = in ? a.B.load(b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]) : 0.0f;
-            s_C[k][n] = in ? a.C.load(b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]) : 0.0f;
-        }
-        if (threadIdx.x < CH) {
-            const int k = threadIdx.x;
-            float dt = 0.0f, decay = 1.0f;
-            if (k < steps) {
-                dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
-                if (a.softplus) dt = softplus_f(dt);
-                if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-                decay = __expf(dt * A);
-            }
-            s_dt[k] = dt;
-            s_decay[k] = decay;
-        }
-        for (int i = threadIdx.x; i < CH * R; i += blockDim.x) {
-            const int k = i / R, r = i % R;
-            const int64_t pr = int64_t(blockIdx.x) * R + r;
-            s_x[k][r] = (k < steps && pr < a.headdim) ? a.x.load(b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + pr * a.x_s[3]) : 0.0f;
-        }
-        __syncthreads();
-        for (int k = 0; k < steps; ++k) {
-            const float decay = s_decay[k], dtx = s_dt[k] * s_x[k][warp];
-            float acc = 0.0f;
-#pragma unroll
-            for (int s = 0; s < NS; ++s) {
-                st[s] = decay * st[s] + dtx * s_B[k][lane + 32 * s];
-                acc += s_C[k][lane + 32 * s] * st[s];
-            }
-            acc = warp_sum(acc);
-            if (lane == 0) s_y[k][warp] = acc;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < CH * R; i += blockDim.x) {
-            const int k = i / R, r = i % R;
-            const int64_t pr = int64_t(blockIdx.x) * R + r;
-            if (k < steps && pr < a.headdim) {
-                const int64_t t = t0 + k;
-                const float xv = s_x[k][r];
-                float Dr = 0.0f;
-                if (a.has_D) Dr = a.D_per_channel ? a.D[h * a.D_s0 + pr * a.D_s1] : a.D[h * a.D_s0];
-                float out = s_y[k][r] + Dr * xv;
-                if (a.has_z) out *= silu_f(a.z.load(b * a.z_s[0] + t * a.z_s[1] + h * a.z_s[2] + pr * a.z_s[3]));
-                a.y.store(b * a.y_s[0] + t * a.y_s[1] + h * a.y_s[2] + pr * a.y_s[3], out);
-            }
-        }
-    }
-    (void)Dv;
-    if (a.has_fin && row_valid) {
-#pragma unroll
-        for (int s = 0; s < NS; ++s) {
-            const int64_t n = lane + 32 * s;
-            if (n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = st[s];
-        }
-    }
-}
-
-template <int NS>
-void launch_ssd_scan(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
-    using Tr = SsdScanTraits<NS>;
-    if (nseq > 65535 || a.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences and heads");
-    const dim3 grid(unsigned(ceil_div(a.headdim, Tr::kRows)), unsigned(a.heads), unsigned(nseq));
-    ssd_scan_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_scan_kernel");
-}
-
 }  // namespace
 
 void ssd(mamba_context & ctx, const SsdParams & p) {
@@ -296,44 +185,12 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     if (p.initial_states && p.initial_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'initial_states' must be float32 on CUDA");
     if (p.final_states && p.final_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'final_states' must be float32 on CUDA");
     F32Params f32;
-    f32.plan(p.A);
-    f32.plan(p.D);
-    f32.plan(p.dt_bias);
-    f32.run(ctx);
-
+    // The chunk-parallel path's chunk states share the workspace with the parameter copies.
+    const SsdCpShape cp_shape{p.x.dtype == DType::BF16 && p.B.dtype == DType::BF16 && p.C.dtype == DType::BF16, p.cu_seqlens.has_value(),
+                              p.len, p.cu_seqlens ? p.nseq : p.batch, p.heads, p.headdim, p.dstate};
+    const SsdCpPlan cp_plan = plan_ssd_chunk_parallel(ctx, cp_shape);
     SsdArgs a{};
-    a.x = any(p.x);
-    copy_strides(a.x_s, p.x);
-    a.dt = any(p.dt);
-    copy_strides(a.dt_s, p.dt);
-    a.B = any(p.B);
-    copy_strides(a.B_s, p.B);
-    a.C = any(p.C);
-    copy_strides(a.C_s, p.C);
-    a.y = any(p.y);
-    copy_strides(a.y_s, p.y);
-    a.has_z = p.z.has_value();
-    if (a.has_z) {
-        a.z = any(*p.z);
-        copy_strides(a.z_s, *p.z);
-    }
-    const Tensor A = f32.get(ctx, p.A);
-    a.A = A.ptr<float>();
-    a.A_s = A.stride[0];
-    a.has_D = p.D.has_value();
-    a.D_per_channel = p.D_per_channel;
-    if (a.has_D) {
-        const Tensor D = f32.get(ctx, *p.D);
-        a.D = D.ptr<float>();
-        a.D_s0 = D.stride[0];
-        a.D_s1 = D.ndim > 1 ? D.stride[1] : 0;
-    }
-    a.has_bias = p.dt_bias.has_value();
-    if (a.has_bias) {
-        const Tensor bias = f32.get(ctx, *p.dt_bias);
-        a.dt_bias = bias.ptr<float>();
-        a.bias_s = bias.stride[0];
-    }
+    const size_t cp_offset = fill_shared_args(ctx, f32, p, a, cp_plan.use ? cp_plan.workspace_bytes : 0);
     a.has_init = p.initial_states.has_value();
     if (a.has_init) {
         a.init = p.initial_states->ptr<float>();
@@ -351,30 +208,18 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
         a.cu_stride = p.cu_seqlens->stride[0];
     }
     a.len = p.len;
-    a.heads = p.heads;
-    a.headdim = p.headdim;
-    a.dstate = p.dstate;
-    a.heads_per_group = p.heads / p.groups;
-    a.dt_min = p.dt_min;
-    a.dt_max = p.dt_max;
-    a.softplus = p.dt_softplus;
-    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
     const int64_t nseq = a.packed ? p.nseq : p.batch;
     // The initial and final states may alias: each lane reads its states before the scan and writes
     // the same elements after it, so no other thread observes the overwrite.
-    if (try_ssd_chunked(ctx, a, nseq)) {
+    if (cp_plan.use) {
+        // chunk-parallel on tensor cores (ssd_chunk_parallel.cu)
+        run_ssd_chunk_parallel(ctx, a, nseq, cp_plan.workspace_bytes > 0 ? f32.ws + cp_offset : nullptr);
+    } else if (try_ssd_chunked(ctx, a, nseq)) {
         // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
-    } else if (fast_paths_enabled()) {
-        if (p.dstate <= 128) launch_ssd_rows<1>(ctx, a, nseq);
-        else launch_ssd_rows<2>(ctx, a, nseq);
-    } else if (p.dstate <= 32) {
-        launch_ssd_scan<1>(ctx, a, nseq);
-    } else if (p.dstate <= 64) {
-        launch_ssd_scan<2>(ctx, a, nseq);
     } else if (p.dstate <= 128) {
-        launch_ssd_scan<4>(ctx, a, nseq);
+        launch_ssd_rows<1>(ctx, a, nseq);
     } else {
-        launch_ssd_scan<8>(ctx, a, nseq);
+        launch_ssd_rows<2>(ctx, a, nseq);
     }
 }
 

@@ -1,4 +1,5 @@
-// Mamba-2 SSD forward (mamba_ssd) by the chunked state-space-duality algorithm on tensor cores.
+// Mamba-2 SSD forward (mamba_ssd) by the chunked state-space-duality algorithm on tensor cores: the
+// fallback where the chunk-parallel kernels (ssd_chunk_parallel.cu) do not fit the shared memory.
 //
 // One block owns (sequence, head, tile of kPT channels p) and walks the sequence in chunks of kQ = 64
 // steps, the state S (dstate x kPT, float32) kept in shared memory from chunk to chunk. Because a block

@@ -12,13 +12,13 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "ssd_host.cuh"
 #include "ops/ssd.h"
 
 namespace mamba::cuda {
 
-using ssd_host::copy_strides;
-using ssd_host::dt_is_clamped;
+using ssd_host::fill_shared_args;
 using ssd_host::F32Params;
 
 namespace {
@@ -80,6 +80,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         }
     };
 
+    // PDL-safe (launch.cuh): only index math above; the state and every input may come from the
+    // previous kernel.
+    wait_for_producer();
+    allow_dependents();
     float4 s[R];
     load_pass(int64_t(lane) * 4, s);
 
@@ -164,53 +168,10 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     F32Params f32;
-    f32.plan(p.A);
-    f32.plan(p.D);
-    f32.plan(p.dt_bias);
-    f32.run(ctx);
     SsdUpdateArgs a{};
+    fill_shared_args(ctx, f32, p, a);
     a.state = p.state.ptr<float>();
     copy_strides(a.st_s, p.state);
-    a.x = any(p.x);
-    copy_strides(a.x_s, p.x);
-    a.dt = any(p.dt);
-    copy_strides(a.dt_s, p.dt);
-    a.B = any(p.B);
-    copy_strides(a.B_s, p.B);
-    a.C = any(p.C);
-    copy_strides(a.C_s, p.C);
-    a.y = any(p.y);
-    copy_strides(a.y_s, p.y);
-    a.has_z = p.z.has_value();
-    if (a.has_z) {
-        a.z = any(*p.z);
-        copy_strides(a.z_s, *p.z);
-    }
-    const Tensor A = f32.get(ctx, p.A);
-    a.A = A.ptr<float>();
-    a.A_s = A.stride[0];
-    a.has_D = p.D.has_value();
-    a.D_per_channel = p.D_per_channel;
-    if (a.has_D) {
-        const Tensor D = f32.get(ctx, *p.D);
-        a.D = D.ptr<float>();
-        a.D_s0 = D.stride[0];
-        a.D_s1 = D.ndim > 1 ? D.stride[1] : 0;
-    }
-    a.has_bias = p.dt_bias.has_value();
-    if (a.has_bias) {
-        const Tensor bias = f32.get(ctx, *p.dt_bias);
-        a.dt_bias = bias.ptr<float>();
-        a.bias_s = bias.stride[0];
-    }
-    a.heads = p.heads;
-    a.headdim = p.headdim;
-    a.dstate = p.dstate;
-    a.heads_per_group = p.heads / p.groups;
-    a.dt_min = p.dt_min;
-    a.dt_max = p.dt_max;
-    a.softplus = p.dt_softplus;
-    a.clamp = dt_is_clamped(p.dt_min, p.dt_max);
     const auto st = p.state;
     a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
             st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
@@ -222,8 +183,8 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
-    if (a.vec) ssd_state_update_kernel<Vec><<<grid, Vec::kThreads, bc_bytes, stream_of(ctx)>>>(a);
-    else ssd_state_update_kernel<Gen><<<grid, Gen::kThreads, bc_bytes, stream_of(ctx)>>>(a);
+    if (a.vec) launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), bc_bytes, a);
+    else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
 }
 

@@ -192,27 +192,21 @@ static void ensure_buffer(mamba_context * ctx, mamba_context *& owner, void *& d
     ASSERT_EQ(mamba_alloc(ctx, std::max<size_t>(bytes, 1), &data), MAMBA_STATUS_OK) << mamba_last_error();
 }
 
-void Tensor::upload(mamba_context * ctx) {
-    auto bytes = to_storage(false);
-    ensure_buffer(ctx, ctx_, data_, bytes.size());
+// Copies a tensor's storage bytes into its buffer on ctx (allocated or reallocated as needed) and points
+// the DLTensor view at it.
+static void copy_to_device(mamba_context * ctx, mamba_context *& owner, void *& data, DLTensor & dl, const std::vector<char> & bytes) {
+    ensure_buffer(ctx, owner, data, bytes.size());
     DLDevice dev;
     mamba_context_get_device(ctx, &dev);
-    dl_.device = dev;
-    dl_.data = data_;
-    ASSERT_EQ(mamba_memcpy(ctx, data_, bytes.data(), bytes.size(), MAMBA_MEMCPY_HOST_TO_DEVICE), MAMBA_STATUS_OK) << mamba_last_error();
+    dl.device = dev;
+    dl.data = data;
+    ASSERT_EQ(mamba_memcpy(ctx, data, bytes.data(), bytes.size(), MAMBA_MEMCPY_HOST_TO_DEVICE), MAMBA_STATUS_OK) << mamba_last_error();
     ASSERT_EQ(mamba_context_synchronize(ctx), MAMBA_STATUS_OK);
 }
 
-void Tensor::upload_poisoned(mamba_context * ctx) {
-    auto bytes = to_storage(true);
-    ensure_buffer(ctx, ctx_, data_, bytes.size());
-    DLDevice dev;
-    mamba_context_get_device(ctx, &dev);
-    dl_.device = dev;
-    dl_.data = data_;
-    ASSERT_EQ(mamba_memcpy(ctx, data_, bytes.data(), bytes.size(), MAMBA_MEMCPY_HOST_TO_DEVICE), MAMBA_STATUS_OK) << mamba_last_error();
-    ASSERT_EQ(mamba_context_synchronize(ctx), MAMBA_STATUS_OK);
-}
+void Tensor::upload(mamba_context * ctx) { copy_to_device(ctx, ctx_, data_, dl_, to_storage(false)); }
+
+void Tensor::upload_poisoned(mamba_context * ctx) { copy_to_device(ctx, ctx_, data_, dl_, to_storage(true)); }
 
 void Tensor::download(mamba_context * ctx) {
     ASSERT_EQ(ctx, ctx_) << "tensor was not uploaded to this context";

@@ -130,6 +130,43 @@ protected:
             EXPECT_EQ(fin.values(), expected.values());
         }
     }
+
+    // A prompt of B x D channels processed in chunks of the given lengths, in `layout`, the state carried
+    // in one buffer used as initial and final state: each chunk's outputs and the final state must equal
+    // the float64 reference of the whole prompt at once.
+    void run_chunked_prefill(std::mt19937_64 & rng, DType dt, Layout layout, int64_t B, int64_t D, const std::vector<int64_t> & chunks, double tol) {
+        const int64_t K = 4;
+        int64_t L = 0;
+        for (int64_t c : chunks) L += c;
+        Tensor x({B, D, L}, dt), w({D, K}, dt), bias({D}, dt), state({B, D, K - 1}, dt);
+        x.fill_uniform(rng, -2, 2);
+        w.fill_uniform(rng, -1, 1);
+        bias.fill_uniform(rng, -1, 1);
+        state.fill_uniform(rng, -2, 2);
+        const auto ref = reference_conv(x, w, &bias, &state, true);
+        w.upload(ctx());
+        bias.upload(ctx());
+        state.upload(ctx());
+        int64_t t0 = 0;
+        for (int64_t n : chunks) {
+            const auto strides = activation_strides(layout, B, D, n);
+            Tensor xc({B, D, n}, dt, strides), yc({B, D, n}, dt, strides);
+            for (int64_t i = 0; i < B * D; ++i)
+                for (int64_t t = 0; t < n; ++t) xc.at(i * n + t) = x.at(i * L + t0 + t);
+            xc.upload(ctx());
+            yc.upload_poisoned(ctx());
+            mamba_causal_conv1d_args a{xc.dl(), w.dl(), bias.dl(), state.dl(), yc.dl(), state.dl(), 1};
+            MAMBA_ASSERT_OK(mamba_causal_conv1d(ctx(), &a));
+            yc.download(ctx());
+            std::vector<double> expected;
+            for (int64_t i = 0; i < B * D; ++i)
+                for (int64_t t = 0; t < n; ++t) expected.push_back(ref.y[size_t(i * L + t0 + t)]);
+            EXPECT_CLOSE(yc.values(), expected, tol, tol) << "chunk at " << t0;
+            t0 += n;
+        }
+        state.download(ctx());
+        EXPECT_EQ(state.values(), ref.final_state);
+    }
 };
 
 TEST_P(CausalConv1dTest, MatchesFloat64Reference) {
@@ -200,39 +237,7 @@ TEST_P(CausalConv1dTest, ChannelLastChunkedPrefillWithInPlaceState) {
     std::mt19937_64 rng(19);
     for (DType dt : {DType::F32, DType::BF16}) {
         SCOPED_TRACE(mt::dtype_name(dt));
-        const int64_t B = 2, D = 40, K = 4;
-        const int64_t chunks[] = {70, 2, 1, 33, 16};
-        int64_t L = 0;
-        for (int64_t c : chunks) L += c;
-        Tensor x({B, D, L}, dt), w({D, K}, dt), bias({D}, dt), state({B, D, K - 1}, dt);
-        x.fill_uniform(rng, -2, 2);
-        w.fill_uniform(rng, -1, 1);
-        bias.fill_uniform(rng, -1, 1);
-        state.fill_uniform(rng, -2, 2);
-        const auto ref = reference_conv(x, w, &bias, &state, true);
-        w.upload(ctx());
-        bias.upload(ctx());
-        state.upload(ctx());
-        int64_t t0 = 0;
-        for (int64_t n : chunks) {
-            const auto strides = activation_strides(Layout::ChannelLast, B, D, n);
-            Tensor xc({B, D, n}, dt, strides), yc({B, D, n}, dt, strides);
-            for (int64_t i = 0; i < B * D; ++i)
-                for (int64_t t = 0; t < n; ++t) xc.at(i * n + t) = x.at(i * L + t0 + t);
-            xc.upload(ctx());
-            yc.upload_poisoned(ctx());
-            mamba_causal_conv1d_args a{xc.dl(), w.dl(), bias.dl(), state.dl(), yc.dl(), state.dl(), 1};
-            MAMBA_ASSERT_OK(mamba_causal_conv1d(ctx(), &a));
-            yc.download(ctx());
-            std::vector<double> expected;
-            for (int64_t i = 0; i < B * D; ++i)
-                for (int64_t t = 0; t < n; ++t) expected.push_back(ref.y[size_t(i * L + t0 + t)]);
-            const double tol = conv_tolerance(dt);
-            EXPECT_CLOSE(yc.values(), expected, tol, tol) << "chunk at " << t0;
-            t0 += n;
-        }
-        state.download(ctx());
-        EXPECT_EQ(state.values(), ref.final_state);
+        run_chunked_prefill(rng, dt, Layout::ChannelLast, 2, 40, {70, 2, 1, 33, 16}, conv_tolerance(dt));
     }
 }
 
@@ -262,37 +267,7 @@ TEST_P(CausalConv1dTest, MixedDtypes) {
 // gives the same outputs as the whole prompt at once.
 TEST_P(CausalConv1dTest, ChunkedPrefillWithInPlaceStateMatchesWholeSequence) {
     std::mt19937_64 rng(9);
-    const int64_t B = 2, D = 20, K = 4;
-    const int64_t chunks[] = {5, 1, 2, 9};
-    int64_t L = 0;
-    for (int64_t c : chunks) L += c;
-    Tensor x({B, D, L}, DType::F32), w({D, K}, DType::F32), bias({D}, DType::F32), state({B, D, K - 1}, DType::F32);
-    x.fill_uniform(rng, -2, 2);
-    w.fill_uniform(rng, -1, 1);
-    bias.fill_uniform(rng, -1, 1);
-    state.fill_uniform(rng, -2, 2);
-    const auto ref = reference_conv(x, w, &bias, &state, true);
-    w.upload(ctx());
-    bias.upload(ctx());
-    state.upload(ctx());
-    int64_t t0 = 0;
-    for (int64_t n : chunks) {
-        Tensor xc({B, D, n}, DType::F32), yc({B, D, n}, DType::F32);
-        for (int64_t i = 0; i < B * D; ++i)
-            for (int64_t t = 0; t < n; ++t) xc.at(i * n + t) = x.at(i * L + t0 + t);
-        xc.upload(ctx());
-        yc.upload_poisoned(ctx());
-        mamba_causal_conv1d_args a{xc.dl(), w.dl(), bias.dl(), state.dl(), yc.dl(), state.dl(), 1};
-        MAMBA_ASSERT_OK(mamba_causal_conv1d(ctx(), &a));
-        yc.download(ctx());
-        std::vector<double> expected;
-        for (int64_t i = 0; i < B * D; ++i)
-            for (int64_t t = 0; t < n; ++t) expected.push_back(ref.y[size_t(i * L + t0 + t)]);
-        EXPECT_CLOSE(yc.values(), expected, 2e-6, 2e-6) << "chunk at " << t0;
-        t0 += n;
-    }
-    state.download(ctx());
-    EXPECT_EQ(state.values(), ref.final_state);
+    run_chunked_prefill(rng, DType::F32, Layout::Contiguous, 2, 20, {5, 1, 2, 9}, 2e-6);
 }
 
 TEST_P(CausalConv1dTest, EmptySequenceStillReturnsTheInitialStateAsFinalState) {

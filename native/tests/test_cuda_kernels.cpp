@@ -1,9 +1,8 @@
 // CUDA-only checks for what the shared backend tests do not reach with their small shapes: many
-// channels, dstate 256, headdim over several row blocks. Each runs with the validated kernels and again
-// with the fast paths (MAMBA_CUDA_FAST_PATHS=1): the one-thread-per-channel selective scan, the SSD rows
-// kernel and the 8-row SSD decode step. Float64 references, fresh random inputs, poisoned outputs.
+// channels (the one-thread-per-channel selective scan), dstate 256 and headdim over several row blocks
+// (the SSD rows kernel, the 8-row SSD decode step). Float64 references, fresh random inputs, poisoned
+// outputs.
 #include <cmath>
-#include <cstdlib>
 
 #include "selective_scan_problems.h"
 
@@ -12,24 +11,20 @@ namespace {
 using mt::DType;
 using mt::Tensor;
 
-// Parameter: whether the fast paths are switched on.
-class CudaKernelTest : public ::testing::TestWithParam<bool> {
+class CudaKernelTest : public ::testing::Test {
 protected:
     void SetUp() override {
         MAMBA_REQUIRE_CUDA();
         ctx_ = mt::make_context(MAMBA_DEVICE_CUDA);
         ASSERT_NE(ctx_, nullptr);
-        if (GetParam()) setenv("MAMBA_CUDA_FAST_PATHS", "1", 1);
-        else unsetenv("MAMBA_CUDA_FAST_PATHS");
     }
-    void TearDown() override { unsetenv("MAMBA_CUDA_FAST_PATHS"); }
     mamba_context * ctx() { return ctx_.get(); }
     mt::ContextPtr ctx_;
 };
 
-// ---- Mamba-1 scan with enough channels for the channel-per-thread kernel (fast path) ------------------
+// ---- Mamba-1 scan with enough channels for the channel-per-thread kernel ------------------------------
 
-TEST_P(CudaKernelTest, ManyChannelsScanMatchesFloat64Reference) {
+TEST_F(CudaKernelTest, ManyChannelsScanMatchesFloat64Reference) {
     using namespace scan_test;
     struct Case {
         ScanShape shape;
@@ -66,7 +61,7 @@ struct SsdCase {
 double softplus_ref(double x) { return x > 20 ? x : std::log1p(std::exp(x)); }
 double silu_ref(double x) { return x / (1 + std::exp(-x)); }
 
-TEST_P(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
+TEST_F(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
     for (const SsdCase c : {SsdCase{70, 3, 72, 1, 256, DType::F32}, SsdCase{50, 4, 40, 2, 200, DType::BF16}}) {
         SCOPED_TRACE("dstate " + std::to_string(c.dstate) + " headdim " + std::to_string(c.headdim));
         const int64_t L = c.len, H = c.heads, P = c.headdim, G = c.groups, N = c.dstate;
@@ -132,7 +127,7 @@ TEST_P(CudaKernelTest, SsdLargeStateMatchesRecurrence) {
 
 // ---- SSD decode step with dstate 256 (two float4 passes per lane) -----------------------------------------
 
-TEST_P(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
+TEST_F(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
     const int64_t Bt = 3, H = 4, P = 20, G = 2, N = 256;
     for (bool strided : {false, true}) {
         SCOPED_TRACE(strided ? "strided state" : "contiguous state");
@@ -184,8 +179,5 @@ TEST_P(CudaKernelTest, SsdStateUpdateLargeStateMatchesReference) {
         EXPECT_CLOSE(state.values(), want_state, 1e-5, 1e-5);
     }
 }
-
-INSTANTIATE_TEST_SUITE_P(Paths, CudaKernelTest, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool> & info) { return info.param ? std::string("Fast") : std::string("Validated"); });
 
 }  // namespace

@@ -325,7 +325,8 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
     }
 }
 
-// Shapes around the GPU's tensor-core chunked kernel (bf16; 64-step chunks, 16, 32 or 64 channels per
+// Shapes around the GPU's sequential chunked kernel, the fallback on GPUs without the shared memory of
+// the chunk-parallel one (bf16; 64-step chunks, 16, 32 or 64 channels per
 // block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
 // dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
 // shapes also cover the other kernels.
@@ -346,7 +347,7 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
     }
 }
 
-// The GPU chunked kernel picks 16, 32 or 64 channels per block from the number of blocks against the
+// The GPU's sequential chunked kernel (the fallback above) picks 16, 32 or 64 channels per block from the number of blocks against the
 // SM count (132 on an H200): few (sequence, head) pairs take 16-channel tiles (B1 H3, B1 H24), 40
 // heads of 64 channels 32-channel ones, many heads 64-channel ones (the shapes above). Each with
 // lengths off the 64-step chunk, headdim off the tile, groups, initial and final states, and packed.
@@ -395,6 +396,64 @@ TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
         }
         SCOPED_TRACE("options mask " + std::to_string(mask));
         check(s, o, uint64_t(300 + mask));
+    }
+}
+
+// Shapes around the GPU's chunk-parallel kernels (bf16 x, B and C): 128-step chunks restarting at each
+// sequence start, a state pass over 16 or 32 channels per block, output blocks of 64 channels and 1, 2,
+// 4, 8 or 16 heads of one group (chosen from the block count against the SM count), dstate padded to 64 or
+// 128. Length 1, one step short of and past a chunk, headdim over 64 and off 16 or 8, dstate off 8,
+// groups with several heads each, and sequences of 16 and 89 chunks.
+TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
+    const Shape shapes[] = {
+        {1, 1, 2, 64, 1, 128},     {2, 127, 4, 64, 2, 64},  {1, 128, 3, 64, 1, 128},  {2, 129, 6, 80, 3, 100},
+        {1, 300, 8, 40, 2, 64},    {1, 260, 4, 20, 1, 32},  {1, 2048, 48, 64, 2, 64},  // 2 heads per output block on 132 SMs
+        {1, 11300, 20, 16, 1, 16},  // 89 chunks: 8 heads per output block, the last block 4
+    };
+    uint64_t seed = 600;
+    for (const Shape & s : shapes) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 128;
+        o.d = DMode::PerChannel;
+        SCOPED_TRACE(describe(s, o));
+        check(s, o, ++seed);
+    }
+}
+
+// Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
+// sequence: the chunks restart at every sequence start.
+TEST_P(SsdTest, PackedSequencesAcrossChunkParallelChunks) {
+    for (int64_t dstate : {64, 128}) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 256;
+        o.cu_seqlens = {0, 100, 300, 301, 560};
+        const Shape s{1, 560, 6, 64, 2, dstate};
+        SCOPED_TRACE(describe(s, o) + " packed");
+        check(s, o, uint64_t(700 + dstate));
+    }
+}
+
+// The chunk-parallel kernels over three chunks with each optional input absent, dt limited, and
+// without states.
+TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
+    const Shape s{2, 300, 4, 64, 2, 128};
+    for (int mask = 0; mask < 6; ++mask) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 64;
+        o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
+        o.z = mask != 2;
+        o.dt_bias = mask != 3;
+        o.initial = mask != 4;
+        o.final_states = mask != 5;
+        if (mask == 3) {
+            o.dt_min = 0.1f;
+            o.dt_max = 0.3f;
+        }
+        SCOPED_TRACE("options mask " + std::to_string(mask));
+        check(s, o, uint64_t(800 + mask));
     }
 }
 

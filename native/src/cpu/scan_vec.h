@@ -1,11 +1,13 @@
 // A small float vector type for the selective-scan kernels: 16 lanes with AVX-512, 8 with AVX2 + FMA,
-// one lane (plain C++) otherwise, chosen at compile time from the target flags. The transcendental
-// functions the scan needs (exp, softplus, SiLU) are written once on top of it, so every build runs the
-// same approximations and the scalar build exercises the same math as the vector ones.
+// one lane (plain C++) otherwise, chosen at compile time from the target flags. exp and SiLU apply the
+// CPU backend's one float approximation (vec_math.h) to each lane, so every build and every CPU op runs
+// the same math; exp2 and softplus, which only the scans need, are written here on top of the type.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+
+#include "cpu/vec_math.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 // GCC 12's AVX-512 headers trip its own -Wmaybe-uninitialized (GCC bug 105593).
@@ -35,12 +37,6 @@ inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)};
 inline Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline Vec min(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline Vec abs(Vec a) { return {_mm512_abs_ps(a.v)}; }
-inline Vec round_nearest(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-// 2^n for whole numbers n in [-127, 127] held as floats; -127 gives 0.
-inline Vec pow2_whole(Vec n) {
-    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
-    return {_mm512_castsi512_ps(bits)};
-}
 inline float sum(Vec a) { return _mm512_reduce_add_ps(a.v); }
 // p * 2^n where n is in the low bits of `shifted` (see exp2_fast); p * 2^n must be a normal float.
 inline Vec add_to_exponent(Vec p, Vec shifted) {
@@ -64,11 +60,6 @@ inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)};
 inline Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline Vec min(Vec a, Vec b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
-inline Vec round_nearest(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec pow2_whole(Vec n) {
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
-    return {_mm256_castsi256_ps(bits)};
-}
 inline float sum(Vec a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -97,17 +88,6 @@ inline Vec fmadd(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
 inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
 inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
 inline Vec abs(Vec a) { return {a.v < 0.0f ? -a.v : a.v}; }
-inline Vec round_nearest(Vec a) {
-    // Adding and subtracting 1.5 * 2^23 rounds to nearest even for |a| < 2^22, the only range used
-    // (IEEE arithmetic is kept: the library is not built with -ffast-math).
-    return {(a.v + 12582912.0f) - 12582912.0f};
-}
-inline Vec pow2_whole(Vec n) {
-    const uint32_t bits = uint32_t(int32_t(n.v) + 127) << 23;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return {f};
-}
 inline float sum(Vec a) { return a.v; }
 inline Vec add_to_exponent(Vec p, Vec shifted) {
     uint32_t pb, sb;
@@ -141,21 +121,19 @@ inline Vec exp2_fast(Vec x) {
     return add_to_exponent(fmadd(p45, f4, fmadd(p23, f2, p01)), shifted);
 }
 
-// e^x, relative error below 3e-7 for x in [-87, 88]; tiny below and clamped above. Unlike
-// exp2_fast(x * log2(e)), whose rounded argument costs |x| * 1e-7 of relative accuracy, the reduction
-// r = x - n ln2 is done in two parts (Cody and Waite) so it stays exact; e^r is the degree-6 Taylor
-// series of 2^f above, in r = f ln2.
-inline Vec exp_fast(Vec x) {
-    x = min(max(x, set1(-87.0f)), set1(88.0f));
-    const Vec n = round_nearest(x * set1(kLog2e));
-    const Vec r = fmadd(n, set1(-1.428606765330187e-06f), fmadd(n, set1(-0.693145751953125f), x));
-    const Vec r2 = r * r;
-    const Vec r4 = r2 * r2;
-    const Vec p01 = r + set1(1.0f);
-    const Vec p23 = fmadd(set1(1.0f / 6.0f), r, set1(0.5f));
-    const Vec p456 = fmadd(set1(1.0f / 720.0f), r2, fmadd(set1(1.0f / 120.0f), r, set1(1.0f / 24.0f)));
-    return fmadd(p456, r4, fmadd(p23, r2, p01)) * pow2_whole(n);
+// Applies a scalar function with a `#pragma omp declare simd` variant to every lane; the loop compiles
+// to the function's vector form, so no lane is computed on its own.
+template <float (*F)(float)>
+inline Vec each_lane(Vec x) {
+    alignas(64) float lanes[kWidth];
+    store(lanes, x);
+#pragma omp simd
+    for (int i = 0; i < kWidth; ++i) lanes[i] = F(lanes[i]);
+    return load(lanes);
 }
+
+// e^x by vec_math.h's exp_fast (within 2 ulp of expf).
+inline Vec exp_fast(Vec x) { return each_lane<cpu::exp_fast>(x); }
 
 // log(1 + y) for y in [0, 1], accurate to a few ulp relative even for tiny y:
 // log(1 + y) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with s = y / (2 + y) <= 1/3, so s^2 <= 1/9 and
@@ -176,7 +154,7 @@ inline Vec log1p_unit(Vec y) {
 // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), stable for every x.
 inline Vec softplus(Vec x) { return max(x, set1(0.0f)) + log1p_unit(exp_fast(set1(0.0f) - abs(x))); }
 
-// x * sigmoid(x) = x / (1 + e^-x).
-inline Vec silu(Vec x) { return x / (set1(1.0f) + exp_fast(set1(0.0f) - x)); }
+// x * sigmoid(x) by vec_math.h's silu_fast.
+inline Vec silu(Vec x) { return each_lane<cpu::silu_fast>(x); }
 
 }  // namespace mamba::cpu::scan_vec

@@ -2,13 +2,13 @@
 // single-threaded while OpenMP threads call it.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include <cblas.h>
 
 #include "core/numeric.h"
+#include "cpu/vec_math.h"
 
 namespace mamba::cpu {
 
@@ -30,37 +30,10 @@ struct DtTransform {
     }
 };
 
-// e^-a for a in [0, 87], within 2e-7 relative, without branches, float comparisons (which may not be
-// if-converted under strict floating point rules) or library calls, so that loops over it vectorize:
-// e^x = 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2 and e^r by its degree-6 Taylor polynomial.
-inline float exp_of_negative(float a) {
-    const float x = -a;
-    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
-    const float n = (x * 1.44269504088896341f + kRound) - kRound;
-    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;  // ln 2 in two parts
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * bits_to_float(uint32_t(int32_t(n) + 127) << 23);
-}
-
-// silu(z) = z sigmoid(z) with sigmoid from e = e^-|z| as 1 / (1 + e) or e / (1 + e) by sign, so it never
-// overflows; |z| is clamped to 87 in the integer domain (e^-87 is already below float32 resolution of 1).
-inline float silu_vectorizable(float z) {
-    const uint32_t bits = float_to_bits(z);
-    const uint32_t magnitude = std::min(bits & 0x7fffffffu, 0x42ae0000u);  // min(|z|, 87); NaN becomes 87
-    const float e = exp_of_negative(bits_to_float(magnitude));
-    const float negative = float(bits >> 31);                            // 1 for z < 0, else 0
-    return z * (1.0f + (e - 1.0f) * negative) / (1.0f + e);               // NaN z stays NaN through the product
-}
-
 // y[i] *= silu(z[i]) over a row.
 inline void multiply_by_silu(float * y, const float * z, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] *= silu_vectorizable(z[i]);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] *= silu_fast(z[i]);
 }
 
 // Rows of a view one step apart along its time axis: row t's address without per-row index arithmetic.

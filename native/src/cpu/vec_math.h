@@ -2,7 +2,8 @@
 // stop the compiler from vectorizing a loop; these are plain arithmetic and bit operations, so loops
 // marked `#pragma omp simd` over them become AVX2 / AVX-512 code. Accuracy: within 2 ulp of expf over
 // the float range; NaN propagates; exp of anything below about -87 (including -inf), where the true
-// value is near FLT_MIN, is exactly 0.
+// value is near FLT_MIN, is exactly 0. This is the CPU backend's only copy of these approximations: the
+// SIMD type of the scans (scan_vec.h) and the SSD's gate (ssd_common.h) apply them too.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,170 @@
+// Programmatic Dependent Launch: a decode-like chain of dependent kernels, mamba-2.8b layer shapes at
+// batch 1 (add + RMSNorm, in_proj 2560->10240, conv step, x_proj 5120->192, dt_proj 160->5120, selective
+// state update, out_proj 5120->2560: 7 kernels per layer), 8 layers with their own bf16 weights (656 MB,
+// well beyond L2), timed with PDL on and off in the same run, as direct calls and as a graph replay.
+// Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
+// context is created) and borrowing the harness context's stream, so the harness's events time it.
+// Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
+// Skipped on a CPU context.
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+
+namespace {
+
+constexpr int64_t kHidden = 2560, kInner = 5120, kState = 16, kRank = 160, kWidth = 4, kLayers = 8;
+constexpr int64_t kXdbl = kRank + 2 * kState;
+
+// A DLTensor over part of another tensor's buffer (shape and strides in elements, an element offset).
+struct View {
+    std::vector<int64_t> shape, strides;
+    DLTensor dl{};
+    View(const DLTensor * base, std::vector<int64_t> shape_, std::vector<int64_t> strides_, int64_t offset)
+        : shape(std::move(shape_)), strides(std::move(strides_)) {
+        dl = *base;
+        dl.ndim = int32_t(shape.size());
+        dl.shape = shape.data();
+        dl.strides = strides.data();
+        dl.byte_offset = base->byte_offset + uint64_t(offset) * uint64_t(base->dtype.bits / 8);
+    }
+};
+
+struct Layer {
+    DLTensor *w_in, *w_x, *w_dt, *w_out, *conv_w, *conv_b, *A, *D, *dt_bias, *norm_w, *conv_state, *ssm_state;
+};
+
+// One context with PDL on or off, borrowing the harness's stream, the chain's buffers and (optionally) a
+// graph of one chain captured on it. Frees the graph before the context.
+struct Session {
+    mamba_context * ctx = nullptr;
+    mamba_graph * graph = nullptr;
+    DLTensor *hidden = nullptr, *residual = nullptr, *normed = nullptr, *xz = nullptr, *xc = nullptr, *xdbl = nullptr, *dt = nullptr, *y = nullptr;
+    std::vector<Layer> layers;
+    std::unique_ptr<View> x_half, z_half, dt_in, B, C;
+
+    ~Session() {
+        if (graph) mamba_graph_free(graph);
+        if (ctx) mamba_context_free(ctx);
+    }
+
+    void run() const {
+        for (const Layer & l : layers) {
+            mamba_rms_norm_args n{};
+            n.x = hidden;
+            n.residual = residual;
+            n.weight = l.norm_w;
+            n.y = normed;
+            n.residual_out = residual;
+            n.eps = 1e-5f;
+            mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
+            mamba_linear_args in{normed, l.w_in, nullptr, xz};
+            mb::check(mamba_linear(ctx, &in), "mamba_linear (in_proj)");
+            mamba_causal_conv1d_update_args cv{&x_half->dl, l.conv_state, l.conv_w, l.conv_b, xc, 1};
+            mb::check(mamba_causal_conv1d_update(ctx, &cv), "mamba_causal_conv1d_update");
+            mamba_linear_args xp{xc, l.w_x, nullptr, xdbl};
+            mb::check(mamba_linear(ctx, &xp), "mamba_linear (x_proj)");
+            mamba_linear_args dp{&dt_in->dl, l.w_dt, nullptr, dt};
+            mb::check(mamba_linear(ctx, &dp), "mamba_linear (dt_proj)");
+            mamba_selective_state_update_args su{};
+            su.state = l.ssm_state;
+            su.x = xc;
+            su.dt = dt;
+            su.A = l.A;
+            su.B = &B->dl;
+            su.C = &C->dl;
+            su.D = l.D;
+            su.z = &z_half->dl;
+            su.dt_bias = l.dt_bias;
+            su.y = y;
+            su.dt_softplus = 1;
+            mb::check(mamba_selective_state_update(ctx, &su), "mamba_selective_state_update");
+            mamba_linear_args out{y, l.w_out, nullptr, hidden};
+            mb::check(mamba_linear(ctx, &out), "mamba_linear (out_proj)");
+        }
+    }
+};
+
+// A context created with MAMBA_CUDA_PDL set to `pdl` (restored afterwards), on the harness's stream.
+mamba_context * pdl_context(mb::Bench & b, bool pdl) {
+    const char * old = std::getenv("MAMBA_CUDA_PDL");
+    const bool had = old != nullptr;
+    const std::string saved = had ? old : "";
+    setenv("MAMBA_CUDA_PDL", pdl ? "1" : "0", 1);
+    mamba_context_params p = mamba_context_default_params();
+    p.device_type = MAMBA_DEVICE_CUDA;
+    DLDevice dev;
+    mb::check(mamba_context_get_device(b.ctx(), &dev), "mamba_context_get_device");
+    p.device_id = dev.device_id;
+    mamba_context * ctx = nullptr;
+    const mamba_status st = mamba_context_create(&p, &ctx);
+    if (had) setenv("MAMBA_CUDA_PDL", saved.c_str(), 1);
+    else unsetenv("MAMBA_CUDA_PDL");
+    mb::check(st, "mamba_context_create");
+    void * stream = nullptr;
+    mb::check(mamba_context_get_stream(b.ctx(), &stream), "mamba_context_get_stream");
+    mb::check(mamba_context_set_stream(ctx, stream), "mamba_context_set_stream");
+    return ctx;
+}
+
+std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph) {
+    if (!b.on_cuda()) return {};
+    auto s = std::make_shared<Session>();
+    s->ctx = pdl_context(b, pdl);
+    s->hidden = b.tensor({1, kHidden}, mb::kBF16);
+    s->residual = b.tensor({1, kHidden}, mb::kF32);
+    s->normed = b.tensor({1, kHidden}, mb::kBF16);
+    s->xz = b.tensor({1, 2 * kInner}, mb::kBF16);
+    s->xc = b.tensor({1, kInner}, mb::kBF16);
+    s->xdbl = b.tensor({1, kXdbl}, mb::kBF16);
+    s->dt = b.tensor({1, kInner}, mb::kBF16);
+    s->y = b.tensor({1, kInner}, mb::kBF16);
+    s->x_half = std::make_unique<View>(s->xz, std::vector<int64_t>{1, kInner}, std::vector<int64_t>{2 * kInner, 1}, 0);
+    s->z_half = std::make_unique<View>(s->xz, std::vector<int64_t>{1, kInner}, std::vector<int64_t>{2 * kInner, 1}, kInner);
+    s->dt_in = std::make_unique<View>(s->xdbl, std::vector<int64_t>{1, kRank}, std::vector<int64_t>{kXdbl, 1}, 0);
+    s->B = std::make_unique<View>(s->xdbl, std::vector<int64_t>{1, 1, kState}, std::vector<int64_t>{kXdbl, kState, 1}, kRank);
+    s->C = std::make_unique<View>(s->xdbl, std::vector<int64_t>{1, 1, kState}, std::vector<int64_t>{kXdbl, kState, 1}, kRank + kState);
+    double weights = 0;
+    for (int64_t i = 0; i < kLayers; ++i) {
+        Layer l{};
+        l.w_in = b.tensor({2 * kInner, kHidden}, mb::kBF16, -0.02, 0.02);
+        l.w_x = b.tensor({kXdbl, kInner}, mb::kBF16, -0.014, 0.014);
+        l.w_dt = b.tensor({kInner, kRank}, mb::kBF16, -0.08, 0.08);
+        l.w_out = b.tensor({kHidden, kInner}, mb::kBF16, -0.014, 0.014);
+        l.conv_w = b.tensor({kInner, kWidth}, mb::kBF16);
+        l.conv_b = b.tensor({kInner}, mb::kBF16);
+        l.A = b.tensor({kInner, kState}, mb::kF32, -8.0, -0.5);
+        l.D = b.tensor({kInner}, mb::kF32);
+        l.dt_bias = b.tensor({kInner}, mb::kF32, -4.0, -2.0);
+        l.norm_w = b.tensor({kHidden}, mb::kBF16, 0.5, 1.5);
+        l.conv_state = b.tensor({1, kInner, kWidth - 1}, mb::kBF16);
+        l.ssm_state = b.tensor({1, kInner, kState}, mb::kF32, -0.1, 0.1);
+        s->layers.push_back(l);
+        weights += double(2 * kInner * kHidden + kXdbl * kInner + kInner * kRank + kHidden * kInner);
+    }
+    bytes = weights * 2 + double(kLayers) * double(kInner * kState * 4 * 2 + kInner * (kWidth - 1) * 2 * 2);
+    flops = 2.0 * weights;
+    s->run();  // warm-up: kernels loaded, workspace sized
+    if (graph) {
+        mb::check(mamba_graph_capture_begin(s->ctx), "mamba_graph_capture_begin");
+        s->run();
+        mb::check(mamba_graph_capture_end(s->ctx, &s->graph), "mamba_graph_capture_end");
+        return [s] { mb::check(mamba_graph_launch(s->ctx, s->graph), "mamba_graph_launch"); };
+    }
+    return [s] { s->run(); };
+}
+
+#define MAMBA_PDL_CASE(var, label, pdl, graph)                                                                                       \
+    mb::Register var("cuda pdl chain mamba-2.8b 8 layers x 7 kernels bf16 B1, " label,                                                \
+                     [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, pdl, graph); })
+
+MAMBA_PDL_CASE(direct_off, "direct calls, PDL off", false, false);
+MAMBA_PDL_CASE(direct_on, "direct calls, PDL on", true, false);
+MAMBA_PDL_CASE(graph_off, "graph replay, PDL off", false, true);
+MAMBA_PDL_CASE(graph_on, "graph replay, PDL on", true, true);
+
+#undef MAMBA_PDL_CASE
+
+}  // namespace

@@ -1,0 +1,84 @@
+// Kernel launches on a context's stream with Programmatic Dependent Launch (PDL, compute capability 9.0+).
+//
+// Why: a decode step is hundreds of small dependent kernels (2-10 us each). Without PDL a kernel's blocks
+// are scheduled only after the previous kernel has drained and its memory is flushed, so every boundary
+// costs a launch-and-fill gap. With PDL the next kernel's blocks are scheduled as soon as every block of
+// the previous one has called allow_dependents() (or exited); they get resident, run their preamble
+// (index math) and stop in wait_for_producer() until the previous grid has completed and its writes are
+// visible: the launch latency and block fill of the next kernel overlap the tail of the previous one. Stream capture keeps these programmatic edges in the graph (CUDA 12.3+), so the
+// captured decode step gets the same overlap.
+//
+// Contract of a kernel launched with pdl = true ("PDL-safe"):
+// - every thread calls wait_for_producer() before it reads anything an earlier kernel (or copy) in the
+//   stream may write, and before it writes anything an earlier kernel may still read or write;
+// - every thread reaches wait_for_producer() on every path (no return before it): the kernel's completion
+//   then implies its predecessor's, which the kernels after it rely on;
+// - allow_dependents() may come anywhere, even first: it only lets the next kernel's blocks be scheduled.
+//   That kernel's own wait still waits for this grid to complete and flush. The kernels here call it
+//   right after their wait, so that at most one grid waits ahead of the running one.
+// What may come before the wait: index arithmetic, kernel arguments, shared-memory setup. Not loads of
+// tensors, weights included: through the C ABI any tensor may be the output of the op just before
+// (a weight converted by mamba_copy and used at once), and that kernel may still be writing it.
+// A predecessor that is not PDL-aware (a cuBLAS kernel, a memcpy, a plain launch) never triggers early,
+// so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
+//
+// PDL is used when the device has compute capability 9.0 or newer, runs code built for it (not PTX of an
+// older architecture, which has no wait), and the environment variable
+// MAMBA_CUDA_PDL is not "0" when the context is created (read once per context, so that one process can
+// hold contexts with and without it, e.g. to compare them). Below sm_90 the device helpers are no-ops.
+#pragma once
+
+#include <utility>
+
+#include "common.cuh"
+
+namespace mamba::cuda {
+
+// Blocks until the grids this kernel depends on through PDL have completed and their memory is visible.
+// Returns at once when the kernel was launched without the PDL attribute.
+__device__ __forceinline__ void wait_for_producer() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the next PDL-launched kernel in the stream be scheduled once every block of this grid has called
+// it or exited. Says nothing about this grid's writes being visible.
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launches on this context may carry the PDL attribute (device and MAMBA_CUDA_PDL, at creation).
+// Stream capture records programmatic edges from CUDA 12.3 on; older runtimes capture plain launches.
+inline bool pdl_enabled(const mamba_context & ctx) {
+#if CUDART_VERSION < 12030
+    if (stream_capturing(ctx)) return false;
+#endif
+    return ctx.cuda->pdl;
+}
+
+// Launches kernel<<<grid, block, smem, ctx's stream>>>(args...), with the PDL attribute when `pdl_safe`
+// (the kernel follows the contract above) and the context allows it; `name` identifies the kernel in
+// the error a failed launch raises.
+template <class... Params, class... Args>
+void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                   Args &&... args) {
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream_of(ctx);
+    cudaLaunchAttribute attribute[1];
+    if (pdl_safe && pdl_enabled(ctx)) {
+        attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[0].val.programmaticStreamSerializationAllowed = 1;
+        config.attrs = attribute;
+        config.numAttrs = 1;
+    }
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (err != cudaSuccess) fail_cuda(err, name, __FILE__, __LINE__);
+}
+
+}  // namespace mamba::cuda

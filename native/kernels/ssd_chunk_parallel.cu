@@ -1,0 +1,827 @@
+// Mamba-2 SSD forward (mamba_ssd), bf16 x/B/C, dstate <= 128: the chunk-parallel state-space-duality
+// algorithm on tensor cores, in two kernels.
+//
+// Chunks of kQ = 128 steps restart at every sequence start, so no chunk straddles packed sequences.
+// With acum_t the inclusive cumulative sum of dt*A inside a chunk and S the (headdim x dstate) state:
+//   state kernel, block = (sequence, head, 16 or 32 channels), walking its sequence's chunks:
+//     dt (bias, softplus, limit) and acum           -> workspace (float32, read back by the output kernel)
+//     S_in of the chunk (the state before it)         -> workspace (float16 / a power-of-two scale)
+//     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
+//     the last S -> final_states (float32)
+//   output kernel, block = (chunk, group, tile of heads of the group, 64 channels), all chunks at once:
+//     G = C B^T once for the block's heads (they share the group's B and C), float32 in shared memory
+//     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
+//               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
+// The sequential part is only the state carry, and the carry is the accumulator itself (registers):
+// the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
+// stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
+// during the current chunk's MMAs (B double-buffered).
+//
+// Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
+// inputs): bf16 x, B and C are exact MMA operands. The state update's float32 operand Xw and the
+// output's M are split into bf16 hi + lo (v = hi + lo to ~2^-17) and multiplied twice, so the states
+// follow the float32 recurrence (final states at 0.02 of their 2e-4 tolerance). C S_in^T runs in
+// float16 (11 bits): S_in divided by a power of two per (chunk, head, state block) and each C row by
+// its own (exact scalings that keep every value in float16's range; the scales are applied in float32
+// to the product, with exp(acum_t)). One bf16 rounding of M or S_in put y at 2-3.5x the bf16 test
+// tolerance after 2048 steps (a state of size ~10 cancels inside C S); as built, y is at 0.28 of it
+// (mostly the output's own rounding).
+//
+// Workspace (per chunk slot and head): S_in Pw x Nw float16 (Pw = headdim rounded up to 16, Nw = 64
+// or 128) and its scale per 16 rows, dt and acum Q floats each. Slots: batch b chunk k -> b * chunks
+// + k; packed: the chunk starting at row t0 of sequence i -> t0 / Q + i, which is one-to-one (a
+// sequence of length l starting at row r uses slots r/Q + i .. r/Q + i + ceil(l/Q) - 1 < (r + l)/Q +
+// i + 1) and below (len - 1)/Q + nseq, so no table is built and the output kernel finds its sequence
+// by a binary search over cu_seqlens. The workspace is carved with the op's other scratch before any
+// launch, so a captured graph reuses it (capture cannot allocate).
+//
+// Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs,
+// 1.31 M (step, head) pairs; one 16x16x16 MMA = 8192 FLOP):
+//   state kernel : reads x 168 MB, B 4 MB (again per head from L2); writes S_in 168 MB, dt/acum 10 MB:
+//                  ~350 MB -> 0.085 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
+//                  43 GFLOP -> ~0.11 ms at ~400 TFLOP/s of mma.sync. 1280 blocks of 8 warps, 2 per SM
+//                  (107 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
+//   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
+//                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
+//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time. 640 blocks of
+//                  16 warps and 16 heads, one per SM (~205 KB). Expected ~0.17-0.21 ms.
+//   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
+//   320 output blocks of 4 heads; ~0.05-0.08 ms (was 0.45).
+// G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
+// it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
+// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
+// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
+// one block's shared memory.
+// Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
+// build pass, two blocks per SM).
+//
+// Choices: wmma fragments over shared memory (the documented fragment API: no hand-written register
+// layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
+// +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
+// paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
+#include <mma.h>
+
+#include "ssd_chunk_parallel.cuh"
+
+namespace mamba::cuda {
+
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kSsdCpChunk = 128;  // steps per chunk (only changes rounding: chunk_size is free)
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
+using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major>;
+using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
+using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+using FragAH = wmma::fragment<wmma::matrix_a, 16, 16, 16, f16_t, wmma::row_major>;
+using FragBTH = wmma::fragment<wmma::matrix_b, 16, 16, 16, f16_t, wmma::col_major>;
+
+constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
+
+// The arguments of both kernels: the problem, the workspace views and the launch choices.
+struct SsdCpArgs {
+    SsdArgs a;
+    f16_t * states;    // [slot][head][Pw][Nw]: the state entering each chunk / its scale, float16
+    float * scales;    // [slot][head][Pw / 16]: that power-of-two scale, per 16 rows of channels
+    float * dts;       // [slot][head][Q]: processed dt (0 past the sequence end)
+    float * acums;     // [slot][head][Q]: inclusive cumulative sum of dt*A inside the chunk
+    int64_t Pw;        // headdim rounded up to 16
+    int64_t chunks;    // chunks per batch row (unpacked)
+    int64_t nseq;
+    int64_t heads_per_block, head_tiles;  // output kernel: heads of one group per block
+    bool vec_bc, vec_x, vec_zy;           // 16-byte rows of B/C, x, and z/y
+};
+
+__device__ __forceinline__ int64_t cu_at(const SsdArgs & a, int64_t i) {
+    return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                         : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+}
+
+// Workspace slot of the chunk starting at row t0 of sequence seq (see the header comment).
+__device__ __forceinline__ int64_t slot_of(const SsdCpArgs & c, int64_t seq, int64_t t0) {
+    return c.a.packed ? t0 / kSsdCpChunk + seq : seq * c.chunks + t0 / kSsdCpChunk;
+}
+
+// The inverse: the sequence, batch row and rows [t0, t_end) of a slot; false for an unused slot.
+__device__ inline bool chunk_of_slot(const SsdCpArgs & c, int64_t slot, int64_t & seq, int64_t & b, int64_t & t0, int64_t & t_end) {
+    const SsdArgs & a = c.a;
+    if (!a.packed) {
+        seq = slot / c.chunks;
+        b = seq;
+        t0 = (slot % c.chunks) * kSsdCpChunk;
+        t_end = a.len;
+        return seq < c.nseq && t0 < t_end;
+    }
+    // The last sequence i whose first slot cu[i]/Q + i is <= slot (that first slot grows with i).
+    int64_t lo = 0, hi = c.nseq - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (cu_at(a, mid) / kSsdCpChunk + mid <= slot) lo = mid;
+        else hi = mid - 1;
+    }
+    seq = lo;
+    b = 0;
+    const int64_t begin = cu_at(a, lo);
+    t0 = begin + (slot - (begin / kSsdCpChunk + lo)) * kSsdCpChunk;
+    t_end = cu_at(a, lo + 1);
+    return t0 >= begin && t0 < t_end;
+}
+
+__device__ __forceinline__ void split_bf16(float v, bf16_t & hi, bf16_t & lo) {
+    hi = __float2bfloat16_rn(v);
+    lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+}
+
+// The exponent k of a power-of-two scale with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima):
+// values times 2^-k are float16-safe and keep float16's 11 bits down to max_abs * 2^-28. Both 2^k and
+// 2^-k are exact floats (k in [-100, 114]).
+__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
+    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
+    int e = 0;
+    frexpf(max_abs, &e);  // max_abs < 2^e
+    return e - 14 < -100 ? -100 : e - 14;
+}
+
+__device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
+    float dt = raw + bias;
+    if (a.softplus) dt = softplus_f(dt);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    return dt;
+}
+
+// ---- state kernel ---------------------------------------------------------------------------------
+
+// 16-byte global -> shared copies that bypass registers (sm_80+); `valid` false writes zeros.
+__device__ __forceinline__ void cp_async16(void * dst, const void * src, bool valid) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+template <int kStatePad, int kChannelTile>
+struct SsdCpStateTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
+    static constexpr int kQ = kSsdCpChunk;
+    // State tiles (16 x 16) of the block; warp w owns the tiles of one state column tile (w % kTN), so
+    // one B fragment per k step serves all of them. One warp per tile up to 8.
+    static constexpr int kTN = kN / 16, kTP = kPT / 16;
+    static constexpr int kWarps = kTN * kTP < 8 ? kTN * kTP : 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kTileRowStep = kWarps / kTN;  // channel tiles between a warp's tiles
+    static constexpr int kTilesPerWarp = (kTP + kTileRowStep - 1) / kTileRowStep;
+    static constexpr int ldN = kN + 8;   // bf16 rows of B
+    static constexpr int ldP = kPT + 8;  // bf16 rows of x and Xw
+    // B double-buffered (the next chunk's copy lands during this chunk's MMAs); x staged raw for the
+    // next chunk while this chunk's Xw (hi, lo) is multiplied.
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t oB = 0;
+    static constexpr size_t oXraw = oB + 2 * kBBytes;
+    static constexpr size_t oXwHi = oXraw + kXBytes;
+    static constexpr size_t oXwLo = oXwHi + kXBytes;
+    static constexpr size_t oScratch = oXwLo + kXBytes;  // 16 x 16 floats per warp
+    static constexpr size_t oDt = oScratch + align128(size_t(kWarps) * 256 * 4);
+    static constexpr size_t oAcum = oDt + align128(kQ * 4);
+    static constexpr size_t oMax = oAcum + align128(kQ * 4);  // per warp: largest |state|
+    static constexpr size_t kSmemBytes = oMax + align128(kWarps * 4);
+    static_assert(kWarps % kTN == 0, "a warp's tiles share their state column tile");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ == 128, "warp 0 gives each lane 4 steps of the cumulative sum");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, TN = Tr::kTN, TP = Tr::kTP;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, TPW = Tr::kTilesPerWarp;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sXraw = reinterpret_cast<bf16_t *>(smem + Tr::oXraw);
+    bf16_t * sXwHi = reinterpret_cast<bf16_t *>(smem + Tr::oXwHi);
+    bf16_t * sXwLo = reinterpret_cast<bf16_t *>(smem + Tr::oXwLo);
+    float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
+    float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    float * scratch = reinterpret_cast<float *>(smem + Tr::oScratch) + warp * 256;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int tn = warp % TN;
+    auto tile_row = [&](int r) { return warp / TN + r * Tr::kTileRowStep; };  // channel tile of the warp's r-th tile
+
+    // The state, one accumulator per owned tile, starting at the initial state (zeros past dstate and
+    // headdim: B and x are zero there, so they stay zero).
+    FragAcc acc[TPW];
+#pragma unroll
+    for (int r = 0; r < TPW; ++r) {
+        wmma::fill_fragment(acc[r], 0.0f);
+        const int tp = tile_row(r);
+        if (tp >= TP || !a.has_init) continue;
+        for (int e = lane; e < 256; e += 32) {
+            const int64_t p = p0 + tp * 16 + e / 16, n = tn * 16 + e % 16;
+            scratch[e] = (p < a.headdim && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+        }
+        __syncwarp();
+        wmma::load_matrix_sync(acc[r], scratch, 16, wmma::mem_row_major);
+        __syncwarp();
+    }
+
+    // Loads of the chunk starting at tc: B into buffer buf and x into sXraw (cp.async on the 16-byte
+    // paths, zeros past the end), and its raw dt into warp 0's registers (4 steps per lane).
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto issue = [&](int64_t tc, int buf) {
+        const int64_t avail = t_end - tc;
+        bf16_t * dB = sB(buf);
+        if (c.vec_bc) {
+            const int n = tid % (N / 8) * 8;
+            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
+        }
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
+                const bool in = k < avail && p < a.headdim;
+                cp_async16(sXraw + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int k = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sXraw[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        cp_async_commit();
+        if (warp == 0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int k = lane * 4 + i;
+                if (k < avail) rDt[i] = a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]);
+            }
+        }
+    };
+    issue(t_begin, 0);
+
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+        {
+            // The largest |state| of the warp, for S_in's float16 scale (read after the barriers below).
+            float m = 0.0f;
+#pragma unroll
+            for (int r = 0; r < TPW; ++r) {
+                if (tile_row(r) >= TP) continue;
+#pragma unroll
+                for (int e = 0; e < acc[r].num_elements; ++e) m = fmaxf(m, fabsf(acc[r].x[e]));
+            }
+            m = warp_max(m);
+            if (lane == 0) sMax[warp] = m;
+        }
+        cp_async_wait_all();
+        __syncthreads();  // this chunk's B and x are in for every thread; the previous MMAs are done
+
+        // ---- warp 0: dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A ----
+        if (warp == 0) {
+            float dt[4], run = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
+                run += dt[i] * A;
+            }
+            float incl = run;
+#pragma unroll
+            for (int off = 1; off < 32; off *= 2) {
+                const float o = __shfl_up_sync(0xffffffffu, incl, off);
+                if (lane >= off) incl += o;
+            }
+            float acum = incl - run;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acum += dt[i] * A;
+                sDt[lane * 4 + i] = dt[i];
+                sAcum[lane * 4 + i] = acum;
+            }
+        }
+        __syncthreads();
+
+        // ---- Xw = x dt exp(acum_end - acum), split into hi + lo; dt, acum and S_in out ----
+        const float acum_end = sAcum[Q - 1];
+        for (int i = tid; i < Q * (PT / 8); i += NT) {
+            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
+            const float w = sDt[s] * __expf(acum_end - sAcum[s]);
+            const uint4 raw = *reinterpret_cast<const uint4 *>(sXraw + s * ldP + pp);
+            const bf16_t * xe = reinterpret_cast<const bf16_t *>(&raw);
+            __align__(16) bf16_t hi[8];
+            __align__(16) bf16_t lo[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) split_bf16(__bfloat162float(xe[e]) * w, hi[e], lo[e]);
+            *reinterpret_cast<uint4 *>(sXwHi + s * ldP + pp) = *reinterpret_cast<const uint4 *>(hi);
+            *reinterpret_cast<uint4 *>(sXwLo + s * ldP + pp) = *reinterpret_cast<const uint4 *>(lo);
+        }
+        if (blockIdx.x == 0 && tid < Q) {
+            const int64_t at = (slot * a.heads + h) * Q + tid;
+            c.dts[at] = sDt[tid];
+            c.acums[at] = sAcum[tid];
+        }
+        // The state entering this chunk, float16 after a power-of-two scale shared by the block (lane:
+        // row lane/2, 8 states). Exact scaling; float16 keeps 11 bits (bf16 8: not enough, see above).
+        float block_max = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Tr::kWarps; ++w) block_max = fmaxf(block_max, sMax[w]);
+        const int scale_exp = f16_scale_exponent(block_max);
+        const float scale = ldexpf(1.0f, scale_exp), inv_scale = ldexpf(1.0f, -scale_exp);
+        if (tid < TP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = scale;
+#pragma unroll
+        for (int r = 0; r < TPW; ++r) {
+            const int tp = tile_row(r);
+            if (tp >= TP || p0 + tp * 16 >= c.Pw) continue;
+            wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
+            __syncwarp();
+            const int row = lane / 2, col = lane % 2 * 8;
+            __align__(16) f16_t v[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) v[e] = __float2half_rn(scratch[row * 16 + col + e] * inv_scale);
+            const int64_t p = p0 + tp * 16 + row;
+            *reinterpret_cast<uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + tn * 16 + col) = *reinterpret_cast<const uint4 *>(v);
+            __syncwarp();
+        }
+        __syncthreads();  // Xw is complete and sXraw free
+        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);  // the other B buffer was last read by the previous MMAs
+
+        // ---- S <- exp(acum_end) S + XwHi^T B + XwLo^T B ----
+        const float decay = __expf(acum_end);
+#pragma unroll
+        for (int r = 0; r < TPW; ++r)
+#pragma unroll
+            for (int e = 0; e < acc[r].num_elements; ++e) acc[r].x[e] *= decay;
+        const bf16_t * cB = sB(buf);
+#pragma unroll 2
+        for (int k = 0; k < Q / 16; ++k) {
+            FragB fb;
+            wmma::load_matrix_sync(fb, cB + 16 * k * ldN + 16 * tn, ldN);
+#pragma unroll
+            for (int r = 0; r < TPW; ++r) {
+                const int tp = tile_row(r);
+                if (tp >= TP) continue;
+                FragAT whi, wlo;  // Xw^T (p, s) = Xw[s][p]: column-major from Xw's rows
+                wmma::load_matrix_sync(whi, sXwHi + 16 * k * ldP + 16 * tp, ldP);
+                wmma::load_matrix_sync(wlo, sXwLo + 16 * k * ldP + 16 * tp, ldP);
+                wmma::mma_sync(acc[r], whi, fb, acc[r]);
+                wmma::mma_sync(acc[r], wlo, fb, acc[r]);
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
+
+    // The final state, float32 (initial and final states may alias: each element is read above and
+    // written here by the same warp).
+    if (a.has_fin) {
+#pragma unroll
+        for (int r = 0; r < TPW; ++r) {
+            const int tp = tile_row(r);
+            if (tp >= TP) continue;
+            wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int64_t p = p0 + tp * 16 + e / 16, n = tn * 16 + e % 16;
+                if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = scratch[e];
+            }
+            __syncwarp();
+        }
+    }
+}
+
+// ---- output kernel --------------------------------------------------------------------------------
+
+template <int kStatePad>
+struct SsdCpOutputTraits {
+    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kPT = 64;        // channels per block
+    static constexpr int kWarps = 16;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kTQ = kQ / 16, kTC = kPT / 16;  // row and column tiles of y
+    static constexpr int kTri = kTQ * (kTQ + 1) / 2;     // 16 x 16 tiles on and below the diagonal
+    static constexpr int ldN = kN + 8;    // 16-bit rows of C, B, S_in
+    static constexpr int ldP = kPT + 8;   // bf16 rows of x
+    static constexpr int ldPf = kPT + 4;  // float rows of y
+    static constexpr int ldGt = 20;       // float rows of one G tile
+    static constexpr int ldMt = 24;       // bf16 rows of one M tile
+    // G and M keep only the tiles on and below the diagonal, packed (tile (i, j) at i (i + 1) / 2 + j).
+    static constexpr size_t kBBytes = size_t(kQ) * ldN * 2, kYBytes = size_t(kQ) * ldPf * 4;
+    static constexpr size_t kMBytes = align128(size_t(kTri) * 16 * ldMt * 2);
+    static constexpr size_t kSBytes = align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t oC = 0;
+    static constexpr size_t oBY = oC + align128(size_t(kQ) * ldN * 2);  // B while G is formed, then y
+    static constexpr size_t oG = oBY + align128(kBBytes > kYBytes ? kBBytes : kYBytes);
+    static constexpr size_t oM = oG + align128(size_t(kTri) * 16 * ldGt * 4);  // M hi, then M lo
+    static constexpr size_t oX = oM + 2 * kMBytes;
+    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);  // S_in (float16)
+    static constexpr size_t oDt = oS + kSBytes;
+    static constexpr size_t oAcum = oDt + align128(kQ * 4);
+    static constexpr size_t oEacum = oAcum + align128(kQ * 4);
+    static constexpr size_t oCscale = oEacum + align128(kQ * 4);
+    static constexpr size_t oSscale = oCscale + align128(kQ * 4);
+    static constexpr size_t kSmemBytes = oSscale + align128(kTC * 4);
+    static constexpr int kVecBC = kQ * (kN / 8) / kThreads;   // uint4 of C (and of B) per thread
+    static constexpr int kVecX = kQ * (kPT / 8) / kThreads;   // uint4 of x per thread
+    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in per thread
+    static constexpr int kEpi = kQ * (kPT / 8) / kThreads;    // groups of 8 outputs per thread
+    static_assert(kWarps == (kTQ / 2) * kTC, "each warp owns the row tiles i and kTQ-1-i of one column tile");
+    static_assert(kQ * (kN / 8) % kThreads == 0 && kQ * (kPT / 8) % kThreads == 0 && kPT * (kN / 8) % kThreads == 0, "whole rounds");
+    static_assert(kQ <= kThreads, "one thread per step for dt");
+    static_assert(kSmemBytes <= 227 * 1024, "fits the shared memory of an H100/H200 block");
+};
+
+__device__ __forceinline__ int tri_index(int i, int j) { return i * (i + 1) / 2 + j; }
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, NW = Tr::kWarps, TQ = Tr::kTQ, TC = Tr::kTC;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, ldPf = Tr::ldPf, ldGt = Tr::ldGt, ldMt = Tr::ldMt;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);   // [Q][ldN]
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oBY);  // [Q][ldN], until G is formed
+    float * sY = reinterpret_cast<float *>(smem + Tr::oBY);    // [Q][ldPf], afterwards
+    float * sG = reinterpret_cast<float *>(smem + Tr::oG);     // [kTri][16][ldGt]
+    bf16_t * sMHi = reinterpret_cast<bf16_t *>(smem + Tr::oM);  // [kTri][16][ldMt]
+    bf16_t * sMLo = reinterpret_cast<bf16_t *>(smem + Tr::oM + Tr::kMBytes);
+    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);   // [Q][ldP]
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);  // C / its row scale as float16, once G is formed
+    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);     // [PT][ldN]: S_in / scale, rows p
+    float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
+    float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
+    float * sEacum = reinterpret_cast<float *>(smem + Tr::oEacum);  // exp(acum) * C row scale
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    float * sSscale = reinterpret_cast<float *>(smem + Tr::oSscale);  // per 16 channels
+
+    int64_t seq, b, t0, t_end;
+    const int64_t slot = blockIdx.x;
+    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
+    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
+    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
+    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
+    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const uint4 none = make_uint4(0u, 0u, 0u, 0u);
+
+    // ---- C and B of the chunk (zeros past the end and past dstate) ----
+    if (c.vec_bc) {
+#pragma unroll
+        for (int r = 0; r < Tr::kVecBC; ++r) {
+            const int i = tid + r * NT;
+            const int k = i / (N / 8), n = i % (N / 8) * 8;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            *reinterpret_cast<uint4 *>(sC + k * ldN + n) = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
+            *reinterpret_cast<uint4 *>(sB + k * ldN + n) = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
+        }
+    } else {
+        for (int i = tid; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+
+    // Register prefetch of one head's x (16-byte path), S_in and its scales, dt and acum.
+    uint4 rX[Tr::kVecX], rS[Tr::kVecS];
+    float rDt = 0.0f, rAc = 0.0f, rScale = 1.0f;
+    auto fetch = [&](int64_t h) {
+        if (c.vec_x) {
+#pragma unroll
+            for (int r = 0; r < Tr::kVecX; ++r) {
+                const int i = tid + r * NT;
+                const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
+                const int64_t p = p0 + pp;
+                rX[r] = (s < steps && p < a.headdim) ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p) : none;
+            }
+        }
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
+#pragma unroll
+        for (int r = 0; r < Tr::kVecS; ++r) {
+            const int i = tid + r * NT;
+            const int pp = i / (N / 8), n = i % (N / 8) * 8;
+            rS[r] = p0 + pp < a.headdim ? *reinterpret_cast<const uint4 *>(S + pp * N + n) : none;
+        }
+        if (tid < TC) rScale = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
+        if (tid < Q) {
+            rDt = c.dts[(slot * a.heads + h) * Q + tid];
+            rAc = c.acums[(slot * a.heads + h) * Q + tid];
+        }
+    };
+    fetch(h_first);
+    __syncthreads();
+
+    // ---- G = C B^T, the tiles on and below the diagonal (M is zero above it) ----
+    for (int idx = warp; idx < TQ * TQ; idx += NW) {
+        const int i = idx / TQ, j = idx % TQ;
+        if (j > i) continue;
+        FragAcc acc;
+        wmma::fill_fragment(acc, 0.0f);
+#pragma unroll 2
+        for (int k = 0; k < N / 16; ++k) {
+            FragA fc;
+            FragBT fbt;  // B^T (n, s) = sB[s][n]
+            wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
+            wmma::load_matrix_sync(fbt, sB + 16 * j * ldN + 16 * k, ldN);
+            wmma::mma_sync(acc, fc, fbt, acc);
+        }
+        wmma::store_matrix_sync(sG + tri_index(i, j) * 16 * ldGt, acc, ldGt, wmma::mem_row_major);
+    }
+    __syncthreads();  // G no longer reads C and B
+
+    // ---- C as float16 in place, each row divided by a power of two (its scale joins exp(acum)) ----
+    for (int row = warp; row < Q; row += NW) {
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float scale = ldexpf(1.0f, scale_exp), inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[row] = scale;
+    }
+    __syncthreads();  // the row scales are read by the staging below
+
+    const int col_tile = warp % TC, row_pair = warp / TC;
+    for (int j = 0; j < nh; ++j) {
+        const int64_t h = h_first + j;
+
+        // ---- stage x, S_in, dt, acum of head h; read its z for the epilogue ----
+        if (c.vec_x) {
+#pragma unroll
+            for (int r = 0; r < Tr::kVecX; ++r) {
+                const int i = tid + r * NT;
+                *reinterpret_cast<uint4 *>(sX + (i / (PT / 8)) * ldP + i % (PT / 8) * 8) = rX[r];
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int s = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < Tr::kVecS; ++r) {
+            const int i = tid + r * NT;
+            *reinterpret_cast<uint4 *>(sS + (i / (N / 8)) * ldN + i % (N / 8) * 8) = rS[r];
+        }
+        if (tid < TC) sSscale[tid] = rScale;
+        if (tid < Q) {
+            sDt[tid] = rDt;
+            sAcum[tid] = rAc;
+            sEacum[tid] = __expf(rAc) * sCscale[tid];
+        }
+        // z of head h on the 16-byte path, read now so that its latency overlaps the MMAs (other
+        // layouts read it in the epilogue).
+        uint4 rZ[Tr::kEpi];
+#pragma unroll
+        for (int r = 0; r < Tr::kEpi; ++r) {
+            const int i = tid + r * NT;
+            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
+            const bool in = a.has_z && c.vec_zy && s < steps && p0 + pp < a.headdim;
+            rZ[r] = in ? *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p0 + pp) : none;
+        }
+        __syncthreads();
+        if (j + 1 < nh) fetch(h + 1);
+
+        // ---- M = G * exp(acum_t - acum_s) * dt_s on and below the diagonal, as bf16 hi + lo ----
+        for (int idx = tid; idx < Tr::kTri * 256; idx += NT) {
+            const int tile = idx / 256, e = idx % 256;
+            int ti = 0;
+            while ((ti + 1) * (ti + 2) / 2 <= tile) ++ti;
+            const int tj = tile - ti * (ti + 1) / 2;
+            const int t = 16 * ti + e / 16, s = 16 * tj + e % 16;
+            const float v = s <= t ? sG[tile * 16 * ldGt + (e / 16) * ldGt + e % 16] * __expf(sAcum[t] - sAcum[s]) * sDt[s] : 0.0f;
+            split_bf16(v, sMHi[tile * 16 * ldMt + (e / 16) * ldMt + e % 16], sMLo[tile * 16 * ldMt + (e / 16) * ldMt + e % 16]);
+        }
+        __syncthreads();
+
+        // ---- y tiles: exp(acum_t) (C S_in^T), then + M X; warp: row tiles i and TQ-1-i of one column ----
+#pragma unroll 1
+        for (int half = 0; half < 2; ++half) {
+            const int i = half == 0 ? row_pair : TQ - 1 - row_pair;
+            FragAcc acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll 2
+            for (int k = 0; k < N / 16; ++k) {
+                FragAH fc;
+                FragBTH fs;  // S_in^T (n, p) = sS[p][n]
+                wmma::load_matrix_sync(fc, sC16 + 16 * i * ldN + 16 * k, ldN);
+                wmma::load_matrix_sync(fs, sS + 16 * col_tile * ldN + 16 * k, ldN);
+                wmma::mma_sync(acc, fc, fs, acc);
+            }
+            float * tile = sY + 16 * i * ldPf + 16 * col_tile;
+            wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
+            __syncwarp();
+            const float col_scale = sSscale[col_tile];
+#pragma unroll
+            for (int m = 0; m < 8; ++m) {
+                const int e = lane + 32 * m;
+                tile[(e / 16) * ldPf + e % 16] *= sEacum[16 * i + e / 16] * col_scale;
+            }
+            __syncwarp();
+            wmma::load_matrix_sync(acc, tile, ldPf, wmma::mem_row_major);
+            for (int jj = 0; jj <= i; ++jj) {
+                FragA mhi, mlo;
+                FragB fx;
+                wmma::load_matrix_sync(mhi, sMHi + tri_index(i, jj) * 16 * ldMt, ldMt);
+                wmma::load_matrix_sync(mlo, sMLo + tri_index(i, jj) * 16 * ldMt, ldMt);
+                wmma::load_matrix_sync(fx, sX + 16 * jj * ldP + 16 * col_tile, ldP);
+                wmma::mma_sync(acc, mhi, fx, acc);
+                wmma::mma_sync(acc, mlo, fx, acc);
+            }
+            wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
+        }
+        __syncthreads();
+
+        // ---- epilogue: + D x, gate, store ----
+#pragma unroll
+        for (int r = 0; r < Tr::kEpi; ++r) {
+            const int i = tid + r * NT;
+            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
+            if (s >= steps || p0 + pp >= a.headdim) continue;
+            float out[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int64_t p = p0 + pp + e;
+                float v = sY[s * ldPf + pp + e];
+                if (a.has_D && p < a.headdim) v += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[s * ldP + pp + e]);
+                if (a.has_z) {
+                    const float zv = c.vec_zy ? __bfloat162float(reinterpret_cast<const bf16_t *>(&rZ[r])[e])
+                                     : p < a.headdim ? a.z.load(b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
+                    v *= silu_f(zv);
+                }
+                out[e] = v;
+            }
+            const int64_t row = b * a.y_s[0] + (t0 + s) * a.y_s[1] + h * a.y_s[2];
+            if (c.vec_zy) {
+                __align__(16) bf16_t v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(out[e]);
+                *reinterpret_cast<uint4 *>(reinterpret_cast<bf16_t *>(a.y.p) + row + p0 + pp) = *reinterpret_cast<const uint4 *>(v);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int64_t p = p0 + pp + e;
+                    if (p < a.headdim) a.y.store(row + p * a.y_s[3], out[e]);
+                }
+            }
+        }
+        __syncthreads();  // the next head restages x, S_in, M and y
+    }
+}
+
+// ---- host side -------------------------------------------------------------------------------------
+
+int64_t slot_count(const SsdCpShape & s) {
+    if (s.len == 0) return 0;
+    return s.packed ? (s.len - 1) / kSsdCpChunk + s.nseq : s.nseq * ceil_div(s.len, kSsdCpChunk);
+}
+int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
+
+// Bytes of each workspace part, in carving order.
+struct SsdCpWorkspace {
+    size_t states, scales, dts, acums;
+    explicit SsdCpWorkspace(const SsdCpShape & s) {
+        const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
+        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2;
+        scales = pairs * size_t(ceil_div(s.headdim, 16)) * 4;
+        dts = acums = pairs * kSsdCpChunk * 4;
+    }
+};
+
+template <class Tr, class Kernel>
+void set_smem(Kernel kernel) {
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+}
+
+template <int kN, int kPT>
+void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
+    using Tr = SsdCpStateTraits<kN, kPT>;
+    const auto kernel = ssd_cp_state_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
+}
+
+template <int kN>
+void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpOutputTraits<kN>;
+    const auto kernel = ssd_cp_output_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_kernel");
+}
+
+template <int kN>
+void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
+    // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
+    // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
+    const int64_t pairs = c.nseq * c.a.heads;
+    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
+    else launch_state<kN, 16>(ctx, c);
+    if (slots == 0) return;
+    // Output kernel (one block per SM): the most heads per block (G formed the fewest times) that
+    // still leave two blocks per SM to balance the tail.
+    const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
+    c.heads_per_block = 1;
+    for (int64_t cand : {16, 8, 4, 2}) {
+        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * int64_t(sms)) {
+            c.heads_per_block = cand;
+            break;
+        }
+    }
+    c.head_tiles = ceil_div(hpg, c.heads_per_block);
+    launch_output<kN>(ctx, c, slots);
+}
+
+}  // namespace
+
+SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
+    SsdCpPlan plan;
+    if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
+    if (slot_count(s) > int64_t(0x7fffffff)) return plan;
+    const CudaState & st = state_of(ctx);
+    const size_t need = s.dstate <= 64 ? SsdCpOutputTraits<64>::kSmemBytes : SsdCpOutputTraits<128>::kSmemBytes;
+    if (need > size_t(st.max_smem_per_block) || SsdCpStateTraits<128, 32>::kSmemBytes > size_t(st.max_smem_per_block)) return plan;
+    const SsdCpWorkspace w(s);
+    WorkspaceCarver carver;
+    carver.add(w.states);
+    carver.add(w.scales);
+    carver.add(w.dts);
+    carver.add(w.acums);
+    plan.use = true;
+    plan.workspace_bytes = size_t(carver.add(0));
+    return plan;
+}
+
+void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq, char * workspace) {
+    const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate};
+    const SsdCpWorkspace w(s);
+    SsdCpArgs c{};
+    c.a = a;
+    auto round256 = [](size_t v) { return (v + 255) / 256 * 256; };
+    c.states = reinterpret_cast<f16_t *>(workspace);
+    c.scales = reinterpret_cast<float *>(workspace + round256(w.states));
+    c.dts = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales));
+    c.acums = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales) + round256(w.dts));
+    c.Pw = ceil_div(a.headdim, 16) * 16;
+    c.chunks = ceil_div(a.len, kSsdCpChunk);
+    c.nseq = nseq;
+    // 16-byte accesses need 16-byte aligned rows: unit last stride, the other strides and the extent
+    // multiples of 8 elements, an aligned base.
+    auto rows_of_8 = [](const AnyPtr & t, const int64_t * st, int outer, int64_t extent) {
+        bool ok = t.dtype == int(DType::BF16) && (reinterpret_cast<uintptr_t>(t.p) & 15u) == 0 && st[outer] == 1 && extent % 8 == 0;
+        for (int i = 0; i < outer; ++i) ok = ok && st[i] % 8 == 0;
+        return ok;
+    };
+    c.vec_bc = rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate);
+    c.vec_x = rows_of_8(a.x, a.x_s, 3, a.headdim);
+    c.vec_zy = rows_of_8(a.y, a.y_s, 3, a.headdim) && (!a.has_z || rows_of_8(a.z, a.z_s, 3, a.headdim));
+    const int sms = state_of(ctx).multiprocessors > 0 ? state_of(ctx).multiprocessors : 1;
+    const int64_t slots = slot_count(s);
+    if (a.dstate <= 64) run_padded<64>(ctx, c, slots, sms);
+    else run_padded<128>(ctx, c, slots, sms);
+}
+
+}  // namespace mamba::cuda

@@ -1,0 +1,26 @@
+// Entry points of the chunk-parallel Mamba-2 SSD forward (ssd_chunk_parallel.cu).
+#pragma once
+
+#include "ssd_chunked.cuh"
+
+namespace mamba::cuda {
+
+// What the dispatch knows before the kernel arguments are built: enough to plan the workspace.
+struct SsdCpShape {
+    bool bf16_xbc;  // x, B and C all bfloat16
+    bool packed;
+    int64_t len, nseq, heads, headdim, dstate;
+};
+
+// Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
+// its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
+struct SsdCpPlan {
+    bool use = false;
+    size_t workspace_bytes = 0;
+};
+SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
+
+// Runs the problem planned above; `workspace` holds plan.workspace_bytes (null when that is 0).
+void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq, char * workspace);
+
+}  // namespace mamba::cuda
