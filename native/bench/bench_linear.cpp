@@ -3,6 +3,7 @@
 // "stream read" row, the read bandwidth of the same machine in the same run. Prefill cases report TFLOP/s.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -196,6 +197,71 @@ mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 1024
     return linear_case(b, bytes, flops, 2048, 10240, 2560, mb::kBF16, mb::kF32, false);
 });
 
-const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), true);
+// The CUDA GEMV kernels side by side (gemv.cu; MAMBA_CUDA_GEMV_VARIANT forces one, "default" is the
+// library's own choice) at the decode shapes of mamba-2.8b and mamba2-2.7b, bfloat16 W, float32 x and y.
+// Each case replays a captured graph of back-to-back calls cycling through copies of W (cold: ~4x the
+// H200's L2), as a captured decode step runs them: the time has no host enqueue in it, unlike the
+// per-call "linear gemv" cases above, where a call's enqueue (several us) adds to every timing. The floor
+// is the weight bytes over the copy bandwidth ("% copy").
+constexpr double kGraphColdBytes = 192.0 * (1 << 20);
+
+std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & flops, int64_t rows, int64_t out, int64_t in, const std::string & variant) {
+    if (!b.on_cuda()) return {};
+    const double weight_bytes = double(out * in) * 2;
+    const int copies = std::max(1, int(kGraphColdBytes / weight_bytes + 0.999));
+    const int calls = std::max(copies, 8);
+    std::vector<mamba_linear_args> args;
+    DLTensor * x = b.tensor({rows, in}, mb::kF32);
+    DLTensor * y = b.tensor({rows, out}, mb::kF32);
+    for (int c = 0; c < copies; ++c) {
+        mamba_linear_args a{};
+        a.x = x;
+        a.weight = b.tensor({out, in}, mb::kBF16, -0.05, 0.05);
+        a.y = y;
+        args.push_back(a);
+    }
+    if (variant == "default") unsetenv("MAMBA_CUDA_GEMV_VARIANT");
+    else setenv("MAMBA_CUDA_GEMV_VARIANT", variant.c_str(), 1);
+    for (const mamba_linear_args & a : args) mb::check(mamba_linear(b.ctx(), &a), "mamba_linear");  // kernels loaded
+    mb::check(mamba_graph_capture_begin(b.ctx()), "mamba_graph_capture_begin");
+    for (int c = 0; c < calls; ++c) mb::check(mamba_linear(b.ctx(), &args[size_t(c % copies)]), "mamba_linear");
+    mamba_graph * raw = nullptr;
+    mb::check(mamba_graph_capture_end(b.ctx(), &raw), "mamba_graph_capture_end");
+    unsetenv("MAMBA_CUDA_GEMV_VARIANT");
+    std::shared_ptr<mamba_graph> graph(raw, mamba_graph_free);
+    bytes = double(calls) * (weight_bytes + double(rows * (in + out)) * 4);
+    flops = double(calls) * 2.0 * double(rows) * double(out) * double(in);
+    return [&b, graph] { mb::check(mamba_graph_launch(b.ctx(), graph.get()), "mamba_graph_launch"); };
+}
+
+struct ModelShape {
+    const char * model;
+    int64_t out, in;
+    const char * what;
+};
+const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"},
+                                       {"mamba-2.8b", 2560, 5120, " (out_proj, also mamba2-2.7b)"},
+                                       {"mamba-2.8b", 192, 5120, " (x_proj)"},
+                                       {"mamba-2.8b", 5120, 160, " (dt_proj)"},
+                                       {"mamba-2.8b", 50280, 2560, " (lm head)"},
+                                       {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
+const char * const kGemvVariantNames[] = {"default", "tiled", "warp", "warp_stream", "warp_deep", "warp_prefetch"};
+
+void register_gemv_graph_cases() {
+    auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {
+        const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
+                                 " rows=" + std::to_string(rows) + " v=" + variant;
+        mb::Register(name, [s, rows, variant](mb::Bench & b, double & bytes, double & flops) {
+            return gemv_graph_case(b, bytes, flops, rows, s.out, s.in, variant);
+        });
+    };
+    for (const ModelShape & s : kGemvGraphShapes)
+        for (const char * v : kGemvVariantNames) add(s, 1, v);
+    // Batched decode: the row counts where the default switches from the warp kernel to the tiled one.
+    for (int64_t rows : {2, 4, 8, 16})
+        for (const char * v : kGemvVariantNames) add(kGemvGraphShapes[0], rows, v);
+}
+
+const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), register_gemv_graph_cases(), true);
 
 }  // namespace

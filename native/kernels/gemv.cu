@@ -2,22 +2,67 @@
 // float32 / float16 / bfloat16 for x, W, bias and y, float32 accumulation, y rounded once.
 //
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
-// so the kernel is built to stream W from HBM exactly once at full bandwidth:
-// - W is read with 16-byte loads (8 bf16/f16 or 4 f32 elements), kUnroll x kRowsPerWarp of them in flight
-//   per lane before any arithmetic; a misaligned W (pointer or row stride) or the tail of a row not a
-//   multiple of the vector takes element loads (kVec = false instantiation, or the last vector only).
-// - x is converted to float32 once per block into shared memory, in tiles of kTileK columns (32 KB),
-//   and read back with float4 loads; every x element read from shared memory serves kRowsPerWarp rows of W.
-//   The first W loads of a tile are issued before x is staged (they do not need it). x and y are only
-//   rows*(in + out) elements, so their dtype is a run-time switch (once per tile for x, AnyPtr for y),
-//   which keeps the instantiations to W dtype x row bucket x vector flag.
-// - A warp owns kRowsPerWarp (4) outputs and a slice of the columns; a block has 8 warps, split as
-//   warps_n (output groups) x warps_k (column slices). warps_n is chosen at launch so that there are at
-//   least one or two blocks per SM (N = 768 gives 192 blocks of 4 outputs, each output's columns shared by 8
-//   warps); column slices are reduced through shared memory, then bias is added and y stored once.
-// - Rows (M) are a compile-time bucket (1, 2, 4, 8, 16) so that the accumulators stay in registers.
+// so both kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
+// call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT forces one, for the benchmark and the tests):
+//
+// Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
+// bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
+// the kernels aim for 2-4x that. mamba-2.8b in_proj (10240x2560 bf16, 52 MB) lasts 12.5 us at copy speed,
+// out_proj (2560x5120, 26 MB) 6.2 us: a serial round trip (~1 us) before the first FMA, or a tail where
+// few SMs still load, costs 10-15% each at these sizes.
+//
+// 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows): no shared-memory staging of x.
+//   - A group of lanes_per_row (4..32) lanes owns kRowsPerGroup (1-2) outputs; warps_k warps split one
+//     group's columns (interleaved 16-byte vectors), so that short rows (dt_proj: 160 columns = 20
+//     vectors) do not idle lanes and few outputs (x_proj: 192) still spread over the SMs. The host plan
+//     (plan_warp_gemv) picks lanes_per_row so a lane has >= 4 vectors per row where possible, and raises
+//     warps_k while the grid has fewer than 32 warps per SM.
+//   - W: each lane keeps two batches of kUnroll vectors x kRowsPerGroup rows in registers and refills one
+//     while FMAs consume the other (register double buffering): 2*4*2 = 16 loads of 16 B per lane, 8 KB
+//     per warp in flight; 2 blocks of 8 warps per SM -> up to 128 KB per SM, 4x the bandwidth-latency
+//     product, so that the ramp (first loads) and the tail (last blocks) still see enough bytes in flight.
+//     (~124 registers per thread at one row: 2 blocks of 256 threads per SM.) in_proj: a lane's 10
+//     vectors per row take 2 round trips (16 loads, then 4); out_proj (4 warps per output pair): 5 vectors
+//     per row, one round trip.
+//   - W loads that stream past L1 (ld.global.nc.L1::no_allocate), so L1 keeps x; x (rows*in elements,
+//     L2-resident) is read with 16-byte __ldg loads straight from the FMA loop: no __syncthreads and no
+//     staging round trip before the first FMA. Every x vector read serves kRowsPerGroup W rows; at 1-2
+//     rows that is 2-4 B of L1 traffic per B of W, well under L1's bandwidth. With more rows the x
+//     traffic grows with the row count, so the tiled kernel (x reused by 4 W rows) stays the default there.
+//   - Many small blocks (640 for in_proj and out_proj, 264 resident at a time, 2.4 turnovers) rather than
+//     one persistent wave with a static share per warp (10240 outputs over 132 x 16 warps would give some
+//     warps 5 output pairs and others 4: a 20% tail): the block scheduler refills SMs as blocks finish, so
+//     the tail is about one block's lifetime at a fraction of the SMs, with 64 KB still in flight per block.
+//   - Column splits (warps_k > 1) are reduced through shared memory once per block; lane groups by
+//     shuffles. The bias is added and y stored once.
+// 2. "tiled" kernel (gemv_tiled_kernel, default beyond 2 rows; the first version of this file):
+//   - x is converted to float32 once per block into shared memory, in tiles of kTileK columns (32 KB),
+//     and read back with float4 loads; every x element read from shared memory serves kRowsPerWarp (4)
+//     rows of W. The first W loads of a tile are issued before x is staged (they do not need it).
+//   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
+//     groups) x warps_k (column slices), reduced through shared memory.
+//   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
+//
+// Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
+// element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
+// (1, 2, 4, 8, 16) so that the accumulators stay in registers; x and y dtypes are run-time switches (they
+// are rows*(in + out) elements), which keeps the instantiations to W dtype x row bucket x vector flag.
+//
+// Variants of the warp kernel (GemvVariant; the benchmark runs each, "gemv graph ... v=<name>"):
+//   warp          kRowsPerGroup 2, kUnroll 4, W through L1 (__ldg)           16 loads/lane in flight
+//   warp_stream   kRowsPerGroup 2, kUnroll 4, W with L1::no_allocate          16 loads/lane (default)
+//   warp_deep     kRowsPerGroup 1, kUnroll 8, W with L1::no_allocate          16 loads/lane, 1 row: more
+//                                                                              warps (10240 for in_proj)
+//   warp_prefetch warp_stream plus an L2::256B prefetch hint on each W load
+//
+// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, waiting at the top as the contract
+// there asks (any tensor, weights included, may be the previous op's output). x is first read at the
+// marked dependency point, after the first W loads: were weights known constant, the wait could move there.
 #include "gemv.cuh"
 #include "launch.cuh"
+
+#include <cstdlib>
+#include <cstring>
 
 namespace mamba::cuda {
 
@@ -27,12 +72,52 @@ struct GemvArgs {
     AnyPtr x, bias, y;
     const void * w;
     int64_t x_s0, x_s1, ldw, bias_s, y_s0, y_s1;
-    int rows, in, out, warps_n;
+    int rows, in, out;
+    int warps_n;        // output groups per block (tiled: warps of 4 outputs; warp kernel: warps_k-warp teams)
+    int warps_k;        // warp kernel: warps that split one lane group's columns
+    int lanes_per_row;  // warp kernel: lanes (4..32, a power of two) that split one output's columns
     bool has_bias;
+    bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
+    bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
 };
 
+// How a W vector is loaded: through L1 (__ldg), past L1 (W is read once, L1 keeps x), or past L1 with a
+// hint to fetch the whole 256-byte L2 line pair from HBM.
+constexpr int kLoadThroughL1 = 0, kLoadStream = 1, kLoadStreamPrefetch = 2;
+
+template <int kLoad>
+__device__ __forceinline__ uint4 load_w16(const void * p) {
+    if constexpr (kLoad == kLoadThroughL1) {
+        return __ldg(reinterpret_cast<const uint4 *>(p));
+    } else if constexpr (kLoad == kLoadStream) {
+        uint4 v;
+        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+        return v;
+    } else {
+        uint4 v;
+        asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+        return v;
+    }
+}
+
+// One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero. 16-byte
+// loads need both the compile-time (Tr::kVec) and the run-time (vec) permission.
+template <class Tr>
+__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in, bool vec = true) {
+    using TW = typename Tr::W;
+    if (Tr::kVec && vec && k + Tr::kVecElems <= in) return load_w16<Tr::kLoad>(row + k);
+    uint4 raw = make_uint4(0u, 0u, 0u, 0u);
+    TW * e = reinterpret_cast<TW *>(&raw);
+#pragma unroll
+    for (int i = 0; i < Tr::kVecElems; ++i)
+        if (k + i < in) e[i] = row[k + i];
+    return raw;
+}
+
+// ---- tiled kernel ----
+
 template <class TW, int kRowBucket, bool kVecLoads>
-struct GemvTraits {
+struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
     static constexpr bool kVec = kVecLoads;           // W pointer and row stride allow 16-byte loads
@@ -41,22 +126,10 @@ struct GemvTraits {
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
     static constexpr int kVecElems = 16 / int(sizeof(TW));
     static constexpr int kUnroll = 2;                 // vectors per lane and row loaded before the FMAs
+    static constexpr int kLoad = kLoadThroughL1;
     static constexpr int kTileK = 8192 / kRows;       // x tile columns: kRows * kTileK floats = 32 KB
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
 };
-
-// One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero.
-template <class Tr>
-__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in) {
-    using TW = typename Tr::W;
-    if (Tr::kVec && k + Tr::kVecElems <= in) return __ldg(reinterpret_cast<const uint4 *>(row + k));
-    uint4 raw = make_uint4(0u, 0u, 0u, 0u);
-    TW * e = reinterpret_cast<TW *>(&raw);
-#pragma unroll
-    for (int i = 0; i < Tr::kVecElems; ++i)
-        if (k + i < in) e[i] = row[k + i];
-    return raw;
-}
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
 // tile_padded. Typed loads, four per thread issued before their stores, so that a thread waits for one
@@ -84,7 +157,7 @@ __device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0,
 }
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     __shared__ __align__(16) float xs[M * T];
@@ -128,6 +201,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
+        // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
+        // kernel on why the PDL wait stays at the top)
         switch (a.x.dtype) {
             case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
@@ -189,25 +264,320 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_kernel(GemvArgs a) {
     }
 }
 
-template <class TW, int kRows>
-void launch_gemv_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
-    if (vec) {
-        using Tr = GemvTraits<TW, kRows, true>;
-        launch_kernel(ctx, "gemv_kernel", true, gemv_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+// ---- warp kernel ----
+
+template <class TW, int kRowBucket, int kRowsPerGroupV, int kUnrollV, int kLoadV>
+struct WarpGemvTraits {
+    using W = TW;
+    static constexpr int kRows = kRowBucket;        // accumulator rows (1, 2 or 4; x rows beyond `rows` are skipped)
+    static constexpr bool kVec = true;              // 16-byte W loads where GemvArgs::w_vec allows (a uniform branch)
+    static constexpr int kMaxWarps = 8;             // blocks of 2, 4 or 8 warps (plan_warp_gemv)
+    static constexpr int kMaxThreads = 32 * kMaxWarps;
+    static constexpr int kMinLanesPerRow = 4;
+    static constexpr int kRowsPerGroup = kRowsPerGroupV;  // outputs a lane group owns
+    static constexpr int kUnroll = kUnrollV;        // vectors per lane and row in one of the two batches
+    static constexpr int kLoad = kLoadV;
+    static constexpr int kVecElems = 16 / int(sizeof(TW));
+    // Outputs of one warp at most (8 lane groups of 4 lanes), for the shared-memory column reduction.
+    static constexpr int kMaxRowsPerWarp = 32 / kMinLanesPerRow * kRowsPerGroup;
+};
+
+// V consecutive elements of x row m from column k as float32; columns at or past `in` read as zero (the
+// matching W elements are zero, but x there may be out of bounds or NaN).
+template <int V>
+__device__ __forceinline__ void load_x(const GemvArgs & a, int m, int64_t k, float (&xv)[V]) {
+    const int64_t off = m * a.x_s0 + k * a.x_s1;
+    if (a.x_vec && k + V <= a.in) {
+        switch (a.x.dtype) {
+            case int(DType::F16):
+            case int(DType::BF16): {
+                // V half-width elements: 16 bytes (V = 8) or 8 bytes (V = 4).
+                uint32_t raw[V / 2];
+                const char * p = a.x.p + off * 2;
+                if constexpr (V == 8) {
+                    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(p));
+                    raw[0] = q.x, raw[1] = q.y, raw[2] = q.z, raw[3] = q.w;
+                } else {
+                    const uint2 q = __ldg(reinterpret_cast<const uint2 *>(p));
+                    raw[0] = q.x, raw[1] = q.y;
+                }
+                if (a.x.dtype == int(DType::BF16)) {
+                    const bf16_t * e = reinterpret_cast<const bf16_t *>(raw);
+#pragma unroll
+                    for (int i = 0; i < V; ++i) xv[i] = __bfloat162float(e[i]);
+                } else {
+                    const f16_t * e = reinterpret_cast<const f16_t *>(raw);
+#pragma unroll
+                    for (int i = 0; i < V; ++i) xv[i] = __half2float(e[i]);
+                }
+                break;
+            }
+            default: {
+                const float4 * p = reinterpret_cast<const float4 *>(a.x.p + off * 4);
+#pragma unroll
+                for (int q = 0; q < V / 4; ++q) {
+                    const float4 f = __ldg(p + q);
+                    xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
+                }
+                break;
+            }
+        }
     } else {
-        using Tr = GemvTraits<TW, kRows, false>;
-        launch_kernel(ctx, "gemv_kernel", true, gemv_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+#pragma unroll
+        for (int i = 0; i < V; ++i) xv[i] = k + i < a.in ? a.x.load(off + i * a.x_s1) : 0.0f;
     }
-    MAMBA_CUDA_CHECK_LAUNCH("gemv_kernel");
+}
+
+// Block: warps_n teams of warps_k warps; a warp: 32 / lanes_per_row lane groups; a lane group:
+// kRowsPerGroup consecutive outputs. Lane l of a group, in warp wk of its team, reads the row's vectors
+// wk * lanes_per_row + l + j * (warps_k * lanes_per_row), j = 0, 1, ...
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) {
+    using TW = typename Tr::W;
+    constexpr int R = Tr::kRowsPerGroup, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll;
+    __shared__ float partial[Tr::kMaxWarps][Tr::kMaxRowsPerWarp][M];
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int lpr = a.lanes_per_row, groups = 32 / lpr;
+    const int wk = warp % a.warps_k, wn = warp / a.warps_k;
+    const int g = lane / lpr, lid = lane % lpr;
+    const int64_t n0 = (int64_t(blockIdx.x) * a.warps_n + wn) * groups * R + g * R;  // the group's first output
+    const TW * rows_w[R];
+    bool row_ok[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        row_ok[r] = n0 + r < a.out;
+        rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
+    }
+    const int vectors = (a.in + V - 1) / V;
+    const int stride = a.warps_k * lpr;
+    const int first = wk * lpr + lid;
+    const int count = first < vectors ? (vectors - first + stride - 1) / stride : 0;  // this lane's vectors per row
+
+    float acc[R][M];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+
+    // Batch j0: the lane's vectors j0 .. j0 + U - 1 of each of its R rows (zeros past the row's end).
+    auto load_batch = [&](uint4 (&buf)[U][R], int j0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int j = j0 + u;
+            const int64_t k = int64_t(first + j * stride) * V;
+#pragma unroll
+            for (int r = 0; r < R; ++r) buf[u][r] = j < count && row_ok[r] ? load_w_vector<Tr>(rows_w[r], k, a.in, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
+        }
+    };
+    auto fma_batch = [&](const uint4 (&buf)[U][R], int j0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int j = j0 + u;
+            if (j >= count) break;
+            const int64_t k = int64_t(first + j * stride) * V;
+            float wf[R][V];
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const TW * e = reinterpret_cast<const TW *>(&buf[u][r]);
+#pragma unroll
+                for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
+            }
+#pragma unroll
+            for (int m = 0; m < M; ++m) {
+                if (m >= a.rows) break;
+                float xv[V];
+                load_x<V>(a, m, k, xv);
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
+            }
+        }
+    };
+
+    // Two batches in flight: while the FMAs wait for one, the other is on its way; each batch is refilled
+    // as soon as its FMAs are done.
+    uint4 batch_a[U][R], batch_b[U][R];
+    load_batch(batch_a, 0);
+    load_batch(batch_b, U);
+    // dependency point: inputs produced by the previous kernel are read from here on
+    // (x. The W loads above need only the weights; the PDL wait stays at the top because launch.cuh's
+    // contract lets any tensor, weights included, be the previous op's output. Where weights are known
+    // constant, moving the wait here would overlap the first W round trip with the previous kernel's tail.)
+    for (int j0 = 0; j0 < count; j0 += 2 * U) {
+        fma_batch(batch_a, j0);
+        if (j0 + 2 * U < count) load_batch(batch_a, j0 + 2 * U);
+        fma_batch(batch_b, j0 + U);
+        if (j0 + 3 * U < count) load_batch(batch_b, j0 + 3 * U);
+    }
+
+    // Sum over the lanes of a group (xor offsets below lanes_per_row stay inside the group).
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+            float s = acc[r][m];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                if (o < lpr) s += __shfl_xor_sync(0xffffffffu, s, o);
+            acc[r][m] = s;
+        }
+    if (a.warps_k == 1) {
+        if (lid == 0) {
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                if (!row_ok[r]) continue;
+                const float b = a.has_bias ? a.bias.load((n0 + r) * a.bias_s) : 0.0f;
+#pragma unroll
+                for (int m = 0; m < M; ++m)
+                    if (m < a.rows) a.y.store(m * a.y_s0 + (n0 + r) * a.y_s1, acc[r][m] + b);
+            }
+        }
+        return;
+    }
+    // Column splits: the warps of a team add their sums through shared memory.
+    if (lid == 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int m = 0; m < M; ++m) partial[warp][g * R + r][m] = acc[r][m];
+    }
+    __syncthreads();
+    const int rows_per_warp = groups * R;
+    for (int t = threadIdx.x; t < a.warps_n * rows_per_warp * M; t += blockDim.x) {
+        const int team = t / (rows_per_warp * M), gr = (t / M) % rows_per_warp, m = t % M;
+        const int64_t n = (int64_t(blockIdx.x) * a.warps_n + team) * rows_per_warp + gr;
+        if (m >= a.rows || n >= a.out) continue;
+        float s = 0.0f;
+        for (int k = 0; k < a.warps_k; ++k) s += partial[team * a.warps_k + k][gr][m];
+        if (a.has_bias) s += a.bias.load(n * a.bias_s);
+        a.y.store(m * a.y_s0 + n * a.y_s1, s);
+    }
+}
+
+// ---- launch ----
+
+enum class GemvVariant { Tiled, Warp, WarpStream, WarpDeep, WarpPrefetch };
+
+struct NamedVariant {
+    const char * name;
+    GemvVariant variant;
+};
+constexpr NamedVariant kVariants[] = {{"tiled", GemvVariant::Tiled},
+                                      {"warp", GemvVariant::Warp},
+                                      {"warp_stream", GemvVariant::WarpStream},
+                                      {"warp_deep", GemvVariant::WarpDeep},
+                                      {"warp_prefetch", GemvVariant::WarpPrefetch}};
+
+// MAMBA_CUDA_GEMV_VARIANT (one of kVariants' names) forces a kernel; read at each call so that the
+// benchmark and the tests can switch it. Unset or unknown: the warp kernel up to two rows (x from L1 costs
+// 2-4 B of L1 traffic per B of W there), the tiled one beyond (x reused by 4 W rows per shared-memory read).
+GemvVariant gemv_variant(int64_t rows) {
+    if (const char * env = std::getenv("MAMBA_CUDA_GEMV_VARIANT"))
+        for (const NamedVariant & v : kVariants)
+            if (std::strcmp(env, v.name) == 0) return v.variant;
+    return rows <= 2 ? GemvVariant::WarpStream : GemvVariant::Tiled;
+}
+
+template <class TW, int kRows>
+void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
+    if (vec) {
+        using Tr = TiledGemvTraits<TW, kRows, true>;
+        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+    } else {
+        using Tr = TiledGemvTraits<TW, kRows, false>;
+        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+    }
+    MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
 
 template <class TW>
-void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
-    if (a.rows <= 1) launch_gemv_rows<TW, 1>(ctx, a, vec, blocks);
-    else if (a.rows <= 2) launch_gemv_rows<TW, 2>(ctx, a, vec, blocks);
-    else if (a.rows <= 4) launch_gemv_rows<TW, 4>(ctx, a, vec, blocks);
-    else if (a.rows <= 8) launch_gemv_rows<TW, 8>(ctx, a, vec, blocks);
-    else launch_gemv_rows<TW, 16>(ctx, a, vec, blocks);
+void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec) {
+    // As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
+    // reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
+    // stages all of x (rows*in floats from L2), so with several rows one block per SM is the target
+    // (fewer x reloads), with one or two rows two (more loads in flight).
+    constexpr int kRowsPerWarp = 4, kWarps = 8;
+    const int64_t want_blocks = (a.rows <= 2 ? 2 : 1) * int64_t(std::max(state_of(ctx).multiprocessors, 1));
+    int warps_n = kWarps;
+    while (warps_n > 1 && ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp) < want_blocks) warps_n /= 2;
+    a.warps_n = warps_n;
+    const unsigned blocks = unsigned(ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp));
+    if (a.rows <= 1) launch_tiled_rows<TW, 1>(ctx, a, vec, blocks);
+    else if (a.rows <= 2) launch_tiled_rows<TW, 2>(ctx, a, vec, blocks);
+    else if (a.rows <= 4) launch_tiled_rows<TW, 4>(ctx, a, vec, blocks);
+    else if (a.rows <= 8) launch_tiled_rows<TW, 8>(ctx, a, vec, blocks);
+    else launch_tiled_rows<TW, 16>(ctx, a, vec, blocks);
+}
+
+struct WarpPlan {
+    int lanes_per_row, warps_k, warps_n, warps_per_block;
+    int64_t blocks;
+};
+
+// Lanes per output: 32, halved (down to 4) while a lane would get fewer than 4 vectors of a row. Column
+// splits: doubled (up to the 8 warps of a block) while the grid has fewer than 32 warps per SM (so that
+// the ~2 resident blocks of 8 warps per SM turn over a few times: the block scheduler evens out the tail)
+// and each lane keeps >= 2 vectors. Block size: 8 warps, halved (down to 2, and no fewer than a team) while there
+// are fewer blocks than SMs. mamba-2.8b on 132 SMs with 2 outputs per group: in_proj 10240x2560 ->
+// 32 lanes, 640 blocks of 8 warps; out_proj 2560x5120 -> 32 lanes, 4 warps per output pair, 640 blocks;
+// x_proj 192x5120 -> 32 lanes, 8 warps per output pair, 96 blocks; dt_proj 5120x160 -> 4 lanes, 2 warps
+// per 16 outputs, 160 blocks of 4 warps.
+WarpPlan plan_warp_gemv(int64_t in, int64_t out, int vec_elems, int rows_per_group, int sms) {
+    WarpPlan p{};
+    const int64_t vectors = ceil_div(in, vec_elems);
+    p.lanes_per_row = 32;
+    while (p.lanes_per_row > 4 && vectors < 4 * int64_t(p.lanes_per_row)) p.lanes_per_row /= 2;
+    const int64_t teams = ceil_div(out, int64_t(32 / p.lanes_per_row) * rows_per_group);
+    p.warps_k = 1;
+    while (p.warps_k < 8 && teams * p.warps_k < 32 * int64_t(sms) && vectors >= 2 * int64_t(p.lanes_per_row) * (2 * p.warps_k)) p.warps_k *= 2;
+    p.warps_per_block = 8;
+    while (p.warps_per_block > p.warps_k && p.warps_per_block > 2 && ceil_div(teams, p.warps_per_block / p.warps_k) < sms) p.warps_per_block /= 2;
+    p.warps_n = p.warps_per_block / p.warps_k;
+    p.blocks = ceil_div(teams, p.warps_n);
+    return p;
+}
+
+template <class TW, int kRows, int kRowsPerGroup, int kUnroll, int kLoad>
+void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
+    using Tr = WarpGemvTraits<TW, kRows, kRowsPerGroup, kUnroll, kLoad>;
+    const WarpPlan p = plan_warp_gemv(a.in, a.out, Tr::kVecElems, kRowsPerGroup, std::max(state_of(ctx).multiprocessors, 1));
+    if (p.blocks > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: too many outputs for the GEMV grid");
+    a.lanes_per_row = p.lanes_per_row;
+    a.warps_k = p.warps_k;
+    a.warps_n = p.warps_n;
+    launch_kernel(ctx, "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
+    MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
+}
+
+// Row buckets 1, 2 and 4. More rows (only when forced: the default takes the tiled kernel beyond two rows)
+// run as one launch per 4 rows, each reading W again: correct, not fast, and fewer instantiations.
+template <class TW, int kRowsPerGroup, int kUnroll, int kLoad>
+void launch_warp(mamba_context & ctx, const GemvArgs & a) {
+    const int64_t x_elem = int64_t(dtype_size(DType(a.x.dtype))), y_elem = int64_t(dtype_size(DType(a.y.dtype)));
+    for (int r0 = 0; r0 < a.rows; r0 += 4) {
+        GemvArgs c = a;
+        c.rows = std::min(4, a.rows - r0);
+        c.x.p += r0 * a.x_s0 * x_elem;
+        c.y.p += r0 * a.y_s0 * y_elem;
+        if (c.rows <= 1) launch_warp_rows<TW, 1, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+        else if (c.rows <= 2) launch_warp_rows<TW, 2, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+        else launch_warp_rows<TW, 4, kRowsPerGroup, kUnroll, kLoad>(ctx, c);
+    }
+}
+
+template <class TW>
+void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
+    switch (variant) {
+        case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
+        case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadThroughL1>(ctx, a); break;
+        case GemvVariant::WarpStream: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
+        case GemvVariant::WarpDeep: launch_warp<TW, 1, 8, kLoadStream>(ctx, a); break;
+        case GemvVariant::WarpPrefetch: launch_warp<TW, 2, 4, kLoadStreamPrefetch>(ctx, a); break;
+    }
 }
 
 }  // namespace
@@ -216,7 +586,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
     if (M < 1 || M > kGemvMaxRows || N < 1) return false;
     if (K > INT32_MAX || N > INT32_MAX) return false;
-    // W with a strided last axis is rejected by validation; guard anyway (the kernel reads rows contiguously).
+    // W with a strided last axis is rejected by validation; guard anyway (the kernels read rows contiguously).
     if (K > 1 && p.weight.stride[1] != 1) return false;
     GemvArgs a{};
     a.x = any(p.x);
@@ -233,23 +603,16 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     a.rows = int(M);
     a.in = int(K);
     a.out = int(N);
-    // As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
-    // reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
-    // stages all of x (rows*in floats from L2), so with several rows one block per SM is the target
-    // (fewer x reloads), with one or two rows two (more loads in flight).
-    constexpr int kRowsPerWarp = 4, kWarps = 8;
-    const int64_t want_blocks = (M <= 2 ? 2 : 1) * int64_t(std::max(state_of(ctx).multiprocessors, 1));
-    int warps_n = kWarps;
-    while (warps_n > 1 && ceil_div(N, int64_t(warps_n) * kRowsPerWarp) < want_blocks) warps_n /= 2;
-    a.warps_n = warps_n;
-    const int64_t blocks = ceil_div(N, int64_t(warps_n) * kRowsPerWarp);
-    if (blocks > INT32_MAX) return false;
+    const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
+    a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
+    a.w_vec = vec;
+    const GemvVariant variant = gemv_variant(M);
     switch (p.weight.dtype) {
-        case DType::F32: launch_gemv<float>(ctx, a, vec, unsigned(blocks)); break;
-        case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, unsigned(blocks)); break;
-        case DType::F16: launch_gemv<f16_t>(ctx, a, vec, unsigned(blocks)); break;
+        case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
+        case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
+        case DType::F16: launch_gemv<f16_t>(ctx, a, vec, variant); break;
         default: return false;
     }
     return true;

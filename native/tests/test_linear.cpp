@@ -1,5 +1,7 @@
 // mamba_linear against a float64 reference, per backend, over dtype combinations, sizes that do not fill
 // a vector register, the decode (few rows) and prefill (many rows) paths, strided views and bad arguments.
+#include <cstdlib>
+
 #include "backend_test.h"
 
 namespace {
@@ -48,6 +50,18 @@ std::string describe(const Case & c) {
            mt::dtype_name(c.x_dtype) + " w " + mt::dtype_name(c.w_dtype) + " y " + mt::dtype_name(c.y_dtype) + (c.bias ? " bias" : "") +
            (c.strided_x ? " strided-x" : "") + (c.strided_w ? " strided-w" : "") + (c.strided_y ? " strided-y" : "");
 }
+
+// The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
+const char * const kGemvVariants[] = {"tiled", "warp", "warp_stream", "warp_deep", "warp_prefetch"};
+
+// Sets MAMBA_CUDA_GEMV_VARIANT for its lifetime (the CUDA backend reads it at each call).
+class ScopedGemvVariant {
+public:
+    explicit ScopedGemvVariant(const char * name) { setenv("MAMBA_CUDA_GEMV_VARIANT", name, 1); }
+    ~ScopedGemvVariant() { unsetenv("MAMBA_CUDA_GEMV_VARIANT"); }
+    ScopedGemvVariant(const ScopedGemvVariant &) = delete;
+    ScopedGemvVariant & operator=(const ScopedGemvVariant &) = delete;
+};
 
 }  // namespace
 
@@ -231,49 +245,87 @@ TEST_P(LinearTest, GemvVectorTailsAndOutputSplits) {
     }
 }
 TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
-    // x, W and y each start one element past a 16-byte boundary, so no 16-byte load of W is allowed.
-    for (DType wd : {DType::F32, DType::F16, DType::BF16})
-        for (int64_t rows : {1, 5, 16}) {
-            SCOPED_TRACE(std::string("w ") + mt::dtype_name(wd) + " rows " + std::to_string(rows));
-            const int64_t in = 72, out = 19;
-            std::mt19937_64 rng(uint64_t(rows) * 31 + uint64_t(wd));
-            // Buffers one element longer per row; the views skip the first element of the buffer.
-            Tensor x_buf({rows, in + 1}, DType::F32), w_buf({out, in + 8}, wd), y_buf({rows, out + 1}, DType::BF16);
-            x_buf.fill_uniform(rng, -1, 1);
-            w_buf.fill_uniform(rng, -1, 1);
-            x_buf.upload(ctx());
-            w_buf.upload(ctx());
-            y_buf.upload_poisoned(ctx());
-            int64_t x_shape[2] = {rows, in}, x_strides[2] = {in + 1, 1};
-            int64_t w_shape[2] = {out, in}, w_strides[2] = {in + 8, 1};
-            int64_t y_shape[2] = {rows, out}, y_strides[2] = {out + 1, 1};
-            DLTensor xv = *x_buf.dl(), wv = *w_buf.dl(), yv = *y_buf.dl();
-            xv.shape = x_shape;
-            xv.strides = x_strides;
-            xv.byte_offset = 4;
-            wv.shape = w_shape;
-            wv.strides = w_strides;
-            wv.byte_offset = mt::dtype_size(wd);
-            yv.shape = y_shape;
-            yv.strides = y_strides;
-            yv.byte_offset = 2;
-            ASSERT_EQ(call(&xv, &wv, nullptr, &yv), MAMBA_STATUS_OK) << mamba_last_error();
-            y_buf.download(ctx());
-            for (int64_t r = 0; r < rows; ++r)
-                for (int64_t o = 0; o < out; ++o) {
-                    double ref = 0.0, mag = 0.0;
-                    for (int64_t k = 0; k < in; ++k) {
-                        const double term = x_buf.at(r * (in + 1) + k + 1) * w_buf.at(o * (in + 8) + k + 1);
-                        ref += term;
-                        mag += std::fabs(term);
+    // x, W and y each start one element past a 16-byte boundary, so no 16-byte load of W is allowed; every
+    // GEMV kernel variant.
+    for (const char * variant : kGemvVariants)
+        for (DType wd : {DType::F32, DType::F16, DType::BF16})
+            for (int64_t rows : {1, 5, 16}) {
+                const ScopedGemvVariant forced(variant);
+                SCOPED_TRACE(std::string("variant ") + variant + " w " + mt::dtype_name(wd) + " rows " + std::to_string(rows));
+                const int64_t in = 72, out = 19;
+                std::mt19937_64 rng(uint64_t(rows) * 31 + uint64_t(wd));
+                // Buffers one element longer per row; the views skip the first element of the buffer.
+                Tensor x_buf({rows, in + 1}, DType::F32), w_buf({out, in + 8}, wd), y_buf({rows, out + 1}, DType::BF16);
+                x_buf.fill_uniform(rng, -1, 1);
+                w_buf.fill_uniform(rng, -1, 1);
+                x_buf.upload(ctx());
+                w_buf.upload(ctx());
+                y_buf.upload_poisoned(ctx());
+                int64_t x_shape[2] = {rows, in}, x_strides[2] = {in + 1, 1};
+                int64_t w_shape[2] = {out, in}, w_strides[2] = {in + 8, 1};
+                int64_t y_shape[2] = {rows, out}, y_strides[2] = {out + 1, 1};
+                DLTensor xv = *x_buf.dl(), wv = *w_buf.dl(), yv = *y_buf.dl();
+                xv.shape = x_shape;
+                xv.strides = x_strides;
+                xv.byte_offset = 4;
+                wv.shape = w_shape;
+                wv.strides = w_strides;
+                wv.byte_offset = mt::dtype_size(wd);
+                yv.shape = y_shape;
+                yv.strides = y_strides;
+                yv.byte_offset = 2;
+                ASSERT_EQ(call(&xv, &wv, nullptr, &yv), MAMBA_STATUS_OK) << mamba_last_error();
+                y_buf.download(ctx());
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t o = 0; o < out; ++o) {
+                        double ref = 0.0, mag = 0.0;
+                        for (int64_t k = 0; k < in; ++k) {
+                            const double term = x_buf.at(r * (in + 1) + k + 1) * w_buf.at(o * (in + 8) + k + 1);
+                            ref += term;
+                            mag += std::fabs(term);
+                        }
+                        const double got = y_buf.at(r * (out + 1) + o + 1);
+                        const double tol = 2e-5 * mag + 1.01 * mt::dtype_epsilon(DType::BF16) * std::fabs(ref) + 1e-6;
+                        ASSERT_LE(std::fabs(got - ref), tol) << "row " << r << " output " << o << ": got " << got << ", expected " << ref;
                     }
-                    const double got = y_buf.at(r * (out + 1) + o + 1);
-                    const double tol = 2e-5 * mag + 1.01 * mt::dtype_epsilon(DType::BF16) * std::fabs(ref) + 1e-6;
-                    ASSERT_LE(std::fabs(got - ref), tol) << "row " << r << " output " << o << ": got " << got << ", expected " << ref;
-                }
-            // The element before each y row is outside the view and stays poisoned.
-            for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y_buf.at(r * (out + 1)))) << "row " << r;
+                // The element before each y row is outside the view and stays poisoned.
+                for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y_buf.at(r * (out + 1)))) << "row " << r;
+            }
+}
+TEST_P(LinearTest, GemvEveryVariantEveryRowCount) {
+    // Each GEMV kernel variant over rows 1..16 (every row bucket, counts between buckets), every dtype mix
+    // in turn, bias, padded (misaligned) row strides of x, W and y, and 261 columns (not a multiple of the
+    // 16-byte vector: a tail vector, and x tails that must read as zero).
+    const DType all[] = {DType::F32, DType::F16, DType::BF16};
+    int mix = 0;
+    for (const char * variant : kGemvVariants) {
+        SCOPED_TRACE(std::string("variant ") + variant);
+        const ScopedGemvVariant forced(variant);
+        for (int64_t rows = 1; rows <= 16; ++rows) {
+            ++mix;
+            run({rows, 261, 37, all[mix % 3], all[(mix / 3) % 3], all[(mix / 9) % 3], rows % 2 == 1, rows % 3 == 0, rows % 4 == 1, rows % 5 == 2});
         }
+    }
+}
+TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
+    // Shapes that take each branch of the warp kernel's plan: lanes per output 4, 8, 16 and 32 (rows of
+    // 13, 38, 88 and 320 bfloat16 vectors), column splits over 2..8 warps (few outputs, long rows: the
+    // x_proj shape), short rows with many outputs (dt_proj), a partial last lane group, and more outputs
+    // than one wave; float32 W (4-element vectors) and half W (8).
+    for (const char * variant : kGemvVariants) {
+        SCOPED_TRACE(std::string("variant ") + variant);
+        const ScopedGemvVariant forced(variant);
+        for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
+            for (int64_t in : {100, 300, 700, 2560}) run({1, in, 45, DType::F32, wd, DType::F32, in != 300});
+            run({1, 5120, 24, DType::F32, wd, DType::F32, true});
+            run({2, 5120, 7, DType::BF16, wd, DType::F32, false, false, true});
+            run({1, 160, 1000, DType::F32, wd, DType::BF16, true});
+            run({2, 40, 3001, DType::F16, wd, DType::F32, true, true});
+            run({1, 2560, 1030, DType::BF16, wd, DType::F32});
+            run({4, 1000, 300, DType::F32, wd, DType::F32, true});
+        }
+        for (int64_t in : {0, 1, 8}) run({2, in, 20, DType::F32, DType::BF16, DType::F32, true});
+    }
 }
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
     // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for
