@@ -55,9 +55,10 @@
 //                                                                              warps (10240 for in_proj)
 //   warp_prefetch warp_stream plus an L2::256B prefetch hint on each W load
 //
-// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, waiting at the top as the contract
-// there asks (any tensor, weights included, may be the previous op's output). x is first read at the
-// marked dependency point, after the first W loads: were weights known constant, the wait could move there.
+// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, loading nothing before the wait as
+// the contract there asks (any tensor, weights included, may be the previous op's output). The warp kernel
+// does ask L2 for its first two batches of W before the wait (prefetch_l2), which is allowed and puts the
+// first HBM round trip under the previous kernel's tail. x is first read at the marked dependency point.
 #include "gemv.cuh"
 #include "launch.cuh"
 
@@ -336,8 +337,6 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerGroup, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll;
     __shared__ float partial[Tr::kMaxWarps][Tr::kMaxRowsPerWarp][M];
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int lpr = a.lanes_per_row, groups = 32 / lpr;
@@ -355,6 +354,18 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     const int stride = a.warps_k * lpr;
     const int first = wk * lpr + lid;
     const int count = first < vectors ? (vectors - first + stride - 1) / stride : 0;  // this lane's vectors per row
+
+    // Before the PDL wait only an L2 prefetch of the first two batches of W: a hint that reads nothing
+    // into registers, so it is safe even if the previous kernel is still writing W (L2 is the point of
+    // coherence; the loads after the wait see the final values). With PDL this moves the first HBM round
+    // trip of W under the previous kernel's tail.
+#pragma unroll
+    for (int j = 0; j < 2 * U; ++j)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            if (j < count && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(first + j * stride) * V);
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
 
     float acc[R][M];
 #pragma unroll
@@ -403,10 +414,9 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     uint4 batch_a[U][R], batch_b[U][R];
     load_batch(batch_a, 0);
     load_batch(batch_b, U);
-    // dependency point: inputs produced by the previous kernel are read from here on
-    // (x. The W loads above need only the weights; the PDL wait stays at the top because launch.cuh's
-    // contract lets any tensor, weights included, be the previous op's output. Where weights are known
-    // constant, moving the wait here would overlap the first W round trip with the previous kernel's tail.)
+    // dependency point: inputs produced by the previous kernel are read from here on (x; the W loads
+    // above come after the PDL wait too, because launch.cuh's contract lets any tensor, weights included,
+    // be the previous op's output, but they find W in L2 when the prefetch before the wait ran early).
     for (int j0 = 0; j0 < count; j0 += 2 * U) {
         fma_batch(batch_a, j0);
         if (j0 + 2 * U < count) load_batch(batch_a, j0 + 2 * U);

@@ -16,9 +16,9 @@
 // - allow_dependents() may come anywhere, even first: it only lets the next kernel's blocks be scheduled.
 //   That kernel's own wait still waits for this grid to complete and flush. The kernels here call it
 //   right after their wait, so that at most one grid waits ahead of the running one.
-// What may come before the wait: index arithmetic, kernel arguments, shared-memory setup. Not loads of
-// tensors, weights included: through the C ABI any tensor may be the output of the op just before
-// (a weight converted by mamba_copy and used at once), and that kernel may still be writing it.
+// What may come before the wait: index arithmetic, kernel arguments, shared-memory setup, prefetch_l2()
+// hints. Not loads of tensors, weights included: through the C ABI any tensor may be the output of the
+// op just before (a weight converted by mamba_copy and used at once), and that kernel may still write it.
 // A predecessor that is not PDL-aware (a cuBLAS kernel, a memcpy, a plain launch) never triggers early,
 // so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
 //
@@ -41,6 +41,11 @@ __device__ __forceinline__ void wait_for_producer() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+
+// Asks L2 for the line holding p, without reading it into the thread. The one access allowed before
+// wait_for_producer() to a tensor an earlier kernel may still write: L2 is the point of coherence, so a
+// line fetched early is updated by those writes, and the loads after the wait see the final values.
+__device__ __forceinline__ void prefetch_l2(const void * p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // Lets the next PDL-launched kernel in the stream be scheduled once every block of this grid has called
 // it or exited. Says nothing about this grid's writes being visible.
