@@ -4,6 +4,7 @@
 # `mamba bench` on the GPU, and the Python example with CUDA tensors. Needs .device/ made by
 # tools/device/stage.sh and ../shared/tools/device-prep.sh (Mamba.Tests, Mamba.Cli). Logs go to $OUT.
 # Usage: tools/device/full_check.sh [bench shapes for the large run, default mamba-2.8b,mamba2-2.7b]
+# QUICK=1 leaves out the 130m model benchmark and the Python example (for runs that change only kernels).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -43,6 +44,8 @@ step "README main command on the GPU (shipped model, default device)"
 timeout 60 dotnet "$cli" generate --model models/mamba2-pystdlib --prompt "def fibonacci(n):" --max-tokens 64 \
   > "$out/generate.txt" 2>&1; echo "# exit $?"; tail -12 "$out/generate.txt"
 
+quick=${QUICK:-0}
+[ "$quick" = 1 ] || {
 step "mamba bench, 130m shapes"
 timeout 120 dotnet "$cli" bench --device cuda --shapes mamba-130m,mamba2-130m --dtypes f32,bf16 \
   --batch 1,8,32 --prefill 2048 --json "$out/bench-130m.json" --markdown "$out/bench-130m.md" --plots "$out/plots-130m" > "$out/bench-130m.log" 2>&1
@@ -51,6 +54,7 @@ echo "# exit $?"; cat "$out/bench-130m.md" 2>/dev/null || tail -20 "$out/bench-1
 step "python example, CUDA tensors"
 timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
 echo "# pytest exit $?"; tail -15 "$out/pytest.log"
+}
 
 step "mamba bench, large shapes ($large)"
 timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
