@@ -1,4 +1,4 @@
-// mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]
+// mamba_bench [--device cpu|cuda] [--filter SUBSTRING[|SUBSTRING...]] [--json FILE] [--threads N]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +16,19 @@ struct Row {
 
 }  // namespace
 
+// Whether a case name contains one of the '|'-separated substrings of filter (an empty filter takes all).
+static bool matches(const std::string & name, const std::string & filter) {
+    if (filter.empty()) return true;
+    size_t start = 0;
+    while (true) {
+        const size_t end = filter.find('|', start);
+        const std::string part = filter.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        if (!part.empty() && name.find(part) != std::string::npos) return true;
+        if (end == std::string::npos) return false;
+        start = end + 1;
+    }
+}
+
 int main(int argc, char ** argv) {
     mamba_device_type device = MAMBA_DEVICE_CPU;
     std::string filter, json;
@@ -27,7 +40,7 @@ int main(int argc, char ** argv) {
         else if (a == "--json" && i + 1 < argc) json = argv[++i];
         else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--filter SUBSTRING] [--json FILE] [--threads N]\n");
+            std::fprintf(stderr, "usage: mamba_bench [--device cpu|cuda] [--filter SUBSTRING[|SUBSTRING...]] [--json FILE] [--threads N]\n");
             return 2;
         }
     }
@@ -53,7 +66,7 @@ int main(int argc, char ** argv) {
         rows.push_back({"copy", ms, copy_gbps, 0});
     }
     for (const auto & c : mb::registry()) {
-        if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
+        if (!matches(c.name, filter)) continue;
         mb::Bench b(ctx);
         double bytes = 0, flops = 0;
         auto fn = c.setup(b, bytes, flops);

@@ -11,7 +11,14 @@
 // out_proj (2560x5120, 26 MB) 6.2 us: a serial round trip (~1 us) before the first FMA, or a tail where
 // few SMs still load, costs 10-15% each at these sizes.
 //
-// 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows): no shared-memory staging of x.
+// Measured on an H200 (graph replay, bf16 W, one row; docs/gpu-results.md): the tiled kernel streams the
+// large shapes faster (in_proj 10240x2560 68% of copy against 50%, out_proj 48% against 40%, lm head 91%
+// against 66%), the warp kernel the few-output ones (x_proj 192x5120 twice as fast). Three more warp
+// variants (W through L1, one output per lane group with 8-vector batches, an L2::256B hint per load)
+// were measured within a few % of the warp kernel or slower and were removed.
+//
+// 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows and at most kWarpMaxOut outputs): no
+//    shared-memory staging of x.
 //   - A group of lanes_per_row (4..32) lanes owns kRowsPerGroup (1-2) outputs; warps_k warps split one
 //     group's columns (interleaved 16-byte vectors), so that short rows (dt_proj: 160 columns = 20
 //     vectors) do not idle lanes and few outputs (x_proj: 192) still spread over the SMs. The host plan
@@ -35,7 +42,7 @@
 //     the tail is about one block's lifetime at a fraction of the SMs, with 64 KB still in flight per block.
 //   - Column splits (warps_k > 1) are reduced through shared memory once per block; lane groups by
 //     shuffles. The bias is added and y stored once.
-// 2. "tiled" kernel (gemv_tiled_kernel, default beyond 2 rows; the first version of this file):
+// 2. "tiled" kernel (gemv_tiled_kernel, default otherwise; the first version of this file):
 //   - x is converted to float32 once per block into shared memory, in tiles of kTileK columns (32 KB),
 //     and read back with float4 loads; every x element read from shared memory serves kRowsPerWarp (4)
 //     rows of W. The first W loads of a tile are issued before x is staged (they do not need it).
@@ -47,13 +54,6 @@
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
 // (1, 2, 4, 8, 16) so that the accumulators stay in registers; x and y dtypes are run-time switches (they
 // are rows*(in + out) elements), which keeps the instantiations to W dtype x row bucket x vector flag.
-//
-// Variants of the warp kernel (GemvVariant; the benchmark runs each, "gemv graph ... v=<name>"):
-//   warp          kRowsPerGroup 2, kUnroll 4, W through L1 (__ldg)           16 loads/lane in flight
-//   warp_stream   kRowsPerGroup 2, kUnroll 4, W with L1::no_allocate          16 loads/lane (default)
-//   warp_deep     kRowsPerGroup 1, kUnroll 8, W with L1::no_allocate          16 loads/lane, 1 row: more
-//                                                                              warps (10240 for in_proj)
-//   warp_prefetch warp_stream plus an L2::256B prefetch hint on each W load
 //
 // Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, loading nothing before the wait as
 // the contract there asks (any tensor, weights included, may be the previous op's output). The warp kernel
@@ -82,21 +82,16 @@ struct GemvArgs {
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
 };
 
-// How a W vector is loaded: through L1 (__ldg), past L1 (W is read once, L1 keeps x), or past L1 with a
-// hint to fetch the whole 256-byte L2 line pair from HBM.
-constexpr int kLoadThroughL1 = 0, kLoadStream = 1, kLoadStreamPrefetch = 2;
+// How a W vector is loaded: through L1 (__ldg), or past L1 (W is read once, L1 keeps x).
+constexpr int kLoadThroughL1 = 0, kLoadStream = 1;
 
 template <int kLoad>
 __device__ __forceinline__ uint4 load_w16(const void * p) {
     if constexpr (kLoad == kLoadThroughL1) {
         return __ldg(reinterpret_cast<const uint4 *>(p));
-    } else if constexpr (kLoad == kLoadStream) {
-        uint4 v;
-        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-        return v;
     } else {
         uint4 v;
-        asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
         return v;
     }
 }
@@ -470,26 +465,26 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 
 // ---- launch ----
 
-enum class GemvVariant { Tiled, Warp, WarpStream, WarpDeep, WarpPrefetch };
+enum class GemvVariant { Tiled, Warp };
 
 struct NamedVariant {
     const char * name;
     GemvVariant variant;
 };
-constexpr NamedVariant kVariants[] = {{"tiled", GemvVariant::Tiled},
-                                      {"warp", GemvVariant::Warp},
-                                      {"warp_stream", GemvVariant::WarpStream},
-                                      {"warp_deep", GemvVariant::WarpDeep},
-                                      {"warp_prefetch", GemvVariant::WarpPrefetch}};
+constexpr NamedVariant kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
+
+// Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
+// with either kernel, out_proj's 2560 faster tiled).
+constexpr int64_t kWarpMaxOut = 1024;
 
 // MAMBA_CUDA_GEMV_VARIANT (one of kVariants' names) forces a kernel; read at each call so that the
-// benchmark and the tests can switch it. Unset or unknown: the warp kernel up to two rows (x from L1 costs
-// 2-4 B of L1 traffic per B of W there), the tiled one beyond (x reused by 4 W rows per shared-memory read).
-GemvVariant gemv_variant(int64_t rows) {
+// benchmark and the tests can switch it. Unset or unknown: the warp kernel for up to two rows (x from L1
+// costs 2-4 B of L1 traffic per B of W there) and few outputs, the tiled one otherwise.
+GemvVariant gemv_variant(int64_t rows, int64_t out) {
     if (const char * env = std::getenv("MAMBA_CUDA_GEMV_VARIANT"))
         for (const NamedVariant & v : kVariants)
             if (std::strcmp(env, v.name) == 0) return v.variant;
-    return rows <= 2 ? GemvVariant::WarpStream : GemvVariant::Tiled;
+    return rows <= 2 && out <= kWarpMaxOut ? GemvVariant::Warp : GemvVariant::Tiled;
 }
 
 template <class TW, int kRows>
@@ -583,10 +578,7 @@ template <class TW>
 void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
-        case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadThroughL1>(ctx, a); break;
-        case GemvVariant::WarpStream: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
-        case GemvVariant::WarpDeep: launch_warp<TW, 1, 8, kLoadStream>(ctx, a); break;
-        case GemvVariant::WarpPrefetch: launch_warp<TW, 2, 4, kLoadStreamPrefetch>(ctx, a); break;
+        case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
     }
 }
 
@@ -618,7 +610,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    const GemvVariant variant = gemv_variant(M);
+    const GemvVariant variant = gemv_variant(M, N);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;

@@ -52,7 +52,7 @@ std::string describe(const Case & c) {
 }
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
-const char * const kGemvVariants[] = {"tiled", "warp", "warp_stream", "warp_deep", "warp_prefetch"};
+const char * const kGemvVariants[] = {"tiled", "warp"};
 
 // Sets MAMBA_CUDA_GEMV_VARIANT for its lifetime (the CUDA backend reads it at each call).
 class ScopedGemvVariant {

@@ -4,7 +4,11 @@
 # `mamba bench` on the GPU, and the Python example with CUDA tensors. Needs .device/ made by
 # tools/device/stage.sh and ../shared/tools/device-prep.sh (Mamba.Tests, Mamba.Cli). Logs go to $OUT.
 # Usage: tools/device/full_check.sh [bench shapes for the large run, default mamba-2.8b,mamba2-2.7b]
-# QUICK=1 leaves out the 130m model benchmark and the Python example (for runs that change only kernels).
+# QUICK=1 leaves out the 130m model benchmark, the Python example and the managed-overhead runs (for runs
+# that change only kernels);
+# TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
+# NUNIT=0 skips the NUnit suite; PROFILE_FILTER runs those kernel benchmark cases under nsys (per-kernel times);
+# SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -12,13 +16,27 @@ cd "$top"
 final=${OUT:-$top/build/cuda-logs}
 out=/tmp/mamba-check-logs
 rm -rf "$out"; mkdir -p "$out" "$final"
-trap 'tar -C "$out" -czf "$final/logs.tar.gz" . ; cp "$out"/*.md "$final"/ 2>/dev/null' EXIT
+# The archive is rewritten after every step, so a run cut short by the time limit still returns the logs
+# of the steps it finished.
+snapshot() { tar -C "$out" -czf "$final/logs.tmp.tar.gz" . 2>/dev/null && mv "$final/logs.tmp.tar.gz" "$final/logs.tar.gz"; }
+trap 'snapshot; cp "$out"/*.md "$final"/ 2>/dev/null' EXIT
 large=${1:-mamba-2.8b,mamba2-2.7b}
-step() { echo; echo "===== $* ($(date +%T))"; }
+step() { snapshot; echo; echo "===== $* ($(date +%T))"; }
 
 step "native build, ctest, kernel bench"
-OUT="$out" tools/device/test_and_bench.sh
+OUT="$out" tools/device/test_and_bench.sh "${TEST_FILTER:-}" "${BENCH_FILTER:-}"
 echo "# test_and_bench exit $?"
+if [ -n "${PROFILE_FILTER:-}" ]; then
+  step "per-kernel times under nsys ($PROFILE_FILTER)"
+  nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+  if [ -n "$nsys" ]; then
+    timeout 120 "$nsys" profile -o /tmp/mamba-prof --force-overwrite true build/cuda/bin/mamba_bench --device cuda --filter "$PROFILE_FILTER" > "$out/nsys.log" 2>&1
+    timeout 60 "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/mamba-prof.nsys-rep > "$out/kernels.csv" 2>>"$out/nsys.log"
+    cut -c1-220 "$out/kernels.csv" | head -30
+  else
+    echo "nsys not found"
+  fi
+fi
 sys=/tmp/mamba-sysroot/usr
 export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
@@ -30,12 +48,14 @@ step ".NET runtime"
 mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
 export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+[ "${NUNIT:-1}" = 0 ] || {
 step "NUnit against the CUDA build"
 timeout 300 dotnet .device/Mamba.Tests/Mamba.Tests.dll --results-directory "$out/nunit" --report-trx \
   --report-trx-filename nunit.trx > "$out/nunit.log" 2>&1
 echo "# nunit exit $?"
 grep -E "failed|Failed|error" "$out/nunit.log" | head -40
 tail -8 "$out/nunit.log"
+}
 
 step "mamba info"
 timeout 60 dotnet "$cli" info 2>&1 | tee "$out/info.txt"
@@ -60,7 +80,13 @@ step "mamba bench, large shapes ($large)"
 timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
   --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
+[ "$quick" = 1 ] || {
 step "managed overhead of a graph decode step"
 timeout 60 dotnet "$cli" bench-overhead --device cuda > "$out/overhead.md" 2>&1; tail -8 "$out/overhead.md"
 timeout 60 dotnet "$cli" bench-overhead --device cuda --shapes mamba-2.8b --dtype bf16 >> "$out/overhead.md" 2>&1; tail -6 "$out/overhead.md"
+}
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv
+if [ "${SANITIZE:-0}" = 1 ]; then
+  step "compute-sanitizer"
+  OUT="$out" tools/device/sanitize.sh "${SANITIZE_SECONDS:-120}"
+fi
