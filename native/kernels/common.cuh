@@ -46,6 +46,9 @@ struct CudaState {
     // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
     // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
     bool pdl = false;
+    // MAMBA_CUDA_TRACE=1 when the context was created: launch_kernel times every kernel it launches
+    // on its own (synchronizing; never inside a capture) and prints the time to stderr.
+    bool trace = false;
 };
 
 namespace cuda {

@@ -28,6 +28,7 @@
 // hold contexts with and without it, e.g. to compare them). Below sm_90 the device helpers are no-ops.
 #pragma once
 
+#include <cstdio>
 #include <utility>
 
 #include "common.cuh"
@@ -82,8 +83,27 @@ void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (
         config.attrs = attribute;
         config.numAttrs = 1;
     }
+    // MAMBA_CUDA_TRACE=1: the kernel alone between two events (a diagnostic for kernel work; it
+    // synchronizes after every kernel, so it is skipped while a graph is being captured).
+    const bool trace = ctx.cuda->trace && !stream_capturing(ctx);
+    cudaEvent_t trace_start = nullptr, trace_stop = nullptr;
+    if (trace) {
+        MAMBA_CUDA_CHECK(cudaEventCreate(&trace_start));
+        MAMBA_CUDA_CHECK(cudaEventCreate(&trace_stop));
+        MAMBA_CUDA_CHECK(cudaEventRecord(trace_start, config.stream));
+    }
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) fail_cuda(err, name, __FILE__, __LINE__);
+    if (trace) {
+        MAMBA_CUDA_CHECK(cudaEventRecord(trace_stop, config.stream));
+        MAMBA_CUDA_CHECK(cudaEventSynchronize(trace_stop));
+        float ms = 0.0f;
+        MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, trace_start, trace_stop));
+        std::fprintf(stderr, "mamba trace %s grid %ux%ux%u block %u smem %zu: %.4f ms\n", name, grid.x, grid.y, grid.z, block.x * block.y * block.z, smem,
+                     double(ms));
+        cudaEventDestroy(trace_start);
+        cudaEventDestroy(trace_stop);
+    }
 }
 
 }  // namespace mamba::cuda

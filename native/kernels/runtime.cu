@@ -93,6 +93,8 @@ void context_init(mamba_context & ctx) {
     const bool pdl_code = cudaFuncGetAttributes(&probe, pdl_probe_kernel) == cudaSuccess && probe.ptxVersion >= 90;
     (void)cudaGetLastError();
     state->pdl = prop.major >= 9 && pdl_code && !(pdl_env != nullptr && std::strcmp(pdl_env, "0") == 0);
+    const char * trace_env = std::getenv("MAMBA_CUDA_TRACE");
+    state->trace = trace_env != nullptr && std::strcmp(trace_env, "1") == 0;
     ctx.cuda = state.get();
     try {
         MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));

@@ -61,6 +61,7 @@
 // paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
 #include <mma.h>
 
+#include "launch.cuh"
 #include "ssd_chunk_parallel.cuh"
 
 namespace mamba::cuda {
@@ -738,7 +739,7 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
     const auto kernel = ssd_cp_state_kernel<Tr>;
     set_smem<Tr>(kernel);
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(c);
+    launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
 }
 
@@ -749,7 +750,7 @@ void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
     const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(c);
+    launch_kernel(ctx, "ssd_cp_output_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_kernel");
 }
 

@@ -7,7 +7,8 @@
 # QUICK=1 leaves out the 130m model benchmark, the Python example and the managed-overhead runs (for runs
 # that change only kernels);
 # TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
-# NUNIT=0 skips the NUnit suite; PROFILE_FILTER runs those kernel benchmark cases under nsys (per-kernel times);
+# NUNIT=0 skips the NUnit suite, LARGE=0 the large-model benchmark; PROFILE_FILTER runs those kernel
+# benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
 # SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,15 +28,12 @@ step "native build, ctest, kernel bench"
 OUT="$out" tools/device/test_and_bench.sh "${TEST_FILTER:-}" "${BENCH_FILTER:-}"
 echo "# test_and_bench exit $?"
 if [ -n "${PROFILE_FILTER:-}" ]; then
-  step "per-kernel times under nsys ($PROFILE_FILTER)"
-  nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-  if [ -n "$nsys" ]; then
-    timeout 120 "$nsys" profile -o /tmp/mamba-prof --force-overwrite true build/cuda/bin/mamba_bench --device cuda --filter "$PROFILE_FILTER" > "$out/nsys.log" 2>&1
-    timeout 60 "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/mamba-prof.nsys-rep > "$out/kernels.csv" 2>>"$out/nsys.log"
-    cut -c1-220 "$out/kernels.csv" | head -30
-  else
-    echo "nsys not found"
-  fi
+  # each kernel launched through launch_kernel timed alone (MAMBA_CUDA_TRACE=1): calls, mean and total ms
+  step "per-kernel times ($PROFILE_FILTER)"
+  MAMBA_CUDA_TRACE=1 timeout 120 build/cuda/bin/mamba_bench --device cuda --filter "$PROFILE_FILTER" > "$out/trace-bench.txt" 2> "$out/trace.log"
+  echo "# exit $?"
+  awk '/^mamba trace/ { key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
+       END { for (k in n) printf "%-70s %6d calls %9.4f ms mean %10.3f ms total\n", k, n[k], t[k] / n[k], t[k] }' "$out/trace.log" | sort -k8 -rn | head -20
 fi
 sys=/tmp/mamba-sysroot/usr
 export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
@@ -76,10 +74,12 @@ timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
 echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 }
 
+[ "${LARGE:-1}" = 0 ] || {
 step "mamba bench, large shapes ($large)"
 timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
   --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
+}
 [ "$quick" = 1 ] || {
 step "managed overhead of a graph decode step"
 timeout 60 dotnet "$cli" bench-overhead --device cuda > "$out/overhead.md" 2>&1; tail -8 "$out/overhead.md"
