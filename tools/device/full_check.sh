@@ -9,7 +9,8 @@
 # TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
 # NUNIT=0 skips the NUnit suite, LARGE=0 the large-model benchmark; PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
-# SANITIZE=1 ends with tools/device/sanitize.sh.
+# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); SANITIZE=1 ends with
+# tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -73,6 +74,16 @@ step "python example, CUDA tensors"
 timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
 echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 }
+
+if [ -n "${TRACE_MODEL:-}" ]; then
+  # a 2048-token prefill of one model shape with every launch_kernel kernel timed alone
+  step "per-kernel times of a $TRACE_MODEL prefill"
+  MAMBA_CUDA_TRACE=1 timeout 120 dotnet "$cli" bench --device cuda --shapes "$TRACE_MODEL" --dtypes bf16 --batch 1 \
+    --prefill 2048 --steps 2 > "$out/trace-model.txt" 2> "$out/trace-model.log"
+  echo "# exit $?"
+  awk '/^mamba trace/ { key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
+       END { for (k in n) printf "%-70s %6d calls %9.4f ms mean %10.3f ms total\n", k, n[k], t[k] / n[k], t[k] }' "$out/trace-model.log" | sort -k8 -rn | head -16
+fi
 
 [ "${LARGE:-1}" = 0 ] || {
 step "mamba bench, large shapes ($large)"
