@@ -7,7 +7,8 @@
 # QUICK=1 leaves out the 130m model benchmark, the Python example and the managed-overhead runs (for runs
 # that change only kernels);
 # TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
-# NUNIT=0 skips the NUnit suite, LARGE=0 the large-model benchmark; PROFILE_FILTER runs those kernel
+# NUNIT=0 skips the NUnit suite, LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
+# prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
 # TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); SANITIZE=1 ends with
 # tools/device/sanitize.sh.
@@ -88,7 +89,7 @@ fi
 [ "${LARGE:-1}" = 0 ] || {
 step "mamba bench, large shapes ($large)"
 timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
-  --batch 1 --prefill 2048 --steps 64 --profile 2048 --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
+  --batch 1 --prefill "${LARGE_PREFILL:-2048}" --steps 64 --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 }
 [ "$quick" = 1 ] || {
