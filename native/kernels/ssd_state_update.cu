@@ -27,6 +27,7 @@
 //   prefetched into L2 before the PDL wait. "persist_wb" stores with the default write-back policy
 //   instead of st.global.cs (a check of the store hint). They take dstate <= 128 (one float4 per lane
 //   and row: every Mamba-2 model) and fewer than 2^30 items; otherwise "block" runs.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -364,8 +365,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     }
 }
 
-}  // namespace
-
 enum class SsdUpdateVariant { Block, Persist, Persist4, PersistWriteBack };
 
 struct NamedUpdateVariant {
@@ -391,15 +390,20 @@ template <int kRows, bool kStreamStores>
 void launch_persistent(mamba_context & ctx, const SsdUpdateArgs & a) {
     auto launch = [&](auto traits) {
         using Tr = decltype(traits);
+        // As many warps as fit, then as few as still take the same number of rounds, so that every warp
+        // walks the same number of items (no last round with a fraction of the warps).
         const int64_t items = a.batch * a.heads * ceil_div(a.headdim, int64_t(kRows));
-        const int64_t resident = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * Tr::kMinBlocksPerSm;
-        const unsigned blocks = unsigned(std::min(ceil_div(items, int64_t(Tr::kWarps)), resident));
+        const int64_t resident_warps = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * Tr::kMinBlocksPerSm * Tr::kWarps;
+        const int64_t rounds = ceil_div(items, resident_warps);
+        const unsigned blocks = unsigned(ceil_div(ceil_div(items, rounds), int64_t(Tr::kWarps)));
         launch_kernel(ctx, "ssd_state_update_persistent_kernel", true, ssd_state_update_persistent_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     };
     if (a.vec) launch(SsdUpdatePersistentTraits<true, kRows, kStreamStores>{});
     else launch(SsdUpdatePersistentTraits<false, kRows, kStreamStores>{});
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_persistent_kernel");
 }
+
+}  // namespace
 
 void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
