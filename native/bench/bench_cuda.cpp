@@ -3,6 +3,9 @@
 // ceiling). Inputs that would fit in L2 are rotated over several copies so that timings see HBM.
 // Bytes are the fewest each op must move (inputs read once, outputs written once); FLOPs are stated
 // per case. Skipped on a CPU context.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -140,6 +143,61 @@ std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & fl
 
 mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops); });
+
+// The kernel variants of the Mamba-2 decode step side by side (ssd_state_update.cu;
+// MAMBA_CUDA_SSD_UPDATE_VARIANT forces one, "default" is the library's choice). B64 H80 is the case above;
+// B1 H80 (mamba2-2.7b, 2.6 MB of state) and B16 H24 (mamba2-130m batched, 12.6 MB) fit in L2, so enough
+// state sets rotate (>= 160 MB) that each call reads its state from HBM, as a decode step does (every
+// other layer's state passes through L2 before a layer's state is touched again).
+std::function<void()> ssd_update_variant_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t H, const char * variant) {
+    if (!b.on_cuda()) return {};
+    const int64_t P = 64, N = 128, G = 1;
+    const double state_bytes = double(B * H * P * N) * 4;
+    const int64_t sets = std::max<int64_t>(1, int64_t(std::ceil(160e6 / state_bytes)));
+    const DLTensor * A = b.tensor({H}, mb::kF32, -8.0, -1.0);
+    const DLTensor * D = b.tensor({H}, mb::kF32);
+    const DLTensor * bias = b.tensor({H}, mb::kF32, -4.0, -2.0);
+    std::vector<mamba_ssd_state_update_args> args(static_cast<size_t>(sets));
+    for (auto & a : args) {
+        a.state = b.tensor({B, H, P, N}, mb::kF32);
+        a.x = b.tensor({B, H, P}, mb::kBF16);
+        a.dt = b.tensor({B, H}, mb::kBF16);
+        a.A = A;
+        a.B = b.tensor({B, G, N}, mb::kBF16);
+        a.C = b.tensor({B, G, N}, mb::kBF16);
+        a.D = D;
+        a.dt_bias = bias;
+        a.y = b.tensor({B, H, P}, mb::kBF16);
+        a.dt_min = 0.0f;
+        a.dt_max = 1e30f;
+        a.dt_softplus = 1;
+    }
+    bytes = state_bytes * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
+    flops = double(B * H * P * N) * 4;
+    auto next = std::make_shared<size_t>(0);
+    const std::string name = variant;
+    return [&b, args, next, name] {
+        if (name == "default") unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
+        else setenv("MAMBA_CUDA_SSD_UPDATE_VARIANT", name.c_str(), 1);
+        const auto & a = args[(*next)++ % args.size()];
+        mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
+        unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
+    };
+}
+
+#define MAMBA_SSD_UPDATE_VARIANT_CASES(tag, name)                                                                                             \
+    mb::Register ssd_update_b64_##tag("cuda ssd_state_update B64 H80 P64 N128 f32 state v=" name,                                               \
+                                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 64, 80, name); }); \
+    mb::Register ssd_update_b1_##tag("cuda ssd_state_update B1 H80 P64 N128 f32 state v=" name,                                                 \
+                                     [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 1, 80, name); });   \
+    mb::Register ssd_update_b16_##tag("cuda ssd_state_update B16 H24 P64 N128 f32 state v=" name,                                               \
+                                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 16, 24, name); });
+MAMBA_SSD_UPDATE_VARIANT_CASES(default, "default")
+MAMBA_SSD_UPDATE_VARIANT_CASES(block, "block")
+MAMBA_SSD_UPDATE_VARIANT_CASES(persist, "persist")
+MAMBA_SSD_UPDATE_VARIANT_CASES(persist4, "persist4")
+MAMBA_SSD_UPDATE_VARIANT_CASES(persist_wb, "persist_wb")
+#undef MAMBA_SSD_UPDATE_VARIANT_CASES
 
 // Mamba-1: B1 D5120 N16. One state is 320 KiB, so 256 copies (80 MiB, beyond the 50-60 MB L2) rotate.
 mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",

@@ -1,0 +1,157 @@
+// mamba_ssd_state_update through every CUDA kernel variant (ssd_state_update.cu; MAMBA_CUDA_SSD_UPDATE_VARIANT
+// forces one, the CPU backend ignores it) at shapes and options that reach their tails: a partial last
+// work item of rows, a partial last lane of states, dstate not a multiple of 4 and above 128 (the
+// element path and the fallback of the persistent kernels to the block kernel), strided and misaligned
+// states, groups, D absent / per head / per channel, z and dt_bias absent, softplus off, a dt limit,
+// float32 / float16 / bfloat16 inputs, and a problem large enough that every warp of a persistent grid
+// walks several items. Against a float64 reference of one recurrence step; outputs poisoned.
+#include <cstdlib>
+
+#include "backend_test.h"
+
+namespace {
+
+using mt::DType;
+using mt::Tensor;
+
+const char * const kVariants[] = {"default", "block", "persist", "persist4", "persist_wb"};
+
+// Sets MAMBA_CUDA_SSD_UPDATE_VARIANT for its lifetime ("default": unset).
+class ScopedUpdateVariant {
+public:
+    explicit ScopedUpdateVariant(const std::string & name) {
+        if (name == "default") unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
+        else setenv("MAMBA_CUDA_SSD_UPDATE_VARIANT", name.c_str(), 1);
+    }
+    ~ScopedUpdateVariant() { unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT"); }
+    ScopedUpdateVariant(const ScopedUpdateVariant &) = delete;
+    ScopedUpdateVariant & operator=(const ScopedUpdateVariant &) = delete;
+};
+
+enum class StateLayout { Contiguous, Misaligned, Spread };  // Spread: dstate two floats apart
+enum class DKind { None, PerHead, PerChannel };
+
+struct Case {
+    int64_t batch, heads, headdim, groups, dstate;
+    StateLayout layout = StateLayout::Contiguous;
+    DKind d = DKind::PerHead;
+    bool z = true, bias = true, softplus = true, limit = false;
+    DType dtype = DType::BF16;
+};
+
+std::string describe(const Case & c) {
+    static const char * const layouts[] = {"", " misaligned", " spread"};
+    static const char * const ds[] = {" noD", " D/head", " D/channel"};
+    return "B" + std::to_string(c.batch) + " H" + std::to_string(c.heads) + " P" + std::to_string(c.headdim) + " G" + std::to_string(c.groups) + " N" +
+           std::to_string(c.dstate) + layouts[int(c.layout)] + ds[int(c.d)] + (c.z ? " z" : "") + (c.bias ? " bias" : "") +
+           (c.softplus ? " softplus" : "") + (c.limit ? " limit" : "") + " " + mt::dtype_name(c.dtype);
+}
+
+}  // namespace
+
+class SsdStateUpdateVariantsTest : public mt::BackendTest {
+protected:
+    void check(const Case & c, uint64_t seed) {
+        SCOPED_TRACE(describe(c));
+        const int64_t Bn = c.batch, H = c.heads, P = c.headdim, G = c.groups, N = c.dstate;
+        std::mt19937_64 rng(seed);
+        // The state lives in a flat buffer; the view starts at float 0 (or 1: misaligned) and steps 1 (or
+        // 2: spread) along dstate.
+        const int64_t shift = c.layout == StateLayout::Misaligned ? 1 : 0, step = c.layout == StateLayout::Spread ? 2 : 1;
+        const int64_t elements = Bn * H * P * N;
+        Tensor state_buf({elements * step + shift}, DType::F32);
+        Tensor x({Bn, H, P}, c.dtype), dt({Bn, H}, c.dtype), A({H}, DType::F32), Bm({Bn, G, N}, c.dtype), Cm({Bn, G, N}, c.dtype);
+        Tensor D(c.d == DKind::PerChannel ? std::vector<int64_t>{H, P} : std::vector<int64_t>{H}, DType::F32);
+        Tensor z({Bn, H, P}, c.dtype), bias({H}, DType::F32), y({Bn, H, P}, DType::F32);
+        state_buf.fill_uniform(rng, -1, 1);
+        x.fill_uniform(rng, -1, 1);
+        if (c.softplus) dt.fill_uniform(rng, -3, 0.5);
+        else dt.fill_uniform(rng, 0.01, 0.6);
+        A.fill_uniform(rng, -4, -0.5);
+        Bm.fill_uniform(rng, -1, 1);
+        Cm.fill_uniform(rng, -1, 1);
+        D.fill_uniform(rng, -1, 1);
+        z.fill_uniform(rng, -2, 2);
+        bias.fill_uniform(rng, -0.5, 0.5);
+        for (Tensor * t : {&state_buf, &x, &dt, &A, &Bm, &Cm, &D, &z, &bias}) t->upload(ctx());
+        y.upload_poisoned(ctx());
+        int64_t st_shape[4] = {Bn, H, P, N}, st_strides[4] = {H * P * N * step, P * N * step, N * step, step};
+        DLTensor state = *state_buf.dl();
+        state.ndim = 4;
+        state.shape = st_shape;
+        state.strides = st_strides;
+        state.byte_offset = uint64_t(shift) * sizeof(float);
+        mamba_ssd_state_update_args a{};
+        a.state = &state;
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = A.dl();
+        a.B = Bm.dl();
+        a.C = Cm.dl();
+        if (c.d != DKind::None) a.D = D.dl();
+        if (c.z) a.z = z.dl();
+        if (c.bias) a.dt_bias = bias.dl();
+        a.y = y.dl();
+        a.dt_softplus = c.softplus;
+        a.dt_min = c.limit ? 0.1f : 0.0f;
+        a.dt_max = c.limit ? 0.4f : INFINITY;
+        MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
+
+        std::vector<double> want_state = state_buf.values(), want_y(size_t(Bn * H * P));
+        for (int64_t b = 0; b < Bn; ++b)
+            for (int64_t h = 0; h < H; ++h) {
+                const int64_t g = h / (H / G);
+                double v = dt.at(b * H + h) + (c.bias ? bias.at(h) : 0.0);
+                if (c.softplus) v = v > 20 ? v : std::log1p(std::exp(v));
+                if (c.limit) v = std::min(std::max(v, 0.1), 0.4);
+                const double decay = std::exp(v * A.at(h));
+                for (int64_t p = 0; p < P; ++p) {
+                    const double xv = x.at((b * H + h) * P + p);
+                    double acc = 0;
+                    for (int64_t n = 0; n < N; ++n) {
+                        double & st = want_state[size_t(shift + (((b * H + h) * P + p) * N + n) * step)];
+                        st = decay * st + v * xv * Bm.at((b * G + g) * N + n);
+                        acc += st * Cm.at((b * G + g) * N + n);
+                    }
+                    double out = acc;
+                    if (c.d == DKind::PerHead) out += D.at(h) * xv;
+                    if (c.d == DKind::PerChannel) out += D.at(h * P + p) * xv;
+                    if (c.z) {
+                        const double zv = z.at((b * H + h) * P + p);
+                        out *= zv / (1 + std::exp(-zv));
+                    }
+                    want_y[size_t((b * H + h) * P + p)] = out;
+                }
+            }
+        y.download(ctx());
+        state_buf.download(ctx());
+        EXPECT_CLOSE(y.values(), want_y, 1e-4, 1e-4);
+        // The spread layout's gaps stay as uploaded (the reference does not touch them either).
+        EXPECT_CLOSE(state_buf.values(), want_state, 1e-5, 1e-5);
+    }
+};
+
+TEST_P(SsdStateUpdateVariantsTest, EveryVariantMatchesFloat64Reference) {
+    const Case cases[] = {
+        {2, 3, 64, 1, 128},                                                     // full items, one float4 per lane
+        {2, 4, 77, 2, 128},                                                     // partial last item (5 rows), groups
+        {1, 2, 19, 1, 124},                                                     // 31 lanes hold states
+        {2, 2, 7, 2, 3},                                                        // fewer states than a float4: element path
+        {1, 3, 9, 1, 130},                                                      // dstate > 128 and % 4 != 0: block kernel
+        {1, 2, 5, 1, 256},                                                      // two passes of the block kernel
+        {2, 2, 33, 1, 128, StateLayout::Misaligned},                            // element path
+        {2, 2, 13, 1, 64, StateLayout::Spread, DKind::PerChannel},              // strided dstate
+        {3, 6, 8, 3, 16, StateLayout::Contiguous, DKind::None, false, false, false},  // only the recurrence
+        {2, 4, 10, 2, 32, StateLayout::Contiguous, DKind::PerChannel, true, true, true, true, DType::F32},
+        {2, 4, 11, 4, 20, StateLayout::Contiguous, DKind::PerHead, false, true, true, true, DType::F16},
+        {16, 48, 64, 2, 128},                                                   // several items per warp of a persistent grid
+    };
+    for (const char * variant : kVariants) {
+        SCOPED_TRACE(std::string("variant ") + variant);
+        const ScopedUpdateVariant scoped(variant);
+        uint64_t seed = 91;
+        for (const Case & c : cases) check(c, seed++);
+    }
+}
+
+MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateVariantsTest);
