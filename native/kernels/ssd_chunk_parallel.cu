@@ -61,7 +61,11 @@
 // paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
 #include <mma.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "launch.cuh"
+#include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
 
 namespace mamba::cuda {
@@ -709,6 +713,327 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
     }
 }
 
+// ---- output kernel, mma.sync (default): register-resident G -> M ---------------------------------------
+//
+// Block = (chunk, group, tile of heads, 64 channels) as above, 4 warps. Warp w owns the 16-step row strips
+// w and 7 - w of the chunk (1 + w and 8 - w tiles of 16 x 16 on and below the diagonal: 9 for every warp,
+// so the causal work is balanced without a shared M). Per block, once: C and B land by cp.async, each
+// warp forms its 9 tiles of G = C B^T with mma.sync and keeps them in registers (72 floats per lane),
+// then converts its own 32 rows of C to float16 / row scale in place (only it reads them). Per head (its
+// x, S_in, dt, acum in a double buffer, the next head's copy in flight during this head's MMAs; one
+// barrier per head), per strip: y = exp(acum_t) scale_t (C16 S_in^T) (8 k steps x 8 n8 tiles), then
+// M X where each M tile is made in registers from the G accumulator (decay, dt, causal mask, bf16 hi +
+// lo; mma_fragments.cuh says why the accumulator is the A operand), + D x, gated, stored from the
+// accumulator. No shared G or M, no M pass, no y round trip through shared memory.
+// Counts per (chunk, head, 64 channels), per warp: C S_in^T 2 x 64 MMAs (m16n8k16), M X 9 x 8 x 2 =
+// 144, G 9 x 16 (N 128) once per block: ~1.1 K MMAs = 4.5 MFLOP per block-head; at B8 10240 pairs
+// -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates. Shared memory (N 128):
+// C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
+// SM; N 64: 66 KB, 3 blocks.
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
+__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+template <int kStatePad>
+struct SsdCpMmaOutputTraits {
+    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kPT = 64;  // channels per block
+    static constexpr int kWarps = 4;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kStrips = kQ / 16;       // 16-step row strips; warp w owns w and kStrips-1-w
+    static constexpr int kGTiles = kStrips + 1;   // G tiles on and below the diagonal of a warp's strips
+    static constexpr int kKN = kN / 16;           // k steps over dstate
+    static constexpr int kNT = kPT / 8;           // n8 tiles of a y strip
+    static constexpr int ldN = kN + 8;            // 16-bit rows of C, B, S_in: 8 rows of 16 B hit 8 bank quads
+    static constexpr int ldP = kPT + 8;           // bf16 rows of x
+    // One head's operands; two buffers (the next head's copy lands during this head's MMAs).
+    static constexpr size_t hX = 0;
+    static constexpr size_t hS = hX + align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t hDt = hS + align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t hAcum = hDt + align128(kQ * 4);
+    static constexpr size_t hSscale = hAcum + align128(kQ * 4);
+    static constexpr size_t kHeadBytes = hSscale + align128(kPT / 16 * 4);
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oC = 0;                                  // C (bf16), then C / row scale (float16)
+    static constexpr size_t oCscale = oC + align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oHead1 = oCscale + align128(kQ * 4);     // B while G is formed, then odd heads
+    static constexpr size_t oHead0 = oHead1 + kHeadBytes;            // even heads: the first lands with B, C
+    static constexpr size_t kSmemBytes = oHead0 + kHeadBytes;
+    static constexpr int kMinBlocks = kSmemBytes * 3 <= 225 * 1024 ? 3 : 2;
+    static_assert(kBBytes <= kHeadBytes, "B fits the odd-head buffer");
+    static_assert(kStrips == 2 * kWarps, "each warp owns two strips");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ / 4 * 2 <= kThreads, "dt and acum in one round of 16-byte copies");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT, GT = Tr::kGTiles;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oHead1);
+    auto head_buf = [&](int buf) { return smem + (buf == 0 ? Tr::oHead0 : Tr::oHead1); };
+
+    int64_t seq, b, t0, t_end;
+    const int64_t slot = blockIdx.x;
+    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
+    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
+    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
+    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
+    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+
+    // ---- C and B of the chunk (zeros past the end and past dstate) ----
+    if (c.vec_bc) {
+        const int n = tid % (N / 8) * 8;
+        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
+            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+        }
+    } else {
+        for (int i = tid; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+
+    // One head's x, S_in, dt, acum and S_in scales into buffer buf (cp.async where 16-byte aligned).
+    auto stage = [&](int64_t h, int buf) {
+        unsigned char * hb = head_buf(buf);
+        bf16_t * dX = reinterpret_cast<bf16_t *>(hb + Tr::hX);
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
+                const bool in = s < steps && p < a.headdim;
+                cp_async16(dX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int s = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                dX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        f16_t * dS = reinterpret_cast<f16_t *>(hb + Tr::hS);
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
+        {
+            const int n = tid % (N / 8) * 8;
+            for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
+                const bool in = p0 + pp < a.headdim;
+                cp_async16(dS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
+            }
+        }
+        const int64_t pair = (slot * a.heads + h) * Q;
+        if (tid < Q / 4) cp_async16(hb + Tr::hDt + tid * 16, c.dts + pair + tid * 4, true);
+        else if (tid < Q / 2) cp_async16(hb + Tr::hAcum + (tid - Q / 4) * 16, c.acums + pair + (tid - Q / 4) * 4, true);
+        if (tid < PT / 16)
+            reinterpret_cast<float *>(hb + Tr::hSscale)[tid] = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
+        cp_async_commit();
+    };
+    stage(h_first, 0);  // buffer 0 does not overlap B
+    cp_async_wait_all();
+    __syncthreads();
+
+    // ---- G = C B^T: the warp's 9 tiles, in registers ----
+    // Tile k: strip warp, column tile k for k <= warp; strip 7 - warp, column tile k - warp - 1 after.
+    const int strip_lo = warp, strip_hi = Tr::kStrips - 1 - warp;
+    float G[GT][2][4];
+#pragma unroll
+    for (int k = 0; k < GT; ++k) {
+        const int st = k <= warp ? strip_lo : strip_hi;
+        const int jt = k <= warp ? k : k - warp - 1;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) G[k][0][e] = G[k][1][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[4], fb[4];
+            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+            mma_bf16(G[k][0], fa, fb[0], fb[1]);
+            mma_bf16(G[k][1], fa, fb[2], fb[3]);
+        }
+    }
+    __syncwarp();  // the warp's reads of its C rows are done before they are overwritten
+
+    // ---- the warp's C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
+#pragma unroll 1
+    for (int r = 0; r < 32; ++r) {
+        const int row = r < 16 ? 16 * strip_lo + r : 16 * strip_hi + r - 16;
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[row] = ldexpf(1.0f, scale_exp);
+    }
+    __syncwarp();
+
+    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
+    for (int j = 0; j < nh; ++j) {
+        const int64_t h = h_first + j;
+        const int buf = j & 1;
+        cp_async_wait_all();
+        __syncthreads();  // head j is in; every warp is done with head j - 1 (and with B)
+        if (j + 1 < nh) stage(h + 1, buf ^ 1);
+        const unsigned char * hb = head_buf(buf);
+        const bf16_t * sX = reinterpret_cast<const bf16_t *>(hb + Tr::hX);
+        const f16_t * sS = reinterpret_cast<const f16_t *>(hb + Tr::hS);
+        const float * sDt = reinterpret_cast<const float *>(hb + Tr::hDt);
+        const float * sAcum = reinterpret_cast<const float *>(hb + Tr::hAcum);
+        const float * sSscale = reinterpret_cast<const float *>(hb + Tr::hSscale);
+        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+
+#pragma unroll 1
+        for (int half = 0; half < 2; ++half) {
+            const int st = half == 0 ? strip_lo : strip_hi;
+            float acc[NT8][4];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+
+            // exp(acum_t) scale_t (C16 S_in^T): float16 operands, both scaled by powers of two.
+#pragma unroll
+            for (int kk = 0; kk < KN; ++kk) {
+                uint32_t fa[4];
+                ldsm_x4(fa, sC16 + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
+                    ldsm_x4(fb, sS + (16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+                    mma_f16(acc[2 * np], fa, fb[0], fb[1]);
+                    mma_f16(acc[2 * np + 1], fa, fb[2], fb[3]);
+                }
+            }
+            const int t_a = 16 * st + gl, t_b = t_a + 8;  // the lane's two rows
+            const float acum_a = sAcum[t_a], acum_b = sAcum[t_b];
+            const float row_a = __expf(acum_a) * sCscale[t_a], row_b = __expf(acum_b) * sCscale[t_b];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+                const float cs = sSscale[nt / 2];
+                acc[nt][0] *= row_a * cs;
+                acc[nt][1] *= row_a * cs;
+                acc[nt][2] *= row_b * cs;
+                acc[nt][3] *= row_b * cs;
+            }
+
+            // + M X: M tile (st, jt) made from G tile k in registers, as bf16 hi + lo.
+#pragma unroll
+            for (int k = 0; k < GT; ++k) {
+                if (half == 0 ? k > warp : k <= warp) continue;
+                const int jt = half == 0 ? k : k - warp - 1;
+                float m[2][4];
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int t = e < 2 ? t_a : t_b;
+                        const int s = s0 + e % 2;
+                        const float at = e < 2 ? acum_a : acum_b;
+                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                        m[q][e] = s <= t ? G[k][q][e] * __expf(at - as) * ds : 0.0f;
+                    }
+                }
+                uint32_t mhi[4], mlo[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    uint32_t fb[4];  // X (s, p) = sX[s][p]
+                    ldsm_x4_trans(fb, sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + 16 * np + fr::ldsm_b_col(lane));
+                    mma_bf16(acc[2 * np], mhi, fb[0], fb[1]);
+                    mma_bf16(acc[2 * np + 1], mhi, fb[2], fb[3]);
+                    mma_bf16(acc[2 * np], mlo, fb[0], fb[1]);
+                    mma_bf16(acc[2 * np + 1], mlo, fb[2], fb[3]);
+                }
+            }
+
+            // ---- epilogue from the accumulator: + D x, gate, store (pairs of channels) ----
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = rr == 0 ? t_a : t_b;
+                    const int pp = 8 * nt + fr::acc_col(lane, 0);
+                    const int64_t p = p0 + pp;
+                    if (t >= steps || p >= a.headdim) continue;
+                    float v[2] = {acc[nt][2 * rr], acc[nt][2 * rr + 1]};
+                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
+                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
+                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
+                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
+                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
+                    }
+                    if (c.vec_zy) {
+                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing in flight at exit
+}
+
 // ---- host side -------------------------------------------------------------------------------------
 
 int64_t slot_count(const SsdCpShape & s) {
@@ -755,6 +1080,24 @@ void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
 }
 
 template <int kN>
+void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpMmaOutputTraits<kN>;
+    const auto kernel = ssd_cp_output_mma_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    launch_kernel(ctx, "ssd_cp_output_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma_kernel");
+}
+
+// MAMBA_CUDA_SSD_OUTPUT=wmma selects the wmma output kernel, anything else (or unset) the mma.sync one;
+// read at each call so that the tests and the benchmark can run both.
+bool use_wmma_output() {
+    const char * env = std::getenv("MAMBA_CUDA_SSD_OUTPUT");
+    return env && std::strcmp(env, "wmma") == 0;
+}
+
+template <int kN>
 void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
@@ -762,18 +1105,21 @@ void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
     else launch_state<kN, 16>(ctx, c);
     if (slots == 0) return;
-    // Output kernel (one block per SM): the most heads per block (G formed the fewest times) that
-    // still leave two blocks per SM to balance the tail.
+    // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
+    // of resident blocks to balance the tail (wmma: one block per SM; mma: 2 or 3).
+    const bool wmma_output = use_wmma_output();
+    const int64_t resident = wmma_output ? 1 : SsdCpMmaOutputTraits<kN>::kMinBlocks;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = 1;
     for (int64_t cand : {16, 8, 4, 2}) {
-        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * int64_t(sms)) {
+        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * resident * int64_t(sms)) {
             c.heads_per_block = cand;
             break;
         }
     }
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    launch_output<kN>(ctx, c, slots);
+    if (wmma_output) launch_output<kN>(ctx, c, slots);
+    else launch_output_mma<kN>(ctx, c, slots);
 }
 
 }  // namespace
