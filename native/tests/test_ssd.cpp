@@ -1,6 +1,7 @@
 // mamba_ssd and mamba_ssd_state_update against a float64 reference of the plain step-by-step recurrence,
 // per backend, dtype, layout and option, plus invariants between calls (halves with the state carried,
 // decode steps, packed sequences) and the argument errors.
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -213,6 +214,28 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
+// Sets MAMBA_CUDA_SSD_OUTPUT (the chunk-parallel output kernel, read by the CUDA backend at each call)
+// for its lifetime and restores the previous value; null leaves it alone.
+class ScopedSsdOutputKernel {
+public:
+    explicit ScopedSsdOutputKernel(const char * name) : active_(name != nullptr) {
+        if (!active_) return;
+        if (const char * old = std::getenv("MAMBA_CUDA_SSD_OUTPUT")) previous_ = old;
+        setenv("MAMBA_CUDA_SSD_OUTPUT", name, 1);
+    }
+    ~ScopedSsdOutputKernel() {
+        if (!active_) return;
+        if (previous_) setenv("MAMBA_CUDA_SSD_OUTPUT", previous_->c_str(), 1);
+        else unsetenv("MAMBA_CUDA_SSD_OUTPUT");
+    }
+    ScopedSsdOutputKernel(const ScopedSsdOutputKernel &) = delete;
+    ScopedSsdOutputKernel & operator=(const ScopedSsdOutputKernel &) = delete;
+
+private:
+    bool active_;
+    std::optional<std::string> previous_;
+};
+
 }  // namespace
 
 class SsdTest : public mt::BackendTest {
@@ -239,14 +262,21 @@ protected:
         return r;
     }
 
+    // On CUDA, once per output kernel of the chunk-parallel path (MAMBA_CUDA_SSD_OUTPUT; the other
+    // paths ignore it), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
-        const Result got = run(pr);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        EXPECT_CLOSE(got.y, want.y, tol, tol);
-        if (o.final_states) {
-            EXPECT_CLOSE(got.final_states, want.final_states, 2e-4, 2e-4);
+        const std::vector<const char *> kernels = on_cuda() ? std::vector<const char *>{"mma", "wmma"} : std::vector<const char *>{nullptr};
+        for (const char * kernel : kernels) {
+            SCOPED_TRACE(kernel ? std::string("output kernel ") + kernel : std::string("cpu"));
+            ScopedSsdOutputKernel scoped(kernel);
+            const Result got = run(pr);
+            EXPECT_CLOSE(got.y, want.y, tol, tol);
+            if (o.final_states) {
+                EXPECT_CLOSE(got.final_states, want.final_states, 2e-4, 2e-4);
+            }
         }
     }
 };
