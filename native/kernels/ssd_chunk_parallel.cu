@@ -733,11 +733,11 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
     const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
 }
 __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
     const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
 }
 // d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -872,13 +872,26 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
             reinterpret_cast<float *>(hb + Tr::hSscale)[tid] = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
         cp_async_commit();
     };
+    // z of head hz towards L2 ahead of its epilogue (the epilogue reads it from the accumulator layout,
+    // 4 bytes a lane): lane l asks for the 64-channel row l of the warp's two strips.
+    const int strip_lo = warp, strip_hi = Tr::kStrips - 1 - warp;
+    auto prefetch_z = [&](int64_t hz) {
+        if (!a.has_z || !c.vec_zy || p0 >= a.headdim) return;
+        const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
+        const int64_t last = (a.headdim - p0 < PT ? a.headdim - p0 : PT) - 1;
+        const bf16_t * row = reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hz * a.z_s[2] + p0;
+        if (t < steps) {
+            prefetch_l2(row);
+            prefetch_l2(row + last);
+        }
+    };
+    prefetch_z(h_first);
     stage(h_first, 0);  // buffer 0 does not overlap B
     cp_async_wait_all();
     __syncthreads();
 
     // ---- G = C B^T: the warp's 9 tiles, in registers ----
     // Tile k: strip warp, column tile k for k <= warp; strip 7 - warp, column tile k - warp - 1 after.
-    const int strip_lo = warp, strip_hi = Tr::kStrips - 1 - warp;
     float G[GT][2][4];
 #pragma unroll
     for (int k = 0; k < GT; ++k) {
@@ -922,7 +935,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         const int buf = j & 1;
         cp_async_wait_all();
         __syncthreads();  // head j is in; every warp is done with head j - 1 (and with B)
-        if (j + 1 < nh) stage(h + 1, buf ^ 1);
+        if (j + 1 < nh) {
+            stage(h + 1, buf ^ 1);
+            prefetch_z(h + 1);
+        }
         const unsigned char * hb = head_buf(buf);
         const bf16_t * sX = reinterpret_cast<const bf16_t *>(hb + Tr::hX);
         const f16_t * sS = reinterpret_cast<const f16_t *>(hb + Tr::hS);
