@@ -9,9 +9,16 @@
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
 //     the last S -> final_states (float32)
 //   output kernel, block = (chunk, group, tile of heads of the group, 64 channels), all chunks at once:
-//     G = C B^T once for the block's heads (they share the group's B and C), float32 in shared memory
+//     G = C B^T once for the block's heads (they share the group's B and C)
 //     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
+//   Two output kernels (MAMBA_CUDA_SSD_OUTPUT=wmma|mma, read per call; default mma):
+//     mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
+//          strips, keeps its G tiles in registers and makes each M tile from them in registers (the
+//          accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
+//     wmma (ssd_cp_output_kernel): wmma fragments over float32 G and bf16 M tiles in shared memory,
+//          16 warps, one block per SM. Measured on an H200 at 6-8x its estimate below: latency of
+//          shared-memory fragment loads, dependent MMA chains and block barriers between its phases.
 // The sequential part is only the state carry, and the carry is the accumulator itself (registers):
 // the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
 // stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
@@ -52,10 +59,9 @@
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
 // keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
 // one block's shared memory.
-// Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
-// build pass, two blocks per SM).
+// The mma kernel's own counts and layout are in its section below.
 //
-// Choices: wmma fragments over shared memory (the documented fragment API: no hand-written register
+// Choices (wmma kernel): wmma fragments over shared memory (the documented fragment API: no hand-written register
 // layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
 // +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
 // paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
