@@ -32,6 +32,15 @@ MAMBA_FRAG_FN int acc_col(int lane, int i) { return 2 * (lane % 4) + i % 2; }
 MAMBA_FRAG_FN int a_from_acc_tile(int r) { return r / 2; }
 MAMBA_FRAG_FN int a_from_acc_elem(int r, int half) { return 2 * (r % 2) + half; }
 
+// A operand register r, half e (0, 1) of lane l: its row and column in the 16 x 16 tile.
+MAMBA_FRAG_FN int a_row(int lane, int r) { return lane / 4 + 8 * (r % 2); }
+MAMBA_FRAG_FN int a_col(int lane, int r, int e) { return 2 * (lane % 4) + e + 8 * (r / 2); }
+
+// ldmatrix x4 .trans for the A operand of a tile stored K-major ([k][m], m contiguous: A = Y^T for a
+// row-major Y): matrices (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) = a0..a3.
+MAMBA_FRAG_FN int ldsm_at_row(int lane) { return lane % 8 + 8 * (lane / 16); }  // k
+MAMBA_FRAG_FN int ldsm_at_col(int lane) { return 8 * ((lane / 8) % 2); }       // m
+
 // ldmatrix x4 row address (row, column of the 16 x 16 tile) of lane l for the A operand of a row-major
 // (M rows, K contiguous) tile: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
 // (rows 8-15, k 8-15) = registers a0..a3.

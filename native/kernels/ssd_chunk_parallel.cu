@@ -424,6 +424,270 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_kernel(SsdCpArgs
     }
 }
 
+// ---- mma.sync helpers ----------------------------------------------------------------------------
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
+__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+// ---- state kernel, mma.sync (default) ---------------------------------------------------------------
+//
+// Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
+// mma.sync accumulators (warp: one 16-channel row tile, 16 or 32 states). Per chunk, one barrier:
+//   every warp turns the chunk's raw dt (in its registers since the previous chunk) into dt and acum by
+//   itself (a 32-lane scan, no shared phase) and writes its own w_s = dt_s exp(acum_end - acum_s);
+//   after the barrier (the chunk's B and x are in; every warp's max |S| is visible) the next chunk's copy
+//   is issued, S_in is stored straight from the accumulators (float16 after the block's power-of-two
+//   scale), and S <- exp(acum_end) S + (x w)^T B: the A operand x^T comes by ldmatrix.trans from x's
+//   rows, is scaled by w in registers and split into bf16 hi + lo (no Xw pass, no Xw in shared memory);
+//   B by ldmatrix.trans from B's rows. The max |S| for the next chunk's scale goes to a parity buffer.
+// Counts per chunk and block (32 channels, N 128): 2 x 16 x 8 x 2 = 512 MMAs m16n8k16 over 8 warps, 64
+// per warp in 8 k steps of 8 independent accumulators; x^T scaling 128 values per lane. Shared memory:
+// B and x double-buffered, w per warp: 98 KB (N 128, 32 channels), 2 blocks per SM.
+
+template <int kStatePad, int kChannelTile>
+struct SsdCpMmaStateTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kTP = kPT / 16;      // 16-channel row tiles
+    // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
+    static constexpr int kWarps = kTP * kN / 16 < 8 ? kTP * kN / 16 : 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kWarpsPerTile = kWarps / kTP;
+    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp
+    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp
+    static constexpr int ldN = kN + 8;              // bf16 rows of B (16-byte rows on distinct bank quads)
+    static constexpr int ldP = kPT + 8;             // bf16 rows of x
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t oB = 0;
+    static constexpr size_t oX = oB + 2 * kBBytes;
+    static constexpr size_t oW = oX + 2 * kXBytes;               // per warp: w_s of the chunk
+    static constexpr size_t oMax = oW + align128(size_t(kWarps) * kQ * 4);  // [2][kWarps]: max |S| by chunk parity
+    static constexpr size_t kSmemBytes = oMax + align128(2 * kWarps * 4);
+    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
+    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
+    auto sX = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf) * Tr::kXBytes); };
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW) + warp * Q;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int tp = warp / Tr::kWarpsPerTile;                 // the warp's 16-channel row tile
+    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;    // its first state
+
+    // The state (accumulator layout: element i of n8 tile nt is channel row acc_row, state acc_col),
+    // starting at the initial state (zeros past dstate and headdim, where B and x are zero too).
+    float S[NT8][4];
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+            S[nt][i] = a.has_init && p < a.headdim && n < a.dstate ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+        }
+
+    // Loads of the chunk starting at tc: B and x into buffer buf (cp.async on the 16-byte paths, zeros
+    // past the end), its raw dt into every warp's registers (lane: steps 4 lane .. 4 lane + 3).
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto issue = [&](int64_t tc, int buf) {
+        const int64_t avail = t_end - tc;
+        bf16_t * dB = sB(buf);
+        bf16_t * dX = sX(buf);
+        if (c.vec_bc) {
+            const int n = tid % (N / 8) * 8;
+            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
+        }
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
+                const bool in = k < avail && p < a.headdim;
+                cp_async16(dX + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int k = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                dX[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        cp_async_commit();
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = lane * 4 + i;
+            rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]) : 0.0f;
+        }
+    };
+    issue(t_begin, 0);
+
+    int buf = 0, parity = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+        // The warp's largest |state| entering this chunk, for S_in's scale (read after the barrier).
+        {
+            float m = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) m = fmaxf(m, fabsf(S[nt][i]));
+            m = warp_max(m);
+            if (lane == 0) sMax[parity * W + warp] = m;
+        }
+        // dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A, by every warp.
+        float dt[4], acum[4], run = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
+            run += dt[i] * A;
+        }
+        float incl = run;
+#pragma unroll
+        for (int off = 1; off < 32; off *= 2) {
+            const float o = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += o;
+        }
+        {
+            float acc_run = incl - run;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acc_run += dt[i] * A;
+                acum[i] = acc_run;
+            }
+        }
+        const float acum_end = __shfl_sync(0xffffffffu, acum[3], 31);
+        __syncwarp();  // the warp's reads of sW in the previous chunk are done
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sW[lane * 4 + i] = dt[i] * __expf(acum_end - acum[i]);
+        if (warp == 0 && blockIdx.x == 0) {
+            const int64_t at = (slot * a.heads + h) * Q + lane * 4;
+            *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
+            *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
+        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
+
+        // The state entering this chunk, float16 after a power-of-two scale shared by the block (exact
+        // scaling; float16 keeps 11 bits, bf16's 8 are not enough: see the header).
+        float block_max = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[parity * W + w]);
+        const int scale_exp = f16_scale_exponent(block_max);
+        const float inv_scale = ldexpf(1.0f, -scale_exp);
+        if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
+        if (p0 + 16 * tp < c.Pw) {
+            f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr)
+                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+        }
+
+        // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
+        const float decay = __expf(acum_end);
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) S[nt][i] *= decay;
+        const bf16_t * cX = sX(buf);
+        const bf16_t * cB = sB(buf);
+#pragma unroll 2
+        for (int kk = 0; kk < Q / 16; ++kk) {
+            uint32_t xa[4];  // x^T (p, s) = x[s][p]
+            ldsm_x4_trans(xa, cX + (16 * kk + fr::ldsm_at_row(lane)) * ldP + 16 * tp + fr::ldsm_at_col(lane));
+            const float2 w_lo = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 0, 0));  // steps 2c, 2c + 1
+            const float2 w_hi = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 2, 0));  // steps 2c + 8, 2c + 9
+            uint32_t ahi[4], alo[4];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
+                const float2 w = r / 2 == 0 ? w_lo : w_hi;
+                split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[r], alo[r]);
+            }
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // B (s, n) = B[s][n]
+                ldsm_x4_trans(fb, cB + (16 * kk + fr::ldsm_b_row(lane)) * ldN + n_w + 16 * np + fr::ldsm_b_col(lane));
+                mma_bf16(S[2 * np], ahi, fb[0], fb[1]);
+                mma_bf16(S[2 * np + 1], ahi, fb[2], fb[3]);
+                mma_bf16(S[2 * np], alo, fb[0], fb[1]);
+                mma_bf16(S[2 * np + 1], alo, fb[2], fb[3]);
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
+
+    // The final state, float32 (initial and final states may alias: each element is read above and
+    // written here by the same thread).
+    if (a.has_fin) {
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[nt][i];
+            }
+    }
+}
+
 // ---- output kernel --------------------------------------------------------------------------------
 
 template <int kStatePad>
@@ -736,33 +1000,6 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 // -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates. Shared memory (N 128):
 // C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
 // SM; N 64: 66 KB, 3 blocks.
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
-__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
-}
 
 template <int kStatePad>
 struct SsdCpMmaOutputTraits {
@@ -1080,14 +1317,29 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
+// MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma selects the wmma kernel, anything else (or unset)
+// the mma.sync one; read at each call so that the tests and the benchmark can run both.
+bool env_selects_wmma(const char * name) {
+    const char * env = std::getenv(name);
+    return env && std::strcmp(env, "wmma") == 0;
+}
+
 template <int kN, int kPT>
 void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpStateTraits<kN, kPT>;
-    const auto kernel = ssd_cp_state_kernel<Tr>;
-    set_smem<Tr>(kernel);
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
+    if (env_selects_wmma("MAMBA_CUDA_SSD_STATE")) {
+        using Tr = SsdCpStateTraits<kN, kPT>;
+        const auto kernel = ssd_cp_state_kernel<Tr>;
+        set_smem<Tr>(kernel);
+        launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
+    } else {
+        using Tr = SsdCpMmaStateTraits<kN, kPT>;
+        const auto kernel = ssd_cp_state_mma_kernel<Tr>;
+        set_smem<Tr>(kernel);
+        launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
+    }
 }
 
 template <int kN>
@@ -1112,13 +1364,6 @@ void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) 
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma_kernel");
 }
 
-// MAMBA_CUDA_SSD_OUTPUT=wmma selects the wmma output kernel, anything else (or unset) the mma.sync one;
-// read at each call so that the tests and the benchmark can run both.
-bool use_wmma_output() {
-    const char * env = std::getenv("MAMBA_CUDA_SSD_OUTPUT");
-    return env && std::strcmp(env, "wmma") == 0;
-}
-
 template <int kN>
 void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
@@ -1129,7 +1374,7 @@ void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     if (slots == 0) return;
     // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
     // of resident blocks to balance the tail (wmma: one block per SM; mma: 2 or 3).
-    const bool wmma_output = use_wmma_output();
+    const bool wmma_output = env_selects_wmma("MAMBA_CUDA_SSD_OUTPUT");
     const int64_t resident = wmma_output ? 1 : SsdCpMmaOutputTraits<kN>::kMinBlocks;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = 1;

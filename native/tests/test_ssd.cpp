@@ -3,6 +3,7 @@
 // decode steps, packed sequences) and the argument errors.
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <optional>
 
@@ -214,27 +215,37 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// Sets MAMBA_CUDA_SSD_OUTPUT (the chunk-parallel output kernel, read by the CUDA backend at each call)
-// for its lifetime and restores the previous value; null leaves it alone.
-class ScopedSsdOutputKernel {
+// Sets an environment variable for its lifetime and restores the previous value; a null value leaves it
+// alone. The CUDA backend reads MAMBA_CUDA_SSD_OUTPUT and MAMBA_CUDA_SSD_STATE (the chunk-parallel
+// kernels) at each call.
+class ScopedEnv {
 public:
-    explicit ScopedSsdOutputKernel(const char * name) : active_(name != nullptr) {
+    ScopedEnv(const char * name, const char * value) : name_(name), active_(value != nullptr) {
         if (!active_) return;
-        if (const char * old = std::getenv("MAMBA_CUDA_SSD_OUTPUT")) previous_ = old;
-        setenv("MAMBA_CUDA_SSD_OUTPUT", name, 1);
+        if (const char * old = std::getenv(name)) previous_ = old;
+        setenv(name, value, 1);
     }
-    ~ScopedSsdOutputKernel() {
+    ~ScopedEnv() {
         if (!active_) return;
-        if (previous_) setenv("MAMBA_CUDA_SSD_OUTPUT", previous_->c_str(), 1);
-        else unsetenv("MAMBA_CUDA_SSD_OUTPUT");
+        if (previous_) setenv(name_, previous_->c_str(), 1);
+        else unsetenv(name_);
     }
-    ScopedSsdOutputKernel(const ScopedSsdOutputKernel &) = delete;
-    ScopedSsdOutputKernel & operator=(const ScopedSsdOutputKernel &) = delete;
+    ScopedEnv(const ScopedEnv &) = delete;
+    ScopedEnv & operator=(const ScopedEnv &) = delete;
 
 private:
+    const char * name_;
     bool active_;
     std::optional<std::string> previous_;
 };
+
+// The chunk-parallel kernel pairs the CUDA instances run (output, state): the default mma.sync pair,
+// the wmma pair, and the mma output kernel over the wmma state kernel's workspace.
+struct SsdKernels {
+    const char * output;
+    const char * state;
+};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"wmma", "wmma"}, {"mma", "wmma"}};
 
 }  // namespace
 
@@ -262,16 +273,17 @@ protected:
         return r;
     }
 
-    // On CUDA, once per output kernel of the chunk-parallel path (MAMBA_CUDA_SSD_OUTPUT; the other
-    // paths ignore it), each run with fresh poisoned outputs.
+    // On CUDA, once per kernel pair of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
+    // the variables), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        const std::vector<const char *> kernels = on_cuda() ? std::vector<const char *>{"mma", "wmma"} : std::vector<const char *>{nullptr};
-        for (const char * kernel : kernels) {
-            SCOPED_TRACE(kernel ? std::string("output kernel ") + kernel : std::string("cpu"));
-            ScopedSsdOutputKernel scoped(kernel);
+        const std::vector<SsdKernels> kernels =
+            on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels)) : std::vector<SsdKernels>{{nullptr, nullptr}};
+        for (const SsdKernels & k : kernels) {
+            SCOPED_TRACE(k.output ? std::string("output kernel ") + k.output + ", state kernel " + k.state : std::string("cpu"));
+            ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
             if (o.final_states) {
