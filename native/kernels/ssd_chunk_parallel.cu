@@ -12,11 +12,16 @@
 //     G = C B^T once for the block's heads (they share the group's B and C)
 //     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
-//   Two output kernels (MAMBA_CUDA_SSD_OUTPUT=wmma|mma, read per call; default mma):
-//     mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
+//   Two kernels of each (MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma|mma, read per call; default
+//   mma), same workspace format:
+//     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
+//          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
+//     state wmma (ssd_cp_state_kernel): wmma over shared Xw hi/lo tiles, four barriers per chunk;
+//          measured 0.85 ms at B8 (target ~0.12): the same latency-bound picture as the wmma output.
+//     output mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
 //          strips, keeps its G tiles in registers and makes each M tile from them in registers (the
 //          accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
-//     wmma (ssd_cp_output_kernel): wmma fragments over float32 G and bf16 M tiles in shared memory,
+//     output wmma (ssd_cp_output_kernel): wmma fragments over float32 G and bf16 M tiles in shared memory,
 //          16 warps, one block per SM. Measured on an H200 at 6-8x its estimate below: latency of
 //          shared-memory fragment loads, dependent MMA chains and block barriers between its phases.
 // The sequential part is only the state carry, and the carry is the accumulator itself (registers):
