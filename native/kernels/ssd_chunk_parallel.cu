@@ -471,7 +471,10 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
 //   B by ldmatrix.trans from B's rows. The max |S| for the next chunk's scale goes to a parity buffer.
 // Counts per chunk and block (32 channels, N 128): 2 x 16 x 8 x 2 = 512 MMAs m16n8k16 over 8 warps, 64
 // per warp in 8 k steps of 8 independent accumulators; x^T scaling 128 values per lane. Shared memory:
-// B and x double-buffered, w per warp: 98 KB (N 128, 32 channels), 2 blocks per SM.
+// B and x double-buffered, w per warp: 94 KB (N 128, 32 channels), 2 blocks per SM. B8 L2048 H80: 20480
+// block-chunks, 43 GFLOP (as above). Expected: a chunk costs about one L2/DRAM round trip of the next
+// chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
+// 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
 
 template <int kStatePad, int kChannelTile>
 struct SsdCpMmaStateTraits {
@@ -1002,7 +1005,9 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 // accumulator. No shared G or M, no M pass, no y round trip through shared memory.
 // Counts per (chunk, head, 64 channels), per warp: C S_in^T 2 x 64 MMAs (m16n8k16), M X 9 x 8 x 2 =
 // 144, G 9 x 16 (N 128) once per block: ~1.1 K MMAs = 4.5 MFLOP per block-head; at B8 10240 pairs
-// -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates. Shared memory (N 128):
+// -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates: ~0.08 ms of mma.sync
+// issue at ~60% of the bf16 peak, ldmatrix traffic ~0.5 KB per MMA pair, under the kernel's ~0.165 ms of
+// memory (header); expected ~0.2 ms at B8, ~0.03-0.05 ms at B1 (640 blocks of 2 heads). Shared memory (N 128):
 // C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
 // SM; N 64: 66 KB, 3 blocks.
 
