@@ -580,7 +580,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
             rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]) : 0.0f;
         }
     };
+    // x of the chunk starting at tc towards L2 (x is the one operand read from DRAM: B and dt are shared
+    // by the heads and stay in L2), two chunks ahead of its use, so that the copy issued one chunk
+    // ahead waits on L2 rather than DRAM. One row of PT channels per thread.
+    auto prefetch_x = [&](int64_t tc) {
+        for (int k = tid; k < Q; k += NT)
+            if (tc + k < t_end && p0 < a.headdim)
+                prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p0 * a.x_s[3]) * 2);
+    };
     issue(t_begin, 0);
+    prefetch_x(t_begin + Q);
 
     int buf = 0, parity = 0;
     for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
@@ -630,6 +639,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
         cp_async_wait_all();
         __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
         if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
+        prefetch_x(t0 + 2 * Q);
 
         // The state entering this chunk, float16 after a power-of-two scale shared by the block (exact
         // scaling; float16 keeps 11 bits, bf16's 8 are not enough: see the header).
