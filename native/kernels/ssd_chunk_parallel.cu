@@ -64,7 +64,10 @@
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
 // keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
 // one block's shared memory.
-// The mma kernel's own counts and layout are in its section below.
+// The mma kernels' own counts and layouts are in their sections below. Their fragment layouts and block
+// logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
+// thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
+// states at <= 0.025 of theirs.
 //
 // Choices (wmma kernel): wmma fragments over shared memory (the documented fragment API: no hand-written register
 // layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
