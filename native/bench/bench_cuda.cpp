@@ -78,7 +78,7 @@ MAMBA_SCAN_EXP_CASES(poly8)
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool gated = false) {
+                               int64_t chunk, bool gated = false, const char * output_kernel = nullptr, const char * state_kernel = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
@@ -99,7 +99,15 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+    // output_kernel, state_kernel: MAMBA_CUDA_SSD_OUTPUT / _STATE for this case's calls only (null: the
+    // library default).
+    return [&b, a, output_kernel, state_kernel] {
+        if (output_kernel) setenv("MAMBA_CUDA_SSD_OUTPUT", output_kernel, 1);
+        if (state_kernel) setenv("MAMBA_CUDA_SSD_STATE", state_kernel, 1);
+        mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
+        if (output_kernel) unsetenv("MAMBA_CUDA_SSD_OUTPUT");
+        if (state_kernel) unsetenv("MAMBA_CUDA_SSD_STATE");
+    };
 }
 
 mb::Register ssd_b8("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256",
@@ -111,6 +119,18 @@ mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
 mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
+// The chunk-parallel path's kernels side by side (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_OUTPUT and
+// MAMBA_CUDA_SSD_STATE): the mma.sync kernels are the default, "out=wmma state=wmma" the earlier pair.
+#define MAMBA_SSD_KERNEL_CASES(tag, label, out, state)                                                                                  \
+    mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
+    mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); });
+MAMBA_SSD_KERNEL_CASES(out_mma, "out=mma", "mma", nullptr)
+MAMBA_SSD_KERNEL_CASES(out_wmma, "out=wmma", "wmma", nullptr)
+MAMBA_SSD_KERNEL_CASES(state_wmma, "state=wmma", nullptr, "wmma")
+MAMBA_SSD_KERNEL_CASES(all_wmma, "out=wmma state=wmma", "wmma", "wmma")
+#undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",
                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256); });

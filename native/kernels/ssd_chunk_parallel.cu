@@ -9,9 +9,21 @@
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
 //     the last S -> final_states (float32)
 //   output kernel, block = (chunk, group, tile of heads of the group, 64 channels), all chunks at once:
-//     G = C B^T once for the block's heads (they share the group's B and C), float32 in shared memory
+//     G = C B^T once for the block's heads (they share the group's B and C)
 //     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
+//   Two kernels of each (MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma|mma, read per call; default
+//   mma), same workspace format:
+//     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
+//          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
+//     state wmma (ssd_cp_state_kernel): wmma over shared Xw hi/lo tiles, four barriers per chunk;
+//          measured 0.85 ms at B8 (target ~0.12): the same latency-bound picture as the wmma output.
+//     output mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
+//          strips, keeps its G tiles in registers and makes each M tile from them in registers (the
+//          accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
+//     output wmma (ssd_cp_output_kernel): wmma fragments over float32 G and bf16 M tiles in shared memory,
+//          16 warps, one block per SM. Measured on an H200 at 6-8x its estimate below: latency of
+//          shared-memory fragment loads, dependent MMA chains and block barriers between its phases.
 // The sequential part is only the state carry, and the carry is the accumulator itself (registers):
 // the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
 // stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
@@ -52,16 +64,22 @@
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
 // keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
 // one block's shared memory.
-// Next steps: mma.sync with register-resident G -> M fragments (no shared-memory G/M round trip, no M
-// build pass, two blocks per SM).
+// The mma kernels' own counts and layouts are in their sections below. Their fragment layouts and block
+// logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
+// thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
+// states at <= 0.025 of theirs.
 //
-// Choices: wmma fragments over shared memory (the documented fragment API: no hand-written register
+// Choices (wmma kernel): wmma fragments over shared memory (the documented fragment API: no hand-written register
 // layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
 // +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
 // paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
 #include <mma.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "launch.cuh"
+#include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
 
 namespace mamba::cuda {
@@ -414,6 +432,283 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_kernel(SsdCpArgs
     }
 }
 
+// ---- mma.sync helpers ----------------------------------------------------------------------------
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
+__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+// ---- state kernel, mma.sync (default) ---------------------------------------------------------------
+//
+// Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
+// mma.sync accumulators (warp: one 16-channel row tile, 16 or 32 states). Per chunk, one barrier:
+//   every warp turns the chunk's raw dt (in its registers since the previous chunk) into dt and acum by
+//   itself (a 32-lane scan, no shared phase) and writes its own w_s = dt_s exp(acum_end - acum_s);
+//   after the barrier (the chunk's B and x are in; every warp's max |S| is visible) the next chunk's copy
+//   is issued, S_in is stored straight from the accumulators (float16 after the block's power-of-two
+//   scale), and S <- exp(acum_end) S + (x w)^T B: the A operand x^T comes by ldmatrix.trans from x's
+//   rows, is scaled by w in registers and split into bf16 hi + lo (no Xw pass, no Xw in shared memory);
+//   B by ldmatrix.trans from B's rows. The max |S| for the next chunk's scale goes to a parity buffer.
+// Counts per chunk and block (32 channels, N 128): 2 x 16 x 8 x 2 = 512 MMAs m16n8k16 over 8 warps, 64
+// per warp in 8 k steps of 8 independent accumulators; x^T scaling 128 values per lane. Shared memory:
+// B and x double-buffered, w per warp: 94 KB (N 128, 32 channels), 2 blocks per SM. B8 L2048 H80: 20480
+// block-chunks, 43 GFLOP (as above). Expected: a chunk costs about one L2/DRAM round trip of the next
+// chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
+// 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
+
+template <int kStatePad, int kChannelTile>
+struct SsdCpMmaStateTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kTP = kPT / 16;      // 16-channel row tiles
+    // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
+    static constexpr int kWarps = kTP * kN / 16 < 8 ? kTP * kN / 16 : 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kWarpsPerTile = kWarps / kTP;
+    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp
+    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp
+    static constexpr int ldN = kN + 8;              // bf16 rows of B (16-byte rows on distinct bank quads)
+    static constexpr int ldP = kPT + 8;             // bf16 rows of x
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t oB = 0;
+    static constexpr size_t oX = oB + 2 * kBBytes;
+    static constexpr size_t oW = oX + 2 * kXBytes;               // per warp: w_s of the chunk
+    static constexpr size_t oMax = oW + align128(size_t(kWarps) * kQ * 4);  // [2][kWarps]: max |S| by chunk parity
+    static constexpr size_t kSmemBytes = oMax + align128(2 * kWarps * 4);
+    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
+    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
+    auto sX = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf) * Tr::kXBytes); };
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW) + warp * Q;
+    const int64_t h = blockIdx.y, seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    const int64_t g = h / a.heads_per_group;
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+    const float A = a.A[h * a.A_s];
+    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int tp = warp / Tr::kWarpsPerTile;                 // the warp's 16-channel row tile
+    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;    // its first state
+
+    // The state (accumulator layout: element i of n8 tile nt is channel row acc_row, state acc_col),
+    // starting at the initial state (zeros past dstate and headdim, where B and x are zero too).
+    float S[NT8][4];
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+            S[nt][i] = a.has_init && p < a.headdim && n < a.dstate ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+        }
+
+    // Loads of the chunk starting at tc: B and x into buffer buf (cp.async on the 16-byte paths, zeros
+    // past the end), its raw dt into every warp's registers (lane: steps 4 lane .. 4 lane + 3).
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto issue = [&](int64_t tc, int buf) {
+        const int64_t avail = t_end - tc;
+        bf16_t * dB = sB(buf);
+        bf16_t * dX = sX(buf);
+        if (c.vec_bc) {
+            const int n = tid % (N / 8) * 8;
+            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
+        }
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
+                const bool in = k < avail && p < a.headdim;
+                cp_async16(dX + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int k = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                dX[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        cp_async_commit();
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = lane * 4 + i;
+            rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]) : 0.0f;
+        }
+    };
+    // x of the chunk starting at tc towards L2 (x is the one operand read from DRAM: B and dt are shared
+    // by the heads and stay in L2), two chunks ahead of its use, so that the copy issued one chunk
+    // ahead waits on L2 rather than DRAM. One row of PT channels per thread.
+    auto prefetch_x = [&](int64_t tc) {
+        for (int k = tid; k < Q; k += NT)
+            if (tc + k < t_end && p0 < a.headdim)
+                prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p0 * a.x_s[3]) * 2);
+    };
+    issue(t_begin, 0);
+    prefetch_x(t_begin + Q);
+
+    int buf = 0, parity = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+        // The warp's largest |state| entering this chunk, for S_in's scale (read after the barrier).
+        {
+            float m = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) m = fmaxf(m, fabsf(S[nt][i]));
+            m = warp_max(m);
+            if (lane == 0) sMax[parity * W + warp] = m;
+        }
+        // dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A, by every warp.
+        float dt[4], acum[4], run = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
+            run += dt[i] * A;
+        }
+        float incl = run;
+#pragma unroll
+        for (int off = 1; off < 32; off *= 2) {
+            const float o = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += o;
+        }
+        {
+            float acc_run = incl - run;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acc_run += dt[i] * A;
+                acum[i] = acc_run;
+            }
+        }
+        const float acum_end = __shfl_sync(0xffffffffu, acum[3], 31);
+        __syncwarp();  // the warp's reads of sW in the previous chunk are done
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sW[lane * 4 + i] = dt[i] * __expf(acum_end - acum[i]);
+        if (warp == 0 && blockIdx.x == 0) {
+            const int64_t at = (slot * a.heads + h) * Q + lane * 4;
+            *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
+            *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
+        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
+        prefetch_x(t0 + 2 * Q);
+
+        // The state entering this chunk, float16 after a power-of-two scale shared by the block (exact
+        // scaling; float16 keeps 11 bits, bf16's 8 are not enough: see the header).
+        float block_max = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[parity * W + w]);
+        const int scale_exp = f16_scale_exponent(block_max);
+        const float inv_scale = ldexpf(1.0f, -scale_exp);
+        if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
+        if (p0 + 16 * tp < c.Pw) {
+            f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr)
+                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+        }
+
+        // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
+        const float decay = __expf(acum_end);
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) S[nt][i] *= decay;
+        const bf16_t * cX = sX(buf);
+        const bf16_t * cB = sB(buf);
+#pragma unroll 2
+        for (int kk = 0; kk < Q / 16; ++kk) {
+            uint32_t xa[4];  // x^T (p, s) = x[s][p]
+            ldsm_x4_trans(xa, cX + (16 * kk + fr::ldsm_at_row(lane)) * ldP + 16 * tp + fr::ldsm_at_col(lane));
+            const float2 w_lo = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 0, 0));  // steps 2c, 2c + 1
+            const float2 w_hi = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 2, 0));  // steps 2c + 8, 2c + 9
+            uint32_t ahi[4], alo[4];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
+                const float2 w = r / 2 == 0 ? w_lo : w_hi;
+                split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[r], alo[r]);
+            }
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // B (s, n) = B[s][n]
+                ldsm_x4_trans(fb, cB + (16 * kk + fr::ldsm_b_row(lane)) * ldN + n_w + 16 * np + fr::ldsm_b_col(lane));
+                mma_bf16(S[2 * np], ahi, fb[0], fb[1]);
+                mma_bf16(S[2 * np + 1], ahi, fb[2], fb[3]);
+                mma_bf16(S[2 * np], alo, fb[0], fb[1]);
+                mma_bf16(S[2 * np + 1], alo, fb[2], fb[3]);
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
+
+    // The final state, float32 (initial and final states may alias: each element is read above and
+    // written here by the same thread).
+    if (a.has_fin) {
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[nt][i];
+            }
+    }
+}
+
 // ---- output kernel --------------------------------------------------------------------------------
 
 template <int kStatePad>
@@ -709,6 +1004,318 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
     }
 }
 
+// ---- output kernel, mma.sync (default): register-resident G -> M ---------------------------------------
+//
+// Block = (chunk, group, tile of heads, 64 channels) as above, 4 warps. Warp w owns the 16-step row strips
+// w and 7 - w of the chunk (1 + w and 8 - w tiles of 16 x 16 on and below the diagonal: 9 for every warp,
+// so the causal work is balanced without a shared M). Per block, once: C and B land by cp.async, each
+// warp forms its 9 tiles of G = C B^T with mma.sync and keeps them in registers (72 floats per lane),
+// then converts its own 32 rows of C to float16 / row scale in place (only it reads them). Per head (its
+// x, S_in, dt, acum in a double buffer, the next head's copy in flight during this head's MMAs; one
+// barrier per head), per strip: y = exp(acum_t) scale_t (C16 S_in^T) (8 k steps x 8 n8 tiles), then
+// M X where each M tile is made in registers from the G accumulator (decay, dt, causal mask, bf16 hi +
+// lo; mma_fragments.cuh says why the accumulator is the A operand), + D x, gated, stored from the
+// accumulator. No shared G or M, no M pass, no y round trip through shared memory.
+// Counts per (chunk, head, 64 channels), per warp: C S_in^T 2 x 64 MMAs (m16n8k16), M X 9 x 8 x 2 =
+// 144, G 9 x 16 (N 128) once per block: ~1.1 K MMAs = 4.5 MFLOP per block-head; at B8 10240 pairs
+// -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates: ~0.08 ms of mma.sync
+// issue at ~60% of the bf16 peak, ldmatrix traffic ~0.5 KB per MMA pair, under the kernel's ~0.165 ms of
+// memory (header); expected ~0.2 ms at B8, ~0.03-0.05 ms at B1 (640 blocks of 2 heads). Shared memory (N 128):
+// C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
+// SM; N 64: 66 KB, 3 blocks.
+
+template <int kStatePad>
+struct SsdCpMmaOutputTraits {
+    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kPT = 64;  // channels per block
+    static constexpr int kWarps = 4;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kStrips = kQ / 16;       // 16-step row strips; warp w owns w and kStrips-1-w
+    static constexpr int kGTiles = kStrips + 1;   // G tiles on and below the diagonal of a warp's strips
+    static constexpr int kKN = kN / 16;           // k steps over dstate
+    static constexpr int kNT = kPT / 8;           // n8 tiles of a y strip
+    static constexpr int ldN = kN + 8;            // 16-bit rows of C, B, S_in: 8 rows of 16 B hit 8 bank quads
+    static constexpr int ldP = kPT + 8;           // bf16 rows of x
+    // One head's operands; two buffers (the next head's copy lands during this head's MMAs).
+    static constexpr size_t hX = 0;
+    static constexpr size_t hS = hX + align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t hDt = hS + align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t hAcum = hDt + align128(kQ * 4);
+    static constexpr size_t hSscale = hAcum + align128(kQ * 4);
+    static constexpr size_t kHeadBytes = hSscale + align128(kPT / 16 * 4);
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oC = 0;                                  // C (bf16), then C / row scale (float16)
+    static constexpr size_t oCscale = oC + align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oHead1 = oCscale + align128(kQ * 4);     // B while G is formed, then odd heads
+    static constexpr size_t oHead0 = oHead1 + kHeadBytes;            // even heads: the first lands with B, C
+    static constexpr size_t kSmemBytes = oHead0 + kHeadBytes;
+    static constexpr int kMinBlocks = kSmemBytes * 3 <= 225 * 1024 ? 3 : 2;
+    static_assert(kBBytes <= kHeadBytes, "B fits the odd-head buffer");
+    static_assert(kStrips == 2 * kWarps, "each warp owns two strips");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ / 4 * 2 <= kThreads, "dt and acum in one round of 16-byte copies");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT, GT = Tr::kGTiles;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oHead1);
+    auto head_buf = [&](int buf) { return smem + (buf == 0 ? Tr::oHead0 : Tr::oHead1); };
+
+    int64_t seq, b, t0, t_end;
+    const int64_t slot = blockIdx.x;
+    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
+    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
+    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
+    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
+    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+
+    // ---- C and B of the chunk (zeros past the end and past dstate) ----
+    if (c.vec_bc) {
+        const int n = tid % (N / 8) * 8;
+        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
+            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+        }
+    } else {
+        for (int i = tid; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+
+    // One head's x, S_in, dt, acum and S_in scales into buffer buf (cp.async where 16-byte aligned).
+    auto stage = [&](int64_t h, int buf) {
+        unsigned char * hb = head_buf(buf);
+        bf16_t * dX = reinterpret_cast<bf16_t *>(hb + Tr::hX);
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
+                const bool in = s < steps && p < a.headdim;
+                cp_async16(dX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int s = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                dX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        f16_t * dS = reinterpret_cast<f16_t *>(hb + Tr::hS);
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
+        {
+            const int n = tid % (N / 8) * 8;
+            for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
+                const bool in = p0 + pp < a.headdim;
+                cp_async16(dS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
+            }
+        }
+        const int64_t pair = (slot * a.heads + h) * Q;
+        if (tid < Q / 4) cp_async16(hb + Tr::hDt + tid * 16, c.dts + pair + tid * 4, true);
+        else if (tid < Q / 2) cp_async16(hb + Tr::hAcum + (tid - Q / 4) * 16, c.acums + pair + (tid - Q / 4) * 4, true);
+        if (tid < PT / 16)
+            reinterpret_cast<float *>(hb + Tr::hSscale)[tid] = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
+        cp_async_commit();
+    };
+    // z of head hz towards L2 ahead of its epilogue (the epilogue reads it from the accumulator layout,
+    // 4 bytes a lane): lane l asks for the 64-channel row l of the warp's two strips.
+    const int strip_lo = warp, strip_hi = Tr::kStrips - 1 - warp;
+    auto prefetch_z = [&](int64_t hz) {
+        if (!a.has_z || !c.vec_zy || p0 >= a.headdim) return;
+        const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
+        const int64_t last = (a.headdim - p0 < PT ? a.headdim - p0 : PT) - 1;
+        const bf16_t * row = reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hz * a.z_s[2] + p0;
+        if (t < steps) {
+            prefetch_l2(row);
+            prefetch_l2(row + last);
+        }
+    };
+    prefetch_z(h_first);
+    stage(h_first, 0);  // buffer 0 does not overlap B
+    cp_async_wait_all();
+    __syncthreads();
+
+    // ---- G = C B^T: the warp's 9 tiles, in registers ----
+    // Tile k: strip warp, column tile k for k <= warp; strip 7 - warp, column tile k - warp - 1 after.
+    float G[GT][2][4];
+#pragma unroll
+    for (int k = 0; k < GT; ++k) {
+        const int st = k <= warp ? strip_lo : strip_hi;
+        const int jt = k <= warp ? k : k - warp - 1;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) G[k][0][e] = G[k][1][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[4], fb[4];
+            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+            mma_bf16(G[k][0], fa, fb[0], fb[1]);
+            mma_bf16(G[k][1], fa, fb[2], fb[3]);
+        }
+    }
+    __syncwarp();  // the warp's reads of its C rows are done before they are overwritten
+
+    // ---- the warp's C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
+#pragma unroll 1
+    for (int r = 0; r < 32; ++r) {
+        const int row = r < 16 ? 16 * strip_lo + r : 16 * strip_hi + r - 16;
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[row] = ldexpf(1.0f, scale_exp);
+    }
+    __syncwarp();
+
+    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
+    for (int j = 0; j < nh; ++j) {
+        const int64_t h = h_first + j;
+        const int buf = j & 1;
+        cp_async_wait_all();
+        __syncthreads();  // head j is in; every warp is done with head j - 1 (and with B)
+        if (j + 1 < nh) {
+            stage(h + 1, buf ^ 1);
+            prefetch_z(h + 1);
+        }
+        const unsigned char * hb = head_buf(buf);
+        const bf16_t * sX = reinterpret_cast<const bf16_t *>(hb + Tr::hX);
+        const f16_t * sS = reinterpret_cast<const f16_t *>(hb + Tr::hS);
+        const float * sDt = reinterpret_cast<const float *>(hb + Tr::hDt);
+        const float * sAcum = reinterpret_cast<const float *>(hb + Tr::hAcum);
+        const float * sSscale = reinterpret_cast<const float *>(hb + Tr::hSscale);
+        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+
+#pragma unroll 1
+        for (int half = 0; half < 2; ++half) {
+            const int st = half == 0 ? strip_lo : strip_hi;
+            float acc[NT8][4];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+
+            // exp(acum_t) scale_t (C16 S_in^T): float16 operands, both scaled by powers of two.
+#pragma unroll
+            for (int kk = 0; kk < KN; ++kk) {
+                uint32_t fa[4];
+                ldsm_x4(fa, sC16 + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
+                    ldsm_x4(fb, sS + (16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+                    mma_f16(acc[2 * np], fa, fb[0], fb[1]);
+                    mma_f16(acc[2 * np + 1], fa, fb[2], fb[3]);
+                }
+            }
+            const int t_a = 16 * st + gl, t_b = t_a + 8;  // the lane's two rows
+            const float acum_a = sAcum[t_a], acum_b = sAcum[t_b];
+            const float row_a = __expf(acum_a) * sCscale[t_a], row_b = __expf(acum_b) * sCscale[t_b];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+                const float cs = sSscale[nt / 2];
+                acc[nt][0] *= row_a * cs;
+                acc[nt][1] *= row_a * cs;
+                acc[nt][2] *= row_b * cs;
+                acc[nt][3] *= row_b * cs;
+            }
+
+            // + M X: M tile (st, jt) made from G tile k in registers, as bf16 hi + lo.
+#pragma unroll
+            for (int k = 0; k < GT; ++k) {
+                if (half == 0 ? k > warp : k <= warp) continue;
+                const int jt = half == 0 ? k : k - warp - 1;
+                float m[2][4];
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int t = e < 2 ? t_a : t_b;
+                        const int s = s0 + e % 2;
+                        const float at = e < 2 ? acum_a : acum_b;
+                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                        m[q][e] = s <= t ? G[k][q][e] * __expf(at - as) * ds : 0.0f;
+                    }
+                }
+                uint32_t mhi[4], mlo[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    uint32_t fb[4];  // X (s, p) = sX[s][p]
+                    ldsm_x4_trans(fb, sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + 16 * np + fr::ldsm_b_col(lane));
+                    mma_bf16(acc[2 * np], mhi, fb[0], fb[1]);
+                    mma_bf16(acc[2 * np + 1], mhi, fb[2], fb[3]);
+                    mma_bf16(acc[2 * np], mlo, fb[0], fb[1]);
+                    mma_bf16(acc[2 * np + 1], mlo, fb[2], fb[3]);
+                }
+            }
+
+            // ---- epilogue from the accumulator: + D x, gate, store (pairs of channels) ----
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = rr == 0 ? t_a : t_b;
+                    const int pp = 8 * nt + fr::acc_col(lane, 0);
+                    const int64_t p = p0 + pp;
+                    if (t >= steps || p >= a.headdim) continue;
+                    float v[2] = {acc[nt][2 * rr], acc[nt][2 * rr + 1]};
+                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
+                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
+                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
+                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
+                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
+                    }
+                    if (c.vec_zy) {
+                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing in flight at exit
+}
+
 // ---- host side -------------------------------------------------------------------------------------
 
 int64_t slot_count(const SsdCpShape & s) {
@@ -733,14 +1340,29 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
+// MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma selects the wmma kernel, anything else (or unset)
+// the mma.sync one; read at each call so that the tests and the benchmark can run both.
+bool env_selects_wmma(const char * name) {
+    const char * env = std::getenv(name);
+    return env && std::strcmp(env, "wmma") == 0;
+}
+
 template <int kN, int kPT>
 void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpStateTraits<kN, kPT>;
-    const auto kernel = ssd_cp_state_kernel<Tr>;
-    set_smem<Tr>(kernel);
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
+    if (env_selects_wmma("MAMBA_CUDA_SSD_STATE")) {
+        using Tr = SsdCpStateTraits<kN, kPT>;
+        const auto kernel = ssd_cp_state_kernel<Tr>;
+        set_smem<Tr>(kernel);
+        launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
+    } else {
+        using Tr = SsdCpMmaStateTraits<kN, kPT>;
+        const auto kernel = ssd_cp_state_mma_kernel<Tr>;
+        set_smem<Tr>(kernel);
+        launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
+    }
 }
 
 template <int kN>
@@ -755,6 +1377,17 @@ void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
 }
 
 template <int kN>
+void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpMmaOutputTraits<kN>;
+    const auto kernel = ssd_cp_output_mma_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    launch_kernel(ctx, "ssd_cp_output_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma_kernel");
+}
+
+template <int kN>
 void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
@@ -762,18 +1395,21 @@ void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
     if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
     else launch_state<kN, 16>(ctx, c);
     if (slots == 0) return;
-    // Output kernel (one block per SM): the most heads per block (G formed the fewest times) that
-    // still leave two blocks per SM to balance the tail.
+    // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
+    // of resident blocks to balance the tail (wmma: one block per SM; mma: 2 or 3).
+    const bool wmma_output = env_selects_wmma("MAMBA_CUDA_SSD_OUTPUT");
+    const int64_t resident = wmma_output ? 1 : SsdCpMmaOutputTraits<kN>::kMinBlocks;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = 1;
     for (int64_t cand : {16, 8, 4, 2}) {
-        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * int64_t(sms)) {
+        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * resident * int64_t(sms)) {
             c.heads_per_block = cand;
             break;
         }
     }
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    launch_output<kN>(ctx, c, slots);
+    if (wmma_output) launch_output<kN>(ctx, c, slots);
+    else launch_output_mma<kN>(ctx, c, slots);
 }
 
 }  // namespace
