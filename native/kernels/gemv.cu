@@ -56,9 +56,9 @@
 // are rows*(in + out) elements), which keeps the instantiations to W dtype x row bucket x vector flag.
 //
 // Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, loading nothing before the wait as
-// the contract there asks (any tensor, weights included, may be the previous op's output). Both ask L2 for
-// W before the wait (prefetch_l2: the tiled kernel for its whole first tile, the warp kernel for its first
-// two batches), which is allowed and puts the first HBM traffic under the previous kernel's tail. x is first read at the marked dependency point.
+// the contract there asks (any tensor, weights included, may be the previous op's output). The warp kernel
+// does ask L2 for its first two batches of W before the wait (prefetch_l2), which is allowed and puts the
+// first HBM round trip under the previous kernel's tail. x is first read at the marked dependency point.
 #include "gemv.cuh"
 #include "launch.cuh"
 
@@ -158,6 +158,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -170,18 +172,6 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         row_ok[r] = n0 + r < a.out;
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
-    // Before the PDL wait, only L2 prefetches (launch.cuh): this block's W of the first x tile, one per
-    // 128-byte line (a warp's lanes load consecutive 16-byte vectors, so every 8th lane covers the lines).
-    // With PDL the block is resident while the previous kernel finishes, and W starts to stream then.
-    if ((lane & 7) == 0) {
-        const int first_vectors = int(((a.in < T ? a.in : int64_t(T)) + V - 1) / V);
-        for (int v = wk * 32 + lane; v < first_vectors; v += warps_k * 32)
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                if (row_ok[r]) prefetch_l2(rows_w[r] + int64_t(v) * V);
-    }
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -207,8 +197,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
-        // dependency point: inputs produced by the previous kernel are read from here on (x; the W loads
-        // above come after the PDL wait too, see the warp kernel)
+        // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
+        // kernel on why the PDL wait stays at the top)
         switch (a.x.dtype) {
             case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
