@@ -4,7 +4,8 @@
 // element path and the fallback of the persistent kernels to the block kernel), strided and misaligned
 // states, groups, D absent / per head / per channel, z and dt_bias absent, softplus off, a dt limit,
 // float32 / float16 / bfloat16 inputs, and a problem large enough that every warp of a persistent grid
-// walks several items. Against a float64 reference of one recurrence step; outputs poisoned.
+// walks several items; and, with the default kernel, the tails of the block kernel. Against a float64
+// reference of one recurrence step; outputs poisoned.
 #include <cstdlib>
 
 #include "backend_test.h"
@@ -152,6 +153,26 @@ TEST_P(SsdStateUpdateVariantsTest, EveryVariantMatchesFloat64Reference) {
         uint64_t seed = 91;
         for (const Case & c : cases) check(c, seed++);
     }
+}
+
+// The library's own choice of kernel at shapes that reach the tails of the block kernel: a headdim spread
+// over several 64-row blocks with a partial last block and a partial last warp, dstate over two 128-state
+// passes, dstate not a multiple of 4 (element path), a misaligned state (element path).
+TEST_P(SsdStateUpdateVariantsTest, TailsOfRowsAndStatesMatchFloat64Reference) {
+    const Case cases[] = {
+        {2, 3, 64, 1, 128},                           // one full 64-row block per head, one 128-state pass
+        {2, 2, 65, 2, 128},                           // a second row block holding one row
+        {1, 4, 77, 2, 132},                           // partial last warp; a second pass with one float4 for 1 lane
+        {2, 2, 19, 1, 252},                           // two passes, the second partial (31 lanes)
+        {1, 2, 5, 1, 256},                            // the largest dstate: two full passes
+        {1, 2, 9, 1, 130},                            // dstate not a multiple of 4: element path
+        {2, 2, 7, 2, 3},                              // fewer states than one float4
+        {2, 2, 33, 1, 128, StateLayout::Misaligned},  // misaligned state: element path
+        {1, 2, 64, 1, 64},                            // half a pass
+    };
+    const ScopedUpdateVariant scoped("default");
+    uint64_t seed = 7;
+    for (const Case & c : cases) check(c, seed++);
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateVariantsTest);
