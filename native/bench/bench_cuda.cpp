@@ -219,11 +219,11 @@ MAMBA_SSD_UPDATE_VARIANT_CASES(persist4, "persist4")
 MAMBA_SSD_UPDATE_VARIANT_CASES(persist_wb, "persist_wb")
 #undef MAMBA_SSD_UPDATE_VARIANT_CASES
 
-// Mamba-1: B1 D5120 N16. One state is 320 KiB, so 256 copies (80 MiB, beyond the 50-60 MB L2) rotate.
-mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",
-                         [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
+// Mamba-1 selective_state_update, D5120 N16 f32 state and bf16 activations: `sets` independent sets of
+// states and activations rotate so that each call reads its state from HBM, not from the 50-60 MB L2.
+std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t sets) {
     if (!b.on_cuda()) return {};
-    const int64_t B = 1, D = 5120, N = 16, sets = 256;
+    const int64_t D = 5120, N = 16;
     std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
     const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
     const DLTensor * Dv = b.tensor({D}, mb::kF32);
@@ -248,38 +248,14 @@ mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (25
         const auto & a = args[(*next)++ % args.size()];
         mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update");
     };
-});
+}
 
-// Mamba-1 batched decode: B64 D5120 N16, a 21 MB float32 state; 4 sets (84 MB, beyond the 50-60 MB L2)
-// rotate so that each call reads its state from HBM.
+// B1: one state is 320 KiB, so 256 copies (80 MiB) rotate.
+mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (256 rotating sets)",
+                         [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 1, 256); });
+
+// B64 batched decode: a 21 MB state; 4 sets (84 MB) rotate.
 mb::Register scan_update_b64("cuda selective_state_update B64 D5120 N16 f32 state (4 rotating sets)",
-                             [](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
-    if (!b.on_cuda()) return {};
-    const int64_t B = 64, D = 5120, N = 16, sets = 4;
-    std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
-    const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
-    const DLTensor * Dv = b.tensor({D}, mb::kF32);
-    const DLTensor * bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
-    for (auto & a : args) {
-        a.state = b.tensor({B, D, N}, mb::kF32);
-        a.x = b.tensor({B, D}, mb::kBF16);
-        a.dt = b.tensor({B, D}, mb::kBF16);
-        a.A = A;
-        a.B = b.tensor({B, 1, N}, mb::kBF16);
-        a.C = b.tensor({B, 1, N}, mb::kBF16);
-        a.D = Dv;
-        a.z = b.tensor({B, D}, mb::kBF16);
-        a.dt_bias = bias;
-        a.y = b.tensor({B, D}, mb::kBF16);
-        a.dt_softplus = 1;
-    }
-    bytes = double(B * D * N) * 4 * 2 + double(B * D) * 2 * 4 + double(D * N) * 4;
-    flops = double(B * D * N) * 4;
-    auto next = std::make_shared<size_t>(0);
-    return [&b, args, next] {
-        const auto & a = args[(*next)++ % args.size()];
-        mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update");
-    };
-});
+                             [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 64, 4); });
 
 }  // namespace
