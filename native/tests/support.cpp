@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 
 namespace mt {
@@ -14,6 +15,17 @@ ContextPtr make_context(mamba_device_type type, int32_t device_id, int32_t threa
     const mamba_status s = mamba_context_create(&p, &ctx);
     EXPECT_EQ(s, MAMBA_STATUS_OK) << mamba_last_error();
     return ContextPtr(ctx);
+}
+
+ScopedEnv::ScopedEnv(const char * name, const char * value) : name_(name) {
+    if (const char * old = std::getenv(name)) previous_ = old;
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+}
+
+ScopedEnv::~ScopedEnv() {
+    if (previous_) setenv(name_.c_str(), previous_->c_str(), 1);
+    else unsetenv(name_.c_str());
 }
 
 bool cuda_present() {

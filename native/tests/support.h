@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,6 +36,21 @@ bool cuda_present();
 // Skips the running test (visibly) when no CUDA device can be used.
 #define MAMBA_REQUIRE_CUDA() \
     if (!::mt::cuda_present()) GTEST_SKIP() << "no CUDA device (or libmamba built without CUDA)"
+
+// Sets an environment variable (nullptr: unsets it) for its lifetime, then restores what was there. The
+// CUDA backend reads its kernel-selection variables (MAMBA_CUDA_GEMV_VARIANT, MAMBA_CUDA_SSD_*,
+// MAMBA_SCAN_EXP) at each call and MAMBA_CUDA_PDL when a context is created; the CPU backend ignores them.
+class ScopedEnv {
+public:
+    ScopedEnv(const char * name, const char * value);
+    ~ScopedEnv();
+    ScopedEnv(const ScopedEnv &) = delete;
+    ScopedEnv & operator=(const ScopedEnv &) = delete;
+
+private:
+    std::string name_;
+    std::optional<std::string> previous_;
+};
 
 enum class DType { F32, F16, BF16, I32, I64 };
 DLDataType dl_dtype(DType d);

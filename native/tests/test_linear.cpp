@@ -1,7 +1,5 @@
 // mamba_linear against a float64 reference, per backend, over dtype combinations, sizes that do not fill
 // a vector register, the decode (few rows) and prefill (many rows) paths, strided views and bad arguments.
-#include <cstdlib>
-
 #include "backend_test.h"
 
 namespace {
@@ -53,15 +51,6 @@ std::string describe(const Case & c) {
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
 const char * const kGemvVariants[] = {"tiled", "warp"};
-
-// Sets MAMBA_CUDA_GEMV_VARIANT for its lifetime (the CUDA backend reads it at each call).
-class ScopedGemvVariant {
-public:
-    explicit ScopedGemvVariant(const char * name) { setenv("MAMBA_CUDA_GEMV_VARIANT", name, 1); }
-    ~ScopedGemvVariant() { unsetenv("MAMBA_CUDA_GEMV_VARIANT"); }
-    ScopedGemvVariant(const ScopedGemvVariant &) = delete;
-    ScopedGemvVariant & operator=(const ScopedGemvVariant &) = delete;
-};
 
 }  // namespace
 
@@ -250,7 +239,7 @@ TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
     for (const char * variant : kGemvVariants)
         for (DType wd : {DType::F32, DType::F16, DType::BF16})
             for (int64_t rows : {1, 5, 16}) {
-                const ScopedGemvVariant forced(variant);
+                const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
                 SCOPED_TRACE(std::string("variant ") + variant + " w " + mt::dtype_name(wd) + " rows " + std::to_string(rows));
                 const int64_t in = 72, out = 19;
                 std::mt19937_64 rng(uint64_t(rows) * 31 + uint64_t(wd));
@@ -300,7 +289,7 @@ TEST_P(LinearTest, GemvEveryVariantEveryRowCount) {
     int mix = 0;
     for (const char * variant : kGemvVariants) {
         SCOPED_TRACE(std::string("variant ") + variant);
-        const ScopedGemvVariant forced(variant);
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         for (int64_t rows = 1; rows <= 16; ++rows) {
             ++mix;
             run({rows, 261, 37, all[mix % 3], all[(mix / 3) % 3], all[(mix / 9) % 3], rows % 2 == 1, rows % 3 == 0, rows % 4 == 1, rows % 5 == 2});
@@ -314,7 +303,7 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
     // than one wave; float32 W (4-element vectors) and half W (8).
     for (const char * variant : kGemvVariants) {
         SCOPED_TRACE(std::string("variant ") + variant);
-        const ScopedGemvVariant forced(variant);
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
             for (int64_t in : {100, 300, 700, 2560}) run({1, in, 45, DType::F32, wd, DType::F32, in != 300});
             run({1, 5120, 24, DType::F32, wd, DType::F32, true});

@@ -5,7 +5,6 @@
 // producer would read stale values and the results would drift apart. The kernels are deterministic, so
 // the comparison is exact. On a CPU (or a GPU below sm_90) both contexts run the same code: trivially equal.
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "backend_test.h"
@@ -18,14 +17,8 @@ using mt::Tensor;
 // A context created with MAMBA_CUDA_PDL set to "1" or "0" (read once, when the context is created); the
 // variable is restored afterwards.
 mt::ContextPtr context_with_pdl(mamba_device_type type, bool pdl) {
-    const char * old = std::getenv("MAMBA_CUDA_PDL");
-    const bool had = old != nullptr;
-    const std::string saved = had ? old : "";
-    setenv("MAMBA_CUDA_PDL", pdl ? "1" : "0", 1);
-    mt::ContextPtr ctx = mt::make_context(type);
-    if (had) setenv("MAMBA_CUDA_PDL", saved.c_str(), 1);
-    else unsetenv("MAMBA_CUDA_PDL");
-    return ctx;
+    const mt::ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
+    return mt::make_context(type);
 }
 
 // A DLTensor over part of another tensor's buffer: its own shape and strides (elements), an element offset.

@@ -1,7 +1,5 @@
 // mamba_selective_scan and mamba_selective_state_update against a float64 reference, per backend, dtype,
 // layout and option; scan/state-update consistency; argument errors.
-#include <cstdlib>
-
 #include "backend_test.h"
 #include "selective_scan_problems.h"
 
@@ -129,7 +127,7 @@ TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
     const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}};
     uint64_t seed = 900;
     for (const char * variant : {"mufu", "poly2", "poly4", "poly8"}) {
-        setenv("MAMBA_SCAN_EXP", variant, 1);
+        const mt::ScopedEnv scoped("MAMBA_SCAN_EXP", variant);
         for (const auto & dt : dtypes) {
             for (Layout layout : {Layout::Contiguous, Layout::Permuted}) {
                 for (const auto & s : shapes) {
@@ -142,7 +140,6 @@ TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
             }
         }
     }
-    unsetenv("MAMBA_SCAN_EXP");
 }
 
 // The model's exact views: u, delta, y (1, dim, len) over (len, dim) buffers, z the second half of the

@@ -1,7 +1,6 @@
 // mamba_ssd and mamba_ssd_state_update against a float64 reference of the plain step-by-step recurrence,
 // per backend, dtype, layout and option, plus invariants between calls (halves with the state carried,
 // decode steps, packed sequences) and the argument errors.
-#include <cstdlib>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -215,32 +214,9 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// Sets an environment variable for its lifetime and restores the previous value; a null value leaves it
-// alone. The CUDA backend reads MAMBA_CUDA_SSD_OUTPUT and MAMBA_CUDA_SSD_STATE (the chunk-parallel
-// kernels) at each call.
-class ScopedEnv {
-public:
-    ScopedEnv(const char * name, const char * value) : name_(name), active_(value != nullptr) {
-        if (!active_) return;
-        if (const char * old = std::getenv(name)) previous_ = old;
-        setenv(name, value, 1);
-    }
-    ~ScopedEnv() {
-        if (!active_) return;
-        if (previous_) setenv(name_, previous_->c_str(), 1);
-        else unsetenv(name_);
-    }
-    ScopedEnv(const ScopedEnv &) = delete;
-    ScopedEnv & operator=(const ScopedEnv &) = delete;
-
-private:
-    const char * name_;
-    bool active_;
-    std::optional<std::string> previous_;
-};
-
-// The chunk-parallel kernel pairs the CUDA instances run (output, state): the default mma.sync pair,
-// the wmma pair, and the mma output kernel over the wmma state kernel's workspace.
+// The chunk-parallel kernel pairs the CUDA instances run (output, state), through MAMBA_CUDA_SSD_OUTPUT and
+// MAMBA_CUDA_SSD_STATE: the default mma.sync pair, the wmma pair, and the mma output kernel over the wmma
+// state kernel's workspace.
 struct SsdKernels {
     const char * output;
     const char * state;
@@ -283,7 +259,7 @@ protected:
             on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels)) : std::vector<SsdKernels>{{nullptr, nullptr}};
         for (const SsdKernels & k : kernels) {
             SCOPED_TRACE(k.output ? std::string("output kernel ") + k.output + ", state kernel " + k.state : std::string("cpu"));
-            ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
+            const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
             if (o.final_states) {

@@ -6,8 +6,6 @@
 // float32 / float16 / bfloat16 inputs, and a problem large enough that every warp of a persistent grid
 // walks several items; and, with the default kernel, the tails of the block kernel. Against a float64
 // reference of one recurrence step; outputs poisoned.
-#include <cstdlib>
-
 #include "backend_test.h"
 
 namespace {
@@ -15,19 +13,8 @@ namespace {
 using mt::DType;
 using mt::Tensor;
 
-const char * const kVariants[] = {"default", "block", "persist", "persist4", "persist_wb"};
-
-// Sets MAMBA_CUDA_SSD_UPDATE_VARIANT for its lifetime ("default": unset).
-class ScopedUpdateVariant {
-public:
-    explicit ScopedUpdateVariant(const std::string & name) {
-        if (name == "default") unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
-        else setenv("MAMBA_CUDA_SSD_UPDATE_VARIANT", name.c_str(), 1);
-    }
-    ~ScopedUpdateVariant() { unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT"); }
-    ScopedUpdateVariant(const ScopedUpdateVariant &) = delete;
-    ScopedUpdateVariant & operator=(const ScopedUpdateVariant &) = delete;
-};
+// Values of MAMBA_CUDA_SSD_UPDATE_VARIANT; nullptr (unset): the library's own choice.
+const char * const kVariants[] = {nullptr, "block", "persist", "persist4", "persist_wb"};
 
 enum class StateLayout { Contiguous, Misaligned, Spread };  // Spread: dstate two floats apart
 enum class DKind { None, PerHead, PerChannel };
@@ -148,8 +135,8 @@ TEST_P(SsdStateUpdateVariantsTest, EveryVariantMatchesFloat64Reference) {
         {16, 48, 64, 2, 128},                                                   // several items per warp of a persistent grid
     };
     for (const char * variant : kVariants) {
-        SCOPED_TRACE(std::string("variant ") + variant);
-        const ScopedUpdateVariant scoped(variant);
+        SCOPED_TRACE(std::string("variant ") + (variant ? variant : "default"));
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_UPDATE_VARIANT", variant);
         uint64_t seed = 91;
         for (const Case & c : cases) check(c, seed++);
     }
@@ -170,7 +157,7 @@ TEST_P(SsdStateUpdateVariantsTest, TailsOfRowsAndStatesMatchFloat64Reference) {
         {2, 2, 33, 1, 128, StateLayout::Misaligned},  // misaligned state: element path
         {1, 2, 64, 1, 64},                            // half a pass
     };
-    const ScopedUpdateVariant scoped("default");
+    const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_UPDATE_VARIANT", nullptr);
     uint64_t seed = 7;
     for (const Case & c : cases) check(c, seed++);
 }
