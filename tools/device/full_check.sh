@@ -25,6 +25,12 @@ snapshot() { tar -C "$out" -czf "$final/logs.tmp.tar.gz" . 2>/dev/null && mv "$f
 trap 'snapshot; cp "$out"/*.md "$final"/ 2>/dev/null' EXIT
 large=${1:-mamba-2.8b,mamba2-2.7b}
 step() { snapshot; echo; echo "===== $* ($(date +%T))"; }
+# The `top` kernels of a MAMBA_CUDA_TRACE=1 log ("mamba trace NAME grid X block N smem S: T ms" per
+# launch) by total time: calls, mean and total ms per kernel and launch shape.
+kernel_times() {
+  awk '/^mamba trace/ { sub(":", "", $9); key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
+       END { for (k in n) printf "%10.3f ms total %9.4f ms mean %6d calls  %s\n", t[k], t[k] / n[k], n[k], k }' "$1" | sort -rn | head -"$2"
+}
 
 step "native build, ctest, kernel bench"
 OUT="$out" tools/device/test_and_bench.sh "${TEST_FILTER:-}" "${BENCH_FILTER:-}"
@@ -34,8 +40,7 @@ if [ -n "${PROFILE_FILTER:-}" ]; then
   step "per-kernel times ($PROFILE_FILTER)"
   MAMBA_CUDA_TRACE=1 timeout 120 build/cuda/bin/mamba_bench --device cuda --filter "$PROFILE_FILTER" > "$out/trace-bench.txt" 2> "$out/trace.log"
   echo "# exit $?"
-  awk '/^mamba trace/ { key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
-       END { for (k in n) printf "%-70s %6d calls %9.4f ms mean %10.3f ms total\n", k, n[k], t[k] / n[k], t[k] }' "$out/trace.log" | sort -k8 -rn | head -20
+  kernel_times "$out/trace.log" 20
 fi
 sys=/tmp/mamba-sysroot/usr
 export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
@@ -82,8 +87,7 @@ if [ -n "${TRACE_MODEL:-}" ]; then
   MAMBA_CUDA_TRACE=1 timeout 120 dotnet "$cli" bench --device cuda --shapes "$TRACE_MODEL" --dtypes bf16 --batch 1 \
     --prefill 2048 --steps 2 > "$out/trace-model.txt" 2> "$out/trace-model.log"
   echo "# exit $?"
-  awk '/^mamba trace/ { key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
-       END { for (k in n) printf "%-70s %6d calls %9.4f ms mean %10.3f ms total\n", k, n[k], t[k] / n[k], t[k] }' "$out/trace-model.log" | sort -k8 -rn | head -16
+  kernel_times "$out/trace-model.log" 16
 fi
 
 [ "${LARGE:-1}" = 0 ] || {
