@@ -26,7 +26,8 @@ run() {
   timeout "$limit" "$sanitizer" --tool "$tool" --error-exitcode 9 --print-limit 30 \
     "$tests" --gtest_filter="$filter" > "$out/sanitize-$tool.log" 2>&1
   local rc=$?
-  local ran; ran=$(grep -cE "^\[ +(OK|FAILED) +\]" "$out/sanitize-$tool.log")
+  # each test's result line ends with its time; gtest's closing summary repeats failures without one
+  local ran; ran=$(grep -cE "^\[ +(OK|FAILED) +\] .* \([0-9]+ ms\)$" "$out/sanitize-$tool.log")
   echo "# $tool: exit $rc ($([ $rc -eq 124 ] && echo "time limit, partial" || echo complete)), $ran tests finished, $(( $(date +%s) - start )) s"
   grep -E "ERROR SUMMARY|tests? ran|PASSED|FAILED" "$out/sanitize-$tool.log" | tail -6
   grep -E "^=+ +(Invalid|Race|Error|Leaked|Uninitialized)" "$out/sanitize-$tool.log" | sort | uniq -c | head -20
