@@ -82,6 +82,33 @@ TEST_P(GraphTest, SupportMatchesTheBackend) {
     mamba_graph_free(nullptr);
 }
 
+TEST_P(GraphTest, NullArgumentsAreNamed) {
+    int32_t supported = -1;
+    EXPECT_EQ(mamba_graph_is_supported(nullptr, &supported), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_is_supported: argument 'context' is null");
+    EXPECT_EQ(supported, -1);
+    EXPECT_EQ(mamba_graph_is_supported(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_is_supported: argument 'out_supported' is null");
+    EXPECT_EQ(mamba_graph_capture_begin(nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_capture_begin: argument 'context' is null");
+    mamba_graph * g = reinterpret_cast<mamba_graph *>(0x1);
+    EXPECT_EQ(mamba_graph_capture_end(nullptr, &g), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_capture_end: argument 'context' is null");
+    EXPECT_EQ(g, nullptr);
+    EXPECT_EQ(mamba_graph_capture_end(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_capture_end: argument 'out_graph' is null");
+    EXPECT_EQ(mamba_graph_launch(nullptr, nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_launch: argument 'context' is null");
+    EXPECT_EQ(mamba_graph_launch(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_graph_launch: argument 'graph' is null");
+    mamba_graph_free(nullptr);
+    // Without a capture in progress, ending one is an error that names the missing begin (CUDA).
+    if (!on_cuda()) return;
+    EXPECT_EQ(mamba_graph_capture_end(ctx(), &g), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(mamba_last_error(), "no graph capture is in progress")) << mamba_last_error();
+    EXPECT_EQ(g, nullptr);
+}
+
 TEST_P(GraphTest, ReplayEqualsDirectCallsAndReadsCurrentInputs) {
     if (!on_cuda()) GTEST_SKIP() << "graphs need CUDA";
     SetUpStep();
