@@ -17,6 +17,12 @@ protected:
     }
     mamba_context * ctx() { return ctx_.get(); }
     bool on_cuda() const { return GetParam() == MAMBA_DEVICE_CUDA; }
+    // The values of a CUDA kernel-selection variable (ScopedEnv) a test runs through: all on CUDA, the
+    // first alone on the CPU, which ignores the variable (the others would repeat the same run).
+    template <size_t N>
+    std::vector<const char *> kernel_variants(const char * const (&all)[N]) const {
+        return on_cuda() ? std::vector<const char *>(all, all + N) : std::vector<const char *>{all[0]};
+    }
 
     ContextPtr ctx_;
 };

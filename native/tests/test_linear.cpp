@@ -236,7 +236,7 @@ TEST_P(LinearTest, GemvVectorTailsAndOutputSplits) {
 TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
     // x, W and y each start one element past a 16-byte boundary, so no 16-byte load of W is allowed; every
     // GEMV kernel variant.
-    for (const char * variant : kGemvVariants)
+    for (const char * variant : kernel_variants(kGemvVariants))
         for (DType wd : {DType::F32, DType::F16, DType::BF16})
             for (int64_t rows : {1, 5, 16}) {
                 const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
@@ -287,7 +287,7 @@ TEST_P(LinearTest, GemvEveryVariantEveryRowCount) {
     // 16-byte vector: a tail vector, and x tails that must read as zero).
     const DType all[] = {DType::F32, DType::F16, DType::BF16};
     int mix = 0;
-    for (const char * variant : kGemvVariants) {
+    for (const char * variant : kernel_variants(kGemvVariants)) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         for (int64_t rows = 1; rows <= 16; ++rows) {
@@ -301,7 +301,7 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
     // 13, 38, 88 and 320 bfloat16 vectors), column splits over 2..8 warps (few outputs, long rows: the
     // x_proj shape), short rows with many outputs (dt_proj), a partial last lane group, and more outputs
     // than one wave; float32 W (4-element vectors) and half W (8).
-    for (const char * variant : kGemvVariants) {
+    for (const char * variant : kernel_variants(kGemvVariants)) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         for (DType wd : {DType::F32, DType::BF16, DType::F16}) {

@@ -134,7 +134,7 @@ TEST_P(SsdStateUpdateVariantsTest, EveryVariantMatchesFloat64Reference) {
         {2, 4, 11, 4, 20, StateLayout::Contiguous, DKind::PerHead, false, true, true, true, DType::F16},
         {16, 48, 64, 2, 128},                                                   // several items per warp of a persistent grid
     };
-    for (const char * variant : kVariants) {
+    for (const char * variant : kernel_variants(kVariants)) {
         SCOPED_TRACE(std::string("variant ") + (variant ? variant : "default"));
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_UPDATE_VARIANT", variant);
         uint64_t seed = 91;
