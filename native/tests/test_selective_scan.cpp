@@ -143,6 +143,28 @@ TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
     }
 }
 
+// An unknown MAMBA_SCAN_EXP is an argument error that names the variable and the accepted values (CUDA);
+// the CPU backend ignores the variable.
+TEST_P(SelectiveScanTest, UnknownExpVariantIsRejected) {
+    ScanProblem p({1, 256, 300, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 950);
+    p.upload(ctx());
+    const auto a = p.args();
+    {
+        const mt::ScopedEnv scoped("MAMBA_SCAN_EXP", "bogus");
+        const mamba_status status = mamba_selective_scan(ctx(), &a);
+        if (on_cuda()) {
+            EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
+            EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_SCAN_EXP must be mufu, poly2, poly4 or poly8, not 'bogus'"), std::string::npos)
+                << mamba_last_error();
+        } else {
+            EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        }
+    }
+    // The context stays usable: the same call with the variable unset gives the reference.
+    const mt::ScopedEnv unset("MAMBA_SCAN_EXP", nullptr);
+    check(p);
+}
+
 // The model's exact views: u, delta, y (1, dim, len) over (len, dim) buffers, z the second half of the
 // (len, 2 * dim) in_proj output, and B, C columns of the x_proj output (len, rank + 2 * dstate) at offsets
 // rank and rank + dstate; the final state written over the initial state. On CUDA: the shared tile path
