@@ -49,9 +49,8 @@ std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, i
     flops = double(B * D * L) * double(N) * 6;
     if (exp == nullptr) return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
     return [&b, a, exp] {
-        setenv("MAMBA_SCAN_EXP", exp, 1);
+        const mb::ScopedEnv forced("MAMBA_SCAN_EXP", exp);
         mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan");
-        unsetenv("MAMBA_SCAN_EXP");
     };
 }
 
@@ -102,11 +101,8 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // output_kernel, state_kernel: MAMBA_CUDA_SSD_OUTPUT / _STATE for this case's calls only (null: the
     // library default).
     return [&b, a, output_kernel, state_kernel] {
-        if (output_kernel) setenv("MAMBA_CUDA_SSD_OUTPUT", output_kernel, 1);
-        if (state_kernel) setenv("MAMBA_CUDA_SSD_STATE", state_kernel, 1);
+        const mb::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", output_kernel), state("MAMBA_CUDA_SSD_STATE", state_kernel);
         mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
-        if (output_kernel) unsetenv("MAMBA_CUDA_SSD_OUTPUT");
-        if (state_kernel) unsetenv("MAMBA_CUDA_SSD_STATE");
     };
 }
 
@@ -197,11 +193,9 @@ std::function<void()> ssd_update_variant_case(mb::Bench & b, double & bytes, dou
     auto next = std::make_shared<size_t>(0);
     const std::string name = variant;
     return [&b, args, next, name] {
-        if (name == "default") unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
-        else setenv("MAMBA_CUDA_SSD_UPDATE_VARIANT", name.c_str(), 1);
+        const mb::ScopedEnv forced("MAMBA_CUDA_SSD_UPDATE_VARIANT", name == "default" ? nullptr : name.c_str());
         const auto & a = args[(*next)++ % args.size()];
         mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
-        unsetenv("MAMBA_CUDA_SSD_UPDATE_VARIANT");
     };
 }
 

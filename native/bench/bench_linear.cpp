@@ -220,14 +220,14 @@ std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & fl
         a.y = y;
         args.push_back(a);
     }
-    if (variant == "default") unsetenv("MAMBA_CUDA_GEMV_VARIANT");
-    else setenv("MAMBA_CUDA_GEMV_VARIANT", variant.c_str(), 1);
-    for (const mamba_linear_args & a : args) mb::check(mamba_linear(b.ctx(), &a), "mamba_linear");  // kernels loaded
-    mb::check(mamba_graph_capture_begin(b.ctx()), "mamba_graph_capture_begin");
-    for (int c = 0; c < calls; ++c) mb::check(mamba_linear(b.ctx(), &args[size_t(c % copies)]), "mamba_linear");
     mamba_graph * raw = nullptr;
-    mb::check(mamba_graph_capture_end(b.ctx(), &raw), "mamba_graph_capture_end");
-    unsetenv("MAMBA_CUDA_GEMV_VARIANT");
+    {
+        const mb::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant == "default" ? nullptr : variant.c_str());
+        for (const mamba_linear_args & a : args) mb::check(mamba_linear(b.ctx(), &a), "mamba_linear");  // kernels loaded
+        mb::check(mamba_graph_capture_begin(b.ctx()), "mamba_graph_capture_begin");
+        for (int c = 0; c < calls; ++c) mb::check(mamba_linear(b.ctx(), &args[size_t(c % copies)]), "mamba_linear");
+        mb::check(mamba_graph_capture_end(b.ctx(), &raw), "mamba_graph_capture_end");
+    }
     std::shared_ptr<mamba_graph> graph(raw, mamba_graph_free);
     bytes = double(calls) * (weight_bytes + double(rows * (in + out)) * 4);
     flops = double(calls) * 2.0 * double(rows) * double(out) * double(in);

@@ -89,20 +89,16 @@ struct Session {
 
 // A context created with MAMBA_CUDA_PDL set to `pdl` (restored afterwards), on the harness's stream.
 mamba_context * pdl_context(mb::Bench & b, bool pdl) {
-    const char * old = std::getenv("MAMBA_CUDA_PDL");
-    const bool had = old != nullptr;
-    const std::string saved = had ? old : "";
-    setenv("MAMBA_CUDA_PDL", pdl ? "1" : "0", 1);
     mamba_context_params p = mamba_context_default_params();
     p.device_type = MAMBA_DEVICE_CUDA;
     DLDevice dev;
     mb::check(mamba_context_get_device(b.ctx(), &dev), "mamba_context_get_device");
     p.device_id = dev.device_id;
     mamba_context * ctx = nullptr;
-    const mamba_status st = mamba_context_create(&p, &ctx);
-    if (had) setenv("MAMBA_CUDA_PDL", saved.c_str(), 1);
-    else unsetenv("MAMBA_CUDA_PDL");
-    mb::check(st, "mamba_context_create");
+    {
+        const mb::ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
+        mb::check(mamba_context_create(&p, &ctx), "mamba_context_create");
+    }
     void * stream = nullptr;
     mb::check(mamba_context_get_stream(b.ctx(), &stream), "mamba_context_get_stream");
     mb::check(mamba_context_set_stream(ctx, stream), "mamba_context_set_stream");
