@@ -17,7 +17,7 @@ if [ -z "$sanitizer" ] || [ ! -x "$tests" ]; then
 fi
 # Memory.ImpossibleAllocationReportsOutOfMemory makes cudaMalloc fail on purpose (an API error, not a memory
 # access error), so it is left out too.
-large='*ImpossibleAllocation*:*LongSequences*:*DecodeAndPrefillShapes*:*AcrossChunkedKernelShapes*:*ManyChannels*:*LargeState*:*ManyRowsAndManyPanels*'
+large='*ImpossibleAllocation*:*LongSequence*:*DecodeAndPrefillShapes*:*AcrossChunkedKernelShapes*:*AcrossChunkParallelShapes*:*ManyChannels*:*LargeState*:*ManyRowsAndManyPanels*'
 # racecheck only sees shared memory, so it runs over the kernels that use it
 shared='*Ssd*:*SelectiveScan*:*Linear*:*Norm*:*Sample*:*Softmax*:*Conv*'
 run() {
@@ -32,5 +32,5 @@ run() {
   grep -E "ERROR SUMMARY|tests? ran|PASSED|FAILED" "$out/sanitize-$tool.log" | tail -6
   grep -E "^=+ +(Invalid|Race|Error|Leaked|Uninitialized)" "$out/sanitize-$tool.log" | sort | uniq -c | head -20
 }
-run memcheck "*/Cuda:CudaKernelTest.*-$large"
+run memcheck "*/Cuda-$large"
 run racecheck "$(echo "$shared" | sed 's#\*:#*/Cuda:#g')/Cuda-$large"
