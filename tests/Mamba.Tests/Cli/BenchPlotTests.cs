@@ -81,6 +81,38 @@ public class BenchPlotTests
         Assert.That(err, Does.Not.Contain("   at "));
     }
 
+    private const string GoodRow = """{"Shape":"mamba-130m","DType":"Float32","Batch":1,"WeightBytes":500000000,"DecodeMs":2,"DecodeTokensPerSecond":500}""";
+
+    [TestCase("results", "[null]", "results[0] is not a bench result")]
+    [TestCase("results", "[{}]", "results[0] is not a bench result")]
+    [TestCase("results", "[" + GoodRow + ",{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Batch\":2,\"WeightBytes\":500000000,\"DecodeMs\":0,\"DecodeTokensPerSecond\":0}]", "results[1] is not a bench result")]
+    [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3}]", "profiles[0] is not a prefill profile")]
+    [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3,\"Ops\":[{}]}]", "profiles[0] is not a prefill profile")]
+    public void MalformedEntriesFailWithOneLine(string property, string value, string message)
+    {
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        var results = property == "results" ? value : "[" + GoodRow + "]";
+        var profiles = property == "profiles" ? value : "null";
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"bandwidthKind":"read","results":{{results}},"profiles":{{profiles}}}""");
+        var (code, output, err) = Run("bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots"));
+        Assert.That(code, Is.EqualTo(1), output);
+        Assert.That(err, Does.Contain("--from-json: ").And.Contain(message));
+        Assert.That(err, Does.Not.Contain("   at "));
+        Assert.That(Directory.Exists(Path.Combine(_dir.FullName, "plots")), Is.False, "nothing is drawn from a bad report");
+    }
+
+    [Test]
+    public void AWellFormedReportIsAccepted()
+    {
+        // The counterpart of the malformed cases: the same minimal report with good entries is read and drawn.
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output, err) = Run("bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots"));
+        Assert.That(code, Is.Zero, err);
+        Assert.That(output, Does.Contain("| mamba-130m | Float32 | 1 | 500 | 2.000 | 500.0 |"));
+        AssertNonTrivialPng(Path.Combine(_dir.FullName, "plots", BenchPlots.RooflineFile), 1200, 750);
+    }
+
     /// <summary>Checks the PNG signature, the IHDR size, and that the decoded pixels are not one colour.</summary>
     private static void AssertNonTrivialPng(string path, int width, int height)
     {
