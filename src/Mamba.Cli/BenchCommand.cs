@@ -80,7 +80,7 @@ internal static class BenchCommand
         {
             _ = ModelShapes.Get(s); // unknown names fail before any work
         }
-        var dtypeList = Split(parse.GetValue(dtypes)!).Select(ParseDType).ToList();
+        var dtypeList = Split(parse.GetValue(dtypes)!).Select(t => ParseDType(t)).ToList();
         var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
@@ -112,14 +112,16 @@ internal static class BenchCommand
         return new BenchReport(dev.ToString(), bandwidth, kind, results, profiles.Count > 0 ? profiles : null);
     }
 
-    private static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    /// <summary>The items of a comma-separated option value, trimmed, empty ones dropped.</summary>
+    internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
-    private static DType ParseDType(string text) => text.ToLowerInvariant() switch
+    /// <summary>A weight dtype named on the command line; <paramref name="option"/> names the option in the error.</summary>
+    internal static DType ParseDType(string text, string option = "--dtypes") => text.ToLowerInvariant() switch
     {
         "f32" or "float32" or "fp32" => DType.Float32,
         "f16" or "float16" or "fp16" => DType.Float16,
         "bf16" or "bfloat16" => DType.BFloat16,
-        _ => throw new ArgumentException($"--dtypes: unknown dtype '{text}' (f32, f16, bf16)"),
+        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' (f32, f16, bf16)"),
     };
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
