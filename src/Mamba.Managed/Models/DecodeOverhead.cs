@@ -16,8 +16,8 @@ internal static unsafe class DecodeOverhead
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
         var ctx = session.Model.Context;
         var next = new int[session.BatchSize];
-        var greedy = new SamplingParams();
-        // Two steps: the direct warm-up step and the one that captures the graph.
+        var greedy = SamplingParams.Greedy;
+        // Three steps: the direct one that sizes the workspace, the one that captures the graph, one replay.
         for (var i = 0; i < 3; i++)
         {
             session.Decode(next);
@@ -44,7 +44,7 @@ internal static unsafe class DecodeOverhead
                 logits = logits.DL,
                 history = null,
                 tokens = ids.DL,
-                @params = NativeMethods.mamba_sampling_default_params(),
+                @params = greedy.ToNative(), // the parameters Sample passes
             };
             var ctxPtr = ctx.Handle.Pointer;
             fixed (int* dst = host)
