@@ -31,9 +31,19 @@ internal static class BenchCommand
         };
         command.SetAction(parse =>
         {
-            var report = parse.GetValue(fromJson) is { } saved ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
+            var saved = parse.GetValue(fromJson);
+            if (saved is not null)
+            {
+                // A report is only redrawn: an option that shapes a measurement would be silently ignored.
+                Option[] measuring = [device, threads, shapes, dtypes, batches, steps, prefill, profile];
+                if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                {
+                    throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
+                }
+            }
+            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
             var table = Table(report);
-            if (parse.GetValue(fromJson) is not null)
+            if (saved is not null)
             {
                 stdout.Write(table);
             }

@@ -81,6 +81,19 @@ public class BenchPlotTests
         Assert.That(err, Does.Not.Contain("   at "));
     }
 
+    [TestCase("--profile", "32")]
+    [TestCase("--device", "cpu")]
+    [TestCase("--shapes", "mamba-130m")]
+    public void FromJsonRefusesMeasurementOptions(string option, string value)
+    {
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output, err) = Run("bench", "--from-json", json, option, value);
+        Assert.That(code, Is.EqualTo(1), output);
+        Assert.That(err, Does.Contain($"--from-json measures nothing: {option} cannot be combined with it"));
+        Assert.That(output, Is.Empty);
+    }
+
     private const string GoodRow = """{"Shape":"mamba-130m","DType":"Float32","Batch":1,"WeightBytes":500000000,"DecodeMs":2,"DecodeTokensPerSecond":500}""";
 
     [TestCase("results", "[null]", "results[0] is not a bench result")]
