@@ -126,6 +126,34 @@ public class BenchPlotTests
         AssertNonTrivialPng(Path.Combine(_dir.FullName, "plots", BenchPlots.RooflineFile), 1200, 750);
     }
 
+    [Test]
+    public void PlotsWithoutSkiasNativeLibraryFailWithOneLine()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Assert.Ignore("the application copy is made with cp -al");
+        }
+        // A copy of the application folder (hard links) without libSkiaSharp, as on a platform it does not ship for.
+        var app = Path.Combine(_dir.FullName, "app");
+        var (cpCode, cpOut) = Native.CudaLibraryPreferenceTests.Run("cp", ["-al", AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), app], null);
+        Assert.That(cpCode, Is.Zero, cpOut);
+        var skia = Directory.GetFiles(app, "libSkiaSharp*", SearchOption.AllDirectories);
+        Assert.That(skia, Is.Not.Empty, "the application ships libSkiaSharp");
+        foreach (var file in skia)
+        {
+            File.Delete(file);
+        }
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output) = Native.CudaLibraryPreferenceTests.Run("dotnet", [Path.Combine(app, "mamba.dll"), "bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots")], null);
+        Assert.That(code, Is.EqualTo(1), output);
+        var error = output.Split('\n').Where(l => l.StartsWith("mamba: error:", StringComparison.Ordinal)).ToList();
+        Assert.That(error, Has.Count.EqualTo(1), output);
+        Assert.That(error[0], Does.Contain("--plots: cannot draw charts, SkiaSharp's native library did not load: "));
+        Assert.That(output, Does.Not.Contain("   at "));
+        Assert.That(output.TrimEnd(), Does.EndWith(error[0].TrimEnd()), "the error is the last line");
+    }
+
     /// <summary>Checks the PNG signature, the IHDR size, and that the decoded pixels are not one colour.</summary>
     private static void AssertNonTrivialPng(string path, int width, int height)
     {

@@ -109,7 +109,8 @@ public class CudaLibraryPreferenceTests
         return r;
     }
 
-    private static (int Code, string Output) Run(string program, string[] arguments, string? workingDirectory)
+    /// <summary>Runs a program to its end (without MAMBA_NATIVE_LIBRARY): exit code and stdout + stderr.</summary>
+    internal static (int Code, string Output) Run(string program, string[] arguments, string? workingDirectory)
     {
         var start = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (workingDirectory is not null)
