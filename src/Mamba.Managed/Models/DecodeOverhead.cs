@@ -23,7 +23,9 @@ internal static unsafe class DecodeOverhead
             session.Decode(next);
             session.Sample(greedy, (ulong)i, next);
         }
-        var graph = session.DecodeGraph ?? throw new InvalidOperationException("the session does not decode with a CUDA graph (graphs need CUDA and UseCudaGraphs)");
+        var graph = session.DecodeGraph ?? throw new InvalidOperationException(session.GraphCaptureFailure is { } why
+            ? $"the decode step could not be captured as a CUDA graph: {why}"
+            : "the session does not decode with a CUDA graph (graphs need CUDA and UseCudaGraphs)");
         var ids = session.DecodeIds;
         var logits = session.Logits;
         var host = new int[session.BatchSize];
