@@ -31,9 +31,19 @@ internal static class BenchCommand
         };
         command.SetAction(parse =>
         {
-            var report = parse.GetValue(fromJson) is { } saved ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
+            var saved = parse.GetValue(fromJson);
+            if (saved is not null)
+            {
+                // A report is only redrawn: an option that shapes a measurement would be silently ignored.
+                Option[] measuring = [device, threads, shapes, dtypes, batches, steps, prefill, profile];
+                if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                {
+                    throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
+                }
+            }
+            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
             var table = Table(report);
-            if (parse.GetValue(fromJson) is not null)
+            if (saved is not null)
             {
                 stdout.Write(table);
             }
@@ -80,7 +90,7 @@ internal static class BenchCommand
         {
             _ = ModelShapes.Get(s); // unknown names fail before any work
         }
-        var dtypeList = Split(parse.GetValue(dtypes)!).Select(ParseDType).ToList();
+        var dtypeList = Split(parse.GetValue(dtypes)!).Select(t => ParseDType(t)).ToList();
         var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
@@ -112,14 +122,16 @@ internal static class BenchCommand
         return new BenchReport(dev.ToString(), bandwidth, kind, results, profiles.Count > 0 ? profiles : null);
     }
 
-    private static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    /// <summary>The items of a comma-separated option value, trimmed, empty ones dropped.</summary>
+    internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
-    private static DType ParseDType(string text) => text.ToLowerInvariant() switch
+    /// <summary>A weight dtype named on the command line; <paramref name="option"/> names the option in the error.</summary>
+    internal static DType ParseDType(string text, string option = "--dtypes") => text.ToLowerInvariant() switch
     {
         "f32" or "float32" or "fp32" => DType.Float32,
         "f16" or "float16" or "fp16" => DType.Float16,
         "bf16" or "bfloat16" => DType.BFloat16,
-        _ => throw new ArgumentException($"--dtypes: unknown dtype '{text}' (f32, f16, bf16)"),
+        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' (f32, f16, bf16)"),
     };
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,

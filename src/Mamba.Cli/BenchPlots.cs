@@ -29,16 +29,24 @@ internal static class BenchPlots
         {
             throw new ArgumentException($"--plots: cannot create directory '{directory}': {e.Message}", e);
         }
-        var written = new List<string>
+        try
         {
-            Save(Roofline(report), Path.Combine(directory, RooflineFile)),
-            Save(Throughput(report), Path.Combine(directory, ThroughputFile)),
-        };
-        if (report.Profiles is { Count: > 0 } profiles)
-        {
-            written.Add(Save(Profile(profiles), Path.Combine(directory, ProfileFile)));
+            var written = new List<string>
+            {
+                Save(Roofline(report), Path.Combine(directory, RooflineFile)),
+                Save(Throughput(report), Path.Combine(directory, ThroughputFile)),
+            };
+            if (report.Profiles is { Count: > 0 } profiles)
+            {
+                written.Add(Save(Profile(profiles), Path.Combine(directory, ProfileFile)));
+            }
+            return written;
         }
-        return written;
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            // libSkiaSharp missing, or not one for this platform: a clear line instead of a stack trace.
+            throw new InvalidOperationException($"--plots: cannot draw charts, SkiaSharp's native library did not load: {e.GetBaseException().Message.Split('\n')[0].Trim()}", e);
+        }
     }
 
     private static string Save(Plot plot, string path)

@@ -43,9 +43,26 @@ internal sealed record BenchReport(
         {
             throw new ArgumentException($"--from-json: '{path}' is not a bench report: {e.Message}", e);
         }
-        if (report is null || report.Results is null || report.Device is null || report.BandwidthBytesPerSecond <= 0)
+        if (report is null || report.Results is null || report.Device is null || !(report.BandwidthBytesPerSecond > 0))
         {
             throw new ArgumentException($"--from-json: '{path}' is not a bench report (needs device, bandwidthBytesPerSecond and results)");
+        }
+        // Every row is drawn and divided by: one without its names or with a zero time would print and plot garbage.
+        for (var i = 0; i < report.Results.Count; i++)
+        {
+            if (report.Results[i] is not { Shape: not null, DType: not null, Batch: > 0, WeightBytes: > 0, DecodeMs: > 0, DecodeTokensPerSecond: > 0, PrefillTokens: >= 0 } r
+                || (r.PrefillTokens > 0 && !(r.PrefillTokensPerSecond > 0)))
+            {
+                throw new ArgumentException($"--from-json: '{path}': results[{i}] is not a bench result (needs Shape, DType, a positive Batch, WeightBytes, DecodeMs and DecodeTokensPerSecond)");
+            }
+        }
+        for (var i = 0; i < (report.Profiles?.Count ?? 0); i++)
+        {
+            if (report.Profiles![i] is not { Shape: not null, DType: not null, Device: not null, Tokens: > 0, TotalMs: > 0, Ops: not null } p
+                || p.Ops.Any(o => o?.Op is null))
+            {
+                throw new ArgumentException($"--from-json: '{path}': profiles[{i}] is not a prefill profile (needs Shape, DType, Device, positive Tokens and TotalMs, and named Ops)");
+            }
         }
         return report with { BandwidthKind = report.BandwidthKind ?? "copy" };
     }

@@ -16,7 +16,7 @@ internal static class GraphOverheadBench
     {
         var device = ModelOptions.DeviceOption();
         var shapes = new Option<string>("--shapes") { Description = $"Comma-separated model shapes ({string.Join(", ", ModelShapes.Names)})", DefaultValueFactory = _ => "mamba-130m,mamba2-130m" };
-        var dtype = new Option<string>("--dtype") { Description = "Weight dtype: f32 or bf16", DefaultValueFactory = _ => "f32" };
+        var dtype = new Option<string>("--dtype") { Description = "Weight dtype: f32, f16 or bf16", DefaultValueFactory = _ => "f32" };
         var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 1 };
         var steps = new Option<int>("--steps") { Description = "Steps per timed round (the best of 5 rounds is reported)", DefaultValueFactory = _ => 200 };
         var command = new Command("bench-overhead", "Time the managed decode step against the same native calls (CUDA graphs; the managed share should be under 3%)")
@@ -26,12 +26,12 @@ internal static class GraphOverheadBench
         command.SetAction(parse =>
         {
             var dev = parse.GetValue(device) is { } d ? Device.Parse(d) : Device.Default;
-            var weights = parse.GetValue(dtype)!.ToLowerInvariant() switch
+            var weights = BenchCommand.ParseDType(parse.GetValue(dtype)!, "--dtype");
+            var shapeList = BenchCommand.Split(parse.GetValue(shapes)!);
+            foreach (var s in shapeList)
             {
-                "f32" or "float32" => DType.Float32,
-                "bf16" or "bfloat16" => DType.BFloat16,
-                var other => throw new ArgumentException($"--dtype: unknown dtype '{other}' (f32, bf16)"),
-            };
+                _ = ModelShapes.Get(s); // unknown names fail before any work
+            }
             var batchSize = parse.GetValue(batch);
             var stepCount = parse.GetValue(steps);
             if (batchSize < 1 || stepCount < 1)
@@ -45,7 +45,7 @@ internal static class GraphOverheadBench
             }
             stdout.WriteLine("| shape | weights | batch | managed µs/step | native µs/step | managed overhead |");
             stdout.WriteLine("|---|---|---:|---:|---:|---:|");
-            foreach (var shape in parse.GetValue(shapes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            foreach (var shape in shapeList)
             {
                 var config = ModelShapes.Get(shape);
                 using var checkpoint = RandomCheckpoint.Create(config, weights, seed: 1);

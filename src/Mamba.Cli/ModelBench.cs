@@ -36,7 +36,7 @@ internal static class ModelBench
             (config.TieWordEmbeddings ? 0 : checkpoint.Tensors[layout.NameOf(TensorKeys.Embedding)].Bytes.Length);
         using var model = MambaModel.Create(config, checkpoint, new MambaModelOptions { Device = context.Device, CpuThreads = threads }, context);
         using var session = model.CreateSession(batch);
-        var prompt = Enumerable.Range(0, Math.Max(16, prefillTokens)).Select(i => 3 + (i * 7919) % (config.VocabSize - 3)).ToArray();
+        var prompt = Prompt(config, Math.Max(16, prefillTokens));
         for (var b = 0; b < batch; b++)
         {
             session.Prefill(b, prompt.AsSpan(0, 16));
@@ -77,7 +77,7 @@ internal static class ModelBench
         using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
         using var model = MambaModel.Create(config, checkpoint, new MambaModelOptions { Device = context.Device, CpuThreads = threads }, context);
         using var session = model.CreateSession(1);
-        var prompt = Enumerable.Range(0, tokens).Select(i => 3 + (i * 7919) % (config.VocabSize - 3)).ToArray();
+        var prompt = Prompt(config, tokens);
         session.Prefill(0, prompt);
         session.Reset(0);
         context.Synchronize();
@@ -100,6 +100,10 @@ internal static class ModelBench
         ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
         return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops);
     }
+
+    /// <summary>A fixed prompt spread over the vocabulary (ids 3 and up, past the usual special tokens).</summary>
+    private static int[] Prompt(MambaConfig config, int length) =>
+        Enumerable.Range(0, length).Select(i => 3 + (i * 7919) % (config.VocabSize - 3)).ToArray();
 
     private static double Median(int count, Action action)
     {

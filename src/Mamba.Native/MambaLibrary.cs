@@ -8,8 +8,8 @@ namespace Mamba.Native;
 /// <summary>
 /// Finds and loads libmamba: the file named by <c>MAMBA_NATIVE_LIBRARY</c>, else next to the application or
 /// this assembly, else under <c>runtimes/&lt;rid&gt;/native/</c>, else the system's search path. In each folder
-/// the CUDA build (<c>libmamba_cuda.so</c>) is preferred to the CPU-only one when it loads; it needs the NVIDIA
-/// driver's libcuda.so.1, and without it the CPU build is used and <see cref="LoadNotes"/> says why. Loading
+/// the CUDA build (<c>libmamba_cuda.so</c>) is preferred to the CPU-only one when it loads; it links CUDA's
+/// cuBLAS libraries dynamically, and without them the CPU build is used and <see cref="LoadNotes"/> says why. Loading
 /// also checks that the library's ABI version is the one these bindings were generated for.
 /// </summary>
 public static class MambaLibrary
@@ -36,7 +36,7 @@ public static class MambaLibrary
     /// <summary>The file the library was loaded from, once loaded.</summary>
     public static string? LoadedPath { get; private set; }
 
-    /// <summary>Why a preferred library was passed over (for example the CUDA build without an NVIDIA driver);
+    /// <summary>Why a preferred library was passed over (for example the CUDA build without CUDA's cuBLAS libraries);
     /// empty when the first library found was loaded.</summary>
     public static IReadOnlyList<string> LoadNotes => Notes;
 
@@ -45,6 +45,14 @@ public static class MambaLibrary
     /// <summary>The file name of the CUDA build of the library on this platform (null where there is none: macOS).</summary>
     public static string? CudaFileName =>
         OperatingSystem.IsWindows() ? "mamba_cuda.dll" : OperatingSystem.IsMacOS() ? null : "libmamba_cuda.so";
+
+    /// <summary>What a failed load of the CUDA build most likely lacks, from the loader's message (or "").</summary>
+    internal static string CudaLoadHint(string message) =>
+        message.Contains("cublas", StringComparison.OrdinalIgnoreCase)
+            ? " (the CUDA build needs the CUDA toolkit's cuBLAS libraries, libcublas and libcublasLt, on the library path)"
+            : message.Contains("libcuda.so", StringComparison.Ordinal) || message.Contains("nvcuda", StringComparison.Ordinal)
+                ? " (the CUDA build needs the NVIDIA driver's libcuda.so.1)"
+                : "";
 
     /// <summary>The file name of the library on this platform.</summary>
     public static string FileName =>
@@ -69,7 +77,7 @@ public static class MambaLibrary
         {
             folders.Add(assemblyDir);
         }
-        // In each place the CUDA build comes first: it runs on the CPU too, but needs the driver to load.
+        // In each place the CUDA build comes first: it runs on the CPU too, but needs cuBLAS to load.
         string[] names = CudaFileName is { } cuda ? [cuda, FileName] : [FileName];
         foreach (var folder in folders.Distinct())
         {
@@ -119,8 +127,7 @@ public static class MambaLibrary
                 failures.Add($"{path}: {e.Message}");
                 if (Path.GetFileName(path) == CudaFileName)
                 {
-                    var hint = e.Message.Contains("libcuda", StringComparison.Ordinal) || e.Message.Contains("nvcuda", StringComparison.Ordinal)
-                        ? " (the CUDA build needs the NVIDIA driver's libcuda.so.1)" : "";
+                    var hint = CudaLoadHint(e.Message);
                     var reason = string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                     Notes.Add($"CUDA build {path} not loaded{hint}: {reason}; using the CPU build.");
                 }

@@ -122,3 +122,46 @@ public sealed unsafe class DeviceMemoryHandle : SafeHandle
         return status == mamba_status.MAMBA_STATUS_OK;
     }
 }
+
+/// <summary>Owns a <c>mamba_graph</c> (a captured CUDA graph); keeps its context alive until released, as a graph
+/// must be freed before the context it was captured on.</summary>
+public sealed unsafe class GraphHandle : SafeHandle
+{
+    private ContextHandle? _context;
+
+    private GraphHandle() : base(IntPtr.Zero, ownsHandle: true) { }
+
+    /// <inheritdoc />
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <summary>The raw pointer for a native call.</summary>
+    public mamba_graph* Pointer => (mamba_graph*)handle;
+
+    /// <summary>Takes ownership of <paramref name="graph"/>, just returned by <c>mamba_graph_capture_end</c> on
+    /// <paramref name="context"/> (freed here if the context is already disposed).</summary>
+    public static GraphHandle Adopt(ContextHandle context, mamba_graph* graph)
+    {
+        var h = new GraphHandle();
+        var added = false;
+        try
+        {
+            context.DangerousAddRef(ref added);
+        }
+        catch
+        {
+            NativeMethods.mamba_graph_free(graph);
+            throw;
+        }
+        h._context = context;
+        h.SetHandle((IntPtr)graph);
+        return h;
+    }
+
+    /// <inheritdoc />
+    protected override bool ReleaseHandle()
+    {
+        NativeMethods.mamba_graph_free((mamba_graph*)handle);
+        _context?.DangerousRelease();
+        return true;
+    }
+}

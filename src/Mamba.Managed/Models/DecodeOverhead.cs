@@ -16,14 +16,16 @@ internal static unsafe class DecodeOverhead
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
         var ctx = session.Model.Context;
         var next = new int[session.BatchSize];
-        var greedy = new SamplingParams();
-        // Two steps: the direct warm-up step and the one that captures the graph.
+        var greedy = SamplingParams.Greedy;
+        // Three steps: the direct one that sizes the workspace, the one that captures the graph, one replay.
         for (var i = 0; i < 3; i++)
         {
             session.Decode(next);
             session.Sample(greedy, (ulong)i, next);
         }
-        var graph = session.DecodeGraph ?? throw new InvalidOperationException("the session does not decode with a CUDA graph (graphs need CUDA and UseCudaGraphs)");
+        var graph = session.DecodeGraph ?? throw new InvalidOperationException(session.GraphCaptureFailure is { } why
+            ? $"the decode step could not be captured as a CUDA graph: {why}"
+            : "the session does not decode with a CUDA graph (graphs need CUDA and UseCudaGraphs)");
         var ids = session.DecodeIds;
         var logits = session.Logits;
         var host = new int[session.BatchSize];
@@ -44,7 +46,7 @@ internal static unsafe class DecodeOverhead
                 logits = logits.DL,
                 history = null,
                 tokens = ids.DL,
-                @params = NativeMethods.mamba_sampling_default_params(),
+                @params = greedy.ToNative(), // the parameters Sample passes
             };
             var ctxPtr = ctx.Handle.Pointer;
             fixed (int* dst = host)

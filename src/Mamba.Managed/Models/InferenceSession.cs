@@ -176,7 +176,9 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>Feeds one token to every sequence (finished ones may be fed anything valid) and leaves the next-token
-    /// logits in <see cref="Logits"/>. Allocates nothing.</summary>
+    /// logits in <see cref="Logits"/>. On CUDA the second call records the step as a CUDA graph (see
+    /// <see cref="MambaModelOptions.UseCudaGraphs"/>) and later calls replay it; apart from that one capture it
+    /// allocates nothing.</summary>
     public void Decode(ReadOnlySpan<int> tokens)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -12,15 +12,15 @@ namespace Mamba.Runtime;
 public sealed unsafe class MambaGraph : IDisposable
 {
     private readonly MambaContext _context;
-    private mamba_graph* _graph;
+    private readonly GraphHandle _handle;
 
-    private MambaGraph(MambaContext context, mamba_graph* graph)
+    private MambaGraph(MambaContext context, GraphHandle handle)
     {
         _context = context;
-        _graph = graph;
+        _handle = handle;
     }
 
-    internal mamba_graph* Pointer => _graph;
+    internal mamba_graph* Pointer => _handle.Pointer;
 
     /// <summary>Whether <paramref name="context"/> can capture graphs (CUDA contexts can).</summary>
     public static bool IsSupported(MambaContext context)
@@ -50,23 +50,16 @@ public sealed unsafe class MambaGraph : IDisposable
         }
         mamba_graph* graph = null;
         MambaException.Check(NativeMethods.mamba_graph_capture_end(context.Pointer, &graph));
-        return new MambaGraph(context, graph);
+        return new MambaGraph(context, GraphHandle.Adopt(context.Handle, graph));
     }
 
     /// <summary>Queues one replay on the context's stream and returns without waiting.</summary>
     public void Launch()
     {
-        ObjectDisposedException.ThrowIf(_graph == null, this);
-        MambaException.Check(NativeMethods.mamba_graph_launch(_context.Pointer, _graph));
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        MambaException.Check(NativeMethods.mamba_graph_launch(_context.Pointer, _handle.Pointer));
     }
 
-    /// <summary>Waits for the context's stream, then releases the graph.</summary>
-    public void Dispose()
-    {
-        if (_graph != null)
-        {
-            NativeMethods.mamba_graph_free(_graph);
-            _graph = null;
-        }
-    }
+    /// <summary>Waits for the context's stream, then releases the graph (and its hold on the context).</summary>
+    public void Dispose() => _handle.Dispose();
 }

@@ -45,4 +45,20 @@ public class BenchCommandTests
         Assert.That(stderr.ToString(), Does.Contain(message));
         Assert.That(stderr.ToString(), Does.Not.Contain("   at "));
     }
+
+    [TestCase("--shapes", "mamba-9b", "unknown model shape 'mamba-9b'")]
+    [TestCase("--dtype", "int8", "--dtype: unknown dtype 'int8'")]
+    [TestCase("--batch", "0", "--batch and --steps must be at least 1")]
+    [TestCase("--steps", "0", "--batch and --steps must be at least 1")]
+    [TestCase("--steps", "1", "device cpu cannot capture graphs")]
+    public void BadOverheadBenchOptionsFailWithOneLine(string option, string value, string message)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = CliApp.Run(["bench-overhead", "--device", "cpu", option, value], stdout, stderr);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr.ToString(), Does.Contain(message));
+        Assert.That(stderr.ToString(), Does.Not.Contain("   at "));
+        Assert.That(stdout.ToString(), Is.Empty, "nothing is measured or printed before the options are checked");
+    }
 }

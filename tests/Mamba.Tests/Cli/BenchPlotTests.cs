@@ -81,6 +81,79 @@ public class BenchPlotTests
         Assert.That(err, Does.Not.Contain("   at "));
     }
 
+    [TestCase("--profile", "32")]
+    [TestCase("--device", "cpu")]
+    [TestCase("--shapes", "mamba-130m")]
+    public void FromJsonRefusesMeasurementOptions(string option, string value)
+    {
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output, err) = Run("bench", "--from-json", json, option, value);
+        Assert.That(code, Is.EqualTo(1), output);
+        Assert.That(err, Does.Contain($"--from-json measures nothing: {option} cannot be combined with it"));
+        Assert.That(output, Is.Empty);
+    }
+
+    private const string GoodRow = """{"Shape":"mamba-130m","DType":"Float32","Batch":1,"WeightBytes":500000000,"DecodeMs":2,"DecodeTokensPerSecond":500}""";
+
+    [TestCase("results", "[null]", "results[0] is not a bench result")]
+    [TestCase("results", "[{}]", "results[0] is not a bench result")]
+    [TestCase("results", "[" + GoodRow + ",{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Batch\":2,\"WeightBytes\":500000000,\"DecodeMs\":0,\"DecodeTokensPerSecond\":0}]", "results[1] is not a bench result")]
+    [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3}]", "profiles[0] is not a prefill profile")]
+    [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3,\"Ops\":[{}]}]", "profiles[0] is not a prefill profile")]
+    public void MalformedEntriesFailWithOneLine(string property, string value, string message)
+    {
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        var results = property == "results" ? value : "[" + GoodRow + "]";
+        var profiles = property == "profiles" ? value : "null";
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"bandwidthKind":"read","results":{{results}},"profiles":{{profiles}}}""");
+        var (code, output, err) = Run("bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots"));
+        Assert.That(code, Is.EqualTo(1), output);
+        Assert.That(err, Does.Contain("--from-json: ").And.Contain(message));
+        Assert.That(err, Does.Not.Contain("   at "));
+        Assert.That(Directory.Exists(Path.Combine(_dir.FullName, "plots")), Is.False, "nothing is drawn from a bad report");
+    }
+
+    [Test]
+    public void AWellFormedReportIsAccepted()
+    {
+        // The counterpart of the malformed cases: the same minimal report with good entries is read and drawn.
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output, err) = Run("bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots"));
+        Assert.That(code, Is.Zero, err);
+        Assert.That(output, Does.Contain("| mamba-130m | Float32 | 1 | 500 | 2.000 | 500.0 |"));
+        AssertNonTrivialPng(Path.Combine(_dir.FullName, "plots", BenchPlots.RooflineFile), 1200, 750);
+    }
+
+    [Test]
+    public void PlotsWithoutSkiasNativeLibraryFailWithOneLine()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Assert.Ignore("the application copy is made with cp -al");
+        }
+        // A copy of the application folder (hard links) without libSkiaSharp, as on a platform it does not ship for.
+        var app = Path.Combine(_dir.FullName, "app");
+        var (cpCode, cpOut) = Native.CudaLibraryPreferenceTests.Run("cp", ["-al", AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), app], null);
+        Assert.That(cpCode, Is.Zero, cpOut);
+        var skia = Directory.GetFiles(app, "libSkiaSharp*", SearchOption.AllDirectories);
+        Assert.That(skia, Is.Not.Empty, "the application ships libSkiaSharp");
+        foreach (var file in skia)
+        {
+            File.Delete(file);
+        }
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+        var (code, output) = Native.CudaLibraryPreferenceTests.Run("dotnet", [Path.Combine(app, "mamba.dll"), "bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots")], null);
+        Assert.That(code, Is.EqualTo(1), output);
+        var error = output.Split('\n').Where(l => l.StartsWith("mamba: error:", StringComparison.Ordinal)).ToList();
+        Assert.That(error, Has.Count.EqualTo(1), output);
+        Assert.That(error[0], Does.Contain("--plots: cannot draw charts, SkiaSharp's native library did not load: "));
+        Assert.That(output, Does.Not.Contain("   at "));
+        Assert.That(output.TrimEnd(), Does.EndWith(error[0].TrimEnd()), "the error is the last line");
+    }
+
     /// <summary>Checks the PNG signature, the IHDR size, and that the decoded pixels are not one colour.</summary>
     private static void AssertNonTrivialPng(string path, int width, int height)
     {

@@ -4,7 +4,7 @@ using Mamba.Native;
 namespace Mamba.Tests.Native;
 
 /// <summary>The CUDA build of libmamba is preferred where it loads, and the CPU build is used, with a reason
-/// shown by <c>mamba info</c>, where it does not (no NVIDIA driver).</summary>
+/// shown by <c>mamba info</c>, where it does not (no cuBLAS libraries).</summary>
 [TestFixture]
 public class CudaLibraryPreferenceTests
 {
@@ -35,6 +35,16 @@ public class CudaLibraryPreferenceTests
         Assert.That(MambaLibrary.CandidatePaths(explicitPath), Is.EqualTo(new[] { explicitPath }));
     }
 
+    [TestCase("libcublas.so.12: cannot open shared object file: No such file or directory", "cuBLAS libraries")]
+    [TestCase("libcublasLt.so.12: cannot open shared object file: No such file or directory", "cuBLAS libraries")]
+    [TestCase("libcuda.so.1: cannot open shared object file: No such file or directory", "driver's libcuda.so.1")]
+    [TestCase("libmamba_cuda.so: invalid ELF header", null)]
+    public void TheNoteNamesWhatTheCudaBuildLacks(string loaderMessage, string? expected)
+    {
+        var hint = MambaLibrary.CudaLoadHint(loaderMessage);
+        Assert.That(hint, expected is null ? Is.Empty : Does.Contain(expected));
+    }
+
     [Test]
     public void ACudaBuildThatCannotLoadFallsBackToTheCpuBuildAndInfoSaysWhy()
     {
@@ -43,8 +53,8 @@ public class CudaLibraryPreferenceTests
             Assert.Ignore("the stand-in library is built as a Linux shared object");
         }
         // A copy of the application folder (hard links: no space, same file system) whose libmamba_cuda.so is a
-        // real shared object that needs a library nobody has, as the CUDA build needs libcuda.so.1 on a machine
-        // without the driver. Were it loaded anyway, its ABI version 999 would make `mamba info` fail.
+        // real shared object that needs a library nobody has, as the CUDA build needs libcublas on a machine
+        // without CUDA. Were it loaded anyway, its ABI version 999 would make `mamba info` fail.
         var app = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
         var work = Path.Combine(Path.GetDirectoryName(app)!, "cuda-fallback-" + Guid.NewGuid().ToString("N")[..8]);
         try
@@ -99,7 +109,8 @@ public class CudaLibraryPreferenceTests
         return r;
     }
 
-    private static (int Code, string Output) Run(string program, string[] arguments, string? workingDirectory)
+    /// <summary>Runs a program to its end (without MAMBA_NATIVE_LIBRARY): exit code and stdout + stderr.</summary>
+    internal static (int Code, string Output) Run(string program, string[] arguments, string? workingDirectory)
     {
         var start = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (workingDirectory is not null)
