@@ -17,6 +17,11 @@ internal static class BenchCommand
         var threads = ModelOptions.Threads();
         var shapes = new Option<string>("--shapes") { Description = $"Comma-separated model shapes ({string.Join(", ", ModelShapes.Names)})", DefaultValueFactory = _ => "mamba-130m,mamba2-130m" };
         var dtypes = new Option<string>("--dtypes") { Description = "Comma-separated weight dtypes: f32, f16, bf16", DefaultValueFactory = _ => "f32,bf16" };
+        var activations = new Option<string>("--activations")
+        {
+            Description = "Activation dtype: auto (each run's weight dtype, as the reference implementations compute), f32, f16 or bf16",
+            DefaultValueFactory = _ => "auto",
+        };
         var batches = new Option<string>("--batch") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "1" };
         var steps = new Option<int>("--steps") { Description = "Timed decode steps (the median is reported)", DefaultValueFactory = _ => 32 };
         var prefill = new Option<int>("--prefill") { Description = "Prompt length of the prefill measurement (0: skip)", DefaultValueFactory = _ => 512 };
@@ -27,7 +32,7 @@ internal static class BenchCommand
         var fromJson = new Option<string?>("--from-json") { Description = "Do not measure: read the results of an earlier --json run and write the table, --markdown and --plots from them" };
         var command = new Command("bench", "Decode and prefill speed of random-weight models in public checkpoint shapes, against measured memory bandwidth")
         {
-            device, threads, shapes, dtypes, batches, steps, prefill, json, markdown, plots, profile, fromJson,
+            device, threads, shapes, dtypes, activations, batches, steps, prefill, json, markdown, plots, profile, fromJson,
         };
         command.SetAction(parse =>
         {
@@ -35,13 +40,13 @@ internal static class BenchCommand
             if (saved is not null)
             {
                 // A report is only redrawn: an option that shapes a measurement would be silently ignored.
-                Option[] measuring = [device, threads, shapes, dtypes, batches, steps, prefill, profile];
+                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, profile];
                 if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
                 {
                     throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
                 }
             }
-            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, batches, steps, prefill, profile);
+            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, activations, batches, steps, prefill, profile);
             var table = Table(report);
             if (saved is not null)
             {
@@ -68,7 +73,7 @@ internal static class BenchCommand
     }
 
     private static BenchReport Measure(ParseResult parse, TextWriter stdout, Option<string?> device, Option<int> threads, Option<string> shapes,
-        Option<string> dtypes, Option<string> batches, Option<int> steps, Option<int> prefill, Option<int> profile)
+        Option<string> dtypes, Option<string> activations, Option<string> batches, Option<int> steps, Option<int> prefill, Option<int> profile)
     {
         var stepCount = parse.GetValue(steps);
         if (stepCount < 1)
@@ -91,6 +96,8 @@ internal static class BenchCommand
             _ = ModelShapes.Get(s); // unknown names fail before any work
         }
         var dtypeList = Split(parse.GetValue(dtypes)!).Select(t => ParseDType(t)).ToList();
+        var activationText = parse.GetValue(activations)!.Trim();
+        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ParseDType(activationText, "--activations");
         var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
@@ -107,13 +114,13 @@ internal static class BenchCommand
             {
                 foreach (var batch in batchList)
                 {
-                    var r = ModelBench.Run(context, shape, dtype, batch, stepCount, prefillTokens, bandwidth, threadCount);
+                    var r = ModelBench.Run(context, shape, dtype, fixedActivations ?? dtype, batch, stepCount, prefillTokens, bandwidth, threadCount);
                     results.Add(r);
                     stdout.WriteLine(Row(r));
                 }
                 if (profileTokens > 0)
                 {
-                    var p = ModelBench.Profile(context, shape, dtype, profileTokens, threadCount);
+                    var p = ModelBench.Profile(context, shape, dtype, fixedActivations ?? dtype, profileTokens, threadCount);
                     profiles.Add(p);
                     stdout.Write(ProfileTable(p));
                 }
@@ -131,19 +138,19 @@ internal static class BenchCommand
         "f32" or "float32" or "fp32" => DType.Float32,
         "f16" or "float16" or "fp16" => DType.Float16,
         "bf16" or "bfloat16" => DType.BFloat16,
-        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' (f32, f16, bf16)"),
+        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' ({(option == "--activations" ? "auto, " : "")}f32, f16, bf16)"),
     };
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"| {r.Shape} | {r.DType} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} |");
+        $"| {r.Shape} | {r.DType} | {r.Activations ?? nameof(DType.Float32)} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} |");
 
     private static string Table(BenchReport report)
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Device {report.Device}; memory {report.BandwidthKind} bandwidth {report.BandwidthBytesPerSecond / 1e9:F1} GB/s (measured in the same run).");
         sb.AppendLine();
-        sb.AppendLine("| shape | weights | batch | weight MB | decode ms/step | decode tok/s | floor ms (weights / bandwidth) | % of floor | prefill tok/s |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| shape | weights | activations | batch | weight MB | decode ms/step | decode tok/s | floor ms (weights / bandwidth) | % of floor | prefill tok/s |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in report.Results)
         {
             sb.AppendLine(Row(r));
@@ -161,7 +168,7 @@ internal static class BenchCommand
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"Prefill profile: {p.Shape} {p.DType}, {p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
+            $"Prefill profile: {p.Shape} {p.DType} weights, {p.Activations ?? nameof(DType.Float32)} activations, {p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
         sb.AppendLine();
         sb.AppendLine("| op | calls | ms | % of prefill |");
         sb.AppendLine("|---|---:|---:|---:|");

@@ -63,7 +63,7 @@ internal static class BenchPlots
     }
 
     private static IEnumerable<IGrouping<string, ModelBenchResult>> Series(BenchReport report) =>
-        report.Results.GroupBy(r => $"{r.Shape} {r.DType}");
+        report.Results.GroupBy(r => r.Activations is { } a && a != r.DType ? $"{r.Shape} {r.DType}/{a}" : $"{r.Shape} {r.DType}");
 
     /// <summary>Decode reads every weight once per step, so weight bytes / step time is the bandwidth a step
     /// achieves; the measured copy/read bandwidth is its ceiling.</summary>

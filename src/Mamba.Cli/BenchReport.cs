@@ -7,8 +7,10 @@ namespace Mamba.Cli;
 internal sealed record OpShare(string Op, double Milliseconds, int Calls, double Percent);
 
 /// <summary>Where the time of one prefill goes, op by op (each op timed with the device synchronized around it).
-/// "other" is the host work between ops: the remainder of the wall time.</summary>
-internal sealed record PrefillProfile(string Shape, string DType, string Device, int Tokens, double TotalMs, double TokensPerSecond, List<OpShare> Ops);
+/// "other" is the host work between ops: the remainder of the wall time. <paramref name="Activations"/> is null in
+/// reports written before it was recorded, whose activations were always float32.</summary>
+internal sealed record PrefillProfile(string Shape, string DType, string Device, int Tokens, double TotalMs, double TokensPerSecond, List<OpShare> Ops,
+    string? Activations = null);
 
 /// <summary>Everything a bench run measured, as written to and read from <c>--json</c>.</summary>
 internal sealed record BenchReport(

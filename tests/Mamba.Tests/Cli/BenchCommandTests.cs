@@ -22,9 +22,10 @@ public class BenchCommandTests
             var row = File.ReadAllLines(md).Single(l => l.StartsWith("| mamba2-130m |", StringComparison.Ordinal));
             var cells = row.Split('|', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             Assert.That(cells[1], Is.EqualTo("BFloat16"));
+            Assert.That(cells[2], Is.EqualTo("BFloat16"), "--activations auto follows the weight dtype");
             // weight MB: the bf16 projections, conv and norms plus the float32 A_log, D and dt_bias vectors
-            Assert.That(double.Parse(cells[3], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(250, 265));
-            Assert.That(double.Parse(cells[4], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0));
+            Assert.That(double.Parse(cells[4], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(250, 265));
+            Assert.That(double.Parse(cells[5], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0));
             Assert.That(File.ReadAllText(json), Does.Contain("\"DecodeTokensPerSecond\""));
         }
         finally
@@ -36,6 +37,7 @@ public class BenchCommandTests
     [TestCase("--shapes", "mamba-9b", "unknown model shape 'mamba-9b'")]
     [TestCase("--dtypes", "int8", "unknown dtype 'int8'")]
     [TestCase("--batch", "0", "'0' is not a positive integer")]
+    [TestCase("--activations", "int8", "--activations: unknown dtype 'int8' (auto, f32, f16, bf16)")]
     public void BadOptionsFailWithOneLine(string option, string value, string message)
     {
         var stdout = new StringWriter();
@@ -44,6 +46,27 @@ public class BenchCommandTests
         Assert.That(code, Is.EqualTo(1));
         Assert.That(stderr.ToString(), Does.Contain(message));
         Assert.That(stderr.ToString(), Does.Not.Contain("   at "));
+    }
+
+    [Test]
+    public void FixedActivationTypeIsUsedAndRecorded()
+    {
+        var dir = Directory.CreateTempSubdirectory("mamba-bench-");
+        try
+        {
+            var json = Path.Combine(dir.FullName, "bench.json");
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            var code = CliApp.Run(["bench", "--device", "cpu", "--shapes", "mamba-130m", "--dtypes", "bf16", "--activations", "f32", "--steps", "1",
+                "--prefill", "0", "--json", json], stdout, stderr);
+            Assert.That(code, Is.Zero, stderr.ToString());
+            Assert.That(stdout.ToString(), Does.Contain("| mamba-130m | BFloat16 | Float32 | 1 |"));
+            Assert.That(File.ReadAllText(json), Does.Contain("\"Activations\": \"Float32\""));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
     }
 
     [TestCase("--shapes", "mamba-9b", "unknown model shape 'mamba-9b'")]

@@ -52,7 +52,7 @@ public class BenchPlotTests
         Assert.That(code, Is.Zero, err);
         Assert.That(output, Does.Not.Contain("bandwidth " + "0.0 GB/s"));
         Assert.That(File.ReadAllLines(md).Count(l => l.StartsWith("| mamba2-130m | Float32 |", StringComparison.Ordinal)), Is.EqualTo(2));
-        Assert.That(File.ReadAllText(md), Does.Contain("Prefill profile: mamba2-130m Float32, 32 tokens"));
+        Assert.That(File.ReadAllText(md), Does.Contain("Prefill profile: mamba2-130m Float32 weights, Float32 activations, 32 tokens"));
         AssertNonTrivialPng(Path.Combine(again, BenchPlots.RooflineFile), 1200, 750);
         AssertNonTrivialPng(Path.Combine(again, BenchPlots.ThroughputFile), 1200, 750);
     }
@@ -122,7 +122,7 @@ public class BenchPlotTests
         File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
         var (code, output, err) = Run("bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots"));
         Assert.That(code, Is.Zero, err);
-        Assert.That(output, Does.Contain("| mamba-130m | Float32 | 1 | 500 | 2.000 | 500.0 |"));
+        Assert.That(output, Does.Contain("| mamba-130m | Float32 | Float32 | 1 | 500 | 2.000 | 500.0 |"), "a report without activations (older runs) shows float32");
         AssertNonTrivialPng(Path.Combine(_dir.FullName, "plots", BenchPlots.RooflineFile), 1200, 750);
     }
 
