@@ -11,7 +11,7 @@ namespace Mamba.Cli;
 internal sealed record ModelBenchResult(
     string Shape, string DType, int Batch, string Device, long WeightBytes,
     double DecodeMs, double DecodeTokensPerSecond, double BoundMs, double PercentOfBound,
-    int PrefillTokens, double PrefillMs, double PrefillTokensPerSecond, string? Activations = null);
+    int PrefillTokens, double PrefillMs, double PrefillTokensPerSecond, string? Activations = null, int PrefillChunk = 0);
 
 /// <summary>
 /// Times decode steps and prefill of random-weight models in the public checkpoints' shapes, next to the
@@ -26,7 +26,8 @@ internal static class ModelBench
         return context.Device.Type == DeviceType.Cpu ? HostReadBandwidth(threads) : DeviceCopyBandwidth(context);
     }
 
-    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, DType activations, int batch, int steps, int prefillTokens, double bandwidth, int threads)
+    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, DType activations, int batch, int steps, int prefillTokens, int prefillChunk,
+        double bandwidth, int threads)
     {
         var config = ModelShapes.Get(shape);
         using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
@@ -34,7 +35,7 @@ internal static class ModelBench
         // A step reads every weight once; an untied embedding table is only gathered from (one row per token).
         var weightBytes = checkpoint.TotalBytes -
             (config.TieWordEmbeddings ? 0 : checkpoint.Tensors[layout.NameOf(TensorKeys.Embedding)].Bytes.Length);
-        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, threads), context);
+        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, prefillChunk, threads), context);
         using var session = model.CreateSession(batch);
         var prompt = Prompt(config, Math.Max(16, prefillTokens));
         for (var b = 0; b < batch; b++)
@@ -66,16 +67,17 @@ internal static class ModelBench
         var boundMs = weightBytes / bandwidth * 1e3;
         return new ModelBenchResult(shape, dtype.ToString(), batch, context.Device.ToString(), weightBytes,
             decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
-            prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, activations.ToString());
+            prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, activations.ToString(),
+            model.Options.PrefillChunkSize);
     }
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
     /// after one unprofiled warm-up prefill.</summary>
-    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, DType activations, int tokens, int threads)
+    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, DType activations, int tokens, int prefillChunk, int threads)
     {
         var config = ModelShapes.Get(shape);
         using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
-        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, threads), context);
+        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, prefillChunk, threads), context);
         using var session = model.CreateSession(1);
         var prompt = Prompt(config, tokens);
         session.Prefill(0, prompt);
@@ -101,8 +103,12 @@ internal static class ModelBench
         return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, activations.ToString());
     }
 
-    private static MambaModelOptions Options(MambaContext context, DType activations, int threads) =>
-        new() { Device = context.Device, CpuThreads = threads, ActivationDType = activations };
+    /// <summary>The model options of a run; <paramref name="prefillChunk"/> 0 keeps the default piece size.</summary>
+    private static MambaModelOptions Options(MambaContext context, DType activations, int prefillChunk, int threads)
+    {
+        var options = new MambaModelOptions { Device = context.Device, CpuThreads = threads, ActivationDType = activations };
+        return prefillChunk > 0 ? options with { PrefillChunkSize = prefillChunk } : options;
+    }
 
     /// <summary>A fixed prompt spread over the vocabulary (ids 3 and up, past the usual special tokens).</summary>
     private static int[] Prompt(MambaConfig config, int length) =>

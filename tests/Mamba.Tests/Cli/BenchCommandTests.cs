@@ -38,6 +38,7 @@ public class BenchCommandTests
     [TestCase("--dtypes", "int8", "unknown dtype 'int8'")]
     [TestCase("--batch", "0", "'0' is not a positive integer")]
     [TestCase("--activations", "int8", "--activations: unknown dtype 'int8' (auto, f32, f16, bf16)")]
+    [TestCase("--prefill-chunk", "-1", "--prefill-chunk must not be negative")]
     public void BadOptionsFailWithOneLine(string option, string value, string message)
     {
         var stdout = new StringWriter();
@@ -58,10 +59,11 @@ public class BenchCommandTests
             var stdout = new StringWriter();
             var stderr = new StringWriter();
             var code = CliApp.Run(["bench", "--device", "cpu", "--shapes", "mamba-130m", "--dtypes", "bf16", "--activations", "f32", "--steps", "1",
-                "--prefill", "0", "--json", json], stdout, stderr);
+                "--prefill", "8", "--prefill-chunk", "4", "--json", json], stdout, stderr);
             Assert.That(code, Is.Zero, stderr.ToString());
             Assert.That(stdout.ToString(), Does.Contain("| mamba-130m | BFloat16 | Float32 | 1 |"));
-            Assert.That(File.ReadAllText(json), Does.Contain("\"Activations\": \"Float32\""));
+            Assert.That(File.ReadAllText(json), Does.Contain("\"Activations\": \"Float32\"").And.Contain("\"PrefillChunk\": 4"));
+            Assert.That(stdout.ToString(), Does.Match(@"\| mamba-130m \|.*\| 4 \|"), "the piece size is the last column");
         }
         finally
         {
