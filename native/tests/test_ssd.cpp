@@ -215,13 +215,12 @@ Result reference_ssd(const Problem & pr) {
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 // The chunk-parallel kernel pairs the CUDA instances run (output, state), through MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE: the default mma.sync pair, the wmma pair, and the mma output kernel over the wmma
-// state kernel's workspace.
+// MAMBA_CUDA_SSD_STATE.
 struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"wmma", "wmma"}, {"mma", "wmma"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}};
 
 }  // namespace
 
