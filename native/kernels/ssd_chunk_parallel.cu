@@ -65,6 +65,7 @@
 // logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
 // thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
 // states at <= 0.025 of theirs.
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
@@ -767,7 +768,7 @@ void set_smem(Kernel kernel) {
 }
 
 template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
+void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel) {
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
     using Tr = SsdCpMmaStateTraits<kN, kPT>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
@@ -788,12 +789,12 @@ void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) 
 }
 
 template <int kN>
-void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
+void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
     const int64_t pairs = c.nseq * c.a.heads;
-    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
-    else launch_state<kN, 16>(ctx, c);
+    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c, plan.state);
+    else launch_state<kN, 16>(ctx, c, plan.state);
     if (slots == 0) return;
     // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
     // of resident blocks to balance the tail.
@@ -820,6 +821,11 @@ size_t smem_need() {
 
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
+    // Read first, so that an unknown name fails every call, whichever path the shape takes.
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}};
+    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
+    plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
@@ -837,7 +843,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     return plan;
 }
 
-void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq, char * workspace) {
+void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const SsdArgs & a, int64_t nseq, char * workspace) {
     const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate};
     const SsdCpWorkspace w(s);
     SsdCpArgs c{};
@@ -862,8 +868,8 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq
     c.vec_zy = rows_of_8(a.y, a.y_s, 3, a.headdim) && (!a.has_z || rows_of_8(a.z, a.z_s, 3, a.headdim));
     const int sms = state_of(ctx).multiprocessors > 0 ? state_of(ctx).multiprocessors : 1;
     const int64_t slots = slot_count(s);
-    if (a.dstate <= 64) run_padded<64>(ctx, c, slots, sms);
-    else run_padded<128>(ctx, c, slots, sms);
+    if (a.dstate <= 64) run_padded<64>(ctx, plan, c, slots, sms);
+    else run_padded<128>(ctx, plan, c, slots, sms);
 }
 
 }  // namespace mamba::cuda

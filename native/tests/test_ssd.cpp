@@ -438,6 +438,33 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
+// An unknown MAMBA_CUDA_SSD_OUTPUT or MAMBA_CUDA_SSD_STATE is an argument error that names the variable
+// and the accepted values, and the context stays usable. The CPU backend has no such kernels.
+TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    Problem pr({1, 200, 2, 64, 1, 64}, o, 640);
+    pr.upload(ctx());
+    Tensor y({1, 200, 2, 64}, o.dtype);
+    Tensor fin({1, 2, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    for (const char * variable : {"MAMBA_CUDA_SSD_OUTPUT", "MAMBA_CUDA_SSD_STATE"}) {
+        SCOPED_TRACE(variable);
+        const mt::ScopedEnv scoped(variable, "bogus");
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        const std::string message = mamba_last_error();
+        EXPECT_NE(message.find(std::string(variable) + " must be one of mma"), std::string::npos) << message;
+        EXPECT_NE(message.find("not 'bogus'"), std::string::npos) << message;
+    }
+    // With the variables unset the same call matches the reference.
+    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr), state("MAMBA_CUDA_SSD_STATE", nullptr);
+    check({1, 200, 2, 64, 1, 64}, o, 640);
+}
+
 // Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
 // sequence: the chunks restart at every sequence start.
 TEST_P(SsdTest, PackedSequencesAcrossChunkParallelChunks) {
