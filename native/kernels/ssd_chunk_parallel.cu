@@ -15,9 +15,12 @@
 //   Kernels (same workspace format):
 //     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
 //          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
-//     output mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
-//          strips, keeps its G tiles in registers and makes each M tile from them in registers (the
-//          accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
+//     output mma  (ssd_cp_output_mma_kernel, default): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns
+//          two 16-step strips, keeps its G tiles in registers and makes each M tile from them in registers
+//          (the accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
+//     output mma8 (ssd_cp_output_mma8_kernel, MAMBA_CUDA_SSD_OUTPUT=mma8): 8 warps, G in shared memory in
+//          the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x copies overlapping
+//          the other phase of the same head (its section below).
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
 //   an H200 (output 1.94 ms against 1.78 ms total at B8, state 2.01 ms): latency of shared-memory fragment
 //   loads, dependent MMA chains and block barriers between its phases. It was removed.
@@ -52,15 +55,13 @@
 //                  (107 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
 //   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
 //                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
-//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time. 640 blocks of
-//                  16 warps and 16 heads, one per SM (~205 KB). Expected ~0.17-0.21 ms.
+//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time.
 //   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
 //   320 output blocks of 4 heads; ~0.05-0.08 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
-// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
-// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
-// one block's shared memory.
+// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. Only the
+// 36 G tiles on and below the diagonal are formed.
 // The mma kernels' own counts and layouts are in their sections below. Their fragment layouts and block
 // logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
 // thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
@@ -743,6 +744,361 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
     cp_async_wait_all();  // nothing in flight at exit
 }
 
+// ---- output kernel, variant mma8: 8 warps, G in shared memory, each load in flight over one phase ------
+//
+// The mma kernel above holds G in registers (241 registers, 4 warps a block, 2 blocks = 8 warps an SM) and
+// each warp runs long dependent ldmatrix/mma chains with little to hide their latency. Here:
+//   * 8 warps a block, warp w = (strip pair i = w % 4, channel half w / 4): strips i and 7 - i (9 tiles on
+//     and below the diagonal, the same for every warp) over 32 of the block's 64 channels.
+//   * G = C B^T formed once per block by all warps (36 tiles, 4-5 a warp) into shared memory in the
+//     accumulator layout ([tile][n8 half][lane][4] floats: one conflict-free 16-byte load per lane and
+//     n8 half), so that a warp holds only its 2 x 4 y accumulators: __launch_bounds__(256, 2) caps it at
+//     128 registers and 2 blocks (16 warps) fit an SM (108 KB of shared memory each, N 128).
+//   * Per head two phases, one barrier before each: A = exp(acum_t) scale (C16 S_in^T) and B = M X + D x,
+//     gated, stored. S_in of the next head is copied (cp.async) during phase B, x of this head during
+//     phase A, so one buffer of each suffices and every copy overlaps the other phase's MMAs; dt, acum and
+//     the S_in scales (1 KB) are double-buffered because both phases read them.
+//   * Phase A runs both strips' k loops together (8 independent accumulators), phase B all hi products of
+//     a tile before the lo ones (4 independent accumulators between dependent MMAs).
+//   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
+//     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
+// Counts per (chunk, head, 64 channels) = per block-head: reads x 16 KB, z 16 KB, S_in 16 KB (float16),
+// dt/acum 1 KB; writes y 16 KB. MMAs (m16n8k16): C S_in^T 8 warps x 64, M X 8 warps x 72 (hi + lo) =
+// 1088 (4.5 MFLOP); G 36 tiles x 16 = 576 per block (72 a warp, amortized over its heads). At bf16 B8
+// L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s),
+// 46 GFLOP of y MMAs + 6 GFLOP of G (8 heads a block) (~0.1 ms at ~500 TFLOP/s of mma.sync).
+
+template <int kStatePad>
+struct SsdCpMma8OutputTraits {
+    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kPT = 64;  // channels per block
+    static constexpr int kWarps = 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kStrips = kQ / 16;            // 16-step row strips
+    static constexpr int kPairs = kStrips / 2;         // strip pairs (i, kStrips - 1 - i)
+    static constexpr int kHalves = kWarps / kPairs;    // channel parts
+    static constexpr int kPW = kPT / kHalves;          // channels per warp
+    static constexpr int kNT = kPW / 8;                // n8 tiles of a warp's y strip
+    static constexpr int kKN = kN / 16;                // k steps over dstate
+    static constexpr int kTri = kStrips * (kStrips + 1) / 2;  // G tiles on and below the diagonal
+    static constexpr int ldN = kN + 8;                 // 16-bit rows of C, B, S_in
+    static constexpr int ldP = kPT + 8;                // bf16 rows of x
+    static constexpr size_t kGTileFloats = 2 * 32 * 4;  // [n8 half][lane][4]
+    // dt, acum and the S_in scales of one head (two buffers).
+    static constexpr size_t sDt = 0;
+    static constexpr size_t sAcum = sDt + align128(kQ * 4);
+    static constexpr size_t sScale = sAcum + align128(kQ * 4);
+    static constexpr size_t kSmallBytes = sScale + align128(kPT / 16 * 4);
+    static constexpr size_t oC = 0;  // C (bf16), then C / row scale (float16)
+    static constexpr size_t oCscale = oC + align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oG = oCscale + align128(kQ * 4);
+    static constexpr size_t oS = oG + align128(kTri * kGTileFloats * 4);  // S_in; B while G is formed
+    static constexpr size_t oX = oS + align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t oSmall = oX + align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t kSmemBytes = oSmall + 2 * kSmallBytes;
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr int kMinBlocks = 2;
+    static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
+    static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
+    static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma8_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, PW = Tr::kPW, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, GF = int(Tr::kGTileFloats);
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    float * sG = reinterpret_cast<float *>(smem + Tr::oG);
+    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);
+    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oS);
+    auto small = [&](int buf) { return smem + Tr::oSmall + size_t(buf) * Tr::kSmallBytes; };
+
+    int64_t seq, b, t0, t_end;
+    const int64_t slot = blockIdx.x;
+    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
+    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
+    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
+    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
+    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int pair = warp % Tr::kPairs;
+    const int strip_lo = pair, strip_hi = Tr::kStrips - 1 - pair;
+    const int pw0 = (warp / Tr::kPairs) * PW;  // the warp's first channel in the block
+
+    // ---- C and B of the chunk (zeros past the end and past dstate) ----
+    if (c.vec_bc) {
+        const int n = tid % (N / 8) * 8;
+        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
+            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+        }
+        cp_async_commit();
+    } else {
+        for (int i = tid; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+
+    // S_in of head h, its scales, dt and acum (into small buffer buf): one cp.async group.
+    auto stage_state = [&](int64_t h, int buf) {
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
+        const int n = tid % (N / 8) * 8;
+        for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
+            const bool in = p0 + pp < a.headdim;
+            cp_async16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
+        }
+        unsigned char * sm = small(buf);
+        const int64_t pr = (slot * a.heads + h) * Q;
+        if (tid < Q / 4) cp_async16(sm + Tr::sDt + tid * 16, c.dts + pr + tid * 4, true);
+        else if (tid < Q / 2) cp_async16(sm + Tr::sAcum + (tid - Q / 4) * 16, c.acums + pr + (tid - Q / 4) * 4, true);
+        else if (tid < Q / 2 + PT / 16) {
+            const int i = tid - Q / 2;
+            reinterpret_cast<float *>(sm + Tr::sScale)[i] = p0 + 16 * i < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + i] : 1.0f;
+        }
+        cp_async_commit();
+    };
+    // x of head h: one cp.async group (plain stores on the generic path).
+    auto stage_x = [&](int64_t h) {
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
+                const bool in = s < steps && p < a.headdim;
+                cp_async16(sX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int s = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        cp_async_commit();
+    };
+    // x and z of head hn towards L2 a phase ahead of their use: one thread per step (x), one lane per row
+    // of the warp's strips (z, read by the epilogue from the accumulator layout).
+    auto prefetch_head = [&](int64_t hn) {
+        if (p0 >= a.headdim) return;
+        if (c.vec_x && tid < steps) prefetch_l2(xg + b * a.x_s[0] + (t0 + tid) * a.x_s[1] + hn * a.x_s[2] + p0);
+        if (a.has_z && c.vec_zy && p0 + pw0 < a.headdim) {
+            const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
+            if (t < steps) prefetch_l2(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hn * a.z_s[2] + p0 + pw0);
+        }
+    };
+    prefetch_head(h_first);
+    cp_async_wait_all();
+    __syncthreads();
+
+    // ---- G = C B^T: 36 tiles over the warps, stored in the accumulator layout ----
+#pragma unroll 1
+    for (int t = warp; t < Tr::kTri; t += Tr::kWarps) {
+        int st = 0;
+        while ((st + 1) * (st + 2) / 2 <= t) ++st;
+        const int jt = t - st * (st + 1) / 2;
+        float acc[2][2][4];  // [k parity][n8 half]: two chains per n8 half
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+#pragma unroll
+            for (int q = 0; q < 2; ++q)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[u][q][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[4], fb[4];
+            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+            mma_bf16(acc[kk % 2][0], fa, fb[0], fb[1]);
+            mma_bf16(acc[kk % 2][1], fa, fb[2], fb[3]);
+        }
+#pragma unroll
+        for (int q = 0; q < 2; ++q)
+            *reinterpret_cast<float4 *>(sG + t * GF + q * 128 + lane * 4) =
+                make_float4(acc[0][q][0] + acc[1][q][0], acc[0][q][1] + acc[1][q][1], acc[0][q][2] + acc[1][q][2], acc[0][q][3] + acc[1][q][3]);
+    }
+    __syncthreads();  // G is complete; B (under S_in and x) and C are no longer read as bf16
+
+    // ---- C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
+#pragma unroll 1
+    for (int r = warp; r < Q; r += Tr::kWarps) {
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[r * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[r * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[r] = ldexpf(1.0f, scale_exp);
+    }
+    stage_state(h_first, 0);
+
+    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
+    for (int j = 0; j < nh; ++j) {
+        const int64_t h = h_first + j;
+        const int buf = j & 1;
+        cp_async_wait_all();
+        __syncthreads();  // S_in(h) and its dt/acum are in; every warp is done with x(h - 1) (and C16 is complete)
+        stage_x(h);
+        if (j + 1 < nh) prefetch_head(h + 1);
+        const unsigned char * sm = small(buf);
+        const float * sDt = reinterpret_cast<const float *>(sm + Tr::sDt);
+        const float * sAcum = reinterpret_cast<const float *>(sm + Tr::sAcum);
+        const float * sSscale = reinterpret_cast<const float *>(sm + Tr::sScale);
+
+        // ---- phase A: acc = exp(acum_t) scale_t (C16 S_in^T), both strips together ----
+        float acc[2][NT8][4];
+#pragma unroll
+        for (int si = 0; si < 2; ++si)
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[si][nt][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[2][4];
+            ldsm_x4(fa[0], sC16 + (16 * strip_lo + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fa[1], sC16 + (16 * strip_hi + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
+                ldsm_x4(fb, sS + (pw0 + 16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+#pragma unroll
+                for (int si = 0; si < 2; ++si) {
+                    mma_f16(acc[si][2 * np], fa[si], fb[0], fb[1]);
+                    mma_f16(acc[si][2 * np + 1], fa[si], fb[2], fb[3]);
+                }
+            }
+        }
+        float acum_r[2][2];  // [strip][row gl, gl + 8]
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
+            acum_r[si][0] = sAcum[t_a];
+            acum_r[si][1] = sAcum[t_a + 8];
+            const float row_a = __expf(acum_r[si][0]) * sCscale[t_a], row_b = __expf(acum_r[si][1]) * sCscale[t_a + 8];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+                const float cs = sSscale[(pw0 + 8 * nt) / 16];
+                acc[si][nt][0] *= row_a * cs;
+                acc[si][nt][1] *= row_a * cs;
+                acc[si][nt][2] *= row_b * cs;
+                acc[si][nt][3] *= row_b * cs;
+            }
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // x(h) is in; every warp is done with S_in(h)
+        if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
+
+        // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int st = si == 0 ? strip_lo : strip_hi;
+            const int t_a = 16 * st + gl, t_b = t_a + 8;
+#pragma unroll
+            for (int jt = 0; jt < Tr::kStrips; ++jt) {
+                if (jt > st) break;
+                const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
+                float m[2][4];
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
+                    const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
+                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int t = e < 2 ? t_a : t_b;
+                        const int s = s0 + e % 2;
+                        const float at = acum_r[si][e / 2];
+                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                        m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
+                    }
+                }
+                uint32_t mhi[4], mlo[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+                uint32_t fb[NT8 / 2][4];  // X (s, p) = sX[s][p]
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np)
+                    ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    mma_bf16(acc[si][2 * np], mhi, fb[np][0], fb[np][1]);
+                    mma_bf16(acc[si][2 * np + 1], mhi, fb[np][2], fb[np][3]);
+                }
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    mma_bf16(acc[si][2 * np], mlo, fb[np][0], fb[np][1]);
+                    mma_bf16(acc[si][2 * np + 1], mlo, fb[np][2], fb[np][3]);
+                }
+            }
+        }
+
+        // ---- epilogue from the accumulators: + D x, gate, store (pairs of channels) ----
+        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = t_a + 8 * rr;
+                    const int pp = pw0 + 8 * nt + fr::acc_col(lane, 0);
+                    const int64_t p = p0 + pp;
+                    if (t >= steps || p >= a.headdim) continue;
+                    float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
+                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
+                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
+                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
+                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
+                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
+                    }
+                    if (c.vec_zy) {
+                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing in flight at exit
+}
+
 // ---- host side -------------------------------------------------------------------------------------
 
 int64_t slot_count(const SsdCpShape & s) {
@@ -789,6 +1145,34 @@ void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) 
 }
 
 template <int kN>
+void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpMma8OutputTraits<kN>;
+    const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    launch_kernel(ctx, "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
+}
+
+// Heads per output block for the mma8 kernel: the fewest whole waves of resident blocks, each block
+// costing its heads plus half a head for G (ties: more heads, G formed fewer times).
+int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
+    int64_t best = 1;
+    double best_cost = 0.0;
+    for (int64_t cand : {16, 8, 4, 2, 1}) {
+        if (cand > hpg && cand != 1) continue;
+        const int64_t blocks = blocks_per_head_tile * ceil_div(hpg, cand);
+        const double cost = double(ceil_div(blocks, resident_blocks)) * (double(cand) + 0.5);
+        if (best_cost == 0.0 || cost < best_cost) {
+            best = cand;
+            best_cost = cost;
+        }
+    }
+    return best;
+}
+
+template <int kN>
 void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
@@ -796,10 +1180,16 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c, plan.state);
     else launch_state<kN, 16>(ctx, c, plan.state);
     if (slots == 0) return;
-    // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
+    const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
+    if (plan.output == SsdCpOutputKernel::Mma8) {
+        c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
+        c.head_tiles = ceil_div(hpg, c.heads_per_block);
+        launch_output_mma8<kN>(ctx, c, slots);
+        return;
+    }
+    // Output kernel mma: the most heads per block (G formed the fewest times) that still leave two waves
     // of resident blocks to balance the tail.
     const int64_t resident = SsdCpMmaOutputTraits<kN>::kMinBlocks;
-    const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = 1;
     for (int64_t cand : {16, 8, 4, 2}) {
         if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * resident * int64_t(sms)) {
@@ -812,8 +1202,9 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
 }
 
 template <int kN>
-size_t smem_need() {
-    const size_t state = SsdCpMmaStateTraits<kN, 32>::kSmemBytes, output = SsdCpMmaOutputTraits<kN>::kSmemBytes;
+size_t smem_need(const SsdCpPlan & plan) {
+    const size_t state = SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
+    const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
     return state > output ? state : output;
 }
 
@@ -822,7 +1213,7 @@ size_t smem_need() {
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
-    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}};
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
     static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
@@ -830,7 +1221,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
     // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
-    const size_t need = s.dstate <= 64 ? smem_need<64>() : smem_need<128>();
+    const size_t need = s.dstate <= 64 ? smem_need<64>(plan) : smem_need<128>(plan);
     if (need > size_t(st.max_smem_per_block)) return plan;
     const SsdCpWorkspace w(s);
     WorkspaceCarver carver;

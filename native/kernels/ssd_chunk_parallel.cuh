@@ -16,7 +16,7 @@ struct SsdCpShape {
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
 // The kernel variants (MAMBA_CUDA_SSD_OUTPUT / MAMBA_CUDA_SSD_STATE, read by the plan at each call; an
 // unknown name is an INVALID_ARGUMENT error). Every pair shares the workspace format.
-enum class SsdCpOutputKernel { Mma };
+enum class SsdCpOutputKernel { Mma, Mma8 };
 enum class SsdCpStateKernel { Mma };
 
 struct SsdCpPlan {

@@ -215,12 +215,12 @@ Result reference_ssd(const Problem & pr) {
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 // The chunk-parallel kernel pairs the CUDA instances run (output, state), through MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE.
+// MAMBA_CUDA_SSD_STATE: every output variant with every state variant.
 struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}};
 
 }  // namespace
 
