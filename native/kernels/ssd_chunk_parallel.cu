@@ -896,10 +896,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         }
         cp_async_commit();
     };
-    // x and z of head hn towards L2 a phase ahead of their use: one thread per step (x), one lane per row
-    // of the warp's strips (z, read by the epilogue from the accumulator layout).
+    // x, S_in and z of head hn towards L2 a phase ahead of their use: one thread per step (x), per 128-byte
+    // line of the block's S_in rows (written by the state kernel long before: DRAM), one lane per row of
+    // the warp's strips (z, read by the epilogue from the accumulator layout).
     auto prefetch_head = [&](int64_t hn) {
         if (p0 >= a.headdim) return;
+        {
+            const int64_t rows = c.Pw - p0 < PT ? c.Pw - p0 : PT;
+            if (tid < rows * N * 2 / 128)
+                prefetch_l2(reinterpret_cast<const char *>(c.states + ((slot * a.heads + hn) * c.Pw + p0) * N) + tid * 128);
+        }
         if (c.vec_x && tid < steps) prefetch_l2(xg + b * a.x_s[0] + (t0 + tid) * a.x_s[1] + hn * a.x_s[2] + p0);
         if (a.has_z && c.vec_zy && p0 + pw0 < a.headdim) {
             const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
