@@ -116,16 +116,17 @@ mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
 mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
 // The chunk-parallel path's kernels side by side (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE): the mma.sync kernels are the default, "out=wmma state=wmma" the earlier pair.
+// MAMBA_CUDA_SSD_STATE): "mma" is the default of both; "out=mma8" the 8-warp output kernel. Without z is
+// how the Mamba-2 mixer calls it (the gate is applied by the gated RMS norm after it).
 #define MAMBA_SSD_KERNEL_CASES(tag, label, out, state)                                                                                  \
     mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
     mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); });
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
+    mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); });
 MAMBA_SSD_KERNEL_CASES(out_mma, "out=mma", "mma", nullptr)
-MAMBA_SSD_KERNEL_CASES(out_wmma, "out=wmma", "wmma", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_wmma, "state=wmma", nullptr, "wmma")
-MAMBA_SSD_KERNEL_CASES(all_wmma, "out=wmma state=wmma", "wmma", "wmma")
+MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", "mma8", nullptr)
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

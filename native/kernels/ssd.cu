@@ -213,7 +213,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     // the same elements after it, so no other thread observes the overwrite.
     if (cp_plan.use) {
         // chunk-parallel on tensor cores (ssd_chunk_parallel.cu)
-        run_ssd_chunk_parallel(ctx, a, nseq, cp_plan.workspace_bytes > 0 ? f32.ws + cp_offset : nullptr);
+        run_ssd_chunk_parallel(ctx, cp_plan, a, nseq, cp_plan.workspace_bytes > 0 ? f32.ws + cp_offset : nullptr);
     } else if (try_ssd_chunked(ctx, a, nseq)) {
         // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
     } else if (p.dstate <= 128) {

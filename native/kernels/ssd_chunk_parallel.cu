@@ -12,18 +12,18 @@
 //     G = C B^T once for the block's heads (they share the group's B and C)
 //     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
-//   Two kernels of each (MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma|mma, read per call; default
-//   mma), same workspace format:
+//   Kernels (same workspace format):
 //     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
 //          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
-//     state wmma (ssd_cp_state_kernel): wmma over shared Xw hi/lo tiles, four barriers per chunk;
-//          measured 0.85 ms at B8 (target ~0.12): the same latency-bound picture as the wmma output.
-//     output mma  (ssd_cp_output_mma_kernel): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns two 16-step
-//          strips, keeps its G tiles in registers and makes each M tile from them in registers (the
-//          accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
-//     output wmma (ssd_cp_output_kernel): wmma fragments over float32 G and bf16 M tiles in shared memory,
-//          16 warps, one block per SM. Measured on an H200 at 6-8x its estimate below: latency of
-//          shared-memory fragment loads, dependent MMA chains and block barriers between its phases.
+//     output mma  (ssd_cp_output_mma_kernel, default): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns
+//          two 16-step strips, keeps its G tiles in registers and makes each M tile from them in registers
+//          (the accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
+//     output mma8 (ssd_cp_output_mma8_kernel, MAMBA_CUDA_SSD_OUTPUT=mma8): 8 warps, G in shared memory in
+//          the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x copies overlapping
+//          the other phase of the same head (its section below).
+//   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
+//   an H200 (output 1.94 ms against 1.78 ms total at B8, state 2.01 ms): latency of shared-memory fragment
+//   loads, dependent MMA chains and block barriers between its phases. It was removed.
 // The sequential part is only the state carry, and the carry is the accumulator itself (registers):
 // the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
 // stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
@@ -55,29 +55,18 @@
 //                  (107 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
 //   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
 //                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
-//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time. 640 blocks of
-//                  16 warps and 16 heads, one per SM (~205 KB). Expected ~0.17-0.21 ms.
+//                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time.
 //   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
 //   320 output blocks of 4 heads; ~0.05-0.08 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
-// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. G and M
-// keep only the 36 tiles on and below the diagonal (packed), which is what lets M hi + lo and G fit
-// one block's shared memory.
+// block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. Only the
+// 36 G tiles on and below the diagonal are formed.
 // The mma kernels' own counts and layouts are in their sections below. Their fragment layouts and block
 // logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
 // thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
 // states at <= 0.025 of theirs.
-//
-// Choices (wmma kernel): wmma fragments over shared memory (the documented fragment API: no hand-written register
-// layouts), register prefetch of the next head's operands in the output kernel; rows padded (+8 16-bit,
-// +4 floats) so that the 16-row fragment loads spread over the banks. The causal M X row tiles are
-// paired (i, 7 - i) per warp so that every warp does the same number of MMAs.
-#include <mma.h>
-
-#include <cstdlib>
-#include <cstring>
-
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
@@ -86,17 +75,7 @@ namespace mamba::cuda {
 
 namespace {
 
-namespace wmma = nvcuda::wmma;
-
 constexpr int kSsdCpChunk = 128;  // steps per chunk (only changes rounding: chunk_size is free)
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
-using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::col_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major>;
-using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
-using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-using FragAH = wmma::fragment<wmma::matrix_a, 16, 16, 16, f16_t, wmma::row_major>;
-using FragBTH = wmma::fragment<wmma::matrix_b, 16, 16, 16, f16_t, wmma::col_major>;
 
 constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
@@ -149,11 +128,6 @@ __device__ inline bool chunk_of_slot(const SsdCpArgs & c, int64_t slot, int64_t 
     return t0 >= begin && t0 < t_end;
 }
 
-__device__ __forceinline__ void split_bf16(float v, bf16_t & hi, bf16_t & lo) {
-    hi = __float2bfloat16_rn(v);
-    lo = __float2bfloat16_rn(v - __bfloat162float(hi));
-}
-
 // The exponent k of a power-of-two scale with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima):
 // values times 2^-k are float16-safe and keep float16's 11 bits down to max_abs * 2^-28. Both 2^k and
 // 2^-k are exact floats (k in [-100, 114]).
@@ -180,257 +154,6 @@ __device__ __forceinline__ void cp_async16(void * dst, const void * src, bool va
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-
-template <int kStatePad, int kChannelTile>
-struct SsdCpStateTraits {
-    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
-    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
-    static constexpr int kQ = kSsdCpChunk;
-    // State tiles (16 x 16) of the block; warp w owns the tiles of one state column tile (w % kTN), so
-    // one B fragment per k step serves all of them. One warp per tile up to 8.
-    static constexpr int kTN = kN / 16, kTP = kPT / 16;
-    static constexpr int kWarps = kTN * kTP < 8 ? kTN * kTP : 8;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kTileRowStep = kWarps / kTN;  // channel tiles between a warp's tiles
-    static constexpr int kTilesPerWarp = (kTP + kTileRowStep - 1) / kTileRowStep;
-    static constexpr int ldN = kN + 8;   // bf16 rows of B
-    static constexpr int ldP = kPT + 8;  // bf16 rows of x and Xw
-    // B double-buffered (the next chunk's copy lands during this chunk's MMAs); x staged raw for the
-    // next chunk while this chunk's Xw (hi, lo) is multiplied.
-    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
-    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
-    static constexpr size_t oB = 0;
-    static constexpr size_t oXraw = oB + 2 * kBBytes;
-    static constexpr size_t oXwHi = oXraw + kXBytes;
-    static constexpr size_t oXwLo = oXwHi + kXBytes;
-    static constexpr size_t oScratch = oXwLo + kXBytes;  // 16 x 16 floats per warp
-    static constexpr size_t oDt = oScratch + align128(size_t(kWarps) * 256 * 4);
-    static constexpr size_t oAcum = oDt + align128(kQ * 4);
-    static constexpr size_t oMax = oAcum + align128(kQ * 4);  // per warp: largest |state|
-    static constexpr size_t kSmemBytes = oMax + align128(kWarps * 4);
-    static_assert(kWarps % kTN == 0, "a warp's tiles share their state column tile");
-    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
-    static_assert(kQ == 128, "warp 0 gives each lane 4 steps of the cumulative sum");
-};
-
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_kernel(SsdCpArgs c) {
-    const SsdArgs & a = c.a;
-    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, TN = Tr::kTN, TP = Tr::kTP;
-    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, TPW = Tr::kTilesPerWarp;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t * sXraw = reinterpret_cast<bf16_t *>(smem + Tr::oXraw);
-    bf16_t * sXwHi = reinterpret_cast<bf16_t *>(smem + Tr::oXwHi);
-    bf16_t * sXwLo = reinterpret_cast<bf16_t *>(smem + Tr::oXwLo);
-    float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
-    float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
-    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
-    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
-
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    float * scratch = reinterpret_cast<float *>(smem + Tr::oScratch) + warp * 256;
-    const int64_t h = blockIdx.y, seq = blockIdx.z;
-    const int64_t p0 = int64_t(blockIdx.x) * PT;
-    const int64_t g = h / a.heads_per_group;
-    int64_t b, t_begin, t_end;
-    sequence_span(a, seq, b, t_begin, t_end);
-    const float A = a.A[h * a.A_s];
-    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
-    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
-    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
-    const bf16_t zero = __float2bfloat16_rn(0.0f);
-    const int tn = warp % TN;
-    auto tile_row = [&](int r) { return warp / TN + r * Tr::kTileRowStep; };  // channel tile of the warp's r-th tile
-
-    // The state, one accumulator per owned tile, starting at the initial state (zeros past dstate and
-    // headdim: B and x are zero there, so they stay zero).
-    FragAcc acc[TPW];
-#pragma unroll
-    for (int r = 0; r < TPW; ++r) {
-        wmma::fill_fragment(acc[r], 0.0f);
-        const int tp = tile_row(r);
-        if (tp >= TP || !a.has_init) continue;
-        for (int e = lane; e < 256; e += 32) {
-            const int64_t p = p0 + tp * 16 + e / 16, n = tn * 16 + e % 16;
-            scratch[e] = (p < a.headdim && n < a.dstate) ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
-        }
-        __syncwarp();
-        wmma::load_matrix_sync(acc[r], scratch, 16, wmma::mem_row_major);
-        __syncwarp();
-    }
-
-    // Loads of the chunk starting at tc: B into buffer buf and x into sXraw (cp.async on the 16-byte
-    // paths, zeros past the end), and its raw dt into warp 0's registers (4 steps per lane).
-    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    auto issue = [&](int64_t tc, int buf) {
-        const int64_t avail = t_end - tc;
-        bf16_t * dB = sB(buf);
-        if (c.vec_bc) {
-            const int n = tid % (N / 8) * 8;
-            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
-                const bool in = k < avail && n < a.dstate;
-                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * N; i += NT) {
-                const int k = i / N, n = i % N;
-                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
-            }
-        }
-        if (c.vec_x) {
-            const int pp = tid % (PT / 8) * 8;
-            const int64_t p = p0 + pp;
-            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
-                const bool in = k < avail && p < a.headdim;
-                cp_async16(sXraw + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int k = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                sXraw[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
-            }
-        }
-        cp_async_commit();
-        if (warp == 0) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int k = lane * 4 + i;
-                if (k < avail) rDt[i] = a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]);
-            }
-        }
-    };
-    issue(t_begin, 0);
-
-    int buf = 0;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
-        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-        const int64_t slot = slot_of(c, seq, t0);
-        {
-            // The largest |state| of the warp, for S_in's float16 scale (read after the barriers below).
-            float m = 0.0f;
-#pragma unroll
-            for (int r = 0; r < TPW; ++r) {
-                if (tile_row(r) >= TP) continue;
-#pragma unroll
-                for (int e = 0; e < acc[r].num_elements; ++e) m = fmaxf(m, fabsf(acc[r].x[e]));
-            }
-            m = warp_max(m);
-            if (lane == 0) sMax[warp] = m;
-        }
-        cp_async_wait_all();
-        __syncthreads();  // this chunk's B and x are in for every thread; the previous MMAs are done
-
-        // ---- warp 0: dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A ----
-        if (warp == 0) {
-            float dt[4], run = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
-                run += dt[i] * A;
-            }
-            float incl = run;
-#pragma unroll
-            for (int off = 1; off < 32; off *= 2) {
-                const float o = __shfl_up_sync(0xffffffffu, incl, off);
-                if (lane >= off) incl += o;
-            }
-            float acum = incl - run;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                acum += dt[i] * A;
-                sDt[lane * 4 + i] = dt[i];
-                sAcum[lane * 4 + i] = acum;
-            }
-        }
-        __syncthreads();
-
-        // ---- Xw = x dt exp(acum_end - acum), split into hi + lo; dt, acum and S_in out ----
-        const float acum_end = sAcum[Q - 1];
-        for (int i = tid; i < Q * (PT / 8); i += NT) {
-            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-            const float w = sDt[s] * __expf(acum_end - sAcum[s]);
-            const uint4 raw = *reinterpret_cast<const uint4 *>(sXraw + s * ldP + pp);
-            const bf16_t * xe = reinterpret_cast<const bf16_t *>(&raw);
-            __align__(16) bf16_t hi[8];
-            __align__(16) bf16_t lo[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) split_bf16(__bfloat162float(xe[e]) * w, hi[e], lo[e]);
-            *reinterpret_cast<uint4 *>(sXwHi + s * ldP + pp) = *reinterpret_cast<const uint4 *>(hi);
-            *reinterpret_cast<uint4 *>(sXwLo + s * ldP + pp) = *reinterpret_cast<const uint4 *>(lo);
-        }
-        if (blockIdx.x == 0 && tid < Q) {
-            const int64_t at = (slot * a.heads + h) * Q + tid;
-            c.dts[at] = sDt[tid];
-            c.acums[at] = sAcum[tid];
-        }
-        // The state entering this chunk, float16 after a power-of-two scale shared by the block (lane:
-        // row lane/2, 8 states). Exact scaling; float16 keeps 11 bits (bf16 8: not enough, see above).
-        float block_max = 0.0f;
-#pragma unroll
-        for (int w = 0; w < Tr::kWarps; ++w) block_max = fmaxf(block_max, sMax[w]);
-        const int scale_exp = f16_scale_exponent(block_max);
-        const float scale = ldexpf(1.0f, scale_exp), inv_scale = ldexpf(1.0f, -scale_exp);
-        if (tid < TP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = scale;
-#pragma unroll
-        for (int r = 0; r < TPW; ++r) {
-            const int tp = tile_row(r);
-            if (tp >= TP || p0 + tp * 16 >= c.Pw) continue;
-            wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
-            __syncwarp();
-            const int row = lane / 2, col = lane % 2 * 8;
-            __align__(16) f16_t v[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] = __float2half_rn(scratch[row * 16 + col + e] * inv_scale);
-            const int64_t p = p0 + tp * 16 + row;
-            *reinterpret_cast<uint4 *>(c.states + ((slot * a.heads + h) * c.Pw + p) * N + tn * 16 + col) = *reinterpret_cast<const uint4 *>(v);
-            __syncwarp();
-        }
-        __syncthreads();  // Xw is complete and sXraw free
-        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);  // the other B buffer was last read by the previous MMAs
-
-        // ---- S <- exp(acum_end) S + XwHi^T B + XwLo^T B ----
-        const float decay = __expf(acum_end);
-#pragma unroll
-        for (int r = 0; r < TPW; ++r)
-#pragma unroll
-            for (int e = 0; e < acc[r].num_elements; ++e) acc[r].x[e] *= decay;
-        const bf16_t * cB = sB(buf);
-#pragma unroll 2
-        for (int k = 0; k < Q / 16; ++k) {
-            FragB fb;
-            wmma::load_matrix_sync(fb, cB + 16 * k * ldN + 16 * tn, ldN);
-#pragma unroll
-            for (int r = 0; r < TPW; ++r) {
-                const int tp = tile_row(r);
-                if (tp >= TP) continue;
-                FragAT whi, wlo;  // Xw^T (p, s) = Xw[s][p]: column-major from Xw's rows
-                wmma::load_matrix_sync(whi, sXwHi + 16 * k * ldP + 16 * tp, ldP);
-                wmma::load_matrix_sync(wlo, sXwLo + 16 * k * ldP + 16 * tp, ldP);
-                wmma::mma_sync(acc[r], whi, fb, acc[r]);
-                wmma::mma_sync(acc[r], wlo, fb, acc[r]);
-            }
-        }
-    }
-    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
-
-    // The final state, float32 (initial and final states may alias: each element is read above and
-    // written here by the same warp).
-    if (a.has_fin) {
-#pragma unroll
-        for (int r = 0; r < TPW; ++r) {
-            const int tp = tile_row(r);
-            if (tp >= TP) continue;
-            wmma::store_matrix_sync(scratch, acc[r], 16, wmma::mem_row_major);
-            __syncwarp();
-            for (int e = lane; e < 256; e += 32) {
-                const int64_t p = p0 + tp * 16 + e / 16, n = tn * 16 + e % 16;
-                if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = scratch[e];
-            }
-            __syncwarp();
-        }
-    }
-}
 
 // ---- mma.sync helpers ----------------------------------------------------------------------------
 
@@ -709,301 +432,6 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
     }
 }
 
-// ---- output kernel --------------------------------------------------------------------------------
-
-template <int kStatePad>
-struct SsdCpOutputTraits {
-    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
-    static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kPT = 64;        // channels per block
-    static constexpr int kWarps = 16;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kTQ = kQ / 16, kTC = kPT / 16;  // row and column tiles of y
-    static constexpr int kTri = kTQ * (kTQ + 1) / 2;     // 16 x 16 tiles on and below the diagonal
-    static constexpr int ldN = kN + 8;    // 16-bit rows of C, B, S_in
-    static constexpr int ldP = kPT + 8;   // bf16 rows of x
-    static constexpr int ldPf = kPT + 4;  // float rows of y
-    static constexpr int ldGt = 20;       // float rows of one G tile
-    static constexpr int ldMt = 24;       // bf16 rows of one M tile
-    // G and M keep only the tiles on and below the diagonal, packed (tile (i, j) at i (i + 1) / 2 + j).
-    static constexpr size_t kBBytes = size_t(kQ) * ldN * 2, kYBytes = size_t(kQ) * ldPf * 4;
-    static constexpr size_t kMBytes = align128(size_t(kTri) * 16 * ldMt * 2);
-    static constexpr size_t kSBytes = align128(size_t(kPT) * ldN * 2);
-    static constexpr size_t oC = 0;
-    static constexpr size_t oBY = oC + align128(size_t(kQ) * ldN * 2);  // B while G is formed, then y
-    static constexpr size_t oG = oBY + align128(kBBytes > kYBytes ? kBBytes : kYBytes);
-    static constexpr size_t oM = oG + align128(size_t(kTri) * 16 * ldGt * 4);  // M hi, then M lo
-    static constexpr size_t oX = oM + 2 * kMBytes;
-    static constexpr size_t oS = oX + align128(size_t(kQ) * ldP * 2);  // S_in (float16)
-    static constexpr size_t oDt = oS + kSBytes;
-    static constexpr size_t oAcum = oDt + align128(kQ * 4);
-    static constexpr size_t oEacum = oAcum + align128(kQ * 4);
-    static constexpr size_t oCscale = oEacum + align128(kQ * 4);
-    static constexpr size_t oSscale = oCscale + align128(kQ * 4);
-    static constexpr size_t kSmemBytes = oSscale + align128(kTC * 4);
-    static constexpr int kVecBC = kQ * (kN / 8) / kThreads;   // uint4 of C (and of B) per thread
-    static constexpr int kVecX = kQ * (kPT / 8) / kThreads;   // uint4 of x per thread
-    static constexpr int kVecS = kPT * (kN / 8) / kThreads;   // uint4 of S_in per thread
-    static constexpr int kEpi = kQ * (kPT / 8) / kThreads;    // groups of 8 outputs per thread
-    static_assert(kWarps == (kTQ / 2) * kTC, "each warp owns the row tiles i and kTQ-1-i of one column tile");
-    static_assert(kQ * (kN / 8) % kThreads == 0 && kQ * (kPT / 8) % kThreads == 0 && kPT * (kN / 8) % kThreads == 0, "whole rounds");
-    static_assert(kQ <= kThreads, "one thread per step for dt");
-    static_assert(kSmemBytes <= 227 * 1024, "fits the shared memory of an H100/H200 block");
-};
-
-__device__ __forceinline__ int tri_index(int i, int j) { return i * (i + 1) / 2 + j; }
-
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c) {
-    const SsdArgs & a = c.a;
-    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, NW = Tr::kWarps, TQ = Tr::kTQ, TC = Tr::kTC;
-    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, ldPf = Tr::ldPf, ldGt = Tr::ldGt, ldMt = Tr::ldMt;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);   // [Q][ldN]
-    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oBY);  // [Q][ldN], until G is formed
-    float * sY = reinterpret_cast<float *>(smem + Tr::oBY);    // [Q][ldPf], afterwards
-    float * sG = reinterpret_cast<float *>(smem + Tr::oG);     // [kTri][16][ldGt]
-    bf16_t * sMHi = reinterpret_cast<bf16_t *>(smem + Tr::oM);  // [kTri][16][ldMt]
-    bf16_t * sMLo = reinterpret_cast<bf16_t *>(smem + Tr::oM + Tr::kMBytes);
-    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);   // [Q][ldP]
-    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);  // C / its row scale as float16, once G is formed
-    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);     // [PT][ldN]: S_in / scale, rows p
-    float * sDt = reinterpret_cast<float *>(smem + Tr::oDt);
-    float * sAcum = reinterpret_cast<float *>(smem + Tr::oAcum);
-    float * sEacum = reinterpret_cast<float *>(smem + Tr::oEacum);  // exp(acum) * C row scale
-    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
-    float * sSscale = reinterpret_cast<float *>(smem + Tr::oSscale);  // per 16 channels
-
-    int64_t seq, b, t0, t_end;
-    const int64_t slot = blockIdx.x;
-    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
-    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
-    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
-    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
-    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
-    const int64_t p0 = int64_t(blockIdx.z) * PT;
-    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
-    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
-    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
-    const bf16_t zero = __float2bfloat16_rn(0.0f);
-    const uint4 none = make_uint4(0u, 0u, 0u, 0u);
-
-    // ---- C and B of the chunk (zeros past the end and past dstate) ----
-    if (c.vec_bc) {
-#pragma unroll
-        for (int r = 0; r < Tr::kVecBC; ++r) {
-            const int i = tid + r * NT;
-            const int k = i / (N / 8), n = i % (N / 8) * 8;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            *reinterpret_cast<uint4 *>(sC + k * ldN + n) = in ? *reinterpret_cast<const uint4 *>(Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n) : none;
-            *reinterpret_cast<uint4 *>(sB + k * ldN + n) = in ? *reinterpret_cast<const uint4 *>(Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n) : none;
-        }
-    } else {
-        for (int i = tid; i < Q * N; i += NT) {
-            const int k = i / N, n = i % N;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
-            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
-        }
-    }
-
-    // Register prefetch of one head's x (16-byte path), S_in and its scales, dt and acum.
-    uint4 rX[Tr::kVecX], rS[Tr::kVecS];
-    float rDt = 0.0f, rAc = 0.0f, rScale = 1.0f;
-    auto fetch = [&](int64_t h) {
-        if (c.vec_x) {
-#pragma unroll
-            for (int r = 0; r < Tr::kVecX; ++r) {
-                const int i = tid + r * NT;
-                const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-                const int64_t p = p0 + pp;
-                rX[r] = (s < steps && p < a.headdim) ? *reinterpret_cast<const uint4 *>(xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p) : none;
-            }
-        }
-        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
-#pragma unroll
-        for (int r = 0; r < Tr::kVecS; ++r) {
-            const int i = tid + r * NT;
-            const int pp = i / (N / 8), n = i % (N / 8) * 8;
-            rS[r] = p0 + pp < a.headdim ? *reinterpret_cast<const uint4 *>(S + pp * N + n) : none;
-        }
-        if (tid < TC) rScale = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
-        if (tid < Q) {
-            rDt = c.dts[(slot * a.heads + h) * Q + tid];
-            rAc = c.acums[(slot * a.heads + h) * Q + tid];
-        }
-    };
-    fetch(h_first);
-    __syncthreads();
-
-    // ---- G = C B^T, the tiles on and below the diagonal (M is zero above it) ----
-    for (int idx = warp; idx < TQ * TQ; idx += NW) {
-        const int i = idx / TQ, j = idx % TQ;
-        if (j > i) continue;
-        FragAcc acc;
-        wmma::fill_fragment(acc, 0.0f);
-#pragma unroll 2
-        for (int k = 0; k < N / 16; ++k) {
-            FragA fc;
-            FragBT fbt;  // B^T (n, s) = sB[s][n]
-            wmma::load_matrix_sync(fc, sC + 16 * i * ldN + 16 * k, ldN);
-            wmma::load_matrix_sync(fbt, sB + 16 * j * ldN + 16 * k, ldN);
-            wmma::mma_sync(acc, fc, fbt, acc);
-        }
-        wmma::store_matrix_sync(sG + tri_index(i, j) * 16 * ldGt, acc, ldGt, wmma::mem_row_major);
-    }
-    __syncthreads();  // G no longer reads C and B
-
-    // ---- C as float16 in place, each row divided by a power of two (its scale joins exp(acum)) ----
-    for (int row = warp; row < Q; row += NW) {
-        constexpr int E = N / 32;
-        float v[E], m = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
-            m = fmaxf(m, fabsf(v[e]));
-        }
-        const int scale_exp = f16_scale_exponent(warp_max(m));
-        const float scale = ldexpf(1.0f, scale_exp), inv = ldexpf(1.0f, -scale_exp);
-#pragma unroll
-        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
-        if (lane == 0) sCscale[row] = scale;
-    }
-    __syncthreads();  // the row scales are read by the staging below
-
-    const int col_tile = warp % TC, row_pair = warp / TC;
-    for (int j = 0; j < nh; ++j) {
-        const int64_t h = h_first + j;
-
-        // ---- stage x, S_in, dt, acum of head h; read its z for the epilogue ----
-        if (c.vec_x) {
-#pragma unroll
-            for (int r = 0; r < Tr::kVecX; ++r) {
-                const int i = tid + r * NT;
-                *reinterpret_cast<uint4 *>(sX + (i / (PT / 8)) * ldP + i % (PT / 8) * 8) = rX[r];
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int s = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                sX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < Tr::kVecS; ++r) {
-            const int i = tid + r * NT;
-            *reinterpret_cast<uint4 *>(sS + (i / (N / 8)) * ldN + i % (N / 8) * 8) = rS[r];
-        }
-        if (tid < TC) sSscale[tid] = rScale;
-        if (tid < Q) {
-            sDt[tid] = rDt;
-            sAcum[tid] = rAc;
-            sEacum[tid] = __expf(rAc) * sCscale[tid];
-        }
-        // z of head h on the 16-byte path, read now so that its latency overlaps the MMAs (other
-        // layouts read it in the epilogue).
-        uint4 rZ[Tr::kEpi];
-#pragma unroll
-        for (int r = 0; r < Tr::kEpi; ++r) {
-            const int i = tid + r * NT;
-            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-            const bool in = a.has_z && c.vec_zy && s < steps && p0 + pp < a.headdim;
-            rZ[r] = in ? *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p0 + pp) : none;
-        }
-        __syncthreads();
-        if (j + 1 < nh) fetch(h + 1);
-
-        // ---- M = G * exp(acum_t - acum_s) * dt_s on and below the diagonal, as bf16 hi + lo ----
-        for (int idx = tid; idx < Tr::kTri * 256; idx += NT) {
-            const int tile = idx / 256, e = idx % 256;
-            int ti = 0;
-            while ((ti + 1) * (ti + 2) / 2 <= tile) ++ti;
-            const int tj = tile - ti * (ti + 1) / 2;
-            const int t = 16 * ti + e / 16, s = 16 * tj + e % 16;
-            const float v = s <= t ? sG[tile * 16 * ldGt + (e / 16) * ldGt + e % 16] * __expf(sAcum[t] - sAcum[s]) * sDt[s] : 0.0f;
-            split_bf16(v, sMHi[tile * 16 * ldMt + (e / 16) * ldMt + e % 16], sMLo[tile * 16 * ldMt + (e / 16) * ldMt + e % 16]);
-        }
-        __syncthreads();
-
-        // ---- y tiles: exp(acum_t) (C S_in^T), then + M X; warp: row tiles i and TQ-1-i of one column ----
-#pragma unroll 1
-        for (int half = 0; half < 2; ++half) {
-            const int i = half == 0 ? row_pair : TQ - 1 - row_pair;
-            FragAcc acc;
-            wmma::fill_fragment(acc, 0.0f);
-#pragma unroll 2
-            for (int k = 0; k < N / 16; ++k) {
-                FragAH fc;
-                FragBTH fs;  // S_in^T (n, p) = sS[p][n]
-                wmma::load_matrix_sync(fc, sC16 + 16 * i * ldN + 16 * k, ldN);
-                wmma::load_matrix_sync(fs, sS + 16 * col_tile * ldN + 16 * k, ldN);
-                wmma::mma_sync(acc, fc, fs, acc);
-            }
-            float * tile = sY + 16 * i * ldPf + 16 * col_tile;
-            wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
-            __syncwarp();
-            const float col_scale = sSscale[col_tile];
-#pragma unroll
-            for (int m = 0; m < 8; ++m) {
-                const int e = lane + 32 * m;
-                tile[(e / 16) * ldPf + e % 16] *= sEacum[16 * i + e / 16] * col_scale;
-            }
-            __syncwarp();
-            wmma::load_matrix_sync(acc, tile, ldPf, wmma::mem_row_major);
-            for (int jj = 0; jj <= i; ++jj) {
-                FragA mhi, mlo;
-                FragB fx;
-                wmma::load_matrix_sync(mhi, sMHi + tri_index(i, jj) * 16 * ldMt, ldMt);
-                wmma::load_matrix_sync(mlo, sMLo + tri_index(i, jj) * 16 * ldMt, ldMt);
-                wmma::load_matrix_sync(fx, sX + 16 * jj * ldP + 16 * col_tile, ldP);
-                wmma::mma_sync(acc, mhi, fx, acc);
-                wmma::mma_sync(acc, mlo, fx, acc);
-            }
-            wmma::store_matrix_sync(tile, acc, ldPf, wmma::mem_row_major);
-        }
-        __syncthreads();
-
-        // ---- epilogue: + D x, gate, store ----
-#pragma unroll
-        for (int r = 0; r < Tr::kEpi; ++r) {
-            const int i = tid + r * NT;
-            const int s = i / (PT / 8), pp = i % (PT / 8) * 8;
-            if (s >= steps || p0 + pp >= a.headdim) continue;
-            float out[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const int64_t p = p0 + pp + e;
-                float v = sY[s * ldPf + pp + e];
-                if (a.has_D && p < a.headdim) v += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * __bfloat162float(sX[s * ldP + pp + e]);
-                if (a.has_z) {
-                    const float zv = c.vec_zy ? __bfloat162float(reinterpret_cast<const bf16_t *>(&rZ[r])[e])
-                                     : p < a.headdim ? a.z.load(b * a.z_s[0] + (t0 + s) * a.z_s[1] + h * a.z_s[2] + p * a.z_s[3]) : 0.0f;
-                    v *= silu_f(zv);
-                }
-                out[e] = v;
-            }
-            const int64_t row = b * a.y_s[0] + (t0 + s) * a.y_s[1] + h * a.y_s[2];
-            if (c.vec_zy) {
-                __align__(16) bf16_t v[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(out[e]);
-                *reinterpret_cast<uint4 *>(reinterpret_cast<bf16_t *>(a.y.p) + row + p0 + pp) = *reinterpret_cast<const uint4 *>(v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e) {
-                    const int64_t p = p0 + pp + e;
-                    if (p < a.headdim) a.y.store(row + p * a.y_s[3], out[e]);
-                }
-            }
-        }
-        __syncthreads();  // the next head restages x, S_in, M and y
-    }
-}
-
 // ---- output kernel, mma.sync (default): register-resident G -> M ---------------------------------------
 //
 // Block = (chunk, group, tile of heads, 64 channels) as above, 4 warps. Warp w owns the 16-step row strips
@@ -1018,7 +446,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_cp_output_kernel(SsdCpArgs c
 // accumulator. No shared G or M, no M pass, no y round trip through shared memory.
 // Counts per (chunk, head, 64 channels), per warp: C S_in^T 2 x 64 MMAs (m16n8k16), M X 9 x 8 x 2 =
 // 144, G 9 x 16 (N 128) once per block: ~1.1 K MMAs = 4.5 MFLOP per block-head; at B8 10240 pairs
-// -> 46 GFLOP (the same as the wmma kernel) with no shared-memory intermediates: ~0.08 ms of mma.sync
+// -> 46 GFLOP with no shared-memory intermediates: ~0.08 ms of mma.sync
 // issue at ~60% of the bf16 peak, ldmatrix traffic ~0.5 KB per MMA pair, under the kernel's ~0.165 ms of
 // memory (header); expected ~0.2 ms at B8, ~0.03-0.05 ms at B1 (640 blocks of 2 heads). Shared memory (N 128):
 // C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
@@ -1316,6 +744,367 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
     cp_async_wait_all();  // nothing in flight at exit
 }
 
+// ---- output kernel, variant mma8: 8 warps, G in shared memory, each load in flight over one phase ------
+//
+// The mma kernel above holds G in registers (241 registers, 4 warps a block, 2 blocks = 8 warps an SM) and
+// each warp runs long dependent ldmatrix/mma chains with little to hide their latency. Here:
+//   * 8 warps a block, warp w = (strip pair i = w % 4, channel half w / 4): strips i and 7 - i (9 tiles on
+//     and below the diagonal, the same for every warp) over 32 of the block's 64 channels.
+//   * G = C B^T formed once per block by all warps (36 tiles, 4-5 a warp) into shared memory in the
+//     accumulator layout ([tile][n8 half][lane][4] floats: one conflict-free 16-byte load per lane and
+//     n8 half), so that a warp holds only its 2 x 4 y accumulators: __launch_bounds__(256, 2) caps it at
+//     128 registers and 2 blocks (16 warps) fit an SM (108 KB of shared memory each, N 128).
+//   * Per head two phases, one barrier before each: A = exp(acum_t) scale (C16 S_in^T) and B = M X + D x,
+//     gated, stored. S_in of the next head is copied (cp.async) during phase B, x of this head during
+//     phase A, so one buffer of each suffices and every copy overlaps the other phase's MMAs; dt, acum and
+//     the S_in scales (1 KB) are double-buffered because both phases read them.
+//   * Phase A runs both strips' k loops together (8 independent accumulators), phase B all hi products of
+//     a tile before the lo ones (4 independent accumulators between dependent MMAs).
+//   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
+//     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
+// Counts per (chunk, head, 64 channels) = per block-head: reads x 16 KB, z 16 KB, S_in 16 KB (float16),
+// dt/acum 1 KB; writes y 16 KB. MMAs (m16n8k16): C S_in^T 8 warps x 64, M X 8 warps x 72 (hi + lo) =
+// 1088 (4.5 MFLOP); G 36 tiles x 16 = 576 per block (72 a warp, amortized over its heads). At bf16 B8
+// L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s),
+// 46 GFLOP of y MMAs + 6 GFLOP of G (8 heads a block) (~0.1 ms at ~500 TFLOP/s of mma.sync).
+
+template <int kStatePad>
+struct SsdCpMma8OutputTraits {
+    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kPT = 64;  // channels per block
+    static constexpr int kWarps = 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kStrips = kQ / 16;            // 16-step row strips
+    static constexpr int kPairs = kStrips / 2;         // strip pairs (i, kStrips - 1 - i)
+    static constexpr int kHalves = kWarps / kPairs;    // channel parts
+    static constexpr int kPW = kPT / kHalves;          // channels per warp
+    static constexpr int kNT = kPW / 8;                // n8 tiles of a warp's y strip
+    static constexpr int kKN = kN / 16;                // k steps over dstate
+    static constexpr int kTri = kStrips * (kStrips + 1) / 2;  // G tiles on and below the diagonal
+    static constexpr int ldN = kN + 8;                 // 16-bit rows of C, B, S_in
+    static constexpr int ldP = kPT + 8;                // bf16 rows of x
+    static constexpr size_t kGTileFloats = 2 * 32 * 4;  // [n8 half][lane][4]
+    // dt, acum and the S_in scales of one head (two buffers).
+    static constexpr size_t sDt = 0;
+    static constexpr size_t sAcum = sDt + align128(kQ * 4);
+    static constexpr size_t sScale = sAcum + align128(kQ * 4);
+    static constexpr size_t kSmallBytes = sScale + align128(kPT / 16 * 4);
+    static constexpr size_t oC = 0;  // C (bf16), then C / row scale (float16)
+    static constexpr size_t oCscale = oC + align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oG = oCscale + align128(kQ * 4);
+    static constexpr size_t oS = oG + align128(kTri * kGTileFloats * 4);  // S_in; B while G is formed
+    static constexpr size_t oX = oS + align128(size_t(kPT) * ldN * 2);
+    static constexpr size_t oSmall = oX + align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t kSmemBytes = oSmall + 2 * kSmallBytes;
+    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
+    static constexpr int kMinBlocks = 2;
+    static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
+    static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
+    static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma8_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, PW = Tr::kPW, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, GF = int(Tr::kGTileFloats);
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
+    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
+    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
+    float * sG = reinterpret_cast<float *>(smem + Tr::oG);
+    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);
+    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oS);
+    auto small = [&](int buf) { return smem + Tr::oSmall + size_t(buf) * Tr::kSmallBytes; };
+
+    int64_t seq, b, t0, t_end;
+    const int64_t slot = blockIdx.x;
+    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
+    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
+    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
+    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
+    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int pair = warp % Tr::kPairs;
+    const int strip_lo = pair, strip_hi = Tr::kStrips - 1 - pair;
+    const int pw0 = (warp / Tr::kPairs) * PW;  // the warp's first channel in the block
+
+    // ---- C and B of the chunk (zeros past the end and past dstate) ----
+    if (c.vec_bc) {
+        const int n = tid % (N / 8) * 8;
+        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
+            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+        }
+        cp_async_commit();
+    } else {
+        for (int i = tid; i < Q * N; i += NT) {
+            const int k = i / N, n = i % N;
+            const bool in = k < steps && n < a.dstate;
+            const int64_t t = t0 + k;
+            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
+            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+
+    // S_in of head h, its scales, dt and acum (into small buffer buf): one cp.async group.
+    auto stage_state = [&](int64_t h, int buf) {
+        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
+        const int n = tid % (N / 8) * 8;
+        for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
+            const bool in = p0 + pp < a.headdim;
+            cp_async16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
+        }
+        unsigned char * sm = small(buf);
+        const int64_t pr = (slot * a.heads + h) * Q;
+        if (tid < Q / 4) cp_async16(sm + Tr::sDt + tid * 16, c.dts + pr + tid * 4, true);
+        else if (tid < Q / 2) cp_async16(sm + Tr::sAcum + (tid - Q / 4) * 16, c.acums + pr + (tid - Q / 4) * 4, true);
+        else if (tid < Q / 2 + PT / 16) {
+            const int i = tid - Q / 2;
+            reinterpret_cast<float *>(sm + Tr::sScale)[i] = p0 + 16 * i < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + i] : 1.0f;
+        }
+        cp_async_commit();
+    };
+    // x of head h: one cp.async group (plain stores on the generic path).
+    auto stage_x = [&](int64_t h) {
+        if (c.vec_x) {
+            const int pp = tid % (PT / 8) * 8;
+            const int64_t p = p0 + pp;
+            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
+                const bool in = s < steps && p < a.headdim;
+                cp_async16(sX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * PT; i += NT) {
+                const int s = i / PT, pp = i % PT;
+                const int64_t p = p0 + pp;
+                sX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+            }
+        }
+        cp_async_commit();
+    };
+    // x, S_in and z of head hn towards L2 a phase ahead of their use: one thread per step (x), per 128-byte
+    // line of the block's S_in rows (written by the state kernel long before: DRAM), one lane per row of
+    // the warp's strips (z, read by the epilogue from the accumulator layout).
+    auto prefetch_head = [&](int64_t hn) {
+        if (p0 >= a.headdim) return;
+        {
+            const int64_t rows = c.Pw - p0 < PT ? c.Pw - p0 : PT;
+            if (tid < rows * N * 2 / 128)
+                prefetch_l2(reinterpret_cast<const char *>(c.states + ((slot * a.heads + hn) * c.Pw + p0) * N) + tid * 128);
+        }
+        if (c.vec_x && tid < steps) prefetch_l2(xg + b * a.x_s[0] + (t0 + tid) * a.x_s[1] + hn * a.x_s[2] + p0);
+        if (a.has_z && c.vec_zy && p0 + pw0 < a.headdim) {
+            const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
+            if (t < steps) prefetch_l2(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hn * a.z_s[2] + p0 + pw0);
+        }
+    };
+    prefetch_head(h_first);
+    cp_async_wait_all();
+    __syncthreads();
+
+    // ---- G = C B^T: 36 tiles over the warps, stored in the accumulator layout ----
+#pragma unroll 1
+    for (int t = warp; t < Tr::kTri; t += Tr::kWarps) {
+        int st = 0;
+        while ((st + 1) * (st + 2) / 2 <= t) ++st;
+        const int jt = t - st * (st + 1) / 2;
+        float acc[2][2][4];  // [k parity][n8 half]: two chains per n8 half
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+#pragma unroll
+            for (int q = 0; q < 2; ++q)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[u][q][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[4], fb[4];
+            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+            mma_bf16(acc[kk % 2][0], fa, fb[0], fb[1]);
+            mma_bf16(acc[kk % 2][1], fa, fb[2], fb[3]);
+        }
+#pragma unroll
+        for (int q = 0; q < 2; ++q)
+            *reinterpret_cast<float4 *>(sG + t * GF + q * 128 + lane * 4) =
+                make_float4(acc[0][q][0] + acc[1][q][0], acc[0][q][1] + acc[1][q][1], acc[0][q][2] + acc[1][q][2], acc[0][q][3] + acc[1][q][3]);
+    }
+    __syncthreads();  // G is complete; B (under S_in and x) and C are no longer read as bf16
+
+    // ---- C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
+#pragma unroll 1
+    for (int r = warp; r < Q; r += Tr::kWarps) {
+        constexpr int E = N / 32;
+        float v[E], m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            v[e] = __bfloat162float(sC[r * ldN + lane + 32 * e]);
+            m = fmaxf(m, fabsf(v[e]));
+        }
+        const int scale_exp = f16_scale_exponent(warp_max(m));
+        const float inv = ldexpf(1.0f, -scale_exp);
+#pragma unroll
+        for (int e = 0; e < E; ++e) sC16[r * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
+        if (lane == 0) sCscale[r] = ldexpf(1.0f, scale_exp);
+    }
+    stage_state(h_first, 0);
+
+    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
+    for (int j = 0; j < nh; ++j) {
+        const int64_t h = h_first + j;
+        const int buf = j & 1;
+        cp_async_wait_all();
+        __syncthreads();  // S_in(h) and its dt/acum are in; every warp is done with x(h - 1) (and C16 is complete)
+        stage_x(h);
+        if (j + 1 < nh) prefetch_head(h + 1);
+        const unsigned char * sm = small(buf);
+        const float * sDt = reinterpret_cast<const float *>(sm + Tr::sDt);
+        const float * sAcum = reinterpret_cast<const float *>(sm + Tr::sAcum);
+        const float * sSscale = reinterpret_cast<const float *>(sm + Tr::sScale);
+
+        // ---- phase A: acc = exp(acum_t) scale_t (C16 S_in^T), both strips together ----
+        float acc[2][NT8][4];
+#pragma unroll
+        for (int si = 0; si < 2; ++si)
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[si][nt][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KN; ++kk) {
+            uint32_t fa[2][4];
+            ldsm_x4(fa[0], sC16 + (16 * strip_lo + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+            ldsm_x4(fa[1], sC16 + (16 * strip_hi + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
+                ldsm_x4(fb, sS + (pw0 + 16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
+#pragma unroll
+                for (int si = 0; si < 2; ++si) {
+                    mma_f16(acc[si][2 * np], fa[si], fb[0], fb[1]);
+                    mma_f16(acc[si][2 * np + 1], fa[si], fb[2], fb[3]);
+                }
+            }
+        }
+        float acum_r[2][2];  // [strip][row gl, gl + 8]
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
+            acum_r[si][0] = sAcum[t_a];
+            acum_r[si][1] = sAcum[t_a + 8];
+            const float row_a = __expf(acum_r[si][0]) * sCscale[t_a], row_b = __expf(acum_r[si][1]) * sCscale[t_a + 8];
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+                const float cs = sSscale[(pw0 + 8 * nt) / 16];
+                acc[si][nt][0] *= row_a * cs;
+                acc[si][nt][1] *= row_a * cs;
+                acc[si][nt][2] *= row_b * cs;
+                acc[si][nt][3] *= row_b * cs;
+            }
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // x(h) is in; every warp is done with S_in(h)
+        if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
+
+        // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int st = si == 0 ? strip_lo : strip_hi;
+            const int t_a = 16 * st + gl, t_b = t_a + 8;
+#pragma unroll
+            for (int jt = 0; jt < Tr::kStrips; ++jt) {
+                if (jt > st) break;
+                const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
+                float m[2][4];
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
+                    const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
+                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int t = e < 2 ? t_a : t_b;
+                        const int s = s0 + e % 2;
+                        const float at = acum_r[si][e / 2];
+                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                        m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
+                    }
+                }
+                uint32_t mhi[4], mlo[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+                uint32_t fb[NT8 / 2][4];  // X (s, p) = sX[s][p]
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np)
+                    ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    mma_bf16(acc[si][2 * np], mhi, fb[np][0], fb[np][1]);
+                    mma_bf16(acc[si][2 * np + 1], mhi, fb[np][2], fb[np][3]);
+                }
+#pragma unroll
+                for (int np = 0; np < NT8 / 2; ++np) {
+                    mma_bf16(acc[si][2 * np], mlo, fb[np][0], fb[np][1]);
+                    mma_bf16(acc[si][2 * np + 1], mlo, fb[np][2], fb[np][3]);
+                }
+            }
+        }
+
+        // ---- epilogue from the accumulators: + D x, gate, store (pairs of channels) ----
+        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+#pragma unroll
+        for (int si = 0; si < 2; ++si) {
+            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt) {
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = t_a + 8 * rr;
+                    const int pp = pw0 + 8 * nt + fr::acc_col(lane, 0);
+                    const int64_t p = p0 + pp;
+                    if (t >= steps || p >= a.headdim) continue;
+                    float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
+                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
+                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
+                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
+                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
+                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
+                    }
+                    if (c.vec_zy) {
+                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait_all();  // nothing in flight at exit
+}
+
 // ---- host side -------------------------------------------------------------------------------------
 
 int64_t slot_count(const SsdCpShape & s) {
@@ -1340,40 +1129,14 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
-// MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT = wmma selects the wmma kernel, anything else (or unset)
-// the mma.sync one; read at each call so that the tests and the benchmark can run both.
-bool env_selects_wmma(const char * name) {
-    const char * env = std::getenv(name);
-    return env && std::strcmp(env, "wmma") == 0;
-}
-
 template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c) {
+void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel) {
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    if (env_selects_wmma("MAMBA_CUDA_SSD_STATE")) {
-        using Tr = SsdCpStateTraits<kN, kPT>;
-        const auto kernel = ssd_cp_state_kernel<Tr>;
-        set_smem<Tr>(kernel);
-        launch_kernel(ctx, "ssd_cp_state_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_kernel");
-    } else {
-        using Tr = SsdCpMmaStateTraits<kN, kPT>;
-        const auto kernel = ssd_cp_state_mma_kernel<Tr>;
-        set_smem<Tr>(kernel);
-        launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-        MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
-    }
-}
-
-template <int kN>
-void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpOutputTraits<kN>;
-    const auto kernel = ssd_cp_output_kernel<Tr>;
+    using Tr = SsdCpMmaStateTraits<kN, kPT>;
+    const auto kernel = ssd_cp_state_mma_kernel<Tr>;
     set_smem<Tr>(kernel);
-    const int64_t groups = c.a.heads / c.a.heads_per_group;
-    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
-    launch_kernel(ctx, "ssd_cp_output_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_kernel");
+    launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
 template <int kN>
@@ -1388,18 +1151,51 @@ void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) 
 }
 
 template <int kN>
-void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
+void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpMma8OutputTraits<kN>;
+    const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    launch_kernel(ctx, "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
+}
+
+// Heads per output block for the mma8 kernel: the fewest whole waves of resident blocks, each block
+// costing its heads plus half a head for G (ties: more heads, G formed fewer times).
+int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
+    int64_t best = 1;
+    double best_cost = 0.0;
+    for (int64_t cand : {16, 8, 4, 2, 1}) {
+        if (cand > hpg && cand != 1) continue;
+        const int64_t blocks = blocks_per_head_tile * ceil_div(hpg, cand);
+        const double cost = double(ceil_div(blocks, resident_blocks)) * (double(cand) + 0.5);
+        if (best_cost == 0.0 || cost < best_cost) {
+            best = cand;
+            best_cost = cost;
+        }
+    }
+    return best;
+}
+
+template <int kN>
+void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
     const int64_t pairs = c.nseq * c.a.heads;
-    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c);
-    else launch_state<kN, 16>(ctx, c);
+    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c, plan.state);
+    else launch_state<kN, 16>(ctx, c, plan.state);
     if (slots == 0) return;
-    // Output kernel: the most heads per block (G formed the fewest times) that still leave two waves
-    // of resident blocks to balance the tail (wmma: one block per SM; mma: 2 or 3).
-    const bool wmma_output = env_selects_wmma("MAMBA_CUDA_SSD_OUTPUT");
-    const int64_t resident = wmma_output ? 1 : SsdCpMmaOutputTraits<kN>::kMinBlocks;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
+    if (plan.output == SsdCpOutputKernel::Mma8) {
+        c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
+        c.head_tiles = ceil_div(hpg, c.heads_per_block);
+        launch_output_mma8<kN>(ctx, c, slots);
+        return;
+    }
+    // Output kernel mma: the most heads per block (G formed the fewest times) that still leave two waves
+    // of resident blocks to balance the tail.
+    const int64_t resident = SsdCpMmaOutputTraits<kN>::kMinBlocks;
     c.heads_per_block = 1;
     for (int64_t cand : {16, 8, 4, 2}) {
         if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * resident * int64_t(sms)) {
@@ -1408,19 +1204,31 @@ void run_padded(mamba_context & ctx, SsdCpArgs & c, int64_t slots, int sms) {
         }
     }
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    if (wmma_output) launch_output<kN>(ctx, c, slots);
-    else launch_output_mma<kN>(ctx, c, slots);
+    launch_output_mma<kN>(ctx, c, slots);
+}
+
+template <int kN>
+size_t smem_need(const SsdCpPlan & plan) {
+    const size_t state = SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
+    const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
+    return state > output ? state : output;
 }
 
 }  // namespace
 
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
+    // Read first, so that an unknown name fails every call, whichever path the shape takes.
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}};
+    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
+    plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
-    const size_t need = s.dstate <= 64 ? SsdCpOutputTraits<64>::kSmemBytes : SsdCpOutputTraits<128>::kSmemBytes;
-    if (need > size_t(st.max_smem_per_block) || SsdCpStateTraits<128, 32>::kSmemBytes > size_t(st.max_smem_per_block)) return plan;
+    // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
+    const size_t need = s.dstate <= 64 ? smem_need<64>(plan) : smem_need<128>(plan);
+    if (need > size_t(st.max_smem_per_block)) return plan;
     const SsdCpWorkspace w(s);
     WorkspaceCarver carver;
     carver.add(w.states);
@@ -1432,7 +1240,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     return plan;
 }
 
-void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq, char * workspace) {
+void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const SsdArgs & a, int64_t nseq, char * workspace) {
     const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate};
     const SsdCpWorkspace w(s);
     SsdCpArgs c{};
@@ -1457,8 +1265,8 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq
     c.vec_zy = rows_of_8(a.y, a.y_s, 3, a.headdim) && (!a.has_z || rows_of_8(a.z, a.z_s, 3, a.headdim));
     const int sms = state_of(ctx).multiprocessors > 0 ? state_of(ctx).multiprocessors : 1;
     const int64_t slots = slot_count(s);
-    if (a.dstate <= 64) run_padded<64>(ctx, c, slots, sms);
-    else run_padded<128>(ctx, c, slots, sms);
+    if (a.dstate <= 64) run_padded<64>(ctx, plan, c, slots, sms);
+    else run_padded<128>(ctx, plan, c, slots, sms);
 }
 
 }  // namespace mamba::cuda

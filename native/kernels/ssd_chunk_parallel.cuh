@@ -14,13 +14,21 @@ struct SsdCpShape {
 
 // Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
+// The kernel variants (MAMBA_CUDA_SSD_OUTPUT / MAMBA_CUDA_SSD_STATE, read by the plan at each call; an
+// unknown name is an INVALID_ARGUMENT error). Every pair shares the workspace format.
+enum class SsdCpOutputKernel { Mma, Mma8 };
+enum class SsdCpStateKernel { Mma };
+
 struct SsdCpPlan {
     bool use = false;
     size_t workspace_bytes = 0;
+    SsdCpOutputKernel output = SsdCpOutputKernel::Mma;
+    SsdCpStateKernel state = SsdCpStateKernel::Mma;
 };
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
 
-// Runs the problem planned above; `workspace` holds plan.workspace_bytes (null when that is 0).
-void run_ssd_chunk_parallel(mamba_context & ctx, const SsdArgs & a, int64_t nseq, char * workspace);
+// Runs the problem planned above with the plan's kernels; `workspace` holds plan.workspace_bytes (null
+// when that is 0).
+void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const SsdArgs & a, int64_t nseq, char * workspace);
 
 }  // namespace mamba::cuda

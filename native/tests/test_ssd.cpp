@@ -215,13 +215,12 @@ Result reference_ssd(const Problem & pr) {
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 // The chunk-parallel kernel pairs the CUDA instances run (output, state), through MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE: the default mma.sync pair, the wmma pair, and the mma output kernel over the wmma
-// state kernel's workspace.
+// MAMBA_CUDA_SSD_STATE: every output variant with every state variant.
 struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"wmma", "wmma"}, {"mma", "wmma"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}};
 
 }  // namespace
 
@@ -439,6 +438,33 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
+// An unknown MAMBA_CUDA_SSD_OUTPUT or MAMBA_CUDA_SSD_STATE is an argument error that names the variable
+// and the accepted values, and the context stays usable. The CPU backend has no such kernels.
+TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    Problem pr({1, 200, 2, 64, 1, 64}, o, 640);
+    pr.upload(ctx());
+    Tensor y({1, 200, 2, 64}, o.dtype);
+    Tensor fin({1, 2, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    for (const char * variable : {"MAMBA_CUDA_SSD_OUTPUT", "MAMBA_CUDA_SSD_STATE"}) {
+        SCOPED_TRACE(variable);
+        const mt::ScopedEnv scoped(variable, "bogus");
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        const std::string message = mamba_last_error();
+        EXPECT_NE(message.find(std::string(variable) + " must be one of mma"), std::string::npos) << message;
+        EXPECT_NE(message.find("not 'bogus'"), std::string::npos) << message;
+    }
+    // With the variables unset the same call matches the reference.
+    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr), state("MAMBA_CUDA_SSD_STATE", nullptr);
+    check({1, 200, 2, 64, 1, 64}, o, 640);
+}
+
 // Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
 // sequence: the chunks restart at every sequence start.
 TEST_P(SsdTest, PackedSequencesAcrossChunkParallelChunks) {
@@ -620,6 +646,82 @@ TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
     MAMBA_ASSERT_OK(mamba_ssd(ctx(), &a));
     pr.initial.download(ctx());
     EXPECT_CLOSE(pr.initial.values(), want.final_states, 2e-4, 2e-4);
+}
+
+// The Mamba-2 mixer's exact views (bf16): x, B and C columns of the causal-conv output, one row of
+// conv_dim = d_inner + 2 * groups * dstate per token (B at column d_inner, C at d_inner + groups *
+// dstate); z and dt columns of the in_proj output, one row of 2 * d_inner + 2 * groups * dstate + heads
+// per token (z at column 0, dt at the end); the final state written over the initial state. On CUDA the
+// chunk-parallel path with 16-byte row copies (conv_dim and the offsets are multiples of 8 elements),
+// three 128-step chunks, the last partial, each kernel pair.
+TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
+    const Shape s{1, 300, 8, 64, 1, 128};
+    Options o;
+    o.dtype = DType::BF16;
+    const int64_t L = s.len, H = s.heads, P = s.headdim, GN = s.groups * s.dstate, inner = H * P;
+    const int64_t conv_dim = inner + 2 * GN, proj_width = 2 * inner + 2 * GN + H;
+    Problem pr(s, o, 660);
+    const Result want = reference_ssd(pr);
+    // The wide buffers, their other columns random.
+    std::mt19937_64 rng(661);
+    Tensor xbc({1, L, conv_dim}, DType::BF16), proj({1, L, proj_width}, DType::BF16);
+    xbc.fill_uniform(rng, -1, 1);
+    proj.fill_uniform(rng, -1, 1);
+    for (int64_t t = 0; t < L; ++t) {
+        for (int64_t i = 0; i < inner; ++i) {
+            xbc.at(t * conv_dim + i) = pr.x.at(t * inner + i);
+            proj.at(t * proj_width + i) = pr.z.at(t * inner + i);
+        }
+        for (int64_t n = 0; n < GN; ++n) {
+            xbc.at(t * conv_dim + inner + n) = pr.B.at(t * GN + n);
+            xbc.at(t * conv_dim + inner + GN + n) = pr.C.at(t * GN + n);
+        }
+        for (int64_t h = 0; h < H; ++h) proj.at(t * proj_width + inner + conv_dim + h) = pr.dt.at(t * H + h);
+    }
+    pr.upload(ctx());
+    xbc.upload(ctx());
+    proj.upload(ctx());
+    const uint64_t es = 2;
+    int64_t x_shape[] = {1, L, H, P}, x_strides[] = {L * conv_dim, conv_dim, P, 1};
+    int64_t bc_shape[] = {1, L, s.groups, s.dstate}, bc_strides[] = {L * conv_dim, conv_dim, s.dstate, 1};
+    int64_t z_shape[] = {1, L, H, P}, z_strides[] = {L * proj_width, proj_width, P, 1};
+    int64_t dt_shape[] = {1, L, H}, dt_strides[] = {L * proj_width, proj_width, 1};
+    DLTensor x = *xbc.dl(), B = *xbc.dl(), C = *xbc.dl(), z = *proj.dl(), dt = *proj.dl();
+    x.ndim = B.ndim = C.ndim = z.ndim = 4;
+    x.shape = x_shape;
+    x.strides = x_strides;
+    B.shape = C.shape = bc_shape;
+    B.strides = C.strides = bc_strides;
+    B.byte_offset += uint64_t(inner) * es;
+    C.byte_offset += uint64_t(inner + GN) * es;
+    z.shape = z_shape;
+    z.strides = z_strides;
+    dt.ndim = 3;
+    dt.shape = dt_shape;
+    dt.strides = dt_strides;
+    dt.byte_offset += uint64_t(inner + conv_dim) * es;
+    const std::vector<double> initial_values = pr.initial.values();
+    const std::vector<SsdKernels> kernels =
+        on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels)) : std::vector<SsdKernels>{{nullptr, nullptr}};
+    for (const SsdKernels & k : kernels) {
+        SCOPED_TRACE(k.output ? std::string("output kernel ") + k.output + ", state kernel " + k.state : std::string("cpu"));
+        const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
+        pr.initial.values() = initial_values;  // the previous run overwrote it
+        pr.initial.upload(ctx());
+        Tensor y({1, L, H, P}, o.dtype);
+        y.upload_poisoned(ctx());
+        auto a = pr.args(y, pr.initial);
+        a.x = &x;
+        a.B = &B;
+        a.C = &C;
+        a.z = &z;
+        a.dt = &dt;
+        MAMBA_ASSERT_OK(mamba_ssd(ctx(), &a));
+        y.download(ctx());
+        pr.initial.download(ctx());
+        EXPECT_CLOSE(y.values(), want.y, tolerance(o.dtype), tolerance(o.dtype));
+        EXPECT_CLOSE(pr.initial.values(), want.final_states, 2e-4, 2e-4);
+    }
 }
 
 TEST_P(SsdTest, EmptySequenceAxisCopiesTheInitialState) {
