@@ -3,7 +3,8 @@
 # under compute-sanitizer, memcheck (out-of-bounds and misaligned accesses, leaks of device memory) and
 # racecheck (shared-memory hazards between threads of a block). Slow tools, so the few tests whose time
 # goes into large shapes are left out; every kernel and option is still covered by the small-shape tests.
-# Logs go to $OUT (or build/cuda-logs). Usage: tools/device/sanitize.sh [seconds per tool, default 150]
+# Logs go to $OUT (or build/cuda-logs). Usage: tools/device/sanitize.sh [seconds per tool, default 150];
+# RACECHECK_TESTS (gtest patterns, e.g. '*Ssd*:*Softmax*') narrows racecheck to the kernels a run has to cover.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -19,7 +20,7 @@ fi
 # access error), so it is left out too.
 large='*ImpossibleAllocation*:*LongSequence*:*DecodeAndPrefillShapes*:*AcrossChunkedKernelShapes*:*AcrossChunkParallelShapes*:*ManyChannels*:*LargeState*:*ManyRowsAndManyPanels*'
 # racecheck only sees shared memory, so it runs over the kernels that use it
-shared='*Ssd*:*SelectiveScan*:*Linear*:*Norm*:*Sample*:*Softmax*:*Conv*'
+shared=${RACECHECK_TESTS:-'*Ssd*:*SelectiveScan*:*Linear*:*Norm*:*Sample*:*Softmax*:*Conv*'}
 run() {
   local tool=$1 filter=$2
   local start; start=$(date +%s)
