@@ -110,6 +110,29 @@ __device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64
     return raw;
 }
 
+// The FMAs of both kernels: acc[r][m] += W row r's vector w[r] . x row m's matching V columns, for the
+// x rows m < rows (load_x_row(m, xv) fills those columns as float32).
+template <class TW, int R, int M, int V = 16 / int(sizeof(TW)), class LoadXRow>
+__device__ __forceinline__ void fma_vectors(const uint4 (&w)[R], int rows, float (&acc)[R][M], LoadXRow && load_x_row) {
+    float wf[R][V];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const TW * e = reinterpret_cast<const TW *>(&w[r]);
+#pragma unroll
+        for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
+    }
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+        if (m >= rows) break;
+        float xv[V];
+        load_x_row(m, xv);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
+    }
+}
+
 // y[m, n] = s (+ bias[n]), rounded once to y's dtype.
 __device__ __forceinline__ void store_output(const GemvArgs & a, int m, int64_t n, float s) {
     if (a.has_bias) s += a.bias.load(n * a.bias_s);
@@ -234,17 +257,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
             for (int u = 0; u < U; ++u) {
                 const int v = v0 + u * step;
                 if (v >= vectors) break;
-                float wf[R][V];
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const TW * e = reinterpret_cast<const TW *>(&wv[u][r]);
-#pragma unroll
-                    for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
-                }
-#pragma unroll
-                for (int m = 0; m < M; ++m) {
-                    if (m >= a.rows) break;
-                    float xv[V];
+                fma_vectors<TW>(wv[u], a.rows, acc, [&](int m, float (&xv)[V]) {
                     const float4 * xp = reinterpret_cast<const float4 *>(xs + m * T + v * V);
 #pragma unroll
                     for (int q = 0; q < V / 4; ++q) {
@@ -254,11 +267,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
                         xv[4 * q + 2] = f.z;
                         xv[4 * q + 3] = f.w;
                     }
-#pragma unroll
-                    for (int r = 0; r < R; ++r)
-#pragma unroll
-                        for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
-                }
+                });
             }
             v0 += step * U;
             if (v0 < vectors) load_batch(v0);
@@ -401,23 +410,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
             const int j = j0 + u;
             if (j >= count) break;
             const int64_t k = int64_t(first + j * stride) * V;
-            float wf[R][V];
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const TW * e = reinterpret_cast<const TW *>(&buf[u][r]);
-#pragma unroll
-                for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
-            }
-#pragma unroll
-            for (int m = 0; m < M; ++m) {
-                if (m >= a.rows) break;
-                float xv[V];
-                load_x<V>(a, m, k, xv);
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-#pragma unroll
-                    for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
-            }
+            fma_vectors<TW>(buf[u], a.rows, acc, [&](int m, float (&xv)[V]) { load_x<V>(a, m, k, xv); });
         }
     };
 

@@ -81,7 +81,8 @@ protected:
         MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 
         // The reference steps the states the view shows.
-        std::vector<double> want_state = state_buf.values(), view(size_t(elements));
+        std::vector<double> want_state = state_buf.values();
+        std::vector<double> view(static_cast<size_t>(elements));
         for (int64_t i = 0; i < elements; ++i) view[size_t(i)] = want_state[size_t(shift + i * step)];
         mt::SsdStepInputs in;
         in.batch = Bn, in.heads = H, in.headdim = P, in.groups = G, in.dstate = N;
