@@ -161,12 +161,11 @@ std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & fl
 mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops); });
 
-// The kernel variants of the Mamba-2 decode step side by side (ssd_state_update.cu;
-// MAMBA_CUDA_SSD_UPDATE_VARIANT forces one, "default" is the library's choice). B64 H80 is the case above;
-// B1 H80 (mamba2-2.7b, 2.6 MB of state) and B16 H24 (mamba2-130m batched, 12.6 MB) fit in L2, so enough
-// state sets rotate (>= 160 MB) that each call reads its state from HBM, as a decode step does (every
-// other layer's state passes through L2 before a layer's state is touched again).
-std::function<void()> ssd_update_variant_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t H, const char * variant) {
+// The Mamba-2 decode step at smaller batches, its state read from HBM at every call as in a decode step
+// (every other layer's state passes through L2 before a layer's state is touched again): B1 H80
+// (mamba2-2.7b, 2.6 MB of state) and B16 H24 (mamba2-130m batched, 12.6 MB) fit in L2, so enough state
+// sets rotate (>= 160 MB). (B64 H80, 335 MB, is the case above.)
+std::function<void()> ssd_update_cold_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t H) {
     if (!b.on_cuda()) return {};
     const int64_t P = 64, N = 128, G = 1;
     const double state_bytes = double(B * H * P * N) * 4;
@@ -192,27 +191,16 @@ std::function<void()> ssd_update_variant_case(mb::Bench & b, double & bytes, dou
     bytes = state_bytes * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
     flops = double(B * H * P * N) * 4;
     auto next = std::make_shared<size_t>(0);
-    const std::string name = variant;
-    return [&b, args, next, name] {
-        const mb::ScopedEnv forced("MAMBA_CUDA_SSD_UPDATE_VARIANT", name == "default" ? nullptr : name.c_str());
+    return [&b, args, next] {
         const auto & a = args[(*next)++ % args.size()];
         mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
     };
 }
 
-#define MAMBA_SSD_UPDATE_VARIANT_CASES(tag, name)                                                                                             \
-    mb::Register ssd_update_b64_##tag("cuda ssd_state_update B64 H80 P64 N128 f32 state v=" name,                                               \
-                                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 64, 80, name); }); \
-    mb::Register ssd_update_b1_##tag("cuda ssd_state_update B1 H80 P64 N128 f32 state v=" name,                                                 \
-                                     [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 1, 80, name); });   \
-    mb::Register ssd_update_b16_##tag("cuda ssd_state_update B16 H24 P64 N128 f32 state v=" name,                                               \
-                                      [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_variant_case(b, bytes, flops, 16, 24, name); });
-MAMBA_SSD_UPDATE_VARIANT_CASES(default, "default")
-MAMBA_SSD_UPDATE_VARIANT_CASES(block, "block")
-MAMBA_SSD_UPDATE_VARIANT_CASES(persist, "persist")
-MAMBA_SSD_UPDATE_VARIANT_CASES(persist4, "persist4")
-MAMBA_SSD_UPDATE_VARIANT_CASES(persist_wb, "persist_wb")
-#undef MAMBA_SSD_UPDATE_VARIANT_CASES
+mb::Register ssd_update_b1_cold("cuda ssd_state_update B1 H80 P64 N128 f32 state cold",
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 1, 80); });
+mb::Register ssd_update_b16_cold("cuda ssd_state_update B16 H24 P64 N128 f32 state cold",
+                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 16, 24); });
 
 // Mamba-1 selective_state_update, D5120 N16 f32 state and bf16 activations: `sets` independent sets of
 // states and activations rotate so that each call reads its state from HBM, not from the 50-60 MB L2.

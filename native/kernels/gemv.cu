@@ -3,7 +3,8 @@
 //
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
 // so both kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
-// call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT forces one, for the benchmark and the tests):
+// call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, for the benchmark and the
+// tests; another value is an INVALID_ARGUMENT error):
 //
 // Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
 // bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
@@ -62,8 +63,7 @@
 #include "gemv.cuh"
 #include "launch.cuh"
 
-#include <cstdlib>
-#include <cstring>
+#include "core/env_choice.h"
 
 namespace mamba::cuda {
 
@@ -108,6 +108,53 @@ __device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64
     for (int i = 0; i < Tr::kVecElems; ++i)
         if (k + i < in) e[i] = row[k + i];
     return raw;
+}
+
+// The FMAs of both kernels: acc[r][m] += W row r's vector w[r] . x row m's matching V columns, for the
+// x rows m < rows (load_x_row(m, xv) fills those columns as float32).
+template <class TW, int R, int M, int V = 16 / int(sizeof(TW)), class LoadXRow>
+__device__ __forceinline__ void fma_vectors(const uint4 (&w)[R], int rows, float (&acc)[R][M], LoadXRow && load_x_row) {
+    float wf[R][V];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const TW * e = reinterpret_cast<const TW *>(&w[r]);
+#pragma unroll
+        for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
+    }
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+        if (m >= rows) break;
+        float xv[V];
+        load_x_row(m, xv);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
+    }
+}
+
+// y[m, n] = s (+ bias[n]), rounded once to y's dtype.
+__device__ __forceinline__ void store_output(const GemvArgs & a, int m, int64_t n, float s) {
+    if (a.has_bias) s += a.bias.load(n * a.bias_s);
+    a.y.store(m * a.y_s0 + n * a.y_s1, s);
+}
+
+// The end of both kernels when warps split a block's columns: adds the split warps' sums and stores y.
+// A block has `teams` teams of `splits` warps; a team owns `outputs` consecutive outputs (the block's
+// team t from output (blockIdx.x * teams + t) * outputs on), and its split k is the block's warp
+// t * team_stride + k * split_stride. partial (flat, [warp][capacity][M]) holds warp w's sum of output
+// o of its team, x row m, at (w * capacity + o) * M + m. The caller has synchronized the block.
+template <int M>
+__device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, const float * partial, int capacity, int outputs, int teams, int splits,
+                                                        int team_stride, int split_stride) {
+    for (int t = threadIdx.x; t < teams * outputs * M; t += blockDim.x) {
+        const int team = t / (outputs * M), o = (t / M) % outputs, m = t % M;
+        const int64_t n = (int64_t(blockIdx.x) * teams + team) * outputs + o;
+        if (m >= a.rows || n >= a.out) continue;
+        float s = 0.0f;
+        for (int k = 0; k < splits; ++k) s += partial[((team * team_stride + k * split_stride) * capacity + o) * M + m];
+        store_output(a, m, n, s);
+    }
 }
 
 // ---- tiled kernel ----
@@ -210,17 +257,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
             for (int u = 0; u < U; ++u) {
                 const int v = v0 + u * step;
                 if (v >= vectors) break;
-                float wf[R][V];
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const TW * e = reinterpret_cast<const TW *>(&wv[u][r]);
-#pragma unroll
-                    for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
-                }
-#pragma unroll
-                for (int m = 0; m < M; ++m) {
-                    if (m >= a.rows) break;
-                    float xv[V];
+                fma_vectors<TW>(wv[u], a.rows, acc, [&](int m, float (&xv)[V]) {
                     const float4 * xp = reinterpret_cast<const float4 *>(xs + m * T + v * V);
 #pragma unroll
                     for (int q = 0; q < V / 4; ++q) {
@@ -230,11 +267,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
                         xv[4 * q + 2] = f.z;
                         xv[4 * q + 3] = f.w;
                     }
-#pragma unroll
-                    for (int r = 0; r < R; ++r)
-#pragma unroll
-                        for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
-                }
+                });
             }
             v0 += step * U;
             if (v0 < vectors) load_batch(v0);
@@ -249,15 +282,8 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
             if (lane == 0) partial[warp][r][m] = s;
         }
     __syncthreads();
-    for (int t = threadIdx.x; t < warps_n * R * M; t += Tr::kThreads) {
-        const int g = t / (R * M), r = (t / M) % R, m = t % M;
-        const int64_t n = (int64_t(blockIdx.x) * warps_n + g) * R + r;
-        if (m >= a.rows || n >= a.out) continue;
-        float s = 0.0f;
-        for (int k = 0; k < warps_k; ++k) s += partial[k * warps_n + g][r][m];
-        if (a.has_bias) s += a.bias.load(n * a.bias_s);
-        a.y.store(m * a.y_s0 + n * a.y_s1, s);
-    }
+    // Warp w is split w / warps_n of team w % warps_n.
+    reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n);
 }
 
 // ---- warp kernel ----
@@ -384,23 +410,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
             const int j = j0 + u;
             if (j >= count) break;
             const int64_t k = int64_t(first + j * stride) * V;
-            float wf[R][V];
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const TW * e = reinterpret_cast<const TW *>(&buf[u][r]);
-#pragma unroll
-                for (int i = 0; i < V; ++i) wf[r][i] = to_f32<TW>(e[i]);
-            }
-#pragma unroll
-            for (int m = 0; m < M; ++m) {
-                if (m >= a.rows) break;
-                float xv[V];
-                load_x<V>(a, m, k, xv);
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-#pragma unroll
-                    for (int i = 0; i < V; ++i) acc[r][m] = fmaf(wf[r][i], xv[i], acc[r][m]);
-            }
+            fma_vectors<TW>(buf[u], a.rows, acc, [&](int m, float (&xv)[V]) { load_x<V>(a, m, k, xv); });
         }
     };
 
@@ -435,10 +445,9 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 if (!row_ok[r]) continue;
-                const float b = a.has_bias ? a.bias.load((n0 + r) * a.bias_s) : 0.0f;
 #pragma unroll
                 for (int m = 0; m < M; ++m)
-                    if (m < a.rows) a.y.store(m * a.y_s0 + (n0 + r) * a.y_s1, acc[r][m] + b);
+                    if (m < a.rows) store_output(a, m, n0 + r, acc[r][m]);
             }
         }
         return;
@@ -451,39 +460,27 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
             for (int m = 0; m < M; ++m) partial[warp][g * R + r][m] = acc[r][m];
     }
     __syncthreads();
-    const int rows_per_warp = groups * R;
-    for (int t = threadIdx.x; t < a.warps_n * rows_per_warp * M; t += blockDim.x) {
-        const int team = t / (rows_per_warp * M), gr = (t / M) % rows_per_warp, m = t % M;
-        const int64_t n = (int64_t(blockIdx.x) * a.warps_n + team) * rows_per_warp + gr;
-        if (m >= a.rows || n >= a.out) continue;
-        float s = 0.0f;
-        for (int k = 0; k < a.warps_k; ++k) s += partial[team * a.warps_k + k][gr][m];
-        if (a.has_bias) s += a.bias.load(n * a.bias_s);
-        a.y.store(m * a.y_s0 + n * a.y_s1, s);
-    }
+    // Warp w is split w % warps_k of team w / warps_k.
+    reduce_splits_and_store<M>(a, &partial[0][0][0], Tr::kMaxRowsPerWarp, groups * R, a.warps_n, a.warps_k, a.warps_k, 1);
 }
 
 // ---- launch ----
 
-enum class GemvVariant { Tiled, Warp };
+enum class GemvVariant { Automatic, Tiled, Warp };
 
-struct NamedVariant {
-    const char * name;
-    GemvVariant variant;
-};
-constexpr NamedVariant kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
 constexpr int64_t kWarpMaxOut = 1024;
 
 // MAMBA_CUDA_GEMV_VARIANT (one of kVariants' names) forces a kernel; read at each call so that the
-// benchmark and the tests can switch it. Unset or unknown: the warp kernel for up to two rows (x from L1
-// costs 2-4 B of L1 traffic per B of W there) and few outputs, the tiled one otherwise.
+// benchmark and the tests can switch it; any other value fails the call (INVALID_ARGUMENT) before a
+// launch. Unset or empty: the warp kernel for up to two rows (x from L1 costs 2-4 B of L1 traffic per B
+// of W there) and few outputs, the tiled one otherwise.
 GemvVariant gemv_variant(int64_t rows, int64_t out) {
-    if (const char * env = std::getenv("MAMBA_CUDA_GEMV_VARIANT"))
-        for (const NamedVariant & v : kVariants)
-            if (std::strcmp(env, v.name) == 0) return v.variant;
+    const GemvVariant forced = env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic);
+    if (forced != GemvVariant::Automatic) return forced;
     return rows <= 2 && out <= kWarpMaxOut ? GemvVariant::Warp : GemvVariant::Tiled;
 }
 
@@ -579,6 +576,7 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
+        case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
 }
 

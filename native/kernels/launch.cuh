@@ -23,9 +23,10 @@
 // so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
 //
 // PDL is used when the device has compute capability 9.0 or newer, runs code built for it (not PTX of an
-// older architecture, which has no wait), and the environment variable
-// MAMBA_CUDA_PDL is not "0" when the context is created (read once per context, so that one process can
-// hold contexts with and without it, e.g. to compare them). Below sm_90 the device helpers are no-ops.
+// older architecture, which has no wait), and the environment variable MAMBA_CUDA_PDL is unset or "1"
+// when the context is created ("0" turns it off; any other value makes the context's creation fail with
+// INVALID_ARGUMENT). It is read once per context, so that one process can hold contexts with and without
+// it, e.g. to compare them. Below sm_90 the device helpers are no-ops.
 #pragma once
 
 #include <cstdio>
@@ -83,8 +84,9 @@ void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (
         config.attrs = attribute;
         config.numAttrs = 1;
     }
-    // MAMBA_CUDA_TRACE=1: the kernel alone between two events (a diagnostic for kernel work; it
-    // synchronizes after every kernel, so it is skipped while a graph is being captured).
+    // MAMBA_CUDA_TRACE=1 when the context was created ("0" or unset: off): the kernel alone between two
+    // events (a diagnostic for kernel work; it synchronizes after every kernel, so it is skipped while a
+    // graph is being captured).
     const bool trace = ctx.cuda->trace && !stream_capturing(ctx);
     cudaEvent_t trace_start = nullptr, trace_stop = nullptr;
     if (trace) {

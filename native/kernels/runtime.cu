@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "common.cuh"
+#include "core/env_choice.h"
 
 namespace mamba::cuda {
 
@@ -73,8 +74,16 @@ void device_info(int32_t device_id, mamba_device_info & info) {
 // Its attributes tell which code the device runs (every kernel file is built for the same architectures).
 __global__ void pdl_probe_kernel() {}
 
+// The context's switches, read once when it is created: MAMBA_CUDA_PDL ("0": no PDL; "1" or unset: PDL
+// where the device and the code allow it) and MAMBA_CUDA_TRACE ("1": time every kernel; "0" or unset:
+// not). Any other value is an INVALID_ARGUMENT error.
+constexpr EnvChoice<bool> kSwitch[] = {{"0", false}, {"1", true}};
+
 void context_init(mamba_context & ctx) {
     check_device_id(ctx.device_id);
+    // Before anything is allocated, so that a bad value leaves nothing to free.
+    const bool pdl_allowed = env_choice("MAMBA_CUDA_PDL", kSwitch, true);
+    const bool trace = env_choice("MAMBA_CUDA_TRACE", kSwitch, false);
     use_device(ctx);
     auto state = std::make_unique<CudaState>();
     cudaDeviceProp prop{};
@@ -88,13 +97,11 @@ void context_init(mamba_context & ctx) {
     state->cc_minor = prop.minor;
     // PDL needs the device (9.0+) and kernels compiled for it: code JIT-compiled from older PTX has no
     // griddepcontrol.wait, so its launches must not overlap their predecessors.
-    const char * pdl_env = std::getenv("MAMBA_CUDA_PDL");
     cudaFuncAttributes probe{};
     const bool pdl_code = cudaFuncGetAttributes(&probe, pdl_probe_kernel) == cudaSuccess && probe.ptxVersion >= 90;
     (void)cudaGetLastError();
-    state->pdl = prop.major >= 9 && pdl_code && !(pdl_env != nullptr && std::strcmp(pdl_env, "0") == 0);
-    const char * trace_env = std::getenv("MAMBA_CUDA_TRACE");
-    state->trace = trace_env != nullptr && std::strcmp(trace_env, "1") == 0;
+    state->pdl = prop.major >= 9 && pdl_code && pdl_allowed;
+    state->trace = trace;
     ctx.cuda = state.get();
     try {
         MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));

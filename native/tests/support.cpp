@@ -284,4 +284,37 @@ double max_scaled_error(const std::vector<double> & actual, const std::vector<do
     return worst;
 }
 
+double reference_dt(double raw, double bias, bool softplus, double dt_min, double dt_max) {
+    double v = raw + bias;
+    if (softplus) v = v > 20 ? v : std::log1p(std::exp(v));
+    if (!(dt_min == 0.0 && std::isinf(dt_max) && dt_max > 0)) v = std::min(std::max(v, dt_min), dt_max);
+    return v;
+}
+
+std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<double> & state) {
+    const int64_t Bn = in.batch, H = in.heads, P = in.headdim, G = in.groups, N = in.dstate;
+    const bool D_per_channel = in.D && in.D->shape().size() == 2;
+    std::vector<double> y(size_t(Bn * H * P));
+    for (int64_t b = 0; b < Bn; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t g = h / (H / G);
+            const double dt = reference_dt(in.dt->at(b * H + h), in.dt_bias ? in.dt_bias->at(h) : 0.0, in.dt_softplus, in.dt_min, in.dt_max);
+            const double decay = std::exp(dt * in.A->at(h));
+            for (int64_t p = 0; p < P; ++p) {
+                const int64_t row = (b * H + h) * P + p;
+                const double xv = in.x->at(row);
+                double acc = 0;
+                for (int64_t n = 0; n < N; ++n) {
+                    double & s = state[size_t(row * N + n)];
+                    s = decay * s + dt * xv * in.B->at((b * G + g) * N + n);
+                    acc += in.C->at((b * G + g) * N + n) * s;
+                }
+                if (in.D) acc += (D_per_channel ? in.D->at(h * P + p) : in.D->at(h)) * xv;
+                if (in.z) acc *= in.z->at(row) / (1 + std::exp(-in.z->at(row)));
+                y[size_t(row)] = acc;
+            }
+        }
+    return y;
+}
+
 }  // namespace mt

@@ -119,4 +119,26 @@ double max_scaled_error(const std::vector<double> & actual, const std::vector<do
 #define EXPECT_CLOSE(actual, expected, atol, rtol) \
     EXPECT_LE(::mt::max_scaled_error((actual), (expected), (atol), (rtol)), 1.0) << "atol " << (atol) << " rtol " << (rtol)
 
+// ---- float64 references used by several test files ----
+
+// The inputs of one Mamba-2 decode step (mamba_ssd_state_update) as the tests' values: x, z (batch,
+// heads, headdim); dt (batch, heads); A, dt_bias (heads); B, C (batch, groups, dstate); D (heads), or
+// (heads, headdim) for one value per channel. Optional inputs absent: nullptr.
+struct SsdStepInputs {
+    int64_t batch = 0, heads = 0, headdim = 0, groups = 0, dstate = 0;
+    const Tensor *x = nullptr, *dt = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;
+    const Tensor *D = nullptr, *z = nullptr, *dt_bias = nullptr;
+    bool dt_softplus = false;
+    double dt_min = 0.0, dt_max = INFINITY;
+};
+
+// dt as the ops define it: raw + bias, softplus when asked, then limited to [dt_min, dt_max] unless that
+// is the "no limit" pair (0, +inf).
+double reference_dt(double raw, double bias, bool softplus, double dt_min, double dt_max);
+
+// One step of the recurrence in float64: state (batch, heads, headdim, dstate, row-major values) is
+// updated in place, y (batch, heads, headdim) returned:
+//   s[n] = exp(dt*A) s[n] + dt x[p] B[n];  y[p] = (sum_n C[n] s[n] + D x[p]) * silu(z[p]).
+std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<double> & state);
+
 }  // namespace mt

@@ -60,6 +60,47 @@ TEST(Context, CudaWithoutBackendOrDeviceFailsCleanly) {
     EXPECT_STRNE(mamba_last_error(), "");
 }
 
+// MAMBA_CUDA_PDL and MAMBA_CUDA_TRACE are read when a CUDA context is created and take "0" or "1"; any
+// other value fails the creation with a message naming the variable, and leaves no context behind.
+static void expect_cuda_context_rejects(const char * variable, const char * value) {
+    SCOPED_TRACE(std::string(variable) + "=" + value);
+    mamba_context_params p = mamba_context_default_params();
+    p.device_type = MAMBA_DEVICE_CUDA;
+    {
+        const mt::ScopedEnv scoped(variable, value);
+        mamba_context * ctx = reinterpret_cast<mamba_context *>(0x1);
+        EXPECT_EQ(mamba_context_create(&p, &ctx), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_EQ(ctx, nullptr);
+        EXPECT_EQ(std::string(mamba_last_error()),
+                  std::string("mamba_context_create: ") + variable + " must be one of 0, 1 (or unset), not '" + value + "'");
+    }
+    // With the variable restored, creation works again (nothing was left half made).
+    mamba_context * ctx = nullptr;
+    MAMBA_ASSERT_OK(mamba_context_create(&p, &ctx));
+    mamba_context_free(ctx);
+}
+
+TEST(Context, CudaRejectsInvalidPdlSwitch) {
+    MAMBA_REQUIRE_CUDA();
+    expect_cuda_context_rejects("MAMBA_CUDA_PDL", "2");
+    expect_cuda_context_rejects("MAMBA_CUDA_PDL", "off");
+}
+
+TEST(Context, CudaRejectsInvalidTraceSwitch) {
+    MAMBA_REQUIRE_CUDA();
+    expect_cuda_context_rejects("MAMBA_CUDA_TRACE", "yes");
+}
+
+TEST(Context, CudaAcceptsEachSwitchValue) {
+    MAMBA_REQUIRE_CUDA();
+    for (const char * variable : {"MAMBA_CUDA_PDL", "MAMBA_CUDA_TRACE"})
+        for (const char * value : {"0", "1", ""}) {
+            SCOPED_TRACE(std::string(variable) + "=" + value);
+            const mt::ScopedEnv scoped(variable, value);
+            EXPECT_NE(mt::make_context(MAMBA_DEVICE_CUDA), nullptr);
+        }
+}
+
 TEST(Context, FreeAcceptsNull) {
     mamba_context_free(nullptr);
     mamba_event_free(nullptr);

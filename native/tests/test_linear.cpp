@@ -337,6 +337,31 @@ TEST_P(LinearTest, ZeroRowsIsANoOp) {
     MAMBA_ASSERT_OK(call(x.dl(), w.dl(), nullptr, y.dl()));
 }
 
+TEST_P(LinearTest, UnknownGemvVariantIsRejected) {
+    // A misspelt MAMBA_CUDA_GEMV_VARIANT fails the call instead of quietly running the default kernel;
+    // nothing is launched, so y keeps its poison.
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend has no GEMV kernel variants";
+    Tensor x({1, 64}, DType::F32), w({16, 64}, DType::BF16), y({1, 16}, DType::F32);
+    std::mt19937_64 rng(5);
+    x.fill_uniform(rng, -1, 1);
+    w.fill_uniform(rng, -1, 1);
+    x.upload(ctx());
+    w.upload(ctx());
+    y.upload_poisoned(ctx());
+    {
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", "Warp");
+        EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
+    }
+    y.download(ctx());
+    for (double v : y.values()) EXPECT_TRUE(std::isnan(v));
+    // Empty is the same as unset: the library's own choice.
+    const mt::ScopedEnv empty("MAMBA_CUDA_GEMV_VARIANT", "");
+    MAMBA_ASSERT_OK(call(x.dl(), w.dl(), nullptr, y.dl()));
+    y.download(ctx());
+    expect_matches(y.values(), reference_linear(x, w, nullptr), DType::F32);
+}
+
 TEST_P(LinearTest, ShapeMismatchesNameTheArgument) {
     Tensor x({2, 8}, DType::F32), w({4, 7}, DType::F32), w_ok({4, 8}, DType::F32), y({2, 4}, DType::F32), y_bad({3, 4}, DType::F32),
         bias_bad({5}, DType::F32);

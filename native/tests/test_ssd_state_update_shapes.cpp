@@ -1,20 +1,15 @@
-// mamba_ssd_state_update through every CUDA kernel variant (ssd_state_update.cu; MAMBA_CUDA_SSD_UPDATE_VARIANT
-// forces one, the CPU backend ignores it) at shapes and options that reach their tails: a partial last
-// work item of rows, a partial last lane of states, dstate not a multiple of 4 and above 128 (the
-// element path and the fallback of the persistent kernels to the block kernel), strided and misaligned
-// states, groups, D absent / per head / per channel, z and dt_bias absent, softplus off, a dt limit,
-// float32 / float16 / bfloat16 inputs, and a problem large enough that every warp of a persistent grid
-// walks several items; and, with the default kernel, the tails of the block kernel. Against a float64
-// reference of one recurrence step; outputs poisoned.
+// mamba_ssd_state_update at shapes and options that reach the tails of the CUDA kernel
+// (ssd_state_update.cu): a headdim over several 64-row blocks with a partial last block and a partial
+// last warp, a partial last lane of states, dstate over two 128-state passes, dstate not a multiple of 4
+// (the element path), strided and misaligned states, groups, D absent / per head / per channel, z and
+// dt_bias absent, softplus off, a dt limit, float32 / float16 / bfloat16 inputs, and a grid of many
+// blocks. Against the float64 reference of one recurrence step (support.h); outputs poisoned.
 #include "backend_test.h"
 
 namespace {
 
 using mt::DType;
 using mt::Tensor;
-
-// Values of MAMBA_CUDA_SSD_UPDATE_VARIANT; nullptr (unset): the library's own choice.
-const char * const kVariants[] = {nullptr, "block", "persist", "persist4", "persist_wb"};
 
 enum class StateLayout { Contiguous, Misaligned, Spread };  // Spread: dstate two floats apart
 enum class DKind { None, PerHead, PerChannel };
@@ -37,7 +32,7 @@ std::string describe(const Case & c) {
 
 }  // namespace
 
-class SsdStateUpdateVariantsTest : public mt::BackendTest {
+class SsdStateUpdateShapesTest : public mt::BackendTest {
 protected:
     void check(const Case & c, uint64_t seed) {
         SCOPED_TRACE(describe(c));
@@ -85,32 +80,20 @@ protected:
         a.dt_max = c.limit ? 0.4f : INFINITY;
         MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 
-        std::vector<double> want_state = state_buf.values(), want_y(size_t(Bn * H * P));
-        for (int64_t b = 0; b < Bn; ++b)
-            for (int64_t h = 0; h < H; ++h) {
-                const int64_t g = h / (H / G);
-                double v = dt.at(b * H + h) + (c.bias ? bias.at(h) : 0.0);
-                if (c.softplus) v = v > 20 ? v : std::log1p(std::exp(v));
-                if (c.limit) v = std::min(std::max(v, 0.1), 0.4);
-                const double decay = std::exp(v * A.at(h));
-                for (int64_t p = 0; p < P; ++p) {
-                    const double xv = x.at((b * H + h) * P + p);
-                    double acc = 0;
-                    for (int64_t n = 0; n < N; ++n) {
-                        double & st = want_state[size_t(shift + (((b * H + h) * P + p) * N + n) * step)];
-                        st = decay * st + v * xv * Bm.at((b * G + g) * N + n);
-                        acc += st * Cm.at((b * G + g) * N + n);
-                    }
-                    double out = acc;
-                    if (c.d == DKind::PerHead) out += D.at(h) * xv;
-                    if (c.d == DKind::PerChannel) out += D.at(h * P + p) * xv;
-                    if (c.z) {
-                        const double zv = z.at((b * H + h) * P + p);
-                        out *= zv / (1 + std::exp(-zv));
-                    }
-                    want_y[size_t((b * H + h) * P + p)] = out;
-                }
-            }
+        // The reference steps the states the view shows.
+        std::vector<double> want_state = state_buf.values();
+        std::vector<double> view(static_cast<size_t>(elements));
+        for (int64_t i = 0; i < elements; ++i) view[size_t(i)] = want_state[size_t(shift + i * step)];
+        mt::SsdStepInputs in;
+        in.batch = Bn, in.heads = H, in.headdim = P, in.groups = G, in.dstate = N;
+        in.x = &x, in.dt = &dt, in.A = &A, in.B = &Bm, in.C = &Cm;
+        if (c.d != DKind::None) in.D = &D;
+        if (c.z) in.z = &z;
+        if (c.bias) in.dt_bias = &bias;
+        in.dt_softplus = c.softplus;
+        in.dt_min = a.dt_min, in.dt_max = a.dt_max;
+        const std::vector<double> want_y = mt::reference_ssd_step(in, view);
+        for (int64_t i = 0; i < elements; ++i) want_state[size_t(shift + i * step)] = view[size_t(i)];
         y.download(ctx());
         state_buf.download(ctx());
         EXPECT_CLOSE(y.values(), want_y, 1e-4, 1e-4);
@@ -119,33 +102,29 @@ protected:
     }
 };
 
-TEST_P(SsdStateUpdateVariantsTest, EveryVariantMatchesFloat64Reference) {
+TEST_P(SsdStateUpdateShapesTest, ShapesAndOptionsMatchFloat64Reference) {
     const Case cases[] = {
-        {2, 3, 64, 1, 128},                                                     // full items, one float4 per lane
-        {2, 4, 77, 2, 128},                                                     // partial last item (5 rows), groups
+        {2, 3, 64, 1, 128},                                                     // full blocks, one float4 per lane
+        {2, 4, 77, 2, 128},                                                     // partial last block (13 rows), groups
         {1, 2, 19, 1, 124},                                                     // 31 lanes hold states
         {2, 2, 7, 2, 3},                                                        // fewer states than a float4: element path
-        {1, 3, 9, 1, 130},                                                      // dstate > 128 and % 4 != 0: block kernel
-        {1, 2, 5, 1, 256},                                                      // two passes of the block kernel
+        {1, 3, 9, 1, 130},                                                      // dstate > 128 and % 4 != 0
+        {1, 2, 5, 1, 256},                                                      // two passes
         {2, 2, 33, 1, 128, StateLayout::Misaligned},                            // element path
         {2, 2, 13, 1, 64, StateLayout::Spread, DKind::PerChannel},              // strided dstate
         {3, 6, 8, 3, 16, StateLayout::Contiguous, DKind::None, false, false, false},  // only the recurrence
         {2, 4, 10, 2, 32, StateLayout::Contiguous, DKind::PerChannel, true, true, true, true, DType::F32},
         {2, 4, 11, 4, 20, StateLayout::Contiguous, DKind::PerHead, false, true, true, true, DType::F16},
-        {16, 48, 64, 2, 128},                                                   // several items per warp of a persistent grid
+        {16, 48, 64, 2, 128},                                                   // 768 blocks: several per SM
     };
-    for (const char * variant : kernel_variants(kVariants)) {
-        SCOPED_TRACE(std::string("variant ") + (variant ? variant : "default"));
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_UPDATE_VARIANT", variant);
-        uint64_t seed = 91;
-        for (const Case & c : cases) check(c, seed++);
-    }
+    uint64_t seed = 91;
+    for (const Case & c : cases) check(c, seed++);
 }
 
-// The library's own choice of kernel at shapes that reach the tails of the block kernel: a headdim spread
-// over several 64-row blocks with a partial last block and a partial last warp, dstate over two 128-state
-// passes, dstate not a multiple of 4 (element path), a misaligned state (element path).
-TEST_P(SsdStateUpdateVariantsTest, TailsOfRowsAndStatesMatchFloat64Reference) {
+// The tails of the kernel's blocks: a headdim spread over several 64-row blocks with a partial last block
+// and a partial last warp, dstate over two 128-state passes, dstate not a multiple of 4 (element path),
+// a misaligned state (element path).
+TEST_P(SsdStateUpdateShapesTest, TailsOfRowsAndStatesMatchFloat64Reference) {
     const Case cases[] = {
         {2, 3, 64, 1, 128},                           // one full 64-row block per head, one 128-state pass
         {2, 2, 65, 2, 128},                           // a second row block holding one row
@@ -157,9 +136,8 @@ TEST_P(SsdStateUpdateVariantsTest, TailsOfRowsAndStatesMatchFloat64Reference) {
         {2, 2, 33, 1, 128, StateLayout::Misaligned},  // misaligned state: element path
         {1, 2, 64, 1, 64},                            // half a pass
     };
-    const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_UPDATE_VARIANT", nullptr);
     uint64_t seed = 7;
     for (const Case & c : cases) check(c, seed++);
 }
 
-MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateVariantsTest);
+MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateShapesTest);
