@@ -12,7 +12,9 @@
 // time behind one dtype switch); y is reduced over the channel's lanes by shuffles.
 // Fused dt projection: the block stages its batch row's low-rank input (dt_rank floats) in shared memory
 // once; a channel's lanes split its weight row in 16-byte chunks (when rows are 16-byte aligned with unit
-// stride; element loads otherwise) and sum their partial dot products by shuffles. Like every input, the
+// stride; element loads otherwise) and sum their partial dot products by shuffles. A lane's first chunks
+// are loaded into registers, and the state loads issued, before the staging and its barrier, so that the
+// weight, state and input round trips overlap instead of following each other. Like every input, the
 // weight is read only after wait_for_producer() (launch.cuh).
 #include "common.cuh"
 #include "launch.cuh"
@@ -31,39 +33,77 @@ struct StateUpdateArgs {
     int64_t B_sb, B_sg, B_sn, C_sb, C_sg, C_sn;
     int64_t A_sd, A_sn, D_s, bias_s;
     int64_t W_sd, W_sr;  // dt_proj_weight strides (channel, rank)
+    int64_t W_row_chunks;  // whole 16-byte chunks in a weight row (used when rows are 16-byte aligned)
+    int W_elem_bytes;
     int64_t batch, dim, dstate, channels_per_group, dt_rank;
     int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
 };
 
-template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false>
+template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
 struct SelectiveUpdateTraits {
+    // dt_proj_weight's element type: a compile-time type, as a run-time switch around the unrolled dot
+    // product makes the compiler keep all three versions' registers live.
+    using Weight = TWeight;
     static constexpr bool kVec = kVecStateAndA;  // state and A rows: unit stride, 16-byte aligned, dstate % 4 == 0
     static constexpr bool kFusedDt = kFusedDtProj;  // dt = dt_proj_weight[d, :] . dt[b, :]
     static constexpr bool kVecW = kVecWeightRows;   // weight rows: unit stride, 16-byte aligned starts
     static constexpr int kThreads = 256;
     static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
+    // 16-byte weight chunks a lane loads into registers before the block barrier, so that they are in
+    // flight with the state loads and the staging of the low-rank input (mamba-2.8b, bf16, dstate 16:
+    // 5 per lane cover the row); later chunks are loaded after it.
+    static constexpr int kWeightChunksInFlight = 4;
+    // Resident blocks per SM the register budget must allow: 4 (64 registers) is what the plain step
+    // compiles to anyway. The fused projection takes about 110 (the weight chunks stay live across the
+    // state loads): 2 blocks; held to 3 (80 registers) it spills 40-84 bytes per thread (sm_80, nvcc 11.8).
+    // Decode at batch 1 (80 blocks for mamba-2.8b) fills one block per SM either way.
+    static constexpr int kMinBlocksPerSm = kFusedDtProj ? 2 : 4;
 };
 
-// This lane's part of the dot product of a weight row w (dt_rank elements, element stride w_sr) with the
-// staged low-rank input: 16-byte chunks k = lane_g, lane_g + G, ... when kVecW, then the elements past
-// the last whole chunk; element r = lane_g, lane_g + G, ... otherwise.
-template <bool kVecW, class T>
-__device__ __forceinline__ float dt_proj_partial(const T * w, int64_t w_sr, const float * dt_low, int64_t rank, int lane_g, int G) {
+// A lane's first K 16-byte chunks k = lane_g + i*G (i < K, k < chunks) of its channel's weight row
+// (16-byte aligned, unit stride); chunks past the row are zero.
+template <int K>
+__device__ __forceinline__ void load_weight_chunks(const char * row, int64_t chunks, int lane_g, int G, uint4 (&raw)[K]) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+        const int64_t k = lane_g + int64_t(i) * G;
+        raw[i] = k < chunks ? reinterpret_cast<const uint4 *>(row)[k] : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+// This lane's part of the dot product of a weight row w (dt_rank elements) with the staged low-rank input.
+// kVecW: the chunks held in `raw` (see load_weight_chunks), then chunks k = lane_g + K*G, ... loaded here,
+// then the elements past the last whole chunk, r = chunks*E + lane_g, ... . Otherwise: elements
+// r = lane_g, lane_g + G, ... at element stride w_sr.
+template <bool kVecW, class T, int K>
+__device__ __forceinline__ float dt_proj_partial(const uint4 (&raw)[K], const T * w, int64_t w_sr, const float * dt_low, int64_t rank, int lane_g,
+                                                 int G) {
     float acc = 0.0f;
     int64_t r_tail = 0;
-    if (kVecW) {
+    if constexpr (kVecW) {
         constexpr int E = 16 / int(sizeof(T));
         const int64_t chunks = rank / E;
-        for (int64_t k = lane_g; k < chunks; k += G) {
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+            const int64_t k = lane_g + int64_t(i) * G;
+            const T * e = reinterpret_cast<const T *>(&raw[i]);
+            if (k < chunks) {
+#pragma unroll
+                for (int j = 0; j < E; ++j) acc = fmaf(to_f32<T>(e[j]), dt_low[k * E + j], acc);
+            }
+        }
+#pragma unroll 1
+        for (int64_t k = lane_g + int64_t(K) * G; k < chunks; k += G) {
             float v[E];
             load_floats<T, E>(w + k * E, v, true);
 #pragma unroll
-            for (int i = 0; i < E; ++i) acc = fmaf(v[i], dt_low[k * E + i], acc);
+            for (int j = 0; j < E; ++j) acc = fmaf(v[j], dt_low[k * E + j], acc);
         }
         r_tail = chunks * E;
         w_sr = 1;
     }
+#pragma unroll 1
     for (int64_t r = r_tail + lane_g; r < rank; r += G) acc = fmaf(to_f32<T>(w[r * w_sr]), dt_low[r], acc);
     return acc;
 }
@@ -97,7 +137,7 @@ __device__ __forceinline__ void load4(const AnyPtr & p, int64_t i0, int64_t stri
 // lanes (a power of two) own one channel; lane j owns the states n = 4j + 4G*k (k = 0, 1, ... while
 // n < dstate), one float4 of state and of A at a time. Dynamic shared memory: dt_rank floats when kFusedDt.
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(StateUpdateArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_state_update_kernel(StateUpdateArgs a) {
     extern __shared__ float dt_low[];
     const int G = a.lanes_per_channel;
     const int lane_g = threadIdx.x % G;
@@ -112,10 +152,13 @@ __global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(St
     wait_for_producer();
     allow_dependents();
 
+    // The channel's weight row (the same for every batch row) and its first chunks, loaded once.
+    const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
+    uint4 w_raw[Tr::kWeightChunksInFlight];
+    if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+
     for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
         float * st = a.state + b * a.st_sb + d * a.st_sd;
-        if (Tr::kFusedDt)
-            for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
 
         // First pass: state and A loads issued before the small vectors.
         int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
@@ -137,20 +180,10 @@ __global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(St
         load_pass(n0);
         float dt;
         if (Tr::kFusedDt) {
-            __syncthreads();  // dt_low staged
-            const char * w = a.dt_proj_weight.p;
-            float part;
-            switch (a.dt_proj_weight.dtype) {
-                case int(DType::F16):
-                    part = dt_proj_partial<Tr::kVecW>(reinterpret_cast<const f16_t *>(w) + d * a.W_sd, a.W_sr, dt_low, a.dt_rank, lane_g, G);
-                    break;
-                case int(DType::BF16):
-                    part = dt_proj_partial<Tr::kVecW>(reinterpret_cast<const bf16_t *>(w) + d * a.W_sd, a.W_sr, dt_low, a.dt_rank, lane_g, G);
-                    break;
-                default:
-                    part = dt_proj_partial<Tr::kVecW>(reinterpret_cast<const float *>(w) + d * a.W_sd, a.W_sr, dt_low, a.dt_rank, lane_g, G);
-                    break;
-            }
+            // Staged after the state and weight loads are issued, so that the three round trips overlap.
+            for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
+            __syncthreads();
+            float part = dt_proj_partial<Tr::kVecW>(w_raw, reinterpret_cast<const typename Tr::Weight *>(w_row), a.W_sr, dt_low, a.dt_rank, lane_g, G);
             for (int o = G / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
             dt = part;
         } else {
@@ -198,6 +231,15 @@ template <class Tr>
 void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
     launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
+}
+
+template <bool kVec, bool kVecW>
+void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a, DType weight) {
+    switch (weight) {
+        case DType::F16: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, f16_t>>(ctx, grid, smem, a); break;
+        case DType::BF16: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, bf16_t>>(ctx, grid, smem, a); break;
+        default: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, float>>(ctx, grid, smem, a); break;
+    }
 }
 
 }  // namespace
@@ -286,16 +328,18 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.W_sd = W.stride[0];
     a.W_sr = W.stride[1];
     a.dt_rank = p.dt_rank;
+    a.W_elem_bytes = int(dtype_size(W.dtype));
+    a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
     const size_t smem = size_t(p.dt_rank) * sizeof(float);
     if (smem > 48 * 1024)
         fail(MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has shape ", W.shape_string(), ": dt_rank ", p.dt_rank,
              " is above the largest supported on CUDA, ", 48 * 1024 / sizeof(float));
     const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
     const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);
-    if (vec && vec_w) launch_update<SelectiveUpdateTraits<true, true, true>>(ctx, grid, smem, a);
-    else if (vec) launch_update<SelectiveUpdateTraits<true, true, false>>(ctx, grid, smem, a);
-    else if (vec_w) launch_update<SelectiveUpdateTraits<false, true, true>>(ctx, grid, smem, a);
-    else launch_update<SelectiveUpdateTraits<false, true, false>>(ctx, grid, smem, a);
+    if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);
+    else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
+    else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
+    else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
 }
 
 }  // namespace mamba::cuda
