@@ -204,14 +204,23 @@ mb::Register ssd_update_b16_cold("cuda ssd_state_update B16 H24 P64 N128 f32 sta
 
 // Mamba-1 selective_state_update, D5120 N16 f32 state and bf16 activations: `sets` independent sets of
 // states and activations rotate so that each call reads its state from HBM, not from the 50-60 MB L2.
-std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t sets) {
+// dt_rank > 0: the fused dt projection, with a bf16 (D, dt_rank) weight per set and dt the (B, dt_rank)
+// first columns of a (B, dt_rank + 2N) x_proj output, as in the model.
+std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t sets, int64_t dt_rank = 0) {
     if (!b.on_cuda()) return {};
     const int64_t D = 5120, N = 16;
     std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
+    // The dt views into the x_proj outputs, kept alive (at fixed addresses) by the timed function.
+    struct LowRankView {
+        int64_t shape[2], strides[2];
+        DLTensor dl;
+    };
+    auto views = std::make_shared<std::vector<LowRankView>>(static_cast<size_t>(dt_rank > 0 ? sets : 0));
     const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
     const DLTensor * Dv = b.tensor({D}, mb::kF32);
     const DLTensor * bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
-    for (auto & a : args) {
+    for (size_t i = 0; i < args.size(); ++i) {
+        auto & a = args[i];
         a.state = b.tensor({B, D, N}, mb::kF32);
         a.x = b.tensor({B, D}, mb::kBF16);
         a.dt = b.tensor({B, D}, mb::kBF16);
@@ -223,11 +232,24 @@ std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & f
         a.dt_bias = bias;
         a.y = b.tensor({B, D}, mb::kBF16);
         a.dt_softplus = 1;
+        if (dt_rank > 0) {
+            const int64_t width = dt_rank + 2 * N;
+            LowRankView & v = (*views)[i];
+            v = {{B, dt_rank}, {width, 1}, *b.tensor({B, width}, mb::kBF16)};
+            v.dl.shape = v.shape;
+            v.dl.strides = v.strides;
+            a.dt = &v.dl;
+            a.dt_proj_weight = b.tensor({D, dt_rank}, mb::kBF16, -0.1, 0.1);
+        }
     }
     bytes = double(B * D * N) * 4 * 2 + double(B * D) * 2 * 4 + double(D * N) * 4;
     flops = double(B * D * N) * 4;
+    if (dt_rank > 0) {
+        bytes += double(D * dt_rank) * 2 + double(B * dt_rank) * 2 - double(B * D) * 2;
+        flops += 2.0 * double(B * D * dt_rank);
+    }
     auto next = std::make_shared<size_t>(0);
-    return [&b, args, next] {
+    return [&b, args, next, views] {
         const auto & a = args[(*next)++ % args.size()];
         mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update");
     };
@@ -240,5 +262,12 @@ mb::Register scan_update("cuda selective_state_update B1 D5120 N16 f32 state (25
 // B64 batched decode: a 21 MB state; 4 sets (84 MB) rotate.
 mb::Register scan_update_b64("cuda selective_state_update B64 D5120 N16 f32 state (4 rotating sets)",
                              [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 64, 4); });
+
+// The same with the dt projection fused (mamba-2.8b: dt_rank 160); compare with the cases above plus
+// "linear gemv mamba-2.8b bf16 W 5120x160 (dt_proj) rows=1", the kernel it replaces.
+mb::Register scan_update_fused("cuda selective_state_update B1 D5120 N16 fused dt_proj R160 bf16 W f32 state (256 rotating sets)",
+                               [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 1, 256, 160); });
+mb::Register scan_update_fused_b64("cuda selective_state_update B64 D5120 N16 fused dt_proj R160 bf16 W f32 state (4 rotating sets)",
+                                   [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 64, 4, 160); });
 
 }  // namespace

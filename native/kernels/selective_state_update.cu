@@ -1,11 +1,21 @@
 // Mamba-1 decode step (mamba_selective_state_update): one step of the selective scan recurrence,
 // float32 state read once and written once.
 // Bytes: 2 * batch*dim*dstate*4 (state) + dim*dstate*4 (A, float32) + small vectors; FLOPs: 6 per state.
-// Design: dstate/4 consecutive lanes (a power of two) own one channel, each lane one float4 of the state
-// and of A per pass (16-byte loads and stores with streaming hints when state and A rows are aligned
-// with unit stride and dstate % 4 == 0, element accesses otherwise); the state and A loads are issued
-// before the per-channel scalars and B, C (four loads at a time behind one dtype switch); y is reduced
-// over the channel's lanes by shuffles.
+// With the fused dt projection (dt_proj_weight): + dim*dt_rank*sizeof(W) (the weight, read once per
+// batch row, from L2 after the first) + batch*dt_rank (the low-rank input) bytes and 2*batch*dim*dt_rank
+// FLOPs; for mamba-2.8b at batch 1 that is 1.6 MB of bfloat16 weight next to 0.98 MB of state traffic,
+// and it replaces a separate GEMV kernel plus the write and read of dt (batch*dim).
+// Design: the grid is (channel blocks, batch rows). dstate/4 consecutive lanes (a power of two) own one
+// channel, each lane one float4 of the state and of A per pass (16-byte loads and stores with streaming
+// hints when state and A rows are aligned with unit stride and dstate % 4 == 0, element accesses
+// otherwise); the state and A loads are issued before the per-channel scalars and B, C (four loads at a
+// time behind one dtype switch); y is reduced over the channel's lanes by shuffles.
+// Fused dt projection: the block stages its batch row's low-rank input (dt_rank floats) in shared memory
+// once; a channel's lanes split its weight row in 16-byte chunks (when rows are 16-byte aligned with unit
+// stride; element loads otherwise) and sum their partial dot products by shuffles. A lane's first chunks
+// are loaded into registers, and the state loads issued, before the staging and its barrier, so that the
+// weight, state and input round trips overlap instead of following each other. Like every input, the
+// weight is read only after wait_for_producer() (launch.cuh).
 #include "common.cuh"
 #include "launch.cuh"
 #include "ops/selective_scan.h"
@@ -16,23 +26,87 @@ namespace {
 
 struct StateUpdateArgs {
     float * state;
-    AnyPtr x, dt, B, C, z, y;
+    AnyPtr x, dt, B, C, z, y, dt_proj_weight;
     const float *A, *D, *dt_bias;
     int64_t st_sb, st_sd, st_sn;
     int64_t x_sb, x_sd, dt_sb, dt_sd, z_sb, z_sd, y_sb, y_sd;
     int64_t B_sb, B_sg, B_sn, C_sb, C_sg, C_sn;
     int64_t A_sd, A_sn, D_s, bias_s;
-    int64_t batch, dim, dstate, channels_per_group;
+    int64_t W_sd, W_sr;  // dt_proj_weight strides (channel, rank)
+    int64_t W_row_chunks;  // whole 16-byte chunks in a weight row (used when rows are 16-byte aligned)
+    int W_elem_bytes;
+    int64_t batch, dim, dstate, channels_per_group, dt_rank;
     int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
 };
 
-template <bool kVecStateAndA>
+template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
 struct SelectiveUpdateTraits {
+    // dt_proj_weight's element type: a compile-time type, as a run-time switch around the unrolled dot
+    // product makes the compiler keep all three versions' registers live.
+    using Weight = TWeight;
     static constexpr bool kVec = kVecStateAndA;  // state and A rows: unit stride, 16-byte aligned, dstate % 4 == 0
+    static constexpr bool kFusedDt = kFusedDtProj;  // dt = dt_proj_weight[d, :] . dt[b, :]
+    static constexpr bool kVecW = kVecWeightRows;   // weight rows: unit stride, 16-byte aligned starts
     static constexpr int kThreads = 256;
     static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
+    // 16-byte weight chunks a lane loads into registers before the block barrier, so that they are in
+    // flight with the state loads and the staging of the low-rank input (mamba-2.8b, bf16, dstate 16:
+    // 5 per lane cover the row); later chunks are loaded after it.
+    static constexpr int kWeightChunksInFlight = 4;
+    // Resident blocks per SM the register budget must allow: 4 (64 registers) is what the plain step
+    // compiles to anyway. The fused projection takes about 110 (the weight chunks stay live across the
+    // state loads): 2 blocks; held to 3 (80 registers) it spills 40-84 bytes per thread (sm_80, nvcc 11.8).
+    // Decode at batch 1 (80 blocks for mamba-2.8b) fills one block per SM either way.
+    static constexpr int kMinBlocksPerSm = kFusedDtProj ? 2 : 4;
 };
+
+// A lane's first K 16-byte chunks k = lane_g + i*G (i < K, k < chunks) of its channel's weight row
+// (16-byte aligned, unit stride); chunks past the row are zero.
+template <int K>
+__device__ __forceinline__ void load_weight_chunks(const char * row, int64_t chunks, int lane_g, int G, uint4 (&raw)[K]) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+        const int64_t k = lane_g + int64_t(i) * G;
+        raw[i] = k < chunks ? reinterpret_cast<const uint4 *>(row)[k] : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+// This lane's part of the dot product of a weight row w (dt_rank elements) with the staged low-rank input.
+// kVecW: the chunks held in `raw` (see load_weight_chunks), then chunks k = lane_g + K*G, ... loaded here,
+// then the elements past the last whole chunk, r = chunks*E + lane_g, ... . Otherwise: elements
+// r = lane_g, lane_g + G, ... at element stride w_sr.
+template <bool kVecW, class T, int K>
+__device__ __forceinline__ float dt_proj_partial(const uint4 (&raw)[K], const T * w, int64_t w_sr, const float * dt_low, int64_t rank, int lane_g,
+                                                 int G) {
+    float acc = 0.0f;
+    int64_t r_tail = 0;
+    if constexpr (kVecW) {
+        constexpr int E = 16 / int(sizeof(T));
+        const int64_t chunks = rank / E;
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+            const int64_t k = lane_g + int64_t(i) * G;
+            const T * e = reinterpret_cast<const T *>(&raw[i]);
+            if (k < chunks) {
+#pragma unroll
+                for (int j = 0; j < E; ++j) acc = fmaf(to_f32<T>(e[j]), dt_low[k * E + j], acc);
+            }
+        }
+#pragma unroll 1
+        for (int64_t k = lane_g + int64_t(K) * G; k < chunks; k += G) {
+            float v[E];
+            load_floats<T, E>(w + k * E, v, true);
+#pragma unroll
+            for (int j = 0; j < E; ++j) acc = fmaf(v[j], dt_low[k * E + j], acc);
+        }
+        r_tail = chunks * E;
+        w_sr = 1;
+    }
+#pragma unroll 1
+    for (int64_t r = r_tail + lane_g; r < rank; r += G) acc = fmaf(to_f32<T>(w[r * w_sr]), dt_low[r], acc);
+    return acc;
+}
 
 // Four consecutive elements i0, i0 + stride, ... of a run-time-typed vector, the dtype switch taken once
 // so that the four loads are issued together.
@@ -59,75 +133,112 @@ __device__ __forceinline__ void load4(const AnyPtr & p, int64_t i0, int64_t stri
     }
 }
 
-// G = lanes_per_channel consecutive lanes (a power of two) own one channel; lane j owns the states
-// n = 4j + 4G*k (k = 0, 1, ... while n < dstate), one float4 of state and of A at a time.
+// Block (x, y) takes channels of batch rows y, y + gridDim.y, ...; G = lanes_per_channel consecutive
+// lanes (a power of two) own one channel; lane j owns the states n = 4j + 4G*k (k = 0, 1, ... while
+// n < dstate), one float4 of state and of A at a time. Dynamic shared memory: dt_rank floats when kFusedDt.
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) selective_state_update_kernel(StateUpdateArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_state_update_kernel(StateUpdateArgs a) {
+    extern __shared__ float dt_low[];
     const int G = a.lanes_per_channel;
     const int lane_g = threadIdx.x % G;
     const int64_t ch = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
-    const bool valid_ch = ch < a.batch * a.dim;
-    const int64_t c = valid_ch ? ch : a.batch * a.dim - 1;
-    const int64_t b = c / a.dim, d = c % a.dim, g = d / a.channels_per_group;
-    float * st = a.state + b * a.st_sb + d * a.st_sd;
+    // Lanes past the last channel compute a copy of it (every lane takes part in the shuffles and
+    // barriers) and store nothing.
+    const bool valid_ch = ch < a.dim;
+    const int64_t d = valid_ch ? ch : a.dim - 1, g = d / a.channels_per_group;
     const float * A = a.A + d * a.A_sd;
     const int64_t N = a.dstate;
     // PDL-safe (launch.cuh): only index math above; every input may come from the previous kernel.
     wait_for_producer();
     allow_dependents();
 
-    // First pass: state and A loads issued before the small vectors.
-    int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
-    float s[4], Av[4];
-    auto load_pass = [&](int64_t n) {
-        if (Tr::kVec && n < N) {
-            const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
-            const float4 av = *reinterpret_cast<const float4 *>(A + n);
-            s[0] = sv.x, s[1] = sv.y, s[2] = sv.z, s[3] = sv.w;
-            Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
-        } else {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                s[i] = n + i < N ? st[(n + i) * a.st_sn] : 0.0f;
-                Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
-            }
-        }
-    };
-    load_pass(n0);
-    float dt = a.dt.load(b * a.dt_sb + d * a.dt_sd);
-    if (a.has_bias) dt += a.dt_bias[d * a.bias_s];
-    if (a.softplus) dt = softplus_f(dt);
-    const float x = a.x.load(b * a.x_sb + d * a.x_sd);
-    const float dtx = dt * x;
-    float acc = 0.0f;
-    for (;;) {
-        float Bn[4], Cn[4];
-        const int64_t count = N - n0;
-        load4(a.B, b * a.B_sb + g * a.B_sg + n0 * a.B_sn, a.B_sn, count, Bn);
-        load4(a.C, b * a.C_sb + g * a.C_sg + n0 * a.C_sn, a.C_sn, count, Cn);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            s[i] = __expf(dt * Av[i]) * s[i] + dtx * Bn[i];
-            acc += Cn[i] * s[i];
-        }
-        if (valid_ch && n0 < N) {
-            if (Tr::kVec) {
-                __stcs(reinterpret_cast<float4 *>(st + n0), make_float4(s[0], s[1], s[2], s[3]));
+    // The channel's weight row (the same for every batch row) and its first chunks, loaded once.
+    const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
+    uint4 w_raw[Tr::kWeightChunksInFlight];
+    if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+
+    for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
+        float * st = a.state + b * a.st_sb + d * a.st_sd;
+
+        // First pass: state and A loads issued before the small vectors.
+        int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
+        float s[4], Av[4];
+        auto load_pass = [&](int64_t n) {
+            if (Tr::kVec && n < N) {
+                const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
+                const float4 av = *reinterpret_cast<const float4 *>(A + n);
+                s[0] = sv.x, s[1] = sv.y, s[2] = sv.z, s[3] = sv.w;
+                Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
             } else {
 #pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    if (n0 + i < N) st[(n0 + i) * a.st_sn] = s[i];
+                for (int i = 0; i < 4; ++i) {
+                    s[i] = n + i < N ? st[(n + i) * a.st_sn] : 0.0f;
+                    Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
+                }
             }
-        }
-        n0 += int64_t(G) * Tr::kStatesPerLane;
-        if (n0 - int64_t(lane_g) * Tr::kStatesPerLane >= N) break;  // uniform over the channel's lanes
+        };
         load_pass(n0);
+        float dt;
+        if (Tr::kFusedDt) {
+            // Staged after the state and weight loads are issued, so that the three round trips overlap.
+            for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
+            __syncthreads();
+            float part = dt_proj_partial<Tr::kVecW>(w_raw, reinterpret_cast<const typename Tr::Weight *>(w_row), a.W_sr, dt_low, a.dt_rank, lane_g, G);
+            for (int o = G / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            dt = part;
+        } else {
+            dt = a.dt.load(b * a.dt_sb + d * a.dt_sd);
+        }
+        if (a.has_bias) dt += a.dt_bias[d * a.bias_s];
+        if (a.softplus) dt = softplus_f(dt);
+        const float x = a.x.load(b * a.x_sb + d * a.x_sd);
+        const float dtx = dt * x;
+        float acc = 0.0f;
+        for (;;) {
+            float Bn[4], Cn[4];
+            const int64_t count = N - n0;
+            load4(a.B, b * a.B_sb + g * a.B_sg + n0 * a.B_sn, a.B_sn, count, Bn);
+            load4(a.C, b * a.C_sb + g * a.C_sg + n0 * a.C_sn, a.C_sn, count, Cn);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                s[i] = __expf(dt * Av[i]) * s[i] + dtx * Bn[i];
+                acc += Cn[i] * s[i];
+            }
+            if (valid_ch && n0 < N) {
+                if (Tr::kVec) {
+                    __stcs(reinterpret_cast<float4 *>(st + n0), make_float4(s[0], s[1], s[2], s[3]));
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i)
+                        if (n0 + i < N) st[(n0 + i) * a.st_sn] = s[i];
+                }
+            }
+            n0 += int64_t(G) * Tr::kStatesPerLane;
+            if (n0 - int64_t(lane_g) * Tr::kStatesPerLane >= N) break;  // uniform over the channel's lanes
+            load_pass(n0);
+        }
+        for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane_g == 0 && valid_ch) {
+            float out = acc + (a.has_D ? a.D[d * a.D_s] * x : 0.0f);
+            if (a.has_z) out *= silu_f(a.z.load(b * a.z_sb + d * a.z_sd));
+            a.y.store(b * a.y_sb + d * a.y_sd, out);
+        }
+        if (Tr::kFusedDt) __syncthreads();  // dt_low read by every lane before the next row overwrites it
     }
-    for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane_g == 0 && valid_ch) {
-        float out = acc + (a.has_D ? a.D[d * a.D_s] * x : 0.0f);
-        if (a.has_z) out *= silu_f(a.z.load(b * a.z_sb + d * a.z_sd));
-        a.y.store(b * a.y_sb + d * a.y_sd, out);
+}
+
+template <class Tr>
+void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
+    launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), smem, a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
+}
+
+template <bool kVec, bool kVecW>
+void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a, DType weight) {
+    switch (weight) {
+        case DType::F16: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, f16_t>>(ctx, grid, smem, a); break;
+        case DType::BF16: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, bf16_t>>(ctx, grid, smem, a); break;
+        default: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, float>>(ctx, grid, smem, a); break;
     }
 }
 
@@ -205,13 +316,30 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     auto aligned16 = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     const bool vec = p.dstate % 4 == 0 && a.st_sn == 1 && a.A_sn == 1 && a.st_sb % 4 == 0 && a.st_sd % 4 == 0 && a.A_sd % 4 == 0 &&
                      aligned16(a.state) && aligned16(a.A);
-    using Vec = SelectiveUpdateTraits<true>;
-    using Gen = SelectiveUpdateTraits<false>;
-    const int64_t total = p.batch * p.dim * G;
-    const unsigned blocks = unsigned(ceil_div(total, Vec::kThreads));
-    if (vec) launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Vec>, dim3(blocks), dim3(Vec::kThreads), 0, a);
-    else launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Gen>, dim3(blocks), dim3(Gen::kThreads), 0, a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
+    const int64_t channel_blocks = ceil_div(p.dim * G, int64_t(SelectiveUpdateTraits<true>::kThreads));
+    const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
+    if (!p.dt_proj_weight) {
+        if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
+        else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
+        return;
+    }
+    const Tensor & W = *p.dt_proj_weight;
+    a.dt_proj_weight = any(W);
+    a.W_sd = W.stride[0];
+    a.W_sr = W.stride[1];
+    a.dt_rank = p.dt_rank;
+    a.W_elem_bytes = int(dtype_size(W.dtype));
+    a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
+    const size_t smem = size_t(p.dt_rank) * sizeof(float);
+    if (smem > 48 * 1024)
+        fail(MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has shape ", W.shape_string(), ": dt_rank ", p.dt_rank,
+             " is above the largest supported on CUDA, ", 48 * 1024 / sizeof(float));
+    const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
+    const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);
+    if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);
+    else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
+    else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
+    else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
 }
 
 }  // namespace mamba::cuda

@@ -1,5 +1,5 @@
 // mamba_selective_state_update against a float64 reference per backend, dtype, layout and option; token by
-// token it must reproduce mamba_selective_scan; argument errors.
+// token it must reproduce mamba_selective_scan; the fused low-rank dt projection; argument errors.
 #include "backend_test.h"
 #include "selective_scan_problems.h"
 
@@ -106,6 +106,87 @@ TEST_P(SelectiveStateUpdateTest, TokenByTokenEqualsTheScan) {
     }
 }
 
+// ---- fused low-rank dt projection ----------------------------------------------------------------------
+
+// dt = dt_proj_weight (dim, rank) times the first `rank` columns (from `column`) of a wider x_proj
+// output buffer, as in the model.
+struct FusedDtCase {
+    int64_t batch, dim, dstate, rank;
+    DType weight, activations;
+    Layout weight_layout;  // Padded: rows 4 elements longer; Permuted: stored transposed
+    int64_t column;        // first column of the low-rank input in the wider buffer
+};
+
+class SelectiveStateUpdateFusedDtTest : public SelectiveStateUpdateTest {
+protected:
+    void check_fused(const FusedDtCase & c, const StepOptions & o, uint64_t seed) {
+        StepProblem p({c.batch, c.dim, c.dstate, 1}, o, {c.activations, c.activations, c.activations}, Layout::Contiguous, seed);
+        const int64_t width = c.column + c.rank + 2 * c.dstate + 2;
+        Tensor xdbl({c.batch, width}, c.activations);
+        const std::vector<int64_t> wshape{c.dim, c.rank};
+        const std::vector<int64_t> wstrides = c.weight_layout == Layout::Padded     ? mt::padded_strides(wshape, 1, 4)
+                                              : c.weight_layout == Layout::Permuted ? std::vector<int64_t>{1, c.dim}
+                                                                                    : std::vector<int64_t>{};
+        Tensor W(wshape, c.weight, wstrides);
+        std::mt19937_64 rng(seed + 1000);
+        xdbl.fill_uniform(rng, -1, 1);
+        const double scale = 1.5 / std::sqrt(double(c.rank));
+        W.fill_uniform(rng, -scale, scale);
+        // The reference sees the projected dt as its (batch, dim) input, computed in float64.
+        for (int64_t b = 0; b < c.batch; ++b) {
+            for (int64_t d = 0; d < c.dim; ++d) {
+                double acc = 0.0;
+                for (int64_t r = 0; r < c.rank; ++r) acc += W.at(d * c.rank + r) * xdbl.at(b * width + c.column + r);
+                p.dt.at(b * c.dim + d) = acc;
+            }
+        }
+        p.state.upload(ctx());
+        p.upload_inputs(ctx());  // poisons y
+        xdbl.upload(ctx());
+        W.upload(ctx());
+        const auto ref = reference_step(p);
+
+        int64_t view_shape[2] = {c.batch, c.rank}, view_strides[2] = {width, 1};
+        DLTensor dt_in = *xdbl.dl();
+        dt_in.shape = view_shape;
+        dt_in.strides = view_strides;
+        dt_in.byte_offset += uint64_t(c.column) * mt::dtype_size(c.activations);
+        auto a = p.args();
+        a.dt = &dt_in;
+        a.dt_proj_weight = W.dl();
+        MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
+        p.y.download(ctx());
+        p.state.download(ctx());
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(c.activations), tolerance(c.activations));
+        EXPECT_CLOSE(p.state.values(), ref.state, tolerance(DType::F32), tolerance(DType::F32));
+    }
+};
+
+TEST_P(SelectiveStateUpdateFusedDtTest, MatchesFloat64Reference) {
+    const FusedDtCase cases[] = {
+        {1, 320, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},  // mamba-2.8b's rank, 16-byte weight rows
+        {3, 320, 16, 160, DType::F32, DType::F32, Layout::Contiguous, 0},
+        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},     // rows not 16-byte aligned, view off column 0
+        {1, 72, 64, 20, DType::BF16, DType::BF16, Layout::Padded, 1},        // aligned rows with a tail past the last chunk
+        {3, 24, 4, 7, DType::F16, DType::F32, Layout::Permuted, 0},          // weight stored transposed, one lane per channel
+        {3, 48, 16, 12, DType::F32, DType::BF16, Layout::Padded, 2},
+        {1, 2560, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0}, // several channel blocks
+    };
+    uint64_t seed = 300;
+    for (const auto & c : cases) {
+        for (int mask = 0; mask < 4; ++mask) {
+            StepOptions o;
+            o.dt_bias = mask & 1;
+            o.softplus = mask & 2;
+            SCOPED_TRACE(std::string("weight ") + mt::dtype_name(c.weight) + " " + layout_name(c.weight_layout) + ", activations " +
+                         mt::dtype_name(c.activations) + ", batch " + std::to_string(c.batch) + " dim " + std::to_string(c.dim) + " dstate " +
+                         std::to_string(c.dstate) + " rank " + std::to_string(c.rank) + " column " + std::to_string(c.column) +
+                         (o.dt_bias ? ", dt_bias" : "") + (o.softplus ? ", softplus" : ""));
+            check_fused(c, o, seed++);
+        }
+    }
+}
+
 // ---- errors ----------------------------------------------------------------------------------------
 
 class SelectiveStateUpdateErrorTest : public SelectiveStateUpdateTest {
@@ -201,5 +282,39 @@ TEST_P(SelectiveStateUpdateErrorTest, OutputsMustNotOverlapInputs) {
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'state' and 'B' overlap in memory");
 }
 
+TEST_P(SelectiveStateUpdateErrorTest, BadDtProjectionIsRejectedNamingTheArgument) {
+    Tensor w_rows({9, 3}, DType::F32), w_empty({8, 0}, DType::F32), w_vector({8}, DType::F32), w_int({8, 3}, DType::I64), w_ok({8, 3}, DType::BF16),
+        dt_low({2, 3}, DType::F32), dt_low_wide({2, 4}, DType::F32), dt_low2({2, 2}, DType::F32);
+    for (Tensor * t : {&w_rows, &w_empty, &w_vector, &w_int, &w_ok, &dt_low, &dt_low_wide, &dt_low2}) t->upload(ctx());
+    auto a = p.args();
+    a.dt = dt_low.dl();
+    a.dt_proj_weight = w_rows.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt_proj_weight' has shape (9, 3), expected (8, *)");
+    a.dt_proj_weight = w_vector.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt_proj_weight' has shape (8,), expected (8, *)");
+    a.dt_proj_weight = w_empty.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt_proj_weight' has shape (8, 0): dt_rank must be at least 1");
+    a.dt_proj_weight = w_int.dl();
+    expect_error(a, MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has dtype int64; expected float32, float16 or bfloat16");
+    // dt must be the (batch, dt_rank) low-rank input, not the projected (batch, dim).
+    a = p.args();
+    a.dt_proj_weight = w_ok.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT,
+                 "argument 'dt' has shape (2, 8), expected (batch, dt_rank) = (2, 3) as 'dt_proj_weight' has shape (8, 3)");
+    a.dt = dt_low_wide.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'dt' has shape (2, 4), expected (batch, dt_rank) = (2, 3)");
+    a.dt = dt_low.dl();
+    MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
+    // The weight is read while y is written.
+    int64_t inside_shape[2] = {8, 2};
+    DLTensor inside = *p.y.dl();  // an (8, 2) view over y's 16 elements
+    inside.shape = inside_shape;
+    inside.strides = nullptr;
+    a.dt_proj_weight = &inside;
+    a.dt = dt_low2.dl();
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'dt_proj_weight' overlap in memory");
+}
+
 MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateTest);
+MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateFusedDtTest);
 MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateErrorTest);

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a declaration in this header changes in a way that breaks existing callers. */
-#define MAMBA_ABI_VERSION 1
+#define MAMBA_ABI_VERSION 2
 
 /* The largest SSM state size (dstate) any backend accepts. */
 #define MAMBA_MAX_DSTATE 256
@@ -364,13 +364,20 @@ typedef struct mamba_selective_scan_args {
 
 MAMBA_API mamba_status mamba_selective_scan(mamba_context * context, const mamba_selective_scan_args * args);
 
-/* One decode step of the Mamba-1 recurrence, state updated in place. */
+/* One decode step of the Mamba-1 recurrence, state updated in place, per batch b, channel d, state n:
+ *   dt = dt[b, d], or sum_r dt_proj_weight[d, r] * dt[b, r] (float32) when dt_proj_weight is given
+ *   dt = dt + dt_bias[d], softplus(dt) when dt_softplus
+ *   h[n] = exp(dt * A[d, n]) * h[n] + dt * x[b, d] * B[b, g, n]
+ *   y[b, d] = sum_n C[b, g, n] * h[n] + D[d] * x[b, d], then y *= silu(z[b, d]) when z is given
+ * With dt_proj_weight the low-rank dt projection of Mamba-1 (dt_proj, without its bias: pass that as
+ * dt_bias) is done in the same pass: it adds dim * dt_rank weight reads (dim * dt_rank * 2 bytes in
+ * bfloat16, 1.6 MB for mamba-2.8b) and 2 * batch * dim * dt_rank FLOPs, and saves a separate kernel. */
 typedef struct mamba_selective_state_update_args {
     /* (batch, dim, dstate), float32, read and written */
     DLTensor * state;
     /* (batch, dim) */
     const DLTensor * x;
-    /* (batch, dim) */
+    /* (batch, dim); (batch, dt_rank) when dt_proj_weight is given, any strides */
     const DLTensor * dt;
     /* (dim, dstate), float32 */
     const DLTensor * A;
@@ -387,6 +394,8 @@ typedef struct mamba_selective_state_update_args {
     /* (batch, dim) */
     DLTensor * y;
     int32_t dt_softplus;
+    /* Optional (dim, dt_rank), dt_rank >= 1: dt is then the low-rank input, projected per channel. */
+    const DLTensor * dt_proj_weight;
 } mamba_selective_state_update_args;
 
 MAMBA_API mamba_status mamba_selective_state_update(mamba_context * context, const mamba_selective_state_update_args * args);

@@ -130,9 +130,24 @@ SelectiveStateUpdateParams validate_selective_state_update(const mamba_context &
     p.x = required(ctx, "x", a.x);
     check_floating("x", p.x);
     check_shape("x", p.x, {p.batch, p.dim});
+    // With the low-rank projection, dt is its (batch, dt_rank) input and dt_proj_weight gives dt_rank.
+    p.dt_proj_weight = optional(ctx, "dt_proj_weight", a.dt_proj_weight);
+    if (p.dt_proj_weight) {
+        check_floating("dt_proj_weight", *p.dt_proj_weight);
+        check_shape("dt_proj_weight", *p.dt_proj_weight, {p.dim, -1});
+        p.dt_rank = p.dt_proj_weight->size(1);
+        if (p.dt_rank < 1)
+            fail_argument("argument 'dt_proj_weight' has shape ", p.dt_proj_weight->shape_string(), ": dt_rank must be at least 1");
+    }
     p.dt = required(ctx, "dt", a.dt);
     check_floating("dt", p.dt);
-    check_shape("dt", p.dt, {p.batch, p.dim});
+    if (p.dt_proj_weight) {
+        if (p.dt.ndim != 2 || p.dt.size(0) != p.batch || p.dt.size(1) != p.dt_rank)
+            fail_argument("argument 'dt' has shape ", p.dt.shape_string(), ", expected (batch, dt_rank) = (", p.batch, ", ", p.dt_rank,
+                          ") as 'dt_proj_weight' has shape ", p.dt_proj_weight->shape_string());
+    } else {
+        check_shape("dt", p.dt, {p.batch, p.dim});
+    }
     p.A = required(ctx, "A", a.A);
     check_dtype("A", p.A, DType::F32);
     check_shape("A", p.A, {p.dim, p.dstate});
@@ -165,9 +180,10 @@ SelectiveStateUpdateParams validate_selective_state_update(const mamba_context &
 
     check_disjoint("state", p.state,
                    {{"x", &p.x}, {"dt", &p.dt}, {"A", &p.A}, {"B", &p.B}, {"C", &p.C}, {"D", ptr(p.D)}, {"z", ptr(p.z)},
-                    {"dt_bias", ptr(p.dt_bias)}, {"y", &p.y}});
+                    {"dt_bias", ptr(p.dt_bias)}, {"dt_proj_weight", ptr(p.dt_proj_weight)}, {"y", &p.y}});
     check_disjoint("y", p.y,
-                   {{"x", &p.x}, {"dt", &p.dt}, {"A", &p.A}, {"B", &p.B}, {"C", &p.C}, {"D", ptr(p.D)}, {"z", ptr(p.z)}, {"dt_bias", ptr(p.dt_bias)}});
+                   {{"x", &p.x}, {"dt", &p.dt}, {"A", &p.A}, {"B", &p.B}, {"C", &p.C}, {"D", ptr(p.D)}, {"z", ptr(p.z)}, {"dt_bias", ptr(p.dt_bias)},
+                    {"dt_proj_weight", ptr(p.dt_proj_weight)}});
     return p;
 }
 

@@ -1,6 +1,8 @@
 // CPU decode step of the Mamba-1 recurrence. State rows (batch, channel, :) are contiguous over dstate in
 // the usual layout, and so are A's rows and B, C, so the step is vectorized over the state axis; each
-// task takes one batch row and a chunk of channels.
+// task takes one batch row and a chunk of channels. With dt_proj_weight, dt of a channel is the dot
+// product of its weight row (converted to float32 per chunk) with the batch row's low-rank input
+// (converted once), vectorized over dt_rank.
 #include <algorithm>
 #include <vector>
 
@@ -44,14 +46,30 @@ inline float step_row(float * h, const float * a, const float * b, const float *
     return sum(acc);
 }
 
-void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, int64_t b, int64_t c0, int64_t count) {
+// dt of channels c0 .. c0 + count - 1 (into dt[0 .. count)) as their dt_proj_weight rows times the
+// low-rank input row dt_low (float32, zero-padded to rank_padded, a multiple of the vector width).
+void project_dt(const SelectiveStateUpdateParams & p, const float * dt_low, int64_t rank_padded, int64_t c0, int64_t count, float * dt) {
+    const Tensor & W = *p.dt_proj_weight;
+    std::vector<float> w(size_t(count * rank_padded), 0.0f);
+    load_tile(W.dtype, element(W, {c0, 0}), count, p.dt_rank, W.stride[0], W.stride[1], w.data(), rank_padded);
+    for (int64_t c = 0; c < count; ++c) {
+        const float * row = w.data() + c * rank_padded;
+        Vec acc = set1(0.0f);
+        for (int64_t r = 0; r < rank_padded; r += kWidth) acc = fmadd(load(row + r), load(dt_low + r), acc);
+        dt[c] = sum(acc);
+    }
+}
+
+void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, const float * dt_low, int64_t rank_padded, int64_t b,
+                  int64_t c0, int64_t count) {
     const int64_t N = p.dstate;
     const int64_t channels_per_group = p.dim / p.groups;
     alignas(64) float x[kChunk] = {}, dt[kChunk] = {}, z[kChunk] = {}, y[kChunk] = {}, d[kChunk] = {}, bias[kChunk] = {};
     alignas(64) float h[kMaxPaddedState] = {}, a[kMaxPaddedState] = {};
 
     load_tile(p.x.dtype, element(p.x, {b, c0}), 1, count, 0, p.x.stride[1], x, kChunk);
-    load_tile(p.dt.dtype, element(p.dt, {b, c0}), 1, count, 0, p.dt.stride[1], dt, kChunk);
+    if (p.dt_proj_weight) project_dt(p, dt_low + b * rank_padded, rank_padded, c0, count, dt);
+    else load_tile(p.dt.dtype, element(p.dt, {b, c0}), 1, count, 0, p.dt.stride[1], dt, kChunk);
     if (p.z) load_tile(p.z->dtype, element(*p.z, {b, c0}), 1, count, 0, p.z->stride[1], z, kChunk);
     if (p.D) load_tile(DType::F32, element(*p.D, {c0}), 1, count, 0, p.D->stride[0], d, kChunk);
     if (p.dt_bias) load_tile(DType::F32, element(*p.dt_bias, {c0}), 1, count, 0, p.dt_bias->stride[0], bias, kChunk);
@@ -103,6 +121,11 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
             load_tile(p.C.dtype, element(p.C, {b, g, 0}), 1, N, 0, p.C.stride[2], row + padded, padded);
         }
     }
+    // The low-rank dt input of every batch row as float32, zero-padded to whole vectors.
+    const int64_t rank_padded = p.dt_proj_weight ? round_up(p.dt_rank, kWidth) : 0;
+    std::vector<float> dt_low(size_t(p.batch * rank_padded), 0.0f);
+    for (int64_t b = 0; p.dt_proj_weight && b < p.batch; ++b)
+        load_tile(p.dt.dtype, element(p.dt, {b, 0}), 1, p.dt_rank, 0, p.dt.stride[1], dt_low.data() + b * rank_padded, rank_padded);
     const int64_t chunks = (p.dim + kChunk - 1) / kChunk;
     const int64_t tasks = p.batch * chunks;
     const bool parallel = p.batch * p.dim * N >= kParallelMinElements && ctx.num_threads > 1;
@@ -110,7 +133,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t b = task / chunks;
         const int64_t c0 = (task % chunks) * kChunk;
-        update_chunk(p, bc.data(), padded, b, c0, std::min(kChunk, p.dim - c0));
+        update_chunk(p, bc.data(), padded, dt_low.data(), rank_padded, b, c0, std::min(kChunk, p.dim - c0));
     }
 }
 

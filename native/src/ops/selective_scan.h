@@ -19,8 +19,9 @@ struct SelectiveScanParams {
 
 struct SelectiveStateUpdateParams {
     int64_t batch = 0, dim = 0, dstate = 0, groups = 1;
+    int64_t dt_rank = 0;  // > 0 when dt_proj_weight is given: dt is then (batch, dt_rank)
     Tensor state, x, dt, A, B, C;
-    std::optional<Tensor> D, z, dt_bias;
+    std::optional<Tensor> D, z, dt_bias, dt_proj_weight;
     Tensor y;
     bool dt_softplus = false;
 };

@@ -6,7 +6,7 @@ using Mamba.Tensors;
 namespace Mamba.Modules;
 
 /// <summary>Mamba-1 mixer: in_proj -> conv1d + SiLU -> x_proj -> dt_proj -> selective scan (z gate, D, dt bias,
-/// softplus) -> out_proj.</summary>
+/// softplus) -> out_proj. The decode step projects dt inside the selective state update (one kernel fewer).</summary>
 public sealed class Mamba1Mixer : Mixer
 {
     private readonly long _hidden, _inner, _rank, _state, _width;
@@ -41,7 +41,8 @@ public sealed class Mamba1Mixer : Mixer
     /// <summary>(rank + 2*state, inner): dt, B, C.</summary>
     public Linear XProj { get; }
 
-    /// <summary>(inner, rank), applied without bias (the bias goes to the scan).</summary>
+    /// <summary>(inner, rank), applied without bias (the bias goes to the scan, or to the state update, which also
+    /// applies this weight when decoding).</summary>
     public Linear DtProj { get; }
 
     /// <summary>dt_proj bias (inner), float32.</summary>
@@ -143,15 +144,16 @@ public sealed class Mamba1Mixer : Mixer
         var dtIn = s.Xdbl.View([batch, _rank], [w, 1]);
         var b = s.Xdbl.View([batch, 1, _state], [w, _state, 1], _rank);
         var c = s.Xdbl.View([batch, 1, _state], [w, _state, 1], _rank + _state);
-        var dt = s.Dt.View([batch, di]);
         var yv = s.Y.View([batch, di]);
         return () =>
         {
             InProj.Forward(context, x, xz);
             Conv.Step(context, xIn, state.Conv, xc);
             XProj.Forward(context, xc, xdbl);
-            DtProj.Forward(context, dtIn, dt);
-            Kernels.SelectiveStateUpdate(context, state.Ssm, xc, dt, A, b, c, yv, D, z, DtBias, dtSoftplus: true);
+            // dt = DtProj.Weight . dtIn in the same kernel; the dt_proj bias is applied there once, as DtBias (as in
+            // prefill, where DtProj runs without bias and the scan adds DtBias).
+            Kernels.SelectiveStateUpdate(context, state.Ssm, xc, dtIn, A, b, c, yv, D, z, DtBias, dtSoftplus: true,
+                dtProjWeight: DtProj.Weight);
             OutProj.Forward(context, yv, y);
         };
     }

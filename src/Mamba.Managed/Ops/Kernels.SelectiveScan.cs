@@ -45,9 +45,11 @@ public static unsafe partial class Kernels
     }
 
     /// <summary>One Mamba-1 decode step: state (batch, dim, dstate) float32 updated in place from x, dt, z (batch, dim),
-    /// B and C (batch, groups, dstate); y (batch, dim) (see mamba_selective_state_update).</summary>
+    /// B and C (batch, groups, dstate); y (batch, dim) (see mamba_selective_state_update). With
+    /// <paramref name="dtProjWeight"/> (dim, dtRank), dt is the (batch, dtRank) low-rank input and the step first
+    /// projects it per channel (Mamba-1's dt_proj without its bias, which goes in <paramref name="dtBias"/>).</summary>
     public static void SelectiveStateUpdate(MambaContext context, Tensor state, Tensor x, Tensor dt, Tensor a, Tensor b, Tensor c,
-        Tensor y, Tensor? d = null, Tensor? z = null, Tensor? dtBias = null, bool dtSoftplus = false)
+        Tensor y, Tensor? d = null, Tensor? z = null, Tensor? dtBias = null, bool dtSoftplus = false, Tensor? dtProjWeight = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         var args = new mamba_selective_state_update_args
@@ -63,6 +65,7 @@ public static unsafe partial class Kernels
             dt_bias = Optional(dtBias),
             y = y.DL,
             dt_softplus = dtSoftplus ? 1 : 0,
+            dt_proj_weight = Optional(dtProjWeight),
         };
         MambaException.Check(NativeMethods.mamba_selective_state_update(context.Handle.Pointer, &args));
         GC.KeepAlive(state);
@@ -75,5 +78,6 @@ public static unsafe partial class Kernels
         GC.KeepAlive(z);
         GC.KeepAlive(dtBias);
         GC.KeepAlive(y);
+        GC.KeepAlive(dtProjWeight);
     }
 }

@@ -11,7 +11,7 @@ namespace Mamba.Native.Interop;
 /// <summary>Integer constants of mamba.h.</summary>
 public static class NativeConstants
 {
-    public const int MAMBA_ABI_VERSION = 1;
+    public const int MAMBA_ABI_VERSION = 2;
     public const int MAMBA_MAX_DSTATE = 256;
 }
 
@@ -354,7 +354,14 @@ public unsafe struct mamba_selective_scan_args
 }
 
 /// <summary>
-/// One decode step of the Mamba-1 recurrence, state updated in place.
+/// One decode step of the Mamba-1 recurrence, state updated in place, per batch b, channel d, state n:
+/// dt = dt[b, d], or sum_r dt_proj_weight[d, r] * dt[b, r] (float32) when dt_proj_weight is given
+/// dt = dt + dt_bias[d], softplus(dt) when dt_softplus
+/// h[n] = exp(dt * A[d, n]) * h[n] + dt * x[b, d] * B[b, g, n]
+/// y[b, d] = sum_n C[b, g, n] * h[n] + D[d] * x[b, d], then y *= silu(z[b, d]) when z is given
+/// With dt_proj_weight the low-rank dt projection of Mamba-1 (dt_proj, without its bias: pass that as
+/// dt_bias) is done in the same pass: it adds dim * dt_rank weight reads (dim * dt_rank * 2 bytes in
+/// bfloat16, 1.6 MB for mamba-2.8b) and 2 * batch * dim * dt_rank FLOPs, and saves a separate kernel.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct mamba_selective_state_update_args
@@ -368,7 +375,7 @@ public unsafe struct mamba_selective_state_update_args
     /// </summary>
     public DLTensor* x;
     /// <summary>
-    /// (batch, dim)
+    /// (batch, dim); (batch, dt_rank) when dt_proj_weight is given, any strides
     /// </summary>
     public DLTensor* dt;
     /// <summary>
@@ -400,6 +407,10 @@ public unsafe struct mamba_selective_state_update_args
     /// </summary>
     public DLTensor* y;
     public int dt_softplus;
+    /// <summary>
+    /// Optional (dim, dt_rank), dt_rank &gt;= 1: dt is then the low-rank input, projected per channel.
+    /// </summary>
+    public DLTensor* dt_proj_weight;
 }
 
 /// <summary>

@@ -86,6 +86,60 @@ public class SelectiveScanTests
         AssertClose(ty1, expectedStep, 1e-4);
     }
 
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
+    public void StateUpdateProjectsLowRankDt(Device device)
+    {
+        const int Rank = 5, Width = Rank + 2 * N + 1;
+        using var ctx = TestSupport.ContextFor(device);
+        var rng = new Random(9);
+        var x = Rand(rng, Batch * Dim);
+        var xdbl = Rand(rng, Batch * Width);
+        var w = Rand(rng, Dim * Rank, -0.5, 0.5);
+        var a = Rand(rng, Dim * N, -2, -0.1);
+        var bc = Rand(rng, Batch * N);
+        var bias = Rand(rng, Dim, -1, 0);
+        var init = Rand(rng, Batch * Dim * N);
+        var expectedY = new double[Batch * Dim];
+        var expectedState = new double[Batch * Dim * N];
+        for (var b = 0; b < Batch; b++)
+        {
+            for (var c = 0; c < Dim; c++)
+            {
+                double dt = bias[c];
+                for (var r = 0; r < Rank; r++)
+                {
+                    dt += (double)w[c * Rank + r] * xdbl[b * Width + r];
+                }
+                dt = Softplus(dt);
+                double y = 0;
+                for (var n = 0; n < N; n++)
+                {
+                    var i = (b * Dim + c) * N + n;
+                    expectedState[i] = Math.Exp(dt * a[c * N + n]) * init[i] + dt * bc[b * N + n] * x[b * Dim + c];
+                    y += bc[b * N + n] * expectedState[i];
+                }
+                expectedY[b * Dim + c] = y;
+            }
+        }
+
+        using var tx = Upload(ctx, x, Batch, Dim);
+        using var txdbl = Upload(ctx, xdbl, Batch, Width);
+        using var tw = Upload(ctx, w, Dim, Rank);
+        using var ta = Upload(ctx, a, Dim, N);
+        using var tbc = Upload(ctx, bc, Batch, 1, N);
+        using var tbias = Upload(ctx, bias, Dim);
+        using var state = Upload(ctx, init, Batch, Dim, N);
+        using var ty = Poisoned(ctx, Batch, Dim);
+        // dt is the first Rank columns of the wider x_proj-like buffer, as in the Mamba-1 decode step.
+        Kernels.SelectiveStateUpdate(ctx, state, tx, txdbl.View([Batch, Rank], [Width, 1]), ta, tbc, tbc, ty, dtBias: tbias,
+            dtSoftplus: true, dtProjWeight: tw);
+        AssertClose(ty, expectedY, 1e-4);
+        AssertClose(state, expectedState, 1e-4);
+        // Without the weight, a (batch, rank) dt is the wrong shape.
+        AssertInvalidArgument(() => Kernels.SelectiveStateUpdate(ctx, state, tx, txdbl.View([Batch, Rank], [Width, 1]), ta, tbc, tbc, ty),
+            "selective_state_update", "dt");
+    }
+
     [Test]
     public void NativeErrorSurfacesTyped()
     {
