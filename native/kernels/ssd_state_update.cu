@@ -24,9 +24,12 @@
 // - "deep": blocks of 4 warps x 16 rows (64 rows), 16 float4 loads in flight per lane, 4 blocks/SM
 //   (<= 128 registers): 16 warps and 128 KB of state loads in flight per SM; dt*x is re-read from shared
 //   memory per row so the 64 state registers fit. Its element path is the "half" one (16 rows spill there).
-// Bytes moved and FLOPs are the same for every variant.
+// Bytes moved and FLOPs are the same for every variant. ptxas (CUDA 11.8, sm_90), no spills: "block",
+// "plain", "evict_store" and "half" 80 registers (float4 and element paths), "deep" 127 (float4 path).
+// Not built: bulk asynchronous copies (cp.async.bulk with an mbarrier, sm_90) of a block's 32 KB of state
+// through shared memory, because the CUDA 11.8 ptxas the CPU-side checks use rejects that PTX.
 //
-// Measured on an H200 (B64 H80 P64 N128, float32 state): 76% of copy. Three persistent variants were
+// Measured on an H200 (B64 H80 P64 N128, float32 state): "block" 76% of copy. Three persistent variants were
 // measured and removed: a grid sized to the resident blocks whose warps walk work items of 8 (or 4) rows
 // in a grid stride with the next item's state loads in flight (register double buffering, 64-128 KB per
 // SM), with streaming or write-back stores: 74%, 72% and 68% of copy, and no faster at B1 H80 or B16 H24.
