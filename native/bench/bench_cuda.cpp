@@ -70,6 +70,7 @@ mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias soft
 MAMBA_SCAN_VARIANT_CASES(base)
 MAMBA_SCAN_VARIANT_CASES(hoist)
 MAMBA_SCAN_VARIANT_CASES(hoist_smem)
+MAMBA_SCAN_VARIANT_CASES(pair)
 #undef MAMBA_SCAN_VARIANT_CASES
 
 

@@ -19,7 +19,8 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 // Kernel of the contiguous channel path: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
-        {"base", scan::ScanVariant::Base}, {"hoist", scan::ScanVariant::Hoist}, {"hoist_smem", scan::ScanVariant::HoistShared}};
+        {"base", scan::ScanVariant::Base}, {"hoist", scan::ScanVariant::Hoist}, {"hoist_smem", scan::ScanVariant::HoistShared},
+        {"pair", scan::ScanVariant::Pair}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
 }
 
@@ -68,7 +69,9 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
     // could be chosen; 16 states a slot, whatever the dstate.
     constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
-    const int64_t seg_len = scan::scan_segment_len(p.batch, p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    // pair runs two channels a thread: segments are planned for the threads it launches.
+    const int64_t seg_dim = variant == scan::ScanVariant::Pair ? ceil_div(p.dim, int64_t(2)) : p.dim;
+    const int64_t seg_len = scan::scan_segment_len(p.batch, seg_dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
     const bool split = channel_path && nseg > 1;
     const size_t seg_state_off = split ? carver.add(size_t(p.batch * nseg * 16 * p.dim) * 4) : 0;

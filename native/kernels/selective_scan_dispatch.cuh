@@ -4,6 +4,7 @@
 
 #include "selective_scan_hoist.cuh"
 #include "selective_scan_kernel.cuh"
+#include "selective_scan_pair.cuh"
 
 namespace mamba::cuda::scan {
 
@@ -14,6 +15,10 @@ void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int
         case ScanVariant::Base: launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch); break;
         case ScanVariant::Hoist: launch_hoist_scan<HoistScanTraits<T, N, false>>(ctx, a, batch); break;
         case ScanVariant::HoistShared: launch_hoist_scan<HoistScanTraits<T, N, true>>(ctx, a, batch); break;
+        case ScanVariant::Pair:
+            if constexpr (sizeof(T) == 2) launch_pair_scan<PairScanTraits<T, N>>(ctx, a, batch);
+            else launch_hoist_scan<HoistScanTraits<T, N, false>>(ctx, a, batch);
+            break;
     }
 }
 

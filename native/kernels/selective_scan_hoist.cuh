@@ -244,16 +244,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 
 template <class Tr>
 void launch_hoist_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
-    if (a.nseg > 1) {
-        selective_scan_hoist_kernel<Tr, true><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_hoist_kernel (segment summaries)");
-        const int64_t total = batch * a.dim * Tr::kN;
-        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
-        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
-    }
-    selective_scan_hoist_kernel<Tr, false><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_hoist_kernel");
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kThreads, Tr::kThreads, selective_scan_hoist_kernel<Tr, true>, selective_scan_hoist_kernel<Tr, false>);
 }
 
 }  // namespace mamba::cuda::scan

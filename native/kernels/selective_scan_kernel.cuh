@@ -47,10 +47,11 @@
 
 namespace mamba::cuda::scan {
 
-// Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT; selective_scan_hoist.cuh): base is
-// selective_scan_channel_kernel, hoist the phase-split kernel with register rows, hoist_smem the
-// phase-split kernel with rows in shared memory and 24 warps an SM. Other paths take base.
-enum class ScanVariant : int { Base, Hoist, HoistShared };
+// Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT): base is selective_scan_channel_kernel;
+// hoist and hoist_smem the phase-split kernel with rows in registers or in shared memory
+// (selective_scan_hoist.cuh); pair two channels a thread (selective_scan_pair.cuh, 16-bit types; float32
+// runs hoist). Other paths take base.
+enum class ScanVariant : int { Base, Hoist, HoistShared, Pair };
 constexpr ScanVariant kDefaultScanVariant = ScanVariant::Base;
 
 struct ScanArgs {
@@ -598,18 +599,29 @@ inline bool channel_scan_supported(int64_t batch, int64_t dim, int64_t len, int6
     return variable && dstate <= 16 && len > 0 && one_group_per_block && batch <= 65535;
 }
 
-template <class Tr, bool kContiguous>
-void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
+// The passes of a scan over sequence segments (see selective_scan_channel_kernel): with more than one
+// segment, the summaries of segments 0..S-2 and the carry across segments, then every segment's scan.
+// summary and scan are the two instances of one kernel (kSummary true and false), N its padded dstate.
+using ScanKernel = void (*)(ScanArgs);
+template <int N>
+void launch_segmented_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, int channels_per_block, int threads, ScanKernel summary,
+                           ScanKernel scan) {
+    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(channels_per_block)));
     if (a.nseg > 1) {
-        selective_scan_channel_kernel<Tr, true, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel (segment summaries)");
-        const int64_t total = batch * a.dim * Tr::kN;
-        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
+        summary<<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), threads, 0, stream_of(ctx)>>>(a);
+        MAMBA_CUDA_CHECK_LAUNCH("selective scan segment summaries");
+        const int64_t total = batch * a.dim * N;
+        combine_segments_kernel<N><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
         MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
     }
-    selective_scan_channel_kernel<Tr, false, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
+    scan<<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), threads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective scan");
+}
+
+template <class Tr, bool kContiguous>
+void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kThreads, Tr::kThreads, selective_scan_channel_kernel<Tr, true, kContiguous>,
+                                  selective_scan_channel_kernel<Tr, false, kContiguous>);
 }
 
 // ---- (b, l, d) buffers: time-major tiles staged in shared memory -----------------------------------
@@ -808,16 +820,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 
 template <class Tr>
 void launch_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
-    if (a.nseg > 1) {
-        selective_scan_rows_kernel<Tr, true><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel (segment summaries)");
-        const int64_t total = batch * a.dim * Tr::kN;
-        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
-        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
-    }
-    selective_scan_rows_kernel<Tr, false><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel");
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kThreads, Tr::kThreads, selective_scan_rows_kernel<Tr, true>, selective_scan_rows_kernel<Tr, false>);
 }
 
 }  // namespace mamba::cuda::scan
