@@ -20,7 +20,7 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
         {"base", scan::ScanVariant::Base}, {"hoist", scan::ScanVariant::Hoist}, {"hoist_smem", scan::ScanVariant::HoistShared},
-        {"pair", scan::ScanVariant::Pair}};
+        {"pair", scan::ScanVariant::Pair}, {"split", scan::ScanVariant::Split}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
 }
 
@@ -69,8 +69,9 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
     // could be chosen; 16 states a slot, whatever the dstate.
     constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
-    // pair runs two channels a thread: segments are planned for the threads it launches.
-    const int64_t seg_dim = variant == scan::ScanVariant::Pair ? ceil_div(p.dim, int64_t(2)) : p.dim;
+    // pair runs two channels a thread, split two threads a channel: segments are planned for the threads
+    // they launch.
+    const int64_t seg_dim = variant == scan::ScanVariant::Pair ? ceil_div(p.dim, int64_t(2)) : variant == scan::ScanVariant::Split ? 2 * p.dim : p.dim;
     const int64_t seg_len = scan::scan_segment_len(p.batch, seg_dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
     const bool split = channel_path && nseg > 1;

@@ -5,6 +5,7 @@
 #include "selective_scan_hoist.cuh"
 #include "selective_scan_kernel.cuh"
 #include "selective_scan_pair.cuh"
+#include "selective_scan_split.cuh"
 
 namespace mamba::cuda::scan {
 
@@ -18,6 +19,10 @@ void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int
         case ScanVariant::Pair:
             if constexpr (sizeof(T) == 2) launch_pair_scan<PairScanTraits<T, N>>(ctx, a, batch);
             else launch_hoist_scan<HoistScanTraits<T, N, false>>(ctx, a, batch);
+            break;
+        case ScanVariant::Split:
+            if constexpr (N >= 8) launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch);
+            else launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch);
             break;
     }
 }

@@ -50,8 +50,9 @@ namespace mamba::cuda::scan {
 // Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT): base is selective_scan_channel_kernel;
 // hoist and hoist_smem the phase-split kernel with rows in registers or in shared memory
 // (selective_scan_hoist.cuh); pair two channels a thread (selective_scan_pair.cuh, 16-bit types; float32
-// runs hoist). Other paths take base.
-enum class ScanVariant : int { Base, Hoist, HoistShared, Pair };
+// runs hoist); split two lanes a channel (selective_scan_split.cuh, dstate 5..16; smaller runs base).
+// Other paths take base.
+enum class ScanVariant : int { Base, Hoist, HoistShared, Pair, Split };
 constexpr ScanVariant kDefaultScanVariant = ScanVariant::Base;
 
 struct ScanArgs {
