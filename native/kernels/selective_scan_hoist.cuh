@@ -16,7 +16,8 @@
 // - Phase split per chunk of 16 steps: (1) dt and dt*u of all 16 steps (16 independent softplus chains,
 //   their MUFU ops back to back), (2) the recurrence and C contraction of the 16 steps (only h is carried;
 //   every exp2 of step k + 1 is ready while step k's FMAs drain), (3) D skip and SiLU(z) gate of the 16
-//   steps (16 more independent chains) and the y store. Same float32 operations per value as base.
+//   steps (16 more independent chains) and the y store. Same float32 operations as base (the D skip is
+//   added after C.h instead of before).
 // - kSharedRows (variant hoist_smem): u, delta and z rows are copied into shared memory with 16-byte
 //   cp.async one chunk ahead (each thread its own rows: no barrier needed for them), instead of held in
 //   registers (48 registers for the current and the next chunk), and phase 3 re-reads u and z there, so
