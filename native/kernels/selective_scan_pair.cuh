@@ -7,15 +7,16 @@
 // copies of every chain (softplus, 2 x N exp2 and state FMAs, SiLU), and the block's B and C are read from
 // shared memory once for both channels (4 instead of 8 LDS.128 a channel-step for N = 16).
 // Design:
-// - A block is 64 threads and 128 channels (thread t owns channels t and t + 64, so the block still sits
-//   in one group: channel_scan_supported asks for groups of whole 128-channel blocks).
+// - A block is one warp and 64 channels (thread t owns channels t and t + 32; the block sits in one group:
+//   channel_scan_supported asks for groups of whole 128-channel blocks). B and C of a chunk are staged by
+//   the warp, 2 16-byte pieces a thread for N = 16.
 // - u, delta, z rows of both channels are copied into shared memory with 16-byte cp.async one chunk of 16
 //   steps ahead (each thread its own rows: no barrier for them) and read back 16 bytes (8 steps) at a
 //   time; y of 8 steps leaves with one 16-byte store a channel.
-//   Shared memory per block: rows 2 x 3 x 128 x 32 bytes = 24 KB, B/C 4 KB.
+//   Shared memory per block: rows 2 x 3 x 64 x 32 bytes = 12 KB, B/C 4 KB (12 blocks: 192 KB an SM).
 // - Registers: 2 x (N states + N scaled A) plus B/C values of a step: at most 168 registers a thread,
 //   12 warps an SM (24 channels a lane an SM, against base's 16).
-// - 16-bit types only (float32 rows would take 48 KB a block); float32 runs the hoist kernel instead.
+// - 16-bit types only (float32 rows would take twice the shared memory); float32 runs hoist instead.
 // - Segments, masking and the B/C staging are base's (selective_scan_kernel.cuh).
 #pragma once
 
@@ -31,12 +32,14 @@ struct PairScanTraits {
     static constexpr int kChunk = 16;                     // steps per chunk: 32 bytes of a row
     static constexpr int kVec = 16 / int(sizeof(T));      // elements per 16-byte piece
     static constexpr int kPieces = kChunk / kVec;         // pieces per row and chunk
-    static constexpr int kThreads = 64;
+    // One warp a block (64 channels): B8 D5120 is 640 blocks, 4.8 an SM (with 64 threads, 320 blocks would
+    // leave SMs with 2 or 3 blocks: a quarter lost to imbalance).
+    static constexpr int kThreads = 32;
     static constexpr int kPerThread = 2;                  // channels a thread
     static constexpr int kChannels = kThreads * kPerThread;
-    static constexpr int kMinBlocksPerSM = 6;             // 12 warps an SM: at most 168 registers
+    static constexpr int kMinBlocksPerSM = 12;            // 12 warps an SM: at most 168 registers
+    static constexpr int kStagePieces = (2 * kN * kPieces + kThreads - 1) / kThreads;  // B/C pieces a thread stages
     static_assert(kChunk == ChannelScanTraits<T, kStates>::kChunk, "segments are cut in base's chunks");
-    static_assert(2 * kN * kPieces <= kThreads, "B/C staging needs one thread per 16-byte piece");
 };
 
 template <class Tr, bool kSummary>
@@ -91,25 +94,37 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         consts[c] = StepConsts{a.has_bias ? a.delta_bias[d[c] * a.bias_s] : 0.0f, a.has_D ? a.D[d[c] * a.D_s] : 0.0f, a.softplus, has_z};
     }
 
-    // B/C staging as in base: thread i < kRows * kPieces loads 16 bytes (piece i % kPieces) of row i / kPieces.
+    // B/C staging as in base, kStagePieces 16-byte pieces a thread: piece i = tid + j * TH (< kRows * kPieces)
+    // is piece i % kPieces of row i / kPieces.
     const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
     const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
-    const int stage_row = tid / kPieces, stage_piece = tid % kPieces;
-    const bool stager = tid < kRows * kPieces;
-    const int stage_n = stage_row < N ? stage_row : stage_row - N;
-    const bool stage_c = stage_row >= N;
-    const bool stage_valid = stager && stage_n < a.dstate;
-    const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
-    RawChunk<T, kVec> stage_raw;
+    constexpr int SP = Tr::kStagePieces;
+    RawChunk<T, kVec> stage_raw[SP];
+    auto stage_piece = [&](int j) { return (tid + j * TH) % kPieces; };
+    auto stage_n = [&](int j) {
+        const int row = (tid + j * TH) / kPieces;
+        return row < N ? row : row - N;
+    };
+    auto stage_c = [&](int j) { return (tid + j * TH) / kPieces >= N; };
+    auto stager = [&](int j) { return tid + j * TH < kRows * kPieces; };
     auto stage_load = [&](int64_t t0) {
-        const int64_t count = t_end - t0 - stage_piece * kVec;
-        if (stage_valid) stage_raw.template load<true>(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+#pragma unroll
+        for (int j = 0; j < SP; ++j) {
+            if (!stager(j) || stage_n(j) >= a.dstate) continue;
+            const T * src = (stage_c(j) ? Cp + stage_n(j) * a.C_sn : Bp + stage_n(j) * a.B_sn) + stage_piece(j) * kVec;
+            const int64_t count = t_end - t0 - stage_piece(j) * kVec;
+            stage_raw[j].template load<true>(src + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+        }
     };
     auto stage_store = [&](int buf) {
-        if (!stager) return;
-        float(*dst)[N] = stage_c ? s_C[buf] : s_B[buf];
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) dst[stage_piece * kVec + k][stage_n] = stage_valid ? stage_raw.at(k) : 0.0f;
+        for (int j = 0; j < SP; ++j) {
+            if (!stager(j)) continue;
+            float(*dst)[N] = stage_c(j) ? s_C[buf] : s_B[buf];
+            const bool in = stage_n(j) < a.dstate;
+#pragma unroll
+            for (int k = 0; k < kVec; ++k) dst[stage_piece(j) * kVec + k][stage_n(j)] = in ? stage_raw[j].at(k) : 0.0f;
+        }
     };
 
     // Copies this thread's rows of the chunk at t0 into buffer buf; past the end: zeros.
