@@ -30,8 +30,8 @@ mb::Register gemm("cuda gemm bf16 8192x8192x8192 (cuBLAS via mamba_linear)", [](
 
 // ---- Mamba-1 selective scan ----------------------------------------------------------------------
 
-// exp: the MAMBA_SCAN_EXP variant (nullptr: the library default).
-std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, const char * exp = nullptr) {
+// variant: the MAMBA_CUDA_SCAN_VARIANT kernel (nullptr: the library default).
+std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t D, int64_t L, int64_t N, const char * variant = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_selective_scan_args a{};
     a.u = b.tensor({B, D, L}, mb::kBF16);
@@ -47,9 +47,9 @@ std::function<void()> scan_case(mb::Bench & b, double & bytes, double & flops, i
     bytes = double(B * D * L) * 2 * 4 + double(B * N * L) * 2 * 2 + double(D * N) * 4;
     // exp2, two FMAs for h and one for y per state and step
     flops = double(B * D * L) * double(N) * 6;
-    if (exp == nullptr) return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
-    return [&b, a, exp] {
-        const mb::ScopedEnv forced("MAMBA_SCAN_EXP", exp);
+    if (variant == nullptr) return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+    return [&b, a, variant] {
+        const mb::ScopedEnv forced("MAMBA_CUDA_SCAN_VARIANT", variant);
         mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan");
     };
 }
@@ -61,18 +61,19 @@ mb::Register scan_b1("cuda selective_scan bf16 B1 D5120 L2048 N16 z bias softplu
 mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus",
                        [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16); });
 
-// The exp2 variants of the scan (all states on the MUFU, or 2, 4, 8 of 16 on the FMA-pipe polynomial);
-// the cases above run the library default.
-#define MAMBA_SCAN_EXP_CASES(tag)                                                                                                       \
-    mb::Register scan_b8_##tag("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus exp=" #tag,                                   \
+// Each kernel of the contiguous channel path side by side; the cases above run the library default.
+#define MAMBA_SCAN_VARIANT_CASES(tag)                                                                                                        \
+    mb::Register scan_b8_##tag("cuda selective_scan bf16 B8 D5120 L2048 N16 z bias softplus v=" #tag,                                          \
                                [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 8, 5120, 2048, 16, #tag); }); \
-    mb::Register scan_long_##tag("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus exp=" #tag,                              \
+    mb::Register scan_long_##tag("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus v=" #tag,                                     \
                                  [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, #tag); });
-MAMBA_SCAN_EXP_CASES(mufu)
-MAMBA_SCAN_EXP_CASES(poly2)
-MAMBA_SCAN_EXP_CASES(poly4)
-MAMBA_SCAN_EXP_CASES(poly8)
-#undef MAMBA_SCAN_EXP_CASES
+MAMBA_SCAN_VARIANT_CASES(base)
+MAMBA_SCAN_VARIANT_CASES(hoist)
+MAMBA_SCAN_VARIANT_CASES(hoist_smem)
+MAMBA_SCAN_VARIANT_CASES(pair)
+MAMBA_SCAN_VARIANT_CASES(split)
+#undef MAMBA_SCAN_VARIANT_CASES
+
 
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 

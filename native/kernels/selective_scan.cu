@@ -5,11 +5,9 @@
 // into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
 // unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
 
-#include <cstdlib>
-#include <string>
-
 #include "common.cuh"
-#include "selective_scan_kernel.cuh"
+#include "core/env_choice.h"
+#include "selective_scan_dispatch.cuh"
 #include "ops/selective_scan.h"
 
 namespace mamba::cuda {
@@ -18,16 +16,12 @@ namespace {
 
 bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// The exp2 variant of the main scan paths: MAMBA_SCAN_EXP when set (benchmarks, tests), else the default.
-scan::ScanExp scan_exp_variant() {
-    const char * v = std::getenv("MAMBA_SCAN_EXP");
-    if (v == nullptr || v[0] == '\0') return scan::kDefaultScanExp;
-    const std::string name(v);
-    if (name == "mufu") return scan::ScanExp::Mufu;
-    if (name == "poly2") return scan::ScanExp::Poly2;
-    if (name == "poly4") return scan::ScanExp::Poly4;
-    if (name == "poly8") return scan::ScanExp::Poly8;
-    fail(MAMBA_STATUS_INVALID_ARGUMENT, "MAMBA_SCAN_EXP must be mufu, poly2, poly4 or poly8, not '" + name + "'");
+// Kernel of the contiguous channel path: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
+scan::ScanVariant scan_variant() {
+    static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
+        {"base", scan::ScanVariant::Base}, {"hoist", scan::ScanVariant::Hoist}, {"hoist_smem", scan::ScanVariant::HoistShared},
+        {"pair", scan::ScanVariant::Pair}, {"split", scan::ScanVariant::Split}};
+    return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
 }
 
 }  // namespace
@@ -36,6 +30,7 @@ scan::ScanExp scan_exp_variant() {
 // parameters) are converted into workspace copies first.
 void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     if (p.batch == 0 || p.dim == 0) return;
+    const scan::ScanVariant variant = scan_variant();  // a bad name fails before any work is queued
     const bool var = p.variable_bc;
     const int last = 2;  // time axis of u, delta, z, y
     // One element type for the streamed tensors, else float32 for all of them.
@@ -74,7 +69,10 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
     // could be chosen; 16 states a slot, whatever the dstate.
     constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
-    const int64_t seg_len = scan::scan_segment_len(p.batch, p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    // pair runs two channels a thread, split two threads a channel: segments are planned for the threads
+    // they launch.
+    const int64_t seg_dim = variant == scan::ScanVariant::Pair ? ceil_div(p.dim, int64_t(2)) : variant == scan::ScanVariant::Split ? 2 * p.dim : p.dim;
+    const int64_t seg_len = scan::scan_segment_len(p.batch, seg_dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
     const bool split = channel_path && nseg > 1;
     const size_t seg_state_off = split ? carver.add(size_t(p.batch * nseg * 16 * p.dim) * 4) : 0;
@@ -191,7 +189,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     const int64_t padded_dstate = p.dstate <= 4 ? 4 : p.dstate <= 8 ? 8 : 16;
     a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
-    a.exp = scan_exp_variant();
+    a.variant = variant;
     a.nseg = split ? nseg : 1;
     a.seg_len = split ? seg_len : p.len;
     if (split) {

@@ -1,5 +1,5 @@
 // Selective scan kernels for f16_t tensors.
-#include "selective_scan_kernel.cuh"
+#include "selective_scan_dispatch.cuh"
 
 namespace mamba::cuda::scan {
 

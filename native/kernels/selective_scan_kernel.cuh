@@ -5,12 +5,11 @@
 // B8 D5120 L2048 N16: 671 MB + 1 MB, 0.16 ms at 4.2 TB/s. FLOPs per (b, d, t, n): one exp2 (MUFU, 16 a
 // clock per SM on sm_90: 1.34 G of them, 0.32 ms at 132 SMs x 1.98 GHz), a multiply for dt*A, two FMAs
 // for h and one for the C contraction; per (b, d, t): softplus, SiLU (two MUFU each). The kernel is
-// bound by MUFU and instruction issue together (one warp instruction a clock per SM sub-partition):
-// per warp and step (N = 16) about 120 issue slots and 20 MUFU ops (160 cycles). So a compile-time
-// share of the states takes exp2 on the FMA pipe (scan_math.h, ScanExp below) and the step is
-// branch-free (softplus as max(x, 0) + log1p(e^-|x|) without branches, selects for the options) so
-// that the compiler interleaves the 16 unrolled steps of a chunk; the step (scan_step) is shared by the
-// channel and rows kernels.
+// bound by instruction issue and latency, not by HBM: the step is branch-free (softplus as
+// max(x, 0) + log1p(e^-|x|) without branches, selects for the options) so that the compiler interleaves
+// the 16 unrolled steps of a chunk; the step (scan_step) is shared by the channel and rows kernels.
+// Moving 2, 4 or 8 of the 16 exp2 onto the FMA pipe (a degree-5 polynomial) was measured 9-35% slower
+// than all on the MUFU (H200, bf16 B8 D5120 L2048 N16): the MUFU is not the limit.
 //
 // Design of the main path (selective_scan_channel_kernel):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
@@ -48,25 +47,13 @@
 
 namespace mamba::cuda::scan {
 
-// Which pipe computes exp2 of the state decays on the main paths (channel and rows kernels). MUFU
-// (ex2.approx) does 16 a clock per SM, the FMA pipe 128 FMAs; exp2_poly (scan_math.h) costs 12
-// FMA/ALU-pipe issues instead of 2 (multiply + MUFU). Per step and warp (N = 16, softplus, z; sm_80
-// SASS of the bf16 channel kernel): 121 + 10 P issue cycles and 8 (20 - P) MUFU cycles with P states
-// on the polynomial (segment summaries: 91 + 10 P and 8 (18 - P)), plus about 6 issues a step for the
-// chunk's loads and stores. P = 2 balances both (about 147 against 144 cycles; P = 0: 160, MUFU-bound);
-// summaries take 3 P / 2 states (P = 3: 121 against 120 cycles).
-// Measured on an H200 (bf16 B8 D5120 L2048 N16 z bias softplus): MUFU only 0.889 ms, P = 2 0.971, P = 4
-// 0.989, P = 8 1.204 ms (B1 L16384: 1.194, 1.269, 1.387, 1.898 ms): the issue-count model above misses
-// what limits the kernel, so the default stays on the MUFU.
-// The environment variable MAMBA_SCAN_EXP (mufu, poly2, poly4, poly8) overrides the default for
-// dstate 9..16, for benchmarks and tests; smaller dstates take the default.
-enum class ScanExp : int {
-    Mufu = 0,   // all states on the MUFU
-    Poly2 = 2,  // 2 of 16 states (scaled to the padded dstate) on the FMA pipe
-    Poly4 = 4,
-    Poly8 = 8,
-};
-constexpr ScanExp kDefaultScanExp = ScanExp::Mufu;
+// Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT): base is selective_scan_channel_kernel;
+// hoist and hoist_smem the phase-split kernel with rows in registers or in shared memory
+// (selective_scan_hoist.cuh); pair two channels a thread (selective_scan_pair.cuh, 16-bit types; float32
+// runs hoist); split two lanes a channel (selective_scan_split.cuh, dstate 5..16; smaller runs base).
+// Other paths take base.
+enum class ScanVariant : int { Base, Hoist, HoistShared, Pair, Split };
+constexpr ScanVariant kDefaultScanVariant = ScanVariant::Base;
 
 struct ScanArgs {
     const char *u, *delta, *B, *C, *z;
@@ -91,7 +78,7 @@ struct ScanArgs {
     // (b, l, d) path: u, delta, z, y have unit channel stride and 16-byte aligned time rows (rows);
     // B and C rows of a step are dstate contiguous, 16-byte aligned elements (rows_bc_vec).
     bool rows, rows_bc_vec;
-    ScanExp exp;  // exp2 variant of the main paths (dstate 9..16)
+    ScanVariant variant;
 };
 
 // Compile-time shape of one scan configuration.
@@ -314,17 +301,15 @@ __device__ __forceinline__ float step_dt(float delta, const StepConsts & c, bool
 }
 
 // One step of one channel: h = exp2(dt A log2e) h + dt u B, returns y = (C.h + D u) * SiLU(z) (0 for a
-// segment summary). States [N - kPoly, N) take the polynomial exp2.
-template <int N, int kPoly, bool kSummary>
+// segment summary).
+template <int N, bool kSummary>
 __device__ __forceinline__ float scan_step(float (&h)[N], const float (&A2)[N], float dt, float u, float z, const float (&Bv)[N], const float (&Cv)[N],
                                            const StepConsts & c) {
-    static_assert(N >= 2 && kPoly >= 0 && kPoly <= N, "state split");
+    static_assert(N >= 2, "two accumulators");
     const float du = dt * u;
 #pragma unroll
     for (int n = 0; n < N; ++n) {
-        const float x = dt * A2[n];
-        const float decay = n >= N - kPoly ? scan_math::exp2_poly(x) : ex2_mufu(x);
-        h[n] = fmaf(decay, h[n], du * Bv[n]);
+        h[n] = fmaf(ex2_mufu(dt * A2[n]), h[n], du * Bv[n]);
     }
     if constexpr (kSummary) {
         return 0.0f;
@@ -357,13 +342,10 @@ __device__ __forceinline__ float scan_step(float (&h)[N], const float (&A2)[N], 
 //   pass 3: every segment re-runs from its true start state and writes y (the last one the final state).
 // The split costs one extra read of u, delta, B and one extra exp2 per (t, n) for segments 0..S-2,
 // traded for S times more threads when batch * dim is small.
-template <class T, int kStates, ScanExp kExp = kDefaultScanExp>
+template <class T, int kStates>
 struct ChannelScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;                   // states per channel (dstate padded up)
-    static constexpr int kPoly = int(kExp) * kStates / 16;  // states whose exp2 runs on the FMA pipe
-    // Segment summaries (no C contraction, z or y: 30 fewer issues a step) balance at about 3 of 16.
-    static constexpr int kPolySummary = 3 * kPoly / 2;
     static constexpr int kChunk = 16;                    // steps per chunk: 32 bytes of a bf16 row
     static constexpr int kVec = 16 / int(sizeof(T));     // elements per 16-byte load
     static constexpr int kPieces = kChunk / kVec;        // 16-byte loads per row and chunk
@@ -549,7 +531,7 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
             float Bv[N], Cv[N];
             shared_floats<N>(s_B[buf][k], Bv);
             if constexpr (!kSummary) shared_floats<N>(s_C[buf][k], Cv);
-            out[k] = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
+            out[k] = scan_step<N, kSummary>(h, A2, dt, uu.at(k), zz.at(k), Bv, Cv, consts);
         }
         if constexpr (!kSummary) {
             if (channel_valid) {
@@ -618,18 +600,29 @@ inline bool channel_scan_supported(int64_t batch, int64_t dim, int64_t len, int6
     return variable && dstate <= 16 && len > 0 && one_group_per_block && batch <= 65535;
 }
 
-template <class Tr, bool kContiguous>
-void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
+// The passes of a scan over sequence segments (see selective_scan_channel_kernel): with more than one
+// segment, the summaries of segments 0..S-2 and the carry across segments, then every segment's scan.
+// summary and scan are the two instances of one kernel (kSummary true and false), N its padded dstate.
+using ScanKernel = void (*)(ScanArgs);
+template <int N>
+void launch_segmented_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, int channels_per_block, int threads, ScanKernel summary,
+                           ScanKernel scan) {
+    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(channels_per_block)));
     if (a.nseg > 1) {
-        selective_scan_channel_kernel<Tr, true, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel (segment summaries)");
-        const int64_t total = batch * a.dim * Tr::kN;
-        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
+        summary<<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), threads, 0, stream_of(ctx)>>>(a);
+        MAMBA_CUDA_CHECK_LAUNCH("selective scan segment summaries");
+        const int64_t total = batch * a.dim * N;
+        combine_segments_kernel<N><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
         MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
     }
-    selective_scan_channel_kernel<Tr, false, kContiguous><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_channel_kernel");
+    scan<<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), threads, 0, stream_of(ctx)>>>(a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective scan");
+}
+
+template <class Tr, bool kContiguous>
+void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kThreads, Tr::kThreads, selective_scan_channel_kernel<Tr, true, kContiguous>,
+                                  selective_scan_channel_kernel<Tr, false, kContiguous>);
 }
 
 // ---- (b, l, d) buffers: time-major tiles staged in shared memory -----------------------------------
@@ -646,12 +639,10 @@ void launch_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch)
 // pattern. Shared memory: 2 x CH x kThreads x (3 tensors) elements + 2 x 2 x CH x N elements + 2 x CH x N
 // floats (the tile's B and C converted once per block, one more barrier a tile): 16 KB for bf16 (64
 // threads, 16 steps), 27 KB for float32 (128 threads, 8 steps). Segments as the main path.
-template <class T, int kStates, ScanExp kExp = kDefaultScanExp>
+template <class T, int kStates>
 struct RowsScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;
-    static constexpr int kPoly = ChannelScanTraits<T, kStates, kExp>::kPoly;
-    static constexpr int kPolySummary = ChannelScanTraits<T, kStates, kExp>::kPolySummary;
     static constexpr int kThreads = ChannelScanTraits<T, kStates>::kThreads;
     static constexpr int kMinBlocksPerSM = ChannelScanTraits<T, kStates>::kMinBlocksPerSM;
     static constexpr int kVec = 16 / int(sizeof(T));               // elements per 16-byte piece
@@ -802,7 +793,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             shared_floats<N>(s_Bf[k], Bv);
             if constexpr (!kSummary) shared_floats<N>(s_Cf[k], Cv);
             const float z = has_z ? to_f32<T>(s_z[kSummary ? 0 : buf][k][tid]) : 0.0f;
-            const float y = scan_step<N, kSummary ? Tr::kPolySummary : Tr::kPoly, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
+            const float y = scan_step<N, kSummary>(h, A2, dt, to_f32<T>(s_u[buf][k][tid]), z, Bv, Cv, consts);
             if constexpr (!kSummary) s_u[buf][k][tid] = from_f32<T>(y);  // only this thread reads this column
         }
         if constexpr (!kSummary) {
@@ -830,63 +821,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 
 template <class Tr>
 void launch_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(Tr::kThreads)));
-    if (a.nseg > 1) {
-        selective_scan_rows_kernel<Tr, true><<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel (segment summaries)");
-        const int64_t total = batch * a.dim * Tr::kN;
-        combine_segments_kernel<Tr::kN><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
-        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
-    }
-    selective_scan_rows_kernel<Tr, false><<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), Tr::kThreads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective_scan_rows_kernel");
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kThreads, Tr::kThreads, selective_scan_rows_kernel<Tr, true>, selective_scan_rows_kernel<Tr, false>);
 }
-
-// dstate 9..16 on the two main paths, per exp2 variant.
-template <class T>
-void launch_rows_scan_16(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    switch (a.exp) {
-        case ScanExp::Mufu: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Mufu>>(ctx, a, batch); break;
-        case ScanExp::Poly2: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly2>>(ctx, a, batch); break;
-        case ScanExp::Poly4: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly4>>(ctx, a, batch); break;
-        case ScanExp::Poly8: launch_rows_scan<RowsScanTraits<T, 16, ScanExp::Poly8>>(ctx, a, batch); break;
-    }
-}
-template <class T>
-void launch_channel_scan_16(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    switch (a.exp) {
-        case ScanExp::Mufu: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Mufu>, true>(ctx, a, batch); break;
-        case ScanExp::Poly2: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly2>, true>(ctx, a, batch); break;
-        case ScanExp::Poly4: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly4>, true>(ctx, a, batch); break;
-        case ScanExp::Poly8: launch_channel_scan<ChannelScanTraits<T, 16, ScanExp::Poly8>, true>(ctx, a, batch); break;
-    }
-}
-
-template <class T>
-void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
-    if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
-        if (!a.vec && a.rows) {
-            if (a.dstate <= 4) launch_rows_scan<RowsScanTraits<T, 4>>(ctx, a, batch);
-            else if (a.dstate <= 8) launch_rows_scan<RowsScanTraits<T, 8>>(ctx, a, batch);
-            else launch_rows_scan_16<T>(ctx, a, batch);
-        } else if (a.vec) {
-            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, true>(ctx, a, batch);
-            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, true>(ctx, a, batch);
-            else launch_channel_scan_16<T>(ctx, a, batch);
-        } else {
-            if (a.dstate <= 4) launch_channel_scan<ChannelScanTraits<T, 4>, false>(ctx, a, batch);
-            else if (a.dstate <= 8) launch_channel_scan<ChannelScanTraits<T, 8>, false>(ctx, a, batch);
-            else launch_channel_scan<ChannelScanTraits<T, 16>, false>(ctx, a, batch);
-        }
-        return;
-    }
-    if (variable) dispatch_scan_config<T, true>(ctx, a, batch);
-    else dispatch_scan_config<T, false>(ctx, a, batch);
-}
-
-// Defined in selective_scan_<type>.cu.
-void run_bf16(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable);
-void run_f16(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable);
-void run_f32(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable);
 
 }  // namespace mamba::cuda::scan

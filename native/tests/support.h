@@ -39,7 +39,7 @@ bool cuda_present();
 
 // Sets an environment variable (nullptr: unsets it) for its lifetime, then restores what was there. The
 // CUDA backend reads its kernel-selection variables (MAMBA_CUDA_GEMV_VARIANT, MAMBA_CUDA_SSD_*,
-// MAMBA_SCAN_EXP) at each call and MAMBA_CUDA_PDL when a context is created; the CPU backend ignores them.
+// MAMBA_CUDA_SCAN_VARIANT) at each call and MAMBA_CUDA_PDL when a context is created; the CPU backend ignores them.
 class ScopedEnv {
 public:
     ScopedEnv(const char * name, const char * value);

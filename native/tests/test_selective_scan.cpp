@@ -5,19 +5,27 @@
 
 using namespace scan_test;
 
+// Kernels of the CUDA scan's contiguous channel path (MAMBA_CUDA_SCAN_VARIANT); the first is the default.
+const char * const kScanVariants[] = {"base", "hoist", "hoist_smem", "pair", "split"};
+
 class SelectiveScanTest : public mt::BackendTest {
 protected:
-    // Runs the problem and compares y and the final state with the float64 reference.
+    // Runs the problem with every scan variant (CUDA; the CPU backend once) and compares y and the final
+    // state with the float64 reference; outputs are poisoned again before each run.
     void check(ScanProblem & p) {
-        p.upload(ctx());
-        auto a = p.args();
-        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
-        p.y.download(ctx());
         const auto ref = reference_scan(p);
-        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(p.dt.out), tolerance(p.dt.out));
-        if (p.o.final_state) {
-            p.final_state.download(ctx());
-            EXPECT_CLOSE(p.final_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+        for (const char * variant : kernel_variants(kScanVariants)) {
+            SCOPED_TRACE(std::string("MAMBA_CUDA_SCAN_VARIANT=") + variant);
+            const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", variant);
+            p.upload(ctx());
+            auto a = p.args();
+            MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+            p.y.download(ctx());
+            EXPECT_CLOSE(p.y.values(), ref.y, tolerance(p.dt.out), tolerance(p.dt.out));
+            if (p.o.final_state) {
+                p.final_state.download(ctx());
+                EXPECT_CLOSE(p.final_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+            }
         }
     }
 };
@@ -114,54 +122,56 @@ TEST_P(SelectiveScanTest, TimeMajorViewsThroughSharedTiles) {
     }
 }
 
-// Every exp2 variant of the CUDA main paths (MAMBA_SCAN_EXP: all 16 states on the MUFU, or 2, 4, 8 of
-// them on the FMA-pipe polynomial), on the channel kernel (contiguous rows) and the (b, l, d) tile
-// kernel (permuted views), long enough for decays to compound, with and without segments. The CPU
-// backend ignores the variable, so its instance runs the checks once.
-TEST_P(SelectiveScanTest, EveryExpVariantOnBothMainPaths) {
+// Shapes aimed at the contiguous channel path, which every scan variant implements (check() runs each):
+// segments with a masked last chunk, dstate 12 padded to 16, dstate 4 and 8, channels enough to fill an
+// H200 without segments, a length ending in a partial 16-byte piece, one step, and no z, no bias and no
+// softplus.
+TEST_P(SelectiveScanTest, EveryVariantOnTheChannelPath) {
     const ScanShape shapes[] = {
         {1, 256, 1500, 16, 1, true},  // segments, a masked last chunk
         {2, 128, 700, 12, 2, true},   // dstate 12 padded to 16, two groups
+        {1, 128, 904, 8, 1, true},    // dstate 8, segments, last chunk of 8 steps
+        {2, 64, 328, 4, 1, true},     // dstate 4
         {1, 35840, 24, 16, 1, true},  // channels enough to fill an H200 without segments
+        {1, 64, 1, 16, 1, true},      // one step
     };
-    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}};
-    const char * const variants[] = {"mufu", "poly2", "poly4", "poly8"};
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
     uint64_t seed = 900;
-    for (const char * variant : kernel_variants(variants)) {
-        const mt::ScopedEnv scoped("MAMBA_SCAN_EXP", variant);
-        for (const auto & dt : dtypes) {
-            for (Layout layout : {Layout::Contiguous, Layout::Permuted}) {
-                for (const auto & s : shapes) {
-                    SCOPED_TRACE(std::string("exp=") + variant + " " + mt::dtype_name(dt.in) + " " + layout_name(layout) + " batch " +
-                                 std::to_string(s.batch) + " dim " + std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " +
-                                 std::to_string(s.dstate));
-                    ScanProblem p(s, ScanOptions{}, dt, layout, seed++);
-                    check(p);
-                }
+    for (const auto & dt : dtypes) {
+        for (int options = 0; options < 2; ++options) {
+            ScanOptions o;
+            o.z = o.delta_bias = o.softplus = options == 0;
+            for (const auto & s : shapes) {
+                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " options " + std::to_string(options) + " batch " + std::to_string(s.batch) + " dim " +
+                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate));
+                ScanProblem p(s, o, dt, Layout::Contiguous, seed++);
+                check(p);
             }
         }
     }
 }
 
-// An unknown MAMBA_SCAN_EXP is an argument error that names the variable and the accepted values (CUDA);
-// the CPU backend ignores the variable.
-TEST_P(SelectiveScanTest, UnknownExpVariantIsRejected) {
+// An unknown MAMBA_CUDA_SCAN_VARIANT is an argument error that names the variable and the accepted values
+// (CUDA); the CPU backend ignores the variable.
+TEST_P(SelectiveScanTest, UnknownScanVariantIsRejected) {
     ScanProblem p({1, 256, 300, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 950);
     p.upload(ctx());
     const auto a = p.args();
     {
-        const mt::ScopedEnv scoped("MAMBA_SCAN_EXP", "bogus");
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", "bogus");
         const mamba_status status = mamba_selective_scan(ctx(), &a);
         if (on_cuda()) {
             EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
-            EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_SCAN_EXP must be mufu, poly2, poly4 or poly8, not 'bogus'"), std::string::npos)
-                << mamba_last_error();
+            const std::string error = mamba_last_error();
+            EXPECT_NE(error.find("MAMBA_CUDA_SCAN_VARIANT"), std::string::npos) << error;
+            EXPECT_NE(error.find("base, hoist, hoist_smem, pair, split"), std::string::npos) << error;
+            EXPECT_NE(error.find("'bogus'"), std::string::npos) << error;
         } else {
             EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         }
     }
     // The context stays usable: the same call with the variable unset gives the reference.
-    const mt::ScopedEnv unset("MAMBA_SCAN_EXP", nullptr);
+    const mt::ScopedEnv unset("MAMBA_CUDA_SCAN_VARIANT", nullptr);
     check(p);
 }
 
@@ -223,15 +233,21 @@ TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
 // long enough to be split into segments on CUDA: the result must not depend on which part ran first.
 TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
     ScanProblem p({1, 128, 2000, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 600);
-    p.upload(ctx());
     const auto ref = reference_scan(p);
-    auto a = p.args();
-    a.final_state = p.initial_state.dl();
-    MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
-    p.y.download(ctx());
-    p.initial_state.download(ctx());
-    EXPECT_CLOSE(p.y.values(), ref.y, tolerance(DType::F32), tolerance(DType::F32));
-    EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+    const std::vector<double> initial = p.initial_state.values();
+    for (const char * variant : kernel_variants(kScanVariants)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_SCAN_VARIANT=") + variant);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", variant);
+        p.initial_state.values() = initial;  // the previous run downloaded its final state into it
+        p.upload(ctx());                     // y poisoned again
+        auto a = p.args();
+        a.final_state = p.initial_state.dl();
+        MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
+        p.y.download(ctx());
+        p.initial_state.download(ctx());
+        EXPECT_CLOSE(p.y.values(), ref.y, tolerance(DType::F32), tolerance(DType::F32));
+        EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
+    }
 }
 
 TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {

@@ -1,0 +1,211 @@
+// Variant kernel `split` of the contiguous channel path of the Mamba-1 selective scan
+// (MAMBA_CUDA_SCAN_VARIANT): two lanes per channel, each with half of the states.
+//
+// Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: bf16 B8 D5120 is
+// 40960 channels, 1280 warps with one channel a thread: 9.7 warps an SM, 2.4 a scheduler, whatever the
+// occupancy limit. At 0.89 ms a warp spends about 825 cycles on a step of about 136 instructions: the
+// kernel is bound by the latency of each warp's in-order stream (selective_scan_hoist.cuh). Two lanes a
+// channel double the warps (4.8 a scheduler) and halve each warp's work a step, without extra MUFU work:
+// - Each lane owns N/2 states (h, scaled A in registers) and 8 of the chunk's 16 steps (lane 0 steps
+//   0-7, lane 1 steps 8-15): it loads only its 16-byte piece of the u, delta, z rows (bf16), computes dt
+//   and dt*u of its 8 steps (8 softplus a chunk instead of 16), and SiLU(z), D skip and y of its 8 steps.
+// - Step k: dt and dt*u come from the owning lane (2 SHFL), each lane updates its N/2 states and its half
+//   of the C contraction, one SHFL.XOR + FADD gives both lanes C.h.
+// - Per channel-step: 16 exp2 + 4 MUFU as base; about 2 x 62 issue slots (2 x (5 N/2 state ops, half
+//   the softplus and SiLU, 3 SHFL, N/8 + N/8 LDS.128)).
+// - 128 threads (64 channels) a block; at most 96 registers (20 warps an SM: B8 D5120 needs 19.4).
+//   dstate 5..16 (padded to 8 or 16); dstate <= 4 runs base.
+// - Segments, masking and the B/C staging are base's (selective_scan_kernel.cuh).
+#pragma once
+
+#include "selective_scan_kernel.cuh"
+
+namespace mamba::cuda::scan {
+
+template <class T, int kStates>
+struct SplitScanTraits {
+    using Elem = T;
+    static constexpr int kN = kStates;
+    static constexpr int kLaneStates = kStates / 2;           // states a lane
+    static_assert(kLaneStates % 4 == 0, "a lane's B/C are whole float4s");
+    static constexpr int kChunk = 16;                         // steps per chunk
+    static constexpr int kLaneSteps = kChunk / 2;             // steps a lane owns per chunk
+    static constexpr int kVec = 16 / int(sizeof(T));          // elements per 16-byte piece
+    static constexpr int kPieces = kChunk / kVec;             // B/C pieces per row and chunk
+    static constexpr int kThreads = 128;
+    static constexpr int kChannels = kThreads / 2;
+    // 20 warps an SM (at most 96 registers; at 80 the N16 kernel spills 96 bytes): B8 D5120 is 19.4 an SM.
+    static constexpr int kMinBlocksPerSM = 5;
+    static_assert(kChunk == ChannelScanTraits<T, kStates>::kChunk, "segments are cut in base's chunks");
+    static_assert(2 * kN * kPieces <= kThreads, "B/C staging needs one thread per 16-byte piece");
+};
+
+template <class Tr, bool kSummary>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_split_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    using Raw = RawChunk<T, Tr::kLaneSteps>;
+    constexpr int N = Tr::kN, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, kVec = Tr::kVec, kPieces = Tr::kPieces;
+    constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
+    constexpr unsigned kFull = 0xffffffffu;
+    __shared__ __align__(16) float s_B[2][CH][N];
+    __shared__ __align__(16) float s_C[kSummary ? 1 : 2][CH][N];
+
+    const int tid = int(threadIdx.x);
+    const int half = tid & 1;                          // which states and which steps of the chunk
+    const int pair_base = (tid & 31) & ~1;             // lane of this channel's half 0 in the warp
+    const int64_t b = blockIdx.y;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * Tr::kChannels;
+    const int64_t d_raw = d_first + tid / 2;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle lanes shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
+    const bool has_z = !kSummary && a.has_z;
+
+    // This lane's steps of a chunk start at half * LS.
+    const T * up = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d * a.u_sd + half * LS;
+    const T * dp = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d * a.dl_sd + half * LS;
+    const T * zp = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d * a.z_sd + half * LS : nullptr;
+    T * yp = reinterpret_cast<T *>(a.y) + b * a.y_sb + d * a.y_sd + half * LS;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
+    float A2[NL], h[NL];
+#pragma unroll
+    for (int j = 0; j < NL; ++j) {
+        const int n = half * NL + j;
+        const bool valid = n < a.dstate;
+        A2[j] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[j] = 0.0f;
+            // Slot 0 holds the initial state, read here, before the last pass may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[j] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
+    }
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
+
+    // B/C staging as in base: thread i < kRows * kPieces loads 16 bytes (piece i % kPieces) of row i / kPieces.
+    const int stage_row = tid / kPieces, stage_piece = tid % kPieces;
+    const bool stager = tid < kRows * kPieces;
+    const int stage_n = stage_row < N ? stage_row : stage_row - N;
+    const bool stage_c = stage_row >= N;
+    const bool stage_valid = stager && stage_n < a.dstate;
+    const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
+    RawChunk<T, kVec> stage_raw;
+    auto stage_load = [&](int64_t t0) {
+        const int64_t count = t_end - t0 - stage_piece * kVec;
+        if (stage_valid) stage_raw.template load<true>(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+    };
+    auto stage_store = [&](int buf) {
+        if (!stager) return;
+        float(*dst)[N] = stage_c ? s_C[buf] : s_B[buf];
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) dst[stage_piece * kVec + k][stage_n] = stage_valid ? stage_raw.at(k) : 0.0f;
+    };
+
+    // This lane's steps of the rows, one chunk ahead; past the end they read as zeros.
+    Raw u_next{}, dl_next{}, z_next{};
+    auto own_count = [&](int64_t t0) {
+        const int64_t left = t_end - t0 - half * LS;
+        return left < LS ? int(left > 0 ? left : 0) : LS;
+    };
+    auto row_load = [&](int64_t t0) {
+        const int count = own_count(t0);
+        u_next.template load<true>(up + t0, count, 1);
+        dl_next.template load<true>(dp + t0, count, 1);
+        if (has_z) z_next.template load<true>(zp + t0, count, 1);
+    };
+
+    float dt_sum = 0.0f;
+    row_load(t_begin);
+    stage_load(t_begin);
+    stage_store(0);
+    __syncthreads();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        const Raw uu = u_next, dl = dl_next, zz = z_next;
+        const bool more = t0 + CH < t_end;
+        const int mine = own_count(t0);
+        if (more) {
+            row_load(t0 + CH);
+            stage_load(t0 + CH);
+        }
+        // Phase 1: dt and dt * u of this lane's steps (past the end: dt = 0, u reads as zero).
+        float dt_own[LS], du_own[LS];
+#pragma unroll
+        for (int i = 0; i < LS; ++i) {
+            dt_own[i] = step_dt(dl.at(i), consts, i < mine);
+            du_own[i] = dt_own[i] * uu.at(i);
+            if constexpr (kSummary) dt_sum += dt_own[i];
+        }
+        // Phase 2: every step, dt and dt * u from the lane that owns it; C.h of the step kept by its owner.
+        float acc_own[LS] = {};
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int owner = pair_base + k / LS;
+            const float dt = __shfl_sync(kFull, dt_own[k % LS], owner);
+            const float du = __shfl_sync(kFull, du_own[k % LS], owner);
+            float Bv[NL];
+            shared_floats<NL>(&s_B[buf][k][half * NL], Bv);
+#pragma unroll
+            for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bv[j]);
+            if constexpr (!kSummary) {
+                float Cv[NL];
+                shared_floats<NL>(&s_C[buf][k][half * NL], Cv);
+                float acc0 = Cv[0] * h[0], acc1 = Cv[1] * h[1];
+#pragma unroll
+                for (int j = 2; j < NL; j += 2) {
+                    acc0 = fmaf(Cv[j], h[j], acc0);
+                    acc1 = fmaf(Cv[j + 1], h[j + 1], acc1);
+                }
+                const float part = acc0 + acc1;
+                const float acc = part + __shfl_xor_sync(kFull, part, 1);
+                if (k / LS == half) acc_own[k % LS] = acc;  // a select: k is a compile-time constant
+            }
+        }
+        // Phase 3: D skip, SiLU(z) gate and y of this lane's steps.
+        if constexpr (!kSummary) {
+            float out[LS];
+#pragma unroll
+            for (int i = 0; i < LS; ++i) {
+                const float y = fmaf(consts.Dv, uu.at(i), acc_own[i]);
+                out[i] = has_z ? y * scan_silu(zz.at(i)) : y;
+            }
+            if (channel_valid) {
+                if (mine == LS) {
+                    store_floats<T, LS>(yp + t0, out, true);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < LS; ++i)
+                        if (i < mine) yp[t0 + i] = from_f32<T>(out[i]);
+                }
+            }
+        }
+        if (more) stage_store(buf ^ 1);
+        __syncthreads();
+    }
+    if constexpr (kSummary) dt_sum += __shfl_xor_sync(kFull, dt_sum, 1);  // both halves' steps
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j) a.seg_state[slot(seg + 1, half * NL + j)] = h[j];
+        if (half == 0) a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j)
+            if (half * NL + j < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + (half * NL + j) * a.fin_sn] = h[j];
+    }
+}
+
+template <class Tr>
+void launch_split_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_split_kernel<Tr, true>, selective_scan_split_kernel<Tr, false>);
+}
+
+}  // namespace mamba::cuda::scan
