@@ -15,6 +15,9 @@
 //   Kernels (same workspace format):
 //     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
 //          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
+//     state pair (ssd_cp_state_pair_kernel, MAMBA_CUDA_SSD_STATE=pair): the same per chunk for two heads of
+//          one group per block: B staged once and each B fragment used by both heads' MMAs, twice the
+//          independent accumulator chains per warp, swizzled unpadded shared memory (its section below).
 //     output mma  (ssd_cp_output_mma_kernel, default): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns
 //          two 16-step strips, keeps its G tiles in registers and makes each M tile from them in registers
 //          (the accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
@@ -429,6 +432,308 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
                 const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
                 if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[nt][i];
             }
+    }
+}
+
+// ---- state kernel, head pairs (MAMBA_CUDA_SSD_STATE=pair) ------------------------------------------
+//
+// The mma kernel above, with a block = (sequence, two heads of one group, 16 or 32 channels): both heads
+// read the same B, so B is staged once per chunk for the pair and every B fragment a warp loads by
+// ldmatrix feeds both heads' MMAs. Warp: one 16-channel row tile and kNW states of BOTH heads, so it
+// carries 2 x kNT8 independent accumulator chains (8 at 32 channels, N 128) instead of kNT8.
+// What it attacks (the mma kernel takes ~7.7 us per chunk against ~1.5 us of instructions and bytes):
+//   - B's L2 -> shared traffic and its cp.async issue per head halve (32 KB per chunk per head pair at
+//     N 128 instead of per head), so do the B ldmatrix per MMA (1 per 4 MMAs instead of 1 per 2);
+//   - twice the independent MMA chains per warp between the chunk's barriers (more latency hidden by
+//     one warp), with the same 8 warps and the same one barrier per chunk;
+//   - shared memory without padding (XOR-swizzled 16-byte quads, conflict-free ldmatrix) so that two
+//     pair blocks stay resident per SM: B 2 x 32 KB + x 2 x 2 x 8 KB + w 8 KB = 104 KB at N 128.
+// Per chunk and warp the two heads' dt/acum scans are interleaved (independent shuffle chains).
+// An odd head count per group leaves the last pair one head: its partner runs on zero x (zero
+// contribution) and writes nothing.
+// Counts per chunk and block (32 channels, N 128, 2 heads): 2 x 2 x 16 x 8 x 2 = 1024 MMAs over 8 warps,
+// 128 per warp in 8 k steps of 8 accumulators; B 32 KB + x 16 KB copied; S_in 16 KB stored. Blocks at B8
+// L2048 H80: 2 x 40 x 8 = 640 (2.4 waves of 264); B1: 16 channels, 4 x 40 = 160 blocks (one wave).
+// Bytes and FLOPs of the whole pass are the mma kernel's less half of B's L2 reads.
+
+template <int kStatePad, int kChannelTile>
+struct SsdCpPairStateTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kHeads = 2;
+    static constexpr int kTP = kPT / 16;
+    static constexpr int kWarps = kTP * kN / 16 < 8 ? kTP * kN / 16 : 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kWarpsPerTile = kWarps / kTP;
+    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp (of each head)
+    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp and head
+    // Rows without padding, 16-byte quads XOR-swizzled: the 8 rows one ldmatrix matrix reads (8
+    // consecutive rows, one logical quad) land on 8 distinct bank quads.
+    static constexpr int kBQuads = kN / 8, kXQuads = kPT / 8;
+    static constexpr size_t kBBytes = size_t(kQ) * kN * 2;
+    static constexpr size_t kXBytes = size_t(kQ) * kPT * 2;  // one head
+    static constexpr size_t oB = 0;
+    static constexpr size_t oX = oB + 2 * kBBytes;                    // [buf][head]
+    static constexpr size_t oW = oX + 2 * kHeads * kXBytes;           // [warp][head][Q]: w_s of the chunk
+    static constexpr size_t oMax = oW + size_t(kWarps) * kHeads * kQ * 4;  // [parity][head][warp]: max |S|
+    static constexpr size_t kSmemBytes = oMax + align128(2 * kHeads * kWarps * 4);
+    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
+    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
+    static_assert(kThreads % kBQuads == 0 && kThreads % kXQuads == 0, "a thread copies the same quad every round");
+    static_assert(kBQuads >= 8 && (kXQuads == 2 || kXQuads == 4), "swizzle patterns below");
+    static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
+    // Element offset of (row, col) in a swizzled buffer of `quads` 16-byte quads per row.
+    __device__ static __forceinline__ int swz(int row, int col, int quads) {
+        const int group = quads >= 8 ? 1 : 8 / quads;  // rows sharing a bank-quad offset
+        return row * quads * 8 + ((col / 8) ^ ((row / group) % quads)) * 8 + col % 8;
+    }
+    __device__ static __forceinline__ int at_b(int row, int col) { return swz(row, col, kBQuads); }
+    __device__ static __forceinline__ int at_x(int row, int col) { return swz(row, col, kXQuads); }
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps, HP = Tr::kHeads;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
+    auto sX = [&](int buf, int hh) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf * HP + hh) * Tr::kXBytes); };
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW) + warp * HP * Q;  // [head][Q]
+    const int64_t pairs_per_group = (a.heads_per_group + 1) / 2;
+    const int64_t g = blockIdx.y / pairs_per_group;
+    const int64_t in_group = 2 * (blockIdx.y % pairs_per_group);
+    const int64_t h0 = g * a.heads_per_group + in_group;
+    const bool has1 = in_group + 1 < a.heads_per_group;  // the pair's second head exists
+    const int64_t seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+    float A[HP], bias[HP];
+#pragma unroll
+    for (int hh = 0; hh < HP; ++hh) {
+        const int64_t h = has1 || hh == 0 ? h0 + hh : h0;  // a missing partner reads head h0's scalars
+        A[hh] = a.A[h * a.A_s];
+        bias[hh] = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    }
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int tp = warp / Tr::kWarpsPerTile;
+    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;
+
+    float S[HP][NT8][4];
+#pragma unroll
+    for (int hh = 0; hh < HP; ++hh)
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                const bool in = a.has_init && (hh == 0 || has1) && p < a.headdim && n < a.dstate;
+                S[hh][nt][i] = in ? a.init[seq * a.init_s[0] + (h0 + hh) * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+            }
+
+    // Loads of the chunk starting at tc into buffer buf: B once, x of both heads (zeros for a missing
+    // partner and past the end), raw dt of both heads into every warp's registers (lane: steps 4 lane ..).
+    float rDt[HP][4];
+    auto issue = [&](int64_t tc, int buf) {
+        const int64_t avail = t_end - tc;
+        bf16_t * dB = sB(buf);
+        if (c.vec_bc) {
+            const int n = tid % Tr::kBQuads * 8;
+            for (int k = tid / Tr::kBQuads; k < Q; k += NT / Tr::kBQuads) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + Tr::at_b(k, n), in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                dB[Tr::at_b(k, n)] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
+        }
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            bf16_t * dX = sX(buf, hh);
+            const bool head_in = hh == 0 || has1;
+            const int64_t h = h0 + hh;
+            if (c.vec_x) {
+                const int pp = tid % Tr::kXQuads * 8;
+                const int64_t p = p0 + pp;
+                for (int k = tid / Tr::kXQuads; k < Q; k += NT / Tr::kXQuads) {
+                    const bool in = head_in && k < avail && p < a.headdim;
+                    cp_async16(dX + Tr::at_x(k, pp), in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+                }
+            } else {
+                for (int i = tid; i < Q * PT; i += NT) {
+                    const int k = i / PT, pp = i % PT;
+                    const int64_t p = p0 + pp;
+                    dX[Tr::at_x(k, pp)] = (head_in && k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+                }
+            }
+        }
+        cp_async_commit();
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int k = lane * 4 + i;
+                rDt[hh][i] = k < avail && (hh == 0 || has1) ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + (h0 + hh) * a.dt_s[2]) : 0.0f;
+            }
+    };
+    // x of both heads towards L2 two chunks ahead (as in the mma kernel).
+    auto prefetch_x = [&](int64_t tc) {
+        for (int k = tid; k < HP * Q; k += NT) {
+            const int hh = k / Q, r = k % Q;
+            if (tc + r < t_end && p0 < a.headdim && (hh == 0 || has1))
+                prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + r) * a.x_s[1] + (h0 + hh) * a.x_s[2] + p0 * a.x_s[3]) * 2);
+        }
+    };
+    issue(t_begin, 0);
+    prefetch_x(t_begin + Q);
+
+    int buf = 0, parity = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            float m = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) m = fmaxf(m, fabsf(S[hh][nt][i]));
+            m = warp_max(m);
+            if (lane == 0) sMax[(parity * HP + hh) * W + warp] = m;
+        }
+        // dt and the inclusive cumulative sum of dt*A for both heads (independent chains, interleaved).
+        float dt[HP][4], acum[HP][4], run[HP], incl[HP], acum_end[HP];
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            run[hh] = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                dt[hh][i] = lane * 4 + i < steps ? process_dt(a, rDt[hh][i], bias[hh]) : 0.0f;
+                run[hh] += dt[hh][i] * A[hh];
+            }
+            incl[hh] = run[hh];
+        }
+#pragma unroll
+        for (int off = 1; off < 32; off *= 2)
+#pragma unroll
+            for (int hh = 0; hh < HP; ++hh) {
+                const float o = __shfl_up_sync(0xffffffffu, incl[hh], off);
+                if (lane >= off) incl[hh] += o;
+            }
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            float acc_run = incl[hh] - run[hh];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acc_run += dt[hh][i] * A[hh];
+                acum[hh][i] = acc_run;
+            }
+            acum_end[hh] = __shfl_sync(0xffffffffu, acum[hh][3], 31);
+        }
+        __syncwarp();  // the warp's reads of sW in the previous chunk are done
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) sW[hh * Q + lane * 4 + i] = dt[hh][i] * __expf(acum_end[hh] - acum[hh][i]);
+            if (warp == 0 && blockIdx.x == 0 && (hh == 0 || has1)) {
+                const int64_t at = (slot * a.heads + h0 + hh) * Q + lane * 4;
+                *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[hh][0], dt[hh][1], dt[hh][2], dt[hh][3]);
+                *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[hh][0], acum[hh][1], acum[hh][2], acum[hh][3]);
+            }
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
+        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
+        prefetch_x(t0 + 2 * Q);
+
+        // S_in of both heads, float16 after each head's power-of-two scale; then the decay.
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            float block_max = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[(parity * HP + hh) * W + w]);
+            const int scale_exp = f16_scale_exponent(block_max);
+            const float inv_scale = ldexpf(1.0f, -scale_exp);
+            const int64_t h = h0 + hh;
+            if (hh == 0 || has1) {
+                if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
+                if (p0 + 16 * tp < c.Pw) {
+                    f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+#pragma unroll
+                    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                        for (int rr = 0; rr < 2; ++rr)
+                            *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                                __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                }
+            }
+            const float decay = __expf(acum_end[hh]);
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) S[hh][nt][i] *= decay;
+        }
+
+        // ---- S_h <- decayed S_h + (x_h w_h)^T B for both heads, one B fragment per 4 MMAs ----
+        const bf16_t * cB = sB(buf);
+        // Two k steps unrolled (unroll 1 spilled more at 128 registers: 12 B against 8 B here).
+#pragma unroll 2
+        for (int kk = 0; kk < Q / 16; ++kk) {
+            uint32_t ahi[HP][4], alo[HP][4];
+#pragma unroll
+            for (int hh = 0; hh < HP; ++hh) {
+                uint32_t xa[4];  // x^T (p, s) = x[s][p]
+                ldsm_x4_trans(xa, sX(buf, hh) + Tr::at_x(16 * kk + fr::ldsm_at_row(lane), 16 * tp + fr::ldsm_at_col(lane)));
+                const float2 w_lo = *reinterpret_cast<const float2 *>(sW + hh * Q + 16 * kk + fr::a_col(lane, 0, 0));
+                const float2 w_hi = *reinterpret_cast<const float2 *>(sW + hh * Q + 16 * kk + fr::a_col(lane, 2, 0));
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
+                    const float2 w = r / 2 == 0 ? w_lo : w_hi;
+                    split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[hh][r], alo[hh][r]);
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // B (s, n) = B[s][n]
+                ldsm_x4_trans(fb, cB + Tr::at_b(16 * kk + fr::ldsm_b_row(lane), n_w + 16 * np + fr::ldsm_b_col(lane)));
+#pragma unroll
+                for (int hh = 0; hh < HP; ++hh) {
+                    mma_bf16(S[hh][2 * np], ahi[hh], fb[0], fb[1]);
+                    mma_bf16(S[hh][2 * np + 1], ahi[hh], fb[2], fb[3]);
+                }
+#pragma unroll
+                for (int hh = 0; hh < HP; ++hh) {
+                    mma_bf16(S[hh][2 * np], alo[hh], fb[0], fb[1]);
+                    mma_bf16(S[hh][2 * np + 1], alo[hh], fb[2], fb[3]);
+                }
+            }
+        }
+    }
+    cp_async_wait_all();
+
+    if (a.has_fin) {
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            if (hh == 1 && !has1) break;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                    if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + (h0 + hh) * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[hh][nt][i];
+                }
+        }
     }
 }
 
@@ -1129,8 +1434,25 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
+// Head pairs of one group per block: the pair kernel's grid y.
+int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
+
 template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel) {
+void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
+    using Tr = SsdCpPairStateTraits<kN, kPT>;
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
+    const auto kernel = ssd_cp_state_pair_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    launch_kernel(ctx, "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
+}
+
+template <int kN, int kPT>
+void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
+    if (kind == SsdCpStateKernel::Pair) {
+        launch_state_pair<kN, kPT>(ctx, c);
+        return;
+    }
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
     using Tr = SsdCpMmaStateTraits<kN, kPT>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
@@ -1182,8 +1504,12 @@ template <int kN>
 void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
+    // The pair kernel: 32 channels when its blocks fill a wave of 2 per SM (B8 H80: 640 blocks), else 16
+    // (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
     const int64_t pairs = c.nseq * c.a.heads;
-    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c, plan.state);
+    const bool wide = plan.state == SsdCpStateKernel::Pair ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
+                                                           : pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms;
+    if (wide) launch_state<kN, 32>(ctx, c, plan.state);
     else launch_state<kN, 16>(ctx, c, plan.state);
     if (slots == 0) return;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
@@ -1209,7 +1535,7 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
 
 template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
-    const size_t state = SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
+    const size_t state = plan.state == SsdCpStateKernel::Pair ? SsdCpPairStateTraits<kN, 32>::kSmemBytes : SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
     const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
     return state > output ? state : output;
 }
@@ -1220,7 +1546,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
