@@ -157,6 +157,9 @@ __device__ __forceinline__ void cp_async16(void * dst, const void * src, bool va
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Waits until at most kPending of this thread's latest commit groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
 // ---- mma.sync helpers ----------------------------------------------------------------------------
 
@@ -455,16 +458,26 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // 128 per warp in 8 k steps of 8 accumulators; B 32 KB + x 16 KB copied; S_in 16 KB stored. Blocks at B8
 // L2048 H80: 2 x 40 x 8 = 640 (2.4 waves of 264); B1: 16 channels, 4 x 40 = 160 blocks (one wave).
 // Bytes and FLOPs of the whole pass are the mma kernel's less half of B's L2 reads.
+// Variants (traits: warps, chunk buffers):
+//   pair  : 8 warps, 2 buffers (the copy one chunk ahead), 2 blocks per SM: 16 warps per SM.
+//   pair3 : 32-channel tiles with 16 warps (a warp: 16 states of both heads, 4 chains) and 3 buffers, the
+//           copy two chunks ahead (cp.async.wait_group 1): if a chunk waits on its copy's latency rather
+//           than on the MMAs, this hides a second chunk of it; 1 block per SM (N 128: B 96 KB + x 48 KB +
+//           w 16 KB = 160 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
+// ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (12 B spilled: loop-invariant values), 16 ch
+// 128, no spill; pair3 32 ch 128 registers (24 B spilled), 16 warps; smem 104 KB (pair) and 160 KB (pair3).
 
-template <int kStatePad, int kChannelTile>
+template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
 struct SsdCpPairStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kHeads = 2;
+    static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
     static constexpr int kTP = kPT / 16;
-    static constexpr int kWarps = kTP * kN / 16 < 8 ? kTP * kN / 16 : 8;
+    static constexpr int kWarps = kTP * kN / 16 < kMaxWarps ? kTP * kN / 16 : kMaxWarps;
     static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kMinBlocks = kThreads <= 256 ? 2 : 1;  // resident blocks per SM the registers allow
     static constexpr int kWarpsPerTile = kWarps / kTP;
     static constexpr int kNW = kN / kWarpsPerTile;  // states per warp (of each head)
     static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp and head
@@ -474,8 +487,8 @@ struct SsdCpPairStateTraits {
     static constexpr size_t kBBytes = size_t(kQ) * kN * 2;
     static constexpr size_t kXBytes = size_t(kQ) * kPT * 2;  // one head
     static constexpr size_t oB = 0;
-    static constexpr size_t oX = oB + 2 * kBBytes;                    // [buf][head]
-    static constexpr size_t oW = oX + 2 * kHeads * kXBytes;           // [warp][head][Q]: w_s of the chunk
+    static constexpr size_t oX = oB + kStages * kBBytes;              // [stage][head]
+    static constexpr size_t oW = oX + kStages * kHeads * kXBytes;     // [warp][head][Q]: w_s of the chunk
     static constexpr size_t oMax = oW + size_t(kWarps) * kHeads * kQ * 4;  // [parity][head][warp]: max |S|
     static constexpr size_t kSmemBytes = oMax + align128(2 * kHeads * kWarps * 4);
     static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
@@ -483,6 +496,7 @@ struct SsdCpPairStateTraits {
     static_assert(kThreads % kBQuads == 0 && kThreads % kXQuads == 0, "a thread copies the same quad every round");
     static_assert(kBQuads >= 8 && (kXQuads == 2 || kXQuads == 4), "swizzle patterns below");
     static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
+    static_assert(kStages == 2 || kStages == 3, "one or two chunks ahead");
     // Element offset of (row, col) in a swizzled buffer of `quads` 16-byte quads per row.
     __device__ static __forceinline__ int swz(int row, int col, int quads) {
         const int group = quads >= 8 ? 1 : 8 / quads;  // rows sharing a bank-quad offset
@@ -493,13 +507,14 @@ struct SsdCpPairStateTraits {
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdCpArgs c) {
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pair_kernel(SsdCpArgs c) {
     const SsdArgs & a = c.a;
     constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps, HP = Tr::kHeads;
     namespace fr = frag;
     extern __shared__ __align__(128) unsigned char smem[];
     auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
     auto sX = [&](int buf, int hh) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf * HP + hh) * Tr::kXBytes); };
+    constexpr int ST = Tr::kStages;
     float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -538,9 +553,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdC
                 S[hh][nt][i] = in ? a.init[seq * a.init_s[0] + (h0 + hh) * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
             }
 
-    // Loads of the chunk starting at tc into buffer buf: B once, x of both heads (zeros for a missing
-    // partner and past the end), raw dt of both heads into every warp's registers (lane: steps 4 lane ..).
-    float rDt[HP][4];
+    // Copies of the chunk starting at tc into stage buf: B once, x of both heads (zeros for a missing
+    // partner and past the end); one commit group per chunk.
     auto issue = [&](int64_t tc, int buf) {
         const int64_t avail = t_end - tc;
         bf16_t * dB = sB(buf);
@@ -577,6 +591,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdC
             }
         }
         cp_async_commit();
+    };
+    // Raw dt of both heads of the chunk starting at tc into every warp's registers (lane: steps 4 lane ..
+    // 4 lane + 3), one chunk ahead of its use.
+    float rDt[HP][4];
+    auto load_dt = [&](int64_t tc) {
+        const int64_t avail = t_end - tc;
 #pragma unroll
         for (int hh = 0; hh < HP; ++hh)
 #pragma unroll
@@ -585,7 +605,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdC
                 rDt[hh][i] = k < avail && (hh == 0 || has1) ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + (h0 + hh) * a.dt_s[2]) : 0.0f;
             }
     };
-    // x of both heads towards L2 two chunks ahead (as in the mma kernel).
+    // x of both heads towards L2 one chunk before its copy is issued (as in the mma kernel).
     auto prefetch_x = [&](int64_t tc) {
         for (int k = tid; k < HP * Q; k += NT) {
             const int hh = k / Q, r = k % Q;
@@ -593,11 +613,17 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdC
                 prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + r) * a.x_s[1] + (h0 + hh) * a.x_s[2] + p0 * a.x_s[3]) * 2);
         }
     };
-    issue(t_begin, 0);
-    prefetch_x(t_begin + Q);
+    // Prologue: chunks 0 .. ST - 2 in flight (an empty group past the end keeps one group per chunk).
+#pragma unroll
+    for (int j = 0; j < ST - 1; ++j) {
+        if (t_begin + j * Q < t_end) issue(t_begin + j * Q, j);
+        else cp_async_commit();
+    }
+    prefetch_x(t_begin + (ST - 1) * Q);
+    load_dt(t_begin);
 
     int buf = 0, parity = 0;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf = buf + 1 == ST ? 0 : buf + 1, parity ^= 1) {
         const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
         const int64_t slot = slot_of(c, seq, t0);
 #pragma unroll
@@ -651,10 +677,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_pair_kernel(SsdC
             }
         }
 
-        cp_async_wait_all();
-        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
-        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
-        prefetch_x(t0 + 2 * Q);
+        cp_async_wait_group<ST - 2>();  // this chunk's group (later chunks' may stay in flight)
+        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the previous chunk's stage is free
+        {
+            const int64_t tn = t0 + (ST - 1) * Q;
+            const int nbuf = buf == 0 ? ST - 1 : buf - 1;  // (buf + ST - 1) % ST: the stage read by the previous chunk
+            if (tn < t_end) issue(tn, nbuf);
+            else cp_async_commit();
+            prefetch_x(tn + Q);
+        }
+        if (t0 + Q < t_end) load_dt(t0 + Q);
 
         // S_in of both heads, float16 after each head's power-of-two scale; then the decay.
 #pragma unroll
@@ -1437,9 +1469,9 @@ void set_smem(Kernel kernel) {
 // Head pairs of one group per block: the pair kernel's grid y.
 int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
 
-template <int kN, int kPT>
+template <int kN, int kPT, int kMaxWarps, int kStages>
 void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpPairStateTraits<kN, kPT>;
+    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages>;
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
@@ -1450,7 +1482,14 @@ void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
 template <int kN, int kPT>
 void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
     if (kind == SsdCpStateKernel::Pair) {
-        launch_state_pair<kN, kPT>(ctx, c);
+        launch_state_pair<kN, kPT, 8, 2>(ctx, c);
+        return;
+    }
+    // pair3, wide tiles: 16 warps and 3 stages, one block per SM (N 128); narrow tiles: as pair (2 blocks
+    // per SM keep the few blocks of B1 in one wave).
+    if (kind == SsdCpStateKernel::Pair3) {
+        if constexpr (kPT == 32) launch_state_pair<kN, kPT, 16, 3>(ctx, c);
+        else launch_state_pair<kN, kPT, 8, 2>(ctx, c);
         return;
     }
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
@@ -1507,7 +1546,8 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     // The pair kernel: 32 channels when its blocks fill a wave of 2 per SM (B8 H80: 640 blocks), else 16
     // (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
     const int64_t pairs = c.nseq * c.a.heads;
-    const bool wide = plan.state == SsdCpStateKernel::Pair ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
+    const bool paired = plan.state == SsdCpStateKernel::Pair || plan.state == SsdCpStateKernel::Pair3;
+    const bool wide = paired ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
                                                            : pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, plan.state);
     else launch_state<kN, 16>(ctx, c, plan.state);
@@ -1535,7 +1575,9 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
 
 template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
-    const size_t state = plan.state == SsdCpStateKernel::Pair ? SsdCpPairStateTraits<kN, 32>::kSmemBytes : SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
+    const size_t state = plan.state == SsdCpStateKernel::Pair    ? SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes
+                         : plan.state == SsdCpStateKernel::Pair3 ? SsdCpPairStateTraits<kN, 32, 16, 3>::kSmemBytes
+                                                                 : SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
     const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
     return state > output ? state : output;
 }
@@ -1546,7 +1588,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}, {"pair3", SsdCpStateKernel::Pair3}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;

@@ -220,7 +220,7 @@ struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}, {"mma", "pair3"}, {"mma8", "pair3"}};
 
 }  // namespace
 
@@ -427,7 +427,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
         {1, 1, 2, 64, 1, 128},     {2, 127, 4, 64, 2, 64},  {1, 128, 3, 64, 1, 128},  {2, 129, 6, 80, 3, 100},
         {1, 300, 8, 40, 2, 64},    {1, 260, 4, 20, 1, 32},  {1, 2048, 48, 64, 2, 64},  // 2 heads per output block on 132 SMs
         {1, 11300, 20, 16, 1, 16},  // 89 chunks: 8 heads per output block, the last block 4
-        {2, 200, 135, 64, 1, 64},   // state pair kernel: 272 blocks of 32 channels on 132 SMs, 135 heads per group (one alone)
+        // State pair kernels, 32-channel blocks (>= 264 on 132 SMs), 135 and 133 heads per group (the last
+        // pair one head), 2 and 4 chunks (pair3's 3 buffers wrap).
+        {2, 200, 135, 64, 1, 64},   {2, 400, 133, 64, 1, 128},
     };
     uint64_t seed = 600;
     for (const Shape & s : shapes) {
