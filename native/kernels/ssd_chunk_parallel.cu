@@ -450,8 +450,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 //   - twice the independent MMA chains per warp between the chunk's barriers (more latency hidden by
 //     one warp), with the same 8 warps and the same one barrier per chunk;
 //   - shared memory without padding (XOR-swizzled 16-byte quads, conflict-free ldmatrix) so that two
-//     pair blocks stay resident per SM: B 2 x 32 KB + x 2 x 2 x 8 KB + w 8 KB = 104 KB at N 128.
-// Per chunk and warp the two heads' dt/acum scans are interleaved (independent shuffle chains).
+//     pair blocks stay resident per SM: B 2 x 32 KB + x 2 x 2 x 8 KB + w 2 KB = 98 KB at N 128.
+// The chunk's dt/acum scan is done once per head (warps 0 and 1, one head each), not by every warp: its
+// w and acum_end go through shared memory by parity, read after the chunk's one barrier; the other warps
+// load no dt (the mma kernel has every warp load the chunk's 128 strided dt and scan them).
 // An odd head count per group leaves the last pair one head: its partner runs on zero x (zero
 // contribution) and writes nothing.
 // Counts per chunk and block (32 channels, N 128, 2 heads): 2 x 2 x 16 x 8 x 2 = 1024 MMAs over 8 warps,
@@ -463,9 +465,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 //   pair3 : 32-channel tiles with 16 warps (a warp: 16 states of both heads, 4 chains) and 3 buffers, the
 //           copy two chunks ahead (cp.async.wait_group 1): if a chunk waits on its copy's latency rather
 //           than on the MMAs, this hides a second chunk of it; 1 block per SM (N 128: B 96 KB + x 48 KB +
-//           w 16 KB = 160 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
-// ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (12 B spilled: loop-invariant values), 16 ch
-// 128, no spill; pair3 32 ch 128 registers (24 B spilled), 16 warps; smem 104 KB (pair) and 160 KB (pair3).
+//           w 2 KB = 146 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
+// ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch
+// 128, no spill; pair3 32 ch 128 registers (12 B spilled), 16 warps; smem 98 KB (pair), 146 KB (pair3).
 
 template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
 struct SsdCpPairStateTraits {
@@ -488,8 +490,9 @@ struct SsdCpPairStateTraits {
     static constexpr size_t kXBytes = size_t(kQ) * kPT * 2;  // one head
     static constexpr size_t oB = 0;
     static constexpr size_t oX = oB + kStages * kBBytes;              // [stage][head]
-    static constexpr size_t oW = oX + kStages * kHeads * kXBytes;     // [warp][head][Q]: w_s of the chunk
-    static constexpr size_t oMax = oW + size_t(kWarps) * kHeads * kQ * 4;  // [parity][head][warp]: max |S|
+    static constexpr size_t oW = oX + kStages * kHeads * kXBytes;     // [parity][head][Q]: w_s of the chunk
+    static constexpr size_t oEnd = oW + size_t(2) * kHeads * kQ * 4;   // [parity][head]: acum at the chunk end
+    static constexpr size_t oMax = oEnd + align128(2 * kHeads * 4);    // [parity][head][warp]: max |S|
     static constexpr size_t kSmemBytes = oMax + align128(2 * kHeads * kWarps * 4);
     static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
     static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
@@ -518,7 +521,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    float * sW = reinterpret_cast<float *>(smem + Tr::oW) + warp * HP * Q;  // [head][Q]
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW);
+    float * sEnd = reinterpret_cast<float *>(smem + Tr::oEnd);
     const int64_t pairs_per_group = (a.heads_per_group + 1) / 2;
     const int64_t g = blockIdx.y / pairs_per_group;
     const int64_t in_group = 2 * (blockIdx.y % pairs_per_group);
@@ -592,18 +596,27 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
         }
         cp_async_commit();
     };
-    // Raw dt of both heads of the chunk starting at tc into every warp's registers (lane: steps 4 lane ..
-    // 4 lane + 3), one chunk ahead of its use.
-    float rDt[HP][4];
+    // The chunk's dt scan is shared: warp hh < HP scans head hh (its raw dt in registers, lane: steps
+    // 4 lane .. 4 lane + 3, loaded one chunk ahead of its use); the other warps load nothing.
+    const bool scans = warp < HP;
+    const int scan_head = scans ? warp : 0;
+    const bool scan_valid = scans && (scan_head == 0 || has1);
+    float scan_A = A[0], scan_bias = bias[0];
+#pragma unroll
+    for (int hh = 1; hh < HP; ++hh)
+        if (scan_head == hh) {
+            scan_A = A[hh];
+            scan_bias = bias[hh];
+        }
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     auto load_dt = [&](int64_t tc) {
+        if (!scan_valid) return;
         const int64_t avail = t_end - tc;
 #pragma unroll
-        for (int hh = 0; hh < HP; ++hh)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int k = lane * 4 + i;
-                rDt[hh][i] = k < avail && (hh == 0 || has1) ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + (h0 + hh) * a.dt_s[2]) : 0.0f;
-            }
+        for (int i = 0; i < 4; ++i) {
+            const int k = lane * 4 + i;
+            rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + (h0 + scan_head) * a.dt_s[2]) : 0.0f;
+        }
     };
     // x of both heads towards L2 one chunk before its copy is issued (as in the mma kernel).
     auto prefetch_x = [&](int64_t tc) {
@@ -636,49 +649,44 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             m = warp_max(m);
             if (lane == 0) sMax[(parity * HP + hh) * W + warp] = m;
         }
-        // dt and the inclusive cumulative sum of dt*A for both heads (independent chains, interleaved).
-        float dt[HP][4], acum[HP][4], run[HP], incl[HP], acum_end[HP];
-#pragma unroll
-        for (int hh = 0; hh < HP; ++hh) {
-            run[hh] = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                dt[hh][i] = lane * 4 + i < steps ? process_dt(a, rDt[hh][i], bias[hh]) : 0.0f;
-                run[hh] += dt[hh][i] * A[hh];
-            }
-            incl[hh] = run[hh];
-        }
-#pragma unroll
-        for (int off = 1; off < 32; off *= 2)
-#pragma unroll
-            for (int hh = 0; hh < HP; ++hh) {
-                const float o = __shfl_up_sync(0xffffffffu, incl[hh], off);
-                if (lane >= off) incl[hh] += o;
-            }
-#pragma unroll
-        for (int hh = 0; hh < HP; ++hh) {
-            float acc_run = incl[hh] - run[hh];
+        // dt and the inclusive cumulative sum of dt*A of head scan_head, by its scan warp, into the parity
+        // buffers (their readers of two chunks ago passed the last barrier). A missing partner's w is 0.
+        if (scans) {
+            float dt[4], acum[4], run = 0.0f;
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                acc_run += dt[hh][i] * A[hh];
-                acum[hh][i] = acc_run;
+                dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
+                run += dt[i] * scan_A;
             }
-            acum_end[hh] = __shfl_sync(0xffffffffu, acum[hh][3], 31);
-        }
-        __syncwarp();  // the warp's reads of sW in the previous chunk are done
+            float incl = run;
 #pragma unroll
-        for (int hh = 0; hh < HP; ++hh) {
+            for (int off = 1; off < 32; off *= 2) {
+                const float o = __shfl_up_sync(0xffffffffu, incl, off);
+                if (lane >= off) incl += o;
+            }
+            float acc_run = incl - run;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) sW[hh * Q + lane * 4 + i] = dt[hh][i] * __expf(acum_end[hh] - acum[hh][i]);
-            if (warp == 0 && blockIdx.x == 0 && (hh == 0 || has1)) {
-                const int64_t at = (slot * a.heads + h0 + hh) * Q + lane * 4;
-                *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[hh][0], dt[hh][1], dt[hh][2], dt[hh][3]);
-                *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[hh][0], acum[hh][1], acum[hh][2], acum[hh][3]);
+            for (int i = 0; i < 4; ++i) {
+                acc_run += dt[i] * scan_A;
+                acum[i] = acc_run;
+            }
+            const float end = __shfl_sync(0xffffffffu, acum[3], 31);
+            float * w = sW + (parity * HP + scan_head) * Q + lane * 4;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) w[i] = scan_valid ? dt[i] * __expf(end - acum[i]) : 0.0f;
+            if (lane == 0) sEnd[parity * HP + scan_head] = end;
+            if (blockIdx.x == 0 && scan_valid) {
+                const int64_t at = (slot * a.heads + h0 + scan_head) * Q + lane * 4;
+                *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
+                *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
             }
         }
 
         cp_async_wait_group<ST - 2>();  // this chunk's group (later chunks' may stay in flight)
-        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the previous chunk's stage is free
+        __syncthreads();  // this chunk's B, x, w and acum_end are in; every warp's max |S| is written; the previous chunk's stage is free
+        float acum_end[HP];
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) acum_end[hh] = sEnd[parity * HP + hh];
         {
             const int64_t tn = t0 + (ST - 1) * Q;
             const int nbuf = buf == 0 ? ST - 1 : buf - 1;  // (buf + ST - 1) % ST: the stage read by the previous chunk
@@ -726,8 +734,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             for (int hh = 0; hh < HP; ++hh) {
                 uint32_t xa[4];  // x^T (p, s) = x[s][p]
                 ldsm_x4_trans(xa, sX(buf, hh) + Tr::at_x(16 * kk + fr::ldsm_at_row(lane), 16 * tp + fr::ldsm_at_col(lane)));
-                const float2 w_lo = *reinterpret_cast<const float2 *>(sW + hh * Q + 16 * kk + fr::a_col(lane, 0, 0));
-                const float2 w_hi = *reinterpret_cast<const float2 *>(sW + hh * Q + 16 * kk + fr::a_col(lane, 2, 0));
+                const float * cW = sW + (parity * HP + hh) * Q + 16 * kk;
+                const float2 w_lo = *reinterpret_cast<const float2 *>(cW + fr::a_col(lane, 0, 0));
+                const float2 w_hi = *reinterpret_cast<const float2 *>(cW + fr::a_col(lane, 2, 0));
 #pragma unroll
                 for (int r = 0; r < 4; ++r) {
                     const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
