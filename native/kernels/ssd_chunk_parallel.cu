@@ -650,12 +650,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             if (lane == 0) sMax[(parity * HP + hh) * W + warp] = m;
         }
         // dt and the inclusive cumulative sum of dt*A of head scan_head, by its scan warp, into the parity
-        // buffers (their readers of two chunks ago passed the last barrier). A missing partner's w is 0.
+        // buffers (their readers of two chunks ago passed the last barrier). A missing partner's dt is 0
+        // (w 0, no decay).
         if (scans) {
             float dt[4], acum[4], run = 0.0f;
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
+                dt[i] = scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
                 run += dt[i] * scan_A;
             }
             float incl = run;
@@ -673,7 +674,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             const float end = __shfl_sync(0xffffffffu, acum[3], 31);
             float * w = sW + (parity * HP + scan_head) * Q + lane * 4;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) w[i] = scan_valid ? dt[i] * __expf(end - acum[i]) : 0.0f;
+            for (int i = 0; i < 4; ++i) w[i] = dt[i] * __expf(end - acum[i]);
             if (lane == 0) sEnd[parity * HP + scan_head] = end;
             if (blockIdx.x == 0 && scan_valid) {
                 const int64_t at = (slot * a.heads + h0 + scan_head) * Q + lane * 4;
