@@ -466,6 +466,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 //           copy two chunks ahead (cp.async.wait_group 1): if a chunk waits on its copy's latency rather
 //           than on the MMAs, this hides a second chunk of it; 1 block per SM (N 128: B 96 KB + x 48 KB +
 //           w 2 KB = 146 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
+//   pair16: pair with 16-channel tiles at every block count (the wave count against the work per block).
 // ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch
 // 128, no spill; pair3 32 ch 128 registers (12 B spilled), 16 warps; smem 98 KB (pair), 146 KB (pair3).
 
@@ -1497,6 +1498,12 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kin
     }
     // pair3, wide tiles: 16 warps and 3 stages, one block per SM (N 128); narrow tiles: as pair (2 blocks
     // per SM keep the few blocks of B1 in one wave).
+    // pair16: 16-channel tiles whatever the block count (B8 H80: 1280 blocks, 4.85 waves of 264 instead
+    // of pair's 640 in 2.4): which of the two costs less says whether a chunk is latency- or issue-bound.
+    if (kind == SsdCpStateKernel::Pair16) {
+        launch_state_pair<kN, 16, 8, 2>(ctx, c);
+        return;
+    }
     if (kind == SsdCpStateKernel::Pair3) {
         if constexpr (kPT == 32) launch_state_pair<kN, kPT, 16, 3>(ctx, c);
         else launch_state_pair<kN, kPT, 8, 2>(ctx, c);
@@ -1556,7 +1563,7 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     // The pair kernel: 32 channels when its blocks fill a wave of 2 per SM (B8 H80: 640 blocks), else 16
     // (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
     const int64_t pairs = c.nseq * c.a.heads;
-    const bool paired = plan.state == SsdCpStateKernel::Pair || plan.state == SsdCpStateKernel::Pair3;
+    const bool paired = plan.state != SsdCpStateKernel::Mma;
     const bool wide = paired ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
                                                            : pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, plan.state);
@@ -1598,7 +1605,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}, {"pair3", SsdCpStateKernel::Pair3}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}, {"pair3", SsdCpStateKernel::Pair3}, {"pair16", SsdCpStateKernel::Pair16}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;

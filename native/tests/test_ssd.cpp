@@ -220,7 +220,8 @@ struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}, {"mma", "pair3"}, {"mma8", "pair3"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}, {"mma", "pair3"}, {"mma8", "pair3"},
+                                     {"mma", "pair16"}, {"mma8", "pair16"}};
 
 }  // namespace
 
