@@ -124,7 +124,9 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
     mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
     mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); });
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); }); \
+    mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, out, state); });
 MAMBA_SSD_KERNEL_CASES(out_mma, "out=mma", "mma", nullptr)
 MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", "mma8", nullptr)
 // The head-pair state kernels (MAMBA_CUDA_SSD_STATE=pair: 8 warps, 2 chunk buffers; pair3: 16 warps and
