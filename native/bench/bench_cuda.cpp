@@ -125,9 +125,18 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
     mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
     mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); });
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); }); \
+    mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, out, state); });
 MAMBA_SSD_KERNEL_CASES(out_mma, "out=mma", "mma", nullptr)
 MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", "mma8", nullptr)
+// The head-pair state kernels (MAMBA_CUDA_SSD_STATE=pair: 8 warps, 2 chunk buffers; pair3: 16 warps and
+// 3 buffers at B8, as pair at B1; pair16: pair with 16-channel blocks at B8 too), with each output kernel.
+MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "mma", "pair")
+MAMBA_SSD_KERNEL_CASES(out_mma8_state_pair, "out=mma8 state=pair", "mma8", "pair")
+MAMBA_SSD_KERNEL_CASES(state_pair3, "state=pair3", "mma", "pair3")
+MAMBA_SSD_KERNEL_CASES(out_mma8_state_pair3, "out=mma8 state=pair3", "mma8", "pair3")
+MAMBA_SSD_KERNEL_CASES(state_pair16, "state=pair16", "mma", "pair16")
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

@@ -15,6 +15,9 @@
 //   Kernels (same workspace format):
 //     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
 //          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
+//     state pair (ssd_cp_state_pair_kernel, MAMBA_CUDA_SSD_STATE=pair): the same per chunk for two heads of
+//          one group per block: B staged once and each B fragment used by both heads' MMAs, twice the
+//          independent accumulator chains per warp, swizzled unpadded shared memory (its section below).
 //     output mma  (ssd_cp_output_mma_kernel, default): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns
 //          two 16-step strips, keeps its G tiles in registers and makes each M tile from them in registers
 //          (the accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
@@ -154,6 +157,9 @@ __device__ __forceinline__ void cp_async16(void * dst, const void * src, bool va
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Waits until at most kPending of this thread's latest commit groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
 // ---- mma.sync helpers ----------------------------------------------------------------------------
 
@@ -429,6 +435,348 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
                 const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
                 if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[nt][i];
             }
+    }
+}
+
+// ---- state kernel, head pairs (MAMBA_CUDA_SSD_STATE=pair) ------------------------------------------
+//
+// The mma kernel above, with a block = (sequence, two heads of one group, 16 or 32 channels): both heads
+// read the same B, so B is staged once per chunk for the pair and every B fragment a warp loads by
+// ldmatrix feeds both heads' MMAs. Warp: one 16-channel row tile and kNW states of BOTH heads, so it
+// carries 2 x kNT8 independent accumulator chains (8 at 32 channels, N 128) instead of kNT8.
+// What it attacks (the mma kernel takes ~7.7 us per chunk against ~1.5 us of instructions and bytes):
+//   - B's L2 -> shared traffic and its cp.async issue per head halve (32 KB per chunk per head pair at
+//     N 128 instead of per head), so do the B ldmatrix per MMA (1 per 4 MMAs instead of 1 per 2);
+//   - twice the independent MMA chains per warp between the chunk's barriers (more latency hidden by
+//     one warp), with the same 8 warps and the same one barrier per chunk;
+//   - shared memory without padding (XOR-swizzled 16-byte quads, conflict-free ldmatrix) so that two
+//     pair blocks stay resident per SM: B 2 x 32 KB + x 2 x 2 x 8 KB + w 2 KB = 98 KB at N 128.
+// The chunk's dt/acum scan is done once per head (warps 0 and 1, one head each), not by every warp: its
+// w and acum_end go through shared memory by parity, read after the chunk's one barrier; the other warps
+// load no dt (the mma kernel has every warp load the chunk's 128 strided dt and scan them).
+// An odd head count per group leaves the last pair one head: its partner runs on zero x (zero
+// contribution) and writes nothing.
+// Counts per chunk and block (32 channels, N 128, 2 heads): 2 x 2 x 16 x 8 x 2 = 1024 MMAs over 8 warps,
+// 128 per warp in 8 k steps of 8 accumulators; B 32 KB + x 16 KB copied; S_in 16 KB stored. Blocks at B8
+// L2048 H80: 2 x 40 x 8 = 640 (2.4 waves of 264); B1: 16 channels, 4 x 40 = 160 blocks (one wave).
+// Bytes and FLOPs of the whole pass are the mma kernel's less half of B's L2 reads.
+// Variants (traits: warps, chunk buffers):
+//   pair  : 8 warps, 2 buffers (the copy one chunk ahead), 2 blocks per SM: 16 warps per SM.
+//   pair3 : 32-channel tiles with 16 warps (a warp: 16 states of both heads, 4 chains) and 3 buffers, the
+//           copy two chunks ahead (cp.async.wait_group 1): if a chunk waits on its copy's latency rather
+//           than on the MMAs, this hides a second chunk of it; 1 block per SM (N 128: B 96 KB + x 48 KB +
+//           w 2 KB = 146 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
+//   pair16: pair with 16-channel tiles at every block count (the wave count against the work per block).
+// ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch
+// 128, no spill; pair3 32 ch 128 registers (12 B spilled), 16 warps; smem 98 KB (pair), 146 KB (pair3).
+
+template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
+struct SsdCpPairStateTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
+    static constexpr int kQ = kSsdCpChunk;
+    static constexpr int kHeads = 2;
+    static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
+    static constexpr int kTP = kPT / 16;
+    static constexpr int kWarps = kTP * kN / 16 < kMaxWarps ? kTP * kN / 16 : kMaxWarps;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kMinBlocks = kThreads <= 256 ? 2 : 1;  // resident blocks per SM the registers allow
+    static constexpr int kWarpsPerTile = kWarps / kTP;
+    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp (of each head)
+    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp and head
+    // Rows without padding, 16-byte quads XOR-swizzled: the 8 rows one ldmatrix matrix reads (8
+    // consecutive rows, one logical quad) land on 8 distinct bank quads.
+    static constexpr int kBQuads = kN / 8, kXQuads = kPT / 8;
+    static constexpr size_t kBBytes = size_t(kQ) * kN * 2;
+    static constexpr size_t kXBytes = size_t(kQ) * kPT * 2;  // one head
+    static constexpr size_t oB = 0;
+    static constexpr size_t oX = oB + kStages * kBBytes;              // [stage][head]
+    static constexpr size_t oW = oX + kStages * kHeads * kXBytes;     // [parity][head][Q]: w_s of the chunk
+    static constexpr size_t oEnd = oW + size_t(2) * kHeads * kQ * 4;   // [parity][head]: acum at the chunk end
+    static constexpr size_t oMax = oEnd + align128(2 * kHeads * 4);    // [parity][head][warp]: max |S|
+    static constexpr size_t kSmemBytes = oMax + align128(2 * kHeads * kWarps * 4);
+    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
+    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
+    static_assert(kThreads % kBQuads == 0 && kThreads % kXQuads == 0, "a thread copies the same quad every round");
+    static_assert(kBQuads >= 8 && (kXQuads == 2 || kXQuads == 4), "swizzle patterns below");
+    static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
+    static_assert(kStages == 2 || kStages == 3, "one or two chunks ahead");
+    // Element offset of (row, col) in a swizzled buffer of `quads` 16-byte quads per row.
+    __device__ static __forceinline__ int swz(int row, int col, int quads) {
+        const int group = quads >= 8 ? 1 : 8 / quads;  // rows sharing a bank-quad offset
+        return row * quads * 8 + ((col / 8) ^ ((row / group) % quads)) * 8 + col % 8;
+    }
+    __device__ static __forceinline__ int at_b(int row, int col) { return swz(row, col, kBQuads); }
+    __device__ static __forceinline__ int at_x(int row, int col) { return swz(row, col, kXQuads); }
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pair_kernel(SsdCpArgs c) {
+    const SsdArgs & a = c.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps, HP = Tr::kHeads;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
+    auto sX = [&](int buf, int hh) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf * HP + hh) * Tr::kXBytes); };
+    constexpr int ST = Tr::kStages;
+    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW);
+    float * sEnd = reinterpret_cast<float *>(smem + Tr::oEnd);
+    const int64_t pairs_per_group = (a.heads_per_group + 1) / 2;
+    const int64_t g = blockIdx.y / pairs_per_group;
+    const int64_t in_group = 2 * (blockIdx.y % pairs_per_group);
+    const int64_t h0 = g * a.heads_per_group + in_group;
+    const bool has1 = in_group + 1 < a.heads_per_group;  // the pair's second head exists
+    const int64_t seq = blockIdx.z;
+    const int64_t p0 = int64_t(blockIdx.x) * PT;
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+    float A[HP], bias[HP];
+#pragma unroll
+    for (int hh = 0; hh < HP; ++hh) {
+        const int64_t h = has1 || hh == 0 ? h0 + hh : h0;  // a missing partner reads head h0's scalars
+        A[hh] = a.A[h * a.A_s];
+        bias[hh] = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    }
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+    const int tp = warp / Tr::kWarpsPerTile;
+    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;
+
+    float S[HP][NT8][4];
+#pragma unroll
+    for (int hh = 0; hh < HP; ++hh)
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                const bool in = a.has_init && (hh == 0 || has1) && p < a.headdim && n < a.dstate;
+                S[hh][nt][i] = in ? a.init[seq * a.init_s[0] + (h0 + hh) * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+            }
+
+    // Copies of the chunk starting at tc into stage buf: B once, x of both heads (zeros for a missing
+    // partner and past the end); one commit group per chunk.
+    auto issue = [&](int64_t tc, int buf) {
+        const int64_t avail = t_end - tc;
+        bf16_t * dB = sB(buf);
+        if (c.vec_bc) {
+            const int n = tid % Tr::kBQuads * 8;
+            for (int k = tid / Tr::kBQuads; k < Q; k += NT / Tr::kBQuads) {
+                const bool in = k < avail && n < a.dstate;
+                cp_async16(dB + Tr::at_b(k, n), in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            }
+        } else {
+            for (int i = tid; i < Q * N; i += NT) {
+                const int k = i / N, n = i % N;
+                dB[Tr::at_b(k, n)] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+            }
+        }
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            bf16_t * dX = sX(buf, hh);
+            const bool head_in = hh == 0 || has1;
+            const int64_t h = h0 + hh;
+            if (c.vec_x) {
+                const int pp = tid % Tr::kXQuads * 8;
+                const int64_t p = p0 + pp;
+                for (int k = tid / Tr::kXQuads; k < Q; k += NT / Tr::kXQuads) {
+                    const bool in = head_in && k < avail && p < a.headdim;
+                    cp_async16(dX + Tr::at_x(k, pp), in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+                }
+            } else {
+                for (int i = tid; i < Q * PT; i += NT) {
+                    const int k = i / PT, pp = i % PT;
+                    const int64_t p = p0 + pp;
+                    dX[Tr::at_x(k, pp)] = (head_in && k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+                }
+            }
+        }
+        cp_async_commit();
+    };
+    // The chunk's dt scan is shared: warp hh < HP scans head hh (its raw dt in registers, lane: steps
+    // 4 lane .. 4 lane + 3, loaded one chunk ahead of its use); the other warps load nothing.
+    const bool scans = warp < HP;
+    const int scan_head = scans ? warp : 0;
+    const bool scan_valid = scans && (scan_head == 0 || has1);
+    float scan_A = A[0], scan_bias = bias[0];
+#pragma unroll
+    for (int hh = 1; hh < HP; ++hh)
+        if (scan_head == hh) {
+            scan_A = A[hh];
+            scan_bias = bias[hh];
+        }
+    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto load_dt = [&](int64_t tc) {
+        if (!scan_valid) return;
+        const int64_t avail = t_end - tc;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = lane * 4 + i;
+            rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + (h0 + scan_head) * a.dt_s[2]) : 0.0f;
+        }
+    };
+    // x of both heads towards L2 one chunk before its copy is issued (as in the mma kernel).
+    auto prefetch_x = [&](int64_t tc) {
+        for (int k = tid; k < HP * Q; k += NT) {
+            const int hh = k / Q, r = k % Q;
+            if (tc + r < t_end && p0 < a.headdim && (hh == 0 || has1))
+                prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + r) * a.x_s[1] + (h0 + hh) * a.x_s[2] + p0 * a.x_s[3]) * 2);
+        }
+    };
+    // Prologue: chunks 0 .. ST - 2 in flight (an empty group past the end keeps one group per chunk).
+#pragma unroll
+    for (int j = 0; j < ST - 1; ++j) {
+        if (t_begin + j * Q < t_end) issue(t_begin + j * Q, j);
+        else cp_async_commit();
+    }
+    prefetch_x(t_begin + (ST - 1) * Q);
+    load_dt(t_begin);
+
+    int buf = 0, parity = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf = buf + 1 == ST ? 0 : buf + 1, parity ^= 1) {
+        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
+        const int64_t slot = slot_of(c, seq, t0);
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            float m = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) m = fmaxf(m, fabsf(S[hh][nt][i]));
+            m = warp_max(m);
+            if (lane == 0) sMax[(parity * HP + hh) * W + warp] = m;
+        }
+        // dt and the inclusive cumulative sum of dt*A of head scan_head, by its scan warp, into the parity
+        // buffers (their readers of two chunks ago passed the last barrier). A missing partner's dt is 0
+        // (w 0, no decay).
+        if (scans) {
+            float dt[4], acum[4], run = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                dt[i] = scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
+                run += dt[i] * scan_A;
+            }
+            float incl = run;
+#pragma unroll
+            for (int off = 1; off < 32; off *= 2) {
+                const float o = __shfl_up_sync(0xffffffffu, incl, off);
+                if (lane >= off) incl += o;
+            }
+            float acc_run = incl - run;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acc_run += dt[i] * scan_A;
+                acum[i] = acc_run;
+            }
+            const float end = __shfl_sync(0xffffffffu, acum[3], 31);
+            float * w = sW + (parity * HP + scan_head) * Q + lane * 4;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) w[i] = dt[i] * __expf(end - acum[i]);
+            if (lane == 0) sEnd[parity * HP + scan_head] = end;
+            if (blockIdx.x == 0 && scan_valid) {
+                const int64_t at = (slot * a.heads + h0 + scan_head) * Q + lane * 4;
+                *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
+                *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
+            }
+        }
+
+        cp_async_wait_group<ST - 2>();  // this chunk's group (later chunks' may stay in flight)
+        __syncthreads();  // this chunk's B, x, w and acum_end are in; every warp's max |S| is written; the previous chunk's stage is free
+        float acum_end[HP];
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) acum_end[hh] = sEnd[parity * HP + hh];
+        {
+            const int64_t tn = t0 + (ST - 1) * Q;
+            const int nbuf = buf == 0 ? ST - 1 : buf - 1;  // (buf + ST - 1) % ST: the stage read by the previous chunk
+            if (tn < t_end) issue(tn, nbuf);
+            else cp_async_commit();
+            prefetch_x(tn + Q);
+        }
+        if (t0 + Q < t_end) load_dt(t0 + Q);
+
+        // S_in of both heads, float16 after each head's power-of-two scale; then the decay.
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            float block_max = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[(parity * HP + hh) * W + w]);
+            const int scale_exp = f16_scale_exponent(block_max);
+            const float inv_scale = ldexpf(1.0f, -scale_exp);
+            const int64_t h = h0 + hh;
+            if (hh == 0 || has1) {
+                if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
+                if (p0 + 16 * tp < c.Pw) {
+                    f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+#pragma unroll
+                    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                        for (int rr = 0; rr < 2; ++rr)
+                            *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                                __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                }
+            }
+            const float decay = __expf(acum_end[hh]);
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) S[hh][nt][i] *= decay;
+        }
+
+        // ---- S_h <- decayed S_h + (x_h w_h)^T B for both heads, one B fragment per 4 MMAs ----
+        const bf16_t * cB = sB(buf);
+        // Two k steps unrolled (unroll 1 spilled more at 128 registers: 12 B against 8 B here).
+#pragma unroll 2
+        for (int kk = 0; kk < Q / 16; ++kk) {
+            uint32_t ahi[HP][4], alo[HP][4];
+#pragma unroll
+            for (int hh = 0; hh < HP; ++hh) {
+                uint32_t xa[4];  // x^T (p, s) = x[s][p]
+                ldsm_x4_trans(xa, sX(buf, hh) + Tr::at_x(16 * kk + fr::ldsm_at_row(lane), 16 * tp + fr::ldsm_at_col(lane)));
+                const float * cW = sW + (parity * HP + hh) * Q + 16 * kk;
+                const float2 w_lo = *reinterpret_cast<const float2 *>(cW + fr::a_col(lane, 0, 0));
+                const float2 w_hi = *reinterpret_cast<const float2 *>(cW + fr::a_col(lane, 2, 0));
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
+                    const float2 w = r / 2 == 0 ? w_lo : w_hi;
+                    split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[hh][r], alo[hh][r]);
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                uint32_t fb[4];  // B (s, n) = B[s][n]
+                ldsm_x4_trans(fb, cB + Tr::at_b(16 * kk + fr::ldsm_b_row(lane), n_w + 16 * np + fr::ldsm_b_col(lane)));
+#pragma unroll
+                for (int hh = 0; hh < HP; ++hh) {
+                    mma_bf16(S[hh][2 * np], ahi[hh], fb[0], fb[1]);
+                    mma_bf16(S[hh][2 * np + 1], ahi[hh], fb[2], fb[3]);
+                }
+#pragma unroll
+                for (int hh = 0; hh < HP; ++hh) {
+                    mma_bf16(S[hh][2 * np], alo[hh], fb[0], fb[1]);
+                    mma_bf16(S[hh][2 * np + 1], alo[hh], fb[2], fb[3]);
+                }
+            }
+        }
+    }
+    cp_async_wait_all();
+
+    if (a.has_fin) {
+#pragma unroll
+        for (int hh = 0; hh < HP; ++hh) {
+            if (hh == 1 && !has1) break;
+#pragma unroll
+            for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
+                    if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + (h0 + hh) * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[hh][nt][i];
+                }
+        }
     }
 }
 
@@ -1129,8 +1477,38 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
+// Head pairs of one group per block: the pair kernel's grid y.
+int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
+
+template <int kN, int kPT, int kMaxWarps, int kStages>
+void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
+    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages>;
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
+    const auto kernel = ssd_cp_state_pair_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    launch_kernel(ctx, "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
+}
+
 template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel) {
+void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
+    if (kind == SsdCpStateKernel::Pair) {
+        launch_state_pair<kN, kPT, 8, 2>(ctx, c);
+        return;
+    }
+    // pair3, wide tiles: 16 warps and 3 stages, one block per SM (N 128); narrow tiles: as pair (2 blocks
+    // per SM keep the few blocks of B1 in one wave).
+    // pair16: 16-channel tiles whatever the block count (B8 H80: 1280 blocks, 4.85 waves of 264 instead
+    // of pair's 640 in 2.4): which of the two costs less says whether a chunk is latency- or issue-bound.
+    if (kind == SsdCpStateKernel::Pair16) {
+        launch_state_pair<kN, 16, 8, 2>(ctx, c);
+        return;
+    }
+    if (kind == SsdCpStateKernel::Pair3) {
+        if constexpr (kPT == 32) launch_state_pair<kN, kPT, 16, 3>(ctx, c);
+        else launch_state_pair<kN, kPT, 8, 2>(ctx, c);
+        return;
+    }
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
     using Tr = SsdCpMmaStateTraits<kN, kPT>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
@@ -1182,8 +1560,13 @@ template <int kN>
 void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
     // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
+    // The pair kernel: 32 channels when its blocks fill a wave of 2 per SM (B8 H80: 640 blocks), else 16
+    // (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
     const int64_t pairs = c.nseq * c.a.heads;
-    if (pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms) launch_state<kN, 32>(ctx, c, plan.state);
+    const bool paired = plan.state != SsdCpStateKernel::Mma;
+    const bool wide = paired ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
+                                                           : pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms;
+    if (wide) launch_state<kN, 32>(ctx, c, plan.state);
     else launch_state<kN, 16>(ctx, c, plan.state);
     if (slots == 0) return;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
@@ -1209,7 +1592,9 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
 
 template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
-    const size_t state = SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
+    const size_t state = plan.state == SsdCpStateKernel::Pair    ? SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes
+                         : plan.state == SsdCpStateKernel::Pair3 ? SsdCpPairStateTraits<kN, 32, 16, 3>::kSmemBytes
+                                                                 : SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
     const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
     return state > output ? state : output;
 }
@@ -1220,7 +1605,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}, {"pair3", SsdCpStateKernel::Pair3}, {"pair16", SsdCpStateKernel::Pair16}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;

@@ -17,7 +17,7 @@ struct SsdCpShape {
 // The kernel variants (MAMBA_CUDA_SSD_OUTPUT / MAMBA_CUDA_SSD_STATE, read by the plan at each call; an
 // unknown name is an INVALID_ARGUMENT error). Every pair shares the workspace format.
 enum class SsdCpOutputKernel { Mma, Mma8 };
-enum class SsdCpStateKernel { Mma };
+enum class SsdCpStateKernel { Mma, Pair, Pair3, Pair16 };
 
 struct SsdCpPlan {
     bool use = false;

@@ -220,7 +220,8 @@ struct SsdKernels {
     const char * output;
     const char * state;
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}, {"mma", "pair3"}, {"mma8", "pair3"},
+                                     {"mma", "pair16"}, {"mma8", "pair16"}};
 
 }  // namespace
 
@@ -420,12 +421,16 @@ TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
 // sequence start, a state pass over 16 or 32 channels per block, output blocks of 64 channels and 1, 2,
 // 4, 8 or 16 heads of one group (chosen from the block count against the SM count), dstate padded to 64 or
 // 128. Length 1, one step short of and past a chunk, headdim over 64 and off 16 or 8, dstate off 8,
-// groups with several heads each, and sequences of 16 and 89 chunks.
+// groups with several heads each (odd counts: the state pair kernel's last pair is one head), and
+// sequences of 16 and 89 chunks.
 TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     const Shape shapes[] = {
         {1, 1, 2, 64, 1, 128},     {2, 127, 4, 64, 2, 64},  {1, 128, 3, 64, 1, 128},  {2, 129, 6, 80, 3, 100},
         {1, 300, 8, 40, 2, 64},    {1, 260, 4, 20, 1, 32},  {1, 2048, 48, 64, 2, 64},  // 2 heads per output block on 132 SMs
         {1, 11300, 20, 16, 1, 16},  // 89 chunks: 8 heads per output block, the last block 4
+        // State pair kernels, 32-channel blocks (>= 264 on 132 SMs), 135 and 133 heads per group (the last
+        // pair one head), 2 and 4 chunks (pair3's 3 buffers wrap).
+        {2, 200, 135, 64, 1, 64},   {2, 400, 133, 64, 1, 128},
     };
     uint64_t seed = 600;
     for (const Shape & s : shapes) {
