@@ -36,8 +36,8 @@ NormLinearParams validate_norm_linear(const mamba_context & ctx, const mamba_nor
     linear.weight = a.weight;
     linear.bias = a.bias;
     linear.y = a.y;
-    // The linear's x is the norm's y: its messages name it 'x'.
-    p.linear = within("linear of the norm's y (as 'x')", [&] { return validate_linear(ctx, linear); });
+    // The linear's x is the norm's y (validated above as the norm's output).
+    p.linear = within("linear", [&] { return validate_linear(ctx, linear); });
     // y and the norm's outputs are written while every other tensor of the call is still being read.
     const Tensor & y = p.linear.y;
     if (p.rms) {
