@@ -170,8 +170,8 @@ public sealed class Mamba2Mixer : Mixer
             InProj.Forward(context, x, proj);
             Conv.Step(context, xbcIn, state.Conv, xbc);
             Kernels.SsdStateUpdate(context, state.Ssm, xs, dt, A, b, c, y3, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax);
-            Kernels.GatedRmsNorm(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate);
-            OutProj.Forward(context, normed, y);
+            // The gated norm and out_proj as one call: on CUDA one kernel normalizes inside the GEMV.
+            Kernels.GatedRmsNormLinear(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate, OutProj.Weight, y, OutProj.Bias);
         };
     }
 
