@@ -50,6 +50,16 @@
 //   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
+// 3. Norm prologue of the tiled kernel (TiledGemvTraits::kNorm; mamba_norm_linear): x is the output of an
+//    RMSNorm (with residual) or a gated, grouped RMSNorm computed inside the kernel, which saves the norm
+//    kernel of a decode layer (its launch gap and its own load -> reduce -> store latency, ~3-4 us).
+//    Every block sums the squares of its rows from the norm's inputs (rows*in elements of x plus the
+//    residual or z, L2-resident: ~20 KB per block at mamba2-2.7b's 5120 bf16 channels, 8 loads per thread
+//    in flight while the block's first W loads fly), then stages the normalized, weight-scaled values,
+//    rounded to the normed tensor's dtype as the norm kernel rounds its output, as its x tile; block 0
+//    also stores the normed tensor (and residual_out), so each element has one writer. Only when the whole
+//    row fits in one x tile (in <= kTileK) and at most kMaxNormGroups groups; the host runs the two kernels
+//    otherwise. Extra bytes: blocks * rows * in * (sizeof(x) + sizeof(residual or z)) of L2 reads.
 //
 // Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
@@ -284,23 +294,35 @@ __device__ __forceinline__ void stage_normed_rows(const GemvArgs & a, int padded
     }
     __syncthreads();
     const bool writer = blockIdx.x == 0;
-    for (int e = threadIdx.x; e < a.rows * a.in; e += kThreads) {
-        const int m = e / a.in, i = e - m * a.in;
-        const float r = xs[m * T + i];
-        const float inv = inv_rms[m * n.groups + i / n.group_size];
-        float out;
-        if constexpr (Tr::kNorm == kNormRms) {
-            out = r * inv * n.weight.load(i * n.w_s);
-            if (writer && n.has_residual_out) n.residual_out.store(m * n.ro_s0 + i * n.ro_s1, r);
-        } else if (n.norm_before_gate) {
-            const float gate = n.has_other ? silu_f(n.other.load(m * n.o_s0 + i * n.o_s1)) : 1.0f;
-            out = r * inv * n.weight.load(i * n.w_s) * gate;
-        } else {
-            // r already holds x * silu(z): (x * gate) * inv * weight, norm.cu's order
-            out = r * inv * n.weight.load(i * n.w_s);
+    const bool gate_after = Tr::kNorm == kNormGated && n.norm_before_gate && n.has_other;
+    const int total = a.rows * a.in;
+    for (int e0 = threadIdx.x; e0 < total; e0 += kInFlight * kThreads) {
+        // The weights (and late gates) of kInFlight elements loaded before any is used.
+        float w[kInFlight], z[kInFlight];
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+            const int e = e0 + u * kThreads;
+            const int m = e / a.in, i = e - m * a.in;
+            w[u] = e < total ? n.weight.load(i * n.w_s) : 0.0f;
+            z[u] = e < total && gate_after ? n.other.load(m * n.o_s0 + i * n.o_s1) : 0.0f;
         }
-        if (writer) n.normed.store(m * n.n_s0 + i * n.n_s1, out);
-        xs[m * T + i] = round_to_dtype(n.normed.dtype, out);
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+            const int e = e0 + u * kThreads;
+            if (e >= total) break;
+            const int m = e / a.in, i = e - m * a.in;
+            const float r = xs[m * T + i];
+            const float inv = inv_rms[m * n.groups + i / n.group_size];
+            // norm.cu's order: r * inv * weight (r is x + residual, x * silu(z) or x), then * silu(z) when
+            // the gate follows the norm.
+            float out = r * inv * w[u];
+            if (gate_after) out = out * silu_f(z[u]);
+            if (writer) {
+                n.normed.store(m * n.n_s0 + i * n.n_s1, out);
+                if (Tr::kNorm == kNormRms && n.has_residual_out) n.residual_out.store(m * n.ro_s0 + i * n.ro_s1, r);
+            }
+            xs[m * T + i] = round_to_dtype(n.normed.dtype, out);
+        }
     }
 }
 
