@@ -320,4 +320,87 @@ TEST_P(NormLinearTest, InvalidArgumentsNameTheField) {
     MAMBA_ASSERT_OK(mamba_norm_linear(ctx(), &a));
 }
 
+TEST_P(NormLinearTest, ChainOfFusedCallsIsTheSameWithAndWithoutPdl) {
+    // Each call reads what the previous one wrote (x, residual, z): a fused kernel that read its inputs
+    // before waiting for its producer would see stale values under PDL and drift from the PDL-off run.
+    // The kernels are deterministic, so the comparison is exact. CPU: no PDL, nothing to compare.
+    if (!on_cuda()) GTEST_SKIP() << "PDL is a CUDA launch feature";
+    constexpr int64_t kRows = 2, kHidden = 512, kLayers = 4, kSteps = 6;
+    struct Chain {
+        mamba_context * ctx;
+        Tensor h_a{{kRows, kHidden}, DType::F32}, h_b{{kRows, kHidden}, DType::F32}, r_a{{kRows, kHidden}, DType::F32}, r_b{{kRows, kHidden}, DType::F32};
+        Tensor normed{{kRows, kHidden}, DType::F32}, gated{{kRows, kHidden}, DType::F32}, norm_w{{kHidden}, DType::F32};
+        std::vector<Tensor> w_in, w_out;
+        bool flip = false;
+        explicit Chain(mamba_context * c, uint64_t seed) : ctx(c) {
+            std::mt19937_64 rng(seed);
+            for (Tensor * t : {&h_a, &r_a}) t->fill_uniform(rng, -1, 1);
+            norm_w.fill_uniform(rng, 0.5, 1.5);
+            for (int64_t l = 0; l < kLayers; ++l) {
+                w_in.emplace_back(std::vector<int64_t>{kHidden, kHidden}, DType::BF16);
+                w_out.emplace_back(std::vector<int64_t>{kHidden, kHidden}, DType::BF16);
+                w_in.back().fill_uniform(rng, -0.08, 0.08);
+                w_out.back().fill_uniform(rng, -0.08, 0.08);
+            }
+            for (Tensor * t : {&h_a, &r_a, &norm_w}) t->upload(ctx);
+            for (Tensor * t : {&h_b, &r_b, &normed, &gated}) t->upload_poisoned(ctx);
+            for (int64_t l = 0; l < kLayers; ++l) {
+                w_in[size_t(l)].upload(ctx);
+                w_out[size_t(l)].upload(ctx);
+            }
+        }
+        // Per layer: h_b = (add + RMSNorm of h_a) W_in^T, then h_a = (gated norm of h_b, gate = the normed) W_out^T.
+        mamba_status step() {
+            for (int64_t l = 0; l < kLayers; ++l) {
+                mamba_rms_norm_args rms{};
+                rms.x = h_a.dl();
+                rms.residual = (flip ? r_b : r_a).dl();
+                rms.residual_out = (flip ? r_a : r_b).dl();
+                rms.weight = norm_w.dl();
+                rms.y = normed.dl();
+                rms.eps = 1e-5f;
+                mamba_norm_linear_args in{};
+                in.rms_norm = &rms;
+                in.weight = w_in[size_t(l)].dl();
+                in.y = h_b.dl();
+                mamba_status s = mamba_norm_linear(ctx, &in);
+                if (s != MAMBA_STATUS_OK) return s;
+                mamba_gated_rms_norm_args g{h_b.dl(), normed.dl(), norm_w.dl(), gated.dl(), kHidden / 4, 1e-5f, 0};
+                mamba_norm_linear_args out{};
+                out.gated_rms_norm = &g;
+                out.weight = w_out[size_t(l)].dl();
+                out.y = h_a.dl();
+                if ((s = mamba_norm_linear(ctx, &out)) != MAMBA_STATUS_OK) return s;
+                flip = !flip;  // the residual stream alternates between r_a and r_b
+            }
+            return MAMBA_STATUS_OK;
+        }
+        std::vector<double> results() {
+            std::vector<double> all;
+            for (Tensor * t : {&h_a, &r_a, &r_b, &normed, &gated}) {
+                t->download(ctx);
+                all.insert(all.end(), t->values().begin(), t->values().end());
+            }
+            return all;
+        }
+    };
+    const auto context_with_pdl = [&](bool pdl) {
+        const mt::ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
+        return mt::make_context(GetParam());
+    };
+    mt::ContextPtr on = context_with_pdl(true), off = context_with_pdl(false);
+    ASSERT_TRUE(on && off);
+    Chain a(on.get(), 5), b(off.get(), 5);
+    std::vector<double> previous;
+    for (int64_t s = 0; s < kSteps; ++s) {
+        MAMBA_ASSERT_OK(a.step());
+        MAMBA_ASSERT_OK(b.step());
+        const std::vector<double> ra = a.results(), rb = b.results();
+        for (double v : ra) ASSERT_TRUE(std::isfinite(v)) << "step " << s;
+        ASSERT_EQ(ra, rb) << "step " << s;
+        EXPECT_NE(ra, previous) << "the chain must change at every step";
+        previous = ra;
+    }
+}
+
 MAMBA_INSTANTIATE_BACKENDS(NormLinearTest);
