@@ -132,7 +132,8 @@ public sealed class Mamba1Mixer : Mixer
     }
 
     /// <inheritdoc />
-    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
+        DecodeInputNorm? inputNorm = null)
     {
         var s = (Scratch)scratch;
         long batch = x.Shape[0], di = _inner, w = XdblWidth;
@@ -147,7 +148,7 @@ public sealed class Mamba1Mixer : Mixer
         var yv = s.Y.View([batch, di]);
         return () =>
         {
-            InProj.Forward(context, x, xz);
+            ProjectDecodeInput(context, InProj, x, xz, inputNorm);
             Conv.Step(context, xIn, state.Conv, xc);
             XProj.Forward(context, xc, xdbl);
             // dt = DtProj.Weight . dtIn in the same kernel; the dt_proj bias is applied there once, as DtBias (as in
