@@ -20,8 +20,10 @@ public sealed record MambaModelOptions
     public DType ActivationDType { get; init; } = DType.Float32;
 
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
-    /// tokens, so prefill memory stays bounded whatever the prompt length.</summary>
-    public int PrefillChunkSize { get; init; } = 512;
+    /// tokens, so prefill memory stays bounded whatever the prompt length. Longer pieces give the scan, the SSD and
+    /// the projections more parallel work: on an H200, a 2048-token mamba-2.8b prefill (bf16) ran at 63.5k tokens/s in
+    /// pieces of 2048 against 44.5k in pieces of 512.</summary>
+    public int PrefillChunkSize { get; init; } = 2048;
 
     /// <summary>On CUDA, record each session's decode step as a CUDA graph after one direct step and replay it: one
     /// launch instead of one per kernel. Off runs every kernel directly (same results). Ignored on CPU.</summary>

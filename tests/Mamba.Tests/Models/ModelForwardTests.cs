@@ -1,4 +1,5 @@
 using Mamba.Models;
+using Mamba.Modules;
 using Mamba.Tensors;
 using static Mamba.Tests.Models.ModelTestSupport;
 
@@ -131,12 +132,22 @@ public class ModelForwardTests
     }
 
     [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
-    public void BatchedDecodeEqualsOneByOne(MambaFamily family, Mamba.Runtime.Device device)
+    public void BatchedDecodeEqualsOneByOne(MambaFamily family, Mamba.Runtime.Device device) =>
+        CheckBatchedDecode(family, device, [5, 17, 1]);
+
+    /// <summary>More sequences than <see cref="Mamba1Mixer.FusedDtProjMaxBatch"/>: Mamba-1 decode projects dt in its own
+    /// kernel there.</summary>
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void LargeBatchDecodeEqualsOneByOne(MambaFamily family, Mamba.Runtime.Device device) =>
+        CheckBatchedDecode(family, device, [5, 17, 1, 2, 9, 3, 12, 4, 7, 6]);
+
+    private static void CheckBatchedDecode(MambaFamily family, Mamba.Runtime.Device device, int[] promptLengths)
     {
+        Assert.That(promptLengths.Length > 1, "a batch");
         var tiny = TinyModel.Create(ConfigFor(family), seed: 23);
         using var model = BuildOn(device, tiny);
         var rng = new Random(8);
-        var prompts = new[] { 5, 17, 1 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
+        var prompts = promptLengths.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
         var continuations = prompts.Select(_ => TinyModel.RandomTokens(rng, 6, tiny.Config.VocabSize)).ToArray();
         using var batch = model.CreateSession(prompts.Length);
         for (var s = 0; s < prompts.Length; s++)
