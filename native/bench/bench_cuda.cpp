@@ -147,9 +147,7 @@ mb::Register ssd_long("cuda ssd bf16 B4 L8192 H128 P64 N128 G8 chunk256",
 // ---- decode steps ----------------------------------------------------------------------------------
 
 // Mamba-2: B64 H80 P64 N128, float32 state (335 MB: larger than L2, no rotation needed).
-// variant: MAMBA_CUDA_SSD_UPDATE_VARIANT for this case's calls only (nullptr: the variable as the process
-// has it, so the library default when unset).
-std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops, const char * variant = nullptr) {
+std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & flops) {
     if (!b.on_cuda()) return {};
     const int64_t B = 64, H = 80, P = 64, N = 128, G = 1;
     mamba_ssd_state_update_args a{};
@@ -167,11 +165,7 @@ std::function<void()> ssd_update_case(mb::Bench & b, double & bytes, double & fl
     a.dt_softplus = 1;
     bytes = double(B * H * P * N) * 4 * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
     flops = double(B * H * P * N) * 4;
-    if (variant == nullptr) return [&b, a] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); };
-    return [&b, a, variant] {
-        const mb::ScopedEnv forced("MAMBA_CUDA_SSD_UPDATE_VARIANT", variant);
-        mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
-    };
+    return [&b, a] { mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update"); };
 }
 
 mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
@@ -181,7 +175,7 @@ mb::Register ssd_update("cuda ssd_state_update B64 H80 P64 N128 f32 state",
 // (every other layer's state passes through L2 before a layer's state is touched again): B1 H80
 // (mamba2-2.7b, 2.6 MB of state) and B16 H24 (mamba2-130m batched, 12.6 MB) fit in L2, so enough state
 // sets rotate (>= 160 MB). (B64 H80, 335 MB, is the case above.)
-std::function<void()> ssd_update_cold_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t H, const char * variant = nullptr) {
+std::function<void()> ssd_update_cold_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t H) {
     if (!b.on_cuda()) return {};
     const int64_t P = 64, N = 128, G = 1;
     const double state_bytes = double(B * H * P * N) * 4;
@@ -207,13 +201,7 @@ std::function<void()> ssd_update_cold_case(mb::Bench & b, double & bytes, double
     bytes = state_bytes * 2 + double(B * H * P) * 2 * 2 + double(B * G * N) * 2 * 2;
     flops = double(B * H * P * N) * 4;
     auto next = std::make_shared<size_t>(0);
-    if (variant == nullptr)
-        return [&b, args, next] {
-            const auto & a = args[(*next)++ % args.size()];
-            mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
-        };
-    return [&b, args, next, variant] {
-        const mb::ScopedEnv forced("MAMBA_CUDA_SSD_UPDATE_VARIANT", variant);
+    return [&b, args, next] {
         const auto & a = args[(*next)++ % args.size()];
         mb::check(mamba_ssd_state_update(b.ctx(), &a), "mamba_ssd_state_update");
     };
@@ -223,23 +211,6 @@ mb::Register ssd_update_b1_cold("cuda ssd_state_update B1 H80 P64 N128 f32 state
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 1, 80); });
 mb::Register ssd_update_b16_cold("cuda ssd_state_update B16 H24 P64 N128 f32 state cold",
                                  [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 16, 24); });
-
-// The kernel variants side by side (ssd_state_update.cu; MAMBA_CUDA_SSD_UPDATE_VARIANT): "block" is the
-// default (the cases above), "plain" / "evict_store" its cache policies, "half" 32-row blocks, "deep" 16
-// rows per warp.
-#define MAMBA_SSD_UPDATE_VARIANT_CASES(tag)                                                                                            \
-    mb::Register ssd_update_##tag("cuda ssd_state_update B64 H80 P64 N128 f32 state v=" #tag,                                            \
-                                  [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_case(b, bytes, flops, #tag); });  \
-    mb::Register ssd_update_b1_cold_##tag("cuda ssd_state_update B1 H80 P64 N128 f32 state cold v=" #tag,                               \
-                                          [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 1, 80, #tag); }); \
-    mb::Register ssd_update_b16_cold_##tag("cuda ssd_state_update B16 H24 P64 N128 f32 state cold v=" #tag,                             \
-                                           [](mb::Bench & b, double & bytes, double & flops) { return ssd_update_cold_case(b, bytes, flops, 16, 24, #tag); });
-MAMBA_SSD_UPDATE_VARIANT_CASES(block)
-MAMBA_SSD_UPDATE_VARIANT_CASES(plain)
-MAMBA_SSD_UPDATE_VARIANT_CASES(evict_store)
-MAMBA_SSD_UPDATE_VARIANT_CASES(half)
-MAMBA_SSD_UPDATE_VARIANT_CASES(deep)
-#undef MAMBA_SSD_UPDATE_VARIANT_CASES
 
 // Mamba-1 selective_state_update, D5120 N16 f32 state and bf16 activations: `sets` independent sets of
 // states and activations rotate so that each call reads its state from HBM, not from the 50-60 MB L2.

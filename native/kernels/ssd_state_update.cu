@@ -2,34 +2,15 @@
 //   dt = clamp(softplus(dt + dt_bias)); s[n] = exp(dt*A) * s[n] + dt*x[p]*B[n]; y[p] = sum_n C[n]*s[n] (+ D*x)(*silu(z)).
 // Bytes: 2 * batch*heads*headdim*dstate*4 (the float32 state read once and written once dominates) + small
 // vectors; at B64 H80 P64 N128 that is 335 MB, 80 us at the H200's 4.2 TB/s copy bandwidth.
-// Design ("block", the default): a block of 8 warps owns 64 rows p of one (batch, head), a warp 8 rows, a
-// lane 4 consecutive states (one float4, 16-byte load and store, streaming cache hints) of every 128. The
-// 8 state loads per lane are issued before anything else, and the small vectors (B, C of the head's group,
-// x and z of the block's rows, dt) are staged in shared memory by all threads at once while they are in
-// flight, so that a warp's life is one memory round trip, not a chain of dependent scalar loads. Each row
-// is stored as soon as it is updated (the stores of early rows overlap the math of later ones) and y is a
-// warp-shuffle sum. Shapes the float4 path cannot take (dstate % 4 != 0, strided or misaligned state) use
-// element accesses, same structure. FLOPs: about 5 per state element. 3 blocks/SM (<= 85 registers):
-// 24 warps, 96 KB of state loads in flight per SM.
+// Design: a block of 8 warps owns 64 rows p of one (batch, head), a warp 8 rows, a lane 4 consecutive
+// states (one float4, 16-byte load and store, streaming cache hints) of every 128. The 8 state loads
+// per lane are issued before anything else, and the small vectors (B, C of the head's group, x and z of
+// the block's rows, dt) are staged in shared memory by all threads at once while they are in flight, so
+// that a warp's life is one memory round trip, not a chain of dependent scalar loads. Shapes the float4
+// path cannot take (dstate % 4 != 0, strided or misaligned state) use element accesses, same structure.
+// FLOPs: about 5 per state element.
 //
-// Variants (MAMBA_CUDA_SSD_UPDATE_VARIANT, read at each call; same kernel, compile-time traits):
-// - "plain": as "block" with plain loads and write-back stores instead of the streaming hints (the copy
-//   reference is plain; evict-first lines in L2 may leave before the store of the same line lands).
-// - "evict_store": loads that do not allocate in L1 (ld.global.L1::no_allocate) and stores with an L2
-//   evict-first policy (createpolicy + st.global.L2::cache_hint): only the written line is marked for
-//   early eviction, the read line keeps the normal policy until it is overwritten.
-// - "half": blocks of 4 warps x 8 rows (32 rows, one block per (batch, head, half of the 64 rows)),
-//   6 blocks/SM (<= 85 registers, the same 96 KB in flight): twice as many blocks half as long, so more
-//   blocks are in their load phase while others store, and the last wave is finer.
-// - "deep": blocks of 4 warps x 16 rows (64 rows), 16 float4 loads in flight per lane, 4 blocks/SM
-//   (<= 128 registers): 16 warps and 128 KB of state loads in flight per SM; dt*x is re-read from shared
-//   memory per row so the 64 state registers fit. Its element path is the "half" one (16 rows spill there).
-// Bytes moved and FLOPs are the same for every variant. ptxas (CUDA 11.8, sm_90), no spills: "block",
-// "plain", "evict_store" and "half" 80 registers (float4 and element paths), "deep" 127 (float4 path).
-// Not built: bulk asynchronous copies (cp.async.bulk with an mbarrier, sm_90) of a block's 32 KB of state
-// through shared memory, because the CUDA 11.8 ptxas the CPU-side checks use rejects that PTX.
-//
-// Measured on an H200 (B64 H80 P64 N128, float32 state): "block" 76% of copy. Three persistent variants were
+// Measured on an H200 (B64 H80 P64 N128, float32 state): 76% of copy. Three persistent variants were
 // measured and removed: a grid sized to the resident blocks whose warps walk work items of 8 (or 4) rows
 // in a grid stride with the next item's state loads in flight (register double buffering, 64-128 KB per
 // SM), with streaming or write-back stores: 74%, 72% and 68% of copy, and no faster at B1 H80 or B16 H24.
@@ -40,7 +21,6 @@
 #include "common.cuh"
 #include "launch.cuh"
 #include "ssd_host.cuh"
-#include "core/env_choice.h"
 #include "ops/ssd.h"
 
 namespace mamba::cuda {
@@ -61,92 +41,22 @@ struct SsdUpdateArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
 };
 
-// How the float4 path reads and writes the state (the element path always uses plain accesses).
-enum class StatePolicy {
-    Streaming,        // ld.global.cs / st.global.cs: evict first in L1 and L2 on both
-    Plain,            // default loads, write-back stores
-    EvictFirstStore,  // ld.global.L1::no_allocate; st.global.L2::cache_hint with an evict-first policy
-};
-
-template <bool kVecState, int kWarpsPerBlock, int kRowsPerWarpT, int kMinBlocksPerSmT, StatePolicy kPolicyT>
+template <bool kVecState>
 struct SsdUpdateTraits {
     static constexpr bool kVec = kVecState;  // state rows 16-byte aligned with unit stride, dstate % 4 == 0
-    static constexpr StatePolicy kPolicy = kPolicyT;
-    static constexpr int kWarps = kWarpsPerBlock;
+    static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kRowsPerWarp = kRowsPerWarpT;           // float4 loads in flight per lane
-    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
+    static constexpr int kRowsPerWarp = 8;                      // 8 x 16 bytes of state in flight per lane
+    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // 64: one block per (batch, head) at headdim 64
     static constexpr int kStatesPerPass = 128;                   // 32 lanes x 4 consecutive states
-    static constexpr int kMinBlocksPerSm = kMinBlocksPerSmT;     // register cap 65536 / (kThreads * this)
-    // dt*x of the warp's rows held in registers across the passes (8 rows), or re-read from shared
-    // memory per row and pass (16 rows: keeps the 64 state registers of a lane clear of spills).
-    static constexpr bool kDtxInRegisters = kRowsPerWarp <= 8;
-    static_assert(kRowsPerBlock <= kThreads, "x and z of the block's rows are staged one per thread");
-    static_assert(kRowsPerWarp <= 32, "lane r writes y of the warp's row r");
+    static constexpr int kMinBlocksPerSm = 3;                    // <= 85 registers: 24 warps, 96 KB of loads in flight per SM
 };
 
-// The configurations (MAMBA_CUDA_SSD_UPDATE_VARIANT names them; see the header comment). The cache
-// policy only touches the float4 path, so "plain" and "evict_store" share the element kernel of "block";
-// "deep" runs the element kernel of "half" (16 rows of 64-bit element addressing spill at 128 registers).
-template <bool kVec> using BlockTraits = SsdUpdateTraits<kVec, 8, 8, 3, StatePolicy::Streaming>;           // "block"
-template <bool kVec> using PlainTraits = SsdUpdateTraits<kVec, 8, 8, 3, StatePolicy::Plain>;               // "plain"
-template <bool kVec> using EvictStoreTraits = SsdUpdateTraits<kVec, 8, 8, 3, StatePolicy::EvictFirstStore>;  // "evict_store"
-template <bool kVec> using HalfTraits = SsdUpdateTraits<kVec, 4, 8, 6, StatePolicy::Streaming>;            // "half"
-template <bool kVec> using DeepTraits = SsdUpdateTraits<kVec, 4, 16, 4, StatePolicy::Streaming>;           // "deep"
-
-template <StatePolicy kPolicy>
-__device__ __forceinline__ float4 load_state4(const float * p) {
-    if constexpr (kPolicy == StatePolicy::Streaming) {
-        return __ldcs(reinterpret_cast<const float4 *>(p));  // read once: evict first
-    } else if constexpr (kPolicy == StatePolicy::EvictFirstStore) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        float4 v;
-        // volatile: stays after wait_for_producer() (an asm with a memory clobber).
-        asm volatile("ld.global.L1::no_allocate.v4.f32 {%0, %1, %2, %3}, [%4];"
-                     : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-                     : "l"(p));
-        return v;
-#else
-        return *reinterpret_cast<const float4 *>(p);
-#endif
-    } else {
-        return *reinterpret_cast<const float4 *>(p);
-    }
-}
-
-// evict_first: an L2 policy from createpolicy (EvictFirstStore only; ignored otherwise).
-template <StatePolicy kPolicy>
-__device__ __forceinline__ void store_state4(float * p, float4 v, uint64_t evict_first) {
-    if constexpr (kPolicy == StatePolicy::Streaming) {
-        __stcs(reinterpret_cast<float4 *>(p), v);  // written once: stream out
-    } else if constexpr (kPolicy == StatePolicy::EvictFirstStore) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        asm volatile("st.global.L2::cache_hint.v4.f32 [%0], {%1, %2, %3, %4}, %5;" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w),
-                     "l"(evict_first)
-                     : "memory");
-#else
-        *reinterpret_cast<float4 *>(p) = v;
-#endif
-    } else {
-        *reinterpret_cast<float4 *>(p) = v;
-    }
-}
-
-template <StatePolicy kPolicy>
-__device__ __forceinline__ uint64_t make_store_policy() {
-    uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (kPolicy == StatePolicy::EvictFirstStore) asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-#endif
-    return policy;
-}
-
-// Block: (row block, head, batch); warp w owns rows p0 + R*w .. +R-1, lane the 4 consecutive states
-// n0 = 4*lane + 128*j. Order of work: (1) every lane issues the state loads of its R rows for the first
+// Block: (row block, head, batch); warp w owns rows p0 + 8w .. +7, lane the 4 consecutive states
+// n0 = 4*lane + 128*j. Order of work: (1) every lane issues the state loads of its 8 rows for the first
 // pass; (2) while they are in flight the block stages B and C of its group and x, z of its rows in
 // shared memory as float32 (one element per thread, all threads at once) and computes dt and the decay;
-// (3) update, store each row at once, and accumulate y; later passes (dstate > 128) load, update and
-// store in turn.
+// (3) update, store, and accumulate y; later passes (dstate > 128) load, update and store in turn.
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_update_kernel(SsdUpdateArgs a) {
     constexpr int R = Tr::kRowsPerWarp, RB = Tr::kRowsPerBlock, S = Tr::kStatesPerPass;
@@ -167,7 +77,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
             if (p0 + r >= a.headdim || n0 >= N) {
                 s[r] = make_float4(0.f, 0.f, 0.f, 0.f);
             } else if (Tr::kVec) {
-                s[r] = load_state4<Tr::kPolicy>(row + n0);
+                s[r] = __ldcs(reinterpret_cast<const float4 *>(row + n0));  // read once: evict first
             } else {
                 float v[4];
 #pragma unroll
@@ -183,7 +93,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     allow_dependents();
     float4 s[R];
     load_pass(int64_t(lane) * 4, s);
-    const uint64_t store_policy = make_store_policy<Tr::kPolicy>();
 
     for (int64_t n = threadIdx.x; n < N; n += Tr::kThreads) {
         bc_smem[n] = a.B.load(b * a.B_s[0] + g * a.B_s[1] + n * a.B_s[2]);
@@ -205,7 +114,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     float dtx[R], acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-        if (Tr::kDtxInRegisters) dtx[r] = dt * x_smem[warp * R + r];
+        dtx[r] = dt * x_smem[warp * R + r];
         acc[r] = 0.0f;
     }
     for (int64_t n0 = int64_t(lane) * 4;; ) {
@@ -225,16 +134,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         }
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-            const float dtx_r = Tr::kDtxInRegisters ? dtx[r] : dt * x_smem[warp * R + r];
-            s[r].x = decay * s[r].x + dtx_r * Bn[0];
-            s[r].y = decay * s[r].y + dtx_r * Bn[1];
-            s[r].z = decay * s[r].z + dtx_r * Bn[2];
-            s[r].w = decay * s[r].w + dtx_r * Bn[3];
+            s[r].x = decay * s[r].x + dtx[r] * Bn[0];
+            s[r].y = decay * s[r].y + dtx[r] * Bn[1];
+            s[r].z = decay * s[r].z + dtx[r] * Bn[2];
+            s[r].w = decay * s[r].w + dtx[r] * Bn[3];
             acc[r] += Cn[0] * s[r].x + Cn[1] * s[r].y + Cn[2] * s[r].z + Cn[3] * s[r].w;
             if (n0 >= N || p0 + r >= a.headdim) continue;
             float * row = head_state + (p0 + r) * a.st_s[2];
             if (Tr::kVec) {
-                store_state4<Tr::kPolicy>(row + n0, s[r], store_policy);
+                __stcs(reinterpret_cast<float4 *>(row + n0), s[r]);  // written once: stream out
             } else {
                 const float v[4] = {s[r].x, s[r].y, s[r].z, s[r].w};
 #pragma unroll
@@ -261,32 +169,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     }
 }
 
-enum class SsdUpdateVariant { Block, Plain, EvictStore, Half, Deep };
-
-constexpr EnvChoice<SsdUpdateVariant> kSsdUpdateVariants[] = {
-    {"block", SsdUpdateVariant::Block},  {"plain", SsdUpdateVariant::Plain}, {"evict_store", SsdUpdateVariant::EvictStore},
-    {"half", SsdUpdateVariant::Half},    {"deep", SsdUpdateVariant::Deep},
-};
-
-// One configuration: Vec on the float4 path, Gen on the element path (each with its own grid).
-template <class Vec, class Gen>
-void launch_config(mamba_context & ctx, const SsdUpdateArgs & a, int64_t batch, int64_t heads, int64_t headdim, size_t smem) {
-    static_assert(Vec::kVec && !Gen::kVec, "a float4 and an element configuration");
-    if (a.vec) {
-        const dim3 grid(unsigned(ceil_div(headdim, Vec::kRowsPerBlock)), unsigned(heads), unsigned(batch));
-        launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), smem, a);
-    } else {
-        const dim3 grid(unsigned(ceil_div(headdim, Gen::kRowsPerBlock)), unsigned(heads), unsigned(batch));
-        launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), smem, a);
-    }
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
-}
 
 }  // namespace
 
 void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
-    // Read at each call (the benchmark and the tests switch it); a name not listed fails the call.
-    const SsdUpdateVariant variant = env_choice("MAMBA_CUDA_SSD_UPDATE_VARIANT", kSsdUpdateVariants, SsdUpdateVariant::Block);
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     F32Params f32;
@@ -302,13 +188,12 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     const size_t bc_bytes = size_t(2 * p.dstate) * sizeof(float);
     if (bc_bytes > size_t(state_of(ctx).max_smem_per_block) || bc_bytes > 48 * 1024)
         fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports dstate up to 6144");
-    switch (variant) {
-    case SsdUpdateVariant::Block: launch_config<BlockTraits<true>, BlockTraits<false>>(ctx, a, p.batch, p.heads, p.headdim, bc_bytes); break;
-    case SsdUpdateVariant::Plain: launch_config<PlainTraits<true>, BlockTraits<false>>(ctx, a, p.batch, p.heads, p.headdim, bc_bytes); break;
-    case SsdUpdateVariant::EvictStore: launch_config<EvictStoreTraits<true>, BlockTraits<false>>(ctx, a, p.batch, p.heads, p.headdim, bc_bytes); break;
-    case SsdUpdateVariant::Half: launch_config<HalfTraits<true>, HalfTraits<false>>(ctx, a, p.batch, p.heads, p.headdim, bc_bytes); break;
-    case SsdUpdateVariant::Deep: launch_config<DeepTraits<true>, HalfTraits<false>>(ctx, a, p.batch, p.heads, p.headdim, bc_bytes); break;
-    }
+    using Vec = SsdUpdateTraits<true>;
+    using Gen = SsdUpdateTraits<false>;
+    const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
+    if (a.vec) launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), bc_bytes, a);
+    else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
 }
 
 }  // namespace mamba::cuda
