@@ -78,7 +78,7 @@ MAMBA_SCAN_VARIANT_CASES(split)
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool gated = false, const char * output_kernel = nullptr, const char * state_kernel = nullptr) {
+                               int64_t chunk, bool gated = false, const char * state_kernel = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
@@ -99,10 +99,9 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    // output_kernel, state_kernel: MAMBA_CUDA_SSD_OUTPUT / _STATE for this case's calls only (null: the
-    // library default).
-    return [&b, a, output_kernel, state_kernel] {
-        const mb::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", output_kernel), state("MAMBA_CUDA_SSD_STATE", state_kernel);
+    // state_kernel: MAMBA_CUDA_SSD_STATE for this case's calls only (null: the library's automatic choice).
+    return [&b, a, state_kernel] {
+        const mb::ScopedEnv state("MAMBA_CUDA_SSD_STATE", state_kernel);
         mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
     };
 }
@@ -116,27 +115,20 @@ mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
 mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
-// The chunk-parallel path's kernels side by side (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE): "mma" is the default of both; "out=mma8" the 8-warp output kernel. Without z is
-// how the Mamba-2 mixer calls it (the gate is applied by the gated RMS norm after it).
-#define MAMBA_SSD_KERNEL_CASES(tag, label, out, state)                                                                                  \
+// The chunk-parallel path's state kernels forced (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_STATE), against
+// the automatic choice of the cases above (pair at B8, mma at B1 on an H200). Without z is how the Mamba-2
+// mixer calls it (the gate is applied by the gated RMS norm after it).
+#define MAMBA_SSD_KERNEL_CASES(tag, label, state)                                                                                        \
     mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, state); }); \
     mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, out, state); }); \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, state); }); \
     mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, out, state); }); \
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, state); }); \
     mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, out, state); });
-MAMBA_SSD_KERNEL_CASES(out_mma, "out=mma", "mma", nullptr)
-MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", "mma8", nullptr)
-// The head-pair state kernels (MAMBA_CUDA_SSD_STATE=pair: 8 warps, 2 chunk buffers; pair3: 16 warps and
-// 3 buffers at B8, as pair at B1; pair16: pair with 16-channel blocks at B8 too), with each output kernel.
-MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "mma", "pair")
-MAMBA_SSD_KERNEL_CASES(out_mma8_state_pair, "out=mma8 state=pair", "mma8", "pair")
-MAMBA_SSD_KERNEL_CASES(state_pair3, "state=pair3", "mma", "pair3")
-MAMBA_SSD_KERNEL_CASES(out_mma8_state_pair3, "out=mma8 state=pair3", "mma8", "pair3")
-MAMBA_SSD_KERNEL_CASES(state_pair16, "state=pair16", "mma", "pair16")
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, state); });
+MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma")
+MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair")
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

@@ -15,15 +15,31 @@
 //   Kernels (same workspace format):
 //     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
 //          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
-//     state pair (ssd_cp_state_pair_kernel, MAMBA_CUDA_SSD_STATE=pair): the same per chunk for two heads of
-//          one group per block: B staged once and each B fragment used by both heads' MMAs, twice the
-//          independent accumulator chains per warp, swizzled unpadded shared memory (its section below).
-//     output mma  (ssd_cp_output_mma_kernel, default): mma.sync m16n8k16 with ldmatrix, 4 warps; a warp owns
-//          two 16-step strips, keeps its G tiles in registers and makes each M tile from them in registers
-//          (the accumulator layout is the A operand layout, mma_fragments.cuh); 2 blocks per SM (N 128).
-//     output mma8 (ssd_cp_output_mma8_kernel, MAMBA_CUDA_SSD_OUTPUT=mma8): 8 warps, G in shared memory in
-//          the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x copies overlapping
-//          the other phase of the same head (its section below).
+//     state pair (ssd_cp_state_pair_kernel): the same per chunk for two heads of one group per block: B
+//          staged once and each B fragment used by both heads' MMAs, twice the independent accumulator
+//          chains per warp, swizzled unpadded shared memory (its section below).
+//     output mma8 (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G
+//          in shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
+//          copies overlapping the other phase of the same head (its section below).
+//   State kernel choice: MAMBA_CUDA_SSD_STATE = mma or pair forces one (tests and benchmarks); unset, it
+//   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
+//   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
+//   one partial wave; mma's 160 blocks of one head and 32 channels measured faster there). The threshold
+//   lies between those two measured points; shapes in between (e.g. B4 H80, 320 pair blocks -> mma) are
+//   not measured (resolve_state_kernel below).
+//   Measured on an H200 (CUDA 13, sm_90a), bf16 L2048 H80 P64 N128 G1, ms per call, the output x state
+//   pairs this file carried before (all correct on the GPU):
+//     case      | out=mma st=mma | out=mma8 st=mma | out=mma st=pair | out=mma8 st=pair | pair3 (mma8) | pair16 (mma)
+//     B8 no z   | 1.375          | 1.138           | 1.203           | 0.962            | 1.136        | 1.394
+//     B8 z      | 1.786          | 1.293           | 1.613           | 1.115            | 1.289        | 1.803
+//     B1 no z   | 0.262          | 0.222           | 0.278           | 0.239            | 0.239        | 0.278
+//     B1 z      | 0.306          | 0.239           | 0.323           | 0.256            | 0.256        | 0.322
+//   Per kernel at B8 no z: output mma8 0.525 (4-warp mma 0.763); state pair 0.442, pair16 0.63, pair3
+//   0.61, mma ~0.60. Removed after it: the 4-warp output kernel "mma" (G in registers, 241 registers,
+//   8 warps per SM: slower in every case) with its traits, launch and the MAMBA_CUDA_SSD_OUTPUT variable
+//   (one output kernel left, nothing to choose); the state variants pair3 (16 warps, 3 chunk buffers, 1
+//   block per SM) and pair16 (16-channel tiles at every block count), both slower than pair at B8 and no
+//   better than mma at B1.
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
 //   an H200 (output 1.94 ms against 1.78 ms total at B8, state 2.01 ms): latency of shared-memory fragment
 //   loads, dependent MMA chains and block barriers between its phases. It was removed.
@@ -190,7 +206,7 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
-// ---- state kernel, mma.sync (default) ---------------------------------------------------------------
+// ---- state kernel, mma.sync (automatic choice at few blocks) ------------------------------------------
 //
 // Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
 // mma.sync accumulators (warp: one 16-channel row tile, 16 or 32 states). Per chunk, one barrier:
@@ -438,7 +454,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
     }
 }
 
-// ---- state kernel, head pairs (MAMBA_CUDA_SSD_STATE=pair) ------------------------------------------
+// ---- state kernel, head pairs (automatic choice at many blocks) ----------------------------------------
 //
 // The mma kernel above, with a block = (sequence, two heads of one group, 16 or 32 channels): both heads
 // read the same B, so B is staged once per chunk for the pair and every B fragment a warp loads by
@@ -460,15 +476,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // 128 per warp in 8 k steps of 8 accumulators; B 32 KB + x 16 KB copied; S_in 16 KB stored. Blocks at B8
 // L2048 H80: 2 x 40 x 8 = 640 (2.4 waves of 264); B1: 16 channels, 4 x 40 = 160 blocks (one wave).
 // Bytes and FLOPs of the whole pass are the mma kernel's less half of B's L2 reads.
-// Variants (traits: warps, chunk buffers):
-//   pair  : 8 warps, 2 buffers (the copy one chunk ahead), 2 blocks per SM: 16 warps per SM.
-//   pair3 : 32-channel tiles with 16 warps (a warp: 16 states of both heads, 4 chains) and 3 buffers, the
-//           copy two chunks ahead (cp.async.wait_group 1): if a chunk waits on its copy's latency rather
-//           than on the MMAs, this hides a second chunk of it; 1 block per SM (N 128: B 96 KB + x 48 KB +
-//           w 2 KB = 146 KB), still 16 warps per SM. 16-channel tiles (B1) run as pair.
-//   pair16: pair with 16-channel tiles at every block count (the wave count against the work per block).
-// ptxas sm_90 (CUDA 11.8), N 128: pair 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch
-// 128, no spill; pair3 32 ch 128 registers (12 B spilled), 16 warps; smem 98 KB (pair), 146 KB (pair3).
+// As built: 8 warps, 2 chunk buffers (the copy one chunk ahead), 2 blocks per SM = 16 warps per SM. The
+// traits still take the warp cap and the buffer count: a 16-warp, 3-buffer build (pair3) and 16-channel
+// tiles at every block count (pair16) measured slower (header) and are no longer launched.
+// ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
+// no spill; smem 98 KB.
 
 template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
 struct SsdCpPairStateTraits {
@@ -780,322 +792,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     }
 }
 
-// ---- output kernel, mma.sync (default): register-resident G -> M ---------------------------------------
+// ---- output kernel, mma8: 8 warps, G in shared memory, each load in flight over one phase ----------------
 //
-// Block = (chunk, group, tile of heads, 64 channels) as above, 4 warps. Warp w owns the 16-step row strips
-// w and 7 - w of the chunk (1 + w and 8 - w tiles of 16 x 16 on and below the diagonal: 9 for every warp,
-// so the causal work is balanced without a shared M). Per block, once: C and B land by cp.async, each
-// warp forms its 9 tiles of G = C B^T with mma.sync and keeps them in registers (72 floats per lane),
-// then converts its own 32 rows of C to float16 / row scale in place (only it reads them). Per head (its
-// x, S_in, dt, acum in a double buffer, the next head's copy in flight during this head's MMAs; one
-// barrier per head), per strip: y = exp(acum_t) scale_t (C16 S_in^T) (8 k steps x 8 n8 tiles), then
-// M X where each M tile is made in registers from the G accumulator (decay, dt, causal mask, bf16 hi +
-// lo; mma_fragments.cuh says why the accumulator is the A operand), + D x, gated, stored from the
-// accumulator. No shared G or M, no M pass, no y round trip through shared memory.
-// Counts per (chunk, head, 64 channels), per warp: C S_in^T 2 x 64 MMAs (m16n8k16), M X 9 x 8 x 2 =
-// 144, G 9 x 16 (N 128) once per block: ~1.1 K MMAs = 4.5 MFLOP per block-head; at B8 10240 pairs
-// -> 46 GFLOP with no shared-memory intermediates: ~0.08 ms of mma.sync
-// issue at ~60% of the bf16 peak, ldmatrix traffic ~0.5 KB per MMA pair, under the kernel's ~0.165 ms of
-// memory (header); expected ~0.2 ms at B8, ~0.03-0.05 ms at B1 (640 blocks of 2 heads). Shared memory (N 128):
-// C 34 KB + 2 head buffers of 36 KB (B aliases one while G is formed) = 107 KB: 2 blocks (8 warps) per
-// SM; N 64: 66 KB, 3 blocks.
-
-template <int kStatePad>
-struct SsdCpMmaOutputTraits {
-    static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
-    static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kPT = 64;  // channels per block
-    static constexpr int kWarps = 4;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kStrips = kQ / 16;       // 16-step row strips; warp w owns w and kStrips-1-w
-    static constexpr int kGTiles = kStrips + 1;   // G tiles on and below the diagonal of a warp's strips
-    static constexpr int kKN = kN / 16;           // k steps over dstate
-    static constexpr int kNT = kPT / 8;           // n8 tiles of a y strip
-    static constexpr int ldN = kN + 8;            // 16-bit rows of C, B, S_in: 8 rows of 16 B hit 8 bank quads
-    static constexpr int ldP = kPT + 8;           // bf16 rows of x
-    // One head's operands; two buffers (the next head's copy lands during this head's MMAs).
-    static constexpr size_t hX = 0;
-    static constexpr size_t hS = hX + align128(size_t(kQ) * ldP * 2);
-    static constexpr size_t hDt = hS + align128(size_t(kPT) * ldN * 2);
-    static constexpr size_t hAcum = hDt + align128(kQ * 4);
-    static constexpr size_t hSscale = hAcum + align128(kQ * 4);
-    static constexpr size_t kHeadBytes = hSscale + align128(kPT / 16 * 4);
-    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
-    static constexpr size_t oC = 0;                                  // C (bf16), then C / row scale (float16)
-    static constexpr size_t oCscale = oC + align128(size_t(kQ) * ldN * 2);
-    static constexpr size_t oHead1 = oCscale + align128(kQ * 4);     // B while G is formed, then odd heads
-    static constexpr size_t oHead0 = oHead1 + kHeadBytes;            // even heads: the first lands with B, C
-    static constexpr size_t kSmemBytes = oHead0 + kHeadBytes;
-    static constexpr int kMinBlocks = kSmemBytes * 3 <= 225 * 1024 ? 3 : 2;
-    static_assert(kBBytes <= kHeadBytes, "B fits the odd-head buffer");
-    static_assert(kStrips == 2 * kWarps, "each warp owns two strips");
-    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
-    static_assert(kQ / 4 * 2 <= kThreads, "dt and acum in one round of 16-byte copies");
-};
-
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma_kernel(SsdCpArgs c) {
-    const SsdArgs & a = c.a;
-    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT, GT = Tr::kGTiles;
-    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
-    namespace fr = frag;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
-    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
-    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
-    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oHead1);
-    auto head_buf = [&](int buf) { return smem + (buf == 0 ? Tr::oHead0 : Tr::oHead1); };
-
-    int64_t seq, b, t0, t_end;
-    const int64_t slot = blockIdx.x;
-    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
-    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
-    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
-    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
-    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
-    const int64_t p0 = int64_t(blockIdx.z) * PT;
-    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
-    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
-    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
-    const bf16_t zero = __float2bfloat16_rn(0.0f);
-
-    // ---- C and B of the chunk (zeros past the end and past dstate) ----
-    if (c.vec_bc) {
-        const int n = tid % (N / 8) * 8;
-        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
-            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
-        }
-    } else {
-        for (int i = tid; i < Q * N; i += NT) {
-            const int k = i / N, n = i % N;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
-            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
-        }
-    }
-
-    // One head's x, S_in, dt, acum and S_in scales into buffer buf (cp.async where 16-byte aligned).
-    auto stage = [&](int64_t h, int buf) {
-        unsigned char * hb = head_buf(buf);
-        bf16_t * dX = reinterpret_cast<bf16_t *>(hb + Tr::hX);
-        if (c.vec_x) {
-            const int pp = tid % (PT / 8) * 8;
-            const int64_t p = p0 + pp;
-            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
-                const bool in = s < steps && p < a.headdim;
-                cp_async16(dX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int s = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                dX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
-            }
-        }
-        f16_t * dS = reinterpret_cast<f16_t *>(hb + Tr::hS);
-        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
-        {
-            const int n = tid % (N / 8) * 8;
-            for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
-                const bool in = p0 + pp < a.headdim;
-                cp_async16(dS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
-            }
-        }
-        const int64_t pair = (slot * a.heads + h) * Q;
-        if (tid < Q / 4) cp_async16(hb + Tr::hDt + tid * 16, c.dts + pair + tid * 4, true);
-        else if (tid < Q / 2) cp_async16(hb + Tr::hAcum + (tid - Q / 4) * 16, c.acums + pair + (tid - Q / 4) * 4, true);
-        if (tid < PT / 16)
-            reinterpret_cast<float *>(hb + Tr::hSscale)[tid] = p0 + 16 * tid < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] : 1.0f;
-        cp_async_commit();
-    };
-    // z of head hz towards L2 ahead of its epilogue (the epilogue reads it from the accumulator layout,
-    // 4 bytes a lane): lane l asks for the 64-channel row l of the warp's two strips.
-    const int strip_lo = warp, strip_hi = Tr::kStrips - 1 - warp;
-    auto prefetch_z = [&](int64_t hz) {
-        if (!a.has_z || !c.vec_zy || p0 >= a.headdim) return;
-        const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
-        const int64_t last = (a.headdim - p0 < PT ? a.headdim - p0 : PT) - 1;
-        const bf16_t * row = reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hz * a.z_s[2] + p0;
-        if (t < steps) {
-            prefetch_l2(row);
-            prefetch_l2(row + last);
-        }
-    };
-    prefetch_z(h_first);
-    stage(h_first, 0);  // buffer 0 does not overlap B
-    cp_async_wait_all();
-    __syncthreads();
-
-    // ---- G = C B^T: the warp's 9 tiles, in registers ----
-    // Tile k: strip warp, column tile k for k <= warp; strip 7 - warp, column tile k - warp - 1 after.
-    float G[GT][2][4];
-#pragma unroll
-    for (int k = 0; k < GT; ++k) {
-        const int st = k <= warp ? strip_lo : strip_hi;
-        const int jt = k <= warp ? k : k - warp - 1;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) G[k][0][e] = G[k][1][e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KN; ++kk) {
-            uint32_t fa[4], fb[4];
-            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
-            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
-            mma_bf16(G[k][0], fa, fb[0], fb[1]);
-            mma_bf16(G[k][1], fa, fb[2], fb[3]);
-        }
-    }
-    __syncwarp();  // the warp's reads of its C rows are done before they are overwritten
-
-    // ---- the warp's C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
-#pragma unroll 1
-    for (int r = 0; r < 32; ++r) {
-        const int row = r < 16 ? 16 * strip_lo + r : 16 * strip_hi + r - 16;
-        constexpr int E = N / 32;
-        float v[E], m = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-            v[e] = __bfloat162float(sC[row * ldN + lane + 32 * e]);
-            m = fmaxf(m, fabsf(v[e]));
-        }
-        const int scale_exp = f16_scale_exponent(warp_max(m));
-        const float inv = ldexpf(1.0f, -scale_exp);
-#pragma unroll
-        for (int e = 0; e < E; ++e) sC16[row * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
-        if (lane == 0) sCscale[row] = ldexpf(1.0f, scale_exp);
-    }
-    __syncwarp();
-
-    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
-    for (int j = 0; j < nh; ++j) {
-        const int64_t h = h_first + j;
-        const int buf = j & 1;
-        cp_async_wait_all();
-        __syncthreads();  // head j is in; every warp is done with head j - 1 (and with B)
-        if (j + 1 < nh) {
-            stage(h + 1, buf ^ 1);
-            prefetch_z(h + 1);
-        }
-        const unsigned char * hb = head_buf(buf);
-        const bf16_t * sX = reinterpret_cast<const bf16_t *>(hb + Tr::hX);
-        const f16_t * sS = reinterpret_cast<const f16_t *>(hb + Tr::hS);
-        const float * sDt = reinterpret_cast<const float *>(hb + Tr::hDt);
-        const float * sAcum = reinterpret_cast<const float *>(hb + Tr::hAcum);
-        const float * sSscale = reinterpret_cast<const float *>(hb + Tr::hSscale);
-        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
-
-#pragma unroll 1
-        for (int half = 0; half < 2; ++half) {
-            const int st = half == 0 ? strip_lo : strip_hi;
-            float acc[NT8][4];
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
-
-            // exp(acum_t) scale_t (C16 S_in^T): float16 operands, both scaled by powers of two.
-#pragma unroll
-            for (int kk = 0; kk < KN; ++kk) {
-                uint32_t fa[4];
-                ldsm_x4(fa, sC16 + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
-                    ldsm_x4(fb, sS + (16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
-                    mma_f16(acc[2 * np], fa, fb[0], fb[1]);
-                    mma_f16(acc[2 * np + 1], fa, fb[2], fb[3]);
-                }
-            }
-            const int t_a = 16 * st + gl, t_b = t_a + 8;  // the lane's two rows
-            const float acum_a = sAcum[t_a], acum_b = sAcum[t_b];
-            const float row_a = __expf(acum_a) * sCscale[t_a], row_b = __expf(acum_b) * sCscale[t_b];
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt) {
-                const float cs = sSscale[nt / 2];
-                acc[nt][0] *= row_a * cs;
-                acc[nt][1] *= row_a * cs;
-                acc[nt][2] *= row_b * cs;
-                acc[nt][3] *= row_b * cs;
-            }
-
-            // + M X: M tile (st, jt) made from G tile k in registers, as bf16 hi + lo.
-#pragma unroll
-            for (int k = 0; k < GT; ++k) {
-                if (half == 0 ? k > warp : k <= warp) continue;
-                const int jt = half == 0 ? k : k - warp - 1;
-                float m[2][4];
-#pragma unroll
-                for (int q = 0; q < 2; ++q) {
-                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
-                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
-                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int t = e < 2 ? t_a : t_b;
-                        const int s = s0 + e % 2;
-                        const float at = e < 2 ? acum_a : acum_b;
-                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
-                        m[q][e] = s <= t ? G[k][q][e] * __expf(at - as) * ds : 0.0f;
-                    }
-                }
-                uint32_t mhi[4], mlo[4];
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    uint32_t fb[4];  // X (s, p) = sX[s][p]
-                    ldsm_x4_trans(fb, sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + 16 * np + fr::ldsm_b_col(lane));
-                    mma_bf16(acc[2 * np], mhi, fb[0], fb[1]);
-                    mma_bf16(acc[2 * np + 1], mhi, fb[2], fb[3]);
-                    mma_bf16(acc[2 * np], mlo, fb[0], fb[1]);
-                    mma_bf16(acc[2 * np + 1], mlo, fb[2], fb[3]);
-                }
-            }
-
-            // ---- epilogue from the accumulator: + D x, gate, store (pairs of channels) ----
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt) {
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = rr == 0 ? t_a : t_b;
-                    const int pp = 8 * nt + fr::acc_col(lane, 0);
-                    const int64_t p = p0 + pp;
-                    if (t >= steps || p >= a.headdim) continue;
-                    float v[2] = {acc[nt][2 * rr], acc[nt][2 * rr + 1]};
-                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
-                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
-                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
-                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
-                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
-                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
-                    }
-                    if (c.vec_zy) {
-                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < 2; ++e)
-                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
-                    }
-                }
-            }
-        }
-    }
-    cp_async_wait_all();  // nothing in flight at exit
-}
-
-// ---- output kernel, variant mma8: 8 warps, G in shared memory, each load in flight over one phase ------
-//
-// The mma kernel above holds G in registers (241 registers, 4 warps a block, 2 blocks = 8 warps an SM) and
-// each warp runs long dependent ldmatrix/mma chains with little to hide their latency. Here:
+// The removed 4-warp output kernel held G in registers (241 registers, 2 blocks = 8 warps an SM) and each
+// warp ran long dependent ldmatrix/mma chains with little to hide their latency (0.763 ms at B8 against
+// this kernel's 0.525 ms, header). Here:
 //   * 8 warps a block, warp w = (strip pair i = w % 4, channel half w / 4): strips i and 7 - i (9 tiles on
 //     and below the diagonal, the same for every warp) over 32 of the block's 64 channels.
 //   * G = C B^T formed once per block by all warps (36 tiles, 4-5 a warp) into shared memory in the
@@ -1496,36 +1197,12 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kin
         launch_state_pair<kN, kPT, 8, 2>(ctx, c);
         return;
     }
-    // pair3, wide tiles: 16 warps and 3 stages, one block per SM (N 128); narrow tiles: as pair (2 blocks
-    // per SM keep the few blocks of B1 in one wave).
-    // pair16: 16-channel tiles whatever the block count (B8 H80: 1280 blocks, 4.85 waves of 264 instead
-    // of pair's 640 in 2.4): which of the two costs less says whether a chunk is latency- or issue-bound.
-    if (kind == SsdCpStateKernel::Pair16) {
-        launch_state_pair<kN, 16, 8, 2>(ctx, c);
-        return;
-    }
-    if (kind == SsdCpStateKernel::Pair3) {
-        if constexpr (kPT == 32) launch_state_pair<kN, kPT, 16, 3>(ctx, c);
-        else launch_state_pair<kN, kPT, 8, 2>(ctx, c);
-        return;
-    }
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
     using Tr = SsdCpMmaStateTraits<kN, kPT>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
     set_smem<Tr>(kernel);
     launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
-}
-
-template <int kN>
-void launch_output_mma(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpMmaOutputTraits<kN>;
-    const auto kernel = ssd_cp_output_mma_kernel<Tr>;
-    set_smem<Tr>(kernel);
-    const int64_t groups = c.a.heads / c.a.heads_per_group;
-    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
-    launch_kernel(ctx, "ssd_cp_output_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma_kernel");
 }
 
 template <int kN>
@@ -1556,47 +1233,53 @@ int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t 
     return best;
 }
 
-template <int kN>
-void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
-    // State kernel: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
-    // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80).
-    // The pair kernel: 32 channels when its blocks fill a wave of 2 per SM (B8 H80: 640 blocks), else 16
-    // (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
-    const int64_t pairs = c.nseq * c.a.heads;
-    const bool paired = plan.state != SsdCpStateKernel::Mma;
-    const bool wide = paired ? c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32)) >= 2 * int64_t(sms)
-                                                           : pairs * ceil_div(c.a.headdim, int64_t(32)) >= sms;
-    if (wide) launch_state<kN, 32>(ctx, c, plan.state);
-    else launch_state<kN, 16>(ctx, c, plan.state);
-    if (slots == 0) return;
-    const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
-    if (plan.output == SsdCpOutputKernel::Mma8) {
-        c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
-        c.head_tiles = ceil_div(hpg, c.heads_per_block);
-        launch_output_mma8<kN>(ctx, c, slots);
-        return;
-    }
-    // Output kernel mma: the most heads per block (G formed the fewest times) that still leave two waves
-    // of resident blocks to balance the tail.
-    const int64_t resident = SsdCpMmaOutputTraits<kN>::kMinBlocks;
-    c.heads_per_block = 1;
-    for (int64_t cand : {16, 8, 4, 2}) {
-        if (cand <= hpg && slots * groups * ceil_div(hpg, cand) * ptiles >= 2 * resident * int64_t(sms)) {
-            c.heads_per_block = cand;
-            break;
-        }
-    }
-    c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    launch_output_mma<kN>(ctx, c, slots);
+// Blocks of the pair state kernel and whether they take 32 channels: 32 when its blocks fill a wave of 2
+// per SM (B8 H80: 640 blocks), else 16 (B1 H80: 80 blocks of 32 channels would leave SMs idle; 160 of 16).
+struct PairStateGrid {
+    bool wide;
+    int64_t blocks;
+};
+PairStateGrid pair_state_grid(const SsdCpArgs & c, int sms) {
+    const int64_t blocks32 = c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32));
+    if (blocks32 >= 2 * int64_t(sms)) return {true, blocks32};
+    return {false, c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(16))};
+}
+
+// The automatic state kernel: pair when its blocks fill the GPU at least kPairMinWaves times over (one
+// block per SM counted), else mma. Measured on an H200 (132 SMs, header): pair wins at B8 H80 (640
+// blocks = 4.8 x SMs, 0.44 ms against ~0.60) and loses at B1 H80 (160 blocks = 1.2 x SMs, one partial
+// wave) to mma; the threshold sits between the two measured points.
+constexpr int64_t kPairMinWaves = 4;
+SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpArgs & c, int sms) {
+    if (chosen != SsdCpStateKernel::Auto) return chosen;
+    return pair_state_grid(c, sms).blocks >= kPairMinWaves * int64_t(sms) ? SsdCpStateKernel::Pair : SsdCpStateKernel::Mma;
 }
 
 template <int kN>
+void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
+    const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
+    // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
+    // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
+    const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
+                                                      : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
+    if (wide) launch_state<kN, 32>(ctx, c, state);
+    else launch_state<kN, 16>(ctx, c, state);
+    if (slots == 0) return;
+    const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
+    c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
+    c.head_tiles = ceil_div(hpg, c.heads_per_block);
+    launch_output_mma8<kN>(ctx, c, slots);
+}
+
+// Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
+// automatic choice either state kernel).
+template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
-    const size_t state = plan.state == SsdCpStateKernel::Pair    ? SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes
-                         : plan.state == SsdCpStateKernel::Pair3 ? SsdCpPairStateTraits<kN, 32, 16, 3>::kSmemBytes
-                                                                 : SsdCpMmaStateTraits<kN, 32>::kSmemBytes;
-    const size_t output = plan.output == SsdCpOutputKernel::Mma8 ? SsdCpMma8OutputTraits<kN>::kSmemBytes : SsdCpMmaOutputTraits<kN>::kSmemBytes;
-    return state > output ? state : output;
+    size_t need = SsdCpMma8OutputTraits<kN>::kSmemBytes;
+    auto at_least = [&need](size_t v) { need = v > need ? v : need; };
+    if (plan.state != SsdCpStateKernel::Pair) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state != SsdCpStateKernel::Mma) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
+    return need;
 }
 
 }  // namespace
@@ -1604,10 +1287,8 @@ size_t smem_need(const SsdCpPlan & plan) {
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
-    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma", SsdCpOutputKernel::Mma}, {"mma8", SsdCpOutputKernel::Mma8}};
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}, {"pair3", SsdCpStateKernel::Pair3}, {"pair16", SsdCpStateKernel::Pair16}};
-    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma);
-    plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Mma);
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}};
+    plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);

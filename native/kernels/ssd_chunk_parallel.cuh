@@ -14,16 +14,15 @@ struct SsdCpShape {
 
 // Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
-// The kernel variants (MAMBA_CUDA_SSD_OUTPUT / MAMBA_CUDA_SSD_STATE, read by the plan at each call; an
-// unknown name is an INVALID_ARGUMENT error). Every pair shares the workspace format.
-enum class SsdCpOutputKernel { Mma, Mma8 };
-enum class SsdCpStateKernel { Mma, Pair, Pair3, Pair16 };
+// The state kernel (MAMBA_CUDA_SSD_STATE = mma or pair, read by the plan at each call; unset = Auto, an
+// unknown name is an INVALID_ARGUMENT error). Auto picks one at launch from the grid and the SM count
+// (ssd_chunk_parallel.cu). Both share the workspace format with the one output kernel.
+enum class SsdCpStateKernel { Auto, Mma, Pair };
 
 struct SsdCpPlan {
     bool use = false;
     size_t workspace_bytes = 0;
-    SsdCpOutputKernel output = SsdCpOutputKernel::Mma;
-    SsdCpStateKernel state = SsdCpStateKernel::Mma;
+    SsdCpStateKernel state = SsdCpStateKernel::Auto;
 };
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
 

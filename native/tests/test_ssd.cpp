@@ -214,14 +214,14 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// The chunk-parallel kernel pairs the CUDA instances run (output, state), through MAMBA_CUDA_SSD_OUTPUT and
-// MAMBA_CUDA_SSD_STATE: every output variant with every state variant.
-struct SsdKernels {
-    const char * output;
-    const char * state;
-};
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma"}, {"mma8", "mma"}, {"mma", "pair"}, {"mma8", "pair"}, {"mma", "pair3"}, {"mma8", "pair3"},
-                                     {"mma", "pair16"}, {"mma8", "pair16"}};
+// The chunk-parallel state kernels the CUDA instances run, each forced through MAMBA_CUDA_SSD_STATE (unset,
+// the library picks one of them from the grid and the SM count); there is one output kernel.
+const char * const kCudaSsdStateKernels[] = {"mma", "pair"};
+
+// The state kernels to run on this backend: each CUDA one, or a single unforced run (null) on the CPU.
+std::vector<const char *> ssd_state_kernels(bool cuda) {
+    return cuda ? std::vector<const char *>(std::begin(kCudaSsdStateKernels), std::end(kCudaSsdStateKernels)) : std::vector<const char *>{nullptr};
+}
 
 }  // namespace
 
@@ -249,17 +249,15 @@ protected:
         return r;
     }
 
-    // On CUDA, once per kernel pair of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
-    // the variables), each run with fresh poisoned outputs.
+    // On CUDA, once per state kernel of the chunk-parallel path (kCudaSsdStateKernels; the other paths
+    // ignore the variable), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        const std::vector<SsdKernels> kernels =
-            on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels)) : std::vector<SsdKernels>{{nullptr, nullptr}};
-        for (const SsdKernels & k : kernels) {
-            SCOPED_TRACE(k.output ? std::string("output kernel ") + k.output + ", state kernel " + k.state : std::string("cpu"));
-            const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
+        for (const char * kernel : ssd_state_kernels(on_cuda())) {
+            SCOPED_TRACE(kernel ? std::string("state kernel ") + kernel : std::string("cpu"));
+            const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", kernel);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
             if (o.final_states) {
@@ -428,8 +426,8 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
         {1, 1, 2, 64, 1, 128},     {2, 127, 4, 64, 2, 64},  {1, 128, 3, 64, 1, 128},  {2, 129, 6, 80, 3, 100},
         {1, 300, 8, 40, 2, 64},    {1, 260, 4, 20, 1, 32},  {1, 2048, 48, 64, 2, 64},  // 2 heads per output block on 132 SMs
         {1, 11300, 20, 16, 1, 16},  // 89 chunks: 8 heads per output block, the last block 4
-        // State pair kernels, 32-channel blocks (>= 264 on 132 SMs), 135 and 133 heads per group (the last
-        // pair one head), 2 and 4 chunks (pair3's 3 buffers wrap).
+        // State pair kernel, 32-channel blocks (>= 264 on 132 SMs), 135 and 133 heads per group (the last
+        // pair one head), 2 and 4 chunks (the 2 chunk buffers wrap).
         {2, 200, 135, 64, 1, 64},   {2, 400, 133, 64, 1, 128},
     };
     uint64_t seed = 600;
@@ -443,8 +441,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
-// An unknown MAMBA_CUDA_SSD_OUTPUT or MAMBA_CUDA_SSD_STATE is an argument error that names the variable
-// and the accepted values, and the context stays usable. The CPU backend has no such kernels.
+// An unknown MAMBA_CUDA_SSD_STATE is an argument error that names the variable and the accepted values,
+// and the context stays usable; unset (the automatic choice) the same call matches the reference. The
+// CPU backend has no such kernels.
 TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     Options o;
@@ -457,17 +456,19 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     y.upload_poisoned(ctx());
     fin.upload_poisoned(ctx());
     const auto a = pr.args(y, fin);
-    for (const char * variable : {"MAMBA_CUDA_SSD_OUTPUT", "MAMBA_CUDA_SSD_STATE"}) {
-        SCOPED_TRACE(variable);
-        const mt::ScopedEnv scoped(variable, "bogus");
+    for (const char * bogus : {"bogus", "pair3", "pair16"}) {  // the last two: removed variants
+        SCOPED_TRACE(bogus);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_STATE", bogus);
         EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         const std::string message = mamba_last_error();
-        EXPECT_NE(message.find(std::string(variable) + " must be one of mma"), std::string::npos) << message;
-        EXPECT_NE(message.find("not 'bogus'"), std::string::npos) << message;
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair"), std::string::npos) << message;
+        EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
-    // With the variables unset the same call matches the reference.
-    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr), state("MAMBA_CUDA_SSD_STATE", nullptr);
-    check({1, 200, 2, 64, 1, 64}, o, 640);
+    // With the variable unset (the automatic choice) the same call matches the reference.
+    const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", nullptr);
+    const Result want = reference_ssd(pr);
+    const Result got = run(pr);
+    EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
 }
 
 // Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
@@ -658,7 +659,7 @@ TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
 // dstate); z and dt columns of the in_proj output, one row of 2 * d_inner + 2 * groups * dstate + heads
 // per token (z at column 0, dt at the end); the final state written over the initial state. On CUDA the
 // chunk-parallel path with 16-byte row copies (conv_dim and the offsets are multiples of 8 elements),
-// three 128-step chunks, the last partial, each kernel pair.
+// three 128-step chunks, the last partial, each state kernel.
 TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     const Shape s{1, 300, 8, 64, 1, 128};
     Options o;
@@ -706,11 +707,9 @@ TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     dt.strides = dt_strides;
     dt.byte_offset += uint64_t(inner + conv_dim) * es;
     const std::vector<double> initial_values = pr.initial.values();
-    const std::vector<SsdKernels> kernels =
-        on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels)) : std::vector<SsdKernels>{{nullptr, nullptr}};
-    for (const SsdKernels & k : kernels) {
-        SCOPED_TRACE(k.output ? std::string("output kernel ") + k.output + ", state kernel " + k.state : std::string("cpu"));
-        const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", k.output), state("MAMBA_CUDA_SSD_STATE", k.state);
+    for (const char * kernel : ssd_state_kernels(on_cuda())) {
+        SCOPED_TRACE(kernel ? std::string("state kernel ") + kernel : std::string("cpu"));
+        const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", kernel);
         pr.initial.values() = initial_values;  // the previous run overwrote it
         pr.initial.upload(ctx());
         Tensor y({1, L, H, P}, o.dtype);
