@@ -187,9 +187,10 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.variant = variant;
-    // split runs two threads a channel (contiguous channel path, dstate 5..16): segments are planned for
-    // the threads it launches. Fewer segments than max_nseg, never more (scan_segment_len is monotone).
-    const bool two_lanes = channel_path && variant == scan::ScanVariant::Split && p.dstate > 4 && a.vec;
+    // split runs two threads a channel (contiguous channel and (b, l, d) rows paths, dstate 5..16):
+    // segments are planned for the threads it launches. Fewer segments than max_nseg, never more
+    // (scan_segment_len is monotone).
+    const bool two_lanes = channel_path && variant == scan::ScanVariant::Split && p.dstate > 4 && (a.vec || a.rows);
     const int64_t seg_len = scan::scan_segment_len(p.batch, two_lanes ? 2 * p.dim : p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
     const bool segmented = channel_path && nseg > 1;
