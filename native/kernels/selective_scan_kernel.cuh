@@ -31,8 +31,9 @@
 //   (padded to 4, 8 or 16), groups, initial/final state (slot 0 of the segment states holds the
 //   initial state so an aliased final state is written only after it was read).
 // (b, l, d) buffers (the model's views: channels contiguous, time stride dim) take
-// selective_scan_rows_kernel: tiles of steps x the block's channels copied into shared memory with
-// 16-byte cp.async, double buffered, y written back the same way (design further down).
+// selective_scan_split_rows_kernel (default) or selective_scan_rows_kernel (base): tiles of steps x the
+// block's channels copied into shared memory with 16-byte cp.async, double buffered, y written back the
+// same way (design further down), sequences split into segments as on the main path.
 // Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
 // block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
 // The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
@@ -47,9 +48,10 @@
 
 namespace mamba::cuda::scan {
 
-// Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT=base|split, unset: split): base is
-// selective_scan_channel_kernel (one thread a channel), split two lanes a channel
-// (selective_scan_split.cuh, dstate 5..16; dstate <= 4 runs base). Other paths take base.
+// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split,
+// unset: split): base is selective_scan_channel_kernel / selective_scan_rows_kernel (one thread a channel),
+// split two lanes a channel (selective_scan_split.cuh, dstate 5..16; dstate <= 4 runs base). The
+// general kernel has no variants.
 // Measured on an H200 (bf16, ms; every variant passed the scan tests), with three kernels since removed:
 // hoist (phase-split steps, rows in registers), hoist_smem (rows in shared memory), pair (two channels a
 // thread):

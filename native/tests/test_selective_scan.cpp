@@ -58,7 +58,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
     }
 }
 
-// Long sequences over few channels: on CUDA these run one thread per channel with the sequence split
+// Long sequences over few channels: on CUDA these run one or two lanes per channel with the sequence split
 // into segments (state carried across segment boundaries), masked final chunks, blocks only partly
 // filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
 // buffers read in place (shared memory tiles, or one step at a time when dim is not whole 16-byte pieces).
