@@ -68,9 +68,6 @@ mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias soft
     mb::Register scan_long_##tag("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias softplus v=" #tag,                                     \
                                  [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, #tag); });
 MAMBA_SCAN_VARIANT_CASES(base)
-MAMBA_SCAN_VARIANT_CASES(hoist)
-MAMBA_SCAN_VARIANT_CASES(hoist_smem)
-MAMBA_SCAN_VARIANT_CASES(pair)
 MAMBA_SCAN_VARIANT_CASES(split)
 #undef MAMBA_SCAN_VARIANT_CASES
 

@@ -34,8 +34,9 @@ DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, s
 constexpr int64_t kDim = 1536, kState = 16;
 
 // Prefill with every option the model uses: D, z, delta_bias, softplus, and the final state for decoding.
-decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major, int64_t dim = kDim) {
-    return [=](mb::Bench & b, double & bytes, double & flops) {
+// variant: MAMBA_CUDA_SCAN_VARIANT for this case's calls only (nullptr: the library default).
+decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major, int64_t dim = kDim, const char * variant = nullptr) {
+    return [=](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
         const int64_t D = dim, N = kState, es = dtype.bits / 8;
         mamba_selective_scan_args a{};
         if (time_major) {
@@ -61,7 +62,11 @@ decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, 
         bytes = double(batch * D * len * es * 4 + batch * N * len * es * 2 + D * N * 4 + D * 8 + batch * D * N * 4);
         // Per state element and step: decay multiply, exp, state FMA, input product, output FMA.
         flops = double(batch * D * len * N) * 7;
-        return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+        if (variant == nullptr) return [&b, a] { mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan"); };
+        return [&b, a, variant] {
+            const mb::ScopedEnv forced("MAMBA_CUDA_SCAN_VARIANT", variant);
+            mb::check(mamba_selective_scan(b.ctx(), &a), "mamba_selective_scan");
+        };
     };
 }
 
@@ -93,6 +98,13 @@ mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,d,l)", pr
 mb::Register scan_chunk_28b("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk)", prefill(mb::kBF16, 1, 512, true, 5120));
 mb::Register scan_chunk_28b_dl("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l)", prefill(mb::kBF16, 1, 512, false, 5120));
 mb::Register scan_b8_view("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view", prefill(mb::kBF16, 8, 2048, true, 5120));
+// The rows-path kernels side by side on the model's (b, l, d) views; the cases above run the default.
+mb::Register scan_chunk_28b_base("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=base",
+                                 prefill(mb::kBF16, 1, 512, true, 5120, "base"));
+mb::Register scan_chunk_28b_split("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=split",
+                                  prefill(mb::kBF16, 1, 512, true, 5120, "split"));
+mb::Register scan_b8_view_base("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=base", prefill(mb::kBF16, 8, 2048, true, 5120, "base"));
+mb::Register scan_b8_view_split("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=split", prefill(mb::kBF16, 8, 2048, true, 5120, "split"));
 mb::Register scan_bf16_dl("selective_scan bf16 b=1 d=1536 n=16 L=1024 (b,d,l)", prefill(mb::kBF16, 1, 1024, false));
 mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 L=16 (b,l,d) view", prefill(mb::kF32, 1, 16, true));
 mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));

@@ -1,8 +1,8 @@
 // Mamba-1 selective scan (mamba_selective_scan); the decode step lives in selective_state_update.cu.
 //
 // Scan: one fused pass per sequence segment (design, bytes and FLOPs in selective_scan_kernel.cuh).
-// Main path: one thread per channel, all dstate <= 16 recurrences in registers, the sequence split
-// into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
+// Main path: two lanes per channel (split, the default; base: one thread per channel), all dstate <= 16
+// recurrences in registers, the sequence split into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
 // unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
 
 #include "common.cuh"
@@ -18,9 +18,7 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 
 // Kernel of the contiguous channel path: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
-    static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
-        {"base", scan::ScanVariant::Base}, {"hoist", scan::ScanVariant::Hoist}, {"hoist_smem", scan::ScanVariant::HoistShared},
-        {"pair", scan::ScanVariant::Pair}, {"split", scan::ScanVariant::Split}};
+    static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {{"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
 }
 
@@ -69,14 +67,13 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // Segment states of a split sequence (see selective_scan_kernel.cuh), reserved whenever a split
     // could be chosen; 16 states a slot, whatever the dstate.
     constexpr int kSegChunk = scan::ChannelScanTraits<float, 16>::kChunk;
-    // pair runs two channels a thread, split two threads a channel: segments are planned for the threads
-    // they launch.
-    const int64_t seg_dim = variant == scan::ScanVariant::Pair ? ceil_div(p.dim, int64_t(2)) : variant == scan::ScanVariant::Split ? 2 * p.dim : p.dim;
-    const int64_t seg_len = scan::scan_segment_len(p.batch, seg_dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
-    const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
-    const bool split = channel_path && nseg > 1;
-    const size_t seg_state_off = split ? carver.add(size_t(p.batch * nseg * 16 * p.dim) * 4) : 0;
-    const size_t seg_dt_off = split ? carver.add(size_t(p.batch * nseg * p.dim) * 4) : 0;
+    // The workspace holds the most segments any kernel could plan: those planned for one thread a channel
+    // (fewer threads, more segments). The kernel's own plan is made below, once its path is known.
+    const int64_t max_seg_len = scan::scan_segment_len(p.batch, p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    const int64_t max_nseg = p.len > 0 ? ceil_div(p.len, max_seg_len) : 1;
+    const bool may_split = channel_path && max_nseg > 1;
+    const size_t seg_state_off = may_split ? carver.add(size_t(p.batch * max_nseg * 16 * p.dim) * 4) : 0;
+    const size_t seg_dt_off = may_split ? carver.add(size_t(p.batch * max_nseg * p.dim) * 4) : 0;
     char * ws = carver.take(ctx);
     std::vector<Tensor> views(plans.size());
     for (size_t i = 0; i < plans.size(); ++i) {
@@ -190,9 +187,16 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.variant = variant;
-    a.nseg = split ? nseg : 1;
-    a.seg_len = split ? seg_len : p.len;
-    if (split) {
+    // split runs two threads a channel (contiguous channel and (b, l, d) rows paths, dstate 5..16):
+    // segments are planned for the threads it launches. Fewer segments than max_nseg, never more
+    // (scan_segment_len is monotone).
+    const bool two_lanes = channel_path && variant == scan::ScanVariant::Split && p.dstate > 4 && (a.vec || a.rows);
+    const int64_t seg_len = scan::scan_segment_len(p.batch, two_lanes ? 2 * p.dim : p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors);
+    const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;
+    const bool segmented = channel_path && nseg > 1;
+    a.nseg = segmented ? nseg : 1;
+    a.seg_len = segmented ? seg_len : p.len;
+    if (segmented) {
         a.seg_state = reinterpret_cast<float *>(ws + seg_state_off);
         a.seg_dt_sum = reinterpret_cast<float *>(ws + seg_dt_off);
     }

@@ -1,39 +1,44 @@
-// Picks the selective scan kernel for a call: the channel path (variant per MAMBA_CUDA_SCAN_VARIANT when
-// the rows are contiguous), the (b, l, d) rows path, or the general kernel (selective_scan_kernel.cuh).
+// Picks the selective scan kernel for a call: the channel path (contiguous rows) or the (b, l, d) rows
+// path, each with the kernel of MAMBA_CUDA_SCAN_VARIANT (split by default, base), or the general kernel
+// (selective_scan_kernel.cuh).
 #pragma once
 
-#include "selective_scan_hoist.cuh"
 #include "selective_scan_kernel.cuh"
-#include "selective_scan_pair.cuh"
 #include "selective_scan_split.cuh"
 
 namespace mamba::cuda::scan {
 
-// Contiguous channel path, dstate padded to N.
+// Contiguous channel path, dstate padded to N: split (the default) for N >= 8, else base.
 template <class T, int N>
 void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
-    switch (a.variant) {
-        case ScanVariant::Base: launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch); break;
-        case ScanVariant::Hoist: launch_hoist_scan<HoistScanTraits<T, N, false>>(ctx, a, batch); break;
-        case ScanVariant::HoistShared: launch_hoist_scan<HoistScanTraits<T, N, true>>(ctx, a, batch); break;
-        case ScanVariant::Pair:
-            if constexpr (sizeof(T) == 2) launch_pair_scan<PairScanTraits<T, N>>(ctx, a, batch);
-            else launch_hoist_scan<HoistScanTraits<T, N, false>>(ctx, a, batch);
-            break;
-        case ScanVariant::Split:
-            if constexpr (N >= 8) launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch);
-            else launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch);
-            break;
+    if constexpr (N >= 8) {
+        if (a.variant == ScanVariant::Split) {
+            launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch);
+            return;
+        }
     }
+    launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch);
+}
+
+// (b, l, d) rows path, dstate padded to N: split (the default) for N >= 8, else base.
+template <class T, int N>
+void launch_rows_path_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    if constexpr (N >= 8) {
+        if (a.variant == ScanVariant::Split) {
+            launch_split_rows_scan<SplitRowsScanTraits<T, N>>(ctx, a, batch);
+            return;
+        }
+    }
+    launch_rows_scan<RowsScanTraits<T, N>>(ctx, a, batch);
 }
 
 template <class T>
 void dispatch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, bool variable) {
     if (channel_scan_supported(batch, a.dim, a.len, a.dstate, a.channels_per_group, variable)) {
         if (!a.vec && a.rows) {
-            if (a.dstate <= 4) launch_rows_scan<RowsScanTraits<T, 4>>(ctx, a, batch);
-            else if (a.dstate <= 8) launch_rows_scan<RowsScanTraits<T, 8>>(ctx, a, batch);
-            else launch_rows_scan<RowsScanTraits<T, 16>>(ctx, a, batch);
+            if (a.dstate <= 4) launch_rows_path_scan<T, 4>(ctx, a, batch);
+            else if (a.dstate <= 8) launch_rows_path_scan<T, 8>(ctx, a, batch);
+            else launch_rows_path_scan<T, 16>(ctx, a, batch);
         } else if (a.vec) {
             if (a.dstate <= 4) launch_contiguous_channel_scan<T, 4>(ctx, a, batch);
             else if (a.dstate <= 8) launch_contiguous_channel_scan<T, 8>(ctx, a, batch);

@@ -31,8 +31,9 @@
 //   (padded to 4, 8 or 16), groups, initial/final state (slot 0 of the segment states holds the
 //   initial state so an aliased final state is written only after it was read).
 // (b, l, d) buffers (the model's views: channels contiguous, time stride dim) take
-// selective_scan_rows_kernel: tiles of steps x the block's channels copied into shared memory with
-// 16-byte cp.async, double buffered, y written back the same way (design further down).
+// selective_scan_split_rows_kernel (default) or selective_scan_rows_kernel (base): tiles of steps x the
+// block's channels copied into shared memory with 16-byte cp.async, double buffered, y written back the
+// same way (design further down), sequences split into segments as on the main path.
 // Everything else (dstate > 16, time-invariant B/C, rows not 16-byte aligned, groups narrower than a
 // block) takes the general kernel (selective_scan_kernel): G lanes per channel, shuffle reduction.
 // The main path reads any strides (16-byte loads when the time axis is contiguous and rows aligned,
@@ -47,13 +48,18 @@
 
 namespace mamba::cuda::scan {
 
-// Kernel of the contiguous channel path (MAMBA_CUDA_SCAN_VARIANT): base is selective_scan_channel_kernel;
-// hoist and hoist_smem the phase-split kernel with rows in registers or in shared memory
-// (selective_scan_hoist.cuh); pair two channels a thread (selective_scan_pair.cuh, 16-bit types; float32
-// runs hoist); split two lanes a channel (selective_scan_split.cuh, dstate 5..16; smaller runs base).
-// Other paths take base.
-enum class ScanVariant : int { Base, Hoist, HoistShared, Pair, Split };
-constexpr ScanVariant kDefaultScanVariant = ScanVariant::Base;
+// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split,
+// unset: split): base is selective_scan_channel_kernel / selective_scan_rows_kernel (one thread a channel),
+// split two lanes a channel (selective_scan_split.cuh, dstate 5..16; dstate <= 4 runs base). The
+// general kernel has no variants.
+// Measured on an H200 (bf16, ms; every variant passed the scan tests), with three kernels since removed:
+// hoist (phase-split steps, rows in registers), hoist_smem (rows in shared memory), pair (two channels a
+// thread):
+//   case                                  base   hoist  hoist_smem  pair   split
+//   B8 D5120 L2048 N16 z bias softplus    0.891  0.867  0.882       1.504  0.703
+//   B1 D5120 L16384                       1.183  1.134  1.181       1.554  1.132
+enum class ScanVariant : int { Base, Split };
+constexpr ScanVariant kDefaultScanVariant = ScanVariant::Split;
 
 struct ScanArgs {
     const char *u, *delta, *B, *C, *z;

@@ -1,10 +1,12 @@
-// Variant kernel `split` of the contiguous channel path of the Mamba-1 selective scan
-// (MAMBA_CUDA_SCAN_VARIANT): two lanes per channel, each with half of the states.
+// Kernel `split` of the contiguous channel path of the Mamba-1 selective scan, the default
+// (MAMBA_CUDA_SCAN_VARIANT=split or unset; base selectable): two lanes per channel, each with half of the states.
+// Measured on an H200 (bf16, ms): B8 D5120 L2048 N16 z bias softplus 0.703 (base 0.891); B1 D5120 L16384
+// 1.132 (base 1.183); table in selective_scan_kernel.cuh.
 //
 // Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: bf16 B8 D5120 is
 // 40960 channels, 1280 warps with one channel a thread: 9.7 warps an SM, 2.4 a scheduler, whatever the
 // occupancy limit. At 0.89 ms a warp spends about 825 cycles on a step of about 136 instructions: the
-// kernel is bound by the latency of each warp's in-order stream (selective_scan_hoist.cuh). Two lanes a
+// kernel is bound by the latency of each warp's in-order stream Two lanes a
 // channel double the warps (4.8 a scheduler) and halve each warp's work a step, without extra MUFU work:
 // - Each lane owns N/2 states (h, scaled A in registers) and 8 of the chunk's 16 steps (lane 0 steps
 //   0-7, lane 1 steps 8-15): it loads only its 16-byte piece of the u, delta, z rows (bf16), computes dt
@@ -206,6 +208,222 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 template <class Tr>
 void launch_split_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_split_kernel<Tr, true>, selective_scan_split_kernel<Tr, false>);
+}
+
+// ---- split on (b, l, d) buffers: the rows path with two lanes a channel ------------------------------
+// The model's views (see selective_scan_rows_kernel): tiles of CH steps x 64 channels of u, delta (and z)
+// copied into shared memory with 16-byte cp.async, double buffered, B and C rows of the tile's steps
+// staged and converted to float once per block, y written over the u tile and stored with 16-byte
+// stores. The compute is split's: lanes 2c and 2c+1 own channel c of the tile, each half of its states;
+// lane `half` reads u, delta, z of steps half*8..half*8+7 of the tile's column, computes their dt, dt*u
+// and y; dt and dt*u of every step reach the other lane by SHFL, C.h halves meet by one SHFL.XOR.
+// Bytes and FLOPs are the main path's (top of selective_scan_kernel.cuh). Shared memory per block: 2 x 16
+// x 64 x 3 elements + 3 x 16 x N elements + 2 x 16 x N floats: 16 KB for bf16 N16, 30 KB for float32.
+// 128 threads (64 channels) a block, at most 96 registers (kMinBlocksPerSM 5); dstate 5..16.
+template <class T, int kStates>
+struct SplitRowsScanTraits {
+    using Elem = T;
+    static constexpr int kN = kStates;
+    static constexpr int kLaneStates = kStates / 2;
+    static_assert(kLaneStates % 4 == 0, "a lane's B/C are whole float4s");
+    static constexpr int kChunk = 16;                                // steps per tile
+    static constexpr int kLaneSteps = kChunk / 2;                    // steps a lane owns per tile
+    static constexpr int kThreads = 128;
+    static constexpr int kChannels = kThreads / 2;                   // tile width
+    static constexpr int kMinBlocksPerSM = 5;
+    static constexpr int kVec = 16 / int(sizeof(T));                 // elements per 16-byte piece
+    static constexpr int kRowPieces = kChannels / kVec;              // pieces per step of a tile
+    static constexpr int kTilePieces = kChunk * kRowPieces;          // pieces per tile and tensor
+    static constexpr int kPiecesPerThread = kTilePieces / kThreads;
+    static constexpr int kBCRowPieces = kN * int(sizeof(T)) / 16;    // pieces per step of B
+    static_assert(kTilePieces % kThreads == 0, "tile pieces split evenly over the threads");
+    static_assert(kBCRowPieces >= 1, "B/C rows are whole 16-byte pieces");
+    static_assert(kChunk == ChannelScanTraits<T, kStates>::kChunk, "segments are cut in base's chunks");
+};
+
+template <class Tr, bool kSummary>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_split_rows_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int N = Tr::kN, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, TH = Tr::kThreads, TC = Tr::kChannels, VEC = Tr::kVec;
+    constexpr unsigned kFull = 0xffffffffu;
+    __shared__ __align__(16) T s_u[2][CH][TC];  // u tile; y is written over it
+    __shared__ __align__(16) T s_dl[2][CH][TC];
+    __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TC];
+    __shared__ __align__(16) T s_B[2][CH][N];
+    __shared__ __align__(16) T s_C[kSummary ? 1 : 2][CH][N];
+    __shared__ __align__(16) float s_Bf[CH][N];
+    __shared__ __align__(16) float s_Cf[kSummary ? 1 : CH][N];
+
+    const int tid = int(threadIdx.x);
+    const int half = tid & 1;               // which states and which steps of the tile
+    const int col = tid >> 1;               // this channel's column of the tile
+    const int pair_base = (tid & 31) & ~1;  // lane of this channel's half 0 in the warp
+    const int64_t b = blockIdx.y;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * TC;
+    const int64_t d_raw = d_first + col;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle lanes shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
+
+    // Tile bases at the block's first channel (unit channel stride).
+    const T * ub = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d_first;
+    const T * db = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d_first;
+    const bool has_z = !kSummary && a.has_z;
+    const T * zb = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d_first : nullptr;
+    T * yb = reinterpret_cast<T *>(a.y) + b * a.y_sb + d_first;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
+    float A2[NL], h[NL];
+#pragma unroll
+    for (int j = 0; j < NL; ++j) {
+        const int n = half * NL + j;
+        const bool valid = n < a.dstate;
+        A2[j] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[j] = 0.0f;
+            // Slot 0 holds the initial state, read here, before the last pass may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[j] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
+    }
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
+
+    // Issues the copies of the tile at t0 into buffer buf. Steps past the segment end and channels past
+    // dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
+    auto tile_load = [&](int buf, int64_t t0) {
+#pragma unroll
+        for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
+            const int p = tid + j * TH;
+            const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+            const bool in = t0 + k < t_end && d_first + ch < a.dim;
+            const int64_t t = in ? t0 + k : t_begin;  // a valid address even when nothing is read
+            const int c = in ? ch : 0;
+            cp_async_16(&s_u[buf][k][ch], ub + t * a.u_st + c, in);
+            cp_async_16(&s_dl[buf][k][ch], db + t * a.dl_st + c, in);
+            if (has_z) cp_async_16(&s_z[buf][k][ch], zb + t * a.z_st + c, in);
+        }
+        constexpr int kBCRows = kSummary ? 1 : 2;
+        if (a.rows_bc_vec) {
+            constexpr int kPieces = kBCRows * CH * Tr::kBCRowPieces;
+            for (int p = tid; p < kPieces; p += TH) {
+                const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
+                const bool is_c = p >= CH * Tr::kBCRowPieces;
+                const bool in = t0 + k < t_end;
+                const int64_t t = in ? t0 + k : t_begin;
+                T * dst = is_c ? &s_C[buf][k][piece * VEC] : &s_B[buf][k][piece * VEC];
+                const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + piece * VEC;
+                cp_async_16(dst, src, in);
+            }
+            return;
+        }
+        // Element by element (unaligned or strided B/C, padded dstate); plain stores into the free buffer.
+        for (int e = tid; e < kBCRows * CH * N; e += TH) {
+            const int n = e % N, k = (e / N) % CH;
+            const bool is_c = e >= CH * N;
+            const bool in = n < a.dstate && t0 + k < t_end;
+            const T v = in ? (is_c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
+            if (is_c) s_C[buf][k][n] = v;
+            else s_B[buf][k][n] = v;
+        }
+    };
+
+    float dt_sum = 0.0f;
+    tile_load(0, t_begin);
+    cp_async_commit();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        // The tile at t0 has landed for every thread, and every thread is done with the other buffer.
+        cp_async_wait_all();
+        __syncthreads();
+        if (t0 + CH < t_end) {
+            tile_load(buf ^ 1, t0 + CH);
+            cp_async_commit();
+        }
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        for (int e = tid; e < CH * N; e += TH) {
+            s_Bf[e / N][e % N] = to_f32<T>(s_B[buf][e / N][e % N]);
+            if constexpr (!kSummary) s_Cf[e / N][e % N] = to_f32<T>(s_C[buf][e / N][e % N]);
+        }
+        __syncthreads();
+        // Phase 1: dt and dt * u of this lane's steps (past the end: dt = 0, u reads as zero).
+        float u_own[LS], dt_own[LS], du_own[LS];
+#pragma unroll
+        for (int i = 0; i < LS; ++i) {
+            const int k = half * LS + i;
+            u_own[i] = to_f32<T>(s_u[buf][k][col]);
+            dt_own[i] = step_dt(to_f32<T>(s_dl[buf][k][col]), consts, k < steps);
+            du_own[i] = dt_own[i] * u_own[i];
+            if constexpr (kSummary) dt_sum += dt_own[i];
+        }
+        // Phase 2: every step, dt and dt * u from the lane that owns it; C.h of the step kept by its owner.
+        float acc_own[LS] = {};
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int owner = pair_base + k / LS;
+            const float dt = __shfl_sync(kFull, dt_own[k % LS], owner);
+            const float du = __shfl_sync(kFull, du_own[k % LS], owner);
+            float Bv[NL];
+            shared_floats<NL>(&s_Bf[k][half * NL], Bv);
+#pragma unroll
+            for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bv[j]);
+            if constexpr (!kSummary) {
+                float Cv[NL];
+                shared_floats<NL>(&s_Cf[k][half * NL], Cv);
+                float acc0 = Cv[0] * h[0], acc1 = Cv[1] * h[1];
+#pragma unroll
+                for (int j = 2; j < NL; j += 2) {
+                    acc0 = fmaf(Cv[j], h[j], acc0);
+                    acc1 = fmaf(Cv[j + 1], h[j + 1], acc1);
+                }
+                const float part = acc0 + acc1;
+                const float acc = part + __shfl_xor_sync(kFull, part, 1);
+                if (k / LS == half) acc_own[k % LS] = acc;  // a select: k is a compile-time constant
+            }
+        }
+        // Phase 3: D skip, SiLU(z) gate and y of this lane's steps, written over its u entries (only this
+        // lane reads them), then the block stores the y tile.
+        if constexpr (!kSummary) {
+#pragma unroll
+            for (int i = 0; i < LS; ++i) {
+                const int k = half * LS + i;
+                const float y = fmaf(consts.Dv, u_own[i], acc_own[i]);
+                const float gated = has_z ? y * scan_silu(to_f32<T>(s_z[buf][k][col])) : y;
+                s_u[buf][k][col] = from_f32<T>(gated);
+            }
+            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
+                const int p = tid + j * TH;
+                const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+                if (k < steps && d_first + ch < a.dim)
+                    *reinterpret_cast<uint4 *>(yb + (t0 + k) * a.y_st + ch) = *reinterpret_cast<const uint4 *>(&s_u[buf][k][ch]);
+            }
+        }
+    }
+    if constexpr (kSummary) dt_sum += __shfl_xor_sync(kFull, dt_sum, 1);  // both halves' steps
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j) a.seg_state[slot(seg + 1, half * NL + j)] = h[j];
+        if (half == 0) a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j)
+            if (half * NL + j < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + (half * NL + j) * a.fin_sn] = h[j];
+    }
+}
+
+template <class Tr>
+void launch_split_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_split_rows_kernel<Tr, true>,
+                                  selective_scan_split_rows_kernel<Tr, false>);
 }
 
 }  // namespace mamba::cuda::scan
