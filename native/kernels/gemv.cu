@@ -50,16 +50,6 @@
 //   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
-// 3. Norm prologue of the tiled kernel (TiledGemvTraits::kNorm; mamba_norm_linear): x is the output of an
-//    RMSNorm (with residual) or a gated, grouped RMSNorm computed inside the kernel, which saves the norm
-//    kernel of a decode layer (its launch gap and its own load -> reduce -> store latency, ~3-4 us).
-//    Every block sums the squares of its rows from the norm's inputs (rows*in elements of x plus the
-//    residual or z, L2-resident: ~20 KB per block at mamba2-2.7b's 5120 bf16 channels, 8 loads per thread
-//    in flight while the block's first W loads fly), then stages the normalized, weight-scaled values,
-//    rounded to the normed tensor's dtype as the norm kernel rounds its output, as its x tile; block 0
-//    also stores the normed tensor (and residual_out), so each element has one writer. Only when the whole
-//    row fits in one x tile (in <= kTileK) and at most kMaxNormGroups groups; the host runs the two kernels
-//    otherwise. Extra bytes: blocks * rows * in * (sizeof(x) + sizeof(residual or z)) of L2 reads.
 //
 // Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
@@ -72,7 +62,6 @@
 // first HBM round trip under the previous kernel's tail. x is first read at the marked dependency point.
 #include "gemv.cuh"
 #include "launch.cuh"
-#include "ops/norm_linear.h"
 
 #include "core/env_choice.h"
 
@@ -80,23 +69,7 @@ namespace mamba::cuda {
 
 namespace {
 
-// The normalization the tiled kernel applies to x while staging it (norm_linear; kNorm != kNormNone):
-// the RMSNorm with residual of mamba_rms_norm or the gated, grouped RMSNorm of mamba_gated_rms_norm, with
-// norm.cu's arithmetic in the same order, so that the staged values are the bits the norm kernel stores.
-constexpr int kNormNone = 0, kNormRms = 1, kNormGated = 2;
-// Normalization groups per row the prologue handles (Mamba-2 models use 1 to 8).
-constexpr int kMaxNormGroups = 8;
-
-struct NormPrologueArgs {
-    AnyPtr x, other, weight, normed, residual_out;  // other: the residual (kNormRms) or the gate z (kNormGated)
-    int64_t x_s0, x_s1, o_s0, o_s1, w_s, n_s0, n_s1, ro_s0, ro_s1;
-    int group_size, groups;
-    float eps;
-    bool has_other, has_residual_out, norm_before_gate;
-};
-
 struct GemvArgs {
-    NormPrologueArgs norm;  // read only by the kNorm != kNormNone instantiations
     AnyPtr x, bias, y;
     const void * w;
     int64_t x_s0, x_s1, ldw, bias_s, y_s0, y_s1;
@@ -186,10 +159,9 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 
 // ---- tiled kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads, int kNormKind = kNormNone>
+template <class TW, int kRowBucket, bool kVecLoads>
 struct TiledGemvTraits {
     using W = TW;
-    static constexpr int kNorm = kNormKind;           // kNormNone: stage x as given; otherwise normalize it (prologue)
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
     static constexpr bool kVec = kVecLoads;           // W pointer and row stride allow 16-byte loads
     static constexpr int kWarps = 8;
@@ -227,115 +199,12 @@ __device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0,
     }
 }
 
-// The value whose squares the norm sums, as norm.cu computes it: x + residual (RMSNorm), x * silu(z)
-// (gated, gate before the norm) or x.
-template <int kNorm>
-__device__ __forceinline__ float norm_input(const NormPrologueArgs & n, int m, int64_t i) {
-    float r = n.x.load(m * n.x_s0 + i * n.x_s1);
-    if constexpr (kNorm == kNormRms) {
-        if (n.has_other) r += n.other.load(m * n.o_s0 + i * n.o_s1);
-    } else {
-        if (n.has_other && !n.norm_before_gate) r *= silu_f(n.other.load(m * n.o_s0 + i * n.o_s1));
-    }
-    return r;
-}
-
-// v rounded to a float dtype and back: what a store to a tensor of that dtype keeps.
-__device__ __forceinline__ float round_to_dtype(int dtype, float v) {
-    switch (dtype) {
-        case int(DType::F16): return __half2float(__float2half_rn(v));
-        case int(DType::BF16): return __bfloat162float(__float2bfloat16_rn(v));
-        default: return v;
-    }
-}
-
-// The prologue of the fused norm + GEMV (the whole row in one tile: the host checks in <= kTileK).
-// Pass 1, per (row, group): the norm's input values into xs (L2 reads, 8 per thread in flight) and the
-// sum of their squares, reduced per warp into norm_partial, then 1/rms per (row, group) into inv_rms.
-// Pass 2, per element: the normalized, weight-scaled value rounded to the normed tensor's dtype (the
-// bits the norm kernel would store), in place in xs; block 0 also stores it (and residual_out), so each
-// output element has exactly one writer. Columns from `in` up to `padded` are zeros.
-template <class Tr>
-__device__ __forceinline__ void stage_normed_rows(const GemvArgs & a, int padded, float * xs, float (*norm_partial)[Tr::kWarps], float * inv_rms) {
-    constexpr int kThreads = Tr::kThreads, T = Tr::kTileK, kInFlight = 8;
-    const NormPrologueArgs & n = a.norm;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int pairs = a.rows * n.groups;
-    for (int p = 0; p < pairs; ++p) {
-        const int m = p / n.groups;
-        const int c0 = (p % n.groups) * n.group_size, c1 = c0 + n.group_size;
-        float sum_sq = 0.0f;
-        for (int i0 = c0 + threadIdx.x; i0 < c1; i0 += kInFlight * kThreads) {
-            float v[kInFlight];
-#pragma unroll
-            for (int u = 0; u < kInFlight; ++u) {
-                const int i = i0 + u * kThreads;
-                v[u] = i < c1 ? norm_input<Tr::kNorm>(n, m, i) : 0.0f;
-            }
-#pragma unroll
-            for (int u = 0; u < kInFlight; ++u) {
-                const int i = i0 + u * kThreads;
-                if (i < c1) xs[m * T + i] = v[u];
-                sum_sq += v[u] * v[u];
-            }
-        }
-        sum_sq = warp_sum(sum_sq);
-        if (lane == 0) norm_partial[p][warp] = sum_sq;
-    }
-    for (int i = threadIdx.x; i < a.rows * (padded - a.in); i += kThreads) {
-        const int m = i / (padded - a.in), k = a.in + i % (padded - a.in);
-        xs[m * T + k] = 0.0f;
-    }
-    __syncthreads();
-    for (int p = threadIdx.x; p < pairs; p += kThreads) {
-        float total = 0.0f;
-        for (int w = 0; w < Tr::kWarps; ++w) total += norm_partial[p][w];
-        inv_rms[p] = 1.0f / sqrtf(total / float(n.group_size) + n.eps);
-    }
-    __syncthreads();
-    const bool writer = blockIdx.x == 0;
-    const bool gate_after = Tr::kNorm == kNormGated && n.norm_before_gate && n.has_other;
-    const int total = a.rows * a.in;
-    for (int e0 = threadIdx.x; e0 < total; e0 += kInFlight * kThreads) {
-        // The weights (and late gates) of kInFlight elements loaded before any is used.
-        float w[kInFlight], z[kInFlight];
-#pragma unroll
-        for (int u = 0; u < kInFlight; ++u) {
-            const int e = e0 + u * kThreads;
-            const int m = e / a.in, i = e - m * a.in;
-            w[u] = e < total ? n.weight.load(i * n.w_s) : 0.0f;
-            z[u] = e < total && gate_after ? n.other.load(m * n.o_s0 + i * n.o_s1) : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < kInFlight; ++u) {
-            const int e = e0 + u * kThreads;
-            if (e >= total) break;
-            const int m = e / a.in, i = e - m * a.in;
-            const float r = xs[m * T + i];
-            const float inv = inv_rms[m * n.groups + i / n.group_size];
-            // norm.cu's order: r * inv * weight (r is x + residual, x * silu(z) or x), then * silu(z) when
-            // the gate follows the norm.
-            float out = r * inv * w[u];
-            if (gate_after) out = out * silu_f(z[u]);
-            if (writer) {
-                n.normed.store(m * n.n_s0 + i * n.n_s1, out);
-                if (Tr::kNorm == kNormRms && n.has_residual_out) n.residual_out.store(m * n.ro_s0 + i * n.ro_s1, r);
-            }
-            xs[m * T + i] = round_to_dtype(n.normed.dtype, out);
-        }
-    }
-}
-
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
-    // The norm prologue's per-warp sums and 1/rms per (row, group); one element when unused.
-    constexpr int kNormPairs = Tr::kNorm == kNormNone ? 1 : M * kMaxNormGroups;
-    __shared__ float norm_partial[kNormPairs][Tr::kWarps];
-    __shared__ float inv_rms[kNormPairs];
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
 
@@ -377,9 +246,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
-        if constexpr (Tr::kNorm != kNormNone) {
-            stage_normed_rows<Tr>(a, tile_padded, xs, norm_partial, inv_rms);  // one tile: t0 = 0, tile = in
-        } else switch (a.x.dtype) {
+        switch (a.x.dtype) {
             case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
@@ -617,11 +484,10 @@ GemvVariant gemv_variant(int64_t rows, int64_t out) {
     return rows <= 2 && out <= kWarpMaxOut ? GemvVariant::Warp : GemvVariant::Tiled;
 }
 
-// The fused norm instantiations (kNorm != kNormNone) exist for vector-aligned W only (the host checks).
-template <class TW, int kRows, int kNorm>
+template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
-    if (vec || kNorm != kNormNone) {
-        using Tr = TiledGemvTraits<TW, kRows, true, kNorm>;
+    if (vec) {
+        using Tr = TiledGemvTraits<TW, kRows, true>;
         launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = TiledGemvTraits<TW, kRows, false>;
@@ -630,7 +496,7 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
 
-template <class TW, int kNorm = kNormNone>
+template <class TW>
 void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec) {
     // As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
     // reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
@@ -642,11 +508,11 @@ void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec) {
     while (warps_n > 1 && ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp) < want_blocks) warps_n /= 2;
     a.warps_n = warps_n;
     const unsigned blocks = unsigned(ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp));
-    if (a.rows <= 1) launch_tiled_rows<TW, 1, kNorm>(ctx, a, vec, blocks);
-    else if (a.rows <= 2) launch_tiled_rows<TW, 2, kNorm>(ctx, a, vec, blocks);
-    else if (a.rows <= 4) launch_tiled_rows<TW, 4, kNorm>(ctx, a, vec, blocks);
-    else if (a.rows <= 8) launch_tiled_rows<TW, 8, kNorm>(ctx, a, vec, blocks);
-    else launch_tiled_rows<TW, 16, kNorm>(ctx, a, vec, blocks);
+    if (a.rows <= 1) launch_tiled_rows<TW, 1>(ctx, a, vec, blocks);
+    else if (a.rows <= 2) launch_tiled_rows<TW, 2>(ctx, a, vec, blocks);
+    else if (a.rows <= 4) launch_tiled_rows<TW, 4>(ctx, a, vec, blocks);
+    else if (a.rows <= 8) launch_tiled_rows<TW, 8>(ctx, a, vec, blocks);
+    else launch_tiled_rows<TW, 16>(ctx, a, vec, blocks);
 }
 
 struct WarpPlan {
@@ -714,15 +580,14 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
     }
 }
 
-// Columns of x one tile of the tiled kernel holds at `rows` rows (TiledGemvTraits::kTileK of its bucket).
-int64_t tiled_columns(int64_t rows) {
-    const int64_t bucket = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : rows <= 8 ? 8 : 16;
-    return 8192 / bucket;
-}
+}  // namespace
 
-// The kernel arguments of y = x W^T (+ bias) (without the norm prologue).
-GemvArgs gemv_args(const LinearParams & p) {
+bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
+    if (M < 1 || M > kGemvMaxRows || N < 1) return false;
+    if (K > INT32_MAX || N > INT32_MAX) return false;
+    // W with a strided last axis is rejected by validation; guard anyway (the kernels read rows contiguously).
+    if (K > 1 && p.weight.stride[1] != 1) return false;
     GemvArgs a{};
     a.x = any(p.x);
     a.x_s0 = p.x.stride[0];
@@ -741,114 +606,16 @@ GemvArgs gemv_args(const LinearParams & p) {
     const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
     a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
     const size_t elem = dtype_size(p.weight.dtype);
-    a.w_vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
-    return a;
-}
-
-// Whether the GEMV kernels take this linear at all (rows, sizes, W layout and dtype).
-bool gemv_applies(const LinearParams & p) {
-    const int64_t M = p.rows, K = p.in_features, N = p.out_features;
-    if (M < 1 || M > kGemvMaxRows || N < 1) return false;
-    if (K > INT32_MAX || N > INT32_MAX) return false;
-    // W with a strided last axis is rejected by validation; guard anyway (the kernels read rows contiguously).
-    if (K > 1 && p.weight.stride[1] != 1) return false;
-    return p.weight.dtype == DType::F32 || p.weight.dtype == DType::BF16 || p.weight.dtype == DType::F16;
-}
-
-// How mamba_norm_linear runs on CUDA: MAMBA_CUDA_NORM_LINEAR = "fused" or "separate" forces one (for the
-// benchmark and the tests; "fused" still falls back where the fused kernel does not apply); another
-// value is an INVALID_ARGUMENT error. Unset or empty: fused where it applies.
-enum class NormLinearMode { Automatic, Fused, Separate };
-constexpr EnvChoice<NormLinearMode> kNormLinearModes[] = {{"fused", NormLinearMode::Fused}, {"separate", NormLinearMode::Separate}};
-
-// Fills a.norm from the norm's arguments; false where the fused kernel cannot run this norm: more than
-// kMaxNormGroups groups, or an output of the norm sharing memory with one of its inputs (block 0 writes
-// them while the other blocks still read the inputs).
-bool bind_norm(const NormLinearParams & p, GemvArgs & a) {
-    NormPrologueArgs & n = a.norm;
-    const auto bind = [](const Tensor & t, AnyPtr & ptr, int64_t & s0, int64_t & s1) {
-        ptr = any(t);
-        s0 = t.stride[0];
-        s1 = t.stride[1];
-    };
-    if (p.rms) {
-        const RmsNormParams & r = *p.rms;
-        const auto shares_input = [&](const Tensor & out) { return same_memory(out, r.x) || (r.residual && same_memory(out, *r.residual)); };
-        if (shares_input(r.y) || (r.residual_out && shares_input(*r.residual_out))) return false;
-        bind(r.x, n.x, n.x_s0, n.x_s1);
-        n.has_other = r.residual.has_value();
-        if (n.has_other) bind(*r.residual, n.other, n.o_s0, n.o_s1);
-        n.weight = any(r.weight);
-        n.w_s = r.weight.stride[0];
-        bind(r.y, n.normed, n.n_s0, n.n_s1);
-        n.has_residual_out = r.residual_out.has_value();
-        if (n.has_residual_out) bind(*r.residual_out, n.residual_out, n.ro_s0, n.ro_s1);
-        n.group_size = int(r.hidden);
-        n.groups = 1;
-        n.eps = r.eps;
-        return true;
-    }
-    const GatedRmsNormParams & g = *p.gated;
-    if (same_memory(g.y, g.x) || (g.z && same_memory(g.y, *g.z))) return false;
-    if (g.dim / g.group_size > kMaxNormGroups) return false;
-    bind(g.x, n.x, n.x_s0, n.x_s1);
-    n.has_other = g.z.has_value();
-    if (n.has_other) bind(*g.z, n.other, n.o_s0, n.o_s1);
-    n.weight = any(g.weight);
-    n.w_s = g.weight.stride[0];
-    bind(g.y, n.normed, n.n_s0, n.n_s1);
-    n.group_size = int(g.group_size);
-    n.groups = int(g.dim / g.group_size);
-    n.eps = g.eps;
-    n.norm_before_gate = g.norm_before_gate;
-    return true;
-}
-
-template <class TW>
-void launch_fused(mamba_context & ctx, const GemvArgs & a, bool rms) {
-    if (rms) launch_tiled<TW, kNormRms>(ctx, a, true);
-    else launch_tiled<TW, kNormGated>(ctx, a, true);
-}
-
-// The fused norm + tiled GEMV when it applies (see bind_norm; the row in one x tile; vector-aligned W);
-// returns false (having done nothing) otherwise.
-bool try_fused_norm_gemv(mamba_context & ctx, const NormLinearParams & p) {
-    const LinearParams & lin = p.linear;
-    if (!gemv_applies(lin) || lin.in_features < 1 || lin.in_features > tiled_columns(lin.rows)) return false;
-    GemvArgs a = gemv_args(lin);
-    if (!a.w_vec || !bind_norm(p, a)) return false;
-    switch (lin.weight.dtype) {
-        case DType::F32: launch_fused<float>(ctx, a, p.rms.has_value()); break;
-        case DType::BF16: launch_fused<bf16_t>(ctx, a, p.rms.has_value()); break;
-        default: launch_fused<f16_t>(ctx, a, p.rms.has_value()); break;
-    }
-    return true;
-}
-
-}  // namespace
-
-bool try_gemv(mamba_context & ctx, const LinearParams & p) {
-    if (!gemv_applies(p)) return false;
-    const GemvArgs a = gemv_args(p);
-    const bool vec = a.w_vec;
-    const GemvVariant variant = gemv_variant(p.rows, p.out_features);
+    const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
+    a.w_vec = vec;
+    const GemvVariant variant = gemv_variant(M, N);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
-        default: launch_gemv<f16_t>(ctx, a, vec, variant); break;
+        case DType::F16: launch_gemv<f16_t>(ctx, a, vec, variant); break;
+        default: return false;
     }
     return true;
-}
-
-void norm_linear(mamba_context & ctx, const NormLinearParams & p) {
-    const NormLinearMode mode = env_choice("MAMBA_CUDA_NORM_LINEAR", kNormLinearModes, NormLinearMode::Automatic);
-    if (mode != NormLinearMode::Separate && try_fused_norm_gemv(ctx, p)) return;
-    // Empty norms and linears are skipped, as their own calls skip them.
-    if (p.linear.in_features > 0) {
-        if (p.rms) rms_norm(ctx, *p.rms);
-        else gated_rms_norm(ctx, *p.gated);
-    }
-    if (p.linear.out_features > 0) linear(ctx, p.linear);
 }
 
 }  // namespace mamba::cuda

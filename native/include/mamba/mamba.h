@@ -493,25 +493,6 @@ typedef struct mamba_linear_args {
 
 MAMBA_API mamba_status mamba_linear(mamba_context * context, const mamba_linear_args * args);
 
-/* A normalization followed by the linear layer that consumes it, as one call: the norm (exactly one of
- * rms_norm and gated_rms_norm) runs as its own call would, writing its y (and residual_out), and then
- * y = norm.y W^T + bias as mamba_linear would compute it from that normed tensor. On CUDA, decode-sized
- * calls (few rows) run as one kernel that normalizes inside the GEMV, with results equal to the two
- * calls' within the output dtype's rounding; other calls run the two ops in sequence. */
-typedef struct mamba_norm_linear_args {
-    /* Exactly one of the two is set; its y is the normed tensor, written and read by the linear. */
-    const mamba_rms_norm_args * rms_norm;
-    const mamba_gated_rms_norm_args * gated_rms_norm;
-    /* (out_features, hidden), last axis contiguous */
-    const DLTensor * weight;
-    /* Optional (out_features) */
-    const DLTensor * bias;
-    /* (rows, out_features); must not overlap any other tensor of the call */
-    DLTensor * y;
-} mamba_norm_linear_args;
-
-MAMBA_API mamba_status mamba_norm_linear(mamba_context * context, const mamba_norm_linear_args * args);
-
 /* y[i, :] = table[ids[i], :]; an id outside [0, vocab) is an error. */
 typedef struct mamba_embedding_args {
     /* (count), int32 or int64 */

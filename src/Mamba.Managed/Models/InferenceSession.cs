@@ -314,19 +314,20 @@ public sealed class InferenceSession : IDisposable
         var steps = new List<Action>();
         var emb = d.Embedded;
         steps.Add(() => _model.Embedding.Forward(_ctx, d.Ids, emb));
-        // Each layer's add + RMSNorm runs inside its mixer's in_proj call (mamba_norm_linear: one kernel on CUDA).
-        // The residual stream alternates between two buffers, because the fused kernel cannot update it in place.
-        Tensor? residual = null;
         for (var i = 0; i < _states.Length; i++)
         {
             var layer = _model.Layers[i];
-            var residualOut = i % 2 == 0 ? d.Residual : d.ResidualAlt;
-            var norm = new DecodeInputNorm(layer.Norm, i == 0 ? emb : d.Mixed, residual, residualOut);
-            steps.Add(layer.Mixer.CreateDecodeStep(_ctx, d.Normed, d.Mixed, d.Scratch, _states[i], norm));
-            residual = residualOut;
+            if (i == 0)
+            {
+                steps.Add(() => layer.Norm.Forward(_ctx, emb, d.Normed, null, d.Residual));
+            }
+            else
+            {
+                steps.Add(() => layer.Norm.Forward(_ctx, d.Mixed, d.Normed, d.Residual, d.Residual));
+            }
+            steps.Add(layer.Mixer.CreateDecodeStep(_ctx, d.Normed, d.Mixed, d.Scratch, _states[i]));
         }
-        var last = residual ?? d.Residual;
-        steps.Add(() => _model.FinalNorm.Forward(_ctx, d.Mixed, d.Normed, last));
+        steps.Add(() => _model.FinalNorm.Forward(_ctx, d.Mixed, d.Normed, d.Residual));
         steps.Add(() => Kernels.Linear(_ctx, d.Normed, _model.LmHead, Logits));
         return steps.ToArray();
     }
@@ -382,7 +383,6 @@ public sealed class InferenceSession : IDisposable
             // The embedding writes in the table's own type; the first norm reads any float type.
             Embedded = Alloc(c, m.Embedding.Table.DType, rows, h);
             Residual = Alloc(c, m.ResidualDType, rows, h);
-            ResidualAlt = Alloc(c, m.ResidualDType, rows, h);
             Normed = Alloc(c, act, rows, h);
             Mixed = Alloc(c, act, rows, h);
             Scratch = m.Layers[0].Mixer.CreateScratch(c, rows, act);
@@ -391,8 +391,6 @@ public sealed class InferenceSession : IDisposable
         public Tensor Ids { get; }
         public Tensor Embedded { get; }
         public Tensor Residual { get; }
-        // The decode step's residual stream alternates between Residual and ResidualAlt from layer to layer.
-        public Tensor ResidualAlt { get; }
         public Tensor Normed { get; }
         public Tensor Mixed { get; }
         public TensorSet Scratch { get; }

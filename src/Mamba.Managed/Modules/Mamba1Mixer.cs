@@ -137,8 +137,7 @@ public sealed class Mamba1Mixer : Mixer
     internal const int FusedDtProjMaxBatch = 8;
 
     /// <inheritdoc />
-    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
-        DecodeInputNorm? inputNorm = null)
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
     {
         var s = (Scratch)scratch;
         long batch = x.Shape[0], di = _inner, w = XdblWidth;
@@ -155,7 +154,7 @@ public sealed class Mamba1Mixer : Mixer
         var fuseDt = batch <= FusedDtProjMaxBatch;
         return () =>
         {
-            ProjectDecodeInput(context, InProj, x, xz, inputNorm);
+            InProj.Forward(context, x, xz);
             Conv.Step(context, xIn, state.Conv, xc);
             XProj.Forward(context, xc, xdbl);
             // The dt_proj bias is applied once, as DtBias (as in prefill, where DtProj runs without bias and the

@@ -150,8 +150,7 @@ public sealed class Mamba2Mixer : Mixer
     }
 
     /// <inheritdoc />
-    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
-        DecodeInputNorm? inputNorm = null)
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
     {
         var s = (Scratch)scratch;
         long batch = x.Shape[0], pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
@@ -168,11 +167,11 @@ public sealed class Mamba2Mixer : Mixer
         var normed = s.Normed.View([batch, di]);
         return () =>
         {
-            ProjectDecodeInput(context, InProj, x, proj, inputNorm);
+            InProj.Forward(context, x, proj);
             Conv.Step(context, xbcIn, state.Conv, xbc);
             Kernels.SsdStateUpdate(context, state.Ssm, xs, dt, A, b, c, y3, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax);
-            // The gated norm and out_proj as one call: on CUDA one kernel normalizes inside the GEMV.
-            Kernels.GatedRmsNormLinear(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate, OutProj.Weight, y, OutProj.Bias);
+            Kernels.GatedRmsNorm(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate);
+            OutProj.Forward(context, normed, y);
         };
     }
 

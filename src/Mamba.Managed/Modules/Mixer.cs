@@ -1,4 +1,3 @@
-using Mamba.Ops;
 using Mamba.Runtime;
 using Mamba.Tensors;
 
@@ -45,11 +44,6 @@ public sealed class MixerState : TensorSet
     public Tensor Ssm { get; }
 }
 
-/// <summary>The pre-norm of a residual block, applied by the mixer's decode step: residualOut = source + residual (or
-/// source), x = rmsnorm(residualOut) * weight. ResidualOut must not share memory with source or residual: the fused
-/// CUDA kernel writes it while other blocks still read them.</summary>
-public sealed record DecodeInputNorm(RmsNorm Norm, Tensor Source, Tensor? Residual, Tensor ResidualOut);
-
 /// <summary>A sequence mixer (Mamba-1 or Mamba-2) of one residual block.</summary>
 public abstract class Mixer : IDisposable
 {
@@ -67,23 +61,8 @@ public abstract class Mixer : IDisposable
     public abstract void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence);
 
     /// <summary>Prepares one decode step for a whole batch (x, y: (batch, hidden)): every view is made here, so running
-    /// the returned action allocates nothing. With <paramref name="inputNorm"/> the step first computes x itself, as
-    /// that norm's output, in the same call as in_proj (one kernel on CUDA); without it x is read as given.</summary>
-    public abstract Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
-        DecodeInputNorm? inputNorm = null);
-
-    /// <summary>proj = x in_proj^T (+ bias); with <paramref name="inputNorm"/>, x = that norm of its source first, both
-    /// in one mamba_norm_linear call.</summary>
-    protected static void ProjectDecodeInput(MambaContext context, Linear inProj, Tensor x, Tensor proj, DecodeInputNorm? inputNorm)
-    {
-        if (inputNorm is null)
-        {
-            inProj.Forward(context, x, proj);
-            return;
-        }
-        Kernels.RmsNormLinear(context, inputNorm.Source, inputNorm.Norm.Weight, x, inputNorm.Norm.Eps, inputNorm.Residual, inputNorm.ResidualOut,
-            inProj.Weight, proj, inProj.Bias);
-    }
+    /// the returned action allocates nothing.</summary>
+    public abstract Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state);
 
     /// <inheritdoc />
     public abstract void Dispose();

@@ -561,35 +561,6 @@ public unsafe struct mamba_linear_args
 }
 
 /// <summary>
-/// A normalization followed by the linear layer that consumes it, as one call: the norm (exactly one of
-/// rms_norm and gated_rms_norm) runs as its own call would, writing its y (and residual_out), and then
-/// y = norm.y W^T + bias as mamba_linear would compute it from that normed tensor. On CUDA, decode-sized
-/// calls (few rows) run as one kernel that normalizes inside the GEMV, with results equal to the two
-/// calls' within the output dtype's rounding; other calls run the two ops in sequence.
-/// </summary>
-[StructLayout(LayoutKind.Sequential)]
-public unsafe struct mamba_norm_linear_args
-{
-    /// <summary>
-    /// Exactly one of the two is set; its y is the normed tensor, written and read by the linear.
-    /// </summary>
-    public mamba_rms_norm_args* rms_norm;
-    public mamba_gated_rms_norm_args* gated_rms_norm;
-    /// <summary>
-    /// (out_features, hidden), last axis contiguous
-    /// </summary>
-    public DLTensor* weight;
-    /// <summary>
-    /// Optional (out_features)
-    /// </summary>
-    public DLTensor* bias;
-    /// <summary>
-    /// (rows, out_features); must not overlap any other tensor of the call
-    /// </summary>
-    public DLTensor* y;
-}
-
-/// <summary>
 /// y[i, :] = table[ids[i], :]; an id outside [0, vocab) is an error.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -951,10 +922,6 @@ public static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "mamba_linear")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_linear(mamba_context* context, mamba_linear_args* args);
-
-    [LibraryImport(LibraryName, EntryPoint = "mamba_norm_linear")]
-    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
-    public static partial mamba_status mamba_norm_linear(mamba_context* context, mamba_norm_linear_args* args);
 
     [LibraryImport(LibraryName, EntryPoint = "mamba_embedding")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
