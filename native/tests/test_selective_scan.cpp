@@ -29,6 +29,24 @@ protected:
             }
         }
     }
+
+    // Each shape in float32, bfloat16 and float16, with and without z, delta bias and softplus, through check().
+    template <size_t N>
+    void check_in_every_dtype(const ScanShape (&shapes)[N], Layout layout, uint64_t seed) {
+        const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
+        for (const auto & dt : dtypes) {
+            for (int options = 0; options < 2; ++options) {
+                ScanOptions o;
+                o.z = o.delta_bias = o.softplus = options == 0;
+                for (const auto & s : shapes) {
+                    SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " options " + std::to_string(options) + " batch " + std::to_string(s.batch) + " dim " +
+                                 std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate));
+                    ScanProblem p(s, o, dt, layout, seed++);
+                    check(p);
+                }
+            }
+        }
+    }
 };
 
 TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
@@ -136,20 +154,7 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheChannelPath) {
         {1, 35840, 24, 16, 1, true},  // channels enough to fill an H200 without segments
         {1, 64, 1, 16, 1, true},      // one step
     };
-    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
-    uint64_t seed = 900;
-    for (const auto & dt : dtypes) {
-        for (int options = 0; options < 2; ++options) {
-            ScanOptions o;
-            o.z = o.delta_bias = o.softplus = options == 0;
-            for (const auto & s : shapes) {
-                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " options " + std::to_string(options) + " batch " + std::to_string(s.batch) + " dim " +
-                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate));
-                ScanProblem p(s, o, dt, Layout::Contiguous, seed++);
-                check(p);
-            }
-        }
-    }
+    check_in_every_dtype(shapes, Layout::Contiguous, 900);
 }
 
 // Shapes aimed at the (b, l, d) rows path, which both scan variants implement (check() runs each): split's
@@ -164,20 +169,7 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
         {1, 36, 77, 16, 1, true},     // float32: one tile of 36 channels; 16-bit types read step by step
         {2, 64, 1, 16, 1, true},      // one step
     };
-    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}, {DType::F16, DType::F16, DType::F16}};
-    uint64_t seed = 1000;
-    for (const auto & dt : dtypes) {
-        for (int options = 0; options < 2; ++options) {
-            ScanOptions o;
-            o.z = o.delta_bias = o.softplus = options == 0;
-            for (const auto & s : shapes) {
-                SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " options " + std::to_string(options) + " batch " + std::to_string(s.batch) + " dim " +
-                             std::to_string(s.dim) + " len " + std::to_string(s.len) + " dstate " + std::to_string(s.dstate));
-                ScanProblem p(s, o, dt, Layout::Permuted, seed++);
-                check(p);
-            }
-        }
-    }
+    check_in_every_dtype(shapes, Layout::Permuted, 1000);
 }
 
 // An unknown MAMBA_CUDA_SCAN_VARIANT is an argument error that names the variable and the accepted values
