@@ -108,7 +108,7 @@ internal static class BenchCommand
         }
         var dtypeList = Split(parse.GetValue(dtypes)!).Select(t => ParseDType(t)).ToList();
         var activationText = parse.GetValue(activations)!.Trim();
-        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ParseDType(activationText, "--activations");
+        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ParseDType(activationText, "--activations", "auto, f32, f16, bf16");
         var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
@@ -149,12 +149,12 @@ internal static class BenchCommand
     internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>A weight dtype named on the command line; <paramref name="option"/> names the option in the error.</summary>
-    internal static DType ParseDType(string text, string option = "--dtypes") => text.ToLowerInvariant() switch
+    internal static DType ParseDType(string text, string option = "--dtypes", string accepted = "f32, f16, bf16") => text.ToLowerInvariant() switch
     {
         "f32" or "float32" or "fp32" => DType.Float32,
         "f16" or "float16" or "fp16" => DType.Float16,
         "bf16" or "bfloat16" => DType.BFloat16,
-        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' ({(option == "--activations" ? "auto, " : "")}f32, f16, bf16)"),
+        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' ({accepted})"),
     };
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,

@@ -11,6 +11,8 @@ internal static class GenerateCommand
         var model = ModelOptions.Model();
         var device = ModelOptions.DeviceOption();
         var threads = ModelOptions.Threads();
+        var weights = ModelOptions.Weights();
+        var activations = ModelOptions.Activations();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Prompt text" };
         var tokens = new Option<string?>("--tokens") { Description = "Prompt as token ids, e.g. 1,2,3 (instead of --prompt)" };
         var printIds = new Option<bool>("--print-token-ids") { Description = "Also print the prompt and generated token ids" };
@@ -27,7 +29,7 @@ internal static class GenerateCommand
 
         var command = new Command("generate", "Generate text from a prompt, streaming it to stdout")
         {
-            model, device, threads, prompt, tokens, printIds, maxTokens, temperature, topK, topP, minP, penalty, seed, stop, stopTokens, ignoreEos,
+            model, device, threads, weights, activations, prompt, tokens, printIds, maxTokens, temperature, topK, topP, minP, penalty, seed, stop, stopTokens, ignoreEos,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,7 +39,8 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException("give exactly one of --prompt and --tokens");
             }
-            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads));
+            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
+                parse.GetValue(activations));
             GenerationStats? stats = null;
             var options = new GenerationOptions
             {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Mamba.Models;
 using Mamba.Runtime;
+using Mamba.Tensors;
 
 namespace Mamba.Cli;
 
@@ -27,12 +28,29 @@ internal static class ModelOptions
         DefaultValueFactory = _ => 0,
     };
 
-    /// <summary>Loads the model named on the command line, or the shipped default.</summary>
-    public static MambaModel Load(string? model, string? device, int threads)
+    public static Option<string?> Weights() => new("--weights")
     {
+        Description = "Convert matrix and norm weights on load: f32, f16 or bf16 (default: as stored)",
+    };
+
+    public static Option<string?> Activations() => new("--activations")
+    {
+        Description = "Type of the activations between ops: f32 (default), f16 or bf16; bf16 with bf16 weights runs the GPU's tensor-core paths",
+    };
+
+    /// <summary>Loads the model named on the command line, or the shipped default; <paramref name="weights"/> and
+    /// <paramref name="activations"/> are the --weights / --activations values (null: as stored / float32).</summary>
+    public static MambaModel Load(string? model, string? device, int threads, string? weights = null, string? activations = null)
+    {
+        var options = new MambaModelOptions
+        {
+            Device = device is null ? null : Device.Parse(device),
+            CpuThreads = threads,
+            WeightDType = weights is null ? null : BenchCommand.ParseDType(weights, "--weights"),
+            ActivationDType = activations is null ? DType.Float32 : BenchCommand.ParseDType(activations, "--activations"),
+        };
         var path = model ?? FindDefaultModel()
             ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");
-        var options = new MambaModelOptions { Device = device is null ? null : Device.Parse(device), CpuThreads = threads };
         return MambaModel.Load(path, options);
     }
 

@@ -12,13 +12,15 @@ internal static class ScoreCommand
         var model = ModelOptions.Model();
         var device = ModelOptions.DeviceOption();
         var threads = ModelOptions.Threads();
+        var weights = ModelOptions.Weights();
+        var activations = ModelOptions.Activations();
         var text = new Option<string?>("--text") { Description = "Text to score" };
         var file = new Option<string?>("--file") { Description = "UTF-8 file to score" };
         var tokens = new Option<string?>("--tokens") { Description = "Token ids to score, e.g. 1,2,3" };
         var logitsOut = new Option<string?>("--logits-out") { Description = "Write float32 logits (tensor 'logits', shape (1, len, vocab)) to this .safetensors file" };
         var command = new Command("score", "Score a text: perplexity and mean log-probability per token")
         {
-            model, device, threads, text, file, tokens, logitsOut,
+            model, device, threads, weights, activations, text, file, tokens, logitsOut,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -27,7 +29,8 @@ internal static class ScoreCommand
             {
                 throw new ArgumentException("give exactly one of --text, --file and --tokens");
             }
-            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads));
+            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
+                parse.GetValue(activations));
             int[] ids;
             if (parse.GetValue(tokens) is { } tokenText)
             {

@@ -48,6 +48,21 @@ public class GenerateScoreCommandTests
         Assert.That(output.Trim(), Is.EqualTo(string.Join(",", greedy)));
     }
 
+    /// <summary>--weights bf16 --activations bf16 against the continuation transformers computed in bfloat16.</summary>
+    [Test]
+    public void GenerateInBFloat16MatchesTransformersInBFloat16()
+    {
+        var dir = Fixture("mamba1-untied-bias");
+        using var inputs = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        using var bf16 = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected_bf16.json")));
+        var ids = Ints(inputs.RootElement.GetProperty("input_ids"));
+        var greedy = Ints(bf16.RootElement.GetProperty("greedy_ids"));
+        var (code, output, err) = Run("generate", "-m", dir, "--tokens", string.Join(",", ids), "-n", "12", "--ignore-eos", "--weights", "bf16",
+            "--activations", "bf16");
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(output.Trim(), Is.EqualTo(string.Join(",", greedy)));
+    }
+
     [Test]
     public void ScoreWritesLogitsAndPerplexity()
     {
@@ -94,6 +109,8 @@ public class GenerateScoreCommandTests
     [TestCase("generate", "--model", "/no/such/model", "--prompt", "x")]
     [TestCase("score", "--text", "a", "--tokens", "1,2")]
     [TestCase("score", "--tokens", "1,banana")]
+    [TestCase("generate", "--tokens", "1", "--weights", "int4")]
+    [TestCase("score", "--tokens", "1,2", "--activations", "auto")]
     public void ErrorsAreOneLineWithNonZeroExit(params string[] args)
     {
         var (code, output, err) = Run(args);
@@ -101,6 +118,15 @@ public class GenerateScoreCommandTests
         Assert.That(err, Does.StartWith("mamba: error: "));
         Assert.That(err.TrimEnd().Split('\n'), Has.Length.EqualTo(1), err);
         Assert.That(output, Is.Empty);
+    }
+
+    [TestCase("--weights", "int4", "--weights: unknown dtype 'int4' (f32, f16, bf16)")]
+    [TestCase("--activations", "auto", "--activations: unknown dtype 'auto' (f32, f16, bf16)")]
+    public void DtypeOptionsNameTheOptionAndTheChoices(string option, string value, string message)
+    {
+        var (code, _, err) = Run("generate", "-m", Fixture("mamba1-tied"), "--tokens", "1", option, value);
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain(message));
     }
 
     [Test]
