@@ -8,20 +8,6 @@
 
 namespace mb {
 
-ScopedEnv::ScopedEnv(const char * name, const char * value) : name_(name) {
-    if (const char * old = std::getenv(name)) {
-        had_ = true;
-        previous_ = old;
-    }
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-}
-
-ScopedEnv::~ScopedEnv() {
-    if (had_) setenv(name_.c_str(), previous_.c_str(), 1);
-    else unsetenv(name_.c_str());
-}
-
 std::vector<Case> & registry() {
     static std::vector<Case> cases;
     return cases;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mamba/mamba.h"
+#include "core/scoped_env.h"
 
 namespace mb {
 
@@ -52,20 +53,7 @@ constexpr DLDataType kF32{kDLFloat, 32, 1};
 constexpr DLDataType kF16{kDLFloat, 16, 1};
 constexpr DLDataType kBF16{kDLBfloat, 16, 1};
 
-// Sets an environment variable (nullptr: unsets it) for its lifetime, then restores what was there: the
-// CUDA backend's kernel-selection variables for one case's calls (read at each call, MAMBA_CUDA_PDL when
-// a context is created).
-class ScopedEnv {
-public:
-    ScopedEnv(const char * name, const char * value);
-    ~ScopedEnv();
-    ScopedEnv(const ScopedEnv &) = delete;
-    ScopedEnv & operator=(const ScopedEnv &) = delete;
-
-private:
-    std::string name_, previous_;
-    bool had_ = false;
-};
+using ScopedEnv = mamba::ScopedEnv;  // core/scoped_env.h
 
 // Aborts the benchmark with the library's message.
 void check(mamba_status status, const char * what);

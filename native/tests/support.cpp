@@ -17,17 +17,6 @@ ContextPtr make_context(mamba_device_type type, int32_t device_id, int32_t threa
     return ContextPtr(ctx);
 }
 
-ScopedEnv::ScopedEnv(const char * name, const char * value) : name_(name) {
-    if (const char * old = std::getenv(name)) previous_ = old;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-}
-
-ScopedEnv::~ScopedEnv() {
-    if (previous_) setenv(name_.c_str(), previous_->c_str(), 1);
-    else unsetenv(name_.c_str());
-}
-
 bool cuda_present() {
     int32_t count = 0;
     return mamba_backend_available(MAMBA_DEVICE_CUDA) && mamba_device_count(MAMBA_DEVICE_CUDA, &count) == MAMBA_STATUS_OK && count > 0;

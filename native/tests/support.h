@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mamba/mamba.h"
+#include "core/scoped_env.h"
 
 namespace mt {
 
@@ -37,20 +38,7 @@ bool cuda_present();
 #define MAMBA_REQUIRE_CUDA() \
     if (!::mt::cuda_present()) GTEST_SKIP() << "no CUDA device (or libmamba built without CUDA)"
 
-// Sets an environment variable (nullptr: unsets it) for its lifetime, then restores what was there. The
-// CUDA backend reads its kernel-selection variables (MAMBA_CUDA_GEMV_VARIANT, MAMBA_CUDA_SSD_*,
-// MAMBA_CUDA_SCAN_VARIANT) at each call and MAMBA_CUDA_PDL when a context is created; the CPU backend ignores them.
-class ScopedEnv {
-public:
-    ScopedEnv(const char * name, const char * value);
-    ~ScopedEnv();
-    ScopedEnv(const ScopedEnv &) = delete;
-    ScopedEnv & operator=(const ScopedEnv &) = delete;
-
-private:
-    std::string name_;
-    std::optional<std::string> previous_;
-};
+using ScopedEnv = mamba::ScopedEnv;  // core/scoped_env.h
 
 enum class DType { F32, F16, BF16, I32, I64 };
 DLDataType dl_dtype(DType d);
