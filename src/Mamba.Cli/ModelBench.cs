@@ -68,7 +68,7 @@ internal static class ModelBench
         return new ModelBenchResult(shape, dtype.ToString(), batch, context.Device.ToString(), weightBytes,
             decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
             prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, activations.ToString(),
-            model.Options.PrefillChunkSize);
+            model.PrefillChunkSize);
     }
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),

@@ -45,7 +45,7 @@ public sealed class InferenceSession : IDisposable
         _model = model;
         _ctx = model.Context;
         BatchSize = batchSize;
-        _chunk = model.Options.PrefillChunkSize;
+        _chunk = model.PrefillChunkSize;
         _hidden = model.Config.HiddenSize;
         _vocab = model.Config.VocabSize;
         _lengths = new int[batchSize];

@@ -42,6 +42,10 @@ public sealed partial class MambaModel : IDisposable
     /// <summary>LM head weight (vocab, hidden): the embedding table when tied.</summary>
     public Tensor LmHead { get; private set; } = null!;
 
+    /// <summary>The prefill piece size in use: <see cref="MambaModelOptions.PrefillChunkSize"/>, or the device's default
+    /// when that is null.</summary>
+    public int PrefillChunkSize => Options.PrefillChunkSize ?? (Context.Device.Type == DeviceType.Cpu ? 512 : 2048);
+
     /// <summary>Type of the residual stream (float32 when the config keeps it in full precision).</summary>
     public DType ResidualDType => Config.ResidualInFp32 ? DType.Float32 : Options.ActivationDType;
 
@@ -121,7 +125,7 @@ public sealed partial class MambaModel : IDisposable
                 $"heads ({c.NumHeads}) x head dim ({c.HeadDim}) must equal the intermediate size ({c.IntermediateSize})");
             Require(c.NumGroups > 0 && c.NumHeads % c.NumGroups == 0, $"heads ({c.NumHeads}) must be a multiple of groups ({c.NumGroups})");
         }
-        Require(o.PrefillChunkSize > 0, "PrefillChunkSize must be positive");
+        Require(o.PrefillChunkSize is null or > 0, "PrefillChunkSize must be positive");
         Require(o.ActivationDType.IsFloatingPoint(), "ActivationDType must be a floating-point type");
         Require(o.WeightDType is null || o.WeightDType.Value.IsFloatingPoint(), "WeightDType must be a floating-point type");
     }

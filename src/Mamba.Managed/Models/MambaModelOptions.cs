@@ -20,10 +20,12 @@ public sealed record MambaModelOptions
     public DType ActivationDType { get; init; } = DType.Float32;
 
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
-    /// tokens, so prefill memory stays bounded whatever the prompt length. Longer pieces give the scan, the SSD and
-    /// the projections more parallel work: on an H200, a 2048-token mamba-2.8b prefill (bf16) ran at 63.5k tokens/s in
-    /// pieces of 2048 against 44.5k in pieces of 512.</summary>
-    public int PrefillChunkSize { get; init; } = 2048;
+    /// tokens, so prefill memory stays bounded whatever the prompt length. Null picks by device: 2048 on CUDA, where
+    /// longer pieces give the scan, the SSD and the projections more parallel work (on an H200 a 2048-token mamba-2.8b
+    /// prefill in bf16 ran at 63.5k tokens/s in pieces of 2048 against 44.5k in pieces of 512), and 512 on the CPU,
+    /// where a session's prefill buffers and the piece's logits (piece x vocabulary floats, about 100 MB at 512 for a
+    /// 50k vocabulary) would grow fourfold for no measured gain.</summary>
+    public int? PrefillChunkSize { get; init; }
 
     /// <summary>On CUDA, record each session's decode step as a CUDA graph after one direct step and replay it: one
     /// launch instead of one per kernel. Off runs every kernel directly (same results). Ignored on CPU.</summary>

@@ -48,19 +48,39 @@ public class GenerateScoreCommandTests
         Assert.That(output.Trim(), Is.EqualTo(string.Join(",", greedy)));
     }
 
-    /// <summary>--weights bf16 --activations bf16 against the continuation transformers computed in bfloat16.</summary>
+    /// <summary>score --weights / --activations: bf16 weights and activations land within 2e-2 of transformers' bfloat16
+    /// logits, and each option changes the result (a run that ignored either would equal the float32 one).</summary>
     [Test]
-    public void GenerateInBFloat16MatchesTransformersInBFloat16()
+    public void ScoreInBFloat16MatchesTransformersInBFloat16()
     {
         var dir = Fixture("mamba1-untied-bias");
-        using var inputs = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
-        using var bf16 = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected_bf16.json")));
-        var ids = Ints(inputs.RootElement.GetProperty("input_ids"));
-        var greedy = Ints(bf16.RootElement.GetProperty("greedy_ids"));
-        var (code, output, err) = Run("generate", "-m", dir, "--tokens", string.Join(",", ids), "-n", "12", "--ignore-eos", "--weights", "bf16",
-            "--activations", "bf16");
-        Assert.That(code, Is.EqualTo(0), err);
-        Assert.That(output.Trim(), Is.EqualTo(string.Join(",", greedy)));
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        var ids = string.Join(",", Ints(doc.RootElement.GetProperty("input_ids")));
+        float[] Score(params string[] options)
+        {
+            var outPath = Path.Combine(Path.GetTempPath(), $"mamba-score-{Guid.NewGuid():N}.safetensors");
+            try
+            {
+                var (code, _, err) = Run(["score", "--model", dir, "--tokens", ids, "--logits-out", outPath, .. options]);
+                Assert.That(code, Is.EqualTo(0), err);
+                using var written = SafetensorsFile.Open(outPath);
+                return MemoryMarshal.Cast<byte, float>(written.Tensors["logits"].Bytes).ToArray();
+            }
+            finally
+            {
+                File.Delete(outPath);
+            }
+        }
+        static double Relative(float[] a, float[] b) =>
+            Math.Sqrt(a.Zip(b, (x, y) => (double)(x - y) * (x - y)).Sum() / b.Sum(y => (double)y * y));
+
+        var full = Score("--weights", "bf16", "--activations", "bf16");
+        var weightsOnly = Score("--weights", "bf16");
+        var fp32 = Score();
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "logits_bf16.safetensors"));
+        Assert.That(Relative(full, MemoryMarshal.Cast<byte, float>(reference.Tensors["logits"].Bytes).ToArray()), Is.LessThan(2e-2));
+        Assert.That(Relative(weightsOnly, fp32), Is.GreaterThan(1e-5), "--weights bf16 converts the weights");
+        Assert.That(Relative(full, weightsOnly), Is.GreaterThan(1e-5), "--activations bf16 rounds the activations");
     }
 
     [Test]

@@ -30,7 +30,7 @@ public class FixtureModelTests
 
     [TestCaseSource(nameof(Fixtures))]
     public void LogitsAndGreedyTokensMatchTransformers(string name, Device device) =>
-        CheckAgainstTransformers(name, new MambaModelOptions { Device = device, PrefillChunkSize = 16 }, "", wholeTolerance: null,
+        _ = CheckAgainstTransformers(name, new MambaModelOptions { Device = device, PrefillChunkSize = 16 }, "", wholeTolerance: null,
             positionTolerance: 1e-4);
 
     /// <summary>Weights and activations in bfloat16 against transformers run in bfloat16 on the same checkpoint
@@ -40,24 +40,39 @@ public class FixtureModelTests
     /// round at different points (transformers rounds the residual stream to bfloat16 before each norm; here it stays
     /// float32), so single positions of the Mamba-2 fixtures differ by up to about 2.06e-2 on both backends.</summary>
     [TestCaseSource(nameof(Fixtures))]
-    public void BFloat16LogitsAndGreedyTokensMatchTransformersInBFloat16(string name, Device device) =>
-        CheckAgainstTransformers(name,
-            new MambaModelOptions { Device = device, PrefillChunkSize = 16, WeightDType = DType.BFloat16, ActivationDType = DType.BFloat16 },
-            "_bf16", wholeTolerance: 2e-2, positionTolerance: 3e-2);
+    public void BFloat16LogitsAndGreedyTokensMatchTransformersInBFloat16(string name, Device device)
+    {
+        var bf16 = new MambaModelOptions { Device = device, PrefillChunkSize = 16, WeightDType = DType.BFloat16, ActivationDType = DType.BFloat16 };
+        var logits = CheckAgainstTransformers(name, bf16, "_bf16", wholeTolerance: 2e-2, positionTolerance: 3e-2);
+
+        // The fixtures' bf16 and fp32 references are close (their greedy tokens agree), so check that the run really
+        // rounded: bf16 activations give other logits than float32 activations over the same bf16 weights.
+        using var weightsOnly = MambaModel.Load(FixtureDir(name), bf16 with { ActivationDType = DType.Float32 });
+        Assert.That(weightsOnly.Embedding.Table.DType, Is.EqualTo(DType.BFloat16));
+        var positions = logits.Length / weightsOnly.Config.VocabSize;
+        var expected = weightsOnly.Score(InputIds(name), keepLogits: true).Logits!;
+        Assert.That(NormRelativeError(logits, expected.AsSpan(0, logits.Length).ToArray()), Is.GreaterThan(1e-5), $"{positions} positions");
+    }
+
+    private static int[] InputIds(string name)
+    {
+        using var inputs = JsonDocument.Parse(File.ReadAllText(Path.Combine(FixtureDir(name), "expected.json")));
+        return Ints(inputs.RootElement.GetProperty("input_ids"));
+    }
 
     /// <summary>The fixture's logits (logits{suffix}.safetensors) per position within <paramref name="positionTolerance"/>,
     /// over all positions within <paramref name="wholeTolerance"/> when given, and its greedy continuation
     /// (expected{suffix}.json) exactly.</summary>
-    private static void CheckAgainstTransformers(string name, MambaModelOptions options, string suffix, double? wholeTolerance, double positionTolerance)
+    /// <returns>The model's logits of the prompt.</returns>
+    private static float[] CheckAgainstTransformers(string name, MambaModelOptions options, string suffix, double? wholeTolerance, double positionTolerance)
     {
         if (options.Device is { Type: DeviceType.Cuda })
         {
             TestSupport.RequireCuda();
         }
         var dir = FixtureDir(name);
-        using var inputs = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, $"expected{suffix}.json")));
-        var ids = Ints(inputs.RootElement.GetProperty("input_ids"));
+        var ids = InputIds(name);
         var greedy = Ints(expected.RootElement.GetProperty("greedy_ids"));
         using var model = MambaModel.Load(dir, options);
         using var reference = SafetensorsFile.Open(Path.Combine(dir, $"logits{suffix}.safetensors"));
@@ -79,6 +94,7 @@ public class FixtureModelTests
 
         var generated = model.Generate([ids], new GenerationOptions { MaxNewTokens = greedy.Length, StopAtEndOfSequence = false })[0];
         Assert.That(generated.Tokens, Is.EqualTo(greedy));
+        return score.Logits!.AsSpan(0, ids.Length * vocab).ToArray();
     }
 
     private static double NormRelativeError(ReadOnlySpan<float> actual, float[] expected)
