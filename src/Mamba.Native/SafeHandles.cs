@@ -134,13 +134,25 @@ public sealed unsafe class GraphHandle : SafeHandle
     /// <inheritdoc />
     public override bool IsInvalid => handle == IntPtr.Zero;
 
-    /// <summary>The raw pointer for a native call.</summary>
-    public mamba_graph* Pointer => (mamba_graph*)handle;
+    /// <summary>The raw pointer for a native call; <see cref="ObjectDisposedException"/> once the graph is freed.</summary>
+    public mamba_graph* Pointer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(IsClosed, this);
+            return (mamba_graph*)handle;
+        }
+    }
 
     /// <summary>Takes ownership of <paramref name="graph"/>, just returned by <c>mamba_graph_capture_end</c> on
     /// <paramref name="context"/> (freed here if the context is already disposed).</summary>
     public static GraphHandle Adopt(ContextHandle context, mamba_graph* graph)
     {
+        ArgumentNullException.ThrowIfNull(context);
+        if (graph == null)
+        {
+            throw new ArgumentException("mamba_graph_capture_end returned no graph", nameof(graph));
+        }
         var h = new GraphHandle();
         var added = false;
         try

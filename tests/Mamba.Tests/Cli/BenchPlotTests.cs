@@ -133,25 +133,36 @@ public class BenchPlotTests
         {
             Assert.Ignore("the application copy is made with cp -al");
         }
-        // A copy of the application folder (hard links) without libSkiaSharp, as on a platform it does not ship for.
-        var app = Path.Combine(_dir.FullName, "app");
-        var (cpCode, cpOut) = Native.CudaLibraryPreferenceTests.Run("cp", ["-al", AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), app], null);
-        Assert.That(cpCode, Is.Zero, cpOut);
-        var skia = Directory.GetFiles(app, "libSkiaSharp*", SearchOption.AllDirectories);
-        Assert.That(skia, Is.Not.Empty, "the application ships libSkiaSharp");
-        foreach (var file in skia)
+        // A copy of the application folder without libSkiaSharp, as on a platform it does not ship for: hard links,
+        // so it sits next to the application folder (hard links cannot cross into another file system such as /tmp).
+        var appDir = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
+        var work = Path.Combine(Path.GetDirectoryName(appDir)!, "no-skia-" + Guid.NewGuid().ToString("N")[..8]);
+        try
         {
-            File.Delete(file);
+            Directory.CreateDirectory(work);
+            var app = Path.Combine(work, "app");
+            var (cpCode, cpOut) = Native.CudaLibraryPreferenceTests.Run("cp", ["-al", appDir, app], null);
+            Assert.That(cpCode, Is.Zero, cpOut);
+            var skia = Directory.GetFiles(app, "libSkiaSharp*", SearchOption.AllDirectories);
+            Assert.That(skia, Is.Not.Empty, "the application ships libSkiaSharp");
+            foreach (var file in skia)
+            {
+                File.Delete(file);
+            }
+            var json = Path.Combine(_dir.FullName, "bench.json");
+            File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
+            var (code, output) = Native.CudaLibraryPreferenceTests.Run("dotnet", [Path.Combine(app, "mamba.dll"), "bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots")], null);
+            Assert.That(code, Is.EqualTo(1), output);
+            var error = output.Split('\n').Where(l => l.StartsWith("mamba: error:", StringComparison.Ordinal)).ToList();
+            Assert.That(error, Has.Count.EqualTo(1), output);
+            Assert.That(error[0], Does.Contain("--plots: cannot draw charts, SkiaSharp's native library did not load: "));
+            Assert.That(output, Does.Not.Contain("   at "));
+            Assert.That(output.TrimEnd(), Does.EndWith(error[0].TrimEnd()), "the error is the last line");
         }
-        var json = Path.Combine(_dir.FullName, "bench.json");
-        File.WriteAllText(json, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}]}""");
-        var (code, output) = Native.CudaLibraryPreferenceTests.Run("dotnet", [Path.Combine(app, "mamba.dll"), "bench", "--from-json", json, "--plots", Path.Combine(_dir.FullName, "plots")], null);
-        Assert.That(code, Is.EqualTo(1), output);
-        var error = output.Split('\n').Where(l => l.StartsWith("mamba: error:", StringComparison.Ordinal)).ToList();
-        Assert.That(error, Has.Count.EqualTo(1), output);
-        Assert.That(error[0], Does.Contain("--plots: cannot draw charts, SkiaSharp's native library did not load: "));
-        Assert.That(output, Does.Not.Contain("   at "));
-        Assert.That(output.TrimEnd(), Does.EndWith(error[0].TrimEnd()), "the error is the last line");
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
     }
 
     /// <summary>Checks the PNG signature, the IHDR size, and that the decoded pixels are not one colour.</summary>

@@ -133,5 +133,7 @@ public class CudaGraphDecodeTests
         x.CopyFrom<float>(input.Select(v => -v).ToArray());
         graph.Launch();
         Assert.That(y.ToFloatArray()[0], Is.GreaterThan(once[0]), "a replay reads the tensors' current contents");
+        graph.Dispose();
+        Assert.Throws<ObjectDisposedException>(graph.Launch, "a freed graph is never passed to the library");
     }
 }

@@ -11,6 +11,14 @@ namespace Mamba.Tests.Native;
 public unsafe class NativeErrorTests
 {
     [Test]
+    public void AdoptingNoGraphIsAnArgumentError()
+    {
+        using var ctx = new MambaContext(Device.Cpu);
+        var ex = Assert.Throws<ArgumentException>(() => GraphHandle.Adopt(ctx.Handle, null));
+        Assert.That(ex!.Message, Does.Contain("returned no graph"));
+    }
+
+    [Test]
     public void WrongShapeBecomesInvalidArgumentExceptionWithNativeMessage()
     {
         using var ctx = new MambaContext(Device.Cpu);
