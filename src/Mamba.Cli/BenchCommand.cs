@@ -101,15 +101,15 @@ internal static class BenchCommand
         {
             throw new ArgumentException("--profile must not be negative");
         }
-        var shapeList = Split(parse.GetValue(shapes)!);
+        var shapeList = ModelOptions.Split(parse.GetValue(shapes)!);
         foreach (var s in shapeList)
         {
             _ = ModelShapes.Get(s); // unknown names fail before any work
         }
-        var dtypeList = Split(parse.GetValue(dtypes)!).Select(t => ParseDType(t)).ToList();
+        var dtypeList = ModelOptions.Split(parse.GetValue(dtypes)!).Select(t => ModelOptions.ParseDType(t)).ToList();
         var activationText = parse.GetValue(activations)!.Trim();
-        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ParseDType(activationText, "--activations", "auto, f32, f16, bf16");
-        var batchList = Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
+        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ModelOptions.ParseDType(activationText, "--activations", "auto, f32, f16, bf16");
+        var batchList = ModelOptions.Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
         var dev = parse.GetValue(device) is { } d ? Device.Parse(d) : Device.Default;
@@ -144,18 +144,6 @@ internal static class BenchCommand
     /// the CPU, where 16-bit activations only add conversions (mamba-130m bf16 prefill on a 2-core VM: 653 tok/s with
     /// float32 activations, 574 with bf16).</summary>
     internal static DType AutoActivations(Device device, DType weights) => device.Type == DeviceType.Cpu ? DType.Float32 : weights;
-
-    /// <summary>The items of a comma-separated option value, trimmed, empty ones dropped.</summary>
-    internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    /// <summary>A weight dtype named on the command line; <paramref name="option"/> names the option in the error.</summary>
-    internal static DType ParseDType(string text, string option = "--dtypes", string accepted = "f32, f16, bf16") => text.ToLowerInvariant() switch
-    {
-        "f32" or "float32" or "fp32" => DType.Float32,
-        "f16" or "float16" or "fp16" => DType.Float16,
-        "bf16" or "bfloat16" => DType.BFloat16,
-        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' ({accepted})"),
-    };
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
         $"| {r.Shape} | {r.DType} | {r.Activations ?? nameof(DType.Float32)} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} | {(r.PrefillChunk > 0 ? r.PrefillChunk.ToString(CultureInfo.InvariantCulture) : "-")} |");

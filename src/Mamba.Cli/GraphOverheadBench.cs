@@ -26,8 +26,8 @@ internal static class GraphOverheadBench
         command.SetAction(parse =>
         {
             var dev = parse.GetValue(device) is { } d ? Device.Parse(d) : Device.Default;
-            var weights = BenchCommand.ParseDType(parse.GetValue(dtype)!, "--dtype");
-            var shapeList = BenchCommand.Split(parse.GetValue(shapes)!);
+            var weights = ModelOptions.ParseDType(parse.GetValue(dtype)!, "--dtype");
+            var shapeList = ModelOptions.Split(parse.GetValue(shapes)!);
             foreach (var s in shapeList)
             {
                 _ = ModelShapes.Get(s); // unknown names fail before any work

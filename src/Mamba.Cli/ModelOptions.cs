@@ -46,8 +46,8 @@ internal static class ModelOptions
         {
             Device = device is null ? null : Device.Parse(device),
             CpuThreads = threads,
-            WeightDType = weights is null ? null : BenchCommand.ParseDType(weights, "--weights"),
-            ActivationDType = activations is null ? DType.Float32 : BenchCommand.ParseDType(activations, "--activations"),
+            WeightDType = weights is null ? null : ParseDType(weights, "--weights"),
+            ActivationDType = activations is null ? DType.Float32 : ParseDType(activations, "--activations"),
         };
         var path = model ?? FindDefaultModel()
             ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");
@@ -71,6 +71,19 @@ internal static class ModelOptions
         }
         return null;
     }
+
+    /// <summary>The items of a comma-separated option value, trimmed, empty ones dropped.</summary>
+    internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>A dtype named on the command line; <paramref name="option"/> names the option in the error and
+    /// <paramref name="accepted"/> lists what it takes.</summary>
+    internal static DType ParseDType(string text, string option = "--dtypes", string accepted = "f32, f16, bf16") => text.ToLowerInvariant() switch
+    {
+        "f32" or "float32" or "fp32" => DType.Float32,
+        "f16" or "float16" or "fp16" => DType.Float16,
+        "bf16" or "bfloat16" => DType.BFloat16,
+        _ => throw new ArgumentException($"{option}: unknown dtype '{text}' ({accepted})"),
+    };
 
     /// <summary>Parses "1,2,3" (commas and/or spaces).</summary>
     public static int[] ParseTokens(string text)
