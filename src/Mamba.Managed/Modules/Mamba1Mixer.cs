@@ -6,7 +6,10 @@ using Mamba.Tensors;
 namespace Mamba.Modules;
 
 /// <summary>Mamba-1 mixer: in_proj -> conv1d + SiLU -> x_proj -> dt_proj -> selective scan (z gate, D, dt bias,
-/// softplus) -> out_proj. The decode step projects dt inside the selective state update (one kernel fewer).</summary>
+/// softplus) -> out_proj. Up to <see cref="FusedDtProjMaxBatch"/> sequences the decode step projects dt inside the
+/// selective state update (one kernel fewer), keeping dt in float32; beyond, dt_proj writes dt in the activation
+/// type first, as prefill does. With 16-bit activations a sequence's decode can therefore differ by that rounding
+/// between batches of up to 8 and larger ones.</summary>
 public sealed class Mamba1Mixer : Mixer
 {
     private readonly long _hidden, _inner, _rank, _state, _width;
