@@ -132,12 +132,7 @@ struct Problem {
 
 // ---- float64 reference --------------------------------------------------------------------------------
 
-double reference_dt(double raw, double bias, bool softplus, double lo, double hi) {
-    double v = raw + bias;
-    if (softplus) v = v > 20 ? v : std::log1p(std::exp(v));
-    if (!(lo == 0 && std::isinf(hi))) v = std::min(std::max(v, lo), hi);
-    return v;
-}
+using mt::reference_dt;
 
 std::vector<double> zeros(int64_t n) { return std::vector<double>(size_t(n), 0.0); }
 
@@ -215,13 +210,10 @@ Result reference_ssd(const Problem & pr) {
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 // The chunk-parallel state kernels the CUDA instances run, each forced through MAMBA_CUDA_SSD_STATE (unset,
-// the library picks one of them from the grid and the SM count); there is one output kernel.
+// the library picks one of them from the grid and the SM count; the CPU ignores it and runs once); there is one
+// output kernel.
 const char * const kCudaSsdStateKernels[] = {"mma", "pair"};
 
-// The state kernels to run on this backend: each CUDA one, or a single unforced run (null) on the CPU.
-std::vector<const char *> ssd_state_kernels(bool cuda) {
-    return cuda ? std::vector<const char *>(std::begin(kCudaSsdStateKernels), std::end(kCudaSsdStateKernels)) : std::vector<const char *>{nullptr};
-}
 
 }  // namespace
 
@@ -255,8 +247,8 @@ protected:
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        for (const char * kernel : ssd_state_kernels(on_cuda())) {
-            SCOPED_TRACE(kernel ? std::string("state kernel ") + kernel : std::string("cpu"));
+        for (const char * kernel : kernel_variants(kCudaSsdStateKernels)) {
+            SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_STATE=") + kernel);
             const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", kernel);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
@@ -707,8 +699,8 @@ TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     dt.strides = dt_strides;
     dt.byte_offset += uint64_t(inner + conv_dim) * es;
     const std::vector<double> initial_values = pr.initial.values();
-    for (const char * kernel : ssd_state_kernels(on_cuda())) {
-        SCOPED_TRACE(kernel ? std::string("state kernel ") + kernel : std::string("cpu"));
+    for (const char * kernel : kernel_variants(kCudaSsdStateKernels)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_STATE=") + kernel);
         const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", kernel);
         pr.initial.values() = initial_values;  // the previous run overwrote it
         pr.initial.upload(ctx());
