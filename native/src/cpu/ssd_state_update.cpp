@@ -75,7 +75,7 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
             }
             if (p.z) {
                 load_floats(p.z->dtype, element(*p.z, {bi, h, 0}), P, p.z->stride[2], z);
-                for (int64_t i = 0; i < P; ++i) y[i] *= silu(z[i]);
+                multiply_by_silu(y, z, P);  // the SiLU of mamba_ssd, so a decode step matches prefill
             }
             store_floats(p.y.dtype, element(p.y, {bi, h, 0}), P, p.y.stride[2], y);
         }
