@@ -16,7 +16,7 @@ namespace {
 
 bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// Kernel of the contiguous channel path: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
+// Kernel of the channel and rows paths: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {{"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);

@@ -11,7 +11,7 @@
 // Moving 2, 4 or 8 of the 16 exp2 onto the FMA pipe (a degree-5 polynomial) was measured 9-35% slower
 // than all on the MUFU (H200, bf16 B8 D5120 L2048 N16): the MUFU is not the limit.
 //
-// Design of the main path (selective_scan_channel_kernel):
+// Design of the base channel kernel (selective_scan_channel_kernel; split, the default, is in selective_scan_split.cuh):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
 //   contraction, the D skip and the SiLU(z) gate in one kernel; each input read once, y written once.
 // - One thread per channel, its (up to 16) states in registers for its whole segment: no reduction

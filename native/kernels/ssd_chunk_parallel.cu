@@ -3,7 +3,7 @@
 //
 // Chunks of kQ = 128 steps restart at every sequence start, so no chunk straddles packed sequences.
 // With acum_t the inclusive cumulative sum of dt*A inside a chunk and S the (headdim x dstate) state:
-//   state kernel, block = (sequence, head, 16 or 32 channels), walking its sequence's chunks:
+//   state kernel, block = (sequence, head or pair of heads, 16 or 32 channels), walking its chunks:
 //     dt (bias, softplus, limit) and acum           -> workspace (float32, read back by the output kernel)
 //     S_in of the chunk (the state before it)         -> workspace (float16 / a power-of-two scale)
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
@@ -68,15 +68,16 @@
 //
 // Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs,
 // 1.31 M (step, head) pairs; one 16x16x16 MMA = 8192 FLOP):
-//   state kernel : reads x 168 MB, B 4 MB (again per head from L2); writes S_in 168 MB, dt/acum 10 MB:
+//   state kernel (the mma one; pair halves the B reads and the blocks):
+//                  reads x 168 MB, B 4 MB (again per head from L2); writes S_in 168 MB, dt/acum 10 MB:
 //                  ~350 MB -> 0.085 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
 //                  43 GFLOP -> ~0.11 ms at ~400 TFLOP/s of mma.sync. 1280 blocks of 8 warps, 2 per SM
-//                  (107 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
+//                  (~94 KB of shared memory, 128 registers). Expected ~0.11-0.14 ms.
 //   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
 //                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
 //                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time.
 //   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
-//   320 output blocks of 4 heads; ~0.05-0.08 ms (was 0.45).
+//   640 output blocks of 2 heads; ~0.05-0.08 ms (was 0.45).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. Only the

@@ -36,10 +36,9 @@
 // Expected on an H200 from the busiest warp's MMAs (42 instead of 84 at 64 channels; ~40 at 16
 // instead of 94 at 32 with 4 warps): B8 H80 ~1.4-1.8 ms (was 2.70), B1 H80 ~0.3 ms (0.54), B1 H24
 // ~0.25 ms (0.70).
-// Next steps: a chunk-parallel form for B*H below the SM count (chunk states in parallel, a scan over
-// chunk states, then y per chunk); cp.async double buffering of the next chunk's B, C, x, z during
-// the MMAs; ldmatrix + mma.sync with register-resident fragments; sharing G between the heads of a
-// group (G depends only on the group).
+// Those next steps (chunk states in parallel, mma.sync with register-resident fragments, G shared by
+// the heads of a group) are ssd_chunk_parallel.cu, which takes every shape this kernel does where its
+// shared memory fits; this kernel remains the fallback for devices or shapes where it does not.
 // Choices: wmma (documented fragment API, no hand-written layouts) over shared memory staged per
 // chunk; row pads (+8 bf16, +4 float) keep the 16-row fragment loads off a single bank.
 #include <mma.h>
