@@ -1,5 +1,5 @@
 // CUDA-only checks for what the shared backend tests do not reach with their small shapes: many
-// channels (the one-thread-per-channel selective scan), dstate 256 and headdim over several row blocks
+// channels (the selective scan's channel kernel, the library's default variant), dstate 256 and headdim over several row blocks
 // (the SSD rows kernel, the 8-row SSD decode step). Float64 references, fresh random inputs, poisoned
 // outputs.
 #include <cmath>
@@ -22,7 +22,7 @@ protected:
     mt::ContextPtr ctx_;
 };
 
-// ---- Mamba-1 scan with enough channels for the channel-per-thread kernel ------------------------------
+// ---- Mamba-1 scan with enough channels to fill the GPU without time segments ---------------------------
 
 TEST_F(CudaKernelTest, ManyChannelsScanMatchesFloat64Reference) {
     using namespace scan_test;

@@ -18,7 +18,7 @@ if [ -z "$sanitizer" ] || [ ! -x "$tests" ]; then
 fi
 # Memory.ImpossibleAllocationReportsOutOfMemory makes cudaMalloc fail on purpose (an API error, not a memory
 # access error), so it is left out too.
-large='*ImpossibleAllocation*:*LongSequence*:*DecodeAndPrefillShapes*:*AcrossChunkedKernelShapes*:*AcrossChunkParallelShapes*:*ManyChannels*:*LargeState*:*ManyRowsAndManyPanels*'
+large='*ImpossibleAllocation*:*LongSequence*:*DecodeAndPrefillShapes*:*AcrossChunkedKernelShapes*:*AcrossChunkParallelShapes*:*ManyChannels*:*LargeState*:*ManyRowsAndManyPanels*:*EveryVariantOnTheChannelPath*'
 # racecheck only sees shared memory, so it runs over the kernels that use it
 shared=${RACECHECK_TESTS:-'*Ssd*:*SelectiveScan*:*Linear*:*Norm*:*Sample*:*Softmax*:*Conv*'}
 run() {
