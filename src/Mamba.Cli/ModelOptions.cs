@@ -35,11 +35,11 @@ internal static class ModelOptions
 
     public static Option<string?> Activations() => new("--activations")
     {
-        Description = "Type of the activations between ops: f32 (default), f16 or bf16; bf16 with bf16 weights runs the GPU's tensor-core paths",
+        Description = "Type of the activations between ops: auto (default: the weights' 16-bit type on CUDA, f32 on the CPU), f32, f16 or bf16",
     };
 
     /// <summary>Loads the model named on the command line, or the shipped default; <paramref name="weights"/> and
-    /// <paramref name="activations"/> are the --weights / --activations values (null: as stored / float32).</summary>
+    /// <paramref name="activations"/> are the --weights / --activations values (null: as stored / by device and weights).</summary>
     public static MambaModel Load(string? model, string? device, int threads, string? weights = null, string? activations = null)
     {
         var options = new MambaModelOptions
@@ -47,7 +47,8 @@ internal static class ModelOptions
             Device = device is null ? null : Device.Parse(device),
             CpuThreads = threads,
             WeightDType = weights is null ? null : ParseDType(weights, "--weights"),
-            ActivationDType = activations is null ? DType.Float32 : ParseDType(activations, "--activations"),
+            ActivationDType = activations is null || activations.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+                ? null : ParseDType(activations, "--activations", "auto, f32, f16, bf16"),
         };
         var path = model ?? FindDefaultModel()
             ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");

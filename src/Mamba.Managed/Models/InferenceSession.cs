@@ -49,7 +49,7 @@ public sealed class InferenceSession : IDisposable
         _hidden = model.Config.HiddenSize;
         _vocab = model.Config.VocabSize;
         _lengths = new int[batchSize];
-        var act = model.Options.ActivationDType;
+        var act = model.ActivationDType;
         _states = new MixerState[model.Layers.Count];
         try
         {
@@ -378,7 +378,7 @@ public sealed class InferenceSession : IDisposable
         {
             var c = m.Context;
             long h = m.Config.HiddenSize;
-            var act = m.Options.ActivationDType;
+            var act = m.ActivationDType;
             Ids = Alloc(c, DType.Int32, rows);
             // The embedding writes in the table's own type; the first norm reads any float type.
             Embedded = Alloc(c, m.Embedding.Table.DType, rows, h);

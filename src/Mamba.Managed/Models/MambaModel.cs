@@ -46,8 +46,13 @@ public sealed partial class MambaModel : IDisposable
     /// when that is null.</summary>
     public int PrefillChunkSize => Options.PrefillChunkSize ?? (Context.Device.Type == DeviceType.Cpu ? 512 : 2048);
 
+    /// <summary>The activation type in use: <see cref="MambaModelOptions.ActivationDType"/>, or, when that is null, the
+    /// matrix weights' type on CUDA if it is 16-bit and float32 otherwise.</summary>
+    public DType ActivationDType => Options.ActivationDType
+        ?? (Context.Device.Type != DeviceType.Cpu && LmHead.DType is DType.Float16 or DType.BFloat16 ? LmHead.DType : DType.Float32);
+
     /// <summary>Type of the residual stream (float32 when the config keeps it in full precision).</summary>
-    public DType ResidualDType => Config.ResidualInFp32 ? DType.Float32 : Options.ActivationDType;
+    public DType ResidualDType => Config.ResidualInFp32 ? DType.Float32 : ActivationDType;
 
     /// <summary>Builds the model from a config and an open checkpoint; the weights are copied to the device, so the
     /// checkpoint may be closed afterwards.</summary>
@@ -126,7 +131,7 @@ public sealed partial class MambaModel : IDisposable
             Require(c.NumGroups > 0 && c.NumHeads % c.NumGroups == 0, $"heads ({c.NumHeads}) must be a multiple of groups ({c.NumGroups})");
         }
         Require(o.PrefillChunkSize is null or > 0, "PrefillChunkSize must be positive");
-        Require(o.ActivationDType.IsFloatingPoint(), "ActivationDType must be a floating-point type");
+        Require(o.ActivationDType is null || o.ActivationDType.Value.IsFloatingPoint(), "ActivationDType must be a floating-point type");
         Require(o.WeightDType is null || o.WeightDType.Value.IsFloatingPoint(), "WeightDType must be a floating-point type");
     }
 

@@ -16,8 +16,11 @@ public sealed record MambaModelOptions
     /// A, D and dt biases are always float32.</summary>
     public DType? WeightDType { get; init; }
 
-    /// <summary>Type of the activations between ops (float32 by default; float16/bfloat16 halve their memory).</summary>
-    public DType ActivationDType { get; init; } = DType.Float32;
+    /// <summary>Type of the activations between ops. Null picks by device and weights: on CUDA, the weights' type when
+    /// it is float16 or bfloat16 (as the reference implementation computes; bf16 x, B and C are what the tensor-core SSD
+    /// kernels take, and a 16-bit projection then runs as one GEMM instead of two), float32 otherwise; float32 on the
+    /// CPU, where 16-bit activations only add conversions. Set float32 for the most accurate results on CUDA.</summary>
+    public DType? ActivationDType { get; init; }
 
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
     /// tokens, so prefill memory stays bounded whatever the prompt length. Null picks by device: 2048 on CUDA, where

@@ -130,7 +130,7 @@ public class GenerateScoreCommandTests
     [TestCase("score", "--text", "a", "--tokens", "1,2")]
     [TestCase("score", "--tokens", "1,banana")]
     [TestCase("generate", "--tokens", "1", "--weights", "int4")]
-    [TestCase("score", "--tokens", "1,2", "--activations", "auto")]
+    [TestCase("score", "--tokens", "1,2", "--activations", "f64")]
     public void ErrorsAreOneLineWithNonZeroExit(params string[] args)
     {
         var (code, output, err) = Run(args);
@@ -141,7 +141,7 @@ public class GenerateScoreCommandTests
     }
 
     [TestCase("--weights", "int4", "--weights: unknown dtype 'int4' (f32, f16, bf16)")]
-    [TestCase("--activations", "auto", "--activations: unknown dtype 'auto' (f32, f16, bf16)")]
+    [TestCase("--activations", "f64", "--activations: unknown dtype 'f64' (auto, f32, f16, bf16)")]
     public void DtypeOptionsNameTheOptionAndTheChoices(string option, string value, string message)
     {
         var (code, _, err) = Run("generate", "-m", Fixture("mamba1-tied"), "--tokens", "1", option, value);

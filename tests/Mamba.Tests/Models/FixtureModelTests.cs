@@ -154,6 +154,41 @@ public class FixtureModelTests
         Assert.That(stats.PromptTokens, Is.EqualTo(promptIds.Length));
     }
 
+    /// <summary>ActivationDType left null: the bf16 shipped model computes in bfloat16 on CUDA and in float32 on the CPU,
+    /// a float32 checkpoint in float32 on both, and an explicit type wins. The logits of the reference prompt are the
+    /// explicit float32 ones exactly where the resolved type is float32, and otherwise differ but stay within 3e-2.</summary>
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
+    public void ActivationTypeFollowsTheDeviceAndTheWeightsWhenUnset(Device device)
+    {
+        if (device.Type == DeviceType.Cuda)
+        {
+            TestSupport.RequireCuda();
+        }
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(ShippedModel, "reference.json")));
+        var promptIds = Ints(doc.RootElement.GetProperty("prompt_ids"));
+        using var auto = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device });
+        using var full = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device, ActivationDType = DType.Float32 });
+        using var f32Weights = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device, WeightDType = DType.Float32 });
+        var expectedType = device.Type == DeviceType.Cpu ? DType.Float32 : DType.BFloat16;
+        Assert.Multiple(() =>
+        {
+            Assert.That(auto.Options.ActivationDType, Is.Null);
+            Assert.That(auto.ActivationDType, Is.EqualTo(expectedType));
+            Assert.That(full.ActivationDType, Is.EqualTo(DType.Float32));
+            Assert.That(f32Weights.ActivationDType, Is.EqualTo(DType.Float32));
+        });
+        var autoLogits = auto.Score(promptIds, keepLogits: true).Logits!;
+        var fullLogits = full.Score(promptIds, keepLogits: true).Logits!;
+        if (expectedType == DType.Float32)
+        {
+            Assert.That(autoLogits, Is.EqualTo(fullLogits));
+        }
+        else
+        {
+            Assert.That(NormRelativeError(autoLogits, fullLogits), Is.GreaterThan(1e-5).And.LessThan(3e-2));
+        }
+    }
+
     [Test]
     public async Task StopStringEndsTextGeneration()
     {
