@@ -78,7 +78,7 @@ struct Chain {
 
     // float64 reference of the chain from the test's (dtype-rounded) values.
     std::vector<double> reference() const {
-        std::vector<double> hv(size_t(kInner)), out(size_t(kHidden));
+        std::vector<double> hv(static_cast<size_t>(kInner)), out(static_cast<size_t>(kHidden));
         double ss = 0;
         for (int64_t i = 0; i < kInner; ++i) {
             double a = 0;
