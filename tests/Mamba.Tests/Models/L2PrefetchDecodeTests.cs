@@ -1,4 +1,5 @@
 using Mamba.Models;
+using Mamba.Ops;
 using Mamba.Runtime;
 using static Mamba.Tests.Models.ModelTestSupport;
 
