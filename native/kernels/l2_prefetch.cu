@@ -20,6 +20,12 @@
 // - Lines are marked evict_last (except "prefetch_normal"): the consumer's GEMV loads are evict_normal,
 //   so its streaming of weights that are not prefetched evicts those lines, not the prefetched ones.
 // - The range is widened to whole 128-byte lines: a line holding any byte of the range is mapped memory.
+// - The GEMV's own weight loads stay evict_normal (no evict_first hint there): with the prefetched lines
+//   marked evict_last, L2 replaces the lines the GEMV streams before them anyway. If a measurement shows
+//   prefetched lines lost before their GEMV reads them, an evict_first variant of the GEMV's W loads is
+//   the next thing to try.
+// - Not measured yet (default off): whether "prefetch" fills a whole 128-byte line or only the addressed
+//   32-byte sector is the hardware's choice; "load" fetches every sector for sure, "bulk" whole chunks.
 // Modes (MAMBA_CUDA_L2_PREFETCH when the context is created; "off", the default, launches nothing):
 // - "prefetch": prefetch.global.L2::evict_last per 128-byte line (sm_80+): no register, no data back.
 // - "prefetch_normal": prefetch.global.L2 per line, without the eviction priority.
