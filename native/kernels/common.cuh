@@ -59,6 +59,7 @@ struct CudaState {
     cudaStream_t prefetch_stream = nullptr;
     cudaEvent_t prefetch_fork = nullptr;
     cudaEvent_t prefetch_join = nullptr;
+    uint32_t * prefetch_sink = nullptr;  // a scratch word the "load" mode may write (never read)
     bool prefetch_pending = false;
     bool prefetch_pending_captured = false;
 };
