@@ -7,6 +7,11 @@
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
+// The "L2 prefetch" rows (graph replay, PDL on, dt_proj fused: the decode step of the model) call
+// mamba_prefetch_l2 after each in_proj, as the model's decode step does: the layer's out_proj weight (26 MB)
+// and the first MAMBA_CUDA_L2_PREFETCH_NEXT_MB (16 unless a row says otherwise) of the next layer's in_proj
+// (layer 0's after the last: the next replay), on a context created with MAMBA_CUDA_L2_PREFETCH=<mode>
+// (and _BLOCKS). "=off" makes the same calls as no-ops: the baseline of the comparison.
 // Skipped on a CPU context.
 #include <cstdlib>
 #include <memory>
@@ -47,6 +52,8 @@ struct Session {
     std::vector<Layer> layers;
     std::unique_ptr<View> x_half, z_half, dt_in, B, C;
     bool fused_dt = false;  // dt_proj inside the selective state update
+    bool prefetch = false;  // mamba_prefetch_l2 after each in_proj
+    size_t next_bytes = 0;  // of the next layer's in_proj
 
     ~Session() {
         if (graph) mamba_graph_free(graph);
@@ -65,6 +72,11 @@ struct Session {
             mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
             mamba_linear_args in{normed, l.w_in, nullptr, xz};
             mb::check(mamba_linear(ctx, &in), "mamba_linear (in_proj)");
+            if (prefetch) {
+                const Layer & next = layers[(size_t(&l - layers.data()) + 1) % layers.size()];
+                mb::check(mamba_prefetch_l2(ctx, l.w_out->data, size_t(kHidden * kInner * 2)), "mamba_prefetch_l2 (out_proj)");
+                if (next_bytes > 0) mb::check(mamba_prefetch_l2(ctx, next.w_in->data, next_bytes), "mamba_prefetch_l2 (next in_proj)");
+            }
             mamba_causal_conv1d_update_args cv{&x_half->dl, l.conv_state, l.conv_w, l.conv_b, xc, 1};
             mb::check(mamba_causal_conv1d_update(ctx, &cv), "mamba_causal_conv1d_update");
             mamba_linear_args xp{xc, l.w_x, nullptr, xdbl};
@@ -93,8 +105,9 @@ struct Session {
     }
 };
 
-// A context created with MAMBA_CUDA_PDL set to `pdl` (restored afterwards), on the harness's stream.
-mamba_context * pdl_context(mb::Bench & b, bool pdl) {
+// A context created with MAMBA_CUDA_PDL set to `pdl` and MAMBA_CUDA_L2_PREFETCH(_BLOCKS) to `l2_mode` and
+// `l2_blocks` (unset when null; all restored afterwards), on the harness's stream.
+mamba_context * pdl_context(mb::Bench & b, bool pdl, const char * l2_mode = nullptr, const char * l2_blocks = nullptr) {
     mamba_context_params p = mamba_context_default_params();
     p.device_type = MAMBA_DEVICE_CUDA;
     DLDevice dev;
@@ -103,6 +116,8 @@ mamba_context * pdl_context(mb::Bench & b, bool pdl) {
     mamba_context * ctx = nullptr;
     {
         const mb::ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
+        const mb::ScopedEnv scoped_l2("MAMBA_CUDA_L2_PREFETCH", l2_mode);
+        const mb::ScopedEnv scoped_l2_blocks("MAMBA_CUDA_L2_PREFETCH_BLOCKS", l2_blocks);
         mb::check(mamba_context_create(&p, &ctx), "mamba_context_create");
     }
     void * stream = nullptr;
@@ -111,11 +126,20 @@ mamba_context * pdl_context(mb::Bench & b, bool pdl) {
     return ctx;
 }
 
-std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false) {
+// How a chain prefetches: mode null = no mamba_prefetch_l2 calls at all.
+struct L2Prefetch {
+    const char * mode = nullptr;
+    const char * blocks = nullptr;
+    int64_t next_mb = 16;
+};
+
+std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {}) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
-    s->ctx = pdl_context(b, pdl);
+    s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
     s->fused_dt = fused_dt;
+    s->prefetch = l2.mode != nullptr;
+    s->next_bytes = size_t(l2.next_mb) << 20;
     s->hidden = b.tensor({1, kHidden}, mb::kBF16);
     s->residual = b.tensor({1, kHidden}, mb::kF32);
     s->normed = b.tensor({1, kHidden}, mb::kBF16);
@@ -174,5 +198,30 @@ mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true); });
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",
                              [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true); });
+
+}  // namespace
+
+namespace {
+
+// L2 prefetch of the next weights during the small kernels (l2_prefetch.cu), graph replay with PDL: compare
+// each row with "MAMBA_CUDA_L2_PREFETCH=off" (the same calls as no-ops).
+#define MAMBA_L2_CASE(var, label, mode, blocks, next_mb)                                                                       \
+    mb::Register var("cuda l2 prefetch chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on, " label, \
+                     [](mb::Bench & b, double & bytes, double & flops) {                                                       \
+                         return chain_case(b, bytes, flops, true, true, true, L2Prefetch{mode, blocks, next_mb});               \
+                     })
+
+MAMBA_L2_CASE(l2_off, "MAMBA_CUDA_L2_PREFETCH=off", "off", nullptr, 16);
+MAMBA_L2_CASE(l2_prefetch, "MAMBA_CUDA_L2_PREFETCH=prefetch (16 blocks, out_proj + 16 MB next)", "prefetch", nullptr, 16);
+MAMBA_L2_CASE(l2_prefetch_out_only, "MAMBA_CUDA_L2_PREFETCH=prefetch (16 blocks, out_proj only)", "prefetch", nullptr, 0);
+MAMBA_L2_CASE(l2_prefetch_24, "MAMBA_CUDA_L2_PREFETCH=prefetch (16 blocks, out_proj + 24 MB next)", "prefetch", nullptr, 24);
+MAMBA_L2_CASE(l2_prefetch_8b, "MAMBA_CUDA_L2_PREFETCH=prefetch (8 blocks, out_proj + 16 MB next)", "prefetch", "8", 16);
+MAMBA_L2_CASE(l2_prefetch_32b, "MAMBA_CUDA_L2_PREFETCH=prefetch (32 blocks, out_proj + 16 MB next)", "prefetch", "32", 16);
+MAMBA_L2_CASE(l2_prefetch_normal, "MAMBA_CUDA_L2_PREFETCH=prefetch_normal (16 blocks, out_proj + 16 MB next)", "prefetch_normal", nullptr, 16);
+MAMBA_L2_CASE(l2_load, "MAMBA_CUDA_L2_PREFETCH=load (16 blocks, out_proj + 16 MB next)", "load", nullptr, 16);
+MAMBA_L2_CASE(l2_load_32b, "MAMBA_CUDA_L2_PREFETCH=load (32 blocks, out_proj + 16 MB next)", "load", "32", 16);
+MAMBA_L2_CASE(l2_bulk, "MAMBA_CUDA_L2_PREFETCH=bulk (16 blocks, out_proj + 16 MB next)", "bulk", nullptr, 16);
+
+#undef MAMBA_L2_CASE
 
 }  // namespace

@@ -49,6 +49,19 @@ struct CudaState {
     // MAMBA_CUDA_TRACE=1 when the context was created: launch_kernel times every kernel it launches
     // on its own (synchronizing; never inside a capture) and prints the time to stderr.
     bool trace = false;
+    // L2 prefetch (l2_prefetch.cu, mamba_prefetch_l2): how lines are fetched and by how many blocks
+    // (MAMBA_CUDA_L2_PREFETCH and MAMBA_CUDA_L2_PREFETCH_BLOCKS when the context was created). The kernels
+    // run on prefetch_stream, forked from `stream` by prefetch_fork; prefetch_join marks the end of the
+    // last one. pending: a prefetch not yet joined back into `stream`; pending_captured: it was forked
+    // inside this context's graph capture (its join must land in that capture).
+    int l2_prefetch_mode = 0;  // L2PrefetchMode as int; 0 = off
+    int l2_prefetch_blocks = 16;
+    cudaStream_t prefetch_stream = nullptr;
+    cudaEvent_t prefetch_fork = nullptr;
+    cudaEvent_t prefetch_join = nullptr;
+    uint32_t * prefetch_sink = nullptr;  // a scratch word the "load" mode may write (never read)
+    bool prefetch_pending = false;
+    bool prefetch_pending_captured = false;
 };
 
 namespace cuda {
@@ -80,6 +93,18 @@ unsigned long long * error_slot(mamba_context & ctx, DeferredError op, unsigned 
 // the copy queued by queue_deferred_error_read.
 void queue_deferred_error_read(mamba_context & ctx);
 void report_deferred_error(mamba_context & ctx);
+
+// L2 prefetch side stream (l2_prefetch.cu). Read before anything is allocated at context creation
+// (a bad environment value then leaves nothing to free), then create the stream and events when on.
+void read_l2_prefetch_settings(CudaState & s);
+void create_l2_prefetch_stream(CudaState & s);
+void destroy_l2_prefetch_stream(CudaState & s) noexcept;
+// Makes the context's stream wait for the prefetches queued so far (a no-op when none is pending).
+// Called before every point where the stream's work must be complete or self-contained: synchronize,
+// copies to the host, event records, stream changes, frees, graph capture begin and end.
+void join_l2_prefetch(mamba_context & ctx);
+// The same for a capture that failed: joins a prefetch forked inside it, ignoring errors.
+void join_l2_prefetch_for_abandon(mamba_context & ctx) noexcept;
 
 // Splits one context workspace into several aligned buffers: add() the sizes, then take().
 class WorkspaceCarver {

@@ -58,6 +58,7 @@ void graph_capture_begin(mamba_context & ctx) {
     if (s.capturing) fail_argument("a graph capture is already in progress on this context");
     MAMBA_CUDA_CHECK(cudaSetDevice(ctx.device_id));
     if (stream_capturing(ctx)) fail_argument("the context's stream is already being captured by someone else");
+    join_l2_prefetch(ctx);  // an eager prefetch's event cannot be waited on inside the capture
     MAMBA_CUDA_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
     s.capturing = true;
 }
@@ -66,6 +67,13 @@ void * graph_capture_end(mamba_context & ctx) {
     CudaState & s = *ctx.cuda;
     if (!s.capturing) fail_argument("no graph capture is in progress on this context (call mamba_graph_capture_begin first)");
     MAMBA_CUDA_CHECK(cudaSetDevice(ctx.device_id));
+    // A prefetch branch left unjoined would make cudaStreamEndCapture fail.
+    try {
+        join_l2_prefetch(ctx);
+    } catch (...) {
+        graph_capture_abandon(ctx);
+        throw;
+    }
     s.capturing = false;
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(s.stream, &graph);
@@ -84,6 +92,7 @@ void * graph_capture_end(mamba_context & ctx) {
 void graph_capture_abandon(mamba_context & ctx) noexcept {
     CudaState * s = ctx.cuda;
     if (s == nullptr || !s->capturing) return;
+    join_l2_prefetch_for_abandon(ctx);
     s->capturing = false;
     cudaGraph_t graph = nullptr;
     if (cudaStreamEndCapture(s->stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);

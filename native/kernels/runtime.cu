@@ -86,6 +86,7 @@ void context_init(mamba_context & ctx) {
     const bool trace = env_choice("MAMBA_CUDA_TRACE", kSwitch, false);
     use_device(ctx);
     auto state = std::make_unique<CudaState>();
+    read_l2_prefetch_settings(*state);
     cudaDeviceProp prop{};
     MAMBA_CUDA_CHECK(cudaGetDeviceProperties(&prop, ctx.device_id));
     if (prop.major < 8)
@@ -117,6 +118,7 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUDA_CHECK(cudaMalloc(&state->deferred_error, sizeof(unsigned long long)));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->deferred_error, 0xff, sizeof(unsigned long long), state->stream));
         MAMBA_CUDA_CHECK(cudaMallocHost(&state->deferred_error_host, sizeof(unsigned long long)));
+        create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);
         state.release();
@@ -131,6 +133,7 @@ void context_destroy(mamba_context & ctx) noexcept {
     cudaSetDevice(ctx.device_id);
     graph_capture_abandon(ctx);
     if (s->stream) cudaStreamSynchronize(s->stream);
+    destroy_l2_prefetch_stream(*s);
     if (s->cublas) cublasDestroy(s->cublas);
     if (s->cublaslt) cublasLtDestroy(s->cublaslt);
     if (s->workspace) cudaFree(s->workspace);
@@ -154,6 +157,7 @@ static void refuse_while_capturing(const mamba_context & ctx, const char * what)
 void synchronize(mamba_context & ctx) {
     use_device(ctx);
     refuse_while_capturing(ctx, "synchronizing");
+    join_l2_prefetch(ctx);
     queue_deferred_error_read(ctx);
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
     report_deferred_error(ctx);
@@ -163,6 +167,7 @@ void set_stream(mamba_context & ctx, void * stream) {
     use_device(ctx);
     CudaState & s = *ctx.cuda;
     if (s.capturing) fail_argument("the stream cannot change while a graph is being captured");
+    join_l2_prefetch(ctx);  // into the stream it was forked from
     s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
     MAMBA_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
     // cublasSetStream returns cuBLAS to its own workspace pool, which it may grow with cudaMalloc (not
@@ -188,6 +193,7 @@ void * alloc(mamba_context & ctx, size_t bytes) {
 void free(mamba_context & ctx, void * ptr) {
     use_device(ctx);
     refuse_while_capturing(ctx, "freeing device memory");
+    join_l2_prefetch(ctx);  // a prefetch may still read the memory
     // Memory still in use by queued work must not be released under it.
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
     MAMBA_CUDA_CHECK(cudaFree(ptr));
@@ -209,6 +215,7 @@ void * alloc_host(mamba_context & ctx, size_t bytes) {
 void free_host(mamba_context & ctx, void * ptr) {
     use_device(ctx);
     refuse_while_capturing(ctx, "freeing host memory");
+    join_l2_prefetch(ctx);
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
     MAMBA_CUDA_CHECK(cudaFreeHost(ptr));
 }
@@ -237,6 +244,7 @@ void memcpy(mamba_context & ctx, void * dst, const void * src, size_t bytes, mam
         if (!pinned) MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
         return;
     }
+    if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) join_l2_prefetch(ctx);  // before the host waits
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
     if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) {
         // The header promises that copies into pageable memory are complete on return; a host
@@ -267,6 +275,7 @@ void event_destroy(mamba_event & event) noexcept {
 
 void event_record(mamba_event & event) {
     use_device(*event.context);
+    join_l2_prefetch(*event.context);  // the recorded point includes the prefetches queued before it
     MAMBA_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event.cuda_event), event.context->cuda->stream));
 }
 

@@ -191,6 +191,28 @@ MAMBA_API mamba_status mamba_memset(mamba_context * context, void * ptr, int32_t
 MAMBA_API mamba_status mamba_copy(mamba_context * context, const DLTensor * src, DLTensor * dst);
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Cache hints                                                                                      */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Asks the device to bring [data, data + bytes) of the context's device memory into its L2 cache, without
+ * blocking the context's stream: on CUDA a small kernel reads the range on a side stream forked from the
+ * context's stream at this point, while the work queued after it runs. A hint only: no data changes, and
+ * results never depend on it. Meant for decode, where the next weight can be read into L2 while small
+ * kernels leave the memory idle (see docs/architecture.md).
+ *  - Successive prefetches run one after another on the side stream. It is joined back into the context's
+ *    stream before mamba_context_synchronize, copies to the host, mamba_event_record,
+ *    mamba_context_set_stream, mamba_free / mamba_free_host, and at mamba_graph_capture_begin and
+ *    mamba_graph_capture_end, so a captured graph contains the prefetch and ends joined.
+ *  - The environment variable MAMBA_CUDA_L2_PREFETCH, read when the context is created, picks how lines
+ *    are fetched: "off" (the default: the call does nothing), "prefetch", "prefetch_normal", "load" or
+ *    "bulk"; MAMBA_CUDA_L2_PREFETCH_BLOCKS the kernel's blocks (4, 8, 16 (default), 32, 64 or 132). An
+ *    unknown value makes mamba_context_create fail with INVALID_ARGUMENT.
+ *  - Does nothing on a CPU context, for bytes == 0, and while the caller itself captures a borrowed stream
+ *    (mamba_context_set_stream; the library could not join the side stream before that capture ends).
+ *  - data must be NULL only with bytes == 0, and the range must stay allocated until the prefetch is joined. */
+MAMBA_API mamba_status mamba_prefetch_l2(mamba_context * context, const void * data, size_t bytes);
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Events                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 

@@ -72,6 +72,8 @@ void * graph_capture_end(mamba_context & ctx);       // returns the instantiated
 void graph_capture_abandon(mamba_context & ctx) noexcept;  // ends a capture after a failure; no-op otherwise
 void graph_launch(mamba_context & ctx, void * exec);
 void graph_destroy(mamba_context & ctx, void * exec) noexcept;
+// Reads [data, data + bytes) into L2 on a side stream forked from the context's stream (l2_prefetch.cu).
+void prefetch_to_l2(mamba_context & ctx, const void * data, size_t bytes);
 }  // namespace cuda
 
 }  // namespace mamba

@@ -106,6 +106,11 @@ public sealed partial class MambaModel : IDisposable
         {
             throw new InvalidDataException("the config says the LM head is not tied to the embedding, but the checkpoint has no 'lm_head.weight'");
         }
+        // What each decode step prefetches into L2 after its own out_proj (Modules/DecodePrefetch).
+        for (var i = 0; i < layers.Count; i++)
+        {
+            layers[i].Mixer.NextDecodeWeight = i + 1 < layers.Count ? layers[i + 1].Mixer.DecodeFirstWeight : LmHead;
+        }
     }
 
     private static void Validate(MambaConfig c, MambaModelOptions o)

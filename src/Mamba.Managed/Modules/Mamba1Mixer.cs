@@ -155,9 +155,11 @@ public sealed class Mamba1Mixer : Mixer
         var yv = s.Y.View([batch, di]);
         var dt = s.Dt.View([batch, di]);
         var fuseDt = batch <= FusedDtProjMaxBatch;
+        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
         return () =>
         {
             InProj.Forward(context, x, xz);
+            prefetch?.Invoke();  // out_proj and the next in_proj into L2 while the small kernels run
             Conv.Step(context, xIn, state.Conv, xc);
             XProj.Forward(context, xc, xdbl);
             // The dt_proj bias is applied once, as DtBias (as in prefill, where DtProj runs without bias and the
@@ -176,6 +178,9 @@ public sealed class Mamba1Mixer : Mixer
             OutProj.Forward(context, yv, y);
         };
     }
+
+    /// <inheritdoc />
+    internal override Tensor? DecodeFirstWeight => InProj.Weight;
 
     /// <inheritdoc />
     public override void Dispose()

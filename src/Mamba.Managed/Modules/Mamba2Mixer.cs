@@ -165,15 +165,20 @@ public sealed class Mamba2Mixer : Mixer
         var y3 = s.Y.View([batch, _heads, _headDim]);
         var y2 = s.Y.View([batch, di]);
         var normed = s.Normed.View([batch, di]);
+        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
         return () =>
         {
             InProj.Forward(context, x, proj);
+            prefetch?.Invoke();  // out_proj and the next in_proj into L2 while the small kernels run
             Conv.Step(context, xbcIn, state.Conv, xbc);
             Kernels.SsdStateUpdate(context, state.Ssm, xs, dt, A, b, c, y3, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax);
             Kernels.GatedRmsNorm(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate);
             OutProj.Forward(context, normed, y);
         };
     }
+
+    /// <inheritdoc />
+    internal override Tensor? DecodeFirstWeight => InProj.Weight;
 
     /// <inheritdoc />
     public override void Dispose()

@@ -64,6 +64,14 @@ public abstract class Mixer : IDisposable
     /// the returned action allocates nothing.</summary>
     public abstract Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state);
 
+    /// <summary>The weight a decode step reads first (its in_proj): the previous layer's decode step prefetches part of it
+    /// (<see cref="DecodePrefetch"/>).</summary>
+    internal virtual Tensor? DecodeFirstWeight => null;
+
+    /// <summary>The first weight of what follows this layer in a decode step (the next layer's in_proj, or the LM head),
+    /// set by the model once its layers exist; read when a decode step is created.</summary>
+    internal Tensor? NextDecodeWeight { get; set; }
+
     /// <inheritdoc />
     public abstract void Dispose();
 }
