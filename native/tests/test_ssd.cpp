@@ -778,20 +778,16 @@ TEST_P(SsdStateUpdateTest, MatchesOneStepOfTheRecurrence) {
                     a.dt_max = options ? 0.5f : kInf;
                     MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 
-                    std::vector<double> want_y(size_t(Bn * H * P)), want_state = state.values();
-                    for (int64_t b = 0; b < Bn; ++b) {
-                        for (int64_t h = 0; h < H; ++h) {
-                            const int64_t g = h / (H / G);
-                            std::vector<double> xv = zeros(P), zv = zeros(P), Bv = zeros(N), Cv = zeros(N), yv = zeros(P), S = zeros(P * N);
-                            for (int64_t p = 0; p < P; ++p) xv[size_t(p)] = x.at((b * H + h) * P + p), zv[size_t(p)] = z.at((b * H + h) * P + p);
-                            for (int64_t n = 0; n < N; ++n) Bv[size_t(n)] = Bm.at((b * G + g) * N + n), Cv[size_t(n)] = Cm.at((b * G + g) * N + n);
-                            for (int64_t i = 0; i < P * N; ++i) S[size_t(i)] = want_state[size_t((b * H + h) * P * N + i)];
-                            const double dtv = reference_dt(dt.at(b * H + h), options ? bias.at(h) : 0.0, options, a.dt_min, a.dt_max);
-                            reference_step(dtv, A.at(h), xv, Bv, Cv, reference_D(D, d, h, P), options ? &zv : nullptr, S, yv);
-                            for (int64_t p = 0; p < P; ++p) want_y[size_t((b * H + h) * P + p)] = yv[size_t(p)];
-                            for (int64_t i = 0; i < P * N; ++i) want_state[size_t((b * H + h) * P * N + i)] = S[size_t(i)];
-                        }
-                    }
+                    mt::SsdStepInputs in;
+                    in.batch = Bn, in.heads = H, in.headdim = P, in.groups = G, in.dstate = N;
+                    in.x = &x, in.dt = &dt, in.A = &A, in.B = &Bm, in.C = &Cm;
+                    in.D = d != DMode::None ? &D : nullptr;
+                    in.z = options ? &z : nullptr;
+                    in.dt_bias = options ? &bias : nullptr;
+                    in.dt_softplus = options;
+                    in.dt_min = a.dt_min, in.dt_max = a.dt_max;
+                    std::vector<double> want_state = state.values();
+                    const std::vector<double> want_y = mt::reference_ssd_step(in, want_state);
                     y.download(ctx());
                     state.download(ctx());
                     EXPECT_CLOSE(y.values(), want_y, tolerance(dtype), tolerance(dtype));
