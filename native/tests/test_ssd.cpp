@@ -1031,6 +1031,45 @@ TEST_P(SsdErrorTest, StateUpdateErrorsAreNamed) {
     MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 }
 
+TEST_P(SsdErrorTest, StateUpdateGridLimitsOnCudaFailBeforeAnyWork) {
+    // The CUDA kernel puts heads and batch rows on grid axes of at most 65535 blocks: one more is refused
+    // before anything is queued, so y keeps its poison and the state its values. (headdim 1, dstate 4:
+    // small tensors even with 65536 rows.)
+    if (!on_cuda()) GTEST_SKIP() << "the limits are the CUDA kernel's grid; the CPU backend has none";
+    for (const bool many_heads : {false, true}) {
+        const int64_t Bn = many_heads ? 1 : 65536, H = many_heads ? 65536 : 1, P = 1, G = 1, N = 4;
+        SCOPED_TRACE(many_heads ? "65536 heads" : "65536 batch rows");
+        Tensor state({Bn, H, P, N}, DType::F32), x({Bn, H, P}, DType::F32), dt({Bn, H}, DType::F32), A({H}, DType::F32);
+        Tensor Bm({Bn, G, N}, DType::F32), Cm({Bn, G, N}, DType::F32), D({H}, DType::F32), y({Bn, H, P}, DType::F32);
+        std::mt19937_64 rng(23 + uint64_t(many_heads));
+        for (Tensor * t : {&state, &x, &dt, &Bm, &Cm, &D}) t->fill_uniform(rng, -1, 1);
+        A.fill_uniform(rng, -2, -0.5);
+        for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &D}) t->upload(ctx());
+        y.upload_poisoned(ctx());
+        const std::vector<double> state_before = state.values();
+        mamba_ssd_state_update_args a{};
+        a.state = state.dl();
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = A.dl();
+        a.B = Bm.dl();
+        a.C = Cm.dl();
+        a.D = D.dl();
+        a.y = y.dl();
+        a.dt_softplus = 1;
+        a.dt_max = kInf;
+        EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), many_heads ? "mamba_ssd_state_update: ssd_state_update on CUDA supports at most 65535 batch rows and 65535 "
+                                                      "heads (has batch 1, heads 65536)"
+                                                    : "mamba_ssd_state_update: ssd_state_update on CUDA supports at most 65535 batch rows and 65535 "
+                                                      "heads (has batch 65536, heads 1)");
+        y.download(ctx());
+        for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
+        state.download(ctx());
+        EXPECT_EQ(state.values(), state_before);
+    }
+}
+
 MAMBA_INSTANTIATE_BACKENDS(SsdTest);
 MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateTest);
 MAMBA_INSTANTIATE_BACKENDS(SsdErrorTest);
