@@ -337,8 +337,10 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
 // the chunk-parallel one (bf16; 64-step chunks, 16, 32 or 64 channels per
 // block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
 // dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
-// shapes also cover the other kernels.
+// shapes also cover the other kernels. The path is forced to that kernel (MAMBA_CUDA_SSD_PATH=chunked),
+// which the chunk-parallel one would otherwise take over on GPUs with its shared memory.
 TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape shapes[] = {
         {1, 1, 2, 64, 1, 128},   {2, 130, 3, 64, 1, 128}, {1, 200, 4, 48, 2, 64}, {1, 77, 2, 96, 1, 100},
         {2, 150, 4, 16, 4, 32},  {1, 64, 2, 40, 1, 8},    {1, 65, 264, 64, 1, 128}, {2, 70, 132, 64, 2, 64},
@@ -359,7 +361,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
 // SM count (132 on an H200): few (sequence, head) pairs take 16-channel tiles (B1 H3, B1 H24), 40
 // heads of 64 channels 32-channel ones, many heads 64-channel ones (the shapes above). Each with
 // lengths off the 64-step chunk, headdim off the tile, groups, initial and final states, and packed.
+// Forced to that kernel (MAMBA_CUDA_SSD_PATH=chunked).
 TEST_P(SsdTest, MatchesRecurrenceForEachGpuChannelTile) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape shapes[] = {
         {1, 90, 3, 24, 1, 128},   {1, 130, 24, 64, 1, 128}, {1, 70, 5, 40, 1, 64},    // 16-channel tiles
         {1, 150, 40, 64, 4, 128}, {2, 100, 12, 96, 3, 64},                             // 32-channel tiles
@@ -386,7 +390,10 @@ TEST_P(SsdTest, MatchesRecurrenceForEachGpuChannelTile) {
     }
 }
 
+// The sequential chunked kernel (forced: MAMBA_CUDA_SSD_PATH=chunked) with each option absent or present
+// and strided views.
 TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape s{2, 100, 4, 64, 2, 128};
     for (int mask = 0; mask < 8; ++mask) {
         Options o;
@@ -461,6 +468,44 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     const Result want = reference_ssd(pr);
     const Result got = run(pr);
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
+}
+
+// MAMBA_CUDA_SSD_PATH: each path matches the reference on a shape all of them take (bf16, dstate 64), and
+// a shape the forced tensor-core paths cannot take (float32) runs on the recurrence kernel; an unknown
+// value is an argument error naming the variable and the accepted values, raised before any work (y
+// keeps its poison). The CPU backend reads no such variable.
+TEST_P(SsdTest, EverySsdPathMatchesAndAnUnknownPathIsRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
+    for (const char * path : {"auto", "chunked", "parallel"}) {
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", path);
+        for (DType dtype : {DType::BF16, DType::F32}) {
+            Options o;
+            o.dtype = dtype;
+            o.chunk_size = 128;
+            o.d = DMode::PerChannel;
+            const Shape s{2, 150, 4, 64, 2, 64};
+            SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_PATH=") + path + ", " + describe(s, o));
+            check(s, o, 660);
+        }
+    }
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    Problem pr({1, 200, 2, 64, 1, 64}, o, 661);
+    pr.upload(ctx());
+    Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    for (const char * bogus : {"bogus", "Chunked", "rows"}) {
+        SCOPED_TRACE(bogus);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", bogus);
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_EQ(std::string(mamba_last_error()),
+                  std::string("mamba_ssd: MAMBA_CUDA_SSD_PATH must be one of auto, chunked, parallel (or unset), not '") + bogus + "'");
+    }
+    y.download(ctx());
+    for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
 }
 
 // Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
