@@ -171,6 +171,7 @@ TEST_P(SelectiveStateUpdateFusedDtTest, MatchesFloat64Reference) {
         {3, 24, 4, 7, DType::F16, DType::F32, Layout::Permuted, 0},          // weight stored transposed, one lane per channel
         {3, 48, 16, 12, DType::F32, DType::BF16, Layout::Padded, 2},
         {1, 2560, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0}, // several channel blocks
+        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Padded, 0},      // enough work for the CPU's threaded projection pass
     };
     uint64_t seed = 300;
     for (const auto & c : cases) {
