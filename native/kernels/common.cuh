@@ -270,6 +270,39 @@ __device__ __forceinline__ float block_max(float v, float * scratch) {
     return warp_max(v);
 }
 
+// ---- cp.async: 16-byte global -> shared copies that bypass registers (sm_80+) ----
+// A thread issues copies, commits them as a group, and waits for its groups before the block reads the
+// data (after a __syncthreads). Below sm_80 the copy is a plain load and store and the rest no-ops.
+
+// 16-byte global -> shared copy, asynchronous on sm_80+; fill == false writes zeros and reads nothing.
+__device__ __forceinline__ void cp_async_16(void * smem, const void * gmem, bool fill) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+    const int src_bytes = fill ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
+#else
+    *reinterpret_cast<uint4 *>(smem) = fill ? *reinterpret_cast<const uint4 *>(gmem) : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits for every committed group of this thread.
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+// Waits until at most kPending of this thread's latest commit groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait_group() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Copies src into dst (any strides and float/int dtypes) on the context's stream; used to stage

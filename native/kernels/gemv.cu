@@ -474,14 +474,19 @@ constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {
 // with either kernel, out_proj's 2560 faster tiled).
 constexpr int64_t kWarpMaxOut = 1024;
 
+// Most input features the warp kernel takes: it counts a row's vectors as int (in + V - 1) / V, which
+// must not overflow for any vector width V <= 16. The tiled kernel walks the columns in int64 tiles and
+// has no such limit below linear's INT32_MAX.
+constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
+
 // MAMBA_CUDA_GEMV_VARIANT (one of kVariants' names) forces a kernel; read at each call so that the
 // benchmark and the tests can switch it; any other value fails the call (INVALID_ARGUMENT) before a
 // launch. Unset or empty: the warp kernel for up to two rows (x from L1 costs 2-4 B of L1 traffic per B
-// of W there) and few outputs, the tiled one otherwise.
-GemvVariant gemv_variant(int64_t rows, int64_t out) {
+// of W there), few outputs and rows it can count, the tiled one otherwise.
+GemvVariant gemv_variant(int64_t rows, int64_t in, int64_t out) {
     const GemvVariant forced = env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic);
     if (forced != GemvVariant::Automatic) return forced;
-    return rows <= 2 && out <= kWarpMaxOut ? GemvVariant::Warp : GemvVariant::Tiled;
+    return rows <= 2 && out <= kWarpMaxOut && in <= kWarpMaxIn ? GemvVariant::Warp : GemvVariant::Tiled;
 }
 
 template <class TW, int kRows>
@@ -559,6 +564,10 @@ void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
 // run as one launch per 4 rows, each reading W again: correct, not fast, and fewer instantiations.
 template <class TW, int kRowsPerGroup, int kUnroll, int kLoad>
 void launch_warp(mamba_context & ctx, const GemvArgs & a) {
+    // Before any launch: only a forced variant gets here with rows this long (gemv_variant).
+    if (a.in > kWarpMaxIn)
+        fail_argument("argument 'weight' has ", a.in, " input features; the warp GEMV kernel (MAMBA_CUDA_GEMV_VARIANT=warp) takes at most ",
+                      kWarpMaxIn);
     const int64_t x_elem = int64_t(dtype_size(DType(a.x.dtype))), y_elem = int64_t(dtype_size(DType(a.y.dtype)));
     for (int r0 = 0; r0 < a.rows; r0 += 4) {
         GemvArgs c = a;
@@ -608,7 +617,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    const GemvVariant variant = gemv_variant(M, N);
+    const GemvVariant variant = gemv_variant(M, K, N);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;

@@ -66,6 +66,19 @@ inline bool pdl_enabled(const mamba_context & ctx) {
     return ctx.cuda->pdl;
 }
 
+// The two events of a traced launch (MAMBA_CUDA_TRACE), destroyed on every path out of launch_kernel,
+// including a failed check after the first one was created.
+struct TraceEvents {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    TraceEvents() = default;
+    TraceEvents(const TraceEvents &) = delete;
+    TraceEvents & operator=(const TraceEvents &) = delete;
+    ~TraceEvents() {
+        if (start) cudaEventDestroy(start);
+        if (stop) cudaEventDestroy(stop);
+    }
+};
+
 // Launches kernel<<<grid, block, smem, ctx's stream>>>(args...), with the PDL attribute when `pdl_safe`
 // (the kernel follows the contract above) and the context allows it; `name` identifies the kernel in
 // the error a failed launch raises.
@@ -88,23 +101,21 @@ void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (
     // events (a diagnostic for kernel work; it synchronizes after every kernel, so it is skipped while a
     // graph is being captured).
     const bool trace = ctx.cuda->trace && !stream_capturing(ctx);
-    cudaEvent_t trace_start = nullptr, trace_stop = nullptr;
+    TraceEvents events;
     if (trace) {
-        MAMBA_CUDA_CHECK(cudaEventCreate(&trace_start));
-        MAMBA_CUDA_CHECK(cudaEventCreate(&trace_stop));
-        MAMBA_CUDA_CHECK(cudaEventRecord(trace_start, config.stream));
+        MAMBA_CUDA_CHECK(cudaEventCreate(&events.start));
+        MAMBA_CUDA_CHECK(cudaEventCreate(&events.stop));
+        MAMBA_CUDA_CHECK(cudaEventRecord(events.start, config.stream));
     }
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) fail_cuda(err, name, __FILE__, __LINE__);
     if (trace) {
-        MAMBA_CUDA_CHECK(cudaEventRecord(trace_stop, config.stream));
-        MAMBA_CUDA_CHECK(cudaEventSynchronize(trace_stop));
+        MAMBA_CUDA_CHECK(cudaEventRecord(events.stop, config.stream));
+        MAMBA_CUDA_CHECK(cudaEventSynchronize(events.stop));
         float ms = 0.0f;
-        MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, trace_start, trace_stop));
+        MAMBA_CUDA_CHECK(cudaEventElapsedTime(&ms, events.start, events.stop));
         std::fprintf(stderr, "mamba trace %s grid %ux%ux%u block %u smem %zu: %.4f ms\n", name, grid.x, grid.y, grid.z, block.x * block.y * block.z, smem,
                      double(ms));
-        cudaEventDestroy(trace_start);
-        cudaEventDestroy(trace_stop);
     }
 }
 

@@ -32,8 +32,8 @@ MAMBA_FRAG_FN int acc_col(int lane, int i) { return 2 * (lane % 4) + i % 2; }
 MAMBA_FRAG_FN int a_from_acc_tile(int r) { return r / 2; }
 MAMBA_FRAG_FN int a_from_acc_elem(int r, int half) { return 2 * (r % 2) + half; }
 
-// A operand register r, half e (0, 1) of lane l: its row and column in the 16 x 16 tile.
-MAMBA_FRAG_FN int a_row(int lane, int r) { return lane / 4 + 8 * (r % 2); }
+// A operand register r, half e (0, 1) of lane l: its column in the 16 x 16 tile (its row, g + 8 (r % 2),
+// is the accumulators' row: see the table above).
 MAMBA_FRAG_FN int a_col(int lane, int r, int e) { return 2 * (lane % 4) + e + 8 * (r / 2); }
 
 // ldmatrix x4 .trans for the A operand of a tile stored K-major ([k][m], m contiguous: A = Y^T for a

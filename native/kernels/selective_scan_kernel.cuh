@@ -660,27 +660,6 @@ struct RowsScanTraits {
     static_assert(kTilePieces % kThreads == 0, "tile pieces split evenly over the threads");
 };
 
-// 16-byte global -> shared copy, asynchronous on sm_80+; fill == false writes zeros and reads nothing.
-__device__ __forceinline__ void cp_async_16(void * smem, const void * gmem, bool fill) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
-    const int src_bytes = fill ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
-#else
-    *reinterpret_cast<uint4 *>(smem) = fill ? *reinterpret_cast<const uint4 *>(gmem) : make_uint4(0, 0, 0, 0);
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-#endif
-}
-
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_rows_kernel(ScanArgs a) {
     using T = typename Tr::Elem;

@@ -246,6 +246,19 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
 
 void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) {
     if (p.batch == 0 || p.dim == 0) return;
+    // Every check before any work is queued (the parameter conversions below run on the stream): a
+    // rejected call leaves the stream, y and the state as they were.
+    if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
+    // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory.
+    const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank) * sizeof(float) : 0;
+    if (fused_smem > 48 * 1024)
+        fail(MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has shape ", p.dt_proj_weight->shape_string(), ": dt_rank ", p.dt_rank,
+             " is above the largest supported on CUDA, ", 48 * 1024 / sizeof(float));
+    // One float4 of states per lane: G = dstate/4 lanes per channel (a power of two, at most 32).
+    int G = 1;
+    while (G < 32 && G * 4 < p.dstate) G *= 2;
+    const int64_t channel_blocks = ceil_div(p.dim * G, int64_t(SelectiveUpdateTraits<true>::kThreads));
+    if (channel_blocks > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "selective_state_update on CUDA: too many channels (", p.dim, ") for the grid");
     // Float32 parameters are read directly; others are converted first.
     WorkspaceCarver carver;
     auto need = [](const std::optional<Tensor> & t) { return t && t->dtype != DType::F32; };
@@ -259,7 +272,6 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
         copy_tensor(ctx, t, v);
         return v;
     };
-    if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     StateUpdateArgs a{};
     a.state = p.state.ptr<float>();
     a.st_sb = p.state.stride[0];
@@ -309,14 +321,10 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dstate = p.dstate;
     a.channels_per_group = p.dim / p.groups;
     a.softplus = p.dt_softplus;
-    // One float4 of states per lane: G = dstate/4 lanes per channel (a power of two, at most 32).
-    int G = 1;
-    while (G < 32 && G * 4 < p.dstate) G *= 2;
     a.lanes_per_channel = G;
     auto aligned16 = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     const bool vec = p.dstate % 4 == 0 && a.st_sn == 1 && a.A_sn == 1 && a.st_sb % 4 == 0 && a.st_sd % 4 == 0 && a.A_sd % 4 == 0 &&
                      aligned16(a.state) && aligned16(a.A);
-    const int64_t channel_blocks = ceil_div(p.dim * G, int64_t(SelectiveUpdateTraits<true>::kThreads));
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
@@ -330,10 +338,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dt_rank = p.dt_rank;
     a.W_elem_bytes = int(dtype_size(W.dtype));
     a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
-    const size_t smem = size_t(p.dt_rank) * sizeof(float);
-    if (smem > 48 * 1024)
-        fail(MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has shape ", W.shape_string(), ": dt_rank ", p.dt_rank,
-             " is above the largest supported on CUDA, ", 48 * 1024 / sizeof(float));
+    const size_t smem = fused_smem;
     const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
     const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);
     if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);

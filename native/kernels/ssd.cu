@@ -2,7 +2,10 @@
 //
 // ssd with bf16 x, B, C and dstate <= 128 runs the chunk-parallel tensor-core kernels
 // (ssd_chunk_parallel.cu), or the sequential chunked kernel (ssd_chunked.cu) on GPUs with too little
-// shared memory for them; the kernels below handle every other case.
+// shared memory for them; the kernels below handle every other case. MAMBA_CUDA_SSD_PATH (read at each
+// call, before any work is queued) forces a path for the tests and the benchmark: "chunked" skips the
+// chunk-parallel kernels, "parallel" the sequential chunked one, "auto" (or unset) is the order above; a
+// shape the forced path cannot take runs on the kernels below, and another value is INVALID_ARGUMENT.
 //
 // ssd: the recurrence walked step by step with the state in registers (the rows kernel). A block owns
 // (sequence, head, 32 rows of headdim); each warp 8 rows p and each lane 4 consecutive states (float4) of
@@ -12,6 +15,7 @@
 // Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
 // FLOPs: 6 per (t, h, p, n).
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "ssd_host.cuh"
 #include "ops/ssd.h"
 #include "ssd_chunk_parallel.cuh"
@@ -168,6 +172,10 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_rows_kernel(SsdArgs a) {
     }
 }
 
+enum class SsdPath { Auto, Chunked, Parallel };
+
+constexpr EnvChoice<SsdPath> kSsdPaths[] = {{"auto", SsdPath::Auto}, {"chunked", SsdPath::Chunked}, {"parallel", SsdPath::Parallel}};
+
 template <int NQ>
 void launch_ssd_rows(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     using Tr = SsdRowsTraits<NQ>;
@@ -184,11 +192,13 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     if (p.heads == 0 || p.headdim == 0) return;
     if (p.initial_states && p.initial_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'initial_states' must be float32 on CUDA");
     if (p.final_states && p.final_states->dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'final_states' must be float32 on CUDA");
+    const SsdPath path = env_choice("MAMBA_CUDA_SSD_PATH", kSsdPaths, SsdPath::Auto);
     F32Params f32;
     // The chunk-parallel path's chunk states share the workspace with the parameter copies.
     const SsdCpShape cp_shape{p.x.dtype == DType::BF16 && p.B.dtype == DType::BF16 && p.C.dtype == DType::BF16, p.cu_seqlens.has_value(),
                               p.len, p.cu_seqlens ? p.nseq : p.batch, p.heads, p.headdim, p.dstate};
-    const SsdCpPlan cp_plan = plan_ssd_chunk_parallel(ctx, cp_shape);
+    SsdCpPlan cp_plan = plan_ssd_chunk_parallel(ctx, cp_shape);  // planned anyway: it checks MAMBA_CUDA_SSD_STATE
+    if (path == SsdPath::Chunked) cp_plan.use = false;
     SsdArgs a{};
     const size_t cp_offset = fill_shared_args(ctx, f32, p, a, cp_plan.use ? cp_plan.workspace_bytes : 0);
     a.has_init = p.initial_states.has_value();
@@ -214,7 +224,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     if (cp_plan.use) {
         // chunk-parallel on tensor cores (ssd_chunk_parallel.cu)
         run_ssd_chunk_parallel(ctx, cp_plan, a, nseq, cp_plan.workspace_bytes > 0 ? f32.ws + cp_offset : nullptr);
-    } else if (try_ssd_chunked(ctx, a, nseq)) {
+    } else if (path != SsdPath::Parallel && try_ssd_chunked(ctx, a, nseq)) {
         // done on tensor cores by the chunked algorithm (ssd_chunked.cu)
     } else if (p.dstate <= 128) {
         launch_ssd_rows<1>(ctx, a, nseq);

@@ -113,11 +113,6 @@ struct SsdCpArgs {
     bool vec_bc, vec_x, vec_zy;           // 16-byte rows of B/C, x, and z/y
 };
 
-__device__ __forceinline__ int64_t cu_at(const SsdArgs & a, int64_t i) {
-    return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
-                                         : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
-}
-
 // Workspace slot of the chunk starting at row t0 of sequence seq (see the header comment).
 __device__ __forceinline__ int64_t slot_of(const SsdCpArgs & c, int64_t seq, int64_t t0) {
     return c.a.packed ? t0 / kSsdCpChunk + seq : seq * c.chunks + t0 / kSsdCpChunk;
@@ -166,17 +161,6 @@ __device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float 
 }
 
 // ---- state kernel ---------------------------------------------------------------------------------
-
-// 16-byte global -> shared copies that bypass registers (sm_80+); `valid` false writes zeros.
-__device__ __forceinline__ void cp_async16(void * dst, const void * src, bool valid) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-// Waits until at most kPending of this thread's latest commit groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
 // ---- mma.sync helpers ----------------------------------------------------------------------------
 
@@ -300,7 +284,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
             const int n = tid % (N / 8) * 8;
             for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
                 const bool in = k < avail && n < a.dstate;
-                cp_async16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+                cp_async_16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
             }
         } else {
             for (int i = tid; i < Q * N; i += NT) {
@@ -313,7 +297,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
             const int64_t p = p0 + pp;
             for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
                 const bool in = k < avail && p < a.headdim;
-                cp_async16(dX + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+                cp_async_16(dX + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
             }
         } else {
             for (int i = tid; i < Q * PT; i += NT) {
@@ -580,7 +564,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             const int n = tid % Tr::kBQuads * 8;
             for (int k = tid / Tr::kBQuads; k < Q; k += NT / Tr::kBQuads) {
                 const bool in = k < avail && n < a.dstate;
-                cp_async16(dB + Tr::at_b(k, n), in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+                cp_async_16(dB + Tr::at_b(k, n), in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
             }
         } else {
             for (int i = tid; i < Q * N; i += NT) {
@@ -598,7 +582,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
                 const int64_t p = p0 + pp;
                 for (int k = tid / Tr::kXQuads; k < Q; k += NT / Tr::kXQuads) {
                     const bool in = head_in && k < avail && p < a.headdim;
-                    cp_async16(dX + Tr::at_x(k, pp), in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+                    cp_async_16(dX + Tr::at_x(k, pp), in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
                 }
             } else {
                 for (int i = tid; i < Q * PT; i += NT) {
@@ -896,8 +880,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
             const bool in = k < steps && n < a.dstate;
             const int64_t t = t0 + k;
-            cp_async16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
-            cp_async16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+            cp_async_16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
+            cp_async_16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
         }
         cp_async_commit();
     } else {
@@ -916,12 +900,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         const int n = tid % (N / 8) * 8;
         for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
             const bool in = p0 + pp < a.headdim;
-            cp_async16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
+            cp_async_16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
         }
         unsigned char * sm = small(buf);
         const int64_t pr = (slot * a.heads + h) * Q;
-        if (tid < Q / 4) cp_async16(sm + Tr::sDt + tid * 16, c.dts + pr + tid * 4, true);
-        else if (tid < Q / 2) cp_async16(sm + Tr::sAcum + (tid - Q / 4) * 16, c.acums + pr + (tid - Q / 4) * 4, true);
+        if (tid < Q / 4) cp_async_16(sm + Tr::sDt + tid * 16, c.dts + pr + tid * 4, true);
+        else if (tid < Q / 2) cp_async_16(sm + Tr::sAcum + (tid - Q / 4) * 16, c.acums + pr + (tid - Q / 4) * 4, true);
         else if (tid < Q / 2 + PT / 16) {
             const int i = tid - Q / 2;
             reinterpret_cast<float *>(sm + Tr::sScale)[i] = p0 + 16 * i < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + i] : 1.0f;
@@ -935,7 +919,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
             const int64_t p = p0 + pp;
             for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
                 const bool in = s < steps && p < a.headdim;
-                cp_async16(sX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+                cp_async_16(sX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
             }
         } else {
             for (int i = tid; i < Q * PT; i += NT) {

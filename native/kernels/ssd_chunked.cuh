@@ -20,17 +20,19 @@ struct SsdArgs {
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, has_init, has_fin, packed;
 };
 
+// Entry i of cu_seqlens (int32 or int64, any stride) of a packed problem.
+__device__ __forceinline__ int64_t cu_at(const SsdArgs & a, int64_t i) {
+    return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
+                                         : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
+}
+
 // The batch row b and the steps [t_begin, t_end) of sequence seq: a batch row, or a packed sequence
 // of cu_seqlens (whose rows all live in batch row 0).
 __device__ inline void sequence_span(const SsdArgs & a, int64_t seq, int64_t & b, int64_t & t_begin, int64_t & t_end) {
     if (a.packed) {
-        auto cu = [&](int64_t i) {
-            return a.cu_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.cu_seqlens)[i * a.cu_stride])
-                                                 : reinterpret_cast<const int64_t *>(a.cu_seqlens)[i * a.cu_stride];
-        };
         b = 0;
-        t_begin = cu(seq);
-        t_end = cu(seq + 1);
+        t_begin = cu_at(a, seq);
+        t_end = cu_at(a, seq + 1);
     } else {
         b = seq;
         t_begin = 0;

@@ -178,7 +178,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
 
 void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
+    // Every check before any work is queued (fill_shared_args converts parameters on the stream): a
+    // rejected call leaves the stream, y and the state as they were.
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
+    if (p.batch > 65535 || p.heads > 65535)
+        fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports at most 65535 batch rows and 65535 heads (has batch ", p.batch, ", heads ",
+             p.heads, ")");
+    // B and C of one group as float32 in shared memory.
+    const size_t bc_bytes = size_t(2 * p.dstate) * sizeof(float);
+    if (bc_bytes > size_t(state_of(ctx).max_smem_per_block) || bc_bytes > 48 * 1024)
+        fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports dstate up to 6144");
     F32Params f32;
     SsdUpdateArgs a{};
     fill_shared_args(ctx, f32, p, a);
@@ -187,11 +196,6 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     const auto st = p.state;
     a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
             st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
-    if (p.batch > 65535 || p.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports at most 65535 batch rows and heads");
-    // B and C of one group as float32 in shared memory.
-    const size_t bc_bytes = size_t(2 * p.dstate) * sizeof(float);
-    if (bc_bytes > size_t(state_of(ctx).max_smem_per_block) || bc_bytes > 48 * 1024)
-        fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports dstate up to 6144");
     using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));

@@ -362,6 +362,33 @@ TEST_P(LinearTest, UnknownGemvVariantIsRejected) {
     expect_matches(y.values(), reference_linear(x, w, nullptr), DType::F32);
 }
 
+TEST_P(LinearTest, GemvWarpKernelRejectsRowsTooLongToCount) {
+    // The warp kernel counts a row's vectors in int: it refuses more than INT32_MAX - 16 input features
+    // with an error before any launch. x and weight claim that many columns over a small buffer; nothing
+    // reads past it, because the check comes first, and y (the buffer's first element) keeps its poison.
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend has no GEMV kernel variants (and would read the claimed columns)";
+    Tensor buffer({64}, DType::F32);
+    buffer.upload_poisoned(ctx());
+    int64_t long_row[2] = {1, int64_t(INT32_MAX) - 15}, one[2] = {1, 1};
+    DLTensor x = *buffer.dl();
+    x.ndim = 2;
+    x.shape = long_row;
+    x.strides = nullptr;
+    x.dtype = mt::dl_dtype(DType::BF16);
+    x.byte_offset += 64;  // past y
+    DLTensor y = *buffer.dl();
+    y.ndim = 2;
+    y.shape = one;
+    y.strides = nullptr;
+    const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", "warp");
+    EXPECT_EQ(call(&x, &x, nullptr, &y), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(),
+                 "mamba_linear: argument 'weight' has 2147483632 input features; the warp GEMV kernel (MAMBA_CUDA_GEMV_VARIANT=warp) takes at most "
+                 "2147483631");
+    buffer.download(ctx());
+    for (double v : buffer.values()) EXPECT_TRUE(std::isnan(v));
+}
+
 TEST_P(LinearTest, ShapeMismatchesNameTheArgument) {
     Tensor x({2, 8}, DType::F32), w({4, 7}, DType::F32), w_ok({4, 8}, DType::F32), y({2, 4}, DType::F32), y_bad({3, 4}, DType::F32),
         bias_bad({5}, DType::F32);

@@ -171,6 +171,7 @@ TEST_P(SelectiveStateUpdateFusedDtTest, MatchesFloat64Reference) {
         {3, 24, 4, 7, DType::F16, DType::F32, Layout::Permuted, 0},          // weight stored transposed, one lane per channel
         {3, 48, 16, 12, DType::F32, DType::BF16, Layout::Padded, 2},
         {1, 2560, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0}, // several channel blocks
+        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Padded, 0},      // enough work for the CPU's threaded projection pass
     };
     uint64_t seed = 300;
     for (const auto & c : cases) {
@@ -313,6 +314,31 @@ TEST_P(SelectiveStateUpdateErrorTest, BadDtProjectionIsRejectedNamingTheArgument
     a.dt_proj_weight = &inside;
     a.dt = dt_low2.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'dt_proj_weight' overlap in memory");
+}
+
+TEST_P(SelectiveStateUpdateErrorTest, DtRankAboveTheCudaLimitFailsBeforeAnyWork) {
+    // The CUDA kernel keeps a row's low-rank dt in 48 KB of shared memory: one rank more is refused
+    // before anything is queued, so y keeps its poison and the state its values.
+    if (!on_cuda()) GTEST_SKIP() << "the dt_rank limit is the CUDA kernel's shared memory; the CPU backend has none";
+    const int64_t rank = 48 * 1024 / int64_t(sizeof(float)) + 1;
+    Tensor W({8, rank}, DType::BF16), dt_low({2, rank}, DType::F32);
+    std::mt19937_64 rng(17);
+    W.fill_uniform(rng, -0.1, 0.1);
+    dt_low.fill_uniform(rng, -1, 1);
+    W.upload(ctx());
+    dt_low.upload(ctx());
+    const std::vector<double> state_before = p.state.values();
+    auto a = p.args();
+    a.dt = dt_low.dl();
+    a.dt_proj_weight = W.dl();
+    EXPECT_EQ(mamba_selective_state_update(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+    EXPECT_STREQ(mamba_last_error(),
+                 "mamba_selective_state_update: argument 'dt_proj_weight' has shape (8, 12289): dt_rank 12289 is above the largest supported on "
+                 "CUDA, 12288");
+    p.y.download(ctx());
+    for (double v : p.y.values()) EXPECT_TRUE(std::isnan(v));
+    p.state.download(ctx());
+    EXPECT_EQ(p.state.values(), state_before);
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SelectiveStateUpdateTest);

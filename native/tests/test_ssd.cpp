@@ -337,8 +337,10 @@ TEST_P(SsdTest, MatchesRecurrenceForEveryDtype) {
 // the chunk-parallel one (bf16; 64-step chunks, 16, 32 or 64 channels per
 // block, dstate padded to 64 or 128): len 1, lengths off the chunk, headdim off the channel tile,
 // dstate not a multiple of 8, groups, and enough heads for 64-channel blocks. Every dtype, so the same
-// shapes also cover the other kernels.
+// shapes also cover the other kernels. The path is forced to that kernel (MAMBA_CUDA_SSD_PATH=chunked),
+// which the chunk-parallel one would otherwise take over on GPUs with its shared memory.
 TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape shapes[] = {
         {1, 1, 2, 64, 1, 128},   {2, 130, 3, 64, 1, 128}, {1, 200, 4, 48, 2, 64}, {1, 77, 2, 96, 1, 100},
         {2, 150, 4, 16, 4, 32},  {1, 64, 2, 40, 1, 8},    {1, 65, 264, 64, 1, 128}, {2, 70, 132, 64, 2, 64},
@@ -359,7 +361,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkedKernelShapes) {
 // SM count (132 on an H200): few (sequence, head) pairs take 16-channel tiles (B1 H3, B1 H24), 40
 // heads of 64 channels 32-channel ones, many heads 64-channel ones (the shapes above). Each with
 // lengths off the 64-step chunk, headdim off the tile, groups, initial and final states, and packed.
+// Forced to that kernel (MAMBA_CUDA_SSD_PATH=chunked).
 TEST_P(SsdTest, MatchesRecurrenceForEachGpuChannelTile) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape shapes[] = {
         {1, 90, 3, 24, 1, 128},   {1, 130, 24, 64, 1, 128}, {1, 70, 5, 40, 1, 64},    // 16-channel tiles
         {1, 150, 40, 64, 4, 128}, {2, 100, 12, 96, 3, 64},                             // 32-channel tiles
@@ -386,7 +390,10 @@ TEST_P(SsdTest, MatchesRecurrenceForEachGpuChannelTile) {
     }
 }
 
+// The sequential chunked kernel (forced: MAMBA_CUDA_SSD_PATH=chunked) with each option absent or present
+// and strided views.
 TEST_P(SsdTest, ChunkedKernelShapesWithOptionsAbsentOrStrided) {
+    const mt::ScopedEnv path("MAMBA_CUDA_SSD_PATH", "chunked");
     const Shape s{2, 100, 4, 64, 2, 128};
     for (int mask = 0; mask < 8; ++mask) {
         Options o;
@@ -461,6 +468,44 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     const Result want = reference_ssd(pr);
     const Result got = run(pr);
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
+}
+
+// MAMBA_CUDA_SSD_PATH: each path matches the reference on a shape all of them take (bf16, dstate 64), and
+// a shape the forced tensor-core paths cannot take (float32) runs on the recurrence kernel; an unknown
+// value is an argument error naming the variable and the accepted values, raised before any work (y
+// keeps its poison). The CPU backend reads no such variable.
+TEST_P(SsdTest, EverySsdPathMatchesAndAnUnknownPathIsRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
+    for (const char * path : {"auto", "chunked", "parallel"}) {
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", path);
+        for (DType dtype : {DType::BF16, DType::F32}) {
+            Options o;
+            o.dtype = dtype;
+            o.chunk_size = 128;
+            o.d = DMode::PerChannel;
+            const Shape s{2, 150, 4, 64, 2, 64};
+            SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_PATH=") + path + ", " + describe(s, o));
+            check(s, o, 660);
+        }
+    }
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    Problem pr({1, 200, 2, 64, 1, 64}, o, 661);
+    pr.upload(ctx());
+    Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    for (const char * bogus : {"bogus", "Chunked", "rows"}) {
+        SCOPED_TRACE(bogus);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", bogus);
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_EQ(std::string(mamba_last_error()),
+                  std::string("mamba_ssd: MAMBA_CUDA_SSD_PATH must be one of auto, chunked, parallel (or unset), not '") + bogus + "'");
+    }
+    y.download(ctx());
+    for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
 }
 
 // Packed sequences over several 128-step chunks, with boundaries inside chunks and a single-step
@@ -778,20 +823,16 @@ TEST_P(SsdStateUpdateTest, MatchesOneStepOfTheRecurrence) {
                     a.dt_max = options ? 0.5f : kInf;
                     MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 
-                    std::vector<double> want_y(size_t(Bn * H * P)), want_state = state.values();
-                    for (int64_t b = 0; b < Bn; ++b) {
-                        for (int64_t h = 0; h < H; ++h) {
-                            const int64_t g = h / (H / G);
-                            std::vector<double> xv = zeros(P), zv = zeros(P), Bv = zeros(N), Cv = zeros(N), yv = zeros(P), S = zeros(P * N);
-                            for (int64_t p = 0; p < P; ++p) xv[size_t(p)] = x.at((b * H + h) * P + p), zv[size_t(p)] = z.at((b * H + h) * P + p);
-                            for (int64_t n = 0; n < N; ++n) Bv[size_t(n)] = Bm.at((b * G + g) * N + n), Cv[size_t(n)] = Cm.at((b * G + g) * N + n);
-                            for (int64_t i = 0; i < P * N; ++i) S[size_t(i)] = want_state[size_t((b * H + h) * P * N + i)];
-                            const double dtv = reference_dt(dt.at(b * H + h), options ? bias.at(h) : 0.0, options, a.dt_min, a.dt_max);
-                            reference_step(dtv, A.at(h), xv, Bv, Cv, reference_D(D, d, h, P), options ? &zv : nullptr, S, yv);
-                            for (int64_t p = 0; p < P; ++p) want_y[size_t((b * H + h) * P + p)] = yv[size_t(p)];
-                            for (int64_t i = 0; i < P * N; ++i) want_state[size_t((b * H + h) * P * N + i)] = S[size_t(i)];
-                        }
-                    }
+                    mt::SsdStepInputs in;
+                    in.batch = Bn, in.heads = H, in.headdim = P, in.groups = G, in.dstate = N;
+                    in.x = &x, in.dt = &dt, in.A = &A, in.B = &Bm, in.C = &Cm;
+                    in.D = d != DMode::None ? &D : nullptr;
+                    in.z = options ? &z : nullptr;
+                    in.dt_bias = options ? &bias : nullptr;
+                    in.dt_softplus = options;
+                    in.dt_min = a.dt_min, in.dt_max = a.dt_max;
+                    std::vector<double> want_state = state.values();
+                    const std::vector<double> want_y = mt::reference_ssd_step(in, want_state);
                     y.download(ctx());
                     state.download(ctx());
                     EXPECT_CLOSE(y.values(), want_y, tolerance(dtype), tolerance(dtype));
@@ -1033,6 +1074,45 @@ TEST_P(SsdErrorTest, StateUpdateErrorsAreNamed) {
     EXPECT_NE(std::string(mamba_last_error()).find("dt_max is 0"), std::string::npos) << mamba_last_error();
     a.dt_max = kInf;
     MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
+}
+
+TEST_P(SsdErrorTest, StateUpdateGridLimitsOnCudaFailBeforeAnyWork) {
+    // The CUDA kernel puts heads and batch rows on grid axes of at most 65535 blocks: one more is refused
+    // before anything is queued, so y keeps its poison and the state its values. (headdim 1, dstate 4:
+    // small tensors even with 65536 rows.)
+    if (!on_cuda()) GTEST_SKIP() << "the limits are the CUDA kernel's grid; the CPU backend has none";
+    for (const bool many_heads : {false, true}) {
+        const int64_t Bn = many_heads ? 1 : 65536, H = many_heads ? 65536 : 1, P = 1, G = 1, N = 4;
+        SCOPED_TRACE(many_heads ? "65536 heads" : "65536 batch rows");
+        Tensor state({Bn, H, P, N}, DType::F32), x({Bn, H, P}, DType::F32), dt({Bn, H}, DType::F32), A({H}, DType::F32);
+        Tensor Bm({Bn, G, N}, DType::F32), Cm({Bn, G, N}, DType::F32), D({H}, DType::F32), y({Bn, H, P}, DType::F32);
+        std::mt19937_64 rng(23 + uint64_t(many_heads));
+        for (Tensor * t : {&state, &x, &dt, &Bm, &Cm, &D}) t->fill_uniform(rng, -1, 1);
+        A.fill_uniform(rng, -2, -0.5);
+        for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &D}) t->upload(ctx());
+        y.upload_poisoned(ctx());
+        const std::vector<double> state_before = state.values();
+        mamba_ssd_state_update_args a{};
+        a.state = state.dl();
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = A.dl();
+        a.B = Bm.dl();
+        a.C = Cm.dl();
+        a.D = D.dl();
+        a.y = y.dl();
+        a.dt_softplus = 1;
+        a.dt_max = kInf;
+        EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), many_heads ? "mamba_ssd_state_update: ssd_state_update on CUDA supports at most 65535 batch rows and 65535 "
+                                                      "heads (has batch 1, heads 65536)"
+                                                    : "mamba_ssd_state_update: ssd_state_update on CUDA supports at most 65535 batch rows and 65535 "
+                                                      "heads (has batch 65536, heads 1)");
+        y.download(ctx());
+        for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
+        state.download(ctx());
+        EXPECT_EQ(state.values(), state_before);
+    }
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SsdTest);

@@ -1,8 +1,9 @@
 // CPU decode step of the Mamba-1 recurrence. State rows (batch, channel, :) are contiguous over dstate in
 // the usual layout, and so are A's rows and B, C, so the step is vectorized over the state axis; each
 // task takes one batch row and a chunk of channels. With dt_proj_weight, dt of a channel is the dot
-// product of its weight row (converted to float32 per chunk) with the batch row's low-rank input
-// (converted once), vectorized over dt_rank.
+// product of its weight row with the batch row's low-rank input, vectorized over dt_rank, computed for
+// every batch row in a pass before the update: each weight row is converted to float32 once per call (a
+// chunk of rows at a time, reused by all batch rows while it is in cache), and so is each input row.
 #include <algorithm>
 #include <vector>
 
@@ -46,29 +47,33 @@ inline float step_row(float * h, const float * a, const float * b, const float *
     return sum(acc);
 }
 
-// dt of channels c0 .. c0 + count - 1 (into dt[0 .. count)) as their dt_proj_weight rows times the
-// low-rank input row dt_low (float32, zero-padded to rank_padded, a multiple of the vector width).
-void project_dt(const SelectiveStateUpdateParams & p, const float * dt_low, int64_t rank_padded, int64_t c0, int64_t count, float * dt) {
+// Projected dt of channels c0 .. c0 + count - 1 for every batch row, into dt_proj (batch, dim): their
+// dt_proj_weight rows, converted to float32 once, times each batch row's low-rank input in dt_low
+// (float32, (batch, rank_padded), zero-padded to a multiple of the vector width).
+void project_dt(const SelectiveStateUpdateParams & p, const float * dt_low, int64_t rank_padded, int64_t c0, int64_t count, float * dt_proj) {
     const Tensor & W = *p.dt_proj_weight;
     std::vector<float> w(size_t(count * rank_padded), 0.0f);
     load_tile(W.dtype, element(W, {c0, 0}), count, p.dt_rank, W.stride[0], W.stride[1], w.data(), rank_padded);
-    for (int64_t c = 0; c < count; ++c) {
-        const float * row = w.data() + c * rank_padded;
-        Vec acc = set1(0.0f);
-        for (int64_t r = 0; r < rank_padded; r += kWidth) acc = fmadd(load(row + r), load(dt_low + r), acc);
-        dt[c] = sum(acc);
+    for (int64_t b = 0; b < p.batch; ++b) {
+        const float * input = dt_low + b * rank_padded;
+        for (int64_t c = 0; c < count; ++c) {
+            const float * row = w.data() + c * rank_padded;
+            Vec acc = set1(0.0f);
+            for (int64_t r = 0; r < rank_padded; r += kWidth) acc = fmadd(load(row + r), load(input + r), acc);
+            dt_proj[b * p.dim + c0 + c] = sum(acc);
+        }
     }
 }
 
-void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, const float * dt_low, int64_t rank_padded, int64_t b,
-                  int64_t c0, int64_t count) {
+// dt_proj: the projected dt (batch, dim) when dt_proj_weight is given (project_dt), else unused.
+void update_chunk(const SelectiveStateUpdateParams & p, const float * bc, int64_t padded, const float * dt_proj, int64_t b, int64_t c0, int64_t count) {
     const int64_t N = p.dstate;
     const int64_t channels_per_group = p.dim / p.groups;
     alignas(64) float x[kChunk] = {}, dt[kChunk] = {}, z[kChunk] = {}, y[kChunk] = {}, d[kChunk] = {}, bias[kChunk] = {};
     alignas(64) float h[kMaxPaddedState] = {}, a[kMaxPaddedState] = {};
 
     load_tile(p.x.dtype, element(p.x, {b, c0}), 1, count, 0, p.x.stride[1], x, kChunk);
-    if (p.dt_proj_weight) project_dt(p, dt_low + b * rank_padded, rank_padded, c0, count, dt);
+    if (p.dt_proj_weight) std::copy(dt_proj + b * p.dim + c0, dt_proj + b * p.dim + c0 + count, dt);
     else load_tile(p.dt.dtype, element(p.dt, {b, c0}), 1, count, 0, p.dt.stride[1], dt, kChunk);
     if (p.z) load_tile(p.z->dtype, element(*p.z, {b, c0}), 1, count, 0, p.z->stride[1], z, kChunk);
     if (p.D) load_tile(DType::F32, element(*p.D, {c0}), 1, count, 0, p.D->stride[0], d, kChunk);
@@ -127,13 +132,23 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     for (int64_t b = 0; p.dt_proj_weight && b < p.batch; ++b)
         load_tile(p.dt.dtype, element(p.dt, {b, 0}), 1, p.dt_rank, 0, p.dt.stride[1], dt_low.data() + b * rank_padded, rank_padded);
     const int64_t chunks = (p.dim + kChunk - 1) / kChunk;
+    // The projected dt of every (batch row, channel), one task per chunk of weight rows.
+    std::vector<float> dt_proj(p.dt_proj_weight ? size_t(p.batch * p.dim) : 0);
+    if (p.dt_proj_weight) {
+        const bool parallel_projection = p.batch * p.dim * p.dt_rank >= kParallelMinElements && ctx.num_threads > 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.num_threads) if (parallel_projection)
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+            const int64_t c0 = chunk * kChunk;
+            project_dt(p, dt_low.data(), rank_padded, c0, std::min(kChunk, p.dim - c0), dt_proj.data());
+        }
+    }
     const int64_t tasks = p.batch * chunks;
     const bool parallel = p.batch * p.dim * N >= kParallelMinElements && ctx.num_threads > 1;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(ctx.num_threads) if (parallel)
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t b = task / chunks;
         const int64_t c0 = (task % chunks) * kChunk;
-        update_chunk(p, bc.data(), padded, dt_low.data(), rank_padded, b, c0, std::min(kChunk, p.dim - c0));
+        update_chunk(p, bc.data(), padded, dt_proj.data(), b, c0, std::min(kChunk, p.dim - c0));
     }
 }
 
