@@ -4,27 +4,49 @@
 #pragma once
 
 #include "selective_scan_kernel.cuh"
+#include "selective_scan_lanes.cuh"
 #include "selective_scan_split.cuh"
 
 namespace mamba::cuda::scan {
 
-// Contiguous channel path, dstate padded to N: split (the default) for N >= 8, else base.
+// Contiguous channel path, dstate padded to N: the variant's kernel for N >= 8 (split by default; quad,
+// oct, sixteen: 4, 8, 16 lanes a channel), else base.
 template <class T, int N>
 void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     if constexpr (N >= 8) {
-        if (a.variant == ScanVariant::Split) {
-            launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch);
-            return;
+        switch (a.variant) {
+            case ScanVariant::Split: launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch); return;
+            case ScanVariant::Quad: launch_lanes_scan<LanesScanTraits<T, N, 4>>(ctx, a, batch); return;
+            case ScanVariant::Oct: launch_lanes_scan<LanesScanTraits<T, N, 8>>(ctx, a, batch); return;
+            case ScanVariant::Sixteen: launch_lanes_scan<LanesScanTraits<T, N, 16>>(ctx, a, batch); return;
+            case ScanVariant::Base: break;
         }
     }
     launch_channel_scan<ChannelScanTraits<T, N>, true>(ctx, a, batch);
 }
 
-// (b, l, d) rows path, dstate padded to N: split (the default) for N >= 8, else base.
+// Threads a channel and resident threads an SM of the kernel that runs a call, for planning its
+// segments (scan_segment_len): must follow the two launchers here.
+struct ScanThreadPlan {
+    int64_t lanes, resident_per_sm;
+};
+inline ScanThreadPlan scan_thread_plan(ScanVariant v, int64_t dstate, bool contiguous, bool rows) {
+    if (dstate <= 4 || !(contiguous || rows) || v == ScanVariant::Base) return {1, kResidentThreadsPerSM};
+    auto lanes_plan = [&](auto traits) -> ScanThreadPlan {
+        using Tr = decltype(traits);
+        return {Tr::kLanes, Tr::kResidentThreads};
+    };
+    if (contiguous && v == ScanVariant::Quad) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 4>{}) : lanes_plan(LanesScanTraits<float, 16, 4>{});
+    if (contiguous && v == ScanVariant::Oct) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 8>{}) : lanes_plan(LanesScanTraits<float, 16, 8>{});
+    if (contiguous && v == ScanVariant::Sixteen) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 16>{}) : lanes_plan(LanesScanTraits<float, 16, 16>{});
+    return {2, kResidentThreadsPerSM};  // split (the rows path runs split for every variant but base)
+}
+
+// (b, l, d) rows path, dstate padded to N: split (the default, and for quad, oct, sixteen) for N >= 8, else base.
 template <class T, int N>
 void launch_rows_path_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     if constexpr (N >= 8) {
-        if (a.variant == ScanVariant::Split) {
+        if (a.variant != ScanVariant::Base) {
             launch_split_rows_scan<SplitRowsScanTraits<T, N>>(ctx, a, batch);
             return;
         }

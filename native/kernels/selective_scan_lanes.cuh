@@ -1,0 +1,327 @@
+// Kernels `quad`, `oct` and `sixteen` of the contiguous channel path of the Mamba-1 selective scan
+// (MAMBA_CUDA_SCAN_VARIANT=quad|oct|sixteen; the default stays split, selective_scan_split.cuh): 4, 8 or
+// 16 lanes per channel, each with N/lanes of the states, exchanging through shared memory instead of
+// shuffles. Not yet measured on a GPU. The (b, l, d) rows path runs split under these names.
+//
+// Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: split at bf16 B8
+// D5120 has 19.4 warps an SM, each spending ~62 issue slots a step on a dependent in-order stream; the
+// kernel waits on each warp's chain, not on the MUFU (floor ~0.40 ms). More lanes a channel give more
+// warps an SM and a shorter stream per warp, without more MUFU work:
+// - A block is 128 threads: 128/L channels (L = lanes) of one group. Lane q of a channel owns states
+//   q*NL..q*NL+NL-1 (NL = N/L; h and A*log2e in registers) and steps q*LS..q*LS+LS-1 of each 16-step chunk
+//   (LS = 16/L): it loads only its LS elements of the u, delta, z rows (bf16: 8, 4, 2 bytes; the L lanes
+//   together read the chunk's 32-byte sector), computes dt and dt*u of its steps, and y of its steps.
+// - Exchanges through shared memory rather than SHFL (split: 3 SHFL a step): phase 1, each lane writes
+//   dt and dt*u of its steps (1-2 STS); __syncwarp; phase 2, every lane reads (dt, dt*u) of two steps per
+//   LDS.128, updates its NL states and writes its partial C.h of four steps per STS.128; __syncwarp;
+//   phase 3, the owner of a step sums the L partials (L LDS of LS floats, (L-1)*LS FADD).
+// - B and C of the chunk are staged as float once per block (one 16-byte load per staging thread, as
+//   base) in the order [step / SG][lane][state of the lane][step % SG] with SG = 4/NL, so that a lane reads
+//   NL states x SG steps with one conflict-free LDS.128: NL/4 LDS a step each for B and C.
+// - Per lane and step, quad (NL 4, LS 4): 4 FMUL + 4 MUFU + 4 FMUL + 4 FFMA for h, 4 for C.h, 2 LDS.128
+//   (B, C), 0.5 LDS.128 (dt, dt*u), 0.25 STS.128, and a quarter of a step's softplus, SiLU, loads and stores:
+//   ~29 issue slots against split's ~62, ~115 a channel-step (split ~124, base ~136). sixteen (NL 1):
+//   ~9 a lane-step, 1.25 shared accesses; one state a lane, so B1 D5120 fills 19 warps an SM unsplit.
+// - Launch bounds: quad and oct 8 blocks an SM (32 warps, at most 64 registers; B8 D5120 needs 38.8 with
+//   quad: 1.2 waves), sixteen 7 (28 warps, 72 registers; B1 D5120 needs 19.4). ptxas (CUDA 11.8, sm_90,
+//   bf16): quad N16 64 registers with 32 bytes spilled (at 56 registers 72 bytes, at 48 104), oct 64 and
+//   sixteen 71 without spills. Shared memory per block ~19 KB (quad). Segments (a sequence cut into parts
+//   for small batches) are planned for these resident threads (scan_segment_len).
+// - dstate 5..16 (padded to 8 or 16; with N 8 the lanes are min(L, 8)); masking, segments and the
+//   aliased final state as base (selective_scan_kernel.cuh).
+#pragma once
+
+#include "selective_scan_kernel.cuh"
+
+namespace mamba::cuda::scan {
+
+template <class T, int kStates, int kLanesWanted>
+struct LanesScanTraits {
+    using Elem = T;
+    static constexpr int kN = kStates;
+    static constexpr int kLanes = kLanesWanted < kStates ? kLanesWanted : kStates;  // at least one state a lane
+    static constexpr int kLaneStates = kN / kLanes;                                  // NL
+    static constexpr int kChunk = 16;
+    static constexpr int kLaneSteps = kChunk / kLanes;                               // LS
+    static constexpr int kGroupSteps = 4 / kLaneStates;                              // SG: steps per LDS.128 of B
+    static constexpr int kThreads = 128;
+    static constexpr int kChannels = kThreads / kLanes;
+    static constexpr int kMinBlocksPerSM = kLanes == 16 ? 7 : 8;
+    static constexpr int kResidentThreads = kThreads * kMinBlocksPerSM;
+    static constexpr int kVec = 16 / int(sizeof(T));      // elements per 16-byte staging load
+    static constexpr int kPieces = kChunk / kVec;        // staging loads per B/C row and chunk
+    // Shared strides in floats, padded so that a warp's accesses fall in distinct banks.
+    static constexpr int kDtStride = 2 * kChunk + 4;                              // (dt, dt*u) of a channel
+    static constexpr int kPartRow = kChunk + 4;                                   // one lane's partials
+    static constexpr int kPartStride = kLanes * kPartRow + (kLanes == 4 ? 0 : 16);  // a channel's partials
+    static_assert(kN % kLanes == 0 && kLaneStates <= 4 && 4 % kLaneStates == 0, "a lane's B/C of SG steps are one float4");
+    static_assert(kLaneSteps >= 1 && kChunk % 4 == 0, "whole float4 partials");
+    static_assert(kChunk == ChannelScanTraits<T, kStates>::kChunk, "segments are cut in base's chunks");
+    static_assert(2 * kN * kPieces <= kThreads, "B/C staging needs one thread per 16-byte piece");
+};
+
+// A lane's LS elements of one row, kept as raw 32-bit words until used; one vector load when whole.
+template <class T, int LS>
+struct LaneRow {
+    static constexpr int kBytes = LS * int(sizeof(T));
+    static constexpr int kPerWord = 4 / int(sizeof(T));
+    static constexpr int kWords = kBytes >= 4 ? kBytes / 4 : 1;
+    uint32_t w[kWords];
+    __device__ __forceinline__ float at(int i) const {
+        const uint32_t word = w[i / kPerWord] >> (16 * (kPerWord - 1) * (i % kPerWord));
+        if constexpr (std::is_same_v<T, float>) return __uint_as_float(word);
+        else if constexpr (std::is_same_v<T, bf16_t>) return __bfloat162float(__ushort_as_bfloat16((unsigned short)(word & 0xffffu)));
+        else return __half2float(__ushort_as_half((unsigned short)(word & 0xffffu)));
+    }
+    // count < LS: the elements past it read as zero. p is aligned to kBytes when count >= LS.
+    __device__ __forceinline__ void load(const T * p, int count) {
+        if (count >= LS) {
+            if constexpr (kBytes == 16) {
+                const uint4 q = *reinterpret_cast<const uint4 *>(p);
+                w[0] = q.x, w[1] = q.y, w[2] = q.z, w[3] = q.w;
+            } else if constexpr (kBytes == 8) {
+                const uint2 q = *reinterpret_cast<const uint2 *>(p);
+                w[0] = q.x, w[1] = q.y;
+            } else if constexpr (kBytes == 4) {
+                w[0] = *reinterpret_cast<const uint32_t *>(p);
+            } else {
+                w[0] = *reinterpret_cast<const unsigned short *>(p);
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[i] = 0;
+#pragma unroll
+        for (int k = 0; k < LS; ++k)
+            if (k < count) w[k / kPerWord] |= RawChunk<T, 16>::bits(p[k]) << (16 * (kPerWord - 1) * (k % kPerWord));
+    }
+};
+
+// Stores LS floats as T: one vector store when whole (p aligned to LS elements), else the first count.
+template <class T, int LS>
+__device__ __forceinline__ void store_lane_row(T * p, const float (&v)[LS], int count) {
+    constexpr int kBytes = LS * int(sizeof(T));
+    if (count >= LS && kBytes >= 4) {
+        constexpr int kWords = kBytes / 4, kPerWord = 4 / int(sizeof(T));
+        uint32_t w[kWords > 0 ? kWords : 1];
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) {
+            w[i] = 0;
+#pragma unroll
+            for (int j = 0; j < kPerWord; ++j) w[i] |= RawChunk<T, 16>::bits(from_f32<T>(v[i * kPerWord + j])) << (16 * (kPerWord - 1) * j);
+        }
+        if constexpr (kBytes == 16) *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+        else if constexpr (kBytes == 8) *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
+        else if constexpr (kBytes == 4) *reinterpret_cast<uint32_t *>(p) = w[0];
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < LS; ++i)
+        if (i < count) p[i] = from_f32<T>(v[i]);
+}
+
+// K consecutive floats from 16-byte aligned shared memory (K = 1, 2 or 4) as one load.
+template <int K>
+__device__ __forceinline__ void shared_load(const float * p, float (&out)[K]) {
+    if constexpr (K == 4) {
+        const float4 v = *reinterpret_cast<const float4 *>(p);
+        out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+    } else if constexpr (K == 2) {
+        const float2 v = *reinterpret_cast<const float2 *>(p);
+        out[0] = v.x, out[1] = v.y;
+    } else {
+        static_assert(K == 1, "1, 2 or 4 floats");
+        out[0] = *p;
+    }
+}
+
+template <class Tr, bool kSummary>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_lanes_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int N = Tr::kN, L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, SG = Tr::kGroupSteps;
+    constexpr int kVec = Tr::kVec, kPieces = Tr::kPieces, TC = Tr::kChannels;
+    constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
+    // B/C of a chunk: float index ((k / SG) * L + lane) * 4 + j * SG + k % SG for step k, state lane*NL+j.
+    __shared__ __align__(16) float s_B[2][CH * N];
+    __shared__ __align__(16) float s_C[kSummary ? 1 : 2][kSummary ? 4 : CH * N];
+    __shared__ __align__(16) float s_dt[TC][Tr::kDtStride];  // (dt, dt*u) of every step, per channel
+    __shared__ __align__(16) float s_part[kSummary ? 1 : TC][kSummary ? 4 : Tr::kPartStride];  // partial C.h, [lane][step]
+
+    const int tid = int(threadIdx.x);
+    const int lane = tid % L;  // which states and which steps of the chunk
+    const int cl = tid / L;    // channel of the block
+    const int64_t b = blockIdx.y;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * TC;
+    const int64_t d_raw = d_first + cl;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle lanes shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
+    const bool has_z = !kSummary && a.has_z;
+
+    // This lane's steps of a chunk start at lane * LS.
+    const T * up = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d * a.u_sd + lane * LS;
+    const T * dp = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d * a.dl_sd + lane * LS;
+    const T * zp = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d * a.z_sd + lane * LS : nullptr;
+    T * yp = reinterpret_cast<T *>(a.y) + b * a.y_sb + d * a.y_sd + lane * LS;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
+    float A2[NL], h[NL];
+#pragma unroll
+    for (int j = 0; j < NL; ++j) {
+        const int n = lane * NL + j;
+        const bool valid = n < a.dstate;
+        A2[j] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[j] = 0.0f;
+            // Slot 0 holds the initial state, read here, before the last pass may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[j] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
+    }
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
+
+    // B/C staging as base: thread i < kRows * kPieces loads 16 bytes (piece i % kPieces) of row i / kPieces.
+    const int stage_row = tid / kPieces, stage_piece = tid % kPieces;
+    const bool stager = tid < kRows * kPieces;
+    const int stage_n = stage_row < N ? stage_row : stage_row - N;
+    const bool stage_c = stage_row >= N;
+    const bool stage_valid = stager && stage_n < a.dstate;
+    const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
+    // Where state stage_n of step k goes: its lane's float4 of step group k / SG.
+    const int stage_base = (stage_n / NL) * 4 + (stage_n % NL) * SG;
+    RawChunk<T, kVec> stage_raw;
+    auto stage_load = [&](int64_t t0) {
+        const int64_t count = t_end - t0 - stage_piece * kVec;
+        if (stage_valid) stage_raw.template load<true>(stage_ptr + t0, count < kVec ? int(count > 0 ? count : 0) : kVec, 1);
+    };
+    auto stage_store = [&](int buf) {
+        if (!stager) return;
+        float * dst = stage_c ? s_C[kSummary ? 0 : buf] : s_B[buf];
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+            const int k = stage_piece * kVec + i;
+            dst[(k / SG) * L * 4 + stage_base + k % SG] = stage_valid ? stage_raw.at(i) : 0.0f;
+        }
+    };
+
+    // This lane's steps of the rows, one chunk ahead; past the end they read as zeros.
+    LaneRow<T, LS> u_next{}, dl_next{}, z_next{};
+    auto own_count = [&](int64_t t0) {
+        const int64_t left = t_end - t0 - lane * LS;
+        return left < LS ? int(left > 0 ? left : 0) : LS;
+    };
+    auto row_load = [&](int64_t t0) {
+        const int count = own_count(t0);
+        u_next.load(up + t0, count);
+        dl_next.load(dp + t0, count);
+        if (has_z) z_next.load(zp + t0, count);
+    };
+
+    float dt_sum = 0.0f;
+    row_load(t_begin);
+    stage_load(t_begin);
+    stage_store(0);
+    __syncthreads();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        const LaneRow<T, LS> uu = u_next, dl = dl_next, zz = z_next;
+        const bool more = t0 + CH < t_end;
+        const int mine = own_count(t0);
+        if (more) {
+            row_load(t0 + CH);
+            stage_load(t0 + CH);
+        }
+        // Phase 1: dt and dt * u of this lane's steps (past the end: dt = 0, u reads as zero) for every lane.
+        {
+            float own[2 * LS];
+#pragma unroll
+            for (int i = 0; i < LS; ++i) {
+                own[2 * i] = step_dt(dl.at(i), consts, i < mine);
+                own[2 * i + 1] = own[2 * i] * uu.at(i);
+                if constexpr (kSummary) dt_sum += own[2 * i];
+            }
+            float * dst = &s_dt[cl][2 * LS * lane];
+            if constexpr (2 * LS >= 4) {
+#pragma unroll
+                for (int i = 0; i < 2 * LS; i += 4) *reinterpret_cast<float4 *>(dst + i) = make_float4(own[i], own[i + 1], own[i + 2], own[i + 3]);
+            } else {
+                *reinterpret_cast<float2 *>(dst) = make_float2(own[0], own[1]);
+            }
+        }
+        __syncwarp();
+        // Phase 2: every step. (dt, dt*u) of two steps a load; B and C of SG steps a load; partial C.h of
+        // four steps at a time into this lane's row of s_part.
+        float dd[4], Bg[4], Cg[4], part[4];
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            if (k % 2 == 0) shared_load<4>(&s_dt[cl][2 * k], dd);
+            if (k % SG == 0) {
+                shared_load<4>(&s_B[buf][((k / SG) * L + lane) * 4], Bg);
+                if constexpr (!kSummary) shared_load<4>(&s_C[buf][((k / SG) * L + lane) * 4], Cg);
+            }
+            const float dt = dd[2 * (k % 2)], du = dd[2 * (k % 2) + 1];
+#pragma unroll
+            for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bg[j * SG + k % SG]);
+            if constexpr (!kSummary) {
+                float acc0 = Cg[k % SG] * h[0], acc1 = 0.0f;
+#pragma unroll
+                for (int j = 1; j < NL; ++j) {
+                    if (j % 2) acc1 = fmaf(Cg[j * SG + k % SG], h[j], acc1);
+                    else acc0 = fmaf(Cg[j * SG + k % SG], h[j], acc0);
+                }
+                part[k % 4] = acc0 + acc1;
+                if (k % 4 == 3) *reinterpret_cast<float4 *>(&s_part[cl][lane * Tr::kPartRow + k - 3]) = make_float4(part[0], part[1], part[2], part[3]);
+            }
+        }
+        // Phase 3: the owner of a step sums the lanes' partials, adds the D skip, gates with SiLU(z), stores y.
+        if constexpr (!kSummary) {
+            __syncwarp();
+            float y[LS];
+#pragma unroll
+            for (int i = 0; i < LS; ++i) y[i] = consts.Dv * uu.at(i);
+#pragma unroll
+            for (int q = 0; q < L; ++q) {
+                float p[LS];
+                shared_load<LS>(&s_part[cl][q * Tr::kPartRow + lane * LS], p);
+#pragma unroll
+                for (int i = 0; i < LS; ++i) y[i] += p[i];
+            }
+            if (has_z) {
+#pragma unroll
+                for (int i = 0; i < LS; ++i) y[i] *= scan_silu(zz.at(i));
+            }
+            if (channel_valid) store_lane_row<T, LS>(yp + t0, y, mine);
+        }
+        if (more) stage_store(buf ^ 1);
+        // Every lane is done with this chunk's B/C buffer, s_dt and s_part before the next chunk writes them.
+        __syncthreads();
+    }
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) dt_sum += __shfl_xor_sync(0xffffffffu, dt_sum, o);  // every lane's steps
+    }
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j) a.seg_state[slot(seg + 1, lane * NL + j)] = h[j];
+        if (lane == 0) a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j)
+            if (lane * NL + j < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + (lane * NL + j) * a.fin_sn] = h[j];
+    }
+}
+
+template <class Tr>
+void launch_lanes_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_lanes_kernel<Tr, true>, selective_scan_lanes_kernel<Tr, false>);
+}
+
+}  // namespace mamba::cuda::scan
