@@ -51,7 +51,9 @@ struct LanesScanTraits {
     static constexpr int kVec = 16 / int(sizeof(T));      // elements per 16-byte staging load
     static constexpr int kPieces = kChunk / kVec;        // staging loads per B/C row and chunk
     // Shared strides in floats, padded so that a warp's accesses fall in distinct banks.
-    static constexpr int kDtStride = 2 * kChunk + 4;                              // (dt, dt*u) of a channel
+    // (dt, dt*u) of every step, then D*u of every step, per channel: 13 float4s, odd, so that the 8
+    // channels of a warp fall in distinct banks.
+    static constexpr int kDtStride = 3 * kChunk + 4;
     static constexpr int kPartRow = kChunk + 4;                                   // one lane's partials
     static constexpr int kPartStride = kLanes * kPartRow + (kLanes == 4 ? 0 : 16);  // a channel's partials
     static_assert(kN % kLanes == 0 && kLaneStates <= 4 && 4 % kLaneStates == 0, "a lane's B/C of SG steps are one float4");
@@ -135,6 +137,15 @@ __device__ __forceinline__ void shared_load(const float * p, float (&out)[K]) {
     }
 }
 
+// The first K floats of v to 16-byte aligned shared memory (K = 1, 2 or 4) as one store.
+template <int K, int M>
+__device__ __forceinline__ void store_shared(float * p, const float (&v)[M]) {
+    static_assert(K <= M, "enough values");
+    if constexpr (K == 4) *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    else if constexpr (K == 2) *reinterpret_cast<float2 *>(p) = make_float2(v[0], v[1]);
+    else *p = v[0];
+}
+
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_lanes_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
@@ -144,7 +155,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     // B/C of a chunk: float index ((k / SG) * L + lane) * 4 + j * SG + k % SG for step k, state lane*NL+j.
     __shared__ __align__(16) float s_B[2][CH * N];
     __shared__ __align__(16) float s_C[kSummary ? 1 : 2][kSummary ? 4 : CH * N];
-    __shared__ __align__(16) float s_dt[TC][Tr::kDtStride];  // (dt, dt*u) of every step, per channel
+    __shared__ __align__(16) float s_dt[TC][Tr::kDtStride];  // (dt, dt*u) of every step, then D*u, per channel
     __shared__ __align__(16) float s_part[kSummary ? 1 : TC][kSummary ? 4 : Tr::kPartStride];  // partial C.h, [lane][step]
 
     const int tid = int(threadIdx.x);
@@ -211,8 +222,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         }
     };
 
-    // This lane's steps of the rows, one chunk ahead; past the end they read as zeros.
-    LaneRow<T, LS> u_next{}, dl_next{}, z_next{};
+    // This lane's steps of u and delta, one chunk ahead (z is loaded at the start of its chunk and used
+    // at its end: fewer registers); past the end they read as zeros.
+    LaneRow<T, LS> u_next{}, dl_next{}, zz{};
     auto own_count = [&](int64_t t0) {
         const int64_t left = t_end - t0 - lane * LS;
         return left < LS ? int(left > 0 ? left : 0) : LS;
@@ -221,7 +233,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         const int count = own_count(t0);
         u_next.load(up + t0, count);
         dl_next.load(dp + t0, count);
-        if (has_z) z_next.load(zp + t0, count);
     };
 
     float dt_sum = 0.0f;
@@ -231,9 +242,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     __syncthreads();
     int buf = 0;
     for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
-        const LaneRow<T, LS> uu = u_next, dl = dl_next, zz = z_next;
+        const LaneRow<T, LS> uu = u_next, dl = dl_next;
         const bool more = t0 + CH < t_end;
         const int mine = own_count(t0);
+        if (has_z) zz.load(zp + t0, mine);
         if (more) {
             row_load(t0 + CH);
             stage_load(t0 + CH);
@@ -253,6 +265,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
                 for (int i = 0; i < 2 * LS; i += 4) *reinterpret_cast<float4 *>(dst + i) = make_float4(own[i], own[i + 1], own[i + 2], own[i + 3]);
             } else {
                 *reinterpret_cast<float2 *>(dst) = make_float2(own[0], own[1]);
+            }
+            if constexpr (!kSummary) {
+                // The D skip of this lane's steps, read back in phase 3 (u is not kept in registers through phase 2).
+#pragma unroll
+                for (int i = 0; i < LS; ++i) own[i] = consts.Dv * uu.at(i);
+                store_shared<LS>(&s_dt[cl][2 * CH + LS * lane], own);
             }
         }
         __syncwarp();
@@ -284,8 +302,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         if constexpr (!kSummary) {
             __syncwarp();
             float y[LS];
-#pragma unroll
-            for (int i = 0; i < LS; ++i) y[i] = consts.Dv * uu.at(i);
+            shared_load<LS>(&s_dt[cl][2 * CH + LS * lane], y);  // D skip
 #pragma unroll
             for (int q = 0; q < L; ++q) {
                 float p[LS];
