@@ -20,6 +20,7 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {{"base", scan::ScanVariant::Base},
                                                                  {"split", scan::ScanVariant::Split},
+                                                                 {"duo", scan::ScanVariant::Duo},
                                                                  {"quad", scan::ScanVariant::Quad},
                                                                  {"oct", scan::ScanVariant::Oct},
                                                                  {"sixteen", scan::ScanVariant::Sixteen}};
@@ -192,7 +193,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.variant = variant;
     a.multiprocessors = state_of(ctx).multiprocessors;
-    // split, quad, oct and sixteen run 2, 4, 8, 16 threads a channel (dstate 5..16), with launch bounds
+    // split, duo, quad, oct and sixteen run 2, 2, 4, 8, 16 threads a channel (dstate 5..16), with launch bounds
     // that keep more of them resident: segments are planned for the threads the kernel launches and
     // holds. Fewer segments than max_nseg, never more (more threads and more resident threads both
     // plan fewer; the max below only guards the workspace).

@@ -1,7 +1,8 @@
-// Kernels `quad`, `oct` and `sixteen` of the contiguous channel path of the Mamba-1 selective scan
-// (MAMBA_CUDA_SCAN_VARIANT=quad|oct|sixteen; the default stays split, selective_scan_split.cuh): 4, 8 or
-// 16 lanes per channel, each with N/lanes of the states, exchanging through shared memory instead of
-// shuffles. Not yet measured on a GPU. The (b, l, d) rows path runs split under these names.
+// Kernels `duo`, `quad`, `oct` and `sixteen` of the contiguous channel path of the Mamba-1 selective scan
+// (MAMBA_CUDA_SCAN_VARIANT=duo|quad|oct|sixteen; the default stays split, selective_scan_split.cuh): 2,
+// 4, 8 or 16 lanes per channel, each with N/lanes of the states, exchanging through shared memory
+// instead of shuffles (duo is split's layout with these exchanges). Not yet measured on a GPU. The
+// (b, l, d) rows path runs split under these names.
 //
 // Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: split at bf16 B8
 // D5120 has 19.4 warps an SM, each spending ~62 issue slots a step on a dependent in-order stream; the
@@ -16,16 +17,17 @@
 //   LDS.128, updates its NL states and writes its partial C.h of four steps per STS.128; __syncwarp;
 //   phase 3, the owner of a step sums the L partials (L LDS of LS floats, (L-1)*LS FADD).
 // - B and C of the chunk are staged as float once per block (one 16-byte load per staging thread, as
-//   base) in the order [step / SG][lane][state of the lane][step % SG] with SG = 4/NL, so that a lane reads
-//   NL states x SG steps with one conflict-free LDS.128: NL/4 LDS a step each for B and C.
+//   base) in the order [step / SG][lane][state of the lane][step % SG] with SG = max(1, 4/NL), so that a
+//   lane reads NL states x SG steps with conflict-free LDS.128s: NL/4 LDS a step each for B and C.
 // - Per lane and step, quad (NL 4, LS 4): 4 FMUL + 4 MUFU + 4 FMUL + 4 FFMA for h, 4 for C.h, 2 LDS.128
 //   (B, C), 0.5 LDS.128 (dt, dt*u), 0.25 STS.128, and a quarter of a step's softplus, SiLU, loads and stores:
 //   ~29 issue slots against split's ~62, ~115 a channel-step (split ~124, base ~136). sixteen (NL 1):
 //   ~9 a lane-step, 1.25 shared accesses; one state a lane, so B1 D5120 fills 19 warps an SM unsplit.
-// - Launch bounds: quad and oct 8 blocks an SM (32 warps, at most 64 registers; B8 D5120 needs 38.8 with
+//   duo (NL 8, LS 8): ~46 a lane-step against split's ~62 (no SHFL; 4.75 shared accesses).
+// - Launch bounds: duo 5 blocks an SM (20 warps, 96 registers, as split), quad and oct 8 blocks an SM (32 warps, at most 64 registers; B8 D5120 needs 38.8 with
 //   quad: 1.2 waves), sixteen 7 (28 warps, 72 registers; B1 D5120 needs 19.4). ptxas (CUDA 11.8, sm_90,
 //   bf16): quad N16 64 registers with 32 bytes spilled (at 56 registers 72 bytes, at 48 104), oct 64 and
-//   sixteen 71 without spills. Shared memory per block ~19 KB (quad). Segments (a sequence cut into parts
+//   sixteen 71 and duo 96 without spills. Shared memory per block ~21 KB (quad), ~32 KB (duo). Segments (a sequence cut into parts
 //   for small batches) are planned for these resident threads (scan_segment_len).
 // - dstate 5..16 (padded to 8 or 16; with N 8 the lanes are min(L, 8)); masking, segments and the
 //   aliased final state as base (selective_scan_kernel.cuh).
@@ -43,10 +45,11 @@ struct LanesScanTraits {
     static constexpr int kLaneStates = kN / kLanes;                                  // NL
     static constexpr int kChunk = 16;
     static constexpr int kLaneSteps = kChunk / kLanes;                               // LS
-    static constexpr int kGroupSteps = 4 / kLaneStates;                              // SG: steps per LDS.128 of B
+    static constexpr int kGroupSteps = kLaneStates >= 4 ? 1 : 4 / kLaneStates;        // SG: steps per B/C read
+    static constexpr int kLaneWidth = kLaneStates * kGroupSteps;                      // W: floats per B/C read (4 or NL)
     static constexpr int kThreads = 128;
     static constexpr int kChannels = kThreads / kLanes;
-    static constexpr int kMinBlocksPerSM = kLanes == 16 ? 7 : 8;
+    static constexpr int kMinBlocksPerSM = kLanes == 2 ? 5 : kLanes == 16 ? 7 : 8;
     static constexpr int kResidentThreads = kThreads * kMinBlocksPerSM;
     static constexpr int kVec = 16 / int(sizeof(T));      // elements per 16-byte staging load
     static constexpr int kPieces = kChunk / kVec;        // staging loads per B/C row and chunk
@@ -56,7 +59,7 @@ struct LanesScanTraits {
     static constexpr int kDtStride = 3 * kChunk + 4;
     static constexpr int kPartRow = kChunk + 4;                                   // one lane's partials
     static constexpr int kPartStride = kLanes * kPartRow + (kLanes == 4 ? 0 : 16);  // a channel's partials
-    static_assert(kN % kLanes == 0 && kLaneStates <= 4 && 4 % kLaneStates == 0, "a lane's B/C of SG steps are one float4");
+    static_assert(kN % kLanes == 0 && kLaneWidth % 4 == 0, "a lane's B/C of SG steps are whole float4s");
     static_assert(kLaneSteps >= 1 && kChunk % 4 == 0, "whole float4 partials");
     static_assert(kChunk == ChannelScanTraits<T, kStates>::kChunk, "segments are cut in base's chunks");
     static_assert(2 * kN * kPieces <= kThreads, "B/C staging needs one thread per 16-byte piece");
@@ -78,9 +81,12 @@ struct LaneRow {
     // count < LS: the elements past it read as zero. p is aligned to kBytes when count >= LS.
     __device__ __forceinline__ void load(const T * p, int count) {
         if (count >= LS) {
-            if constexpr (kBytes == 16) {
-                const uint4 q = *reinterpret_cast<const uint4 *>(p);
-                w[0] = q.x, w[1] = q.y, w[2] = q.z, w[3] = q.w;
+            if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+                for (int c = 0; c < kBytes / 16; ++c) {
+                    const uint4 q = reinterpret_cast<const uint4 *>(p)[c];
+                    w[4 * c] = q.x, w[4 * c + 1] = q.y, w[4 * c + 2] = q.z, w[4 * c + 3] = q.w;
+                }
             } else if constexpr (kBytes == 8) {
                 const uint2 q = *reinterpret_cast<const uint2 *>(p);
                 w[0] = q.x, w[1] = q.y;
@@ -112,7 +118,10 @@ __device__ __forceinline__ void store_lane_row(T * p, const float (&v)[LS], int 
 #pragma unroll
             for (int j = 0; j < kPerWord; ++j) w[i] |= RawChunk<T, 16>::bits(from_f32<T>(v[i * kPerWord + j])) << (16 * (kPerWord - 1) * j);
         }
-        if constexpr (kBytes == 16) *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+        if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+            for (int c = 0; c < kBytes / 16; ++c) reinterpret_cast<uint4 *>(p)[c] = make_uint4(w[4 * c], w[4 * c + 1], w[4 * c + 2], w[4 * c + 3]);
+        }
         else if constexpr (kBytes == 8) *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
         else if constexpr (kBytes == 4) *reinterpret_cast<uint32_t *>(p) = w[0];
         return;
@@ -122,37 +131,42 @@ __device__ __forceinline__ void store_lane_row(T * p, const float (&v)[LS], int 
         if (i < count) p[i] = from_f32<T>(v[i]);
 }
 
-// K consecutive floats from 16-byte aligned shared memory (K = 1, 2 or 4) as one load.
+// K consecutive floats from 16-byte aligned shared memory (K = 1, 2 or a multiple of 4) as vector loads.
 template <int K>
 __device__ __forceinline__ void shared_load(const float * p, float (&out)[K]) {
-    if constexpr (K == 4) {
-        const float4 v = *reinterpret_cast<const float4 *>(p);
-        out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+    if constexpr (K % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < K; i += 4) {
+            const float4 v = *reinterpret_cast<const float4 *>(p + i);
+            out[i] = v.x, out[i + 1] = v.y, out[i + 2] = v.z, out[i + 3] = v.w;
+        }
     } else if constexpr (K == 2) {
         const float2 v = *reinterpret_cast<const float2 *>(p);
         out[0] = v.x, out[1] = v.y;
     } else {
-        static_assert(K == 1, "1, 2 or 4 floats");
+        static_assert(K == 1, "1, 2 or a multiple of 4 floats");
         out[0] = *p;
     }
 }
 
-// The first K floats of v to 16-byte aligned shared memory (K = 1, 2 or 4) as one store.
+// The first K floats of v to 16-byte aligned shared memory (K = 1, 2 or a multiple of 4) as vector stores.
 template <int K, int M>
 __device__ __forceinline__ void store_shared(float * p, const float (&v)[M]) {
     static_assert(K <= M, "enough values");
-    if constexpr (K == 4) *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
-    else if constexpr (K == 2) *reinterpret_cast<float2 *>(p) = make_float2(v[0], v[1]);
+    if constexpr (K % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < K; i += 4) *reinterpret_cast<float4 *>(p + i) = make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+    } else if constexpr (K == 2) *reinterpret_cast<float2 *>(p) = make_float2(v[0], v[1]);
     else *p = v[0];
 }
 
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_lanes_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
-    constexpr int N = Tr::kN, L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, SG = Tr::kGroupSteps;
+    constexpr int N = Tr::kN, L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, SG = Tr::kGroupSteps, W = Tr::kLaneWidth;
     constexpr int kVec = Tr::kVec, kPieces = Tr::kPieces, TC = Tr::kChannels;
     constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
-    // B/C of a chunk: float index ((k / SG) * L + lane) * 4 + j * SG + k % SG for step k, state lane*NL+j.
+    // B/C of a chunk: float index ((k / SG) * L + lane) * W + j * SG + k % SG for step k, state lane*NL+j.
     __shared__ __align__(16) float s_B[2][CH * N];
     __shared__ __align__(16) float s_C[kSummary ? 1 : 2][kSummary ? 4 : CH * N];
     __shared__ __align__(16) float s_dt[TC][Tr::kDtStride];  // (dt, dt*u) of every step, then D*u, per channel
@@ -205,8 +219,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     const bool stage_c = stage_row >= N;
     const bool stage_valid = stager && stage_n < a.dstate;
     const T * stage_ptr = (stage_c ? Cp + stage_n * a.C_sn : Bp + stage_n * a.B_sn) + stage_piece * kVec;
-    // Where state stage_n of step k goes: its lane's float4 of step group k / SG.
-    const int stage_base = (stage_n / NL) * 4 + (stage_n % NL) * SG;
+    // Where state stage_n of step k goes: its lane's W floats of step group k / SG.
+    const int stage_base = (stage_n / NL) * W + (stage_n % NL) * SG;
     RawChunk<T, kVec> stage_raw;
     auto stage_load = [&](int64_t t0) {
         const int64_t count = t_end - t0 - stage_piece * kVec;
@@ -218,7 +232,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 #pragma unroll
         for (int i = 0; i < kVec; ++i) {
             const int k = stage_piece * kVec + i;
-            dst[(k / SG) * L * 4 + stage_base + k % SG] = stage_valid ? stage_raw.at(i) : 0.0f;
+            dst[(k / SG) * L * W + stage_base + k % SG] = stage_valid ? stage_raw.at(i) : 0.0f;
         }
     };
 
@@ -276,13 +290,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
         __syncwarp();
         // Phase 2: every step. (dt, dt*u) of two steps a load; B and C of SG steps a load; partial C.h of
         // four steps at a time into this lane's row of s_part.
-        float dd[4], Bg[4], Cg[4], part[4];
+        float dd[4], Bg[W], Cg[W], part[4];
 #pragma unroll
         for (int k = 0; k < CH; ++k) {
             if (k % 2 == 0) shared_load<4>(&s_dt[cl][2 * k], dd);
             if (k % SG == 0) {
-                shared_load<4>(&s_B[buf][((k / SG) * L + lane) * 4], Bg);
-                if constexpr (!kSummary) shared_load<4>(&s_C[buf][((k / SG) * L + lane) * 4], Cg);
+                shared_load<W>(&s_B[buf][((k / SG) * L + lane) * W], Bg);
+                if constexpr (!kSummary) shared_load<W>(&s_C[buf][((k / SG) * L + lane) * W], Cg);
             }
             const float dt = dd[2 * (k % 2)], du = dd[2 * (k % 2) + 1];
 #pragma unroll
