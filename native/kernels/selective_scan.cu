@@ -22,6 +22,7 @@ scan::ScanVariant scan_variant() {
                                                                  {"split", scan::ScanVariant::Split},
                                                                  {"duo", scan::ScanVariant::Duo},
                                                                  {"quad", scan::ScanVariant::Quad},
+                                                                 {"quad_regs64", scan::ScanVariant::QuadRegs64},
                                                                  {"oct", scan::ScanVariant::Oct},
                                                                  {"sixteen", scan::ScanVariant::Sixteen}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
@@ -193,7 +194,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
     a.variant = variant;
     a.multiprocessors = state_of(ctx).multiprocessors;
-    // split, duo, quad, oct and sixteen run 2, 2, 4, 8, 16 threads a channel (dstate 5..16), with launch bounds
+    // split, duo, quad(_regs64), oct and sixteen run 2, 2, 4, 8, 16 threads a channel (dstate 5..16), with launch bounds
     // that keep more of them resident: segments are planned for the threads the kernel launches and
     // holds. Fewer segments than max_nseg, never more (more threads and more resident threads both
     // plan fewer; the max below only guards the workspace).

@@ -10,7 +10,7 @@
 namespace mamba::cuda::scan {
 
 // Contiguous channel path, dstate padded to N: the variant's kernel for N >= 8 (split by default; duo,
-// quad, oct, sixteen: 2, 4, 8, 16 lanes a channel), else base.
+// quad, quad_regs64, oct, sixteen: 2, 4, 4, 8, 16 lanes a channel), else base.
 template <class T, int N>
 void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     if constexpr (N >= 8) {
@@ -18,6 +18,7 @@ void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int
             case ScanVariant::Split: launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch); return;
             case ScanVariant::Duo: launch_lanes_scan<LanesScanTraits<T, N, 2>>(ctx, a, batch); return;
             case ScanVariant::Quad: launch_lanes_scan<LanesScanTraits<T, N, 4>>(ctx, a, batch); return;
+            case ScanVariant::QuadRegs64: launch_lanes_scan<LanesScanTraits<T, N, 4, 8>>(ctx, a, batch); return;
             case ScanVariant::Oct: launch_lanes_scan<LanesScanTraits<T, N, 8>>(ctx, a, batch); return;
             case ScanVariant::Sixteen: launch_lanes_scan<LanesScanTraits<T, N, 16>>(ctx, a, batch); return;
             case ScanVariant::Base: break;
@@ -39,12 +40,14 @@ inline ScanThreadPlan scan_thread_plan(ScanVariant v, int64_t dstate, bool conti
     };
     if (contiguous && v == ScanVariant::Duo) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 2>{}) : lanes_plan(LanesScanTraits<float, 16, 2>{});
     if (contiguous && v == ScanVariant::Quad) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 4>{}) : lanes_plan(LanesScanTraits<float, 16, 4>{});
+    if (contiguous && v == ScanVariant::QuadRegs64)
+        return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 4, 8>{}) : lanes_plan(LanesScanTraits<float, 16, 4, 8>{});
     if (contiguous && v == ScanVariant::Oct) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 8>{}) : lanes_plan(LanesScanTraits<float, 16, 8>{});
     if (contiguous && v == ScanVariant::Sixteen) return dstate <= 8 ? lanes_plan(LanesScanTraits<float, 8, 16>{}) : lanes_plan(LanesScanTraits<float, 16, 16>{});
     return {2, kResidentThreadsPerSM};  // split (the rows path runs split for every variant but base)
 }
 
-// (b, l, d) rows path, dstate padded to N: split (the default, and for duo, quad, oct, sixteen) for N >= 8, else base.
+// (b, l, d) rows path, dstate padded to N: split (the default, and for every variant but base) for N >= 8, else base.
 template <class T, int N>
 void launch_rows_path_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     if constexpr (N >= 8) {

@@ -1,5 +1,5 @@
-// Kernels `duo`, `quad`, `oct` and `sixteen` of the contiguous channel path of the Mamba-1 selective scan
-// (MAMBA_CUDA_SCAN_VARIANT=duo|quad|oct|sixteen; the default stays split, selective_scan_split.cuh): 2,
+// Kernels `duo`, `quad` (`quad_regs64`), `oct` and `sixteen` of the contiguous channel path of the Mamba-1 scan
+// (MAMBA_CUDA_SCAN_VARIANT=duo|quad|quad_regs64|oct|sixteen; the default stays split, selective_scan_split.cuh): 2,
 // 4, 8 or 16 lanes per channel, each with N/lanes of the states, exchanging through shared memory
 // instead of shuffles (duo is split's layout with these exchanges). Not yet measured on a GPU. The
 // (b, l, d) rows path runs split under these names.
@@ -24,11 +24,13 @@
 //   ~29 issue slots against split's ~62, ~115 a channel-step (split ~124, base ~136). sixteen (NL 1):
 //   ~9 a lane-step, 1.25 shared accesses; one state a lane, so B1 D5120 fills 19 warps an SM unsplit.
 //   duo (NL 8, LS 8): ~46 a lane-step against split's ~62 (no SHFL; 4.75 shared accesses).
-// - Launch bounds: duo 5 blocks an SM (20 warps, 96 registers, as split), quad and oct 8 blocks an SM (32 warps, at most 64 registers; B8 D5120 needs 38.8 with
-//   quad: 1.2 waves), sixteen 7 (28 warps, 72 registers; B1 D5120 needs 19.4). ptxas (CUDA 11.8, sm_90,
-//   bf16): quad N16 64 registers with 32 bytes spilled (at 56 registers 72 bytes, at 48 104), oct 64 and
-//   sixteen 71 and duo 96 without spills. Shared memory per block ~21 KB (quad), ~32 KB (duo). Segments (a sequence cut into parts
-//   for small batches) are planned for these resident threads (scan_segment_len).
+// - Launch bounds: duo 5 blocks an SM (20 warps, 96 registers, as split); quad 10 (40 warps, 48
+//   registers: B8 D5120 needs 38.8, one wave); quad_regs64 the same kernel at 8 (32 warps, 64
+//   registers: 1.2 waves at B8, fewer spills); oct 8 (64 registers); sixteen 7 (28 warps, 72 registers;
+//   B1 D5120 needs 19.4). ptxas (CUDA 11.8, sm_90, bf16 N16): quad 48 registers, 92 bytes spilled (about
+//   17 LDL in a chunk's ~600 instructions), quad_regs64 64 registers, 24 bytes; duo 96, oct 64, sixteen
+//   72 without spills. Shared memory per block ~21 KB (quad), ~32 KB (duo). Segments (a sequence cut
+//   into parts for small batches) are planned for these resident threads (scan_segment_len).
 // - dstate 5..16 (padded to 8 or 16; with N 8 the lanes are min(L, 8)); masking, segments and the
 //   aliased final state as base (selective_scan_kernel.cuh).
 #pragma once
@@ -37,7 +39,8 @@
 
 namespace mamba::cuda::scan {
 
-template <class T, int kStates, int kLanesWanted>
+// kBlocks: blocks an SM the launch bounds ask for (0: the default of the lane count, below).
+template <class T, int kStates, int kLanesWanted, int kBlocks = 0>
 struct LanesScanTraits {
     using Elem = T;
     static constexpr int kN = kStates;
@@ -49,7 +52,7 @@ struct LanesScanTraits {
     static constexpr int kLaneWidth = kLaneStates * kGroupSteps;                      // W: floats per B/C read (4 or NL)
     static constexpr int kThreads = 128;
     static constexpr int kChannels = kThreads / kLanes;
-    static constexpr int kMinBlocksPerSM = kLanes == 2 ? 5 : kLanes == 16 ? 7 : 8;
+    static constexpr int kMinBlocksPerSM = kBlocks > 0 ? kBlocks : kLanes == 2 ? 5 : kLanes == 4 ? 10 : kLanes == 8 ? 8 : 7;
     static constexpr int kResidentThreads = kThreads * kMinBlocksPerSM;
     static constexpr int kVec = 16 / int(sizeof(T));      // elements per 16-byte staging load
     static constexpr int kPieces = kChunk / kVec;        // staging loads per B/C row and chunk

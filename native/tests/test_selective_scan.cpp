@@ -6,9 +6,9 @@
 using namespace scan_test;
 
 // Kernels of the CUDA scan's contiguous channel and (b, l, d) rows paths (MAMBA_CUDA_SCAN_VARIANT); the
-// first is the default. duo, quad, oct and sixteen (2, 4, 8, 16 lanes a channel) exist on the channel path only;
+// first is the default. duo, quad, quad_regs64, oct and sixteen (2 to 16 lanes a channel) exist on the channel path only;
 // on the rows path they run split.
-const char * const kScanVariants[] = {"split", "base", "duo", "quad", "oct", "sixteen"};
+const char * const kScanVariants[] = {"split", "base", "duo", "quad", "quad_regs64", "oct", "sixteen"};
 
 class SelectiveScanTest : public mt::BackendTest {
 protected:
@@ -194,7 +194,7 @@ TEST_P(SelectiveScanTest, UnknownScanVariantIsRejected) {
             EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
             const std::string error = mamba_last_error();
             EXPECT_NE(error.find("MAMBA_CUDA_SCAN_VARIANT"), std::string::npos) << error;
-            EXPECT_NE(error.find("base, split, duo, quad, oct, sixteen"), std::string::npos) << error;
+            EXPECT_NE(error.find("base, split, duo, quad, quad_regs64, oct, sixteen"), std::string::npos) << error;
             EXPECT_NE(error.find("'bogus'"), std::string::npos) << error;
         } else {
             EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
