@@ -1,7 +1,8 @@
 // Mamba-1 selective scan (mamba_selective_scan); the decode step lives in selective_state_update.cu.
 //
 // Scan: one fused pass per sequence segment (design, bytes and FLOPs in selective_scan_kernel.cuh).
-// Main path: two lanes per channel (split, the default; base: one thread per channel), all dstate <= 16
+// Main path: two lanes per channel (split, the default; base: one thread per channel; duo, quad, oct,
+// sixteen: 2 to 16 lanes exchanging through shared memory, selective_scan_lanes.cuh), all dstate <= 16
 // recurrences in registers, the sequence split into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
 // unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
 

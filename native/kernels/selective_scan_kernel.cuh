@@ -48,10 +48,10 @@
 
 namespace mamba::cuda::scan {
 
-// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split,
-// unset: split): base is selective_scan_channel_kernel / selective_scan_rows_kernel (one thread a channel),
-// split two lanes a channel (selective_scan_split.cuh, dstate 5..16; dstate <= 4 runs base). The
-// general kernel has no variants.
+// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
+// duo|quad|quad_regs64|oct|sixteen, unset: split): base is selective_scan_channel_kernel /
+// selective_scan_rows_kernel (one thread a channel), split two lanes a channel (selective_scan_split.cuh,
+// dstate 5..16; dstate <= 4 runs base). The general kernel has no variants.
 // Measured on an H200 (bf16, ms; every variant passed the scan tests), with three kernels since removed:
 // hoist (phase-split steps, rows in registers), hoist_smem (rows in shared memory), pair (two channels a
 // thread):
