@@ -163,6 +163,76 @@ __device__ __forceinline__ void store_shared(float * p, const float (&v)[M]) {
     else *p = v[0];
 }
 
+// ---- the three phases of a chunk, shared by the channel and (b, l, d) rows kernels ------------------
+
+// Phase 1: dt, dt * u (dt 0 past mine) and the D skip of this lane's LS steps into the channel's dt_row
+// ((dt, dt*u) of every step, then D*u of every step); returns the sum of this lane's dt.
+template <class Tr, bool kSummary>
+__device__ __forceinline__ float lanes_publish_steps(float * dt_row, int lane, const float (&dl)[Tr::kLaneSteps], const float (&u)[Tr::kLaneSteps],
+                                                     int mine, const StepConsts & c) {
+    constexpr int LS = Tr::kLaneSteps, CH = Tr::kChunk;
+    float own[2 * LS], sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < LS; ++i) {
+        own[2 * i] = step_dt(dl[i], c, i < mine);
+        own[2 * i + 1] = own[2 * i] * u[i];
+        sum += own[2 * i];
+    }
+    store_shared<2 * LS>(dt_row + 2 * LS * lane, own);
+    if constexpr (!kSummary) {
+        // The D skip, read back in phase 3 (u is not kept in registers through phase 2).
+#pragma unroll
+        for (int i = 0; i < LS; ++i) own[i] = c.Dv * u[i];
+        store_shared<LS>(dt_row + 2 * CH + LS * lane, own);
+    }
+    return sum;
+}
+
+// Phase 2: every step of the chunk: (dt, dt*u) of two steps a load from dt_row; B and C (Bs, Cs: the
+// chunk's staged floats) of SG steps a load; this lane's partial C.h of four steps at a time into its
+// row of the channel's part (kPartRow floats a lane).
+template <class Tr, bool kSummary>
+__device__ __forceinline__ void lanes_recurrence(float (&h)[Tr::kLaneStates], const float (&A2)[Tr::kLaneStates], const float * dt_row, const float * Bs,
+                                                 const float * Cs, float * part, int lane) {
+    constexpr int L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, SG = Tr::kGroupSteps, W = Tr::kLaneWidth;
+    float dd[4], Bg[W], Cg[W], acc[4];
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+        if (k % 2 == 0) shared_load<4>(dt_row + 2 * k, dd);
+        if (k % SG == 0) {
+            shared_load<W>(Bs + ((k / SG) * L + lane) * W, Bg);
+            if constexpr (!kSummary) shared_load<W>(Cs + ((k / SG) * L + lane) * W, Cg);
+        }
+        const float dt = dd[2 * (k % 2)], du = dd[2 * (k % 2) + 1];
+#pragma unroll
+        for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bg[j * SG + k % SG]);
+        if constexpr (!kSummary) {
+            float acc0 = Cg[k % SG] * h[0], acc1 = 0.0f;
+#pragma unroll
+            for (int j = 1; j < NL; ++j) {
+                if (j % 2) acc1 = fmaf(Cg[j * SG + k % SG], h[j], acc1);
+                else acc0 = fmaf(Cg[j * SG + k % SG], h[j], acc0);
+            }
+            acc[k % 4] = acc0 + acc1;
+            if (k % 4 == 3) store_shared<4>(part + lane * Tr::kPartRow + k - 3, acc);
+        }
+    }
+}
+
+// Phase 3: y of this lane's LS steps before the gate: the D skip plus the L lanes' partial C.h.
+template <class Tr>
+__device__ __forceinline__ void lanes_sum_partials(const float * dt_row, const float * part, int lane, float (&y)[Tr::kLaneSteps]) {
+    constexpr int L = Tr::kLanes, LS = Tr::kLaneSteps;
+    shared_load<LS>(dt_row + 2 * Tr::kChunk + LS * lane, y);
+#pragma unroll
+    for (int q = 0; q < L; ++q) {
+        float p[LS];
+        shared_load<LS>(part + q * Tr::kPartRow + lane * LS, p);
+#pragma unroll
+        for (int i = 0; i < LS; ++i) y[i] += p[i];
+    }
+}
+
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_lanes_kernel(ScanArgs a) {
     using T = typename Tr::Elem;
@@ -267,66 +337,22 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             row_load(t0 + CH);
             stage_load(t0 + CH);
         }
-        // Phase 1: dt and dt * u of this lane's steps (past the end: dt = 0, u reads as zero) for every lane.
+        // Phase 1: dt, dt * u and the D skip of this lane's steps (past the end: dt = 0, u reads as zero).
         {
-            float own[2 * LS];
+            float dlf[LS], uf[LS];
 #pragma unroll
-            for (int i = 0; i < LS; ++i) {
-                own[2 * i] = step_dt(dl.at(i), consts, i < mine);
-                own[2 * i + 1] = own[2 * i] * uu.at(i);
-                if constexpr (kSummary) dt_sum += own[2 * i];
-            }
-            float * dst = &s_dt[cl][2 * LS * lane];
-            if constexpr (2 * LS >= 4) {
-#pragma unroll
-                for (int i = 0; i < 2 * LS; i += 4) *reinterpret_cast<float4 *>(dst + i) = make_float4(own[i], own[i + 1], own[i + 2], own[i + 3]);
-            } else {
-                *reinterpret_cast<float2 *>(dst) = make_float2(own[0], own[1]);
-            }
-            if constexpr (!kSummary) {
-                // The D skip of this lane's steps, read back in phase 3 (u is not kept in registers through phase 2).
-#pragma unroll
-                for (int i = 0; i < LS; ++i) own[i] = consts.Dv * uu.at(i);
-                store_shared<LS>(&s_dt[cl][2 * CH + LS * lane], own);
-            }
+            for (int i = 0; i < LS; ++i) dlf[i] = dl.at(i), uf[i] = uu.at(i);
+            const float own_dt = lanes_publish_steps<Tr, kSummary>(s_dt[cl], lane, dlf, uf, mine, consts);
+            if constexpr (kSummary) dt_sum += own_dt;
         }
         __syncwarp();
-        // Phase 2: every step. (dt, dt*u) of two steps a load; B and C of SG steps a load; partial C.h of
-        // four steps at a time into this lane's row of s_part.
-        float dd[4], Bg[W], Cg[W], part[4];
-#pragma unroll
-        for (int k = 0; k < CH; ++k) {
-            if (k % 2 == 0) shared_load<4>(&s_dt[cl][2 * k], dd);
-            if (k % SG == 0) {
-                shared_load<W>(&s_B[buf][((k / SG) * L + lane) * W], Bg);
-                if constexpr (!kSummary) shared_load<W>(&s_C[buf][((k / SG) * L + lane) * W], Cg);
-            }
-            const float dt = dd[2 * (k % 2)], du = dd[2 * (k % 2) + 1];
-#pragma unroll
-            for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bg[j * SG + k % SG]);
-            if constexpr (!kSummary) {
-                float acc0 = Cg[k % SG] * h[0], acc1 = 0.0f;
-#pragma unroll
-                for (int j = 1; j < NL; ++j) {
-                    if (j % 2) acc1 = fmaf(Cg[j * SG + k % SG], h[j], acc1);
-                    else acc0 = fmaf(Cg[j * SG + k % SG], h[j], acc0);
-                }
-                part[k % 4] = acc0 + acc1;
-                if (k % 4 == 3) *reinterpret_cast<float4 *>(&s_part[cl][lane * Tr::kPartRow + k - 3]) = make_float4(part[0], part[1], part[2], part[3]);
-            }
-        }
+        // Phase 2: every step of the chunk.
+        lanes_recurrence<Tr, kSummary>(h, A2, s_dt[cl], s_B[buf], s_C[kSummary ? 0 : buf], s_part[kSummary ? 0 : cl], lane);
         // Phase 3: the owner of a step sums the lanes' partials, adds the D skip, gates with SiLU(z), stores y.
         if constexpr (!kSummary) {
             __syncwarp();
             float y[LS];
-            shared_load<LS>(&s_dt[cl][2 * CH + LS * lane], y);  // D skip
-#pragma unroll
-            for (int q = 0; q < L; ++q) {
-                float p[LS];
-                shared_load<LS>(&s_part[cl][q * Tr::kPartRow + lane * LS], p);
-#pragma unroll
-                for (int i = 0; i < LS; ++i) y[i] += p[i];
-            }
+            lanes_sum_partials<Tr>(s_dt[cl], s_part[cl], lane, y);
             if (has_z) {
 #pragma unroll
                 for (int i = 0; i < LS; ++i) y[i] *= scan_silu(zz.at(i));
