@@ -199,7 +199,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // that keep more of them resident: segments are planned for the threads the kernel launches and
     // holds. Fewer segments than max_nseg, never more (more threads and more resident threads both
     // plan fewer; the max below only guards the workspace).
-    const scan::ScanThreadPlan threads = scan::scan_thread_plan(variant, p.dstate, a.vec, a.rows);
+    const scan::ScanThreadPlan threads = scan::scan_thread_plan(variant, p.dstate, a.vec, a.rows, int(dtype_size(T)));
     const int64_t seg_len = std::max(max_seg_len, scan::scan_segment_len(p.batch, threads.lanes * p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors,
                                                                          threads.resident_per_sm));
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;

@@ -384,4 +384,198 @@ void launch_lanes_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_lanes_kernel<Tr, true>, selective_scan_lanes_kernel<Tr, false>);
 }
 
+
+// ---- the lanes kernels on (b, l, d) buffers ----------------------------------------------------------
+// The model's views (see selective_scan_rows_kernel): tiles of CH steps x TC channels of u, delta (and z)
+// copied into shared memory with 16-byte cp.async, double buffered; B and C rows of the tile's steps
+// staged the same way and converted once per block into the lanes' float layout (one more barrier a
+// tile); y written over the u tile and stored with 16-byte stores. The compute is the lanes kernel's:
+// lane q of a channel reads u, delta (z) of its LS steps of the tile's column, phases 1-3 as above.
+// Bytes and FLOPs are the main path's. Shared memory per block, bf16 N16: quad ~27 KB (8 blocks an SM
+// by shared memory, so 8 in the launch bounds too: 64 registers), duo ~42 KB; float32 duo would exceed
+// 48 KB and runs split. The tile's column reads are LS 2-byte loads a tensor a lane with up to 4-way
+// bank conflicts (the L lanes read rows LS apart).
+template <class T, int kStates, int kLanesWanted>
+struct LanesRowsScanTraits : LanesScanTraits<T, kStates, kLanesWanted, (kLanesWanted == 4 ? 8 : 0)> {
+    using Base = LanesScanTraits<T, kStates, kLanesWanted, (kLanesWanted == 4 ? 8 : 0)>;
+    static constexpr int kVec = 16 / int(sizeof(T));                     // elements per 16-byte piece
+    static constexpr int kRowPieces = Base::kChannels / kVec;            // pieces per step of a tile
+    static constexpr int kTilePieces = Base::kChunk * kRowPieces;        // pieces per tile and tensor
+    static constexpr int kBCRowPieces = kStates * int(sizeof(T)) / 16;   // pieces per step of B
+    static_assert(Base::kChannels % kVec == 0, "tile rows are whole 16-byte pieces");
+    static_assert(kBCRowPieces >= 1, "B/C rows are whole 16-byte pieces");
+};
+
+template <class Tr, bool kSummary>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_lanes_rows_kernel(ScanArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int N = Tr::kN, L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, SG = Tr::kGroupSteps, W = Tr::kLaneWidth;
+    constexpr int TH = Tr::kThreads, TC = Tr::kChannels, VEC = Tr::kVec;
+    __shared__ __align__(16) T s_u[2][CH][TC];  // u tile; y is written over it
+    __shared__ __align__(16) T s_dl[2][CH][TC];
+    __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TC];
+    __shared__ __align__(16) T s_Braw[2][CH][N];
+    __shared__ __align__(16) T s_Craw[kSummary ? 1 : 2][CH][N];
+    // The tile's B and C as float in the lanes' order (see selective_scan_lanes_kernel).
+    __shared__ __align__(16) float s_B[CH * N];
+    __shared__ __align__(16) float s_C[kSummary ? 4 : CH * N];
+    __shared__ __align__(16) float s_dt[TC][Tr::kDtStride];
+    __shared__ __align__(16) float s_part[kSummary ? 1 : TC][kSummary ? 4 : Tr::kPartStride];
+
+    const int tid = int(threadIdx.x);
+    const int lane = tid % L;
+    const int col = tid / L;  // this channel's column of the tile
+    const int64_t b = blockIdx.y;
+    const int64_t seg = blockIdx.z;
+    const int64_t d_first = int64_t(blockIdx.x) * TC;
+    const int64_t d_raw = d_first + col;
+    const bool channel_valid = d_raw < a.dim;
+    const int64_t d = channel_valid ? d_raw : a.dim - 1;  // idle lanes shadow a real channel; they never store
+    const int64_t g = d_first / a.channels_per_group;     // the whole block is in one group
+    const int64_t t_begin = seg * a.seg_len;
+    const int64_t t_end = t_begin + a.seg_len < a.len ? t_begin + a.seg_len : a.len;
+    const bool has_z = !kSummary && a.has_z;
+
+    // Tile bases at the block's first channel (unit channel stride).
+    const T * ub = reinterpret_cast<const T *>(a.u) + b * a.u_sb + d_first;
+    const T * db = reinterpret_cast<const T *>(a.delta) + b * a.dl_sb + d_first;
+    const T * zb = has_z ? reinterpret_cast<const T *>(a.z) + b * a.z_sb + d_first : nullptr;
+    T * yb = reinterpret_cast<T *>(a.y) + b * a.y_sb + d_first;
+    const T * Bp = reinterpret_cast<const T *>(a.B) + b * a.B_sb + g * a.B_sg;
+    const T * Cp = reinterpret_cast<const T *>(a.C) + b * a.C_sb + g * a.C_sg;
+
+    auto slot = [&](int64_t s, int n) { return ((b * a.nseg + s) * N + n) * a.dim + d; };
+    float A2[NL], h[NL];
+#pragma unroll
+    for (int j = 0; j < NL; ++j) {
+        const int n = lane * NL + j;
+        const bool valid = n < a.dstate;
+        A2[j] = valid ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
+        const float init = valid && a.has_init ? a.init[b * a.init_sb + d * a.init_sd + n * a.init_sn] : 0.0f;
+        if constexpr (kSummary) {
+            h[j] = 0.0f;
+            // Slot 0 holds the initial state, read here, before the last pass may overwrite an aliased final state.
+            if (seg == 0 && channel_valid) a.seg_state[slot(0, n)] = init;
+        } else {
+            h[j] = a.nseg > 1 ? a.seg_state[slot(seg, n)] : init;
+        }
+    }
+    const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
+
+    // Issues the copies of the tile at t0 into buffer buf. Steps past the segment end and channels past
+    // dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
+    auto tile_load = [&](int buf, int64_t t0) {
+#pragma unroll
+        for (int p0 = 0; p0 < Tr::kTilePieces; p0 += TH) {
+            const int p = p0 + tid;
+            if (Tr::kTilePieces % TH == 0 || p < Tr::kTilePieces) {
+                const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+                const bool in = t0 + k < t_end && d_first + ch < a.dim;
+                const int64_t t = in ? t0 + k : t_begin;  // a valid address even when nothing is read
+                const int c = in ? ch : 0;
+                cp_async_16(&s_u[buf][k][ch], ub + t * a.u_st + c, in);
+                cp_async_16(&s_dl[buf][k][ch], db + t * a.dl_st + c, in);
+                if (has_z) cp_async_16(&s_z[buf][k][ch], zb + t * a.z_st + c, in);
+            }
+        }
+        constexpr int kBCRows = kSummary ? 1 : 2;
+        if (a.rows_bc_vec) {
+            constexpr int kPieces = kBCRows * CH * Tr::kBCRowPieces;
+            for (int p = tid; p < kPieces; p += TH) {
+                const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
+                const bool is_c = p >= CH * Tr::kBCRowPieces;
+                const bool in = t0 + k < t_end;
+                const int64_t t = in ? t0 + k : t_begin;
+                T * dst = is_c ? &s_Craw[kSummary ? 0 : buf][k][piece * VEC] : &s_Braw[buf][k][piece * VEC];
+                const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + piece * VEC;
+                cp_async_16(dst, src, in);
+            }
+            return;
+        }
+        // Element by element (unaligned or strided B/C, padded dstate); plain stores into the free buffer.
+        for (int e = tid; e < kBCRows * CH * N; e += TH) {
+            const int n = e % N, k = (e / N) % CH;
+            const bool is_c = e >= CH * N;
+            const bool in = n < a.dstate && t0 + k < t_end;
+            const T v = in ? (is_c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
+            if (is_c) s_Craw[kSummary ? 0 : buf][k][n] = v;
+            else s_Braw[buf][k][n] = v;
+        }
+    };
+
+    float dt_sum = 0.0f;
+    tile_load(0, t_begin);
+    cp_async_commit();
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
+        // The tile at t0 has landed for every thread, and every thread is done with the other buffer and
+        // with the previous tile's float B/C, s_dt and s_part.
+        cp_async_wait_all();
+        __syncthreads();
+        if (t0 + CH < t_end) {
+            tile_load(buf ^ 1, t0 + CH);
+            cp_async_commit();
+        }
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+        for (int e = tid; e < CH * N; e += TH) {
+            const int k = e / N, n = e % N;
+            const int at = ((k / SG) * L + n / NL) * W + (n % NL) * SG + k % SG;
+            s_B[at] = to_f32<T>(s_Braw[buf][k][n]);
+            if constexpr (!kSummary) s_C[at] = to_f32<T>(s_Craw[buf][k][n]);
+        }
+        // Phase 1 (its tile reads need no barrier: the tile landed above).
+        {
+            const int own = lane * LS;
+            const int mine = steps - own < LS ? (steps - own > 0 ? steps - own : 0) : LS;
+            float dlf[LS], uf[LS];
+#pragma unroll
+            for (int i = 0; i < LS; ++i) {
+                dlf[i] = to_f32<T>(s_dl[buf][own + i][col]);
+                uf[i] = to_f32<T>(s_u[buf][own + i][col]);
+            }
+            const float own_dt = lanes_publish_steps<Tr, kSummary>(s_dt[col], lane, dlf, uf, mine, consts);
+            if constexpr (kSummary) dt_sum += own_dt;
+        }
+        __syncthreads();  // the float B/C of the tile (and s_dt of this warp)
+        lanes_recurrence<Tr, kSummary>(h, A2, s_dt[col], s_B, s_C, s_part[kSummary ? 0 : col], lane);
+        if constexpr (!kSummary) {
+            __syncwarp();
+            float y[LS];
+            lanes_sum_partials<Tr>(s_dt[col], s_part[col], lane, y);
+#pragma unroll
+            for (int i = 0; i < LS; ++i) {
+                const int k = lane * LS + i;
+                const float gated = has_z ? y[i] * scan_silu(to_f32<T>(s_z[buf][k][col])) : y[i];
+                s_u[buf][k][col] = from_f32<T>(gated);  // only this lane reads this entry
+            }
+            __syncthreads();
+            for (int p = tid; p < Tr::kTilePieces; p += TH) {
+                const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+                if (k < steps && d_first + ch < a.dim)
+                    *reinterpret_cast<uint4 *>(yb + (t0 + k) * a.y_st + ch) = *reinterpret_cast<const uint4 *>(&s_u[buf][k][ch]);
+            }
+        }
+    }
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) dt_sum += __shfl_xor_sync(0xffffffffu, dt_sum, o);  // every lane's steps
+    }
+    if (!channel_valid) return;
+    if constexpr (kSummary) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j) a.seg_state[slot(seg + 1, lane * NL + j)] = h[j];
+        if (lane == 0) a.seg_dt_sum[(b * a.nseg + seg) * a.dim + d] = dt_sum;
+    } else if (a.has_fin && seg == a.nseg - 1) {
+#pragma unroll
+        for (int j = 0; j < NL; ++j)
+            if (lane * NL + j < a.dstate) a.fin[b * a.fin_sb + d * a.fin_sd + (lane * NL + j) * a.fin_sn] = h[j];
+    }
+}
+
+template <class Tr>
+void launch_lanes_rows_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
+    launch_segmented_scan<Tr::kN>(ctx, a, batch, Tr::kChannels, Tr::kThreads, selective_scan_lanes_rows_kernel<Tr, true>,
+                                  selective_scan_lanes_rows_kernel<Tr, false>);
+}
+
 }  // namespace mamba::cuda::scan
