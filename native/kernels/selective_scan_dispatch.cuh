@@ -1,6 +1,6 @@
 // Picks the selective scan kernel for a call: the channel path (contiguous rows) or the (b, l, d) rows
-// path, each with the kernel of MAMBA_CUDA_SCAN_VARIANT (split by default, base, and on the channel path
-// duo, quad, quad_regs64, oct, sixteen), or the general kernel
+// path, each with the kernel of MAMBA_CUDA_SCAN_VARIANT (split by default, base, duo, quad, quad_regs64,
+// oct, sixteen), or the general kernel
 // (selective_scan_kernel.cuh).
 #pragma once
 

@@ -59,8 +59,7 @@ namespace mamba::cuda::scan {
 //   B8 D5120 L2048 N16 z bias softplus    0.891  0.867  0.882       1.504  0.703
 //   B1 D5120 L16384                       1.183  1.134  1.181       1.554  1.132
 // duo, quad, quad_regs64, oct and sixteen (selective_scan_lanes.cuh: 2, 4, 4, 8, 16 lanes a channel
-// exchanging through shared memory; dstate 5..16 on the channel path, the rows path runs split under
-// these names) are not yet measured.
+// exchanging through shared memory; dstate 5..16, channel and rows paths) are not yet measured.
 enum class ScanVariant : int { Base, Split, Duo, Quad, QuadRegs64, Oct, Sixteen };
 constexpr ScanVariant kDefaultScanVariant = ScanVariant::Split;
 

@@ -1,8 +1,8 @@
-// Kernels `duo`, `quad` (`quad_regs64`), `oct` and `sixteen` of the contiguous channel path of the Mamba-1 scan
-// (MAMBA_CUDA_SCAN_VARIANT=duo|quad|quad_regs64|oct|sixteen; the default stays split, selective_scan_split.cuh): 2,
-// 4, 8 or 16 lanes per channel, each with N/lanes of the states, exchanging through shared memory
-// instead of shuffles (duo is split's layout with these exchanges). Not yet measured on a GPU. The
-// (b, l, d) rows path runs split under these names.
+// Kernels `duo`, `quad` (`quad_regs64`), `oct` and `sixteen` of the Mamba-1 scan's contiguous channel path
+// and (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=duo|quad|quad_regs64|oct|sixteen; the default stays
+// split, selective_scan_split.cuh): 2, 4, 8 or 16 lanes per channel, each with N/lanes of the states,
+// exchanging through shared memory instead of shuffles (duo is split's layout with these exchanges).
+// Not yet measured on a GPU. On the rows path quad_regs64 is quad and float32 duo runs split (below).
 //
 // Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: split at bf16 B8
 // D5120 has 19.4 warps an SM, each spending ~62 issue slots a step on a dependent in-order stream; the

@@ -6,8 +6,8 @@
 using namespace scan_test;
 
 // Kernels of the CUDA scan's contiguous channel and (b, l, d) rows paths (MAMBA_CUDA_SCAN_VARIANT); the
-// first is the default. duo, quad, quad_regs64, oct and sixteen (2 to 16 lanes a channel) exist on the channel path only;
-// on the rows path they run split.
+// first is the default. duo, quad, quad_regs64, oct and sixteen run 2 to 16 lanes a channel (on the rows
+// path quad_regs64 is quad and float32 duo is split).
 const char * const kScanVariants[] = {"split", "base", "duo", "quad", "quad_regs64", "oct", "sixteen"};
 
 class SelectiveScanTest : public mt::BackendTest {
@@ -166,8 +166,9 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheChannelPath) {
     check_in_every_dtype(shapes, Layout::Contiguous, 900);
 }
 
-// Shapes aimed at the (b, l, d) rows path, which base and split implement (check() runs each): split's
-// 64-channel tiles partly filled (dim 200: 3 tiles and 8 channels; dim 36 for float32 only), segments
+// Shapes aimed at the (b, l, d) rows path, which every scan variant implements (check() runs each): split's
+// 64-channel tiles partly filled (dim 200: 3 tiles and 8 channels; quad's 32, oct's 16 and sixteen's 8
+// channel tiles likewise, sixteen's exactly 25; dim 36 for float32 only), segments
 // with a masked last tile, dstate 12 padded to 16 (B/C staged element by element), dstate 8 with 16-byte
 // B/C rows, two groups of 128 channels, batch 2, a single step, and no z, no bias and no softplus.
 TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
