@@ -13,7 +13,7 @@
 //   (LS = 16/L): it loads only its LS elements of the u, delta, z rows (bf16: 8, 4, 2 bytes; the L lanes
 //   together read the chunk's 32-byte sector), computes dt and dt*u of its steps, and y of its steps.
 // - Exchanges through shared memory rather than SHFL (split: 3 SHFL a step): phase 1, each lane writes
-//   dt and dt*u of its steps (1-2 STS); __syncwarp; phase 2, every lane reads (dt, dt*u) of two steps per
+//   dt and dt*u of its steps and their D skip (2-5 STS); __syncwarp; phase 2, every lane reads (dt, dt*u) of two steps per
 //   LDS.128, updates its NL states and writes its partial C.h of four steps per STS.128; __syncwarp;
 //   phase 3, the owner of a step sums the L partials (L LDS of LS floats, (L-1)*LS FADD).
 // - B and C of the chunk are staged as float once per block (one 16-byte load per staging thread, as
@@ -22,7 +22,8 @@
 // - Per lane and step, quad (NL 4, LS 4): 4 FMUL + 4 MUFU + 4 FMUL + 4 FFMA for h, 4 for C.h, 2 LDS.128
 //   (B, C), 0.5 LDS.128 (dt, dt*u), 0.25 STS.128, and a quarter of a step's softplus, SiLU, loads and stores:
 //   ~29 issue slots against split's ~62, ~115 a channel-step (split ~124, base ~136). sixteen (NL 1):
-//   ~9 a lane-step, 1.25 shared accesses; one state a lane, so B1 D5120 fills 19 warps an SM unsplit.
+//   ~9 a lane-step, 1.25 shared accesses; one state a lane, so B1 D5120 fills 19 warps an SM unsplit
+//   (B1 D5120 L16384: no segments, so no summary pass; quad plans 16 segments there, oct 6).
 //   duo (NL 8, LS 8): ~46 a lane-step against split's ~62 (no SHFL; 4.75 shared accesses).
 // - Launch bounds: duo 5 blocks an SM (20 warps, 96 registers, as split); quad 10 (40 warps, 48
 //   registers: B8 D5120 needs 38.8, one wave); quad_regs64 the same kernel at 8 (32 warps, 64
