@@ -69,6 +69,11 @@ mb::Register scan_long("cuda selective_scan bf16 B1 D5120 L16384 N16 z bias soft
                                  [](mb::Bench & b, double & bytes, double & flops) { return scan_case(b, bytes, flops, 1, 5120, 16384, 16, #tag); });
 MAMBA_SCAN_VARIANT_CASES(base)
 MAMBA_SCAN_VARIANT_CASES(split)
+MAMBA_SCAN_VARIANT_CASES(duo)
+MAMBA_SCAN_VARIANT_CASES(quad)
+MAMBA_SCAN_VARIANT_CASES(quad_regs64)
+MAMBA_SCAN_VARIANT_CASES(oct)
+MAMBA_SCAN_VARIANT_CASES(sixteen)
 #undef MAMBA_SCAN_VARIANT_CASES
 
 

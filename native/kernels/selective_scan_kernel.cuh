@@ -22,7 +22,7 @@
 //   2*N*pieces threads, converted to float [step][state] in double-buffered shared memory and read by
 //   every thread as broadcast float4s. One __syncthreads per chunk.
 // - Enough threads: below 32768 channels (batch 1) the sequence is split into up to S segments of a
-//   multiple of 16 steps (about 132*1024 threads in all, segments of at least 32 steps, so a 512-step
+//   multiple of 16 steps (about 2 x SMs x 512 threads in all, segments of at least 32 steps, so a 512-step
 //   prefill chunk of one sequence still fills the device); a summary
 //   pass gives each segment's local end state and sum of dt, a small pass carries the states across
 //   segments, and the final pass re-runs every segment from its true start state. Cost of the split:
@@ -48,17 +48,19 @@
 
 namespace mamba::cuda::scan {
 
-// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split,
-// unset: split): base is selective_scan_channel_kernel / selective_scan_rows_kernel (one thread a channel),
-// split two lanes a channel (selective_scan_split.cuh, dstate 5..16; dstate <= 4 runs base). The
-// general kernel has no variants.
+// Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
+// duo|quad|quad_regs64|oct|sixteen, unset: split): base is selective_scan_channel_kernel /
+// selective_scan_rows_kernel (one thread a channel), split two lanes a channel (selective_scan_split.cuh,
+// dstate 5..16; dstate <= 4 runs base). The general kernel has no variants.
 // Measured on an H200 (bf16, ms; every variant passed the scan tests), with three kernels since removed:
 // hoist (phase-split steps, rows in registers), hoist_smem (rows in shared memory), pair (two channels a
 // thread):
 //   case                                  base   hoist  hoist_smem  pair   split
 //   B8 D5120 L2048 N16 z bias softplus    0.891  0.867  0.882       1.504  0.703
 //   B1 D5120 L16384                       1.183  1.134  1.181       1.554  1.132
-enum class ScanVariant : int { Base, Split };
+// duo, quad, quad_regs64, oct and sixteen (selective_scan_lanes.cuh: 2, 4, 4, 8, 16 lanes a channel
+// exchanging through shared memory; dstate 5..16, channel and rows paths) are not yet measured.
+enum class ScanVariant : int { Base, Split, Duo, Quad, QuadRegs64, Oct, Sixteen };
 constexpr ScanVariant kDefaultScanVariant = ScanVariant::Split;
 
 struct ScanArgs {
@@ -85,6 +87,7 @@ struct ScanArgs {
     // B and C rows of a step are dstate contiguous, 16-byte aligned elements (rows_bc_vec).
     bool rows, rows_bc_vec;
     ScanVariant variant;
+    int multiprocessors;  // of the device, for kernels picked by how well a grid fills it
 };
 
 // Compile-time shape of one scan configuration.
@@ -253,7 +256,7 @@ template <class T, bool kVar>
 void dispatch_scan_config(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     const int64_t N = a.dstate;
     // Fewer lanes per channel when there are channels enough to fill the device; more otherwise.
-    const bool many_channels = batch * a.dim >= 8 * 132 * 128 / 4;
+    const bool many_channels = batch * a.dim >= 8 * int64_t(a.multiprocessors) * 128 / 4;
     if (N <= 4) launch_scan<ScanTraits<T, 4, 1, kVar>>(ctx, a, batch);
     else if (N <= 8) launch_scan<ScanTraits<T, 4, 2, kVar>>(ctx, a, batch);
     else if (N <= 16 && many_channels) launch_scan<ScanTraits<T, 4, 4, kVar>>(ctx, a, batch);
@@ -583,13 +586,15 @@ __global__ void __launch_bounds__(256) combine_segments_kernel(ScanArgs a, int64
     }
 }
 
-// Segment length (a multiple of chunk) for batch * dim channels over len steps; len itself (rounded
-// up): no split. A split is worth its extra pass only when the channels fill less than half of the
-// device; it then aims at about two full waves of blocks.
-inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chunk, int multiprocessors) {
+// Segment length (a multiple of chunk) for batch * dim threads over len steps; len itself (rounded
+// up): no split. A split is worth its extra pass only when the threads fill less than half of the
+// device (multiprocessors x resident_per_sm threads, the kernel's launch bounds); it then aims at about
+// two full waves of blocks.
+inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chunk, int multiprocessors,
+                                int64_t resident_per_sm = kResidentThreadsPerSM) {
     int64_t nseg = 1;
     const int64_t channels = batch * ceil_div(dim, int64_t(64)) * 64;
-    const int64_t capacity = int64_t(multiprocessors) * kResidentThreadsPerSM;
+    const int64_t capacity = int64_t(multiprocessors) * resident_per_sm;
     if (2 * channels <= capacity) {
         nseg = 2 * capacity / channels;
         const int64_t by_len = len / kMinSegmentSteps;

@@ -6,18 +6,27 @@
 using namespace scan_test;
 
 // Kernels of the CUDA scan's contiguous channel and (b, l, d) rows paths (MAMBA_CUDA_SCAN_VARIANT); the
-// first is the default.
-const char * const kScanVariants[] = {"split", "base"};
+// first is the default. duo, quad, quad_regs64, oct and sixteen run 2 to 16 lanes a channel (on the rows
+// path quad_regs64 is quad and float32 duo is split).
+const char * const kScanVariants[] = {"split", "base", "duo", "quad", "quad_regs64", "oct", "sixteen"};
 
 class SelectiveScanTest : public mt::BackendTest {
 protected:
-    // Runs the problem with every scan variant (CUDA; the CPU backend once) and compares y and the final
-    // state with the float64 reference; outputs are poisoned again before each run.
-    void check(ScanProblem & p) {
-        const auto ref = reference_scan(p);
+    // Calls run() once per scan variant (CUDA; the CPU backend once) with MAMBA_CUDA_SCAN_VARIANT set.
+    template <class F>
+    void for_each_scan_variant(F && run) {
         for (const char * variant : kernel_variants(kScanVariants)) {
             SCOPED_TRACE(std::string("MAMBA_CUDA_SCAN_VARIANT=") + variant);
             const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", variant);
+            run();
+        }
+    }
+
+    // Runs the problem with every scan variant and compares y and the final state with the float64
+    // reference; outputs are poisoned again before each run.
+    void check(ScanProblem & p) {
+        const auto ref = reference_scan(p);
+        for_each_scan_variant([&] {
             p.upload(ctx());
             auto a = p.args();
             MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
@@ -27,7 +36,7 @@ protected:
                 p.final_state.download(ctx());
                 EXPECT_CLOSE(p.final_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
             }
-        }
+        });
     }
 
     // Each shape in float32, bfloat16 and float16, with and without z, delta bias and softplus, through check().
@@ -76,7 +85,7 @@ TEST_P(SelectiveScanTest, MatchesFloat64Reference) {
     }
 }
 
-// Long sequences over few channels: on CUDA these run one or two lanes per channel with the sequence split
+// Long sequences over few channels: on CUDA these run 1 to 16 lanes per channel with the sequence split
 // into segments (state carried across segment boundaries), masked final chunks, blocks only partly
 // filled with channels, padded state sizes, rows too misaligned for 16-byte loads, and (batch, len, dim)
 // buffers read in place (shared memory tiles, or one step at a time when dim is not whole 16-byte pieces).
@@ -157,8 +166,9 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheChannelPath) {
     check_in_every_dtype(shapes, Layout::Contiguous, 900);
 }
 
-// Shapes aimed at the (b, l, d) rows path, which both scan variants implement (check() runs each): split's
-// 64-channel tiles partly filled (dim 200: 3 tiles and 8 channels; dim 36 for float32 only), segments
+// Shapes aimed at the (b, l, d) rows path, which every scan variant implements (check() runs each): split's
+// 64-channel tiles partly filled (dim 200: 3 tiles and 8 channels; quad's 32, oct's 16 and sixteen's 8
+// channel tiles likewise, sixteen's exactly 25; dim 36 for float32 only), segments
 // with a masked last tile, dstate 12 padded to 16 (B/C staged element by element), dstate 8 with 16-byte
 // B/C rows, two groups of 128 channels, batch 2, a single step, and no z, no bias and no softplus.
 TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
@@ -185,7 +195,7 @@ TEST_P(SelectiveScanTest, UnknownScanVariantIsRejected) {
             EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
             const std::string error = mamba_last_error();
             EXPECT_NE(error.find("MAMBA_CUDA_SCAN_VARIANT"), std::string::npos) << error;
-            EXPECT_NE(error.find("base, split"), std::string::npos) << error;
+            EXPECT_NE(error.find("base, split, duo, quad, quad_regs64, oct, sixteen"), std::string::npos) << error;
             EXPECT_NE(error.find("'bogus'"), std::string::npos) << error;
         } else {
             EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
@@ -238,9 +248,7 @@ TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
         B.byte_offset += uint64_t(rank * es);
         C.byte_offset += uint64_t((rank + N) * es);
         const std::vector<double> initial = p.initial_state.values();
-        for (const char * variant : kernel_variants(kScanVariants)) {
-            SCOPED_TRACE(std::string("MAMBA_CUDA_SCAN_VARIANT=") + variant);
-            const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", variant);
+        for_each_scan_variant([&] {
             p.initial_state.values() = initial;  // the previous run downloaded its final state into it
             p.upload(ctx());                     // y poisoned again
             auto a = p.args();
@@ -253,7 +261,7 @@ TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
             p.initial_state.download(ctx());
             EXPECT_CLOSE(p.y.values(), ref.y, tolerance(dt.out), tolerance(dt.out));
             EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
-        }
+        });
     }
 }
 
@@ -263,9 +271,7 @@ TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
     ScanProblem p({1, 128, 2000, 16, 1, true}, ScanOptions{}, {}, Layout::Contiguous, 600);
     const auto ref = reference_scan(p);
     const std::vector<double> initial = p.initial_state.values();
-    for (const char * variant : kernel_variants(kScanVariants)) {
-        SCOPED_TRACE(std::string("MAMBA_CUDA_SCAN_VARIANT=") + variant);
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SCAN_VARIANT", variant);
+    for_each_scan_variant([&] {
         p.initial_state.values() = initial;  // the previous run downloaded its final state into it
         p.upload(ctx());                     // y poisoned again
         auto a = p.args();
@@ -275,7 +281,7 @@ TEST_P(SelectiveScanTest, FinalStateOverwritesInitialStateInPlace) {
         p.initial_state.download(ctx());
         EXPECT_CLOSE(p.y.values(), ref.y, tolerance(DType::F32), tolerance(DType::F32));
         EXPECT_CLOSE(p.initial_state.values(), ref.final_state, tolerance(DType::F32), tolerance(DType::F32));
-    }
+    });
 }
 
 TEST_P(SelectiveScanTest, EveryOptionalPresentAndAbsent) {
