@@ -207,6 +207,60 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
+// ---- accumulator layout <-> 16-byte rows ------------------------------------------------------------
+//
+// In an m16n8 accumulator the 4 lanes of a quad (lane / 4 = row) hold one row's 8 columns, 2 each, so a
+// store straight from it writes 4 bytes a lane: 8 rows x 16 bytes per warp instruction, half of each
+// 32-byte sector. Four such tiles side by side are a 64-byte row piece; a transpose inside the quad gives
+// each lane one tile's whole 16 bytes: 8 rows x 64 bytes an instruction, whole sectors, a quarter of the
+// instructions.
+
+// Word of v at a lane-dependent index without local memory (selects).
+__device__ __forceinline__ uint32_t pick4(const uint32_t (&v)[4], int i) {
+    return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3];
+}
+// In: v[j] = word q of item j, q = lane % 4. Out: v[j] = word j of item q. (Its own inverse.) Three
+// shuffles; every lane of the warp must call it.
+__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int lane) {
+    const int q = lane % 4;
+    uint32_t out[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) out[j] = v[j];  // out[q] = v[q] stays; the others are replaced below
+#pragma unroll
+    for (int k = 1; k < 4; ++k) {
+        // Lane q sends its word for lane q ^ k (item q ^ k) and receives lane q ^ k's word for item q.
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, pick4(v, q ^ k), k);
+        const int at = q ^ k;
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (j == at) out[j] = got;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = out[j];
+}
+__device__ __forceinline__ uint4 as_uint4(const uint32_t (&v)[4]) { return make_uint4(v[0], v[1], v[2], v[3]); }
+
+// A warp's state tile (rows 16: accumulator rows, kNT8 n8 tiles of states) times inv_scale as float16
+// into St (row stride ld elements, St at the tile's row 0 and first state): 16-byte stores of whole
+// 8-state pieces, items (rr, nt) taken four at a time.
+template <int kNT8>
+__device__ __forceinline__ void store_state_rows(f16_t * St, int64_t ld, const float (&S)[kNT8][4], float inv_scale, int lane) {
+    static_assert((2 * kNT8) % 4 == 0, "items come four at a time");
+#pragma unroll
+    for (int set = 0; set < 2 * kNT8 / 4; ++set) {
+        uint32_t v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int item = 4 * set + j, rr = item / kNT8, nt = item % kNT8;
+            const __half2 h2 = __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+            v[j] = *reinterpret_cast<const uint32_t *>(&h2);
+        }
+        quad_transpose(v, lane);
+        const int item = 4 * set + lane % 4, rr = item / kNT8, nt = item % kNT8;
+        *reinterpret_cast<uint4 *>(St + (lane / 4 + 8 * rr) * ld + 8 * nt) = as_uint4(v);
+    }
+}
+
 // ---- state kernel, mma.sync (automatic choice at few blocks) ------------------------------------------
 //
 // Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
@@ -225,10 +279,11 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
 // chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
 // 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
 
-template <int kStatePad, int kChannelTile>
+template <int kStatePad, int kChannelTile, bool kRowStoreS = false>
 struct SsdCpMmaStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
+    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kTP = kPT / 16;      // 16-channel row tiles
     // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
@@ -400,12 +455,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
         if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
         if (p0 + 16 * tp < c.Pw) {
             f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+            if constexpr (Tr::kRowStores) {
+                store_state_rows<NT8>(St, N, S, inv_scale, lane);
+            } else {
 #pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
+                for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                for (int rr = 0; rr < 2; ++rr)
-                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+                    for (int rr = 0; rr < 2; ++rr)
+                        *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                            __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+            }
         }
 
         // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
@@ -483,10 +542,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
 // no spill; smem 98 KB.
 
-template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
+template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false>
 struct SsdCpPairStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
+    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kHeads = 2;
     static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
@@ -724,12 +784,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
                 if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
                 if (p0 + 16 * tp < c.Pw) {
                     f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+                    if constexpr (Tr::kRowStores) {
+                        store_state_rows<NT8>(St, N, S[hh], inv_scale, lane);
+                    } else {
 #pragma unroll
-                    for (int nt = 0; nt < NT8; ++nt)
+                        for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                        for (int rr = 0; rr < 2; ++rr)
-                            *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                                __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                            for (int rr = 0; rr < 2; ++rr)
+                                *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                                    __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                    }
                 }
             }
             const float decay = __expf(acum_end[hh]);
@@ -818,9 +882,17 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 // L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s),
 // 46 GFLOP of y MMAs + 6 GFLOP of G (8 heads a block) (~0.1 ms at ~500 TFLOP/s of mma.sync).
 
-template <int kStatePad>
+// How the output kernel's epilogue moves z and y (16-byte-row paths only; the generic path always goes
+// element by element): kZyPairs = 4-byte pairs straight from the accumulator layout (the measured
+// kernel); kZyRows = whole 16-byte row pieces through a quad transpose (quad_transpose), z loaded in
+// the epilogue; kZyRowsEarly = the same with z's loads issued before phase B, in flight under its MMAs
+// (16 more live registers).
+enum SsdCpZyMode : int { kZyPairs = 0, kZyRows = 1, kZyRowsEarly = 2 };
+
+template <int kStatePad, int kZyModeArg = kZyPairs>
 struct SsdCpMma8OutputTraits {
     static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kZyMode = kZyModeArg;
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kPT = 64;  // channels per block
     static constexpr int kWarps = 8;
@@ -851,6 +923,7 @@ struct SsdCpMma8OutputTraits {
     static constexpr int kMinBlocks = 2;
     static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
     static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
+    static_assert(kZyMode == kZyPairs || kNT == 4, "a row piece of four n8 tiles per quad transpose");
     static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
     static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
@@ -1070,6 +1143,26 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         __syncthreads();  // x(h) is in; every warp is done with S_in(h)
         if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
 
+        // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 (lane % 4) ..
+        // + 7), loaded here (kZyRowsEarly: in flight during phase B) or in the epilogue (kZyRows).
+        const int q4 = lane % 4;
+        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
+        auto load_z_rows = [&]() {
+#pragma unroll
+            for (int si = 0; si < 2; ++si)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+                    const int64_t p = p0 + pw0 + 8 * q4;
+                    zq[si][rr] = make_uint4(0u, 0u, 0u, 0u);
+                    if (t < steps && p < a.headdim)
+                        zq[si][rr] = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
+                }
+        };
+        constexpr bool kRowsZy = Tr::kZyMode != kZyPairs;
+        const bool rows_zy = kRowsZy && c.vec_zy;
+        if (Tr::kZyMode == kZyRowsEarly && rows_zy && a.has_z) load_z_rows();
+
         // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
@@ -1117,8 +1210,41 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
             }
         }
 
-        // ---- epilogue from the accumulators: + D x, gate, store (pairs of channels) ----
+        // ---- epilogue from the accumulators: + D x, gate, store ----
         const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+        if (kRowsZy && rows_zy) {
+            // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
+            if (Tr::kZyMode == kZyRows && a.has_z) load_z_rows();
+#pragma unroll
+            for (int si = 0; si < 2; ++si)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+                    uint32_t zw[4] = {zq[si][rr].x, zq[si][rr].y, zq[si][rr].z, zq[si][rr].w};
+                    if (a.has_z) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
+                    uint32_t yw[4];
+#pragma unroll
+                    for (int nt = 0; nt < NT8; ++nt) {
+                        const int pp = pw0 + 8 * nt + 2 * q4;
+                        const int64_t p = p0 + pp;
+                        float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
+                        const __nv_bfloat162 z2 = *reinterpret_cast<const __nv_bfloat162 *>(&zw[nt]);
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            if (a.has_D && p < a.headdim)
+                                v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                            if (a.has_z) v[e] *= silu_f(e == 0 ? __low2float(z2) : __high2float(z2));
+                        }
+                        const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
+                        yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
+                    }
+                    quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
+                    const int64_t p = p0 + pw0 + 8 * q4;
+                    if (t < steps && p < a.headdim)
+                        *reinterpret_cast<uint4 *>(reinterpret_cast<bf16_t *>(a.y.p) + b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2] + p) = as_uint4(yw);
+                }
+            continue;
+        }
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
             const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
@@ -1162,15 +1288,21 @@ int64_t slot_count(const SsdCpShape & s) {
     return s.packed ? (s.len - 1) / kSsdCpChunk + s.nseq : s.nseq * ceil_div(s.len, kSsdCpChunk);
 }
 int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
+// The output kernel's grid z: 64-channel tiles of headdim (every epilogue build has kPT 64).
+int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t(SsdCpMma8OutputTraits<64>::kPT)); }
 
-// Bytes of each workspace part, in carving order.
+// Where each workspace part starts (one carver, used by the plan for the size and by the run for the
+// views, so the two cannot disagree) and the total.
 struct SsdCpWorkspace {
-    size_t states, scales, dts, acums;
+    size_t states, scales, dts, acums, total;
     explicit SsdCpWorkspace(const SsdCpShape & s) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
-        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2;
-        scales = pairs * size_t(ceil_div(s.headdim, 16)) * 4;
-        dts = acums = pairs * kSsdCpChunk * 4;
+        WorkspaceCarver carver;
+        states = carver.add(pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2);
+        scales = carver.add(pairs * size_t(ceil_div(s.headdim, 16)) * 4);
+        dts = carver.add(pairs * kSsdCpChunk * 4);
+        acums = carver.add(pairs * kSsdCpChunk * 4);
+        total = carver.add(0);
     }
 };
 
@@ -1182,9 +1314,9 @@ void set_smem(Kernel kernel) {
 // Head pairs of one group per block: the pair kernel's grid y.
 int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
 
-template <int kN, int kPT, int kMaxWarps, int kStages>
+template <int kN, int kPT, int kMaxWarps, int kStages, bool kRowStores>
 void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages>;
+    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages, kRowStores>;
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
@@ -1192,27 +1324,33 @@ void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
 }
 
-template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
-    if (kind == SsdCpStateKernel::Pair) {
-        launch_state_pair<kN, kPT, 8, 2>(ctx, c);
-        return;
-    }
+template <int kN, int kPT, bool kRowStores>
+void launch_state_mma(mamba_context & ctx, const SsdCpArgs & c) {
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    using Tr = SsdCpMmaStateTraits<kN, kPT>;
+    using Tr = SsdCpMmaStateTraits<kN, kPT, kRowStores>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
     set_smem<Tr>(kernel);
     launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
-template <int kN>
+template <int kN, int kPT>
+void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
+    switch (kind) {
+    case SsdCpStateKernel::Pair: launch_state_pair<kN, kPT, 8, 2, false>(ctx, c); break;
+    case SsdCpStateKernel::PairRows: launch_state_pair<kN, kPT, 8, 2, true>(ctx, c); break;
+    case SsdCpStateKernel::MmaRows: launch_state_mma<kN, kPT, true>(ctx, c); break;
+    default: launch_state_mma<kN, kPT, false>(ctx, c); break;
+    }
+}
+
+template <int kN, int kZyMode>
 void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpMma8OutputTraits<kN>;
+    using Tr = SsdCpMma8OutputTraits<kN, kZyMode>;
     const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
-    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
     launch_kernel(ctx, "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
 }
@@ -1246,6 +1384,9 @@ PairStateGrid pair_state_grid(const SsdCpArgs & c, int sms) {
     return {false, c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(16))};
 }
 
+// Pair-like state kernels (their grid and channel tile come from pair_state_grid).
+bool is_pair(SsdCpStateKernel k) { return k == SsdCpStateKernel::Pair || k == SsdCpStateKernel::PairRows; }
+
 // The automatic state kernel: pair when its blocks fill the GPU at least kPairMinWaves times over (one
 // block per SM counted), else mma. Measured on an H200 (132 SMs, header): pair wins at B8 H80 (640
 // blocks = 4.8 x SMs, 0.44 ms against ~0.60) and loses at B1 H80 (160 blocks = 1.2 x SMs, one partial
@@ -1261,7 +1402,7 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
     // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
-    const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
+    const bool wide = is_pair(state) ? pair_state_grid(c, sms).wide
                                                       : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, state);
     else launch_state<kN, 16>(ctx, c, state);
@@ -1269,7 +1410,11 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    launch_output_mma8<kN>(ctx, c, slots);
+    switch (plan.output) {
+    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8RowsEarly: launch_output_mma8<kN, kZyRowsEarly>(ctx, c, slots); break;
+    default: launch_output_mma8<kN, kZyPairs>(ctx, c, slots); break;
+    }
 }
 
 // Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
@@ -1278,8 +1423,9 @@ template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
     size_t need = SsdCpMma8OutputTraits<kN>::kSmemBytes;
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
-    if (plan.state != SsdCpStateKernel::Pair) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
-    if (plan.state != SsdCpStateKernel::Mma) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
+    // (The _rows builds change no layout: the same shared memory as their base kernels.)
+    if (!is_pair(plan.state)) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Auto || is_pair(plan.state)) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
     return need;
 }
 
@@ -1288,22 +1434,27 @@ size_t smem_need(const SsdCpPlan & plan) {
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
+                                                              {"pair", SsdCpStateKernel::Pair},
+                                                              {"mma_rows", SsdCpStateKernel::MmaRows},
+                                                              {"pair_rows", SsdCpStateKernel::PairRows}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
+                                                                {"mma8_rows", SsdCpOutputKernel::Mma8Rows},
+                                                                {"mma8_rows_early", SsdCpOutputKernel::Mma8RowsEarly}};
+    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
+    // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
+    // sequences above; the output kernel's 64-channel tiles of headdim are its grid z. Past them the
+    // sequential chunked kernel runs (its headdim tiles are its grid x).
+    if (output_channel_tiles(s.headdim) > 65535) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
     // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
     const size_t need = s.dstate <= 64 ? smem_need<64>(plan) : smem_need<128>(plan);
     if (need > size_t(st.max_smem_per_block)) return plan;
-    const SsdCpWorkspace w(s);
-    WorkspaceCarver carver;
-    carver.add(w.states);
-    carver.add(w.scales);
-    carver.add(w.dts);
-    carver.add(w.acums);
     plan.use = true;
-    plan.workspace_bytes = size_t(carver.add(0));
+    plan.workspace_bytes = SsdCpWorkspace(s).total;
     return plan;
 }
 
@@ -1312,11 +1463,10 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     const SsdCpWorkspace w(s);
     SsdCpArgs c{};
     c.a = a;
-    auto round256 = [](size_t v) { return (v + 255) / 256 * 256; };
-    c.states = reinterpret_cast<f16_t *>(workspace);
-    c.scales = reinterpret_cast<float *>(workspace + round256(w.states));
-    c.dts = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales));
-    c.acums = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales) + round256(w.dts));
+    c.states = reinterpret_cast<f16_t *>(workspace + w.states);
+    c.scales = reinterpret_cast<float *>(workspace + w.scales);
+    c.dts = reinterpret_cast<float *>(workspace + w.dts);
+    c.acums = reinterpret_cast<float *>(workspace + w.acums);
     c.Pw = ceil_div(a.headdim, 16) * 16;
     c.chunks = ceil_div(a.len, kSsdCpChunk);
     c.nseq = nseq;

@@ -14,15 +14,20 @@ struct SsdCpShape {
 
 // Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
-// The state kernel (MAMBA_CUDA_SSD_STATE = mma or pair, read by the plan at each call; unset = Auto, an
-// unknown name is an INVALID_ARGUMENT error). Auto picks one at launch from the grid and the SM count
-// (ssd_chunk_parallel.cu). Both share the workspace format with the one output kernel.
-enum class SsdCpStateKernel { Auto, Mma, Pair };
+// The state kernel (MAMBA_CUDA_SSD_STATE = mma, pair, mma_rows or pair_rows, read by the plan at each
+// call; unset = Auto, an unknown name is an INVALID_ARGUMENT error). Auto picks mma or pair at launch
+// from the grid and the SM count (ssd_chunk_parallel.cu); the _rows builds store S_in by 16-byte rows.
+// All share the workspace format with the output kernel.
+enum class SsdCpStateKernel { Auto, Mma, Pair, MmaRows, PairRows };
+// The output kernel's z / y epilogue (MAMBA_CUDA_SSD_OUTPUT = mma8, mma8_rows or mma8_rows_early; unset =
+// mma8): 4-byte accumulator-layout pairs, 16-byte rows, 16-byte rows with z loaded before phase B.
+enum class SsdCpOutputKernel { Mma8, Mma8Rows, Mma8RowsEarly };
 
 struct SsdCpPlan {
     bool use = false;
     size_t workspace_bytes = 0;
     SsdCpStateKernel state = SsdCpStateKernel::Auto;
+    SsdCpOutputKernel output = SsdCpOutputKernel::Mma8;
 };
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
 
