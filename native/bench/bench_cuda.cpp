@@ -118,8 +118,9 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
 // MAMBA_CUDA_SSD_OUTPUT, null = the library's choice), against the automatic choice of the cases above
 // (pair at B8, mma at B1 on an H200; output mma8). Without z is how the Mamba-2 mixer calls it (the gate is
 // applied by the gated RMS norm after it). Old against new: state=pair / state=pair_rows, state=mma /
-// state=mma_rows (16-byte S_in stores); out=mma8 / out=mma8_rows / out=mma8_rows_early (z and y by
-// 16-byte rows; z loaded before phase B).
+// state=mma_rows (16-byte S_in stores); out=mma8 against out=mma8_rows / mma8_rows_early (z and y by
+// 16-byte rows; z loaded before phase B), mma8_merged (phase B over both strips at once) and
+// mma8_rows_merged (both).
 #define MAMBA_SSD_KERNEL_CASES(tag, label, state, output)                                                                                \
     mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, state, output); }); \
@@ -136,6 +137,11 @@ MAMBA_SSD_KERNEL_CASES(state_pair_rows, "state=pair_rows", "pair_rows", nullptr)
 MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", nullptr, "mma8")
 MAMBA_SSD_KERNEL_CASES(out_mma8_rows, "out=mma8_rows", nullptr, "mma8_rows")
 MAMBA_SSD_KERNEL_CASES(out_mma8_rows_early, "out=mma8_rows_early", nullptr, "mma8_rows_early")
+MAMBA_SSD_KERNEL_CASES(out_mma8_merged, "out=mma8_merged", nullptr, "mma8_merged")
+MAMBA_SSD_KERNEL_CASES(out_mma8_rows_merged, "out=mma8_rows_merged", nullptr, "mma8_rows_merged")
+// Both new halves together, to compare with the library's choice (the unlabeled cases above).
+MAMBA_SSD_KERNEL_CASES(new_pair, "state=pair_rows out=mma8_rows_merged", "pair_rows", "mma8_rows_merged")
+MAMBA_SSD_KERNEL_CASES(new_mma, "state=mma_rows out=mma8_rows_merged", "mma_rows", "mma8_rows_merged")
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

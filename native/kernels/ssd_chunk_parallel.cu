@@ -232,8 +232,7 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int lane) {
         const uint32_t got = __shfl_xor_sync(0xffffffffu, pick4(v, q ^ k), k);
         const int at = q ^ k;
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            if (j == at) out[j] = got;
+        for (int j = 0; j < 4; ++j) out[j] = j == at ? got : out[j];
     }
 #pragma unroll
     for (int j = 0; j < 4; ++j) v[j] = out[j];
@@ -889,10 +888,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 // (16 more live registers).
 enum SsdCpZyMode : int { kZyPairs = 0, kZyRows = 1, kZyRowsEarly = 2 };
 
-template <int kStatePad, int kZyModeArg = kZyPairs>
+template <int kStatePad, int kZyModeArg = kZyPairs, bool kMergedStripsArg = false>
 struct SsdCpMma8OutputTraits {
     static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
     static constexpr int kZyMode = kZyModeArg;
+    // Phase B over column tiles of both strips together (one X load, 8 accumulators in flight) instead of
+    // strip after strip.
+    static constexpr bool kMergedStrips = kMergedStripsArg;
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kPT = 64;  // channels per block
     static constexpr int kWarps = 8;
@@ -924,6 +926,7 @@ struct SsdCpMma8OutputTraits {
     static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
     static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
     static_assert(kZyMode == kZyPairs || kNT == 4, "a row piece of four n8 tiles per quad transpose");
+    static_assert(!kMergedStrips || kPairs * 2 == kStrips, "the low strip of a pair never passes the high one");
     static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
     static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
@@ -1146,66 +1149,92 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 (lane % 4) ..
         // + 7), loaded here (kZyRowsEarly: in flight during phase B) or in the epilogue (kZyRows).
         const int q4 = lane % 4;
-        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
-        auto load_z_rows = [&]() {
-#pragma unroll
-            for (int si = 0; si < 2; ++si)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-                    const int64_t p = p0 + pw0 + 8 * q4;
-                    zq[si][rr] = make_uint4(0u, 0u, 0u, 0u);
-                    if (t < steps && p < a.headdim)
-                        zq[si][rr] = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
-                }
+        auto load_z_row = [&](int si, int rr) {
+            const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+            const int64_t p = p0 + pw0 + 8 * q4;
+            uint4 v = make_uint4(0u, 0u, 0u, 0u);
+            if (t < steps && p < a.headdim)
+                v = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
+            return v;
         };
         constexpr bool kRowsZy = Tr::kZyMode != kZyPairs;
         const bool rows_zy = kRowsZy && c.vec_zy;
-        if (Tr::kZyMode == kZyRowsEarly && rows_zy && a.has_z) load_z_rows();
+        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
+        if (Tr::kZyMode == kZyRowsEarly && rows_zy && a.has_z)
+#pragma unroll
+            for (int si = 0; si < 2; ++si)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) zq[si][rr] = load_z_row(si, rr);
 
         // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
-#pragma unroll
-        for (int si = 0; si < 2; ++si) {
-            const int st = si == 0 ? strip_lo : strip_hi;
+        // The M tile (st, jt) of strip si as bf16 hi + lo A fragments.
+        auto make_m = [&](int si, int st, int jt, uint32_t (&mhi)[4], uint32_t (&mlo)[4]) {
             const int t_a = 16 * st + gl, t_b = t_a + 8;
+            const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
+            float m[2][4];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+                const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
+                const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
+                const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int t = e < 2 ? t_a : t_b;
+                    const int s = s0 + e % 2;
+                    const float at = acum_r[si][e / 2];
+                    const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                    m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+        };
+        // X (s, p) = sX[s][p] for the k step of column tile jt.
+        auto load_x = [&](int jt, uint32_t (&fb)[NT8 / 2][4]) {
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np)
+                ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
+        };
+        auto mma_x = [&](float (&ac)[NT8][4], const uint32_t (&ma)[4], const uint32_t (&fb)[NT8 / 2][4]) {
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                mma_bf16(ac[2 * np], ma, fb[np][0], fb[np][1]);
+                mma_bf16(ac[2 * np + 1], ma, fb[np][2], fb[np][3]);
+            }
+        };
+        if constexpr (Tr::kMergedStrips) {
+            // Column tile jt of both strips together: one X fragment load for both, 8 independent
+            // accumulators between dependent MMAs (strip_lo <= 3 < 4 <= strip_hi).
 #pragma unroll
             for (int jt = 0; jt < Tr::kStrips; ++jt) {
-                if (jt > st) break;
-                const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
-                float m[2][4];
+                if (jt > strip_hi) break;
+                const bool both = jt <= strip_lo;  // warp-uniform
+                uint32_t fb[NT8 / 2][4];
+                load_x(jt, fb);
+                uint32_t mhi[2][4], mlo[2][4];
+                make_m(1, strip_hi, jt, mhi[1], mlo[1]);
+                if (both) make_m(0, strip_lo, jt, mhi[0], mlo[0]);
+                mma_x(acc[1], mhi[1], fb);
+                if (both) mma_x(acc[0], mhi[0], fb);
+                mma_x(acc[1], mlo[1], fb);
+                if (both) mma_x(acc[0], mlo[0], fb);
+            }
+        } else {
 #pragma unroll
-                for (int q = 0; q < 2; ++q) {
-                    const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
-                    const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
-                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
-                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
-                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+            for (int si = 0; si < 2; ++si) {
+                const int st = si == 0 ? strip_lo : strip_hi;
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int t = e < 2 ? t_a : t_b;
-                        const int s = s0 + e % 2;
-                        const float at = acum_r[si][e / 2];
-                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
-                        m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
-                    }
-                }
-                uint32_t mhi[4], mlo[4];
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
-                uint32_t fb[NT8 / 2][4];  // X (s, p) = sX[s][p]
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np)
-                    ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    mma_bf16(acc[si][2 * np], mhi, fb[np][0], fb[np][1]);
-                    mma_bf16(acc[si][2 * np + 1], mhi, fb[np][2], fb[np][3]);
-                }
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    mma_bf16(acc[si][2 * np], mlo, fb[np][0], fb[np][1]);
-                    mma_bf16(acc[si][2 * np + 1], mlo, fb[np][2], fb[np][3]);
+                for (int jt = 0; jt < Tr::kStrips; ++jt) {
+                    if (jt > st) break;
+                    uint32_t mhi[4], mlo[4];
+                    make_m(si, st, jt, mhi, mlo);
+                    uint32_t fb[NT8 / 2][4];
+                    load_x(jt, fb);
+                    mma_x(acc[si], mhi, fb);
+                    mma_x(acc[si], mlo, fb);
                 }
             }
         }
@@ -1214,13 +1243,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
         if (kRowsZy && rows_zy) {
             // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
-            if (Tr::kZyMode == kZyRows && a.has_z) load_z_rows();
 #pragma unroll
             for (int si = 0; si < 2; ++si)
 #pragma unroll
                 for (int rr = 0; rr < 2; ++rr) {
                     const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-                    uint32_t zw[4] = {zq[si][rr].x, zq[si][rr].y, zq[si][rr].z, zq[si][rr].w};
+                    const uint4 zr = Tr::kZyMode == kZyRows && a.has_z ? load_z_row(si, rr) : zq[si][rr];
+                    uint32_t zw[4] = {zr.x, zr.y, zr.z, zr.w};
                     if (a.has_z) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
                     uint32_t yw[4];
 #pragma unroll
@@ -1344,9 +1373,9 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kin
     }
 }
 
-template <int kN, int kZyMode>
+template <int kN, int kZyMode, bool kMerged>
 void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpMma8OutputTraits<kN, kZyMode>;
+    using Tr = SsdCpMma8OutputTraits<kN, kZyMode, kMerged>;
     const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
@@ -1411,9 +1440,11 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
     switch (plan.output) {
-    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows>(ctx, c, slots); break;
-    case SsdCpOutputKernel::Mma8RowsEarly: launch_output_mma8<kN, kZyRowsEarly>(ctx, c, slots); break;
-    default: launch_output_mma8<kN, kZyPairs>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows, false>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8RowsEarly: launch_output_mma8<kN, kZyRowsEarly, false>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8Merged: launch_output_mma8<kN, kZyPairs, true>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8RowsMerged: launch_output_mma8<kN, kZyRows, true>(ctx, c, slots); break;
+    default: launch_output_mma8<kN, kZyPairs, false>(ctx, c, slots); break;
     }
 }
 
@@ -1441,7 +1472,9 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
                                                                 {"mma8_rows", SsdCpOutputKernel::Mma8Rows},
-                                                                {"mma8_rows_early", SsdCpOutputKernel::Mma8RowsEarly}};
+                                                                {"mma8_rows_early", SsdCpOutputKernel::Mma8RowsEarly},
+                                                                {"mma8_merged", SsdCpOutputKernel::Mma8Merged},
+                                                                {"mma8_rows_merged", SsdCpOutputKernel::Mma8RowsMerged}};
     plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and

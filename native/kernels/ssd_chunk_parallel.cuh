@@ -19,9 +19,10 @@ struct SsdCpShape {
 // from the grid and the SM count (ssd_chunk_parallel.cu); the _rows builds store S_in by 16-byte rows.
 // All share the workspace format with the output kernel.
 enum class SsdCpStateKernel { Auto, Mma, Pair, MmaRows, PairRows };
-// The output kernel's z / y epilogue (MAMBA_CUDA_SSD_OUTPUT = mma8, mma8_rows or mma8_rows_early; unset =
-// mma8): 4-byte accumulator-layout pairs, 16-byte rows, 16-byte rows with z loaded before phase B.
-enum class SsdCpOutputKernel { Mma8, Mma8Rows, Mma8RowsEarly };
+// The output kernel's build (MAMBA_CUDA_SSD_OUTPUT; unset = mma8): mma8 (z / y as 4-byte accumulator-
+// layout pairs), mma8_rows (16-byte rows), mma8_rows_early (16-byte rows, z loaded before phase B),
+// mma8_merged (phase B over both strips at once), mma8_rows_merged (both changes).
+enum class SsdCpOutputKernel { Mma8, Mma8Rows, Mma8RowsEarly, Mma8Merged, Mma8RowsMerged };
 
 struct SsdCpPlan {
     bool use = false;
