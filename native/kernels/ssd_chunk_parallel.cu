@@ -21,6 +21,13 @@
 //     output mma8 (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G
 //          in shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
 //          copies overlapping the other phase of the same head (its section below).
+//   Builds of them selected at run time (compile-time switches in the traits; tests run every one, the
+//   benchmark has a case per value; not yet measured on a GPU, so the defaults stay the measured ones):
+//     MAMBA_CUDA_SSD_STATE = mma_rows / pair_rows: S_in stored as 16-byte rows (kRowStores) instead of
+//          4-byte pairs from the accumulator layout (store_state_rows).
+//     MAMBA_CUDA_SSD_OUTPUT = mma8 (default) / mma8_rows / mma8_rows_early / mma8_merged /
+//          mma8_rows_merged: z and y as 16-byte rows (kZyMode; _early: z's loads issued before phase B),
+//          phase B over both strips at once (kMergedStrips). Counts in the mma8 section.
 //   State kernel choice: MAMBA_CUDA_SSD_STATE = mma or pair forces one (tests and benchmarks); unset, it
 //   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
 //   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
@@ -36,8 +43,8 @@
 //     B1 z      | 0.306          | 0.239           | 0.323           | 0.256            | 0.256        | 0.322
 //   Per kernel at B8 no z: output mma8 0.525 (4-warp mma 0.763); state pair 0.442, pair16 0.63, pair3
 //   0.61, mma ~0.60. Removed after it: the 4-warp output kernel "mma" (G in registers, 241 registers,
-//   8 warps per SM: slower in every case) with its traits, launch and the MAMBA_CUDA_SSD_OUTPUT variable
-//   (one output kernel left, nothing to choose); the state variants pair3 (16 warps, 3 chunk buffers, 1
+//   8 warps per SM: slower in every case) with its traits and launch (MAMBA_CUDA_SSD_OUTPUT now names
+//   builds of mma8, above); the state variants pair3 (16 warps, 3 chunk buffers, 1
 //   block per SM) and pair16 (16-channel tiles at every block count), both slower than pair at B8 and no
 //   better than mma at B1.
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
@@ -47,6 +54,14 @@
 // the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
 // stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
 // during the current chunk's MMAs (B double-buffered).
+// B1 (L2048 H80 P64 N128), counted: two launches and no separate state-passing pass (the carry is inside
+// the state kernel). The state kernel is 160 blocks (one wave on 132 SMs), each a chain of 16 chunk steps
+// (copy wait, dt scan, one barrier, 64 MMAs a warp in 8-deep chains, S_in store): ~0.11 ms measured at
+// 40872b3, ~7 us a step, with 16 x 80 x 16 KB = 21 MB of S_in to write. The output kernel then runs all
+// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of the state kernel is the floor. Not
+// built: a two-pass state (all chunks' local Xw^T B in parallel, 16x the blocks, then a 16-step elementwise
+// carry over float32 chunk states): at B1 that moves 2 x 42 MB (~0.02 ms) to cut the serial chain to one
+// chunk step plus 16 cheap elementwise steps; at B8 it costs 2 x 336 MB, so it would be a B1-only path.
 //
 // Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
 // inputs): bf16 x, B and C are exact MMA operands. The state update's float32 operand Xw and the
@@ -539,7 +554,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // traits still take the warp cap and the buffer count: a 16-warp, 3-buffer build (pair3) and 16-channel
 // tiles at every block count (pair16) measured slower (header) and are no longer launched.
 // ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
-// no spill; smem 98 KB.
+// no spill; smem 98 KB. pair_rows (kRowStores, S_in as 16-byte rows: 2 instead of 8 stores a warp, head
+// and chunk at 32 channels, 8 rows x 64 whole bytes each): 128 registers, N 128 32 ch 40 B spilled, 16 ch
+// 12 B; N 64 32 ch 12 B; N 64 16 ch (4 warps, so the 2-block bound allows more) 160 registers, no spill.
+// mma_rows: 126-130 registers, no spill at any size.
 
 template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false>
 struct SsdCpPairStateTraits {
@@ -875,6 +893,18 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 //     a tile before the lo ones (4 independent accumulators between dependent MMAs).
 //   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
 //     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
+// Builds (MAMBA_CUDA_SSD_OUTPUT; the bytes and FLOPs below are the same for all):
+//   * kZyMode (ssd epilogue, 16-byte-row tensors only): kZyPairs (mma8) loads z and stores y from the
+//     accumulator layout, 16 + 16 four-byte accesses a warp per head, each 8 rows x 16 bytes = 8 half-used
+//     32-byte sectors (256 sector requests); kZyRows (mma8_rows) moves whole 64-byte row pieces: 4 + 4
+//     sixteen-byte accesses a warp per head, each 8 rows x 64 bytes = 16 whole sectors (128 requests),
+//     plus 3 shuffles per 16-byte piece (quad_transpose); kZyRowsEarly (mma8_rows_early) issues the z loads
+//     before phase B so that their latency hides under its MMAs (16 registers live through phase B).
+//   * kMergedStrips (mma8_merged): phase B walks column tiles jt = 0 .. strip_hi once and does both
+//     strips' tiles at each jt <= strip_lo: one X fragment load for both (16 - 2 pair ldmatrix a warp
+//     instead of 18) and 8 independent accumulators between dependent MMAs instead of 4.
+//   ptxas sm_90 (CUDA 11.8), N 128 / N 64, all 128 registers: mma8 4 B spilled / 0; mma8_rows 0 / 0;
+//   mma8_rows_early 76 / 72 B; mma8_merged 0 / 0; mma8_rows_merged 8 / 4 B. Shared memory unchanged.
 // Counts per (chunk, head, 64 channels) = per block-head: reads x 16 KB, z 16 KB, S_in 16 KB (float16),
 // dt/acum 1 KB; writes y 16 KB. MMAs (m16n8k16): C S_in^T 8 warps x 64, M X 8 warps x 72 (hi + lo) =
 // 1088 (4.5 MFLOP); G 36 tiles x 16 = 576 per block (72 a warp, amortized over its heads). At bf16 B8

@@ -214,8 +214,8 @@ double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 // and the SM count and runs mma8; the CPU ignores both and runs once). Every state variant (mma, pair and
 // their 16-byte-row S_in stores) and every output build (z / y as 4-byte pairs or 16-byte rows, z loaded
 // early, phase B strip by strip or merged) runs at least once on every shape.
-const char * const kCudaSsdKernels[] = {"mma mma8",           "pair mma8",        "mma_rows mma8_rows", "pair_rows mma8_rows_early",
-                                        "pair mma8_merged", "mma mma8_rows_merged"};
+const char * const kCudaSsdKernels[] = {"mma mma8",         "pair mma8",           "mma_rows mma8_rows",
+                                        "pair_rows mma8_rows_early", "pair mma8_merged", "mma mma8_rows_merged"};
 
 // Sets both variables of one kCudaSsdKernels entry for its lifetime.
 class ScopedSsdKernels {
