@@ -1379,7 +1379,9 @@ void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
-    launch_kernel(ctx, "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    // The build in the name (no spaces: full_check.sh splits trace lines by field), so that
+    // MAMBA_CUDA_TRACE tells the variants apart.
+    launch_kernel(ctx, kRowStores ? "ssd_cp_state_pair_kernel/pair_rows" : "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
 }
 
@@ -1389,7 +1391,7 @@ void launch_state_mma(mamba_context & ctx, const SsdCpArgs & c) {
     using Tr = SsdCpMmaStateTraits<kN, kPT, kRowStores>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
     set_smem<Tr>(kernel);
-    launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    launch_kernel(ctx, kRowStores ? "ssd_cp_state_mma_kernel/mma_rows" : "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
@@ -1404,13 +1406,13 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kin
 }
 
 template <int kN, int kZyMode, bool kMerged>
-void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots, const char * name) {
     using Tr = SsdCpMma8OutputTraits<kN, kZyMode, kMerged>;
     const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
     const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
-    launch_kernel(ctx, "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
 }
 
@@ -1470,11 +1472,15 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
     switch (plan.output) {
-    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows, false>(ctx, c, slots); break;
-    case SsdCpOutputKernel::Mma8RowsEarly: launch_output_mma8<kN, kZyRowsEarly, false>(ctx, c, slots); break;
-    case SsdCpOutputKernel::Mma8Merged: launch_output_mma8<kN, kZyPairs, true>(ctx, c, slots); break;
-    case SsdCpOutputKernel::Mma8RowsMerged: launch_output_mma8<kN, kZyRows, true>(ctx, c, slots); break;
-    default: launch_output_mma8<kN, kZyPairs, false>(ctx, c, slots); break;
+    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows"); break;
+    case SsdCpOutputKernel::Mma8RowsEarly:
+        launch_output_mma8<kN, kZyRowsEarly, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_early");
+        break;
+    case SsdCpOutputKernel::Mma8Merged: launch_output_mma8<kN, kZyPairs, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_merged"); break;
+    case SsdCpOutputKernel::Mma8RowsMerged:
+        launch_output_mma8<kN, kZyRows, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_merged");
+        break;
+    default: launch_output_mma8<kN, kZyPairs, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel"); break;
     }
 }
 
