@@ -118,7 +118,8 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
 // MAMBA_CUDA_SSD_OUTPUT, null = the library's choice), against the automatic choice of the cases above
 // (pair at B8, mma at B1 on an H200; output mma8). Without z is how the Mamba-2 mixer calls it (the gate is
 // applied by the gated RMS norm after it). Old against new: state=pair / state=pair_rows, state=mma /
-// state=mma_rows (16-byte S_in stores); out=mma8 against out=mma8_rows / mma8_rows_early (z and y by
+// state=mma_rows (16-byte S_in stores), state=pair / state=quad / state=quad32 (four heads a block);
+// out=mma8 against out=mma8_rows / mma8_rows_early (z and y by
 // 16-byte rows; z loaded before phase B), mma8_merged (phase B over both strips at once) and
 // mma8_rows_merged (both).
 #define MAMBA_SSD_KERNEL_CASES(tag, label, state, output)                                                                                \
@@ -134,6 +135,8 @@ MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma", nullptr)
 MAMBA_SSD_KERNEL_CASES(state_mma_rows, "state=mma_rows", "mma_rows", nullptr)
 MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair", nullptr)
 MAMBA_SSD_KERNEL_CASES(state_pair_rows, "state=pair_rows", "pair_rows", nullptr)
+MAMBA_SSD_KERNEL_CASES(state_quad, "state=quad", "quad", nullptr)
+MAMBA_SSD_KERNEL_CASES(state_quad32, "state=quad32", "quad32", nullptr)
 MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", nullptr, "mma8")
 MAMBA_SSD_KERNEL_CASES(out_mma8_rows, "out=mma8_rows", nullptr, "mma8_rows")
 MAMBA_SSD_KERNEL_CASES(out_mma8_rows_early, "out=mma8_rows_early", nullptr, "mma8_rows_early")

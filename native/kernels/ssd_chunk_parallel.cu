@@ -24,7 +24,8 @@
 //   Builds of them selected at run time (compile-time switches in the traits; tests run every one, the
 //   benchmark has a case per value; not yet measured on a GPU, so the defaults stay the measured ones):
 //     MAMBA_CUDA_SSD_STATE = mma_rows / pair_rows: S_in stored as 16-byte rows (kRowStores) instead of
-//          4-byte pairs from the accumulator layout (store_state_rows).
+//          4-byte pairs from the accumulator layout (store_state_rows); quad / quad32: the pair kernel
+//          with four heads of a group per block (its section).
 //     MAMBA_CUDA_SSD_OUTPUT = mma8 (default) / mma8_rows / mma8_rows_early / mma8_merged /
 //          mma8_rows_merged: z and y as 16-byte rows (kZyMode; _early: z's loads issued before phase B),
 //          phase B over both strips at once (kMergedStrips). Counts in the mma8 section.
@@ -553,19 +554,28 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // As built: 8 warps, 2 chunk buffers (the copy one chunk ahead), 2 blocks per SM = 16 warps per SM. The
 // traits still take the warp cap and the buffer count: a 16-warp, 3-buffer build (pair3) and 16-channel
 // tiles at every block count (pair16) measured slower (header) and are no longer launched.
+// Four heads a block (kHeads 4, MAMBA_CUDA_SSD_STATE = quad / quad32): a warp keeps 4 x 2 n8 accumulators
+// (16 states of each head), as many as pair's 2 x 4 at 32 channels. quad: 16 channels, 8 warps, 2 blocks
+// an SM: the same B bytes per head-channel as pair at 32 channels, one B fragment feeds 16 MMAs instead
+// of 8, but each x fragment (scaled, split) feeds 4 instead of 8. quad32: 32 channels, 16 warps, 1 block
+// an SM (the same 16 warps an SM): B staged once per 128 head-channels, half of pair's L2 -> shared
+// traffic and cp.async issue for B (32 KB per chunk for 4 heads x 32 channels). B8 H80: 640 quad or 320
+// quad32 blocks, 2.4 waves either way, as pair. ptxas sm_90, N 128: quad 128 registers (12 B spilled),
+// 100.4 KB; quad32 128 registers (20 B spilled), 132.6 KB. N 64: quad 181 registers (4 warps), none;
+// quad32 128, 40 B spilled.
 // ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
 // no spill; smem 98 KB. pair_rows (kRowStores, S_in as 16-byte rows: 2 instead of 8 stores a warp, head
 // and chunk at 32 channels, 8 rows x 64 whole bytes each): 128 registers, N 128 32 ch 40 B spilled, 16 ch
 // 12 B; N 64 32 ch 12 B; N 64 16 ch (4 warps, so the 2-block bound allows more) 160 registers, no spill.
 // mma_rows: 126-130 registers, no spill at any size.
 
-template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false>
+template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false, int kHeadsArg = 2>
 struct SsdCpPairStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
     static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kHeads = 2;
+    static constexpr int kHeads = kHeadsArg;  // heads of one group per block: 2 (pair) or 4 (quad)
     static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
     static constexpr int kTP = kPT / 16;
     static constexpr int kWarps = kTP * kN / 16 < kMaxWarps ? kTP * kN / 16 : kMaxWarps;
@@ -591,6 +601,7 @@ struct SsdCpPairStateTraits {
     static_assert(kBQuads >= 8 && (kXQuads == 2 || kXQuads == 4), "swizzle patterns below");
     static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
     static_assert(kStages == 2 || kStages == 3, "one or two chunks ahead");
+    static_assert(kHeads <= kWarps, "one scan warp per head");
     // Element offset of (row, col) in a swizzled buffer of `quads` 16-byte quads per row.
     __device__ static __forceinline__ int swz(int row, int col, int quads) {
         const int group = quads >= 8 ? 1 : 8 / quads;  // rows sharing a bank-quad offset
@@ -614,11 +625,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     float * sW = reinterpret_cast<float *>(smem + Tr::oW);
     float * sEnd = reinterpret_cast<float *>(smem + Tr::oEnd);
-    const int64_t pairs_per_group = (a.heads_per_group + 1) / 2;
-    const int64_t g = blockIdx.y / pairs_per_group;
-    const int64_t in_group = 2 * (blockIdx.y % pairs_per_group);
+    const int64_t tiles_per_group = (a.heads_per_group + HP - 1) / HP;
+    const int64_t g = blockIdx.y / tiles_per_group;
+    const int64_t in_group = HP * (blockIdx.y % tiles_per_group);
     const int64_t h0 = g * a.heads_per_group + in_group;
-    const bool has1 = in_group + 1 < a.heads_per_group;  // the pair's second head exists
+    // Heads of the block that exist: the group's last block may have fewer than HP (the others run on
+    // zero x, contribute nothing and write nothing).
+    const int nin = a.heads_per_group - in_group < HP ? int(a.heads_per_group - in_group) : HP;
     const int64_t seq = blockIdx.z;
     const int64_t p0 = int64_t(blockIdx.x) * PT;
     int64_t b, t_begin, t_end;
@@ -626,7 +639,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     float A[HP], bias[HP];
 #pragma unroll
     for (int hh = 0; hh < HP; ++hh) {
-        const int64_t h = has1 || hh == 0 ? h0 + hh : h0;  // a missing partner reads head h0's scalars
+        const int64_t h = hh < nin ? h0 + hh : h0;  // a missing head reads head h0's scalars
         A[hh] = a.A[h * a.A_s];
         bias[hh] = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
     }
@@ -644,7 +657,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
-                const bool in = a.has_init && (hh == 0 || has1) && p < a.headdim && n < a.dstate;
+                const bool in = a.has_init && hh < nin && p < a.headdim && n < a.dstate;
                 S[hh][nt][i] = in ? a.init[seq * a.init_s[0] + (h0 + hh) * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
             }
 
@@ -668,7 +681,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 #pragma unroll
         for (int hh = 0; hh < HP; ++hh) {
             bf16_t * dX = sX(buf, hh);
-            const bool head_in = hh == 0 || has1;
+            const bool head_in = hh < nin;
             const int64_t h = h0 + hh;
             if (c.vec_x) {
                 const int pp = tid % Tr::kXQuads * 8;
@@ -691,7 +704,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     // 4 lane .. 4 lane + 3, loaded one chunk ahead of its use); the other warps load nothing.
     const bool scans = warp < HP;
     const int scan_head = scans ? warp : 0;
-    const bool scan_valid = scans && (scan_head == 0 || has1);
+    const bool scan_valid = scans && scan_head < nin;
     float scan_A = A[0], scan_bias = bias[0];
 #pragma unroll
     for (int hh = 1; hh < HP; ++hh)
@@ -713,7 +726,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     auto prefetch_x = [&](int64_t tc) {
         for (int k = tid; k < HP * Q; k += NT) {
             const int hh = k / Q, r = k % Q;
-            if (tc + r < t_end && p0 < a.headdim && (hh == 0 || has1))
+            if (tc + r < t_end && p0 < a.headdim && hh < nin)
                 prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + r) * a.x_s[1] + (h0 + hh) * a.x_s[2] + p0 * a.x_s[3]) * 2);
         }
     };
@@ -797,7 +810,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             const int scale_exp = f16_scale_exponent(block_max);
             const float inv_scale = ldexpf(1.0f, -scale_exp);
             const int64_t h = h0 + hh;
-            if (hh == 0 || has1) {
+            if (hh < nin) {
                 if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
                 if (p0 + 16 * tp < c.Pw) {
                     f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
@@ -862,7 +875,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     if (a.has_fin) {
 #pragma unroll
         for (int hh = 0; hh < HP; ++hh) {
-            if (hh == 1 && !has1) break;
+            if (hh >= nin) break;
 #pragma unroll
             for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
@@ -1370,18 +1383,22 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
-// Head pairs of one group per block: the pair kernel's grid y.
-int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
+// Tiles of `per_block` heads of one group: the pair (2) and quad (4) kernels' grid y.
+int64_t state_head_tiles(const SsdArgs & a, int64_t per_block) { return a.heads / a.heads_per_group * ceil_div(a.heads_per_group, per_block); }
+int64_t state_head_pairs(const SsdArgs & a) { return state_head_tiles(a, 2); }
 
-template <int kN, int kPT, int kMaxWarps, int kStages, bool kRowStores>
+template <int kN, int kPT, int kMaxWarps, int kStages, bool kRowStores, int kHeads = 2>
 void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages, kRowStores>;
-    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
+    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages, kRowStores, kHeads>;
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_tiles(c.a, kHeads)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
     // The build in the name (no spaces: full_check.sh splits trace lines by field), so that
     // MAMBA_CUDA_TRACE tells the variants apart.
-    launch_kernel(ctx, kRowStores ? "ssd_cp_state_pair_kernel/pair_rows" : "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    const char * name = kHeads == 4 ? (kPT == 32 ? "ssd_cp_state_pair_kernel/quad32" : "ssd_cp_state_pair_kernel/quad")
+                        : kRowStores ? "ssd_cp_state_pair_kernel/pair_rows"
+                                     : "ssd_cp_state_pair_kernel";
+    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
 }
 
@@ -1400,6 +1417,10 @@ void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kin
     switch (kind) {
     case SsdCpStateKernel::Pair: launch_state_pair<kN, kPT, 8, 2, false>(ctx, c); break;
     case SsdCpStateKernel::PairRows: launch_state_pair<kN, kPT, 8, 2, true>(ctx, c); break;
+    // Four heads: 16 channels and 8 warps (2 blocks an SM), or 32 channels and 16 warps (1 block an SM),
+    // so that a warp still carries 4 x 2 n8 accumulators.
+    case SsdCpStateKernel::Quad: launch_state_pair<kN, 16, 8, 2, false, 4>(ctx, c); break;
+    case SsdCpStateKernel::Quad32: launch_state_pair<kN, 32, 16, 2, false, 4>(ctx, c); break;
     case SsdCpStateKernel::MmaRows: launch_state_mma<kN, kPT, true>(ctx, c); break;
     default: launch_state_mma<kN, kPT, false>(ctx, c); break;
     }
@@ -1463,7 +1484,8 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
     // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
-    const bool wide = is_pair(state) ? pair_state_grid(c, sms).wide
+    const bool wide = state == SsdCpStateKernel::Quad || state == SsdCpStateKernel::Quad32 ? false  // their own tiles
+                      : is_pair(state)                ? pair_state_grid(c, sms).wide
                                                       : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, state);
     else launch_state<kN, 16>(ctx, c, state);
@@ -1491,8 +1513,11 @@ size_t smem_need(const SsdCpPlan & plan) {
     size_t need = SsdCpMma8OutputTraits<kN>::kSmemBytes;
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
     // (The _rows builds change no layout: the same shared memory as their base kernels.)
-    if (!is_pair(plan.state)) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Auto || plan.state == SsdCpStateKernel::Mma || plan.state == SsdCpStateKernel::MmaRows)
+        at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
     if (plan.state == SsdCpStateKernel::Auto || is_pair(plan.state)) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Quad) at_least(SsdCpPairStateTraits<kN, 16, 8, 2, false, 4>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Quad32) at_least(SsdCpPairStateTraits<kN, 32, 16, 2, false, 4>::kSmemBytes);
     return need;
 }
 
@@ -1504,7 +1529,9 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
                                                               {"pair", SsdCpStateKernel::Pair},
                                                               {"mma_rows", SsdCpStateKernel::MmaRows},
-                                                              {"pair_rows", SsdCpStateKernel::PairRows}};
+                                                              {"pair_rows", SsdCpStateKernel::PairRows},
+                                                              {"quad", SsdCpStateKernel::Quad},
+                                                              {"quad32", SsdCpStateKernel::Quad32}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
     static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
                                                                 {"mma8_rows", SsdCpOutputKernel::Mma8Rows},

@@ -211,11 +211,12 @@ double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
 // The chunk-parallel kernels the CUDA instances run, "state output": each pair forced through
 // MAMBA_CUDA_SSD_STATE and MAMBA_CUDA_SSD_OUTPUT (unset, the library picks the state kernel from the grid
-// and the SM count and runs mma8; the CPU ignores both and runs once). Every state variant (mma, pair and
-// their 16-byte-row S_in stores) and every output build (z / y as 4-byte pairs or 16-byte rows, z loaded
-// early, phase B strip by strip or merged) runs at least once on every shape.
-const char * const kCudaSsdKernels[] = {"mma mma8",         "pair mma8",           "mma_rows mma8_rows",
-                                        "pair_rows mma8_rows_early", "pair mma8_merged", "mma mma8_rows_merged"};
+// and the SM count and runs mma8; the CPU ignores both and runs once). Every state variant (mma, pair,
+// their 16-byte-row S_in stores, four heads a block at 16 and 32 channels) and every output build (z / y
+// as 4-byte pairs or 16-byte rows, z loaded early, phase B strip by strip or merged) runs at least once on
+// every shape.
+const char * const kCudaSsdKernels[] = {"mma mma8",  "pair mma8",        "mma_rows mma8_rows", "pair_rows mma8_rows_early",
+                                        "quad mma8_merged", "quad32 mma8_rows_merged"};
 
 // Sets both variables of one kCudaSsdKernels entry for its lifetime.
 class ScopedSsdKernels {
@@ -467,7 +468,7 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_STATE", bogus);
         EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, mma_rows, pair_rows"), std::string::npos) << message;
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, mma_rows, pair_rows, quad, quad32"), std::string::npos) << message;
         EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
     for (const char * bogus : {"bogus", "mma", "rows"}) {  // "mma": the removed 4-warp output kernel
