@@ -907,7 +907,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 //   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
 //     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
 // Builds (MAMBA_CUDA_SSD_OUTPUT; the bytes and FLOPs below are the same for all):
-//   * kZyMode (ssd epilogue, 16-byte-row tensors only): kZyPairs (mma8) loads z and stores y from the
+//   * kZyMode (the epilogue; 16-byte-row z and y only): kZyPairs (mma8) loads z and stores y from the
 //     accumulator layout, 16 + 16 four-byte accesses a warp per head, each 8 rows x 16 bytes = 8 half-used
 //     32-byte sectors (256 sector requests); kZyRows (mma8_rows) moves whole 64-byte row pieces: 4 + 4
 //     sixteen-byte accesses a warp per head, each 8 rows x 64 bytes = 16 whole sectors (128 requests),
