@@ -21,6 +21,14 @@
 //     output mma8 (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G
 //          in shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
 //          copies overlapping the other phase of the same head (its section below).
+//   Builds of them selected at run time (compile-time switches in the traits; tests run every one, the
+//   benchmark has a case per value; not yet measured on a GPU, so the defaults stay the measured ones):
+//     MAMBA_CUDA_SSD_STATE = mma_rows / pair_rows: S_in stored as 16-byte rows (kRowStores) instead of
+//          4-byte pairs from the accumulator layout (store_state_rows); quad / quad32: the pair kernel
+//          with four heads of a group per block (its section).
+//     MAMBA_CUDA_SSD_OUTPUT = mma8 (default) / mma8_rows / mma8_rows_early / mma8_merged /
+//          mma8_rows_merged: z and y as 16-byte rows (kZyMode; _early: z's loads issued before phase B),
+//          phase B over both strips at once (kMergedStrips). Counts in the mma8 section.
 //   State kernel choice: MAMBA_CUDA_SSD_STATE = mma or pair forces one (tests and benchmarks); unset, it
 //   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
 //   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
@@ -36,8 +44,8 @@
 //     B1 z      | 0.306          | 0.239           | 0.323           | 0.256            | 0.256        | 0.322
 //   Per kernel at B8 no z: output mma8 0.525 (4-warp mma 0.763); state pair 0.442, pair16 0.63, pair3
 //   0.61, mma ~0.60. Removed after it: the 4-warp output kernel "mma" (G in registers, 241 registers,
-//   8 warps per SM: slower in every case) with its traits, launch and the MAMBA_CUDA_SSD_OUTPUT variable
-//   (one output kernel left, nothing to choose); the state variants pair3 (16 warps, 3 chunk buffers, 1
+//   8 warps per SM: slower in every case) with its traits and launch (MAMBA_CUDA_SSD_OUTPUT now names
+//   builds of mma8, above); the state variants pair3 (16 warps, 3 chunk buffers, 1
 //   block per SM) and pair16 (16-channel tiles at every block count), both slower than pair at B8 and no
 //   better than mma at B1.
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
@@ -47,6 +55,14 @@
 // the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
 // stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
 // during the current chunk's MMAs (B double-buffered).
+// B1 (L2048 H80 P64 N128), counted: two launches and no separate state-passing pass (the carry is inside
+// the state kernel). The state kernel is 160 blocks (one wave on 132 SMs), each a chain of 16 chunk steps
+// (copy wait, dt scan, one barrier, 64 MMAs a warp in 8-deep chains, S_in store): ~0.11 ms measured at
+// 40872b3, ~7 us a step, with 16 x 80 x 16 KB = 21 MB of S_in to write. The output kernel then runs all
+// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of the state kernel is the floor. Not
+// built: a two-pass state (all chunks' local Xw^T B in parallel, 16x the blocks, then a 16-step elementwise
+// carry over float32 chunk states): at B1 that moves 2 x 42 MB (~0.02 ms) to cut the serial chain to one
+// chunk step plus 16 cheap elementwise steps; at B8 it costs 2 x 336 MB, so it would be a B1-only path.
 //
 // Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
 // inputs): bf16 x, B and C are exact MMA operands. The state update's float32 operand Xw and the
@@ -191,6 +207,59 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
+// ---- accumulator layout <-> 16-byte rows ------------------------------------------------------------
+//
+// In an m16n8 accumulator the 4 lanes of a quad (lane / 4 = row) hold one row's 8 columns, 2 each, so a
+// store straight from it writes 4 bytes a lane: 8 rows x 16 bytes per warp instruction, half of each
+// 32-byte sector. Four such tiles side by side are a 64-byte row piece; a transpose inside the quad gives
+// each lane one tile's whole 16 bytes: 8 rows x 64 bytes an instruction, whole sectors, a quarter of the
+// instructions.
+
+// Word of v at a lane-dependent index without local memory (selects).
+__device__ __forceinline__ uint32_t pick4(const uint32_t (&v)[4], int i) {
+    return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3];
+}
+// In: v[j] = word q of item j, q = lane % 4. Out: v[j] = word j of item q. (Its own inverse.) Three
+// shuffles; every lane of the warp must call it.
+__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int lane) {
+    const int q = lane % 4;
+    uint32_t out[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) out[j] = v[j];  // out[q] = v[q] stays; the others are replaced below
+#pragma unroll
+    for (int k = 1; k < 4; ++k) {
+        // Lane q sends its word for lane q ^ k (item q ^ k) and receives lane q ^ k's word for item q.
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, pick4(v, q ^ k), k);
+        const int at = q ^ k;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) out[j] = j == at ? got : out[j];
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = out[j];
+}
+__device__ __forceinline__ uint4 as_uint4(const uint32_t (&v)[4]) { return make_uint4(v[0], v[1], v[2], v[3]); }
+
+// A warp's state tile (rows 16: accumulator rows, kNT8 n8 tiles of states) times inv_scale as float16
+// into St (row stride ld elements, St at the tile's row 0 and first state): 16-byte stores of whole
+// 8-state pieces, items (rr, nt) taken four at a time.
+template <int kNT8>
+__device__ __forceinline__ void store_state_rows(f16_t * St, int64_t ld, const float (&S)[kNT8][4], float inv_scale, int lane) {
+    static_assert((2 * kNT8) % 4 == 0, "items come four at a time");
+#pragma unroll
+    for (int set = 0; set < 2 * kNT8 / 4; ++set) {
+        uint32_t v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int item = 4 * set + j, rr = item / kNT8, nt = item % kNT8;
+            const __half2 h2 = __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+            v[j] = *reinterpret_cast<const uint32_t *>(&h2);
+        }
+        quad_transpose(v, lane);
+        const int item = 4 * set + lane % 4, rr = item / kNT8, nt = item % kNT8;
+        *reinterpret_cast<uint4 *>(St + (lane / 4 + 8 * rr) * ld + 8 * nt) = as_uint4(v);
+    }
+}
+
 // ---- state kernel, mma.sync (automatic choice at few blocks) ------------------------------------------
 //
 // Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
@@ -209,10 +278,11 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
 // chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
 // 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
 
-template <int kStatePad, int kChannelTile>
+template <int kStatePad, int kChannelTile, bool kRowStoreS = false>
 struct SsdCpMmaStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
+    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kTP = kPT / 16;      // 16-channel row tiles
     // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
@@ -384,12 +454,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
         if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
         if (p0 + 16 * tp < c.Pw) {
             f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+            if constexpr (Tr::kRowStores) {
+                store_state_rows<NT8>(St, N, S, inv_scale, lane);
+            } else {
 #pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
+                for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                for (int rr = 0; rr < 2; ++rr)
-                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+                    for (int rr = 0; rr < 2; ++rr)
+                        *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                            __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
+            }
         }
 
         // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
@@ -464,15 +538,28 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // As built: 8 warps, 2 chunk buffers (the copy one chunk ahead), 2 blocks per SM = 16 warps per SM. The
 // traits still take the warp cap and the buffer count: a 16-warp, 3-buffer build (pair3) and 16-channel
 // tiles at every block count (pair16) measured slower (header) and are no longer launched.
+// Four heads a block (kHeads 4, MAMBA_CUDA_SSD_STATE = quad / quad32): a warp keeps 4 x 2 n8 accumulators
+// (16 states of each head), as many as pair's 2 x 4 at 32 channels. quad: 16 channels, 8 warps, 2 blocks
+// an SM: the same B bytes per head-channel as pair at 32 channels, one B fragment feeds 16 MMAs instead
+// of 8, but each x fragment (scaled, split) feeds 4 instead of 8. quad32: 32 channels, 16 warps, 1 block
+// an SM (the same 16 warps an SM): B staged once per 128 head-channels, half of pair's L2 -> shared
+// traffic and cp.async issue for B (32 KB per chunk for 4 heads x 32 channels). B8 H80: 640 quad or 320
+// quad32 blocks, 2.4 waves either way, as pair. ptxas sm_90, N 128: quad 128 registers (12 B spilled),
+// 100.4 KB; quad32 128 registers (20 B spilled), 132.6 KB. N 64: quad 181 registers (4 warps), none;
+// quad32 128, 40 B spilled.
 // ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
-// no spill; smem 98 KB.
+// no spill; smem 98 KB. pair_rows (kRowStores, S_in as 16-byte rows: 2 instead of 8 stores a warp, head
+// and chunk at 32 channels, 8 rows x 64 whole bytes each): 128 registers, N 128 32 ch 40 B spilled, 16 ch
+// 12 B; N 64 32 ch 12 B; N 64 16 ch (4 warps, so the 2-block bound allows more) 160 registers, no spill.
+// mma_rows: 126-130 registers, no spill at any size.
 
-template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount>
+template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false, int kHeadsArg = 2>
 struct SsdCpPairStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
+    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kHeads = 2;
+    static constexpr int kHeads = kHeadsArg;  // heads of one group per block: 2 (pair) or 4 (quad)
     static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
     static constexpr int kTP = kPT / 16;
     static constexpr int kWarps = kTP * kN / 16 < kMaxWarps ? kTP * kN / 16 : kMaxWarps;
@@ -498,6 +585,7 @@ struct SsdCpPairStateTraits {
     static_assert(kBQuads >= 8 && (kXQuads == 2 || kXQuads == 4), "swizzle patterns below");
     static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
     static_assert(kStages == 2 || kStages == 3, "one or two chunks ahead");
+    static_assert(kHeads <= kWarps, "one scan warp per head");
     // Element offset of (row, col) in a swizzled buffer of `quads` 16-byte quads per row.
     __device__ static __forceinline__ int swz(int row, int col, int quads) {
         const int group = quads >= 8 ? 1 : 8 / quads;  // rows sharing a bank-quad offset
@@ -521,11 +609,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     float * sW = reinterpret_cast<float *>(smem + Tr::oW);
     float * sEnd = reinterpret_cast<float *>(smem + Tr::oEnd);
-    const int64_t pairs_per_group = (a.heads_per_group + 1) / 2;
-    const int64_t g = blockIdx.y / pairs_per_group;
-    const int64_t in_group = 2 * (blockIdx.y % pairs_per_group);
+    const int64_t tiles_per_group = (a.heads_per_group + HP - 1) / HP;
+    const int64_t g = blockIdx.y / tiles_per_group;
+    const int64_t in_group = HP * (blockIdx.y % tiles_per_group);
     const int64_t h0 = g * a.heads_per_group + in_group;
-    const bool has1 = in_group + 1 < a.heads_per_group;  // the pair's second head exists
+    // Heads of the block that exist: the group's last block may have fewer than HP (the others run on
+    // zero x, contribute nothing and write nothing).
+    const int nin = a.heads_per_group - in_group < HP ? int(a.heads_per_group - in_group) : HP;
     const int64_t seq = blockIdx.z;
     const int64_t p0 = int64_t(blockIdx.x) * PT;
     int64_t b, t_begin, t_end;
@@ -533,7 +623,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     float A[HP], bias[HP];
 #pragma unroll
     for (int hh = 0; hh < HP; ++hh) {
-        const int64_t h = has1 || hh == 0 ? h0 + hh : h0;  // a missing partner reads head h0's scalars
+        const int64_t h = hh < nin ? h0 + hh : h0;  // a missing head reads head h0's scalars
         A[hh] = a.A[h * a.A_s];
         bias[hh] = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
     }
@@ -551,7 +641,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
-                const bool in = a.has_init && (hh == 0 || has1) && p < a.headdim && n < a.dstate;
+                const bool in = a.has_init && hh < nin && p < a.headdim && n < a.dstate;
                 S[hh][nt][i] = in ? a.init[seq * a.init_s[0] + (h0 + hh) * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
             }
 
@@ -575,7 +665,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 #pragma unroll
         for (int hh = 0; hh < HP; ++hh) {
             bf16_t * dX = sX(buf, hh);
-            const bool head_in = hh == 0 || has1;
+            const bool head_in = hh < nin;
             const int64_t h = h0 + hh;
             if (c.vec_x) {
                 const int pp = tid % Tr::kXQuads * 8;
@@ -598,7 +688,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     // 4 lane .. 4 lane + 3, loaded one chunk ahead of its use); the other warps load nothing.
     const bool scans = warp < HP;
     const int scan_head = scans ? warp : 0;
-    const bool scan_valid = scans && (scan_head == 0 || has1);
+    const bool scan_valid = scans && scan_head < nin;
     float scan_A = A[0], scan_bias = bias[0];
 #pragma unroll
     for (int hh = 1; hh < HP; ++hh)
@@ -620,7 +710,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     auto prefetch_x = [&](int64_t tc) {
         for (int k = tid; k < HP * Q; k += NT) {
             const int hh = k / Q, r = k % Q;
-            if (tc + r < t_end && p0 < a.headdim && (hh == 0 || has1))
+            if (tc + r < t_end && p0 < a.headdim && hh < nin)
                 prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + r) * a.x_s[1] + (h0 + hh) * a.x_s[2] + p0 * a.x_s[3]) * 2);
         }
     };
@@ -704,16 +794,20 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
             const int scale_exp = f16_scale_exponent(block_max);
             const float inv_scale = ldexpf(1.0f, -scale_exp);
             const int64_t h = h0 + hh;
-            if (hh == 0 || has1) {
+            if (hh < nin) {
                 if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
                 if (p0 + 16 * tp < c.Pw) {
                     f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
+                    if constexpr (Tr::kRowStores) {
+                        store_state_rows<NT8>(St, N, S[hh], inv_scale, lane);
+                    } else {
 #pragma unroll
-                    for (int nt = 0; nt < NT8; ++nt)
+                        for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                        for (int rr = 0; rr < 2; ++rr)
-                            *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                                __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                            for (int rr = 0; rr < 2; ++rr)
+                                *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                                    __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
+                    }
                 }
             }
             const float decay = __expf(acum_end[hh]);
@@ -765,7 +859,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     if (a.has_fin) {
 #pragma unroll
         for (int hh = 0; hh < HP; ++hh) {
-            if (hh == 1 && !has1) break;
+            if (hh >= nin) break;
 #pragma unroll
             for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
@@ -796,15 +890,38 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 //     a tile before the lo ones (4 independent accumulators between dependent MMAs).
 //   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
 //     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
+// Builds (MAMBA_CUDA_SSD_OUTPUT; the bytes and FLOPs below are the same for all):
+//   * kZyMode (the epilogue; 16-byte-row z and y only): kZyPairs (mma8) loads z and stores y from the
+//     accumulator layout, 16 + 16 four-byte accesses a warp per head, each 8 rows x 16 bytes = 8 half-used
+//     32-byte sectors (256 sector requests); kZyRows (mma8_rows) moves whole 64-byte row pieces: 4 + 4
+//     sixteen-byte accesses a warp per head, each 8 rows x 64 bytes = 16 whole sectors (128 requests),
+//     plus 3 shuffles per 16-byte piece (quad_transpose); kZyRowsEarly (mma8_rows_early) issues the z loads
+//     before phase B so that their latency hides under its MMAs (16 registers live through phase B).
+//   * kMergedStrips (mma8_merged): phase B walks column tiles jt = 0 .. strip_hi once and does both
+//     strips' tiles at each jt <= strip_lo: one X fragment load for both (16 - 2 pair ldmatrix a warp
+//     instead of 18) and 8 independent accumulators between dependent MMAs instead of 4.
+//   ptxas sm_90 (CUDA 11.8), N 128 / N 64, all 128 registers: mma8 4 B spilled / 0; mma8_rows 0 / 0;
+//   mma8_rows_early 76 / 72 B; mma8_merged 0 / 0; mma8_rows_merged 8 / 4 B. Shared memory unchanged.
 // Counts per (chunk, head, 64 channels) = per block-head: reads x 16 KB, z 16 KB, S_in 16 KB (float16),
 // dt/acum 1 KB; writes y 16 KB. MMAs (m16n8k16): C S_in^T 8 warps x 64, M X 8 warps x 72 (hi + lo) =
 // 1088 (4.5 MFLOP); G 36 tiles x 16 = 576 per block (72 a warp, amortized over its heads). At bf16 B8
 // L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s),
 // 46 GFLOP of y MMAs + 6 GFLOP of G (8 heads a block) (~0.1 ms at ~500 TFLOP/s of mma.sync).
 
-template <int kStatePad>
+// How the output kernel's epilogue moves z and y (16-byte-row paths only; the generic path always goes
+// element by element): kZyPairs = 4-byte pairs straight from the accumulator layout (the measured
+// kernel); kZyRows = whole 16-byte row pieces through a quad transpose (quad_transpose), z loaded in
+// the epilogue; kZyRowsEarly = the same with z's loads issued before phase B, in flight under its MMAs
+// (16 more live registers).
+enum SsdCpZyMode : int { kZyPairs = 0, kZyRows = 1, kZyRowsEarly = 2 };
+
+template <int kStatePad, int kZyModeArg = kZyPairs, bool kMergedStripsArg = false>
 struct SsdCpMma8OutputTraits {
     static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
+    static constexpr int kZyMode = kZyModeArg;
+    // Phase B over column tiles of both strips together (one X load, 8 accumulators in flight) instead of
+    // strip after strip.
+    static constexpr bool kMergedStrips = kMergedStripsArg;
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kPT = 64;  // channels per block
     static constexpr int kWarps = 8;
@@ -835,6 +952,8 @@ struct SsdCpMma8OutputTraits {
     static constexpr int kMinBlocks = 2;
     static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
     static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
+    static_assert(kZyMode == kZyPairs || kNT == 4, "a row piece of four n8 tiles per quad transpose");
+    static_assert(!kMergedStrips || kPairs * 2 == kStrips, "the low strip of a pair never passes the high one");
     static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
     static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
@@ -1054,55 +1173,134 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         __syncthreads();  // x(h) is in; every warp is done with S_in(h)
         if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
 
-        // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
+        // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 (lane % 4) ..
+        // + 7), loaded here (kZyRowsEarly: in flight during phase B) or in the epilogue (kZyRows).
+        const int q4 = lane % 4;
+        auto load_z_row = [&](int si, int rr) {
+            const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+            const int64_t p = p0 + pw0 + 8 * q4;
+            uint4 v = make_uint4(0u, 0u, 0u, 0u);
+            if (t < steps && p < a.headdim)
+                v = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
+            return v;
+        };
+        constexpr bool kRowsZy = Tr::kZyMode != kZyPairs;
+        const bool rows_zy = kRowsZy && c.vec_zy;
+        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
+        if (Tr::kZyMode == kZyRowsEarly && rows_zy && a.has_z)
 #pragma unroll
-        for (int si = 0; si < 2; ++si) {
-            const int st = si == 0 ? strip_lo : strip_hi;
+            for (int si = 0; si < 2; ++si)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) zq[si][rr] = load_z_row(si, rr);
+
+        // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
+        // The M tile (st, jt) of strip si as bf16 hi + lo A fragments.
+        auto make_m = [&](int si, int st, int jt, uint32_t (&mhi)[4], uint32_t (&mlo)[4]) {
             const int t_a = 16 * st + gl, t_b = t_a + 8;
+            const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
+            float m[2][4];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+                const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
+                const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
+                const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
+                const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
+                const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int t = e < 2 ? t_a : t_b;
+                    const int s = s0 + e % 2;
+                    const float at = acum_r[si][e / 2];
+                    const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
+                    m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
+        };
+        // X (s, p) = sX[s][p] for the k step of column tile jt.
+        auto load_x = [&](int jt, uint32_t (&fb)[NT8 / 2][4]) {
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np)
+                ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
+        };
+        auto mma_x = [&](float (&ac)[NT8][4], const uint32_t (&ma)[4], const uint32_t (&fb)[NT8 / 2][4]) {
+#pragma unroll
+            for (int np = 0; np < NT8 / 2; ++np) {
+                mma_bf16(ac[2 * np], ma, fb[np][0], fb[np][1]);
+                mma_bf16(ac[2 * np + 1], ma, fb[np][2], fb[np][3]);
+            }
+        };
+        if constexpr (Tr::kMergedStrips) {
+            // Column tile jt of both strips together: one X fragment load for both, 8 independent
+            // accumulators between dependent MMAs (strip_lo <= 3 < 4 <= strip_hi).
 #pragma unroll
             for (int jt = 0; jt < Tr::kStrips; ++jt) {
-                if (jt > st) break;
-                const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
-                float m[2][4];
+                if (jt > strip_hi) break;
+                const bool both = jt <= strip_lo;  // warp-uniform
+                uint32_t fb[NT8 / 2][4];
+                load_x(jt, fb);
+                uint32_t mhi[2][4], mlo[2][4];
+                make_m(1, strip_hi, jt, mhi[1], mlo[1]);
+                if (both) make_m(0, strip_lo, jt, mhi[0], mlo[0]);
+                mma_x(acc[1], mhi[1], fb);
+                if (both) mma_x(acc[0], mhi[0], fb);
+                mma_x(acc[1], mlo[1], fb);
+                if (both) mma_x(acc[0], mlo[0], fb);
+            }
+        } else {
 #pragma unroll
-                for (int q = 0; q < 2; ++q) {
-                    const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
-                    const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
-                    const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
-                    const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
-                    const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
+            for (int si = 0; si < 2; ++si) {
+                const int st = si == 0 ? strip_lo : strip_hi;
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int t = e < 2 ? t_a : t_b;
-                        const int s = s0 + e % 2;
-                        const float at = acum_r[si][e / 2];
-                        const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
-                        m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
-                    }
-                }
-                uint32_t mhi[4], mlo[4];
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                    split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
-                uint32_t fb[NT8 / 2][4];  // X (s, p) = sX[s][p]
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np)
-                    ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    mma_bf16(acc[si][2 * np], mhi, fb[np][0], fb[np][1]);
-                    mma_bf16(acc[si][2 * np + 1], mhi, fb[np][2], fb[np][3]);
-                }
-#pragma unroll
-                for (int np = 0; np < NT8 / 2; ++np) {
-                    mma_bf16(acc[si][2 * np], mlo, fb[np][0], fb[np][1]);
-                    mma_bf16(acc[si][2 * np + 1], mlo, fb[np][2], fb[np][3]);
+                for (int jt = 0; jt < Tr::kStrips; ++jt) {
+                    if (jt > st) break;
+                    uint32_t mhi[4], mlo[4];
+                    make_m(si, st, jt, mhi, mlo);
+                    uint32_t fb[NT8 / 2][4];
+                    load_x(jt, fb);
+                    mma_x(acc[si], mhi, fb);
+                    mma_x(acc[si], mlo, fb);
                 }
             }
         }
 
-        // ---- epilogue from the accumulators: + D x, gate, store (pairs of channels) ----
+        // ---- epilogue from the accumulators: + D x, gate, store ----
         const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
+        if (kRowsZy && rows_zy) {
+            // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
+#pragma unroll
+            for (int si = 0; si < 2; ++si)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+                    const uint4 zr = Tr::kZyMode == kZyRows && a.has_z ? load_z_row(si, rr) : zq[si][rr];
+                    uint32_t zw[4] = {zr.x, zr.y, zr.z, zr.w};
+                    if (a.has_z) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
+                    uint32_t yw[4];
+#pragma unroll
+                    for (int nt = 0; nt < NT8; ++nt) {
+                        const int pp = pw0 + 8 * nt + 2 * q4;
+                        const int64_t p = p0 + pp;
+                        float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
+                        const __nv_bfloat162 z2 = *reinterpret_cast<const __nv_bfloat162 *>(&zw[nt]);
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            if (a.has_D && p < a.headdim)
+                                v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                            if (a.has_z) v[e] *= silu_f(e == 0 ? __low2float(z2) : __high2float(z2));
+                        }
+                        const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
+                        yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
+                    }
+                    quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
+                    const int64_t p = p0 + pw0 + 8 * q4;
+                    if (t < steps && p < a.headdim)
+                        *reinterpret_cast<uint4 *>(reinterpret_cast<bf16_t *>(a.y.p) + b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2] + p) = as_uint4(yw);
+                }
+            continue;
+        }
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
             const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
@@ -1146,15 +1344,21 @@ int64_t slot_count(const SsdCpShape & s) {
     return s.packed ? (s.len - 1) / kSsdCpChunk + s.nseq : s.nseq * ceil_div(s.len, kSsdCpChunk);
 }
 int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
+// The output kernel's grid z: 64-channel tiles of headdim (every epilogue build has kPT 64).
+int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t(SsdCpMma8OutputTraits<64>::kPT)); }
 
-// Bytes of each workspace part, in carving order.
+// Where each workspace part starts (one carver, used by the plan for the size and by the run for the
+// views, so the two cannot disagree) and the total.
 struct SsdCpWorkspace {
-    size_t states, scales, dts, acums;
+    size_t states, scales, dts, acums, total;
     explicit SsdCpWorkspace(const SsdCpShape & s) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
-        states = pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2;
-        scales = pairs * size_t(ceil_div(s.headdim, 16)) * 4;
-        dts = acums = pairs * kSsdCpChunk * 4;
+        WorkspaceCarver carver;
+        states = carver.add(pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2);
+        scales = carver.add(pairs * size_t(ceil_div(s.headdim, 16)) * 4);
+        dts = carver.add(pairs * kSsdCpChunk * 4);
+        acums = carver.add(pairs * kSsdCpChunk * 4);
+        total = carver.add(0);
     }
 };
 
@@ -1163,41 +1367,57 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
-// Head pairs of one group per block: the pair kernel's grid y.
-int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ((a.heads_per_group + 1) / 2); }
+// Tiles of `per_block` heads of one group: the pair (2) and quad (4) kernels' grid y.
+int64_t state_head_tiles(const SsdArgs & a, int64_t per_block) { return a.heads / a.heads_per_group * ceil_div(a.heads_per_group, per_block); }
+int64_t state_head_pairs(const SsdArgs & a) { return state_head_tiles(a, 2); }
 
-template <int kN, int kPT, int kMaxWarps, int kStages>
+template <int kN, int kPT, int kMaxWarps, int kStages, bool kRowStores, int kHeads = 2>
 void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages>;
-    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
+    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages, kRowStores, kHeads>;
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_tiles(c.a, kHeads)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
-    launch_kernel(ctx, "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    // The build in the name (no spaces: full_check.sh splits trace lines by field), so that
+    // MAMBA_CUDA_TRACE tells the variants apart.
+    const char * name = kHeads == 4 ? (kPT == 32 ? "ssd_cp_state_pair_kernel/quad32" : "ssd_cp_state_pair_kernel/quad")
+                        : kRowStores ? "ssd_cp_state_pair_kernel/pair_rows"
+                                     : "ssd_cp_state_pair_kernel";
+    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
+}
+
+template <int kN, int kPT, bool kRowStores>
+void launch_state_mma(mamba_context & ctx, const SsdCpArgs & c) {
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
+    using Tr = SsdCpMmaStateTraits<kN, kPT, kRowStores>;
+    const auto kernel = ssd_cp_state_mma_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    launch_kernel(ctx, kRowStores ? "ssd_cp_state_mma_kernel/mma_rows" : "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
 template <int kN, int kPT>
 void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
-    if (kind == SsdCpStateKernel::Pair) {
-        launch_state_pair<kN, kPT, 8, 2>(ctx, c);
-        return;
+    switch (kind) {
+    case SsdCpStateKernel::Pair: launch_state_pair<kN, kPT, 8, 2, false>(ctx, c); break;
+    case SsdCpStateKernel::PairRows: launch_state_pair<kN, kPT, 8, 2, true>(ctx, c); break;
+    // Four heads: 16 channels and 8 warps (2 blocks an SM), or 32 channels and 16 warps (1 block an SM),
+    // so that a warp still carries 4 x 2 n8 accumulators.
+    case SsdCpStateKernel::Quad: launch_state_pair<kN, 16, 8, 2, false, 4>(ctx, c); break;
+    case SsdCpStateKernel::Quad32: launch_state_pair<kN, 32, 16, 2, false, 4>(ctx, c); break;
+    case SsdCpStateKernel::MmaRows: launch_state_mma<kN, kPT, true>(ctx, c); break;
+    default: launch_state_mma<kN, kPT, false>(ctx, c); break;
     }
-    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    using Tr = SsdCpMmaStateTraits<kN, kPT>;
-    const auto kernel = ssd_cp_state_mma_kernel<Tr>;
-    set_smem<Tr>(kernel);
-    launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
-template <int kN>
-void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpMma8OutputTraits<kN>;
+template <int kN, int kZyMode, bool kMerged>
+void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots, const char * name) {
+    using Tr = SsdCpMma8OutputTraits<kN, kZyMode, kMerged>;
     const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
-    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(ceil_div(c.a.headdim, int64_t(Tr::kPT))));
-    launch_kernel(ctx, "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
+    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
 }
 
@@ -1230,6 +1450,9 @@ PairStateGrid pair_state_grid(const SsdCpArgs & c, int sms) {
     return {false, c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(16))};
 }
 
+// Pair-like state kernels (their grid and channel tile come from pair_state_grid).
+bool is_pair(SsdCpStateKernel k) { return k == SsdCpStateKernel::Pair || k == SsdCpStateKernel::PairRows; }
+
 // The automatic state kernel: pair when its blocks fill the GPU at least kPairMinWaves times over (one
 // block per SM counted), else mma. Measured on an H200 (132 SMs, header): pair wins at B8 H80 (640
 // blocks = 4.8 x SMs, 0.44 ms against ~0.60) and loses at B1 H80 (160 blocks = 1.2 x SMs, one partial
@@ -1245,7 +1468,8 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
     // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
-    const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
+    const bool wide = state == SsdCpStateKernel::Quad || state == SsdCpStateKernel::Quad32 ? false  // their own tiles
+                      : is_pair(state)                ? pair_state_grid(c, sms).wide
                                                       : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, state);
     else launch_state<kN, 16>(ctx, c, state);
@@ -1253,7 +1477,17 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    launch_output_mma8<kN>(ctx, c, slots);
+    switch (plan.output) {
+    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows"); break;
+    case SsdCpOutputKernel::Mma8RowsEarly:
+        launch_output_mma8<kN, kZyRowsEarly, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_early");
+        break;
+    case SsdCpOutputKernel::Mma8Merged: launch_output_mma8<kN, kZyPairs, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_merged"); break;
+    case SsdCpOutputKernel::Mma8RowsMerged:
+        launch_output_mma8<kN, kZyRows, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_merged");
+        break;
+    default: launch_output_mma8<kN, kZyPairs, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel"); break;
+    }
 }
 
 // Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
@@ -1262,8 +1496,12 @@ template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
     size_t need = SsdCpMma8OutputTraits<kN>::kSmemBytes;
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
-    if (plan.state != SsdCpStateKernel::Pair) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
-    if (plan.state != SsdCpStateKernel::Mma) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
+    // (The _rows builds change no layout: the same shared memory as their base kernels.)
+    if (plan.state == SsdCpStateKernel::Auto || plan.state == SsdCpStateKernel::Mma || plan.state == SsdCpStateKernel::MmaRows)
+        at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Auto || is_pair(plan.state)) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Quad) at_least(SsdCpPairStateTraits<kN, 16, 8, 2, false, 4>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::Quad32) at_least(SsdCpPairStateTraits<kN, 32, 16, 2, false, 4>::kSmemBytes);
     return need;
 }
 
@@ -1272,22 +1510,31 @@ size_t smem_need(const SsdCpPlan & plan) {
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma}, {"pair", SsdCpStateKernel::Pair}};
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
+                                                              {"pair", SsdCpStateKernel::Pair},
+                                                              {"mma_rows", SsdCpStateKernel::MmaRows},
+                                                              {"pair_rows", SsdCpStateKernel::PairRows},
+                                                              {"quad", SsdCpStateKernel::Quad},
+                                                              {"quad32", SsdCpStateKernel::Quad32}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
+                                                                {"mma8_rows", SsdCpOutputKernel::Mma8Rows},
+                                                                {"mma8_rows_early", SsdCpOutputKernel::Mma8RowsEarly},
+                                                                {"mma8_merged", SsdCpOutputKernel::Mma8Merged},
+                                                                {"mma8_rows_merged", SsdCpOutputKernel::Mma8RowsMerged}};
+    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
+    // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
+    // sequences above; the output kernel's 64-channel tiles of headdim are its grid z. Past them the
+    // sequential chunked kernel runs (its headdim tiles are its grid x).
+    if (output_channel_tiles(s.headdim) > 65535) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
     // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
     const size_t need = s.dstate <= 64 ? smem_need<64>(plan) : smem_need<128>(plan);
     if (need > size_t(st.max_smem_per_block)) return plan;
-    const SsdCpWorkspace w(s);
-    WorkspaceCarver carver;
-    carver.add(w.states);
-    carver.add(w.scales);
-    carver.add(w.dts);
-    carver.add(w.acums);
     plan.use = true;
-    plan.workspace_bytes = size_t(carver.add(0));
+    plan.workspace_bytes = SsdCpWorkspace(s).total;
     return plan;
 }
 
@@ -1296,11 +1543,10 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     const SsdCpWorkspace w(s);
     SsdCpArgs c{};
     c.a = a;
-    auto round256 = [](size_t v) { return (v + 255) / 256 * 256; };
-    c.states = reinterpret_cast<f16_t *>(workspace);
-    c.scales = reinterpret_cast<float *>(workspace + round256(w.states));
-    c.dts = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales));
-    c.acums = reinterpret_cast<float *>(workspace + round256(w.states) + round256(w.scales) + round256(w.dts));
+    c.states = reinterpret_cast<f16_t *>(workspace + w.states);
+    c.scales = reinterpret_cast<float *>(workspace + w.scales);
+    c.dts = reinterpret_cast<float *>(workspace + w.dts);
+    c.acums = reinterpret_cast<float *>(workspace + w.acums);
     c.Pw = ceil_div(a.headdim, 16) * 16;
     c.chunks = ceil_div(a.len, kSsdCpChunk);
     c.nseq = nseq;
