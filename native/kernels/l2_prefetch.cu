@@ -24,8 +24,11 @@
 //   marked evict_last, L2 replaces the lines the GEMV streams before them anyway. If a measurement shows
 //   prefetched lines lost before their GEMV reads them, an evict_first variant of the GEMV's W loads is
 //   the next thing to try.
-// - Not measured yet (default off): whether "prefetch" fills a whole 128-byte line or only the addressed
-//   32-byte sector is the hardware's choice; "load" fetches every sector for sure, "bulk" whole chunks.
+// - Measured on an H200 (docs/gpu-results.md, runs 6 and 7; mamba-2.8b / mamba2-2.7b bf16 decode at batch 1):
+//   off 3.428 / 3.635 ms a step, bulk with 8 blocks 3.362 / 3.547; prefetch and load with 16 blocks from 2%
+//   slower to 2% faster. 1-2.5% is about the spread between runs, so the default stays off. Whether
+//   "prefetch" fills a whole 128-byte line or only the addressed 32-byte sector is the hardware's choice;
+//   "load" fetches every sector for sure, "bulk" whole chunks.
 // Modes (MAMBA_CUDA_L2_PREFETCH when the context is created; "off", the default, launches nothing):
 // - "prefetch": prefetch.global.L2::evict_last per 128-byte line (sm_80+): no register, no data back.
 // - "prefetch_normal": prefetch.global.L2 per line, without the eviction priority.
