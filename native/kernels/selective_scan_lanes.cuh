@@ -34,16 +34,16 @@
 //   rows path (b, l, d) view               base   split  duo    quad                oct    sixteen
 //   B8 D5120 L2048                         0.751  0.686  0.752  1.011               1.034  1.438
 //   B1 D5120 L512 (2.8b prefill chunk)     0.0643 0.0577 0.0619 0.0702              0.0750 0.0640
-// ptxas (CUDA 11.8, sm_90, bf16 N16), registers / bytes spilled, channel path: duo 96 / 0 (see the
-// report of compile_check), quad 48 / 92 (about 17 LDL in a chunk's ~600 instructions), quad_regs64
-// 64 / 24, oct 64 / 0, sixteen 72 / 0; rows path: duo 96 / 32, quad 64 / 100, oct 64 / 68, sixteen
-// 72 / 0 (the rows spills sat in the tile copies, not in the step loop). So quad lost partly to spills in
-// the step loop, and quad_regs64 (fewer spills) to 1.2 waves at B8; oct and sixteen did not spill on the
-// channel path, so their loss is not register bound: with L lanes every lane still reads (dt, dt*u) of
-// all 16 steps and phase 3 reads L partial rows, so shared traffic a channel-step grows with L while
-// the per-lane state work shrinks, and each chunk's three phases are cut into 2- or 1-step pieces.
-// On the rows path duo's extra tile barrier and column reads (bank conflicts) cost more than the
-// missing SHFL saved.
+// ptxas (CUDA 11.8, sm_90, bf16 N16), registers / bytes spilled, channel path: duo 96 / 0 (also bf16
+// N8; float32 N16 96 / 8; 31 KB shared memory a block at N16), quad 48 / 92 (about 17 LDL in a chunk's
+// ~600 instructions), quad_regs64 64 / 24, oct 64 / 0, sixteen 72 / 0; rows path: duo 96 / 32, quad
+// 64 / 100, oct 64 / 68, sixteen 72 / 0 (the rows spills sat in the tile copies, not in the step loop).
+// So quad lost partly to spills in its step loop, quad_regs64 (fewer spills) to 1.2 waves at B8. oct and
+// sixteen did not spill on the channel path, so their loss is not register bound; the likely cause (not
+// profiled): every lane still reads (dt, dt*u) of all 16 steps and phase 3 reads L partial rows, so the
+// shared traffic a channel-step grows with L while the state work a lane shrinks, and a chunk's 16 steps
+// are cut into 2- or 1-step pieces between the phases. On the rows path duo's extra barrier a tile and
+// its column reads of the tile (bank conflicts) cost more than the missing SHFL saved.
 #pragma once
 
 #include "selective_scan_kernel.cuh"
