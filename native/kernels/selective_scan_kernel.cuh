@@ -11,7 +11,8 @@
 // Moving 2, 4 or 8 of the 16 exp2 onto the FMA pipe (a degree-5 polynomial) was measured 9-35% slower
 // than all on the MUFU (H200, bf16 B8 D5120 L2048 N16): the MUFU is not the limit.
 //
-// Design of the base channel kernel (selective_scan_channel_kernel; split, the default, is in selective_scan_split.cuh):
+// Design of the base channel kernel (selective_scan_channel_kernel; duo, this path's default, is in selective_scan_lanes.cuh,
+// split in selective_scan_split.cuh):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
 //   contraction, the D skip and the SiLU(z) gate in one kernel; each input read once, y written once.
 // - One thread per channel, its (up to 16) states in registers for its whole segment: no reduction
@@ -63,7 +64,7 @@ namespace mamba::cuda::scan {
 //   rows path (b, l, d) view              base   split  duo
 //   B8 D5120 L2048                        0.751  0.686  0.752
 //   B1 D5120 L512                         0.0643 0.0577 0.0619
-// (base/split of the first table from an earlier run; duo from the run of selective_scan_lanes.cuh's table.)
+// (The first table's base to split columns come from an earlier run than its duo column and the rows table.)
 enum class ScanVariant : int { Default, Base, Split, Duo };
 
 // The kernel a call runs: Default is duo on the contiguous channel path (vec) and split elsewhere (on the
