@@ -105,15 +105,9 @@ mb::Register scan_chunk_28b_split("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,
                                   prefill(mb::kBF16, 1, 512, true, 5120, "split"));
 mb::Register scan_b8_view_base("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=base", prefill(mb::kBF16, 8, 2048, true, 5120, "base"));
 mb::Register scan_b8_view_split("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=split", prefill(mb::kBF16, 8, 2048, true, 5120, "split"));
-#define MAMBA_SCAN_ROWS_VARIANT_CASES(tag)                                                                                          \
-    mb::Register scan_chunk_28b_##tag("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=" #tag,      \
-                                      prefill(mb::kBF16, 1, 512, true, 5120, #tag));                                                 \
-    mb::Register scan_b8_view_##tag("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=" #tag, prefill(mb::kBF16, 8, 2048, true, 5120, #tag));
-MAMBA_SCAN_ROWS_VARIANT_CASES(duo)
-MAMBA_SCAN_ROWS_VARIANT_CASES(quad)
-MAMBA_SCAN_ROWS_VARIANT_CASES(oct)
-MAMBA_SCAN_ROWS_VARIANT_CASES(sixteen)
-#undef MAMBA_SCAN_ROWS_VARIANT_CASES
+// duo has no rows kernel (it runs split there). The 2.8b chunk on the contiguous channel path, where the
+// default is duo, against split:
+mb::Register scan_chunk_28b_dl_split("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l) v=split", prefill(mb::kBF16, 1, 512, false, 5120, "split"));
 mb::Register scan_bf16_dl("selective_scan bf16 b=1 d=1536 n=16 L=1024 (b,d,l)", prefill(mb::kBF16, 1, 1024, false));
 mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 L=16 (b,l,d) view", prefill(mb::kF32, 1, 16, true));
 mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));

@@ -1,8 +1,8 @@
 // Mamba-1 selective scan (mamba_selective_scan); the decode step lives in selective_state_update.cu.
 //
 // Scan: one fused pass per sequence segment (design, bytes and FLOPs in selective_scan_kernel.cuh).
-// Main path: two lanes per channel (split, the default; base: one thread per channel; duo, quad, oct,
-// sixteen: 2 to 16 lanes exchanging through shared memory, selective_scan_lanes.cuh), all dstate <= 16
+// Main path: two lanes per channel (duo on contiguous rows and split on (b, l, d) rows by default; base:
+// one thread per channel; selective_scan_lanes.cuh, selective_scan_split.cuh), all dstate <= 16
 // recurrences in registers, the sequence split into parallel segments when batch * dim is small. General path (dstate > 16, time-invariant B/C,
 // unaligned rows, groups narrower than a block): G lanes per channel reduced by shuffles.
 
@@ -19,14 +19,9 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 
 // Kernel of the channel and rows paths: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
-    static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {{"base", scan::ScanVariant::Base},
-                                                                 {"split", scan::ScanVariant::Split},
-                                                                 {"duo", scan::ScanVariant::Duo},
-                                                                 {"quad", scan::ScanVariant::Quad},
-                                                                 {"quad_regs64", scan::ScanVariant::QuadRegs64},
-                                                                 {"oct", scan::ScanVariant::Oct},
-                                                                 {"sixteen", scan::ScanVariant::Sixteen}};
-    return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::kDefaultScanVariant);
+    static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
+        {"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}, {"duo", scan::ScanVariant::Duo}};
+    return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::ScanVariant::Default);
 }
 
 }  // namespace
@@ -193,13 +188,13 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     const int64_t padded_dstate = p.dstate <= 4 ? 4 : p.dstate <= 8 ? 8 : 16;
     a.rows_bc_vec = var && p.dstate == padded_dstate && a.B_sn == 1 && a.C_sn == 1 &&
                     rows_aligned(a.B, {a.B_sb, a.B_sg, a.B_st, p.dstate}) && rows_aligned(a.C, {a.C_sb, a.C_sg, a.C_st, p.dstate});
-    a.variant = variant;
+    a.variant = scan::resolve_scan_variant(variant, a.vec);
     a.multiprocessors = state_of(ctx).multiprocessors;
-    // split, duo, quad(_regs64), oct and sixteen run 2, 2, 4, 8, 16 threads a channel (dstate 5..16), with launch bounds
-    // that keep more of them resident: segments are planned for the threads the kernel launches and
-    // holds. Fewer segments than max_nseg, never more (more threads and more resident threads both
-    // plan fewer; the max below only guards the workspace).
-    const scan::ScanThreadPlan threads = scan::scan_thread_plan(variant, p.dstate, a.vec, a.rows, int(dtype_size(T)));
+    // split and duo run 2 threads a channel (dstate 5..16), with launch bounds that keep more of them
+    // resident: segments are planned for the threads the kernel launches and holds. Fewer segments than
+    // max_nseg, never more (more threads and more resident threads both plan fewer; the max below only
+    // guards the workspace).
+    const scan::ScanThreadPlan threads = scan::scan_thread_plan(a.variant, p.dstate, a.vec, a.rows);
     const int64_t seg_len = std::max(max_seg_len, scan::scan_segment_len(p.batch, threads.lanes * p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors,
                                                                          threads.resident_per_sm));
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;

@@ -11,7 +11,8 @@
 // Moving 2, 4 or 8 of the 16 exp2 onto the FMA pipe (a degree-5 polynomial) was measured 9-35% slower
 // than all on the MUFU (H200, bf16 B8 D5120 L2048 N16): the MUFU is not the limit.
 //
-// Design of the base channel kernel (selective_scan_channel_kernel; split, the default, is in selective_scan_split.cuh):
+// Design of the base channel kernel (selective_scan_channel_kernel; duo, this path's default, is in selective_scan_lanes.cuh,
+// split in selective_scan_split.cuh):
 // - Fusion: softplus(delta + bias), exp2 with A pre-scaled by log2(e), the recurrence, the C
 //   contraction, the D skip and the SiLU(z) gate in one kernel; each input read once, y written once.
 // - One thread per channel, its (up to 16) states in registers for its whole segment: no reduction
@@ -49,19 +50,29 @@
 namespace mamba::cuda::scan {
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
-// duo|quad|quad_regs64|oct|sixteen, unset: split): base is selective_scan_channel_kernel /
-// selective_scan_rows_kernel (one thread a channel), split two lanes a channel (selective_scan_split.cuh,
-// dstate 5..16; dstate <= 4 runs base). The general kernel has no variants.
-// Measured on an H200 (bf16, ms; every variant passed the scan tests), with three kernels since removed:
+// duo; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
+// selective_scan_rows_kernel (one thread a channel), split two lanes a channel exchanging by shuffles
+// (selective_scan_split.cuh), duo two lanes a channel exchanging through shared memory
+// (selective_scan_lanes.cuh, channel path only: on the rows path duo runs split). split and duo need
+// dstate 5..16; dstate <= 4 runs base. The general kernel has no variants.
+// Measured on an H200 (bf16, ms; every variant passed the scan tests), with kernels since removed:
 // hoist (phase-split steps, rows in registers), hoist_smem (rows in shared memory), pair (two channels a
-// thread):
-//   case                                  base   hoist  hoist_smem  pair   split
-//   B8 D5120 L2048 N16 z bias softplus    0.891  0.867  0.882       1.504  0.703
-//   B1 D5120 L16384                       1.183  1.134  1.181       1.554  1.132
-// duo, quad, quad_regs64, oct and sixteen (selective_scan_lanes.cuh: 2, 4, 4, 8, 16 lanes a channel
-// exchanging through shared memory; dstate 5..16, channel and rows paths) are not yet measured.
-enum class ScanVariant : int { Base, Split, Duo, Quad, QuadRegs64, Oct, Sixteen };
-constexpr ScanVariant kDefaultScanVariant = ScanVariant::Split;
+// thread); quad, quad_regs64, oct, sixteen (4 to 16 lanes a channel: table in selective_scan_lanes.cuh):
+//   channel path                          base   hoist  hoist_smem  pair   split  duo
+//   B8 D5120 L2048 N16 z bias softplus    0.891  0.867  0.882       1.504  0.703  0.612
+//   B1 D5120 L16384                       1.183  1.134  1.181       1.554  1.132  1.030
+//   rows path (b, l, d) view              base   split  duo
+//   B8 D5120 L2048                        0.751  0.686  0.752
+//   B1 D5120 L512                         0.0643 0.0577 0.0619
+// (The first table's base to split columns come from an earlier run than its duo column and the rows table.)
+enum class ScanVariant : int { Default, Base, Split, Duo };
+
+// The kernel a call runs: Default is duo on the contiguous channel path (vec) and split elsewhere (on the
+// rows path; the strided channel path has no variants).
+inline ScanVariant resolve_scan_variant(ScanVariant v, bool vec) {
+    if (v != ScanVariant::Default) return v;
+    return vec ? ScanVariant::Duo : ScanVariant::Split;
+}
 
 struct ScanArgs {
     const char *u, *delta, *B, *C, *z;

@@ -1,7 +1,8 @@
-// Kernel `split` of the contiguous channel path of the Mamba-1 selective scan, the default
-// (MAMBA_CUDA_SCAN_VARIANT=split or unset; base selectable): two lanes per channel, each with half of the states.
-// Measured on an H200 (bf16, ms): B8 D5120 L2048 N16 z bias softplus 0.703 (base 0.891); B1 D5120 L16384
-// 1.132 (base 1.183); table in selective_scan_kernel.cuh.
+// Kernel `split` of the Mamba-1 selective scan (MAMBA_CUDA_SCAN_VARIANT=split): two lanes per channel, each
+// with half of the states, exchanging by shuffles. The default of the (b, l, d) rows path (below); on the
+// contiguous channel path duo (selective_scan_lanes.cuh) is the default and split selectable.
+// Measured on an H200 (bf16, ms): B8 D5120 L2048 N16 z bias softplus 0.703 (base 0.891, duo 0.612); B1
+// D5120 L16384 1.132 (base 1.183, duo 1.030); tables in selective_scan_kernel.cuh, selective_scan_lanes.cuh.
 //
 // Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: bf16 B8 D5120 is
 // 40960 channels, 1280 warps with one channel a thread: 9.7 warps an SM, 2.4 a scheduler, whatever the
