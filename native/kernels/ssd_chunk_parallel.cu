@@ -30,8 +30,8 @@
 //   one partial wave; mma's 160 blocks of one head and 32 channels measured faster there). The threshold
 //   lies between those two measured points; shapes in between (e.g. B4 H80, 320 pair blocks -> mma) are
 //   not measured (resolve_state_kernel below).
-//   Measured on an H200 (CUDA 13, sm_90a), bf16 L2048 H80 P64 N128 G1, ms per call (all correct on the
-//   GPU). Output builds (state automatic: pair at B8, mma at B1); "z" = with the gate (the Mamba-2 mixer
+//   Measured on an H200 (CUDA 13, sm_90a) at 5abc501, bf16 L2048 H80 P64 N128 G1, ms per call (all
+//   correct on the GPU; "alone" = MAMBA_CUDA_TRACE mean of that kernel). Output builds (state automatic: pair at B8, mma at B1); "z" = with the gate (the Mamba-2 mixer
 //   calls it without: its gated RMS norm applies z):
 //     output build                         | B8 z  | B1 z  | B8    | B1    | B8 z, output kernel alone
 //     mma8 (z/y as 4-byte pairs)           | 1.138 | 0.239 | 0.964 | 0.222 | 0.681
@@ -52,7 +52,7 @@
 //   Removed after these numbers (do not retry blindly):
 //     output mma8 (4-byte z/y pairs from the accumulator layout): half-used 32-byte sectors, 4x the
 //          access instructions of the rows epilogue; 0.07 ms slower than rows at B8.
-//     output mma8_merged (merged phase B with the pairs epilogue): no gain alone (0.688 vs 0.681); the
+//     output mma8_merged (merged phase B with the pairs epilogue): slower alone (0.688 vs 0.681 ms); the
 //          merge only pays with the rows epilogue, without z (0.899 vs 0.911).
 //     output mma8_rows (rows, z loaded in the epilogue, phase B strip by strip): with z, early loads won
 //          by 0.03 ms at B8 (1.026 vs 1.056); without z, the merged phase B by 0.012 (0.899 vs 0.911).
