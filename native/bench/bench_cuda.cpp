@@ -76,7 +76,7 @@ MAMBA_SCAN_VARIANT_CASES(duo)
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool gated = false, const char * state_kernel = nullptr, const char * output_kernel = nullptr) {
+                               int64_t chunk, bool gated = false, const char * state_kernel = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
@@ -97,11 +97,10 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    // state_kernel, output_kernel: MAMBA_CUDA_SSD_STATE and MAMBA_CUDA_SSD_OUTPUT for this case's calls only
+    // state_kernel: MAMBA_CUDA_SSD_STATE for this case's calls only
     // (null: the library's automatic choice).
-    return [&b, a, state_kernel, output_kernel] {
+    return [&b, a, state_kernel] {
         const mb::ScopedEnv state("MAMBA_CUDA_SSD_STATE", state_kernel);
-        const mb::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", output_kernel);
         mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
     };
 }
@@ -115,37 +114,21 @@ mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true); });
 mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
-// The chunk-parallel path's kernels forced (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_STATE and
-// MAMBA_CUDA_SSD_OUTPUT, null = the library's choice), against the automatic choice of the cases above
-// (pair at B8, mma at B1 on an H200; output mma8). Without z is how the Mamba-2 mixer calls it (the gate is
-// applied by the gated RMS norm after it). Old against new: state=pair / state=pair_rows, state=mma /
-// state=mma_rows (16-byte S_in stores), state=pair / state=quad / state=quad32 (four heads a block);
-// out=mma8 against out=mma8_rows / mma8_rows_early (z and y by
-// 16-byte rows; z loaded before phase B), mma8_merged (phase B over both strips at once) and
-// mma8_rows_merged (both).
-#define MAMBA_SSD_KERNEL_CASES(tag, label, state, output)                                                                                \
+// The chunk-parallel path's state kernel forced (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_STATE, null = the
+// library's choice), against the automatic choice of the cases above (pair at B8, mma at B1 on an H200).
+// Without z is how the Mamba-2 mixer calls it (the gate is applied by the gated RMS norm after it). The one
+// output kernel runs in every case (its early-z build with z, its merged build without).
+#define MAMBA_SSD_KERNEL_CASES(tag, label, state)                                                                                \
     mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, state, output); }); \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, state); }); \
     mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, state, output); }); \
+                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, state); }); \
     mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, state, output); }); \
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, state); }); \
     mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, state, output); });
-MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_mma_rows, "state=mma_rows", "mma_rows", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_pair_rows, "state=pair_rows", "pair_rows", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_quad, "state=quad", "quad", nullptr)
-MAMBA_SSD_KERNEL_CASES(state_quad32, "state=quad32", "quad32", nullptr)
-MAMBA_SSD_KERNEL_CASES(out_mma8, "out=mma8", nullptr, "mma8")
-MAMBA_SSD_KERNEL_CASES(out_mma8_rows, "out=mma8_rows", nullptr, "mma8_rows")
-MAMBA_SSD_KERNEL_CASES(out_mma8_rows_early, "out=mma8_rows_early", nullptr, "mma8_rows_early")
-MAMBA_SSD_KERNEL_CASES(out_mma8_merged, "out=mma8_merged", nullptr, "mma8_merged")
-MAMBA_SSD_KERNEL_CASES(out_mma8_rows_merged, "out=mma8_rows_merged", nullptr, "mma8_rows_merged")
-// Both new halves together, to compare with the library's choice (the unlabeled cases above).
-MAMBA_SSD_KERNEL_CASES(new_pair, "state=pair_rows out=mma8_rows_merged", "pair_rows", "mma8_rows_merged")
-MAMBA_SSD_KERNEL_CASES(new_mma, "state=mma_rows out=mma8_rows_merged", "mma_rows", "mma8_rows_merged")
+                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, state); });
+MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma")
+MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair")
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

@@ -18,36 +18,55 @@
 //     state pair (ssd_cp_state_pair_kernel): the same per chunk for two heads of one group per block: B
 //          staged once and each B fragment used by both heads' MMAs, twice the independent accumulator
 //          chains per warp, swizzled unpadded shared memory (its section below).
-//     output mma8 (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G
-//          in shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
-//          copies overlapping the other phase of the same head (its section below).
-//   Builds of them selected at run time (compile-time switches in the traits; tests run every one, the
-//   benchmark has a case per value; not yet measured on a GPU, so the defaults stay the measured ones):
-//     MAMBA_CUDA_SSD_STATE = mma_rows / pair_rows: S_in stored as 16-byte rows (kRowStores) instead of
-//          4-byte pairs from the accumulator layout (store_state_rows); quad / quad32: the pair kernel
-//          with four heads of a group per block (its section).
-//     MAMBA_CUDA_SSD_OUTPUT = mma8 (default) / mma8_rows / mma8_rows_early / mma8_merged /
-//          mma8_rows_merged: z and y as 16-byte rows (kZyMode; _early: z's loads issued before phase B),
-//          phase B over both strips at once (kMergedStrips). Counts in the mma8 section.
+//     output (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G in
+//          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
+//          copies overlapping the other phase of the same head; z and y moved as 16-byte rows. Two
+//          builds of the one template, picked by whether the call has z (SsdCpOutputTraits::kEarlyZ):
+//          with z, z's loads issued before phase B (in flight under its MMAs), phase B strip after
+//          strip; without z, phase B over both strips of a warp at once (its section below).
 //   State kernel choice: MAMBA_CUDA_SSD_STATE = mma or pair forces one (tests and benchmarks); unset, it
 //   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
 //   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
 //   one partial wave; mma's 160 blocks of one head and 32 channels measured faster there). The threshold
 //   lies between those two measured points; shapes in between (e.g. B4 H80, 320 pair blocks -> mma) are
 //   not measured (resolve_state_kernel below).
-//   Measured on an H200 (CUDA 13, sm_90a), bf16 L2048 H80 P64 N128 G1, ms per call, the output x state
-//   pairs this file carried before (all correct on the GPU):
-//     case      | out=mma st=mma | out=mma8 st=mma | out=mma st=pair | out=mma8 st=pair | pair3 (mma8) | pair16 (mma)
-//     B8 no z   | 1.375          | 1.138           | 1.203           | 0.962            | 1.136        | 1.394
-//     B8 z      | 1.786          | 1.293           | 1.613           | 1.115            | 1.289        | 1.803
-//     B1 no z   | 0.262          | 0.222           | 0.278           | 0.239            | 0.239        | 0.278
-//     B1 z      | 0.306          | 0.239           | 0.323           | 0.256            | 0.256        | 0.322
-//   Per kernel at B8 no z: output mma8 0.525 (4-warp mma 0.763); state pair 0.442, pair16 0.63, pair3
-//   0.61, mma ~0.60. Removed after it: the 4-warp output kernel "mma" (G in registers, 241 registers,
-//   8 warps per SM: slower in every case) with its traits and launch (MAMBA_CUDA_SSD_OUTPUT now names
-//   builds of mma8, above); the state variants pair3 (16 warps, 3 chunk buffers, 1
-//   block per SM) and pair16 (16-channel tiles at every block count), both slower than pair at B8 and no
-//   better than mma at B1.
+//   Measured on an H200 (CUDA 13, sm_90a) at 5abc501, bf16 L2048 H80 P64 N128 G1, ms per call (all
+//   correct on the GPU; "alone" = MAMBA_CUDA_TRACE mean of that kernel). Output builds (state automatic: pair at B8, mma at B1); "z" = with the gate (the Mamba-2 mixer
+//   calls it without: its gated RMS norm applies z):
+//     output build                         | B8 z  | B1 z  | B8    | B1    | B8 z, output kernel alone
+//     mma8 (z/y as 4-byte pairs)           | 1.138 | 0.239 | 0.964 | 0.222 | 0.681
+//     mma8_rows (z/y as 16-byte rows)      | 1.056 | 0.228 | 0.911 | 0.212 | 0.609
+//     mma8_rows_early (rows, z early)      | 1.026 | 0.223 | 0.923 | 0.214 | 0.578
+//     mma8_merged (phase B both strips)    | 1.144 | 0.242 | 0.989 | 0.226 | 0.688
+//     mma8_rows_merged (rows + merged)     | 1.059 | 0.227 | 0.899 | 0.210 | 0.606
+//   Kept: mma8_rows_early for calls with z, mma8_rows_merged for calls without (the best of each column;
+//   one template, kEarlyZ). Early z with the merged phase B was not measured: ptxas spills 244 B there
+//   (128 registers) against 76 B for mma8_rows_early. State kernels (output mma8):
+//     state kernel                         | B8 z  | B1 z  | B8    | B1    | B8 z, state kernel alone
+//     pair                                 | 1.114 | 0.258 | 0.963 | 0.241 | 0.452
+//     mma                                  | 1.279 | 0.239 | 1.130 | 0.222 | 0.600
+//     pair_rows (S_in by 16-byte rows)     | 1.179 | 0.270 | 1.030 | 0.254 | 0.505
+//     mma_rows  (S_in by 16-byte rows)     | 1.287 | 0.242 | 1.139 | 0.227 | 0.614
+//     quad   (pair, 4 heads, 16 ch, 8 w)   | 1.232 | 0.288 | 1.083 | 0.272 | 0.561
+//     quad32 (pair, 4 heads, 32 ch, 16 w)  | 1.301 | 0.345 | 1.146 | 0.328 | 0.616
+//   Removed after these numbers (do not retry blindly):
+//     output mma8 (4-byte z/y pairs from the accumulator layout): half-used 32-byte sectors, 4x the
+//          access instructions of the rows epilogue; 0.07 ms slower than rows at B8.
+//     output mma8_merged (merged phase B with the pairs epilogue): slower alone (0.688 vs 0.681 ms); the
+//          merge only pays with the rows epilogue, without z (0.899 vs 0.911).
+//     output mma8_rows (rows, z loaded in the epilogue, phase B strip by strip): with z, early loads won
+//          by 0.03 ms at B8 (1.026 vs 1.056); without z, the merged phase B by 0.012 (0.899 vs 0.911).
+//     state pair_rows / mma_rows (S_in by 16-byte rows through a quad transpose): slower at every shape
+//          (pair_rows 0.505 vs 0.452 alone); the stores are 1/16 of the kernel's bytes, the 3 shuffles a
+//          piece and the registers for them (spills at 128) are not free.
+//     state quad / quad32 (pair with four heads a block): each scaled, split x fragment feeds half of
+//          pair's MMAs (quad), or one 16-warp block per SM leaves no second block to run during a
+//          barrier (quad32); slower than pair at B8 and than mma at B1.
+//   Measured before (output mma8): out=mma8 st=pair 0.962 / 1.115 (B8 / B8 z); the removed 4-warp output
+//   kernel "mma" (G in registers, 241 registers, 8 warps per SM) 1.203 / 1.613, 0.763 ms alone against
+//   0.525; the state variants pair3 (16 warps, 3 chunk buffers, 1 block per SM: 1.136 / 1.289) and pair16
+//   (16-channel tiles at every block count: 1.394 / 1.803 with the old output), both slower than pair at
+//   B8 and no better than mma at B1.
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
 //   an H200 (output 1.94 ms against 1.78 ms total at B8, state 2.01 ms): latency of shared-memory fragment
 //   loads, dependent MMA chains and block barriers between its phases. It was removed.
@@ -207,7 +226,7 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
-// ---- accumulator layout <-> 16-byte rows ------------------------------------------------------------
+// ---- accumulator layout <-> 16-byte rows (the output kernel's z and y) ------------------------------
 //
 // In an m16n8 accumulator the 4 lanes of a quad (lane / 4 = row) hold one row's 8 columns, 2 each, so a
 // store straight from it writes 4 bytes a lane: 8 rows x 16 bytes per warp instruction, half of each
@@ -239,27 +258,6 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int lane) {
 }
 __device__ __forceinline__ uint4 as_uint4(const uint32_t (&v)[4]) { return make_uint4(v[0], v[1], v[2], v[3]); }
 
-// A warp's state tile (rows 16: accumulator rows, kNT8 n8 tiles of states) times inv_scale as float16
-// into St (row stride ld elements, St at the tile's row 0 and first state): 16-byte stores of whole
-// 8-state pieces, items (rr, nt) taken four at a time.
-template <int kNT8>
-__device__ __forceinline__ void store_state_rows(f16_t * St, int64_t ld, const float (&S)[kNT8][4], float inv_scale, int lane) {
-    static_assert((2 * kNT8) % 4 == 0, "items come four at a time");
-#pragma unroll
-    for (int set = 0; set < 2 * kNT8 / 4; ++set) {
-        uint32_t v[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int item = 4 * set + j, rr = item / kNT8, nt = item % kNT8;
-            const __half2 h2 = __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
-            v[j] = *reinterpret_cast<const uint32_t *>(&h2);
-        }
-        quad_transpose(v, lane);
-        const int item = 4 * set + lane % 4, rr = item / kNT8, nt = item % kNT8;
-        *reinterpret_cast<uint4 *>(St + (lane / 4 + 8 * rr) * ld + 8 * nt) = as_uint4(v);
-    }
-}
-
 // ---- state kernel, mma.sync (automatic choice at few blocks) ------------------------------------------
 //
 // Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
@@ -278,11 +276,10 @@ __device__ __forceinline__ void store_state_rows(f16_t * St, int64_t ld, const f
 // chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
 // 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
 
-template <int kStatePad, int kChannelTile, bool kRowStoreS = false>
+template <int kStatePad, int kChannelTile>
 struct SsdCpMmaStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
-    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kTP = kPT / 16;      // 16-channel row tiles
     // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
@@ -454,16 +451,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
         if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
         if (p0 + 16 * tp < c.Pw) {
             f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
-            if constexpr (Tr::kRowStores) {
-                store_state_rows<NT8>(St, N, S, inv_scale, lane);
-            } else {
 #pragma unroll
-                for (int nt = 0; nt < NT8; ++nt)
+            for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                    for (int rr = 0; rr < 2; ++rr)
-                        *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                            __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
-            }
+                for (int rr = 0; rr < 2; ++rr)
+                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
         }
 
         // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
@@ -536,31 +529,20 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCp
 // L2048 H80: 2 x 40 x 8 = 640 (2.4 waves of 264); B1: 16 channels, 4 x 40 = 160 blocks (one wave).
 // Bytes and FLOPs of the whole pass are the mma kernel's less half of B's L2 reads.
 // As built: 8 warps, 2 chunk buffers (the copy one chunk ahead), 2 blocks per SM = 16 warps per SM. The
-// traits still take the warp cap and the buffer count: a 16-warp, 3-buffer build (pair3) and 16-channel
-// tiles at every block count (pair16) measured slower (header) and are no longer launched.
-// Four heads a block (kHeads 4, MAMBA_CUDA_SSD_STATE = quad / quad32): a warp keeps 4 x 2 n8 accumulators
-// (16 states of each head), as many as pair's 2 x 4 at 32 channels. quad: 16 channels, 8 warps, 2 blocks
-// an SM: the same B bytes per head-channel as pair at 32 channels, one B fragment feeds 16 MMAs instead
-// of 8, but each x fragment (scaled, split) feeds 4 instead of 8. quad32: 32 channels, 16 warps, 1 block
-// an SM (the same 16 warps an SM): B staged once per 128 head-channels, half of pair's L2 -> shared
-// traffic and cp.async issue for B (32 KB per chunk for 4 heads x 32 channels). B8 H80: 640 quad or 320
-// quad32 blocks, 2.4 waves either way, as pair. ptxas sm_90, N 128: quad 128 registers (12 B spilled),
-// 100.4 KB; quad32 128 registers (20 B spilled), 132.6 KB. N 64: quad 181 registers (4 warps), none;
-// quad32 128, 40 B spilled.
+// kernel body is written for kHeads heads and kStages buffers, fixed in the traits at 2 and 2: 3 buffers
+// with 16 warps (pair3), four heads a block (quad, quad32) and 16-channel tiles at every block count
+// (pair16) all measured slower (header).
 // ptxas sm_90 (CUDA 11.8), N 128: 32 ch 128 registers (8 B spilled: loop-invariant values), 16 ch 128,
-// no spill; smem 98 KB. pair_rows (kRowStores, S_in as 16-byte rows: 2 instead of 8 stores a warp, head
-// and chunk at 32 channels, 8 rows x 64 whole bytes each): 128 registers, N 128 32 ch 40 B spilled, 16 ch
-// 12 B; N 64 32 ch 12 B; N 64 16 ch (4 warps, so the 2-block bound allows more) 160 registers, no spill.
-// mma_rows: 126-130 registers, no spill at any size.
+// no spill; smem 98 KB.
 
-template <int kStatePad, int kChannelTile, int kMaxWarps, int kStageCount, bool kRowStoreS = false, int kHeadsArg = 2>
+template <int kStatePad, int kChannelTile>
 struct SsdCpPairStateTraits {
     static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
     static constexpr int kPT = kChannelTile;  // channels per block and head: 16 or 32
-    static constexpr bool kRowStores = kRowStoreS;  // S_in by 16-byte rows (quad transpose), else 4-byte pairs
     static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kHeads = kHeadsArg;  // heads of one group per block: 2 (pair) or 4 (quad)
-    static constexpr int kStages = kStageCount;  // chunk buffers: the copy runs kStages - 1 chunks ahead
+    static constexpr int kHeads = 2;          // heads of one group per block
+    static constexpr int kStages = 2;         // chunk buffers: the copy runs kStages - 1 chunks ahead
+    static constexpr int kMaxWarps = 8;
     static constexpr int kTP = kPT / 16;
     static constexpr int kWarps = kTP * kN / 16 < kMaxWarps ? kTP * kN / 16 : kMaxWarps;
     static constexpr int kThreads = 32 * kWarps;
@@ -798,16 +780,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
                 if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
                 if (p0 + 16 * tp < c.Pw) {
                     f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
-                    if constexpr (Tr::kRowStores) {
-                        store_state_rows<NT8>(St, N, S[hh], inv_scale, lane);
-                    } else {
 #pragma unroll
-                        for (int nt = 0; nt < NT8; ++nt)
+                    for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
-                            for (int rr = 0; rr < 2; ++rr)
-                                *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                                    __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
-                    }
+                        for (int rr = 0; rr < 2; ++rr)
+                            *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
+                                __floats2half2_rn(S[hh][nt][2 * rr] * inv_scale, S[hh][nt][2 * rr + 1] * inv_scale);
                 }
             }
             const float decay = __expf(acum_end[hh]);
@@ -887,41 +865,37 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 //     phase A, so one buffer of each suffices and every copy overlaps the other phase's MMAs; dt, acum and
 //     the S_in scales (1 KB) are double-buffered because both phases read them.
 //   * Phase A runs both strips' k loops together (8 independent accumulators), phase B all hi products of
-//     a tile before the lo ones (4 independent accumulators between dependent MMAs).
+//     a tile before the lo ones.
 //   * Heads per block from a wave model (blocks rounded up to whole waves of resident blocks, plus G as
 //     half a head), e.g. B8 H80: 8 heads, 1280 blocks = 4.85 waves instead of 16 heads in 2.4 waves.
-// Builds (MAMBA_CUDA_SSD_OUTPUT; the bytes and FLOPs below are the same for all):
-//   * kZyMode (the epilogue; 16-byte-row z and y only): kZyPairs (mma8) loads z and stores y from the
-//     accumulator layout, 16 + 16 four-byte accesses a warp per head, each 8 rows x 16 bytes = 8 half-used
-//     32-byte sectors (256 sector requests); kZyRows (mma8_rows) moves whole 64-byte row pieces: 4 + 4
-//     sixteen-byte accesses a warp per head, each 8 rows x 64 bytes = 16 whole sectors (128 requests),
-//     plus 3 shuffles per 16-byte piece (quad_transpose); kZyRowsEarly (mma8_rows_early) issues the z loads
-//     before phase B so that their latency hides under its MMAs (16 registers live through phase B).
-//   * kMergedStrips (mma8_merged): phase B walks column tiles jt = 0 .. strip_hi once and does both
-//     strips' tiles at each jt <= strip_lo: one X fragment load for both (16 - 2 pair ldmatrix a warp
-//     instead of 18) and 8 independent accumulators between dependent MMAs instead of 4.
-//   ptxas sm_90 (CUDA 11.8), N 128 / N 64, all 128 registers: mma8 4 B spilled / 0; mma8_rows 0 / 0;
-//   mma8_rows_early 76 / 72 B; mma8_merged 0 / 0; mma8_rows_merged 8 / 4 B. Shared memory unchanged.
+//   * z and y move as whole 64-byte row pieces (16-byte-row paths; the generic path goes element by
+//     element): 4 + 4 sixteen-byte accesses a warp per head, each 8 rows x 64 bytes = 16 whole sectors
+//     (128 sector requests), plus 3 shuffles per 16-byte piece (quad_transpose). Straight from the
+//     accumulator layout it was 16 + 16 four-byte accesses of half-used sectors (256 requests): the
+//     removed mma8 build, 0.07 ms slower at B8 (header).
+//   * Two builds (kEarlyZ), launched by whether the call has z: with z, z's 4 row pieces a lane are
+//     loaded before phase B, in flight under its MMAs (16 registers live through phase B; loaded in the
+//     epilogue they cost 0.03 ms at B8), and phase B goes strip after strip; without z, phase B walks
+//     column tiles jt = 0 .. strip_hi once and does both strips' tiles at each jt <= strip_lo: one X
+//     fragment load for both (16 - 2 pair ldmatrix a warp instead of 18) and 8 independent accumulators
+//     between dependent MMAs instead of 4. Both at once spill 244 B (header), so they stay apart.
+//   ptxas sm_90 (CUDA 11.8, --use_fast_math as the build), 128 registers, spills N 128 / N 64: early z
+//   80 / 76 B, merged 8 / 4 B (the measured mma8_rows_early 76 / 72, mma8_rows_merged 8 / 4). Shared
+//   memory 108 KB (N 128), the same for both.
 // Counts per (chunk, head, 64 channels) = per block-head: reads x 16 KB, z 16 KB, S_in 16 KB (float16),
 // dt/acum 1 KB; writes y 16 KB. MMAs (m16n8k16): C S_in^T 8 warps x 64, M X 8 warps x 72 (hi + lo) =
 // 1088 (4.5 MFLOP); G 36 tiles x 16 = 576 per block (72 a warp, amortized over its heads). At bf16 B8
-// L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s),
+// L2048 H80 P64 N128: 10240 block-heads -> x, z, S_in, y 4 x 168 MB = 0.67 GB (0.16 ms at 4.2 TB/s; 0.50
+// GB, 0.12 ms, without z),
 // 46 GFLOP of y MMAs + 6 GFLOP of G (8 heads a block) (~0.1 ms at ~500 TFLOP/s of mma.sync).
 
-// How the output kernel's epilogue moves z and y (16-byte-row paths only; the generic path always goes
-// element by element): kZyPairs = 4-byte pairs straight from the accumulator layout (the measured
-// kernel); kZyRows = whole 16-byte row pieces through a quad transpose (quad_transpose), z loaded in
-// the epilogue; kZyRowsEarly = the same with z's loads issued before phase B, in flight under its MMAs
-// (16 more live registers).
-enum SsdCpZyMode : int { kZyPairs = 0, kZyRows = 1, kZyRowsEarly = 2 };
-
-template <int kStatePad, int kZyModeArg = kZyPairs, bool kMergedStripsArg = false>
-struct SsdCpMma8OutputTraits {
+template <int kStatePad, bool kEarlyZArg>
+struct SsdCpOutputTraits {
     static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
-    static constexpr int kZyMode = kZyModeArg;
-    // Phase B over column tiles of both strips together (one X load, 8 accumulators in flight) instead of
-    // strip after strip.
-    static constexpr bool kMergedStrips = kMergedStripsArg;
+    // The build for calls with z (the launch picks it from SsdArgs::has_z): z's loads issued before
+    // phase B, phase B strip after strip. Else (calls without z): phase B over both strips at once, z
+    // (if any) loaded in the epilogue.
+    static constexpr bool kEarlyZ = kEarlyZArg;
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kPT = 64;  // channels per block
     static constexpr int kWarps = 8;
@@ -952,8 +926,8 @@ struct SsdCpMma8OutputTraits {
     static constexpr int kMinBlocks = 2;
     static_assert(kBBytes <= oSmall - oS, "B fits where S_in and x go");
     static_assert(kHalves * kPairs == kWarps && kNT % 2 == 0, "whole strip pairs, n8 tiles in pairs");
-    static_assert(kZyMode == kZyPairs || kNT == 4, "a row piece of four n8 tiles per quad transpose");
-    static_assert(!kMergedStrips || kPairs * 2 == kStrips, "the low strip of a pair never passes the high one");
+    static_assert(kNT == 4, "a row piece of four n8 tiles per quad transpose");
+    static_assert(kPairs * 2 == kStrips, "merged phase B: the low strip of a pair never passes the high one");
     static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
     static_assert(kQ / 2 + kPT / 16 <= kThreads, "dt, acum and scales in one round");
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
@@ -1174,7 +1148,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
         if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
 
         // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 (lane % 4) ..
-        // + 7), loaded here (kZyRowsEarly: in flight during phase B) or in the epilogue (kZyRows).
+        // + 7), loaded here (kEarlyZ: in flight during phase B) or in the epilogue.
         const int q4 = lane % 4;
         auto load_z_row = [&](int si, int rr) {
             const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
@@ -1184,10 +1158,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
                 v = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
             return v;
         };
-        constexpr bool kRowsZy = Tr::kZyMode != kZyPairs;
-        const bool rows_zy = kRowsZy && c.vec_zy;
         uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
-        if (Tr::kZyMode == kZyRowsEarly && rows_zy && a.has_z)
+        if (Tr::kEarlyZ && c.vec_zy && a.has_z)
 #pragma unroll
             for (int si = 0; si < 2; ++si)
 #pragma unroll
@@ -1232,7 +1204,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
                 mma_bf16(ac[2 * np + 1], ma, fb[np][2], fb[np][3]);
             }
         };
-        if constexpr (Tr::kMergedStrips) {
+        if constexpr (!Tr::kEarlyZ) {
             // Column tile jt of both strips together: one X fragment load for both, 8 independent
             // accumulators between dependent MMAs (strip_lo <= 3 < 4 <= strip_hi).
 #pragma unroll
@@ -1250,6 +1222,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
                 if (both) mma_x(acc[0], mlo[0], fb);
             }
         } else {
+            // Strip after strip (4 independent accumulators): with z's 16 registers live through phase B
+            // the merged walk spills (section comment).
 #pragma unroll
             for (int si = 0; si < 2; ++si) {
                 const int st = si == 0 ? strip_lo : strip_hi;
@@ -1268,14 +1242,14 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
 
         // ---- epilogue from the accumulators: + D x, gate, store ----
         const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
-        if (kRowsZy && rows_zy) {
+        if (c.vec_zy) {
             // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
 #pragma unroll
             for (int si = 0; si < 2; ++si)
 #pragma unroll
                 for (int rr = 0; rr < 2; ++rr) {
                     const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-                    const uint4 zr = Tr::kZyMode == kZyRows && a.has_z ? load_z_row(si, rr) : zq[si][rr];
+                    const uint4 zr = !Tr::kEarlyZ && a.has_z ? load_z_row(si, rr) : zq[si][rr];
                     uint32_t zw[4] = {zr.x, zr.y, zr.z, zr.w};
                     if (a.has_z) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
                     uint32_t yw[4];
@@ -1301,6 +1275,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
                 }
             continue;
         }
+        // Generic path (strided or unaligned z / y): element by element.
+        // (The 16-byte-row branch is unreachable here; kept as the measured builds had it: ptxas's
+        // register allocation of this kernel moved by 50-200 B of spills when it was removed.)
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
             const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
@@ -1344,8 +1321,8 @@ int64_t slot_count(const SsdCpShape & s) {
     return s.packed ? (s.len - 1) / kSsdCpChunk + s.nseq : s.nseq * ceil_div(s.len, kSsdCpChunk);
 }
 int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
-// The output kernel's grid z: 64-channel tiles of headdim (every epilogue build has kPT 64).
-int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t(SsdCpMma8OutputTraits<64>::kPT)); }
+// The output kernel's grid z: 64-channel tiles of headdim.
+int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t(SsdCpOutputTraits<64, false>::kPT)); }
 
 // Where each workspace part starts (one carver, used by the plan for the size and by the run for the
 // views, so the two cannot disagree) and the total.
@@ -1367,61 +1344,49 @@ void set_smem(Kernel kernel) {
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
 }
 
-// Tiles of `per_block` heads of one group: the pair (2) and quad (4) kernels' grid y.
-int64_t state_head_tiles(const SsdArgs & a, int64_t per_block) { return a.heads / a.heads_per_group * ceil_div(a.heads_per_group, per_block); }
-int64_t state_head_pairs(const SsdArgs & a) { return state_head_tiles(a, 2); }
+// Head pairs of one group: the pair kernel's grid y.
+int64_t state_head_pairs(const SsdArgs & a) { return a.heads / a.heads_per_group * ceil_div(a.heads_per_group, int64_t(2)); }
 
-template <int kN, int kPT, int kMaxWarps, int kStages, bool kRowStores, int kHeads = 2>
+template <int kN, int kPT>
 void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
-    using Tr = SsdCpPairStateTraits<kN, kPT, kMaxWarps, kStages, kRowStores, kHeads>;
-    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_tiles(c.a, kHeads)), unsigned(c.nseq));
+    using Tr = SsdCpPairStateTraits<kN, kPT>;
+    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(state_head_pairs(c.a)), unsigned(c.nseq));
     const auto kernel = ssd_cp_state_pair_kernel<Tr>;
     set_smem<Tr>(kernel);
-    // The build in the name (no spaces: full_check.sh splits trace lines by field), so that
-    // MAMBA_CUDA_TRACE tells the variants apart.
-    const char * name = kHeads == 4 ? (kPT == 32 ? "ssd_cp_state_pair_kernel/quad32" : "ssd_cp_state_pair_kernel/quad")
-                        : kRowStores ? "ssd_cp_state_pair_kernel/pair_rows"
-                                     : "ssd_cp_state_pair_kernel";
-    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    launch_kernel(ctx, "ssd_cp_state_pair_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
 }
 
-template <int kN, int kPT, bool kRowStores>
+template <int kN, int kPT>
 void launch_state_mma(mamba_context & ctx, const SsdCpArgs & c) {
     const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    using Tr = SsdCpMmaStateTraits<kN, kPT, kRowStores>;
+    using Tr = SsdCpMmaStateTraits<kN, kPT>;
     const auto kernel = ssd_cp_state_mma_kernel<Tr>;
     set_smem<Tr>(kernel);
-    launch_kernel(ctx, kRowStores ? "ssd_cp_state_mma_kernel/mma_rows" : "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
 }
 
 template <int kN, int kPT>
 void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
-    switch (kind) {
-    case SsdCpStateKernel::Pair: launch_state_pair<kN, kPT, 8, 2, false>(ctx, c); break;
-    case SsdCpStateKernel::PairRows: launch_state_pair<kN, kPT, 8, 2, true>(ctx, c); break;
-    // Four heads: 16 channels and 8 warps (2 blocks an SM), or 32 channels and 16 warps (1 block an SM),
-    // so that a warp still carries 4 x 2 n8 accumulators.
-    case SsdCpStateKernel::Quad: launch_state_pair<kN, 16, 8, 2, false, 4>(ctx, c); break;
-    case SsdCpStateKernel::Quad32: launch_state_pair<kN, 32, 16, 2, false, 4>(ctx, c); break;
-    case SsdCpStateKernel::MmaRows: launch_state_mma<kN, kPT, true>(ctx, c); break;
-    default: launch_state_mma<kN, kPT, false>(ctx, c); break;
-    }
+    if (kind == SsdCpStateKernel::Pair) launch_state_pair<kN, kPT>(ctx, c);
+    else launch_state_mma<kN, kPT>(ctx, c);
 }
 
-template <int kN, int kZyMode, bool kMerged>
-void launch_output_mma8(mamba_context & ctx, const SsdCpArgs & c, int64_t slots, const char * name) {
-    using Tr = SsdCpMma8OutputTraits<kN, kZyMode, kMerged>;
+// The output kernel's build for this call: early z with z, merged phase B without (the trace name tells
+// them apart; no spaces: full_check.sh splits trace lines by field).
+template <int kN, bool kEarlyZ>
+void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpOutputTraits<kN, kEarlyZ>;
     const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
     set_smem<Tr>(kernel);
     const int64_t groups = c.a.heads / c.a.heads_per_group;
     const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
-    launch_kernel(ctx, name, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    launch_kernel(ctx, kEarlyZ ? "ssd_cp_output_mma8_kernel/early_z" : "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
 }
 
-// Heads per output block for the mma8 kernel: the fewest whole waves of resident blocks, each block
+// Heads per output block: the fewest whole waves of resident blocks, each block
 // costing its heads plus half a head for G (ties: more heads, G formed fewer times).
 int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
     int64_t best = 1;
@@ -1450,9 +1415,6 @@ PairStateGrid pair_state_grid(const SsdCpArgs & c, int sms) {
     return {false, c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(16))};
 }
 
-// Pair-like state kernels (their grid and channel tile come from pair_state_grid).
-bool is_pair(SsdCpStateKernel k) { return k == SsdCpStateKernel::Pair || k == SsdCpStateKernel::PairRows; }
-
 // The automatic state kernel: pair when its blocks fill the GPU at least kPairMinWaves times over (one
 // block per SM counted), else mma. Measured on an H200 (132 SMs, header): pair wins at B8 H80 (640
 // blocks = 4.8 x SMs, 0.44 ms against ~0.60) and loses at B1 H80 (160 blocks = 1.2 x SMs, one partial
@@ -1468,40 +1430,26 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
     const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
     // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
-    const bool wide = state == SsdCpStateKernel::Quad || state == SsdCpStateKernel::Quad32 ? false  // their own tiles
-                      : is_pair(state)                ? pair_state_grid(c, sms).wide
+    const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
                                                       : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
     if (wide) launch_state<kN, 32>(ctx, c, state);
     else launch_state<kN, 16>(ctx, c, state);
     if (slots == 0) return;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
-    c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpMma8OutputTraits<kN>::kMinBlocks) * sms);
+    c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpOutputTraits<kN, false>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    switch (plan.output) {
-    case SsdCpOutputKernel::Mma8Rows: launch_output_mma8<kN, kZyRows, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows"); break;
-    case SsdCpOutputKernel::Mma8RowsEarly:
-        launch_output_mma8<kN, kZyRowsEarly, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_early");
-        break;
-    case SsdCpOutputKernel::Mma8Merged: launch_output_mma8<kN, kZyPairs, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_merged"); break;
-    case SsdCpOutputKernel::Mma8RowsMerged:
-        launch_output_mma8<kN, kZyRows, true>(ctx, c, slots, "ssd_cp_output_mma8_kernel/mma8_rows_merged");
-        break;
-    default: launch_output_mma8<kN, kZyPairs, false>(ctx, c, slots, "ssd_cp_output_mma8_kernel"); break;
-    }
+    if (c.a.has_z) launch_output<kN, true>(ctx, c, slots);
+    else launch_output<kN, false>(ctx, c, slots);
 }
 
 // Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
 // automatic choice either state kernel).
 template <int kN>
 size_t smem_need(const SsdCpPlan & plan) {
-    size_t need = SsdCpMma8OutputTraits<kN>::kSmemBytes;
+    size_t need = SsdCpOutputTraits<kN, true>::kSmemBytes;  // (the gate changes no layout)
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
-    // (The _rows builds change no layout: the same shared memory as their base kernels.)
-    if (plan.state == SsdCpStateKernel::Auto || plan.state == SsdCpStateKernel::Mma || plan.state == SsdCpStateKernel::MmaRows)
-        at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
-    if (plan.state == SsdCpStateKernel::Auto || is_pair(plan.state)) at_least(SsdCpPairStateTraits<kN, 32, 8, 2>::kSmemBytes);
-    if (plan.state == SsdCpStateKernel::Quad) at_least(SsdCpPairStateTraits<kN, 16, 8, 2, false, 4>::kSmemBytes);
-    if (plan.state == SsdCpStateKernel::Quad32) at_least(SsdCpPairStateTraits<kN, 32, 16, 2, false, 4>::kSmemBytes);
+    if (plan.state != SsdCpStateKernel::Pair) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state != SsdCpStateKernel::Mma) at_least(SsdCpPairStateTraits<kN, 32>::kSmemBytes);
     return need;
 }
 
@@ -1511,18 +1459,8 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
-                                                              {"pair", SsdCpStateKernel::Pair},
-                                                              {"mma_rows", SsdCpStateKernel::MmaRows},
-                                                              {"pair_rows", SsdCpStateKernel::PairRows},
-                                                              {"quad", SsdCpStateKernel::Quad},
-                                                              {"quad32", SsdCpStateKernel::Quad32}};
+                                                              {"pair", SsdCpStateKernel::Pair}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
-    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
-                                                                {"mma8_rows", SsdCpOutputKernel::Mma8Rows},
-                                                                {"mma8_rows_early", SsdCpOutputKernel::Mma8RowsEarly},
-                                                                {"mma8_merged", SsdCpOutputKernel::Mma8Merged},
-                                                                {"mma8_rows_merged", SsdCpOutputKernel::Mma8RowsMerged}};
-    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
     // sequences above; the output kernel's 64-channel tiles of headdim are its grid z. Past them the

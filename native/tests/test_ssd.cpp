@@ -209,24 +209,19 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// The chunk-parallel kernels the CUDA instances run, "state output": each pair forced through
-// MAMBA_CUDA_SSD_STATE and MAMBA_CUDA_SSD_OUTPUT (unset, the library picks the state kernel from the grid
-// and the SM count and runs mma8; the CPU ignores both and runs once). Every state variant (mma, pair,
-// their 16-byte-row S_in stores, four heads a block at 16 and 32 channels) and every output build (z / y
-// as 4-byte pairs or 16-byte rows, z loaded early, phase B strip by strip or merged) runs at least once on
-// every shape.
-const char * const kCudaSsdKernels[] = {"mma mma8",  "pair mma8",        "mma_rows mma8_rows", "pair_rows mma8_rows_early",
-                                        "quad mma8_merged", "quad32 mma8_rows_merged"};
+// The chunk-parallel state kernels the CUDA instances run, each forced through MAMBA_CUDA_SSD_STATE
+// (unset, the library picks one from the grid and the SM count; the CPU ignores it and runs once), each
+// followed by the one output kernel (its early-z build on the shapes with z, its merged build on those
+// without).
+const char * const kCudaSsdKernels[] = {"mma", "pair"};
 
-// Sets both variables of one kCudaSsdKernels entry for its lifetime.
+// Sets MAMBA_CUDA_SSD_STATE to one kCudaSsdKernels entry for its lifetime.
 class ScopedSsdKernels {
 public:
-    explicit ScopedSsdKernels(const std::string & kernels)
-        : state_("MAMBA_CUDA_SSD_STATE", kernels.substr(0, kernels.find(' ')).c_str()),
-          output_("MAMBA_CUDA_SSD_OUTPUT", kernels.substr(kernels.find(' ') + 1).c_str()) {}
+    explicit ScopedSsdKernels(const char * state) : state_("MAMBA_CUDA_SSD_STATE", state) {}
 
 private:
-    mt::ScopedEnv state_, output_;
+    mt::ScopedEnv state_;
 };
 
 
@@ -256,14 +251,14 @@ protected:
         return r;
     }
 
-    // On CUDA, once per kernel pair of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
-    // the variables), each run with fresh poisoned outputs.
+    // On CUDA, once per state kernel of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
+    // the variable), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
         for (const char * kernels : kernel_variants(kCudaSsdKernels)) {
-            SCOPED_TRACE(std::string("SSD state, output kernels: ") + kernels);
+            SCOPED_TRACE(std::string("SSD state kernel: ") + kernels);
             const ScopedSsdKernels forced(kernels);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
@@ -455,9 +450,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
-// An unknown MAMBA_CUDA_SSD_STATE or MAMBA_CUDA_SSD_OUTPUT is an argument error that names the variable
-// and the accepted values, and the context stays usable; unset (the automatic choice) the same call
-// matches the reference. The CPU backend has no such kernels.
+// An unknown MAMBA_CUDA_SSD_STATE is an argument error that names the variable and the accepted values,
+// and the context stays usable; unset (the automatic choice) the same call matches the reference. The
+// CPU backend has no such kernels.
 TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     Options o;
@@ -470,25 +465,17 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     y.upload_poisoned(ctx());
     fin.upload_poisoned(ctx());
     const auto a = pr.args(y, fin);
-    for (const char * bogus : {"bogus", "pair3", "pair16"}) {  // the last two: removed variants
+    // The others: removed variants.
+    for (const char * bogus : {"bogus", "pair3", "pair16", "mma_rows", "pair_rows", "quad", "quad32"}) {
         SCOPED_TRACE(bogus);
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_STATE", bogus);
         EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, mma_rows, pair_rows, quad, quad32"), std::string::npos) << message;
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair (or unset)"), std::string::npos) << message;
         EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
-    for (const char * bogus : {"bogus", "mma", "rows"}) {  // "mma": the removed 4-warp output kernel
-        SCOPED_TRACE(bogus);
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_OUTPUT", bogus);
-        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_OUTPUT must be one of mma8, mma8_rows, mma8_rows_early, mma8_merged, mma8_rows_merged"), std::string::npos) << message;
-        EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
-    }
-    // With the variables unset (the automatic choice) the same call matches the reference.
+    // With the variable unset (the automatic choice) the same call matches the reference.
     const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", nullptr);
-    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr);
     const Result want = reference_ssd(pr);
     const Result got = run(pr);
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
@@ -769,7 +756,7 @@ TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     dt.byte_offset += uint64_t(inner + conv_dim) * es;
     const std::vector<double> initial_values = pr.initial.values();
     for (const char * kernels : kernel_variants(kCudaSsdKernels)) {
-        SCOPED_TRACE(std::string("SSD state, output kernels: ") + kernels);
+        SCOPED_TRACE(std::string("SSD state kernel: ") + kernels);
         const ScopedSsdKernels forced(kernels);
         pr.initial.values() = initial_values;  // the previous run overwrote it
         pr.initial.upload(ctx());
