@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench.h"
+#include "core/dl_view.h"
 
 namespace {
 
@@ -97,8 +98,9 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    // state_kernel: MAMBA_CUDA_SSD_STATE for this case's calls only
-    // (null: the library's automatic choice).
+    // state_kernel: MAMBA_CUDA_SSD_STATE for this case's calls only (null: the environment as it is, so the
+    // unlabeled cases run the library's automatic choice or what the caller forces, as the scan cases do).
+    if (state_kernel == nullptr) return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
     return [&b, a, state_kernel] {
         const mb::ScopedEnv state("MAMBA_CUDA_SSD_STATE", state_kernel);
         mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
@@ -213,11 +215,7 @@ std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & f
     const int64_t D = 5120, N = 16;
     std::vector<mamba_selective_state_update_args> args(static_cast<size_t>(sets));
     // The dt views into the x_proj outputs, kept alive (at fixed addresses) by the timed function.
-    struct LowRankView {
-        int64_t shape[2], strides[2];
-        DLTensor dl;
-    };
-    auto views = std::make_shared<std::vector<LowRankView>>(static_cast<size_t>(dt_rank > 0 ? sets : 0));
+    auto views = std::make_shared<std::vector<mamba::DLView>>(static_cast<size_t>(dt_rank > 0 ? sets : 0));
     const DLTensor * A = b.tensor({D, N}, mb::kF32, -8.0, -0.5);
     const DLTensor * Dv = b.tensor({D}, mb::kF32);
     const DLTensor * bias = b.tensor({D}, mb::kF32, -4.0, -2.0);
@@ -236,10 +234,8 @@ std::function<void()> scan_update_case(mb::Bench & b, double & bytes, double & f
         a.dt_softplus = 1;
         if (dt_rank > 0) {
             const int64_t width = dt_rank + 2 * N;
-            LowRankView & v = (*views)[i];
-            v = {{B, dt_rank}, {width, 1}, *b.tensor({B, width}, mb::kBF16)};
-            v.dl.shape = v.shape;
-            v.dl.strides = v.strides;
+            mamba::DLView & v = (*views)[i];
+            v.bind(b.tensor({B, width}, mb::kBF16), {B, dt_rank}, {width, 1}, 0);
             a.dt = &v.dl;
             a.dt_proj_weight = b.tensor({D, dt_rank}, mb::kBF16, -0.1, 0.1);
         }

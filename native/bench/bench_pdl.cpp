@@ -19,25 +19,14 @@
 #include <vector>
 
 #include "bench.h"
+#include "core/dl_view.h"
 
 namespace {
 
 constexpr int64_t kHidden = 2560, kInner = 5120, kState = 16, kRank = 160, kWidth = 4, kLayers = 8;
 constexpr int64_t kXdbl = kRank + 2 * kState;
 
-// A DLTensor over part of another tensor's buffer (shape and strides in elements, an element offset).
-struct View {
-    std::vector<int64_t> shape, strides;
-    DLTensor dl{};
-    View(const DLTensor * base, std::vector<int64_t> shape_, std::vector<int64_t> strides_, int64_t offset)
-        : shape(std::move(shape_)), strides(std::move(strides_)) {
-        dl = *base;
-        dl.ndim = int32_t(shape.size());
-        dl.shape = shape.data();
-        dl.strides = strides.data();
-        dl.byte_offset = base->byte_offset + uint64_t(offset) * uint64_t(base->dtype.bits / 8);
-    }
-};
+using View = mamba::DLView;  // core/dl_view.h
 
 struct Layer {
     DLTensor *w_in, *w_x, *w_dt, *w_out, *conv_w, *conv_b, *A, *D, *dt_bias, *norm_w, *conv_state, *ssm_state;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend_test.h"
+#include "core/dl_view.h"
 
 namespace {
 
@@ -22,20 +23,7 @@ mt::ContextPtr context_with_pdl(mamba_device_type type, bool pdl) {
     return mt::make_context(type);
 }
 
-// A DLTensor over part of another tensor's buffer: its own shape and strides (elements), an element offset.
-struct View {
-    std::vector<int64_t> shape, strides;
-    DLTensor dl{};
-    void bind(const DLTensor * base, std::vector<int64_t> shape_, std::vector<int64_t> strides_, int64_t offset) {
-        shape = std::move(shape_);
-        strides = std::move(strides_);
-        dl = *base;
-        dl.ndim = int32_t(shape.size());
-        dl.shape = shape.data();
-        dl.strides = strides.data();
-        dl.byte_offset = base->byte_offset + uint64_t(offset) * uint64_t(base->dtype.bits / 8);
-    }
-};
+using View = mamba::DLView;  // core/dl_view.h
 
 // A decode-like chain on one context: per layer, add + RMSNorm -> in_proj -> conv step -> x_proj ->
 // dt_proj -> selective state update -> SSD state update -> gated RMSNorm -> out_proj, batch 2, bf16
