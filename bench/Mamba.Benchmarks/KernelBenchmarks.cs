@@ -64,8 +64,9 @@ public abstract class KernelBenchmarkBase
 }
 
 /// <summary>The ops of a decode step at the mamba-130m / mamba2-130m shapes (hidden 768, inner 1536, Mamba-1 state 16,
-/// Mamba-2 24 heads of 64 with state 128, vocabulary 50280), bf16 weights and activations, float32 states, for
-/// <see cref="Batch"/> sequences.</summary>
+/// Mamba-2 24 heads of 64 with state 128, vocabulary 50280), bf16 weights, activations and conv states, float32 SSM
+/// states, for <see cref="Batch"/> sequences. Every input holds random values (outputs of one op that feed another are
+/// filled too, so no op reads uninitialized memory).</summary>
 [MemoryDiagnoser]
 public class DecodeKernelBenchmarks : KernelBenchmarkBase
 {
@@ -93,10 +94,10 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
         _normed = Keep(Tensor.Empty(Ctx, DType.BFloat16, b, Hidden));
         _residual = F32(-1f, 1f, b, Hidden);
         _convIn = Bf16(b, Inner);
-        _convState = F32(-1f, 1f, b, Inner, Width - 1);
+        _convState = Bf16(b, Inner, Width - 1);
         _convW = Bf16(Inner, Width);
         _convB = Bf16(Inner);
-        _convOut = Keep(Tensor.Empty(Ctx, DType.BFloat16, b, Inner));
+        _convOut = Bf16(b, Inner);
         _ssm = F32(-1f, 1f, b, Inner, State1);
         _dt = Bf16(b, Inner);
         _a1 = F32(-8f, -0.5f, Inner, State1);
@@ -228,8 +229,8 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
 }
 
 /// <summary>The sequence ops of a prefill piece at the mamba-130m / mamba2-130m shapes: <see cref="Tokens"/> tokens of
-/// one sequence, bf16 activations and weights, in the layouts the models use ((batch, length, channels) buffers viewed
-/// channel-major for the Mamba-1 scan and conv).</summary>
+/// one sequence, bf16 activations and weights; the Mamba-1 scan and conv read (length, channels) buffers through
+/// channel-major views as the model does. Every input holds random values.</summary>
 [MemoryDiagnoser]
 public class PrefillKernelBenchmarks : KernelBenchmarkBase
 {
@@ -259,7 +260,7 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
         _u = Keep(u.View([1, Inner, l], [l * Inner, 1, Inner]));
         _convW = Bf16(Inner, Width);
         _convB = Bf16(Inner);
-        _uc = Keep(Keep(Tensor.Empty(Ctx, DType.BFloat16, l, Inner)).View([1, Inner, l], [l * Inner, 1, Inner]));
+        _uc = Keep(Bf16(l, Inner).View([1, Inner, l], [l * Inner, 1, Inner]));
         _delta = Keep(Bf16(l, Inner).View([1, Inner, l], [l * Inner, 1, Inner]));
         _a1 = F32(-8f, -0.5f, Inner, State1);
         _b1 = Keep(Bf16(l, State1).View([1, 1, State1, l], [l * State1, State1, 1, State1]));
@@ -313,7 +314,8 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
         Ctx.Synchronize();
     }
 
-    /// <summary>The Mamba-2 SSD as the mixer calls it: D and dt bias, no z (the gated norm applies it), final state.</summary>
+    /// <summary>The Mamba-2 SSD with the mixer's options: D, dt bias and softplus, no z (the gated norm applies it), the
+    /// final state written (compact tensors; the mixer passes strided views of one conv output).</summary>
     [Benchmark]
     public void Ssd()
     {

@@ -191,9 +191,9 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     a.variant = scan::resolve_scan_variant(variant, a.vec);
     a.multiprocessors = state_of(ctx).multiprocessors;
     // split and duo run 2 threads a channel (dstate 5..16), with launch bounds that keep more of them
-    // resident: segments are planned for the threads the kernel launches and holds. Fewer segments than
-    // max_nseg, never more (more threads and more resident threads both plan fewer; the max below only
-    // guards the workspace).
+    // resident: segments are planned for the threads the kernel launches and holds. More threads a channel
+    // plan fewer segments, but more resident threads can plan more than the workspace above was sized for,
+    // so the segment length is kept at least max_seg_len: never more than max_nseg segments.
     const scan::ScanThreadPlan threads = scan::scan_thread_plan(a.variant, p.dstate, a.vec, a.rows);
     const int64_t seg_len = std::max(max_seg_len, scan::scan_segment_len(p.batch, threads.lanes * p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors,
                                                                          threads.resident_per_sm));

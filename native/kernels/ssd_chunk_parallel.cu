@@ -1025,7 +1025,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
     };
     // x, S_in and z of head hn towards L2 a phase ahead of their use: one thread per step (x), per 128-byte
     // line of the block's S_in rows (written by the state kernel long before: DRAM), one lane per row of
-    // the warp's strips (z, read by the epilogue from the accumulator layout).
+    // the warp's strips (z, read as 16-byte row pieces: before phase B in the z build, in the epilogue otherwise).
     auto prefetch_head = [&](int64_t hn) {
         if (p0 >= a.headdim) return;
         {

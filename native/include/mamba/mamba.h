@@ -209,7 +209,9 @@ MAMBA_API mamba_status mamba_copy(mamba_context * context, const DLTensor * src,
  *    unknown value makes mamba_context_create fail with INVALID_ARGUMENT.
  *  - Does nothing on a CPU context, for bytes == 0, and while the caller itself captures a borrowed stream
  *    (mamba_context_set_stream; the library could not join the side stream before that capture ends).
- *  - data must be NULL only with bytes == 0, and the range must stay allocated until the prefetch is joined. */
+ *  - data must be NULL only with bytes == 0, and the range must stay allocated until the prefetch is joined.
+ *    A caller that waits on the stream of mamba_context_get_stream itself (cudaStreamSynchronize) does not
+ *    wait for the side stream: it calls mamba_context_synchronize or records a mamba event first. */
 MAMBA_API mamba_status mamba_prefetch_l2(mamba_context * context, const void * data, size_t bytes);
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -47,9 +47,14 @@ public sealed partial class MambaModel : IDisposable
     public int PrefillChunkSize => Options.PrefillChunkSize ?? (Context.Device.Type == DeviceType.Cpu ? 512 : 2048);
 
     /// <summary>The activation type in use: <see cref="MambaModelOptions.ActivationDType"/>, or, when that is null, the
-    /// matrix weights' type on CUDA if it is 16-bit and float32 otherwise.</summary>
-    public DType ActivationDType => Options.ActivationDType
-        ?? (Context.Device.Type != DeviceType.Cpu && LmHead.DType is DType.Float16 or DType.BFloat16 ? LmHead.DType : DType.Float32);
+    /// type of the layers' matrix weights (the first in_proj's) on CUDA if it is 16-bit, and float32 otherwise.</summary>
+    public DType ActivationDType => Options.ActivationDType ?? AutoActivationDType();
+
+    private DType AutoActivationDType()
+    {
+        var weights = Layers.Count > 0 ? Layers[0].Mixer.DecodeFirstWeight?.DType ?? LmHead.DType : LmHead.DType;
+        return Context.Device.Type != DeviceType.Cpu && weights is DType.Float16 or DType.BFloat16 ? weights : DType.Float32;
+    }
 
     /// <summary>Type of the residual stream (float32 when the config keeps it in full precision).</summary>
     public DType ResidualDType => Config.ResidualInFp32 ? DType.Float32 : ActivationDType;

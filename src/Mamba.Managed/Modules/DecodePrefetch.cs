@@ -8,7 +8,7 @@ namespace Mamba.Modules;
 /// <summary>What a decode step reads into L2 after its in_proj, while its small kernels (conv step, projections, state
 /// update, norms) leave the memory idle: the layer's out_proj weight, then the first bytes of the next layer's in_proj
 /// (the LM head after the last layer). On CUDA only; the native switch MAMBA_CUDA_L2_PREFETCH decides whether anything is
-/// fetched (off by default), so the same decode step measures both.</summary>
+/// fetched (off by default); the decode step makes the calls only on a context created with it on.</summary>
 internal static class DecodePrefetch
 {
     /// <summary>Megabytes (2^20 bytes) of the next layer's first weight to prefetch; 0 prefetches only the out_proj.</summary>
@@ -33,10 +33,11 @@ internal static class DecodePrefetch
         return mb << 20;
     }
 
-    /// <summary>The prefetches of one decode step, or null on the CPU (where there is no L2 to fill ahead).</summary>
+    /// <summary>The prefetches of one decode step; null on the CPU (no L2 to fill ahead) and on a CUDA context created
+    /// with the prefetch off, so that such a step makes no calls and reads no tuning variable.</summary>
     public static Action? Create(MambaContext context, Tensor outProjWeight, Tensor? next)
     {
-        if (context.Device.Type != DeviceType.Cuda)
+        if (context.Device.Type != DeviceType.Cuda || !context.L2PrefetchRequested)
         {
             return null;
         }

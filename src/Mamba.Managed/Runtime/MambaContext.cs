@@ -15,8 +15,15 @@ public sealed unsafe class MambaContext : IDisposable
     public MambaContext(Device? device = null, int cpuThreads = 0)
     {
         Device = device ?? Device.Default;
+        // libmamba reads MAMBA_CUDA_L2_PREFETCH when it creates the context; the same reading here lets decode
+        // steps skip their prefetch calls when it is off (the process environment both see).
+        var prefetch = Environment.GetEnvironmentVariable("MAMBA_CUDA_L2_PREFETCH")?.Trim();
+        L2PrefetchRequested = Device.Type == DeviceType.Cuda && !string.IsNullOrEmpty(prefetch) && prefetch != "off";
         Handle = ContextHandle.Create(Device.Native, Device.Index, cpuThreads);
     }
+
+    /// <summary>Whether MAMBA_CUDA_L2_PREFETCH asked for a prefetch mode when this CUDA context was created.</summary>
+    internal bool L2PrefetchRequested { get; }
 
     /// <summary>The device this context runs on.</summary>
     public Device Device { get; }

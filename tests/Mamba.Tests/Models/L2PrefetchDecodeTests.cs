@@ -9,6 +9,7 @@ namespace Mamba.Tests.Models;
 /// created) gives the tokens and logits of decode with it off, bit for bit: the prefetch only moves data into the cache.
 /// Both families, replayed from a graph and run directly.</summary>
 [TestFixture]
+[NonParallelizable] // changes the process environment
 public class L2PrefetchDecodeTests
 {
     private const int Steps = 10;
@@ -65,6 +66,11 @@ public class L2PrefetchDecodeTests
         using var on = BuildWithMode(tiny, graphs, mode);
         var rng = new Random(17);
         var prompts = new[] { 7, 2 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
+        // The "on" model's decode steps really make the calls (on a context created with the switch on); the "off" one's none.
+        Assert.That(on.Context.L2PrefetchRequested, Is.True);
+        Assert.That(off.Context.L2PrefetchRequested, Is.False);
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, null) is not null, Is.True, "prefetch calls with the switch on");
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(off.Context, off.LmHead, null) is null, Is.True, "no prefetch calls with it off");
         using var a = off.CreateSession(prompts.Length);
         using var b = on.CreateSession(prompts.Length);
         var expected = GreedyDecode(a, prompts);
@@ -81,26 +87,30 @@ public class L2PrefetchDecodeTests
         }
     }
 
+    /// <summary>On the CPU the switch changes nothing: with it (and a malformed next-layer budget) set while the model is
+    /// built and while it decodes, the decode steps make no prefetch call and read no budget, and the results equal
+    /// those without it.</summary>
     [Test]
     public void CpuDecodeIgnoresTheSwitch()
     {
         var tiny = TinyModel.Create(ConfigFor(MambaFamily.Mamba2), seed: 58);
-        MambaModel on;
-        using (NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH", "prefetch"))
-        using (NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH_NEXT_MB", "not a number"))
-        {
-            on = Build(tiny);
-        }
-        using (on)
+        var prompts = new[] { new[] { 1, 2, 3 } };
+        (int[][] Tokens, float[][][] Logits) expected;
         using (var off = Build(tiny))
+        using (var b = off.CreateSession())
         {
-            var prompts = new[] { new[] { 1, 2, 3 } };
-            using var a = on.CreateSession();
-            using var b = off.CreateSession();
-            var ra = GreedyDecode(a, prompts);
-            var rb = GreedyDecode(b, prompts);
-            Assert.That(ra.Tokens, Is.EqualTo(rb.Tokens));
-            Assert.That(ra.Logits, Is.EqualTo(rb.Logits));
+            expected = GreedyDecode(b, prompts);
+        }
+        using (NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH", "prefetch"))
+        using (NativeEnvironment.Set(Mamba.Modules.DecodePrefetch.NextMegabytesVariable, "not a number"))
+        using (var on = Build(tiny))
+        using (var a = on.CreateSession())
+        {
+            Assert.That(on.Context.L2PrefetchRequested, Is.False);
+            Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, on.LmHead) is null, Is.True, "no prefetch calls on the CPU");
+            var actual = GreedyDecode(a, prompts);
+            Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
+            Assert.That(actual.Logits, Is.EqualTo(expected.Logits));
         }
     }
 }

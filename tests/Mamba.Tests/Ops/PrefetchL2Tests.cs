@@ -8,6 +8,7 @@ namespace Mamba.Tests.Ops;
 /// <summary>Kernels.PrefetchL2 is a hint: the tensor keeps its contents, whole or partial ranges are fine, bad arguments
 /// throw typed exceptions; the decode step's next-layer budget comes from MAMBA_CUDA_L2_PREFETCH_NEXT_MB.</summary>
 [TestFixture]
+[NonParallelizable] // changes the process environment
 public class PrefetchL2Tests
 {
     private static IEnumerable<TestCaseData> DevicesAndModes()
