@@ -107,8 +107,7 @@ internal static class BenchCommand
             _ = ModelShapes.Get(s); // unknown names fail before any work
         }
         var dtypeList = ModelOptions.Split(parse.GetValue(dtypes)!).Select(t => ModelOptions.ParseDType(t)).ToList();
-        var activationText = parse.GetValue(activations)!.Trim();
-        DType? fixedActivations = activationText.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ModelOptions.ParseDType(activationText, "--activations", "auto, f32, f16, bf16");
+        var fixedActivations = ModelOptions.ParseActivations(parse.GetValue(activations));
         var batchList = ModelOptions.Split(parse.GetValue(batches)!).Select(b => int.TryParse(b, CultureInfo.InvariantCulture, out var n) && n > 0
             ? n : throw new ArgumentException($"--batch: '{b}' is not a positive integer")).ToList();
         var threadCount = parse.GetValue(threads);
@@ -125,13 +124,13 @@ internal static class BenchCommand
             {
                 foreach (var batch in batchList)
                 {
-                    var r = ModelBench.Run(context, shape, dtype, fixedActivations ?? AutoActivations(dev, dtype), batch, stepCount, prefillTokens, chunk, bandwidth, threadCount);
+                    var r = ModelBench.Run(context, shape, dtype, fixedActivations, batch, stepCount, prefillTokens, chunk, bandwidth, threadCount);
                     results.Add(r);
                     stdout.WriteLine(Row(r));
                 }
                 if (profileTokens > 0)
                 {
-                    var p = ModelBench.Profile(context, shape, dtype, fixedActivations ?? AutoActivations(dev, dtype), profileTokens, chunk, threadCount);
+                    var p = ModelBench.Profile(context, shape, dtype, fixedActivations, profileTokens, chunk, threadCount);
                     profiles.Add(p);
                     stdout.Write(ProfileTable(p));
                 }
@@ -139,11 +138,6 @@ internal static class BenchCommand
         }
         return new BenchReport(dev.ToString(), bandwidth, kind, results, profiles.Count > 0 ? profiles : null);
     }
-
-    /// <summary>--activations auto: the weight dtype on a GPU, where 16-bit activations feed the tensor-core paths; float32 on
-    /// the CPU, where 16-bit activations only add conversions (mamba-130m bf16 prefill on a 2-core VM: 653 tok/s with
-    /// float32 activations, 574 with bf16).</summary>
-    internal static DType AutoActivations(Device device, DType weights) => device.Type == DeviceType.Cpu ? DType.Float32 : weights;
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
         $"| {r.Shape} | {r.DType} | {r.Activations ?? nameof(DType.Float32)} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} | {(r.PrefillChunk > 0 ? r.PrefillChunk.ToString(CultureInfo.InvariantCulture) : "-")} |");

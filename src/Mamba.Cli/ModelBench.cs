@@ -26,7 +26,7 @@ internal static class ModelBench
         return context.Device.Type == DeviceType.Cpu ? HostReadBandwidth(threads) : DeviceCopyBandwidth(context);
     }
 
-    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, DType activations, int batch, int steps, int prefillTokens, int prefillChunk,
+    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, DType? activations, int batch, int steps, int prefillTokens, int prefillChunk,
         double bandwidth, int threads)
     {
         var config = ModelShapes.Get(shape);
@@ -67,13 +67,13 @@ internal static class ModelBench
         var boundMs = weightBytes / bandwidth * 1e3;
         return new ModelBenchResult(shape, dtype.ToString(), batch, context.Device.ToString(), weightBytes,
             decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
-            prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, activations.ToString(),
+            prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, model.ActivationDType.ToString(),
             model.PrefillChunkSize);
     }
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
     /// after one unprofiled warm-up prefill.</summary>
-    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, DType activations, int tokens, int prefillChunk, int threads)
+    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, DType? activations, int tokens, int prefillChunk, int threads)
     {
         var config = ModelShapes.Get(shape);
         using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
@@ -100,11 +100,11 @@ internal static class ModelBench
         var ops = timings.Ops.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
         var other = Math.Max(0, totalMs - timings.TotalMilliseconds);
         ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
-        return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, activations.ToString());
+        return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, model.ActivationDType.ToString());
     }
 
     /// <summary>The model options of a run; <paramref name="prefillChunk"/> 0 keeps the default piece size.</summary>
-    private static MambaModelOptions Options(MambaContext context, DType activations, int prefillChunk, int threads)
+    private static MambaModelOptions Options(MambaContext context, DType? activations, int prefillChunk, int threads)
     {
         var options = new MambaModelOptions { Device = context.Device, CpuThreads = threads, ActivationDType = activations };
         return prefillChunk > 0 ? options with { PrefillChunkSize = prefillChunk } : options;

@@ -47,8 +47,7 @@ internal static class ModelOptions
             Device = device is null ? null : Device.Parse(device),
             CpuThreads = threads,
             WeightDType = weights is null ? null : ParseDType(weights, "--weights"),
-            ActivationDType = activations is null || activations.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
-                ? null : ParseDType(activations, "--activations", "auto, f32, f16, bf16"),
+            ActivationDType = ParseActivations(activations),
         };
         var path = model ?? FindDefaultModel()
             ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");
@@ -75,6 +74,10 @@ internal static class ModelOptions
 
     /// <summary>The items of a comma-separated option value, trimmed, empty ones dropped.</summary>
     internal static string[] Split(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>An --activations value: null (absent or "auto": the model picks by device and weights) or a dtype.</summary>
+    internal static DType? ParseActivations(string? text) =>
+        text is null || text.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ParseDType(text.Trim(), "--activations", "auto, f32, f16, bf16");
 
     /// <summary>A dtype named on the command line; <paramref name="option"/> names the option in the error and
     /// <paramref name="accepted"/> lists what it takes.</summary>
