@@ -155,7 +155,7 @@ public class FixtureModelTests
     }
 
     /// <summary>ActivationDType left null: the bf16 shipped model computes in bfloat16 on CUDA and in float32 on the CPU,
-    /// a float32 checkpoint in float32 on both, and an explicit type wins. The logits of the reference prompt are the
+    /// converted to float16 weights in float16 on CUDA, to float32 weights in float32 on both, and an explicit type wins. The logits of the reference prompt are the
     /// explicit float32 ones exactly where the resolved type is float32, and otherwise differ but stay within 3e-2.</summary>
     [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
     public void ActivationTypeFollowsTheDeviceAndTheWeightsWhenUnset(Device device)
@@ -169,6 +169,7 @@ public class FixtureModelTests
         using var auto = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device });
         using var full = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device, ActivationDType = DType.Float32 });
         using var f32Weights = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device, WeightDType = DType.Float32 });
+        using var f16Weights = MambaModel.Load(ShippedModel, new MambaModelOptions { Device = device, WeightDType = DType.Float16 });
         var expectedType = device.Type == DeviceType.Cpu ? DType.Float32 : DType.BFloat16;
         Assert.Multiple(() =>
         {
@@ -176,7 +177,11 @@ public class FixtureModelTests
             Assert.That(auto.ActivationDType, Is.EqualTo(expectedType));
             Assert.That(full.ActivationDType, Is.EqualTo(DType.Float32));
             Assert.That(f32Weights.ActivationDType, Is.EqualTo(DType.Float32));
+            Assert.That(f16Weights.ActivationDType, Is.EqualTo(device.Type == DeviceType.Cpu ? DType.Float32 : DType.Float16));
         });
+        // The float16 model runs in its resolved type: its logits of the prompt are finite.
+        var f16Logits = f16Weights.Score(promptIds, keepLogits: true).Logits!;
+        Assert.That(f16Logits.All(float.IsFinite), Is.True, "float16 weights, auto activations");
         var autoLogits = auto.Score(promptIds, keepLogits: true).Logits!;
         var fullLogits = full.Score(promptIds, keepLogits: true).Logits!;
         if (expectedType == DType.Float32)
