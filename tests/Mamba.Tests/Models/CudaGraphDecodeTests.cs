@@ -20,28 +20,11 @@ public class CudaGraphDecodeTests
         yield return new TestCaseData(MambaFamily.Mamba2).SetArgDisplayNames("mamba2", "cuda").SetCategory(TestSupport.Gpu);
     }
 
-    /// <summary>Greedy decode of every sequence after its prompt: the tokens and the logits of each step.</summary>
-    private static (int[][] Tokens, float[][][] Logits) GreedyDecode(InferenceSession session, int[][] prompts, bool expectGraph)
-    {
-        var batch = prompts.Length;
-        var tokens = new int[Steps][];
-        var logits = new float[Steps][][];
-        var next = new int[batch];
-        for (var s = 0; s < batch; s++)
-        {
-            session.Prefill(s, prompts[s]);
-        }
-        session.Sample(new SamplingParams(), 0, next);
-        for (var step = 0; step < Steps; step++)
-        {
-            session.Decode(next);
-            Assert.That(session.DecodesWithGraph, Is.EqualTo(expectGraph && step >= 1), $"graph in use at step {step} ({session.GraphCaptureFailure})");
-            logits[step] = Enumerable.Range(0, batch).Select(s => LogitsOf(session, s)).ToArray();
-            session.Sample(new SamplingParams(), (ulong)step + 1, next);
-            tokens[step] = (int[])next.Clone();
-        }
-        return (tokens, logits);
-    }
+    /// <summary>Greedy decode (<see cref="ModelTestSupport.GreedyDecode"/>), checking after each step whether the session
+    /// replayed its graph: from the second step on when <paramref name="expectGraph"/>, never otherwise.</summary>
+    private static (int[][] Tokens, float[][][] Logits) GreedyDecode(InferenceSession session, int[][] prompts, bool expectGraph) =>
+        ModelTestSupport.GreedyDecode(session, prompts, Steps, step =>
+            Assert.That(session.DecodesWithGraph, Is.EqualTo(expectGraph && step >= 1), $"graph in use at step {step} ({session.GraphCaptureFailure})"));
 
     private static double MaxAbsDifference(float[] a, float[] b)
     {

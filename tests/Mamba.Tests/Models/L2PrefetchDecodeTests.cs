@@ -37,27 +37,6 @@ public class L2PrefetchDecodeTests
         return BuildOn(Device.Cuda(0), tiny, new MambaModelOptions { UseCudaGraphs = graphs });
     }
 
-    private static (int[][] Tokens, float[][][] Logits) GreedyDecode(InferenceSession session, int[][] prompts)
-    {
-        var batch = prompts.Length;
-        var tokens = new int[Steps][];
-        var logits = new float[Steps][][];
-        var next = new int[batch];
-        for (var s = 0; s < batch; s++)
-        {
-            session.Prefill(s, prompts[s]);
-        }
-        session.Sample(new SamplingParams(), 0, next);
-        for (var step = 0; step < Steps; step++)
-        {
-            session.Decode(next);
-            logits[step] = Enumerable.Range(0, batch).Select(s => LogitsOf(session, s)).ToArray();
-            session.Sample(new SamplingParams(), (ulong)step + 1, next);
-            tokens[step] = (int[])next.Clone();
-        }
-        return (tokens, logits);
-    }
-
     [TestCaseSource(nameof(Cases))]
     public void GreedyDecodeWithPrefetchEqualsWithout(MambaFamily family, bool graphs, string mode)
     {
@@ -73,8 +52,8 @@ public class L2PrefetchDecodeTests
         Assert.That(Mamba.Modules.DecodePrefetch.Create(off.Context, off.LmHead, null) is null, Is.True, "no prefetch calls with it off");
         using var a = off.CreateSession(prompts.Length);
         using var b = on.CreateSession(prompts.Length);
-        var expected = GreedyDecode(a, prompts);
-        var actual = GreedyDecode(b, prompts);
+        var expected = GreedyDecode(a, prompts, Steps);
+        var actual = GreedyDecode(b, prompts, Steps);
         Assert.That(b.DecodesWithGraph, Is.EqualTo(graphs), $"graph use ({b.GraphCaptureFailure})");
         for (var step = 0; step < Steps; step++)
         {
@@ -99,7 +78,7 @@ public class L2PrefetchDecodeTests
         using (var off = Build(tiny))
         using (var b = off.CreateSession())
         {
-            expected = GreedyDecode(b, prompts);
+            expected = GreedyDecode(b, prompts, Steps);
         }
         using (NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH", "prefetch"))
         using (NativeEnvironment.Set(Mamba.Modules.DecodePrefetch.NextMegabytesVariable, "not a number"))
@@ -108,7 +87,7 @@ public class L2PrefetchDecodeTests
         {
             Assert.That(on.Context.L2PrefetchRequested, Is.False);
             Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, on.LmHead) is null, Is.True, "no prefetch calls on the CPU");
-            var actual = GreedyDecode(a, prompts);
+            var actual = GreedyDecode(a, prompts, Steps);
             Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
             Assert.That(actual.Logits, Is.EqualTo(expected.Logits));
         }

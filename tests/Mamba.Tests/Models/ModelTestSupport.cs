@@ -54,6 +54,31 @@ internal static class ModelTestSupport
         return result;
     }
 
+    /// <summary>Greedy decode of every sequence after its prompt for <paramref name="steps"/> steps: the drawn tokens and
+    /// each sequence's logits per step; <paramref name="afterDecode"/> (with the step index) runs after each decode.</summary>
+    public static (int[][] Tokens, float[][][] Logits) GreedyDecode(InferenceSession session, int[][] prompts, int steps,
+        Action<int>? afterDecode = null)
+    {
+        var batch = prompts.Length;
+        var tokens = new int[steps][];
+        var logits = new float[steps][][];
+        var next = new int[batch];
+        for (var s = 0; s < batch; s++)
+        {
+            session.Prefill(s, prompts[s]);
+        }
+        session.Sample(new Mamba.Ops.SamplingParams(), 0, next);
+        for (var step = 0; step < steps; step++)
+        {
+            session.Decode(next);
+            afterDecode?.Invoke(step);
+            logits[step] = Enumerable.Range(0, batch).Select(s => LogitsOf(session, s)).ToArray();
+            session.Sample(new Mamba.Ops.SamplingParams(), (ulong)step + 1, next);
+            tokens[step] = (int[])next.Clone();
+        }
+        return (tokens, logits);
+    }
+
     public static float[] LogitsOf(InferenceSession session, int sequence)
     {
         var row = new float[session.Logits.Shape[1]];
