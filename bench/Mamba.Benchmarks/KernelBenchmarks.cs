@@ -71,7 +71,7 @@ public abstract class KernelBenchmarkBase
 public class DecodeKernelBenchmarks : KernelBenchmarkBase
 {
     private const int Hidden = 768, Inner = 1536, State1 = 16, Rank = 48, Width = 4, Heads = 24, HeadDim = 64, State2 = 128, Vocab = 50280;
-    private Tensor _x = null!, _inProjW = null!, _xz = null!, _normW = null!, _normed = null!, _residual = null!;
+    private Tensor _x = null!, _inProjW = null!, _xz = null!;
     private Tensor _convIn = null!, _convState = null!, _convW = null!, _convB = null!, _convOut = null!;
     private Tensor _ssm = null!, _dt = null!, _a1 = null!, _b1 = null!, _c1 = null!, _d1 = null!, _dtBias1 = null!, _y1 = null!;
     private Tensor _dtProjW = null!, _xdblDt = null!;
@@ -90,9 +90,6 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
         _x = Bf16(b, Hidden);
         _inProjW = Rand(DType.BFloat16, -0.05f, 0.05f, 2 * Inner, Hidden);
         _xz = Keep(Tensor.Empty(Ctx, DType.BFloat16, b, 2 * Inner));
-        _normW = Bf16(Hidden);
-        _normed = Keep(Tensor.Empty(Ctx, DType.BFloat16, b, Hidden));
-        _residual = F32(-1f, 1f, b, Hidden);
         _convIn = Bf16(b, Inner);
         _convState = Bf16(b, Inner, Width - 1);
         _convW = Bf16(Inner, Width);
@@ -141,13 +138,6 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
     public void LmHeadGemv()
     {
         Kernels.Linear(Ctx, _x, _table, _logits);
-        Ctx.Synchronize();
-    }
-
-    [Benchmark]
-    public void ResidualRmsNorm()
-    {
-        Kernels.RmsNorm(Ctx, _x, _normW, _normed, 1e-5f, _residual, _residual);
         Ctx.Synchronize();
     }
 
@@ -235,7 +225,7 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
 public class PrefillKernelBenchmarks : KernelBenchmarkBase
 {
     private const int Hidden = 768, Inner = 1536, State1 = 16, Width = 4, Heads = 24, HeadDim = 64, State2 = 128;
-    private Tensor _x = null!, _inProjW = null!, _xz = null!, _normW = null!, _normed = null!, _residual = null!;
+    private Tensor _x = null!, _inProjW = null!, _xz = null!;
     private Tensor _u = null!, _convW = null!, _convB = null!, _uc = null!;
     private Tensor _delta = null!, _a1 = null!, _b1 = null!, _c1 = null!, _d1 = null!, _z1 = null!, _deltaBias = null!, _y1 = null!, _ssm = null!;
     private Tensor _x2 = null!, _dt2 = null!, _a2 = null!, _b2 = null!, _c2 = null!, _d2 = null!, _dtBias2 = null!, _y2 = null!, _ssdState = null!;
@@ -252,9 +242,6 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
         _x = Bf16(l, Hidden);
         _inProjW = Rand(DType.BFloat16, -0.05f, 0.05f, 2 * Inner, Hidden);
         _xz = Keep(Tensor.Empty(Ctx, DType.BFloat16, l, 2 * Inner));
-        _normW = Bf16(Hidden);
-        _normed = Keep(Tensor.Empty(Ctx, DType.BFloat16, l, Hidden));
-        _residual = F32(-1f, 1f, l, Hidden);
         // (1, Inner, L) channel-major views of (L, Inner) row-major buffers, as the Mamba-1 mixer passes them.
         var u = Bf16(l, Inner);
         _u = Keep(u.View([1, Inner, l], [l * Inner, 1, Inner]));
@@ -289,13 +276,6 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
     public void InProjGemm()
     {
         Kernels.Linear(Ctx, _x, _inProjW, _xz);
-        Ctx.Synchronize();
-    }
-
-    [Benchmark]
-    public void ResidualRmsNorm()
-    {
-        Kernels.RmsNorm(Ctx, _x, _normW, _normed, 1e-5f, _residual, _residual);
         Ctx.Synchronize();
     }
 
