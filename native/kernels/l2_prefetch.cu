@@ -185,11 +185,9 @@ void join_l2_prefetch(mamba_context & ctx) {
     if (!s.prefetch_pending) return;
     const bool captured = s.prefetch_pending_captured;
     // A prefetch forked outside a capture cannot be waited on inside one (the event lies outside the
-    // graph); it only reads memory, so a stream captured since (by the caller) simply does not wait for it.
-    if (!captured && stream_capturing(ctx)) {
-        s.prefetch_pending = false;
-        return;
-    }
+    // graph), so the caller's capture does not wait for it; it stays pending for the first join point
+    // after that capture, so a later synchronize or free still waits for it.
+    if (!captured && stream_capturing(ctx)) return;
     MAMBA_CUDA_CHECK(cudaSetDevice(ctx.device_id));
     MAMBA_CUDA_CHECK(cudaStreamWaitEvent(s.stream, s.prefetch_join, 0));
     s.prefetch_pending = s.prefetch_pending_captured = false;
@@ -217,8 +215,6 @@ void prefetch_to_l2(mamba_context & ctx, const void * data, size_t bytes) {
     const int64_t lines = int64_t((end - begin) / kLine);
     const char * first = reinterpret_cast<const char *>(begin);
 
-    // A prefetch still pending from outside a capture that has begun since cannot be joined inside it.
-    if (s.prefetch_pending && !s.prefetch_pending_captured && s.capturing) s.prefetch_pending = false;
     MAMBA_CUDA_CHECK(cudaEventRecord(s.prefetch_fork, s.stream));
     MAMBA_CUDA_CHECK(cudaStreamWaitEvent(s.prefetch_stream, s.prefetch_fork, 0));
     switch (mode) {
