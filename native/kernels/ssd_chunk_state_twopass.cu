@@ -30,14 +30,18 @@
 //   pass 1: reads x 168 MB, B 4 MB (from L2 once per head: 336 MB of L2 reads), dt 2.6 MB; writes
 //           locals 336 MB, dt/acum 10 MB: ~520 MB -> ~0.125 ms at 4.2 TB/s. MMAs hi + lo: 4 P N per
 //           (step, head) = 43 GFLOP -> ~0.1 ms of mma.sync, overlapped across blocks (10240 blocks of
-//           8 warps, 54 KB of shared memory, 3-4 resident per SM).
+//           8 warps, 53 KB of shared memory, 3 resident per SM: 84 registers).
 //   pass 2: reads locals 336 MB, writes S_in 168 MB: ~0.12 ms; 2560 blocks x 16 serial chunk steps,
 //           the next chunk's locals loaded during the current one.
 //   ~0.25 ms in all against 0.46 ms measured for the pair kernel; the float32 locals cost 2 x 336 MB.
 //   B1: pass 1 1280 blocks (~10 per SM), ~65 MB; pass 2 320 blocks x 16 steps, 63 MB: ~0.02-0.03 ms
 //   against 0.108 ms for the mma kernel.
 // The arithmetic per chunk mirrors ssd_cp_state_mma_kernel (its fragment layouts: mma_fragments.cuh);
-// the slot numbering, process_dt and the float16 scale rule are copies of ssd_chunk_parallel.cu's (kept
+// ptxas sm_80 (CUDA 11.8), no spills: pass 1 N 128 / 64 channels 84 registers, N 128 / 32 and N 64 / 64
+// 61, N 64 / 32 52; pass 2 64 (N 128) and 56 (N 64).
+// The float32 locals cannot share S_in's buffer (float16, half the bytes), hence their own workspace
+// (only carved when twopass is forced).
+// The slot numbering, process_dt and the float16 scale rule are copies of ssd_chunk_parallel.cu's (kept
 // private there); the two must stay in step.
 #include "launch.cuh"
 #include "mma_fragments.cuh"
