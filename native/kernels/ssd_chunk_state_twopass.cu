@@ -30,15 +30,16 @@
 //   pass 1: reads x 168 MB, B 4 MB (from L2 once per head: 336 MB of L2 reads), dt 2.6 MB; writes
 //           locals 336 MB, dt/acum 10 MB: ~520 MB -> ~0.125 ms at 4.2 TB/s. MMAs hi + lo: 4 P N per
 //           (step, head) = 43 GFLOP -> ~0.1 ms of mma.sync, overlapped across blocks (10240 blocks of
-//           8 warps, 53 KB of shared memory, 3 resident per SM: 84 registers).
+//           8 warps, 53 KB of shared memory, 3 resident per SM: <= 80 registers).
 //   pass 2: reads locals 336 MB, writes S_in 168 MB: ~0.12 ms; 2560 blocks x 16 serial chunk steps,
 //           the next chunk's locals loaded during the current one.
 //   ~0.25 ms in all against 0.46 ms measured for the pair kernel; the float32 locals cost 2 x 336 MB.
 //   B1: pass 1 1280 blocks (~10 per SM), ~65 MB; pass 2 320 blocks x 16 steps, 63 MB: ~0.02-0.03 ms
 //   against 0.108 ms for the mma kernel.
 // The arithmetic per chunk mirrors ssd_cp_state_mma_kernel (its fragment layouts: mma_fragments.cuh);
-// ptxas sm_80 (CUDA 11.8), no spills: pass 1 N 128 / 64 channels 84 registers, N 128 / 32 and N 64 / 64
-// 61, N 64 / 32 52; pass 2 64 (N 128) and 56 (N 64).
+// ptxas (CUDA 11.8), no spills, sm_80 / sm_90: pass 1 (3 blocks per SM asked; the k loop not unrolled:
+// unrolled twice it spilled 16 B at that bound) N 128 / 64 channels 78 / 80 registers, N 128 / 32 and
+// N 64 / 64 64 / 54, N 64 / 32 50 / 44; pass 2 64 / 56 (N 128) and 56 / 54 (N 64).
 // The float32 locals cannot share S_in's buffer (float16, half the bytes), hence their own workspace
 // (only carved when twopass is forced).
 // The slot numbering, process_dt and the float16 scale rule are copies of ssd_chunk_parallel.cu's (kept
@@ -151,7 +152,7 @@ struct SsdTwoPassLocalTraits {
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_twopass_local_kernel(SsdTwoPassArgs t) {
+__global__ void __launch_bounds__(Tr::kThreads, 3) ssd_twopass_local_kernel(SsdTwoPassArgs t) {
     const SsdArgs & a = t.a;
     constexpr int N = Tr::kN, PT = Tr::kPT, NT = Tr::kThreads, NT8 = Tr::kNT8;
     constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
@@ -246,7 +247,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 2) ssd_twopass_local_kernel(SsdT
     for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) L[nt][i] = 0.0f;
-#pragma unroll 2
+#pragma unroll 1
     for (int kk = 0; kk < kQ / 16; ++kk) {
         uint32_t xa[4];  // x^T (p, s) = x[s][p]
         ldsm_x4_trans(xa, sX + (16 * kk + fr::ldsm_at_row(lane)) * ldP + 16 * tp + fr::ldsm_at_col(lane));
