@@ -131,6 +131,7 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                               [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, state); });
 MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma")
 MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair")
+MAMBA_SSD_KERNEL_CASES(state_twopass, "state=twopass", "twopass")
 #undef MAMBA_SSD_KERNEL_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",

@@ -24,7 +24,10 @@
 //          builds of the one template, picked by whether the call has z (SsdCpOutputTraits::kEarlyZ):
 //          with z, z's loads issued before phase B (in flight under its MMAs), phase B strip after
 //          strip; without z, phase B over both strips of a warp at once (its section below).
-//   State kernel choice: MAMBA_CUDA_SSD_STATE = mma or pair forces one (tests and benchmarks); unset, it
+//   state twopass (ssd_chunk_state_twopass.cu): every chunk's local state from a zero start in parallel
+//          (float32, a workspace of its own), then an elementwise carry per sequence that writes S_in and
+//          the final states; only when forced (not measured yet).
+//   State kernel choice: MAMBA_CUDA_SSD_STATE = mma, pair or twopass forces one (tests and benchmarks); unset, it
 //   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
 //   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
 //   one partial wave; mma's 160 blocks of one head and 32 channels measured faster there). The threshold
@@ -125,12 +128,14 @@
 #include "launch.cuh"
 #include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
+#include "ssd_chunk_state_twopass.cuh"
 
 namespace mamba::cuda {
 
 namespace {
 
 constexpr int kSsdCpChunk = 128;  // steps per chunk (only changes rounding: chunk_size is free)
+static_assert(kSsdCpChunk == kSsdTwoPassChunk, "the two-pass state kernels use the same chunks and slots");
 
 constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
@@ -1327,14 +1332,16 @@ int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t
 // Where each workspace part starts (one carver, used by the plan for the size and by the run for the
 // views, so the two cannot disagree) and the total.
 struct SsdCpWorkspace {
-    size_t states, scales, dts, acums, total;
-    explicit SsdCpWorkspace(const SsdCpShape & s) {
+    size_t states, scales, dts, acums, locals, total;
+    // two_pass: the float32 local chunk states of the twopass state kernel too.
+    SsdCpWorkspace(const SsdCpShape & s, bool two_pass) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
         WorkspaceCarver carver;
         states = carver.add(pairs * size_t(ceil_div(s.headdim, 16) * 16) * size_t(state_pad(s.dstate)) * 2);
         scales = carver.add(pairs * size_t(ceil_div(s.headdim, 16)) * 4);
         dts = carver.add(pairs * kSsdCpChunk * 4);
         acums = carver.add(pairs * kSsdCpChunk * 4);
+        locals = carver.add(two_pass ? ssd_twopass_locals_bytes(slot_count(s), s.heads, s.headdim, s.dstate) : 0);
         total = carver.add(0);
     }
 };
@@ -1425,14 +1432,32 @@ SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpArgs &
     return pair_state_grid(c, sms).blocks >= kPairMinWaves * int64_t(sms) ? SsdCpStateKernel::Pair : SsdCpStateKernel::Mma;
 }
 
+// The twopass state kernels (ssd_chunk_state_twopass.cu) on this call's workspace views.
+void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, float * locals, int64_t slots) {
+    SsdTwoPassArgs t{};
+    t.a = c.a;
+    t.states = c.states;
+    t.scales = c.scales;
+    t.dts = c.dts;
+    t.acums = c.acums;
+    t.locals = locals;
+    t.Pw = c.Pw;
+    t.chunks = c.chunks;
+    t.nseq = c.nseq;
+    t.vec_bc = c.vec_bc;
+    t.vec_x = c.vec_x;
+    run_ssd_state_twopass(ctx, t, slots);
+}
+
 template <int kN>
-void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int64_t slots, int sms) {
+void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, float * locals, int64_t slots, int sms) {
     const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
     // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
     // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
     const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
                                                       : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
-    if (wide) launch_state<kN, 32>(ctx, c, state);
+    if (state == SsdCpStateKernel::TwoPass) launch_state_twopass(ctx, c, locals, slots);
+    else if (wide) launch_state<kN, 32>(ctx, c, state);
     else launch_state<kN, 16>(ctx, c, state);
     if (slots == 0) return;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
@@ -1445,11 +1470,13 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, int6
 // Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
 // automatic choice either state kernel).
 template <int kN>
-size_t smem_need(const SsdCpPlan & plan) {
+size_t smem_need(const SsdCpPlan & plan, const SsdCpShape & s) {
     size_t need = SsdCpOutputTraits<kN, true>::kSmemBytes;  // (the gate changes no layout)
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
-    if (plan.state != SsdCpStateKernel::Pair) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
-    if (plan.state != SsdCpStateKernel::Mma) at_least(SsdCpPairStateTraits<kN, 32>::kSmemBytes);
+    const bool any = plan.state == SsdCpStateKernel::Auto;
+    if (any || plan.state == SsdCpStateKernel::Mma) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
+    if (any || plan.state == SsdCpStateKernel::Pair) at_least(SsdCpPairStateTraits<kN, 32>::kSmemBytes);
+    if (plan.state == SsdCpStateKernel::TwoPass) at_least(ssd_twopass_smem_bytes(s.headdim, s.dstate));
     return need;
 }
 
@@ -1459,7 +1486,8 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
     static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
-                                                              {"pair", SsdCpStateKernel::Pair}};
+                                                              {"pair", SsdCpStateKernel::Pair},
+                                                              {"twopass", SsdCpStateKernel::TwoPass}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
@@ -1469,16 +1497,16 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
     // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
-    const size_t need = s.dstate <= 64 ? smem_need<64>(plan) : smem_need<128>(plan);
+    const size_t need = s.dstate <= 64 ? smem_need<64>(plan, s) : smem_need<128>(plan, s);
     if (need > size_t(st.max_smem_per_block)) return plan;
     plan.use = true;
-    plan.workspace_bytes = SsdCpWorkspace(s).total;
+    plan.workspace_bytes = SsdCpWorkspace(s, plan.state == SsdCpStateKernel::TwoPass).total;
     return plan;
 }
 
 void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const SsdArgs & a, int64_t nseq, char * workspace) {
     const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate};
-    const SsdCpWorkspace w(s);
+    const SsdCpWorkspace w(s, plan.state == SsdCpStateKernel::TwoPass);
     SsdCpArgs c{};
     c.a = a;
     c.states = reinterpret_cast<f16_t *>(workspace + w.states);
@@ -1500,8 +1528,9 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     c.vec_zy = rows_of_8(a.y, a.y_s, 3, a.headdim) && (!a.has_z || rows_of_8(a.z, a.z_s, 3, a.headdim));
     const int sms = state_of(ctx).multiprocessors > 0 ? state_of(ctx).multiprocessors : 1;
     const int64_t slots = slot_count(s);
-    if (a.dstate <= 64) run_padded<64>(ctx, plan, c, slots, sms);
-    else run_padded<128>(ctx, plan, c, slots, sms);
+    float * locals = plan.state == SsdCpStateKernel::TwoPass ? reinterpret_cast<float *>(workspace + w.locals) : nullptr;
+    if (a.dstate <= 64) run_padded<64>(ctx, plan, c, locals, slots, sms);
+    else run_padded<128>(ctx, plan, c, locals, slots, sms);
 }
 
 }  // namespace mamba::cuda

@@ -14,11 +14,13 @@ struct SsdCpShape {
 
 // Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
-// The state kernel (MAMBA_CUDA_SSD_STATE = mma or pair, read by the plan at each call; unset = Auto, an
-// unknown name is an INVALID_ARGUMENT error). Auto picks mma or pair at launch from the grid and the SM
-// count (ssd_chunk_parallel.cu). There is one output kernel (its gated and ungated instantiations are
-// picked from the arguments); both state kernels share the workspace format with it.
-enum class SsdCpStateKernel { Auto, Mma, Pair };
+// The state kernel (MAMBA_CUDA_SSD_STATE = mma, pair or twopass, read by the plan at each call; unset =
+// Auto, an unknown name is an INVALID_ARGUMENT error). Auto picks mma or pair at launch from the grid and
+// the SM count (ssd_chunk_parallel.cu); twopass (ssd_chunk_state_twopass.cu: every chunk's local state in
+// parallel, then an elementwise carry) only when forced, and it needs a float32 workspace for the local
+// states. There is one output kernel (its gated and ungated instantiations are picked from the
+// arguments); all state kernels share the workspace format with it.
+enum class SsdCpStateKernel { Auto, Mma, Pair, TwoPass };
 
 struct SsdCpPlan {
     bool use = false;

@@ -212,8 +212,8 @@ double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 // The chunk-parallel state kernels the CUDA instances run, each forced through MAMBA_CUDA_SSD_STATE
 // (unset, the library picks one from the grid and the SM count; the CPU ignores it and runs once), each
 // followed by the one output kernel (its early-z build on the shapes with z, its merged build on those
-// without).
-const char * const kCudaSsdKernels[] = {"mma", "pair"};
+// without). twopass: every chunk's local state in parallel, then the carry over chunks.
+const char * const kCudaSsdKernels[] = {"mma", "pair", "twopass"};
 
 
 }  // namespace
@@ -462,7 +462,7 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_STATE", bogus);
         EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair (or unset)"), std::string::npos) << message;
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, twopass (or unset)"), std::string::npos) << message;
         EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
     // With the variable unset (the automatic choice) the same call matches the reference.
@@ -543,6 +543,19 @@ TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
         SCOPED_TRACE("options mask " + std::to_string(mask));
         check(s, o, uint64_t(800 + mask));
     }
+}
+
+// Packed sequences that end exactly on 128-step chunk boundaries (a sequence of two whole chunks, one of
+// one step right after it), with the states carried across the chunks of each.
+TEST_P(SsdTest, PackedSequencesEndingOnGpuChunkBoundaries) {
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    o.d = DMode::PerHead;
+    o.cu_seqlens = {0, 128, 384, 385, 640};
+    const Shape s{1, 640, 3, 32, 1, 64};
+    SCOPED_TRACE(describe(s, o) + " packed");
+    check(s, o, 900);
 }
 
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {

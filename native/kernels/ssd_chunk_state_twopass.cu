@@ -1,0 +1,431 @@
+// The chunk states of the chunk-parallel Mamba-2 SSD forward in two passes (state kernel `twopass` of
+// ssd_chunk_parallel.cu, forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace
+// outputs as the one-pass kernels there (mma, pair): S_in float16 + a power-of-two scale per 16 rows,
+// dt and acum per (slot, head), the final states float32; the output kernel cannot tell them apart.
+//
+// Why: the one-pass kernels walk a sequence's chunks serially inside one block (load, dt scan, barrier,
+// MMAs, S_in store per chunk). At B1 L2048 H80 that is 160 blocks each walking 16 chunks (one partial
+// wave, loads exposed: ~0.11 ms for ~21 MB); at B8 the per-chunk barrier dominates the pair kernel's
+// stalls. Here every chunk is independent in pass 1 (16x the blocks), and the serial part left is an
+// elementwise float32 carry (pass 2), one FMA per state element and chunk.
+//
+//   pass 1, ssd_twopass_local_kernel, block = (slot, head, 64 or 32 channels), 8 warps, one chunk:
+//     dt (bias, softplus, limit) and acum by warp 0 (a 32-lane scan, 4 steps a lane)  -> dts, acums
+//     w_s = dt_s exp(acum_end - acum_s);  L = (x w)^T B  from zero (mma.sync, x w split bf16 hi + lo, as
+//     the one-pass kernels do, so L carries float32 precision)                         -> locals (float32)
+//   pass 2, ssd_twopass_carry_kernel, block = (16 channel rows, head, sequence), 8 floats a thread:
+//     S = initial state (or 0); per chunk c of the sequence, in order:
+//       S_in[c] = S (float16 after the block's power-of-two scale, its max |S| by one barrier),
+//       S = exp(acum_end[c]) S + L[c]
+//     the last S -> final_states.
+// The state after chunk c is exp(acum_end) S_in + sum_s exp(acum_end - acum_s) dt_s x_s B_s^T, exactly
+// the one-pass update (S *= exp(acum_end), then the same MMAs added); only float32 rounding order differs.
+// Sequence boundaries: chunks restart at every sequence start (ssd_chunk_parallel.cu), so a chunk never
+// straddles sequences; pass 1 zeroes steps past its sequence's end (dt 0, x and B 0: acum stays flat, so
+// acum[Q - 1] is the chunk's total decay), and pass 2 walks one sequence per block from its own initial
+// state. Every option of the one-pass kernels is covered (initial/final states, dt_bias, softplus, dt
+// limits, groups, partial last chunks, packed sequences, strided or 16-byte rows).
+//
+// Bytes and FLOPs at bf16 B8 L2048 H80 P64 N128 G1 (128 slots, 10240 (slot, head) pairs):
+//   pass 1: reads x 168 MB, B 4 MB (from L2 once per head: 336 MB of L2 reads), dt 2.6 MB; writes
+//           locals 336 MB, dt/acum 10 MB: ~520 MB -> ~0.125 ms at 4.2 TB/s. MMAs hi + lo: 4 P N per
+//           (step, head) = 43 GFLOP -> ~0.1 ms of mma.sync, overlapped across blocks (10240 blocks of
+//           8 warps, 53 KB of shared memory, 3 resident per SM: <= 80 registers).
+//   pass 2: reads locals 336 MB, writes S_in 168 MB: ~0.12 ms; 2560 blocks x 16 serial chunk steps,
+//           the next chunk's locals loaded during the current one.
+//   ~0.25 ms in all against 0.46 ms measured for the pair kernel; the float32 locals cost 2 x 336 MB.
+//   B1: pass 1 1280 blocks (~10 per SM), ~65 MB; pass 2 320 blocks x 16 steps, 63 MB: ~0.02-0.03 ms
+//   against 0.108 ms for the mma kernel.
+// The arithmetic per chunk mirrors ssd_cp_state_mma_kernel (its fragment layouts: mma_fragments.cuh);
+// ptxas (CUDA 11.8), no spills, sm_80 / sm_90: pass 1 (3 blocks per SM asked; the k loop not unrolled:
+// unrolled twice it spilled 16 B at that bound) N 128 / 64 channels 78 / 80 registers, N 128 / 32 and
+// N 64 / 64 64 / 54, N 64 / 32 50 / 44; pass 2 64 / 56 (N 128) and 56 / 54 (N 64).
+// The float32 locals cannot share S_in's buffer (float16, half the bytes), hence their own workspace
+// (only carved when twopass is forced).
+// The slot numbering, process_dt and the float16 scale rule are copies of ssd_chunk_parallel.cu's (kept
+// private there); the two must stay in step.
+#include "launch.cuh"
+#include "mma_fragments.cuh"
+#include "ssd_chunk_state_twopass.cuh"
+
+namespace mamba::cuda {
+
+namespace {
+
+constexpr int kQ = kSsdTwoPassChunk;
+
+constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
+int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
+
+// Workspace slot of the chunk starting at row t0 of sequence seq (ssd_chunk_parallel.cu's slot_of).
+__device__ __forceinline__ int64_t slot_of(const SsdTwoPassArgs & t, int64_t seq, int64_t t0) {
+    return t.a.packed ? t0 / kQ + seq : seq * t.chunks + t0 / kQ;
+}
+
+// The sequence, batch row and rows [t0, t_end) of a slot; false for an unused slot
+// (ssd_chunk_parallel.cu's chunk_of_slot).
+__device__ inline bool chunk_of_slot(const SsdTwoPassArgs & t, int64_t slot, int64_t & seq, int64_t & b, int64_t & t0, int64_t & t_end) {
+    const SsdArgs & a = t.a;
+    if (!a.packed) {
+        seq = slot / t.chunks;
+        b = seq;
+        t0 = (slot % t.chunks) * kQ;
+        t_end = a.len;
+        return seq < t.nseq && t0 < t_end;
+    }
+    // The last sequence i whose first slot cu[i]/Q + i is <= slot.
+    int64_t lo = 0, hi = t.nseq - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (cu_at(a, mid) / kQ + mid <= slot) lo = mid;
+        else hi = mid - 1;
+    }
+    seq = lo;
+    b = 0;
+    const int64_t begin = cu_at(a, lo);
+    t0 = begin + (slot - (begin / kQ + lo)) * kQ;
+    t_end = cu_at(a, lo + 1);
+    return t0 >= begin && t0 < t_end;
+}
+
+// The power-of-two exponent k with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima).
+__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
+    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
+    int e = 0;
+    frexpf(max_abs, &e);
+    return e - 14 < -100 ? -100 : e - 14;
+}
+
+__device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
+    float dt = raw + bias;
+    if (a.softplus) dt = softplus_f(dt);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    return dt;
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+// d += a b, m16n8k16, bf16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16 hi + lo pairs (low half = the first value).
+__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+// ---- pass 1: the local state of every chunk --------------------------------------------------------
+//
+// Block = (slot, head, kPT channels), 8 warps; warp = one 16-channel row tile x kNW states, kNT8 n8
+// accumulators (8 at 64 channels and N 128: 16 independent MMAs per k step, hi and lo). Shared memory:
+// B [Q][N + 8] and x [Q][kPT + 8] bf16 (padded rows: the 8 rows of an ldmatrix matrix on distinct bank
+// quads), w [Q] float: 54 KB at N 128, 64 channels. One barrier: the copies (cp.async on 16-byte rows)
+// and warp 0's dt scan overlap, then every warp runs its MMAs and stores its accumulators as float2.
+
+template <int kStatePad, int kChannelTile>
+struct SsdTwoPassLocalTraits {
+    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
+    static constexpr int kPT = kChannelTile;  // channels per block: 32 or 64
+    static constexpr int kTP = kPT / 16;      // 16-channel row tiles
+    static constexpr int kWarps = 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kWarpsPerTile = kWarps / kTP;
+    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp
+    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp
+    static constexpr int ldN = kN + 8;
+    static constexpr int ldP = kPT + 8;
+    static constexpr size_t oB = 0;
+    static constexpr size_t oX = oB + align128(size_t(kQ) * ldN * 2);
+    static constexpr size_t oW = oX + align128(size_t(kQ) * ldP * 2);
+    static constexpr size_t kSmemBytes = oW + align128(size_t(kQ) * 4);
+    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
+    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
+    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
+    static_assert(kQ == 128, "a lane of warp 0 scans 4 steps of the chunk");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 3) ssd_twopass_local_kernel(SsdTwoPassArgs t) {
+    const SsdArgs & a = t.a;
+    constexpr int N = Tr::kN, PT = Tr::kPT, NT = Tr::kThreads, NT8 = Tr::kNT8;
+    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
+    namespace fr = frag;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oB);
+    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);
+    float * sW = reinterpret_cast<float *>(smem + Tr::oW);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t slot = blockIdx.x, h = blockIdx.y;
+    const int64_t p0 = int64_t(blockIdx.z) * PT;
+    int64_t seq, b, t0, t_end;
+    if (!chunk_of_slot(t, slot, seq, b, t0, t_end)) return;  // an unused packed slot (uniform per block)
+    const int64_t g = h / a.heads_per_group;
+    const int64_t avail = t_end - t0;
+    const int steps = avail < kQ ? int(avail) : kQ;
+    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
+    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
+    const bf16_t zero = __float2bfloat16_rn(0.0f);
+
+    // B and x of the chunk (zeros past the sequence end, dstate and headdim).
+    if (t.vec_bc) {
+        const int n = tid % (N / 8) * 8;
+        for (int k = tid / (N / 8); k < kQ; k += NT / (N / 8)) {
+            const bool in = k < steps && n < a.dstate;
+            cp_async_16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + (t0 + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
+        }
+    } else {
+        for (int i = tid; i < kQ * N; i += NT) {
+            const int k = i / N, n = i % N;
+            sB[k * ldN + n] = (k < steps && n < a.dstate) ? Bg[b * a.B_s[0] + (t0 + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
+        }
+    }
+    if (t.vec_x) {
+        const int pp = tid % (PT / 8) * 8;
+        const int64_t p = p0 + pp;
+        for (int k = tid / (PT / 8); k < kQ; k += NT / (PT / 8)) {
+            const bool in = k < steps && p < a.headdim;
+            cp_async_16(sX + k * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
+        }
+    } else {
+        for (int i = tid; i < kQ * PT; i += NT) {
+            const int k = i / PT, pp = i % PT;
+            const int64_t p = p0 + pp;
+            sX[k * ldP + pp] = (k < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
+        }
+    }
+    cp_async_commit();
+
+    // Warp 0: dt and the inclusive cumulative sum of dt*A (lane: steps 4 lane .. 4 lane + 3), w_s, and
+    // (the first channel tile only) dt and acum for the output kernel.
+    if (warp == 0) {
+        const float A = a.A[h * a.A_s];
+        const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+        float dt[4], acum[4], run = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = lane * 4 + i;
+            dt[i] = k < steps ? process_dt(a, a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]), bias) : 0.0f;
+            run += dt[i] * A;
+        }
+        float incl = run;
+#pragma unroll
+        for (int off = 1; off < 32; off *= 2) {
+            const float o = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += o;
+        }
+        float acc_run = incl - run;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            acc_run += dt[i] * A;
+            acum[i] = acc_run;
+        }
+        const float acum_end = __shfl_sync(0xffffffffu, acum[3], 31);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sW[lane * 4 + i] = dt[i] * __expf(acum_end - acum[i]);
+        if (blockIdx.z == 0) {
+            const int64_t at = (slot * a.heads + h) * kQ + lane * 4;
+            *reinterpret_cast<float4 *>(t.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
+            *reinterpret_cast<float4 *>(t.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
+        }
+    }
+    cp_async_wait_all();
+    __syncthreads();  // B, x and w are in
+
+    // L = (x w)^T B: A operand x^T by ldmatrix.trans from x's rows, scaled by w, split hi + lo.
+    const int tp = warp / Tr::kWarpsPerTile;               // the warp's 16-channel row tile
+    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;  // its first state
+    float L[NT8][4];
+#pragma unroll
+    for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) L[nt][i] = 0.0f;
+#pragma unroll 1
+    for (int kk = 0; kk < kQ / 16; ++kk) {
+        uint32_t xa[4];  // x^T (p, s) = x[s][p]
+        ldsm_x4_trans(xa, sX + (16 * kk + fr::ldsm_at_row(lane)) * ldP + 16 * tp + fr::ldsm_at_col(lane));
+        const float2 w_lo = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 0, 0));  // steps 2c, 2c + 1
+        const float2 w_hi = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 2, 0));  // steps 2c + 8, 2c + 9
+        uint32_t ahi[4], alo[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
+            const float2 w = r / 2 == 0 ? w_lo : w_hi;
+            split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[r], alo[r]);
+        }
+#pragma unroll
+        for (int np = 0; np < NT8 / 2; ++np) {
+            uint32_t fb[4];  // B (s, n) = B[s][n]
+            ldsm_x4_trans(fb, sB + (16 * kk + fr::ldsm_b_row(lane)) * ldN + n_w + 16 * np + fr::ldsm_b_col(lane));
+            mma_bf16(L[2 * np], ahi, fb[0], fb[1]);
+            mma_bf16(L[2 * np + 1], ahi, fb[2], fb[3]);
+            mma_bf16(L[2 * np], alo, fb[0], fb[1]);
+            mma_bf16(L[2 * np + 1], alo, fb[2], fb[3]);
+        }
+    }
+
+    // The local state, float32, [Pw][N] rows of the (slot, head) (rows past headdim are zeros: x is).
+    if (p0 + 16 * tp < t.Pw) {
+        float * Lg = t.locals + ((slot * a.heads + h) * t.Pw + p0 + 16 * tp) * N + n_w;
+#pragma unroll
+        for (int nt = 0; nt < NT8; ++nt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr)
+                *reinterpret_cast<float2 *>(Lg + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) = make_float2(L[nt][2 * rr], L[nt][2 * rr + 1]);
+    }
+}
+
+// ---- pass 2: the carry over a sequence's chunks ----------------------------------------------------
+//
+// Block = (16 channel rows, head, sequence); thread = 8 consecutive states of one row (two float4 of
+// locals, one 16-byte row piece of S_in). Per chunk: one barrier for the block's max |S| (per-warp maxima
+// in a parity buffer, so the next chunk's writes cannot overtake this chunk's reads), one float16 scale
+// per 16 rows (the output kernel's unit), 16 bytes stored, 8 FMAs. The next chunk's locals and acum_end
+// are loaded before this chunk's barrier, so a step costs about one barrier plus the stores.
+
+template <int kStatePad>
+struct SsdTwoPassCarryTraits {
+    static constexpr int kN = kStatePad;
+    static constexpr int kRows = 16;  // rows of one S_in scale
+    static constexpr int kVec = 8;    // states per thread
+    static constexpr int kThreads = kRows * kN / kVec;  // 256 at N 128, 128 at N 64
+    static constexpr int kWarps = kThreads / 32;
+    static_assert(kN % kVec == 0 && kThreads % 32 == 0, "whole warps of whole row pieces");
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) ssd_twopass_carry_kernel(SsdTwoPassArgs t) {
+    const SsdArgs & a = t.a;
+    constexpr int N = Tr::kN, V = Tr::kVec, W = Tr::kWarps;
+    __shared__ float sMax[2][W];
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int64_t tile = blockIdx.x, h = blockIdx.y, seq = blockIdx.z;
+    const int r = tid * V / N, n0 = tid * V % N;
+    const int64_t p = tile * Tr::kRows + r;
+    const int64_t in_pair = p * N + n0;  // offset inside one (slot, head) [Pw][N] block
+    int64_t b, t_begin, t_end;
+    sequence_span(a, seq, b, t_begin, t_end);
+
+    // The state, from the initial state (zeros past headdim and dstate). Initial and final states may
+    // alias: each element is read here and written at the end by the same thread.
+    float S[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+        const int64_t n = n0 + i;
+        S[i] = a.has_init && p < a.headdim && n < a.dstate ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
+    }
+
+    float cur[V], nxt[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) cur[i] = nxt[i] = 0.0f;
+    float cur_acum_end = 0.0f, nxt_acum_end = 0.0f;
+    auto load = [&](int64_t slot, float (&v)[V], float & acum_end) {
+        const float4 * Lg = reinterpret_cast<const float4 *>(t.locals + (slot * a.heads + h) * t.Pw * N + in_pair);
+#pragma unroll
+        for (int j = 0; j < V / 4; ++j) {
+            const float4 q = Lg[j];
+            v[4 * j] = q.x;
+            v[4 * j + 1] = q.y;
+            v[4 * j + 2] = q.z;
+            v[4 * j + 3] = q.w;
+        }
+        acum_end = t.acums[(slot * a.heads + h) * kQ + kQ - 1];  // flat past the sequence end
+    };
+    if (t_begin < t_end) load(slot_of(t, seq, t_begin), cur, cur_acum_end);
+
+    int parity = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += kQ, parity ^= 1) {
+        const int64_t slot = slot_of(t, seq, t0);
+        if (t0 + kQ < t_end) load(slot_of(t, seq, t0 + kQ), nxt, nxt_acum_end);
+        float m = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; ++i) m = fmaxf(m, fabsf(S[i]));
+        m = warp_max(m);
+        if (lane == 0) sMax[parity][warp] = m;
+        __syncthreads();
+        float block_max = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[parity][w]);
+        const int scale_exp = f16_scale_exponent(block_max);
+        const float inv_scale = ldexpf(1.0f, -scale_exp);
+        if (tid == 0) t.scales[(slot * a.heads + h) * (t.Pw / 16) + tile] = ldexpf(1.0f, scale_exp);
+        uint32_t packed[V / 2];
+#pragma unroll
+        for (int j = 0; j < V / 2; ++j) {
+            const __half2 v = __floats2half2_rn(S[2 * j] * inv_scale, S[2 * j + 1] * inv_scale);
+            packed[j] = *reinterpret_cast<const uint32_t *>(&v);
+        }
+        *reinterpret_cast<uint4 *>(t.states + (slot * a.heads + h) * t.Pw * N + in_pair) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        const float decay = __expf(cur_acum_end);
+#pragma unroll
+        for (int i = 0; i < V; ++i) S[i] = decay * S[i] + cur[i];
+#pragma unroll
+        for (int i = 0; i < V; ++i) cur[i] = nxt[i];
+        cur_acum_end = nxt_acum_end;
+    }
+
+    if (a.has_fin) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+            const int64_t n = n0 + i;
+            if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[i];
+        }
+    }
+}
+
+// Channels per pass-1 block: 64, or 32 when headdim fits in 32 (less zero work on small heads).
+bool narrow_channels(int64_t headdim) { return headdim <= 32; }
+
+template <int kN, int kPT>
+void launch_local(mamba_context & ctx, const SsdTwoPassArgs & t, int64_t slots) {
+    using Tr = SsdTwoPassLocalTraits<kN, kPT>;
+    const auto kernel = ssd_twopass_local_kernel<Tr>;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+    const dim3 grid(unsigned(slots), unsigned(t.a.heads), unsigned(ceil_div(t.a.headdim, int64_t(kPT))));
+    launch_kernel(ctx, "ssd_twopass_local_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, t);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_twopass_local_kernel");
+}
+
+template <int kN>
+void launch_carry(mamba_context & ctx, const SsdTwoPassArgs & t) {
+    using Tr = SsdTwoPassCarryTraits<kN>;
+    const auto kernel = ssd_twopass_carry_kernel<Tr>;
+    const dim3 grid(unsigned(t.Pw / Tr::kRows), unsigned(t.a.heads), unsigned(t.nseq));
+    launch_kernel(ctx, "ssd_twopass_carry_kernel", false, kernel, grid, dim3(Tr::kThreads), 0, t);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_twopass_carry_kernel");
+}
+
+template <int kN>
+void run_padded(mamba_context & ctx, const SsdTwoPassArgs & t, int64_t slots) {
+    if (slots > 0) {
+        if (narrow_channels(t.a.headdim)) launch_local<kN, 32>(ctx, t, slots);
+        else launch_local<kN, 64>(ctx, t, slots);
+    }
+    launch_carry<kN>(ctx, t);  // also with no chunk at all: the final states are the initial ones
+}
+
+}  // namespace
+
+size_t ssd_twopass_locals_bytes(int64_t slots, int64_t heads, int64_t headdim, int64_t dstate) {
+    return size_t(slots) * size_t(heads) * size_t(ceil_div(headdim, 16) * 16) * size_t(state_pad(dstate)) * 4;
+}
+
+size_t ssd_twopass_smem_bytes(int64_t headdim, int64_t dstate) {
+    const bool narrow = narrow_channels(headdim);
+    if (dstate <= 64) return narrow ? SsdTwoPassLocalTraits<64, 32>::kSmemBytes : SsdTwoPassLocalTraits<64, 64>::kSmemBytes;
+    return narrow ? SsdTwoPassLocalTraits<128, 32>::kSmemBytes : SsdTwoPassLocalTraits<128, 64>::kSmemBytes;
+}
+
+void run_ssd_state_twopass(mamba_context & ctx, const SsdTwoPassArgs & t, int64_t slots) {
+    if (t.a.dstate <= 64) run_padded<64>(ctx, t, slots);
+    else run_padded<128>(ctx, t, slots);
+}
+
+}  // namespace mamba::cuda

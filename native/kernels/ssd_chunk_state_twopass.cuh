@@ -1,0 +1,36 @@
+// Entry point of the two-pass chunk-state computation of the chunk-parallel SSD forward
+// (ssd_chunk_state_twopass.cu), the state kernel `twopass` of ssd_chunk_parallel.cu
+// (MAMBA_CUDA_SSD_STATE=twopass). It fills the same workspace (S_in float16 + scales, dt, acum) as the
+// one-pass state kernels there, for the same output kernel.
+#pragma once
+
+#include "ssd_chunked.cuh"
+
+namespace mamba::cuda {
+
+// Steps per chunk: must equal ssd_chunk_parallel.cu's kSsdCpChunk (checked there by a static_assert).
+constexpr int kSsdTwoPassChunk = 128;
+
+// The problem and the workspace views (layouts of ssd_chunk_parallel.cu's header comment), plus the
+// float32 local chunk states the first pass writes and the second reads.
+struct SsdTwoPassArgs {
+    SsdArgs a;
+    f16_t * states;   // [slot][head][Pw][Nw]: S_in, float16 after its scale (written by pass 2)
+    float * scales;   // [slot][head][Pw / 16]: the power-of-two scale of 16 rows of S_in (pass 2)
+    float * dts;      // [slot][head][Q]: processed dt, 0 past the sequence end (pass 1)
+    float * acums;    // [slot][head][Q]: inclusive cumulative sum of dt*A inside the chunk (pass 1)
+    float * locals;   // [slot][head][Pw][Nw]: the chunk's own state from a zero start, float32 (pass 1)
+    int64_t Pw;       // headdim rounded up to 16
+    int64_t chunks;   // chunks per batch row (unpacked)
+    int64_t nseq;
+    bool vec_bc, vec_x;  // 16-byte rows of B and x
+};
+
+// Bytes of the float32 local-state workspace for `slots` chunk slots.
+size_t ssd_twopass_locals_bytes(int64_t slots, int64_t heads, int64_t headdim, int64_t dstate);
+// Dynamic shared memory of the larger of the two kernels (the plan checks it against the device).
+size_t ssd_twopass_smem_bytes(int64_t headdim, int64_t dstate);
+// Both passes; `slots` = the slot count of the workspace (0: only the final states are written).
+void run_ssd_state_twopass(mamba_context & ctx, const SsdTwoPassArgs & t, int64_t slots);
+
+}  // namespace mamba::cuda
