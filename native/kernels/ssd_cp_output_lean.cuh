@@ -31,7 +31,9 @@ struct SsdCpOutputLeanTraits : SsdCpOutputTraits<kStatePad, kEarlyZArg> {
     // Column factors dt_s exp(acum_{16 st} - acum_s) for strips st = 1 .. 7, columns s < 16 st.
     static constexpr int kDecayFloats = (Base::kStrips - 1) * Base::kQ;
     static constexpr size_t oDecay = Base::kSmemBytes;
-    static constexpr size_t kSmemBytes = oDecay + align128(size_t(kDecayFloats) * 4);
+    // D of the block's channels for the head (0 without D and past headdim): the epilogue's D x branch-free.
+    static constexpr size_t oDvec = oDecay + align128(size_t(kDecayFloats) * 4);
+    static constexpr size_t kSmemBytes = oDvec + align128(size_t(Base::kPT) * 4);
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
     static_assert(Base::kThreads % Base::kQ == 0, "a thread fills the same column of every strip");
 };
@@ -52,6 +54,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
     bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);
     bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oS);
     float * sDecay = reinterpret_cast<float *>(smem + Tr::oDecay);
+    float * sDvec = reinterpret_cast<float *>(smem + Tr::oDvec);
     auto small = [&](int buf) { return smem + Tr::oSmall + size_t(buf) * Tr::kSmallBytes; };
     // The compile-time answers of the full build (the general build asks the arguments).
     const bool vec_bc = kFull || c.vec_bc, vec_x = kFull || c.vec_x, vec_zy = kFull || c.vec_zy;
@@ -229,6 +232,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
 #pragma unroll
             for (int st = 1 + tid / Q; st < Tr::kStrips; st += NT / Q)
                 if (s < 16 * st) sDecay[(st - 1) * Q + s] = __expf(sAcum[16 * st] - as) * ds;
+            if (tid < PT) {
+                const int64_t p = p0 + tid;
+                sDvec[tid] = a.has_D && channel_in(p) ? a.D[h * a.D_s0 + (a.D_per_channel ? p * a.D_s1 : 0)] : 0.0f;
+            }
         }
 
         // ---- phase A: acc = exp(acum_b) scale_t (C16 S_in^T), b = the strip's first row ----
@@ -255,18 +262,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                 }
             }
         }
-        float acum_r[2][2];  // [strip][row gl, gl + 8]
-        float row_decay[2][2];  // exp(acum_t - acum_b): applied before the strip's diagonal tile
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
             const int st = si == 0 ? strip_lo : strip_hi;
             const int t_a = 16 * st + gl;
-            const float acum_b = sAcum[16 * st];
-            acum_r[si][0] = sAcum[t_a];
-            acum_r[si][1] = sAcum[t_a + 8];
-            row_decay[si][0] = __expf(acum_r[si][0] - acum_b);
-            row_decay[si][1] = __expf(acum_r[si][1] - acum_b);
-            const float eb = __expf(acum_b);
+            const float eb = __expf(sAcum[16 * st]);
             const float row_a = eb * sCscale[t_a], row_b = eb * sCscale[t_a + 8];
 #pragma unroll
             for (int nt = 0; nt < NT8; ++nt) {
@@ -282,8 +282,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
         __syncthreads();  // x(h) and the decay table are in; every warp is done with S_in(h)
         if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
 
-        // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 q4 .. + 7),
-        // in flight during phase B (z build).
+        // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 q4 .. + 7). The
+        // z build loads strip_hi's before phase B and stores that strip first (its long walk hides the
+        // loads), then loads strip_lo's: 8 z registers live at a time, not 16 (mma8 spilled there).
         auto load_z_row = [&](int si, int rr) {
             const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
             const int64_t p = p0 + pw0 + 8 * q4;
@@ -292,12 +293,44 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                 v = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
             return v;
         };
-        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
-        if (kHasZ && vec_zy)
+        // z rows of strip si (zeros without z or off the row path).
+        auto load_z_strip = [&](int si, uint4 (&zs)[2]) {
 #pragma unroll
-            for (int si = 0; si < 2; ++si)
+            for (int rr = 0; rr < 2; ++rr) zs[rr] = kHasZ && vec_zy ? load_z_row(si, rr) : make_uint4(0u, 0u, 0u, 0u);
+        };
+
+        // ---- epilogue of strip si from the accumulators: + D x, gate, store as 16-byte row pieces ----
+        auto store_strip = [&](int si, const float (&ac)[NT8][4], const uint4 (&zs)[2]) {
+            bf16_t * yh = reinterpret_cast<bf16_t *>(a.y.p) + b * a.y_s[0] + t0 * a.y_s[1] + h * a.y_s[2] + p0 + pw0 + 8 * q4;
 #pragma unroll
-                for (int rr = 0; rr < 2; ++rr) zq[si][rr] = load_z_row(si, rr);
+            for (int rr = 0; rr < 2; ++rr) {
+                const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
+                uint32_t zw[4] = {zs[rr].x, zs[rr].y, zs[rr].z, zs[rr].w};
+                if (kHasZ) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
+                uint32_t yw[4];
+#pragma unroll
+                for (int nt = 0; nt < NT8; ++nt) {
+                    const int pp = pw0 + 8 * nt + 2 * q4;
+                    float v[2] = {ac[nt][2 * rr], ac[nt][2 * rr + 1]};
+                    const __nv_bfloat162 z2 = *reinterpret_cast<const __nv_bfloat162 *>(&zw[nt]);
+                    {
+                        const __nv_bfloat162 x2 = *reinterpret_cast<const __nv_bfloat162 *>(sX + t * ldP + pp);
+                        const float2 d2 = *reinterpret_cast<const float2 *>(sDvec + pp);
+                        v[0] += d2.x * __low2float(x2);
+                        v[1] += d2.y * __high2float(x2);
+                    }
+                    if (kHasZ) {
+                        v[0] *= silu_f(__low2float(z2));
+                        v[1] *= silu_f(__high2float(z2));
+                    }
+                    const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
+                    yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
+                }
+                quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
+                if (step_in(t) && channel_in(p0 + pw0 + 8 * q4))
+                    *reinterpret_cast<uint4 *>(yh + t * a.y_s[1]) = as_uint4(yw);
+            }
+        };
 
         // ---- phase B: + M X, M as bf16 hi + lo ----
         // Off-diagonal tile (st, jt < st): M = G times the column factors of strip st (no mask, no exp).
@@ -318,8 +351,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
             for (int r = 0; r < 4; ++r)
                 split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
         };
-        // Diagonal tile of strip si: the full masked decay per element (as mma8).
-        auto make_m_diag = [&](int si, int st, uint32_t (&mhi)[4], uint32_t (&mlo)[4]) {
+        // Diagonal tile of strip st: the full masked decay per element (as mma8). The strip's acum values
+        // are read again from shared memory where they are needed (not held through phase B: registers).
+        auto make_m_diag = [&](int st, uint32_t (&mhi)[4], uint32_t (&mlo)[4]) {
+            const float acum_t[2] = {sAcum[16 * st + gl], sAcum[16 * st + gl + 8]};
             const float * Gt = sG + (st * (st + 1) / 2 + st) * GF + lane * 4;
             float m[2][4];
 #pragma unroll
@@ -334,7 +369,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                     const int tr = e < 2 ? gl : gl + 8;
                     const int sc = c0 + e % 2;
                     const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
-                    m[q][e] = sc <= tr ? gv[e] * __expf(acum_r[si][e / 2] - as) * ds : 0.0f;
+                    m[q][e] = sc <= tr ? gv[e] * __expf(acum_t[e / 2] - as) * ds : 0.0f;
                 }
             }
 #pragma unroll
@@ -354,7 +389,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                 mma_bf16(ac[2 * np + 1], ma, fb[np][2], fb[np][3]);
             }
         };
-        auto apply_row_decay = [&](float (&ac)[NT8][4], const float (&rd)[2]) {
+        // Rows t of strip st times exp(acum_t - acum_b), b = 16 st: after its off-diagonal tiles.
+        auto apply_row_decay = [&](float (&ac)[NT8][4], int st) {
+            const float acum_b = sAcum[16 * st];
+            const float rd[2] = {__expf(sAcum[16 * st + gl] - acum_b), __expf(sAcum[16 * st + gl + 8] - acum_b)};
 #pragma unroll
             for (int nt = 0; nt < NT8; ++nt) {
                 ac[nt][0] *= rd[0];
@@ -378,13 +416,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                 mma_x(acc[1], mlo[1], fb);
                 mma_x(acc[0], mlo[0], fb);
             }
-            apply_row_decay(acc[0], row_decay[0]);
+            apply_row_decay(acc[0], strip_lo);
             {
                 uint32_t fb[NT8 / 2][4];
                 load_x(strip_lo, fb);
                 uint32_t mhi[2][4], mlo[2][4];
                 make_m_off(strip_hi, strip_lo, mhi[1], mlo[1]);
-                make_m_diag(0, strip_lo, mhi[0], mlo[0]);
+                make_m_diag(strip_lo, mhi[0], mlo[0]);
                 mma_x(acc[1], mhi[1], fb);
                 mma_x(acc[0], mhi[0], fb);
                 mma_x(acc[1], mlo[1], fb);
@@ -399,19 +437,21 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                 mma_x(acc[1], mhi, fb);
                 mma_x(acc[1], mlo, fb);
             }
-            apply_row_decay(acc[1], row_decay[1]);
+            apply_row_decay(acc[1], strip_hi);
             {
                 uint32_t fb[NT8 / 2][4];
                 load_x(strip_hi, fb);
                 uint32_t mhi[4], mlo[4];
-                make_m_diag(1, strip_hi, mhi, mlo);
+                make_m_diag(strip_hi, mhi, mlo);
                 mma_x(acc[1], mhi, fb);
                 mma_x(acc[1], mlo, fb);
             }
         } else {
-            // Strip after strip (z's 16 registers live through phase B).
+            // Strip after strip, strip_hi first, each stored right after its walk on the row path.
+            uint4 zs[2];
+            load_z_strip(1, zs);
 #pragma unroll
-            for (int si = 0; si < 2; ++si) {
+            for (int si = 1; si >= 0; --si) {
                 const int st = si == 0 ? strip_lo : strip_hi;
 #pragma unroll 1
                 for (int jt = 0; jt < st; ++jt) {
@@ -422,55 +462,32 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                     mma_x(acc[si], mhi, fb);
                     mma_x(acc[si], mlo, fb);
                 }
-                apply_row_decay(acc[si], row_decay[si]);
+                apply_row_decay(acc[si], st);
                 uint32_t mhi[4], mlo[4];
-                make_m_diag(si, st, mhi, mlo);
+                make_m_diag(st, mhi, mlo);
                 uint32_t fb[NT8 / 2][4];
                 load_x(st, fb);
                 mma_x(acc[si], mhi, fb);
                 mma_x(acc[si], mlo, fb);
+                if (vec_zy) {
+                    store_strip(si, acc[si], zs);
+                    if (si == 1) load_z_strip(0, zs);
+                }
             }
         }
 
-        // ---- epilogue from the accumulators: + D x, gate, store ----
-        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
-        if (vec_zy) {
-            // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
-            bf16_t * yh = reinterpret_cast<bf16_t *>(a.y.p) + b * a.y_s[0] + t0 * a.y_s[1] + h * a.y_s[2] + p0 + pw0 + 8 * q4;
-#pragma unroll
-            for (int si = 0; si < 2; ++si)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-                    uint32_t zw[4] = {zq[si][rr].x, zq[si][rr].y, zq[si][rr].z, zq[si][rr].w};
-                    if (kHasZ) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
-                    uint32_t yw[4];
-#pragma unroll
-                    for (int nt = 0; nt < NT8; ++nt) {
-                        const int pp = pw0 + 8 * nt + 2 * q4;
-                        const int64_t p = p0 + pp;
-                        float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
-                        const __nv_bfloat162 z2 = *reinterpret_cast<const __nv_bfloat162 *>(&zw[nt]);
-                        if (a.has_D && channel_in(p)) {
-                            const __nv_bfloat162 x2 = *reinterpret_cast<const __nv_bfloat162 *>(sX + t * ldP + pp);
-#pragma unroll
-                            for (int e = 0; e < 2; ++e)
-                                v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * (e == 0 ? __low2float(x2) : __high2float(x2));
-                        }
-                        if (kHasZ) {
-                            v[0] *= silu_f(__low2float(z2));
-                            v[1] *= silu_f(__high2float(z2));
-                        }
-                        const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
-                        yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
-                    }
-                    quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
-                    if (step_in(t) && channel_in(p0 + pw0 + 8 * q4))
-                        *reinterpret_cast<uint4 *>(yh + t * a.y_s[1]) = as_uint4(yw);
-                }
-            continue;
+        if constexpr (!kHasZ) {
+            if (vec_zy) {
+                const uint4 zs[2] = {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)};
+                store_strip(0, acc[0], zs);
+                store_strip(1, acc[1], zs);
+                continue;
+            }
+        } else if (vec_zy) {
+            continue;  // stored strip by strip in phase B
         }
         // Generic path (strided or unaligned z / y; general build only): element by element.
+        if constexpr (!kFull) {
 #pragma unroll
         for (int si = 0; si < 2; ++si) {
             const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
@@ -488,12 +505,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
 #pragma unroll
                     for (int e = 0; e < 2; ++e) {
                         if (p + e >= a.headdim) continue;  // odd headdim on the generic path
-                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
+                        v[e] += sDvec[pp + e] * __bfloat162float(sX[t * ldP + pp + e]);
                         if (kHasZ) v[e] *= silu_f(a.z.load(zrow + (p + e) * a.z_s[3]));
                         a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
                     }
                 }
             }
+        }
         }
     }
     cp_async_wait_all();  // nothing in flight at exit
