@@ -18,7 +18,8 @@
 //     state pair (ssd_cp_state_pair_kernel): the same per chunk for two heads of one group per block: B
 //          staged once and each B fragment used by both heads' MMAs, twice the independent accumulator
 //          chains per warp, swizzled unpadded shared memory (its section below).
-//     output (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G in
+//     output (ssd_cp_output_mma8_kernel, the default; MAMBA_CUDA_SSD_OUTPUT=lean runs ssd_cp_output_lean.cuh's
+//          variant of it, fewer instructions around the same MMAs): mma.sync with ldmatrix, 8 warps, G in
 //          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
 //          copies overlapping the other phase of the same head; z and y moved as 16-byte rows. Two
 //          builds of the one template, picked by whether the call has z (SsdCpOutputTraits::kEarlyZ):
