@@ -23,6 +23,26 @@
 //   * The gate is compile-time: the launch picks kEarlyZ = has_z, so the z code exists only in the z build.
 //   Shared memory: mma8's plus the 3.5 KB column-factor table (N 128: 111.3 KB; two blocks still fit an SM).
 
+// The quad transpose of quad_transpose (in: v[j] = word q of item j, q = lane % 4; out: v[j] = word j of
+// item q; its own inverse) as two butterfly rounds, no lane-indexed register picks: round 1 transposes
+// the 2 x 2 blocks (lanes q, q ^ 1), round 2 swaps the off-diagonal blocks (lanes q, q ^ 2). Four
+// shuffles and selects on the lane's bits, against three shuffles and ~20 selects and branches.
+__device__ __forceinline__ void quad_transpose_bfly(uint32_t (&v)[4], int lane) {
+#pragma unroll
+    for (int round = 0; round < 2; ++round) {
+        const int d = 1 << round;  // register and lane distance
+        const bool upper = (lane & d) != 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (j & d) continue;  // pairs (j, j + d)
+            // The lower lane sends its v[j + d] and receives into it, the upper lane the same with v[j].
+            const uint32_t got = __shfl_xor_sync(0xffffffffu, upper ? v[j] : v[j + d], d);
+            v[j] = upper ? got : v[j];
+            v[j + d] = upper ? v[j + d] : got;
+        }
+    }
+}
+
 template <int kStatePad, bool kEarlyZArg, bool kFullArg>
 struct SsdCpOutputLeanTraits : SsdCpOutputTraits<kStatePad, kEarlyZArg> {
     using Base = SsdCpOutputTraits<kStatePad, kEarlyZArg>;
@@ -36,6 +56,9 @@ struct SsdCpOutputLeanTraits : SsdCpOutputTraits<kStatePad, kEarlyZArg> {
     static constexpr size_t kSmemBytes = oDvec + align128(size_t(Base::kPT) * 4);
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
     static_assert(Base::kThreads % Base::kQ == 0, "a thread fills the same column of every strip");
+    static_assert((Base::kQ * (kStatePad / 8)) % Base::kThreads == 0 && (Base::kPT * (kStatePad / 8)) % Base::kThreads == 0 &&
+                      (Base::kQ * (Base::kPT / 8)) % Base::kThreads == 0,
+                  "the 16-byte copies of C/B, S_in and x in whole rounds of the block");
 };
 
 template <class Tr>
@@ -92,7 +115,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
         const int n = tid % (N / 8) * 8;
         const bf16_t * Crow = Cg + b * a.C_s[0] + t0 * a.C_s[1] + g * a.C_s[2] + n;
         const bf16_t * Brow = Bg + b * a.B_s[0] + t0 * a.B_s[1] + g * a.B_s[2] + n;
-        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
+#pragma unroll
+        for (int i = 0; i < Q * (N / 8) / NT; ++i) {  // a fixed count: no loop test on the thread index
+            const int k = tid / (N / 8) + i * (NT / (N / 8));
             const bool in = step_in(k) && state_in(n);
             cp_async_16(sC + k * ldN + n, in ? Crow + k * a.C_s[1] : Cg, in);
             cp_async_16(sB + k * ldN + n, in ? Brow + k * a.B_s[1] : Bg, in);
@@ -112,7 +137,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
     auto stage_state = [&](int64_t h, int buf) {
         const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
         const int n = tid % (N / 8) * 8;
-        for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
+#pragma unroll
+        for (int i = 0; i < PT * (N / 8) / NT; ++i) {
+            const int pp = tid / (N / 8) + i * (NT / (N / 8));
             const bool in = channel_in(p0 + pp);
             cp_async_16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
         }
@@ -132,7 +159,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
             const int pp = tid % (PT / 8) * 8;
             const int64_t p = p0 + pp;
             const bf16_t * xrow = xg + b * a.x_s[0] + t0 * a.x_s[1] + h * a.x_s[2] + p;
-            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
+#pragma unroll
+            for (int i = 0; i < Q * (PT / 8) / NT; ++i) {
+                const int s = tid / (PT / 8) + i * (NT / (PT / 8));
                 const bool in = step_in(s) && channel_in(p);
                 cp_async_16(sX + s * ldP + pp, in ? xrow + s * a.x_s[1] : xg, in);
             }
@@ -306,7 +335,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
             for (int rr = 0; rr < 2; ++rr) {
                 const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
                 uint32_t zw[4] = {zs[rr].x, zs[rr].y, zs[rr].z, zs[rr].w};
-                if (kHasZ) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
+                if (kHasZ) quad_transpose_bfly(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
                 uint32_t yw[4];
 #pragma unroll
                 for (int nt = 0; nt < NT8; ++nt) {
@@ -326,7 +355,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_le
                     const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
                     yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
                 }
-                quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
+                quad_transpose_bfly(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
                 if (step_in(t) && channel_in(p0 + pw0 + 8 * q4))
                     *reinterpret_cast<uint4 *>(yh + t * a.y_s[1]) = as_uint4(yw);
             }
