@@ -573,6 +573,27 @@ TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
     }
 }
 
+// Whole 128-step chunks, headdim a multiple of 64 and dstate 64 or 128: the shapes the lean output kernel
+// takes in its full build (no bounds checks), each option absent once; two channel tiles and three heads
+// of a group in the second shape.
+TEST_P(SsdTest, ChunkParallelFullChunksWithOptionsAbsent) {
+    const Shape shapes[] = {{2, 256, 4, 64, 2, 128}, {1, 384, 6, 128, 2, 64}};
+    for (const Shape & s : shapes) {
+        for (int mask = 0; mask < 6; ++mask) {
+            Options o;
+            o.dtype = DType::BF16;
+            o.chunk_size = 128;
+            o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
+            o.z = mask != 2;
+            o.dt_bias = mask != 3;
+            o.initial = mask != 4;
+            o.final_states = mask != 5;
+            SCOPED_TRACE(describe(s, o) + ", options mask " + std::to_string(mask));
+            check(s, o, uint64_t(820 + mask));
+        }
+    }
+}
+
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
     // Boundaries at 37, 100 and 101 fall inside 64-step chunks; one sequence is a single step.
     for (DType dt : {DType::BF16, DType::F32}) {
