@@ -21,7 +21,17 @@
 //     (element-by-element) paths compile away. Other calls take the general build (the same math, the
 //     runtime checks of mma8).
 //   * The gate is compile-time: the launch picks kEarlyZ = has_z, so the z code exists only in the z build.
-//   Shared memory: mma8's plus the 3.5 KB column-factor table (N 128: 111.3 KB; two blocks still fit an SM).
+//   * D of the block's 64 channels goes to shared memory once per head (0 without D): the epilogue adds
+//     D x with one float2 load and two FMAs, no per-element D branches or global loads.
+//   * The z build walks strip_hi first and stores it, then loads strip_lo's z (prefetched to L2 a head
+//     ahead) and walks strip_lo: 8 z registers live, not 16. The quad transposes of z and y are butterfly
+//     rounds (quad_transpose_bfly) instead of lane-indexed register picks.
+//   Shared memory: mma8's plus the 3.5 KB column-factor table and 256 B of D (N 128: 111.5 KB; two blocks
+//   still fit an SM). ptxas sm_90 (CUDA 11.8, --use_fast_math), 128 registers, spills N 128 / N 64: full
+//   builds 0 / 0 with and without z; general builds without z 0 / 4 B, with z 64 / 8 B (mma8: 8 / 4 B
+//   without z, 80 / 76 B with z). SASS of the full z build: ~1.55 K instructions in the head loop, the
+//   off-diagonal tile loop ~70 instructions for its 8 HMMA (7 of a warp's 9 tiles); expected ~2 K
+//   instructions a warp per head against mma8's ~6.5 K (52 K per (head, chunk), Nsight Compute).
 
 // The quad transpose of quad_transpose (in: v[j] = word q of item j, q = lane % 4; out: v[j] = word j of
 // item q; its own inverse) as two butterfly rounds, no lane-indexed register picks: round 1 transposes
