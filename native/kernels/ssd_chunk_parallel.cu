@@ -18,7 +18,8 @@
 //     state pair (ssd_cp_state_pair_kernel): the same per chunk for two heads of one group per block: B
 //          staged once and each B fragment used by both heads' MMAs, twice the independent accumulator
 //          chains per warp, swizzled unpadded shared memory (its section below).
-//     output (ssd_cp_output_mma8_kernel, the only output kernel): mma.sync with ldmatrix, 8 warps, G in
+//     output (ssd_cp_output_mma8_kernel, the default; MAMBA_CUDA_SSD_OUTPUT=lean runs ssd_cp_output_lean.cuh's
+//          variant of it, fewer instructions around the same MMAs): mma.sync with ldmatrix, 8 warps, G in
 //          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
 //          copies overlapping the other phase of the same head; z and y moved as 16-byte rows. Two
 //          builds of the one template, picked by whether the call has z (SsdCpOutputTraits::kEarlyZ):
@@ -1319,6 +1320,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mm
     cp_async_wait_all();  // nothing in flight at exit
 }
 
+// ---- output kernel, lean: mma8 with fewer instructions around the MMAs (its own file) ---------------
+#include "ssd_cp_output_lean.cuh"
+
 // ---- host side -------------------------------------------------------------------------------------
 
 int64_t slot_count(const SsdCpShape & s) {
@@ -1393,6 +1397,34 @@ void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
 }
 
+// The lean output kernel (MAMBA_CUDA_SSD_OUTPUT=lean): the full build when every chunk is full and every
+// tensor takes the 16-byte-row paths (ssd_cp_output_lean.cuh), else the general one.
+template <int kN, bool kHasZ, bool kFull>
+void launch_output_lean_build(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    using Tr = SsdCpOutputLeanTraits<kN, kHasZ, kFull>;
+    const auto kernel = ssd_cp_output_lean_kernel<Tr>;
+    set_smem<Tr>(kernel);
+    const int64_t groups = c.a.heads / c.a.heads_per_group;
+    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
+    static constexpr const char * kName = kHasZ ? (kFull ? "ssd_cp_output_lean_kernel/z_full" : "ssd_cp_output_lean_kernel/z")
+                                                : (kFull ? "ssd_cp_output_lean_kernel/full" : "ssd_cp_output_lean_kernel");
+    launch_kernel(ctx, kName, false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
+    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_lean_kernel");
+}
+template <int kN>
+void launch_output_lean(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
+    const SsdArgs & a = c.a;
+    const bool full = !a.packed && a.len % kSsdCpChunk == 0 && a.headdim % SsdCpOutputTraits<kN, false>::kPT == 0 &&
+                      a.dstate == kN && c.vec_bc && c.vec_x && c.vec_zy;
+    if (a.has_z) {
+        if (full) launch_output_lean_build<kN, true, true>(ctx, c, slots);
+        else launch_output_lean_build<kN, true, false>(ctx, c, slots);
+    } else {
+        if (full) launch_output_lean_build<kN, false, true>(ctx, c, slots);
+        else launch_output_lean_build<kN, false, false>(ctx, c, slots);
+    }
+}
+
 // Heads per output block: the fewest whole waves of resident blocks, each block
 // costing its heads plus half a head for G (ties: more heads, G formed fewer times).
 int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
@@ -1463,7 +1495,8 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, floa
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
     c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpOutputTraits<kN, false>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    if (c.a.has_z) launch_output<kN, true>(ctx, c, slots);
+    if (plan.output == SsdCpOutputKernel::Lean) launch_output_lean<kN>(ctx, c, slots);
+    else if (c.a.has_z) launch_output<kN, true>(ctx, c, slots);
     else launch_output<kN, false>(ctx, c, slots);
 }
 
@@ -1471,7 +1504,8 @@ void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, floa
 // automatic choice either state kernel).
 template <int kN>
 size_t smem_need(const SsdCpPlan & plan, const SsdCpShape & s) {
-    size_t need = SsdCpOutputTraits<kN, true>::kSmemBytes;  // (the gate changes no layout)
+    size_t need = plan.output == SsdCpOutputKernel::Lean ? SsdCpOutputLeanTraits<kN, true, false>::kSmemBytes
+                                                          : SsdCpOutputTraits<kN, true>::kSmemBytes;  // (the gate and kFull change no layout)
     auto at_least = [&need](size_t v) { need = v > need ? v : need; };
     const bool any = plan.state == SsdCpStateKernel::Auto;
     if (any || plan.state == SsdCpStateKernel::Mma) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
@@ -1489,6 +1523,9 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
                                                               {"pair", SsdCpStateKernel::Pair},
                                                               {"twopass", SsdCpStateKernel::TwoPass}};
     plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
+    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
+                                                                {"lean", SsdCpOutputKernel::Lean}};
+    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
     // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
     // sequences above; the output kernel's 64-channel tiles of headdim are its grid z. Past them the

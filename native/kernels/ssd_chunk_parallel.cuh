@@ -21,11 +21,15 @@ struct SsdCpShape {
 // states. There is one output kernel (its gated and ungated instantiations are picked from the
 // arguments); all state kernels share the workspace format with it.
 enum class SsdCpStateKernel { Auto, Mma, Pair, TwoPass };
+// The output kernel (MAMBA_CUDA_SSD_OUTPUT = mma8 or lean, read with the state kernel; unset = mma8): lean
+// is mma8 with fewer instructions around the MMAs (ssd_cp_output_lean.cuh), same workspace and results.
+enum class SsdCpOutputKernel { Mma8, Lean };
 
 struct SsdCpPlan {
     bool use = false;
     size_t workspace_bytes = 0;
     SsdCpStateKernel state = SsdCpStateKernel::Auto;
+    SsdCpOutputKernel output = SsdCpOutputKernel::Mma8;
 };
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
 

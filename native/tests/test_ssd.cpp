@@ -209,11 +209,25 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// The chunk-parallel state kernels the CUDA instances run, each forced through MAMBA_CUDA_SSD_STATE
-// (unset, the library picks one from the grid and the SM count; the CPU ignores it and runs once), each
-// followed by the one output kernel (its early-z build on the shapes with z, its merged build on those
-// without). twopass: every chunk's local state in parallel, then the carry over chunks.
-const char * const kCudaSsdKernels[] = {"mma", "pair", "twopass"};
+// The chunk-parallel kernels the CUDA instances run: each state kernel (forced through
+// MAMBA_CUDA_SSD_STATE; unset, the library picks one from the grid and the SM count; twopass: every
+// chunk's local state in parallel, then the carry over chunks) with each output kernel
+// (MAMBA_CUDA_SSD_OUTPUT: mma8, the default, in its early-z build on the shapes with z and its merged build
+// on those without; lean, in its full build where every chunk is full and its general build elsewhere).
+// The CPU ignores both and runs once.
+struct SsdKernels {
+    const char * state;
+    const char * output;
+};
+const SsdKernels kCudaSsdKernels[] = {{"mma", "mma8"}, {"pair", "mma8"}, {"twopass", "mma8"},
+                                      {"mma", "lean"}, {"pair", "lean"}, {"twopass", "lean"}};
+
+// Both variables forced for one run.
+struct ForcedSsdKernels {
+    mt::ScopedEnv state, output;
+    explicit ForcedSsdKernels(const SsdKernels & k) : state("MAMBA_CUDA_SSD_STATE", k.state), output("MAMBA_CUDA_SSD_OUTPUT", k.output) {}
+};
+std::string describe(const SsdKernels & k) { return std::string("SSD kernels: state ") + k.state + ", output " + k.output; }
 
 
 }  // namespace
@@ -242,15 +256,21 @@ protected:
         return r;
     }
 
-    // On CUDA, once per state kernel of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
+    // kCudaSsdKernels on CUDA, its first entry on the CPU.
+    std::vector<SsdKernels> ssd_kernel_variants() const {
+        return on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels))
+                         : std::vector<SsdKernels>{kCudaSsdKernels[0]};
+    }
+
+    // On CUDA, once per state and output kernel of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
     // the variable), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        for (const char * kernels : kernel_variants(kCudaSsdKernels)) {
-            SCOPED_TRACE(std::string("SSD state kernel: ") + kernels);
-            const mt::ScopedEnv forced("MAMBA_CUDA_SSD_STATE", kernels);
+        for (const SsdKernels & kernels : ssd_kernel_variants()) {
+            SCOPED_TRACE(describe(kernels));
+            const ForcedSsdKernels forced(kernels);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
             if (o.final_states) {
@@ -441,9 +461,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
-// An unknown MAMBA_CUDA_SSD_STATE is an argument error that names the variable and the accepted values,
-// and the context stays usable; unset (the automatic choice) the same call matches the reference. The
-// CPU backend has no such kernels.
+// An unknown MAMBA_CUDA_SSD_STATE or MAMBA_CUDA_SSD_OUTPUT is an argument error that names the variable
+// and the accepted values, and the context stays usable; unset (the automatic choice) the same call
+// matches the reference. The CPU backend has no such kernels.
 TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     Options o;
@@ -465,8 +485,18 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
         EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, twopass (or unset)"), std::string::npos) << message;
         EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
-    // With the variable unset (the automatic choice) the same call matches the reference.
+    // The output kernel's variable the same way (the removed output builds among the names).
+    for (const char * bogus : {"bogus", "mma", "mma8_rows", "mma8_merged"}) {
+        SCOPED_TRACE(bogus);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_OUTPUT", bogus);
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        const std::string message = mamba_last_error();
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_OUTPUT must be one of mma8, lean (or unset)"), std::string::npos) << message;
+        EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
+    }
+    // With the variables unset (the automatic choice) the same call matches the reference.
     const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", nullptr);
+    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr);
     const Result want = reference_ssd(pr);
     const Result got = run(pr);
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
@@ -556,6 +586,27 @@ TEST_P(SsdTest, PackedSequencesEndingOnGpuChunkBoundaries) {
     const Shape s{1, 640, 3, 32, 1, 64};
     SCOPED_TRACE(describe(s, o) + " packed");
     check(s, o, 900);
+}
+
+// Whole 128-step chunks, headdim a multiple of 64 and dstate 64 or 128: the shapes the lean output kernel
+// takes in its full build (no bounds checks), each option absent once; two channel tiles and three heads
+// of a group in the second shape.
+TEST_P(SsdTest, ChunkParallelFullChunksWithOptionsAbsent) {
+    const Shape shapes[] = {{2, 256, 4, 64, 2, 128}, {1, 384, 6, 128, 2, 64}};
+    for (const Shape & s : shapes) {
+        for (int mask = 0; mask < 6; ++mask) {
+            Options o;
+            o.dtype = DType::BF16;
+            o.chunk_size = 128;
+            o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
+            o.z = mask != 2;
+            o.dt_bias = mask != 3;
+            o.initial = mask != 4;
+            o.final_states = mask != 5;
+            SCOPED_TRACE(describe(s, o) + ", options mask " + std::to_string(mask));
+            check(s, o, uint64_t(820 + mask));
+        }
+    }
 }
 
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
@@ -758,9 +809,9 @@ TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     dt.strides = dt_strides;
     dt.byte_offset += uint64_t(inner + conv_dim) * es;
     const std::vector<double> initial_values = pr.initial.values();
-    for (const char * kernels : kernel_variants(kCudaSsdKernels)) {
-        SCOPED_TRACE(std::string("SSD state kernel: ") + kernels);
-        const mt::ScopedEnv forced("MAMBA_CUDA_SSD_STATE", kernels);
+    for (const SsdKernels & kernels : ssd_kernel_variants()) {
+        SCOPED_TRACE(describe(kernels));
+        const ForcedSsdKernels forced(kernels);
         pr.initial.values() = initial_values;  // the previous run overwrote it
         pr.initial.upload(ctx());
         Tensor y({1, L, H, P}, o.dtype);
