@@ -50,7 +50,7 @@
 namespace mamba::cuda::scan {
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
-// duo; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
+// duo|duo_rows|duo_rows_2w; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
 // selective_scan_rows_kernel (one thread a channel), split two lanes a channel exchanging by shuffles
 // (selective_scan_split.cuh), duo two lanes a channel exchanging through shared memory
 // (selective_scan_lanes.cuh, channel path only: on the rows path duo runs split). split and duo need

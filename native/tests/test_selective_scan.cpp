@@ -179,6 +179,7 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
         {1, 128, 904, 8, 1, true},    // dstate 8, segments, a last tile of 8 steps
         {1, 36, 77, 16, 1, true},     // float32: one tile of 36 channels; 16-bit types read step by step
         {2, 64, 1, 16, 1, true},      // one step
+        {1, 5120, 300, 16, 1, true},  // the 2.8b width: duo_rows' one-wave plan (7 segments of 48 steps)
     };
     check_in_every_dtype(shapes, Layout::Permuted, 1000);
 }
