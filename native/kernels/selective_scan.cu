@@ -21,7 +21,8 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
         {"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}, {"duo", scan::ScanVariant::Duo},
-        {"duo_rows", scan::ScanVariant::DuoRows}, {"duo_rows_2w", scan::ScanVariant::DuoRows2w}};
+        {"duo_rows", scan::ScanVariant::DuoRows}, {"duo_rows_2w", scan::ScanVariant::DuoRows2w},
+        {"split_1w", scan::ScanVariant::SplitOneWave}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::ScanVariant::Default);
 }
 

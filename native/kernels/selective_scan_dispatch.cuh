@@ -20,7 +20,8 @@ void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int
             case ScanVariant::Duo:
             case ScanVariant::DuoRows:  // rows-path kernels: duo on this path
             case ScanVariant::DuoRows2w: launch_duo_scan<DuoScanTraits<T, N>>(ctx, a, batch); return;
-            case ScanVariant::Split: launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch); return;
+            case ScanVariant::Split:
+            case ScanVariant::SplitOneWave: launch_split_scan<SplitScanTraits<T, N>>(ctx, a, batch); return;
             case ScanVariant::Base:
             case ScanVariant::Default: break;  // Default never reaches here (resolve_scan_variant)
         }
@@ -29,7 +30,7 @@ void launch_contiguous_channel_scan(mamba_context & ctx, const ScanArgs & a, int
 }
 
 // (b, l, d) rows path, dstate padded to N: split for N >= 8 (the default; duo has no rows kernel and
-// runs split here), duo_rows with duo_rows / duo_rows_2w for 16-bit types (float32 runs split), else or
+// runs split here; split_1w too), duo_rows with duo_rows / duo_rows_2w for 16-bit types (float32 runs split), else or
 // with base the base rows kernel.
 template <class T, int N>
 void launch_rows_path_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
@@ -62,6 +63,8 @@ inline ScanThreadPlan scan_thread_plan(ScanVariant v, int64_t dstate, bool conti
     if (contiguous && duo_like) return {DuoScanTraits<float, 16>::kLanes, DuoScanTraits<float, 16>::kResidentThreads, 2};
     if (rows && v == ScanVariant::DuoRows && elem_bytes == 2)
         return {DuoRowsScanTraits<bf16_t, 16>::kLanes, DuoRowsScanTraits<bf16_t, 16>::kResidentThreads, 1};
+    if (rows && v == ScanVariant::SplitOneWave)  // split_rows holds kMinBlocksPerSM blocks an SM, as duo_rows
+        return {2, SplitRowsScanTraits<bf16_t, 16>::kThreads * SplitRowsScanTraits<bf16_t, 16>::kMinBlocksPerSM, 1};
     return {2, kResidentThreadsPerSM, 2};  // split (and duo_rows_2w: split's plan)
 }
 

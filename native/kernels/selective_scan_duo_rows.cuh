@@ -26,7 +26,8 @@
 //   (5 blocks an SM), not two as split: at B1 D5120 L2048 that is 8 segments of 256 steps (560 summary
 //   blocks, 640 scan blocks, each <= one wave of 660) instead of 13 of 160 (1.5 waves per pass, the
 //   second one a third full), and fewer segments to carry (combine_segments). duo_rows_2w runs this kernel
-//   with split's plan, to separate the kernel from the plan in a comparison.
+//   with split's plan and split_1w split_rows with this plan, to separate the kernel from the plan in a
+//   comparison.
 // - 128 threads (64 channels) a block, launch bounds 5 blocks an SM (at most 96 registers). Shared memory
 //   a block (bf16 N16): tiles 2 x 3 x 16 x 80 x 2 B = 15 KB, B/C floats 4 KB, (dt, dt*u, D*u) rows 13 KB,
 //   partials 9 KB: 41 KB, 5 blocks fit an SM's 228 KB.

@@ -50,7 +50,7 @@
 namespace mamba::cuda::scan {
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
-// duo|duo_rows|duo_rows_2w; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
+// duo|duo_rows|duo_rows_2w|split_1w; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
 // selective_scan_rows_kernel (one thread a channel), split two lanes a channel exchanging by shuffles
 // (selective_scan_split.cuh), duo two lanes a channel exchanging through shared memory
 // (selective_scan_lanes.cuh, channel path only: on the rows path duo runs split). split and duo need
@@ -67,8 +67,9 @@ namespace mamba::cuda::scan {
 // (The first table's base to split columns come from an earlier run than its duo column and the rows table.)
 // duo_rows and duo_rows_2w (selective_scan_duo_rows.cuh): the rows path's two-lane kernel with shared
 // memory exchanges, segments planned for one wave of blocks (duo_rows) or as split (duo_rows_2w); on the
-// contiguous channel path both run duo.
-enum class ScanVariant : int { Default, Base, Split, Duo, DuoRows, DuoRows2w };
+// contiguous channel path both run duo. split_1w: split with duo_rows' one-wave plan on the rows path
+// (split elsewhere), so that a comparison separates the plan from the kernel.
+enum class ScanVariant : int { Default, Base, Split, Duo, DuoRows, DuoRows2w, SplitOneWave };
 
 // The kernel a call runs: Default is duo on the contiguous channel path (vec) and split elsewhere (on the
 // rows path; the strided channel path has no variants).

@@ -8,8 +8,9 @@ using namespace scan_test;
 // Kernels of the CUDA scan's contiguous channel and (b, l, d) rows paths (MAMBA_CUDA_SCAN_VARIANT): duo
 // (the channel path's default; on the rows path it runs split, that path's default), split, base, and
 // duo_rows, duo_rows_2w (the rows path's shared-memory pairing for 16-bit types, with its one-wave and
-// split's segment plan; duo on the channel path, split for float32 rows).
-const char * const kScanVariants[] = {"duo", "split", "base", "duo_rows", "duo_rows_2w"};
+// split's segment plan; duo on the channel path, split for float32 rows), split_1w (split with duo_rows'
+// plan on the rows path).
+const char * const kScanVariants[] = {"duo", "split", "base", "duo_rows", "duo_rows_2w", "split_1w"};
 
 class SelectiveScanTest : public mt::BackendTest {
 protected:
