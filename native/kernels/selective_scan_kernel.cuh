@@ -50,7 +50,7 @@
 namespace mamba::cuda::scan {
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
-// duo; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
+// duo|duo_rows|duo_rows_2w|split_1w; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
 // selective_scan_rows_kernel (one thread a channel), split two lanes a channel exchanging by shuffles
 // (selective_scan_split.cuh), duo two lanes a channel exchanging through shared memory
 // (selective_scan_lanes.cuh, channel path only: on the rows path duo runs split). split and duo need
@@ -65,7 +65,11 @@ namespace mamba::cuda::scan {
 //   B8 D5120 L2048                        0.751  0.686  0.752
 //   B1 D5120 L512                         0.0643 0.0577 0.0619
 // (The first table's base to split columns come from an earlier run than its duo column and the rows table.)
-enum class ScanVariant : int { Default, Base, Split, Duo };
+// duo_rows and duo_rows_2w (selective_scan_duo_rows.cuh): the rows path's two-lane kernel with shared
+// memory exchanges, segments planned for one wave of blocks (duo_rows) or as split (duo_rows_2w); on the
+// contiguous channel path both run duo. split_1w: split with duo_rows' one-wave plan on the rows path
+// (split elsewhere), so that a comparison separates the plan from the kernel.
+enum class ScanVariant : int { Default, Base, Split, Duo, DuoRows, DuoRows2w, SplitOneWave };
 
 // The kernel a call runs: Default is duo on the contiguous channel path (vec) and split elsewhere (on the
 // rows path; the strided channel path has no variants).
@@ -601,13 +605,14 @@ __global__ void __launch_bounds__(256) combine_segments_kernel(ScanArgs a, int64
 // up): no split. A split is worth its extra pass only when the threads fill less than half of the
 // device (multiprocessors x resident_per_sm threads, the kernel's launch bounds); it then aims at about
 // two full waves of blocks.
+// waves: how many full waves of resident threads the segments aim at (2 unless the kernel's plan says).
 inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chunk, int multiprocessors,
-                                int64_t resident_per_sm = kResidentThreadsPerSM) {
+                                int64_t resident_per_sm = kResidentThreadsPerSM, int64_t waves = 2) {
     int64_t nseg = 1;
     const int64_t channels = batch * ceil_div(dim, int64_t(64)) * 64;
     const int64_t capacity = int64_t(multiprocessors) * resident_per_sm;
     if (2 * channels <= capacity) {
-        nseg = 2 * capacity / channels;
+        nseg = waves * capacity / channels;
         const int64_t by_len = len / kMinSegmentSteps;
         nseg = nseg < by_len ? nseg : by_len;
         nseg = nseg < 1 ? 1 : nseg > 4096 ? 4096 : nseg;
