@@ -611,7 +611,13 @@ __global__ void __launch_bounds__(Tr::kMaxThreads, Tr::kMinBlocks) gemv_tiled_db
         if (i0 + 3 * U < items) load_batch(batch_b);
     }
 
-    if (splits == 1) return;  // no __syncthreads below for a block without splits (uniform over the grid)
+    if (splits == 1) {
+        // No columns at all (in == 0): no item ever finished a row, y is the bias (or zero).
+        if (per_row == 0 && lane == 0)
+            for (int64_t row = row_begin; row < row_end; ++row)
+                for (int m = 0; m < a.rows; ++m) store_output(a, m, row, 0.0f);
+        return;  // no __syncthreads below for a block without splits (uniform over the grid)
+    }
     __syncthreads();
     // One output per team: warp w is split w % warps_k of team w / warps_k.
     reduce_splits_and_store<M>(a, &partial[0][0], 1, 1, a.warps_n, splits, splits, 1);
