@@ -2,9 +2,11 @@
 // float32 / float16 / bfloat16 for x, W, bias and y, float32 accumulation, y rounded once.
 //
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
-// so both kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
+// so the kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
 // call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, for the benchmark and the
-// tests; another value is an INVALID_ARGUMENT error):
+// tests; another value is an INVALID_ARGUMENT error), and a third one only when forced ("tiled_db", see
+// its section below the warp kernel: a double-buffered W stream per warp over an evenly shared grid, for
+// 1-2 rows; to be made a default where the GPU measures it faster):
 //
 // Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
 // bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
