@@ -562,15 +562,17 @@ __global__ void __launch_bounds__(Tr::kMaxThreads, Tr::kMinBlocks) gemv_tiled_db
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[0][m] = 0.0f;
 
-    Cursor loader{row_begin, 0}, user{row_begin, 0};
+    // The loads walk W by row pointer (no 64-bit row * ldw product per item); the FMAs keep the row index.
+    const TW * load_row = w + (row_begin < a.out ? row_begin : 0) * a.ldw;
+    int load_j = 0;
+    Cursor user{row_begin, 0};
     int64_t loaded = 0, used = 0;
     auto load_batch = [&](uint4 (&buf)[U][1]) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            const int v = v_begin + loader.j * 32 + lane;
-            buf[u][0] = loaded + u < items && v < v_end ? load_w_vector<Tr>(w + loader.row * a.ldw, int64_t(v) * V, a.in, a.w_vec)
-                                                         : make_uint4(0u, 0u, 0u, 0u);
-            advance(loader);
+            const int v = v_begin + load_j * 32 + lane;
+            buf[u][0] = loaded + u < items && v < v_end ? load_w_vector<Tr>(load_row, int64_t(v) * V, a.in, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
+            if (++load_j == per_row) load_j = 0, load_row += a.ldw;
         }
         loaded += U;
     };
