@@ -198,6 +198,7 @@ mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_
                      [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, variant); })
 MAMBA_GEMV_CASE(graph_on_fused_tiled, "tiled");
 MAMBA_GEMV_CASE(graph_on_fused_tiled_db, "tiled_db");
+MAMBA_GEMV_CASE(graph_on_fused_tiled_db4, "tiled_db4");
 #undef MAMBA_GEMV_CASE
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",
                              [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true); });

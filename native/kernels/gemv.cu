@@ -4,9 +4,9 @@
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
 // so the kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
 // call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, for the benchmark and the
-// tests; another value is an INVALID_ARGUMENT error), and a third one only when forced ("tiled_db", see
-// its section below the warp kernel: a double-buffered W stream per warp over an evenly shared grid, for
-// 1-2 rows; to be made a default where the GPU measures it faster):
+// tests; another value is an INVALID_ARGUMENT error), and a third one only when forced ("tiled_db" or
+// "tiled_db4", see its section below the warp kernel: a double-buffered W stream per warp over an evenly
+// shared grid, for 1-2 rows; to be made a default where the GPU measures it faster):
 //
 // Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
 // bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
@@ -491,13 +491,15 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 //   - When an output's last item is consumed, the warp adds its lanes' sums (shuffles) and lane 0 stores
 //     y (or the column split's partial). x is read with 16-byte __ldg loads from L1 (as in the warp
 //     kernel): no staging, no __syncthreads before the first FMA. W loads stream past L1.
+//   - "tiled_db4": the same with batches of 4 items (4 KB per warp, 64 KB per SM in flight, 96-100 instead
+//     of 128 registers), to measure which side of the register / bytes-in-flight trade wins.
 //   - Blocks of 4 warps (8 when the columns split 8 ways) so that the block scheduler spreads warps
 //     evenly over the SMs; <= 128 registers (launch bounds) so that 16 warps fit per SM.
 //   - PDL: as the warp kernel, an L2 prefetch of the first two batches before the wait, every load after.
 
 constexpr int kDbWarpsPerSm = 16;
 
-template <class TW, int kRowBucket>
+template <class TW, int kRowBucket, int kUnrollV>
 struct TiledDbGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;       // accumulator rows (1 or 2; x rows beyond `rows` are skipped)
@@ -505,7 +507,7 @@ struct TiledDbGemvTraits {
     static constexpr int kMaxWarps = 8;            // blocks of 4 or 8 warps (plan_tiled_db_gemv)
     static constexpr int kMaxThreads = 32 * kMaxWarps;
     static constexpr int kMinBlocks = 2;           // 2 x 256 threads (or 4 x 128) per SM: <= 128 registers
-    static constexpr int kUnroll = 8;              // items per batch; two batches in flight
+    static constexpr int kUnroll = kUnrollV;       // items per batch (8; 4 for "tiled_db4"); two batches in flight
     static constexpr int kLoad = kLoadStream;
     static constexpr int kVecElems = 16 / int(sizeof(TW));
 };
@@ -629,9 +631,9 @@ __global__ void __launch_bounds__(Tr::kMaxThreads, Tr::kMinBlocks) gemv_tiled_db
 
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, Warp, TiledDb };
+enum class GemvVariant { Automatic, Tiled, Warp, TiledDb, TiledDb4 };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"tiled_db", GemvVariant::TiledDb}};
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"tiled_db", GemvVariant::TiledDb}, {"tiled_db4", GemvVariant::TiledDb4}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
@@ -773,9 +775,9 @@ TiledDbPlan plan_tiled_db_gemv(int64_t in, int64_t out, int vec_elems, int sms) 
     return p;
 }
 
-template <class TW, int kRows>
+template <class TW, int kRows, int kUnroll>
 void launch_tiled_db_rows(mamba_context & ctx, GemvArgs a) {
-    using Tr = TiledDbGemvTraits<TW, kRows>;
+    using Tr = TiledDbGemvTraits<TW, kRows, kUnroll>;
     const TiledDbPlan p = plan_tiled_db_gemv(a.in, a.out, Tr::kVecElems, std::max(state_of(ctx).multiprocessors, 1));
     if (p.blocks > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: too many outputs for the GEMV grid");
     a.warps_k = p.splits;
@@ -787,11 +789,11 @@ void launch_tiled_db_rows(mamba_context & ctx, GemvArgs a) {
 
 // 1-2 rows (the decode case it is built for: x read from L1 per W row costs 2-4 B of L1 traffic per B of
 // W there); more rows, or rows too long to count as int vectors, take the tiled kernel.
-template <class TW>
+template <class TW, int kUnroll>
 void launch_tiled_db(mamba_context & ctx, const GemvArgs & a, bool vec) {
     if (a.rows > 2 || a.in > kWarpMaxIn) return launch_tiled<TW>(ctx, a, vec);
-    if (a.rows <= 1) launch_tiled_db_rows<TW, 1>(ctx, a);
-    else launch_tiled_db_rows<TW, 2>(ctx, a);
+    if (a.rows <= 1) launch_tiled_db_rows<TW, 1, kUnroll>(ctx, a);
+    else launch_tiled_db_rows<TW, 2, kUnroll>(ctx, a);
 }
 
 template <class TW>
@@ -799,7 +801,8 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
-        case GemvVariant::TiledDb: launch_tiled_db<TW>(ctx, a, vec); break;
+        case GemvVariant::TiledDb: launch_tiled_db<TW, 8>(ctx, a, vec); break;
+        case GemvVariant::TiledDb4: launch_tiled_db<TW, 4>(ctx, a, vec); break;
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
 }
