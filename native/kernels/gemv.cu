@@ -755,7 +755,7 @@ struct TiledDbPlan {
 // Without: outputs per team = ceil(out / resident warps), teams = ceil(out / that), so that every warp
 // owns the same number of outputs (within one). Blocks of 4 warps (8 for 8 splits). On 132 SMs (2112
 // warps): in_proj 10240x2560 -> 2048 teams of 1 warp, 5 outputs each, 512 blocks; out_proj 2560x5120 ->
-// 1280 x 2 outputs, 320 blocks; x_proj 192x5120 -> 4 splits, 192 blocks of one team; lm head 50280x2560 ->
+// 1280 x 2 outputs, 320 blocks; x_proj 192x5120 -> 8 splits, 192 blocks of one team of 8 warps; lm head 50280x2560 ->
 // 2095 teams of 24 or 23 outputs; mamba2-2.7b in_proj 10576x2560 -> 1763 teams of 6 or 5 outputs.
 TiledDbPlan plan_tiled_db_gemv(int64_t in, int64_t out, int vec_elems, int sms) {
     TiledDbPlan p{};

@@ -301,9 +301,10 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
     // Shapes that take each branch of the warp kernel's plan: lanes per output 4, 8, 16 and 32 (rows of
     // 13, 38, 88 and 320 bfloat16 vectors), column splits over 2..8 warps (few outputs, long rows: the
     // x_proj shape), short rows with many outputs (dt_proj), a partial last lane group, and more outputs
-    // than one wave; float32 W (4-element vectors) and half W (8). For tiled_db: column splits over 2, 4 and
-    // 8 warps (45, 24 and 7 outputs), and more outputs than resident warps (5000, 4500: several outputs per
-    // warp, batches of W that run on from one output's row into the next, uneven output counts per warp).
+    // than one wave; float32 W (4-element vectors) and half W (8). For tiled_db (132 SMs): column splits
+    // over 2, 4 and 8 warps (1030 outputs; 45 with half W; 45 with float32 W, 24, 7), and more outputs
+    // than resident warps (5000, 4500: several outputs per warp, batches of W that run on from one
+    // output's row into the next, uneven output counts per warp).
     for (const char * variant : kernel_variants(kGemvVariants)) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
