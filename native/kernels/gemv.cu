@@ -633,7 +633,8 @@ __global__ void __launch_bounds__(Tr::kMaxThreads, Tr::kMinBlocks) gemv_tiled_db
 
 enum class GemvVariant { Automatic, Tiled, Warp, TiledDb, TiledDb4 };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"tiled_db", GemvVariant::TiledDb}, {"tiled_db4", GemvVariant::TiledDb4}};
+constexpr EnvChoice<GemvVariant> kVariants[] = {
+    {"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"tiled_db", GemvVariant::TiledDb}, {"tiled_db4", GemvVariant::TiledDb4}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
