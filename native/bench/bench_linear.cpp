@@ -245,7 +245,7 @@ const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"}
                                        {"mamba-2.8b", 5120, 160, " (dt_proj)"},
                                        {"mamba-2.8b", 50280, 2560, " (lm head)"},
                                        {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
-const char * const kGemvVariantNames[] = {"default", "tiled", "warp", "tiled_db", "tiled_db4"};
+const char * const kGemvVariantNames[] = {"default", "tiled", "warp"};
 
 void register_gemv_graph_cases() {
     auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {

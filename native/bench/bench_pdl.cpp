@@ -15,7 +15,6 @@
 // Skipped on a CPU context.
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -123,13 +122,8 @@ struct L2Prefetch {
     int64_t next_mb = 16;
 };
 
-// gemv_variant: MAMBA_CUDA_GEMV_VARIANT while the chain is warmed up and captured (null: left as the
-// environment has it); the variable is read at each call, so only graph replays keep it.
-std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {},
-                                 const char * gemv_variant = nullptr) {
+std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {}) {
     if (!b.on_cuda()) return {};
-    std::optional<mb::ScopedEnv> forced_gemv;
-    if (gemv_variant) forced_gemv.emplace("MAMBA_CUDA_GEMV_VARIANT", gemv_variant);
     auto s = std::make_shared<Session>();
     s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
     s->fused_dt = fused_dt;
@@ -191,15 +185,6 @@ MAMBA_PDL_CASE(graph_on, "graph replay, PDL on", true, true);
 
 mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on",
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true); });
-// Every GEMV of the chain forced to one kernel variant (gemv.cu), against the default row above.
-#define MAMBA_GEMV_CASE(var, variant)                                                                                       \
-    mb::Register var("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on, "    \
-                     "MAMBA_CUDA_GEMV_VARIANT=" variant,                                                                     \
-                     [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, variant); })
-MAMBA_GEMV_CASE(graph_on_fused_tiled, "tiled");
-MAMBA_GEMV_CASE(graph_on_fused_tiled_db, "tiled_db");
-MAMBA_GEMV_CASE(graph_on_fused_tiled_db4, "tiled_db4");
-#undef MAMBA_GEMV_CASE
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",
                              [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true); });
 
@@ -225,12 +210,6 @@ MAMBA_L2_CASE(l2_prefetch_normal, "MAMBA_CUDA_L2_PREFETCH=prefetch_normal (16 bl
 MAMBA_L2_CASE(l2_load, "MAMBA_CUDA_L2_PREFETCH=load (16 blocks, out_proj + 16 MB next)", "load", nullptr, 16);
 MAMBA_L2_CASE(l2_load_32b, "MAMBA_CUDA_L2_PREFETCH=load (32 blocks, out_proj + 16 MB next)", "load", "32", 16);
 MAMBA_L2_CASE(l2_bulk, "MAMBA_CUDA_L2_PREFETCH=bulk (16 blocks, out_proj + 16 MB next)", "bulk", nullptr, 16);
-// The model's decode step (L2 prefetch on) with every GEMV on the tiled_db kernel: compare with l2_prefetch.
-mb::Register l2_prefetch_tiled_db("cuda l2 prefetch chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on, "
-                                  "MAMBA_CUDA_L2_PREFETCH=prefetch (16 blocks, out_proj + 16 MB next), MAMBA_CUDA_GEMV_VARIANT=tiled_db",
-                                  [](mb::Bench & b, double & bytes, double & flops) {
-                                      return chain_case(b, bytes, flops, true, true, true, L2Prefetch{"prefetch", nullptr, 16}, "tiled_db");
-                                  });
 
 #undef MAMBA_L2_CASE
 

@@ -2,11 +2,9 @@
 // float32 / float16 / bfloat16 for x, W, bias and y, float32 accumulation, y rounded once.
 //
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
-// so the kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
+// so both kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
 // call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, for the benchmark and the
-// tests; another value is an INVALID_ARGUMENT error), and a third one only when forced ("tiled_db" or
-// "tiled_db4", see its section below the warp kernel: a double-buffered W stream per warp over an evenly
-// shared grid, for 1-2 rows; to be made a default where the GPU measures it faster):
+// tests; another value is an INVALID_ARGUMENT error):
 //
 // Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
 // bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
@@ -79,7 +77,6 @@ struct GemvArgs {
     int warps_n;        // output groups per block (tiled: warps of 4 outputs; warp kernel: warps_k-warp teams)
     int warps_k;        // warp kernel: warps that split one lane group's columns
     int lanes_per_row;  // warp kernel: lanes (4..32, a power of two) that split one output's columns
-    int64_t teams;      // tiled_db kernel: teams of warps_k warps in the grid, each owning a range of outputs
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
@@ -467,174 +464,11 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     reduce_splits_and_store<M>(a, &partial[0][0][0], Tr::kMaxRowsPerWarp, groups * R, a.warps_n, a.warps_k, a.warps_k, 1);
 }
 
-// ---- tiled_db kernel ----
-//
-// 3. "tiled_db" kernel (gemv_tiled_db_kernel, MAMBA_CUDA_GEMV_VARIANT=tiled_db; 1-2 rows, more rows take
-//    the tiled kernel): one continuous stream of W per warp, double-buffered across output boundaries.
-//   - Why: the tiled kernel loads a batch, waits, consumes it, and only then issues the next (in_proj:
-//     5 dependent HBM round trips per row slice, long-scoreboard stalls dominant, 56% of DRAM peak); the
-//     warp kernel double-buffers but its warps own 2 outputs each (in_proj: 2 round trips per warp, then
-//     the block ends), so every block pays a ramp and a drain.
-//   - Work split: a team of `splits` warps owns a contiguous range of outputs; a warp of the team owns
-//     one column slice of each of them. The grid is sized to what is resident at once (kDbWarpsPerSm
-//     warps per SM) and the outputs are shared out evenly over the teams: in_proj 10240 outputs over
-//     2048 warps = 5 each, out_proj 2560 over 1280 = 2 each, lm head 50280 over 2095 = 24 (or 23) each,
-//     mamba2 in_proj 10576 over 1763 = 6 (or 5) each. Every warp moves the same bytes within one output
-//     row, so no tail of a few SMs still loading. Few outputs with long rows (x_proj 192x5120) split the
-//     columns over 2-8 warps of a block (reduced through shared memory once at the end) so that all SMs
-//     stream.
-//   - A lane's work is a flat list of items (output, j): W vector slice_begin + j * 32 + lane of that
-//     output's row; the list runs on across output boundaries. Two batches of kUnroll items are in
-//     flight: while the FMAs consume one, the other is loading, and each batch is refilled as soon as it
-//     is consumed, also with the next output's vectors. 2 x 8 x 16 B = 256 B per lane, 8 KB per warp,
-//     up to 128 KB per SM at 16 warps: 4x the bandwidth-latency product.
-//   - When an output's last item is consumed, the warp adds its lanes' sums (shuffles) and lane 0 stores
-//     y (or the column split's partial). x is read with 16-byte __ldg loads from L1 (as in the warp
-//     kernel): no staging, no __syncthreads before the first FMA. W loads stream past L1.
-//   - "tiled_db4": the same with batches of 4 items (4 KB per warp, 64 KB per SM in flight, 96-100 instead
-//     of 128 registers), to measure which side of the register / bytes-in-flight trade wins.
-//   - Blocks of 4 warps (8 when the columns split 8 ways) so that the block scheduler spreads warps
-//     evenly over the SMs; <= 128 registers (launch bounds) so that 16 warps fit per SM.
-//   - PDL: as the warp kernel, an L2 prefetch of the first two batches before the wait, every load after.
-
-constexpr int kDbWarpsPerSm = 16;
-
-template <class TW, int kRowBucket, int kUnrollV>
-struct TiledDbGemvTraits {
-    using W = TW;
-    static constexpr int kRows = kRowBucket;       // accumulator rows (1 or 2; x rows beyond `rows` are skipped)
-    static constexpr bool kVec = true;             // 16-byte W loads where GemvArgs::w_vec allows (a uniform branch)
-    static constexpr int kMaxWarps = 8;            // blocks of 4 or 8 warps (plan_tiled_db_gemv)
-    static constexpr int kMaxThreads = 32 * kMaxWarps;
-    static constexpr int kMinBlocks = 2;           // 2 x 256 threads (or 4 x 128) per SM: <= 128 registers
-    static constexpr int kUnroll = kUnrollV;       // items per batch (8; 4 for "tiled_db4"); two batches in flight
-    static constexpr int kLoad = kLoadStream;
-    static constexpr int kVecElems = 16 / int(sizeof(TW));
-};
-
-// Block: warps_n teams of warps_k warps (a.teams teams in the grid). Team t owns outputs
-// [t * out / teams, (t + 1) * out / teams); warp k of a team owns vectors [k * slice, (k + 1) * slice)
-// of each of those rows. A column split (warps_k > 1) is only planned with one output per team.
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kMaxThreads, Tr::kMinBlocks) gemv_tiled_db_kernel(GemvArgs a) {
-    using TW = typename Tr::W;
-    constexpr int M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll;
-    __shared__ float partial[Tr::kMaxWarps][M];
-
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int splits = a.warps_k;
-    const int64_t team = int64_t(blockIdx.x) * a.warps_n + warp / splits;
-    const int split = warp % splits;
-    const int64_t row_begin = team < a.teams ? team * a.out / a.teams : a.out;
-    const int64_t row_end = team < a.teams ? (team + 1) * a.out / a.teams : a.out;
-    const int vectors = (a.in + V - 1) / V;
-    const int slice = (vectors + splits - 1) / splits;
-    const int v_begin = min(vectors, split * slice), v_end = min(vectors, v_begin + slice);
-    const int per_row = (v_end - v_begin + 31) / 32;  // items per output row, the same for every lane
-    const int64_t items = int64_t(per_row) * (row_end - row_begin);
-    const TW * const w = static_cast<const TW *>(a.w);
-
-    // A cursor over the warp's items (uniform over the warp): output row, and j within that row.
-    struct Cursor {
-        int64_t row;
-        int j;
-    };
-    auto advance = [&](Cursor & c) {
-        if (++c.j == per_row) c.j = 0, ++c.row;
-    };
-
-    // Before the PDL wait only an L2 prefetch of the first two batches (see the warp kernel).
-    {
-        Cursor c{row_begin, 0};
-#pragma unroll
-        for (int i = 0; i < 2 * U; ++i) {
-            const int v = v_begin + c.j * 32 + lane;
-            if (i < items && v < v_end) prefetch_l2(w + c.row * a.ldw + int64_t(v) * V);
-            advance(c);
-        }
-    }
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
-
-    if (splits > 1 && lane == 0) {
-#pragma unroll
-        for (int m = 0; m < M; ++m) partial[warp][m] = 0.0f;  // a split with no columns adds zero
-    }
-    float acc[1][M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) acc[0][m] = 0.0f;
-
-    // The loads walk W by row pointer (no 64-bit row * ldw product per item); the FMAs keep the row index.
-    const TW * load_row = w + (row_begin < a.out ? row_begin : 0) * a.ldw;
-    int load_j = 0;
-    Cursor user{row_begin, 0};
-    int64_t loaded = 0, used = 0;
-    auto load_batch = [&](uint4 (&buf)[U][1]) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int v = v_begin + load_j * 32 + lane;
-            buf[u][0] = loaded + u < items && v < v_end ? load_w_vector<Tr>(load_row, int64_t(v) * V, a.in, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
-            if (++load_j == per_row) load_j = 0, load_row += a.ldw;
-        }
-        loaded += U;
-    };
-    // The warp's sums of output `row` are complete: add the lanes, store y (or the split's partial).
-    auto finish_row = [&](int64_t row) {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-            const float s = warp_sum(acc[0][m]);
-            acc[0][m] = 0.0f;
-            if (lane == 0 && m < a.rows) {
-                if (splits == 1) store_output(a, m, row, s);
-                else partial[warp][m] = s;
-            }
-        }
-    };
-    auto fma_batch = [&](const uint4 (&buf)[U][1]) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            if (used + u >= items) break;
-            const int v = v_begin + user.j * 32 + lane;
-            if (v < v_end) {
-                const int64_t k = int64_t(v) * V;
-                fma_vectors<TW>(buf[u], a.rows, acc, [&](int m, float (&xv)[V]) { load_x<V>(a, m, k, xv); });
-            }
-            if (user.j == per_row - 1) finish_row(user.row);
-            advance(user);
-        }
-        used += U;
-    };
-
-    uint4 batch_a[U][1], batch_b[U][1];
-    load_batch(batch_a);
-    load_batch(batch_b);
-    // dependency point: inputs produced by the previous kernel are read from here on (x; the W loads
-    // above come after the PDL wait too).
-    for (int64_t i0 = 0; i0 < items; i0 += 2 * U) {
-        fma_batch(batch_a);
-        if (i0 + 2 * U < items) load_batch(batch_a);
-        fma_batch(batch_b);
-        if (i0 + 3 * U < items) load_batch(batch_b);
-    }
-
-    if (splits == 1) {
-        // No columns at all (in == 0): no item ever finished a row, y is the bias (or zero).
-        if (per_row == 0 && lane == 0)
-            for (int64_t row = row_begin; row < row_end; ++row)
-                for (int m = 0; m < a.rows; ++m) store_output(a, m, row, 0.0f);
-        return;  // no __syncthreads below for a block without splits (uniform over the grid)
-    }
-    __syncthreads();
-    // One output per team: warp w is split w % warps_k of team w / warps_k.
-    reduce_splits_and_store<M>(a, &partial[0][0], 1, 1, a.warps_n, splits, splits, 1);
-}
-
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, Warp, TiledDb, TiledDb4 };
+enum class GemvVariant { Automatic, Tiled, Warp };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {
-    {"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"tiled_db", GemvVariant::TiledDb}, {"tiled_db4", GemvVariant::TiledDb4}};
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
@@ -746,64 +580,11 @@ void launch_warp(mamba_context & ctx, const GemvArgs & a) {
     }
 }
 
-struct TiledDbPlan {
-    int splits, warps_per_block, teams_per_block;
-    int64_t teams, blocks;
-};
-
-// Column splits: doubled (up to 8) while the outputs times the splits stay within half of what is resident
-// (kDbWarpsPerSm per SM) and each lane keeps >= 2 vectors per row; with splits every team owns one output.
-// Without: outputs per team = ceil(out / resident warps), teams = ceil(out / that), so that every warp
-// owns the same number of outputs (within one). Blocks of 4 warps (8 for 8 splits). On 132 SMs (2112
-// warps): in_proj 10240x2560 -> 2048 teams of 1 warp, 5 outputs each, 512 blocks; out_proj 2560x5120 ->
-// 1280 x 2 outputs, 320 blocks; x_proj 192x5120 -> 8 splits, 192 blocks of one team of 8 warps; lm head 50280x2560 ->
-// 2095 teams of 24 or 23 outputs; mamba2-2.7b in_proj 10576x2560 -> 1763 teams of 6 or 5 outputs.
-TiledDbPlan plan_tiled_db_gemv(int64_t in, int64_t out, int vec_elems, int sms) {
-    TiledDbPlan p{};
-    const int64_t resident = int64_t(sms) * kDbWarpsPerSm;
-    const int64_t vectors = ceil_div(in, int64_t(vec_elems));
-    p.splits = 1;
-    while (p.splits < 8 && out * p.splits * 2 <= resident && vectors >= 2 * 32 * int64_t(p.splits) * 2) p.splits *= 2;
-    if (p.splits > 1) {
-        p.teams = out;
-    } else {
-        const int64_t per_team = ceil_div(out, resident);
-        p.teams = ceil_div(out, per_team);
-    }
-    p.warps_per_block = std::max(4, p.splits);
-    p.teams_per_block = p.warps_per_block / p.splits;
-    p.blocks = ceil_div(p.teams, int64_t(p.teams_per_block));
-    return p;
-}
-
-template <class TW, int kRows, int kUnroll>
-void launch_tiled_db_rows(mamba_context & ctx, GemvArgs a) {
-    using Tr = TiledDbGemvTraits<TW, kRows, kUnroll>;
-    const TiledDbPlan p = plan_tiled_db_gemv(a.in, a.out, Tr::kVecElems, std::max(state_of(ctx).multiprocessors, 1));
-    if (p.blocks > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: too many outputs for the GEMV grid");
-    a.warps_k = p.splits;
-    a.warps_n = p.teams_per_block;
-    a.teams = p.teams;
-    launch_kernel(ctx, "gemv_tiled_db_kernel", true, gemv_tiled_db_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
-    MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_db_kernel");
-}
-
-// 1-2 rows (the decode case it is built for: x read from L1 per W row costs 2-4 B of L1 traffic per B of
-// W there); more rows, or rows too long to count as int vectors, take the tiled kernel.
-template <class TW, int kUnroll>
-void launch_tiled_db(mamba_context & ctx, const GemvArgs & a, bool vec) {
-    if (a.rows > 2 || a.in > kWarpMaxIn) return launch_tiled<TW>(ctx, a, vec);
-    if (a.rows <= 1) launch_tiled_db_rows<TW, 1, kUnroll>(ctx, a);
-    else launch_tiled_db_rows<TW, 2, kUnroll>(ctx, a);
-}
-
 template <class TW>
 void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
-        case GemvVariant::TiledDb: launch_tiled_db<TW, 8>(ctx, a, vec); break;
-        case GemvVariant::TiledDb4: launch_tiled_db<TW, 4>(ctx, a, vec); break;
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
 }
