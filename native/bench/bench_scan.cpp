@@ -105,26 +105,12 @@ mb::Register scan_chunk_28b_base("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l
                                  prefill(mb::kBF16, 1, 512, true, 5120, "base"));
 mb::Register scan_chunk_28b_split("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=split",
                                   prefill(mb::kBF16, 1, 512, true, 5120, "split"));
-mb::Register scan_chunk_28b_duo_rows("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=duo_rows",
-                                     prefill(mb::kBF16, 1, 512, true, 5120, "duo_rows"));
-mb::Register scan_chunk_28b_duo_rows_2w("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=duo_rows_2w",
-                                        prefill(mb::kBF16, 1, 512, true, 5120, "duo_rows_2w"));
 mb::Register scan_prefill_28b_base("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) v=base",
                                    prefill(mb::kBF16, 1, 2048, true, 5120, "base"));
 mb::Register scan_prefill_28b_split("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) v=split",
                                     prefill(mb::kBF16, 1, 2048, true, 5120, "split"));
-mb::Register scan_prefill_28b_duo_rows("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) v=duo_rows",
-                                       prefill(mb::kBF16, 1, 2048, true, 5120, "duo_rows"));
-mb::Register scan_prefill_28b_duo_rows_2w("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) v=duo_rows_2w",
-                                          prefill(mb::kBF16, 1, 2048, true, 5120, "duo_rows_2w"));
-mb::Register scan_chunk_28b_split_1w("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=split_1w",
-                                     prefill(mb::kBF16, 1, 512, true, 5120, "split_1w"));
-mb::Register scan_prefill_28b_split_1w("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) v=split_1w",
-                                       prefill(mb::kBF16, 1, 2048, true, 5120, "split_1w"));
 mb::Register scan_b8_view_base("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=base", prefill(mb::kBF16, 8, 2048, true, 5120, "base"));
 mb::Register scan_b8_view_split("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=split", prefill(mb::kBF16, 8, 2048, true, 5120, "split"));
-mb::Register scan_b8_view_duo_rows("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view v=duo_rows",
-                                   prefill(mb::kBF16, 8, 2048, true, 5120, "duo_rows"));
 // duo has no rows kernel (it runs split there). The 2.8b chunk on the contiguous channel path, where the
 // default is duo, against split:
 mb::Register scan_chunk_28b_dl_split("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l) v=split", prefill(mb::kBF16, 1, 512, false, 5120, "split"));

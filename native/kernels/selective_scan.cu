@@ -20,9 +20,7 @@ bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) =
 // Kernel of the channel and rows paths: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {
-        {"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}, {"duo", scan::ScanVariant::Duo},
-        {"duo_rows", scan::ScanVariant::DuoRows}, {"duo_rows_2w", scan::ScanVariant::DuoRows2w},
-        {"split_1w", scan::ScanVariant::SplitOneWave}};
+        {"base", scan::ScanVariant::Base}, {"split", scan::ScanVariant::Split}, {"duo", scan::ScanVariant::Duo}};
     return env_choice("MAMBA_CUDA_SCAN_VARIANT", kChoices, scan::ScanVariant::Default);
 }
 
@@ -196,7 +194,7 @@ void selective_scan(mamba_context & ctx, const SelectiveScanParams & p) {
     // resident: segments are planned for the threads the kernel launches and holds. More threads a channel
     // plan fewer segments, but more resident threads can plan more than the workspace above was sized for,
     // so the segment length is kept at least max_seg_len: never more than max_nseg segments.
-    const scan::ScanThreadPlan threads = scan::scan_thread_plan(a.variant, p.dstate, a.vec, a.rows, int(dtype_size(T)));
+    const scan::ScanThreadPlan threads = scan::scan_thread_plan(a.variant, p.dstate, a.vec, a.rows);
     const int64_t seg_len = std::max(max_seg_len, scan::scan_segment_len(p.batch, threads.lanes * p.dim, p.len, kSegChunk, state_of(ctx).multiprocessors,
                                                                          threads.resident_per_sm, threads.waves));
     const int64_t nseg = p.len > 0 ? ceil_div(p.len, seg_len) : 1;

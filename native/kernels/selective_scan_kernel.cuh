@@ -50,7 +50,7 @@
 namespace mamba::cuda::scan {
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
-// duo|duo_rows|duo_rows_2w|split_1w; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
+// duo; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
 // selective_scan_rows_kernel (one thread a channel), split two lanes a channel exchanging by shuffles
 // (selective_scan_split.cuh), duo two lanes a channel exchanging through shared memory
 // (selective_scan_lanes.cuh, channel path only: on the rows path duo runs split). split and duo need
@@ -65,11 +65,9 @@ namespace mamba::cuda::scan {
 //   B8 D5120 L2048                        0.751  0.686  0.752
 //   B1 D5120 L512                         0.0643 0.0577 0.0619
 // (The first table's base to split columns come from an earlier run than its duo column and the rows table.)
-// duo_rows and duo_rows_2w (selective_scan_duo_rows.cuh): the rows path's two-lane kernel with shared
-// memory exchanges, segments planned for one wave of blocks (duo_rows) or as split (duo_rows_2w); on the
-// contiguous channel path both run duo. split_1w: split with duo_rows' one-wave plan on the rows path
-// (split elsewhere), so that a comparison separates the plan from the kernel.
-enum class ScanVariant : int { Default, Base, Split, Duo, DuoRows, DuoRows2w, SplitOneWave };
+// Also removed: a rows-path duo kernel (duo's shared-memory pairing on split's rows tiles), measured slower
+// than split there (selective_scan_split.cuh).
+enum class ScanVariant : int { Default, Base, Split, Duo };
 
 // The kernel a call runs: Default is duo on the contiguous channel path (vec) and split elsewhere (on the
 // rows path; the strided channel path has no variants).

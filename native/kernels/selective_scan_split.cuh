@@ -3,6 +3,16 @@
 // contiguous channel path duo (selective_scan_lanes.cuh) is the default and split selectable.
 // Measured on an H200 (bf16, ms): B8 D5120 L2048 N16 z bias softplus 0.703 (base 0.891, duo 0.612); B1
 // D5120 L16384 1.132 (base 1.183, duo 1.030); tables in selective_scan_kernel.cuh, selective_scan_lanes.cuh.
+// Rows path, segments: split plans them for one wave of its resident blocks (scan_thread_plan,
+// selective_scan_dispatch.cuh), not two. Measured on an H200 (bf16, ms; all passed the scan tests), with
+// split on the two-wave plan, split on the one-wave plan (now the default), and a removed duo rows kernel
+// (duo's shared-memory lane pairing on these tiles, one barrier a tile) on the one-wave and two-wave plans:
+//   (b, l, d) rows path      split 2w  split 1w  duo-rows 1w  duo-rows 2w  base
+//   B1 D5120 L512            0.0603    0.0557    0.0645       0.0689       0.0660
+//   B1 D5120 L2048           0.1636    0.1636    0.1825       0.1836       0.1634
+//   B8 D5120 L2048 (1 seg)   0.6844    -         0.7609       -            0.7461
+// The duo rows kernel, despite ~40% fewer instructions a tile, lost everywhere; the one-wave plan wins 8%
+// on a 512-token piece and ties at 2048 (B8 needs no segments: the plans do not differ there).
 //
 // Bytes and FLOPs are those of the main path (top of selective_scan_kernel.cuh). Why: bf16 B8 D5120 is
 // 40960 channels, 1280 warps with one channel a thread: 9.7 warps an SM, 2.4 a scheduler, whatever the
