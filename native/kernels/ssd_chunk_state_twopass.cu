@@ -1,6 +1,7 @@
 // The chunk states of the chunk-parallel Mamba-2 SSD forward in two passes (state kernel `twopass` of
-// ssd_chunk_parallel.cu, forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace
-// outputs as the one-pass kernels there (mma, pair): S_in float16 + a power-of-two scale per 16 rows,
+// ssd_chunk_parallel.cu: the automatic choice where the pair kernel's grid has fewer than 4 blocks per SM,
+// or forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace outputs as the one-pass
+// kernel there (pair): S_in float16 + a power-of-two scale per 16 rows,
 // dt and acum per (slot, head), the final states float32; the output kernel cannot tell them apart.
 //
 // Why: the one-pass kernels walk a sequence's chunks serially inside one block (load, dt scan, barrier,
@@ -36,12 +37,17 @@
 //   ~0.25 ms in all against 0.46 ms measured for the pair kernel; the float32 locals cost 2 x 336 MB.
 //   B1: pass 1 1280 blocks (~10 per SM), ~65 MB; pass 2 320 blocks x 16 steps, 63 MB: ~0.02-0.03 ms
 //   against 0.108 ms for the mma kernel.
-// The arithmetic per chunk mirrors ssd_cp_state_mma_kernel (its fragment layouts: mma_fragments.cuh);
+// Measured on an H200 (bf16 L2048 H80 P64 N128 G1, output mma8, ms a call): B8 z twopass 1.016 / pair 1.051
+// / mma 1.199 (kernels alone: local 0.318 + carry 0.136 against pair 0.46), B8 0.907 / 0.922 / 1.079, B1 z
+// 0.181 / 0.243 / 0.226, B1 0.168 / 0.229 / 0.210. So twopass replaced the one-head mma kernel (removed)
+// as the choice at small grids; at large ones pair stays, 1.5-3% slower but without the float32 locals
+// (336 MB at B8 L2048 H80, ~1 GB at B4 L8192 H128).
+// The arithmetic per chunk mirrors the removed one-head mma state kernel (fragment layouts: mma_fragments.cuh);
 // ptxas (CUDA 11.8), no spills, sm_80 / sm_90: pass 1 (3 blocks per SM asked; the k loop not unrolled:
 // unrolled twice it spilled 16 B at that bound) N 128 / 64 channels 78 / 80 registers, N 128 / 32 and
 // N 64 / 64 64 / 54, N 64 / 32 50 / 44; pass 2 64 / 56 (N 128) and 56 / 54 (N 64).
 // The float32 locals cannot share S_in's buffer (float16, half the bytes), hence their own workspace
-// (only carved when twopass is forced).
+// (carved by the plan whenever it picks twopass).
 // The slot numbering, process_dt, the float16 scale rule and the MMA wrappers are ssd_cp_common.cuh's,
 // shared with ssd_chunk_parallel.cu.
 #include "launch.cuh"
