@@ -78,7 +78,7 @@ MAMBA_SCAN_VARIANT_CASES(duo)
 // ---- Mamba-2 SSD ---------------------------------------------------------------------------------
 
 std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,
-                               int64_t chunk, bool gated = false, const char * state_kernel = nullptr, const char * output_kernel = nullptr) {
+                               int64_t chunk, bool gated = false, const char * state_kernel = nullptr) {
     if (!b.on_cuda()) return {};
     mamba_ssd_args a{};
     a.x = b.tensor({B, L, H, P}, mb::kBF16);
@@ -99,14 +99,12 @@ std::function<void()> ssd_case(mb::Bench & b, double & bytes, double & flops, in
     // with x (Q*Q*P), the chunk state B^T x (Q*N*P) and its contribution C * state (Q*N*P); 2 FLOPs each.
     const double Q = double(chunk);
     flops = 2.0 * double(B * L * H) * (Q * double(N) / 2 + Q * double(P) / 2 + 2.0 * double(N * P));
-    // state_kernel / output_kernel: MAMBA_CUDA_SSD_STATE / MAMBA_CUDA_SSD_OUTPUT for this case's calls only
+    // state_kernel: MAMBA_CUDA_SSD_STATE for this case's calls only
     // (null: the environment as it is, so the unlabeled cases run the library's choice or what the caller
     // forces, as the scan cases do).
-    if (state_kernel == nullptr && output_kernel == nullptr) return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
-    return [&b, a, state_kernel, output_kernel] {
-        std::optional<mb::ScopedEnv> state, output;
-        if (state_kernel != nullptr) state.emplace("MAMBA_CUDA_SSD_STATE", state_kernel);
-        if (output_kernel != nullptr) output.emplace("MAMBA_CUDA_SSD_OUTPUT", output_kernel);
+    if (state_kernel == nullptr) return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+    return [&b, a, state_kernel] {
+        const mb::ScopedEnv state("MAMBA_CUDA_SSD_STATE", state_kernel);
         mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd");
     };
 }
@@ -121,9 +119,9 @@ mb::Register ssd_b8_z("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z",
 mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                       [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true); });
 // The chunk-parallel path's state kernel forced (ssd_chunk_parallel.cu; MAMBA_CUDA_SSD_STATE, null = the
-// library's choice), against the automatic choice of the cases above (pair at B8, mma at B1 on an H200).
+// library's choice), against the automatic choice of the cases above (pair at B8, twopass at B1 on an H200).
 // Without z is how the Mamba-2 mixer calls it (the gate is applied by the gated RMS norm after it). The one
-// output kernel runs in every case (its early-z build with z, its merged build without).
+// output kernel runs in every case (its gated build with z).
 #define MAMBA_SSD_KERNEL_CASES(tag, label, state)                                                                                \
     mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
                                 [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, state); }); \
@@ -133,24 +131,9 @@ mb::Register ssd_b1_z("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z",
                               [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, state); }); \
     mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
                               [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, state); });
-MAMBA_SSD_KERNEL_CASES(state_mma, "state=mma", "mma")
 MAMBA_SSD_KERNEL_CASES(state_pair, "state=pair", "pair")
 MAMBA_SSD_KERNEL_CASES(state_twopass, "state=twopass", "twopass")
 #undef MAMBA_SSD_KERNEL_CASES
-// The output kernel forced (MAMBA_CUDA_SSD_OUTPUT: mma8, the default, or lean; the state kernel automatic):
-// out=mma8 against out=lean side by side, with z and without, B8 and B1.
-#define MAMBA_SSD_OUTPUT_CASES(tag, label, output)                                                                                \
-    mb::Register ssd_b8_z_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, true, nullptr, output); }); \
-    mb::Register ssd_b1_z_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 z " label,                                              \
-                                [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, true, nullptr, output); }); \
-    mb::Register ssd_b8_##tag("cuda ssd bf16 B8 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 8, 2048, 80, 64, 1, 128, 256, false, nullptr, output); }); \
-    mb::Register ssd_b1_##tag("cuda ssd bf16 B1 L2048 H80 P64 N128 G1 chunk256 " label,                                                  \
-                              [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 80, 64, 1, 128, 256, false, nullptr, output); });
-MAMBA_SSD_OUTPUT_CASES(out_mma8, "out=mma8", "mma8")
-MAMBA_SSD_OUTPUT_CASES(out_lean, "out=lean", "lean")
-#undef MAMBA_SSD_OUTPUT_CASES
 // 40 heads of 64 channels: 80 blocks of 32 channels on a 132-SM GPU (the chunked kernel's middle tile).
 mb::Register ssd_b1_h40("cuda ssd bf16 B1 L2048 H40 P64 N128 G1 chunk256",
                         [](mb::Bench & b, double & bytes, double & flops) { return ssd_case(b, bytes, flops, 1, 2048, 40, 64, 1, 128, 256); });

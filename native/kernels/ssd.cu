@@ -196,7 +196,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     F32Params f32;
     // The chunk-parallel path's chunk states share the workspace with the parameter copies.
     const SsdCpShape cp_shape{p.x.dtype == DType::BF16 && p.B.dtype == DType::BF16 && p.C.dtype == DType::BF16, p.cu_seqlens.has_value(),
-                              p.len, p.cu_seqlens ? p.nseq : p.batch, p.heads, p.headdim, p.dstate};
+                              p.len, p.cu_seqlens ? p.nseq : p.batch, p.heads, p.headdim, p.dstate, p.groups};
     SsdCpPlan cp_plan = plan_ssd_chunk_parallel(ctx, cp_shape);  // planned anyway: it checks MAMBA_CUDA_SSD_STATE
     if (path == SsdPath::Chunked) cp_plan.use = false;
     SsdArgs a{};

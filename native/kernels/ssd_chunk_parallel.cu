@@ -13,27 +13,33 @@
 //     per head: M[t,s] = G[t,s] exp(acum_t - acum_s) dt_s (s <= t)
 //               y = exp(acum_t) (C S_in^T) + M X + D x, gated by silu(z), stored once.
 //   Kernels (same workspace format):
-//     state mma  (ssd_cp_state_mma_kernel): mma.sync, the state in accumulators, x^T scaled by w and split
-//          hi + lo in registers, dt/acum scanned by every warp itself: one block barrier per chunk.
-//     state pair (ssd_cp_state_pair_kernel): the same per chunk for two heads of one group per block: B
-//          staged once and each B fragment used by both heads' MMAs, twice the independent accumulator
-//          chains per warp, swizzled unpadded shared memory (its section below).
-//     output (ssd_cp_output_mma8_kernel, the default; MAMBA_CUDA_SSD_OUTPUT=lean runs ssd_cp_output_lean.cuh's
-//          variant of it, fewer instructions around the same MMAs): mma.sync with ldmatrix, 8 warps, G in
-//          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
-//          copies overlapping the other phase of the same head; z and y moved as 16-byte rows. Two
-//          builds of the one template, picked by whether the call has z (SsdCpOutputTraits::kEarlyZ):
-//          with z, z's loads issued before phase B (in flight under its MMAs), phase B strip after
-//          strip; without z, phase B over both strips of a warp at once (its section below).
-//   state twopass (ssd_chunk_state_twopass.cu): every chunk's local state from a zero start in parallel
+//     state pair (ssd_cp_state_pair_kernel): mma.sync, the state in accumulators, x^T scaled by w and
+//          split hi + lo in registers, one block barrier per chunk, for two heads of one group per block:
+//          B staged once and each B fragment used by both heads' MMAs, swizzled unpadded shared memory
+//          (its section below).
+//     state twopass (ssd_chunk_state_twopass.cu): every chunk's local state from a zero start in parallel
 //          (float32, a workspace of its own), then an elementwise carry per sequence that writes S_in and
-//          the final states; only when forced (not measured yet).
-//   State kernel choice: MAMBA_CUDA_SSD_STATE = mma, pair or twopass forces one (tests and benchmarks); unset, it
-//   is automatic: pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
-//   channels on 132 SMs = 4.8 x), else mma (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
-//   one partial wave; mma's 160 blocks of one head and 32 channels measured faster there). The threshold
-//   lies between those two measured points; shapes in between (e.g. B4 H80, 320 pair blocks -> mma) are
-//   not measured (resolve_state_kernel below).
+//          the final states.
+//     output (ssd_cp_output_lean_kernel, ssd_cp_output_lean.cuh): mma.sync with ldmatrix, 8 warps, G in
+//          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
+//          copies overlapping the other phase of the same head; z and y moved as 16-byte rows; the decay
+//          factored into a per-head column table, compile-time builds for the gate and for full chunks.
+//   State kernel choice: MAMBA_CUDA_SSD_STATE = pair or twopass forces one (tests and benchmarks); unset,
+//   the plan picks pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
+//   channels on 132 SMs = 4.8 x), else twopass (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
+//   one partial wave) while its float32 local states take at most 256 MB (else pair), and reserves them
+//   when it picks twopass (resolve_state_kernel).
+//   Removed at 66a43f9 after an H200 run (bf16 L2048 H80 P64 N128 G1, ms a call; z = with the gate):
+//     output mma8 (the lean kernel's predecessor: same layout and MMAs, per-element decay and masks,
+//          runtime checks): state automatic, mma8 / lean: B8 z 1.018 / 0.840, B8 0.909 / 0.774, B1 z
+//          0.224 / 0.188, B1 0.210 / 0.183: lean won everywhere. MAMBA_CUDA_SSD_OUTPUT went with it.
+//     state mma (block = one head, 16 or 32 channels, every warp scanning dt; was the automatic choice
+//          below 4 pair blocks per SM): with output mma8, mma / pair / twopass: B8 z 1.199 / 1.051 /
+//          1.016, B8 1.079 / 0.922 / 0.907, B1 z 0.226 / 0.243 / 0.181, B1 0.210 / 0.229 / 0.168: mma
+//          lost everywhere. twopass wins clearly at B1 and by 1.5-3% at B8 (kernels alone at B8 z: local
+//          0.318 + carry 0.136 ms against pair 0.46), but its float32 local states take 336 MB at B8 L2048
+//          H80 (~1 GB at B4 L8192 H128), so pair stays the choice at large grids.
+//   Earlier measurements (the output and state variants before these):
 //   Measured on an H200 (CUDA 13, sm_90a) at 5abc501, bf16 L2048 H80 P64 N128 G1, ms per call (all
 //   correct on the GPU; "alone" = MAMBA_CUDA_TRACE mean of that kernel). Output builds (state automatic: pair at B8, mma at B1); "z" = with the gate (the Mamba-2 mixer
 //   calls it without: its gated RMS norm applies z):
@@ -82,8 +88,8 @@
 // the state kernel). The state kernel is 160 blocks (one wave on 132 SMs), each a chain of 16 chunk steps
 // (copy wait, dt scan, one barrier, 64 MMAs a warp in 8-deep chains, S_in store): ~0.11 ms measured at
 // 40872b3, ~7 us a step, with 16 x 80 x 16 KB = 21 MB of S_in to write. The output kernel then runs all
-// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of the state kernel is the floor. Not
-// built: a two-pass state (all chunks' local Xw^T B in parallel, 16x the blocks, then a 16-step elementwise
+// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of the state kernel is the floor. Since
+// built (twopass, the automatic choice there): a two-pass state (all chunks' local Xw^T B in parallel, 16x the blocks, then a 16-step elementwise
 // carry over float32 chunk states): at B1 that moves 2 x 42 MB (~0.02 ms) to cut the serial chain to one
 // chunk step plus 16 cheap elementwise steps; at B8 it costs 2 x 336 MB, so it would be a B1-only path.
 //
@@ -107,7 +113,7 @@
 //
 // Counts at bf16 B8 L2048 H80 P64 N128 G1 (16 chunks per sequence, 10240 (chunk, head) pairs,
 // 1.31 M (step, head) pairs; one 16x16x16 MMA = 8192 FLOP):
-//   state kernel (the mma one; pair halves the B reads and the blocks):
+//   state kernel (the removed one-head mma kernel; pair halves the B reads and the blocks):
 //                  reads x 168 MB, B 4 MB (again per head from L2); writes S_in 168 MB, dt/acum 10 MB:
 //                  ~350 MB -> 0.085 ms at 4.1 TB/s. MMAs Xw^T B, hi + lo: 4 P N per (step, head) =
 //                  43 GFLOP -> ~0.11 ms at ~400 TFLOP/s of mma.sync. 1280 blocks of 8 warps, 2 per SM
@@ -121,7 +127,7 @@
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. Only the
 // 36 G tiles on and below the diagonal are formed.
-// The mma kernels' own counts and layouts are in their sections below. Their fragment layouts and block
+// The kernels' own counts and layouts are in their sections (the output kernel's in its own file). Their fragment layouts and block
 // logic were run on the host (ldmatrix and mma.sync emulated from the PTX ISA tables, one thread per CUDA
 // thread) against the float64 recurrence on test-like shapes: y at <= 0.11 of the bf16 tolerance, final
 // states at <= 0.025 of theirs.
@@ -130,15 +136,13 @@
 #include "mma_fragments.cuh"
 #include "ssd_chunk_parallel.cuh"
 #include "ssd_chunk_state_twopass.cuh"
+#include "ssd_cp_common.cuh"
 
 namespace mamba::cuda {
 
-namespace {
-
-constexpr int kSsdCpChunk = 128;  // steps per chunk (only changes rounding: chunk_size is free)
 static_assert(kSsdCpChunk == kSsdTwoPassChunk, "the two-pass state kernels use the same chunks and slots");
 
-constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
+namespace {
 
 // The arguments of both kernels: the problem, the workspace views and the launch choices.
 struct SsdCpArgs {
@@ -154,84 +158,6 @@ struct SsdCpArgs {
     bool vec_bc, vec_x, vec_zy;           // 16-byte rows of B/C, x, and z/y
 };
 
-// Workspace slot of the chunk starting at row t0 of sequence seq (see the header comment).
-__device__ __forceinline__ int64_t slot_of(const SsdCpArgs & c, int64_t seq, int64_t t0) {
-    return c.a.packed ? t0 / kSsdCpChunk + seq : seq * c.chunks + t0 / kSsdCpChunk;
-}
-
-// The inverse: the sequence, batch row and rows [t0, t_end) of a slot; false for an unused slot.
-__device__ inline bool chunk_of_slot(const SsdCpArgs & c, int64_t slot, int64_t & seq, int64_t & b, int64_t & t0, int64_t & t_end) {
-    const SsdArgs & a = c.a;
-    if (!a.packed) {
-        seq = slot / c.chunks;
-        b = seq;
-        t0 = (slot % c.chunks) * kSsdCpChunk;
-        t_end = a.len;
-        return seq < c.nseq && t0 < t_end;
-    }
-    // The last sequence i whose first slot cu[i]/Q + i is <= slot (that first slot grows with i).
-    int64_t lo = 0, hi = c.nseq - 1;
-    while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (cu_at(a, mid) / kSsdCpChunk + mid <= slot) lo = mid;
-        else hi = mid - 1;
-    }
-    seq = lo;
-    b = 0;
-    const int64_t begin = cu_at(a, lo);
-    t0 = begin + (slot - (begin / kSsdCpChunk + lo)) * kSsdCpChunk;
-    t_end = cu_at(a, lo + 1);
-    return t0 >= begin && t0 < t_end;
-}
-
-// The exponent k of a power-of-two scale with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima):
-// values times 2^-k are float16-safe and keep float16's 11 bits down to max_abs * 2^-28. Both 2^k and
-// 2^-k are exact floats (k in [-100, 114]).
-__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
-    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
-    int e = 0;
-    frexpf(max_abs, &e);  // max_abs < 2^e
-    return e - 14 < -100 ? -100 : e - 14;
-}
-
-__device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
-    float dt = raw + bias;
-    if (a.softplus) dt = softplus_f(dt);
-    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-    return dt;
-}
-
-// ---- state kernel ---------------------------------------------------------------------------------
-
-// ---- mma.sync helpers ----------------------------------------------------------------------------
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
-__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
-}
-
 // ---- accumulator layout <-> 16-byte rows (the output kernel's z and y) ------------------------------
 //
 // In an m16n8 accumulator the 4 lanes of a quad (lane / 4 = row) hold one row's 8 columns, 2 each, so a
@@ -240,281 +166,13 @@ __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, ui
 // each lane one tile's whole 16 bytes: 8 rows x 64 bytes an instruction, whole sectors, a quarter of the
 // instructions.
 
-// Word of v at a lane-dependent index without local memory (selects).
-__device__ __forceinline__ uint32_t pick4(const uint32_t (&v)[4], int i) {
-    return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3];
-}
-// In: v[j] = word q of item j, q = lane % 4. Out: v[j] = word j of item q. (Its own inverse.) Three
-// shuffles; every lane of the warp must call it.
-__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int lane) {
-    const int q = lane % 4;
-    uint32_t out[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) out[j] = v[j];  // out[q] = v[q] stays; the others are replaced below
-#pragma unroll
-    for (int k = 1; k < 4; ++k) {
-        // Lane q sends its word for lane q ^ k (item q ^ k) and receives lane q ^ k's word for item q.
-        const uint32_t got = __shfl_xor_sync(0xffffffffu, pick4(v, q ^ k), k);
-        const int at = q ^ k;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) out[j] = j == at ? got : out[j];
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = out[j];
-}
 __device__ __forceinline__ uint4 as_uint4(const uint32_t (&v)[4]) { return make_uint4(v[0], v[1], v[2], v[3]); }
-
-// ---- state kernel, mma.sync (automatic choice at few blocks) ------------------------------------------
-//
-// Block = (sequence, head, 16 or 32 channels) walking the sequence's chunks, as above; the state lives in
-// mma.sync accumulators (warp: one 16-channel row tile, 16 or 32 states). Per chunk, one barrier:
-//   every warp turns the chunk's raw dt (in its registers since the previous chunk) into dt and acum by
-//   itself (a 32-lane scan, no shared phase) and writes its own w_s = dt_s exp(acum_end - acum_s);
-//   after the barrier (the chunk's B and x are in; every warp's max |S| is visible) the next chunk's copy
-//   is issued, S_in is stored straight from the accumulators (float16 after the block's power-of-two
-//   scale), and S <- exp(acum_end) S + (x w)^T B: the A operand x^T comes by ldmatrix.trans from x's
-//   rows, is scaled by w in registers and split into bf16 hi + lo (no Xw pass, no Xw in shared memory);
-//   B by ldmatrix.trans from B's rows. The max |S| for the next chunk's scale goes to a parity buffer.
-// Counts per chunk and block (32 channels, N 128): 2 x 16 x 8 x 2 = 512 MMAs m16n8k16 over 8 warps, 64
-// per warp in 8 k steps of 8 independent accumulators; x^T scaling 128 values per lane. Shared memory:
-// B and x double-buffered, w per warp: 94 KB (N 128, 32 channels), 2 blocks per SM. B8 L2048 H80: 20480
-// block-chunks, 43 GFLOP (as above). Expected: a chunk costs about one L2/DRAM round trip of the next
-// chunk's copy (issued after the barrier, waited for at the next) plus ~600 cycles of MMA chain, ~1-2 us;
-// 16 chunks per block, 4.85 waves of 264 resident blocks at B8 -> ~0.08-0.16 ms; B1 one wave ~0.02-0.03 ms.
-
-template <int kStatePad, int kChannelTile>
-struct SsdCpMmaStateTraits {
-    static constexpr int kN = kStatePad;      // dstate padded to 64 or 128
-    static constexpr int kPT = kChannelTile;  // channels per block: 16 or 32
-    static constexpr int kQ = kSsdCpChunk;
-    static constexpr int kTP = kPT / 16;      // 16-channel row tiles
-    // Warps: each owns one row tile and kNW states (at least 16: two n8 tiles per ldmatrix).
-    static constexpr int kWarps = kTP * kN / 16 < 8 ? kTP * kN / 16 : 8;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kWarpsPerTile = kWarps / kTP;
-    static constexpr int kNW = kN / kWarpsPerTile;  // states per warp
-    static constexpr int kNT8 = kNW / 8;            // n8 accumulators per warp
-    static constexpr int ldN = kN + 8;              // bf16 rows of B (16-byte rows on distinct bank quads)
-    static constexpr int ldP = kPT + 8;             // bf16 rows of x
-    static constexpr size_t kBBytes = align128(size_t(kQ) * ldN * 2);
-    static constexpr size_t kXBytes = align128(size_t(kQ) * ldP * 2);
-    static constexpr size_t oB = 0;
-    static constexpr size_t oX = oB + 2 * kBBytes;
-    static constexpr size_t oW = oX + 2 * kXBytes;               // per warp: w_s of the chunk
-    static constexpr size_t oMax = oW + align128(size_t(kWarps) * kQ * 4);  // [2][kWarps]: max |S| by chunk parity
-    static constexpr size_t kSmemBytes = oMax + align128(2 * kWarps * 4);
-    static_assert(kNT8 % 2 == 0 && kNT8 >= 2, "B fragments come two n8 tiles per ldmatrix");
-    static_assert(kWarps % kTP == 0, "whole row tiles per warp group");
-    static_assert(kThreads % (kN / 8) == 0 && kThreads % (kPT / 8) == 0, "a thread copies the same columns every round");
-    static_assert(kQ == 128, "a lane scans 4 steps of the chunk");
-};
-
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 2) ssd_cp_state_mma_kernel(SsdCpArgs c) {
-    const SsdArgs & a = c.a;
-    constexpr int N = Tr::kN, PT = Tr::kPT, Q = Tr::kQ, NT = Tr::kThreads, NT8 = Tr::kNT8, W = Tr::kWarps;
-    constexpr int ldN = Tr::ldN, ldP = Tr::ldP;
-    namespace fr = frag;
-    extern __shared__ __align__(128) unsigned char smem[];
-    auto sB = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oB + size_t(buf) * Tr::kBBytes); };
-    auto sX = [&](int buf) { return reinterpret_cast<bf16_t *>(smem + Tr::oX + size_t(buf) * Tr::kXBytes); };
-    float * sMax = reinterpret_cast<float *>(smem + Tr::oMax);
-
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    float * sW = reinterpret_cast<float *>(smem + Tr::oW) + warp * Q;
-    const int64_t h = blockIdx.y, seq = blockIdx.z;
-    const int64_t p0 = int64_t(blockIdx.x) * PT;
-    const int64_t g = h / a.heads_per_group;
-    int64_t b, t_begin, t_end;
-    sequence_span(a, seq, b, t_begin, t_end);
-    const float A = a.A[h * a.A_s];
-    const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
-    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
-    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
-    const bf16_t zero = __float2bfloat16_rn(0.0f);
-    const int tp = warp / Tr::kWarpsPerTile;                 // the warp's 16-channel row tile
-    const int n_w = (warp % Tr::kWarpsPerTile) * Tr::kNW;    // its first state
-
-    // The state (accumulator layout: element i of n8 tile nt is channel row acc_row, state acc_col),
-    // starting at the initial state (zeros past dstate and headdim, where B and x are zero too).
-    float S[NT8][4];
-#pragma unroll
-    for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
-            S[nt][i] = a.has_init && p < a.headdim && n < a.dstate ? a.init[seq * a.init_s[0] + h * a.init_s[1] + p * a.init_s[2] + n * a.init_s[3]] : 0.0f;
-        }
-
-    // Loads of the chunk starting at tc: B and x into buffer buf (cp.async on the 16-byte paths, zeros
-    // past the end), its raw dt into every warp's registers (lane: steps 4 lane .. 4 lane + 3).
-    float rDt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    auto issue = [&](int64_t tc, int buf) {
-        const int64_t avail = t_end - tc;
-        bf16_t * dB = sB(buf);
-        bf16_t * dX = sX(buf);
-        if (c.vec_bc) {
-            const int n = tid % (N / 8) * 8;
-            for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
-                const bool in = k < avail && n < a.dstate;
-                cp_async_16(dB + k * ldN + n, in ? Bg + b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * N; i += NT) {
-                const int k = i / N, n = i % N;
-                dB[k * ldN + n] = (k < avail && n < a.dstate) ? Bg[b * a.B_s[0] + (tc + k) * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
-            }
-        }
-        if (c.vec_x) {
-            const int pp = tid % (PT / 8) * 8;
-            const int64_t p = p0 + pp;
-            for (int k = tid / (PT / 8); k < Q; k += NT / (PT / 8)) {
-                const bool in = k < avail && p < a.headdim;
-                cp_async_16(dX + k * ldP + pp, in ? xg + b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int k = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                dX[k * ldP + pp] = (k < avail && p < a.headdim) ? xg[b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
-            }
-        }
-        cp_async_commit();
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int k = lane * 4 + i;
-            rDt[i] = k < avail ? a.dt.load(b * a.dt_s[0] + (tc + k) * a.dt_s[1] + h * a.dt_s[2]) : 0.0f;
-        }
-    };
-    // x of the chunk starting at tc towards L2 (x is the one operand read from DRAM: B and dt are shared
-    // by the heads and stay in L2), two chunks ahead of its use, so that the copy issued one chunk
-    // ahead waits on L2 rather than DRAM. One row of PT channels per thread.
-    auto prefetch_x = [&](int64_t tc) {
-        for (int k = tid; k < Q; k += NT)
-            if (tc + k < t_end && p0 < a.headdim)
-                prefetch_l2(reinterpret_cast<const char *>(a.x.p) + (b * a.x_s[0] + (tc + k) * a.x_s[1] + h * a.x_s[2] + p0 * a.x_s[3]) * 2);
-    };
-    issue(t_begin, 0);
-    prefetch_x(t_begin + Q);
-
-    int buf = 0, parity = 0;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1, parity ^= 1) {
-        const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-        const int64_t slot = slot_of(c, seq, t0);
-        // The warp's largest |state| entering this chunk, for S_in's scale (read after the barrier).
-        {
-            float m = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-                for (int i = 0; i < 4; ++i) m = fmaxf(m, fabsf(S[nt][i]));
-            m = warp_max(m);
-            if (lane == 0) sMax[parity * W + warp] = m;
-        }
-        // dt (bias, softplus, limit) and the inclusive cumulative sum of dt*A, by every warp.
-        float dt[4], acum[4], run = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            dt[i] = lane * 4 + i < steps ? process_dt(a, rDt[i], bias) : 0.0f;
-            run += dt[i] * A;
-        }
-        float incl = run;
-#pragma unroll
-        for (int off = 1; off < 32; off *= 2) {
-            const float o = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += o;
-        }
-        {
-            float acc_run = incl - run;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                acc_run += dt[i] * A;
-                acum[i] = acc_run;
-            }
-        }
-        const float acum_end = __shfl_sync(0xffffffffu, acum[3], 31);
-        __syncwarp();  // the warp's reads of sW in the previous chunk are done
-#pragma unroll
-        for (int i = 0; i < 4; ++i) sW[lane * 4 + i] = dt[i] * __expf(acum_end - acum[i]);
-        if (warp == 0 && blockIdx.x == 0) {
-            const int64_t at = (slot * a.heads + h) * Q + lane * 4;
-            *reinterpret_cast<float4 *>(c.dts + at) = make_float4(dt[0], dt[1], dt[2], dt[3]);
-            *reinterpret_cast<float4 *>(c.acums + at) = make_float4(acum[0], acum[1], acum[2], acum[3]);
-        }
-
-        cp_async_wait_all();
-        __syncthreads();  // this chunk's B and x are in; every warp's max |S| is written; the other buffers are free
-        if (t0 + Q < t_end) issue(t0 + Q, buf ^ 1);
-        prefetch_x(t0 + 2 * Q);
-
-        // The state entering this chunk, float16 after a power-of-two scale shared by the block (exact
-        // scaling; float16 keeps 11 bits, bf16's 8 are not enough: see the header).
-        float block_max = 0.0f;
-#pragma unroll
-        for (int w = 0; w < W; ++w) block_max = fmaxf(block_max, sMax[parity * W + w]);
-        const int scale_exp = f16_scale_exponent(block_max);
-        const float inv_scale = ldexpf(1.0f, -scale_exp);
-        if (tid < Tr::kTP && p0 + 16 * tid < c.Pw) c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + tid] = ldexpf(1.0f, scale_exp);
-        if (p0 + 16 * tp < c.Pw) {
-            f16_t * St = c.states + ((slot * a.heads + h) * c.Pw + p0 + 16 * tp) * N + n_w;
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr)
-                    *reinterpret_cast<__half2 *>(St + fr::acc_row(lane, 2 * rr) * N + 8 * nt + fr::acc_col(lane, 0)) =
-                        __floats2half2_rn(S[nt][2 * rr] * inv_scale, S[nt][2 * rr + 1] * inv_scale);
-        }
-
-        // ---- S <- exp(acum_end) S + (x w)^T B, x w as bf16 hi + lo ----
-        const float decay = __expf(acum_end);
-#pragma unroll
-        for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) S[nt][i] *= decay;
-        const bf16_t * cX = sX(buf);
-        const bf16_t * cB = sB(buf);
-#pragma unroll 2
-        for (int kk = 0; kk < Q / 16; ++kk) {
-            uint32_t xa[4];  // x^T (p, s) = x[s][p]
-            ldsm_x4_trans(xa, cX + (16 * kk + fr::ldsm_at_row(lane)) * ldP + 16 * tp + fr::ldsm_at_col(lane));
-            const float2 w_lo = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 0, 0));  // steps 2c, 2c + 1
-            const float2 w_hi = *reinterpret_cast<const float2 *>(sW + 16 * kk + fr::a_col(lane, 2, 0));  // steps 2c + 8, 2c + 9
-            uint32_t ahi[4], alo[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&xa[r]);
-                const float2 w = r / 2 == 0 ? w_lo : w_hi;
-                split_pair(__low2float(xv) * w.x, __high2float(xv) * w.y, ahi[r], alo[r]);
-            }
-#pragma unroll
-            for (int np = 0; np < NT8 / 2; ++np) {
-                uint32_t fb[4];  // B (s, n) = B[s][n]
-                ldsm_x4_trans(fb, cB + (16 * kk + fr::ldsm_b_row(lane)) * ldN + n_w + 16 * np + fr::ldsm_b_col(lane));
-                mma_bf16(S[2 * np], ahi, fb[0], fb[1]);
-                mma_bf16(S[2 * np + 1], ahi, fb[2], fb[3]);
-                mma_bf16(S[2 * np], alo, fb[0], fb[1]);
-                mma_bf16(S[2 * np + 1], alo, fb[2], fb[3]);
-            }
-        }
-    }
-    cp_async_wait_all();  // nothing may stay in flight when the block ends (an empty sequence issued one)
-
-    // The final state, float32 (initial and final states may alias: each element is read above and
-    // written here by the same thread).
-    if (a.has_fin) {
-#pragma unroll
-        for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int64_t p = p0 + 16 * tp + fr::acc_row(lane, i), n = n_w + 8 * nt + fr::acc_col(lane, i);
-                if (p < a.headdim && n < a.dstate) a.fin[seq * a.fin_s[0] + h * a.fin_s[1] + p * a.fin_s[2] + n * a.fin_s[3]] = S[nt][i];
-            }
-    }
-}
 
 // ---- state kernel, head pairs (automatic choice at many blocks) ----------------------------------------
 //
-// The mma kernel above, with a block = (sequence, two heads of one group, 16 or 32 channels): both heads
+// The removed one-head mma kernel (header: a block = (sequence, head, 16 or 32 channels), the state in
+// accumulators, every warp scanning dt itself), with a block = (sequence, two heads of one group, 16 or 32
+// channels): both heads
 // read the same B, so B is staged once per chunk for the pair and every B fragment a warp loads by
 // ldmatrix feeds both heads' MMAs. Warp: one 16-channel row tile and kNW states of BOTH heads, so it
 // carries 2 x kNT8 independent accumulator chains (8 at 32 channels, N 128) instead of kNT8.
@@ -855,9 +513,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
     }
 }
 
-// ---- output kernel, mma8: 8 warps, G in shared memory, each load in flight over one phase ----------------
+// ---- output kernel layout: 8 warps, G in shared memory, each load in flight over one phase ----------------
 //
-// The removed 4-warp output kernel held G in registers (241 registers, 2 blocks = 8 warps an SM) and each
+// SsdCpOutputTraits is the block layout of the output kernel (ssd_cp_output_lean.cuh derives its traits
+// from it); the kernel it was written for, mma8, is removed (header) and the text below describes the
+// design both share (the lean kernel's changes: its file's comment). The removed 4-warp output kernel held G in registers (241 registers, 2 blocks = 8 warps an SM) and each
 // warp ran long dependent ldmatrix/mma chains with little to hide their latency (0.763 ms at B8 against
 // this kernel's 0.525 ms, header). Here:
 //   * 8 warps a block, warp w = (strip pair i = w % 4, channel half w / 4): strips i and 7 - i (9 tiles on
@@ -898,10 +558,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 template <int kStatePad, bool kEarlyZArg>
 struct SsdCpOutputTraits {
     static constexpr int kN = kStatePad;  // dstate padded to 64 or 128
-    // The build for calls with z (the launch picks it from SsdArgs::has_z): z's loads issued before
-    // phase B, phase B strip after strip. Else (calls without z): phase B over both strips at once, z
-    // (if any) loaded in the epilogue.
-    static constexpr bool kEarlyZ = kEarlyZArg;
+    // kEarlyZArg: the lean kernel's gate (its traits pass has_z; no layout depends on it).
     static constexpr int kQ = kSsdCpChunk;
     static constexpr int kPT = 64;  // channels per block
     static constexpr int kWarps = 8;
@@ -939,388 +596,7 @@ struct SsdCpOutputTraits {
     static_assert(kSmemBytes * 2 + 2048 <= 228 * 1024, "two blocks fit an H100/H200 SM");
 };
 
-template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_output_mma8_kernel(SsdCpArgs c) {
-    const SsdArgs & a = c.a;
-    constexpr int N = Tr::kN, Q = Tr::kQ, PT = Tr::kPT, PW = Tr::kPW, NT = Tr::kThreads, KN = Tr::kKN, NT8 = Tr::kNT;
-    constexpr int ldN = Tr::ldN, ldP = Tr::ldP, GF = int(Tr::kGTileFloats);
-    namespace fr = frag;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t * sC = reinterpret_cast<bf16_t *>(smem + Tr::oC);
-    f16_t * sC16 = reinterpret_cast<f16_t *>(smem + Tr::oC);
-    float * sCscale = reinterpret_cast<float *>(smem + Tr::oCscale);
-    float * sG = reinterpret_cast<float *>(smem + Tr::oG);
-    f16_t * sS = reinterpret_cast<f16_t *>(smem + Tr::oS);
-    bf16_t * sX = reinterpret_cast<bf16_t *>(smem + Tr::oX);
-    bf16_t * sB = reinterpret_cast<bf16_t *>(smem + Tr::oS);
-    auto small = [&](int buf) { return smem + Tr::oSmall + size_t(buf) * Tr::kSmallBytes; };
-
-    int64_t seq, b, t0, t_end;
-    const int64_t slot = blockIdx.x;
-    if (!chunk_of_slot(c, slot, seq, b, t0, t_end)) return;  // a slot no chunk uses (packed)
-    const int steps = t_end - t0 < Q ? int(t_end - t0) : Q;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int64_t g = blockIdx.y / c.head_tiles, ht = blockIdx.y % c.head_tiles;
-    const int64_t h_first = g * a.heads_per_group + ht * c.heads_per_block;
-    const int64_t rest = a.heads_per_group - ht * c.heads_per_block;
-    const int nh = int(rest < c.heads_per_block ? rest : c.heads_per_block);
-    const int64_t p0 = int64_t(blockIdx.z) * PT;
-    const bf16_t * xg = reinterpret_cast<const bf16_t *>(a.x.p);
-    const bf16_t * Bg = reinterpret_cast<const bf16_t *>(a.B.p);
-    const bf16_t * Cg = reinterpret_cast<const bf16_t *>(a.C.p);
-    const bf16_t zero = __float2bfloat16_rn(0.0f);
-    const int pair = warp % Tr::kPairs;
-    const int strip_lo = pair, strip_hi = Tr::kStrips - 1 - pair;
-    const int pw0 = (warp / Tr::kPairs) * PW;  // the warp's first channel in the block
-
-    // ---- C and B of the chunk (zeros past the end and past dstate) ----
-    if (c.vec_bc) {
-        const int n = tid % (N / 8) * 8;
-        for (int k = tid / (N / 8); k < Q; k += NT / (N / 8)) {
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            cp_async_16(sC + k * ldN + n, in ? Cg + b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n : Cg, in);
-            cp_async_16(sB + k * ldN + n, in ? Bg + b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n : Bg, in);
-        }
-        cp_async_commit();
-    } else {
-        for (int i = tid; i < Q * N; i += NT) {
-            const int k = i / N, n = i % N;
-            const bool in = k < steps && n < a.dstate;
-            const int64_t t = t0 + k;
-            sC[k * ldN + n] = in ? Cg[b * a.C_s[0] + t * a.C_s[1] + g * a.C_s[2] + n * a.C_s[3]] : zero;
-            sB[k * ldN + n] = in ? Bg[b * a.B_s[0] + t * a.B_s[1] + g * a.B_s[2] + n * a.B_s[3]] : zero;
-        }
-    }
-
-    // S_in of head h, its scales, dt and acum (into small buffer buf): one cp.async group.
-    auto stage_state = [&](int64_t h, int buf) {
-        const f16_t * S = c.states + ((slot * a.heads + h) * c.Pw + p0) * N;
-        const int n = tid % (N / 8) * 8;
-        for (int pp = tid / (N / 8); pp < PT; pp += NT / (N / 8)) {
-            const bool in = p0 + pp < a.headdim;
-            cp_async_16(sS + pp * ldN + n, in ? S + pp * N + n : c.states, in);
-        }
-        unsigned char * sm = small(buf);
-        const int64_t pr = (slot * a.heads + h) * Q;
-        if (tid < Q / 4) cp_async_16(sm + Tr::sDt + tid * 16, c.dts + pr + tid * 4, true);
-        else if (tid < Q / 2) cp_async_16(sm + Tr::sAcum + (tid - Q / 4) * 16, c.acums + pr + (tid - Q / 4) * 4, true);
-        else if (tid < Q / 2 + PT / 16) {
-            const int i = tid - Q / 2;
-            reinterpret_cast<float *>(sm + Tr::sScale)[i] = p0 + 16 * i < c.Pw ? c.scales[(slot * a.heads + h) * (c.Pw / 16) + p0 / 16 + i] : 1.0f;
-        }
-        cp_async_commit();
-    };
-    // x of head h: one cp.async group (plain stores on the generic path).
-    auto stage_x = [&](int64_t h) {
-        if (c.vec_x) {
-            const int pp = tid % (PT / 8) * 8;
-            const int64_t p = p0 + pp;
-            for (int s = tid / (PT / 8); s < Q; s += NT / (PT / 8)) {
-                const bool in = s < steps && p < a.headdim;
-                cp_async_16(sX + s * ldP + pp, in ? xg + b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p : xg, in);
-            }
-        } else {
-            for (int i = tid; i < Q * PT; i += NT) {
-                const int s = i / PT, pp = i % PT;
-                const int64_t p = p0 + pp;
-                sX[s * ldP + pp] = (s < steps && p < a.headdim) ? xg[b * a.x_s[0] + (t0 + s) * a.x_s[1] + h * a.x_s[2] + p * a.x_s[3]] : zero;
-            }
-        }
-        cp_async_commit();
-    };
-    // x, S_in and z of head hn towards L2 a phase ahead of their use: one thread per step (x), per 128-byte
-    // line of the block's S_in rows (written by the state kernel long before: DRAM), one lane per row of
-    // the warp's strips (z, read as 16-byte row pieces: before phase B in the z build, in the epilogue otherwise).
-    auto prefetch_head = [&](int64_t hn) {
-        if (p0 >= a.headdim) return;
-        {
-            const int64_t rows = c.Pw - p0 < PT ? c.Pw - p0 : PT;
-            if (tid < rows * N * 2 / 128)
-                prefetch_l2(reinterpret_cast<const char *>(c.states + ((slot * a.heads + hn) * c.Pw + p0) * N) + tid * 128);
-        }
-        if (c.vec_x && tid < steps) prefetch_l2(xg + b * a.x_s[0] + (t0 + tid) * a.x_s[1] + hn * a.x_s[2] + p0);
-        if (a.has_z && c.vec_zy && p0 + pw0 < a.headdim) {
-            const int t = lane < 16 ? 16 * strip_lo + lane : 16 * strip_hi + lane - 16;
-            if (t < steps) prefetch_l2(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + hn * a.z_s[2] + p0 + pw0);
-        }
-    };
-    prefetch_head(h_first);
-    cp_async_wait_all();
-    __syncthreads();
-
-    // ---- G = C B^T: 36 tiles over the warps, stored in the accumulator layout ----
-#pragma unroll 1
-    for (int t = warp; t < Tr::kTri; t += Tr::kWarps) {
-        int st = 0;
-        while ((st + 1) * (st + 2) / 2 <= t) ++st;
-        const int jt = t - st * (st + 1) / 2;
-        float acc[2][2][4];  // [k parity][n8 half]: two chains per n8 half
-#pragma unroll
-        for (int u = 0; u < 2; ++u)
-#pragma unroll
-            for (int q = 0; q < 2; ++q)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[u][q][e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KN; ++kk) {
-            uint32_t fa[4], fb[4];
-            ldsm_x4(fa, sC + (16 * st + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
-            ldsm_x4(fb, sB + (16 * jt + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
-            mma_bf16(acc[kk % 2][0], fa, fb[0], fb[1]);
-            mma_bf16(acc[kk % 2][1], fa, fb[2], fb[3]);
-        }
-#pragma unroll
-        for (int q = 0; q < 2; ++q)
-            *reinterpret_cast<float4 *>(sG + t * GF + q * 128 + lane * 4) =
-                make_float4(acc[0][q][0] + acc[1][q][0], acc[0][q][1] + acc[1][q][1], acc[0][q][2] + acc[1][q][2], acc[0][q][3] + acc[1][q][3]);
-    }
-    __syncthreads();  // G is complete; B (under S_in and x) and C are no longer read as bf16
-
-    // ---- C rows as float16, each divided by a power of two (its scale joins exp(acum)) ----
-#pragma unroll 1
-    for (int r = warp; r < Q; r += Tr::kWarps) {
-        constexpr int E = N / 32;
-        float v[E], m = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-            v[e] = __bfloat162float(sC[r * ldN + lane + 32 * e]);
-            m = fmaxf(m, fabsf(v[e]));
-        }
-        const int scale_exp = f16_scale_exponent(warp_max(m));
-        const float inv = ldexpf(1.0f, -scale_exp);
-#pragma unroll
-        for (int e = 0; e < E; ++e) sC16[r * ldN + lane + 32 * e] = __float2half_rn(v[e] * inv);  // the lane's own elements
-        if (lane == 0) sCscale[r] = ldexpf(1.0f, scale_exp);
-    }
-    stage_state(h_first, 0);
-
-    const int gl = lane / 4;  // accumulator rows gl and gl + 8 of a strip
-    for (int j = 0; j < nh; ++j) {
-        const int64_t h = h_first + j;
-        const int buf = j & 1;
-        cp_async_wait_all();
-        __syncthreads();  // S_in(h) and its dt/acum are in; every warp is done with x(h - 1) (and C16 is complete)
-        stage_x(h);
-        if (j + 1 < nh) prefetch_head(h + 1);
-        const unsigned char * sm = small(buf);
-        const float * sDt = reinterpret_cast<const float *>(sm + Tr::sDt);
-        const float * sAcum = reinterpret_cast<const float *>(sm + Tr::sAcum);
-        const float * sSscale = reinterpret_cast<const float *>(sm + Tr::sScale);
-
-        // ---- phase A: acc = exp(acum_t) scale_t (C16 S_in^T), both strips together ----
-        float acc[2][NT8][4];
-#pragma unroll
-        for (int si = 0; si < 2; ++si)
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[si][nt][e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < KN; ++kk) {
-            uint32_t fa[2][4];
-            ldsm_x4(fa[0], sC16 + (16 * strip_lo + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
-            ldsm_x4(fa[1], sC16 + (16 * strip_hi + fr::ldsm_a_row(lane)) * ldN + 16 * kk + fr::ldsm_a_col(lane));
-#pragma unroll
-            for (int np = 0; np < NT8 / 2; ++np) {
-                uint32_t fb[4];  // S_in^T (n, p) = sS[p][n]
-                ldsm_x4(fb, sS + (pw0 + 16 * np + fr::ldsm_bt_row(lane)) * ldN + 16 * kk + fr::ldsm_bt_col(lane));
-#pragma unroll
-                for (int si = 0; si < 2; ++si) {
-                    mma_f16(acc[si][2 * np], fa[si], fb[0], fb[1]);
-                    mma_f16(acc[si][2 * np + 1], fa[si], fb[2], fb[3]);
-                }
-            }
-        }
-        float acum_r[2][2];  // [strip][row gl, gl + 8]
-#pragma unroll
-        for (int si = 0; si < 2; ++si) {
-            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
-            acum_r[si][0] = sAcum[t_a];
-            acum_r[si][1] = sAcum[t_a + 8];
-            const float row_a = __expf(acum_r[si][0]) * sCscale[t_a], row_b = __expf(acum_r[si][1]) * sCscale[t_a + 8];
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt) {
-                const float cs = sSscale[(pw0 + 8 * nt) / 16];
-                acc[si][nt][0] *= row_a * cs;
-                acc[si][nt][1] *= row_a * cs;
-                acc[si][nt][2] *= row_b * cs;
-                acc[si][nt][3] *= row_b * cs;
-            }
-        }
-
-        cp_async_wait_all();
-        __syncthreads();  // x(h) is in; every warp is done with S_in(h)
-        if (j + 1 < nh) stage_state(h + 1, buf ^ 1);
-
-        // z of the warp's rows as 16-byte pieces ([strip][row gl + 8 rr]: channels pw0 + 8 (lane % 4) ..
-        // + 7), loaded here (kEarlyZ: in flight during phase B) or in the epilogue.
-        const int q4 = lane % 4;
-        auto load_z_row = [&](int si, int rr) {
-            const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-            const int64_t p = p0 + pw0 + 8 * q4;
-            uint4 v = make_uint4(0u, 0u, 0u, 0u);
-            if (t < steps && p < a.headdim)
-                v = *reinterpret_cast<const uint4 *>(reinterpret_cast<const bf16_t *>(a.z.p) + b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2] + p);
-            return v;
-        };
-        uint4 zq[2][2] = {{make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}, {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}};
-        if (Tr::kEarlyZ && c.vec_zy && a.has_z)
-#pragma unroll
-            for (int si = 0; si < 2; ++si)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) zq[si][rr] = load_z_row(si, rr);
-
-        // ---- phase B: + M X, M tile (st, jt) made from the stored G tile, as bf16 hi + lo ----
-        // The M tile (st, jt) of strip si as bf16 hi + lo A fragments.
-        auto make_m = [&](int si, int st, int jt, uint32_t (&mhi)[4], uint32_t (&mlo)[4]) {
-            const int t_a = 16 * st + gl, t_b = t_a + 8;
-            const float * Gt = sG + (st * (st + 1) / 2 + jt) * GF + lane * 4;
-            float m[2][4];
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-                const float4 gq = *reinterpret_cast<const float4 *>(Gt + q * 128);
-                const float gv[4] = {gq.x, gq.y, gq.z, gq.w};
-                const int s0 = 16 * jt + 8 * q + fr::acc_col(lane, 0);  // columns s0, s0 + 1
-                const float2 dt2 = *reinterpret_cast<const float2 *>(sDt + s0);
-                const float2 ac2 = *reinterpret_cast<const float2 *>(sAcum + s0);
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int t = e < 2 ? t_a : t_b;
-                    const int s = s0 + e % 2;
-                    const float at = acum_r[si][e / 2];
-                    const float as = e % 2 == 0 ? ac2.x : ac2.y, ds = e % 2 == 0 ? dt2.x : dt2.y;
-                    m[q][e] = s <= t ? gv[e] * __expf(at - as) * ds : 0.0f;
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-                split_pair(m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 0)], m[fr::a_from_acc_tile(r)][fr::a_from_acc_elem(r, 1)], mhi[r], mlo[r]);
-        };
-        // X (s, p) = sX[s][p] for the k step of column tile jt.
-        auto load_x = [&](int jt, uint32_t (&fb)[NT8 / 2][4]) {
-#pragma unroll
-            for (int np = 0; np < NT8 / 2; ++np)
-                ldsm_x4_trans(fb[np], sX + (16 * jt + fr::ldsm_b_row(lane)) * ldP + pw0 + 16 * np + fr::ldsm_b_col(lane));
-        };
-        auto mma_x = [&](float (&ac)[NT8][4], const uint32_t (&ma)[4], const uint32_t (&fb)[NT8 / 2][4]) {
-#pragma unroll
-            for (int np = 0; np < NT8 / 2; ++np) {
-                mma_bf16(ac[2 * np], ma, fb[np][0], fb[np][1]);
-                mma_bf16(ac[2 * np + 1], ma, fb[np][2], fb[np][3]);
-            }
-        };
-        if constexpr (!Tr::kEarlyZ) {
-            // Column tile jt of both strips together: one X fragment load for both, 8 independent
-            // accumulators between dependent MMAs (strip_lo <= 3 < 4 <= strip_hi).
-#pragma unroll
-            for (int jt = 0; jt < Tr::kStrips; ++jt) {
-                if (jt > strip_hi) break;
-                const bool both = jt <= strip_lo;  // warp-uniform
-                uint32_t fb[NT8 / 2][4];
-                load_x(jt, fb);
-                uint32_t mhi[2][4], mlo[2][4];
-                make_m(1, strip_hi, jt, mhi[1], mlo[1]);
-                if (both) make_m(0, strip_lo, jt, mhi[0], mlo[0]);
-                mma_x(acc[1], mhi[1], fb);
-                if (both) mma_x(acc[0], mhi[0], fb);
-                mma_x(acc[1], mlo[1], fb);
-                if (both) mma_x(acc[0], mlo[0], fb);
-            }
-        } else {
-            // Strip after strip (4 independent accumulators): with z's 16 registers live through phase B
-            // the merged walk spills (section comment).
-#pragma unroll
-            for (int si = 0; si < 2; ++si) {
-                const int st = si == 0 ? strip_lo : strip_hi;
-#pragma unroll
-                for (int jt = 0; jt < Tr::kStrips; ++jt) {
-                    if (jt > st) break;
-                    uint32_t mhi[4], mlo[4];
-                    make_m(si, st, jt, mhi, mlo);
-                    uint32_t fb[NT8 / 2][4];
-                    load_x(jt, fb);
-                    mma_x(acc[si], mhi, fb);
-                    mma_x(acc[si], mlo, fb);
-                }
-            }
-        }
-
-        // ---- epilogue from the accumulators: + D x, gate, store ----
-        const float Dh = a.has_D && !a.D_per_channel ? a.D[h * a.D_s0] : 0.0f;
-        if (c.vec_zy) {
-            // 16-byte row pieces: z transposed into the accumulator layout, y back out of it.
-#pragma unroll
-            for (int si = 0; si < 2; ++si)
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = 16 * (si == 0 ? strip_lo : strip_hi) + gl + 8 * rr;
-                    const uint4 zr = !Tr::kEarlyZ && a.has_z ? load_z_row(si, rr) : zq[si][rr];
-                    uint32_t zw[4] = {zr.x, zr.y, zr.z, zr.w};
-                    if (a.has_z) quad_transpose(zw, lane);  // zw[nt]: channels pw0 + 8 nt + 2 q4, + 1
-                    uint32_t yw[4];
-#pragma unroll
-                    for (int nt = 0; nt < NT8; ++nt) {
-                        const int pp = pw0 + 8 * nt + 2 * q4;
-                        const int64_t p = p0 + pp;
-                        float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
-                        const __nv_bfloat162 z2 = *reinterpret_cast<const __nv_bfloat162 *>(&zw[nt]);
-#pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            if (a.has_D && p < a.headdim)
-                                v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
-                            if (a.has_z) v[e] *= silu_f(e == 0 ? __low2float(z2) : __high2float(z2));
-                        }
-                        const __nv_bfloat162 y2 = __floats2bfloat162_rn(v[0], v[1]);
-                        yw[nt] = *reinterpret_cast<const uint32_t *>(&y2);
-                    }
-                    quad_transpose(yw, lane);  // yw: channels pw0 + 8 q4 .. + 7 of row t
-                    const int64_t p = p0 + pw0 + 8 * q4;
-                    if (t < steps && p < a.headdim)
-                        *reinterpret_cast<uint4 *>(reinterpret_cast<bf16_t *>(a.y.p) + b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2] + p) = as_uint4(yw);
-                }
-            continue;
-        }
-        // Generic path (strided or unaligned z / y): element by element.
-        // (The 16-byte-row branch is unreachable here; kept as the measured builds had it: ptxas's
-        // register allocation of this kernel moved by 50-200 B of spills when it was removed.)
-#pragma unroll
-        for (int si = 0; si < 2; ++si) {
-            const int t_a = 16 * (si == 0 ? strip_lo : strip_hi) + gl;
-#pragma unroll
-            for (int nt = 0; nt < NT8; ++nt) {
-#pragma unroll
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int t = t_a + 8 * rr;
-                    const int pp = pw0 + 8 * nt + fr::acc_col(lane, 0);
-                    const int64_t p = p0 + pp;
-                    if (t >= steps || p >= a.headdim) continue;
-                    float v[2] = {acc[si][nt][2 * rr], acc[si][nt][2 * rr + 1]};
-                    const int64_t zrow = b * a.z_s[0] + (t0 + t) * a.z_s[1] + h * a.z_s[2];
-                    const int64_t yrow = b * a.y_s[0] + (t0 + t) * a.y_s[1] + h * a.y_s[2];
-                    __nv_bfloat162 z2 = __floats2bfloat162_rn(0.0f, 0.0f);
-                    if (a.has_z && c.vec_zy) z2 = *reinterpret_cast<const __nv_bfloat162 *>(reinterpret_cast<const bf16_t *>(a.z.p) + zrow + p);
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        if (p + e >= a.headdim) continue;  // odd headdim on the generic path
-                        if (a.has_D) v[e] += (a.D_per_channel ? a.D[h * a.D_s0 + (p + e) * a.D_s1] : Dh) * __bfloat162float(sX[t * ldP + pp + e]);
-                        if (a.has_z) v[e] *= silu_f(c.vec_zy ? (e == 0 ? __low2float(z2) : __high2float(z2)) : a.z.load(zrow + (p + e) * a.z_s[3]));
-                    }
-                    if (c.vec_zy) {
-                        *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<bf16_t *>(a.y.p) + yrow + p) = __floats2bfloat162_rn(v[0], v[1]);
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < 2; ++e)
-                            if (p + e < a.headdim) a.y.store(yrow + (p + e) * a.y_s[3], v[e]);
-                    }
-                }
-            }
-        }
-    }
-    cp_async_wait_all();  // nothing in flight at exit
-}
-
-// ---- output kernel, lean: mma8 with fewer instructions around the MMAs (its own file) ---------------
+// ---- output kernel (its own file) -------------------------------------------------------------------
 #include "ssd_cp_output_lean.cuh"
 
 // ---- host side -------------------------------------------------------------------------------------
@@ -1329,7 +605,6 @@ int64_t slot_count(const SsdCpShape & s) {
     if (s.len == 0) return 0;
     return s.packed ? (s.len - 1) / kSsdCpChunk + s.nseq : s.nseq * ceil_div(s.len, kSsdCpChunk);
 }
-int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
 // The output kernel's grid z: 64-channel tiles of headdim.
 int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t(SsdCpOutputTraits<64, false>::kPT)); }
 
@@ -1368,37 +643,8 @@ void launch_state_pair(mamba_context & ctx, const SsdCpArgs & c) {
     MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_pair_kernel");
 }
 
-template <int kN, int kPT>
-void launch_state_mma(mamba_context & ctx, const SsdCpArgs & c) {
-    const dim3 grid(unsigned(ceil_div(c.a.headdim, int64_t(kPT))), unsigned(c.a.heads), unsigned(c.nseq));
-    using Tr = SsdCpMmaStateTraits<kN, kPT>;
-    const auto kernel = ssd_cp_state_mma_kernel<Tr>;
-    set_smem<Tr>(kernel);
-    launch_kernel(ctx, "ssd_cp_state_mma_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_state_mma_kernel");
-}
-
-template <int kN, int kPT>
-void launch_state(mamba_context & ctx, const SsdCpArgs & c, SsdCpStateKernel kind) {
-    if (kind == SsdCpStateKernel::Pair) launch_state_pair<kN, kPT>(ctx, c);
-    else launch_state_mma<kN, kPT>(ctx, c);
-}
-
-// The output kernel's build for this call: early z with z, merged phase B without (the trace name tells
-// them apart; no spaces: full_check.sh splits trace lines by field).
-template <int kN, bool kEarlyZ>
-void launch_output(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
-    using Tr = SsdCpOutputTraits<kN, kEarlyZ>;
-    const auto kernel = ssd_cp_output_mma8_kernel<Tr>;
-    set_smem<Tr>(kernel);
-    const int64_t groups = c.a.heads / c.a.heads_per_group;
-    const dim3 grid(unsigned(slots), unsigned(groups * c.head_tiles), unsigned(output_channel_tiles(c.a.headdim)));
-    launch_kernel(ctx, kEarlyZ ? "ssd_cp_output_mma8_kernel/early_z" : "ssd_cp_output_mma8_kernel", false, kernel, grid, dim3(Tr::kThreads), Tr::kSmemBytes, c);
-    MAMBA_CUDA_CHECK_LAUNCH("ssd_cp_output_mma8_kernel");
-}
-
-// The lean output kernel (MAMBA_CUDA_SSD_OUTPUT=lean): the full build when every chunk is full and every
-// tensor takes the 16-byte-row paths (ssd_cp_output_lean.cuh), else the general one.
+// The output kernel (ssd_cp_output_lean.cuh): the full build when every chunk is full and every tensor
+// takes the 16-byte-row paths, else the general one; the gated build for calls with z.
 template <int kN, bool kHasZ, bool kFull>
 void launch_output_lean_build(mamba_context & ctx, const SsdCpArgs & c, int64_t slots) {
     using Tr = SsdCpOutputLeanTraits<kN, kHasZ, kFull>;
@@ -1427,7 +673,7 @@ void launch_output_lean(mamba_context & ctx, const SsdCpArgs & c, int64_t slots)
 
 // Heads per output block: the fewest whole waves of resident blocks, each block
 // costing its heads plus half a head for G (ties: more heads, G formed fewer times).
-int64_t mma8_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
+int64_t output_heads_per_block(int64_t blocks_per_head_tile, int64_t hpg, int64_t resident_blocks) {
     int64_t best = 1;
     double best_cost = 0.0;
     for (int64_t cand : {16, 8, 4, 2, 1}) {
@@ -1448,20 +694,30 @@ struct PairStateGrid {
     bool wide;
     int64_t blocks;
 };
-PairStateGrid pair_state_grid(const SsdCpArgs & c, int sms) {
-    const int64_t blocks32 = c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(32));
+PairStateGrid pair_state_grid(int64_t nseq, int64_t heads, int64_t heads_per_group, int64_t headdim, int sms) {
+    const int64_t head_pairs = heads / heads_per_group * ceil_div(heads_per_group, int64_t(2));  // state_head_pairs
+    const int64_t blocks32 = nseq * head_pairs * ceil_div(headdim, int64_t(32));
     if (blocks32 >= 2 * int64_t(sms)) return {true, blocks32};
-    return {false, c.nseq * state_head_pairs(c.a) * ceil_div(c.a.headdim, int64_t(16))};
+    return {false, nseq * head_pairs * ceil_div(headdim, int64_t(16))};
 }
 
 // The automatic state kernel: pair when its blocks fill the GPU at least kPairMinWaves times over (one
-// block per SM counted), else mma. Measured on an H200 (132 SMs, header): pair wins at B8 H80 (640
-// blocks = 4.8 x SMs, 0.44 ms against ~0.60) and loses at B1 H80 (160 blocks = 1.2 x SMs, one partial
-// wave) to mma; the threshold sits between the two measured points.
+// block per SM counted), else twopass. Measured on an H200 (132 SMs, header): pair 0.46 ms against
+// twopass 0.318 + 0.136 at B8 H80 (640 pair blocks = 4.8 x SMs; twopass 1.5-3% faster there in all, but
+// its float32 local states take 336 MB, ~1 GB at B4 L8192 H128, so pair stays at large grids), twopass
+// 0.181 / 0.168 ms a call against pair 0.243 / 0.229 at B1 H80 (160 pair blocks = 1.2 x SMs, one partial
+// wave). The threshold is the one the removed mma kernel was chosen below; shapes between the two
+// measured points (e.g. B4 H80, 320 pair blocks -> twopass) are not measured. The plan decides (it
+// reserves twopass's workspace), the run follows the plan. A grid below the threshold whose local states
+// would take more than kTwoPassMaxLocalBytes (e.g. B4 L8192 H128: 512 pair blocks, ~1 GB) keeps pair, so
+// the automatic choice never asks for more than that on top of the other scratch.
 constexpr int64_t kPairMinWaves = 4;
-SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpArgs & c, int sms) {
+constexpr size_t kTwoPassMaxLocalBytes = size_t(256) << 20;
+SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpShape & s, int sms) {
     if (chosen != SsdCpStateKernel::Auto) return chosen;
-    return pair_state_grid(c, sms).blocks >= kPairMinWaves * int64_t(sms) ? SsdCpStateKernel::Pair : SsdCpStateKernel::Mma;
+    if (pair_state_grid(s.nseq, s.heads, s.heads / s.groups, s.headdim, sms).blocks >= kPairMinWaves * int64_t(sms)) return SsdCpStateKernel::Pair;
+    return ssd_twopass_locals_bytes(slot_count(s), s.heads, s.headdim, s.dstate) <= kTwoPassMaxLocalBytes ? SsdCpStateKernel::TwoPass
+                                                                                                         : SsdCpStateKernel::Pair;
 }
 
 // The twopass state kernels (ssd_chunk_state_twopass.cu) on this call's workspace views.
@@ -1483,35 +739,22 @@ void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, float * loca
 
 template <int kN>
 void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, float * locals, int64_t slots, int sms) {
-    const SsdCpStateKernel state = resolve_state_kernel(plan.state, c, sms);
-    // State kernel mma: 32 channels per block (2 blocks of 8 warps per SM; 16 state tiles, two per warp)
-    // when those blocks cover the SMs, else 16 (B1 H40 P64: 160 blocks instead of 80). Pair: pair_state_grid.
-    const bool wide = state == SsdCpStateKernel::Pair ? pair_state_grid(c, sms).wide
-                                                      : c.nseq * c.a.heads * ceil_div(c.a.headdim, int64_t(32)) >= sms;
-    if (state == SsdCpStateKernel::TwoPass) launch_state_twopass(ctx, c, locals, slots);
-    else if (wide) launch_state<kN, 32>(ctx, c, state);
-    else launch_state<kN, 16>(ctx, c, state);
+    if (plan.state == SsdCpStateKernel::TwoPass) launch_state_twopass(ctx, c, locals, slots);
+    else if (pair_state_grid(c.nseq, c.a.heads, c.a.heads_per_group, c.a.headdim, sms).wide) launch_state_pair<kN, 32>(ctx, c);
+    else launch_state_pair<kN, 16>(ctx, c);
     if (slots == 0) return;
     const int64_t hpg = c.a.heads_per_group, groups = c.a.heads / hpg, ptiles = ceil_div(c.a.headdim, int64_t(64));
-    c.heads_per_block = mma8_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpOutputTraits<kN, false>::kMinBlocks) * sms);
+    c.heads_per_block = output_heads_per_block(slots * groups * ptiles, hpg, int64_t(SsdCpOutputTraits<kN, false>::kMinBlocks) * sms);
     c.head_tiles = ceil_div(hpg, c.heads_per_block);
-    if (plan.output == SsdCpOutputKernel::Lean) launch_output_lean<kN>(ctx, c, slots);
-    else if (c.a.has_z) launch_output<kN, true>(ctx, c, slots);
-    else launch_output<kN, false>(ctx, c, slots);
+    launch_output_lean<kN>(ctx, c, slots);
 }
 
-// Shared memory of the kernels that may run (the larger channel tile of the state kernels; under the
-// automatic choice either state kernel).
+// Shared memory of the kernels that will run (the larger channel tile of the pair kernel).
 template <int kN>
-size_t smem_need(const SsdCpPlan & plan, const SsdCpShape & s) {
-    size_t need = plan.output == SsdCpOutputKernel::Lean ? SsdCpOutputLeanTraits<kN, true, false>::kSmemBytes
-                                                          : SsdCpOutputTraits<kN, true>::kSmemBytes;  // (the gate and kFull change no layout)
-    auto at_least = [&need](size_t v) { need = v > need ? v : need; };
-    const bool any = plan.state == SsdCpStateKernel::Auto;
-    if (any || plan.state == SsdCpStateKernel::Mma) at_least(SsdCpMmaStateTraits<kN, 32>::kSmemBytes);
-    if (any || plan.state == SsdCpStateKernel::Pair) at_least(SsdCpPairStateTraits<kN, 32>::kSmemBytes);
-    if (plan.state == SsdCpStateKernel::TwoPass) at_least(ssd_twopass_smem_bytes(s.headdim, s.dstate));
-    return need;
+size_t smem_need(SsdCpStateKernel state, const SsdCpShape & s) {
+    const size_t output = SsdCpOutputLeanTraits<kN, true, false>::kSmemBytes;  // (the gate and kFull change no layout)
+    const size_t st = state == SsdCpStateKernel::TwoPass ? ssd_twopass_smem_bytes(s.headdim, s.dstate) : SsdCpPairStateTraits<kN, 32>::kSmemBytes;
+    return output > st ? output : st;
 }
 
 }  // namespace
@@ -1519,22 +762,20 @@ size_t smem_need(const SsdCpPlan & plan, const SsdCpShape & s) {
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     SsdCpPlan plan;
     // Read first, so that an unknown name fails every call, whichever path the shape takes.
-    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"mma", SsdCpStateKernel::Mma},
-                                                              {"pair", SsdCpStateKernel::Pair},
-                                                              {"twopass", SsdCpStateKernel::TwoPass}};
-    plan.state = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
-    static constexpr EnvChoice<SsdCpOutputKernel> kOutputs[] = {{"mma8", SsdCpOutputKernel::Mma8},
-                                                                {"lean", SsdCpOutputKernel::Lean}};
-    plan.output = env_choice("MAMBA_CUDA_SSD_OUTPUT", kOutputs, SsdCpOutputKernel::Mma8);
+    static constexpr EnvChoice<SsdCpStateKernel> kStates[] = {{"pair", SsdCpStateKernel::Pair}, {"twopass", SsdCpStateKernel::TwoPass}};
+    const SsdCpStateKernel forced = env_choice("MAMBA_CUDA_SSD_STATE", kStates, SsdCpStateKernel::Auto);
     if (!s.bf16_xbc || s.dstate < 1 || s.dstate > 128 || s.heads > 65535 || s.nseq > 65535 || s.nseq < 1) return plan;
+    if (s.groups < 1 || s.heads % s.groups != 0) return plan;
     // Grid limits of the kernels' y and z extents (x is 2^31 - 1 wide and checked below): heads and
     // sequences above; the output kernel's 64-channel tiles of headdim are its grid z. Past them the
     // sequential chunked kernel runs (its headdim tiles are its grid x).
     if (output_channel_tiles(s.headdim) > 65535) return plan;
     if (slot_count(s) > int64_t(0x7fffffff)) return plan;
     const CudaState & st = state_of(ctx);
-    // The shared memory of the kernels that will run (the larger channel tile of the state kernel).
-    const size_t need = s.dstate <= 64 ? smem_need<64>(plan, s) : smem_need<128>(plan, s);
+    const int sms = st.multiprocessors > 0 ? st.multiprocessors : 1;
+    plan.state = resolve_state_kernel(forced, s, sms);
+    // The shared memory of the kernels that will run.
+    const size_t need = s.dstate <= 64 ? smem_need<64>(plan.state, s) : smem_need<128>(plan.state, s);
     if (need > size_t(st.max_smem_per_block)) return plan;
     plan.use = true;
     plan.workspace_bytes = SsdCpWorkspace(s, plan.state == SsdCpStateKernel::TwoPass).total;
@@ -1542,7 +783,7 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
 }
 
 void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const SsdArgs & a, int64_t nseq, char * workspace) {
-    const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate};
+    const SsdCpShape s{true, a.packed, a.len, nseq, a.heads, a.headdim, a.dstate, a.heads / a.heads_per_group};
     const SsdCpWorkspace w(s, plan.state == SsdCpStateKernel::TwoPass);
     SsdCpArgs c{};
     c.a = a;

@@ -10,26 +10,24 @@ struct SsdCpShape {
     bool bf16_xbc;  // x, B and C all bfloat16
     bool packed;
     int64_t len, nseq, heads, headdim, dstate;
+    int64_t groups;  // B/C groups (heads % groups == 0): the pair kernel's grid counts head pairs per group
 };
 
 // Whether the chunk-parallel path runs this problem, and the workspace it needs (chunk states, dt and
 // its cumulative sums). The bytes must be carved from the same workspace as the op's other scratch.
-// The state kernel (MAMBA_CUDA_SSD_STATE = mma, pair or twopass, read by the plan at each call; unset =
-// Auto, an unknown name is an INVALID_ARGUMENT error). Auto picks mma or pair at launch from the grid and
-// the SM count (ssd_chunk_parallel.cu); twopass (ssd_chunk_state_twopass.cu: every chunk's local state in
-// parallel, then an elementwise carry) only when forced, and it needs a float32 workspace for the local
-// states. There is one output kernel (its gated and ungated instantiations are picked from the
-// arguments); all state kernels share the workspace format with it.
-enum class SsdCpStateKernel { Auto, Mma, Pair, TwoPass };
-// The output kernel (MAMBA_CUDA_SSD_OUTPUT = mma8 or lean, read with the state kernel; unset = mma8): lean
-// is mma8 with fewer instructions around the MMAs (ssd_cp_output_lean.cuh), same workspace and results.
-enum class SsdCpOutputKernel { Mma8, Lean };
+// The state kernel (MAMBA_CUDA_SSD_STATE = pair or twopass, read by the plan at each call; unset = automatic,
+// an unknown name is an INVALID_ARGUMENT error). The plan resolves the automatic choice from the grid and
+// the SM count (ssd_chunk_parallel.cu): twopass (ssd_chunk_state_twopass.cu: every chunk's local state in
+// parallel, then an elementwise carry; a float32 workspace for the local states, reserved by the plan)
+// where the pair kernel's grid would have fewer than 4 blocks per SM, else pair. There is one output
+// kernel (lean, ssd_cp_output_lean.cuh; its builds are picked from the arguments); both state kernels
+// share the workspace format with it.
+enum class SsdCpStateKernel { Auto, Pair, TwoPass };
 
 struct SsdCpPlan {
     bool use = false;
     size_t workspace_bytes = 0;
-    SsdCpStateKernel state = SsdCpStateKernel::Auto;
-    SsdCpOutputKernel output = SsdCpOutputKernel::Mma8;
+    SsdCpStateKernel state = SsdCpStateKernel::Auto;  // resolved (Pair or TwoPass) when use
 };
 SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & shape);
 

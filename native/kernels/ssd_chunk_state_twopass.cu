@@ -1,6 +1,7 @@
 // The chunk states of the chunk-parallel Mamba-2 SSD forward in two passes (state kernel `twopass` of
-// ssd_chunk_parallel.cu, forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace
-// outputs as the one-pass kernels there (mma, pair): S_in float16 + a power-of-two scale per 16 rows,
+// ssd_chunk_parallel.cu: the automatic choice where the pair kernel's grid has fewer than 4 blocks per SM,
+// or forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace outputs as the one-pass
+// kernel there (pair): S_in float16 + a power-of-two scale per 16 rows,
 // dt and acum per (slot, head), the final states float32; the output kernel cannot tell them apart.
 //
 // Why: the one-pass kernels walk a sequence's chunks serially inside one block (load, dt scan, barrier,
@@ -36,90 +37,31 @@
 //   ~0.25 ms in all against 0.46 ms measured for the pair kernel; the float32 locals cost 2 x 336 MB.
 //   B1: pass 1 1280 blocks (~10 per SM), ~65 MB; pass 2 320 blocks x 16 steps, 63 MB: ~0.02-0.03 ms
 //   against 0.108 ms for the mma kernel.
-// The arithmetic per chunk mirrors ssd_cp_state_mma_kernel (its fragment layouts: mma_fragments.cuh);
+// Measured on an H200 (bf16 L2048 H80 P64 N128 G1, output mma8, ms a call): B8 z twopass 1.016 / pair 1.051
+// / mma 1.199 (kernels alone: local 0.318 + carry 0.136 against pair 0.46), B8 0.907 / 0.922 / 1.079, B1 z
+// 0.181 / 0.243 / 0.226, B1 0.168 / 0.229 / 0.210. So twopass replaced the one-head mma kernel (removed)
+// as the choice at small grids; at large ones pair stays, 1.5-3% slower but without the float32 locals
+// (336 MB at B8 L2048 H80, ~1 GB at B4 L8192 H128).
+// The arithmetic per chunk mirrors the removed one-head mma state kernel (fragment layouts: mma_fragments.cuh);
 // ptxas (CUDA 11.8), no spills, sm_80 / sm_90: pass 1 (3 blocks per SM asked; the k loop not unrolled:
 // unrolled twice it spilled 16 B at that bound) N 128 / 64 channels 78 / 80 registers, N 128 / 32 and
 // N 64 / 64 64 / 54, N 64 / 32 50 / 44; pass 2 64 / 56 (N 128) and 56 / 54 (N 64).
 // The float32 locals cannot share S_in's buffer (float16, half the bytes), hence their own workspace
-// (only carved when twopass is forced).
-// The slot numbering, process_dt and the float16 scale rule are copies of ssd_chunk_parallel.cu's (kept
-// private there); the two must stay in step.
+// (carved by the plan whenever it picks twopass).
+// The slot numbering, process_dt, the float16 scale rule and the MMA wrappers are ssd_cp_common.cuh's,
+// shared with ssd_chunk_parallel.cu.
 #include "launch.cuh"
 #include "mma_fragments.cuh"
 #include "ssd_chunk_state_twopass.cuh"
+#include "ssd_cp_common.cuh"
 
 namespace mamba::cuda {
 
+static_assert(kSsdCpChunk == kSsdTwoPassChunk, "the two-pass state kernels use the chunk-parallel path's chunks and slots");
+
 namespace {
 
-constexpr int kQ = kSsdTwoPassChunk;
-
-constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
-int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
-
-// Workspace slot of the chunk starting at row t0 of sequence seq (ssd_chunk_parallel.cu's slot_of).
-__device__ __forceinline__ int64_t slot_of(const SsdTwoPassArgs & t, int64_t seq, int64_t t0) {
-    return t.a.packed ? t0 / kQ + seq : seq * t.chunks + t0 / kQ;
-}
-
-// The sequence, batch row and rows [t0, t_end) of a slot; false for an unused slot
-// (ssd_chunk_parallel.cu's chunk_of_slot).
-__device__ inline bool chunk_of_slot(const SsdTwoPassArgs & t, int64_t slot, int64_t & seq, int64_t & b, int64_t & t0, int64_t & t_end) {
-    const SsdArgs & a = t.a;
-    if (!a.packed) {
-        seq = slot / t.chunks;
-        b = seq;
-        t0 = (slot % t.chunks) * kQ;
-        t_end = a.len;
-        return seq < t.nseq && t0 < t_end;
-    }
-    // The last sequence i whose first slot cu[i]/Q + i is <= slot.
-    int64_t lo = 0, hi = t.nseq - 1;
-    while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (cu_at(a, mid) / kQ + mid <= slot) lo = mid;
-        else hi = mid - 1;
-    }
-    seq = lo;
-    b = 0;
-    const int64_t begin = cu_at(a, lo);
-    t0 = begin + (slot - (begin / kQ + lo)) * kQ;
-    t_end = cu_at(a, lo + 1);
-    return t0 >= begin && t0 < t_end;
-}
-
-// The power-of-two exponent k with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima).
-__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
-    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
-    int e = 0;
-    frexpf(max_abs, &e);
-    return e - 14 < -100 ? -100 : e - 14;
-}
-
-__device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
-    float dt = raw + bias;
-    if (a.softplus) dt = softplus_f(dt);
-    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-    return dt;
-}
-
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-// d += a b, m16n8k16, bf16 operands, float32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// Two floats -> bf16 hi + lo pairs (low half = the first value).
-__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
-}
+constexpr int kQ = kSsdCpChunk;
 
 // ---- pass 1: the local state of every chunk --------------------------------------------------------
 //

@@ -209,25 +209,22 @@ Result reference_ssd(const Problem & pr) {
 // ulp from libm's, then reach about 2e-4 relative at 50 steps.)
 double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 
-// The chunk-parallel kernels the CUDA instances run: each state kernel (forced through
-// MAMBA_CUDA_SSD_STATE; unset, the library picks one from the grid and the SM count; twopass: every
-// chunk's local state in parallel, then the carry over chunks) with each output kernel
-// (MAMBA_CUDA_SSD_OUTPUT: mma8, the default, in its early-z build on the shapes with z and its merged build
-// on those without; lean, in its full build where every chunk is full and its general build elsewhere).
-// The CPU ignores both and runs once.
+// The chunk-parallel state kernels the CUDA instances run: each forced through MAMBA_CUDA_SSD_STATE (pair;
+// twopass: every chunk's local state in parallel, then the carry over chunks), then the variable unset (the
+// plan's automatic choice from the grid and the SM count, which reserves twopass's workspace when it picks
+// it). The one output kernel runs its full build where every chunk is full and its general build elsewhere,
+// gated or not by the shape. The CPU ignores the variable and runs once.
 struct SsdKernels {
-    const char * state;
-    const char * output;
+    const char * state;  // null: unset, the automatic choice
 };
-const SsdKernels kCudaSsdKernels[] = {{"mma", "mma8"}, {"pair", "mma8"}, {"twopass", "mma8"},
-                                      {"mma", "lean"}, {"pair", "lean"}, {"twopass", "lean"}};
+const SsdKernels kCudaSsdKernels[] = {{"pair"}, {"twopass"}, {nullptr}};
 
-// Both variables forced for one run.
+// The state kernel forced (or the variable unset) for one run.
 struct ForcedSsdKernels {
-    mt::ScopedEnv state, output;
-    explicit ForcedSsdKernels(const SsdKernels & k) : state("MAMBA_CUDA_SSD_STATE", k.state), output("MAMBA_CUDA_SSD_OUTPUT", k.output) {}
+    mt::ScopedEnv state;
+    explicit ForcedSsdKernels(const SsdKernels & k) : state("MAMBA_CUDA_SSD_STATE", k.state) {}
 };
-std::string describe(const SsdKernels & k) { return std::string("SSD kernels: state ") + k.state + ", output " + k.output; }
+std::string describe(const SsdKernels & k) { return std::string("SSD state kernel: ") + (k.state != nullptr ? k.state : "automatic"); }
 
 
 }  // namespace
@@ -262,7 +259,7 @@ protected:
                          : std::vector<SsdKernels>{kCudaSsdKernels[0]};
     }
 
-    // On CUDA, once per state and output kernel of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
+    // On CUDA, once per state kernel choice of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
     // the variable), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
@@ -461,9 +458,8 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     }
 }
 
-// An unknown MAMBA_CUDA_SSD_STATE or MAMBA_CUDA_SSD_OUTPUT is an argument error that names the variable
-// and the accepted values, and the context stays usable; unset (the automatic choice) the same call
-// matches the reference. The CPU backend has no such kernels.
+// An unknown MAMBA_CUDA_SSD_STATE is an argument error that names the variable and the accepted values,
+// and the context stays usable; unset (the automatic choice) the same call matches the reference. The CPU backend has no such kernels.
 TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     Options o;
@@ -477,26 +473,16 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     fin.upload_poisoned(ctx());
     const auto a = pr.args(y, fin);
     // The others: removed variants.
-    for (const char * bogus : {"bogus", "pair3", "pair16", "mma_rows", "pair_rows", "quad", "quad32"}) {
+    for (const char * bogus : {"bogus", "mma", "pair3", "pair16", "mma_rows", "pair_rows", "quad", "quad32"}) {
         SCOPED_TRACE(bogus);
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_STATE", bogus);
         EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of mma, pair, twopass (or unset)"), std::string::npos) << message;
+        EXPECT_NE(message.find("MAMBA_CUDA_SSD_STATE must be one of pair, twopass (or unset)"), std::string::npos) << message;
         EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
     }
-    // The output kernel's variable the same way (the removed output builds among the names).
-    for (const char * bogus : {"bogus", "mma", "mma8_rows", "mma8_merged"}) {
-        SCOPED_TRACE(bogus);
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_OUTPUT", bogus);
-        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        const std::string message = mamba_last_error();
-        EXPECT_NE(message.find("MAMBA_CUDA_SSD_OUTPUT must be one of mma8, lean (or unset)"), std::string::npos) << message;
-        EXPECT_NE(message.find(std::string("not '") + bogus + "'"), std::string::npos) << message;
-    }
-    // With the variables unset (the automatic choice) the same call matches the reference.
+    // With the variable unset (the automatic choice) the same call matches the reference.
     const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", nullptr);
-    const mt::ScopedEnv output("MAMBA_CUDA_SSD_OUTPUT", nullptr);
     const Result want = reference_ssd(pr);
     const Result got = run(pr);
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));

@@ -1,0 +1,100 @@
+// Helpers shared by the chunk-parallel SSD's kernel files (ssd_chunk_parallel.cu and
+// ssd_chunk_state_twopass.cu): the chunk length, the slot numbering of the workspace, dt processing,
+// the float16 scale rule of S_in and the mma.sync / ldmatrix wrappers. One definition each, so the
+// state kernels and the output kernel cannot drift apart on the workspace format.
+// Internal linkage (an anonymous namespace): each including file gets its own inlined copy.
+#pragma once
+
+#include "ssd_chunked.cuh"
+
+namespace mamba::cuda {
+
+namespace {
+
+constexpr int kSsdCpChunk = 128;  // steps per chunk (only changes rounding: chunk_size is free)
+
+constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
+inline int state_pad(int64_t dstate) { return dstate <= 64 ? 64 : 128; }
+
+// Workspace slot of the chunk starting at row t0 of sequence seq (ssd_chunk_parallel.cu's header
+// comment). Args: the kernels' argument struct (SsdCpArgs or SsdTwoPassArgs: a, chunks, nseq).
+template <class Args>
+__device__ __forceinline__ int64_t slot_of(const Args & c, int64_t seq, int64_t t0) {
+    return c.a.packed ? t0 / kSsdCpChunk + seq : seq * c.chunks + t0 / kSsdCpChunk;
+}
+
+// The inverse: the sequence, batch row and rows [t0, t_end) of a slot; false for an unused slot.
+template <class Args>
+__device__ inline bool chunk_of_slot(const Args & c, int64_t slot, int64_t & seq, int64_t & b, int64_t & t0, int64_t & t_end) {
+    const SsdArgs & a = c.a;
+    if (!a.packed) {
+        seq = slot / c.chunks;
+        b = seq;
+        t0 = (slot % c.chunks) * kSsdCpChunk;
+        t_end = a.len;
+        return seq < c.nseq && t0 < t_end;
+    }
+    // The last sequence i whose first slot cu[i]/Q + i is <= slot (that first slot grows with i).
+    int64_t lo = 0, hi = c.nseq - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (cu_at(a, mid) / kSsdCpChunk + mid <= slot) lo = mid;
+        else hi = mid - 1;
+    }
+    seq = lo;
+    b = 0;
+    const int64_t begin = cu_at(a, lo);
+    t0 = begin + (slot - (begin / kSsdCpChunk + lo)) * kSsdCpChunk;
+    t_end = cu_at(a, lo + 1);
+    return t0 >= begin && t0 < t_end;
+}
+
+// The exponent k of a power-of-two scale with max_abs * 2^-k <= 2^14 (0 for 0 and non-finite maxima):
+// values times 2^-k are float16-safe and keep float16's 11 bits down to max_abs * 2^-28. Both 2^k and
+// 2^-k are exact floats (k in [-100, 114]).
+__device__ __forceinline__ int f16_scale_exponent(float max_abs) {
+    if (!(max_abs > 0.0f) || !isfinite(max_abs)) return 0;
+    int e = 0;
+    frexpf(max_abs, &e);  // max_abs < 2^e
+    return e - 14 < -100 ? -100 : e - 14;
+}
+
+__device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
+    float dt = raw + bias;
+    if (a.softplus) dt = softplus_f(dt);
+    if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    return dt;
+}
+
+// ---- mma.sync helpers ----------------------------------------------------------------------------
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
+__device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(v0 - __low2float(h), v1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+}  // namespace
+
+}  // namespace mamba::cuda
