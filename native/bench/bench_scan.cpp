@@ -100,6 +100,9 @@ mb::Register scan_chunk_28b("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) v
 mb::Register scan_prefill_28b("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048)", prefill(mb::kBF16, 1, 2048, true, 5120));
 mb::Register scan_chunk_28b_dl("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l)", prefill(mb::kBF16, 1, 512, false, 5120));
 mb::Register scan_b8_view("selective_scan bf16 b=8 d=5120 n=16 L=2048 (b,l,d) view", prefill(mb::kBF16, 8, 2048, true, 5120));
+// Batches between B1 (segments) and B8 (none), where the segment plan decides.
+mb::Register scan_b2_view("selective_scan bf16 b=2 d=5120 n=16 L=2048 (b,l,d) view", prefill(mb::kBF16, 2, 2048, true, 5120));
+mb::Register scan_b4_view("selective_scan bf16 b=4 d=5120 n=16 L=2048 (b,l,d) view", prefill(mb::kBF16, 4, 2048, true, 5120));
 // The rows-path kernels side by side on the model's (b, l, d) views; the cases above run the default.
 mb::Register scan_chunk_28b_base("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk) v=base",
                                  prefill(mb::kBF16, 1, 512, true, 5120, "base"));

@@ -19,7 +19,7 @@
 // were measured within a few % of the warp kernel or slower and were removed. A double-buffered tiled
 // variant (one flat stream of W vectors per warp across its outputs, two batches of 8 or 4 16-byte loads
 // in flight per lane, a grid sized to the resident warps, x read from L1 per vector as the warp kernel
-// does) was slower everywhere (graph replay, one row, ms: in_proj 0.213 / 0.195 against 0.148, out_proj
+// does) was slower everywhere (a replayed graph of 8 calls, one row, ms: in_proj 0.213 / 0.195 against 0.148, out_proj
 // 0.170 / 0.152 against 0.105, lm head 0.848 / 0.818 against 0.540; an 8-layer decode chain 0.604 / 0.532
 // against 0.422) and was removed. It landed near the warp kernel, the other kernel that reads x from L1,
 // so deeper W loads did not pay for losing the shared-memory x tile.

@@ -167,7 +167,7 @@ void set_stream(mamba_context & ctx, void * stream) {
     use_device(ctx);
     CudaState & s = *ctx.cuda;
     if (s.capturing) fail_argument("the stream cannot change while a graph is being captured");
-    join_l2_prefetch(ctx);  // into the stream it was forked from
+    join_l2_prefetch(ctx);  // into the stream it was forked from (the current one, before it changes)
     s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
     MAMBA_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
     // cublasSetStream returns cuBLAS to its own workspace pool, which it may grow with cudaMalloc (not
@@ -275,7 +275,9 @@ void event_destroy(mamba_event & event) noexcept {
 
 void event_record(mamba_event & event) {
     use_device(*event.context);
-    join_l2_prefetch(*event.context);  // the recorded point includes the prefetches queued before it
+    // the recorded point includes the prefetches queued before it (except, inside a caller's capture of a
+    // borrowed stream, one queued before that capture: join_l2_prefetch)
+    join_l2_prefetch(*event.context);
     MAMBA_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event.cuda_event), event.context->cuda->stream));
 }
 

@@ -40,7 +40,7 @@ void launch_rows_path_scan(mamba_context & ctx, const ScanArgs & a, int64_t batc
 
 // Threads a channel and resident threads an SM of the kernel that runs a call, for planning its
 // segments (scan_segment_len): must follow the two launchers above. v is resolved (resolve_scan_variant).
-// waves: full waves of blocks the segments aim at (scan_segment_len).
+// waves: full waves of blocks the segments aim at (scan_segment_len; a one-wave plan splits only where a two-wave one would).
 struct ScanThreadPlan {
     int64_t lanes, resident_per_sm, waves;
 };

@@ -601,15 +601,17 @@ __global__ void __launch_bounds__(256) combine_segments_kernel(ScanArgs a, int64
 
 // Segment length (a multiple of chunk) for batch * dim threads over len steps; len itself (rounded
 // up): no split. A split is worth its extra pass only when the threads fill less than half of the
-// device (multiprocessors x resident_per_sm threads, the kernel's launch bounds); it then aims at about
-// two full waves of blocks.
-// waves: how many full waves of resident threads the segments aim at (2 unless the kernel's plan says).
+// device (multiprocessors x resident_per_sm threads, the kernel's launch bounds); it then aims at
+// `waves` full waves of blocks (2 by default; split's rows plan: 1). A one-wave plan splits only where
+// the two-wave rule at kResidentThreadsPerSM would: its gain was measured at B1, and this keeps the
+// calls between the two thresholds (B4 D5120 on 132 SMs) unsplit, as before.
 inline int64_t scan_segment_len(int64_t batch, int64_t dim, int64_t len, int chunk, int multiprocessors,
                                 int64_t resident_per_sm = kResidentThreadsPerSM, int64_t waves = 2) {
     int64_t nseg = 1;
     const int64_t channels = batch * ceil_div(dim, int64_t(64)) * 64;
     const int64_t capacity = int64_t(multiprocessors) * resident_per_sm;
-    if (2 * channels <= capacity) {
+    const int64_t split_capacity = waves == 1 ? int64_t(multiprocessors) * kResidentThreadsPerSM : capacity;
+    if (2 * channels <= split_capacity) {
         nseg = waves * capacity / channels;
         const int64_t by_len = len / kMinSegmentSteps;
         nseg = nseg < by_len ? nseg : by_len;

@@ -177,7 +177,9 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
         {1, 128, 904, 8, 1, true},    // dstate 8, segments, a last tile of 8 steps
         {1, 36, 77, 16, 1, true},     // float32: one tile of 36 channels; 16-bit types read step by step
         {2, 64, 1, 16, 1, true},      // one step
-        {1, 5120, 300, 16, 1, true},  // the 2.8b width: split's one-wave plan (7 segments of 48 steps)
+        {1, 5120, 300, 16, 1, true},  // the 2.8b width: 7 segments of 48 steps on an H200 (the workspace limit binds)
+        {1, 5120, 1000, 16, 1, true}, // split's one-wave plan: 8 segments of 128 steps on an H200, the last partial
+        {4, 5120, 64, 16, 1, true},   // B4 at the 2.8b width: no segments on an H200 (the one-wave plan keeps it whole)
     };
     check_in_every_dtype(shapes, Layout::Permuted, 1000);
 }

@@ -1,7 +1,6 @@
 // Sets an environment variable (nullptr: unsets it) for the object's lifetime, then restores what was there.
 // For the tests and the benchmark: the CUDA backend reads its kernel-selection variables
-// (MAMBA_CUDA_GEMV_VARIANT, MAMBA_CUDA_SSD_PATH, MAMBA_CUDA_SSD_STATE,
-// MAMBA_CUDA_SCAN_VARIANT) at each
+// (MAMBA_CUDA_GEMV_VARIANT, MAMBA_CUDA_SSD_PATH, MAMBA_CUDA_SSD_STATE, MAMBA_CUDA_SCAN_VARIANT) at each
 // call and MAMBA_CUDA_PDL, MAMBA_CUDA_TRACE and MAMBA_CUDA_L2_PREFETCH(_BLOCKS) when a context is created;
 // the CPU backend ignores them.
 #pragma once

@@ -824,7 +824,9 @@ public static unsafe partial class NativeMethods
     /// - Successive prefetches run one after another on the side stream. It is joined back into the context's
     /// stream before mamba_context_synchronize, copies to the host, mamba_event_record,
     /// mamba_context_set_stream, mamba_free / mamba_free_host, and at mamba_graph_capture_begin and
-    /// mamba_graph_capture_end, so a captured graph contains the prefetch and ends joined.
+    /// mamba_graph_capture_end, so a captured graph contains the prefetch and ends joined. A prefetch queued
+    /// before the caller began capturing a borrowed stream itself cannot be joined inside that capture: its
+    /// join waits for the first of these points after the capture.
     /// - The environment variable MAMBA_CUDA_L2_PREFETCH, read when the context is created, picks how lines
     /// are fetched: "off" (the default: the call does nothing), "prefetch", "prefetch_normal", "load" or
     /// "bulk"; MAMBA_CUDA_L2_PREFETCH_BLOCKS the kernel's blocks (4, 8, 16 (default), 32, 64 or 132). An
