@@ -446,6 +446,9 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
         // State pair kernel, 32-channel blocks (>= 264 on 132 SMs), 135 and 133 heads per group (the last
         // pair one head), 2 and 4 chunks (the 2 chunk buffers wrap).
         {2, 200, 135, 64, 1, 64},   {2, 400, 133, 64, 1, 128},
+        // twopass's local-state build for headdim <= 32 with dstate > 64 (4 warps a row tile); the second
+        // also off the 16-byte paths (headdim 24, dstate 100).
+        {2, 200, 4, 32, 1, 128},    {1, 130, 3, 24, 1, 100},
     };
     uint64_t seed = 600;
     for (const Shape & s : shapes) {
@@ -456,6 +459,14 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
         SCOPED_TRACE(describe(s, o));
         check(s, o, ++seed);
     }
+    // Without z (the Mamba-2 mixer's call) where the output kernel stores y element by element (headdim 20).
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    o.z = false;
+    const Shape narrow{1, 260, 4, 20, 1, 32};
+    SCOPED_TRACE(describe(narrow, o) + " without z");
+    check(narrow, o, 620);
 }
 
 // An unknown MAMBA_CUDA_SSD_STATE is an argument error that names the variable and the accepted values,
@@ -542,7 +553,8 @@ TEST_P(SsdTest, PackedSequencesAcrossChunkParallelChunks) {
 // The chunk-parallel kernels over three chunks with each optional input absent, dt limited, and
 // without states.
 TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
-    const Shape s{2, 300, 4, 64, 2, 128};
+    // dstate 128 and 64: both builds of the output kernel's general (partial-chunk) path, with and without z.
+    for (const Shape & s : {Shape{2, 300, 4, 64, 2, 128}, Shape{2, 300, 4, 64, 2, 64}})
     for (int mask = 0; mask < 6; ++mask) {
         Options o;
         o.dtype = DType::BF16;
@@ -556,7 +568,7 @@ TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
             o.dt_min = 0.1f;
             o.dt_max = 0.3f;
         }
-        SCOPED_TRACE("options mask " + std::to_string(mask));
+        SCOPED_TRACE(describe(s, o) + ", options mask " + std::to_string(mask));
         check(s, o, uint64_t(800 + mask));
     }
 }
@@ -651,21 +663,27 @@ TEST_P(SsdTest, MatchesRecurrenceWithEachOptionalPresentOrAbsent) {
 }
 
 TEST_P(SsdTest, ClampsDtToTheLimit) {
-    const Shape s{1, 40, 4, 8, 1, 16};
-    Options o;
-    o.chunk_size = 16;
-    o.dt_min = 0.1f;  // above and below the raw softplus range 0.05..0.69
-    o.dt_max = 0.3f;
-    check(s, o);
-    // Without softplus and without a limit, a negative dt is used as it is.
-    o.softplus = false;
-    o.dt_min = 0.0f;
-    o.dt_max = kInf;
-    o.dt_bias = true;
-    Problem pr(s, o, 11);
-    for (double & v : pr.dt_bias.values()) v = -0.2;  // pushes some steps below zero
-    const Result got = run(pr);
-    EXPECT_CLOSE(got.y, reference_ssd(pr).y, tolerance(o.dtype), tolerance(o.dtype));
+    // float32 runs the recurrence; bf16 the tensor-core kernels on CUDA (the factored decay of the output
+    // kernel meets a cumulative dt*A that rises and falls within a chunk).
+    for (DType dtype : {DType::F32, DType::BF16}) {
+        const Shape s{1, 40, 4, 8, 1, 16};
+        Options o;
+        o.dtype = dtype;
+        o.chunk_size = 16;
+        o.dt_min = 0.1f;  // above and below the raw softplus range 0.05..0.69
+        o.dt_max = 0.3f;
+        SCOPED_TRACE(describe(s, o));
+        check(s, o);
+        // Without softplus and without a limit, a negative dt is used as it is.
+        o.softplus = false;
+        o.dt_min = 0.0f;
+        o.dt_max = kInf;
+        o.dt_bias = true;
+        Problem pr(s, o, 11);
+        for (double & v : pr.dt_bias.values()) v = -0.2;  // pushes some steps below zero
+        const Result got = run(pr);
+        EXPECT_CLOSE(got.y, reference_ssd(pr).y, tolerance(o.dtype), tolerance(o.dtype));
+    }
 }
 
 TEST_P(SsdTest, PackedSequencesMatchTheRecurrence) {
