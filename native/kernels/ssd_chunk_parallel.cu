@@ -388,25 +388,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
         // buffers (their readers of two chunks ago passed the last barrier). A missing partner's dt is 0
         // (w 0, no decay).
         if (scans) {
-            float dt[4], acum[4], run = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                dt[i] = scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
-                run += dt[i] * scan_A;
-            }
-            float incl = run;
-#pragma unroll
-            for (int off = 1; off < 32; off *= 2) {
-                const float o = __shfl_up_sync(0xffffffffu, incl, off);
-                if (lane >= off) incl += o;
-            }
-            float acc_run = incl - run;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                acc_run += dt[i] * scan_A;
-                acum[i] = acc_run;
-            }
-            const float end = __shfl_sync(0xffffffffu, acum[3], 31);
+            float dt[4], acum[4];
+            const float end = warp_chunk_scan([&](int i) { return scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f; },
+                                              scan_A, lane, dt, acum);
             float * w = sW + (parity * HP + scan_head) * Q + lane * 4;
 #pragma unroll
             for (int i = 0; i < 4; ++i) w[i] = dt[i] * __expf(end - acum[i]);

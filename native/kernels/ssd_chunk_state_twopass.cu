@@ -75,8 +75,8 @@
 // The locals cannot share S_in's buffer (S_in of chunk c is written while pass 2 still needs the later
 // chunks' locals), hence their own workspace (SsdTwoPassLocalsLayout, carved by the plan whenever it
 // picks twopass).
-// The slot numbering, process_dt, the float16 scale rule and the MMA wrappers are ssd_cp_common.cuh's,
-// shared with ssd_chunk_parallel.cu.
+// The slot numbering, process_dt, the float16 scale rule, the chunk's dt*A scan and the MMA wrappers are
+// ssd_cp_common.cuh's, shared with ssd_chunk_parallel.cu.
 #include "launch.cuh"
 #include "mma_fragments.cuh"
 #include "ssd_chunk_state_twopass.cuh"
@@ -179,26 +179,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 3) ssd_twopass_local_kernel(SsdT
     if (warp == 0) {
         const float A = a.A[h * a.A_s];
         const float bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
-        float dt[4], acum[4], run = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        float dt[4], acum[4];
+        const auto dt_of = [&](int i) {
             const int k = lane * 4 + i;
-            dt[i] = k < steps ? process_dt(a, a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]), bias) : 0.0f;
-            run += dt[i] * A;
-        }
-        float incl = run;
-#pragma unroll
-        for (int off = 1; off < 32; off *= 2) {
-            const float o = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += o;
-        }
-        float acc_run = incl - run;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            acc_run += dt[i] * A;
-            acum[i] = acc_run;
-        }
-        const float acum_end = __shfl_sync(0xffffffffu, acum[3], 31);
+            return k < steps ? process_dt(a, a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]), bias) : 0.0f;
+        };
+        const float acum_end = warp_chunk_scan(dt_of, A, lane, dt, acum);
 #pragma unroll
         for (int i = 0; i < 4; ++i) sW[lane * 4 + i] = dt[i] * __expf(acum_end - acum[i]);
         if (blockIdx.z == 0) {
