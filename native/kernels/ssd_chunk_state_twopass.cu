@@ -70,8 +70,10 @@
 // ptxas (CUDA 11.8), no spills: float32 locals, sm_80 / sm_90: pass 1 (3 blocks per SM asked; the k loop
 // not unrolled: unrolled twice it spilled 16 B at that bound) N 128 / 64 channels 78 / 80 registers,
 // N 128 / 32 and N 64 / 64 64 / 54, N 64 / 32 50 / 44; pass 2 64 / 56 (N 128) and 56 / 54 (N 64).
-// Float16 locals, sm_80: pass 1 N 128 / 64 80, N 128 / 32 64, N 64 / 64 64, N 64 / 32 57; pass 2 47
-// (N 128), 46 (N 64).
+// Float16 locals, sm_80 / sm_90, no spills: pass 1 N 128 / 64 80 / 80, N 128 / 32 64 / 63, N 64 / 64
+// 64 / 64, N 64 / 32 57 / 52; pass 2 47 / 48 (N 128), 46 / 47 (N 64). (With the chunk's dt scan as a
+// helper taking the dt values already loaded, N 128 / 64 spilled 4-8 B at its 80-register bound; taking
+// a dt functor, so each dt's product joins the sum as it is loaded, it does not.)
 // The locals cannot share S_in's buffer (S_in of chunk c is written while pass 2 still needs the later
 // chunks' locals), hence their own workspace (SsdTwoPassLocalsLayout, carved by the plan whenever it
 // picks twopass).
