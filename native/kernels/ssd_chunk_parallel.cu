@@ -605,7 +605,7 @@ struct SsdCpWorkspace {
         scales = carver.add(pairs * size_t(ceil_div(s.headdim, 16)) * 4);
         dts = carver.add(pairs * kSsdCpChunk * 4);
         acums = carver.add(pairs * kSsdCpChunk * 4);
-        locals = carver.add(two_pass ? ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.heads, s.headdim, s.dstate) : 0);
+        locals = carver.add(two_pass ? ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.packed, s.len, s.heads, s.headdim, s.dstate) : 0);
         total = carver.add(0);
     }
 };
@@ -696,21 +696,21 @@ PairStateGrid pair_state_grid(int64_t nseq, int64_t heads, int64_t heads_per_gro
 // reserves twopass's workspace), the run follows the plan. A grid below the threshold whose local states
 // would take more than kTwoPassMaxLocalBytes keeps pair, so the automatic choice never asks for more than
 // that on top of the other scratch. The cap is in bytes: the locals are float16 (+ a float32 tail of at
-// most 2 chunks a sequence, SsdTwoPassLocalsLayout), about half their former float32 size, so it admits
-// about twice the shapes it did (B4 L8192 H128: 512 pair blocks, ~0.57 GB, still pair; B8 L2048 H80:
-// 210 MB, under it, but pair by the block count).
+// most 2 chunks a sequence, SsdTwoPassLocalsLayout), about half their former float32 size for long
+// sequences, so it admits about twice the shapes it did (B4 L8192 H128: 512 pair blocks, ~0.55 GB, still
+// pair; B8 L2048 H80: 189 MB, under it, but pair by the block count).
 constexpr int64_t kPairMinWaves = 4;
 constexpr size_t kTwoPassMaxLocalBytes = size_t(256) << 20;
 SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpShape & s, int sms) {
     if (chosen != SsdCpStateKernel::Auto) return chosen;
     if (pair_state_grid(s.nseq, s.heads, s.heads / s.groups, s.headdim, sms).blocks >= kPairMinWaves * int64_t(sms)) return SsdCpStateKernel::Pair;
-    return ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.heads, s.headdim, s.dstate) <= kTwoPassMaxLocalBytes ? SsdCpStateKernel::TwoPass
+    return ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.packed, s.len, s.heads, s.headdim, s.dstate) <= kTwoPassMaxLocalBytes ? SsdCpStateKernel::TwoPass
                                                                                                          : SsdCpStateKernel::Pair;
 }
 
 // The twopass state kernels (ssd_chunk_state_twopass.cu) on this call's workspace views.
 void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, char * locals, int64_t slots) {
-    const SsdTwoPassLocalsLayout l(slots, c.nseq, c.a.heads, c.a.headdim, c.a.dstate);
+    const SsdTwoPassLocalsLayout l(slots, c.nseq, c.a.packed, c.a.len, c.a.heads, c.a.headdim, c.a.dstate);
     SsdTwoPassArgs t{};
     t.a = c.a;
     t.states = c.states;
@@ -720,6 +720,7 @@ void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, char * local
     t.locals = reinterpret_cast<f16_t *>(locals + l.locals);
     t.local_scales = reinterpret_cast<float *>(locals + l.local_scales);
     t.tail_locals = reinterpret_cast<float *>(locals + l.tail_locals);
+    t.tails = l.tails;
     t.Pw = c.Pw;
     t.chunks = c.chunks;
     t.nseq = c.nseq;

@@ -62,8 +62,12 @@
 // / mma 1.199 (kernels alone: local 0.318 + carry 0.136 against pair 0.46), B8 0.907 / 0.922 / 1.079, B1 z
 // 0.181 / 0.243 / 0.226, B1 0.168 / 0.229 / 0.210. So twopass replaced the one-head mma kernel (removed)
 // as the choice at small grids; at large ones pair stays, 1.5-3% slower but without the float32 locals
-// (336 MB at B8 L2048 H80, ~1 GB at B4 L8192 H128; float16 since: 168 + 42 MB reserved (the float32
-// tail has room for 2 chunks a sequence), ~0.57 GB).
+// (336 MB at B8 L2048 H80, ~1 GB at B4 L8192 H128; float16 since: 168 + 21 MB reserved (one float32
+// chunk a sequence: L a multiple of 128), ~0.55 GB).
+// Reserved for every slot (the float16 part of the tail chunks stays unused) plus the float32 tails:
+// per (slot, head) 2 Pw Nw bytes, per (sequence, head) 4 Pw Nw more, twice that where a partial last
+// chunk follows a full one. Sequences of one chunk therefore reserve 1.5x what float32 locals did;
+// long ones about half.
 // Not measured yet with the float16 locals: whether twopass should then also take B8 (automatic rule
 // unchanged).
 // The arithmetic per chunk mirrors the removed one-head mma state kernel (fragment layouts: mma_fragments.cuh);
@@ -238,7 +242,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 3) ssd_twopass_local_kernel(SsdT
         // One of the sequence's last kQ steps is in this chunk: float32 (block-uniform branch).
         const int64_t tail = (t_end - 1 - t0) / kQ;  // 0: the last chunk, 1: the one before it
         if (stored) {
-            float * Lg = t.tail_locals + (((seq * 2 + tail) * a.heads + h) * t.Pw + row0) * N + n_w;
+            float * Lg = t.tail_locals + (((seq * t.tails + tail) * a.heads + h) * t.Pw + row0) * N + n_w;
 #pragma unroll
             for (int nt = 0; nt < NT8; ++nt)
 #pragma unroll
@@ -324,7 +328,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_twopass_carry_kernel(SsdTwoP
         const int64_t slot = slot_of(t, seq, t0c);
         if (t_end - t0c < 2 * kQ) {
             const int64_t tail = (t_end - 1 - t0c) / kQ;
-            const float4 * Lg = reinterpret_cast<const float4 *>(t.tail_locals + ((seq * 2 + tail) * a.heads + h) * t.Pw * N + in_pair);
+            const float4 * Lg = reinterpret_cast<const float4 *>(t.tail_locals + ((seq * t.tails + tail) * a.heads + h) * t.Pw * N + in_pair);
 #pragma unroll
             for (int j = 0; j < V / 4; ++j) {
                 const float4 q = Lg[j];
@@ -421,13 +425,15 @@ void run_padded(mamba_context & ctx, const SsdTwoPassArgs & t, int64_t slots) {
 
 }  // namespace
 
-SsdTwoPassLocalsLayout::SsdTwoPassLocalsLayout(int64_t slots, int64_t nseq, int64_t heads, int64_t headdim, int64_t dstate) {
+SsdTwoPassLocalsLayout::SsdTwoPassLocalsLayout(int64_t slots, int64_t nseq, bool packed, int64_t len, int64_t heads, int64_t headdim,
+                                               int64_t dstate) {
+    tails = packed || (len > kQ && len % kQ != 0) ? 2 : 1;
     const size_t pw = size_t(ceil_div(headdim, 16) * 16), n = size_t(state_pad(dstate));
     const size_t pairs = size_t(slots) * size_t(heads);
     locals = 0;
     local_scales = locals + align128(pairs * pw * n * 2);
     tail_locals = local_scales + align128(pairs * (pw / 16) * 4);
-    total = tail_locals + align128(size_t(nseq) * 2 * size_t(heads) * pw * n * 4);
+    total = tail_locals + align128(size_t(nseq) * size_t(tails) * size_t(heads) * pw * n * 4);
 }
 
 size_t ssd_twopass_smem_bytes(int64_t headdim, int64_t dstate) {

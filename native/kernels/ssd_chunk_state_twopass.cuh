@@ -24,8 +24,9 @@ struct SsdTwoPassArgs {
     float * acums;    // [slot][head][Q]: inclusive cumulative sum of dt*A inside the chunk (pass 1)
     f16_t * locals;        // [slot][head][Pw][Nw]: the chunk's own state from a zero start, float16 after its scale (pass 1)
     float * local_scales;  // [slot][head][Pw / 16]: the power-of-two scale of 16 rows of locals (pass 1)
-    float * tail_locals;   // [seq][2][head][Pw][Nw]: the same, float32, for the sequence's last chunk (0) and
-                           // the one before (1) where the last is partial (pass 1)
+    float * tail_locals;   // [seq][tails][head][Pw][Nw]: the same, float32, for the sequence's last chunk (0)
+                           // and the one before (1) where the last is partial (pass 1)
+    int64_t tails;         // float32 chunks per sequence in tail_locals (SsdTwoPassLocalsLayout)
     int64_t Pw;       // headdim rounded up to 16
     int64_t chunks;   // chunks per batch row (unpacked)
     int64_t nseq;
@@ -34,13 +35,16 @@ struct SsdTwoPassArgs {
 
 // The local-state workspace of `slots` chunk slots and `nseq` sequences: where each part starts (bytes
 // from its base, 128-byte aligned) and its total. One definition for the plan's size and the views.
+// tails: float32 chunks per sequence, 2 where a partial last chunk may follow a full one (packed
+// sequences, or an unpacked length past one chunk and not a multiple of it), else 1.
 struct SsdTwoPassLocalsLayout {
+    int64_t tails;
     size_t locals, local_scales, tail_locals, total;
-    SsdTwoPassLocalsLayout(int64_t slots, int64_t nseq, int64_t heads, int64_t headdim, int64_t dstate);
+    SsdTwoPassLocalsLayout(int64_t slots, int64_t nseq, bool packed, int64_t len, int64_t heads, int64_t headdim, int64_t dstate);
 };
 // Bytes of that workspace.
-inline size_t ssd_twopass_locals_bytes(int64_t slots, int64_t nseq, int64_t heads, int64_t headdim, int64_t dstate) {
-    return SsdTwoPassLocalsLayout(slots, nseq, heads, headdim, dstate).total;
+inline size_t ssd_twopass_locals_bytes(int64_t slots, int64_t nseq, bool packed, int64_t len, int64_t heads, int64_t headdim, int64_t dstate) {
+    return SsdTwoPassLocalsLayout(slots, nseq, packed, len, heads, headdim, dstate).total;
 }
 // Dynamic shared memory of the larger of the two kernels (the plan checks it against the device).
 size_t ssd_twopass_smem_bytes(int64_t headdim, int64_t dstate);
