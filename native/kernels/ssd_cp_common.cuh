@@ -1,8 +1,8 @@
 // Helpers shared by the chunk-parallel SSD's kernel files (ssd_chunk_parallel.cu and
 // ssd_chunk_state_twopass.cu): the chunk length, the slot numbering of the workspace, dt processing,
 // the float16 scale rule of S_in (also the twopass local states'), the chunk's dt*A scan and the
-// mma.sync / ldmatrix wrappers. One definition each, so the
-// state kernels and the output kernel cannot drift apart on the workspace format.
+// mma.sync / ldmatrix wrappers. One definition each, so the state kernels and the output kernel cannot
+// drift apart on the workspace format.
 // Internal linkage (an anonymous namespace): each including file gets its own inlined copy.
 #pragma once
 
