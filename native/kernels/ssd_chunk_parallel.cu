@@ -18,7 +18,8 @@
 //          B staged once and each B fragment used by both heads' MMAs, swizzled unpadded shared memory
 //          (its section below).
 //     state twopass (ssd_chunk_state_twopass.cu): every chunk's local state from a zero start in parallel
-//          (float32, a workspace of its own), then an elementwise carry per sequence that writes S_in and
+//          (float16 + a power-of-two scale per 16 rows like S_in, the sequence's last chunk float32; a
+//          workspace of its own), then an elementwise float32 carry per sequence that writes S_in and
 //          the final states.
 //     output (ssd_cp_output_lean_kernel, ssd_cp_output_lean.cuh): mma.sync with ldmatrix, 8 warps, G in
 //          shared memory in the accumulator layout, 128 registers, 2 blocks (16 warps) per SM, S_in / x
@@ -27,7 +28,7 @@
 //   State kernel choice: MAMBA_CUDA_SSD_STATE = pair or twopass forces one (tests and benchmarks); unset,
 //   the plan picks pair when its grid has at least 4 x (SM count) blocks (B8 H80: 640 blocks of 32
 //   channels on 132 SMs = 4.8 x), else twopass (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
-//   one partial wave) while its float32 local states take at most 256 MB (else pair), and reserves them
+//   one partial wave) while its local states take at most 256 MB (else pair), and reserves them
 //   when it picks twopass (resolve_state_kernel).
 //   Removed at 66a43f9 after an H200 run (bf16 L2048 H80 P64 N128 G1, ms a call; z = with the gate):
 //     output mma8 (the lean kernel's predecessor: same layout and MMAs, per-element decay and masks,
@@ -387,25 +388,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
         // buffers (their readers of two chunks ago passed the last barrier). A missing partner's dt is 0
         // (w 0, no decay).
         if (scans) {
-            float dt[4], acum[4], run = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                dt[i] = scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f;
-                run += dt[i] * scan_A;
-            }
-            float incl = run;
-#pragma unroll
-            for (int off = 1; off < 32; off *= 2) {
-                const float o = __shfl_up_sync(0xffffffffu, incl, off);
-                if (lane >= off) incl += o;
-            }
-            float acc_run = incl - run;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                acc_run += dt[i] * scan_A;
-                acum[i] = acc_run;
-            }
-            const float end = __shfl_sync(0xffffffffu, acum[3], 31);
+            float dt[4], acum[4];
+            const float end = warp_chunk_scan([&](int i) { return scan_valid && lane * 4 + i < steps ? process_dt(a, rDt[i], scan_bias) : 0.0f; },
+                                              scan_A, lane, dt, acum);
             float * w = sW + (parity * HP + scan_head) * Q + lane * 4;
 #pragma unroll
             for (int i = 0; i < 4; ++i) w[i] = dt[i] * __expf(end - acum[i]);
@@ -612,7 +597,7 @@ int64_t output_channel_tiles(int64_t headdim) { return ceil_div(headdim, int64_t
 // views, so the two cannot disagree) and the total.
 struct SsdCpWorkspace {
     size_t states, scales, dts, acums, locals, total;
-    // two_pass: the float32 local chunk states of the twopass state kernel too.
+    // two_pass: the local chunk states of the twopass state kernel too (SsdTwoPassLocalsLayout).
     SsdCpWorkspace(const SsdCpShape & s, bool two_pass) {
         const size_t pairs = size_t(slot_count(s)) * size_t(s.heads);
         WorkspaceCarver carver;
@@ -620,7 +605,7 @@ struct SsdCpWorkspace {
         scales = carver.add(pairs * size_t(ceil_div(s.headdim, 16)) * 4);
         dts = carver.add(pairs * kSsdCpChunk * 4);
         acums = carver.add(pairs * kSsdCpChunk * 4);
-        locals = carver.add(two_pass ? ssd_twopass_locals_bytes(slot_count(s), s.heads, s.headdim, s.dstate) : 0);
+        locals = carver.add(two_pass ? ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.packed, s.len, s.heads, s.headdim, s.dstate) : 0);
         total = carver.add(0);
     }
 };
@@ -709,26 +694,33 @@ PairStateGrid pair_state_grid(int64_t nseq, int64_t heads, int64_t heads_per_gro
 // wave). The threshold is the one the removed mma kernel was chosen below; shapes between the two
 // measured points (e.g. B4 H80, 320 pair blocks -> twopass) are not measured. The plan decides (it
 // reserves twopass's workspace), the run follows the plan. A grid below the threshold whose local states
-// would take more than kTwoPassMaxLocalBytes (e.g. B4 L8192 H128: 512 pair blocks, ~1 GB) keeps pair, so
-// the automatic choice never asks for more than that on top of the other scratch.
+// would take more than kTwoPassMaxLocalBytes keeps pair, so the automatic choice never asks for more than
+// that on top of the other scratch. The cap is in bytes: the locals are float16 (+ a float32 tail of at
+// most 2 chunks a sequence, SsdTwoPassLocalsLayout), about half their former float32 size for long
+// sequences, so it admits about twice the shapes it did (B4 L8192 H128: 512 pair blocks, ~0.55 GB, still
+// pair; B8 L2048 H80: 189 MB, under it, but pair by the block count).
 constexpr int64_t kPairMinWaves = 4;
 constexpr size_t kTwoPassMaxLocalBytes = size_t(256) << 20;
 SsdCpStateKernel resolve_state_kernel(SsdCpStateKernel chosen, const SsdCpShape & s, int sms) {
     if (chosen != SsdCpStateKernel::Auto) return chosen;
     if (pair_state_grid(s.nseq, s.heads, s.heads / s.groups, s.headdim, sms).blocks >= kPairMinWaves * int64_t(sms)) return SsdCpStateKernel::Pair;
-    return ssd_twopass_locals_bytes(slot_count(s), s.heads, s.headdim, s.dstate) <= kTwoPassMaxLocalBytes ? SsdCpStateKernel::TwoPass
+    return ssd_twopass_locals_bytes(slot_count(s), s.nseq, s.packed, s.len, s.heads, s.headdim, s.dstate) <= kTwoPassMaxLocalBytes ? SsdCpStateKernel::TwoPass
                                                                                                          : SsdCpStateKernel::Pair;
 }
 
 // The twopass state kernels (ssd_chunk_state_twopass.cu) on this call's workspace views.
-void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, float * locals, int64_t slots) {
+void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, char * locals, int64_t slots) {
+    const SsdTwoPassLocalsLayout l(slots, c.nseq, c.a.packed, c.a.len, c.a.heads, c.a.headdim, c.a.dstate);
     SsdTwoPassArgs t{};
     t.a = c.a;
     t.states = c.states;
     t.scales = c.scales;
     t.dts = c.dts;
     t.acums = c.acums;
-    t.locals = locals;
+    t.locals = reinterpret_cast<f16_t *>(locals + l.locals);
+    t.local_scales = reinterpret_cast<float *>(locals + l.local_scales);
+    t.tail_locals = reinterpret_cast<float *>(locals + l.tail_locals);
+    t.tails = l.tails;
     t.Pw = c.Pw;
     t.chunks = c.chunks;
     t.nseq = c.nseq;
@@ -738,7 +730,7 @@ void launch_state_twopass(mamba_context & ctx, const SsdCpArgs & c, float * loca
 }
 
 template <int kN>
-void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, float * locals, int64_t slots, int sms) {
+void run_padded(mamba_context & ctx, const SsdCpPlan & plan, SsdCpArgs & c, char * locals, int64_t slots, int sms) {
     if (plan.state == SsdCpStateKernel::TwoPass) launch_state_twopass(ctx, c, locals, slots);
     else if (pair_state_grid(c.nseq, c.a.heads, c.a.heads_per_group, c.a.headdim, sms).wide) launch_state_pair<kN, 32>(ctx, c);
     else launch_state_pair<kN, 16>(ctx, c);
@@ -806,7 +798,7 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     c.vec_zy = rows_of_8(a.y, a.y_s, 3, a.headdim) && (!a.has_z || rows_of_8(a.z, a.z_s, 3, a.headdim));
     const int sms = state_of(ctx).multiprocessors > 0 ? state_of(ctx).multiprocessors : 1;
     const int64_t slots = slot_count(s);
-    float * locals = plan.state == SsdCpStateKernel::TwoPass ? reinterpret_cast<float *>(workspace + w.locals) : nullptr;
+    char * locals = plan.state == SsdCpStateKernel::TwoPass ? workspace + w.locals : nullptr;
     if (a.dstate <= 64) run_padded<64>(ctx, plan, c, locals, slots, sms);
     else run_padded<128>(ctx, plan, c, locals, slots, sms);
 }

@@ -1,7 +1,8 @@
 // Helpers shared by the chunk-parallel SSD's kernel files (ssd_chunk_parallel.cu and
 // ssd_chunk_state_twopass.cu): the chunk length, the slot numbering of the workspace, dt processing,
-// the float16 scale rule of S_in and the mma.sync / ldmatrix wrappers. One definition each, so the
-// state kernels and the output kernel cannot drift apart on the workspace format.
+// the float16 scale rule of S_in (also the twopass local states'), the chunk's dt*A scan and the
+// mma.sync / ldmatrix wrappers. One definition each, so the state kernels and the output kernel cannot
+// drift apart on the workspace format.
 // Internal linkage (an anonymous namespace): each including file gets its own inlined copy.
 #pragma once
 
@@ -64,6 +65,34 @@ __device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float 
     if (a.softplus) dt = softplus_f(dt);
     if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
     return dt;
+}
+
+// dt and the inclusive cumulative sum of dt*A over one chunk of kSsdCpChunk = 128 steps, by one warp:
+// lane `lane` holds steps 4 lane + i, i < 4, with dt[i] = dt_of(i) (processed, 0 past the sequence end)
+// and acum[i]; returns the chunk's total (step 127's acum), the same in every lane. Both state kernels
+// use it, so their acum (which the output kernel reads) is the same float32 sum.
+template <class DtOf>
+__device__ __forceinline__ float warp_chunk_scan(DtOf dt_of, float A, int lane, float (&dt)[4], float (&acum)[4]) {
+    static_assert(kSsdCpChunk == 4 * 32, "a lane scans 4 steps of the chunk");
+    float run = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        dt[i] = dt_of(i);
+        run += dt[i] * A;
+    }
+    float incl = run;
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+        const float o = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += o;
+    }
+    float acc_run = incl - run;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        acc_run += dt[i] * A;
+        acum[i] = acc_run;
+    }
+    return __shfl_sync(0xffffffffu, acum[3], 31);
 }
 
 // ---- mma.sync helpers ----------------------------------------------------------------------------

@@ -607,6 +607,50 @@ TEST_P(SsdTest, ChunkParallelFullChunksWithOptionsAbsent) {
     }
 }
 
+// Heads of very different magnitudes in one call: x and the initial states of a head scaled by 2^13,
+// 2^-13 or 2^-26 (exact in bf16 and float32, so the reference only scales), and one head with x = 0 and
+// its initial states as drawn (its chunk contributions are all zero). y and the final states are linear
+// in that scale, so each head is compared after dividing by it, at the usual tolerances: a state stored
+// with too few bits for its magnitude (the twopass kernel's float16 local states and S_in, each after a
+// power-of-two scale per 16 rows) or a zero tile scaled into inf/NaN fails. Four and three chunks of 128:
+// twopass stores the first two in float16, the rest in float32; headdim 80 leaves 64-channel blocks with
+// 16-row tiles past the padded headdim.
+TEST_P(SsdTest, ChunkParallelHeadsOfExtremeMagnitudes) {
+    const double x_scale[] = {1.0, 0.0, 0x1p13, 0x1p-13, 0x1p-26};
+    const double init_scale[] = {1.0, 1.0, 0x1p13, 0x1p-13, 0x1p-26};  // = the head's output scale
+    const Shape shapes[] = {{1, 389, 5, 64, 1, 128}, {2, 384, 5, 80, 1, 64}};
+    uint64_t seed = 950;
+    for (const Shape & s : shapes) {
+        Options o;
+        o.dtype = DType::BF16;
+        o.chunk_size = 128;
+        o.d = DMode::PerChannel;
+        SCOPED_TRACE(describe(s, o));
+        Problem pr(s, o, ++seed);
+        const int64_t H = s.heads, P = s.headdim, N = s.dstate;
+        for (int64_t r = 0; r < s.batch * s.len; ++r)
+            for (int64_t h = 0; h < H; ++h)
+                for (int64_t p = 0; p < P; ++p) pr.x.at((r * H + h) * P + p) *= x_scale[h];
+        for (int64_t q = 0; q < pr.nseq; ++q)
+            for (int64_t h = 0; h < H; ++h)
+                for (int64_t i = 0; i < P * N; ++i) pr.initial.at((q * H + h) * P * N + i) *= init_scale[h];
+        // Each element divided by its head's scale; `inner` elements per head, heads innermost but one.
+        auto unscaled = [&](std::vector<double> v, int64_t inner) {
+            for (size_t i = 0; i < v.size(); ++i) v[i] /= init_scale[(int64_t(i) / inner) % H];
+            return v;
+        };
+        const Result want = reference_ssd(pr);
+        const double tol = tolerance(o.dtype);
+        for (const SsdKernels & kernels : ssd_kernel_variants()) {
+            SCOPED_TRACE(describe(kernels));
+            const ForcedSsdKernels forced(kernels);
+            const Result got = run(pr);
+            EXPECT_CLOSE(unscaled(got.y, P), unscaled(want.y, P), tol, tol);
+            EXPECT_CLOSE(unscaled(got.final_states, P * N), unscaled(want.final_states, P * N), 2e-4, 2e-4);
+        }
+    }
+}
+
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
     // Boundaries at 37, 100 and 101 fall inside 64-step chunks; one sequence is a single step.
     for (DType dt : {DType::BF16, DType::F32}) {
