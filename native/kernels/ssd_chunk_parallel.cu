@@ -1,9 +1,10 @@
 // Mamba-2 SSD forward (mamba_ssd), bf16 x/B/C, dstate <= 128: the chunk-parallel state-space-duality
-// algorithm on tensor cores, in two kernels.
+// algorithm on tensor cores: a state pass (one kernel, `pair`, or two, `twopass`), then the output kernel.
 //
 // Chunks of kQ = 128 steps restart at every sequence start, so no chunk straddles packed sequences.
 // With acum_t the inclusive cumulative sum of dt*A inside a chunk and S the (headdim x dstate) state:
-//   state kernel, block = (sequence, head or pair of heads, 16 or 32 channels), walking its chunks:
+//   state pass (pair: block = (sequence, pair of heads, 16 or 32 channels), walking its chunks; twopass:
+//   every chunk's local state at once, then an elementwise carry over the chunks):
 //     dt (bias, softplus, limit) and acum           -> workspace (float32, read back by the output kernel)
 //     S_in of the chunk (the state before it)         -> workspace (float16 / a power-of-two scale)
 //     S <- exp(acum_end) S + Xw^T B,  Xw[s,p] = x[s,p] dt_s exp(acum_end - acum_s)   (tensor cores)
@@ -30,7 +31,7 @@
 //   channels on 132 SMs = 4.8 x), else twopass (B1 H80: pair would have 160 blocks of 16 channels = 1.2 x,
 //   one partial wave) while its local states take at most 256 MB (else pair), and reserves them
 //   when it picks twopass (resolve_state_kernel).
-//   Removed at 66a43f9 after an H200 run (bf16 L2048 H80 P64 N128 G1, ms a call; z = with the gate):
+//   Removed after the H200 run at 66a43f9 (bf16 L2048 H80 P64 N128 G1, ms a call; z = with the gate):
 //     output mma8 (the lean kernel's predecessor: same layout and MMAs, per-element decay and masks,
 //          runtime checks): state automatic, mma8 / lean: B8 z 1.018 / 0.840, B8 0.909 / 0.774, B1 z
 //          0.224 / 0.188, B1 0.210 / 0.183: lean won everywhere. MAMBA_CUDA_SSD_OUTPUT went with it.
@@ -38,8 +39,9 @@
 //          below 4 pair blocks per SM): with output mma8, mma / pair / twopass: B8 z 1.199 / 1.051 /
 //          1.016, B8 1.079 / 0.922 / 0.907, B1 z 0.226 / 0.243 / 0.181, B1 0.210 / 0.229 / 0.168: mma
 //          lost everywhere. twopass wins clearly at B1 and by 1.5-3% at B8 (kernels alone at B8 z: local
-//          0.318 + carry 0.136 ms against pair 0.46), but its float32 local states take 336 MB at B8 L2048
-//          H80 (~1 GB at B4 L8192 H128), so pair stays the choice at large grids.
+//          0.318 + carry 0.136 ms against pair 0.46), but its local states then took 336 MB at B8 L2048
+//          H80 in float32 (~1 GB at B4 L8192 H128), so pair stays the choice at large grids. They are
+//          float16 since (~189 MB at B8 L2048 H80, ~0.55 GB at B4 L8192 H128).
 //   Earlier measurements (the output and state variants before these):
 //   Measured on an H200 (CUDA 13, sm_90a) at 5abc501, bf16 L2048 H80 P64 N128 G1, ms per call (all
 //   correct on the GPU; "alone" = MAMBA_CUDA_TRACE mean of that kernel). Output builds (state automatic: pair at B8, mma at B1); "z" = with the gate (the Mamba-2 mixer
@@ -81,18 +83,17 @@
 //   An earlier wmma pair (fragments over float32 G and bf16 M tiles in shared memory) measured slower on
 //   an H200 (output 1.94 ms against 1.78 ms total at B8, state 2.01 ms): latency of shared-memory fragment
 //   loads, dependent MMA chains and block barriers between its phases. It was removed.
-// The sequential part is only the state carry, and the carry is the accumulator itself (registers):
-// the chunk contributions Xw^T B never make a float32 round trip through memory (a separate pass over
-// stored chunk contributions would add 2 x 336 MB at B8). The next chunk's B and x land by cp.async
+// In pair the sequential part is only the state carry, and the carry is the accumulator itself
+// (registers): the chunk contributions Xw^T B make no round trip through memory (twopass stores them). The next chunk's B and x land by cp.async
 // during the current chunk's MMAs (B double-buffered).
-// B1 (L2048 H80 P64 N128), counted: two launches and no separate state-passing pass (the carry is inside
-// the state kernel). The state kernel is 160 blocks (one wave on 132 SMs), each a chain of 16 chunk steps
+// B1 (L2048 H80 P64 N128), counted for a one-kernel state pass (the carry inside the state kernel): the
+// state kernel is 160 blocks (one wave on 132 SMs), each a chain of 16 chunk steps
 // (copy wait, dt scan, one barrier, 64 MMAs a warp in 8-deep chains, S_in store): ~0.11 ms measured at
 // 40872b3, ~7 us a step, with 16 x 80 x 16 KB = 21 MB of S_in to write. The output kernel then runs all
-// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of the state kernel is the floor. Since
-// built (twopass, the automatic choice there): a two-pass state (all chunks' local Xw^T B in parallel, 16x the blocks, then a 16-step elementwise
-// carry over float32 chunk states): at B1 that moves 2 x 42 MB (~0.02 ms) to cut the serial chain to one
-// chunk step plus 16 cheap elementwise steps; at B8 it costs 2 x 336 MB, so it would be a B1-only path.
+// 16 x 80 (chunk, head) pairs at once. So at B1 the serial chain of that state kernel is the floor, and
+// twopass (the automatic choice there: all chunks' local Xw^T B in parallel, 16x the blocks, then a
+// 16-step elementwise carry) cuts it to one chunk step plus 16 cheap steps: 0.049 + 0.029 ms measured
+// (run 11, float32 local states) against ~0.11 for the chain.
 //
 // Precision (checked by a host emulation of this arithmetic against the float64 recurrence on the test
 // inputs): bf16 x, B and C are exact MMA operands. The state update's float32 operand Xw and the
@@ -122,8 +123,9 @@
 //   output kernel: reads x, z 336 MB, S_in 168 MB, B and C 8 MB; writes y 168 MB: ~680 MB -> 0.165 ms.
 //                  MMAs per (step, head): C S_in^T 2 N P = 16.4 K, M X hi + lo ~(Q/2 + 8) P 2 = 18.4 K,
 //                  G Q N / 16 heads = 1 K: 47 GFLOP -> ~0.12 ms, under the memory time.
-//   B8 total ~0.28-0.35 ms (was 2.23). B1: 160 state blocks (one wave), 16 chunks of ~1-2 us each;
-//   640 output blocks of 2 heads; ~0.05-0.08 ms (was 0.45).
+//   B8 total ~0.28-0.35 ms by these counts (was 2.23). B1: ~0.05-0.08 ms (was 0.45). Measured at run 11:
+//   B8 0.77 ms (0.83 with z), B1 0.142 (0.147): the kernels are bound by instruction issue and latency,
+//   not by these counts (docs/gpu-results.md).
 // G shared, not stored: in shared memory it costs no traffic; stored per chunk and group (64 KB float32)
 // it would be read once per head (80 x 64 KB per chunk, 0.67 GB of L2 reads at B8). Recomputing it per
 // block of hb heads costs Q N / hb FLOPs per (step, head), 1-4 K against ~35 K of the y MMAs. Only the
@@ -501,8 +503,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks) ssd_cp_state_pai
 // ---- output kernel layout: 8 warps, G in shared memory, each load in flight over one phase ----------------
 //
 // SsdCpOutputTraits is the block layout of the output kernel (ssd_cp_output_lean.cuh derives its traits
-// from it); the kernel it was written for, mma8, is removed (header) and the text below describes the
-// design both share (the lean kernel's changes: its file's comment). The removed 4-warp output kernel held G in registers (241 registers, 2 blocks = 8 warps an SM) and each
+// from it); the kernel it was written for, mma8, is removed (header). The text below describes the design
+// both share; its figures (shared memory, shuffles, ptxas) are mma8's, the lean kernel's are in its file. The removed 4-warp output kernel held G in registers (241 registers, 2 blocks = 8 warps an SM) and each
 // warp ran long dependent ldmatrix/mma chains with little to hide their latency (0.763 ms at B8 against
 // this kernel's 0.525 ms, header). Here:
 //   * 8 warps a block, warp w = (strip pair i = w % 4, channel half w / 4): strips i and 7 - i (9 tiles on
@@ -766,6 +768,12 @@ SsdCpPlan plan_ssd_chunk_parallel(mamba_context & ctx, const SsdCpShape & s) {
     const CudaState & st = state_of(ctx);
     const int sms = st.multiprocessors > 0 ? st.multiprocessors : 1;
     plan.state = resolve_state_kernel(forced, s, sms);
+    // The automatic choice depends on the shape, so twopass may pick a larger workspace for a smaller
+    // call than pair did for a larger one; while a graph is captured (the workspace cannot grow) it keeps
+    // to pair unless twopass's part already fits the context's workspace.
+    if (forced == SsdCpStateKernel::Auto && plan.state == SsdCpStateKernel::TwoPass && stream_capturing(ctx) &&
+        SsdCpWorkspace(s, true).total > st.workspace_bytes)
+        plan.state = SsdCpStateKernel::Pair;
     // The shared memory of the kernels that will run.
     const size_t need = s.dstate <= 64 ? smem_need<64>(plan.state, s) : smem_need<128>(plan.state, s);
     if (need > size_t(st.max_smem_per_block)) return plan;

@@ -19,7 +19,9 @@ struct SsdCpShape {
 // an unknown name is an INVALID_ARGUMENT error). The plan resolves the automatic choice from the grid and
 // the SM count (ssd_chunk_parallel.cu): twopass (ssd_chunk_state_twopass.cu: every chunk's local state in
 // parallel, then an elementwise carry; a workspace for the local states, float16 with a float32 tail, reserved by the plan)
-// where the pair kernel's grid would have fewer than 4 blocks per SM, else pair. There is one output
+// where the pair kernel's grid would have fewer than 4 blocks per SM and its local states take at most
+// 256 MB, else pair; during a graph capture, pair unless twopass's part already fits the workspace.
+// Forced twopass has no cap. There is one output
 // kernel (lean, ssd_cp_output_lean.cuh; its builds are picked from the arguments); both state kernels
 // share the workspace format with it.
 enum class SsdCpStateKernel { Auto, Pair, TwoPass };

@@ -1,6 +1,6 @@
 // The chunk states of the chunk-parallel Mamba-2 SSD forward in two passes (state kernel `twopass` of
-// ssd_chunk_parallel.cu: the automatic choice where the pair kernel's grid has fewer than 4 blocks per SM,
-// or forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace outputs as the one-pass
+// ssd_chunk_parallel.cu: the automatic choice where the pair kernel's grid has fewer than 4 blocks per SM
+// and these local states take at most 256 MB, or forced by MAMBA_CUDA_SSD_STATE=twopass). Same inputs and the same workspace outputs as the one-pass
 // kernel there (pair): S_in float16 + a power-of-two scale per 16 rows,
 // dt and acum per (slot, head), the final states float32; the output kernel cannot tell them apart.
 //

@@ -1,7 +1,7 @@
 // Entry point of the two-pass chunk-state computation of the chunk-parallel SSD forward
 // (ssd_chunk_state_twopass.cu), the state kernel `twopass` of ssd_chunk_parallel.cu
 // (MAMBA_CUDA_SSD_STATE=twopass). It fills the same workspace (S_in float16 + scales, dt, acum) as the
-// one-pass state kernels there, for the same output kernel.
+// one-pass state kernel there (pair), for the same output kernel.
 #pragma once
 
 #include "ssd_chunked.cuh"

@@ -8,8 +8,10 @@
 // (Nsight Compute on an H200, B8 z: ~52 K instructions per (head, chunk) for ~2.3 K HMMA; IMAD, FMUL,
 // ISETP, SEL, BRA and the per-element decay mask dominate):
 //   * The decay exp(acum_t - acum_s) of phase B is factored at b = 16 st, the first row of the strip:
-//     exp(acum_t - acum_b) exp(acum_b - acum_s) (acum falls with t: both factors <= 1 when A <= 0, the
-//     same product otherwise). The column factor dt_s exp(acum_b - acum_s) is a per-head table in shared
+//     exp(acum_t - acum_b) exp(acum_b - acum_s) (acum falls with t: both factors <= 1 when A <= 0 and
+//     dt >= 0, the same product otherwise; with a negative dt, allowed without softplus, acum can rise and
+//     fall inside a chunk, and a factor can overflow float32 where the product would not: beyond e^88
+//     within 128 steps, a range the float32 recurrence itself barely holds). The column factor dt_s exp(acum_b - acum_s) is a per-head table in shared
 //     memory (7 strips x 128 columns, 4 exps a thread per head), so an off-diagonal M tile is G times one
 //     float2 a column pair (8 FMUL a lane, no exp, no mask); the row factor r_t = exp(acum_t - acum_b)
 //     multiplies the accumulators once per strip, after its off-diagonal tiles and before its diagonal

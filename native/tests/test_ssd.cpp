@@ -499,6 +499,43 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
 }
 
+// A graph captured after a call that sized the workspace for pair: the automatic choice (twopass on a
+// grid this small) would need more workspace than the context has, which cannot grow during a capture, so
+// it keeps to pair; the capture ends and its replay matches the reference. Without that rule the captured
+// call fails (the workspace cannot grow while a graph is captured).
+TEST_P(SsdTest, CaptureAfterASmallerWorkspaceKeepsToPair) {
+    if (!on_cuda()) GTEST_SKIP() << "graphs need CUDA";
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = 128;
+    Problem pr({1, 2048, 16, 64, 1, 64}, o, 670);  // 16 chunk slots x 16 heads: ~2 MB of float16 local states
+    pr.upload(ctx());
+    Tensor y({1, 2048, 16, 64}, o.dtype), fin({1, 16, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    {
+        const mt::ScopedEnv pair("MAMBA_CUDA_SSD_STATE", "pair");
+        ASSERT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_OK) << mamba_last_error();
+    }
+    const mt::ScopedEnv state("MAMBA_CUDA_SSD_STATE", nullptr);
+    y.upload_poisoned(ctx());
+    ASSERT_EQ(mamba_graph_capture_begin(ctx()), MAMBA_STATUS_OK) << mamba_last_error();
+    const mamba_status captured = mamba_ssd(ctx(), &a);
+    mamba_graph * graph = nullptr;
+    const mamba_status ended = mamba_graph_capture_end(ctx(), &graph);
+    ASSERT_EQ(captured, MAMBA_STATUS_OK) << mamba_last_error();
+    ASSERT_EQ(ended, MAMBA_STATUS_OK) << mamba_last_error();
+    const mamba_status launched = mamba_graph_launch(ctx(), graph);
+    mamba_graph_free(graph);
+    ASSERT_EQ(launched, MAMBA_STATUS_OK) << mamba_last_error();
+    y.download(ctx());
+    fin.download(ctx());
+    const Result want = reference_ssd(pr);
+    EXPECT_CLOSE(y.values(), want.y, tolerance(o.dtype), tolerance(o.dtype));
+    EXPECT_CLOSE(fin.values(), want.final_states, 2e-4, 2e-4);
+}
+
 // MAMBA_CUDA_SSD_PATH: each path matches the reference on a shape all of them take (bf16, dstate 64), and
 // a shape the forced tensor-core paths cannot take (float32) runs on the recurrence kernel; an unknown
 // value is an argument error naming the variable and the accepted values, and y keeps its poison. The CPU backend reads no such variable.
