@@ -587,20 +587,31 @@ TEST_P(SsdTest, PackedSequencesAcrossChunkParallelChunks) {
     }
 }
 
+namespace {
+
+// bf16 options with one optional input absent by mask: 0 D, 1 (D per head), 2 z, 3 dt_bias, 4 the
+// initial states, 5 the final states (D per channel from mask 2 on).
+Options one_option_absent(int mask, int64_t chunk_size) {
+    Options o;
+    o.dtype = DType::BF16;
+    o.chunk_size = chunk_size;
+    o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
+    o.z = mask != 2;
+    o.dt_bias = mask != 3;
+    o.initial = mask != 4;
+    o.final_states = mask != 5;
+    return o;
+}
+
+}  // namespace
+
 // The chunk-parallel kernels over three chunks with each optional input absent, dt limited, and
 // without states.
 TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
     // dstate 128 and 64: both builds of the output kernel's general (partial-chunk) path, with and without z.
     for (const Shape & s : {Shape{2, 300, 4, 64, 2, 128}, Shape{2, 300, 4, 64, 2, 64}})
     for (int mask = 0; mask < 6; ++mask) {
-        Options o;
-        o.dtype = DType::BF16;
-        o.chunk_size = 64;
-        o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
-        o.z = mask != 2;
-        o.dt_bias = mask != 3;
-        o.initial = mask != 4;
-        o.final_states = mask != 5;
+        Options o = one_option_absent(mask, 64);
         if (mask == 3) {
             o.dt_min = 0.1f;
             o.dt_max = 0.3f;
@@ -630,14 +641,7 @@ TEST_P(SsdTest, ChunkParallelFullChunksWithOptionsAbsent) {
     const Shape shapes[] = {{2, 256, 4, 64, 2, 128}, {1, 384, 6, 128, 2, 64}};
     for (const Shape & s : shapes) {
         for (int mask = 0; mask < 6; ++mask) {
-            Options o;
-            o.dtype = DType::BF16;
-            o.chunk_size = 128;
-            o.d = mask == 0 ? DMode::None : mask == 1 ? DMode::PerHead : DMode::PerChannel;
-            o.z = mask != 2;
-            o.dt_bias = mask != 3;
-            o.initial = mask != 4;
-            o.final_states = mask != 5;
+            const Options o = one_option_absent(mask, 128);
             SCOPED_TRACE(describe(s, o) + ", options mask " + std::to_string(mask));
             check(s, o, uint64_t(820 + mask));
         }
