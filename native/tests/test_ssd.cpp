@@ -214,17 +214,9 @@ double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 // plan's automatic choice from the grid and the SM count, which reserves twopass's workspace when it picks
 // it). The one output kernel runs its full build where every chunk is full and its general build elsewhere,
 // gated or not by the shape. The CPU ignores the variable and runs once.
-struct SsdKernels {
-    const char * state;  // null: unset, the automatic choice
-};
-const SsdKernels kCudaSsdKernels[] = {{"pair"}, {"twopass"}, {nullptr}};
+const char * const kCudaSsdStates[] = {"pair", "twopass", nullptr};
 
-// The state kernel forced (or the variable unset) for one run.
-struct ForcedSsdKernels {
-    mt::ScopedEnv state;
-    explicit ForcedSsdKernels(const SsdKernels & k) : state("MAMBA_CUDA_SSD_STATE", k.state) {}
-};
-std::string describe(const SsdKernels & k) { return std::string("SSD state kernel: ") + (k.state != nullptr ? k.state : "automatic"); }
+std::string describe_state(const char * state) { return std::string("SSD state kernel: ") + (state != nullptr ? state : "automatic"); }
 
 
 }  // namespace
@@ -253,21 +245,21 @@ protected:
         return r;
     }
 
-    // kCudaSsdKernels on CUDA, its first entry on the CPU.
-    std::vector<SsdKernels> ssd_kernel_variants() const {
-        return on_cuda() ? std::vector<SsdKernels>(std::begin(kCudaSsdKernels), std::end(kCudaSsdKernels))
-                         : std::vector<SsdKernels>{kCudaSsdKernels[0]};
+    // kCudaSsdStates on CUDA, its first entry on the CPU.
+    std::vector<const char *> ssd_state_variants() const {
+        return on_cuda() ? std::vector<const char *>(std::begin(kCudaSsdStates), std::end(kCudaSsdStates))
+                         : std::vector<const char *>{kCudaSsdStates[0]};
     }
 
-    // On CUDA, once per state kernel choice of the chunk-parallel path (kCudaSsdKernels; the other paths ignore
+    // On CUDA, once per state kernel choice of the chunk-parallel path (kCudaSsdStates; the other paths ignore
     // the variable), each run with fresh poisoned outputs.
     void check(const Shape & s, const Options & o, uint64_t seed = 7) {
         Problem pr(s, o, seed);
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        for (const SsdKernels & kernels : ssd_kernel_variants()) {
-            SCOPED_TRACE(describe(kernels));
-            const ForcedSsdKernels forced(kernels);
+        for (const char * state : ssd_state_variants()) {
+            SCOPED_TRACE(describe_state(state));
+            const mt::ScopedEnv forced("MAMBA_CUDA_SSD_STATE", state);
             const Result got = run(pr);
             EXPECT_CLOSE(got.y, want.y, tol, tol);
             if (o.final_states) {
@@ -682,9 +674,9 @@ TEST_P(SsdTest, ChunkParallelHeadsOfExtremeMagnitudes) {
         };
         const Result want = reference_ssd(pr);
         const double tol = tolerance(o.dtype);
-        for (const SsdKernels & kernels : ssd_kernel_variants()) {
-            SCOPED_TRACE(describe(kernels));
-            const ForcedSsdKernels forced(kernels);
+        for (const char * state : ssd_state_variants()) {
+            SCOPED_TRACE(describe_state(state));
+            const mt::ScopedEnv forced("MAMBA_CUDA_SSD_STATE", state);
             const Result got = run(pr);
             EXPECT_CLOSE(unscaled(got.y, P), unscaled(want.y, P), tol, tol);
             EXPECT_CLOSE(unscaled(got.final_states, P * N), unscaled(want.final_states, P * N), 2e-4, 2e-4);
@@ -898,9 +890,9 @@ TEST_P(SsdTest, ModelViewsOfConvAndProjectionOutputs) {
     dt.strides = dt_strides;
     dt.byte_offset += uint64_t(inner + conv_dim) * es;
     const std::vector<double> initial_values = pr.initial.values();
-    for (const SsdKernels & kernels : ssd_kernel_variants()) {
-        SCOPED_TRACE(describe(kernels));
-        const ForcedSsdKernels forced(kernels);
+    for (const char * state : ssd_state_variants()) {
+        SCOPED_TRACE(describe_state(state));
+        const mt::ScopedEnv forced("MAMBA_CUDA_SSD_STATE", state);
         pr.initial.values() = initial_values;  // the previous run overwrote it
         pr.initial.upload(ctx());
         Tensor y({1, L, H, P}, o.dtype);
