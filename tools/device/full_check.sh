@@ -2,12 +2,14 @@
 # On the GPU machine, everything one device call can verify, in order of importance: the CUDA build, CTest
 # and kernel benchmarks (test_and_bench.sh), the NUnit executable against the CUDA build, `mamba info` and
 # `mamba bench` on the GPU, and the Python example with CUDA tensors. Needs .device/ made by
-# tools/device/stage.sh and ../shared/tools/device-prep.sh (Mamba.Tests, Mamba.Cli). Logs go to $OUT.
+# tools/device/stage.sh and tools/device/publish_tests.sh (the packed Mamba.Tests and Mamba.Benchmarks apps).
+# Logs go to $OUT.
 # Usage: tools/device/full_check.sh [bench shapes for the large run, default mamba-2.8b,mamba2-2.7b]
 # QUICK=1 leaves out the 130m model benchmark, the Python example and the managed-overhead runs (for runs
 # that change only kernels);
 # TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
-# NUNIT=0 skips the NUnit suite, LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
+# NUNIT=0 skips the NUnit suite, BDN=1 runs the BenchmarkDotNet suite on the GPU (in process, short job;
+# BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
 # prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
 # TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); SANITIZE=1 ends with
@@ -47,15 +49,21 @@ export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_
 export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
 
 # the test app carries the CLI (the tests run it), so one published folder serves both
-cli=.device/Mamba.Tests/mamba.dll
-# (prep for the size limit: only runtimes/linux-x64 kept; no pdb, xml, satellite or CPU libmamba files)
-step ".NET runtime"
+apps=/tmp/mamba-apps
+cli=$apps/Mamba.Tests/mamba.dll
+# (publish_tests.sh packs each app for the size limit: only runtimes/linux-x64, no pdb, xml, satellite or
+# CPU libmamba files)
+step ".NET runtime and apps"
 mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
+for app in Mamba.Tests Mamba.Benchmarks; do
+  rm -rf "$apps/$app"; mkdir -p "$apps/$app"
+  [ -f ".device/$app.tar.xz" ] && tar -C "$apps/$app" -xJf ".device/$app.tar.xz"
+done
 export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 [ "${NUNIT:-1}" = 0 ] || {
 step "NUnit against the CUDA build"
-timeout 300 dotnet .device/Mamba.Tests/Mamba.Tests.dll --results-directory "$out/nunit" --report-trx \
+timeout 300 dotnet $apps/Mamba.Tests/Mamba.Tests.dll --results-directory "$out/nunit" --report-trx \
   --report-trx-filename nunit.trx > "$out/nunit.log" 2>&1
 echo "# nunit exit $?"
 grep -E "failed|Failed|error" "$out/nunit.log" | head -40
@@ -80,6 +88,17 @@ step "python example, CUDA tensors"
 timeout 90 python3 -m pytest -q examples/python -rs > "$out/pytest.log" 2>&1
 echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 }
+
+if [ "${BDN:-0}" = 1 ]; then
+  # the managed API's GPU benchmarks (MAMBA_BENCH_DEVICES=cuda), in this process: the machine has a .NET
+  # runtime but no SDK to build BenchmarkDotNet's usual per-benchmark processes. The CPU-only classes
+  # (loading, tokenizer) are left out by the default filter.
+  step "BenchmarkDotNet suite on the GPU"
+  read -ra bdn_filters <<< "${BDN_FILTER:-*KernelBenchmarks* *DecodeBenchmarks* *PrefillBenchmarks* *NormBenchmarks*}"
+  MAMBA_BENCH_DEVICES=cuda timeout "${BDN_SECONDS:-300}" dotnet $apps/Mamba.Benchmarks/Mamba.Benchmarks.dll \
+    --filter "${bdn_filters[@]}" --inProcess --job short --artifacts "$out/bdn" > "$out/bdn.log" 2>&1
+  echo "# exit $?"; grep -E "^\|" "$out/bdn.log" | head -120
+fi
 
 if [ -n "${TRACE_MODEL:-}" ]; then
   # a 2048-token prefill of one model shape with every launch_kernel kernel timed alone
