@@ -166,16 +166,22 @@ __device__ __forceinline__ f16_t from_f32<f16_t>(float v) { return __float2half_
 
 // A float tensor whose dtype is known only at run time: one uniform branch per access. Used where
 // an op is not worth instantiating for every dtype combination.
+// load() keeps the branch down to the choice of a 2- or a 4-byte load (a diamond the compiler predicates)
+// and converts afterwards with selects. Converting inside each dtype's branch made every load wait for its
+// data before the next branch: a kernel's run of loads (a conv step's state, input and weights) then
+// cost one memory round trip each instead of one for all.
 struct AnyPtr {
     char * p = nullptr;
     int dtype = 0;  // DType as int
 
     __device__ __forceinline__ float load(int64_t i) const {
-        switch (dtype) {
-            case int(DType::F16): return __half2float(reinterpret_cast<const f16_t *>(p)[i]);
-            case int(DType::BF16): return __bfloat162float(reinterpret_cast<const bf16_t *>(p)[i]);
-            default: return reinterpret_cast<const float *>(p)[i];
-        }
+        const bool wide = dtype != int(DType::F16) && dtype != int(DType::BF16);
+        uint32_t bits;
+        if (wide) bits = reinterpret_cast<const uint32_t *>(p)[i];
+        else bits = reinterpret_cast<const uint16_t *>(p)[i];
+        const float as_bf16 = __uint_as_float(bits << 16);
+        const float as_f16 = __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+        return wide ? __uint_as_float(bits) : (dtype == int(DType::BF16) ? as_bf16 : as_f16);
     }
     __device__ __forceinline__ void store(int64_t i, float v) const {
         switch (dtype) {

@@ -68,6 +68,12 @@ struct ConvUpdateArgs {
     bool has_bias, silu;
 };
 
+// One thread per (batch row, channel). kWidth is the filter width when it is known at compile time (the
+// models' 4), else 0 (the run-time a.width, up to kMaxConvWidth): with a fixed width no load sits behind a
+// bounds branch, so the weights, the state and x issue back to back and the step costs one memory round
+// trip (a decode step runs this at batch 1, where that latency is the kernel's whole time). The bias,
+// behind its own branch, comes last.
+template <int kWidth>
 __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     // PDL-safe (launch.cuh): every thread waits for the previous kernel before any load, then the next
@@ -75,22 +81,27 @@ __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     wait_for_producer();
     allow_dependents();
     if (i >= a.batch * a.dim) return;
+    constexpr int kSlots = kWidth > 0 ? kWidth : int(kMaxConvWidth);
+    const int width = kWidth > 0 ? kWidth : a.width;
     const int64_t b = i / a.dim, d = i % a.dim;
-    float s[kMaxConvWidth];
+    float w[kSlots], s[kSlots];  // s[k]: the input k steps into the window; the last is x
 #pragma unroll
-    for (int k = 0; k < kMaxConvWidth - 1; ++k) s[k] = k < a.width - 1 ? a.state.load(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2]) : 0.0f;
+    for (int k = 0; k < kSlots; ++k) w[k] = k < width ? a.weight.load(d * a.w_s[0] + k * a.w_s[1]) : 0.0f;
+#pragma unroll
+    for (int k = 0; k < kSlots - 1; ++k) s[k] = k < width - 1 ? a.state.load(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2]) : 0.0f;
     const float x = a.x.load(b * a.x_s[0] + d * a.x_s[1]);
     float acc = a.has_bias ? a.bias.load(d * a.b_s) : 0.0f;
 #pragma unroll
-    for (int k = 0; k < kMaxConvWidth - 1; ++k)
-        if (k < a.width - 1) acc += a.weight.load(d * a.w_s[0] + k * a.w_s[1]) * s[k];
-    acc += a.weight.load(d * a.w_s[0] + (a.width - 1) * a.w_s[1]) * x;
+    for (int k = 0; k < kSlots; ++k) {
+        const float v = k < width - 1 ? s[k] : (k == width - 1 ? x : 0.0f);
+        acc += w[k] * v;
+    }
     if (a.silu) acc = silu_f(acc);
     a.y.store(b * a.y_s[0] + d * a.y_s[1], acc);
 #pragma unroll
-    for (int k = 0; k < kMaxConvWidth - 1; ++k) {
-        if (k < a.width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], s[k + 1]);
-        else if (k == a.width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], x);
+    for (int k = 0; k < kSlots - 1; ++k) {
+        if (k < width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], s[k + 1]);
+        else if (k == width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], x);
     }
 }
 
@@ -437,7 +448,9 @@ void causal_conv1d_update(mamba_context & ctx, const CausalConv1dUpdateParams & 
     a.width = int(p.width);
     a.silu = p.silu;
     const int threads = 256;
-    launch_kernel(ctx, "causal_conv1d_update_kernel", true, causal_conv1d_update_kernel, dim3(unsigned(ceil_div(n, threads))), dim3(threads), 0, a);
+    // width 4: the Mamba and Mamba-2 checkpoints' filter
+    const auto kernel = a.width == 4 ? causal_conv1d_update_kernel<4> : causal_conv1d_update_kernel<0>;
+    launch_kernel(ctx, "causal_conv1d_update_kernel", true, kernel, dim3(unsigned(ceil_div(n, threads))), dim3(threads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_update_kernel");
 }
 

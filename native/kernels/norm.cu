@@ -5,6 +5,10 @@
 // Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
 // (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
 // Both are PDL-safe (launch.cuh): they wait for the previous kernel before their first load.
+// Rows (row groups) of at most kRegisterRowMax elements take the register kernels: each thread keeps its
+// kPer elements (and their weights) in registers, all loaded in one batch at clamped (always valid)
+// indices, so the row costs one memory round trip before the reduction rather than one per element and
+// pass; at batch 1 (a decode step) the norm is a single block and that latency is its whole time.
 #include "common.cuh"
 #include "launch.cuh"
 #include "ops/gated_rms_norm.h"
@@ -85,6 +89,94 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
     }
 }
 
+// The register kernels (header comment). Element j of a thread is column threadIdx.x + j * blockDim.x.
+constexpr int kRegisterRowThreads = 1024, kRegisterRowMaxPer = 8;
+constexpr int64_t kRegisterRowMax = int64_t(kRegisterRowThreads) * kRegisterRowMaxPer;
+
+// v[j] = p[base + min(column j, last) * stride]: no bounds branch, so the loads issue back to back.
+template <int kPer>
+__device__ __forceinline__ void load_row_registers(const AnyPtr & p, int64_t base, int64_t stride, int64_t last, float (&v)[kPer]) {
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) v[j] = p.load(base + min(int64_t(threadIdx.x) + j * int64_t(blockDim.x), last) * stride);
+}
+
+__device__ __forceinline__ bool in_row(int j, int64_t n) { return int64_t(threadIdx.x) + j * int64_t(blockDim.x) < n; }
+
+template <int kPer>
+__global__ void rms_norm_registers_kernel(RmsNormArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x, last = a.hidden - 1;
+    wait_for_producer();  // as rms_norm_kernel
+    allow_dependents();
+    float w[kPer], r[kPer];
+    load_row_registers(a.weight, 0, a.w_s, last, w);
+    load_row_registers(a.x, row * a.x_s0, a.x_s1, last, r);
+    if (a.has_residual) {
+        float res[kPer];
+        load_row_registers(a.residual, row * a.r_s0, a.r_s1, last, res);
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) r[j] += res[j];
+    }
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) sum_sq += in_row(j, a.hidden) ? r[j] * r[j] : 0.0f;
+    const float inv = 1.0f / sqrtf(block_sum(sum_sq, scratch) / float(a.hidden) + a.eps);
+    // Every thread reads its own elements before it writes them, so residual_out may alias residual.
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        if (!in_row(j, a.hidden)) continue;
+        const int64_t i = int64_t(threadIdx.x) + j * int64_t(blockDim.x);
+        if (a.has_residual_out) a.residual_out.store(row * a.ro_s0 + i * a.ro_s1, r[j]);
+        a.y.store(row * a.y_s0 + i * a.y_s1, r[j] * inv * w[j]);
+    }
+}
+
+template <int kPer>
+__global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x / a.groups;
+    const int64_t c0 = (blockIdx.x % a.groups) * a.group_size, last = a.group_size - 1;
+    wait_for_producer();  // as gated_rms_norm_kernel
+    allow_dependents();
+    float w[kPer], x[kPer], gate[kPer];
+    load_row_registers(a.weight, c0 * a.w_s, a.w_s, last, w);
+    load_row_registers(a.x, row * a.x_s0 + c0 * a.x_s1, a.x_s1, last, x);
+    if (a.has_z) {
+        load_row_registers(a.z, row * a.z_s0 + c0 * a.z_s1, a.z_s1, last, gate);
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) gate[j] = silu_f(gate[j]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) gate[j] = 1.0f;
+    }
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        const float r = a.norm_before_gate ? x[j] : x[j] * gate[j];
+        sum_sq += in_row(j, a.group_size) ? r * r : 0.0f;
+    }
+    const float inv = 1.0f / sqrtf(block_sum(sum_sq, scratch) / float(a.group_size) + a.eps);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        if (!in_row(j, a.group_size)) continue;
+        const int64_t i = c0 + int64_t(threadIdx.x) + j * int64_t(blockDim.x);
+        const float out = a.norm_before_gate ? x[j] * inv * w[j] * gate[j] : x[j] * gate[j] * inv * w[j];
+        a.y.store(row * a.y_s0 + i * a.y_s1, out);
+    }
+}
+
+// Launches the register kernel with the fewest elements per thread that fits a row of n (n <= kRegisterRowMax).
+template <class Args>
+void launch_registers(mamba_context & ctx, const char * name, void (*k1)(Args), void (*k2)(Args), void (*k4)(Args),
+                      void (*k8)(Args), int64_t n, unsigned blocks, const Args & a) {
+    int per = 1;
+    while (int64_t(per) * kRegisterRowThreads < n) per *= 2;
+    const int threads = int(std::min<int64_t>(kRegisterRowThreads, (ceil_div(n, int64_t(per)) + 31) / 32 * 32));
+    void (*kernel)(Args) = per == 1 ? k1 : per == 2 ? k2 : per == 4 ? k4 : k8;
+    launch_kernel(ctx, name, true, kernel, dim3(blocks), dim3(threads), 0, a);
+    MAMBA_CUDA_CHECK_LAUNCH(name);
+}
+
 // Points a kernel argument at a (rows, columns) tensor: its data and its two strides.
 void bind_rows(const Tensor & t, AnyPtr & ptr, int64_t & s0, int64_t & s1) {
     ptr = any(t);
@@ -114,6 +206,11 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     a.hidden = p.hidden;
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
+    if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
+        launch_registers(ctx, "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
+                         rms_norm_registers_kernel<4>, rms_norm_registers_kernel<8>, p.hidden, unsigned(p.rows), a);
+        return;
+    }
     launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
@@ -133,6 +230,12 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     a.norm_before_gate = p.norm_before_gate;
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
+    if (a.group_size <= kRegisterRowMax) {
+        launch_registers(ctx, "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
+                         gated_rms_norm_registers_kernel<2>, gated_rms_norm_registers_kernel<4>,
+                         gated_rms_norm_registers_kernel<8>, a.group_size, unsigned(blocks), a);
+        return;
+    }
     launch_kernel(ctx, "gated_rms_norm_kernel", true, gated_rms_norm_kernel, dim3(unsigned(blocks)), dim3(threads_for(a.group_size)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
 }

@@ -177,7 +177,20 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
                 }
             }
         };
+        float Bn[4], Cn[4];
+        const auto load_bc = [&](int64_t n) {
+            load4(a.B, b * a.B_sb + g * a.B_sg + n * a.B_sn, a.B_sn, N - n, Bn);
+            load4(a.C, b * a.C_sb + g * a.C_sg + n * a.C_sn, a.C_sn, N - n, Cn);
+        };
         load_pass(n0);
+        // Every other input of the row is requested here too, before the dt stage and its barrier, so
+        // that their round trips overlap the state's (at batch 1 the kernel's time is those round trips).
+        // z, whose branch holds its conversion, goes last.
+        load_bc(n0);
+        const float x = a.x.load(b * a.x_sb + d * a.x_sd);
+        const float bias = a.has_bias ? a.dt_bias[d * a.bias_s] : 0.0f;
+        const float D = a.has_D ? a.D[d * a.D_s] : 0.0f;
+        const float z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
         float dt;
         if (Tr::kFusedDt) {
             // Staged after the state and weight loads are issued, so that the three round trips overlap.
@@ -189,16 +202,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         } else {
             dt = a.dt.load(b * a.dt_sb + d * a.dt_sd);
         }
-        if (a.has_bias) dt += a.dt_bias[d * a.bias_s];
+        dt += bias;
         if (a.softplus) dt = softplus_f(dt);
-        const float x = a.x.load(b * a.x_sb + d * a.x_sd);
         const float dtx = dt * x;
         float acc = 0.0f;
         for (;;) {
-            float Bn[4], Cn[4];
-            const int64_t count = N - n0;
-            load4(a.B, b * a.B_sb + g * a.B_sg + n0 * a.B_sn, a.B_sn, count, Bn);
-            load4(a.C, b * a.C_sb + g * a.C_sg + n0 * a.C_sn, a.C_sn, count, Cn);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 s[i] = __expf(dt * Av[i]) * s[i] + dtx * Bn[i];
@@ -216,11 +224,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
             n0 += int64_t(G) * Tr::kStatesPerLane;
             if (n0 - int64_t(lane_g) * Tr::kStatesPerLane >= N) break;  // uniform over the channel's lanes
             load_pass(n0);
+            load_bc(n0);
         }
         for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
         if (lane_g == 0 && valid_ch) {
-            float out = acc + (a.has_D ? a.D[d * a.D_s] * x : 0.0f);
-            if (a.has_z) out *= silu_f(a.z.load(b * a.z_sb + d * a.z_sd));
+            float out = acc + D * x;
+            if (a.has_z) out *= silu_f(z);
             a.y.store(b * a.y_sb + d * a.y_sd, out);
         }
         if (Tr::kFusedDt) __syncthreads();  // dt_low read by every lane before the next row overwrites it

@@ -98,21 +98,35 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     float4 s[R];
     load_pass(int64_t(lane) * 4, s);
 
-    for (int64_t n = threadIdx.x; n < N; n += Tr::kThreads) {
+    // Every small input is requested before any is used: loads at clamped (always valid) indices rather
+    // than behind bounds branches, so that they issue together and overlap the state loads (at batch 1 the
+    // kernel's time is these round trips). z, behind its own branch, goes last.
+    const float dt_raw = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
+    const float dt_bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+    const float A_h = a.A[h * a.A_s];
+    const int64_t n_first = min(int64_t(threadIdx.x), N - 1);
+    const float B_first = a.B.load(b * a.B_s[0] + g * a.B_s[1] + n_first * a.B_s[2]);
+    const float C_first = a.C.load(b * a.C_s[0] + g * a.C_s[1] + n_first * a.C_s[2]);
+    const int64_t p_mine = block_p0 + threadIdx.x;
+    const bool xz_valid = threadIdx.x < RB && p_mine < a.headdim;
+    const float x_mine = a.x.load(b * a.x_s[0] + h * a.x_s[1] + min(p_mine, a.headdim - 1) * a.x_s[2]);
+    const float z_mine = xz_valid && a.has_z ? a.z.load(b * a.z_s[0] + h * a.z_s[1] + p_mine * a.z_s[2]) : 0.0f;
+    if (threadIdx.x < N) {
+        bc_smem[threadIdx.x] = B_first;
+        bc_smem[N + threadIdx.x] = C_first;
+    }
+    for (int64_t n = threadIdx.x + Tr::kThreads; n < N; n += Tr::kThreads) {
         bc_smem[n] = a.B.load(b * a.B_s[0] + g * a.B_s[1] + n * a.B_s[2]);
         bc_smem[N + n] = a.C.load(b * a.C_s[0] + g * a.C_s[1] + n * a.C_s[2]);
     }
     if (threadIdx.x < RB) {
-        const int64_t p = block_p0 + threadIdx.x;
-        const bool ok = p < a.headdim;
-        x_smem[threadIdx.x] = ok ? a.x.load(b * a.x_s[0] + h * a.x_s[1] + p * a.x_s[2]) : 0.0f;
-        z_smem[threadIdx.x] = ok && a.has_z ? a.z.load(b * a.z_s[0] + h * a.z_s[1] + p * a.z_s[2]) : 0.0f;
+        x_smem[threadIdx.x] = xz_valid ? x_mine : 0.0f;
+        z_smem[threadIdx.x] = z_mine;
     }
-    float dt = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
-    if (a.has_bias) dt += a.dt_bias[h * a.bias_s];
+    float dt = dt_raw + dt_bias;
     if (a.softplus) dt = softplus_f(dt);
     if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-    const float decay = __expf(dt * a.A[h * a.A_s]);
+    const float decay = __expf(dt * A_h);
     __syncthreads();
 
     float dtx[R], acc[R];

@@ -49,7 +49,7 @@ export LD_LIBRARY_PATH="$sys/lib/x86_64-linux-gnu/openblas-pthread:$sys/lib/x86_
 export MAMBA_NATIVE_LIBRARY="$top/build/cuda/lib/libmamba.so"
 
 # the test app carries the CLI (the tests run it), so one published folder serves both
-apps=/tmp/mamba-apps
+apps=$top/.device/apps
 cli=$apps/Mamba.Tests/mamba.dll
 # (publish_tests.sh packs each app for the size limit: only runtimes/linux-x64, no pdb, xml, satellite or
 # CPU libmamba files)
@@ -91,12 +91,13 @@ echo "# pytest exit $?"; tail -15 "$out/pytest.log"
 
 if [ "${BDN:-0}" = 1 ]; then
   # the managed API's GPU benchmarks (MAMBA_BENCH_DEVICES=cuda), in this process: the machine has a .NET
-  # runtime but no SDK to build BenchmarkDotNet's usual per-benchmark processes. The CPU-only classes
+  # runtime but no SDK to build BenchmarkDotNet's usual per-benchmark processes. Short job, 100 ms
+  # iterations (an iteration still holds many device-synchronized calls). The CPU-only classes
   # (loading, tokenizer) are left out by the default filter.
   step "BenchmarkDotNet suite on the GPU"
   read -ra bdn_filters <<< "${BDN_FILTER:-*KernelBenchmarks* *DecodeBenchmarks* *PrefillBenchmarks* *NormBenchmarks*}"
   MAMBA_BENCH_DEVICES=cuda timeout "${BDN_SECONDS:-300}" dotnet $apps/Mamba.Benchmarks/Mamba.Benchmarks.dll \
-    --filter "${bdn_filters[@]}" --inProcess --job short --artifacts "$out/bdn" > "$out/bdn.log" 2>&1
+    --filter "${bdn_filters[@]}" --inProcess --job short --iterationTime 100 --artifacts "$out/bdn" > "$out/bdn.log" 2>&1
   echo "# exit $?"; grep -E "^\|" "$out/bdn.log" | head -120
 fi
 

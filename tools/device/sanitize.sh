@@ -7,7 +7,8 @@
 # tools' time goes into the host side of the instrumentation), so the whole suite fits the time limit.
 # Logs go to $OUT (or build/cuda-logs): sanitize-TOOL-SHARD.log per shard. Usage: tools/device/sanitize.sh
 # [seconds per tool, default 150]; RACECHECK_TESTS / MEMCHECK_TESTS (gtest patterns, e.g. '*Ssd*:*Softmax*')
-# narrow a tool to the kernels a run has to cover (default: every CUDA test).
+# narrow a tool to the kernels a run has to cover (default: every CUDA test); TOOLS (default "memcheck
+# racecheck") picks the tools.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -46,5 +47,10 @@ run() {
   grep -hE "^\[ +FAILED +\] .* \([0-9]+ ms\)$" "$out"/sanitize-"$tool"-*.log | head -10
 }
 rm -f "$out"/sanitize-*.log
-run memcheck "$(cuda_only "${MEMCHECK_TESTS:-*}")-$large"
-run racecheck "$(cuda_only "${RACECHECK_TESTS:-*}")-$large"
+for tool in ${TOOLS:-memcheck racecheck}; do
+  case $tool in
+    memcheck) run memcheck "$(cuda_only "${MEMCHECK_TESTS:-*}")-$large" ;;
+    racecheck) run racecheck "$(cuda_only "${RACECHECK_TESTS:-*}")-$large" ;;
+    *) echo "unknown tool '$tool' (memcheck, racecheck)"; exit 2 ;;
+  esac
+done
