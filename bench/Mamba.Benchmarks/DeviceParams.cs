@@ -45,6 +45,11 @@ public static class DeviceParams
             }
         }
 
+        if (chosen.Count == 0)
+        {
+            throw new ArgumentException($"{EnvironmentVariable} is set but names no device (expected cpu and/or cuda).");
+        }
+
         return chosen;
     }
 }

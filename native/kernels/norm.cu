@@ -5,8 +5,8 @@
 // Bytes per element: rms_norm reads x (+ residual) twice (the second from L2) and weight, writes y
 // (+ residual_out); gated reads x, z, weight and writes y. FLOPs: about 5 per element (plus a SiLU).
 // Both are PDL-safe (launch.cuh): they wait for the previous kernel before their first load.
-// Rows (row groups) of at most kRegisterRowMax elements take the register kernels: each thread keeps its
-// kPer elements (and their weights) in registers, all loaded in one batch at clamped (always valid)
+// Rows (row groups) of at most kRegisterRowMax (5120) elements take the register kernels: each thread
+// keeps its kPer elements (and their weights) in registers, all loaded in one batch at clamped (always valid)
 // indices, so the row costs one memory round trip before the reduction rather than one per element and
 // pass; at batch 1 (a decode step) the norm is a single block and that latency is its whole time.
 #include "common.cuh"
@@ -90,8 +90,11 @@ __global__ void gated_rms_norm_kernel(GatedArgs a) {
 }
 
 // The register kernels (header comment). Element j of a thread is column threadIdx.x + j * blockDim.x.
-constexpr int kRegisterRowThreads = 1024, kRegisterRowMaxPer = 8;
-constexpr int64_t kRegisterRowMax = int64_t(kRegisterRowThreads) * kRegisterRowMaxPer;
+// Rows up to 4096 take 1, 2 or 4 elements a thread on up to 1024 threads (at most 40 registers); longer rows,
+// up to kRegisterRowMax, take 8 on at most 640 threads: the 8-per-thread builds use 54 and 72 registers
+// (nvcc 11.8), too many for 1024 threads a block (at most 896 at 72), and 640 leaves room up to 102.
+constexpr int kRegisterRowThreads = 1024;
+constexpr int64_t kRegisterRowMax = 5120;
 
 // v[j] = p[base + min(column j, last) * stride]: no bounds branch, so the loads issue back to back.
 template <int kPer>

@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         }
         for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
         if (lane_g == 0 && valid_ch) {
-            float out = acc + D * x;
+            float out = acc + (a.has_D ? D * x : 0.0f);
             if (a.has_z) out *= silu_f(z);
             a.y.store(b * a.y_sb + d * a.y_sd, out);
         }

@@ -89,6 +89,13 @@ TEST_P(GatedRmsNormTest, MatchesFloat64Reference) {
                     // mamba2-2.7b: d_inner 5120 in 8 groups... and enough rows to run on every thread
                     run({9, 5120, 640, dt, gate, before, strided}, dt, dt);
                     run({5, 2560, 0, dt, gate, before, strided}, dt, dt);
+                    // the CUDA register kernel's builds (1, 2, 4, 8 elements a thread), its largest group (5120)
+                    // and groups past it (the loop kernel)
+                    run({2, 1500, 0, dt, gate, before, strided}, dt, dt);
+                    run({1, 4000, 0, dt, gate, before, strided}, dt, dt);
+                    run({1, 5120, 0, dt, gate, before, strided}, dt, dt);
+                    run({2, 5121, 0, dt, gate, before, strided}, dt, dt);
+                    run({1, 8192, 0, dt, gate, before, strided}, dt, dt);
                 }
             }
         }

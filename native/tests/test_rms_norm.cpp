@@ -85,6 +85,13 @@ TEST_P(RmsNormTest, MatchesFloat64Reference) {
                 run({3, 64, dt, residual, strided, DType::F32});
                 run({1, 1, dt, residual, strided, dt});
                 run({17, 2560, dt, residual, strided, dt});
+                // each elements-per-thread build of the CUDA register kernel (1, 2, 4, 8), its largest row
+                // (5120) and rows past it (the loop kernel)
+                run({2, 1500, dt, residual, strided, dt});
+                run({1, 4000, dt, residual, strided, dt});
+                run({2, 5120, dt, residual, strided, dt});
+                run({1, 5121, dt, residual, strided, dt});
+                run({1, 8192, dt, residual, strided, dt});
             }
         }
     }

@@ -57,13 +57,14 @@ step ".NET runtime and apps"
 mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .device/dotnet-runtime.tar.xz
 for app in Mamba.Tests Mamba.Benchmarks; do
   rm -rf "$apps/$app"; mkdir -p "$apps/$app"
-  [ -f ".device/$app.tar.xz" ] && tar -C "$apps/$app" -xJf ".device/$app.tar.xz"
+  if [ -f ".device/$app.tar.xz" ]; then tar -C "$apps/$app" -xJf ".device/$app.tar.xz"
+  else echo "# .device/$app.tar.xz missing: run tools/device/publish_tests.sh here first"; fi
 done
 export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 [ "${NUNIT:-1}" = 0 ] || {
 step "NUnit against the CUDA build"
-timeout 300 dotnet $apps/Mamba.Tests/Mamba.Tests.dll --results-directory "$out/nunit" --report-trx \
+timeout 300 dotnet "$apps/Mamba.Tests/Mamba.Tests.dll" --results-directory "$out/nunit" --report-trx \
   --report-trx-filename nunit.trx > "$out/nunit.log" 2>&1
 echo "# nunit exit $?"
 grep -E "failed|Failed|error" "$out/nunit.log" | head -40
@@ -96,7 +97,7 @@ if [ "${BDN:-0}" = 1 ]; then
   # (loading, tokenizer) are left out by the default filter.
   step "BenchmarkDotNet suite on the GPU"
   read -ra bdn_filters <<< "${BDN_FILTER:-*KernelBenchmarks* *DecodeBenchmarks* *PrefillBenchmarks* *NormBenchmarks*}"
-  MAMBA_BENCH_DEVICES=cuda timeout "${BDN_SECONDS:-300}" dotnet $apps/Mamba.Benchmarks/Mamba.Benchmarks.dll \
+  MAMBA_BENCH_DEVICES=cuda timeout "${BDN_SECONDS:-300}" dotnet "$apps/Mamba.Benchmarks/Mamba.Benchmarks.dll" \
     --filter "${bdn_filters[@]}" --inProcess --job short --iterationTime 100 --artifacts "$out/bdn" > "$out/bdn.log" 2>&1
   echo "# exit $?"; grep -E "^\|" "$out/bdn.log" | head -120
 fi
