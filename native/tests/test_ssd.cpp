@@ -216,6 +216,16 @@ double tolerance(DType dtype) { return 4 * mt::dtype_epsilon(dtype) + 3e-4; }
 // gated or not by the shape. The CPU ignores the variable and runs once.
 const char * const kCudaSsdStates[] = {"pair", "twopass", nullptr};
 
+// Options of the chunk-parallel tests: chunks of 128 steps (a few chunks at small lengths), the given dtype
+// and D mode, every other option as Options has it.
+Options chunk128(DType dtype = DType::BF16, DMode d = DMode::PerHead) {
+    Options o;
+    o.dtype = dtype;
+    o.chunk_size = 128;
+    o.d = d;
+    return o;
+}
+
 std::string describe_state(const char * state) { return std::string("SSD state kernel: ") + (state != nullptr ? state : "automatic"); }
 
 
@@ -444,17 +454,12 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
     };
     uint64_t seed = 600;
     for (const Shape & s : shapes) {
-        Options o;
-        o.dtype = DType::BF16;
-        o.chunk_size = 128;
-        o.d = DMode::PerChannel;
+        Options o = chunk128(DType::BF16, DMode::PerChannel);
         SCOPED_TRACE(describe(s, o));
         check(s, o, ++seed);
     }
     // Without z (the Mamba-2 mixer's call) where the output kernel stores y element by element (headdim 20).
-    Options o;
-    o.dtype = DType::BF16;
-    o.chunk_size = 128;
+    Options o = chunk128();
     o.z = false;
     const Shape narrow{1, 260, 4, 20, 1, 32};
     SCOPED_TRACE(describe(narrow, o) + " without z");
@@ -465,9 +470,7 @@ TEST_P(SsdTest, MatchesRecurrenceAcrossChunkParallelShapes) {
 // and the context stays usable; unset (the automatic choice) the same call matches the reference. The CPU backend has no such kernels.
 TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
-    Options o;
-    o.dtype = DType::BF16;
-    o.chunk_size = 128;
+    Options o = chunk128();
     Problem pr({1, 200, 2, 64, 1, 64}, o, 640);
     pr.upload(ctx());
     Tensor y({1, 200, 2, 64}, o.dtype);
@@ -497,9 +500,7 @@ TEST_P(SsdTest, UnknownChunkParallelVariantIsRejected) {
 // call fails (the workspace cannot grow while a graph is captured).
 TEST_P(SsdTest, CaptureAfterASmallerWorkspaceKeepsToPair) {
     if (!on_cuda()) GTEST_SKIP() << "graphs need CUDA";
-    Options o;
-    o.dtype = DType::BF16;
-    o.chunk_size = 128;
+    Options o = chunk128();
     Problem pr({1, 2048, 16, 64, 1, 64}, o, 670);  // 16 chunk slots x 16 heads: ~2 MB of float16 local states
     pr.upload(ctx());
     Tensor y({1, 2048, 16, 64}, o.dtype), fin({1, 16, 64, 64}, DType::F32);
@@ -536,18 +537,13 @@ TEST_P(SsdTest, EverySsdPathMatchesAndAnUnknownPathIsRejected) {
     for (const char * path : {"auto", "chunked", "parallel"}) {
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", path);
         for (DType dtype : {DType::BF16, DType::F32}) {
-            Options o;
-            o.dtype = dtype;
-            o.chunk_size = 128;
-            o.d = DMode::PerChannel;
+            Options o = chunk128(dtype, DMode::PerChannel);
             const Shape s{2, 150, 4, 64, 2, 64};
             SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_PATH=") + path + ", " + describe(s, o));
             check(s, o, 660);
         }
     }
-    Options o;
-    o.dtype = DType::BF16;
-    o.chunk_size = 128;
+    Options o = chunk128();
     Problem pr({1, 200, 2, 64, 1, 64}, o, 661);
     pr.upload(ctx());
     Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
@@ -616,10 +612,7 @@ TEST_P(SsdTest, ChunkParallelShapesWithOptionsAbsent) {
 // Packed sequences that end exactly on 128-step chunk boundaries (a sequence of two whole chunks, one of
 // one step right after it), with the states carried across the chunks of each.
 TEST_P(SsdTest, PackedSequencesEndingOnGpuChunkBoundaries) {
-    Options o;
-    o.dtype = DType::BF16;
-    o.chunk_size = 128;
-    o.d = DMode::PerHead;
+    Options o = chunk128();
     o.cu_seqlens = {0, 128, 384, 385, 640};
     const Shape s{1, 640, 3, 32, 1, 64};
     SCOPED_TRACE(describe(s, o) + " packed");
@@ -654,10 +647,7 @@ TEST_P(SsdTest, ChunkParallelHeadsOfExtremeMagnitudes) {
     const Shape shapes[] = {{1, 389, 5, 64, 1, 128}, {2, 384, 5, 80, 1, 64}};
     uint64_t seed = 950;
     for (const Shape & s : shapes) {
-        Options o;
-        o.dtype = DType::BF16;
-        o.chunk_size = 128;
-        o.d = DMode::PerChannel;
+        Options o = chunk128(DType::BF16, DMode::PerChannel);
         SCOPED_TRACE(describe(s, o));
         Problem pr(s, o, ++seed);
         const int64_t H = s.heads, P = s.headdim, N = s.dstate;
@@ -687,9 +677,7 @@ TEST_P(SsdTest, ChunkParallelHeadsOfExtremeMagnitudes) {
 TEST_P(SsdTest, PackedSequencesWithBoundariesInsideGpuChunks) {
     // Boundaries at 37, 100 and 101 fall inside 64-step chunks; one sequence is a single step.
     for (DType dt : {DType::BF16, DType::F32}) {
-        Options o;
-        o.dtype = dt;
-        o.chunk_size = 128;
+        Options o = chunk128(dt);
         o.cu_seqlens = {0, 37, 100, 101, 230};
         const Shape s{1, 230, 3, 64, 1, 128};
         SCOPED_TRACE(describe(s, o));
