@@ -198,21 +198,25 @@ mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 1024
 });
 
 // The CUDA GEMV kernels side by side (gemv.cu; MAMBA_CUDA_GEMV_VARIANT forces one, "default" is the
-// library's own choice) at the decode shapes of mamba-2.8b and mamba2-2.7b, bfloat16 W, float32 x and y.
+// library's own choice) at the decode shapes of mamba-2.8b and mamba2-2.7b, bfloat16 W, float32 x and y
+// (the "x=bf16" rows: bfloat16 x and y, as the models' decode runs them).
 // Each case replays a captured graph of back-to-back calls cycling through copies of W (cold: ~4x the
 // H200's L2), as a captured decode step runs them: the time has no host enqueue in it, unlike the
 // per-call "linear gemv" cases above, where a call's enqueue (several us) adds to every timing. The floor
 // is the weight bytes over the copy bandwidth ("% copy").
 constexpr double kGraphColdBytes = 192.0 * (1 << 20);
 
-std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & flops, int64_t rows, int64_t out, int64_t in, const std::string & variant) {
+std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & flops, int64_t rows, int64_t out, int64_t in, const std::string & variant,
+                                      bool bf16_x = false) {
     if (!b.on_cuda()) return {};
     const double weight_bytes = double(out * in) * 2;
     const int copies = std::max(1, int(kGraphColdBytes / weight_bytes + 0.999));
     const int calls = std::max(copies, 8);
     std::vector<mamba_linear_args> args;
-    DLTensor * x = b.tensor({rows, in}, mb::kF32);
-    DLTensor * y = b.tensor({rows, out}, mb::kF32);
+    const DLDataType act = bf16_x ? mb::kBF16 : mb::kF32;
+    const double act_bytes = bf16_x ? 2 : 4;
+    DLTensor * x = b.tensor({rows, in}, act);
+    DLTensor * y = b.tensor({rows, out}, act);
     for (int c = 0; c < copies; ++c) {
         mamba_linear_args a{};
         a.x = x;
@@ -229,7 +233,7 @@ std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & fl
         mb::check(mamba_graph_capture_end(b.ctx(), &raw), "mamba_graph_capture_end");
     }
     std::shared_ptr<mamba_graph> graph(raw, mamba_graph_free);
-    bytes = double(calls) * (weight_bytes + double(rows * (in + out)) * 4);
+    bytes = double(calls) * (weight_bytes + double(rows * (in + out)) * act_bytes);
     flops = double(calls) * 2.0 * double(rows) * double(out) * double(in);
     return [&b, graph] { mb::check(mamba_graph_launch(b.ctx(), graph.get()), "mamba_graph_launch"); };
 }
@@ -245,7 +249,7 @@ const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"}
                                        {"mamba-2.8b", 5120, 160, " (dt_proj)"},
                                        {"mamba-2.8b", 50280, 2560, " (lm head)"},
                                        {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
-const char * const kGemvVariantNames[] = {"default", "tiled", "warp"};
+const char * const kGemvVariantNames[] = {"default", "tiled", "tiled_scalar_x", "warp"};
 
 void register_gemv_graph_cases() {
     auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {
@@ -257,6 +261,16 @@ void register_gemv_graph_cases() {
     };
     for (const ModelShape & s : kGemvGraphShapes)
         for (const char * v : kGemvVariantNames) add(s, 1, v);
+    // The models' decode: bfloat16 x and y, the tiled kernel's two ways of staging x.
+    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[4]})
+        for (const char * v : {"tiled", "tiled_scalar_x"}) {
+            const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
+                                     " rows=1 x=bf16 v=" + v;
+            const std::string variant = v;
+            mb::Register(name, [s, variant](mb::Bench & b, double & bytes, double & flops) {
+                return gemv_graph_case(b, bytes, flops, 1, s.out, s.in, variant, true);
+            });
+        }
     // Batched decode: the row counts where the default switches from the warp kernel to the tiled one.
     for (int64_t rows : {2, 4, 8, 16})
         for (const char * v : kGemvVariantNames) add(kGemvGraphShapes[0], rows, v);

@@ -53,6 +53,10 @@
 //   - x is converted to float32 once per block into shared memory, in tiles of kTileK columns (32 KB),
 //     and read back with float4 loads; every x element read from shared memory serves kRowsPerWarp (4)
 //     rows of W. The first W loads of a tile are issued before x is staged (they do not need it).
+//     Staging takes 16-byte loads where x allows them, all of a thread's vectors of a round requested
+//     before any is stored (stage_x_tile_vec): the FMAs wait for the whole tile, and element loads four at
+//     a time had made that wait five L2 round trips at out_proj's 5120 columns ("tiled_scalar_x" keeps
+//     that staging for the comparison).
 //   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
@@ -86,6 +90,7 @@ struct GemvArgs {
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
+    bool x_vec_stage;   // tiled kernel: x_vec, and the tile staged with 16-byte loads (not "tiled_scalar_x")
 };
 
 // How a W vector is loaded: through L1 (__ldg), or past L1 (W is read once, L1 keeps x).
@@ -205,6 +210,49 @@ __device__ __forceinline__ void stage_x_tile(const char * x_bytes, int64_t x_s0,
     }
 }
 
+// The same with 16-byte loads, for x rows that allow them (x_vec: 16-byte aligned, unit stride; the tile
+// starts on a 16-byte boundary, T elements being a multiple of 16 bytes). A thread requests its vectors of a
+// round, kRound of them (all of a 16-bit tile row of up to 8192 columns in one round over 256 threads), before
+// it stores any, so staging costs one or two round trips to L2 instead of one per four elements: the first
+// FMA waits for the whole tile, so at one row this latency was most of the time before it (out_proj: 5120
+// columns, five serial round trips). A vector that reaches past the tile's end is read element by element
+// up to it, zeros after; those up to tile_padded are the zeros the W vectors' tails multiply.
+template <class TX, int kThreads, int T, int M>
+__device__ __forceinline__ void stage_x_tile_vec(const char * x_bytes, int64_t x_s0, int rows, int64_t t0, int tile, int tile_padded, float * xs) {
+    constexpr int Vx = 16 / int(sizeof(TX));
+    constexpr int kRound = 4;
+    const TX * x = reinterpret_cast<const TX *>(x_bytes);
+    const int row_vectors = (tile_padded + Vx - 1) / Vx;  // <= T / Vx: T is a multiple of 8
+    const int total = rows * row_vectors;
+    for (int base = 0; base < total; base += kRound * kThreads) {
+        uint4 raw[kRound];
+#pragma unroll
+        for (int u = 0; u < kRound; ++u) {
+            const int i = min(base + u * kThreads + int(threadIdx.x), total - 1);  // clamped: a valid vector
+            const int m = M == 1 ? 0 : i / row_vectors, k0 = (i - m * row_vectors) * Vx;
+            const TX * src = x + m * x_s0 + t0 + k0;
+            if (k0 + Vx <= tile) {
+                raw[u] = __ldg(reinterpret_cast<const uint4 *>(src));
+            } else {
+                TX * e = reinterpret_cast<TX *>(&raw[u]);
+#pragma unroll
+                for (int j = 0; j < Vx; ++j) e[j] = k0 + j < tile ? src[j] : from_f32<TX>(0.0f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kRound; ++u) {
+            const int i = base + u * kThreads + int(threadIdx.x);
+            if (i >= total) break;
+            const int m = M == 1 ? 0 : i / row_vectors, k0 = (i - m * row_vectors) * Vx;
+            const TX * e = reinterpret_cast<const TX *>(&raw[u]);
+            float4 * dst = reinterpret_cast<float4 *>(xs + m * T + k0);
+#pragma unroll
+            for (int q = 0; q < Vx / 4; ++q)
+                dst[q] = make_float4(to_f32<TX>(e[4 * q]), to_f32<TX>(e[4 * q + 1]), to_f32<TX>(e[4 * q + 2]), to_f32<TX>(e[4 * q + 3]));
+        }
+    }
+}
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
@@ -252,10 +300,18 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
-        switch (a.x.dtype) {
-            case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
-            case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
-            default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+        if (a.x_vec_stage) {
+            switch (a.x.dtype) {
+                case int(DType::F16): stage_x_tile_vec<f16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
+                case int(DType::BF16): stage_x_tile_vec<bf16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
+                default: stage_x_tile_vec<float, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
+            }
+        } else {
+            switch (a.x.dtype) {
+                case int(DType::F16): stage_x_tile<f16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+                case int(DType::BF16): stage_x_tile<bf16_t, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+                default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
+            }
         }
         __syncthreads();
         while (v0 < vectors) {
@@ -472,9 +528,12 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, Warp };
+enum class GemvVariant { Automatic, Tiled, TiledScalarX, Warp };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
+// "tiled_scalar_x": the tiled kernel staging x with element loads, four per thread in flight (as before the
+// 16-byte staging), kept for the comparison.
+constexpr EnvChoice<GemvVariant> kVariants[] = {
+    {"tiled", GemvVariant::Tiled}, {"tiled_scalar_x", GemvVariant::TiledScalarX}, {"warp", GemvVariant::Warp}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
@@ -590,6 +649,12 @@ template <class TW>
 void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
+        case GemvVariant::TiledScalarX: {
+            GemvArgs scalar = a;
+            scalar.x_vec_stage = false;
+            launch_tiled<TW>(ctx, scalar, vec);
+            break;
+        }
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
@@ -620,6 +685,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     a.out = int(N);
     const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
     a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
+    a.x_vec_stage = a.x_vec;
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
