@@ -249,7 +249,7 @@ const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"}
                                        {"mamba-2.8b", 5120, 160, " (dt_proj)"},
                                        {"mamba-2.8b", 50280, 2560, " (lm head)"},
                                        {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
-const char * const kGemvVariantNames[] = {"default", "tiled", "tiled_scalar_x", "warp"};
+const char * const kGemvVariantNames[] = {"default", "tiled", "warp"};
 
 void register_gemv_graph_cases() {
     auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {
@@ -261,9 +261,9 @@ void register_gemv_graph_cases() {
     };
     for (const ModelShape & s : kGemvGraphShapes)
         for (const char * v : kGemvVariantNames) add(s, 1, v);
-    // The models' decode: bfloat16 x and y, the tiled kernel's two ways of staging x.
+    // The models' decode: bfloat16 x and y, the kernel the default picks.
     for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[4]})
-        for (const char * v : {"tiled", "tiled_scalar_x"}) {
+        for (const char * v : {"default"}) {
             const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
                                      " rows=1 x=bf16 v=" + v;
             const std::string variant = v;

@@ -55,8 +55,8 @@
 //     rows of W. The first W loads of a tile are issued before x is staged (they do not need it).
 //     Staging takes 16-byte loads where x allows them, all of a thread's vectors of a round requested
 //     before any is stored (stage_x_tile_vec): the FMAs wait for the whole tile, and element loads four at
-//     a time had made that wait five L2 round trips at out_proj's 5120 columns ("tiled_scalar_x" keeps
-//     that staging for the comparison).
+//     a time had made that wait five L2 round trips at out_proj's 5120 columns (out_proj went from 45% to
+//     60% of copy bandwidth with the 16-byte staging, in_proj from 65% to 74%).
 //   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
@@ -90,7 +90,6 @@ struct GemvArgs {
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
-    bool x_vec_stage;   // tiled kernel: x_vec, and the tile staged with 16-byte loads (not "tiled_scalar_x")
 };
 
 // How a W vector is loaded: through L1 (__ldg), or past L1 (W is read once, L1 keeps x).
@@ -300,7 +299,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         load_batch(v0);   // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
-        if (a.x_vec_stage) {
+        if (a.x_vec) {
             switch (a.x.dtype) {
                 case int(DType::F16): stage_x_tile_vec<f16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
                 case int(DType::BF16): stage_x_tile_vec<bf16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
@@ -528,12 +527,9 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, TiledScalarX, Warp };
+enum class GemvVariant { Automatic, Tiled, Warp };
 
-// "tiled_scalar_x": the tiled kernel staging x with element loads, four per thread in flight (as before the
-// 16-byte staging), kept for the comparison.
-constexpr EnvChoice<GemvVariant> kVariants[] = {
-    {"tiled", GemvVariant::Tiled}, {"tiled_scalar_x", GemvVariant::TiledScalarX}, {"warp", GemvVariant::Warp}};
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
 
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
@@ -649,12 +645,6 @@ template <class TW>
 void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant variant) {
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
-        case GemvVariant::TiledScalarX: {
-            GemvArgs scalar = a;
-            scalar.x_vec_stage = false;
-            launch_tiled<TW>(ctx, scalar, vec);
-            break;
-        }
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
@@ -685,7 +675,6 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     a.out = int(N);
     const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
     a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
-    a.x_vec_stage = a.x_vec;
     const size_t elem = dtype_size(p.weight.dtype);
     const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;

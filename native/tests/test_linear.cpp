@@ -50,7 +50,7 @@ std::string describe(const Case & c) {
 }
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
-const char * const kGemvVariants[] = {"tiled", "tiled_scalar_x", "warp"};
+const char * const kGemvVariants[] = {"tiled", "warp"};
 
 }  // namespace
 
