@@ -3,7 +3,8 @@
 // state update, out_proj 5120->2560: 7 kernels per layer), 8 layers with their own bf16 weights (656 MB,
 // well beyond L2), timed with PDL on and off in the same run, as direct calls and as a graph replay.
 // The "6 kernels" rows project dt inside the selective state update (dt_proj_weight) instead, as the
-// Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer.
+// Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer. The "5 kernels" rows
+// also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does.
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
@@ -41,6 +42,7 @@ struct Session {
     std::vector<Layer> layers;
     std::unique_ptr<View> x_half, z_half, dt_in, B, C;
     bool fused_dt = false;  // dt_proj inside the selective state update
+    bool fused_conv = false;  // the conv step inside the in_proj GEMV
     bool prefetch = false;  // mamba_prefetch_l2 after each in_proj
     size_t next_bytes = 0;  // of the next layer's in_proj
 
@@ -59,15 +61,20 @@ struct Session {
             n.residual_out = residual;
             n.eps = 1e-5f;
             mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
-            mamba_linear_args in{normed, l.w_in, nullptr, xz};
-            mb::check(mamba_linear(ctx, &in), "mamba_linear (in_proj)");
+            if (fused_conv) {
+                mamba_linear_conv1d_update_args in{normed, l.w_in, nullptr, xz, 0, l.conv_state, l.conv_w, l.conv_b, xc, 1};
+                mb::check(mamba_linear_conv1d_update(ctx, &in), "mamba_linear_conv1d_update (in_proj)");
+            } else {
+                mamba_linear_args in{normed, l.w_in, nullptr, xz};
+                mb::check(mamba_linear(ctx, &in), "mamba_linear (in_proj)");
+                mamba_causal_conv1d_update_args cv{&x_half->dl, l.conv_state, l.conv_w, l.conv_b, xc, 1};
+                mb::check(mamba_causal_conv1d_update(ctx, &cv), "mamba_causal_conv1d_update");
+            }
             if (prefetch) {
                 const Layer & next = layers[(size_t(&l - layers.data()) + 1) % layers.size()];
                 mb::check(mamba_prefetch_l2(ctx, l.w_out->data, size_t(kHidden * kInner * 2)), "mamba_prefetch_l2 (out_proj)");
                 if (next_bytes > 0) mb::check(mamba_prefetch_l2(ctx, next.w_in->data, next_bytes), "mamba_prefetch_l2 (next in_proj)");
             }
-            mamba_causal_conv1d_update_args cv{&x_half->dl, l.conv_state, l.conv_w, l.conv_b, xc, 1};
-            mb::check(mamba_causal_conv1d_update(ctx, &cv), "mamba_causal_conv1d_update");
             mamba_linear_args xp{xc, l.w_x, nullptr, xdbl};
             mb::check(mamba_linear(ctx, &xp), "mamba_linear (x_proj)");
             if (!fused_dt) {
@@ -122,11 +129,13 @@ struct L2Prefetch {
     int64_t next_mb = 16;
 };
 
-std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {}) {
+std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {},
+                                 bool fused_conv = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
     s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
     s->fused_dt = fused_dt;
+    s->fused_conv = fused_conv;
     s->prefetch = l2.mode != nullptr;
     s->next_bytes = size_t(l2.next_mb) << 20;
     s->hidden = b.tensor({1, kHidden}, mb::kBF16);
@@ -187,6 +196,10 @@ mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true); });
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",
                              [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true); });
+mb::Register graph_on_fused_conv("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, graph replay, PDL on",
+                                 [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true); });
+mb::Register direct_on_fused_conv("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, direct calls, PDL on",
+                                  [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true, {}, true); });
 
 }  // namespace
 

@@ -183,6 +183,14 @@ struct AnyPtr {
         const float as_f16 = __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
         return wide ? __uint_as_float(bits) : (dtype == int(DType::BF16) ? as_bf16 : as_f16);
     }
+    // v as this dtype holds it (what a store followed by a load would give).
+    __device__ __forceinline__ float rounded(float v) const {
+        switch (dtype) {
+            case int(DType::F16): return __half2float(__float2half_rn(v));
+            case int(DType::BF16): return __bfloat162float(__float2bfloat16_rn(v));
+            default: return v;
+        }
+    }
     __device__ __forceinline__ void store(int64_t i, float v) const {
         switch (dtype) {
             case int(DType::F16): reinterpret_cast<f16_t *>(p)[i] = __float2half_rn(v); break;

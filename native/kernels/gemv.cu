@@ -61,6 +61,14 @@
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
 //
+// Conv step epilogue (mamba_linear_conv1d_update; tiled kernel only): the outputs in [conv.offset,
+// conv.offset + conv.dim) also go through one causal conv1d step on their channel's rolling state, so a
+// decode step's input projection and conv step are one kernel instead of two (the conv step alone is a
+// launch and a memory round trip, ~3 us of a ~42 us mamba-2.8b layer). The block's conv operands (state,
+// filter, bias: at most 32 outputs x rows) are requested into registers before the first x tile is staged
+// and parked in shared memory, so the epilogue waits for no load. Extra bytes: rows*dim*(2*(width-1)
+// state + conv_y) + dim*(width + 1) filter and bias, as the separate conv step moves minus its x read.
+//
 // Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
 // (1, 2, 4, 8, 16) so that the accumulators stay in registers; x and y dtypes are run-time switches (they
@@ -90,7 +98,18 @@ struct GemvArgs {
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
+    bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range
+    struct Conv {
+        AnyPtr state, weight, bias, y;
+        int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
+        int64_t offset, dim;  // outputs [offset, offset + dim) are channels 0 .. dim - 1
+        int width;            // 2 .. kConvFusedMaxWidth
+        bool has_bias, silu;
+    } conv;
 };
+
+// Widest conv filter the epilogue takes (the checkpoints' is 4); wider ones run the conv step separately.
+constexpr int kConvFusedMaxWidth = 4;
 
 // How a W vector is loaded: through L1 (__ldg), or past L1 (W is read once, L1 keeps x).
 constexpr int kLoadThroughL1 = 0, kLoadStream = 1;
@@ -154,16 +173,16 @@ __device__ __forceinline__ void store_output(const GemvArgs & a, int m, int64_t 
 // team t from output (blockIdx.x * teams + t) * outputs on), and its split k is the block's warp
 // t * team_stride + k * split_stride. partial (flat, [warp][capacity][M]) holds warp w's sum of output
 // o of its team, x row m, at (w * capacity + o) * M + m. The caller has synchronized the block.
-template <int M>
+template <int M, class Store>
 __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, const float * partial, int capacity, int outputs, int teams, int splits,
-                                                        int team_stride, int split_stride) {
+                                                        int team_stride, int split_stride, Store && store) {
     for (int t = threadIdx.x; t < teams * outputs * M; t += blockDim.x) {
         const int team = t / (outputs * M), o = (t / M) % outputs, m = t % M;
         const int64_t n = (int64_t(blockIdx.x) * teams + team) * outputs + o;
         if (m >= a.rows || n >= a.out) continue;
         float s = 0.0f;
         for (int k = 0; k < splits; ++k) s += partial[((team * team_stride + k * split_stride) * capacity + o) * M + m];
-        store_output(a, m, n, s);
+        store(m, n, s);
     }
 }
 
@@ -252,17 +271,88 @@ __device__ __forceinline__ void stage_x_tile_vec(const char * x_bytes, int64_t x
     }
 }
 
+// The conv step operands of a block's outputs first .. first + kOutputs - 1 as a flat float array: the state
+// [j][m][k] (k < kConvFusedMaxWidth - 1), the filter [j][k], the bias [j], for output first + j and x row m;
+// zeros for outputs outside the conv range, rows past `rows` and taps past the width.
+template <int M, int kOutputs, int kThreads>
+struct ConvOperands {
+    static constexpr int kTaps = kConvFusedMaxWidth;
+    static constexpr int kWeightBase = kOutputs * M * (kTaps - 1);
+    static constexpr int kBiasBase = kWeightBase + kOutputs * kTaps;
+    static constexpr int kCount = kBiasBase + kOutputs;
+    static constexpr int kPerThread = (kCount + kThreads - 1) / kThreads;
+
+    __device__ static float load(const GemvArgs & a, int64_t first, int i) {
+        const GemvArgs::Conv & c = a.conv;
+        if (i < kWeightBase) {
+            const int j = i / (M * (kTaps - 1)), m = i / (kTaps - 1) % M, k = i % (kTaps - 1);
+            const int64_t ch = first + j - c.offset;
+            const bool ok = ch >= 0 && ch < c.dim && first + j < a.out && m < a.rows && k < c.width - 1;
+            return ok ? c.state.load(m * c.state_s0 + ch * c.state_s1 + k * c.state_s2) : 0.0f;
+        }
+        if (i < kBiasBase) {
+            const int j = (i - kWeightBase) / kTaps, k = (i - kWeightBase) % kTaps;
+            const int64_t ch = first + j - c.offset;
+            const bool ok = ch >= 0 && ch < c.dim && first + j < a.out && k < c.width;
+            return ok ? c.weight.load(ch * c.weight_s0 + k * c.weight_s1) : 0.0f;
+        }
+        const int j = i - kBiasBase;
+        const int64_t ch = first + j - c.offset;
+        return c.has_bias && ch >= 0 && ch < c.dim && first + j < a.out ? c.bias.load(ch * c.bias_s) : 0.0f;
+    }
+
+    // Stores y[m, n] = s (+ bias) as store_output does; an output in the conv range then takes its conv
+    // step with the value as y holds it: the same sum, in the same order, as causal_conv1d_update_kernel.
+    __device__ static void store(const GemvArgs & a, const float * ops, int64_t first, int m, int64_t n, float s) {
+        if (a.has_bias) s += a.bias.load(n * a.bias_s);
+        a.y.store(m * a.y_s0 + n * a.y_s1, s);
+        const GemvArgs::Conv & c = a.conv;
+        const int64_t ch = n - c.offset;
+        if (!a.has_conv || ch < 0 || ch >= c.dim) return;
+        const int j = int(n - first);
+        const float x = a.y.rounded(s);
+        const float * state = ops + (j * M + m) * (kTaps - 1);
+        const float * w = ops + kWeightBase + j * kTaps;
+        float acc = ops[kBiasBase + j];
+#pragma unroll
+        for (int k = 0; k < kTaps; ++k) {
+            const float v = k < c.width - 1 ? state[k] : (k == c.width - 1 ? x : 0.0f);
+            acc += w[k] * v;
+        }
+        if (c.silu) acc = silu_f(acc);
+        c.y.store(m * c.y_s0 + ch * c.y_s1, acc);
+#pragma unroll
+        for (int k = 0; k < kTaps - 1; ++k) {
+            const int64_t at = m * c.state_s0 + ch * c.state_s1 + k * c.state_s2;
+            if (k < c.width - 2) c.state.store(at, state[k + 1]);
+            else if (k == c.width - 2) c.state.store(at, x);
+        }
+    }
+};
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
+    using Conv = ConvOperands<M, Tr::kWarps * R, Tr::kThreads>;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
+    __shared__ float conv_ops[Conv::kCount];
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
+    const int64_t block_first = int64_t(blockIdx.x) * warps_n * R;  // the block's outputs: block_first + [0, warps_n * R)
+    // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
+    float conv_regs[Conv::kPerThread];
+    if (a.has_conv) {
+#pragma unroll
+        for (int u = 0; u < Conv::kPerThread; ++u) {
+            const int i = int(threadIdx.x) + u * Tr::kThreads;
+            conv_regs[u] = i < Conv::kCount ? Conv::load(a, block_first, i) : 0.0f;
+        }
+    }
     const int wn = warp % warps_n, wk = warp / warps_n;
     const int64_t n0 = (int64_t(blockIdx.x) * warps_n + wn) * R;
     const TW * rows_w[R];
@@ -312,6 +402,13 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
                 default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             }
         }
+        if (a.has_conv && t0 == 0) {
+#pragma unroll
+            for (int u = 0; u < Conv::kPerThread; ++u) {
+                const int i = int(threadIdx.x) + u * Tr::kThreads;
+                if (i < Conv::kCount) conv_ops[i] = conv_regs[u];
+            }
+        }
         __syncthreads();
         while (v0 < vectors) {
 #pragma unroll
@@ -343,8 +440,9 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
             if (lane == 0) partial[warp][r][m] = s;
         }
     __syncthreads();
-    // Warp w is split w / warps_n of team w % warps_n.
-    reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n);
+    // Warp w is split w / warps_n of team w % warps_n. (conv_ops was stored before the first tile's barrier.)
+    reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
+                               [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
 }
 
 // ---- warp kernel ----
@@ -522,7 +620,8 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     }
     __syncthreads();
     // Warp w is split w % warps_k of team w / warps_k.
-    reduce_splits_and_store<M>(a, &partial[0][0][0], Tr::kMaxRowsPerWarp, groups * R, a.warps_n, a.warps_k, a.warps_k, 1);
+    reduce_splits_and_store<M>(a, &partial[0][0][0], Tr::kMaxRowsPerWarp, groups * R, a.warps_n, a.warps_k, a.warps_k, 1,
+                               [&](int m, int64_t n, float s) { store_output(a, m, n, s); });
 }
 
 // ---- launch ----
@@ -544,8 +643,10 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 // benchmark and the tests can switch it; any other value fails the call (INVALID_ARGUMENT) before a
 // launch. Unset or empty: the warp kernel for up to two rows (x from L1 costs 2-4 B of L1 traffic per B
 // of W there), few outputs and rows it can count, the tiled one otherwise.
+GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
+
 GemvVariant gemv_variant(int64_t rows, int64_t in, int64_t out) {
-    const GemvVariant forced = env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic);
+    const GemvVariant forced = forced_gemv_variant();
     if (forced != GemvVariant::Automatic) return forced;
     return rows <= 2 && out <= kWarpMaxOut && in <= kWarpMaxIn ? GemvVariant::Warp : GemvVariant::Tiled;
 }
@@ -652,12 +753,11 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
 
 }  // namespace
 
-bool try_gemv(mamba_context & ctx, const LinearParams & p) {
+namespace {
+
+// The GEMV's arguments for a linear it can take (gemv_applies), no conv epilogue; vec: W allows 16-byte loads.
+GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
-    if (M < 1 || M > kGemvMaxRows || N < 1) return false;
-    if (K > INT32_MAX || N > INT32_MAX) return false;
-    // W with a strided last axis is rejected by validation; guard anyway (the kernels read rows contiguously).
-    if (K > 1 && p.weight.stride[1] != 1) return false;
     GemvArgs a{};
     a.x = any(p.x);
     a.x_s0 = p.x.stride[0];
@@ -676,14 +776,67 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
     a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
     const size_t elem = dtype_size(p.weight.dtype);
-    const bool vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
+    vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    const GemvVariant variant = gemv_variant(M, K, N);
+    return a;
+}
+
+bool gemv_applies(const LinearParams & p) {
+    const int64_t M = p.rows, K = p.in_features, N = p.out_features;
+    if (M < 1 || M > kGemvMaxRows || N < 1) return false;
+    if (K > INT32_MAX || N > INT32_MAX) return false;
+    if (p.weight.dtype != DType::F32 && p.weight.dtype != DType::BF16 && p.weight.dtype != DType::F16) return false;
+    // W with a strided last axis is rejected by validation; guard anyway (the kernels read rows contiguously).
+    return K <= 1 || p.weight.stride[1] == 1;
+}
+
+}  // namespace
+
+bool try_gemv(mamba_context & ctx, const LinearParams & p) {
+    if (!gemv_applies(p)) return false;
+    bool vec = false;
+    const GemvArgs a = gemv_args(p, vec);
+    const GemvVariant variant = gemv_variant(p.rows, p.in_features, p.out_features);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
-        case DType::F16: launch_gemv<f16_t>(ctx, a, vec, variant); break;
-        default: return false;
+        default: launch_gemv<f16_t>(ctx, a, vec, variant); break;
+    }
+    return true;
+}
+
+bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
+    const LinearParams & l = p.linear;
+    const CausalConv1dUpdateParams & c = p.conv;
+    // The epilogue lives in the tiled kernel; a forced warp kernel, wide filters and rows with no columns
+    // (no tile, so no staged conv operands) take the two ops.
+    if (!gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
+    if (forced_gemv_variant() == GemvVariant::Warp) return false;
+    bool vec = false;
+    GemvArgs a = gemv_args(l, vec);
+    a.has_conv = c.dim > 0;
+    GemvArgs::Conv & k = a.conv;
+    k.state = any(c.conv_state);
+    k.state_s0 = c.conv_state.stride[0];
+    k.state_s1 = c.conv_state.stride[1];
+    k.state_s2 = c.conv_state.stride[2];
+    k.weight = any(c.weight);
+    k.weight_s0 = c.weight.stride[0];
+    k.weight_s1 = c.weight.stride[1];
+    k.has_bias = c.bias.has_value();
+    k.bias = any(c.bias);
+    k.bias_s = c.bias ? c.bias->stride[0] : 0;
+    k.y = any(c.y);
+    k.y_s0 = c.y.stride[0];
+    k.y_s1 = c.y.stride[1];
+    k.offset = p.conv_offset;
+    k.dim = c.dim;
+    k.width = int(c.width);
+    k.silu = c.silu;
+    switch (l.weight.dtype) {
+        case DType::F32: launch_tiled<float>(ctx, a, vec); break;
+        case DType::BF16: launch_tiled<bf16_t>(ctx, a, vec); break;
+        default: launch_tiled<f16_t>(ctx, a, vec); break;
     }
     return true;
 }

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "common.cuh"
-#include "ops/linear.h"
+#include "ops/linear_conv1d_update.h"
 
 namespace mamba::cuda {
 
@@ -15,5 +15,10 @@ constexpr int64_t kGemvMaxRows = 16;
 // Runs y = x W^T (+ bias) with the GEMV kernel when it applies (rows <= kGemvMaxRows); returns false
 // (having done nothing) otherwise.
 bool try_gemv(mamba_context & ctx, const LinearParams & p);
+
+// The same with the conv step run on the outputs of p.conv's range before they are stored (the tiled
+// kernel's epilogue), when the GEMV applies and the filter is at most 4 wide; returns false (having done
+// nothing) otherwise.
+bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
 
 }  // namespace mamba::cuda

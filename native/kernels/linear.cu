@@ -194,4 +194,11 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
     MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 
+// The conv step inside the projection's GEMV when it can take it (gemv.cu), else the two ops in order.
+void linear_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
+    if (try_gemv_conv1d_update(ctx, p)) return;
+    linear(ctx, p.linear);
+    if (p.conv.dim > 0) causal_conv1d_update(ctx, p.conv);
+}
+
 }  // namespace mamba::cuda

@@ -519,6 +519,38 @@ typedef struct mamba_linear_args {
 
 MAMBA_API mamba_status mamba_linear(mamba_context * context, const mamba_linear_args * args);
 
+/* A decode step's input projection with its conv step: mamba_linear (x, weight, bias -> y), then one
+ * mamba_causal_conv1d_update step whose input is y's columns [conv_offset, conv_offset + dim), dim being
+ * conv_weight's first dimension (conv_state, conv_weight, conv_bias, silu -> conv_y). y is written in full,
+ * as mamba_linear writes it, and the conv step reads those columns as y holds them (rounded to y's dtype),
+ * so the results are those of the two calls. On CUDA, with at most 16 rows and a filter of width 4 or
+ * less, it is one kernel: the projection's GEMV runs the conv step on its outputs in that range before it
+ * stores them; otherwise the two ops run one after the other. conv_y and conv_state must not overlap x,
+ * weight, bias or y. */
+typedef struct mamba_linear_conv1d_update_args {
+    /* (rows, in_features) */
+    const DLTensor * x;
+    /* (out_features, in_features), last axis contiguous */
+    const DLTensor * weight;
+    /* Optional (out_features) */
+    const DLTensor * bias;
+    /* (rows, out_features) */
+    DLTensor * y;
+    /* First column of y that enters the conv; conv_offset + dim <= out_features */
+    int64_t conv_offset;
+    /* (rows, dim, width - 1), oldest first; shifted by one and appended with the new input, in place */
+    DLTensor * conv_state;
+    /* (dim, width) */
+    const DLTensor * conv_weight;
+    /* Optional (dim) */
+    const DLTensor * conv_bias;
+    /* (rows, dim) */
+    DLTensor * conv_y;
+    int32_t silu;
+} mamba_linear_conv1d_update_args;
+
+MAMBA_API mamba_status mamba_linear_conv1d_update(mamba_context * context, const mamba_linear_conv1d_update_args * args);
+
 /* y[i, :] = table[ids[i], :]; an id outside [0, vocab) is an error. */
 typedef struct mamba_embedding_args {
     /* (count), int32 or int64 */

@@ -5,26 +5,21 @@
 
 namespace mamba {
 
-namespace {
-
-// weight (dim, width) with 2 <= width <= kMaxConvWidth; returns width.
-int64_t check_weight(const Tensor & weight, int64_t dim) {
-    check_floating("weight", weight);
-    check_shape("weight", weight, {dim, -1});
+int64_t check_conv_weight(const char * name, const Tensor & weight, int64_t dim) {
+    check_floating(name, weight);
+    check_shape(name, weight, {dim, -1});
     const int64_t width = weight.size(1);
     if (width < 2 || width > kMaxConvWidth)
-        fail(MAMBA_STATUS_UNSUPPORTED, "argument 'weight' has width ", width, " (shape ", weight.shape_string(), "); supported widths are 2 to ",
+        fail(MAMBA_STATUS_UNSUPPORTED, "argument '", name, "' has width ", width, " (shape ", weight.shape_string(), "); supported widths are 2 to ",
              kMaxConvWidth);
     return width;
 }
 
-void check_bias(const std::optional<Tensor> & bias, int64_t dim) {
+void check_conv_bias(const char * name, const std::optional<Tensor> & bias, int64_t dim) {
     if (!bias) return;
-    check_floating("bias", *bias);
-    check_shape("bias", *bias, {dim});
+    check_floating(name, *bias);
+    check_shape(name, *bias, {dim});
 }
-
-}  // namespace
 
 CausalConv1dParams validate_causal_conv1d(const mamba_context & ctx, const mamba_causal_conv1d_args & a) {
     CausalConv1dParams p;
@@ -35,9 +30,9 @@ CausalConv1dParams validate_causal_conv1d(const mamba_context & ctx, const mamba
     p.dim = p.x.size(1);
     p.len = p.x.size(2);
     p.weight = required(ctx, "weight", a.weight);
-    p.width = check_weight(p.weight, p.dim);
+    p.width = check_conv_weight("weight", p.weight, p.dim);
     p.bias = optional(ctx, "bias", a.bias);
-    check_bias(p.bias, p.dim);
+    check_conv_bias("bias", p.bias, p.dim);
     p.y = required(ctx, "y", a.y);
     check_floating("y", p.y);
     check_shape("y", p.y, {p.batch, p.dim, p.len});
@@ -69,9 +64,9 @@ CausalConv1dUpdateParams validate_causal_conv1d_update(const mamba_context & ctx
     p.batch = p.x.size(0);
     p.dim = p.x.size(1);
     p.weight = required(ctx, "weight", a.weight);
-    p.width = check_weight(p.weight, p.dim);
+    p.width = check_conv_weight("weight", p.weight, p.dim);
     p.bias = optional(ctx, "bias", a.bias);
-    check_bias(p.bias, p.dim);
+    check_conv_bias("bias", p.bias, p.dim);
     p.conv_state = required(ctx, "conv_state", a.conv_state);
     check_floating("conv_state", p.conv_state);
     check_shape("conv_state", p.conv_state, {p.batch, p.dim, p.width - 1});

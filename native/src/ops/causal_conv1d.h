@@ -30,6 +30,11 @@ struct CausalConv1dUpdateParams {
     bool silu = false;
 };
 
+// The filter checks both conv ops (and the fused linear + conv step) share; `name` is the argument's name.
+// weight (dim, width) with 2 <= width <= kMaxConvWidth; returns width.
+int64_t check_conv_weight(const char * name, const Tensor & weight, int64_t dim);
+void check_conv_bias(const char * name, const std::optional<Tensor> & bias, int64_t dim);
+
 CausalConv1dParams validate_causal_conv1d(const mamba_context & ctx, const mamba_causal_conv1d_args & args);
 CausalConv1dUpdateParams validate_causal_conv1d_update(const mamba_context & ctx, const mamba_causal_conv1d_update_args & args);
 

@@ -145,7 +145,6 @@ public sealed class Mamba1Mixer : Mixer
         var s = (Scratch)scratch;
         long batch = x.Shape[0], di = _inner, w = XdblWidth;
         var xz = s.Xz.View([batch, 2 * di]);
-        var xIn = s.Xz.View([batch, di], [2 * di, 1]);
         var z = s.Xz.View([batch, di], [2 * di, 1], di);
         var xc = s.Xc.View([batch, di]);
         var xdbl = s.Xdbl.View([batch, w]);
@@ -158,9 +157,9 @@ public sealed class Mamba1Mixer : Mixer
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
         return () =>
         {
-            InProj.Forward(context, x, xz);
+            // in_proj with the conv step of its x half (columns [0, di)) in one call: one kernel on CUDA
+            Kernels.LinearConv1dUpdate(context, x, InProj.Weight, InProj.Bias, xz, 0, state.Conv, Conv.Weight, Conv.Bias, xc, silu: true);
             prefetch?.Invoke();  // out_proj and the next in_proj into L2 while the small kernels run
-            Conv.Step(context, xIn, state.Conv, xc);
             XProj.Forward(context, xc, xdbl);
             // The dt_proj bias is applied once, as DtBias (as in prefill, where DtProj runs without bias and the
             // scan adds DtBias).

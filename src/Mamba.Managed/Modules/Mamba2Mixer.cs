@@ -156,7 +156,6 @@ public sealed class Mamba2Mixer : Mixer
         long batch = x.Shape[0], pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
         var proj = s.Proj.View([batch, pw]);
         var z = s.Proj.View([batch, di], [pw, 1]);
-        var xbcIn = s.Proj.View([batch, cd], [pw, 1], di);
         var dt = s.Proj.View([batch, _heads], [pw, 1], di + cd);
         var xbc = s.Xbc.View([batch, cd]);
         var xs = s.Xbc.View([batch, _heads, _headDim], [cd, _headDim, 1]);
@@ -168,9 +167,9 @@ public sealed class Mamba2Mixer : Mixer
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
         return () =>
         {
-            InProj.Forward(context, x, proj);
+            // in_proj with the conv step of its xBC columns [di, di + cd) in one call: one kernel on CUDA
+            Kernels.LinearConv1dUpdate(context, x, InProj.Weight, InProj.Bias, proj, di, state.Conv, Conv.Weight, Conv.Bias, xbc, silu: true);
             prefetch?.Invoke();  // out_proj and the next in_proj into L2 while the small kernels run
-            Conv.Step(context, xbcIn, state.Conv, xbc);
             Kernels.SsdStateUpdate(context, state.Ssm, xs, dt, A, b, c, y3, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax);
             Kernels.GatedRmsNorm(context, y2, NormWeight, normed, _eps, z, NormGroupSize, _normBeforeGate);
             OutProj.Forward(context, normed, y);

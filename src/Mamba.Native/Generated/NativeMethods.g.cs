@@ -561,6 +561,58 @@ public unsafe struct mamba_linear_args
 }
 
 /// <summary>
+/// A decode step's input projection with its conv step: mamba_linear (x, weight, bias -&gt; y), then one
+/// mamba_causal_conv1d_update step whose input is y's columns [conv_offset, conv_offset + dim), dim being
+/// conv_weight's first dimension (conv_state, conv_weight, conv_bias, silu -&gt; conv_y). y is written in full,
+/// as mamba_linear writes it, and the conv step reads those columns as y holds them (rounded to y's dtype),
+/// so the results are those of the two calls. On CUDA, with at most 16 rows and a filter of width 4 or
+/// less, it is one kernel: the projection's GEMV runs the conv step on its outputs in that range before it
+/// stores them; otherwise the two ops run one after the other. conv_y and conv_state must not overlap x,
+/// weight, bias or y.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct mamba_linear_conv1d_update_args
+{
+    /// <summary>
+    /// (rows, in_features)
+    /// </summary>
+    public DLTensor* x;
+    /// <summary>
+    /// (out_features, in_features), last axis contiguous
+    /// </summary>
+    public DLTensor* weight;
+    /// <summary>
+    /// Optional (out_features)
+    /// </summary>
+    public DLTensor* bias;
+    /// <summary>
+    /// (rows, out_features)
+    /// </summary>
+    public DLTensor* y;
+    /// <summary>
+    /// First column of y that enters the conv; conv_offset + dim &lt;= out_features
+    /// </summary>
+    public long conv_offset;
+    /// <summary>
+    /// (rows, dim, width - 1), oldest first; shifted by one and appended with the new input, in place
+    /// </summary>
+    public DLTensor* conv_state;
+    /// <summary>
+    /// (dim, width)
+    /// </summary>
+    public DLTensor* conv_weight;
+    /// <summary>
+    /// Optional (dim)
+    /// </summary>
+    public DLTensor* conv_bias;
+    /// <summary>
+    /// (rows, dim)
+    /// </summary>
+    public DLTensor* conv_y;
+    public int silu;
+}
+
+/// <summary>
 /// y[i, :] = table[ids[i], :]; an id outside [0, vocab) is an error.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -948,6 +1000,10 @@ public static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "mamba_linear")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_linear(mamba_context* context, mamba_linear_args* args);
+
+    [LibraryImport(LibraryName, EntryPoint = "mamba_linear_conv1d_update")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_linear_conv1d_update(mamba_context* context, mamba_linear_conv1d_update_args* args);
 
     [LibraryImport(LibraryName, EntryPoint = "mamba_embedding")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
