@@ -98,7 +98,8 @@ struct GemvArgs {
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
-    bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range
+    int prefetch_batches;  // tiled kernel: W batches per lane asked of L2 before the PDL wait (MAMBA_CUDA_GEMV_PREFETCH)
+    bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -188,11 +189,12 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 
 // ---- tiled kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads>
+template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
     static constexpr bool kVec = kVecLoads;           // W pointer and row stride allow 16-byte loads
+    static constexpr bool kConv = kConvStep;          // the conv step epilogue (GemvArgs::conv)
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -308,7 +310,7 @@ struct ConvOperands {
         a.y.store(m * a.y_s0 + n * a.y_s1, s);
         const GemvArgs::Conv & c = a.conv;
         const int64_t ch = n - c.offset;
-        if (!a.has_conv || ch < 0 || ch >= c.dim) return;
+        if (ch < 0 || ch >= c.dim) return;
         const int j = int(n - first);
         const float x = a.y.rounded(s);
         const float * state = ops + (j * M + m) * (kTaps - 1);
@@ -337,22 +339,11 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
     using Conv = ConvOperands<M, Tr::kWarps * R, Tr::kThreads>;
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
-    __shared__ float conv_ops[Conv::kCount];
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
+    __shared__ float conv_ops[Tr::kConv ? Conv::kCount : 1];
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
     const int64_t block_first = int64_t(blockIdx.x) * warps_n * R;  // the block's outputs: block_first + [0, warps_n * R)
-    // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
-    float conv_regs[Conv::kPerThread];
-    if (a.has_conv) {
-#pragma unroll
-        for (int u = 0; u < Conv::kPerThread; ++u) {
-            const int i = int(threadIdx.x) + u * Tr::kThreads;
-            conv_regs[u] = i < Conv::kCount ? Conv::load(a, block_first, i) : 0.0f;
-        }
-    }
     const int wn = warp % warps_n, wk = warp / warps_n;
     const int64_t n0 = (int64_t(blockIdx.x) * warps_n + wn) * R;
     const TW * rows_w[R];
@@ -362,13 +353,35 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         row_ok[r] = n0 + r < a.out;
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
+    const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
+    // Before the PDL wait only L2 prefetches (launch.cuh): the lines of the lane's first prefetch_batches
+    // batches of W (every 8th lane: 8 lanes' vectors share a 128-byte line), so that with PDL, while the
+    // previous kernel runs, a bounded share of W (not all of it: that overflowed L2) is already in L2.
+    if (a.prefetch_batches > 0 && (lane & 7) == 0) {
+        const int first_vectors = int(((a.in < T ? a.in : int64_t(T)) + V - 1) / V);
+        const int count = a.prefetch_batches * U;
+        for (int j = 0, v = wk * 32 + lane; j < count && v < first_vectors; ++j, v += step)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if (row_ok[r]) prefetch_l2(rows_w[r] + int64_t(v) * V);
+    }
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
+    // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
+    float conv_regs[Conv::kPerThread];
+    if constexpr (Tr::kConv) {
+#pragma unroll
+        for (int u = 0; u < Conv::kPerThread; ++u) {
+            const int i = int(threadIdx.x) + u * Tr::kThreads;
+            conv_regs[u] = i < Conv::kCount ? Conv::load(a, block_first, i) : 0.0f;
+        }
+    }
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
 
-    const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
     uint4 wv[U][R];
     for (int64_t t0 = 0; t0 < a.in; t0 += T) {
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
@@ -402,7 +415,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
                 default: stage_x_tile<float, Tr::kThreads, T>(a.x.p, a.x_s0, a.x_s1, a.rows, t0, tile, tile_padded, xs); break;
             }
         }
-        if (a.has_conv && t0 == 0) {
+        if (Tr::kConv && t0 == 0) {
 #pragma unroll
             for (int u = 0; u < Conv::kPerThread; ++u) {
                 const int i = int(threadIdx.x) + u * Tr::kThreads;
@@ -441,8 +454,12 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         }
     __syncthreads();
     // Warp w is split w / warps_n of team w % warps_n. (conv_ops was stored before the first tile's barrier.)
-    reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
-                               [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
+    if constexpr (Tr::kConv)
+        reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
+                                   [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
+    else
+        reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
+                                   [&](int m, int64_t n, float s) { store_output(a, m, n, s); });
 }
 
 // ---- warp kernel ----
@@ -630,6 +647,15 @@ enum class GemvVariant { Automatic, Tiled, Warp };
 
 constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
 
+// MAMBA_CUDA_GEMV_PREFETCH: W batches per lane the tiled kernel asks of L2 before its PDL wait (0: none).
+constexpr EnvChoice<int> kPrefetchBatches[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"3", 3}};
+constexpr int kDefaultPrefetchBatches = 0;
+
+// MAMBA_CUDA_LINEAR_CONV: "fused" (the conv step in the GEMV's epilogue where it can run there) or
+// "separate" (always the two ops), for the benchmark's comparison.
+enum class LinearConv { Fused, Separate };
+constexpr EnvChoice<LinearConv> kLinearConv[] = {{"fused", LinearConv::Fused}, {"separate", LinearConv::Separate}};
+
 // Most outputs for which the warp kernel is the default (x_proj's 192 are; dt_proj's 5120 run as fast
 // with either kernel, out_proj's 2560 faster tiled).
 constexpr int64_t kWarpMaxOut = 1024;
@@ -653,7 +679,10 @@ GemvVariant gemv_variant(int64_t rows, int64_t in, int64_t out) {
 
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
-    if (vec) {
+    if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
+        using Tr = TiledGemvTraits<TW, kRows, true, true>;
+        launch_kernel(ctx, "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+    } else if (vec) {
         using Tr = TiledGemvTraits<TW, kRows, true>;
         launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
@@ -778,6 +807,7 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const size_t elem = dtype_size(p.weight.dtype);
     vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
+    a.prefetch_batches = env_choice("MAMBA_CUDA_GEMV_PREFETCH", kPrefetchBatches, kDefaultPrefetchBatches);
     return a;
 }
 
@@ -808,12 +838,15 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
 bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
     const LinearParams & l = p.linear;
     const CausalConv1dUpdateParams & c = p.conv;
-    // The epilogue lives in the tiled kernel; a forced warp kernel, wide filters and rows with no columns
-    // (no tile, so no staged conv operands) take the two ops.
+    // The epilogue lives in the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with
+    // no columns (no tile, so no staged conv operands) and a W that does not allow 16-byte loads take the
+    // two ops.
     if (!gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
     if (forced_gemv_variant() == GemvVariant::Warp) return false;
+    if (env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate) return false;
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
+    if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

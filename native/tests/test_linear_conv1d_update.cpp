@@ -13,6 +13,8 @@ double silu(double v) { return v / (1.0 + std::exp(-v)); }
 
 // The CUDA GEMV kernels MAMBA_CUDA_GEMV_VARIANT can force (gemv.cu).
 const char * const kGemvVariants[] = {"tiled", "warp"};
+const char * const kLinearConvChoices[] = {"fused", "separate"};
+const char * const kPrefetchChoices[] = {"0", "2"};
 
 struct Case {
     int64_t rows, in, out, offset, dim, width;
@@ -165,13 +167,40 @@ TEST_P(LinearConv1dUpdateTest, DecodeShapesOfMamba130mAndMamba2_130m) {
     }
 }
 
-TEST_P(LinearConv1dUpdateTest, ForcedGemvKernelsGiveTheSameResults) {
-    // MAMBA_CUDA_GEMV_VARIANT=warp keeps the projection on the warp kernel, so the conv step runs apart.
-    for (const char * variant : kernel_variants(kGemvVariants)) {
-        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
-        SCOPED_TRACE(std::string("variant ") + variant);
-        for (int64_t rows : {1, 2}) run({rows, 67, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
+TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
+    // MAMBA_CUDA_GEMV_VARIANT=warp keeps the projection on the warp kernel and MAMBA_CUDA_LINEAR_CONV=separate
+    // asks for the two ops, so the conv step runs apart; MAMBA_CUDA_GEMV_PREFETCH asks L2 for W early.
+    for (const char * variant : kernel_variants(kGemvVariants))
+        for (const char * conv : kernel_variants(kLinearConvChoices))
+            for (const char * prefetch : kernel_variants(kPrefetchChoices)) {
+                const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+                const mt::ScopedEnv forced_conv("MAMBA_CUDA_LINEAR_CONV", conv);
+                const mt::ScopedEnv forced_prefetch("MAMBA_CUDA_GEMV_PREFETCH", prefetch);
+                SCOPED_TRACE(std::string("variant ") + variant + ", " + conv + ", prefetch " + prefetch);
+                for (int64_t rows : {1, 2, 9}) run({rows, 67, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
+            }
+}
+
+TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no CUDA kernel-selection variable";
+    Tensor x({1, 16}, DType::F32), w({24, 16}, DType::F32), y({1, 24}, DType::F32), state({1, 8, 3}, DType::F32), cw({8, 4}, DType::F32);
+    Tensor cy({1, 8}, DType::F32);
+    for (Tensor * t : {&x, &w, &y, &state, &cw, &cy}) t->upload(ctx());
+    mamba_linear_conv1d_update_args a{};
+    a.x = x.dl();
+    a.weight = w.dl();
+    a.y = y.dl();
+    a.conv_state = state.dl();
+    a.conv_weight = cw.dl();
+    a.conv_y = cy.dl();
+    {
+        const mt::ScopedEnv bad("MAMBA_CUDA_LINEAR_CONV", "fuse");
+        EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_LINEAR_CONV must be one of fused, separate (or unset), not 'fuse'");
     }
+    const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_PREFETCH", "8");
+    EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_PREFETCH must be one of 0, 1, 2, 3 (or unset), not '8'");
 }
 
 TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {
