@@ -68,6 +68,15 @@
 // filter, bias: at most 32 outputs x rows) are requested into registers before the first x tile is staged
 // and parked in shared memory, so the epilogue waits for no load. Extra bytes: rows*dim*(2*(width-1)
 // state + conv_y) + dim*(width + 1) filter and bias, as the separate conv step moves minus its x read.
+// Measured on an H200 (run 20): an 8-layer mamba-2.8b decode chain 0.3305 -> 0.3158 ms; decode 2.700 ->
+// 2.595 ms/step (mamba-2.8b) and 2.702 -> 2.671 (mamba2-2.7b) against MAMBA_CUDA_LINEAR_CONV=separate.
+// Built only for 16-byte W loads (kConv builds), so the plain builds keep their registers.
+//
+// MAMBA_CUDA_GEMV_PREFETCH=N (tiled kernel, default 0): each lane asks L2 for the lines of its first N W
+// batches before the PDL wait, to use the previous small kernel's idle HBM. Measured no faster (run 20, the
+// same chain: 0.3186 / 0.3228 / 0.3212 ms for N = 1 / 2 / 3 against 0.3158; the model within the run-to-run
+// spread), so it stays off. (Prefetching the block's whole first tile, i.e. all of W at one row, had made
+// the GEMVs slower still: in_proj 53% of copy against 67%.)
 //
 // Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
