@@ -17,8 +17,10 @@ constexpr int64_t kGemvMaxRows = 16;
 bool try_gemv(mamba_context & ctx, const LinearParams & p);
 
 // The same with the conv step run on the outputs of p.conv's range before they are stored (the tiled
-// kernel's epilogue), when the GEMV applies and the filter is at most 4 wide; returns false (having done
-// nothing) otherwise.
+// kernel's epilogue), when the GEMV applies, W allows 16-byte loads, there is at least one input feature,
+// the filter is at most 4 wide and neither switch (MAMBA_CUDA_GEMV_VARIANT=warp,
+// MAMBA_CUDA_LINEAR_CONV=separate) asks otherwise; returns false (having done nothing) otherwise. The
+// tiled kernel runs even where mamba_linear would pick the warp kernel (up to 2 rows, few outputs).
 bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
 
 }  // namespace mamba::cuda

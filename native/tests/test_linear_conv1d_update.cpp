@@ -1,7 +1,9 @@
 // mamba_linear_conv1d_update per backend: the projection against a float64 reference, then the conv step
 // against a float64 conv of the columns as y holds them, over dtypes, row counts on both sides of the CUDA
 // GEMV's 16, filter widths on both sides of the fused epilogue's 4, conv ranges that start and end inside
-// a block's outputs, strided views, several steps in a row, and bad arguments.
+// a block's outputs, strided views, several steps in a row, and bad arguments. On CUDA the epilogue needs
+// W rows a whole number of 16-byte vectors apart, so most cases have 64 or 96 input features (fused);
+// those with 67 or 33 take the two-kernel fallback on purpose.
 #include "backend_test.h"
 
 namespace {
@@ -125,16 +127,26 @@ protected:
 };
 
 TEST_P(LinearConv1dUpdateTest, MatchesFloat64Reference) {
-    // The models' dtypes, float32 state with bfloat16 activations, and a projection whose conv range
-    // starts and ends inside a block's 32 outputs.
+    // The models' dtypes, a float32 state with 16-bit activations (the state then holds y's rounded value),
+    // and a projection whose conv range starts and ends inside a block's outputs; with and without the
+    // biases and the SiLU.
     const DType F32 = DType::F32, F16 = DType::F16, BF16 = DType::BF16;
     for (int64_t rows : {1, 2, 3})
         for (int64_t width : {2, 3, 4}) {
-            run({rows, 67, 200, 45, 100, width, F32, F32, F32, F32, rows == 2, width != 3});
-            run({rows, 67, 200, 45, 100, width, BF16, BF16, BF16, BF16, width == 4, true, rows != 2});
-            run({rows, 67, 200, 45, 100, width, F16, F16, F16, F32, false, rows == 1, true, true});
-            run({rows, 67, 200, 45, 100, width, F32, BF16, BF16, F32, true, true, true, rows == 3});
+            run({rows, 64, 200, 45, 100, width, F32, F32, F32, F32, rows == 2, width != 3});
+            run({rows, 64, 200, 45, 100, width, BF16, BF16, BF16, BF16, width == 4, true, rows != 2});
+            run({rows, 64, 200, 45, 100, width, F16, F16, F16, F32, false, rows == 1, true, true});
+            run({rows, 64, 200, 45, 100, width, F32, BF16, BF16, F32, true, true, true, rows == 3});
+            run({rows, 67, 200, 45, 100, width, F32, BF16, BF16, F32, true, true, true, rows == 3});  // W rows 134 B apart
         }
+}
+
+TEST_P(LinearConv1dUpdateTest, ManyColumnTilesAndFullBlocks) {
+    // More input features than one x tile holds (2048 at 3-4 rows, 8192 at one), and enough outputs that a
+    // block owns 32 of them at one or two rows (the mamba-2.8b in_proj layout on a large GPU).
+    run({3, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
+    run({1, 8200, 72, 8, 60, 3, DType::F32, DType::BF16, DType::F32, DType::F32, false, true, true, false, 2});
+    for (int64_t rows : {1, 2}) run({rows, 64, 8448, 4000, 4400, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
 }
 
 TEST_P(LinearConv1dUpdateTest, RowCountsAroundTheGemvLimit) {
@@ -151,10 +163,11 @@ TEST_P(LinearConv1dUpdateTest, FiltersWiderThanTheEpilogueTakes) {
 
 TEST_P(LinearConv1dUpdateTest, WholeProjectionAndRangesAtEitherEnd) {
     for (int64_t rows : {1, 2}) {
-        run({rows, 33, 64, 0, 64, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, true});     // every column
-        run({rows, 33, 64, 0, 20, 4, DType::F32, DType::BF16, DType::F32, DType::F32, false, true});    // the first ones
-        run({rows, 33, 64, 50, 14, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, false});   // the last ones
-        run({rows, 33, 64, 10, 0, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, false, true, false, 1});  // none
+        run({rows, 32, 64, 0, 64, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, true});     // every column
+        run({rows, 32, 64, 0, 20, 4, DType::F32, DType::BF16, DType::F32, DType::F32, false, true});    // the first ones
+        run({rows, 32, 64, 50, 14, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, false});   // the last ones
+        run({rows, 32, 64, 10, 0, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, false, true, false, 1});  // none
+        run({rows, 33, 64, 0, 64, 4, DType::F32, DType::BF16, DType::F32, DType::F32, true, true});     // W rows 66 B apart
     }
 }
 
@@ -177,7 +190,7 @@ TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
                 const mt::ScopedEnv forced_conv("MAMBA_CUDA_LINEAR_CONV", conv);
                 const mt::ScopedEnv forced_prefetch("MAMBA_CUDA_GEMV_PREFETCH", prefetch);
                 SCOPED_TRACE(std::string("variant ") + variant + ", " + conv + ", prefetch " + prefetch);
-                for (int64_t rows : {1, 2, 9}) run({rows, 67, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
+                for (int64_t rows : {1, 2, 9}) run({rows, 64, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
             }
 }
 
@@ -256,6 +269,14 @@ TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {
     a = ok;
     a.conv_y = &y_view;
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'conv_y' and 'y' overlap in memory");
+    // y over the conv filter
+    int64_t filter_shape[2] = {8, 4};
+    DLTensor y_as_filter = *y.dl();
+    y_as_filter.shape = filter_shape;
+    y_as_filter.strides = nullptr;
+    a = ok;
+    a.conv_weight = &y_as_filter;
+    expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'conv_weight' overlap in memory");
     // conv_state inside the projection's weight
     int64_t state_shape[3] = {2, 8, 3};
     DLTensor w_view = *w.dl();

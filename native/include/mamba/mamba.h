@@ -523,10 +523,12 @@ MAMBA_API mamba_status mamba_linear(mamba_context * context, const mamba_linear_
  * mamba_causal_conv1d_update step whose input is y's columns [conv_offset, conv_offset + dim), dim being
  * conv_weight's first dimension (conv_state, conv_weight, conv_bias, silu -> conv_y). y is written in full,
  * as mamba_linear writes it, and the conv step reads those columns as y holds them (rounded to y's dtype),
- * so the results are those of the two calls. On CUDA, with at most 16 rows and a filter of width 4 or
- * less, it is one kernel: the projection's GEMV runs the conv step on its outputs in that range before it
- * stores them; otherwise the two ops run one after the other. conv_y and conv_state must not overlap x,
- * weight, bias or y. */
+ * so the results are those of the two calls. On CUDA, with 1 to 16 rows, at least one input feature, a
+ * filter of width 4 or less and a weight whose start and row stride allow 16-byte loads, it is one kernel:
+ * the projection's GEMV runs the conv step on its outputs in that range before it stores them; otherwise
+ * (or with MAMBA_CUDA_GEMV_VARIANT=warp or MAMBA_CUDA_LINEAR_CONV=separate) the two ops run one after the
+ * other. conv_y and conv_state must not overlap x, weight, bias, y, conv_weight, conv_bias or each other,
+ * nor y overlap conv_weight or conv_bias. */
 typedef struct mamba_linear_conv1d_update_args {
     /* (rows, in_features) */
     const DLTensor * x;

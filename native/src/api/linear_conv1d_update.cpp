@@ -43,6 +43,9 @@ LinearConv1dUpdateParams validate_linear_conv1d_update(const mamba_context & ctx
         if (c.bias) check_no_overlap(name, *written, "conv_bias", *c.bias);
     }
     check_no_overlap("conv_y", c.y, "conv_state", c.conv_state);
+    // y is written while other blocks still read the filter.
+    check_no_overlap("y", l.y, "conv_weight", c.weight);
+    if (c.bias) check_no_overlap("y", l.y, "conv_bias", *c.bias);
     return p;
 }
 

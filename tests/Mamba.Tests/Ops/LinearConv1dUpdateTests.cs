@@ -8,7 +8,7 @@ namespace Mamba.Tests.Ops;
 [TestFixture]
 public class LinearConv1dUpdateTests
 {
-    private const int Rows = 2, In = 10, Out = 12, Offset = 3, Dim = 6, Width = 4;
+    private const int Rows = 2, In = 16, Out = 12, Offset = 3, Dim = 6, Width = 4;  // In: W rows 64 B apart, so CUDA runs the fused kernel
 
     [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
     public void MapsArgumentsAndRunsTheConvStepOnItsColumns(Device device)
