@@ -249,7 +249,7 @@ const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"}
                                        {"mamba-2.8b", 5120, 160, " (dt_proj)"},
                                        {"mamba-2.8b", 50280, 2560, " (lm head)"},
                                        {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
-const char * const kGemvVariantNames[] = {"default", "tiled", "warp"};
+const char * const kGemvVariantNames[] = {"default", "tiled", "warp", "gemm"};
 
 void register_gemv_graph_cases() {
     auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {
@@ -271,9 +271,21 @@ void register_gemv_graph_cases() {
                 return gemv_graph_case(b, bytes, flops, 1, s.out, s.in, variant, true);
             });
         }
-    // Batched decode: the row counts where the default switches from the warp kernel to the tiled one.
+    // Batched decode: the row counts where the default switches from the warp kernel to the tiled one, and
+    // where cuBLAS ("gemm") overtakes both; in_proj and out_proj with bf16 x, as the models run them.
     for (int64_t rows : {2, 4, 8, 16})
         for (const char * v : kGemvVariantNames) add(kGemvGraphShapes[0], rows, v);
+    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1]})
+        for (int64_t rows : {1, 2, 4, 8, 16})
+            for (const char * v : {"default", "gemm"}) {
+                if (rows == 1 && std::string(v) == "default") continue;  // registered above
+                const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
+                                         " rows=" + std::to_string(rows) + " x=bf16 v=" + v;
+                const std::string variant = v;
+                mb::Register(name, [s, rows, variant](mb::Bench & b, double & bytes, double & flops) {
+                    return gemv_graph_case(b, bytes, flops, rows, s.out, s.in, variant, true);
+                });
+            }
 }
 
 const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), register_gemv_graph_cases(), true);

@@ -653,9 +653,11 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, Warp };
+enum class GemvVariant { Automatic, Tiled, Warp, Gemm };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
+// "gemm": no GEMV kernel; the linear takes the cuBLAS path (linear.cu) at any row count, to find where the
+// tensor-core GEMM overtakes the CUDA-core GEMV at batched-decode row counts.
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"gemm", GemvVariant::Gemm}};
 
 // MAMBA_CUDA_GEMV_PREFETCH: W batches per lane the tiled kernel asks of L2 before its PDL wait (0: none).
 constexpr EnvChoice<int> kPrefetchBatches[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"3", 3}};
@@ -789,6 +791,7 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
+        case GemvVariant::Gemm:
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
 }
@@ -837,9 +840,10 @@ bool gemv_applies(const LinearParams & p) {
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     if (!gemv_applies(p)) return false;
+    const GemvVariant variant = gemv_variant(p.rows, p.in_features, p.out_features);
+    if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     const GemvArgs a = gemv_args(p, vec);
-    const GemvVariant variant = gemv_variant(p.rows, p.in_features, p.out_features);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -856,8 +860,9 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // two ops.
     // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
-    const bool forced_warp = forced_gemv_variant() == GemvVariant::Warp;
-    if (separate || forced_warp || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
+    const GemvVariant forced = forced_gemv_variant();
+    const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
+    if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only

@@ -50,7 +50,7 @@ std::string describe(const Case & c) {
 }
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
-const char * const kGemvVariants[] = {"tiled", "warp"};
+const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
 
 }  // namespace
 
@@ -351,7 +351,7 @@ TEST_P(LinearTest, UnknownGemvVariantIsRejected) {
     {
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", "Warp");
         EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp, gemm (or unset), not 'Warp'");
     }
     y.download(ctx());
     for (double v : y.values()) EXPECT_TRUE(std::isnan(v));

@@ -14,7 +14,7 @@ using mt::Tensor;
 double silu(double v) { return v / (1.0 + std::exp(-v)); }
 
 // The CUDA GEMV kernels MAMBA_CUDA_GEMV_VARIANT can force (gemv.cu).
-const char * const kGemvVariants[] = {"tiled", "warp"};
+const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
 const char * const kLinearConvChoices[] = {"fused", "separate"};
 const char * const kPrefetchChoices[] = {"0", "2"};
 
