@@ -141,6 +141,14 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
         Ctx.Synchronize();
     }
 
+    /// <summary>in_proj GEMV with the conv step of its x half, as the decode steps run it (one kernel on CUDA).</summary>
+    [Benchmark]
+    public void InProjGemvWithConvStep()
+    {
+        Kernels.LinearConv1dUpdate(Ctx, _x, _inProjW, null, _xz, 0, _convState, _convW, _convB, _convOut, silu: true);
+        Ctx.Synchronize();
+    }
+
     [Benchmark]
     public void ConvStep()
     {

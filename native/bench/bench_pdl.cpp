@@ -4,9 +4,7 @@
 // well beyond L2), timed with PDL on and off in the same run, as direct calls and as a graph replay.
 // The "6 kernels" rows project dt inside the selective state update (dt_proj_weight) instead, as the
 // Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer. The "5 kernels" rows
-// also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does; their
-// "GEMV prefetch N" rows capture the graph with MAMBA_CUDA_GEMV_PREFETCH=N (the tiled GEMV asks L2 for its
-// first N W batches per lane before its PDL wait), against the row without.
+// also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does.
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
@@ -132,7 +130,7 @@ struct L2Prefetch {
 };
 
 std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {},
-                                 bool fused_conv = false, const char * gemv_prefetch = nullptr) {
+                                 bool fused_conv = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
     s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
@@ -173,8 +171,6 @@ std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, 
     }
     bytes = weights * 2 + double(kLayers) * double(kInner * kState * 4 * 2 + kInner * (kWidth - 1) * 2 * 2);
     flops = 2.0 * weights;
-    // read by each linear call, so set while the graph is captured (graph rows only)
-    const mb::ScopedEnv scoped_prefetch("MAMBA_CUDA_GEMV_PREFETCH", gemv_prefetch);
     s->run();  // warm-up: kernels loaded, workspace sized
     if (graph) {
         mb::check(mamba_graph_capture_begin(s->ctx), "mamba_graph_capture_begin");
@@ -202,12 +198,6 @@ mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt
                              [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true); });
 mb::Register graph_on_fused_conv("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, graph replay, PDL on",
                                  [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true); });
-mb::Register graph_on_fused_conv_prefetch1("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, graph replay, PDL on, GEMV prefetch 1",
-                                           [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, "1"); });
-mb::Register graph_on_fused_conv_prefetch2("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, graph replay, PDL on, GEMV prefetch 2",
-                                           [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, "2"); });
-mb::Register graph_on_fused_conv_prefetch3("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, graph replay, PDL on, GEMV prefetch 3",
-                                           [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, "3"); });
 mb::Register direct_on_fused_conv("cuda pdl chain mamba-2.8b 8 layers x 5 kernels (dt_proj and conv fused) bf16 B1, direct calls, PDL on",
                                   [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true, {}, true); });
 

@@ -72,11 +72,11 @@
 // 2.595 ms/step (mamba-2.8b) and 2.702 -> 2.671 (mamba2-2.7b) against MAMBA_CUDA_LINEAR_CONV=separate.
 // Built only for 16-byte W loads (kConv builds), so the plain builds keep their registers.
 //
-// MAMBA_CUDA_GEMV_PREFETCH=N (tiled kernel, default 0): each lane asks L2 for the lines of its first N W
-// batches before the PDL wait, to use the previous small kernel's idle HBM. Measured no faster (run 20, the
-// same chain: 0.3186 / 0.3228 / 0.3212 ms for N = 1 / 2 / 3 against 0.3158; the model within the run-to-run
-// spread), so it stays off. (Prefetching the block's whole first tile, i.e. all of W at one row, had made
-// the GEMVs slower still: in_proj 53% of copy against 67%.)
+// Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
+// before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
+// mamba-2.8b decode chain: 0.3186 / 0.3228 / 0.3212 ms for N = 1 / 2 / 3 against 0.3158; the model within
+// the run-to-run spread). Prefetching the block's whole first tile, i.e. all of W at one row, had made the
+// GEMVs slower still (in_proj 53% of copy against 67%).
 //
 // Both: a misaligned W (pointer or row stride) or the tail of a row not a multiple of the vector takes
 // element loads (kVec = false instantiation, or the last vector only); rows (M) are a compile-time bucket
@@ -107,7 +107,6 @@ struct GemvArgs {
     bool has_bias;
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
-    int prefetch_batches;  // tiled kernel: W batches per lane asked of L2 before the PDL wait (MAMBA_CUDA_GEMV_PREFETCH)
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
     struct Conv {
         AnyPtr state, weight, bias, y;
@@ -364,17 +363,6 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
-    // Before the PDL wait only L2 prefetches (launch.cuh): the lines of the lane's first prefetch_batches
-    // batches of W (every 8th lane: 8 lanes' vectors share a 128-byte line), so that with PDL, while the
-    // previous kernel runs, a bounded share of W (not all of it: that overflowed L2) is already in L2.
-    if (a.prefetch_batches > 0 && (lane & 7) == 0) {
-        const int first_vectors = int(((a.in < T ? a.in : int64_t(T)) + V - 1) / V);
-        const int count = a.prefetch_batches * U;
-        for (int j = 0, v = wk * 32 + lane; j < count && v < first_vectors; ++j, v += step)
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                if (row_ok[r]) prefetch_l2(rows_w[r] + int64_t(v) * V);
-    }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
     // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
@@ -659,10 +647,6 @@ enum class GemvVariant { Automatic, Tiled, Warp, Gemm };
 // tensor-core GEMM overtakes the CUDA-core GEMV at batched-decode row counts.
 constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"gemm", GemvVariant::Gemm}};
 
-// MAMBA_CUDA_GEMV_PREFETCH: W batches per lane the tiled kernel asks of L2 before its PDL wait (0: none).
-constexpr EnvChoice<int> kPrefetchBatches[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"3", 3}};
-constexpr int kDefaultPrefetchBatches = 0;
-
 // MAMBA_CUDA_LINEAR_CONV: "fused" (the conv step in the GEMV's epilogue where it can run there) or
 // "separate" (always the two ops), for the benchmark's comparison.
 enum class LinearConv { Fused, Separate };
@@ -823,7 +807,6 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const size_t elem = dtype_size(p.weight.dtype);
     vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    a.prefetch_batches = env_choice("MAMBA_CUDA_GEMV_PREFETCH", kPrefetchBatches, kDefaultPrefetchBatches);
     return a;
 }
 

@@ -16,7 +16,6 @@ double silu(double v) { return v / (1.0 + std::exp(-v)); }
 // The CUDA GEMV kernels MAMBA_CUDA_GEMV_VARIANT can force (gemv.cu).
 const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
 const char * const kLinearConvChoices[] = {"fused", "separate"};
-const char * const kPrefetchChoices[] = {"0", "2"};
 
 struct Case {
     int64_t rows, in, out, offset, dim, width;
@@ -182,16 +181,14 @@ TEST_P(LinearConv1dUpdateTest, DecodeShapesOfMamba130mAndMamba2_130m) {
 
 TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
     // MAMBA_CUDA_GEMV_VARIANT=warp keeps the projection on the warp kernel and MAMBA_CUDA_LINEAR_CONV=separate
-    // asks for the two ops, so the conv step runs apart; MAMBA_CUDA_GEMV_PREFETCH asks L2 for W early.
+    // asks for the two ops, so the conv step runs apart.
     for (const char * variant : kernel_variants(kGemvVariants))
-        for (const char * conv : kernel_variants(kLinearConvChoices))
-            for (const char * prefetch : kernel_variants(kPrefetchChoices)) {
-                const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
-                const mt::ScopedEnv forced_conv("MAMBA_CUDA_LINEAR_CONV", conv);
-                const mt::ScopedEnv forced_prefetch("MAMBA_CUDA_GEMV_PREFETCH", prefetch);
-                SCOPED_TRACE(std::string("variant ") + variant + ", " + conv + ", prefetch " + prefetch);
-                for (int64_t rows : {1, 2, 9}) run({rows, 64, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
-            }
+        for (const char * conv : kernel_variants(kLinearConvChoices)) {
+            const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+            const mt::ScopedEnv forced_conv("MAMBA_CUDA_LINEAR_CONV", conv);
+            SCOPED_TRACE(std::string("variant ") + variant + ", " + conv);
+            for (int64_t rows : {1, 2, 9}) run({rows, 64, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
+        }
 }
 
 TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
@@ -211,9 +208,9 @@ TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
         EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_LINEAR_CONV must be one of fused, separate (or unset), not 'fuse'");
     }
-    const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_PREFETCH", "8");
+    const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_VARIANT", "Warp");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_PREFETCH must be one of 0, 1, 2, 3 (or unset), not '8'");
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
 }
 
 TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {

@@ -12,8 +12,10 @@
 # BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
 # prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
-# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); SANITIZE=1 ends with
-# tools/device/sanitize.sh.
+# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); DECODE_AB="default
+# VAR=value VAR=value,VAR2=value ..." runs the large shapes' decode once per listed configuration (its
+# variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
+# that kernel choices compare within one run; SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -117,6 +119,17 @@ timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
   --batch 1 --prefill "${LARGE_PREFILL:-2048}" --steps 64 --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 }
+if [ -n "${DECODE_AB:-}" ]; then
+  # decode only (no prefill), each configuration in its own process
+  for cfg in $DECODE_AB; do
+    step "decode A/B: $cfg"
+    envs=(); [ "$cfg" != default ] && IFS=, read -ra envs <<< "$cfg"
+    name=$(echo "$cfg" | tr -c 'A-Za-z0-9_\n' '_')
+    env "${envs[@]}" timeout "${DECODE_AB_SECONDS:-150}" dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
+      --batch "${DECODE_AB_BATCH:-1}" --prefill 0 --steps 64 --markdown "$out/decode-ab-$name.md" > "$out/decode-ab-$name.log" 2>&1
+    echo "# exit $?"; grep -E "^\| mamba" "$out/decode-ab-$name.md" 2>/dev/null || tail -5 "$out/decode-ab-$name.log"
+  done
+fi
 [ "$quick" = 1 ] || {
 step "managed overhead of a graph decode step"
 timeout 60 dotnet "$cli" bench-overhead --device cuda > "$out/overhead.md" 2>&1; tail -8 "$out/overhead.md"

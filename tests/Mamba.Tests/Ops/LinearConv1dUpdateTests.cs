@@ -21,19 +21,7 @@ public class LinearConv1dUpdateTests
         var state = Rand(rng, Rows * Dim * (Width - 1));
         var cw = Rand(rng, Dim * Width);
         var cb = Rand(rng, Dim);
-        var y = new double[Rows * Out];
-        for (var r = 0; r < Rows; r++)
-        {
-            for (var o = 0; o < Out; o++)
-            {
-                double acc = b[o];
-                for (var i = 0; i < In; i++)
-                {
-                    acc += (double)x[r * In + i] * w[o * In + i];
-                }
-                y[r * Out + o] = acc;
-            }
-        }
+        var y = ReferenceLinear(x, w, b, Rows, In, Out);
         var convY = new double[Rows * Dim];
         var newState = new double[Rows * Dim * (Width - 1)];
         for (var r = 0; r < Rows; r++)

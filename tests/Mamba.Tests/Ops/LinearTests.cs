@@ -22,20 +22,7 @@ public class LinearTests
         using var tb = Upload(ctx, b, outF);
         using var ty = Poisoned(ctx, rows, outF);
         Kernels.Linear(ctx, tx, tw, ty, tb);
-        var expected = new double[rows * outF];
-        for (var r = 0; r < rows; r++)
-        {
-            for (var o = 0; o < outF; o++)
-            {
-                double acc = b[o];
-                for (var i = 0; i < inF; i++)
-                {
-                    acc += (double)x[r * inF + i] * w[o * inF + i];
-                }
-                expected[r * outF + o] = acc;
-            }
-        }
-        AssertClose(ty, expected);
+        AssertClose(ty, ReferenceLinear(x, w, b, rows, inF, outF));
     }
 
     [Test]

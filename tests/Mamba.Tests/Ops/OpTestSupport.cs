@@ -19,6 +19,25 @@ internal static class OpTestSupport
         return Tensor.FromHost<float>(ctx, Enumerable.Repeat(float.NaN, (int)n).ToArray(), shape);
     }
 
+    /// <summary>y (rows, out) = x (rows, in) W^T + b in float64, W (out, in).</summary>
+    public static double[] ReferenceLinear(float[] x, float[] w, float[] b, int rows, int inFeatures, int outFeatures)
+    {
+        var y = new double[rows * outFeatures];
+        for (var r = 0; r < rows; r++)
+        {
+            for (var o = 0; o < outFeatures; o++)
+            {
+                double acc = b[o];
+                for (var i = 0; i < inFeatures; i++)
+                {
+                    acc += (double)x[r * inFeatures + i] * w[o * inFeatures + i];
+                }
+                y[r * outFeatures + o] = acc;
+            }
+        }
+        return y;
+    }
+
     public static double Silu(double v) => v / (1 + Math.Exp(-v));
 
     public static double Softplus(double v) => v > 20 ? v : Math.Log(1 + Math.Exp(v));
