@@ -210,7 +210,7 @@ TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
     }
     const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_VARIANT", "Warp");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp, gemm (or unset), not 'Warp'");
 }
 
 TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {
