@@ -154,6 +154,11 @@ TEST_P(LinearConv1dUpdateTest, RowCountsAroundTheGemvLimit) {
         run({rows, 96, 150, 64, 80, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, rows % 2 == 0, true, true, rows % 3 == 0});
 }
 
+TEST_P(LinearConv1dUpdateTest, BatchedRowsOfALargeProjection) {
+    // On CUDA, batched rows of a projection with at least 4M weights take cuBLAS and the separate conv
+    // step (mamba_linear's choice); one row keeps the fused kernel.
+    for (int64_t rows : {1, 4, 16}) run({rows, 1024, 4096, 1024, 2048, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
+}
 TEST_P(LinearConv1dUpdateTest, FiltersWiderThanTheEpilogueTakes) {
     // Widths above 4 run the conv step as its own kernel on CUDA.
     for (int64_t width : {5, 8})
