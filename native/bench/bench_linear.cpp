@@ -249,7 +249,7 @@ const ModelShape kGemvGraphShapes[] = {{"mamba-2.8b", 10240, 2560, " (in_proj)"}
                                        {"mamba-2.8b", 5120, 160, " (dt_proj)"},
                                        {"mamba-2.8b", 50280, 2560, " (lm head)"},
                                        {"mamba2-2.7b", 10576, 2560, " (in_proj)"}};
-const char * const kGemvVariantNames[] = {"default", "tiled", "warp"};
+const char * const kGemvVariantNames[] = {"default", "tiled", "warp", "gemm"};
 
 void register_gemv_graph_cases() {
     auto add = [](const ModelShape & s, int64_t rows, const std::string & variant) {
@@ -261,19 +261,35 @@ void register_gemv_graph_cases() {
     };
     for (const ModelShape & s : kGemvGraphShapes)
         for (const char * v : kGemvVariantNames) add(s, 1, v);
+    auto add_bf16 = [](const ModelShape & s, int64_t rows, const std::string & variant) {
+        const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
+                                 " rows=" + std::to_string(rows) + " x=bf16 v=" + variant;
+        mb::Register(name, [s, rows, variant](mb::Bench & b, double & bytes, double & flops) {
+            return gemv_graph_case(b, bytes, flops, rows, s.out, s.in, variant, true);
+        });
+    };
     // The models' decode: bfloat16 x and y, the kernel the default picks.
-    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[4]})
-        for (const char * v : {"default"}) {
-            const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
-                                     " rows=1 x=bf16 v=" + v;
-            const std::string variant = v;
-            mb::Register(name, [s, variant](mb::Bench & b, double & bytes, double & flops) {
-                return gemv_graph_case(b, bytes, flops, 1, s.out, s.in, variant, true);
-            });
-        }
-    // Batched decode: the row counts where the default switches from the warp kernel to the tiled one.
-    for (int64_t rows : {2, 4, 8, 16})
-        for (const char * v : kGemvVariantNames) add(kGemvGraphShapes[0], rows, v);
+    add_bf16(kGemvGraphShapes[4], 1, "default");
+    // Decode at 1-16 rows (batched decode) with bf16 x and y, as the models run it, over the W sizes of the
+    // model family: the default and cuBLAS ("gemm") at one row, the tiled GEMV and cuBLAS beyond (where
+    // the crossover, kGemmMinWeights in gemv.cu, is placed), and the warp kernel at two rows where it
+    // takes such outputs.
+    const ModelShape batched[] = {kGemvGraphShapes[0],
+                                  kGemvGraphShapes[1],
+                                  kGemvGraphShapes[2],
+                                  kGemvGraphShapes[3],
+                                  {"mamba-1.4b", 2048, 4096, " (out_proj)"},
+                                  {"mamba-370m", 4096, 1024, " (in_proj)"},
+                                  {"mamba-370m", 1024, 2048, " (out_proj)"},
+                                  {"mamba-130m", 3072, 768, " (in_proj)"},
+                                  {"mamba-130m", 768, 1536, " (out_proj)"}};
+    for (const ModelShape & s : batched)
+        for (int64_t rows : {1, 2, 4, 8, 16})
+            for (const std::string variant : {"default", "tiled", "warp", "gemm"}) {
+                const bool wanted = variant == "gemm" || (variant == "default" && rows == 1) || (variant == "tiled" && rows > 1) ||
+                                    (variant == "warp" && rows == 2 && s.out <= 1024);
+                if (wanted) add_bf16(s, rows, variant);
+            }
 }
 
 const bool registered = (register_decode_cases(), register_mamba28b_decode_cases(), register_crossover_cases(), register_gemv_graph_cases(), true);

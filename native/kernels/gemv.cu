@@ -641,9 +641,11 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
 
 // ---- launch ----
 
-enum class GemvVariant { Automatic, Tiled, Warp };
+enum class GemvVariant { Automatic, Tiled, Warp, Gemm };
 
-constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}};
+// "gemm": no GEMV kernel; the linear takes the cuBLAS path (linear.cu) at any row count, to find where the
+// tensor-core GEMM overtakes the CUDA-core GEMV at batched-decode row counts.
+constexpr EnvChoice<GemvVariant> kVariants[] = {{"tiled", GemvVariant::Tiled}, {"warp", GemvVariant::Warp}, {"gemm", GemvVariant::Gemm}};
 
 // MAMBA_CUDA_LINEAR_CONV: "fused" (the conv step in the GEMV's epilogue where it can run there) or
 // "separate" (always the two ops), for the benchmark's comparison.
@@ -665,11 +667,32 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 // of W there), few outputs and rows it can count, the tiled one otherwise.
 GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
 
-GemvVariant gemv_variant(int64_t rows, int64_t in, int64_t out) {
+// Fewest W elements (out x in) for which cuBLAS takes batched-decode rows (2 or more) from the GEMV.
+// Measured on an H200 (run 22, graph replay, bf16 W and x): mamba-2.8b's in_proj (26M elements) at
+// 2/4/8/16 rows took 0.196/0.252/0.367/0.616 ms per 8 calls with the tiled GEMV and 0.124 ms at every row
+// count with cuBLAS (80% of copy); out_proj (13M) 0.142/0.148/0.219/0.514 against 0.089. At one row the
+// GEMV stays ahead where its fusions count, and cuBLAS was 4x slower on x_proj and dt_proj's small W.
+constexpr int64_t kGemmMinWeights = int64_t(4) << 20;
+
+// Whether cuBLAS runs this linear as one tensor-core GEMM with no staging pass (linear.cu): x and W of one
+// 16-bit dtype, unit column strides, and y float32 or of that dtype without a bias.
+bool cublas_direct(const LinearParams & p) {
+    const DType w = p.weight.dtype;
+    if ((w != DType::BF16 && w != DType::F16) || p.x.dtype != w) return false;
+    const int64_t K = p.in_features, N = p.out_features;
+    const bool x_ok = (K <= 1 || p.x.stride[1] == 1) && (p.rows == 1 || p.x.stride[0] >= K);
+    const bool y_ok = (p.y.dtype == DType::F32 || (p.y.dtype == w && !p.bias)) && (N <= 1 || p.y.stride[1] == 1) && (p.rows == 1 || p.y.stride[0] >= N);
+    return x_ok && y_ok;
+}
+
+GemvVariant gemv_variant(const LinearParams & p) {
     const GemvVariant forced = forced_gemv_variant();
     if (forced != GemvVariant::Automatic) return forced;
+    const int64_t rows = p.rows, in = p.in_features, out = p.out_features;
+    if (rows >= 2 && out * in >= kGemmMinWeights && cublas_direct(p)) return GemvVariant::Gemm;
     return rows <= 2 && out <= kWarpMaxOut && in <= kWarpMaxIn ? GemvVariant::Warp : GemvVariant::Tiled;
 }
+
 
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
@@ -773,6 +796,7 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
     switch (variant) {
         case GemvVariant::Tiled: launch_tiled<TW>(ctx, a, vec); break;
         case GemvVariant::Warp: launch_warp<TW, 2, 4, kLoadStream>(ctx, a); break;
+        case GemvVariant::Gemm:
         case GemvVariant::Automatic: fail(MAMBA_STATUS_INTERNAL, "GEMV variant not resolved");
     }
 }
@@ -820,9 +844,10 @@ bool gemv_applies(const LinearParams & p) {
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     if (!gemv_applies(p)) return false;
+    const GemvVariant variant = gemv_variant(p);
+    if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     const GemvArgs a = gemv_args(p, vec);
-    const GemvVariant variant = gemv_variant(p.rows, p.in_features, p.out_features);
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -839,8 +864,11 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // two ops.
     // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
-    const bool forced_warp = forced_gemv_variant() == GemvVariant::Warp;
-    if (separate || forced_warp || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
+    const GemvVariant forced = forced_gemv_variant();
+    const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
+    if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
+    // Where mamba_linear takes cuBLAS (batched rows, large W), so do the two ops.
+    if (gemv_variant(l) == GemvVariant::Gemm) return false;
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only

@@ -50,7 +50,7 @@ std::string describe(const Case & c) {
 }
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
-const char * const kGemvVariants[] = {"tiled", "warp"};
+const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
 
 }  // namespace
 
@@ -327,6 +327,19 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
             run({130, 257, 129, xd, DType::BF16, yd, yd == DType::F32});
         }
 }
+TEST_P(LinearTest, BatchedDecodeOnEitherSideOfTheGemmCrossover) {
+    // The default kernel choice on CUDA: 2-16 rows of a 16-bit x and W with at least 4M weights go to
+    // cuBLAS in one GEMM (gemv.cu's kGemmMinWeights), one weight fewer, one row, a bias with a rounded y
+    // or a strided x stay on the GEMV; every side matches the reference.
+    for (int64_t rows : {1, 2, 5, 16}) {
+        run({rows, 2048, 2048, DType::BF16, DType::BF16, DType::BF16});
+        run({rows, 2048, 2047, DType::BF16, DType::BF16, DType::BF16});
+        run({rows, 1024, 4096, DType::F16, DType::F16, DType::F32});
+    }
+    run({4, 2048, 2048, DType::BF16, DType::BF16, DType::BF16, true});
+    run({4, 2048, 2048, DType::BF16, DType::BF16, DType::F32, true});
+    run({3, 2048, 2048, DType::BF16, DType::BF16, DType::BF16, false, true, false, true});
+}
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
     Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);
     std::mt19937_64 rng(1);
@@ -351,7 +364,7 @@ TEST_P(LinearTest, UnknownGemvVariantIsRejected) {
     {
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", "Warp");
         EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp, gemm (or unset), not 'Warp'");
     }
     y.download(ctx());
     for (double v : y.values()) EXPECT_TRUE(std::isnan(v));

@@ -14,7 +14,7 @@ using mt::Tensor;
 double silu(double v) { return v / (1.0 + std::exp(-v)); }
 
 // The CUDA GEMV kernels MAMBA_CUDA_GEMV_VARIANT can force (gemv.cu).
-const char * const kGemvVariants[] = {"tiled", "warp"};
+const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
 const char * const kLinearConvChoices[] = {"fused", "separate"};
 
 struct Case {
@@ -154,6 +154,11 @@ TEST_P(LinearConv1dUpdateTest, RowCountsAroundTheGemvLimit) {
         run({rows, 96, 150, 64, 80, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, rows % 2 == 0, true, true, rows % 3 == 0});
 }
 
+TEST_P(LinearConv1dUpdateTest, BatchedRowsOfALargeProjection) {
+    // On CUDA, batched rows of a projection with at least 4M weights take cuBLAS and the separate conv
+    // step (mamba_linear's choice); one row keeps the fused kernel.
+    for (int64_t rows : {1, 4, 16}) run({rows, 1024, 4096, 1024, 2048, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
+}
 TEST_P(LinearConv1dUpdateTest, FiltersWiderThanTheEpilogueTakes) {
     // Widths above 4 run the conv step as its own kernel on CUDA.
     for (int64_t width : {5, 8})
@@ -210,7 +215,7 @@ TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
     }
     const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_VARIANT", "Warp");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp (or unset), not 'Warp'");
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_VARIANT must be one of tiled, warp, gemm (or unset), not 'Warp'");
 }
 
 TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {
