@@ -3,8 +3,8 @@
 //
 // Bytes: out*in*sizeof(W) + rows*in*sizeof(x) + rows*out*sizeof(y); FLOPs: 2*rows*out*in. W dominates,
 // so both kernels are built to stream W from HBM exactly once at full bandwidth. Two kernels, picked per
-// call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, for the benchmark and the
-// tests; another value is an INVALID_ARGUMENT error):
+// call (gemv_variant; MAMBA_CUDA_GEMV_VARIANT = "tiled" or "warp" forces one, "gemm" the cuBLAS path, for
+// the benchmark and the tests; another value is an INVALID_ARGUMENT error):
 //
 // Bandwidth arithmetic (H200: 4.2 TB/s copy, 132 SMs, ~0.7-1 us loaded HBM latency): to keep HBM busy,
 // bandwidth x latency = 3-4 MB must be in flight, 25-32 KB per SM; with the latency growing under load,
@@ -23,6 +23,11 @@
 // 0.170 / 0.152 against 0.105, lm head 0.848 / 0.818 against 0.540; an 8-layer decode chain 0.604 / 0.532
 // against 0.422) and was removed. It landed near the warp kernel, the other kernel that reads x from L1,
 // so deeper W loads did not pay for losing the shared-memory x tile.
+//
+// Batched decode (2-16 rows): each W element feeds `rows` FMAs from CUDA cores, and the kernels fall off
+// copy speed quickly (mamba-2.8b in_proj with bf16 x: 51/39/27/16% of copy at 2/4/8/16 rows), while
+// cuBLAS's tensor-core GEMM holds 80% at every row count. So the default hands batched rows of large
+// 16-bit W to cuBLAS (gemv_variant, kGemmMinWeights; "gemm" forces that path at any row count).
 //
 // 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows and at most kWarpMaxOut outputs): no
 //    shared-memory staging of x.
