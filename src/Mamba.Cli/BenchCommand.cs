@@ -122,15 +122,16 @@ internal static class BenchCommand
         {
             foreach (var dtype in dtypeList)
             {
+                using var bench = BenchModel.Create(context, shape, dtype, fixedActivations, chunk, threadCount);
                 foreach (var batch in batchList)
                 {
-                    var r = ModelBench.Run(context, shape, dtype, fixedActivations, batch, stepCount, prefillTokens, chunk, bandwidth, threadCount);
+                    var r = ModelBench.Run(context, bench, batch, stepCount, prefillTokens, bandwidth);
                     results.Add(r);
                     stdout.WriteLine(Row(r));
                 }
                 if (profileTokens > 0)
                 {
-                    var p = ModelBench.Profile(context, shape, dtype, fixedActivations, profileTokens, chunk, threadCount);
+                    var p = ModelBench.Profile(context, bench, profileTokens);
                     profiles.Add(p);
                     stdout.Write(ProfileTable(p));
                 }

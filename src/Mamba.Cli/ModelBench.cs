@@ -26,16 +26,12 @@ internal static class ModelBench
         return context.Device.Type == DeviceType.Cpu ? HostReadBandwidth(threads) : DeviceCopyBandwidth(context);
     }
 
-    public static ModelBenchResult Run(MambaContext context, string shape, DType dtype, DType? activations, int batch, int steps, int prefillTokens, int prefillChunk,
-        double bandwidth, int threads)
+    /// <summary>Decode (and, with <paramref name="prefillTokens"/> > 0, prefill) of <paramref name="bench"/>'s model at one batch size.</summary>
+    public static ModelBenchResult Run(MambaContext context, BenchModel bench, int batch, int steps, int prefillTokens, double bandwidth)
     {
-        var config = ModelShapes.Get(shape);
-        using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
-        var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
-        // A step reads every weight once; an untied embedding table is only gathered from (one row per token).
-        var weightBytes = checkpoint.TotalBytes -
-            (config.TieWordEmbeddings ? 0 : checkpoint.Tensors[layout.NameOf(TensorKeys.Embedding)].Bytes.Length);
-        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, prefillChunk, threads), context);
+        var config = bench.Config;
+        var model = bench.Model;
+        var weightBytes = bench.WeightBytes;
         using var session = model.CreateSession(batch);
         var prompt = Prompt(config, Math.Max(16, prefillTokens));
         for (var b = 0; b < batch; b++)
@@ -65,7 +61,7 @@ internal static class ModelBench
             });
         }
         var boundMs = weightBytes / bandwidth * 1e3;
-        return new ModelBenchResult(shape, dtype.ToString(), batch, context.Device.ToString(), weightBytes,
+        return new ModelBenchResult(bench.Shape, bench.DType.ToString(), batch, context.Device.ToString(), weightBytes,
             decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
             prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, model.ActivationDType.ToString(),
             model.PrefillChunkSize);
@@ -73,13 +69,11 @@ internal static class ModelBench
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
     /// after one unprofiled warm-up prefill.</summary>
-    public static PrefillProfile Profile(MambaContext context, string shape, DType dtype, DType? activations, int tokens, int prefillChunk, int threads)
+    public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens)
     {
-        var config = ModelShapes.Get(shape);
-        using var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
-        using var model = MambaModel.Create(config, checkpoint, Options(context, activations, prefillChunk, threads), context);
+        var model = bench.Model;
         using var session = model.CreateSession(1);
-        var prompt = Prompt(config, tokens);
+        var prompt = Prompt(bench.Config, tokens);
         session.Prefill(0, prompt);
         session.Reset(0);
         context.Synchronize();
@@ -100,11 +94,11 @@ internal static class ModelBench
         var ops = timings.Ops.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
         var other = Math.Max(0, totalMs - timings.TotalMilliseconds);
         ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
-        return new PrefillProfile(shape, dtype.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, model.ActivationDType.ToString());
+        return new PrefillProfile(bench.Shape, bench.DType.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, model.ActivationDType.ToString());
     }
 
     /// <summary>The model options of a run; <paramref name="prefillChunk"/> 0 keeps the default piece size.</summary>
-    private static MambaModelOptions Options(MambaContext context, DType? activations, int prefillChunk, int threads)
+    internal static MambaModelOptions Options(MambaContext context, DType? activations, int prefillChunk, int threads)
     {
         var options = new MambaModelOptions { Device = context.Device, CpuThreads = threads, ActivationDType = activations };
         return prefillChunk > 0 ? options with { PrefillChunkSize = prefillChunk } : options;
@@ -172,5 +166,61 @@ internal static class ModelBench
             context.Synchronize();
         });
         return 2.0 * elements * sizeof(float) / (ms / 1e3);
+    }
+}
+
+/// <summary>
+/// A random-weight model of one shape and weight dtype, made once for every batch size and the profile of a
+/// <c>mamba bench</c> run (drawing and loading a 2.8b shape's weights takes longer than measuring it).
+/// </summary>
+internal sealed class BenchModel : IDisposable
+{
+    private readonly RandomCheckpoint _checkpoint;
+
+    private BenchModel(string shape, DType dtype, MambaConfig config, RandomCheckpoint checkpoint, MambaModel model, long weightBytes)
+    {
+        Shape = shape;
+        DType = dtype;
+        Config = config;
+        _checkpoint = checkpoint;
+        Model = model;
+        WeightBytes = weightBytes;
+    }
+
+    public string Shape { get; }
+
+    public DType DType { get; }
+
+    public MambaConfig Config { get; }
+
+    public MambaModel Model { get; }
+
+    /// <summary>Bytes a decode step must read: every weight once; an untied embedding table is only gathered
+    /// from (one row per token).</summary>
+    public long WeightBytes { get; }
+
+    public static BenchModel Create(MambaContext context, string shape, DType dtype, DType? activations, int prefillChunk, int threads)
+    {
+        var config = ModelShapes.Get(shape);
+        var checkpoint = RandomCheckpoint.Create(config, dtype, seed: 1);
+        try
+        {
+            var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
+            var weightBytes = checkpoint.TotalBytes -
+                (config.TieWordEmbeddings ? 0 : checkpoint.Tensors[layout.NameOf(TensorKeys.Embedding)].Bytes.Length);
+            var model = MambaModel.Create(config, checkpoint, ModelBench.Options(context, activations, prefillChunk, threads), context);
+            return new BenchModel(shape, dtype, config, checkpoint, model, weightBytes);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        _checkpoint.Dispose();
     }
 }

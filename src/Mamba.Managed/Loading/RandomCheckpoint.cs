@@ -25,7 +25,9 @@ public sealed class RandomCheckpoint : ICheckpoint
     public long TotalBytes => _tensors.Values.Sum(t => (long)t.Bytes.Length);
 
     /// <summary>Random weights for <paramref name="config"/>, stored as <paramref name="dtype"/> (vectors such as
-    /// A_log, D and dt_bias are float32, as published checkpoints store them).</summary>
+    /// A_log, D and dt_bias are float32, as published checkpoints store them). The values are drawn in blocks of
+    /// <see cref="BlockElements"/>, each from its own generator seeded by (seed, tensor, block), on all cores: the
+    /// same seed gives the same weights on any machine, and a 2.8b shape takes seconds, not minutes.</summary>
     public static RandomCheckpoint Create(MambaConfig config, DType dtype = DType.BFloat16, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -35,73 +37,132 @@ public sealed class RandomCheckpoint : ICheckpoint
         }
         var result = new RandomCheckpoint();
         var layout = CheckpointLayout.For(config, TensorNaming.HuggingFace);
-        var rng = new Random(seed);
-        foreach (var t in layout.Tensors.Where(t => !t.Optional))
+        var tensors = layout.Tensors.Where(t => !t.Optional).ToArray();
+        var plans = new TensorPlan[tensors.Length];
+        var blocks = new List<(int Tensor, long Start)>();
+        for (var i = 0; i < tensors.Length; i++)
         {
+            var t = tensors[i];
             var count = checked((int)t.Shape.Aggregate(1L, (a, b) => a * b));
-            var values = new float[count];
-            var stored = dtype;
-            switch (t.Key)
+            var (kind, stored) = t.Key switch
             {
-                case TensorKeys.ALog:
-                    Fill(values, rng, (r, _) => MathF.Log(1f + 15f * (float)r.NextDouble()));
-                    stored = DType.Float32;
-                    break;
-                case TensorKeys.D:
-                    Array.Fill(values, 1f);
-                    stored = DType.Float32;
-                    break;
-                case TensorKeys.DtBias:
-                case TensorKeys.DtProjBias:
-                    // softplus^-1 of dt in [1e-3, 1e-1], log-uniform
-                    Fill(values, rng, (r, _) =>
-                    {
-                        var dt = MathF.Exp(MathF.Log(1e-3f) + (float)r.NextDouble() * (MathF.Log(1e-1f) - MathF.Log(1e-3f)));
-                        return (float)(dt + Math.Log(-(Math.Exp(-dt) - 1.0)));
-                    });
-                    stored = DType.Float32;
-                    break;
-                case TensorKeys.Norm or TensorKeys.FinalNorm or TensorKeys.MixerNorm:
-                    Array.Fill(values, 1f);
-                    break;
-                default:
-                    // Uniform with unit variance after the product: scale 1/sqrt(fan_in) (sqrt(3) for the uniform's variance).
-                    var scale = MathF.Sqrt(3f / t.Shape[^1]);
-                    Fill(values, rng, (r, _) => scale * (2f * (float)r.NextDouble() - 1f));
-                    break;
+                TensorKeys.ALog => (ValueKind.ALog, DType.Float32),
+                TensorKeys.D => (ValueKind.One, DType.Float32),
+                TensorKeys.DtBias or TensorKeys.DtProjBias => (ValueKind.DtBias, DType.Float32),
+                TensorKeys.Norm or TensorKeys.FinalNorm or TensorKeys.MixerNorm => (ValueKind.One, dtype),
+                _ => (ValueKind.Uniform, dtype),
+            };
+            // Uniform with unit variance after the product: scale 1/sqrt(fan_in) (sqrt(3) for the uniform's variance).
+            var scale = MathF.Sqrt(3f / t.Shape[^1]);
+            plans[i] = new TensorPlan(kind, stored, scale, new byte[checked(count * stored.Size())], count);
+            for (long start = 0; start < count; start += BlockElements)
+            {
+                blocks.Add((i, start));
             }
-            result._tensors[t.Name] = new Entry(t.Name, stored, t.Shape, Encode(values, stored));
+        }
+        Parallel.For(0, blocks.Count, k =>
+        {
+            var (i, start) = blocks[k];
+            var plan = plans[i];
+            var n = (int)Math.Min(BlockElements, plan.Count - start);
+            var rng = new SplitMix64(((ulong)(uint)seed << 40) ^ ((ulong)i << 24) ^ (ulong)(start / BlockElements));
+            if (plan.Kind == ValueKind.Uniform && plan.Stored == DType.BFloat16)
+            {
+                // the bulk of every shape's bytes: drawn straight into the stored bits
+                var bits = MemoryMarshal.Cast<byte, ushort>(plan.Bytes.AsSpan()).Slice((int)start, n);
+                for (var j = 0; j < bits.Length; j++)
+                {
+                    bits[j] = BFloat16Bits.FromFloat(plan.Scale * (2f * rng.NextUnit() - 1f));
+                }
+                return;
+            }
+            Span<float> values = stackalloc float[256];
+            for (var done = 0; done < n; done += values.Length)
+            {
+                var part = values[..Math.Min(values.Length, n - done)];
+                for (var j = 0; j < part.Length; j++)
+                {
+                    part[j] = plan.Next(ref rng);
+                }
+                Store(part, plan.Stored, plan.Bytes, start + done);
+            }
+        });
+        for (var i = 0; i < tensors.Length; i++)
+        {
+            result._tensors[tensors[i].Name] = new Entry(tensors[i].Name, plans[i].Stored, tensors[i].Shape, plans[i].Bytes);
         }
         return result;
     }
+
+    /// <summary>Elements drawn from one generator (and one parallel work item).</summary>
+    public const int BlockElements = 1 << 20;
 
     /// <inheritdoc />
     public void Dispose()
     {
     }
 
-    private static void Fill(float[] values, Random rng, Func<Random, int, float> next)
+    private enum ValueKind
     {
-        for (var i = 0; i < values.Length; i++)
+        Uniform,
+        One,
+        ALog,
+        DtBias,
+    }
+
+    private sealed record TensorPlan(ValueKind Kind, DType Stored, float Scale, byte[] Bytes, int Count)
+    {
+        public float Next(ref SplitMix64 rng)
         {
-            values[i] = next(rng, i);
+            switch (Kind)
+            {
+                case ValueKind.One:
+                    return 1f;
+                case ValueKind.ALog:
+                    return MathF.Log(1f + 15f * rng.NextUnit());
+                case ValueKind.DtBias:
+                    // softplus^-1 of dt in [1e-3, 1e-1], log-uniform
+                    var dt = MathF.Exp(MathF.Log(1e-3f) + rng.NextUnit() * (MathF.Log(1e-1f) - MathF.Log(1e-3f)));
+                    return (float)(dt + Math.Log(-(Math.Exp(-dt) - 1.0)));
+                default:
+                    return Scale * (2f * rng.NextUnit() - 1f);
+            }
         }
     }
 
-    private static byte[] Encode(float[] values, DType dtype)
+    /// <summary>SplitMix64: a small, fast generator whose streams from nearby seeds are independent enough for
+    /// weights (each output is a full 64-bit mix of the counter).</summary>
+    private struct SplitMix64(ulong seed)
+    {
+        private ulong _state = seed;
+
+        /// <summary>Uniform in [0, 1) with 24 random bits.</summary>
+        public float NextUnit()
+        {
+            _state += 0x9E3779B97F4A7C15UL;
+            var z = _state;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            z ^= z >> 31;
+            return (z >> 40) * (1f / (1 << 24));
+        }
+    }
+
+    private static void Store(ReadOnlySpan<float> values, DType dtype, byte[] bytes, long start)
     {
         switch (dtype)
         {
             case DType.Float32:
-                return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+                values.CopyTo(MemoryMarshal.Cast<byte, float>(bytes.AsSpan()).Slice((int)start, values.Length));
+                break;
             case DType.Float16:
-                var halves = new Half[values.Length];
+                var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan()).Slice((int)start, values.Length);
                 for (var i = 0; i < values.Length; i++) halves[i] = (Half)values[i];
-                return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
+                break;
             default:
-                var bf = new ushort[values.Length];
+                var bf = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan()).Slice((int)start, values.Length);
                 for (var i = 0; i < values.Length; i++) bf[i] = BFloat16Bits.FromFloat(values[i]);
-                return MemoryMarshal.AsBytes(bf.AsSpan()).ToArray();
+                break;
         }
     }
 

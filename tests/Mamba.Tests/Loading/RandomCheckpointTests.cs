@@ -58,6 +58,28 @@ public class RandomCheckpointTests
     }
 
     [Test]
+    public void ProjectionsHaveUnitVarianceProductsAndIndependentBlocks()
+    {
+        // in_proj of mamba-130m: 3072 x 768 = 2.25 blocks of RandomCheckpoint.BlockElements, bfloat16.
+        var config = ModelShapes.Get("mamba-130m") with { NumLayers = 1, VocabSize = 64 };
+        using var checkpoint = RandomCheckpoint.Create(config, DType.BFloat16, seed: 3);
+        var tensor = checkpoint.Tensors["backbone.layers.0.mixer.in_proj.weight"];
+        var values = tensor.ToFloatArray();
+        Assert.That(values, Has.Length.EqualTo(3072 * 768));
+        var mean = values.Average(v => (double)v);
+        var variance = values.Average(v => (double)v * v) - mean * mean;
+        // uniform in +-sqrt(3 / fan_in): variance 1 / fan_in, every value inside the bound
+        Assert.That(variance * 768, Is.EqualTo(1.0).Within(0.01));
+        Assert.That(Math.Abs(mean) * Math.Sqrt(768), Is.LessThan(0.01));
+        Assert.That(values.Max(Math.Abs), Is.LessThanOrEqualTo(MathF.Sqrt(3f / 768) * 1.004f));
+        // the blocks come from different streams: no block repeats the first one's values
+        var block = RandomCheckpoint.BlockElements;
+        var first = values.AsSpan(0, 1024);
+        Assert.That(values.AsSpan(block, 1024).SequenceEqual(first), Is.False);
+        Assert.That(values.AsSpan(2 * block, 1024).SequenceEqual(first), Is.False);
+    }
+
+    [Test]
     public void SameSeedSameWeightsOtherSeedOtherWeights()
     {
         var config = ModelShapes.Get("mamba-130m") with { NumLayers = 1, VocabSize = 64 };
