@@ -118,7 +118,8 @@ if [ -n "${TRACE_DECODE:-}" ]; then
   # "SHAPE BATCH": the kernels of that shape's decode at that batch size, each launch_kernel kernel timed
   # alone (MAMBA_CUDA_TRACE=1). A graph replay is not traced, so the times come from the direct steps
   # (the warm-up steps before the graph is captured) and the 16-token prefill of each sequence before them
-  # (its scan and conv kernels are named apart from the decode ones); cuBLAS's kernels are not listed.
+  # (its scan and conv kernels are named apart from the decode ones, its norms are not); cuBLAS's kernels
+  # are not listed.
   read -r trace_shape trace_batch <<< "$TRACE_DECODE"
   step "per-kernel times of a $trace_shape decode at batch ${trace_batch:-1}"
   MAMBA_CUDA_TRACE=1 timeout 150 dotnet "$cli" bench --device cuda --shapes "$trace_shape" --dtypes bf16 --batch "${trace_batch:-1}" \
