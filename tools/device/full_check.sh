@@ -12,7 +12,8 @@
 # BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
 # prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
-# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1); DECODE_AB="default
+# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1), TRACE_DECODE="<shape>
+# <batch>" those of its decode steps run directly (not from the graph); DECODE_AB="default
 # VAR=value VAR=value,VAR2=value ..." runs the large shapes' decode once per listed configuration (its
 # variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
 # that kernel choices compare within one run; SANITIZE=1 ends with tools/device/sanitize.sh.
@@ -111,6 +112,20 @@ if [ -n "${TRACE_MODEL:-}" ]; then
     --prefill 2048 --steps 2 > "$out/trace-model.txt" 2> "$out/trace-model.log"
   echo "# exit $?"
   kernel_times "$out/trace-model.log" 16
+fi
+
+if [ -n "${TRACE_DECODE:-}" ]; then
+  # "SHAPE BATCH": the kernels of that shape's decode at that batch size, each launch_kernel kernel timed
+  # alone (MAMBA_CUDA_TRACE=1). A graph replay is not traced, so the times come from the direct steps
+  # (the warm-up steps before the graph is captured) and the 16-token prefill of each sequence before them
+  # (its scan and conv kernels are named apart from the decode ones, its norms are not); cuBLAS's kernels
+  # are not listed.
+  read -r trace_shape trace_batch <<< "$TRACE_DECODE"
+  step "per-kernel times of a $trace_shape decode at batch ${trace_batch:-1}"
+  MAMBA_CUDA_TRACE=1 timeout 150 dotnet "$cli" bench --device cuda --shapes "$trace_shape" --dtypes bf16 --batch "${trace_batch:-1}" \
+    --prefill 0 --steps 2 > "$out/trace-decode.txt" 2> "$out/trace-decode.log"
+  echo "# exit $?"
+  kernel_times "$out/trace-decode.log" 24
 fi
 
 [ "${LARGE:-1}" = 0 ] || {
