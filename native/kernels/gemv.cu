@@ -683,14 +683,15 @@ GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT",
 constexpr int64_t kGemmMinOut = 2048;
 constexpr int64_t kGemmAnyRows = 8;
 
-// Whether cuBLAS runs this linear as one tensor-core GEMM with no staging pass (linear.cu): x and W of one
-// 16-bit dtype, unit column strides, and y float32 or of that dtype without a bias.
+// Whether cuBLAS runs this linear as one tensor-core GEMM with no staging or epilogue pass (linear.cu): x
+// and W of one 16-bit dtype, unit column strides, y float32 or of that dtype, no bias (the crossover was
+// measured without one, and a bias costs linear() a second pass).
 bool cublas_direct(const LinearParams & p) {
     const DType w = p.weight.dtype;
     if ((w != DType::BF16 && w != DType::F16) || p.x.dtype != w) return false;
     const int64_t K = p.in_features, N = p.out_features;
     const bool x_ok = (K <= 1 || p.x.stride[1] == 1) && (p.rows == 1 || p.x.stride[0] >= K);
-    const bool y_ok = (p.y.dtype == DType::F32 || (p.y.dtype == w && !p.bias)) && (N <= 1 || p.y.stride[1] == 1) && (p.rows == 1 || p.y.stride[0] >= N);
+    const bool y_ok = !p.bias && (p.y.dtype == DType::F32 || p.y.dtype == w) && (N <= 1 || p.y.stride[1] == 1) && (p.rows == 1 || p.y.stride[0] >= N);
     return x_ok && y_ok;
 }
 

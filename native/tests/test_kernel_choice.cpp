@@ -22,6 +22,10 @@ protected:
     }
     mamba_context * ctx() { return ctx_.get(); }
 
+    // The library's own choices: kernel-selection variables set around the test run are cleared.
+    const mt::ScopedEnv gemv_default_{"MAMBA_CUDA_GEMV_VARIANT", nullptr};
+    const mt::ScopedEnv conv_default_{"MAMBA_CUDA_LINEAR_CONV", nullptr};
+
     // The trace lines one call printed; the call must succeed.
     template <class Call>
     std::string traced(Call && call) {

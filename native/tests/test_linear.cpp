@@ -329,8 +329,9 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
 }
 TEST_P(LinearTest, BatchedDecodeOnEitherSideOfTheGemmCrossover) {
     // The default kernel choice on CUDA (gemv.cu's gemv_variant): rows of a 16-bit x and W go to cuBLAS in
-    // one GEMM from 2 rows with at least 2048 outputs and from 8 rows at any shape; one row, fewer outputs
-    // below 8 rows, a bias with a rounded y or a strided x stay on the GEMV. Every side matches the reference.
+    // one GEMM from 2 rows with at least 2048 outputs and from 8 rows at any shape (padded rows of x and y
+    // too, as cuBLAS's leading dimensions); one row, fewer outputs below 8 rows, or a bias stay on the GEMV.
+    // Every side matches the reference.
     for (int64_t rows : {1, 2, 5, 7, 8, 16}) {
         run({rows, 1024, 2048, DType::BF16, DType::BF16, DType::BF16});
         run({rows, 1024, 2047, DType::BF16, DType::BF16, DType::BF16});
