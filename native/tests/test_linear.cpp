@@ -329,8 +329,10 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
 }
 TEST_P(LinearTest, BatchedDecodeOnEitherSideOfTheGemmCrossover) {
     // The default kernel choice on CUDA: 2-16 rows of a 16-bit x and W with at least 4M weights go to
-    // cuBLAS in one GEMM (gemv.cu's kGemmMinWeights), one weight fewer, one row, a bias with a rounded y
-    // or a strided x stay on the GEMV; every side matches the reference.
+    // cuBLAS in one GEMM (gemv.cu's kGemmMinWeights), padded rows of x and y included (cuBLAS's leading
+    // dimensions); one weight fewer, one row, or a bias with a rounded y stay on the GEMV; a bias with a
+    // float32 y takes cuBLAS and the epilogue pass. Every side matches the float64 reference (which kernel
+    // ran is not checked here).
     for (int64_t rows : {1, 2, 5, 16}) {
         run({rows, 2048, 2048, DType::BF16, DType::BF16, DType::BF16});
         run({rows, 2048, 2047, DType::BF16, DType::BF16, DType::BF16});
