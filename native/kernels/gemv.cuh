@@ -6,20 +6,22 @@
 
 namespace mamba::cuda {
 
-// Largest row count the GEMV kernel takes. Each element of W feeds `rows` FMAs: at 16 rows and
-// bfloat16 W that is 8 FMA (16 FLOP) per byte of W, which is the H200's CUDA-core rate per byte of HBM
-// bandwidth (67 TFLOP/s / 4.2 TB/s = 16 FLOP/B). Up to 16 rows the kernel therefore stays near the
-// bandwidth floor; beyond that a tensor-core GEMM (cuBLAS) is the better tool.
+// Largest row count the GEMV kernels take. Each element of W feeds `rows` FMAs: at 16 rows and bfloat16 W
+// that is 8 FMA (16 FLOP) per byte of W, the H200's CUDA-core rate per byte of HBM bandwidth (67 TFLOP/s /
+// 4.2 TB/s = 16 FLOP/B) in theory; measured, the kernels fall well short of the bandwidth floor from 2 rows
+// (16% of copy at 16 rows on mamba-2.8b's in_proj), so batched rows of 16-bit W go to cuBLAS
+// already (gemv.cu's gemv_variant), and more rows always do.
 constexpr int64_t kGemvMaxRows = 16;
 
-// Runs y = x W^T (+ bias) with the GEMV kernel when it applies (rows <= kGemvMaxRows); returns false
-// (having done nothing) otherwise.
+// Runs y = x W^T (+ bias) with a GEMV kernel when one applies and is the better choice (rows <=
+// kGemvMaxRows, not a shape gemv_variant gives to cuBLAS); returns false (having done nothing) otherwise.
 bool try_gemv(mamba_context & ctx, const LinearParams & p);
 
 // The same with the conv step run on the outputs of p.conv's range before they are stored (the tiled
 // kernel's epilogue), when the GEMV applies, W allows 16-byte loads, there is at least one input feature,
-// the filter is at most 4 wide and neither switch (MAMBA_CUDA_GEMV_VARIANT=warp,
-// MAMBA_CUDA_LINEAR_CONV=separate) asks otherwise; returns false (having done nothing) otherwise. The
+// the filter is at most 4 wide, mamba_linear would not give the rows to cuBLAS and neither switch
+// (MAMBA_CUDA_GEMV_VARIANT=warp or gemm, MAMBA_CUDA_LINEAR_CONV=separate) asks otherwise; returns false
+// (having done nothing) otherwise. The
 // tiled kernel runs even where mamba_linear would pick the warp kernel (up to 2 rows, few outputs).
 bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
 

@@ -60,3 +60,42 @@ internal static class BFloat16Bits
         return (ushort)((bits + rounding) >> 16);
     }
 }
+
+/// <summary>Float values in a stored dtype's bytes (the inverse of <see cref="CheckpointTensorExtensions.ToFloatArray"/>).</summary>
+internal static class StoredFloats
+{
+    /// <summary>Writes <paramref name="values"/> as <paramref name="dtype"/> (F32, F16 or BF16, rounded to nearest
+    /// even) into <paramref name="destination"/>, which must hold exactly that many bytes.</summary>
+    /// <exception cref="ArgumentException">Another dtype, or a destination of another size.</exception>
+    public static void Encode(ReadOnlySpan<float> values, DType dtype, Span<byte> destination)
+    {
+        if (dtype is not (DType.Float32 or DType.Float16 or DType.BFloat16))
+        {
+            throw new ArgumentException($"float values cannot be stored as {dtype}", nameof(dtype));
+        }
+        if (destination.Length != (long)values.Length * dtype.Size())
+        {
+            throw new ArgumentException($"{values.Length} values of {dtype} need {(long)values.Length * dtype.Size()} bytes, not {destination.Length}", nameof(destination));
+        }
+        switch (dtype)
+        {
+            case DType.Float32:
+                values.CopyTo(MemoryMarshal.Cast<byte, float>(destination));
+                break;
+            case DType.Float16:
+                var halves = MemoryMarshal.Cast<byte, Half>(destination);
+                for (var i = 0; i < values.Length; i++)
+                {
+                    halves[i] = (Half)values[i];
+                }
+                break;
+            default:
+                var bf = MemoryMarshal.Cast<byte, ushort>(destination);
+                for (var i = 0; i < values.Length; i++)
+                {
+                    bf[i] = BFloat16Bits.FromFloat(values[i]);
+                }
+                break;
+        }
+    }
+}

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Mamba.Models;
 using Mamba.Tensors;
 
@@ -27,7 +26,7 @@ public sealed class RandomCheckpoint : ICheckpoint
     /// <summary>Random weights for <paramref name="config"/>, stored as <paramref name="dtype"/> (vectors such as
     /// A_log, D and dt_bias are float32, as published checkpoints store them). The values are drawn in blocks of
     /// <see cref="BlockElements"/>, each from its own generator seeded by (seed, tensor, block), on all cores: the
-    /// same seed gives the same weights on any machine, and a 2.8b shape takes seconds, not minutes.</summary>
+    /// same seed gives the same weights on any machine, and a 2.8b shape takes seconds on a many-core machine.</summary>
     public static RandomCheckpoint Create(MambaConfig config, DType dtype = DType.BFloat16, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -66,16 +65,6 @@ public sealed class RandomCheckpoint : ICheckpoint
             var plan = plans[i];
             var n = (int)Math.Min(BlockElements, plan.Count - start);
             var rng = new SplitMix64(((ulong)(uint)seed << 40) ^ ((ulong)i << 24) ^ (ulong)(start / BlockElements));
-            if (plan.Kind == ValueKind.Uniform && plan.Stored == DType.BFloat16)
-            {
-                // the bulk of every shape's bytes: drawn straight into the stored bits
-                var bits = MemoryMarshal.Cast<byte, ushort>(plan.Bytes.AsSpan()).Slice((int)start, n);
-                for (var j = 0; j < bits.Length; j++)
-                {
-                    bits[j] = BFloat16Bits.FromFloat(plan.Scale * (2f * rng.NextUnit() - 1f));
-                }
-                return;
-            }
             Span<float> values = stackalloc float[256];
             for (var done = 0; done < n; done += values.Length)
             {
@@ -84,7 +73,8 @@ public sealed class RandomCheckpoint : ICheckpoint
                 {
                     part[j] = plan.Next(ref rng);
                 }
-                Store(part, plan.Stored, plan.Bytes, start + done);
+                var size = plan.Stored.Size();
+                StoredFloats.Encode(part, plan.Stored, plan.Bytes.AsSpan(checked((int)(start + done) * size), part.Length * size));
             }
         });
         for (var i = 0; i < tensors.Length; i++)
@@ -145,24 +135,6 @@ public sealed class RandomCheckpoint : ICheckpoint
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
             z ^= z >> 31;
             return (z >> 40) * (1f / (1 << 24));
-        }
-    }
-
-    private static void Store(ReadOnlySpan<float> values, DType dtype, byte[] bytes, long start)
-    {
-        switch (dtype)
-        {
-            case DType.Float32:
-                values.CopyTo(MemoryMarshal.Cast<byte, float>(bytes.AsSpan()).Slice((int)start, values.Length));
-                break;
-            case DType.Float16:
-                var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan()).Slice((int)start, values.Length);
-                for (var i = 0; i < values.Length; i++) halves[i] = (Half)values[i];
-                break;
-            default:
-                var bf = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan()).Slice((int)start, values.Length);
-                for (var i = 0; i < values.Length; i++) bf[i] = BFloat16Bits.FromFloat(values[i]);
-                break;
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Mamba.Tensors;
@@ -45,31 +44,12 @@ public sealed class SafetensorsWriter
     /// <summary>Adds a tensor of float values stored as <paramref name="dtype"/> (F32, F16 or BF16, rounded to nearest even).</summary>
     public SafetensorsWriter Add(string name, ReadOnlySpan<float> values, long[] shape, DType dtype = DType.Float32)
     {
-        byte[] bytes;
-        switch (dtype)
+        if (dtype is not (DType.Float32 or DType.Float16 or DType.BFloat16))
         {
-            case DType.Float32:
-                bytes = MemoryMarshal.AsBytes(values).ToArray();
-                break;
-            case DType.Float16:
-                var halves = new Half[values.Length];
-                for (var i = 0; i < values.Length; i++)
-                {
-                    halves[i] = (Half)values[i];
-                }
-                bytes = MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
-                break;
-            case DType.BFloat16:
-                var bf = new ushort[values.Length];
-                for (var i = 0; i < values.Length; i++)
-                {
-                    bf[i] = BFloat16Bits.FromFloat(values[i]);
-                }
-                bytes = MemoryMarshal.AsBytes(bf.AsSpan()).ToArray();
-                break;
-            default:
-                throw new ArgumentException($"float values cannot be stored as {dtype}", nameof(dtype));
+            throw new ArgumentException($"float values cannot be stored as {dtype}", nameof(dtype));
         }
+        var bytes = new byte[checked(values.Length * dtype.Size())];
+        StoredFloats.Encode(values, dtype, bytes);
         return Add(name, dtype, shape, bytes);
     }
 
