@@ -272,7 +272,7 @@ void register_gemv_graph_cases() {
     add_bf16(kGemvGraphShapes[4], 1, "default");
     // Decode at 1-16 rows (batched decode) with bf16 x and y, as the models run it, over the W sizes of the
     // model family: the default and cuBLAS ("gemm") at one row, the tiled GEMV and cuBLAS beyond (where
-    // the crossover, kGemmMinWeights in gemv.cu, is placed), and the warp kernel at two rows where it
+    // the crossover, kGemmMinOut and kGemmAnyRows in gemv.cu, is placed), and the warp kernel at two rows where it
     // takes such outputs.
     const ModelShape batched[] = {kGemvGraphShapes[0],
                                   kGemvGraphShapes[1],

@@ -26,8 +26,8 @@
 //
 // Batched decode (2-16 rows): each W element feeds `rows` FMAs from CUDA cores, and the kernels fall off
 // copy speed quickly (mamba-2.8b in_proj with bf16 x: 51/39/27/16% of copy at 2/4/8/16 rows), while
-// cuBLAS's tensor-core GEMM holds 80% at every row count. So the default hands batched rows of large
-// 16-bit W to cuBLAS (gemv_variant, kGemmMinWeights; "gemm" forces that path at any row count).
+// cuBLAS's tensor-core GEMM holds 80% at every row count. So the default hands batched rows of 16-bit W
+// to cuBLAS (gemv_variant, kGemmMinOut and kGemmAnyRows; "gemm" forces that path at any row count).
 //
 // 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows and at most kWarpMaxOut outputs): no
 //    shared-memory staging of x.
@@ -672,21 +672,26 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 // of W there), few outputs and rows it can count, the tiled one otherwise.
 GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
 
-// Fewest W elements (out x in) for which cuBLAS takes batched-decode rows (2 or more) from the GEMV.
-// Measured on an H200 (run 22, graph replay, bf16 W and x): mamba-2.8b's in_proj (26M elements) at
-// 2/4/8/16 rows took 0.196/0.252/0.367/0.616 ms per 8 calls with the tiled GEMV and 0.124 ms at every row
-// count with cuBLAS (80% of copy); out_proj (13M) 0.142/0.148/0.219/0.514 against 0.089. At one row the
-// GEMV stays ahead where its fusions count, and cuBLAS was 4x slower on x_proj and dt_proj's small W.
-constexpr int64_t kGemmMinWeights = int64_t(4) << 20;
+// Where cuBLAS takes batched-decode rows from the GEMV kernels: from 2 rows where W has at least
+// kGemmMinOut outputs (enough output tiles for the GEMM to fill the GPU), from kGemmAnyRows rows at any
+// shape. Measured on an H200 (runs 22 and 24, graph replay, bf16 W and x, µs a call, GEMV / cuBLAS):
+// mamba-2.8b in_proj 10240x2560 24.4 / 15.5 at 2 rows and 77.0 / 15.7 at 16; mamba-130m in_proj 3072x768
+// 6.4 / 4.3 at 2 rows; dt_proj 5120x160 5.4 / 2.9 at 2 rows; with few outputs the GEMV keeps 2-4 rows
+// (mamba-370m out_proj 1024x2048 5.1 / 7.9 at 4 rows, mamba-130m out_proj 4.3 / 5.5) and cuBLAS wins from
+// 8 (7.9 / 5.5, 7.1 / 5.6; x_proj 192x5120 12.4 / 6.7). At one row the GEMV stays: cuBLAS was 4x slower on
+// x_proj, and the decode steps fuse the conv step and dt_proj into GEMV-side kernels.
+constexpr int64_t kGemmMinOut = 2048;
+constexpr int64_t kGemmAnyRows = 8;
 
-// Whether cuBLAS runs this linear as one tensor-core GEMM with no staging pass (linear.cu): x and W of one
-// 16-bit dtype, unit column strides, and y float32 or of that dtype without a bias.
+// Whether cuBLAS runs this linear as one tensor-core GEMM with no staging or epilogue pass (linear.cu): x
+// and W of one 16-bit dtype, unit column strides, y float32 or of that dtype, no bias (the crossover was
+// measured without one, and a bias costs linear() a second pass).
 bool cublas_direct(const LinearParams & p) {
     const DType w = p.weight.dtype;
     if ((w != DType::BF16 && w != DType::F16) || p.x.dtype != w) return false;
     const int64_t K = p.in_features, N = p.out_features;
     const bool x_ok = (K <= 1 || p.x.stride[1] == 1) && (p.rows == 1 || p.x.stride[0] >= K);
-    const bool y_ok = (p.y.dtype == DType::F32 || (p.y.dtype == w && !p.bias)) && (N <= 1 || p.y.stride[1] == 1) && (p.rows == 1 || p.y.stride[0] >= N);
+    const bool y_ok = !p.bias && (p.y.dtype == DType::F32 || p.y.dtype == w) && (N <= 1 || p.y.stride[1] == 1) && (p.rows == 1 || p.y.stride[0] >= N);
     return x_ok && y_ok;
 }
 
@@ -694,7 +699,7 @@ GemvVariant gemv_variant(const LinearParams & p) {
     const GemvVariant forced = forced_gemv_variant();
     if (forced != GemvVariant::Automatic) return forced;
     const int64_t rows = p.rows, in = p.in_features, out = p.out_features;
-    if (rows >= 2 && out * in >= kGemmMinWeights && cublas_direct(p)) return GemvVariant::Gemm;
+    if (rows >= 2 && (out >= kGemmMinOut || rows >= kGemmAnyRows) && cublas_direct(p)) return GemvVariant::Gemm;
     return rows <= 2 && out <= kWarpMaxOut && in <= kWarpMaxIn ? GemvVariant::Warp : GemvVariant::Tiled;
 }
 

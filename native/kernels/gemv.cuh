@@ -9,7 +9,7 @@ namespace mamba::cuda {
 // Largest row count the GEMV kernels take. Each element of W feeds `rows` FMAs: at 16 rows and bfloat16 W
 // that is 8 FMA (16 FLOP) per byte of W, the H200's CUDA-core rate per byte of HBM bandwidth (67 TFLOP/s /
 // 4.2 TB/s = 16 FLOP/B) in theory; measured, the kernels fall well short of the bandwidth floor from 2 rows
-// (16% of copy at 16 rows on mamba-2.8b's in_proj), so batched rows of large 16-bit W go to cuBLAS
+// (16% of copy at 16 rows on mamba-2.8b's in_proj), so batched rows of 16-bit W go to cuBLAS
 // already (gemv.cu's gemv_variant), and more rows always do.
 constexpr int64_t kGemvMaxRows = 16;
 

@@ -328,19 +328,19 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
         }
 }
 TEST_P(LinearTest, BatchedDecodeOnEitherSideOfTheGemmCrossover) {
-    // The default kernel choice on CUDA: 2-16 rows of a 16-bit x and W with at least 4M weights go to
-    // cuBLAS in one GEMM (gemv.cu's kGemmMinWeights), padded rows of x and y included (cuBLAS's leading
-    // dimensions); one weight fewer, one row, or a bias with a rounded y stay on the GEMV; a bias with a
-    // float32 y takes cuBLAS and the epilogue pass. Every side matches the float64 reference (which kernel
-    // ran is not checked here).
-    for (int64_t rows : {1, 2, 5, 16}) {
-        run({rows, 2048, 2048, DType::BF16, DType::BF16, DType::BF16});
-        run({rows, 2048, 2047, DType::BF16, DType::BF16, DType::BF16});
-        run({rows, 1024, 4096, DType::F16, DType::F16, DType::F32});
+    // The default kernel choice on CUDA (gemv.cu's gemv_variant): rows of a 16-bit x and W go to cuBLAS in
+    // one GEMM from 2 rows with at least 2048 outputs and from 8 rows at any shape (padded rows of x and y
+    // too, as cuBLAS's leading dimensions); one row, fewer outputs below 8 rows, or a bias stay on the GEMV.
+    // Every side matches the reference.
+    for (int64_t rows : {1, 2, 5, 7, 8, 16}) {
+        run({rows, 1024, 2048, DType::BF16, DType::BF16, DType::BF16});
+        run({rows, 1024, 2047, DType::BF16, DType::BF16, DType::BF16});
+        run({rows, 2560, 192, DType::F16, DType::F16, DType::F32});
     }
-    run({4, 2048, 2048, DType::BF16, DType::BF16, DType::BF16, true});
-    run({4, 2048, 2048, DType::BF16, DType::BF16, DType::F32, true});
-    run({3, 2048, 2048, DType::BF16, DType::BF16, DType::BF16, false, true, false, true});
+    run({16, 160, 5120, DType::BF16, DType::BF16, DType::BF16});
+    run({4, 1024, 2048, DType::BF16, DType::BF16, DType::BF16, true});
+    run({4, 1024, 2048, DType::BF16, DType::BF16, DType::F32, true});
+    run({9, 1024, 2048, DType::BF16, DType::BF16, DType::BF16, false, true, false, true});
 }
 TEST_P(LinearTest, ZeroRowsIsANoOp) {
     Tensor x({0, 8}, DType::F32), w({4, 8}, DType::F32), y({0, 4}, DType::F32);

@@ -155,9 +155,10 @@ TEST_P(LinearConv1dUpdateTest, RowCountsAroundTheGemvLimit) {
 }
 
 TEST_P(LinearConv1dUpdateTest, BatchedRowsOfALargeProjection) {
-    // On CUDA, batched rows of a projection with at least 4M weights take cuBLAS and the separate conv
-    // step (mamba_linear's choice); one row keeps the fused kernel.
+    // On CUDA, batched rows of a projection with at least 2048 outputs (and any projection from 8 rows) take
+    // cuBLAS and the separate conv step (mamba_linear's choice); one row keeps the fused kernel.
     for (int64_t rows : {1, 4, 16}) run({rows, 1024, 4096, 1024, 2048, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
+    for (int64_t rows : {4, 8}) run({rows, 256, 1536, 0, 768, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
 }
 TEST_P(LinearConv1dUpdateTest, FiltersWiderThanTheEpilogueTakes) {
     // Widths above 4 run the conv step as its own kernel on CUDA.

@@ -568,7 +568,8 @@ public unsafe struct mamba_linear_args
 /// so the results are those of the two calls. On CUDA, with 1 to 16 rows, at least one input feature, a
 /// filter of width 4 or less and a weight whose start and row stride allow 16-byte loads, it is one kernel:
 /// the projection's GEMV runs the conv step on its outputs in that range before it stores them; otherwise
-/// (or where mamba_linear gives the rows to cuBLAS: 2 to 16 rows of a large 16-bit weight; or with
+/// (or where mamba_linear gives the rows to cuBLAS: 2 to 16 rows of a 16-bit weight with at least 2048
+/// outputs, or 8 to 16 rows of any; or with
 /// MAMBA_CUDA_GEMV_VARIANT=warp or gemm, or MAMBA_CUDA_LINEAR_CONV=separate) the two ops run one after the
 /// other. conv_y and conv_state must not overlap x, weight, bias, y, conv_weight, conv_bias or each other,
 /// nor y overlap conv_weight or conv_bias.
