@@ -45,9 +45,19 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "scan_math.h"
 
 namespace mamba::cuda::scan {
+
+// First statement of every kernel of the segmented passes (launch_segmented_scan launches them with PDL):
+// wait until the previous kernel in the stream has completed (the summaries before the carry, the carry
+// before the scan, the op before all of them), then let the next pass's blocks be scheduled, so that its
+// launch and block fill overlap this pass's tail. Nothing is read before the wait (launch.cuh's contract).
+__device__ __forceinline__ void segmented_pass_entry() {
+    wait_for_producer();
+    allow_dependents();
+}
 
 // Kernel of the contiguous channel path and of the (b, l, d) rows path (MAMBA_CUDA_SCAN_VARIANT=base|split|
 // duo; unset: duo on the channel path, split on the rows path): base is selective_scan_channel_kernel /
@@ -436,6 +446,7 @@ struct RawChunk {
 template <class Tr, bool kSummary, bool kContiguous>
 // Per-step loads need more address registers: fewer blocks an SM for them rather than spills.
 __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerSM : (Tr::kMinBlocksPerSM * 3 + 3) / 4) selective_scan_channel_kernel(ScanArgs a) {
+    segmented_pass_entry();
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, CH = Tr::kChunk, kVec = Tr::kVec, kPieces = Tr::kPieces;
     constexpr int kRows = kSummary ? N : 2 * N;  // B rows, then C rows
@@ -583,17 +594,37 @@ __global__ void __launch_bounds__(Tr::kThreads, kContiguous ? Tr::kMinBlocksPerS
 }
 
 // Pass 2: slot[s] = exp2(A*log2e * dt_sum[s-1]) * slot[s-1] + slot[s], from slot 0 (the initial state).
+// Up to kCarryLoadsAhead segments, a thread requests all of its slots and sums before the first FMA, so
+// the carry costs one memory round trip instead of one per segment (B1 D5120 L2048: 8 segments).
+constexpr int kCarryLoadsAhead = 16;
 template <int N>
 __global__ void __launch_bounds__(256) combine_segments_kernel(ScanArgs a, int64_t batch) {
+    segmented_pass_entry();
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= batch * a.dim * N) return;
     const int64_t d = i % a.dim, n = (i / a.dim) % N, b = i / (a.dim * N);
     const float A2 = n < a.dstate ? a.A[d * a.A_sd + n * a.A_sn] * kLog2e : 0.0f;
     float * st = a.seg_state + (b * a.nseg * N + n) * a.dim + d;
+    const float * dt_sum = a.seg_dt_sum + b * a.nseg * a.dim + d;
     const int64_t slot_stride = N * a.dim;
     float carry = st[0];
+    if (a.nseg <= kCarryLoadsAhead) {
+        float local[kCarryLoadsAhead], dts[kCarryLoadsAhead];
+#pragma unroll
+        for (int s = 1; s < kCarryLoadsAhead; ++s) {
+            local[s] = s < a.nseg ? st[s * slot_stride] : 0.0f;
+            dts[s] = s < a.nseg ? dt_sum[(s - 1) * a.dim] : 0.0f;
+        }
+#pragma unroll
+        for (int s = 1; s < kCarryLoadsAhead; ++s) {
+            if (s >= a.nseg) break;
+            carry = exp2f(A2 * dts[s]) * carry + local[s];
+            st[s * slot_stride] = carry;
+        }
+        return;
+    }
     for (int64_t s = 1; s < a.nseg; ++s) {
-        const float decay = exp2f(A2 * a.seg_dt_sum[(b * a.nseg + s - 1) * a.dim + d]);
+        const float decay = exp2f(A2 * dt_sum[(s - 1) * a.dim]);
         carry = decay * carry + st[s * slot_stride];
         st[s * slot_stride] = carry;
     }
@@ -635,15 +666,13 @@ template <int N>
 void launch_segmented_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch, int channels_per_block, int threads, ScanKernel summary,
                            ScanKernel scan) {
     const unsigned blocks = unsigned(ceil_div(a.dim, int64_t(channels_per_block)));
+    // PDL-safe (segmented_pass_entry): each pass's launch overlaps the tail of the one before.
     if (a.nseg > 1) {
-        summary<<<dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), threads, 0, stream_of(ctx)>>>(a);
-        MAMBA_CUDA_CHECK_LAUNCH("selective scan segment summaries");
+        launch_kernel(ctx, "scan_segment_summaries", true, summary, dim3(blocks, unsigned(batch), unsigned(a.nseg - 1)), dim3(unsigned(threads)), 0, a);
         const int64_t total = batch * a.dim * N;
-        combine_segments_kernel<N><<<unsigned(ceil_div(total, int64_t(256))), 256, 0, stream_of(ctx)>>>(a, batch);
-        MAMBA_CUDA_CHECK_LAUNCH("combine_segments_kernel");
+        launch_kernel(ctx, "combine_segments_kernel", true, combine_segments_kernel<N>, dim3(unsigned(ceil_div(total, int64_t(256)))), dim3(256u), 0, a, batch);
     }
-    scan<<<dim3(blocks, unsigned(batch), unsigned(a.nseg)), threads, 0, stream_of(ctx)>>>(a);
-    MAMBA_CUDA_CHECK_LAUNCH("selective scan");
+    launch_kernel(ctx, "scan_segments", true, scan, dim3(blocks, unsigned(batch), unsigned(a.nseg)), dim3(unsigned(threads)), 0, a);
 }
 
 template <class Tr, bool kContiguous>
@@ -683,6 +712,7 @@ struct RowsScanTraits {
 
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_rows_kernel(ScanArgs a) {
+    segmented_pass_entry();
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, CH = Tr::kChunk, TH = Tr::kThreads, VEC = Tr::kVec;
     __shared__ __align__(16) T s_u[2][CH][TH];  // u tile; y is written over it

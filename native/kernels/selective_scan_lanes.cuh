@@ -216,6 +216,7 @@ __device__ __forceinline__ void duo_sum_partials(const float * dt_row, const flo
 
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_duo_kernel(ScanArgs a) {
+    segmented_pass_entry();
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, L = Tr::kLanes, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps;
     constexpr int kVec = Tr::kVec, kPieces = Tr::kPieces, TC = Tr::kChannels;

@@ -55,6 +55,7 @@ struct SplitScanTraits {
 
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_split_kernel(ScanArgs a) {
+    segmented_pass_entry();
     using T = typename Tr::Elem;
     using Raw = RawChunk<T, Tr::kLaneSteps>;
     constexpr int N = Tr::kN, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, kVec = Tr::kVec, kPieces = Tr::kPieces;
@@ -254,6 +255,7 @@ struct SplitRowsScanTraits {
 
 template <class Tr, bool kSummary>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_scan_split_rows_kernel(ScanArgs a) {
+    segmented_pass_entry();
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, TH = Tr::kThreads, TC = Tr::kChannels, VEC = Tr::kVec;
     constexpr unsigned kFull = 0xffffffffu;
