@@ -11,7 +11,7 @@ namespace Mamba.Cli;
 /// shapes on the chosen device, as a table, and optionally JSON and Markdown files.</summary>
 internal static class BenchCommand
 {
-    public static Command Create(TextWriter stdout)
+    public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var device = ModelOptions.DeviceOption();
         var threads = ModelOptions.Threads();
@@ -67,6 +67,10 @@ internal static class BenchCommand
             }
             if (parse.GetValue(plots) is { } dir)
             {
+                if (BenchPlots.MissingFontsWarning(BenchPlots.InstalledFontFamilies()) is { } warning)
+                {
+                    stderr.WriteLine($"mamba: warning: {warning}");
+                }
                 foreach (var path in BenchPlots.Write(dir, report))
                 {
                     stdout.WriteLine($"wrote {path}");

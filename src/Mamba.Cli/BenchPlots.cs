@@ -49,6 +49,25 @@ internal static class BenchPlots
         }
     }
 
+    /// <summary>The warning to print before drawing, or null: with no font family installed (a bare server or
+    /// container), SkiaSharp draws the charts without any text (no title, axis labels or legend).</summary>
+    public static string? MissingFontsWarning(int fontFamilies) => fontFamilies > 0
+        ? null
+        : "--plots: no fonts found (SkiaSharp sees no font family), so the charts will have no text; write --json here and draw the charts on a machine with fonts with `mamba bench --from-json FILE --plots DIR`";
+
+    /// <summary>The font families SkiaSharp can draw text with on this machine.</summary>
+    public static int InstalledFontFamilies()
+    {
+        try
+        {
+            return SkiaSharp.SKFontManager.Default.FontFamilyCount;
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            return 0;  // the native library did not load: Write reports that itself
+        }
+    }
+
     private static string Save(Plot plot, string path)
     {
         try

@@ -13,7 +13,7 @@ internal static class CliApp
             InfoCommand.Create(stdout),
             GenerateCommand.Create(stdout, stderr),
             ScoreCommand.Create(stdout),
-            BenchCommand.Create(stdout),
+            BenchCommand.Create(stdout, stderr),
             GraphOverheadBench.Create(stdout),
         };
         try

@@ -25,6 +25,16 @@ public class BenchPlotTests
         return (code, stdout.ToString(), stderr.ToString());
     }
 
+    // A machine without fonts (the GPU servers here have none) draws charts with no text at all: the command
+    // says so and names the way out, instead of writing label-less charts silently.
+    [Test]
+    public void MissingFontsAreAWarningThatNamesTheWayOut()
+    {
+        var warning = BenchPlots.MissingFontsWarning(0);
+        Assert.That(warning, Does.Contain("no fonts found").And.Contain("--from-json"));
+        Assert.That(BenchPlots.MissingFontsWarning(1), Is.Null);
+    }
+
     [Test]
     public void PlotsProfileAndJsonFromOneRunAndAgainFromTheJson()
     {
@@ -33,6 +43,8 @@ public class BenchPlotTests
         var (code, output, err) = Run("bench", "--device", "cpu", "--shapes", "mamba2-130m", "--dtypes", "f32", "--batch", "1,2", "--steps", "1",
             "--prefill", "16", "--profile", "32", "--json", json, "--plots", plots);
         Assert.That(code, Is.Zero, err);
+        Assert.That(err.Contains("no fonts found", StringComparison.Ordinal), Is.EqualTo(BenchPlots.InstalledFontFamilies() == 0),
+            "the missing-fonts warning appears exactly when no font is installed");
         Assert.That(output, Does.Contain("| ssd | 24 |"), "the profile table lists the scan of every layer");
         foreach (var name in new[] { BenchPlots.RooflineFile, BenchPlots.ThroughputFile, BenchPlots.ProfileFile })
         {
