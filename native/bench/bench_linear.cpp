@@ -206,11 +206,14 @@ mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 1024
 // is the weight bytes over the copy bandwidth ("% copy").
 constexpr double kGraphColdBytes = 192.0 * (1 << 20);
 
+// hot: one copy of W read by every call, so that calls after the first find it in L2 where it fits (the
+// H200's is 50 MB): how fast the kernel streams W from L2, the most that reading W into L2 ahead of the
+// kernel (mamba_prefetch_l2) could give it.
 std::function<void()> gemv_graph_case(mb::Bench & b, double & bytes, double & flops, int64_t rows, int64_t out, int64_t in, const std::string & variant,
-                                      bool bf16_x = false) {
+                                      bool bf16_x = false, bool hot = false) {
     if (!b.on_cuda()) return {};
     const double weight_bytes = double(out * in) * 2;
-    const int copies = std::max(1, int(kGraphColdBytes / weight_bytes + 0.999));
+    const int copies = hot ? 1 : std::max(1, int(kGraphColdBytes / weight_bytes + 0.999));
     const int calls = std::max(copies, 8);
     std::vector<mamba_linear_args> args;
     const DLDataType act = bf16_x ? mb::kBF16 : mb::kF32;
@@ -270,6 +273,12 @@ void register_gemv_graph_cases() {
     };
     // The models' decode: bfloat16 x and y, the kernel the default picks.
     add_bf16(kGemvGraphShapes[4], 1, "default");
+    // The same with W hot in L2 (one copy, every call after the first reads it from L2 where it fits).
+    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[2]}) {
+        const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
+                                 " rows=1 x=bf16 v=default W hot in L2";
+        mb::Register(name, [s](mb::Bench & b, double & bytes, double & flops) { return gemv_graph_case(b, bytes, flops, 1, s.out, s.in, "default", true, true); });
+    }
     // Decode at 1-16 rows (batched decode) with bf16 x and y, as the models run it, over the W sizes of the
     // model family: the default and cuBLAS ("gemm") at one row, the tiled GEMV and cuBLAS beyond (where
     // the crossover, kGemmMinOut and kGemmAnyRows in gemv.cu, is placed), and the warp kernel at two rows where it
