@@ -264,21 +264,17 @@ void register_gemv_graph_cases() {
     };
     for (const ModelShape & s : kGemvGraphShapes)
         for (const char * v : kGemvVariantNames) add(s, 1, v);
-    auto add_bf16 = [](const ModelShape & s, int64_t rows, const std::string & variant) {
+    auto add_bf16 = [](const ModelShape & s, int64_t rows, const std::string & variant, bool hot = false) {
         const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
-                                 " rows=" + std::to_string(rows) + " x=bf16 v=" + variant;
-        mb::Register(name, [s, rows, variant](mb::Bench & b, double & bytes, double & flops) {
-            return gemv_graph_case(b, bytes, flops, rows, s.out, s.in, variant, true);
+                                 " rows=" + std::to_string(rows) + " x=bf16 v=" + variant + (hot ? " W hot in L2" : "");
+        mb::Register(name, [s, rows, variant, hot](mb::Bench & b, double & bytes, double & flops) {
+            return gemv_graph_case(b, bytes, flops, rows, s.out, s.in, variant, true, hot);
         });
     };
     // The models' decode: bfloat16 x and y, the kernel the default picks.
     add_bf16(kGemvGraphShapes[4], 1, "default");
     // The same with W hot in L2 (one copy, every call after the first reads it from L2 where it fits).
-    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[2]}) {
-        const std::string name = std::string("gemv graph ") + s.model + " bf16 W " + std::to_string(s.out) + "x" + std::to_string(s.in) + s.what +
-                                 " rows=1 x=bf16 v=default W hot in L2";
-        mb::Register(name, [s](mb::Bench & b, double & bytes, double & flops) { return gemv_graph_case(b, bytes, flops, 1, s.out, s.in, "default", true, true); });
-    }
+    for (const ModelShape & s : {kGemvGraphShapes[0], kGemvGraphShapes[1], kGemvGraphShapes[2]}) add_bf16(s, 1, "default", true);
     // Decode at 1-16 rows (batched decode) with bf16 x and y, as the models run it, over the W sizes of the
     // model family: the default and cuBLAS ("gemm") at one row, the tiled GEMV and cuBLAS beyond (where
     // the crossover, kGemmMinOut and kGemmAnyRows in gemv.cu, is placed), and the warp kernel at two rows where it
