@@ -113,6 +113,8 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
+    bool early_w;       // tiled kernel, one row: the first W batch is loaded before the PDL wait
+                        // (MAMBA_CUDA_GEMV_EARLY_W; only where no op queued before the call writes W)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -216,6 +218,9 @@ struct TiledGemvTraits {
     static constexpr int kLoad = kLoadThroughL1;
     static constexpr int kTileK = 8192 / kRows;       // x tile columns: kRows * kTileK floats = 32 KB
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
+    // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
+    // (94 registers without the bound); 0 leaves the other builds' register allocation free, as before.
+    static constexpr int kMinBlocksPerSM = kRowBucket == 1 ? 3 : 0;
 };
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
@@ -347,7 +352,7 @@ struct ConvOperands {
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     using Conv = ConvOperands<M, Tr::kWarps * R, Tr::kThreads>;
@@ -368,6 +373,25 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
+    uint4 wv[U][R];
+    // Loading W before the wait breaks launch.cuh's contract unless the caller vouches that no earlier op
+    // writes W (early_w): then the first batch of the first tile streams while the previous kernel runs.
+    bool early = false;
+    if constexpr (Tr::kRows == 1) {
+        if (a.early_w) {
+            const int tile = a.in < T ? a.in : T;
+            const int vectors = (tile + V - 1) / V;
+            const int v0 = wk * 32 + lane;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const int v = v0 + u * step;
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
+            }
+            early = true;
+        }
+    }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
     // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
@@ -385,7 +409,6 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
 
-    uint4 wv[U][R];
     for (int64_t t0 = 0; t0 < a.in; t0 += T) {
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
         const int tile_padded = (tile + V - 1) / V * V;  // the last vector's tail reads zeros, never garbage
@@ -402,7 +425,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         };
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
-        load_batch(v0);   // W needs no x: its first loads fly while x is staged
+        if (!early || t0 > 0) load_batch(v0);  // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
         if (a.x_vec) {
@@ -815,6 +838,14 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
 
 namespace {
 
+// MAMBA_CUDA_GEMV_EARLY_W=1 (a measurement switch, default 0): the tiled kernel at one row loads its first
+// W batch before the PDL wait. Only correct where no op queued before the call writes W (a model's weights
+// during decode); read at each call, so a captured graph keeps the value of its capture.
+bool gemv_early_w() {
+    static constexpr EnvChoice<bool> kChoices[] = {{"0", false}, {"1", true}};
+    return env_choice("MAMBA_CUDA_GEMV_EARLY_W", kChoices, false);
+}
+
 // The GEMV's arguments for a linear it can take (gemv_applies), no conv epilogue; vec: W allows 16-byte loads.
 GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
@@ -838,6 +869,7 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const size_t elem = dtype_size(p.weight.dtype);
     vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
+    a.early_w = gemv_early_w();
     return a;
 }
 

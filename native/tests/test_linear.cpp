@@ -317,6 +317,21 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
         for (int64_t in : {0, 1, 8}) run({2, in, 20, DType::F32, DType::BF16, DType::F32, true});
     }
 }
+TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
+    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait. One
+    // row over the tiled kernel's plans (32, 8 and 4 outputs a block), rows longer than one x tile (8192
+    // columns: the later tiles load as before), a vector tail, misaligned W (element loads); more rows are
+    // unaffected.
+    const mt::ScopedEnv early("MAMBA_CUDA_GEMV_EARLY_W", "1");
+    const mt::ScopedEnv tiled("MAMBA_CUDA_GEMV_VARIANT", "tiled");
+    for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
+        run({1, 2560, 1030, DType::BF16, wd, DType::F32});
+        run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
+        run({1, 8200, 96, DType::F32, wd, DType::F32});
+        run({1, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
+        run({3, 700, 45, DType::F32, wd, DType::F32, true});
+    }
+}
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
     // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for
     // the tensor cores, which must keep float32 accuracy, also over long dot products.

@@ -197,6 +197,17 @@ TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
         }
 }
 
+TEST_P(LinearConv1dUpdateTest, FirstWeightsLoadedBeforeTheLaunchWait) {
+    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait (the
+    // conv builds too). One tile and several tiles (8200 columns), a block of 32 outputs, the 130m shapes.
+    const mt::ScopedEnv early("MAMBA_CUDA_GEMV_EARLY_W", "1");
+    run({1, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
+    run({1, 8200, 72, 8, 60, 3, DType::F32, DType::BF16, DType::F32, DType::F32, false, true, true, false, 2});
+    run({1, 64, 8448, 4000, 4400, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
+    run({1, 768, 3072, 0, 1536, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 3});
+    run({1, 768, 3352, 1536, 1792, 4, DType::F32, DType::F32, DType::F32, DType::F32, false, true, true, false, 3});
+}
+
 TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no CUDA kernel-selection variable";
     Tensor x({1, 16}, DType::F32), w({24, 16}, DType::F32), y({1, 24}, DType::F32), state({1, 8, 3}, DType::F32), cw({8, 4}, DType::F32);
