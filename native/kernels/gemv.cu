@@ -578,18 +578,6 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     const int first = wk * lpr + lid;
     const int count = first < vectors ? (vectors - first + stride - 1) / stride : 0;  // this lane's vectors per row
 
-    // Before the PDL wait only an L2 prefetch of the first two batches of W: a hint that reads nothing
-    // into registers, so it is safe even if the previous kernel is still writing W (L2 is the point of
-    // coherence; the loads after the wait see the final values). With PDL this moves the first HBM round
-    // trip of W under the previous kernel's tail.
-#pragma unroll
-    for (int j = 0; j < 2 * U; ++j)
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (j < count && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(first + j * stride) * V);
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
-
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -619,11 +607,32 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     // Two batches in flight: while the FMAs wait for one, the other is on its way; each batch is refilled
     // as soon as its FMAs are done.
     uint4 batch_a[U][R], batch_b[U][R];
-    load_batch(batch_a, 0);
-    load_batch(batch_b, U);
-    // dependency point: inputs produced by the previous kernel are read from here on (x; the W loads
-    // above come after the PDL wait too, because launch.cuh's contract lets any tensor, weights included,
-    // be the previous op's output, but they find W in L2 when the prefetch before the wait ran early).
+    if (a.early_w) {
+        // The caller vouches that no earlier op writes W (MAMBA_CUDA_GEMV_EARLY_W): both batches load
+        // before the PDL wait, while the previous kernel still runs.
+        load_batch(batch_a, 0);
+        load_batch(batch_b, U);
+    } else {
+        // Otherwise only an L2 prefetch of the first two batches of W before the PDL wait: a hint that
+        // reads nothing into registers, so it is safe even if the previous kernel is still writing W (L2 is
+        // the point of coherence; the loads after the wait see the final values). With PDL this moves the
+        // first HBM round trip of W under the previous kernel's tail.
+#pragma unroll
+        for (int j = 0; j < 2 * U; ++j)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if (j < count && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(first + j * stride) * V);
+    }
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
+
+    if (!a.early_w) {
+        load_batch(batch_a, 0);
+        load_batch(batch_b, U);
+    }
+    // dependency point: inputs produced by the previous kernel are read from here on (x; without early_w
+    // the W loads above come after the PDL wait too, because launch.cuh's contract lets any tensor, weights
+    // included, be the previous op's output, but they find W in L2 when the prefetch before the wait ran early).
     for (int j0 = 0; j0 < count; j0 += 2 * U) {
         fma_batch(batch_a, j0);
         if (j0 + 2 * U < count) load_batch(batch_a, j0 + 2 * U);

@@ -318,18 +318,23 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
     }
 }
 TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
-    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait. One
-    // row over the tiled kernel's plans (32, 8 and 4 outputs a block), rows longer than one x tile (8192
-    // columns: the later tiles load as before), a vector tail, misaligned W (element loads); more rows are
-    // unaffected.
+    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait, the
+    // warp kernel its two batches. The tiled kernel's plans (32, 8 and 4 outputs a block), rows longer than
+    // one x tile (8192 columns: the later tiles load as before), the warp kernel's column splits, a vector
+    // tail, misaligned W (element loads), and more rows (the tiled kernel ignores the switch there).
     const mt::ScopedEnv early("MAMBA_CUDA_GEMV_EARLY_W", "1");
-    const mt::ScopedEnv tiled("MAMBA_CUDA_GEMV_VARIANT", "tiled");
-    for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
-        run({1, 2560, 1030, DType::BF16, wd, DType::F32});
-        run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
-        run({1, 8200, 96, DType::F32, wd, DType::F32});
-        run({1, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
-        run({3, 700, 45, DType::F32, wd, DType::F32, true});
+    for (const char * variant : {"tiled", "warp"}) {
+        SCOPED_TRACE(std::string("variant ") + variant);
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+        const bool tiled = std::string(variant) == "tiled";
+        for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
+            run({1, 2560, 1030, DType::BF16, wd, DType::F32});
+            run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
+            if (tiled) run({1, 8200, 96, DType::F32, wd, DType::F32});
+            run({1, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
+            run({2, 700, 45, DType::F32, wd, DType::F32, true});
+            if (tiled) run({3, 700, 45, DType::F32, wd, DType::F32, true});
+        }
     }
 }
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
