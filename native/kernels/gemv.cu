@@ -114,7 +114,7 @@ struct GemvArgs {
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
     bool early_w;       // tiled kernel, one row: the first W batch is loaded before the PDL wait
-                        // (MAMBA_CUDA_GEMV_EARLY_W; only where no op queued before the call writes W)
+                        // (MAMBA_CUDA_EARLY_WEIGHTS; only where no op queued before the call writes W)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -608,7 +608,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     // as soon as its FMAs are done.
     uint4 batch_a[U][R], batch_b[U][R];
     if (a.early_w) {
-        // The caller vouches that no earlier op writes W (MAMBA_CUDA_GEMV_EARLY_W): both batches load
+        // The caller vouches that no earlier op writes W (MAMBA_CUDA_EARLY_WEIGHTS): both batches load
         // before the PDL wait, while the previous kernel still runs.
         load_batch(batch_a, 0);
         load_batch(batch_b, U);
@@ -847,14 +847,6 @@ void launch_gemv(mamba_context & ctx, const GemvArgs & a, bool vec, GemvVariant 
 
 namespace {
 
-// MAMBA_CUDA_GEMV_EARLY_W=1 (a measurement switch, default 0): the tiled kernel at one row loads its first
-// W batch before the PDL wait. Only correct where no op queued before the call writes W (a model's weights
-// during decode); read at each call, so a captured graph keeps the value of its capture.
-bool gemv_early_w() {
-    static constexpr EnvChoice<bool> kChoices[] = {{"0", false}, {"1", true}};
-    return env_choice("MAMBA_CUDA_GEMV_EARLY_W", kChoices, false);
-}
-
 // The GEMV's arguments for a linear it can take (gemv_applies), no conv epilogue; vec: W allows 16-byte loads.
 GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
@@ -878,7 +870,7 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const size_t elem = dtype_size(p.weight.dtype);
     vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    a.early_w = gemv_early_w();
+    a.early_w = early_weights();
     return a;
 }
 

@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "common.cuh"
+#include "core/env_choice.h"
 
 namespace mamba::cuda {
 
@@ -55,6 +56,15 @@ __device__ __forceinline__ void allow_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// MAMBA_CUDA_EARLY_WEIGHTS=1 (a measurement switch, default 0): the decode GEMVs and the state update's fused
+// dt projection load their first weights before wait_for_producer(), which the contract above forbids in
+// general; only correct where no op queued before the call writes those weights (a model's during decode).
+// Read at each call, so a captured graph keeps the value of its capture.
+inline bool early_weights() {
+    static constexpr EnvChoice<bool> kChoices[] = {{"0", false}, {"1", true}};
+    return env_choice("MAMBA_CUDA_EARLY_WEIGHTS", kChoices, false);
 }
 
 // Whether launches on this context may carry the PDL attribute (device and MAMBA_CUDA_PDL, at creation).

@@ -38,6 +38,7 @@ struct StateUpdateArgs {
     int64_t batch, dim, dstate, channels_per_group, dt_rank;
     int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
+    bool early_weights;  // the dt_proj weight chunks load before the PDL wait (early_weights(), launch.cuh)
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
@@ -148,14 +149,20 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     const int64_t d = valid_ch ? ch : a.dim - 1, g = d / a.channels_per_group;
     const float * A = a.A + d * a.A_sd;
     const int64_t N = a.dstate;
-    // PDL-safe (launch.cuh): only index math above; every input may come from the previous kernel.
-    wait_for_producer();
-    allow_dependents();
-
-    // The channel's weight row (the same for every batch row) and its first chunks, loaded once.
+    // The channel's weight row (the same for every batch row) and its first chunks, loaded once: before the
+    // PDL wait where the caller vouches that no earlier op writes the weight (early_weights).
     const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
     uint4 w_raw[Tr::kWeightChunksInFlight];
-    if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+    if constexpr (Tr::kFusedDt && Tr::kVecW) {
+        if (a.early_weights) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+    }
+    // PDL-safe (launch.cuh): only index math above (and the weight under early_weights); every input may
+    // come from the previous kernel.
+    wait_for_producer();
+    allow_dependents();
+    if constexpr (Tr::kFusedDt && Tr::kVecW) {
+        if (!a.early_weights) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+    }
 
     for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
         float * st = a.state + b * a.st_sb + d * a.st_sd;
@@ -347,6 +354,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dt_rank = p.dt_rank;
     a.W_elem_bytes = int(dtype_size(W.dtype));
     a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
+    a.early_weights = early_weights();
     const size_t smem = fused_smem;
     const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
     const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);

@@ -318,11 +318,11 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
     }
 }
 TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
-    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait, the
+    // MAMBA_CUDA_EARLY_WEIGHTS=1: the one-row tiled kernel loads its first W batch before the PDL wait, the
     // warp kernel its two batches. The tiled kernel's plans (32, 8 and 4 outputs a block), rows longer than
     // one x tile (8192 columns: the later tiles load as before), the warp kernel's column splits, a vector
     // tail, misaligned W (element loads), and more rows (the tiled kernel ignores the switch there).
-    const mt::ScopedEnv early("MAMBA_CUDA_GEMV_EARLY_W", "1");
+    const mt::ScopedEnv early("MAMBA_CUDA_EARLY_WEIGHTS", "1");
     for (const char * variant : {"tiled", "warp"}) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);

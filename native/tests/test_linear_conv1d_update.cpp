@@ -198,9 +198,9 @@ TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
 }
 
 TEST_P(LinearConv1dUpdateTest, FirstWeightsLoadedBeforeTheLaunchWait) {
-    // MAMBA_CUDA_GEMV_EARLY_W=1: the one-row tiled kernel loads its first W batch before the PDL wait (the
+    // MAMBA_CUDA_EARLY_WEIGHTS=1: the one-row tiled kernel loads its first W batch before the PDL wait (the
     // conv builds too). One tile and several tiles (8200 columns), a block of 32 outputs, the 130m shapes.
-    const mt::ScopedEnv early("MAMBA_CUDA_GEMV_EARLY_W", "1");
+    const mt::ScopedEnv early("MAMBA_CUDA_EARLY_WEIGHTS", "1");
     run({1, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
     run({1, 8200, 72, 8, 60, 3, DType::F32, DType::BF16, DType::F32, DType::F32, false, true, true, false, 2});
     run({1, 64, 8448, 4000, 4400, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});

@@ -188,6 +188,25 @@ TEST_P(SelectiveStateUpdateFusedDtTest, MatchesFloat64Reference) {
     }
 }
 
+// MAMBA_CUDA_EARLY_WEIGHTS=1: on CUDA the weight's first chunks load before the PDL wait; results unchanged.
+TEST_P(SelectiveStateUpdateFusedDtTest, WeightsLoadedBeforeTheLaunchWait) {
+    const mt::ScopedEnv early("MAMBA_CUDA_EARLY_WEIGHTS", "1");
+    const FusedDtCase cases[] = {
+        {1, 320, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},
+        {1, 72, 64, 20, DType::BF16, DType::BF16, Layout::Padded, 1},
+        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},
+        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Padded, 0},
+    };
+    uint64_t seed = 400;
+    for (const auto & c : cases) {
+        StepOptions o;
+        o.dt_bias = true;
+        o.softplus = true;
+        SCOPED_TRACE("batch " + std::to_string(c.batch) + " dim " + std::to_string(c.dim) + " rank " + std::to_string(c.rank));
+        check_fused(c, o, seed++);
+    }
+}
+
 // ---- errors ----------------------------------------------------------------------------------------
 
 class SelectiveStateUpdateErrorTest : public SelectiveStateUpdateTest {
