@@ -113,8 +113,9 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
-    bool early_w;       // tiled kernel, one row: the first W batch is loaded before the PDL wait
-                        // (MAMBA_CUDA_EARLY_WEIGHTS; only where no op queued before the call writes W)
+    bool early_w;       // the first W loads go before the PDL wait (MAMBA_CUDA_EARLY_WEIGHTS; only where no op
+                        // queued before the call writes W): the tiled kernel's first batch at one row, the warp
+                        // kernel's two first batches at any row count
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -870,7 +871,6 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     const size_t elem = dtype_size(p.weight.dtype);
     vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
-    a.early_w = early_weights();
     return a;
 }
 
@@ -886,11 +886,13 @@ bool gemv_applies(const LinearParams & p) {
 }  // namespace
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
+    const bool early = early_weights();  // read first, so that a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
-    const GemvArgs a = gemv_args(p, vec);
+    GemvArgs a = gemv_args(p, vec);
+    a.early_w = early;
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -907,6 +909,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // two ops.
     // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
+    const bool early = early_weights();
     const GemvVariant forced = forced_gemv_variant();
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
@@ -915,6 +918,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
+    a.early_w = early;
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

@@ -263,7 +263,8 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
 void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) {
     if (p.batch == 0 || p.dim == 0) return;
     // Every check before any work is queued (the parameter conversions below run on the stream): a
-    // rejected call leaves the stream, y and the state as they were.
+    // rejected call leaves the stream, y and the state as they were. A misspelt switch is one of them.
+    const bool early = early_weights();
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory.
     const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank) * sizeof(float) : 0;
@@ -354,7 +355,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dt_rank = p.dt_rank;
     a.W_elem_bytes = int(dtype_size(W.dtype));
     a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
-    a.early_weights = early_weights();
+    a.early_weights = early;
     const size_t smem = fused_smem;
     const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
     const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);

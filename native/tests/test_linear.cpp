@@ -51,6 +51,7 @@ std::string describe(const Case & c) {
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
 const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
+const char * const kEarlyWeightKernels[] = {"tiled", "warp"};
 
 }  // namespace
 
@@ -319,11 +320,12 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
 }
 TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
     // MAMBA_CUDA_EARLY_WEIGHTS=1: the one-row tiled kernel loads its first W batch before the PDL wait, the
-    // warp kernel its two batches. The tiled kernel's plans (32, 8 and 4 outputs a block), rows longer than
-    // one x tile (8192 columns: the later tiles load as before), the warp kernel's column splits, a vector
-    // tail, misaligned W (element loads), and more rows (the tiled kernel ignores the switch there).
+    // warp kernel its two batches. The tiled kernel with 4 and 32 outputs a block (32: 8448 outputs), rows
+    // longer than one x tile (8192 columns: the later tiles load as before), the warp kernel's column
+    // splits, a vector tail, misaligned W (element loads), no columns, and more rows (the tiled kernel
+    // ignores the switch there).
     const mt::ScopedEnv early("MAMBA_CUDA_EARLY_WEIGHTS", "1");
-    for (const char * variant : {"tiled", "warp"}) {
+    for (const char * variant : kernel_variants(kEarlyWeightKernels)) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         const bool tiled = std::string(variant) == "tiled";
@@ -333,9 +335,25 @@ TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
             if (tiled) run({1, 8200, 96, DType::F32, wd, DType::F32});
             run({1, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
             run({2, 700, 45, DType::F32, wd, DType::F32, true});
+            run({1, 0, 20, DType::F32, wd, DType::F32, true});
             if (tiled) run({3, 700, 45, DType::F32, wd, DType::F32, true});
         }
+        if (tiled) run({1, 64, 8448, DType::BF16, DType::BF16, DType::BF16});  // 32 outputs a block on 132 SMs
     }
+}
+TEST_P(LinearTest, MisspeltEarlyWeightsSwitchIsRejected) {
+    // The switch is read by every CUDA linear call, so a bad value fails even one the GEMV does not take.
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend has no such switch";
+    Tensor x({20, 64}, DType::F32), w({16, 64}, DType::F32), y({20, 16}, DType::F32);
+    std::mt19937_64 rng(6);
+    x.fill_uniform(rng, -1, 1);
+    w.fill_uniform(rng, -1, 1);
+    x.upload(ctx());
+    w.upload(ctx());
+    y.upload(ctx());
+    const mt::ScopedEnv bad("MAMBA_CUDA_EARLY_WEIGHTS", "yes");
+    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_EARLY_WEIGHTS"), std::string::npos) << mamba_last_error();
 }
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
     // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for

@@ -194,8 +194,10 @@ TEST_P(SelectiveStateUpdateFusedDtTest, WeightsLoadedBeforeTheLaunchWait) {
     const FusedDtCase cases[] = {
         {1, 320, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},
         {1, 72, 64, 20, DType::BF16, DType::BF16, Layout::Padded, 1},
-        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},
-        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Padded, 0},
+        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},     // rows not 16-byte aligned: the normal path
+        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Contiguous, 0},  // 16-byte rows, the chunks reused over 4 rows
+        {3, 320, 16, 160, DType::F32, DType::F32, Layout::Contiguous, 0},    // float32 weight rows
+        {2, 48, 16, 12, DType::F16, DType::BF16, Layout::Contiguous, 0},     // half weight rows of 24 bytes: element loads
     };
     uint64_t seed = 400;
     for (const auto & c : cases) {
