@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <stdexcept>
 
 namespace mt {
 
@@ -250,6 +251,15 @@ Tensor & Tensor::operator=(Tensor && o) noexcept {
     o.ctx_ = nullptr;
     o.data_ = nullptr;
     return *this;
+}
+
+View::View(const Tensor & base, std::vector<int64_t> shape, std::vector<int64_t> strides, uint64_t offset_bytes)
+    : shape_(std::move(shape)), strides_(std::move(strides)), dl_(*base.dl()) {
+    if (!strides_.empty() && shape_.size() != strides_.size()) throw std::invalid_argument("View: shape and strides differ in length");
+    dl_.ndim = int32_t(shape_.size());
+    dl_.shape = shape_.data();
+    dl_.strides = strides_.empty() ? nullptr : strides_.data();
+    dl_.byte_offset += offset_bytes;
 }
 
 std::vector<int64_t> padded_strides(const std::vector<int64_t> & shape, int axis, int64_t pad) {

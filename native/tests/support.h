@@ -97,6 +97,23 @@ private:
     DLTensor dl_{};
 };
 
+// A strided view of a Tensor's device buffer: its own shape and strides (in elements; none: compact
+// row-major, DLPack's null strides), starting `offset_bytes` past where the tensor starts, as a caller
+// passes a slice of a larger buffer (the columns of a projection's output, a transposed weight). It owns
+// the arrays its DLTensor points at; keep it alive while a call uses it.
+class View {
+public:
+    View(const Tensor & base, std::vector<int64_t> shape, std::vector<int64_t> strides, uint64_t offset_bytes = 0);
+    View(const View &) = delete;
+    View & operator=(const View &) = delete;
+    DLTensor * dl() { return &dl_; }
+    const DLTensor * dl() const { return &dl_; }
+
+private:
+    std::vector<int64_t> shape_, strides_;
+    DLTensor dl_{};
+};
+
 // Strides (in elements) for a row-major layout padded so that axis `axis` is `pad` elements longer
 // than its size: a simple way to make non-contiguous views.
 std::vector<int64_t> padded_strides(const std::vector<int64_t> & shape, int axis, int64_t pad);

@@ -154,14 +154,10 @@ TEST_P(GatedRmsNormTest, InvalidArgumentsNameTheArgument) {
     a.y = wide.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'y' has shape (2, 13), expected (2, 12)");
     // Two (2, 11) views of x's memory, one element apart: they overlap without being the same view.
-    int64_t shape[2] = {2, 11}, strides[2] = {12, 1};
-    DLTensor x_view = *x.dl(), y_view = *x.dl();
-    x_view.shape = y_view.shape = shape;
-    x_view.strides = y_view.strides = strides;
-    y_view.byte_offset = sizeof(float);
+    mt::View x_view(x, {2, 11}, {12, 1}), y_view(x, {2, 11}, {12, 1}, sizeof(float));
     Tensor w11({11}, DType::F32);
     w11.upload(ctx());
-    expect_error({&x_view, nullptr, w11.dl(), &y_view, 0, 1e-5f, 0}, MAMBA_STATUS_INVALID_ARGUMENT,
+    expect_error({x_view.dl(), nullptr, w11.dl(), y_view.dl(), 0, 1e-5f, 0}, MAMBA_STATUS_INVALID_ARGUMENT,
                  "arguments 'y' and 'x' overlap in memory without being the same view");
 }
 

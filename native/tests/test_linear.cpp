@@ -254,20 +254,10 @@ TEST_P(LinearTest, GemvMisalignedViewsUseElementLoads) {
                 x_buf.upload(ctx());
                 w_buf.upload(ctx());
                 y_buf.upload_poisoned(ctx());
-                int64_t x_shape[2] = {rows, in}, x_strides[2] = {in + 1, 1};
-                int64_t w_shape[2] = {out, in}, w_strides[2] = {in + 8, 1};
-                int64_t y_shape[2] = {rows, out}, y_strides[2] = {out + 1, 1};
-                DLTensor xv = *x_buf.dl(), wv = *w_buf.dl(), yv = *y_buf.dl();
-                xv.shape = x_shape;
-                xv.strides = x_strides;
-                xv.byte_offset = 4;
-                wv.shape = w_shape;
-                wv.strides = w_strides;
-                wv.byte_offset = mt::dtype_size(wd);
-                yv.shape = y_shape;
-                yv.strides = y_strides;
-                yv.byte_offset = 2;
-                ASSERT_EQ(call(&xv, &wv, nullptr, &yv), MAMBA_STATUS_OK) << mamba_last_error();
+                mt::View xv(x_buf, {rows, in}, {in + 1, 1}, sizeof(float));
+                mt::View wv(w_buf, {out, in}, {in + 8, 1}, mt::dtype_size(wd));
+                mt::View yv(y_buf, {rows, out}, {out + 1, 1}, 2);  // one bfloat16
+                ASSERT_EQ(call(xv.dl(), wv.dl(), nullptr, yv.dl()), MAMBA_STATUS_OK) << mamba_last_error();
                 y_buf.download(ctx());
                 // What the views hold, for the reference and the comparison.
                 Tensor x_seen({rows, in}, DType::F32), w_seen({out, in}, wd);

@@ -276,29 +276,19 @@ TEST_P(LinearConv1dUpdateTest, InvalidArgumentsNameTheArgument) {
     a.weight = nullptr;
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'weight' is null");
     // conv_y inside y: a view of y's first 8 columns
-    int64_t view_shape[2] = {2, 8}, view_strides[2] = {24, 1};
-    DLTensor y_view = *y.dl();
-    y_view.shape = view_shape;
-    y_view.strides = view_strides;
+    mt::View y_view(y, {2, 8}, {24, 1});
     a = ok;
-    a.conv_y = &y_view;
+    a.conv_y = y_view.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'conv_y' and 'y' overlap in memory");
     // y over the conv filter
-    int64_t filter_shape[2] = {8, 4};
-    DLTensor y_as_filter = *y.dl();
-    y_as_filter.shape = filter_shape;
-    y_as_filter.strides = nullptr;
+    mt::View y_as_filter(y, {8, 4}, {});
     a = ok;
-    a.conv_weight = &y_as_filter;
+    a.conv_weight = y_as_filter.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'conv_weight' overlap in memory");
     // conv_state inside the projection's weight
-    int64_t state_shape[3] = {2, 8, 3};
-    DLTensor w_view = *w.dl();
-    w_view.ndim = 3;
-    w_view.shape = state_shape;
-    w_view.strides = nullptr;
+    mt::View w_view(w, {2, 8, 3}, {});
     a = ok;
-    a.conv_state = &w_view;
+    a.conv_state = w_view.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'conv_state' and 'weight' overlap in memory");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
     EXPECT_EQ(mamba_linear_conv1d_update(nullptr, &ok), MAMBA_STATUS_INVALID_ARGUMENT);

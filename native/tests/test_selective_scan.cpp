@@ -236,27 +236,17 @@ TEST_P(SelectiveScanTest, ModelChunkViewsOfProjectionOutputs) {
         xdbl.upload(ctx());
         const auto ref = reference_scan(p);
         const int64_t es = int64_t(mt::dtype_size(dt.in));
-        int64_t z_shape[] = {1, Dm, L}, z_strides[] = {L * 2 * Dm, 1, 2 * Dm};
-        int64_t bc_shape[] = {1, 1, N, L}, bc_strides[] = {L * W, N, 1, W};
-        DLTensor z = *xz.dl(), B = *xdbl.dl(), C = *xdbl.dl();
-        z.shape = z_shape;
-        z.strides = z_strides;
-        z.byte_offset += uint64_t(Dm * es);
-        for (DLTensor * bc : {&B, &C}) {
-            bc->ndim = 4;
-            bc->shape = bc_shape;
-            bc->strides = bc_strides;
-        }
-        B.byte_offset += uint64_t(rank * es);
-        C.byte_offset += uint64_t((rank + N) * es);
+        mt::View z(xz, {1, Dm, L}, {L * 2 * Dm, 1, 2 * Dm}, uint64_t(Dm * es));
+        mt::View B(xdbl, {1, 1, N, L}, {L * W, N, 1, W}, uint64_t(rank * es));
+        mt::View C(xdbl, {1, 1, N, L}, {L * W, N, 1, W}, uint64_t((rank + N) * es));
         const std::vector<double> initial = p.initial_state.values();
         for_each_scan_variant([&] {
             p.initial_state.values() = initial;  // the previous run downloaded its final state into it
             p.upload(ctx());                     // y poisoned again
             auto a = p.args();
-            a.z = &z;
-            a.B = &B;
-            a.C = &C;
+            a.z = z.dl();
+            a.B = B.dl();
+            a.C = C.dl();
             a.final_state = p.initial_state.dl();
             MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
             p.y.download(ctx());
@@ -483,14 +473,9 @@ TEST_P(SelectiveScanErrorTest, OverlappingOutputsAreRejected) {
     MAMBA_ASSERT_OK(mamba_selective_scan(ctx(), &a));
     Tensor buffer({2, 8, 5}, DType::F32);  // room for two (2, 8, 4) views one element apart
     buffer.upload(ctx());
-    int64_t shape[3] = {2, 8, 4}, strides[3] = {40, 5, 1};
-    DLTensor base = *buffer.dl();
-    base.shape = shape;
-    base.strides = strides;
-    DLTensor shifted = base;
-    shifted.byte_offset += 4;
-    a.initial_state = &base;
-    a.final_state = &shifted;
+    mt::View base(buffer, {2, 8, 4}, {40, 5, 1}), shifted(buffer, {2, 8, 4}, {40, 5, 1}, 4);
+    a.initial_state = base.dl();
+    a.final_state = shifted.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'final_state' and 'initial_state' overlap in memory without being the same view");
 }
 

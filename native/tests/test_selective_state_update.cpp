@@ -146,13 +146,9 @@ protected:
         W.upload(ctx());
         const auto ref = reference_step(p);
 
-        int64_t view_shape[2] = {c.batch, c.rank}, view_strides[2] = {width, 1};
-        DLTensor dt_in = *xdbl.dl();
-        dt_in.shape = view_shape;
-        dt_in.strides = view_strides;
-        dt_in.byte_offset += uint64_t(c.column) * mt::dtype_size(c.activations);
+        mt::View dt_in(xdbl, {c.batch, c.rank}, {width, 1}, uint64_t(c.column) * mt::dtype_size(c.activations));
         auto a = p.args();
-        a.dt = &dt_in;
+        a.dt = dt_in.dl();
         a.dt_proj_weight = W.dl();
         MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
         p.y.download(ctx());
@@ -295,12 +291,9 @@ TEST_P(SelectiveStateUpdateErrorTest, OutputsMustNotOverlapInputs) {
     auto a = p.args();
     a.y = const_cast<DLTensor *>(a.x);
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap in memory");
-    int64_t inside_shape[3] = {2, 2, 4};
-    DLTensor inside = *p.state.dl();  // a (2, 2, 4) view of the state's first elements
-    inside.shape = inside_shape;
-    inside.strides = nullptr;
+    mt::View inside(p.state, {2, 2, 4}, {});  // a (2, 2, 4) view of the state's first elements
     a = p.args();
-    a.B = &inside;
+    a.B = inside.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'state' and 'B' overlap in memory");
 }
 
@@ -328,11 +321,8 @@ TEST_P(SelectiveStateUpdateErrorTest, BadDtProjectionIsRejectedNamingTheArgument
     a.dt = dt_low.dl();
     MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
     // The weight is read while y is written.
-    int64_t inside_shape[2] = {8, 2};
-    DLTensor inside = *p.y.dl();  // an (8, 2) view over y's 16 elements
-    inside.shape = inside_shape;
-    inside.strides = nullptr;
-    a.dt_proj_weight = &inside;
+    mt::View inside(p.y, {8, 2}, {});  // an (8, 2) view over y's 16 elements
+    a.dt_proj_weight = inside.dl();
     a.dt = dt_low2.dl();
     expect_error(a, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'dt_proj_weight' overlap in memory");
 }

@@ -135,12 +135,8 @@ TEST_P(SoftmaxTest, InvalidArgumentsNameTheArgument) {
     expect_error(nullptr, y.dl(), MAMBA_STATUS_INVALID_ARGUMENT, "argument 'x' is null");
     expect_error(x.dl(), nullptr, MAMBA_STATUS_INVALID_ARGUMENT, "argument 'y' is null");
     // y one element into x's memory: overlapping, not the same view
-    int64_t shape[2] = {2, 7}, strides[2] = {8, 1};
-    DLTensor x_view = *x.dl(), y_view = *x.dl();
-    x_view.shape = y_view.shape = shape;
-    x_view.strides = y_view.strides = strides;
-    y_view.byte_offset = sizeof(float);
-    expect_error(&x_view, &y_view, MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap in memory without being the same view");
+    mt::View x_view(x, {2, 7}, {8, 1}), y_view(x, {2, 7}, {8, 1}, sizeof(float));
+    expect_error(x_view.dl(), y_view.dl(), MAMBA_STATUS_INVALID_ARGUMENT, "arguments 'y' and 'x' overlap in memory without being the same view");
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SoftmaxTest);

@@ -58,14 +58,9 @@ protected:
         bias.fill_uniform(rng, -0.5, 0.5);
         for (Tensor * t : {&state_buf, &x, &dt, &A, &Bm, &Cm, &D, &z, &bias}) t->upload(ctx());
         y.upload_poisoned(ctx());
-        int64_t st_shape[4] = {Bn, H, P, N}, st_strides[4] = {H * P * N * step, P * N * step, N * step, step};
-        DLTensor state = *state_buf.dl();
-        state.ndim = 4;
-        state.shape = st_shape;
-        state.strides = st_strides;
-        state.byte_offset = uint64_t(shift) * sizeof(float);
+        mt::View state(state_buf, {Bn, H, P, N}, {H * P * N * step, P * N * step, N * step, step}, uint64_t(shift) * sizeof(float));
         mamba_ssd_state_update_args a{};
-        a.state = &state;
+        a.state = state.dl();
         a.x = x.dl();
         a.dt = dt.dl();
         a.A = A.dl();

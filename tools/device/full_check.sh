@@ -119,7 +119,9 @@ if [ -n "${TRACE_DECODE:-}" ]; then
   # alone (MAMBA_CUDA_TRACE=1). A graph replay is not traced, so the times come from the direct steps
   # (the warm-up steps before the graph is captured) and the 16-token prefill of each sequence before them
   # (its scan and conv kernels are named apart from the decode ones, its norms are not); cuBLAS's kernels
-  # are not listed.
+  # are not listed. Each traced launch is timed alone between two events, which adds roughly 5-10 us (run
+  # 27: x_proj 15.5 us traced against 3.5 in a graph), so at batch 1 the figures compare kernels only
+  # roughly; at batch 16 the kernels' own time dominates.
   read -r trace_shape trace_batch <<< "$TRACE_DECODE"
   step "per-kernel times of a $trace_shape decode at batch ${trace_batch:-1}"
   MAMBA_CUDA_TRACE=1 timeout 150 dotnet "$cli" bench --device cuda --shapes "$trace_shape" --dtypes bf16 --batch "${trace_batch:-1}" \
