@@ -113,9 +113,10 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
-    bool early_w;       // the first W loads go before the PDL wait (MAMBA_CUDA_EARLY_WEIGHTS; only where no op
-                        // queued before the call writes W): the tiled kernel's first batch at one row, the warp
-                        // kernel's two first batches at any row count
+    bool early_w;       // the first W loads go before the PDL wait (weights_readable_early, launch.cuh): the
+                        // tiled kernel's first batch at one row, the warp kernel's two first batches
+    int early_l2;       // one-row tiled kernel with early_w: batches after the first asked of L2 before the wait
+                        // (MAMBA_CUDA_EARLY_L2, a measurement switch; 0 by default)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -375,8 +376,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
     uint4 wv[U][R];
-    // Loading W before the wait breaks launch.cuh's contract unless the caller vouches that no earlier op
-    // writes W (early_w): then the first batch of the first tile streams while the previous kernel runs.
+    // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
+    // the first tile streams while the previous kernel runs, and early_l2 more batches are asked of L2.
     bool early = false;
     if constexpr (Tr::kRows == 1) {
         if (a.early_w) {
@@ -390,6 +391,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 for (int r = 0; r < R; ++r)
                     wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
             }
+#pragma unroll 1
+            for (int j = 1; j <= a.early_l2; ++j)
+#pragma unroll
+                for (int u = 0; u < U; ++u) {
+                    const int v = v0 + (j * U + u) * step;
+#pragma unroll
+                    for (int r = 0; r < R; ++r)
+                        if (v < vectors && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(v) * V);
+                }
             early = true;
         }
     }
@@ -609,8 +619,8 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     // as soon as its FMAs are done.
     uint4 batch_a[U][R], batch_b[U][R];
     if (a.early_w) {
-        // The caller vouches that no earlier op writes W (MAMBA_CUDA_EARLY_WEIGHTS): both batches load
-        // before the PDL wait, while the previous kernel still runs.
+        // The op just before does not write W (launch.cuh, early weight reads): both batches load before
+        // the PDL wait, while the previous kernel still runs.
         load_batch(batch_a, 0);
         load_batch(batch_b, U);
     } else {
@@ -739,18 +749,20 @@ GemvVariant gemv_variant(const LinearParams & p) {
 
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
+    // The trace names tell the early weight loads (one row only) apart.
+    const bool early = kRows == 1 && a.early_w;
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
-        launch_kernel(ctx, "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_conv_kernel early_w" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_kernel");
         return;
     }
     if (vec) {
         using Tr = TiledGemvTraits<TW, kRows, true>;
-        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early_w" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = TiledGemvTraits<TW, kRows, false>;
-        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early_w" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
@@ -810,7 +822,7 @@ void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
     a.lanes_per_row = p.lanes_per_row;
     a.warps_k = p.warps_k;
     a.warps_n = p.warps_n;
-    launch_kernel(ctx, "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
+    launch_kernel(ctx, a.early_w ? "gemv_warp_kernel early_w" : "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
 }
 
@@ -885,14 +897,22 @@ bool gemv_applies(const LinearParams & p) {
 
 }  // namespace
 
+// MAMBA_CUDA_EARLY_L2 (a measurement switch, read at each call): how many W batches after the first the
+// one-row tiled kernel asks of L2 before its launch wait where it loads W early; "0" or unset: none.
+static int early_l2_batches() {
+    static constexpr EnvChoice<int> kChoices[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
+    return env_choice("MAMBA_CUDA_EARLY_L2", kChoices, 0);
+}
+
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
-    const bool early = early_weights();  // read first, so that a misspelt value fails every call
+    const int early_l2 = early_l2_batches();  // read first, so that a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);
-    a.early_w = early;
+    a.early_w = weights_readable_early(ctx, p.weight);
+    a.early_l2 = early_l2;
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -907,9 +927,9 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // The epilogue lives in the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with
     // no columns (no tile, so no staged conv operands) and a W that does not allow 16-byte loads take the
     // two ops.
-    // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
+    // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
-    const bool early = early_weights();
+    const int early_l2 = early_l2_batches();
     const GemvVariant forced = forced_gemv_variant();
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
@@ -918,7 +938,8 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
-    a.early_w = early;
+    a.early_w = weights_readable_early(ctx, l.weight);
+    a.early_l2 = early_l2;
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

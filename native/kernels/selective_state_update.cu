@@ -38,7 +38,7 @@ struct StateUpdateArgs {
     int64_t batch, dim, dstate, channels_per_group, dt_rank;
     int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
-    bool early_weights;  // the dt_proj weight chunks load before the PDL wait (early_weights(), launch.cuh)
+    bool early_weights;  // the dt_proj weight chunks load before the PDL wait (weights_readable_early, launch.cuh)
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     const float * A = a.A + d * a.A_sd;
     const int64_t N = a.dstate;
     // The channel's weight row (the same for every batch row) and its first chunks, loaded once: before the
-    // PDL wait where the caller vouches that no earlier op writes the weight (early_weights).
+    // PDL wait where the op just before does not write the weight (early_weights).
     const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
     uint4 w_raw[Tr::kWeightChunksInFlight];
     if constexpr (Tr::kFusedDt && Tr::kVecW) {
@@ -245,7 +245,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
 
 template <class Tr>
 void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
-    launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), smem, a);
+    // The trace name tells the early weight loads (fused dt_proj with 16-byte weight rows) apart.
+    const bool early = Tr::kFusedDt && Tr::kVecW && a.early_weights;
+    launch_kernel(ctx, early ? "selective_state_update_kernel early_w" : "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid,
+                  dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
 }
 
@@ -263,8 +266,7 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
 void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) {
     if (p.batch == 0 || p.dim == 0) return;
     // Every check before any work is queued (the parameter conversions below run on the stream): a
-    // rejected call leaves the stream, y and the state as they were. A misspelt switch is one of them.
-    const bool early = early_weights();
+    // rejected call leaves the stream, y and the state as they were.
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory.
     const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank) * sizeof(float) : 0;
@@ -355,7 +357,8 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.dt_rank = p.dt_rank;
     a.W_elem_bytes = int(dtype_size(W.dtype));
     a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
-    a.early_weights = early;
+    // After the conversions above: a conversion queued just before makes the weight loads wait (launch.cuh).
+    a.early_weights = weights_readable_early(ctx, W);
     const size_t smem = fused_smem;
     const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
     const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);
@@ -363,6 +366,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
     else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
     else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
+    note_writes(ctx, {&p.y, &p.state});
 }
 
 }  // namespace mamba::cuda

@@ -216,6 +216,7 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (a.vec) launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), bc_bytes, a);
     else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
+    note_writes(ctx, {&p.y, &p.state});
 }
 
 }  // namespace mamba::cuda
