@@ -46,7 +46,7 @@ struct CudaState {
     // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
     // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
     bool pdl = false;
-    // Early weight reads (launch.cuh, weights_readable_early): MAMBA_CUDA_EARLY_WEIGHTS not "0" when the
+    // Early reads (launch.cuh, readable_before_wait): MAMBA_CUDA_EARLY_WEIGHTS not "0" when the
     // context was created. `queued` counts the work put on `stream` (kernels, cuBLAS calls, copies, graph
     // launches); the last op that recorded its outputs (note_writes) left the count it saw in writes_at
     // and their byte ranges, so that the next op can tell whether that op is the work just before it.

@@ -113,7 +113,7 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
-    bool early_w;       // the first W loads go before the PDL wait (weights_readable_early, launch.cuh): the
+    bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     int early_l2;       // one-row tiled kernel with early_w: batches after the first asked of L2 before the wait
                         // (MAMBA_CUDA_EARLY_L2, a measurement switch; 0 by default)
@@ -753,16 +753,16 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     const bool early = kRows == 1 && a.early_w;
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
-        launch_kernel(ctx, early ? "gemv_tiled_conv_kernel early_w" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_kernel");
         return;
     }
     if (vec) {
         using Tr = TiledGemvTraits<TW, kRows, true>;
-        launch_kernel(ctx, early ? "gemv_tiled_kernel early_w" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = TiledGemvTraits<TW, kRows, false>;
-        launch_kernel(ctx, early ? "gemv_tiled_kernel early_w" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
@@ -822,7 +822,7 @@ void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
     a.lanes_per_row = p.lanes_per_row;
     a.warps_k = p.warps_k;
     a.warps_n = p.warps_n;
-    launch_kernel(ctx, a.early_w ? "gemv_warp_kernel early_w" : "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
+    launch_kernel(ctx, a.early_w ? "gemv_warp_kernel early" : "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
 }
 
@@ -911,7 +911,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);
-    a.early_w = weights_readable_early(ctx, p.weight);
+    a.early_w = readable_before_wait(ctx, {&p.weight});
     a.early_l2 = early_l2;
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
@@ -938,7 +938,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
-    a.early_w = weights_readable_early(ctx, l.weight);
+    a.early_w = readable_before_wait(ctx, {&l.weight});
     a.early_l2 = early_l2;
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;

@@ -19,7 +19,7 @@
 // What may come before the wait: index arithmetic, kernel arguments, shared-memory setup, prefetch_l2()
 // hints. Not loads of tensors, weights included: through the C ABI any tensor may be the output of the
 // op just before (a weight converted by mamba_copy and used at once), and that kernel may still write it;
-// the one exception is a weight weights_readable_early() clears (below).
+// the one exception is a tensor readable_before_wait() clears (below).
 // A predecessor that is not PDL-aware (a cuBLAS kernel, a memcpy, a plain launch) never triggers early,
 // so the wait simply returns once it has completed: such neighbours stay correct, without the overlap.
 //
@@ -74,9 +74,10 @@ inline bool pdl_enabled(const mamba_context & ctx) {
 // has passed its own wait (every kernel here calls allow_dependents() after wait_for_producer(); one that
 // never calls it triggers when it exits), so every kernel before that one has completed and flushed: only
 // the kernel just before can still be writing. Where that kernel is the last of a libmamba op that
-// recorded its outputs (note_writes), a weight outside them may be loaded before the wait, and streams
-// while the previous kernel runs: the one-row GEMVs' first batches of W and the fused state update's
-// dt_proj chunks (mamba-2.8b decode at batch 1: 2.611 -> 2.370 ms/step on an H200).
+// recorded its outputs (note_writes), a tensor outside them may be loaded before the wait, and streams
+// while the previous kernel runs: the one-row GEMVs' first batches of W, the state updates' states and
+// parameters and the fused dt_proj chunks (mamba-2.8b decode at batch 1: 2.611 -> 2.370 ms/step on an
+// H200 with the weights alone).
 // Off where PDL is off, on a borrowed stream (mamba_context_set_stream: the caller's own kernels may come
 // between two calls), when anything else was queued since the record (count_queued), and with
 // MAMBA_CUDA_EARLY_WEIGHTS=0 when the context was created ("1" or unset: on).
@@ -101,14 +102,18 @@ inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor 
     s.writes_at = s.queued;
 }
 
-// Whether the next kernel queued on ctx may load `weight` before wait_for_producer() (see above).
-inline bool weights_readable_early(const mamba_context & ctx, const Tensor & weight) {
+// Whether the next kernel queued on ctx may load all of `inputs` (null entries skipped) before
+// wait_for_producer() (see above).
+inline bool readable_before_wait(const mamba_context & ctx, std::initializer_list<const Tensor *> inputs) {
     const CudaState & s = *ctx.cuda;
     if (!s.early_weights || !pdl_enabled(ctx) || s.stream != s.own_stream || s.writes_at != s.queued) return false;
-    const char *lo, *hi;
-    byte_range(weight, lo, hi);
-    for (int i = 0; i < s.write_count; ++i)
-        if (lo < s.write_hi[i] && s.write_lo[i] < hi) return false;
+    for (const Tensor * t : inputs) {
+        if (t == nullptr) continue;
+        const char *lo, *hi;
+        byte_range(*t, lo, hi);
+        for (int i = 0; i < s.write_count; ++i)
+            if (lo < s.write_hi[i] && s.write_lo[i] < hi) return false;
+    }
     return true;
 }
 

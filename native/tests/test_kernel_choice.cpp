@@ -142,7 +142,7 @@ TEST_F(KernelChoiceTest, ConvStepRunsInTheInProjGemvUnlessCublasTakesTheRows) {
 // ---- early weight reads (launch.cuh) ----
 // A kernel loads its weights before its launch wait only where the work queued just before it is a
 // libmamba op whose outputs were recorded and do not touch those weights; the trace name then ends in
-// "early_w".
+// "early".
 
 TEST_F(KernelChoiceTest, WeightsLoadEarlyOnlyRightAfterARecordedOp) {
     Linear wide = linear(1, 1024, 4096, DType::BF16);    // the tiled kernel
@@ -151,15 +151,15 @@ TEST_F(KernelChoiceTest, WeightsLoadEarlyOnlyRightAfterARecordedOp) {
     // After the uploads (copies, not recorded ops): after the wait.
     std::string log = traced([&] { return mamba_linear(ctx(), &wide.args); });
     EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
-    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early_w")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
     // Right after a recorded op that writes elsewhere: before the wait, in both kernels.
     log = traced([&] {
         lead.queue();
         return mamba_linear(ctx(), &wide.args);
     });
-    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early_w")) << log;
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early")) << log;
     log = traced([&] { return mamba_linear(ctx(), &narrow.args); });  // after the wide linear, which wrote its y
-    EXPECT_TRUE(launched(log, "gemv_warp_kernel early_w")) << log;
+    EXPECT_TRUE(launched(log, "gemv_warp_kernel early")) << log;
     // Anything else queued in between (here a memset of an unrelated buffer) keeps the loads after the wait.
     log = traced([&] {
         lead.queue();
@@ -168,7 +168,7 @@ TEST_F(KernelChoiceTest, WeightsLoadEarlyOnlyRightAfterARecordedOp) {
         return mamba_linear(ctx(), &wide.args);
     });
     EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
-    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early_w")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
 }
 
 TEST_F(KernelChoiceTest, WeightsTheOpBeforeWroteLoadAfterTheWait) {
@@ -212,7 +212,7 @@ TEST_F(KernelChoiceTest, WeightsTheOpBeforeWroteLoadAfterTheWait) {
             if (st != MAMBA_STATUS_OK) return st;
             return mamba_linear(ctx(), &consumer);
         });
-        EXPECT_TRUE(launched_last(log, c.early ? "gemv_warp_kernel early_w" : "gemv_warp_kernel")) << log;  // 64 outputs: the warp kernel
+        EXPECT_TRUE(launched_last(log, c.early ? "gemv_warp_kernel early" : "gemv_warp_kernel")) << log;  // 64 outputs: the warp kernel
     }
 }
 
@@ -252,7 +252,45 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
             return mamba_selective_state_update(ctx(), &su);
         });
         EXPECT_TRUE(launched(log, "selective_state_update_kernel")) << log;
-        EXPECT_TRUE(launched_last(log, memset_between ? "selective_state_update_kernel" : "selective_state_update_kernel early_w")) << log;
+        EXPECT_TRUE(launched_last(log, memset_between ? "selective_state_update_kernel" : "selective_state_update_kernel early")) << log;
+    }
+}
+
+TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
+    // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A and dt_bias load
+    // before the wait, unless the op just before wrote the state.
+    constexpr int64_t kHeads = 4, kHeadDim = 64, kState = 128;
+    std::mt19937_64 rng(11);
+    Tensor state({1, kHeads, kHeadDim, kState}, DType::F32), x({1, kHeads, kHeadDim}, DType::F32), dt({1, kHeads}, DType::BF16);
+    Tensor A({kHeads}, DType::F32), Bm({1, 1, kState}, DType::BF16), Cm({1, 1, kState}, DType::BF16), y({1, kHeads, kHeadDim}, DType::BF16);
+    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm}) {
+        t->fill_uniform(rng, -1, 0);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    // The op before: a one-row linear writing 64 values into x, or into the state's first 64.
+    Linear before = linear(1, 64, 64, DType::F32);
+    mt::View into_x(x, {1, 64}, {64, 1});
+    mt::View into_state(state, {1, 64}, {64, 1});
+    mamba_ssd_state_update_args sd{};
+    sd.state = state.dl();
+    sd.x = x.dl();
+    sd.dt = dt.dl();
+    sd.A = A.dl();
+    sd.B = Bm.dl();
+    sd.C = Cm.dl();
+    sd.y = y.dl();
+    sd.dt_softplus = 1;
+    sd.dt_max = INFINITY;
+    for (bool writes_state : {false, true}) {
+        SCOPED_TRACE(writes_state ? "the op before writes the state" : "the op before writes x");
+        before.args.y = writes_state ? into_state.dl() : into_x.dl();
+        const std::string log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &before.args);
+            if (st != MAMBA_STATUS_OK) return st;
+            return mamba_ssd_state_update(ctx(), &sd);
+        });
+        EXPECT_TRUE(launched_last(log, writes_state ? "ssd_state_update_kernel" : "ssd_state_update_kernel early")) << log;
     }
 }
 
@@ -275,7 +313,7 @@ TEST_F(KernelChoiceTest, NoEarlyWeightsWithTheSwitchOffOrOnABorrowedStream) {
         mt::LeadIn lead(plain.get());
         const std::string log = lead_then_linear(plain.get(), lead);
         EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
-        EXPECT_FALSE(launched(log, "gemv_tiled_kernel early_w")) << log;
+        EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
     }
     // On another context's stream, borrowed (mamba_context_set_stream), and again on the context's own.
     mt::ContextPtr lender = mt::make_context(MAMBA_DEVICE_CUDA);
@@ -287,9 +325,9 @@ TEST_F(KernelChoiceTest, NoEarlyWeightsWithTheSwitchOffOrOnABorrowedStream) {
     std::string log = lead_then_linear(ctx(), lead);
     MAMBA_ASSERT_OK(mamba_context_set_stream(ctx(), nullptr));
     EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
-    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early_w")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
     log = lead_then_linear(ctx(), lead);
-    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early_w")) << log;
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early")) << log;
 }
 
 }  // namespace
