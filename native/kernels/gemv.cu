@@ -115,8 +115,6 @@ struct GemvArgs {
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
-    int early_l2;       // one-row tiled kernel with early_w: batches after the first asked of L2 before the wait
-                        // (MAMBA_CUDA_EARLY_L2, a measurement switch; 0 by default)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -377,7 +375,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
     uint4 wv[U][R];
     // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
-    // the first tile streams while the previous kernel runs, and early_l2 more batches are asked of L2.
+    // the first tile streams while the previous kernel runs.
     bool early = false;
     if constexpr (Tr::kRows == 1) {
         if (a.early_w) {
@@ -391,15 +389,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 for (int r = 0; r < R; ++r)
                     wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
             }
-#pragma unroll 1
-            for (int j = 1; j <= a.early_l2; ++j)
-#pragma unroll
-                for (int u = 0; u < U; ++u) {
-                    const int v = v0 + (j * U + u) * step;
-#pragma unroll
-                    for (int r = 0; r < R; ++r)
-                        if (v < vectors && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(v) * V);
-                }
             early = true;
         }
     }
@@ -897,22 +886,13 @@ bool gemv_applies(const LinearParams & p) {
 
 }  // namespace
 
-// MAMBA_CUDA_EARLY_L2 (a measurement switch, read at each call): how many W batches after the first the
-// one-row tiled kernel asks of L2 before its launch wait where it loads W early; "0" or unset: none.
-static int early_l2_batches() {
-    static constexpr EnvChoice<int> kChoices[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
-    return env_choice("MAMBA_CUDA_EARLY_L2", kChoices, 0);
-}
-
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
-    const int early_l2 = early_l2_batches();  // read first, so that a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);
     a.early_w = readable_before_wait(ctx, {&p.weight});
-    a.early_l2 = early_l2;
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -927,9 +907,8 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // The epilogue lives in the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with
     // no columns (no tile, so no staged conv operands) and a W that does not allow 16-byte loads take the
     // two ops.
-    // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
+    // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
-    const int early_l2 = early_l2_batches();
     const GemvVariant forced = forced_gemv_variant();
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
@@ -939,7 +918,6 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.early_w = readable_before_wait(ctx, {&l.weight});
-    a.early_l2 = early_l2;
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

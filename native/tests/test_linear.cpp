@@ -320,16 +320,11 @@ TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
     // The tiled kernel with 4 and 32 outputs a block (32: 8448 outputs), rows longer than one x tile (8192
     // columns: the later tiles load as before), the warp kernel's column splits, a vector tail, misaligned W
     // (element loads), no columns, and more rows (the tiled kernel loads W after the wait there).
-    // MAMBA_CUDA_EARLY_L2=8: the tiled kernel also asks L2 for up to 8 more batches before the wait.
     lead_in_ = true;
     for (const char * variant : kernel_variants(kEarlyWeightKernels)) {
         SCOPED_TRACE(std::string("variant ") + variant);
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         const bool tiled = std::string(variant) == "tiled";
-        for (const char * l2 : {"0", "8"}) {
-            if (!tiled && std::string(l2) != "0") continue;
-            SCOPED_TRACE(std::string("MAMBA_CUDA_EARLY_L2=") + l2);
-            const mt::ScopedEnv early_l2("MAMBA_CUDA_EARLY_L2", l2);
         for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
             run({1, 2560, 1030, DType::BF16, wd, DType::F32});
             run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
@@ -340,7 +335,6 @@ TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
             if (tiled) run({3, 700, 45, DType::F32, wd, DType::F32, true});
         }
         if (tiled) run({1, 64, 8448, DType::BF16, DType::BF16, DType::BF16});  // 32 outputs a block on 132 SMs
-        }
     }
 }
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {

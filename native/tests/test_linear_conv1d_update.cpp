@@ -205,10 +205,9 @@ TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
 
 TEST_P(LinearConv1dUpdateTest, FirstWeightsLoadedBeforeTheLaunchWait) {
     // After an op whose outputs are recorded, the one-row tiled kernel loads its first W batch before the
-    // PDL wait (the conv builds too), and with MAMBA_CUDA_EARLY_L2=4 asks L2 for 4 more batches. One tile
-    // and several tiles (8200 columns), a block of 32 outputs, the 130m shapes.
+    // PDL wait (the conv builds too). One tile and several tiles (8200 columns), a block of 32 outputs, the
+    // 130m shapes.
     lead_in_ = true;
-    const mt::ScopedEnv early_l2("MAMBA_CUDA_EARLY_L2", "4");
     run({1, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
     run({1, 8200, 72, 8, 60, 3, DType::F32, DType::BF16, DType::F32, DType::F32, false, true, true, false, 2});
     run({1, 64, 8448, 4000, 4400, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
