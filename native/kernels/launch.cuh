@@ -35,7 +35,6 @@
 #include <utility>
 
 #include "common.cuh"
-#include "core/env_choice.h"
 #include "core/tensor.h"
 
 namespace mamba::cuda {
@@ -116,13 +115,6 @@ inline bool readable_before_wait(const mamba_context & ctx, std::initializer_lis
             if (lo < s.write_hi[i] && s.write_lo[i] < hi) return false;
     }
     return true;
-}
-
-// MAMBA_CUDA_EARLY_STATE=0 (a measurement switch, read at each call): the state updates load only their
-// weights before the wait, not their states and parameters.
-inline bool early_state_reads() {
-    static constexpr EnvChoice<bool> kChoices[] = {{"0", false}, {"1", true}};
-    return env_choice("MAMBA_CUDA_EARLY_STATE", kChoices, true);
 }
 
 // The two events of a traced launch (MAMBA_CUDA_TRACE), destroyed on every path out of launch_kernel,

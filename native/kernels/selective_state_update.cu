@@ -41,7 +41,6 @@ struct StateUpdateArgs {
     // Everything but dt, B and C (the state, A, x, z, D, dt_bias, the dt_proj weight chunks) of the block's
     // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
     bool early;
-    bool early_rows;  // MAMBA_CUDA_EARLY_STATE not 0: with early, the first row's inputs too, not only the weight
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
@@ -184,11 +183,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     };
     // Only the fused builds (decode up to 8 rows) load early: the plain one would spill at its 64 registers.
     const bool early = Tr::kFusedDt && a.early;
-    const bool early_row = early && a.early_rows;
     if (early) {
         if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+        if (blockIdx.y < a.batch) load_row(blockIdx.y);
     }
-    if (early_row && blockIdx.y < a.batch) load_row(blockIdx.y);
     // PDL-safe (launch.cuh): only index math above, and when early the inputs the op just before does not
     // write; dt, B and C (x_proj's outputs) and everything else may come from the previous kernel.
     wait_for_producer();
@@ -207,7 +205,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         };
         // Every input of the row is requested before the dt stage and its barrier, so that the round trips
         // overlap (at batch 1 the kernel's time is those round trips).
-        if (!early_row || b != blockIdx.y) load_row(b);
+        if (!early || b != blockIdx.y) load_row(b);
         load_bc(n0);
         float dt;
         if (Tr::kFusedDt) {
@@ -357,9 +355,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
     // After the conversions above: one queued just before makes the loads wait (launch.cuh).
     auto opt = [](const std::optional<Tensor> & t) { return t ? &*t : nullptr; };
-    a.early_rows = early_state_reads();
-    a.early = a.early_rows ? readable_before_wait(ctx, {&p.state, &p.A, &p.x, opt(p.z), opt(p.D), opt(p.dt_bias), opt(p.dt_proj_weight)})
-                           : p.dt_proj_weight && readable_before_wait(ctx, {opt(p.dt_proj_weight)});
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, &p.x, opt(p.z), opt(p.D), opt(p.dt_bias), opt(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
