@@ -37,6 +37,7 @@ struct Layer {
 // graph of one chain captured on it. Frees the graph before the context.
 struct Session {
     mamba_context * ctx = nullptr;
+    mamba_context * harness = nullptr;  // the harness's context, on ctx's stream while the case runs
     mamba_graph * graph = nullptr;
     DLTensor *hidden = nullptr, *residual = nullptr, *normed = nullptr, *xz = nullptr, *xc = nullptr, *xdbl = nullptr, *dt = nullptr, *y = nullptr;
     std::vector<Layer> layers;
@@ -47,6 +48,7 @@ struct Session {
     size_t next_bytes = 0;  // of the next layer's in_proj
 
     ~Session() {
+        if (harness) mamba_context_set_stream(harness, nullptr);
         if (graph) mamba_graph_free(graph);
         if (ctx) mamba_context_free(ctx);
     }
@@ -102,7 +104,9 @@ struct Session {
 };
 
 // A context created with MAMBA_CUDA_PDL set to `pdl` and MAMBA_CUDA_L2_PREFETCH(_BLOCKS) to `l2_mode` and
-// `l2_blocks` (unset when null; all restored afterwards), on the harness's stream.
+// `l2_blocks` (unset when null; all restored afterwards). It keeps its own stream, which the harness's
+// context borrows so that the harness's events time the chain: on a borrowed stream the library reads
+// no input before a kernel's launch wait (launch.cuh), which a model's decode does on its own stream.
 mamba_context * pdl_context(mb::Bench & b, bool pdl, const char * l2_mode = nullptr, const char * l2_blocks = nullptr) {
     mamba_context_params p = mamba_context_default_params();
     p.device_type = MAMBA_DEVICE_CUDA;
@@ -117,8 +121,8 @@ mamba_context * pdl_context(mb::Bench & b, bool pdl, const char * l2_mode = null
         mb::check(mamba_context_create(&p, &ctx), "mamba_context_create");
     }
     void * stream = nullptr;
-    mb::check(mamba_context_get_stream(b.ctx(), &stream), "mamba_context_get_stream");
-    mb::check(mamba_context_set_stream(ctx, stream), "mamba_context_set_stream");
+    mb::check(mamba_context_get_stream(ctx, &stream), "mamba_context_get_stream");
+    mb::check(mamba_context_set_stream(b.ctx(), stream), "mamba_context_set_stream");
     return ctx;
 }
 
@@ -134,6 +138,7 @@ std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, 
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
     s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
+    s->harness = b.ctx();
     s->fused_dt = fused_dt;
     s->fused_conv = fused_conv;
     s->prefetch = l2.mode != nullptr;

@@ -46,6 +46,17 @@ struct CudaState {
     // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
     // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
     bool pdl = false;
+    // Early reads (launch.cuh, readable_before_wait): MAMBA_CUDA_EARLY_WEIGHTS not "0" when the
+    // context was created. `queued` counts the work put on `stream` (kernels, cuBLAS calls, copies, graph
+    // launches); the last op that recorded its outputs (note_writes) left the count it saw in writes_at
+    // and their byte ranges, so that the next op can tell whether that op is the work just before it.
+    static constexpr int kMaxWriteRanges = 4;
+    bool early_weights = false;
+    uint64_t queued = 0;
+    uint64_t writes_at = ~uint64_t(0);  // nothing recorded
+    int write_count = 0;
+    const char * write_lo[kMaxWriteRanges] = {};
+    const char * write_hi[kMaxWriteRanges] = {};
     // MAMBA_CUDA_TRACE=1 when the context was created: launch_kernel times every kernel it launches
     // on its own (synchronizing; never inside a capture) and prints the time to stderr.
     bool trace = false;
@@ -70,6 +81,11 @@ namespace cuda {
 [[noreturn]] void fail_cublas(cublasStatus_t st, const char * what, const char * file, int line);
 
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
+
+// Counts work queued on the context's stream: every kernel launch, cuBLAS call, copy, memset and graph
+// launch on it, so that a record of an op's outputs (note_writes, launch.cuh) is trusted only while that
+// op is the last work queued.
+inline void count_queued(mamba_context & ctx) { ++ctx.cuda->queued; }
 
 constexpr unsigned long long kNoErrorIndex = ~0ull;
 // Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex

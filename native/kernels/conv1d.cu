@@ -452,6 +452,7 @@ void causal_conv1d_update(mamba_context & ctx, const CausalConv1dUpdateParams & 
     const auto kernel = a.width == 4 ? causal_conv1d_update_kernel<4> : causal_conv1d_update_kernel<0>;
     launch_kernel(ctx, "causal_conv1d_update_kernel", true, kernel, dim3(unsigned(ceil_div(n, threads))), dim3(threads), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_update_kernel");
+    note_writes(ctx, {&p.y, &p.conv_state});
 }
 
 }  // namespace mamba::cuda

@@ -50,6 +50,7 @@ void copy_tensor(mamba_context & ctx, const Tensor & src, const Tensor & dst) {
     const int64_t n = src.numel();
     if (n == 0) return;
     if (src.dtype == dst.dtype && src.is_contiguous() && dst.is_contiguous()) {
+        count_queued(ctx);
         MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, size_t(n) * dtype_size(src.dtype), cudaMemcpyDeviceToDevice, stream_of(ctx)));
         return;
     }

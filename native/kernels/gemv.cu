@@ -113,6 +113,8 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
+    bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
+                        // tiled kernel's first batch at one row, the warp kernel's two first batches
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -216,6 +218,9 @@ struct TiledGemvTraits {
     static constexpr int kLoad = kLoadThroughL1;
     static constexpr int kTileK = 8192 / kRows;       // x tile columns: kRows * kTileK floats = 32 KB
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
+    // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
+    // (94 registers without the bound); 0 leaves the other builds' register allocation free, as before.
+    static constexpr int kMinBlocksPerSM = kRowBucket == 1 ? 3 : 0;
 };
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
@@ -347,7 +352,7 @@ struct ConvOperands {
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
     constexpr int R = Tr::kRowsPerWarp, M = Tr::kRows, V = Tr::kVecElems, U = Tr::kUnroll, T = Tr::kTileK;
     using Conv = ConvOperands<M, Tr::kWarps * R, Tr::kThreads>;
@@ -368,6 +373,25 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
+    uint4 wv[U][R];
+    // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
+    // the first tile streams while the previous kernel runs.
+    bool early = false;
+    if constexpr (Tr::kRows == 1) {
+        if (a.early_w) {
+            const int tile = a.in < T ? a.in : T;
+            const int vectors = (tile + V - 1) / V;
+            const int v0 = wk * 32 + lane;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const int v = v0 + u * step;
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
+            }
+            early = true;
+        }
+    }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
     // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
@@ -385,7 +409,6 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
 
-    uint4 wv[U][R];
     for (int64_t t0 = 0; t0 < a.in; t0 += T) {
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
         const int tile_padded = (tile + V - 1) / V * V;  // the last vector's tail reads zeros, never garbage
@@ -402,7 +425,7 @@ __global__ void __launch_bounds__(Tr::kThreads) gemv_tiled_kernel(GemvArgs a) {
         };
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
-        load_batch(v0);   // W needs no x: its first loads fly while x is staged
+        if (!early || t0 > 0) load_batch(v0);  // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
         if (a.x_vec) {
@@ -555,18 +578,6 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     const int first = wk * lpr + lid;
     const int count = first < vectors ? (vectors - first + stride - 1) / stride : 0;  // this lane's vectors per row
 
-    // Before the PDL wait only an L2 prefetch of the first two batches of W: a hint that reads nothing
-    // into registers, so it is safe even if the previous kernel is still writing W (L2 is the point of
-    // coherence; the loads after the wait see the final values). With PDL this moves the first HBM round
-    // trip of W under the previous kernel's tail.
-#pragma unroll
-    for (int j = 0; j < 2 * U; ++j)
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (j < count && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(first + j * stride) * V);
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
-
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -596,11 +607,32 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     // Two batches in flight: while the FMAs wait for one, the other is on its way; each batch is refilled
     // as soon as its FMAs are done.
     uint4 batch_a[U][R], batch_b[U][R];
-    load_batch(batch_a, 0);
-    load_batch(batch_b, U);
-    // dependency point: inputs produced by the previous kernel are read from here on (x; the W loads
-    // above come after the PDL wait too, because launch.cuh's contract lets any tensor, weights included,
-    // be the previous op's output, but they find W in L2 when the prefetch before the wait ran early).
+    if (a.early_w) {
+        // The op just before does not write W (launch.cuh, early weight reads): both batches load before
+        // the PDL wait, while the previous kernel still runs.
+        load_batch(batch_a, 0);
+        load_batch(batch_b, U);
+    } else {
+        // Otherwise only an L2 prefetch of the first two batches of W before the PDL wait: a hint that
+        // reads nothing into registers, so it is safe even if the previous kernel is still writing W (L2 is
+        // the point of coherence; the loads after the wait see the final values). With PDL this moves the
+        // first HBM round trip of W under the previous kernel's tail.
+#pragma unroll
+        for (int j = 0; j < 2 * U; ++j)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if (j < count && row_ok[r]) prefetch_l2(rows_w[r] + int64_t(first + j * stride) * V);
+    }
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
+
+    if (!a.early_w) {
+        load_batch(batch_a, 0);
+        load_batch(batch_b, U);
+    }
+    // dependency point: inputs produced by the previous kernel are read from here on (x; without early_w
+    // the W loads above come after the PDL wait too, because launch.cuh's contract lets any tensor, weights
+    // included, be the previous op's output, but they find W in L2 when the prefetch before the wait ran early).
     for (int j0 = 0; j0 < count; j0 += 2 * U) {
         fma_batch(batch_a, j0);
         if (j0 + 2 * U < count) load_batch(batch_a, j0 + 2 * U);
@@ -706,18 +738,20 @@ GemvVariant gemv_variant(const LinearParams & p) {
 
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
+    // The trace names tell the early weight loads (one row only) apart.
+    const bool early = kRows == 1 && a.early_w;
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
-        launch_kernel(ctx, "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_kernel");
         return;
     }
     if (vec) {
         using Tr = TiledGemvTraits<TW, kRows, true>;
-        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     } else {
         using Tr = TiledGemvTraits<TW, kRows, false>;
-        launch_kernel(ctx, "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early ? "gemv_tiled_kernel early" : "gemv_tiled_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
@@ -777,7 +811,7 @@ void launch_warp_rows(mamba_context & ctx, GemvArgs a) {
     a.lanes_per_row = p.lanes_per_row;
     a.warps_k = p.warps_k;
     a.warps_n = p.warps_n;
-    launch_kernel(ctx, "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
+    launch_kernel(ctx, a.early_w ? "gemv_warp_kernel early" : "gemv_warp_kernel", true, gemv_warp_kernel<Tr>, dim3(unsigned(p.blocks)), dim3(unsigned(32 * p.warps_per_block)), 0, a);
     MAMBA_CUDA_CHECK_LAUNCH("gemv_warp_kernel");
 }
 
@@ -857,7 +891,8 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
-    const GemvArgs a = gemv_args(p, vec);
+    GemvArgs a = gemv_args(p, vec);
+    a.early_w = readable_before_wait(ctx, {&p.weight});
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -882,6 +917,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     bool vec = false;
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
+    a.early_w = readable_before_wait(ctx, {&l.weight});
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

@@ -103,6 +103,7 @@ void graph_launch(mamba_context & ctx, void * exec) {
     CudaState & s = *ctx.cuda;
     if (s.capturing) fail_argument("a graph cannot be launched while the context is capturing another");
     MAMBA_CUDA_CHECK(cudaSetDevice(ctx.device_id));
+    count_queued(ctx);
     MAMBA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), s.stream));
 }
 

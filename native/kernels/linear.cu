@@ -57,7 +57,10 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     if (M == 0 || N == 0) return;
     if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: dimensions must fit in int32");
     // Decode (few rows): a bandwidth-bound GEMV that reads W once in its own dtype (gemv.cu).
-    if (try_gemv(ctx, p)) return;
+    if (try_gemv(ctx, p)) {
+        note_writes(ctx, {&p.y});  // the GEMV's outputs (after cuBLAS the record stays stale: launch.cuh)
+        return;
+    }
     const int64_t ldx_in = M == 1 ? K : p.x.stride[0];
     const int64_t ldw_in = N == 1 ? K : p.weight.stride[0];
     const int64_t ldy_in = M == 1 ? N : p.y.stride[0];
@@ -111,6 +114,7 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     const DType y_type = stage_y ? DType::F32 : p.y.dtype;
     const int64_t ldy = stage_y ? N : ldy_in;
 
+    count_queued(ctx);  // the memset or the GEMMs
     if (K == 0) {
         // An empty sum: y = bias (or zeros).
         MAMBA_CUDA_CHECK(cudaMemset2DAsync(y_ptr, size_t(ldy) * dtype_size(y_type), 0, size_t(N) * dtype_size(y_type), size_t(M), stream_of(ctx)));
@@ -192,12 +196,16 @@ void embedding(mamba_context & ctx, const EmbeddingParams & p) {
                   int(p.ids.dtype), p.ids.stride[0], any(p.table), p.table.stride[0], p.table.stride[1], any(p.y), p.y.stride[0], p.y.stride[1],
                   p.hidden, p.vocab);
     MAMBA_CUDA_CHECK_LAUNCH("embedding_kernel");
+    note_writes(ctx, {&p.y});
 }
 
 // The conv step inside the projection's GEMV when it can take it (gemv.cu), else the two ops in order.
 void linear_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
-    if (try_gemv_conv1d_update(ctx, p)) return;
-    linear(ctx, p.linear);
+    if (try_gemv_conv1d_update(ctx, p)) {
+        note_writes(ctx, {&p.linear.y, &p.conv.conv_state, &p.conv.y});
+        return;
+    }
+    linear(ctx, p.linear);  // each of the two ops records its own outputs
     if (p.conv.dim > 0) causal_conv1d_update(ctx, p.conv);
 }
 

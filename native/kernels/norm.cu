@@ -212,10 +212,11 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
         launch_registers(ctx, "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
                          rms_norm_registers_kernel<4>, rms_norm_registers_kernel<8>, p.hidden, unsigned(p.rows), a);
-        return;
+    } else {
+        launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
+        MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
     }
-    launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
-    MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+    note_writes(ctx, {&p.y, p.residual_out ? &*p.residual_out : nullptr});
 }
 
 void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
@@ -237,10 +238,11 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
         launch_registers(ctx, "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
                          gated_rms_norm_registers_kernel<2>, gated_rms_norm_registers_kernel<4>,
                          gated_rms_norm_registers_kernel<8>, a.group_size, unsigned(blocks), a);
-        return;
+    } else {
+        launch_kernel(ctx, "gated_rms_norm_kernel", true, gated_rms_norm_kernel, dim3(unsigned(blocks)), dim3(threads_for(a.group_size)), 0, a);
+        MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
     }
-    launch_kernel(ctx, "gated_rms_norm_kernel", true, gated_rms_norm_kernel, dim3(unsigned(blocks)), dim3(threads_for(a.group_size)), 0, a);
-    MAMBA_CUDA_CHECK_LAUNCH("gated_rms_norm_kernel");
+    note_writes(ctx, {&p.y});
 }
 
 }  // namespace mamba::cuda

@@ -75,14 +75,16 @@ void device_info(int32_t device_id, mamba_device_info & info) {
 __global__ void pdl_probe_kernel() {}
 
 // The context's switches, read once when it is created: MAMBA_CUDA_PDL ("0": no PDL; "1" or unset: PDL
-// where the device and the code allow it) and MAMBA_CUDA_TRACE ("1": time every kernel; "0" or unset:
-// not). Any other value is an INVALID_ARGUMENT error.
+// where the device and the code allow it), MAMBA_CUDA_EARLY_WEIGHTS ("0": no early weight reads; "1" or
+// unset: where launch.cuh allows them) and MAMBA_CUDA_TRACE ("1": time every kernel; "0" or unset: not).
+// Any other value is an INVALID_ARGUMENT error.
 constexpr EnvChoice<bool> kSwitch[] = {{"0", false}, {"1", true}};
 
 void context_init(mamba_context & ctx) {
     check_device_id(ctx.device_id);
     // Before anything is allocated, so that a bad value leaves nothing to free.
     const bool pdl_allowed = env_choice("MAMBA_CUDA_PDL", kSwitch, true);
+    const bool early_weights = env_choice("MAMBA_CUDA_EARLY_WEIGHTS", kSwitch, true);
     const bool trace = env_choice("MAMBA_CUDA_TRACE", kSwitch, false);
     use_device(ctx);
     auto state = std::make_unique<CudaState>();
@@ -102,6 +104,7 @@ void context_init(mamba_context & ctx) {
     const bool pdl_code = cudaFuncGetAttributes(&probe, pdl_probe_kernel) == cudaSuccess && probe.ptxVersion >= 90;
     (void)cudaGetLastError();
     state->pdl = prop.major >= 9 && pdl_code && pdl_allowed;
+    state->early_weights = early_weights;
     state->trace = trace;
     ctx.cuda = state.get();
     try {
@@ -240,11 +243,13 @@ void memcpy(mamba_context & ctx, void * dst, const void * src, size_t bytes, mam
         const bool pinned = cudaPointerGetAttributes(&attr, src) == cudaSuccess && attr.type == cudaMemoryTypeHost;
         if (!pinned) (void)cudaGetLastError();
         if (!pinned && capturing) fail_argument("a copy from pageable host memory cannot be captured into a graph; use mamba_alloc_host memory");
+        count_queued(ctx);
         MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
         if (!pinned) MAMBA_CUDA_CHECK(cudaStreamSynchronize(st));
         return;
     }
     if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) join_l2_prefetch(ctx);  // before the host waits
+    count_queued(ctx);
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, st));
     if (kind == MAMBA_MEMCPY_DEVICE_TO_HOST || kind == MAMBA_MEMCPY_HOST_TO_HOST) {
         // The header promises that copies into pageable memory are complete on return; a host
@@ -258,6 +263,7 @@ void memcpy(mamba_context & ctx, void * dst, const void * src, size_t bytes, mam
 
 void memset(mamba_context & ctx, void * ptr, int32_t value, size_t bytes) {
     use_device(ctx);
+    count_queued(ctx);
     MAMBA_CUDA_CHECK(cudaMemsetAsync(ptr, value & 0xff, bytes, ctx.cuda->stream));
 }
 

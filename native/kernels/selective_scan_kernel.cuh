@@ -271,6 +271,7 @@ template <class Tr>
 void launch_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
     if (batch > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "selective_scan on CUDA supports batch <= 65535");
     const dim3 grid(unsigned(ceil_div(a.dim, Tr::kChannels)), unsigned(batch));
+    count_queued(ctx);
     selective_scan_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_scan_kernel");
 }

@@ -38,6 +38,9 @@ struct StateUpdateArgs {
     int64_t batch, dim, dstate, channels_per_group, dt_rank;
     int lanes_per_channel;
     bool softplus, has_D, has_z, has_bias;
+    // Everything but dt, B and C (the state, A, x, z, D, dt_bias, the dt_proj weight chunks) of the block's
+    // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
+    bool early;
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
@@ -148,22 +151,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     const int64_t d = valid_ch ? ch : a.dim - 1, g = d / a.channels_per_group;
     const float * A = a.A + d * a.A_sd;
     const int64_t N = a.dstate;
-    // PDL-safe (launch.cuh): only index math above; every input may come from the previous kernel.
-    wait_for_producer();
-    allow_dependents();
-
     // The channel's weight row (the same for every batch row) and its first chunks, loaded once.
     const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
     uint4 w_raw[Tr::kWeightChunksInFlight];
-    if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
-
-    for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
-        float * st = a.state + b * a.st_sb + d * a.st_sd;
-
-        // First pass: state and A loads issued before the small vectors.
-        int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
-        float s[4], Av[4];
-        auto load_pass = [&](int64_t n) {
+    float s[4], Av[4];
+    float x = 0.0f, bias = 0.0f, D = 0.0f, z = 0.0f;
+    // First pass of a batch row: state and A loads issued before the small vectors.
+    auto load_pass = [&](const float * st, int64_t n) {
             if (Tr::kVec && n < N) {
                 const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
                 const float4 av = *reinterpret_cast<const float4 *>(A + n);
@@ -176,21 +170,43 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
                     Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
                 }
             }
-        };
+    };
+    // The row's inputs that no earlier op of the step writes just before: with a.early they load before
+    // the PDL wait for the block's first row (the state's HBM round trip then overlaps the previous
+    // kernel). z, whose branch holds its conversion, goes last.
+    auto load_row = [&](int64_t b) {
+        load_pass(a.state + b * a.st_sb + d * a.st_sd, int64_t(lane_g) * Tr::kStatesPerLane);
+        x = a.x.load(b * a.x_sb + d * a.x_sd);
+        bias = a.has_bias ? a.dt_bias[d * a.bias_s] : 0.0f;
+        D = a.has_D ? a.D[d * a.D_s] : 0.0f;
+        z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
+    };
+    // Only the fused builds (decode up to 8 rows) load early: the plain one would spill at its 64 registers.
+    const bool early = Tr::kFusedDt && a.early;
+    if (early) {
+        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+        if (blockIdx.y < a.batch) load_row(blockIdx.y);
+    }
+    // PDL-safe (launch.cuh): only index math above, and when early the inputs the op just before does not
+    // write; dt, B and C (x_proj's outputs) and everything else may come from the previous kernel.
+    wait_for_producer();
+    allow_dependents();
+    if (!early) {
+        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+    }
+
+    for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
+        float * st = a.state + b * a.st_sb + d * a.st_sd;
+        int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
         float Bn[4], Cn[4];
         const auto load_bc = [&](int64_t n) {
             load4(a.B, b * a.B_sb + g * a.B_sg + n * a.B_sn, a.B_sn, N - n, Bn);
             load4(a.C, b * a.C_sb + g * a.C_sg + n * a.C_sn, a.C_sn, N - n, Cn);
         };
-        load_pass(n0);
-        // Every other input of the row is requested here too, before the dt stage and its barrier, so
-        // that their round trips overlap the state's (at batch 1 the kernel's time is those round trips).
-        // z, whose branch holds its conversion, goes last.
+        // Every input of the row is requested before the dt stage and its barrier, so that the round trips
+        // overlap (at batch 1 the kernel's time is those round trips).
+        if (!early || b != blockIdx.y) load_row(b);
         load_bc(n0);
-        const float x = a.x.load(b * a.x_sb + d * a.x_sd);
-        const float bias = a.has_bias ? a.dt_bias[d * a.bias_s] : 0.0f;
-        const float D = a.has_D ? a.D[d * a.D_s] : 0.0f;
-        const float z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
         float dt;
         if (Tr::kFusedDt) {
             // Staged after the state and weight loads are issued, so that the three round trips overlap.
@@ -223,7 +239,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
             }
             n0 += int64_t(G) * Tr::kStatesPerLane;
             if (n0 - int64_t(lane_g) * Tr::kStatesPerLane >= N) break;  // uniform over the channel's lanes
-            load_pass(n0);
+            load_pass(st, n0);
             load_bc(n0);
         }
         for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
@@ -238,7 +254,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
 
 template <class Tr>
 void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
-    launch_kernel(ctx, "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), smem, a);
+    // The trace name tells the early loads apart.
+    launch_kernel(ctx, Tr::kFusedDt && a.early ? "selective_state_update_kernel early" : "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid,
+                  dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
 }
 
@@ -335,9 +353,13 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     const bool vec = p.dstate % 4 == 0 && a.st_sn == 1 && a.A_sn == 1 && a.st_sb % 4 == 0 && a.st_sd % 4 == 0 && a.A_sd % 4 == 0 &&
                      aligned16(a.state) && aligned16(a.A);
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
+    // After the conversions above: one queued just before makes the loads wait (launch.cuh).
+    auto opt = [](const std::optional<Tensor> & t) { return t ? &*t : nullptr; };
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, &p.x, opt(p.z), opt(p.D), opt(p.dt_bias), opt(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
+        note_writes(ctx, {&p.y, &p.state});
         return;
     }
     const Tensor & W = *p.dt_proj_weight;
@@ -354,6 +376,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
     else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
     else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
+    note_writes(ctx, {&p.y, &p.state});
 }
 
 }  // namespace mamba::cuda

@@ -181,6 +181,7 @@ void launch_ssd_rows(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     using Tr = SsdRowsTraits<NQ>;
     if (nseq > 65535 || a.heads > 65535) fail(MAMBA_STATUS_UNSUPPORTED, "ssd on CUDA supports at most 65535 sequences and heads");
     const dim3 grid(unsigned(ceil_div(a.headdim, Tr::kRows)), unsigned(a.heads), unsigned(nseq));
+    count_queued(ctx);
     ssd_rows_kernel<Tr><<<grid, Tr::kThreads, 0, stream_of(ctx)>>>(a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_rows_kernel");
 }

@@ -392,6 +392,7 @@ void launch_ssd_chunked(mamba_context & ctx, const SsdChunkedArgs & args, int64_
     const auto kernel = ssd_chunked_kernel<Tr>;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
     const dim3 grid(unsigned(ceil_div(a.headdim, int64_t(kPT))), unsigned(a.heads), unsigned(nseq));
+    count_queued(ctx);
     kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream_of(ctx)>>>(args);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_chunked_kernel");
 }

@@ -43,6 +43,7 @@ struct SsdUpdateArgs {
     int64_t heads, headdim, dstate, heads_per_group;
     float dt_min, dt_max;
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
+    bool early;  // vec build: the first pass of the state, A and dt_bias load before the PDL wait (readable_before_wait, launch.cuh)
 };
 
 template <bool kVecState>
@@ -91,19 +92,27 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         }
     };
 
-    // PDL-safe (launch.cuh): only index math above; the state and every input may come from the
-    // previous kernel.
+    // With a.early the state's first pass, A and dt_bias, which the op just before does not write, load
+    // before the PDL wait: the state's HBM round trip then overlaps the previous kernel.
+    float4 s[R];
+    float dt_bias = 0.0f, A_h = 0.0f;
+    auto load_state_and_parameters = [&] {
+        load_pass(int64_t(lane) * 4, s);
+        dt_bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
+        A_h = a.A[h * a.A_s];
+    };
+    const bool early = Tr::kVec && a.early;  // the element-wise build would spill with the loads held across the wait
+    if (early) load_state_and_parameters();
+    // PDL-safe (launch.cuh): only index math above, and under a.early the inputs the op just before does
+    // not write; x, dt, B, C and z (the projection's outputs) may come from the previous kernel.
     wait_for_producer();
     allow_dependents();
-    float4 s[R];
-    load_pass(int64_t(lane) * 4, s);
+    if (!early) load_state_and_parameters();
 
     // Every small input is requested before any is used: loads at clamped (always valid) indices rather
     // than behind bounds branches, so that they issue together and overlap the state loads (at batch 1 the
     // kernel's time is these round trips). z, behind its own branch, goes last.
     const float dt_raw = a.dt.load(b * a.dt_s[0] + h * a.dt_s[1]);
-    const float dt_bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
-    const float A_h = a.A[h * a.A_s];
     const int64_t n_first = min(int64_t(threadIdx.x), N - 1);
     const float B_first = a.B.load(b * a.B_s[0] + g * a.B_s[1] + n_first * a.B_s[2]);
     const float C_first = a.C.load(b * a.C_s[0] + g * a.C_s[1] + n_first * a.C_s[2]);
@@ -213,9 +222,13 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
-    if (a.vec) launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid, dim3(Vec::kThreads), bc_bytes, a);
+    // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, p.dt_bias ? &*p.dt_bias : nullptr});
+    if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
+                             dim3(Vec::kThreads), bc_bytes, a);
     else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
+    note_writes(ctx, {&p.y, &p.state});
 }
 
 }  // namespace mamba::cuda

@@ -262,6 +262,24 @@ View::View(const Tensor & base, std::vector<int64_t> shape, std::vector<int64_t>
     dl_.byte_offset += offset_bytes;
 }
 
+LeadIn::LeadIn(mamba_context * ctx) : ctx_(ctx), x_({1, 64}, DType::F32), w_({8, 64}, DType::F32), y_({1, 8}, DType::F32) {
+    std::mt19937_64 rng(17);
+    x_.fill_uniform(rng, -1, 1);
+    w_.fill_uniform(rng, -1, 1);
+    x_.upload(ctx);
+    w_.upload(ctx);
+    y_.upload(ctx);
+}
+
+void LeadIn::queue() {
+    mamba_linear_args a{};
+    a.x = x_.dl();
+    a.weight = w_.dl();
+    a.y = y_.dl();
+    const mamba_status status = mamba_linear(ctx_, &a);
+    EXPECT_EQ(status, MAMBA_STATUS_OK) << "the lead-in linear: " << mamba_last_error();
+}
+
 std::vector<int64_t> padded_strides(const std::vector<int64_t> & shape, int axis, int64_t pad) {
     std::vector<int64_t> strides(shape.size());
     int64_t s = 1;

@@ -114,6 +114,20 @@ private:
     DLTensor dl_{};
 };
 
+// A small one-row linear into its own output, queued just before a call under test: libmamba records what
+// that op writes, so on CUDA (PDL, the context's own stream) the call's kernels may load their weights
+// before their launch wait (launch.cuh, early weight reads), the path a model's decode step takes. Its
+// tensors live as long as it does; keep it until the stream has run it (a download does).
+class LeadIn {
+public:
+    explicit LeadIn(mamba_context * ctx);
+    void queue();  // fails the test on an error status
+
+private:
+    mamba_context * ctx_;
+    Tensor x_, w_, y_;
+};
+
 // Strides (in elements) for a row-major layout padded so that axis `axis` is `pad` elements longer
 // than its size: a simple way to make non-contiguous views.
 std::vector<int64_t> padded_strides(const std::vector<int64_t> & shape, int axis, int64_t pad);

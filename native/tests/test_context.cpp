@@ -60,8 +60,9 @@ TEST(Context, CudaWithoutBackendOrDeviceFailsCleanly) {
     EXPECT_STRNE(mamba_last_error(), "");
 }
 
-// MAMBA_CUDA_PDL and MAMBA_CUDA_TRACE are read when a CUDA context is created and take "0" or "1"; any
-// other value fails the creation with a message naming the variable, and leaves no context behind.
+// MAMBA_CUDA_PDL, MAMBA_CUDA_EARLY_WEIGHTS and MAMBA_CUDA_TRACE are read when a CUDA context is created and
+// take "0" or "1"; any other value fails the creation with a message naming the variable, and leaves no
+// context behind.
 static void expect_cuda_context_rejects(const char * variable, const char * value) {
     SCOPED_TRACE(std::string(variable) + "=" + value);
     mamba_context_params p = mamba_context_default_params();
@@ -86,6 +87,11 @@ TEST(Context, CudaRejectsInvalidPdlSwitch) {
     expect_cuda_context_rejects("MAMBA_CUDA_PDL", "off");
 }
 
+TEST(Context, CudaRejectsInvalidEarlyWeightsSwitch) {
+    MAMBA_REQUIRE_CUDA();
+    expect_cuda_context_rejects("MAMBA_CUDA_EARLY_WEIGHTS", "yes");
+}
+
 TEST(Context, CudaRejectsInvalidTraceSwitch) {
     MAMBA_REQUIRE_CUDA();
     expect_cuda_context_rejects("MAMBA_CUDA_TRACE", "yes");
@@ -93,7 +99,7 @@ TEST(Context, CudaRejectsInvalidTraceSwitch) {
 
 TEST(Context, CudaAcceptsEachSwitchValue) {
     MAMBA_REQUIRE_CUDA();
-    for (const char * variable : {"MAMBA_CUDA_PDL", "MAMBA_CUDA_TRACE"})
+    for (const char * variable : {"MAMBA_CUDA_PDL", "MAMBA_CUDA_EARLY_WEIGHTS", "MAMBA_CUDA_TRACE"})
         for (const char * value : {"0", "1", ""}) {
             SCOPED_TRACE(std::string(variable) + "=" + value);
             const mt::ScopedEnv scoped(variable, value);

@@ -37,6 +37,11 @@ protected:
     }
 
     static bool launched(const std::string & log, const std::string & kernel) { return log.find("mamba trace " + kernel + " ") != std::string::npos; }
+    // Whether the last kernel in the log is `kernel` (its full trace name).
+    static bool launched_last(const std::string & log, const std::string & kernel) {
+        const size_t at = log.rfind("mamba trace ");
+        return at != std::string::npos && log.compare(at, 13 + kernel.size(), "mamba trace " + kernel + " ") == 0;
+    }
 
     // x (rows, in), W (out, in) and y (rows, out) of one dtype, random, on the device.
     struct Linear {
@@ -131,6 +136,198 @@ TEST_F(KernelChoiceTest, ConvStepRunsInTheInProjGemvUnlessCublasTakesTheRows) {
         else EXPECT_EQ(log.find("mamba trace gemv_"), std::string::npos) << log;
         EXPECT_EQ(launched(log, "causal_conv1d_update_kernel"), !c.fused) << log;
     }
+}
+
+
+// ---- early weight reads (launch.cuh) ----
+// A kernel loads its weights before its launch wait only where the work queued just before it is a
+// libmamba op whose outputs were recorded and do not touch those weights; the trace name then ends in
+// "early".
+
+TEST_F(KernelChoiceTest, WeightsLoadEarlyOnlyRightAfterARecordedOp) {
+    Linear wide = linear(1, 1024, 4096, DType::BF16);    // the tiled kernel
+    Linear narrow = linear(1, 2560, 192, DType::BF16);   // the warp kernel
+    mt::LeadIn lead(ctx());
+    // After the uploads (copies, not recorded ops): after the wait.
+    std::string log = traced([&] { return mamba_linear(ctx(), &wide.args); });
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
+    // Right after a recorded op that writes elsewhere: before the wait, in both kernels.
+    log = traced([&] {
+        lead.queue();
+        return mamba_linear(ctx(), &wide.args);
+    });
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early")) << log;
+    log = traced([&] { return mamba_linear(ctx(), &narrow.args); });  // after the wide linear, which wrote its y
+    EXPECT_TRUE(launched(log, "gemv_warp_kernel early")) << log;
+    // Anything else queued in between (here a memset of an unrelated buffer) keeps the loads after the wait.
+    log = traced([&] {
+        lead.queue();
+        const mamba_status st = mamba_memset(ctx(), wide.y.dl()->data, 0, 16);
+        if (st != MAMBA_STATUS_OK) return st;
+        return mamba_linear(ctx(), &wide.args);
+    });
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
+}
+
+TEST_F(KernelChoiceTest, WeightsTheOpBeforeWroteLoadAfterTheWait) {
+    // A one-row linear writes 64 x 64 values; the next linear reads them as (part of) its weight.
+    constexpr int64_t kOut = 64, kIn = 64;
+    std::mt19937_64 rng(5);
+    Tensor px({1, kIn}, DType::BF16), pw({kOut * kIn, kIn}, DType::BF16), w({2 * kOut, kIn}, DType::BF16);
+    Tensor x({1, kIn}, DType::BF16), y({1, kOut}, DType::BF16);
+    for (Tensor * t : {&px, &pw, &w, &x}) {
+        t->fill_uniform(rng, -1, 1);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    struct Case {
+        const char * what;
+        uint64_t produced_at;  // byte offset in w of the producer's output
+        int64_t produced;      // elements it writes
+        bool early;
+    };
+    const uint64_t half = uint64_t(kOut * kIn) * 2;
+    const Case cases[] = {
+        {"the whole weight", 0, kOut * kIn, false},
+        {"its last element", half - 2, 1, false},
+        {"only the element after it", half, 1, true},
+    };
+    for (const Case & c : cases) {
+        SCOPED_TRACE(c.what);
+        mt::View produced(w, {1, c.produced}, {c.produced, 1}, c.produced_at);
+        mt::View pw_rows(pw, {c.produced, kIn}, {});
+        mt::View weight(w, {kOut, kIn}, {});  // w's first half
+        mamba_linear_args producer{};
+        producer.x = px.dl();
+        producer.weight = pw_rows.dl();
+        producer.y = produced.dl();
+        mamba_linear_args consumer{};
+        consumer.x = x.dl();
+        consumer.weight = weight.dl();
+        consumer.y = y.dl();
+        const std::string log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &producer);
+            if (st != MAMBA_STATUS_OK) return st;
+            return mamba_linear(ctx(), &consumer);
+        });
+        EXPECT_TRUE(launched_last(log, c.early ? "gemv_warp_kernel early" : "gemv_warp_kernel")) << log;  // 64 outputs: the warp kernel
+    }
+}
+
+TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
+    // The Mamba-1 decode step's x_proj -> state update with dt_proj fused: the weight rows (rank 16,
+    // bfloat16: 32 bytes) load before the wait; with a memset queued in between, after it.
+    constexpr int64_t kDim = 256, kState = 16, kRank = 16, kInner = kDim;
+    std::mt19937_64 rng(9);
+    Linear xproj = linear(1, kInner, kRank + 2 * kState, DType::BF16);
+    Tensor state({1, kDim, kState}, DType::F32), xs({1, kDim}, DType::BF16), A({kDim, kState}, DType::F32);
+    Tensor W({kDim, kRank}, DType::BF16), y({1, kDim}, DType::BF16);
+    for (Tensor * t : {&state, &xs, &A, &W}) {
+        t->fill_uniform(rng, -1, 0);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    const int64_t width = kRank + 2 * kState;
+    mt::View dt(xproj.y, {1, kRank}, {width, 1});
+    mt::View B(xproj.y, {1, 1, kState}, {width, kState, 1}, uint64_t(kRank) * 2);
+    mt::View C(xproj.y, {1, 1, kState}, {width, kState, 1}, uint64_t(kRank + kState) * 2);
+    for (bool memset_between : {false, true}) {
+        SCOPED_TRACE(memset_between ? "a memset in between" : "right after x_proj");
+        mamba_selective_state_update_args su{};
+        su.state = state.dl();
+        su.x = xs.dl();
+        su.dt = dt.dl();
+        su.A = A.dl();
+        su.B = B.dl();
+        su.C = C.dl();
+        su.y = y.dl();
+        su.dt_softplus = 1;
+        su.dt_proj_weight = W.dl();
+        const std::string log = traced([&] {
+            mamba_status st = mamba_linear(ctx(), &xproj.args);
+            if (st == MAMBA_STATUS_OK && memset_between) st = mamba_memset(ctx(), y.dl()->data, 0, 16);
+            if (st != MAMBA_STATUS_OK) return st;
+            return mamba_selective_state_update(ctx(), &su);
+        });
+        EXPECT_TRUE(launched(log, "selective_state_update_kernel")) << log;
+        EXPECT_TRUE(launched_last(log, memset_between ? "selective_state_update_kernel" : "selective_state_update_kernel early")) << log;
+    }
+}
+
+TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
+    // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A and dt_bias load
+    // before the wait, unless the op just before wrote the state.
+    constexpr int64_t kHeads = 4, kHeadDim = 64, kState = 128;
+    std::mt19937_64 rng(11);
+    Tensor state({1, kHeads, kHeadDim, kState}, DType::F32), x({1, kHeads, kHeadDim}, DType::F32), dt({1, kHeads}, DType::BF16);
+    Tensor A({kHeads}, DType::F32), Bm({1, 1, kState}, DType::BF16), Cm({1, 1, kState}, DType::BF16), y({1, kHeads, kHeadDim}, DType::BF16);
+    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm}) {
+        t->fill_uniform(rng, -1, 0);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    // The op before: a one-row linear writing 64 values into x, or into the state's first 64.
+    Linear before = linear(1, 64, 64, DType::F32);
+    mt::View into_x(x, {1, 64}, {64, 1});
+    mt::View into_state(state, {1, 64}, {64, 1});
+    mamba_ssd_state_update_args sd{};
+    sd.state = state.dl();
+    sd.x = x.dl();
+    sd.dt = dt.dl();
+    sd.A = A.dl();
+    sd.B = Bm.dl();
+    sd.C = Cm.dl();
+    sd.y = y.dl();
+    sd.dt_softplus = 1;
+    sd.dt_max = INFINITY;
+    for (bool writes_state : {false, true}) {
+        SCOPED_TRACE(writes_state ? "the op before writes the state" : "the op before writes x");
+        before.args.y = writes_state ? into_state.dl() : into_x.dl();
+        const std::string log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &before.args);
+            if (st != MAMBA_STATUS_OK) return st;
+            return mamba_ssd_state_update(ctx(), &sd);
+        });
+        EXPECT_TRUE(launched_last(log, writes_state ? "ssd_state_update_kernel" : "ssd_state_update_kernel early")) << log;
+    }
+}
+
+TEST_F(KernelChoiceTest, NoEarlyWeightsWithTheSwitchOffOrOnABorrowedStream) {
+    Linear wide = linear(1, 1024, 4096, DType::BF16);
+    auto lead_then_linear = [&](mamba_context * c, mt::LeadIn & lead) {
+        ::testing::internal::CaptureStderr();
+        lead.queue();
+        const mamba_status st = mamba_linear(c, &wide.args);
+        const std::string log = ::testing::internal::GetCapturedStderr();
+        EXPECT_EQ(st, MAMBA_STATUS_OK) << mamba_last_error();
+        return log;
+    };
+    {
+        // MAMBA_CUDA_EARLY_WEIGHTS=0 when the context is made.
+        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
+        const mt::ScopedEnv off("MAMBA_CUDA_EARLY_WEIGHTS", "0");
+        mt::ContextPtr plain = mt::make_context(MAMBA_DEVICE_CUDA);
+        ASSERT_NE(plain, nullptr);
+        mt::LeadIn lead(plain.get());
+        const std::string log = lead_then_linear(plain.get(), lead);
+        EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
+        EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
+    }
+    // On another context's stream, borrowed (mamba_context_set_stream), and again on the context's own.
+    mt::ContextPtr lender = mt::make_context(MAMBA_DEVICE_CUDA);
+    ASSERT_NE(lender, nullptr);
+    void * stream = nullptr;
+    MAMBA_ASSERT_OK(mamba_context_get_stream(lender.get(), &stream));
+    mt::LeadIn lead(ctx());
+    MAMBA_ASSERT_OK(mamba_context_set_stream(ctx(), stream));
+    std::string log = lead_then_linear(ctx(), lead);
+    MAMBA_ASSERT_OK(mamba_context_set_stream(ctx(), nullptr));
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel")) << log;
+    EXPECT_FALSE(launched(log, "gemv_tiled_kernel early")) << log;
+    log = lead_then_linear(ctx(), lead);
+    EXPECT_TRUE(launched(log, "gemv_tiled_kernel early")) << log;
 }
 
 }  // namespace

@@ -51,12 +51,15 @@ std::string describe(const Case & c) {
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
 const char * const kGemvVariants[] = {"tiled", "warp", "gemm"};
+const char * const kEarlyWeightKernels[] = {"tiled", "warp"};
 
 }  // namespace
 
 class LinearTest : public mt::BackendTest {
 protected:
     // `context`: another context than the fixture's (another thread count); the fixture's by default.
+    // With lead_in_ an op whose outputs libmamba records runs just before the call (mt::LeadIn), so that on
+    // CUDA the call's kernel loads its first weights before its launch wait.
     void run(const Case & c, mamba_context * context = nullptr) {
         SCOPED_TRACE(describe(c));
         mamba_context * const cx = context ? context : ctx();
@@ -80,6 +83,8 @@ protected:
             b.upload(cx);
             a.bias = b.dl();
         }
+        mt::LeadIn lead(cx);
+        if (lead_in_) lead.queue();
         MAMBA_ASSERT_OK(mamba_linear(cx, &a));
         y.download(cx);
         expect_matches(y.values(), reference_linear(x, w, c.bias ? &b : nullptr), c.y_dtype);
@@ -111,6 +116,8 @@ protected:
         a.y = y;
         return mamba_linear(ctx(), &a);
     }
+
+    bool lead_in_ = false;
 };
 
 TEST_P(LinearTest, EveryDtypeCombinationMatchesFloat64Reference) {
@@ -305,6 +312,29 @@ TEST_P(LinearTest, GemvEveryVariantOverTheLaunchPlans) {
             run({4, 1000, 300, DType::F32, wd, DType::F32, true});
         }
         for (int64_t in : {0, 1, 8}) run({2, in, 20, DType::F32, DType::BF16, DType::F32, true});
+    }
+}
+TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
+    // After an op whose outputs are recorded (lead_in_), the one-row tiled kernel loads its first W batch
+    // before the PDL wait, the warp kernel its two batches (test_kernel_choice.cpp checks that they do).
+    // The tiled kernel with 4 and 32 outputs a block (32: 8448 outputs), rows longer than one x tile (8192
+    // columns: the later tiles load as before), the warp kernel's column splits, a vector tail, misaligned W
+    // (element loads), no columns, and more rows (the tiled kernel loads W after the wait there).
+    lead_in_ = true;
+    for (const char * variant : kernel_variants(kEarlyWeightKernels)) {
+        SCOPED_TRACE(std::string("variant ") + variant);
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+        const bool tiled = std::string(variant) == "tiled";
+        for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
+            run({1, 2560, 1030, DType::BF16, wd, DType::F32});
+            run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
+            if (tiled) run({1, 8200, 96, DType::F32, wd, DType::F32});
+            run({1, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
+            run({2, 700, 45, DType::F32, wd, DType::F32, true});
+            run({1, 0, 20, DType::F32, wd, DType::F32, true});
+            if (tiled) run({3, 700, 45, DType::F32, wd, DType::F32, true});
+        }
+        if (tiled) run({1, 64, 8448, DType::BF16, DType::BF16, DType::BF16});  // 32 outputs a block on 132 SMs
     }
 }
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {

@@ -33,6 +33,10 @@ std::string describe(const Case & c) {
 
 class LinearConv1dUpdateTest : public mt::BackendTest {
 protected:
+    // With lead_in_ an op whose outputs libmamba records runs just before each call (mt::LeadIn): on CUDA
+    // the call's kernel then loads its first weights before its launch wait.
+    bool lead_in_ = false;
+
     void run(const Case & c) {
         SCOPED_TRACE(describe(c));
         std::mt19937_64 rng(7 + uint64_t(c.rows * 7919 + c.out * 31 + c.width));
@@ -50,6 +54,7 @@ protected:
         cb.fill_uniform(rng, -1, 1);
         state.fill_uniform(rng, -2, 2);
         for (Tensor * t : {&w, &bias, &cw, &cb, &state}) t->upload(ctx());
+        mt::LeadIn lead(ctx());
         for (int step = 0; step < c.steps; ++step) {
             SCOPED_TRACE("step " + std::to_string(step));
             const std::vector<double> old_state = state.values();
@@ -68,6 +73,7 @@ protected:
             a.conv_bias = c.conv_bias ? cb.dl() : nullptr;
             a.conv_y = cy.dl();
             a.silu = c.act;
+            if (lead_in_) lead.queue();
             MAMBA_ASSERT_OK(mamba_linear_conv1d_update(ctx(), &a));
             y.download(ctx());
             cy.download(ctx());
@@ -195,6 +201,18 @@ TEST_P(LinearConv1dUpdateTest, EveryCudaKernelChoiceGivesTheSameResults) {
             SCOPED_TRACE(std::string("variant ") + variant + ", " + conv);
             for (int64_t rows : {1, 2, 9}) run({rows, 64, 200, 45, 100, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true});
         }
+}
+
+TEST_P(LinearConv1dUpdateTest, FirstWeightsLoadedBeforeTheLaunchWait) {
+    // After an op whose outputs are recorded, the one-row tiled kernel loads its first W batch before the
+    // PDL wait (the conv builds too). One tile and several tiles (8200 columns), a block of 32 outputs, the
+    // 130m shapes.
+    lead_in_ = true;
+    run({1, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
+    run({1, 8200, 72, 8, 60, 3, DType::F32, DType::BF16, DType::F32, DType::F32, false, true, true, false, 2});
+    run({1, 64, 8448, 4000, 4400, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 2});
+    run({1, 768, 3072, 0, 1536, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 3});
+    run({1, 768, 3352, 1536, 1792, 4, DType::F32, DType::F32, DType::F32, DType::F32, false, true, true, false, 3});
 }
 
 TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {

@@ -119,7 +119,9 @@ struct FusedDtCase {
 
 class SelectiveStateUpdateFusedDtTest : public SelectiveStateUpdateTest {
 protected:
-    void check_fused(const FusedDtCase & c, const StepOptions & o, uint64_t seed) {
+    // With lead_in an op whose outputs libmamba records runs just before the call (mt::LeadIn): on CUDA
+    // the kernel then loads its first weight chunks before its launch wait.
+    void check_fused(const FusedDtCase & c, const StepOptions & o, uint64_t seed, bool lead_in = false) {
         StepProblem p({c.batch, c.dim, c.dstate, 1}, o, {c.activations, c.activations, c.activations}, Layout::Contiguous, seed);
         const int64_t width = c.column + c.rank + 2 * c.dstate + 2;
         Tensor xdbl({c.batch, width}, c.activations);
@@ -150,6 +152,8 @@ protected:
         auto a = p.args();
         a.dt = dt_in.dl();
         a.dt_proj_weight = W.dl();
+        mt::LeadIn lead(ctx());
+        if (lead_in) lead.queue();
         MAMBA_ASSERT_OK(mamba_selective_state_update(ctx(), &a));
         p.y.download(ctx());
         p.state.download(ctx());
@@ -181,6 +185,27 @@ TEST_P(SelectiveStateUpdateFusedDtTest, MatchesFloat64Reference) {
                          (o.dt_bias ? ", dt_bias" : "") + (o.softplus ? ", softplus" : ""));
             check_fused(c, o, seed++);
         }
+    }
+}
+
+// After an op whose outputs are recorded, on CUDA the weight's first chunks load before the PDL wait (16-byte
+// weight rows; test_kernel_choice.cpp checks that they do); results unchanged.
+TEST_P(SelectiveStateUpdateFusedDtTest, WeightsLoadedBeforeTheLaunchWait) {
+    const FusedDtCase cases[] = {
+        {1, 320, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},
+        {1, 72, 64, 20, DType::BF16, DType::BF16, Layout::Padded, 1},
+        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},     // rows not 16-byte aligned: the normal path
+        {4, 2560, 16, 160, DType::BF16, DType::F32, Layout::Contiguous, 0},  // 16-byte rows, the chunks reused over 4 rows
+        {3, 320, 16, 160, DType::F32, DType::F32, Layout::Contiguous, 0},    // float32 weight rows
+        {2, 48, 16, 12, DType::F16, DType::BF16, Layout::Contiguous, 0},     // half weight rows of 24 bytes: element loads
+    };
+    uint64_t seed = 400;
+    for (const auto & c : cases) {
+        StepOptions o;
+        o.dt_bias = true;
+        o.softplus = true;
+        SCOPED_TRACE("batch " + std::to_string(c.batch) + " dim " + std::to_string(c.dim) + " rank " + std::to_string(c.rank));
+        check_fused(c, o, seed++, true);
     }
 }
 

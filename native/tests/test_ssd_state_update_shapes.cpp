@@ -3,7 +3,9 @@
 // last warp, a partial last lane of states, dstate over two 128-state passes, dstate not a multiple of 4
 // (the element path), strided and misaligned states, groups, D absent / per head / per channel, z and
 // dt_bias absent, softplus off, a dt limit, float32 / float16 / bfloat16 inputs, and a grid of many
-// blocks. Against the float64 reference of one recurrence step (support.h); outputs poisoned.
+// blocks. Against the float64 reference of one recurrence step (support.h); outputs poisoned. Each case
+// runs twice: after uploads, and right after an op whose outputs libmamba records (mt::LeadIn), where on
+// CUDA the kernel loads the state's first pass, A and dt_bias before its launch wait.
 #include "backend_test.h"
 
 namespace {
@@ -35,7 +37,10 @@ std::string describe(const Case & c) {
 class SsdStateUpdateShapesTest : public mt::BackendTest {
 protected:
     void check(const Case & c, uint64_t seed) {
-        SCOPED_TRACE(describe(c));
+        for (bool lead_in : {false, true}) check(c, seed, lead_in);
+    }
+    void check(const Case & c, uint64_t seed, bool lead_in) {
+        SCOPED_TRACE(describe(c) + (lead_in ? " after a lead-in op" : ""));
         const int64_t Bn = c.batch, H = c.heads, P = c.headdim, G = c.groups, N = c.dstate;
         std::mt19937_64 rng(seed);
         // The state lives in a flat buffer; the view starts at float 0 (or 1: misaligned) and steps 1 (or
@@ -73,6 +78,8 @@ protected:
         a.dt_softplus = c.softplus;
         a.dt_min = c.limit ? 0.1f : 0.0f;
         a.dt_max = c.limit ? 0.4f : INFINITY;
+        mt::LeadIn lead(ctx());
+        if (lead_in) lead.queue();
         MAMBA_ASSERT_OK(mamba_ssd_state_update(ctx(), &a));
 
         // The reference steps the states the view shows.

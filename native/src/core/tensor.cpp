@@ -162,8 +162,7 @@ void check_last_axis_contiguous(const char * name, const Tensor & t) {
         fail_argument("argument '", name, "' must have stride 1 along its last axis (has ", t.stride[t.ndim - 1], ")");
 }
 
-// Byte range [lo, hi) touched by a view.
-static void byte_range(const Tensor & t, const char *& lo, const char *& hi) {
+void byte_range(const Tensor & t, const char *& lo, const char *& hi) {
     int64_t min_off = 0, max_off = 0;
     for (int i = 0; i < t.ndim; ++i) {
         if (t.shape[i] == 0) {

@@ -57,5 +57,7 @@ void check_last_axis_contiguous(const char * name, const Tensor & t);
 // Two tensors must not share memory (conservative byte-range test).
 void check_no_overlap(const char * name_a, const Tensor & a, const char * name_b, const Tensor & b);
 bool same_memory(const Tensor & a, const Tensor & b);
+// Byte range [lo, hi) a view touches (lo == hi for an empty view).
+void byte_range(const Tensor & t, const char *& lo, const char *& hi);
 
 }  // namespace mamba
