@@ -113,6 +113,7 @@ struct GemvArgs {
     bool w_vec;         // W starts on a 16-byte boundary with rows a whole number of 16-byte vectors apart
     bool x_vec;         // x rows start on 16-byte boundaries with unit column stride: vector loads of x
     bool has_conv;      // tiled kernel: the conv step epilogue on the outputs of `conv`'s range (kConv builds)
+    bool early_conv;    // with has_conv: the conv state, weight and bias load before the PDL wait (launch.cuh)
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     struct Conv {
@@ -392,16 +393,23 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             early = true;
         }
     }
-    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
-    allow_dependents();
-    // The conv operands are requested now and stored after the first x tile's loads: no extra round trip.
+    // The conv operands are requested before the wait where the op just before does not write them
+    // (early_conv), else right after it; either way they are stored after the first x tile's loads.
     float conv_regs[Conv::kPerThread];
-    if constexpr (Tr::kConv) {
+    const auto load_conv_operands = [&] {
 #pragma unroll
         for (int u = 0; u < Conv::kPerThread; ++u) {
             const int i = int(threadIdx.x) + u * Tr::kThreads;
             conv_regs[u] = i < Conv::kCount ? Conv::load(a, block_first, warps_n * R, i) : 0.0f;
         }
+    };
+    if constexpr (Tr::kConv) {
+        if (a.early_conv) load_conv_operands();
+    }
+    wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
+    allow_dependents();
+    if constexpr (Tr::kConv) {
+        if (!a.early_conv) load_conv_operands();
     }
     float acc[R][M];
 #pragma unroll
@@ -738,11 +746,11 @@ GemvVariant gemv_variant(const LinearParams & p) {
 
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
-    // The trace names tell the early weight loads (one row only) apart.
+    // The trace names tell the early loads apart: W (one row only), the conv operands (any row count).
     const bool early = kRows == 1 && a.early_w;
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
-        launch_kernel(ctx, early ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+        launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_kernel");
         return;
     }
@@ -918,6 +926,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.early_w = readable_before_wait(ctx, {&l.weight});
+    a.early_conv = readable_before_wait(ctx, {&c.conv_state, &c.weight, c.bias ? &*c.bias : nullptr});
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

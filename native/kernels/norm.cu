@@ -38,6 +38,7 @@ struct RmsNormArgs {
     int64_t hidden;
     float eps;
     bool has_residual, has_residual_out;
+    bool early;  // register kernels: weight and residual load before the PDL wait (readable_before_wait, launch.cuh)
 };
 
 __global__ void rms_norm_kernel(RmsNormArgs a) {
@@ -65,6 +66,7 @@ struct GatedArgs {
     int64_t group_size, groups;
     float eps;
     bool has_z, norm_before_gate;
+    bool early;  // register kernels: weight and z load before the PDL wait (readable_before_wait, launch.cuh)
 };
 
 __global__ void gated_rms_norm_kernel(GatedArgs a) {
@@ -109,14 +111,19 @@ template <int kPer>
 __global__ void rms_norm_registers_kernel(RmsNormArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x, last = a.hidden - 1;
+    // With a.early the weight and the residual (written by the norm of the layer before, not by the kernel
+    // just before: launch.cuh) load before the wait; x, the previous kernel's output, after it.
+    float w[kPer], r[kPer], res[kPer];
+    const auto load_weight_and_residual = [&] {
+        load_row_registers(a.weight, 0, a.w_s, last, w);
+        if (a.has_residual) load_row_registers(a.residual, row * a.r_s0, a.r_s1, last, res);
+    };
+    if (a.early) load_weight_and_residual();
     wait_for_producer();  // as rms_norm_kernel
     allow_dependents();
-    float w[kPer], r[kPer];
-    load_row_registers(a.weight, 0, a.w_s, last, w);
+    if (!a.early) load_weight_and_residual();
     load_row_registers(a.x, row * a.x_s0, a.x_s1, last, r);
     if (a.has_residual) {
-        float res[kPer];
-        load_row_registers(a.residual, row * a.r_s0, a.r_s1, last, res);
 #pragma unroll
         for (int j = 0; j < kPer; ++j) r[j] += res[j];
     }
@@ -139,13 +146,19 @@ __global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x / a.groups;
     const int64_t c0 = (blockIdx.x % a.groups) * a.group_size, last = a.group_size - 1;
+    // With a.early the weight and z (the in-projection's output, two kernels back in a decode step) load
+    // before the wait; x, the previous kernel's output, after it.
+    float w[kPer], x[kPer], gate[kPer];
+    const auto load_weight_and_z = [&] {
+        load_row_registers(a.weight, c0 * a.w_s, a.w_s, last, w);
+        if (a.has_z) load_row_registers(a.z, row * a.z_s0 + c0 * a.z_s1, a.z_s1, last, gate);
+    };
+    if (a.early) load_weight_and_z();
     wait_for_producer();  // as gated_rms_norm_kernel
     allow_dependents();
-    float w[kPer], x[kPer], gate[kPer];
-    load_row_registers(a.weight, c0 * a.w_s, a.w_s, last, w);
+    if (!a.early) load_weight_and_z();
     load_row_registers(a.x, row * a.x_s0 + c0 * a.x_s1, a.x_s1, last, x);
     if (a.has_z) {
-        load_row_registers(a.z, row * a.z_s0 + c0 * a.z_s1, a.z_s1, last, gate);
 #pragma unroll
         for (int j = 0; j < kPer; ++j) gate[j] = silu_f(gate[j]);
     } else {
@@ -210,7 +223,8 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
     if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
-        launch_registers(ctx, "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
+        a.early = readable_before_wait(ctx, {&p.weight, p.residual ? &*p.residual : nullptr});
+        launch_registers(ctx, a.early ? "rms_norm_registers_kernel early" : "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
                          rms_norm_registers_kernel<4>, rms_norm_registers_kernel<8>, p.hidden, unsigned(p.rows), a);
     } else {
         launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
@@ -235,7 +249,8 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
     if (a.group_size <= kRegisterRowMax) {
-        launch_registers(ctx, "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
+        a.early = readable_before_wait(ctx, {&p.weight, p.z ? &*p.z : nullptr});
+        launch_registers(ctx, a.early ? "gated_rms_norm_registers_kernel early" : "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
                          gated_rms_norm_registers_kernel<2>, gated_rms_norm_registers_kernel<4>,
                          gated_rms_norm_registers_kernel<8>, a.group_size, unsigned(blocks), a);
     } else {

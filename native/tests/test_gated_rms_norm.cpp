@@ -43,6 +43,9 @@ struct Case {
 class GatedRmsNormTest : public mt::BackendTest {
 protected:
     std::mt19937_64 rng_{99};
+    // With lead_in_ an op whose outputs libmamba records runs just before the call (mt::LeadIn): on CUDA the
+    // register kernels then load the weight and z before their launch wait.
+    bool lead_in_ = false;
 
     void run(const Case & c, DType weight_dtype, DType y_dtype) {
         SCOPED_TRACE(std::string(mt::dtype_name(c.dtype)) + " rows " + std::to_string(c.rows) + " dim " + std::to_string(c.dim) + " group " +
@@ -69,6 +72,8 @@ protected:
             z.upload(ctx());
             a.z = z.dl();
         }
+        mt::LeadIn lead(ctx());
+        if (lead_in_) lead.queue();
         MAMBA_ASSERT_OK(mamba_gated_rms_norm(ctx(), &a));
         y.download(ctx());
         const auto ref = reference_gated_rms_norm(x, c.gate ? &z : nullptr, w, c.group_size == 0 ? c.dim : c.group_size, 1e-5, c.norm_before_gate);
@@ -98,6 +103,20 @@ TEST_P(GatedRmsNormTest, MatchesFloat64Reference) {
                     run({1, 8192, 0, dt, gate, before, strided}, dt, dt);
                 }
             }
+        }
+    }
+}
+
+TEST_P(GatedRmsNormTest, WeightAndGateLoadedBeforeTheLaunchWait) {
+    // Right after an op whose outputs are recorded (test_kernel_choice.cpp checks that the register kernels
+    // then load early): groups, each elements-per-thread build, with and without z.
+    lead_in_ = true;
+    for (DType dt : {DType::F32, DType::BF16}) {
+        for (bool gate : {false, true}) {
+            run({3, 64, 16, dt, gate, false, false}, dt, dt);
+            run({2, 1500, 0, dt, gate, true, true}, dt, dt);
+            run({9, 5120, 640, dt, gate, false, false}, dt, dt);
+            run({1, 5120, 0, dt, gate, true, false}, dt, dt);
         }
     }
 }

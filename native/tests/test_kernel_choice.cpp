@@ -294,6 +294,83 @@ TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteI
     }
 }
 
+TEST_F(KernelChoiceTest, NormsLoadWeightResidualAndGateEarlyUnlessTheOpBeforeWroteThem) {
+    // The add + RMSNorm after out_proj, and the gated RMSNorm after the SSD state update: the weight and the
+    // residual (or z) load before the wait, unless the op just before wrote the residual (or z).
+    constexpr int64_t kHidden = 512;
+    std::mt19937_64 rng(13);
+    Tensor x({1, kHidden}, DType::F32), res({1, kHidden}, DType::F32), z({1, kHidden}, DType::F32), w({kHidden}, DType::F32);
+    Tensor y({1, kHidden}, DType::F32);
+    for (Tensor * t : {&x, &res, &z, &w}) {
+        t->fill_uniform(rng, 0.5, 1.5);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    Linear before = linear(1, 64, kHidden, DType::F32);
+    mamba_rms_norm_args norm{};
+    norm.x = x.dl();
+    norm.residual = res.dl();
+    norm.residual_out = res.dl();
+    norm.weight = w.dl();
+    norm.y = y.dl();
+    norm.eps = 1e-5f;
+    mamba_gated_rms_norm_args gated{};
+    gated.x = x.dl();
+    gated.z = z.dl();
+    gated.weight = w.dl();
+    gated.y = y.dl();
+    gated.eps = 1e-5f;
+    for (bool writes_input : {false, true}) {
+        SCOPED_TRACE(writes_input ? "the op before writes the residual / z" : "the op before writes x");
+        before.args.y = writes_input ? res.dl() : x.dl();
+        std::string log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &before.args);
+            return st != MAMBA_STATUS_OK ? st : mamba_rms_norm(ctx(), &norm);
+        });
+        EXPECT_TRUE(launched_last(log, writes_input ? "rms_norm_registers_kernel" : "rms_norm_registers_kernel early")) << log;
+        before.args.y = writes_input ? z.dl() : x.dl();
+        log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &before.args);
+            return st != MAMBA_STATUS_OK ? st : mamba_gated_rms_norm(ctx(), &gated);
+        });
+        EXPECT_TRUE(launched_last(log, writes_input ? "gated_rms_norm_registers_kernel" : "gated_rms_norm_registers_kernel early")) << log;
+    }
+}
+
+TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheConvState) {
+    // The fused in_proj + conv step at 4 rows (W after the wait there): the conv state, filter and bias
+    // load before the wait, unless the op just before wrote the conv state.
+    constexpr int64_t kRows = 4, kIn = 256, kOut = 1024, kDim = 512, kWidth = 4;
+    std::mt19937_64 rng(17);
+    Linear l = linear(kRows, kIn, kOut, DType::BF16);
+    Tensor state({kRows, kDim, kWidth - 1}, DType::F32), cw({kDim, kWidth}, DType::BF16), cy({kRows, kDim}, DType::BF16);
+    state.fill_uniform(rng, -1, 1);
+    cw.fill_uniform(rng, -1, 1);
+    for (Tensor * t : {&state, &cw}) t->upload(ctx());
+    cy.upload_poisoned(ctx());
+    mamba_linear_conv1d_update_args a{};
+    a.x = l.x.dl();
+    a.weight = l.w.dl();
+    a.y = l.y.dl();
+    a.conv_state = state.dl();
+    a.conv_weight = cw.dl();
+    a.conv_y = cy.dl();
+    a.silu = true;
+    Linear before = linear(1, 64, 256, DType::F32);
+    mt::View into_state(state, {1, 256}, {256, 1});
+    Tensor elsewhere({1, 256}, DType::F32);
+    elsewhere.upload(ctx());
+    for (bool writes_state : {false, true}) {
+        SCOPED_TRACE(writes_state ? "the op before writes the conv state" : "the op before writes elsewhere");
+        before.args.y = writes_state ? into_state.dl() : elsewhere.dl();
+        const std::string log = traced([&] {
+            const mamba_status st = mamba_linear(ctx(), &before.args);
+            return st != MAMBA_STATUS_OK ? st : mamba_linear_conv1d_update(ctx(), &a);
+        });
+        EXPECT_TRUE(launched_last(log, writes_state ? "gemv_tiled_conv_kernel" : "gemv_tiled_conv_kernel early")) << log;
+    }
+}
+
 TEST_F(KernelChoiceTest, NoEarlyWeightsWithTheSwitchOffOrOnABorrowedStream) {
     Linear wide = linear(1, 1024, 4096, DType::BF16);
     auto lead_then_linear = [&](mamba_context * c, mt::LeadIn & lead) {

@@ -41,6 +41,10 @@ struct Case {
 
 class RmsNormTest : public mt::BackendTest {
 protected:
+    // With lead_in_ an op whose outputs libmamba records runs just before the call (mt::LeadIn): on CUDA the
+    // register kernels then load the weight and the residual before their launch wait.
+    bool lead_in_ = false;
+
     void run(const Case & c) {
         std::mt19937_64 rng(1234 + uint64_t(c.rows * 31 + c.hidden));
         const std::vector<int64_t> shape{c.rows, c.hidden};
@@ -64,6 +68,8 @@ protected:
             a.residual = res.dl();
             a.residual_out = res_out.dl();
         }
+        mt::LeadIn lead(ctx());
+        if (lead_in_) lead.queue();
         MAMBA_ASSERT_OK(mamba_rms_norm(ctx(), &a));
         y.download(ctx());
         const auto ref = reference_rms_norm(x, c.residual ? &res : nullptr, w, 1e-5);
@@ -93,6 +99,21 @@ TEST_P(RmsNormTest, MatchesFloat64Reference) {
                 run({1, 5121, dt, residual, strided, dt});
                 run({1, 8192, dt, residual, strided, dt});
             }
+        }
+    }
+}
+
+TEST_P(RmsNormTest, WeightAndResidualLoadedBeforeTheLaunchWait) {
+    // Right after an op whose outputs are recorded (test_kernel_choice.cpp checks that the register kernels
+    // then load early): each elements-per-thread build, with and without the residual, in place too.
+    lead_in_ = true;
+    for (DType dt : {DType::F32, DType::BF16}) {
+        for (bool residual : {false, true}) {
+            SCOPED_TRACE(std::string(mt::dtype_name(dt)) + (residual ? " residual" : ""));
+            run({3, 64, dt, residual, false, DType::F32});
+            run({2, 1500, dt, residual, true, dt});
+            run({1, 2560, dt, residual, false, DType::F32});
+            run({2, 5120, dt, residual, false, dt});
         }
     }
 }
