@@ -8,8 +8,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -18,6 +20,21 @@
 #include "core/tensor.h"
 
 namespace mamba {
+
+// What the early reads (launch.cuh, readable_before_wait) know of one stream: how much work has been queued
+// on it (kernels, cuBLAS calls, copies, memsets, graph launches) and the byte ranges that the last op which
+// recorded its outputs (note_writes) writes, with the count it saw. One per context's own stream, shared
+// with every context that borrows that stream (mamba_context_set_stream), so that work queued through any
+// of them counts.
+struct StreamTrack {
+    static constexpr int kMaxWriteRanges = 4;
+    std::atomic<uint64_t> queued{0};
+    uint64_t writes_at = ~uint64_t(0);  // nothing recorded
+    int write_count = 0;
+    const char * write_lo[kMaxWriteRanges] = {};
+    const char * write_hi[kMaxWriteRanges] = {};
+    void forget() { writes_at = ~uint64_t(0); }
+};
 
 // What a CUDA context owns. The stream may be borrowed from the caller (mamba_context_set_stream).
 struct CudaState {
@@ -46,17 +63,11 @@ struct CudaState {
     // Kernels marked PDL-safe launch with Programmatic Dependent Launch (launch.cuh): compute
     // capability 9.0+ and MAMBA_CUDA_PDL not "0" when the context was created.
     bool pdl = false;
-    // Early reads (launch.cuh, readable_before_wait): MAMBA_CUDA_EARLY_WEIGHTS not "0" when the
-    // context was created. `queued` counts the work put on `stream` (kernels, cuBLAS calls, copies, graph
-    // launches); the last op that recorded its outputs (note_writes) left the count it saw in writes_at
-    // and their byte ranges, so that the next op can tell whether that op is the work just before it.
-    static constexpr int kMaxWriteRanges = 4;
+    // Early reads (launch.cuh, readable_before_wait): MAMBA_CUDA_EARLY_WEIGHTS not "0" when the context
+    // was created. own_track follows the own stream; track is the one of `stream`: own_track, the lending
+    // context's where `stream` is another live context's own stream, none on any other stream.
     bool early_weights = false;
-    uint64_t queued = 0;
-    uint64_t writes_at = ~uint64_t(0);  // nothing recorded
-    int write_count = 0;
-    const char * write_lo[kMaxWriteRanges] = {};
-    const char * write_hi[kMaxWriteRanges] = {};
+    std::shared_ptr<StreamTrack> own_track, track;
     // MAMBA_CUDA_TRACE=1 when the context was created: launch_kernel times every kernel it launches
     // on its own (synchronizing; never inside a capture) and prints the time to stderr.
     bool trace = false;
@@ -83,9 +94,17 @@ namespace cuda {
 inline cudaStream_t stream_of(const mamba_context & ctx) { return ctx.cuda->stream; }
 
 // Counts work queued on the context's stream: every kernel launch, cuBLAS call, copy, memset and graph
-// launch on it, so that a record of an op's outputs (note_writes, launch.cuh) is trusted only while that
-// op is the last work queued.
-inline void count_queued(mamba_context & ctx) { ++ctx.cuda->queued; }
+// launch of the ops, so that a record of an op's outputs (note_writes, launch.cuh) is trusted only while
+// that op is the last work queued. (Reads of the error words, each followed by a synchronization, are not
+// counted: nothing an op reads is written there.)
+inline void count_queued(mamba_context & ctx) {
+    if (StreamTrack * t = ctx.cuda->track.get()) t->queued.fetch_add(1);
+}
+
+// Drops the stream's record (launch.cuh): the next op loads nothing before its wait.
+inline void forget_writes(mamba_context & ctx) {
+    if (StreamTrack * t = ctx.cuda->track.get()) t->forget();
+}
 
 constexpr unsigned long long kNoErrorIndex = ~0ull;
 // Waits for the stream, then returns and resets the first bad index reported by kernels (kNoErrorIndex

@@ -88,10 +88,11 @@
 // (1, 2, 4, 8, 16) so that the accumulators stay in registers; x and y dtypes are run-time switches (they
 // are rows*(in + out) elements), which keeps the instantiations to W dtype x row bucket x vector flag.
 //
-// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe, loading nothing before the wait as
-// the contract there asks (any tensor, weights included, may be the previous op's output). The warp kernel
-// does ask L2 for its first two batches of W before the wait (prefetch_l2), which is allowed and puts the
-// first HBM round trip under the previous kernel's tail. x is first read at the marked dependency point.
+// Programmatic dependent launch (launch.cuh): both kernels are PDL-safe. Where the op just before does not
+// write W (early_w, launch.cuh's early reads) the warp kernel loads its first two batches of W and the tiled
+// kernel at one row its first batch before the wait; otherwise the warp kernel only asks L2 for its first
+// two batches there (prefetch_l2), which puts the first HBM round trip under the previous kernel's tail.
+// x is first read at the marked dependency point.
 #include "gemv.cuh"
 #include "launch.cuh"
 
@@ -900,6 +901,8 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     if (variant == GemvVariant::Gemm) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);
+    // Decided once for the call: where a forced warp kernel runs more than 4 rows as several launches, each
+    // later launch follows one of this op, which writes only y, and y never overlaps W (validate_linear).
     a.early_w = readable_before_wait(ctx, {&p.weight});
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;

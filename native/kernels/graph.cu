@@ -61,6 +61,7 @@ void graph_capture_begin(mamba_context & ctx) {
     join_l2_prefetch(ctx);  // an eager prefetch's event cannot be waited on inside the capture
     MAMBA_CUDA_CHECK(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal));
     s.capturing = true;
+    forget_writes(ctx);  // the graph's first kernel follows nothing inside the graph (launch.cuh)
 }
 
 void * graph_capture_end(mamba_context & ctx) {
@@ -75,6 +76,7 @@ void * graph_capture_end(mamba_context & ctx) {
         throw;
     }
     s.capturing = false;
+    forget_writes(ctx);  // the captured work never ran on the stream: its record describes nothing there
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(s.stream, &graph);
     if (end != cudaSuccess) {
@@ -94,6 +96,7 @@ void graph_capture_abandon(mamba_context & ctx) noexcept {
     if (s == nullptr || !s->capturing) return;
     join_l2_prefetch_for_abandon(ctx);
     s->capturing = false;
+    forget_writes(ctx);
     cudaGraph_t graph = nullptr;
     if (cudaStreamEndCapture(s->stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
     (void)cudaGetLastError();

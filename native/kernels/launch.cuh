@@ -69,50 +69,58 @@ inline bool pdl_enabled(const mamba_context & ctx) {
     return ctx.cuda->pdl;
 }
 
-// Early weight reads. The contract above keeps every load after the wait because the kernel just before
-// may still write any tensor. But a kernel's blocks start only once every block of the kernel before it
-// has passed its own wait (every kernel here calls allow_dependents() after wait_for_producer(); one that
-// never calls it triggers when it exits), so every kernel before that one has completed and flushed: only
-// the kernel just before can still be writing. Where that kernel is the last of a libmamba op that
-// recorded its outputs (note_writes), a tensor outside them may be loaded before the wait, and streams
-// while the previous kernel runs: the one-row GEMVs' first batches of W, the state updates' states and
-// parameters and the fused dt_proj chunks (mamba-2.8b decode at batch 1: 2.611 -> 2.370 ms/step on an
-// H200 with the weights alone).
-// Off where PDL is off, on a borrowed stream (mamba_context_set_stream: the caller's own kernels may come
-// between two calls), when anything else was queued since the record (count_queued), and with
-// MAMBA_CUDA_EARLY_WEIGHTS=0 when the context was created ("1" or unset: on).
+// Early reads. The contract above keeps every load after the wait because the kernel just before may
+// still write any tensor. But a kernel's blocks start only once every block of the kernel before it has
+// passed its own wait (every kernel here calls allow_dependents() after wait_for_producer()), so every
+// kernel before that one has completed and flushed: only the kernel just before can still be writing.
+// Where that kernel is the last of a libmamba op that recorded its outputs (note_writes), a tensor outside
+// them may be loaded before the wait, and streams while the previous kernel runs: the GEMVs' first
+// batches of W (tiled kernel at one row, warp kernel), the state updates' states and parameters and the
+// fused dt_proj chunks (mamba-2.8b decode at batch 1 on an H200: 2.585 -> 2.366 ms/step).
+// What a context knows of its stream is a StreamTrack (common.cuh), shared with the contexts that borrow
+// that stream, so that their work counts too. Off where PDL is off, on a stream that is no live context's
+// own (the caller's work there is not counted), while someone else captures the stream, after a capture
+// (forget_writes), when anything else was queued since the record (count_queued), and with
+// MAMBA_CUDA_EARLY_WEIGHTS=0 when the context was created ("1" or unset: on). Work the caller queues on the
+// stream of mamba_context_get_stream is not counted either: mamba.h states what it may do.
 
 // Records the outputs of the op just queued (null entries are skipped). An op that does not record
 // leaves the record stale, which keeps the next op's weight loads after its wait.
+// A capture of the stream begun by someone else (the caller, on the stream of mamba_context_get_stream):
+// its work never runs on the stream, and its end cannot be seen, so nothing is recorded while it lasts.
+inline bool captured_by_another(const mamba_context & ctx) { return !ctx.cuda->capturing && stream_capturing(ctx); }
+
 inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor *> outputs) {
-    CudaState & s = *ctx.cuda;
-    s.writes_at = ~uint64_t(0);
+    StreamTrack * s = ctx.cuda->track.get();
+    if (s == nullptr) return;
+    s->forget();
+    if (captured_by_another(ctx)) return;
     int n = 0;
     for (const Tensor * t : outputs) {
         if (t == nullptr) continue;
         const char *lo, *hi;
         byte_range(*t, lo, hi);
         if (lo == hi) continue;
-        if (n == CudaState::kMaxWriteRanges) return;  // more than the record holds: stays stale
-        s.write_lo[n] = lo;
-        s.write_hi[n] = hi;
+        if (n == StreamTrack::kMaxWriteRanges) return;  // more than the record holds: stays stale
+        s->write_lo[n] = lo;
+        s->write_hi[n] = hi;
         ++n;
     }
-    s.write_count = n;
-    s.writes_at = s.queued;
+    s->write_count = n;
+    s->writes_at = s->queued.load();
 }
 
 // Whether the next kernel queued on ctx may load all of `inputs` (null entries skipped) before
 // wait_for_producer() (see above).
 inline bool readable_before_wait(const mamba_context & ctx, std::initializer_list<const Tensor *> inputs) {
-    const CudaState & s = *ctx.cuda;
-    if (!s.early_weights || !pdl_enabled(ctx) || s.stream != s.own_stream || s.writes_at != s.queued) return false;
+    const StreamTrack * s = ctx.cuda->track.get();
+    if (s == nullptr || !ctx.cuda->early_weights || s->writes_at != s->queued.load() || !pdl_enabled(ctx) || captured_by_another(ctx)) return false;
     for (const Tensor * t : inputs) {
         if (t == nullptr) continue;
         const char *lo, *hi;
         byte_range(*t, lo, hi);
-        for (int i = 0; i < s.write_count; ++i)
-            if (lo < s.write_hi[i] && s.write_lo[i] < hi) return false;
+        for (int i = 0; i < s->write_count; ++i)
+            if (lo < s->write_hi[i] && s->write_lo[i] < hi) return false;
     }
     return true;
 }

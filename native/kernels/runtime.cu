@@ -2,6 +2,8 @@
 // workspace), memory and events. Every CUDA error becomes a mamba::Error with a device status.
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "common.cuh"
 #include "core/env_choice.h"
@@ -80,6 +82,19 @@ __global__ void pdl_probe_kernel() {}
 // Any other value is an INVALID_ARGUMENT error.
 constexpr EnvChoice<bool> kSwitch[] = {{"0", false}, {"1", true}};
 
+// The own streams of the live CUDA contexts and their tracks (common.cuh, StreamTrack), so that a context
+// borrowing another's own stream (mamba_context_set_stream) shares what that context knows of it.
+namespace {
+std::mutex g_tracks_mutex;
+std::unordered_map<cudaStream_t, std::weak_ptr<StreamTrack>> g_tracks;
+
+std::shared_ptr<StreamTrack> track_of(cudaStream_t stream) {
+    const std::lock_guard<std::mutex> lock(g_tracks_mutex);
+    const auto it = g_tracks.find(stream);
+    return it == g_tracks.end() ? nullptr : it->second.lock();
+}
+}  // namespace
+
 void context_init(mamba_context & ctx) {
     check_device_id(ctx.device_id);
     // Before anything is allocated, so that a bad value leaves nothing to free.
@@ -110,6 +125,12 @@ void context_init(mamba_context & ctx) {
     try {
         MAMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));
         state->stream = state->own_stream;
+        state->own_track = std::make_shared<StreamTrack>();
+        state->track = state->own_track;
+        {
+            const std::lock_guard<std::mutex> lock(g_tracks_mutex);
+            g_tracks[state->own_stream] = state->own_track;
+        }
         MAMBA_CUBLAS_CHECK(cublasCreate(&state->cublas));
         MAMBA_CUBLAS_CHECK(cublasLtCreate(&state->cublaslt));
         MAMBA_CUDA_CHECK(cudaMalloc(&state->cublas_workspace, kCublasWorkspaceBytes));
@@ -145,6 +166,10 @@ void context_destroy(mamba_context & ctx) noexcept {
     if (s->deferred_error) cudaFree(s->deferred_error);
     if (s->deferred_error_host) cudaFreeHost(s->deferred_error_host);
     for (void * p : s->retired_workspaces) cudaFree(p);
+    if (s->own_stream) {
+        const std::lock_guard<std::mutex> lock(g_tracks_mutex);
+        g_tracks.erase(s->own_stream);
+    }
     if (s->own_stream) cudaStreamDestroy(s->own_stream);
     (void)cudaGetLastError();
     delete s;
@@ -172,6 +197,8 @@ void set_stream(mamba_context & ctx, void * stream) {
     if (s.capturing) fail_argument("the stream cannot change while a graph is being captured");
     join_l2_prefetch(ctx);  // into the stream it was forked from (the current one, before it changes)
     s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
+    // Early reads follow the stream: its own track, a lending context's, or none (launch.cuh).
+    s.track = s.stream == s.own_stream ? s.own_track : track_of(s.stream);
     MAMBA_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
     // cublasSetStream returns cuBLAS to its own workspace pool, which it may grow with cudaMalloc (not
     // allowed during graph capture); keep it on the context's fixed buffer.

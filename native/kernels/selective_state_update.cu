@@ -14,8 +14,9 @@
 // once; a channel's lanes split its weight row in 16-byte chunks (when rows are 16-byte aligned with unit
 // stride; element loads otherwise) and sum their partial dot products by shuffles. A lane's first chunks
 // are loaded into registers, and the state loads issued, before the staging and its barrier, so that the
-// weight, state and input round trips overlap instead of following each other. Like every input, the
-// weight is read only after wait_for_producer() (launch.cuh).
+// weight, state and input round trips overlap instead of following each other. Where the op just before
+// writes none of them (launch.cuh's early reads), the fused builds issue those loads of the block's first
+// batch row (all inputs but dt, B and C) before wait_for_producer().
 #include "common.cuh"
 #include "launch.cuh"
 #include "ops/selective_scan.h"

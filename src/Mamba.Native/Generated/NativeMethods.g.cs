@@ -807,20 +807,22 @@ public static unsafe partial class NativeMethods
 
     /// <summary>
     /// Makes work of this context run on an external cudaStream_t (e.g. one owned by PyTorch);
-    /// NULL restores the context's own stream. CPU contexts accept only NULL. On a borrowed stream no kernel
-    /// reads an input before the previous kernel has finished (on its own stream the library lets a kernel
-    /// start reading inputs the op just before does not write, e.g. weights, while that op still runs: see
-    /// docs/architecture.md), since the caller's own kernels may run between two calls.
+    /// NULL restores the context's own stream. CPU contexts accept only NULL. On its own stream the library lets
+    /// a kernel start reading the inputs that the op just before does not write (weights, recurrent states)
+    /// while that op still runs (docs/architecture.md, early reads). It does so on a borrowed stream only when
+    /// that stream is another live context's own: the two contexts then count each other's work. On any other
+    /// stream every kernel waits for the previous one before its first load.
     /// </summary>
     [LibraryImport(LibraryName, EntryPoint = "mamba_context_set_stream")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_context_set_stream(mamba_context* context, void* stream);
 
     /// <summary>
-    /// The cudaStream_t work is queued on (NULL on CPU). A kernel of the caller's own queued on it between two
-    /// calls must not trigger programmatic dependent launch (cudaTriggerProgrammaticLaunchCompletion) before
-    /// it has written what the next call reads, or the context must be created with MAMBA_CUDA_EARLY_WEIGHTS=0;
-    /// kernels that do not use PDL, copies and events are always fine.
+    /// The cudaStream_t work is queued on (NULL on CPU). Work the caller queues on it directly (kernels, copies)
+    /// is not seen by the library: such work between two calls must not write anything the next call reads,
+    /// since that call's kernel may read its inputs before the work before it has finished (early reads), or the
+    /// context must be created with MAMBA_CUDA_EARLY_WEIGHTS=0. Events, and work that writes only memory the
+    /// following calls do not read, are fine; so is handing the stream to another context (set_stream).
     /// </summary>
     [LibraryImport(LibraryName, EntryPoint = "mamba_context_get_stream")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
