@@ -84,12 +84,12 @@ inline bool pdl_enabled(const mamba_context & ctx) {
 // MAMBA_CUDA_EARLY_WEIGHTS=0 when the context was created ("1" or unset: on). Work the caller queues on the
 // stream of mamba_context_get_stream is not counted either: mamba.h states what it may do.
 
-// Records the outputs of the op just queued (null entries are skipped). An op that does not record
-// leaves the record stale, which keeps the next op's weight loads after its wait.
 // A capture of the stream begun by someone else (the caller, on the stream of mamba_context_get_stream):
 // its work never runs on the stream, and its end cannot be seen, so nothing is recorded while it lasts.
 inline bool captured_by_another(const mamba_context & ctx) { return !ctx.cuda->capturing && stream_capturing(ctx); }
 
+// Records the outputs of the op just queued (null entries are skipped). An op that does not record
+// leaves the record stale, which keeps the next op's loads after its wait.
 inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor *> outputs) {
     StreamTrack * s = ctx.cuda->track.get();
     if (s == nullptr) return;

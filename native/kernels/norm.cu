@@ -230,7 +230,7 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
         launch_kernel(ctx, "rms_norm_kernel", true, rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads_for(p.hidden)), 0, a);
         MAMBA_CUDA_CHECK_LAUNCH("rms_norm_kernel");
     }
-    note_writes(ctx, {&p.y, p.residual_out ? &*p.residual_out : nullptr});
+    note_writes(ctx, {&p.y, ptr(p.residual_out)});
 }
 
 void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {

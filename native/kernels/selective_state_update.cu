@@ -159,18 +159,18 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     float x = 0.0f, bias = 0.0f, D = 0.0f, z = 0.0f;
     // First pass of a batch row: state and A loads issued before the small vectors.
     auto load_pass = [&](const float * st, int64_t n) {
-            if (Tr::kVec && n < N) {
-                const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
-                const float4 av = *reinterpret_cast<const float4 *>(A + n);
-                s[0] = sv.x, s[1] = sv.y, s[2] = sv.z, s[3] = sv.w;
-                Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
-            } else {
+        if (Tr::kVec && n < N) {
+            const float4 sv = __ldcs(reinterpret_cast<const float4 *>(st + n));
+            const float4 av = *reinterpret_cast<const float4 *>(A + n);
+            s[0] = sv.x, s[1] = sv.y, s[2] = sv.z, s[3] = sv.w;
+            Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
+        } else {
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    s[i] = n + i < N ? st[(n + i) * a.st_sn] : 0.0f;
-                    Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
-                }
+            for (int i = 0; i < 4; ++i) {
+                s[i] = n + i < N ? st[(n + i) * a.st_sn] : 0.0f;
+                Av[i] = n + i < N ? A[(n + i) * a.A_sn] : 0.0f;
             }
+        }
     };
     // The row's inputs that no earlier op of the step writes just before: with a.early they load before
     // the PDL wait for the block's first row (the state's HBM round trip then overlaps the previous
@@ -355,8 +355,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
                      aligned16(a.state) && aligned16(a.A);
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
     // After the conversions above: one queued just before makes the loads wait (launch.cuh).
-    auto opt = [](const std::optional<Tensor> & t) { return t ? &*t : nullptr; };
-    a.early = readable_before_wait(ctx, {&p.state, &p.A, &p.x, opt(p.z), opt(p.D), opt(p.dt_bias), opt(p.dt_proj_weight)});
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, &p.x, ptr(p.z), ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);

@@ -223,7 +223,7 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
-    a.early = readable_before_wait(ctx, {&p.state, &p.A, p.dt_bias ? &*p.dt_bias : nullptr});
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias)});
     if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
                              dim3(Vec::kThreads), bc_bytes, a);
     else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);

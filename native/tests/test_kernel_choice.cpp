@@ -74,6 +74,33 @@ protected:
         return l;
     }
 
+    // A one-row linear of 64 outputs (the warp kernel), the consumer, whose whole weight w another one-row
+    // linear, the producer, writes: where the producer is the work just before, the consumer must load w
+    // after its wait.
+    struct ProducedWeight {
+        static constexpr int64_t kOut = 64, kIn = 64;
+        Tensor px{{1, kIn}, DType::BF16}, pw{{kOut * kIn, kIn}, DType::BF16}, w{{kOut, kIn}, DType::BF16};
+        Tensor x{{1, kIn}, DType::BF16}, y{{1, kOut}, DType::BF16};
+        mt::View produced{w, {1, kOut * kIn}, {}};
+        mamba_linear_args producer{}, consumer{};
+
+        ProducedWeight(mamba_context * ctx, uint64_t seed) {
+            std::mt19937_64 rng(seed);
+            for (Tensor * t : {&px, &pw, &x}) {
+                t->fill_uniform(rng, -1, 1);
+                t->upload(ctx);
+            }
+            w.upload_poisoned(ctx);
+            y.upload_poisoned(ctx);
+            producer.x = px.dl();
+            producer.weight = pw.dl();
+            producer.y = produced.dl();
+            consumer.x = x.dl();
+            consumer.weight = w.dl();
+            consumer.y = y.dl();
+        }
+    };
+
     mt::ContextPtr ctx_;
 };
 
@@ -149,7 +176,6 @@ TEST_F(KernelChoiceTest, ConvStepRunsInTheInProjGemvUnlessCublasTakesTheRows) {
         EXPECT_EQ(launched(log, "causal_conv1d_update_kernel"), !c.fused) << log;
     }
 }
-
 
 // ---- early weight reads (launch.cuh) ----
 // A kernel loads its weights before its launch wait only where the work queued just before it is a
@@ -455,33 +481,16 @@ TEST_F(KernelChoiceTest, WorkOnAnotherStreamLeavesTheOwnStreamsRecordAsItWas) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     mt::ContextPtr lender = mt::make_context(MAMBA_DEVICE_CUDA);
     ASSERT_NE(lender, nullptr);
-    constexpr int64_t kOut = 64, kIn = 64;
-    std::mt19937_64 rng(19);
-    Tensor px({1, kIn}, DType::BF16), pw({kOut * kIn, kIn}, DType::BF16), w({kOut, kIn}, DType::BF16), x({1, kIn}, DType::BF16), y({1, kOut}, DType::BF16);
-    for (Tensor * t : {&px, &pw, &x}) {
-        t->fill_uniform(rng, -1, 1);
-        t->upload(ctx());
-    }
-    w.upload_poisoned(ctx());
-    y.upload_poisoned(ctx());
-    mt::View produced(w, {1, kOut * kIn}, {});
-    mamba_linear_args producer{};
-    producer.x = px.dl();
-    producer.weight = pw.dl();
-    producer.y = produced.dl();
-    mamba_linear_args consumer{};
-    consumer.x = x.dl();
-    consumer.weight = w.dl();
-    consumer.y = y.dl();
+    ProducedWeight produced(ctx(), 19);
     mt::LeadIn elsewhere(ctx());
     void * stream = nullptr;
     MAMBA_ASSERT_OK(mamba_context_get_stream(lender.get(), &stream));
     const std::string log = traced([&] {
-        mamba_status st = mamba_linear(ctx(), &producer);  // writes w on the own stream
+        mamba_status st = mamba_linear(ctx(), &produced.producer);  // writes w on the own stream
         if (st == MAMBA_STATUS_OK) st = mamba_context_set_stream(ctx(), stream);
         if (st == MAMBA_STATUS_OK) elsewhere.queue();  // a recorded op on the other stream
         if (st == MAMBA_STATUS_OK) st = mamba_context_set_stream(ctx(), nullptr);
-        return st != MAMBA_STATUS_OK ? st : mamba_linear(ctx(), &consumer);
+        return st != MAMBA_STATUS_OK ? st : mamba_linear(ctx(), &produced.consumer);
     });
     EXPECT_TRUE(launched_last(log, "gemv_warp_kernel")) << log;
 }
@@ -490,32 +499,15 @@ TEST_F(KernelChoiceTest, NoEarlyReadsAcrossAGraphCapture) {
     // An op writes T; a graph is captured (its work does not run on the stream); the next direct call reads T
     // as its weight: it must not trust the record the captured ops left.
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
-    constexpr int64_t kOut = 64, kIn = 64;
-    std::mt19937_64 rng(23);
-    Tensor px({1, kIn}, DType::BF16), pw({kOut * kIn, kIn}, DType::BF16), w({kOut, kIn}, DType::BF16), x({1, kIn}, DType::BF16), y({1, kOut}, DType::BF16);
-    for (Tensor * t : {&px, &pw, &x}) {
-        t->fill_uniform(rng, -1, 1);
-        t->upload(ctx());
-    }
-    w.upload_poisoned(ctx());
-    y.upload_poisoned(ctx());
-    mt::View produced(w, {1, kOut * kIn}, {});
-    mamba_linear_args producer{};
-    producer.x = px.dl();
-    producer.weight = pw.dl();
-    producer.y = produced.dl();
-    mamba_linear_args consumer{};
-    consumer.x = x.dl();
-    consumer.weight = w.dl();
-    consumer.y = y.dl();
+    ProducedWeight produced(ctx(), 23);
     mt::LeadIn captured(ctx());
     mamba_graph * graph = nullptr;
     const std::string log = traced([&] {
-        mamba_status st = mamba_linear(ctx(), &producer);  // writes w
+        mamba_status st = mamba_linear(ctx(), &produced.producer);  // writes w
         if (st == MAMBA_STATUS_OK) st = mamba_graph_capture_begin(ctx());
         if (st == MAMBA_STATUS_OK) captured.queue();  // recorded while captured
         if (st == MAMBA_STATUS_OK) st = mamba_graph_capture_end(ctx(), &graph);
-        return st != MAMBA_STATUS_OK ? st : mamba_linear(ctx(), &consumer);
+        return st != MAMBA_STATUS_OK ? st : mamba_linear(ctx(), &produced.consumer);
     });
     mamba_graph_free(graph);
     EXPECT_TRUE(launched_last(log, "gemv_warp_kernel")) << log;

@@ -27,8 +27,6 @@ void check_disjoint(const char * out_name, const Tensor & out, std::initializer_
         if (t) check_no_overlap(out_name, out, name, *t);
 }
 
-const Tensor * ptr(const std::optional<Tensor> & t) { return t ? &*t : nullptr; }
-
 bool same_view(const Tensor & a, const Tensor & b) {
     if (a.data != b.data || a.ndim != b.ndim) return false;
     for (int i = 0; i < a.ndim; ++i)

@@ -57,6 +57,9 @@ void check_last_axis_contiguous(const char * name, const Tensor & t);
 // Two tensors must not share memory (conservative byte-range test).
 void check_no_overlap(const char * name_a, const Tensor & a, const char * name_b, const Tensor & b);
 bool same_memory(const Tensor & a, const Tensor & b);
+// The tensor an optional argument holds, or null.
+inline const Tensor * ptr(const std::optional<Tensor> & t) { return t ? &*t : nullptr; }
+
 // Byte range [lo, hi) a view touches (lo == hi for an empty view).
 void byte_range(const Tensor & t, const char *& lo, const char *& hi);
 
