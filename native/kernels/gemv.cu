@@ -929,7 +929,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     GemvArgs a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.early_w = readable_before_wait(ctx, {&l.weight});
-    a.early_conv = readable_before_wait(ctx, {&c.conv_state, &c.weight, c.bias ? &*c.bias : nullptr});
+    a.early_conv = readable_before_wait(ctx, {&c.conv_state, &c.weight, ptr(c.bias)});
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

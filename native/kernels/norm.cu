@@ -223,7 +223,7 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
     if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
-        a.early = readable_before_wait(ctx, {&p.weight, p.residual ? &*p.residual : nullptr});
+        a.early = readable_before_wait(ctx, {&p.weight, ptr(p.residual)});
         launch_registers(ctx, a.early ? "rms_norm_registers_kernel early" : "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
                          rms_norm_registers_kernel<4>, rms_norm_registers_kernel<8>, p.hidden, unsigned(p.rows), a);
     } else {
@@ -249,7 +249,7 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
     if (a.group_size <= kRegisterRowMax) {
-        a.early = readable_before_wait(ctx, {&p.weight, p.z ? &*p.z : nullptr});
+        a.early = readable_before_wait(ctx, {&p.weight, ptr(p.z)});
         launch_registers(ctx, a.early ? "gated_rms_norm_registers_kernel early" : "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
                          gated_rms_norm_registers_kernel<2>, gated_rms_norm_registers_kernel<4>,
                          gated_rms_norm_registers_kernel<8>, a.group_size, unsigned(blocks), a);
