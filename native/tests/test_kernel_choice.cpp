@@ -2,6 +2,7 @@
 // fallback give the same values. A context made with MAMBA_CUDA_TRACE=1 prints one "mamba trace NAME ..."
 // line to stderr for each kernel the library launches itself (cuBLAS's kernels are not among them), which
 // these tests read back.
+#include <optional>
 #include <random>
 #include <string>
 
@@ -81,7 +82,7 @@ protected:
         static constexpr int64_t kOut = 64, kIn = 64;
         Tensor px{{1, kIn}, DType::BF16}, pw{{kOut * kIn, kIn}, DType::BF16}, w{{kOut, kIn}, DType::BF16};
         Tensor x{{1, kIn}, DType::BF16}, y{{1, kOut}, DType::BF16};
-        mt::View produced{w, {1, kOut * kIn}, {}};
+        std::optional<mt::View> produced;  // w seen as the producer's one row; made once w is on the device
         mamba_linear_args producer{}, consumer{};
 
         ProducedWeight(mamba_context * ctx, uint64_t seed) {
@@ -92,9 +93,11 @@ protected:
             }
             w.upload_poisoned(ctx);
             y.upload_poisoned(ctx);
+            // A View copies its base's DLTensor, device pointer included, so it is made after the upload.
+            produced.emplace(w, std::vector<int64_t>{1, kOut * kIn}, std::vector<int64_t>{});
             producer.x = px.dl();
             producer.weight = pw.dl();
-            producer.y = produced.dl();
+            producer.y = produced->dl();
             consumer.x = x.dl();
             consumer.weight = w.dl();
             consumer.y = y.dl();
