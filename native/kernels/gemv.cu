@@ -376,21 +376,23 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
     uint4 wv[U][R];
+    // The loads of U vectors of each of the R rows from vector v0 on, of the tile at column t0 (`vectors` of
+    // them), W's in-range elements only (zeros elsewhere).
+    const auto load_batch = [&](int64_t t0, int vectors, int v0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int v = v0 + u * step;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
+        }
+    };
     // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
     // the first tile streams while the previous kernel runs.
     bool early = false;
     if constexpr (Tr::kRows == 1) {
         if (a.early_w) {
-            const int tile = a.in < T ? a.in : T;
-            const int vectors = (tile + V - 1) / V;
-            const int v0 = wk * 32 + lane;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const int v = v0 + u * step;
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-                    wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
-            }
+            load_batch(0, ((a.in < T ? a.in : T) + V - 1) / V, wk * 32 + lane);
             early = true;
         }
     }
@@ -422,19 +424,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
         const int tile_padded = (tile + V - 1) / V * V;  // the last vector's tail reads zeros, never garbage
         const int vectors = tile_padded / V;
-        // The loads of U vectors of each of the R rows, W's in-range elements only (zeros elsewhere).
-        auto load_batch = [&](int v0) {
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const int v = v0 + u * step;
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-                    wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
-            }
-        };
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
-        if (!early || t0 > 0) load_batch(v0);  // W needs no x: its first loads fly while x is staged
+        if (!early || t0 > 0) load_batch(t0, vectors, v0);  // W needs no x: its first loads fly while x is staged
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
         if (a.x_vec) {
@@ -476,7 +468,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 });
             }
             v0 += step * U;
-            if (v0 < vectors) load_batch(v0);
+            if (v0 < vectors) load_batch(t0, vectors, v0);
         }
     }
 
