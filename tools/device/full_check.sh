@@ -31,9 +31,12 @@ trap 'snapshot; cp "$out"/*.md "$final"/ 2>/dev/null' EXIT
 large=${1:-mamba-2.8b,mamba2-2.7b}
 step() { snapshot; echo; echo "===== $* ($(date +%T))"; }
 # The `top` kernels of a MAMBA_CUDA_TRACE=1 log ("mamba trace NAME grid X block N smem S: T ms" per
-# launch) by total time: calls, mean and total ms per kernel and launch shape.
+# launch; NAME may hold spaces, as the " early" suffix does) by total time: calls, mean and total ms per kernel and launch shape.
 kernel_times() {
-  awk '/^mamba trace/ { sub(":", "", $9); key = $3 " grid " $5 " smem " $9; n[key]++; t[key] += $(NF-1) }
+  awk '/^mamba trace/ { name = $0; sub(/^mamba trace /, "", name); sub(/ grid .*/, "", name)
+                        grid = $0; sub(/.* grid /, "", grid); sub(/ .*/, "", grid)
+                        smem = $0; sub(/.* smem /, "", smem); sub(/:.*/, "", smem)
+                        key = name " grid " grid " smem " smem; n[key]++; t[key] += $(NF-1) }
        END { for (k in n) printf "%10.3f ms total %9.4f ms mean %6d calls  %s\n", t[k], t[k] / n[k], n[k], k }' "$1" | sort -rn | head -"$2"
 }
 
