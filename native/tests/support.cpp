@@ -256,6 +256,8 @@ Tensor & Tensor::operator=(Tensor && o) noexcept {
 View::View(const Tensor & base, std::vector<int64_t> shape, std::vector<int64_t> strides, uint64_t offset_bytes)
     : shape_(std::move(shape)), strides_(std::move(strides)), dl_(*base.dl()) {
     if (!strides_.empty() && shape_.size() != strides_.size()) throw std::invalid_argument("View: shape and strides differ in length");
+    // The DLTensor, device pointer included, is copied now: a base not yet uploaded has none to copy.
+    if (dl_.data == nullptr) throw std::logic_error("View: the base tensor has no device buffer yet; upload it before making the view");
     dl_.ndim = int32_t(shape_.size());
     dl_.shape = shape_.data();
     dl_.strides = strides_.empty() ? nullptr : strides_.data();

@@ -100,7 +100,8 @@ private:
 // A strided view of a Tensor's device buffer: its own shape and strides (in elements; none: compact
 // row-major, DLPack's null strides), starting `offset_bytes` past where the tensor starts, as a caller
 // passes a slice of a larger buffer (the columns of a projection's output, a transposed weight). It owns
-// the arrays its DLTensor points at; keep it alive while a call uses it.
+// the arrays its DLTensor points at; keep it alive while a call uses it. It copies the base's device
+// pointer when made, so the base must be uploaded first (the constructor throws otherwise).
 class View {
 public:
     View(const Tensor & base, std::vector<int64_t> shape, std::vector<int64_t> strides, uint64_t offset_bytes = 0);
