@@ -16,7 +16,9 @@
 # <batch>" those of its decode steps run directly (not from the graph); DECODE_AB="default
 # VAR=value VAR=value,VAR2=value ..." runs the large shapes' decode once per listed configuration (its
 # variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
-# that kernel choices compare within one run; SANITIZE=1 ends with tools/device/sanitize.sh.
+# that kernel choices compare within one run; KERNEL_AB="default VAR=value,..." does the same for the
+# kernel benchmark (the BENCH_FILTER cases, default every case), PREFILL_AB for a 2048-token prefill with
+# its per-op profile (PREFILL_AB_SHAPES, default mamba-2.8b); SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -43,6 +45,17 @@ kernel_times() {
 step "native build, ctest, kernel bench"
 OUT="$out" tools/device/test_and_bench.sh "${TEST_FILTER:-}" "${BENCH_FILTER:-}"
 echo "# test_and_bench exit $?"
+# "default VAR=value VAR2=value,VAR3=value ...": the environment of each configuration ("default" sets none)
+ab_env() { envs=(); [ "$1" != default ] && IFS=, read -ra envs <<< "$1"; ab_name=$(echo "$1" | tr -c 'A-Za-z0-9_\n' '_'); }
+if [ -n "${KERNEL_AB:-}" ]; then
+  for cfg in $KERNEL_AB; do
+    step "kernel benchmark A/B: $cfg"
+    ab_env "$cfg"
+    kernel_ab_args=(--device cuda); [ -n "${BENCH_FILTER:-}" ] && kernel_ab_args+=(--filter "$BENCH_FILTER")
+    env "${envs[@]}" timeout 150 build/cuda/bin/mamba_bench "${kernel_ab_args[@]}" > "$out/kernel-ab-$ab_name.txt" 2>&1
+    echo "# exit $?"; grep -E "^\|" "$out/kernel-ab-$ab_name.txt" | tail -n +3
+  done
+fi
 if [ -n "${PROFILE_FILTER:-}" ]; then
   # each kernel launched through launch_kernel timed alone (MAMBA_CUDA_TRACE=1): calls, mean and total ms
   step "per-kernel times ($PROFILE_FILTER)"
@@ -139,6 +152,16 @@ timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
   --batch 1 --prefill "${LARGE_PREFILL:-2048}" --steps 64 --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 }
+if [ -n "${PREFILL_AB:-}" ]; then
+  # a 2048-token prefill and its per-op profile, each configuration in its own process
+  for cfg in $PREFILL_AB; do
+    step "prefill A/B: $cfg"
+    ab_env "$cfg"
+    env "${envs[@]}" timeout 150 dotnet "$cli" bench --device cuda --shapes "${PREFILL_AB_SHAPES:-mamba-2.8b}" --dtypes bf16 \
+      --batch 1 --prefill 2048 --steps 4 --profile 2048 --markdown "$out/prefill-ab-$ab_name.md" > "$out/prefill-ab-$ab_name.log" 2>&1
+    echo "# exit $?"; grep -E "^\| (mamba|selective_scan|in_proj|ssd|out_proj) " "$out/prefill-ab-$ab_name.md" 2>/dev/null || tail -5 "$out/prefill-ab-$ab_name.log"
+  done
+fi
 if [ -n "${DECODE_AB:-}" ]; then
   # decode only (no prefill), each configuration in its own process
   for cfg in $DECODE_AB; do
