@@ -216,8 +216,8 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
         Ctx.Synchronize();
     }
 
-    /// <summary>The L2 prefetch hint on the embedding table (a no-op on the CPU and unless MAMBA_CUDA_L2_PREFETCH is
-    /// set: then this times the call and the side-stream join of the synchronize).</summary>
+    /// <summary>The L2 prefetch hint on the embedding table (a no-op on the CPU and with MAMBA_CUDA_L2_PREFETCH=off;
+    /// otherwise this times the call and the side-stream join of the synchronize).</summary>
     [Benchmark]
     public void PrefetchL2()
     {

@@ -12,7 +12,8 @@
 // written. FLOPs: none.
 //
 // Design:
-// - Few blocks (MAMBA_CUDA_L2_PREFETCH_BLOCKS, default 16 of the H200's 132 SMs): the small kernels that
+// - Few blocks (MAMBA_CUDA_L2_PREFETCH_BLOCKS, default 8 of the H200's 132 SMs for bulk, 16 for the other
+//   modes): the small kernels that
 //   run at the same time keep their SMs. The modes that never bring data back to the SM (prefetch, bulk)
 //   are limited by requests in flight, not by the SMs' load bandwidth, so a few blocks can still fill HBM.
 // - The range is walked front to back by all blocks together (line i by thread i of a grid-stride loop),
@@ -26,16 +27,19 @@
 //   the next thing to try.
 // - Measured on an H200 (docs/gpu-results.md, runs 6 and 7; mamba-2.8b / mamba2-2.7b bf16 decode at batch 1):
 //   off 3.428 / 3.635 ms a step, bulk with 8 blocks 3.362 / 3.547; prefetch and load with 16 blocks from 2%
-//   slower to 2% faster. 1-2.5% is about the spread between runs, so the default stays off. Whether
-//   "prefetch" fills a whole 128-byte line or only the addressed 32-byte sector is the hardware's choice;
-//   "load" fetches every sector for sure, "bulk" whole chunks.
-// Modes (MAMBA_CUDA_L2_PREFETCH when the context is created; "off", the default, launches nothing):
+//   slower to 2% faster. Whether "prefetch" fills a whole 128-byte line or only the addressed 32-byte sector
+//   is the hardware's choice; "load" fetches every sector for sure, "bulk" whole chunks. Since then the
+//   GEMVs read their first weights before their PDL wait and batch 1 no longer gains (run 40, bulk with 8
+//   blocks: 3-4% slower on mamba-2.8b, 16% on mamba2-2.7b), while batches of 8 and 16 (cuBLAS GEMMs,
+//   weights read once for every row) gain 2-3%; so bulk with 8 blocks is the default, and the managed
+//   decode step calls the prefetch only from batch 8 (DecodePrefetch).
+// Modes (MAMBA_CUDA_L2_PREFETCH when the context is created; "off" launches nothing):
 // - "prefetch": prefetch.global.L2::evict_last per 128-byte line (sm_80+): no register, no data back.
 // - "prefetch_normal": prefetch.global.L2 per line, without the eviction priority.
 // - "load": 16-byte loads of every byte with an L2 evict_last cache policy, past L1, results discarded:
 //   the data come back to the SM (SM load bandwidth and registers limit the rate), but every sector is
 //   surely fetched.
-// - "bulk": cp.async.bulk.prefetch.L2 of 4 KB per instruction with an evict_last policy (sm_90, CUDA 12+:
+// - "bulk" (the default): cp.async.bulk.prefetch.L2 of 4 KB per instruction with an evict_last policy (sm_90, CUDA 12+:
 //   the copy engine of the SM walks the bytes, one instruction per 32 lines). Code built for an older
 //   architecture or by an older compiler falls back to "prefetch".
 //
@@ -156,8 +160,9 @@ void launch_l2_prefetch(const CudaState & s, const char * first, int64_t lines) 
 }  // namespace
 
 void read_l2_prefetch_settings(CudaState & s) {
-    s.l2_prefetch_mode = int(env_choice("MAMBA_CUDA_L2_PREFETCH", kModes, L2PrefetchMode::Off));
-    s.l2_prefetch_blocks = env_choice("MAMBA_CUDA_L2_PREFETCH_BLOCKS", kBlocks, 16);
+    const L2PrefetchMode mode = env_choice("MAMBA_CUDA_L2_PREFETCH", kModes, L2PrefetchMode::Bulk);
+    s.l2_prefetch_mode = int(mode);
+    s.l2_prefetch_blocks = env_choice("MAMBA_CUDA_L2_PREFETCH_BLOCKS", kBlocks, mode == L2PrefetchMode::Bulk ? 8 : 16);
 }
 
 void create_l2_prefetch_stream(CudaState & s) {

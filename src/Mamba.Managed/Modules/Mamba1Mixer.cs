@@ -154,7 +154,7 @@ public sealed class Mamba1Mixer : Mixer
         var yv = s.Y.View([batch, di]);
         var dt = s.Dt.View([batch, di]);
         var fuseDt = batch <= FusedDtProjMaxBatch;
-        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
+        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
         return () =>
         {
             // in_proj with the conv step of its x half (columns [0, di)) in one call: one kernel on CUDA

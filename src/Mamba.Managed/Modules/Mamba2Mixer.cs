@@ -164,7 +164,7 @@ public sealed class Mamba2Mixer : Mixer
         var y3 = s.Y.View([batch, _heads, _headDim]);
         var y2 = s.Y.View([batch, di]);
         var normed = s.Normed.View([batch, di]);
-        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight);
+        var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
         return () =>
         {
             // in_proj with the conv step of its xBC columns [di, di + cd) in one call: one kernel on CUDA

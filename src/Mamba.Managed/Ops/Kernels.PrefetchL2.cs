@@ -9,8 +9,8 @@ public static unsafe partial class Kernels
 {
     /// <summary>Asks the device to read the first <paramref name="maxBytes"/> bytes of a contiguous tensor (all of it by
     /// default) into its L2 cache while the work queued after this call runs (see mamba_prefetch_l2). A hint: results never
-    /// change. It does nothing on a CPU context, and on CUDA unless MAMBA_CUDA_L2_PREFETCH selected a fetch mode when the
-    /// context was created.</summary>
+    /// change. It does nothing on a CPU context, and on CUDA when MAMBA_CUDA_L2_PREFETCH was "off" when the context was
+    /// created (unset: libmamba's default mode, bulk).</summary>
     public static void PrefetchL2(MambaContext context, Tensor tensor, long maxBytes = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(context);

@@ -15,15 +15,28 @@ public sealed unsafe class MambaContext : IDisposable
     public MambaContext(Device? device = null, int cpuThreads = 0)
     {
         Device = device ?? Device.Default;
-        // libmamba reads MAMBA_CUDA_L2_PREFETCH when it creates the context; the same reading here lets decode
-        // steps skip their prefetch calls when it is off (the process environment both see).
-        var prefetch = Environment.GetEnvironmentVariable("MAMBA_CUDA_L2_PREFETCH")?.Trim();
-        L2PrefetchRequested = Device.Type == DeviceType.Cuda && !string.IsNullOrEmpty(prefetch) && prefetch != "off";
+        // libmamba reads MAMBA_CUDA_L2_PREFETCH when it creates the context; the same reading here tells decode
+        // steps whether to make their prefetch calls (the process environment both see).
+        L2Prefetch = L2PrefetchPolicyFor(Device, Environment.GetEnvironmentVariable("MAMBA_CUDA_L2_PREFETCH"));
         Handle = ContextHandle.Create(Device.Native, Device.Index, cpuThreads);
     }
 
-    /// <summary>Whether MAMBA_CUDA_L2_PREFETCH asked for a prefetch mode when this CUDA context was created.</summary>
-    internal bool L2PrefetchRequested { get; }
+    /// <summary>When this context's decode steps prefetch their next weights into L2, from MAMBA_CUDA_L2_PREFETCH as it
+    /// was when the context was created.</summary>
+    internal L2PrefetchPolicy L2Prefetch { get; }
+
+    /// <summary>The policy of a context on <paramref name="device"/> created with MAMBA_CUDA_L2_PREFETCH set to
+    /// <paramref name="variable"/>: never on the CPU or with "off", from the batch size that gains when unset (libmamba's
+    /// default mode), always when a mode is named.</summary>
+    internal static L2PrefetchPolicy L2PrefetchPolicyFor(Device device, string? variable)
+    {
+        var value = variable?.Trim();
+        if (device.Type != DeviceType.Cuda || value == "off")
+        {
+            return L2PrefetchPolicy.Never;
+        }
+        return string.IsNullOrEmpty(value) ? L2PrefetchPolicy.LargeBatches : L2PrefetchPolicy.Always;
+    }
 
     /// <summary>The device this context runs on.</summary>
     public Device Device { get; }

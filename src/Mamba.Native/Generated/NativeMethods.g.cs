@@ -892,9 +892,9 @@ public static unsafe partial class NativeMethods
     /// before the caller began capturing a borrowed stream itself cannot be joined inside that capture: its
     /// join waits for the first of these points after the capture.
     /// - The environment variable MAMBA_CUDA_L2_PREFETCH, read when the context is created, picks how lines
-    /// are fetched: "off" (the default: the call does nothing), "prefetch", "prefetch_normal", "load" or
-    /// "bulk"; MAMBA_CUDA_L2_PREFETCH_BLOCKS the kernel's blocks (4, 8, 16 (default), 32, 64 or 132). An
-    /// unknown value makes mamba_context_create fail with INVALID_ARGUMENT.
+    /// are fetched: "bulk" (the default), "prefetch", "prefetch_normal", "load", or "off" (the call does
+    /// nothing); MAMBA_CUDA_L2_PREFETCH_BLOCKS the kernel's blocks (4, 8, 16, 32, 64 or 132; default 8 for
+    /// bulk, 16 for the others). An unknown value makes mamba_context_create fail with INVALID_ARGUMENT.
     /// - Does nothing on a CPU context, for bytes == 0, and while the caller itself captures a borrowed stream
     /// (mamba_context_set_stream; the library could not join the side stream before that capture ends).
     /// - data must be NULL only with bytes == 0, and the range must stay allocated until the prefetch is joined.

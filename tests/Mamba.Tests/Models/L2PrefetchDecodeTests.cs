@@ -7,7 +7,7 @@ namespace Mamba.Tests.Models;
 
 /// <summary>Greedy decode with the L2 prefetch switched on (MAMBA_CUDA_L2_PREFETCH, read when the model's context is
 /// created) gives the tokens and logits of decode with it off, bit for bit: the prefetch only moves data into the cache.
-/// Both families, replayed from a graph and run directly.</summary>
+/// Both families, replayed from a graph and run directly; the default (the variable unset) prefetches from batch 8.</summary>
 [TestFixture]
 [NonParallelizable] // changes the process environment
 public class L2PrefetchDecodeTests
@@ -30,7 +30,7 @@ public class L2PrefetchDecodeTests
         }
     }
 
-    private static MambaModel BuildWithMode(TinyModel tiny, bool graphs, string mode)
+    private static MambaModel BuildWithMode(TinyModel tiny, bool graphs, string? mode)
     {
         TestSupport.RequireCuda();
         using var env = NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH", mode);
@@ -46,10 +46,10 @@ public class L2PrefetchDecodeTests
         var rng = new Random(17);
         var prompts = new[] { 7, 2 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
         // The "on" model's decode steps really make the calls (on a context created with the switch on); the "off" one's none.
-        Assert.That(on.Context.L2PrefetchRequested, Is.True);
-        Assert.That(off.Context.L2PrefetchRequested, Is.False);
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, null) is not null, Is.True, "prefetch calls with the switch on");
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(off.Context, off.LmHead, null) is null, Is.True, "no prefetch calls with it off");
+        Assert.That(on.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.Always));
+        Assert.That(off.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.Never));
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, null, prompts.Length) is not null, Is.True, "prefetch calls with the switch on");
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(off.Context, off.LmHead, null, prompts.Length) is null, Is.True, "no prefetch calls with it off");
         using var a = off.CreateSession(prompts.Length);
         using var b = on.CreateSession(prompts.Length);
         var expected = GreedyDecode(a, prompts, Steps);
@@ -64,6 +64,47 @@ public class L2PrefetchDecodeTests
                 Assert.That(actual.Logits[step][s].All(float.IsFinite), Is.True, $"finite logits of sequence {s}, step {step}");
             }
         }
+    }
+
+    /// <summary>With the variable unset a CUDA context's decode steps prefetch from <see cref="Mamba.Modules.DecodePrefetch.DefaultMinBatch"/>
+    /// rows on (libmamba's default mode, bulk), and greedy decode of that many sequences equals decode with the prefetch off,
+    /// bit for bit.</summary>
+    [TestCase(MambaFamily.Mamba1, Category = TestSupport.Gpu)]
+    [TestCase(MambaFamily.Mamba2, Category = TestSupport.Gpu)]
+    public void DefaultPrefetchesFromBatchEightAndChangesNothing(MambaFamily family)
+    {
+        var tiny = TinyModel.Create(ConfigFor(family), seed: 59);
+        using var off = BuildWithMode(tiny, graphs: true, "off");
+        using var byDefault = BuildWithMode(tiny, graphs: true, null);
+        Assert.That(byDefault.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.LargeBatches));
+        var min = Mamba.Modules.DecodePrefetch.DefaultMinBatch;
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, 1) is null, Is.True, "no prefetch at batch 1");
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min - 1) is null, Is.True, "none below the threshold");
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min) is not null, Is.True, "prefetch calls at the threshold");
+        var rng = new Random(19);
+        var prompts = Enumerable.Range(0, min).Select(i => TinyModel.RandomTokens(rng, 2 + i % 5, tiny.Config.VocabSize)).ToArray();
+        using var a = off.CreateSession(prompts.Length);
+        using var b = byDefault.CreateSession(prompts.Length);
+        var expected = GreedyDecode(a, prompts, Steps);
+        var actual = GreedyDecode(b, prompts, Steps);
+        Assert.That(b.DecodesWithGraph, Is.True, $"graph use ({b.GraphCaptureFailure})");
+        Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
+        Assert.That(actual.Logits, Is.EqualTo(expected.Logits));
+    }
+
+    /// <summary>The policy follows the variable as it was when the context was created: never on the CPU or with "off",
+    /// from the threshold when unset or blank, always with a named mode.</summary>
+    [Test]
+    public void PolicyFollowsTheVariable()
+    {
+        var cuda = Device.Cuda(0);
+        Assert.That(MambaContext.L2PrefetchPolicyFor(cuda, null), Is.EqualTo(L2PrefetchPolicy.LargeBatches));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(cuda, " "), Is.EqualTo(L2PrefetchPolicy.LargeBatches));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(cuda, "off"), Is.EqualTo(L2PrefetchPolicy.Never));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(cuda, "bulk"), Is.EqualTo(L2PrefetchPolicy.Always));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(cuda, "prefetch"), Is.EqualTo(L2PrefetchPolicy.Always));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(Device.Cpu, null), Is.EqualTo(L2PrefetchPolicy.Never));
+        Assert.That(MambaContext.L2PrefetchPolicyFor(Device.Cpu, "bulk"), Is.EqualTo(L2PrefetchPolicy.Never));
     }
 
     /// <summary>On the CPU the switch changes nothing: with it (and a malformed next-layer budget) set while the model is
@@ -85,8 +126,8 @@ public class L2PrefetchDecodeTests
         using (var on = Build(tiny))
         using (var a = on.CreateSession())
         {
-            Assert.That(on.Context.L2PrefetchRequested, Is.False);
-            Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, on.LmHead) is null, Is.True, "no prefetch calls on the CPU");
+            Assert.That(on.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.Never));
+            Assert.That(Mamba.Modules.DecodePrefetch.Create(on.Context, on.LmHead, on.LmHead, 16) is null, Is.True, "no prefetch calls on the CPU");
             var actual = GreedyDecode(a, prompts, Steps);
             Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
             Assert.That(actual.Logits, Is.EqualTo(expected.Logits));

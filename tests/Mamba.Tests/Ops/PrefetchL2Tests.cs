@@ -13,15 +13,16 @@ public class PrefetchL2Tests
 {
     private static IEnumerable<TestCaseData> DevicesAndModes()
     {
-        foreach (var mode in new[] { "off", "prefetch", "load" })
+        // null: the variable unset (libmamba's default mode, bulk)
+        foreach (var mode in new[] { "off", "prefetch", "load", "bulk", null })
         {
-            yield return new TestCaseData(Device.Cpu, mode).SetArgDisplayNames("cpu", mode);
-            yield return new TestCaseData(Device.Cuda(0), mode).SetArgDisplayNames("cuda", mode).SetCategory(TestSupport.Gpu);
+            yield return new TestCaseData(Device.Cpu, mode).SetArgDisplayNames("cpu", mode ?? "default");
+            yield return new TestCaseData(Device.Cuda(0), mode).SetArgDisplayNames("cuda", mode ?? "default").SetCategory(TestSupport.Gpu);
         }
     }
 
     [TestCaseSource(nameof(DevicesAndModes))]
-    public void LeavesTheTensorUnchanged(Device device, string mode)
+    public void LeavesTheTensorUnchanged(Device device, string? mode)
     {
         MambaContext ctx;
         using (NativeEnvironment.Set("MAMBA_CUDA_L2_PREFETCH", mode))
