@@ -811,7 +811,9 @@ public static unsafe partial class NativeMethods
     /// a kernel start reading the inputs that the op just before does not write (weights, recurrent states)
     /// while that op still runs (docs/architecture.md, early reads). It does so on a borrowed stream only when
     /// that stream is another live context's own: the two contexts then count each other's work. On any other
-    /// stream every kernel waits for the previous one before its first load.
+    /// stream every kernel waits for the previous one before its first load. Contexts that share a stream must
+    /// not queue work from two threads at the same time: the library's record of what the last op on the stream
+    /// writes is not locked, and the order of the two threads' work on the stream would be arbitrary anyway.
     /// </summary>
     [LibraryImport(LibraryName, EntryPoint = "mamba_context_set_stream")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
