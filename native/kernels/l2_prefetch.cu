@@ -32,7 +32,7 @@
 //   GEMVs read their first weights before their PDL wait and batch 1 no longer gains (run 40, bulk with 8
 //   blocks: 3-4% slower on mamba-2.8b, 16% on mamba2-2.7b), while batches of 8 and 16 (cuBLAS GEMMs,
 //   weights read once for every row) gain 2-3%; so bulk with 8 blocks is the default, and the managed
-//   decode step calls the prefetch only from batch 8 (DecodePrefetch).
+//   decode step calls the prefetch only from batch 8, on layers with an out_proj of 20 MiB or more (DecodePrefetch).
 // Modes (MAMBA_CUDA_L2_PREFETCH when the context is created; "off" launches nothing):
 // - "prefetch": prefetch.global.L2::evict_last per 128-byte line (sm_80+): no register, no data back.
 // - "prefetch_normal": prefetch.global.L2 per line, without the eviction priority.

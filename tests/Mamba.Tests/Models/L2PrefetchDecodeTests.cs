@@ -7,7 +7,8 @@ namespace Mamba.Tests.Models;
 
 /// <summary>Greedy decode with the L2 prefetch switched on (MAMBA_CUDA_L2_PREFETCH, read when the model's context is
 /// created) gives the tokens and logits of decode with it off, bit for bit: the prefetch only moves data into the cache.
-/// Both families, replayed from a graph and run directly; the default (the variable unset) prefetches from batch 8.</summary>
+/// Both families, replayed from a graph and run directly; the default (the variable unset) prefetches only at batch 8
+/// and more on the 2.7b/2.8b layers.</summary>
 [TestFixture]
 [NonParallelizable] // changes the process environment
 public class L2PrefetchDecodeTests
@@ -66,21 +67,21 @@ public class L2PrefetchDecodeTests
         }
     }
 
-    /// <summary>With the variable unset a CUDA context's decode steps prefetch from <see cref="Mamba.Modules.DecodePrefetch.DefaultMinBatch"/>
-    /// rows on (libmamba's default mode, bulk), and greedy decode of that many sequences equals decode with the prefetch off,
-    /// bit for bit.</summary>
+    /// <summary>With the variable unset, decode steps prefetch only from <see cref="Mamba.Modules.DecodePrefetch.DefaultMinBatch"/>
+    /// rows and for out_proj weights of <see cref="Mamba.Modules.DecodePrefetch.DefaultMinWeightBytes"/> or more (the 2.7b/2.8b
+    /// layers); a tiny model's CUDA context is on that policy and its steps make no calls even at that batch size, and
+    /// its greedy decode equals decode with the prefetch off, bit for bit. (That the prefetch itself changes nothing is
+    /// the named-mode cases above: the default mode is bulk.)</summary>
     [TestCase(MambaFamily.Mamba1, Category = TestSupport.Gpu)]
     [TestCase(MambaFamily.Mamba2, Category = TestSupport.Gpu)]
-    public void DefaultPrefetchesFromBatchEightAndChangesNothing(MambaFamily family)
+    public void DefaultPolicyLeavesSmallLayersAloneAndChangesNothing(MambaFamily family)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 59);
         using var off = BuildWithMode(tiny, graphs: true, "off");
         using var byDefault = BuildWithMode(tiny, graphs: true, null);
         Assert.That(byDefault.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.LargeBatches));
         var min = Mamba.Modules.DecodePrefetch.DefaultMinBatch;
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, 1) is null, Is.True, "no prefetch at batch 1");
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min - 1) is null, Is.True, "none below the threshold");
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min) is not null, Is.True, "prefetch calls at the threshold");
+        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min) is null, Is.True, "a small weight: no calls");
         var rng = new Random(19);
         var prompts = Enumerable.Range(0, min).Select(i => TinyModel.RandomTokens(rng, 2 + i % 5, tiny.Config.VocabSize)).ToArray();
         using var a = off.CreateSession(prompts.Length);
@@ -90,6 +91,24 @@ public class L2PrefetchDecodeTests
         Assert.That(b.DecodesWithGraph, Is.True, $"graph use ({b.GraphCaptureFailure})");
         Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
         Assert.That(actual.Logits, Is.EqualTo(expected.Logits));
+    }
+
+    /// <summary>The default policy prefetches from the batch size and the weight size that gained (both bounds
+    /// included); a named mode always; never when off.</summary>
+    [Test]
+    public void DefaultPrefetchNeedsALargeBatchAndALargeLayer()
+    {
+        var minBatch = Mamba.Modules.DecodePrefetch.DefaultMinBatch;
+        var minBytes = Mamba.Modules.DecodePrefetch.DefaultMinWeightBytes;
+        const long outProj28b = 2560L * 5120 * 2;  // mamba-2.8b's out_proj in bf16
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, minBatch, outProj28b), Is.True);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, 16, minBytes), Is.True);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, minBatch - 1, outProj28b), Is.False);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, 1, outProj28b), Is.False);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, 16, minBytes - 1), Is.False);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.LargeBatches, 16, 768L * 1536 * 2), Is.False, "mamba-130m's out_proj");
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.Always, 1, 1), Is.True);
+        Assert.That(Mamba.Modules.DecodePrefetch.Wanted(L2PrefetchPolicy.Never, 16, outProj28b), Is.False);
     }
 
     /// <summary>The policy follows the variable as it was when the context was created: never on the CPU or with "off",
