@@ -227,7 +227,8 @@ MAMBA_L2_CASE(l2_prefetch_32b, "MAMBA_CUDA_L2_PREFETCH=prefetch (32 blocks, out_
 MAMBA_L2_CASE(l2_prefetch_normal, "MAMBA_CUDA_L2_PREFETCH=prefetch_normal (16 blocks, out_proj + 16 MB next)", "prefetch_normal", nullptr, 16);
 MAMBA_L2_CASE(l2_load, "MAMBA_CUDA_L2_PREFETCH=load (16 blocks, out_proj + 16 MB next)", "load", nullptr, 16);
 MAMBA_L2_CASE(l2_load_32b, "MAMBA_CUDA_L2_PREFETCH=load (32 blocks, out_proj + 16 MB next)", "load", "32", 16);
-MAMBA_L2_CASE(l2_bulk, "MAMBA_CUDA_L2_PREFETCH=bulk (16 blocks, out_proj + 16 MB next)", "bulk", nullptr, 16);
+MAMBA_L2_CASE(l2_bulk, "MAMBA_CUDA_L2_PREFETCH=bulk (16 blocks, out_proj + 16 MB next)", "bulk", "16", 16);
+MAMBA_L2_CASE(l2_bulk_8b, "MAMBA_CUDA_L2_PREFETCH=bulk (8 blocks, out_proj + 16 MB next; the default mode)", "bulk", nullptr, 16);
 
 #undef MAMBA_L2_CASE
 
