@@ -166,11 +166,10 @@ if [ -n "${DECODE_AB:-}" ]; then
   # decode only (no prefill), each configuration in its own process
   for cfg in $DECODE_AB; do
     step "decode A/B: $cfg"
-    envs=(); [ "$cfg" != default ] && IFS=, read -ra envs <<< "$cfg"
-    name=$(echo "$cfg" | tr -c 'A-Za-z0-9_\n' '_')
+    ab_env "$cfg"
     env "${envs[@]}" timeout "${DECODE_AB_SECONDS:-150}" dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
-      --batch "${DECODE_AB_BATCH:-1}" --prefill 0 --steps 64 --markdown "$out/decode-ab-$name.md" > "$out/decode-ab-$name.log" 2>&1
-    echo "# exit $?"; grep -E "^\| mamba" "$out/decode-ab-$name.md" 2>/dev/null || tail -5 "$out/decode-ab-$name.log"
+      --batch "${DECODE_AB_BATCH:-1}" --prefill 0 --steps 64 --markdown "$out/decode-ab-$ab_name.md" > "$out/decode-ab-$ab_name.log" 2>&1
+    echo "# exit $?"; grep -E "^\| mamba" "$out/decode-ab-$ab_name.md" 2>/dev/null || tail -5 "$out/decode-ab-$ab_name.log"
   done
 fi
 [ "$quick" = 1 ] || {
