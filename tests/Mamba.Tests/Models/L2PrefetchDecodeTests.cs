@@ -67,30 +67,23 @@ public class L2PrefetchDecodeTests
         }
     }
 
-    /// <summary>With the variable unset, decode steps prefetch only from <see cref="Mamba.Modules.DecodePrefetch.DefaultMinBatch"/>
-    /// rows and for out_proj weights of <see cref="Mamba.Modules.DecodePrefetch.DefaultMinWeightBytes"/> or more (the 2.7b/2.8b
-    /// layers); a tiny model's CUDA context is on that policy and its steps make no calls even at that batch size, and
-    /// its greedy decode equals decode with the prefetch off, bit for bit. (That the prefetch itself changes nothing is
-    /// the named-mode cases above: the default mode is bulk.)</summary>
+    /// <summary>A CUDA context created with the variable unset is on the default policy, and a tiny model's decode steps
+    /// make no prefetch calls under it, even at <see cref="Mamba.Modules.DecodePrefetch.DefaultMinBatch"/> rows: its
+    /// weights are far below <see cref="Mamba.Modules.DecodePrefetch.DefaultMinWeightBytes"/>. (That a prefetch changes no
+    /// result is the named-mode cases above; the default mode is bulk.)</summary>
     [TestCase(MambaFamily.Mamba1, Category = TestSupport.Gpu)]
     [TestCase(MambaFamily.Mamba2, Category = TestSupport.Gpu)]
-    public void DefaultPolicyLeavesSmallLayersAloneAndChangesNothing(MambaFamily family)
+    public void DefaultPolicyLeavesSmallLayersAlone(MambaFamily family)
     {
         var tiny = TinyModel.Create(ConfigFor(family), seed: 59);
-        using var off = BuildWithMode(tiny, graphs: true, "off");
         using var byDefault = BuildWithMode(tiny, graphs: true, null);
         Assert.That(byDefault.Context.L2Prefetch, Is.EqualTo(L2PrefetchPolicy.LargeBatches));
         var min = Mamba.Modules.DecodePrefetch.DefaultMinBatch;
-        Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, null, min) is null, Is.True, "a small weight: no calls");
-        var rng = new Random(19);
-        var prompts = Enumerable.Range(0, min).Select(i => TinyModel.RandomTokens(rng, 2 + i % 5, tiny.Config.VocabSize)).ToArray();
-        using var a = off.CreateSession(prompts.Length);
-        using var b = byDefault.CreateSession(prompts.Length);
-        var expected = GreedyDecode(a, prompts, Steps);
-        var actual = GreedyDecode(b, prompts, Steps);
-        Assert.That(b.DecodesWithGraph, Is.True, $"graph use ({b.GraphCaptureFailure})");
-        Assert.That(actual.Tokens, Is.EqualTo(expected.Tokens));
-        Assert.That(actual.Logits, Is.EqualTo(expected.Logits));
+        foreach (var batch in new long[] { 1, min, 16 })
+        {
+            Assert.That(Mamba.Modules.DecodePrefetch.Create(byDefault.Context, byDefault.LmHead, byDefault.LmHead, batch) is null, Is.True,
+                $"a small weight at batch {batch}: no calls");
+        }
     }
 
     /// <summary>The default policy prefetches from the batch size and the weight size that gained (both bounds
