@@ -46,5 +46,8 @@ mb::Register top_p("sample top_p 0.9 + min_p 0.05 batch=1 vocab=50280", [](mb::B
 mb::Register top_p_batch("sample top_p 0.9 batch=16 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
     return sample_case(b, bytes, flops, 16, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
 });
+mb::Register top_p_batch64("sample top_p 0.9 batch=64 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
+    return sample_case(b, bytes, flops, 64, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
+});
 
 }  // namespace

@@ -138,23 +138,31 @@ struct TraceEvents {
     }
 };
 
-// Launches kernel<<<grid, block, smem, ctx's stream>>>(args...), with the PDL attribute when `pdl_safe`
-// (the kernel follows the contract above) and the context allows it; `name` identifies the kernel in
-// the error a failed launch raises.
+// Launches kernel<<<grid, block, smem, ctx's stream>>>(args...) in thread-block clusters of
+// `cluster_blocks` blocks along x (1: no clusters; more needs compute capability 9.0 and grid.x a multiple
+// of it), with the PDL attribute when `pdl_safe` (the kernel follows the contract above) and the context
+// allows it; `name` identifies the kernel in the error a failed launch raises.
 template <class... Params, class... Args>
-void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                   Args &&... args) {
+void launch_kernel_in_clusters(mamba_context & ctx, const char * name, bool pdl_safe, unsigned cluster_blocks, void (*kernel)(Params...), dim3 grid,
+                               dim3 block, size_t smem, Args &&... args) {
     cudaLaunchConfig_t config{};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream_of(ctx);
-    cudaLaunchAttribute attribute[1];
+    cudaLaunchAttribute attribute[2];
+    config.attrs = attribute;
     if (pdl_safe && pdl_enabled(ctx)) {
-        attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attribute[0].val.programmaticStreamSerializationAllowed = 1;
-        config.attrs = attribute;
-        config.numAttrs = 1;
+        attribute[config.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[config.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+        ++config.numAttrs;
+    }
+    if (cluster_blocks > 1) {
+        attribute[config.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attribute[config.numAttrs].val.clusterDim.x = cluster_blocks;
+        attribute[config.numAttrs].val.clusterDim.y = 1;
+        attribute[config.numAttrs].val.clusterDim.z = 1;
+        ++config.numAttrs;
     }
     // MAMBA_CUDA_TRACE=1 when the context was created ("0" or unset: off): the kernel alone between two
     // events (a diagnostic for kernel work; it synchronizes after every kernel, so it is skipped while a
@@ -177,6 +185,13 @@ void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (
         std::fprintf(stderr, "mamba trace %s grid %ux%ux%u block %u smem %zu: %.4f ms\n", name, grid.x, grid.y, grid.z, block.x * block.y * block.z, smem,
                      double(ms));
     }
+}
+
+// launch_kernel_in_clusters without clusters: the launch of every kernel but the sampler's.
+template <class... Params, class... Args>
+void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                   Args &&... args) {
+    launch_kernel_in_clusters(ctx, name, pdl_safe, 1u, kernel, grid, block, smem, std::forward<Args>(args)...);
 }
 
 }  // namespace mamba::cuda

@@ -1,19 +1,25 @@
 // Softmax (mamba_softmax) and token sampling (mamba_sample) on CUDA.
 // softmax: one block per row, three passes (max, sum, write); bytes rows*n*(x + y).
-// sample: one block per row, following the CPU backend step for step so that both draw the same
-// token: repetition penalty, temperature, top-k, top-p, min-p, then the first token in id order whose
-// running weight exceeds u * total, u from Philox at (seed; step, row). The top-k and top-p cuts are
-// found by radix selection over order-preserving keys of the scaled logits (counts for top-k, mass
-// for top-p) instead of a sort; ties at the cut are resolved by id, as the CPU's ordering does.
-// Bytes: a few passes over batch*vocab floats.
-#include "core/rng.h"
+// sample: follows the CPU backend step for step so that both draw the same token: repetition penalty,
+// temperature, top-k, top-p, min-p, then the first token in id order whose running weight exceeds
+// u * total, u from Philox at (seed; step, row). The top-k and top-p cuts are found by radix selection
+// over order-preserving keys of the scaled logits (counts for top-k, mass for top-p) instead of a sort;
+// ties at the cut are resolved by id, as the CPU's ordering does.
+// Two kernels: one thread-block cluster a row (sampling_cluster.cu; compute capability 9.0 and
+// vocabularies up to 65536), else one block a row (here; a few passes over batch*vocab floats in the
+// workspace). MAMBA_CUDA_SAMPLE_KERNEL=block|cluster picks one (benchmarks, tests).
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "ops/sampling.h"
+#include "sampling_cluster.cuh"
 
 namespace mamba::cuda {
 
 namespace {
+
+using sampling::SampleArgs;
+using sampling::float_key;
 
 struct SoftmaxArgs {
     AnyPtr x, y;
@@ -43,24 +49,6 @@ __global__ void softmax_kernel(SoftmaxArgs a) {
 
 constexpr int kSampleThreads = 1024;
 
-struct SampleArgs {
-    AnyPtr logits;
-    int64_t l_s0, l_s1;
-    const char * history;
-    int hist_dtype;
-    int64_t h_s0, h_s1, history_len;
-    char * tokens;
-    int tok_dtype;
-    int64_t tok_s;
-    int64_t vocab;
-    float temperature, top_p, min_p, penalty;
-    int top_k;
-    uint64_t seed, step;
-    float *v, *w;  // per row: scaled logits and surviving weights (batch * vocab each)
-    unsigned long long * error_index;  // first bad history entry (flat row-major index)
-    unsigned long long error_tag;      // or'ed into the index (nonzero for the deferred word of a capture)
-};
-
 struct SampleShared {
     double dscan[kSampleThreads / 32];
     double hist[256];
@@ -71,13 +59,6 @@ struct SampleShared {
     double above;
     int64_t result;
 };
-
-// Order-preserving unsigned key of a float (larger float, larger key).
-__device__ __forceinline__ uint32_t float_key(float f) {
-    const uint32_t b = __float_as_uint(f);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
 
 // Exclusive prefix sum over the block's threads (in thread order); *total gets the sum of all.
 __device__ double block_exclusive_scan(double v, SampleShared & sh, double * total) {
@@ -187,55 +168,13 @@ __device__ uint32_t radix_select(const float * v, const float * w, int64_t n, bo
             __syncwarp();
         }
         __syncthreads();
-        // Warp 0 finds the highest bin whose cumulative weight from the top reaches the target: lane l
-        // owns bins 255-8l down to 248-8l, lanes' sums are scanned by shuffles, then each lane walks
-        // its 8 bins; the lowest lane that finds one wins.
         if (threadIdx.x < 32) {
-            const int lane = threadIdx.x;
-            double own = 0.0;
-#pragma unroll
-            for (int j = 0; j < 8; ++j) own += sh.hist[255 - 8 * lane - j];
-            double inc = own;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const double up = __shfl_up_sync(0xffffffffu, inc, o);
-                if (lane >= o) inc += up;
-            }
-            double acc = above + (inc - own);
-            int found = -1;
-            for (int j = 0; j < 8; ++j) {
-                const int bin = 255 - 8 * lane - j;
-                if (acc + sh.hist[bin] >= target) {
-                    found = bin;
-                    break;
-                }
-                acc += sh.hist[bin];
-            }
-            const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
-            if (hit != 0 && lane == __ffs(hit) - 1) {
-                sh.prefix = prefix | (uint32_t(found) << shift);
+            double acc;
+            const int bin = sampling::select_bin(sh.hist, above, target, &acc);
+            if (threadIdx.x == 0) {
+                sh.prefix = prefix | (uint32_t(bin) << shift);
                 sh.above = acc;
             }
-            if (lane == 0 && hit == 0) sh.above = -1.0;  // none: the serial fallback below
-        }
-        __syncthreads();
-        if (threadIdx.x == 0 && sh.above < 0.0) {
-            int chosen = -1;
-            double acc = above;
-            if (chosen < 0) {  // rounding: the target exceeds everything; cut at the lowest bin present
-                chosen = 0;
-                acc = above;
-                for (int bin = 255; bin > 0; --bin) acc += sh.hist[bin];
-                for (int bin = 0; bin < 256; ++bin)
-                    if (sh.hist[bin] > 0.0) {
-                        chosen = bin;
-                        break;
-                    }
-                acc = above;
-                for (int bin = 255; bin > chosen; --bin) acc += sh.hist[bin];
-            }
-            sh.prefix = prefix | (uint32_t(chosen) << shift);
-            sh.above = acc;
         }
         __syncthreads();
         prefix = sh.prefix;
@@ -294,21 +233,15 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
         // Each listed token gets the penalty once: the value is computed from the original logit, so a
         // token listed twice is written twice with the same value.
         for (int64_t j = threadIdx.x; j < a.history_len; j += blockDim.x) {
-            const int64_t off = row * a.h_s0 + j * a.h_s1;
-            const int64_t id = a.hist_dtype == int(DType::I32) ? int64_t(reinterpret_cast<const int32_t *>(a.history)[off])
-                                                               : reinterpret_cast<const int64_t *>(a.history)[off];
+            const int64_t id = sampling::history_id(a, row, j);
             if (id >= V) atomicMin(a.error_index, a.error_tag | (unsigned long long)(row * a.history_len + j));
             if (id < 0 || id >= V || a.penalty == 1.0f) continue;
-            const float o = a.logits.load(row * a.l_s0 + id * a.l_s1);
-            v[id] = o < 0.0f ? o * a.penalty : __fdiv_rn(o, a.penalty);
+            v[id] = sampling::penalized(a.logits.load(row * a.l_s0 + id * a.l_s1), a.penalty);
         }
         __syncthreads();
     }
     auto write_token = [&](int64_t token) {
-        if (threadIdx.x == 0) {
-            if (a.tok_dtype == int(DType::I32)) reinterpret_cast<int32_t *>(a.tokens)[row * a.tok_s] = int32_t(token);
-            else reinterpret_cast<int64_t *>(a.tokens)[row * a.tok_s] = token;
-        }
+        if (threadIdx.x == 0) sampling::write_token(a, row, token);
     };
     float max_value;
     if (a.temperature <= 0.0f) {
@@ -322,11 +255,9 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
         write_token(top);
         return;
     }
-    // Weights relative to the most likely token; exp in double, rounded to float, like the CPU's expf.
     int count = 0;
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-        const float e = float(exp(double(__fsub_rn(v[i], max_value))));
-        const float wi = e > 0.0f ? e : 0.0f;
+        const float wi = sampling::relative_weight(v[i], max_value);
         w[i] = wi;
         count += wi > 0.0f;
     }
@@ -362,8 +293,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
     }
     double total;
     const double base = block_exclusive_scan(local, sh, &total);
-    const Philox4x32 bits = sampling_random_bits(a.seed, a.step, uint64_t(row));
-    const double target = uniform_double(bits.v[0], bits.v[1]) * total;
+    const double target = sampling::draw_target(a, row, total);
     if (threadIdx.x == 0) sh.result = -1;
     __syncthreads();
     if (base <= target && target < base + local) {
@@ -390,8 +320,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
             for (int i = 0; i < int(blockDim.x / 32); ++i) best = max(best, s_lp[i]);
             token = best >= 0 ? best : top;
         }
-        if (a.tok_dtype == int(DType::I32)) reinterpret_cast<int32_t *>(a.tokens)[row * a.tok_s] = int32_t(token);
-        else reinterpret_cast<int64_t *>(a.tokens)[row * a.tok_s] = token;
+        sampling::write_token(a, row, token);
     }
 }
 
@@ -406,13 +335,24 @@ void softmax(mamba_context & ctx, const SoftmaxParams & p) {
     MAMBA_CUDA_CHECK_LAUNCH("softmax_kernel");
 }
 
+enum class SampleKernel { Automatic, Block, Cluster };
+
+// MAMBA_CUDA_SAMPLE_KERNEL when set (benchmarks, tests), else the cluster kernel wherever it fits.
+bool use_cluster_kernel(const mamba_context & ctx, const SampleParams & p) {
+    static constexpr EnvChoice<SampleKernel> kKernels[] = {{"block", SampleKernel::Block}, {"cluster", SampleKernel::Cluster}};
+    const SampleKernel forced = env_choice("MAMBA_CUDA_SAMPLE_KERNEL", kKernels, SampleKernel::Automatic);
+    if (forced == SampleKernel::Block) return false;
+    const char * why = "";
+    const bool fits = sampling::cluster_kernel_fits(ctx, p.batch, p.vocab, &why);
+    if (forced == SampleKernel::Cluster && !fits)
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_SAMPLE_KERNEL=cluster cannot sample this call (batch ", p.batch, ", vocabulary ", p.vocab, "): ", why);
+    return fits;
+}
+
 void sample(mamba_context & ctx, const SampleParams & p) {
     if (p.batch == 0) return;
     if (p.batch > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "sample on CUDA supports at most 2^31-1 rows");
-    WorkspaceCarver carver;
-    const size_t ov = carver.add(size_t(p.batch * p.vocab) * 4);
-    const size_t ow = carver.add(size_t(p.batch * p.vocab) * 4);
-    char * ws = carver.take(ctx);
+    const bool cluster = use_cluster_kernel(ctx, p);  // a bad variable fails before any work is queued
     SampleArgs a{};
     a.logits = any(p.logits);
     a.l_s0 = p.logits.stride[0];
@@ -435,11 +375,19 @@ void sample(mamba_context & ctx, const SampleParams & p) {
     a.penalty = p.params.repetition_penalty;
     a.seed = p.params.seed;
     a.step = p.step;
-    a.v = reinterpret_cast<float *>(ws + ov);
-    a.w = reinterpret_cast<float *>(ws + ow);
     a.error_index = error_slot(ctx, DeferredError::SampleHistory, a.error_tag);
-    launch_kernel(ctx, "sample_kernel", true, sample_kernel, dim3(unsigned(p.batch)), dim3(kSampleThreads), 0, a);
-    MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
+    if (cluster) {
+        sampling::launch_cluster_sample(ctx, a, p.batch);
+    } else {
+        WorkspaceCarver carver;
+        const size_t ov = carver.add(size_t(p.batch * p.vocab) * 4);
+        const size_t ow = carver.add(size_t(p.batch * p.vocab) * 4);
+        char * ws = carver.take(ctx);
+        a.v = reinterpret_cast<float *>(ws + ov);
+        a.w = reinterpret_cast<float *>(ws + ow);
+        launch_kernel(ctx, "sample_kernel", true, sample_kernel, dim3(unsigned(p.batch)), dim3(kSampleThreads), 0, a);
+        MAMBA_CUDA_CHECK_LAUNCH("sample_kernel");
+    }
     if (a.history != nullptr && a.error_tag == 0) {
         // History ids are on the device: an id past the vocabulary is only seen by the kernel. While
         // capturing, the kernel's report is deferred to the next synchronize instead.

@@ -180,6 +180,32 @@ TEST_F(KernelChoiceTest, ConvStepRunsInTheInProjGemvUnlessCublasTakesTheRows) {
     }
 }
 
+// ---- sampling (sampling.cu, sampling_cluster.cu) ----
+
+TEST_F(KernelChoiceTest, SamplingRunsOneClusterARowUpTo65536Tokens) {
+    const mt::ScopedEnv kernel("MAMBA_CUDA_SAMPLE_KERNEL", nullptr);
+    mamba_device_info info{};
+    ASSERT_EQ(mamba_device_get_info(MAMBA_DEVICE_CUDA, 0, &info), MAMBA_STATUS_OK);
+    std::mt19937_64 rng(31);
+    for (int64_t vocab : {int64_t(50280), int64_t(65536), int64_t(65537)}) {
+        SCOPED_TRACE("vocabulary " + std::to_string(vocab));
+        Tensor logits({3, vocab}, DType::BF16), tokens({3}, DType::I32);
+        logits.fill_uniform(rng, -2, 2);
+        logits.upload(ctx());
+        tokens.upload_poisoned(ctx());
+        mamba_sample_args a{};
+        a.logits = logits.dl();
+        a.tokens = tokens.dl();
+        a.params = mamba_sampling_default_params();
+        a.params.temperature = 0.7f;
+        a.params.top_p = 0.9f;
+        const std::string log = traced([&] { return mamba_sample(ctx(), &a); });
+        const bool cluster = info.compute_capability_major >= 9 && vocab <= 65536;
+        EXPECT_EQ(launched(log, "sample_cluster_kernel"), cluster) << log;
+        EXPECT_EQ(launched(log, "sample_kernel"), !cluster) << log;
+    }
+}
+
 // ---- early weight reads (launch.cuh) ----
 // A kernel loads its weights before its launch wait only where the work queued just before it is a
 // libmamba op whose outputs were recorded and do not touch those weights; the trace name then ends in
