@@ -19,6 +19,8 @@
 //
 // Bytes: the logits once (batch * vocab * element size) and the history per block. FLOPs: about 40 an
 // id (an exp in double, the keys, eight histogram rounds); shared-memory atomics once per bin and warp.
+#include <atomic>
+
 #include "launch.cuh"
 #include "sampling_cluster.cuh"
 
@@ -30,27 +32,31 @@ constexpr int kClusterBlocks = 8;  // the largest portable cluster
 constexpr int kClusterThreads = 512;
 constexpr int kWarps = kClusterThreads / 32;
 
-template <int Items>
-struct ClusterSampleTraits {
-    static_assert(Items % 4 == 0, "a thread's ids are read from the staging buffer as float4");
-    static constexpr int kItems = Items;                       // consecutive ids a thread holds
-    static constexpr int kSlice = kItems * kClusterThreads;    // ids a block holds
-    static constexpr int64_t kMaxVocab = int64_t(kSlice) * kClusterBlocks;
-    static constexpr size_t kStageBytes = size_t(kSlice) * sizeof(float);  // dynamic shared memory
-};
-// 16 ids a thread keep the kernel at 128 registers without spills (512 threads); 32 would spill.
-using SmallVocab = ClusterSampleTraits<8>;   // up to 32768 ids (Codestral Mamba's 32768)
-using LargeVocab = ClusterSampleTraits<16>;  // up to 65536 (mamba's 50280, falcon-mamba's 65024)
-
-struct ClusterShared {
+// In dynamic shared memory (more than the 48 KB of static), ahead of the staged logits.
+struct alignas(16) ClusterShared {
     double table[2][kClusterBlocks][256];  // exchanges: row r is what block r published
-    double hist[256];                      // a radix round's histogram: the block's, then the cluster's
+    double warp_hist[kWarps][256];         // a radix round's histogram of each warp (no atomics: fixed order)
+    double hist[256];                      // the round's histogram over the cluster
     double warp_vals[kWarps][32];          // weights of a warp's lanes, for their bin's leader
     double warp_part[kWarps];              // per-warp partials of block reductions
     long long warp_index[kWarps];
     double above;
     int bin;
 };
+
+template <int Items>
+struct ClusterSampleTraits {
+    static_assert(sizeof(ClusterShared) % sizeof(float4) == 0, "the staged logits follow the shared state");
+    static_assert(Items % 4 == 0, "a thread's ids are read from the staging buffer as float4");
+    static constexpr int kItems = Items;                       // consecutive ids a thread holds
+    static constexpr int kSlice = kItems * kClusterThreads;    // ids a block holds
+    static constexpr int64_t kMaxVocab = int64_t(kSlice) * kClusterBlocks;
+    static constexpr size_t kStageBytes = size_t(kSlice) * sizeof(float);
+    static constexpr size_t kSmemBytes = sizeof(ClusterShared) + kStageBytes;  // dynamic shared memory
+};
+// 16 ids a thread keep the kernel at 128 registers without spills (512 threads); 32 would spill.
+using SmallVocab = ClusterSampleTraits<8>;   // up to 32768 ids (Codestral Mamba's 32768)
+using LargeVocab = ClusterSampleTraits<16>;  // up to 65536 (mamba's 50280, falcon-mamba's 65024)
 
 // The device code exists for 9.0+ only (the kernel traps below it, and the host never launches it there).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -241,10 +247,13 @@ __device__ uint32_t cluster_radix_select(const float (&v)[kItems], const float (
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint32_t prefix = 0, mask = 0;
     double above = 0.0;
+    double * own = sh.warp_hist[warp];
     for (int shift = 24; shift >= 0; shift -= 8) {
-        if (threadIdx.x < 256) sh.hist[threadIdx.x] = 0.0;
-        __syncthreads();
-        // Lanes falling into one bin are summed by the lowest of them: one shared atomic per bin and warp.
+        for (int b = lane; b < 256; b += 32) own[b] = 0.0;
+        __syncwarp();
+        // Each warp counts into its own histogram, lanes falling into one bin summed by the lowest of
+        // them: no atomics (the leading bytes of similar logits all land in one or two bins, where shared
+        // atomics from every warp would queue), and sums in a fixed order.
 #pragma unroll
         for (int j = 0; j < kItems; ++j) {
             const uint32_t key = float_key(v[j]);
@@ -258,15 +267,19 @@ __device__ uint32_t cluster_radix_select(const float (&v)[kItems], const float (
                 if (leader) {
                     double sum = 0.0;
                     for (unsigned m = peers; m != 0; m &= m - 1) sum += sh.warp_vals[warp][__ffs(m) - 1];
-                    atomicAdd(&sh.hist[bin], sum);
+                    own[bin] += sum;
                 }
-                __syncwarp();
             } else if (leader) {
-                atomicAdd(&sh.hist[bin], double(__popc(peers)));
+                own[bin] += double(__popc(peers));
             }
+            __syncwarp();  // the next item's leader of a bin may be another lane
         }
         __syncthreads();
-        if (threadIdx.x < 256) ex.put(threadIdx.x, sh.hist[threadIdx.x]);
+        if (threadIdx.x < 256) {
+            double s = 0.0;
+            for (int i = 0; i < kWarps; ++i) s += sh.warp_hist[i][threadIdx.x];
+            ex.put(threadIdx.x, s);
+        }
         const auto t = ex.sync();
         if (threadIdx.x < 256) {
             double s = 0.0;
@@ -361,9 +374,10 @@ __global__ void __launch_bounds__(kClusterThreads) sample_cluster_kernel(SampleA
     __trap();  // clusters need 9.0; the host launches this kernel only there
 #else
     constexpr int kItems = Tr::kItems;
-    extern __shared__ float4 staged4[];
+    extern __shared__ float4 dynamic_smem[];
+    ClusterShared & sh = *reinterpret_cast<ClusterShared *>(dynamic_smem);
+    float4 * staged4 = dynamic_smem + sizeof(ClusterShared) / sizeof(float4);
     float * staged = reinterpret_cast<float *>(staged4);
-    __shared__ ClusterShared sh;
     const int64_t row = blockIdx.y;
     const int64_t V = a.vocab;
     // Pairs with the wait before the first exchange: by then every block of the cluster has started, so
@@ -482,9 +496,15 @@ __global__ void __launch_bounds__(kClusterThreads) sample_cluster_kernel(SampleA
 template <class Tr>
 void launch_traits(mamba_context & ctx, const SampleArgs & a, int64_t batch) {
     auto kernel = sample_cluster_kernel<Tr>;
-    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kStageBytes)));
+    // Once per device (it holds for the process): a call a token is on the host's path of every eager step.
+    static std::atomic<uint64_t> opted_in{0};
+    const uint64_t device_bit = ctx.device_id < 64 ? uint64_t(1) << ctx.device_id : 0;
+    if ((opted_in.load(std::memory_order_relaxed) & device_bit) == 0 || device_bit == 0) {
+        MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+        opted_in.fetch_or(device_bit, std::memory_order_relaxed);
+    }
     launch_kernel_in_clusters(ctx, "sample_cluster_kernel", true, kClusterBlocks, kernel, dim3(kClusterBlocks, unsigned(batch)), dim3(kClusterThreads),
-                              Tr::kStageBytes, a);
+                              Tr::kSmemBytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_cluster_kernel");
 }
 
@@ -505,8 +525,7 @@ bool cluster_kernel_fits(const mamba_context & ctx, int64_t batch, int64_t vocab
         *why = "the batch is larger than 65535 rows";
         return false;
     }
-    const size_t smem = sizeof(ClusterShared) + LargeVocab::kStageBytes;
-    if (smem > size_t(ctx.cuda->max_smem_per_block)) {
+    if (LargeVocab::kSmemBytes > size_t(ctx.cuda->max_smem_per_block)) {
         *why = "the device has too little shared memory per block";
         return false;
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Numerics;
 using Mamba.Loading;
 using Mamba.Models;
+using Mamba.Ops;
 using Mamba.Runtime;
 using Mamba.Tensors;
 
@@ -11,7 +12,8 @@ namespace Mamba.Cli;
 internal sealed record ModelBenchResult(
     string Shape, string DType, int Batch, string Device, long WeightBytes,
     double DecodeMs, double DecodeTokensPerSecond, double BoundMs, double PercentOfBound,
-    int PrefillTokens, double PrefillMs, double PrefillTokensPerSecond, string? Activations = null, int PrefillChunk = 0);
+    int PrefillTokens, double PrefillMs, double PrefillTokensPerSecond, string? Activations = null, int PrefillChunk = 0,
+    double SampledDecodeMs = 0);
 
 /// <summary>
 /// Times decode steps and prefill of random-weight models in the public checkpoints' shapes, next to the
@@ -49,6 +51,15 @@ internal static class ModelBench
             session.Decode(next);
             context.Synchronize();
         });
+        // A generation step as GenerationLoop runs it with sampling on: the decode, a top-p draw on the device and
+        // the drawn ids copied back to the host (which waits for both).
+        var sampled = new int[batch];
+        ulong step = 0;
+        var sampledDecode = Median(steps, () =>
+        {
+            session.Decode(next);
+            session.Sample(SampledStep, step++, sampled);
+        });
 
         double prefillMs = 0;
         if (prefillTokens > 0)
@@ -64,8 +75,11 @@ internal static class ModelBench
         return new ModelBenchResult(bench.Shape, bench.DType.ToString(), batch, context.Device.ToString(), weightBytes,
             decode, batch / (decode / 1e3), boundMs, 100 * boundMs / decode,
             prefillTokens, prefillMs, prefillTokens > 0 ? prefillTokens / (prefillMs / 1e3) : 0, model.ActivationDType.ToString(),
-            model.PrefillChunkSize);
+            model.PrefillChunkSize, sampledDecode);
     }
+
+    /// <summary>The sampling of the sampled-step column: temperature 0.8 and top-p 0.9, a common chat setting.</summary>
+    public static SamplingParams SampledStep { get; } = new(Temperature: 0.8f, TopP: 0.9f, Seed: 1);
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
     /// after one unprofiled warm-up prefill.</summary>

@@ -26,7 +26,9 @@ public class BenchCommandTests
             // weight MB: the bf16 projections, conv and norms plus the float32 A_log, D and dt_bias vectors
             Assert.That(double.Parse(cells[4], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(250, 265));
             Assert.That(double.Parse(cells[5], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0));
-            Assert.That(File.ReadAllText(json), Does.Contain("\"DecodeTokensPerSecond\""));
+            // the sampled step: the same decode plus a top-p draw and the ids read back
+            Assert.That(double.Parse(cells[6], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0));
+            Assert.That(File.ReadAllText(json), Does.Contain("\"DecodeTokensPerSecond\"").And.Contain("\"SampledDecodeMs\""));
         }
         finally
         {
