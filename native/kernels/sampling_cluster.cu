@@ -35,7 +35,8 @@ constexpr int kWarps = kClusterThreads / 32;
 // In dynamic shared memory (more than the 48 KB of static), ahead of the staged logits.
 struct alignas(16) ClusterShared {
     double table[2][kClusterBlocks][256];  // exchanges: row r is what block r published
-    double warp_hist[kWarps][256];         // a radix round's histogram of each warp (no atomics: fixed order)
+    double warp_hist[kWarps][256];         // a radix round's weights by bin, per warp (summed in a fixed order)
+    unsigned count_hist[256];              // a radix round's counts by bin
     double hist[256];                      // the round's histogram over the cluster
     double warp_vals[kWarps][32];          // weights of a warp's lanes, for their bin's leader
     double warp_part[kWarps];              // per-warp partials of block reductions
@@ -249,19 +250,34 @@ __device__ uint32_t cluster_radix_select(const float (&v)[kItems], const float (
     double above = 0.0;
     double * own = sh.warp_hist[warp];
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int b = lane; b < 256; b += 32) own[b] = 0.0;
-        __syncwarp();
-        // Each warp counts into its own histogram, lanes falling into one bin summed by the lowest of
-        // them: no atomics (the leading bytes of similar logits all land in one or two bins, where shared
-        // atomics from every warp would queue), and sums in a fixed order.
+        if (by_mass) {
+            for (int b = lane; b < 256; b += 32) own[b] = 0.0;
+            __syncwarp();
+        } else {
+            if (threadIdx.x < 256) sh.count_hist[threadIdx.x] = 0u;
+            __syncthreads();
+        }
 #pragma unroll
         for (int j = 0; j < kItems; ++j) {
             const uint32_t key = float_key(v[j]);
             const bool take = w[j] > 0.0f && (key & mask) == prefix;
             const int bin = take ? int((key >> shift) & 255u) : -1;
+            if (!by_mass) {
+                // Integer shared atomics: the hardware merges a warp's increments of one address.
+                if (take) atomicAdd(&sh.count_hist[bin], 1u);
+                continue;
+            }
+            // Weights (double: no native shared atomic) go to the warp's own histogram, summed in a fixed
+            // order. Past the first rounds most warps have no candidate left; in the first, all of a warp's
+            // candidates share one or two bins: one butterfly sum then beats the lowest lane adding its
+            // peers one by one.
+            if (__ballot_sync(kFullMask, take) == 0) continue;
             const unsigned peers = __match_any_sync(kFullMask, bin);
             const bool leader = take && lane == __ffs(peers) - 1;
-            if (by_mass) {
+            if (__popc(__ballot_sync(kFullMask, leader)) == 1) {
+                const double sum = warp_sum(take ? double(w[j]) : 0.0);
+                if (leader) own[bin] += sum;
+            } else {
                 sh.warp_vals[warp][lane] = take ? double(w[j]) : 0.0;
                 __syncwarp();
                 if (leader) {
@@ -269,15 +285,17 @@ __device__ uint32_t cluster_radix_select(const float (&v)[kItems], const float (
                     for (unsigned m = peers; m != 0; m &= m - 1) sum += sh.warp_vals[warp][__ffs(m) - 1];
                     own[bin] += sum;
                 }
-            } else if (leader) {
-                own[bin] += double(__popc(peers));
             }
             __syncwarp();  // the next item's leader of a bin may be another lane
         }
         __syncthreads();
         if (threadIdx.x < 256) {
             double s = 0.0;
-            for (int i = 0; i < kWarps; ++i) s += sh.warp_hist[i][threadIdx.x];
+            if (by_mass) {
+                for (int i = 0; i < kWarps; ++i) s += sh.warp_hist[i][threadIdx.x];
+            } else {
+                s = double(sh.count_hist[threadIdx.x]);
+            }
             ex.put(threadIdx.x, s);
         }
         const auto t = ex.sync();
@@ -390,10 +408,17 @@ __global__ void __launch_bounds__(kClusterThreads) sample_cluster_kernel(SampleA
     // PDL-safe (launch.cuh): the logits come from the previous kernel.
     wait_for_producer();
     allow_dependents();
-    // Staged through shared memory: coalesced loads, and the penalty can reach any id of the slice.
-    for (int i = threadIdx.x; i < Tr::kSlice; i += kClusterThreads) {
-        const int64_t id = slice_lo + i;
-        staged[i] = id < V ? a.logits.load(row * a.l_s0 + id * a.l_s1) : __int_as_float(0x7fffffff);  // NaN: never a candidate
+    // Staged through shared memory: coalesced loads, and the penalty can reach any id of the slice. All
+    // of a thread's loads are issued before the first store, so they are in flight together.
+    {
+        float loaded[kItems];
+#pragma unroll
+        for (int q = 0; q < kItems; ++q) {
+            const int64_t id = slice_lo + q * kClusterThreads + threadIdx.x;
+            loaded[q] = id < V ? a.logits.load(row * a.l_s0 + id * a.l_s1) : __int_as_float(0x7fffffff);  // NaN: never a candidate
+        }
+#pragma unroll
+        for (int q = 0; q < kItems; ++q) staged[q * kClusterThreads + threadIdx.x] = loaded[q];
     }
     if (a.history != nullptr) {
         __syncthreads();
