@@ -1,4 +1,5 @@
-// Sampling cases over mamba-130m's vocabulary: greedy, and the filters that sort (top-k, top-p). A case
+// Sampling cases over mamba-130m's vocabulary: greedy, and the filters that sort (top-k, top-p); on CUDA
+// MAMBA_CUDA_SAMPLE_KERNEL=block|cluster picks the kernel (full_check.sh's KERNEL_AB compares them). A case
 // passes a history only with a repetition penalty, as the managed session does: with a history, CUDA checks
 // its ids after the kernel with a read back to the host, which would otherwise dominate the cheap cases.
 #include "bench.h"
