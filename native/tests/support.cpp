@@ -336,4 +336,15 @@ std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<dou
     return y;
 }
 
+mamba_sampling_params sampling(float temperature, int32_t top_k, float top_p, float min_p, float penalty, uint64_t seed) {
+    mamba_sampling_params s = mamba_sampling_default_params();
+    s.temperature = temperature;
+    s.top_k = top_k;
+    s.top_p = top_p;
+    s.min_p = min_p;
+    s.repetition_penalty = penalty;
+    s.seed = seed;
+    return s;
+}
+
 }  // namespace mt

@@ -161,4 +161,7 @@ double reference_dt(double raw, double bias, bool softplus, double dt_min, doubl
 //   s[n] = exp(dt*A) s[n] + dt x[p] B[n];  y[p] = (sum_n C[n] s[n] + D x[p]) * silu(z[p]).
 std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<double> & state);
 
+// Sampling parameters for mamba_sample, from the defaults with these fields set.
+mamba_sampling_params sampling(float temperature, int32_t top_k = 0, float top_p = 1.0f, float min_p = 0.0f, float penalty = 1.0f, uint64_t seed = 42);
+
 }  // namespace mt

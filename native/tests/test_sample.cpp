@@ -87,17 +87,7 @@ std::vector<double> filtered_probabilities(const std::vector<double> & logits, c
     return p;
 }
 
-mamba_sampling_params sampling(float temperature, int32_t top_k = 0, float top_p = 1.0f, float min_p = 0.0f, float penalty = 1.0f,
-                               uint64_t seed = 42) {
-    mamba_sampling_params s = mamba_sampling_default_params();
-    s.temperature = temperature;
-    s.top_k = top_k;
-    s.top_p = top_p;
-    s.min_p = min_p;
-    s.repetition_penalty = penalty;
-    s.seed = seed;
-    return s;
-}
+using mt::sampling;
 
 }  // namespace
 

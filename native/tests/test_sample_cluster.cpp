@@ -11,17 +11,7 @@ namespace {
 
 using mt::DType;
 using mt::Tensor;
-
-mamba_sampling_params sampling(float temperature, int32_t top_k, float top_p, float min_p, float penalty, uint64_t seed) {
-    mamba_sampling_params s = mamba_sampling_default_params();
-    s.temperature = temperature;
-    s.top_k = top_k;
-    s.top_p = top_p;
-    s.min_p = min_p;
-    s.repetition_penalty = penalty;
-    s.seed = seed;
-    return s;
-}
+using mt::sampling;
 
 // The tokens one context draws; `kernel` is MAMBA_CUDA_SAMPLE_KERNEL for the call (nullptr: unset).
 std::vector<double> draw(mamba_context * ctx, const char * kernel, Tensor & logits, Tensor * history, const mamba_sampling_params & s,
