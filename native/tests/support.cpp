@@ -336,6 +336,23 @@ std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<dou
     return y;
 }
 
+std::vector<int64_t> sample_tokens(mamba_context * ctx, Tensor & logits, const mamba_sampling_params & s, uint64_t step, Tensor * history,
+                                   DType token_dtype) {
+    Tensor tokens({logits.shape()[0]}, token_dtype);
+    tokens.upload_poisoned(ctx);
+    mamba_sample_args a{};
+    a.logits = logits.dl();
+    a.history = history ? history->dl() : nullptr;
+    a.tokens = tokens.dl();
+    a.step = step;
+    a.params = s;
+    const mamba_status status = mamba_sample(ctx, &a);
+    EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+    if (status != MAMBA_STATUS_OK) return {};
+    tokens.download(ctx);
+    return std::vector<int64_t>(tokens.values().begin(), tokens.values().end());
+}
+
 mamba_sampling_params sampling(float temperature, int32_t top_k, float top_p, float min_p, float penalty, uint64_t seed) {
     mamba_sampling_params s = mamba_sampling_default_params();
     s.temperature = temperature;

@@ -161,6 +161,10 @@ double reference_dt(double raw, double bias, bool softplus, double dt_min, doubl
 //   s[n] = exp(dt*A) s[n] + dt x[p] B[n];  y[p] = (sum_n C[n] s[n] + D x[p]) * silu(z[p]).
 std::vector<double> reference_ssd_step(const SsdStepInputs & in, std::vector<double> & state);
 
+// mamba_sample over uploaded logits (and history): one token per row, or nothing after a failed call
+// (which fails the test).
+std::vector<int64_t> sample_tokens(mamba_context * ctx, Tensor & logits, const mamba_sampling_params & s, uint64_t step = 0, Tensor * history = nullptr,
+                                   DType token_dtype = DType::I64);
 // Sampling parameters for mamba_sample, from the defaults with these fields set.
 mamba_sampling_params sampling(float temperature, int32_t top_k = 0, float top_p = 1.0f, float min_p = 0.0f, float penalty = 1.0f, uint64_t seed = 42);
 

@@ -96,19 +96,7 @@ protected:
     // Draws one token per row of `logits` and returns them.
     std::vector<int64_t> draw(Tensor & logits, const mamba_sampling_params & s, uint64_t step = 0, Tensor * history = nullptr,
                               DType token_dtype = DType::I64) {
-        Tensor tokens({logits.shape()[0]}, token_dtype);
-        tokens.upload_poisoned(ctx());
-        mamba_sample_args a{};
-        a.logits = logits.dl();
-        a.history = history ? history->dl() : nullptr;
-        a.tokens = tokens.dl();
-        a.step = step;
-        a.params = s;
-        const mamba_status status = mamba_sample(ctx(), &a);
-        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
-        if (status != MAMBA_STATUS_OK) return {};
-        tokens.download(ctx());
-        return std::vector<int64_t>(tokens.values().begin(), tokens.values().end());
+        return mt::sample_tokens(ctx(), logits, s, step, history, token_dtype);
     }
 
     // `rows` copies of one row of logits (and history), uploaded.

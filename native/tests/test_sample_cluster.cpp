@@ -14,24 +14,13 @@ using mt::Tensor;
 using mt::sampling;
 
 // The tokens one context draws; `kernel` is MAMBA_CUDA_SAMPLE_KERNEL for the call (nullptr: unset).
-std::vector<double> draw(mamba_context * ctx, const char * kernel, Tensor & logits, Tensor * history, const mamba_sampling_params & s,
-                         uint64_t step) {
+std::vector<int64_t> draw(mamba_context * ctx, const char * kernel, Tensor & logits, Tensor * history, const mamba_sampling_params & s,
+                          uint64_t step) {
     const mt::ScopedEnv choice("MAMBA_CUDA_SAMPLE_KERNEL", kernel);
+    SCOPED_TRACE(kernel ? kernel : "default kernel");
     logits.upload(ctx);
     if (history) history->upload(ctx);
-    Tensor tokens({logits.shape()[0]}, DType::I64);
-    tokens.upload_poisoned(ctx);
-    mamba_sample_args a{};
-    a.logits = logits.dl();
-    a.history = history ? history->dl() : nullptr;
-    a.tokens = tokens.dl();
-    a.step = step;
-    a.params = s;
-    const mamba_status status = mamba_sample(ctx, &a);
-    EXPECT_EQ(status, MAMBA_STATUS_OK) << (kernel ? kernel : "default") << ": " << mamba_last_error();
-    if (status != MAMBA_STATUS_OK) return {};
-    tokens.download(ctx);
-    return tokens.values();
+    return mt::sample_tokens(ctx, logits, s, step, history);
 }
 
 // Rows that exercise the filters' corners: plain random logits; 100 tied maxima (top-k and top-p cut
