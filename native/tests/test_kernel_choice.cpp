@@ -75,6 +75,32 @@ protected:
         return l;
     }
 
+    // The in_proj + conv step op over linear(rows, in, out): a conv state (rows, dim, width - 1) of
+    // `state_dtype` and a bf16 filter (dim, width), random; its conv_y poisoned.
+    struct LinearConv {
+        Linear l;
+        Tensor state, cw, cy;
+        mamba_linear_conv1d_update_args args{};
+    };
+    LinearConv linear_conv(int64_t rows, int64_t in, int64_t out, int64_t dim, int64_t width, DType state_dtype, uint64_t seed) {
+        std::mt19937_64 rng(seed);
+        LinearConv c{linear(rows, in, out, DType::BF16), Tensor({rows, dim, width - 1}, state_dtype), Tensor({dim, width}, DType::BF16),
+                     Tensor({rows, dim}, DType::BF16)};
+        c.state.fill_uniform(rng, -1, 1);
+        c.cw.fill_uniform(rng, -1, 1);
+        for (Tensor * t : {&c.state, &c.cw}) t->upload(ctx());
+        c.cy.upload_poisoned(ctx());
+        c.args.x = c.l.x.dl();
+        c.args.weight = c.l.w.dl();
+        c.args.y = c.l.y.dl();
+        c.args.conv_offset = 0;
+        c.args.conv_state = c.state.dl();
+        c.args.conv_weight = c.cw.dl();
+        c.args.conv_y = c.cy.dl();
+        c.args.silu = true;
+        return c;
+    }
+
     // A one-row linear of 64 outputs (the warp kernel), the consumer, whose whole weight w another one-row
     // linear, the producer, writes: where the producer is the work just before, the consumer must load w
     // after its wait.
@@ -157,23 +183,8 @@ TEST_F(KernelChoiceTest, ConvStepRunsInTheInProjGemvUnlessCublasTakesTheRows) {
     for (const Case & c : cases) {
         SCOPED_TRACE("rows " + std::to_string(c.rows) + " out " + std::to_string(c.out) + " " + c.choice);
         const mt::ScopedEnv conv_choice("MAMBA_CUDA_LINEAR_CONV", c.choice);
-        std::mt19937_64 rng(uint64_t(c.rows * 10 + c.out));
-        Linear l = linear(c.rows, in, c.out, DType::BF16);
-        Tensor state({c.rows, dim, width - 1}, DType::BF16), cw({dim, width}, DType::BF16), cy({c.rows, dim}, DType::BF16);
-        state.fill_uniform(rng, -1, 1);
-        cw.fill_uniform(rng, -1, 1);
-        for (Tensor * t : {&state, &cw}) t->upload(ctx());
-        cy.upload_poisoned(ctx());
-        mamba_linear_conv1d_update_args a{};
-        a.x = l.x.dl();
-        a.weight = l.w.dl();
-        a.y = l.y.dl();
-        a.conv_offset = 0;
-        a.conv_state = state.dl();
-        a.conv_weight = cw.dl();
-        a.conv_y = cy.dl();
-        a.silu = true;
-        const std::string log = traced([&] { return mamba_linear_conv1d_update(ctx(), &a); });
+        LinearConv op = linear_conv(c.rows, in, c.out, dim, width, DType::BF16, uint64_t(c.rows * 10 + c.out));
+        const std::string log = traced([&] { return mamba_linear_conv1d_update(ctx(), &op.args); });
         if (c.projection) EXPECT_TRUE(launched(log, c.projection)) << log;
         else EXPECT_EQ(log.find("mamba trace gemv_"), std::string::npos) << log;
         EXPECT_EQ(launched(log, "causal_conv1d_update_kernel"), !c.fused) << log;
@@ -413,24 +424,9 @@ TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheCon
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The fused in_proj + conv step at 4 rows (W after the wait there): the conv state, filter and bias
     // load before the wait, unless the op just before wrote the conv state.
-    constexpr int64_t kRows = 4, kIn = 256, kOut = 1024, kDim = 512, kWidth = 4;
-    std::mt19937_64 rng(17);
-    Linear l = linear(kRows, kIn, kOut, DType::BF16);
-    Tensor state({kRows, kDim, kWidth - 1}, DType::F32), cw({kDim, kWidth}, DType::BF16), cy({kRows, kDim}, DType::BF16);
-    state.fill_uniform(rng, -1, 1);
-    cw.fill_uniform(rng, -1, 1);
-    for (Tensor * t : {&state, &cw}) t->upload(ctx());
-    cy.upload_poisoned(ctx());
-    mamba_linear_conv1d_update_args a{};
-    a.x = l.x.dl();
-    a.weight = l.w.dl();
-    a.y = l.y.dl();
-    a.conv_state = state.dl();
-    a.conv_weight = cw.dl();
-    a.conv_y = cy.dl();
-    a.silu = true;
+    LinearConv op = linear_conv(4, 256, 1024, 512, 4, DType::F32, 17);
     Linear before = linear(1, 64, 256, DType::F32);
-    mt::View into_state(state, {1, 256}, {256, 1});
+    mt::View into_state(op.state, {1, 256}, {256, 1});
     Tensor elsewhere({1, 256}, DType::F32);
     elsewhere.upload(ctx());
     for (bool writes_state : {false, true}) {
@@ -438,7 +434,7 @@ TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheCon
         before.args.y = writes_state ? into_state.dl() : elsewhere.dl();
         const std::string log = traced([&] {
             const mamba_status st = mamba_linear(ctx(), &before.args);
-            return st != MAMBA_STATUS_OK ? st : mamba_linear_conv1d_update(ctx(), &a);
+            return st != MAMBA_STATUS_OK ? st : mamba_linear_conv1d_update(ctx(), &op.args);
         });
         EXPECT_TRUE(launched_last(log, writes_state ? "gemv_tiled_conv_kernel" : "gemv_tiled_conv_kernel early")) << log;
     }
