@@ -50,5 +50,11 @@ mb::Register top_p_batch("sample top_p 0.9 batch=16 vocab=50280", [](mb::Bench &
 mb::Register top_p_batch64("sample top_p 0.9 batch=64 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
     return sample_case(b, bytes, flops, 64, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
 });
+mb::Register top_p_batch96("sample top_p 0.9 batch=96 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
+    return sample_case(b, bytes, flops, 96, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
+});
+mb::Register top_p_batch128("sample top_p 0.9 batch=128 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
+    return sample_case(b, bytes, flops, 128, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
+});
 
 }  // namespace
