@@ -337,8 +337,7 @@ void softmax(mamba_context & ctx, const SoftmaxParams & p) {
 
 enum class SampleKernel { Automatic, Block, Cluster };
 
-// MAMBA_CUDA_SAMPLE_KERNEL when set (benchmarks, tests), else the cluster kernel wherever it fits, for up to
-// two waves of clusters.
+// MAMBA_CUDA_SAMPLE_KERNEL when set (benchmarks, tests), else the cluster kernel wherever it fits.
 bool use_cluster_kernel(const mamba_context & ctx, const SampleParams & p) {
     static constexpr EnvChoice<SampleKernel> kKernels[] = {{"block", SampleKernel::Block}, {"cluster", SampleKernel::Cluster}};
     const SampleKernel forced = env_choice("MAMBA_CUDA_SAMPLE_KERNEL", kKernels, SampleKernel::Automatic);
@@ -347,8 +346,7 @@ bool use_cluster_kernel(const mamba_context & ctx, const SampleParams & p) {
     const bool fits = sampling::cluster_kernel_fits(ctx, p.batch, p.vocab, &why);
     if (forced == SampleKernel::Cluster && !fits)
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_SAMPLE_KERNEL=cluster cannot sample this call (batch ", p.batch, ", vocabulary ", p.vocab, "): ", why);
-    if (forced == SampleKernel::Cluster) return true;
-    return fits && p.batch <= 2 * sampling::cluster_rows_at_once(ctx, p.vocab);
+    return fits;
 }
 
 void sample(mamba_context & ctx, const SampleParams & p) {

@@ -519,53 +519,18 @@ __global__ void __launch_bounds__(kClusterThreads) sample_cluster_kernel(SampleA
 #endif
 }
 
-// What a device learns once about one kernel configuration (it holds for the process): the shared-memory
-// opt-in is made, and how many clusters run at once. A call a token is on the host's path of every eager
-// step, so neither is asked again.
-template <class Tr>
-struct DeviceFacts {
-    static constexpr int kMaxDevices = 64;
-    std::atomic<int> active_clusters[kMaxDevices] = {};  // 0: not asked yet
-
-    // Opts the kernel in to its shared memory on ctx's device and returns the clusters the device runs at once.
-    int clusters(const mamba_context & ctx) {
-        const bool cached = ctx.device_id >= 0 && ctx.device_id < kMaxDevices;
-        if (cached) {
-            const int known = active_clusters[ctx.device_id].load(std::memory_order_relaxed);
-            if (known > 0) return known;
-        }
-        auto kernel = sample_cluster_kernel<Tr>;
-        MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
-        cudaLaunchConfig_t config{};
-        config.gridDim = dim3(kClusterBlocks, 1);
-        config.blockDim = dim3(kClusterThreads);
-        config.dynamicSmemBytes = Tr::kSmemBytes;
-        cudaLaunchAttribute attribute{};
-        attribute.id = cudaLaunchAttributeClusterDimension;
-        attribute.val.clusterDim.x = kClusterBlocks;
-        attribute.val.clusterDim.y = 1;
-        attribute.val.clusterDim.z = 1;
-        config.attrs = &attribute;
-        config.numAttrs = 1;
-        int n = 0;
-        MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &config));
-        if (n < 1) fail(MAMBA_STATUS_UNSUPPORTED, "CUDA device ", ctx.device_id, " cannot run a cluster of ", kClusterBlocks, " sampling blocks");
-        if (cached) active_clusters[ctx.device_id].store(n, std::memory_order_relaxed);
-        return n;
-    }
-};
-
-template <class Tr>
-DeviceFacts<Tr> & facts() {
-    static DeviceFacts<Tr> f;
-    return f;
-}
-
 template <class Tr>
 void launch_traits(mamba_context & ctx, const SampleArgs & a, int64_t batch) {
-    facts<Tr>().clusters(ctx);  // the opt-in
-    launch_kernel_in_clusters(ctx, "sample_cluster_kernel", true, kClusterBlocks, sample_cluster_kernel<Tr>, dim3(kClusterBlocks, unsigned(batch)),
-                              dim3(kClusterThreads), Tr::kSmemBytes, a);
+    auto kernel = sample_cluster_kernel<Tr>;
+    // Once per device (it holds for the process): a call a token is on the host's path of every eager step.
+    static std::atomic<uint64_t> opted_in{0};
+    const uint64_t device_bit = ctx.device_id < 64 ? uint64_t(1) << ctx.device_id : 0;
+    if ((opted_in.load(std::memory_order_relaxed) & device_bit) == 0 || device_bit == 0) {
+        MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+        opted_in.fetch_or(device_bit, std::memory_order_relaxed);
+    }
+    launch_kernel_in_clusters(ctx, "sample_cluster_kernel", true, kClusterBlocks, kernel, dim3(kClusterBlocks, unsigned(batch)), dim3(kClusterThreads),
+                              Tr::kSmemBytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_cluster_kernel");
 }
 
@@ -591,10 +556,6 @@ bool cluster_kernel_fits(const mamba_context & ctx, int64_t batch, int64_t vocab
         return false;
     }
     return true;
-}
-
-int64_t cluster_rows_at_once(const mamba_context & ctx, int64_t vocab) {
-    return vocab <= SmallVocab::kMaxVocab ? facts<SmallVocab>().clusters(ctx) : facts<LargeVocab>().clusters(ctx);
 }
 
 void launch_cluster_sample(mamba_context & ctx, const SampleArgs & a, int64_t batch) {

@@ -10,10 +10,6 @@ int64_t cluster_max_vocab();
 // Whether the cluster kernel can sample `batch` rows of `vocab` ids on this context's device (compute
 // capability 9.0 or newer); when not, *why says what is missing.
 bool cluster_kernel_fits(const mamba_context & ctx, int64_t batch, int64_t vocab, const char ** why);
-// How many rows of `vocab` ids the device samples at once on clusters (one cluster a row). A call of more
-// rows runs in waves; from the third, one block a row (the block kernel, all rows in one wave up to about two
-// rows an SM) is faster (docs/gpu-results.md, runs 48 and 50).
-int64_t cluster_rows_at_once(const mamba_context & ctx, int64_t vocab);
 // Queues the cluster kernel for `batch` rows (a.v and a.w are not used).
 void launch_cluster_sample(mamba_context & ctx, const SampleArgs & a, int64_t batch);
 

@@ -217,36 +217,6 @@ TEST_F(KernelChoiceTest, SamplingRunsOneClusterARowUpTo65536Tokens) {
     }
 }
 
-TEST_F(KernelChoiceTest, SamplingBeyondTwoWavesOfClustersRunsABlockARow) {
-    if (std::string why; !pdl_device(why)) GTEST_SKIP() << "clusters: " << why;
-    const mt::ScopedEnv kernel("MAMBA_CUDA_SAMPLE_KERNEL", nullptr);
-    // 1024 rows are far more than two waves of 8-block clusters on any device (a wave is a few dozen rows).
-    const int64_t rows = 1024, vocab = 1003;
-    std::mt19937_64 rng(32);
-    Tensor logits({rows, vocab}, DType::F32), tokens({rows}, DType::I64);
-    logits.fill_uniform(rng, -2, 2);
-    logits.upload(ctx());
-    tokens.upload_poisoned(ctx());
-    mamba_sample_args a{};
-    a.logits = logits.dl();
-    a.tokens = tokens.dl();
-    a.params = mt::sampling(0.7f, 0, 0.9f);
-    std::string log = traced([&] { return mamba_sample(ctx(), &a); });
-    EXPECT_TRUE(launched(log, "sample_kernel")) << log;
-    EXPECT_FALSE(launched(log, "sample_cluster_kernel")) << log;
-    // Forced, the cluster kernel takes them anyway (in waves), and draws the same tokens.
-    tokens.download(ctx());
-    const std::vector<double> by_blocks = tokens.values();
-    tokens.upload_poisoned(ctx());
-    {
-        const mt::ScopedEnv forced("MAMBA_CUDA_SAMPLE_KERNEL", "cluster");
-        log = traced([&] { return mamba_sample(ctx(), &a); });
-    }
-    EXPECT_TRUE(launched(log, "sample_cluster_kernel")) << log;
-    tokens.download(ctx());
-    EXPECT_EQ(tokens.values(), by_blocks);
-}
-
 // ---- early weight reads (launch.cuh) ----
 // A kernel loads its weights before its launch wait only where the work queued just before it is a
 // libmamba op whose outputs were recorded and do not touch those weights; the trace name then ends in
