@@ -19,7 +19,8 @@
 // barrier, which every block reaches only after reading table b.
 //
 // Bytes: the logits once (batch * vocab * element size) and the history per block. FLOPs: about 40 an
-// id (an exp in double, the keys, eight histogram rounds); shared-memory atomics once per bin and warp.
+// id (an exp in double, the keys, eight histogram rounds); integer shared atomics for top-k's counts, none for
+// top-p's weights (per-warp histograms).
 #include <atomic>
 
 #include "launch.cuh"
