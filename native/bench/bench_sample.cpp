@@ -2,6 +2,8 @@
 // MAMBA_CUDA_SAMPLE_KERNEL=block|cluster picks the kernel (full_check.sh's KERNEL_AB compares them). A case
 // passes a history only with a repetition penalty, as the managed session does: with a history, CUDA checks
 // its ids after the kernel with a read back to the host, which would otherwise dominate the cheap cases.
+#include <string>
+
 #include "bench.h"
 
 namespace {
@@ -44,17 +46,13 @@ mb::Register top_k("sample top_k 50 + penalty 1.1 batch=1 vocab=50280", [](mb::B
 mb::Register top_p("sample top_p 0.9 + min_p 0.05 batch=1 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
     return sample_case(b, bytes, flops, 1, with(0.8f, 0, 0.9f, 0.05f, 1.0f));
 });
-mb::Register top_p_batch("sample top_p 0.9 batch=16 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
-    return sample_case(b, bytes, flops, 16, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
-});
-mb::Register top_p_batch64("sample top_p 0.9 batch=64 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
-    return sample_case(b, bytes, flops, 64, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
-});
-mb::Register top_p_batch96("sample top_p 0.9 batch=96 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
-    return sample_case(b, bytes, flops, 96, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
-});
-mb::Register top_p_batch128("sample top_p 0.9 batch=128 vocab=50280", [](mb::Bench & b, double & bytes, double & flops) {
-    return sample_case(b, bytes, flops, 128, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
-});
+// Top-p over batches: one wave of the CUDA cluster kernel's clusters (16 rows) and several (64-128 rows).
+const bool top_p_batches = [] {
+    for (int64_t batch : {16, 64, 96, 128})
+        mb::Register("sample top_p 0.9 batch=" + std::to_string(batch) + " vocab=50280", [batch](mb::Bench & b, double & bytes, double & flops) {
+            return sample_case(b, bytes, flops, batch, with(1.0f, 0, 0.9f, 0.0f, 1.0f));
+        });
+    return true;
+}();
 
 }  // namespace
