@@ -5,6 +5,8 @@
 // The "6 kernels" rows project dt inside the selective state update (dt_proj_weight) instead, as the
 // Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer. The "5 kernels" rows
 // also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does.
+// The "mamba_mamba1_step" rows make each layer an RMSNorm and one mamba_mamba1_step call (on CUDA one
+// kernel for the mixer where it runs; MAMBA_CUDA_MAMBA1_STEP=separate gives the 5-kernel chain again).
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
@@ -45,6 +47,7 @@ struct Session {
     bool fused_dt = false;  // dt_proj inside the selective state update
     bool fused_conv = false;  // the conv step inside the in_proj GEMV
     bool prefetch = false;  // mamba_prefetch_l2 after each in_proj
+    bool whole_step = false;  // the mixer as one mamba_mamba1_step call
     size_t next_bytes = 0;  // of the next layer's in_proj
 
     ~Session() {
@@ -63,6 +66,28 @@ struct Session {
             n.residual_out = residual;
             n.eps = 1e-5f;
             mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
+            if (whole_step) {
+                mamba_mamba1_step_args st{};
+                st.x = normed;
+                st.in_proj_weight = l.w_in;
+                st.conv_state = l.conv_state;
+                st.conv_weight = l.conv_w;
+                st.conv_bias = l.conv_b;
+                st.x_proj_weight = l.w_x;
+                st.dt_proj_weight = l.w_dt;
+                st.dt_bias = l.dt_bias;
+                st.A = l.A;
+                st.D = l.D;
+                st.ssm_state = l.ssm_state;
+                st.out_proj_weight = l.w_out;
+                st.y = hidden;
+                st.xz = xz;
+                st.xc = xc;
+                st.xdbl = xdbl;
+                st.y_inner = y;
+                mb::check(mamba_mamba1_step(ctx, &st), "mamba_mamba1_step");
+                continue;
+            }
             if (fused_conv) {
                 mamba_linear_conv1d_update_args in{normed, l.w_in, nullptr, xz, 0, l.conv_state, l.conv_w, l.conv_b, xc, 1};
                 mb::check(mamba_linear_conv1d_update(ctx, &in), "mamba_linear_conv1d_update (in_proj)");
@@ -134,13 +159,14 @@ struct L2Prefetch {
 };
 
 std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {},
-                                 bool fused_conv = false) {
+                                 bool fused_conv = false, bool whole_step = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
     s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
     s->harness = b.ctx();
     s->fused_dt = fused_dt;
     s->fused_conv = fused_conv;
+    s->whole_step = whole_step;
     s->prefetch = l2.mode != nullptr;
     s->next_bytes = size_t(l2.next_mb) << 20;
     s->hidden = b.tensor({1, kHidden}, mb::kBF16);
@@ -197,6 +223,10 @@ MAMBA_PDL_CASE(graph_on, "graph replay, PDL on", true, true);
 
 #undef MAMBA_PDL_CASE
 
+mb::Register graph_on_step("cuda pdl chain mamba-2.8b 8 layers x RMSNorm + mamba_mamba1_step bf16 B1, graph replay, PDL on",
+                           [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, true); });
+mb::Register direct_on_step("cuda pdl chain mamba-2.8b 8 layers x RMSNorm + mamba_mamba1_step bf16 B1, direct calls, PDL on",
+                            [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true, {}, true, true); });
 mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on",
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true); });
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",

@@ -52,6 +52,9 @@ struct CudaState {
     // none; reported by the next synchronize or copy to the host. The host copy is page-locked.
     unsigned long long * deferred_error = nullptr;
     unsigned long long * deferred_error_host = nullptr;
+    // Arrivals at the grid-wide barriers of kernels that run one block per SM (mamba1_step.cu): a count
+    // that only grows, so that a barrier's target follows from the arrival itself and needs no reset.
+    unsigned long long * grid_barrier = nullptr;
     // Graph capture: whether mamba_graph_capture_begin is recording, and how many graphs exist (their
     // kernels hold workspace addresses, so a growing workspace keeps the old buffers until they go).
     bool capturing = false;

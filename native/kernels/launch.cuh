@@ -138,20 +138,33 @@ struct TraceEvents {
     }
 };
 
-// Launches kernel<<<grid, block, smem, ctx's stream>>>(args...) in thread-block clusters of
-// `cluster_blocks` blocks along x (1: no clusters; more needs compute capability 9.0 and grid.x a multiple
-// of it), with the PDL attribute when `pdl_safe` (the kernel follows the contract above) and the context
-// allows it; `name` identifies the kernel in the error a failed launch raises.
+// How a kernel launches besides its grid: in thread-block clusters of `cluster_blocks` blocks along x (1: no
+// clusters; more needs compute capability 9.0 and grid.x a multiple of it), and cooperatively (every block
+// resident at once, for kernels with grid-wide barriers; the grid must fit on the device).
+struct LaunchShape {
+    unsigned cluster_blocks = 1;
+    bool cooperative = false;
+};
+
+// Launches kernel<<<grid, block, smem, ctx's stream>>>(args...) as `shape` says, with the PDL attribute
+// when `pdl_safe` (the kernel follows the contract above) and the context allows it; `name` identifies the
+// kernel in the error a failed launch raises.
 template <class... Params, class... Args>
-void launch_kernel_in_clusters(mamba_context & ctx, const char * name, bool pdl_safe, unsigned cluster_blocks, void (*kernel)(Params...), dim3 grid,
-                               dim3 block, size_t smem, Args &&... args) {
+void launch_kernel_shaped(mamba_context & ctx, const char * name, bool pdl_safe, LaunchShape shape, void (*kernel)(Params...), dim3 grid, dim3 block,
+                          size_t smem, Args &&... args) {
+    const unsigned cluster_blocks = shape.cluster_blocks;
     cudaLaunchConfig_t config{};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream_of(ctx);
-    cudaLaunchAttribute attribute[2];
+    cudaLaunchAttribute attribute[3];
     config.attrs = attribute;
+    if (shape.cooperative) {
+        attribute[config.numAttrs].id = cudaLaunchAttributeCooperative;
+        attribute[config.numAttrs].val.cooperative = 1;
+        ++config.numAttrs;
+    }
     if (pdl_safe && pdl_enabled(ctx)) {
         attribute[config.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attribute[config.numAttrs].val.programmaticStreamSerializationAllowed = 1;
@@ -187,11 +200,18 @@ void launch_kernel_in_clusters(mamba_context & ctx, const char * name, bool pdl_
     }
 }
 
-// launch_kernel_in_clusters without clusters: the launch of every kernel but the sampler's.
+// launch_kernel_shaped in clusters of `cluster_blocks` blocks (the sampler's).
+template <class... Params, class... Args>
+void launch_kernel_in_clusters(mamba_context & ctx, const char * name, bool pdl_safe, unsigned cluster_blocks, void (*kernel)(Params...), dim3 grid,
+                               dim3 block, size_t smem, Args &&... args) {
+    launch_kernel_shaped(ctx, name, pdl_safe, LaunchShape{cluster_blocks, false}, kernel, grid, block, smem, std::forward<Args>(args)...);
+}
+
+// launch_kernel_shaped with neither clusters nor a cooperative grid: the launch of most kernels.
 template <class... Params, class... Args>
 void launch_kernel(mamba_context & ctx, const char * name, bool pdl_safe, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                    Args &&... args) {
-    launch_kernel_in_clusters(ctx, name, pdl_safe, 1u, kernel, grid, block, smem, std::forward<Args>(args)...);
+    launch_kernel_shaped(ctx, name, pdl_safe, LaunchShape{}, kernel, grid, block, smem, std::forward<Args>(args)...);
 }
 
 }  // namespace mamba::cuda

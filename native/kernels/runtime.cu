@@ -142,6 +142,8 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUDA_CHECK(cudaMalloc(&state->deferred_error, sizeof(unsigned long long)));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->deferred_error, 0xff, sizeof(unsigned long long), state->stream));
         MAMBA_CUDA_CHECK(cudaMallocHost(&state->deferred_error_host, sizeof(unsigned long long)));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->grid_barrier, sizeof(unsigned long long)));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->grid_barrier, 0, sizeof(unsigned long long), state->stream));
         create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);
@@ -165,6 +167,7 @@ void context_destroy(mamba_context & ctx) noexcept {
     if (s->error_index) cudaFree(s->error_index);
     if (s->deferred_error) cudaFree(s->deferred_error);
     if (s->deferred_error_host) cudaFreeHost(s->deferred_error_host);
+    if (s->grid_barrier) cudaFree(s->grid_barrier);
     for (void * p : s->retired_workspaces) cudaFree(p);
     if (s->own_stream) {
         const std::lock_guard<std::mutex> lock(g_tracks_mutex);

@@ -436,6 +436,61 @@ typedef struct mamba_selective_state_update_args {
 
 MAMBA_API mamba_status mamba_selective_state_update(mamba_context * context, const mamba_selective_state_update_args * args);
 
+/* One decode step of a whole Mamba-1 mixer, per batch row, as these calls in order would make it:
+ *   mamba_linear_conv1d_update(x, in_proj_weight, in_proj_bias -> xz; conv over xz[:, :inner] -> xc, SiLU)
+ *   mamba_linear(xc, x_proj_weight -> xdbl)                               dt_low, B, C = xdbl's columns
+ *   mamba_selective_state_update(ssm_state, xc, dt_low, A, B, C, D, z = xz[:, inner:], dt_bias -> y_inner,
+ *                                dt_softplus, dt_proj_weight)
+ *   mamba_linear(y_inner, out_proj_weight, out_proj_bias -> y)
+ * with inner = conv_weight's first dimension, rank = dt_proj_weight's second, dstate = A's second.
+ * Intermediate values are rounded to the scratch tensors' dtypes as those calls round them; the four
+ * scratch tensors' contents are unspecified afterwards. On CUDA at batch 1 (compute capability 9.0, every
+ * 16-bit tensor bfloat16 or every one float16, weights contiguous and 16-byte aligned, hidden and inner
+ * multiples of 8 up to 10240, rank a multiple of 8, conv width <= 4, dstate a multiple of 4 up to 128) it is
+ * one kernel on every SM with two grid-wide barriers inside; elsewhere, or with
+ * MAMBA_CUDA_MAMBA1_STEP=separate, the calls above. MAMBA_CUDA_MAMBA1_STEP=fused fails with UNSUPPORTED,
+ * naming the reason, where the one kernel cannot run. Outputs (conv_state, ssm_state, y, the scratch
+ * tensors) must not overlap any input or each other. */
+typedef struct mamba_mamba1_step_args {
+    /* (batch, hidden), the normalized hidden state */
+    const DLTensor * x;
+    /* (2 * inner, hidden), last axis contiguous */
+    const DLTensor * in_proj_weight;
+    /* Optional (2 * inner) */
+    const DLTensor * in_proj_bias;
+    /* (batch, inner, width - 1), oldest first, updated in place */
+    DLTensor * conv_state;
+    /* (inner, width) */
+    const DLTensor * conv_weight;
+    /* Optional (inner) */
+    const DLTensor * conv_bias;
+    /* (rank + 2 * dstate, inner), last axis contiguous */
+    const DLTensor * x_proj_weight;
+    /* (inner, rank) */
+    const DLTensor * dt_proj_weight;
+    /* Optional (inner), float32 */
+    const DLTensor * dt_bias;
+    /* (inner, dstate), float32 */
+    const DLTensor * A;
+    /* Optional (inner), float32 */
+    const DLTensor * D;
+    /* (batch, inner, dstate), float32, updated in place */
+    DLTensor * ssm_state;
+    /* (hidden, inner), last axis contiguous */
+    const DLTensor * out_proj_weight;
+    /* Optional (hidden) */
+    const DLTensor * out_proj_bias;
+    /* (batch, hidden) */
+    DLTensor * y;
+    /* Scratch: (batch, 2 * inner), (batch, inner), (batch, rank + 2 * dstate), (batch, inner) */
+    DLTensor * xz;
+    DLTensor * xc;
+    DLTensor * xdbl;
+    DLTensor * y_inner;
+} mamba_mamba1_step_args;
+
+MAMBA_API mamba_status mamba_mamba1_step(mamba_context * context, const mamba_mamba1_step_args * args);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Mamba-2: SSD (state space duality)                                                               */
 /* ------------------------------------------------------------------------------------------------ */

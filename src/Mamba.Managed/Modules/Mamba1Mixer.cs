@@ -155,6 +155,13 @@ public sealed class Mamba1Mixer : Mixer
         var dt = s.Dt.View([batch, di]);
         var fuseDt = batch <= FusedDtProjMaxBatch;
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
+        if (batch == 1 && prefetch is null)
+        {
+            // The whole mixer in one call: one kernel on CUDA where it runs (mamba_mamba1_step), the same four ops as
+            // below otherwise.
+            return () => Kernels.Mamba1Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, XProj.Weight,
+                DtProj.Weight, DtBias, A, D, state.Ssm, OutProj.Weight, OutProj.Bias, y, xz, xc, xdbl, yv);
+        }
         return () =>
         {
             // in_proj with the conv step of its x half (columns [0, di)) in one call: one kernel on CUDA

@@ -414,6 +414,95 @@ public unsafe struct mamba_selective_state_update_args
 }
 
 /// <summary>
+/// One decode step of a whole Mamba-1 mixer, per batch row, as these calls in order would make it:
+/// mamba_linear_conv1d_update(x, in_proj_weight, in_proj_bias -&gt; xz; conv over xz[:, :inner] -&gt; xc, SiLU)
+/// mamba_linear(xc, x_proj_weight -&gt; xdbl)                               dt_low, B, C = xdbl's columns
+/// mamba_selective_state_update(ssm_state, xc, dt_low, A, B, C, D, z = xz[:, inner:], dt_bias -&gt; y_inner,
+/// dt_softplus, dt_proj_weight)
+/// mamba_linear(y_inner, out_proj_weight, out_proj_bias -&gt; y)
+/// with inner = conv_weight's first dimension, rank = dt_proj_weight's second, dstate = A's second.
+/// Intermediate values are rounded to the scratch tensors' dtypes as those calls round them; the four
+/// scratch tensors' contents are unspecified afterwards. On CUDA at batch 1 (compute capability 9.0, every
+/// 16-bit tensor bfloat16 or every one float16, weights contiguous and 16-byte aligned, hidden and inner
+/// multiples of 8 up to 10240, rank a multiple of 8, conv width &lt;= 4, dstate a multiple of 4 up to 128) it is
+/// one kernel on every SM with two grid-wide barriers inside; elsewhere, or with
+/// MAMBA_CUDA_MAMBA1_STEP=separate, the calls above. MAMBA_CUDA_MAMBA1_STEP=fused fails with UNSUPPORTED,
+/// naming the reason, where the one kernel cannot run. Outputs (conv_state, ssm_state, y, the scratch
+/// tensors) must not overlap any input or each other.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct mamba_mamba1_step_args
+{
+    /// <summary>
+    /// (batch, hidden), the normalized hidden state
+    /// </summary>
+    public DLTensor* x;
+    /// <summary>
+    /// (2 * inner, hidden), last axis contiguous
+    /// </summary>
+    public DLTensor* in_proj_weight;
+    /// <summary>
+    /// Optional (2 * inner)
+    /// </summary>
+    public DLTensor* in_proj_bias;
+    /// <summary>
+    /// (batch, inner, width - 1), oldest first, updated in place
+    /// </summary>
+    public DLTensor* conv_state;
+    /// <summary>
+    /// (inner, width)
+    /// </summary>
+    public DLTensor* conv_weight;
+    /// <summary>
+    /// Optional (inner)
+    /// </summary>
+    public DLTensor* conv_bias;
+    /// <summary>
+    /// (rank + 2 * dstate, inner), last axis contiguous
+    /// </summary>
+    public DLTensor* x_proj_weight;
+    /// <summary>
+    /// (inner, rank)
+    /// </summary>
+    public DLTensor* dt_proj_weight;
+    /// <summary>
+    /// Optional (inner), float32
+    /// </summary>
+    public DLTensor* dt_bias;
+    /// <summary>
+    /// (inner, dstate), float32
+    /// </summary>
+    public DLTensor* A;
+    /// <summary>
+    /// Optional (inner), float32
+    /// </summary>
+    public DLTensor* D;
+    /// <summary>
+    /// (batch, inner, dstate), float32, updated in place
+    /// </summary>
+    public DLTensor* ssm_state;
+    /// <summary>
+    /// (hidden, inner), last axis contiguous
+    /// </summary>
+    public DLTensor* out_proj_weight;
+    /// <summary>
+    /// Optional (hidden)
+    /// </summary>
+    public DLTensor* out_proj_bias;
+    /// <summary>
+    /// (batch, hidden)
+    /// </summary>
+    public DLTensor* y;
+    /// <summary>
+    /// Scratch: (batch, 2 * inner), (batch, inner), (batch, rank + 2 * dstate), (batch, inner)
+    /// </summary>
+    public DLTensor* xz;
+    public DLTensor* xc;
+    public DLTensor* xdbl;
+    public DLTensor* y_inner;
+}
+
+/// <summary>
 /// SSD chunked scan of Mamba-2, per batch b, head h, channel p, state n, step t, group g = h / (heads / groups):
 /// dt = dt + dt_bias, softplus(dt) when dt_softplus, then clamped to [dt_min, dt_max]
 /// H_t = exp(dt * A[h]) * H_{t-1} + dt * x_t[p] * B_t[g, n]
@@ -1002,6 +1091,10 @@ public static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "mamba_selective_state_update")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_selective_state_update(mamba_context* context, mamba_selective_state_update_args* args);
+
+    [LibraryImport(LibraryName, EntryPoint = "mamba_mamba1_step")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_mamba1_step(mamba_context* context, mamba_mamba1_step_args* args);
 
     [LibraryImport(LibraryName, EntryPoint = "mamba_ssd")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]

@@ -1,0 +1,611 @@
+// A Mamba-1 mixer's decode step at batch 1 in one kernel (mamba_mamba1_step): in_proj with the conv
+// step, x_proj, the state update with dt_proj inside, out_proj.
+//
+// Why: as five kernels (the norm, in_proj + conv, x_proj, the state update, out_proj) a mamba-2.8b layer
+// took about 35 us on an H200 against the 20 us its 82.5 MB of weights take to stream at copy bandwidth.
+// The GEMVs stream at 72-83% of copy, and between them HBM idles while the small kernels wait on each
+// other's round trips. Here the weights never wait for the activations: one loader warp per block streams
+// the block's rows of in_proj, then of out_proj, into a ring of shared-memory stages as fast as the ring
+// frees up, while the compute warps pass two grid-wide barriers (after x_proj's partial sums, after the
+// state update). out_proj's rows are in flight during those barriers and the state update.
+//
+// Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
+// x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
+// inner*dstate*4 = 0.33 MB each (the state read and written), plus vectors; FLOPs: 2 per weight element,
+// 6 per state element. All of it is read once per step.
+//
+// Layout: one block per SM (the grid must be resident at once: the launch is cooperative). Block b owns
+// - the channels [c0, c1) = [b*inner/G, (b+1)*inner/G): their in_proj rows (x and z halves), conv step,
+//   x_proj columns (a partial sum of every x_proj output over its channels) and state update;
+// - the outputs [h0, h1) = [b*hidden/G, (b+1)*hidden/G) of out_proj.
+// Phases: stream in_proj rows -> conv step -> x_proj partials -> barrier 1 -> every block sums the
+// partials (dt_low, B, C; a fixed order, so the result does not depend on timing) -> state update,
+// y_inner out -> barrier 2 -> every block reads y_inner -> stream out_proj rows -> y.
+// A stage carries whole weight rows (rows_in or rows_out of them, a power of two <= 8); the 8 compute
+// warps split a stage's rows evenly, each warp a contiguous piece of one row, and park their partial dot
+// products in shared memory, summed in a fixed order at the end of the phase.
+// The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
+// x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
+// not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
+#include "common.cuh"
+#include "launch.cuh"
+
+#include "core/env_choice.h"
+#include "ops/mamba1_step.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+struct Mamba1StepTraits {
+    static constexpr int kComputeWarps = 8;
+    static constexpr int kComputeThreads = kComputeWarps * 32;
+    static constexpr int kThreads = kComputeThreads + 32;  // + the loader warp
+    static constexpr int kStageBytes = 20480;              // 4 in_proj rows or 2 out_proj rows of mamba-2.8b
+    static constexpr int kMaxStages = 8;
+    static constexpr int kMinStages = 2;
+    static constexpr int kMaxWidth = 4;       // conv filter taps
+    static constexpr int kConvSlots = 8;      // a channel's conv operands: width-1 state, width taps, bias
+    static constexpr int kMaxLanes = 32;      // lanes per channel in the state update (dstate <= 128)
+    static constexpr int kParts = kComputeWarps;  // partial sums a row can have (warps per row)
+    static constexpr int64_t kMaxFeatures = kStageBytes / 2;  // a 16-bit row must fit in a stage
+};
+using Tr = Mamba1StepTraits;
+
+struct StepArgs {
+    const char * x;
+    int64_t x_s;
+    const char * w_in;
+    const char * b_in;
+    int64_t b_in_s;
+    char * conv_state;
+    int64_t cs_d, cs_k;
+    const char * conv_w;
+    int64_t cw_d, cw_k;
+    const char * conv_b;
+    int64_t cb_s;
+    const char * w_x;   // (q, inner), contiguous
+    const char * w_dt;  // (inner, rank), contiguous, 16-byte aligned
+    const float * dt_bias;
+    int64_t dtb_s;
+    const float * A;
+    int64_t A_d, A_n;
+    const float * D;
+    int64_t D_s;
+    float * state;
+    int64_t st_d, st_n;
+    const char * w_out;
+    const char * b_out;
+    int64_t b_out_s;
+    char * y;
+    int64_t y_s;
+    char * y_inner;     // (inner), contiguous, 16-byte aligned: the blocks' exchange of the update's output
+    float * partials;   // (q, grid): block b's partial sum of x_proj output q at [q * grid + b]
+    unsigned long long * barrier;
+    int hidden, inner, rank, dstate, width, q;
+    int rows_in, rows_out;           // weight rows per stage
+    int stages;                      // ring stages
+    int max_channels, max_outputs;   // per block, for the shared-memory layout
+    int lanes;                       // lanes per channel in the state update
+    bool early;                      // weights and per-channel operands load before the PDL wait
+    // Byte offsets into dynamic shared memory.
+    int off_ring, off_vec, off_part, off_xc, off_z, off_xdbl, off_conv, off_A, off_st, off_D, off_dtb, off_wdt, off_wx;
+};
+
+__device__ __forceinline__ int range_begin(int n, int b, int G) { return int(int64_t(n) * b / G); }
+
+__device__ __forceinline__ uint32_t smem_u32(const void * p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint64_t * bar, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t * bar) {
+    asm volatile("{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared.b64 state, [%0];\n\t}" ::"r"(smem_u32(bar)) : "memory");
+}
+
+// Spins until the phase of `bar` with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t * bar, unsigned parity) {
+    uint32_t done = 0;
+    do {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity)
+                     : "memory");
+#else
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity)
+                     : "memory");
+#endif
+    } while (!done);
+}
+
+// 16 bytes global -> shared, through L2 only (weights are read once per step).
+__device__ __forceinline__ void copy16_async(void * dst, const void * src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+
+// The mbarrier's pending count drops by one when this thread's earlier cp.async copies have landed.
+__device__ __forceinline__ void arrive_when_copied(uint64_t * bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" ::"r"(smem_u32(bar)) : "memory");
+}
+
+__device__ __forceinline__ void wait_all_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+// The compute warps' own barrier (the loader warp never joins it).
+__device__ __forceinline__ void compute_sync() { asm volatile("bar.sync 1, %0;" ::"n"(Tr::kComputeThreads) : "memory"); }
+
+__device__ __forceinline__ unsigned long long load_acquire(const unsigned long long * p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// Every compute thread of every block waits here until all G blocks have arrived; writes before it are
+// visible to loads after it (made with __ldcg: L1 is not coherent). The count only grows, so the target
+// is the next multiple of G above the arrival. A grid that cannot all be resident would spin for ever:
+// after 4 s the kernel traps, which the next synchronization reports as a device error, not a hang.
+__device__ __forceinline__ void grid_barrier(unsigned long long * count, unsigned G) {
+    compute_sync();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        const unsigned long long arrival = atomicAdd(count, 1ull);
+        const unsigned long long target = (arrival / G + 1) * G;
+        const unsigned long long start = global_ns();
+        while (load_acquire(count) < target) {
+            if (global_ns() - start > 4000000000ull) __trap();
+        }
+        __threadfence();
+    }
+    compute_sync();
+}
+
+template <class T>
+__device__ __forceinline__ float round_to(float v) {
+    return to_f32<T>(from_f32<T>(v));
+}
+
+// Stage s of a block's stream: in_proj's x rows, its z rows, out_proj's rows, each cut in stages of
+// `rows` rows (the last one may carry fewer).
+struct Stage {
+    const char * src;
+    int features;   // the row length
+    int rows;       // rows per stage of this matrix
+    int count;      // rows in this stage
+    int part_row;   // this stage's first row among the block's partial-sum rows
+};
+
+__device__ __forceinline__ Stage stage_of(const StepArgs & a, int s, int c0, int nc, int h0, int nh, int n_in) {
+    Stage st;
+    if (s < 2 * n_in) {
+        const bool z = s >= n_in;
+        const int t = z ? s - n_in : s;
+        const int first = t * a.rows_in;
+        st.features = a.hidden;
+        st.rows = a.rows_in;
+        st.count = min(a.rows_in, nc - first);
+        st.part_row = (z ? nc : 0) + first;
+        st.src = a.w_in + (int64_t(z ? a.inner : 0) + c0 + first) * a.hidden * 2;
+    } else {
+        const int first = (s - 2 * n_in) * a.rows_out;
+        st.features = a.inner;
+        st.rows = a.rows_out;
+        st.count = min(a.rows_out, nh - first);
+        st.part_row = 2 * nc + first;
+        st.src = a.w_out + (int64_t(h0) + first) * a.inner * 2;
+    }
+    return st;
+}
+
+template <class T>
+__global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    uint64_t * full = reinterpret_cast<uint64_t *>(smem);
+    uint64_t * empty = full + Tr::kMaxStages;
+    const int G = int(gridDim.x), b = int(blockIdx.x);
+    const int c0 = range_begin(a.inner, b, G), nc = range_begin(a.inner, b + 1, G) - c0;
+    const int h0 = range_begin(a.hidden, b, G), nh = range_begin(a.hidden, b + 1, G) - h0;
+    const int n_in = (nc + a.rows_in - 1) / a.rows_in;
+    const int n_out = (nh + a.rows_out - 1) / a.rows_out;
+    const int total = 2 * n_in + n_out;
+    const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < a.stages; ++i) {
+            mbar_init(&full[i], 32);                  // the loader's 32 lanes, once their copies land
+            mbar_init(&empty[i], Tr::kComputeWarps);  // every compute warp, once it has read the stage
+        }
+    }
+    __syncthreads();
+
+    if (warp == Tr::kComputeWarps) {
+        // The loader: weights only, which no kernel of the step writes once early is set.
+        if (!a.early) wait_for_producer();
+        for (int s = 0; s < total; ++s) {
+            const int slot = s % a.stages, round = s / a.stages;
+            if (round > 0) mbar_wait(&empty[slot], unsigned(round - 1) & 1u);
+            const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
+            const int bytes = st.count * st.features * 2;
+            unsigned char * dst = smem + a.off_ring + slot * Tr::kStageBytes;
+            for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
+            arrive_when_copied(&full[slot]);
+        }
+        if (a.early) wait_for_producer();
+        allow_dependents();
+        wait_all_copies();
+        return;
+    }
+
+    // ---- compute warps ----
+    const int tid = int(threadIdx.x);
+    float * vec = reinterpret_cast<float *>(smem + a.off_vec);
+    float * part = reinterpret_cast<float *>(smem + a.off_part);
+    float * xc_s = reinterpret_cast<float *>(smem + a.off_xc);
+    float * z_s = reinterpret_cast<float *>(smem + a.off_z);
+    float * xdbl_s = reinterpret_cast<float *>(smem + a.off_xdbl);
+    float * conv_s = reinterpret_cast<float *>(smem + a.off_conv);
+    float * A_s = reinterpret_cast<float *>(smem + a.off_A);
+    float * st_s = reinterpret_cast<float *>(smem + a.off_st);
+    float * D_s = reinterpret_cast<float *>(smem + a.off_D);
+    float * dtb_s = reinterpret_cast<float *>(smem + a.off_dtb);
+    T * wdt_s = reinterpret_cast<T *>(smem + a.off_wdt);
+    T * wx_s = reinterpret_cast<T *>(smem + a.off_wx);
+    const T * x = reinterpret_cast<const T *>(a.x);
+    const int W = a.width, N = a.dstate, R = a.rank, Q = a.q, MC = a.max_channels;
+
+    const auto load_channel_operands = [&] {
+#pragma unroll 4
+        for (int i = tid; i < nc * Tr::kConvSlots; i += Tr::kComputeThreads) {
+            const int c = i / Tr::kConvSlots, k = i % Tr::kConvSlots;
+            const int64_t ch = c0 + c;
+            float v = 0.0f;
+            if (k < W - 1) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_state)[ch * a.cs_d + k * a.cs_k]);
+            else if (k < 2 * W - 1) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_w)[ch * a.cw_d + (k - (W - 1)) * a.cw_k]);
+            else if (k == 2 * W - 1 && a.conv_b) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_b)[ch * a.cb_s]);
+            conv_s[i] = v;
+        }
+#pragma unroll 4
+        for (int i = tid; i < nc * N; i += Tr::kComputeThreads) {
+            const int64_t ch = c0 + i / N, n = i % N;
+            A_s[i] = a.A[ch * a.A_d + n * a.A_n];
+            st_s[i] = a.state[ch * a.st_d + n * a.st_n];
+        }
+        for (int c = tid; c < nc; c += Tr::kComputeThreads) {
+            D_s[c] = a.D ? a.D[int64_t(c0 + c) * a.D_s] : 0.0f;
+            dtb_s[c] = a.dt_bias ? a.dt_bias[int64_t(c0 + c) * a.dtb_s] : 0.0f;
+        }
+        const int chunks = R * 2 / 16;  // 16-byte pieces of a dt_proj row
+        const uint4 * wdt = reinterpret_cast<const uint4 *>(a.w_dt) + int64_t(c0) * chunks;
+#pragma unroll 4
+        for (int i = tid; i < nc * chunks; i += Tr::kComputeThreads) reinterpret_cast<uint4 *>(wdt_s)[i] = wdt[i];
+        const T * wx = reinterpret_cast<const T *>(a.w_x);
+#pragma unroll 4
+        for (int i = tid; i < Q * nc; i += Tr::kComputeThreads) {
+            const int q = i / nc, c = i % nc;
+            wx_s[q * MC + c] = wx[int64_t(q) * a.inner + c0 + c];
+        }
+    };
+
+    if (a.early) load_channel_operands();
+    wait_for_producer();
+    allow_dependents();
+    if (!a.early) load_channel_operands();
+    for (int k = tid; k < a.hidden; k += Tr::kComputeThreads) vec[k] = to_f32<T>(x[int64_t(k) * a.x_s]);
+    compute_sync();
+
+    // One stage: warp w takes row w / segs of it, piece w % segs of that row.
+    const auto consume = [&](int s) {
+        const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
+        const int slot = s % a.stages;
+        mbar_wait(&full[slot], unsigned(s / a.stages) & 1u);
+        const int segs = Tr::kComputeWarps / st.rows;
+        const int r = warp / segs, seg = warp % segs;
+        if (r < st.count) {
+            const int vr = st.features / 8;  // 16-byte vectors a row
+            const int v0 = seg * vr / segs, v1 = (seg + 1) * vr / segs;
+            const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * vr;
+            const float4 * xv = reinterpret_cast<const float4 *>(vec);
+            float acc = 0.0f;
+#pragma unroll 2
+            for (int v = v0 + lane; v < v1; v += 32) {
+                const uint4 w = wv[v];
+                const float4 xa = xv[2 * v], xb = xv[2 * v + 1];
+                const T * e = reinterpret_cast<const T *>(&w);
+                acc = fmaf(to_f32<T>(e[0]), xa.x, acc);
+                acc = fmaf(to_f32<T>(e[1]), xa.y, acc);
+                acc = fmaf(to_f32<T>(e[2]), xa.z, acc);
+                acc = fmaf(to_f32<T>(e[3]), xa.w, acc);
+                acc = fmaf(to_f32<T>(e[4]), xb.x, acc);
+                acc = fmaf(to_f32<T>(e[5]), xb.y, acc);
+                acc = fmaf(to_f32<T>(e[6]), xb.z, acc);
+                acc = fmaf(to_f32<T>(e[7]), xb.w, acc);
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (lane == 0) part[(st.part_row + r) * Tr::kParts + seg] = acc;
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[slot]);
+    };
+
+    int s = 0;
+    for (; s < 2 * n_in; ++s) consume(s);
+    compute_sync();
+
+    // in_proj's outputs, then the conv step of the block's channels (as causal_conv1d_update_kernel).
+    const int segs_in = Tr::kComputeWarps / a.rows_in;
+    for (int c = tid; c < nc; c += Tr::kComputeThreads) {
+        float xr = 0.0f, zr = 0.0f;
+        for (int g = 0; g < segs_in; ++g) {
+            xr += part[c * Tr::kParts + g];
+            zr += part[(nc + c) * Tr::kParts + g];
+        }
+        if (a.b_in) {
+            xr += to_f32<T>(reinterpret_cast<const T *>(a.b_in)[int64_t(c0 + c) * a.b_in_s]);
+            zr += to_f32<T>(reinterpret_cast<const T *>(a.b_in)[int64_t(a.inner + c0 + c) * a.b_in_s]);
+        }
+        const float xv = round_to<T>(xr);
+        const float * ops = conv_s + c * Tr::kConvSlots;
+        float acc = ops[2 * W - 1];
+#pragma unroll
+        for (int k = 0; k < Tr::kMaxWidth; ++k) {
+            if (k < W) acc += ops[W - 1 + k] * (k < W - 1 ? ops[k] : xv);
+        }
+        xc_s[c] = round_to<T>(silu_f(acc));
+        z_s[c] = round_to<T>(zr);
+        T * cs = reinterpret_cast<T *>(a.conv_state) + int64_t(c0 + c) * a.cs_d;
+#pragma unroll
+        for (int k = 0; k < Tr::kMaxWidth - 1; ++k) {
+            if (k < W - 2) cs[k * a.cs_k] = from_f32<T>(ops[k + 1]);
+            else if (k == W - 2) cs[k * a.cs_k] = from_f32<T>(xv);
+        }
+    }
+    compute_sync();
+    // The block's share of every x_proj output: its channels only.
+    for (int q = tid; q < Q; q += Tr::kComputeThreads) {
+        float acc = 0.0f;
+        for (int c = 0; c < nc; ++c) acc = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc);
+        a.partials[int64_t(q) * G + b] = acc;
+    }
+    grid_barrier(a.barrier, unsigned(G));
+
+    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block.
+#pragma unroll 2
+    for (int q = warp; q < Q; q += Tr::kComputeWarps) {
+        float acc = 0.0f;
+        for (int g = lane; g < G; g += 32) acc += __ldcg(&a.partials[int64_t(q) * G + g]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) xdbl_s[q] = round_to<T>(acc);
+    }
+    compute_sync();
+
+    // The state update: `lanes` lanes a channel (a power of two), each 4 states at a time.
+    {
+        const int L = a.lanes, per_pass = Tr::kComputeThreads / L, lane_g = tid % L;
+        const int passes = (nc + per_pass - 1) / per_pass;
+        const float * Bv = xdbl_s + R;
+        const float * Cv = xdbl_s + R + N;
+        T * y_inner = reinterpret_cast<T *>(a.y_inner);
+        for (int pass = 0; pass < passes; ++pass) {
+            const int c = pass * per_pass + tid / L;
+            const bool valid = c < nc;
+            const int cc = valid ? c : nc - 1;
+            float dt = 0.0f;
+            for (int r = lane_g; r < R; r += L) dt = fmaf(to_f32<T>(wdt_s[cc * R + r]), xdbl_s[r], dt);
+            for (int o = L / 2; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o);
+            dt = softplus_f(dt + dtb_s[cc]);
+            const float xv = xc_s[cc], dtx = dt * xv;
+            float acc = 0.0f;
+            for (int n = lane_g * 4; n < N; n += L * 4) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float h = __expf(dt * A_s[cc * N + n + i]) * st_s[cc * N + n + i] + dtx * Bv[n + i];
+                    acc += Cv[n + i] * h;
+                    if (valid) a.state[int64_t(c0 + c) * a.st_d + int64_t(n + i) * a.st_n] = h;
+                }
+            }
+            for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (valid && lane_g == 0) {
+                float out = acc + (a.D ? D_s[c] * xv : 0.0f);
+                out *= silu_f(z_s[c]);
+                y_inner[c0 + c] = from_f32<T>(out);
+            }
+        }
+    }
+    grid_barrier(a.barrier, unsigned(G));
+
+    // out_proj: the whole y_inner, then the block's rows.
+    for (int k = tid * 8; k < a.inner; k += Tr::kComputeThreads * 8) {
+        const uint4 raw = __ldcg(reinterpret_cast<const uint4 *>(a.y_inner + int64_t(k) * 2));
+        const T * e = reinterpret_cast<const T *>(&raw);
+        reinterpret_cast<float4 *>(vec)[k / 4] = make_float4(to_f32<T>(e[0]), to_f32<T>(e[1]), to_f32<T>(e[2]), to_f32<T>(e[3]));
+        reinterpret_cast<float4 *>(vec)[k / 4 + 1] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
+    }
+    compute_sync();
+    for (; s < total; ++s) consume(s);
+    compute_sync();
+    const int segs_out = Tr::kComputeWarps / a.rows_out;
+    for (int h = tid; h < nh; h += Tr::kComputeThreads) {
+        float o = 0.0f;
+        for (int g = 0; g < segs_out; ++g) o += part[(2 * nc + h) * Tr::kParts + g];
+        if (a.b_out) o += to_f32<T>(reinterpret_cast<const T *>(a.b_out)[int64_t(h0 + h) * a.b_out_s]);
+        reinterpret_cast<T *>(a.y)[int64_t(h0 + h) * a.y_s] = from_f32<T>(o);
+    }
+}
+
+// MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
+// (the four ops); unset: the one kernel wherever it runs. Read at each call.
+enum class StepKernel { Automatic, Fused, Separate };
+constexpr EnvChoice<StepKernel> kStepKernels[] = {{"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
+
+int rows_per_stage(int64_t features) {
+    int rows = 8;
+    while (rows > 1 && rows * features * 2 > Tr::kStageBytes) rows /= 2;
+    return rows;
+}
+
+struct Layout {
+    int bytes = 0;
+    int add(int64_t n) {
+        const int at = bytes;
+        bytes += int((n + 15) / 16 * 16);
+        return at;
+    }
+};
+
+// Fills the arguments' sizes and shared-memory layout; returns an empty string where the kernel runs, or
+// why it cannot.
+std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a, size_t & smem) {
+    const CudaState & cs = *ctx.cuda;
+    if (cs.cc_major < 9) return cat("it needs compute capability 9.0, the device has ", cs.cc_major, ".", cs.cc_minor);
+    if (p.batch != 1) return cat("it takes batch 1, not ", p.batch);
+    const DType t = p.in_proj.linear.weight.dtype;
+    if (t != DType::BF16 && t != DType::F16) return cat("in_proj_weight is ", dtype_name(t), "; it takes bfloat16 or float16");
+    const std::pair<const char *, const Tensor *> sixteen[] = {
+        {"x", &p.in_proj.linear.x},       {"conv_state", &p.in_proj.conv.conv_state}, {"conv_weight", &p.in_proj.conv.weight},
+        {"x_proj_weight", &p.x_proj.weight}, {"dt_proj_weight", &*p.update.dt_proj_weight}, {"out_proj_weight", &p.out_proj.weight},
+        {"y", &p.out_proj.y},             {"xz", &p.in_proj.linear.y},                {"xc", &p.in_proj.conv.y},
+        {"xdbl", &p.x_proj.y},            {"y_inner", &p.update.y}};
+    for (const auto & [name, tensor] : sixteen)
+        if (tensor->dtype != t) return cat(name, " is ", dtype_name(tensor->dtype), " where in_proj_weight is ", dtype_name(t));
+    const std::pair<const char *, const Tensor *> biases[] = {
+        {"in_proj_bias", ptr(p.in_proj.linear.bias)}, {"conv_bias", ptr(p.in_proj.conv.bias)}, {"out_proj_bias", ptr(p.out_proj.bias)}};
+    for (const auto & [name, tensor] : biases)
+        if (tensor && tensor->dtype != t) return cat(name, " is ", dtype_name(tensor->dtype), " where in_proj_weight is ", dtype_name(t));
+    if (p.update.state.dtype != DType::F32 || p.update.A.dtype != DType::F32 || (p.update.D && p.update.D->dtype != DType::F32) ||
+        (p.update.dt_bias && p.update.dt_bias->dtype != DType::F32))
+        return "ssm_state, A, D and dt_bias must be float32";
+    if (p.hidden % 8 != 0 || p.inner % 8 != 0 || p.hidden > Tr::kMaxFeatures || p.inner > Tr::kMaxFeatures)
+        return cat("hidden (", p.hidden, ") and inner (", p.inner, ") must be multiples of 8 up to ", Tr::kMaxFeatures);
+    if (p.rank % 8 != 0) return cat("the rank (", p.rank, ") must be a multiple of 8");
+    if (p.width < 2 || p.width > Tr::kMaxWidth) return cat("the conv width (", p.width, ") must be 2 to ", Tr::kMaxWidth);
+    if (p.dstate % 4 != 0 || p.dstate > 4 * Tr::kMaxLanes) return cat("dstate (", p.dstate, ") must be a multiple of 4 up to ", 4 * Tr::kMaxLanes);
+    const auto aligned = [](const Tensor & w) { return (reinterpret_cast<uintptr_t>(w.data) & 15u) == 0; };
+    const std::pair<const char *, const Tensor *> streamed[] = {{"in_proj_weight", &p.in_proj.linear.weight},
+                                                                {"x_proj_weight", &p.x_proj.weight},
+                                                                {"dt_proj_weight", &*p.update.dt_proj_weight},
+                                                                {"out_proj_weight", &p.out_proj.weight},
+                                                                {"y_inner", &p.update.y}};
+    for (const auto & [name, w] : streamed)
+        if (!w->is_contiguous() || !aligned(*w)) return cat(name, " must be contiguous and 16-byte aligned");
+    const int G = cs.multiprocessors;
+    a.hidden = int(p.hidden);
+    a.inner = int(p.inner);
+    a.rank = int(p.rank);
+    a.dstate = int(p.dstate);
+    a.width = int(p.width);
+    a.q = int(p.rank + 2 * p.dstate);
+    a.rows_in = rows_per_stage(p.hidden);
+    a.rows_out = rows_per_stage(p.inner);
+    a.max_channels = int(ceil_div(p.inner, G));
+    a.max_outputs = int(ceil_div(p.hidden, G));
+    int lanes = 1;
+    while (lanes * 4 < p.dstate) lanes *= 2;
+    a.lanes = lanes;
+    const int MC = a.max_channels;
+    Layout l;
+    l.add(2 * Tr::kMaxStages * 8);  // the mbarriers
+    a.off_vec = l.add(std::max(p.hidden, p.inner) * 4);
+    a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * Tr::kParts * 4);
+    a.off_xc = l.add(MC * 4);
+    a.off_z = l.add(MC * 4);
+    a.off_xdbl = l.add(int64_t(a.q) * 4);
+    a.off_conv = l.add(int64_t(MC) * Tr::kConvSlots * 4);
+    a.off_A = l.add(int64_t(MC) * p.dstate * 4);
+    a.off_st = l.add(int64_t(MC) * p.dstate * 4);
+    a.off_D = l.add(MC * 4);
+    a.off_dtb = l.add(MC * 4);
+    a.off_wdt = l.add(int64_t(MC) * p.rank * 2);
+    a.off_wx = l.add(int64_t(a.q) * MC * 2);
+    a.off_ring = l.bytes;
+    const int room = (cs.max_smem_per_block - l.bytes) / Tr::kStageBytes;
+    if (room < Tr::kMinStages)
+        return cat("its per-block operands take ", l.bytes, " bytes of shared memory, leaving room for ", std::max(room, 0), " weight stages of ",
+                   Tr::kStageBytes, " bytes (it needs ", Tr::kMinStages, ")");
+    a.stages = std::min(room, Tr::kMaxStages);
+    smem = size_t(l.bytes) + size_t(a.stages) * Tr::kStageBytes;
+    return {};
+}
+
+template <class T>
+void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a, size_t smem) {
+    const auto kernel = mamba1_step_kernel<T>;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    int resident = 0;
+    MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, Tr::kThreads, smem));
+    if (resident < 1) fail(MAMBA_STATUS_UNSUPPORTED, "mamba1_step: the one-kernel step's block (", smem, " bytes of shared memory) does not fit on an SM");
+    const int G = ctx.cuda->multiprocessors;
+    const LinearParams & in = p.in_proj.linear;
+    const CausalConv1dUpdateParams & conv = p.in_proj.conv;
+    const SelectiveStateUpdateParams & up = p.update;
+    a.x = in.x.data;
+    a.x_s = in.x.stride[1];
+    a.w_in = in.weight.data;
+    a.b_in = in.bias ? in.bias->data : nullptr;
+    a.b_in_s = in.bias ? in.bias->stride[0] : 0;
+    a.conv_state = conv.conv_state.data;
+    a.cs_d = conv.conv_state.stride[1];
+    a.cs_k = conv.conv_state.stride[2];
+    a.conv_w = conv.weight.data;
+    a.cw_d = conv.weight.stride[0];
+    a.cw_k = conv.weight.stride[1];
+    a.conv_b = conv.bias ? conv.bias->data : nullptr;
+    a.cb_s = conv.bias ? conv.bias->stride[0] : 0;
+    a.w_x = p.x_proj.weight.data;
+    a.w_dt = up.dt_proj_weight->data;
+    a.dt_bias = up.dt_bias ? up.dt_bias->ptr<float>() : nullptr;
+    a.dtb_s = up.dt_bias ? up.dt_bias->stride[0] : 0;
+    a.A = up.A.ptr<float>();
+    a.A_d = up.A.stride[0];
+    a.A_n = up.A.stride[1];
+    a.D = up.D ? up.D->ptr<float>() : nullptr;
+    a.D_s = up.D ? up.D->stride[0] : 0;
+    a.state = up.state.ptr<float>();
+    a.st_d = up.state.stride[1];
+    a.st_n = up.state.stride[2];
+    a.w_out = p.out_proj.weight.data;
+    a.b_out = p.out_proj.bias ? p.out_proj.bias->data : nullptr;
+    a.b_out_s = p.out_proj.bias ? p.out_proj.bias->stride[0] : 0;
+    a.y = p.out_proj.y.data;
+    a.y_s = p.out_proj.y.stride[1];
+    a.y_inner = up.y.data;
+    a.partials = static_cast<float *>(workspace(ctx, size_t(a.q) * size_t(G) * sizeof(float)));
+    a.barrier = ctx.cuda->grid_barrier;
+    a.early = readable_before_wait(ctx, {&in.weight, ptr(in.bias), &conv.conv_state, &conv.weight, ptr(conv.bias), &p.x_proj.weight, &*up.dt_proj_weight,
+                                         ptr(up.dt_bias), &up.A, ptr(up.D), &up.state, &p.out_proj.weight, ptr(p.out_proj.bias)});
+    launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, true}, kernel, dim3(unsigned(G)),
+                         dim3(Tr::kThreads), smem, a);
+    MAMBA_CUDA_CHECK_LAUNCH("mamba1_step_kernel");
+}
+
+}  // namespace
+
+void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
+    const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Automatic);
+    if (choice != StepKernel::Separate) {
+        StepArgs a{};
+        size_t smem = 0;
+        const std::string why = plan_fused(ctx, p, a, smem);
+        if (why.empty()) {
+            if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, a, smem);
+            else launch_fused<f16_t>(ctx, p, a, smem);
+            note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
+            return;
+        }
+        if (choice == StepKernel::Fused) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
+    }
+    linear_conv1d_update(ctx, p.in_proj);
+    linear(ctx, p.x_proj);
+    selective_state_update(ctx, p.update);
+    linear(ctx, p.out_proj);
+}
+
+}  // namespace mamba::cuda

@@ -1,0 +1,275 @@
+// mamba_mamba1_step per backend against a float64 reference of the four ops it stands for (rounded where
+// those ops store their outputs), over several steps in a row: bf16 and f16 shapes the one CUDA kernel takes
+// (forced with MAMBA_CUDA_MAMBA1_STEP=fused, so a silent fallback fails), from a few channels per SM to the
+// mamba-2.8b shape, with and without an op just before (the kernel's early loads); float32, mixed dtypes and
+// batch 2, which take the four ops; and bad arguments.
+#include <cmath>
+
+#include "backend_test.h"
+
+namespace {
+
+using mt::DType;
+using mt::Tensor;
+
+double silu(double v) { return v / (1.0 + std::exp(-v)); }
+double softplus(double v) { return v > 20.0 ? v : std::log1p(std::exp(v)); }
+
+// v as a tensor of dtype d holds it.
+double stored(DType d, double v) {
+    char buf[8];
+    mt::from_double(d, buf, v);
+    return mt::to_double(d, buf);
+}
+
+struct Case {
+    int64_t batch, hidden, inner, rank, dstate, width;
+    DType act, weight;
+    bool biases = false;
+    bool lead_in = false;
+    int steps = 3;
+    bool cuda_only = false;
+};
+
+std::string describe(const Case & c) {
+    return "batch " + std::to_string(c.batch) + " hidden " + std::to_string(c.hidden) + " inner " + std::to_string(c.inner) + " rank " +
+           std::to_string(c.rank) + " dstate " + std::to_string(c.dstate) + " width " + std::to_string(c.width) + " act " + mt::dtype_name(c.act) +
+           " weight " + mt::dtype_name(c.weight) + (c.biases ? " biases" : "") + (c.lead_in ? " lead-in" : "");
+}
+
+// The tensors of one mixer and its state, the test's values alongside.
+struct Mixer {
+    Tensor x, w_in, b_in, conv_state, conv_w, conv_b, w_x, w_dt, dt_bias, A, D, ssm_state, w_out, b_out, y, xz, xc, xdbl, y_inner;
+
+    explicit Mixer(const Case & c)
+        : x({c.batch, c.hidden}, c.act), w_in({2 * c.inner, c.hidden}, c.weight), b_in({2 * c.inner}, c.weight),
+          conv_state({c.batch, c.inner, c.width - 1}, c.act), conv_w({c.inner, c.width}, c.weight), conv_b({c.inner}, c.weight),
+          w_x({c.rank + 2 * c.dstate, c.inner}, c.weight), w_dt({c.inner, c.rank}, c.weight), dt_bias({c.inner}, DType::F32),
+          A({c.inner, c.dstate}, DType::F32), D({c.inner}, DType::F32), ssm_state({c.batch, c.inner, c.dstate}, DType::F32),
+          w_out({c.hidden, c.inner}, c.weight), b_out({c.hidden}, c.weight), y({c.batch, c.hidden}, c.act), xz({c.batch, 2 * c.inner}, c.act),
+          xc({c.batch, c.inner}, c.act), xdbl({c.batch, c.rank + 2 * c.dstate}, c.act), y_inner({c.batch, c.inner}, c.act) {}
+
+    mamba_mamba1_step_args args(bool biases) {
+        mamba_mamba1_step_args a{};
+        a.x = x.dl();
+        a.in_proj_weight = w_in.dl();
+        a.in_proj_bias = biases ? b_in.dl() : nullptr;
+        a.conv_state = conv_state.dl();
+        a.conv_weight = conv_w.dl();
+        a.conv_bias = biases ? conv_b.dl() : nullptr;
+        a.x_proj_weight = w_x.dl();
+        a.dt_proj_weight = w_dt.dl();
+        a.dt_bias = dt_bias.dl();
+        a.A = A.dl();
+        a.D = D.dl();
+        a.ssm_state = ssm_state.dl();
+        a.out_proj_weight = w_out.dl();
+        a.out_proj_bias = biases ? b_out.dl() : nullptr;
+        a.y = y.dl();
+        a.xz = xz.dl();
+        a.xc = xc.dl();
+        a.xdbl = xdbl.dl();
+        a.y_inner = y_inner.dl();
+        return a;
+    }
+};
+
+// out[o] = sum_k w[o, k] * in[k] (+ bias[o]), w row-major (out, in).
+std::vector<double> matvec(const Tensor & w, const double * in, const Tensor * bias) {
+    const int64_t out = w.shape()[0], k = w.shape()[1];
+    std::vector<double> r(size_t(out), 0.0);
+    for (int64_t o = 0; o < out; ++o) {
+        double s = bias ? bias->at(o) : 0.0;
+        for (int64_t i = 0; i < k; ++i) s += w.at(o * k + i) * in[i];
+        r[size_t(o)] = s;
+    }
+    return r;
+}
+
+// One step in float64 for every batch row; conv_state and ssm_state (the test's values) are updated.
+// Each intermediate is rounded to the dtype of the tensor the separate ops store it in.
+std::vector<double> reference_step(const Case & c, Mixer & m) {
+    const int64_t Q = c.rank + 2 * c.dstate, W = c.width;
+    std::vector<double> out;
+    for (int64_t b = 0; b < c.batch; ++b) {
+        std::vector<double> xz = matvec(m.w_in, &m.x.at(b * c.hidden), c.biases ? &m.b_in : nullptr);
+        for (double & v : xz) v = stored(c.act, v);
+        std::vector<double> xc(size_t(c.inner));
+        for (int64_t d = 0; d < c.inner; ++d) {
+            double * st = &m.conv_state.at((b * c.inner + d) * (W - 1));
+            double acc = c.biases ? m.conv_b.at(d) : 0.0;
+            for (int64_t k = 0; k < W; ++k) acc += m.conv_w.at(d * W + k) * (k < W - 1 ? st[k] : xz[size_t(d)]);
+            xc[size_t(d)] = stored(c.act, silu(acc));
+            for (int64_t k = 0; k + 1 < W - 1; ++k) st[k] = st[k + 1];
+            st[W - 2] = stored(c.act, xz[size_t(d)]);
+        }
+        std::vector<double> xdbl = matvec(m.w_x, xc.data(), nullptr);
+        for (double & v : xdbl) v = stored(c.act, v);
+        std::vector<double> y_inner(size_t(c.inner));
+        for (int64_t d = 0; d < c.inner; ++d) {
+            double dt = m.dt_bias.at(d);
+            for (int64_t r = 0; r < c.rank; ++r) dt += m.w_dt.at(d * c.rank + r) * xdbl[size_t(r)];
+            dt = softplus(dt);
+            double acc = 0.0;
+            for (int64_t n = 0; n < c.dstate; ++n) {
+                double & h = m.ssm_state.at((b * c.inner + d) * c.dstate + n);
+                h = std::exp(dt * m.A.at(d * c.dstate + n)) * h + dt * xc[size_t(d)] * xdbl[size_t(c.rank + n)];
+                acc += xdbl[size_t(c.rank + c.dstate + n)] * h;
+            }
+            const double yv = (acc + m.D.at(d) * xc[size_t(d)]) * silu(xz[size_t(c.inner + d)]);
+            y_inner[size_t(d)] = stored(c.act, yv);
+        }
+        (void)Q;
+        std::vector<double> y = matvec(m.w_out, y_inner.data(), c.biases ? &m.b_out : nullptr);
+        for (double v : y) out.push_back(stored(c.act, v));
+    }
+    return out;
+}
+
+// Whether the one CUDA kernel takes the case (mamba.h): batch 1, one 16-bit dtype throughout.
+bool fusable(const Case & c) {
+    return c.batch == 1 && c.act == c.weight && (c.act == DType::BF16 || c.act == DType::F16) && c.hidden % 8 == 0 && c.inner % 8 == 0 &&
+           c.rank % 8 == 0 && c.width >= 2 && c.width <= 4 && c.dstate % 4 == 0 && c.dstate <= 128;
+}
+
+class Mamba1StepTest : public mt::BackendTest {
+protected:
+    bool device_has_clusters() {
+        mamba_device_info info{};
+        return mamba_device_get_info(MAMBA_DEVICE_CUDA, 0, &info) == MAMBA_STATUS_OK && info.compute_capability_major >= 9;
+    }
+
+    void run(const Case & c) {
+        if (c.cuda_only && !on_cuda()) GTEST_SKIP() << "a CUDA-sized shape";
+        SCOPED_TRACE(describe(c));
+        // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
+        const bool fused = on_cuda() && fusable(c) && device_has_clusters();
+        std::vector<const char *> variants{fused ? "fused" : ""};
+        if (on_cuda()) variants.push_back("separate");
+        for (const char * variant : variants) {
+            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant);
+            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant);
+            std::mt19937_64 rng(11 + uint64_t(c.hidden * 31 + c.inner * 7 + c.dstate));
+            Mixer m(c);
+            const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner));
+            m.w_in.fill_uniform(rng, -in_scale, in_scale);
+            m.b_in.fill_uniform(rng, -0.5, 0.5);
+            m.conv_w.fill_uniform(rng, -0.5, 0.5);
+            m.conv_b.fill_uniform(rng, -0.5, 0.5);
+            m.conv_state.fill_uniform(rng, -1, 1);
+            m.w_x.fill_uniform(rng, -inner_scale, inner_scale);
+            m.w_dt.fill_uniform(rng, -1.0 / std::sqrt(double(c.rank)), 1.0 / std::sqrt(double(c.rank)));
+            m.dt_bias.fill_uniform(rng, -4, -1);
+            m.A.fill_uniform(rng, -8, -0.5);
+            m.D.fill_uniform(rng, -1, 1);
+            m.ssm_state.fill_uniform(rng, -1, 1);
+            m.w_out.fill_uniform(rng, -inner_scale, inner_scale);
+            m.b_out.fill_uniform(rng, -0.5, 0.5);
+            for (Tensor * t : {&m.w_in, &m.b_in, &m.conv_w, &m.conv_b, &m.conv_state, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out,
+                               &m.b_out}) {
+                t->round_to_dtype();
+                t->upload(ctx());
+            }
+            for (Tensor * t : {&m.xz, &m.xc, &m.xdbl, &m.y_inner}) t->upload_poisoned(ctx());
+            mt::LeadIn lead(ctx());
+            // 16-bit intermediates can round the other way when the sums run in another order; what that
+            // moves stays within a few units of the activation dtype's rounding.
+            const double tol = c.act == DType::F32 ? 2e-4 : 24 * mt::dtype_epsilon(c.act);
+            for (int step = 0; step < c.steps; ++step) {
+                SCOPED_TRACE("step " + std::to_string(step));
+                m.x.fill_uniform(rng, -2, 2);
+                m.x.round_to_dtype();
+                m.x.upload(ctx());
+                m.y.upload_poisoned(ctx());
+                const std::vector<double> expected = reference_step(c, m);
+                const std::vector<double> conv_expected = m.conv_state.values(), ssm_expected = m.ssm_state.values();
+                mamba_mamba1_step_args a = m.args(c.biases);
+                if (c.lead_in) lead.queue();
+                MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));
+                m.y.download(ctx());
+                m.conv_state.download(ctx());
+                m.ssm_state.download(ctx());
+                EXPECT_CLOSE(m.y.values(), expected, tol, tol);
+                EXPECT_CLOSE(m.conv_state.values(), conv_expected, tol, tol);
+                EXPECT_CLOSE(m.ssm_state.values(), ssm_expected, tol, tol);
+                // Carry the reference's states on, so that one step's rounding does not accumulate.
+                m.conv_state.values() = conv_expected;
+                m.ssm_state.values() = ssm_expected;
+                m.conv_state.upload(ctx());
+                m.ssm_state.upload(ctx());
+            }
+        }
+    }
+};
+
+TEST_P(Mamba1StepTest, FewChannelsPerBlock) { run({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}); }
+TEST_P(Mamba1StepTest, BiasesWidth3Dstate8) { run({1, 128, 256, 16, 8, 3, DType::BF16, DType::BF16, true}); }
+TEST_P(Mamba1StepTest, Float16Width2Dstate12) { run({1, 96, 192, 8, 12, 2, DType::F16, DType::F16, true}); }
+TEST_P(Mamba1StepTest, Dstate128) { run({1, 64, 64, 8, 128, 4, DType::BF16, DType::BF16}); }
+TEST_P(Mamba1StepTest, Mamba130mShape) { run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2}); }
+TEST_P(Mamba1StepTest, Mamba28bShapeAfterAnotherOp) { run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true}); }
+TEST_P(Mamba1StepTest, Float32TakesTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::F32, true}); }
+TEST_P(Mamba1StepTest, MixedDtypesTakeTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::BF16}); }
+TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}); }
+
+TEST_P(Mamba1StepTest, BadArgumentsNameTheirPart) {
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
+                       &m.xdbl, &m.y_inner})
+        t->upload(ctx());
+    {
+        Tensor short_xdbl({1, c.rank + 2 * c.dstate - 1}, c.act);
+        short_xdbl.upload(ctx());
+        mamba_mamba1_step_args a = m.args(false);
+        a.xdbl = short_xdbl.dl();
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("'xdbl'"), std::string::npos) << mamba_last_error();
+    }
+    {
+        Tensor wide_out({c.hidden, c.inner + 8}, c.weight);
+        wide_out.upload(ctx());
+        mamba_mamba1_step_args a = m.args(false);
+        a.out_proj_weight = wide_out.dl();
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_EQ(std::string(mamba_last_error()).rfind("mamba_mamba1_step: out_proj (mamba_linear): ", 0), 0u) << mamba_last_error();
+    }
+    {
+        mamba_mamba1_step_args a = m.args(false);
+        a.y_inner = m.xc.dl();  // two scratch outputs in one buffer
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("overlap"), std::string::npos) << mamba_last_error();
+    }
+    {
+        mamba_mamba1_step_args a = m.args(false);
+        a.A = nullptr;
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: argument 'A' is null");
+    }
+}
+
+TEST_P(Mamba1StepTest, ForcedKernelThatCannotRunSaysWhy) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_MAMBA1_STEP is read by the CUDA backend";
+    const Case c{2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
+                       &m.xdbl, &m.y_inner})
+        t->upload(ctx());
+    mamba_mamba1_step_args a = m.args(false);
+    {
+        const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", "fused");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        const std::string why = device_has_clusters() ? "it takes batch 1, not 2" : "it needs compute capability 9.0";
+        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: " + why), std::string::npos)
+            << mamba_last_error();
+    }
+    {
+        const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", "one");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP must be one of fused, separate (or unset), not 'one'");
+    }
+}
+
+MAMBA_INSTANTIATE_BACKENDS(Mamba1StepTest);
+
+}  // namespace
