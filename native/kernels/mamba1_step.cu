@@ -80,7 +80,7 @@ struct StepArgs {
     char * y;
     int64_t y_s;
     char * y_inner;     // (inner), contiguous, 16-byte aligned: the blocks' exchange of the update's output
-    float * partials;   // (q, grid): block b's partial sum of x_proj output q at [q * grid + b]
+    float * partials;   // (q, grid rounded up to 4): block b's partial sum of x_proj output q at [q * that + b]
     unsigned long long * barrier;
     int hidden, inner, rank, dstate, width, q;
     int rows_in, rows_out;           // weight rows per stage
@@ -88,6 +88,8 @@ struct StepArgs {
     int max_channels, max_outputs;   // per block, for the shared-memory layout
     int lanes;                       // lanes per channel in the state update
     bool early;                      // weights and per-channel operands load before the PDL wait
+    bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
+    int vec_floats;                  // floats the `vec` buffer holds
     // Byte offsets into dynamic shared memory.
     int off_ring, off_vec, off_part, off_xc, off_z, off_xdbl, off_conv, off_A, off_st, off_D, off_dtb, off_wdt, off_wx;
 };
@@ -122,6 +124,33 @@ __device__ __forceinline__ void mbar_wait(uint64_t * bar, unsigned parity) {
     } while (!done);
 }
 
+// The loader's copies: one bulk (TMA) copy a stage where the compiler knows the instruction (PTX 8.0, CUDA 12),
+// completing the stage's mbarrier by its byte count; else 16-byte cp.async by the loader's 32 lanes, each
+// lane arriving once its copies have landed.
+#if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+constexpr bool kBulkCopy = true;
+#else
+constexpr bool kBulkCopy = false;
+#endif
+
+__device__ __forceinline__ void bulk_copy(void * dst, const void * src, uint32_t bytes, uint64_t * bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes),
+                 "r"(smem_u32(bar))
+                 : "memory");
+#else
+    (void)dst, (void)src, (void)bytes, (void)bar;
+    __trap();  // never launched: the host plans the kernel for compute capability 9.0 only
+#endif
+}
+
+__device__ __forceinline__ void mbar_init_fence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
 // 16 bytes global -> shared, through L2 only (weights are read once per step).
 __device__ __forceinline__ void copy16_async(void * dst, const void * src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src) : "memory");
@@ -133,6 +162,11 @@ __device__ __forceinline__ void arrive_when_copied(uint64_t * bar) {
 }
 
 __device__ __forceinline__ void wait_all_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+// Copies `count` 16-byte chunks from src to dst with the compute threads' cp.async.
+__device__ __forceinline__ void copy_chunks(void * dst, const void * src, int count, int tid) {
+    for (int i = tid; i < count; i += Tr::kComputeThreads) copy16_async(static_cast<uint4 *>(dst) + i, static_cast<const uint4 *>(src) + i);
+}
 
 // The compute warps' own barrier (the loader warp never joins it).
 __device__ __forceinline__ void compute_sync() { asm volatile("bar.sync 1, %0;" ::"n"(Tr::kComputeThreads) : "memory"); }
@@ -211,7 +245,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     uint64_t * full = reinterpret_cast<uint64_t *>(smem);
     uint64_t * empty = full + Tr::kMaxStages;
     const int G = int(gridDim.x), b = int(blockIdx.x);
-    const int c0 = range_begin(a.inner, b, G), nc = range_begin(a.inner, b + 1, G) - c0;
+    // Channels in groups of 8, so that the block's x_proj columns start 16-byte aligned.
+    const int c0 = 8 * range_begin(a.inner / 8, b, G), nc = 8 * range_begin(a.inner / 8, b + 1, G) - c0;
     const int h0 = range_begin(a.hidden, b, G), nh = range_begin(a.hidden, b + 1, G) - h0;
     const int n_in = (nc + a.rows_in - 1) / a.rows_in;
     const int n_out = (nh + a.rows_out - 1) / a.rows_out;
@@ -219,9 +254,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
     if (threadIdx.x == 0) {
         for (int i = 0; i < a.stages; ++i) {
-            mbar_init(&full[i], 32);                  // the loader's 32 lanes, once their copies land
+            mbar_init(&full[i], kBulkCopy ? 1 : 32);  // the bulk copy's arrival, or the loader's 32 lanes
             mbar_init(&empty[i], Tr::kComputeWarps);  // every compute warp, once it has read the stage
         }
+        mbar_init_fence();
     }
     __syncthreads();
 
@@ -234,8 +270,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
             const int bytes = st.count * st.features * 2;
             unsigned char * dst = smem + a.off_ring + slot * Tr::kStageBytes;
-            for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
-            arrive_when_copied(&full[slot]);
+            if constexpr (kBulkCopy) {
+                if (lane == 0) bulk_copy(dst, st.src, uint32_t(bytes), &full[slot]);
+            } else {
+                for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
+                arrive_when_copied(&full[slot]);
+            }
         }
         if (a.early) wait_for_producer();
         allow_dependents();
@@ -260,8 +300,27 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     const T * x = reinterpret_cast<const T *>(a.x);
     const int W = a.width, N = a.dstate, R = a.rank, Q = a.q, MC = a.max_channels;
 
+    // The block's per-channel operands into shared memory: the large ones (x_proj columns, dt_proj rows, and A
+    // and the state when contiguous) by cp.async, all in flight at once; the conv operands, D and dt_bias by
+    // plain loads. Waited for (cp.async.wait_all) before the barrier after the x staging.
     const auto load_channel_operands = [&] {
-#pragma unroll 4
+        const int row_chunks = nc / 8;  // 16-byte pieces of a block's x_proj row slice
+        const T * wx = reinterpret_cast<const T *>(a.w_x) + c0;
+        for (int i = tid; i < Q * row_chunks; i += Tr::kComputeThreads) {
+            const int q = i / row_chunks, k = i % row_chunks;
+            copy16_async(wx_s + q * MC + 8 * k, wx + int64_t(q) * a.inner + 8 * k);
+        }
+        copy_chunks(wdt_s, a.w_dt + int64_t(c0) * R * 2, nc * R * 2 / 16, tid);
+        if (a.contiguous_state) {
+            copy_chunks(A_s, a.A + int64_t(c0) * N, nc * N / 4, tid);
+            copy_chunks(st_s, a.state + int64_t(c0) * N, nc * N / 4, tid);
+        } else {
+            for (int i = tid; i < nc * N; i += Tr::kComputeThreads) {
+                const int64_t ch = c0 + i / N, n = i % N;
+                A_s[i] = a.A[ch * a.A_d + n * a.A_n];
+                st_s[i] = a.state[ch * a.st_d + n * a.st_n];
+            }
+        }
         for (int i = tid; i < nc * Tr::kConvSlots; i += Tr::kComputeThreads) {
             const int c = i / Tr::kConvSlots, k = i % Tr::kConvSlots;
             const int64_t ch = c0 + c;
@@ -271,25 +330,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             else if (k == 2 * W - 1 && a.conv_b) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_b)[ch * a.cb_s]);
             conv_s[i] = v;
         }
-#pragma unroll 4
-        for (int i = tid; i < nc * N; i += Tr::kComputeThreads) {
-            const int64_t ch = c0 + i / N, n = i % N;
-            A_s[i] = a.A[ch * a.A_d + n * a.A_n];
-            st_s[i] = a.state[ch * a.st_d + n * a.st_n];
-        }
         for (int c = tid; c < nc; c += Tr::kComputeThreads) {
             D_s[c] = a.D ? a.D[int64_t(c0 + c) * a.D_s] : 0.0f;
             dtb_s[c] = a.dt_bias ? a.dt_bias[int64_t(c0 + c) * a.dtb_s] : 0.0f;
-        }
-        const int chunks = R * 2 / 16;  // 16-byte pieces of a dt_proj row
-        const uint4 * wdt = reinterpret_cast<const uint4 *>(a.w_dt) + int64_t(c0) * chunks;
-#pragma unroll 4
-        for (int i = tid; i < nc * chunks; i += Tr::kComputeThreads) reinterpret_cast<uint4 *>(wdt_s)[i] = wdt[i];
-        const T * wx = reinterpret_cast<const T *>(a.w_x);
-#pragma unroll 4
-        for (int i = tid; i < Q * nc; i += Tr::kComputeThreads) {
-            const int q = i / nc, c = i % nc;
-            wx_s[q * MC + c] = wx[int64_t(q) * a.inner + c0 + c];
         }
     };
 
@@ -298,6 +341,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     allow_dependents();
     if (!a.early) load_channel_operands();
     for (int k = tid; k < a.hidden; k += Tr::kComputeThreads) vec[k] = to_f32<T>(x[int64_t(k) * a.x_s]);
+    wait_all_copies();
     compute_sync();
 
     // One stage: warp w takes row w / segs of it, piece w % segs of that row.
@@ -372,20 +416,33 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     for (int q = tid; q < Q; q += Tr::kComputeThreads) {
         float acc = 0.0f;
         for (int c = 0; c < nc; ++c) acc = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc);
-        a.partials[int64_t(q) * G + b] = acc;
+        a.partials[int64_t(q) * ((G + 3) / 4 * 4) + b] = acc;
     }
     grid_barrier(a.barrier, unsigned(G));
 
-    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block.
-#pragma unroll 2
-    for (int q = warp; q < Q; q += Tr::kComputeWarps) {
-        float acc = 0.0f;
-        for (int g = lane; g < G; g += 32) acc += __ldcg(&a.partials[int64_t(q) * G + g]);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (lane == 0) xdbl_s[q] = round_to<T>(acc);
+    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block: the
+    // partials (q rows of gp = G rounded up to 4 floats) read as float4s, all of a round in flight, each
+    // float4's sum parked in `vec` (free between in_proj and out_proj), then each row's sums added in order.
+    {
+        const int gp4 = (G + 3) / 4, per_round = max(1, a.vec_floats / gp4);
+        for (int q0 = 0; q0 < Q; q0 += per_round) {
+            const int rows = min(per_round, Q - q0);
+            for (int i = tid; i < rows * gp4; i += Tr::kComputeThreads) {
+                const int q = q0 + i / gp4, k = i % gp4;
+                const float4 v = __ldcg(reinterpret_cast<const float4 *>(a.partials + int64_t(q) * gp4 * 4) + k);
+                // entries past G (the row's padding) are never written: left out
+                const int g = 4 * k;
+                vec[i] = (g < G ? v.x : 0.0f) + (g + 1 < G ? v.y : 0.0f) + (g + 2 < G ? v.z : 0.0f) + (g + 3 < G ? v.w : 0.0f);
+            }
+            compute_sync();
+            for (int r = tid; r < rows; r += Tr::kComputeThreads) {
+                float acc = 0.0f;
+                for (int k = 0; k < gp4; ++k) acc += vec[r * gp4 + k];
+                xdbl_s[q0 + r] = round_to<T>(acc);
+            }
+            compute_sync();
+        }
     }
-    compute_sync();
 
     // The state update: `lanes` lanes a channel (a power of two), each 4 states at a time.
     {
@@ -446,6 +503,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
 enum class StepKernel { Automatic, Fused, Separate };
 constexpr EnvChoice<StepKernel> kStepKernels[] = {{"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
 
+// MAMBA_CUDA_MAMBA1_STEP_LAUNCH: "cooperative" (the default) or "plain", for the benchmark's comparison.
+constexpr EnvChoice<bool> kStepLaunches[] = {{"cooperative", true}, {"plain", false}};
+
 int rows_per_stage(int64_t features) {
     int rows = 8;
     while (rows > 1 && rows * features * 2 > Tr::kStageBytes) rows /= 2;
@@ -505,7 +565,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     a.q = int(p.rank + 2 * p.dstate);
     a.rows_in = rows_per_stage(p.hidden);
     a.rows_out = rows_per_stage(p.inner);
-    a.max_channels = int(ceil_div(p.inner, G));
+    a.max_channels = int(8 * ceil_div(p.inner / 8, G));
     a.max_outputs = int(ceil_div(p.hidden, G));
     int lanes = 1;
     while (lanes * 4 < p.dstate) lanes *= 2;
@@ -513,7 +573,8 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     const int MC = a.max_channels;
     Layout l;
     l.add(2 * Tr::kMaxStages * 8);  // the mbarriers
-    a.off_vec = l.add(std::max(p.hidden, p.inner) * 4);
+    a.vec_floats = int(std::max(p.hidden, p.inner));
+    a.off_vec = l.add(int64_t(a.vec_floats) * 4);
     a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * Tr::kParts * 4);
     a.off_xc = l.add(MC * 4);
     a.off_z = l.add(MC * 4);
@@ -577,11 +638,14 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.y = p.out_proj.y.data;
     a.y_s = p.out_proj.y.stride[1];
     a.y_inner = up.y.data;
-    a.partials = static_cast<float *>(workspace(ctx, size_t(a.q) * size_t(G) * sizeof(float)));
+    a.partials = static_cast<float *>(workspace(ctx, size_t(a.q) * size_t(ceil_div(G, 4) * 4) * sizeof(float)));
+    const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
+    a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
     a.barrier = ctx.cuda->grid_barrier;
     a.early = readable_before_wait(ctx, {&in.weight, ptr(in.bias), &conv.conv_state, &conv.weight, ptr(conv.bias), &p.x_proj.weight, &*up.dt_proj_weight,
                                          ptr(up.dt_bias), &up.A, ptr(up.D), &up.state, &p.out_proj.weight, ptr(p.out_proj.bias)});
-    launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, true}, kernel, dim3(unsigned(G)),
+    const bool cooperative = env_choice("MAMBA_CUDA_MAMBA1_STEP_LAUNCH", kStepLaunches, true);
+    launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, cooperative}, kernel, dim3(unsigned(G)),
                          dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("mamba1_step_kernel");
 }
