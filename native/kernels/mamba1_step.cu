@@ -89,7 +89,7 @@ struct StepArgs {
     int lanes;                       // lanes per channel in the state update
     bool early;                      // weights and per-channel operands load before the PDL wait
     bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
-    int vec_floats;                  // floats the `vec` buffer holds
+    bool x_vec;                      // x unit-stride and 16-byte aligned: loaded 8 elements at a time
     // Byte offsets into dynamic shared memory.
     int off_ring, off_vec, off_part, off_xc, off_z, off_xdbl, off_conv, off_A, off_st, off_D, off_dtb, off_wdt, off_wx;
 };
@@ -340,7 +340,19 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     wait_for_producer();
     allow_dependents();
     if (!a.early) load_channel_operands();
-    for (int k = tid; k < a.hidden; k += Tr::kComputeThreads) vec[k] = to_f32<T>(x[int64_t(k) * a.x_s]);
+    // x into `vec` as float32, its loads issued together.
+    if (a.x_vec) {
+#pragma unroll 2
+        for (int k = tid * 8; k < a.hidden; k += Tr::kComputeThreads * 8) {
+            const uint4 raw = *reinterpret_cast<const uint4 *>(x + k);
+            const T * e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) vec[k + j] = to_f32<T>(e[j]);
+        }
+    } else {
+#pragma unroll 8
+        for (int k = tid; k < a.hidden; k += Tr::kComputeThreads) vec[k] = to_f32<T>(x[int64_t(k) * a.x_s]);
+    }
     wait_all_copies();
     compute_sync();
 
@@ -420,28 +432,37 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     }
     grid_barrier(a.barrier, unsigned(G));
 
-    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block: the
-    // partials (q rows of gp = G rounded up to 4 floats) read as float4s, all of a round in flight, each
-    // float4's sum parked in `vec` (free between in_proj and out_proj), then each row's sums added in order.
+    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block: warp w
+    // takes rows of the partials kRows at a time, a lane the float4s k = lane and lane + 32 of each (a row is
+    // G rounded up to 4 floats; G <= 256), all of them loaded before any is added, then a butterfly per row.
     {
-        const int gp4 = (G + 3) / 4, per_round = max(1, a.vec_floats / gp4);
-        for (int q0 = 0; q0 < Q; q0 += per_round) {
-            const int rows = min(per_round, Q - q0);
-            for (int i = tid; i < rows * gp4; i += Tr::kComputeThreads) {
-                const int q = q0 + i / gp4, k = i % gp4;
-                const float4 v = __ldcg(reinterpret_cast<const float4 *>(a.partials + int64_t(q) * gp4 * 4) + k);
-                // entries past G (the row's padding) are never written: left out
-                const int g = 4 * k;
-                vec[i] = (g < G ? v.x : 0.0f) + (g + 1 < G ? v.y : 0.0f) + (g + 2 < G ? v.z : 0.0f) + (g + 3 < G ? v.w : 0.0f);
+        constexpr int kRows = 12;
+        const int gp4 = (G + 3) / 4;
+        const float4 * P4 = reinterpret_cast<const float4 *>(a.partials);
+        for (int q0 = warp * kRows; q0 < Q; q0 += Tr::kComputeWarps * kRows) {
+            float4 v[kRows][2];
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int k = lane + 32 * h;
+                    v[r][h] = q0 + r < Q && k < gp4 ? __ldcg(P4 + int64_t(q0 + r) * gp4 + k) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
             }
-            compute_sync();
-            for (int r = tid; r < rows; r += Tr::kComputeThreads) {
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
                 float acc = 0.0f;
-                for (int k = 0; k < gp4; ++k) acc += vec[r * gp4 + k];
-                xdbl_s[q0 + r] = round_to<T>(acc);
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int g = 4 * (lane + 32 * h);  // entries past G (a row's padding) are never written: left out
+                    acc += (g < G ? v[r][h].x : 0.0f) + (g + 1 < G ? v[r][h].y : 0.0f) + (g + 2 < G ? v[r][h].z : 0.0f) + (g + 3 < G ? v[r][h].w : 0.0f);
+                }
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+                if (lane == 0 && q0 + r < Q) xdbl_s[q0 + r] = round_to<T>(acc);
             }
-            compute_sync();
         }
+        compute_sync();
     }
 
     // The state update: `lanes` lanes a channel (a power of two), each 4 states at a time.
@@ -480,6 +501,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     grid_barrier(a.barrier, unsigned(G));
 
     // out_proj: the whole y_inner, then the block's rows.
+#pragma unroll 4
     for (int k = tid * 8; k < a.inner; k += Tr::kComputeThreads * 8) {
         const uint4 raw = __ldcg(reinterpret_cast<const uint4 *>(a.y_inner + int64_t(k) * 2));
         const T * e = reinterpret_cast<const T *>(&raw);
@@ -557,6 +579,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     for (const auto & [name, w] : streamed)
         if (!w->is_contiguous() || !aligned(*w)) return cat(name, " must be contiguous and 16-byte aligned");
     const int G = cs.multiprocessors;
+    if (G > 256) return cat("it sums x_proj over at most 256 blocks, one an SM; the device has ", G, " SMs");
     a.hidden = int(p.hidden);
     a.inner = int(p.inner);
     a.rank = int(p.rank);
@@ -573,8 +596,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     const int MC = a.max_channels;
     Layout l;
     l.add(2 * Tr::kMaxStages * 8);  // the mbarriers
-    a.vec_floats = int(std::max(p.hidden, p.inner));
-    a.off_vec = l.add(int64_t(a.vec_floats) * 4);
+    a.off_vec = l.add(std::max(p.hidden, p.inner) * 4);
     a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * Tr::kParts * 4);
     a.off_xc = l.add(MC * 4);
     a.off_z = l.add(MC * 4);
@@ -609,6 +631,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     const SelectiveStateUpdateParams & up = p.update;
     a.x = in.x.data;
     a.x_s = in.x.stride[1];
+    a.x_vec = a.x_s == 1 && (reinterpret_cast<uintptr_t>(a.x) & 15u) == 0;
     a.w_in = in.weight.data;
     a.b_in = in.bias ? in.bias->data : nullptr;
     a.b_in_s = in.bias ? in.bias->stride[0] : 0;
