@@ -27,6 +27,8 @@
 // The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
 // x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
 // not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
+#include <type_traits>
+
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -38,7 +40,9 @@ namespace mamba::cuda {
 namespace {
 
 struct Mamba1StepTraits {
-    static constexpr int kComputeWarps = 8;
+    // 16 compute warps: with 8, a stage's dot products took longer than its bytes take to arrive (run 4 of the
+    // step: 0.25 instructions a cycle per scheduler, latency-bound, 51.7 us a mamba-2.8b layer).
+    static constexpr int kComputeWarps = 16;
     static constexpr int kComputeThreads = kComputeWarps * 32;
     static constexpr int kThreads = kComputeThreads + 32;  // + the loader warp
     static constexpr int kStageBytes = 20480;              // 4 in_proj rows or 2 out_proj rows of mamba-2.8b
@@ -200,6 +204,23 @@ __device__ __forceinline__ void grid_barrier(unsigned long long * count, unsigne
         __threadfence();
     }
     compute_sync();
+}
+
+// The 8 16-bit values of a 16-byte vector as float32 (bfloat16: one shift or mask each).
+template <class T>
+__device__ __forceinline__ void unpack8(const uint4 & w, float (&e)[8]) {
+    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (std::is_same_v<T, bf16_t>) {
+            e[2 * i] = __uint_as_float(u[i] << 16);
+            e[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+        } else {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&u[i]));
+            e[2 * i] = f.x;
+            e[2 * i + 1] = f.y;
+        }
+    }
 }
 
 template <class T>
@@ -368,21 +389,24 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const int v0 = seg * vr / segs, v1 = (seg + 1) * vr / segs;
             const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * vr;
             const float4 * xv = reinterpret_cast<const float4 *>(vec);
-            float acc = 0.0f;
+            // four independent sums, so that the FMAs do not wait on each other
+            float acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
 #pragma unroll 2
             for (int v = v0 + lane; v < v1; v += 32) {
                 const uint4 w = wv[v];
                 const float4 xa = xv[2 * v], xb = xv[2 * v + 1];
-                const T * e = reinterpret_cast<const T *>(&w);
-                acc = fmaf(to_f32<T>(e[0]), xa.x, acc);
-                acc = fmaf(to_f32<T>(e[1]), xa.y, acc);
-                acc = fmaf(to_f32<T>(e[2]), xa.z, acc);
-                acc = fmaf(to_f32<T>(e[3]), xa.w, acc);
-                acc = fmaf(to_f32<T>(e[4]), xb.x, acc);
-                acc = fmaf(to_f32<T>(e[5]), xb.y, acc);
-                acc = fmaf(to_f32<T>(e[6]), xb.z, acc);
-                acc = fmaf(to_f32<T>(e[7]), xb.w, acc);
+                float e[8];
+                unpack8<T>(w, e);
+                acc0 = fmaf(e[0], xa.x, acc0);
+                acc1 = fmaf(e[1], xa.y, acc1);
+                acc2 = fmaf(e[2], xa.z, acc2);
+                acc3 = fmaf(e[3], xa.w, acc3);
+                acc0 = fmaf(e[4], xb.x, acc0);
+                acc1 = fmaf(e[5], xb.y, acc1);
+                acc2 = fmaf(e[6], xb.z, acc2);
+                acc3 = fmaf(e[7], xb.w, acc3);
             }
+            float acc = (acc0 + acc1) + (acc2 + acc3);
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (lane == 0) part[(st.part_row + r) * Tr::kParts + seg] = acc;
@@ -426,8 +450,15 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     compute_sync();
     // The block's share of every x_proj output: its channels only.
     for (int q = tid; q < Q; q += Tr::kComputeThreads) {
-        float acc = 0.0f;
-        for (int c = 0; c < nc; ++c) acc = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc);
+        float acc0 = 0.0f, acc1 = 0.0f;
+        int c = 0;
+#pragma unroll 4
+        for (; c + 1 < nc; c += 2) {
+            acc0 = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc0);
+            acc1 = fmaf(to_f32<T>(wx_s[q * MC + c + 1]), xc_s[c + 1], acc1);
+        }
+        if (c < nc) acc0 = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc0);
+        const float acc = acc0 + acc1;
         a.partials[int64_t(q) * ((G + 3) / 4 * 4) + b] = acc;
     }
     grid_barrier(a.barrier, unsigned(G));
@@ -436,7 +467,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     // takes rows of the partials kRows at a time, a lane the float4s k = lane and lane + 32 of each (a row is
     // G rounded up to 4 floats; G <= 256), all of them loaded before any is added, then a butterfly per row.
     {
-        constexpr int kRows = 12;
+        constexpr int kRows = 6;
         const int gp4 = (G + 3) / 4;
         const float4 * P4 = reinterpret_cast<const float4 *>(a.partials);
         for (int q0 = warp * kRows; q0 < Q; q0 += Tr::kComputeWarps * kRows) {
