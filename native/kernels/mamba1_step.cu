@@ -1,22 +1,35 @@
-// A Mamba-1 mixer's decode step at batch 1 in one kernel (mamba_mamba1_step): in_proj with the conv
-// step, x_proj, the state update with dt_proj inside, out_proj.
+// A Mamba-1 mixer's decode step at batch 1 in one kernel (mamba_mamba1_step with
+// MAMBA_CUDA_MAMBA1_STEP=fused): in_proj with the conv step, x_proj, the state update with dt_proj inside,
+// out_proj. Opt-in: measured slower than the four kernels it replaces (below), so the op runs those by
+// default.
 //
-// Why: as five kernels (the norm, in_proj + conv, x_proj, the state update, out_proj) a mamba-2.8b layer
-// took about 35 us on an H200 against the 20 us its 82.5 MB of weights take to stream at copy bandwidth.
-// The GEMVs stream at 72-83% of copy, and between them HBM idles while the small kernels wait on each
-// other's round trips. Here the weights never wait for the activations: one loader warp per block streams
-// the block's rows of in_proj, then of out_proj, into a ring of shared-memory stages as fast as the ring
-// frees up, while the compute warps pass two grid-wide barriers (after x_proj's partial sums, after the
-// state update). out_proj's rows are in flight during those barriers and the state update.
+// The idea: as five kernels (the norm, in_proj + conv, x_proj, the state update, out_proj) a mamba-2.8b
+// layer takes about 35 us on an H200 against the 20 us its 82.5 MB of weights take to stream at copy
+// bandwidth; between the GEMVs HBM idles while the small kernels wait on each other's round trips. Here
+// the weights never wait for the activations: one loader warp per block streams the block's rows of
+// in_proj, then of out_proj, into a ring of shared-memory stages (bulk copies, TMA, where the compiler has
+// them; 16-byte cp.async otherwise) as fast as the ring frees up, while the compute warps pass two
+// grid-wide barriers (after x_proj's partial sums, after the state update).
+//
+// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-56): the kernel takes 51 us a
+// layer against the four kernels' ~31, and decode 3.15 ms/step against 2.28. A per-phase timeline of
+// the blocks (one run, instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s; the
+// loader reached out_proj's rows at 20 us), the conv step and x_proj partials at 0.8 us, each grid
+// barrier at 1.3-1.7 us past the last arrival, the x_proj sums at 2.6 us, the state update at 2.3 us, and
+// out_proj at 10 us although most of its rows were already in the ring: the stages drain at about 1 us
+// each in both phases. Sixteen compute warps instead of eight were slower (56 us), so the limit is not the
+// dot products' issue rate; what bounds a stage's turnaround is open.
 //
 // Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
 // x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
 // inner*dstate*4 = 0.33 MB each (the state read and written), plus vectors; FLOPs: 2 per weight element,
 // 6 per state element. All of it is read once per step.
 //
-// Layout: one block per SM (the grid must be resident at once: the launch is cooperative). Block b owns
-// - the channels [c0, c1) = [b*inner/G, (b+1)*inner/G): their in_proj rows (x and z halves), conv step,
-//   x_proj columns (a partial sum of every x_proj output over its channels) and state update;
+// Layout: one block per SM, launched cooperatively (the grid-wide barriers need every block resident at
+// once). Block b owns
+// - the channels [c0, c1) (groups of 8, so that its x_proj columns start 16-byte aligned): their in_proj
+//   rows (x and z halves), conv step, x_proj columns (a partial sum of every x_proj output over its
+//   channels) and state update;
 // - the outputs [h0, h1) = [b*hidden/G, (b+1)*hidden/G) of out_proj.
 // Phases: stream in_proj rows -> conv step -> x_proj partials -> barrier 1 -> every block sums the
 // partials (dt_low, B, C; a fixed order, so the result does not depend on timing) -> state update,
@@ -27,8 +40,6 @@
 // The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
 // x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
 // not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
-#include <type_traits>
-
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -40,9 +51,7 @@ namespace mamba::cuda {
 namespace {
 
 struct Mamba1StepTraits {
-    // 16 compute warps: with 8, a stage's dot products took longer than its bytes take to arrive (run 4 of the
-    // step: 0.25 instructions a cycle per scheduler, latency-bound, 51.7 us a mamba-2.8b layer).
-    static constexpr int kComputeWarps = 16;
+    static constexpr int kComputeWarps = 8;
     static constexpr int kComputeThreads = kComputeWarps * 32;
     static constexpr int kThreads = kComputeThreads + 32;  // + the loader warp
     static constexpr int kStageBytes = 20480;              // 4 in_proj rows or 2 out_proj rows of mamba-2.8b
@@ -204,23 +213,6 @@ __device__ __forceinline__ void grid_barrier(unsigned long long * count, unsigne
         __threadfence();
     }
     compute_sync();
-}
-
-// The 8 16-bit values of a 16-byte vector as float32 (bfloat16: one shift or mask each).
-template <class T>
-__device__ __forceinline__ void unpack8(const uint4 & w, float (&e)[8]) {
-    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        if constexpr (std::is_same_v<T, bf16_t>) {
-            e[2 * i] = __uint_as_float(u[i] << 16);
-            e[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
-        } else {
-            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&u[i]));
-            e[2 * i] = f.x;
-            e[2 * i + 1] = f.y;
-        }
-    }
 }
 
 template <class T>
@@ -389,24 +381,21 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const int v0 = seg * vr / segs, v1 = (seg + 1) * vr / segs;
             const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * vr;
             const float4 * xv = reinterpret_cast<const float4 *>(vec);
-            // four independent sums, so that the FMAs do not wait on each other
-            float acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
+            float acc = 0.0f;
 #pragma unroll 2
             for (int v = v0 + lane; v < v1; v += 32) {
                 const uint4 w = wv[v];
                 const float4 xa = xv[2 * v], xb = xv[2 * v + 1];
-                float e[8];
-                unpack8<T>(w, e);
-                acc0 = fmaf(e[0], xa.x, acc0);
-                acc1 = fmaf(e[1], xa.y, acc1);
-                acc2 = fmaf(e[2], xa.z, acc2);
-                acc3 = fmaf(e[3], xa.w, acc3);
-                acc0 = fmaf(e[4], xb.x, acc0);
-                acc1 = fmaf(e[5], xb.y, acc1);
-                acc2 = fmaf(e[6], xb.z, acc2);
-                acc3 = fmaf(e[7], xb.w, acc3);
+                const T * e = reinterpret_cast<const T *>(&w);
+                acc = fmaf(to_f32<T>(e[0]), xa.x, acc);
+                acc = fmaf(to_f32<T>(e[1]), xa.y, acc);
+                acc = fmaf(to_f32<T>(e[2]), xa.z, acc);
+                acc = fmaf(to_f32<T>(e[3]), xa.w, acc);
+                acc = fmaf(to_f32<T>(e[4]), xb.x, acc);
+                acc = fmaf(to_f32<T>(e[5]), xb.y, acc);
+                acc = fmaf(to_f32<T>(e[6]), xb.z, acc);
+                acc = fmaf(to_f32<T>(e[7]), xb.w, acc);
             }
-            float acc = (acc0 + acc1) + (acc2 + acc3);
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (lane == 0) part[(st.part_row + r) * Tr::kParts + seg] = acc;
@@ -450,15 +439,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     compute_sync();
     // The block's share of every x_proj output: its channels only.
     for (int q = tid; q < Q; q += Tr::kComputeThreads) {
-        float acc0 = 0.0f, acc1 = 0.0f;
-        int c = 0;
-#pragma unroll 4
-        for (; c + 1 < nc; c += 2) {
-            acc0 = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc0);
-            acc1 = fmaf(to_f32<T>(wx_s[q * MC + c + 1]), xc_s[c + 1], acc1);
-        }
-        if (c < nc) acc0 = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc0);
-        const float acc = acc0 + acc1;
+        float acc = 0.0f;
+        for (int c = 0; c < nc; ++c) acc = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc);
         a.partials[int64_t(q) * ((G + 3) / 4 * 4) + b] = acc;
     }
     grid_barrier(a.barrier, unsigned(G));
@@ -467,7 +449,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     // takes rows of the partials kRows at a time, a lane the float4s k = lane and lane + 32 of each (a row is
     // G rounded up to 4 floats; G <= 256), all of them loaded before any is added, then a butterfly per row.
     {
-        constexpr int kRows = 6;
+        constexpr int kRows = 12;
         const int gp4 = (G + 3) / 4;
         const float4 * P4 = reinterpret_cast<const float4 *>(a.partials);
         for (int q0 = warp * kRows; q0 < Q; q0 += Tr::kComputeWarps * kRows) {
@@ -552,12 +534,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
 }
 
 // MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
-// (the four ops); unset: the one kernel wherever it runs. Read at each call.
-enum class StepKernel { Automatic, Fused, Separate };
+// (the four ops, also what unset gives: the one kernel is slower, see the top of this file). Read at each
+// call.
+enum class StepKernel { Fused, Separate };
 constexpr EnvChoice<StepKernel> kStepKernels[] = {{"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
-
-// MAMBA_CUDA_MAMBA1_STEP_LAUNCH: "cooperative" (the default) or "plain", for the benchmark's comparison.
-constexpr EnvChoice<bool> kStepLaunches[] = {{"cooperative", true}, {"plain", false}};
 
 int rows_per_stage(int64_t features) {
     int rows = 8;
@@ -698,8 +678,9 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.barrier = ctx.cuda->grid_barrier;
     a.early = readable_before_wait(ctx, {&in.weight, ptr(in.bias), &conv.conv_state, &conv.weight, ptr(conv.bias), &p.x_proj.weight, &*up.dt_proj_weight,
                                          ptr(up.dt_bias), &up.A, ptr(up.D), &up.state, &p.out_proj.weight, ptr(p.out_proj.bias)});
-    const bool cooperative = env_choice("MAMBA_CUDA_MAMBA1_STEP_LAUNCH", kStepLaunches, true);
-    launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, cooperative}, kernel, dim3(unsigned(G)),
+    // Cooperative: measured as fast as a plain launch (run 52: 3.265 against 3.271 ms/step), and it keeps the
+    // grid resident at once whatever else the device runs.
+    launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, true}, kernel, dim3(unsigned(G)),
                          dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("mamba1_step_kernel");
 }
@@ -707,18 +688,15 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
 }  // namespace
 
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
-    const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Automatic);
-    if (choice != StepKernel::Separate) {
+    if (env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate) == StepKernel::Fused) {
         StepArgs a{};
         size_t smem = 0;
         const std::string why = plan_fused(ctx, p, a, smem);
-        if (why.empty()) {
-            if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, a, smem);
-            else launch_fused<f16_t>(ctx, p, a, smem);
-            note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
-            return;
-        }
-        if (choice == StepKernel::Fused) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
+        if (!why.empty()) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
+        if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, a, smem);
+        else launch_fused<f16_t>(ctx, p, a, smem);
+        note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
+        return;
     }
     linear_conv1d_update(ctx, p.in_proj);
     linear(ctx, p.x_proj);

@@ -157,8 +157,8 @@ public sealed class Mamba1Mixer : Mixer
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
         if (batch == 1 && prefetch is null)
         {
-            // The whole mixer in one call: one kernel on CUDA where it runs (mamba_mamba1_step), the same four ops as
-            // below otherwise.
+            // The whole mixer in one native call (mamba_mamba1_step): the same four ops as below, or on CUDA with
+            // MAMBA_CUDA_MAMBA1_STEP=fused one kernel.
             return () => Kernels.Mamba1Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, XProj.Weight,
                 DtProj.Weight, DtBias, A, D, state.Ssm, OutProj.Weight, OutProj.Bias, y, xz, xc, xdbl, yv);
         }

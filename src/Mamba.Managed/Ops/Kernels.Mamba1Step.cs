@@ -11,9 +11,9 @@ public static unsafe partial class Kernels
     /// <see cref="LinearConv1dUpdate"/> (in_proj and the conv step, SiLU), <see cref="Linear"/> (x_proj),
     /// <see cref="SelectiveStateUpdate"/> (dt_proj inside, softplus, z gate) and <see cref="Linear"/> (out_proj)
     /// give in that order, from x (batch, hidden) into y (batch, hidden), convState and ssmState updated in place.
-    /// xz (batch, 2*inner), xc and yInner (batch, inner) and xdbl (batch, rank + 2*dstate) are scratch. On CUDA at
-    /// batch 1 with 16-bit weights and activations it is one kernel (compute capability 9.0; the header lists the
-    /// shapes it takes), elsewhere the four ops.</summary>
+    /// xz (batch, 2*inner), xc and yInner (batch, inner) and xdbl (batch, rank + 2*dstate) are scratch. Both backends
+    /// run the four ops; on CUDA, MAMBA_CUDA_MAMBA1_STEP=fused runs the step as one kernel where it can (batch 1, 16-bit
+    /// weights and activations, compute capability 9.0; mamba.h lists the shapes) and fails otherwise.</summary>
     public static void Mamba1Step(MambaContext context, Tensor x, Tensor inProjWeight, Tensor? inProjBias, Tensor convState, Tensor convWeight,
         Tensor? convBias, Tensor xProjWeight, Tensor dtProjWeight, Tensor? dtBias, Tensor a, Tensor? d, Tensor ssmState, Tensor outProjWeight,
         Tensor? outProjBias, Tensor y, Tensor xz, Tensor xc, Tensor xdbl, Tensor yInner)

@@ -422,13 +422,14 @@ public unsafe struct mamba_selective_state_update_args
 /// mamba_linear(y_inner, out_proj_weight, out_proj_bias -&gt; y)
 /// with inner = conv_weight's first dimension, rank = dt_proj_weight's second, dstate = A's second.
 /// Intermediate values are rounded to the scratch tensors' dtypes as those calls round them; the four
-/// scratch tensors' contents are unspecified afterwards. On CUDA at batch 1 (compute capability 9.0, every
-/// 16-bit tensor bfloat16 or every one float16, weights contiguous and 16-byte aligned, hidden and inner
-/// multiples of 8 up to 10240, rank a multiple of 8, conv width &lt;= 4, dstate a multiple of 4 up to 128) it is
-/// one kernel on every SM with two grid-wide barriers inside; elsewhere, or with
-/// MAMBA_CUDA_MAMBA1_STEP=separate, the calls above. MAMBA_CUDA_MAMBA1_STEP=fused fails with UNSUPPORTED,
-/// naming the reason, where the one kernel cannot run. Outputs (conv_state, ssm_state, y, the scratch
-/// tensors) must not overlap any input or each other.
+/// scratch tensors' contents are unspecified afterwards. Both backends run the calls above. On CUDA,
+/// MAMBA_CUDA_MAMBA1_STEP=fused (read at each call; "separate" or unset: the calls above) runs the step as
+/// one kernel on every SM with two grid-wide barriers inside, where it can: batch 1, compute capability
+/// 9.0, every 16-bit tensor bfloat16 or every one float16, weights contiguous and 16-byte aligned, hidden
+/// and inner multiples of 8 up to 10240, rank a multiple of 8, conv width 2 to 4, dstate a multiple of 4 up
+/// to 128; elsewhere it fails with UNSUPPORTED, naming the reason. (That kernel is not yet faster than the
+/// calls it replaces.) Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input
+/// or each other.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct mamba_mamba1_step_args
