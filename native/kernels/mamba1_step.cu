@@ -11,14 +11,15 @@
 // them; 16-byte cp.async otherwise) as fast as the ring frees up, while the compute warps pass two
 // grid-wide barriers (after x_proj's partial sums, after the state update).
 //
-// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-56): the kernel takes 51 us a
-// layer against the four kernels' ~31, and decode 3.15 ms/step against 2.28. A per-phase timeline of
-// the blocks (one run, instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s; the
-// loader reached out_proj's rows at 20 us), the conv step and x_proj partials at 0.8 us, each grid
-// barrier at 1.3-1.7 us past the last arrival, the x_proj sums at 2.6 us, the state update at 2.3 us, and
-// out_proj at 10 us although most of its rows were already in the ring: the stages drain at about 1 us
-// each in both phases. Sixteen compute warps instead of eight were slower (56 us), so the limit is not the
-// dot products' issue rate; what bounds a stage's turnaround is open.
+// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-57): this kernel takes 51 us a
+// layer alone (the four kernels, in a graph with the norm: ~34 us), and decode 3.15 ms/step against 2.27.
+// Nsight Compute (run 54): 1.66 TB/s from DRAM (34% of peak), 0.25 instructions a cycle per scheduler, no
+// one stall dominant. A per-phase timeline of the blocks (run 56, on a build with 16 compute warps, which
+// was slower still: 56 us; instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s), the
+// conv step and x_proj partials at 0.8 us, each grid barrier at 1.3-1.7 us past the last arrival, the
+// x_proj sums at 2.6 us, the state update at 2.3 us, and out_proj at 10 us although most of its rows were
+// already in the ring: the stages drain at about 1 us each in both phases. Twice the compute warps did not
+// help, so the dot products' issue rate is not the limit; what bounds a stage's turnaround is open.
 //
 // Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
 // x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
@@ -40,6 +41,8 @@
 // The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
 // x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
 // not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
+#include <type_traits>
+
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -215,6 +218,23 @@ __device__ __forceinline__ void grid_barrier(unsigned long long * count, unsigne
     compute_sync();
 }
 
+// The 8 16-bit values of a 16-byte vector as float32 (bfloat16: one shift or mask each).
+template <class T>
+__device__ __forceinline__ void unpack8(const uint4 & w, float (&e)[8]) {
+    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (std::is_same_v<T, bf16_t>) {
+            e[2 * i] = __uint_as_float(u[i] << 16);
+            e[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+        } else {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&u[i]));
+            e[2 * i] = f.x;
+            e[2 * i + 1] = f.y;
+        }
+    }
+}
+
 template <class T>
 __device__ __forceinline__ float round_to(float v) {
     return to_f32<T>(from_f32<T>(v));
@@ -370,6 +390,42 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     compute_sync();
 
     // One stage: warp w takes row w / segs of it, piece w % segs of that row.
+    // A lane's x vectors for the phase's matrix: the same columns in every stage (a warp keeps its row piece
+    // within a phase), so they are read from shared memory once a phase, not once a stage: re-reading them
+    // (32 bytes of float32 x for each 16 bytes of weights) made shared-memory traffic three times the
+    // weights'. Columns past kXRegs vectors a lane are read from `vec` as they come.
+    constexpr int kXRegs = 6;
+    float4 xr[kXRegs][2];
+    const float4 * xv = reinterpret_cast<const float4 *>(vec);
+    const auto piece = [&](int features, int rows, int & v0, int & v1) {
+        const int segs = Tr::kComputeWarps / rows, seg = warp % segs, vr = features / 8;
+        v0 = seg * vr / segs;
+        v1 = (seg + 1) * vr / segs;
+    };
+    const auto load_x_regs = [&](int features, int rows) {
+        int v0, v1;
+        piece(features, rows, v0, v1);
+#pragma unroll
+        for (int j = 0; j < kXRegs; ++j) {
+            const int v = v0 + lane + 32 * j;
+            xr[j][0] = v < v1 ? xv[2 * v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            xr[j][1] = v < v1 ? xv[2 * v + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    };
+    const auto dot8 = [](const uint4 & w, const float4 & xa, const float4 & xb, float & acc0, float & acc1) {
+        float e[8];
+        unpack8<T>(w, e);
+        acc0 = fmaf(e[0], xa.x, acc0);
+        acc1 = fmaf(e[1], xa.y, acc1);
+        acc0 = fmaf(e[2], xa.z, acc0);
+        acc1 = fmaf(e[3], xa.w, acc1);
+        acc0 = fmaf(e[4], xb.x, acc0);
+        acc1 = fmaf(e[5], xb.y, acc1);
+        acc0 = fmaf(e[6], xb.z, acc0);
+        acc1 = fmaf(e[7], xb.w, acc1);
+    };
+
+    // One stage: warp w takes row w / segs of it, piece w % segs of that row.
     const auto consume = [&](int s) {
         const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
         const int slot = s % a.stages;
@@ -377,25 +433,17 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         const int segs = Tr::kComputeWarps / st.rows;
         const int r = warp / segs, seg = warp % segs;
         if (r < st.count) {
-            const int vr = st.features / 8;  // 16-byte vectors a row
-            const int v0 = seg * vr / segs, v1 = (seg + 1) * vr / segs;
-            const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * vr;
-            const float4 * xv = reinterpret_cast<const float4 *>(vec);
-            float acc = 0.0f;
-#pragma unroll 2
-            for (int v = v0 + lane; v < v1; v += 32) {
-                const uint4 w = wv[v];
-                const float4 xa = xv[2 * v], xb = xv[2 * v + 1];
-                const T * e = reinterpret_cast<const T *>(&w);
-                acc = fmaf(to_f32<T>(e[0]), xa.x, acc);
-                acc = fmaf(to_f32<T>(e[1]), xa.y, acc);
-                acc = fmaf(to_f32<T>(e[2]), xa.z, acc);
-                acc = fmaf(to_f32<T>(e[3]), xa.w, acc);
-                acc = fmaf(to_f32<T>(e[4]), xb.x, acc);
-                acc = fmaf(to_f32<T>(e[5]), xb.y, acc);
-                acc = fmaf(to_f32<T>(e[6]), xb.z, acc);
-                acc = fmaf(to_f32<T>(e[7]), xb.w, acc);
+            int v0, v1;
+            piece(st.features, st.rows, v0, v1);
+            const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * (st.features / 8);
+            float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+            for (int j = 0; j < kXRegs; ++j) {
+                const int v = v0 + lane + 32 * j;
+                if (v < v1) dot8(wv[v], xr[j][0], xr[j][1], acc0, acc1);
             }
+            for (int v = v0 + lane + 32 * kXRegs; v < v1; v += 32) dot8(wv[v], xv[2 * v], xv[2 * v + 1], acc0, acc1);
+            float acc = acc0 + acc1;
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (lane == 0) part[(st.part_row + r) * Tr::kParts + seg] = acc;
@@ -405,6 +453,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     };
 
     int s = 0;
+    load_x_regs(a.hidden, a.rows_in);
     for (; s < 2 * n_in; ++s) consume(s);
     compute_sync();
 
@@ -522,6 +571,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         reinterpret_cast<float4 *>(vec)[k / 4 + 1] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
     }
     compute_sync();
+    load_x_regs(a.inner, a.rows_out);
     for (; s < total; ++s) consume(s);
     compute_sync();
     const int segs_out = Tr::kComputeWarps / a.rows_out;
