@@ -11,15 +11,18 @@
 // them; 16-byte cp.async otherwise) as fast as the ring frees up, while the compute warps pass two
 // grid-wide barriers (after x_proj's partial sums, after the state update).
 //
-// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-57): this kernel takes 51 us a
-// layer alone (the four kernels, in a graph with the norm: ~34 us), and decode 3.15 ms/step against 2.27.
+// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-58): before x was held in
+// registers (below) this kernel took 51 us a layer alone (the four kernels, in a graph with the norm:
+// ~34 us), and decode 3.15 ms/step against 2.27; holding x took the 8-layer chain from 0.385 to 0.358 ms
+// (run 58; the four kernels 0.275).
 // Nsight Compute (run 54): 1.66 TB/s from DRAM (34% of peak), 0.25 instructions a cycle per scheduler, no
 // one stall dominant. A per-phase timeline of the blocks (run 56, on a build with 16 compute warps, which
 // was slower still: 56 us; instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s), the
 // conv step and x_proj partials at 0.8 us, each grid barrier at 1.3-1.7 us past the last arrival, the
 // x_proj sums at 2.6 us, the state update at 2.3 us, and out_proj at 10 us although most of its rows were
 // already in the ring: the stages drain at about 1 us each in both phases. Twice the compute warps did not
-// help, so the dot products' issue rate is not the limit; what bounds a stage's turnaround is open.
+// help, so the dot products' issue rate is not the limit. Shared-memory traffic was part of it (x
+// re-read as float32 for every stage: run 58's gain); what else bounds a stage's turnaround is open.
 //
 // Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
 // x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
