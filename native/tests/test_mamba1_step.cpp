@@ -89,7 +89,7 @@ std::vector<double> matvec(const Tensor & w, const double * in, const Tensor * b
 // One step in float64 for every batch row; conv_state and ssm_state (the test's values) are updated.
 // Each intermediate is rounded to the dtype of the tensor the separate ops store it in.
 std::vector<double> reference_step(const Case & c, Mixer & m) {
-    const int64_t Q = c.rank + 2 * c.dstate, W = c.width;
+    const int64_t W = c.width;
     std::vector<double> out;
     for (int64_t b = 0; b < c.batch; ++b) {
         std::vector<double> xz = matvec(m.w_in, &m.x.at(b * c.hidden), c.biases ? &m.b_in : nullptr);
@@ -119,7 +119,6 @@ std::vector<double> reference_step(const Case & c, Mixer & m) {
             const double yv = (acc + m.D.at(d) * xc[size_t(d)]) * silu(xz[size_t(c.inner + d)]);
             y_inner[size_t(d)] = stored(c.act, yv);
         }
-        (void)Q;
         std::vector<double> y = matvec(m.w_out, y_inner.data(), c.biases ? &m.b_out : nullptr);
         for (double v : y) out.push_back(stored(c.act, v));
     }
