@@ -20,9 +20,13 @@
 // was slower still: 56 us; instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s), the
 // conv step and x_proj partials at 0.8 us, each grid barrier at 1.3-1.7 us past the last arrival, the
 // x_proj sums at 2.6 us, the state update at 2.3 us, and out_proj at 10 us although most of its rows were
-// already in the ring: the stages drain at about 1 us each in both phases. Twice the compute warps did not
-// help, so the dot products' issue rate is not the limit. Shared-memory traffic was part of it (x
-// re-read as float32 for every stage: run 58's gain); what else bounds a stage's turnaround is open.
+// already in the ring: the stages drain at about 1 us each in both phases. The counts of run 54 say why:
+// the dot products took 45% of the kernel's 100k warp instructions an SM, about 190 a warp a stage, and
+// a warp issued one every 8.9 cycles, so a stage cost ~0.85 us of one warp's dependent chain (the stage's
+// barrier wait, shared loads, the FMAs, five shuffles, the release) with only 8 warps an SM to overlap
+// it. Twice the warps (each with half the vectors but the same fixed part) did not help; holding x in
+// registers (run 58) trimmed the chain by 7%. What should: stages that are one warp's work each, so that
+// eight are worked on at once.
 //
 // Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
 // x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
