@@ -5,8 +5,8 @@
 // The "6 kernels" rows project dt inside the selective state update (dt_proj_weight) instead, as the
 // Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer. The "5 kernels" rows
 // also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does.
-// The "mamba_mamba1_step" rows make each layer an RMSNorm and one mamba_mamba1_step call (on CUDA one
-// kernel for the mixer where it runs; MAMBA_CUDA_MAMBA1_STEP=separate gives the 5-kernel chain again).
+// The "mamba_mamba1_step" rows make each layer an RMSNorm and one mamba_mamba1_step call: by default the
+// same 5 kernels as the "5 kernels" rows, with MAMBA_CUDA_MAMBA1_STEP=fused the norm and one kernel.
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.

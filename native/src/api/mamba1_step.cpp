@@ -1,7 +1,9 @@
 #include "ops/mamba1_step.h"
 
+#include <iterator>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/context.h"
 #include "core/dl_view.h"
