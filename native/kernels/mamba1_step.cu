@@ -42,9 +42,9 @@
 // Phases: stream in_proj rows -> conv step -> x_proj partials -> barrier 1 -> every block sums the
 // partials (dt_low, B, C; a fixed order, so the result does not depend on timing) -> state update,
 // y_inner out -> barrier 2 -> every block reads y_inner -> stream out_proj rows -> y.
-// A stage carries whole weight rows (rows_in or rows_out of them, a power of two <= 8); the 8 compute
-// warps split a stage's rows evenly, each warp a contiguous piece of one row, and park their partial dot
-// products in shared memory, summed in a fixed order at the end of the phase.
+// A stage carries whole weight rows (rows_in or rows_out of them, a power of two <= 8) and is one compute
+// warp's work (stage s is warp s % 8's): eight stages are worked on at once, sixteen in the ring. (Not yet
+// run on a GPU: this branch's change against main, where every warp took a piece of every stage.)
 // The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
 // x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
 // not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
@@ -64,13 +64,14 @@ struct Mamba1StepTraits {
     static constexpr int kComputeWarps = 8;
     static constexpr int kComputeThreads = kComputeWarps * 32;
     static constexpr int kThreads = kComputeThreads + 32;  // + the loader warp
-    static constexpr int kStageBytes = 20480;              // 4 in_proj rows or 2 out_proj rows of mamba-2.8b
-    static constexpr int kMaxStages = 8;
+    // A stage is one warp's work: 2 in_proj rows or 1 out_proj row of mamba-2.8b. Twice as many stages as
+    // compute warps, so that each warp's next stage loads while it works on the current one.
+    static constexpr int kStageBytes = 10240;
+    static constexpr int kMaxStages = 16;
     static constexpr int kMinStages = 2;
     static constexpr int kMaxWidth = 4;       // conv filter taps
     static constexpr int kConvSlots = 8;      // a channel's conv operands: width-1 state, width taps, bias
     static constexpr int kMaxLanes = 32;      // lanes per channel in the state update (dstate <= 128)
-    static constexpr int kParts = kComputeWarps;  // partial sums a row can have (warps per row)
     static constexpr int64_t kMaxFeatures = kStageBytes / 2;  // a 16-bit row must fit in a stage
 };
 using Tr = Mamba1StepTraits;
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     if (threadIdx.x == 0) {
         for (int i = 0; i < a.stages; ++i) {
             mbar_init(&full[i], kBulkCopy ? 1 : 32);  // the bulk copy's arrival, or the loader's 32 lanes
-            mbar_init(&empty[i], Tr::kComputeWarps);  // every compute warp, once it has read the stage
+            mbar_init(&empty[i], 1);  // the stage's warp, once it has read it
         }
         mbar_init_fence();
     }
@@ -396,27 +397,20 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     wait_all_copies();
     compute_sync();
 
-    // One stage: warp w takes row w / segs of it, piece w % segs of that row.
-    // A lane's x vectors for the phase's matrix: the same columns in every stage (a warp keeps its row piece
-    // within a phase), so they are read from shared memory once a phase, not once a stage: re-reading them
-    // (32 bytes of float32 x for each 16 bytes of weights) made shared-memory traffic three times the
-    // weights'. Columns past kXRegs vectors a lane are read from `vec` as they come.
-    constexpr int kXRegs = 6;
+    // Stage s is warp s % 8's, whole: its rows one after the other, a lane the columns lane + 32 j of each,
+    // so the eight warps work on eight stages at once and a stage's fixed costs (its barrier waits, the
+    // row sums' shuffles) overlap instead of adding up (runs 51-58 split every stage over all warps: about
+    // 1 us a stage, latency-bound). A lane's first kXRegs x vectors stay in registers for the phase.
+    constexpr int kXRegs = 10;
     float4 xr[kXRegs][2];
     const float4 * xv = reinterpret_cast<const float4 *>(vec);
-    const auto piece = [&](int features, int rows, int & v0, int & v1) {
-        const int segs = Tr::kComputeWarps / rows, seg = warp % segs, vr = features / 8;
-        v0 = seg * vr / segs;
-        v1 = (seg + 1) * vr / segs;
-    };
-    const auto load_x_regs = [&](int features, int rows) {
-        int v0, v1;
-        piece(features, rows, v0, v1);
+    const auto load_x_regs = [&](int features) {
+        const int vr = features / 8;
 #pragma unroll
         for (int j = 0; j < kXRegs; ++j) {
-            const int v = v0 + lane + 32 * j;
-            xr[j][0] = v < v1 ? xv[2 * v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            xr[j][1] = v < v1 ? xv[2 * v + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const int v = lane + 32 * j;
+            xr[j][0] = v < vr ? xv[2 * v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            xr[j][1] = v < vr ? xv[2 * v + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
     };
     const auto dot8 = [](const uint4 & w, const float4 & xa, const float4 & xb, float & acc0, float & acc1) {
@@ -431,47 +425,41 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         acc0 = fmaf(e[6], xb.z, acc0);
         acc1 = fmaf(e[7], xb.w, acc1);
     };
-
-    // One stage: warp w takes row w / segs of it, piece w % segs of that row.
     const auto consume = [&](int s) {
         const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
         const int slot = s % a.stages;
         mbar_wait(&full[slot], unsigned(s / a.stages) & 1u);
-        const int segs = Tr::kComputeWarps / st.rows;
-        const int r = warp / segs, seg = warp % segs;
-        if (r < st.count) {
-            int v0, v1;
-            piece(st.features, st.rows, v0, v1);
-            const uint4 * wv = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes) + r * (st.features / 8);
+        const int vr = st.features / 8;
+        const uint4 * stage = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes);
+        for (int r = 0; r < st.count; ++r) {
+            const uint4 * wv = stage + r * vr;
             float acc0 = 0.0f, acc1 = 0.0f;
 #pragma unroll
             for (int j = 0; j < kXRegs; ++j) {
-                const int v = v0 + lane + 32 * j;
-                if (v < v1) dot8(wv[v], xr[j][0], xr[j][1], acc0, acc1);
+                const int v = lane + 32 * j;
+                if (v < vr) dot8(wv[v], xr[j][0], xr[j][1], acc0, acc1);
             }
-            for (int v = v0 + lane + 32 * kXRegs; v < v1; v += 32) dot8(wv[v], xv[2 * v], xv[2 * v + 1], acc0, acc1);
+            for (int v = lane + 32 * kXRegs; v < vr; v += 32) dot8(wv[v], xv[2 * v], xv[2 * v + 1], acc0, acc1);
             float acc = acc0 + acc1;
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            if (lane == 0) part[(st.part_row + r) * Tr::kParts + seg] = acc;
+            if (lane == 0) part[st.part_row + r] = acc;
         }
         __syncwarp();
         if (lane == 0) mbar_arrive(&empty[slot]);
     };
+    // This warp's stages among [first, last).
+    const auto consume_range = [&](int first, int last) {
+        for (int s = first + ((warp - first) % Tr::kComputeWarps + Tr::kComputeWarps) % Tr::kComputeWarps; s < last; s += Tr::kComputeWarps) consume(s);
+    };
 
-    int s = 0;
-    load_x_regs(a.hidden, a.rows_in);
-    for (; s < 2 * n_in; ++s) consume(s);
+    load_x_regs(a.hidden);
+    consume_range(0, 2 * n_in);
     compute_sync();
 
     // in_proj's outputs, then the conv step of the block's channels (as causal_conv1d_update_kernel).
-    const int segs_in = Tr::kComputeWarps / a.rows_in;
     for (int c = tid; c < nc; c += Tr::kComputeThreads) {
-        float xr = 0.0f, zr = 0.0f;
-        for (int g = 0; g < segs_in; ++g) {
-            xr += part[c * Tr::kParts + g];
-            zr += part[(nc + c) * Tr::kParts + g];
-        }
+        float xr = part[c], zr = part[nc + c];
         if (a.b_in) {
             xr += to_f32<T>(reinterpret_cast<const T *>(a.b_in)[int64_t(c0 + c) * a.b_in_s]);
             zr += to_f32<T>(reinterpret_cast<const T *>(a.b_in)[int64_t(a.inner + c0 + c) * a.b_in_s]);
@@ -578,13 +566,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         reinterpret_cast<float4 *>(vec)[k / 4 + 1] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
     }
     compute_sync();
-    load_x_regs(a.inner, a.rows_out);
-    for (; s < total; ++s) consume(s);
+    load_x_regs(a.inner);
+    consume_range(2 * n_in, total);
     compute_sync();
-    const int segs_out = Tr::kComputeWarps / a.rows_out;
     for (int h = tid; h < nh; h += Tr::kComputeThreads) {
-        float o = 0.0f;
-        for (int g = 0; g < segs_out; ++g) o += part[(2 * nc + h) * Tr::kParts + g];
+        float o = part[2 * nc + h];
         if (a.b_out) o += to_f32<T>(reinterpret_cast<const T *>(a.b_out)[int64_t(h0 + h) * a.b_out_s]);
         reinterpret_cast<T *>(a.y)[int64_t(h0 + h) * a.y_s] = from_f32<T>(o);
     }
@@ -665,7 +651,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     Layout l;
     l.add(2 * Tr::kMaxStages * 8);  // the mbarriers
     a.off_vec = l.add(std::max(p.hidden, p.inner) * 4);
-    a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * Tr::kParts * 4);
+    a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * 4);
     a.off_xc = l.add(MC * 4);
     a.off_z = l.add(MC * 4);
     a.off_xdbl = l.add(int64_t(a.q) * 4);
