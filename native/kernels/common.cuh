@@ -55,6 +55,11 @@ struct CudaState {
     // Arrivals at the grid-wide barriers of kernels that run one block per SM (mamba1_step.cu): a count
     // that only grows, so that a barrier's target follows from the arrival itself and needs no reset.
     unsigned long long * grid_barrier = nullptr;
+    // Where such kernels' blocks hand each other values without a barrier: 64-bit slots holding a value
+    // and the launch's tag (a tag never used before, so no reset), zeroed once. Allocated with the
+    // barrier count on devices that run those kernels (compute capability 9.0+), empty elsewhere.
+    unsigned long long * grid_exchange = nullptr;
+    size_t grid_exchange_slots = 0;
     // Graph capture: whether mamba_graph_capture_begin is recording, and how many graphs exist (their
     // kernels hold workspace addresses, so a growing workspace keeps the old buffers until they go).
     bool capturing = false;

@@ -48,7 +48,12 @@
 // The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
 // x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
 // not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "common.cuh"
 #include "launch.cuh"
@@ -73,6 +78,10 @@ struct Mamba1StepTraits {
     static constexpr int kConvSlots = 8;      // a channel's conv operands: width-1 state, width taps, bias
     static constexpr int kMaxLanes = 32;      // lanes per channel in the state update (dstate <= 128)
     static constexpr int64_t kMaxFeatures = kStageBytes / 2;  // a 16-bit row must fit in a stage
+    static constexpr int kXRegs = 10;         // x vectors (8 floats each) a lane holds in registers
+    static constexpr int kTailVectors = 5;    // weight vectors a lane loads at once past those
+    static constexpr int kMaxQ = 1024;        // x_proj outputs (rank + 2 dstate) the exchange has room for
+    static constexpr int kStamps = 16;        // timeline stamps a block (MAMBA_CUDA_MAMBA1_STEP_TIMELINE)
 };
 using Tr = Mamba1StepTraits;
 
@@ -104,8 +113,11 @@ struct StepArgs {
     char * y;
     int64_t y_s;
     char * y_inner;     // (inner), contiguous, 16-byte aligned: the blocks' exchange of the update's output
-    float * partials;   // (q, grid rounded up to 4): block b's partial sum of x_proj output q at [q * that + b]
+    // The context's exchange slots (tagged values): block b's partial sum of x_proj output q at
+    // [q * grid + b], the sum of output q at [kMaxQ * grid + q].
+    unsigned long long * exchange;
     unsigned long long * barrier;
+    unsigned long long * timeline;   // kStamps globaltimer readings a block, or null
     int hidden, inner, rank, dstate, width, q;
     int rows_in, rows_out;           // weight rows per stage
     int stages;                      // ring stages
@@ -115,7 +127,7 @@ struct StepArgs {
     bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
     bool x_vec;                      // x unit-stride and 16-byte aligned: loaded 8 elements at a time
     // Byte offsets into dynamic shared memory.
-    int off_ring, off_vec, off_part, off_xc, off_z, off_xdbl, off_conv, off_A, off_st, off_D, off_dtb, off_wdt, off_wx;
+    int off_ring, off_vec, off_part, off_xc, off_z, off_xdbl, off_dt, off_conv, off_A, off_st, off_D, off_dtb, off_wdt, off_wx;
 };
 
 __device__ __forceinline__ int range_begin(int n, int b, int G) { return int(int64_t(n) * b / G); }
@@ -201,27 +213,45 @@ __device__ __forceinline__ unsigned long long load_acquire(const unsigned long l
     return v;
 }
 
+__device__ __forceinline__ unsigned long long load_relaxed(const unsigned long long * p) {
+    unsigned long long v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void store_relaxed(unsigned long long * p, unsigned long long v) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
 __device__ __forceinline__ unsigned long long global_ns() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
 
+// A wait on other blocks gives up after 4 s: a grid that cannot all be resident would spin for ever, and a
+// trap becomes a device error at the next synchronization instead of a hang.
+__device__ __forceinline__ void trap_after_4s(unsigned long long start) {
+    if (global_ns() - start > 4000000000ull) __trap();
+}
+
+// A value handed between blocks in one 64-bit store: the launch's tag above the float's bits, so a reader
+// knows a fresh value from an earlier launch's without a barrier.
+__device__ __forceinline__ unsigned long long tagged(unsigned tag, float v) { return (static_cast<unsigned long long>(tag) << 32) | __float_as_uint(v); }
+__device__ __forceinline__ bool has_tag(unsigned long long w, unsigned tag) { return unsigned(w >> 32) == tag; }
+
 // Every compute thread of every block waits here until all G blocks have arrived; writes before it are
-// visible to loads after it (made with __ldcg: L1 is not coherent). The count only grows, so the target
-// is the next multiple of G above the arrival. A grid that cannot all be resident would spin for ever:
-// after 4 s the kernel traps, which the next synchronization reports as a device error, not a hang.
+// visible to loads after it (made with __ldcg: L1 is not coherent): the block barrier orders its threads'
+// writes before thread 0's release, and thread 0's acquire before the others' loads. The count only
+// grows, so the target is the next multiple of G above the arrival.
 __device__ __forceinline__ void grid_barrier(unsigned long long * count, unsigned G) {
     compute_sync();
     if (threadIdx.x == 0) {
-        __threadfence();
-        const unsigned long long arrival = atomicAdd(count, 1ull);
+        unsigned long long arrival;
+        asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(arrival) : "l"(count) : "memory");
         const unsigned long long target = (arrival / G + 1) * G;
         const unsigned long long start = global_ns();
-        while (load_acquire(count) < target) {
-            if (global_ns() - start > 4000000000ull) __trap();
-        }
-        __threadfence();
+        while (load_acquire(count) < target) trap_after_4s(start);
     }
     compute_sync();
 }
@@ -280,12 +310,82 @@ __device__ __forceinline__ Stage stage_of(const StepArgs & a, int s, int c0, int
     return st;
 }
 
+// 8 weights (one 16-byte vector) against 8 floats of x, into two accumulators (two FMA chains).
+template <class T>
+__device__ __forceinline__ void dot8(const uint4 & w, const float4 & xa, const float4 & xb, float & acc0, float & acc1) {
+    float e[8];
+    unpack8<T>(w, e);
+    acc0 = fmaf(e[0], xa.x, acc0);
+    acc1 = fmaf(e[1], xa.y, acc1);
+    acc0 = fmaf(e[2], xa.z, acc0);
+    acc1 = fmaf(e[3], xa.w, acc1);
+    acc0 = fmaf(e[4], xb.x, acc0);
+    acc1 = fmaf(e[5], xb.y, acc1);
+    acc0 = fmaf(e[6], xb.z, acc0);
+    acc1 = fmaf(e[7], xb.w, acc1);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// One weight row of `vr` 16-byte vectors in shared memory against x, by one warp: a lane takes the vectors
+// lane + 32 j, the first kXRegs of them against x held in registers (xr), the rest against x read from
+// `xv`. Every load of a group is issued before its FMAs: with a bounds branch around each load (runs
+// 51-59) a warp waited out a shared-memory round trip per vector. kWhole: the row has at least
+// 32 kXRegs vectors, so the register part needs no bounds; otherwise the loads are clamped to the row and
+// the vectors past it count as zero.
+template <class T, bool kWhole>
+__device__ __forceinline__ float row_dot(const uint4 * wv, int vr, const float4 (&xr)[Tr::kXRegs][2], const float4 * xv, int lane) {
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    float acc0 = 0.0f, acc1 = 0.0f;
+    uint4 w[Tr::kXRegs];
+#pragma unroll
+    for (int j = 0; j < Tr::kXRegs; ++j) {
+        const int v = lane + 32 * j;
+        if constexpr (kWhole) {
+            w[j] = wv[v];
+        } else {
+            w[j] = wv[min(v, vr - 1)];
+            if (v >= vr) w[j] = zero;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < Tr::kXRegs; ++j) dot8<T>(w[j], xr[j][0], xr[j][1], acc0, acc1);
+    if constexpr (kWhole) {
+        for (int v0 = lane + 32 * Tr::kXRegs; v0 < vr; v0 += 32 * Tr::kTailVectors) {
+            uint4 wt[Tr::kTailVectors];
+            float4 xa[Tr::kTailVectors], xb[Tr::kTailVectors];
+#pragma unroll
+            for (int t = 0; t < Tr::kTailVectors; ++t) {
+                const int v = min(v0 + 32 * t, vr - 1);
+                wt[t] = wv[v];
+                xa[t] = xv[2 * v];
+                xb[t] = xv[2 * v + 1];
+                if (v0 + 32 * t >= vr) wt[t] = zero;
+            }
+#pragma unroll
+            for (int t = 0; t < Tr::kTailVectors; ++t) dot8<T>(wt[t], xa[t], xb[t], acc0, acc1);
+        }
+    }
+    return warp_sum(acc0 + acc1);
+}
+
 template <class T>
 __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a) {
     extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ unsigned tag_s;
     uint64_t * full = reinterpret_cast<uint64_t *>(smem);
     uint64_t * empty = full + Tr::kMaxStages;
     const int G = int(gridDim.x), b = int(blockIdx.x);
+    // Timeline stamps (MAMBA_CUDA_MAMBA1_STEP_TIMELINE): the indices launch_fused's report names.
+    unsigned long long * const stamps = a.timeline ? a.timeline + size_t(b) * Tr::kStamps : nullptr;
+    const auto stamp = [&](int i) {
+        if (stamps) stamps[i] = global_ns();
+    };
+    if (threadIdx.x == 0) stamp(0);
     // Channels in groups of 8, so that the block's x_proj columns start 16-byte aligned.
     const int c0 = 8 * range_begin(a.inner / 8, b, G), nc = 8 * range_begin(a.inner / 8, b + 1, G) - c0;
     const int h0 = range_begin(a.hidden, b, G), nh = range_begin(a.hidden, b + 1, G) - h0;
@@ -296,7 +396,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     if (threadIdx.x == 0) {
         for (int i = 0; i < a.stages; ++i) {
             mbar_init(&full[i], kBulkCopy ? 1 : 32);  // the bulk copy's arrival, or the loader's 32 lanes
-            mbar_init(&empty[i], 1);  // the stage's warp, once it has read it
+            mbar_init(&empty[i], 1);                  // the stage's warp, once it has read it
         }
         mbar_init_fence();
     }
@@ -317,7 +417,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
                 for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
                 arrive_when_copied(&full[slot]);
             }
+            if (lane == 0 && s == 2 * n_in) stamp(2);
         }
+        if (lane == 0) stamp(3);
         if (a.early) wait_for_producer();
         allow_dependents();
         wait_all_copies();
@@ -331,6 +433,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     float * xc_s = reinterpret_cast<float *>(smem + a.off_xc);
     float * z_s = reinterpret_cast<float *>(smem + a.off_z);
     float * xdbl_s = reinterpret_cast<float *>(smem + a.off_xdbl);
+    float * dt_s = reinterpret_cast<float *>(smem + a.off_dt);
     float * conv_s = reinterpret_cast<float *>(smem + a.off_conv);
     float * A_s = reinterpret_cast<float *>(smem + a.off_A);
     float * st_s = reinterpret_cast<float *>(smem + a.off_st);
@@ -380,6 +483,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     if (a.early) load_channel_operands();
     wait_for_producer();
     allow_dependents();
+    // This launch's exchange tag: the generation of the barrier count (it grows by G a launch), plus one so
+    // that zeroed slots never match. Every block reads the same: earlier launches have finished (the wait
+    // above), and no barrier of this one can complete before this block arrives at it.
+    if (tid == 0) tag_s = unsigned(load_relaxed(a.barrier) / unsigned(G)) + 1u;
     if (!a.early) load_channel_operands();
     // x into `vec` as float32, its loads issued together.
     if (a.x_vec) {
@@ -396,34 +503,23 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     }
     wait_all_copies();
     compute_sync();
+    if (tid == 0) stamp(1);
+    const unsigned tag = tag_s;
 
-    // Stage s is warp s % 8's, whole: its rows one after the other, a lane the columns lane + 32 j of each,
-    // so the eight warps work on eight stages at once and a stage's fixed costs (its barrier waits, the
-    // row sums' shuffles) overlap instead of adding up (runs 51-58 split every stage over all warps: about
-    // 1 us a stage, latency-bound). A lane's first kXRegs x vectors stay in registers for the phase.
-    constexpr int kXRegs = 10;
-    float4 xr[kXRegs][2];
+    // Stage s is warp s % 8's, whole: its rows one after the other, so the eight warps work on eight stages
+    // at once and a stage's fixed costs (its barrier waits, the row sums' shuffles) overlap instead of
+    // adding up (until run 58 every stage was split over all warps: about 1 us a stage). A lane's first
+    // kXRegs x vectors stay in registers for the phase.
+    float4 xr[Tr::kXRegs][2];
     const float4 * xv = reinterpret_cast<const float4 *>(vec);
     const auto load_x_regs = [&](int features) {
         const int vr = features / 8;
 #pragma unroll
-        for (int j = 0; j < kXRegs; ++j) {
+        for (int j = 0; j < Tr::kXRegs; ++j) {
             const int v = lane + 32 * j;
             xr[j][0] = v < vr ? xv[2 * v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             xr[j][1] = v < vr ? xv[2 * v + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
-    };
-    const auto dot8 = [](const uint4 & w, const float4 & xa, const float4 & xb, float & acc0, float & acc1) {
-        float e[8];
-        unpack8<T>(w, e);
-        acc0 = fmaf(e[0], xa.x, acc0);
-        acc1 = fmaf(e[1], xa.y, acc1);
-        acc0 = fmaf(e[2], xa.z, acc0);
-        acc1 = fmaf(e[3], xa.w, acc1);
-        acc0 = fmaf(e[4], xb.x, acc0);
-        acc1 = fmaf(e[5], xb.y, acc1);
-        acc0 = fmaf(e[6], xb.z, acc0);
-        acc1 = fmaf(e[7], xb.w, acc1);
     };
     const auto consume = [&](int s) {
         const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
@@ -431,18 +527,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         mbar_wait(&full[slot], unsigned(s / a.stages) & 1u);
         const int vr = st.features / 8;
         const uint4 * stage = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes);
+        const bool whole = vr >= 32 * Tr::kXRegs;
         for (int r = 0; r < st.count; ++r) {
-            const uint4 * wv = stage + r * vr;
-            float acc0 = 0.0f, acc1 = 0.0f;
-#pragma unroll
-            for (int j = 0; j < kXRegs; ++j) {
-                const int v = lane + 32 * j;
-                if (v < vr) dot8(wv[v], xr[j][0], xr[j][1], acc0, acc1);
-            }
-            for (int v = lane + 32 * kXRegs; v < vr; v += 32) dot8(wv[v], xv[2 * v], xv[2 * v + 1], acc0, acc1);
-            float acc = acc0 + acc1;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            const float acc = whole ? row_dot<T, true>(stage + r * vr, vr, xr, xv, lane) : row_dot<T, false>(stage + r * vr, vr, xr, xv, lane);
             if (lane == 0) part[st.part_row + r] = acc;
         }
         __syncwarp();
@@ -456,6 +543,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     load_x_regs(a.hidden);
     consume_range(0, 2 * n_in);
     compute_sync();
+    if (tid == 0) stamp(4);
 
     // in_proj's outputs, then the conv step of the block's channels (as causal_conv1d_update_kernel).
     for (int c = tid; c < nc; c += Tr::kComputeThreads) {
@@ -481,46 +569,78 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         }
     }
     compute_sync();
-    // The block's share of every x_proj output: its channels only.
-    for (int q = tid; q < Q; q += Tr::kComputeThreads) {
-        float acc = 0.0f;
-        for (int c = 0; c < nc; ++c) acc = fmaf(to_f32<T>(wx_s[q * MC + c]), xc_s[c], acc);
-        a.partials[int64_t(q) * ((G + 3) / 4 * 4) + b] = acc;
-    }
-    grid_barrier(a.barrier, unsigned(G));
 
-    // x_proj's outputs (dt_low, B, C), each summed over the blocks in the same order by every block: warp w
-    // takes rows of the partials kRows at a time, a lane the float4s k = lane and lane + 32 of each (a row is
-    // G rounded up to 4 floats; G <= 256), all of them loaded before any is added, then a butterfly per row.
+    // x_proj's outputs (dt_low, B, C) without a grid barrier, through the exchange's tagged slots:
+    // 1. every block writes its share of every output (its channels only) to the output's slot row;
+    // 2. block b sums outputs b, b + G, ... (warp w the w-th of them) over the blocks in a fixed order,
+    //    polling the row until every slot carries this launch's tag, and writes the sum to its slot;
+    // 3. every block polls the sums' slots.
+    // Against a barrier and every block summing every output, each block reads one row of partials instead
+    // of all of them (13 MB of L2 reads a step on 132 SMs), and nothing waits for the slowest block but
+    // the sums that need it.
+    unsigned long long * const sums = a.exchange + size_t(Tr::kMaxQ) * size_t(G);
     {
-        constexpr int kRows = 12;
-        const int gp4 = (G + 3) / 4;
-        const float4 * P4 = reinterpret_cast<const float4 *>(a.partials);
-        for (int q0 = warp * kRows; q0 < Q; q0 += Tr::kComputeWarps * kRows) {
-            float4 v[kRows][2];
-#pragma unroll
-            for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int k = lane + 32 * h;
-                    v[r][h] = q0 + r < Q && k < gp4 ? __ldcg(P4 + int64_t(q0 + r) * gp4 + k) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < kRows; ++r) {
-                float acc = 0.0f;
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int g = 4 * (lane + 32 * h);  // entries past G (a row's padding) are never written: left out
-                    acc += (g < G ? v[r][h].x : 0.0f) + (g + 1 < G ? v[r][h].y : 0.0f) + (g + 2 < G ? v[r][h].z : 0.0f) + (g + 3 < G ? v[r][h].w : 0.0f);
-                }
-#pragma unroll
-                for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-                if (lane == 0 && q0 + r < Q) xdbl_s[q0 + r] = round_to<T>(acc);
-            }
+        const uint4 * wq = reinterpret_cast<const uint4 *>(wx_s);
+        const float4 * xc4 = reinterpret_cast<const float4 *>(xc_s);
+        for (int q = tid; q < Q; q += Tr::kComputeThreads) {
+            float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll 5
+            for (int k = 0; k < nc / 8; ++k) dot8<T>(wq[q * (MC / 8) + k], xc4[2 * k], xc4[2 * k + 1], acc0, acc1);
+            store_relaxed(a.exchange + size_t(q) * size_t(G) + size_t(b), tagged(tag, acc0 + acc1));
         }
-        compute_sync();
     }
+    if (tid == 0) stamp(5);
+    for (int q = b + warp * G; q < Q; q += Tr::kComputeWarps * G) {
+        const unsigned long long * row = a.exchange + size_t(q) * size_t(G);
+        constexpr int kPerLane = 8;  // G <= 256
+        unsigned long long w[kPerLane];
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) w[j] = lane + 32 * j < G ? load_relaxed(row + lane + 32 * j) : tagged(tag, 0.0f);
+        const unsigned long long start = global_ns();
+        for (;;) {
+            bool ready = true;
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j) ready = ready && has_tag(w[j], tag);
+            if (__all_sync(0xffffffffu, ready)) break;
+            trap_after_4s(start);
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j)
+                if (!has_tag(w[j], tag)) w[j] = load_relaxed(row + lane + 32 * j);
+        }
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) acc += __uint_as_float(unsigned(w[j]));
+        acc = warp_sum(acc);
+        if (lane == 0) store_relaxed(sums + q, tagged(tag, acc));
+    }
+    if (tid == 0) stamp(6);
+    for (int q = tid; q < Q; q += Tr::kComputeThreads) {
+        unsigned long long w = load_relaxed(sums + q);
+        const unsigned long long start = global_ns();
+        while (!has_tag(w, tag)) {
+            trap_after_4s(start);
+            w = load_relaxed(sums + q);
+        }
+        xdbl_s[q] = round_to<T>(__uint_as_float(unsigned(w)));
+    }
+    compute_sync();
+    if (tid == 0) stamp(7);
+
+    // dt of the block's channels: a warp a channel's dt_proj row (R a multiple of 8), a lane 8 ranks at a
+    // time, then the bias and softplus.
+    {
+        const uint4 * wr = reinterpret_cast<const uint4 *>(wdt_s);
+        const float4 * d4 = reinterpret_cast<const float4 *>(xdbl_s);
+#pragma unroll 2
+        for (int c = warp; c < nc; c += Tr::kComputeWarps) {
+            float acc0 = 0.0f, acc1 = 0.0f;
+            for (int k = lane; k < R / 8; k += 32) dot8<T>(wr[c * (R / 8) + k], d4[2 * k], d4[2 * k + 1], acc0, acc1);
+            const float dt = warp_sum(acc0 + acc1);
+            if (lane == 0) dt_s[c] = softplus_f(dt + dtb_s[c]);
+        }
+    }
+    compute_sync();
+    if (tid == 0) stamp(8);
 
     // The state update: `lanes` lanes a channel (a power of two), each 4 states at a time.
     {
@@ -533,10 +653,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const int c = pass * per_pass + tid / L;
             const bool valid = c < nc;
             const int cc = valid ? c : nc - 1;
-            float dt = 0.0f;
-            for (int r = lane_g; r < R; r += L) dt = fmaf(to_f32<T>(wdt_s[cc * R + r]), xdbl_s[r], dt);
-            for (int o = L / 2; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o);
-            dt = softplus_f(dt + dtb_s[cc]);
+            const float dt = dt_s[cc];
             const float xv = xc_s[cc], dtx = dt * xv;
             float acc = 0.0f;
             for (int n = lane_g * 4; n < N; n += L * 4) {
@@ -555,7 +672,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             }
         }
     }
+    if (tid == 0) stamp(9);
     grid_barrier(a.barrier, unsigned(G));
+    if (tid == 0) stamp(10);
 
     // out_proj: the whole y_inner, then the block's rows.
 #pragma unroll 4
@@ -566,6 +685,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         reinterpret_cast<float4 *>(vec)[k / 4 + 1] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
     }
     compute_sync();
+    if (tid == 0) stamp(11);
     load_x_regs(a.inner);
     consume_range(2 * n_in, total);
     compute_sync();
@@ -574,6 +694,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (a.b_out) o += to_f32<T>(reinterpret_cast<const T *>(a.b_out)[int64_t(h0 + h) * a.b_out_s]);
         reinterpret_cast<T *>(a.y)[int64_t(h0 + h) * a.y_s] = from_f32<T>(o);
     }
+    if (tid == 0) stamp(12);
 }
 
 // MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
@@ -581,6 +702,39 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
 // call.
 enum class StepKernel { Fused, Separate };
 constexpr EnvChoice<StepKernel> kStepKernels[] = {{"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
+
+constexpr EnvChoice<bool> kTimelineSwitch[] = {{"0", false}, {"1", true}};
+
+// One line on stderr per call: each stamp's mean and latest time over the blocks, in microseconds from
+// the first block's start (stamps a block never reached, such as a loader with no out_proj rows, are left out).
+void report_timeline(mamba_context & ctx, const unsigned long long * device_stamps, int G) {
+    static constexpr const char * kNames[] = {"start",     "staged",          "out_proj issued", "all issued",  "in_proj done",
+                                              "partials out", "sums out",     "xdbl in",         "dt done",     "update done",
+                                              "barrier passed", "y_inner in", "end"};
+    std::vector<unsigned long long> t(size_t(G) * Tr::kStamps);
+    MAMBA_CUDA_CHECK(cudaMemcpyAsync(t.data(), device_stamps, t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost, ctx.cuda->stream));
+    MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
+    unsigned long long origin = ~0ull;
+    for (int b = 0; b < G; ++b) origin = std::min(origin, t[size_t(b) * Tr::kStamps]);
+    std::string line = cat("mamba1_step timeline (us from the first block's start: mean / latest over ", G, " blocks):");
+    for (int i = 1; i < int(std::size(kNames)); ++i) {
+        double sum = 0.0, latest = 0.0;
+        int n = 0;
+        for (int b = 0; b < G; ++b) {
+            const unsigned long long v = t[size_t(b) * Tr::kStamps + i];
+            if (v == 0) continue;
+            const double us = double(v - origin) / 1000.0;
+            sum += us;
+            latest = std::max(latest, us);
+            ++n;
+        }
+        if (n == 0) continue;
+        char figures[64];
+        std::snprintf(figures, sizeof figures, " %.2f / %.2f;", sum / n, latest);
+        line += cat(" ", kNames[i], figures);
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
 
 int rows_per_stage(int64_t features) {
     int rows = 8;
@@ -634,6 +788,8 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
         if (!w->is_contiguous() || !aligned(*w)) return cat(name, " must be contiguous and 16-byte aligned");
     const int G = cs.multiprocessors;
     if (G > 256) return cat("it sums x_proj over at most 256 blocks, one an SM; the device has ", G, " SMs");
+    if (p.rank + 2 * p.dstate > Tr::kMaxQ) return cat("x_proj's outputs (rank + 2 dstate = ", p.rank + 2 * p.dstate, ") must be at most ", Tr::kMaxQ);
+    if (cs.grid_exchange_slots < size_t(Tr::kMaxQ) * size_t(G + 1)) return "the context has no exchange slots for it";
     a.hidden = int(p.hidden);
     a.inner = int(p.inner);
     a.rank = int(p.rank);
@@ -655,6 +811,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     a.off_xc = l.add(MC * 4);
     a.off_z = l.add(MC * 4);
     a.off_xdbl = l.add(int64_t(a.q) * 4);
+    a.off_dt = l.add(MC * 4);
     a.off_conv = l.add(int64_t(MC) * Tr::kConvSlots * 4);
     a.off_A = l.add(int64_t(MC) * p.dstate * 4);
     a.off_st = l.add(int64_t(MC) * p.dstate * 4);
@@ -715,7 +872,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.y = p.out_proj.y.data;
     a.y_s = p.out_proj.y.stride[1];
     a.y_inner = up.y.data;
-    a.partials = static_cast<float *>(workspace(ctx, size_t(a.q) * size_t(ceil_div(G, 4) * 4) * sizeof(float)));
+    a.exchange = ctx.cuda->grid_exchange;
     const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
     a.barrier = ctx.cuda->grid_barrier;
@@ -723,9 +880,15 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
                                          ptr(up.dt_bias), &up.A, ptr(up.D), &up.state, &p.out_proj.weight, ptr(p.out_proj.bias)});
     // Cooperative: measured as fast as a plain launch (run 52: 3.265 against 3.271 ms/step), and it keeps the
     // grid resident at once whatever else the device runs.
+    // MAMBA_CUDA_MAMBA1_STEP_TIMELINE=1: every block's phase times, printed after each call not captured.
+    const bool timeline = env_choice("MAMBA_CUDA_MAMBA1_STEP_TIMELINE", kTimelineSwitch, false) && !stream_capturing(ctx);
+    const size_t timeline_bytes = size_t(G) * Tr::kStamps * sizeof(unsigned long long);
+    a.timeline = timeline ? static_cast<unsigned long long *>(workspace(ctx, timeline_bytes)) : nullptr;
+    if (timeline) MAMBA_CUDA_CHECK(cudaMemsetAsync(a.timeline, 0, timeline_bytes, ctx.cuda->stream));
     launch_kernel_shaped(ctx, a.early ? "mamba1_step_kernel early" : "mamba1_step_kernel", true, LaunchShape{1u, true}, kernel, dim3(unsigned(G)),
                          dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("mamba1_step_kernel");
+    if (timeline) report_timeline(ctx, a.timeline, G);
 }
 
 }  // namespace

@@ -142,8 +142,13 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUDA_CHECK(cudaMalloc(&state->deferred_error, sizeof(unsigned long long)));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->deferred_error, 0xff, sizeof(unsigned long long), state->stream));
         MAMBA_CUDA_CHECK(cudaMallocHost(&state->deferred_error_host, sizeof(unsigned long long)));
-        MAMBA_CUDA_CHECK(cudaMalloc(&state->grid_barrier, sizeof(unsigned long long)));
-        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->grid_barrier, 0, sizeof(unsigned long long), state->stream));
+        // The barrier count, then the exchange slots: 1024 values from each SM and 1024 sums (8 bytes
+        // each, ~1 MB on 132 SMs).
+        state->grid_exchange_slots = state->cc_major >= 9 ? size_t(1024) * size_t(state->multiprocessors + 1) : 0;
+        const size_t exchange_bytes = (1 + state->grid_exchange_slots) * sizeof(unsigned long long);
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->grid_barrier, exchange_bytes));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->grid_barrier, 0, exchange_bytes, state->stream));
+        if (state->grid_exchange_slots > 0) state->grid_exchange = state->grid_barrier + 1;
         create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);
