@@ -76,6 +76,8 @@ struct Mamba1StepTraits {
     static constexpr int kMinStages = 2;
     static constexpr int kMaxWidth = 4;       // conv filter taps
     static constexpr int kConvSlots = 8;      // a channel's conv operands: width-1 state, width taps, bias
+    static constexpr int kConvItems = 4;      // conv operands a compute thread loads (so <= 128 channels a block)
+    static constexpr int kDtLanes = 4;        // lanes a channel's dt (its dt_proj row)
     static constexpr int kMaxLanes = 32;      // lanes per channel in the state update (dstate <= 128)
     static constexpr int64_t kMaxFeatures = kStageBytes / 2;  // a 16-bit row must fit in a stage
     static constexpr int kXRegs = 10;         // x vectors (8 floats each) a lane holds in registers
@@ -206,6 +208,11 @@ __device__ __forceinline__ void copy_chunks(void * dst, const void * src, int co
 
 // The compute warps' own barrier (the loader warp never joins it).
 __device__ __forceinline__ void compute_sync() { asm volatile("bar.sync 1, %0;" ::"n"(Tr::kComputeThreads) : "memory"); }
+
+// The loader waits (barrier 2, every thread of the block) until each compute thread has issued its
+// operand loads.
+__device__ __forceinline__ void operands_issued_arrive() { asm volatile("bar.arrive 2, %0;" ::"n"(Tr::kThreads) : "memory"); }
+__device__ __forceinline__ void operands_issued_sync() { asm volatile("bar.sync 2, %0;" ::"n"(Tr::kThreads) : "memory"); }
 
 __device__ __forceinline__ unsigned long long load_acquire(const unsigned long long * p) {
     unsigned long long v;
@@ -380,10 +387,15 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     uint64_t * full = reinterpret_cast<uint64_t *>(smem);
     uint64_t * empty = full + Tr::kMaxStages;
     const int G = int(gridDim.x), b = int(blockIdx.x);
-    // Timeline stamps (MAMBA_CUDA_MAMBA1_STEP_TIMELINE): the indices launch_fused's report names.
-    unsigned long long * const stamps = a.timeline ? a.timeline + size_t(b) * Tr::kStamps : nullptr;
+    // Timeline stamps (MAMBA_CUDA_MAMBA1_STEP_TIMELINE; the indices are report_timeline's names): kept in
+    // shared memory and written out at the end, so that no store waits in the phases they time.
+    __shared__ unsigned long long stamp_s[Tr::kStamps];
     const auto stamp = [&](int i) {
-        if (stamps) stamps[i] = global_ns();
+        if (a.timeline) stamp_s[i] = global_ns();
+    };
+    const auto write_stamps = [&](int first, int last) {
+        if (a.timeline)
+            for (int i = first; i < last; ++i) a.timeline[size_t(b) * Tr::kStamps + i] = stamp_s[i];
     };
     if (threadIdx.x == 0) stamp(0);
     // Channels in groups of 8, so that the block's x_proj columns start 16-byte aligned.
@@ -403,8 +415,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     __syncthreads();
 
     if (warp == Tr::kComputeWarps) {
-        // The loader: weights only, which no kernel of the step writes once early is set.
+        // The loader: weights only, which no kernel of the step writes once early is set. It starts once the
+        // compute warps have issued their operands' loads, so that those are not queued behind 16 stages
+        // of weights (run 60: the operands then took 10 us to arrive).
         if (!a.early) wait_for_producer();
+        operands_issued_sync();
         for (int s = 0; s < total; ++s) {
             const int slot = s % a.stages, round = s / a.stages;
             if (round > 0) mbar_wait(&empty[slot], unsigned(round - 1) & 1u);
@@ -423,6 +438,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (a.early) wait_for_producer();
         allow_dependents();
         wait_all_copies();
+        if (lane == 0) write_stamps(2, 4);
         return;
     }
 
@@ -445,9 +461,23 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     const int W = a.width, N = a.dstate, R = a.rank, Q = a.q, MC = a.max_channels;
 
     // The block's per-channel operands into shared memory: the large ones (x_proj columns, dt_proj rows, and A
-    // and the state when contiguous) by cp.async, all in flight at once; the conv operands, D and dt_bias by
-    // plain loads. Waited for (cp.async.wait_all) before the barrier after the x staging.
+    // and the state when contiguous) by cp.async, the conv operands, D and dt_bias by plain loads into
+    // registers issued before them and stored after; then the loader may start (operands_issued). The
+    // copies are waited for (cp.async.wait_all) before the barrier after the x staging.
     const auto load_channel_operands = [&] {
+        T conv_raw[Tr::kConvItems];
+#pragma unroll
+        for (int j = 0; j < Tr::kConvItems; ++j) {
+            const int i = tid + j * Tr::kComputeThreads, c = i / Tr::kConvSlots, k = i % Tr::kConvSlots;
+            const int64_t ch = c0 + c;
+            const T * src = nullptr;
+            if (k < W - 1) src = reinterpret_cast<const T *>(a.conv_state) + ch * a.cs_d + k * a.cs_k;
+            else if (k < 2 * W - 1) src = reinterpret_cast<const T *>(a.conv_w) + ch * a.cw_d + (k - (W - 1)) * a.cw_k;
+            else if (k == 2 * W - 1 && a.conv_b) src = reinterpret_cast<const T *>(a.conv_b) + ch * a.cb_s;
+            conv_raw[j] = i < nc * Tr::kConvSlots && src ? *src : from_f32<T>(0.0f);
+        }
+        const float d = tid < nc && a.D ? a.D[int64_t(c0 + tid) * a.D_s] : 0.0f;
+        const float dtb = tid < nc && a.dt_bias ? a.dt_bias[int64_t(c0 + tid) * a.dtb_s] : 0.0f;
         const int row_chunks = nc / 8;  // 16-byte pieces of a block's x_proj row slice
         const T * wx = reinterpret_cast<const T *>(a.w_x) + c0;
         for (int i = tid; i < Q * row_chunks; i += Tr::kComputeThreads) {
@@ -458,25 +488,23 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (a.contiguous_state) {
             copy_chunks(A_s, a.A + int64_t(c0) * N, nc * N / 4, tid);
             copy_chunks(st_s, a.state + int64_t(c0) * N, nc * N / 4, tid);
-        } else {
+        }
+        operands_issued_arrive();
+        if (!a.contiguous_state) {
             for (int i = tid; i < nc * N; i += Tr::kComputeThreads) {
                 const int64_t ch = c0 + i / N, n = i % N;
                 A_s[i] = a.A[ch * a.A_d + n * a.A_n];
                 st_s[i] = a.state[ch * a.st_d + n * a.st_n];
             }
         }
-        for (int i = tid; i < nc * Tr::kConvSlots; i += Tr::kComputeThreads) {
-            const int c = i / Tr::kConvSlots, k = i % Tr::kConvSlots;
-            const int64_t ch = c0 + c;
-            float v = 0.0f;
-            if (k < W - 1) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_state)[ch * a.cs_d + k * a.cs_k]);
-            else if (k < 2 * W - 1) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_w)[ch * a.cw_d + (k - (W - 1)) * a.cw_k]);
-            else if (k == 2 * W - 1 && a.conv_b) v = to_f32<T>(reinterpret_cast<const T *>(a.conv_b)[ch * a.cb_s]);
-            conv_s[i] = v;
+#pragma unroll
+        for (int j = 0; j < Tr::kConvItems; ++j) {
+            const int i = tid + j * Tr::kComputeThreads;
+            if (i < nc * Tr::kConvSlots) conv_s[i] = to_f32<T>(conv_raw[j]);
         }
-        for (int c = tid; c < nc; c += Tr::kComputeThreads) {
-            D_s[c] = a.D ? a.D[int64_t(c0 + c) * a.D_s] : 0.0f;
-            dtb_s[c] = a.dt_bias ? a.dt_bias[int64_t(c0 + c) * a.dtb_s] : 0.0f;
+        if (tid < nc) {
+            D_s[tid] = d;
+            dtb_s[tid] = dtb;
         }
     };
 
@@ -553,7 +581,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             zr += to_f32<T>(reinterpret_cast<const T *>(a.b_in)[int64_t(a.inner + c0 + c) * a.b_in_s]);
         }
         const float xv = round_to<T>(xr);
-        const float * ops = conv_s + c * Tr::kConvSlots;
+        float * ops = conv_s + c * Tr::kConvSlots;
         float acc = ops[2 * W - 1];
 #pragma unroll
         for (int k = 0; k < Tr::kMaxWidth; ++k) {
@@ -561,11 +589,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         }
         xc_s[c] = round_to<T>(silu_f(acc));
         z_s[c] = round_to<T>(zr);
-        T * cs = reinterpret_cast<T *>(a.conv_state) + int64_t(c0 + c) * a.cs_d;
+        // The new conv state, written out at the end (stores issued now would wait behind the weights).
 #pragma unroll
         for (int k = 0; k < Tr::kMaxWidth - 1; ++k) {
-            if (k < W - 2) cs[k * a.cs_k] = from_f32<T>(ops[k + 1]);
-            else if (k == W - 2) cs[k * a.cs_k] = from_f32<T>(xv);
+            if (k < W - 2) ops[k] = ops[k + 1];
+            else if (k == W - 2) ops[k] = xv;
         }
     }
     compute_sync();
@@ -626,17 +654,21 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     compute_sync();
     if (tid == 0) stamp(7);
 
-    // dt of the block's channels: a warp a channel's dt_proj row (R a multiple of 8), a lane 8 ranks at a
+    // dt of the block's channels: kDtLanes lanes a channel's dt_proj row (R a multiple of 8), 8 ranks at a
     // time, then the bias and softplus.
     {
         const uint4 * wr = reinterpret_cast<const uint4 *>(wdt_s);
         const float4 * d4 = reinterpret_cast<const float4 *>(xdbl_s);
-#pragma unroll 2
-        for (int c = warp; c < nc; c += Tr::kComputeWarps) {
+        const int sub = lane % Tr::kDtLanes, per_pass = Tr::kComputeThreads / Tr::kDtLanes;
+        for (int first = 0; first < nc; first += per_pass) {
+            const int c = first + tid / Tr::kDtLanes, cc = min(c, nc - 1);
             float acc0 = 0.0f, acc1 = 0.0f;
-            for (int k = lane; k < R / 8; k += 32) dot8<T>(wr[c * (R / 8) + k], d4[2 * k], d4[2 * k + 1], acc0, acc1);
-            const float dt = warp_sum(acc0 + acc1);
-            if (lane == 0) dt_s[c] = softplus_f(dt + dtb_s[c]);
+#pragma unroll 5
+            for (int k = sub; k < R / 8; k += Tr::kDtLanes) dot8<T>(wr[cc * (R / 8) + k], d4[2 * k], d4[2 * k + 1], acc0, acc1);
+            float dt = acc0 + acc1;
+#pragma unroll
+            for (int o = Tr::kDtLanes / 2; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o);
+            if (c < nc && sub == 0) dt_s[c] = softplus_f(dt + dtb_s[c]);
         }
     }
     compute_sync();
@@ -661,7 +693,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
                 for (int i = 0; i < 4; ++i) {
                     const float h = __expf(dt * A_s[cc * N + n + i]) * st_s[cc * N + n + i] + dtx * Bv[n + i];
                     acc += Cv[n + i] * h;
-                    if (valid) a.state[int64_t(c0 + c) * a.st_d + int64_t(n + i) * a.st_n] = h;
+                    if (valid) st_s[c * N + n + i] = h;  // written out at the end
                 }
             }
             for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
@@ -694,7 +726,22 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (a.b_out) o += to_f32<T>(reinterpret_cast<const T *>(a.b_out)[int64_t(h0 + h) * a.b_out_s]);
         reinterpret_cast<T *>(a.y)[int64_t(h0 + h) * a.y_s] = from_f32<T>(o);
     }
-    if (tid == 0) stamp(12);
+    // The block's new states and conv states, now that no weights are in flight.
+    if (a.contiguous_state) {
+        float4 * dst = reinterpret_cast<float4 *>(a.state + int64_t(c0) * N);
+        for (int i = tid; i < nc * N / 4; i += Tr::kComputeThreads) dst[i] = reinterpret_cast<const float4 *>(st_s)[i];
+    } else {
+        for (int i = tid; i < nc * N; i += Tr::kComputeThreads) a.state[int64_t(c0 + i / N) * a.st_d + int64_t(i % N) * a.st_n] = st_s[i];
+    }
+    for (int i = tid; i < nc * (W - 1); i += Tr::kComputeThreads) {
+        const int c = i / (W - 1), k = i % (W - 1);
+        reinterpret_cast<T *>(a.conv_state)[int64_t(c0 + c) * a.cs_d + int64_t(k) * a.cs_k] = from_f32<T>(conv_s[c * Tr::kConvSlots + k]);
+    }
+    if (tid == 0) {
+        stamp(12);
+        write_stamps(0, 2);
+        write_stamps(4, 13);
+    }
 }
 
 // MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
@@ -790,6 +837,8 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     if (G > 256) return cat("it sums x_proj over at most 256 blocks, one an SM; the device has ", G, " SMs");
     if (p.rank + 2 * p.dstate > Tr::kMaxQ) return cat("x_proj's outputs (rank + 2 dstate = ", p.rank + 2 * p.dstate, ") must be at most ", Tr::kMaxQ);
     if (cs.grid_exchange_slots < size_t(Tr::kMaxQ) * size_t(G + 1)) return "the context has no exchange slots for it";
+    if (8 * ceil_div(p.inner / 8, G) * Tr::kConvSlots > Tr::kConvItems * Tr::kComputeThreads)
+        return cat("inner (", p.inner, ") must be at most ", Tr::kConvItems * Tr::kComputeThreads / Tr::kConvSlots, " channels a block, ", G, " blocks");
     a.hidden = int(p.hidden);
     a.inner = int(p.inner);
     a.rank = int(p.rank);
