@@ -83,7 +83,8 @@ struct Mamba1StepTraits {
     static constexpr int kXRegs = 10;         // x vectors (8 floats each) a lane holds in registers
     static constexpr int kTailVectors = 5;    // weight vectors a lane loads at once past those
     static constexpr int kMaxQ = 1024;        // x_proj outputs (rank + 2 dstate) the exchange has room for
-    static constexpr int kStamps = 16;        // timeline stamps a block (MAMBA_CUDA_MAMBA1_STEP_TIMELINE)
+    static constexpr int kStamps = 20;        // timeline stamps a block (MAMBA_CUDA_MAMBA1_STEP_TIMELINE)
+    static constexpr int kPrimeStages = 6;    // stages the loader issues before x is staged
 };
 using Tr = Mamba1StepTraits;
 
@@ -125,6 +126,7 @@ struct StepArgs {
     int stages;                      // ring stages
     int max_channels, max_outputs;   // per block, for the shared-memory layout
     int lanes;                       // lanes per channel in the state update
+    int x_half;                      // float4s from the low halves of x's 8-element vectors to the high ones
     bool early;                      // weights and per-channel operands load before the PDL wait
     bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
     bool x_vec;                      // x unit-stride and 16-byte aligned: loaded 8 elements at a time
@@ -213,6 +215,11 @@ __device__ __forceinline__ void compute_sync() { asm volatile("bar.sync 1, %0;" 
 // operand loads.
 __device__ __forceinline__ void operands_issued_arrive() { asm volatile("bar.arrive 2, %0;" ::"n"(Tr::kThreads) : "memory"); }
 __device__ __forceinline__ void operands_issued_sync() { asm volatile("bar.sync 2, %0;" ::"n"(Tr::kThreads) : "memory"); }
+
+// After its first kPrimeStages the loader waits (barrier 3) until x is staged: the compute warps' loads of x
+// (issued after the PDL wait) would otherwise queue behind the whole ring of weights.
+__device__ __forceinline__ void staged_arrive() { asm volatile("bar.arrive 3, %0;" ::"n"(Tr::kThreads) : "memory"); }
+__device__ __forceinline__ void staged_sync() { asm volatile("bar.sync 3, %0;" ::"n"(Tr::kThreads) : "memory"); }
 
 __device__ __forceinline__ unsigned long long load_acquire(const unsigned long long * p) {
     unsigned long long v;
@@ -340,12 +347,13 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 // One weight row of `vr` 16-byte vectors in shared memory against x, by one warp: a lane takes the vectors
 // lane + 32 j, the first kXRegs of them against x held in registers (xr), the rest against x read from
-// `xv`. Every load of a group is issued before its FMAs: with a bounds branch around each load (runs
+// shared memory (xlo, xhi: the first and last 4 floats of each 8, apart, so that a warp's loads are
+// 16 bytes a lane side by side, free of bank conflicts). Every load of a group is issued before its FMAs: with a bounds branch around each load (runs
 // 51-59) a warp waited out a shared-memory round trip per vector. kWhole: the row has at least
 // 32 kXRegs vectors, so the register part needs no bounds; otherwise the loads are clamped to the row and
 // the vectors past it count as zero.
 template <class T, bool kWhole>
-__device__ __forceinline__ float row_dot(const uint4 * wv, int vr, const float4 (&xr)[Tr::kXRegs][2], const float4 * xv, int lane) {
+__device__ __forceinline__ float row_dot(const uint4 * wv, int vr, const float4 (&xr)[Tr::kXRegs][2], const float4 * xlo, const float4 * xhi, int lane) {
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     float acc0 = 0.0f, acc1 = 0.0f;
     uint4 w[Tr::kXRegs];
@@ -369,8 +377,8 @@ __device__ __forceinline__ float row_dot(const uint4 * wv, int vr, const float4 
             for (int t = 0; t < Tr::kTailVectors; ++t) {
                 const int v = min(v0 + 32 * t, vr - 1);
                 wt[t] = wv[v];
-                xa[t] = xv[2 * v];
-                xb[t] = xv[2 * v + 1];
+                xa[t] = xlo[v];
+                xb[t] = xhi[v];
                 if (v0 + 32 * t >= vr) wt[t] = zero;
             }
 #pragma unroll
@@ -420,9 +428,16 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         // of weights (run 60: the operands then took 10 us to arrive).
         if (!a.early) wait_for_producer();
         operands_issued_sync();
+        const int prime = min(Tr::kPrimeStages, total);
+        long long waited = 0;  // clock cycles spent waiting for free stages (timeline)
         for (int s = 0; s < total; ++s) {
+            if (s == prime) staged_sync();
             const int slot = s % a.stages, round = s / a.stages;
-            if (round > 0) mbar_wait(&empty[slot], unsigned(round - 1) & 1u);
+            if (round > 0) {
+                const long long t0 = a.timeline ? clock64() : 0;
+                mbar_wait(&empty[slot], unsigned(round - 1) & 1u);
+                if (a.timeline) waited += clock64() - t0;
+            }
             const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
             const int bytes = st.count * st.features * 2;
             unsigned char * dst = smem + a.off_ring + slot * Tr::kStageBytes;
@@ -434,17 +449,25 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             }
             if (lane == 0 && s == 2 * n_in) stamp(2);
         }
-        if (lane == 0) stamp(3);
+        if (prime == total) staged_sync();
+        if (lane == 0) {
+            stamp(3);
+            if (a.timeline) stamp_s[18] = (unsigned long long)waited;
+        }
         if (a.early) wait_for_producer();
         allow_dependents();
         wait_all_copies();
-        if (lane == 0) write_stamps(2, 4);
+        if (lane == 0) {
+            write_stamps(2, 4);
+            write_stamps(18, 19);
+        }
         return;
     }
 
     // ---- compute warps ----
     const int tid = int(threadIdx.x);
-    float * vec = reinterpret_cast<float *>(smem + a.off_vec);
+    float4 * xlo = reinterpret_cast<float4 *>(smem + a.off_vec);  // x (then y_inner) in float32, split (row_dot)
+    float4 * xhi = xlo + a.x_half;
     float * part = reinterpret_cast<float *>(smem + a.off_part);
     float * xc_s = reinterpret_cast<float *>(smem + a.off_xc);
     float * z_s = reinterpret_cast<float *>(smem + a.off_z);
@@ -516,22 +539,24 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     // above), and no barrier of this one can complete before this block arrives at it.
     if (tid == 0) tag_s = unsigned(load_relaxed(a.barrier) / unsigned(G)) + 1u;
     if (!a.early) load_channel_operands();
-    // x into `vec` as float32, its loads issued together.
+    // x into xlo/xhi as float32, its loads issued together.
     if (a.x_vec) {
 #pragma unroll 2
         for (int k = tid * 8; k < a.hidden; k += Tr::kComputeThreads * 8) {
             const uint4 raw = *reinterpret_cast<const uint4 *>(x + k);
             const T * e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) vec[k + j] = to_f32<T>(e[j]);
+            xlo[k / 8] = make_float4(to_f32<T>(e[0]), to_f32<T>(e[1]), to_f32<T>(e[2]), to_f32<T>(e[3]));
+            xhi[k / 8] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
         }
     } else {
 #pragma unroll 8
-        for (int k = tid; k < a.hidden; k += Tr::kComputeThreads) vec[k] = to_f32<T>(x[int64_t(k) * a.x_s]);
+        for (int k = tid; k < a.hidden; k += Tr::kComputeThreads)
+            reinterpret_cast<float *>(k % 8 < 4 ? xlo : xhi)[(k / 8) * 4 + k % 4] = to_f32<T>(x[int64_t(k) * a.x_s]);
     }
     wait_all_copies();
     compute_sync();
     if (tid == 0) stamp(1);
+    staged_arrive();
     const unsigned tag = tag_s;
 
     // Stage s is warp s % 8's, whole: its rows one after the other, so the eight warps work on eight stages
@@ -539,37 +564,50 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     // adding up (until run 58 every stage was split over all warps: about 1 us a stage). A lane's first
     // kXRegs x vectors stay in registers for the phase.
     float4 xr[Tr::kXRegs][2];
-    const float4 * xv = reinterpret_cast<const float4 *>(vec);
     const auto load_x_regs = [&](int features) {
         const int vr = features / 8;
 #pragma unroll
         for (int j = 0; j < Tr::kXRegs; ++j) {
             const int v = lane + 32 * j;
-            xr[j][0] = v < vr ? xv[2 * v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            xr[j][1] = v < vr ? xv[2 * v + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            xr[j][0] = v < vr ? xlo[v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            xr[j][1] = v < vr ? xhi[v] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
     };
+    long long full_wait = 0;  // clock cycles spent waiting for stages to land (timeline)
     const auto consume = [&](int s) {
         const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
         const int slot = s % a.stages;
+        const long long t0 = a.timeline ? clock64() : 0;
         mbar_wait(&full[slot], unsigned(s / a.stages) & 1u);
+        if (a.timeline) full_wait += clock64() - t0;
         const int vr = st.features / 8;
         const uint4 * stage = reinterpret_cast<const uint4 *>(smem + a.off_ring + slot * Tr::kStageBytes);
         const bool whole = vr >= 32 * Tr::kXRegs;
         for (int r = 0; r < st.count; ++r) {
-            const float acc = whole ? row_dot<T, true>(stage + r * vr, vr, xr, xv, lane) : row_dot<T, false>(stage + r * vr, vr, xr, xv, lane);
+            const float acc = whole ? row_dot<T, true>(stage + r * vr, vr, xr, xlo, xhi, lane) : row_dot<T, false>(stage + r * vr, vr, xr, xlo, xhi, lane);
             if (lane == 0) part[st.part_row + r] = acc;
         }
         __syncwarp();
         if (lane == 0) mbar_arrive(&empty[slot]);
+        if (tid == 0 && s == 2 * n_in) stamp(13);
     };
     // This warp's stages among [first, last).
     const auto consume_range = [&](int first, int last) {
         for (int s = first + ((warp - first) % Tr::kComputeWarps + Tr::kComputeWarps) % Tr::kComputeWarps; s < last; s += Tr::kComputeWarps) consume(s);
     };
+    // Warp 0's cycles waiting and in all in a phase's stages (timeline).
+    const auto consume_timed = [&](int first, int last, int wait_stamp) {
+        full_wait = 0;
+        const long long t0 = a.timeline ? clock64() : 0;
+        consume_range(first, last);
+        if (a.timeline && tid == 0) {
+            stamp_s[wait_stamp] = (unsigned long long)full_wait;
+            stamp_s[wait_stamp + 1] = (unsigned long long)(clock64() - t0);
+        }
+    };
 
     load_x_regs(a.hidden);
-    consume_range(0, 2 * n_in);
+    consume_timed(0, 2 * n_in, 14);
     compute_sync();
     if (tid == 0) stamp(4);
 
@@ -713,13 +751,13 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     for (int k = tid * 8; k < a.inner; k += Tr::kComputeThreads * 8) {
         const uint4 raw = __ldcg(reinterpret_cast<const uint4 *>(a.y_inner + int64_t(k) * 2));
         const T * e = reinterpret_cast<const T *>(&raw);
-        reinterpret_cast<float4 *>(vec)[k / 4] = make_float4(to_f32<T>(e[0]), to_f32<T>(e[1]), to_f32<T>(e[2]), to_f32<T>(e[3]));
-        reinterpret_cast<float4 *>(vec)[k / 4 + 1] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
+        xlo[k / 8] = make_float4(to_f32<T>(e[0]), to_f32<T>(e[1]), to_f32<T>(e[2]), to_f32<T>(e[3]));
+        xhi[k / 8] = make_float4(to_f32<T>(e[4]), to_f32<T>(e[5]), to_f32<T>(e[6]), to_f32<T>(e[7]));
     }
     compute_sync();
     if (tid == 0) stamp(11);
     load_x_regs(a.inner);
-    consume_range(2 * n_in, total);
+    consume_timed(2 * n_in, total, 16);
     compute_sync();
     for (int h = tid; h < nh; h += Tr::kComputeThreads) {
         float o = part[2 * nc + h];
@@ -740,7 +778,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     if (tid == 0) {
         stamp(12);
         write_stamps(0, 2);
-        write_stamps(4, 13);
+        write_stamps(4, 18);
     }
 }
 
@@ -755,9 +793,13 @@ constexpr EnvChoice<bool> kTimelineSwitch[] = {{"0", false}, {"1", true}};
 // One line on stderr per call: each stamp's mean and latest time over the blocks, in microseconds from
 // the first block's start (stamps a block never reached, such as a loader with no out_proj rows, are left out).
 void report_timeline(mamba_context & ctx, const unsigned long long * device_stamps, int G) {
-    static constexpr const char * kNames[] = {"start",     "staged",          "out_proj issued", "all issued",  "in_proj done",
-                                              "partials out", "sums out",     "xdbl in",         "dt done",     "update done",
-                                              "barrier passed", "y_inner in", "end"};
+    static constexpr const char * kNames[] = {"start",          "staged",     "out_proj issued", "all issued", "in_proj done",
+                                              "partials out",   "sums out",   "xdbl in",         "dt done",    "update done",
+                                              "barrier passed", "y_inner in", "end",             "warp 0's first out_proj stage done"};
+    // Then clock cycles (durations, not times).
+    static constexpr const char * kCycleNames[] = {"in_proj: warp 0 waiting for stages", "in_proj: warp 0 in all",
+                                                   "out_proj: warp 0 waiting for stages", "out_proj: warp 0 in all",
+                                                   "the loader waiting for free stages"};
     std::vector<unsigned long long> t(size_t(G) * Tr::kStamps);
     MAMBA_CUDA_CHECK(cudaMemcpyAsync(t.data(), device_stamps, t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost, ctx.cuda->stream));
     MAMBA_CUDA_CHECK(cudaStreamSynchronize(ctx.cuda->stream));
@@ -779,6 +821,18 @@ void report_timeline(mamba_context & ctx, const unsigned long long * device_stam
         char figures[64];
         std::snprintf(figures, sizeof figures, " %.2f / %.2f;", sum / n, latest);
         line += cat(" ", kNames[i], figures);
+    }
+    line += " cycles (mean / most):";
+    for (int i = 0; i < int(std::size(kCycleNames)); ++i) {
+        double sum = 0.0, most = 0.0;
+        for (int b = 0; b < G; ++b) {
+            const double v = double(t[size_t(b) * Tr::kStamps + std::size(kNames) + i]);
+            sum += v;
+            most = std::max(most, v);
+        }
+        char figures[64];
+        std::snprintf(figures, sizeof figures, " %.0f / %.0f;", sum / G, most);
+        line += cat(" ", kCycleNames[i], figures);
     }
     std::fprintf(stderr, "%s\n", line.c_str());
 }
@@ -856,6 +910,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     Layout l;
     l.add(2 * Tr::kMaxStages * 8);  // the mbarriers
     a.off_vec = l.add(std::max(p.hidden, p.inner) * 4);
+    a.x_half = int(std::max(p.hidden, p.inner) / 8);
     a.off_part = l.add(int64_t(2 * MC + a.max_outputs) * 4);
     a.off_xc = l.add(MC * 4);
     a.off_z = l.add(MC * 4);
