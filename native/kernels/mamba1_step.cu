@@ -127,6 +127,7 @@ struct StepArgs {
     int max_channels, max_outputs;   // per block, for the shared-memory layout
     int lanes;                       // lanes per channel in the state update
     int x_half;                      // float4s from the low halves of x's 8-element vectors to the high ones
+    int pace;                        // out_proj stages in flight at most (0: as many as the ring frees)
     bool early;                      // weights and per-channel operands load before the PDL wait
     bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
     bool x_vec;                      // x unit-stride and 16-byte aligned: loaded 8 elements at a time
@@ -437,6 +438,14 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
                 const long long t0 = a.timeline ? clock64() : 0;
                 mbar_wait(&empty[slot], unsigned(round - 1) & 1u);
                 if (a.timeline) waited += clock64() - t0;
+            }
+            // out_proj's rows stream while the compute warps pass through the x_proj exchange, the state
+            // update and the barrier, each a chain of short global-memory round trips: a full ring of requests
+            // ahead of those (21 MB on 132 SMs) held each of them up by microseconds (run 62), so here at
+            // most `pace` stages are in flight (the stage `pace` back has landed before the next is issued).
+            if (a.pace > 0 && s >= 2 * n_in + a.pace) {
+                const int back = s - a.pace;
+                mbar_wait(&full[back % a.stages], unsigned(back / a.stages) & 1u);
             }
             const Stage st = stage_of(a, s, c0, nc, h0, nh, n_in);
             const int bytes = st.count * st.features * 2;
@@ -785,10 +794,14 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
 // MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
 // (the four ops, also what unset gives: the one kernel is slower, see the top of this file). Read at each
 // call.
-enum class StepKernel { Fused, Separate };
-constexpr EnvChoice<StepKernel> kStepKernels[] = {{"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
+enum class StepKernel { Auto, Fused, Separate };
+constexpr EnvChoice<StepKernel> kStepKernels[] = {{"auto", StepKernel::Auto}, {"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
 
 constexpr EnvChoice<bool> kTimelineSwitch[] = {{"0", false}, {"1", true}};
+// MAMBA_CUDA_MAMBA1_STEP_PACE: out_proj stages in flight at most while the step's serial phases run ("0": no
+// limit).
+constexpr EnvChoice<int> kPaces[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"3", 3}, {"4", 4}, {"6", 6}, {"8", 8}};
+constexpr int kDefaultPace = 2;
 
 // One line on stderr per call: each stamp's mean and latest time over the blocks, in microseconds from
 // the first block's start (stamps a block never reached, such as a loader with no out_proj rows, are left out).
@@ -977,6 +990,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.y_s = p.out_proj.y.stride[1];
     a.y_inner = up.y.data;
     a.exchange = ctx.cuda->grid_exchange;
+    a.pace = env_choice("MAMBA_CUDA_MAMBA1_STEP_PACE", kPaces, kDefaultPace);
     const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
     a.barrier = ctx.cuda->grid_barrier;
@@ -998,11 +1012,13 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
 }  // namespace
 
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
-    if (env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate) == StepKernel::Fused) {
-        StepArgs a{};
-        size_t smem = 0;
-        const std::string why = plan_fused(ctx, p, a, smem);
-        if (!why.empty()) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
+    const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
+    StepArgs a{};
+    size_t smem = 0;
+    const std::string why = choice == StepKernel::Separate ? std::string("not chosen") : plan_fused(ctx, p, a, smem);
+    if (choice == StepKernel::Fused && !why.empty())
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
+    if (why.empty()) {
         if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, a, smem);
         else launch_fused<f16_t>(ctx, p, a, smem);
         note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});

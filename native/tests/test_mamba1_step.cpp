@@ -2,7 +2,8 @@
 // those ops store their outputs), over several steps in a row: bf16 and f16 shapes the one CUDA kernel takes
 // (forced with MAMBA_CUDA_MAMBA1_STEP=fused, so a silent fallback fails), from a few channels per SM to the
 // mamba-2.8b shape, with and without an op just before (the kernel's early loads); float32, mixed dtypes and
-// batch 2, which take the four ops; and bad arguments.
+// batch 2, which take the four ops; and bad arguments. On CUDA every case also runs with "auto" (the one
+// kernel where it can run, the four ops elsewhere) and "separate".
 #include <cmath>
 
 #include "backend_test.h"
@@ -144,7 +145,7 @@ protected:
         // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
         const bool fused = on_cuda() && fusable(c) && device_has_clusters();
         std::vector<const char *> variants{fused ? "fused" : ""};
-        if (on_cuda()) variants.push_back("separate");
+        if (on_cuda()) variants.insert(variants.end(), {"auto", "separate"});
         for (const char * variant : variants) {
             SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant);
             const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant);
@@ -265,7 +266,7 @@ TEST_P(Mamba1StepTest, ForcedKernelThatCannotRunSaysWhy) {
     {
         const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", "one");
         EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP must be one of fused, separate (or unset), not 'one'");
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP must be one of auto, fused, separate (or unset), not 'one'");
     }
 }
 

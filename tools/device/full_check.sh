@@ -8,6 +8,7 @@
 # QUICK=1 leaves out the 130m model benchmark, the Python example and the managed-overhead runs (for runs
 # that change only kernels);
 # TEST_FILTER / BENCH_FILTER narrow CTest and the kernel benchmark (test_and_bench.sh's arguments);
+# TEST_ENV="VAR=value ..." sets variables for CTest and NUnit only (e.g. a kernel choice the suites then run);
 # NUNIT=0 skips the NUnit suite (NUNIT_FILTER narrows it, a --filter expression), BDN=1 runs the BenchmarkDotNet suite on the GPU (in process, short job;
 # BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
 # prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
@@ -83,7 +84,7 @@ export DOTNET_ROOT=/tmp/dotnet PATH=/tmp/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOU
 
 [ "${NUNIT:-1}" = 0 ] || {
 step "NUnit against the CUDA build"
-timeout 300 dotnet "$apps/Mamba.Tests/Mamba.Tests.dll" ${NUNIT_FILTER:+--filter "$NUNIT_FILTER"} --results-directory "$out/nunit" --report-trx \
+env ${TEST_ENV:-} timeout 300 dotnet "$apps/Mamba.Tests/Mamba.Tests.dll" ${NUNIT_FILTER:+--filter "$NUNIT_FILTER"} --results-directory "$out/nunit" --report-trx \
   --report-trx-filename nunit.trx > "$out/nunit.log" 2>&1
 echo "# nunit exit $?"
 grep -E "failed|Failed|error" "$out/nunit.log" | head -40

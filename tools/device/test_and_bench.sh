@@ -27,7 +27,7 @@ echo "# build: $(( $(date +%s) - start )) s"
 start=$(date +%s)
 ctest_args=(--test-dir build/cuda -j 16 --timeout 300)
 [ -n "$test_filter" ] && ctest_args+=(-R "$test_filter")
-ctest "${ctest_args[@]}" > "$out/ctest.log" 2>&1
+env ${TEST_ENV:-} ctest "${ctest_args[@]}" > "$out/ctest.log" 2>&1
 ctest_rc=$?
 echo "# ctest: $(( $(date +%s) - start )) s, exit $ctest_rc"
 grep -E "^\s*[0-9]+/[0-9]+ Test .*(Failed|Timeout|Exception|Not Run)" "$out/ctest.log" | head -60
