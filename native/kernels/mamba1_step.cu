@@ -1,53 +1,44 @@
 // A Mamba-1 mixer's decode step at batch 1 in one kernel (mamba_mamba1_step with
-// MAMBA_CUDA_MAMBA1_STEP=fused): in_proj with the conv step, x_proj, the state update with dt_proj inside,
-// out_proj. Opt-in: measured slower than the four kernels it replaces (below), so the op runs those by
-// default.
+// MAMBA_CUDA_MAMBA1_STEP=fused, or =auto where it can run): in_proj with the conv step, x_proj, the state
+// update with dt_proj inside, out_proj. Opt-in: measured a few percent slower than the four kernels it
+// replaces (below), so the op runs those by default.
 //
 // The idea: as five kernels (the norm, in_proj + conv, x_proj, the state update, out_proj) a mamba-2.8b
-// layer takes about 35 us on an H200 against the 20 us its 82.5 MB of weights take to stream at copy
+// layer takes about 34 us on an H200 against the 20 us its 82.5 MB of weights take to stream at copy
 // bandwidth; between the GEMVs HBM idles while the small kernels wait on each other's round trips. Here
 // the weights never wait for the activations: one loader warp per block streams the block's rows of
 // in_proj, then of out_proj, into a ring of shared-memory stages (bulk copies, TMA, where the compiler has
-// them; 16-byte cp.async otherwise) as fast as the ring frees up, while the compute warps pass two
-// grid-wide barriers (after x_proj's partial sums, after the state update).
-//
-// Measured (H200, mamba-2.8b shapes, bf16; docs/gpu-results.md runs 51-58): before x was held in
-// registers (below) this kernel took 51 us a layer alone (the four kernels, in a graph with the norm:
-// ~34 us), and decode 3.15 ms/step against 2.27; holding x took the 8-layer chain from 0.385 to 0.358 ms
-// (run 58; the four kernels 0.275).
-// Nsight Compute (run 54): 1.66 TB/s from DRAM (34% of peak), 0.25 instructions a cycle per scheduler, no
-// one stall dominant. A per-phase timeline of the blocks (run 56, on a build with 16 compute warps, which
-// was slower still: 56 us; instrumentation since removed) put in_proj's 52 MB at ~24 us (2.2 TB/s), the
-// conv step and x_proj partials at 0.8 us, each grid barrier at 1.3-1.7 us past the last arrival, the
-// x_proj sums at 2.6 us, the state update at 2.3 us, and out_proj at 10 us although most of its rows were
-// already in the ring: the stages drain at about 1 us each in both phases. The counts of run 54 say why:
-// the dot products took 45% of the kernel's 100k warp instructions an SM, about 190 a warp a stage, and
-// a warp issued one every 8.9 cycles, so a stage cost ~0.85 us of one warp's dependent chain (the stage's
-// barrier wait, shared loads, the FMAs, five shuffles, the release) with only 8 warps an SM to overlap
-// it. Twice the warps (each with half the vectors but the same fixed part) did not help; holding x in
-// registers (run 58) trimmed the chain by 7%. What should: stages that are one warp's work each, so that
-// eight are worked on at once.
+// them; 16-byte cp.async otherwise) as fast as the ring frees up, while the compute warps run the serial
+// part (conv, x_proj, state update) and pass one grid-wide barrier.
 //
 // Bytes (mamba-2.8b, bf16): in_proj 2*inner*hidden*2 = 52.4 MB, out_proj hidden*inner*2 = 26.2 MB,
 // x_proj (rank+2*dstate)*inner*2 = 2.0 MB, dt_proj inner*rank*2 = 1.6 MB, A and the state
 // inner*dstate*4 = 0.33 MB each (the state read and written), plus vectors; FLOPs: 2 per weight element,
 // 6 per state element. All of it is read once per step.
 //
-// Layout: one block per SM, launched cooperatively (the grid-wide barriers need every block resident at
-// once). Block b owns
+// Layout: one block per SM, launched cooperatively (the exchange and the barrier need every block resident
+// at once). Block b owns
 // - the channels [c0, c1) (groups of 8, so that its x_proj columns start 16-byte aligned): their in_proj
 //   rows (x and z halves), conv step, x_proj columns (a partial sum of every x_proj output over its
 //   channels) and state update;
 // - the outputs [h0, h1) = [b*hidden/G, (b+1)*hidden/G) of out_proj.
-// Phases: stream in_proj rows -> conv step -> x_proj partials -> barrier 1 -> every block sums the
-// partials (dt_low, B, C; a fixed order, so the result does not depend on timing) -> state update,
-// y_inner out -> barrier 2 -> every block reads y_inner -> stream out_proj rows -> y.
-// A stage carries whole weight rows (rows_in or rows_out of them, a power of two <= 8) and is one compute
-// warp's work (stage s is warp s % 8's): eight stages are worked on at once, sixteen in the ring. (Not yet
-// run on a GPU: this branch's change against main, where every warp took a piece of every stage.)
-// The per-channel operands (conv state and filter, A, the state, D, dt_bias, the block's dt_proj rows and
-// x_proj columns) load into shared memory at the start, before the PDL wait where the op just before does
-// not write them (launch.cuh's early reads), and the loader then streams weights before the wait too.
+// Phases: stage the per-channel operands and x -> stream in_proj rows -> conv step -> x_proj partials
+// into the context's tagged exchange slots -> block b sums outputs b, b + G, ... in a fixed order (so the
+// result does not depend on timing) and hands the sums back the same way -> dt, state update, y_inner out
+// -> grid barrier -> every block reads y_inner -> the rest of out_proj's rows -> y; the new states last.
+// A stage is 10 KB of whole weight rows (2 of in_proj's, 1 of out_proj's at mamba-2.8b) and one compute
+// warp's work (stage s is warp s % 8's), sixteen in the ring.
+//
+// Measured (H200, mamba-2.8b, bf16, the 8-layer chain of RMSNorm + step in a graph; docs/gpu-results.md
+// runs 51-63): 0.358 ms when every warp took a piece of every stage (run 58) against 0.275 for the four
+// kernels; 0.2875-0.3069 now (runs 62-63, each run on another GPU; the four kernels 0.2756-0.2780 in the
+// same runs). A per-block timeline (MAMBA_CUDA_MAMBA1_STEP_TIMELINE=1, direct calls, run 62; us from the
+// first block's start, means over blocks): operands and x staged 5.0, in_proj consumed 15.1 (warp 0 waits
+// for stages ~58% of that phase: streaming-bound), x_proj partials 18.2, sums 22.5, xdbl 23.9, dt 24.5,
+// state update 25.3, barrier 26.3, y_inner 27.0, out_proj done 31.7 (warp 0 busy, not waiting, 6700
+// cycles for its 3 rows: compute-bound, 8 warps an SM with little to overlap). So what is
+// left is latency: ~12 us of serial phases a layer against ~6 us of out_proj streaming to hide them,
+// and the staging at the start.
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
@@ -791,9 +782,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     }
 }
 
-// MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run) or "separate"
-// (the four ops, also what unset gives: the one kernel is slower, see the top of this file). Read at each
-// call.
+// MAMBA_CUDA_MAMBA1_STEP: "fused" (the one kernel, or UNSUPPORTED where it cannot run), "auto" (the one
+// kernel where it can run, the four ops elsewhere) or "separate" (the four ops, also what unset gives: the
+// one kernel is slower, see the top of this file). Read at each call.
 enum class StepKernel { Auto, Fused, Separate };
 constexpr EnvChoice<StepKernel> kStepKernels[] = {{"auto", StepKernel::Auto}, {"fused", StepKernel::Fused}, {"separate", StepKernel::Separate}};
 

@@ -423,12 +423,13 @@ public unsafe struct mamba_selective_state_update_args
 /// with inner = conv_weight's first dimension, rank = dt_proj_weight's second, dstate = A's second.
 /// Intermediate values are rounded to the scratch tensors' dtypes as those calls round them; the four
 /// scratch tensors' contents are unspecified afterwards. Both backends run the calls above. On CUDA,
-/// MAMBA_CUDA_MAMBA1_STEP=fused (read at each call; "separate" or unset: the calls above) runs the step as
-/// one kernel on every SM with two grid-wide barriers inside, where it can: batch 1, compute capability
-/// 9.0, every 16-bit tensor bfloat16 or every one float16, weights contiguous and 16-byte aligned, hidden
-/// and inner multiples of 8 up to 10240, rank a multiple of 8, conv width 2 to 4, dstate a multiple of 4 up
-/// to 128; elsewhere it fails with UNSUPPORTED, naming the reason. (That kernel is not yet faster than the
-/// calls it replaces.) Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input
+/// MAMBA_CUDA_MAMBA1_STEP=fused (read at each call; "separate" or unset: the calls above; "auto": the one
+/// kernel where it can run, the calls above elsewhere) runs the step as one kernel on every SM, where it
+/// can: batch 1, compute capability 9.0, every 16-bit tensor bfloat16 or every one float16, weights
+/// contiguous and 16-byte aligned, hidden and inner multiples of 8 up to 5120, at most 128 channels of
+/// inner an SM, rank a multiple of 8, rank + 2 dstate at most 1024, conv width 2 to 4, dstate a multiple
+/// of 4 up to 128; elsewhere "fused" fails with UNSUPPORTED, naming the reason. (That kernel is not yet
+/// faster than the calls it replaces.) Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input
 /// or each other.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
