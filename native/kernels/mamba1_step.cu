@@ -119,6 +119,7 @@ struct StepArgs {
     int lanes;                       // lanes per channel in the state update
     int x_half;                      // float4s from the low halves of x's 8-element vectors to the high ones
     int pace;                        // out_proj stages in flight at most (0: as many as the ring frees)
+    bool evict_first;                // the weights' lines marked to leave L2 first
     bool early;                      // weights and per-channel operands load before the PDL wait
     bool contiguous_state;           // A and the state (inner, dstate) rows dense: copied in 16-byte pieces
     bool x_vec;                      // x unit-stride and 16-byte aligned: loaded 8 elements at a time
@@ -165,16 +166,32 @@ constexpr bool kBulkCopy = true;
 constexpr bool kBulkCopy = false;
 #endif
 
-__device__ __forceinline__ void bulk_copy(void * dst, const void * src, uint32_t bytes, uint64_t * bar) {
+// With `evict_first`, the copy's lines leave L2 before others: a step streams every weight once, and
+// without the hint those lines push out what the step reads again soon (its code, x, the exchange slots,
+// the states) and the next layers' small kernels' data.
+__device__ __forceinline__ void bulk_copy(void * dst, const void * src, uint32_t bytes, uint64_t * bar, bool evict_first, uint64_t policy) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes),
-                 "r"(smem_u32(bar))
-                 : "memory");
+    if (evict_first)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
+                     "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
+                     : "memory");
+    else
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes),
+                     "r"(smem_u32(bar))
+                     : "memory");
 #else
-    (void)dst, (void)src, (void)bytes, (void)bar;
+    (void)dst, (void)src, (void)bytes, (void)bar, (void)evict_first, (void)policy;
     __trap();  // never launched: the host plans the kernel for compute capability 9.0 only
 #endif
+}
+
+__device__ __forceinline__ uint64_t evict_first_policy() {
+    uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
 }
 
 __device__ __forceinline__ void mbar_init_fence() {
@@ -421,6 +438,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (!a.early) wait_for_producer();
         operands_issued_sync();
         const int prime = min(Tr::kPrimeStages, total);
+        const uint64_t policy = evict_first_policy();
         long long waited = 0;  // clock cycles spent waiting for free stages (timeline)
         for (int s = 0; s < total; ++s) {
             if (s == prime) staged_sync();
@@ -442,7 +460,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const int bytes = st.count * st.features * 2;
             unsigned char * dst = smem + a.off_ring + slot * Tr::kStageBytes;
             if constexpr (kBulkCopy) {
-                if (lane == 0) bulk_copy(dst, st.src, uint32_t(bytes), &full[slot]);
+                if (lane == 0) bulk_copy(dst, st.src, uint32_t(bytes), &full[slot], a.evict_first, policy);
             } else {
                 for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
                 arrive_when_copied(&full[slot]);
@@ -793,6 +811,10 @@ constexpr EnvChoice<bool> kTimelineSwitch[] = {{"0", false}, {"1", true}};
 // limit).
 constexpr EnvChoice<int> kPaces[] = {{"0", 0}, {"1", 1}, {"2", 2}, {"3", 3}, {"4", 4}, {"6", 6}, {"8", 8}};
 constexpr int kDefaultPace = 2;
+// MAMBA_CUDA_MAMBA1_STEP_EVICT: "first" marks the streamed weights' lines to leave L2 before other lines,
+// "normal" does not.
+constexpr EnvChoice<bool> kEvictChoices[] = {{"first", true}, {"normal", false}};
+constexpr bool kDefaultEvictFirst = true;
 
 // One line on stderr per call: each stamp's mean and latest time over the blocks, in microseconds from
 // the first block's start (stamps a block never reached, such as a loader with no out_proj rows, are left out).
@@ -982,6 +1004,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.y_inner = up.y.data;
     a.exchange = ctx.cuda->grid_exchange;
     a.pace = env_choice("MAMBA_CUDA_MAMBA1_STEP_PACE", kPaces, kDefaultPace);
+    a.evict_first = env_choice("MAMBA_CUDA_MAMBA1_STEP_EVICT", kEvictChoices, kDefaultEvictFirst);
     const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
     a.barrier = ctx.cuda->grid_barrier;
