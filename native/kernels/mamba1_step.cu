@@ -30,9 +30,10 @@
 // warp's work (stage s is warp s % 8's), sixteen in the ring.
 //
 // Measured (H200, mamba-2.8b, bf16, the 8-layer chain of RMSNorm + step in a graph; docs/gpu-results.md
-// runs 51-63): 0.358 ms when every warp took a piece of every stage (run 58) against 0.275 for the four
+// runs 51-64): 0.358 ms when every warp took a piece of every stage (run 58) against 0.275 for the four
 // kernels; 0.2875-0.3069 now (runs 62-63, each run on another GPU; the four kernels 0.2756-0.2780 in the
-// same runs). A per-block timeline (MAMBA_CUDA_MAMBA1_STEP_TIMELINE=1, direct calls, run 62; us from the
+// same runs); the weights' evict-first hint is in those figures from run 64 (0.2914 against 0.3042 without
+// it, the four kernels 0.2764). A per-block timeline (MAMBA_CUDA_MAMBA1_STEP_TIMELINE=1, direct calls, run 62; us from the
 // first block's start, means over blocks): operands and x staged 5.0, in_proj consumed 15.1 (warp 0 waits
 // for stages ~58% of that phase: streaming-bound), x_proj partials 18.2, sums 22.5, xdbl 23.9, dt 24.5,
 // state update 25.3, barrier 26.3, y_inner 27.0, out_proj done 31.7 (warp 0 busy, not waiting, 6700
