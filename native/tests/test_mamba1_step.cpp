@@ -212,6 +212,43 @@ TEST_P(Mamba1StepTest, Float32TakesTheFourOps) { run({1, 64, 128, 8, 16, 4, DTyp
 TEST_P(Mamba1StepTest, MixedDtypesTakeTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::BF16}); }
 TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}); }
 
+TEST_P(Mamba1StepTest, OneKernelSettingsChangeNoResult) {
+    // The one kernel's tuning variables (out_proj's pacing, the weights' L2 priority, the timeline) change how
+    // it runs, never what it computes; the mamba-130m shape streams several stages of each matrix a block, so
+    // a pace of 1 holds the loader back. The CPU backend reads none of them.
+    const struct {
+        const char *pace, *evict, *timeline;
+    } settings[] = {{"0", "normal", "0"}, {"1", "first", "1"}, {"4", "normal", "0"}};
+    for (const auto & v : settings) {
+        SCOPED_TRACE(std::string("pace ") + v.pace + " evict " + v.evict + " timeline " + v.timeline);
+        const mt::ScopedEnv pace("MAMBA_CUDA_MAMBA1_STEP_PACE", v.pace), evict("MAMBA_CUDA_MAMBA1_STEP_EVICT", v.evict),
+            timeline("MAMBA_CUDA_MAMBA1_STEP_TIMELINE", v.timeline);
+        run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2});
+    }
+}
+
+TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
+    if (!on_cuda() || !device_has_clusters()) GTEST_SKIP() << "the one kernel runs on compute capability 9.0";
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
+                       &m.xdbl, &m.y_inner})
+        t->upload(ctx());
+    mamba_mamba1_step_args a = m.args(false);
+    const mt::ScopedEnv fused("MAMBA_CUDA_MAMBA1_STEP", "fused");
+    {
+        const mt::ScopedEnv pace("MAMBA_CUDA_MAMBA1_STEP_PACE", "5");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_PACE must be one of 0, 1, 2, 3, 4, 6, 8 (or unset), not '5'");
+    }
+    {
+        const mt::ScopedEnv evict("MAMBA_CUDA_MAMBA1_STEP_EVICT", "last");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_EVICT must be one of first, normal (or unset), not 'last'");
+    }
+    MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the same call with the variables unset
+}
+
 TEST_P(Mamba1StepTest, BadArgumentsNameTheirPart) {
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
     Mixer m(c);
