@@ -360,6 +360,30 @@ __device__ __forceinline__ void cp_async_wait_group() {
 #endif
 }
 
+// ---- L2 cache policies (sm_80+), for the .L2::cache_hint forms of loads, copies and prefetches ----
+// A policy covering every access it is given (fraction 1.0). Below sm_80 they are 0 and never used.
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+    uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
+}
+__device__ __forceinline__ uint64_t l2_policy_evict_normal() {
+    uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
+}
+__device__ __forceinline__ uint64_t l2_policy_evict_last() {
+    uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+#endif
+    return policy;
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Copies src into dst (any strides and float/int dtypes) on the context's stream; used to stage

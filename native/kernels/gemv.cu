@@ -93,6 +93,11 @@
 // kernel at one row its first batch before the wait; otherwise the warp kernel only asks L2 for its first
 // two batches there (prefetch_l2), which puts the first HBM round trip under the previous kernel's tail.
 // x is first read at the marked dependency point.
+//
+// L2 policy of W (MAMBA_CUDA_GEMV_EVICT): every 16-byte W load carries an L2 cache policy, evict_normal by
+// default, evict_first with "first". A decode step reads each weight once; the one-kernel Mamba-1 step
+// (mamba1_step.cu) measured +4-5% from marking its weight stream evict_first, so the same hint is offered
+// here for the measurement on the four-kernel path.
 #include "gemv.cuh"
 #include "launch.cuh"
 
@@ -117,6 +122,7 @@ struct GemvArgs {
     bool early_conv;    // with has_conv: the conv state, weight and bias load before the PDL wait (launch.cuh)
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
+    bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -133,22 +139,27 @@ constexpr int kConvFusedMaxWidth = 4;
 constexpr int kLoadThroughL1 = 0, kLoadStream = 1;
 
 template <int kLoad>
-__device__ __forceinline__ uint4 load_w16(const void * p) {
+__device__ __forceinline__ uint4 load_w16(const void * p, uint64_t policy) {
+    uint4 v;
     if constexpr (kLoad == kLoadThroughL1) {
-        return __ldg(reinterpret_cast<const uint4 *>(p));
+        asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(policy));
     } else {
-        uint4 v;
-        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-        return v;
+        asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+            : "l"(p), "l"(policy));
     }
+    return v;
 }
 
+// The L2 policy of a kernel's W loads (GemvArgs::w_evict_first), made once per thread.
+__device__ __forceinline__ uint64_t w_load_policy(const GemvArgs & a) { return a.w_evict_first ? l2_policy_evict_first() : l2_policy_evict_normal(); }
+
 // One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero. 16-byte
-// loads need both the compile-time (Tr::kVec) and the run-time (vec) permission.
+// loads need both the compile-time (Tr::kVec) and the run-time (vec) permission; they carry the L2 policy.
 template <class Tr>
-__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in, bool vec = true) {
+__device__ __forceinline__ uint4 load_w_vector(const typename Tr::W * row, int64_t k, int64_t in, uint64_t policy, bool vec = true) {
     using TW = typename Tr::W;
-    if (Tr::kVec && vec && k + Tr::kVecElems <= in) return load_w16<Tr::kLoad>(row + k);
+    if (Tr::kVec && vec && k + Tr::kVecElems <= in) return load_w16<Tr::kLoad>(row + k, policy);
     uint4 raw = make_uint4(0u, 0u, 0u, 0u);
     TW * e = reinterpret_cast<TW *>(&raw);
 #pragma unroll
@@ -375,6 +386,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         rows_w[r] = static_cast<const TW *>(a.w) + (row_ok[r] ? n0 + r : 0) * a.ldw;
     }
     const int step = warps_k * 32;  // vectors between a lane's consecutive loads of one row
+    const uint64_t w_policy = w_load_policy(a);
     uint4 wv[U][R];
     // The loads of U vectors of each of the R rows from vector v0 on, of the tile at column t0 (`vectors` of
     // them), W's in-range elements only (zeros elsewhere).
@@ -384,7 +396,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             const int v = v0 + u * step;
 #pragma unroll
             for (int r = 0; r < R; ++r)
-                wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in) : make_uint4(0u, 0u, 0u, 0u);
+                wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in, w_policy) : make_uint4(0u, 0u, 0u, 0u);
         }
     };
     // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
@@ -578,6 +590,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     const int stride = a.warps_k * lpr;
     const int first = wk * lpr + lid;
     const int count = first < vectors ? (vectors - first + stride - 1) / stride : 0;  // this lane's vectors per row
+    const uint64_t w_policy = w_load_policy(a);
 
     float acc[R][M];
 #pragma unroll
@@ -592,7 +605,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
             const int j = j0 + u;
             const int64_t k = int64_t(first + j * stride) * V;
 #pragma unroll
-            for (int r = 0; r < R; ++r) buf[u][r] = j < count && row_ok[r] ? load_w_vector<Tr>(rows_w[r], k, a.in, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
+            for (int r = 0; r < R; ++r) buf[u][r] = j < count && row_ok[r] ? load_w_vector<Tr>(rows_w[r], k, a.in, w_policy, a.w_vec) : make_uint4(0u, 0u, 0u, 0u);
         }
     };
     auto fma_batch = [&](const uint4 (&buf)[U][R], int j0) {
@@ -704,6 +717,13 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 // launch. Unset or empty: the warp kernel for up to two rows (x from L1 costs 2-4 B of L1 traffic per B
 // of W there), few outputs and rows it can count, the tiled one otherwise.
 GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
+
+// MAMBA_CUDA_GEMV_EVICT: "first" marks W's lines to leave L2 before other lines (a decode step reads each
+// weight once, and the lines it streams would otherwise push out what the step reads again: activations,
+// states, prefetched weights); "normal" (the default) gives W the default priority. Read at each call
+// like the variant; any other value fails the call (INVALID_ARGUMENT) before a launch.
+constexpr EnvChoice<bool> kGemvEvict[] = {{"first", true}, {"normal", false}};
+bool gemv_evict_first() { return env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, false); }
 
 // Where cuBLAS takes batched-decode rows from the GEMV kernels: from 2 rows where W has at least
 // kGemmMinOut outputs (enough output tiles for the GEMM to fill the GPU), from kGemmAnyRows rows at any
@@ -888,6 +908,7 @@ bool gemv_applies(const LinearParams & p) {
 }  // namespace
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
+    const bool evict_first = gemv_evict_first();  // read before any way out, so a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
@@ -896,6 +917,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     // Decided once for the call: where a forced warp kernel runs more than 4 rows as several launches, each
     // later launch follows one of this op, which writes only y, and y never overlaps W (validate_linear).
     a.early_w = readable_before_wait(ctx, {&p.weight});
+    a.w_evict_first = evict_first;
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
@@ -910,9 +932,10 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // The epilogue lives in the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with
     // no columns (no tile, so no staged conv operands) and a W that does not allow 16-byte loads take the
     // two ops.
-    // Both switches are read first, so that a misspelt value fails every call, not only the fusable ones.
+    // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
     const GemvVariant forced = forced_gemv_variant();
+    const bool evict_first = gemv_evict_first();
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
     // Where mamba_linear takes cuBLAS (batched rows, large W), so do the two ops.
@@ -922,6 +945,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.early_w = readable_before_wait(ctx, {&l.weight});
     a.early_conv = readable_before_wait(ctx, {&c.conv_state, &c.weight, ptr(c.bias)});
+    a.w_evict_first = evict_first;
     a.has_conv = c.dim > 0;
     GemvArgs::Conv & k = a.conv;
     k.state = any(c.conv_state);

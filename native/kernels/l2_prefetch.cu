@@ -21,10 +21,9 @@
 // - Lines are marked evict_last (except "prefetch_normal"): the consumer's GEMV loads are evict_normal,
 //   so its streaming of weights that are not prefetched evicts those lines, not the prefetched ones.
 // - The range is widened to whole 128-byte lines: a line holding any byte of the range is mapped memory.
-// - The GEMV's own weight loads stay evict_normal (no evict_first hint there): with the prefetched lines
-//   marked evict_last, L2 replaces the lines the GEMV streams before them anyway. If a measurement shows
-//   prefetched lines lost before their GEMV reads them, an evict_first variant of the GEMV's W loads is
-//   the next thing to try.
+// - The GEMV's own weight loads are evict_normal by default: with the prefetched lines marked evict_last,
+//   L2 replaces the lines the GEMV streams before them anyway. MAMBA_CUDA_GEMV_EVICT=first (gemv.cu) marks
+//   them evict_first instead, for the measurement.
 // - Measured on an H200 (docs/gpu-results.md, runs 6 and 7; mamba-2.8b / mamba2-2.7b bf16 decode at batch 1):
 //   off 3.428 / 3.635 ms a step, bulk with 8 blocks 3.362 / 3.547; prefetch and load with 16 blocks from 2%
 //   slower to 2% faster. Whether "prefetch" fills a whole 128-byte line or only the addressed 32-byte sector
@@ -80,13 +79,6 @@ constexpr EnvChoice<L2PrefetchMode> kModes[] = {{"off", L2PrefetchMode::Off},
                                                  {"bulk", L2PrefetchMode::Bulk}};
 constexpr EnvChoice<int> kBlocks[] = {{"4", 4}, {"8", 8}, {"16", 16}, {"32", 32}, {"64", 64}, {"132", 132}};
 
-// An L2 cache policy that keeps lines past evict_normal ones.
-__device__ __forceinline__ uint64_t evict_last_policy() {
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
-    return policy;
-}
-
 __device__ __forceinline__ void prefetch_line(const char * p, bool evict_last) {
     if (evict_last) asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
     else asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
@@ -102,7 +94,7 @@ __global__ void __launch_bounds__(Tr::kThreads) l2_prefetch_kernel(const char * 
     if constexpr (Tr::kKind == L2PrefetchMode::Load) {
         // A warp covers 4 lines per round of 32 x 16-byte loads; thread t of the grid takes vectors t,
         // t + stride, ... of the range (8 per line).
-        const uint64_t policy = evict_last_policy();
+        const uint64_t policy = l2_policy_evict_last();
         constexpr int kVecPerLine = Tr::kLineBytes / 16, U = Tr::kLoadUnroll;
         const int64_t vectors = lines * kVecPerLine;
         uint32_t folded = 0;
@@ -126,7 +118,7 @@ __global__ void __launch_bounds__(Tr::kThreads) l2_prefetch_kernel(const char * 
         if (folded == 0x9e3779b9u) *sink = folded;
     } else if constexpr (Tr::kKind == L2PrefetchMode::Bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(CUDART_VERSION) && CUDART_VERSION >= 12000
-        const uint64_t policy = evict_last_policy();
+        const uint64_t policy = l2_policy_evict_last();
         constexpr int64_t kLinesPerChunk = Tr::kBulkBytes / Tr::kLineBytes;
         const int64_t chunks = (lines + kLinesPerChunk - 1) / kLinesPerChunk;
         for (int64_t c = start; c < chunks; c += stride) {

@@ -187,23 +187,10 @@ __device__ __forceinline__ void bulk_copy(void * dst, const void * src, uint32_t
 #endif
 }
 
-__device__ __forceinline__ uint64_t evict_first_policy() {
-    uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-#endif
-    return policy;
-}
-
 __device__ __forceinline__ void mbar_init_fence() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 #endif
-}
-
-// 16 bytes global -> shared, through L2 only (weights are read once per step).
-__device__ __forceinline__ void copy16_async(void * dst, const void * src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src) : "memory");
 }
 
 // The mbarrier's pending count drops by one when this thread's earlier cp.async copies have landed.
@@ -211,11 +198,15 @@ __device__ __forceinline__ void arrive_when_copied(uint64_t * bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" ::"r"(smem_u32(bar)) : "memory");
 }
 
-__device__ __forceinline__ void wait_all_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+// Waits for all of this thread's cp.async copies (common.cuh's, 16 bytes through L2 only).
+__device__ __forceinline__ void wait_all_copies() {
+    cp_async_commit();
+    cp_async_wait_all();
+}
 
 // Copies `count` 16-byte chunks from src to dst with the compute threads' cp.async.
 __device__ __forceinline__ void copy_chunks(void * dst, const void * src, int count, int tid) {
-    for (int i = tid; i < count; i += Tr::kComputeThreads) copy16_async(static_cast<uint4 *>(dst) + i, static_cast<const uint4 *>(src) + i);
+    for (int i = tid; i < count; i += Tr::kComputeThreads) cp_async_16(static_cast<uint4 *>(dst) + i, static_cast<const uint4 *>(src) + i, true);
 }
 
 // The compute warps' own barrier (the loader warp never joins it).
@@ -415,6 +406,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (a.timeline)
             for (int i = first; i < last; ++i) a.timeline[size_t(b) * Tr::kStamps + i] = stamp_s[i];
     };
+    // Zeroed first: a block with no out_proj row never reaches some stamps, and report_timeline leaves zeros out.
+    if (a.timeline && threadIdx.x < Tr::kStamps) stamp_s[threadIdx.x] = 0;
     if (threadIdx.x == 0) stamp(0);
     // Channels in groups of 8, so that the block's x_proj columns start 16-byte aligned.
     const int c0 = 8 * range_begin(a.inner / 8, b, G), nc = 8 * range_begin(a.inner / 8, b + 1, G) - c0;
@@ -439,7 +432,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (!a.early) wait_for_producer();
         operands_issued_sync();
         const int prime = min(Tr::kPrimeStages, total);
-        const uint64_t policy = evict_first_policy();
+        const uint64_t policy = l2_policy_evict_first();
         long long waited = 0;  // clock cycles spent waiting for free stages (timeline)
         for (int s = 0; s < total; ++s) {
             if (s == prime) staged_sync();
@@ -463,7 +456,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             if constexpr (kBulkCopy) {
                 if (lane == 0) bulk_copy(dst, st.src, uint32_t(bytes), &full[slot], a.evict_first, policy);
             } else {
-                for (int off = lane * 16; off < bytes; off += 32 * 16) copy16_async(dst + off, st.src + off);
+                for (int off = lane * 16; off < bytes; off += 32 * 16) cp_async_16(dst + off, st.src + off, true);
                 arrive_when_copied(&full[slot]);
             }
             if (lane == 0 && s == 2 * n_in) stamp(2);
@@ -524,7 +517,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         const T * wx = reinterpret_cast<const T *>(a.w_x) + c0;
         for (int i = tid; i < Q * row_chunks; i += Tr::kComputeThreads) {
             const int q = i / row_chunks, k = i % row_chunks;
-            copy16_async(wx_s + q * MC + 8 * k, wx + int64_t(q) * a.inner + 8 * k);
+            cp_async_16(wx_s + q * MC + 8 * k, wx + int64_t(q) * a.inner + 8 * k, true);
         }
         copy_chunks(wdt_s, a.w_dt + int64_t(c0) * R * 2, nc * R * 2 / 16, tid);
         if (a.contiguous_state) {
@@ -817,6 +810,18 @@ constexpr int kDefaultPace = 2;
 constexpr EnvChoice<bool> kEvictChoices[] = {{"first", true}, {"normal", false}};
 constexpr bool kDefaultEvictFirst = true;
 
+// The one kernel's settings, read at the top of every call (so that a misspelt value fails every call,
+// also those that take the four ops).
+struct FusedSettings {
+    int pace;
+    bool evict_first;
+    bool timeline;
+};
+FusedSettings read_fused_settings() {
+    return {env_choice("MAMBA_CUDA_MAMBA1_STEP_PACE", kPaces, kDefaultPace), env_choice("MAMBA_CUDA_MAMBA1_STEP_EVICT", kEvictChoices, kDefaultEvictFirst),
+            env_choice("MAMBA_CUDA_MAMBA1_STEP_TIMELINE", kTimelineSwitch, false)};
+}
+
 // One line on stderr per call: each stamp's mean and latest time over the blocks, in microseconds from
 // the first block's start (stamps a block never reached, such as a loader with no out_proj rows, are left out).
 void report_timeline(mamba_context & ctx, const unsigned long long * device_stamps, int G) {
@@ -961,7 +966,7 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
 }
 
 template <class T>
-void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a, size_t smem) {
+void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSettings & settings, StepArgs & a, size_t smem) {
     const auto kernel = mamba1_step_kernel<T>;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     int resident = 0;
@@ -1004,8 +1009,8 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     a.y_s = p.out_proj.y.stride[1];
     a.y_inner = up.y.data;
     a.exchange = ctx.cuda->grid_exchange;
-    a.pace = env_choice("MAMBA_CUDA_MAMBA1_STEP_PACE", kPaces, kDefaultPace);
-    a.evict_first = env_choice("MAMBA_CUDA_MAMBA1_STEP_EVICT", kEvictChoices, kDefaultEvictFirst);
+    a.pace = settings.pace;
+    a.evict_first = settings.evict_first;
     const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
     a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
     a.barrier = ctx.cuda->grid_barrier;
@@ -1014,7 +1019,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
     // Cooperative: measured as fast as a plain launch (run 52: 3.265 against 3.271 ms/step), and it keeps the
     // grid resident at once whatever else the device runs.
     // MAMBA_CUDA_MAMBA1_STEP_TIMELINE=1: every block's phase times, printed after each call not captured.
-    const bool timeline = env_choice("MAMBA_CUDA_MAMBA1_STEP_TIMELINE", kTimelineSwitch, false) && !stream_capturing(ctx);
+    const bool timeline = settings.timeline && !stream_capturing(ctx);
     const size_t timeline_bytes = size_t(G) * Tr::kStamps * sizeof(unsigned long long);
     a.timeline = timeline ? static_cast<unsigned long long *>(workspace(ctx, timeline_bytes)) : nullptr;
     if (timeline) MAMBA_CUDA_CHECK(cudaMemsetAsync(a.timeline, 0, timeline_bytes, ctx.cuda->stream));
@@ -1028,14 +1033,15 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, StepArgs & a,
 
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
+    const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;
     const std::string why = choice == StepKernel::Separate ? std::string("not chosen") : plan_fused(ctx, p, a, smem);
     if (choice == StepKernel::Fused && !why.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
     if (why.empty()) {
-        if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, a, smem);
-        else launch_fused<f16_t>(ctx, p, a, smem);
+        if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, settings, a, smem);
+        else launch_fused<f16_t>(ctx, p, settings, a, smem);
         note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
         return;
     }

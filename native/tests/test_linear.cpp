@@ -337,6 +337,49 @@ TEST_P(LinearTest, GemvFirstWeightsLoadedBeforeTheLaunchWait) {
         if (tiled) run({1, 64, 8448, DType::BF16, DType::BF16, DType::BF16});  // 32 outputs a block on 132 SMs
     }
 }
+TEST_P(LinearTest, GemvEvictFirstChangesNoResult) {
+    // MAMBA_CUDA_GEMV_EVICT=first only changes W's L2 priority: each GEMV kernel, with and without its first
+    // loads before the launch wait, 16-byte and element loads (padded W rows), a vector tail, several x tiles
+    // and several rows still match the reference. The CPU backend reads no such variable.
+    const mt::ScopedEnv evict("MAMBA_CUDA_GEMV_EVICT", "first");
+    for (const bool lead : {false, true}) {
+        lead_in_ = lead;
+        for (const char * variant : kernel_variants(kEarlyWeightKernels)) {
+            SCOPED_TRACE(std::string("variant ") + variant + (lead ? ", after a recorded op" : ""));
+            const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+            for (DType wd : {DType::F32, DType::BF16, DType::F16}) {
+                run({1, 2560, 1030, DType::BF16, wd, DType::F32});
+                run({2, 261, 37, DType::F16, wd, DType::F32, true, false, true, true});
+                run({1, 5120, 200, DType::BF16, wd, DType::BF16, true});
+            }
+            if (std::string(variant) == "tiled") run({3, 8200, 96, DType::F32, DType::BF16, DType::F32});
+        }
+    }
+}
+TEST_P(LinearTest, UnknownGemvEvictIsRejected) {
+    // A misspelt MAMBA_CUDA_GEMV_EVICT fails every call (also those that cuBLAS takes) and launches nothing.
+    // (Rows past the GEMV's 16 too: linear.cu asks the GEMV first.)
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend has no GEMV kernels";
+    Tensor x({1, 64}, DType::F32), w({16, 64}, DType::BF16), y({1, 16}, DType::F32);
+    std::mt19937_64 rng(6);
+    x.fill_uniform(rng, -1, 1);
+    w.fill_uniform(rng, -1, 1);
+    x.upload(ctx());
+    w.upload(ctx());
+    y.upload_poisoned(ctx());
+    for (const char * variant : {"", "gemm"}) {
+        const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
+        const mt::ScopedEnv evict("MAMBA_CUDA_GEMV_EVICT", "last");
+        EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT) << "variant '" << variant << "'";
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_EVICT must be one of first, normal (or unset), not 'last'");
+    }
+    y.download(ctx());
+    for (double v : y.values()) EXPECT_TRUE(std::isnan(v));
+    const mt::ScopedEnv normal("MAMBA_CUDA_GEMV_EVICT", "normal");
+    MAMBA_ASSERT_OK(call(x.dl(), w.dl(), nullptr, y.dl()));
+    y.download(ctx());
+    expect_matches(y.values(), reference_linear(x, w, nullptr), DType::F32);
+}
 TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
     // More rows than the GEMV takes: on CUDA a float32/float16 x is split into two bfloat16 parts for
     // the tensor cores, which must keep float32 accuracy, also over long dot products.

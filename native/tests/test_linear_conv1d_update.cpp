@@ -215,6 +215,17 @@ TEST_P(LinearConv1dUpdateTest, FirstWeightsLoadedBeforeTheLaunchWait) {
     run({1, 768, 3352, 1536, 1792, 4, DType::F32, DType::F32, DType::F32, DType::F32, false, true, true, false, 3});
 }
 
+TEST_P(LinearConv1dUpdateTest, EvictFirstWeightsChangeNoResult) {
+    // MAMBA_CUDA_GEMV_EVICT=first (W's L2 priority) leaves the fused projection and conv step's results alone,
+    // with the first W batch before the launch wait and after it.
+    const mt::ScopedEnv evict("MAMBA_CUDA_GEMV_EVICT", "first");
+    for (const bool lead : {false, true}) {
+        lead_in_ = lead;
+        run({1, 2056, 96, 16, 64, 4, DType::BF16, DType::BF16, DType::BF16, DType::F32, true, true, true, false, 2});
+        run({2, 768, 3072, 0, 1536, 4, DType::BF16, DType::BF16, DType::BF16, DType::BF16, false, true, true, false, 3});
+    }
+}
+
 TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no CUDA kernel-selection variable";
     Tensor x({1, 16}, DType::F32), w({24, 16}, DType::F32), y({1, 24}, DType::F32), state({1, 8, 3}, DType::F32), cw({8, 4}, DType::F32);
@@ -231,6 +242,11 @@ TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
         const mt::ScopedEnv bad("MAMBA_CUDA_LINEAR_CONV", "fuse");
         EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_LINEAR_CONV must be one of fused, separate (or unset), not 'fuse'");
+    }
+    {
+        const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_EVICT", "First");
+        EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_EVICT must be one of first, normal (or unset), not 'First'");
     }
     const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_VARIANT", "Warp");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);

@@ -235,18 +235,27 @@ TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
                        &m.xdbl, &m.y_inner})
         t->upload(ctx());
     mamba_mamba1_step_args a = m.args(false);
-    const mt::ScopedEnv fused("MAMBA_CUDA_MAMBA1_STEP", "fused");
-    {
-        const mt::ScopedEnv pace("MAMBA_CUDA_MAMBA1_STEP_PACE", "5");
-        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_PACE must be one of 0, 1, 2, 3, 4, 6, 8 (or unset), not '5'");
+    // Read at the top of every call: also the calls that take the four kernels fail.
+    for (const char * choice : {"fused", "separate"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + choice);
+        const mt::ScopedEnv step("MAMBA_CUDA_MAMBA1_STEP", choice);
+        {
+            const mt::ScopedEnv pace("MAMBA_CUDA_MAMBA1_STEP_PACE", "5");
+            EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+            EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_PACE must be one of 0, 1, 2, 3, 4, 6, 8 (or unset), not '5'");
+        }
+        {
+            const mt::ScopedEnv evict("MAMBA_CUDA_MAMBA1_STEP_EVICT", "last");
+            EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+            EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_EVICT must be one of first, normal (or unset), not 'last'");
+        }
+        {
+            const mt::ScopedEnv timeline("MAMBA_CUDA_MAMBA1_STEP_TIMELINE", "yes");
+            EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+            EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_TIMELINE must be one of 0, 1 (or unset), not 'yes'");
+        }
+        MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the same call with the variables unset
     }
-    {
-        const mt::ScopedEnv evict("MAMBA_CUDA_MAMBA1_STEP_EVICT", "last");
-        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP_EVICT must be one of first, normal (or unset), not 'last'");
-    }
-    MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the same call with the variables unset
 }
 
 TEST_P(Mamba1StepTest, BadArgumentsNameTheirPart) {
