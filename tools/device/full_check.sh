@@ -13,8 +13,8 @@
 # BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
 # prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
-# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1), TRACE_DECODE="<shape>
-# <batch>" those of its decode steps run directly (not from the graph); DECODE_AB="default
+# TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1), TRACE_DECODE="<shapes>
+# <batch>" those of their decode steps run directly (not from the graph; TRACE_AB: once per configuration); DECODE_AB="default
 # VAR=value VAR=value,VAR2=value ..." runs the large shapes' decode once per listed configuration (its
 # variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
 # that kernel choices compare within one run; KERNEL_AB="default VAR=value,..." does the same for the
@@ -139,12 +139,19 @@ if [ -n "${TRACE_DECODE:-}" ]; then
   # are not listed. Each traced launch is timed alone between two events, which adds roughly 5-10 us (run
   # 27: x_proj 15.5 us traced against 3.5 in a graph), so at batch 1 the figures compare kernels only
   # roughly; at batch 16 the kernels' own time dominates.
-  read -r trace_shape trace_batch <<< "$TRACE_DECODE"
-  step "per-kernel times of a $trace_shape decode at batch ${trace_batch:-1}"
-  MAMBA_CUDA_TRACE=1 timeout 150 dotnet "$cli" bench --device cuda --shapes "$trace_shape" --dtypes bf16 --batch "${trace_batch:-1}" \
-    --prefill 0 --steps 2 > "$out/trace-decode.txt" 2> "$out/trace-decode.log"
-  echo "# exit $?"
-  kernel_times "$out/trace-decode.log" 24
+  # TRACE_AB="default VAR=value,..." traces it once per configuration (as DECODE_AB), e.g. with a kernel
+  # choice on and off; several shapes may be listed, comma-separated.
+  read -r trace_shapes trace_batch <<< "$TRACE_DECODE"
+  for cfg in ${TRACE_AB:-default}; do
+    ab_env "$cfg"
+    for trace_shape in ${trace_shapes//,/ }; do
+      step "per-kernel times of a $trace_shape decode at batch ${trace_batch:-1} ($cfg)"
+      env "${envs[@]}" MAMBA_CUDA_TRACE=1 timeout 150 dotnet "$cli" bench --device cuda --shapes "$trace_shape" --dtypes bf16 --batch "${trace_batch:-1}" \
+        --prefill 0 --steps 2 > "$out/trace-decode-$trace_shape-$ab_name.txt" 2> "$out/trace-decode-$trace_shape-$ab_name.log"
+      echo "# exit $?"
+      kernel_times "$out/trace-decode-$trace_shape-$ab_name.log" 24
+    done
+  done
 fi
 
 [ "${LARGE:-1}" = 0 ] || {
