@@ -60,6 +60,10 @@ struct CudaState {
     // barrier count on devices that run those kernels (compute capability 9.0+), empty elsewhere.
     unsigned long long * grid_exchange = nullptr;
     size_t grid_exchange_slots = 0;
+    // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while
+    // an op that measured faster with it runs its projections (the Mamba-1 step; gemv.cuh's
+    // EvictFirstWeights), evict-normal otherwise.
+    bool weights_evict_first = false;
     // Graph capture: whether mamba_graph_capture_begin is recording, and how many graphs exist (their
     // kernels hold workspace addresses, so a growing workspace keeps the old buffers until they go).
     bool capturing = false;

@@ -94,10 +94,13 @@
 // two batches there (prefetch_l2), which puts the first HBM round trip under the previous kernel's tail.
 // x is first read at the marked dependency point.
 //
-// L2 policy of W (MAMBA_CUDA_GEMV_EVICT): every 16-byte W load carries an L2 cache policy, evict_normal by
-// default, evict_first with "first". A decode step reads each weight once; the one-kernel Mamba-1 step
-// (mamba1_step.cu) measured +4-5% from marking its weight stream evict_first, so the same hint is offered
-// here for the measurement on the four-kernel path.
+// L2 policy of W: every 16-byte W load carries an L2 cache policy, evict_first inside the Mamba-1 step
+// (mamba1_step.cu sets CudaState::weights_evict_first around its projections), evict_normal elsewhere;
+// MAMBA_CUDA_GEMV_EVICT=first or =normal forces one for every call. A decode step reads each weight once.
+// Measured on two H200s (runs 65 and 66, bf16 B1 decode, ms a step, normal / first everywhere): mamba-2.8b
+// 2.329 / 2.168 and 2.322, 2.315 / 2.160, 2.167 (-7%); mamba2-2.7b 2.335 / 2.382 and 2.326, 2.326 / 2.370,
+// 2.362 (+2%), hence only the Mamba-1 step. Each kernel timed alone (MAMBA_CUDA_TRACE=1) moved by no more
+// than the noise either way, so the gain comes from the kernels' overlap under PDL, not from any one kernel.
 #include "gemv.cuh"
 #include "launch.cuh"
 
@@ -718,12 +721,15 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 // of W there), few outputs and rows it can count, the tiled one otherwise.
 GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
 
-// MAMBA_CUDA_GEMV_EVICT: "first" marks W's lines to leave L2 before other lines (a decode step reads each
-// weight once, and the lines it streams would otherwise push out what the step reads again: activations,
-// states, prefetched weights); "normal" (the default) gives W the default priority. Read at each call
-// like the variant; any other value fails the call (INVALID_ARGUMENT) before a launch.
-constexpr EnvChoice<bool> kGemvEvict[] = {{"first", true}, {"normal", false}};
-bool gemv_evict_first() { return env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, false); }
+// MAMBA_CUDA_GEMV_EVICT: "first" marks W's lines to leave L2 before other lines, "normal" gives them the
+// default priority, for every GEMV; unset, the context's setting (CudaState::weights_evict_first: evict-first
+// inside the Mamba-1 step, normal elsewhere; see the top of this file). Read at each call like the variant;
+// any other value fails the call (INVALID_ARGUMENT) before a launch.
+constexpr EnvChoice<int> kGemvEvict[] = {{"first", 1}, {"normal", 0}};
+bool gemv_evict_first(const mamba_context & ctx) {
+    const int forced = env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, -1);
+    return forced < 0 ? ctx.cuda->weights_evict_first : forced == 1;
+}
 
 // Where cuBLAS takes batched-decode rows from the GEMV kernels: from 2 rows where W has at least
 // kGemmMinOut outputs (enough output tiles for the GEMM to fill the GPU), from kGemmAnyRows rows at any
@@ -908,7 +914,7 @@ bool gemv_applies(const LinearParams & p) {
 }  // namespace
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
-    const bool evict_first = gemv_evict_first();  // read before any way out, so a misspelt value fails every call
+    const bool evict_first = gemv_evict_first(ctx);  // read before any way out, so a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
@@ -935,7 +941,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
     const GemvVariant forced = forced_gemv_variant();
-    const bool evict_first = gemv_evict_first();
+    const bool evict_first = gemv_evict_first(ctx);
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
     // Where mamba_linear takes cuBLAS (batched rows, large W), so do the two ops.

@@ -25,4 +25,18 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p);
 // tiled kernel runs even where mamba_linear would pick the warp kernel (up to 2 rows, few outputs).
 bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
 
+// While it lives, the GEMVs that `ctx` runs load W evict-first in L2 unless MAMBA_CUDA_GEMV_EVICT says
+// otherwise (CudaState::weights_evict_first); the previous setting comes back on every way out.
+class EvictFirstWeights {
+public:
+    explicit EvictFirstWeights(mamba_context & ctx) : state_(*ctx.cuda), saved_(state_.weights_evict_first) { state_.weights_evict_first = true; }
+    ~EvictFirstWeights() { state_.weights_evict_first = saved_; }
+    EvictFirstWeights(const EvictFirstWeights &) = delete;
+    EvictFirstWeights & operator=(const EvictFirstWeights &) = delete;
+
+private:
+    CudaState & state_;
+    bool saved_;
+};
+
 }  // namespace mamba::cuda

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "gemv.cuh"
 #include "launch.cuh"
 
 #include "core/env_choice.h"
@@ -1045,6 +1046,8 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
         note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
         return;
     }
+    // The four ops' GEMVs stream their weights evict-first in L2 (gemv.cu: 7% faster decode on mamba-2.8b).
+    const EvictFirstWeights evict_first(ctx);
     linear_conv1d_update(ctx, p.in_proj);
     linear(ctx, p.x_proj);
     selective_state_update(ctx, p.update);

@@ -212,6 +212,18 @@ TEST_P(Mamba1StepTest, Float32TakesTheFourOps) { run({1, 64, 128, 8, 16, 4, DTyp
 TEST_P(Mamba1StepTest, MixedDtypesTakeTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::BF16}); }
 TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}); }
 
+TEST_P(Mamba1StepTest, FourKernelsWithEitherWeightPriority) {
+    // The four ops stream their weights evict-first in L2 unless MAMBA_CUDA_GEMV_EVICT says otherwise; the
+    // priority changes how they run, never what they compute. Batch 2 too (cuBLAS takes none of these shapes'
+    // rows at 2). The CPU backend reads no such variable.
+    for (const char * evict : {"normal", "first"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_EVICT=") + evict);
+        const mt::ScopedEnv step("MAMBA_CUDA_MAMBA1_STEP", "separate"), priority("MAMBA_CUDA_GEMV_EVICT", evict);
+        run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2});
+        run({2, 128, 256, 16, 8, 3, DType::F16, DType::F16, true});
+    }
+}
+
 TEST_P(Mamba1StepTest, OneKernelSettingsChangeNoResult) {
     // The one kernel's tuning variables (out_proj's pacing, the weights' L2 priority, the timeline) change how
     // it runs, never what it computes; the mamba-130m shape streams several stages of each matrix a block, so
