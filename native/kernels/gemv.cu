@@ -722,13 +722,22 @@ constexpr int64_t kWarpMaxIn = INT32_MAX - 16;
 GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT", kVariants, GemvVariant::Automatic); }
 
 // MAMBA_CUDA_GEMV_EVICT: "first" marks W's lines to leave L2 before other lines, "normal" gives them the
-// default priority, for every GEMV; unset, the context's setting (CudaState::weights_evict_first: evict-first
-// inside the Mamba-1 step, normal elsewhere; see the top of this file). Read at each call like the variant;
-// any other value fails the call (INVALID_ARGUMENT) before a launch.
-constexpr EnvChoice<int> kGemvEvict[] = {{"first", 1}, {"normal", 0}};
-bool gemv_evict_first(const mamba_context & ctx) {
-    const int forced = env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, -1);
-    return forced < 0 ? ctx.cuda->weights_evict_first : forced == 1;
+// default priority, for every GEMV; "conv" marks only the GEMVs with the conv step epilogue (the models'
+// in_proj) and "plain" only the others, to tell the projections' shares apart. Unset, the context's setting
+// (CudaState::weights_evict_first: evict-first inside the Mamba-1 step, normal elsewhere; see the top of this
+// file). Read at each call like the variant; any other value fails the call (INVALID_ARGUMENT) before a launch.
+enum class GemvEvict { Context, First, Normal, ConvOnly, PlainOnly };
+constexpr EnvChoice<GemvEvict> kGemvEvict[] = {
+    {"first", GemvEvict::First}, {"normal", GemvEvict::Normal}, {"conv", GemvEvict::ConvOnly}, {"plain", GemvEvict::PlainOnly}};
+// `conv`: the call runs the conv step epilogue (try_gemv_conv1d_update).
+bool gemv_evict_first(const mamba_context & ctx, bool conv) {
+    switch (env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, GemvEvict::Context)) {
+        case GemvEvict::First: return true;
+        case GemvEvict::Normal: return false;
+        case GemvEvict::ConvOnly: return conv;
+        case GemvEvict::PlainOnly: return !conv;
+        default: return ctx.cuda->weights_evict_first;
+    }
 }
 
 // Where cuBLAS takes batched-decode rows from the GEMV kernels: from 2 rows where W has at least
@@ -914,7 +923,7 @@ bool gemv_applies(const LinearParams & p) {
 }  // namespace
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p) {
-    const bool evict_first = gemv_evict_first(ctx);  // read before any way out, so a misspelt value fails every call
+    const bool evict_first = gemv_evict_first(ctx, false);  // read before any way out, so a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
@@ -941,7 +950,7 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
     const GemvVariant forced = forced_gemv_variant();
-    const bool evict_first = gemv_evict_first(ctx);
+    const bool evict_first = gemv_evict_first(ctx, true);
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
     // Where mamba_linear takes cuBLAS (batched rows, large W), so do the two ops.

@@ -371,7 +371,7 @@ TEST_P(LinearTest, UnknownGemvEvictIsRejected) {
         const mt::ScopedEnv forced("MAMBA_CUDA_GEMV_VARIANT", variant);
         const mt::ScopedEnv evict("MAMBA_CUDA_GEMV_EVICT", "last");
         EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT) << "variant '" << variant << "'";
-        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_EVICT must be one of first, normal (or unset), not 'last'");
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CUDA_GEMV_EVICT must be one of first, normal, conv, plain (or unset), not 'last'");
     }
     y.download(ctx());
     for (double v : y.values()) EXPECT_TRUE(std::isnan(v));

@@ -246,7 +246,7 @@ TEST_P(LinearConv1dUpdateTest, UnknownKernelChoicesAreRejected) {
     {
         const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_EVICT", "First");
         EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_EVICT must be one of first, normal (or unset), not 'First'");
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear_conv1d_update: MAMBA_CUDA_GEMV_EVICT must be one of first, normal, conv, plain (or unset), not 'First'");
     }
     const mt::ScopedEnv bad("MAMBA_CUDA_GEMV_VARIANT", "Warp");
     EXPECT_EQ(mamba_linear_conv1d_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
