@@ -101,6 +101,7 @@
 // 2.329 / 2.168 and 2.322, 2.315 / 2.160, 2.167 (-7%); mamba2-2.7b 2.335 / 2.382 and 2.326, 2.326 / 2.370,
 // 2.362 (+2%), hence only the Mamba-1 step. Each kernel timed alone (MAMBA_CUDA_TRACE=1) moved by no more
 // than the noise either way, so the gain comes from the kernels' overlap under PDL, not from any one kernel.
+// Run 68 split it (mamba-2.8b, default 2.156): in_proj alone evict-first 2.195, every GEMV but in_proj 2.327.
 #include "gemv.cuh"
 #include "launch.cuh"
 
