@@ -520,16 +520,51 @@ __global__ void __launch_bounds__(kClusterThreads) sample_cluster_kernel(SampleA
 #endif
 }
 
+// The kernel's opt-in to its dynamic shared memory, once per device (it holds for the process): a call a
+// token is on the host's path of every eager step.
 template <class Tr>
-void launch_traits(mamba_context & ctx, const SampleArgs & a, int64_t batch) {
-    auto kernel = sample_cluster_kernel<Tr>;
-    // Once per device (it holds for the process): a call a token is on the host's path of every eager step.
+void opt_in(const mamba_context & ctx) {
     static std::atomic<uint64_t> opted_in{0};
     const uint64_t device_bit = ctx.device_id < 64 ? uint64_t(1) << ctx.device_id : 0;
     if ((opted_in.load(std::memory_order_relaxed) & device_bit) == 0 || device_bit == 0) {
-        MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
+        MAMBA_CUDA_CHECK(cudaFuncSetAttribute(sample_cluster_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Tr::kSmemBytes)));
         opted_in.fetch_or(device_bit, std::memory_order_relaxed);
     }
+}
+
+// Whether the device can hold at least one cluster of the larger build at once (cudaOccupancyMaxActiveClusters):
+// a MIG slice or a GPU whose SMs are otherwise limited may not, and the sampler then takes the block kernel
+// rather than fail at launch. Asked once per device and remembered for the process.
+bool device_holds_a_cluster(const mamba_context & ctx) {
+    static std::atomic<uint8_t> known[64];  // 0: not asked, 1: holds one, 2: does not
+    std::atomic<uint8_t> * const slot = ctx.device_id >= 0 && ctx.device_id < 64 ? &known[ctx.device_id] : nullptr;
+    if (slot) {
+        const uint8_t k = slot->load(std::memory_order_relaxed);
+        if (k != 0) return k == 1;
+    }
+    using Tr = LargeVocab;
+    opt_in<Tr>(ctx);
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(kClusterBlocks, 1);
+    config.blockDim = dim3(kClusterThreads);
+    config.dynamicSmemBytes = Tr::kSmemBytes;
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = kClusterBlocks;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int clusters = 0;
+    MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, sample_cluster_kernel<Tr>, &config));
+    if (slot) slot->store(clusters > 0 ? 1 : 2, std::memory_order_relaxed);
+    return clusters > 0;
+}
+
+template <class Tr>
+void launch_traits(mamba_context & ctx, const SampleArgs & a, int64_t batch) {
+    auto kernel = sample_cluster_kernel<Tr>;
+    opt_in<Tr>(ctx);
     launch_kernel_in_clusters(ctx, "sample_cluster_kernel", true, kClusterBlocks, kernel, dim3(kClusterBlocks, unsigned(batch)), dim3(kClusterThreads),
                               Tr::kSmemBytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("sample_cluster_kernel");
@@ -554,6 +589,10 @@ bool cluster_kernel_fits(const mamba_context & ctx, int64_t batch, int64_t vocab
     }
     if (LargeVocab::kSmemBytes > size_t(ctx.cuda->max_smem_per_block)) {
         *why = "the device has too little shared memory per block";
+        return false;
+    }
+    if (!device_holds_a_cluster(ctx)) {
+        *why = "the device cannot hold one cluster of 8 blocks at once (cudaOccupancyMaxActiveClusters is 0)";
         return false;
     }
     return true;
