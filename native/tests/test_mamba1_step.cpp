@@ -50,6 +50,12 @@ struct Mixer {
           w_out({c.hidden, c.inner}, c.weight), b_out({c.hidden}, c.weight), y({c.batch, c.hidden}, c.act), xz({c.batch, 2 * c.inner}, c.act),
           xc({c.batch, c.inner}, c.act), xdbl({c.batch, c.rank + 2 * c.dstate}, c.act), y_inner({c.batch, c.inner}, c.act) {}
 
+    // The tensors a call without biases reads or writes, as they are (unfilled), onto the context's device.
+    void upload_unbiased(mamba_context * ctx) {
+        for (Tensor * t : {&x, &w_in, &conv_state, &conv_w, &w_x, &w_dt, &dt_bias, &A, &D, &ssm_state, &w_out, &y, &xz, &xc, &xdbl, &y_inner})
+            t->upload(ctx);
+    }
+
     mamba_mamba1_step_args args(bool biases) {
         mamba_mamba1_step_args a{};
         a.x = x.dl();
@@ -214,11 +220,12 @@ TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType
 
 TEST_P(Mamba1StepTest, FourKernelsWithEitherWeightPriority) {
     // The four ops stream their weights evict-first in L2 unless MAMBA_CUDA_GEMV_EVICT says otherwise; the
-    // priority changes how they run, never what they compute. Batch 2 too (cuBLAS takes none of these shapes'
-    // rows at 2). The CPU backend reads no such variable.
+    // priority changes how they run, never what they compute (run() takes the four ops under "separate" among
+    // its variants). Batch 2 too (cuBLAS takes none of these shapes' rows at 2). The CPU backend reads no such
+    // variable.
     for (const char * evict : {"normal", "first"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_EVICT=") + evict);
-        const mt::ScopedEnv step("MAMBA_CUDA_MAMBA1_STEP", "separate"), priority("MAMBA_CUDA_GEMV_EVICT", evict);
+        const mt::ScopedEnv priority("MAMBA_CUDA_GEMV_EVICT", evict);
         run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2});
         run({2, 128, 256, 16, 8, 3, DType::F16, DType::F16, true});
     }
@@ -243,9 +250,7 @@ TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
     if (!on_cuda() || !device_has_clusters()) GTEST_SKIP() << "the one kernel runs on compute capability 9.0";
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
     Mixer m(c);
-    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
-                       &m.xdbl, &m.y_inner})
-        t->upload(ctx());
+    m.upload_unbiased(ctx());
     mamba_mamba1_step_args a = m.args(false);
     // Read at the top of every call: also the calls that take the four kernels fail.
     for (const char * choice : {"fused", "separate"}) {
@@ -273,9 +278,7 @@ TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
 TEST_P(Mamba1StepTest, BadArgumentsNameTheirPart) {
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
     Mixer m(c);
-    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
-                       &m.xdbl, &m.y_inner})
-        t->upload(ctx());
+    m.upload_unbiased(ctx());
     {
         Tensor short_xdbl({1, c.rank + 2 * c.dstate - 1}, c.act);
         short_xdbl.upload(ctx());
@@ -310,9 +313,7 @@ TEST_P(Mamba1StepTest, ForcedKernelThatCannotRunSaysWhy) {
     if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_MAMBA1_STEP is read by the CUDA backend";
     const Case c{2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
     Mixer m(c);
-    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w, &m.w_x, &m.w_dt, &m.dt_bias, &m.A, &m.D, &m.ssm_state, &m.w_out, &m.y, &m.xz, &m.xc,
-                       &m.xdbl, &m.y_inner})
-        t->upload(ctx());
+    m.upload_unbiased(ctx());
     mamba_mamba1_step_args a = m.args(false);
     {
         const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", "fused");
