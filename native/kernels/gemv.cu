@@ -104,6 +104,7 @@
 // Run 68 split it (mamba-2.8b, default 2.156): in_proj alone evict-first 2.195, every GEMV but in_proj 2.327.
 #include "gemv.cuh"
 #include "launch.cuh"
+#include "step_norm.cuh"
 
 #include "core/env_choice.h"
 
@@ -127,6 +128,13 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
+    bool has_norm;      // tiled kernel, no conv: row m's sums scaled by 1 / sqrt(sum(norm row m) * inv_dim + eps) (step_norm.cuh)
+    struct Norm {
+        const float * partials;  // row m's `count` partial sums of squares at partials + m * s0
+        int64_t s0;
+        int count;  // rows * count <= kNormPartialsMax
+        float inv_dim, eps;
+    } norm;
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -376,6 +384,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
     __shared__ float conv_ops[Tr::kConv ? Conv::kCount : 1];
+    constexpr int kNormSlots = Tr::kConv ? 1 : int(kNormPartialsMax);
+    constexpr int kNormPerThread = (kNormSlots + Tr::kThreads - 1) / Tr::kThreads;
+    __shared__ float norm_part[kNormSlots];  // has_norm: row m's partial sums at m * count
+    __shared__ float row_scale[M];
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -430,6 +442,20 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     if constexpr (Tr::kConv) {
         if (!a.early_conv) load_conv_operands();
     }
+    // The norm's partial sums (written by the kernel before): requested now, parked in shared memory with the
+    // first x tile, added up after the last FMA.
+    [[maybe_unused]] float norm_regs[kNormPerThread];
+    if constexpr (!Tr::kConv) {
+        if (a.has_norm) {
+            const int total = a.rows * a.norm.count;
+#pragma unroll
+            for (int u = 0; u < kNormPerThread; ++u) {
+                const int i = int(threadIdx.x) + u * Tr::kThreads;
+                const int m = i / a.norm.count;
+                norm_regs[u] = i < total ? a.norm.partials[m * a.norm.s0 + (i - m * a.norm.count)] : 0.0f;
+            }
+        }
+    }
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -465,6 +491,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 if (i < Conv::kCount) conv_ops[i] = conv_regs[u];
             }
         }
+        if constexpr (!Tr::kConv) {
+            if (a.has_norm && t0 == 0) {
+#pragma unroll
+                for (int u = 0; u < kNormPerThread; ++u) {
+                    const int i = int(threadIdx.x) + u * Tr::kThreads;
+                    if (i < kNormSlots) norm_part[i] = norm_regs[u];
+                }
+            }
+        }
         __syncthreads();
         while (v0 < vectors) {
 #pragma unroll
@@ -495,6 +530,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             const float s = warp_sum(acc[r][m]);
             if (lane == 0) partial[warp][r][m] = s;
         }
+    if constexpr (!Tr::kConv) {
+        if (a.has_norm && warp == 0) {  // published by the barrier below
+            for (int m = 0; m < a.rows; ++m) {
+                float sum = 0.0f;
+                for (int j = lane; j < a.norm.count; j += 32) sum += norm_part[m * a.norm.count + j];
+                sum = warp_sum(sum);
+                if (lane == 0) row_scale[m] = 1.0f / sqrtf(sum * a.norm.inv_dim + a.norm.eps);
+            }
+        }
+    }
     __syncthreads();
     // Warp w is split w / warps_n of team w % warps_n. (conv_ops was stored before the first tile's barrier.)
     if constexpr (Tr::kConv)
@@ -502,7 +547,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                                    [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
     else
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
-                                   [&](int m, int64_t n, float s) { store_output(a, m, n, s); });
+                                   [&](int m, int64_t n, float s) { store_output(a, m, n, a.has_norm ? s * row_scale[m] : s); });
 }
 
 // ---- warp kernel ----
@@ -938,6 +983,34 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;
         default: launch_gemv<f16_t>(ctx, a, vec, variant); break;
+    }
+    return true;
+}
+
+bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row) {
+    const GemvVariant forced = forced_gemv_variant();
+    if (forced == GemvVariant::Warp || forced == GemvVariant::Gemm || !gemv_applies(p) || gemv_variant(p) == GemvVariant::Gemm) return false;
+    return partials_per_row >= 1 && p.rows * partials_per_row <= kNormPartialsMax;
+}
+
+bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps) {
+    const bool evict_first = gemv_evict_first(ctx, false);
+    if (!gemv_row_norm_applies(p, partials.count) || dim < 1) return false;
+    bool vec = false;
+    GemvArgs a = gemv_args(p, vec);
+    a.early_w = readable_before_wait(ctx, {&p.weight});
+    a.w_evict_first = evict_first;
+    a.has_norm = true;
+    a.norm.partials = partials.data;
+    a.norm.s0 = partials.row_stride;
+    a.norm.count = int(partials.count);
+    a.norm.inv_dim = float(1.0 / double(dim));
+    a.norm.eps = eps;
+    // The tiled kernel even where mamba_linear would take the warp kernel (as the conv epilogue does).
+    switch (p.weight.dtype) {
+        case DType::F32: launch_tiled<float>(ctx, a, vec); break;
+        case DType::BF16: launch_tiled<bf16_t>(ctx, a, vec); break;
+        default: launch_tiled<f16_t>(ctx, a, vec); break;
     }
     return true;
 }

@@ -25,6 +25,7 @@
 #include "common.cuh"
 #include "launch.cuh"
 #include "ssd_host.cuh"
+#include "step_norm.cuh"
 #include "ops/ssd.h"
 
 namespace mamba::cuda {
@@ -44,6 +45,12 @@ struct SsdUpdateArgs {
     float dt_min, dt_max;
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
     bool early;  // vec build: the first pass of the state, A and dt_bias load before the PDL wait (readable_before_wait, launch.cuh)
+    // The gated RMSNorm folded in (step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
+    // each block's sum of squares of the normalized values at norm_part[b * norm_part_s0 + h * gridDim.x + blockIdx.x].
+    bool fold_norm, norm_before_gate;
+    AnyPtr norm_w;
+    int64_t norm_w_s, norm_part_s0;
+    float * norm_part;
 };
 
 template <bool kVecState>
@@ -66,7 +73,7 @@ template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_update_kernel(SsdUpdateArgs a) {
     constexpr int R = Tr::kRowsPerWarp, RB = Tr::kRowsPerBlock, S = Tr::kStatesPerPass;
     extern __shared__ __align__(16) float bc_smem[];  // B[dstate], C[dstate]
-    __shared__ float x_smem[RB], z_smem[RB];
+    __shared__ float x_smem[RB], z_smem[RB], w_smem[RB], sq_smem[Tr::kWarps];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t b = blockIdx.z, h = blockIdx.y;
     const int64_t block_p0 = int64_t(blockIdx.x) * RB;
@@ -120,6 +127,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     const bool xz_valid = threadIdx.x < RB && p_mine < a.headdim;
     const float x_mine = a.x.load(b * a.x_s[0] + h * a.x_s[1] + min(p_mine, a.headdim - 1) * a.x_s[2]);
     const float z_mine = xz_valid && a.has_z ? a.z.load(b * a.z_s[0] + h * a.z_s[1] + p_mine * a.z_s[2]) : 0.0f;
+    const float w_mine = xz_valid && a.fold_norm ? a.norm_w.load((h * a.headdim + p_mine) * a.norm_w_s) : 0.0f;
     if (threadIdx.x < N) {
         bc_smem[threadIdx.x] = B_first;
         bc_smem[N + threadIdx.x] = C_first;
@@ -131,6 +139,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     if (threadIdx.x < RB) {
         x_smem[threadIdx.x] = xz_valid ? x_mine : 0.0f;
         z_smem[threadIdx.x] = z_mine;
+        w_smem[threadIdx.x] = w_mine;
     }
     float dt = dt_raw + dt_bias;
     if (a.softplus) dt = softplus_f(dt);
@@ -182,6 +191,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         load_pass(n0, s);
     }
 
+    float sq = 0.0f;  // fold_norm: the square of this lane's normalized value (lane r holds row p0 + r)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const float total = warp_sum(acc[r]);
@@ -190,8 +200,27 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
             const float xv = x_smem[warp * R + r];
             float out = total;
             if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv;
-            if (a.has_z) out *= silu_f(z_smem[warp * R + r]);
+            if (a.fold_norm) {
+                // What the separate norm reads: y as y_inner holds it, gated in float32.
+                const float yr = a.y.rounded(out);
+                const float gated = yr * silu_f(z_smem[warp * R + r]);
+                sq = a.norm_before_gate ? yr * yr : gated * gated;
+                out = gated * w_smem[warp * R + r];
+            } else if (a.has_z) {
+                out *= silu_f(z_smem[warp * R + r]);
+            }
             a.y.store(b * a.y_s[0] + h * a.y_s[1] + p * a.y_s[2], out);
+        }
+    }
+    if (a.fold_norm) {  // block-uniform
+        sq = warp_sum(sq);
+        if (lane == 0) sq_smem[warp] = sq;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float block_sq = 0.0f;
+#pragma unroll
+            for (int w = 0; w < Tr::kWarps; ++w) block_sq += sq_smem[w];
+            a.norm_part[b * a.norm_part_s0 + h * int64_t(gridDim.x) + blockIdx.x] = block_sq;
         }
     }
 }
@@ -199,7 +228,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
 
 }  // namespace
 
-void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
+namespace {
+
+// Launches the update; `fold` (may be null) folds the gated RMSNorm in (step_norm.cuh).
+void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, const GatedNormFold * fold) {
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
     // Every check before any work is queued (fill_shared_args converts parameters on the stream): a
     // rejected call leaves the stream, y and the state as they were.
@@ -224,11 +256,37 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
     a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias)});
+    if (fold) {
+        // z gates the output only through the norm here (has_z with fold_norm).
+        const Tensor & z = fold->z;
+        a.z = any(z);
+        a.z_s[0] = z.stride[0];
+        a.z_s[1] = p.headdim * z.stride[1];
+        a.z_s[2] = z.stride[1];
+        a.has_z = true;
+        a.fold_norm = true;
+        a.norm_before_gate = fold->norm_before_gate;
+        a.norm_w = any(fold->weight);
+        a.norm_w_s = fold->weight.stride[0];
+        a.norm_part = fold->partials.data;
+        a.norm_part_s0 = fold->partials.row_stride;
+    }
     if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
                              dim3(Vec::kThreads), bc_bytes, a);
     else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
-    note_writes(ctx, {&p.y, &p.state});
+    note_writes(ctx, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
+}
+
+}  // namespace
+
+void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) { launch_state_update(ctx, p, nullptr); }
+
+int64_t ssd_state_update_blocks_per_row(const SsdStateUpdateParams & p) { return p.heads * ceil_div(p.headdim, int64_t(SsdUpdateTraits<true>::kRowsPerBlock)); }
+
+void ssd_state_update_fold_norm(mamba_context & ctx, const SsdStateUpdateParams & p, const GatedNormFold & fold) {
+    if (p.z) fail(MAMBA_STATUS_INTERNAL, "ssd_state_update_fold_norm: the update has its own z");
+    launch_state_update(ctx, p, &fold);
 }
 
 }  // namespace mamba::cuda

@@ -567,6 +567,72 @@ typedef struct mamba_ssd_state_update_args {
 
 MAMBA_API mamba_status mamba_ssd_state_update(mamba_context * context, const mamba_ssd_state_update_args * args);
 
+/* One decode step of a whole Mamba-2 mixer, per batch row, as these calls in order would make it:
+ *   mamba_linear_conv1d_update(x, in_proj_weight, in_proj_bias -> proj; conv over xBC -> xbc, SiLU)
+ *       proj's columns: z [0, inner), xBC [inner, inner + conv_dim), dt [inner + conv_dim, + heads);
+ *       xbc's: x [0, inner), B [inner, + groups * dstate), C after B
+ *   mamba_ssd_state_update(ssm_state, x, dt, A, B, C, D, dt_bias -> y_inner, dt_min, dt_max, dt_softplus = 1)
+ *   mamba_gated_rms_norm(y_inner, z, norm_weight -> normed, norm_group_size, eps, norm_before_gate)
+ *   mamba_linear(normed, out_proj_weight, out_proj_bias -> y)
+ * with inner = norm_weight's length, heads = A's, headdim = inner / heads, dstate = ssm_state's last
+ * dimension, conv_dim = conv_weight's first and groups = (conv_dim - inner) / (2 * dstate). Intermediate
+ * values are rounded to the scratch tensors' dtypes as those calls round them; the four scratch tensors'
+ * contents are unspecified afterwards. The CPU backend runs the calls above. On CUDA the norm runs inside
+ * the other kernels where it can: the state update stores y_inner gated and times norm_weight, with each
+ * block's sum of squares in normed's memory, and out_proj's GEMV scales each row by the root mean square
+ * those sums give, so the step is three kernels, not four, and the norm's scale is applied to out_proj's
+ * sums instead of to each of its inputs (the results differ from the calls above by rounding). That needs
+ * one norm group (norm_group_size 0 or inner), a gate, 1 to 16 rows that out_proj's GEMV takes (at 2 rows
+ * or more, 16-bit out_proj weights with fewer than 2048 outputs), batch * heads * ceil(headdim / 64) at
+ * most 512 and a contiguous normed; MAMBA_CUDA_MAMBA2_STEP (read at each call) = "separate" runs the
+ * calls above instead, "fused" fails with UNSUPPORTED, naming the reason, where the three kernels cannot
+ * run, and "auto" or unset takes them where they can. Outputs (conv_state, ssm_state, y, the scratch
+ * tensors) must not overlap any input or each other. */
+typedef struct mamba_mamba2_step_args {
+    /* (batch, hidden), the normalized hidden state */
+    const DLTensor * x;
+    /* (2 * inner + 2 * groups * dstate + heads, hidden), last axis contiguous */
+    const DLTensor * in_proj_weight;
+    /* Optional (2 * inner + 2 * groups * dstate + heads) */
+    const DLTensor * in_proj_bias;
+    /* (batch, conv_dim, width - 1), oldest first, updated in place */
+    DLTensor * conv_state;
+    /* (conv_dim, width) */
+    const DLTensor * conv_weight;
+    /* Optional (conv_dim) */
+    const DLTensor * conv_bias;
+    /* Optional (heads), float32 */
+    const DLTensor * dt_bias;
+    /* (heads), float32 */
+    const DLTensor * A;
+    /* Optional (heads) or (heads, headdim), float32 */
+    const DLTensor * D;
+    /* (batch, heads, headdim, dstate), float32, updated in place */
+    DLTensor * ssm_state;
+    /* (inner) */
+    const DLTensor * norm_weight;
+    /* (hidden, inner), last axis contiguous */
+    const DLTensor * out_proj_weight;
+    /* Optional (hidden) */
+    const DLTensor * out_proj_bias;
+    /* (batch, hidden) */
+    DLTensor * y;
+    /* Scratch: (batch, 2 * inner + 2 * groups * dstate + heads), (batch, conv_dim), (batch, inner), (batch, inner) */
+    DLTensor * proj;
+    DLTensor * xbc;
+    DLTensor * y_inner;
+    DLTensor * normed;
+    /* The gated norm's channels per group (0: inner), epsilon and order (as mamba_gated_rms_norm's). */
+    int64_t norm_group_size;
+    float eps;
+    int32_t norm_before_gate;
+    /* Clamp of dt after bias and softplus; use 0 and INFINITY for none. */
+    float dt_min;
+    float dt_max;
+} mamba_mamba2_step_args;
+
+MAMBA_API mamba_status mamba_mamba2_step(mamba_context * context, const mamba_mamba2_step_args * args);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Dense layers                                                                                     */
 /* ------------------------------------------------------------------------------------------------ */

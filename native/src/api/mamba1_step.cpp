@@ -5,25 +5,11 @@
 #include <utility>
 #include <vector>
 
+#include "api/in_part.h"
 #include "core/context.h"
 #include "core/dl_view.h"
 
 namespace mamba {
-
-namespace {
-
-// Runs one of the parts' validations, naming the part in its errors ("argument 'weight'" alone would not
-// say whether in_proj's or out_proj's).
-template <class F>
-auto in_part(const char * part, F && validate) {
-    try {
-        return validate();
-    } catch (const Error & e) {
-        throw Error(e.status(), cat(part, ": ", e.what()));
-    }
-}
-
-}  // namespace
 
 Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mamba1_step_args & a) {
     Mamba1StepParams p;

@@ -165,6 +165,13 @@ public sealed class Mamba2Mixer : Mixer
         var y2 = s.Y.View([batch, di]);
         var normed = s.Normed.View([batch, di]);
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
+        if (prefetch is null)
+        {
+            // The whole mixer in one native call (mamba_mamba2_step): the four ops below, or on CUDA, where it can,
+            // three kernels with the gated norm folded into the state update and out_proj.
+            return () => Kernels.Mamba2Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, DtBias, A, D, state.Ssm,
+                NormWeight, OutProj.Weight, OutProj.Bias, y, proj, xbc, y2, normed, NormGroupSize, _eps, _normBeforeGate, _dtMin, _dtMax);
+        }
         return () =>
         {
             // in_proj with the conv step of its xBC columns [di, di + cd) in one call: one kernel on CUDA

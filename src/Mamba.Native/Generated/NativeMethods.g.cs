@@ -627,6 +627,108 @@ public unsafe struct mamba_ssd_state_update_args
 }
 
 /// <summary>
+/// One decode step of a whole Mamba-2 mixer, per batch row, as these calls in order would make it:
+/// mamba_linear_conv1d_update(x, in_proj_weight, in_proj_bias -&gt; proj; conv over xBC -&gt; xbc, SiLU)
+/// proj's columns: z [0, inner), xBC [inner, inner + conv_dim), dt [inner + conv_dim, + heads);
+/// xbc's: x [0, inner), B [inner, + groups * dstate), C after B
+/// mamba_ssd_state_update(ssm_state, x, dt, A, B, C, D, dt_bias -&gt; y_inner, dt_min, dt_max, dt_softplus = 1)
+/// mamba_gated_rms_norm(y_inner, z, norm_weight -&gt; normed, norm_group_size, eps, norm_before_gate)
+/// mamba_linear(normed, out_proj_weight, out_proj_bias -&gt; y)
+/// with inner = norm_weight's length, heads = A's, headdim = inner / heads, dstate = ssm_state's last
+/// dimension, conv_dim = conv_weight's first and groups = (conv_dim - inner) / (2 * dstate). Intermediate
+/// values are rounded to the scratch tensors' dtypes as those calls round them; the four scratch tensors'
+/// contents are unspecified afterwards. The CPU backend runs the calls above. On CUDA the norm runs inside
+/// the other kernels where it can: the state update stores y_inner gated and times norm_weight, with each
+/// block's sum of squares in normed's memory, and out_proj's GEMV scales each row by the root mean square
+/// those sums give, so the step is three kernels, not four, and the norm's scale is applied to out_proj's
+/// sums instead of to each of its inputs (the results differ from the calls above by rounding). That needs
+/// one norm group (norm_group_size 0 or inner), a gate, 1 to 16 rows that out_proj's GEMV takes (at 2 rows
+/// or more, 16-bit out_proj weights with fewer than 2048 outputs), batch * heads * ceil(headdim / 64) at
+/// most 512 and a contiguous normed; MAMBA_CUDA_MAMBA2_STEP (read at each call) = "separate" runs the
+/// calls above instead, "fused" fails with UNSUPPORTED, naming the reason, where the three kernels cannot
+/// run, and "auto" or unset takes them where they can. Outputs (conv_state, ssm_state, y, the scratch
+/// tensors) must not overlap any input or each other.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct mamba_mamba2_step_args
+{
+    /// <summary>
+    /// (batch, hidden), the normalized hidden state
+    /// </summary>
+    public DLTensor* x;
+    /// <summary>
+    /// (2 * inner + 2 * groups * dstate + heads, hidden), last axis contiguous
+    /// </summary>
+    public DLTensor* in_proj_weight;
+    /// <summary>
+    /// Optional (2 * inner + 2 * groups * dstate + heads)
+    /// </summary>
+    public DLTensor* in_proj_bias;
+    /// <summary>
+    /// (batch, conv_dim, width - 1), oldest first, updated in place
+    /// </summary>
+    public DLTensor* conv_state;
+    /// <summary>
+    /// (conv_dim, width)
+    /// </summary>
+    public DLTensor* conv_weight;
+    /// <summary>
+    /// Optional (conv_dim)
+    /// </summary>
+    public DLTensor* conv_bias;
+    /// <summary>
+    /// Optional (heads), float32
+    /// </summary>
+    public DLTensor* dt_bias;
+    /// <summary>
+    /// (heads), float32
+    /// </summary>
+    public DLTensor* A;
+    /// <summary>
+    /// Optional (heads) or (heads, headdim), float32
+    /// </summary>
+    public DLTensor* D;
+    /// <summary>
+    /// (batch, heads, headdim, dstate), float32, updated in place
+    /// </summary>
+    public DLTensor* ssm_state;
+    /// <summary>
+    /// (inner)
+    /// </summary>
+    public DLTensor* norm_weight;
+    /// <summary>
+    /// (hidden, inner), last axis contiguous
+    /// </summary>
+    public DLTensor* out_proj_weight;
+    /// <summary>
+    /// Optional (hidden)
+    /// </summary>
+    public DLTensor* out_proj_bias;
+    /// <summary>
+    /// (batch, hidden)
+    /// </summary>
+    public DLTensor* y;
+    /// <summary>
+    /// Scratch: (batch, 2 * inner + 2 * groups * dstate + heads), (batch, conv_dim), (batch, inner), (batch, inner)
+    /// </summary>
+    public DLTensor* proj;
+    public DLTensor* xbc;
+    public DLTensor* y_inner;
+    public DLTensor* normed;
+    /// <summary>
+    /// The gated norm's channels per group (0: inner), epsilon and order (as mamba_gated_rms_norm's).
+    /// </summary>
+    public long norm_group_size;
+    public float eps;
+    public int norm_before_gate;
+    /// <summary>
+    /// Clamp of dt after bias and softplus; use 0 and INFINITY for none.
+    /// </summary>
+    public float dt_min;
+    public float dt_max;
+}
+
+/// <summary>
 /// y = x W^T + bias with float32 accumulation. Rows of x and y may be strided; their last axis must be
 /// contiguous. W may be float32, float16 or bfloat16 independently of x.
 /// </summary>
@@ -1105,6 +1207,10 @@ public static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "mamba_ssd_state_update")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_ssd_state_update(mamba_context* context, mamba_ssd_state_update_args* args);
+
+    [LibraryImport(LibraryName, EntryPoint = "mamba_mamba2_step")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_mamba2_step(mamba_context* context, mamba_mamba2_step_args* args);
 
     [LibraryImport(LibraryName, EntryPoint = "mamba_linear")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]

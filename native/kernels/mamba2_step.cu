@@ -1,0 +1,71 @@
+// mamba_mamba2_step on CUDA: in_proj with its conv step (one GEMV kernel), then the state update, the gated
+// RMSNorm and out_proj. Where it can, the norm is folded into the kernels on either side of it
+// (step_norm.cuh): three kernels a layer instead of four, and one launch gap and one L2 round trip of the
+// (batch, inner) activations fewer. Bytes and FLOPs: those of the ops (gemv.cu, ssd_state_update.cu).
+#include <string>
+
+#include "common.cuh"
+#include "gemv.cuh"
+#include "launch.cuh"
+#include "step_norm.cuh"
+#include "core/env_choice.h"
+#include "ops/causal_conv1d.h"
+#include "ops/mamba2_step.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+// MAMBA_CUDA_MAMBA2_STEP: "auto" (or unset) folds the norm where it can, "fused" fails where it cannot,
+// "separate" runs the four ops.
+enum class Step2Kernels { Auto, Fused, Separate };
+constexpr EnvChoice<Step2Kernels> kStep2Kernels[] = {{"auto", Step2Kernels::Auto}, {"fused", Step2Kernels::Fused}, {"separate", Step2Kernels::Separate}};
+
+// Where the partial sums go (normed's memory, which the folded step does not otherwise use); the reason the
+// norm cannot be folded, empty where it can.
+std::string plan_folded_norm(const Mamba2StepParams & p, NormPartials & parts) {
+    const GatedRmsNormParams & n = p.norm;
+    if (n.group_size != n.dim) return cat("the norm has ", n.dim / n.group_size, " groups; folding takes one");
+    if (!n.z) return "the norm has no gate";
+    const Tensor & home = n.y;
+    const size_t elem = dtype_size(home.dtype);
+    if ((reinterpret_cast<uintptr_t>(home.data) & 3u) != 0 || (n.dim > 1 && home.stride[1] != 1) || (int64_t(elem) * home.stride[0]) % 4 != 0 ||
+        (p.batch > 1 && home.stride[0] < n.dim))
+        return "'normed' is not contiguous rows of whole floats";
+    parts.count = ssd_state_update_blocks_per_row(p.update);
+    if (parts.count * 4 > n.dim * int64_t(elem)) return "'normed' has no room for the state update's sums of squares";
+    parts.data = home.ptr<float>();
+    parts.row_stride = int64_t(elem) * home.stride[0] / 4;
+    if (!gemv_row_norm_applies(p.out_proj, parts.count))
+        return cat("out_proj's GEMV does not take ", p.batch, " rows of ", parts.count,
+                   " sums of squares (more than 16 rows, rows mamba_linear gives to cuBLAS, a forced GEMV variant, or over ", kNormPartialsMax, " sums)");
+    return {};
+}
+
+}  // namespace
+
+void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
+    const Step2Kernels choice = env_choice("MAMBA_CUDA_MAMBA2_STEP", kStep2Kernels, Step2Kernels::Auto);
+    NormPartials parts;
+    const std::string why = choice == Step2Kernels::Separate ? std::string("not chosen") : plan_folded_norm(p, parts);
+    if (choice == Step2Kernels::Fused && !why.empty())
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA2_STEP=fused, but the norm cannot be folded into the step's kernels: ", why);
+    linear_conv1d_update(ctx, p.in_proj);
+    if (!why.empty()) {
+        ssd_state_update(ctx, p.update);
+        gated_rms_norm(ctx, p.norm);
+        linear(ctx, p.out_proj);
+        return;
+    }
+    GatedNormFold fold;
+    fold.z = *p.norm.z;
+    fold.weight = p.norm.weight;
+    fold.norm_before_gate = p.norm.norm_before_gate;
+    fold.partials = parts;
+    fold.partials_home = p.norm.y;
+    ssd_state_update_fold_norm(ctx, p.update, fold);
+    if (!try_gemv_row_norm(ctx, p.out_proj, parts, p.inner, p.norm.eps)) fail(MAMBA_STATUS_INTERNAL, "mamba2_step: out_proj's GEMV refused the folded norm");
+    note_writes(ctx, {&p.out_proj.y});
+}
+
+}  // namespace mamba::cuda
