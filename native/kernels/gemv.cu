@@ -128,7 +128,8 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
-    bool has_norm;      // tiled kernel, no conv: row m's sums scaled by 1 / sqrt(sum(norm row m) * inv_dim + eps) (step_norm.cuh)
+    bool has_norm;      // tiled kernel (kRowNorm builds: 16-byte W loads, up to kNormMaxRows rows): row m's sums scaled by
+                        // 1 / sqrt(sum(norm row m) * inv_dim + eps) (step_norm.cuh)
     struct Norm {
         const float * partials;  // row m's `count` partial sums of squares at partials + m * s0
         int64_t s0;
@@ -229,12 +230,15 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 
 // ---- tiled kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false>
+template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
     static constexpr bool kVec = kVecLoads;           // W pointer and row stride allow 16-byte loads
     static constexpr bool kConv = kConvStep;          // the conv step epilogue (GemvArgs::conv)
+    static constexpr bool kRowNorm = kRowNormScale;   // rows scaled by the norm of GemvArgs::norm (its own builds, so
+                                                      // that the others compile exactly as without it)
+    static_assert(!(kConv && kRowNorm), "one epilogue a build");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -384,7 +388,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     __shared__ __align__(16) float xs[M * T];
     __shared__ float partial[Tr::kWarps][R][M];
     __shared__ float conv_ops[Tr::kConv ? Conv::kCount : 1];
-    constexpr int kNormSlots = Tr::kConv ? 1 : int(kNormPartialsMax);
+    constexpr int kNormSlots = Tr::kRowNorm ? int(kNormPartialsMax) : 1;
     constexpr int kNormPerThread = (kNormSlots + Tr::kThreads - 1) / Tr::kThreads;
     __shared__ float norm_part[kNormSlots];  // has_norm: row m's partial sums at m * count
     __shared__ float row_scale[M];
@@ -445,15 +449,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     // The norm's partial sums (written by the kernel before): requested now, parked in shared memory with the
     // first x tile, added up after the last FMA.
     [[maybe_unused]] float norm_regs[kNormPerThread];
-    if constexpr (!Tr::kConv) {
-        if (a.has_norm) {
-            const int total = a.rows * a.norm.count;
+    if constexpr (Tr::kRowNorm) {
+        const int total = a.rows * a.norm.count;
 #pragma unroll
-            for (int u = 0; u < kNormPerThread; ++u) {
-                const int i = int(threadIdx.x) + u * Tr::kThreads;
-                const int m = i / a.norm.count;
-                norm_regs[u] = i < total ? a.norm.partials[m * a.norm.s0 + (i - m * a.norm.count)] : 0.0f;
-            }
+        for (int u = 0; u < kNormPerThread; ++u) {
+            const int i = int(threadIdx.x) + u * Tr::kThreads;
+            const int m = i / a.norm.count;
+            norm_regs[u] = i < total ? a.norm.partials[m * a.norm.s0 + (i - m * a.norm.count)] : 0.0f;
         }
     }
     float acc[R][M];
@@ -491,8 +493,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 if (i < Conv::kCount) conv_ops[i] = conv_regs[u];
             }
         }
-        if constexpr (!Tr::kConv) {
-            if (a.has_norm && t0 == 0) {
+        if constexpr (Tr::kRowNorm) {
+            if (t0 == 0) {
 #pragma unroll
                 for (int u = 0; u < kNormPerThread; ++u) {
                     const int i = int(threadIdx.x) + u * Tr::kThreads;
@@ -530,8 +532,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             const float s = warp_sum(acc[r][m]);
             if (lane == 0) partial[warp][r][m] = s;
         }
-    if constexpr (!Tr::kConv) {
-        if (a.has_norm && warp == 0) {  // published by the barrier below
+    if constexpr (Tr::kRowNorm) {
+        if (warp == 0) {  // published by the barrier below
             for (int m = 0; m < a.rows; ++m) {
                 float sum = 0.0f;
                 for (int j = lane; j < a.norm.count; j += 32) sum += norm_part[m * a.norm.count + j];
@@ -547,7 +549,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                                    [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
     else
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
-                                   [&](int m, int64_t n, float s) { store_output(a, m, n, a.has_norm ? s * row_scale[m] : s); });
+                                   [&](int m, int64_t n, float s) { store_output(a, m, n, Tr::kRowNorm ? s * row_scale[m] : s); });
 }
 
 // ---- warp kernel ----
@@ -822,6 +824,14 @@ template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
     // The trace names tell the early loads apart: W (one row only), the conv operands (any row count).
     const bool early = kRows == 1 && a.early_w;
+    if constexpr (kRows <= kNormMaxRows) {
+        if (a.has_norm) {  // only with 16-byte W loads (try_gemv_row_norm)
+            using Tr = TiledGemvTraits<TW, kRows, true, false, true>;
+            launch_kernel(ctx, early ? "gemv_tiled_norm_kernel early" : "gemv_tiled_norm_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+            MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_norm_kernel");
+            return;
+        }
+    }
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
         launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
@@ -990,14 +1000,17 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
 bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row) {
     const GemvVariant forced = forced_gemv_variant();
     if (forced == GemvVariant::Warp || forced == GemvVariant::Gemm || !gemv_applies(p) || gemv_variant(p) == GemvVariant::Gemm) return false;
-    return partials_per_row >= 1 && p.rows * partials_per_row <= kNormPartialsMax;
+    if (p.rows > kNormMaxRows) return false;
+    bool vec = false;
+    gemv_args(p, vec);
+    return vec && partials_per_row >= 1 && p.rows * partials_per_row <= kNormPartialsMax;
 }
 
 bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps) {
     const bool evict_first = gemv_evict_first(ctx, false);
     if (!gemv_row_norm_applies(p, partials.count) || dim < 1) return false;
     bool vec = false;
-    GemvArgs a = gemv_args(p, vec);
+    GemvArgs a = gemv_args(p, vec);  // vec: gemv_row_norm_applies
     a.early_w = readable_before_wait(ctx, {&p.weight});
     a.w_evict_first = evict_first;
     a.has_norm = true;

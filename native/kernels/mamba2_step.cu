@@ -32,13 +32,15 @@ std::string plan_folded_norm(const Mamba2StepParams & p, NormPartials & parts) {
     if ((reinterpret_cast<uintptr_t>(home.data) & 3u) != 0 || (n.dim > 1 && home.stride[1] != 1) || (int64_t(elem) * home.stride[0]) % 4 != 0 ||
         (p.batch > 1 && home.stride[0] < n.dim))
         return "'normed' is not contiguous rows of whole floats";
+    if (!ssd_state_update_vectorized(p.update)) return "the SSM state does not allow 16-byte accesses (aligned rows, dstate a multiple of 4)";
     parts.count = ssd_state_update_blocks_per_row(p.update);
     if (parts.count * 4 > n.dim * int64_t(elem)) return "'normed' has no room for the state update's sums of squares";
     parts.data = home.ptr<float>();
     parts.row_stride = int64_t(elem) * home.stride[0] / 4;
     if (!gemv_row_norm_applies(p.out_proj, parts.count))
         return cat("out_proj's GEMV does not take ", p.batch, " rows of ", parts.count,
-                   " sums of squares (more than 16 rows, rows mamba_linear gives to cuBLAS, a forced GEMV variant, or over ", kNormPartialsMax, " sums)");
+                   " sums of squares (more than ", kNormMaxRows, " rows, rows mamba_linear gives to cuBLAS, a forced GEMV variant, a weight without 16-byte loads, or over ",
+                   kNormPartialsMax, " sums)");
     return {};
 }
 
@@ -64,8 +66,11 @@ void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
     fold.partials = parts;
     fold.partials_home = p.norm.y;
     ssd_state_update_fold_norm(ctx, p.update, fold);
-    if (!try_gemv_row_norm(ctx, p.out_proj, parts, p.inner, p.norm.eps)) fail(MAMBA_STATUS_INTERNAL, "mamba2_step: out_proj's GEMV refused the folded norm");
-    note_writes(ctx, {&p.out_proj.y});
+    // out_proj reads the state update's output (gated and times the norm's weight), not normed, which holds the sums.
+    LinearParams out_proj = p.out_proj;
+    out_proj.x = p.norm.x;
+    if (!try_gemv_row_norm(ctx, out_proj, parts, p.inner, p.norm.eps)) fail(MAMBA_STATUS_INTERNAL, "mamba2_step: out_proj's GEMV refused the folded norm");
+    note_writes(ctx, {&out_proj.y});
 }
 
 }  // namespace mamba::cuda

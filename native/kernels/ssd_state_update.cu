@@ -45,7 +45,7 @@ struct SsdUpdateArgs {
     float dt_min, dt_max;
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
     bool early;  // vec build: the first pass of the state, A and dt_bias load before the PDL wait (readable_before_wait, launch.cuh)
-    // The gated RMSNorm folded in (step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
+    // The gated RMSNorm folded in (kFoldNorm builds, step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
     // each block's sum of squares of the normalized values at norm_part[b * norm_part_s0 + h * gridDim.x + blockIdx.x].
     bool fold_norm, norm_before_gate;
     AnyPtr norm_w;
@@ -53,9 +53,10 @@ struct SsdUpdateArgs {
     float * norm_part;
 };
 
-template <bool kVecState>
+template <bool kVecState, bool kFoldNormV = false>
 struct SsdUpdateTraits {
     static constexpr bool kVec = kVecState;  // state rows 16-byte aligned with unit stride, dstate % 4 == 0
+    static constexpr bool kFoldNorm = kFoldNormV;  // SsdUpdateArgs::fold_norm (its own build, with kVec only)
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 8;                      // 8 x 16 bytes of state in flight per lane
@@ -73,7 +74,8 @@ template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_update_kernel(SsdUpdateArgs a) {
     constexpr int R = Tr::kRowsPerWarp, RB = Tr::kRowsPerBlock, S = Tr::kStatesPerPass;
     extern __shared__ __align__(16) float bc_smem[];  // B[dstate], C[dstate]
-    __shared__ float x_smem[RB], z_smem[RB], w_smem[RB], sq_smem[Tr::kWarps];
+    __shared__ float x_smem[RB], z_smem[RB];
+    __shared__ float w_smem[Tr::kFoldNorm ? RB : 1], sq_smem[Tr::kFoldNorm ? Tr::kWarps : 1];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t b = blockIdx.z, h = blockIdx.y;
     const int64_t block_p0 = int64_t(blockIdx.x) * RB;
@@ -127,7 +129,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     const bool xz_valid = threadIdx.x < RB && p_mine < a.headdim;
     const float x_mine = a.x.load(b * a.x_s[0] + h * a.x_s[1] + min(p_mine, a.headdim - 1) * a.x_s[2]);
     const float z_mine = xz_valid && a.has_z ? a.z.load(b * a.z_s[0] + h * a.z_s[1] + p_mine * a.z_s[2]) : 0.0f;
-    const float w_mine = xz_valid && a.fold_norm ? a.norm_w.load((h * a.headdim + p_mine) * a.norm_w_s) : 0.0f;
+    [[maybe_unused]] float w_mine = 0.0f;
+    if constexpr (Tr::kFoldNorm) w_mine = xz_valid ? a.norm_w.load((h * a.headdim + p_mine) * a.norm_w_s) : 0.0f;
     if (threadIdx.x < N) {
         bc_smem[threadIdx.x] = B_first;
         bc_smem[N + threadIdx.x] = C_first;
@@ -139,7 +142,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     if (threadIdx.x < RB) {
         x_smem[threadIdx.x] = xz_valid ? x_mine : 0.0f;
         z_smem[threadIdx.x] = z_mine;
-        w_smem[threadIdx.x] = w_mine;
+        if constexpr (Tr::kFoldNorm) w_smem[threadIdx.x] = w_mine;
     }
     float dt = dt_raw + dt_bias;
     if (a.softplus) dt = softplus_f(dt);
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         load_pass(n0, s);
     }
 
-    float sq = 0.0f;  // fold_norm: the square of this lane's normalized value (lane r holds row p0 + r)
+    [[maybe_unused]] float sq = 0.0f;  // kFoldNorm: the square of this lane's normalized value (lane r holds row p0 + r)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const float total = warp_sum(acc[r]);
@@ -200,7 +203,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
             const float xv = x_smem[warp * R + r];
             float out = total;
             if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv;
-            if (a.fold_norm) {
+            if constexpr (Tr::kFoldNorm) {
                 // What the separate norm reads: y as y_inner holds it, gated in float32.
                 const float yr = a.y.rounded(out);
                 const float gated = yr * silu_f(z_smem[warp * R + r]);
@@ -212,7 +215,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
             a.y.store(b * a.y_s[0] + h * a.y_s[1] + p * a.y_s[2], out);
         }
     }
-    if (a.fold_norm) {  // block-uniform
+    if constexpr (Tr::kFoldNorm) {
         sq = warp_sum(sq);
         if (lane == 0) sq_smem[warp] = sq;
         __syncthreads();
@@ -248,9 +251,7 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     fill_shared_args(ctx, f32, p, a);
     a.state = p.state.ptr<float>();
     copy_strides(a.st_s, p.state);
-    const auto st = p.state;
-    a.vec = (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 &&
-            st.stride[1] % 4 == 0 && st.stride[2] % 4 == 0;
+    a.vec = ssd_state_update_vectorized(p);
     using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
@@ -271,7 +272,11 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         a.norm_part = fold->partials.data;
         a.norm_part_s0 = fold->partials.row_stride;
     }
-    if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
+    if (fold) {
+        using Fold = SsdUpdateTraits<true, true>;
+        launch_kernel(ctx, a.early ? "ssd_state_update_norm_kernel early" : "ssd_state_update_norm_kernel", true, ssd_state_update_kernel<Fold>, grid,
+                      dim3(Fold::kThreads), bc_bytes, a);
+    } else if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
                              dim3(Vec::kThreads), bc_bytes, a);
     else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
@@ -284,8 +289,14 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) { lau
 
 int64_t ssd_state_update_blocks_per_row(const SsdStateUpdateParams & p) { return p.heads * ceil_div(p.headdim, int64_t(SsdUpdateTraits<true>::kRowsPerBlock)); }
 
+bool ssd_state_update_vectorized(const SsdStateUpdateParams & p) {
+    const auto & st = p.state;
+    return (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 && st.stride[1] % 4 == 0 &&
+           st.stride[2] % 4 == 0;
+}
+
 void ssd_state_update_fold_norm(mamba_context & ctx, const SsdStateUpdateParams & p, const GatedNormFold & fold) {
-    if (p.z) fail(MAMBA_STATUS_INTERNAL, "ssd_state_update_fold_norm: the update has its own z");
+    if (p.z || !ssd_state_update_vectorized(p)) fail(MAMBA_STATUS_INTERNAL, "ssd_state_update_fold_norm: the update has its own z or an unaligned state");
     launch_state_update(ctx, p, &fold);
 }
 

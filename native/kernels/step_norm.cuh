@@ -20,6 +20,8 @@ struct NormPartials {
 
 // Most partial sums (rows times sums a row) the GEMV takes: they are staged in its shared memory.
 constexpr int64_t kNormPartialsMax = 512;
+// Most rows the GEMV scales (its row buckets 1, 2 and 4 have norm builds).
+constexpr int kNormMaxRows = 4;
 
 struct GatedNormFold {
     Tensor z;       // (batch, heads * headdim): the gate
@@ -28,6 +30,9 @@ struct GatedNormFold {
     NormPartials partials;  // (batch, heads * ceil(headdim / 64)): one sum per state-update block
     Tensor partials_home;   // the scratch tensor whose memory holds them (recorded as written, launch.cuh)
 };
+
+// Whether the state update takes the state with 16-byte accesses (the folded norm's only build).
+bool ssd_state_update_vectorized(const SsdStateUpdateParams & p);
 
 // The state-update blocks of a row: one sum each.
 int64_t ssd_state_update_blocks_per_row(const SsdStateUpdateParams & p);
@@ -40,8 +45,9 @@ void ssd_state_update_fold_norm(mamba_context & ctx, const SsdStateUpdateParams 
 bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row);
 
 // Row m of y = x W^T scaled by 1 / sqrt(sum(row m's partials) / dim + eps), then + bias, by the tiled GEMV
-// kernel; returns false (having done nothing) where it cannot run: more than kGemvMaxRows rows, rows mamba_linear
-// gives to cuBLAS, a forced warp or gemm variant, or more than kNormPartialsMax partial sums.
+// kernel; returns false (having done nothing) where it cannot run: more than kNormMaxRows rows, rows mamba_linear
+// gives to cuBLAS, a forced warp or gemm variant, a W that does not allow 16-byte loads, or more than
+// kNormPartialsMax partial sums.
 bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps);
 
 }  // namespace mamba::cuda

@@ -642,8 +642,9 @@ public unsafe struct mamba_ssd_state_update_args
 /// block's sum of squares in normed's memory, and out_proj's GEMV scales each row by the root mean square
 /// those sums give, so the step is three kernels, not four, and the norm's scale is applied to out_proj's
 /// sums instead of to each of its inputs (the results differ from the calls above by rounding). That needs
-/// one norm group (norm_group_size 0 or inner), a gate, 1 to 16 rows that out_proj's GEMV takes (at 2 rows
-/// or more, 16-bit out_proj weights with fewer than 2048 outputs), batch * heads * ceil(headdim / 64) at
+/// one norm group (norm_group_size 0 or inner), 1 to 4 rows that out_proj's GEMV takes (at 2 rows or more,
+/// 16-bit out_proj weights with fewer than 2048 outputs), an out_proj weight that allows 16-byte loads, an
+/// ssm_state with 16-byte aligned rows and dstate a multiple of 4, batch * heads * ceil(headdim / 64) at
 /// most 512 and a contiguous normed; MAMBA_CUDA_MAMBA2_STEP (read at each call) = "separate" runs the
 /// calls above instead, "fused" fails with UNSUPPORTED, naming the reason, where the three kernels cannot
 /// run, and "auto" or unset takes them where they can. Outputs (conv_state, ssm_state, y, the scratch
