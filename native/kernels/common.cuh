@@ -365,25 +365,17 @@ __device__ __forceinline__ void cp_async_wait_group() {
 }
 
 // ---- L2 cache policies (sm_80+), for the .L2::cache_hint forms of loads, copies and prefetches ----
-// A policy covering every access it is given (fraction 1.0). Below sm_80 they are 0 and never used.
-__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+enum class L2Evict { First, Normal, Last };
+
+// A policy covering every access it is given (fraction 1.0), made by one createpolicy instruction. Below
+// sm_80 it is 0 and never used.
+template <L2Evict kPriority>
+__device__ __forceinline__ uint64_t l2_policy() {
     uint64_t policy = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-#endif
-    return policy;
-}
-__device__ __forceinline__ uint64_t l2_policy_evict_normal() {
-    uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
-#endif
-    return policy;
-}
-__device__ __forceinline__ uint64_t l2_policy_evict_last() {
-    uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+    if constexpr (kPriority == L2Evict::First) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    else if constexpr (kPriority == L2Evict::Normal) asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+    else asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
 #endif
     return policy;
 }

@@ -151,13 +151,15 @@ constexpr int kConvFusedMaxWidth = 4;
 // How a W vector is loaded: through L1 (__ldg), or past L1 (W is read once, L1 keeps x).
 constexpr int kLoadThroughL1 = 0, kLoadStream = 1;
 
+// volatile: the compiler keeps each load where the code puts it relative to the PDL wait (itself volatile asm),
+// before it for the early reads and after it for the rest; a plain asm has no memory operand to order it by.
 template <int kLoad>
 __device__ __forceinline__ uint4 load_w16(const void * p, uint64_t policy) {
     uint4 v;
     if constexpr (kLoad == kLoadThroughL1) {
-        asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(policy));
+        asm volatile("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(policy));
     } else {
-        asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
             : "l"(p), "l"(policy));
     }
@@ -165,7 +167,7 @@ __device__ __forceinline__ uint4 load_w16(const void * p, uint64_t policy) {
 }
 
 // The L2 policy of a kernel's W loads (GemvArgs::w_evict_first), made once per thread.
-__device__ __forceinline__ uint64_t w_load_policy(const GemvArgs & a) { return a.w_evict_first ? l2_policy_evict_first() : l2_policy_evict_normal(); }
+__device__ __forceinline__ uint64_t w_load_policy(const GemvArgs & a) { return a.w_evict_first ? l2_policy<L2Evict::First>() : l2_policy<L2Evict::Normal>(); }
 
 // One 16-byte vector of a W row starting at column k; elements at or past `in` read as zero. 16-byte
 // loads need both the compile-time (Tr::kVec) and the run-time (vec) permission; they carry the L2 policy.

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(Tr::kThreads) l2_prefetch_kernel(const char * 
     if constexpr (Tr::kKind == L2PrefetchMode::Load) {
         // A warp covers 4 lines per round of 32 x 16-byte loads; thread t of the grid takes vectors t,
         // t + stride, ... of the range (8 per line).
-        const uint64_t policy = l2_policy_evict_last();
+        const uint64_t policy = l2_policy<L2Evict::Last>();
         constexpr int kVecPerLine = Tr::kLineBytes / 16, U = Tr::kLoadUnroll;
         const int64_t vectors = lines * kVecPerLine;
         uint32_t folded = 0;
@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(Tr::kThreads) l2_prefetch_kernel(const char * 
         if (folded == 0x9e3779b9u) *sink = folded;
     } else if constexpr (Tr::kKind == L2PrefetchMode::Bulk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(CUDART_VERSION) && CUDART_VERSION >= 12000
-        const uint64_t policy = l2_policy_evict_last();
+        const uint64_t policy = l2_policy<L2Evict::Last>();
         constexpr int64_t kLinesPerChunk = Tr::kBulkBytes / Tr::kLineBytes;
         const int64_t chunks = (lines + kLinesPerChunk - 1) / kLinesPerChunk;
         for (int64_t c = start; c < chunks; c += stride) {

@@ -433,7 +433,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
         if (!a.early) wait_for_producer();
         operands_issued_sync();
         const int prime = min(Tr::kPrimeStages, total);
-        const uint64_t policy = l2_policy_evict_first();
+        const uint64_t policy = l2_policy<L2Evict::First>();
         long long waited = 0;  // clock cycles spent waiting for free stages (timeline)
         for (int s = 0; s < total; ++s) {
             if (s == prime) staged_sync();

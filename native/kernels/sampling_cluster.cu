@@ -534,7 +534,7 @@ void opt_in(const mamba_context & ctx) {
 
 // Whether the device can hold at least one cluster of the larger build at once (cudaOccupancyMaxActiveClusters):
 // a MIG slice or a GPU whose SMs are otherwise limited may not, and the sampler then takes the block kernel
-// rather than fail at launch. Asked once per device and remembered for the process.
+// rather than fail at launch (also where the query itself fails). Asked once per device and remembered for the process.
 bool device_holds_a_cluster(const mamba_context & ctx) {
     static std::atomic<uint8_t> known[64];  // 0: not asked, 1: holds one, 2: does not
     std::atomic<uint8_t> * const slot = ctx.device_id >= 0 && ctx.device_id < 64 ? &known[ctx.device_id] : nullptr;
@@ -556,7 +556,12 @@ bool device_holds_a_cluster(const mamba_context & ctx) {
     config.attrs = &cluster;
     config.numAttrs = 1;
     int clusters = 0;
-    MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, sample_cluster_kernel<Tr>, &config));
+    // A query that fails says no more than a zero: the block kernel samples as well. Its error is taken off
+    // the runtime's last-error slot, so that no later launch check reports it.
+    if (cudaOccupancyMaxActiveClusters(&clusters, sample_cluster_kernel<Tr>, &config) != cudaSuccess) {
+        (void)cudaGetLastError();
+        clusters = 0;
+    }
     if (slot) slot->store(clusters > 0 ? 1 : 2, std::memory_order_relaxed);
     return clusters > 0;
 }
@@ -592,7 +597,7 @@ bool cluster_kernel_fits(const mamba_context & ctx, int64_t batch, int64_t vocab
         return false;
     }
     if (!device_holds_a_cluster(ctx)) {
-        *why = "the device cannot hold one cluster of 8 blocks at once (cudaOccupancyMaxActiveClusters is 0)";
+        *why = "the device cannot hold one cluster of 8 blocks at once (cudaOccupancyMaxActiveClusters gave 0 or failed)";
         return false;
     }
     return true;
