@@ -87,4 +87,23 @@ double Bench::time_ms(const std::function<void()> & fn, int min_iters, double mi
     return samples[samples.size() / 2];
 }
 
+mamba_context * context_on_harness_stream(Bench & b, bool pdl, const char * l2_mode, const char * l2_blocks) {
+    mamba_context_params p = mamba_context_default_params();
+    p.device_type = MAMBA_DEVICE_CUDA;
+    DLDevice dev;
+    check(mamba_context_get_device(b.ctx(), &dev), "mamba_context_get_device");
+    p.device_id = dev.device_id;
+    mamba_context * ctx = nullptr;
+    {
+        const ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
+        const ScopedEnv scoped_l2("MAMBA_CUDA_L2_PREFETCH", l2_mode);
+        const ScopedEnv scoped_l2_blocks("MAMBA_CUDA_L2_PREFETCH_BLOCKS", l2_blocks);
+        check(mamba_context_create(&p, &ctx), "mamba_context_create");
+    }
+    void * stream = nullptr;
+    check(mamba_context_get_stream(ctx, &stream), "mamba_context_get_stream");
+    check(mamba_context_set_stream(b.ctx(), stream), "mamba_context_set_stream");
+    return ctx;
+}
+
 }  // namespace mb

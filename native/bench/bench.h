@@ -58,4 +58,12 @@ using ScopedEnv = mamba::ScopedEnv;  // core/scoped_env.h
 // Aborts the benchmark with the library's message.
 void check(mamba_status status, const char * what);
 
+// A CUDA context created with MAMBA_CUDA_PDL set to `pdl` and MAMBA_CUDA_L2_PREFETCH(_BLOCKS) to `l2_mode` and
+// `l2_blocks` (unset when null; all restored afterwards). It keeps its own stream, which the harness's
+// context borrows so that the harness's events time the work queued on it (the caller gives the stream back
+// with mamba_context_set_stream(bench.ctx(), nullptr) before freeing the context): on a borrowed stream the
+// library reads no input before a kernel's launch wait (launch.cuh), which a model's decode does on its own
+// stream.
+mamba_context * context_on_harness_stream(Bench & bench, bool pdl, const char * l2_mode = nullptr, const char * l2_blocks = nullptr);
+
 }  // namespace mb

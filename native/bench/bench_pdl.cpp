@@ -128,29 +128,6 @@ struct Session {
     }
 };
 
-// A context created with MAMBA_CUDA_PDL set to `pdl` and MAMBA_CUDA_L2_PREFETCH(_BLOCKS) to `l2_mode` and
-// `l2_blocks` (unset when null; all restored afterwards). It keeps its own stream, which the harness's
-// context borrows so that the harness's events time the chain: on a borrowed stream the library reads
-// no input before a kernel's launch wait (launch.cuh), which a model's decode does on its own stream.
-mamba_context * pdl_context(mb::Bench & b, bool pdl, const char * l2_mode = nullptr, const char * l2_blocks = nullptr) {
-    mamba_context_params p = mamba_context_default_params();
-    p.device_type = MAMBA_DEVICE_CUDA;
-    DLDevice dev;
-    mb::check(mamba_context_get_device(b.ctx(), &dev), "mamba_context_get_device");
-    p.device_id = dev.device_id;
-    mamba_context * ctx = nullptr;
-    {
-        const mb::ScopedEnv scoped("MAMBA_CUDA_PDL", pdl ? "1" : "0");
-        const mb::ScopedEnv scoped_l2("MAMBA_CUDA_L2_PREFETCH", l2_mode);
-        const mb::ScopedEnv scoped_l2_blocks("MAMBA_CUDA_L2_PREFETCH_BLOCKS", l2_blocks);
-        mb::check(mamba_context_create(&p, &ctx), "mamba_context_create");
-    }
-    void * stream = nullptr;
-    mb::check(mamba_context_get_stream(ctx, &stream), "mamba_context_get_stream");
-    mb::check(mamba_context_set_stream(b.ctx(), stream), "mamba_context_set_stream");
-    return ctx;
-}
-
 // How a chain prefetches: mode null = no mamba_prefetch_l2 calls at all.
 struct L2Prefetch {
     const char * mode = nullptr;
@@ -162,7 +139,7 @@ std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, 
                                  bool fused_conv = false, bool whole_step = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
-    s->ctx = pdl_context(b, pdl, l2.mode, l2.blocks);
+    s->ctx = mb::context_on_harness_stream(b, pdl, l2.mode, l2.blocks);
     s->harness = b.ctx();
     s->fused_dt = fused_dt;
     s->fused_conv = fused_conv;
