@@ -12,9 +12,9 @@ public static unsafe partial class Kernels
     /// <see cref="GatedRmsNorm"/> (gate z = in_proj's first inner columns) and <see cref="Linear"/> (out_proj) give in that
     /// order, from x (batch, hidden) into y (batch, hidden), convState and ssmState updated in place. proj (batch,
     /// 2*inner + 2*groups*dstate + heads), xbc (batch, inner + 2*groups*dstate), yInner and normed (batch, inner) are
-    /// scratch. On CUDA the norm runs inside the state update and out_proj where it can (one norm group, out_proj's rows
-    /// on the GEMV kernel), so results differ from the four calls by rounding; MAMBA_CUDA_MAMBA2_STEP=separate runs the
-    /// four calls.</summary>
+    /// scratch. On CUDA at batch 1 the norm runs inside the state update and out_proj where it can (one norm group,
+    /// out_proj's row on the GEMV kernel), so results differ from the four calls by rounding;
+    /// MAMBA_CUDA_MAMBA2_STEP=separate runs the four calls, =fused folds the norm up to batch 4.</summary>
     public static void Mamba2Step(MambaContext context, Tensor x, Tensor inProjWeight, Tensor? inProjBias, Tensor convState, Tensor convWeight,
         Tensor? convBias, Tensor? dtBias, Tensor a, Tensor? d, Tensor ssmState, Tensor normWeight, Tensor outProjWeight, Tensor? outProjBias, Tensor y,
         Tensor proj, Tensor xbc, Tensor yInner, Tensor normed, long normGroupSize, float eps, bool normBeforeGate, float dtMin, float dtMax)

@@ -645,10 +645,10 @@ public unsafe struct mamba_ssd_state_update_args
 /// one norm group (norm_group_size 0 or inner), 1 to 4 rows that out_proj's GEMV takes (at 2 rows or more,
 /// 16-bit out_proj weights with fewer than 2048 outputs), an out_proj weight that allows 16-byte loads, an
 /// ssm_state with 16-byte aligned rows and dstate a multiple of 4, batch * heads * ceil(headdim / 64) at
-/// most 512 and a contiguous normed; MAMBA_CUDA_MAMBA2_STEP (read at each call) = "separate" runs the
-/// calls above instead, "fused" fails with UNSUPPORTED, naming the reason, where the three kernels cannot
-/// run, and "auto" or unset takes them where they can. Outputs (conv_state, ssm_state, y, the scratch
-/// tensors) must not overlap any input or each other.
+/// most 512 and a contiguous normed; MAMBA_CUDA_MAMBA2_STEP (read at each call) = "auto" or unset takes the
+/// three kernels where they can run at batch 1 (beyond one row they measured slower), "fused" wherever they
+/// can run and fails with UNSUPPORTED, naming the reason, elsewhere, and "separate" runs the calls above.
+/// Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input or each other.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct mamba_mamba2_step_args
