@@ -7,21 +7,17 @@
 #include <cmath>
 
 #include "backend_test.h"
+#include "step_reference.h"
 
 namespace {
 
 using mt::DType;
 using mt::Tensor;
 
-double silu(double v) { return v / (1.0 + std::exp(-v)); }
-double softplus(double v) { return v > 20.0 ? v : std::log1p(std::exp(v)); }
-
-// v as a tensor of dtype d holds it.
-double stored(DType d, double v) {
-    char buf[8];
-    mt::from_double(d, buf, v);
-    return mt::to_double(d, buf);
-}
+using mt::matvec;
+using mt::silu;
+using mt::softplus;
+using mt::stored;
 
 struct Case {
     int64_t batch, hidden, inner, rank, dstate, width;
@@ -80,18 +76,6 @@ struct Mixer {
         return a;
     }
 };
-
-// out[o] = sum_k w[o, k] * in[k] (+ bias[o]), w row-major (out, in).
-std::vector<double> matvec(const Tensor & w, const double * in, const Tensor * bias) {
-    const int64_t out = w.shape()[0], k = w.shape()[1];
-    std::vector<double> r(size_t(out), 0.0);
-    for (int64_t o = 0; o < out; ++o) {
-        double s = bias ? bias->at(o) : 0.0;
-        for (int64_t i = 0; i < k; ++i) s += w.at(o * k + i) * in[i];
-        r[size_t(o)] = s;
-    }
-    return r;
-}
 
 // One step in float64 for every batch row; conv_state and ssm_state (the test's values) are updated.
 // Each intermediate is rounded to the dtype of the tensor the separate ops store it in.

@@ -1,6 +1,5 @@
 #include "ops/mamba1_step.h"
 
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,12 +79,11 @@ Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mam
         fail_argument("argument 'out_proj_weight' has shape ", p.out_proj.weight.shape_string(), ": it must have hidden = ", p.hidden,
                       " outputs (x's second dimension)");
 
-    // Written tensors against everything the step reads and against each other (one kernel may write
-    // some while other blocks still read the rest).
-    const std::pair<const char *, const Tensor *> written[] = {
+    // Written tensors against everything the step reads and against each other.
+    const NamedTensors written = {
         {"conv_state", &p.in_proj.conv.conv_state}, {"ssm_state", &p.update.state}, {"y", &p.out_proj.y}, {"xz", &p.in_proj.linear.y},
         {"xc", &p.in_proj.conv.y},                  {"xdbl", &p.x_proj.y},          {"y_inner", &p.update.y}};
-    std::vector<std::pair<const char *, const Tensor *>> read = {
+    NamedTensors read = {
         {"x", &p.in_proj.linear.x},           {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
         {"x_proj_weight", &p.x_proj.weight},  {"dt_proj_weight", &*p.update.dt_proj_weight}, {"A", &p.update.A},
         {"out_proj_weight", &p.out_proj.weight}};
@@ -94,10 +92,7 @@ Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mam
     if (p.update.dt_bias) read.emplace_back("dt_bias", &*p.update.dt_bias);
     if (p.update.D) read.emplace_back("D", &*p.update.D);
     if (p.out_proj.bias) read.emplace_back("out_proj_bias", &*p.out_proj.bias);
-    for (size_t i = 0; i < std::size(written); ++i) {
-        for (const auto & [name, t] : read) check_no_overlap(written[i].first, *written[i].second, name, *t);
-        for (size_t j = i + 1; j < std::size(written); ++j) check_no_overlap(written[i].first, *written[i].second, written[j].first, *written[j].second);
-    }
+    check_written_apart(written, read);
     return p;
 }
 

@@ -1,6 +1,5 @@
 #include "ops/mamba2_step.h"
 
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -101,14 +100,14 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
                       " outputs (x's second dimension)");
 
     // Written tensors against everything the step reads and against each other.
-    const std::pair<const char *, const Tensor *> written[] = {{"conv_state", &p.in_proj.conv.conv_state},
+    const NamedTensors written = {{"conv_state", &p.in_proj.conv.conv_state},
                                                                {"ssm_state", &p.update.state},
                                                                {"y", &p.out_proj.y},
                                                                {"proj", &p.in_proj.linear.y},
                                                                {"xbc", &p.in_proj.conv.y},
                                                                {"y_inner", &p.norm.x},
                                                                {"normed", &p.norm.y}};
-    std::vector<std::pair<const char *, const Tensor *>> read = {
+    NamedTensors read = {
         {"x", &p.in_proj.linear.x}, {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
         {"A", &p.update.A},         {"norm_weight", &p.norm.weight},               {"out_proj_weight", &p.out_proj.weight}};
     if (p.in_proj.linear.bias) read.emplace_back("in_proj_bias", &*p.in_proj.linear.bias);
@@ -116,10 +115,7 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
     if (p.update.dt_bias) read.emplace_back("dt_bias", &*p.update.dt_bias);
     if (p.update.D) read.emplace_back("D", &*p.update.D);
     if (p.out_proj.bias) read.emplace_back("out_proj_bias", &*p.out_proj.bias);
-    for (size_t i = 0; i < std::size(written); ++i) {
-        for (const auto & [name, t] : read) check_no_overlap(written[i].first, *written[i].second, name, *t);
-        for (size_t j = i + 1; j < std::size(written); ++j) check_no_overlap(written[i].first, *written[i].second, written[j].first, *written[j].second);
-    }
+    check_written_apart(written, read);
     return p;
 }
 
