@@ -163,6 +163,16 @@ TEST_P(Memory, ImpossibleAllocationReportsOutOfMemory) {
     EXPECT_EQ(p, nullptr);
 }
 
+TEST_P(Memory, SizesNearTheAddressLimitReportOutOfMemory) {
+    if (on_cuda()) GTEST_SKIP() << "the host allocator's rounding (a CPU context's memory)";
+    // Rounding such a size up to the alignment must not wrap around to a small allocation.
+    for (const size_t bytes : {SIZE_MAX, SIZE_MAX - 5, SIZE_MAX - (size_t(1) << 20)}) {
+        void * p = nullptr;
+        EXPECT_EQ(mamba_alloc(ctx(), bytes, &p), MAMBA_STATUS_OUT_OF_MEMORY) << bytes << ": " << mamba_last_error();
+        EXPECT_EQ(p, nullptr);
+    }
+}
+
 TEST_P(Memory, EventsMeasureNonNegativeTime) {
     mamba_event *a = nullptr, *b = nullptr;
     MAMBA_ASSERT_OK(mamba_event_create(ctx(), &a));

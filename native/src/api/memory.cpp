@@ -1,4 +1,5 @@
 // Allocation and raw copies. On a CPU context every pointer is host memory.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -7,8 +8,9 @@
 namespace {
 
 void * host_alloc(size_t bytes) {
-    const size_t rounded = (bytes + 255) / 256 * 256;
-    void * p = std::aligned_alloc(256, rounded);
+    constexpr size_t kAlign = 256;
+    // A size within kAlign of the address limit must not wrap around to a small allocation when rounded up.
+    void * p = bytes <= SIZE_MAX - kAlign ? std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign) : nullptr;
     if (p == nullptr) mamba::fail(MAMBA_STATUS_OUT_OF_MEMORY, "could not allocate ", bytes, " bytes of host memory");
     return p;
 }
