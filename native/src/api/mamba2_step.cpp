@@ -4,7 +4,7 @@
 #include <utility>
 #include <vector>
 
-#include "api/in_part.h"
+#include "api/step_parts.h"
 #include "core/context.h"
 #include "core/dl_view.h"
 

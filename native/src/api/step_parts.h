@@ -1,4 +1,4 @@
-// Validation of a composite op's parts (mamba_mamba1_step, mamba_mamba2_step).
+// Validation shared by the composite step ops (mamba_mamba1_step, mamba_mamba2_step): errors named by part, and the written tensors kept apart.
 #pragma once
 
 #include <utility>
