@@ -299,6 +299,14 @@ TEST_P(Mamba2StepTest, BadArgumentsNameTheirPart) {
         EXPECT_NE(std::string(mamba_last_error()).find("'A'"), std::string::npos) << mamba_last_error();
     }
     {
+        Tensor no_channels({0}, c.weight);
+        no_channels.upload(ctx());
+        mamba_mamba2_step_args a = m.args(c);
+        a.norm_weight = no_channels.dl();
+        EXPECT_EQ(mamba_mamba2_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba2_step: argument 'norm_weight' has shape (0,): inner (its length) must be at least 1");
+    }
+    {
         mamba_mamba2_step_args a = m.args(c);
         a.normed = m.y_inner.dl();  // two scratch outputs in one buffer
         EXPECT_EQ(mamba_mamba2_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);

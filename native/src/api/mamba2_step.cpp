@@ -31,6 +31,7 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
     p.dstate = ssm.size(3);
     p.conv_dim = conv_w.size(0);
     p.width = conv_w.size(1);
+    if (p.inner < 1) fail_argument("argument 'norm_weight' has shape ", norm_w.shape_string(), ": inner (its length) must be at least 1");
     if (p.heads < 1 || p.inner % p.heads != 0)
         fail_argument("argument 'A' has shape ", A.shape_string(), ": its length (heads) must divide inner = ", p.inner, " (norm_weight's length)");
     p.headdim = p.inner / p.heads;
