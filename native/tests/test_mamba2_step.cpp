@@ -232,6 +232,8 @@ TEST_P(Mamba2StepTest, HeaddimOver64AndDtLimit) {
 TEST_P(Mamba2StepTest, Float32) { run({1, 64, 4, 16, 1, 16, 4, DType::F32, DType::F32, true}); }
 TEST_P(Mamba2StepTest, MixedDtypes) { run({1, 64, 4, 16, 1, 16, 4, DType::F32, DType::BF16}); }
 TEST_P(Mamba2StepTest, Batch2) { run({2, 128, 4, 32, 1, 16, 4, DType::BF16, DType::BF16, true, true}); }
+// The most rows the folded norm takes (forced: unforced it folds at batch 1 only), the GEMV's 4-row build.
+TEST_P(Mamba2StepTest, Batch4) { run({4, 128, 4, 32, 1, 16, 4, DType::BF16, DType::BF16, true, true}); }
 TEST_P(Mamba2StepTest, Mamba2130mShape) { run({1, 768, 24, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2}); }
 TEST_P(Mamba2StepTest, Mamba27bShapeAfterAnotherOp) { run({1, 2560, 80, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2, true}); }
 TEST_P(Mamba2StepTest, Batch2OnCublasTakesTheFourOps) { run({2, 2048, 32, 64, 1, 16, 4, DType::BF16, DType::BF16, false, false, 2, true}); }
