@@ -77,6 +77,12 @@
 // 2.595 ms/step (mamba-2.8b) and 2.702 -> 2.671 (mamba2-2.7b) against MAMBA_CUDA_LINEAR_CONV=separate.
 // Built only for 16-byte W loads (kConv builds), so the plain builds keep their registers.
 //
+// Row-norm epilogue (mamba_mamba2_step's folded gated norm, step_norm.cuh; tiled kernel only, kRowNorm builds
+// for 1, 2 and 4 rows with 16-byte W loads): row m's outputs are scaled by 1 / sqrt(sum of its partial sums of
+// squares / dim + eps) before the bias. The block requests the row's partial sums (at most kNormPartialsMax
+// floats, written by the kernel before) after its PDL wait, parks them in shared memory with the first x tile
+// and warp 0 adds them after the last FMA. Extra bytes: each block reads the rows' partial sums from L2.
+//
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
 // mamba-2.8b decode chain: 0.3186 / 0.3228 / 0.3212 ms for N = 1 / 2 / 3 against 0.3158; the model within

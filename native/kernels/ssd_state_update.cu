@@ -20,6 +20,11 @@
 // stores 65%; loads past L1 with an L2 evict-first hint on the store only 75%; half a head's rows per
 // block (6 blocks/SM) 75%; 16 rows per warp (128 KB of loads in flight per SM) 74%. Neither the cache
 // policy nor the bytes in flight nor the block length moves it.
+//
+// Folded gated norm (mamba_mamba2_step, step_norm.cuh; its own build, kFoldNorm, 16-byte state accesses only):
+// y = rounded(out) * silu(z) * norm weight, and each block writes the sum of squares of its rows' normalized
+// values (one float); out_proj's GEMV applies the row's scale. Extra bytes: z and the norm weight of the
+// block's rows, one float out.
 #include <cmath>
 
 #include "common.cuh"
