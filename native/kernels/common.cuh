@@ -60,6 +60,13 @@ struct CudaState {
     // barrier count on devices that run those kernels (compute capability 9.0+), empty elsewhere.
     unsigned long long * grid_exchange = nullptr;
     size_t grid_exchange_slots = 0;
+    // x_proj's sums when it is folded into the Mamba-1 step's in_proj (step_xproj.cuh): kXProjSumsCapacity float64
+    // sums, then the state update's arrival count; zero between steps, which the state update's last block
+    // restores. Dirty: a step queued the in_proj that adds into them but not the state update that zeroes them
+    // (a launch failed in between), so the next such step clears them first.
+    static constexpr int64_t kXProjSumsCapacity = 1024;
+    double * xproj_sums = nullptr;
+    bool xproj_sums_dirty = false;
     // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while
     // an op that measured faster with it runs its projections (the Mamba-1 step; gemv.cuh's
     // EvictFirstWeights), evict-normal otherwise.

@@ -77,6 +77,12 @@
 // 2.595 ms/step (mamba-2.8b) and 2.702 -> 2.671 (mamba2-2.7b) against MAMBA_CUDA_LINEAR_CONV=separate.
 // Built only for 16-byte W loads (kConv builds), so the plain builds keep their registers.
 //
+// x_proj epilogue (mamba_mamba1_step at batch 1, step_xproj.cuh; kXProj builds: the conv epilogue, one row, 16-byte W
+// loads, x tiles of 16 KB): a block of conv channels copies its columns of x_proj's weight (q x its channels) into
+// shared memory with cp.async, before the PDL wait where it may, and after its conv step multiplies them by the
+// channels' outputs and adds the q partial sums into float64 sums (one atomic add per output and block). Extra
+// bytes: x_proj's weight once (what the separate x_proj reads) and q * 8 bytes of atomics per block of conv channels.
+//
 // Row-norm epilogue (mamba_mamba2_step's folded gated norm, step_norm.cuh; tiled kernel only, kRowNorm builds
 // for 1, 2 and 4 rows with 16-byte W loads): row m's outputs are scaled by 1 / sqrt(sum of its partial sums of
 // squares / dim + eps) before the bias. The block requests the row's partial sums (at most kNormPartialsMax
@@ -111,6 +117,7 @@
 #include "gemv.cuh"
 #include "launch.cuh"
 #include "step_norm.cuh"
+#include "step_xproj.cuh"
 
 #include "core/env_choice.h"
 
@@ -142,6 +149,15 @@ struct GemvArgs {
         int count;  // rows * count <= kNormPartialsMax
         float inv_dim, eps;
     } norm;
+    bool has_xproj;     // tiled kernel with the conv epilogue (kXProj builds: one row, 16-byte W loads): x_proj's
+                        // partial sums over the block's conv channels, added into xproj.sums (step_xproj.cuh)
+    struct XProj {
+        const void * w;  // x_proj's weight (q, conv.dim), W's dtype, rows ldw elements apart, 16-byte aligned
+        int64_t ldw;
+        double * sums;   // q sums, zero before the kernel
+        int q;
+        bool early;      // the block's columns of it load before the PDL wait (readable_before_wait, launch.cuh)
+    } xproj;
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -238,7 +254,7 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 
 // ---- tiled kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false>
+template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -246,14 +262,19 @@ struct TiledGemvTraits {
     static constexpr bool kConv = kConvStep;          // the conv step epilogue (GemvArgs::conv)
     static constexpr bool kRowNorm = kRowNormScale;   // rows scaled by the norm of GemvArgs::norm (its own builds, so
                                                       // that the others compile exactly as without it)
+    static constexpr bool kXProj = kXProjPartials;    // x_proj's partial sums after the conv step (GemvArgs::xproj)
     static_assert(!(kConv && kRowNorm), "one epilogue a build");
+    static_assert(!kXProj || (kConv && kRowBucket == 1 && kVecLoads), "x_proj's partials follow the conv step of one row");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
     static constexpr int kVecElems = 16 / int(sizeof(TW));
     static constexpr int kUnroll = 2;                 // vectors per lane and row loaded before the FMAs
     static constexpr int kLoad = kLoadThroughL1;
-    static constexpr int kTileK = 8192 / kRows;       // x tile columns: kRows * kTileK floats = 32 KB
+    // x tile columns: kRows * kTileK floats = 32 KB; 16 KB in the kXProj build, whose x_proj columns take the rest
+    // of the 48 KB (in_proj's input, the model width, is at most 2560 in the Mamba-1 checkpoints: one tile).
+    static constexpr int kTileK = (kXProj ? 4096 : 8192) / kRows;
+    static constexpr int kXProjBytes = kXProj ? int(kXProjSliceBytes) : 16;
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
     // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
     // (94 registers without the bound); 0 leaves the other builds' register allocation free, as before.
@@ -361,12 +382,13 @@ struct ConvOperands {
 
     // Stores y[m, n] = s (+ bias) as store_output does; an output in the conv range then takes its conv
     // step with the value as y holds it: the same sum, in the same order, as causal_conv1d_update_kernel.
-    __device__ static void store(const GemvArgs & a, const float * ops, int64_t first, int m, int64_t n, float s) {
+    // Returns the conv step's output as conv.y holds it (0 outside the conv range).
+    __device__ static float store(const GemvArgs & a, const float * ops, int64_t first, int m, int64_t n, float s) {
         if (a.has_bias) s += a.bias.load(n * a.bias_s);
         a.y.store(m * a.y_s0 + n * a.y_s1, s);
         const GemvArgs::Conv & c = a.conv;
         const int64_t ch = n - c.offset;
-        if (ch < 0 || ch >= c.dim) return;
+        if (ch < 0 || ch >= c.dim) return 0.0f;
         const int j = int(n - first);
         const float x = a.y.rounded(s);
         const float * state = ops + (j * M + m) * (kTaps - 1);
@@ -385,8 +407,47 @@ struct ConvOperands {
             if (k < c.width - 2) c.state.store(at, state[k + 1]);
             else if (k == c.width - 2) c.state.store(at, x);
         }
+        return c.y.rounded(acc);
     }
 };
+
+// The block's columns [c0, c0 + owned) of x_proj's weight, all q rows, into xw as 16-byte pieces, row after
+// row (owned * sizeof(TW) is a multiple of 16 and the rows 16-byte aligned: gemv_conv1d_xproj's plan).
+template <class TW, int kThreads>
+__device__ __forceinline__ void copy_xproj_columns(const GemvArgs::XProj & x, int64_t c0, int owned, unsigned char * xw) {
+    const int pieces = owned * int(sizeof(TW)) / 16;
+    const int total = x.q * pieces;
+    const char * base = static_cast<const char *>(x.w) + c0 * int64_t(sizeof(TW));
+    for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int q = i / pieces, k = i - q * pieces;
+        cp_async_16(xw + 16 * i, base + q * x.ldw * int64_t(sizeof(TW)) + 16 * k, true);
+    }
+    cp_async_commit();
+}
+
+// x_proj's partial sums over the block's channels: sums[q] += xw row q . u (u: the block's `owned` conv outputs
+// as conv.y holds them). A 16-byte piece a thread, the row's pieces added by shuffles in a fixed order; one
+// float64 atomic add per row and block, so that the order the blocks arrive in changes a sum only below float64's
+// precision (step_xproj.cuh).
+template <class TW, int kThreads>
+__device__ __forceinline__ void add_xproj_partials(const GemvArgs::XProj & x, const unsigned char * xw, const float * u, int owned) {
+    constexpr int V = 16 / int(sizeof(TW));
+    const int pieces = owned / V;  // a power of two, at most 8 (plan)
+    const int total = x.q * pieces;
+    const int padded = (total + 31) / 32 * 32;  // whole warps take part in the shuffles
+    for (int i = threadIdx.x; i < padded; i += kThreads) {
+        float s = 0.0f;
+        const int q = i / pieces, k = i - q * pieces;
+        if (i < total) {
+            const uint4 raw = *reinterpret_cast<const uint4 *>(xw + 16 * i);
+            const TW * e = reinterpret_cast<const TW *>(&raw);
+#pragma unroll
+            for (int j = 0; j < V; ++j) s = fmaf(to_f32<TW>(e[j]), u[k * V + j], s);
+        }
+        for (int o = pieces / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (i < total && k == 0) atomicAdd(x.sums + q, double(s));
+    }
+}
 
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_kernel(GemvArgs a) {
@@ -400,6 +461,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     constexpr int kNormPerThread = (kNormSlots + Tr::kThreads - 1) / Tr::kThreads;
     __shared__ float norm_part[kNormSlots];  // has_norm: row m's partial sums at m * count
     __shared__ float row_scale[M];
+    __shared__ __align__(16) unsigned char xproj_w[Tr::kXProjBytes];  // kXProj: the block's columns of x_proj's weight
+    __shared__ float xproj_u[Tr::kXProj ? Tr::kWarps * R : 1];       // kXProj: the block's conv outputs
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -449,10 +512,19 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     if constexpr (Tr::kConv) {
         if (a.early_conv) load_conv_operands();
     }
+    // kXProj: a block of conv channels (whole blocks are, by the plan) copies its columns of x_proj's weight into
+    // shared memory, before the wait where the op just before does not write them; they are read after the last FMA.
+    [[maybe_unused]] const bool xproj_block = Tr::kXProj && block_first >= a.conv.offset && block_first < a.conv.offset + a.conv.dim;
+    if constexpr (Tr::kXProj) {
+        if (xproj_block && a.xproj.early) copy_xproj_columns<TW, Tr::kThreads>(a.xproj, block_first - a.conv.offset, warps_n * R, xproj_w);
+    }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
     if constexpr (Tr::kConv) {
         if (!a.early_conv) load_conv_operands();
+    }
+    if constexpr (Tr::kXProj) {
+        if (xproj_block && !a.xproj.early) copy_xproj_columns<TW, Tr::kThreads>(a.xproj, block_first - a.conv.offset, warps_n * R, xproj_w);
     }
     // The norm's partial sums (written by the kernel before): requested now, parked in shared memory with the
     // first x tile, added up after the last FMA.
@@ -552,7 +624,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     }
     __syncthreads();
     // Warp w is split w / warps_n of team w % warps_n. (conv_ops was stored before the first tile's barrier.)
-    if constexpr (Tr::kConv)
+    if constexpr (Tr::kXProj) {
+        reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n, [&](int m, int64_t n, float s) {
+            xproj_u[n - block_first] = Conv::store(a, conv_ops, block_first, m, n, s);
+        });
+        if (xproj_block) {  // uniform over the block
+            cp_async_wait_all();
+            __syncthreads();  // the conv outputs and every thread's copies of the weight's columns are in
+            add_xproj_partials<TW, Tr::kThreads>(a.xproj, xproj_w, xproj_u, warps_n * R);
+        }
+    } else if constexpr (Tr::kConv)
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
                                    [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
     else
@@ -840,6 +921,17 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
             return;
         }
     }
+    if constexpr (kRows == 1) {
+        if (a.has_xproj) {  // with the conv epilogue and 16-byte W loads (gemv_conv1d_xproj)
+            using Tr = TiledGemvTraits<TW, 1, true, true, false, true>;
+            launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_xproj_kernel early" : "gemv_tiled_conv_xproj_kernel", true, gemv_tiled_kernel<Tr>,
+                          dim3(blocks), dim3(Tr::kThreads), 0, a);
+            MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_kernel");
+            return;
+        }
+    }
+    // The epilogues above have builds for these row counts only; the plans never ask for more.
+    if (a.has_norm || a.has_xproj) fail(MAMBA_STATUS_INTERNAL, "GEMV: an epilogue asked for at ", a.rows, " rows, which it has no build for");
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
         launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
@@ -856,18 +948,23 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_kernel");
 }
 
-template <class TW>
-void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec) {
-    // As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
-    // reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
-    // stages all of x (rows*in floats from L2), so with several rows one block per SM is the target
-    // (fewer x reloads), with one or two rows two (more loads in flight).
-    constexpr int kRowsPerWarp = 4, kWarps = 8;
+constexpr int kTiledRowsPerWarp = 4, kTiledWarps = 8;
+
+// As many outputs per block as still leave enough blocks: big N gets 32 outputs per block (the x tile
+// reused by all 8 warps), small N gets 4 outputs per block with the columns split 8 ways. Every block
+// stages all of x (rows*in floats from L2), so with several rows one block per SM is the target
+// (fewer x reloads), with one or two rows two (more loads in flight). At least min_warps_n output warps.
+int tiled_warps_n(const mamba_context & ctx, const GemvArgs & a, int min_warps_n) {
     const int64_t want_blocks = (a.rows <= 2 ? 2 : 1) * int64_t(std::max(state_of(ctx).multiprocessors, 1));
-    int warps_n = kWarps;
-    while (warps_n > 1 && ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp) < want_blocks) warps_n /= 2;
-    a.warps_n = warps_n;
-    const unsigned blocks = unsigned(ceil_div(a.out, int64_t(warps_n) * kRowsPerWarp));
+    int warps_n = kTiledWarps;
+    while (warps_n > min_warps_n && ceil_div(a.out, int64_t(warps_n) * kTiledRowsPerWarp) < want_blocks) warps_n /= 2;
+    return warps_n;
+}
+
+template <class TW>
+void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec, int min_warps_n = 1) {
+    a.warps_n = tiled_warps_n(ctx, a, min_warps_n);
+    const unsigned blocks = unsigned(ceil_div(a.out, int64_t(a.warps_n) * kTiledRowsPerWarp));
     if (a.rows <= 1) launch_tiled_rows<TW, 1>(ctx, a, vec, blocks);
     else if (a.rows <= 2) launch_tiled_rows<TW, 2>(ctx, a, vec, blocks);
     else if (a.rows <= 4) launch_tiled_rows<TW, 4>(ctx, a, vec, blocks);
@@ -1036,22 +1133,23 @@ bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPa
     return true;
 }
 
-bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
+namespace {
+
+// The GEMV's arguments with the conv step epilogue; false where the epilogue cannot run. The epilogue lives in
+// the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with no columns (no tile, so no
+// staged conv operands), rows mamba_linear gives to cuBLAS and a W that does not allow 16-byte loads take the
+// two ops. The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
+bool plan_gemv_conv(mamba_context & ctx, const LinearConv1dUpdateParams & p, GemvArgs & a) {
     const LinearParams & l = p.linear;
     const CausalConv1dUpdateParams & c = p.conv;
-    // The epilogue lives in the tiled kernel's kConv builds; a forced warp kernel, wide filters, rows with
-    // no columns (no tile, so no staged conv operands) and a W that does not allow 16-byte loads take the
-    // two ops.
-    // The switches are read first, so that a misspelt value fails every call, not only the fusable ones.
     const bool separate = env_choice("MAMBA_CUDA_LINEAR_CONV", kLinearConv, LinearConv::Fused) == LinearConv::Separate;
     const GemvVariant forced = forced_gemv_variant();
     const bool evict_first = gemv_evict_first(ctx, true);
     const bool forced_other = forced == GemvVariant::Warp || forced == GemvVariant::Gemm;
     if (separate || forced_other || !gemv_applies(l) || l.in_features < 1 || c.width > kConvFusedMaxWidth) return false;
-    // Where mamba_linear takes cuBLAS (batched rows, large W), so do the two ops.
     if (gemv_variant(l) == GemvVariant::Gemm) return false;
     bool vec = false;
-    GemvArgs a = gemv_args(l, vec);
+    a = gemv_args(l, vec);
     if (!vec) return false;  // the epilogue is built for 16-byte W loads only
     a.early_w = readable_before_wait(ctx, {&l.weight});
     a.early_conv = readable_before_wait(ctx, {&c.conv_state, &c.weight, ptr(c.bias)});
@@ -1075,12 +1173,64 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     k.dim = c.dim;
     k.width = int(c.width);
     k.silu = c.silu;
-    switch (l.weight.dtype) {
-        case DType::F32: launch_tiled<float>(ctx, a, vec); break;
-        case DType::BF16: launch_tiled<bf16_t>(ctx, a, vec); break;
-        default: launch_tiled<f16_t>(ctx, a, vec); break;
-    }
     return true;
+}
+
+void launch_tiled_of(DType w, mamba_context & ctx, const GemvArgs & a, int min_warps_n = 1) {
+    switch (w) {
+        case DType::F32: launch_tiled<float>(ctx, a, true, min_warps_n); break;
+        case DType::BF16: launch_tiled<bf16_t>(ctx, a, true, min_warps_n); break;
+        default: launch_tiled<f16_t>(ctx, a, true, min_warps_n); break;
+    }
+}
+
+// The fewest output warps a block of the kXProj build may have: its x_proj columns must be whole 16-byte pieces.
+int xproj_min_warps_n(DType w) { return std::max(1, 16 / int(dtype_size(w)) / kTiledRowsPerWarp); }
+
+}  // namespace
+
+bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
+    GemvArgs a{};
+    if (!plan_gemv_conv(ctx, p, a)) return false;
+    launch_tiled_of(p.linear.weight.dtype, ctx, a);  // 16-byte W loads: plan_gemv_conv
+    return true;
+}
+
+std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, int64_t sums_capacity) {
+    GemvArgs a{};
+    if (p.linear.rows != 1) return cat("it takes batch 1, not ", p.linear.rows);
+    if (!plan_gemv_conv(ctx, p, a) || !a.has_conv)
+        return "in_proj does not run the conv step in its GEMV (MAMBA_CUDA_LINEAR_CONV=separate, a forced GEMV variant, a weight without 16-byte loads "
+               "or a filter wider than 4)";
+    const DType w = p.linear.weight.dtype;
+    if (x_proj.weight.dtype != w)
+        return cat("x_proj_weight is ", dtype_name(x_proj.weight.dtype), " and in_proj_weight ", dtype_name(w), "; the fold takes one dtype");
+    if (x_proj.bias) return "x_proj has a bias";
+    if (x_proj.in_features != p.conv.dim) return cat("x_proj takes ", x_proj.in_features, " inputs, not the ", p.conv.dim, " conv channels");
+    const int64_t elem = int64_t(dtype_size(w)), q = x_proj.out_features;
+    if ((reinterpret_cast<uintptr_t>(x_proj.weight.data) & 15u) != 0 || (q > 1 && (x_proj.weight.stride[0] * elem) % 16 != 0))
+        return "x_proj_weight's rows do not start on 16-byte boundaries";
+    const int64_t owned = int64_t(tiled_warps_n(ctx, a, xproj_min_warps_n(w))) * kTiledRowsPerWarp;
+    if (p.conv_offset % owned != 0 || p.conv.dim % owned != 0)
+        return cat("the ", p.conv.dim, " conv channels from output ", p.conv_offset, " do not split into in_proj's blocks of ", owned, " outputs");
+    if (q * owned * elem > kXProjSliceBytes)
+        return cat("x_proj's ", q, " outputs over a block's ", owned, " channels take ", q * owned * elem, " bytes, more than the ", kXProjSliceBytes,
+                   " the kernel has room for");
+    if (q > sums_capacity) return cat("x_proj has ", q, " outputs, more than the ", sums_capacity, " sums the context holds");
+    return {};
+}
+
+void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums) {
+    if (!gemv_conv1d_xproj_unsupported(ctx, p, x_proj, sums.capacity).empty()) fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_xproj: the fold does not apply");
+    GemvArgs a{};
+    plan_gemv_conv(ctx, p, a);
+    a.has_xproj = true;
+    a.xproj.w = x_proj.weight.data;
+    a.xproj.ldw = x_proj.weight.stride[0];
+    a.xproj.sums = sums.data;
+    a.xproj.q = int(x_proj.out_features);
+    a.xproj.early = readable_before_wait(ctx, {&x_proj.weight});
+    launch_tiled_of(p.linear.weight.dtype, ctx, a, xproj_min_warps_n(p.linear.weight.dtype));
 }
 
 }  // namespace mamba::cuda

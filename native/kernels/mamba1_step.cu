@@ -50,6 +50,7 @@
 #include "common.cuh"
 #include "gemv.cuh"
 #include "launch.cuh"
+#include "step_xproj.cuh"
 
 #include "core/env_choice.h"
 #include "ops/mamba1_step.h"
@@ -1030,10 +1031,42 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSe
     if (timeline) report_timeline(ctx, a.timeline, G);
 }
 
+// MAMBA_CUDA_MAMBA1_XPROJ, for the four kernels: "auto" (or unset) folds x_proj into in_proj where it can
+// (step_xproj.cuh), "fused" does so or fails with UNSUPPORTED, "separate" runs x_proj as its own GEMV.
+enum class XProjFold { Auto, Fused, Separate };
+constexpr EnvChoice<XProjFold> kXProjFolds[] = {{"auto", XProjFold::Auto}, {"fused", XProjFold::Fused}, {"separate", XProjFold::Separate}};
+
+// Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
+std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
+    std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
+    if (why.empty()) why = selective_state_update_sums_unsupported(p.update);
+    return why;
+}
+
+// in_proj + conv adding x_proj's sums, the state update reading them, out_proj: three kernels.
+void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p) {
+    CudaState & cs = *ctx.cuda;
+    XProjSums sums;
+    sums.data = cs.xproj_sums;
+    sums.arrivals = reinterpret_cast<unsigned *>(cs.xproj_sums + CudaState::kXProjSumsCapacity);
+    sums.capacity = CudaState::kXProjSumsCapacity;
+    if (cs.xproj_sums_dirty) {
+        count_queued(ctx);
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, (CudaState::kXProjSumsCapacity + 1) * sizeof(double), cs.stream));
+    }
+    cs.xproj_sums_dirty = true;
+    gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums);
+    note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y});
+    selective_state_update_from_sums(ctx, p.update, sums);
+    cs.xproj_sums_dirty = false;
+    linear(ctx, p.out_proj);
+}
+
 }  // namespace
 
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
+    const XProjFold xproj = env_choice("MAMBA_CUDA_MAMBA1_XPROJ", kXProjFolds, XProjFold::Auto);
     const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;
@@ -1048,6 +1081,13 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     }
     // The four ops' GEMVs stream their weights evict-first in L2 (gemv.cu: 7% faster decode on mamba-2.8b).
     const EvictFirstWeights evict_first(ctx);
+    const std::string no_fold = xproj == XProjFold::Separate ? std::string("not chosen") : plan_xproj_fold(ctx, p);
+    if (xproj == XProjFold::Fused && !no_fold.empty())
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
+    if (no_fold.empty()) {
+        run_with_xproj_folded(ctx, p);
+        return;
+    }
     linear_conv1d_update(ctx, p.in_proj);
     linear(ctx, p.x_proj);
     selective_state_update(ctx, p.update);

@@ -149,6 +149,9 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUDA_CHECK(cudaMalloc(&state->grid_barrier, exchange_bytes));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->grid_barrier, 0, exchange_bytes, state->stream));
         if (state->grid_exchange_slots > 0) state->grid_exchange = state->grid_barrier + 1;
+        const size_t xproj_bytes = CudaState::kXProjSumsCapacity * sizeof(double) + sizeof(double);  // the sums, then the count
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->xproj_sums, xproj_bytes));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->xproj_sums, 0, xproj_bytes, state->stream));
         create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);
@@ -173,6 +176,7 @@ void context_destroy(mamba_context & ctx) noexcept {
     if (s->deferred_error) cudaFree(s->deferred_error);
     if (s->deferred_error_host) cudaFreeHost(s->deferred_error_host);
     if (s->grid_barrier) cudaFree(s->grid_barrier);
+    if (s->xproj_sums) cudaFree(s->xproj_sums);
     for (void * p : s->retired_workspaces) cudaFree(p);
     if (s->own_stream) {
         const std::lock_guard<std::mutex> lock(g_tracks_mutex);

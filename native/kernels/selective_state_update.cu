@@ -17,9 +17,13 @@
 // weight, state and input round trips overlap instead of following each other. Where the op just before
 // writes none of them (launch.cuh's early reads), the fused builds issue those loads of the block's first
 // batch row (all inputs but dt, B and C) before wait_for_producer().
+// From x_proj's sums (kSumsIn build, step_xproj.cuh; batch 1): the block stages dt_low, B and C (rank + 2*dstate
+// values, rounded to xdbl's dtype) from the context's float64 sums instead of reading xdbl, thread 0 counts the
+// block's arrival once they are staged, and the last block to arrive zeroes the sums and the count at its end.
 #include "common.cuh"
 #include "launch.cuh"
 #include "ops/selective_scan.h"
+#include "step_xproj.cuh"
 
 namespace mamba::cuda {
 
@@ -42,9 +46,13 @@ struct StateUpdateArgs {
     // Everything but dt, B and C (the state, A, x, z, D, dt_bias, the dt_proj weight chunks) of the block's
     // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
     bool early;
+    // kSumsIn: dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate, + dstate), as dt's
+    // dtype rounds them; arrivals counts the blocks that have staged them. The last block zeroes both.
+    double * sums;
+    unsigned * arrivals;
 };
 
-template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float>
+template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float, bool kSumsInput = false>
 struct SelectiveUpdateTraits {
     // dt_proj_weight's element type: a compile-time type, as a run-time switch around the unrolled dot
     // product makes the compiler keep all three versions' registers live.
@@ -52,6 +60,8 @@ struct SelectiveUpdateTraits {
     static constexpr bool kVec = kVecStateAndA;  // state and A rows: unit stride, 16-byte aligned, dstate % 4 == 0
     static constexpr bool kFusedDt = kFusedDtProj;  // dt = dt_proj_weight[d, :] . dt[b, :]
     static constexpr bool kVecW = kVecWeightRows;   // weight rows: unit stride, 16-byte aligned starts
+    static constexpr bool kSumsIn = kSumsInput;     // dt_low, B and C from x_proj's float64 sums (its own build, batch 1)
+    static_assert(!kSumsIn || (kFusedDtProj && kVecStateAndA && kVecWeightRows), "the sums' build is the vectorized fused one");
     static constexpr int kThreads = 256;
     static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
     // 16-byte weight chunks a lane loads into registers before the block barrier, so that they are in
@@ -182,11 +192,19 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         D = a.has_D ? a.D[d * a.D_s] : 0.0f;
         z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
     };
+    // kSumsIn: in_proj, the kernel just before, writes x and z, but not the state, A, D, dt_bias or the weight;
+    // those load early on their own (a.early then says only that they may).
+    auto load_row_but_xz = [&](int64_t b) {
+        load_pass(a.state + b * a.st_sb + d * a.st_sd, int64_t(lane_g) * Tr::kStatesPerLane);
+        bias = a.has_bias ? a.dt_bias[d * a.bias_s] : 0.0f;
+        D = a.has_D ? a.D[d * a.D_s] : 0.0f;
+    };
     // Only the fused builds (decode up to 8 rows) load early: the plain one would spill at its 64 registers.
     const bool early = Tr::kFusedDt && a.early;
     if (early) {
         if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
-        if (blockIdx.y < a.batch) load_row(blockIdx.y);
+        if constexpr (Tr::kSumsIn) load_row_but_xz(blockIdx.y);
+        else if (blockIdx.y < a.batch) load_row(blockIdx.y);
     }
     // PDL-safe (launch.cuh): only index math above, and when early the inputs the op just before does not
     // write; dt, B and C (x_proj's outputs) and everything else may come from the previous kernel.
@@ -196,23 +214,52 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
     }
 
+    [[maybe_unused]] unsigned arrival = 0;  // kSumsIn, thread 0: the arrivals counted before this block's
     for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
         float * st = a.state + b * a.st_sb + d * a.st_sd;
         int64_t n0 = int64_t(lane_g) * Tr::kStatesPerLane;
         float Bn[4], Cn[4];
         const auto load_bc = [&](int64_t n) {
-            load4(a.B, b * a.B_sb + g * a.B_sg + n * a.B_sn, a.B_sn, N - n, Bn);
-            load4(a.C, b * a.C_sb + g * a.C_sg + n * a.C_sn, a.C_sn, N - n, Cn);
+            if constexpr (Tr::kSumsIn) {  // staged after dt_low
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    Bn[i] = n + i < N ? dt_low[a.dt_rank + n + i] : 0.0f;
+                    Cn[i] = n + i < N ? dt_low[a.dt_rank + N + n + i] : 0.0f;
+                }
+            } else {
+                load4(a.B, b * a.B_sb + g * a.B_sg + n * a.B_sn, a.B_sn, N - n, Bn);
+                load4(a.C, b * a.C_sb + g * a.C_sg + n * a.C_sn, a.C_sn, N - n, Cn);
+            }
         };
         // Every input of the row is requested before the dt stage and its barrier, so that the round trips
         // overlap (at batch 1 the kernel's time is those round trips).
         if (!early || b != blockIdx.y) load_row(b);
-        load_bc(n0);
+        if constexpr (Tr::kSumsIn) {
+            if (early) {  // batch 1: b is the block's first row
+                x = a.x.load(b * a.x_sb + d * a.x_sd);
+                z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
+            }
+        } else {
+            load_bc(n0);
+        }
         float dt;
         if (Tr::kFusedDt) {
             // Staged after the state and weight loads are issued, so that the three round trips overlap.
-            for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
+            if constexpr (Tr::kSumsIn) {
+                for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) dt_low[r] = a.dt.rounded(float(a.sums[r]));
+            } else {
+                for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
+            }
             __syncthreads();
+            if constexpr (Tr::kSumsIn) {
+                // Every thread's reads of the sums are done (the barrier): count the block in. The result is
+                // needed only at the end, so the atomic's round trip overlaps the update.
+                if (threadIdx.x == 0) {
+                    __threadfence();
+                    arrival = atomicAdd(a.arrivals, 1u);
+                }
+                load_bc(n0);
+            }
             float part = dt_proj_partial<Tr::kVecW>(w_raw, reinterpret_cast<const typename Tr::Weight *>(w_row), a.W_sr, dt_low, a.dt_rank, lane_g, G);
             for (int o = G / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
             dt = part;
@@ -251,6 +298,19 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         }
         if (Tr::kFusedDt) __syncthreads();  // dt_low read by every lane before the next row overwrites it
     }
+    if constexpr (Tr::kSumsIn) {
+        // The last block to arrive: every other block has staged the sums, so they go back to zero for the next step.
+        __shared__ bool last;
+        if (threadIdx.x == 0) {
+            last = arrival + 1 == gridDim.x * gridDim.y;
+            if (last) __threadfence();  // the zeros after every block's reads (their fence before their arrival)
+        }
+        __syncthreads();
+        if (last) {
+            for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) a.sums[r] = 0.0;
+            if (threadIdx.x == 0) *a.arrivals = 0u;
+        }
+    }
 }
 
 template <class Tr>
@@ -270,15 +330,27 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
     }
 }
 
-}  // namespace
+bool aligned16(const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
-void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) {
+// Whether the state and A (as float32; a converted A is a fresh contiguous copy) take 16-byte accesses.
+bool state_and_A_vectorized(const Tensor & state, const Tensor & A, int64_t dstate) {
+    const bool A_ok = A.dtype != DType::F32 || (A.stride[1] == 1 && A.stride[0] % 4 == 0 && aligned16(A.data));
+    return dstate % 4 == 0 && state.stride[2] == 1 && state.stride[0] % 4 == 0 && state.stride[1] % 4 == 0 && aligned16(state.data) && A_ok;
+}
+
+bool weight_rows_vectorized(const Tensor & W) {
+    return W.stride[1] == 1 && (W.stride[0] * int64_t(dtype_size(W.dtype))) % 16 == 0 && aligned16(W.data);
+}
+
+// The state update, with dt_low, B and C from x_proj's sums where `sums` is given (selective_state_update_from_sums).
+void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums * sums) {
     if (p.batch == 0 || p.dim == 0) return;
     // Every check before any work is queued (the parameter conversions below run on the stream): a
     // rejected call leaves the stream, y and the state as they were.
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
-    // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory.
-    const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank) * sizeof(float) : 0;
+    // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory (and B and
+    // C after them when they come from the sums).
+    const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank + (sums ? 2 * p.dstate : 0)) * sizeof(float) : 0;
     if (fused_smem > 48 * 1024)
         fail(MAMBA_STATUS_UNSUPPORTED, "argument 'dt_proj_weight' has shape ", p.dt_proj_weight->shape_string(), ": dt_rank ", p.dt_rank,
              " is above the largest supported on CUDA, ", 48 * 1024 / sizeof(float));
@@ -350,12 +422,12 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.channels_per_group = p.dim / p.groups;
     a.softplus = p.dt_softplus;
     a.lanes_per_channel = G;
-    auto aligned16 = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
-    const bool vec = p.dstate % 4 == 0 && a.st_sn == 1 && a.A_sn == 1 && a.st_sb % 4 == 0 && a.st_sd % 4 == 0 && a.A_sd % 4 == 0 &&
-                     aligned16(a.state) && aligned16(a.A);
+    const bool vec = state_and_A_vectorized(p.state, A, p.dstate);
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
-    // After the conversions above: one queued just before makes the loads wait (launch.cuh).
-    a.early = readable_before_wait(ctx, {&p.state, &p.A, &p.x, ptr(p.z), ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)});
+    // After the conversions above: one queued just before makes the loads wait (launch.cuh). From the sums, x and z
+    // (in_proj's outputs) always load after the wait, so they are not asked about.
+    a.early = sums ? readable_before_wait(ctx, {&p.state, &p.A, ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)})
+                   : readable_before_wait(ctx, {&p.state, &p.A, &p.x, ptr(p.z), ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
@@ -370,13 +442,40 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
     a.W_elem_bytes = int(dtype_size(W.dtype));
     a.W_row_chunks = p.dt_rank * a.W_elem_bytes / 16;
     const size_t smem = fused_smem;
-    const int64_t row_bytes = W.stride[0] * int64_t(dtype_size(W.dtype));
-    const bool vec_w = W.stride[1] == 1 && row_bytes % 16 == 0 && aligned16(W.data);
-    if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);
+    const bool vec_w = weight_rows_vectorized(W);
+    if (sums) {
+        if (!(vec && vec_w) || p.batch != 1 || p.groups != 1) fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update has no build for it");
+        a.sums = sums->data;
+        a.arrivals = sums->arrivals;
+        switch (W.dtype) {
+            case DType::F16: launch_update<SelectiveUpdateTraits<true, true, true, f16_t, true>>(ctx, grid, smem, a); break;
+            case DType::BF16: launch_update<SelectiveUpdateTraits<true, true, true, bf16_t, true>>(ctx, grid, smem, a); break;
+            default: launch_update<SelectiveUpdateTraits<true, true, true, float, true>>(ctx, grid, smem, a); break;
+        }
+    } else if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
     else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
     else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
     note_writes(ctx, {&p.y, &p.state});
+}
+
+}  // namespace
+
+void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParams & p) { update_state(ctx, p, nullptr); }
+
+std::string selective_state_update_sums_unsupported(const SelectiveStateUpdateParams & p) {
+    if (!p.dt_proj_weight) return "the state update has no dt_proj";
+    if (p.batch != 1) return cat("it takes batch 1, not ", p.batch);
+    if (p.groups != 1) return cat("B and C have ", p.groups, " groups; the fold takes one");
+    if (!state_and_A_vectorized(p.state, p.A, p.dstate) || !weight_rows_vectorized(*p.dt_proj_weight))
+        return "the SSM state, A or dt_proj_weight does not allow 16-byte accesses";
+    return {};
+}
+
+void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums) {
+    if (!selective_state_update_sums_unsupported(p).empty() || p.dt_rank + 2 * p.dstate > sums.capacity)
+        fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update cannot read the sums");
+    update_state(ctx, p, &sums);
 }
 
 }  // namespace mamba::cuda

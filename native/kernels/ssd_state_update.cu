@@ -52,7 +52,7 @@ struct SsdUpdateArgs {
     bool early;  // vec build: the first pass of the state, A and dt_bias load before the PDL wait (readable_before_wait, launch.cuh)
     // The gated RMSNorm folded in (kFoldNorm builds, step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
     // each block's sum of squares of the normalized values at norm_part[b * norm_part_s0 + h * gridDim.x + blockIdx.x].
-    bool fold_norm, norm_before_gate;
+    bool norm_before_gate;
     AnyPtr norm_w;
     int64_t norm_w_s, norm_part_s0;
     float * norm_part;
@@ -61,7 +61,7 @@ struct SsdUpdateArgs {
 template <bool kVecState, bool kFoldNormV = false>
 struct SsdUpdateTraits {
     static constexpr bool kVec = kVecState;  // state rows 16-byte aligned with unit stride, dstate % 4 == 0
-    static constexpr bool kFoldNorm = kFoldNormV;  // SsdUpdateArgs::fold_norm (its own build, with kVec only)
+    static constexpr bool kFoldNorm = kFoldNormV;  // the folded gated norm (SsdUpdateArgs' norm fields; its own build, with kVec only)
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 8;                      // 8 x 16 bytes of state in flight per lane
@@ -263,14 +263,13 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
     a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias)});
     if (fold) {
-        // z gates the output only through the norm here (has_z with fold_norm).
+        // z gates the output only through the norm here (has_z in the kFoldNorm build).
         const Tensor & z = fold->z;
         a.z = any(z);
         a.z_s[0] = z.stride[0];
         a.z_s[1] = p.headdim * z.stride[1];
         a.z_s[2] = z.stride[1];
         a.has_z = true;
-        a.fold_norm = true;
         a.norm_before_gate = fold->norm_before_gate;
         a.norm_w = any(fold->weight);
         a.norm_w_s = fold->weight.stride[0];

@@ -3,7 +3,10 @@
 // (forced with MAMBA_CUDA_MAMBA1_STEP=fused, so a silent fallback fails), from a few channels per SM to the
 // mamba-2.8b shape, with and without an op just before (the kernel's early loads); float32, mixed dtypes and
 // batch 2, which take the four ops; and bad arguments. On CUDA every case also runs with "auto" (the one
-// kernel where it can run, the four ops elsewhere) and "separate".
+// kernel where it can run, the four ops elsewhere) and "separate", the latter both with x_proj folded into
+// in_proj (MAMBA_CUDA_MAMBA1_XPROJ=fused where the case allows it, so that a fallback fails) and on its own. The
+// steps of a case, and the cases, run one after another on one context, so a fold that left its sums unzeroed
+// would fail the next folded step.
 #include <cmath>
 
 #include "backend_test.h"
@@ -122,6 +125,15 @@ bool fusable(const Case & c) {
            c.rank % 8 == 0 && c.width >= 2 && c.width <= 4 && c.dstate % 4 == 0 && c.dstate <= 128;
 }
 
+// Whether x_proj folds into in_proj on CUDA (step_xproj.cuh): batch 1, in_proj's GEMV with the conv step (16-byte
+// weight rows), whole blocks of conv channels (inner a multiple of 32 covers every block size), x_proj's columns of a
+// block within the kernel's 28 KB, and the state update's vectorized build.
+bool xproj_foldable(const Case & c) {
+    const int64_t elem = int64_t(mt::dtype_size(c.weight));
+    return c.batch == 1 && c.inner % 32 == 0 && c.hidden * elem % 16 == 0 && c.rank * elem % 16 == 0 && c.dstate % 4 == 0 &&
+           (c.rank + 2 * c.dstate) * 32 * elem <= 28 * 1024;
+}
+
 class Mamba1StepTest : public mt::BackendTest {
 protected:
     bool device_has_clusters() {
@@ -134,11 +146,14 @@ protected:
         SCOPED_TRACE(describe(c));
         // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
         const bool fused = on_cuda() && fusable(c) && device_has_clusters();
-        std::vector<const char *> variants{fused ? "fused" : ""};
-        if (on_cuda()) variants.insert(variants.end(), {"auto", "separate"});
-        for (const char * variant : variants) {
-            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant);
-            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant);
+        struct Variant {
+            const char *step, *xproj;
+        };
+        std::vector<Variant> variants{{fused ? "fused" : "", ""}};
+        if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", xproj_foldable(c) ? "fused" : ""}, {"separate", "separate"}});
+        for (const Variant & variant : variants) {
+            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant.step + " MAMBA_CUDA_MAMBA1_XPROJ=" + variant.xproj);
+            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant.step), xproj_env("MAMBA_CUDA_MAMBA1_XPROJ", variant.xproj);
             std::mt19937_64 rng(11 + uint64_t(c.hidden * 31 + c.inner * 7 + c.dstate));
             Mixer m(c);
             const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner));
@@ -314,6 +329,43 @@ TEST_P(Mamba1StepTest, ForcedKernelThatCannotRunSaysWhy) {
         EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_STEP must be one of auto, fused, separate (or unset), not 'one'");
     }
+    {
+        const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "fused");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: it takes batch 1, not 2");
+    }
+    {
+        const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "yes");
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ must be one of auto, fused, separate (or unset), not 'yes'");
+    }
+}
+
+TEST_P(Mamba1StepTest, ForcedXProjFoldThatCannotRunSaysWhy) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_MAMBA1_XPROJ is read by the CUDA backend";
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    m.upload_unbiased(ctx());
+    const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "fused");
+    {
+        // The fold lives in in_proj's conv epilogue.
+        const mt::ScopedEnv conv("MAMBA_CUDA_LINEAR_CONV", "separate");
+        mamba_mamba1_step_args a = m.args(false);
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_NE(std::string(mamba_last_error()).find("x_proj cannot fold into in_proj: in_proj does not run the conv step in its GEMV"), std::string::npos)
+            << mamba_last_error();
+    }
+    {
+        Tensor w_x_f16({c.rank + 2 * c.dstate, c.inner}, DType::F16);
+        w_x_f16.upload(ctx());
+        mamba_mamba1_step_args a = m.args(false);
+        a.x_proj_weight = w_x_f16.dl();
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_NE(std::string(mamba_last_error()).find("x_proj_weight is float16 and in_proj_weight bfloat16; the fold takes one dtype"), std::string::npos)
+            << mamba_last_error();
+    }
+    mamba_mamba1_step_args a = m.args(false);
+    MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the fold runs where it can
 }
 
 MAMBA_INSTANTIATE_BACKENDS(Mamba1StepTest);

@@ -1,0 +1,50 @@
+// x_proj folded into a Mamba-1 decode step's in_proj (mamba1_step.cu): at batch 1, each block of in_proj's GEMV
+// that owns conv channels multiplies its conv outputs (as xc holds them) by its columns of x_proj's weight, copied
+// into shared memory while W streams, and adds the q partial sums into float64 sums in the context; the state
+// update reads dt_low, B and C from those sums (rounded as xdbl would hold them) instead of xdbl, and its last
+// block to finish zeroes them for the next step. One kernel a layer fewer, and no x_proj launch gap.
+// Bytes: x_proj's weight once (as the separate GEMV reads it), q float64 atomic adds per in_proj block of conv
+// channels, q float64 reads per state-update block; FLOPs: those of x_proj.
+// Order: float64 sums of float32 partials are exact while the partials' magnitudes span less than ~2^21, so the
+// order the blocks add in changes a sum only where it does not, and then only in its last float64 bits, far below
+// the float32 (and 16-bit) rounding of what the state update reads.
+#pragma once
+
+#include <string>
+
+#include "common.cuh"
+#include "ops/linear.h"
+#include "ops/linear_conv1d_update.h"
+#include "ops/selective_scan.h"
+
+namespace mamba::cuda {
+
+// The context's sums (CudaState::xproj_sums): `capacity` float64 values, then the state update's arrival count;
+// all zero between steps.
+struct XProjSums {
+    double * data = nullptr;
+    unsigned * arrivals = nullptr;
+    int64_t capacity = 0;
+};
+
+// Shared memory the GEMV's kXProj build holds a block's columns of x_proj's weight in (q * channels * element size).
+constexpr int64_t kXProjSliceBytes = 28 * 1024;
+
+// Why x_proj cannot fold into this in_proj + conv step, empty where it can: one row, the conv step in the GEMV, x_proj
+// of in_proj's weight dtype with 16-byte aligned rows, no bias and the conv channels as inputs, whole GEMV blocks of
+// conv channels, a weight slice that fits kXProjSliceBytes and at most `sums_capacity` outputs.
+std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, int64_t sums_capacity);
+
+// in_proj with its conv step, adding x_proj's sums of its conv output into `sums` (zero before; INTERNAL where the
+// fold does not apply).
+void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums);
+
+// Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, batch
+// 1, one group, and the state, A and dt_proj's weight rows all allowing 16-byte accesses (its one build for it).
+std::string selective_state_update_sums_unsupported(const SelectiveStateUpdateParams & p);
+
+// mamba_selective_state_update at batch 1 with dt_low, B and C (p.dt, p.B, p.C: xdbl's columns, not read) taken from
+// the sums as xdbl's dtype would round them; the last block to finish zeroes the sums and the arrival count.
+void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums);
+
+}  // namespace mamba::cuda
