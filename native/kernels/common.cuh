@@ -64,7 +64,7 @@ struct CudaState {
     // sums, then the state update's arrival count; zero between steps, which the state update's last block
     // restores. Dirty: a step queued the in_proj that adds into them but not the state update that zeroes them
     // (a launch failed in between), so the next such step clears them first.
-    static constexpr int64_t kXProjSumsCapacity = 1024;
+    static constexpr int64_t kXProjSumsCapacity = 16384;  // 128 KB: 8 replicas of 2048 sums
     double * xproj_sums = nullptr;
     bool xproj_sums_dirty = false;
     // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while

@@ -154,8 +154,9 @@ struct GemvArgs {
     struct XProj {
         const void * w;  // x_proj's weight (q, conv.dim), W's dtype, rows ldw elements apart, 16-byte aligned
         int64_t ldw;
-        double * sums;   // q sums, zero before the kernel
-        int q;
+        double * sums;   // `replicas` copies of q sums, `stride` apart, zero before the kernel
+        int64_t stride;
+        int q, replicas;
         bool early;      // the block's columns of it load before the PDL wait (readable_before_wait, launch.cuh)
     } xproj;
     struct Conv {
@@ -426,11 +427,11 @@ __device__ __forceinline__ void copy_xproj_columns(const GemvArgs::XProj & x, in
 }
 
 // x_proj's partial sums over the block's channels: sums[q] += xw row q . u (u: the block's `owned` conv outputs
-// as conv.y holds them). A 16-byte piece a thread, the row's pieces added by shuffles in a fixed order; one
-// float64 atomic add per row and block, so that the order the blocks arrive in changes a sum only below float64's
-// precision (step_xproj.cuh).
+// as conv.y holds them; sums: the block's replica). A 16-byte piece a thread, the row's pieces added by shuffles
+// in a fixed order; one float64 atomic add per row and block, so that the order the blocks arrive in changes a sum
+// only below float64's precision (step_xproj.cuh).
 template <class TW, int kThreads>
-__device__ __forceinline__ void add_xproj_partials(const GemvArgs::XProj & x, const unsigned char * xw, const float * u, int owned) {
+__device__ __forceinline__ void add_xproj_partials(const GemvArgs::XProj & x, double * sums, const unsigned char * xw, const float * u, int owned) {
     constexpr int V = 16 / int(sizeof(TW));
     const int pieces = owned / V;  // a power of two, at most 8 (plan)
     const int total = x.q * pieces;
@@ -445,7 +446,7 @@ __device__ __forceinline__ void add_xproj_partials(const GemvArgs::XProj & x, co
             for (int j = 0; j < V; ++j) s = fmaf(to_f32<TW>(e[j]), u[k * V + j], s);
         }
         for (int o = pieces / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (i < total && k == 0) atomicAdd(x.sums + q, double(s));
+        if (i < total && k == 0) atomicAdd(sums + q, double(s));
     }
 }
 
@@ -631,7 +632,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         if (xproj_block) {  // uniform over the block
             cp_async_wait_all();
             __syncthreads();  // the conv outputs and every thread's copies of the weight's columns are in
-            add_xproj_partials<TW, Tr::kThreads>(a.xproj, xproj_w, xproj_u, warps_n * R);
+            const int64_t replica = (block_first - a.conv.offset) / (warps_n * R) % a.xproj.replicas;
+            add_xproj_partials<TW, Tr::kThreads>(a.xproj, a.xproj.sums + replica * a.xproj.stride, xproj_w, xproj_u, warps_n * R);
         }
     } else if constexpr (Tr::kConv)
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
@@ -1216,18 +1218,22 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
     if (q * owned * elem > kXProjSliceBytes)
         return cat("x_proj's ", q, " outputs over a block's ", owned, " channels take ", q * owned * elem, " bytes, more than the ", kXProjSliceBytes,
                    " the kernel has room for");
-    if (q > sums_capacity) return cat("x_proj has ", q, " outputs, more than the ", sums_capacity, " sums the context holds");
+    if (xproj_replica_stride(q) > sums_capacity) return cat("x_proj has ", q, " outputs, more than the ", sums_capacity, " sums the context holds");
     return {};
 }
 
 void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums) {
-    if (!gemv_conv1d_xproj_unsupported(ctx, p, x_proj, sums.capacity).empty()) fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_xproj: the fold does not apply");
+    if (!gemv_conv1d_xproj_unsupported(ctx, p, x_proj, sums.capacity).empty() || sums.replicas < 1 || sums.replicas > kXProjMaxReplicas || sums.stride < x_proj.out_features ||
+        sums.replicas * sums.stride > sums.capacity)
+        fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_xproj: the fold does not apply");
     GemvArgs a{};
     plan_gemv_conv(ctx, p, a);
     a.has_xproj = true;
     a.xproj.w = x_proj.weight.data;
     a.xproj.ldw = x_proj.weight.stride[0];
     a.xproj.sums = sums.data;
+    a.xproj.stride = sums.stride;
+    a.xproj.replicas = sums.replicas;
     a.xproj.q = int(x_proj.out_features);
     a.xproj.early = readable_before_wait(ctx, {&x_proj.weight});
     launch_tiled_of(p.linear.weight.dtype, ctx, a, xproj_min_warps_n(p.linear.weight.dtype));

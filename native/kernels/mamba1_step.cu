@@ -1036,6 +1036,12 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSe
 enum class XProjFold { Auto, Fused, Separate };
 constexpr EnvChoice<XProjFold> kXProjFolds[] = {{"auto", XProjFold::Auto}, {"fused", XProjFold::Fused}, {"separate", XProjFold::Separate}};
 
+// MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS: copies of x_proj's sums that in_proj's blocks take in turn (fewer atomic adds
+// queued on one address), as many as fit the context's sums.
+constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
+static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
+constexpr int kDefaultXProjReplicas = 8;
+
 // Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
@@ -1044,12 +1050,14 @@ std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
 }
 
 // in_proj + conv adding x_proj's sums, the state update reading them, out_proj: three kernels.
-void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p) {
+void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas) {
     CudaState & cs = *ctx.cuda;
     XProjSums sums;
     sums.data = cs.xproj_sums;
     sums.arrivals = reinterpret_cast<unsigned *>(cs.xproj_sums + CudaState::kXProjSumsCapacity);
     sums.capacity = CudaState::kXProjSumsCapacity;
+    sums.stride = xproj_replica_stride(p.x_proj.out_features);
+    sums.replicas = int(std::min<int64_t>(replicas, sums.capacity / sums.stride));
     if (cs.xproj_sums_dirty) {
         count_queued(ctx);
         MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, (CudaState::kXProjSumsCapacity + 1) * sizeof(double), cs.stream));
@@ -1067,6 +1075,7 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p) {
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
     const XProjFold xproj = env_choice("MAMBA_CUDA_MAMBA1_XPROJ", kXProjFolds, XProjFold::Auto);
+    const int xproj_replicas = env_choice("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", kXProjReplicas, kDefaultXProjReplicas);
     const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;
@@ -1085,7 +1094,7 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     if (xproj == XProjFold::Fused && !no_fold.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
     if (no_fold.empty()) {
-        run_with_xproj_folded(ctx, p);
+        run_with_xproj_folded(ctx, p, xproj_replicas);
         return;
     }
     linear_conv1d_update(ctx, p.in_proj);

@@ -46,10 +46,13 @@ struct StateUpdateArgs {
     // Everything but dt, B and C (the state, A, x, z, D, dt_bias, the dt_proj weight chunks) of the block's
     // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
     bool early;
-    // kSumsIn: dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate, + dstate), as dt's
-    // dtype rounds them; arrivals counts the blocks that have staged them. The last block zeroes both.
+    // kSumsIn: dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate, + dstate), each
+    // the total of `replicas` copies `stride` apart added in order, as dt's dtype rounds it; arrivals counts the blocks
+    // that have staged them. The last block zeroes both.
     double * sums;
     unsigned * arrivals;
+    int64_t sums_stride;
+    int replicas;
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float, bool kSumsInput = false>
@@ -246,7 +249,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         if (Tr::kFusedDt) {
             // Staged after the state and weight loads are issued, so that the three round trips overlap.
             if constexpr (Tr::kSumsIn) {
-                for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) dt_low[r] = a.dt.rounded(float(a.sums[r]));
+                for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) {
+                    double part[kXProjMaxReplicas];  // all of a value's loads in flight together
+#pragma unroll
+                    for (int k = 0; k < kXProjMaxReplicas; ++k) part[k] = k < a.replicas ? a.sums[k * a.sums_stride + r] : 0.0;
+                    double v = 0.0;
+#pragma unroll
+                    for (int k = 0; k < kXProjMaxReplicas; ++k) v += part[k];
+                    dt_low[r] = a.dt.rounded(float(v));
+                }
             } else {
                 for (int64_t r = threadIdx.x; r < a.dt_rank; r += blockDim.x) dt_low[r] = a.dt.load(b * a.dt_sb + r * a.dt_sd);
             }
@@ -307,7 +318,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         }
         __syncthreads();
         if (last) {
-            for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) a.sums[r] = 0.0;
+            for (int k = 0; k < a.replicas; ++k)
+                for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) a.sums[k * a.sums_stride + r] = 0.0;
             if (threadIdx.x == 0) *a.arrivals = 0u;
         }
     }
@@ -447,6 +459,8 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
         if (!(vec && vec_w) || p.batch != 1 || p.groups != 1) fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update has no build for it");
         a.sums = sums->data;
         a.arrivals = sums->arrivals;
+        a.sums_stride = sums->stride;
+        a.replicas = sums->replicas;
         switch (W.dtype) {
             case DType::F16: launch_update<SelectiveUpdateTraits<true, true, true, f16_t, true>>(ctx, grid, smem, a); break;
             case DType::BF16: launch_update<SelectiveUpdateTraits<true, true, true, bf16_t, true>>(ctx, grid, smem, a); break;
@@ -473,7 +487,8 @@ std::string selective_state_update_sums_unsupported(const SelectiveStateUpdatePa
 }
 
 void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums) {
-    if (!selective_state_update_sums_unsupported(p).empty() || p.dt_rank + 2 * p.dstate > sums.capacity)
+    if (!selective_state_update_sums_unsupported(p).empty() || sums.replicas < 1 || sums.replicas > kXProjMaxReplicas || p.dt_rank + 2 * p.dstate > sums.stride ||
+        sums.replicas * sums.stride > sums.capacity)
         fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update cannot read the sums");
     update_state(ctx, p, &sums);
 }

@@ -20,12 +20,21 @@
 namespace mamba::cuda {
 
 // The context's sums (CudaState::xproj_sums): `capacity` float64 values, then the state update's arrival count;
-// all zero between steps.
+// all zero between steps. `replicas` copies of the q sums, `stride` values apart: in_proj's blocks of conv channels
+// take them in turn, so that fewer atomic adds queue on each address, and the state update adds them up in order.
 struct XProjSums {
     double * data = nullptr;
     unsigned * arrivals = nullptr;
     int64_t capacity = 0;
+    int replicas = 1;
+    int64_t stride = 0;
 };
+
+// Most replicas (the state update adds a value's copies with all their loads in flight).
+constexpr int kXProjMaxReplicas = 8;
+
+// A replica's values start on a 128-byte line, so replicas share no line.
+inline int64_t xproj_replica_stride(int64_t q) { return (q + 15) / 16 * 16; }
 
 // Shared memory the GEMV's kXProj build holds a block's columns of x_proj's weight in (q * channels * element size).
 constexpr int64_t kXProjSliceBytes = 28 * 1024;
@@ -36,7 +45,7 @@ constexpr int64_t kXProjSliceBytes = 28 * 1024;
 std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, int64_t sums_capacity);
 
 // in_proj with its conv step, adding x_proj's sums of its conv output into `sums` (zero before; INTERNAL where the
-// fold does not apply).
+// fold does not apply, or where the replicas do not fit the capacity).
 void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums);
 
 // Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, batch

@@ -245,6 +245,24 @@ TEST_P(Mamba1StepTest, OneKernelSettingsChangeNoResult) {
     }
 }
 
+TEST_P(Mamba1StepTest, XProjReplicasChangeNoResult) {
+    // The folded x_proj's sums in 1 to 8 copies change which atomic adds queue together, never what the step
+    // computes (beyond float64 rounding). The CPU backend reads neither variable.
+    for (const char * replicas : {"1", "2", "4", "8"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS=") + replicas);
+        const mt::ScopedEnv copies("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", replicas);
+        run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2});
+    }
+    if (!on_cuda()) return;
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    m.upload_unbiased(ctx());
+    mamba_mamba1_step_args a = m.args(false);
+    const mt::ScopedEnv copies("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", "3");
+    EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS must be one of 1, 2, 4, 8 (or unset), not '3'");
+}
+
 TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the one kernel's settings are read by the CUDA backend";
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
