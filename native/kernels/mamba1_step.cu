@@ -1040,7 +1040,7 @@ constexpr EnvChoice<XProjFold> kXProjFolds[] = {{"auto", XProjFold::Auto}, {"fus
 // queued on one address), as many as fit the context's sums.
 constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
 static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
-constexpr int kDefaultXProjReplicas = 8;
+constexpr int kDefaultXProjReplicas = 4;
 
 // Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {

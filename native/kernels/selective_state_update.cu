@@ -328,7 +328,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
 template <class Tr>
 void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
     // The trace name tells the early loads apart.
-    launch_kernel(ctx, Tr::kFusedDt && a.early ? "selective_state_update_kernel early" : "selective_state_update_kernel", true, selective_state_update_kernel<Tr>, grid,
+    const char * name = Tr::kSumsIn ? (a.early ? "selective_state_update_sums_kernel early" : "selective_state_update_sums_kernel")
+                                    : (Tr::kFusedDt && a.early ? "selective_state_update_kernel early" : "selective_state_update_kernel");
+    launch_kernel(ctx, name, true, selective_state_update_kernel<Tr>, grid,
                   dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_kernel");
 }

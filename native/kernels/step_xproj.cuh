@@ -4,10 +4,15 @@
 // update reads dt_low, B and C from those sums (rounded as xdbl would hold them) instead of xdbl, and its last
 // block to finish zeroes them for the next step. One kernel a layer fewer, and no x_proj launch gap.
 // Bytes: x_proj's weight once (as the separate GEMV reads it), q float64 atomic adds per in_proj block of conv
-// channels, q float64 reads per state-update block; FLOPs: those of x_proj.
-// Order: float64 sums of float32 partials are exact while the partials' magnitudes span less than ~2^21, so the
-// order the blocks add in changes a sum only where it does not, and then only in its last float64 bits, far below
-// the float32 (and 16-bit) rounding of what the state update reads.
+// channels, replicas * q float64 reads per state-update block; FLOPs: those of x_proj.
+// Contention: the blocks of conv channels take `replicas` copies of the sums in turn (MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS,
+// default 4), so that each address sees a quarter of the adds. Measured on an H200 (mamba-2.8b, bf16, batch 1, run
+// 76): decode 2.086-2.095 ms/step with 4 copies, 2.106-2.112 with 8, 2.123-2.132 with 1, 2.161-2.174 with x_proj
+// as its own kernel (MAMBA_CUDA_MAMBA1_XPROJ=separate).
+// Order: a float64 sum of float32 partials is exact while their magnitudes span less than about 2^21, and then the
+// order the blocks add in changes nothing; where they span more, it changes the sum's last float64 bits, far below
+// the float32 (and 16-bit) rounding of what the state update reads, so a step repeats its result except in the
+// rare case that such a difference straddles a rounding boundary.
 #pragma once
 
 #include <string>
