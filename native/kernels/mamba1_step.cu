@@ -743,7 +743,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             for (int n = lane_g * 4; n < N; n += L * 4) {
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    const float h = __expf(dt * A_s[cc * N + n + i]) * st_s[cc * N + n + i] + dtx * Bv[n + i];
+                    // Lanes past the last channel read no state: its owner rewrites it in this pass (racecheck, run 78).
+                    const float h_old = valid ? st_s[c * N + n + i] : 0.0f;
+                    const float h = __expf(dt * A_s[cc * N + n + i]) * h_old + dtx * Bv[n + i];
                     acc += Cv[n + i] * h;
                     if (valid) st_s[c * N + n + i] = h;  // written out at the end
                 }
