@@ -65,6 +65,7 @@ struct CudaState {
     // restores. Dirty: a step queued the in_proj that adds into them but not the state update that zeroes them
     // (a launch failed in between), so the next such step clears them first.
     static constexpr int64_t kXProjSumsCapacity = 16384;  // 128 KB: 8 replicas of 2048 sums
+    static constexpr size_t kXProjSumsBytes = (kXProjSumsCapacity + 1) * sizeof(double);  // the sums, then the count
     double * xproj_sums = nullptr;
     bool xproj_sums_dirty = false;
     // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while

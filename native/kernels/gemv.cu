@@ -1074,6 +1074,15 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     return a;
 }
 
+// The tiled kernel for a W of dtype w that allows 16-byte loads, at least min_warps_n output warps a block.
+void launch_tiled_of(DType w, mamba_context & ctx, const GemvArgs & a, int min_warps_n = 1) {
+    switch (w) {
+        case DType::F32: launch_tiled<float>(ctx, a, true, min_warps_n); break;
+        case DType::BF16: launch_tiled<bf16_t>(ctx, a, true, min_warps_n); break;
+        default: launch_tiled<f16_t>(ctx, a, true, min_warps_n); break;
+    }
+}
+
 bool gemv_applies(const LinearParams & p) {
     const int64_t M = p.rows, K = p.in_features, N = p.out_features;
     if (M < 1 || M > kGemvMaxRows || N < 1) return false;
@@ -1127,11 +1136,7 @@ bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPa
     a.norm.inv_dim = float(1.0 / double(dim));
     a.norm.eps = eps;
     // The tiled kernel even where mamba_linear would take the warp kernel (as the conv epilogue does).
-    switch (p.weight.dtype) {
-        case DType::F32: launch_tiled<float>(ctx, a, vec); break;
-        case DType::BF16: launch_tiled<bf16_t>(ctx, a, vec); break;
-        default: launch_tiled<f16_t>(ctx, a, vec); break;
-    }
+    launch_tiled_of(p.weight.dtype, ctx, a);
     return true;
 }
 
@@ -1176,14 +1181,6 @@ bool plan_gemv_conv(mamba_context & ctx, const LinearConv1dUpdateParams & p, Gem
     k.width = int(c.width);
     k.silu = c.silu;
     return true;
-}
-
-void launch_tiled_of(DType w, mamba_context & ctx, const GemvArgs & a, int min_warps_n = 1) {
-    switch (w) {
-        case DType::F32: launch_tiled<float>(ctx, a, true, min_warps_n); break;
-        case DType::BF16: launch_tiled<bf16_t>(ctx, a, true, min_warps_n); break;
-        default: launch_tiled<f16_t>(ctx, a, true, min_warps_n); break;
-    }
 }
 
 // The fewest output warps a block of the kXProj build may have: its x_proj columns must be whole 16-byte pieces.

@@ -1062,7 +1062,7 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
     sums.replicas = int(std::min<int64_t>(replicas, sums.capacity / sums.stride));
     if (cs.xproj_sums_dirty) {
         count_queued(ctx);
-        MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, (CudaState::kXProjSumsCapacity + 1) * sizeof(double), cs.stream));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, CudaState::kXProjSumsBytes, cs.stream));
     }
     cs.xproj_sums_dirty = true;
     gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums);

@@ -149,9 +149,8 @@ void context_init(mamba_context & ctx) {
         MAMBA_CUDA_CHECK(cudaMalloc(&state->grid_barrier, exchange_bytes));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->grid_barrier, 0, exchange_bytes, state->stream));
         if (state->grid_exchange_slots > 0) state->grid_exchange = state->grid_barrier + 1;
-        const size_t xproj_bytes = CudaState::kXProjSumsCapacity * sizeof(double) + sizeof(double);  // the sums, then the count
-        MAMBA_CUDA_CHECK(cudaMalloc(&state->xproj_sums, xproj_bytes));
-        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->xproj_sums, 0, xproj_bytes, state->stream));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->xproj_sums, CudaState::kXProjSumsBytes));
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(state->xproj_sums, 0, CudaState::kXProjSumsBytes, state->stream));
         create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);

@@ -275,14 +275,15 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         a.norm_w_s = fold->weight.stride[0];
         a.norm_part = fold->partials.data;
         a.norm_part_s0 = fold->partials.row_stride;
-    }
-    if (fold) {
         using Fold = SsdUpdateTraits<true, true>;
         launch_kernel(ctx, a.early ? "ssd_state_update_norm_kernel early" : "ssd_state_update_norm_kernel", true, ssd_state_update_kernel<Fold>, grid,
                       dim3(Fold::kThreads), bc_bytes, a);
-    } else if (a.vec) launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
-                             dim3(Vec::kThreads), bc_bytes, a);
-    else launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
+    } else if (a.vec) {
+        launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
+                      dim3(Vec::kThreads), bc_bytes, a);
+    } else {
+        launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
+    }
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
     note_writes(ctx, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
 }

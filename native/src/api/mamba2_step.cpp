@@ -101,13 +101,9 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
                       " outputs (x's second dimension)");
 
     // Written tensors against everything the step reads and against each other.
-    const NamedTensors written = {{"conv_state", &p.in_proj.conv.conv_state},
-                                                               {"ssm_state", &p.update.state},
-                                                               {"y", &p.out_proj.y},
-                                                               {"proj", &p.in_proj.linear.y},
-                                                               {"xbc", &p.in_proj.conv.y},
-                                                               {"y_inner", &p.norm.x},
-                                                               {"normed", &p.norm.y}};
+    const NamedTensors written = {
+        {"conv_state", &p.in_proj.conv.conv_state}, {"ssm_state", &p.update.state}, {"y", &p.out_proj.y}, {"proj", &p.in_proj.linear.y},
+        {"xbc", &p.in_proj.conv.y},                 {"y_inner", &p.norm.x},         {"normed", &p.norm.y}};
     NamedTensors read = {
         {"x", &p.in_proj.linear.x}, {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
         {"A", &p.update.A},         {"norm_weight", &p.norm.weight},               {"out_proj_weight", &p.out_proj.weight}};
