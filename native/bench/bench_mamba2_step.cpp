@@ -2,7 +2,9 @@
 // one mamba_mamba2_step call (in_proj 2560->10576 with the conv step, the SSD state update, the gated RMSNorm,
 // out_proj 5120->2560), 8 layers with their own bf16 weights (647 MB, well beyond L2), graph replay with PDL
 // on. The default rows fold the gated norm into the state update and out_proj (three kernels a mixer); the
-// "separate" rows set MAMBA_CUDA_MAMBA2_STEP=separate while the graph is captured (four kernels).
+// "separate" rows set MAMBA_CUDA_MAMBA2_STEP=separate while the graph is captured (four kernels). The "with its
+// pre-norm" row passes the add + RMSNorm into the step (pre_norm_weight), alternating two hidden and two residual
+// buffers as the model's decode step does; on CUDA the norm then runs inside in_proj.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight. Skipped on a CPU context.
 #include <cmath>
 #include <memory>
@@ -24,6 +26,8 @@ struct Chain {
     mamba_context * harness = nullptr;
     mamba_graph * graph = nullptr;
     DLTensor *hidden = nullptr, *residual = nullptr, *normed = nullptr, *proj = nullptr, *xbc = nullptr, *y_inner = nullptr, *gate_normed = nullptr;
+    DLTensor *hidden2 = nullptr, *residual2 = nullptr;  // pre_norm: layer i reads the (i % 2) buffers, writes the others
+    bool pre_norm = false;
     std::vector<Layer> layers;
 
     ~Chain() {
@@ -34,16 +38,26 @@ struct Chain {
 
     void run() const {
         for (const Layer & l : layers) {
-            mamba_rms_norm_args n{};
-            n.x = hidden;
-            n.residual = residual;
-            n.weight = l.norm_w;
-            n.y = normed;
-            n.residual_out = residual;
-            n.eps = 1e-5f;
-            mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
+            const bool even = (&l - layers.data()) % 2 == 0;
             mamba_mamba2_step_args st{};
-            st.x = normed;
+            if (pre_norm) {
+                st.x = even ? hidden : hidden2;
+                st.residual = even ? residual : residual2;
+                st.residual_out = even ? residual2 : residual;
+                st.pre_norm_weight = l.norm_w;
+                st.pre_normed = normed;
+                st.pre_norm_eps = 1e-5f;
+            } else {
+                mamba_rms_norm_args n{};
+                n.x = hidden;
+                n.residual = residual;
+                n.weight = l.norm_w;
+                n.y = normed;
+                n.residual_out = residual;
+                n.eps = 1e-5f;
+                mb::check(mamba_rms_norm(ctx, &n), "mamba_rms_norm");
+                st.x = normed;
+            }
             st.in_proj_weight = l.w_in;
             st.conv_state = l.conv_state;
             st.conv_weight = l.conv_w;
@@ -54,7 +68,7 @@ struct Chain {
             st.ssm_state = l.ssm_state;
             st.norm_weight = l.gate_norm_w;
             st.out_proj_weight = l.w_out;
-            st.y = hidden;
+            st.y = pre_norm && even ? hidden2 : hidden;
             st.proj = proj;
             st.xbc = xbc;
             st.y_inner = y_inner;
@@ -67,13 +81,16 @@ struct Chain {
 };
 
 // `kernels`: MAMBA_CUDA_MAMBA2_STEP while the chain is warmed up and captured (null: unset).
-std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, const char * kernels) {
+std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, const char * kernels, bool pre_norm = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Chain>();
     s->ctx = mb::context_on_harness_stream(b, true);
     s->harness = b.ctx();
     s->hidden = b.tensor({1, kHidden}, mb::kBF16);
     s->residual = b.tensor({1, kHidden}, mb::kF32);
+    s->hidden2 = b.tensor({1, kHidden}, mb::kBF16);
+    s->residual2 = b.tensor({1, kHidden}, mb::kF32);
+    s->pre_norm = pre_norm;
     s->normed = b.tensor({1, kHidden}, mb::kBF16);
     s->proj = b.tensor({1, kProj}, mb::kBF16);
     s->xbc = b.tensor({1, kConvDim}, mb::kBF16);
@@ -108,6 +125,8 @@ std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, 
 
 mb::Register folded("cuda mamba2 chain mamba2-2.7b 8 layers x RMSNorm + mamba_mamba2_step bf16 B1, graph replay, PDL on",
                     [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, nullptr); });
+mb::Register pre_norm("cuda mamba2 chain mamba2-2.7b 8 layers x mamba_mamba2_step with its pre-norm bf16 B1, graph replay, PDL on",
+                      [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, nullptr, true); });
 mb::Register separate("cuda mamba2 chain mamba2-2.7b 8 layers x RMSNorm + mamba_mamba2_step bf16 B1, graph replay, PDL on, separate",
                       [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, "separate"); });
 

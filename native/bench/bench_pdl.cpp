@@ -6,7 +6,9 @@
 // Mamba-1 decode step does: the same bytes and FLOPs, one kernel fewer per layer. The "5 kernels" rows
 // also run the conv step inside the in_proj GEMV (mamba_linear_conv1d_update), as the decode step does.
 // The "mamba_mamba1_step" rows make each layer an RMSNorm and one mamba_mamba1_step call: by default the
-// same 5 kernels as the "5 kernels" rows, with MAMBA_CUDA_MAMBA1_STEP=fused the norm and one kernel.
+// same 5 kernels as the "5 kernels" rows, with MAMBA_CUDA_MAMBA1_STEP=fused the norm and one kernel. The
+// "with its pre-norm" rows pass the norm into the step instead (pre_norm_weight), alternating two hidden and two
+// residual buffers as the model's decode step does; on CUDA the norm then runs inside in_proj.
 // Each row runs on its own context created with MAMBA_CUDA_PDL=1 or 0 (the variable is read when a
 // context is created) and borrowing the harness context's stream, so the harness's events time it.
 // Bytes: every weight read once plus the states read and written; FLOPs: 2 per weight.
@@ -48,6 +50,8 @@ struct Session {
     bool fused_conv = false;  // the conv step inside the in_proj GEMV
     bool prefetch = false;  // mamba_prefetch_l2 after each in_proj
     bool whole_step = false;  // the mixer as one mamba_mamba1_step call
+    bool pre_norm = false;    // with whole_step: the norm inside the step (pre_norm_weight)
+    DLTensor *hidden2 = nullptr, *residual2 = nullptr;  // pre_norm: layer i reads the (i % 2) buffers, writes the others
     size_t next_bytes = 0;  // of the next layer's in_proj
 
     ~Session() {
@@ -58,6 +62,10 @@ struct Session {
 
     void run() const {
         for (const Layer & l : layers) {
+            if (pre_norm) {
+                run_block(l, size_t(&l - layers.data()) % 2 == 0);
+                continue;
+            }
             mamba_rms_norm_args n{};
             n.x = hidden;
             n.residual = residual;
@@ -126,6 +134,35 @@ struct Session {
             mb::check(mamba_linear(ctx, &out), "mamba_linear (out_proj)");
         }
     }
+
+    // One residual block as one mamba_mamba1_step call with its pre-norm; `even`: reads hidden and residual, writes
+    // hidden2 and residual2 (the other way round otherwise).
+    void run_block(const Layer & l, bool even) const {
+        mamba_mamba1_step_args st{};
+        st.x = even ? hidden : hidden2;
+        st.residual = even ? residual : residual2;
+        st.residual_out = even ? residual2 : residual;
+        st.pre_norm_weight = l.norm_w;
+        st.pre_normed = normed;
+        st.pre_norm_eps = 1e-5f;
+        st.in_proj_weight = l.w_in;
+        st.conv_state = l.conv_state;
+        st.conv_weight = l.conv_w;
+        st.conv_bias = l.conv_b;
+        st.x_proj_weight = l.w_x;
+        st.dt_proj_weight = l.w_dt;
+        st.dt_bias = l.dt_bias;
+        st.A = l.A;
+        st.D = l.D;
+        st.ssm_state = l.ssm_state;
+        st.out_proj_weight = l.w_out;
+        st.y = even ? hidden2 : hidden;
+        st.xz = xz;
+        st.xc = xc;
+        st.xdbl = xdbl;
+        st.y_inner = y;
+        mb::check(mamba_mamba1_step(ctx, &st), "mamba_mamba1_step (with its pre-norm)");
+    }
 };
 
 // How a chain prefetches: mode null = no mamba_prefetch_l2 calls at all.
@@ -136,7 +173,7 @@ struct L2Prefetch {
 };
 
 std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, bool pdl, bool graph, bool fused_dt = false, L2Prefetch l2 = {},
-                                 bool fused_conv = false, bool whole_step = false) {
+                                 bool fused_conv = false, bool whole_step = false, bool pre_norm = false) {
     if (!b.on_cuda()) return {};
     auto s = std::make_shared<Session>();
     s->ctx = mb::context_on_harness_stream(b, pdl, l2.mode, l2.blocks);
@@ -144,10 +181,13 @@ std::function<void()> chain_case(mb::Bench & b, double & bytes, double & flops, 
     s->fused_dt = fused_dt;
     s->fused_conv = fused_conv;
     s->whole_step = whole_step;
+    s->pre_norm = pre_norm;
     s->prefetch = l2.mode != nullptr;
     s->next_bytes = size_t(l2.next_mb) << 20;
     s->hidden = b.tensor({1, kHidden}, mb::kBF16);
     s->residual = b.tensor({1, kHidden}, mb::kF32);
+    s->hidden2 = b.tensor({1, kHidden}, mb::kBF16);
+    s->residual2 = b.tensor({1, kHidden}, mb::kF32);
     s->normed = b.tensor({1, kHidden}, mb::kBF16);
     s->xz = b.tensor({1, 2 * kInner}, mb::kBF16);
     s->xc = b.tensor({1, kInner}, mb::kBF16);
@@ -204,6 +244,8 @@ mb::Register graph_on_step("cuda pdl chain mamba-2.8b 8 layers x RMSNorm + mamba
                            [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, true); });
 mb::Register direct_on_step("cuda pdl chain mamba-2.8b 8 layers x RMSNorm + mamba_mamba1_step bf16 B1, direct calls, PDL on",
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, false, true, {}, true, true); });
+mb::Register graph_on_pre_norm("cuda pdl chain mamba-2.8b 8 layers x mamba_mamba1_step with its pre-norm bf16 B1, graph replay, PDL on",
+                               [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true, {}, true, true, true); });
 mb::Register graph_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, graph replay, PDL on",
                             [](mb::Bench & b, double & bytes, double & flops) { return chain_case(b, bytes, flops, true, true, true); });
 mb::Register direct_on_fused("cuda pdl chain mamba-2.8b 8 layers x 6 kernels (dt_proj fused) bf16 B1, direct calls, PDL on",

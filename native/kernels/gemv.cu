@@ -114,9 +114,12 @@
 // 2.362 (+2%), hence only the Mamba-1 step. Each kernel timed alone (MAMBA_CUDA_TRACE=1) moved by no more
 // than the noise either way, so the gain comes from the kernels' overlap under PDL, not from any one kernel.
 // Run 68 split it (mamba-2.8b, default 2.156): in_proj alone evict-first 2.195, every GEMV but in_proj 2.327.
+#include <type_traits>
+
 #include "gemv.cuh"
 #include "launch.cuh"
 #include "step_norm.cuh"
+#include "step_pre_norm.cuh"
 #include "step_xproj.cuh"
 
 #include "core/env_choice.h"
@@ -159,6 +162,17 @@ struct GemvArgs {
         int q, replicas;
         bool early;      // the block's columns of it load before the PDL wait (readable_before_wait, launch.cuh)
     } xproj;
+    bool has_pre_norm;  // tiled kernel with the conv epilogue (kPreNorm builds: one row, 16-byte W and x loads): x (+ residual)
+                        // is an RMSNorm's input, normalized inside the GEMV (step_pre_norm.cuh)
+    struct PreNorm {
+        AnyPtr residual, weight, residual_out;  // one row each, contiguous and 16-byte aligned: the weight of W's dtype,
+                                                // residual (optional) and residual_out float32
+        int64_t weight_bytes;
+        bool has_residual;
+        bool early;           // the norm's weight is asked into L2 before the PDL wait (readable_before_wait, launch.cuh)
+        bool early_residual;  // the residual's first tile is copied before the PDL wait (readable_before_wait)
+        float inv_dim, eps;
+    } pre;
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -255,7 +269,8 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 
 // ---- tiled kernel ----
 
-template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false>
+template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false,
+          bool kPreNormIn = false>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -266,6 +281,8 @@ struct TiledGemvTraits {
     static constexpr bool kXProj = kXProjPartials;    // x_proj's partial sums after the conv step (GemvArgs::xproj)
     static_assert(!(kConv && kRowNorm), "one epilogue a build");
     static_assert(!kXProj || (kConv && kRowBucket == 1 && kVecLoads), "x_proj's partials follow the conv step of one row");
+    static constexpr bool kPreNorm = kPreNormIn;      // x (+ residual) normalized on the way in (GemvArgs::pre)
+    static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -348,6 +365,98 @@ __device__ __forceinline__ void stage_x_tile_vec(const char * x_bytes, int64_t x
                 dst[q] = make_float4(to_f32<TX>(e[4 * q]), to_f32<TX>(e[4 * q + 1]), to_f32<TX>(e[4 * q + 2]), to_f32<TX>(e[4 * q + 3]));
         }
     }
+}
+
+// The pre-norm's residual (float32) for the tile's vectors a thread stages in stage_pre_norm_tile (vector i of Vx
+// columns is thread i % kThreads'), copied into xs at their own columns with cp.async (zeros past the tile), so that
+// they need no registers while in flight: each thread reads back only its own copies, so no barrier comes between.
+// Before the PDL wait where the op just before did not write the residual (the stream's previous block wrote it).
+template <class TX, int kThreads>
+__device__ __forceinline__ void copy_residual_tile(const GemvArgs & a, int64_t t0, int tile, int tile_padded, float * xs) {
+    constexpr int Vx = 16 / int(sizeof(TX));
+    const float * res = reinterpret_cast<const float *>(a.pre.residual.p) + t0;
+    const int vectors = (tile_padded + Vx - 1) / Vx;
+    for (int i = threadIdx.x; i < vectors; i += kThreads)
+#pragma unroll
+        for (int q = 0; q < Vx / 4; ++q) {
+            const int k = i * Vx + 4 * q;  // the row's length is a multiple of 4: a piece is in or out as a whole
+            cp_async_16(xs + k, res + (k < tile ? k : 0), k < tile);
+        }
+    cp_async_commit();
+}
+
+// The pre-norm's staging of one row (kPreNorm builds): xs[k] = (x[k] + residual[k]) * weight[k] in float32 for the
+// tile's columns, zeros up to tile_padded; block 0 stores the sums x + residual into residual_out. The residual is in
+// xs already (copy_residual_tile, waited for); x (16-byte rows) and the weight (W's dtype), contiguous and 16-byte
+// aligned (gemv_conv1d_pre_norm_unsupported), take one 16-byte load a vector each (two for a float32 weight under
+// 16-bit x), all of a round requested before any is used, so that the tile costs one L2 round trip as
+// stage_x_tile_vec's does. Returns the thread's sum of squares of its sums, which the block adds up after its last
+// FMA: the norm scales the outputs, not the inputs, so no reduction stands before the first FMA.
+template <class TX, class TW, int kThreads>
+__device__ __forceinline__ float stage_pre_norm_tile(const GemvArgs & a, int64_t t0, int tile, int tile_padded, float * xs) {
+    constexpr int Vx = 16 / int(sizeof(TX));
+    constexpr int kRound = 2;
+    constexpr int kWPieces = (Vx * int(sizeof(TW)) + 15) / 16, kWElems = Vx / kWPieces;
+    static_assert(Vx % 4 == 0 && kWPieces * kWElems == Vx, "whole float4s and whole weight pieces a vector");
+    using WPiece = std::conditional_t<(kWElems * sizeof(TW) == 16), uint4, uint2>;
+    static_assert(sizeof(WPiece) == kWElems * sizeof(TW), "a weight piece is 8 or 16 bytes");
+    const GemvArgs::PreNorm & pn = a.pre;
+    const TX * x = reinterpret_cast<const TX *>(a.x.p) + t0;
+    const TW * w = reinterpret_cast<const TW *>(pn.weight.p) + t0;
+    const int vectors = (tile_padded + Vx - 1) / Vx;
+    float ss = 0.0f;
+    for (int base = 0; base < vectors; base += kRound * kThreads) {
+        uint4 xv[kRound];
+        WPiece wv[kRound][kWPieces];
+#pragma unroll
+        for (int u = 0; u < kRound; ++u) {
+            const int k0 = min(base + u * kThreads + int(threadIdx.x), vectors - 1) * Vx;  // clamped: a valid vector
+            if (k0 + Vx <= tile) {
+                xv[u] = __ldg(reinterpret_cast<const uint4 *>(x + k0));
+#pragma unroll
+                for (int p = 0; p < kWPieces; ++p) wv[u][p] = __ldg(reinterpret_cast<const WPiece *>(w + k0) + p);
+            } else {  // the tile's last, partial vector: elements up to its end, zeros after
+                TX * xe = reinterpret_cast<TX *>(&xv[u]);
+                TW * we = reinterpret_cast<TW *>(&wv[u][0]);
+#pragma unroll
+                for (int j = 0; j < Vx; ++j) {
+                    xe[j] = k0 + j < tile ? x[k0 + j] : from_f32<TX>(0.0f);
+                    we[j] = k0 + j < tile ? w[k0 + j] : from_f32<TW>(0.0f);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kRound; ++u) {
+            const int i = base + u * kThreads + int(threadIdx.x);
+            if (i >= vectors) break;
+            const int k0 = i * Vx;
+            const TX * xe = reinterpret_cast<const TX *>(&xv[u]);
+            const TW * we = reinterpret_cast<const TW *>(&wv[u][0]);
+            float4 * tile_x = reinterpret_cast<float4 *>(xs + k0);
+            float r[Vx];
+#pragma unroll
+            for (int q = 0; q < Vx / 4; ++q) {
+                const float4 rq = pn.has_residual ? tile_x[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                r[4 * q] = to_f32<TX>(xe[4 * q]) + rq.x;
+                r[4 * q + 1] = to_f32<TX>(xe[4 * q + 1]) + rq.y;
+                r[4 * q + 2] = to_f32<TX>(xe[4 * q + 2]) + rq.z;
+                r[4 * q + 3] = to_f32<TX>(xe[4 * q + 3]) + rq.w;
+            }
+#pragma unroll
+            for (int j = 0; j < Vx; ++j) ss = fmaf(r[j], r[j], ss);
+            if (blockIdx.x == 0) {  // the sums once, as the tile's columns hold them
+                float * out = reinterpret_cast<float *>(pn.residual_out.p) + t0 + k0;
+#pragma unroll
+                for (int q = 0; q < Vx / 4; ++q)
+                    if (k0 + 4 * q < tile) reinterpret_cast<float4 *>(out)[q] = make_float4(r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
+            }
+#pragma unroll
+            for (int q = 0; q < Vx / 4; ++q)
+                tile_x[q] = make_float4(r[4 * q] * to_f32<TW>(we[4 * q]), r[4 * q + 1] * to_f32<TW>(we[4 * q + 1]), r[4 * q + 2] * to_f32<TW>(we[4 * q + 2]),
+                                        r[4 * q + 3] * to_f32<TW>(we[4 * q + 3]));
+        }
+    }
+    return ss;
 }
 
 // The conv step operands of a block's outputs first .. first + kOutputs - 1 as a flat float array: the state
@@ -464,6 +573,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     __shared__ float row_scale[M];
     __shared__ __align__(16) unsigned char xproj_w[Tr::kXProjBytes];  // kXProj: the block's columns of x_proj's weight
     __shared__ float xproj_u[Tr::kXProj ? Tr::kWarps * R : 1];       // kXProj: the block's conv outputs
+    __shared__ float pre_ss[Tr::kPreNorm ? Tr::kWarps : 1];           // kPreNorm: each warp's sum of squares
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -513,11 +623,27 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     if constexpr (Tr::kConv) {
         if (a.early_conv) load_conv_operands();
     }
+    // kPreNorm: the first tile's residual into xs before the wait where it may (the cp.async group before x_proj's).
+    // (x is of W's dtype there: gemv_conv1d_pre_norm_unsupported.)
+    const auto copy_residual = [&](int64_t t0, int tile, int tile_padded) { copy_residual_tile<TW, Tr::kThreads>(a, t0, tile, tile_padded, xs); };
+    [[maybe_unused]] bool residual_early = false;
+    if constexpr (Tr::kPreNorm) {
+        if (a.pre.has_residual && a.pre.early_residual) {
+            const int tile = a.in < T ? a.in : T;
+            copy_residual(0, tile, (tile + V - 1) / V * V);
+            residual_early = true;
+        }
+    }
     // kXProj: a block of conv channels (whole blocks are, by the plan) copies its columns of x_proj's weight into
     // shared memory, before the wait where the op just before does not write them; they are read after the last FMA.
     [[maybe_unused]] const bool xproj_block = Tr::kXProj && block_first >= a.conv.offset && block_first < a.conv.offset + a.conv.dim;
     if constexpr (Tr::kXProj) {
         if (xproj_block && a.xproj.early) copy_xproj_columns<TW, Tr::kThreads>(a.xproj, block_first - a.conv.offset, warps_n * R, xproj_w);
+    }
+    // kPreNorm: the norm's weight (every block reads all of it) asked into L2 while the previous kernel runs.
+    if constexpr (Tr::kPreNorm) {
+        if (a.pre.early)
+            for (int64_t off = int64_t(threadIdx.x) * 128; off < a.pre.weight_bytes; off += int64_t(Tr::kThreads) * 128) prefetch_l2(a.pre.weight.p + off);
     }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
@@ -544,6 +670,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+    [[maybe_unused]] float pre_sq = 0.0f;  // kPreNorm: the thread's sum of squares of the norm's input
 
     for (int64_t t0 = 0; t0 < a.in; t0 += T) {
         const int tile = a.in - t0 < T ? int(a.in - t0) : T;
@@ -552,9 +679,23 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         int v0 = wk * 32 + lane;
         __syncthreads();  // the previous tile is no longer read
         if (!early || t0 > 0) load_batch(t0, vectors, v0);  // W needs no x: its first loads fly while x is staged
+        if constexpr (Tr::kPreNorm) {
+            if (a.pre.has_residual) {
+                if (t0 > 0 || !residual_early) {
+                    copy_residual(t0, tile, tile_padded);
+                    cp_async_wait_all();
+                } else if (Tr::kXProj && xproj_block && a.xproj.early) {
+                    cp_async_wait_group<1>();  // x_proj's columns, copied after the residual, may still fly
+                } else {
+                    cp_async_wait_all();
+                }
+            }
+        }
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
-        if (a.x_vec) {
+        if constexpr (Tr::kPreNorm) {  // x of W's dtype (gemv_conv1d_pre_norm_unsupported)
+            pre_sq += stage_pre_norm_tile<TW, TW, Tr::kThreads>(a, t0, tile, tile_padded, xs);
+        } else if (a.x_vec) {
             switch (a.x.dtype) {
                 case int(DType::F16): stage_x_tile_vec<f16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
                 case int(DType::BF16): stage_x_tile_vec<bf16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
@@ -613,6 +754,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             const float s = warp_sum(acc[r][m]);
             if (lane == 0) partial[warp][r][m] = s;
         }
+    if constexpr (Tr::kPreNorm) {
+        const float s = warp_sum(pre_sq);
+        if (lane == 0) pre_ss[warp] = s;  // published by the barrier below
+    }
     if constexpr (Tr::kRowNorm) {
         if (warp == 0) {  // published by the barrier below
             for (int m = 0; m < a.rows; ++m) {
@@ -624,10 +769,18 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         }
     }
     __syncthreads();
+    // kPreNorm: every thread adds the warps' sums in the same order, so every block scales by the same factor.
+    [[maybe_unused]] float in_scale = 1.0f;
+    if constexpr (Tr::kPreNorm) {
+        float t = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Tr::kWarps; ++w) t += pre_ss[w];
+        in_scale = 1.0f / sqrtf(t * a.pre.inv_dim + a.pre.eps);
+    }
     // Warp w is split w / warps_n of team w % warps_n. (conv_ops was stored before the first tile's barrier.)
     if constexpr (Tr::kXProj) {
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n, [&](int m, int64_t n, float s) {
-            xproj_u[n - block_first] = Conv::store(a, conv_ops, block_first, m, n, s);
+            xproj_u[n - block_first] = Conv::store(a, conv_ops, block_first, m, n, Tr::kPreNorm ? s * in_scale : s);
         });
         if (xproj_block) {  // uniform over the block
             cp_async_wait_all();
@@ -637,7 +790,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         }
     } else if constexpr (Tr::kConv)
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
-                                   [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, s); });
+                                   [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, Tr::kPreNorm ? s * in_scale : s); });
     else
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
                                    [&](int m, int64_t n, float s) { store_output(a, m, n, Tr::kRowNorm ? s * row_scale[m] : s); });
@@ -924,6 +1077,21 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
         }
     }
     if constexpr (kRows == 1) {
+        if (a.has_pre_norm) {  // with the conv epilogue, 16-byte W and x loads (gemv_conv1d_pre_norm), x_proj's fold or not
+            const bool e = early || a.early_conv;
+            if (a.has_xproj) {
+                using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true>;
+                launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_pre_norm_kernel early" : "gemv_tiled_conv_xproj_pre_norm_kernel", true, gemv_tiled_kernel<Tr>,
+                              dim3(blocks), dim3(Tr::kThreads), 0, a);
+                MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_pre_norm_kernel");
+            } else {
+                using Tr = TiledGemvTraits<TW, 1, true, true, false, false, true>;
+                launch_kernel(ctx, e ? "gemv_tiled_conv_pre_norm_kernel early" : "gemv_tiled_conv_pre_norm_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks),
+                              dim3(Tr::kThreads), 0, a);
+                MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_pre_norm_kernel");
+            }
+            return;
+        }
         if (a.has_xproj) {  // with the conv epilogue and 16-byte W loads (gemv_conv1d_xproj)
             using Tr = TiledGemvTraits<TW, 1, true, true, false, true>;
             launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_xproj_kernel early" : "gemv_tiled_conv_xproj_kernel", true, gemv_tiled_kernel<Tr>,
@@ -933,7 +1101,7 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
         }
     }
     // The epilogues above have builds for these row counts only; the plans never ask for more.
-    if (a.has_norm || a.has_xproj) fail(MAMBA_STATUS_INTERNAL, "GEMV: an epilogue asked for at ", a.rows, " rows, which it has no build for");
+    if (a.has_norm || a.has_xproj || a.has_pre_norm) fail(MAMBA_STATUS_INTERNAL, "GEMV: an epilogue asked for at ", a.rows, " rows, which it has no build for");
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
         launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
@@ -1219,12 +1387,66 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
     return {};
 }
 
-void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums) {
+namespace {
+
+// The pre-norm's arguments: the GEMV reads the norm's input x (+ residual) in place of in_proj's x (the norm's output).
+void add_pre_norm(mamba_context & ctx, const RmsNormParams & n, GemvArgs & a) {
+    a.x = any(n.x);
+    a.x_s0 = n.x.stride[0];
+    a.x_s1 = n.x.stride[1];
+    a.x_vec = true;  // gemv_conv1d_pre_norm_unsupported
+    a.has_pre_norm = true;
+    GemvArgs::PreNorm & q = a.pre;
+    q.has_residual = n.residual.has_value();
+    q.residual = any(n.residual);
+    q.weight = any(n.weight);
+    q.weight_bytes = n.hidden * int64_t(dtype_size(n.weight.dtype));
+    q.residual_out = any(*n.residual_out);
+    q.early = readable_before_wait(ctx, {&n.weight});
+    q.early_residual = n.residual && readable_before_wait(ctx, {&*n.residual});
+    q.inv_dim = float(1.0 / double(n.hidden));
+    q.eps = n.eps;
+}
+
+}  // namespace
+
+std::string gemv_conv1d_pre_norm_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const RmsNormParams & n) {
+    if (p.linear.rows != 1 || n.rows != 1) return cat("it takes batch 1, not ", p.linear.rows);
+    GemvArgs a{};
+    if (!plan_gemv_conv(ctx, p, a) || !a.has_conv)
+        return "in_proj does not run the conv step in its GEMV (MAMBA_CUDA_LINEAR_CONV=separate, a forced GEMV variant, a weight without 16-byte loads "
+               "or a filter wider than 4)";
+    if (n.hidden != p.linear.in_features) return cat("the norm has ", n.hidden, " channels and in_proj ", p.linear.in_features, " inputs");
+    const auto row_from_16_bytes = [&](const Tensor & t) {
+        return (reinterpret_cast<uintptr_t>(t.data) & 15u) == 0 && (n.hidden <= 1 || t.stride[t.ndim - 1] == 1);
+    };
+    if (n.x.dtype != p.linear.weight.dtype || !row_from_16_bytes(n.x))
+        return cat("x is not one contiguous ", dtype_name(p.linear.weight.dtype), " row from a 16-byte boundary (in_proj_weight's dtype)");
+    if (n.weight.dtype != p.linear.weight.dtype || !row_from_16_bytes(n.weight))
+        return cat("pre_norm_weight is not a contiguous ", dtype_name(p.linear.weight.dtype), " vector from a 16-byte boundary (in_proj_weight's dtype)");
+    if (n.hidden % 4 != 0) return cat("the norm has ", n.hidden, " channels, not a multiple of 4");
+    if (n.residual && (n.residual->dtype != DType::F32 || !row_from_16_bytes(*n.residual)))
+        return "residual is not one contiguous float32 row from a 16-byte boundary";
+    if (!n.residual_out || n.residual_out->dtype != DType::F32 || !row_from_16_bytes(*n.residual_out))
+        return "residual_out is not one contiguous float32 row from a 16-byte boundary";
+    return {};
+}
+
+void gemv_conv1d_pre_norm(mamba_context & ctx, const LinearConv1dUpdateParams & p, const RmsNormParams & n) {
+    if (!gemv_conv1d_pre_norm_unsupported(ctx, p, n).empty()) fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_pre_norm: the fold does not apply");
+    GemvArgs a{};
+    plan_gemv_conv(ctx, p, a);
+    add_pre_norm(ctx, n, a);
+    launch_tiled_of(p.linear.weight.dtype, ctx, a);
+}
+
+void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums, const RmsNormParams * pre_norm) {
     if (!gemv_conv1d_xproj_unsupported(ctx, p, x_proj, sums.capacity).empty() || sums.replicas < 1 || sums.replicas > kXProjMaxReplicas || sums.stride < x_proj.out_features ||
-        sums.replicas * sums.stride > sums.capacity)
+        sums.replicas * sums.stride > sums.capacity || (pre_norm && !gemv_conv1d_pre_norm_unsupported(ctx, p, *pre_norm).empty()))
         fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_xproj: the fold does not apply");
     GemvArgs a{};
     plan_gemv_conv(ctx, p, a);
+    if (pre_norm) add_pre_norm(ctx, *pre_norm, a);
     a.has_xproj = true;
     a.xproj.w = x_proj.weight.data;
     a.xproj.ldw = x_proj.weight.stride[0];

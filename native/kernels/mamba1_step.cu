@@ -50,6 +50,7 @@
 #include "common.cuh"
 #include "gemv.cuh"
 #include "launch.cuh"
+#include "step_pre_norm.cuh"
 #include "step_xproj.cuh"
 
 #include "core/env_choice.h"
@@ -1044,6 +1045,12 @@ constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8",
 static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
 constexpr int kDefaultXProjReplicas = 4;
 
+// What in_proj wrote, for the next kernel's early reads (launch.cuh): with the pre-norm folded, residual_out as well.
+void note_in_proj_writes(mamba_context & ctx, const Mamba1StepParams & p, const RmsNormParams * pre_norm) {
+    if (pre_norm) note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y, &*pre_norm->residual_out});
+    else note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y});
+}
+
 // Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
@@ -1051,8 +1058,9 @@ std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     return why;
 }
 
-// in_proj + conv adding x_proj's sums, the state update reading them, out_proj: three kernels.
-void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas) {
+// in_proj + conv adding x_proj's sums (and taking the pre-norm where pre_norm is given), the state update reading
+// them, out_proj: three kernels.
+void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas, const RmsNormParams * pre_norm) {
     CudaState & cs = *ctx.cuda;
     XProjSums sums;
     sums.data = cs.xproj_sums;
@@ -1065,8 +1073,8 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
         MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, CudaState::kXProjSumsBytes, cs.stream));
     }
     cs.xproj_sums_dirty = true;
-    gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums);
-    note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y});
+    gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums, pre_norm);
+    note_in_proj_writes(ctx, p, pre_norm);
     selective_state_update_from_sums(ctx, p.update, sums);
     cs.xproj_sums_dirty = false;
     linear(ctx, p.out_proj);
@@ -1085,6 +1093,7 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     if (choice == StepKernel::Fused && !why.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_STEP=fused, but the one-kernel step cannot run: ", why);
     if (why.empty()) {
+        run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj, "the one-kernel step (MAMBA_CUDA_MAMBA1_STEP) reads the norm's output");
         if (p.in_proj.linear.weight.dtype == DType::BF16) launch_fused<bf16_t>(ctx, p, settings, a, smem);
         else launch_fused<f16_t>(ctx, p, settings, a, smem);
         note_writes(ctx, {&p.out_proj.y, &p.in_proj.conv.conv_state, &p.update.state, &p.update.y});
@@ -1095,11 +1104,17 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const std::string no_fold = xproj == XProjFold::Separate ? std::string("not chosen") : plan_xproj_fold(ctx, p);
     if (xproj == XProjFold::Fused && !no_fold.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
+    const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj) ? &*p.pre_norm : nullptr;
     if (no_fold.empty()) {
-        run_with_xproj_folded(ctx, p, xproj_replicas);
+        run_with_xproj_folded(ctx, p, xproj_replicas, pre_norm);
         return;
     }
-    linear_conv1d_update(ctx, p.in_proj);
+    if (pre_norm) {
+        gemv_conv1d_pre_norm(ctx, p.in_proj, *pre_norm);
+        note_in_proj_writes(ctx, p, pre_norm);
+    } else {
+        linear_conv1d_update(ctx, p.in_proj);
+    }
     linear(ctx, p.x_proj);
     selective_state_update(ctx, p.update);
     linear(ctx, p.out_proj);

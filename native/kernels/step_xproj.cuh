@@ -20,6 +20,7 @@
 #include "common.cuh"
 #include "ops/linear.h"
 #include "ops/linear_conv1d_update.h"
+#include "ops/rms_norm.h"
 #include "ops/selective_scan.h"
 
 namespace mamba::cuda {
@@ -51,7 +52,9 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
 
 // in_proj with its conv step, adding x_proj's sums of its conv output into `sums` (zero before; INTERNAL where the
 // fold does not apply, or where the replicas do not fit the capacity).
-void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums);
+// With pre_norm, the residual block's norm folded in as well (step_pre_norm.cuh; INTERNAL where it does not apply).
+void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums,
+                       const RmsNormParams * pre_norm = nullptr);
 
 // Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, batch
 // 1, one group, and the state, A and dt_proj's weight rows all allowing 16-byte accesses (its one build for it).

@@ -6,7 +6,8 @@
 // kernel where it can run, the four ops elsewhere) and "separate", the latter both with x_proj folded into
 // in_proj (MAMBA_CUDA_MAMBA1_XPROJ=fused where the case allows it, so that a fallback fails) and on its own. The
 // steps of a case, and the cases, run one after another on one context, so a fold that left its sums unzeroed
-// would fail the next folded step.
+// would fail the next folded step. Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded
+// into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
 
 #include "backend_test.h"
@@ -22,6 +23,8 @@ using mt::silu;
 using mt::softplus;
 using mt::stored;
 
+using mt::PreNorm;
+
 struct Case {
     int64_t batch, hidden, inner, rank, dstate, width;
     DType act, weight;
@@ -29,17 +32,24 @@ struct Case {
     bool lead_in = false;
     int steps = 3;
     bool cuda_only = false;
+    PreNorm pre = PreNorm::None;
 };
+
+Case with_pre_norm(Case c, PreNorm pre) {
+    c.pre = pre;
+    return c;
+}
 
 std::string describe(const Case & c) {
     return "batch " + std::to_string(c.batch) + " hidden " + std::to_string(c.hidden) + " inner " + std::to_string(c.inner) + " rank " +
            std::to_string(c.rank) + " dstate " + std::to_string(c.dstate) + " width " + std::to_string(c.width) + " act " + mt::dtype_name(c.act) +
-           " weight " + mt::dtype_name(c.weight) + (c.biases ? " biases" : "") + (c.lead_in ? " lead-in" : "");
+           " weight " + mt::dtype_name(c.weight) + (c.biases ? " biases" : "") + (c.lead_in ? " lead-in" : "") + mt::describe(c.pre);
 }
 
 // The tensors of one mixer and its state, the test's values alongside.
 struct Mixer {
     Tensor x, w_in, b_in, conv_state, conv_w, conv_b, w_x, w_dt, dt_bias, A, D, ssm_state, w_out, b_out, y, xz, xc, xdbl, y_inner;
+    mt::PreNormTensors pre;  // with Case::pre: x is then the norm's output, pre.x the step's input
 
     explicit Mixer(const Case & c)
         : x({c.batch, c.hidden}, c.act), w_in({2 * c.inner, c.hidden}, c.weight), b_in({2 * c.inner}, c.weight),
@@ -47,7 +57,8 @@ struct Mixer {
           w_x({c.rank + 2 * c.dstate, c.inner}, c.weight), w_dt({c.inner, c.rank}, c.weight), dt_bias({c.inner}, DType::F32),
           A({c.inner, c.dstate}, DType::F32), D({c.inner}, DType::F32), ssm_state({c.batch, c.inner, c.dstate}, DType::F32),
           w_out({c.hidden, c.inner}, c.weight), b_out({c.hidden}, c.weight), y({c.batch, c.hidden}, c.act), xz({c.batch, 2 * c.inner}, c.act),
-          xc({c.batch, c.inner}, c.act), xdbl({c.batch, c.rank + 2 * c.dstate}, c.act), y_inner({c.batch, c.inner}, c.act) {}
+          xc({c.batch, c.inner}, c.act), xdbl({c.batch, c.rank + 2 * c.dstate}, c.act), y_inner({c.batch, c.inner}, c.act),
+          pre(c.pre, c.batch, c.hidden, c.act, c.weight) {}
 
     // The tensors a call without biases reads or writes, as they are (unfilled), onto the context's device.
     void upload_unbiased(mamba_context * ctx) {
@@ -76,6 +87,7 @@ struct Mixer {
         a.xc = xc.dl();
         a.xdbl = xdbl.dl();
         a.y_inner = y_inner.dl();
+        pre.set(a);
         return a;
     }
 };
@@ -147,13 +159,21 @@ protected:
         // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
         const bool fused = on_cuda() && fusable(c) && device_has_clusters();
         struct Variant {
-            const char *step, *xproj;
+            const char *step, *xproj, *pre = nullptr;
         };
+        // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1.
+        const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
         std::vector<Variant> variants{{fused ? "fused" : "", ""}};
         if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", xproj_foldable(c) ? "fused" : ""}, {"separate", "separate"}});
-        for (const Variant & variant : variants) {
-            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant.step + " MAMBA_CUDA_MAMBA1_XPROJ=" + variant.xproj);
-            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant.step), xproj_env("MAMBA_CUDA_MAMBA1_XPROJ", variant.xproj);
+        if (on_cuda() && c.pre != PreNorm::None) variants.insert(variants.end(), {{"separate", xproj_foldable(c) ? "fused" : "", "separate"}, {"separate", "separate", pre_fold}});
+        for (Variant & variant : variants) {
+            // The one kernel reads the norm's output; elsewhere the fold runs where the case allows it.
+            if (c.pre != PreNorm::None && variant.pre == nullptr) variant.pre = std::string(variant.step) == "separate" ? pre_fold : "";
+            if (variant.pre == nullptr) variant.pre = "";
+            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant.step + " MAMBA_CUDA_MAMBA1_XPROJ=" + variant.xproj +
+                         " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre);
+            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant.step), xproj_env("MAMBA_CUDA_MAMBA1_XPROJ", variant.xproj),
+                pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre);
             std::mt19937_64 rng(11 + uint64_t(c.hidden * 31 + c.inner * 7 + c.dstate));
             Mixer m(c);
             const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner));
@@ -176,6 +196,7 @@ protected:
                 t->upload(ctx());
             }
             for (Tensor * t : {&m.xz, &m.xc, &m.xdbl, &m.y_inner}) t->upload_poisoned(ctx());
+            m.pre.fill_and_upload(ctx(), rng);
             mt::LeadIn lead(ctx());
             // 16-bit intermediates can round the other way when the sums run in another order; what that
             // moves stays within a few units of the activation dtype's rounding.
@@ -186,6 +207,7 @@ protected:
                 m.x.round_to_dtype();
                 m.x.upload(ctx());
                 m.y.upload_poisoned(ctx());
+                m.pre.next_step(ctx(), rng, m.x);  // with the pre-norm: a new input, m.x its norm's output
                 const std::vector<double> expected = reference_step(c, m);
                 const std::vector<double> conv_expected = m.conv_state.values(), ssm_expected = m.ssm_state.values();
                 mamba_mamba1_step_args a = m.args(c.biases);
@@ -197,6 +219,7 @@ protected:
                 EXPECT_CLOSE(m.y.values(), expected, tol, tol);
                 EXPECT_CLOSE(m.conv_state.values(), conv_expected, tol, tol);
                 EXPECT_CLOSE(m.ssm_state.values(), ssm_expected, tol, tol);
+                m.pre.check(ctx());
                 // Carry the reference's states on, so that one step's rounding does not accumulate.
                 m.conv_state.values() = conv_expected;
                 m.ssm_state.values() = ssm_expected;
@@ -216,6 +239,57 @@ TEST_P(Mamba1StepTest, Mamba28bShapeAfterAnotherOp) { run({1, 2560, 5120, 160, 1
 TEST_P(Mamba1StepTest, Float32TakesTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::F32, true}); }
 TEST_P(Mamba1StepTest, MixedDtypesTakeTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::BF16}); }
 TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}); }
+
+TEST_P(Mamba1StepTest, PreNormFewChannels) { run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba1StepTest, PreNormFirstBlockHasNoResidual) { run(with_pre_norm({1, 128, 256, 16, 8, 3, DType::BF16, DType::BF16}, PreNorm::NoResidual)); }
+TEST_P(Mamba1StepTest, PreNormFloat16) { run(with_pre_norm({1, 96, 192, 8, 12, 2, DType::F16, DType::F16, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba1StepTest, PreNormTwoXTiles) { run(with_pre_norm({1, 4160, 256, 8, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual)); }
+TEST_P(Mamba1StepTest, PreNormFloat32) { run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::F32, DType::F32, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba1StepTest, PreNormBatch2) { run(with_pre_norm({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual)); }
+TEST_P(Mamba1StepTest, PreNormMamba28bShapeAfterAnotherOp) {
+    run(with_pre_norm({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true}, PreNorm::WithResidual));
+}
+
+TEST_P(Mamba1StepTest, PreNormBadArguments) {
+    const Case c = with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual);
+    Mixer m(c);
+    m.upload_unbiased(ctx());
+    m.pre.upload_all(ctx());
+    mt::expect_pre_norm_errors(ctx(), "mamba_mamba1_step", m.args(false), m.y, [](mamba_context * x, const mamba_mamba1_step_args * a) { return mamba_mamba1_step(x, a); });
+}
+
+TEST_P(Mamba1StepTest, ForcedPreNormFoldThatCannotRunSaysWhy) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_STEP_PRE_NORM is read by the CUDA backend";
+    const mt::ScopedEnv env("MAMBA_CUDA_STEP_PRE_NORM", "fused");
+    {
+        const Case c = with_pre_norm({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual);
+        Mixer m(c);
+        m.upload_unbiased(ctx());
+        m.pre.upload_all(ctx());
+        mamba_mamba1_step_args a = m.args(false);
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_STEP_PRE_NORM=fused, but the pre-norm cannot fold into in_proj: it takes batch 1, not 2");
+    }
+    const Case c = with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual);
+    Mixer m(c);
+    m.upload_unbiased(ctx());
+    m.pre.upload_all(ctx());
+    {
+        const mt::ScopedEnv conv("MAMBA_CUDA_LINEAR_CONV", "separate");
+        mamba_mamba1_step_args a = m.args(false);
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_NE(std::string(mamba_last_error()).find("the pre-norm cannot fold into in_proj: in_proj does not run the conv step in its GEMV"), std::string::npos)
+            << mamba_last_error();
+    }
+    {
+        const mt::ScopedEnv conv("MAMBA_CUDA_STEP_PRE_NORM", "both");
+        mamba_mamba1_step_args a = m.args(false);
+        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_STEP_PRE_NORM must be one of auto, fused, separate (or unset), not 'both'");
+    }
+    mamba_mamba1_step_args a = m.args(false);
+    MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the fold runs where it can
+}
 
 TEST_P(Mamba1StepTest, FourKernelsWithEitherWeightPriority) {
     // The four ops stream their weights evict-first in L2 unless MAMBA_CUDA_GEMV_EVICT says otherwise; the

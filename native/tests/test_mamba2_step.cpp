@@ -4,7 +4,8 @@
 // heads to the mamba2-2.7b shape, with and without an op just before (the kernels' early loads), the gate
 // before or after the norm, several B/C groups, per-channel D, float16 and float32, batch 2; shapes that take
 // the four ops (two norm groups, batched rows cuBLAS takes); and bad arguments. On CUDA every case also runs
-// with "auto" and "separate".
+// with "auto" and "separate". Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded into
+// in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
 
 #include "backend_test.h"
@@ -19,6 +20,7 @@ using mt::matvec;
 using mt::silu;
 using mt::softplus;
 using mt::stored;
+using mt::PreNorm;
 
 struct Case {
     int64_t batch, hidden, heads, headdim, groups, dstate, width;
@@ -31,6 +33,7 @@ struct Case {
     int64_t norm_groups = 1;
     bool d_per_channel = false;
     float dt_max = INFINITY;
+    PreNorm pre = PreNorm::None;
 
     int64_t inner() const { return heads * headdim; }
     int64_t conv_dim() const { return inner() + 2 * groups * dstate; }
@@ -41,12 +44,13 @@ std::string describe(const Case & c) {
     return "batch " + std::to_string(c.batch) + " hidden " + std::to_string(c.hidden) + " heads " + std::to_string(c.heads) + " headdim " +
            std::to_string(c.headdim) + " groups " + std::to_string(c.groups) + " dstate " + std::to_string(c.dstate) + " width " + std::to_string(c.width) +
            " act " + mt::dtype_name(c.act) + " weight " + mt::dtype_name(c.weight) + (c.biases ? " biases" : "") + (c.lead_in ? " lead-in" : "") +
-           (c.before_gate ? " norm-before-gate" : "") + " norm groups " + std::to_string(c.norm_groups) + (c.d_per_channel ? " D per channel" : "");
+           (c.before_gate ? " norm-before-gate" : "") + " norm groups " + std::to_string(c.norm_groups) + (c.d_per_channel ? " D per channel" : "") + mt::describe(c.pre);
 }
 
 // The tensors of one mixer and its state.
 struct Mixer {
     Tensor x, w_in, b_in, conv_state, conv_w, conv_b, dt_bias, A, D, ssm_state, norm_w, w_out, b_out, y, proj, xbc, y_inner, normed;
+    mt::PreNormTensors pre;  // with Case::pre: x is then the norm's output, pre.x the step's input
 
     explicit Mixer(const Case & c)
         : x({c.batch, c.hidden}, c.act), w_in({c.proj(), c.hidden}, c.weight), b_in({c.proj()}, c.weight),
@@ -55,7 +59,7 @@ struct Mixer {
           D(c.d_per_channel ? std::vector<int64_t>{c.heads, c.headdim} : std::vector<int64_t>{c.heads}, DType::F32),
           ssm_state({c.batch, c.heads, c.headdim, c.dstate}, DType::F32), norm_w({c.inner()}, c.weight), w_out({c.hidden, c.inner()}, c.weight),
           b_out({c.hidden}, c.weight), y({c.batch, c.hidden}, c.act), proj({c.batch, c.proj()}, c.act), xbc({c.batch, c.conv_dim()}, c.act),
-          y_inner({c.batch, c.inner()}, c.act), normed({c.batch, c.inner()}, c.act) {}
+          y_inner({c.batch, c.inner()}, c.act), normed({c.batch, c.inner()}, c.act), pre(c.pre, c.batch, c.hidden, c.act, c.weight) {}
 
     void upload_all(mamba_context * ctx) {
         for (Tensor * t : {&x, &w_in, &b_in, &conv_state, &conv_w, &conv_b, &dt_bias, &A, &D, &ssm_state, &norm_w, &w_out, &b_out, &y, &proj, &xbc, &y_inner,
@@ -88,6 +92,7 @@ struct Mixer {
         a.norm_before_gate = c.before_gate ? 1 : 0;
         a.dt_min = 0.0f;
         a.dt_max = c.dt_max;
+        pre.set(a);
         return a;
     }
 };
@@ -160,11 +165,17 @@ protected:
         if (c.cuda_only && !on_cuda()) GTEST_SKIP() << "a CUDA-sized shape";
         SCOPED_TRACE(describe(c));
         // "fused" where the norm must fold (so that a fallback fails), the default otherwise.
-        std::vector<const char *> variants{on_cuda() && foldable(c) ? "fused" : ""};
-        if (on_cuda()) variants.insert(variants.end(), {"auto", "separate"});
-        for (const char * variant : variants) {
-            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + variant);
-            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA2_STEP", variant);
+        // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1.
+        const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
+        struct Variant {
+            const char *step, *pre;
+        };
+        std::vector<Variant> variants{{on_cuda() && foldable(c) ? "fused" : "", pre_fold}};
+        if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", pre_fold}});
+        if (on_cuda() && c.pre != PreNorm::None) variants.push_back({"", "separate"});
+        for (const Variant & variant : variants) {
+            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + variant.step + " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre);
+            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA2_STEP", variant.step), pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre);
             std::mt19937_64 rng(23 + uint64_t(c.hidden * 31 + c.heads * 7 + c.dstate));
             Mixer m(c);
             const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner()));
@@ -185,6 +196,7 @@ protected:
                 t->upload(ctx());
             }
             for (Tensor * t : {&m.proj, &m.xbc, &m.y_inner, &m.normed}) t->upload_poisoned(ctx());
+            m.pre.fill_and_upload(ctx(), rng);
             mt::LeadIn lead(ctx());
             // 16-bit intermediates can round the other way when the sums run in another order (or the folded
             // norm scales out_proj's sums rather than its inputs); that stays within a few units of rounding.
@@ -195,6 +207,7 @@ protected:
                 m.x.round_to_dtype();
                 m.x.upload(ctx());
                 m.y.upload_poisoned(ctx());
+                m.pre.next_step(ctx(), rng, m.x);  // with the pre-norm: a new input, m.x its norm's output
                 const std::vector<double> expected = reference_step(c, m);
                 const std::vector<double> conv_expected = m.conv_state.values(), ssm_expected = m.ssm_state.values();
                 mamba_mamba2_step_args a = m.args(c);
@@ -206,6 +219,7 @@ protected:
                 EXPECT_CLOSE(m.y.values(), expected, tol, tol);
                 EXPECT_CLOSE(m.conv_state.values(), conv_expected, tol, tol);
                 EXPECT_CLOSE(m.ssm_state.values(), ssm_expected, tol, tol);
+                m.pre.check(ctx());
                 // Carry the reference's states on, so that one step's rounding does not accumulate.
                 m.conv_state.values() = conv_expected;
                 m.ssm_state.values() = ssm_expected;
@@ -241,6 +255,40 @@ TEST_P(Mamba2StepTest, TwoNormGroupsTakeTheFourOps) {
     Case c{1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16};
     c.norm_groups = 2;
     run(c);
+}
+
+Case with_pre_norm(Case c, PreNorm pre) {
+    c.pre = pre;
+    return c;
+}
+
+TEST_P(Mamba2StepTest, PreNormFewHeads) { run(with_pre_norm({1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba2StepTest, PreNormFirstBlockHasNoResidual) { run(with_pre_norm({1, 64, 4, 16, 1, 16, 4, DType::F16, DType::F16}, PreNorm::NoResidual)); }
+TEST_P(Mamba2StepTest, PreNormFloat32) { run(with_pre_norm({1, 64, 4, 16, 1, 16, 4, DType::F32, DType::F32, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba2StepTest, PreNormTwoXTiles) { run(with_pre_norm({1, 8200, 4, 16, 1, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual)); }
+TEST_P(Mamba2StepTest, PreNormBatch2) { run(with_pre_norm({2, 128, 4, 32, 1, 16, 4, DType::BF16, DType::BF16, true, true}, PreNorm::WithResidual)); }
+TEST_P(Mamba2StepTest, PreNormMamba27bShapeAfterAnotherOp) {
+    run(with_pre_norm({1, 2560, 80, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2, true}, PreNorm::WithResidual));
+}
+
+TEST_P(Mamba2StepTest, PreNormBadArguments) {
+    const Case c = with_pre_norm({1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual);
+    Mixer m(c);
+    m.upload_all(ctx());
+    m.pre.upload_all(ctx());
+    mt::expect_pre_norm_errors(ctx(), "mamba_mamba2_step", m.args(c), m.y, [](mamba_context * x, const mamba_mamba2_step_args * a) { return mamba_mamba2_step(x, a); });
+}
+
+TEST_P(Mamba2StepTest, ForcedPreNormFoldThatCannotRunSaysWhy) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_STEP_PRE_NORM is read by the CUDA backend";
+    const Case c = with_pre_norm({2, 128, 4, 32, 1, 16, 4, DType::BF16, DType::BF16}, PreNorm::WithResidual);
+    Mixer m(c);
+    m.upload_all(ctx());
+    m.pre.upload_all(ctx());
+    const mt::ScopedEnv env("MAMBA_CUDA_STEP_PRE_NORM", "fused");
+    mamba_mamba2_step_args a = m.args(c);
+    EXPECT_EQ(mamba_mamba2_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+    EXPECT_STREQ(mamba_last_error(), "mamba_mamba2_step: MAMBA_CUDA_STEP_PRE_NORM=fused, but the pre-norm cannot fold into in_proj: it takes batch 1, not 2");
 }
 
 TEST_P(Mamba2StepTest, ForcedFoldThatCannotRunSaysWhy) {

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a declaration in this header changes in a way that breaks existing callers. */
-#define MAMBA_ABI_VERSION 2
+#define MAMBA_ABI_VERSION 3
 
 /* The largest SSM state size (dstate) any backend accepts. */
 #define MAMBA_MAX_DSTATE 256
@@ -454,7 +454,7 @@ MAMBA_API mamba_status mamba_selective_state_update(mamba_context * context, con
  * faster than the calls it replaces.) Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input
  * or each other. */
 typedef struct mamba_mamba1_step_args {
-    /* (batch, hidden), the normalized hidden state */
+    /* (batch, hidden): the normalized hidden state, or with pre_norm_weight the input of the block's norm */
     const DLTensor * x;
     /* (2 * inner, hidden), last axis contiguous */
     const DLTensor * in_proj_weight;
@@ -489,6 +489,18 @@ typedef struct mamba_mamba1_step_args {
     DLTensor * xc;
     DLTensor * xdbl;
     DLTensor * y_inner;
+    /* Optional: the residual block's pre-norm, run before the mixer as
+     *   mamba_rms_norm(x, residual, pre_norm_weight -> pre_normed, residual_out, pre_norm_eps)
+     * with pre_normed then the mixer's input in place of x. x is then the previous block's output (or the
+     * embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
+     * residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
+     * (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
+     * included: a model alternates two buffers for the stream. */
+    const DLTensor * pre_norm_weight;
+    const DLTensor * residual;
+    DLTensor * residual_out;
+    DLTensor * pre_normed;
+    float pre_norm_eps;
 } mamba_mamba1_step_args;
 
 MAMBA_API mamba_status mamba_mamba1_step(mamba_context * context, const mamba_mamba1_step_args * args);
@@ -590,7 +602,7 @@ MAMBA_API mamba_status mamba_ssd_state_update(mamba_context * context, const mam
  * can run and fails with UNSUPPORTED, naming the reason, elsewhere, and "separate" runs the calls above.
  * Outputs (conv_state, ssm_state, y, the scratch tensors) must not overlap any input or each other. */
 typedef struct mamba_mamba2_step_args {
-    /* (batch, hidden), the normalized hidden state */
+    /* (batch, hidden): the normalized hidden state, or with pre_norm_weight the input of the block's norm */
     const DLTensor * x;
     /* (2 * inner + 2 * groups * dstate + heads, hidden), last axis contiguous */
     const DLTensor * in_proj_weight;
@@ -630,6 +642,18 @@ typedef struct mamba_mamba2_step_args {
     /* Clamp of dt after bias and softplus; use 0 and INFINITY for none. */
     float dt_min;
     float dt_max;
+    /* Optional: the residual block's pre-norm, run before the mixer as
+     *   mamba_rms_norm(x, residual, pre_norm_weight -> pre_normed, residual_out, pre_norm_eps)
+     * with pre_normed then the mixer's input in place of x. x is then the previous block's output (or the
+     * embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
+     * residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
+     * (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
+     * included: a model alternates two buffers for the stream. */
+    const DLTensor * pre_norm_weight;
+    const DLTensor * residual;
+    DLTensor * residual_out;
+    DLTensor * pre_normed;
+    float pre_norm_eps;
 } mamba_mamba2_step_args;
 
 MAMBA_API mamba_status mamba_mamba2_step(mamba_context * context, const mamba_mamba2_step_args * args);

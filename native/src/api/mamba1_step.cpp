@@ -33,8 +33,9 @@ Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mam
     check_shape("xdbl", xdbl, {p.batch, p.rank + 2 * p.dstate});
     if (p.rank < 1) fail_argument("argument 'dt_proj_weight' has shape ", dt_w.shape_string(), ": the rank (its second dimension) must be at least 1");
 
+    p.pre_norm = validate_pre_norm(ctx, a);
     mamba_linear_conv1d_update_args in{};
-    in.x = a.x;
+    in.x = p.pre_norm ? a.pre_normed : a.x;
     in.weight = a.in_proj_weight;
     in.bias = a.in_proj_bias;
     in.y = a.xz;
@@ -80,11 +81,11 @@ Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mam
                       " outputs (x's second dimension)");
 
     // Written tensors against everything the step reads and against each other.
-    const NamedTensors written = {
+    NamedTensors written = {
         {"conv_state", &p.in_proj.conv.conv_state}, {"ssm_state", &p.update.state}, {"y", &p.out_proj.y}, {"xz", &p.in_proj.linear.y},
         {"xc", &p.in_proj.conv.y},                  {"xdbl", &p.x_proj.y},          {"y_inner", &p.update.y}};
     NamedTensors read = {
-        {"x", &p.in_proj.linear.x},           {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
+        {"x", p.pre_norm ? &p.pre_norm->x : &p.in_proj.linear.x},           {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
         {"x_proj_weight", &p.x_proj.weight},  {"dt_proj_weight", &*p.update.dt_proj_weight}, {"A", &p.update.A},
         {"out_proj_weight", &p.out_proj.weight}};
     if (p.in_proj.linear.bias) read.emplace_back("in_proj_bias", &*p.in_proj.linear.bias);
@@ -92,6 +93,7 @@ Mamba1StepParams validate_mamba1_step(const mamba_context & ctx, const mamba_mam
     if (p.update.dt_bias) read.emplace_back("dt_bias", &*p.update.dt_bias);
     if (p.update.D) read.emplace_back("D", &*p.update.D);
     if (p.out_proj.bias) read.emplace_back("out_proj_bias", &*p.out_proj.bias);
+    add_pre_norm_tensors(p.pre_norm, written, read);
     check_written_apart(written, read);
     return p;
 }
@@ -107,6 +109,7 @@ extern "C" mamba_status mamba_mamba1_step(mamba_context * context, const mamba_m
         if (context->is_cuda()) {
             MAMBA_CUDA_ONLY(mamba::cuda::mamba1_step(*context, p));
         } else {
+            if (p.pre_norm) mamba::cpu::rms_norm(*context, *p.pre_norm);
             mamba::cpu::linear(*context, p.in_proj.linear);
             mamba::cpu::causal_conv1d_update(*context, p.in_proj.conv);
             mamba::cpu::linear(*context, p.x_proj);

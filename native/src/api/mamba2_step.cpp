@@ -45,8 +45,9 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
     const Tensor xbc = required(ctx, "xbc", a.xbc);
     check_shape("xbc", xbc, {p.batch, p.conv_dim});
 
+    p.pre_norm = validate_pre_norm(ctx, a);
     mamba_linear_conv1d_update_args in{};
-    in.x = a.x;
+    in.x = p.pre_norm ? a.pre_normed : a.x;
     in.weight = a.in_proj_weight;
     in.bias = a.in_proj_bias;
     in.y = a.proj;
@@ -101,17 +102,18 @@ Mamba2StepParams validate_mamba2_step(const mamba_context & ctx, const mamba_mam
                       " outputs (x's second dimension)");
 
     // Written tensors against everything the step reads and against each other.
-    const NamedTensors written = {
+    NamedTensors written = {
         {"conv_state", &p.in_proj.conv.conv_state}, {"ssm_state", &p.update.state}, {"y", &p.out_proj.y}, {"proj", &p.in_proj.linear.y},
         {"xbc", &p.in_proj.conv.y},                 {"y_inner", &p.norm.x},         {"normed", &p.norm.y}};
     NamedTensors read = {
-        {"x", &p.in_proj.linear.x}, {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
+        {"x", p.pre_norm ? &p.pre_norm->x : &p.in_proj.linear.x}, {"in_proj_weight", &p.in_proj.linear.weight}, {"conv_weight", &p.in_proj.conv.weight},
         {"A", &p.update.A},         {"norm_weight", &p.norm.weight},               {"out_proj_weight", &p.out_proj.weight}};
     if (p.in_proj.linear.bias) read.emplace_back("in_proj_bias", &*p.in_proj.linear.bias);
     if (p.in_proj.conv.bias) read.emplace_back("conv_bias", &*p.in_proj.conv.bias);
     if (p.update.dt_bias) read.emplace_back("dt_bias", &*p.update.dt_bias);
     if (p.update.D) read.emplace_back("D", &*p.update.D);
     if (p.out_proj.bias) read.emplace_back("out_proj_bias", &*p.out_proj.bias);
+    add_pre_norm_tensors(p.pre_norm, written, read);
     check_written_apart(written, read);
     return p;
 }
@@ -127,6 +129,7 @@ extern "C" mamba_status mamba_mamba2_step(mamba_context * context, const mamba_m
         if (context->is_cuda()) {
             MAMBA_CUDA_ONLY(mamba::cuda::mamba2_step(*context, p));
         } else {
+            if (p.pre_norm) mamba::cpu::rms_norm(*context, *p.pre_norm);
             mamba::cpu::linear(*context, p.in_proj.linear);
             mamba::cpu::causal_conv1d_update(*context, p.in_proj.conv);
             mamba::cpu::ssd_state_update(*context, p.update);

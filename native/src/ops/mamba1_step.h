@@ -3,6 +3,7 @@
 
 #include "ops/linear.h"
 #include "ops/linear_conv1d_update.h"
+#include "ops/rms_norm.h"
 #include "ops/selective_scan.h"
 
 namespace mamba {
@@ -12,6 +13,7 @@ struct Mamba1StepParams {
     LinearParams x_proj;               // xc -> xdbl
     SelectiveStateUpdateParams update; // dt_proj inside; z = xz's second half; -> y_inner
     LinearParams out_proj;             // y_inner -> y
+    std::optional<RmsNormParams> pre_norm;  // x (+ residual) -> pre_normed, in_proj's input; the sum -> residual_out
     int64_t batch = 0, hidden = 0, inner = 0, rank = 0, dstate = 0, width = 0;
 };
 

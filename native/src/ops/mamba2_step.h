@@ -4,6 +4,7 @@
 #include "ops/gated_rms_norm.h"
 #include "ops/linear.h"
 #include "ops/linear_conv1d_update.h"
+#include "ops/rms_norm.h"
 #include "ops/ssd.h"
 
 namespace mamba {
@@ -13,6 +14,7 @@ struct Mamba2StepParams {
     SsdStateUpdateParams update;       // x, B, C = xbc's columns, dt = proj's; -> y_inner
     GatedRmsNormParams norm;           // y_inner, z = proj's first inner columns -> normed
     LinearParams out_proj;             // normed -> y
+    std::optional<RmsNormParams> pre_norm;  // x (+ residual) -> pre_normed, in_proj's input; the sum -> residual_out
     int64_t batch = 0, hidden = 0, inner = 0, heads = 0, headdim = 0, groups = 0, dstate = 0, width = 0, conv_dim = 0;
 };
 

@@ -57,8 +57,8 @@ public sealed class InferenceSession : IDisposable
             {
                 _states[i] = model.Layers[i].Mixer.CreateState(_ctx, batchSize, act);
             }
-            _prefill = new Buffers(model, _chunk);
-            _decode = new Buffers(model, batchSize);
+            _prefill = new Buffers(model, _chunk, decode: false);
+            _decode = new Buffers(model, batchSize, decode: true);
             Logits = Tensor.Empty(_ctx, DType.Float32, batchSize, _vocab);
             _deviceIds = new int[batchSize];
             _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
@@ -314,20 +314,21 @@ public sealed class InferenceSession : IDisposable
         var steps = new List<Action>();
         var emb = d.Embedded;
         steps.Add(() => _model.Embedding.Forward(_ctx, d.Ids, emb));
+        // The residual stream and the blocks' outputs alternate between two buffers each: a block reads one and writes
+        // the other, so that a step that folds the norm into in_proj never writes what its other blocks still read.
+        Tensor? residual = null;
+        var x = emb;
         for (var i = 0; i < _states.Length; i++)
         {
             var layer = _model.Layers[i];
-            if (i == 0)
-            {
-                steps.Add(() => layer.Norm.Forward(_ctx, emb, d.Normed, null, d.Residual));
-            }
-            else
-            {
-                steps.Add(() => layer.Norm.Forward(_ctx, d.Mixed, d.Normed, d.Residual, d.Residual));
-            }
-            steps.Add(layer.Mixer.CreateDecodeStep(_ctx, d.Normed, d.Mixed, d.Scratch, _states[i]));
+            var residualOut = i % 2 == 0 ? d.Residual : d.ResidualNext;
+            var y = i % 2 == 0 ? d.Mixed : d.MixedNext;
+            steps.Add(layer.Mixer.CreateBlockDecodeStep(_ctx, layer.Norm, x, residual, residualOut, d.Normed, y, d.Scratch, _states[i]));
+            residual = residualOut;
+            x = y;
         }
-        steps.Add(() => _model.FinalNorm.Forward(_ctx, d.Mixed, d.Normed, d.Residual));
+        var (lastResidual, lastMixed) = (residual!, x);
+        steps.Add(() => _model.FinalNorm.Forward(_ctx, lastMixed, d.Normed, lastResidual));
         steps.Add(() => Kernels.Linear(_ctx, d.Normed, _model.LmHead, Logits));
         return steps.ToArray();
     }
@@ -374,7 +375,7 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Activations for up to <c>rows</c> tokens at once.</summary>
     private sealed class Buffers : TensorSet
     {
-        public Buffers(MambaModel m, int rows)
+        public Buffers(MambaModel m, int rows, bool decode)
         {
             var c = m.Context;
             long h = m.Config.HiddenSize;
@@ -383,16 +384,21 @@ public sealed class InferenceSession : IDisposable
             // The embedding writes in the table's own type; the first norm reads any float type.
             Embedded = Alloc(c, m.Embedding.Table.DType, rows, h);
             Residual = Alloc(c, m.ResidualDType, rows, h);
+            // Decode alternates two residual and two output buffers (BuildDecode); prefill updates one in place.
+            ResidualNext = decode ? Alloc(c, m.ResidualDType, rows, h) : Residual;
             Normed = Alloc(c, act, rows, h);
             Mixed = Alloc(c, act, rows, h);
+            MixedNext = decode ? Alloc(c, act, rows, h) : Mixed;
             Scratch = m.Layers[0].Mixer.CreateScratch(c, rows, act);
         }
 
         public Tensor Ids { get; }
         public Tensor Embedded { get; }
         public Tensor Residual { get; }
+        public Tensor ResidualNext { get; }
         public Tensor Normed { get; }
         public Tensor Mixed { get; }
+        public Tensor MixedNext { get; }
         public TensorSet Scratch { get; }
 
         public override void Dispose()

@@ -140,7 +140,20 @@ public sealed class Mamba1Mixer : Mixer
     internal const int FusedDtProjMaxBatch = 8;
 
     /// <inheritdoc />
-    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state) =>
+        CreateStep(context, x, y, scratch, state, null)!;  // without a pre-norm, always a step
+
+    /// <inheritdoc />
+    public override Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
+        TensorSet scratch, MixerState state)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        return CreateStep(context, x, y, scratch, state, new StepPreNorm(norm.Weight, norm.Eps, residual, residualOut, normed))
+            ?? base.CreateBlockDecodeStep(context, norm, x, residual, residualOut, normed, y, scratch, state);
+    }
+
+    // With a pre-norm, only the one native call takes it (null where the step runs as separate ops).
+    private Action? CreateStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state, StepPreNorm? preNorm)
     {
         var s = (Scratch)scratch;
         long batch = x.Shape[0], di = _inner, w = XdblWidth;
@@ -160,7 +173,11 @@ public sealed class Mamba1Mixer : Mixer
             // The whole mixer in one native call (mamba_mamba1_step): the same four ops as below, or on CUDA with
             // MAMBA_CUDA_MAMBA1_STEP=fused one kernel.
             return () => Kernels.Mamba1Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, XProj.Weight,
-                DtProj.Weight, DtBias, A, D, state.Ssm, OutProj.Weight, OutProj.Bias, y, xz, xc, xdbl, yv);
+                DtProj.Weight, DtBias, A, D, state.Ssm, OutProj.Weight, OutProj.Bias, y, xz, xc, xdbl, yv, preNorm);
+        }
+        if (preNorm is not null)
+        {
+            return null;
         }
         return () =>
         {

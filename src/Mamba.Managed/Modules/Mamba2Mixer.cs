@@ -150,7 +150,20 @@ public sealed class Mamba2Mixer : Mixer
     }
 
     /// <inheritdoc />
-    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state)
+    public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state) =>
+        CreateStep(context, x, y, scratch, state, null)!;  // without a pre-norm, always a step
+
+    /// <inheritdoc />
+    public override Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
+        TensorSet scratch, MixerState state)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        return CreateStep(context, x, y, scratch, state, new StepPreNorm(norm.Weight, norm.Eps, residual, residualOut, normed))
+            ?? base.CreateBlockDecodeStep(context, norm, x, residual, residualOut, normed, y, scratch, state);
+    }
+
+    // With a pre-norm, only the one native call takes it (null where the step runs as separate ops).
+    private Action? CreateStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state, StepPreNorm? preNorm)
     {
         var s = (Scratch)scratch;
         long batch = x.Shape[0], pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
@@ -170,7 +183,11 @@ public sealed class Mamba2Mixer : Mixer
             // The whole mixer in one native call (mamba_mamba2_step): the four ops below, or on CUDA, where it can,
             // three kernels with the gated norm folded into the state update and out_proj.
             return () => Kernels.Mamba2Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, DtBias, A, D, state.Ssm,
-                NormWeight, OutProj.Weight, OutProj.Bias, y, proj, xbc, y2, normed, NormGroupSize, _eps, _normBeforeGate, _dtMin, _dtMax);
+                NormWeight, OutProj.Weight, OutProj.Bias, y, proj, xbc, y2, normed, NormGroupSize, _eps, _normBeforeGate, _dtMin, _dtMax, preNorm);
+        }
+        if (preNorm is not null)
+        {
+            return null;
         }
         return () =>
         {

@@ -64,6 +64,22 @@ public abstract class Mixer : IDisposable
     /// the returned action allocates nothing.</summary>
     public abstract Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state);
 
+    /// <summary>Prepares one decode step of the whole residual block for a batch: the block's norm (x + residual, or x,
+    /// into <paramref name="residualOut"/>, normalized into <paramref name="normed"/>), then the mixer from
+    /// <paramref name="normed"/> into <paramref name="y"/>. residualOut overlaps neither x nor residual. Mixers that run
+    /// their step as one native call pass the norm into it, which on CUDA folds it into in_proj where it can.</summary>
+    public virtual Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
+        TensorSet scratch, MixerState state)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        var mixer = CreateDecodeStep(context, normed, y, scratch, state);
+        return () =>
+        {
+            norm.Forward(context, x, normed, residual, residualOut);
+            mixer();
+        };
+    }
+
     /// <summary>The weight a decode step reads first (its in_proj): the previous layer's decode step prefetches part of it
     /// (<see cref="DecodePrefetch"/>).</summary>
     internal virtual Tensor? DecodeFirstWeight => null;

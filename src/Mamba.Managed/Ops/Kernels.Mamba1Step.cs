@@ -13,10 +13,11 @@ public static unsafe partial class Kernels
     /// give in that order, from x (batch, hidden) into y (batch, hidden), convState and ssmState updated in place.
     /// xz (batch, 2*inner), xc and yInner (batch, inner) and xdbl (batch, rank + 2*dstate) are scratch. Both backends
     /// run the four ops; on CUDA, MAMBA_CUDA_MAMBA1_STEP=fused runs the step as one kernel where it can (batch 1, 16-bit
-    /// weights and activations, compute capability 9.0; mamba.h lists the shapes) and fails otherwise.</summary>
+    /// weights and activations, compute capability 9.0; mamba.h lists the shapes) and fails otherwise. With
+    /// <paramref name="preNorm"/> x is the input of the block's norm, which runs first (<see cref="StepPreNorm"/>).</summary>
     public static void Mamba1Step(MambaContext context, Tensor x, Tensor inProjWeight, Tensor? inProjBias, Tensor convState, Tensor convWeight,
         Tensor? convBias, Tensor xProjWeight, Tensor dtProjWeight, Tensor? dtBias, Tensor a, Tensor? d, Tensor ssmState, Tensor outProjWeight,
-        Tensor? outProjBias, Tensor y, Tensor xz, Tensor xc, Tensor xdbl, Tensor yInner)
+        Tensor? outProjBias, Tensor y, Tensor xz, Tensor xc, Tensor xdbl, Tensor yInner, StepPreNorm? preNorm = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         var args = new mamba_mamba1_step_args
@@ -41,6 +42,14 @@ public static unsafe partial class Kernels
             xdbl = xdbl.DL,
             y_inner = yInner.DL,
         };
+        if (preNorm is { } pn)
+        {
+            args.pre_norm_weight = pn.Weight.DL;
+            args.residual = Optional(pn.Residual);
+            args.residual_out = pn.ResidualOut.DL;
+            args.pre_normed = pn.Normed.DL;
+            args.pre_norm_eps = pn.Eps;
+        }
         MambaException.Check(NativeMethods.mamba_mamba1_step(context.Handle.Pointer, &args));
         GC.KeepAlive(x);
         GC.KeepAlive(inProjWeight);
@@ -61,5 +70,12 @@ public static unsafe partial class Kernels
         GC.KeepAlive(xc);
         GC.KeepAlive(xdbl);
         GC.KeepAlive(yInner);
+        if (preNorm is { } kept)
+        {
+            GC.KeepAlive(kept.Weight);
+            GC.KeepAlive(kept.Residual);
+            GC.KeepAlive(kept.ResidualOut);
+            GC.KeepAlive(kept.Normed);
+        }
     }
 }

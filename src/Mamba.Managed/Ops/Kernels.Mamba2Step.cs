@@ -14,10 +14,12 @@ public static unsafe partial class Kernels
     /// 2*inner + 2*groups*dstate + heads), xbc (batch, inner + 2*groups*dstate), yInner and normed (batch, inner) are
     /// scratch. On CUDA at batch 1 the norm runs inside the state update and out_proj where it can (one norm group,
     /// out_proj's row on the GEMV kernel), so results differ from the four calls by rounding;
-    /// MAMBA_CUDA_MAMBA2_STEP=separate runs the four calls, =fused folds the norm up to batch 4.</summary>
+    /// MAMBA_CUDA_MAMBA2_STEP=separate runs the four calls, =fused folds the norm up to batch 4. With <paramref name="preNorm"/>
+    /// x is the input of the block's norm, which runs first (<see cref="StepPreNorm"/>).</summary>
     public static void Mamba2Step(MambaContext context, Tensor x, Tensor inProjWeight, Tensor? inProjBias, Tensor convState, Tensor convWeight,
         Tensor? convBias, Tensor? dtBias, Tensor a, Tensor? d, Tensor ssmState, Tensor normWeight, Tensor outProjWeight, Tensor? outProjBias, Tensor y,
-        Tensor proj, Tensor xbc, Tensor yInner, Tensor normed, long normGroupSize, float eps, bool normBeforeGate, float dtMin, float dtMax)
+        Tensor proj, Tensor xbc, Tensor yInner, Tensor normed, long normGroupSize, float eps, bool normBeforeGate, float dtMin, float dtMax,
+        StepPreNorm? preNorm = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         var args = new mamba_mamba2_step_args
@@ -46,6 +48,14 @@ public static unsafe partial class Kernels
             dt_min = dtMin,
             dt_max = dtMax,
         };
+        if (preNorm is { } pn)
+        {
+            args.pre_norm_weight = pn.Weight.DL;
+            args.residual = Optional(pn.Residual);
+            args.residual_out = pn.ResidualOut.DL;
+            args.pre_normed = pn.Normed.DL;
+            args.pre_norm_eps = pn.Eps;
+        }
         MambaException.Check(NativeMethods.mamba_mamba2_step(context.Handle.Pointer, &args));
         GC.KeepAlive(x);
         GC.KeepAlive(inProjWeight);
@@ -65,5 +75,12 @@ public static unsafe partial class Kernels
         GC.KeepAlive(xbc);
         GC.KeepAlive(yInner);
         GC.KeepAlive(normed);
+        if (preNorm is { } kept)
+        {
+            GC.KeepAlive(kept.Weight);
+            GC.KeepAlive(kept.Residual);
+            GC.KeepAlive(kept.ResidualOut);
+            GC.KeepAlive(kept.Normed);
+        }
     }
 }

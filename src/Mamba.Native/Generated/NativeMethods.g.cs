@@ -11,7 +11,7 @@ namespace Mamba.Native.Interop;
 /// <summary>Integer constants of mamba.h.</summary>
 public static class NativeConstants
 {
-    public const int MAMBA_ABI_VERSION = 2;
+    public const int MAMBA_ABI_VERSION = 3;
     public const int MAMBA_MAX_DSTATE = 256;
 }
 
@@ -436,7 +436,7 @@ public unsafe struct mamba_selective_state_update_args
 public unsafe struct mamba_mamba1_step_args
 {
     /// <summary>
-    /// (batch, hidden), the normalized hidden state
+    /// (batch, hidden): the normalized hidden state, or with pre_norm_weight the input of the block's norm
     /// </summary>
     public DLTensor* x;
     /// <summary>
@@ -502,6 +502,20 @@ public unsafe struct mamba_mamba1_step_args
     public DLTensor* xc;
     public DLTensor* xdbl;
     public DLTensor* y_inner;
+    /// <summary>
+    /// Optional: the residual block's pre-norm, run before the mixer as
+    /// mamba_rms_norm(x, residual, pre_norm_weight -&gt; pre_normed, residual_out, pre_norm_eps)
+    /// with pre_normed then the mixer's input in place of x. x is then the previous block's output (or the
+    /// embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
+    /// residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
+    /// (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
+    /// included: a model alternates two buffers for the stream.
+    /// </summary>
+    public DLTensor* pre_norm_weight;
+    public DLTensor* residual;
+    public DLTensor* residual_out;
+    public DLTensor* pre_normed;
+    public float pre_norm_eps;
 }
 
 /// <summary>
@@ -654,7 +668,7 @@ public unsafe struct mamba_ssd_state_update_args
 public unsafe struct mamba_mamba2_step_args
 {
     /// <summary>
-    /// (batch, hidden), the normalized hidden state
+    /// (batch, hidden): the normalized hidden state, or with pre_norm_weight the input of the block's norm
     /// </summary>
     public DLTensor* x;
     /// <summary>
@@ -727,6 +741,20 @@ public unsafe struct mamba_mamba2_step_args
     /// </summary>
     public float dt_min;
     public float dt_max;
+    /// <summary>
+    /// Optional: the residual block's pre-norm, run before the mixer as
+    /// mamba_rms_norm(x, residual, pre_norm_weight -&gt; pre_normed, residual_out, pre_norm_eps)
+    /// with pre_normed then the mixer's input in place of x. x is then the previous block's output (or the
+    /// embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
+    /// residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
+    /// (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
+    /// included: a model alternates two buffers for the stream.
+    /// </summary>
+    public DLTensor* pre_norm_weight;
+    public DLTensor* residual;
+    public DLTensor* residual_out;
+    public DLTensor* pre_normed;
+    public float pre_norm_eps;
 }
 
 /// <summary>

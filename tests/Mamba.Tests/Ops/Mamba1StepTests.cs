@@ -117,6 +117,58 @@ public class Mamba1StepTests
         AssertClose(tSsm, ssmNext, 1e-4);
     }
 
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
+    public void PreNormRunsTheBlocksNormFirst(Device device)
+    {
+        // The step with its pre-norm against RmsNorm (x + residual) and then the step on the norm's output, from the
+        // same states: the same results (CUDA folds the norm into in_proj at batch 1 only; these are 2 rows).
+        using var ctx = TestSupport.ContextFor(device);
+        var rng = new Random(8);
+        var x = Rand(rng, Batch * Hidden, -2, 2);
+        var residual = Rand(rng, Batch * Hidden, -2, 2);
+        var normW = Rand(rng, Hidden, 0.5, 1.5);
+        var convState = Rand(rng, Batch * Inner * (Width - 1));
+        var ssm = Rand(rng, Batch * Inner * State);
+        using var tx = Upload(ctx, x, Batch, Hidden);
+        using var tRes = Upload(ctx, residual, Batch, Hidden);
+        using var tNormW = Upload(ctx, normW, Hidden);
+        using var twIn = Upload(ctx, Rand(rng, 2 * Inner * Hidden, -0.5, 0.5), 2 * Inner, Hidden);
+        using var tConvW = Upload(ctx, Rand(rng, Inner * Width), Inner, Width);
+        using var twX = Upload(ctx, Rand(rng, Xdbl * Inner, -0.3, 0.3), Xdbl, Inner);
+        using var twDt = Upload(ctx, Rand(rng, Inner * Rank), Inner, Rank);
+        using var tDtBias = Upload(ctx, Rand(rng, Inner, -3, -1), Inner);
+        using var tA = Upload(ctx, Rand(rng, Inner * State, -4, -0.5), Inner, State);
+        using var twOut = Upload(ctx, Rand(rng, Hidden * Inner, -0.3, 0.3), Hidden, Inner);
+        using var xz = Poisoned(ctx, Batch, 2 * Inner);
+        using var xc = Poisoned(ctx, Batch, Inner);
+        using var xdbl = Poisoned(ctx, Batch, Xdbl);
+        using var yInner = Poisoned(ctx, Batch, Inner);
+        using var normed = Poisoned(ctx, Batch, Hidden);
+
+        using var convRef = Upload(ctx, convState, Batch, Inner, Width - 1);
+        using var ssmRef = Upload(ctx, ssm, Batch, Inner, State);
+        using var sumRef = Poisoned(ctx, Batch, Hidden);
+        using var yRef = Poisoned(ctx, Batch, Hidden);
+        Kernels.RmsNorm(ctx, tx, tNormW, normed, 1e-5f, tRes, sumRef);
+        Kernels.Mamba1Step(ctx, normed, twIn, null, convRef, tConvW, null, twX, twDt, tDtBias, tA, null, ssmRef, twOut, null, yRef, xz, xc, xdbl, yInner);
+
+        using var conv = Upload(ctx, convState, Batch, Inner, Width - 1);
+        using var ssmState = Upload(ctx, ssm, Batch, Inner, State);
+        using var sum = Poisoned(ctx, Batch, Hidden);
+        using var y = Poisoned(ctx, Batch, Hidden);
+        Kernels.Mamba1Step(ctx, tx, twIn, null, conv, tConvW, null, twX, twDt, tDtBias, tA, null, ssmState, twOut, null, y, xz, xc, xdbl, yInner,
+            new StepPreNorm(tNormW, 1e-5f, tRes, sum, normed));
+        AssertClose(sum, Array.ConvertAll(sumRef.ToFloatArray(), v => (double)v), 1e-6);
+        AssertClose(y, Array.ConvertAll(yRef.ToFloatArray(), v => (double)v), 1e-5);
+        AssertClose(conv, Array.ConvertAll(convRef.ToFloatArray(), v => (double)v), 1e-5);
+        AssertClose(ssmState, Array.ConvertAll(ssmRef.ToFloatArray(), v => (double)v), 1e-5);
+
+        // The stream updated in place would be written while other blocks of in_proj still read it.
+        var e = Assert.Throws<MambaInvalidArgumentException>(() => Kernels.Mamba1Step(ctx, tx, twIn, null, conv, tConvW, null, twX, twDt, tDtBias, tA,
+            null, ssmState, twOut, null, y, xz, xc, xdbl, yInner, new StepPreNorm(tNormW, 1e-5f, tRes, tRes, normed)));
+        Assert.That(e!.Message, Does.StartWith("mamba_mamba1_step: ").And.Contain("'residual_out'").And.Contain("overlap"));
+    }
+
     [Test]
     public void NativeErrorSurfacesTyped()
     {

@@ -112,6 +112,51 @@ public class Mamba2StepTests
         AssertClose(tSsm, ssmNext, 1e-4);
     }
 
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
+    public void PreNormRunsTheBlocksNormFirst(Device device)
+    {
+        // One row: on CUDA the norm then runs inside in_proj, so the results agree to rounding.
+        using var ctx = TestSupport.ContextFor(device);
+        var rng = new Random(10);
+        var x = Rand(rng, Hidden, -2, 2);
+        var residual = Rand(rng, Hidden, -2, 2);
+        var convState = Rand(rng, ConvDim * (Width - 1));
+        var ssm = Rand(rng, Heads * HeadDim * State);
+        using var tx = Upload(ctx, x, 1, Hidden);
+        using var tRes = Upload(ctx, residual, 1, Hidden);
+        using var tPreW = Upload(ctx, Rand(rng, Hidden, 0.5, 1.5), Hidden);
+        using var twIn = Upload(ctx, Rand(rng, Proj * Hidden, -0.5, 0.5), Proj, Hidden);
+        using var tConvW = Upload(ctx, Rand(rng, ConvDim * Width), ConvDim, Width);
+        using var tDtBias = Upload(ctx, Rand(rng, Heads, -3, -1), Heads);
+        using var tA = Upload(ctx, Rand(rng, Heads, -4, -0.5), Heads);
+        using var tNormW = Upload(ctx, Rand(rng, Inner, 0.5, 1.5), Inner);
+        using var twOut = Upload(ctx, Rand(rng, Hidden * Inner, -0.3, 0.3), Hidden, Inner);
+        using var proj = Poisoned(ctx, 1, Proj);
+        using var xbc = Poisoned(ctx, 1, ConvDim);
+        using var yInner = Poisoned(ctx, 1, Inner);
+        using var gateNormed = Poisoned(ctx, 1, Inner);
+        using var normed = Poisoned(ctx, 1, Hidden);
+
+        using var convRef = Upload(ctx, convState, 1, ConvDim, Width - 1);
+        using var ssmRef = Upload(ctx, ssm, 1, Heads, HeadDim, State);
+        using var sumRef = Poisoned(ctx, 1, Hidden);
+        using var yRef = Poisoned(ctx, 1, Hidden);
+        Kernels.RmsNorm(ctx, tx, tPreW, normed, Eps, tRes, sumRef);
+        Kernels.Mamba2Step(ctx, normed, twIn, null, convRef, tConvW, null, tDtBias, tA, null, ssmRef, tNormW, twOut, null, yRef, proj, xbc, yInner,
+            gateNormed, 0, Eps, normBeforeGate: false, 0f, float.PositiveInfinity);
+
+        using var conv = Upload(ctx, convState, 1, ConvDim, Width - 1);
+        using var ssmState = Upload(ctx, ssm, 1, Heads, HeadDim, State);
+        using var sum = Poisoned(ctx, 1, Hidden);
+        using var y = Poisoned(ctx, 1, Hidden);
+        Kernels.Mamba2Step(ctx, tx, twIn, null, conv, tConvW, null, tDtBias, tA, null, ssmState, tNormW, twOut, null, y, proj, xbc, yInner, gateNormed,
+            0, Eps, normBeforeGate: false, 0f, float.PositiveInfinity, new StepPreNorm(tPreW, Eps, tRes, sum, normed));
+        AssertClose(sum, Array.ConvertAll(sumRef.ToFloatArray(), v => (double)v), 1e-6);
+        AssertClose(y, Array.ConvertAll(yRef.ToFloatArray(), v => (double)v), 1e-4);
+        AssertClose(conv, Array.ConvertAll(convRef.ToFloatArray(), v => (double)v), 1e-4);
+        AssertClose(ssmState, Array.ConvertAll(ssmRef.ToFloatArray(), v => (double)v), 1e-4);
+    }
+
     [Test]
     public void NativeErrorSurfacesTyped()
     {

@@ -1,0 +1,34 @@
+// The residual block's pre-norm folded into a decode step's in_proj (mamba_mamba1_step and mamba_mamba2_step with
+// pre_norm_weight): at batch 1, in_proj's GEMV reads the norm's input x (+ residual) instead of its output, multiplies
+// it by the norm's weight while staging it as its x tile, and scales its sums by 1 / sqrt(mean of squares + eps),
+// which each block adds up from the same staged values, after its last FMA; block 0 stores x + residual into
+// residual_out. One kernel a layer fewer (the add + RMSNorm between the blocks), and no launch gap or L2 round trip
+// of its (1, hidden) output. The mixer's input is then not rounded to pre_normed's dtype, which is not written.
+// Bytes: those of the norm (x, residual and the weight read by every block from L2, residual_out written once);
+// FLOPs: 3 * hidden per block.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common.cuh"
+#include "ops/linear_conv1d_update.h"
+#include "ops/rms_norm.h"
+
+namespace mamba::cuda {
+
+// Why in_proj + conv cannot take the norm, empty where it can: one row, the conv step in the GEMV, the norm's
+// channels in_proj's inputs and x one contiguous row from a 16-byte boundary.
+std::string gemv_conv1d_pre_norm_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const RmsNormParams & n);
+
+// in_proj with its conv step, reading the norm's input and normalizing it itself (INTERNAL where it does not apply).
+void gemv_conv1d_pre_norm(mamba_context & ctx, const LinearConv1dUpdateParams & p, const RmsNormParams & n);
+
+// Whether the step's in_proj takes its pre-norm (false without one). MAMBA_CUDA_STEP_PRE_NORM (read at each call):
+// "auto" or unset folds it where it can, "fused" does so or fails with UNSUPPORTED, naming the reason, "separate"
+// never folds. Where it does not fold, the norm runs here as mamba_rms_norm does, before in_proj; `also` is why
+// something else the fold needs cannot run (empty where it can).
+bool run_or_fold_pre_norm(mamba_context & ctx, const std::optional<RmsNormParams> & n, const LinearConv1dUpdateParams & in_proj,
+                          const std::string & also = {});
+
+}  // namespace mamba::cuda
