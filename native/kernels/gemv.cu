@@ -171,6 +171,7 @@ struct GemvArgs {
         bool has_residual;
         bool early;           // the norm's weight is asked into L2 before the PDL wait (readable_before_wait, launch.cuh)
         bool early_residual;  // the residual's first tile is copied before the PDL wait (readable_before_wait)
+        bool one_round;       // with x_proj's fold: the staging requests one x vector a thread at a time (no spills)
         float inv_dim, eps;
     } pre;
     struct Conv {
@@ -270,7 +271,7 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 // ---- tiled kernel ----
 
 template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false,
-          bool kPreNormIn = false>
+          bool kPreNormIn = false, int kPreNormRound = 2>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -283,6 +284,7 @@ struct TiledGemvTraits {
     static_assert(!kXProj || (kConv && kRowBucket == 1 && kVecLoads), "x_proj's partials follow the conv step of one row");
     static constexpr bool kPreNorm = kPreNormIn;      // x (+ residual) normalized on the way in (GemvArgs::pre)
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
+    static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -392,10 +394,9 @@ __device__ __forceinline__ void copy_residual_tile(const GemvArgs & a, int64_t t
 // 16-bit x), all of a round requested before any is used, so that the tile costs one L2 round trip as
 // stage_x_tile_vec's does. Returns the thread's sum of squares of its sums, which the block adds up after its last
 // FMA: the norm scales the outputs, not the inputs, so no reduction stands before the first FMA.
-template <class TX, class TW, int kThreads>
+template <class TX, class TW, int kThreads, int kRound>
 __device__ __forceinline__ float stage_pre_norm_tile(const GemvArgs & a, int64_t t0, int tile, int tile_padded, float * xs) {
     constexpr int Vx = 16 / int(sizeof(TX));
-    constexpr int kRound = 2;
     constexpr int kWPieces = (Vx * int(sizeof(TW)) + 15) / 16, kWElems = Vx / kWPieces;
     static_assert(Vx % 4 == 0 && kWPieces * kWElems == Vx, "whole float4s and whole weight pieces a vector");
     using WPiece = std::conditional_t<(kWElems * sizeof(TW) == 16), uint4, uint2>;
@@ -694,7 +695,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         // dependency point: inputs produced by the previous kernel are read from here on (x; see the warp
         // kernel on why the PDL wait stays at the top)
         if constexpr (Tr::kPreNorm) {  // x of W's dtype (gemv_conv1d_pre_norm_unsupported)
-            pre_sq += stage_pre_norm_tile<TW, TW, Tr::kThreads>(a, t0, tile, tile_padded, xs);
+            pre_sq += stage_pre_norm_tile<TW, TW, Tr::kThreads, Tr::kPreRound>(a, t0, tile, tile_padded, xs);
         } else if (a.x_vec) {
             switch (a.x.dtype) {
                 case int(DType::F16): stage_x_tile_vec<f16_t, Tr::kThreads, T, M>(a.x.p, a.x_s0, a.rows, t0, tile, tile_padded, xs); break;
@@ -1079,7 +1080,12 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     if constexpr (kRows == 1) {
         if (a.has_pre_norm) {  // with the conv epilogue, 16-byte W and x loads (gemv_conv1d_pre_norm), x_proj's fold or not
             const bool e = early || a.early_conv;
-            if (a.has_xproj) {
+            if (a.has_xproj && a.pre.one_round) {
+                using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true, 1>;
+                launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_pre_norm_kernel one-round early" : "gemv_tiled_conv_xproj_pre_norm_kernel one-round", true,
+                              gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
+                MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_pre_norm_kernel");
+            } else if (a.has_xproj) {
                 using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true>;
                 launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_pre_norm_kernel early" : "gemv_tiled_conv_xproj_pre_norm_kernel", true, gemv_tiled_kernel<Tr>,
                               dim3(blocks), dim3(Tr::kThreads), 0, a);
@@ -1389,6 +1395,11 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
 
 namespace {
 
+// MAMBA_CUDA_STEP_PRE_NORM_ROUNDS: how many x vectors a thread of the folded pre-norm's staging requests at once in
+// the build with x_proj's fold (2, the default: one L2 round trip for a 4096-column tile, some registers spilled; 1:
+// no spill, a second round trip where the row has more vectors than the block threads).
+constexpr EnvChoice<int> kPreNormRounds[] = {{"1", 1}, {"2", 2}};
+
 // The pre-norm's arguments: the GEMV reads the norm's input x (+ residual) in place of in_proj's x (the norm's output).
 void add_pre_norm(mamba_context & ctx, const RmsNormParams & n, GemvArgs & a) {
     a.x = any(n.x);
@@ -1404,6 +1415,7 @@ void add_pre_norm(mamba_context & ctx, const RmsNormParams & n, GemvArgs & a) {
     q.residual_out = any(*n.residual_out);
     q.early = readable_before_wait(ctx, {&n.weight});
     q.early_residual = n.residual && readable_before_wait(ctx, {&*n.residual});
+    q.one_round = env_choice("MAMBA_CUDA_STEP_PRE_NORM_ROUNDS", kPreNormRounds, 2) == 1;
     q.inv_dim = float(1.0 / double(n.hidden));
     q.eps = n.eps;
 }

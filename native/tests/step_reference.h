@@ -43,6 +43,10 @@ inline std::string describe(PreNorm p) {
 // The pre-norm's tensors and its float64 reference: the step's input x and the residual (float32, as the models keep
 // the stream), the norm's weight (of the weights' dtype), residual_out (float32) and the pre_normed scratch.
 class PreNormTensors {
+    PreNorm kind_;
+    DType act_;
+    std::vector<double> expected_sum_;
+
 public:
     static constexpr float kEps = 1e-5f;
 
@@ -113,11 +117,6 @@ public:
     }
 
     Tensor x, residual, weight, residual_out, normed;
-
-private:
-    PreNorm kind_;
-    DType act_;
-    std::vector<double> expected_sum_;
 };
 
 // The pre-norm's argument errors, the same for both steps: `args` has the pre-norm set (with a residual), `y` is the
