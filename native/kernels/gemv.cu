@@ -171,7 +171,6 @@ struct GemvArgs {
         bool has_residual;
         bool early;           // the norm's weight is asked into L2 before the PDL wait (readable_before_wait, launch.cuh)
         bool early_residual;  // the residual's first tile is copied before the PDL wait (readable_before_wait)
-        bool one_round;       // with x_proj's fold: the staging requests one x vector a thread at a time (no spills)
         float inv_dim, eps;
     } pre;
     struct Conv {
@@ -1080,13 +1079,10 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     if constexpr (kRows == 1) {
         if (a.has_pre_norm) {  // with the conv epilogue, 16-byte W and x loads (gemv_conv1d_pre_norm), x_proj's fold or not
             const bool e = early || a.early_conv;
-            if (a.has_xproj && a.pre.one_round) {
+            if (a.has_xproj) {
+                // One x vector a thread at a time: with two (one L2 round trip for the whole tile) this build spills
+                // (~90 bytes at bf16), and measured slower (mamba-2.8b decode 2.071-2.072 against 2.059-2.060 ms/step).
                 using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true, 1>;
-                launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_pre_norm_kernel one-round early" : "gemv_tiled_conv_xproj_pre_norm_kernel one-round", true,
-                              gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
-                MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_pre_norm_kernel");
-            } else if (a.has_xproj) {
-                using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true>;
                 launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_pre_norm_kernel early" : "gemv_tiled_conv_xproj_pre_norm_kernel", true, gemv_tiled_kernel<Tr>,
                               dim3(blocks), dim3(Tr::kThreads), 0, a);
                 MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_pre_norm_kernel");
@@ -1395,11 +1391,6 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
 
 namespace {
 
-// MAMBA_CUDA_STEP_PRE_NORM_ROUNDS: how many x vectors a thread of the folded pre-norm's staging requests at once in
-// the build with x_proj's fold (2, the default: one L2 round trip for a 4096-column tile, some registers spilled; 1:
-// no spill, a second round trip where the row has more vectors than the block threads).
-constexpr EnvChoice<int> kPreNormRounds[] = {{"1", 1}, {"2", 2}};
-
 // The pre-norm's arguments: the GEMV reads the norm's input x (+ residual) in place of in_proj's x (the norm's output).
 void add_pre_norm(mamba_context & ctx, const RmsNormParams & n, GemvArgs & a) {
     a.x = any(n.x);
@@ -1415,7 +1406,6 @@ void add_pre_norm(mamba_context & ctx, const RmsNormParams & n, GemvArgs & a) {
     q.residual_out = any(*n.residual_out);
     q.early = readable_before_wait(ctx, {&n.weight});
     q.early_residual = n.residual && readable_before_wait(ctx, {&*n.residual});
-    q.one_round = env_choice("MAMBA_CUDA_STEP_PRE_NORM_ROUNDS", kPreNormRounds, 2) == 1;
     q.inv_dim = float(1.0 / double(n.hidden));
     q.eps = n.eps;
 }

@@ -509,7 +509,16 @@ public unsafe struct mamba_mamba1_step_args
     /// embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
     /// residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
     /// (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
-    /// included: a model alternates two buffers for the stream.
+    /// included: a model alternates two buffers for the stream. On CUDA at batch 1 the norm runs inside
+    /// in_proj's GEMV where it can: in_proj reads x and residual itself, multiplies their sum by
+    /// pre_norm_weight as it stages it and scales its sums by the inverse root mean square it adds up on
+    /// the way, and one block stores residual_out; pre_normed is then not written, and the mixer's input is
+    /// not rounded to its dtype (results differ from the calls above by that rounding). That needs batch 1,
+    /// in_proj's conv step in its GEMV (16-byte weight rows, a filter at most 4 wide), x and
+    /// pre_norm_weight of in_proj_weight's dtype, residual (if any) and residual_out float32, all four
+    /// contiguous from 16-byte boundaries, and hidden a multiple of 4. MAMBA_CUDA_STEP_PRE_NORM (read at
+    /// each call): "auto" or unset folds it where it can, "fused" there and fails with UNSUPPORTED, naming
+    /// the reason, elsewhere, "separate" runs mamba_rms_norm first.
     /// </summary>
     public DLTensor* pre_norm_weight;
     public DLTensor* residual;
@@ -748,7 +757,16 @@ public unsafe struct mamba_mamba2_step_args
     /// embedding), residual the residual stream (optional, (batch, hidden), any float dtype), and
     /// residual_out (batch, hidden), required with pre_norm_weight, receives x + residual; pre_normed
     /// (batch, hidden), also required with it, is scratch. residual_out overlaps no input, residual
-    /// included: a model alternates two buffers for the stream.
+    /// included: a model alternates two buffers for the stream. On CUDA at batch 1 the norm runs inside
+    /// in_proj's GEMV where it can: in_proj reads x and residual itself, multiplies their sum by
+    /// pre_norm_weight as it stages it and scales its sums by the inverse root mean square it adds up on
+    /// the way, and one block stores residual_out; pre_normed is then not written, and the mixer's input is
+    /// not rounded to its dtype (results differ from the calls above by that rounding). That needs batch 1,
+    /// in_proj's conv step in its GEMV (16-byte weight rows, a filter at most 4 wide), x and
+    /// pre_norm_weight of in_proj_weight's dtype, residual (if any) and residual_out float32, all four
+    /// contiguous from 16-byte boundaries, and hidden a multiple of 4. MAMBA_CUDA_STEP_PRE_NORM (read at
+    /// each call): "auto" or unset folds it where it can, "fused" there and fails with UNSUPPORTED, naming
+    /// the reason, elsewhere, "separate" runs mamba_rms_norm first.
     /// </summary>
     public DLTensor* pre_norm_weight;
     public DLTensor* residual;
