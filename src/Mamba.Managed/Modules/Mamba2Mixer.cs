@@ -154,13 +154,8 @@ public sealed class Mamba2Mixer : Mixer
         CreateStep(context, x, y, scratch, state, null)!;  // without a pre-norm, always a step
 
     /// <inheritdoc />
-    public override Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
-        TensorSet scratch, MixerState state)
-    {
-        ArgumentNullException.ThrowIfNull(norm);
-        return CreateStep(context, x, y, scratch, state, new StepPreNorm(norm.Weight, norm.Eps, residual, residualOut, normed))
-            ?? base.CreateBlockDecodeStep(context, norm, x, residual, residualOut, normed, y, scratch, state);
-    }
+    private protected override Action? CreateNativeBlockStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
+        StepPreNorm preNorm) => CreateStep(context, x, y, scratch, state, preNorm);
 
     // With a pre-norm, only the one native call takes it (null where the step runs as separate ops).
     private Action? CreateStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state, StepPreNorm? preNorm)

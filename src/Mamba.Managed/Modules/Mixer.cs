@@ -1,3 +1,4 @@
+using Mamba.Ops;
 using Mamba.Runtime;
 using Mamba.Tensors;
 
@@ -68,10 +69,15 @@ public abstract class Mixer : IDisposable
     /// into <paramref name="residualOut"/>, normalized into <paramref name="normed"/>), then the mixer from
     /// <paramref name="normed"/> into <paramref name="y"/>. residualOut overlaps neither x nor residual. Mixers that run
     /// their step as one native call pass the norm into it, which on CUDA folds it into in_proj where it can.</summary>
-    public virtual Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
+    public Action CreateBlockDecodeStep(MambaContext context, RmsNorm norm, Tensor x, Tensor? residual, Tensor residualOut, Tensor normed, Tensor y,
         TensorSet scratch, MixerState state)
     {
         ArgumentNullException.ThrowIfNull(norm);
+        var native = CreateNativeBlockStep(context, x, y, scratch, state, new StepPreNorm(norm.Weight, norm.Eps, residual, residualOut, normed));
+        if (native is not null)
+        {
+            return native;
+        }
         var mixer = CreateDecodeStep(context, normed, y, scratch, state);
         return () =>
         {
@@ -79,6 +85,10 @@ public abstract class Mixer : IDisposable
             mixer();
         };
     }
+
+    /// <summary>The whole block's step as one native call that takes the norm (null where the step runs as separate ops).</summary>
+    private protected virtual Action? CreateNativeBlockStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state,
+        StepPreNorm preNorm) => null;
 
     /// <summary>The weight a decode step reads first (its in_proj): the previous layer's decode step prefetches part of it
     /// (<see cref="DecodePrefetch"/>).</summary>
