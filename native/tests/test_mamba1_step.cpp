@@ -159,17 +159,17 @@ protected:
         // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
         const bool fused = on_cuda() && fusable(c) && device_has_clusters();
         struct Variant {
-            const char *step, *xproj, *pre = nullptr;
+            const char *step, *xproj, *pre;
         };
-        // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1.
+        // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1 ("" without a pre-norm).
         const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
-        std::vector<Variant> variants{{fused ? "fused" : "", ""}};
-        if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", xproj_foldable(c) ? "fused" : ""}, {"separate", "separate"}});
-        if (on_cuda() && c.pre != PreNorm::None) variants.insert(variants.end(), {{"separate", xproj_foldable(c) ? "fused" : "", "separate"}, {"separate", "separate", pre_fold}});
-        for (Variant & variant : variants) {
-            // The one kernel reads the norm's output; elsewhere the fold runs where the case allows it.
-            if (c.pre != PreNorm::None && variant.pre == nullptr) variant.pre = std::string(variant.step) == "separate" ? pre_fold : "";
-            if (variant.pre == nullptr) variant.pre = "";
+        const char * xproj_fold = xproj_foldable(c) ? "fused" : "";
+        // The one kernel (which reads the norm's output) or the default; on CUDA also the three or four kernels with the
+        // pre-norm folded, x_proj's fold on and off, and with the pre-norm as its own kernel.
+        std::vector<Variant> variants{{fused ? "fused" : "", "", ""}};
+        if (on_cuda()) variants.insert(variants.end(), {{"auto", "", ""}, {"separate", xproj_fold, pre_fold}, {"separate", "separate", pre_fold}});
+        if (on_cuda() && c.pre != PreNorm::None) variants.push_back({"separate", xproj_fold, "separate"});
+        for (const Variant & variant : variants) {
             SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant.step + " MAMBA_CUDA_MAMBA1_XPROJ=" + variant.xproj +
                          " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre);
             const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant.step), xproj_env("MAMBA_CUDA_MAMBA1_XPROJ", variant.xproj),
