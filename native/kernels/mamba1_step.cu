@@ -1045,12 +1045,6 @@ constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8",
 static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
 constexpr int kDefaultXProjReplicas = 4;
 
-// What in_proj wrote, for the next kernel's early reads (launch.cuh): with the pre-norm folded, residual_out as well.
-void note_in_proj_writes(mamba_context & ctx, const Mamba1StepParams & p, const RmsNormParams * pre_norm) {
-    if (pre_norm) note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y, &*pre_norm->residual_out});
-    else note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y});
-}
-
 // Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
@@ -1074,7 +1068,7 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
     }
     cs.xproj_sums_dirty = true;
     gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums, pre_norm);
-    note_in_proj_writes(ctx, p, pre_norm);
+    note_in_proj_writes(ctx, p.in_proj, pre_norm);
     selective_state_update_from_sums(ctx, p.update, sums);
     cs.xproj_sums_dirty = false;
     linear(ctx, p.out_proj);
@@ -1104,17 +1098,12 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const std::string no_fold = xproj == XProjFold::Separate ? std::string("not chosen") : plan_xproj_fold(ctx, p);
     if (xproj == XProjFold::Fused && !no_fold.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
-    const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj) ? &*p.pre_norm : nullptr;
+    const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj);
     if (no_fold.empty()) {
         run_with_xproj_folded(ctx, p, xproj_replicas, pre_norm);
         return;
     }
-    if (pre_norm) {
-        gemv_conv1d_pre_norm(ctx, p.in_proj, *pre_norm);
-        note_in_proj_writes(ctx, p, pre_norm);
-    } else {
-        linear_conv1d_update(ctx, p.in_proj);
-    }
+    step_in_proj(ctx, p.in_proj, pre_norm);
     linear(ctx, p.x_proj);
     selective_state_update(ctx, p.update);
     linear(ctx, p.out_proj);

@@ -56,12 +56,7 @@ void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
     const std::string why = choice == Step2Kernels::Separate ? std::string("not chosen") : plan_folded_norm(p, choice == Step2Kernels::Fused, parts);
     if (choice == Step2Kernels::Fused && !why.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA2_STEP=fused, but the norm cannot be folded into the step's kernels: ", why);
-    if (run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj)) {
-        gemv_conv1d_pre_norm(ctx, p.in_proj, *p.pre_norm);
-        note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y, &*p.pre_norm->residual_out});
-    } else {
-        linear_conv1d_update(ctx, p.in_proj);
-    }
+    step_in_proj(ctx, p.in_proj, run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj));
     if (!why.empty()) {
         ssd_state_update(ctx, p.update);
         gated_rms_norm(ctx, p.norm);

@@ -28,11 +28,19 @@ std::string gemv_conv1d_pre_norm_unsupported(mamba_context & ctx, const LinearCo
 // in_proj with its conv step, reading the norm's input and normalizing it itself (INTERNAL where it does not apply).
 void gemv_conv1d_pre_norm(mamba_context & ctx, const LinearConv1dUpdateParams & p, const RmsNormParams & n);
 
-// Whether the step's in_proj takes its pre-norm (false without one). MAMBA_CUDA_STEP_PRE_NORM (read at each call):
-// "auto" or unset folds it where it can, "fused" does so or fails with UNSUPPORTED, naming the reason, "separate"
-// never folds. Where it does not fold, the norm runs here as mamba_rms_norm does, before in_proj; `also` is why
-// something else the fold needs cannot run (empty where it can).
-bool run_or_fold_pre_norm(mamba_context & ctx, const std::optional<RmsNormParams> & n, const LinearConv1dUpdateParams & in_proj,
-                          const std::string & also = {});
+// The pre-norm the step's in_proj is to fold (null without one, or where it does not fold). MAMBA_CUDA_STEP_PRE_NORM
+// (read at each call): "auto" or unset folds it where it can, "fused" does so or fails with UNSUPPORTED, naming the
+// reason, "separate" never folds. Where it does not fold, the norm runs here as mamba_rms_norm does, before in_proj;
+// `also` is why something else the fold needs cannot run (empty where it can).
+const RmsNormParams * run_or_fold_pre_norm(mamba_context & ctx, const std::optional<RmsNormParams> & n, const LinearConv1dUpdateParams & in_proj,
+                                           const std::string & also = {});
+
+// Records what in_proj wrote for the next kernel's early reads (launch.cuh): its outputs, and residual_out where it
+// folded the pre-norm (`folded`, from run_or_fold_pre_norm).
+void note_in_proj_writes(mamba_context & ctx, const LinearConv1dUpdateParams & in_proj, const RmsNormParams * folded);
+
+// A step's in_proj with its conv step: the GEMV that folds the pre-norm where `folded` is given, mamba_linear_conv1d_update
+// otherwise; either way its writes are recorded.
+void step_in_proj(mamba_context & ctx, const LinearConv1dUpdateParams & in_proj, const RmsNormParams * folded);
 
 }  // namespace mamba::cuda
