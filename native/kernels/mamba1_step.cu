@@ -190,6 +190,15 @@ __device__ __forceinline__ void bulk_copy(void * dst, const void * src, uint32_t
 #endif
 }
 
+// Orders this thread's view of the generic-proxy accesses to shared memory it has acquired (the compute warps'
+// reads of a slot, released by their arrival on its empty barrier) before its next async-proxy access (the bulk
+// copy that refills the slot): the PTX memory model puts the two proxies' accesses in no order without it.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void mbar_init_fence() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -422,7 +431,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
     if (threadIdx.x == 0) {
         for (int i = 0; i < a.stages; ++i) {
             mbar_init(&full[i], kBulkCopy ? 1 : 32);  // the bulk copy's arrival, or the loader's 32 lanes
-            mbar_init(&empty[i], 1);                  // the stage's warp, once it has read it
+            mbar_init(&empty[i], 32);                 // the stage's warp, each lane once it has read it
         }
         mbar_init_fence();
     }
@@ -457,7 +466,10 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const int bytes = st.count * st.features * 2;
             unsigned char * dst = smem + a.off_ring + slot * Tr::kStageBytes;
             if constexpr (kBulkCopy) {
-                if (lane == 0) bulk_copy(dst, st.src, uint32_t(bytes), &full[slot], a.evict_first, policy);
+                if (lane == 0) {
+                    if (round > 0) fence_proxy_async_shared();  // the slot's last reads before the copy's writes
+                    bulk_copy(dst, st.src, uint32_t(bytes), &full[slot], a.evict_first, policy);
+                }
             } else {
                 for (int off = lane * 16; off < bytes; off += 32 * 16) cp_async_16(dst + off, st.src + off, true);
                 arrive_when_copied(&full[slot]);
@@ -602,8 +614,8 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             const float acc = whole ? row_dot<T, true>(stage + r * vr, vr, xr, xlo, xhi, lane) : row_dot<T, false>(stage + r * vr, vr, xr, xlo, xhi, lane);
             if (lane == 0) part[st.part_row + r] = acc;
         }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&empty[slot]);
+        // Every lane releases its own reads (a release by lane 0 alone orders only lane 0's reads before the refill).
+        mbar_arrive(&empty[slot]);
         if (tid == 0 && s == 2 * n_in) stamp(13);
     };
     // This warp's stages among [first, last).
