@@ -27,7 +27,7 @@ namespace mamba {
 // with every context that borrows that stream (mamba_context_set_stream), so that work queued through any
 // of them counts.
 struct StreamTrack {
-    static constexpr int kMaxWriteRanges = 6;  // the Mamba-1 step's in_proj with the pre-norm and the state update writes six
+    static constexpr int kMaxWriteRanges = 4;
     std::atomic<uint64_t> queued{0};
     uint64_t writes_at = ~uint64_t(0);  // nothing recorded
     int write_count = 0;
@@ -61,16 +61,13 @@ struct CudaState {
     unsigned long long * grid_exchange = nullptr;
     size_t grid_exchange_slots = 0;
     // x_proj's sums when it is folded into the Mamba-1 step's in_proj (step_xproj.cuh): kXProjSumsCapacity float64
-    // sums, then two arrival counts (the state update's, or those of the in_proj that runs it); zero between steps,
-    // which the last block to read the sums restores. Dirty: a step queued the in_proj that adds into them but not the state update that zeroes them
+    // sums, then the state update's arrival count; zero between steps, which the state update's last block
+    // restores. Dirty: a step queued the in_proj that adds into them but not the state update that zeroes them
     // (a launch failed in between), so the next such step clears them first.
     static constexpr int64_t kXProjSumsCapacity = 16384;  // 128 KB: 8 replicas of 2048 sums
     static constexpr size_t kXProjSumsBytes = (kXProjSumsCapacity + 1) * sizeof(double);  // the sums, then the count
     double * xproj_sums = nullptr;
     bool xproj_sums_dirty = false;
-    // Resident blocks an SM of the GEMV builds that run the Mamba-1 state update after x_proj's sums (gemv.cu), by
-    // [with the pre-norm][W: float32, bfloat16, float16]; 0 until asked, -1 where none fits.
-    int gemv_update_blocks_per_sm[2][3] = {};
     // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while
     // an op that measured faster with it runs its projections (the Mamba-1 step; gemv.cuh's
     // EvictFirstWeights), evict-normal otherwise.

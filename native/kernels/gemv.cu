@@ -173,19 +173,6 @@ struct GemvArgs {
         bool early_residual;  // the residual's first tile is copied before the PDL wait (readable_before_wait)
         float inv_dim, eps;
     } pre;
-    bool has_update;    // kXProj build with kUpdate (one row): the Mamba-1 state update of the block's conv channels once every
-                        // block has added its x_proj partials (step_xproj.cuh, gemv_conv1d_xproj_update)
-    struct Update {
-        float * state;                      // (channels, dstate) float32, rows st_s apart, unit stride along dstate
-        const float *A, *D, *dt_bias;       // A (channels, dstate) rows A_s apart; D and dt_bias (optional) contiguous
-        const void * dt_w;                  // dt_proj's weight (channels, rank), W's dtype, contiguous rows
-        AnyPtr z, y, low;                   // z: in_proj's gate outputs (channel stride z_s); y: y_inner; low: xdbl (its dtype only)
-        int64_t st_s, A_s, z_s, y_s;
-        unsigned * counters;                // [0] blocks that have added (or stored) their part, [1] blocks done with the sums
-        int rank, dstate, reader_blocks;    // reader_blocks: the blocks of conv channels
-        bool softplus, has_D, has_bias, has_z;
-        bool early;                         // dt_proj's rows, the state and A are asked into L2 before the PDL wait
-    } upd;
     struct Conv {
         AnyPtr state, weight, bias, y;
         int64_t state_s0, state_s1, state_s2, weight_s0, weight_s1, bias_s, y_s0, y_s1;
@@ -283,7 +270,7 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
 // ---- tiled kernel ----
 
 template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false,
-          bool kPreNormIn = false, int kPreNormRound = 2, bool kStateUpdate = false>
+          bool kPreNormIn = false, int kPreNormRound = 2>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -297,8 +284,6 @@ struct TiledGemvTraits {
     static constexpr bool kPreNorm = kPreNormIn;      // x (+ residual) normalized on the way in (GemvArgs::pre)
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
-    static constexpr bool kUpdate = kStateUpdate;     // the state update after x_proj's sums (GemvArgs::upd)
-    static_assert(!kUpdate || kXProj, "the state update follows x_proj's partials");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -307,7 +292,7 @@ struct TiledGemvTraits {
     static constexpr int kLoad = kLoadThroughL1;
     // x tile columns: kRows * kTileK floats = 32 KB; 16 KB in the kXProj build, whose x_proj columns take the rest
     // of the 48 KB (in_proj's input, the model width, is at most 2560 in the Mamba-1 checkpoints: one tile).
-    static constexpr int kTileK = (kXProj ? int(kXProjTileBytes / 4) : 8192) / kRows;
+    static constexpr int kTileK = (kXProj ? 4096 : 8192) / kRows;
     static constexpr int kXProjBytes = kXProj ? int(kXProjSliceBytes) : 16;
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
     // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
@@ -574,136 +559,6 @@ __device__ __forceinline__ void add_xproj_partials(const GemvArgs::XProj & x, do
     }
 }
 
-// ---- the Mamba-1 state update after x_proj's partials (kUpdate builds; step_xproj.cuh, gemv_conv1d_xproj_update) ----
-// A block of conv channels owns `owned` channels (8 to 32, a power of two); G = kThreads / owned lanes take a
-// channel, each lane up to kUpdateMaxStatesPerLane of its states (n = lane + k G).
-constexpr int kUpdateMaxStatesPerLane = 4;
-
-// A lane's operands of the state update, loaded while the conv step and x_proj's partials run.
-struct UpdateLane {
-    float s[kUpdateMaxStatesPerLane], A[kUpdateMaxStatesPerLane];
-    float D, bias;
-};
-
-__device__ __forceinline__ unsigned load_acquire_gpu(const unsigned * p) {
-    unsigned v;
-    asm volatile("ld.global.acquire.gpu.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-// Element i of a run-time-typed vector that another block of this kernel wrote, read from L2 (not L1).
-__device__ __forceinline__ float load_from_l2(const AnyPtr & p, int64_t i) {
-    switch (p.dtype) {
-        case int(DType::F16): return __half2float(__ushort_as_half(__ldcg(reinterpret_cast<const unsigned short *>(p.p) + i)));
-        case int(DType::BF16): return __uint_as_float(uint32_t(__ldcg(reinterpret_cast<const unsigned short *>(p.p) + i)) << 16);
-        default: return __ldcg(reinterpret_cast<const float *>(p.p) + i);
-    }
-}
-
-// Before the PDL wait where the op just before wrote none of them: the block's rows of dt_proj, state and A into L2.
-template <class TW, int kThreads>
-__device__ __forceinline__ void prefetch_update_operands(const GemvArgs::Update & u, int64_t ch0, int owned) {
-    const char * rows = static_cast<const char *>(u.dt_w) + ch0 * u.rank * int64_t(sizeof(TW));
-    const int64_t row_bytes = int64_t(owned) * u.rank * int64_t(sizeof(TW));
-    for (int64_t off = int64_t(threadIdx.x) * 128; off < row_bytes; off += int64_t(kThreads) * 128) prefetch_l2(rows + off);
-    for (int i = threadIdx.x; i < 2 * owned; i += kThreads) {
-        const int64_t ch = ch0 + i / 2;
-        const char * row = i % 2 == 0 ? reinterpret_cast<const char *>(u.state + ch * u.st_s) : reinterpret_cast<const char *>(u.A + ch * u.A_s);
-        for (int off = 0; off < u.dstate * 4; off += 128) prefetch_l2(row + off);
-    }
-}
-
-// After the last FMA: the block's rows of dt_proj into `rows` (the x tile's shared memory, no longer read) with
-// cp.async (one commit group, the thread's latest), and the lane's states, A, D and dt_bias into registers, so that
-// their round trips overlap the conv step, x_proj's partials and the wait for the other blocks.
-template <class TW, int kThreads>
-__device__ __forceinline__ void issue_update_operands(const GemvArgs::Update & u, int64_t ch0, int owned, unsigned char * rows, UpdateLane & l) {
-    const int bytes = owned * u.rank * int(sizeof(TW));  // whole 16-byte pieces (gemv_conv1d_xproj_update_unsupported)
-    const char * src = static_cast<const char *>(u.dt_w) + ch0 * u.rank * int64_t(sizeof(TW));
-    for (int off = int(threadIdx.x) * 16; off < bytes; off += kThreads * 16) cp_async_16(rows + off, src + off, true);
-    cp_async_commit();
-    const int G = kThreads / owned, lane = int(threadIdx.x) % G;
-    const int64_t ch = ch0 + int(threadIdx.x) / G;
-#pragma unroll
-    for (int k = 0; k < kUpdateMaxStatesPerLane; ++k) {
-        const int n = lane + k * G;
-        l.s[k] = n < u.dstate ? u.state[ch * u.st_s + n] : 0.0f;
-        l.A[k] = n < u.dstate ? u.A[ch * u.A_s + n] : 0.0f;
-    }
-    l.D = u.has_D ? u.D[ch] : 0.0f;
-    l.bias = u.has_bias ? u.dt_bias[ch] : 0.0f;
-}
-
-// Every block counts itself in once its part is out (x_proj's partials added, or its outputs stored); a block of
-// conv channels then waits until every block is in (the grid fits on the device at once: the host checks), reads
-// dt_low, B and C from the sums (as xdbl's dtype rounds them) and its channels' z, and runs their state update:
-// dt = softplus(dt_proj row . dt_low + dt_bias), s = exp(dt A) s + dt x B, y = (C . s + D x) silu(z), as
-// selective_state_update_kernel does. The last block done with the sums zeroes them and the counters for the next step.
-template <class TW, int kThreads>
-__device__ __forceinline__ void update_after_partials(const GemvArgs & a, bool reader, int64_t ch0, int owned, unsigned char * rows, const float * xc,
-                                                      const UpdateLane & l) {
-    const GemvArgs::Update & u = a.upd;
-    __shared__ bool last_reader;
-    __threadfence();  // this thread's atomic adds and stores, before the block is counted in
-    __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(&u.counters[0], 1u);
-    if (!reader) return;  // uniform over the block
-    if (threadIdx.x == 0)
-        while (load_acquire_gpu(&u.counters[0]) < gridDim.x) __nanosleep(32);
-    __syncthreads();  // the other threads' reads below follow thread 0's acquire
-    const int q = u.rank + 2 * u.dstate;
-    float * low = reinterpret_cast<float *>(rows + (owned * u.rank * int(sizeof(TW)) + 15) / 16 * 16);
-    const GemvArgs::XProj & x = a.xproj;
-    for (int r = threadIdx.x; r < q; r += kThreads) {
-        double part[kXProjMaxReplicas];  // all of a value's loads in flight together
-#pragma unroll
-        for (int k = 0; k < kXProjMaxReplicas; ++k) part[k] = k < x.replicas ? __ldcg(x.sums + k * x.stride + r) : 0.0;
-        double v = 0.0;
-#pragma unroll
-        for (int k = 0; k < kXProjMaxReplicas; ++k) v += part[k];
-        low[r] = u.low.rounded(float(v));
-    }
-    const int G = kThreads / owned, lane = int(threadIdx.x) % G, j = int(threadIdx.x) / G;
-    const int64_t ch = ch0 + j;
-    const float z = u.has_z ? load_from_l2(u.z, ch * u.z_s) : 0.0f;
-    cp_async_wait_all();  // dt_proj's rows
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last_reader = atomicAdd(&u.counters[1], 1u) + 1 == unsigned(u.reader_blocks);
-        if (last_reader) __threadfence();  // the zeros after every other block's reads (their fence before their count)
-    }
-    __syncthreads();
-    if (last_reader) {
-        for (int k = 0; k < x.replicas; ++k)
-            for (int r = threadIdx.x; r < q; r += kThreads) x.sums[k * x.stride + r] = 0.0;
-        if (threadIdx.x == 0) u.counters[0] = u.counters[1] = 0u;
-    }
-    const TW * w = reinterpret_cast<const TW *>(rows) + j * u.rank;
-    float part = 0.0f;
-    for (int r = lane; r < u.rank; r += G) part = fmaf(to_f32<TW>(w[r]), low[r], part);
-    for (int o = G / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-    float dt = part + l.bias;
-    if (u.softplus) dt = softplus_f(dt);
-    const float xv = xc[j], dtx = dt * xv;
-    float acc = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kUpdateMaxStatesPerLane; ++k) {
-        const int n = lane + k * G;
-        if (n < u.dstate) {
-            const float s = __expf(dt * l.A[k]) * l.s[k] + dtx * low[u.rank + n];
-            acc += low[u.rank + u.dstate + n] * s;
-            u.state[ch * u.st_s + n] = s;
-        }
-    }
-    for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) {
-        float out = acc + (u.has_D ? l.D * xv : 0.0f);
-        if (u.has_z) out *= silu_f(z);
-        u.y.store(ch * u.y_s, out);
-    }
-}
-
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_kernel(GemvArgs a) {
     using TW = typename Tr::W;
@@ -789,9 +644,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     if constexpr (Tr::kPreNorm) {
         if (a.pre.early)
             for (int64_t off = int64_t(threadIdx.x) * 128; off < a.pre.weight_bytes; off += int64_t(Tr::kThreads) * 128) prefetch_l2(a.pre.weight.p + off);
-    }
-    if constexpr (Tr::kUpdate) {
-        if (xproj_block && a.upd.early) prefetch_update_operands<TW, Tr::kThreads>(a.upd, block_first - a.conv.offset, warps_n * R);
     }
     wait_for_producer();  // PDL-safe (launch.cuh): x, W and bias may come from the previous kernel
     allow_dependents();
@@ -917,11 +769,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         }
     }
     __syncthreads();
-    // kUpdate: the x tile is no longer read; dt_proj's rows go there.
-    [[maybe_unused]] UpdateLane update_lane;
-    if constexpr (Tr::kUpdate) {
-        if (xproj_block) issue_update_operands<TW, Tr::kThreads>(a.upd, block_first - a.conv.offset, warps_n * R, reinterpret_cast<unsigned char *>(xs), update_lane);
-    }
     // kPreNorm: every thread adds the warps' sums in the same order, so every block scales by the same factor.
     [[maybe_unused]] float in_scale = 1.0f;
     if constexpr (Tr::kPreNorm) {
@@ -936,15 +783,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             xproj_u[n - block_first] = Conv::store(a, conv_ops, block_first, m, n, Tr::kPreNorm ? s * in_scale : s);
         });
         if (xproj_block) {  // uniform over the block
-            if constexpr (Tr::kUpdate) cp_async_wait_group<1>();  // dt_proj's rows, the latest group, may still fly
-            else cp_async_wait_all();
+            cp_async_wait_all();
             __syncthreads();  // the conv outputs and every thread's copies of the weight's columns are in
             const int64_t replica = (block_first - a.conv.offset) / (warps_n * R) % a.xproj.replicas;
             add_xproj_partials<TW, Tr::kThreads>(a.xproj, a.xproj.sums + replica * a.xproj.stride, xproj_w, xproj_u, warps_n * R);
         }
-        if constexpr (Tr::kUpdate)
-            update_after_partials<TW, Tr::kThreads>(a, xproj_block, block_first - a.conv.offset, warps_n * R, reinterpret_cast<unsigned char *>(xs), xproj_u,
-                                                    update_lane);
     } else if constexpr (Tr::kConv)
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
                                    [&](int m, int64_t n, float s) { Conv::store(a, conv_ops, block_first, m, n, Tr::kPreNorm ? s * in_scale : s); });
@@ -1236,12 +1079,7 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     if constexpr (kRows == 1) {
         if (a.has_pre_norm) {  // with the conv epilogue, 16-byte W and x loads (gemv_conv1d_pre_norm), x_proj's fold or not
             const bool e = early || a.early_conv;
-            if (a.has_update) {  // x_proj's fold and the state update after it
-                using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true, 1, true>;
-                launch_kernel(ctx, e ? "gemv_tiled_conv_xproj_update_pre_norm_kernel early" : "gemv_tiled_conv_xproj_update_pre_norm_kernel", true,
-                              gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
-                MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_update_pre_norm_kernel");
-            } else if (a.has_xproj) {
+            if (a.has_xproj) {
                 // One x vector a thread at a time: with two (one L2 round trip for the whole tile) this build spills
                 // (~90 bytes at bf16), and measured slower (mamba-2.8b decode 2.071-2.072 against 2.059-2.060 ms/step).
                 using Tr = TiledGemvTraits<TW, 1, true, true, false, true, true, 1>;
@@ -1256,13 +1094,6 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
             }
             return;
         }
-        if (a.has_update) {  // x_proj's fold and the state update after it (gemv_conv1d_xproj_update)
-            using Tr = TiledGemvTraits<TW, 1, true, true, false, true, false, 2, true>;
-            launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_xproj_update_kernel early" : "gemv_tiled_conv_xproj_update_kernel", true,
-                          gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
-            MAMBA_CUDA_CHECK_LAUNCH("gemv_tiled_conv_xproj_update_kernel");
-            return;
-        }
         if (a.has_xproj) {  // with the conv epilogue and 16-byte W loads (gemv_conv1d_xproj)
             using Tr = TiledGemvTraits<TW, 1, true, true, false, true>;
             launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_xproj_kernel early" : "gemv_tiled_conv_xproj_kernel", true, gemv_tiled_kernel<Tr>,
@@ -1272,7 +1103,7 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
         }
     }
     // The epilogues above have builds for these row counts only; the plans never ask for more.
-    if (a.has_norm || a.has_xproj || a.has_pre_norm || a.has_update) fail(MAMBA_STATUS_INTERNAL, "GEMV: an epilogue asked for at ", a.rows, " rows, which it has no build for");
+    if (a.has_norm || a.has_xproj || a.has_pre_norm) fail(MAMBA_STATUS_INTERNAL, "GEMV: an epilogue asked for at ", a.rows, " rows, which it has no build for");
     if (a.has_conv) {  // only with 16-byte W loads (try_gemv_conv1d_update)
         using Tr = TiledGemvTraits<TW, kRows, true, true>;
         launch_kernel(ctx, early || a.early_conv ? "gemv_tiled_conv_kernel early" : "gemv_tiled_conv_kernel", true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), 0, a);
@@ -1629,105 +1460,4 @@ void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, 
     launch_tiled_of(p.linear.weight.dtype, ctx, a, xproj_min_warps_n(p.linear.weight.dtype));
 }
 
-
-namespace {
-
-// Blocks of the kUpdate build for W's dtype that the device holds at once: its blocks of conv channels wait for every
-// other block, so the whole grid must be resident together. Asked of the runtime once per build and context.
-template <class TW>
-int64_t update_build_capacity(mamba_context & ctx, bool pre_norm) {
-    CudaState & cs = *ctx.cuda;
-    const int d = std::is_same_v<TW, float> ? 0 : (std::is_same_v<TW, bf16_t> ? 1 : 2);
-    int & per_sm = cs.gemv_update_blocks_per_sm[pre_norm ? 1 : 0][d];
-    if (per_sm == 0) {
-        if (pre_norm)
-            MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tiled_kernel<TiledGemvTraits<TW, 1, true, true, false, true, true, 1, true>>,
-                                                                           kTiledWarps * 32, 0));
-        else
-            MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tiled_kernel<TiledGemvTraits<TW, 1, true, true, false, true, false, 2, true>>,
-                                                                           kTiledWarps * 32, 0));
-        if (per_sm == 0) per_sm = -1;  // none fits: asked once
-    }
-    return int64_t(std::max(per_sm, 0)) * cs.multiprocessors;
-}
-
-}  // namespace
-
-std::string gemv_conv1d_xproj_update_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj,
-                                                 const SelectiveStateUpdateParams & u, const RmsNormParams * pre_norm) {
-    std::string why = gemv_conv1d_xproj_unsupported(ctx, p, x_proj, CudaState::kXProjSumsCapacity);
-    if (why.empty()) why = selective_state_update_sums_unsupported(u);
-    if (!why.empty()) return why;
-    if (pre_norm && !gemv_conv1d_pre_norm_unsupported(ctx, p, *pre_norm).empty()) return "the pre-norm does not fold into in_proj";
-    const DType w = p.linear.weight.dtype;
-    const Tensor & dt_w = *u.dt_proj_weight;
-    if (dt_w.dtype != w) return cat("dt_proj_weight is ", dtype_name(dt_w.dtype), " and in_proj_weight ", dtype_name(w), "; the fold takes one dtype");
-    if (dt_w.stride[0] != u.dt_rank || (u.dt_rank > 1 && dt_w.stride[1] != 1)) return "dt_proj_weight is not contiguous";
-    const auto f32_vector = [](const std::optional<Tensor> & t) { return !t || (t->dtype == DType::F32 && (t->numel() <= 1 || t->stride[0] == 1)); };
-    if (u.A.dtype != DType::F32 || !f32_vector(u.D) || !f32_vector(u.dt_bias)) return "A, D and dt_bias are not float32 (D and dt_bias contiguous)";
-    if (u.dim != p.conv.dim) return cat("the state update has ", u.dim, " channels and the conv step ", p.conv.dim);
-    GemvArgs a{};
-    plan_gemv_conv(ctx, p, a);
-    const int owned = tiled_warps_n(ctx, a, xproj_min_warps_n(w)) * kTiledRowsPerWarp;
-    const int lanes = kTiledWarps * 32 / owned;
-    if (lanes > 32) return cat("in_proj's blocks own ", owned, " channels; the fold takes 8 or more");
-    if (u.dstate > int64_t(kUpdateMaxStatesPerLane) * lanes) return cat("dstate ", u.dstate, " is above the ", kUpdateMaxStatesPerLane * lanes, " the fold takes at ", owned, " channels a block");
-    const int64_t elem = int64_t(dtype_size(w));
-    const int64_t need = (owned * u.dt_rank * elem + 15) / 16 * 16 + (u.dt_rank + 2 * u.dstate) * 4;
-    if (need > kXProjTileBytes)
-        return cat("dt_proj's rows of a block's ", owned, " channels and x_proj's ", u.dt_rank + 2 * u.dstate, " outputs take ", need, " bytes, more than the ",
-                   kXProjTileBytes, " the kernel has room for");
-    const int64_t blocks = ceil_div(p.linear.out_features, int64_t(owned));
-    int64_t capacity = 0;
-    switch (w) {
-        case DType::F32: capacity = update_build_capacity<float>(ctx, pre_norm != nullptr); break;
-        case DType::BF16: capacity = update_build_capacity<bf16_t>(ctx, pre_norm != nullptr); break;
-        default: capacity = update_build_capacity<f16_t>(ctx, pre_norm != nullptr); break;
-    }
-    if (blocks > capacity) return cat("in_proj's ", blocks, " blocks do not fit on the device at once (", capacity, ")");
-    return {};
-}
-
-void gemv_conv1d_xproj_update(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums,
-                              const SelectiveStateUpdateParams & u, const RmsNormParams * pre_norm) {
-    if (!gemv_conv1d_xproj_update_unsupported(ctx, p, x_proj, u, pre_norm).empty() || sums.replicas < 1 || sums.replicas > kXProjMaxReplicas ||
-        sums.stride < x_proj.out_features || sums.replicas * sums.stride > sums.capacity)
-        fail(MAMBA_STATUS_INTERNAL, "gemv_conv1d_xproj_update: the fold does not apply");
-    GemvArgs a{};
-    plan_gemv_conv(ctx, p, a);
-    if (pre_norm) add_pre_norm(ctx, *pre_norm, a);
-    a.has_xproj = true;
-    a.xproj.w = x_proj.weight.data;
-    a.xproj.ldw = x_proj.weight.stride[0];
-    a.xproj.sums = sums.data;
-    a.xproj.stride = sums.stride;
-    a.xproj.replicas = sums.replicas;
-    a.xproj.q = int(x_proj.out_features);
-    a.xproj.early = readable_before_wait(ctx, {&x_proj.weight});
-    a.has_update = true;
-    GemvArgs::Update & d = a.upd;
-    d.state = u.state.ptr<float>();
-    d.st_s = u.state.stride[1];
-    d.A = u.A.ptr<float>();
-    d.A_s = u.A.stride[0];
-    d.has_D = u.D.has_value();
-    d.D = u.D ? u.D->ptr<float>() : nullptr;
-    d.has_bias = u.dt_bias.has_value();
-    d.dt_bias = u.dt_bias ? u.dt_bias->ptr<float>() : nullptr;
-    d.dt_w = u.dt_proj_weight->data;
-    d.has_z = u.z.has_value();
-    d.z = any(u.z);
-    d.z_s = u.z ? u.z->stride[1] : 0;
-    d.y = any(u.y);
-    d.y_s = u.y.stride[1];
-    d.low = any(u.dt);
-    d.counters = sums.arrivals;
-    d.rank = int(u.dt_rank);
-    d.dstate = int(u.dstate);
-    d.softplus = u.dt_softplus;
-    d.early = readable_before_wait(ctx, {&u.state, &u.A, &*u.dt_proj_weight});
-    const int owned = tiled_warps_n(ctx, a, xproj_min_warps_n(p.linear.weight.dtype)) * kTiledRowsPerWarp;
-    d.reader_blocks = int(p.conv.dim / owned);
-    launch_tiled_of(p.linear.weight.dtype, ctx, a, xproj_min_warps_n(p.linear.weight.dtype));
-}
 }  // namespace mamba::cuda

@@ -1057,12 +1057,6 @@ constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8",
 static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
 constexpr int kDefaultXProjReplicas = 4;
 
-// MAMBA_CUDA_MAMBA1_UPDATE, with x_proj folded: "auto" (or unset) runs the state update in in_proj's kernel after the
-// sums where it can (gemv_conv1d_xproj_update, step_xproj.cuh), "fused" does so or fails with UNSUPPORTED, "separate"
-// runs it as its own kernel after in_proj's.
-enum class UpdateFold { Auto, Fused, Separate };
-constexpr EnvChoice<UpdateFold> kUpdateFolds[] = {{"auto", UpdateFold::Auto}, {"fused", UpdateFold::Fused}, {"separate", UpdateFold::Separate}};
-
 // Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
@@ -1071,8 +1065,8 @@ std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
 }
 
 // in_proj + conv adding x_proj's sums (and taking the pre-norm where pre_norm is given), the state update reading
-// them, out_proj: three kernels, or two with the state update in in_proj's kernel (`update_in_proj`).
-void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas, const RmsNormParams * pre_norm, bool update_in_proj) {
+// them, out_proj: three kernels.
+void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas, const RmsNormParams * pre_norm) {
     CudaState & cs = *ctx.cuda;
     XProjSums sums;
     sums.data = cs.xproj_sums;
@@ -1085,15 +1079,9 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
         MAMBA_CUDA_CHECK(cudaMemsetAsync(cs.xproj_sums, 0, CudaState::kXProjSumsBytes, cs.stream));
     }
     cs.xproj_sums_dirty = true;
-    if (update_in_proj) {
-        gemv_conv1d_xproj_update(ctx, p.in_proj, p.x_proj, sums, p.update, pre_norm);
-        note_writes(ctx, {&p.in_proj.linear.y, &p.in_proj.conv.conv_state, &p.in_proj.conv.y, pre_norm ? &*pre_norm->residual_out : nullptr, &p.update.state,
-                          &p.update.y});
-    } else {
-        gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums, pre_norm);
-        note_in_proj_writes(ctx, p.in_proj, pre_norm);
-        selective_state_update_from_sums(ctx, p.update, sums);
-    }
+    gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums, pre_norm);
+    note_in_proj_writes(ctx, p.in_proj, pre_norm);
+    selective_state_update_from_sums(ctx, p.update, sums);
     cs.xproj_sums_dirty = false;
     linear(ctx, p.out_proj);
 }
@@ -1104,7 +1092,6 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
     const XProjFold xproj = env_choice("MAMBA_CUDA_MAMBA1_XPROJ", kXProjFolds, XProjFold::Auto);
     const int xproj_replicas = env_choice("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", kXProjReplicas, kDefaultXProjReplicas);
-    const UpdateFold update = env_choice("MAMBA_CUDA_MAMBA1_UPDATE", kUpdateFolds, UpdateFold::Auto);
     const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;
@@ -1125,16 +1112,9 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
     const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj);
     if (no_fold.empty()) {
-        const std::string apart = update == UpdateFold::Separate ? std::string("not chosen")
-                                                                 : gemv_conv1d_xproj_update_unsupported(ctx, p.in_proj, p.x_proj, p.update, pre_norm);
-        if (update == UpdateFold::Fused && !apart.empty())
-            fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_UPDATE=fused, but the state update cannot run in in_proj's kernel: ", apart);
-        run_with_xproj_folded(ctx, p, xproj_replicas, pre_norm, apart.empty());
+        run_with_xproj_folded(ctx, p, xproj_replicas, pre_norm);
         return;
     }
-    if (update == UpdateFold::Fused)
-        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_UPDATE=fused, but the state update cannot run in in_proj's kernel: x_proj does not fold into in_proj (",
-             no_fold, ")");
     step_in_proj(ctx, p.in_proj, pre_norm);
     linear(ctx, p.x_proj);
     selective_state_update(ctx, p.update);

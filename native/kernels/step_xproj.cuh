@@ -44,9 +44,6 @@ inline int64_t xproj_replica_stride(int64_t q) { return (q + 15) / 16 * 16; }
 
 // Shared memory the GEMV's kXProj build holds a block's columns of x_proj's weight in (q * channels * element size).
 constexpr int64_t kXProjSliceBytes = 28 * 1024;
-// Its x tile, which also holds dt_proj's rows of the block's channels and the x_proj outputs when the state update
-// follows (kUpdate builds).
-constexpr int64_t kXProjTileBytes = 16 * 1024;
 
 // Why x_proj cannot fold into this in_proj + conv step, empty where it can: one row, the conv step in the GEMV, x_proj
 // of in_proj's weight dtype with 16-byte aligned rows, no bias and the conv channels as inputs, whole GEMV blocks of
@@ -58,20 +55,6 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
 // With pre_norm, the residual block's norm folded in as well (step_pre_norm.cuh; INTERNAL where it does not apply).
 void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums,
                        const RmsNormParams * pre_norm = nullptr);
-
-// Why the state update cannot run in in_proj's kernel after x_proj's sums (gemv_conv1d_xproj_update), empty where it can:
-// x_proj's fold and the state update's reading of the sums apply (and the pre-norm's fold, where given), dt_proj's
-// weight is contiguous and of in_proj's dtype, A, D and dt_bias float32, a block's channels are 8 to 32 with at most
-// 4 states a lane, dt_proj's rows of a block and x_proj's outputs fit the x tile, and the grid fits on the device.
-std::string gemv_conv1d_xproj_update_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj,
-                                                 const SelectiveStateUpdateParams & u, const RmsNormParams * pre_norm);
-
-// in_proj with its conv step and x_proj's partial sums, then, once every block has added its partials, the state update
-// of each block's conv channels, as selective_state_update_from_sums runs it; the last block to read the sums zeroes
-// them and the counts. One kernel for what gemv_conv1d_xproj and selective_state_update_from_sums do in two (INTERNAL
-// where the fold does not apply).
-void gemv_conv1d_xproj_update(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums,
-                              const SelectiveStateUpdateParams & u, const RmsNormParams * pre_norm);
 
 // Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, batch
 // 1, one group, and the state, A and dt_proj's weight rows all allowing 16-byte accesses (its one build for it).

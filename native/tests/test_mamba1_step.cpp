@@ -6,10 +6,8 @@
 // kernel where it can run, the four ops elsewhere) and "separate", the latter both with x_proj folded into
 // in_proj (MAMBA_CUDA_MAMBA1_XPROJ=fused where the case allows it, so that a fallback fails) and on its own. The
 // steps of a case, and the cases, run one after another on one context, so a fold that left its sums unzeroed
-// would fail the next folded step. With x_proj folded, the state update runs in in_proj's kernel
-// (MAMBA_CUDA_MAMBA1_UPDATE=fused where the case allows it) and as its own kernel. Cases with the block's pre-norm
-// (pre_norm_weight) also run with the norm folded into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows
-// it) and as its own kernel.
+// would fail the next folded step. Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded
+// into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
 
 #include "backend_test.h"
@@ -148,15 +146,6 @@ bool xproj_foldable(const Case & c) {
            (c.rank + 2 * c.dstate) * 32 * elem <= 28 * 1024;
 }
 
-// Whether the state update also runs in in_proj's kernel on CUDA (step_xproj.cuh, gemv_conv1d_xproj_update): x_proj
-// folds, 16-bit weights, at most 32 states (4 a lane at 8 lanes a channel), and dt_proj's rows of 32 channels with
-// x_proj's outputs within the kernel's 16 KB x tile.
-bool update_foldable(const Case & c) {
-    const int64_t elem = int64_t(mt::dtype_size(c.weight));
-    return xproj_foldable(c) && (c.weight == DType::BF16 || c.weight == DType::F16) && c.dstate <= 32 &&
-           (32 * c.rank * elem + 15) / 16 * 16 + (c.rank + 2 * c.dstate) * 4 <= 16 * 1024;
-}
-
 class Mamba1StepTest : public mt::BackendTest {
 protected:
     bool device_has_clusters() {
@@ -170,25 +159,21 @@ protected:
         // "fused" where the one kernel must run (so that a fallback fails), the default otherwise.
         const bool fused = on_cuda() && fusable(c) && device_has_clusters();
         struct Variant {
-            const char *step, *xproj, *pre, *update = "";
+            const char *step, *xproj, *pre;
         };
         // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1 ("" without a pre-norm).
         const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
         const char * xproj_fold = xproj_foldable(c) ? "fused" : "";
-        const char * update_fold = update_foldable(c) ? "fused" : "";
-        // The one kernel (which reads the norm's output) or the default; on CUDA also the two, three or four kernels with
-        // the pre-norm folded, x_proj's fold on and off, the state update in in_proj's kernel and on its own, and with the
-        // pre-norm as its own kernel.
+        // The one kernel (which reads the norm's output) or the default; on CUDA also the three or four kernels with the
+        // pre-norm folded, x_proj's fold on and off, and with the pre-norm as its own kernel.
         std::vector<Variant> variants{{fused ? "fused" : "", "", ""}};
-        if (on_cuda())
-            variants.insert(variants.end(), {{"auto", "", ""}, {"separate", xproj_fold, pre_fold, update_fold}, {"separate", "separate", pre_fold}});
-        if (on_cuda() && *update_fold) variants.push_back({"separate", xproj_fold, pre_fold, "separate"});
+        if (on_cuda()) variants.insert(variants.end(), {{"auto", "", ""}, {"separate", xproj_fold, pre_fold}, {"separate", "separate", pre_fold}});
         if (on_cuda() && c.pre != PreNorm::None) variants.push_back({"separate", xproj_fold, "separate"});
         for (const Variant & variant : variants) {
             SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_STEP=") + variant.step + " MAMBA_CUDA_MAMBA1_XPROJ=" + variant.xproj +
-                         " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre + " MAMBA_CUDA_MAMBA1_UPDATE=" + variant.update);
+                         " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre);
             const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_STEP", variant.step), xproj_env("MAMBA_CUDA_MAMBA1_XPROJ", variant.xproj),
-                pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre), update_env("MAMBA_CUDA_MAMBA1_UPDATE", variant.update);
+                pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre);
             std::mt19937_64 rng(11 + uint64_t(c.hidden * 31 + c.inner * 7 + c.dstate));
             Mixer m(c);
             const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner));
@@ -301,41 +286,6 @@ TEST_P(Mamba1StepTest, ForcedPreNormFoldThatCannotRunSaysWhy) {
         mamba_mamba1_step_args a = m.args(false);
         EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_STEP_PRE_NORM must be one of auto, fused, separate (or unset), not 'both'");
-    }
-    mamba_mamba1_step_args a = m.args(false);
-    MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the fold runs where it can
-}
-
-TEST_P(Mamba1StepTest, ForcedUpdateFoldThatCannotRunSaysWhy) {
-    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_MAMBA1_UPDATE is read by the CUDA backend";
-    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
-    Mixer m(c);
-    m.upload_unbiased(ctx());
-    const mt::ScopedEnv update("MAMBA_CUDA_MAMBA1_UPDATE", "fused");
-    {
-        const mt::ScopedEnv xproj("MAMBA_CUDA_MAMBA1_XPROJ", "separate");
-        mamba_mamba1_step_args a = m.args(false);
-        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
-        EXPECT_STREQ(mamba_last_error(),
-                     "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_UPDATE=fused, but the state update cannot run in in_proj's kernel: x_proj does not fold into in_proj "
-                     "(not chosen)");
-    }
-    {
-        // 5120 channels: in_proj's blocks own 32 each (8 lanes a channel), and 64 states are more than 4 a lane.
-        const Case wide{1, 64, 5120, 8, 64, 4, DType::BF16, DType::BF16};
-        Mixer w(wide);
-        w.upload_unbiased(ctx());
-        mamba_mamba1_step_args a = w.args(false);
-        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
-        EXPECT_NE(std::string(mamba_last_error()).find("the state update cannot run in in_proj's kernel: dstate 64 is above the 32 the fold takes at 32 channels a block"),
-                  std::string::npos)
-            << mamba_last_error();
-    }
-    {
-        const mt::ScopedEnv misspelt("MAMBA_CUDA_MAMBA1_UPDATE", "fold");
-        mamba_mamba1_step_args a = m.args(false);
-        EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_UPDATE must be one of auto, fused, separate (or unset), not 'fold'");
     }
     mamba_mamba1_step_args a = m.args(false);
     MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));  // the fold runs where it can
