@@ -69,8 +69,7 @@ struct SelectiveUpdateTraits {
     static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
     // 16-byte weight chunks a lane loads into registers before the block barrier, so that they are in
     // flight with the state loads and the staging of the low-rank input (mamba-2.8b, bf16, dstate 16:
-    // 5 per lane cover the row, but 5 spill 28-60 bytes in the vectorized builds); later chunks are asked
-    // into L2 at the same time (prefetch_weight_tail) and loaded after the barrier.
+    // 5 per lane cover the row); later chunks are loaded after it.
     static constexpr int kWeightChunksInFlight = 4;
     // Resident blocks per SM the register budget must allow: 4 (64 registers) is what the plain step
     // compiles to anyway. The fused projection takes about 110 (the weight chunks stay live across the
@@ -88,14 +87,6 @@ __device__ __forceinline__ void load_weight_chunks(const char * row, int64_t chu
         const int64_t k = lane_g + int64_t(i) * G;
         raw[i] = k < chunks ? reinterpret_cast<const uint4 *>(row)[k] : make_uint4(0u, 0u, 0u, 0u);
     }
-}
-
-// L2 prefetches of the chunks past a lane's first K (those dt_proj_partial loads after the block barrier), so that
-// their loads there hit L2 instead of making an HBM round trip on the step's critical path (mamba-2.8b, bf16,
-// dstate 16: 20 chunks a row over 4 lanes, so a lane's fifth; holding it in registers too spills).
-template <int K>
-__device__ __forceinline__ void prefetch_weight_tail(const char * row, int64_t chunks, int lane_g, int G) {
-    for (int64_t k = lane_g + int64_t(K) * G; k < chunks; k += G) prefetch_l2(row + 16 * k);
 }
 
 // This lane's part of the dot product of a weight row w (dt_rank elements) with the staged low-rank input.
@@ -214,10 +205,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     // Only the fused builds (decode up to 8 rows) load early: the plain one would spill at its 64 registers.
     const bool early = Tr::kFusedDt && a.early;
     if (early) {
-        if constexpr (Tr::kFusedDt && Tr::kVecW) {
-            load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
-            prefetch_weight_tail<Tr::kWeightChunksInFlight>(w_row, a.W_row_chunks, lane_g, G);
-        }
+        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
         if constexpr (Tr::kSumsIn) load_row_but_xz(blockIdx.y);
         else if (blockIdx.y < a.batch) load_row(blockIdx.y);
     }
@@ -226,10 +214,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     wait_for_producer();
     allow_dependents();
     if (!early) {
-        if constexpr (Tr::kFusedDt && Tr::kVecW) {
-            load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
-            prefetch_weight_tail<Tr::kWeightChunksInFlight>(w_row, a.W_row_chunks, lane_g, G);
-        }
+        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
     }
 
     [[maybe_unused]] unsigned arrival = 0;  // kSumsIn, thread 0: the arrivals counted before this block's
