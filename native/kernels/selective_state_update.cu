@@ -21,6 +21,7 @@
 // values, rounded to xdbl's dtype) from the context's float64 sums instead of reading xdbl, thread 0 counts the
 // block's arrival once they are staged, and the last block to arrive zeroes the sums and the count at its end.
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "ops/selective_scan.h"
 #include "step_xproj.cuh"
@@ -53,9 +54,13 @@ struct StateUpdateArgs {
     unsigned * arrivals;
     int64_t sums_stride;
     int replicas;
+    // kWeightsShared: where the block's dt_proj rows start in dynamic shared memory, in bytes (16-byte aligned, after
+    // dt_low, B and C).
+    int w_smem_offset;
 };
 
-template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float, bool kSumsInput = false>
+template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float, bool kSumsInput = false,
+          bool kWeightsInShared = false>
 struct SelectiveUpdateTraits {
     // dt_proj_weight's element type: a compile-time type, as a run-time switch around the unrolled dot
     // product makes the compiler keep all three versions' registers live.
@@ -65,6 +70,10 @@ struct SelectiveUpdateTraits {
     static constexpr bool kVecW = kVecWeightRows;   // weight rows: unit stride, 16-byte aligned starts
     static constexpr bool kSumsIn = kSumsInput;     // dt_low, B and C from x_proj's float64 sums (its own build, batch 1)
     static_assert(!kSumsIn || (kFusedDtProj && kVecStateAndA && kVecWeightRows), "the sums' build is the vectorized fused one");
+    // The block's dt_proj rows are copied to shared memory (cp.async, issued before the PDL wait) instead of held in
+    // registers: no weight load after the barrier, and the registers the chunks took are free (sums build only).
+    static constexpr bool kWeightsShared = kWeightsInShared;
+    static_assert(!kWeightsShared || kSumsIn, "the weights in shared memory are a build of the sums' update");
     static constexpr int kThreads = 256;
     static constexpr int kStatesPerLane = 4;     // one float4 of state and of A per lane and pass
     // 16-byte weight chunks a lane loads into registers before the block barrier, so that they are in
@@ -75,8 +84,36 @@ struct SelectiveUpdateTraits {
     // compiles to anyway. The fused projection takes about 110 (the weight chunks stay live across the
     // state loads): 2 blocks; held to 3 (80 registers) it spills 40-84 bytes per thread (sm_80, nvcc 11.8).
     // Decode at batch 1 (80 blocks for mamba-2.8b) fills one block per SM either way.
-    static constexpr int kMinBlocksPerSm = kFusedDtProj ? 2 : 4;
+    // With the weights in shared memory (no chunks live across the loads) the update fits 3 blocks (85 registers) and
+    // so beside two of in_proj's 256-thread, 80-register GEMV blocks, whose tail it then overlaps.
+    static constexpr int kMinBlocksPerSm = kWeightsShared ? 3 : kFusedDtProj ? 2 : 4;
 };
+
+// A lane's 16-byte chunks k = lane_g, lane_g + G, ... of its channel's weight row (16-byte aligned, unit stride) copied
+// to the same chunks of its row in shared memory; each lane later reads only the chunks it copied.
+__device__ __forceinline__ void copy_weight_row_async(uint4 * smem_row, const char * row, int64_t chunks, int lane_g, int G) {
+    for (int64_t k = lane_g; k < chunks; k += G) cp_async_16(smem_row + k, reinterpret_cast<const uint4 *>(row) + k, true);
+    cp_async_commit();
+}
+
+// This lane's part of the dot product of a weight row with the staged low-rank input, its whole chunks from shared
+// memory (copy_weight_row_async) and the elements past the last whole chunk from w.
+template <class T>
+__device__ __forceinline__ float dt_proj_partial_shared(const uint4 * smem_row, int64_t chunks, const T * w, const float * dt_low, int64_t rank, int lane_g,
+                                                        int G) {
+    constexpr int E = 16 / int(sizeof(T));
+    float acc = 0.0f;
+#pragma unroll 2
+    for (int64_t k = lane_g; k < chunks; k += G) {
+        const uint4 raw = smem_row[k];
+        const T * e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+        for (int j = 0; j < E; ++j) acc = fmaf(to_f32<T>(e[j]), dt_low[k * E + j], acc);
+    }
+#pragma unroll 1
+    for (int64_t r = chunks * E + lane_g; r < rank; r += G) acc = fmaf(to_f32<T>(w[r]), dt_low[r], acc);
+    return acc;
+}
 
 // A lane's first K 16-byte chunks k = lane_g + i*G (i < K, k < chunks) of its channel's weight row
 // (16-byte aligned, unit stride); chunks past the row are zero.
@@ -168,6 +205,14 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     // The channel's weight row (the same for every batch row) and its first chunks, loaded once.
     const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
     uint4 w_raw[Tr::kWeightChunksInFlight];
+    // kWeightsShared: this channel's row in shared memory.
+    uint4 * const w_smem = Tr::kWeightsShared
+                               ? reinterpret_cast<uint4 *>(reinterpret_cast<char *>(dt_low) + a.w_smem_offset) + int64_t(threadIdx.x / G) * a.W_row_chunks
+                               : nullptr;
+    const auto request_weights = [&] {
+        if constexpr (Tr::kWeightsShared && Tr::kVecW) copy_weight_row_async(w_smem, w_row, a.W_row_chunks, lane_g, G);
+        else if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+    };
     float s[4], Av[4];
     float x = 0.0f, bias = 0.0f, D = 0.0f, z = 0.0f;
     // First pass of a batch row: state and A loads issued before the small vectors.
@@ -205,7 +250,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     // Only the fused builds (decode up to 8 rows) load early: the plain one would spill at its 64 registers.
     const bool early = Tr::kFusedDt && a.early;
     if (early) {
-        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
+        request_weights();
         if constexpr (Tr::kSumsIn) load_row_but_xz(blockIdx.y);
         else if (blockIdx.y < a.batch) load_row(blockIdx.y);
     }
@@ -213,9 +258,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     // write; dt, B and C (x_proj's outputs) and everything else may come from the previous kernel.
     wait_for_producer();
     allow_dependents();
-    if (!early) {
-        if constexpr (Tr::kFusedDt && Tr::kVecW) load_weight_chunks(w_row, a.W_row_chunks, lane_g, G, w_raw);
-    }
+    if (!early) request_weights();
 
     [[maybe_unused]] unsigned arrival = 0;  // kSumsIn, thread 0: the arrivals counted before this block's
     for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
@@ -271,7 +314,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
                 }
                 load_bc(n0);
             }
-            float part = dt_proj_partial<Tr::kVecW>(w_raw, reinterpret_cast<const typename Tr::Weight *>(w_row), a.W_sr, dt_low, a.dt_rank, lane_g, G);
+            float part;
+            if constexpr (Tr::kWeightsShared) {
+                cp_async_wait_all();  // this lane's own chunks: no barrier needed
+                part = dt_proj_partial_shared(w_smem, a.W_row_chunks, reinterpret_cast<const typename Tr::Weight *>(w_row), dt_low, a.dt_rank, lane_g, G);
+            } else {
+                part = dt_proj_partial<Tr::kVecW>(w_raw, reinterpret_cast<const typename Tr::Weight *>(w_row), a.W_sr, dt_low, a.dt_rank, lane_g, G);
+            }
             for (int o = G / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
             dt = part;
         } else {
@@ -342,6 +391,13 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
         case DType::BF16: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, bf16_t>>(ctx, grid, smem, a); break;
         default: launch_update<SelectiveUpdateTraits<kVec, true, kVecW, float>>(ctx, grid, smem, a); break;
     }
+}
+
+// MAMBA_CUDA_STATE_UPDATE_WEIGHTS: where the update from x_proj's sums keeps its dt_proj rows, "shared" (the default,
+// where they fit) or "registers".
+bool weights_in_shared_chosen() {
+    static constexpr EnvChoice<bool> kChoices[] = {{"shared", true}, {"registers", false}};
+    return env_choice("MAMBA_CUDA_STATE_UPDATE_WEIGHTS", kChoices, true);
 }
 
 bool aligned16(const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
@@ -463,10 +519,21 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
         a.arrivals = sums->arrivals;
         a.sums_stride = sums->stride;
         a.replicas = sums->replicas;
-        switch (W.dtype) {
-            case DType::F16: launch_update<SelectiveUpdateTraits<true, true, true, f16_t, true>>(ctx, grid, smem, a); break;
-            case DType::BF16: launch_update<SelectiveUpdateTraits<true, true, true, bf16_t, true>>(ctx, grid, smem, a); break;
-            default: launch_update<SelectiveUpdateTraits<true, true, true, float, true>>(ctx, grid, smem, a); break;
+        // The block's weight rows in shared memory after dt_low, B and C, where they fit the default 48 KB.
+        a.w_smem_offset = int((smem + 15) / 16 * 16);
+        const size_t w_smem = size_t(a.w_smem_offset) + size_t(SelectiveUpdateTraits<true>::kThreads / G) * size_t(a.W_row_chunks) * 16;
+        if (w_smem <= 48 * 1024 && weights_in_shared_chosen()) {
+            switch (W.dtype) {
+                case DType::F16: launch_update<SelectiveUpdateTraits<true, true, true, f16_t, true, true>>(ctx, grid, w_smem, a); break;
+                case DType::BF16: launch_update<SelectiveUpdateTraits<true, true, true, bf16_t, true, true>>(ctx, grid, w_smem, a); break;
+                default: launch_update<SelectiveUpdateTraits<true, true, true, float, true, true>>(ctx, grid, w_smem, a); break;
+            }
+        } else {
+            switch (W.dtype) {
+                case DType::F16: launch_update<SelectiveUpdateTraits<true, true, true, f16_t, true>>(ctx, grid, smem, a); break;
+                case DType::BF16: launch_update<SelectiveUpdateTraits<true, true, true, bf16_t, true>>(ctx, grid, smem, a); break;
+                default: launch_update<SelectiveUpdateTraits<true, true, true, float, true>>(ctx, grid, smem, a); break;
+            }
         }
     } else if (vec && vec_w) launch_fused<true, true>(ctx, grid, smem, a, W.dtype);
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);

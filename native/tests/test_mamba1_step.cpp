@@ -337,6 +337,17 @@ TEST_P(Mamba1StepTest, XProjReplicasChangeNoResult) {
     EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS must be one of 1, 2, 4, 8 (or unset), not '3'");
 }
 
+TEST_P(Mamba1StepTest, StateUpdateWeightsInSharedMemoryOrRegisters) {
+    // The update from x_proj's sums copies its block's dt_proj rows to shared memory where they fit 48 KB with dt_low, B
+    // and C: rows of 1, 6 (split unevenly over a channel's 4 lanes) and 20 chunks, 8 to 64 channels a block. Float32
+    // rows of rank 192 (48 KB for 64 channels) do not fit, and stay in registers.
+    run({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16});
+    run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2});
+    run({1, 64, 64, 8, 128, 4, DType::BF16, DType::BF16});
+    run({1, 128, 256, 40, 8, 3, DType::F32, DType::F32, true, false, 2});
+    run({1, 64, 128, 192, 16, 4, DType::F32, DType::F32, true, false, 2});
+}
+
 TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the one kernel's settings are read by the CUDA backend";
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
