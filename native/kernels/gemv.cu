@@ -144,6 +144,8 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
+    double * clear;       // clear_count values zeroed after the PDL wait (ClearAfterWait, gemv.cuh), or null
+    int64_t clear_count;
     bool has_norm;      // tiled kernel (kRowNorm builds: 16-byte W loads, up to kNormMaxRows rows): row m's sums scaled by
                         // 1 / sqrt(sum(norm row m) * inv_dim + eps) (step_norm.cuh)
     struct Norm {
@@ -265,6 +267,14 @@ __device__ __forceinline__ void reduce_splits_and_store(const GemvArgs & a, cons
         for (int k = 0; k < splits; ++k) s += partial[((team * team_stride + k * split_stride) * capacity + o) * M + m];
         store(m, n, s);
     }
+}
+
+// At the kernel's end (after its PDL wait, so the kernel before has completed): a.clear's values zeroed across the
+// grid. Only in the one-row builds try_gemv takes, and at the end rather than right after the wait: elsewhere the code
+// changes the register allocation of builds near their 80-register bound (some then spill).
+__device__ __forceinline__ void clear_after_wait(const GemvArgs & a) {
+    if (a.clear == nullptr) return;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.clear_count; i += int64_t(gridDim.x) * blockDim.x) a.clear[i] = 0.0;
 }
 
 // ---- tiled kernel ----
@@ -794,6 +804,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     else
         reduce_splits_and_store<M>(a, &partial[0][0][0], R, R, warps_n, warps_k, 1, warps_n,
                                    [&](int m, int64_t n, float s) { store_output(a, m, n, Tr::kRowNorm ? s * row_scale[m] : s); });
+    if constexpr (Tr::kRows == 1 && !Tr::kConv && !Tr::kRowNorm) clear_after_wait(a);  // the builds try_gemv takes at one row
 }
 
 // ---- warp kernel ----
@@ -970,6 +981,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
                     if (m < a.rows) store_output(a, m, n0 + r, acc[r][m]);
             }
         }
+        if constexpr (M == 1) clear_after_wait(a);
         return;
     }
     // Column splits: the warps of a team add their sums through shared memory.
@@ -983,6 +995,7 @@ __global__ void __launch_bounds__(Tr::kMaxThreads) gemv_warp_kernel(GemvArgs a) 
     // Warp w is split w % warps_k of team w / warps_k.
     reduce_splits_and_store<M>(a, &partial[0][0][0], Tr::kMaxRowsPerWarp, groups * R, a.warps_n, a.warps_k, a.warps_k, 1,
                                [&](int m, int64_t n, float s) { store_output(a, m, n, s); });
+    if constexpr (M == 1) clear_after_wait(a);
 }
 
 // ---- launch ----
@@ -1264,7 +1277,7 @@ bool gemv_applies(const LinearParams & p) {
 
 }  // namespace
 
-bool try_gemv(mamba_context & ctx, const LinearParams & p) {
+bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear) {
     const bool evict_first = gemv_evict_first(ctx, false);  // read before any way out, so a misspelt value fails every call
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
@@ -1275,6 +1288,11 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p) {
     // later launch follows one of this op, which writes only y, and y never overlaps W (validate_linear).
     a.early_w = readable_before_wait(ctx, {&p.weight});
     a.w_evict_first = evict_first;
+    if (clear != nullptr) {
+        if (p.rows != 1) fail(MAMBA_STATUS_INTERNAL, "try_gemv: the clear after the wait is built into the one-row kernels only");
+        a.clear = clear->data;
+        a.clear_count = clear->count;
+    }
     switch (p.weight.dtype) {
         case DType::F32: launch_gemv<float>(ctx, a, vec, variant); break;
         case DType::BF16: launch_gemv<bf16_t>(ctx, a, vec, variant); break;

@@ -13,9 +13,17 @@ namespace mamba::cuda {
 // already (gemv.cu's gemv_variant), and more rows always do.
 constexpr int64_t kGemvMaxRows = 16;
 
+// A float64 range that a GEMV zeroes right after its PDL wait: the kernel before it, which reads the range last, has
+// then completed, and the kernel after it finds zeros (mamba1_step.cu: x_proj's sums, cleared for the next step).
+struct ClearAfterWait {
+    double * data = nullptr;
+    int64_t count = 0;
+};
+
 // Runs y = x W^T (+ bias) with a GEMV kernel when one applies and is the better choice (rows <=
-// kGemvMaxRows, not a shape gemv_variant gives to cuBLAS); returns false (having done nothing) otherwise.
-bool try_gemv(mamba_context & ctx, const LinearParams & p);
+// kGemvMaxRows, not a shape gemv_variant gives to cuBLAS), zeroing `clear` (when given) after its wait; returns false
+// (having done nothing) otherwise.
+bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear = nullptr);
 
 // The same with the conv step run on the outputs of p.conv's range before they are stored (the tiled
 // kernel's epilogue), when the GEMV applies, W allows 16-byte loads, there is at least one input feature,

@@ -1064,13 +1064,20 @@ std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
     return why;
 }
 
+// MAMBA_CUDA_MAMBA1_SUMS_CLEAR: who zeroes x_proj's sums for the next step. "out_proj" (or unset): out_proj's GEMV,
+// right after its PDL wait, when the state update's reads are done; where out_proj is no GEMV, a memset after it.
+// "update": the state update's last block, found by a count of arrivals (a fence and an atomic add a block, then the
+// zeroing, at the end of the update's critical path).
+enum class SumsClear { OutProj, Update };
+constexpr EnvChoice<SumsClear> kSumsClears[] = {{"out_proj", SumsClear::OutProj}, {"update", SumsClear::Update}};
+
 // in_proj + conv adding x_proj's sums (and taking the pre-norm where pre_norm is given), the state update reading
 // them, out_proj: three kernels.
-void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas, const RmsNormParams * pre_norm) {
+void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int replicas, SumsClear clear_by, const RmsNormParams * pre_norm) {
     CudaState & cs = *ctx.cuda;
     XProjSums sums;
     sums.data = cs.xproj_sums;
-    sums.arrivals = reinterpret_cast<unsigned *>(cs.xproj_sums + CudaState::kXProjSumsCapacity);
+    sums.arrivals = clear_by == SumsClear::Update ? reinterpret_cast<unsigned *>(cs.xproj_sums + CudaState::kXProjSumsCapacity) : nullptr;
     sums.capacity = CudaState::kXProjSumsCapacity;
     sums.stride = xproj_replica_stride(p.x_proj.out_features);
     sums.replicas = int(std::min<int64_t>(replicas, sums.capacity / sums.stride));
@@ -1082,8 +1089,20 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
     gemv_conv1d_xproj(ctx, p.in_proj, p.x_proj, sums, pre_norm);
     note_in_proj_writes(ctx, p.in_proj, pre_norm);
     selective_state_update_from_sums(ctx, p.update, sums);
+    if (clear_by == SumsClear::Update) {
+        cs.xproj_sums_dirty = false;
+        linear(ctx, p.out_proj);
+        return;
+    }
+    const ClearAfterWait clear{sums.data, int64_t(sums.replicas) * sums.stride};
+    if (try_gemv(ctx, p.out_proj, &clear)) {
+        note_writes(ctx, {&p.out_proj.y});
+    } else {
+        linear(ctx, p.out_proj);
+        count_queued(ctx);
+        MAMBA_CUDA_CHECK(cudaMemsetAsync(sums.data, 0, size_t(clear.count) * sizeof(double), cs.stream));
+    }
     cs.xproj_sums_dirty = false;
-    linear(ctx, p.out_proj);
 }
 
 }  // namespace
@@ -1092,6 +1111,7 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const StepKernel choice = env_choice("MAMBA_CUDA_MAMBA1_STEP", kStepKernels, StepKernel::Separate);
     const XProjFold xproj = env_choice("MAMBA_CUDA_MAMBA1_XPROJ", kXProjFolds, XProjFold::Auto);
     const int xproj_replicas = env_choice("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", kXProjReplicas, kDefaultXProjReplicas);
+    const SumsClear sums_clear = env_choice("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", kSumsClears, SumsClear::OutProj);
     const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;
@@ -1112,7 +1132,7 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
     const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj);
     if (no_fold.empty()) {
-        run_with_xproj_folded(ctx, p, xproj_replicas, pre_norm);
+        run_with_xproj_folded(ctx, p, xproj_replicas, sums_clear, pre_norm);
         return;
     }
     step_in_proj(ctx, p.in_proj, pre_norm);

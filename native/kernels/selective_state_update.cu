@@ -50,8 +50,8 @@ struct StateUpdateArgs {
     // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
     bool early;
     // kSumsIn: dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate, + dstate), each
-    // the total of `replicas` copies `stride` apart added in order, as dt's dtype rounds it; arrivals counts the blocks
-    // that have staged them. The last block zeroes both.
+    // the total of `replicas` copies `stride` apart added in order, as dt's dtype rounds it; arrivals (where given)
+    // counts the blocks that have staged them, and the last block zeroes both. Null: the kernel after clears them.
     double * sums;
     unsigned * arrivals;
     int64_t sums_stride;
@@ -310,7 +310,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
             if constexpr (Tr::kSumsIn) {
                 // Every thread's reads of the sums are done (the barrier): count the block in. The result is
                 // needed only at the end, so the atomic's round trip overlaps the update.
-                if (threadIdx.x == 0) {
+                if (threadIdx.x == 0 && a.arrivals != nullptr) {
                     __threadfence();
                     arrival = atomicAdd(a.arrivals, 1u);
                 }
@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         // The last block to arrive: every other block has staged the sums, so they go back to zero for the next step.
         __shared__ bool last;
         if (threadIdx.x == 0) {
-            last = arrival + 1 == gridDim.x * gridDim.y;
+            last = a.arrivals != nullptr && arrival + 1 == gridDim.x * gridDim.y;
             if (last) __threadfence();  // the zeros after every block's reads (their fence before their arrival)
         }
         __syncthreads();

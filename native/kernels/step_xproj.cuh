@@ -2,7 +2,8 @@
 // that owns conv channels multiplies its conv outputs (as xc holds them) by its columns of x_proj's weight, copied
 // into shared memory while W streams, and adds the q partial sums into float64 sums in the context; the state
 // update reads dt_low, B and C from those sums (rounded as xdbl would hold them) instead of xdbl, and its last
-// block to finish zeroes them for the next step. One kernel a layer fewer, and no x_proj launch gap.
+// block to finish zeroes them for the next step (or out_proj's GEMV does, after its wait: mamba1_step.cu). One kernel a
+// layer fewer, and no x_proj launch gap.
 // Bytes: x_proj's weight once (as the separate GEMV reads it), q float64 atomic adds per in_proj block of conv
 // channels, replicas * q float64 reads per state-update block; FLOPs: those of x_proj.
 // Contention: the blocks of conv channels take `replicas` copies of the sums in turn (MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS,
@@ -28,6 +29,7 @@ namespace mamba::cuda {
 // The context's sums (CudaState::xproj_sums): `capacity` float64 values, then the state update's arrival count;
 // all zero between steps. `replicas` copies of the q sums, `stride` values apart: in_proj's blocks of conv channels
 // take them in turn, so that fewer atomic adds queue on each address, and the state update adds them up in order.
+// arrivals null: the state update neither counts nor clears (the kernel after it clears the sums).
 struct XProjSums {
     double * data = nullptr;
     unsigned * arrivals = nullptr;
@@ -61,7 +63,8 @@ void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, 
 std::string selective_state_update_sums_unsupported(const SelectiveStateUpdateParams & p);
 
 // mamba_selective_state_update at batch 1 with dt_low, B and C (p.dt, p.B, p.C: xdbl's columns, not read) taken from
-// the sums as xdbl's dtype would round them; the last block to finish zeroes the sums and the arrival count.
+// the sums as xdbl's dtype would round them; with sums.arrivals, the last block to finish zeroes the sums and the
+// count; without, the sums are left for the next kernel to clear.
 void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums);
 
 }  // namespace mamba::cuda

@@ -348,6 +348,27 @@ TEST_P(Mamba1StepTest, StateUpdateWeightsInSharedMemoryOrRegisters) {
     run({1, 64, 128, 192, 16, 4, DType::F32, DType::F32, true, false, 2});
 }
 
+TEST_P(Mamba1StepTest, XProjSumsClearedByOutProjOrByTheUpdate) {
+    // x_proj's sums go back to zero for the next step either in out_proj's GEMV after its wait (the default; the tiled
+    // kernel at hidden 2560 and 64, the warp kernel at 768) or in the state update's last block: three steps in a row
+    // match the reference either way. The CPU backend reads neither setting.
+    for (const char * by : {"out_proj", "update"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_SUMS_CLEAR=") + by);
+        const mt::ScopedEnv clear("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", by);
+        run({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, false, false, 3});
+        run({1, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 3});
+        run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::F32, DType::F32, true, false, 3}, PreNorm::WithResidual));
+    }
+    if (!on_cuda()) return;
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    m.upload_unbiased(ctx());
+    mamba_mamba1_step_args a = m.args(false);
+    const mt::ScopedEnv clear("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", "in_proj");
+    EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_SUMS_CLEAR must be one of out_proj, update (or unset), not 'in_proj'");
+}
+
 TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the one kernel's settings are read by the CUDA backend";
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
