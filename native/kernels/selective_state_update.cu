@@ -18,8 +18,9 @@
 // writes none of them (launch.cuh's early reads), the fused builds issue those loads of the block's first
 // batch row (all inputs but dt, B and C) before wait_for_producer().
 // From x_proj's sums (kSumsIn build, step_xproj.cuh; batch 1): the block stages dt_low, B and C (rank + 2*dstate
-// values, rounded to xdbl's dtype) from the context's float64 sums instead of reading xdbl, thread 0 counts the
-// block's arrival once they are staged, and the last block to arrive zeroes the sums and the count at its end. Where
+// values, rounded to xdbl's dtype) from the context's float64 sums instead of reading xdbl; out_proj's GEMV
+// zeroes them after (mamba1_step.cu), or, given an arrival count, thread 0 counts the block's arrival once they are
+// staged and the last block to arrive zeroes the sums and the count at its end. Where
 // the block's dt_proj rows fit 48 KB of shared memory with dt_low, B and C (kWeightsShared; mamba-2.8b: 64 rows of
 // 320 bytes), each lane copies its chunks there with cp.async before the PDL wait and reads them back after the
 // barrier: no weight load after the wait, and 72 registers instead of 106 (bf16).
