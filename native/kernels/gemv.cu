@@ -144,7 +144,7 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
-    double * clear;       // clear_count values zeroed after the PDL wait (ClearAfterWait, gemv.cuh), or null
+    double * clear;       // clear_count values zeroed at the kernel's end (ClearAfterWait, gemv.cuh), or null
     int64_t clear_count;
     bool has_norm;      // tiled kernel (kRowNorm builds: 16-byte W loads, up to kNormMaxRows rows): row m's sums scaled by
                         // 1 / sqrt(sum(norm row m) * inv_dim + eps) (step_norm.cuh)

@@ -13,7 +13,7 @@ namespace mamba::cuda {
 // already (gemv.cu's gemv_variant), and more rows always do.
 constexpr int64_t kGemvMaxRows = 16;
 
-// A float64 range that a GEMV zeroes right after its PDL wait: the kernel before it, which reads the range last, has
+// A float64 range that a GEMV zeroes at its end, past its PDL wait: the kernel before it, which reads the range last, has
 // then completed, and the kernel after it finds zeros (mamba1_step.cu: x_proj's sums, cleared for the next step).
 struct ClearAfterWait {
     double * data = nullptr;
@@ -21,7 +21,7 @@ struct ClearAfterWait {
 };
 
 // Runs y = x W^T (+ bias) with a GEMV kernel when one applies and is the better choice (rows <=
-// kGemvMaxRows, not a shape gemv_variant gives to cuBLAS), zeroing `clear` (when given) after its wait; returns false
+// kGemvMaxRows, not a shape gemv_variant gives to cuBLAS), zeroing `clear` (when given; one row only) at its end; returns false
 // (having done nothing) otherwise.
 bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear = nullptr);
 

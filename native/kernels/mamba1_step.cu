@@ -1065,7 +1065,7 @@ std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
 }
 
 // MAMBA_CUDA_MAMBA1_SUMS_CLEAR: who zeroes x_proj's sums for the next step. "out_proj" (or unset): out_proj's GEMV,
-// right after its PDL wait, when the state update's reads are done; where out_proj is no GEMV, a memset after it.
+// at its end (past its PDL wait, so the state update's reads are done); where out_proj is no GEMV, a memset after it.
 // "update": the state update's last block, found by a count of arrivals (a fence and an atomic add a block, then the
 // zeroing, at the end of the update's critical path).
 enum class SumsClear { OutProj, Update };

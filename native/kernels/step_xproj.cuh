@@ -1,9 +1,9 @@
 // x_proj folded into a Mamba-1 decode step's in_proj (mamba1_step.cu): at batch 1, each block of in_proj's GEMV
 // that owns conv channels multiplies its conv outputs (as xc holds them) by its columns of x_proj's weight, copied
 // into shared memory while W streams, and adds the q partial sums into float64 sums in the context; the state
-// update reads dt_low, B and C from those sums (rounded as xdbl would hold them) instead of xdbl, and its last
-// block to finish zeroes them for the next step (or out_proj's GEMV does, after its wait: mamba1_step.cu). One kernel a
-// layer fewer, and no x_proj launch gap.
+// update reads dt_low, B and C from those sums (rounded as xdbl would hold them) instead of xdbl, and out_proj's GEMV
+// zeroes them at its end for the next step (or, with MAMBA_CUDA_MAMBA1_SUMS_CLEAR=update, the update's last block
+// does: mamba1_step.cu). One kernel a layer fewer, and no x_proj launch gap.
 // Bytes: x_proj's weight once (as the separate GEMV reads it), q float64 atomic adds per in_proj block of conv
 // channels, replicas * q float64 reads per state-update block; FLOPs: those of x_proj.
 // Contention: the blocks of conv channels take `replicas` copies of the sums in turn (MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS,
