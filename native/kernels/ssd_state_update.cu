@@ -79,7 +79,7 @@ template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_update_kernel(SsdUpdateArgs a) {
     constexpr int R = Tr::kRowsPerWarp, RB = Tr::kRowsPerBlock, S = Tr::kStatesPerPass;
     extern __shared__ __align__(16) float bc_smem[];  // B[dstate], C[dstate]
-    __shared__ float x_smem[RB], z_smem[RB];
+    __shared__ float x_smem[RB], z_smem[RB], d_smem[RB];
     __shared__ float w_smem[Tr::kFoldNorm ? RB : 1], sq_smem[Tr::kFoldNorm ? Tr::kWarps : 1];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t b = blockIdx.z, h = blockIdx.y;
@@ -106,14 +106,19 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         }
     };
 
-    // With a.early the state's first pass, A and dt_bias, which the op just before does not write, load
+    // With a.early the state's first pass, A, dt_bias and D, which the op just before does not write, load
     // before the PDL wait: the state's HBM round trip then overlaps the previous kernel.
     float4 s[R];
-    float dt_bias = 0.0f, A_h = 0.0f;
+    float dt_bias = 0.0f, A_h = 0.0f, D_mine = 0.0f;
+    const int64_t p_mine = block_p0 + threadIdx.x;  // the row whose x, z and D this thread stages
     auto load_state_and_parameters = [&] {
         load_pass(int64_t(lane) * 4, s);
         dt_bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
         A_h = a.A[h * a.A_s];
+        // D too: read after the wait it was a round trip (often to HBM, the step's weights streaming past it in L2) on
+        // the path from the update to y, 4 of the 8 us between the wait and the end (mamba2-2.7b, H200).
+        if (a.has_D && threadIdx.x < RB)
+            D_mine = a.D_per_channel ? a.D[h * a.D_s0 + min(p_mine, a.headdim - 1) * a.D_s1] : a.D[h * a.D_s0];
     };
     const bool early = Tr::kVec && a.early;  // the element-wise build would spill with the loads held across the wait
     if (early) load_state_and_parameters();
@@ -130,7 +135,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     const int64_t n_first = min(int64_t(threadIdx.x), N - 1);
     const float B_first = a.B.load(b * a.B_s[0] + g * a.B_s[1] + n_first * a.B_s[2]);
     const float C_first = a.C.load(b * a.C_s[0] + g * a.C_s[1] + n_first * a.C_s[2]);
-    const int64_t p_mine = block_p0 + threadIdx.x;
     const bool xz_valid = threadIdx.x < RB && p_mine < a.headdim;
     const float x_mine = a.x.load(b * a.x_s[0] + h * a.x_s[1] + min(p_mine, a.headdim - 1) * a.x_s[2]);
     const float z_mine = xz_valid && a.has_z ? a.z.load(b * a.z_s[0] + h * a.z_s[1] + p_mine * a.z_s[2]) : 0.0f;
@@ -146,6 +150,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     }
     if (threadIdx.x < RB) {
         x_smem[threadIdx.x] = xz_valid ? x_mine : 0.0f;
+        d_smem[threadIdx.x] = D_mine;
         z_smem[threadIdx.x] = z_mine;
         if constexpr (Tr::kFoldNorm) w_smem[threadIdx.x] = w_mine;
     }
@@ -207,7 +212,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         if (lane == r && p < a.headdim) {
             const float xv = x_smem[warp * R + r];
             float out = total;
-            if (a.has_D) out += (a.D_per_channel ? a.D[h * a.D_s0 + p * a.D_s1] : a.D[h * a.D_s0]) * xv;
+            if (a.has_D) out += d_smem[warp * R + r] * xv;
             if constexpr (Tr::kFoldNorm) {
                 // What the separate norm reads: y as y_inner holds it, gated in float32.
                 const float yr = a.y.rounded(out);
@@ -261,7 +266,7 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
-    a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias)});
+    a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias), ptr(p.D)});
     if (fold) {
         // z gates the output only through the norm here (has_z in the kFoldNorm build).
         const Tensor & z = fold->z;
