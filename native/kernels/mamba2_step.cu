@@ -26,7 +26,7 @@ constexpr EnvChoice<Step2Kernels> kStep2Kernels[] = {{"auto", Step2Kernels::Auto
 // norm cannot be folded, empty where it can. Unforced ("auto"), one row only: at 4 rows the folded step
 // measured slower than the four kernels (mamba2-130m decode at batch 4 on an H200: 0.505 against 0.471
 // ms/step, run 72), at one row faster (0.402 against 0.446; mamba2-2.7b 2.27 against 2.32).
-std::string plan_folded_norm(const Mamba2StepParams & p, bool forced, NormPartials & parts) {
+std::string plan_folded_norm(mamba_context & ctx, const Mamba2StepParams & p, bool forced, NormPartials & parts) {
     if (!forced && p.batch > 1) return cat("batch ", p.batch, ": unforced, the norm folds at batch 1 only");
     const GatedRmsNormParams & n = p.norm;
     if (n.group_size != n.dim) return cat("the norm has ", n.dim / n.group_size, " groups; folding takes one");
@@ -37,7 +37,7 @@ std::string plan_folded_norm(const Mamba2StepParams & p, bool forced, NormPartia
         (p.batch > 1 && home.stride[0] < n.dim))
         return "'normed' is not contiguous rows of whole floats";
     if (!ssd_state_update_vectorized(p.update)) return "the SSM state does not allow 16-byte accesses (aligned rows, dstate a multiple of 4)";
-    parts.count = ssd_state_update_blocks_per_row(p.update);
+    parts.count = ssd_state_update_blocks_per_row(ctx, p.update);
     if (parts.count * 4 > n.dim * int64_t(elem)) return "'normed' has no room for the state update's sums of squares";
     parts.data = home.ptr<float>();
     parts.row_stride = int64_t(elem) * home.stride[0] / 4;
@@ -53,7 +53,7 @@ std::string plan_folded_norm(const Mamba2StepParams & p, bool forced, NormPartia
 void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
     const Step2Kernels choice = env_choice("MAMBA_CUDA_MAMBA2_STEP", kStep2Kernels, Step2Kernels::Auto);
     NormPartials parts;
-    const std::string why = choice == Step2Kernels::Separate ? std::string("not chosen") : plan_folded_norm(p, choice == Step2Kernels::Fused, parts);
+    const std::string why = choice == Step2Kernels::Separate ? std::string("not chosen") : plan_folded_norm(ctx, p, choice == Step2Kernels::Fused, parts);
     if (choice == Step2Kernels::Fused && !why.empty())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA2_STEP=fused, but the norm cannot be folded into the step's kernels: ", why);
     step_in_proj(ctx, p.in_proj, run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj));

@@ -4,10 +4,14 @@
 // vectors; at B64 H80 P64 N128 that is 335 MB, 80 us at the H200's 4.2 TB/s copy bandwidth.
 // Design: a block of 8 warps owns 64 rows p of one (batch, head), a warp 8 rows, a lane 4 consecutive
 // states (one float4, 16-byte load and store, streaming cache hints) of every 128. The 8 state loads
-// per lane are issued before anything else, and the small vectors (B, C of the head's group, x and z of
+// per lane are issued before anything else, and the small vectors (B, C of the head's group, x, z and D of
 // the block's rows, dt) are staged in shared memory by all threads at once while they are in flight, so
 // that a warp's life is one memory round trip, not a chain of dependent scalar loads. Shapes the float4
 // path cannot take (dstate % 4 != 0, strided or misaligned state) use element accesses, same structure.
+// Where blocks of 64 rows would leave SMs without one (batch 1: mamba2-2.7b has 80 heads for 132 SMs), the
+// float4 builds take 32 rows a block (4 a warp): twice the blocks, each with half the work after its wait.
+// Measured on an H200 (run 97): the mamba2-2.7b 8-layer step chain 0.2521-0.2527 ms against 0.2720-0.2728
+// with 64 rows, decode 2.04-2.05 against 2.20 ms/step.
 // FLOPs: about 5 per state element.
 //
 // Measured on an H200 (B64 H80 P64 N128, float32 state): 76% of copy. Three persistent variants were
@@ -28,6 +32,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "ssd_host.cuh"
 #include "step_norm.cuh"
@@ -49,7 +54,7 @@ struct SsdUpdateArgs {
     int64_t heads, headdim, dstate, heads_per_group;
     float dt_min, dt_max;
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
-    bool early;  // vec build: the first pass of the state, A and dt_bias load before the PDL wait (readable_before_wait, launch.cuh)
+    bool early;  // vec build: the first pass of the state, A, dt_bias and D load before the PDL wait (readable_before_wait, launch.cuh)
     // The gated RMSNorm folded in (kFoldNorm builds, step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
     // each block's sum of squares of the normalized values at norm_part[b * norm_part_s0 + h * gridDim.x + blockIdx.x].
     bool norm_before_gate;
@@ -58,21 +63,21 @@ struct SsdUpdateArgs {
     float * norm_part;
 };
 
-template <bool kVecState, bool kFoldNormV = false>
+template <bool kVecState, bool kFoldNormV = false, int kRowsPerWarpV = 8>
 struct SsdUpdateTraits {
     static constexpr bool kVec = kVecState;  // state rows 16-byte aligned with unit stride, dstate % 4 == 0
     static constexpr bool kFoldNorm = kFoldNormV;  // the folded gated norm (SsdUpdateArgs' norm fields; its own build, with kVec only)
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kRowsPerWarp = 8;                      // 8 x 16 bytes of state in flight per lane
-    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // 64: one block per (batch, head) at headdim 64
+    static constexpr int kRowsPerWarp = kRowsPerWarpV;          // 8 (or 4) x 16 bytes of state in flight per lane
+    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // 64: one block per (batch, head) at headdim 64; 32: two
     static constexpr int kStatesPerPass = 128;                   // 32 lanes x 4 consecutive states
     static constexpr int kMinBlocksPerSm = 3;                    // <= 85 registers: 24 warps, 96 KB of loads in flight per SM
 };
 
-// Block: (row block, head, batch); warp w owns rows p0 + 8w .. +7, lane the 4 consecutive states
-// n0 = 4*lane + 128*j. Order of work: (1) every lane issues the state loads of its 8 rows for the first
-// pass; (2) while they are in flight the block stages B and C of its group and x, z of its rows in
+// Block: (row block, head, batch); warp w owns rows p0 + Rw .. +R-1 (R = kRowsPerWarp), lane the 4 consecutive states
+// n0 = 4*lane + 128*j. Order of work: (1) every lane issues the state loads of its R rows for the first
+// pass; (2) while they are in flight the block stages B and C of its group and x, z, D of its rows in
 // shared memory as float32 (one element per thread, all threads at once) and computes dt and the decay;
 // (3) update, store, and accumulate y; later passes (dstate > 128) load, update and store in turn.
 template <class Tr>
@@ -115,8 +120,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         load_pass(int64_t(lane) * 4, s);
         dt_bias = a.has_bias ? a.dt_bias[h * a.bias_s] : 0.0f;
         A_h = a.A[h * a.A_s];
-        // D too: read after the wait it was a round trip (often to HBM, the step's weights streaming past it in L2) on
-        // the path from the update to y, 4 of the 8 us between the wait and the end (mamba2-2.7b, H200).
+        // D too: read after the update, it was a round trip on the way to y (loaded here: mamba2-2.7b step chain
+        // 0.2762 against 0.2794 ms, run 96, H200).
         if (a.has_D && threadIdx.x < RB)
             D_mine = a.D_per_channel ? a.D[h * a.D_s0 + min(p_mine, a.headdim - 1) * a.D_s1] : a.D[h * a.D_s0];
     };
@@ -243,6 +248,32 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
 
 namespace {
 
+constexpr int kNarrowRowsPerWarp = 4;
+constexpr int kWideRows = SsdUpdateTraits<true>::kRowsPerBlock, kNarrowRows = SsdUpdateTraits<true, false, kNarrowRowsPerWarp>::kRowsPerBlock;
+
+// MAMBA_CUDA_SSD_UPDATE_ROWS: rows of a head per block in the 16-byte builds. "auto" (or unset): 32 where blocks
+// of 64 rows would leave SMs without one (mamba2-2.7b at batch 1: 80 blocks on 132 SMs), so that the state's
+// bytes spread over every SM; 64 otherwise. "64" or "32" forces one. The element-wise build takes 64 always.
+enum class UpdateRows { Auto, Wide, Narrow };
+constexpr EnvChoice<UpdateRows> kUpdateRows[] = {{"auto", UpdateRows::Auto}, {"64", UpdateRows::Wide}, {"32", UpdateRows::Narrow}};
+
+int rows_per_block(mamba_context & ctx, const SsdStateUpdateParams & p) {
+    if (!ssd_state_update_vectorized(p)) return kWideRows;
+    switch (env_choice("MAMBA_CUDA_SSD_UPDATE_ROWS", kUpdateRows, UpdateRows::Auto)) {
+    case UpdateRows::Wide: return kWideRows;
+    case UpdateRows::Narrow: return kNarrowRows;
+    case UpdateRows::Auto: break;
+    }
+    const int64_t wide_blocks = p.batch * p.heads * ceil_div(p.headdim, int64_t(kWideRows));
+    return wide_blocks < int64_t(state_of(ctx).multiprocessors) ? kNarrowRows : kWideRows;
+}
+
+// `names`: the trace's name for the build without and with the early loads.
+template <class Tr>
+void launch_vec(mamba_context & ctx, const char * const (&names)[2], dim3 grid, size_t bc_bytes, const SsdUpdateArgs & a) {
+    launch_kernel(ctx, names[a.early ? 1 : 0], true, ssd_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), bc_bytes, a);
+}
+
 // Launches the update; `fold` (may be null) folds the gated RMSNorm in (step_norm.cuh).
 void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, const GatedNormFold * fold) {
     if (p.batch == 0 || p.heads == 0 || p.headdim == 0) return;
@@ -256,15 +287,15 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     const size_t bc_bytes = size_t(2 * p.dstate) * sizeof(float);
     if (bc_bytes > size_t(state_of(ctx).max_smem_per_block) || bc_bytes > 48 * 1024)
         fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports dstate up to 6144");
+    const int rows = rows_per_block(ctx, p);  // reads MAMBA_CUDA_SSD_UPDATE_ROWS, which may be rejected
     F32Params f32;
     SsdUpdateArgs a{};
     fill_shared_args(ctx, f32, p, a);
     a.state = p.state.ptr<float>();
     copy_strides(a.st_s, p.state);
     a.vec = ssd_state_update_vectorized(p);
-    using Vec = SsdUpdateTraits<true>;
     using Gen = SsdUpdateTraits<false>;
-    const dim3 grid(unsigned(ceil_div(p.headdim, Vec::kRowsPerBlock)), unsigned(p.heads), unsigned(p.batch));
+    const dim3 grid(unsigned(ceil_div(p.headdim, int64_t(rows))), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
     a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias), ptr(p.D)});
     if (fold) {
@@ -280,12 +311,15 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         a.norm_w_s = fold->weight.stride[0];
         a.norm_part = fold->partials.data;
         a.norm_part_s0 = fold->partials.row_stride;
-        using Fold = SsdUpdateTraits<true, true>;
-        launch_kernel(ctx, a.early ? "ssd_state_update_norm_kernel early" : "ssd_state_update_norm_kernel", true, ssd_state_update_kernel<Fold>, grid,
-                      dim3(Fold::kThreads), bc_bytes, a);
+        if (rows == kNarrowRows)
+            launch_vec<SsdUpdateTraits<true, true, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_norm_kernel narrow", "ssd_state_update_norm_kernel narrow early"}, grid, bc_bytes, a);
+        else
+            launch_vec<SsdUpdateTraits<true, true>>(ctx, {"ssd_state_update_norm_kernel", "ssd_state_update_norm_kernel early"}, grid, bc_bytes, a);
     } else if (a.vec) {
-        launch_kernel(ctx, a.early ? "ssd_state_update_kernel early" : "ssd_state_update_kernel", true, ssd_state_update_kernel<Vec>, grid,
-                      dim3(Vec::kThreads), bc_bytes, a);
+        if (rows == kNarrowRows)
+            launch_vec<SsdUpdateTraits<true, false, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_kernel narrow", "ssd_state_update_kernel narrow early"}, grid, bc_bytes, a);
+        else
+            launch_vec<SsdUpdateTraits<true>>(ctx, {"ssd_state_update_kernel", "ssd_state_update_kernel early"}, grid, bc_bytes, a);
     } else {
         launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     }
@@ -297,7 +331,9 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
 
 void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) { launch_state_update(ctx, p, nullptr); }
 
-int64_t ssd_state_update_blocks_per_row(const SsdStateUpdateParams & p) { return p.heads * ceil_div(p.headdim, int64_t(SsdUpdateTraits<true>::kRowsPerBlock)); }
+int64_t ssd_state_update_blocks_per_row(mamba_context & ctx, const SsdStateUpdateParams & p) {
+    return p.heads * ceil_div(p.headdim, int64_t(rows_per_block(ctx, p)));
+}
 
 bool ssd_state_update_vectorized(const SsdStateUpdateParams & p) {
     const auto & st = p.state;

@@ -27,7 +27,7 @@ struct GatedNormFold {
     Tensor z;       // (batch, heads * headdim): the gate
     Tensor weight;  // (heads * headdim): the norm's weight
     bool norm_before_gate = false;
-    NormPartials partials;  // (batch, heads * ceil(headdim / 64)): one sum per state-update block
+    NormPartials partials;  // (batch, heads * ceil(headdim / rows)): one sum per state-update block (rows: 64 or 32, ssd_state_update.cu)
     Tensor partials_home;   // the scratch tensor whose memory holds them (recorded as written, launch.cuh)
 };
 
@@ -35,7 +35,7 @@ struct GatedNormFold {
 bool ssd_state_update_vectorized(const SsdStateUpdateParams & p);
 
 // The state-update blocks of a row: one sum each.
-int64_t ssd_state_update_blocks_per_row(const SsdStateUpdateParams & p);
+int64_t ssd_state_update_blocks_per_row(mamba_context & ctx, const SsdStateUpdateParams & p);
 
 // mamba_ssd_state_update (p without z) with the gated norm folded in: y = y_ssd * silu(z) * weight, rounded
 // once (y_ssd as p.y would hold it), and the partial sums.

@@ -340,39 +340,49 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
 TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A and dt_bias load
-    // before the wait, unless the op just before wrote the state.
-    constexpr int64_t kHeads = 4, kHeadDim = 64, kState = 128;
-    std::mt19937_64 rng(11);
-    Tensor state({1, kHeads, kHeadDim, kState}, DType::F32), x({1, kHeads, kHeadDim}, DType::F32), dt({1, kHeads}, DType::BF16);
-    Tensor A({kHeads}, DType::F32), Bm({1, 1, kState}, DType::BF16), Cm({1, 1, kState}, DType::BF16), y({1, kHeads, kHeadDim}, DType::BF16);
-    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm}) {
-        t->fill_uniform(rng, -1, 0);
-        t->upload(ctx());
-    }
-    y.upload_poisoned(ctx());
-    // The op before: a one-row linear writing 64 values into x, or into the state's first 64.
-    Linear before = linear(1, 64, 64, DType::F32);
-    mt::View into_x(x, {1, 64}, {64, 1});
-    mt::View into_state(state, {1, 64}, {64, 1});
-    mamba_ssd_state_update_args sd{};
-    sd.state = state.dl();
-    sd.x = x.dl();
-    sd.dt = dt.dl();
-    sd.A = A.dl();
-    sd.B = Bm.dl();
-    sd.C = Cm.dl();
-    sd.y = y.dl();
-    sd.dt_softplus = 1;
-    sd.dt_max = INFINITY;
-    for (bool writes_state : {false, true}) {
-        SCOPED_TRACE(writes_state ? "the op before writes the state" : "the op before writes x");
-        before.args.y = writes_state ? into_state.dl() : into_x.dl();
-        const std::string log = traced([&] {
-            const mamba_status st = mamba_linear(ctx(), &before.args);
-            if (st != MAMBA_STATUS_OK) return st;
-            return mamba_ssd_state_update(ctx(), &sd);
-        });
-        EXPECT_TRUE(launched_last(log, writes_state ? "ssd_state_update_kernel" : "ssd_state_update_kernel early")) << log;
+    // before the wait, unless the op just before wrote the state. Blocks of 32 rows of a head (the trace's
+    // "narrow") where blocks of 64 would leave SMs idle (4 heads), of 64 where they would not (1024 heads),
+    // or as MAMBA_CUDA_SSD_UPDATE_ROWS forces.
+    constexpr int64_t kHeadDim = 64, kState = 128;
+    for (const int64_t heads : {int64_t(4), int64_t(1024)}) {
+        std::mt19937_64 rng(11);
+        Tensor state({1, heads, kHeadDim, kState}, DType::F32), x({1, heads, kHeadDim}, DType::F32), dt({1, heads}, DType::BF16);
+        Tensor A({heads}, DType::F32), Bm({1, 1, kState}, DType::BF16), Cm({1, 1, kState}, DType::BF16), y({1, heads, kHeadDim}, DType::BF16);
+        for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm}) {
+            t->fill_uniform(rng, -1, 0);
+            t->upload(ctx());
+        }
+        y.upload_poisoned(ctx());
+        // The op before: a one-row linear writing 64 values into x, or into the state's first 64.
+        Linear before = linear(1, 64, 64, DType::F32);
+        mt::View into_x(x, {1, 64}, {64, 1});
+        mt::View into_state(state, {1, 64}, {64, 1});
+        mamba_ssd_state_update_args sd{};
+        sd.state = state.dl();
+        sd.x = x.dl();
+        sd.dt = dt.dl();
+        sd.A = A.dl();
+        sd.B = Bm.dl();
+        sd.C = Cm.dl();
+        sd.y = y.dl();
+        sd.dt_softplus = 1;
+        sd.dt_max = INFINITY;
+        for (const char * rows : {"", "64", "32"}) {
+            const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", rows);
+            const bool narrow = std::string(rows) == "32" || (rows[0] == '\0' && heads == 4);
+            for (bool writes_state : {false, true}) {
+                SCOPED_TRACE(std::to_string(heads) + " heads, MAMBA_CUDA_SSD_UPDATE_ROWS=" + rows +
+                             (writes_state ? ", the op before writes the state" : ", the op before writes x"));
+                before.args.y = writes_state ? into_state.dl() : into_x.dl();
+                const std::string log = traced([&] {
+                    const mamba_status st = mamba_linear(ctx(), &before.args);
+                    if (st != MAMBA_STATUS_OK) return st;
+                    return mamba_ssd_state_update(ctx(), &sd);
+                });
+                const std::string kernel = std::string("ssd_state_update_kernel") + (narrow ? " narrow" : "") + (writes_state ? "" : " early");
+                EXPECT_TRUE(launched_last(log, kernel)) << log;
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 // heads to the mamba2-2.7b shape, with and without an op just before (the kernels' early loads), the gate
 // before or after the norm, several B/C groups, per-channel D, float16 and float32, batch 2; shapes that take
 // the four ops (two norm groups, batched rows cuBLAS takes); and bad arguments. On CUDA every case also runs
-// with "auto" and "separate". Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded into
+// with "auto" and "separate", and at batch 1 with the state update's blocks of 64 and of 32 rows. Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded into
 // in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
 
@@ -167,15 +167,20 @@ protected:
         // "fused" where the norm must fold (so that a fallback fails), the default otherwise.
         // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1.
         const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
+        // rows: the state update's rows per block (MAMBA_CUDA_SSD_UPDATE_ROWS), both forced at batch 1 besides the default.
         struct Variant {
-            const char *step, *pre;
+            const char *step, *pre, *rows = "";
         };
-        std::vector<Variant> variants{{on_cuda() && foldable(c) ? "fused" : "", pre_fold}};
+        const char * step_first = on_cuda() && foldable(c) ? "fused" : "";
+        std::vector<Variant> variants{{step_first, pre_fold}};
         if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", pre_fold}});
         if (on_cuda() && c.pre != PreNorm::None) variants.push_back({"", "separate"});
+        if (on_cuda() && c.batch == 1) variants.insert(variants.end(), {{step_first, pre_fold, "64"}, {step_first, pre_fold, "32"}});
         for (const Variant & variant : variants) {
-            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + variant.step + " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre);
-            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA2_STEP", variant.step), pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre);
+            SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + variant.step + " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre +
+                         " MAMBA_CUDA_SSD_UPDATE_ROWS=" + variant.rows);
+            const mt::ScopedEnv env("MAMBA_CUDA_MAMBA2_STEP", variant.step), pre_env("MAMBA_CUDA_STEP_PRE_NORM", variant.pre),
+                rows_env("MAMBA_CUDA_SSD_UPDATE_ROWS", variant.rows);
             std::mt19937_64 rng(23 + uint64_t(c.hidden * 31 + c.heads * 7 + c.dstate));
             Mixer m(c);
             const double in_scale = 1.0 / std::sqrt(double(c.hidden)), inner_scale = 1.0 / std::sqrt(double(c.inner()));

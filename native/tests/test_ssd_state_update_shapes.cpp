@@ -142,4 +142,41 @@ TEST_P(SsdStateUpdateShapesTest, TailsOfRowsAndStatesMatchFloat64Reference) {
     for (const Case & c : cases) check(c, seed++);
 }
 
+// Blocks of 64 rows of a head or of 32 (MAMBA_CUDA_SSD_UPDATE_ROWS; "auto" takes 32 where blocks of 64 would
+// leave SMs idle): full and partial blocks and warps of either length, two passes, and a grid over every SM.
+TEST_P(SsdStateUpdateShapesTest, RowsPerBlockSettingsMatchFloat64Reference) {
+    const Case cases[] = {
+        {1, 80, 64, 1, 128},   // mamba2-2.7b at batch 1: two 32-row blocks a head under "auto"
+        {2, 2, 77, 2, 128},    // 32 + 32 + 13 rows: a partial block with a partial warp
+        {1, 3, 45, 1, 252},    // 32 + 13 rows, a partial second pass
+        {1, 2, 16, 1, 64},     // fewer rows than a 32-row block
+        {16, 48, 64, 2, 128},  // 768 blocks of 64 rows under "auto"
+    };
+    for (const char * rows : kernel_variants({"auto", "64", "32"})) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_UPDATE_ROWS=") + rows);
+        const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", rows);
+        uint64_t seed = 301;
+        for (const Case & c : cases) check(c, seed++);
+    }
+}
+
+TEST_P(SsdStateUpdateShapesTest, RejectsUnknownRowsPerBlockSetting) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_SSD_UPDATE_ROWS is read by the CUDA backend";
+    const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", "48");
+    Tensor state({1, 1, 8, 16}, DType::F32), x({1, 1, 8}, DType::F32), dt({1, 1}, DType::F32), A({1}, DType::F32), Bm({1, 1, 16}, DType::F32),
+        Cm({1, 1, 16}, DType::F32), y({1, 1, 8}, DType::F32);
+    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &y}) t->upload(ctx());
+    mamba_ssd_state_update_args a{};
+    a.state = state.dl();
+    a.x = x.dl();
+    a.dt = dt.dl();
+    a.A = A.dl();
+    a.B = Bm.dl();
+    a.C = Cm.dl();
+    a.y = y.dl();
+    a.dt_max = INFINITY;
+    EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: MAMBA_CUDA_SSD_UPDATE_ROWS must be one of auto, 64, 32 (or unset), not '48'");
+}
+
 MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateShapesTest);
