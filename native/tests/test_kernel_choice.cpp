@@ -339,7 +339,7 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
 
 TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
-    // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A and dt_bias load
+    // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A, dt_bias and D load
     // before the wait, unless the op just before wrote the state. Blocks of 32 rows of a head (the trace's
     // "narrow") where blocks of 64 would leave SMs idle (4 heads), of 64 where they would not (1024 heads),
     // or as MAMBA_CUDA_SSD_UPDATE_ROWS forces.

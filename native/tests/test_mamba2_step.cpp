@@ -4,8 +4,9 @@
 // heads to the mamba2-2.7b shape, with and without an op just before (the kernels' early loads), the gate
 // before or after the norm, several B/C groups, per-channel D, float16 and float32, batch 2; shapes that take
 // the four ops (two norm groups, batched rows cuBLAS takes); and bad arguments. On CUDA every case also runs
-// with "auto" and "separate", and at batch 1 with the state update's blocks of 64 and of 32 rows. Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded into
-// in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
+// with "auto" and "separate", and at batch 1 with the state update's blocks of 64 and of 32 rows
+// (MAMBA_CUDA_SSD_UPDATE_ROWS). Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded
+// into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
 
 #include "backend_test.h"
