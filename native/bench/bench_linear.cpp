@@ -196,6 +196,24 @@ mb::Register prefill_bf16_f32x("linear prefill bf16 W f32 x rows=2048 W 3072x768
 mb::Register prefill_bf16_f32x_28b("linear prefill bf16 W f32 x rows=2048 W 10240x2560 (mamba-2.8b in_proj)", [](mb::Bench & b, double & bytes, double & flops) {
     return linear_case(b, bytes, flops, 2048, 10240, 2560, mb::kBF16, mb::kF32, false);
 });
+// The bfloat16-weight cases above with the CPU's GEMM forced to OpenBLAS (MAMBA_CPU_GEMM=blas), so that the AMX
+// tiles the CPU backend takes by default where it can (gemm_amx.cpp) compare with it in one run. CUDA ignores it.
+std::function<void()> on_openblas(std::function<void()> call) {
+    return [call] {
+        const mb::ScopedEnv blas("MAMBA_CPU_GEMM", "blas");
+        call();
+    };
+}
+mb::Register prefill_bf16_blas("linear prefill bf16 rows=2048 W 3072x768, MAMBA_CPU_GEMM=blas", [](mb::Bench & b, double & bytes, double & flops) {
+    return on_openblas(linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kBF16, false));
+});
+mb::Register prefill_bf16_f32x_blas("linear prefill bf16 W f32 x rows=2048 W 3072x768, MAMBA_CPU_GEMM=blas", [](mb::Bench & b, double & bytes, double & flops) {
+    return on_openblas(linear_case(b, bytes, flops, 2048, 3072, 768, mb::kBF16, mb::kF32, false));
+});
+mb::Register prefill_bf16_f32x_28b_blas("linear prefill bf16 W f32 x rows=2048 W 10240x2560 (mamba-2.8b in_proj), MAMBA_CPU_GEMM=blas",
+                                        [](mb::Bench & b, double & bytes, double & flops) {
+                                            return on_openblas(linear_case(b, bytes, flops, 2048, 10240, 2560, mb::kBF16, mb::kF32, false));
+                                        });
 
 // The CUDA GEMV kernels side by side (gemv.cu; MAMBA_CUDA_GEMV_VARIANT forces one, "default" is the
 // library's own choice) at the decode shapes of mamba-2.8b and mamba2-2.7b, bfloat16 W, float32 x and y

@@ -390,6 +390,70 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
             run({130, 257, 129, xd, DType::BF16, yd, yd == DType::F32});
         }
 }
+// MAMBA_CPU_GEMM picks the CPU's prefill GEMM for bfloat16 weights: AMX tiles ("auto" where the CPU, the build and
+// the operating system allow them; "amx" fails elsewhere) or OpenBLAS ("blas"). Shapes with partial tiles in every
+// dimension (rows, in and out not multiples of 32), several weight panels, few outputs (row shares), every x and y
+// dtype (a bfloat16 x is not split), strided views and a bias, on 1, 2 and 3 threads.
+class CpuGemmTest : public LinearTest {
+protected:
+    void SetUp() override {
+        LinearTest::SetUp();
+        if (on_cuda()) GTEST_SKIP() << "MAMBA_CPU_GEMM is read by the CPU backend";
+    }
+    // Whether "amx" runs here: a small call that either succeeds or says why not.
+    bool amx_runs() {
+        Tensor x({13, 32}, DType::F32), w({16, 32}, DType::BF16), y({13, 16}, DType::F32);
+        for (Tensor * t : {&x, &w}) t->upload(ctx());
+        y.upload(ctx());
+        const mt::ScopedEnv amx("MAMBA_CPU_GEMM", "amx");
+        const mamba_status st = call(x.dl(), w.dl(), nullptr, y.dl());
+        if (st == MAMBA_STATUS_OK) return true;
+        EXPECT_EQ(st, MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM=amx, but this CPU, build or operating system has no usable AMX tiles");
+        return false;
+    }
+    void run_shapes(const char * gemm) {
+        const mt::ScopedEnv env("MAMBA_CPU_GEMM", gemm);
+        for (int32_t threads : {1, 2, 3}) {
+            SCOPED_TRACE(std::string("MAMBA_CPU_GEMM=") + gemm + ", threads " + std::to_string(threads));
+            const mt::ContextPtr context = mt::make_context(GetParam(), 0, threads);
+            ASSERT_NE(context, nullptr);
+            run({13, 67, 45, DType::F32, DType::BF16, DType::F32, true}, context.get());
+            run({77, 33, 100, DType::F16, DType::BF16, DType::BF16}, context.get());
+            run({64, 1000, 600, DType::F32, DType::BF16, DType::F32, true}, context.get());
+            run({40, 50, 17, DType::BF16, DType::BF16, DType::F16, true}, context.get());
+            run({200, 96, 20, DType::F32, DType::BF16, DType::F32, true}, context.get());
+            Case strided{33, 70, 50, DType::F32, DType::BF16, DType::F32, true, true, true, true};
+            strided.bias_stride = 3;
+            run(strided, context.get());
+        }
+    }
+};
+
+TEST_P(CpuGemmTest, OpenBlasMatchesFloat64Reference) { run_shapes("blas"); }
+
+TEST_P(CpuGemmTest, AmxTilesMatchFloat64Reference) {
+    if (!amx_runs()) GTEST_SKIP() << "no usable AMX tiles here";
+    run_shapes("amx");
+    run_shapes("auto");
+}
+
+TEST_P(CpuGemmTest, SettingsItCannotHonourAreRejected) {
+    Tensor x({13, 32}, DType::F32), w({16, 32}, DType::F32), y({13, 16}, DType::F32);
+    for (Tensor * t : {&x, &w}) t->upload(ctx());
+    y.upload(ctx());
+    {
+        const mt::ScopedEnv amx("MAMBA_CPU_GEMM", "amx");
+        EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_UNSUPPORTED);
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM=amx, but the AMX GEMM takes bfloat16 weights only");
+    }
+    const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM", "mkl");
+    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM must be one of auto, amx, blas (or unset), not 'mkl'");
+}
+
+MAMBA_INSTANTIATE_BACKENDS(CpuGemmTest);
+
 TEST_P(LinearTest, BatchedDecodeOnEitherSideOfTheGemmCrossover) {
     // The default kernel choice on CUDA (gemv.cu's gemv_variant): rows of a 16-bit x and W go to cuBLAS in
     // one GEMM from 2 rows with at least 2048 outputs and from 8 rows at any shape (padded rows of x and y

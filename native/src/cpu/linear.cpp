@@ -1,5 +1,6 @@
 // CPU linear layer. A few rows (decode) go to the GEMV kernels in gemv.cpp, which read the weights once in
-// their stored dtype. More rows (prefill) go to OpenBLAS sgemm: the output features are split into panels,
+// their stored dtype. More rows (prefill) with bfloat16 weights go to the AMX tiles where the CPU has them
+// (gemm_amx.cpp); the others to OpenBLAS sgemm: the output features are split into panels,
 // each OpenMP thread owns a range of panels, converts its float16/bfloat16 weight panels to float32 once
 // and multiplies them with every row by a single-threaded sgemm.
 #include <cblas.h>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "core/context.h"
+#include "core/env_choice.h"
+#include "cpu/gemm_amx.h"
 #include "cpu/blas_threads.h"
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
@@ -19,6 +22,9 @@
 namespace mamba::cpu {
 
 namespace {
+
+enum class CpuGemm { Auto, Amx, Blas };
+constexpr EnvChoice<CpuGemm> kCpuGemms[] = {{"auto", CpuGemm::Auto}, {"amx", CpuGemm::Amx}, {"blas", CpuGemm::Blas}};
 
 // Rows of y per sgemm call when y needs a float32 staging buffer (bounds that buffer).
 constexpr int64_t kRowBlock = 512;
@@ -141,8 +147,16 @@ void linear_gemm(int num_threads, const LinearParams & p) {
 }  // namespace
 
 void linear(mamba_context & ctx, const LinearParams & p) {
+    // MAMBA_CPU_GEMM (read at every call, so that a misspelt value never goes unnoticed): "auto" (or unset) takes
+    // the AMX tiles for the prefill of bfloat16 weights where the CPU, the build and the OS allow them, OpenBLAS
+    // otherwise; "amx" fails where they cannot run; "blas" always takes OpenBLAS.
+    const CpuGemm gemm = env_choice("MAMBA_CPU_GEMM", kCpuGemms, CpuGemm::Auto);
     if (p.in_features == 0) return fill_with_bias(p);
     if (p.rows <= kGemvMaxRows) return linear_gemv(ctx.num_threads, p);
+    if (gemm == CpuGemm::Amx && (p.weight.dtype != DType::BF16 || !amx_usable()))
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM=amx, but ",
+             p.weight.dtype != DType::BF16 ? "the AMX GEMM takes bfloat16 weights only" : "this CPU, build or operating system has no usable AMX tiles");
+    if (gemm != CpuGemm::Blas && linear_gemm_amx(ctx.num_threads, p)) return;
     linear_gemm(ctx.num_threads, p);
 }
 
