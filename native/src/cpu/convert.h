@@ -14,6 +14,11 @@ void load_floats(DType dtype, const void * src, int64_t n, int64_t stride, float
 // Writes in[0..n) to n elements spaced `stride` elements apart.
 void store_floats(DType dtype, void * dst, int64_t n, int64_t stride, const float * in);
 
+// x[0..n) as two bfloat16 parts, hi = bf16(x) and lo = bf16(x - hi) (raw bits; lo skipped when null): hi + lo keeps
+// about 16 bits of x, what the bfloat16 dot products of the GEMV and the AMX GEMM need to keep float32 accuracy.
+// Rounded to nearest even; with AVX512-BF16, float32 denormals count as zero.
+void split_to_bf16(const float * x, int64_t n, uint16_t * hi, uint16_t * lo);
+
 // Element pointer of a view at an index given per axis.
 inline char * element(const Tensor & t, std::initializer_list<int64_t> index) {
     return t.data + t.offset(index) * int64_t(dtype_size(t.dtype));

@@ -63,32 +63,12 @@ void configure_tiles() {
     _tile_loadconfig(&c);
 }
 
-// x's row as bfloat16 hi (and lo where lo is given), zero past K up to Kp. (GCC 12 reports the undefined upper
-// halves inside its own widening intrinsics as uninitialized: a false alarm.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// x's row as bfloat16 hi (and lo where lo is given), zero past K up to Kp.
 void split_row(const float * x, int64_t K, int64_t Kp, uint16_t * hi, uint16_t * lo) {
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        const __m512 v = _mm512_loadu_ps(x + k);
-        const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-        _mm256_storeu_si256(reinterpret_cast<__m256i *>(hi + k), h);
-        if (lo) {
-            const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-            _mm256_storeu_si256(reinterpret_cast<__m256i *>(lo + k), (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
-        }
-    }
-    for (; k < K; ++k) {
-        const bf16 h = to_bf16(x[k]);
-        hi[k] = h.bits;
-        if (lo) lo[k] = to_bf16(x[k] - to_float(h)).bits;
-    }
-    for (; k < Kp; ++k) {
-        hi[k] = 0;
-        if (lo) lo[k] = 0;
-    }
+    split_to_bf16(x, K, hi, lo);
+    std::memset(hi + K, 0, size_t(Kp - K) * 2);
+    if (lo) std::memset(lo + K, 0, size_t(Kp - K) * 2);
 }
-#pragma GCC diagnostic pop
 
 // Columns [n0, n0 + cols) of W (bfloat16 rows of K with unit stride, row stride ldw elements) in the B tiles'
 // layout: for each 32 columns, for each 32 values of K, two tiles (columns 0-15, 16-31) whose row j holds, per
@@ -122,24 +102,21 @@ void multiply_block(const uint16_t * hi, const uint16_t * lo, int64_t Kp, const 
     _tile_zero(2);
     _tile_zero(3);
     const int64_t k_blocks = Kp / kTileK, stride = Kp * 2;
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
-        const uint32_t * b = packed_cols + kb * 2 * (kTileBytes / 4);
-        _tile_loadd(6, b, 64);
-        _tile_loadd(7, b + kTileBytes / 4, 64);
-        _tile_loadd(4, hi + kb * kTileK, stride);
-        _tile_loadd(5, hi + kTileSide * Kp + kb * kTileK, stride);
+    // One part of x's 32 rows at K block kb (at `part`) into the A tiles, times the B tiles loaded for kb.
+    const auto multiply_part = [&](const uint16_t * part) {
+        _tile_loadd(4, part, stride);
+        _tile_loadd(5, part + kTileSide * Kp, stride);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
-        if (lo) {
-            _tile_loadd(4, lo + kb * kTileK, stride);
-            _tile_loadd(5, lo + kTileSide * Kp + kb * kTileK, stride);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
+    };
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const uint32_t * b = packed_cols + kb * 2 * (kTileBytes / 4);
+        _tile_loadd(6, b, 64);
+        _tile_loadd(7, b + kTileBytes / 4, 64);
+        multiply_part(hi + kb * kTileK);
+        if (lo) multiply_part(lo + kb * kTileK);
     }
     constexpr int64_t ld = kBlockCols * 4;
     _tile_stored(0, out, ld);

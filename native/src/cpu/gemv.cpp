@@ -209,11 +209,7 @@ Inputs load_inputs(const LinearParams & p) {
     if (p.weight.dtype == DType::BF16) {
         in.x_hi.resize(in.x.size());
         if (p.x.dtype != DType::BF16) in.x_lo.resize(in.x.size());
-        for (size_t i = 0; i < in.x.size(); ++i) {
-            const bf16 hi = to_bf16(in.x[i]);
-            in.x_hi[i] = hi.bits;
-            if (!in.x_lo.empty()) in.x_lo[i] = to_bf16(in.x[i] - to_float(hi)).bits;
-        }
+        split_to_bf16(in.x.data(), int64_t(in.x.size()), in.x_hi.data(), in.x_lo.empty() ? nullptr : in.x_lo.data());
     }
 #endif
     return in;
