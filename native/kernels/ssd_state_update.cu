@@ -248,20 +248,23 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
 
 namespace {
 
-constexpr int kNarrowRowsPerWarp = 4;
+constexpr int kNarrowRowsPerWarp = 4, kNarrowestRowsPerWarp = 2;
 constexpr int kWideRows = SsdUpdateTraits<true>::kRowsPerBlock, kNarrowRows = SsdUpdateTraits<true, false, kNarrowRowsPerWarp>::kRowsPerBlock;
+constexpr int kNarrowestRows = SsdUpdateTraits<true, false, kNarrowestRowsPerWarp>::kRowsPerBlock;
 
 // MAMBA_CUDA_SSD_UPDATE_ROWS: rows of a head per block in the 16-byte builds. "auto" (or unset): 32 where blocks
 // of 64 rows would leave SMs without one (mamba2-2.7b at batch 1: 80 blocks on 132 SMs), so that the state's
-// bytes spread over every SM; 64 otherwise. "64" or "32" forces one. The element-wise build takes 64 always.
-enum class UpdateRows { Auto, Wide, Narrow };
-constexpr EnvChoice<UpdateRows> kUpdateRows[] = {{"auto", UpdateRows::Auto}, {"64", UpdateRows::Wide}, {"32", UpdateRows::Narrow}};
+// bytes spread over every SM; 64 otherwise. "64", "32" or "16" forces one. The element-wise build takes 64 always.
+enum class UpdateRows { Auto, Wide, Narrow, Narrowest };
+constexpr EnvChoice<UpdateRows> kUpdateRows[] = {
+    {"auto", UpdateRows::Auto}, {"64", UpdateRows::Wide}, {"32", UpdateRows::Narrow}, {"16", UpdateRows::Narrowest}};
 
 int rows_per_block(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (!ssd_state_update_vectorized(p)) return kWideRows;
     switch (env_choice("MAMBA_CUDA_SSD_UPDATE_ROWS", kUpdateRows, UpdateRows::Auto)) {
     case UpdateRows::Wide: return kWideRows;
     case UpdateRows::Narrow: return kNarrowRows;
+    case UpdateRows::Narrowest: return kNarrowestRows;
     case UpdateRows::Auto: break;
     }
     const int64_t wide_blocks = p.batch * p.heads * ceil_div(p.headdim, int64_t(kWideRows));
@@ -311,12 +314,16 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         a.norm_w_s = fold->weight.stride[0];
         a.norm_part = fold->partials.data;
         a.norm_part_s0 = fold->partials.row_stride;
-        if (rows == kNarrowRows)
+        if (rows == kNarrowestRows)
+            launch_vec<SsdUpdateTraits<true, true, kNarrowestRowsPerWarp>>(ctx, {"ssd_state_update_norm_kernel narrowest", "ssd_state_update_norm_kernel narrowest early"}, grid, bc_bytes, a);
+        else if (rows == kNarrowRows)
             launch_vec<SsdUpdateTraits<true, true, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_norm_kernel narrow", "ssd_state_update_norm_kernel narrow early"}, grid, bc_bytes, a);
         else
             launch_vec<SsdUpdateTraits<true, true>>(ctx, {"ssd_state_update_norm_kernel", "ssd_state_update_norm_kernel early"}, grid, bc_bytes, a);
     } else if (a.vec) {
-        if (rows == kNarrowRows)
+        if (rows == kNarrowestRows)
+            launch_vec<SsdUpdateTraits<true, false, kNarrowestRowsPerWarp>>(ctx, {"ssd_state_update_kernel narrowest", "ssd_state_update_kernel narrowest early"}, grid, bc_bytes, a);
+        else if (rows == kNarrowRows)
             launch_vec<SsdUpdateTraits<true, false, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_kernel narrow", "ssd_state_update_kernel narrow early"}, grid, bc_bytes, a);
         else
             launch_vec<SsdUpdateTraits<true>>(ctx, {"ssd_state_update_kernel", "ssd_state_update_kernel early"}, grid, bc_bytes, a);

@@ -176,7 +176,7 @@ protected:
         std::vector<Variant> variants{{step_first, pre_fold}};
         if (on_cuda()) variants.insert(variants.end(), {{"auto", ""}, {"separate", pre_fold}});
         if (on_cuda() && c.pre != PreNorm::None) variants.push_back({"", "separate"});
-        if (on_cuda() && c.batch == 1) variants.insert(variants.end(), {{step_first, pre_fold, "64"}, {step_first, pre_fold, "32"}});
+        if (on_cuda() && c.batch == 1) variants.insert(variants.end(), {{step_first, pre_fold, "64"}, {step_first, pre_fold, "32"}, {step_first, pre_fold, "16"}});
         for (const Variant & variant : variants) {
             SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + variant.step + " MAMBA_CUDA_STEP_PRE_NORM=" + variant.pre +
                          " MAMBA_CUDA_SSD_UPDATE_ROWS=" + variant.rows);

@@ -152,7 +152,7 @@ TEST_P(SsdStateUpdateShapesTest, RowsPerBlockSettingsMatchFloat64Reference) {
         {1, 2, 16, 1, 64},     // fewer rows than a 32-row block
         {16, 48, 64, 2, 128},  // 768 blocks of 64 rows under "auto"
     };
-    for (const char * rows : kernel_variants({"auto", "64", "32"})) {
+    for (const char * rows : kernel_variants({"auto", "64", "32", "16"})) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_UPDATE_ROWS=") + rows);
         const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", rows);
         uint64_t seed = 301;
@@ -176,7 +176,7 @@ TEST_P(SsdStateUpdateShapesTest, RejectsUnknownRowsPerBlockSetting) {
     a.y = y.dl();
     a.dt_max = INFINITY;
     EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: MAMBA_CUDA_SSD_UPDATE_ROWS must be one of auto, 64, 32 (or unset), not '48'");
+    EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: MAMBA_CUDA_SSD_UPDATE_ROWS must be one of auto, 64, 32, 16 (or unset), not '48'");
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateShapesTest);
