@@ -8,10 +8,10 @@
 // the block's rows, dt) are staged in shared memory by all threads at once while they are in flight, so
 // that a warp's life is one memory round trip, not a chain of dependent scalar loads. Shapes the float4
 // path cannot take (dstate % 4 != 0, strided or misaligned state) use element accesses, same structure.
-// Where blocks of 64 rows would leave SMs without one (batch 1: mamba2-2.7b has 80 heads for 132 SMs), the
-// float4 builds take 32 rows a block (4 a warp): twice the blocks, each with half the work after its wait.
-// Measured on an H200 (run 97): the mamba2-2.7b 8-layer step chain 0.2521-0.2527 ms against 0.2720-0.2728
-// with 64 rows, decode 2.04-2.05 against 2.20 ms/step.
+// Where blocks of 64 rows would be too few for the SMs (batch 1: mamba2-2.7b has 80 heads for 132 SMs), the
+// float4 builds take 32 or 16 rows a block (4 or 2 a warp): more blocks, each with less work after its wait.
+// Measured on an H200: the mamba2-2.7b 8-layer step chain 0.2521-0.2527 ms with 32 rows against 0.2720-0.2728
+// with 64 (run 97), 0.2450-0.2458 with 16 against 0.2518-0.2521 with 32 (run 99); see rows_per_block.
 // FLOPs: about 5 per state element.
 //
 // Measured on an H200 (B64 H80 P64 N128, float32 state): 76% of copy. Three persistent variants were
@@ -69,8 +69,8 @@ struct SsdUpdateTraits {
     static constexpr bool kFoldNorm = kFoldNormV;  // the folded gated norm (SsdUpdateArgs' norm fields; its own build, with kVec only)
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kRowsPerWarp = kRowsPerWarpV;          // 8 (or 4) x 16 bytes of state in flight per lane
-    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // 64: one block per (batch, head) at headdim 64; 32: two
+    static constexpr int kRowsPerWarp = kRowsPerWarpV;          // 8 (or 4, 2) x 16 bytes of state in flight per lane
+    static constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // 64: one block per (batch, head) at headdim 64; 32: two; 16: four
     static constexpr int kStatesPerPass = 128;                   // 32 lanes x 4 consecutive states
     static constexpr int kMinBlocksPerSm = 3;                    // <= 85 registers: 24 warps, 96 KB of loads in flight per SM
 };
@@ -248,33 +248,54 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
 
 namespace {
 
-constexpr int kNarrowRowsPerWarp = 4, kNarrowestRowsPerWarp = 2;
-constexpr int kWideRows = SsdUpdateTraits<true>::kRowsPerBlock, kNarrowRows = SsdUpdateTraits<true, false, kNarrowRowsPerWarp>::kRowsPerBlock;
-constexpr int kNarrowestRows = SsdUpdateTraits<true, false, kNarrowestRowsPerWarp>::kRowsPerBlock;
+// Builds of the 16-byte kernel by rows of a head per block: 8 rows a warp (64 a block), 4 (32) or 2 (16).
+template <bool kFoldNorm, int kRowsPerBlock>
+using VecTraits = SsdUpdateTraits<true, kFoldNorm, kRowsPerBlock / SsdUpdateTraits<true>::kWarps>;
+constexpr int kWideRows = SsdUpdateTraits<true>::kRowsPerBlock;
 
-// MAMBA_CUDA_SSD_UPDATE_ROWS: rows of a head per block in the 16-byte builds. "auto" (or unset): 32 where blocks
-// of 64 rows would leave SMs without one (mamba2-2.7b at batch 1: 80 blocks on 132 SMs), so that the state's
-// bytes spread over every SM; 64 otherwise. "64", "32" or "16" forces one. The element-wise build takes 64 always.
-enum class UpdateRows { Auto, Wide, Narrow, Narrowest };
+// MAMBA_CUDA_SSD_UPDATE_ROWS: rows of a head per block in the 16-byte builds. "auto" (or unset) from W, the
+// blocks of 64 rows: 64 where W >= 4 x SMs, 32 where W >= SMs, 16 below. Fewer rows a block mean more blocks
+// for the state's bytes and less work after each block's wait, but each block stages B and C again. Measured
+// on an H200 (132 SMs, run 100, ms/step of decode): mamba2-2.7b (80 heads) at batch 1 16 rows 2.021-2.025,
+// 32 2.082, 64 2.242 (8 rows: 2.104-2.124); at batch 2 32 rows 2.670, 64 2.707, 16 2.750-2.758; at batch 4
+// 32 rows 2.934, 64 2.961, 16 3.058-3.065; mamba2-130m (24 heads) at batch 1 16 rows 0.333-0.336, 32 0.358;
+// the kernel alone at B64 H80 (5120 blocks of 64) 0.094 ms with 64 rows, 0.101-0.103 with 32. "64", "32" or
+// "16" forces one. The element-wise build takes 64 always. With the gated norm folded (mamba_mamba2_step), the
+// per-block sums of squares must fit out_proj's kNormPartialsMax: past it the step keeps the norm separate.
+enum class UpdateRows { Auto, Rows64, Rows32, Rows16 };
 constexpr EnvChoice<UpdateRows> kUpdateRows[] = {
-    {"auto", UpdateRows::Auto}, {"64", UpdateRows::Wide}, {"32", UpdateRows::Narrow}, {"16", UpdateRows::Narrowest}};
+    {"auto", UpdateRows::Auto}, {"64", UpdateRows::Rows64}, {"32", UpdateRows::Rows32}, {"16", UpdateRows::Rows16}};
 
 int rows_per_block(mamba_context & ctx, const SsdStateUpdateParams & p) {
     if (!ssd_state_update_vectorized(p)) return kWideRows;
     switch (env_choice("MAMBA_CUDA_SSD_UPDATE_ROWS", kUpdateRows, UpdateRows::Auto)) {
-    case UpdateRows::Wide: return kWideRows;
-    case UpdateRows::Narrow: return kNarrowRows;
-    case UpdateRows::Narrowest: return kNarrowestRows;
+    case UpdateRows::Rows64: return 64;
+    case UpdateRows::Rows32: return 32;
+    case UpdateRows::Rows16: return 16;
     case UpdateRows::Auto: break;
     }
     const int64_t wide_blocks = p.batch * p.heads * ceil_div(p.headdim, int64_t(kWideRows));
-    return wide_blocks < int64_t(state_of(ctx).multiprocessors) ? kNarrowRows : kWideRows;
+    const int64_t sms = state_of(ctx).multiprocessors;
+    return wide_blocks >= 4 * sms ? 64 : wide_blocks >= sms ? 32 : 16;
 }
 
-// `names`: the trace's name for the build without and with the early loads.
-template <class Tr>
-void launch_vec(mamba_context & ctx, const char * const (&names)[2], dim3 grid, size_t bc_bytes, const SsdUpdateArgs & a) {
-    launch_kernel(ctx, names[a.early ? 1 : 0], true, ssd_state_update_kernel<Tr>, grid, dim3(Tr::kThreads), bc_bytes, a);
+// The 16-byte build for `rows`; the trace names it "ssd_state_update[_norm]_kernel", with " 32 rows" or " 16 rows"
+// below 64 and " early" where the loads go before the wait.
+template <bool kFoldNorm>
+void launch_vec(mamba_context & ctx, int rows, dim3 grid, size_t bc_bytes, const SsdUpdateArgs & a) {
+    static constexpr const char * kNames[2][3][2] = {
+        {{"ssd_state_update_kernel", "ssd_state_update_kernel early"},
+         {"ssd_state_update_kernel 32 rows", "ssd_state_update_kernel 32 rows early"},
+         {"ssd_state_update_kernel 16 rows", "ssd_state_update_kernel 16 rows early"}},
+        {{"ssd_state_update_norm_kernel", "ssd_state_update_norm_kernel early"},
+         {"ssd_state_update_norm_kernel 32 rows", "ssd_state_update_norm_kernel 32 rows early"},
+         {"ssd_state_update_norm_kernel 16 rows", "ssd_state_update_norm_kernel 16 rows early"}}};
+    const int build = rows == 64 ? 0 : rows == 32 ? 1 : 2;
+    const char * name = kNames[kFoldNorm][build][a.early ? 1 : 0];
+    const dim3 block(SsdUpdateTraits<true>::kThreads);
+    if (build == 0) launch_kernel(ctx, name, true, ssd_state_update_kernel<VecTraits<kFoldNorm, 64>>, grid, block, bc_bytes, a);
+    else if (build == 1) launch_kernel(ctx, name, true, ssd_state_update_kernel<VecTraits<kFoldNorm, 32>>, grid, block, bc_bytes, a);
+    else launch_kernel(ctx, name, true, ssd_state_update_kernel<VecTraits<kFoldNorm, 16>>, grid, block, bc_bytes, a);
 }
 
 // Launches the update; `fold` (may be null) folds the gated RMSNorm in (step_norm.cuh).
@@ -314,19 +335,9 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         a.norm_w_s = fold->weight.stride[0];
         a.norm_part = fold->partials.data;
         a.norm_part_s0 = fold->partials.row_stride;
-        if (rows == kNarrowestRows)
-            launch_vec<SsdUpdateTraits<true, true, kNarrowestRowsPerWarp>>(ctx, {"ssd_state_update_norm_kernel narrowest", "ssd_state_update_norm_kernel narrowest early"}, grid, bc_bytes, a);
-        else if (rows == kNarrowRows)
-            launch_vec<SsdUpdateTraits<true, true, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_norm_kernel narrow", "ssd_state_update_norm_kernel narrow early"}, grid, bc_bytes, a);
-        else
-            launch_vec<SsdUpdateTraits<true, true>>(ctx, {"ssd_state_update_norm_kernel", "ssd_state_update_norm_kernel early"}, grid, bc_bytes, a);
+        launch_vec<true>(ctx, rows, grid, bc_bytes, a);
     } else if (a.vec) {
-        if (rows == kNarrowestRows)
-            launch_vec<SsdUpdateTraits<true, false, kNarrowestRowsPerWarp>>(ctx, {"ssd_state_update_kernel narrowest", "ssd_state_update_kernel narrowest early"}, grid, bc_bytes, a);
-        else if (rows == kNarrowRows)
-            launch_vec<SsdUpdateTraits<true, false, kNarrowRowsPerWarp>>(ctx, {"ssd_state_update_kernel narrow", "ssd_state_update_kernel narrow early"}, grid, bc_bytes, a);
-        else
-            launch_vec<SsdUpdateTraits<true>>(ctx, {"ssd_state_update_kernel", "ssd_state_update_kernel early"}, grid, bc_bytes, a);
+        launch_vec<false>(ctx, rows, grid, bc_bytes, a);
     } else {
         launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     }

@@ -27,7 +27,7 @@ struct GatedNormFold {
     Tensor z;       // (batch, heads * headdim): the gate
     Tensor weight;  // (heads * headdim): the norm's weight
     bool norm_before_gate = false;
-    NormPartials partials;  // (batch, heads * ceil(headdim / rows)): one sum per state-update block (rows: 64 or 32, ssd_state_update.cu)
+    NormPartials partials;  // (batch, heads * ceil(headdim / rows)): one sum per state-update block (rows: 64, 32 or 16, ssd_state_update.cu)
     Tensor partials_home;   // the scratch tensor whose memory holds them (recorded as written, launch.cuh)
 };
 

@@ -340,9 +340,9 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
 TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A, dt_bias and D load
-    // before the wait, unless the op just before wrote the state. Blocks of 32 rows of a head (the trace's
-    // "narrow") where blocks of 64 would leave SMs idle (4 heads), of 64 where they would not (1024 heads),
-    // or as MAMBA_CUDA_SSD_UPDATE_ROWS forces.
+    // before the wait, unless the op just before wrote the state. Blocks of 16 rows of a head (the trace's
+    // "16 rows") where blocks of 64 would leave SMs idle (4 heads), of 64 where they make several waves (1024
+    // heads), or as MAMBA_CUDA_SSD_UPDATE_ROWS forces.
     constexpr int64_t kHeadDim = 64, kState = 128;
     for (const int64_t heads : {int64_t(4), int64_t(1024)}) {
         std::mt19937_64 rng(11);
@@ -367,9 +367,9 @@ TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteI
         sd.y = y.dl();
         sd.dt_softplus = 1;
         sd.dt_max = INFINITY;
-        for (const char * rows : {"", "64", "32"}) {
-            const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", rows);
-            const bool narrow = std::string(rows) == "32" || (rows[0] == '\0' && heads == 4);
+        for (const std::string rows : {"", "64", "32", "16"}) {
+            const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", rows.c_str());
+            const std::string built_rows = rows.empty() ? (heads == 4 ? "16" : "64") : rows;
             for (bool writes_state : {false, true}) {
                 SCOPED_TRACE(std::to_string(heads) + " heads, MAMBA_CUDA_SSD_UPDATE_ROWS=" + rows +
                              (writes_state ? ", the op before writes the state" : ", the op before writes x"));
@@ -379,7 +379,7 @@ TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteI
                     if (st != MAMBA_STATUS_OK) return st;
                     return mamba_ssd_state_update(ctx(), &sd);
                 });
-                const std::string kernel = std::string("ssd_state_update_kernel") + (narrow ? " narrow" : "") + (writes_state ? "" : " early");
+                const std::string kernel = "ssd_state_update_kernel" + (built_rows == "64" ? "" : " " + built_rows + " rows") + (writes_state ? "" : " early");
                 EXPECT_TRUE(launched_last(log, kernel)) << log;
             }
         }

@@ -4,7 +4,7 @@
 // heads to the mamba2-2.7b shape, with and without an op just before (the kernels' early loads), the gate
 // before or after the norm, several B/C groups, per-channel D, float16 and float32, batch 2; shapes that take
 // the four ops (two norm groups, batched rows cuBLAS takes); and bad arguments. On CUDA every case also runs
-// with "auto" and "separate", and at batch 1 with the state update's blocks of 64 and of 32 rows
+// with "auto" and "separate", and at batch 1 with the state update's blocks of 64, 32 and 16 rows
 // (MAMBA_CUDA_SSD_UPDATE_ROWS). Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded
 // into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
@@ -168,7 +168,7 @@ protected:
         // "fused" where the norm must fold (so that a fallback fails), the default otherwise.
         // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1.
         const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
-        // rows: the state update's rows per block (MAMBA_CUDA_SSD_UPDATE_ROWS), both forced at batch 1 besides the default.
+        // rows: the state update's rows per block (MAMBA_CUDA_SSD_UPDATE_ROWS), each forced at batch 1 besides the default.
         struct Variant {
             const char *step, *pre, *rows = "";
         };

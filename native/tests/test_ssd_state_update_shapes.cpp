@@ -142,14 +142,14 @@ TEST_P(SsdStateUpdateShapesTest, TailsOfRowsAndStatesMatchFloat64Reference) {
     for (const Case & c : cases) check(c, seed++);
 }
 
-// Blocks of 64 rows of a head or of 32 (MAMBA_CUDA_SSD_UPDATE_ROWS; "auto" takes 32 where blocks of 64 would
-// leave SMs idle): full and partial blocks and warps of either length, two passes, and a grid over every SM.
+// Blocks of 64, 32 or 16 rows of a head (MAMBA_CUDA_SSD_UPDATE_ROWS; "auto" takes fewer rows where blocks of 64
+// would leave SMs idle): full and partial blocks and warps of each length, two passes, and a grid over every SM.
 TEST_P(SsdStateUpdateShapesTest, RowsPerBlockSettingsMatchFloat64Reference) {
     const Case cases[] = {
-        {1, 80, 64, 1, 128},   // mamba2-2.7b at batch 1: two 32-row blocks a head under "auto"
-        {2, 2, 77, 2, 128},    // 32 + 32 + 13 rows: a partial block with a partial warp
+        {1, 80, 64, 1, 128},   // mamba2-2.7b at batch 1: four 16-row blocks a head under "auto"
+        {2, 2, 77, 2, 128},    // 32 + 32 + 13 rows (or 4 x 16 + 13): a partial block with a partial warp
         {1, 3, 45, 1, 252},    // 32 + 13 rows, a partial second pass
-        {1, 2, 16, 1, 64},     // fewer rows than a 32-row block
+        {1, 2, 16, 1, 64},     // fewer rows than a 32-row block, one whole 16-row block
         {16, 48, 64, 2, 128},  // 768 blocks of 64 rows under "auto"
     };
     for (const char * rows : kernel_variants({"auto", "64", "32", "16"})) {
