@@ -6,6 +6,10 @@
 #include <limits>
 #include <optional>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "backend_test.h"
 
 namespace {
@@ -694,6 +698,34 @@ TEST_P(SsdTest, LongSequenceKeepsTheStateAccurate) {
         const Shape s{1, 2048, 2, 64, 1, 128};
         SCOPED_TRACE(describe(s, o));
         check(s, o);
+    }
+}
+
+// Decays that underflow within a chunk (A down to -16, so that running products of exp(dt A) over a chunk
+// of 256 steps pass through float32's denormals to 0). The CPU backend scans with denormals flushed to zero
+// (cpu/denormals.h): it must still match the float64 recurrence, and leave the calling thread's
+// floating-point mode as it found it, with flushing off and with it on.
+TEST_P(SsdTest, DecaysThatUnderflowMatchTheRecurrenceAndKeepTheCallersFloatingPointMode) {
+    const Shape s{1, 600, 4, 32, 1, 64};
+    Options o;
+    o.chunk_size = 256;
+    Problem pr(s, o, 41);
+    for (int64_t h = 0; h < s.heads; ++h) pr.A.at(h) = float(-16.0 * double(h + 1) / double(s.heads));
+    const Result want = reference_ssd(pr);
+    for (const bool caller_flushes : {false, true}) {
+        SCOPED_TRACE(caller_flushes ? "caller flushes denormals" : "caller keeps denormals");
+#if defined(__SSE__)
+        const unsigned int saved = _mm_getcsr();
+        const unsigned int mode = caller_flushes ? (saved | 0x8040u) : (saved & ~0x8040u);
+        _mm_setcsr(mode);
+#endif
+        const Result got = run(pr);
+#if defined(__SSE__)
+        EXPECT_EQ(_mm_getcsr(), mode);
+        _mm_setcsr(saved);
+#endif
+        EXPECT_CLOSE(got.y, want.y, tolerance(o.dtype), tolerance(o.dtype));
+        EXPECT_CLOSE(got.final_states, want.final_states, 2e-4, 2e-4);
     }
 }
 

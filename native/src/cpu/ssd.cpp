@@ -16,6 +16,7 @@
 
 #include "core/context.h"
 #include "cpu/convert.h"
+#include "cpu/denormals.h"
 #include "cpu/blas_threads.h"
 #include "cpu/ssd_common.h"
 #include "ops/ssd.h"
@@ -275,6 +276,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     std::mutex error_mutex;
 #pragma omp parallel num_threads(ctx.num_threads)
     {
+        const ScopedFlushDenormals flush;  // the decays' denormals cost microcode assists (denormals.h)
         std::optional<ChunkBuffers> buffers;
         try {
             buffers.emplace(p.chunk_size, p.headdim, p.dstate);
