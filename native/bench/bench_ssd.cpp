@@ -51,6 +51,12 @@ mb::Register ssd_prefill("ssd bf16 B1 L2048 H24 P64 N128 G1 chunk 256 (mamba2-13
     return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
 });
 
+mb::Register ssd_prefill_512("ssd bf16 B1 L512 H24 P64 N128 G1 chunk 256 (mamba2-130m, a 512-token prompt)", [](mb::Bench & b, double & bytes, double & flops) {
+    mamba_ssd_args a{};
+    prefill(b, bytes, flops, a, 1, 512, 256);
+    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+});
+
 mb::Register ssd_prefill_batch("ssd bf16 B4 L512 H24 P64 N128 G1 chunk 256", [](mb::Bench & b, double & bytes, double & flops) {
     mamba_ssd_args a{};
     prefill(b, bytes, flops, a, 4, 512, 256);
