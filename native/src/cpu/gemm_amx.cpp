@@ -21,6 +21,7 @@
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
 #include "cpu/scratch.h"
+#include "cpu/shares.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__linux__)
 #define MAMBA_CPU_AMX 1
@@ -128,12 +129,6 @@ void multiply_block(const uint16_t * hi, const uint16_t * lo, int64_t Kp, const 
 // Output columns per packed panel: about 512 KB of packed W, which stays in L2 while the rows stream past it.
 int64_t panel_cols(int64_t Kp) { return std::clamp<int64_t>((int64_t(1) << 19) / (Kp * 2) / kBlockCols * kBlockCols, kBlockCols, 1024); }
 
-// First column of share i of n split in `shares` parts, a multiple of 32.
-int64_t share_begin(int64_t n, int64_t i, int64_t shares) {
-    if (i >= shares) return n;
-    return std::min(n, (n * i / shares + kBlockCols / 2) / kBlockCols * kBlockCols);
-}
-
 }  // namespace
 
 bool amx_usable() {
@@ -209,7 +204,7 @@ bool linear_gemm_amx(int num_threads, const LinearParams & p) {
                 const int64_t row_group = task % row_groups, col_group = task / row_groups;
                 const int64_t row_begin = Mp / kBlockRows * row_group / row_groups * kBlockRows;
                 const int64_t row_end = Mp / kBlockRows * (row_group + 1) / row_groups * kBlockRows;
-                const int64_t col_begin = share_begin(N, col_group, col_groups), col_end = share_begin(N, col_group + 1, col_groups);
+                const int64_t col_begin = share_begin(N, col_group, col_groups, kBlockCols), col_end = share_begin(N, col_group + 1, col_groups, kBlockCols);
                 for (int64_t n0 = col_begin; n0 < col_end; n0 += width) {
                     const int64_t cols = std::min(width, col_end - n0);
                     pack_panel(w + n0 * ldw, ldw, K, Kp, cols, packed);

@@ -17,6 +17,7 @@
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
 #include "cpu/scratch.h"
+#include "cpu/shares.h"
 #include "ops/linear.h"
 
 namespace mamba::cpu {
@@ -51,12 +52,6 @@ int64_t panel_width(int64_t out_features, int64_t in_features, int threads) {
     int64_t width = std::clamp<int64_t>((int64_t(1) << 18) / in_features, 32, 1024);
     width = std::min(width, (out_features + threads - 1) / threads);
     return std::max<int64_t>(16, (width + 15) / 16 * 16);
-}
-
-// First column of share `i` of `n` columns split in `shares` parts, rounded to a multiple of 16.
-int64_t share_begin(int64_t n, int64_t i, int64_t shares) {
-    if (i >= shares) return n;
-    return std::min(n, (n * i / shares + 8) / 16 * 16);
 }
 
 void linear_gemm(int num_threads, const LinearParams & p) {
@@ -112,7 +107,7 @@ void linear_gemm(int num_threads, const LinearParams & p) {
             const int64_t row_begin = M * row_group / row_groups, row_end = M * (row_group + 1) / row_groups;
             // Each panel group owns an equal share of the columns (in multiples of 16), cut into panels of at
             // most `width`: whole panels per group left one thread up to a panel's columns more than another.
-            const int64_t col_begin = share_begin(N, panel_group, panel_groups), col_end = share_begin(N, panel_group + 1, panel_groups);
+            const int64_t col_begin = share_begin(N, panel_group, panel_groups, 16), col_end = share_begin(N, panel_group + 1, panel_groups, 16);
             for (int64_t o0 = col_begin; o0 < col_end; o0 += width) {
                 const int64_t cols = std::min(width, col_end - o0);
                 const float * w = nullptr;
