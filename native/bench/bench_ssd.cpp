@@ -13,7 +13,9 @@ constexpr int64_t kHeads = 24, kHeadDim = 64, kDState = 128, kGroups = 1;
 
 // FLOPs of the chunked algorithm: per chunk of T steps, C B^T once per group (2 T^2 N), the masked
 // product (T^2 P, half of a full T x T by P product), the state's contribution and the state update
-// (2 T P N each) per head.
+// (2 T P N each) per head. Counted at the case's chunk_size as a fixed measure of the work: both backends pick
+// their own chunk length (chunk_size changes only rounding; the CPU takes at most 64 steps), and a shorter chunk
+// does fewer FLOPs of the masked product, so there the rates overstate the arithmetic actually done.
 double ssd_flops(int64_t batch, int64_t len, int64_t chunk) {
     double flops = 0;
     for (int64_t c0 = 0; c0 < len; c0 += chunk) {

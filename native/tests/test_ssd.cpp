@@ -701,8 +701,8 @@ TEST_P(SsdTest, LongSequenceKeepsTheStateAccurate) {
     }
 }
 
-// Decays that underflow within a chunk (A down to -16, so that running products of exp(dt A) over a chunk
-// of 256 steps pass through float32's denormals to 0). The CPU backend scans with denormals flushed to zero
+// Decays that underflow within a chunk (A down to -16, so that running products of exp(dt A) over a chunk,
+// 64 steps on the CPU whatever chunk_size asks, pass through float32's denormals to 0). The CPU backend scans with denormals flushed to zero
 // (cpu/denormals.h): it must still match the float64 recurrence, and leave the calling thread's
 // floating-point mode as it found it, with flushing off and with it on.
 TEST_P(SsdTest, DecaysThatUnderflowMatchTheRecurrenceAndKeepTheCallersFloatingPointMode) {
