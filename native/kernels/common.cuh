@@ -353,6 +353,19 @@ __device__ __forceinline__ void cp_async_16(void * smem, const void * gmem, bool
     *reinterpret_cast<uint4 *>(smem) = fill ? *reinterpret_cast<const uint4 *>(gmem) : make_uint4(0, 0, 0, 0);
 #endif
 }
+// The same with an L2 cache policy (l2_policy below) and the first src_bytes (0..16) of the source read, the rest
+// of the 16 bytes zeros.
+__device__ __forceinline__ void cp_async_16_hinted(void * smem, const void * gmem, int src_bytes, uint64_t policy) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes), "l"(policy) : "memory");
+#else
+    unsigned char * d = static_cast<unsigned char *>(smem);
+    const unsigned char * s = static_cast<const unsigned char *>(gmem);
+    for (int i = 0; i < 16; ++i) d[i] = i < src_bytes ? s[i] : 0;
+    (void)policy;
+#endif
+}
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.commit_group;\n" ::: "memory");

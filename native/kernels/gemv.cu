@@ -89,6 +89,14 @@
 // floats, written by the kernel before) after its PDL wait, parks them in shared memory with the first x tile
 // and warp 0 adds them after the last FMA. Extra bytes: each block reads the rows' partial sums from L2.
 //
+// Staged W (kStage builds: one row, 16-bit W, 16-byte loads, no epilogue but the row norm; try_gemv's stage_weights,
+// which the decode steps pass for out_proj): the first batch of W goes to registers before the PDL wait as above,
+// and each lane's second batch of the first tile to shared memory with cp.async (32 KB a block, dynamic), also before
+// the wait. Registers cap what a grid can hold early (mamba-2.8b's out_proj: 2 of a lane's 5 vectors a row, 10 of
+// its 26 MB); the state update before out_proj moves little of HBM's bandwidth for several µs, so the second batch
+// (another 10 MB there) loads then instead of after the wait. Bytes: the same W, once; 3 blocks an SM still fit
+// (65 KB of shared memory each). MAMBA_CUDA_GEMV_STAGE=off loads that batch after the wait.
+//
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
 // mamba-2.8b decode chain: 0.3186 / 0.3228 / 0.3212 ms for N = 1 / 2 / 3 against 0.3158; the model within
@@ -144,6 +152,9 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
+    bool stage_w;       // the caller asks for W's staging (try_gemv's stage_weights); launch_tiled sets staged_batches
+    int staged_batches; // tiled kernel at one row with early_w (kStage builds): W batches of the first tile after the
+                        // first, copied into shared memory with cp.async before the PDL wait (at most kMaxStagedBatches)
     double * clear;       // clear_count values zeroed at the kernel's end (ClearAfterWait, gemv.cuh), or null
     int64_t clear_count;
     bool has_norm;      // tiled kernel (kRowNorm builds: 16-byte W loads, up to kNormMaxRows rows): row m's sums scaled by
@@ -280,7 +291,7 @@ __device__ __forceinline__ void clear_after_wait(const GemvArgs & a) {
 // ---- tiled kernel ----
 
 template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false,
-          bool kPreNormIn = false, int kPreNormRound = 2>
+          bool kPreNormIn = false, int kPreNormRound = 2, bool kStageW = false>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -294,6 +305,9 @@ struct TiledGemvTraits {
     static constexpr bool kPreNorm = kPreNormIn;      // x (+ residual) normalized on the way in (GemvArgs::pre)
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
+    static constexpr bool kStage = kStageW;           // W batches staged in shared memory before the wait (GemvArgs::staged_batches)
+    static_assert(!kStage || (kRowBucket == 1 && kVecLoads && !kConvStep && !kXProjPartials && !kPreNormIn),
+                  "staging is built for the one-row plain and row-norm builds");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -308,7 +322,12 @@ struct TiledGemvTraits {
     // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
     // (94 registers without the bound); 0 leaves the other builds' register allocation free, as before.
     static constexpr int kMinBlocksPerSM = kRowBucket == 1 ? 3 : 0;
+    // Shared memory of one staged batch (kStage builds, dynamic): every lane's U x R vectors.
+    static constexpr int kStagedBatchBytes = kThreads * kUnroll * kRowsPerWarp * 16;
 };
+
+// W batches a kStage build stages at most: one (32 KB) keeps 3 blocks an SM with the 32 KB x tile.
+constexpr int kMaxStagedBatches = 1;
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
 // tile_padded. Typed loads, four per thread issued before their stores, so that a thread waits for one
@@ -584,6 +603,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     __shared__ __align__(16) unsigned char xproj_w[Tr::kXProjBytes];  // kXProj: the block's columns of x_proj's weight
     __shared__ float xproj_u[Tr::kXProj ? Tr::kWarps * R : 1];       // kXProj: the block's conv outputs
     __shared__ float pre_ss[Tr::kPreNorm ? Tr::kWarps : 1];           // kPreNorm: each warp's sum of squares
+    extern __shared__ uint4 w_staged[];  // kStage: the second batch's vector (u, r) of thread t at (u * R + r) * kThreads + t
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -611,6 +631,28 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                 wv[u][r] = v < vectors && row_ok[r] ? load_w_vector<Tr>(rows_w[r], t0 + int64_t(v) * V, a.in, w_policy) : make_uint4(0u, 0u, 0u, 0u);
         }
     };
+    [[maybe_unused]] bool staged = false;
+    // kStage: the first tile's second batch goes to shared memory, also before the wait, where no register holds
+    // it (each thread's own copies, read back by the thread that made them: no barrier).
+    if constexpr (Tr::kStage) {
+        static_assert(kMaxStagedBatches == 1, "one staged batch (the loop below reads batch 1 only)");
+        if (a.early_w && a.staged_batches > 0) {  // issued before the registers' batch: fewer live registers
+            const int tile = a.in < T ? a.in : T;
+            const int vectors = (tile + V - 1) / V;
+            // One copy at a time (not unrolled): the addresses of all eight at once spill the 80-register build.
+#pragma unroll 1
+            for (int i = 0; i < U * R; ++i) {
+                const int u = i / R, r = i % R;
+                const int v = wk * 32 + lane + (U + u) * step;
+                const bool in_range = n0 + r < a.out && v < vectors;
+                const int bytes = in_range ? int(sizeof(TW)) * min(V, tile - v * V) : 0;
+                const TW * src = static_cast<const TW *>(a.w) + (in_range ? (n0 + r) * a.ldw + int64_t(v) * V : 0);
+                cp_async_16_hinted(&w_staged[i * Tr::kThreads + threadIdx.x], src, bytes, w_policy);
+            }
+            cp_async_commit();
+            staged = true;
+        }
+    }
     // W before the wait where the op just before does not write it (early_w; launch.cuh): the first batch of
     // the first tile streams while the previous kernel runs.
     bool early = false;
@@ -735,7 +777,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             }
         }
         __syncthreads();
-        while (v0 < vectors) {
+        // The FMAs of the batch in wv (U vectors from v0 on), then the next batch's loads.
+        const auto fma_batch = [&](int v0) {
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const int v = v0 + u * step;
@@ -752,6 +795,20 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
                     }
                 });
             }
+        };
+        if constexpr (Tr::kStage) {
+            if (staged && t0 == 0) {  // the first batch, then the second from shared memory (staged before the wait)
+                fma_batch(v0);
+                v0 += step * U;
+                cp_async_wait_all();
+#pragma unroll
+                for (int u = 0; u < U; ++u)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) wv[u][r] = w_staged[(u * R + r) * Tr::kThreads + threadIdx.x];
+            }
+        }
+        while (v0 < vectors) {
+            fma_batch(v0);
             v0 += step * U;
             if (v0 < vectors) load_batch(t0, vectors, v0);
         }
@@ -1034,6 +1091,12 @@ GemvVariant forced_gemv_variant() { return env_choice("MAMBA_CUDA_GEMV_VARIANT",
 enum class GemvEvict { Context, First, Normal, ConvOnly, PlainOnly };
 constexpr EnvChoice<GemvEvict> kGemvEvict[] = {
     {"first", GemvEvict::First}, {"normal", GemvEvict::Normal}, {"conv", GemvEvict::ConvOnly}, {"plain", GemvEvict::PlainOnly}};
+// MAMBA_CUDA_GEMV_STAGE: "auto" (or unset) stages W in shared memory where the caller asks for it (try_gemv's
+// stage_weights) and the kernel can (launch_tiled), "off" never does; read at each call, any other value fails it.
+enum class GemvStage { Auto, Off };
+constexpr EnvChoice<GemvStage> kGemvStage[] = {{"auto", GemvStage::Auto}, {"off", GemvStage::Off}};
+bool gemv_stage_allowed() { return env_choice("MAMBA_CUDA_GEMV_STAGE", kGemvStage, GemvStage::Auto) == GemvStage::Auto; }
+
 // `conv`: the call runs the conv step epilogue (try_gemv_conv1d_update).
 bool gemv_evict_first(const mamba_context & ctx, bool conv) {
     switch (env_choice("MAMBA_CUDA_GEMV_EVICT", kGemvEvict, GemvEvict::Context)) {
@@ -1077,10 +1140,29 @@ GemvVariant gemv_variant(const LinearParams & p) {
 }
 
 
+// A kStage build with a.staged_batches batches of dynamic shared memory (over the 48 KB a block gets unasked
+// with the x tile's 32 KB).
+template <class Tr>
+void launch_staged(mamba_context & ctx, const char * name, const GemvArgs & a, unsigned blocks) {
+    const size_t smem = size_t(a.staged_batches) * Tr::kStagedBatchBytes;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(gemv_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    launch_kernel(ctx, name, true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), smem, a);
+    MAMBA_CUDA_CHECK_LAUNCH(name);
+}
+
 template <class TW, int kRows>
 void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsigned blocks) {
     // The trace names tell the early loads apart: W (one row only), the conv operands (any row count).
     const bool early = kRows == 1 && a.early_w;
+    if constexpr (kRows == 1 && sizeof(TW) == 2) {
+        if (a.staged_batches > 0) {  // 16-bit W, early, with 16-byte loads, no epilogue but the row norm (launch_tiled)
+            if (a.has_norm)
+                launch_staged<TiledGemvTraits<TW, 1, true, false, true, false, false, 2, true>>(ctx, "gemv_tiled_norm_kernel early staged", a, blocks);
+            else
+                launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, true>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
+            return;
+        }
+    }
     if constexpr (kRows <= kNormMaxRows) {
         if (a.has_norm) {  // only with 16-byte W loads (try_gemv_row_norm)
             using Tr = TiledGemvTraits<TW, kRows, true, false, true>;
@@ -1150,6 +1232,15 @@ template <class TW>
 void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec, int min_warps_n = 1) {
     a.warps_n = tiled_warps_n(ctx, a, min_warps_n);
     const unsigned blocks = unsigned(ceil_div(a.out, int64_t(a.warps_n) * kTiledRowsPerWarp));
+    a.staged_batches = 0;
+    // 16-bit W only: the float32 builds spill with the copies.
+    if (sizeof(TW) == 2 && a.stage_w && a.rows == 1 && a.early_w && vec && !a.has_conv && !a.has_xproj && !a.has_pre_norm) {
+        // The batches a lane has in the first tile beyond the one held in registers, up to kMaxStagedBatches.
+        using Tr = TiledGemvTraits<TW, 1, true>;
+        const int64_t vectors = ceil_div(std::min<int64_t>(a.in, Tr::kTileK), Tr::kVecElems);
+        const int64_t lane_steps = ceil_div(vectors, int64_t(kTiledWarps / a.warps_n) * 32);
+        a.staged_batches = int(std::min<int64_t>(ceil_div(lane_steps, Tr::kUnroll) - 1, kMaxStagedBatches));
+    }
     if (a.rows <= 1) launch_tiled_rows<TW, 1>(ctx, a, vec, blocks);
     else if (a.rows <= 2) launch_tiled_rows<TW, 2>(ctx, a, vec, blocks);
     else if (a.rows <= 4) launch_tiled_rows<TW, 4>(ctx, a, vec, blocks);
@@ -1277,8 +1368,9 @@ bool gemv_applies(const LinearParams & p) {
 
 }  // namespace
 
-bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear) {
+bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear, bool stage_weights) {
     const bool evict_first = gemv_evict_first(ctx, false);  // read before any way out, so a misspelt value fails every call
+    const bool stage = gemv_stage_allowed() && stage_weights;
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;
@@ -1288,6 +1380,7 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait 
     // later launch follows one of this op, which writes only y, and y never overlaps W (validate_linear).
     a.early_w = readable_before_wait(ctx, {&p.weight});
     a.w_evict_first = evict_first;
+    a.stage_w = stage;
     if (clear != nullptr) {
         if (p.rows != 1) fail(MAMBA_STATUS_INTERNAL, "try_gemv: the clear after the wait is built into the one-row kernels only");
         a.clear = clear->data;
@@ -1310,13 +1403,15 @@ bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row) {
     return vec && partials_per_row >= 1 && p.rows * partials_per_row <= kNormPartialsMax;
 }
 
-bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps) {
+bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps, bool stage_weights) {
     const bool evict_first = gemv_evict_first(ctx, false);
+    const bool stage = gemv_stage_allowed() && stage_weights;
     if (!gemv_row_norm_applies(p, partials.count) || dim < 1) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);  // vec: gemv_row_norm_applies
     a.early_w = readable_before_wait(ctx, {&p.weight});
     a.w_evict_first = evict_first;
+    a.stage_w = stage;
     a.has_norm = true;
     a.norm.partials = partials.data;
     a.norm.s0 = partials.row_stride;

@@ -1095,7 +1095,7 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
         return;
     }
     const ClearAfterWait clear{sums.data, int64_t(sums.replicas) * sums.stride};
-    if (try_gemv(ctx, p.out_proj, &clear)) {
+    if (try_gemv(ctx, p.out_proj, &clear, /*stage_weights=*/true)) {
         note_writes(ctx, {&p.out_proj.y});
     } else {
         linear(ctx, p.out_proj);

@@ -367,6 +367,21 @@ TEST_P(Mamba1StepTest, XProjSumsClearedByOutProjOrByTheUpdate) {
     if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", "in_proj", "out_proj, update");
 }
 
+TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
+    // At one row out_proj's GEMV copies each lane's second batch of W into shared memory before its wait where its
+    // first tile holds more than one batch a lane (gemv.cu, "Staged W"): the mamba-2.8b shape (a batch of 5 vectors
+    // left a lane), and 8320 inputs over 64 outputs (two x tiles; most lanes' staged vectors past the first tile's
+    // 1024 read as zeros). MAMBA_CUDA_GEMV_STAGE=off loads them after the wait; the result is the same. The CPU
+    // backend reads no such variable.
+    for (const char * stage : {"auto", "off"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
+        const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
+        run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
+        run({1, 64, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
+    }
+    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
+}
+
 TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the one kernel's settings are read by the CUDA backend";
     const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
