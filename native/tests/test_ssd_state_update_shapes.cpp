@@ -165,7 +165,12 @@ TEST_P(SsdStateUpdateShapesTest, RejectsUnknownRowsPerBlockSetting) {
     const mt::ScopedEnv env("MAMBA_CUDA_SSD_UPDATE_ROWS", "48");
     Tensor state({1, 1, 8, 16}, DType::F32), x({1, 1, 8}, DType::F32), dt({1, 1}, DType::F32), A({1}, DType::F32), Bm({1, 1, 16}, DType::F32),
         Cm({1, 1, 16}, DType::F32), y({1, 1, 8}, DType::F32);
-    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &y}) t->upload(ctx());
+    std::mt19937_64 rng(48);
+    for (Tensor * t : {&state, &x, &dt, &A, &Bm, &Cm, &y}) {
+        t->fill_uniform(rng, -1, 1);
+        t->upload(ctx());
+    }
+    const std::vector<double> state_before = state.values(), y_before = y.values();
     mamba_ssd_state_update_args a{};
     a.state = state.dl();
     a.x = x.dl();
@@ -177,6 +182,12 @@ TEST_P(SsdStateUpdateShapesTest, RejectsUnknownRowsPerBlockSetting) {
     a.dt_max = INFINITY;
     EXPECT_EQ(mamba_ssd_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
     EXPECT_STREQ(mamba_last_error(), "mamba_ssd_state_update: MAMBA_CUDA_SSD_UPDATE_ROWS must be one of auto, 64, 32, 16 (or unset), not '48'");
+    // Refused before any launch: the state and y are as uploaded.
+    MAMBA_ASSERT_OK(mamba_context_synchronize(ctx()));
+    state.download(ctx());
+    y.download(ctx());
+    EXPECT_EQ(state.values(), state_before);
+    EXPECT_EQ(y.values(), y_before);
 }
 
 MAMBA_INSTANTIATE_BACKENDS(SsdStateUpdateShapesTest);
