@@ -89,13 +89,16 @@
 // floats, written by the kernel before) after its PDL wait, parks them in shared memory with the first x tile
 // and warp 0 adds them after the last FMA. Extra bytes: each block reads the rows' partial sums from L2.
 //
-// Staged W (kStage builds: one row, 16-bit W, 16-byte loads, no epilogue but the row norm; try_gemv's stage_weights,
-// which the decode steps pass for out_proj): the first batch of W goes to registers before the PDL wait as above,
-// and each lane's second batch of the first tile to shared memory with cp.async (32 KB a block, dynamic), also before
-// the wait. Registers cap what a grid can hold early (mamba-2.8b's out_proj: 2 of a lane's 5 vectors a row, 10 of
-// its 26 MB); the state update before out_proj moves little of HBM's bandwidth for several µs, so the second batch
-// (another 10 MB there) loads then instead of after the wait. Bytes: the same W, once; 3 blocks an SM still fit
-// (65 KB of shared memory each). MAMBA_CUDA_GEMV_STAGE=off loads that batch after the wait.
+// Staged W (kStage builds: one row, 16-bit W, 16-byte loads, no epilogue; try_gemv's stage_weights, which the Mamba-1
+// step passes for out_proj): the first batch of W goes to registers before the PDL wait as above, and each lane's second
+// batch of the first tile to shared memory with cp.async (32 KB a block, dynamic), also before the wait. Registers cap
+// what a grid holds early (mamba-2.8b's out_proj: 2 of a lane's 5 vectors a row, 10 of its 26 MB); the Mamba-1 state
+// update before out_proj moves little of HBM's bandwidth for several µs, so the second batch (another 10 MB) loads
+// then instead of after the wait. Bytes: the same W, once; 3 blocks an SM still fit (65 KB of shared memory each).
+// Measured on an H200 (bf16, batch 1, configurations interleaved): the 8-layer mamba-2.8b chain 0.2399-0.2403 ms
+// against 0.2471-0.2476 loading that batch after the wait (MAMBA_CUDA_GEMV_STAGE=off), decode 1.981-1.982 against
+// 2.026-2.038 ms/step. Mamba-2's out_proj (the row-norm build, after a state update that moves 5 MB of state) lost as
+// much: its chain 0.2622-0.2632 against 0.2465-0.2468, so it does not stage.
 //
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
@@ -306,8 +309,8 @@ struct TiledGemvTraits {
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
     static constexpr bool kStage = kStageW;           // W batches staged in shared memory before the wait (GemvArgs::staged_batches)
-    static_assert(!kStage || (kRowBucket == 1 && kVecLoads && !kConvStep && !kXProjPartials && !kPreNormIn),
-                  "staging is built for the one-row plain and row-norm builds");
+    static_assert(!kStage || (kRowBucket == 1 && kVecLoads && !kConvStep && !kRowNormScale && !kXProjPartials && !kPreNormIn),
+                  "staging is built for the one-row plain build");
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kRowsPerWarp = 4;            // outputs (rows of W) per warp
@@ -1155,11 +1158,8 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     // The trace names tell the early loads apart: W (one row only), the conv operands (any row count).
     const bool early = kRows == 1 && a.early_w;
     if constexpr (kRows == 1 && sizeof(TW) == 2) {
-        if (a.staged_batches > 0) {  // 16-bit W, early, with 16-byte loads, no epilogue but the row norm (launch_tiled)
-            if (a.has_norm)
-                launch_staged<TiledGemvTraits<TW, 1, true, false, true, false, false, 2, true>>(ctx, "gemv_tiled_norm_kernel early staged", a, blocks);
-            else
-                launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, true>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
+        if (a.staged_batches > 0) {  // 16-bit W, early, with 16-byte loads, no epilogue (launch_tiled)
+            launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, true>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
             return;
         }
     }
@@ -1234,7 +1234,7 @@ void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec, int min_warps_n = 1
     const unsigned blocks = unsigned(ceil_div(a.out, int64_t(a.warps_n) * kTiledRowsPerWarp));
     a.staged_batches = 0;
     // 16-bit W only: the float32 builds spill with the copies.
-    if (sizeof(TW) == 2 && a.stage_w && a.rows == 1 && a.early_w && vec && !a.has_conv && !a.has_xproj && !a.has_pre_norm) {
+    if (sizeof(TW) == 2 && a.stage_w && a.rows == 1 && a.early_w && vec && !a.has_conv && !a.has_xproj && !a.has_pre_norm && !a.has_norm) {
         // The batches a lane has in the first tile beyond the one held in registers, up to kMaxStagedBatches.
         using Tr = TiledGemvTraits<TW, 1, true>;
         const int64_t vectors = ceil_div(std::min<int64_t>(a.in, Tr::kTileK), Tr::kVecElems);
@@ -1403,15 +1403,13 @@ bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row) {
     return vec && partials_per_row >= 1 && p.rows * partials_per_row <= kNormPartialsMax;
 }
 
-bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps, bool stage_weights) {
+bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps) {
     const bool evict_first = gemv_evict_first(ctx, false);
-    const bool stage = gemv_stage_allowed() && stage_weights;
     if (!gemv_row_norm_applies(p, partials.count) || dim < 1) return false;
     bool vec = false;
     GemvArgs a = gemv_args(p, vec);  // vec: gemv_row_norm_applies
     a.early_w = readable_before_wait(ctx, {&p.weight});
     a.w_evict_first = evict_first;
-    a.stage_w = stage;
     a.has_norm = true;
     a.norm.partials = partials.data;
     a.norm.s0 = partials.row_stride;

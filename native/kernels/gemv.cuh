@@ -22,9 +22,9 @@ struct ClearAfterWait {
 
 // Runs y = x W^T (+ bias) with a GEMV kernel when one applies and is the better choice (rows <=
 // kGemvMaxRows, not a shape gemv_variant gives to cuBLAS), zeroing `clear` (when given; one row only) at its end; returns false
-// (having done nothing) otherwise. stage_weights: the op just before is short of HBM traffic, so at one row the kernel
-// also copies the second batch of each lane's W into shared memory before its PDL wait, beyond what registers hold
-// (gemv.cu, "Staged W"; MAMBA_CUDA_GEMV_STAGE=off declines).
+// (having done nothing) otherwise. stage_weights: the op just before moves little of HBM's bandwidth, so at one row the
+// kernel also copies the second batch of each lane's W into shared memory before its PDL wait, beyond what registers
+// hold (gemv.cu, "Staged W"; MAMBA_CUDA_GEMV_STAGE=off declines).
 bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear = nullptr, bool stage_weights = false);
 
 // The same with the conv step run on the outputs of p.conv's range before they are stored (the tiled

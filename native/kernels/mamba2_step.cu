@@ -73,7 +73,7 @@ void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
     // out_proj reads the state update's output (gated and times the norm's weight), not normed, which holds the sums.
     LinearParams out_proj = p.out_proj;
     out_proj.x = p.norm.x;
-    if (!try_gemv_row_norm(ctx, out_proj, parts, p.inner, p.norm.eps, /*stage_weights=*/true)) fail(MAMBA_STATUS_INTERNAL, "mamba2_step: out_proj's GEMV refused the folded norm");
+    if (!try_gemv_row_norm(ctx, out_proj, parts, p.inner, p.norm.eps)) fail(MAMBA_STATUS_INTERNAL, "mamba2_step: out_proj's GEMV refused the folded norm");
     note_writes(ctx, {&out_proj.y});
 }
 

@@ -47,7 +47,7 @@ bool gemv_row_norm_applies(const LinearParams & p, int64_t partials_per_row);
 // Row m of y = x W^T scaled by 1 / sqrt(sum(row m's partials) / dim + eps), then + bias, by the tiled GEMV
 // kernel; returns false (having done nothing) where it cannot run: more than kNormMaxRows rows, rows mamba_linear
 // gives to cuBLAS, a forced warp or gemm variant, a W that does not allow 16-byte loads, or more than
-// kNormPartialsMax partial sums. stage_weights: as try_gemv's (gemv.cuh).
-bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps, bool stage_weights = false);
+// kNormPartialsMax partial sums.
+bool try_gemv_row_norm(mamba_context & ctx, const LinearParams & p, const NormPartials & partials, int64_t dim, float eps);
 
 }  // namespace mamba::cuda

@@ -131,10 +131,10 @@ std::vector<double> reference_step(const Case & c, Mixer & m) {
     return out;
 }
 
-// Whether the one CUDA kernel takes the case (mamba.h): batch 1, one 16-bit dtype throughout.
+// Whether the one CUDA kernel takes the case (mamba.h): batch 1, one 16-bit dtype throughout, widths up to 5120.
 bool fusable(const Case & c) {
     return c.batch == 1 && c.act == c.weight && (c.act == DType::BF16 || c.act == DType::F16) && c.hidden % 8 == 0 && c.inner % 8 == 0 &&
-           c.rank % 8 == 0 && c.width >= 2 && c.width <= 4 && c.dstate % 4 == 0 && c.dstate <= 128;
+           c.hidden <= 5120 && c.inner <= 5120 && c.rank % 8 == 0 && c.width >= 2 && c.width <= 4 && c.dstate % 4 == 0 && c.dstate <= 128;
 }
 
 // Whether x_proj folds into in_proj on CUDA (step_xproj.cuh): batch 1, in_proj's GEMV with the conv step (16-byte
@@ -380,6 +380,39 @@ TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
         run({1, 64, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
     if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
+}
+
+TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
+    // Which out_proj kernel the mamba-2.8b step launches (a context made with MAMBA_CUDA_TRACE=1 prints each launch):
+    // the staged build by default, the plain early one with MAMBA_CUDA_GEMV_STAGE=off, and the plain early one for the
+    // mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage).
+    if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
+    mt::ContextPtr traced;
+    {
+        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
+        traced = mt::make_context(MAMBA_DEVICE_CUDA);
+    }
+    ASSERT_NE(traced, nullptr);
+    const struct {
+        Case shape;
+        const char * stage;
+        bool staged;
+    } cases[] = {{{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "auto", true},
+                 {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "off", false},
+                 {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false}};
+    for (const auto & c : cases) {
+        SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
+        const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
+        Mixer m(c.shape);
+        m.upload_unbiased(traced.get());
+        mamba_mamba1_step_args a = m.args(false);
+        ::testing::internal::CaptureStderr();
+        const mamba_status status = mamba_mamba1_step(traced.get(), &a);
+        const std::string log = ::testing::internal::GetCapturedStderr();
+        ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_EQ(log.find("mamba trace gemv_tiled_kernel early staged ") != std::string::npos, c.staged) << log;
+        EXPECT_NE(log.find(c.staged ? "mamba trace gemv_tiled_kernel early staged " : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
+    }
 }
 
 TEST_P(Mamba1StepTest, MisspeltOneKernelSettingIsRejected) {
