@@ -369,23 +369,35 @@ TEST_P(Mamba1StepTest, XProjSumsClearedByOutProjOrByTheUpdate) {
 
 TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
     // At one row out_proj's GEMV copies each lane's second batch of W into shared memory before its wait where its
-    // first tile holds more than one batch a lane (gemv.cu, "Staged W"): the mamba-2.8b shape (a batch of 5 vectors
-    // left a lane), and 8320 inputs over 64 outputs (two x tiles; most lanes' staged vectors past the first tile's
-    // 1024 read as zeros). MAMBA_CUDA_GEMV_STAGE=off loads them after the wait; the result is the same. The CPU
-    // backend reads no such variable.
+    // first tile holds more than one batch a lane (gemv.cu, "Staged W"): at the mamba-2.8b shape 2 of a lane's 5
+    // vectors a row. MAMBA_CUDA_GEMV_STAGE=off loads them after the wait; the result is the same. The CPU backend reads
+    // no such variable.
     for (const char * stage : {"auto", "off"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
-        run({1, 64, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
     if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
+}
+
+TEST_P(Mamba1StepTest, OutProjWeightsStagedAtTheTileEdges) {
+    // The staged batch at the edges of out_proj's x tile (8192 columns), 64 outputs (a block of 4 a warp's 8 column
+    // slices, 256 vectors apart): 4608 inputs, 576 vectors a row, where of the staged vectors 512-1023 only 512-575
+    // are in range (the rest copied as zeros); 8320 inputs, two tiles, the first holding 4 vectors a lane (the second
+    // batch staged whole) and the second 16 vectors a row, loaded after the wait. Small enough for the sanitizers.
+    for (const char * stage : {"auto", "off"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
+        const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
+        run({1, 64, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
+        run({1, 64, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
+    }
 }
 
 TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     // Which out_proj kernel the mamba-2.8b step launches (a context made with MAMBA_CUDA_TRACE=1 prints each launch):
     // the staged build by default, the plain early one with MAMBA_CUDA_GEMV_STAGE=off, and the plain early one for the
-    // mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage).
+    // mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage); the staged build for the two
+    // cases of OutProjWeightsStagedAtTheTileEdges.
     if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
     mt::ContextPtr traced;
     {
@@ -399,7 +411,9 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
         bool staged;
     } cases[] = {{{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "auto", true},
                  {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "off", false},
-                 {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false}};
+                 {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false},
+                 {{1, 64, 4608, 8, 16, 4, DType::BF16, DType::BF16}, "auto", true},
+                 {{1, 64, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true}};
     for (const auto & c : cases) {
         SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
         const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
