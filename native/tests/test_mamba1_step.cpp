@@ -381,15 +381,16 @@ TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
 }
 
 TEST_P(Mamba1StepTest, OutProjWeightsStagedAtTheTileEdges) {
-    // The staged batch at the edges of out_proj's x tile (8192 columns), 64 outputs (a block of 4 a warp's 8 column
-    // slices, 256 vectors apart): 4608 inputs, 576 vectors a row, where of the staged vectors 512-1023 only 512-575
-    // are in range (the rest copied as zeros); 8320 inputs, two tiles, the first holding 4 vectors a lane (the second
-    // batch staged whole) and the second 16 vectors a row, loaded after the wait. Small enough for the sanitizers.
+    // The staged batch at the edges of out_proj's x tile (8192 columns), 1088 outputs (over the warp kernel's 1024, so
+    // the tiled kernel, in blocks of 4 outputs, a warp's 8 column slices 256 vectors apart): 4608 inputs, 576 vectors a
+    // row, where of the staged vectors 512-1023 only 512-575 are in range (the rest copied as zeros); 8320 inputs, two
+    // tiles, the first holding 4 vectors a lane (the second batch staged whole) and the second 16 vectors a row, loaded
+    // after the wait.
     for (const char * stage : {"auto", "off"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
-        run({1, 64, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
-        run({1, 64, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
+        run({1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
+        run({1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
 }
 
@@ -412,8 +413,8 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     } cases[] = {{{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "auto", true},
                  {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "off", false},
                  {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false},
-                 {{1, 64, 4608, 8, 16, 4, DType::BF16, DType::BF16}, "auto", true},
-                 {{1, 64, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true}};
+                 {{1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16}, "auto", true},
+                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true}};
     for (const auto & c : cases) {
         SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
         const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
