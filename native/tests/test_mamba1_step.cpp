@@ -369,36 +369,28 @@ TEST_P(Mamba1StepTest, XProjSumsClearedByOutProjOrByTheUpdate) {
 
 TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
     // At one row out_proj's GEMV copies each lane's second batch of W into shared memory before its wait where its
-    // first tile holds more than one batch a lane (gemv.cu, "Staged W"): at the mamba-2.8b shape 2 of a lane's 5
-    // vectors a row. MAMBA_CUDA_GEMV_STAGE=off loads them after the wait; the result is the same. The CPU backend reads
-    // no such variable.
+    // first tile holds more than one batch a lane (gemv.cu, "Staged W"); MAMBA_CUDA_GEMV_STAGE=off loads it after the
+    // wait, and the result is the same. The mamba-2.8b shape (2 of a lane's 5 vectors a row staged), and the edges of
+    // the x tile (8192 columns) at 1088 outputs (over the warp kernel's 1024, so the tiled kernel, in blocks of 4
+    // outputs, a warp's 8 column slices 256 vectors apart): 4608 inputs, 576 vectors a row, where of the staged vectors
+    // 512-1023 only 512-575 are in range (the rest copied as zeros); 8320 inputs, two tiles, the first holding 4
+    // vectors a lane (the second batch staged whole), the second loaded after the wait. The CPU backend reads no such
+    // variable.
     for (const char * stage : {"auto", "off"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
-    }
-    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
-}
-
-TEST_P(Mamba1StepTest, OutProjWeightsStagedAtTheTileEdges) {
-    // The staged batch at the edges of out_proj's x tile (8192 columns), 1088 outputs (over the warp kernel's 1024, so
-    // the tiled kernel, in blocks of 4 outputs, a warp's 8 column slices 256 vectors apart): 4608 inputs, 576 vectors a
-    // row, where of the staged vectors 512-1023 only 512-575 are in range (the rest copied as zeros); 8320 inputs, two
-    // tiles, the first holding 4 vectors a lane (the second batch staged whole) and the second 16 vectors a row, loaded
-    // after the wait.
-    for (const char * stage : {"auto", "off"}) {
-        SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
-        const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
         run({1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
+    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
 }
 
 TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     // Which out_proj kernel the mamba-2.8b step launches (a context made with MAMBA_CUDA_TRACE=1 prints each launch):
     // the staged build by default, the plain early one with MAMBA_CUDA_GEMV_STAGE=off, and the plain early one for the
     // mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage); the staged build for the two
-    // cases of OutProjWeightsStagedAtTheTileEdges.
+    // tile-edge cases of OutProjWeightsStagedOrNot.
     if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
     mt::ContextPtr traced;
     {
