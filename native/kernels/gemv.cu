@@ -97,8 +97,10 @@
 // then instead of after the wait. Bytes: the same W, once; 3 blocks an SM still fit (65 KB of shared memory each).
 // Measured on an H200 (bf16, batch 1, configurations interleaved): the 8-layer mamba-2.8b chain 0.2399-0.2403 ms
 // against 0.2471-0.2476 loading that batch after the wait (MAMBA_CUDA_GEMV_STAGE=off), decode 1.981-1.982 against
-// 2.026-2.038 ms/step. Mamba-2's out_proj (the row-norm build, after a state update that moves 5 MB of state) lost as
-// much: its chain 0.2622-0.2632 against 0.2465-0.2468, so it does not stage.
+// 2.026-2.038 ms/step; on other H200s the chain gained only 0.3-0.4% (docs/gpu-results.md, runs 109 and 111), never
+// lost. Mamba-2's out_proj (the row-norm build, after a state update that moves 5 MB of state) lost 7%: its chain
+// 0.2622-0.2632 against 0.2465-0.2468, so it does not stage. The early loads slow the Mamba-1 update they overlap (its
+// last stretch 3.4-3.5 µs against 1.7 with none; runs 108-110); bulk copies instead of cp.async changed nothing.
 //
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
