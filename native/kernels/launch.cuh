@@ -15,7 +15,8 @@
 //   then implies its predecessor's, which the kernels after it rely on;
 // - allow_dependents() may come anywhere, even first: it only lets the next kernel's blocks be scheduled.
 //   That kernel's own wait still waits for this grid to complete and flush. The kernels here call it
-//   right after their wait, so that at most one grid waits ahead of the running one.
+//   right after their wait, so that at most one grid waits ahead of the running one; the state updates may
+//   call it before (MAMBA_CUDA_UPDATE_RELEASE, below), the Mamba-1 update from x_proj's sums by default.
 // What may come before the wait: index arithmetic, kernel arguments, shared-memory setup, prefetch_l2()
 // hints. Not loads of tensors, weights included: through the C ABI any tensor may be the output of the
 // op just before (a weight converted by mamba_copy and used at once), and that kernel may still write it;
@@ -35,6 +36,7 @@
 #include <utility>
 
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "core/tensor.h"
 
 namespace mamba::cuda {
@@ -60,6 +62,19 @@ __device__ __forceinline__ void allow_dependents() {
 #endif
 }
 
+// MAMBA_CUDA_UPDATE_RELEASE: where the decode steps' state updates (Mamba-1 and Mamba-2) call allow_dependents().
+// "before_wait": before their own wait, so that out_proj's blocks get in and load their early weights while in_proj
+// still runs; "start": right after the wait, as every other kernel. Unset: before_wait for the Mamba-1 update from
+// x_proj's sums (mamba-2.8b chain of 8 layers on an H200: 0.2339-0.2349 ms against 0.2411-0.2422, decode 1.948
+// against 1.992 ms/step, run 113), start for the rest (the Mamba-2 update measured 0.5% slower with it). Releasing
+// before the wait puts two grids ahead of the running one, so such an op records its writes together with those of
+// the op before it (note_writes_keeping, below).
+enum class ReleaseAt : int { Start = 0, BeforeWait = 1 };
+inline ReleaseAt update_release_point(ReleaseAt fallback) {
+    static constexpr EnvChoice<ReleaseAt> kPoints[] = {{"start", ReleaseAt::Start}, {"before_wait", ReleaseAt::BeforeWait}};
+    return env_choice("MAMBA_CUDA_UPDATE_RELEASE", kPoints, fallback);
+}
+
 // Whether launches on this context may carry the PDL attribute (device and MAMBA_CUDA_PDL, at creation).
 // Stream capture records programmatic edges from CUDA 12.3 on; older runtimes capture plain launches.
 inline bool pdl_enabled(const mamba_context & ctx) {
@@ -73,8 +88,10 @@ inline bool pdl_enabled(const mamba_context & ctx) {
 // still write any tensor. But a kernel's blocks start only once every block of the kernel before it has
 // passed its own wait (every kernel here calls allow_dependents() after wait_for_producer()), so every
 // kernel before that one has completed and flushed: only the kernel just before can still be writing.
-// Where that kernel is the last of a libmamba op that recorded its outputs (note_writes), a tensor outside
-// them may be loaded before the wait, and streams while the previous kernel runs: the GEMVs' first
+// The state updates may release before their wait (MAMBA_CUDA_UPDATE_RELEASE): then the op before them may
+// still be writing too, and they record its writes with theirs (note_writes_keeping).
+// Where the record of what may still be writing is current (note_writes), a tensor outside it may be loaded
+// before the wait, and streams while the previous kernel runs: the GEMVs' first
 // batches of W (tiled kernel at one row, warp kernel), the state updates' states and parameters and the
 // fused dt_proj chunks (mamba-2.8b decode at batch 1 on an H200: 2.585 -> 2.366 ms/step).
 // What a context knows of its stream is a StreamTrack (common.cuh), shared with the contexts that borrow
@@ -96,6 +113,39 @@ inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor 
     s->forget();
     if (captured_by_another(ctx)) return;
     int n = 0;
+    for (const Tensor * t : outputs) {
+        if (t == nullptr) continue;
+        const char *lo, *hi;
+        byte_range(*t, lo, hi);
+        if (lo == hi) continue;
+        if (n == StreamTrack::kMaxWriteRanges) return;  // more than the record holds: stays stale
+        s->write_lo[n] = lo;
+        s->write_hi[n] = hi;
+        ++n;
+    }
+    s->write_count = n;
+    s->writes_at = s->queued.load();
+}
+
+// Whether the record of ctx's stream is current: nothing queued since the last note_writes. An op that releases
+// its dependents before its wait asks this before it queues anything, and passes the answer to note_writes_keeping.
+inline bool writes_recorded(const mamba_context & ctx) {
+    const StreamTrack * s = ctx.cuda->track.get();
+    return s != nullptr && s->writes_at == s->queued.load();
+}
+
+// note_writes for an op whose kernel let the next one in before its own wait: the next kernel may start while the
+// op before this one still runs, so the record holds both ops' outputs. With `previous_recorded` false (the earlier
+// record was stale when this op began) nothing is known of that op, and the record stays stale.
+inline void note_writes_keeping(mamba_context & ctx, bool previous_recorded, std::initializer_list<const Tensor *> outputs) {
+    StreamTrack * s = ctx.cuda->track.get();
+    if (s == nullptr) return;
+    if (!previous_recorded || captured_by_another(ctx)) {
+        s->forget();
+        return;
+    }
+    int n = s->write_count;
+    s->forget();
     for (const Tensor * t : outputs) {
         if (t == nullptr) continue;
         const char *lo, *hi;

@@ -1112,6 +1112,7 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     const XProjFold xproj = env_choice("MAMBA_CUDA_MAMBA1_XPROJ", kXProjFolds, XProjFold::Auto);
     const int xproj_replicas = env_choice("MAMBA_CUDA_MAMBA1_XPROJ_REPLICAS", kXProjReplicas, kDefaultXProjReplicas);
     const SumsClear sums_clear = env_choice("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", kSumsClears, SumsClear::OutProj);
+    update_release_point(ReleaseAt::Start);  // read by the state update; a misspelt value fails here, before any launch
     const FusedSettings settings = read_fused_settings();
     StepArgs a{};
     size_t smem = 0;

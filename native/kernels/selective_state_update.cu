@@ -60,6 +60,8 @@ struct StateUpdateArgs {
     // kWeightsShared: where the block's dt_proj rows start in dynamic shared memory, in bytes (16-byte aligned, after
     // dt_low, B and C).
     int w_smem_offset;
+    // Where the block lets the next kernel's blocks be scheduled (allow_dependents): ReleaseAt, launch.cuh.
+    int release_at;
 };
 
 template <bool kVecStateAndA, bool kFusedDtProj = false, bool kVecWeightRows = false, class TWeight = float, bool kSumsInput = false,
@@ -259,8 +261,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     }
     // PDL-safe (launch.cuh): only index math above, and when early the inputs the op just before does not
     // write; dt, B and C (x_proj's outputs) and everything else may come from the previous kernel.
+    // allow_dependents() before the wait where the host chose so (MAMBA_CUDA_UPDATE_RELEASE, launch.cuh): out_proj's
+    // blocks then load their early weights while in_proj still runs, and the update's own reads find HBM less busy.
+    if (a.release_at == int(ReleaseAt::BeforeWait)) allow_dependents();
     wait_for_producer();
-    allow_dependents();
+    if (a.release_at == int(ReleaseAt::Start)) allow_dependents();
     if (!early) request_weights();
 
     [[maybe_unused]] unsigned arrival = 0;  // kSumsIn, thread 0: the arrivals counted before this block's
@@ -408,12 +413,19 @@ bool weight_rows_vectorized(const Tensor & W) {
     return W.stride[1] == 1 && (W.stride[0] * int64_t(dtype_size(W.dtype))) % 16 == 0 && aligned16(W.data);
 }
 
+// The update's outputs, with the op before's where the kernel released its dependents before its wait.
+void note_update_writes(mamba_context & ctx, const StateUpdateArgs & a, bool previous_recorded, const SelectiveStateUpdateParams & p) {
+    if (a.release_at == int(ReleaseAt::BeforeWait)) note_writes_keeping(ctx, previous_recorded, {&p.y, &p.state});
+    else note_writes(ctx, {&p.y, &p.state});
+}
+
 // The state update, with dt_low, B and C from x_proj's sums where `sums` is given (selective_state_update_from_sums).
 void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums * sums) {
     if (p.batch == 0 || p.dim == 0) return;
     // Every check before any work is queued (the parameter conversions below run on the stream): a
     // rejected call leaves the stream, y and the state as they were.
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
+    const ReleaseAt release_at = update_release_point(sums ? ReleaseAt::BeforeWait : ReleaseAt::Start);  // may be rejected
     // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory (and B and
     // C after them when they come from the sums).
     const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank + (sums ? 2 * p.dstate : 0)) * sizeof(float) : 0;
@@ -488,16 +500,18 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     a.channels_per_group = p.dim / p.groups;
     a.softplus = p.dt_softplus;
     a.lanes_per_channel = G;
+    a.release_at = int(release_at);
     const bool vec = state_and_A_vectorized(p.state, A, p.dstate);
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
     // After the conversions above: one queued just before makes the loads wait (launch.cuh). From the sums, x and z
     // (in_proj's outputs) always load after the wait, so they are not asked about.
+    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_writes_keeping)
     a.early = sums ? readable_before_wait(ctx, {&p.state, &p.A, ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)})
                    : readable_before_wait(ctx, {&p.state, &p.A, &p.x, ptr(p.z), ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
-        note_writes(ctx, {&p.y, &p.state});
+        note_update_writes(ctx, a, previous_recorded, p);
         return;
     }
     const Tensor & W = *p.dt_proj_weight;
@@ -537,7 +551,7 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
     else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
     else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
-    note_writes(ctx, {&p.y, &p.state});
+    note_update_writes(ctx, a, previous_recorded, p);
 }
 
 }  // namespace

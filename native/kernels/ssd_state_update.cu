@@ -54,6 +54,7 @@ struct SsdUpdateArgs {
     int64_t heads, headdim, dstate, heads_per_group;
     float dt_min, dt_max;
     bool softplus, clamp, has_D, D_per_channel, has_z, has_bias, vec;
+    int release_at;  // where the block calls allow_dependents(): ReleaseAt, launch.cuh
     bool early;  // vec build: the first pass of the state, A, dt_bias and D load before the PDL wait (readable_before_wait, launch.cuh)
     // The gated RMSNorm folded in (kFoldNorm builds, step_norm.cuh; needs has_z): y = rounded(out) * silu(z) * norm_w, and
     // each block's sum of squares of the normalized values at norm_part[b * norm_part_s0 + h * gridDim.x + blockIdx.x].
@@ -129,8 +130,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
     if (early) load_state_and_parameters();
     // PDL-safe (launch.cuh): only index math above, and under a.early the inputs the op just before does
     // not write; x, dt, B, C and z (the projection's outputs) may come from the previous kernel.
+    if (a.release_at == int(ReleaseAt::BeforeWait)) allow_dependents();  // MAMBA_CUDA_UPDATE_RELEASE (launch.cuh)
     wait_for_producer();
-    allow_dependents();
+    if (a.release_at == int(ReleaseAt::Start)) allow_dependents();
     if (!early) load_state_and_parameters();
 
     // Every small input is requested before any is used: loads at clamped (always valid) indices rather
@@ -312,15 +314,18 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     if (bc_bytes > size_t(state_of(ctx).max_smem_per_block) || bc_bytes > 48 * 1024)
         fail(MAMBA_STATUS_UNSUPPORTED, "ssd_state_update on CUDA supports dstate up to 6144");
     const int rows = rows_per_block(ctx, p);  // reads MAMBA_CUDA_SSD_UPDATE_ROWS, which may be rejected
+    const ReleaseAt release_at = update_release_point(ReleaseAt::Start);  // may be rejected too
     F32Params f32;
     SsdUpdateArgs a{};
     fill_shared_args(ctx, f32, p, a);
     a.state = p.state.ptr<float>();
     copy_strides(a.st_s, p.state);
     a.vec = ssd_state_update_vectorized(p);
+    a.release_at = int(release_at);
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, int64_t(rows))), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
+    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_writes_keeping)
     a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias), ptr(p.D)});
     if (fold) {
         // z gates the output only through the norm here (has_z in the kFoldNorm build).
@@ -342,7 +347,8 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
-    note_writes(ctx, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
+    if (release_at == ReleaseAt::BeforeWait) note_writes_keeping(ctx, previous_recorded, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
+    else note_writes(ctx, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
 }
 
 }  // namespace

@@ -386,6 +386,65 @@ TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteI
     }
 }
 
+TEST_F(KernelChoiceTest, AfterAnUpdateReleasedBeforeItsWaitTheOpBeforeItCountsToo) {
+    if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
+    // A one-row linear (the producer) writes 64 values; an SSD state update runs; then a one-row linear (the consumer)
+    // whose weight starts with those 64 values. Where the update releases its dependents after its wait, the producer
+    // has completed when the consumer starts, so the consumer loads its weight early; where the update releases before
+    // its wait (MAMBA_CUDA_UPDATE_RELEASE=before_wait), the consumer may start while the producer runs, so it loads
+    // after its wait, unless the producer wrote elsewhere.
+    constexpr int64_t kOut = 64, kIn = 64, kHeads = 4, kHeadDim = 64, kState = 128;
+    std::mt19937_64 rng(17);
+    Tensor px({1, kIn}, DType::BF16), pw({kOut, kIn}, DType::BF16), w({2 * kOut, kIn}, DType::BF16), x({1, kIn}, DType::BF16), y({1, kOut}, DType::BF16);
+    Tensor state({1, kHeads, kHeadDim, kState}, DType::F32), ux({1, kHeads, kHeadDim}, DType::F32), dt({1, kHeads}, DType::BF16);
+    Tensor A({kHeads}, DType::F32), Bm({1, 1, kState}, DType::BF16), Cm({1, 1, kState}, DType::BF16), uy({1, kHeads, kHeadDim}, DType::BF16);
+    for (Tensor * t : {&px, &pw, &w, &x, &state, &ux, &dt, &A, &Bm, &Cm}) {
+        t->fill_uniform(rng, -1, 0);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    uy.upload_poisoned(ctx());
+    mamba_ssd_state_update_args sd{};
+    sd.state = state.dl();
+    sd.x = ux.dl();
+    sd.dt = dt.dl();
+    sd.A = A.dl();
+    sd.B = Bm.dl();
+    sd.C = Cm.dl();
+    sd.y = uy.dl();
+    sd.dt_softplus = 1;
+    sd.dt_max = INFINITY;
+    mt::View weight(w, {kOut, kIn}, {});                       // w's first half: the consumer's weight
+    mt::View into_weight(w, {1, kOut}, {kOut, 1});             // its first 64 values
+    mt::View past_weight(w, {1, kOut}, {kOut, 1}, uint64_t(kOut * kIn) * 2);  // the first 64 of w's second half
+    struct Case {
+        const char * release;
+        bool into;  // the producer writes into the consumer's weight
+        bool early;
+    };
+    const Case cases[] = {{"start", true, true}, {"before_wait", true, false}, {"before_wait", false, true}};
+    for (const Case & c : cases) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_UPDATE_RELEASE=") + c.release + (c.into ? ", the producer writes the weight" : ", the producer writes past it"));
+        const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_RELEASE", c.release);
+        mamba_linear_args producer{};
+        producer.x = px.dl();
+        producer.weight = pw.dl();
+        producer.y = c.into ? into_weight.dl() : past_weight.dl();
+        mamba_linear_args consumer{};
+        consumer.x = x.dl();
+        consumer.weight = weight.dl();
+        consumer.y = y.dl();
+        const std::string log = traced([&] {
+            mamba_status st = mamba_linear(ctx(), &producer);
+            if (st == MAMBA_STATUS_OK) st = mamba_ssd_state_update(ctx(), &sd);
+            if (st != MAMBA_STATUS_OK) return st;
+            return mamba_linear(ctx(), &consumer);
+        });
+        EXPECT_TRUE(launched(log, "ssd_state_update_kernel 16 rows early")) << log;  // the producer wrote none of its inputs
+        EXPECT_TRUE(launched_last(log, c.early ? "gemv_warp_kernel early" : "gemv_warp_kernel")) << log;
+    }
+}
+
 TEST_F(KernelChoiceTest, NormsLoadWeightResidualAndGateEarlyUnlessTheOpBeforeWroteThem) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The add + RMSNorm after out_proj, and the gated RMSNorm after the SSD state update: the weight and the

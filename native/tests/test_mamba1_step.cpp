@@ -367,6 +367,21 @@ TEST_P(Mamba1StepTest, XProjSumsClearedByOutProjOrByTheUpdate) {
     if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_MAMBA1_SUMS_CLEAR", "in_proj", "out_proj, update");
 }
 
+TEST_P(Mamba1StepTest, StateUpdateReleasePointsChangeNoResult) {
+    // Where the state update lets out_proj start (MAMBA_CUDA_UPDATE_RELEASE: before its own wait, the default of the
+    // update from x_proj's sums, or after it) changes no result: the update from the sums at the mamba-2.8b shape after
+    // another op (out_proj's early and staged loads while in_proj may still run), a small shape over three steps, and
+    // the four kernels at batch 2. The CPU backend reads no such variable.
+    for (const char * release : {"before_wait", "start"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_UPDATE_RELEASE=") + release);
+        const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_RELEASE", release);
+        run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
+        run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true, false, 3}, PreNorm::WithResidual));
+        run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true});
+    }
+    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_UPDATE_RELEASE", "early", "start, before_wait");
+}
+
 TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
     // At one row out_proj's GEMV copies each lane's second batch of W into shared memory before its wait where its
     // first tile holds more than one batch a lane (gemv.cu, "Staged W"); MAMBA_CUDA_GEMV_STAGE=off loads it after the

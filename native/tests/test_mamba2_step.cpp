@@ -257,6 +257,18 @@ TEST_P(Mamba2StepTest, Batch4) { run({4, 128, 4, 32, 1, 16, 4, DType::BF16, DTyp
 TEST_P(Mamba2StepTest, Mamba2130mShape) { run({1, 768, 24, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2}); }
 TEST_P(Mamba2StepTest, Mamba27bShapeAfterAnotherOp) { run({1, 2560, 80, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2, true}); }
 TEST_P(Mamba2StepTest, Batch2OnCublasTakesTheFourOps) { run({2, 2048, 32, 64, 1, 16, 4, DType::BF16, DType::BF16, false, false, 2, true}); }
+TEST_P(Mamba2StepTest, StateUpdateReleasePointsChangeNoResult) {
+    // Where the state update lets out_proj start (MAMBA_CUDA_UPDATE_RELEASE: after its wait, the default, or before it)
+    // changes no result: the mamba2-2.7b shape after another op (the folded norm, out_proj's early loads) and batch 2.
+    // The CPU backend reads no such variable.
+    for (const char * release : {"start", "before_wait"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_UPDATE_RELEASE=") + release);
+        const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_RELEASE", release);
+        run({1, 2560, 80, 64, 1, 128, 4, DType::BF16, DType::BF16, false, true, 2, true});
+        run({2, 128, 4, 32, 1, 16, 4, DType::BF16, DType::BF16, true, true});
+    }
+}
+
 TEST_P(Mamba2StepTest, TwoNormGroupsTakeTheFourOps) {
     Case c{1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16};
     c.norm_groups = 2;

@@ -209,6 +209,31 @@ TEST_P(SelectiveStateUpdateFusedDtTest, WeightsLoadedBeforeTheLaunchWait) {
     }
 }
 
+// MAMBA_CUDA_UPDATE_RELEASE moves where the CUDA kernel lets the next kernel start (right after its wait, or before
+// it); results unchanged, in the plain build, the fused dt build with and without early loads and over several batch
+// rows. The CPU backend reads no such variable.
+TEST_P(SelectiveStateUpdateFusedDtTest, ReleasePointsChangeNoResult) {
+    const FusedDtCase cases[] = {
+        {1, 320, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},
+        {3, 40, 16, 5, DType::BF16, DType::BF16, Layout::Contiguous, 3},
+    };
+    uint64_t seed = 500;
+    for (const char * release : {"start", "before_wait"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_UPDATE_RELEASE=") + release);
+        const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_RELEASE", release);
+        StepOptions o;
+        o.dt_bias = true;
+        o.softplus = true;
+        o.z = true;
+        for (const auto & c : cases) {
+            check_fused(c, o, seed, false);
+            check_fused(c, o, seed++, true);
+        }
+        StepProblem plain({2, 130, 16, 2}, o, {}, Layout::Contiguous, seed++);
+        check(plain);
+    }
+}
+
 // ---- errors ----------------------------------------------------------------------------------------
 
 class SelectiveStateUpdateErrorTest : public SelectiveStateUpdateTest {
