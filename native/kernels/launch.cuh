@@ -65,8 +65,8 @@ __device__ __forceinline__ void allow_dependents() {
 // MAMBA_CUDA_UPDATE_RELEASE: where the decode steps' state updates (Mamba-1 and Mamba-2) call allow_dependents().
 // "before_wait": before their own wait, so that out_proj's blocks get in and load their early weights while in_proj
 // still runs; "start": right after the wait, as every other kernel. Unset: before_wait for the Mamba-1 update from
-// x_proj's sums (mamba-2.8b chain of 8 layers on an H200: 0.2339-0.2349 ms against 0.2411-0.2422, decode 1.948
-// against 1.992 ms/step, run 113), start for the rest (the Mamba-2 update measured 0.5% slower with it). Releasing
+// x_proj's sums (mamba-2.8b chain of 8 layers on an H200: 0.2337-0.2349 ms against 0.2404-0.2422, decode 1.931-1.948
+// against 1.983-1.992 ms/step, runs 113-114), start for the rest (the Mamba-2 update measured 0.5% slower with it). Releasing
 // before the wait puts two grids ahead of the running one, so such an op records its writes together with those of
 // the op before it (note_writes_keeping, below).
 enum class ReleaseAt : int { Start = 0, BeforeWait = 1 };
