@@ -52,6 +52,7 @@ std::string plan_folded_norm(mamba_context & ctx, const Mamba2StepParams & p, bo
 
 void mamba2_step(mamba_context & ctx, const Mamba2StepParams & p) {
     const Step2Kernels choice = env_choice("MAMBA_CUDA_MAMBA2_STEP", kStep2Kernels, Step2Kernels::Auto);
+    update_release_point(ReleaseAt::Start);  // read by the state update; a misspelt value fails here, before any launch
     NormPartials parts;
     const std::string why = choice == Step2Kernels::Separate ? std::string("not chosen") : plan_folded_norm(ctx, p, choice == Step2Kernels::Fused, parts);
     if (choice == Step2Kernels::Fused && !why.empty())

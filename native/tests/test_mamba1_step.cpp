@@ -379,7 +379,21 @@ TEST_P(Mamba1StepTest, StateUpdateReleasePointsChangeNoResult) {
         run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true, false, 3}, PreNorm::WithResidual));
         run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true});
     }
-    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_UPDATE_RELEASE", "early", "start, before_wait");
+    if (!on_cuda()) return;
+    expect_setting_rejected("MAMBA_CUDA_UPDATE_RELEASE", "early", "start, before_wait");
+    // Rejected before in_proj runs: the conv state stays as it was.
+    const Case c{1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(c);
+    std::mt19937_64 rng(29);
+    for (Tensor * t : {&m.x, &m.w_in, &m.conv_state, &m.conv_w}) t->fill_uniform(rng, -1, 1);
+    m.upload_unbiased(ctx());
+    m.conv_state.download(ctx());  // as stored, rounded to its dtype
+    const std::vector<double> conv_before = m.conv_state.values();
+    mamba_mamba1_step_args a = m.args(false);
+    const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_RELEASE", "early");
+    EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    m.conv_state.download(ctx());
+    EXPECT_EQ(m.conv_state.values(), conv_before);
 }
 
 TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {

@@ -269,6 +269,32 @@ TEST_P(Mamba2StepTest, StateUpdateReleasePointsChangeNoResult) {
     }
 }
 
+TEST_P(Mamba2StepTest, MisspeltReleaseSettingFailsBeforeAnyWork) {
+    // A misspelt MAMBA_CUDA_UPDATE_RELEASE fails the call before in_proj runs, with the folded norm and without: the
+    // conv and SSM states stay as they were.
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_UPDATE_RELEASE is read by the CUDA backend";
+    const Case c{1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16};
+    for (const char * step : {"auto", "separate"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA2_STEP=") + step);
+        const mt::ScopedEnv kernels("MAMBA_CUDA_MAMBA2_STEP", step), release("MAMBA_CUDA_UPDATE_RELEASE", "early");
+        Mixer m(c);
+        std::mt19937_64 rng(23);
+        for (Tensor * t : {&m.x, &m.w_in, &m.b_in, &m.conv_state, &m.conv_w, &m.conv_b, &m.ssm_state}) t->fill_uniform(rng, -1, 1);
+        m.upload_all(ctx());
+        // As stored (rounded to the tensors' dtypes), so that an unchanged state compares equal.
+        m.conv_state.download(ctx());
+        m.ssm_state.download(ctx());
+        const std::vector<double> conv_before = m.conv_state.values(), ssm_before = m.ssm_state.values();
+        mamba_mamba2_step_args a = m.args(c);
+        EXPECT_EQ(mamba_mamba2_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba2_step: MAMBA_CUDA_UPDATE_RELEASE must be one of start, before_wait (or unset), not 'early'");
+        m.conv_state.download(ctx());
+        m.ssm_state.download(ctx());
+        EXPECT_EQ(m.conv_state.values(), conv_before);
+        EXPECT_EQ(m.ssm_state.values(), ssm_before);
+    }
+}
+
 TEST_P(Mamba2StepTest, TwoNormGroupsTakeTheFourOps) {
     Case c{1, 64, 4, 16, 1, 16, 4, DType::BF16, DType::BF16};
     c.norm_groups = 2;
