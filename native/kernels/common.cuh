@@ -27,7 +27,7 @@ namespace mamba {
 // with every context that borrows that stream (mamba_context_set_stream), so that work queued through any
 // of them counts.
 struct StreamTrack {
-    static constexpr int kMaxWriteRanges = 8;  // two ops' outputs (note_writes_keeping)
+    static constexpr int kMaxWriteRanges = 8;  // two ops' outputs (note_update_writes, launch.cuh)
     std::atomic<uint64_t> queued{0};
     uint64_t writes_at = ~uint64_t(0);  // nothing recorded
     int write_count = 0;

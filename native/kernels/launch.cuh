@@ -68,7 +68,7 @@ __device__ __forceinline__ void allow_dependents() {
 // x_proj's sums (mamba-2.8b chain of 8 layers on an H200: 0.2337-0.2349 ms against 0.2404-0.2422, decode 1.931-1.948
 // against 1.983-1.992 ms/step, runs 113-114), start for the rest (the Mamba-2 update measured 0.5% slower with it). Releasing
 // before the wait puts two grids ahead of the running one, so such an op records its writes together with those of
-// the op before it (note_writes_keeping, below).
+// the op before it (note_update_writes, below).
 enum class ReleaseAt : int { Start = 0, BeforeWait = 1 };
 inline ReleaseAt update_release_point(ReleaseAt fallback) {
     static constexpr EnvChoice<ReleaseAt> kPoints[] = {{"start", ReleaseAt::Start}, {"before_wait", ReleaseAt::BeforeWait}};
@@ -89,7 +89,7 @@ inline bool pdl_enabled(const mamba_context & ctx) {
 // passed its own wait (every kernel here calls allow_dependents() after wait_for_producer()), so every
 // kernel before that one has completed and flushed: only the kernel just before can still be writing.
 // The state updates may release before their wait (MAMBA_CUDA_UPDATE_RELEASE): then the op before them may
-// still be writing too, and they record its writes with theirs (note_writes_keeping).
+// still be writing too, and they record its writes with theirs (note_update_writes).
 // Where the record of what may still be writing is current (note_writes), a tensor outside it may be loaded
 // before the wait, and streams while the previous kernel runs: the GEMVs' first
 // batches of W (tiled kernel at one row, warp kernel), the state updates' states and parameters and the
@@ -105,59 +105,48 @@ inline bool pdl_enabled(const mamba_context & ctx) {
 // its work never runs on the stream, and its end cannot be seen, so nothing is recorded while it lasts.
 inline bool captured_by_another(const mamba_context & ctx) { return !ctx.cuda->capturing && stream_capturing(ctx); }
 
-// Records the outputs of the op just queued (null entries are skipped). An op that does not record
-// leaves the record stale, which keeps the next op's loads after its wait.
-inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor *> outputs) {
-    StreamTrack * s = ctx.cuda->track.get();
-    if (s == nullptr) return;
-    s->forget();
+// Appends the byte ranges of `outputs` (null and empty ones skipped) to the record from its `n`th entry on and makes
+// the record current. More ranges than the record holds leave it stale.
+inline void record_writes(mamba_context & ctx, StreamTrack & s, int n, std::initializer_list<const Tensor *> outputs) {
+    s.forget();
     if (captured_by_another(ctx)) return;
-    int n = 0;
     for (const Tensor * t : outputs) {
         if (t == nullptr) continue;
         const char *lo, *hi;
         byte_range(*t, lo, hi);
         if (lo == hi) continue;
-        if (n == StreamTrack::kMaxWriteRanges) return;  // more than the record holds: stays stale
-        s->write_lo[n] = lo;
-        s->write_hi[n] = hi;
+        if (n == StreamTrack::kMaxWriteRanges) return;
+        s.write_lo[n] = lo;
+        s.write_hi[n] = hi;
         ++n;
     }
-    s->write_count = n;
-    s->writes_at = s->queued.load();
+    s.write_count = n;
+    s.writes_at = s.queued.load();
 }
 
-// Whether the record of ctx's stream is current: nothing queued since the last note_writes. An op that releases
-// its dependents before its wait asks this before it queues anything, and passes the answer to note_writes_keeping.
+// Records the outputs of the op just queued (null entries are skipped). An op that does not record
+// leaves the record stale, which keeps the next op's loads after its wait.
+inline void note_writes(mamba_context & ctx, std::initializer_list<const Tensor *> outputs) {
+    if (StreamTrack * s = ctx.cuda->track.get()) record_writes(ctx, *s, 0, outputs);
+}
+
+// Whether the record of ctx's stream is current: nothing queued since the last note_writes. An op that may release
+// its dependents before its wait asks this before it queues anything, and passes the answer to note_update_writes.
 inline bool writes_recorded(const mamba_context & ctx) {
     const StreamTrack * s = ctx.cuda->track.get();
     return s != nullptr && s->writes_at == s->queued.load();
 }
 
-// note_writes for an op whose kernel let the next one in before its own wait: the next kernel may start while the
-// op before this one still runs, so the record holds both ops' outputs. With `previous_recorded` false (the earlier
-// record was stale when this op began) nothing is known of that op, and the record stays stale.
-inline void note_writes_keeping(mamba_context & ctx, bool previous_recorded, std::initializer_list<const Tensor *> outputs) {
+// note_writes for a state update released at `release`. Released before its own wait, the next kernel may start while
+// the op before the update still runs, so the record keeps that op's outputs with the update's. With
+// `previous_recorded` false (the record was stale when the update began) nothing is known of that op, and the record
+// stays stale.
+inline void note_update_writes(mamba_context & ctx, ReleaseAt release, bool previous_recorded, std::initializer_list<const Tensor *> outputs) {
     StreamTrack * s = ctx.cuda->track.get();
     if (s == nullptr) return;
-    if (!previous_recorded || captured_by_another(ctx)) {
-        s->forget();
-        return;
-    }
-    int n = s->write_count;
-    s->forget();
-    for (const Tensor * t : outputs) {
-        if (t == nullptr) continue;
-        const char *lo, *hi;
-        byte_range(*t, lo, hi);
-        if (lo == hi) continue;
-        if (n == StreamTrack::kMaxWriteRanges) return;  // more than the record holds: stays stale
-        s->write_lo[n] = lo;
-        s->write_hi[n] = hi;
-        ++n;
-    }
-    s->write_count = n;
-    s->writes_at = s->queued.load();
+    if (release != ReleaseAt::BeforeWait) return record_writes(ctx, *s, 0, outputs);
+    if (!previous_recorded) return s->forget();
+    record_writes(ctx, *s, s->write_count, outputs);
 }
 
 // Whether the next kernel queued on ctx may load all of `inputs` (null entries skipped) before

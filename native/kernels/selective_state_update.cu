@@ -413,12 +413,6 @@ bool weight_rows_vectorized(const Tensor & W) {
     return W.stride[1] == 1 && (W.stride[0] * int64_t(dtype_size(W.dtype))) % 16 == 0 && aligned16(W.data);
 }
 
-// The update's outputs, with the op before's where the kernel released its dependents before its wait.
-void note_update_writes(mamba_context & ctx, const StateUpdateArgs & a, bool previous_recorded, const SelectiveStateUpdateParams & p) {
-    if (a.release_at == int(ReleaseAt::BeforeWait)) note_writes_keeping(ctx, previous_recorded, {&p.y, &p.state});
-    else note_writes(ctx, {&p.y, &p.state});
-}
-
 // The state update, with dt_low, B and C from x_proj's sums where `sums` is given (selective_state_update_from_sums).
 void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums * sums) {
     if (p.batch == 0 || p.dim == 0) return;
@@ -505,13 +499,13 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     const dim3 grid(unsigned(channel_blocks), unsigned(std::min<int64_t>(p.batch, 65535)));
     // After the conversions above: one queued just before makes the loads wait (launch.cuh). From the sums, x and z
     // (in_proj's outputs) always load after the wait, so they are not asked about.
-    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_writes_keeping)
+    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_update_writes)
     a.early = sums ? readable_before_wait(ctx, {&p.state, &p.A, ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)})
                    : readable_before_wait(ctx, {&p.state, &p.A, &p.x, ptr(p.z), ptr(p.D), ptr(p.dt_bias), ptr(p.dt_proj_weight)});
     if (!p.dt_proj_weight) {
         if (vec) launch_update<SelectiveUpdateTraits<true>>(ctx, grid, 0, a);
         else launch_update<SelectiveUpdateTraits<false>>(ctx, grid, 0, a);
-        note_update_writes(ctx, a, previous_recorded, p);
+        note_update_writes(ctx, ReleaseAt(a.release_at), previous_recorded, {&p.y, &p.state});
         return;
     }
     const Tensor & W = *p.dt_proj_weight;
@@ -551,7 +545,7 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     else if (vec) launch_fused<true, false>(ctx, grid, smem, a, W.dtype);
     else if (vec_w) launch_fused<false, true>(ctx, grid, smem, a, W.dtype);
     else launch_fused<false, false>(ctx, grid, smem, a, W.dtype);
-    note_update_writes(ctx, a, previous_recorded, p);
+    note_update_writes(ctx, ReleaseAt(a.release_at), previous_recorded, {&p.y, &p.state});
 }
 
 }  // namespace

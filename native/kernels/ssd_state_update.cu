@@ -325,7 +325,7 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
     using Gen = SsdUpdateTraits<false>;
     const dim3 grid(unsigned(ceil_div(p.headdim, int64_t(rows))), unsigned(p.heads), unsigned(p.batch));
     // After fill_shared_args: a conversion it queued just before makes the loads wait (launch.cuh).
-    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_writes_keeping)
+    const bool previous_recorded = writes_recorded(ctx);  // before this op's launch (note_update_writes)
     a.early = readable_before_wait(ctx, {&p.state, &p.A, ptr(p.dt_bias), ptr(p.D)});
     if (fold) {
         // z gates the output only through the norm here (has_z in the kFoldNorm build).
@@ -347,8 +347,7 @@ void launch_state_update(mamba_context & ctx, const SsdStateUpdateParams & p, co
         launch_kernel(ctx, "ssd_state_update_kernel", true, ssd_state_update_kernel<Gen>, grid, dim3(Gen::kThreads), bc_bytes, a);
     }
     MAMBA_CUDA_CHECK_LAUNCH("ssd_state_update_kernel");
-    if (release_at == ReleaseAt::BeforeWait) note_writes_keeping(ctx, previous_recorded, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
-    else note_writes(ctx, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
+    note_update_writes(ctx, release_at, previous_recorded, {&p.y, &p.state, fold ? &fold->partials_home : nullptr});
 }
 
 }  // namespace
