@@ -101,6 +101,10 @@
 // lost. Mamba-2's out_proj (the row-norm build, after a state update that moves 5 MB of state) lost 7%: its chain
 // 0.2622-0.2632 against 0.2465-0.2468, so it does not stage. The early loads slow the Mamba-1 update they overlap (its
 // last stretch 3.4-3.5 µs against 1.7 with none; runs 108-110); bulk copies instead of cp.async changed nothing.
+// MAMBA_CUDA_GEMV_STAGE=all (measurement, its own build): every vector of the first tile past the registers' batch is
+// staged (mamba-2.8b's out_proj: 3 of a lane's 5 vectors, 48 KB a block, the whole of W early), with a 5120-column x
+// tile (20 KB) so that 3 blocks an SM still fit; for out_proj's blocks, which get in while in_proj still runs once the
+// state update releases them before its wait (launch.cuh, MAMBA_CUDA_UPDATE_RELEASE). Not yet measured.
 //
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
@@ -157,9 +161,11 @@ struct GemvArgs {
     bool early_w;       // the first W loads go before the PDL wait (readable_before_wait, launch.cuh): the
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
-    bool stage_w;       // the caller asks for W's staging (try_gemv's stage_weights); launch_tiled sets staged_batches
+    int stage_w;        // the caller asks for W's staging (try_gemv's stage_weights): 0 no, 1 one batch, 2 the whole first
+                        // tile (MAMBA_CUDA_GEMV_STAGE=all); launch_tiled sets staged_batches and staged_vectors
     int staged_batches; // tiled kernel at one row with early_w (kStage builds): W batches of the first tile after the
                         // first, copied into shared memory with cp.async before the PDL wait (at most kMaxStagedBatches)
+    int staged_vectors; // the vectors a lane stages a row, in those batches (a last batch may be partial)
     double * clear;       // clear_count values zeroed at the kernel's end (ClearAfterWait, gemv.cuh), or null
     int64_t clear_count;
     bool has_norm;      // tiled kernel (kRowNorm builds: 16-byte W loads, up to kNormMaxRows rows): row m's sums scaled by
@@ -296,7 +302,7 @@ __device__ __forceinline__ void clear_after_wait(const GemvArgs & a) {
 // ---- tiled kernel ----
 
 template <class TW, int kRowBucket, bool kVecLoads, bool kConvStep = false, bool kRowNormScale = false, bool kXProjPartials = false,
-          bool kPreNormIn = false, int kPreNormRound = 2, bool kStageW = false>
+          bool kPreNormIn = false, int kPreNormRound = 2, int kStageMode = 0>
 struct TiledGemvTraits {
     using W = TW;
     static constexpr int kRows = kRowBucket;          // accumulator rows (x rows beyond `rows` are skipped)
@@ -310,7 +316,8 @@ struct TiledGemvTraits {
     static constexpr bool kPreNorm = kPreNormIn;      // x (+ residual) normalized on the way in (GemvArgs::pre)
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
-    static constexpr bool kStage = kStageW;           // W batches staged in shared memory before the wait (GemvArgs::staged_batches)
+    static constexpr bool kStage = kStageMode > 0;    // W batches staged in shared memory before the wait (GemvArgs::staged_batches)
+    static constexpr int kStageBatches = kStageMode == 2 ? 2 : 1;  // at most: 2 (MAMBA_CUDA_GEMV_STAGE=all) with a smaller x tile
     static_assert(!kStage || (kRowBucket == 1 && kVecLoads && !kConvStep && !kRowNormScale && !kXProjPartials && !kPreNormIn),
                   "staging is built for the one-row plain build");
     static constexpr int kWarps = 8;
@@ -321,7 +328,9 @@ struct TiledGemvTraits {
     static constexpr int kLoad = kLoadThroughL1;
     // x tile columns: kRows * kTileK floats = 32 KB; 16 KB in the kXProj build, whose x_proj columns take the rest
     // of the 48 KB (in_proj's input, the model width, is at most 2560 in the Mamba-1 checkpoints: one tile).
-    static constexpr int kTileK = (kXProj ? 4096 : 8192) / kRows;
+    // The staging of the whole first tile (kStageBatches 2) takes a 5120-column tile, 20 KB, so that 3 blocks an SM fit
+    // with up to 48 KB of staged W each (mamba-2.8b's out_proj: 3 of a lane's 5 vectors a row).
+    static constexpr int kTileK = (kXProj ? 4096 : kStageBatches == 2 ? 5120 : 8192) / kRows;
     static constexpr int kXProjBytes = kXProj ? int(kXProjSliceBytes) : 16;
     static_assert(kTileK % kVecElems == 0, "x tiles hold whole vectors");
     // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
@@ -331,8 +340,9 @@ struct TiledGemvTraits {
     static constexpr int kStagedBatchBytes = kThreads * kUnroll * kRowsPerWarp * 16;
 };
 
-// W batches a kStage build stages at most: one (32 KB) keeps 3 blocks an SM with the 32 KB x tile.
-constexpr int kMaxStagedBatches = 1;
+// W batches a kStage build stages at most: one (32 KB) keeps 3 blocks an SM with the 32 KB x tile; the "all" build
+// stages two, the second partly (its dynamic shared memory is sized to the vectors staged).
+constexpr int kMaxStagedBatches = 2;
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
 // tile_padded. Typed loads, four per thread issued before their stores, so that a thread waits for one
@@ -608,7 +618,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     __shared__ __align__(16) unsigned char xproj_w[Tr::kXProjBytes];  // kXProj: the block's columns of x_proj's weight
     __shared__ float xproj_u[Tr::kXProj ? Tr::kWarps * R : 1];       // kXProj: the block's conv outputs
     __shared__ float pre_ss[Tr::kPreNorm ? Tr::kWarps : 1];           // kPreNorm: each warp's sum of squares
-    extern __shared__ uint4 w_staged[];  // kStage: the second batch's vector (u, r) of thread t at (u * R + r) * kThreads + t
+    extern __shared__ uint4 w_staged[];  // kStage: staged vector j (row r) of thread t at (j * R + r) * kThreads + t
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int warps_n = a.warps_n, warps_k = Tr::kWarps / warps_n;
@@ -640,15 +650,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
     // kStage: the first tile's second batch goes to shared memory, also before the wait, where no register holds
     // it (each thread's own copies, read back by the thread that made them: no barrier).
     if constexpr (Tr::kStage) {
-        static_assert(kMaxStagedBatches == 1, "one staged batch (the loop below reads batch 1 only)");
+        static_assert(Tr::kStageBatches <= kMaxStagedBatches, "the staged batches the build reads");
         if (a.early_w && a.staged_batches > 0) {  // issued before the registers' batch: fewer live registers
             const int tile = a.in < T ? a.in : T;
             const int vectors = (tile + V - 1) / V;
             // One copy at a time (not unrolled): the addresses of all eight at once spill the 80-register build.
+            // Vector j of a lane's staged ones (row r) is the lane's vector U + j of the tile: at (j * R + r) * kThreads + t.
 #pragma unroll 1
-            for (int i = 0; i < U * R; ++i) {
-                const int u = i / R, r = i % R;
-                const int v = wk * 32 + lane + (U + u) * step;
+            for (int i = 0; i < a.staged_vectors * R; ++i) {
+                const int j = i / R, r = i % R;
+                const int v = wk * 32 + lane + (U + j) * step;
                 const bool in_range = n0 + r < a.out && v < vectors;
                 const int bytes = in_range ? int(sizeof(TW)) * min(V, tile - v * V) : 0;
                 const TW * src = static_cast<const TW *>(a.w) + (in_range ? (n0 + r) * a.ldw + int64_t(v) * V : 0);
@@ -802,14 +813,22 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
             }
         };
         if constexpr (Tr::kStage) {
-            if (staged && t0 == 0) {  // the first batch, then the second from shared memory (staged before the wait)
-                fma_batch(v0);
-                v0 += step * U;
-                cp_async_wait_all();
+            if (staged && t0 == 0) {  // the registers' batch, then the staged ones from shared memory (staged before the wait)
 #pragma unroll
-                for (int u = 0; u < U; ++u)
+                for (int b = 0; b < Tr::kStageBatches; ++b) {
+                    if (b < a.staged_batches) {
+                        fma_batch(v0);
+                        v0 += step * U;
+                        if (b == 0) cp_async_wait_all();
 #pragma unroll
-                    for (int r = 0; r < R; ++r) wv[u][r] = w_staged[(u * R + r) * Tr::kThreads + threadIdx.x];
+                        for (int u = 0; u < U; ++u) {
+                            const int j = b * U + u;  // past the staged vectors (a partial batch) the vector is past the tile: fma_batch stops there
+#pragma unroll
+                            for (int r = 0; r < R; ++r)
+                                wv[u][r] = j < a.staged_vectors ? w_staged[(j * R + r) * Tr::kThreads + threadIdx.x] : make_uint4(0u, 0u, 0u, 0u);
+                        }
+                    }
+                }
             }
         }
         while (v0 < vectors) {
@@ -1098,9 +1117,18 @@ constexpr EnvChoice<GemvEvict> kGemvEvict[] = {
     {"first", GemvEvict::First}, {"normal", GemvEvict::Normal}, {"conv", GemvEvict::ConvOnly}, {"plain", GemvEvict::PlainOnly}};
 // MAMBA_CUDA_GEMV_STAGE: "auto" (or unset) stages W in shared memory where the caller asks for it (try_gemv's
 // stage_weights) and the kernel can (launch_tiled), "off" never does; read at each call, any other value fails it.
-enum class GemvStage { Auto, Off };
-constexpr EnvChoice<GemvStage> kGemvStage[] = {{"auto", GemvStage::Auto}, {"off", GemvStage::Off}};
-bool gemv_stage_allowed() { return env_choice("MAMBA_CUDA_GEMV_STAGE", kGemvStage, GemvStage::Auto) == GemvStage::Auto; }
+// "all" (measurement) stages every vector of the first tile past the registers' batch, with a 5120-column x tile.
+enum class GemvStage { Auto, Off, All };
+constexpr EnvChoice<GemvStage> kGemvStage[] = {{"auto", GemvStage::Auto}, {"off", GemvStage::Off}, {"all", GemvStage::All}};
+// 0: no staging, 1: one batch, 2: the whole first tile.
+int gemv_stage_mode() {
+    switch (env_choice("MAMBA_CUDA_GEMV_STAGE", kGemvStage, GemvStage::Auto)) {
+        case GemvStage::Off: return 0;
+        case GemvStage::All: return 2;
+        case GemvStage::Auto: break;
+    }
+    return 1;
+}
 
 // `conv`: the call runs the conv step epilogue (try_gemv_conv1d_update).
 bool gemv_evict_first(const mamba_context & ctx, bool conv) {
@@ -1149,7 +1177,7 @@ GemvVariant gemv_variant(const LinearParams & p) {
 // with the x tile's 32 KB).
 template <class Tr>
 void launch_staged(mamba_context & ctx, const char * name, const GemvArgs & a, unsigned blocks) {
-    const size_t smem = size_t(a.staged_batches) * Tr::kStagedBatchBytes;
+    const size_t smem = size_t(a.staged_vectors) * Tr::kRowsPerWarp * Tr::kThreads * 16;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(gemv_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     launch_kernel(ctx, name, true, gemv_tiled_kernel<Tr>, dim3(blocks), dim3(Tr::kThreads), smem, a);
     MAMBA_CUDA_CHECK_LAUNCH(name);
@@ -1161,7 +1189,8 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     const bool early = kRows == 1 && a.early_w;
     if constexpr (kRows == 1 && sizeof(TW) == 2) {
         if (a.staged_batches > 0) {  // 16-bit W, early, with 16-byte loads, no epilogue (launch_tiled)
-            launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, true>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
+            if (a.stage_w == 2) launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 2>>(ctx, "gemv_tiled_kernel early staged all", a, blocks);
+            else launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 1>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
             return;
         }
     }
@@ -1235,13 +1264,19 @@ void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec, int min_warps_n = 1
     a.warps_n = tiled_warps_n(ctx, a, min_warps_n);
     const unsigned blocks = unsigned(ceil_div(a.out, int64_t(a.warps_n) * kTiledRowsPerWarp));
     a.staged_batches = 0;
+    a.staged_vectors = 0;
     // 16-bit W only: the float32 builds spill with the copies.
-    if (sizeof(TW) == 2 && a.stage_w && a.rows == 1 && a.early_w && vec && !a.has_conv && !a.has_xproj && !a.has_pre_norm && !a.has_norm) {
-        // The batches a lane has in the first tile beyond the one held in registers, up to kMaxStagedBatches.
-        using Tr = TiledGemvTraits<TW, 1, true>;
-        const int64_t vectors = ceil_div(std::min<int64_t>(a.in, Tr::kTileK), Tr::kVecElems);
+    if (sizeof(TW) == 2 && a.stage_w > 0 && a.rows == 1 && a.early_w && vec && !a.has_conv && !a.has_xproj && !a.has_pre_norm && !a.has_norm) {
+        // The vectors a lane has in the first tile beyond the batch held in registers, up to the build's batches.
+        const int batches = a.stage_w == 2 ? 2 : 1;
+        const int64_t tile_k = a.stage_w == 2 ? TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 2>::kTileK : TiledGemvTraits<TW, 1, true>::kTileK;
+        const int unroll = TiledGemvTraits<TW, 1, true>::kUnroll;
+        const int64_t vectors = ceil_div(std::min<int64_t>(a.in, tile_k), int64_t(TiledGemvTraits<TW, 1, true>::kVecElems));
         const int64_t lane_steps = ceil_div(vectors, int64_t(kTiledWarps / a.warps_n) * 32);
-        a.staged_batches = int(std::min<int64_t>(ceil_div(lane_steps, Tr::kUnroll) - 1, kMaxStagedBatches));
+        // One batch stages whole (as landed first); "all" stages exactly the vectors left, so that 3 blocks an SM fit.
+        a.staged_vectors = int(std::max<int64_t>(0, std::min<int64_t>(lane_steps - unroll, int64_t(batches) * unroll)));
+        if (batches == 1 && a.staged_vectors > 0) a.staged_vectors = unroll;
+        a.staged_batches = int(ceil_div(int64_t(a.staged_vectors), int64_t(unroll)));
     }
     if (a.rows <= 1) launch_tiled_rows<TW, 1>(ctx, a, vec, blocks);
     else if (a.rows <= 2) launch_tiled_rows<TW, 2>(ctx, a, vec, blocks);
@@ -1372,7 +1407,8 @@ bool gemv_applies(const LinearParams & p) {
 
 bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait * clear, bool stage_weights) {
     const bool evict_first = gemv_evict_first(ctx, false);  // read before any way out, so a misspelt value fails every call
-    const bool stage = gemv_stage_allowed() && stage_weights;
+    const int stage_mode = gemv_stage_mode();  // read before any way out, so a misspelt value fails every call
+    const int stage = stage_weights ? stage_mode : 0;
     if (!gemv_applies(p)) return false;
     const GemvVariant variant = gemv_variant(p);
     if (variant == GemvVariant::Gemm) return false;

@@ -403,16 +403,17 @@ TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
     // the x tile (8192 columns) at 1088 outputs (over the warp kernel's 1024, so the tiled kernel, in blocks of 4
     // outputs, a warp's 8 column slices 256 vectors apart): 4608 inputs, 576 vectors a row, where of the staged vectors
     // 512-1023 only 512-575 are in range (the rest copied as zeros); 8320 inputs, two tiles, the first holding 4
-    // vectors a lane (the second batch staged whole), the second loaded after the wait. The CPU backend reads no such
-    // variable.
-    for (const char * stage : {"auto", "off"}) {
+    // vectors a lane (the second batch staged whole), the second loaded after the wait. MAMBA_CUDA_GEMV_STAGE=all stages
+    // every vector of a 5120-column first tile past the registers' batch (3 at mamba-2.8b, the second batch partial; 1
+    // at the tile edges). The CPU backend reads no such variable.
+    for (const char * stage : {"auto", "off", "all"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
         run({1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
         run({1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
-    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off");
+    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off, all");
 }
 
 TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
@@ -435,7 +436,9 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
                  {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "off", false},
                  {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false},
                  {{1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16}, "auto", true},
-                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true}};
+                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true},
+                 {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "all", true},
+                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "all", true}};
     for (const auto & c : cases) {
         SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
         const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
@@ -446,8 +449,10 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
         const mamba_status status = mamba_mamba1_step(traced.get(), &a);
         const std::string log = ::testing::internal::GetCapturedStderr();
         ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
-        EXPECT_EQ(log.find("mamba trace gemv_tiled_kernel early staged ") != std::string::npos, c.staged) << log;
-        EXPECT_NE(log.find(c.staged ? "mamba trace gemv_tiled_kernel early staged " : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
+        const bool all = std::string(c.stage) == "all";  // MAMBA_CUDA_GEMV_STAGE=all: its own build
+        const std::string staged_name = all ? "mamba trace gemv_tiled_kernel early staged all " : "mamba trace gemv_tiled_kernel early staged ";
+        EXPECT_EQ(log.find(staged_name) != std::string::npos, c.staged) << log;
+        EXPECT_NE(log.find(c.staged ? staged_name : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
     }
 }
 
