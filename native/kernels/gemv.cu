@@ -90,21 +90,20 @@
 // and warp 0 adds them after the last FMA. Extra bytes: each block reads the rows' partial sums from L2.
 //
 // Staged W (kStage builds: one row, 16-bit W, 16-byte loads, no epilogue; try_gemv's stage_weights, which the Mamba-1
-// step passes for out_proj): the first batch of W goes to registers before the PDL wait as above, and each lane's second
-// batch of the first tile to shared memory with cp.async (32 KB a block, dynamic), also before the wait. Registers cap
-// what a grid holds early (mamba-2.8b's out_proj: 2 of a lane's 5 vectors a row, 10 of its 26 MB); the Mamba-1 state
-// update before out_proj moves little of HBM's bandwidth for several µs, so the second batch (another 10 MB) loads
-// then instead of after the wait. Bytes: the same W, once; 3 blocks an SM still fit (65 KB of shared memory each).
-// Measured on an H200 (bf16, batch 1, configurations interleaved): the 8-layer mamba-2.8b chain 0.2399-0.2403 ms
-// against 0.2471-0.2476 loading that batch after the wait (MAMBA_CUDA_GEMV_STAGE=off), decode 1.981-1.982 against
-// 2.026-2.038 ms/step; on other H200s the chain gained only 0.3-0.4% (docs/gpu-results.md, runs 109 and 111), never
-// lost. Mamba-2's out_proj (the row-norm build, after a state update that moves 5 MB of state) lost 7%: its chain
-// 0.2622-0.2632 against 0.2465-0.2468, so it does not stage. The early loads slow the Mamba-1 update they overlap (its
-// last stretch 3.4-3.5 µs against 1.7 with none; runs 108-110); bulk copies instead of cp.async changed nothing.
-// MAMBA_CUDA_GEMV_STAGE=all (measurement, its own build): every vector of the first tile past the registers' batch is
-// staged (mamba-2.8b's out_proj: 3 of a lane's 5 vectors, 48 KB a block, the whole of W early), with a 5120-column x
-// tile (20 KB) so that 3 blocks an SM still fit; for out_proj's blocks, which get in while in_proj still runs once the
-// state update releases them before its wait (launch.cuh, MAMBA_CUDA_UPDATE_RELEASE). Not yet measured.
+// step passes for out_proj): the first batch of W goes to registers before the PDL wait as above, and every other
+// vector a lane has in the first tile to shared memory with cp.async (dynamic, sized to the vectors staged), also
+// before the wait. Registers cap what a grid holds early (mamba-2.8b's out_proj: 2 of a lane's 5 vectors a row, 10 of
+// its 26 MB); the Mamba-1 state update lets out_proj's blocks in before its own wait (launch.cuh,
+// MAMBA_CUDA_UPDATE_RELEASE), so they are resident while in_proj's last blocks and the update run, and the staged
+// vectors (3 of the 5, the other 16 MB) load then instead of after the wait: all of W at mamba-2.8b. Bytes: the same
+// W, once. The build takes a 5120-column x tile (20 KB) so that 3 blocks an SM still fit with 48 KB staged each.
+// Measured on an H200 (bf16, batch 1, configurations interleaved, run 115): the 8-layer mamba-2.8b chain
+// 0.2312-0.2313 ms against 0.2336-0.2337 staging one batch (MAMBA_CUDA_GEMV_STAGE=one, its own build: the second
+// batch only, a 32 KB x tile), decode 1.881 against 1.942 ms/step. One batch had gained 0.3-2.5% over no staging
+// (MAMBA_CUDA_GEMV_STAGE=off; runs 103-111, on several H200s). Mamba-2's out_proj (the row-norm build, after a state
+// update that moves 5 MB of state) lost 7% staging one batch (chain 0.2622-0.2632 against 0.2465-0.2468), so it does
+// not stage. The early loads slow the Mamba-1 update they overlap (its last stretch 3.4-3.5 µs against 1.7 with
+// none; runs 108-110); bulk copies instead of cp.async changed nothing.
 //
 // Measured and removed: each lane of the tiled kernel asking L2 for the lines of its first N W batches
 // before the PDL wait, to use the previous small kernel's idle HBM, was no faster (run 20, an 8-layer
@@ -162,7 +161,7 @@ struct GemvArgs {
                         // tiled kernel's first batch at one row, the warp kernel's two first batches
     bool w_evict_first; // W's 16-byte loads mark their lines to leave L2 first (MAMBA_CUDA_GEMV_EVICT)
     int stage_w;        // the caller asks for W's staging (try_gemv's stage_weights): 0 no, 1 one batch, 2 the whole first
-                        // tile (MAMBA_CUDA_GEMV_STAGE=all); launch_tiled sets staged_batches and staged_vectors
+                        // tile (the default; MAMBA_CUDA_GEMV_STAGE); launch_tiled sets staged_batches and staged_vectors
     int staged_batches; // tiled kernel at one row with early_w (kStage builds): W batches of the first tile after the
                         // first, copied into shared memory with cp.async before the PDL wait (at most kMaxStagedBatches)
     int staged_vectors; // the vectors a lane stages a row, in those batches (a last batch may be partial)
@@ -317,7 +316,7 @@ struct TiledGemvTraits {
     static_assert(!kPreNorm || (kConv && kRowBucket == 1 && kVecLoads), "the pre-norm comes with the conv step of one row");
     static constexpr int kPreRound = kPreNormRound;   // x vectors a thread of the pre-norm's staging requests at once
     static constexpr bool kStage = kStageMode > 0;    // W batches staged in shared memory before the wait (GemvArgs::staged_batches)
-    static constexpr int kStageBatches = kStageMode == 2 ? 2 : 1;  // at most: 2 (MAMBA_CUDA_GEMV_STAGE=all) with a smaller x tile
+    static constexpr int kStageBatches = kStageMode == 2 ? 2 : 1;  // at most: 2 (the default build, MAMBA_CUDA_GEMV_STAGE=auto) with a smaller x tile
     static_assert(!kStage || (kRowBucket == 1 && kVecLoads && !kConvStep && !kRowNormScale && !kXProjPartials && !kPreNormIn),
                   "staging is built for the one-row plain build");
     static constexpr int kWarps = 8;
@@ -336,12 +335,10 @@ struct TiledGemvTraits {
     // One row: 3 resident blocks an SM (at most 85 registers), which the early-W path would otherwise cost
     // (94 registers without the bound); 0 leaves the other builds' register allocation free, as before.
     static constexpr int kMinBlocksPerSM = kRowBucket == 1 ? 3 : 0;
-    // Shared memory of one staged batch (kStage builds, dynamic): every lane's U x R vectors.
-    static constexpr int kStagedBatchBytes = kThreads * kUnroll * kRowsPerWarp * 16;
 };
 
-// W batches a kStage build stages at most: one (32 KB) keeps 3 blocks an SM with the 32 KB x tile; the "all" build
-// stages two, the second partly (its dynamic shared memory is sized to the vectors staged).
+// W batches a kStage build stages at most: the default build two, the second partly (its dynamic shared memory is sized
+// to the vectors staged), with a 20 KB x tile; the "one" build one (32 KB), with the 32 KB x tile. Both keep 3 blocks an SM.
 constexpr int kMaxStagedBatches = 2;
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
@@ -1116,18 +1113,19 @@ enum class GemvEvict { Context, First, Normal, ConvOnly, PlainOnly };
 constexpr EnvChoice<GemvEvict> kGemvEvict[] = {
     {"first", GemvEvict::First}, {"normal", GemvEvict::Normal}, {"conv", GemvEvict::ConvOnly}, {"plain", GemvEvict::PlainOnly}};
 // MAMBA_CUDA_GEMV_STAGE: "auto" (or unset) stages W in shared memory where the caller asks for it (try_gemv's
-// stage_weights) and the kernel can (launch_tiled), "off" never does; read at each call, any other value fails it.
-// "all" (measurement) stages every vector of the first tile past the registers' batch, with a 5120-column x tile.
-enum class GemvStage { Auto, Off, All };
-constexpr EnvChoice<GemvStage> kGemvStage[] = {{"auto", GemvStage::Auto}, {"off", GemvStage::Off}, {"all", GemvStage::All}};
+// stage_weights) and the kernel can (launch_tiled): every vector of the first tile past the registers' batch; "one"
+// (for comparison, its own build) only the second batch, with the 32 KB x tile; "off" never stages. Read at each call,
+// any other value fails it.
+enum class GemvStage { Auto, One, Off };
+constexpr EnvChoice<GemvStage> kGemvStage[] = {{"auto", GemvStage::Auto}, {"one", GemvStage::One}, {"off", GemvStage::Off}};
 // 0: no staging, 1: one batch, 2: the whole first tile.
 int gemv_stage_mode() {
     switch (env_choice("MAMBA_CUDA_GEMV_STAGE", kGemvStage, GemvStage::Auto)) {
         case GemvStage::Off: return 0;
-        case GemvStage::All: return 2;
+        case GemvStage::One: return 1;
         case GemvStage::Auto: break;
     }
-    return 1;
+    return 2;
 }
 
 // `conv`: the call runs the conv step epilogue (try_gemv_conv1d_update).
@@ -1189,8 +1187,8 @@ void launch_tiled_rows(mamba_context & ctx, const GemvArgs & a, bool vec, unsign
     const bool early = kRows == 1 && a.early_w;
     if constexpr (kRows == 1 && sizeof(TW) == 2) {
         if (a.staged_batches > 0) {  // 16-bit W, early, with 16-byte loads, no epilogue (launch_tiled)
-            if (a.stage_w == 2) launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 2>>(ctx, "gemv_tiled_kernel early staged all", a, blocks);
-            else launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 1>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
+            if (a.stage_w == 2) launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 2>>(ctx, "gemv_tiled_kernel early staged", a, blocks);
+            else launch_staged<TiledGemvTraits<TW, 1, true, false, false, false, false, 2, 1>>(ctx, "gemv_tiled_kernel early staged one", a, blocks);
             return;
         }
     }
@@ -1273,7 +1271,7 @@ void launch_tiled(mamba_context & ctx, GemvArgs a, bool vec, int min_warps_n = 1
         const int unroll = TiledGemvTraits<TW, 1, true>::kUnroll;
         const int64_t vectors = ceil_div(std::min<int64_t>(a.in, tile_k), int64_t(TiledGemvTraits<TW, 1, true>::kVecElems));
         const int64_t lane_steps = ceil_div(vectors, int64_t(kTiledWarps / a.warps_n) * 32);
-        // One batch stages whole (as landed first); "all" stages exactly the vectors left, so that 3 blocks an SM fit.
+        // "one" stages its batch whole; the default exactly the vectors left, so that 3 blocks an SM fit.
         a.staged_vectors = int(std::max<int64_t>(0, std::min<int64_t>(lane_steps - unroll, int64_t(batches) * unroll)));
         if (batches == 1 && a.staged_vectors > 0) a.staged_vectors = unroll;
         a.staged_batches = int(ceil_div(int64_t(a.staged_vectors), int64_t(unroll)));

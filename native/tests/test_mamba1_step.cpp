@@ -397,30 +397,29 @@ TEST_P(Mamba1StepTest, StateUpdateReleasePointsChangeNoResult) {
 }
 
 TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
-    // At one row out_proj's GEMV copies each lane's second batch of W into shared memory before its wait where its
-    // first tile holds more than one batch a lane (gemv.cu, "Staged W"); MAMBA_CUDA_GEMV_STAGE=off loads it after the
-    // wait, and the result is the same. The mamba-2.8b shape (2 of a lane's 5 vectors a row staged), and the edges of
-    // the x tile (8192 columns) at 1088 outputs (over the warp kernel's 1024, so the tiled kernel, in blocks of 4
-    // outputs, a warp's 8 column slices 256 vectors apart): 4608 inputs, 576 vectors a row, where of the staged vectors
-    // 512-1023 only 512-575 are in range (the rest copied as zeros); 8320 inputs, two tiles, the first holding 4
-    // vectors a lane (the second batch staged whole), the second loaded after the wait. MAMBA_CUDA_GEMV_STAGE=all stages
-    // every vector of a 5120-column first tile past the registers' batch (3 at mamba-2.8b, the second batch partial; 1
-    // at the tile edges). The CPU backend reads no such variable.
-    for (const char * stage : {"auto", "off", "all"}) {
+    // At one row out_proj's GEMV copies every vector a lane has in its first x tile past the registers' batch into
+    // shared memory before its wait (gemv.cu, "Staged W"); MAMBA_CUDA_GEMV_STAGE=one stages the second batch only (its
+    // own build, an 8192-column tile), "off" nothing, and the result is the same. The mamba-2.8b shape (3 of a lane's 5
+    // vectors a row staged, the second batch partial; 2 with "one"), and the edges of the x tiles at 1088 outputs (over
+    // the warp kernel's 1024, so the tiled kernel, in blocks of 4 outputs, a warp's 8 column slices 256 vectors apart):
+    // 4608 inputs, 576 vectors a row, where of the staged vectors 512-1023 only 512-575 are in range (the rest copied
+    // as zeros); 8320 inputs, two tiles of either build, the first holding 3 (default, 5120 columns) or 4 ("one")
+    // vectors a lane, the second loaded after the wait. The CPU backend reads no such variable.
+    for (const char * stage : {"auto", "one", "off"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
         run({1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
         run({1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
     }
-    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "on", "auto, off, all");
+    if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "all", "auto, one, off");
 }
 
 TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     // Which out_proj kernel the mamba-2.8b step launches (a context made with MAMBA_CUDA_TRACE=1 prints each launch):
-    // the staged build by default, the plain early one with MAMBA_CUDA_GEMV_STAGE=off, and the plain early one for the
-    // mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage); the staged build for the two
-    // tile-edge cases of OutProjWeightsStagedOrNot.
+    // the staged build by default, the one-batch build with MAMBA_CUDA_GEMV_STAGE=one, the plain early one with "off",
+    // and the plain early one for the mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage);
+    // the staged builds for the two tile-edge cases of OutProjWeightsStagedOrNot.
     if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
     mt::ContextPtr traced;
     {
@@ -437,8 +436,9 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
                  {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "auto", false},
                  {{1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16}, "auto", true},
                  {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "auto", true},
-                 {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "all", true},
-                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "all", true}};
+                 {{1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16}, "one", true},
+                 {{1, 2048, 4096, 128, 16, 4, DType::BF16, DType::BF16}, "one", false},
+                 {{1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16}, "one", true}};
     for (const auto & c : cases) {
         SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
         const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
@@ -449,10 +449,13 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
         const mamba_status status = mamba_mamba1_step(traced.get(), &a);
         const std::string log = ::testing::internal::GetCapturedStderr();
         ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
-        const bool all = std::string(c.stage) == "all";  // MAMBA_CUDA_GEMV_STAGE=all: its own build
-        const std::string staged_name = all ? "mamba trace gemv_tiled_kernel early staged all " : "mamba trace gemv_tiled_kernel early staged ";
-        EXPECT_EQ(log.find(staged_name) != std::string::npos, c.staged) << log;
-        EXPECT_NE(log.find(c.staged ? staged_name : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
+        // The two staged builds' names, each followed by the launch shape: neither is a prefix of the other's line.
+        const std::string staged = "mamba trace gemv_tiled_kernel early staged ";
+        const std::string staged_one = "mamba trace gemv_tiled_kernel early staged one ";
+        const bool one = std::string(c.stage) == "one";
+        EXPECT_EQ(log.find(one ? staged_one : staged) != std::string::npos, c.staged) << log;
+        EXPECT_EQ(log.find(one ? staged : staged_one), std::string::npos) << log;  // never the other build
+        EXPECT_NE(log.find(c.staged ? (one ? staged_one : staged) : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
     }
 }
 
