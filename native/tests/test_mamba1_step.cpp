@@ -449,13 +449,14 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
         const mamba_status status = mamba_mamba1_step(traced.get(), &a);
         const std::string log = ::testing::internal::GetCapturedStderr();
         ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
-        // The two staged builds' names, each followed by the launch shape: neither is a prefix of the other's line.
-        const std::string staged = "mamba trace gemv_tiled_kernel early staged ";
-        const std::string staged_one = "mamba trace gemv_tiled_kernel early staged one ";
+        // The two staged builds' names up to the launch shape that follows them ("... grid X"), so that neither name
+        // matches the other's line.
+        const std::string staged = "mamba trace gemv_tiled_kernel early staged grid ";
+        const std::string staged_one = "mamba trace gemv_tiled_kernel early staged one grid ";
         const bool one = std::string(c.stage) == "one";
         EXPECT_EQ(log.find(one ? staged_one : staged) != std::string::npos, c.staged) << log;
         EXPECT_EQ(log.find(one ? staged : staged_one), std::string::npos) << log;  // never the other build
-        EXPECT_NE(log.find(c.staged ? (one ? staged_one : staged) : "mamba trace gemv_tiled_kernel early "), std::string::npos) << log;
+        EXPECT_NE(log.find(c.staged ? (one ? staged_one : staged) : "mamba trace gemv_tiled_kernel early grid "), std::string::npos) << log;
     }
 }
 
