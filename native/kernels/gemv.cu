@@ -338,7 +338,8 @@ struct TiledGemvTraits {
 };
 
 // W batches a kStage build stages at most: the default build two, the second partly (its dynamic shared memory is sized
-// to the vectors staged), with a 20 KB x tile; the "one" build one (32 KB), with the 32 KB x tile. Both keep 3 blocks an SM.
+// to the vectors staged), with a 20 KB x tile; the "one" build one (32 KB), with the 32 KB x tile. At mamba-2.8b's
+// out_proj (at most 48 KB staged) both keep 3 blocks an SM; 4 vectors a lane staged (64 KB) leave 2.
 constexpr int kMaxStagedBatches = 2;
 
 // Stages rows x [0, rows) x columns [t0, t0 + tile) of x as float32 into xs (row stride T), zeros up to
@@ -644,8 +645,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) gemv_tiled_
         }
     };
     [[maybe_unused]] bool staged = false;
-    // kStage: the first tile's second batch goes to shared memory, also before the wait, where no register holds
-    // it (each thread's own copies, read back by the thread that made them: no barrier).
+    // kStage: the first tile's staged vectors (a.staged_vectors a lane and row, the batches after the registers' one) go
+    // to shared memory, also before the wait, where no register holds them (each thread's own copies, read back by the
+    // thread that made them: no barrier).
     if constexpr (Tr::kStage) {
         static_assert(Tr::kStageBatches <= kMaxStagedBatches, "the staged batches the build reads");
         if (a.early_w && a.staged_batches > 0) {  // issued before the registers' batch: fewer live registers
@@ -1171,8 +1173,8 @@ GemvVariant gemv_variant(const LinearParams & p) {
 }
 
 
-// A kStage build with a.staged_batches batches of dynamic shared memory (over the 48 KB a block gets unasked
-// with the x tile's 32 KB).
+// A kStage build with a.staged_vectors vectors a lane and row of dynamic shared memory (over the 48 KB a block gets
+// unasked with the x tile).
 template <class Tr>
 void launch_staged(mamba_context & ctx, const char * name, const GemvArgs & a, unsigned blocks) {
     const size_t smem = size_t(a.staged_vectors) * Tr::kRowsPerWarp * Tr::kThreads * 16;
