@@ -404,13 +404,16 @@ TEST_P(Mamba1StepTest, OutProjWeightsStagedOrNot) {
     // the warp kernel's 1024, so the tiled kernel, in blocks of 4 outputs, a warp's 8 column slices 256 vectors apart):
     // 4608 inputs, 576 vectors a row, where of the staged vectors 512-1023 only 512-575 are in range (the rest copied
     // as zeros); 8320 inputs, two tiles of either build, the first holding 3 (default, 5120 columns) or 4 ("one")
-    // vectors a lane, the second loaded after the wait. The CPU backend reads no such variable.
+    // vectors a lane, the second loaded after the wait. And both staged batches whole with more of the tile after them:
+    // 4352 outputs, 4096 inputs (on 108-132 SMs blocks of 16 outputs, a warp's 2 column slices 64 vectors apart: 8
+    // vectors a lane, 4 of them staged, the last 2 loaded after the wait). The CPU backend reads no such variable.
     for (const char * stage : {"auto", "one", "off"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_GEMV_STAGE=") + stage);
         const mt::ScopedEnv env("MAMBA_CUDA_GEMV_STAGE", stage);
         run({1, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true});
         run({1, 1088, 4608, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
         run({1, 1088, 8320, 8, 16, 4, DType::F16, DType::F16, true, true, 2, true});
+        run({1, 4352, 4096, 8, 16, 4, DType::BF16, DType::BF16, true, true, 2, true});
     }
     if (on_cuda()) expect_setting_rejected("MAMBA_CUDA_GEMV_STAGE", "all", "auto, one, off");
 }
@@ -457,6 +460,11 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
         EXPECT_EQ(log.find(one ? staged_one : staged) != std::string::npos, c.staged) << log;
         EXPECT_EQ(log.find(one ? staged : staged_one), std::string::npos) << log;  // never the other build
         EXPECT_NE(log.find(c.staged ? (one ? staged_one : staged) : "mamba trace gemv_tiled_kernel early grid "), std::string::npos) << log;
+        // The mamba-2.8b shape's dynamic shared memory: 3 staged vectors a lane by default, 2 with "one", of 4 rows x 256
+        // threads x 16 bytes (blocks of 8 outputs, 4 column slices, on 108-148 SMs).
+        if (c.staged && c.shape.hidden == 2560) {
+            EXPECT_NE(log.find(one ? "early staged one grid 320x1x1 block 256 smem 32768:" : "early staged grid 320x1x1 block 256 smem 49152:"), std::string::npos) << log;
+        }
     }
 }
 
