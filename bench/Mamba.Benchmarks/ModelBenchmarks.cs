@@ -88,15 +88,16 @@ public class DecodeBenchmarks
     }
 }
 
-/// <summary>A prompt of <see cref="Tokens"/> tokens for one sequence (the scan / SSD path), last-token logits included,
-/// per model; the Tokens/s column is tokens / prefill time.</summary>
+/// <summary>A prompt of <see cref="Tokens"/> tokens for each of <see cref="Batch"/> sequences, prefilled together (the
+/// scan / SSD path), last-token logits included, per model; the Tokens/s column is batch x tokens / prefill time.</summary>
 [MemoryDiagnoser]
 [Config(typeof(TokenThroughputConfig))]
 public class PrefillBenchmarks
 {
     private MambaModel _model = null!;
     private InferenceSession _session = null!;
-    private int[] _prompt = [];
+    private int[] _sequences = [];
+    private ReadOnlyMemory<int>[] _prompts = [];
 
     [ParamsSource(typeof(DeviceParams), nameof(DeviceParams.Available))]
     public string Device { get; set; } = "cpu";
@@ -107,19 +108,25 @@ public class PrefillBenchmarks
     [Params(512)]
     public int Tokens { get; set; }
 
+    [Params(1, 4)]
+    public int Batch { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
         _model = BenchModels.Load(Model, Device);
-        _session = _model.CreateSession(1);
-        _prompt = Enumerable.Range(0, Tokens).Select(i => 5 + i * 7 % 4000).ToArray();
+        _session = _model.CreateSession(Batch);
+        _sequences = Enumerable.Range(0, Batch).ToArray();
+        _prompts = _sequences.Select(b => (ReadOnlyMemory<int>)Enumerable.Range(0, Tokens).Select(i => 5 + (i * 7 + b * 13) % 4000).ToArray()).ToArray();
     }
+
+    [IterationSetup]
+    public void EmptyStates() => _session.Reset();
 
     [Benchmark]
     public void Prefill()
     {
-        _session.Reset(0);
-        _session.Prefill(0, _prompt);
+        _session.Prefill(_sequences, _prompts);
         _model.Context.Synchronize();
     }
 

@@ -7,7 +7,7 @@ using BenchmarkDotNet.Running;
 namespace Mamba.Benchmarks;
 
 /// <summary>Tokens per second of a model benchmark: the tokens one invocation processes (its "Batch" parameter for a
-/// decode step, its "Tokens" parameter for a prefill) over the mean time of an invocation.</summary>
+/// decode step, "Batch" times "Tokens" for a prefill of a batch of prompts) over the mean time of an invocation.</summary>
 public sealed class TokenThroughputColumn : IColumn
 {
     public string Id => nameof(TokenThroughputColumn);
@@ -32,16 +32,19 @@ public sealed class TokenThroughputColumn : IColumn
 
     public bool IsAvailable(Summary summary) => true;
 
-    private static int TokensPerInvocation(BenchmarkCase benchmarkCase)
+    private static long TokensPerInvocation(BenchmarkCase benchmarkCase)
     {
+        long tokens = 1;
+        var found = false;
         foreach (var p in benchmarkCase.Parameters.Items)
         {
             if (p.Name is "Batch" or "Tokens" && p.Value is int n)
             {
-                return n;
+                tokens *= n;
+                found = true;
             }
         }
-        return 0;
+        return found ? tokens : 0;
     }
 }
 

@@ -27,6 +27,11 @@ internal static class BenchCommand
             Description = "Tokens per prefill piece (MambaModelOptions.PrefillChunkSize; 0: the default)",
             DefaultValueFactory = _ => 0,
         };
+        var prefillBatchTokens = new Option<int>("--prefill-batch-tokens")
+        {
+            Description = "Most tokens of one piece of a batch's prefill over all of its sequences (MambaModelOptions.PrefillBatchTokens; 0: the default)",
+            DefaultValueFactory = _ => 0,
+        };
         var batches = new Option<string>("--batch") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "1" };
         var steps = new Option<int>("--steps") { Description = "Timed decode steps (the median is reported)", DefaultValueFactory = _ => 32 };
         var prefill = new Option<int>("--prefill") { Description = "Prompt length of the prefill measurement (0: skip)", DefaultValueFactory = _ => 512 };
@@ -37,7 +42,7 @@ internal static class BenchCommand
         var fromJson = new Option<string?>("--from-json") { Description = "Do not measure: read the results of an earlier --json run and write the table, --markdown and --plots from them" };
         var command = new Command("bench", "Decode and prefill speed of random-weight models in public checkpoint shapes, against measured memory bandwidth")
         {
-            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, json, markdown, plots, profile, fromJson,
+            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, json, markdown, plots, profile, fromJson,
         };
         command.SetAction(parse =>
         {
@@ -45,13 +50,14 @@ internal static class BenchCommand
             if (saved is not null)
             {
                 // A report is only redrawn: an option that shapes a measurement would be silently ignored.
-                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, profile];
+                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, profile];
                 if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
                 {
                     throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
                 }
             }
-            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, profile);
+            var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk,
+                prefillBatchTokens, profile);
             var table = Table(report);
             if (saved is not null)
             {
@@ -83,7 +89,7 @@ internal static class BenchCommand
 
     private static BenchReport Measure(ParseResult parse, TextWriter stdout, Option<string?> device, Option<int> threads, Option<string> shapes,
         Option<string> dtypes, Option<string> activations, Option<string> batches, Option<int> steps, Option<int> prefill,
-        Option<int> prefillChunk, Option<int> profile)
+        Option<int> prefillChunk, Option<int> prefillBatchTokens, Option<int> profile)
     {
         var stepCount = parse.GetValue(steps);
         if (stepCount < 1)
@@ -99,6 +105,11 @@ internal static class BenchCommand
         if (chunk < 0)
         {
             throw new ArgumentException("--prefill-chunk must not be negative");
+        }
+        var batchTokens = parse.GetValue(prefillBatchTokens);
+        if (batchTokens < 0)
+        {
+            throw new ArgumentException("--prefill-batch-tokens must not be negative");
         }
         var profileTokens = parse.GetValue(profile);
         if (profileTokens < 0)
@@ -126,7 +137,7 @@ internal static class BenchCommand
         {
             foreach (var dtype in dtypeList)
             {
-                using var bench = BenchModel.Create(context, shape, dtype, fixedActivations, chunk, threadCount);
+                using var bench = BenchModel.Create(context, shape, dtype, fixedActivations, chunk, batchTokens, threadCount);
                 foreach (var batch in batchList)
                 {
                     var r = ModelBench.Run(context, bench, batch, stepCount, prefillTokens, bandwidth);
@@ -145,15 +156,15 @@ internal static class BenchCommand
     }
 
     private static string Row(ModelBenchResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"| {r.Shape} | {r.DType} | {r.Activations ?? nameof(DType.Float32)} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {(r.SampledDecodeMs > 0 ? $"{r.SampledDecodeMs:F3}" : "-")} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} | {(r.PrefillChunk > 0 ? r.PrefillChunk.ToString(CultureInfo.InvariantCulture) : "-")} |");
+        $"| {r.Shape} | {r.DType} | {r.Activations ?? nameof(DType.Float32)} | {r.Batch} | {r.WeightBytes / 1e6:F0} | {r.DecodeMs:F3} | {(r.SampledDecodeMs > 0 ? $"{r.SampledDecodeMs:F3}" : "-")} | {r.DecodeTokensPerSecond:F1} | {r.BoundMs:F3} | {r.PercentOfBound:F0}% | {(r.PrefillTokens > 0 ? $"{r.PrefillMs:F1}" : "-")} | {(r.PrefillTokens > 0 ? $"{r.PrefillTokensPerSecond:F0}" : "-")} | {(r.PrefillChunk > 0 ? r.PrefillChunk.ToString(CultureInfo.InvariantCulture) : "-")} |");
 
     private static string Table(BenchReport report)
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Device {report.Device}; memory {report.BandwidthKind} bandwidth {report.BandwidthBytesPerSecond / 1e9:F1} GB/s (measured in the same run).");
         sb.AppendLine();
-        sb.AppendLine("| shape | weights | activations | batch | weight MB | decode ms/step | sampled ms/step (top-p 0.9) | decode tok/s | floor ms (weights / bandwidth) | % of floor | prefill tok/s | prefill piece |");
-        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| shape | weights | activations | batch | weight MB | decode ms/step | sampled ms/step (top-p 0.9) | decode tok/s | floor ms (weights / bandwidth) | % of floor | prefill ms (batch x prompt) | prefill tok/s | prefill piece |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in report.Results)
         {
             sb.AppendLine(Row(r));

@@ -130,7 +130,7 @@ internal static class BenchPlots
             var prefills = rows.Where(r => r.PrefillTokens > 0).ToArray();
             if (prefills.Length > 0)
             {
-                // Prefill runs one sequence of the session, so its rate does not depend on the batch size.
+                // Prefill runs every sequence of the batch, each with a prompt of PrefillTokens, together.
                 var prefill = plot.Add.Scatter(prefills.Select(r => (double)r.Batch).ToArray(), prefills.Select(r => r.PrefillTokensPerSecond).ToArray(), color);
                 prefill.LegendText = $"{series.Key} prefill {prefills[0].PrefillTokens} tokens";
                 prefill.LinePattern = LinePattern.Dashed;

@@ -5,7 +5,7 @@ using Mamba.Ops;
 namespace Mamba.Generation;
 
 /// <summary>
-/// Drives one generation over a batch of prompts: each prompt is prefilled on its own, then every step samples one
+/// Drives one generation over a batch of prompts: the prompts are prefilled together, then every step samples one
 /// token per live sequence and feeds the batch back in a single decode. Sequences end on their own (stop token,
 /// length, or <see cref="Finish"/>) while the others go on.
 /// </summary>
@@ -74,10 +74,11 @@ internal sealed class GenerationLoop
         _prefillClock.Start();
         try
         {
+            var prompts = _prompts.Select(p => (ReadOnlyMemory<int>)(p as int[] ?? [.. p])).ToArray();
+            _session.Prefill(Enumerable.Range(0, BatchSize).ToArray(), prompts, cancellationToken);
             for (var b = 0; b < BatchSize; b++)
             {
-                var prompt = _prompts[b] as int[] ?? [.. _prompts[b]];
-                _session.Prefill(b, prompt, null, cancellationToken);
+                var prompt = prompts[b].Span;
                 _session.AppendHistory(b, prompt);
                 _fed[b] = prompt[^1];
                 if (_options.MaxNewTokens == 0)

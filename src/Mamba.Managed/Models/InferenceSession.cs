@@ -8,8 +8,9 @@ namespace Mamba.Models;
 
 /// <summary>
 /// Inference state for a fixed number of sequences: per-layer convolution and SSM states plus every activation
-/// buffer, allocated once here. Each sequence is prefilled on its own (no padding), in pieces of at most
-/// <see cref="MambaModelOptions.PrefillChunkSize"/> tokens; then all sequences advance together one token per
+/// buffer, allocated once here (those of prefilling several sequences at once on their first use). Sequences are
+/// prefilled on their own or several together (no padding), in pieces of at most
+/// <see cref="MambaModelOptions.PrefillChunkSize"/> tokens each; then all sequences advance together one token per
 /// <see cref="Decode"/>, which allocates nothing. Use from one thread at a time.
 /// </summary>
 public sealed class InferenceSession : IDisposable
@@ -29,6 +30,11 @@ public sealed class InferenceSession : IDisposable
     private bool _deviceIdsValid;
     private readonly int[] _lengths;
     private Tensor? _chunkLogits;
+    // Made the first time several sequences prefill together: their buffers (when the budget exceeds one piece), the
+    // last-token logits of a piece's sequences, and a state to gather sequences that are not consecutive rows into.
+    private Buffers? _batchPrefill;
+    private Tensor? _batchLogits;
+    private MixerState? _staging;
     private Tensor? _history;
     private int[] _hostHistory = [];
     private int _historyCapacity;
@@ -57,8 +63,8 @@ public sealed class InferenceSession : IDisposable
             {
                 _states[i] = model.Layers[i].Mixer.CreateState(_ctx, batchSize, act);
             }
-            _prefill = new Buffers(model, _chunk, decode: false);
-            _decode = new Buffers(model, batchSize, decode: true);
+            _prefill = new Buffers(model, _chunk, Math.Min(batchSize, _chunk), decode: false);
+            _decode = new Buffers(model, batchSize, batchSize, decode: true);
             Logits = Tensor.Empty(_ctx, DType.Float32, batchSize, _vocab);
             _deviceIds = new int[batchSize];
             _logitRows = Enumerable.Range(0, batchSize).Select(b => Logits.Slice(0, b, 1)).ToArray();
@@ -124,36 +130,9 @@ public sealed class InferenceSession : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var len = Math.Min(_chunk, tokens.Length - start);
-            var ids = p.Ids.Slice(0, 0, len);
-            ids.CopyFrom(tokens.Slice(start, len));
-            var emb = p.Embedded.View([len, _hidden]);
-            var residual = p.Residual.View([len, _hidden]);
+            p.Ids.Slice(0, 0, len).CopyFrom(tokens.Slice(start, len));
+            RunLayers(p, [sequence], len);
             var normed = p.Normed.View([len, _hidden]);
-            var mixed = p.Mixed.View([len, _hidden]);
-            using (_ctx.Op("embedding"))
-            {
-                _model.Embedding.Forward(_ctx, ids, emb);
-            }
-            for (var i = 0; i < _states.Length; i++)
-            {
-                var layer = _model.Layers[i];
-                using (_ctx.Op("rmsnorm"))
-                {
-                    if (i == 0)
-                    {
-                        layer.Norm.Forward(_ctx, emb, normed, null, residual);
-                    }
-                    else
-                    {
-                        layer.Norm.Forward(_ctx, mixed, normed, residual, residual);
-                    }
-                }
-                layer.Mixer.Prefill(_ctx, normed, mixed, len, p.Scratch, _states[i], sequence);
-            }
-            using (_ctx.Op("final_norm"))
-            {
-                _model.FinalNorm.Forward(_ctx, mixed, normed, residual);
-            }
             if (onLogits is not null)
             {
                 _chunkLogits ??= Tensor.Empty(_ctx, DType.Float32, _chunk, _vocab);
@@ -174,6 +153,209 @@ public sealed class InferenceSession : IDisposable
         }
         _lengths[sequence] += tokens.Length;
     }
+
+    /// <summary>Feeds each prompt to its sequence, as <see cref="Prefill(int, ReadOnlySpan{int}, Action{int, Tensor}?, CancellationToken)"/>
+    /// does one by one, but runs the sequences together: a piece takes the same number of tokens from each sequence
+    /// that still has some (at most <see cref="MambaModelOptions.PrefillChunkSize"/>, and at most
+    /// <see cref="MambaModelOptions.PrefillBatchTokens"/> over all of them), so that the projections run on all of their
+    /// rows at once and the scan or SSD on a batch. Prompts of different lengths are fine: a sequence drops out of the
+    /// pieces when its prompt ends. Each sequence ends with the logits of its last token in its row of
+    /// <see cref="Logits"/>; <see cref="Lengths"/> grows piece by piece. The sequences must differ from each other.</summary>
+    public void Prefill(IReadOnlyList<int> sequences, IReadOnlyList<ReadOnlyMemory<int>> prompts, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(sequences);
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (sequences.Count != prompts.Count)
+        {
+            throw new ArgumentException($"{sequences.Count} sequences but {prompts.Count} prompts: each sequence needs its prompt", nameof(prompts));
+        }
+        if (sequences.Count == 0)
+        {
+            throw new ArgumentException("at least one sequence is needed", nameof(sequences));
+        }
+        var given = new bool[BatchSize];
+        for (var i = 0; i < sequences.Count; i++)
+        {
+            CheckSequence(sequences[i]);
+            if (given[sequences[i]])
+            {
+                throw new ArgumentException($"sequence {sequences[i]} is given twice", nameof(sequences));
+            }
+            given[sequences[i]] = true;
+            if (prompts[i].IsEmpty)
+            {
+                throw new ArgumentException($"the prompt of sequence {sequences[i]} is empty; a prompt needs at least one token", nameof(prompts));
+            }
+            CheckTokens(prompts[i].Span);
+        }
+        var budget = BatchPrefillRows;
+        var p = BatchPrefillBuffers();
+        var fed = new int[sequences.Count];
+        var active = Enumerable.Range(0, sequences.Count).ToList();
+        var hostIds = new int[budget];
+        while (active.Count > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            // The first sequences still going, as many as the budget has a row for; the rest join as these end.
+            var group = active.Count <= budget ? active.ToArray() : active.GetRange(0, budget).ToArray();
+            var len = Math.Min(_chunk, budget / group.Length);
+            foreach (var e in group)
+            {
+                len = Math.Min(len, prompts[e].Length - fed[e]);
+            }
+            var ids = new int[group.Length];
+            for (var j = 0; j < group.Length; j++)
+            {
+                ids[j] = sequences[group[j]];
+                prompts[group[j]].Span.Slice(fed[group[j]], len).CopyTo(hostIds.AsSpan(j * len, len));
+            }
+            p.Ids.Slice(0, 0, group.Length * len).CopyFrom<int>(hostIds.AsSpan(0, group.Length * len));
+            RunLayers(p, ids, len);
+            var ending = new List<int>();
+            for (var j = 0; j < group.Length; j++)
+            {
+                var e = group[j];
+                fed[e] += len;
+                _lengths[ids[j]] += len;
+                if (fed[e] == prompts[e].Length)
+                {
+                    ending.Add(j);
+                    active.Remove(e);
+                }
+            }
+            StoreLastLogits(p, ids, len, ending);
+        }
+    }
+
+    // The logits of the last token of each sequence in `ending` (indexes into `sequences`, the piece's sequences in
+    // order) into its row of Logits.
+    private void StoreLastLogits(Buffers p, int[] sequences, int len, List<int> ending)
+    {
+        if (ending.Count == 0)
+        {
+            return;
+        }
+        using var _ = _ctx.Op("lm_head");
+        // The last row of every sequence of the piece: one projection, whatever the number of rows.
+        var lastRows = p.Normed.View([sequences.Length, _hidden], [len * _hidden, 1], (len - 1) * _hidden);
+        if (ending.Count == sequences.Length && Consecutive(sequences))
+        {
+            Kernels.Linear(_ctx, lastRows, _model.LmHead, Logits.Slice(0, sequences[0], sequences.Length));
+            return;
+        }
+        if (ending.Count == 1)
+        {
+            Kernels.Linear(_ctx, lastRows.Slice(0, ending[0], 1), _model.LmHead, _logitRows[sequences[ending[0]]]);
+            return;
+        }
+        _batchLogits ??= Tensor.Empty(_ctx, DType.Float32, Math.Min(BatchSize, BatchPrefillRows), _vocab);
+        var all = _batchLogits.Slice(0, 0, sequences.Length);
+        Kernels.Linear(_ctx, lastRows, _model.LmHead, all);
+        foreach (var j in ending)
+        {
+            all.Slice(0, j, 1).CopyTo(_logitRows[sequences[j]]);
+        }
+    }
+
+    // Embedding, every block and the final norm over a piece of `len` tokens of each of `sequences` (their ids already
+    // in p.Ids, one sequence after another), leaving the normalized last hidden states in p.Normed.
+    private void RunLayers(Buffers p, int[] sequences, int len)
+    {
+        var rows = (long)sequences.Length * len;
+        var ids = p.Ids.Slice(0, 0, rows);
+        var emb = p.Embedded.View([rows, _hidden]);
+        var residual = p.Residual.View([rows, _hidden]);
+        var normed = p.Normed.View([rows, _hidden]);
+        var mixed = p.Mixed.View([rows, _hidden]);
+        using (_ctx.Op("embedding"))
+        {
+            _model.Embedding.Forward(_ctx, ids, emb);
+        }
+        // Consecutive sequences are rows of the state as they are; others are gathered into a staging state per layer
+        // and scattered back after it.
+        var consecutive = Consecutive(sequences);
+        for (var i = 0; i < _states.Length; i++)
+        {
+            var layer = _model.Layers[i];
+            using (_ctx.Op("rmsnorm"))
+            {
+                if (i == 0)
+                {
+                    layer.Norm.Forward(_ctx, emb, normed, null, residual);
+                }
+                else
+                {
+                    layer.Norm.Forward(_ctx, mixed, normed, residual, residual);
+                }
+            }
+            if (consecutive)
+            {
+                layer.Mixer.Prefill(_ctx, normed, mixed, sequences.Length, len, p.Scratch, _states[i], sequences[0]);
+                continue;
+            }
+            var staging = StagingState();
+            using (_ctx.Op("state_gather"))
+            {
+                CopyStateRows(_states[i], sequences, staging, toStaging: true);
+            }
+            layer.Mixer.Prefill(_ctx, normed, mixed, sequences.Length, len, p.Scratch, staging, 0);
+            using (_ctx.Op("state_gather"))
+            {
+                CopyStateRows(_states[i], sequences, staging, toStaging: false);
+            }
+        }
+        using (_ctx.Op("final_norm"))
+        {
+            _model.FinalNorm.Forward(_ctx, mixed, normed, residual);
+        }
+    }
+
+    private static bool Consecutive(int[] sequences)
+    {
+        for (var j = 1; j < sequences.Length; j++)
+        {
+            if (sequences[j] != sequences[0] + j)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static void CopyStateRows(MixerState state, int[] sequences, MixerState staging, bool toStaging)
+    {
+        for (var j = 0; j < sequences.Length; j++)
+        {
+            var (conv, ssm) = (state.Conv.Slice(0, sequences[j], 1), state.Ssm.Slice(0, sequences[j], 1));
+            var (stagedConv, stagedSsm) = (staging.Conv.Slice(0, j, 1), staging.Ssm.Slice(0, j, 1));
+            if (toStaging)
+            {
+                conv.CopyTo(stagedConv);
+                ssm.CopyTo(stagedSsm);
+            }
+            else
+            {
+                stagedConv.CopyTo(conv);
+                stagedSsm.CopyTo(ssm);
+            }
+        }
+    }
+
+    // Rows of the batched prefill buffers: the model's token budget, or the batch's pieces if fewer.
+    private int BatchPrefillRows => (int)Math.Min(_model.PrefillBatchTokens, (long)BatchSize * _chunk);
+
+    private Buffers BatchPrefillBuffers()
+    {
+        if (BatchPrefillRows <= _chunk)
+        {
+            return _prefill;
+        }
+        return _batchPrefill ??= new Buffers(_model, BatchPrefillRows, Math.Min(BatchSize, BatchPrefillRows), decode: false);
+    }
+
+    private MixerState StagingState() =>
+        _staging ??= _model.Layers[0].Mixer.CreateState(_ctx, Math.Min(BatchSize, BatchPrefillRows), _model.ActivationDType);
 
     /// <summary>Feeds one token to every sequence (finished ones may be fed anything valid) and leaves the next-token
     /// logits in <see cref="Logits"/>. On CUDA the second call records the step as a CUDA graph (see
@@ -366,16 +548,19 @@ public sealed class InferenceSession : IDisposable
             s?.Dispose();
         }
         _prefill?.Dispose();
+        _batchPrefill?.Dispose();
+        _staging?.Dispose();
+        _batchLogits?.Dispose();
         _decode?.Dispose();
         Logits?.Dispose();
         _chunkLogits?.Dispose();
         _history?.Dispose();
     }
 
-    /// <summary>Activations for up to <c>rows</c> tokens at once.</summary>
+    /// <summary>Activations for up to <c>rows</c> tokens of up to <c>sequences</c> sequences at once.</summary>
     private sealed class Buffers : TensorSet
     {
-        public Buffers(MambaModel m, int rows, bool decode)
+        public Buffers(MambaModel m, int rows, int sequences, bool decode)
         {
             var c = m.Context;
             long h = m.Config.HiddenSize;
@@ -389,7 +574,7 @@ public sealed class InferenceSession : IDisposable
             Normed = Alloc(c, act, rows, h);
             Mixed = Alloc(c, act, rows, h);
             MixedNext = decode ? Alloc(c, act, rows, h) : Mixed;
-            Scratch = m.Layers[0].Mixer.CreateScratch(c, rows, act);
+            Scratch = m.Layers[0].Mixer.CreateScratch(c, rows, sequences, act);
         }
 
         public Tensor Ids { get; }

@@ -46,6 +46,10 @@ public sealed partial class MambaModel : IDisposable
     /// when that is null.</summary>
     public int PrefillChunkSize => Options.PrefillChunkSize ?? (Context.Device.Type == DeviceType.Cpu ? 512 : 2048);
 
+    /// <summary>Most tokens of one batched prefill piece over all of its sequences (<see cref="MambaModelOptions.PrefillBatchTokens"/>
+    /// or the device's default), never fewer than <see cref="PrefillChunkSize"/>.</summary>
+    public int PrefillBatchTokens => Math.Max(PrefillChunkSize, Options.PrefillBatchTokens ?? (Context.Device.Type == DeviceType.Cpu ? PrefillChunkSize : 16384));
+
     /// <summary>The activation type in use: <see cref="MambaModelOptions.ActivationDType"/>, or, when that is null, the
     /// type of the layers' matrix weights (the first in_proj's) on CUDA if it is 16-bit, and float32 otherwise.</summary>
     public DType ActivationDType => Options.ActivationDType ?? AutoActivationDType();
@@ -141,6 +145,7 @@ public sealed partial class MambaModel : IDisposable
             Require(c.NumGroups > 0 && c.NumHeads % c.NumGroups == 0, $"heads ({c.NumHeads}) must be a multiple of groups ({c.NumGroups})");
         }
         Require(o.PrefillChunkSize is null or > 0, "PrefillChunkSize must be positive");
+        Require(o.PrefillBatchTokens is null or > 0, "PrefillBatchTokens must be positive");
         Require(o.ActivationDType is null || o.ActivationDType.Value.IsFloatingPoint(), "ActivationDType must be a floating-point type");
         Require(o.WeightDType is null || o.WeightDType.Value.IsFloatingPoint(), "WeightDType must be a floating-point type");
     }

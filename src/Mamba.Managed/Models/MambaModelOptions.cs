@@ -30,6 +30,16 @@ public sealed record MambaModelOptions
     /// 50k vocabulary) would grow fourfold for no measured gain.</summary>
     public int? PrefillChunkSize { get; init; }
 
+    /// <summary>Most tokens of one piece of a prefill of several sequences at once
+    /// (<see cref="InferenceSession.Prefill(IReadOnlyList{int}, IReadOnlyList{ReadOnlyMemory{int}}, CancellationToken)"/>),
+    /// counted over all of its sequences: each sequence advances by at most <see cref="PrefillChunkSize"/> tokens a
+    /// piece, and by fewer when more sequences than this many tokens allow take part. A session allocates buffers for
+    /// the smaller of this and its batch size times the piece size, the first time it prefills several sequences at
+    /// once; values below the piece size count as the piece size. Null picks by device: 16384 on CUDA (eight 2048-token pieces: the projections then run as one GEMM of
+    /// 16384 rows and the Mamba-1 scan needs no sequence split), and the piece size on the CPU, where the batched
+    /// pieces then share the single-sequence buffers.</summary>
+    public int? PrefillBatchTokens { get; init; }
+
     /// <summary>On CUDA, record each session's decode step as a CUDA graph after one direct step and replay it: one
     /// launch instead of one per kernel. Off runs every kernel directly (same results). Ignored on CPU.</summary>
     public bool UseCudaGraphs { get; init; } = true;

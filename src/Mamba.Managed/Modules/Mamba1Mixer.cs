@@ -67,14 +67,14 @@ public sealed class Mamba1Mixer : Mixer
 
     private sealed class Scratch : TensorSet
     {
-        public Scratch(MambaContext c, int rows, DType t, Mamba1Mixer m)
+        public Scratch(MambaContext c, int rows, int sequences, DType t, Mamba1Mixer m)
         {
             Xz = Alloc(c, t, rows, 2 * m._inner);
             Xc = Alloc(c, t, rows, m._inner);
             Xdbl = Alloc(c, t, rows, m.XdblWidth);
             Dt = Alloc(c, t, rows, m._inner);
             Y = Alloc(c, t, rows, m._inner);
-            ConvFinal = Alloc(c, t, 1, m._inner, m._width - 1);
+            ConvFinal = Alloc(c, t, sequences, m._inner, m._width - 1);
         }
 
         public Tensor Xz { get; }
@@ -90,47 +90,51 @@ public sealed class Mamba1Mixer : Mixer
         new(context, activationDType, [batch, _inner, _width - 1], [batch, _inner, _state]);
 
     /// <inheritdoc />
-    public override TensorSet CreateScratch(MambaContext context, int rows, DType activationDType) => new Scratch(context, rows, activationDType, this);
+    public override TensorSet CreateScratch(MambaContext context, int rows, int sequences, DType activationDType) =>
+        new Scratch(context, rows, sequences, activationDType, this);
 
     /// <inheritdoc />
-    public override void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence)
+    public override void Prefill(MambaContext context, Tensor x, Tensor y, int sequences, int length, TensorSet scratch, MixerState state,
+        int firstSequence)
     {
         var s = (Scratch)scratch;
-        long L = length, di = _inner, w = XdblWidth;
+        long n = sequences, L = length, di = _inner, w = XdblWidth;
         using (context.Op("in_proj"))
         {
-            InProj.Forward(context, x, s.Xz.View([L, 2 * di]));
+            InProj.Forward(context, x, s.Xz.View([n * L, 2 * di]));
         }
-        // Channel-major views (1, dim, len) of row-major (len, dim) buffers: the scan and conv read them in place.
-        var xIn = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di]);
-        var z = s.Xz.View([1, di, L], [L * 2 * di, 1, 2 * di], di);
-        var xc = s.Xc.View([1, di, L], [L * di, 1, di]);
-        var convState = state.Conv.Slice(0, sequence, 1);
+        // Channel-major views (sequences, dim, len) of row-major (sequences * len, dim) buffers: the scan and conv read
+        // them in place.
+        var xIn = s.Xz.View([n, di, L], [L * 2 * di, 1, 2 * di]);
+        var z = s.Xz.View([n, di, L], [L * 2 * di, 1, 2 * di], di);
+        var xc = s.Xc.View([n, di, L], [L * di, 1, di]);
+        var convState = state.Conv.Slice(0, firstSequence, n);
+        var convFinal = s.ConvFinal.Slice(0, 0, n);
         using (context.Op("conv1d"))
         {
-            Conv.Forward(context, xIn, xc, convState, s.ConvFinal);
-            s.ConvFinal.CopyTo(convState);
+            Conv.Forward(context, xIn, xc, convState, convFinal);
+            convFinal.CopyTo(convState);
         }
         using (context.Op("x_proj"))
         {
-            XProj.Forward(context, s.Xc.View([L, di]), s.Xdbl.View([L, w]));
+            XProj.Forward(context, s.Xc.View([n * L, di]), s.Xdbl.View([n * L, w]));
         }
         using (context.Op("dt_proj"))
         {
-            DtProj.Forward(context, s.Xdbl.View([L, _rank], [w, 1]), s.Dt.View([L, di]));
+            DtProj.Forward(context, s.Xdbl.View([n * L, _rank], [w, 1]), s.Dt.View([n * L, di]));
         }
-        var b = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank);
-        var c = s.Xdbl.View([1, 1, _state, L], [L * w, _state, 1, w], _rank + _state);
-        var dt = s.Dt.View([1, di, L], [L * di, 1, di]);
-        var yv = s.Y.View([1, di, L], [L * di, 1, di]);
-        var ssm = state.Ssm.Slice(0, sequence, 1);
+        var b = s.Xdbl.View([n, 1, _state, L], [L * w, _state, 1, w], _rank);
+        var c = s.Xdbl.View([n, 1, _state, L], [L * w, _state, 1, w], _rank + _state);
+        var dt = s.Dt.View([n, di, L], [L * di, 1, di]);
+        var yv = s.Y.View([n, di, L], [L * di, 1, di]);
+        var ssm = state.Ssm.Slice(0, firstSequence, n);
         using (context.Op("selective_scan"))
         {
             Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, DtBias, deltaSoftplus: true, initialState: ssm, finalState: ssm);
         }
         using (context.Op("out_proj"))
         {
-            OutProj.Forward(context, s.Y.View([L, di]), y);
+            OutProj.Forward(context, s.Y.View([n * L, di]), y);
         }
     }
 

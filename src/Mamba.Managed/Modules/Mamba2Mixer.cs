@@ -88,13 +88,13 @@ public sealed class Mamba2Mixer : Mixer
 
     private sealed class Scratch : TensorSet
     {
-        public Scratch(MambaContext c, int rows, DType t, Mamba2Mixer m)
+        public Scratch(MambaContext c, int rows, int sequences, DType t, Mamba2Mixer m)
         {
             Proj = Alloc(c, t, rows, m.ProjWidth);
             Xbc = Alloc(c, t, rows, m.ConvDim);
             Y = Alloc(c, t, rows, m._inner);
             Normed = Alloc(c, t, rows, m._inner);
-            ConvFinal = Alloc(c, t, 1, m.ConvDim, m._width - 1);
+            ConvFinal = Alloc(c, t, sequences, m.ConvDim, m._width - 1);
         }
 
         public Tensor Proj { get; }
@@ -109,43 +109,46 @@ public sealed class Mamba2Mixer : Mixer
         new(context, activationDType, [batch, ConvDim, _width - 1], [batch, _heads, _headDim, _state]);
 
     /// <inheritdoc />
-    public override TensorSet CreateScratch(MambaContext context, int rows, DType activationDType) => new Scratch(context, rows, activationDType, this);
+    public override TensorSet CreateScratch(MambaContext context, int rows, int sequences, DType activationDType) =>
+        new Scratch(context, rows, sequences, activationDType, this);
 
     /// <inheritdoc />
-    public override void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence)
+    public override void Prefill(MambaContext context, Tensor x, Tensor y, int sequences, int length, TensorSet scratch, MixerState state,
+        int firstSequence)
     {
         var s = (Scratch)scratch;
-        long L = length, pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
+        long n = sequences, L = length, pw = ProjWidth, cd = ConvDim, di = _inner, gn = _groups * _state;
         using (context.Op("in_proj"))
         {
-            InProj.Forward(context, x, s.Proj.View([L, pw]));
+            InProj.Forward(context, x, s.Proj.View([n * L, pw]));
         }
-        var xbcIn = s.Proj.View([1, cd, L], [L * pw, 1, pw], di);
-        var xbc = s.Xbc.View([1, cd, L], [L * cd, 1, cd]);
-        var convState = state.Conv.Slice(0, sequence, 1);
+        var xbcIn = s.Proj.View([n, cd, L], [L * pw, 1, pw], di);
+        var xbc = s.Xbc.View([n, cd, L], [L * cd, 1, cd]);
+        var convState = state.Conv.Slice(0, firstSequence, n);
+        var convFinal = s.ConvFinal.Slice(0, 0, n);
         using (context.Op("conv1d"))
         {
-            Conv.Forward(context, xbcIn, xbc, convState, s.ConvFinal);
-            s.ConvFinal.CopyTo(convState);
+            Conv.Forward(context, xbcIn, xbc, convState, convFinal);
+            convFinal.CopyTo(convState);
         }
-        var xs = s.Xbc.View([1, L, _heads, _headDim], [L * cd, cd, _headDim, 1]);
-        var b = s.Xbc.View([1, L, _groups, _state], [L * cd, cd, _state, 1], di);
-        var c = s.Xbc.View([1, L, _groups, _state], [L * cd, cd, _state, 1], di + gn);
-        var dt = s.Proj.View([1, L, _heads], [L * pw, pw, 1], di + cd);
-        var yv = s.Y.View([1, L, _heads, _headDim]);
-        var ssm = state.Ssm.Slice(0, sequence, 1);
+        var xs = s.Xbc.View([n, L, _heads, _headDim], [L * cd, cd, _headDim, 1]);
+        var b = s.Xbc.View([n, L, _groups, _state], [L * cd, cd, _state, 1], di);
+        var c = s.Xbc.View([n, L, _groups, _state], [L * cd, cd, _state, 1], di + gn);
+        var dt = s.Proj.View([n, L, _heads], [L * pw, pw, 1], di + cd);
+        var yv = s.Y.View([n, L, _heads, _headDim]);
+        var ssm = state.Ssm.Slice(0, firstSequence, n);
         using (context.Op("ssd"))
         {
             Kernels.Ssd(context, xs, dt, A, b, c, yv, D, null, DtBias, dtSoftplus: true, _dtMin, _dtMax, _chunk, ssm, ssm);
         }
         using (context.Op("gated_rmsnorm"))
         {
-            Kernels.GatedRmsNorm(context, s.Y.View([L, di]), NormWeight, s.Normed.View([L, di]), _eps,
-                s.Proj.View([L, di], [pw, 1]), NormGroupSize, _normBeforeGate);
+            Kernels.GatedRmsNorm(context, s.Y.View([n * L, di]), NormWeight, s.Normed.View([n * L, di]), _eps,
+                s.Proj.View([n * L, di], [pw, 1]), NormGroupSize, _normBeforeGate);
         }
         using (context.Op("out_proj"))
         {
-            OutProj.Forward(context, s.Normed.View([L, di]), y);
+            OutProj.Forward(context, s.Normed.View([n * L, di]), y);
         }
     }
 

@@ -54,12 +54,15 @@ public abstract class Mixer : IDisposable
     /// <summary>A zero-free state for <paramref name="batch"/> sequences (zero it before use).</summary>
     public abstract MixerState CreateState(MambaContext context, int batch, DType activationDType);
 
-    /// <summary>Activation buffers for up to <paramref name="rows"/> tokens, shareable by every layer of the same shape.</summary>
-    public abstract TensorSet CreateScratch(MambaContext context, int rows, DType activationDType);
+    /// <summary>Activation buffers for up to <paramref name="rows"/> tokens of up to <paramref name="sequences"/> sequences
+    /// at once, shareable by every layer of the same shape.</summary>
+    public abstract TensorSet CreateScratch(MambaContext context, int rows, int sequences, DType activationDType);
 
-    /// <summary>Runs <paramref name="length"/> tokens of sequence <paramref name="sequence"/> (x, y: (length, hidden)),
-    /// continuing from and updating row <paramref name="sequence"/> of the state.</summary>
-    public abstract void Prefill(MambaContext context, Tensor x, Tensor y, int length, TensorSet scratch, MixerState state, int sequence);
+    /// <summary>Runs <paramref name="length"/> tokens of each of <paramref name="sequences"/> sequences (x, y:
+    /// (sequences * length, hidden), one sequence's tokens after another's), continuing from and updating rows
+    /// [<paramref name="firstSequence"/>, firstSequence + sequences) of the state.</summary>
+    public abstract void Prefill(MambaContext context, Tensor x, Tensor y, int sequences, int length, TensorSet scratch, MixerState state,
+        int firstSequence);
 
     /// <summary>Prepares one decode step for a whole batch (x, y: (batch, hidden)): every view is made here, so running
     /// the returned action allocates nothing.</summary>
