@@ -39,10 +39,11 @@ internal static class BenchCommand
         var markdown = new Option<string?>("--markdown") { Description = "Write the results as a Markdown table to this file" };
         var plots = new Option<string?>("--plots") { Description = $"Write PNG charts into this directory: {BenchPlots.RooflineFile} (decode weight bandwidth vs the measured bandwidth), {BenchPlots.ThroughputFile} (tokens/s vs batch size) and, with --profile, {BenchPlots.ProfileFile}" };
         var profile = new Option<int>("--profile") { Description = "Also profile one prefill of this many tokens per shape and dtype: time and share of each op (0: skip)", DefaultValueFactory = _ => 0 };
+        var profileBatch = new Option<int>("--profile-batch") { Description = "Sequences prefilled together in the --profile prefill, each with a prompt of its own", DefaultValueFactory = _ => 1 };
         var fromJson = new Option<string?>("--from-json") { Description = "Do not measure: read the results of an earlier --json run and write the table, --markdown and --plots from them" };
         var command = new Command("bench", "Decode and prefill speed of random-weight models in public checkpoint shapes, against measured memory bandwidth")
         {
-            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, json, markdown, plots, profile, fromJson,
+            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, json, markdown, plots, profile, profileBatch, fromJson,
         };
         command.SetAction(parse =>
         {
@@ -50,14 +51,14 @@ internal static class BenchCommand
             if (saved is not null)
             {
                 // A report is only redrawn: an option that shapes a measurement would be silently ignored.
-                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, profile];
+                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, profile, profileBatch];
                 if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
                 {
                     throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
                 }
             }
             var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk,
-                prefillBatchTokens, profile);
+                prefillBatchTokens, profile, profileBatch);
             var table = Table(report);
             if (saved is not null)
             {
@@ -89,7 +90,7 @@ internal static class BenchCommand
 
     private static BenchReport Measure(ParseResult parse, TextWriter stdout, Option<string?> device, Option<int> threads, Option<string> shapes,
         Option<string> dtypes, Option<string> activations, Option<string> batches, Option<int> steps, Option<int> prefill,
-        Option<int> prefillChunk, Option<int> prefillBatchTokens, Option<int> profile)
+        Option<int> prefillChunk, Option<int> prefillBatchTokens, Option<int> profile, Option<int> profileBatch)
     {
         var stepCount = parse.GetValue(steps);
         if (stepCount < 1)
@@ -115,6 +116,11 @@ internal static class BenchCommand
         if (profileTokens < 0)
         {
             throw new ArgumentException("--profile must not be negative");
+        }
+        var profileSequences = parse.GetValue(profileBatch);
+        if (profileSequences < 1)
+        {
+            throw new ArgumentException("--profile-batch must be at least 1");
         }
         var shapeList = ModelOptions.Split(parse.GetValue(shapes)!);
         foreach (var s in shapeList)
@@ -146,7 +152,7 @@ internal static class BenchCommand
                 }
                 if (profileTokens > 0)
                 {
-                    var p = ModelBench.Profile(context, bench, profileTokens);
+                    var p = ModelBench.Profile(context, bench, profileTokens, profileSequences);
                     profiles.Add(p);
                     stdout.Write(ProfileTable(p));
                 }
@@ -182,7 +188,7 @@ internal static class BenchCommand
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"Prefill profile: {p.Shape} {p.DType} weights, {p.Activations ?? nameof(DType.Float32)} activations, {p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
+            $"Prefill profile: {p.Shape} {p.DType} weights, {p.Activations ?? nameof(DType.Float32)} activations, {(p.Batch > 1 ? $"{p.Batch} x " : "")}{p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
         sb.AppendLine();
         sb.AppendLine("| op | calls | ms | % of prefill |");
         sb.AppendLine("|---|---:|---:|---:|");

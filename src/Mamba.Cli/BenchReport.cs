@@ -8,9 +8,10 @@ internal sealed record OpShare(string Op, double Milliseconds, int Calls, double
 
 /// <summary>Where the time of one prefill goes, op by op (each op timed with the device synchronized around it).
 /// "other" is the host work between ops: the remainder of the wall time. <paramref name="Activations"/> is null in
-/// reports written before it was recorded, whose activations were always float32.</summary>
+/// reports written before it was recorded, whose activations were always float32. <paramref name="Batch"/> sequences of
+/// <paramref name="Tokens"/> tokens each were prefilled together (1 in reports written before it was recorded).</summary>
 internal sealed record PrefillProfile(string Shape, string DType, string Device, int Tokens, double TotalMs, double TokensPerSecond, List<OpShare> Ops,
-    string? Activations = null);
+    string? Activations = null, int Batch = 1);
 
 /// <summary>Everything a bench run measured, as written to and read from <c>--json</c>.</summary>
 internal sealed record BenchReport(
@@ -60,10 +61,10 @@ internal sealed record BenchReport(
         }
         for (var i = 0; i < (report.Profiles?.Count ?? 0); i++)
         {
-            if (report.Profiles![i] is not { Shape: not null, DType: not null, Device: not null, Tokens: > 0, TotalMs: > 0, Ops: not null } p
+            if (report.Profiles![i] is not { Shape: not null, DType: not null, Device: not null, Tokens: > 0, Batch: > 0, TotalMs: > 0, Ops: not null } p
                 || p.Ops.Any(o => o?.Op is null))
             {
-                throw new ArgumentException($"--from-json: '{path}': profiles[{i}] is not a prefill profile (needs Shape, DType, Device, positive Tokens and TotalMs, and named Ops)");
+                throw new ArgumentException($"--from-json: '{path}': profiles[{i}] is not a prefill profile (needs Shape, DType, Device, positive Tokens, Batch (1 when absent) and TotalMs, and named Ops)");
             }
         }
         return report with { BandwidthKind = report.BandwidthKind ?? "copy" };

@@ -92,15 +92,16 @@ internal static class ModelBench
     /// <summary>The sampling of the sampled-step column: temperature 0.8 and top-p 0.9, a common chat setting.</summary>
     public static SamplingParams SampledStep { get; } = new(Temperature: 0.8f, TopP: 0.9f, Seed: 1);
 
-    /// <summary>Prefill of <paramref name="tokens"/> tokens with every op timed on its own (see <see cref="MambaContext.Profiler"/>),
-    /// after one unprofiled warm-up prefill.</summary>
-    public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens)
+    /// <summary>Prefill of <paramref name="tokens"/> tokens for each of <paramref name="batch"/> sequences together, with every op
+    /// timed on its own (see <see cref="MambaContext.Profiler"/>), after one unprofiled warm-up prefill.</summary>
+    public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens, int batch = 1)
     {
         var model = bench.Model;
-        using var session = model.CreateSession(1);
-        var prompt = Prompt(bench.Config, tokens);
-        session.Prefill(0, prompt);
-        session.Reset(0);
+        using var session = model.CreateSession(batch);
+        var sequences = Enumerable.Range(0, batch).ToArray();
+        var prompts = sequences.Select(b => (ReadOnlyMemory<int>)Prompt(bench.Config, tokens, b)).ToArray();
+        session.Prefill(sequences, prompts);
+        session.Reset();
         context.Synchronize();
         var timings = new OpTimings();
         context.Profiler = timings;
@@ -108,7 +109,7 @@ internal static class ModelBench
         try
         {
             var sw = Stopwatch.StartNew();
-            session.Prefill(0, prompt);
+            session.Prefill(sequences, prompts);
             context.Synchronize();
             totalMs = sw.Elapsed.TotalMilliseconds;
         }
@@ -119,7 +120,8 @@ internal static class ModelBench
         var ops = timings.Ops.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
         var other = Math.Max(0, totalMs - timings.TotalMilliseconds);
         ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
-        return new PrefillProfile(bench.Shape, bench.DType.ToString(), context.Device.ToString(), tokens, totalMs, tokens / (totalMs / 1e3), ops, model.ActivationDType.ToString());
+        return new PrefillProfile(bench.Shape, bench.DType.ToString(), context.Device.ToString(), tokens, totalMs, (double)batch * tokens / (totalMs / 1e3), ops,
+            model.ActivationDType.ToString(), batch);
     }
 
     /// <summary>The model options of a run; <paramref name="prefillChunk"/> 0 keeps the default piece size.</summary>

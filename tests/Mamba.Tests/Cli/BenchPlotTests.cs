@@ -70,6 +70,31 @@ public class BenchPlotTests
     }
 
     [Test]
+    public void ProfilesABatchOfSequencesPrefilledTogether()
+    {
+        var json = Path.Combine(_dir.FullName, "bench.json");
+        var (code, output, err) = Run("bench", "--device", "cpu", "--shapes", "mamba-130m", "--dtypes", "f32", "--batch", "2", "--steps", "1",
+            "--prefill", "8", "--profile", "16", "--profile-batch", "3", "--json", json);
+        Assert.That(code, Is.Zero, err);
+        Assert.That(output, Does.Contain("Prefill profile: mamba-130m Float32 weights, Float32 activations, 3 x 16 tokens"));
+        Assert.That(output, Does.Contain("| selective_scan | 24 |"), "one scan call per layer: the three sequences run as one batch");
+        var profile = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement.GetProperty("profiles")[0];
+        Assert.That(profile.GetProperty("Batch").GetInt32(), Is.EqualTo(3));
+        Assert.That(profile.GetProperty("TokensPerSecond").GetDouble(), Is.EqualTo(48 / (profile.GetProperty("TotalMs").GetDouble() / 1e3)).Within(1e-6).Percent);
+
+        // A report written before profiles recorded their batch reads as one sequence.
+        var old = Path.Combine(_dir.FullName, "old.json");
+        File.WriteAllText(old, $$"""{"device":"cpu","bandwidthBytesPerSecond":1e10,"results":[{{GoodRow}}],"profiles":[{"Shape":"mamba-130m","DType":"Float32","Device":"cpu","Tokens":8,"TotalMs":3,"TokensPerSecond":2666,"Ops":[{"Op":"in_proj","Milliseconds":3,"Calls":24,"Percent":100}]}]}""");
+        (code, output, err) = Run("bench", "--from-json", old);
+        Assert.That(code, Is.Zero, err);
+        Assert.That(output, Does.Contain("Float32 activations, 8 tokens on cpu"));
+
+        (code, _, err) = Run("bench", "--device", "cpu", "--shapes", "mamba-130m", "--profile", "8", "--profile-batch", "0");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(err, Does.Contain("--profile-batch must be at least 1"));
+    }
+
+    [Test]
     public void PlotsIntoAPathThatIsAFileFailWithOneLine()
     {
         var json = Path.Combine(_dir.FullName, "bench.json");
@@ -113,6 +138,7 @@ public class BenchPlotTests
     [TestCase("results", "[" + GoodRow + ",{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Batch\":2,\"WeightBytes\":500000000,\"DecodeMs\":0,\"DecodeTokensPerSecond\":0}]", "results[1] is not a bench result")]
     [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3}]", "profiles[0] is not a prefill profile")]
     [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"TotalMs\":3,\"Ops\":[{}]}]", "profiles[0] is not a prefill profile")]
+    [TestCase("profiles", "[{\"Shape\":\"mamba-130m\",\"DType\":\"Float32\",\"Device\":\"cpu\",\"Tokens\":8,\"Batch\":0,\"TotalMs\":3,\"Ops\":[]}]", "profiles[0] is not a prefill profile")]
     public void MalformedEntriesFailWithOneLine(string property, string value, string message)
     {
         var json = Path.Combine(_dir.FullName, "bench.json");
