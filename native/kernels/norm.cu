@@ -9,7 +9,10 @@
 // keeps its kPer elements (and their weights) in registers, all loaded in one batch at clamped (always valid)
 // indices, so the row costs one memory round trip before the reduction rather than one per element and
 // pass; at batch 1 (a decode step) the norm is a single block and that latency is its whole time.
+// Prefill-sized calls (at least as many rows, or row groups, as the GPU has SMs) of contiguous, 16-byte aligned
+// rows take the rows kernels instead (further down): 16-byte loads and blocks small enough to share an SM.
 #include "common.cuh"
+#include "core/env_choice.h"
 #include "launch.cuh"
 #include "ops/gated_rms_norm.h"
 #include "ops/rms_norm.h"
@@ -181,6 +184,214 @@ __global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
     }
 }
 
+// The rows kernels, for prefill-sized calls: x, y and the weight of one type T, the residual and residual_out (rms_norm)
+// of one type R, every row contiguous, starting on a 16-byte boundary and a multiple of kRowsChunk elements long (each
+// row group too). A thread owns kChunks chunks of kRowsChunk consecutive elements (chunk threadIdx.x + k * blockDim.x),
+// loaded with 16-byte loads (two a chunk in float32), so that a warp reads 512 contiguous bytes a load where the
+// register kernels read one 2-byte element a thread. Blocks have at most kRowsThreads threads where the row allows (4
+// chunks a thread at most, on up to kRowsMaxThreads), so that several blocks share an SM and one block's reduction overlaps another's loads: the
+// 5120-element register build holds a whole SM's registers with one 640-thread block. Each thread reads its elements
+// before it writes the same ones, so y may alias x (gated) and residual_out residual (rms_norm), as in the other
+// kernels. Bytes per element as above; nothing is read twice.
+constexpr int kRowsChunk = 8;
+constexpr int kRowsThreads = 256;
+constexpr int kRowsMaxChunks = 4;
+constexpr int kRowsMaxThreads = 512;  // of the kRowsMaxChunks build: rows up to 16384 elements
+
+template <int kChunks>
+constexpr int rows_launch_bound() { return kChunks == kRowsMaxChunks ? kRowsMaxThreads : kRowsThreads; }
+
+template <class T, int kChunks>
+__global__ void __launch_bounds__(rows_launch_bound<kChunks>()) gated_rms_norm_rows_kernel(GatedArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x / a.groups;
+    const int64_t c0 = (blockIdx.x % a.groups) * a.group_size;
+    const int64_t chunks = a.group_size / kRowsChunk;
+    const T * x = reinterpret_cast<const T *>(a.x.p) + row * a.x_s0 + c0;
+    const T * z = a.has_z ? reinterpret_cast<const T *>(a.z.p) + row * a.z_s0 + c0 : nullptr;
+    const T * w = reinterpret_cast<const T *>(a.weight.p) + c0;
+    T * y = reinterpret_cast<T *>(a.y.p) + row * a.y_s0 + c0;
+    wait_for_producer();  // as gated_rms_norm_kernel
+    allow_dependents();
+    float xv[kChunks][kRowsChunk], gate[kChunks][kRowsChunk];
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+        const int64_t c = threadIdx.x + int64_t(k) * blockDim.x;
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i) xv[k][i] = gate[k][i] = 0.0f;
+        if (c < chunks) {
+            load_floats<T, kRowsChunk>(x + c * kRowsChunk, xv[k], true);
+            if (a.has_z) load_floats<T, kRowsChunk>(z + c * kRowsChunk, gate[k], true);
+        }
+    }
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i) {
+            gate[k][i] = a.has_z ? silu_f(gate[k][i]) : 1.0f;
+            const float r = a.norm_before_gate ? xv[k][i] : xv[k][i] * gate[k][i];
+            sum_sq += r * r;  // chunks past the row hold x = 0
+        }
+    }
+    const float inv = 1.0f / sqrtf(block_sum(sum_sq, scratch) / float(a.group_size) + a.eps);
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+        const int64_t c = threadIdx.x + int64_t(k) * blockDim.x;
+        if (c >= chunks) continue;
+        float wv[kRowsChunk], out[kRowsChunk];
+        load_floats<T, kRowsChunk>(w + c * kRowsChunk, wv, true);
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i)
+            out[i] = a.norm_before_gate ? xv[k][i] * inv * wv[i] * gate[k][i] : xv[k][i] * gate[k][i] * inv * wv[i];
+        store_floats<T, kRowsChunk>(y + c * kRowsChunk, out, true);
+    }
+}
+
+template <class T, class R, int kChunks>
+__global__ void __launch_bounds__(rows_launch_bound<kChunks>()) rms_norm_rows_kernel(RmsNormArgs a) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x;
+    const int64_t chunks = a.hidden / kRowsChunk;
+    const T * x = reinterpret_cast<const T *>(a.x.p) + row * a.x_s0;
+    const R * res = a.has_residual ? reinterpret_cast<const R *>(a.residual.p) + row * a.r_s0 : nullptr;
+    R * res_out = a.has_residual_out ? reinterpret_cast<R *>(a.residual_out.p) + row * a.ro_s0 : nullptr;
+    const T * w = reinterpret_cast<const T *>(a.weight.p);
+    T * y = reinterpret_cast<T *>(a.y.p) + row * a.y_s0;
+    wait_for_producer();  // as rms_norm_kernel
+    allow_dependents();
+    float r[kChunks][kRowsChunk];
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+        const int64_t c = threadIdx.x + int64_t(k) * blockDim.x;
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i) r[k][i] = 0.0f;
+        if (c < chunks) {
+            load_floats<T, kRowsChunk>(x + c * kRowsChunk, r[k], true);
+            if (a.has_residual) {
+                float rv[kRowsChunk];
+                load_floats<R, kRowsChunk>(res + c * kRowsChunk, rv, true);
+#pragma unroll
+                for (int i = 0; i < kRowsChunk; ++i) r[k][i] += rv[i];
+            }
+        }
+    }
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i) sum_sq += r[k][i] * r[k][i];
+    }
+    const float inv = 1.0f / sqrtf(block_sum(sum_sq, scratch) / float(a.hidden) + a.eps);
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+        const int64_t c = threadIdx.x + int64_t(k) * blockDim.x;
+        if (c >= chunks) continue;
+        if (a.has_residual_out) store_floats<R, kRowsChunk>(res_out + c * kRowsChunk, r[k], true);
+        float wv[kRowsChunk], out[kRowsChunk];
+        load_floats<T, kRowsChunk>(w + c * kRowsChunk, wv, true);
+#pragma unroll
+        for (int i = 0; i < kRowsChunk; ++i) out[i] = r[k][i] * inv * wv[i];
+        store_floats<T, kRowsChunk>(y + c * kRowsChunk, out, true);
+    }
+}
+
+// MAMBA_CUDA_NORM_ROWS (read at each call): "auto" (or unset) sends prefill-sized calls that allow it to the rows
+// kernels, "off" keeps every call on the register and loop kernels (for measurements).
+enum class NormRows { Auto, Off };
+constexpr EnvChoice<NormRows> kNormRows[] = {{"auto", NormRows::Auto}, {"off", NormRows::Off}};
+
+// Chunks a thread for a row (group) of n elements in the rows kernels: the fewest that fit in kRowsThreads threads,
+// else kRowsMaxChunks on up to kRowsMaxThreads; 0 where the row does not fit or is not whole chunks.
+int rows_kernel_chunks(int64_t n) {
+    if (n <= 0 || n % kRowsChunk != 0) return 0;
+    const int64_t chunks = n / kRowsChunk;
+    for (int k = 1; k <= kRowsMaxChunks; k *= 2)
+        if (ceil_div(chunks, int64_t(k)) <= kRowsThreads) return k;
+    return ceil_div(chunks, int64_t(kRowsMaxChunks)) <= kRowsMaxThreads ? kRowsMaxChunks : 0;
+}
+
+// Whether a (rows, columns) tensor's rows are contiguous and each starts on a 16-byte boundary (whole chunks of
+// columns then start on one too).
+bool rows_aligned(const Tensor & t) {
+    if (t.ndim != 2) return false;
+    const int64_t elem = int64_t(dtype_size(t.dtype));
+    return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && (t.shape[1] <= 1 || t.stride[1] == 1) && (t.shape[0] <= 1 || (t.stride[0] * elem) % 16 == 0);
+}
+
+bool vector_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+
+// Whether a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels: prefill-sized, not
+// switched off, n whole chunks of a size they take.
+bool rows_kernels_apply(mamba_context & ctx, int64_t blocks, int64_t n) {
+    if (env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto) == NormRows::Off) return false;
+    return blocks >= std::max(state_of(ctx).multiprocessors, 1) && rows_kernel_chunks(n) > 0;
+}
+
+template <class Args, class Kernel>
+void launch_rows(mamba_context & ctx, const char * name, Kernel k1, Kernel k2, Kernel k4, int64_t n, unsigned blocks, const Args & a) {
+    const int per = rows_kernel_chunks(n);
+    const int64_t chunks = n / kRowsChunk;
+    const int threads = int((ceil_div(chunks, int64_t(per)) + 31) / 32 * 32);
+    launch_kernel(ctx, name, true, per == 1 ? k1 : per == 2 ? k2 : k4, dim3(blocks), dim3(threads), 0, a);
+    MAMBA_CUDA_CHECK_LAUNCH(name);
+}
+
+// The gated rows kernel for T, where x, z, y and the weight all have that type.
+template <class T>
+void launch_gated_rows(mamba_context & ctx, int64_t n, unsigned blocks, const GatedArgs & a) {
+    launch_rows(ctx, "gated_rms_norm_rows_kernel", gated_rms_norm_rows_kernel<T, 1>, gated_rms_norm_rows_kernel<T, 2>, gated_rms_norm_rows_kernel<T, 4>, n,
+                blocks, a);
+}
+
+template <class T, class R>
+void launch_rms_rows(mamba_context & ctx, int64_t n, unsigned blocks, const RmsNormArgs & a) {
+    launch_rows(ctx, "rms_norm_rows_kernel", rms_norm_rows_kernel<T, R, 1>, rms_norm_rows_kernel<T, R, 2>, rms_norm_rows_kernel<T, R, 4>, n, blocks, a);
+}
+
+// Sends the call to the rows kernel of its types and returns true, or returns false where none applies.
+bool try_gated_rows(mamba_context & ctx, const GatedRmsNormParams & p, const GatedArgs & a, int64_t blocks) {
+    const DType t = p.x.dtype;
+    if (!vector_dtype(t) || p.y.dtype != t || p.weight.dtype != t || (p.z && p.z->dtype != t)) return false;
+    if (!rows_aligned(p.x) || !rows_aligned(p.y) || (p.z && !rows_aligned(*p.z))) return false;
+    if ((p.weight.shape[0] > 1 && p.weight.stride[0] != 1) || reinterpret_cast<uintptr_t>(p.weight.data) % 16 != 0) return false;
+    if (!rows_kernels_apply(ctx, blocks, a.group_size)) return false;
+    switch (t) {
+        case DType::F16: launch_gated_rows<f16_t>(ctx, a.group_size, unsigned(blocks), a); break;
+        case DType::BF16: launch_gated_rows<bf16_t>(ctx, a.group_size, unsigned(blocks), a); break;
+        default: launch_gated_rows<float>(ctx, a.group_size, unsigned(blocks), a); break;
+    }
+    return true;
+}
+
+bool try_rms_rows(mamba_context & ctx, const RmsNormParams & p, const RmsNormArgs & a) {
+    const DType t = p.x.dtype;
+    if (!vector_dtype(t) || p.y.dtype != t || p.weight.dtype != t) return false;
+    // The residual's type: that of residual and residual_out, which must agree where both are given.
+    const Tensor * res = p.residual ? &*p.residual : p.residual_out ? &*p.residual_out : nullptr;
+    const DType r = res ? res->dtype : t;
+    if (r != t && r != DType::F32) return false;
+    if ((p.residual && p.residual->dtype != r) || (p.residual_out && p.residual_out->dtype != r)) return false;
+    if (!rows_aligned(p.x) || !rows_aligned(p.y) || (p.residual && !rows_aligned(*p.residual)) ||
+        (p.residual_out && !rows_aligned(*p.residual_out)))
+        return false;
+    if ((p.weight.shape[0] > 1 && p.weight.stride[0] != 1) || reinterpret_cast<uintptr_t>(p.weight.data) % 16 != 0) return false;
+    if (!rows_kernels_apply(ctx, p.rows, p.hidden)) return false;
+    const unsigned blocks = unsigned(p.rows);
+    switch (t) {
+        case DType::F16:
+            if (r == DType::F32) launch_rms_rows<f16_t, float>(ctx, p.hidden, blocks, a);
+            else launch_rms_rows<f16_t, f16_t>(ctx, p.hidden, blocks, a);
+            break;
+        case DType::BF16:
+            if (r == DType::F32) launch_rms_rows<bf16_t, float>(ctx, p.hidden, blocks, a);
+            else launch_rms_rows<bf16_t, bf16_t>(ctx, p.hidden, blocks, a);
+            break;
+        default: launch_rms_rows<float, float>(ctx, p.hidden, blocks, a); break;
+    }
+    return true;
+}
+
 // Launches the register kernel with the fewest elements per thread that fits a row of n (n <= kRegisterRowMax).
 template <class Args>
 void launch_registers(mamba_context & ctx, const char * name, void (*k1)(Args), void (*k2)(Args), void (*k4)(Args),
@@ -222,7 +433,9 @@ void rms_norm(mamba_context & ctx, const RmsNormParams & p) {
     a.hidden = p.hidden;
     a.eps = p.eps;
     if (p.rows > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "rms_norm on CUDA supports at most 2^31-1 rows");
-    if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
+    if (p.rows > 0 && try_rms_rows(ctx, p, a)) {
+        // the rows kernel ran
+    } else if (p.hidden > 0 && p.hidden <= kRegisterRowMax && p.rows > 0) {
         a.early = readable_before_wait(ctx, {&p.weight, ptr(p.residual)});
         launch_registers(ctx, a.early ? "rms_norm_registers_kernel early" : "rms_norm_registers_kernel", rms_norm_registers_kernel<1>, rms_norm_registers_kernel<2>,
                          rms_norm_registers_kernel<4>, rms_norm_registers_kernel<8>, p.hidden, unsigned(p.rows), a);
@@ -248,7 +461,9 @@ void gated_rms_norm(mamba_context & ctx, const GatedRmsNormParams & p) {
     a.norm_before_gate = p.norm_before_gate;
     const int64_t blocks = p.rows * a.groups;
     if (blocks > 0x7fffffff) fail(MAMBA_STATUS_UNSUPPORTED, "gated_rms_norm on CUDA supports at most 2^31-1 row groups");
-    if (a.group_size <= kRegisterRowMax) {
+    if (try_gated_rows(ctx, p, a, blocks)) {
+        // the rows kernel ran
+    } else if (a.group_size <= kRegisterRowMax) {
         a.early = readable_before_wait(ctx, {&p.weight, ptr(p.z)});
         launch_registers(ctx, a.early ? "gated_rms_norm_registers_kernel early" : "gated_rms_norm_registers_kernel", gated_rms_norm_registers_kernel<1>,
                          gated_rms_norm_registers_kernel<2>, gated_rms_norm_registers_kernel<4>,

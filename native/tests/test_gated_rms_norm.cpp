@@ -107,6 +107,40 @@ TEST_P(GatedRmsNormTest, MatchesFloat64Reference) {
     }
 }
 
+TEST_P(GatedRmsNormTest, ManyRowsMatchFloat64Reference) {
+    // Prefill-sized calls (more row groups than the GPU has SMs): on CUDA the rows kernels where x, z, y and the
+    // weight share a dtype and the rows are contiguous and 16-byte aligned, in each chunk build (1, 2 and 4 chunks of 8
+    // elements a thread), and the register kernel where they do not apply (groups not whole chunks, strided rows).
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        for (bool gate : {false, true}) {
+            for (bool before : {false, true}) {
+                run({300, 5120, 0, dt, gate, before, false}, dt, dt);  // mamba2-2.7b's prefill rows: 4 chunks a thread
+                run({200, 1536, 0, dt, gate, before, false}, dt, dt);  // mamba2-130m's: 1 chunk
+                run({160, 4096, 0, dt, gate, before, false}, dt, dt);  // 2 chunks
+                run({140, 64, 16, dt, gate, before, false}, dt, dt);   // groups of 2 chunks, 560 of them
+                run({150, 60, 12, dt, gate, before, false}, dt, dt);   // groups that are not whole chunks
+                run({140, 256, 0, dt, gate, before, true}, dt, dt);    // strided rows
+            }
+        }
+    }
+    run({200, 512, 0, DType::BF16, true, false, false}, DType::F32, DType::BF16);  // a float32 weight: the register kernel
+}
+
+TEST_P(GatedRmsNormTest, ManyRowsOutputMayBeTheInputItself) {
+    std::mt19937_64 rng(5);
+    Tensor x({300, 1024}, DType::BF16), z({300, 1024}, DType::BF16), w({1024}, DType::BF16);
+    x.fill_uniform(rng, -2, 2);
+    z.fill_uniform(rng, -2, 2);
+    w.fill_uniform(rng, 0.5, 1.5);
+    const auto ref = reference_gated_rms_norm(x, &z, w, 256, 1e-6, false);
+    for (Tensor * t : {&x, &z, &w}) t->upload(ctx());
+    mamba_gated_rms_norm_args a{x.dl(), z.dl(), w.dl(), x.dl(), 256, 1e-6f, 0};
+    MAMBA_ASSERT_OK(mamba_gated_rms_norm(ctx(), &a));
+    x.download(ctx());
+    const double tol = 4 * mt::dtype_epsilon(DType::BF16);
+    EXPECT_CLOSE(x.values(), ref, tol, tol);
+}
+
 TEST_P(GatedRmsNormTest, WeightAndGateLoadedBeforeTheLaunchWait) {
     // Right after an op whose outputs are recorded (test_kernel_choice.cpp checks that the register kernels
     // then load early): groups, each elements-per-thread build, with and without z.

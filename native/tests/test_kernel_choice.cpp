@@ -489,6 +489,45 @@ TEST_F(KernelChoiceTest, NormsLoadWeightResidualAndGateEarlyUnlessTheOpBeforeWro
     }
 }
 
+TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
+    // At least as many rows (row groups) as SMs, contiguous and aligned, one dtype: the rows kernels; fewer rows (a
+    // decode step), strided rows or MAMBA_CUDA_NORM_ROWS=off: the register kernels.
+    mamba_device_info info{};
+    ASSERT_EQ(mamba_device_get_info(MAMBA_DEVICE_CUDA, 0, &info), MAMBA_STATUS_OK);
+    const int64_t many = info.multiprocessor_count, hidden = 2048, padded = hidden + 3;  // padded rows are not 16-byte aligned
+    std::mt19937_64 rng(14);
+    Tensor x({many, hidden}, DType::BF16), z({many, hidden}, DType::BF16), w({hidden}, DType::BF16), y({many, hidden}, DType::BF16);
+    Tensor res({many, hidden}, DType::F32), x_padded({many, hidden}, DType::BF16, mt::padded_strides({many, hidden}, 1, padded - hidden));
+    for (Tensor * t : {&x, &z, &w, &res, &x_padded}) {
+        t->fill_uniform(rng, 0.5, 1.5);
+        t->upload(ctx());
+    }
+    y.upload_poisoned(ctx());
+    const auto norm_of = [&](const Tensor & input, int64_t row_stride, int64_t rows) {
+        mt::View xv(input, {rows, hidden}, {row_stride, 1}), rv(res, {rows, hidden}, {hidden, 1}),
+            yv(y, {rows, hidden}, {hidden, 1});
+        return traced([&] {
+            mamba_rms_norm_args a{xv.dl(), rv.dl(), w.dl(), yv.dl(), rv.dl(), 1e-5f};
+            return mamba_rms_norm(ctx(), &a);
+        });
+    };
+    const auto gated_of = [&](int64_t rows) {
+        mt::View xv(x, {rows, hidden}, {hidden, 1}), zv(z, {rows, hidden}, {hidden, 1}), yv(y, {rows, hidden}, {hidden, 1});
+        return traced([&] {
+            mamba_gated_rms_norm_args a{xv.dl(), zv.dl(), w.dl(), yv.dl(), 0, 1e-5f, 0};
+            return mamba_gated_rms_norm(ctx(), &a);
+        });
+    };
+    EXPECT_TRUE(launched_last(norm_of(x, hidden, many), "rms_norm_rows_kernel")) << "rows";
+    EXPECT_TRUE(launched_last(gated_of(many), "gated_rms_norm_rows_kernel")) << "rows";
+    EXPECT_TRUE(launched(norm_of(x, hidden, many - 1), "rms_norm_registers_kernel")) << "fewer rows than SMs";
+    EXPECT_TRUE(launched(gated_of(many - 1), "gated_rms_norm_registers_kernel")) << "fewer rows than SMs";
+    EXPECT_TRUE(launched(norm_of(x_padded, padded, many), "rms_norm_registers_kernel")) << "strided rows";
+    const mt::ScopedEnv off("MAMBA_CUDA_NORM_ROWS", "off");
+    EXPECT_TRUE(launched(norm_of(x, hidden, many), "rms_norm_registers_kernel")) << "switched off";
+    EXPECT_TRUE(launched(gated_of(many), "gated_rms_norm_registers_kernel")) << "switched off";
+}
+
 TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheConvState) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The fused in_proj + conv step at 4 rows (W after the wait there): the conv state, filter and bias

@@ -103,6 +103,51 @@ TEST_P(RmsNormTest, MatchesFloat64Reference) {
     }
 }
 
+TEST_P(RmsNormTest, ManyRowsMatchFloat64Reference) {
+    // Prefill-sized calls (more rows than the GPU has SMs): on CUDA the rows kernel where x, y and the weight share a
+    // dtype and the rows are contiguous and 16-byte aligned, in each chunk build (1, 2 and 4 chunks of 8 elements a
+    // thread), and the register kernel where it does not apply (rows that are not whole chunks, strided rows).
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        for (bool residual : {false, true}) {
+            SCOPED_TRACE(std::string(mt::dtype_name(dt)) + (residual ? " residual" : ""));
+            run({300, 2560, dt, residual, false, dt});  // mamba-2.8b's prefill rows: 2 chunks a thread
+            run({200, 768, dt, residual, false, dt});   // the 130m shapes': 1 chunk
+            run({140, 5120, dt, residual, false, dt});  // 4 chunks
+            run({140, 100, dt, residual, false, dt});   // not whole chunks
+            run({140, 256, dt, residual, true, dt});    // strided rows
+        }
+    }
+}
+
+TEST_P(RmsNormTest, ManyRowsWithAFloat32ResidualInPlace) {
+    // As a prefill of a model whose residual stream is float32 runs it: bf16 x, y and weight, the residual read and
+    // written in place (residual_out is residual), and the first layer's call, which only writes the residual.
+    for (bool first_layer : {false, true}) {
+        SCOPED_TRACE(first_layer ? "first layer" : "in place");
+        std::mt19937_64 rng(77);
+        Tensor x({300, 2560}, DType::BF16), w({2560}, DType::BF16), y({300, 2560}, DType::BF16), res({300, 2560}, DType::F32);
+        x.fill_uniform(rng, -2, 2);
+        w.fill_uniform(rng, 0.5, 1.5);
+        res.fill_uniform(rng, -1, 1);
+        const auto ref = reference_rms_norm(x, first_layer ? nullptr : &res, w, 1e-5);
+        for (Tensor * t : {&x, &w, &res}) t->upload(ctx());
+        y.upload_poisoned(ctx());
+        mamba_rms_norm_args a{};
+        a.x = x.dl();
+        a.residual = first_layer ? nullptr : res.dl();
+        a.residual_out = res.dl();
+        a.weight = w.dl();
+        a.y = y.dl();
+        a.eps = 1e-5f;
+        MAMBA_ASSERT_OK(mamba_rms_norm(ctx(), &a));
+        y.download(ctx());
+        res.download(ctx());
+        const double tol = 4 * mt::dtype_epsilon(DType::BF16) + 1e-6;
+        EXPECT_CLOSE(y.values(), ref.y, tol, tol);
+        EXPECT_CLOSE(res.values(), ref.residual, 1e-6, 1e-6);
+    }
+}
+
 TEST_P(RmsNormTest, WeightAndResidualLoadedBeforeTheLaunchWait) {
     // Right after an op whose outputs are recorded (test_kernel_choice.cpp checks that the register kernels
     // then load early): each elements-per-thread build, with and without the residual, in place too.
