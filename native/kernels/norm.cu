@@ -189,18 +189,18 @@ __global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
 // row group too). A thread owns kChunks chunks of kRowsChunk consecutive elements (chunk threadIdx.x + k * blockDim.x),
 // loaded with 16-byte loads (two a chunk in float32), so that a warp reads 512 contiguous bytes a load where the
 // register kernels read one 2-byte element a thread. Blocks have at most kRowsThreads threads where the row allows (4
-// chunks a thread at most, on up to kRowsMaxThreads), so that several blocks share an SM and one block's reduction overlaps another's loads: the
+// chunks a thread at most, a build of k chunks on up to 1024 / k threads), so that several blocks share an SM and one block's reduction overlaps another's loads: the
 // 5120-element register build holds a whole SM's registers with one 640-thread block. Each thread reads its elements
 // before it writes the same ones, so y may alias x (gated) and residual_out residual (rms_norm), as in the other
 // kernels. Bytes per element as above; nothing is read twice.
 constexpr int kRowsChunk = 8;
 constexpr int kRowsThreads = 256;
 constexpr int kRowsMaxChunks = 4;
-constexpr int kRowsMaxThreads = 512;  // of the kRowsMaxChunks build: rows up to 16384 elements
 
+// Threads a block of the kChunks build may have: 1024 / kChunks, so that its registers (at most about 100 at 4
+// chunks, 40-60 at 1 and 2; nvcc 11.8) always fit.
 template <int kChunks>
-constexpr int rows_launch_bound() { return kChunks == kRowsMaxChunks ? kRowsMaxThreads : kRowsThreads; }
-
+constexpr int rows_launch_bound() { return 1024 / kChunks; }
 template <class T, int kChunks>
 __global__ void __launch_bounds__(rows_launch_bound<kChunks>()) gated_rms_norm_rows_kernel(GatedArgs a) {
     __shared__ float scratch[32];
@@ -297,18 +297,33 @@ __global__ void __launch_bounds__(rows_launch_bound<kChunks>()) rms_norm_rows_ke
 }
 
 // MAMBA_CUDA_NORM_ROWS (read at each call): "auto" (or unset) sends prefill-sized calls that allow it to the rows
-// kernels, "off" keeps every call on the register and loop kernels (for measurements).
-enum class NormRows { Auto, Off };
-constexpr EnvChoice<NormRows> kNormRows[] = {{"auto", NormRows::Auto}, {"off", NormRows::Off}};
+// kernels, "off" keeps every call on the register and loop kernels, "1", "2" and "4" force that many chunks a thread
+// where the row fits the build (for measurements).
+enum class NormRows { Auto, Off, Chunks1, Chunks2, Chunks4 };
+constexpr EnvChoice<NormRows> kNormRows[] = {
+    {"auto", NormRows::Auto}, {"off", NormRows::Off}, {"1", NormRows::Chunks1}, {"2", NormRows::Chunks2}, {"4", NormRows::Chunks4}};
+
+bool rows_fit(int64_t chunks, int k) { return ceil_div(chunks, int64_t(k)) <= 1024 / k; }
 
 // Chunks a thread for a row (group) of n elements in the rows kernels: the fewest that fit in kRowsThreads threads,
-// else kRowsMaxChunks on up to kRowsMaxThreads; 0 where the row does not fit or is not whole chunks.
+// else the fewest whose build holds the row; 0 where the row does not fit or is not whole chunks.
 int rows_kernel_chunks(int64_t n) {
     if (n <= 0 || n % kRowsChunk != 0) return 0;
     const int64_t chunks = n / kRowsChunk;
+    int forced = 0;
+    switch (env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto)) {
+        case NormRows::Off: return 0;
+        case NormRows::Chunks1: forced = 1; break;
+        case NormRows::Chunks2: forced = 2; break;
+        case NormRows::Chunks4: forced = 4; break;
+        default: break;
+    }
+    if (forced > 0 && rows_fit(chunks, forced)) return forced;
     for (int k = 1; k <= kRowsMaxChunks; k *= 2)
         if (ceil_div(chunks, int64_t(k)) <= kRowsThreads) return k;
-    return ceil_div(chunks, int64_t(kRowsMaxChunks)) <= kRowsMaxThreads ? kRowsMaxChunks : 0;
+    for (int k = 1; k <= kRowsMaxChunks; k *= 2)
+        if (rows_fit(chunks, k)) return k;
+    return 0;
 }
 
 // Whether a (rows, columns) tensor's rows are contiguous and each starts on a 16-byte boundary (whole chunks of
@@ -324,7 +339,6 @@ bool vector_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == D
 // Whether a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels: prefill-sized, not
 // switched off, n whole chunks of a size they take.
 bool rows_kernels_apply(mamba_context & ctx, int64_t blocks, int64_t n) {
-    if (env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto) == NormRows::Off) return false;
     return blocks >= std::max(state_of(ctx).multiprocessors, 1) && rows_kernel_chunks(n) > 0;
 }
 

@@ -126,6 +126,20 @@ TEST_P(GatedRmsNormTest, ManyRowsMatchFloat64Reference) {
     run({200, 512, 0, DType::BF16, true, false, false}, DType::F32, DType::BF16);  // a float32 weight: the register kernel
 }
 
+TEST_P(GatedRmsNormTest, ManyRowsInEveryChunkBuild) {
+    // MAMBA_CUDA_NORM_ROWS=1, 2 or 4 forces the rows kernels' chunks a thread (where the row fits the build): each build
+    // on rows that leave a partial last block of chunks and on groups.
+    for (const char * chunks : {"1", "2", "4"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_NORM_ROWS=") + chunks);
+        const mt::ScopedEnv forced("MAMBA_CUDA_NORM_ROWS", chunks);
+        for (DType dt : {DType::F32, DType::BF16}) {
+            run({300, 5120, 0, dt, true, false, false}, dt, dt);
+            run({150, 1000, 0, dt, true, true, false}, dt, dt);
+            run({140, 2048, 512, dt, false, false, false}, dt, dt);
+        }
+    }
+}
+
 TEST_P(GatedRmsNormTest, ManyRowsOutputMayBeTheInputItself) {
     std::mt19937_64 rng(5);
     Tensor x({300, 1024}, DType::BF16), z({300, 1024}, DType::BF16), w({1024}, DType::BF16);

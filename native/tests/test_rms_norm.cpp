@@ -119,6 +119,18 @@ TEST_P(RmsNormTest, ManyRowsMatchFloat64Reference) {
     }
 }
 
+TEST_P(RmsNormTest, ManyRowsInEveryChunkBuild) {
+    // MAMBA_CUDA_NORM_ROWS=1, 2 or 4 forces the rows kernel's chunks a thread (where the row fits the build).
+    for (const char * chunks : {"1", "2", "4"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_NORM_ROWS=") + chunks);
+        const mt::ScopedEnv forced("MAMBA_CUDA_NORM_ROWS", chunks);
+        for (DType dt : {DType::F32, DType::BF16}) {
+            run({300, 2560, dt, true, false, dt});
+            run({150, 1000, dt, false, false, dt});
+        }
+    }
+}
+
 TEST_P(RmsNormTest, ManyRowsWithAFloat32ResidualInPlace) {
     // As a prefill of a model whose residual stream is float32 runs it: bf16 x, y and weight, the residual read and
     // written in place (residual_out is residual), and the first layer's call, which only writes the residual.
