@@ -30,10 +30,9 @@ public sealed class InferenceSession : IDisposable
     private bool _deviceIdsValid;
     private readonly int[] _lengths;
     private Tensor? _chunkLogits;
-    // Made the first time several sequences prefill together: their buffers (when the budget exceeds one piece), the
-    // last-token logits of a piece's sequences, and a state to gather sequences that are not consecutive rows into.
+    // Made the first time several sequences prefill together: their buffers (when the budget exceeds one piece) and a
+    // state to gather sequences that are not consecutive rows into.
     private Buffers? _batchPrefill;
-    private Tensor? _batchLogits;
     private MixerState? _staging;
     private Tensor? _history;
     private int[] _hostHistory = [];
@@ -224,37 +223,28 @@ public sealed class InferenceSession : IDisposable
                     active.Remove(e);
                 }
             }
-            StoreLastLogits(p, ids, len, ending);
+            if (ending.Count > 0)
+            {
+                StoreLastLogits(p, ids, len, ending);
+            }
         }
     }
 
     // The logits of the last token of each sequence in `ending` (indexes into `sequences`, the piece's sequences in
-    // order) into its row of Logits.
+    // order) into its row of Logits: one projection when the whole piece ends on consecutive rows (a batch of prompts of
+    // one length), else one per ending sequence.
     private void StoreLastLogits(Buffers p, int[] sequences, int len, List<int> ending)
     {
-        if (ending.Count == 0)
-        {
-            return;
-        }
         using var _ = _ctx.Op("lm_head");
-        // The last row of every sequence of the piece: one projection, whatever the number of rows.
         var lastRows = p.Normed.View([sequences.Length, _hidden], [len * _hidden, 1], (len - 1) * _hidden);
         if (ending.Count == sequences.Length && Consecutive(sequences))
         {
             Kernels.Linear(_ctx, lastRows, _model.LmHead, Logits.Slice(0, sequences[0], sequences.Length));
             return;
         }
-        if (ending.Count == 1)
-        {
-            Kernels.Linear(_ctx, lastRows.Slice(0, ending[0], 1), _model.LmHead, _logitRows[sequences[ending[0]]]);
-            return;
-        }
-        _batchLogits ??= Tensor.Empty(_ctx, DType.Float32, Math.Min(BatchSize, BatchPrefillRows), _vocab);
-        var all = _batchLogits.Slice(0, 0, sequences.Length);
-        Kernels.Linear(_ctx, lastRows, _model.LmHead, all);
         foreach (var j in ending)
         {
-            all.Slice(0, j, 1).CopyTo(_logitRows[sequences[j]]);
+            Kernels.Linear(_ctx, lastRows.Slice(0, j, 1), _model.LmHead, _logitRows[sequences[j]]);
         }
     }
 
@@ -550,7 +540,6 @@ public sealed class InferenceSession : IDisposable
         _prefill?.Dispose();
         _batchPrefill?.Dispose();
         _staging?.Dispose();
-        _batchLogits?.Dispose();
         _decode?.Dispose();
         Logits?.Dispose();
         _chunkLogits?.Dispose();

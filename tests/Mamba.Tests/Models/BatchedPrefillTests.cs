@@ -12,10 +12,8 @@ namespace Mamba.Tests.Models;
 [TestFixture]
 public class BatchedPrefillTests
 {
-    private static ReadOnlyMemory<int>[] Memories(int[][] prompts) => prompts.Select(p => (ReadOnlyMemory<int>)p).ToArray();
-
-    /// <summary>Piece plans: the device's default budget; a budget of 24 tokens with pieces of 8, so that 6 sequences
-    /// share 24 rows (4 tokens each) and fewer sequences get longer pieces as they end; a budget below the batch size
+    /// <summary>Piece plans: the device's default budget; a budget of 24 tokens with pieces of 8, so that 7 sequences
+    /// share 24 rows (3 tokens each) and fewer sequences get longer pieces as they end; a budget below the batch size
     /// (pieces of 8: 8 sequences at most at once, the rest joining as those end); and one piece for everything.</summary>
     private static IEnumerable<TestCaseData> Plans()
     {
@@ -39,10 +37,11 @@ public class BatchedPrefillTests
         var tiny = TinyModel.Create(ConfigFor(family), seed: 41);
         using var model = BuildOn(device, tiny, new MambaModelOptions { PrefillChunkSize = chunk, PrefillBatchTokens = budget });
         var rng = new Random(9);
-        var prompts = new[] { 13, 5, 13, 1, 9, 20 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
+        // Sequences 5 and 6 end together on consecutive rows: their logits come from one projection.
+        var prompts = new[] { 13, 5, 13, 1, 9, 20, 20 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
         var next = prompts.Select(_ => TinyModel.RandomTokens(rng, 3, tiny.Config.VocabSize)).ToArray();
         using var together = model.CreateSession(prompts.Length);
-        together.Prefill(Enumerable.Range(0, prompts.Length).ToArray(), Memories(prompts));
+        together.Prefill([.. Enumerable.Range(0, prompts.Length)], [.. prompts]);
         Assert.That(together.Lengths, Is.EqualTo(prompts.Select(p => p.Length)));
         var prefillLogits = Enumerable.Range(0, prompts.Length).Select(s => LogitsOf(together, s)).ToArray();
         var decodeLogits = new List<float[][]>();
@@ -77,7 +76,7 @@ public class BatchedPrefillTests
         session.Prefill(2, prompts[2]);
         session.Prefill(0, prompts[0].AsSpan(0, 2));
         var before = new[] { LogitsOf(session, 1), LogitsOf(session, 2) };
-        session.Prefill([3, 0, 4], Memories([prompts[3], prompts[0][2..], prompts[4]]));
+        session.Prefill([3, 0, 4], [prompts[3], prompts[0][2..], prompts[4]]);
         Assert.That(session.Lengths, Is.EqualTo(prompts.Select(p => p.Length)));
         Assert.That(LogitsOf(session, 1), Is.EqualTo(before[0]), "sequence 1's logits are untouched");
         Assert.That(LogitsOf(session, 2), Is.EqualTo(before[1]), "sequence 2's logits are untouched");
@@ -105,7 +104,7 @@ public class BatchedPrefillTests
         var rng = new Random(11);
         var prompts = new[] { 700, 300, 1100 }.Select(n => TinyModel.RandomTokens(rng, n, config.VocabSize)).ToArray();
         using var together = model.CreateSession(prompts.Length);
-        together.Prefill([0, 1, 2], Memories(prompts));
+        together.Prefill([0, 1, 2], [.. prompts]);
         for (var s = 0; s < prompts.Length; s++)
         {
             using var single = model.CreateSession();
@@ -123,17 +122,17 @@ public class BatchedPrefillTests
         int[] ok = [1, 2];
         Assert.Multiple(() =>
         {
-            Assert.That(() => session.Prefill([0, 1], Memories([ok])),
+            Assert.That(() => session.Prefill([0, 1], [ok]),
                 Throws.ArgumentException.With.Message.Contains("2 sequences but 1 prompts"));
-            Assert.That(() => session.Prefill(Array.Empty<int>(), Array.Empty<ReadOnlyMemory<int>>()),
+            Assert.That(() => session.Prefill([], []),
                 Throws.ArgumentException.With.Message.Contains("at least one sequence"));
-            Assert.That(() => session.Prefill([1, 1], Memories([ok, ok])),
+            Assert.That(() => session.Prefill([1, 1], [ok, ok]),
                 Throws.ArgumentException.With.Message.Contains("sequence 1 is given twice"));
-            Assert.That(() => session.Prefill([0, 3], Memories([ok, ok])),
+            Assert.That(() => session.Prefill([0, 3], [ok, ok]),
                 Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("sequence 3 does not exist"));
-            Assert.That(() => session.Prefill([0, 2], Memories([ok, []])),
+            Assert.That(() => session.Prefill([0, 2], [ok, ReadOnlyMemory<int>.Empty]),
                 Throws.ArgumentException.With.Message.Contains("the prompt of sequence 2 is empty"));
-            Assert.That(() => session.Prefill([0, 2], Memories([ok, [1, 37]])),
+            Assert.That(() => session.Prefill([0, 2], [ok, new[] { 1, 37 }]),
                 Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("token id 37"));
         });
         Assert.That(session.Lengths, Is.EqualTo(new[] { 0, 0, 0 }), "nothing ran");
@@ -142,7 +141,7 @@ public class BatchedPrefillTests
     }
 
     [Test]
-    public void CancellationStopsBetweenPieces()
+    public void ACancelledTokenStopsBeforeThePiecesRun()
     {
         var tiny = TinyModel.Create(ConfigFor(MambaFamily.Mamba2), seed: 44);
         using var model = Build(tiny, new MambaModelOptions { PrefillChunkSize = 4 });
@@ -150,7 +149,7 @@ public class BatchedPrefillTests
         using var cts = new CancellationTokenSource();
         cts.Cancel();
         int[] prompt = [1, 2, 3, 4, 5, 6];
-        Assert.Throws<OperationCanceledException>(() => session.Prefill([0, 1], Memories([prompt, prompt]), cts.Token));
+        Assert.Throws<OperationCanceledException>(() => session.Prefill([0, 1], [prompt, prompt], cts.Token));
         Assert.That(session.Lengths, Is.EqualTo(new[] { 0, 0 }));
     }
 }
