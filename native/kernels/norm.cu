@@ -191,9 +191,8 @@ __global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
 // register kernels read one 2-byte element a thread. Blocks are small (2 chunks a thread by default: 320 threads for a
 // 5120-element row; a build of k chunks runs on up to 1024 / k threads), so that several share an SM and one block's
 // reduction overlaps another's loads, where the 5120-element register build holds a whole SM's registers with one
-// 640-thread block. Each thread reads its elements
-// before it writes the same ones, so y may alias x (gated) and residual_out residual (rms_norm), as in the other
-// kernels. Bytes per element as above; nothing is read twice.
+// 640-thread block. Each thread reads its elements before it writes the same ones, so y may alias x (gated) and
+// residual_out residual (rms_norm), as in the other kernels. Bytes per element as above; nothing is read twice.
 constexpr int kRowsChunk = 8;
 constexpr int kRowsMaxChunks = 4;
 constexpr int kRowsDefaultChunks = 2;
@@ -202,6 +201,7 @@ constexpr int kRowsDefaultChunks = 2;
 // chunks, 40-60 at 1 and 2; nvcc 11.8) always fit.
 template <int kChunks>
 constexpr int rows_launch_bound() { return 1024 / kChunks; }
+
 template <class T, int kChunks>
 __global__ void __launch_bounds__(rows_launch_bound<kChunks>()) gated_rms_norm_rows_kernel(GatedArgs a) {
     __shared__ float scratch[32];
