@@ -1,8 +1,10 @@
 // Causal depthwise conv1d (mamba_causal_conv1d) and its decode step (mamba_causal_conv1d_update).
 // General kernel: one thread per output, any strides and dtypes; x is read `width` times but from L1/L2.
-// Channels-contiguous views of one dtype take a vectorized kernel instead (see below).
+// Channels-contiguous views of one dtype take the tiled kernel (conv1d_tiled.cu) where their channels are whole
+// 16-byte vectors, else a vectorized runs kernel (see below).
 // Bytes: batch*dim*len*(x + y) + weights; FLOPs: 2*width per output (+ SiLU).
 #include "common.cuh"
+#include "conv1d_tiled.cuh"
 #include "launch.cuh"
 #include "ops/causal_conv1d.h"
 
@@ -399,7 +401,7 @@ bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParam
 void causal_conv1d(mamba_context & ctx, const CausalConv1dParams & p) {
     const int64_t rows = p.batch * p.dim;
     if (rows == 0) return;
-    if (try_causal_conv1d_channel_last(ctx, p)) return;
+    if (try_causal_conv1d_tiled(ctx, p) || try_causal_conv1d_channel_last(ctx, p)) return;
     ConvArgs a{};
     a.x = any(p.x);
     copy_strides(a.x_s, p.x);

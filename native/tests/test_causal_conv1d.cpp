@@ -211,33 +211,65 @@ TEST_P(CausalConv1dTest, SplitsOverManyThreads) {
     }
 }
 
-// Channels-contiguous views run as runs of 16 steps over groups of 16-byte channel vectors on CUDA:
-// lengths around and across run and block boundaries, a last channel group cut by dim, several
-// batches, sequences shorter than the filter's reach, and views whose rows break the vector alignment.
+// The CUDA kernels of channels-contiguous views (MAMBA_CUDA_CONV_KERNEL): "auto" takes the tiled kernel where the
+// channels are whole 16-byte vectors, "runs" the runs kernel, "whole" the tiled kernel with one block walking each
+// sequence through its ring of chunks. The CPU ignores the variable.
+const char * const kConvKernels[] = {"auto", "runs", "whole"};
+
+// Channels-contiguous views on CUDA: the runs kernel's runs of 8 steps over groups of 16-byte channel vectors and the
+// tiled kernel's chunks of 32 steps: lengths around and across run, chunk and block boundaries, a last channel group
+// cut by dim, several batches, sequences shorter than the filter's reach, and views whose rows break the vector
+// alignment.
 TEST_P(CausalConv1dTest, ChannelLastRunsAndChannelGroups) {
-    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
-        for (int64_t K : {2, 3, 4}) {
-            for (int mask = 0; mask < 16; ++mask) {
-                const Options o{bool(mask & 1), bool(mask & 2), bool(mask & 4), bool(mask & 8)};
-                run(3, 13, 50, K, dt, Layout::ChannelLastAligned, o, dt);  // 7 runs over 2 blocks, the last cut; a cut channel group
-                run(2, 24, 2, K, dt, Layout::ChannelLast, o, dt);          // len below width - 1 for width 4
-                run(1, 8, 8, K, dt, Layout::ChannelLast, o, dt);           // exactly one run
+    for (const char * kernel : kernel_variants(kConvKernels)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
+        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+        for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+            for (int64_t K : {2, 3, 4}) {
+                for (int mask = 0; mask < 16; ++mask) {
+                    const Options o{bool(mask & 1), bool(mask & 2), bool(mask & 4), bool(mask & 8)};
+                    run(3, 13, 50, K, dt, Layout::ChannelLastAligned, o, dt);  // 7 runs over 2 blocks, the last cut; a cut channel group
+                    run(3, 16, 70, K, dt, Layout::ChannelLastAligned, o, dt);  // whole vectors in padded rows: 3 chunks, the last cut
+                    run(2, 24, 2, K, dt, Layout::ChannelLast, o, dt);          // len below width - 1 for width 4
+                    run(1, 8, 8, K, dt, Layout::ChannelLast, o, dt);           // exactly one run
+                }
+                const Options all{true, true, true, true};
+                run(2, 264, 130, K, dt, Layout::ChannelLast, all, dt);          // 5 blocks along time, 2 or more along dim
+                run(2, 20, 65, K, dt, Layout::ChannelLastPadded, all, dt);      // rows not 16-byte aligned
+                run(1, 12, 33, K, dt, Layout::ChannelLastAligned, all, DType::F32);  // states in another dtype
+                run(2, 16, 100, K, dt, Layout::ChannelLast, all, DType::F32);   // the same over whole vectors
             }
-            const Options all{true, true, true, true};
-            run(2, 264, 130, K, dt, Layout::ChannelLast, all, dt);          // 5 blocks along time, 2 or more along dim
-            run(2, 20, 65, K, dt, Layout::ChannelLastPadded, all, dt);      // rows not 16-byte aligned
-            run(1, 12, 33, K, dt, Layout::ChannelLastAligned, all, DType::F32);  // states in another dtype
         }
     }
 }
 
+// Long sequences on the tiled kernel: the ring wraps many times with "whole" (one block a sequence and channel tile),
+// segments of several chunks under "auto" at a model's width (mamba2-2.7b's conv: 5376 channels, 21 tiles of 256
+// bf16 channels), a last tile of one channel vector (264 channels), a last chunk and segment cut short.
+TEST_P(CausalConv1dTest, LongSequencesOverChannelTiles) {
+    const Options all{true, true, true, true};
+    for (const char * kernel : kernel_variants(kConvKernels)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
+        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+        for (DType dt : {DType::F32, DType::BF16})
+            for (int64_t K : {2, 4}) run(2, 264, 1000, K, dt, Layout::ChannelLast, all, dt);
+        run(1, 5376, 700, 4, DType::BF16, Layout::ChannelLast, all, DType::BF16);
+        run(4, 1536, 300, 4, DType::F16, Layout::ChannelLast, {true, false, true, true}, DType::F16);
+    }
+}
+
 // The chunked prefill of the channels-contiguous layout, one buffer as initial and final state: the
-// runs that write the final state must not disturb the runs that read the initial state.
+// blocks that write the final state must not disturb the blocks that read the initial state.
 TEST_P(CausalConv1dTest, ChannelLastChunkedPrefillWithInPlaceState) {
     std::mt19937_64 rng(19);
-    for (DType dt : {DType::F32, DType::BF16}) {
-        SCOPED_TRACE(mt::dtype_name(dt));
-        run_chunked_prefill(rng, dt, Layout::ChannelLast, 2, 40, {70, 2, 1, 33, 16}, conv_tolerance(dt));
+    for (const char * kernel : kernel_variants(kConvKernels)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
+        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+        for (DType dt : {DType::F32, DType::BF16}) {
+            SCOPED_TRACE(mt::dtype_name(dt));
+            run_chunked_prefill(rng, dt, Layout::ChannelLast, 2, 40, {70, 2, 1, 33, 16}, conv_tolerance(dt));
+            run_chunked_prefill(rng, dt, Layout::ChannelLast, 3, 512, {300, 2, 97}, conv_tolerance(dt));
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "support.h"
 
@@ -526,6 +528,49 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
     const mt::ScopedEnv off("MAMBA_CUDA_NORM_ROWS", "off");
     EXPECT_TRUE(launched(norm_of(x, hidden, many), "rms_norm_registers_kernel")) << "switched off";
     EXPECT_TRUE(launched(gated_of(many), "gated_rms_norm_registers_kernel")) << "switched off";
+}
+
+TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
+    // A channels-contiguous prompt whose channels are whole 16-byte vectors: the tiled kernel; a channel count cut
+    // short of a vector or MAMBA_CUDA_CONV_KERNEL=runs: the runs kernel; a misspelt value: an error naming the variable.
+    std::mt19937_64 rng(15);
+    const int64_t len = 40;
+    const auto conv_of = [&](int64_t dim) {
+        Tensor x({1, len, dim}, DType::BF16), w({dim, 4}, DType::BF16), y({1, len, dim}, DType::BF16);
+        for (Tensor * t : {&x, &w}) {
+            t->fill_uniform(rng, -1, 1);
+            t->upload(ctx());
+        }
+        y.upload_poisoned(ctx());
+        mt::View xv(x, {1, dim, len}, {len * dim, 1, dim}), yv(y, {1, dim, len}, {len * dim, 1, dim});
+        mamba_causal_conv1d_args a{xv.dl(), w.dl(), nullptr, nullptr, yv.dl(), nullptr, 1};
+        ::testing::internal::CaptureStderr();
+        const mamba_status status = mamba_causal_conv1d(ctx(), &a);
+        const std::string log = ::testing::internal::GetCapturedStderr();
+        return std::make_pair(status, log);
+    };
+    {
+        const mt::ScopedEnv unset("MAMBA_CUDA_CONV_KERNEL", nullptr);
+        auto [status, log] = conv_of(512);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_TRUE(launched_last(log, "causal_conv1d_tiled_kernel")) << log;
+        std::tie(status, log) = conv_of(516);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << "a cut channel vector: " << log;
+    }
+    {
+        const mt::ScopedEnv runs("MAMBA_CUDA_CONV_KERNEL", "runs");
+        const auto [status, log] = conv_of(512);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << log;
+    }
+    {
+        const mt::ScopedEnv misspelt("MAMBA_CUDA_CONV_KERNEL", "tile");
+        const auto [status, log] = conv_of(512);
+        EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_CONV_KERNEL"), std::string::npos) << mamba_last_error();
+        EXPECT_FALSE(launched(log, "causal_conv1d_tiled_kernel")) << log;
+    }
 }
 
 TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheConvState) {

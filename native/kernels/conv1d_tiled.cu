@@ -1,0 +1,284 @@
+// Causal depthwise conv1d over a prompt in the channels-contiguous memory a linear layer writes ((batch, len, dim),
+// viewed as (batch, dim, len) with unit channel stride): the prefill's conv.
+//
+// Bytes: batch*len*dim*(x + y) + dim*(width + 1) filter and bias; FLOPs: 2*width per output (+ SiLU). Bound by HBM.
+//
+// Why a second kernel beside the runs kernel (conv1d.cu): that one holds a run's 8 + width - 1 input vectors in
+// registers, 168 of them a thread at width 4 in bf16, so an SM keeps 12 warps; each loads its run, then computes and
+// stores it, and while an SM's warps compute nothing of theirs is in flight. It reached about 36% of copy bandwidth
+// (B4 L2048 D5376 bf16 on an H200, 0.114 ms).
+// Here x goes to shared memory with cp.async, so bytes in flight cost no registers: a block owns kGroups channel
+// vectors (512 bytes of a row) over a segment of steps and walks it in chunks of kChunk steps through a ring of
+// kStages chunks, copying kAhead chunks ahead of the one it computes. A thread computes kStepsPerThread consecutive
+// steps of one channel vector from the ring (the width - 1 inputs before them as a sliding window) and stores each
+// step's 16 bytes; a warp covers one row's 512 contiguous bytes in both directions. The inputs before the segment
+// (the halo) come from x, or from the initial state before step 0, as float32 in a small array of their own, so
+// that a float32 state over 16-bit x loses nothing.
+// The final state is written by the segment-0 block (the only reader of the initial state) after it read its halo,
+// so the two may alias; its last width - 1 inputs come from x, or from that halo for a prompt shorter than them.
+#include "conv1d_tiled.cuh"
+
+#include "common.cuh"
+#include "launch.cuh"
+
+#include "core/env_choice.h"
+
+namespace mamba::cuda {
+
+namespace {
+
+template <class T, int Width, bool Silu, bool Bias>
+struct ConvTiledTraits {
+    using Elem = T;
+    static constexpr int kWidth = Width;
+    static constexpr int kHalo = Width - 1;
+    static constexpr int kVec = 16 / int(sizeof(T));                // channels a thread: one 16-byte vector
+    static constexpr int kGroups = 32;                              // channel vectors a block: a warp across a row
+    static constexpr int kThreads = 256;
+    static constexpr int kStepLanes = kThreads / kGroups;           // threads down the time axis
+    static constexpr int kChunk = 32;                               // steps a ring stage holds
+    static constexpr int kStepsPerThread = kChunk / kStepLanes;     // consecutive steps a thread computes
+    static constexpr int kStages = 4;                               // chunk c computed while c + 1 and c + 2 copy
+    static constexpr int kAhead = kStages - 2;
+    static constexpr int kRingBytes = kStages * kChunk * kGroups * 16;  // 64 KB
+    // 2 blocks an SM (up to 128 registers): at 3 (80) the 16-bit width-4 builds spill their filters and window.
+    static constexpr int kMinBlocksPerSM = 2;
+    static constexpr bool kSilu = Silu;
+    static constexpr bool kBias = Bias;
+    static_assert(kStepsPerThread >= kHalo, "the halo comes from one chunk back at most");
+    static_assert(kChunk % kStepLanes == 0, "whole rows a thread in a chunk");
+};
+
+constexpr int kTiledMaxWidth = 4;
+
+struct ConvTiledArgs {
+    const void * x;
+    void * y;
+    AnyPtr weight, bias, init, fin;
+    int64_t x_batch, x_step, y_batch, y_step;  // element strides; the channel stride is 1
+    int64_t w_s[2], b_s, i_s[3], f_s[3];
+    int64_t dim, len, seg_len;                 // seg_len: steps a block, a multiple of kChunk
+    bool has_init, has_final;
+};
+
+template <class T, int V>
+__device__ __forceinline__ void unpack(const uint4 & raw, float (&v)[V]) {
+    const T * e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = to_f32<T>(e[i]);
+}
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv1d_tiled_kernel(ConvTiledArgs a) {
+    using T = typename Tr::Elem;
+    constexpr int V = Tr::kVec, H = Tr::kHalo, C = Tr::kChunk, G = Tr::kGroups, S = Tr::kStages, P = Tr::kStepsPerThread;
+    constexpr int L = Tr::kStepLanes;
+    extern __shared__ uint4 ring[];            // [stage][row of the chunk][group]
+    __shared__ float halo[H][G * V];           // the inputs of the H steps before the segment, float32
+
+    const int g = int(threadIdx.x) % G, lane_t = int(threadIdx.x) / G;
+    const int64_t c0 = (int64_t(blockIdx.x) * G + g) * V;
+    const bool group_ok = c0 < a.dim;  // dim is whole vectors (try_causal_conv1d_tiled)
+    const int64_t b = blockIdx.z, t0 = int64_t(blockIdx.y) * a.seg_len;
+    const int steps = int(min(a.seg_len, a.len - t0));
+    const int chunks = (steps + C - 1) / C;
+    const T * x = static_cast<const T *>(a.x) + b * a.x_batch + (group_ok ? c0 : 0);
+    T * y = static_cast<T *>(a.y) + b * a.y_batch + (group_ok ? c0 : 0);
+
+    wait_for_producer();  // PDL-safe (launch.cuh): x and the initial state may come from the kernel before
+    allow_dependents();
+
+    // Chunk c's rows into stage c % S: a thread copies rows lane_t, lane_t + L, ... of its channel vector. One commit
+    // group a chunk, empty past the last, so that the count of groups in flight stays the same.
+    const auto copy_chunk = [&](int c) {
+        if (c < chunks) {
+            uint4 * stage = ring + (c % S) * C * G;
+#pragma unroll
+            for (int i = 0; i < C / L; ++i) {
+                const int r = lane_t + i * L, l = c * C + r;
+                const bool in = group_ok && l < steps;
+                cp_async_16(stage + r * G + g, in ? x + (t0 + l) * a.x_step : x, in);
+            }
+        }
+        cp_async_commit();
+    };
+#pragma unroll
+    for (int c = 0; c < Tr::kAhead; ++c) copy_chunk(c);
+
+    // The halo: x before the segment, the initial state (zeros without one) before step 0.
+    if (lane_t < H && group_ok) {
+        const int64_t t = t0 - H + lane_t;
+        float v[V];
+        if (t >= 0) {
+            unpack<T, V>(__ldg(reinterpret_cast<const uint4 *>(x + t * a.x_step)), v);
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; ++i) v[i] = a.has_init ? a.init.load(b * a.i_s[0] + (c0 + i) * a.i_s[1] + (H + t) * a.i_s[2]) : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < V; ++i) halo[lane_t][g * V + i] = v[i];
+    }
+
+    float w[Tr::kWidth][V], bias[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+        const int64_t c = group_ok ? c0 + i : 0;
+#pragma unroll
+        for (int k = 0; k < Tr::kWidth; ++k) w[k][i] = a.weight.load(c * a.w_s[0] + k * a.w_s[1]);
+        bias[i] = Tr::kBias ? a.bias.load(c * a.b_s) : 0.0f;
+    }
+
+    for (int c = 0; c < chunks; ++c) {
+        cp_async_wait_group<Tr::kAhead - 1>();  // this thread's copies of chunk c are in
+        __syncthreads();                        // everyone's, and the halo; chunk c - 1 computed by every thread
+        copy_chunk(c + Tr::kAhead);             // into the stage of chunk c - 2, which no one reads any more
+        const int l0 = c * C + lane_t * P;      // the thread's first step
+        if (!group_ok || l0 >= steps) continue;
+        const auto row = [&](int l) -> const uint4 & { return ring[((l / C) % S * C + l % C) * G + g]; };
+        float window[H][V];                     // steps l - H .. l - 1 for the step l computed
+#pragma unroll
+        for (int h = 0; h < H; ++h) {
+            const int l = l0 - H + h;
+            if (l < 0) {
+#pragma unroll
+                for (int i = 0; i < V; ++i) window[h][i] = halo[H + l][g * V + i];
+            } else {
+                unpack<T, V>(row(l), window[h]);
+            }
+        }
+#pragma unroll
+        for (int p = 0; p < P; ++p) {
+            const int l = l0 + p;
+            if (l >= steps) break;
+            float cur[V], out[V];
+            unpack<T, V>(row(l), cur);
+#pragma unroll
+            for (int i = 0; i < V; ++i) {
+                float acc = bias[i];
+#pragma unroll
+                for (int k = 0; k < H; ++k) acc = fmaf(w[k][i], window[k][i], acc);
+                acc = fmaf(w[H][i], cur[i], acc);
+                out[i] = Tr::kSilu ? silu_f(acc) : acc;
+            }
+            uint4 packed;
+            T * e = reinterpret_cast<T *>(&packed);
+#pragma unroll
+            for (int i = 0; i < V; ++i) e[i] = from_f32<T>(out[i]);
+            *reinterpret_cast<uint4 *>(y + (t0 + l) * a.y_step) = packed;
+#pragma unroll
+            for (int i = 0; i < V; ++i) {
+#pragma unroll
+                for (int k = 0; k + 1 < H; ++k) window[k][i] = window[k + 1][i];
+                window[H - 1][i] = cur[i];
+            }
+        }
+    }
+    cp_async_wait_all();  // no copy outlives the block (the groups past the last chunk are empty)
+
+    // The final state: the last H inputs of the whole sequence, from x or (a prompt shorter than H) the halo, which
+    // the segment-0 block holds from the initial state; written after that block read the initial state.
+    if (a.has_final && blockIdx.y == 0 && lane_t == 0 && group_ok) {
+#pragma unroll
+        for (int h = 0; h < H; ++h) {
+            const int64_t t = a.len - H + h;
+            float v[V];
+            if (t >= 0) {
+                unpack<T, V>(__ldg(reinterpret_cast<const uint4 *>(x + t * a.x_step)), v);
+            } else {
+#pragma unroll
+                for (int i = 0; i < V; ++i) v[i] = halo[H + t][g * V + i];
+            }
+#pragma unroll
+            for (int i = 0; i < V; ++i) a.fin.store(b * a.f_s[0] + (c0 + i) * a.f_s[1] + h * a.f_s[2], v[i]);
+        }
+    }
+}
+
+template <class T, int Width, bool Silu, bool Bias>
+void launch_tiled(mamba_context & ctx, const ConvTiledArgs & args, int64_t batch, bool whole) {
+    using Tr = ConvTiledTraits<T, Width, Silu, Bias>;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(causal_conv1d_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kRingBytes));
+    ConvTiledArgs a = args;
+    // Segments: as long as one wave of blocks (kMinBlocksPerSM an SM) allows, in whole chunks.
+    const int64_t columns = ceil_div(a.dim, int64_t(Tr::kGroups * Tr::kVec)) * batch;
+    const int64_t total_chunks = ceil_div(a.len, int64_t(Tr::kChunk));
+    const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * Tr::kMinBlocksPerSM;
+    const int64_t segments = whole ? 1 : std::min(total_chunks, std::max<int64_t>(1, slots / columns));
+    a.seg_len = ceil_div(total_chunks, segments) * Tr::kChunk;
+    const dim3 grid(unsigned(ceil_div(a.dim, int64_t(Tr::kGroups * Tr::kVec))), unsigned(ceil_div(a.len, a.seg_len)), unsigned(batch));
+    launch_kernel(ctx, "causal_conv1d_tiled_kernel", true, causal_conv1d_tiled_kernel<Tr>, grid, dim3(Tr::kThreads), size_t(Tr::kRingBytes), a);
+    MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_tiled_kernel");
+}
+
+template <class T, int Width>
+void dispatch_options(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, bool silu, bool bias, bool whole) {
+    if (silu) bias ? launch_tiled<T, Width, true, true>(ctx, a, batch, whole) : launch_tiled<T, Width, true, false>(ctx, a, batch, whole);
+    else bias ? launch_tiled<T, Width, false, true>(ctx, a, batch, whole) : launch_tiled<T, Width, false, false>(ctx, a, batch, whole);
+}
+
+template <class T>
+void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, int width, bool silu, bool bias, bool whole) {
+    switch (width) {
+        case 2: dispatch_options<T, 2>(ctx, a, batch, silu, bias, whole); break;
+        case 3: dispatch_options<T, 3>(ctx, a, batch, silu, bias, whole); break;
+        default: dispatch_options<T, 4>(ctx, a, batch, silu, bias, whole); break;
+    }
+}
+
+// MAMBA_CUDA_CONV_KERNEL (read at each call): "auto" (or unset) takes this kernel for calls it applies to, "runs" keeps
+// them on the runs kernel (conv1d.cu), "whole" takes this kernel with one segment a block column (a block walks the
+// whole sequence through its ring: for the tests, whose short sequences would otherwise fill one chunk a block).
+enum class ConvKernel { Auto, Runs, Whole };
+constexpr EnvChoice<ConvKernel> kConvKernels[] = {{"auto", ConvKernel::Auto}, {"runs", ConvKernel::Runs}, {"whole", ConvKernel::Whole}};
+
+// A view whose rows (steps) start on 16-byte boundaries with unit channel stride.
+bool rows_of_vectors(const Tensor & t, int64_t vec) {
+    return t.stride[1] == 1 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
+}
+
+}  // namespace
+
+bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) {
+    const ConvKernel choice = env_choice("MAMBA_CUDA_CONV_KERNEL", kConvKernels, ConvKernel::Auto);
+    if (choice == ConvKernel::Runs) return false;
+    if (p.len == 0 || p.width < 2 || p.width > kTiledMaxWidth || p.x.dtype != p.y.dtype) return false;
+    const DType t = p.x.dtype;
+    if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
+    const int64_t vec = 16 / int64_t(dtype_size(t));
+    if (p.dim % vec != 0 || !rows_of_vectors(p.x, vec) || !rows_of_vectors(p.y, vec)) return false;
+    if (p.batch > 65535 || ceil_div(p.dim, vec * 32) > 0x7fffffff || ceil_div(p.len, int64_t(32)) > 65535) return false;
+    ConvTiledArgs a{};
+    a.x = p.x.data;
+    a.y = p.y.data;
+    a.x_batch = p.x.stride[0];
+    a.x_step = p.x.stride[2];
+    a.y_batch = p.y.stride[0];
+    a.y_step = p.y.stride[2];
+    a.weight = any(p.weight);
+    copy_strides(a.w_s, p.weight);
+    if (p.bias) {
+        a.bias = any(*p.bias);
+        a.b_s = p.bias->stride[0];
+    }
+    a.has_init = p.initial_state.has_value();
+    if (a.has_init) {
+        a.init = any(*p.initial_state);
+        copy_strides(a.i_s, *p.initial_state);
+    }
+    a.has_final = p.final_state.has_value();
+    if (a.has_final) {
+        a.fin = any(*p.final_state);
+        copy_strides(a.f_s, *p.final_state);
+    }
+    a.dim = p.dim;
+    a.len = p.len;
+    const bool bias = p.bias.has_value(), whole = choice == ConvKernel::Whole;
+    switch (t) {
+        case DType::F32: dispatch_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
+        case DType::F16: dispatch_width<f16_t>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
+        default: dispatch_width<bf16_t>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
+    }
+    return true;
+}
+
+}  // namespace mamba::cuda
