@@ -18,6 +18,8 @@
 // so the two may alias; its last width - 1 inputs come from x, or from that halo for a prompt shorter than them.
 #include "conv1d_tiled.cuh"
 
+#include <algorithm>
+
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -27,22 +29,26 @@ namespace mamba::cuda {
 
 namespace {
 
+// The block shape every build shares (the grid is planned from it before a build is picked).
+constexpr int kTiledGroups = 32;        // channel vectors a block: a warp across a row
+constexpr int kTiledChunk = 32;         // steps a ring stage holds
+constexpr int kTiledBlocksPerSM = 2;    // up to 128 registers: at 3 (80) the 16-bit width-4 builds spill their filters and window
+
 template <class T, int Width, bool Silu, bool Bias>
 struct ConvTiledTraits {
     using Elem = T;
     static constexpr int kWidth = Width;
     static constexpr int kHalo = Width - 1;
     static constexpr int kVec = 16 / int(sizeof(T));                // channels a thread: one 16-byte vector
-    static constexpr int kGroups = 32;                              // channel vectors a block: a warp across a row
+    static constexpr int kGroups = kTiledGroups;
     static constexpr int kThreads = 256;
     static constexpr int kStepLanes = kThreads / kGroups;           // threads down the time axis
-    static constexpr int kChunk = 32;                               // steps a ring stage holds
+    static constexpr int kChunk = kTiledChunk;
     static constexpr int kStepsPerThread = kChunk / kStepLanes;     // consecutive steps a thread computes
     static constexpr int kStages = 4;                               // chunk c computed while c + 1 and c + 2 copy
     static constexpr int kAhead = kStages - 2;
     static constexpr int kRingBytes = kStages * kChunk * kGroups * 16;  // 64 KB
-    // 2 blocks an SM (up to 128 registers): at 3 (80) the 16-bit width-4 builds spill their filters and window.
-    static constexpr int kMinBlocksPerSM = 2;
+    static constexpr int kMinBlocksPerSM = kTiledBlocksPerSM;
     static constexpr bool kSilu = Silu;
     static constexpr bool kBias = Bias;
     static_assert(kStepsPerThread >= kHalo, "the halo comes from one chunk back at most");
@@ -195,33 +201,26 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv
 }
 
 template <class T, int Width, bool Silu, bool Bias>
-void launch_tiled(mamba_context & ctx, const ConvTiledArgs & args, int64_t batch, bool whole) {
+void launch_tiled(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch) {
     using Tr = ConvTiledTraits<T, Width, Silu, Bias>;
     MAMBA_CUDA_CHECK(cudaFuncSetAttribute(causal_conv1d_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kRingBytes));
-    ConvTiledArgs a = args;
-    // Segments: as long as one wave of blocks (kMinBlocksPerSM an SM) allows, in whole chunks.
-    const int64_t columns = ceil_div(a.dim, int64_t(Tr::kGroups * Tr::kVec)) * batch;
-    const int64_t total_chunks = ceil_div(a.len, int64_t(Tr::kChunk));
-    const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * Tr::kMinBlocksPerSM;
-    const int64_t segments = whole ? 1 : std::min(total_chunks, std::max<int64_t>(1, slots / columns));
-    a.seg_len = ceil_div(total_chunks, segments) * Tr::kChunk;
     const dim3 grid(unsigned(ceil_div(a.dim, int64_t(Tr::kGroups * Tr::kVec))), unsigned(ceil_div(a.len, a.seg_len)), unsigned(batch));
     launch_kernel(ctx, "causal_conv1d_tiled_kernel", true, causal_conv1d_tiled_kernel<Tr>, grid, dim3(Tr::kThreads), size_t(Tr::kRingBytes), a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_tiled_kernel");
 }
 
 template <class T, int Width>
-void dispatch_options(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, bool silu, bool bias, bool whole) {
-    if (silu) bias ? launch_tiled<T, Width, true, true>(ctx, a, batch, whole) : launch_tiled<T, Width, true, false>(ctx, a, batch, whole);
-    else bias ? launch_tiled<T, Width, false, true>(ctx, a, batch, whole) : launch_tiled<T, Width, false, false>(ctx, a, batch, whole);
+void dispatch_options(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, bool silu, bool bias) {
+    if (silu) bias ? launch_tiled<T, Width, true, true>(ctx, a, batch) : launch_tiled<T, Width, true, false>(ctx, a, batch);
+    else bias ? launch_tiled<T, Width, false, true>(ctx, a, batch) : launch_tiled<T, Width, false, false>(ctx, a, batch);
 }
 
 template <class T>
-void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, int width, bool silu, bool bias, bool whole) {
+void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, int width, bool silu, bool bias) {
     switch (width) {
-        case 2: dispatch_options<T, 2>(ctx, a, batch, silu, bias, whole); break;
-        case 3: dispatch_options<T, 3>(ctx, a, batch, silu, bias, whole); break;
-        default: dispatch_options<T, 4>(ctx, a, batch, silu, bias, whole); break;
+        case 2: dispatch_options<T, 2>(ctx, a, batch, silu, bias); break;
+        case 3: dispatch_options<T, 3>(ctx, a, batch, silu, bias); break;
+        default: dispatch_options<T, 4>(ctx, a, batch, silu, bias); break;
     }
 }
 
@@ -230,6 +229,10 @@ void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch,
 // whole sequence through its ring: for the tests, whose short sequences would otherwise fill one chunk a block).
 enum class ConvKernel { Auto, Runs, Whole };
 constexpr EnvChoice<ConvKernel> kConvKernels[] = {{"auto", ConvKernel::Auto}, {"runs", ConvKernel::Runs}, {"whole", ConvKernel::Whole}};
+
+// MAMBA_CUDA_CONV_WAVES (read at each call, for measurements): blocks a block slot the segments aim at (1, 2, 4, 8).
+constexpr EnvChoice<int> kConvWaves[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
+constexpr int kDefaultConvWaves = 4;
 
 // A view whose rows (steps) start on 16-byte boundaries with unit channel stride.
 bool rows_of_vectors(const Tensor & t, int64_t vec) {
@@ -246,7 +249,7 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
     const int64_t vec = 16 / int64_t(dtype_size(t));
     if (p.dim % vec != 0 || !rows_of_vectors(p.x, vec) || !rows_of_vectors(p.y, vec)) return false;
-    if (p.batch > 65535 || ceil_div(p.dim, vec * 32) > 0x7fffffff || ceil_div(p.len, int64_t(32)) > 65535) return false;
+    if (p.batch > 65535 || ceil_div(p.dim, vec * kTiledGroups) > 0x7fffffff || ceil_div(p.len, int64_t(kTiledChunk)) > 65535) return false;
     ConvTiledArgs a{};
     a.x = p.x.data;
     a.y = p.y.data;
@@ -272,11 +275,18 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     }
     a.dim = p.dim;
     a.len = p.len;
-    const bool bias = p.bias.has_value(), whole = choice == ConvKernel::Whole;
+    // Segments: whole chunks, enough of them for `waves` blocks a block slot, so that SMs finishing early take more and
+    // the grid's tail is short; "whole": one a sequence.
+    const int waves = env_choice("MAMBA_CUDA_CONV_WAVES", kConvWaves, kDefaultConvWaves);
+    const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, total_chunks = ceil_div(p.len, int64_t(kTiledChunk));
+    const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * kTiledBlocksPerSM;
+    const int64_t segments = choice == ConvKernel::Whole ? 1 : std::min(total_chunks, ceil_div(waves * slots, columns));
+    a.seg_len = ceil_div(total_chunks, segments) * kTiledChunk;
+    const bool bias = p.bias.has_value();
     switch (t) {
-        case DType::F32: dispatch_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
-        case DType::F16: dispatch_width<f16_t>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
-        default: dispatch_width<bf16_t>(ctx, a, p.batch, int(p.width), p.silu, bias, whole); break;
+        case DType::F32: dispatch_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
+        case DType::F16: dispatch_width<f16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
+        default: dispatch_width<bf16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
     }
     return true;
 }

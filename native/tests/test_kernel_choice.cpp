@@ -536,13 +536,14 @@ TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
     std::mt19937_64 rng(15);
     const int64_t len = 40;
     const auto conv_of = [&](int64_t dim) {
-        Tensor x({1, len, dim}, DType::BF16), w({dim, 4}, DType::BF16), y({1, len, dim}, DType::BF16);
+        const int64_t row = (dim + 7) / 8 * 8;  // rows of whole 16-byte vectors, the last partly past dim
+        Tensor x({1, len, row}, DType::BF16), w({dim, 4}, DType::BF16), y({1, len, row}, DType::BF16);
         for (Tensor * t : {&x, &w}) {
             t->fill_uniform(rng, -1, 1);
             t->upload(ctx());
         }
         y.upload_poisoned(ctx());
-        mt::View xv(x, {1, dim, len}, {len * dim, 1, dim}), yv(y, {1, dim, len}, {len * dim, 1, dim});
+        mt::View xv(x, {1, dim, len}, {len * row, 1, row}), yv(y, {1, dim, len}, {len * row, 1, row});
         mamba_causal_conv1d_args a{xv.dl(), w.dl(), nullptr, nullptr, yv.dl(), nullptr, 1};
         ::testing::internal::CaptureStderr();
         const mamba_status status = mamba_causal_conv1d(ctx(), &a);
