@@ -9,7 +9,7 @@
 // (B4 L2048 D5376 bf16 on an H200, 0.114 ms).
 // Here x goes to shared memory with cp.async, so bytes in flight cost no registers: a block owns kGroups channel
 // vectors (512 bytes of a row) over a segment of steps and walks it in chunks of kChunk steps through a ring of
-// kStages chunks, copying kAhead chunks ahead of the one it computes. A thread computes kStepsPerThread consecutive
+// `stages` chunks (16 KB each), copying stages - 2 chunks ahead of the one it computes. A thread computes kStepsPerThread consecutive
 // steps of one channel vector from the ring (the width - 1 inputs before them as a sliding window) and stores each
 // step's 16 bytes; a warp covers one row's 512 contiguous bytes in both directions. The inputs before the segment
 // (the halo) come from x, or from the initial state before step 0, as float32 in a small array of their own, so
@@ -19,6 +19,7 @@
 #include "conv1d_tiled.cuh"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "common.cuh"
 #include "launch.cuh"
@@ -33,6 +34,9 @@ namespace {
 constexpr int kTiledGroups = 32;        // channel vectors a block: a warp across a row
 constexpr int kTiledChunk = 32;         // steps a ring stage holds
 constexpr int kTiledBlocksPerSM = 2;    // up to 128 registers: at 3 (80) the 16-bit width-4 builds spill their filters and window
+// Ring stages (ConvTiledArgs::stages, MAMBA_CUDA_CONV_STAGES): chunk c is computed while chunks c + 1 .. c + stages - 2
+// copy; the stage of chunk c - 1 holds its halo.
+constexpr int kTiledMaxStages = 6;
 
 template <class T, int Width, bool Silu, bool Bias>
 struct ConvTiledTraits {
@@ -45,9 +49,7 @@ struct ConvTiledTraits {
     static constexpr int kStepLanes = kThreads / kGroups;           // threads down the time axis
     static constexpr int kChunk = kTiledChunk;
     static constexpr int kStepsPerThread = kChunk / kStepLanes;     // consecutive steps a thread computes
-    static constexpr int kStages = 4;                               // chunk c computed while c + 1 and c + 2 copy
-    static constexpr int kAhead = kStages - 2;
-    static constexpr int kRingBytes = kStages * kChunk * kGroups * 16;  // 64 KB
+    static constexpr int kStageBytes = kChunk * kGroups * 16;       // 16 KB
     static constexpr int kMinBlocksPerSM = kTiledBlocksPerSM;
     static constexpr bool kSilu = Silu;
     static constexpr bool kBias = Bias;
@@ -64,6 +66,7 @@ struct ConvTiledArgs {
     int64_t x_batch, x_step, y_batch, y_step;  // element strides; the channel stride is 1
     int64_t w_s[2], b_s, i_s[3], f_s[3];
     int64_t dim, len, seg_len;                 // seg_len: steps a block, a multiple of kChunk
+    int stages;                                // kTiledMinStages .. kTiledMaxStages, the dynamic shared memory's chunks
     bool has_init, has_final;
 };
 
@@ -77,7 +80,8 @@ __device__ __forceinline__ void unpack(const uint4 & raw, float (&v)[V]) {
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv1d_tiled_kernel(ConvTiledArgs a) {
     using T = typename Tr::Elem;
-    constexpr int V = Tr::kVec, H = Tr::kHalo, C = Tr::kChunk, G = Tr::kGroups, S = Tr::kStages, P = Tr::kStepsPerThread;
+    constexpr int V = Tr::kVec, H = Tr::kHalo, C = Tr::kChunk, G = Tr::kGroups, P = Tr::kStepsPerThread;
+    const int S = a.stages, ahead = a.stages - 2;
     constexpr int L = Tr::kStepLanes;
     extern __shared__ uint4 ring[];            // [stage][row of the chunk][group]
     __shared__ float halo[H][G * V];           // the inputs of the H steps before the segment, float32
@@ -108,8 +112,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv
         }
         cp_async_commit();
     };
-#pragma unroll
-    for (int c = 0; c < Tr::kAhead; ++c) copy_chunk(c);
+    for (int c = 0; c < ahead; ++c) copy_chunk(c);
 
     // The halo: x before the segment, the initial state (zeros without one) before step 0.
     if (lane_t < H && group_ok) {
@@ -135,9 +138,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv
     }
 
     for (int c = 0; c < chunks; ++c) {
-        cp_async_wait_group<Tr::kAhead - 1>();  // this thread's copies of chunk c are in
+        // this thread's copies of chunk c are in (the ahead - 1 later groups may still fly)
+        switch (ahead) {
+            case 1: cp_async_wait_group<0>(); break;
+            case 2: cp_async_wait_group<1>(); break;
+            case 3: cp_async_wait_group<2>(); break;
+            default: cp_async_wait_group<3>(); break;
+        }
         __syncthreads();                        // everyone's, and the halo; chunk c - 1 computed by every thread
-        copy_chunk(c + Tr::kAhead);             // into the stage of chunk c - 2, which no one reads any more
+        copy_chunk(c + ahead);                  // into the stage of chunk c - 2, which no one reads any more
         const int l0 = c * C + lane_t * P;      // the thread's first step
         if (!group_ok || l0 >= steps) continue;
         const auto row = [&](int l) -> const uint4 & { return ring[((l / C) % S * C + l % C) * G + g]; };
@@ -203,9 +212,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) causal_conv
 template <class T, int Width, bool Silu, bool Bias>
 void launch_tiled(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch) {
     using Tr = ConvTiledTraits<T, Width, Silu, Bias>;
-    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(causal_conv1d_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kRingBytes));
+    const int ring_bytes = a.stages * Tr::kStageBytes;
+    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(causal_conv1d_tiled_kernel<Tr>, cudaFuncAttributeMaxDynamicSharedMemorySize, kTiledMaxStages * Tr::kStageBytes));
     const dim3 grid(unsigned(ceil_div(a.dim, int64_t(Tr::kGroups * Tr::kVec))), unsigned(ceil_div(a.len, a.seg_len)), unsigned(batch));
-    launch_kernel(ctx, "causal_conv1d_tiled_kernel", true, causal_conv1d_tiled_kernel<Tr>, grid, dim3(Tr::kThreads), size_t(Tr::kRingBytes), a);
+    launch_kernel(ctx, "causal_conv1d_tiled_kernel", true, causal_conv1d_tiled_kernel<Tr>, grid, dim3(Tr::kThreads), size_t(ring_bytes), a);
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_tiled_kernel");
 }
 
@@ -224,15 +234,36 @@ void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch,
     }
 }
 
-// MAMBA_CUDA_CONV_KERNEL (read at each call): "auto" (or unset) takes this kernel for calls it applies to, "runs" keeps
-// them on the runs kernel (conv1d.cu), "whole" takes this kernel with one segment a block column (a block walks the
-// whole sequence through its ring: for the tests, whose short sequences would otherwise fill one chunk a block).
-enum class ConvKernel { Auto, Runs, Whole };
-constexpr EnvChoice<ConvKernel> kConvKernels[] = {{"auto", ConvKernel::Auto}, {"runs", ConvKernel::Runs}, {"whole", ConvKernel::Whole}};
+// Read at each call, for measurements and tests:
+// MAMBA_CUDA_CONV_KERNEL: "auto" (or unset) takes this kernel for the calls it applies to, "runs" keeps them on the
+// runs kernel (conv1d.cu);
+// MAMBA_CUDA_CONV_SEGMENTS: "auto" (or unset) plans the segments a sequence (plan_segments), a number forces that many
+// (at most one a chunk; "1": a block walks a whole sequence through its ring);
+// MAMBA_CUDA_CONV_STAGES: the ring's stages, 3 to 6.
+enum class ConvKernel { Auto, Runs };
+constexpr EnvChoice<ConvKernel> kConvKernels[] = {{"auto", ConvKernel::Auto}, {"runs", ConvKernel::Runs}};
+constexpr EnvChoice<int> kConvSegments[] = {{"auto", 0}, {"1", 1}, {"2", 2}, {"3", 3}, {"4", 4}, {"6", 6}, {"8", 8}, {"16", 16}};
+constexpr EnvChoice<int> kConvStages[] = {{"3", 3}, {"4", 4}, {"5", 5}, {"6", 6}};
+constexpr int kDefaultConvStages = 6;
 
-// MAMBA_CUDA_CONV_WAVES (read at each call, for measurements): blocks a block slot the segments aim at (1, 2, 4, 8).
-constexpr EnvChoice<int> kConvWaves[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
-constexpr int kDefaultConvWaves = 4;
+// A block's fixed cost (its first chunk's round trip, the filters and the halo) in chunks' worth of streaming, for the
+// plan below. Measured on an H200 (bf16, 4 stages): 1 to 14 segments a sequence at B1-B8 L2048 D5120-5376 fit 2-4.
+constexpr int64_t kBlockCostChunks = 3;
+
+// Segments a sequence for `columns` (channel tiles x batch) sequences of `chunks` chunks on `slots` resident blocks: the
+// fewest waves of the longest blocks, a wave taking (chunks a block + the fixed cost). One wave when the columns leave
+// room (B1: 20 columns of 64 chunks -> 13 segments of 5 chunks), a few when one segment a sequence would leave slots
+// idle (B8: 160 columns -> 3 segments of 22 chunks, 480 blocks).
+int64_t plan_segments(int64_t columns, int64_t chunks, int64_t slots) {
+    int64_t best = 1, best_cost = INT64_MAX;
+    const int64_t most = std::min(chunks, std::max<int64_t>(1, ceil_div(8 * slots, columns)));  // up to 8 waves
+    for (int64_t s = 1; s <= most; ++s) {
+        const int64_t per_block = ceil_div(chunks, s), used = ceil_div(chunks, per_block);  // segments actually made
+        const int64_t cost = ceil_div(columns * used, slots) * (per_block + kBlockCostChunks);
+        if (cost < best_cost) best = used, best_cost = cost;
+    }
+    return best;
+}
 
 // A view whose rows (steps) start on 16-byte boundaries with unit channel stride.
 bool rows_of_vectors(const Tensor & t, int64_t vec) {
@@ -242,8 +273,7 @@ bool rows_of_vectors(const Tensor & t, int64_t vec) {
 }  // namespace
 
 bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) {
-    const ConvKernel choice = env_choice("MAMBA_CUDA_CONV_KERNEL", kConvKernels, ConvKernel::Auto);
-    if (choice == ConvKernel::Runs) return false;
+    if (env_choice("MAMBA_CUDA_CONV_KERNEL", kConvKernels, ConvKernel::Auto) == ConvKernel::Runs) return false;
     if (p.len == 0 || p.width < 2 || p.width > kTiledMaxWidth || p.x.dtype != p.y.dtype) return false;
     const DType t = p.x.dtype;
     if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
@@ -275,13 +305,12 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     }
     a.dim = p.dim;
     a.len = p.len;
-    // Segments: whole chunks, enough of them for `waves` blocks a block slot, so that SMs finishing early take more and
-    // the grid's tail is short; "whole": one a sequence.
-    const int waves = env_choice("MAMBA_CUDA_CONV_WAVES", kConvWaves, kDefaultConvWaves);
-    const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, total_chunks = ceil_div(p.len, int64_t(kTiledChunk));
+    const int forced = env_choice("MAMBA_CUDA_CONV_SEGMENTS", kConvSegments, 0);
+    a.stages = env_choice("MAMBA_CUDA_CONV_STAGES", kConvStages, kDefaultConvStages);
+    const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, chunks = ceil_div(p.len, int64_t(kTiledChunk));
     const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * kTiledBlocksPerSM;
-    const int64_t segments = choice == ConvKernel::Whole ? 1 : std::min(total_chunks, ceil_div(waves * slots, columns));
-    a.seg_len = ceil_div(total_chunks, segments) * kTiledChunk;
+    const int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);
+    a.seg_len = ceil_div(chunks, segments) * kTiledChunk;
     const bool bias = p.bias.has_value();
     switch (t) {
         case DType::F32: dispatch_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias); break;

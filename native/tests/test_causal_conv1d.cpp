@@ -211,19 +211,37 @@ TEST_P(CausalConv1dTest, SplitsOverManyThreads) {
     }
 }
 
-// The CUDA kernels of channels-contiguous views (MAMBA_CUDA_CONV_KERNEL): "auto" takes the tiled kernel where the
-// channels are whole 16-byte vectors, "runs" the runs kernel, "whole" the tiled kernel with one block walking each
-// sequence through its ring of chunks. The CPU ignores the variable.
-const char * const kConvKernels[] = {"auto", "runs", "whole"};
+// The CUDA kernels of channels-contiguous views: by default the tiled kernel where the channels are whole 16-byte
+// vectors; MAMBA_CUDA_CONV_KERNEL=runs the runs kernel; MAMBA_CUDA_CONV_SEGMENTS=1 the tiled kernel with one block
+// walking each sequence through its ring of chunks, with every ring depth (MAMBA_CUDA_CONV_STAGES, 3 to 6) over one to
+// three segments. The CPU ignores the variables.
+struct ConvKernelSetting {
+    const char * kernel;
+    const char * segments;
+    const char * stages;
+};
+const ConvKernelSetting kConvKernelSettings[] = {{nullptr, nullptr, nullptr}, {"runs", nullptr, nullptr}, {nullptr, "1", "6"},
+                                                 {nullptr, "1", "3"},         {nullptr, "2", "4"},       {nullptr, "3", "5"}};
+
+// Runs `body` once per setting on CUDA (each named in a trace), once on the CPU.
+template <class Body>
+void for_each_conv_kernel(bool on_cuda, Body && body) {
+    for (const ConvKernelSetting & k : kConvKernelSettings) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + (k.kernel ? k.kernel : "") + " MAMBA_CUDA_CONV_SEGMENTS=" + (k.segments ? k.segments : "") +
+                     " MAMBA_CUDA_CONV_STAGES=" + (k.stages ? k.stages : ""));
+        const mt::ScopedEnv kernel("MAMBA_CUDA_CONV_KERNEL", k.kernel), segments("MAMBA_CUDA_CONV_SEGMENTS", k.segments),
+            stages("MAMBA_CUDA_CONV_STAGES", k.stages);
+        body();
+        if (!on_cuda) return;
+    }
+}
 
 // Channels-contiguous views on CUDA: the runs kernel's runs of 8 steps over groups of 16-byte channel vectors and the
 // tiled kernel's chunks of 32 steps: lengths around and across run, chunk and block boundaries, a last channel group
 // cut by dim, several batches, sequences shorter than the filter's reach, and views whose rows break the vector
 // alignment.
 TEST_P(CausalConv1dTest, ChannelLastRunsAndChannelGroups) {
-    for (const char * kernel : kernel_variants(kConvKernels)) {
-        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
-        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+    for_each_conv_kernel(on_cuda(), [&] {
         for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
             for (int64_t K : {2, 3, 4}) {
                 for (int mask = 0; mask < 16; ++mask) {
@@ -240,37 +258,33 @@ TEST_P(CausalConv1dTest, ChannelLastRunsAndChannelGroups) {
                 run(2, 16, 100, K, dt, Layout::ChannelLast, all, DType::F32);   // the same over whole vectors
             }
         }
-    }
+    });
 }
 
-// Long sequences on the tiled kernel: the ring wraps many times with "whole" (one block a sequence and channel tile),
-// segments of several chunks under "auto" at a model's width (mamba2-2.7b's conv: 5376 channels, 21 tiles of 256
-// bf16 channels), a last tile of one channel vector (264 channels), a last chunk and segment cut short.
+// Long sequences on the tiled kernel: the ring wraps many times with one segment a sequence, segments of several
+// chunks as planned at a model's width (mamba2-2.7b's conv: 5376 channels, 21 tiles of 256 bf16 channels), a last tile
+// of one channel vector (264 channels), a last chunk and segment cut short.
 TEST_P(CausalConv1dTest, LongSequencesOverChannelTiles) {
     const Options all{true, true, true, true};
-    for (const char * kernel : kernel_variants(kConvKernels)) {
-        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
-        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+    for_each_conv_kernel(on_cuda(), [&] {
         for (DType dt : {DType::F32, DType::BF16})
             for (int64_t K : {2, 4}) run(2, 264, 1000, K, dt, Layout::ChannelLast, all, dt);
         run(1, 5376, 700, 4, DType::BF16, Layout::ChannelLast, all, DType::BF16);
         run(4, 1536, 300, 4, DType::F16, Layout::ChannelLast, {true, false, true, true}, DType::F16);
-    }
+    });
 }
 
 // The chunked prefill of the channels-contiguous layout, one buffer as initial and final state: the
 // blocks that write the final state must not disturb the blocks that read the initial state.
 TEST_P(CausalConv1dTest, ChannelLastChunkedPrefillWithInPlaceState) {
     std::mt19937_64 rng(19);
-    for (const char * kernel : kernel_variants(kConvKernels)) {
-        SCOPED_TRACE(std::string("MAMBA_CUDA_CONV_KERNEL=") + kernel);
-        const mt::ScopedEnv forced("MAMBA_CUDA_CONV_KERNEL", kernel);
+    for_each_conv_kernel(on_cuda(), [&] {
         for (DType dt : {DType::F32, DType::BF16}) {
             SCOPED_TRACE(mt::dtype_name(dt));
             run_chunked_prefill(rng, dt, Layout::ChannelLast, 2, 40, {70, 2, 1, 33, 16}, conv_tolerance(dt));
             run_chunked_prefill(rng, dt, Layout::ChannelLast, 3, 512, {300, 2, 97}, conv_tolerance(dt));
         }
-    }
+    });
 }
 
 TEST_P(CausalConv1dTest, MixedDtypes) {

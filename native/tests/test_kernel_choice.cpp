@@ -532,7 +532,8 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
 
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
     // A channels-contiguous prompt whose channels are whole 16-byte vectors: the tiled kernel; a channel count cut
-    // short of a vector or MAMBA_CUDA_CONV_KERNEL=runs: the runs kernel; a misspelt value: an error naming the variable.
+    // short of a vector or MAMBA_CUDA_CONV_KERNEL=runs: the runs kernel; a misspelt value of any of its variables: an
+    // error naming the variable.
     std::mt19937_64 rng(15);
     const int64_t len = 40;
     const auto conv_of = [&](int64_t dim) {
@@ -565,11 +566,11 @@ TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << log;
     }
-    {
-        const mt::ScopedEnv misspelt("MAMBA_CUDA_CONV_KERNEL", "tile");
+    for (const char * variable : {"MAMBA_CUDA_CONV_KERNEL", "MAMBA_CUDA_CONV_SEGMENTS", "MAMBA_CUDA_CONV_STAGES"}) {
+        const mt::ScopedEnv misspelt(variable, "7x");
         const auto [status, log] = conv_of(512);
-        EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_CONV_KERNEL"), std::string::npos) << mamba_last_error();
+        EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT) << variable;
+        EXPECT_NE(std::string(mamba_last_error()).find(variable), std::string::npos) << mamba_last_error();
         EXPECT_FALSE(launched(log, "causal_conv1d_tiled_kernel")) << log;
     }
 }
