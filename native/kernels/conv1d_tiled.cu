@@ -237,18 +237,24 @@ void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch,
 // Read at each call, for measurements and tests:
 // MAMBA_CUDA_CONV_KERNEL: "auto" (or unset) takes this kernel for the calls it applies to, "runs" keeps them on the
 // runs kernel (conv1d.cu);
-// MAMBA_CUDA_CONV_SEGMENTS: "auto" (or unset) plans the segments a sequence (plan_segments), a number forces that many
-// (at most one a chunk; "1": a block walks a whole sequence through its ring);
+// MAMBA_CUDA_CONV_SEGMENTS: "auto" (or unset) plans the segments a sequence (plan_segments) and leaves calls of short
+// blocks to the runs kernel; a number forces that many on this kernel (at most one a chunk; "1": a block walks a whole
+// sequence through its ring);
 // MAMBA_CUDA_CONV_STAGES: the ring's stages, 3 to 6.
 enum class ConvKernel { Auto, Runs };
 constexpr EnvChoice<ConvKernel> kConvKernels[] = {{"auto", ConvKernel::Auto}, {"runs", ConvKernel::Runs}};
 constexpr EnvChoice<int> kConvSegments[] = {{"auto", 0}, {"1", 1}, {"2", 2}, {"3", 3}, {"4", 4}, {"6", 6}, {"8", 8}, {"16", 16}};
 constexpr EnvChoice<int> kConvStages[] = {{"3", 3}, {"4", 4}, {"5", 5}, {"6", 6}};
-constexpr int kDefaultConvStages = 6;
+// 4 by default: on an H200 (run 144, bf16) 6 stages were no faster (B8 L2048 D5120 0.147 against 0.144 ms).
+constexpr int kDefaultConvStages = 4;
 
 // A block's fixed cost (its first chunk's round trip, the filters and the halo) in chunks' worth of streaming, for the
-// plan below. Measured on an H200 (bf16, 4 stages): 1 to 14 segments a sequence at B1-B8 L2048 D5120-5376 fit 2-4.
+// plan below: chosen so that the plan picks the segment counts measured fastest on an H200 (runs 142-144, bf16, 1 to 14
+// segments a sequence at B1, B4 and B8, L2048, D5120-5376).
 constexpr int64_t kBlockCostChunks = 3;
+// Planned blocks of fewer chunks than this leave the call to the runs kernel, faster on such small calls (B1 L512
+// D5376: 2 chunks a block, 0.020 ms against 0.016).
+constexpr int64_t kMinChunksPerBlock = 4;
 
 // Segments a sequence for `columns` (channel tiles x batch) sequences of `chunks` chunks on `slots` resident blocks: the
 // fewest waves of the longest blocks, a wave taking (chunks a block + the fixed cost). One wave when the columns leave
@@ -310,6 +316,7 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, chunks = ceil_div(p.len, int64_t(kTiledChunk));
     const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * kTiledBlocksPerSM;
     const int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);
+    if (forced == 0 && ceil_div(chunks, segments) < kMinChunksPerBlock) return false;
     a.seg_len = ceil_div(chunks, segments) * kTiledChunk;
     const bool bias = p.bias.has_value();
     switch (t) {

@@ -531,11 +531,11 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
 }
 
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
-    // A channels-contiguous prompt whose channels are whole 16-byte vectors: the tiled kernel; a channel count cut
-    // short of a vector or MAMBA_CUDA_CONV_KERNEL=runs: the runs kernel; a misspelt value of any of its variables: an
-    // error naming the variable.
+    // A prompt-sized channels-contiguous call whose channels are whole 16-byte vectors: the tiled kernel; a channel count
+    // cut short of a vector, a call too small for blocks of several chunks or MAMBA_CUDA_CONV_KERNEL=runs: the runs
+    // kernel; a misspelt value of any of its variables: an error naming the variable.
     std::mt19937_64 rng(15);
-    const int64_t len = 40;
+    int64_t len = 2048;
     const auto conv_of = [&](int64_t dim) {
         const int64_t row = (dim + 7) / 8 * 8;  // rows of whole 16-byte vectors, the last partly past dim
         Tensor x({1, len, row}, DType::BF16), w({dim, 4}, DType::BF16), y({1, len, row}, DType::BF16);
@@ -553,22 +553,27 @@ TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
     };
     {
         const mt::ScopedEnv unset("MAMBA_CUDA_CONV_KERNEL", nullptr);
-        auto [status, log] = conv_of(512);
+        auto [status, log] = conv_of(5120);  // mamba-2.8b's batch-1 prefill: 20 channel tiles x 64 chunks
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_tiled_kernel")) << log;
-        std::tie(status, log) = conv_of(516);
+        std::tie(status, log) = conv_of(5116);
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << "a cut channel vector: " << log;
+        len = 64;
+        std::tie(status, log) = conv_of(5120);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << "2 chunks a sequence: " << log;
+        len = 2048;
     }
     {
         const mt::ScopedEnv runs("MAMBA_CUDA_CONV_KERNEL", "runs");
-        const auto [status, log] = conv_of(512);
+        const auto [status, log] = conv_of(5120);
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << log;
     }
     for (const char * variable : {"MAMBA_CUDA_CONV_KERNEL", "MAMBA_CUDA_CONV_SEGMENTS", "MAMBA_CUDA_CONV_STAGES"}) {
         const mt::ScopedEnv misspelt(variable, "7x");
-        const auto [status, log] = conv_of(512);
+        const auto [status, log] = conv_of(5120);
         EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT) << variable;
         EXPECT_NE(std::string(mamba_last_error()).find(variable), std::string::npos) << mamba_last_error();
         EXPECT_FALSE(launched(log, "causal_conv1d_tiled_kernel")) << log;
