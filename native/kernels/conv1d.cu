@@ -4,6 +4,7 @@
 // 16-byte vectors, else a vectorized runs kernel (see below).
 // Bytes: batch*dim*len*(x + y) + weights; FLOPs: 2*width per output (+ SiLU).
 #include "common.cuh"
+#include "conv1d_common.cuh"
 #include "conv1d_tiled.cuh"
 #include "launch.cuh"
 #include "ops/causal_conv1d.h"
@@ -327,41 +328,12 @@ void launch_channel_last(mamba_context & ctx, const ConvChannelLastArgs & a, int
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_channel_last_kernel");
 }
 
-template <class T, int Width>
-void dispatch_channel_last_options(mamba_context & ctx, const ConvChannelLastArgs & a, int64_t batch, bool silu, bool bias) {
-    if (silu) bias ? launch_channel_last<T, Width, true, true>(ctx, a, batch) : launch_channel_last<T, Width, true, false>(ctx, a, batch);
-    else bias ? launch_channel_last<T, Width, false, true>(ctx, a, batch) : launch_channel_last<T, Width, false, false>(ctx, a, batch);
-}
-
-template <class T>
-void dispatch_channel_last_width(mamba_context & ctx, const ConvChannelLastArgs & a, int64_t batch, int width, bool silu, bool bias) {
-    switch (width) {
-        case 2: dispatch_channel_last_options<T, 2>(ctx, a, batch, silu, bias); break;
-        case 3: dispatch_channel_last_options<T, 3>(ctx, a, batch, silu, bias); break;
-        default: dispatch_channel_last_options<T, 4>(ctx, a, batch, silu, bias); break;
+struct ChannelLastLaunch {
+    template <class T, int Width, bool Silu, bool Bias>
+    static void run(mamba_context & ctx, const ConvChannelLastArgs & a, int64_t batch) {
+        launch_channel_last<T, Width, Silu, Bias>(ctx, a, batch);
     }
-}
-
-// Points the kernel arguments that both forward kernels take at the filters, the bias and the initial state.
-template <class Args>
-void bind_filters_and_initial_state(const CausalConv1dParams & p, Args & a) {
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
-    if (p.bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
-}
-
-// A channels-contiguous view whose channel groups can be read with 16-byte vectors.
-bool vector_friendly(const Tensor & t, int64_t vec) {
-    return t.stride[1] == 1 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
-}
+};
 
 // Runs the channels-contiguous kernel when the arguments suit it; false leaves the work to the general path.
 bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParams & p) {
@@ -372,28 +344,8 @@ bool try_causal_conv1d_channel_last(mamba_context & ctx, const CausalConv1dParam
     if (!vector_friendly(p.x, vec) || !vector_friendly(p.y, vec)) return false;
     if (p.batch > 65535 || ceil_div(ceil_div(p.len, kMinSteps), kMinRunsPerBlock) > 65535 || ceil_div(p.dim, vec * 32) > 0x7fffffff) return false;
     ConvChannelLastArgs a{};
-    a.x = p.x.data;
-    a.y = p.y.data;
-    a.x_batch = p.x.stride[0];
-    a.x_step = p.x.stride[2];
-    a.y_batch = p.y.stride[0];
-    a.y_step = p.y.stride[2];
-    bind_filters_and_initial_state(p, a);
-    a.has_final = p.final_state.has_value();
-    if (a.has_final) {
-        a.fin = any(*p.final_state);
-        copy_strides(a.f_s, *p.final_state);
-    }
-    a.dim = p.dim;
-    a.len = p.len;
-    const bool bias = p.bias.has_value();
-    switch (p.x.dtype) {
-        case DType::F32: dispatch_channel_last_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-        case DType::F16: dispatch_channel_last_width<f16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-        case DType::BF16: dispatch_channel_last_width<bf16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-        default: return false;
-    }
-    return true;
+    bind_channel_last_call(p, a);
+    return launch_conv_build<ChannelLastLaunch>(p.x.dtype, int(p.width), p.silu, p.bias.has_value(), ctx, a, p.batch);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "conv1d_common.cuh"
 #include "launch.cuh"
 
 #include "core/env_choice.h"
@@ -219,20 +220,12 @@ void launch_tiled(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch) {
     MAMBA_CUDA_CHECK_LAUNCH("causal_conv1d_tiled_kernel");
 }
 
-template <class T, int Width>
-void dispatch_options(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, bool silu, bool bias) {
-    if (silu) bias ? launch_tiled<T, Width, true, true>(ctx, a, batch) : launch_tiled<T, Width, true, false>(ctx, a, batch);
-    else bias ? launch_tiled<T, Width, false, true>(ctx, a, batch) : launch_tiled<T, Width, false, false>(ctx, a, batch);
-}
-
-template <class T>
-void dispatch_width(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch, int width, bool silu, bool bias) {
-    switch (width) {
-        case 2: dispatch_options<T, 2>(ctx, a, batch, silu, bias); break;
-        case 3: dispatch_options<T, 3>(ctx, a, batch, silu, bias); break;
-        default: dispatch_options<T, 4>(ctx, a, batch, silu, bias); break;
+struct TiledLaunch {
+    template <class T, int Width, bool Silu, bool Bias>
+    static void run(mamba_context & ctx, const ConvTiledArgs & a, int64_t batch) {
+        launch_tiled<T, Width, Silu, Bias>(ctx, a, batch);
     }
-}
+};
 
 // Read at each call, for measurements and tests:
 // MAMBA_CUDA_CONV_KERNEL: "auto" (or unset) takes this kernel for the calls it applies to, "runs" keeps them on the
@@ -271,11 +264,6 @@ int64_t plan_segments(int64_t columns, int64_t chunks, int64_t slots) {
     return best;
 }
 
-// A view whose rows (steps) start on 16-byte boundaries with unit channel stride.
-bool rows_of_vectors(const Tensor & t, int64_t vec) {
-    return t.stride[1] == 1 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
-}
-
 }  // namespace
 
 bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) {
@@ -284,33 +272,10 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     const DType t = p.x.dtype;
     if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
     const int64_t vec = 16 / int64_t(dtype_size(t));
-    if (p.dim % vec != 0 || !rows_of_vectors(p.x, vec) || !rows_of_vectors(p.y, vec)) return false;
+    if (p.dim % vec != 0 || !vector_friendly(p.x, vec) || !vector_friendly(p.y, vec)) return false;
     if (p.batch > 65535 || ceil_div(p.dim, vec * kTiledGroups) > 0x7fffffff || ceil_div(p.len, int64_t(kTiledChunk)) > 65535) return false;
     ConvTiledArgs a{};
-    a.x = p.x.data;
-    a.y = p.y.data;
-    a.x_batch = p.x.stride[0];
-    a.x_step = p.x.stride[2];
-    a.y_batch = p.y.stride[0];
-    a.y_step = p.y.stride[2];
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
-    if (p.bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.has_init = p.initial_state.has_value();
-    if (a.has_init) {
-        a.init = any(*p.initial_state);
-        copy_strides(a.i_s, *p.initial_state);
-    }
-    a.has_final = p.final_state.has_value();
-    if (a.has_final) {
-        a.fin = any(*p.final_state);
-        copy_strides(a.f_s, *p.final_state);
-    }
-    a.dim = p.dim;
-    a.len = p.len;
+    bind_channel_last_call(p, a);
     const int forced = env_choice("MAMBA_CUDA_CONV_SEGMENTS", kConvSegments, 0);
     a.stages = env_choice("MAMBA_CUDA_CONV_STAGES", kConvStages, kDefaultConvStages);
     const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, chunks = ceil_div(p.len, int64_t(kTiledChunk));
@@ -318,13 +283,7 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     const int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);
     if (forced == 0 && ceil_div(chunks, segments) < kMinChunksPerBlock) return false;
     a.seg_len = ceil_div(chunks, segments) * kTiledChunk;
-    const bool bias = p.bias.has_value();
-    switch (t) {
-        case DType::F32: dispatch_width<float>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-        case DType::F16: dispatch_width<f16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-        default: dispatch_width<bf16_t>(ctx, a, p.batch, int(p.width), p.silu, bias); break;
-    }
-    return true;
+    return launch_conv_build<TiledLaunch>(t, int(p.width), p.silu, p.bias.has_value(), ctx, a, p.batch);
 }
 
 }  // namespace mamba::cuda
