@@ -1,5 +1,7 @@
 // mamba_linear against a float64 reference, per backend, over dtype combinations, sizes that do not fill
 // a vector register, the decode (few rows) and prefill (many rows) paths, strided views and bad arguments.
+#include <dlfcn.h>
+
 #include "backend_test.h"
 
 namespace {
@@ -450,6 +452,24 @@ TEST_P(CpuGemmTest, SettingsItCannotHonourAreRejected) {
     const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM", "mkl");
     EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
     EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM must be one of auto, amx, blas (or unset), not 'mkl'");
+}
+
+TEST_P(CpuGemmTest, OpenBlasRunsInTheCallingThread) {
+    // The CPU backend calls BLAS from its own OpenMP workers; an OpenBLAS that the host application (or its default)
+    // left on several threads is set back to one before the call, whatever cblas.h the library was built with. The
+    // controls are looked up in this process, which loaded the library's BLAS.
+    using GetThreads = int (*)();
+    using SetThreads = void (*)(int);
+    const auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (get == nullptr || set == nullptr) GTEST_SKIP() << "the BLAS loaded here is not OpenBLAS";
+    const int before = get();
+    set(2);
+    ASSERT_EQ(get(), 2) << "this OpenBLAS takes no second thread";
+    const mt::ScopedEnv blas("MAMBA_CPU_GEMM", "blas");
+    run({64, 1000, 600, DType::F32, DType::BF16, DType::F32, true});
+    EXPECT_EQ(get(), 1);
+    set(before);
 }
 
 MAMBA_INSTANTIATE_BACKENDS(CpuGemmTest);
