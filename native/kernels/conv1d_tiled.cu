@@ -9,11 +9,11 @@
 // (B4 L2048 D5376 bf16 on an H200, 0.114 ms).
 // Here x goes to shared memory with cp.async, so bytes in flight cost no registers: a block owns kGroups channel
 // vectors (512 bytes of a row) over a segment of steps and walks it in chunks of kChunk steps through a ring of
-// `stages` chunks (16 KB each), copying stages - 2 chunks ahead of the one it computes. A thread computes kStepsPerThread consecutive
-// steps of one channel vector from the ring (the width - 1 inputs before them as a sliding window) and stores each
-// step's 16 bytes; a warp covers one row's 512 contiguous bytes in both directions. The inputs before the segment
-// (the halo) come from x, or from the initial state before step 0, as float32 in a small array of their own, so
-// that a float32 state over 16-bit x loses nothing.
+// `stages` chunks (16 KB each), copying stages - 2 chunks ahead of the one it computes. A thread computes
+// kStepsPerThread consecutive steps of one channel vector from the ring (the width - 1 inputs before them as a sliding
+// window) and stores each step's 16 bytes; a warp covers one row's 512 contiguous bytes in both directions. The inputs
+// before the segment (the halo) come from x, or from the initial state before step 0, as float32 in a small array of
+// their own, so that a float32 state over 16-bit x loses nothing.
 // The final state is written by the segment-0 block (the only reader of the initial state) after it read its halo,
 // so the two may alias; its last width - 1 inputs come from x, or from that halo for a prompt shorter than them.
 #include "conv1d_tiled.cuh"
@@ -242,8 +242,8 @@ constexpr EnvChoice<int> kConvStages[] = {{"3", 3}, {"4", 4}, {"5", 5}, {"6", 6}
 constexpr int kDefaultConvStages = 4;
 
 // A block's fixed cost (its first chunk's round trip, the filters and the halo) in chunks' worth of streaming, for the
-// plan below: chosen so that the plan picks the segment counts measured fastest on an H200 (runs 142-144, bf16, 1 to 14
-// segments a sequence at B1, B4 and B8, L2048, D5120-5376).
+// plan below: chosen so that the plan picks segment counts measured fastest, or within 1% of the fastest, on an H200
+// (runs 142-144, bf16, 1 to 14 segments a sequence at B1, B4 and B8, L2048, D5120-5376).
 constexpr int64_t kBlockCostChunks = 3;
 // Planned blocks of fewer chunks than this leave the call to the runs kernel, faster on such small calls (B1 L512
 // D5376: 2 chunks a block, 0.020 ms against 0.016).
