@@ -44,23 +44,7 @@ public class BatchedPrefillTests
         together.Prefill([.. Enumerable.Range(0, prompts.Length)], [.. prompts]);
         Assert.That(together.Lengths, Is.EqualTo(prompts.Select(p => p.Length)));
         var prefillLogits = Enumerable.Range(0, prompts.Length).Select(s => LogitsOf(together, s)).ToArray();
-        var decodeLogits = new List<float[][]>();
-        for (var step = 0; step < 3; step++)
-        {
-            together.Decode(next.Select(n => n[step]).ToArray());
-            decodeLogits.Add(Enumerable.Range(0, prompts.Length).Select(s => LogitsOf(together, s)).ToArray());
-        }
-        for (var s = 0; s < prompts.Length; s++)
-        {
-            using var single = model.CreateSession();
-            var expected = PrefillLogits(single, 0, [.. prompts[s], .. next[s]]);
-            Assert.That(RelativeError(prefillLogits[s], expected[prompts[s].Length - 1]), Is.LessThan(1e-4), $"sequence {s}, last prompt token");
-            for (var step = 0; step < 3; step++)
-            {
-                Assert.That(RelativeError(decodeLogits[step][s], expected[prompts[s].Length + step]), Is.LessThan(1e-4),
-                    $"sequence {s}, decode step {step}");
-            }
-        }
+        AssertDecodeEqualsOneByOne(model, together, prompts, next, 3, prefillLogits);
     }
 
     [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]

@@ -154,22 +154,7 @@ public class ModelForwardTests
         {
             batch.Prefill(s, prompts[s]);
         }
-        var batchedLogits = new List<float[][]>();
-        for (var step = 0; step < 6; step++)
-        {
-            batch.Decode(continuations.Select(c => c[step]).ToArray());
-            batchedLogits.Add(Enumerable.Range(0, prompts.Length).Select(s => LogitsOf(batch, s)).ToArray());
-        }
-        for (var s = 0; s < prompts.Length; s++)
-        {
-            using var single = model.CreateSession();
-            var expected = PrefillLogits(single, 0, [.. prompts[s], .. continuations[s]]);
-            for (var step = 0; step < 6; step++)
-            {
-                Assert.That(RelativeError(batchedLogits[step][s], expected[prompts[s].Length + step]), Is.LessThan(1e-4),
-                    $"sequence {s}, step {step}");
-            }
-        }
+        AssertDecodeEqualsOneByOne(model, batch, prompts, continuations, 6);
     }
 
     [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]

@@ -79,6 +79,36 @@ internal static class ModelTestSupport
         return (tokens, logits);
     }
 
+    /// <summary>Decodes <paramref name="continuations"/> (<paramref name="steps"/> tokens of each sequence) in
+    /// <paramref name="session"/>, after <paramref name="before"/> (each sequence's logits already there, or none), and
+    /// checks every sequence's logits against a session that prefills that sequence alone: entry k of the logits is
+    /// compared at position (prompt length - 1 + k) with <paramref name="before"/>, (prompt length + k) without it.</summary>
+    public static void AssertDecodeEqualsOneByOne(MambaModel model, InferenceSession session, int[][] prompts, int[][] continuations, int steps,
+        float[][]? before = null)
+    {
+        var logits = new List<float[][]>();
+        if (before is not null)
+        {
+            logits.Add(before);
+        }
+        for (var step = 0; step < steps; step++)
+        {
+            session.Decode(continuations.Select(c => c[step]).ToArray());
+            logits.Add(Enumerable.Range(0, prompts.Length).Select(s => LogitsOf(session, s)).ToArray());
+        }
+        var first = before is null ? 0 : -1;
+        for (var s = 0; s < prompts.Length; s++)
+        {
+            using var single = model.CreateSession();
+            var expected = PrefillLogits(single, 0, [.. prompts[s], .. continuations[s].Take(steps)]);
+            for (var k = 0; k < logits.Count; k++)
+            {
+                Assert.That(RelativeError(logits[k][s], expected[prompts[s].Length + first + k]), Is.LessThan(1e-4),
+                    k + first < 0 ? $"sequence {s}, last prompt token" : $"sequence {s}, decode step {k + first}");
+            }
+        }
+    }
+
     public static float[] LogitsOf(InferenceSession session, int sequence)
     {
         var row = new float[session.Logits.Shape[1]];
