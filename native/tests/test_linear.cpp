@@ -465,11 +465,14 @@ TEST_P(CpuGemmTest, OpenBlasRunsInTheCallingThread) {
     if (get == nullptr || set == nullptr) GTEST_SKIP() << "the BLAS loaded here is not OpenBLAS";
     const int before = get();
     set(2);
-    ASSERT_EQ(get(), 2) << "this OpenBLAS takes no second thread";
-    const mt::ScopedEnv blas("MAMBA_CPU_GEMM", "blas");
-    run({64, 1000, 600, DType::F32, DType::BF16, DType::F32, true});
-    EXPECT_EQ(get(), 1);
+    const int two = get();
+    if (two == 2) {
+        const mt::ScopedEnv blas("MAMBA_CPU_GEMM", "blas");
+        run({64, 1000, 600, DType::F32, DType::BF16, DType::F32, true});
+        EXPECT_EQ(get(), 1);
+    }
     set(before);
+    if (two != 2) GTEST_SKIP() << "this OpenBLAS takes no second thread";
 }
 
 MAMBA_INSTANTIATE_BACKENDS(CpuGemmTest);
