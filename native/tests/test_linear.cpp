@@ -392,8 +392,9 @@ TEST_P(LinearTest, Bf16WeightsWithWiderInputOnTheGemmPath) {
             run({130, 257, 129, xd, DType::BF16, yd, yd == DType::F32});
         }
 }
-// MAMBA_CPU_GEMM picks the CPU's prefill GEMM for bfloat16 weights: AMX tiles ("auto" where the CPU, the build and
-// the operating system allow them; "amx" fails elsewhere) or OpenBLAS ("blas"). Shapes with partial tiles in every
+// MAMBA_CPU_GEMM picks the CPU's prefill GEMM: AMX tiles for bfloat16 weights ("auto" where the CPU, the build and
+// the operating system allow them; "amx" fails elsewhere), the AVX-512 register kernels ("auto" next, where the library
+// was built with AVX-512; "avx512" fails elsewhere), or OpenBLAS ("blas"). Shapes with partial tiles in every
 // dimension (rows, in and out not multiples of 32), several weight panels, few outputs (row shares), every x and y
 // dtype (a bfloat16 x is not split), strided views and a bias, on 1, 2 and 3 threads.
 class CpuGemmTest : public LinearTest {
@@ -434,6 +435,41 @@ protected:
 
 TEST_P(CpuGemmTest, OpenBlasMatchesFloat64Reference) { run_shapes("blas"); }
 
+TEST_P(CpuGemmTest, Avx512RegistersMatchFloat64Reference) {
+    {
+        Tensor x({13, 32}, DType::F32), w({16, 32}, DType::BF16), y({13, 16}, DType::F32);
+        for (Tensor * t : {&x, &w}) t->upload(ctx());
+        y.upload(ctx());
+        const mt::ScopedEnv avx512("MAMBA_CPU_GEMM", "avx512");
+        const mamba_status st = call(x.dl(), w.dl(), nullptr, y.dl());
+        if (st != MAMBA_STATUS_OK) {
+            EXPECT_EQ(st, MAMBA_STATUS_UNSUPPORTED);
+            EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM=avx512, but this library was built without AVX-512");
+            GTEST_SKIP() << "built without AVX-512";
+        }
+    }
+    run_shapes("avx512");
+    // Beyond run_shapes' bfloat16 weights: float32 and float16 weights (widened as they are packed), K over several
+    // ranges of steps (768 float32 values, 768 bfloat16 pairs), an odd K of bfloat16 x and W (no whole pairs: widened),
+    // more columns than one packed block, and one column.
+    const mt::ScopedEnv env("MAMBA_CPU_GEMM", "avx512");
+    for (int32_t threads : {1, 2, 3}) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        const mt::ContextPtr context = mt::make_context(GetParam(), 0, threads);
+        ASSERT_NE(context, nullptr);
+        run({45, 300, 97, DType::F32, DType::F32, DType::F32, true}, context.get());
+        run({30, 129, 50, DType::BF16, DType::F16, DType::BF16, true}, context.get());
+        run({21, 1700, 70, DType::F32, DType::F16, DType::F32}, context.get());
+        run({19, 3100, 53, DType::BF16, DType::BF16, DType::F32, true}, context.get());
+        run({26, 77, 40, DType::BF16, DType::BF16, DType::BF16}, context.get());
+        run({17, 64, 1000, DType::BF16, DType::BF16, DType::F32}, context.get());
+        run({50, 96, 1, DType::F32, DType::BF16, DType::F32, true}, context.get());
+        Case strided{35, 130, 60, DType::BF16, DType::BF16, DType::F16, true, true, true, true};
+        strided.bias_stride = 2;
+        run(strided, context.get());
+    }
+}
+
 TEST_P(CpuGemmTest, AmxTilesMatchFloat64Reference) {
     if (!amx_runs()) GTEST_SKIP() << "no usable AMX tiles here";
     run_shapes("amx");
@@ -451,7 +487,7 @@ TEST_P(CpuGemmTest, SettingsItCannotHonourAreRejected) {
     }
     const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM", "mkl");
     EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM must be one of auto, amx, blas (or unset), not 'mkl'");
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM must be one of auto, amx, avx512, blas (or unset), not 'mkl'");
 }
 
 TEST_P(CpuGemmTest, OpenBlasRunsInTheCallingThread) {

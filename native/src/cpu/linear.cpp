@@ -13,6 +13,7 @@
 #include "core/context.h"
 #include "core/env_choice.h"
 #include "cpu/gemm_amx.h"
+#include "cpu/gemm_avx512.h"
 #include "cpu/blas_threads.h"
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
@@ -24,8 +25,9 @@ namespace mamba::cpu {
 
 namespace {
 
-enum class CpuGemm { Auto, Amx, Blas };
-constexpr EnvChoice<CpuGemm> kCpuGemms[] = {{"auto", CpuGemm::Auto}, {"amx", CpuGemm::Amx}, {"blas", CpuGemm::Blas}};
+enum class CpuGemm { Auto, Amx, Avx512, Blas };
+constexpr EnvChoice<CpuGemm> kCpuGemms[] = {
+    {"auto", CpuGemm::Auto}, {"amx", CpuGemm::Amx}, {"avx512", CpuGemm::Avx512}, {"blas", CpuGemm::Blas}};
 
 // Rows of y per sgemm call when y needs a float32 staging buffer (bounds that buffer).
 constexpr int64_t kRowBlock = 512;
@@ -151,7 +153,10 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     if (gemm == CpuGemm::Amx && (p.weight.dtype != DType::BF16 || !amx_usable()))
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM=amx, but ",
              p.weight.dtype != DType::BF16 ? "the AMX GEMM takes bfloat16 weights only" : "this CPU, build or operating system has no usable AMX tiles");
-    if (gemm != CpuGemm::Blas && linear_gemm_amx(ctx.num_threads, p)) return;
+    if (gemm == CpuGemm::Avx512 && !avx512_gemm_built())
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM=avx512, but this library was built without AVX-512");
+    if ((gemm == CpuGemm::Auto || gemm == CpuGemm::Amx) && linear_gemm_amx(ctx.num_threads, p)) return;
+    if ((gemm == CpuGemm::Auto || gemm == CpuGemm::Avx512) && linear_gemm_avx512(ctx.num_threads, p)) return;
     linear_gemm(ctx.num_threads, p);
 }
 

@@ -19,7 +19,9 @@ public sealed record MambaModelOptions
     /// <summary>Type of the activations between ops. Null picks by device and weights: on CUDA, the weights' type when
     /// it is float16 or bfloat16 (as the reference implementation computes; bf16 x, B and C are what the tensor-core SSD
     /// kernels take, and a 16-bit projection then runs as one GEMM instead of two), float32 otherwise; float32 on the
-    /// CPU, where 16-bit activations only add conversions. Set float32 for the most accurate results on CUDA.</summary>
+    /// CPU, the most accurate there. Set float32 for the most accurate results on CUDA. With bfloat16 weights on a CPU
+    /// with AVX512-BF16, bfloat16 activations run the prefill's projections on bfloat16 dot products at twice the
+    /// float32 rate (a 512-token mamba2-130m prefill on 2 cores: 1978 tokens/s against 1321).</summary>
     public DType? ActivationDType { get; init; }
 
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
