@@ -267,7 +267,11 @@ int64_t plan_segments(int64_t columns, int64_t chunks, int64_t slots) {
 }  // namespace
 
 bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) {
-    if (env_choice("MAMBA_CUDA_CONV_KERNEL", kConvKernels, ConvKernel::Auto) == ConvKernel::Runs) return false;
+    // All three read first, so that a misspelt value fails every call that comes here, not only those this kernel takes.
+    const ConvKernel kernel = env_choice("MAMBA_CUDA_CONV_KERNEL", kConvKernels, ConvKernel::Auto);
+    const int forced = env_choice("MAMBA_CUDA_CONV_SEGMENTS", kConvSegments, 0);
+    const int stages = env_choice("MAMBA_CUDA_CONV_STAGES", kConvStages, kDefaultConvStages);
+    if (kernel == ConvKernel::Runs) return false;
     if (p.len == 0 || p.width < 2 || p.width > kTiledMaxWidth || p.x.dtype != p.y.dtype) return false;
     const DType t = p.x.dtype;
     if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
@@ -276,8 +280,7 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     if (p.batch > 65535 || ceil_div(p.dim, vec * kTiledGroups) > 0x7fffffff || ceil_div(p.len, int64_t(kTiledChunk)) > 65535) return false;
     ConvTiledArgs a{};
     bind_channel_last_call(p, a);
-    const int forced = env_choice("MAMBA_CUDA_CONV_SEGMENTS", kConvSegments, 0);
-    a.stages = env_choice("MAMBA_CUDA_CONV_STAGES", kConvStages, kDefaultConvStages);
+    a.stages = stages;
     const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, chunks = ceil_div(p.len, int64_t(kTiledChunk));
     const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * kTiledBlocksPerSM;
     const int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);

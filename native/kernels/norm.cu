@@ -336,6 +336,9 @@ bool rows_aligned(const Tensor & t) {
 
 bool vector_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
+// Whether the rows kernels can read a weight vector with 16-byte loads: contiguous and 16-byte aligned.
+bool weight_aligned(const Tensor & w) { return (w.shape[0] <= 1 || w.stride[0] == 1) && reinterpret_cast<uintptr_t>(w.data) % 16 == 0; }
+
 // Whether a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels: prefill-sized, not
 // switched off, n whole chunks of a size they take.
 bool rows_kernels_apply(mamba_context & ctx, int64_t blocks, int64_t n) {
@@ -368,7 +371,7 @@ bool try_gated_rows(mamba_context & ctx, const GatedRmsNormParams & p, const Gat
     const DType t = p.x.dtype;
     if (!vector_dtype(t) || p.y.dtype != t || p.weight.dtype != t || (p.z && p.z->dtype != t)) return false;
     if (!rows_aligned(p.x) || !rows_aligned(p.y) || (p.z && !rows_aligned(*p.z))) return false;
-    if ((p.weight.shape[0] > 1 && p.weight.stride[0] != 1) || reinterpret_cast<uintptr_t>(p.weight.data) % 16 != 0) return false;
+    if (!weight_aligned(p.weight)) return false;
     if (!rows_kernels_apply(ctx, blocks, a.group_size)) return false;
     switch (t) {
         case DType::F16: launch_gated_rows<f16_t>(ctx, a.group_size, unsigned(blocks), a); break;
@@ -389,7 +392,7 @@ bool try_rms_rows(mamba_context & ctx, const RmsNormParams & p, const RmsNormArg
     if (!rows_aligned(p.x) || !rows_aligned(p.y) || (p.residual && !rows_aligned(*p.residual)) ||
         (p.residual_out && !rows_aligned(*p.residual_out)))
         return false;
-    if ((p.weight.shape[0] > 1 && p.weight.stride[0] != 1) || reinterpret_cast<uintptr_t>(p.weight.data) % 16 != 0) return false;
+    if (!weight_aligned(p.weight)) return false;
     if (!rows_kernels_apply(ctx, p.rows, p.hidden)) return false;
     const unsigned blocks = unsigned(p.rows);
     switch (t) {

@@ -533,7 +533,7 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
     // A prompt-sized channels-contiguous call whose channels are whole 16-byte vectors: the tiled kernel; a channel count
     // cut short of a vector, a call too small for blocks of several chunks or MAMBA_CUDA_CONV_KERNEL=runs: the runs
-    // kernel; a misspelt value of any of its variables: an error naming the variable.
+    // kernel; a misspelt value of any of its variables: an error naming the variable, also on calls the runs kernel takes.
     std::mt19937_64 rng(15);
     int64_t len = 2048;
     const auto conv_of = [&](int64_t dim) {
@@ -571,13 +571,15 @@ TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << log;
     }
-    for (const char * variable : {"MAMBA_CUDA_CONV_KERNEL", "MAMBA_CUDA_CONV_SEGMENTS", "MAMBA_CUDA_CONV_STAGES"}) {
-        const mt::ScopedEnv misspelt(variable, "7x");
-        const auto [status, log] = conv_of(5120);
-        EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT) << variable;
-        EXPECT_NE(std::string(mamba_last_error()).find(variable), std::string::npos) << mamba_last_error();
-        EXPECT_FALSE(launched(log, "causal_conv1d_tiled_kernel")) << log;
-    }
+    for (const char * variable : {"MAMBA_CUDA_CONV_KERNEL", "MAMBA_CUDA_CONV_SEGMENTS", "MAMBA_CUDA_CONV_STAGES"})
+        for (const int64_t dim : {5120, 5116}) {  // a call the tiled kernel takes, and a cut vector
+            const mt::ScopedEnv misspelt(variable, "7x");
+            const auto [status, log] = conv_of(dim);
+            EXPECT_EQ(status, MAMBA_STATUS_INVALID_ARGUMENT) << variable << ", dim " << dim;
+            EXPECT_NE(std::string(mamba_last_error()).find(variable), std::string::npos) << mamba_last_error();
+            EXPECT_FALSE(launched(log, "causal_conv1d_tiled_kernel")) << log;
+            EXPECT_FALSE(launched(log, "causal_conv1d_channel_last_kernel")) << log;
+        }
 }
 
 TEST_F(KernelChoiceTest, InProjConvOperandsLoadEarlyUnlessTheOpBeforeWroteTheConvState) {
