@@ -415,6 +415,8 @@ protected:
         EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM=amx, but this CPU, build or operating system has no usable AMX tiles");
         return false;
     }
+    // The AVX-512 kernels over run_shapes and shapes of their own (Avx512RegistersMatchFloat64Reference).
+    void run_avx512_shapes();
     void run_shapes(const char * gemm) {
         const mt::ScopedEnv env("MAMBA_CPU_GEMM", gemm);
         for (int32_t threads : {1, 2, 3}) {
@@ -448,6 +450,36 @@ TEST_P(CpuGemmTest, Avx512RegistersMatchFloat64Reference) {
             GTEST_SKIP() << "built without AVX-512";
         }
     }
+    // A bfloat16 x and W on vdpbf16ps ("dot", where the build has AVX512-BF16), widened to float32 FMAs ("widen"), or
+    // as timed on this CPU ("auto").
+    std::vector<const char *> products{"auto", "widen"};
+    {
+        Tensor x({13, 32}, DType::BF16), w({16, 32}, DType::BF16), y({13, 16}, DType::F32);
+        for (Tensor * t : {&x, &w}) t->upload(ctx());
+        y.upload(ctx());
+        const mt::ScopedEnv avx512("MAMBA_CPU_GEMM", "avx512"), dot("MAMBA_CPU_GEMM_BF16", "dot");
+        const mamba_status st = call(x.dl(), w.dl(), nullptr, y.dl());
+        if (st == MAMBA_STATUS_OK) {
+            products.push_back("dot");
+        } else {
+            EXPECT_EQ(st, MAMBA_STATUS_UNSUPPORTED);
+            EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM_BF16=dot, but this library was built without AVX512-BF16");
+        }
+    }
+    for (const char * choice : products) {
+        SCOPED_TRACE(std::string("MAMBA_CPU_GEMM_BF16=") + choice);
+        const mt::ScopedEnv bf16_products("MAMBA_CPU_GEMM_BF16", choice);
+        run_avx512_shapes();
+    }
+    const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM_BF16", "bf16");
+    Tensor x({13, 32}, DType::F32), w({16, 32}, DType::F32), y({13, 16}, DType::F32);
+    for (Tensor * t : {&x, &w}) t->upload(ctx());
+    y.upload(ctx());
+    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM_BF16 must be one of auto, dot, widen (or unset), not 'bf16'");
+}
+
+void CpuGemmTest::run_avx512_shapes() {
     run_shapes("avx512");
     // Beyond run_shapes' bfloat16 weights: float32 and float16 weights (widened as they are packed), K over several
     // ranges of steps (768 float32 values, 768 bfloat16 pairs), an odd K of bfloat16 x and W (no whole pairs: widened),

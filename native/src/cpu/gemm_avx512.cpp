@@ -15,9 +15,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <limits>
 #include <vector>
 
+#include "core/env_choice.h"
 #include "core/error.h"
 #include "cpu/convert.h"
 #include "cpu/scratch.h"
@@ -89,6 +92,51 @@ __attribute__((always_inline)) inline void multiply_tile(const char * const (&x)
         }
     }
 }
+
+// MAMBA_CPU_GEMM_BF16: how a bfloat16 x meets a bfloat16 W. "auto" (or unset): on vdpbf16ps where it measured faster
+// than float32 FMAs on this CPU (timed once a process: on a 2-core AMD EPYC it ran at the FMA's instruction rate, so
+// twice as fast per product, 0.80 against 0.40 TFLOP/s; on a 16-core Intel Xeon with AMX it was slower, 0.60 against
+// 1.04); "dot": on vdpbf16ps; "widen": widened to float32 FMAs.
+enum class Bf16Products { Auto, Dot, Widen };
+constexpr EnvChoice<Bf16Products> kBf16Products[] = {{"auto", Bf16Products::Auto}, {"dot", Bf16Products::Dot}, {"widen", Bf16Products::Widen}};
+
+#if defined(__AVX512BF16__)
+// Seconds for `reps` micro-tiles of `steps` steps over a panel and rows of x in L1: the inner loop alone.
+template <class Step>
+double time_tiles(const float * panel, const char * const (&x)[kTileRows], int64_t steps, int reps) {
+    TileSums sums;
+    __m512 sink = _mm512_setzero_ps();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) {
+        multiply_tile<Step>(x, panel, steps, sums);
+        sink = _mm512_add_ps(sink, sums[kTileRows - 1][kTileVecs - 1]);
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    volatile float keep = _mm512_reduce_add_ps(sink);
+    (void)keep;
+    return seconds;
+}
+
+// Whether a vdpbf16ps step (two products a lane) takes clearly less than two FMA steps here: the best of 5 timings
+// of each, about a millisecond in all, on the first call that could use it.
+bool dot_products_faster() {
+    static const bool faster = [] {
+        constexpr int64_t kSteps = 64;
+        constexpr uint32_t kOnes = 0x3f803f80u;  // bfloat16 1.0 twice; as a float32 about 1.004: finite either way
+        std::vector<uint32_t> words(size_t(kSteps * (kPanelCols + kTileRows)), kOnes);
+        const float * panel = reinterpret_cast<const float *>(words.data());
+        const char * x[kTileRows];
+        for (int r = 0; r < kTileRows; ++r) x[r] = reinterpret_cast<const char *>(words.data() + kSteps * (kPanelCols + r));
+        double fma = std::numeric_limits<double>::infinity(), dot = fma;
+        for (int trial = 0; trial < 5; ++trial) {
+            fma = std::min(fma, time_tiles<FmaStep>(panel, x, kSteps, 100));
+            dot = std::min(dot, time_tiles<DotStep>(panel, x, kSteps, 100));
+        }
+        return dot < 1.6 * fma;
+    }();
+    return faster;
+}
+#endif
 
 struct Plan {
     bool dot = false;                // bfloat16 pairs (vdpbf16ps) instead of float32 values
@@ -204,9 +252,13 @@ bool avx512_gemm_built() { return true; }
 
 bool linear_gemm_avx512(int num_threads, const LinearParams & p) {
     const int64_t M = p.rows, N = p.out_features, K = p.in_features;
+    const Bf16Products products = env_choice("MAMBA_CPU_GEMM_BF16", kBf16Products, Bf16Products::Auto);
     Plan plan;
 #if defined(__AVX512BF16__)
-    plan.dot = p.x.dtype == DType::BF16 && p.weight.dtype == DType::BF16 && K % 2 == 0;
+    plan.dot = p.x.dtype == DType::BF16 && p.weight.dtype == DType::BF16 && K % 2 == 0 &&
+               (products == Bf16Products::Dot || (products == Bf16Products::Auto && dot_products_faster()));
+#else
+    if (products == Bf16Products::Dot) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM_BF16=dot, but this library was built without AVX512-BF16");
 #endif
     if (plan.dot || p.x.dtype == DType::F32) {
         plan.x = element(p.x, {0, 0});
