@@ -1,6 +1,6 @@
 // Prefill GEMM on AVX-512 registers: y[m, n] = sum_k x[m, k] W[n, k] (+ bias[n]).
-// Bytes: W read once and packed (N*K*4 written to and read back from L2), x read once per block of columns (from L2
-// or L3), y written once; FLOPs: 2*M*N*K.
+// Bytes: W read once and packed (N*K*4 bytes, or N*K*2 as bfloat16 pairs, written to and read back from L2), x read
+// once per block of columns (from L2 or L3), y written once; FLOPs: 2*M*N*K.
 // Design, in the GotoBLAS loop order: both operands are walked in 32-bit "steps", one float32 value of k or one
 // bfloat16 pair (k, k + 1). Threads own column shares of W (and row shares where there are fewer column panels than
 // threads). A thread packs a block of its columns over a range of steps into panels of 48 columns, step-major (a

@@ -20,8 +20,9 @@ public sealed record MambaModelOptions
     /// it is float16 or bfloat16 (as the reference implementation computes; bf16 x, B and C are what the tensor-core SSD
     /// kernels take, and a 16-bit projection then runs as one GEMM instead of two), float32 otherwise; float32 on the
     /// CPU, the most accurate there. Set float32 for the most accurate results on CUDA. With bfloat16 weights on a CPU
-    /// with AVX512-BF16, bfloat16 activations run the prefill's projections on bfloat16 dot products at twice the
-    /// float32 rate (a 512-token mamba2-130m prefill on 2 cores: 1978 tokens/s against 1321).</summary>
+    /// with AMX, or whose AVX512-BF16 dot products outrun its float32 FMAs, bfloat16 activations let the prefill's
+    /// projections multiply bfloat16 values as they are (a 512-token mamba2-130m prefill on a 2-core AMD EPYC: 1978
+    /// tokens/s against 1321).</summary>
     public DType? ActivationDType { get; init; }
 
     /// <summary>Longest piece of a prompt processed at once: longer prompts are prefilled in pieces of this many
