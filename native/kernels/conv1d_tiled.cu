@@ -67,7 +67,7 @@ struct ConvTiledArgs {
     int64_t x_batch, x_step, y_batch, y_step;  // element strides; the channel stride is 1
     int64_t w_s[2], b_s, i_s[3], f_s[3];
     int64_t dim, len, seg_len;                 // seg_len: steps a block, a multiple of kChunk
-    int stages;                                // kTiledMinStages .. kTiledMaxStages, the dynamic shared memory's chunks
+    int stages;                                // 3 .. kTiledMaxStages (MAMBA_CUDA_CONV_STAGES), the dynamic shared memory's chunks
     bool has_init, has_final;
 };
 

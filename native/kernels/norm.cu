@@ -194,7 +194,6 @@ __global__ void gated_rms_norm_registers_kernel(GatedArgs a) {
 // 640-thread block. Each thread reads its elements before it writes the same ones, so y may alias x (gated) and
 // residual_out residual (rms_norm), as in the other kernels. Bytes per element as above; nothing is read twice.
 constexpr int kRowsChunk = 8;
-constexpr int kRowsMaxChunks = 4;
 constexpr int kRowsDefaultChunks = 2;
 
 // Threads a block of the kChunks build may have: 1024 / kChunks, so that its registers (at most about 100 at 4
@@ -297,9 +296,9 @@ __global__ void __launch_bounds__(rows_launch_bound<kChunks>()) rms_norm_rows_ke
     }
 }
 
-// MAMBA_CUDA_NORM_ROWS (read at each call): "auto" (or unset) sends prefill-sized calls that allow it to the rows
-// kernels, "off" keeps every call on the register and loop kernels, "1", "2" and "4" force that many chunks a thread
-// where the row fits the build (for measurements).
+// MAMBA_CUDA_NORM_ROWS (read at the start of each call, so that a misspelt value fails every call, decode steps too):
+// "auto" (or unset) sends prefill-sized calls that allow it to the rows kernels, "off" keeps every call on the register
+// and loop kernels, "1", "2" and "4" force that many chunks a thread where the row fits the build (for measurements).
 enum class NormRows { Auto, Off, Chunks1, Chunks2, Chunks4 };
 constexpr EnvChoice<NormRows> kNormRows[] = {
     {"auto", NormRows::Auto}, {"off", NormRows::Off}, {"1", NormRows::Chunks1}, {"2", NormRows::Chunks2}, {"4", NormRows::Chunks4}};
@@ -311,11 +310,11 @@ bool rows_fit(int64_t chunks, int k) { return ceil_div(chunks, int64_t(k)) <= 10
 // 138, bf16, ms, 1 / 2 / 4 chunks a thread): the gated norm over 8192 x 5120 0.100 / 0.093 / 0.117 (4 was the choice
 // before, as the fewest chunks on at most 256 threads), the add + RMSNorm over 16384 x 2560 with a float32 residual
 // 0.147 / 0.133 / 0.131.
-int rows_kernel_chunks(int64_t n) {
+int rows_kernel_chunks(int64_t n, NormRows choice) {
     if (n <= 0 || n % kRowsChunk != 0) return 0;
     const int64_t chunks = n / kRowsChunk;
     int forced = 0;
-    switch (env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto)) {
+    switch (choice) {
         case NormRows::Off: return 0;
         case NormRows::Chunks1: forced = 1; break;
         case NormRows::Chunks2: forced = 2; break;
@@ -339,15 +338,14 @@ bool vector_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == D
 // Whether the rows kernels can read a weight vector with 16-byte loads: contiguous and 16-byte aligned.
 bool weight_aligned(const Tensor & w) { return (w.shape[0] <= 1 || w.stride[0] == 1) && reinterpret_cast<uintptr_t>(w.data) % 16 == 0; }
 
-// Whether a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels: prefill-sized, not
-// switched off, n whole chunks of a size they take.
-bool rows_kernels_apply(mamba_context & ctx, int64_t blocks, int64_t n) {
-    return blocks >= std::max(state_of(ctx).multiprocessors, 1) && rows_kernel_chunks(n) > 0;
+// Chunks a thread where a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels (prefill-sized,
+// not switched off, n whole chunks of a size they take), else 0.
+int rows_kernels_plan(mamba_context & ctx, int64_t blocks, int64_t n, NormRows choice) {
+    return blocks >= std::max(state_of(ctx).multiprocessors, 1) ? rows_kernel_chunks(n, choice) : 0;
 }
 
 template <class Args, class Kernel>
-void launch_rows(mamba_context & ctx, const char * name, Kernel k1, Kernel k2, Kernel k4, int64_t n, unsigned blocks, const Args & a) {
-    const int per = rows_kernel_chunks(n);
+void launch_rows(mamba_context & ctx, const char * name, Kernel k1, Kernel k2, Kernel k4, int64_t n, int per, unsigned blocks, const Args & a) {
     const int64_t chunks = n / kRowsChunk;
     const int threads = int((ceil_div(chunks, int64_t(per)) + 31) / 32 * 32);
     launch_kernel(ctx, name, true, per == 1 ? k1 : per == 2 ? k2 : k4, dim3(blocks), dim3(threads), 0, a);
@@ -356,32 +354,36 @@ void launch_rows(mamba_context & ctx, const char * name, Kernel k1, Kernel k2, K
 
 // The gated rows kernel for T, where x, z, y and the weight all have that type.
 template <class T>
-void launch_gated_rows(mamba_context & ctx, int64_t n, unsigned blocks, const GatedArgs & a) {
+void launch_gated_rows(mamba_context & ctx, int64_t n, int per, unsigned blocks, const GatedArgs & a) {
     launch_rows(ctx, "gated_rms_norm_rows_kernel", gated_rms_norm_rows_kernel<T, 1>, gated_rms_norm_rows_kernel<T, 2>, gated_rms_norm_rows_kernel<T, 4>, n,
-                blocks, a);
+                per, blocks, a);
 }
 
 template <class T, class R>
-void launch_rms_rows(mamba_context & ctx, int64_t n, unsigned blocks, const RmsNormArgs & a) {
-    launch_rows(ctx, "rms_norm_rows_kernel", rms_norm_rows_kernel<T, R, 1>, rms_norm_rows_kernel<T, R, 2>, rms_norm_rows_kernel<T, R, 4>, n, blocks, a);
+void launch_rms_rows(mamba_context & ctx, int64_t n, int per, unsigned blocks, const RmsNormArgs & a) {
+    launch_rows(ctx, "rms_norm_rows_kernel", rms_norm_rows_kernel<T, R, 1>, rms_norm_rows_kernel<T, R, 2>, rms_norm_rows_kernel<T, R, 4>, n, per, blocks,
+                a);
 }
 
 // Sends the call to the rows kernel of its types and returns true, or returns false where none applies.
 bool try_gated_rows(mamba_context & ctx, const GatedRmsNormParams & p, const GatedArgs & a, int64_t blocks) {
+    const NormRows choice = env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto);
     const DType t = p.x.dtype;
     if (!vector_dtype(t) || p.y.dtype != t || p.weight.dtype != t || (p.z && p.z->dtype != t)) return false;
     if (!rows_aligned(p.x) || !rows_aligned(p.y) || (p.z && !rows_aligned(*p.z))) return false;
     if (!weight_aligned(p.weight)) return false;
-    if (!rows_kernels_apply(ctx, blocks, a.group_size)) return false;
+    const int per = rows_kernels_plan(ctx, blocks, a.group_size, choice);
+    if (per == 0) return false;
     switch (t) {
-        case DType::F16: launch_gated_rows<f16_t>(ctx, a.group_size, unsigned(blocks), a); break;
-        case DType::BF16: launch_gated_rows<bf16_t>(ctx, a.group_size, unsigned(blocks), a); break;
-        default: launch_gated_rows<float>(ctx, a.group_size, unsigned(blocks), a); break;
+        case DType::F16: launch_gated_rows<f16_t>(ctx, a.group_size, per, unsigned(blocks), a); break;
+        case DType::BF16: launch_gated_rows<bf16_t>(ctx, a.group_size, per, unsigned(blocks), a); break;
+        default: launch_gated_rows<float>(ctx, a.group_size, per, unsigned(blocks), a); break;
     }
     return true;
 }
 
 bool try_rms_rows(mamba_context & ctx, const RmsNormParams & p, const RmsNormArgs & a) {
+    const NormRows choice = env_choice("MAMBA_CUDA_NORM_ROWS", kNormRows, NormRows::Auto);
     const DType t = p.x.dtype;
     if (!vector_dtype(t) || p.y.dtype != t || p.weight.dtype != t) return false;
     // The residual's type: that of residual and residual_out, which must agree where both are given.
@@ -393,18 +395,19 @@ bool try_rms_rows(mamba_context & ctx, const RmsNormParams & p, const RmsNormArg
         (p.residual_out && !rows_aligned(*p.residual_out)))
         return false;
     if (!weight_aligned(p.weight)) return false;
-    if (!rows_kernels_apply(ctx, p.rows, p.hidden)) return false;
+    const int per = rows_kernels_plan(ctx, p.rows, p.hidden, choice);
+    if (per == 0) return false;
     const unsigned blocks = unsigned(p.rows);
     switch (t) {
         case DType::F16:
-            if (r == DType::F32) launch_rms_rows<f16_t, float>(ctx, p.hidden, blocks, a);
-            else launch_rms_rows<f16_t, f16_t>(ctx, p.hidden, blocks, a);
+            if (r == DType::F32) launch_rms_rows<f16_t, float>(ctx, p.hidden, per, blocks, a);
+            else launch_rms_rows<f16_t, f16_t>(ctx, p.hidden, per, blocks, a);
             break;
         case DType::BF16:
-            if (r == DType::F32) launch_rms_rows<bf16_t, float>(ctx, p.hidden, blocks, a);
-            else launch_rms_rows<bf16_t, bf16_t>(ctx, p.hidden, blocks, a);
+            if (r == DType::F32) launch_rms_rows<bf16_t, float>(ctx, p.hidden, per, blocks, a);
+            else launch_rms_rows<bf16_t, bf16_t>(ctx, p.hidden, per, blocks, a);
             break;
-        default: launch_rms_rows<float, float>(ctx, p.hidden, blocks, a); break;
+        default: launch_rms_rows<float, float>(ctx, p.hidden, per, blocks, a); break;
     }
     return true;
 }

@@ -493,7 +493,8 @@ TEST_F(KernelChoiceTest, NormsLoadWeightResidualAndGateEarlyUnlessTheOpBeforeWro
 
 TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
     // At least as many rows (row groups) as SMs, contiguous and aligned, one dtype: the rows kernels; fewer rows (a
-    // decode step), strided rows or MAMBA_CUDA_NORM_ROWS=off: the register kernels.
+    // decode step), strided rows or MAMBA_CUDA_NORM_ROWS=off: the register kernels; a misspelt value: an error naming the
+    // variable, on decode-sized calls too.
     mamba_device_info info{};
     ASSERT_EQ(mamba_device_get_info(MAMBA_DEVICE_CUDA, 0, &info), MAMBA_STATUS_OK);
     const int64_t many = info.multiprocessor_count, hidden = 2048, padded = hidden + 3;  // padded rows are not 16-byte aligned
@@ -525,9 +526,23 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
     EXPECT_TRUE(launched(norm_of(x, hidden, many - 1), "rms_norm_registers_kernel")) << "fewer rows than SMs";
     EXPECT_TRUE(launched(gated_of(many - 1), "gated_rms_norm_registers_kernel")) << "fewer rows than SMs";
     EXPECT_TRUE(launched(norm_of(x_padded, padded, many), "rms_norm_registers_kernel")) << "strided rows";
-    const mt::ScopedEnv off("MAMBA_CUDA_NORM_ROWS", "off");
-    EXPECT_TRUE(launched(norm_of(x, hidden, many), "rms_norm_registers_kernel")) << "switched off";
-    EXPECT_TRUE(launched(gated_of(many), "gated_rms_norm_registers_kernel")) << "switched off";
+    {
+        const mt::ScopedEnv off("MAMBA_CUDA_NORM_ROWS", "off");
+        EXPECT_TRUE(launched(norm_of(x, hidden, many), "rms_norm_registers_kernel")) << "switched off";
+        EXPECT_TRUE(launched(gated_of(many), "gated_rms_norm_registers_kernel")) << "switched off";
+    }
+    const mt::ScopedEnv misspelt("MAMBA_CUDA_NORM_ROWS", "3");
+    for (const int64_t rows : {many, int64_t(1)}) {
+        SCOPED_TRACE("rows " + std::to_string(rows));
+        mt::View xv(x, {rows, hidden}, {hidden, 1}), zv(z, {rows, hidden}, {hidden, 1}), rv(res, {rows, hidden}, {hidden, 1}),
+            yv(y, {rows, hidden}, {hidden, 1});
+        const mamba_rms_norm_args norm{xv.dl(), rv.dl(), w.dl(), yv.dl(), rv.dl(), 1e-5f};
+        EXPECT_EQ(mamba_rms_norm(ctx(), &norm), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_NORM_ROWS"), std::string::npos) << mamba_last_error();
+        const mamba_gated_rms_norm_args gated{xv.dl(), zv.dl(), w.dl(), yv.dl(), 0, 1e-5f, 0};
+        EXPECT_EQ(mamba_gated_rms_norm(ctx(), &gated), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_NORM_ROWS"), std::string::npos) << mamba_last_error();
+    }
 }
 
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
