@@ -471,12 +471,15 @@ TEST_P(CpuGemmTest, Avx512RegistersMatchFloat64Reference) {
         const mt::ScopedEnv bf16_products("MAMBA_CPU_GEMM_BF16", choice);
         run_avx512_shapes();
     }
+    // A misspelt value fails every call, those the GEMV takes (1 row) too.
     const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM_BF16", "bf16");
-    Tensor x({13, 32}, DType::F32), w({16, 32}, DType::F32), y({13, 16}, DType::F32);
-    for (Tensor * t : {&x, &w}) t->upload(ctx());
-    y.upload(ctx());
-    EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT);
-    EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM_BF16 must be one of auto, dot, widen (or unset), not 'bf16'");
+    for (const int64_t rows : {13, 1}) {
+        Tensor x({rows, 32}, DType::F32), w({16, 32}, DType::F32), y({rows, 16}, DType::F32);
+        for (Tensor * t : {&x, &w}) t->upload(ctx());
+        y.upload(ctx());
+        EXPECT_EQ(call(x.dl(), w.dl(), nullptr, y.dl()), MAMBA_STATUS_INVALID_ARGUMENT) << rows << " rows";
+        EXPECT_STREQ(mamba_last_error(), "mamba_linear: MAMBA_CPU_GEMM_BF16 must be one of auto, dot, widen (or unset), not 'bf16'");
+    }
 }
 
 void CpuGemmTest::run_avx512_shapes() {

@@ -40,6 +40,11 @@
 
 namespace mamba::cpu {
 
+Bf16Products bf16_products_setting() {
+    static constexpr EnvChoice<Bf16Products> kChoices[] = {{"auto", Bf16Products::Auto}, {"dot", Bf16Products::Dot}, {"widen", Bf16Products::Widen}};
+    return env_choice("MAMBA_CPU_GEMM_BF16", kChoices, Bf16Products::Auto);
+}
+
 #if MAMBA_CPU_AVX512_GEMM
 
 namespace {
@@ -93,13 +98,6 @@ __attribute__((always_inline)) inline void multiply_tile(const char * const (&x)
     }
 }
 
-// MAMBA_CPU_GEMM_BF16: how a bfloat16 x meets a bfloat16 W. "auto" (or unset): on vdpbf16ps where it measured faster
-// than float32 FMAs on this CPU (timed once a process: on a 2-core AMD EPYC it ran at the FMA's instruction rate, so
-// twice as fast per product, 0.80 against 0.40 TFLOP/s; on a 16-core Intel Xeon with AMX it was slower, 0.60 against
-// 1.04); "dot": on vdpbf16ps; "widen": widened to float32 FMAs.
-enum class Bf16Products { Auto, Dot, Widen };
-constexpr EnvChoice<Bf16Products> kBf16Products[] = {{"auto", Bf16Products::Auto}, {"dot", Bf16Products::Dot}, {"widen", Bf16Products::Widen}};
-
 #if defined(__AVX512BF16__)
 // Seconds for `reps` micro-tiles of `steps` steps over a panel and rows of x in L1: the inner loop alone.
 template <class Step>
@@ -118,7 +116,9 @@ double time_tiles(const float * panel, const char * const (&x)[kTileRows], int64
 }
 
 // Whether a vdpbf16ps step (two products a lane) takes clearly less than two FMA steps here: the best of 5 timings
-// of each, about a millisecond in all, on the first call that could use it.
+// of each, about a millisecond in all, on the first call that could use it. On a 2-core AMD EPYC vdpbf16ps ran at the
+// FMA's instruction rate, so twice as fast per product (0.80 against 0.40 TFLOP/s); on a 16-core Intel Xeon with AMX
+// it was slower (0.60 against 1.04-1.28).
 bool dot_products_faster() {
     static const bool faster = [] {
         constexpr int64_t kSteps = 64;
@@ -219,7 +219,7 @@ void run_share(const LinearParams & p, const Plan & plan, const float * bias, in
             pack_block(p, plan, n0, cols, s0, steps, packed);
             for (int64_t m0 = row_begin; m0 < row_end; m0 += kTileRows) {
                 const int rows = int(std::min<int64_t>(kTileRows, row_end - m0));
-                // Rows past the share repeat its last row: computed, never stored.
+                // Rows past the share (the next share's, or x's last row repeated) are multiplied, never stored.
                 const char * x[kTileRows];
                 for (int r = 0; r < kTileRows; ++r) x[r] = plan.x + std::min<int64_t>(m0 + r, M - 1) * plan.x_row_bytes + s0 * 4;
                 for (int64_t q = 0; q < panels; ++q) {
@@ -250,15 +250,15 @@ void run_share(const LinearParams & p, const Plan & plan, const float * bias, in
 
 bool avx512_gemm_built() { return true; }
 
-bool linear_gemm_avx512(int num_threads, const LinearParams & p) {
+bool linear_gemm_avx512(int num_threads, const LinearParams & p, Bf16Products products) {
     const int64_t M = p.rows, N = p.out_features, K = p.in_features;
-    const Bf16Products products = env_choice("MAMBA_CPU_GEMM_BF16", kBf16Products, Bf16Products::Auto);
+    const bool bf16_pairs = p.x.dtype == DType::BF16 && p.weight.dtype == DType::BF16 && K % 2 == 0;
     Plan plan;
 #if defined(__AVX512BF16__)
-    plan.dot = p.x.dtype == DType::BF16 && p.weight.dtype == DType::BF16 && K % 2 == 0 &&
-               (products == Bf16Products::Dot || (products == Bf16Products::Auto && dot_products_faster()));
+    plan.dot = bf16_pairs && (products == Bf16Products::Dot || (products == Bf16Products::Auto && dot_products_faster()));
 #else
-    if (products == Bf16Products::Dot) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM_BF16=dot, but this library was built without AVX512-BF16");
+    if (bf16_pairs && products == Bf16Products::Dot)
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM_BF16=dot, but this library was built without AVX512-BF16");
 #endif
     if (plan.dot || p.x.dtype == DType::F32) {
         plan.x = element(p.x, {0, 0});
@@ -320,7 +320,7 @@ bool linear_gemm_avx512(int num_threads, const LinearParams & p) {
 #else
 
 bool avx512_gemm_built() { return false; }
-bool linear_gemm_avx512(int, const LinearParams &) { return false; }
+bool linear_gemm_avx512(int, const LinearParams &, Bf16Products) { return false; }
 
 #endif
 

@@ -1,8 +1,9 @@
 // CPU linear layer. A few rows (decode) go to the GEMV kernels in gemv.cpp, which read the weights once in
 // their stored dtype. More rows (prefill) with bfloat16 weights go to the AMX tiles where the CPU has them
-// (gemm_amx.cpp); the others to OpenBLAS sgemm: the output features are split into panels,
-// each OpenMP thread owns a range of panels, converts its float16/bfloat16 weight panels to float32 once
-// and multiplies them with every row by a single-threaded sgemm.
+// (gemm_amx.cpp), the others to the AVX-512 register kernels where the library was built with AVX-512
+// (gemm_avx512.cpp), else to OpenBLAS sgemm (below): the output features are split into panels, each OpenMP thread
+// owns a range of panels, converts its float16/bfloat16 weight panels to float32 once and multiplies them with every
+// row by a single-threaded sgemm.
 #include <cblas.h>
 #include <omp.h>
 
@@ -144,10 +145,12 @@ void linear_gemm(int num_threads, const LinearParams & p) {
 }  // namespace
 
 void linear(mamba_context & ctx, const LinearParams & p) {
-    // MAMBA_CPU_GEMM (read at every call, so that a misspelt value never goes unnoticed): "auto" (or unset) takes
-    // the AMX tiles for the prefill of bfloat16 weights where the CPU, the build and the OS allow them, OpenBLAS
-    // otherwise; "amx" fails where they cannot run; "blas" always takes OpenBLAS.
+    // MAMBA_CPU_GEMM and MAMBA_CPU_GEMM_BF16 (read at every call, so that a misspelt value never goes unnoticed):
+    // "auto" (or unset) takes the AMX tiles for the prefill of bfloat16 weights where the CPU, the build and the OS
+    // allow them, the AVX-512 kernels next, OpenBLAS otherwise; "amx" and "avx512" fail where they cannot run; "blas"
+    // always takes OpenBLAS.
     const CpuGemm gemm = env_choice("MAMBA_CPU_GEMM", kCpuGemms, CpuGemm::Auto);
+    const Bf16Products products = bf16_products_setting();
     if (p.in_features == 0) return fill_with_bias(p);
     if (p.rows <= kGemvMaxRows) return linear_gemv(ctx.num_threads, p);
     if (gemm == CpuGemm::Amx && (p.weight.dtype != DType::BF16 || !amx_usable()))
@@ -156,7 +159,7 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     if (gemm == CpuGemm::Avx512 && !avx512_gemm_built())
         fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM=avx512, but this library was built without AVX-512");
     if ((gemm == CpuGemm::Auto || gemm == CpuGemm::Amx) && linear_gemm_amx(ctx.num_threads, p)) return;
-    if ((gemm == CpuGemm::Auto || gemm == CpuGemm::Avx512) && linear_gemm_avx512(ctx.num_threads, p)) return;
+    if ((gemm == CpuGemm::Auto || gemm == CpuGemm::Avx512) && linear_gemm_avx512(ctx.num_threads, p, products)) return;
     linear_gemm(ctx.num_threads, p);
 }
 
