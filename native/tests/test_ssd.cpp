@@ -333,6 +333,50 @@ TEST_P(SsdTest, MatchesRecurrenceOverManyChunks) {
     check(packed, o);
 }
 
+// The CPU backend's chunk products (MAMBA_CPU_GEMM): on AVX-512 registers ("auto", and "avx512", which a library
+// built without AVX-512 refuses) and on OpenBLAS ("blas"), each against the reference: a head's channels split over
+// tasks, heads sharing a group, two windows of chunks, packed sequences, headdim past one 64-column register block
+// and not a multiple of 16, dstate not a multiple of 16. A misspelt value is an argument error.
+TEST_P(SsdTest, CpuChunkProductsOnRegistersAndOnOpenBlasMatchTheRecurrence) {
+    if (on_cuda()) GTEST_SKIP() << "MAMBA_CPU_GEMM is read by the CPU backend";
+    Options o;
+    o.chunk_size = 16;
+    Problem probe({1, 20, 2, 8, 1, 16}, o, 90);
+    probe.upload(ctx());
+    Tensor y({1, 20, 2, 8}, o.dtype), fin({1, 2, 8, 16}, DType::F32);
+    y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
+    const auto a = probe.args(y, fin);
+    std::vector<const char *> gemms{"auto", "blas"};
+    {
+        const mt::ScopedEnv avx512("MAMBA_CPU_GEMM", "avx512");
+        const mamba_status st = mamba_ssd(ctx(), &a);
+        if (st == MAMBA_STATUS_OK) {
+            gemms.push_back("avx512");
+        } else {
+            EXPECT_EQ(st, MAMBA_STATUS_UNSUPPORTED);
+            EXPECT_STREQ(mamba_last_error(), "mamba_ssd: MAMBA_CPU_GEMM=avx512, but this library was built without AVX-512");
+        }
+    }
+    for (const char * gemm : gemms) {
+        SCOPED_TRACE(std::string("MAMBA_CPU_GEMM=") + gemm);
+        const mt::ScopedEnv env("MAMBA_CPU_GEMM", gemm);
+        Options wide = o;
+        wide.d = DMode::PerChannel;
+        for (const Shape & s : {Shape{1, 100, 1, 80, 1, 24}, Shape{2, 300, 4, 72, 2, 16}}) {
+            SCOPED_TRACE(describe(s, wide));
+            check(s, wide);
+        }
+        Options packed = o;
+        packed.cu_seqlens = {0, 10, 290, 300};
+        SCOPED_TRACE("packed");
+        check({1, 300, 4, 8, 2, 16}, packed);
+    }
+    const mt::ScopedEnv misspelt("MAMBA_CPU_GEMM", "mkl");
+    EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CPU_GEMM"), std::string::npos) << mamba_last_error();
+}
+
 TEST_P(SsdTest, MatchesRecurrenceForBatchesAndGroups) {
     Options o;
     o.chunk_size = 16;

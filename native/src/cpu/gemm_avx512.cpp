@@ -40,6 +40,12 @@
 
 namespace mamba::cpu {
 
+CpuGemm cpu_gemm_setting() {
+    static constexpr EnvChoice<CpuGemm> kChoices[] = {
+        {"auto", CpuGemm::Auto}, {"amx", CpuGemm::Amx}, {"avx512", CpuGemm::Avx512}, {"blas", CpuGemm::Blas}};
+    return env_choice("MAMBA_CPU_GEMM", kChoices, CpuGemm::Auto);
+}
+
 Bf16Products bf16_products_setting() {
     static constexpr EnvChoice<Bf16Products> kChoices[] = {{"auto", Bf16Products::Auto}, {"dot", Bf16Products::Dot}, {"widen", Bf16Products::Widen}};
     return env_choice("MAMBA_CPU_GEMM_BF16", kChoices, Bf16Products::Auto);

@@ -9,6 +9,12 @@ namespace mamba::cpu {
 // Whether the library was built with AVX-512 (-march=native on a CPU that has it), so that linear_gemm_avx512 runs.
 bool avx512_gemm_built();
 
+// MAMBA_CPU_GEMM as set ("auto", "amx", "avx512", "blas"; unset: Auto), the kernels of the CPU's matrix products: the
+// linear layer's (AMX tiles, then these AVX-512 kernels, then OpenBLAS) and the SSD's chunk products (chunk_product.h
+// or OpenBLAS). A misspelt value fails (INVALID_ARGUMENT); both read it at the start of every call.
+enum class CpuGemm { Auto, Amx, Avx512, Blas };
+CpuGemm cpu_gemm_setting();
+
 // How a bfloat16 x meets a bfloat16 W in linear_gemm_avx512 (MAMBA_CPU_GEMM_BF16): on vdpbf16ps where it timed faster
 // than float32 FMAs on this CPU, always on vdpbf16ps, or widened to float32 FMAs.
 enum class Bf16Products { Auto, Dot, Widen };

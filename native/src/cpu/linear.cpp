@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "core/context.h"
-#include "core/env_choice.h"
 #include "cpu/gemm_amx.h"
 #include "cpu/gemm_avx512.h"
 #include "cpu/blas_threads.h"
@@ -25,10 +24,6 @@
 namespace mamba::cpu {
 
 namespace {
-
-enum class CpuGemm { Auto, Amx, Avx512, Blas };
-constexpr EnvChoice<CpuGemm> kCpuGemms[] = {
-    {"auto", CpuGemm::Auto}, {"amx", CpuGemm::Amx}, {"avx512", CpuGemm::Avx512}, {"blas", CpuGemm::Blas}};
 
 // Rows of y per sgemm call when y needs a float32 staging buffer (bounds that buffer).
 constexpr int64_t kRowBlock = 512;
@@ -149,7 +144,7 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     // "auto" (or unset) takes the AMX tiles for the prefill of bfloat16 weights where the CPU, the build and the OS
     // allow them, the AVX-512 kernels next, OpenBLAS otherwise; "amx" and "avx512" fail where they cannot run; "blas"
     // always takes OpenBLAS.
-    const CpuGemm gemm = env_choice("MAMBA_CPU_GEMM", kCpuGemms, CpuGemm::Auto);
+    const CpuGemm gemm = cpu_gemm_setting();
     const Bf16Products products = bf16_products_setting();
     if (p.in_features == 0) return fill_with_bias(p);
     if (p.rows <= kGemvMaxRows) return linear_gemv(ctx.num_threads, p);

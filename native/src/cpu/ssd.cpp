@@ -4,8 +4,9 @@
 //   intra-chunk   Y  = (L o C B^T) X         L[t, s] = decay(t, s) dt_s for s <= t, else 0
 //   from the past Y += diag(decay(t, -1)) C S^T
 //   state         S  = decay(T-1, -1) S + (w o X)^T B     w_s = decay(T-1, s) dt_s
-// The three products go to BLAS; the decays are running products of dA, so a chunk costs T
-// exponentials, not T^2. Inputs of a chunk are converted to float32 once. C B^T depends only on the
+// The products run on AVX-512 registers (chunk_product.h) where the library has them and MAMBA_CPU_GEMM is not
+// "blas", else on OpenBLAS; the decays are running products of dA, so a chunk costs T exponentials, not T^2.
+// On registers a task keeps its state transposed (N x P: the products' operands are then all row-major). Inputs of a chunk are converted to float32 once. C B^T depends only on the
 // group, so when heads share groups it is computed once per chunk, for a window of chunks, before the
 // heads run over that window.
 #include <algorithm>
@@ -15,9 +16,12 @@
 #include <vector>
 
 #include "core/context.h"
+#include "core/error.h"
+#include "cpu/chunk_product.h"
 #include "cpu/convert.h"
 #include "cpu/denormals.h"
 #include "cpu/blas_threads.h"
+#include "cpu/gemm_avx512.h"
 #include "cpu/ssd_common.h"
 #include "ops/ssd.h"
 
@@ -40,13 +44,14 @@ struct Sequence {
 
 // Per-thread float32 work buffers for one chunk.
 struct ChunkBuffers {
-    std::vector<float> group, x, past, x_weighted, cb, y, state, dt, dA, decay_in, decay_row, weight, d, row;
+    std::vector<float> group, x, past, x_weighted, cb, y, state, dt, dA, decay_in, decay_row, weight, d, row, b_t, state_row;
 
     ChunkBuffers(int64_t Q, int64_t P, int64_t N) {
         auto size = [](std::vector<float> & v, int64_t n) { v = std::vector<float>(size_t(n)); };
         size(group, Q * Q + 2 * Q * N), size(x, Q * P), size(past, Q * P), size(x_weighted, Q * P);
         size(cb, Q * Q), size(y, Q * P), size(state, P * N);
         size(dt, Q), size(dA, Q), size(decay_in, Q), size(decay_row, Q), size(weight, Q), size(d, P), size(row, P);
+        size(b_t, N * Q), size(state_row, N);
     }
 };
 
@@ -58,9 +63,10 @@ struct Channels {
 
 class ChunkedScan {
 public:
-    explicit ChunkedScan(const SsdParams & p)
+    // registers: the products on chunk_product, the state transposed; else on OpenBLAS.
+    ChunkedScan(const SsdParams & p, bool registers)
         : p_(p), dt_(p.dt_softplus, p.dt_min, p.dt_max), Q_(cpu_chunk(p)), N_(p.dstate),
-          heads_per_group_(p.heads / p.groups) {}
+          heads_per_group_(p.heads / p.groups), registers_(registers) {}
 
     // Number of chunks of a sequence.
     int64_t chunks(const Sequence & s) const { return (s.len + Q_ - 1) / Q_; }
@@ -68,15 +74,16 @@ public:
     // Floats of one group's chunk data: C B^T (Q x Q), then B and C in float32 (Q x N each).
     int64_t group_chunk_floats() const { return Q_ * Q_ + 2 * Q_ * N_; }
 
-    // Converts B and C of chunk k of a sequence and group and forms C B^T, lower triangle only.
-    void group_chunk(const Sequence & s, int64_t g, int64_t k, float * slot) const {
+    // Converts B and C of chunk k of a sequence and group and forms C B^T, lower triangle only (the whole square on
+    // registers). b_t: N x Q floats of scratch.
+    void group_chunk(const Sequence & s, int64_t g, int64_t k, float * slot, float * b_t) const {
         const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
         float *cb = slot, *b = cb + Q_ * Q_, *c = b + Q_ * N_;
         for (int64_t t = 0; t < T; ++t) {
             load_floats(p_.B.dtype, element(p_.B, {s.b, s.start + c0 + t, g, 0}), N_, p_.B.stride[3], b + t * N_);
             load_floats(p_.C.dtype, element(p_.C, {s.b, s.start + c0 + t, g, 0}), N_, p_.C.stride[3], c + t * N_);
         }
-        lower_cb(T, c, b, cb);
+        lower_cb(T, c, b, cb, b_t);
     }
 
     // Chunks [k0, k1) of one (sequence, head), channels ch of it. `state` (those channels' rows of the
@@ -92,14 +99,18 @@ public:
         load_D(h, ch, w.d.data());
         bool has_state = k0 > 0 || p_.initial_states.has_value();
         if (k0 == 0 && p_.initial_states)
-            for (int64_t i = 0; i < ch.pn; ++i)
-                load_floats(DType::F32, element(*p_.initial_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.initial_states->stride[3], state + i * N_);
+            for (int64_t i = 0; i < ch.pn; ++i) {
+                float * row = registers_ ? w.state_row.data() : state + i * N_;
+                load_floats(DType::F32, element(*p_.initial_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.initial_states->stride[3], row);
+                if (registers_)
+                    for (int64_t n = 0; n < N_; ++n) state[n * ch.pn + i] = row[n];
+            }
         if (k0 == 0 && !p_.initial_states) std::fill(state, state + ch.pn * N_, 0.0f);
         for (int64_t k = k0; k < std::min(k1, last + 1); ++k) {
             const int64_t c0 = k * Q_, T = std::min(Q_, s.len - c0);
             const int64_t t0 = s.start + c0;
             const float * slot = shared ? shared + (k - k0) * group_chunk_floats() : w.group.data();
-            if (!shared) group_chunk(s, h / heads_per_group_, k, w.group.data());
+            if (!shared) group_chunk(s, h / heads_per_group_, k, w.group.data(), w.b_t.data());
             const float *cb = slot, *b = cb + Q_ * Q_, *c = b + Q_ * N_;
             load_chunk(s.b, t0, T, h, ch, A, bias, w);
             mask_cb(T, cb, w);
@@ -110,8 +121,12 @@ public:
             store_output(s.b, t0, T, h, ch, w);
         }
         if (p_.final_states && last < k1)
-            for (int64_t i = 0; i < ch.pn; ++i)
-                store_floats(DType::F32, element(*p_.final_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.final_states->stride[3], state + i * N_);
+            for (int64_t i = 0; i < ch.pn; ++i) {
+                float * row = registers_ ? w.state_row.data() : state + i * N_;
+                if (registers_)
+                    for (int64_t n = 0; n < N_; ++n) row[n] = state[n * ch.pn + i];
+                store_floats(DType::F32, element(*p_.final_states, {s.seq, h, ch.p0 + i, 0}), N_, p_.final_states->stride[3], row);
+            }
     }
 
 private:
@@ -154,8 +169,15 @@ private:
         }
     }
 
-    // cb = C B^T on and below the diagonal, in row blocks so the upper triangle is (mostly) skipped.
-    void lower_cb(int64_t T, const float * c, const float * b, float * cb) const {
+    // cb = C B^T on and below the diagonal, in row blocks so the upper triangle is (mostly) skipped; on registers
+    // the whole T x T square, from B transposed into b_t (N x Q).
+    void lower_cb(int64_t T, const float * c, const float * b, float * cb, float * b_t) const {
+        if (registers_) {
+            for (int64_t t = 0; t < T; ++t)
+                for (int64_t n = 0; n < N_; ++n) b_t[n * Q_ + t] = b[t * N_ + n];
+            chunk_product(T, T, N_, c, N_, 1, b_t, Q_, cb, Q_, 0.0f, false);
+            return;
+        }
         constexpr int64_t kRows = 64;
         for (int64_t r0 = 0; r0 < T; r0 += kRows) {
             const int64_t rows = std::min(kRows, T - r0);
@@ -164,7 +186,8 @@ private:
         }
     }
 
-    // w.cb = L o cb with L[t, s] = decay(t, s) dt_s on and below the diagonal; cb may be w.cb itself.
+    // w.cb = L o cb with L[t, s] = decay(t, s) dt_s on and below the diagonal, zeros above it (chunk_product's lower
+    // product reads them); cb may be w.cb itself.
     void mask_cb(int64_t T, const float * cb, ChunkBuffers & w) const {
         float * decay = w.decay_row.data();
         for (int64_t t = 0; t < T; ++t) {
@@ -178,11 +201,13 @@ private:
             }
             decay[t] = 1.0f;
             out[t] = in[t] * w.dt[t];
+            std::fill(out + t + 1, out + T, 0.0f);
         }
     }
 
     // y = (L o C B^T) x over the chunk, with the masked matrix in w.cb.
     void intra_chunk(int64_t T, const Channels & ch, ChunkBuffers & w) const {
+        if (registers_) return chunk_product(T, ch.pn, T, w.cb.data(), Q_, 1, w.x.data(), ch.pn, w.y.data(), ch.pn, 0.0f, true);
         std::copy(w.x.begin(), w.x.begin() + T * ch.pn, w.y.begin());
         cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, int(T), int(ch.pn), 1.0f, w.cb.data(), int(Q_), w.y.data(), int(ch.pn));
     }
@@ -191,7 +216,8 @@ private:
     void from_state(int64_t T, const Channels & ch, const float * c, const float * state, ChunkBuffers & w) const {
         // C S^T first, then scaled per row: P columns to scale instead of N.
         float * past = w.past.data();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(ch.pn), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(ch.pn));
+        if (registers_) chunk_product(T, ch.pn, N_, c, N_, 1, state, ch.pn, past, ch.pn, 0.0f, false);  // state: N x pn
+        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(ch.pn), int(N_), 1.0f, c, int(N_), state, int(N_), 0.0f, past, int(ch.pn));
         for (int64_t t = 0; t < T; ++t) {
             const float f = w.decay_in[t];
             float * y = &w.y[size_t(t * ch.pn)];
@@ -209,6 +235,7 @@ private:
             for (int64_t i = 0; i < ch.pn; ++i) dst[i] = f * src[i];
         }
         const float keep = has_state ? w.decay_in[size_t(T - 1)] : 0.0f;
+        if (registers_) return chunk_product(N_, ch.pn, T, b, 1, N_, w.x_weighted.data(), ch.pn, state, ch.pn, keep, false);  // S^T
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(ch.pn), int(N_), int(T), 1.0f, w.x_weighted.data(), int(ch.pn), b, int(N_),
                     keep, state, int(N_));
     }
@@ -234,6 +261,7 @@ private:
     const SsdParams & p_;
     const DtTransform dt_;
     const int64_t Q_, N_, heads_per_group_;
+    const bool registers_;
 };
 
 std::vector<Sequence> sequences(const SsdParams & p) {
@@ -249,8 +277,13 @@ std::vector<Sequence> sequences(const SsdParams & p) {
 }  // namespace
 
 void ssd(mamba_context & ctx, const SsdParams & p) {
+    // MAMBA_CPU_GEMM (read at every call): "blas" keeps the products on OpenBLAS, "avx512" fails where the library has
+    // no AVX-512 kernels, "auto" and "amx" (the tiles serve the linear layer only) take them where it has.
+    const CpuGemm gemm = cpu_gemm_setting();
+    if (gemm == CpuGemm::Avx512 && !chunk_product_built())
+        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CPU_GEMM=avx512, but this library was built without AVX-512");
     const auto seqs = sequences(p);
-    const ChunkedScan scan(p);
+    const ChunkedScan scan(p, gemm != CpuGemm::Blas && chunk_product_built());
     const int64_t nseq = int64_t(seqs.size()), H = p.heads, G = p.groups, PN = p.headdim * p.dstate;
     int64_t max_chunks = 0;
     for (const auto & s : seqs) max_chunks = std::max(max_chunks, scan.chunks(s));
@@ -298,7 +331,8 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t item = 0; item < nseq * G * window; ++item) {
                     const int64_t seq = item / (G * window), g = item / window % G, k = k0 + item % window;
-                    if (k < scan.chunks(seqs[size_t(seq)])) scan.group_chunk(seqs[size_t(seq)], g, k, &shared_cb[size_t(item) * slot]);
+                    if (k < scan.chunks(seqs[size_t(seq)]) && buffers)
+                        scan.group_chunk(seqs[size_t(seq)], g, k, &shared_cb[size_t(item) * slot], buffers->b_t.data());
                 }
             }
 #pragma omp for schedule(dynamic, 1)
