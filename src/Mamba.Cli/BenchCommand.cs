@@ -40,10 +40,16 @@ internal static class BenchCommand
         var plots = new Option<string?>("--plots") { Description = $"Write PNG charts into this directory: {BenchPlots.RooflineFile} (decode weight bandwidth vs the measured bandwidth), {BenchPlots.ThroughputFile} (tokens/s vs batch size) and, with --profile, {BenchPlots.ProfileFile}" };
         var profile = new Option<int>("--profile") { Description = "Also profile one prefill of this many tokens per shape and dtype: time and share of each op (0: skip)", DefaultValueFactory = _ => 0 };
         var profileBatch = new Option<int>("--profile-batch") { Description = "Sequences prefilled together in the --profile prefill, each with a prompt of its own", DefaultValueFactory = _ => 1 };
+        var profileTiming = new Option<string>("--profile-timing")
+        {
+            Description = "How --profile times each op: 'events' (its span on the device between events recorded around it, nothing synchronized between ops) or 'sync' (its wall time with the device synchronized before and after)",
+            DefaultValueFactory = _ => "events",
+        };
         var fromJson = new Option<string?>("--from-json") { Description = "Do not measure: read the results of an earlier --json run and write the table, --markdown and --plots from them" };
         var command = new Command("bench", "Decode and prefill speed of random-weight models in public checkpoint shapes, against measured memory bandwidth")
         {
-            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, json, markdown, plots, profile, profileBatch, fromJson,
+            device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, json, markdown, plots, profile, profileBatch, profileTiming,
+            fromJson,
         };
         command.SetAction(parse =>
         {
@@ -51,14 +57,14 @@ internal static class BenchCommand
             if (saved is not null)
             {
                 // A report is only redrawn: an option that shapes a measurement would be silently ignored.
-                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, profile, profileBatch];
+                Option[] measuring = [device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk, prefillBatchTokens, profile, profileBatch, profileTiming];
                 if (measuring.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
                 {
                     throw new ArgumentException($"--from-json measures nothing: {given.Name} cannot be combined with it");
                 }
             }
             var report = saved is not null ? BenchReport.Load(saved) : Measure(parse, stdout, device, threads, shapes, dtypes, activations, batches, steps, prefill, prefillChunk,
-                prefillBatchTokens, profile, profileBatch);
+                prefillBatchTokens, profile, profileBatch, profileTiming);
             var table = Table(report);
             if (saved is not null)
             {
@@ -90,7 +96,7 @@ internal static class BenchCommand
 
     private static BenchReport Measure(ParseResult parse, TextWriter stdout, Option<string?> device, Option<int> threads, Option<string> shapes,
         Option<string> dtypes, Option<string> activations, Option<string> batches, Option<int> steps, Option<int> prefill,
-        Option<int> prefillChunk, Option<int> prefillBatchTokens, Option<int> profile, Option<int> profileBatch)
+        Option<int> prefillChunk, Option<int> prefillBatchTokens, Option<int> profile, Option<int> profileBatch, Option<string> profileTiming)
     {
         var stepCount = parse.GetValue(steps);
         if (stepCount < 1)
@@ -122,6 +128,11 @@ internal static class BenchCommand
         {
             throw new ArgumentException("--profile-batch must be at least 1");
         }
+        var timing = parse.GetValue(profileTiming)?.Trim();
+        if (timing is not ("events" or "sync"))
+        {
+            throw new ArgumentException($"--profile-timing must be 'events' or 'sync', not '{timing}'");
+        }
         var shapeList = ModelOptions.Split(parse.GetValue(shapes)!);
         foreach (var s in shapeList)
         {
@@ -152,7 +163,7 @@ internal static class BenchCommand
                 }
                 if (profileTokens > 0)
                 {
-                    var p = ModelBench.Profile(context, bench, profileTokens, profileSequences);
+                    var p = ModelBench.Profile(context, bench, profileTokens, profileSequences, deviceEvents: timing == "events");
                     profiles.Add(p);
                     stdout.Write(ProfileTable(p));
                 }
@@ -188,7 +199,7 @@ internal static class BenchCommand
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"Prefill profile: {p.Shape} {p.DType} weights, {p.Activations ?? nameof(DType.Float32)} activations, {(p.Batch > 1 ? $"{p.Batch} x " : "")}{p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s (each op synchronized, so slower than an unprofiled prefill).");
+            $"Prefill profile: {p.Shape} {p.DType} weights, {p.Activations ?? nameof(DType.Float32)} activations, {(p.Batch > 1 ? $"{p.Batch} x " : "")}{p.Tokens} tokens on {p.Device}: {p.TotalMs:F1} ms, {p.TokensPerSecond:F0} tok/s ({(p.Timing == "events" ? "each op's span on the device between events recorded around it; nothing synchronized between ops" : "each op synchronized, so slower than an unprofiled prefill")}).");
         sb.AppendLine();
         sb.AppendLine("| op | calls | ms | % of prefill |");
         sb.AppendLine("|---|---:|---:|---:|");

@@ -6,12 +6,14 @@ namespace Mamba.Cli;
 /// <summary>One op's share of a profiled prefill.</summary>
 internal sealed record OpShare(string Op, double Milliseconds, int Calls, double Percent);
 
-/// <summary>Where the time of one prefill goes, op by op (each op timed with the device synchronized around it).
-/// "other" is the host work between ops: the remainder of the wall time. <paramref name="Activations"/> is null in
-/// reports written before it was recorded, whose activations were always float32. <paramref name="Batch"/> sequences of
-/// <paramref name="Tokens"/> tokens each were prefilled together (1 in reports written before it was recorded).</summary>
+/// <summary>Where the time of one prefill goes, op by op. <paramref name="Timing"/> "events": each op's span on the device
+/// between events recorded around it, nothing synchronized between ops; "sync" (or null, in reports written before it
+/// was recorded): each op's wall time with the device synchronized around it. "other" is the remainder of the wall
+/// time. <paramref name="Activations"/> is null in reports written before it was recorded, whose activations were
+/// always float32. <paramref name="Batch"/> sequences of <paramref name="Tokens"/> tokens each were prefilled together
+/// (1 in reports written before it was recorded).</summary>
 internal sealed record PrefillProfile(string Shape, string DType, string Device, int Tokens, double TotalMs, double TokensPerSecond, List<OpShare> Ops,
-    string? Activations = null, int Batch = 1);
+    string? Activations = null, int Batch = 1, string? Timing = null);
 
 /// <summary>Everything a bench run measured, as written to and read from <c>--json</c>.</summary>
 internal sealed record BenchReport(

@@ -93,8 +93,10 @@ internal static class ModelBench
     public static SamplingParams SampledStep { get; } = new(Temperature: 0.8f, TopP: 0.9f, Seed: 1);
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens for each of <paramref name="batch"/> sequences together, with every op
-    /// timed on its own (see <see cref="MambaContext.Profiler"/>), after one unprofiled warm-up prefill.</summary>
-    public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens, int batch = 1)
+    /// timed on its own (see <see cref="MambaContext.Profiler"/>), after one unprofiled warm-up prefill: by events on the
+    /// device's stream (<see cref="DeviceOpTimings"/>) or, without <paramref name="deviceEvents"/>, by wall time with the
+    /// device synchronized around each op (<see cref="OpTimings"/>).</summary>
+    public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens, int batch = 1, bool deviceEvents = true)
     {
         var model = bench.Model;
         using var session = model.CreateSession(batch);
@@ -103,8 +105,9 @@ internal static class ModelBench
         session.Prefill(sequences, prompts);
         session.Reset();
         context.Synchronize();
-        var timings = new OpTimings();
-        context.Profiler = timings;
+        using var events = deviceEvents ? new DeviceOpTimings(context) : null;
+        var synchronized = deviceEvents ? null : new OpTimings();
+        context.Profiler = (IOpProfiler?)events ?? synchronized;
         double totalMs;
         try
         {
@@ -117,11 +120,12 @@ internal static class ModelBench
         {
             context.Profiler = null;
         }
-        var ops = timings.Ops.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
-        var other = Math.Max(0, totalMs - timings.TotalMilliseconds);
+        var times = events?.Ops ?? synchronized!.Ops;
+        var ops = times.Select(o => new OpShare(o.Op, o.Milliseconds, o.Calls, 100 * o.Milliseconds / totalMs)).ToList();
+        var other = Math.Max(0, totalMs - times.Sum(o => o.Milliseconds));
         ops.Add(new OpShare("other", other, 0, 100 * other / totalMs));
         return new PrefillProfile(bench.Shape, bench.DType.ToString(), context.Device.ToString(), tokens, totalMs, (double)batch * tokens / (totalMs / 1e3), ops,
-            model.ActivationDType.ToString(), batch);
+            model.ActivationDType.ToString(), batch, deviceEvents ? "events" : "sync");
     }
 
     /// <summary>The model options of a run; <paramref name="prefillChunk"/> 0 keeps the default piece size.</summary>

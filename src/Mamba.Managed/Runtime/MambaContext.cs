@@ -49,8 +49,10 @@ public sealed unsafe class MambaContext : IDisposable
     /// <summary>Blocks until all work queued on this context has finished.</summary>
     public void Synchronize() => MambaException.Check(NativeMethods.mamba_context_synchronize(Pointer));
 
-    /// <summary>When set, ops run through <see cref="Op"/> synchronize the device around themselves and report their
-    /// wall time here (a profiling mode: it serializes host and device). Null, the default, costs nothing.</summary>
+    /// <summary>When set, ops run through <see cref="Op"/> are timed for it: a <see cref="DeviceOpTimings"/> records events
+    /// around each op on the stream (device time; nothing synchronizes between ops); any other profiler has each op
+    /// synchronize the device around itself and receives its wall time (this serializes host and device). Null, the
+    /// default, costs nothing.</summary>
     public IOpProfiler? Profiler { get; set; }
 
     /// <summary>Scope that times the op <paramref name="name"/> for <see cref="Profiler"/>; a no-op without one.</summary>

@@ -43,8 +43,9 @@ public sealed class OpTimings : IOpProfiler
 }
 
 /// <summary>
-/// Times one op when the context has a profiler: synchronizes the device before and after so the time is the
-/// op's own, then reports it. Without a profiler it does nothing and allocates nothing.
+/// Times one op when the context has a profiler. With <see cref="DeviceOpTimings"/> it records an event on the
+/// context's stream at each end of the op; with any other profiler it synchronizes the device before and after so that
+/// the wall time is the op's own, then reports it. Without a profiler it does nothing and allocates nothing.
 /// </summary>
 public readonly struct OpScope : IDisposable
 {
@@ -62,15 +63,25 @@ public readonly struct OpScope : IDisposable
         }
         _context = context;
         _op = op;
+        if (_profiler is DeviceOpTimings events)
+        {
+            _start = events.Begin(op);
+            return;
+        }
         context.Synchronize(); // earlier queued work must not count towards this op
         _start = Stopwatch.GetTimestamp();
     }
 
-    /// <summary>Waits for the op to finish and records its time.</summary>
+    /// <summary>Marks the end of the op: records its end event, or waits for it to finish and records its time.</summary>
     public void Dispose()
     {
         if (_profiler is null)
         {
+            return;
+        }
+        if (_profiler is DeviceOpTimings events)
+        {
+            events.End((int)_start);
             return;
         }
         _context!.Synchronize();

@@ -95,6 +95,28 @@ public class BenchPlotTests
     }
 
     [Test]
+    public void ProfileTimingIsRecordedAndAnUnknownOneFailsBeforeAnyWork()
+    {
+        foreach (var timing in new[] { "events", "sync" })
+        {
+            var json = Path.Combine(_dir.FullName, $"{timing}.json");
+            var (code, output, err) = Run("bench", "--device", "cpu", "--shapes", "mamba-130m", "--dtypes", "f32", "--steps", "1", "--prefill", "0",
+                "--profile", "16", "--profile-timing", timing, "--json", json);
+            Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Contain(timing == "events" ? "nothing synchronized between ops" : "each op synchronized"), timing);
+            var profile = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement.GetProperty("profiles")[0];
+            Assert.That(profile.GetProperty("Timing").GetString(), Is.EqualTo(timing));
+            var shares = profile.GetProperty("Ops").EnumerateArray().ToList();
+            Assert.That(shares.Sum(o => o.GetProperty("Percent").GetDouble()), Is.EqualTo(100).Within(1e-6), timing);
+            Assert.That(shares.Single(o => o.GetProperty("Op").GetString() == "selective_scan").GetProperty("Calls").GetInt32(), Is.EqualTo(24), timing);
+        }
+        var (failed, stdout, error) = Run("bench", "--device", "cpu", "--shapes", "mamba-130m", "--profile", "8", "--profile-timing", "wall");
+        Assert.That(failed, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("--profile-timing must be 'events' or 'sync', not 'wall'"));
+        Assert.That(stdout, Does.Not.Contain("bandwidth"), "nothing was measured");
+    }
+
+    [Test]
     public void PlotsIntoAPathThatIsAFileFailWithOneLine()
     {
         var json = Path.Combine(_dir.FullName, "bench.json");

@@ -26,47 +26,106 @@ public class OpProfilerTests
         }
     }
 
+    /// <summary>A tiny model's 40-token prefill, run once without a profiler (its logits kept) and again on demand.</summary>
+    private sealed class Prefill : IDisposable
+    {
+        private readonly MambaModel _model;
+        private readonly InferenceSession _session;
+        private readonly int[] _prompt;
+
+        public Prefill(Device device, MambaFamily family, int seed)
+        {
+            Context = TestSupport.ContextFor(device);
+            Config = family == MambaFamily.Mamba1 ? TinyModel.Mamba1Config() : TinyModel.Mamba2Config();
+            var tiny = TinyModel.Create(Config, seed);
+            _model = MambaModel.Create(Config, tiny.Checkpoint, new MambaModelOptions { Device = device }, Context);
+            _session = _model.CreateSession(1);
+            var rng = new Random(seed + 2);
+            _prompt = Enumerable.Range(0, 40).Select(_ => rng.Next(Config.VocabSize)).ToArray();
+            Plain = Run();
+        }
+
+        public MambaContext Context { get; }
+
+        public MambaConfig Config { get; }
+
+        /// <summary>The logits of the unprofiled prefill.</summary>
+        public float[] Plain { get; }
+
+        /// <summary>Prefills the prompt from a reset state, returns its logits and sets <paramref name="wallMs"/>.</summary>
+        public float[] Run(out double wallMs)
+        {
+            _session.Reset(0);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            _session.Prefill(0, _prompt);
+            Context.Synchronize();
+            wallMs = sw.Elapsed.TotalMilliseconds;
+            var logits = Enumerable.Repeat(float.NaN, Config.VocabSize).ToArray();
+            _session.CopyLogits(0, logits);
+            return logits;
+        }
+
+        public float[] Run() => Run(out _);
+
+        /// <summary>Checks the op names, their order and calls, and that every op took time.</summary>
+        public void AssertEveryOp(IReadOnlyList<OpTime> ops)
+        {
+            var expected = Config.Family == MambaFamily.Mamba1 ? Mamba1Ops : Mamba2Ops;
+            Assert.That(ops.Select(o => o.Op), Is.EqualTo(expected), "every op of the layer, in the order it ran");
+            foreach (var op in ops)
+            {
+                Assert.That(op.Calls, Is.EqualTo(CallsPerPrefill(op.Op)), op.Op);
+                Assert.That(op.Milliseconds, Is.GreaterThan(0), op.Op);
+            }
+        }
+
+        public int CallsPerPrefill(string op) => op is "embedding" or "final_norm" or "lm_head" ? 1 : Config.NumLayers;
+
+        public void Dispose()
+        {
+            _session.Dispose();
+            _model.Dispose();
+            Context.Dispose();
+        }
+    }
+
     [TestCaseSource(nameof(FamiliesOnDevices))]
     public void ProfiledPrefillTimesEveryOpAndLeavesTheLogitsUnchanged(Device device, MambaFamily family)
     {
-        using var context = TestSupport.ContextFor(device);
-        var config = family == MambaFamily.Mamba1 ? TinyModel.Mamba1Config() : TinyModel.Mamba2Config();
-        var tiny = TinyModel.Create(config, seed: 41);
-        using var model = MambaModel.Create(config, tiny.Checkpoint, new MambaModelOptions { Device = device }, context);
-        using var session = model.CreateSession(1);
-        var rng = new Random(43);
-        var prompt = Enumerable.Range(0, 40).Select(_ => rng.Next(config.VocabSize)).ToArray();
-
-        var plain = Enumerable.Repeat(float.NaN, config.VocabSize).ToArray();
-        session.Prefill(0, prompt);
-        session.CopyLogits(0, plain);
-
-        session.Reset(0);
+        using var prefill = new Prefill(device, family, seed: 41);
         var timings = new OpTimings();
-        context.Profiler = timings;
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        session.Prefill(0, prompt);
-        var wallMs = sw.Elapsed.TotalMilliseconds;
-        context.Profiler = null;
-        var profiled = Enumerable.Repeat(float.NaN, config.VocabSize).ToArray();
-        session.CopyLogits(0, profiled);
+        prefill.Context.Profiler = timings;
+        var profiled = prefill.Run(out var wallMs);
+        prefill.Context.Profiler = null;
 
-        Assert.That(profiled, Is.EqualTo(plain), "profiling must not change the results");
-        Assert.That(plain.All(float.IsFinite), Is.True);
-        var expected = family == MambaFamily.Mamba1 ? Mamba1Ops : Mamba2Ops;
-        Assert.That(timings.Ops.Select(o => o.Op), Is.EqualTo(expected), "every op of the layer, in the order it ran");
-        foreach (var op in timings.Ops)
-        {
-            var perModel = op.Op is "embedding" or "final_norm" or "lm_head" ? 1 : config.NumLayers;
-            Assert.That(op.Calls, Is.EqualTo(perModel), op.Op);
-            Assert.That(op.Milliseconds, Is.GreaterThan(0), op.Op);
-        }
+        Assert.That(profiled, Is.EqualTo(prefill.Plain), "profiling must not change the results");
+        Assert.That(prefill.Plain.All(float.IsFinite), Is.True);
+        prefill.AssertEveryOp(timings.Ops);
         // The op times are disjoint parts of the prefill, so they cannot add up to more than its wall time.
         Assert.That(timings.TotalMilliseconds, Is.LessThanOrEqualTo(wallMs));
 
-        // A session without a profiler records nothing more.
-        session.Reset(0);
-        session.Prefill(0, prompt);
-        Assert.That(timings.Ops.Sum(o => o.Calls), Is.EqualTo(expected.Sum(op => op is "embedding" or "final_norm" or "lm_head" ? 1 : config.NumLayers)));
+        // A prefill without a profiler records nothing more.
+        prefill.Run();
+        Assert.That(timings.Ops.Sum(o => o.Calls), Is.EqualTo(timings.Ops.Sum(o => prefill.CallsPerPrefill(o.Op))));
+    }
+
+    [TestCaseSource(nameof(FamiliesOnDevices))]
+    public void DeviceEventsTimeEveryOpWithoutChangingTheLogits(Device device, MambaFamily family)
+    {
+        using var prefill = new Prefill(device, family, seed: 47);
+        using var timings = new DeviceOpTimings(prefill.Context);
+        prefill.Context.Profiler = timings;
+        var profiled = prefill.Run(out var wallMs);
+        prefill.Context.Profiler = null;
+
+        Assert.That(profiled, Is.EqualTo(prefill.Plain), "profiling must not change the results");
+        prefill.AssertEveryOp(timings.Ops);
+        // The spans follow one another on the stream, so they add up to at most the wall time.
+        Assert.That(timings.TotalMilliseconds, Is.LessThanOrEqualTo(wallMs));
+
+        // Cleared, the profiler holds nothing; a prefill without it set adds nothing.
+        timings.Clear();
+        prefill.Run();
+        Assert.That(timings.Ops, Is.Empty);
     }
 }
