@@ -60,10 +60,14 @@ public sealed unsafe class DeviceOpTimings : IOpProfiler, IDisposable
         _resolved.Clear();
     }
 
-    /// <summary>Records the start event of an op; returns the index <see cref="End"/> takes.</summary>
-    internal int Begin(string op)
+    /// <summary>Records the start event of an op run on <paramref name="context"/>; returns the index <see cref="End"/> takes.</summary>
+    internal int Begin(MambaContext context, string op)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!ReferenceEquals(context, _context))
+        {
+            throw new InvalidOperationException($"op '{op}': this DeviceOpTimings records events on the stream of another context ({_context.Device}); create one for each context it profiles");
+        }
         var start = RecordedEvent();
         _pending.Add((op, start, null));
         return _pending.Count - 1;

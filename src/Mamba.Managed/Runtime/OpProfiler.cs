@@ -65,7 +65,7 @@ public readonly struct OpScope : IDisposable
         _op = op;
         if (_profiler is DeviceOpTimings events)
         {
-            _start = events.Begin(op);
+            _start = events.Begin(context, op);
             return;
         }
         context.Synchronize(); // earlier queued work must not count towards this op

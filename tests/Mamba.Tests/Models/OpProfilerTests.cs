@@ -128,4 +128,25 @@ public class OpProfilerTests
         prefill.Run();
         Assert.That(timings.Ops, Is.Empty);
     }
+
+    [Test]
+    public void DeviceEventsOfOneContextRefuseTheOpsOfAnother()
+    {
+        using var first = new MambaContext(Device.Cpu);
+        using var second = new MambaContext(Device.Cpu);
+        using var timings = new DeviceOpTimings(first);
+        second.Profiler = timings;
+        var error = Assert.Throws<InvalidOperationException>(() =>
+        {
+            using (second.Op("in_proj"))
+            {
+            }
+        });
+        Assert.That(error!.Message, Does.Contain("op 'in_proj'").And.Contain("another context"));
+        first.Profiler = timings;
+        using (first.Op("in_proj"))
+        {
+        }
+        Assert.That(timings.Ops.Single().Calls, Is.EqualTo(1));
+    }
 }
