@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# A rustup toolchain (cargo for the Rust example's tests) where the machine has one.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
 # command or file that proves a package is installed -> Debian package that provides it
 declare -A needs=(
   [cmake]=cmake
@@ -18,6 +21,7 @@ declare -A needs=(
   [/usr/lib/python3/dist-packages/numpy/__init__.py]=python3-numpy
   [/usr/lib/python3/dist-packages/pytest/__init__.py]=python3-pytest
   [pkg-config]=pkgconf
+  [cargo]=cargo
 )
 missing=()
 for probe in "${!needs[@]}"; do
