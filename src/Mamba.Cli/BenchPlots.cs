@@ -163,7 +163,7 @@ internal static class BenchPlots
                 var position = Array.IndexOf(ops, op.Op) * groupWidth + p;
                 bars.Add(new Bar { Position = position, Value = op.Percent, FillColor = color, Orientation = Orientation.Horizontal });
             }
-            plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"{profiles[p].Shape} {profiles[p].DType} prefill {(profiles[p].Batch > 1 ? $"{profiles[p].Batch} x " : "")}{profiles[p].Tokens} tokens", FillColor = color });
+            plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"{profiles[p].Shape} {profiles[p].DType} prefill {(profiles[p].Batch > 1 ? $"{profiles[p].Batch} x " : "")}{profiles[p].Tokens} tokens{(profiles[p].Timing == "events" ? ", device events" : "")}", FillColor = color });
         }
         plot.Add.Bars(bars);
         var ticks = ops.Select((op, k) => new Tick(k * groupWidth + (profiles.Count - 1) / 2.0, op)).ToArray();
