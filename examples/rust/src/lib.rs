@@ -108,11 +108,18 @@ fn checked_shape(len: usize, shape: &[i64]) -> Result<Vec<i64>, Error> {
     if shape.iter().any(|&d| d < 0) {
         return Err(invalid(format!("shape {shape:?} has a negative dimension")));
     }
-    let count: i64 = shape.iter().product();
-    if count as usize != len {
-        return Err(invalid(format!(
-            "shape {shape:?} holds {count} elements, the slice {len}"
-        )));
+    match shape.iter().try_fold(1i64, |n, &d| n.checked_mul(d)) {
+        Some(count) if count as u64 == len as u64 => {}
+        Some(count) => {
+            return Err(invalid(format!(
+                "shape {shape:?} holds {count} elements, the slice {len}"
+            )))
+        }
+        None => {
+            return Err(invalid(format!(
+                "shape {shape:?} holds more elements than an i64 counts"
+            )))
+        }
     }
     Ok(shape.to_vec())
 }
