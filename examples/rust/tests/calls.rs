@@ -181,4 +181,12 @@ fn a_shape_the_slice_cannot_hold_is_refused_before_the_call() {
         Tensor::new(&data, &[-2, -3]).is_err(),
         "negative dimensions"
     );
+    let huge = Tensor::new(&data, &[1 << 40, 1 << 40])
+        .err()
+        .expect("a count past i64");
+    assert!(
+        huge.message.contains("more elements than an i64 counts"),
+        "{}",
+        huge.message
+    );
 }
