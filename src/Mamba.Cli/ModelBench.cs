@@ -93,19 +93,29 @@ internal static class ModelBench
     public static SamplingParams SampledStep { get; } = new(Temperature: 0.8f, TopP: 0.9f, Seed: 1);
 
     /// <summary>Prefill of <paramref name="tokens"/> tokens for each of <paramref name="batch"/> sequences together, with every op
-    /// timed on its own (see <see cref="MambaContext.Profiler"/>), after one unprofiled warm-up prefill: by events on the
-    /// device's stream (<see cref="DeviceOpTimings"/>) or, without <paramref name="deviceEvents"/>, by wall time with the
-    /// device synchronized around each op (<see cref="OpTimings"/>).</summary>
+    /// timed on its own (see <see cref="MambaContext.Profiler"/>), after one warm-up prefill: by events on the device's
+    /// stream (<see cref="DeviceOpTimings"/>) or, without <paramref name="deviceEvents"/>, by wall time with the device
+    /// synchronized around each op (<see cref="OpTimings"/>).</summary>
     public static PrefillProfile Profile(MambaContext context, BenchModel bench, int tokens, int batch = 1, bool deviceEvents = true)
     {
         var model = bench.Model;
         using var session = model.CreateSession(batch);
         var sequences = Enumerable.Range(0, batch).ToArray();
         var prompts = sequences.Select(b => (ReadOnlyMemory<int>)Prompt(bench.Config, tokens, b)).ToArray();
-        session.Prefill(sequences, prompts);
-        session.Reset();
-        context.Synchronize();
         using var events = deviceEvents ? new DeviceOpTimings(context) : null;
+        // The warm-up records events too, so that the measured prefill reuses them instead of creating each one.
+        context.Profiler = events;
+        try
+        {
+            session.Prefill(sequences, prompts);
+            context.Synchronize();
+        }
+        finally
+        {
+            context.Profiler = null;
+        }
+        events?.Clear();
+        session.Reset();
         var synchronized = deviceEvents ? null : new OpTimings();
         context.Profiler = (IOpProfiler?)events ?? synchronized;
         double totalMs;
