@@ -5,8 +5,8 @@ namespace Mamba.Runtime;
 
 /// <summary>
 /// Device time per op name: each op run through <see cref="MambaContext.Op"/> records an event on the context's stream
-/// as it starts and another as it ends, and nothing synchronizes between ops, so the profiled work runs as it does
-/// unprofiled. An op's time is the span between its two events on the device: from the end of the work queued before
+/// as it starts and another as it ends, and nothing synchronizes between ops, so the profiled work keeps its
+/// host and device overlapped (only the event records are added). An op's time is the span between its two events on the device: from the end of the work queued before
 /// it to the end of its own (on the CPU, where ops run synchronously, the host time of the call). Reading
 /// <see cref="Ops"/> or <see cref="TotalMilliseconds"/> waits for the recorded work and resolves the events.
 /// </summary>
