@@ -80,7 +80,7 @@ impl Context {
         let abi = unsafe { sys::mamba_abi_version() };
         if abi != sys::MAMBA_ABI_VERSION {
             return Err(Error {
-                status: 2, // MAMBA_STATUS_UNSUPPORTED
+                status: sys::MAMBA_STATUS_UNSUPPORTED,
                 message: format!("the loaded libmamba has ABI version {abi}; these declarations follow version {}", sys::MAMBA_ABI_VERSION),
             });
         }

@@ -12,6 +12,7 @@ pub const MAMBA_ABI_VERSION: i32 = 3;
 pub type mamba_status = i32;
 pub const MAMBA_STATUS_OK: mamba_status = 0;
 pub const MAMBA_STATUS_INVALID_ARGUMENT: mamba_status = 1;
+pub const MAMBA_STATUS_UNSUPPORTED: mamba_status = 2;
 
 /// `mamba_device_type`.
 pub const MAMBA_DEVICE_CPU: i32 = 1;

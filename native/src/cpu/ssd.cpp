@@ -6,9 +6,9 @@
 //   state         S  = decay(T-1, -1) S + (w o X)^T B     w_s = decay(T-1, s) dt_s
 // The products run on AVX-512 registers (chunk_product.h) where the library has them and MAMBA_CPU_GEMM is not
 // "blas", else on OpenBLAS; the decays are running products of dA, so a chunk costs T exponentials, not T^2.
-// On registers a task keeps its state transposed (N x P: the products' operands are then all row-major). Inputs of a chunk are converted to float32 once. C B^T depends only on the
-// group, so when heads share groups it is computed once per chunk, for a window of chunks, before the
-// heads run over that window.
+// On registers a task keeps its state transposed (N x P: the products' operands are then all row-major).
+// Inputs of a chunk are converted to float32 once. C B^T depends only on the group, so when heads share
+// groups it is computed once per chunk, for a window of chunks, before the heads run over that window.
 #include <algorithm>
 #include <exception>
 #include <mutex>
@@ -87,7 +87,7 @@ public:
     }
 
     // Chunks [k0, k1) of one (sequence, head), channels ch of it. `state` (those channels' rows of the
-    // headdim x dstate state) carries over between calls.
+    // headdim x dstate state, as pn x N; on registers transposed, N x pn) carries over between calls.
     // `shared`, when given, holds group_chunk() of those chunks for this head's group; without it the
     // head forms its own.
     void run(const Sequence & s, int64_t h, const Channels & ch, int64_t k0, int64_t k1, float * state, const float * shared,

@@ -2,10 +2,11 @@ using System.Diagnostics;
 
 namespace Mamba.Runtime;
 
-/// <summary>Receives the wall time of each op run while it is set as <see cref="MambaContext.Profiler"/>.</summary>
+/// <summary>Receives the time of each op run while it is set as <see cref="MambaContext.Profiler"/>.</summary>
 public interface IOpProfiler
 {
-    /// <summary>Called once per op run with the op's name and its time, the device synchronized on both sides.</summary>
+    /// <summary>Called once per op run with the op's name and its wall time, the device synchronized on both sides
+    /// (for every profiler but <see cref="DeviceOpTimings"/>, whose ops record events instead).</summary>
     void Record(string op, double milliseconds);
 }
 
