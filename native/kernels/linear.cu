@@ -1,10 +1,13 @@
 // Dense layers on CUDA: mamba_linear through the GEMV kernel for up to kGemvMaxRows rows (gemv.cu), else
 // cuBLAS (bf16/fp16 tensor cores or exact float32, always float32 accumulation; a float32/float16 x with
 // bfloat16 W is split into two bfloat16 parts for the tensor cores), and mamba_embedding (a gather).
+// mamba_linear_softplus: the small-K tensor-core kernel with the softplus in its epilogue where it applies
+// (linear_small_k.cu), else cuBLAS into float32 and the softplus in the epilogue pass below.
 // linear: FLOPs 2*rows*in*out; bytes rows*in*x + in*out*W + rows*out*y.
 // embedding: bytes count*hidden*(table + y).
 #include "common.cuh"
 #include "gemv.cuh"
+#include "linear_small_k.cuh"
 #include "launch.cuh"
 #include "ops/linear.h"
 
@@ -20,9 +23,9 @@ cudaDataType_t cuda_type(DType d) {
     }
 }
 
-// y[r, o] = src[r, o] (+ bias[o]), converting dtypes; src may be y itself.
-__global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, int64_t bias_s, bool has_bias, AnyPtr y, int64_t y_s0,
-                                       int64_t rows, int64_t out) {
+// y[r, o] = src[r, o] (+ bias[o]), then its softplus when asked, converting dtypes; src may be y itself.
+__global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, int64_t bias_s, bool has_bias, bool softplus, AnyPtr y,
+                                       int64_t y_s0, int64_t rows, int64_t out) {
     wait_for_producer();  // PDL-safe (launch.cuh); its predecessor is a cuBLAS GEMM, which never triggers early
     allow_dependents();
     const int64_t n = rows * out;
@@ -30,7 +33,7 @@ __global__ void linear_epilogue_kernel(AnyPtr src, int64_t src_s0, AnyPtr bias, 
         const int64_t r = i / out, o = i % out;
         float v = src.load(r * src_s0 + o);
         if (has_bias) v += bias.load(o * bias_s);
-        y.store(r * y_s0 + o, v);
+        y.store(r * y_s0 + o, softplus ? softplus_mufu(v) : v);
     }
 }
 
@@ -57,8 +60,9 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     if (M == 0 || N == 0) return;
     if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX) fail(MAMBA_STATUS_UNSUPPORTED, "linear on CUDA: dimensions must fit in int32");
     // Decode (few rows): a bandwidth-bound GEMV that reads W once in its own dtype (gemv.cu).
-    if (try_gemv(ctx, p)) {
-        note_writes(ctx, {&p.y});  // the GEMV's outputs (after cuBLAS the record stays stale: launch.cuh)
+    if (p.softplus ? try_linear_small_k(ctx, p) : try_gemv(ctx, p)) {
+        // The kernel's outputs (after cuBLAS the record stays stale: launch.cuh).
+        if (!p.softplus) note_writes(ctx, {&p.y});
         return;
     }
     const int64_t ldx_in = M == 1 ? K : p.x.stride[0];
@@ -79,8 +83,9 @@ void linear(mamba_context & ctx, const LinearParams & p) {
     // float32 buffer (the bias add is fused into the conversion pass).
     // A bias with a rounded output type also goes through float32, so that y is rounded once; the split
     // accumulates its second product onto the first, so it needs a float32 target too.
-    const bool direct_y =
-        (p.y.dtype == DType::F32 || (p.y.dtype == op && !p.bias && !split_x)) && ldy_in >= N && (N == 1 || p.y.stride[1] == 1);
+    // The softplus too, so that its input is the float32 sum.
+    const bool direct_y = (p.y.dtype == DType::F32 || (p.y.dtype == op && !p.bias && !split_x && !p.softplus)) && ldy_in >= N &&
+                          (N == 1 || p.y.stride[1] == 1);
     const bool stage_y = !direct_y;
     WorkspaceCarver carver;
     const size_t ox = stage_x ? carver.add(size_t(M * K) * dtype_size(op) * (split_x ? 2 : 1)) : 0;
@@ -132,12 +137,12 @@ void linear(mamba_context & ctx, const LinearParams & p) {
                                             CUBLAS_GEMM_DEFAULT));
         }
     }
-    if (stage_y || p.bias) {
+    if (stage_y || p.bias || p.softplus) {
         const AnyPtr src{static_cast<char *>(y_ptr), int(y_type)};
         const int threads = 256;
         const int64_t blocks = std::min<int64_t>(ceil_div(M * N, threads), int64_t(state_of(ctx).multiprocessors) * 16);
         launch_kernel(ctx, "linear_epilogue_kernel", true, linear_epilogue_kernel, dim3(unsigned(blocks)), dim3(threads), 0, src, ldy, any(p.bias),
-                      p.bias ? p.bias->stride[0] : int64_t(0), p.bias.has_value(), any(p.y), ldy_in, M, N);
+                      p.bias ? p.bias->stride[0] : int64_t(0), p.bias.has_value(), p.softplus, any(p.y), ldy_in, M, N);
         MAMBA_CUDA_CHECK_LAUNCH("linear_epilogue_kernel");
     }
 }

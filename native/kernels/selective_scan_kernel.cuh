@@ -311,16 +311,8 @@ __device__ __forceinline__ void shared_floats(const float * row, float (&out)[N]
     }
 }
 
-__device__ __forceinline__ float ex2_mufu(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-// softplus(x) = max(x, 0) + log1p(exp(-|x|)): no branch (see scan_math.h), two MUFU ops.
-__device__ __forceinline__ float scan_softplus(float x) {
-    return fmaxf(x, 0.0f) + scan_math::log1p_unit(ex2_mufu(-fabsf(x) * kLog2e));
-}
+// softplus_mufu (common.cuh): branch-free, two MUFU ops.
+__device__ __forceinline__ float scan_softplus(float x) { return softplus_mufu(x); }
 
 __device__ __forceinline__ float scan_silu(float x) { return __fdividef(x, 1.0f + ex2_mufu(-x * kLog2e)); }
 

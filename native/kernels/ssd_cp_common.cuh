@@ -1,11 +1,12 @@
 // Helpers shared by the chunk-parallel SSD's kernel files (ssd_chunk_parallel.cu and
 // ssd_chunk_state_twopass.cu): the chunk length, the slot numbering of the workspace, dt processing,
-// the float16 scale rule of S_in (also the twopass local states'), the chunk's dt*A scan and the
-// mma.sync / ldmatrix wrappers. One definition each, so the state kernels and the output kernel cannot
-// drift apart on the workspace format.
+// the float16 scale rule of S_in (also the twopass local states'), the chunk's dt*A scan and a bf16
+// hi + lo split (the mma.sync / ldmatrix wrappers are in mma_ops.cuh). One definition each, so the state
+// kernels and the output kernel cannot drift apart on the workspace format.
 // Internal linkage (an anonymous namespace): each including file gets its own inlined copy.
 #pragma once
 
+#include "mma_ops.cuh"
 #include "ssd_chunked.cuh"
 
 namespace mamba::cuda {
@@ -95,27 +96,6 @@ __device__ __forceinline__ float warp_chunk_scan(DtOf dt_of, float A, int lane, 
     return __shfl_sync(0xffffffffu, acum[3], 31);
 }
 
-// ---- mma.sync helpers ----------------------------------------------------------------------------
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void * p) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
-}
-// d += a b, m16n8k16, bf16 or f16 operands, float32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 // Two floats -> bf16 hi + lo pairs (low half = the first value, the lower column).
 __device__ __forceinline__ void split_pair(float v0, float v1, uint32_t & hi, uint32_t & lo) {
     const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);

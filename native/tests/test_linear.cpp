@@ -43,12 +43,14 @@ struct Case {
     bool strided_w = false;
     bool strided_y = false;
     int64_t bias_stride = 1;
+    bool softplus = false;  // mamba_linear_softplus
+    int64_t x_pad = 3, y_pad = 4;  // row padding of the strided views
 };
 
 std::string describe(const Case & c) {
     return "rows " + std::to_string(c.rows) + " in " + std::to_string(c.in) + " out " + std::to_string(c.out) + " x " +
            mt::dtype_name(c.x_dtype) + " w " + mt::dtype_name(c.w_dtype) + " y " + mt::dtype_name(c.y_dtype) + (c.bias ? " bias" : "") +
-           (c.strided_x ? " strided-x" : "") + (c.strided_w ? " strided-w" : "") + (c.strided_y ? " strided-y" : "");
+           (c.strided_x ? " strided-x" : "") + (c.strided_w ? " strided-w" : "") + (c.strided_y ? " strided-y" : "") + (c.softplus ? " softplus" : "");
 }
 
 // The CUDA GEMV kernels (gemv.cu): MAMBA_CUDA_GEMV_VARIANT forces one of them; the CPU backend ignores it.
@@ -67,9 +69,9 @@ protected:
         mamba_context * const cx = context ? context : ctx();
         std::mt19937_64 rng(99 + uint64_t(c.rows * 1000003 + c.in * 1009 + c.out));
         const std::vector<int64_t> x_shape{c.rows, c.in}, w_shape{c.out, c.in}, y_shape{c.rows, c.out};
-        Tensor x(x_shape, c.x_dtype, c.strided_x ? mt::padded_strides(x_shape, 1, 3) : std::vector<int64_t>{});
+        Tensor x(x_shape, c.x_dtype, c.strided_x ? mt::padded_strides(x_shape, 1, c.x_pad) : std::vector<int64_t>{});
         Tensor w(w_shape, c.w_dtype, c.strided_w ? mt::padded_strides(w_shape, 1, 9) : std::vector<int64_t>{});
-        Tensor y(y_shape, c.y_dtype, c.strided_y ? mt::padded_strides(y_shape, 1, 4) : std::vector<int64_t>{});
+        Tensor y(y_shape, c.y_dtype, c.strided_y ? mt::padded_strides(y_shape, 1, c.y_pad) : std::vector<int64_t>{});
         Tensor b({c.out}, c.w_dtype, {c.bias_stride});
         x.fill_uniform(rng, -1, 1);
         w.fill_uniform(rng, -1, 1);
@@ -87,9 +89,23 @@ protected:
         }
         mt::LeadIn lead(cx);
         if (lead_in_) lead.queue();
-        MAMBA_ASSERT_OK(mamba_linear(cx, &a));
+        MAMBA_ASSERT_OK(c.softplus ? mamba_linear_softplus(cx, &a) : mamba_linear(cx, &a));
         y.download(cx);
-        expect_matches(y.values(), reference_linear(x, w, c.bias ? &b : nullptr), c.y_dtype);
+        Reference ref = reference_linear(x, w, c.bias ? &b : nullptr);
+        if (c.softplus) apply_softplus(ref);
+        expect_matches(y.values(), ref, c.y_dtype);
+    }
+
+    // The reference of mamba_linear_softplus: softplus of each float64 sum. Its error scale shrinks with the
+    // slope of the softplus (the logistic function), so that a sum rounded to y's dtype before the softplus
+    // fails where the softplus is small: at a sum of -8 a bfloat16 rounding of the sum alone moves e^-8 by up
+    // to 1.6%, four times y's own rounding.
+    static void apply_softplus(Reference & ref) {
+        for (size_t i = 0; i < ref.y.size(); ++i) {
+            const double s = ref.y[i];
+            ref.y[i] = s > 30.0 ? s + std::log1p(std::exp(-s)) : std::log1p(std::exp(s));
+            ref.magnitude[i] *= 1.0 / (1.0 + std::exp(-s));
+        }
     }
 
     // Each output within float32 accumulation (or bfloat16 pairs holding ~16 bits of x) relative to
@@ -623,6 +639,57 @@ TEST_P(LinearTest, GemvWarpKernelRejectsRowsTooLongToCount) {
                  "2147483631");
     buffer.download(ctx());
     for (double v : buffer.values()) EXPECT_TRUE(std::isnan(v));
+}
+
+// mamba_linear_softplus: on CUDA the small-K tensor-core kernel takes bfloat16 or float16 x and W with K a
+// multiple of 8 up to 256 and 16-byte aligned rows (K = 40 and 264 pad or exceed its shared rows, K = 37 and
+// misaligned rows fall back to cuBLAS and the epilogue pass, as do other dtypes); partial row and column
+// tiles, odd output widths, an odd y row stride (element stores) and a float16 bias of stride 3.
+TEST_P(LinearTest, SoftplusMatchesFloat64Reference) {
+    struct Types {
+        DType x, w;
+    };
+    const Types types[] = {{DType::BF16, DType::BF16}, {DType::F16, DType::F16}, {DType::F32, DType::BF16}, {DType::F32, DType::F32}};
+    const int64_t shapes[][3] = {{1, 48, 72}, {33, 160, 200}, {100, 40, 130}, {64, 256, 64}, {7, 264, 9}, {20, 37, 11}, {70, 16, 65}};
+    int variant = 0;
+    for (const Types & t : types)
+        for (DType yd : {DType::F32, DType::BF16, DType::F16})
+            for (const auto & s : shapes) {
+                Case c{s[0], s[1], s[2], t.x, t.w, yd, ++variant % 2 == 0};
+                c.softplus = true;
+                run(c);
+            }
+    // x as columns of a wider buffer (the model's dt_rank columns of x_proj's output), aligned or not; y with
+    // an odd row stride.
+    for (int64_t x_pad : {32, 3}) {
+        Case c{50, 160, 96, DType::BF16, DType::BF16, DType::BF16, true, true, false, true};
+        c.softplus = true;
+        c.x_pad = x_pad;
+        c.y_pad = 1;
+        c.bias_stride = 3;
+        run(c);
+    }
+}
+
+// Enough column tiles that the small-K kernel's blocks each take several row tiles in turn (the copy of the
+// next tile in flight while the current one is used): mamba-2.8b's dt_proj width with 700 rows.
+TEST_P(LinearTest, SoftplusOverManyRowTilesPerBlock) {
+    Case c{700, 160, 5120, DType::BF16, DType::BF16, DType::BF16, true};
+    c.softplus = true;
+    run(c);
+}
+
+TEST_P(LinearTest, SoftplusNamesItsOwnCall) {
+    Tensor x({2, 8}, DType::F32), w({4, 7}, DType::F32), y({2, 4}, DType::F32);
+    for (Tensor * t : {&x, &w, &y}) t->upload(ctx());
+    mamba_linear_args a{};
+    a.x = x.dl();
+    a.weight = w.dl();
+    a.y = y.dl();
+    EXPECT_EQ(mamba_linear_softplus(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_softplus: argument 'weight' has shape (4, 7), expected (*, 8)");
+    EXPECT_EQ(mamba_linear_softplus(ctx(), nullptr), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_STREQ(mamba_last_error(), "mamba_linear_softplus: argument 'args' is null");
 }
 
 TEST_P(LinearTest, ShapeMismatchesNameTheArgument) {

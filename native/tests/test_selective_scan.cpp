@@ -184,6 +184,22 @@ TEST_P(SelectiveScanTest, EveryVariantOnTheRowsPath) {
     check_in_every_dtype(shapes, Layout::Permuted, 1000);
 }
 
+// The model's prefill call on CUDA: dt made by mamba_linear_softplus, so neither a delta bias nor a softplus
+// (the rows path's kernels built without them), with z, D and the states, over segments at the 2.8b width.
+TEST_P(SelectiveScanTest, DtGivenWithGateOnTheRowsPath) {
+    const ScanShape shapes[] = {{1, 5120, 1000, 16, 1, true}, {1, 200, 1500, 16, 1, true}, {2, 128, 300, 8, 1, true}};
+    const Dtypes dtypes[] = {{DType::F32, DType::F32, DType::F32}, {DType::BF16, DType::BF16, DType::BF16}};
+    uint64_t seed = 1200;
+    for (const auto & dt : dtypes)
+        for (const auto & s : shapes) {
+            SCOPED_TRACE(std::string(mt::dtype_name(dt.in)) + " dim " + std::to_string(s.dim) + " len " + std::to_string(s.len));
+            ScanOptions o;
+            o.delta_bias = o.softplus = false;
+            ScanProblem p(s, o, dt, Layout::Permuted, seed++);
+            check(p);
+        }
+}
+
 // An unknown MAMBA_CUDA_SCAN_VARIANT is an argument error that names the variable and the accepted values
 // (CUDA); the CPU backend ignores the variable.
 TEST_P(SelectiveScanTest, UnknownScanVariantIsRejected) {

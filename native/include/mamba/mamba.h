@@ -695,6 +695,12 @@ typedef struct mamba_linear_args {
 
 MAMBA_API mamba_status mamba_linear(mamba_context * context, const mamba_linear_args * args);
 
+/* y = softplus(x W^T + bias): mamba_linear with the softplus applied to each float32 sum (bias included)
+ * before y is rounded to its dtype. Mamba-1's dt projection: with it the selective scan takes dt as given
+ * (no delta_bias, delta_softplus 0), and dt is rounded once, after the softplus. The softplus is
+ * log(1 + e^v), computed without overflow for any v. Arguments as mamba_linear's. */
+MAMBA_API mamba_status mamba_linear_softplus(mamba_context * context, const mamba_linear_args * args);
+
 /* A decode step's input projection with its conv step: mamba_linear (x, weight, bias -> y), then one
  * mamba_causal_conv1d_update step whose input is y's columns [conv_offset, conv_offset + dim), dim being
  * conv_weight's first dimension (conv_state, conv_weight, conv_bias, silu -> conv_y). y is written in full,

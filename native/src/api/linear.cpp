@@ -6,8 +6,9 @@
 
 namespace mamba {
 
-LinearParams validate_linear(const mamba_context & ctx, const mamba_linear_args & a) {
+LinearParams validate_linear(const mamba_context & ctx, const mamba_linear_args & a, bool softplus) {
     LinearParams p;
+    p.softplus = softplus;
     p.x = required(ctx, "x", a.x);
     check_floating("x", p.x);
     check_ndim("x", p.x, 2);
@@ -40,13 +41,23 @@ LinearParams validate_linear(const mamba_context & ctx, const mamba_linear_args 
 
 }  // namespace mamba
 
+namespace {
+
+void run_linear(mamba_context * context, const mamba_linear_args * args, bool softplus) {
+    mamba::check_not_null("context", context);
+    mamba::check_not_null("args", args);
+    const auto p = mamba::validate_linear(*context, *args, softplus);
+    if (p.rows == 0 || p.out_features == 0) return;
+    if (context->is_cuda()) MAMBA_CUDA_ONLY(mamba::cuda::linear(*context, p));
+    else mamba::cpu::linear(*context, p);
+}
+
+}  // namespace
+
 extern "C" mamba_status mamba_linear(mamba_context * context, const mamba_linear_args * args) {
-    return MAMBA_GUARDED({
-        mamba::check_not_null("context", context);
-        mamba::check_not_null("args", args);
-        const auto p = mamba::validate_linear(*context, *args);
-        if (p.rows == 0 || p.out_features == 0) return;
-        if (context->is_cuda()) MAMBA_CUDA_ONLY(mamba::cuda::linear(*context, p));
-        else mamba::cpu::linear(*context, p);
-    });
+    return MAMBA_GUARDED({ run_linear(context, args, false); });
+}
+
+extern "C" mamba_status mamba_linear_softplus(mamba_context * context, const mamba_linear_args * args) {
+    return MAMBA_GUARDED({ run_linear(context, args, true); });
 }

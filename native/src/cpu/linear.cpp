@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "core/context.h"
+#include "core/numeric.h"
 #include "cpu/gemm_amx.h"
 #include "cpu/gemm_avx512.h"
 #include "cpu/blas_threads.h"
 #include "cpu/convert.h"
 #include "cpu/gemv.h"
+#include "cpu/scan_vec.h"
 #include "cpu/scratch.h"
 #include "cpu/shares.h"
 #include "ops/linear.h"
@@ -137,9 +139,35 @@ void linear_gemm(int num_threads, const LinearParams & p) {
     if (out_of_memory) fail(MAMBA_STATUS_OUT_OF_MEMORY, "linear: no memory for the float32 weight panels");
 }
 
+// mamba_linear_softplus: the layer into float32 (y itself when it is float32, with the bias), then the softplus
+// of each sum (the CPU scans' vector softplus), rounded once to y's dtype.
+void linear_softplus(mamba_context & ctx, const LinearParams & p) {
+    const int64_t M = p.rows, N = p.out_features;
+    LinearParams sums = p;
+    sums.softplus = false;
+    std::vector<float> staged;
+    if (p.y.dtype != DType::F32) {
+        staged.resize(size_t(M * N));
+        sums.y.data = reinterpret_cast<char *>(staged.data());
+        sums.y.dtype = DType::F32;
+        sums.y.stride[0] = N;
+        sums.y.stride[1] = 1;
+    }
+    linear(ctx, sums);
+#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+    for (int64_t r = 0; r < M; ++r) {
+        float * row = sums.y.ptr<float>() + r * sums.y.stride[0];
+        int64_t o = 0;
+        for (; o + scan_vec::kWidth <= N; o += scan_vec::kWidth) scan_vec::store(row + o, scan_vec::softplus(scan_vec::load(row + o)));
+        for (; o < N; ++o) row[o] = softplus(row[o]);
+        if (p.y.dtype != DType::F32) store_floats(p.y.dtype, element(p.y, {r, 0}), N, 1, row);
+    }
+}
+
 }  // namespace
 
 void linear(mamba_context & ctx, const LinearParams & p) {
+    if (p.softplus) return linear_softplus(ctx, p);
     // MAMBA_CPU_GEMM and MAMBA_CPU_GEMM_BF16 (read at every call, so that a misspelt value never goes unnoticed):
     // "auto" (or unset) takes the AMX tiles for the prefill of bfloat16 weights where the CPU, the build and the OS
     // allow them, the AVX-512 kernels next, OpenBLAS otherwise; "amx" and "avx512" fail where they cannot run; "blas"

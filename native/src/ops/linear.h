@@ -12,6 +12,7 @@ struct LinearParams {
     Tensor x, weight;
     std::optional<Tensor> bias;
     Tensor y;
+    bool softplus = false;  // y = softplus(x W^T + bias) (mamba_linear_softplus)
 };
 
 struct EmbeddingParams {
@@ -19,7 +20,7 @@ struct EmbeddingParams {
     Tensor ids, table, y;
 };
 
-LinearParams validate_linear(const mamba_context & ctx, const mamba_linear_args & args);
+LinearParams validate_linear(const mamba_context & ctx, const mamba_linear_args & args, bool softplus = false);
 EmbeddingParams validate_embedding(const mamba_context & ctx, const mamba_embedding_args & args);
 
 namespace cpu {

@@ -6,7 +6,7 @@ using Mamba.Tensors;
 namespace Mamba.Modules;
 
 /// <summary>Mamba-1 mixer: in_proj -> conv1d + SiLU -> x_proj -> dt_proj -> selective scan (z gate, D, dt bias,
-/// softplus) -> out_proj. Up to <see cref="FusedDtProjMaxBatch"/> sequences the decode step projects dt inside the
+/// softplus) -> out_proj; a CUDA prefill adds the dt bias and applies the softplus in dt_proj instead. Up to <see cref="FusedDtProjMaxBatch"/> sequences the decode step projects dt inside the
 /// selective state update (one kernel fewer), keeping dt in float32; beyond, dt_proj writes dt in the activation
 /// type first, as prefill does. With 16-bit activations a sequence's decode can therefore differ by that rounding
 /// between batches of up to 8 and larger ones.</summary>
@@ -119,9 +119,21 @@ public sealed class Mamba1Mixer : Mixer
         {
             XProj.Forward(context, s.Xc.View([n * L, di]), s.Xdbl.View([n * L, w]));
         }
+        // On CUDA dt_proj adds the bias and applies the softplus in its epilogue (dt rounded once, after the
+        // softplus), and the scan, built without them, takes dt as given: the pair is faster there. On the CPU the
+        // two orders measure the same, and the scan keeps them.
+        var dtInProj = context.Device.Type == DeviceType.Cuda;
         using (context.Op("dt_proj"))
         {
-            DtProj.Forward(context, s.Xdbl.View([n * L, _rank], [w, 1]), s.Dt.View([n * L, di]));
+            var dtIn = s.Xdbl.View([n * L, _rank], [w, 1]);
+            if (dtInProj)
+            {
+                Kernels.LinearSoftplus(context, dtIn, DtProj.Weight, s.Dt.View([n * L, di]), DtBias);
+            }
+            else
+            {
+                DtProj.Forward(context, dtIn, s.Dt.View([n * L, di]));
+            }
         }
         var b = s.Xdbl.View([n, 1, _state, L], [L * w, _state, 1, w], _rank);
         var c = s.Xdbl.View([n, 1, _state, L], [L * w, _state, 1, w], _rank + _state);
@@ -130,7 +142,8 @@ public sealed class Mamba1Mixer : Mixer
         var ssm = state.Ssm.Slice(0, firstSequence, n);
         using (context.Op("selective_scan"))
         {
-            Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, DtBias, deltaSoftplus: true, initialState: ssm, finalState: ssm);
+            Kernels.SelectiveScan(context, xc, dt, A, b, c, yv, D, z, dtInProj ? null : DtBias, deltaSoftplus: !dtInProj, initialState: ssm,
+                finalState: ssm);
         }
         using (context.Op("out_proj"))
         {

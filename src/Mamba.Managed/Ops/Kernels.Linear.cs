@@ -24,4 +24,23 @@ public static unsafe partial class Kernels
         GC.KeepAlive(bias);
         GC.KeepAlive(y);
     }
+
+    /// <summary>y = softplus(x W^T + bias), the softplus applied to each float32 sum before y is rounded to its dtype
+    /// (see mamba_linear_softplus): Mamba-1's dt projection, after which the scan takes dt as given.</summary>
+    public static void LinearSoftplus(MambaContext context, Tensor x, Tensor weight, Tensor y, Tensor? bias = null)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var args = new mamba_linear_args
+        {
+            x = x.DL,
+            weight = weight.DL,
+            bias = Optional(bias),
+            y = y.DL,
+        };
+        MambaException.Check(NativeMethods.mamba_linear_softplus(context.Handle.Pointer, &args));
+        GC.KeepAlive(x);
+        GC.KeepAlive(weight);
+        GC.KeepAlive(bias);
+        GC.KeepAlive(y);
+    }
 }

@@ -1263,6 +1263,16 @@ public static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_linear(mamba_context* context, mamba_linear_args* args);
 
+    /// <summary>
+    /// y = softplus(x W^T + bias): mamba_linear with the softplus applied to each float32 sum (bias included)
+    /// before y is rounded to its dtype. Mamba-1's dt projection: with it the selective scan takes dt as given
+    /// (no delta_bias, delta_softplus 0), and dt is rounded once, after the softplus. The softplus is
+    /// log(1 + e^v), computed without overflow for any v. Arguments as mamba_linear's.
+    /// </summary>
+    [LibraryImport(LibraryName, EntryPoint = "mamba_linear_softplus")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static partial mamba_status mamba_linear_softplus(mamba_context* context, mamba_linear_args* args);
+
     [LibraryImport(LibraryName, EntryPoint = "mamba_linear_conv1d_update")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static partial mamba_status mamba_linear_conv1d_update(mamba_context* context, mamba_linear_conv1d_update_args* args);
