@@ -1,24 +1,28 @@
-// mamba_linear_softplus on the tensor cores for layers whose inner dimension fits in shared memory (K <= 256,
-// a multiple of 8; x and W both bfloat16 or both float16): Mamba-1's dt projection, K = dt_rank = d_model / 16.
-// cuBLAS has no softplus epilogue, and a separate pass would round dt twice or move it twice.
+// mamba_linear_softplus on the tensor cores for layers whose inner dimension is small (K <= 160, a multiple of
+// 8; x and W both bfloat16 or both float16): Mamba-1's dt projection, K = dt_rank = d_model / 16 (48 to 160 in
+// the public checkpoints). cuBLAS has no softplus epilogue, and a separate pass would round dt twice or move
+// it twice.
 //
 // What must move, M x K x N (mamba-2.8b prefill of 2048 tokens: 2048 x 160 x 5120, bf16 y): x and W read once
-// from HBM (0.66 + 1.6 MB; x is read again from L2 by every column tile: N / 64 times), M N outputs written
-// (21 MB, ~5 us at 4 TB/s). FLOPs: 2 M N K on the tensor cores (3.4 G) and one softplus per output (two MUFU
-// ops and ~14 FMA-pipe instructions: the epilogue, not the product, is this kernel's arithmetic).
+// from HBM (0.66 + 1.6 MB; from L2 each block reads its W columns once and x once for every column tile: 47
+// MB in all), M N outputs written (21 MB, ~5 us at 4 TB/s). FLOPs: 2 M N K on the tensor cores (3.4 G) and
+// one softplus per output (two MUFU ops and ~12 FMA-pipe instructions): with K this small the epilogue, not
+// the product, is the arithmetic, and operand traffic through shared memory would cost more than the MMAs.
 //
 // Design (SmallKTraits):
-// - A block owns a column tile of 64 outputs: its W rows (64 x K) stay in shared memory for the whole
-//   kernel. The grid's blocks per column tile split the row tiles (32 rows of x) between them, round robin;
-//   each block steps through its row tiles with the next one's copy (16-byte cp.async) in flight while the
-//   current one is multiplied and its epilogue runs.
-// - 4 warps as 2 x 2, each 16 rows x 32 columns of the tile: per 16-wide k step one ldmatrix.x4 for A, two
-//   for B, four m16n8k16 MMAs with float32 accumulators. Shared rows are K + 8 elements (K a multiple of 16;
-//   K = 8 mod 16 is padded with zeros), so that the 8 rows an ldmatrix reads fall in distinct banks.
-// - Epilogue from the accumulators: + bias, softplus_mufu on the float32 sum, rounded once to y's dtype,
-//   stored as pairs of columns.
-// - Blocks per SM as the occupancy calculator allows (43 KB of shared memory at K = 160: 5), the grid one
-//   wave of them.
+// - W stays in registers: a warp owns 32 output columns and holds their B fragments for the whole K (10
+//   k steps x 4 n8 tiles x 2 registers = 80 registers at K = 160), loaded once from global memory. Only x
+//   goes through shared memory, as ldmatrix A fragments: 10 bytes of shared traffic an output.
+// - A block is 4 warps: 128 columns. The grid's blocks per column tile split the row tiles (32 rows of x)
+//   between them, round robin; a block steps through its row tiles with the next one's copy (16-byte
+//   cp.async, double buffered) in flight while the current one is multiplied and its epilogue runs.
+// - Per row tile a warp computes 2 m16 x 4 n8 tiles, one m16 slice after the other (product, then its
+//   epilogue): per slice and k step one ldmatrix.x4 and 4 MMAs. Shared rows are
+//   K + 8 elements (K a multiple of 16; K = 8 mod 16 is padded with zeros), so that the 8 rows an ldmatrix
+//   reads fall in distinct banks.
+// - Epilogue from the accumulators: + bias, softplus_mufu on the float32 sum (all 16 of a thread's slice
+//   first, so that they interleave), rounded once to y's dtype, stored as pairs of columns.
+// - 128 registers at most (4 blocks, 16 warps an SM); the grid is one wave of blocks.
 #include "common.cuh"
 #include "launch.cuh"
 #include "linear_small_k.cuh"
@@ -31,13 +35,15 @@ namespace {
 
 struct SmallKTraits {
     static constexpr int kThreads = 128;
-    static constexpr int kRows = 32;     // rows of x a tile (BM)
-    static constexpr int kCols = 64;     // outputs a block (BN)
-    static constexpr int kMaxK = 256;
-    static constexpr int kWarpRows = 16;
-    static constexpr int kWarpCols = 32;
-    static constexpr int kN8 = kWarpCols / 8;  // n8 MMA tiles a warp
-    static_assert((kRows / kWarpRows) * (kCols / kWarpCols) * 32 == kThreads, "one warp tile a warp");
+    static constexpr int kWarps = kThreads / 32;
+    static constexpr int kMinBlocksPerSM = 4;
+    static constexpr int kRows = 32;                 // rows of x a tile
+    static constexpr int kWarpCols = 32;             // output columns a warp
+    static constexpr int kCols = kWarps * kWarpCols; // output columns a block
+    static constexpr int kM16 = kRows / 16;          // m16 MMA tiles a row tile
+    static constexpr int kN8 = kWarpCols / 8;        // n8 MMA tiles a warp
+    static constexpr int kMaxK = 160;
+    static constexpr int kMaxSteps = kMaxK / 16;     // k steps of 16
 };
 
 struct SmallKArgs {
@@ -64,95 +70,125 @@ __device__ __forceinline__ void store_pair(Y * p, float v0, float v1) {
     else *reinterpret_cast<__half2 *>(p) = __floats2half2_rn(v0, v1);
 }
 
-// Copies `rows` rows of K elements (row stride ld) into shared rows of `row_stride` elements, zero-filling
-// rows at or past `valid` and the columns from K to padded_k.
+// Copies row tile `tile` of x into shared buffer `dst` (kRows rows of row_stride elements), zero-filling rows
+// at or past M and the columns from K to padded_k: lane l copies the l-th 16-byte piece of its warp's rows
+// (padded_k <= 160 is at most 20 pieces), walking down them with one pointer, so no thread divides.
 template <class T>
-__device__ __forceinline__ void copy_rows(T * dst, const T * src, int64_t ld, int rows, int valid, const SmallKArgs & a) {
-    const int pieces_row = a.padded_k / 8;
-    for (int p = int(threadIdx.x); p < rows * pieces_row; p += SmallKTraits::kThreads) {
-        const int r = p / pieces_row, c = (p % pieces_row) * 8;
-        const bool in = r < valid && c < a.K;
-        cp_async_16(dst + r * a.row_stride + c, in ? src + r * ld + c : src, in);
+__device__ __forceinline__ void copy_x_tile(T * dst, const T * x, int tile, const SmallKArgs & a) {
+    using Tr = SmallKTraits;
+    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+    const int c = 8 * lane;
+    if (c >= a.padded_k) return;
+    const int first = tile * Tr::kRows + warp;
+    const int rows_left = c < a.K ? a.M - first : 0;  // this lane's rows in range (none in the zero padding)
+    const int64_t step = int64_t(Tr::kWarps) * a.ldx;
+    const T * src = x + int64_t(first) * a.ldx + c;
+    T * to = dst + warp * a.row_stride + c;
+#pragma unroll
+    for (int i = 0; i < Tr::kRows / Tr::kWarps; ++i, src += step, to += Tr::kWarps * a.row_stride) {
+        const bool in = i * Tr::kWarps < rows_left;
+        cp_async_16(to, in ? src : x, in);
     }
 }
 
+// Raw 32 bits of two consecutive 16-bit elements (p 4-byte aligned), zero when !in.
+__device__ __forceinline__ uint32_t load_pair_bits(const void * p, bool in) { return in ? *reinterpret_cast<const uint32_t *>(p) : 0u; }
+
 template <class T, class Y>
-__global__ void __launch_bounds__(SmallKTraits::kThreads) linear_small_k_kernel(SmallKArgs a) {
+__global__ void __launch_bounds__(SmallKTraits::kThreads, SmallKTraits::kMinBlocksPerSM) linear_small_k_kernel(SmallKArgs a) {
     using Tr = SmallKTraits;
     wait_for_producer();  // PDL-safe (launch.cuh): x comes from the previous kernel
     allow_dependents();
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T * sw = reinterpret_cast<T *>(smem_raw);  // [kCols][row_stride]
-    T * sx = sw + Tr::kCols * a.row_stride;    // [2][kRows][row_stride]
+    T * sx = reinterpret_cast<T *>(smem_raw);  // [2][kRows][row_stride]
 
     const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-    const int wr = (warp / (Tr::kCols / Tr::kWarpCols)) * Tr::kWarpRows;  // warp tile's first row
-    const int wc = (warp % (Tr::kCols / Tr::kWarpCols)) * Tr::kWarpCols;  // and first column
-    const int n0 = int(blockIdx.y) * Tr::kCols;
+    const int g = lane / 4, c2 = 2 * (lane % 4);  // accumulator and B fragment layout (mma_fragments.cuh)
+    const int wc = int(blockIdx.y) * Tr::kCols + warp * Tr::kWarpCols;  // this warp's first output column
+    const int steps = a.padded_k / 16;
     const T * x = reinterpret_cast<const T *>(a.x);
-    const T * w = reinterpret_cast<const T *>(a.w) + int64_t(n0) * a.ldw;
     Y * y = reinterpret_cast<Y *>(a.y);
 
     int tile = int(blockIdx.x);
-    copy_rows(sw, w, a.ldw, Tr::kCols, a.N - n0, a);
-    if (tile < a.row_tiles) copy_rows(sx, x + int64_t(tile) * Tr::kRows * a.ldx, a.ldx, Tr::kRows, a.M - tile * Tr::kRows, a);
+    if (tile < a.row_tiles) copy_x_tile(sx, x, tile, a);
     cp_async_commit();
 
-    // This thread's output columns (accumulator layout: mma_fragments.cuh) and their bias.
-    const int g = lane / 4, c2 = 2 * (lane % 4);
+    // W's B fragments for this warp's columns and all of K: n8 tile j, k step s: b0 = W[col][16 s + c2, +1],
+    // b1 = W[col][16 s + 8 + c2, +1] with col = wc + 8 j + g; zeros past N or K. And the bias of this thread's
+    // accumulator columns (wc + 8 j + c2, +1).
+    uint32_t wf[Tr::kMaxSteps][Tr::kN8][2];
     float bias[Tr::kN8][2];
 #pragma unroll
-    for (int j = 0; j < Tr::kN8; ++j)
+    for (int j = 0; j < Tr::kN8; ++j) {
+        const int col = wc + 8 * j + g;
+        const T * wrow = reinterpret_cast<const T *>(a.w) + int64_t(col < a.N ? col : 0) * a.ldw;
+#pragma unroll
+        for (int s = 0; s < Tr::kMaxSteps; ++s)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int k = 16 * s + 8 * h + c2;
+                wf[s][j][h] = load_pair_bits(wrow + k, s < steps && col < a.N && k < a.K);
+            }
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const int col = n0 + wc + 8 * j + c2 + e;
-            bias[j][e] = a.has_bias && col < a.N ? a.bias.load(int64_t(col) * a.bias_s) : 0.0f;
+            const int bc = wc + 8 * j + c2 + e;
+            bias[j][e] = a.has_bias && bc < a.N ? a.bias.load(int64_t(bc) * a.bias_s) : 0.0f;
         }
+    }
 
     for (int buf = 0; tile < a.row_tiles; tile += int(gridDim.x), buf ^= 1) {
         const int next = tile + int(gridDim.x);
-        if (next < a.row_tiles)
-            copy_rows(sx + (buf ^ 1) * Tr::kRows * a.row_stride, x + int64_t(next) * Tr::kRows * a.ldx, a.ldx, Tr::kRows, a.M - next * Tr::kRows, a);
+        if (next < a.row_tiles) copy_x_tile(sx + (buf ^ 1) * Tr::kRows * a.row_stride, x, next, a);
         cp_async_commit();
-        cp_async_wait_group<1>();  // this tile (and W) landed for this thread
+        cp_async_wait_group<1>();  // this tile landed for this thread
         __syncthreads();           // ... and for every thread
 
-        float acc[Tr::kN8][4] = {};
-        const T * xs = sx + buf * Tr::kRows * a.row_stride;
-        for (int k0 = 0; k0 < a.padded_k; k0 += 16) {
-            uint32_t af[4];
-            ldsm_x4(af, xs + (wr + frag::ldsm_a_row(lane)) * a.row_stride + k0 + frag::ldsm_a_col(lane));
+        // One m16 slice at a time (its product, then its epilogue), so that W's fragments, one slice's sums and
+        // their softplus fit in the registers.
+        const T * a_row = sx + buf * Tr::kRows * a.row_stride + frag::ldsm_a_row(lane) * a.row_stride + frag::ldsm_a_col(lane);
+        const bool whole = a.pair_stores && (tile + 1) * Tr::kRows <= a.M && wc + Tr::kWarpCols <= a.N;
 #pragma unroll
-            for (int jj = 0; jj < Tr::kN8 / 2; ++jj) {
-                uint32_t bf[4];
-                ldsm_x4(bf, sw + (wc + 16 * jj + frag::ldsm_bt_row(lane)) * a.row_stride + k0 + frag::ldsm_bt_col(lane));
-                mma_16bit<T>(acc[2 * jj], af, bf[0], bf[1]);
-                mma_16bit<T>(acc[2 * jj + 1], af, bf[2], bf[3]);
+        for (int m = 0; m < Tr::kM16; ++m) {
+            float acc[Tr::kN8][4] = {};
+#pragma unroll
+            for (int s = 0; s < Tr::kMaxSteps; ++s) {
+                if (s >= steps) break;
+                uint32_t af[4];
+                ldsm_x4(af, a_row + 16 * m * a.row_stride + 16 * s);
+#pragma unroll
+                for (int j = 0; j < Tr::kN8; ++j) mma_16bit<T>(acc[j], af, wf[s][j][0], wf[s][j][1]);
             }
-        }
-        __syncthreads();  // every warp is done with this buffer before the next iteration refills it
+            if (m == Tr::kM16 - 1) __syncthreads();  // every warp is done with this buffer before the next iteration refills it
 
-        // Epilogue: bias, softplus, one rounding, pairs of columns; checks only in a tile at the edges.
-        const int row0 = tile * Tr::kRows + wr + g;
-        const bool whole = a.pair_stores && (tile + 1) * Tr::kRows <= a.M && n0 + Tr::kCols <= a.N;
+            // Epilogue: bias, softplus (all of the slice's first, so that they interleave), one rounding, pairs of
+            // columns; bounds checks only in a tile at the edges.
+            float v[Tr::kN8][4];
 #pragma unroll
-        for (int j = 0; j < Tr::kN8; ++j) {
-            const int col = n0 + wc + 8 * j + c2;
+            for (int j = 0; j < Tr::kN8; ++j)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int row = row0 + 8 * h;
-                const float v0 = softplus_mufu(acc[j][2 * h] + bias[j][0]), v1 = softplus_mufu(acc[j][2 * h + 1] + bias[j][1]);
-                Y * dst = y + int64_t(row) * a.ldy + col;
-                if (whole) {
-                    store_pair(dst, v0, v1);
-                } else if (row < a.M && col < a.N) {
-                    if (a.pair_stores && col + 1 < a.N) {
-                        store_pair(dst, v0, v1);
-                    } else {
-                        dst[0] = from_f32<Y>(v0);
-                        if (col + 1 < a.N) dst[1] = from_f32<Y>(v1);
+                for (int i = 0; i < 4; ++i) v[j][i] = softplus_mufu(acc[j][i] + bias[j][i % 2]);
+            const int row0 = tile * Tr::kRows + 16 * m + g, col0 = wc + c2;
+            Y * const out = y + int64_t(row0) * a.ldy + col0;
+            if (whole) {
+#pragma unroll
+                for (int j = 0; j < Tr::kN8; ++j)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) store_pair(out + 8 * h * a.ldy + 8 * j, v[j][2 * h], v[j][2 * h + 1]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < Tr::kN8; ++j)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int row = row0 + 8 * h, col = col0 + 8 * j;
+                        if (row >= a.M || col >= a.N) continue;
+                        Y * dst = out + 8 * h * a.ldy + 8 * j;
+                        if (a.pair_stores && col + 1 < a.N) {
+                            store_pair(dst, v[j][2 * h], v[j][2 * h + 1]);
+                        } else {
+                            dst[0] = from_f32<Y>(v[j][2 * h]);
+                            if (col + 1 < a.N) dst[1] = from_f32<Y>(v[j][2 * h + 1]);
+                        }
                     }
-                }
             }
         }
     }
@@ -163,8 +199,7 @@ template <class T, class Y>
 void launch_small_k(mamba_context & ctx, const SmallKArgs & a) {
     using Tr = SmallKTraits;
     auto kernel = linear_small_k_kernel<T, Y>;
-    const size_t smem = size_t(Tr::kCols + 2 * Tr::kRows) * size_t(a.row_stride) * sizeof(T);
-    MAMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const size_t smem = size_t(2 * Tr::kRows) * size_t(a.row_stride) * sizeof(T);
     int per_sm = 0;
     MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tr::kThreads, smem));
     const int col_tiles = int(ceil_div(int64_t(a.N), int64_t(Tr::kCols)));
@@ -186,7 +221,8 @@ bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
     if ((t != DType::BF16 && t != DType::F16) || p.weight.dtype != t) return false;
     if (K <= 0 || K > Tr::kMaxK || K % 8 != 0 || M > INT32_MAX || N > INT32_MAX) return false;
     const int64_t ldx = M == 1 ? K : p.x.stride[0], ldw = N == 1 ? K : p.weight.stride[0];
-    if (ldx < K || ldx % 8 != 0 || ldw < K || ldw % 8 != 0 || !aligned16(p.x.data) || !aligned16(p.weight.data)) return false;
+    // 16-byte copies of x rows, 4-byte loads of W pairs.
+    if (ldx < K || ldx % 8 != 0 || ldw < K || ldw % 2 != 0 || !aligned16(p.x.data) || reinterpret_cast<uintptr_t>(p.weight.data) % 4 != 0) return false;
     if (int64_t(ceil_div(M, int64_t(Tr::kRows))) > INT32_MAX) return false;
 
     SmallKArgs a{};

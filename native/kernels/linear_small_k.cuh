@@ -7,7 +7,7 @@
 namespace mamba::cuda {
 
 // Runs y = softplus(x W^T (+ bias)) (p.softplus must be set) on the small-K kernel when it applies (x and W
-// both bfloat16 or both float16, K a multiple of 8 up to 256, x and W rows 16-byte aligned); returns false
+// both bfloat16 or both float16, K a multiple of 8 up to 160, x rows 16-byte aligned); returns false
 // (having done nothing) otherwise.
 bool try_linear_small_k(mamba_context & ctx, const LinearParams & p);
 

@@ -642,9 +642,9 @@ TEST_P(LinearTest, GemvWarpKernelRejectsRowsTooLongToCount) {
 }
 
 // mamba_linear_softplus: on CUDA the small-K tensor-core kernel takes bfloat16 or float16 x and W with K a
-// multiple of 8 up to 256 and 16-byte aligned rows (K = 40 and 264 pad or exceed its shared rows, K = 37 and
-// misaligned rows fall back to cuBLAS and the epilogue pass, as do other dtypes); partial row and column
-// tiles, odd output widths, an odd y row stride (element stores) and a float16 bias of stride 3.
+// multiple of 8 up to 160 and 16-byte aligned x rows (K = 40 and 16 are padded to whole k steps with zeros;
+// K = 256, 264 and 37, misaligned x rows and the other dtypes fall back to cuBLAS and the epilogue pass);
+// partial row and column tiles, odd output widths, an odd y row stride (element stores) and a bias of stride 3.
 TEST_P(LinearTest, SoftplusMatchesFloat64Reference) {
     struct Types {
         DType x, w;
