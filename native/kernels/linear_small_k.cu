@@ -4,7 +4,7 @@
 // it twice.
 //
 // What must move, M x K x N (mamba-2.8b prefill of 2048 tokens: 2048 x 160 x 5120, bf16 y): x and W read once
-// from HBM (0.66 + 1.6 MB; from L2 each block reads its W columns once and x once for every column tile: 47
+// from HBM (0.66 + 1.6 MB; from L2 each block reads its W columns once and x once for every column tile: 34
 // MB in all), M N outputs written (21 MB, ~5 us at 4 TB/s). FLOPs: 2 M N K on the tensor cores (3.4 G) and
 // one softplus per output (two MUFU ops and ~12 FMA-pipe instructions): with K this small the epilogue, not
 // the product, is the arithmetic, and operand traffic through shared memory would cost more than the MMAs.
@@ -13,7 +13,7 @@
 // - W stays in registers: a warp owns 32 output columns and holds their B fragments for the whole K (10
 //   k steps x 4 n8 tiles x 2 registers = 80 registers at K = 160), loaded once from global memory. Only x
 //   goes through shared memory, as ldmatrix A fragments: 10 bytes of shared traffic an output.
-// - A block is 4 warps: 128 columns. The grid's blocks per column tile split the row tiles (32 rows of x)
+// - A block is 8 warps: 256 columns (x is read from L2 once for every column tile: 20 times at N = 5120). The grid's blocks per column tile split the row tiles (32 rows of x)
 //   between them, round robin; a block steps through its row tiles with the next one's copy (16-byte
 //   cp.async, double buffered) in flight while the current one is multiplied and its epilogue runs.
 // - Per row tile a warp computes 2 m16 x 4 n8 tiles, one m16 slice after the other (product, then its
@@ -21,8 +21,9 @@
 //   K + 8 elements (K a multiple of 16; K = 8 mod 16 is padded with zeros), so that the 8 rows an ldmatrix
 //   reads fall in distinct banks.
 // - Epilogue from the accumulators: + bias, softplus_mufu on the float32 sum (all 16 of a thread's slice
-//   first, so that they interleave), rounded once to y's dtype, stored as pairs of columns.
-// - 128 registers at most (4 blocks, 16 warps an SM); the grid is one wave of blocks.
+//   first, so that they interleave), rounded once to y's dtype, staged in shared memory as pairs of columns
+//   and stored as whole 16-byte pieces of rows (pairs straight from the registers at the edges).
+// - 128 registers at most (2 blocks, 16 warps an SM); the grid is one wave of blocks.
 #include "common.cuh"
 #include "launch.cuh"
 #include "linear_small_k.cuh"
@@ -34,9 +35,9 @@ namespace mamba::cuda {
 namespace {
 
 struct SmallKTraits {
-    static constexpr int kThreads = 128;
+    static constexpr int kThreads = 256;
     static constexpr int kWarps = kThreads / 32;
-    static constexpr int kMinBlocksPerSM = 4;
+    static constexpr int kMinBlocksPerSM = 2;
     static constexpr int kRows = 32;                 // rows of x a tile
     static constexpr int kWarpCols = 32;             // output columns a warp
     static constexpr int kCols = kWarps * kWarpCols; // output columns a block
@@ -44,6 +45,12 @@ struct SmallKTraits {
     static constexpr int kN8 = kWarpCols / 8;        // n8 MMA tiles a warp
     static constexpr int kMaxK = 160;
     static constexpr int kMaxSteps = kMaxK / 16;     // k steps of 16
+    // A warp's staged output slice: 16 rows of 32 columns, rows padded by 16 bytes so that the lanes' pair
+    // stores (8 rows x 4 lanes) fall in distinct banks.
+    template <class Y>
+    static constexpr int stage_row_bytes() { return kWarpCols * int(sizeof(Y)) + 16; }
+    template <class Y>
+    static constexpr int stage_bytes() { return kWarps * 16 * stage_row_bytes<Y>(); }
 };
 
 struct SmallKArgs {
@@ -54,7 +61,7 @@ struct SmallKArgs {
     int64_t ldx, ldw, ldy, bias_s;
     int M, N, K, padded_k, row_stride;  // row_stride: elements of a shared row
     int row_tiles;
-    bool has_bias, pair_stores;
+    bool has_bias, pair_stores, vec_stores;  // vec_stores: y and its rows 16-byte aligned
 };
 
 template <class T>
@@ -101,6 +108,8 @@ __global__ void __launch_bounds__(SmallKTraits::kThreads, SmallKTraits::kMinBloc
     allow_dependents();
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T * sx = reinterpret_cast<T *>(smem_raw);  // [2][kRows][row_stride]
+    // This warp's staged output slice (whole tiles only): written as pairs, stored as 16-byte rows pieces.
+    unsigned char * stage = smem_raw + size_t(2 * Tr::kRows) * a.row_stride * sizeof(T) + (threadIdx.x >> 5) * 16 * Tr::template stage_row_bytes<Y>();
 
     const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
     const int g = lane / 4, c2 = 2 * (lane % 4);  // accumulator and B fragment layout (mma_fragments.cuh)
@@ -169,7 +178,25 @@ __global__ void __launch_bounds__(SmallKTraits::kThreads, SmallKTraits::kMinBloc
                 for (int i = 0; i < 4; ++i) v[j][i] = softplus_mufu(acc[j][i] + bias[j][i % 2]);
             const int row0 = tile * Tr::kRows + 16 * m + g, col0 = wc + c2;
             Y * const out = y + int64_t(row0) * a.ldy + col0;
-            if (whole) {
+            if (whole && a.vec_stores) {
+                // Through shared memory, so that each row's 32 outputs leave as whole 16-byte pieces.
+                constexpr int kRowBytes = Tr::template stage_row_bytes<Y>();
+                constexpr int kPieces = Tr::kWarpCols * int(sizeof(Y)) / 16;  // 16-byte pieces a row
+#pragma unroll
+                for (int j = 0; j < Tr::kN8; ++j)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h)
+                        store_pair(reinterpret_cast<Y *>(stage + (g + 8 * h) * kRowBytes) + 8 * j + c2, v[j][2 * h], v[j][2 * h + 1]);
+                __syncwarp();
+                Y * const slice = y + int64_t(tile * Tr::kRows + 16 * m) * a.ldy + wc;
+#pragma unroll
+                for (int q = lane; q < 16 * kPieces; q += 32) {
+                    const int r = q / kPieces, piece = q % kPieces;
+                    *reinterpret_cast<uint4 *>(slice + r * a.ldy + piece * (16 / int(sizeof(Y)))) =
+                        *reinterpret_cast<const uint4 *>(stage + r * kRowBytes + piece * 16);
+                }
+                __syncwarp();  // the slice is read before the next one is staged
+            } else if (whole) {
 #pragma unroll
                 for (int j = 0; j < Tr::kN8; ++j)
 #pragma unroll
@@ -199,7 +226,7 @@ template <class T, class Y>
 void launch_small_k(mamba_context & ctx, const SmallKArgs & a) {
     using Tr = SmallKTraits;
     auto kernel = linear_small_k_kernel<T, Y>;
-    const size_t smem = size_t(2 * Tr::kRows) * size_t(a.row_stride) * sizeof(T);
+    const size_t smem = size_t(2 * Tr::kRows) * size_t(a.row_stride) * sizeof(T) + size_t(Tr::template stage_bytes<Y>());
     int per_sm = 0;
     MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tr::kThreads, smem));
     const int col_tiles = int(ceil_div(int64_t(a.N), int64_t(Tr::kCols)));
@@ -243,6 +270,7 @@ bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
     a.row_tiles = int(ceil_div(M, int64_t(Tr::kRows)));
     const size_t y_size = dtype_size(p.y.dtype);
     a.pair_stores = reinterpret_cast<uintptr_t>(p.y.data) % (2 * y_size) == 0 && a.ldy % 2 == 0;
+    a.vec_stores = reinterpret_cast<uintptr_t>(p.y.data) % 16 == 0 && (a.ldy * int64_t(y_size)) % 16 == 0;
 
     const bool bf16 = t == DType::BF16;
     switch (p.y.dtype) {
