@@ -13,13 +13,13 @@
 // - W stays in registers: a warp owns 32 output columns and holds their B fragments for the whole K (10
 //   k steps x 4 n8 tiles x 2 registers = 80 registers at K = 160), loaded once from global memory. Only x
 //   goes through shared memory, as ldmatrix A fragments: 10 bytes of shared traffic an output.
-// - A block is 8 warps: 256 columns (x is read from L2 once for every column tile: 20 times at N = 5120). The grid's blocks per column tile split the row tiles (32 rows of x)
-//   between them, round robin; a block steps through its row tiles with the next one's copy (16-byte
-//   cp.async, double buffered) in flight while the current one is multiplied and its epilogue runs.
+// - A block is 8 warps: 256 columns (x is read from L2 once for every column tile: 20 times at N = 5120).
+//   The grid's blocks per column tile split the row tiles (32 rows of x) between them, round robin; a block
+//   steps through its row tiles with the next one's copy (16-byte cp.async, double buffered) in flight while
+//   the current one is multiplied and its epilogue runs.
 // - Per row tile a warp computes 2 m16 x 4 n8 tiles, one m16 slice after the other (product, then its
-//   epilogue): per slice and k step one ldmatrix.x4 and 4 MMAs. Shared rows are
-//   K + 8 elements (K a multiple of 16; K = 8 mod 16 is padded with zeros), so that the 8 rows an ldmatrix
-//   reads fall in distinct banks.
+//   epilogue): per slice and k step one ldmatrix.x4 and 4 MMAs. Shared rows are K + 8 elements (K a multiple
+//   of 16; K = 8 mod 16 is padded with zeros), so that the 8 rows an ldmatrix reads fall in distinct banks.
 // - Epilogue from the accumulators: + bias, softplus_mufu on the float32 sum (all 16 of a thread's slice
 //   first, so that they interleave), rounded once to y's dtype, staged in shared memory as pairs of columns
 //   and stored as whole 16-byte pieces of rows (pairs straight from the registers at the edges).
@@ -112,10 +112,10 @@ __global__ void __launch_bounds__(SmallKTraits::kThreads, SmallKTraits::kMinBloc
     allow_dependents();
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T * sx = reinterpret_cast<T *>(smem_raw);  // [2][kRows][row_stride]
-    // This warp's staged output slice (whole tiles only): written as pairs, stored as 16-byte rows pieces.
-    unsigned char * stage = smem_raw + size_t(2 * Tr::kRows) * a.row_stride * sizeof(T) + (threadIdx.x >> 5) * 16 * Tr::template stage_row_bytes<Y>();
-
     const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+    // This warp's staged output slice (whole tiles only): written as pairs, stored as 16-byte pieces of rows.
+    unsigned char * stage = smem_raw + size_t(2 * Tr::kRows) * a.row_stride * sizeof(T) + size_t(warp) * 16 * Tr::template stage_row_bytes<Y>();
+
     const int g = lane / 4, c2 = 2 * (lane % 4);  // accumulator and B fragment layout (mma_fragments.cuh)
     const int wc = int(blockIdx.y) * Tr::kCols + warp * Tr::kWarpCols;  // this warp's first output column
     const int steps = a.padded_k / 16;
@@ -253,7 +253,8 @@ bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
     if (K <= 0 || K > Tr::kMaxK || K % 8 != 0 || M > INT32_MAX || N > INT32_MAX) return false;
     const int64_t ldx = M == 1 ? K : p.x.stride[0], ldw = N == 1 ? K : p.weight.stride[0];
     // 16-byte copies of x rows, 4-byte loads of W pairs.
-    if (ldx < K || ldx % 8 != 0 || ldw < K || ldw % 2 != 0 || !aligned16(p.x.data) || reinterpret_cast<uintptr_t>(p.weight.data) % 4 != 0) return false;
+    const bool w_pairs = ldw >= K && ldw % 2 == 0 && reinterpret_cast<uintptr_t>(p.weight.data) % 4 == 0;
+    if (ldx < K || ldx % 8 != 0 || !aligned16(p.x.data) || !w_pairs) return false;
     if (int64_t(ceil_div(M, int64_t(Tr::kRows))) > INT32_MAX) return false;
 
     SmallKArgs a{};
