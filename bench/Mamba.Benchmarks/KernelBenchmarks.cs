@@ -232,12 +232,13 @@ public class DecodeKernelBenchmarks : KernelBenchmarkBase
 [MemoryDiagnoser]
 public class PrefillKernelBenchmarks : KernelBenchmarkBase
 {
-    private const int Hidden = 768, Inner = 1536, State1 = 16, Width = 4, Heads = 24, HeadDim = 64, State2 = 128;
+    private const int Hidden = 768, Inner = 1536, State1 = 16, Width = 4, Heads = 24, HeadDim = 64, State2 = 128, DtRank = 48;
     private Tensor _x = null!, _inProjW = null!, _xz = null!;
     private Tensor _u = null!, _convW = null!, _convB = null!, _uc = null!;
     private Tensor _delta = null!, _a1 = null!, _b1 = null!, _c1 = null!, _d1 = null!, _z1 = null!, _deltaBias = null!, _y1 = null!, _ssm = null!;
     private Tensor _x2 = null!, _dt2 = null!, _a2 = null!, _b2 = null!, _c2 = null!, _d2 = null!, _dtBias2 = null!, _y2 = null!, _ssdState = null!;
     private Tensor _gateW = null!, _z2 = null!, _gated = null!;
+    private Tensor _dtIn = null!, _dtProjW = null!, _dtOut = null!, _dt = null!;
 
     [Params(512)]
     public int Tokens { get; set; }
@@ -277,6 +278,13 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
         _gateW = Bf16(Inner);
         _z2 = Bf16(l, Inner);
         _gated = Keep(Tensor.Empty(Ctx, DType.BFloat16, l, Inner));
+        // dt_proj's input: the dt_rank first columns of x_proj's (L, rank + 2 N) output; its (L, Inner) output seen
+        // channel-major by the scan.
+        _dtIn = Keep(Bf16(l, DtRank + 2 * State1).View([l, DtRank], [DtRank + 2 * State1, 1]));
+        _dtProjW = Rand(DType.BFloat16, -0.1f, 0.1f, Inner, DtRank);
+        _dtOut = Keep(Tensor.Empty(Ctx, DType.BFloat16, l, Inner));
+        _dt = Keep(_dtOut.View([1, Inner, l], [l * Inner, 1, Inner]));
+        Kernels.LinearSoftplus(Ctx, _dtIn, _dtProjW, _dtOut, _deltaBias);
     }
 
     /// <summary>in_proj GEMM (tokens x 768 by 768 x 3072).</summary>
@@ -299,6 +307,23 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
     public void SelectiveScan()
     {
         Kernels.SelectiveScan(Ctx, _uc, _delta, _a1, _b1, _c1, _y1, _d1, _z1, _deltaBias, deltaSoftplus: true, _ssm, _ssm);
+        Ctx.Synchronize();
+    }
+
+    /// <summary>dt_proj with the dt bias and softplus in its epilogue (tokens x 48 by 48 x 1536), as a CUDA prefill runs
+    /// it.</summary>
+    [Benchmark]
+    public void DtProjSoftplus()
+    {
+        Kernels.LinearSoftplus(Ctx, _dtIn, _dtProjW, _dtOut, _deltaBias);
+        Ctx.Synchronize();
+    }
+
+    /// <summary>The selective scan on the dt that <see cref="DtProjSoftplus"/> made: no delta bias, no softplus.</summary>
+    [Benchmark]
+    public void SelectiveScanDtGiven()
+    {
+        Kernels.SelectiveScan(Ctx, _uc, _dt, _a1, _b1, _c1, _y1, _d1, _z1, null, deltaSoftplus: false, _ssm, _ssm);
         Ctx.Synchronize();
     }
 
