@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "core/context.h"
-#include "core/numeric.h"
 #include "cpu/gemm_amx.h"
 #include "cpu/gemm_avx512.h"
 #include "cpu/blas_threads.h"
@@ -159,7 +158,12 @@ void linear_softplus(mamba_context & ctx, const LinearParams & p) {
         float * row = sums.y.ptr<float>() + r * sums.y.stride[0];
         int64_t o = 0;
         for (; o + scan_vec::kWidth <= N; o += scan_vec::kWidth) scan_vec::store(row + o, scan_vec::softplus(scan_vec::load(row + o)));
-        for (; o < N; ++o) row[o] = softplus(row[o]);
+        if (o < N) {  // the tail through a padded vector, so that every column takes the same softplus
+            float tail[scan_vec::kWidth] = {};
+            std::copy(row + o, row + N, tail);
+            scan_vec::store(tail, scan_vec::softplus(scan_vec::load(tail)));
+            std::copy(tail, tail + (N - o), row + o);
+        }
         if (p.y.dtype != DType::F32) store_floats(p.y.dtype, element(p.y, {r, 0}), N, 1, row);
     }
 }
