@@ -310,7 +310,7 @@ public class PrefillKernelBenchmarks : KernelBenchmarkBase
         Ctx.Synchronize();
     }
 
-    /// <summary>dt_proj with the dt bias and softplus in its epilogue (tokens x 48 by 48 x 1536), as a CUDA prefill runs
+    /// <summary>dt_proj with the dt bias and softplus on its sums (tokens x 48 by 48 x 1536), as the Mamba-1 prefill runs
     /// it.</summary>
     [Benchmark]
     public void DtProjSoftplus()

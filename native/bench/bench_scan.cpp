@@ -17,10 +17,8 @@ std::deque<View> & views() {
     return v;
 }
 
-// A contiguous buffer of shape `storage`, seen with `shape` and `strides`.
-DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides,
-                double lo = -1.0, double hi = 1.0) {
-    DLTensor * base = b.tensor(std::move(storage), dtype, lo, hi);
+// `base` seen with `shape` and `strides`.
+DLTensor * view_of(const DLTensor * base, std::vector<int64_t> shape, std::vector<int64_t> strides) {
     View & v = views().emplace_back();
     v.shape = std::move(shape);
     v.strides = std::move(strides);
@@ -31,11 +29,17 @@ DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, s
     return &v.dl;
 }
 
+// A contiguous buffer of shape `storage`, seen with `shape` and `strides`.
+DLTensor * view(mb::Bench & b, std::vector<int64_t> storage, DLDataType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides,
+                double lo = -1.0, double hi = 1.0) {
+    return view_of(b.tensor(std::move(storage), dtype, lo, hi), std::move(shape), std::move(strides));
+}
+
 constexpr int64_t kDim = 1536, kState = 16;
 
 // Prefill with every option the model uses: D, z, delta_bias, softplus, and the final state for decoding.
 // variant: MAMBA_CUDA_SCAN_VARIANT for this case's calls only (nullptr: the library default). dt_given: no
-// delta_bias and no softplus, delta is dt itself (what mamba_linear_softplus makes; the CUDA prefill's call).
+// delta_bias and no softplus, delta is dt itself (what mamba_linear_softplus makes; the model's prefill call).
 decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, bool time_major, int64_t dim = kDim, const char * variant = nullptr,
                                   bool dt_given = false) {
     return [=](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
@@ -98,7 +102,7 @@ decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
 // reads its output, as the model lays them out: x is the dt_rank first columns of x_proj's (len, rank + 2N)
 // output, dt a (len, dim) buffer seen as (1, dim, len). fused: mamba_linear_softplus (bias and softplus in
 // the projection's epilogue) and the scan with dt given; else mamba_linear (cuBLAS) and the scan with
-// delta_bias and softplus (the CPU prefill's pair).
+// delta_bias and softplus (the order before mamba_linear_softplus).
 decltype(mb::Case::setup) dt_projection(int64_t len, int64_t dim, int64_t rank, bool fused, bool scan) {
     return [=](mb::Bench & b, double & bytes, double & flops) -> std::function<void()> {
         const int64_t N = kState, W = rank + 2 * N, es = 2;
@@ -112,14 +116,7 @@ decltype(mb::Case::setup) dt_projection(int64_t len, int64_t dim, int64_t rank, 
         if (fused) lin.bias = bias;
         mamba_selective_scan_args a{};
         a.u = view(b, {len, dim}, t, {1, dim, len}, {len * dim, 1, dim});
-        View & dv = views().emplace_back();
-        dv.shape = {1, dim, len};
-        dv.strides = {len * dim, 1, dim};
-        dv.dl = *dt;
-        dv.dl.ndim = 3;
-        dv.dl.shape = dv.shape.data();
-        dv.dl.strides = dv.strides.data();
-        a.delta = &dv.dl;
+        a.delta = view_of(dt, {1, dim, len}, {len * dim, 1, dim});
         a.z = view(b, {len, dim}, t, {1, dim, len}, {len * dim, 1, dim});
         a.B = view(b, {len, W}, t, {1, 1, N, len}, {len * W, N, 1, W});
         a.C = view(b, {len, W}, t, {1, 1, N, len}, {len * W, N, 1, W});
@@ -149,7 +146,7 @@ mb::Register scan_f32_dl("selective_scan f32 b=1 d=1536 n=16 L=1024 (b,d,l)", pr
 mb::Register scan_chunk_28b("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,l,d) view (2.8b prefill chunk)", prefill(mb::kBF16, 1, 512, true, 5120));
 // The model's own call: a whole 2048-token mamba-2.8b prefill (64 of these per prefill).
 mb::Register scan_prefill_28b("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048)", prefill(mb::kBF16, 1, 2048, true, 5120));
-// The same with dt given (no delta_bias, no softplus): the CUDA prefill's call since dt_proj applies them.
+// The same with dt given (no delta_bias, no softplus): the model's prefill call since dt_proj applies them.
 mb::Register scan_prefill_28b_dt("selective_scan bf16 b=1 d=5120 n=16 L=2048 (b,l,d) view (2.8b prefill 2048) dt given",
                                  prefill(mb::kBF16, 1, 2048, true, 5120, nullptr, true));
 mb::Register scan_chunk_28b_dl("selective_scan bf16 b=1 d=5120 n=16 L=512 (b,d,l)", prefill(mb::kBF16, 1, 512, false, 5120));
