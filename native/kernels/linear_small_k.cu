@@ -256,6 +256,7 @@ bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
     const bool w_pairs = ldw >= K && ldw % 2 == 0 && reinterpret_cast<uintptr_t>(p.weight.data) % 4 == 0;
     if (ldx < K || ldx % 8 != 0 || !aligned16(p.x.data) || !w_pairs) return false;
     if (int64_t(ceil_div(M, int64_t(Tr::kRows))) > INT32_MAX) return false;
+    if (ceil_div(N, int64_t(Tr::kCols)) > 65535) return false;  // the column tiles are grid.y
 
     SmallKArgs a{};
     a.x = p.x.data;

@@ -223,15 +223,28 @@ void launch_split_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
 }
 
 // ---- split on (b, l, d) buffers: the rows path with two lanes a channel ------------------------------
-// The model's views (see selective_scan_rows_kernel): tiles of CH steps x 64 channels of u, delta (and z)
-// copied into shared memory with 16-byte cp.async, double buffered, B and C rows of the tile's steps
-// staged and converted to float once per block, y written over the u tile and stored with 16-byte
-// stores. The compute is split's: lanes 2c and 2c+1 own channel c of the tile, each half of its states;
-// lane `half` reads u, delta, z of steps half*8..half*8+7 of the tile's column, computes their dt, dt*u
-// and y; dt and dt*u of every step reach the other lane by SHFL, C.h halves meet by one SHFL.XOR.
+// The model's views (see selective_scan_rows_kernel): tiles of CH steps x 32 channels of u, delta (and z)
+// copied into shared memory with 16-byte cp.async, double buffered; B and C rows of the next tile loaded
+// into registers while a tile runs and stored converted to float into the other of two buffers after it;
+// y written over the u tile and stored with 16-byte stores at the start of the next tile. The compute is
+// split's: lanes 2c and 2c+1 own channel c of the tile, each half of its states; lane `half` reads u,
+// delta, z of steps half*8..half*8+7 of the tile's column, computes their dt, dt*u and y; dt and dt*u of
+// every step reach the other lane by SHFL, C.h halves meet by one SHFL.XOR.
+// One __syncthreads a tile: at its top, the tile has landed and every thread is done with the other
+// buffers. The kernel before this one took three a tile in the final pass (two in the summaries): B/C were
+// copied raw and converted behind a barrier, and y stored behind another. Measured on an H200 (bf16, ms,
+// run 162) against it and against 64-channel blocks (128 threads, 5 an SM; 32-channel blocks hold as many
+// warps, 10 an SM):
+//   (b, l, d) rows path                    3 barriers, 128 thr  1 barrier, 128  1 barrier, 64 (kept)
+//   B1 D5120 L2048, dt given (2.8b model)  0.1438-0.1445        0.1404          0.1378
+//   B1 D5120 L2048, bias and softplus      0.1586-0.1592        0.1546          0.1510
+//   B1 D5120 L512                          0.0516-0.0528        0.0512          0.0500
+//   B8 D5120 L2048                         0.6842-0.6850        0.6605          0.6319
+// (32-channel blocks with three barriers lost: 0.1471 dt given, 0.7077 at B8.)
 // Bytes and FLOPs are the main path's (top of selective_scan_kernel.cuh). Shared memory per block: 2 x 16
-// x 64 x 3 elements + 3 x 16 x N elements + 2 x 16 x N floats: 16 KB for bf16 N16, 30 KB for float32.
-// 128 threads (64 channels) a block, at most 96 registers (kMinBlocksPerSM 5); dstate 5..16.
+// x 32 x 3 elements + 2 x 2 x 16 x N floats: 10 KB for bf16 N16, 16 KB for float32. 64 threads (32
+// channels) a block, at most 96 registers (10 blocks an SM; ptxas, CUDA 11.8: the N16 builds spill 4-8
+// bytes, the B/C registers held over a tile); dstate 5..16.
 template <class T, int kStates>
 struct SplitRowsScanTraits {
     using Elem = T;
@@ -240,9 +253,9 @@ struct SplitRowsScanTraits {
     static_assert(kLaneStates % 4 == 0, "a lane's B/C are whole float4s");
     static constexpr int kChunk = 16;                                // steps per tile
     static constexpr int kLaneSteps = kChunk / 2;                    // steps a lane owns per tile
-    static constexpr int kThreads = 128;
+    static constexpr int kThreads = 64;
     static constexpr int kChannels = kThreads / 2;                   // tile width
-    static constexpr int kMinBlocksPerSM = 5;
+    static constexpr int kMinBlocksPerSM = 10;                       // 20 warps an SM, at most 96 registers
     static constexpr int kVec = 16 / int(sizeof(T));                 // elements per 16-byte piece
     static constexpr int kRowPieces = kChannels / kVec;              // pieces per step of a tile
     static constexpr int kTilePieces = kChunk * kRowPieces;          // pieces per tile and tensor
@@ -261,14 +274,15 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     segmented_pass_entry();
     using T = typename Tr::Elem;
     constexpr int N = Tr::kN, NL = Tr::kLaneStates, CH = Tr::kChunk, LS = Tr::kLaneSteps, TH = Tr::kThreads, TC = Tr::kChannels, VEC = Tr::kVec;
+    constexpr int kBCRows = kSummary ? 1 : 2;                        // B, and C in the final pass
+    constexpr int kBCPieces = kBCRows * CH * Tr::kBCRowPieces;       // 16-byte pieces of B/C a tile
+    constexpr int kBCPerThread = (kBCPieces + TH - 1) / TH;
     constexpr unsigned kFull = 0xffffffffu;
     __shared__ __align__(16) T s_u[2][CH][TC];  // u tile; y is written over it
     __shared__ __align__(16) T s_dl[2][CH][TC];
     __shared__ __align__(16) T s_z[kSummary ? 1 : 2][CH][TC];
-    __shared__ __align__(16) T s_B[2][CH][N];
-    __shared__ __align__(16) T s_C[kSummary ? 1 : 2][CH][N];
-    __shared__ __align__(16) float s_Bf[CH][N];
-    __shared__ __align__(16) float s_Cf[kSummary ? 1 : CH][N];
+    __shared__ __align__(16) float s_Bf[2][CH][N];  // B, C of a tile as float32, double buffered
+    __shared__ __align__(16) float s_Cf[kSummary ? 1 : 2][kSummary ? 1 : CH][N];
 
     const int tid = int(threadIdx.x);
     const int half = tid & 1;               // which states and which steps of the tile
@@ -311,8 +325,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
     }
     const StepConsts consts{a.has_bias ? a.delta_bias[d * a.bias_s] : 0.0f, a.has_D ? a.D[d * a.D_s] : 0.0f, a.softplus, has_z};
 
-    // Issues the copies of the tile at t0 into buffer buf. Steps past the segment end and channels past
-    // dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
+    // Issues the copies of the u, delta (and z) tiles at t0 into buffer buf. Steps past the segment end and
+    // channels past dim (dim is a multiple of VEC, so a piece is all in or all out) read as zeros.
     auto tile_load = [&](int buf, int64_t t0) {
 #pragma unroll
         for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
@@ -325,49 +339,82 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             cp_async_16(&s_dl[buf][k][ch], db + t * a.dl_st + c, in);
             if (has_z) cp_async_16(&s_z[buf][k][ch], zb + t * a.z_st + c, in);
         }
-        constexpr int kBCRows = kSummary ? 1 : 2;
-        if (a.rows_bc_vec) {
-            constexpr int kPieces = kBCRows * CH * Tr::kBCRowPieces;
-            for (int p = tid; p < kPieces; p += TH) {
-                const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
-                const bool is_c = p >= CH * Tr::kBCRowPieces;
-                const bool in = t0 + k < t_end;
-                const int64_t t = in ? t0 + k : t_begin;
-                T * dst = is_c ? &s_C[buf][k][piece * VEC] : &s_B[buf][k][piece * VEC];
-                const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + piece * VEC;
-                cp_async_16(dst, src, in);
+    };
+
+    // Piece p of a tile's B (then C) rows is VEC states of one step; its thread loads it into registers
+    // (bc_load) and stores it converted (bc_store). Past the end or past dstate: zeros.
+    RawChunk<T, VEC> bc_raw[kBCPerThread];
+    auto bc_load = [&](int64_t t0) {
+#pragma unroll
+        for (int j = 0; j < kBCPerThread; ++j) {
+            const int p = tid + j * TH;
+            if (kBCPieces % TH != 0 && p >= kBCPieces) break;
+            const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
+            const bool is_c = p >= CH * Tr::kBCRowPieces;
+            const int64_t t = t0 + k;
+            const int first = piece * VEC;
+            if (a.rows_bc_vec) {
+                const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + first;
+                bc_raw[j].template load<true>(src, t < t_end ? VEC : 0, 1);
+            } else {
+                const T * src = is_c ? Cp + t * a.C_st + first * a.C_sn : Bp + t * a.B_st + first * a.B_sn;
+                const int64_t left = a.dstate - first;
+                const int count = t < t_end ? (left < VEC ? int(left > 0 ? left : 0) : VEC) : 0;
+                bc_raw[j].template load<false>(src, count, is_c ? a.C_sn : a.B_sn);
             }
-            return;
         }
-        // Element by element (unaligned or strided B/C, padded dstate); plain stores into the free buffer.
-        for (int e = tid; e < kBCRows * CH * N; e += TH) {
-            const int n = e % N, k = (e / N) % CH;
-            const bool is_c = e >= CH * N;
-            const bool in = n < a.dstate && t0 + k < t_end;
-            const T v = in ? (is_c ? Cp[n * a.C_sn + (t0 + k) * a.C_st] : Bp[n * a.B_sn + (t0 + k) * a.B_st]) : from_f32<T>(0.0f);
-            if (is_c) s_C[buf][k][n] = v;
-            else s_B[buf][k][n] = v;
+    };
+    auto bc_store = [&](int buf) {
+#pragma unroll
+        for (int j = 0; j < kBCPerThread; ++j) {
+            const int p = tid + j * TH;
+            if (kBCPieces % TH != 0 && p >= kBCPieces) break;
+            const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
+            const bool is_c = p >= CH * Tr::kBCRowPieces;
+            float * dst = is_c ? &s_Cf[kSummary ? 0 : buf][k][piece * VEC] : &s_Bf[buf][k][piece * VEC];
+#pragma unroll
+            for (int q = 0; q < VEC / 4; ++q)
+                reinterpret_cast<float4 *>(dst)[q] =
+                    make_float4(bc_raw[j].at(4 * q), bc_raw[j].at(4 * q + 1), bc_raw[j].at(4 * q + 2), bc_raw[j].at(4 * q + 3));
+        }
+    };
+    // The block stores the y tile at t0, written over the u tile in buffer buf.
+    auto store_y = [&](int buf, int64_t t0) {
+        const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
+#pragma unroll
+        for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
+            const int p = tid + j * TH;
+            const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
+            if (k < steps && d_first + ch < a.dim)
+                *reinterpret_cast<uint4 *>(yb + (t0 + k) * a.y_st + ch) = *reinterpret_cast<const uint4 *>(&s_u[buf][k][ch]);
         }
     };
 
     float dt_sum = 0.0f;
     tile_load(0, t_begin);
     cp_async_commit();
+    bc_load(t_begin);
+    bc_store(0);
     int buf = 0;
+    int64_t last_t0 = t_begin;
     for (int64_t t0 = t_begin; t0 < t_end; t0 += CH, buf ^= 1) {
         // The tile at t0 has landed for every thread, and every thread is done with the other buffer.
         cp_async_wait_all();
         __syncthreads();
-        if (t0 + CH < t_end) {
+        // The previous tile's y, before the copies into its buffer (a thread stores exactly the pieces it
+        // copies next, so its loads of them come first).
+        if constexpr (!kSummary)
+            if (t0 > t_begin) store_y(buf ^ 1, t0 - CH);
+        last_t0 = t0;
+        const bool more = t0 + CH < t_end;
+        if (more) {
             tile_load(buf ^ 1, t0 + CH);
             cp_async_commit();
+            bc_load(t0 + CH);
         }
         const int steps = t_end - t0 < CH ? int(t_end - t0) : CH;
-        for (int e = tid; e < CH * N; e += TH) {
-            s_Bf[e / N][e % N] = to_f32<T>(s_B[buf][e / N][e % N]);
-            if constexpr (!kSummary) s_Cf[e / N][e % N] = to_f32<T>(s_C[buf][e / N][e % N]);
-        }
-        __syncthreads();
+        const float(*Bf)[N] = s_Bf[buf];
+        const float(*Cf)[N] = s_Cf[kSummary ? 0 : buf];
         // Phase 1: dt and dt * u of this lane's steps (past the end: dt = 0, u reads as zero).
         float u_own[LS], dt_own[LS], du_own[LS];
 #pragma unroll
@@ -388,12 +435,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             const float dt = __shfl_sync(kFull, dt_own[k % LS], owner);
             const float du = __shfl_sync(kFull, du_own[k % LS], owner);
             float Bv[NL];
-            shared_floats<NL>(&s_Bf[k][half * NL], Bv);
+            shared_floats<NL>(&Bf[k][half * NL], Bv);
 #pragma unroll
             for (int j = 0; j < NL; ++j) h[j] = fmaf(ex2_mufu(dt * A2[j]), h[j], du * Bv[j]);
             if constexpr (!kSummary) {
                 float Cv[NL];
-                shared_floats<NL>(&s_Cf[k][half * NL], Cv);
+                shared_floats<NL>(&Cf[k][half * NL], Cv);
                 float acc0 = Cv[0] * h[0], acc1 = Cv[1] * h[1];
 #pragma unroll
                 for (int j = 2; j < NL; j += 2) {
@@ -406,7 +453,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
             }
         }
         // Phase 3: D skip, SiLU(z) gate and y of this lane's steps, written over its u entries (only this
-        // lane reads them), then the block stores the y tile.
+        // lane reads them); the block stores the y tile behind the next barrier.
         if constexpr (!kSummary) {
 #pragma unroll
             for (int i = 0; i < LS; ++i) {
@@ -415,15 +462,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
                 const float gated = has_z ? y * scan_silu(to_f32<T>(s_z[buf][k][col])) : y;
                 s_u[buf][k][col] = from_f32<T>(gated);
             }
-            __syncthreads();
-#pragma unroll
-            for (int j = 0; j < Tr::kPiecesPerThread; ++j) {
-                const int p = tid + j * TH;
-                const int k = p / Tr::kRowPieces, ch = (p % Tr::kRowPieces) * VEC;
-                if (k < steps && d_first + ch < a.dim)
-                    *reinterpret_cast<uint4 *>(yb + (t0 + k) * a.y_st + ch) = *reinterpret_cast<const uint4 *>(&s_u[buf][k][ch]);
-            }
         }
+        if (more) bc_store(buf ^ 1);
+    }
+    if constexpr (!kSummary) {
+        __syncthreads();
+        store_y(buf ^ 1, last_t0);
     }
     if constexpr (kSummary) dt_sum += __shfl_xor_sync(kFull, dt_sum, 1);  // both halves' steps
     if (!channel_valid) return;
