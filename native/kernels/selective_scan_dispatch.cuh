@@ -47,9 +47,9 @@ struct ScanThreadPlan {
 // contiguous: the channel path with 16-byte loads; rows: the (b, l, d) path.
 // split on the rows path plans its segments for ONE wave of the blocks it holds (launch bounds: kThreads x
 // kMinBlocksPerSM threads an SM, the same for every type), not two waves of kResidentThreadsPerSM as the
-// other kernels: on 132 SMs at B1 D5120 L512 that is 8 segments of 64 steps (640 blocks a pass, one
-// wave of 660) instead of 11 of 48 (880 blocks, 1.3 waves), measured 8% faster; L2048: 8 of 256 instead
-// of 13 of 160, equal (numbers in selective_scan_split.cuh).
+// other kernels: on 132 SMs at B1 D5120 L512 that is 8 segments of 64 steps (with 32-channel blocks 1280
+// a pass, one wave of 1320) instead of 11 of 48 (1.3 waves), measured 8% faster with the 64-channel blocks
+// of the time (640 of 660); L2048: 8 of 256 instead of 13 of 160, equal (numbers in selective_scan_split.cuh).
 inline ScanThreadPlan scan_thread_plan(ScanVariant v, int64_t dstate, bool contiguous, bool rows) {
     if (dstate <= 4 || !(contiguous || rows) || v == ScanVariant::Base) return {1, kResidentThreadsPerSM, 2};
     if (contiguous && v == ScanVariant::Duo) return {DuoScanTraits<float, 16>::kLanes, DuoScanTraits<float, 16>::kResidentThreads, 2};
