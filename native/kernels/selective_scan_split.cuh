@@ -243,8 +243,9 @@ void launch_split_scan(mamba_context & ctx, const ScanArgs & a, int64_t batch) {
 // (32-channel blocks with three barriers lost: 0.1471 dt given, 0.7077 at B8.)
 // Bytes and FLOPs are the main path's (top of selective_scan_kernel.cuh). Shared memory per block: 2 x 16
 // x 32 x 3 elements + 2 x 2 x 16 x N floats: 10 KB for bf16 N16, 16 KB for float32. 64 threads (32
-// channels) a block, at most 96 registers (10 blocks an SM; ptxas, CUDA 11.8: the N16 builds spill 4-8
-// bytes, the B/C registers held over a tile); dstate 5..16.
+// channels) a block, at most 96 registers (10 blocks an SM; ptxas, CUDA 11.8, sm_90: the 16-bit N16 dt-given
+// summaries and the float32 N8 final passes spill 4-12 bytes, with the B/C registers held over a tile);
+// dstate 5..16.
 template <class T, int kStates>
 struct SplitRowsScanTraits {
     using Elem = T;
@@ -343,39 +344,42 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM) selective_s
 
     // Piece p of a tile's B (then C) rows is VEC states of one step; its thread loads it into registers
     // (bc_load) and stores it converted (bc_store). Past the end or past dstate: zeros.
+    struct BCPiece {
+        int k, first;  // step in the tile, first state
+        bool is_c, exists;
+    };
+    auto bc_piece = [&](int j) {  // the thread's j-th piece
+        const int p = tid + j * TH;
+        return BCPiece{(p / Tr::kBCRowPieces) % CH, (p % Tr::kBCRowPieces) * VEC, p >= CH * Tr::kBCRowPieces, kBCPieces % TH == 0 || p < kBCPieces};
+    };
     RawChunk<T, VEC> bc_raw[kBCPerThread];
     auto bc_load = [&](int64_t t0) {
 #pragma unroll
         for (int j = 0; j < kBCPerThread; ++j) {
-            const int p = tid + j * TH;
-            if (kBCPieces % TH != 0 && p >= kBCPieces) break;
-            const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
-            const bool is_c = p >= CH * Tr::kBCRowPieces;
-            const int64_t t = t0 + k;
-            const int first = piece * VEC;
+            const BCPiece q = bc_piece(j);
+            if (!q.exists) break;
+            const int64_t t = t0 + q.k;
             if (a.rows_bc_vec) {
-                const T * src = (is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + first;
+                const T * src = (q.is_c ? Cp + t * a.C_st : Bp + t * a.B_st) + q.first;
                 bc_raw[j].template load<true>(src, t < t_end ? VEC : 0, 1);
             } else {
-                const T * src = is_c ? Cp + t * a.C_st + first * a.C_sn : Bp + t * a.B_st + first * a.B_sn;
-                const int64_t left = a.dstate - first;
+                const T * src = q.is_c ? Cp + t * a.C_st + q.first * a.C_sn : Bp + t * a.B_st + q.first * a.B_sn;
+                const int64_t left = a.dstate - q.first;
                 const int count = t < t_end ? (left < VEC ? int(left > 0 ? left : 0) : VEC) : 0;
-                bc_raw[j].template load<false>(src, count, is_c ? a.C_sn : a.B_sn);
+                bc_raw[j].template load<false>(src, count, q.is_c ? a.C_sn : a.B_sn);
             }
         }
     };
     auto bc_store = [&](int buf) {
 #pragma unroll
         for (int j = 0; j < kBCPerThread; ++j) {
-            const int p = tid + j * TH;
-            if (kBCPieces % TH != 0 && p >= kBCPieces) break;
-            const int piece = p % Tr::kBCRowPieces, k = (p / Tr::kBCRowPieces) % CH;
-            const bool is_c = p >= CH * Tr::kBCRowPieces;
-            float * dst = is_c ? &s_Cf[kSummary ? 0 : buf][k][piece * VEC] : &s_Bf[buf][k][piece * VEC];
+            const BCPiece q = bc_piece(j);
+            if (!q.exists) break;
+            float * dst = q.is_c ? &s_Cf[kSummary ? 0 : buf][q.k][q.first] : &s_Bf[buf][q.k][q.first];
 #pragma unroll
-            for (int q = 0; q < VEC / 4; ++q)
-                reinterpret_cast<float4 *>(dst)[q] =
-                    make_float4(bc_raw[j].at(4 * q), bc_raw[j].at(4 * q + 1), bc_raw[j].at(4 * q + 2), bc_raw[j].at(4 * q + 3));
+            for (int e = 0; e < VEC / 4; ++e)
+                reinterpret_cast<float4 *>(dst)[e] =
+                    make_float4(bc_raw[j].at(4 * e), bc_raw[j].at(4 * e + 1), bc_raw[j].at(4 * e + 2), bc_raw[j].at(4 * e + 3));
         }
     };
     // The block stores the y tile at t0, written over the u tile in buffer buf.
