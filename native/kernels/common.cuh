@@ -304,7 +304,6 @@ __device__ __forceinline__ void store_floats(T * p, const float (&in)[K], bool v
 // ---- math --------------------------------------------------------------------------------------
 
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + __expf(-x)); }
-__device__ __forceinline__ float softplus_f(float x) { return x > 20.0f ? x : log1pf(__expf(x)); }
 constexpr float kLog2e = 1.4426950408889634f;
 
 // 2^x on the MUFU (ex2.approx.ftz: denormal results flush to zero).
@@ -316,7 +315,8 @@ __device__ __forceinline__ float ex2_mufu(float x) {
 
 // softplus(x) = max(x, 0) + log1p(exp(-|x|)) without a branch, so that the compiler can interleave
 // independent ones: two MUFU ops (exp2, a reciprocal) and the log1p as a series on the FMA pipe
-// (scan_math.h). The selective scan's dt and mamba_linear_softplus's epilogue both use it.
+// (scan_math.h). Every kernel's softplus (dt of the scans, the state updates, the SSD and
+// mamba_linear_softplus's epilogue).
 __device__ __forceinline__ float softplus_mufu(float x) { return fmaxf(x, 0.0f) + scan_math::log1p_unit(ex2_mufu(-fabsf(x) * kLog2e)); }
 
 template <class T>

@@ -733,7 +733,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) mamba1_step_kernel(StepArgs a
             float dt = acc0 + acc1;
 #pragma unroll
             for (int o = Tr::kDtLanes / 2; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o);
-            if (c < nc && sub == 0) dt_s[c] = softplus_f(dt + dtb_s[c]);
+            if (c < nc && sub == 0) dt_s[c] = softplus_mufu(dt + dtb_s[c]);
         }
     }
     compute_sync();

@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(Tr::kThreads) selective_scan_kernel(ScanArgs a
             for (int i = 0; i < SPL; ++i) {
                 const bool in = t + i < a.len;
                 float dt = dl[i] + bias;
-                if (a.softplus) dt = softplus_f(dt);
+                if (a.softplus) dt = softplus_mufu(dt);
                 // Steps past the end leave h unchanged: decay exp2(0) = 1 and no input.
                 s_dt[cl][k0 + i] = in ? dt : 0.0f;
                 s_du[cl][k0 + i] = in ? dt * uu[i] : 0.0f;
@@ -311,16 +311,13 @@ __device__ __forceinline__ void shared_floats(const float * row, float (&out)[N]
     }
 }
 
-// softplus_mufu (common.cuh): branch-free, two MUFU ops.
-__device__ __forceinline__ float scan_softplus(float x) { return softplus_mufu(x); }
-
 __device__ __forceinline__ float scan_silu(float x) { return __fdividef(x, 1.0f + ex2_mufu(-x * kLog2e)); }
 
 // dt of one step from its raw delta; 0 past the end (decay 1, no input). Branch-free so that the
 // compiler can interleave consecutive steps.
 __device__ __forceinline__ float step_dt(float delta, const StepConsts & c, bool in_range) {
     const float x = delta + c.bias;
-    const float sp = scan_softplus(x);
+    const float sp = softplus_mufu(x);
     const float dt = c.softplus ? sp : x;
     return in_range ? dt : 0.0f;
 }

@@ -335,7 +335,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
             dt = a.dt.load(b * a.dt_sb + d * a.dt_sd);
         }
         dt += bias;
-        if (a.softplus) dt = softplus_f(dt);
+        if (a.softplus) dt = softplus_mufu(dt);
         const float dtx = dt * x;
         float acc = 0.0f;
         for (;;) {

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_rows_kernel(SsdArgs a) {
             float dt = 0.0f, decay = 1.0f;
             if (k < steps) {
                 dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
-                if (a.softplus) dt = softplus_f(dt);
+                if (a.softplus) dt = softplus_mufu(dt);
                 if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
                 decay = __expf(dt * A);
             }

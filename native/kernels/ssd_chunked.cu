@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(Tr::kThreads) ssd_chunked_kernel(SsdChunkedArg
             float dt = 0.0f;
             if (k < steps) {
                 dt = a.dt.load(b * a.dt_s[0] + (t0 + k) * a.dt_s[1] + h * a.dt_s[2]) + bias;
-                if (a.softplus) dt = softplus_f(dt);
+                if (a.softplus) dt = softplus_mufu(dt);
                 if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
             }
             sDt[k] = dt;

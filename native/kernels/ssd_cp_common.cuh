@@ -63,7 +63,7 @@ __device__ __forceinline__ int f16_scale_exponent(float max_abs) {
 
 __device__ __forceinline__ float process_dt(const SsdArgs & a, float raw, float bias) {
     float dt = raw + bias;
-    if (a.softplus) dt = softplus_f(dt);
+    if (a.softplus) dt = softplus_mufu(dt);
     if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
     return dt;
 }

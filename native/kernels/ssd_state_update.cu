@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) ssd_state_u
         if constexpr (Tr::kFoldNorm) w_smem[threadIdx.x] = w_mine;
     }
     float dt = dt_raw + dt_bias;
-    if (a.softplus) dt = softplus_f(dt);
+    if (a.softplus) dt = softplus_mufu(dt);
     if (a.clamp) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
     const float decay = __expf(dt * A_h);
     __syncthreads();
