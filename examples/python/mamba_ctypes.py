@@ -80,6 +80,7 @@ _lib.mamba_context_set_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _OPS = {  # op name -> argument types, bound on first use
     "mamba_rms_norm": [ctypes.c_void_p, ctypes.POINTER(RmsNormArgs)],
     "mamba_linear": [ctypes.c_void_p, ctypes.POINTER(LinearArgs)],
+    "mamba_linear_softplus": [ctypes.c_void_p, ctypes.POINTER(LinearArgs)],
     "mamba_softmax": [ctypes.c_void_p, _P, _P, ctypes.c_int32],
 }
 
@@ -167,13 +168,14 @@ def rms_norm(ctx, x, weight, eps=1e-5, residual=None, out=None, residual_out=Non
     return y
 
 
-def linear(ctx, x, weight, bias=None, out=None):
-    """y = x @ weight.T + bias, float32 accumulation; returns y (rows, out_features)."""
+def linear(ctx, x, weight, bias=None, out=None, softplus=False):
+    """y = x @ weight.T + bias, float32 accumulation; with softplus, y = softplus(x @ weight.T + bias) applied to the
+    float32 sums before y is rounded (Mamba's dt projection); returns y (rows, out_features)."""
     if out is None:
         out = _empty(x, (x.shape[0], weight.shape[0]))
     views = [_view(a) for a in (x, weight, bias, out)]
     args = LinearArgs(*[_ptr(v) for v in views])
-    _check(_op("mamba_linear")(ctx.handle, ctypes.byref(args)))
+    _check(_op("mamba_linear_softplus" if softplus else "mamba_linear")(ctx.handle, ctypes.byref(args)))
     return out
 
 

@@ -55,6 +55,17 @@ def test_linear_numpy(ctx):
     assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
 
 
+def test_linear_softplus_numpy(ctx):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((9, 40)).astype(np.float32)
+    w = rng.standard_normal((21, 40)).astype(np.float32)
+    b = rng.uniform(-6, 2, 21).astype(np.float32)  # sums from about -20 to 15: both sides of the softplus
+    y = mamba.linear(ctx, x, w, b, softplus=True)
+    ref = np.logaddexp(0.0, x.astype(np.float64) @ w.T.astype(np.float64) + b)
+    assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+    assert (y > 0).all()
+
+
 def test_log_softmax_numpy(ctx):
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((4, 300)) * 5).astype(np.float32)
