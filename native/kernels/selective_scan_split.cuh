@@ -4,7 +4,8 @@
 // Measured on an H200 (bf16, ms): B8 D5120 L2048 N16 z bias softplus 0.703 (base 0.891, duo 0.612); B1
 // D5120 L16384 1.132 (base 1.183, duo 1.030); tables in selective_scan_kernel.cuh, selective_scan_lanes.cuh.
 // Rows path, segments: split plans them for one wave of its resident blocks (scan_thread_plan,
-// selective_scan_dispatch.cuh), not two. Measured on an H200 (bf16, ms; all passed the scan tests), with
+// selective_scan_dispatch.cuh), not two. Measured on an H200 (bf16, ms; all passed the scan tests; the rows
+// kernel of the time, three barriers a tile: the current one's table is below), with
 // split on the two-wave plan, split on the one-wave plan (now the default), and a removed duo rows kernel
 // (duo's shared-memory lane pairing on these tiles, one barrier a tile) on the one-wave and two-wave plans:
 //   (b, l, d) rows path      split 2w  split 1w  duo-rows 1w  duo-rows 2w  base
