@@ -259,6 +259,9 @@ struct AnyPtr {
 inline AnyPtr any(const Tensor & t) { return AnyPtr{t.data, int(t.dtype)}; }
 inline AnyPtr any(const std::optional<Tensor> & t) { return t ? any(*t) : AnyPtr{}; }
 
+// Whether a pointer allows 16-byte vector loads and stores (the host checks that pick the vector builds).
+inline bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 // The first N strides of t, in the fixed-size arrays the kernel argument structs carry.
 template <int N>
 void copy_strides(int64_t (&dst)[N], const Tensor & t) {

@@ -47,7 +47,7 @@ void bind_channel_last_call(const CausalConv1dParams & p, Args & a) {
 
 // A channels-contiguous view whose rows (steps) start on 16-byte boundaries, so that vec channels load as one vector.
 inline bool vector_friendly(const Tensor & t, int64_t vec) {
-    return t.stride[1] == 1 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
+    return t.stride[1] == 1 && aligned16(t.data) && t.stride[0] % vec == 0 && t.stride[2] % vec == 0;
 }
 
 template <class Launch, class T, int Width, class... Args>

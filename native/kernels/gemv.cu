@@ -1378,9 +1378,9 @@ GemvArgs gemv_args(const LinearParams & p, bool & vec) {
     a.in = int(K);
     a.out = int(N);
     const int64_t x_elem = int64_t(dtype_size(p.x.dtype));
-    a.x_vec = (K <= 1 || a.x_s1 == 1) && (reinterpret_cast<uintptr_t>(p.x.data) & 15u) == 0 && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
+    a.x_vec = (K <= 1 || a.x_s1 == 1) && aligned16(p.x.data) && (M == 1 || (a.x_s0 * x_elem) % 16 == 0);
     const size_t elem = dtype_size(p.weight.dtype);
-    vec = (reinterpret_cast<uintptr_t>(p.weight.data) & 15u) == 0 && (a.ldw * int64_t(elem)) % 16 == 0;
+    vec = aligned16(p.weight.data) && (a.ldw * int64_t(elem)) % 16 == 0;
     a.w_vec = vec;
     return a;
 }
@@ -1526,7 +1526,7 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
     if (x_proj.bias) return "x_proj has a bias";
     if (x_proj.in_features != p.conv.dim) return cat("x_proj takes ", x_proj.in_features, " inputs, not the ", p.conv.dim, " conv channels");
     const int64_t elem = int64_t(dtype_size(w)), q = x_proj.out_features;
-    if ((reinterpret_cast<uintptr_t>(x_proj.weight.data) & 15u) != 0 || (q > 1 && (x_proj.weight.stride[0] * elem) % 16 != 0))
+    if (!aligned16(x_proj.weight.data) || (q > 1 && (x_proj.weight.stride[0] * elem) % 16 != 0))
         return "x_proj_weight's rows do not start on 16-byte boundaries";
     const int64_t owned = int64_t(tiled_warps_n(ctx, a, xproj_min_warps_n(w))) * kTiledRowsPerWarp;
     if (p.conv_offset % owned != 0 || p.conv.dim % owned != 0)
@@ -1569,7 +1569,7 @@ std::string gemv_conv1d_pre_norm_unsupported(mamba_context & ctx, const LinearCo
                "or a filter wider than 4)";
     if (n.hidden != p.linear.in_features) return cat("the norm has ", n.hidden, " channels and in_proj ", p.linear.in_features, " inputs");
     const auto row_from_16_bytes = [&](const Tensor & t) {
-        return (reinterpret_cast<uintptr_t>(t.data) & 15u) == 0 && (n.hidden <= 1 || t.stride[t.ndim - 1] == 1);
+        return aligned16(t.data) && (n.hidden <= 1 || t.stride[t.ndim - 1] == 1);
     };
     if (n.x.dtype != p.linear.weight.dtype || !row_from_16_bytes(n.x))
         return cat("x is not one contiguous ", dtype_name(p.linear.weight.dtype), " row from a 16-byte boundary (in_proj_weight's dtype)");

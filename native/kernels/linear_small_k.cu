@@ -241,8 +241,6 @@ void launch_small_k(mamba_context & ctx, const SmallKArgs & a) {
     MAMBA_CUDA_CHECK_LAUNCH("linear_small_k_kernel");
 }
 
-bool aligned16(const void * p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
@@ -276,7 +274,7 @@ bool try_linear_small_k(mamba_context & ctx, const LinearParams & p) {
     a.row_tiles = int(ceil_div(M, int64_t(Tr::kRows)));
     const size_t y_size = dtype_size(p.y.dtype);
     a.pair_stores = reinterpret_cast<uintptr_t>(p.y.data) % (2 * y_size) == 0 && a.ldy % 2 == 0;
-    a.vec_stores = reinterpret_cast<uintptr_t>(p.y.data) % 16 == 0 && (a.ldy * int64_t(y_size)) % 16 == 0;
+    a.vec_stores = aligned16(p.y.data) && (a.ldy * int64_t(y_size)) % 16 == 0;
 
     const bool bf16 = t == DType::BF16;
     switch (p.y.dtype) {

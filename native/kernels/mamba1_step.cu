@@ -928,14 +928,13 @@ std::string plan_fused(const mamba_context & ctx, const Mamba1StepParams & p, St
     if (p.rank % 8 != 0) return cat("the rank (", p.rank, ") must be a multiple of 8");
     if (p.width < 2 || p.width > Tr::kMaxWidth) return cat("the conv width (", p.width, ") must be 2 to ", Tr::kMaxWidth);
     if (p.dstate % 4 != 0 || p.dstate > 4 * Tr::kMaxLanes) return cat("dstate (", p.dstate, ") must be a multiple of 4 up to ", 4 * Tr::kMaxLanes);
-    const auto aligned = [](const Tensor & w) { return (reinterpret_cast<uintptr_t>(w.data) & 15u) == 0; };
     const std::pair<const char *, const Tensor *> streamed[] = {{"in_proj_weight", &p.in_proj.linear.weight},
                                                                 {"x_proj_weight", &p.x_proj.weight},
                                                                 {"dt_proj_weight", &*p.update.dt_proj_weight},
                                                                 {"out_proj_weight", &p.out_proj.weight},
                                                                 {"y_inner", &p.update.y}};
     for (const auto & [name, w] : streamed)
-        if (!w->is_contiguous() || !aligned(*w)) return cat(name, " must be contiguous and 16-byte aligned");
+        if (!w->is_contiguous() || !aligned16(w->data)) return cat(name, " must be contiguous and 16-byte aligned");
     const int G = cs.multiprocessors;
     if (G > 256) return cat("it sums x_proj over at most 256 blocks, one an SM; the device has ", G, " SMs");
     if (p.rank + 2 * p.dstate > Tr::kMaxQ) return cat("x_proj's outputs (rank + 2 dstate = ", p.rank + 2 * p.dstate, ") must be at most ", Tr::kMaxQ);
@@ -995,7 +994,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSe
     const SelectiveStateUpdateParams & up = p.update;
     a.x = in.x.data;
     a.x_s = in.x.stride[1];
-    a.x_vec = a.x_s == 1 && (reinterpret_cast<uintptr_t>(a.x) & 15u) == 0;
+    a.x_vec = a.x_s == 1 && aligned16(a.x);
     a.w_in = in.weight.data;
     a.b_in = in.bias ? in.bias->data : nullptr;
     a.b_in_s = in.bias ? in.bias->stride[0] : 0;
@@ -1028,8 +1027,7 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSe
     a.exchange = ctx.cuda->grid_exchange;
     a.pace = settings.pace;
     a.evict_first = settings.evict_first;
-    const auto aligned = [](const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
-    a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned(a.A) && aligned(a.state);
+    a.contiguous_state = a.A_n == 1 && a.A_d == p.dstate && a.st_n == 1 && a.st_d == p.dstate && aligned16(a.A) && aligned16(a.state);
     a.barrier = ctx.cuda->grid_barrier;
     a.early = readable_before_wait(ctx, {&in.weight, ptr(in.bias), &conv.conv_state, &conv.weight, ptr(conv.bias), &p.x_proj.weight, &*up.dt_proj_weight,
                                          ptr(up.dt_bias), &up.A, ptr(up.D), &up.state, &p.out_proj.weight, ptr(p.out_proj.bias)});

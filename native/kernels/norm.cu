@@ -330,13 +330,13 @@ int rows_kernel_chunks(int64_t n, NormRows choice) {
 bool rows_aligned(const Tensor & t) {
     if (t.ndim != 2) return false;
     const int64_t elem = int64_t(dtype_size(t.dtype));
-    return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && (t.shape[1] <= 1 || t.stride[1] == 1) && (t.shape[0] <= 1 || (t.stride[0] * elem) % 16 == 0);
+    return aligned16(t.data) && (t.shape[1] <= 1 || t.stride[1] == 1) && (t.shape[0] <= 1 || (t.stride[0] * elem) % 16 == 0);
 }
 
 bool vector_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
 // Whether the rows kernels can read a weight vector with 16-byte loads: contiguous and 16-byte aligned.
-bool weight_aligned(const Tensor & w) { return (w.shape[0] <= 1 || w.stride[0] == 1) && reinterpret_cast<uintptr_t>(w.data) % 16 == 0; }
+bool weight_aligned(const Tensor & w) { return (w.shape[0] <= 1 || w.stride[0] == 1) && aligned16(w.data); }
 
 // Chunks a thread where a call of `blocks` blocks over rows (groups) of n elements takes the rows kernels (prefill-sized,
 // not switched off, n whole chunks of a size they take), else 0.

@@ -15,8 +15,6 @@ namespace mamba::cuda {
 
 namespace {
 
-bool aligned16(const void * p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 // Kernel of the channel and rows paths: MAMBA_CUDA_SCAN_VARIANT when set (benchmarks, tests), else the default.
 scan::ScanVariant scan_variant() {
     static constexpr EnvChoice<scan::ScanVariant> kChoices[] = {

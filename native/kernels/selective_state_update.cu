@@ -401,8 +401,6 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
     }
 }
 
-bool aligned16(const void * ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
-
 // Whether the state and A (as float32; a converted A is a fresh contiguous copy) take 16-byte accesses.
 bool state_and_A_vectorized(const Tensor & state, const Tensor & A, int64_t dstate) {
     const bool A_ok = A.dtype != DType::F32 || (A.stride[1] == 1 && A.stride[0] % 4 == 0 && aligned16(A.data));

@@ -797,7 +797,7 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     // 16-byte accesses need 16-byte aligned rows: unit last stride, the other strides and the extent
     // multiples of 8 elements, an aligned base.
     auto rows_of_8 = [](const AnyPtr & t, const int64_t * st, int outer, int64_t extent) {
-        bool ok = t.dtype == int(DType::BF16) && (reinterpret_cast<uintptr_t>(t.p) & 15u) == 0 && st[outer] == 1 && extent % 8 == 0;
+        bool ok = t.dtype == int(DType::BF16) && aligned16(t.p) && st[outer] == 1 && extent % 8 == 0;
         for (int i = 0; i < outer; ++i) ok = ok && st[i] % 8 == 0;
         return ok;
     };

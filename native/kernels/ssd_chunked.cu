@@ -424,7 +424,7 @@ bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
     // multiple of 8 elements, an aligned base.
     auto rows_of_8 = [](const AnyPtr & t, const int64_t * s, int outer, int64_t extent) {
-        bool ok = (reinterpret_cast<uintptr_t>(t.p) & 15u) == 0 && s[outer] == 1 && extent % 8 == 0;
+        bool ok = aligned16(t.p) && s[outer] == 1 && extent % 8 == 0;
         for (int i = 0; i < outer; ++i) ok = ok && s[i] % 8 == 0;
         return ok;
     };

@@ -360,7 +360,7 @@ int64_t ssd_state_update_blocks_per_row(mamba_context & ctx, const SsdStateUpdat
 
 bool ssd_state_update_vectorized(const SsdStateUpdateParams & p) {
     const auto & st = p.state;
-    return (reinterpret_cast<uintptr_t>(st.data) & 15u) == 0 && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 && st.stride[1] % 4 == 0 &&
+    return aligned16(st.data) && st.stride[3] == 1 && p.dstate % 4 == 0 && st.stride[0] % 4 == 0 && st.stride[1] % 4 == 0 &&
            st.stride[2] % 4 == 0;
 }
 

@@ -11,7 +11,8 @@
 # TEST_ENV="VAR=value ..." sets variables for CTest and NUnit only (e.g. a kernel choice the suites then run);
 # NUNIT=0 skips the NUnit suite (NUNIT_FILTER narrows it, a --filter expression), BDN=1 runs the BenchmarkDotNet suite on the GPU (in process, short job;
 # BDN_FILTER narrows it), LARGE=0 the large-model benchmark (LARGE_PREFILL / LARGE_PROFILE: its
-# prefill and profile lengths, 0 to leave them out); PROFILE_FILTER runs those kernel
+# prefill and profile lengths, 0 to leave them out; LARGE_BATCH its batch sizes, default 1; LARGE_STEPS its decode
+# steps, default 64; LARGE_SECONDS its time limit, default 200); PROFILE_FILTER runs those kernel
 # benchmark cases with MAMBA_CUDA_TRACE=1 (per-kernel times of the kernels launched through launch_kernel);
 # TRACE_MODEL=<shape> times the kernels of that shape's prefill (MAMBA_CUDA_TRACE=1), TRACE_DECODE="<shapes>
 # <batch>" those of their decode steps run directly (not from the graph; TRACE_AB: once per configuration); DECODE_AB="default
@@ -156,8 +157,8 @@ fi
 
 [ "${LARGE:-1}" = 0 ] || {
 step "mamba bench, large shapes ($large)"
-timeout 200 dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
-  --batch 1 --prefill "${LARGE_PREFILL:-2048}" --steps 64 --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
+timeout "${LARGE_SECONDS:-200}" dotnet "$cli" bench --device cuda --shapes "$large" --dtypes bf16 \
+  --batch "${LARGE_BATCH:-1}" --prefill "${LARGE_PREFILL:-2048}" --steps "${LARGE_STEPS:-64}" --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 }
 if [ -n "${PREFILL_AB:-}" ]; then
