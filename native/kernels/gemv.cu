@@ -30,7 +30,7 @@
 // to cuBLAS (gemv_variant, kGemmMinOut and kGemmAnyRows; "gemm" forces that path at any row count).
 // A GEMV on the tensor cores for these rows (m16n8k16 MMAs on W as loaded into registers, its first W before the
 // PDL wait) reached 44-52% of copy on mamba-2.8b's in_proj at 2-8 rows against cuBLAS's 81%, with 16-byte loads of 8
-// rows an instruction or of whole lines, and made batched decode 27-50% slower (runs 170-172, docs/gpu-results.md).
+// rows an instruction or of whole lines, and made batched decode 26-68% slower (runs 170-172, docs/gpu-results.md).
 //
 // 1. "warp" kernel (gemv_warp_kernel, default for 1-2 rows and at most kWarpMaxOut outputs): no
 //    shared-memory staging of x.
