@@ -679,6 +679,16 @@ TEST_P(LinearTest, SoftplusOverManyRowTilesPerBlock) {
     run(c);
 }
 
+// More output columns than the small-K kernel's grid holds column tiles of (65535 of 256 columns): it declines, and the
+// call runs on the fallback (cuBLAS or the GEMV, then the epilogue pass) with the same result, rather than failing its
+// launch. 16777224 columns over K = 8: a 268 MB weight, so only on a GPU.
+TEST_P(LinearTest, SoftplusWiderThanTheSmallKGridTakesTheFallback) {
+    if (!on_cuda()) GTEST_SKIP() << "a GPU-sized weight (268 MB)";
+    Case c{2, 8, 65535 * 256 + 8, DType::BF16, DType::BF16, DType::BF16, true};
+    c.softplus = true;
+    run(c);
+}
+
 TEST_P(LinearTest, SoftplusNamesItsOwnCall) {
     Tensor x({2, 8}, DType::F32), w({4, 7}, DType::F32), y({2, 4}, DType::F32);
     for (Tensor * t : {&x, &w, &y}) t->upload(ctx());
