@@ -246,7 +246,9 @@ constexpr int kDefaultConvStages = 4;
 // (runs 142-144, bf16, 1 to 14 segments a sequence at B1, B4 and B8, L2048, D5120-5376).
 constexpr int64_t kBlockCostChunks = 3;
 // Planned blocks of fewer chunks than this leave the call to the runs kernel, faster on such small calls (B1 L512
-// D5376: 2 chunks a block, 0.020 ms against 0.016).
+// D5376: 2 chunks a block, 0.020 ms against 0.016). The narrow models' long prompts also land there (B1 L2048 at D1536
+// and D2048: the plan's 32 segments leave 2 chunks a block), though 16 segments on this kernel measured 30-40% faster
+// than the runs kernel in their prefills (run 178, MAMBA_CUDA_CONV_SEGMENTS=16).
 constexpr int64_t kMinChunksPerBlock = 4;
 
 // Segments a sequence for `columns` (channel tiles x batch) sequences of `chunks` chunks on `slots` resident blocks: the

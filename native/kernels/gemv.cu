@@ -68,6 +68,10 @@
 //   - A warp owns 4 outputs and a slice of the columns; a block has 8 warps, split as warps_n (output
 //     groups) x warps_k (column slices), reduced through shared memory.
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
+//   - Fixed blocks end unevenly (mamba-2.8b's in_proj: over 4-5 us of a ~15 us kernel). Handing the outputs out from a
+//     ticket counter instead, so that late or slowly served blocks take less, was slower in every layout measured
+//     (runs 173-175, branch gemv-queue: blocks of 8 outputs 15-25% on the 8-layer chains, one row a warp 52-69%):
+//     a block's barrier between pieces, or a warp's ticket on its path, costs more than the tail.
 //
 // Conv step epilogue (mamba_linear_conv1d_update; tiled kernel only): the outputs in [conv.offset,
 // conv.offset + conv.dim) also go through one causal conv1d step on their channel's rolling state, so a
