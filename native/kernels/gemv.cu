@@ -70,7 +70,7 @@
 //   - W is read with 16-byte loads, kUnroll x kRowsPerWarp of them in flight per lane before any FMA.
 //   - Fixed blocks end unevenly (mamba-2.8b's in_proj: over 4-5 us of a ~15 us kernel). Handing the outputs out from a
 //     ticket counter instead, so that late or slowly served blocks take less, was slower in every layout measured
-//     (runs 173-175, branch gemv-queue: blocks of 8 outputs 15-25% on the 8-layer chains, one row a warp 52-69%):
+//     (runs 173-175, branch gemv-queue: blocks of 8 outputs 15-26% on the 8-layer chains, one row a warp 52-69%):
 //     a block's barrier between pieces, or a warp's ticket on its path, costs more than the tail.
 //
 // Conv step epilogue (mamba_linear_conv1d_update; tiled kernel only): the outputs in [conv.offset,
