@@ -65,7 +65,9 @@ mb::Case decode(int64_t batch) {
 
 
 const bool registered = [] {
-    for (const mb::Case & c : {prefill(1, 512), prefill(4, 2048), prefill(1, 2048, 5120, 10240), prefill(8, 2048, 5120, 10240), decode(1), decode(16)})
+    // The narrow models' widths (mamba-130m's 1536 and mamba-370m's 2048 channels of in_proj's rows) at two prompt lengths.
+    for (const mb::Case & c : {prefill(1, 512), prefill(4, 2048), prefill(1, 2048, 5120, 10240), prefill(8, 2048, 5120, 10240), prefill(1, 512, 1536, 3072),
+                               prefill(1, 2048, 1536, 3072), prefill(1, 1024, 2048, 4096), prefill(1, 2048, 2048, 4096), decode(1), decode(16)})
         mb::registry().push_back(c);
     return true;
 }();

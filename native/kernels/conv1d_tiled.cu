@@ -245,10 +245,11 @@ constexpr int kDefaultConvStages = 4;
 // plan below: chosen so that the plan picks segment counts measured fastest, or within 1% of the fastest, on an H200
 // (runs 142-144, bf16, 1 to 14 segments a sequence at B1, B4 and B8, L2048, D5120-5376).
 constexpr int64_t kBlockCostChunks = 3;
-// Planned blocks of fewer chunks than this leave the call to the runs kernel, faster on such small calls (B1 L512
-// D5376: 2 chunks a block, 0.020 ms against 0.016). The narrow models' long prompts also land there (B1 L2048 at D1536
-// and D2048: the plan's 32 segments leave 2 chunks a block), though 16 segments on this kernel measured 30-40% faster
-// than the runs kernel in their prefills (run 178, MAMBA_CUDA_CONV_SEGMENTS=16).
+// Where the plan's blocks would have fewer chunks than this, the call takes the most segments that leave this many
+// (16 at L2048): at the narrow models' widths (B1 L2048 at D1536 and D2048 the plan picks 32 segments, 2 chunks a
+// block) 16 segments measured 30-40% faster than the runs kernel in their prefills (run 178, MAMBA_CUDA_CONV_SEGMENTS=16);
+// on an earlier planner, 2 chunks a block lost to the runs kernel (B1 L512 D5376: 0.020 ms against 0.016). Prompts of
+// fewer chunks than this leave the call to the runs kernel.
 constexpr int64_t kMinChunksPerBlock = 4;
 
 // Segments a sequence for `columns` (channel tiles x batch) sequences of `chunks` chunks on `slots` resident blocks: the
@@ -285,8 +286,11 @@ bool try_causal_conv1d_tiled(mamba_context & ctx, const CausalConv1dParams & p) 
     a.stages = stages;
     const int64_t columns = ceil_div(p.dim, vec * kTiledGroups) * p.batch, chunks = ceil_div(p.len, int64_t(kTiledChunk));
     const int64_t slots = int64_t(std::max(state_of(ctx).multiprocessors, 1)) * kTiledBlocksPerSM;
-    const int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);
-    if (forced == 0 && ceil_div(chunks, segments) < kMinChunksPerBlock) return false;
+    int64_t segments = forced > 0 ? std::min<int64_t>(forced, chunks) : plan_segments(columns, chunks, slots);
+    if (forced == 0 && ceil_div(chunks, segments) < kMinChunksPerBlock) {
+        if (chunks < kMinChunksPerBlock) return false;
+        segments = chunks / kMinChunksPerBlock;
+    }
     a.seg_len = ceil_div(chunks, segments) * kTiledChunk;
     return launch_conv_build<TiledLaunch>(t, int(p.width), p.silu, p.bias.has_value(), ctx, a, p.batch);
 }

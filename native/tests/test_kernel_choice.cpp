@@ -546,8 +546,8 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
 }
 
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
-    // A prompt-sized channels-contiguous call whose channels are whole 16-byte vectors: the tiled kernel; a channel count
-    // cut short of a vector, a call too small for blocks of several chunks or MAMBA_CUDA_CONV_KERNEL=runs: the runs
+    // A prompt-sized channels-contiguous call whose channels are whole 16-byte vectors: the tiled kernel, at the narrow
+    // models' widths too; a channel count cut short of a vector, a prompt too short for blocks of several chunks or MAMBA_CUDA_CONV_KERNEL=runs: the runs
     // kernel; a misspelt value of any of its variables: an error naming the variable, also on calls the runs kernel takes.
     std::mt19937_64 rng(15);
     int64_t len = 2048;
@@ -574,6 +574,10 @@ TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
         std::tie(status, log) = conv_of(5116);
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
         EXPECT_TRUE(launched_last(log, "causal_conv1d_channel_last_kernel")) << "a cut channel vector: " << log;
+        // mamba-130m's width: the plan's blocks would have 2 chunks, so it takes 16 segments of 4.
+        std::tie(status, log) = conv_of(1536);
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        EXPECT_TRUE(launched_last(log, "causal_conv1d_tiled_kernel")) << "6 channel tiles x 64 chunks: " << log;
         len = 64;
         std::tie(status, log) = conv_of(5120);
         EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
