@@ -20,7 +20,7 @@
 # variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
 # that kernel choices compare within one run; KERNEL_AB="default VAR=value,..." does the same for the
 # kernel benchmark (the BENCH_FILTER cases, default every case), PREFILL_AB for a 2048-token prefill with
-# its per-op profile (PREFILL_AB_SHAPES, default mamba-2.8b); SANITIZE=1 ends with tools/device/sanitize.sh.
+# its per-op profile (PREFILL_AB_SHAPES, default mamba-2.8b; PREFILL_AB_LENS, default 2048: the prompt lengths, each its own run); SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -163,12 +163,15 @@ echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-
 }
 if [ -n "${PREFILL_AB:-}" ]; then
   # a 2048-token prefill and its per-op profile, each configuration in its own process
+  for len in ${PREFILL_AB_LENS:-2048}; do
   for cfg in $PREFILL_AB; do
-    step "prefill A/B: $cfg"
+    step "prefill A/B ($len tokens): $cfg"
     ab_env "$cfg"
+    name=$ab_name; [ "$len" = 2048 ] || name=$ab_name-L$len
     env "${envs[@]}" timeout 150 dotnet "$cli" bench --device cuda --shapes "${PREFILL_AB_SHAPES:-mamba-2.8b}" --dtypes bf16 \
-      --batch 1 --prefill 2048 --steps 4 --profile 2048 --markdown "$out/prefill-ab-$ab_name.md" > "$out/prefill-ab-$ab_name.log" 2>&1
-    echo "# exit $?"; grep -E "^\| (mamba|selective_scan|in_proj|ssd|out_proj) " "$out/prefill-ab-$ab_name.md" 2>/dev/null || tail -5 "$out/prefill-ab-$ab_name.log"
+      --batch 1 --prefill "$len" --steps 4 --profile "$len" --markdown "$out/prefill-ab-$name.md" > "$out/prefill-ab-$name.log" 2>&1
+    echo "# exit $?"; grep -E "^\| (mamba|selective_scan|in_proj|ssd|out_proj|conv1d) " "$out/prefill-ab-$name.md" 2>/dev/null || tail -5 "$out/prefill-ab-$name.log"
+  done
   done
 fi
 if [ -n "${DECODE_AB:-}" ]; then
