@@ -140,6 +140,7 @@
 #include "ssd_chunk_parallel.cuh"
 #include "ssd_chunk_state_twopass.cuh"
 #include "ssd_cp_common.cuh"
+#include "ssd_host.cuh"
 
 namespace mamba::cuda {
 
@@ -796,10 +797,9 @@ void run_ssd_chunk_parallel(mamba_context & ctx, const SsdCpPlan & plan, const S
     c.nseq = nseq;
     // 16-byte accesses need 16-byte aligned rows: unit last stride, the other strides and the extent
     // multiples of 8 elements, an aligned base.
+    // bf16 rows of whole vectors (the tensor-core kernels' operands)
     auto rows_of_8 = [](const AnyPtr & t, const int64_t * st, int outer, int64_t extent) {
-        bool ok = t.dtype == int(DType::BF16) && aligned16(t.p) && st[outer] == 1 && extent % 8 == 0;
-        for (int i = 0; i < outer; ++i) ok = ok && st[i] % 8 == 0;
-        return ok;
+        return t.dtype == int(DType::BF16) && ssd_host::rows_of_8(t, st, outer, extent);
     };
     c.vec_bc = rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate);
     c.vec_x = rows_of_8(a.x, a.x_s, 3, a.headdim);

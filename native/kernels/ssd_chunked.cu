@@ -44,6 +44,7 @@
 #include <mma.h>
 
 #include "ssd_chunked.cuh"
+#include "ssd_host.cuh"
 
 namespace mamba::cuda {
 
@@ -423,11 +424,7 @@ bool try_ssd_chunked(mamba_context & ctx, const SsdArgs & a, int64_t nseq) {
     if (nseq == 0) return true;
     // 16-byte loads need 16-byte aligned rows: unit last stride, every other stride and the extent a
     // multiple of 8 elements, an aligned base.
-    auto rows_of_8 = [](const AnyPtr & t, const int64_t * s, int outer, int64_t extent) {
-        bool ok = aligned16(t.p) && s[outer] == 1 && extent % 8 == 0;
-        for (int i = 0; i < outer; ++i) ok = ok && s[i] % 8 == 0;
-        return ok;
-    };
+    using ssd_host::rows_of_8;
     SsdChunkedArgs args{a, rows_of_8(a.B, a.B_s, 3, a.dstate) && rows_of_8(a.C, a.C_s, 3, a.dstate), rows_of_8(a.x, a.x_s, 3, a.headdim)};
     // Tile choice: a block's time is set by its busiest warp, which a narrower tile shortens less than
     // in proportion (G = C B^T and the elementwise M are per block, whatever the tile), while a second

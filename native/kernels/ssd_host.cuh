@@ -1,4 +1,4 @@
-// Host-side helpers shared by the Mamba-2 SSD forward (ssd.cu) and its decode step (ssd_state_update.cu).
+// Host-side helpers shared by the Mamba-2 SSD forward (ssd.cu and its chunked kernels) and its decode step (ssd_state_update.cu).
 #pragma once
 
 #include <cmath>
@@ -12,6 +12,15 @@ namespace mamba::cuda::ssd_host {
 
 // dt_min = 0 with dt_max = +inf means no limit at all: a negative dt (no softplus) is used as it is.
 inline bool dt_is_clamped(float dt_min, float dt_max) { return !(dt_min == 0.0f && std::isinf(dt_max) && dt_max > 0.0f); }
+
+// Whether the tensor's innermost dimension (index `outer`) is contiguous and `extent` long, a whole number of 8-element
+// (16-byte for 16-bit types) vectors, with every outer stride a multiple of 8 and the data 16-byte aligned: rows the
+// kernels read as whole vectors.
+inline bool rows_of_8(const AnyPtr & t, const int64_t * strides, int outer, int64_t extent) {
+    bool ok = aligned16(t.p) && strides[outer] == 1 && extent % 8 == 0;
+    for (int i = 0; i < outer; ++i) ok = ok && strides[i] % 8 == 0;
+    return ok;
+}
 
 // Float32 parameter tensors are read directly; anything else is converted into the workspace.
 struct F32Params {
