@@ -1,7 +1,7 @@
 // Mamba-2 SSD cases at the mamba2-130m layer shape (24 heads of 64 channels, dstate 128, one group): a
 // 2048-token prefill through the chunked scan and the decode step, bf16 activations, float32 state. One
-// float32 prefill times the path for activations the CUDA tensor-core kernel does not take (the recurrence
-// kernel).
+// float32 prefill (and one of a batch of shorter prompts) times the path for activations the CUDA tensor-core kernels
+// do not take (the recurrence kernel, cut into segments where its blocks are few).
 #include <algorithm>
 #include <cmath>
 
@@ -71,6 +71,11 @@ mb::Register ssd_prefill_f32("ssd f32 B1 L2048 H24 P64 N128 G1 chunk 256 (recurr
     return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
 });
 
+mb::Register ssd_prefill_f32_batch("ssd f32 B4 L512 H24 P64 N128 G1 chunk 256 (recurrence kernel on CUDA)", [](mb::Bench & b, double & bytes, double & flops) {
+    mamba_ssd_args a{};
+    prefill(b, bytes, flops, a, 4, 512, 256, mb::kF32);
+    return [&b, a] { mb::check(mamba_ssd(b.ctx(), &a), "mamba_ssd"); };
+});
 void decode(mb::Bench & b, double & bytes, double & flops, mamba_ssd_state_update_args & a, int64_t batch) {
     a.state = b.tensor({batch, kHeads, kHeadDim, kDState}, mb::kF32);
     a.x = b.tensor({batch, kHeads, kHeadDim}, mb::kBF16);

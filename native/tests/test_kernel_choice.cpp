@@ -545,6 +545,47 @@ TEST_F(KernelChoiceTest, PrefillSizedNormsTakeTheRowsKernels) {
     }
 }
 
+TEST_F(KernelChoiceTest, SsdRecurrenceOfFewBlocksWalksSegments) {
+    // float32 x takes the rows kernel. At mamba2-130m's batch-1 prefill shape (24 heads of 64 channels: 48 blocks of
+    // 2048 steps) the sequence is cut into segments: the summaries, the combine, the segments. A 64-step prompt, or
+    // MAMBA_CUDA_SSD_SEGMENTS=off, walks each sequence in one block.
+    std::mt19937_64 rng(16);
+    const auto ssd_of = [&](int64_t len) {
+        const int64_t heads = 24, headdim = 64, dstate = 128;
+        Tensor x({1, len, heads, headdim}, DType::F32), dt({1, len, heads}, DType::F32), A({heads}, DType::F32);
+        Tensor B({1, len, 1, dstate}, DType::F32), C({1, len, 1, dstate}, DType::F32), y({1, len, heads, headdim}, DType::F32);
+        for (Tensor * t : {&x, &dt, &B, &C}) t->fill_uniform(rng, -1, 1);
+        A.fill_uniform(rng, -4, -1);
+        for (Tensor * t : {&x, &dt, &A, &B, &C}) t->upload(ctx());
+        y.upload_poisoned(ctx());
+        mamba_ssd_args a{};
+        a.x = x.dl();
+        a.dt = dt.dl();
+        a.A = A.dl();
+        a.B = B.dl();
+        a.C = C.dl();
+        a.y = y.dl();
+        a.chunk_size = 256;
+        a.dt_max = INFINITY;
+        a.dt_softplus = 1;
+        return traced([&] { return mamba_ssd(ctx(), &a); });
+    };
+    {
+        const mt::ScopedEnv unset("MAMBA_CUDA_SSD_SEGMENTS", nullptr);
+        std::string log = ssd_of(2048);
+        EXPECT_TRUE(launched(log, "ssd_rows_kernel summaries")) << log;
+        EXPECT_TRUE(launched(log, "ssd_split_combine_kernel")) << log;
+        EXPECT_TRUE(launched_last(log, "ssd_rows_kernel segments")) << log;
+        log = ssd_of(64);
+        EXPECT_TRUE(launched_last(log, "ssd_rows_kernel")) << "64 steps: " << log;
+        EXPECT_FALSE(launched(log, "ssd_split_combine_kernel")) << "64 steps: " << log;
+    }
+    const mt::ScopedEnv off("MAMBA_CUDA_SSD_SEGMENTS", "off");
+    const std::string log = ssd_of(2048);
+    EXPECT_TRUE(launched_last(log, "ssd_rows_kernel")) << log;
+    EXPECT_FALSE(launched(log, "ssd_split_combine_kernel")) << log;
+}
+
 TEST_F(KernelChoiceTest, PrefillConvOfWholeChannelVectorsTakesTheTiledKernel) {
     // A prompt-sized channels-contiguous call whose channels are whole 16-byte vectors: the tiled kernel, at the narrow
     // models' widths too; a channel count cut short of a vector, a prompt too short for blocks of several chunks or MAMBA_CUDA_CONV_KERNEL=runs: the runs

@@ -901,6 +901,62 @@ TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
     EXPECT_CLOSE(pr.initial.values(), want.final_states, 2e-4, 2e-4);
 }
 
+// The recurrence cut into segments (CUDA's split rows path, which float32 and float16 x take): segment counts forced
+// from 2 to more than the steps fill (empty segments), the automatic plan and none, over packed sequences of uneven
+// lengths (a single step, an empty one) and over batch rows, dstate in one and in two 128-state groups, headdim 40 (a
+// partial second row tile); each against the float64 recurrence, and the final states written over the initial ones.
+TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
+    if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
+    for (const char * segments : {"off", "2", "8", "64", "auto"}) {
+        const mt::ScopedEnv forced("MAMBA_CUDA_SSD_SEGMENTS", segments);
+        for (DType dtype : {DType::F32, DType::F16}) {
+            for (int64_t dstate : {16, 160}) {
+                Options packed;
+                packed.dtype = dtype;
+                packed.chunk_size = 64;
+                packed.cu_seqlens = {0, 1, 300, 300, 700};
+                const Shape ps{1, 700, 3, 40, 1, dstate};
+                SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_SEGMENTS=") + segments + ", packed, " + describe(ps, packed));
+                Problem pr(ps, packed, 880 + uint64_t(dstate));
+                const Result want = reference_ssd(pr);
+                const Result got = run(pr);
+                EXPECT_CLOSE(got.y, want.y, tolerance(dtype), tolerance(dtype));
+                EXPECT_CLOSE(got.final_states, want.final_states, 2e-4, 2e-4);
+
+                Options rows = packed;
+                rows.cu_seqlens.clear();
+                const Shape bs{2, 333, 3, 40, 1, dstate};
+                SCOPED_TRACE("batch rows, " + describe(bs, rows));
+                Problem batch(bs, rows, 890 + uint64_t(dstate));
+                const Result batch_want = reference_ssd(batch);
+                batch.upload(ctx());
+                Tensor y({bs.batch, bs.len, bs.heads, bs.headdim}, dtype);
+                y.upload_poisoned(ctx());
+                auto a = batch.args(y, batch.initial);  // the final states over the initial ones
+                MAMBA_ASSERT_OK(mamba_ssd(ctx(), &a));
+                y.download(ctx());
+                batch.initial.download(ctx());
+                EXPECT_CLOSE(y.values(), batch_want.y, tolerance(dtype), tolerance(dtype));
+                EXPECT_CLOSE(batch.initial.values(), batch_want.final_states, 2e-4, 2e-4);
+            }
+        }
+    }
+    Options o;
+    Problem pr({1, 200, 2, 64, 1, 64}, o, 891);
+    pr.upload(ctx());
+    Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
+    y.upload_poisoned(ctx());
+    const auto a = pr.args(y, fin);
+    for (const char * bogus : {"3", "on", "Auto"}) {
+        SCOPED_TRACE(bogus);
+        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_SEGMENTS", bogus);
+        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_SSD_SEGMENTS"), std::string::npos) << mamba_last_error();
+    }
+    y.download(ctx());
+    for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
+}
+
 // The Mamba-2 mixer's exact views (bf16): x, B and C columns of the causal-conv output, one row of
 // conv_dim = d_inner + 2 * groups * dstate per token (B at column d_inner, C at d_inner + groups *
 // dstate); z and dt columns of the in_proj output, one row of 2 * d_inner + 2 * groups * dstate + heads

@@ -20,7 +20,8 @@
 # variables set for that run only; "default" sets none) at the batch sizes DECODE_AB_BATCH (default 1), so
 # that kernel choices compare within one run; KERNEL_AB="default VAR=value,..." does the same for the
 # kernel benchmark (the BENCH_FILTER cases, default every case), PREFILL_AB for a 2048-token prefill with
-# its per-op profile (PREFILL_AB_SHAPES, default mamba-2.8b; PREFILL_AB_LENS, default 2048: the prompt lengths, each its own run); SANITIZE=1 ends with tools/device/sanitize.sh.
+# its per-op profile (PREFILL_AB_SHAPES, default mamba-2.8b; PREFILL_AB_DTYPE, default bf16; PREFILL_AB_LENS, default 2048: the prompt lengths,
+# each its own run; PREFILL_AB2 and its PREFILL_AB2_* a second such set); SANITIZE=1 ends with tools/device/sanitize.sh.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -161,19 +162,23 @@ timeout "${LARGE_SECONDS:-200}" dotnet "$cli" bench --device cuda --shapes "$lar
   --batch "${LARGE_BATCH:-1}" --prefill "${LARGE_PREFILL:-2048}" --steps "${LARGE_STEPS:-64}" --profile "${LARGE_PROFILE:-2048}" --json "$out/bench-large.json" --markdown "$out/bench-large.md" --plots "$out/plots-large" > "$out/bench-large.log" 2>&1
 echo "# exit $?"; cat "$out/bench-large.md" 2>/dev/null || tail -20 "$out/bench-large.log"
 }
-if [ -n "${PREFILL_AB:-}" ]; then
-  # a 2048-token prefill and its per-op profile, each configuration in its own process
-  for len in ${PREFILL_AB_LENS:-2048}; do
-  for cfg in $PREFILL_AB; do
-    step "prefill A/B ($len tokens): $cfg"
+# prefill_ab SET CONFIGS SHAPES DTYPE LENS: a prefill of each length and its per-op profile, each configuration in its
+# own process (logs prefill-ab-SET...).
+prefill_ab() {
+  local set=$1 configs=$2 shapes=$3 dtype=$4 lens=$5
+  for len in $lens; do
+  for cfg in $configs; do
+    step "prefill A/B ($shapes $dtype, $len tokens): $cfg"
     ab_env "$cfg"
-    name=$ab_name; [ "$len" = 2048 ] || name=$ab_name-L$len
-    env "${envs[@]}" timeout 150 dotnet "$cli" bench --device cuda --shapes "${PREFILL_AB_SHAPES:-mamba-2.8b}" --dtypes bf16 \
+    name=$set$ab_name; [ "$len" = 2048 ] || name=$name-L$len
+    env "${envs[@]}" timeout 150 dotnet "$cli" bench --device cuda --shapes "$shapes" --dtypes "$dtype" \
       --batch 1 --prefill "$len" --steps 4 --profile "$len" --markdown "$out/prefill-ab-$name.md" > "$out/prefill-ab-$name.log" 2>&1
     echo "# exit $?"; grep -E "^\| (mamba|selective_scan|in_proj|ssd|out_proj|conv1d) " "$out/prefill-ab-$name.md" 2>/dev/null || tail -5 "$out/prefill-ab-$name.log"
   done
   done
-fi
+}
+[ -n "${PREFILL_AB:-}" ] && prefill_ab "" "$PREFILL_AB" "${PREFILL_AB_SHAPES:-mamba-2.8b}" "${PREFILL_AB_DTYPE:-bf16}" "${PREFILL_AB_LENS:-2048}"
+[ -n "${PREFILL_AB2:-}" ] && prefill_ab 2- "$PREFILL_AB2" "${PREFILL_AB2_SHAPES:-mamba-2.8b}" "${PREFILL_AB2_DTYPE:-bf16}" "${PREFILL_AB2_LENS:-2048}"
 if [ -n "${DECODE_AB:-}" ]; then
   # decode only (no prefill), each configuration in its own process
   for cfg in $DECODE_AB; do
