@@ -902,8 +902,8 @@ TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
 }
 
 // The recurrence cut into segments (CUDA's split rows path, which float32 and float16 x take): segment counts forced
-// from 2 to more than the steps fill (empty segments), the automatic plan and none, over packed sequences of uneven
-// lengths (a single step, an empty one) and over batch rows, dstate in one and in two 128-state groups, headdim 40 (a
+// from 2 to more than a sequence's steps fill (empty segments), the automatic plan and none, over packed sequences of
+// uneven lengths (one a single step) and over batch rows, dstate in one and in two 128-state groups, headdim 40 (a
 // partial second row tile); each against the float64 recurrence, and the final states written over the initial ones.
 TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
@@ -914,7 +914,7 @@ TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
                 Options packed;
                 packed.dtype = dtype;
                 packed.chunk_size = 64;
-                packed.cu_seqlens = {0, 1, 300, 300, 700};
+                packed.cu_seqlens = {0, 1, 300, 333, 700};
                 const Shape ps{1, 700, 3, 40, 1, dstate};
                 SCOPED_TRACE(std::string("MAMBA_CUDA_SSD_SEGMENTS=") + segments + ", packed, " + describe(ps, packed));
                 Problem pr(ps, packed, 880 + uint64_t(dstate));
@@ -946,6 +946,7 @@ TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
     pr.upload(ctx());
     Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
     y.upload_poisoned(ctx());
+    fin.upload_poisoned(ctx());
     const auto a = pr.args(y, fin);
     for (const char * bogus : {"3", "on", "Auto"}) {
         SCOPED_TRACE(bogus);
