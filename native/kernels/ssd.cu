@@ -21,6 +21,8 @@
 // product plus its summary, and the last one is the final state; (3) every segment from its initial state, writing y.
 // The recurrence is walked twice, in parallel. MAMBA_CUDA_SSD_SEGMENTS: "auto" (or unset) plans the segments
 // (plan_ssd_segments), "off" keeps one block a sequence, 2 to 64 force that many (for the tests and the benchmark).
+// Bytes: the rows kernel's, with x, dt and B read twice, plus the segments' states written and read twice (combine)
+// and once more (segments): 4 * segments * heads * headdim * dstate bytes each way per sequence.
 // Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
 // FLOPs: 6 per (t, h, p, n).
 #include "common.cuh"
@@ -247,18 +249,36 @@ constexpr EnvChoice<SsdPath> kSsdPaths[] = {{"auto", SsdPath::Auto}, {"chunked",
 
 // MAMBA_CUDA_SSD_SEGMENTS: 0 plans (plan_ssd_segments), 1 keeps whole sequences, more forces that many segments.
 constexpr EnvChoice<int> kSsdSegments[] = {{"auto", 0}, {"off", 1}, {"2", 2}, {"4", 4}, {"8", 8}, {"16", 16}, {"32", 32}, {"64", 64}};
-// Rows-kernel blocks an SM holds (128 threads and about 25 KB of shared memory each), as the plan counts them.
-constexpr int64_t kSsdRowsBlocksPerSM = 8;
-// The shortest segment the plan makes, in steps: the summaries and the combine cost a segment's share of the walk twice.
+// The shortest segment the plan makes, in steps, and a block's fixed cost (its state's load and store, the combine's
+// share) in steps' worth of walking, for the plan below.
 constexpr int64_t kSsdMinSegmentSteps = 64;
+constexpr int64_t kSsdSegmentCostSteps = 32;
 
-// Segments a sequence: as many as fill the SMs' block slots once with the whole sequences' blocks (`blocks`), of at
-// least kSsdMinSegmentSteps steps each; 1 (no split) where the blocks already fill half the slots. `len` is the longest
-// sequence's length.
-int64_t plan_ssd_segments(int64_t blocks, int64_t len, int sms) {
-    const int64_t slots = int64_t(sms) * kSsdRowsBlocksPerSM;
-    if (blocks <= 0 || 2 * blocks > slots) return 1;
-    return std::max<int64_t>(1, std::min(slots / blocks, len / kSsdMinSegmentSteps));
+// Segments a sequence for `blocks` whole-sequence blocks of `len` steps (the longest sequence's) on `slots` resident
+// blocks of the segments kernel: the fewest waves of the shortest segments, a wave taking (a segment's steps + the
+// fixed cost); segments of at least kSsdMinSegmentSteps steps. mamba2-130m at batch 1 (48 blocks of 2048 steps, 792
+// slots on an H200): 16 segments of 128 steps, one wave.
+int64_t plan_ssd_segments(int64_t blocks, int64_t len, int64_t slots) {
+    constexpr int64_t kChunk = SsdRowsTraits<1>::kChunk;
+    int64_t best = 1, best_cost = INT64_MAX;
+    for (int64_t s = 1; s <= std::max<int64_t>(1, len / kSsdMinSegmentSteps); ++s) {
+        const int64_t seg_len = ceil_div(ceil_div(len, s), kChunk) * kChunk, used = ceil_div(len, seg_len);
+        const int64_t cost = ceil_div(blocks * used, std::max<int64_t>(slots, 1)) * (seg_len + kSsdSegmentCostSteps);
+        if (cost < best_cost) best = used, best_cost = cost;
+    }
+    return best;
+}
+
+// The segments kernel's resident blocks on the device (its registers bound them: 6 an SM at dstate <= 128 on an H200).
+int64_t ssd_segment_slots(mamba_context & ctx, int64_t dstate) {
+    int per_sm = 0;
+    if (dstate <= 128)
+        MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ssd_rows_kernel<SsdRowsTraits<1>, RowsMode::Segment>,
+                                                                       SsdRowsTraits<1>::kThreads, 0));
+    else
+        MAMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ssd_rows_kernel<SsdRowsTraits<2>, RowsMode::Segment>,
+                                                                       SsdRowsTraits<2>::kThreads, 0));
+    return int64_t(std::max(per_sm, 1)) * std::max(state_of(ctx).multiprocessors, 1);
 }
 
 template <int NQ>
@@ -311,7 +331,7 @@ void ssd(mamba_context & ctx, const SsdParams & p) {
     if (!cp_plan.use && !chunked_may_take && nseq > 0 && p.len > 0) {
         constexpr int64_t kChunk = SsdRowsTraits<1>::kChunk;
         const int64_t blocks = ceil_div(p.headdim, int64_t(SsdRowsTraits<1>::kRows)) * p.heads * nseq;
-        const int64_t wanted = forced_segments > 0 ? forced_segments : plan_ssd_segments(blocks, p.len, std::max(state_of(ctx).multiprocessors, 1));
+        const int64_t wanted = forced_segments > 0 ? forced_segments : plan_ssd_segments(blocks, p.len, ssd_segment_slots(ctx, p.dstate));
         if (wanted > 1 && nseq * wanted <= 65535) {
             split.seg_len = ceil_div(ceil_div(p.len, wanted), kChunk) * kChunk;  // whole chunks
             split.segments = ceil_div(p.len, split.seg_len);
