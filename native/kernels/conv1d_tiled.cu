@@ -246,10 +246,11 @@ constexpr int kDefaultConvStages = 4;
 // (runs 142-144, bf16, 1 to 14 segments a sequence at B1, B4 and B8, L2048, D5120-5376).
 constexpr int64_t kBlockCostChunks = 3;
 // Where the plan's blocks would have fewer chunks than this, the call takes the most segments that leave this many
-// (16 at L2048): at the narrow models' widths (B1 L2048 at D1536 and D2048 the plan picks 32 segments, 2 chunks a
-// block) 16 segments measured 30-40% faster than the runs kernel in their prefills (run 178, MAMBA_CUDA_CONV_SEGMENTS=16);
-// on an earlier planner, 2 chunks a block lost to the runs kernel (B1 L512 D5376: 0.020 ms against 0.016). Prompts of
-// fewer chunks than this leave the call to the runs kernel.
+// (16 at L2048, 4 at L512): at the narrow models' widths (B1 L2048 at D1536 and D2048 the plan picks 32 segments, 2
+// chunks a block) and in short prompts at every width. Against the runs kernel those calls made the prefill 2-9% faster
+// (runs 179-181: mamba-130m and mamba-370m at 512-2048 tokens, mamba-2.8b at 512 and 1024), though the kernel benchmark
+// alone has the runs kernel faster there (B1 L512 D5376: 0.0195 ms against 0.0145). Prompts of fewer chunks than this
+// leave the call to the runs kernel.
 constexpr int64_t kMinChunksPerBlock = 4;
 
 // Segments a sequence for `columns` (channel tiles x batch) sequences of `chunks` chunks on `slots` resident blocks: the
