@@ -26,6 +26,23 @@ public class ModelForwardTests
         Assert.That(RelativeError(LogitsOf(session, 0), expected[^1]), Is.LessThan(1e-4), "last-token logits");
     }
 
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void LogitsOfALongPromptMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device)
+    {
+        // 320 tokens: on CUDA, long enough for the float32 SSD of Mamba-2 to walk its recurrence in segments at once,
+        // whose combined states must carry every position's logits as the step-by-step reference does.
+        var tiny = TinyModel.Create(ConfigFor(family), seed: 13);
+        using var model = BuildOn(device, tiny);
+        using var session = model.CreateSession();
+        var tokens = TinyModel.RandomTokens(new Random(5), 320, tiny.Config.VocabSize);
+        var logits = PrefillLogits(session, 0, tokens);
+        var expected = ReferenceForward.Logits(tiny, tokens);
+        for (var t = 0; t < tokens.Length; t++)
+        {
+            Assert.That(RelativeError(logits[t], expected[t]), Is.LessThan(1e-4), $"position {t}");
+        }
+    }
+
     [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
     public void UntiedHeadAndBfloat16CheckpointMatchReference(MambaFamily family)
     {
