@@ -11,12 +11,23 @@ namespace Mamba.Tests.Models;
 public class ModelForwardTests
 {
     [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
-    public void LogitsMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device)
+    public void LogitsMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device) =>
+        AssertPrefillMatchesReference(family, device, seed: 11, tokenSeed: 3, length: 40);
+
+    // 320 tokens: on CUDA, long enough for the float32 SSD of Mamba-2 to walk its recurrence in segments at once, whose
+    // combined states must carry every position's logits as the step-by-step reference does.
+    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
+    public void LogitsOfALongPromptMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device) =>
+        AssertPrefillMatchesReference(family, device, seed: 13, tokenSeed: 5, length: 320);
+
+    // Every position's logits of one prefill of `length` random tokens, and the session's last-token logits, against the
+    // float64 reference.
+    private static void AssertPrefillMatchesReference(MambaFamily family, Mamba.Runtime.Device device, int seed, int tokenSeed, int length)
     {
-        var tiny = TinyModel.Create(ConfigFor(family), seed: 11);
+        var tiny = TinyModel.Create(ConfigFor(family), seed: seed);
         using var model = BuildOn(device, tiny);
         using var session = model.CreateSession();
-        var tokens = TinyModel.RandomTokens(new Random(3), 40, tiny.Config.VocabSize);
+        var tokens = TinyModel.RandomTokens(new Random(tokenSeed), length, tiny.Config.VocabSize);
         var logits = PrefillLogits(session, 0, tokens);
         var expected = ReferenceForward.Logits(tiny, tokens);
         for (var t = 0; t < tokens.Length; t++)
@@ -24,23 +35,6 @@ public class ModelForwardTests
             Assert.That(RelativeError(logits[t], expected[t]), Is.LessThan(1e-4), $"position {t}");
         }
         Assert.That(RelativeError(LogitsOf(session, 0), expected[^1]), Is.LessThan(1e-4), "last-token logits");
-    }
-
-    [TestCaseSource(typeof(ModelTestSupport), nameof(FamiliesOnDevices))]
-    public void LogitsOfALongPromptMatchFloat64Reference(MambaFamily family, Mamba.Runtime.Device device)
-    {
-        // 320 tokens: on CUDA, long enough for the float32 SSD of Mamba-2 to walk its recurrence in segments at once,
-        // whose combined states must carry every position's logits as the step-by-step reference does.
-        var tiny = TinyModel.Create(ConfigFor(family), seed: 13);
-        using var model = BuildOn(device, tiny);
-        using var session = model.CreateSession();
-        var tokens = TinyModel.RandomTokens(new Random(5), 320, tiny.Config.VocabSize);
-        var logits = PrefillLogits(session, 0, tokens);
-        var expected = ReferenceForward.Logits(tiny, tokens);
-        for (var t = 0; t < tokens.Length; t++)
-        {
-            Assert.That(RelativeError(logits[t], expected[t]), Is.LessThan(1e-4), $"position {t}");
-        }
     }
 
     [TestCaseSource(typeof(ModelTestSupport), nameof(Families))]
