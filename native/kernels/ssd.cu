@@ -12,6 +12,8 @@
 // every 128, so one float4 of B and of C from shared memory serves 32 state updates. Chunks of 16 steps
 // of B, C (shared by the head's rows), dt and x are staged in shared memory; y is reduced over the lanes
 // through a small shared buffer. The result equals the chunked SSD (chunk_size only changes rounding).
+// Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
+// FLOPs: 6 per (t, h, p, n).
 //
 // Split rows: where those blocks (headdim tiles x heads x sequences) are fewer than the SMs hold (float32 x at batch 1:
 // 48 blocks walk mamba2-130m's 2048 steps, one step after another), each sequence is cut into segments of whole
@@ -22,9 +24,8 @@
 // The recurrence is walked twice, in parallel. MAMBA_CUDA_SSD_SEGMENTS: "auto" (or unset) plans the segments
 // (plan_ssd_segments), "off" keeps one block a sequence, 2 to 64 force that many (for the tests and the benchmark).
 // Bytes: the rows kernel's, with x, dt and B read twice, plus the segments' states written and read twice (combine)
-// and once more (segments): 4 * segments * heads * headdim * dstate bytes each way per sequence.
-// Bytes: batch*len*(heads*headdim*(x + z + y) + 2*groups*dstate + heads) (+ states).
-// FLOPs: 6 per (t, h, p, n).
+// and once more (segments): 4 * segments * heads * headdim * dstate bytes each way per sequence. FLOPs: the rows
+// kernel's plus the summaries' 4 per (t, h, p, n).
 #include "common.cuh"
 #include "core/env_choice.h"
 #include "launch.cuh"
