@@ -580,7 +580,9 @@ TEST_P(SsdTest, CaptureAfterASmallerWorkspaceKeepsToPair) {
 // MAMBA_CUDA_SSD_PATH: each path matches the reference on a shape all of them take (bf16, dstate 64), and
 // a shape the forced tensor-core paths cannot take (float32) runs on the recurrence kernel; an unknown
 // value is an argument error naming the variable and the accepted values, and y keeps its poison. The CPU backend reads no such variable.
-TEST_P(SsdTest, EverySsdPathMatchesAndAnUnknownPathIsRejected) {
+// A misspelt value of either kernel-selection variable fails the call, before anything is written, also on a call
+// (bf16) that the recurrence kernel of MAMBA_CUDA_SSD_SEGMENTS does not take.
+TEST_P(SsdTest, EverySsdPathMatchesAndUnknownChoicesAreRejected) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     for (const char * path : {"auto", "chunked", "parallel"}) {
         const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", path);
@@ -598,12 +600,20 @@ TEST_P(SsdTest, EverySsdPathMatchesAndAnUnknownPathIsRejected) {
     y.upload_poisoned(ctx());
     fin.upload_poisoned(ctx());
     const auto a = pr.args(y, fin);
-    for (const char * bogus : {"bogus", "Chunked", "rows"}) {
-        SCOPED_TRACE(bogus);
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_PATH", bogus);
-        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_EQ(std::string(mamba_last_error()),
-                  std::string("mamba_ssd: MAMBA_CUDA_SSD_PATH must be one of auto, chunked, parallel (or unset), not '") + bogus + "'");
+    const struct {
+        const char * variable;
+        const char * accepted;
+        std::vector<const char *> bogus;
+    } variables[] = {{"MAMBA_CUDA_SSD_PATH", "auto, chunked, parallel", {"bogus", "Chunked", "rows"}},
+                     {"MAMBA_CUDA_SSD_SEGMENTS", "auto, off, 2, 4, 8, 16, 32, 64", {"3", "on", "Auto"}}};
+    for (const auto & v : variables) {
+        for (const char * bogus : v.bogus) {
+            SCOPED_TRACE(std::string(v.variable) + "=" + bogus);
+            const mt::ScopedEnv scoped(v.variable, bogus);
+            EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+            EXPECT_EQ(std::string(mamba_last_error()),
+                      std::string("mamba_ssd: ") + v.variable + " must be one of " + v.accepted + " (or unset), not '" + bogus + "'");
+        }
     }
     y.download(ctx());
     for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
@@ -905,6 +915,7 @@ TEST_P(SsdTest, FinalStatesMayAliasInitialStates) {
 // from 2 to more than a sequence's steps fill (empty segments), the automatic plan and none, over packed sequences of
 // uneven lengths (one a single step) and over batch rows, dstate in one and in two 128-state groups, headdim 40 (a
 // partial second row tile); each against the float64 recurrence, and the final states written over the initial ones.
+// (A misspelt value: EverySsdPathMatchesAndUnknownChoicesAreRejected.)
 TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
     if (!on_cuda()) GTEST_SKIP() << "the CPU backend reads no SSD kernel-selection variable";
     for (const char * segments : {"off", "2", "8", "64", "auto"}) {
@@ -941,21 +952,6 @@ TEST_P(SsdTest, SegmentedRecurrenceMatchesTheRecurrence) {
             }
         }
     }
-    Options o;
-    Problem pr({1, 200, 2, 64, 1, 64}, o, 891);
-    pr.upload(ctx());
-    Tensor y({1, 200, 2, 64}, o.dtype), fin({1, 2, 64, 64}, DType::F32);
-    y.upload_poisoned(ctx());
-    fin.upload_poisoned(ctx());
-    const auto a = pr.args(y, fin);
-    for (const char * bogus : {"3", "on", "Auto"}) {
-        SCOPED_TRACE(bogus);
-        const mt::ScopedEnv scoped("MAMBA_CUDA_SSD_SEGMENTS", bogus);
-        EXPECT_EQ(mamba_ssd(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
-        EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_SSD_SEGMENTS"), std::string::npos) << mamba_last_error();
-    }
-    y.download(ctx());
-    for (double v : y.values()) ASSERT_TRUE(std::isnan(v));
 }
 
 // The Mamba-2 mixer's exact views (bf16): x, B and C columns of the causal-conv output, one row of
