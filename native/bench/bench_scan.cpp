@@ -77,13 +77,16 @@ decltype(mb::Case::setup) prefill(DLDataType dtype, int64_t batch, int64_t len, 
     };
 }
 
-decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
+// rank > 0: dt projected inside the update from a (batch, rank) input and a (D, rank) weight of `dtype`, as the Mamba-1
+// decode step calls it (dt_proj_weight).
+decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch, int64_t D = kDim, int64_t rank = 0) {
     return [=](mb::Bench & b, double & bytes, double & flops) {
-        const int64_t D = kDim, N = kState, es = dtype.bits / 8;
+        const int64_t N = kState, es = dtype.bits / 8;
         mamba_selective_state_update_args a{};
         a.state = b.tensor({batch, D, N}, mb::kF32);
         a.x = b.tensor({batch, D}, dtype);
-        a.dt = b.tensor({batch, D}, dtype, -4.0, 0.0);
+        a.dt = rank > 0 ? b.tensor({batch, rank}, dtype, -0.5, 0.5) : b.tensor({batch, D}, dtype, -4.0, 0.0);
+        if (rank > 0) a.dt_proj_weight = b.tensor({D, rank}, dtype, -0.1, 0.1);
         a.z = b.tensor({batch, D}, dtype);
         a.A = b.tensor({D, N}, mb::kF32, -2.0, -0.1);
         a.B = b.tensor({batch, 1, N}, dtype);
@@ -92,8 +95,8 @@ decltype(mb::Case::setup) decode(DLDataType dtype, int64_t batch) {
         a.dt_bias = b.tensor({D}, mb::kF32);
         a.y = b.tensor({batch, D}, dtype);
         a.dt_softplus = 1;
-        bytes = double(batch * D * N * 4 * 2 + D * N * 4 + batch * D * es * 4 + batch * N * es * 2 + D * 8);
-        flops = double(batch * D * N) * 7;
+        bytes = double(batch * D * N * 4 * 2 + D * N * 4 + batch * D * es * 4 + batch * N * es * 2 + D * 8 + D * rank * es);
+        flops = double(batch * D * N) * 7 + double(2 * batch * D * rank);
         return [&b, a] { mb::check(mamba_selective_state_update(b.ctx(), &a), "mamba_selective_state_update"); };
     };
 }
@@ -173,6 +176,9 @@ mb::Register scan_short("selective_scan f32 b=1 d=1536 n=16 L=16 (b,l,d) view", 
 mb::Register update_1("selective_state_update f32 b=1 d=1536 n=16", decode(mb::kF32, 1));
 mb::Register update_bf16("selective_state_update bf16 b=1 d=1536 n=16", decode(mb::kBF16, 1));
 mb::Register update_8("selective_state_update f32 b=8 d=1536 n=16", decode(mb::kF32, 8));
+// With dt_proj inside, as the Mamba-1 decode step calls it: mamba-130m (rank 48) and mamba-2.8b (d 5120, rank 160).
+mb::Register update_dt_130m("selective_state_update bf16 b=1 d=1536 n=16 dt_proj rank 48 (mamba-130m decode)", decode(mb::kBF16, 1, 1536, 48));
+mb::Register update_dt_28b("selective_state_update bf16 b=1 d=5120 n=16 dt_proj rank 160 (mamba-2.8b decode)", decode(mb::kBF16, 1, 5120, 160));
 
 // mamba-2.8b's dt projection (2048 x 160 -> 5120) alone and with its scan: the pair the prefill runs.
 mb::Register dt_proj_28b("dt_proj bf16 2048x160->5120 (2.8b prefill 2048) mamba_linear", dt_projection(2048, 5120, 160, false, false));

@@ -39,8 +39,10 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
             load_floats(p.x.dtype, element(p.x, {bi, h, 0}), P, p.x.stride[2], x);
             load_floats(p.B.dtype, element(p.B, {bi, g, 0}), N, p.B.stride[2], b);
             load_floats(p.C.dtype, element(p.C, {bi, g, 0}), N, p.C.stride[2], c);
+            // Row i of the head's state is i * stride[2] elements past row 0 (no per-row index arithmetic).
+            float * const state_rows = reinterpret_cast<float *>(element(p.state, {bi, h, 0, 0}));
             for (int64_t i = 0; i < P; ++i) {
-                float * s = reinterpret_cast<float *>(element(p.state, {bi, h, i, 0}));
+                float * s = state_rows + i * p.state.stride[2];
                 if (!state_rows_contiguous) {
                     load_floats(DType::F32, s, N, p.state.stride[3], row);
                     s = row;
@@ -62,7 +64,7 @@ void ssd_state_update(mamba_context & ctx, const SsdStateUpdateParams & p) {
                     partial[0] += v * c[n];
                 }
                 const float acc = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
-                if (!state_rows_contiguous) store_floats(DType::F32, element(p.state, {bi, h, i, 0}), N, p.state.stride[3], row);
+                if (!state_rows_contiguous) store_floats(DType::F32, state_rows + i * p.state.stride[2], N, p.state.stride[3], row);
                 y[i] = acc;
             }
             if (p.D) {
