@@ -243,6 +243,31 @@ TEST_P(SampleTest, FiltersOnALargeVocabularyKeepTheReferenceSet) {
     }
 }
 
+TEST_P(SampleTest, TopPTakesTiedLogitsInIdOrder) {
+    // Equal logits at the cut: the lower ids are the more likely ones, as in the reference's stable sort.
+    const double a = std::log(0.4), b = std::log(0.2);
+    EXPECT_EQ(support({a, b, b, b}, sampling(1.0f, 0, 0.5f)), (std::set<int64_t>{0, 1}));
+    EXPECT_EQ(support({a, b, b, b}, sampling(1.0f, 0, 0.7f)), (std::set<int64_t>{0, 1, 2}));
+    EXPECT_EQ(support({a, b, b, b}, sampling(1.0f, 0, 0.85f)), (std::set<int64_t>{0, 1, 2, 3}));
+    EXPECT_EQ(support({b, a, a}, sampling(1.0f, 0, 0.3f)), (std::set<int64_t>{1}));
+    EXPECT_EQ(support({b, a, a}, sampling(1.0f, 0, 0.5f)), (std::set<int64_t>{1, 2}));
+    // 1200 tokens over four logits, the cut inside a group of 300 equal ones (it keeps 146 of them): only the
+    // reference's, the group's lower ids, may be drawn.
+    std::vector<double> row(1200);
+    const double levels[4] = {0.5, 0.25, 0.0, -0.5};
+    for (size_t i = 0; i < row.size(); ++i) row[i] = levels[(i * 7) % 4];
+    const auto s = sampling(1.0f, 0, 0.5f);
+    const auto expected = filtered_probabilities(row, {}, s);
+    const auto counts = histogram(row, {}, s, 1000, 3);
+    int64_t kept = 0, drawn_outside = 0;
+    for (size_t i = 0; i < row.size(); ++i) {
+        kept += expected[i] > 0.0;
+        if (expected[i] == 0.0) drawn_outside += counts[i];
+    }
+    EXPECT_EQ(drawn_outside, 0) << "of " << kept << " kept tokens";
+    EXPECT_GT(kept, 300);
+    EXPECT_LT(kept, 600);
+}
 TEST_P(SampleTest, MaskedLogitsAreNeverDrawn) {
     const double inf = INFINITY;
     EXPECT_EQ(support({-inf, 0.3, -inf, 0.1, -inf}, sampling(2.0f)), (std::set<int64_t>{1, 3}));
