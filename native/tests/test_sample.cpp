@@ -128,6 +128,18 @@ protected:
     }
 
     // Tokens drawn over many draws.
+    // Of 3000 draws from `row` under s: how many tokens the reference keeps, and how many draws fell outside them.
+    std::pair<int64_t, int64_t> kept_and_drawn_outside(const std::vector<double> & row, const mamba_sampling_params & s) {
+        const auto expected = filtered_probabilities(row, {}, s);
+        const auto counts = histogram(row, {}, s, 1000, 3);
+        int64_t kept = 0, outside = 0;
+        for (size_t i = 0; i < row.size(); ++i) {
+            kept += expected[i] > 0.0;
+            if (expected[i] == 0.0) outside += counts[i];
+        }
+        return {kept, outside};
+    }
+
     std::set<int64_t> support(const std::vector<double> & row, const mamba_sampling_params & s) {
         const auto counts = histogram(row, {}, s, 500, 4);
         std::set<int64_t> seen;
@@ -230,13 +242,7 @@ TEST_P(SampleTest, FiltersOnALargeVocabularyKeepTheReferenceSet) {
     std::vector<double> row(3000);
     for (double & v : row) v = double(float(dist(rng)));
     for (const auto & s : {sampling(0.9f, 0, 0.4f), sampling(1.1f, 700, 0.6f, 0.05f)}) {
-        const auto expected = filtered_probabilities(row, {}, s);
-        const auto counts = histogram(row, {}, s, 1000, 3);
-        int64_t kept = 0, drawn_outside = 0;
-        for (size_t i = 0; i < row.size(); ++i) {
-            kept += expected[i] > 0.0;
-            if (expected[i] == 0.0) drawn_outside += counts[i];
-        }
+        const auto [kept, drawn_outside] = kept_and_drawn_outside(row, s);
         EXPECT_EQ(drawn_outside, 0) << "of " << kept << " kept tokens";
         EXPECT_GT(kept, 50);
         EXPECT_LT(kept, 2000);
@@ -256,18 +262,12 @@ TEST_P(SampleTest, TopPTakesTiedLogitsInIdOrder) {
     std::vector<double> row(1200);
     const double levels[4] = {0.5, 0.25, 0.0, -0.5};
     for (size_t i = 0; i < row.size(); ++i) row[i] = levels[(i * 7) % 4];
-    const auto s = sampling(1.0f, 0, 0.5f);
-    const auto expected = filtered_probabilities(row, {}, s);
-    const auto counts = histogram(row, {}, s, 1000, 3);
-    int64_t kept = 0, drawn_outside = 0;
-    for (size_t i = 0; i < row.size(); ++i) {
-        kept += expected[i] > 0.0;
-        if (expected[i] == 0.0) drawn_outside += counts[i];
-    }
+    const auto [kept, drawn_outside] = kept_and_drawn_outside(row, sampling(1.0f, 0, 0.5f));
     EXPECT_EQ(drawn_outside, 0) << "of " << kept << " kept tokens";
     EXPECT_GT(kept, 300);
     EXPECT_LT(kept, 600);
 }
+
 TEST_P(SampleTest, MaskedLogitsAreNeverDrawn) {
     const double inf = INFINITY;
     EXPECT_EQ(support({-inf, 0.3, -inf, 0.1, -inf}, sampling(2.0f)), (std::set<int64_t>{1, 3}));
