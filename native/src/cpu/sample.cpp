@@ -97,10 +97,11 @@ inline uint32_t logit_key(float f) {
 // (a larger logit, then the lower id) whose weight reaches `needed`. Radix selection over the logits' keys, in three
 // digits from the top: each pass adds up the undecided candidates' weights by digit, keeps every digit above the one
 // where the mass still needed is reached, and goes on inside that digit; candidates whose logits are equal are then
-// taken in increasing id order. Three passes over the candidates at most, the first over all of them, against the
-// repeated partitions of a quickselect (a row of 50280 tokens: 0.80-0.84 -> 0.48-0.53 ms, docs/performance.md). On return the
-// kept candidates are the first `count` entries of `order`, in no order. Sums in double, in another order than a sort
-// would add them, which can only matter where the mass lands exactly on `needed`.
+// taken in increasing id order. Three passes over all the candidates (the first digit's sums, the narrowing to its
+// digit, the final partition) and two over those left undecided, against the repeated partitions of a quickselect (a
+// row of 50280 tokens: 0.80-0.84 -> 0.48-0.53 ms, docs/performance.md). On return the kept candidates are the first
+// `count` entries of `order`, in no order. Sums in double, in another order than a sort would add them, which can only
+// matter where the mass lands exactly on `needed`.
 size_t top_p_count(std::vector<int64_t> & order, const std::vector<float> & logits, const std::vector<float> & weight, double needed,
                    std::vector<int64_t> & undecided) {
     if (order.empty()) return 0;
