@@ -69,6 +69,10 @@ struct CudaState {
     static constexpr size_t kXProjSumsBytes = (kXProjSumsCapacity + 1) * sizeof(double);  // the sums, then the count
     double * xproj_sums = nullptr;
     bool xproj_sums_dirty = false;
+    // Batched decode's x_proj sums (conv_xproj_step.cu): each cluster of the conv step's blocks stores its sums of every
+    // row's outputs there (no atomics, every value written each step), and the state update adds the clusters' values.
+    static constexpr int64_t kXProjPartialsCapacity = 65536;  // 512 KB: 16 rows x 8 clusters x 512 outputs
+    double * xproj_partials = nullptr;
     // The decode GEMVs' L2 priority for W when MAMBA_CUDA_GEMV_EVICT is unset (gemv.cu): evict-first while
     // an op that measured faster with it runs its projections (the Mamba-1 step; gemv.cuh's
     // EvictFirstWeights), evict-normal otherwise.

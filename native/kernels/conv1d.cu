@@ -63,19 +63,7 @@ __global__ void conv_final_state_kernel(ConvArgs a, AnyPtr fin, int64_t f_s0, in
         if (i < a.width - 1) fin.store(b * f_s0 + d * f_s1 + i * f_s2, v[i]);
 }
 
-struct ConvUpdateArgs {
-    AnyPtr x, state, weight, bias, y;
-    int64_t x_s[2], s_s[3], w_s[2], b_s, y_s[2];
-    int64_t batch, dim;
-    int width;
-    bool has_bias, silu;
-};
-
-// One thread per (batch row, channel). kWidth is the filter width when it is known at compile time (the
-// models' 4), else 0 (the run-time a.width, up to kMaxConvWidth): with a fixed width no load sits behind a
-// bounds branch, so the weights, the state and x issue back to back and the step costs one memory round
-// trip (a decode step runs this at batch 1, where that latency is the kernel's whole time). The bias,
-// behind its own branch, comes last.
+// One thread per (batch row, channel): conv_update_channel (conv1d_common.cuh).
 template <int kWidth>
 __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -84,28 +72,7 @@ __global__ void causal_conv1d_update_kernel(ConvUpdateArgs a) {
     wait_for_producer();
     allow_dependents();
     if (i >= a.batch * a.dim) return;
-    constexpr int kSlots = kWidth > 0 ? kWidth : int(kMaxConvWidth);
-    const int width = kWidth > 0 ? kWidth : a.width;
-    const int64_t b = i / a.dim, d = i % a.dim;
-    float w[kSlots], s[kSlots];  // s[k]: the input k steps into the window; the last is x
-#pragma unroll
-    for (int k = 0; k < kSlots; ++k) w[k] = k < width ? a.weight.load(d * a.w_s[0] + k * a.w_s[1]) : 0.0f;
-#pragma unroll
-    for (int k = 0; k < kSlots - 1; ++k) s[k] = k < width - 1 ? a.state.load(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2]) : 0.0f;
-    const float x = a.x.load(b * a.x_s[0] + d * a.x_s[1]);
-    float acc = a.has_bias ? a.bias.load(d * a.b_s) : 0.0f;
-#pragma unroll
-    for (int k = 0; k < kSlots; ++k) {
-        const float v = k < width - 1 ? s[k] : (k == width - 1 ? x : 0.0f);
-        acc += w[k] * v;
-    }
-    if (a.silu) acc = silu_f(acc);
-    a.y.store(b * a.y_s[0] + d * a.y_s[1], acc);
-#pragma unroll
-    for (int k = 0; k < kSlots - 1; ++k) {
-        if (k < width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], s[k + 1]);
-        else if (k == width - 2) a.state.store(b * a.s_s[0] + d * a.s_s[1] + k * a.s_s[2], x);
-    }
+    conv_update_channel<kWidth>(a, i / a.dim, i % a.dim);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -383,24 +350,7 @@ void causal_conv1d(mamba_context & ctx, const CausalConv1dParams & p) {
 void causal_conv1d_update(mamba_context & ctx, const CausalConv1dUpdateParams & p) {
     const int64_t n = p.batch * p.dim;
     if (n == 0) return;
-    ConvUpdateArgs a{};
-    a.x = any(p.x);
-    copy_strides(a.x_s, p.x);
-    a.state = any(p.conv_state);
-    copy_strides(a.s_s, p.conv_state);
-    a.weight = any(p.weight);
-    copy_strides(a.w_s, p.weight);
-    a.has_bias = p.bias.has_value();
-    if (a.has_bias) {
-        a.bias = any(*p.bias);
-        a.b_s = p.bias->stride[0];
-    }
-    a.y = any(p.y);
-    copy_strides(a.y_s, p.y);
-    a.batch = p.batch;
-    a.dim = p.dim;
-    a.width = int(p.width);
-    a.silu = p.silu;
+    const ConvUpdateArgs a = bind_conv_update(p);
     const int threads = 256;
     // width 4: the Mamba and Mamba-2 checkpoints' filter
     const auto kernel = a.width == 4 ? causal_conv1d_update_kernel<4> : causal_conv1d_update_kernel<0>;

@@ -1521,6 +1521,11 @@ bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams 
     return true;
 }
 
+bool gemv_runs_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p) {
+    GemvArgs a{};
+    return plan_gemv_conv(ctx, p, a) && a.has_conv;
+}
+
 std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, int64_t sums_capacity) {
     GemvArgs a{};
     if (p.linear.rows != 1) return cat("it takes batch 1, not ", p.linear.rows);

@@ -35,6 +35,9 @@ bool try_gemv(mamba_context & ctx, const LinearParams & p, const ClearAfterWait 
 // tiled kernel runs even where mamba_linear would pick the warp kernel (up to 2 rows, few outputs).
 bool try_gemv_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
 
+// Whether try_gemv_conv1d_update would run p's conv step in the GEMV (launching nothing).
+bool gemv_runs_conv1d_update(mamba_context & ctx, const LinearConv1dUpdateParams & p);
+
 // While it lives, the GEMVs that `ctx` runs load W evict-first in L2 unless MAMBA_CUDA_GEMV_EVICT says
 // otherwise (CudaState::weights_evict_first); the previous setting comes back on every way out.
 class EvictFirstWeights {

@@ -1044,8 +1044,9 @@ void launch_fused(mamba_context & ctx, const Mamba1StepParams & p, const FusedSe
     if (timeline) report_timeline(ctx, a.timeline, G);
 }
 
-// MAMBA_CUDA_MAMBA1_XPROJ, for the four kernels: "auto" (or unset) folds x_proj into in_proj where it can
-// (step_xproj.cuh), "fused" does so or fails with UNSUPPORTED, "separate" runs x_proj as its own GEMV.
+// MAMBA_CUDA_MAMBA1_XPROJ, for the four kernels: "auto" (or unset) folds x_proj into in_proj at batch 1, or into the
+// conv step at 2 to kXProjMaxRows rows, where it can (step_xproj.cuh), "fused" does so or fails with UNSUPPORTED,
+// "separate" runs x_proj as its own GEMV.
 enum class XProjFold { Auto, Fused, Separate };
 constexpr EnvChoice<XProjFold> kXProjFolds[] = {{"auto", XProjFold::Auto}, {"fused", XProjFold::Fused}, {"separate", XProjFold::Separate}};
 
@@ -1055,11 +1056,14 @@ constexpr EnvChoice<int> kXProjReplicas[] = {{"1", 1}, {"2", 2}, {"4", 4}, {"8",
 static_assert(kXProjMaxReplicas == 8, "the choices go up to the most replicas");
 constexpr int kDefaultXProjReplicas = 4;
 
-// Why x_proj cannot fold into in_proj and the state update read its sums, empty where it can.
+// Why x_proj cannot fold into in_proj (batch 1) or the conv step (more rows) and the state update read its sums, empty
+// where it can.
 std::string plan_xproj_fold(mamba_context & ctx, const Mamba1StepParams & p) {
-    std::string why = gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity);
+    const bool one_row = p.in_proj.linear.rows == 1;
+    std::string why = one_row ? gemv_conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjSumsCapacity)
+                              : conv1d_xproj_unsupported(ctx, p.in_proj, p.x_proj, CudaState::kXProjPartialsCapacity);
     if (why.empty()) why = selective_state_update_sums_unsupported(p.update);
-    return why;
+    return why.empty() ? why : cat(one_row ? "x_proj cannot fold into in_proj: " : "x_proj cannot fold into the conv step: ", why);
 }
 
 // MAMBA_CUDA_MAMBA1_SUMS_CLEAR: who zeroes x_proj's sums for the next step. "out_proj" (or unset): out_proj's GEMV,
@@ -1103,6 +1107,25 @@ void run_with_xproj_folded(mamba_context & ctx, const Mamba1StepParams & p, int 
     cs.xproj_sums_dirty = false;
 }
 
+// Batched (2 to kXProjMaxRows rows): in_proj's GEMM, the conv step storing x_proj's sums of every row, one replica a
+// cluster of its blocks, into the context's partials (conv_xproj_step.cu), the state update adding them, out_proj: four
+// kernels instead of five. The partials are overwritten every step: nothing zeroes them, and the batch-1 sums are not
+// touched.
+void run_with_xproj_in_conv(mamba_context & ctx, const Mamba1StepParams & p) {
+    const CudaState & cs = *ctx.cuda;
+    XProjSums sums;
+    sums.data = cs.xproj_partials;
+    sums.capacity = CudaState::kXProjPartialsCapacity;
+    sums.stride = xproj_replica_stride(p.x_proj.out_features);
+    sums.rows = int(p.in_proj.linear.rows);
+    sums.replicas = conv1d_xproj_clusters(p.in_proj, p.x_proj);
+    sums.row_stride = int64_t(sums.replicas) * sums.stride;
+    linear(ctx, p.in_proj.linear);
+    conv1d_xproj(ctx, p.in_proj, p.x_proj, sums);
+    selective_state_update_from_sums(ctx, p.update, sums);
+    linear(ctx, p.out_proj);
+}
+
 }  // namespace
 
 void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
@@ -1127,9 +1150,12 @@ void mamba1_step(mamba_context & ctx, const Mamba1StepParams & p) {
     // The four ops' GEMVs stream their weights evict-first in L2 (gemv.cu: 7% faster decode on mamba-2.8b).
     const EvictFirstWeights evict_first(ctx);
     const std::string no_fold = xproj == XProjFold::Separate ? std::string("not chosen") : plan_xproj_fold(ctx, p);
-    if (xproj == XProjFold::Fused && !no_fold.empty())
-        fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: ", no_fold);
+    if (xproj == XProjFold::Fused && !no_fold.empty()) fail(MAMBA_STATUS_UNSUPPORTED, "MAMBA_CUDA_MAMBA1_XPROJ=fused, but ", no_fold);
     const RmsNormParams * pre_norm = run_or_fold_pre_norm(ctx, p.pre_norm, p.in_proj);
+    if (no_fold.empty() && p.in_proj.linear.rows > 1) {
+        run_with_xproj_in_conv(ctx, p);  // the pre-norm (batch 1 only) is not folded
+        return;
+    }
     if (no_fold.empty()) {
         run_with_xproj_folded(ctx, p, xproj_replicas, sums_clear, pre_norm);
         return;

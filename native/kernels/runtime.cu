@@ -151,6 +151,7 @@ void context_init(mamba_context & ctx) {
         if (state->grid_exchange_slots > 0) state->grid_exchange = state->grid_barrier + 1;
         MAMBA_CUDA_CHECK(cudaMalloc(&state->xproj_sums, CudaState::kXProjSumsBytes));
         MAMBA_CUDA_CHECK(cudaMemsetAsync(state->xproj_sums, 0, CudaState::kXProjSumsBytes, state->stream));
+        MAMBA_CUDA_CHECK(cudaMalloc(&state->xproj_partials, CudaState::kXProjPartialsCapacity * sizeof(double)));
         create_l2_prefetch_stream(*state);
     } catch (...) {
         context_destroy(ctx);
@@ -176,6 +177,7 @@ void context_destroy(mamba_context & ctx) noexcept {
     if (s->deferred_error_host) cudaFreeHost(s->deferred_error_host);
     if (s->grid_barrier) cudaFree(s->grid_barrier);
     if (s->xproj_sums) cudaFree(s->xproj_sums);
+    if (s->xproj_partials) cudaFree(s->xproj_partials);
     for (void * p : s->retired_workspaces) cudaFree(p);
     if (s->own_stream) {
         const std::lock_guard<std::mutex> lock(g_tracks_mutex);

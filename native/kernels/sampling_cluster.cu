@@ -24,6 +24,7 @@
 #include <atomic>
 
 #include "launch.cuh"
+#include "cluster.cuh"
 #include "sampling_cluster.cuh"
 
 namespace mamba::cuda::sampling {
@@ -68,35 +69,6 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ double bits_of(long long i) { return __longlong_as_double(i); }
 __device__ __forceinline__ long long index_of(double d) { return __double_as_longlong(d); }
-
-// Cluster primitives in PTX (9.0+; never reached below, where they compile to nothing).
-__device__ __forceinline__ unsigned cluster_rank() {
-    unsigned r = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-#endif
-    return r;
-}
-// Stores v at the address of `mine` in the shared memory of cluster block `rank`.
-__device__ __forceinline__ void store_in_block(double * mine, unsigned rank, double v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const unsigned local = unsigned(__cvta_generic_to_shared(mine));
-    unsigned remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
-    asm volatile("st.shared::cluster.f64 [%0], %1;" ::"r"(remote), "d"(v) : "memory");
-#endif
-}
-// Every thread of the cluster: arrive (releasing this thread's writes), then wait for all (acquiring theirs).
-__device__ __forceinline__ void cluster_arrive() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cluster_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
-#endif
-}
 
 class Exchange {
 public:

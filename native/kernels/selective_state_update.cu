@@ -17,8 +17,9 @@
 // weight, state and input round trips overlap instead of following each other. Where the op just before
 // writes none of them (launch.cuh's early reads), the fused builds issue those loads of the block's first
 // batch row (all inputs but dt, B and C) before wait_for_producer().
-// From x_proj's sums (kSumsIn build, step_xproj.cuh; batch 1): the block stages dt_low, B and C (rank + 2*dstate
-// values, rounded to xdbl's dtype) from the context's float64 sums instead of reading xdbl; out_proj's GEMV
+// From x_proj's sums (kSumsIn build, step_xproj.cuh; batch 1, or up to kXProjMaxRows rows from the conv step's fold,
+// conv_xproj_step.cu): the block stages its row's dt_low, B and C (rank + 2*dstate values, rounded to xdbl's dtype)
+// from the context's float64 sums instead of reading xdbl; out_proj's GEMV
 // zeroes them after (mamba1_step.cu), or, given an arrival count, thread 0 counts the block's arrival once they are
 // staged and the last block to arrive zeroes the sums and the count at its end. Where
 // the block's dt_proj rows fit 48 KB of shared memory with dt_low, B and C (kWeightsShared; mamba-2.8b: 64 rows of
@@ -50,12 +51,13 @@ struct StateUpdateArgs {
     // Everything but dt, B and C (the state, A, x, z, D, dt_bias, the dt_proj weight chunks) of the block's
     // first batch row loads before the PDL wait (readable_before_wait, launch.cuh); fused builds only.
     bool early;
-    // kSumsIn: dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate, + dstate), each
-    // the total of `replicas` copies `stride` apart added in order, as dt's dtype rounds it; arrivals (where given)
-    // counts the blocks that have staged them, and the last block zeroes both. Null: the kernel after clears them.
+    // kSumsIn: batch row b's dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate,
+    // + dstate) from sums + b * sums_row_stride, each the total of `replicas` copies `stride` apart added in order, as
+    // dt's dtype rounds it; arrivals (where given) counts the blocks that have staged them, and the last block zeroes
+    // both. Null: the kernel after clears them. One batch row a block (gridDim.y == batch).
     double * sums;
     unsigned * arrivals;
-    int64_t sums_stride;
+    int64_t sums_stride, sums_row_stride;
     int replicas;
     // kWeightsShared: where the block's dt_proj rows start in dynamic shared memory, in bytes (16-byte aligned, after
     // dt_low, B and C).
@@ -73,7 +75,7 @@ struct SelectiveUpdateTraits {
     static constexpr bool kVec = kVecStateAndA;  // state and A rows: unit stride, 16-byte aligned, dstate % 4 == 0
     static constexpr bool kFusedDt = kFusedDtProj;  // dt = dt_proj_weight[d, :] . dt[b, :]
     static constexpr bool kVecW = kVecWeightRows;   // weight rows: unit stride, 16-byte aligned starts
-    static constexpr bool kSumsIn = kSumsInput;     // dt_low, B and C from x_proj's float64 sums (its own build, batch 1)
+    static constexpr bool kSumsIn = kSumsInput;     // dt_low, B and C from x_proj's float64 sums (its own build)
     static_assert(!kSumsIn || (kFusedDtProj && kVecStateAndA && kVecWeightRows), "the sums' build is the vectorized fused one");
     // The block's dt_proj rows are copied to shared memory (cp.async, issued before the PDL wait) instead of held in
     // registers: no weight load after the barrier, and the registers the chunks took are free (sums build only).
@@ -289,7 +291,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         // overlap (at batch 1 the kernel's time is those round trips).
         if (!early || b != blockIdx.y) load_row(b);
         if constexpr (Tr::kSumsIn) {
-            if (early) {  // batch 1: b is the block's first row
+            if (early) {  // b is the block's first (and only) row
                 x = a.x.load(b * a.x_sb + d * a.x_sd);
                 z = a.has_z ? a.z.load(b * a.z_sb + d * a.z_sd) : 0.0f;
             }
@@ -300,10 +302,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         if (Tr::kFusedDt) {
             // Staged after the state and weight loads are issued, so that the three round trips overlap.
             if constexpr (Tr::kSumsIn) {
+                const double * row_sums = a.sums + b * a.sums_row_stride;
                 for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) {
                     double part[kXProjMaxReplicas];  // all of a value's loads in flight together
 #pragma unroll
-                    for (int k = 0; k < kXProjMaxReplicas; ++k) part[k] = k < a.replicas ? a.sums[k * a.sums_stride + r] : 0.0;
+                    for (int k = 0; k < kXProjMaxReplicas; ++k) part[k] = k < a.replicas ? row_sums[k * a.sums_stride + r] : 0.0;
                     double v = 0.0;
 #pragma unroll
                     for (int k = 0; k < kXProjMaxReplicas; ++k) v += part[k];
@@ -375,8 +378,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
         }
         __syncthreads();
         if (last) {
-            for (int k = 0; k < a.replicas; ++k)
-                for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) a.sums[k * a.sums_stride + r] = 0.0;
+            for (int64_t b = 0; b < a.batch; ++b)
+                for (int k = 0; k < a.replicas; ++k)
+                    for (int64_t r = threadIdx.x; r < a.dt_rank + 2 * N; r += blockDim.x) a.sums[b * a.sums_row_stride + k * a.sums_stride + r] = 0.0;
             if (threadIdx.x == 0) *a.arrivals = 0u;
         }
     }
@@ -516,10 +520,12 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     const size_t smem = fused_smem;
     const bool vec_w = weight_rows_vectorized(W);
     if (sums) {
-        if (!(vec && vec_w) || p.batch != 1 || p.groups != 1) fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update has no build for it");
+        if (!(vec && vec_w) || p.batch != sums->rows || p.batch > kXProjMaxRows || p.groups != 1)
+            fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update has no build for it");
         a.sums = sums->data;
         a.arrivals = sums->arrivals;
         a.sums_stride = sums->stride;
+        a.sums_row_stride = sums->row_stride;
         a.replicas = sums->replicas;
         // The block's weight rows in shared memory after dt_low, B and C, where they fit the default 48 KB (mamba-2.8b:
         // 20 KB): the chain of 8 mamba-2.8b layers 0.2499 ms against 0.2502-0.2506 with the rows in registers, decode
@@ -552,7 +558,7 @@ void selective_state_update(mamba_context & ctx, const SelectiveStateUpdateParam
 
 std::string selective_state_update_sums_unsupported(const SelectiveStateUpdateParams & p) {
     if (!p.dt_proj_weight) return "the state update has no dt_proj";
-    if (p.batch != 1) return cat("it takes batch 1, not ", p.batch);
+    if (p.batch < 1 || p.batch > kXProjMaxRows) return cat("it takes 1 to ", kXProjMaxRows, " batch rows, not ", p.batch);
     if (p.groups != 1) return cat("B and C have ", p.groups, " groups; the fold takes one");
     if (!state_and_A_vectorized(p.state, p.A, p.dstate) || !weight_rows_vectorized(*p.dt_proj_weight))
         return "the SSM state, A or dt_proj_weight does not allow 16-byte accesses";
@@ -561,7 +567,7 @@ std::string selective_state_update_sums_unsupported(const SelectiveStateUpdatePa
 
 void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums) {
     if (!selective_state_update_sums_unsupported(p).empty() || sums.replicas < 1 || sums.replicas > kXProjMaxReplicas || p.dt_rank + 2 * p.dstate > sums.stride ||
-        sums.replicas * sums.stride > sums.capacity)
+        sums.rows != p.batch || (p.batch > 1 && sums.row_stride < int64_t(sums.replicas) * sums.stride) || sums.extent() > sums.capacity)
         fail(MAMBA_STATUS_INTERNAL, "selective_state_update_from_sums: the update cannot read the sums");
     update_state(ctx, p, &sums);
 }

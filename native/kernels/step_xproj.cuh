@@ -30,16 +30,26 @@ namespace mamba::cuda {
 // all zero between steps. `replicas` copies of the q sums, `stride` values apart: in_proj's blocks of conv channels
 // take them in turn, so that fewer atomic adds queue on each address, and the state update adds them up in order.
 // arrivals null: the state update neither counts nor clears (the kernel after it clears the sums).
+// Batched decode (conv_xproj_step.cu) keeps `rows` such sets in CudaState::xproj_partials, row b's replicas from
+// data + b * row_stride, one replica a cluster of the conv step's blocks, stored rather than added to.
 struct XProjSums {
     double * data = nullptr;
     unsigned * arrivals = nullptr;
     int64_t capacity = 0;
     int replicas = 1;
     int64_t stride = 0;
+    int rows = 1;
+    int64_t row_stride = 0;
+
+    // The values from data on that the sums take up (all zero between steps).
+    int64_t extent() const { return int64_t(rows - 1) * row_stride + int64_t(replicas) * stride; }
 };
 
 // Most replicas (the state update adds a value's copies with all their loads in flight).
 constexpr int kXProjMaxReplicas = 8;
+
+// Most batch rows of the fold into the conv step (conv_xproj_step.cu); from 2 rows in_proj is cuBLAS's GEMM.
+constexpr int kXProjMaxRows = 16;
 
 // A replica's values start on a 128-byte line, so replicas share no line.
 inline int64_t xproj_replica_stride(int64_t q) { return (q + 15) / 16 * 16; }
@@ -58,13 +68,28 @@ std::string gemv_conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1
 void gemv_conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums,
                        const RmsNormParams * pre_norm = nullptr);
 
-// Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, batch
-// 1, one group, and the state, A and dt_proj's weight rows all allowing 16-byte accesses (its one build for it).
+// Why x_proj cannot fold into the conv step of a batched decode (2 to kXProjMaxRows rows), empty where it can: in_proj's
+// GEMV does not run the conv step itself, x_proj has no bias, takes the conv channels as inputs and has 16-byte aligned
+// rows of whole 16-byte pieces, a block's columns fit the kernel's shared memory, and every row's replica of the q sums
+// fits `sums_capacity`.
+std::string conv1d_xproj_unsupported(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, int64_t sums_capacity);
+
+// The clusters the conv step's blocks make for this call, each of which writes one replica of every row's sums.
+int conv1d_xproj_clusters(const LinearConv1dUpdateParams & p, const LinearParams & x_proj);
+
+// The conv step of p.conv (in_proj's GEMM already run), storing each row's x_proj sums of the conv output, one replica
+// a cluster (sums.replicas == conv1d_xproj_clusters), in `sums` (INTERNAL where the fold does not apply, or where the
+// replicas do not fit the capacity). Every value is written: nothing needs zeroing before or after.
+void conv1d_xproj(mamba_context & ctx, const LinearConv1dUpdateParams & p, const LinearParams & x_proj, const XProjSums & sums);
+
+// Why the state update cannot read its dt_low, B and C from the sums, empty where it can: the fused dt_proj, at most
+// kXProjMaxRows batch rows, one group, and the state, A and dt_proj's weight rows all allowing 16-byte accesses (its one
+// build for it).
 std::string selective_state_update_sums_unsupported(const SelectiveStateUpdateParams & p);
 
-// mamba_selective_state_update at batch 1 with dt_low, B and C (p.dt, p.B, p.C: xdbl's columns, not read) taken from
-// the sums as xdbl's dtype would round them; with sums.arrivals, the last block to finish zeroes the sums and the
-// count; without, the sums are left for the next kernel to clear.
+// mamba_selective_state_update with dt_low, B and C (p.dt, p.B, p.C: xdbl's columns, not read) taken from the sums
+// (sums.rows == p.batch) as xdbl's dtype would round them; with sums.arrivals, the last block to finish zeroes the sums
+// and the count; without, the sums are left for the next kernel to clear.
 void selective_state_update_from_sums(mamba_context & ctx, const SelectiveStateUpdateParams & p, const XProjSums & sums);
 
 }  // namespace mamba::cuda

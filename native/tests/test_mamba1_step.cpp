@@ -9,6 +9,8 @@
 // would fail the next folded step. Cases with the block's pre-norm (pre_norm_weight) also run with the norm folded
 // into in_proj (MAMBA_CUDA_STEP_PRE_NORM=fused where the case allows it) and as its own kernel.
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "backend_test.h"
 #include "step_reference.h"
@@ -137,13 +139,20 @@ bool fusable(const Case & c) {
            c.hidden <= 5120 && c.inner <= 5120 && c.rank % 8 == 0 && c.width >= 2 && c.width <= 4 && c.dstate % 4 == 0 && c.dstate <= 128;
 }
 
-// Whether x_proj folds into in_proj on CUDA (step_xproj.cuh): batch 1, in_proj's GEMV with the conv step (16-byte
-// weight rows), whole blocks of conv channels (inner a multiple of 32 covers every block size), x_proj's columns of a
-// block within the kernel's 28 KB, and the state update's vectorized build.
-bool xproj_foldable(const Case & c) {
+// Whether x_proj folds on CUDA (step_xproj.cuh), with in_proj's conv step in its GEMV unless conv_separate
+// (MAMBA_CUDA_LINEAR_CONV=separate). At batch 1 into in_proj: its GEMV with the conv step (16-byte weight rows), whole
+// blocks of conv channels (inner a multiple of 32 covers every block size), x_proj's columns of a block within the
+// kernel's 28 KB. At 2 to 16 rows into the conv step (conv_xproj_step.cu), where the conv step runs apart from in_proj:
+// cuBLAS's GEMM takes the projection from 2048 outputs or 8 rows of one 16-bit dtype without a bias (gemv.cu), and
+// x_proj's rows are whole 16-byte pieces. Both need the state update's vectorized build.
+bool xproj_foldable(const Case & c, bool conv_separate = false) {
     const int64_t elem = int64_t(mt::dtype_size(c.weight));
-    return c.batch == 1 && c.inner % 32 == 0 && c.hidden * elem % 16 == 0 && c.rank * elem % 16 == 0 && c.dstate % 4 == 0 &&
-           (c.rank + 2 * c.dstate) * 32 * elem <= 28 * 1024;
+    const bool update = c.rank * elem % 16 == 0 && c.dstate % 4 == 0;
+    if (c.batch == 1)
+        return !conv_separate && update && c.inner % 32 == 0 && c.hidden * elem % 16 == 0 && (c.rank + 2 * c.dstate) * 32 * elem <= 28 * 1024;
+    const bool sixteen_bit = c.act == c.weight && (c.weight == DType::BF16 || c.weight == DType::F16);
+    const bool gemm = sixteen_bit && !c.biases && (2 * c.inner >= 2048 || c.batch >= 8);
+    return c.batch <= 16 && (gemm || conv_separate) && update && c.inner * elem % 16 == 0;
 }
 
 class Mamba1StepTest : public mt::BackendTest {
@@ -175,7 +184,9 @@ protected:
         };
         // The pre-norm folds where in_proj runs the conv step (16-byte weight rows) at batch 1 ("" without a pre-norm).
         const char * pre_fold = c.pre != PreNorm::None && c.batch == 1 && c.hidden * int64_t(mt::dtype_size(c.weight)) % 16 == 0 ? "fused" : "";
-        const char * xproj_fold = xproj_foldable(c) ? "fused" : "";
+        const char * linear_conv = std::getenv("MAMBA_CUDA_LINEAR_CONV");
+        const bool foldable = xproj_foldable(c, linear_conv != nullptr && std::string(linear_conv) == "separate") && (c.batch == 1 || device_has_clusters());
+        const char * xproj_fold = foldable ? "fused" : "";
         // The one kernel (which reads the norm's output) or the default; on CUDA also the three or four kernels with the
         // pre-norm folded, x_proj's fold on and off, and with the pre-norm as its own kernel.
         std::vector<Variant> variants{{fused ? "fused" : "", "", ""}};
@@ -251,6 +262,22 @@ TEST_P(Mamba1StepTest, Mamba28bShapeAfterAnotherOp) { run({1, 2560, 5120, 160, 1
 TEST_P(Mamba1StepTest, Float32TakesTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::F32, true}); }
 TEST_P(Mamba1StepTest, MixedDtypesTakeTheFourOps) { run({1, 64, 128, 8, 16, 4, DType::F32, DType::BF16}); }
 TEST_P(Mamba1StepTest, Batch2TakesTheFourOps) { run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}); }
+// From 8 rows (or 2048 in_proj outputs) cuBLAS takes in_proj, and x_proj folds into the conv step: 2 blocks of 64
+// channels; 200 channels (blocks of 64, 64, 64 and 8); float16 at 16 rows with a width-3 filter and dstate 8; the
+// mamba-130m shape at 2 rows and the mamba-2.8b shape at 8.
+TEST_P(Mamba1StepTest, Batch8FoldsXProjIntoTheConvStep) { run({8, 64, 128, 8, 16, 4, DType::BF16, DType::BF16}); }
+TEST_P(Mamba1StepTest, Batch8ChannelsEndInAPartBlock) { run({8, 64, 200, 8, 16, 4, DType::BF16, DType::BF16}); }
+TEST_P(Mamba1StepTest, Batch16Float16Width3Dstate8) { run({16, 96, 192, 8, 8, 3, DType::F16, DType::F16}); }
+TEST_P(Mamba1StepTest, Batch2Mamba130mShape) { run({2, 768, 1536, 48, 16, 4, DType::BF16, DType::BF16, false, true, 2, true}); }
+TEST_P(Mamba1StepTest, Batch8Mamba28bShapeAfterAnotherOp) { run({8, 2560, 5120, 160, 16, 4, DType::BF16, DType::BF16, false, true, 2, true}); }
+TEST_P(Mamba1StepTest, XProjFoldsIntoTheConvStepWhereInProjRunsApart) {
+    // With MAMBA_CUDA_LINEAR_CONV=separate in_proj's GEMV leaves the conv step to its own kernel at any row count, and
+    // from 2 rows x_proj folds into it: biases, float32 (x_proj's weight in 4-byte elements), mixed dtypes.
+    const mt::ScopedEnv conv("MAMBA_CUDA_LINEAR_CONV", "separate");
+    run({2, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true});
+    run({4, 64, 128, 8, 16, 4, DType::F32, DType::F32, true});
+    run({3, 64, 136, 8, 16, 4, DType::F32, DType::BF16});
+}
 
 TEST_P(Mamba1StepTest, PreNormFewChannels) { run(with_pre_norm({1, 64, 128, 8, 16, 4, DType::BF16, DType::BF16, true}, PreNorm::WithResidual)); }
 TEST_P(Mamba1StepTest, PreNormFirstBlockHasNoResidual) { run(with_pre_norm({1, 128, 256, 16, 8, 3, DType::BF16, DType::BF16}, PreNorm::NoResidual)); }
@@ -555,12 +582,74 @@ TEST_P(Mamba1StepTest, ForcedKernelThatCannotRunSaysWhy) {
     {
         const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "fused");
         EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
-        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into in_proj: it takes batch 1, not 2");
+        EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into the conv step: in_proj's GEMV runs the conv step");
     }
     {
         const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "yes");
         EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
         EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ must be one of auto, fused, separate (or unset), not 'yes'");
+    }
+}
+
+TEST_P(Mamba1StepTest, BatchedStepRunsXProjInsideTheConvStep) {
+    // Which kernels the batch-8 step launches (a context made with MAMBA_CUDA_TRACE=1 prints each launch): the conv step
+    // with x_proj's sums in it and no plain conv step by default, the plain one with MAMBA_CUDA_MAMBA1_XPROJ=separate. At
+    // 17 rows, past the fold's 16, "fused" says why.
+    if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
+    mt::ContextPtr traced;
+    {
+        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
+        traced = mt::make_context(MAMBA_DEVICE_CUDA);
+    }
+    ASSERT_NE(traced, nullptr);
+    const Case c{8, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    for (const char * xproj : {"", "separate"}) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_XPROJ=") + xproj);
+        const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", xproj);
+        Mixer m(c);
+        m.upload_unbiased(traced.get());
+        mamba_mamba1_step_args a = m.args(false);
+        ::testing::internal::CaptureStderr();
+        const mamba_status status = mamba_mamba1_step(traced.get(), &a);
+        const std::string log = ::testing::internal::GetCapturedStderr();
+        ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        const bool folded = std::string(xproj).empty();
+        EXPECT_EQ(log.find("mamba trace conv_xproj_step_kernel") != std::string::npos, folded) << log;
+        EXPECT_EQ(log.find("mamba trace causal_conv1d_update_kernel") != std::string::npos, !folded) << log;
+    }
+    const Case rows17{17, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
+    Mixer m(rows17);
+    m.upload_unbiased(ctx());
+    mamba_mamba1_step_args a = m.args(false);
+    const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", "fused");
+    EXPECT_EQ(mamba_mamba1_step(ctx(), &a), MAMBA_STATUS_UNSUPPORTED);
+    EXPECT_STREQ(mamba_last_error(), "mamba_mamba1_step: MAMBA_CUDA_MAMBA1_XPROJ=fused, but x_proj cannot fold into the conv step: it takes 2 to 16 batch rows, not 17");
+}
+
+TEST_P(Mamba1StepTest, BatchedFoldRepeatsItsResultExactly) {
+    // The conv step's clusters store their sums (no atomic adds), so the same step from the same states gives the same
+    // bits; and so does the CPU backend.
+    if (on_cuda() && !device_has_clusters()) GTEST_SKIP() << "the fold's clusters need compute capability 9.0";
+    const Case c{8, 64, 200, 8, 16, 4, DType::BF16, DType::BF16};
+    std::mt19937_64 rng(5);
+    Mixer m(c);
+    for (Tensor * t : {&m.x, &m.w_in, &m.conv_w, &m.conv_state, &m.w_x, &m.w_dt, &m.D, &m.ssm_state, &m.w_out}) t->fill_uniform(rng, -0.5, 0.5);
+    m.dt_bias.fill_uniform(rng, -4, -1);
+    m.A.fill_uniform(rng, -8, -0.5);
+    m.upload_unbiased(ctx());
+    const std::vector<double> conv0 = m.conv_state.values(), ssm0 = m.ssm_state.values();
+    const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", on_cuda() ? "fused" : nullptr);
+    std::vector<double> first;
+    for (int run = 0; run < 2; ++run) {
+        m.conv_state.values() = conv0;
+        m.ssm_state.values() = ssm0;
+        m.conv_state.upload(ctx());
+        m.ssm_state.upload(ctx());
+        mamba_mamba1_step_args a = m.args(false);
+        MAMBA_ASSERT_OK(mamba_mamba1_step(ctx(), &a));
+        m.y.download(ctx());
+        if (run == 0) first = m.y.values();
+        else EXPECT_EQ(m.y.values(), first);
     }
 }
 

@@ -169,10 +169,11 @@ public sealed class Mamba1Mixer : Mixer
         var dt = s.Dt.View([batch, di]);
         var fuseDt = batch <= FusedDtProjMaxBatch;
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
-        if (batch == 1 && prefetch is null)
+        if (fuseDt && prefetch is null)
         {
-            // The whole mixer in one native call (mamba_mamba1_step): the same four ops as below, or on CUDA with
-            // MAMBA_CUDA_MAMBA1_STEP=fused one kernel.
+            // The whole mixer in one native call (mamba_mamba1_step): the same four ops as below (on CUDA x_proj folded
+            // into in_proj at batch 1 and into the conv step from 2 rows), or on CUDA with MAMBA_CUDA_MAMBA1_STEP=fused
+            // one kernel.
             return () => Kernels.Mamba1Step(context, x, InProj.Weight, InProj.Bias, state.Conv, Conv.Weight, Conv.Bias, XProj.Weight,
                 DtProj.Weight, DtBias, A, D, state.Ssm, OutProj.Weight, OutProj.Bias, y, xz, xc, xdbl, yv, preNorm);
         }
