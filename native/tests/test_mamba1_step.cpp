@@ -174,6 +174,24 @@ protected:
         EXPECT_STREQ(mamba_last_error(), expected.c_str());
     }
 
+    // A CUDA context made with MAMBA_CUDA_TRACE=1, which prints each launch to stderr.
+    static mt::ContextPtr traced_context() {
+        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
+        return mt::make_context(MAMBA_DEVICE_CUDA);
+    }
+
+    // What one step of a (zero-filled) mixer of shape c prints on `traced`: its launches. The step must succeed.
+    static std::string step_launches(mamba_context * traced, const Case & c) {
+        Mixer m(c);
+        m.upload_unbiased(traced);
+        mamba_mamba1_step_args a = m.args(false);
+        ::testing::internal::CaptureStderr();
+        const mamba_status status = mamba_mamba1_step(traced, &a);
+        const std::string log = ::testing::internal::GetCapturedStderr();
+        EXPECT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        return log;
+    }
+
     void run(const Case & c) {
         if (c.cuda_only && !on_cuda()) GTEST_SKIP() << "a CUDA-sized shape";
         SCOPED_TRACE(describe(c));
@@ -451,11 +469,7 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     // and the plain early one for the mamba-1.4b shape, whose tile a lane covers in one batch (nothing left to stage);
     // the staged builds for the two tile-edge cases of OutProjWeightsStagedOrNot.
     if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
-    mt::ContextPtr traced;
-    {
-        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
-        traced = mt::make_context(MAMBA_DEVICE_CUDA);
-    }
+    const mt::ContextPtr traced = traced_context();
     ASSERT_NE(traced, nullptr);
     const struct {
         Case shape;
@@ -472,13 +486,7 @@ TEST_P(Mamba1StepTest, OutProjStagesItsWeightsWhereAskedAndAllowed) {
     for (const auto & c : cases) {
         SCOPED_TRACE(describe(c.shape) + " MAMBA_CUDA_GEMV_STAGE=" + c.stage);
         const mt::ScopedEnv stage("MAMBA_CUDA_GEMV_STAGE", c.stage);
-        Mixer m(c.shape);
-        m.upload_unbiased(traced.get());
-        mamba_mamba1_step_args a = m.args(false);
-        ::testing::internal::CaptureStderr();
-        const mamba_status status = mamba_mamba1_step(traced.get(), &a);
-        const std::string log = ::testing::internal::GetCapturedStderr();
-        ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        const std::string log = step_launches(traced.get(), c.shape);
         // The two staged builds' names up to the launch shape that follows them ("... grid X"), so that neither name
         // matches the other's line.
         const std::string staged = "mamba trace gemv_tiled_kernel early staged grid ";
@@ -596,23 +604,13 @@ TEST_P(Mamba1StepTest, BatchedStepRunsXProjInsideTheConvStep) {
     // with x_proj's sums in it and no plain conv step by default, the plain one with MAMBA_CUDA_MAMBA1_XPROJ=separate. At
     // 17 rows, past the fold's 16, "fused" says why.
     if (!on_cuda()) GTEST_SKIP() << "the CUDA backend's kernel choice";
-    mt::ContextPtr traced;
-    {
-        const mt::ScopedEnv trace("MAMBA_CUDA_TRACE", "1");
-        traced = mt::make_context(MAMBA_DEVICE_CUDA);
-    }
+    const mt::ContextPtr traced = traced_context();
     ASSERT_NE(traced, nullptr);
     const Case c{8, 64, 128, 8, 16, 4, DType::BF16, DType::BF16};
     for (const char * xproj : {"", "separate"}) {
         SCOPED_TRACE(std::string("MAMBA_CUDA_MAMBA1_XPROJ=") + xproj);
         const mt::ScopedEnv env("MAMBA_CUDA_MAMBA1_XPROJ", xproj);
-        Mixer m(c);
-        m.upload_unbiased(traced.get());
-        mamba_mamba1_step_args a = m.args(false);
-        ::testing::internal::CaptureStderr();
-        const mamba_status status = mamba_mamba1_step(traced.get(), &a);
-        const std::string log = ::testing::internal::GetCapturedStderr();
-        ASSERT_EQ(status, MAMBA_STATUS_OK) << mamba_last_error();
+        const std::string log = step_launches(traced.get(), c);
         const bool folded = std::string(xproj).empty();
         EXPECT_EQ(log.find("mamba trace conv_xproj_step_kernel") != std::string::npos, folded) << log;
         EXPECT_EQ(log.find("mamba trace causal_conv1d_update_kernel") != std::string::npos, !folded) << log;
