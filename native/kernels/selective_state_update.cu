@@ -19,9 +19,10 @@
 // batch row (all inputs but dt, B and C) before wait_for_producer().
 // From x_proj's sums (kSumsIn build, step_xproj.cuh; batch 1, or up to kXProjMaxRows rows from the conv step's fold,
 // conv_xproj_step.cu): the block stages its row's dt_low, B and C (rank + 2*dstate values, rounded to xdbl's dtype)
-// from the context's float64 sums instead of reading xdbl; out_proj's GEMV
-// zeroes them after (mamba1_step.cu), or, given an arrival count, thread 0 counts the block's arrival once they are
-// staged and the last block to arrive zeroes the sums and the count at its end. Where
+// from the context's float64 sums instead of reading xdbl. At batch 1 out_proj's GEMV zeroes them after
+// (mamba1_step.cu), or, given an arrival count, thread 0 counts the block's arrival once they are staged and the last
+// block to arrive zeroes the sums and the count at its end; the batched fold's sums are stored afresh every step and
+// need no zeroing (no arrival count). Where
 // the block's dt_proj rows fit 48 KB of shared memory with dt_low, B and C (kWeightsShared; mamba-2.8b: 64 rows of
 // 320 bytes), each lane copies its chunks there with cp.async before the PDL wait and reads them back after the
 // barrier: no weight load after the wait, and 72 registers instead of 106 (bf16).
@@ -54,7 +55,8 @@ struct StateUpdateArgs {
     // kSumsIn: batch row b's dt_low, B and C are sums[0, dt_rank), sums[dt_rank, + dstate), sums[dt_rank + dstate,
     // + dstate) from sums + b * sums_row_stride, each the total of `replicas` copies `stride` apart added in order, as
     // dt's dtype rounds it; arrivals (where given) counts the blocks that have staged them, and the last block zeroes
-    // both. Null: the kernel after clears them. One batch row a block (gridDim.y == batch).
+    // both. Null: the kernel after clears them, or (the batched fold) nothing needs to. One batch row a block
+    // (gridDim.y == batch).
     double * sums;
     unsigned * arrivals;
     int64_t sums_stride, sums_row_stride;
