@@ -388,6 +388,145 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_s
     }
 }
 
+// Batched decode with the fused dt projection (2 or more rows; selective_state_update_rows_kernel). The one-row kernel
+// above takes a block per channel slice and batch row: at mamba-2.8b and 8 rows that is 640 blocks of 256 threads
+// for about 400 resident slots, so a second wave of blocks runs the whole chain of round trips again (weights,
+// state, sums, barrier, dt, state) after the first. This kernel's block takes kRows rows of its channel slice at
+// once: the dt_proj rows are copied to shared memory once for them, every row's state loads at once (before the PDL
+// wait where allowed), every row's dt_low, B and C are staged behind one barrier, and a weight chunk read from shared
+// memory feeds every row's dot product. Bytes: the same state, A and x, z, y traffic; the dt_proj weight is read
+// from L2 once a block (ceil(batch / kRows) times in all, against batch times), the sums or xdbl once a row and block
+// as before. FLOPs: the same. The state must take one pass (dstate = 4 x lanes_per_channel) so that a row's state is
+// one float4 a lane; the state, A and weight rows 16-byte accessible; one group of B and C.
+template <class TWeight, int kRowsPerBlock, bool kSumsInput>
+struct StateUpdateRowsTraits {
+    using Weight = TWeight;
+    static constexpr int kRows = kRowsPerBlock;  // batch rows a block updates
+    static constexpr bool kSumsIn = kSumsInput;  // dt_low, B and C from x_proj's float64 sums, else from their tensors
+    static constexpr int kThreads = 256;
+    // Two blocks an SM leave 128 registers a thread: kRows float4 states, accumulators, x and z stay in registers.
+    static constexpr int kMinBlocksPerSm = 2;
+};
+
+// Block (x, y): the channels of block x for batch rows [y * kRows, y * kRows + kRows) (fewer in the last). Dynamic
+// shared memory: kRows rows of dt_rank + 2 dstate floats (dt_low, B, C), then the block's dt_proj rows at
+// w_smem_offset.
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSm) selective_state_update_rows_kernel(StateUpdateArgs a) {
+    constexpr int R = Tr::kRows;
+    using W = typename Tr::Weight;
+    constexpr int E = 16 / int(sizeof(W));
+    extern __shared__ float staged[];
+    const int G = a.lanes_per_channel;
+    const int lane_g = threadIdx.x % G;
+    const int64_t ch = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
+    const bool valid_ch = ch < a.dim;  // lanes past the last channel compute a copy of it and store nothing
+    const int64_t d = valid_ch ? ch : a.dim - 1;
+    const int64_t b0 = int64_t(blockIdx.y) * R;
+    const int rows = int(min(int64_t(R), a.batch - b0));
+    const int64_t N = a.dstate, V = a.dt_rank + 2 * N, n0 = int64_t(lane_g) * 4;
+    const char * w_row = a.dt_proj_weight.p + d * a.W_sd * a.W_elem_bytes;
+    uint4 * const w_smem = reinterpret_cast<uint4 *>(reinterpret_cast<char *>(staged) + a.w_smem_offset) + int64_t(threadIdx.x / G) * a.W_row_chunks;
+    float s[R][4], Av[4], bias = 0.0f, D = 0.0f;
+    // What no earlier op of the step writes just before: with a.early it loads before the PDL wait.
+    const auto load_unwritten = [&] {
+        copy_weight_row_async(w_smem, w_row, a.W_row_chunks, lane_g, G);
+        const float4 av = *reinterpret_cast<const float4 *>(a.A + d * a.A_sd + n0);
+        Av[0] = av.x, Av[1] = av.y, Av[2] = av.z, Av[3] = av.w;
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+            float4 sv = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (j < rows) sv = __ldcs(reinterpret_cast<const float4 *>(a.state + (b0 + j) * a.st_sb + d * a.st_sd + n0));
+            s[j][0] = sv.x, s[j][1] = sv.y, s[j][2] = sv.z, s[j][3] = sv.w;
+        }
+        bias = a.has_bias ? a.dt_bias[d * a.bias_s] : 0.0f;
+        D = a.has_D ? a.D[d * a.D_s] : 0.0f;
+    };
+    if (a.early) load_unwritten();
+    // PDL-safe (launch.cuh): before the wait only index math and, when early, inputs the op just before does not write.
+    if (a.release_at == int(ReleaseAt::BeforeWait)) allow_dependents();
+    wait_for_producer();
+    if (a.release_at == int(ReleaseAt::Start)) allow_dependents();
+    if (!a.early) load_unwritten();
+    float x[R], z[R];
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+        x[j] = j < rows ? a.x.load((b0 + j) * a.x_sb + d * a.x_sd) : 0.0f;
+        z[j] = a.has_z && j < rows ? a.z.load((b0 + j) * a.z_sb + d * a.z_sd) : 0.0f;
+    }
+    // Every row's dt_low, B and C (rounded to dt's dtype as a store to xdbl would round them) behind one barrier.
+    for (int64_t i = threadIdx.x; i < int64_t(rows) * V; i += blockDim.x) {
+        const int64_t j = i / V, r = i - j * V, b = b0 + j;
+        if constexpr (Tr::kSumsIn) {
+            const double * sums = a.sums + b * a.sums_row_stride + r;
+            double part[kXProjMaxReplicas];  // a value's loads in flight together
+#pragma unroll
+            for (int k = 0; k < kXProjMaxReplicas; ++k) part[k] = k < a.replicas ? sums[k * a.sums_stride] : 0.0;
+            double v = 0.0;
+#pragma unroll
+            for (int k = 0; k < kXProjMaxReplicas; ++k) v += part[k];
+            staged[i] = a.dt.rounded(float(v));
+        } else {
+            staged[i] = r < a.dt_rank   ? a.dt.load(b * a.dt_sb + r * a.dt_sd)
+                        : r < a.dt_rank + N ? a.B.load(b * a.B_sb + (r - a.dt_rank) * a.B_sn)
+                                            : a.C.load(b * a.C_sb + (r - a.dt_rank - N) * a.C_sn);
+        }
+    }
+    cp_async_wait_all();  // this lane's own weight chunks
+    __syncthreads();
+    // dt of every row: each weight chunk converted once and multiplied into every row's sum, in the one-row kernel's
+    // order (chunks lane_g, lane_g + G, ..., then the elements past the last chunk, then the sum over the lanes).
+    float dt[R];
+#pragma unroll
+    for (int j = 0; j < R; ++j) dt[j] = 0.0f;
+#pragma unroll 2
+    for (int64_t k = lane_g; k < a.W_row_chunks; k += G) {
+        const uint4 raw = w_smem[k];
+        const W * e = reinterpret_cast<const W *>(&raw);
+        float w[E];
+#pragma unroll
+        for (int q = 0; q < E; ++q) w[q] = to_f32<W>(e[q]);
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+            if (j < rows) {
+                const float * low = staged + j * V + k * E;
+#pragma unroll
+                for (int q = 0; q < E; ++q) dt[j] = fmaf(w[q], low[q], dt[j]);
+            }
+        }
+    }
+#pragma unroll 1
+    for (int64_t r = a.W_row_chunks * E + lane_g; r < a.dt_rank; r += G) {
+        const float w = to_f32<W>(reinterpret_cast<const W *>(w_row)[r]);
+#pragma unroll
+        for (int j = 0; j < R; ++j)
+            if (j < rows) dt[j] = fmaf(w, staged[j * V + r], dt[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+        if (j >= rows) break;  // uniform over the block
+        for (int o = G / 2; o > 0; o >>= 1) dt[j] += __shfl_xor_sync(0xffffffffu, dt[j], o);
+        float dtj = dt[j] + bias;
+        if (a.softplus) dtj = softplus_mufu(dtj);
+        const float dtx = dtj * x[j];
+        const float * Bn = staged + j * V + a.dt_rank + n0;
+        const float * Cn = Bn + N;
+        float acc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            s[j][i] = __expf(dtj * Av[i]) * s[j][i] + dtx * Bn[i];
+            acc += Cn[i] * s[j][i];
+        }
+        if (valid_ch) __stcs(reinterpret_cast<float4 *>(a.state + (b0 + j) * a.st_sb + d * a.st_sd + n0), make_float4(s[j][0], s[j][1], s[j][2], s[j][3]));
+        for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane_g == 0 && valid_ch) {
+            float out = acc + (a.has_D ? D * x[j] : 0.0f);
+            if (a.has_z) out *= silu_f(z[j]);
+            a.y.store((b0 + j) * a.y_sb + d * a.y_sd, out);
+        }
+    }
+}
+
 template <class Tr>
 void launch_update(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
     // The trace name tells the early loads apart.
@@ -407,6 +546,64 @@ void launch_fused(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdate
     }
 }
 
+template <class Tr>
+void launch_rows(mamba_context & ctx, dim3 grid, size_t smem, const StateUpdateArgs & a) {
+    // The trace name tells the input, the rows a block and the early loads apart.
+    static const std::string name = cat(Tr::kSumsIn ? "selective_state_update_rows_sums_kernel " : "selective_state_update_rows_kernel ", Tr::kRows, " rows");
+    static const std::string name_early = name + " early";
+    launch_kernel(ctx, (a.early ? name_early : name).c_str(), true, selective_state_update_rows_kernel<Tr>, grid, dim3(Tr::kThreads), smem, a);
+    MAMBA_CUDA_CHECK_LAUNCH("selective_state_update_rows_kernel");
+}
+
+template <class TWeight, bool kSums>
+void launch_rows(mamba_context & ctx, int rows_per_block, dim3 grid, size_t smem, const StateUpdateArgs & a) {
+    switch (rows_per_block) {
+        case 1: launch_rows<StateUpdateRowsTraits<TWeight, 1, kSums>>(ctx, grid, smem, a); break;
+        case 2: launch_rows<StateUpdateRowsTraits<TWeight, 2, kSums>>(ctx, grid, smem, a); break;
+        case 4: launch_rows<StateUpdateRowsTraits<TWeight, 4, kSums>>(ctx, grid, smem, a); break;
+        default: launch_rows<StateUpdateRowsTraits<TWeight, 8, kSums>>(ctx, grid, smem, a); break;
+    }
+}
+
+template <bool kSums>
+void launch_rows(mamba_context & ctx, DType weight, int rows_per_block, dim3 grid, size_t smem, const StateUpdateArgs & a) {
+    switch (weight) {
+        case DType::F16: launch_rows<f16_t, kSums>(ctx, rows_per_block, grid, smem, a); break;
+        case DType::BF16: launch_rows<bf16_t, kSums>(ctx, rows_per_block, grid, smem, a); break;
+        default: launch_rows<float, kSums>(ctx, rows_per_block, grid, smem, a); break;
+    }
+}
+
+// MAMBA_CUDA_UPDATE_ROWS (read at each call), for the fused dt projection at 2 or more batch rows: "auto" (or unset)
+// takes selective_state_update_rows_kernel where it can run, with the fewest rows a block that keep the grid within
+// kRowsGridBlocksPerSm blocks an SM; "1", "2", "4" or "8" take it with that many rows a block where it can run; "one"
+// keeps the one-row kernel everywhere.
+constexpr EnvChoice<int> kUpdateRowChoices[] = {{"auto", 0}, {"one", -1}, {"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
+constexpr int kMaxRowsPerBlock = 8;
+constexpr int64_t kRowsGridBlocksPerSm = 2;
+
+// The rows kernel's dynamic shared memory for `rows_per_block` rows, its weight rows' offset in w_offset.
+size_t rows_kernel_smem(const StateUpdateArgs & a, int rows_per_block, int & w_offset) {
+    w_offset = int((size_t(rows_per_block) * size_t(a.dt_rank + 2 * a.dstate) * sizeof(float) + 15) / 16 * 16);
+    return size_t(w_offset) + size_t(StateUpdateRowsTraits<float, 1, false>::kThreads / a.lanes_per_channel) * size_t(a.W_row_chunks) * 16;
+}
+
+// Rows a block of selective_state_update_rows_kernel takes for this call, or 0 where the one-row kernel runs (the
+// setting, batch 1, or a call the rows kernel has no build for).
+int update_rows_per_block(const mamba_context & ctx, int choice, const SelectiveStateUpdateParams & p, const StateUpdateArgs & a, int64_t channel_blocks,
+                          bool vectorized) {
+    if (choice < 0 || p.batch < 2 || !vectorized || p.groups != 1 || p.dstate != 4 * int64_t(a.lanes_per_channel)) return 0;
+    int rows = choice;
+    if (rows == 0) {
+        const int64_t budget = kRowsGridBlocksPerSm * int64_t(std::max(state_of(ctx).multiprocessors, 1));
+        rows = 1;
+        while (rows < kMaxRowsPerBlock && channel_blocks * ceil_div(p.batch, int64_t(rows)) > budget) rows *= 2;
+    }
+    int w_offset = 0;
+    const bool fits = rows_kernel_smem(a, rows, w_offset) <= 48 * 1024 && ceil_div(p.batch, int64_t(rows)) <= 65535;
+    return fits ? rows : 0;
+}
+
 // Whether the state and A (as float32; a converted A is a fresh contiguous copy) take 16-byte accesses.
 bool state_and_A_vectorized(const Tensor & state, const Tensor & A, int64_t dstate) {
     const bool A_ok = A.dtype != DType::F32 || (A.stride[1] == 1 && A.stride[0] % 4 == 0 && aligned16(A.data));
@@ -424,6 +621,7 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
     // rejected call leaves the stream, y and the state as they were.
     if (p.state.dtype != DType::F32) fail(MAMBA_STATUS_UNSUPPORTED, "argument 'state' must be float32 on CUDA");
     const ReleaseAt release_at = update_release_point(sums ? ReleaseAt::BeforeWait : ReleaseAt::Start);  // may be rejected
+    const int rows_choice = p.dt_proj_weight ? env_choice("MAMBA_CUDA_UPDATE_ROWS", kUpdateRowChoices, 0) : -1;  // may be rejected
     // The fused dt projection keeps a batch row's dt_rank low-rank dt values as float32 in shared memory (and B and
     // C after them when they come from the sums).
     const size_t fused_smem = p.dt_proj_weight ? size_t(p.dt_rank + (sums ? 2 * p.dstate : 0)) * sizeof(float) : 0;
@@ -529,6 +727,14 @@ void update_state(mamba_context & ctx, const SelectiveStateUpdateParams & p, con
         a.sums_stride = sums->stride;
         a.sums_row_stride = sums->row_stride;
         a.replicas = sums->replicas;
+    }
+    if (const int rows_per_block = update_rows_per_block(ctx, rows_choice, p, a, channel_blocks, vec && vec_w); rows_per_block > 0) {
+        if (a.arrivals != nullptr) fail(MAMBA_STATUS_INTERNAL, "selective_state_update_rows_kernel does not count arrivals");
+        const size_t rows_smem = rows_kernel_smem(a, rows_per_block, a.w_smem_offset);
+        const dim3 rows_grid(unsigned(channel_blocks), unsigned(ceil_div(p.batch, int64_t(rows_per_block))));
+        if (sums) launch_rows<true>(ctx, W.dtype, rows_per_block, rows_grid, rows_smem, a);
+        else launch_rows<false>(ctx, W.dtype, rows_per_block, rows_grid, rows_smem, a);
+    } else if (sums) {
         // The block's weight rows in shared memory after dt_low, B and C, where they fit the default 48 KB (mamba-2.8b:
         // 20 KB): the chain of 8 mamba-2.8b layers 0.2499 ms against 0.2502-0.2506 with the rows in registers, decode
         // 2.049-2.051 ms/step against 2.069 (H200).

@@ -339,6 +339,52 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
     }
 }
 
+TEST_F(KernelChoiceTest, BatchedStateUpdateTakesTheRowsKernelAsAsked) {
+    if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
+    // x_proj -> state update with dt_proj fused at 4 batch rows: the rows kernel with the rows a block that
+    // MAMBA_CUDA_UPDATE_ROWS names (auto: one, as 4 channel blocks of 4 rows are few), loading early right after x_proj;
+    // "one": the one-row kernel; dstate 12 has no rows build.
+    constexpr int64_t kBatch = 4, kDim = 256, kRank = 16, kInner = kDim;
+    for (const int64_t state_size : {int64_t(16), int64_t(12)}) {
+        std::mt19937_64 rng(19);
+        Linear xproj = linear(kBatch, kInner, kRank + 2 * state_size, DType::BF16);
+        Tensor state({kBatch, kDim, state_size}, DType::F32), xs({kBatch, kDim}, DType::BF16), A({kDim, state_size}, DType::F32);
+        Tensor W({kDim, kRank}, DType::BF16), y({kBatch, kDim}, DType::BF16);
+        for (Tensor * t : {&state, &xs, &A, &W}) {
+            t->fill_uniform(rng, -1, 0);
+            t->upload(ctx());
+        }
+        y.upload_poisoned(ctx());
+        const int64_t width = kRank + 2 * state_size;
+        mt::View dt(xproj.y, {kBatch, kRank}, {width, 1});
+        mt::View B(xproj.y, {kBatch, 1, state_size}, {width, state_size, 1}, uint64_t(kRank) * 2);
+        mt::View C(xproj.y, {kBatch, 1, state_size}, {width, state_size, 1}, uint64_t(kRank + state_size) * 2);
+        mamba_selective_state_update_args su{};
+        su.state = state.dl();
+        su.x = xs.dl();
+        su.dt = dt.dl();
+        su.A = A.dl();
+        su.B = B.dl();
+        su.C = C.dl();
+        su.y = y.dl();
+        su.dt_softplus = 1;
+        su.dt_proj_weight = W.dl();
+        for (const std::string rows : {"", "2", "4", "one"}) {
+            SCOPED_TRACE("dstate " + std::to_string(state_size) + ", MAMBA_CUDA_UPDATE_ROWS=" + rows);
+            const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_ROWS", rows.c_str());
+            const std::string log = traced([&] {
+                const mamba_status st = mamba_linear(ctx(), &xproj.args);
+                if (st != MAMBA_STATUS_OK) return st;
+                return mamba_selective_state_update(ctx(), &su);
+            });
+            const bool one_row = rows == "one" || state_size != 16;
+            const std::string kernel = one_row ? "selective_state_update_kernel early"
+                                               : "selective_state_update_rows_kernel " + (rows.empty() ? std::string("1") : rows) + " rows early";
+            EXPECT_TRUE(launched_last(log, kernel)) << log;
+        }
+    }
+}
+
 TEST_F(KernelChoiceTest, SsdStateUpdateLoadsItsStateEarlyUnlessTheOpBeforeWroteIt) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The Mamba-2 decode step's projection -> SSD state update: the state's first pass, A, dt_bias and D load

@@ -234,6 +234,58 @@ TEST_P(SelectiveStateUpdateFusedDtTest, ReleasePointsChangeNoResult) {
     }
 }
 
+// MAMBA_CUDA_UPDATE_ROWS: several batch rows a block (the rows kernel, where the state takes one float4 a lane, the
+// state and weight rows 16-byte accesses and B and C one group) or one (the one-row kernel); results unchanged, with
+// the last block's rows partial, a partial channel block, weight rows with a tail past the last chunk, early loads or
+// not. Shapes the rows kernel has no build for (dstate 12, a permuted weight) take the one-row kernel under every
+// setting. The CPU backend reads no such variable.
+TEST_P(SelectiveStateUpdateFusedDtTest, RowsPerBlockChangeNoResult) {
+    const FusedDtCase cases[] = {
+        {8, 2560, 16, 160, DType::BF16, DType::BF16, Layout::Contiguous, 0},  // mamba-2.8b's rank over 40 channel blocks
+        {5, 200, 16, 160, DType::F16, DType::F32, Layout::Contiguous, 0},      // 5 rows: the last block's partial; 200 channels
+        {16, 96, 64, 20, DType::BF16, DType::BF16, Layout::Padded, 1},         // 16 lanes a channel, a tail past the chunks
+        {3, 72, 8, 12, DType::F32, DType::BF16, Layout::Contiguous, 2},        // float32 weight rows, 2 lanes a channel
+        {4, 40, 12, 16, DType::BF16, DType::BF16, Layout::Contiguous, 0},      // dstate 12: the one-row kernel
+        {4, 24, 16, 7, DType::F16, DType::F32, Layout::Permuted, 0},           // a permuted weight: the one-row kernel
+    };
+    uint64_t seed = 600;
+    static const char * const kRows[] = {"one", "auto", "1", "2", "4", "8"};
+    for (const char * rows : kernel_variants(kRows)) {
+        SCOPED_TRACE(std::string("MAMBA_CUDA_UPDATE_ROWS=") + rows);
+        const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_ROWS", rows);
+        for (const auto & c : cases) {
+            SCOPED_TRACE("batch " + std::to_string(c.batch) + " dim " + std::to_string(c.dim) + " dstate " + std::to_string(c.dstate) + " rank " +
+                         std::to_string(c.rank));
+            StepOptions o;
+            o.dt_bias = true;
+            o.softplus = true;
+            o.z = (seed & 1) == 0;
+            o.D = (seed & 2) == 0;
+            check_fused(c, o, seed, false);
+            check_fused(c, o, seed++, true);
+        }
+    }
+}
+
+TEST_P(SelectiveStateUpdateFusedDtTest, MisspeltRowsPerBlockIsRejected) {
+    if (!on_cuda()) GTEST_SKIP() << "MAMBA_CUDA_UPDATE_ROWS is read by the CUDA backend";
+    StepProblem p({2, 64, 16, 1}, StepOptions{}, {}, Layout::Contiguous, 700);
+    Tensor W({64, 8}, DType::F32), dt({2, 8}, DType::F32);
+    std::mt19937_64 rng(701);
+    W.fill_uniform(rng, -1, 1);
+    dt.fill_uniform(rng, -1, 1);
+    p.state.upload(ctx());
+    p.upload_inputs(ctx());
+    W.upload(ctx());
+    dt.upload(ctx());
+    auto a = p.args();
+    a.dt = dt.dl();
+    a.dt_proj_weight = W.dl();
+    const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_ROWS", "3");
+    EXPECT_EQ(mamba_selective_state_update(ctx(), &a), MAMBA_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(mamba_last_error()).find("MAMBA_CUDA_UPDATE_ROWS"), std::string::npos) << mamba_last_error();
+}
+
 // ---- errors ----------------------------------------------------------------------------------------
 
 class SelectiveStateUpdateErrorTest : public SelectiveStateUpdateTest {
