@@ -9,7 +9,9 @@
 // channel, each lane one float4 of the state and of A per pass (16-byte loads and stores with streaming
 // hints when state and A rows are aligned with unit stride and dstate % 4 == 0, element accesses
 // otherwise); the state and A loads are issued before the per-channel scalars and B, C (four loads at a
-// time behind one dtype switch); y is reduced over the channel's lanes by shuffles.
+// time behind one dtype switch); y is reduced over the channel's lanes by shuffles. With the fused dt projection at 2
+// or more rows a block may take several rows instead (selective_state_update_rows_kernel, MAMBA_CUDA_UPDATE_ROWS), so
+// that batched decode's grid is one wave.
 // Fused dt projection: the block stages its batch row's low-rank input (dt_rank floats) in shared memory
 // once; a channel's lanes split its weight row in 16-byte chunks (when rows are 16-byte aligned with unit
 // stride; element loads otherwise) and sum their partial dot products by shuffles. A lane's first chunks
@@ -580,7 +582,12 @@ void launch_rows(mamba_context & ctx, DType weight, int rows_per_block, dim3 gri
 // keeps the one-row kernel everywhere.
 constexpr EnvChoice<int> kUpdateRowChoices[] = {{"auto", 0}, {"one", -1}, {"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}};
 constexpr int kMaxRowsPerBlock = 8;
-constexpr int64_t kRowsGridBlocksPerSm = 2;
+// Measured on an H200 (run 194, bf16, mamba-2.8b's 5120 channels: 80 channel blocks): decode at 8 rows 2.903 ms a step
+// with 2 rows a block (320 blocks), 3.043-3.048 with 4 (160), 3.210-3.215 with the one-row kernel (640 blocks); the
+// kernel alone at 8 rows 14.2 us with 2 rows a block, 16.7 with 1, 18.4 with 4, 25.1 with 8, 19.1 one-row. So the
+// grid may fill 3 blocks an SM (what the 56-71 registers and 22 KB of shared memory of the 2- and 4-row builds allow
+// at least), but not more.
+constexpr int64_t kRowsGridBlocksPerSm = 3;
 
 // The rows kernel's dynamic shared memory for `rows_per_block` rows, its weight rows' offset in w_offset.
 size_t rows_kernel_smem(const StateUpdateArgs & a, int rows_per_block, int & w_offset) {
