@@ -270,7 +270,10 @@ mb::Register scan_update_fused("cuda selective_state_update B1 D5120 N16 fused d
 mb::Register scan_update_fused_b64("cuda selective_state_update B64 D5120 N16 fused dt_proj R160 bf16 W f32 state (4 rotating sets)",
                                    [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 64, 4, 160); });
 // Batched decode's rows (the model fuses dt_proj up to 8 sequences): MAMBA_CUDA_UPDATE_ROWS compares the rows kernel with
-// the one-row kernel. 2.6 MB of state at 8 rows; 32 / 16 / 64 sets (84 MB) rotate.
+// the one-row kernel; beyond 8 sequences the model runs dt_proj on its own and the update without it (the B16 case
+// above). 2.6 MB of state at 8 rows; 64 / 32 / 16 sets (84 MB) rotate.
+mb::Register scan_update_b16("cuda selective_state_update B16 D5120 N16 f32 state (16 rotating sets)",
+                             [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 16, 16); });
 mb::Register scan_update_fused_b4("cuda selective_state_update B4 D5120 N16 fused dt_proj R160 bf16 W f32 state (64 rotating sets)",
                                   [](mb::Bench & b, double & bytes, double & flops) { return scan_update_case(b, bytes, flops, 4, 64, 160); });
 mb::Register scan_update_fused_b8("cuda selective_state_update B8 D5120 N16 fused dt_proj R160 bf16 W f32 state (32 rotating sets)",
