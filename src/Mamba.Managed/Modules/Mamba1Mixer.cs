@@ -1,3 +1,4 @@
+using System.Globalization;
 using Mamba.Models;
 using Mamba.Ops;
 using Mamba.Runtime;
@@ -145,6 +146,27 @@ public sealed class Mamba1Mixer : Mixer
     /// costs about twice the separate projection + update at batch 64.</summary>
     internal const int FusedDtProjMaxBatch = 8;
 
+    /// <summary>Overrides <see cref="FusedDtProjMaxBatch"/> for the decode steps created while it is set, for benchmarks:
+    /// a whole number of sequences from 0 (dt_proj always on its own) to 1024.</summary>
+    public const string FusedDtMaxBatchVariable = "MAMBA_FUSED_DT_MAX_BATCH";
+
+    /// <summary>The largest decode batch that computes dt inside the state update: <see cref="FusedDtMaxBatchVariable"/>
+    /// where set, else <see cref="FusedDtProjMaxBatch"/>.</summary>
+    /// <exception cref="FormatException">The variable is set to something other than a whole number 0..1024.</exception>
+    internal static int FusedDtMaxBatch()
+    {
+        var text = Environment.GetEnvironmentVariable(FusedDtMaxBatchVariable);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return FusedDtProjMaxBatch;
+        }
+        if (!int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var batch) || batch > 1024)
+        {
+            throw new FormatException($"{FusedDtMaxBatchVariable} must be a whole number of sequences from 0 to 1024, not '{text}'");
+        }
+        return batch;
+    }
+
     /// <inheritdoc />
     public override Action CreateDecodeStep(MambaContext context, Tensor x, Tensor y, TensorSet scratch, MixerState state) =>
         CreateStep(context, x, y, scratch, state, null)!;  // without a pre-norm, always a step
@@ -167,7 +189,7 @@ public sealed class Mamba1Mixer : Mixer
         var c = s.Xdbl.View([batch, 1, _state], [w, _state, 1], _rank + _state);
         var yv = s.Y.View([batch, di]);
         var dt = s.Dt.View([batch, di]);
-        var fuseDt = batch <= FusedDtProjMaxBatch;
+        var fuseDt = batch <= FusedDtMaxBatch();
         var prefetch = DecodePrefetch.Create(context, OutProj.Weight, NextDecodeWeight, batch);
         if (fuseDt && prefetch is null)
         {
