@@ -2,6 +2,7 @@
 // fallback give the same values. A context made with MAMBA_CUDA_TRACE=1 prints one "mamba trace NAME ..."
 // line to stderr for each kernel the library launches itself (cuBLAS's kernels are not among them), which
 // these tests read back.
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -75,6 +76,45 @@ protected:
         l.args.weight = l.w.dl();
         l.args.y = l.y.dl();
         return l;
+    }
+
+    // The Mamba-1 decode step's x_proj -> state update with dt_proj fused: x_proj (bf16, 256 channels) writes the dt_low
+    // (rank 16), B and C of `batch` rows, which the update's arguments (args()) view; state, x, A and the weight random.
+    struct XProjUpdate {
+        static constexpr int64_t kDim = 256, kRank = 16;
+        Linear xproj;
+        Tensor state, x, A, W, y;
+        std::unique_ptr<mt::View> dt, B, C;  // held by pointer: a View cannot move
+        mamba_selective_state_update_args args() {
+            mamba_selective_state_update_args a{};
+            a.state = state.dl();
+            a.x = x.dl();
+            a.dt = dt->dl();
+            a.A = A.dl();
+            a.B = B->dl();
+            a.C = C->dl();
+            a.y = y.dl();
+            a.dt_softplus = 1;
+            a.dt_proj_weight = W.dl();
+            return a;
+        }
+    };
+    XProjUpdate xproj_update(int64_t batch, int64_t dstate, uint64_t seed) {
+        using U = XProjUpdate;
+        std::mt19937_64 rng(seed);
+        U u{linear(batch, U::kDim, U::kRank + 2 * dstate, DType::BF16), Tensor({batch, U::kDim, dstate}, DType::F32), Tensor({batch, U::kDim}, DType::BF16),
+            Tensor({U::kDim, dstate}, DType::F32), Tensor({U::kDim, U::kRank}, DType::BF16), Tensor({batch, U::kDim}, DType::BF16), {}, {}, {}};
+        for (Tensor * t : {&u.state, &u.x, &u.A, &u.W}) {
+            t->fill_uniform(rng, -1, 0);
+            t->upload(ctx());
+        }
+        u.y.upload_poisoned(ctx());
+        const int64_t width = U::kRank + 2 * dstate;
+        u.dt = std::make_unique<mt::View>(u.xproj.y, std::vector<int64_t>{batch, U::kRank}, std::vector<int64_t>{width, 1});
+        u.B = std::make_unique<mt::View>(u.xproj.y, std::vector<int64_t>{batch, 1, dstate}, std::vector<int64_t>{width, dstate, 1}, uint64_t(U::kRank) * 2);
+        u.C = std::make_unique<mt::View>(u.xproj.y, std::vector<int64_t>{batch, 1, dstate}, std::vector<int64_t>{width, dstate, 1},
+                                         uint64_t(U::kRank + dstate) * 2);
+        return u;
     }
 
     // The in_proj + conv step op over linear(rows, in, out): a conv state (rows, dim, width - 1) of
@@ -302,35 +342,13 @@ TEST_F(KernelChoiceTest, StateUpdateLoadsItsProjectionWeightEarlyAfterXProj) {
     if (std::string why; !pdl_device(why)) GTEST_SKIP() << why;
     // The Mamba-1 decode step's x_proj -> state update with dt_proj fused: the weight rows (rank 16,
     // bfloat16: 32 bytes) load before the wait; with a memset queued in between, after it.
-    constexpr int64_t kDim = 256, kState = 16, kRank = 16, kInner = kDim;
-    std::mt19937_64 rng(9);
-    Linear xproj = linear(1, kInner, kRank + 2 * kState, DType::BF16);
-    Tensor state({1, kDim, kState}, DType::F32), xs({1, kDim}, DType::BF16), A({kDim, kState}, DType::F32);
-    Tensor W({kDim, kRank}, DType::BF16), y({1, kDim}, DType::BF16);
-    for (Tensor * t : {&state, &xs, &A, &W}) {
-        t->fill_uniform(rng, -1, 0);
-        t->upload(ctx());
-    }
-    y.upload_poisoned(ctx());
-    const int64_t width = kRank + 2 * kState;
-    mt::View dt(xproj.y, {1, kRank}, {width, 1});
-    mt::View B(xproj.y, {1, 1, kState}, {width, kState, 1}, uint64_t(kRank) * 2);
-    mt::View C(xproj.y, {1, 1, kState}, {width, kState, 1}, uint64_t(kRank + kState) * 2);
+    XProjUpdate u = xproj_update(1, 16, 9);
     for (bool memset_between : {false, true}) {
         SCOPED_TRACE(memset_between ? "a memset in between" : "right after x_proj");
-        mamba_selective_state_update_args su{};
-        su.state = state.dl();
-        su.x = xs.dl();
-        su.dt = dt.dl();
-        su.A = A.dl();
-        su.B = B.dl();
-        su.C = C.dl();
-        su.y = y.dl();
-        su.dt_softplus = 1;
-        su.dt_proj_weight = W.dl();
+        const mamba_selective_state_update_args su = u.args();
         const std::string log = traced([&] {
-            mamba_status st = mamba_linear(ctx(), &xproj.args);
-            if (st == MAMBA_STATUS_OK && memset_between) st = mamba_memset(ctx(), y.dl()->data, 0, 16);
+            mamba_status st = mamba_linear(ctx(), &u.xproj.args);
+            if (st == MAMBA_STATUS_OK && memset_between) st = mamba_memset(ctx(), u.y.dl()->data, 0, 16);
             if (st != MAMBA_STATUS_OK) return st;
             return mamba_selective_state_update(ctx(), &su);
         });
@@ -344,36 +362,14 @@ TEST_F(KernelChoiceTest, BatchedStateUpdateTakesTheRowsKernelAsAsked) {
     // x_proj -> state update with dt_proj fused at 4 batch rows: the rows kernel with the rows a block that
     // MAMBA_CUDA_UPDATE_ROWS names (auto: one, as 4 channel blocks of 4 rows are few), loading early right after x_proj;
     // "one": the one-row kernel; dstate 12 has no rows build.
-    constexpr int64_t kBatch = 4, kDim = 256, kRank = 16, kInner = kDim;
     for (const int64_t state_size : {int64_t(16), int64_t(12)}) {
-        std::mt19937_64 rng(19);
-        Linear xproj = linear(kBatch, kInner, kRank + 2 * state_size, DType::BF16);
-        Tensor state({kBatch, kDim, state_size}, DType::F32), xs({kBatch, kDim}, DType::BF16), A({kDim, state_size}, DType::F32);
-        Tensor W({kDim, kRank}, DType::BF16), y({kBatch, kDim}, DType::BF16);
-        for (Tensor * t : {&state, &xs, &A, &W}) {
-            t->fill_uniform(rng, -1, 0);
-            t->upload(ctx());
-        }
-        y.upload_poisoned(ctx());
-        const int64_t width = kRank + 2 * state_size;
-        mt::View dt(xproj.y, {kBatch, kRank}, {width, 1});
-        mt::View B(xproj.y, {kBatch, 1, state_size}, {width, state_size, 1}, uint64_t(kRank) * 2);
-        mt::View C(xproj.y, {kBatch, 1, state_size}, {width, state_size, 1}, uint64_t(kRank + state_size) * 2);
-        mamba_selective_state_update_args su{};
-        su.state = state.dl();
-        su.x = xs.dl();
-        su.dt = dt.dl();
-        su.A = A.dl();
-        su.B = B.dl();
-        su.C = C.dl();
-        su.y = y.dl();
-        su.dt_softplus = 1;
-        su.dt_proj_weight = W.dl();
+        XProjUpdate u = xproj_update(4, state_size, 19);
+        const mamba_selective_state_update_args su = u.args();
         for (const std::string rows : {"", "2", "4", "one"}) {
             SCOPED_TRACE("dstate " + std::to_string(state_size) + ", MAMBA_CUDA_UPDATE_ROWS=" + rows);
             const mt::ScopedEnv env("MAMBA_CUDA_UPDATE_ROWS", rows.c_str());
             const std::string log = traced([&] {
-                const mamba_status st = mamba_linear(ctx(), &xproj.args);
+                const mamba_status st = mamba_linear(ctx(), &u.xproj.args);
                 if (st != MAMBA_STATUS_OK) return st;
                 return mamba_selective_state_update(ctx(), &su);
             });
