@@ -584,9 +584,9 @@ constexpr EnvChoice<int> kUpdateRowChoices[] = {{"auto", 0}, {"one", -1}, {"1", 
 constexpr int kMaxRowsPerBlock = 8;
 // Measured on an H200 (run 194, bf16, mamba-2.8b's 5120 channels: 80 channel blocks): decode at 8 rows 2.903 ms a step
 // with 2 rows a block (320 blocks), 3.043-3.048 with 4 (160), 3.210-3.215 with the one-row kernel (640 blocks); the
-// kernel alone at 8 rows 14.2 us with 2 rows a block, 16.7 with 1, 18.4 with 4, 25.1 with 8, 19.1 one-row. So the
-// grid may fill 3 blocks an SM (what the 56-71 registers and 22 KB of shared memory of the 2- and 4-row builds allow
-// at least), but not more.
+// kernel benchmark at 8 rows (a call each, which launch costs floor near 9 us) 14.2 us with 2 rows a block, 16.7 with 1,
+// 18.4 with 4, 25.1 with 8, 19.1 one-row. So the grid may fill 3 blocks an SM (what the 56-71 registers and 22 KB of
+// shared memory of the 2- and 4-row builds allow at least), but not more.
 constexpr int64_t kRowsGridBlocksPerSm = 3;
 
 // The rows kernel's dynamic shared memory for `rows_per_block` rows, its weight rows' offset in w_offset.
