@@ -1,6 +1,7 @@
 using Mamba.Models;
 using Mamba.Modules;
 using Mamba.Runtime;
+using Mamba.Tensors;
 using static Mamba.Tests.Models.ModelTestSupport;
 
 namespace Mamba.Tests.Models;
@@ -15,12 +16,13 @@ public class FusedDtDecodeTests
 {
     private const int Steps = 6;
 
-    private static (int[][] Tokens, float[][][] Logits) Decode(Device device, TinyModel tiny, int[][] prompts, string? fusedMaxBatch, bool graphs)
+    private static (int[][] Tokens, float[][][] Logits) Decode(Device device, TinyModel tiny, int[][] prompts, string? fusedMaxBatch, bool graphs,
+        int steps = Steps)
     {
         using var env = NativeEnvironment.Set(Mamba1Mixer.FusedDtMaxBatchVariable, fusedMaxBatch);
         using var model = BuildOn(device, tiny, new MambaModelOptions { UseCudaGraphs = graphs });
         using var session = model.CreateSession(prompts.Length);
-        return GreedyDecode(session, prompts, Steps);
+        return GreedyDecode(session, prompts, steps);
     }
 
     [TestCaseSource(typeof(TestSupport), nameof(TestSupport.Devices))]
@@ -44,6 +46,31 @@ public class FusedDtDecodeTests
                 Assert.That(worst, Is.LessThanOrEqualTo(1e-4 * Math.Max(scale, 1f)), $"step {step}, sequence {s}");
             }
         }
+    }
+
+    /// <summary>On CUDA the two settings run different kernels (dt_proj inside the state update, against its own GEMM
+    /// writing dt in bfloat16 first), so a bfloat16 model's first decode step gives logits that differ in their bits (the
+    /// setting took effect) by no more than that rounding carries through. (On the CPU both give the same bits.)</summary>
+    [Test]
+    [Category(TestSupport.Gpu)]
+    public void OnCudaTheSettingMovesDtProj()
+    {
+        TestSupport.RequireCuda();
+        var tiny = TinyModel.Create(ConfigFor(MambaFamily.Mamba1), seed: 63, DType.BFloat16);
+        var rng = new Random(29);
+        var prompts = new[] { 6, 4 }.Select(n => TinyModel.RandomTokens(rng, n, tiny.Config.VocabSize)).ToArray();
+        var separate = Decode(Device.Cuda(0), tiny, prompts, "0", false, steps: 1);
+        var fused = Decode(Device.Cuda(0), tiny, prompts, "16", false, steps: 1);
+        var differ = false;
+        for (var s = 0; s < prompts.Length; s++)
+        {
+            var a = separate.Logits[0][s];
+            var b = fused.Logits[0][s];
+            var scale = Math.Max(a.Max(Math.Abs), 1f);
+            Assert.That(a.Zip(b, (x, y) => Math.Abs(x - y)).Max(), Is.LessThanOrEqualTo(5e-2 * scale), $"sequence {s}");
+            differ |= !a.SequenceEqual(b);
+        }
+        Assert.That(differ, Is.True, "the two settings gave the same bits: the setting did not move dt_proj");
     }
 
     [Test]
