@@ -41,7 +41,8 @@ struct XProjSums {
     int rows = 1;
     int64_t row_stride = 0;
 
-    // The values from data on that the sums take up (all zero between steps).
+    // The values from data on that the sums take up (the batch-1 sums are all zero between steps; the batched ones are
+    // written whole every step).
     int64_t extent() const { return int64_t(rows - 1) * row_stride + int64_t(replicas) * stride; }
 };
 
