@@ -12,7 +12,7 @@ internal static class CliApp
         {
             InfoCommand.Create(stdout),
             GenerateCommand.Create(stdout, stderr),
-            ScoreCommand.Create(stdout),
+            ScoreCommand.Create(stdout, stderr),
             BenchCommand.Create(stdout, stderr),
             GraphOverheadBench.Create(stdout),
         };

@@ -39,7 +39,7 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException("give exactly one of --prompt and --tokens");
             }
-            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
+            using var m = ModelOptions.Load(stderr, parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
                 parse.GetValue(activations));
             GenerationStats? stats = null;
             var options = new GenerationOptions

@@ -39,8 +39,9 @@ internal static class ModelOptions
     };
 
     /// <summary>Loads the model named on the command line, or the shipped default; <paramref name="weights"/> and
-    /// <paramref name="activations"/> are the --weights / --activations values (null: as stored / by device and weights).</summary>
-    public static MambaModel Load(string? model, string? device, int threads, string? weights = null, string? activations = null)
+    /// <paramref name="activations"/> are the --weights / --activations values (null: as stored / by device and weights).
+    /// Config fields the library ignores are named on <paramref name="stderr"/>.</summary>
+    public static MambaModel Load(TextWriter stderr, string? model, string? device, int threads, string? weights = null, string? activations = null)
     {
         var options = new MambaModelOptions
         {
@@ -51,8 +52,18 @@ internal static class ModelOptions
         };
         var path = model ?? FindDefaultModel()
             ?? throw new ArgumentException($"no --model given and the default model ({DefaultModelName}) was not found under models/");
-        return MambaModel.Load(path, options);
+        var loaded = MambaModel.Load(path, options);
+        if (IgnoredFieldsWarning(loaded) is { } warning)
+        {
+            stderr.WriteLine($"mamba: warning: {warning}");
+        }
+        return loaded;
     }
+
+    /// <summary>The warning for config fields the model ignores, or null when there are none.</summary>
+    internal static string? IgnoredFieldsWarning(MambaModel model) => model.IgnoredConfigFields.Count == 0 ? null :
+        $"{model.Files?.ConfigPath ?? "config.json"}: ignoring field{(model.IgnoredConfigFields.Count == 1 ? "" : "s")} this library does not read: " +
+        string.Join(", ", model.IgnoredConfigFields);
 
     /// <summary>models/mamba2-pystdlib next to the application, or in the current directory or the one of the
     /// application or any of their parents (a source checkout).</summary>

@@ -7,7 +7,7 @@ namespace Mamba.Cli;
 /// <summary><c>mamba score</c>: perplexity and mean log-probability of a text, optionally writing every logit.</summary>
 internal static class ScoreCommand
 {
-    public static Command Create(TextWriter stdout)
+    public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = ModelOptions.Model();
         var device = ModelOptions.DeviceOption();
@@ -29,7 +29,7 @@ internal static class ScoreCommand
             {
                 throw new ArgumentException("give exactly one of --text, --file and --tokens");
             }
-            using var m = ModelOptions.Load(parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
+            using var m = ModelOptions.Load(stderr, parse.GetValue(model), parse.GetValue(device), parse.GetValue(threads), parse.GetValue(weights),
                 parse.GetValue(activations));
             int[] ids;
             if (parse.GetValue(tokens) is { } tokenText)

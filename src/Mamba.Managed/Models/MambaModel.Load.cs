@@ -12,6 +12,12 @@ public sealed partial class MambaModel
     /// <summary>Where the model was loaded from, when it was loaded from files.</summary>
     public ModelFiles? Files { get; private set; }
 
+    /// <summary>Top-level fields of the loaded config.json that this library neither reads nor knows as bookkeeping
+    /// (empty for a model made in memory). They are ignored, as transformers keeps extra config attributes; a field it
+    /// cannot honour (another activation, attention layers, ...) fails the load instead. Worth showing to the user: a
+    /// misspelt field lands here.</summary>
+    public IReadOnlyList<string> IgnoredConfigFields { get; private set; } = [];
+
     /// <summary>Loads a model from a local directory, a config.json or .safetensors path, or a hub id
     /// (<c>owner/name[@revision]</c>, downloaded into the Hugging Face cache), with its tokenizer when present.</summary>
     public static MambaModel Load(string model, MambaModelOptions? options = null, HubClient? hub = null) =>
@@ -32,6 +38,7 @@ public sealed partial class MambaModel
         var result = Create(config, loaded.Weights.Checkpoint, options);
         result.Tokenizer = tokenizer;
         result.Files = loaded.Files;
+        result.IgnoredConfigFields = loaded.ConfigInfo.IgnoredFields;
         return result;
     }
 

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Mamba.Cli;
 using Mamba.Loading;
+using Mamba.Tests.Loading;
 
 namespace Mamba.Tests.Cli;
 
@@ -34,6 +35,26 @@ public class GenerateScoreCommandTests
         Assert.That(output, Is.EqualTo(doc.RootElement.GetProperty("greedy_text").GetString() + Environment.NewLine));
         Assert.That(err, Does.Contain("generated ids: " + string.Join(",", greedy)));
         Assert.That(err, Does.Match("prefill: 11 tokens, [0-9.]+ tokens/s; decode: 48 tokens, [0-9.]+ tokens/s"));
+        Assert.That(err, Does.Not.Contain("warning"));
+    }
+
+    /// <summary>A config field the library does not read (here a misspelt one) is named in a warning on stderr, with the
+    /// file, and the command still runs.</summary>
+    [Test]
+    public void ScoreWarnsOfConfigFieldsItIgnores()
+    {
+        var source = Fixture("mamba1-tied");
+        using var dir = new TempDir();
+        foreach (var file in Directory.GetFiles(source))
+        {
+            File.Copy(file, Path.Combine(dir.Path, Path.GetFileName(file)));
+        }
+        var config = File.ReadAllText(Path.Combine(source, "config.json"));
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), config.Insert(config.IndexOf('{', StringComparison.Ordinal) + 1, "\"layer_norm_epsilom\": 1e-5, "));
+        var (code, output, err) = Run("score", "--model", dir.Path, "--tokens", "1,2,3");
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(output, Does.Contain("perplexity:"));
+        Assert.That(err, Does.Contain($"mamba: warning: {Path.Combine(dir.Path, "config.json")}: ignoring field this library does not read: layer_norm_epsilom"));
     }
 
     [Test]

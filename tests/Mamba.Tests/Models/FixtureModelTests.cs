@@ -109,6 +109,35 @@ public class FixtureModelTests
         return Math.Sqrt(diff / norm);
     }
 
+    /// <summary>Config fields the library does not read are listed on the loaded model (a misspelt one among them), in
+    /// the file's order, and the model still loads; a transformers-written config lists none, a model made in memory
+    /// none either.</summary>
+    [Test]
+    public void IgnoredConfigFieldsAreListedOnTheModel()
+    {
+        var source = FixtureDir("mamba1-tied");
+        using var dir = new Mamba.Tests.Loading.TempDir();
+        foreach (var file in Directory.GetFiles(source))
+        {
+            File.Copy(file, Path.Combine(dir.Path, Path.GetFileName(file)));
+        }
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
+        config["my_tag"] = "x";
+        config["state_sise"] = 99;
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), config.ToJsonString());
+        var cpu = new MambaModelOptions { Device = Device.Cpu };
+        using (var model = MambaModel.Load(dir.Path, cpu))
+        {
+            Assert.That(model.IgnoredConfigFields, Is.EqualTo(new[] { "my_tag", "state_sise" }));
+        }
+        using (var model = MambaModel.Load(source, cpu))
+        {
+            Assert.That(model.IgnoredConfigFields, Is.Empty);
+            using var made = MambaModel.Create(model.Config, TinyModel.Create(model.Config, seed: 1).Checkpoint, cpu);
+            Assert.That(made.IgnoredConfigFields, Is.Empty);
+        }
+    }
+
     [Test]
     public void OriginalStateSpacesPickleCheckpointRuns()
     {
