@@ -17,7 +17,7 @@ internal static class GenerateCommand
         var tokens = new Option<string?>("--tokens") { Description = "Prompt as token ids, e.g. 1,2,3 (instead of --prompt)" };
         var printIds = new Option<bool>("--print-token-ids") { Description = "Also print the prompt and generated token ids" };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens to generate", DefaultValueFactory = _ => 128 };
-        var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0f };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 (or less) is greedy", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0: all)", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold (1: off)", DefaultValueFactory = _ => 1f };
         var minP = new Option<float>("--min-p") { Description = "Drop tokens below min-p times the top probability (0: off)", DefaultValueFactory = _ => 0f };

@@ -8,7 +8,7 @@ public sealed record GenerationOptions
     /// <summary>Most tokens generated per sequence.</summary>
     public int MaxNewTokens { get; init; } = 128;
 
-    /// <summary>Sampling temperature; 0 (the default) is greedy decoding.</summary>
+    /// <summary>Sampling temperature; 0 (the default) or less is greedy decoding, as in the C ABI. Must be finite.</summary>
     public float Temperature { get; init; }
 
     /// <summary>Keep only the k most likely tokens; 0 keeps all.</summary>
@@ -62,9 +62,9 @@ public sealed record GenerationOptions
         {
             throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), $"RepetitionPenalty must be > 0; got {RepetitionPenalty}");
         }
-        if (float.IsNaN(Temperature))
+        if (!float.IsFinite(Temperature))
         {
-            throw new ArgumentOutOfRangeException(nameof(Temperature), "Temperature is NaN");
+            throw new ArgumentOutOfRangeException(nameof(Temperature), $"Temperature must be a finite number (0 or less: greedy); got {Temperature}");
         }
     }
 }

@@ -163,6 +163,11 @@ public class GenerationTests
         using var model = Build(tiny);
         Assert.Throws<ArgumentOutOfRangeException>(() => model.Generate([[1]], new GenerationOptions { TopP = 0 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => model.Generate([[1]], new GenerationOptions { MaxNewTokens = -1 }));
+        foreach (var temperature in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+        {
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.Generate([[1]], new GenerationOptions { Temperature = temperature }));
+            Assert.That(error!.Message, Does.Contain("Temperature must be a finite number"));
+        }
         Assert.Throws<ArgumentException>(() => model.Generate([[]], new GenerationOptions()));
     }
 }
