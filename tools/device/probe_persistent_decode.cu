@@ -267,53 +267,34 @@ struct Tile {
     int row_bytes;
 };
 
+// Rows first .. first + per_tile - 1 (fewer at the end of `count`) of a matrix part starting at `src`.
+__host__ __device__ inline Tile row_tile(int kind, int first, int per_tile, int count, const void * src, int64_t pitch, int row_bytes) {
+    return Tile{kind, first, per_tile < count - first ? per_tile : count - first, static_cast<const char *>(src), pitch, row_bytes};
+}
+
+// Tile k of a layer's stream: the parameters, in_proj's x rows, its z rows, x_proj's columns, dt_proj's rows, out_proj's rows.
 __host__ __device__ Tile describe(const Args & a, const Plan & p, int layer, int k) {
     const Layer & L = a.layer[layer];
-    Tile t{kParams, 0, 0, nullptr, 0, 0};
-    if (k == 0) return t;
+    if (k == 0) return Tile{kParams, 0, 0, nullptr, 0, 0};
     k -= 1;
     if (k < 2 * p.tiles_in) {
         const bool z = k >= p.tiles_in;
         const int j = (z ? k - p.tiles_in : k) * p.rows_in;
-        t.kind = z ? kInZ : kInX;
-        t.first = j;
-        t.rows = p.rows_in < p.nc - j ? p.rows_in : p.nc - j;
-        t.src = reinterpret_cast<const char *>(L.w_in + (int64_t(z ? a.e : 0) + p.c0 + j) * a.d);
-        t.pitch = int64_t(a.d) * 2;
-        t.row_bytes = a.d * 2;
-        return t;
+        return row_tile(z ? kInZ : kInX, j, p.rows_in, p.nc, L.w_in + (int64_t(z ? a.e : 0) + p.c0 + j) * a.d, int64_t(a.d) * 2, a.d * 2);
     }
     k -= 2 * p.tiles_in;
     if (k < p.tiles_xp) {
         const int o = k * p.rows_xp;
-        t.kind = kXProj;
-        t.first = o;
-        t.rows = p.rows_xp < p.outputs - o ? p.rows_xp : p.outputs - o;
-        t.src = reinterpret_cast<const char *>(L.w_x + int64_t(o) * a.e + p.c0);
-        t.pitch = int64_t(a.e) * 2;
-        t.row_bytes = p.nc * 2;
-        return t;
+        return row_tile(kXProj, o, p.rows_xp, p.outputs, L.w_x + int64_t(o) * a.e + p.c0, int64_t(a.e) * 2, p.nc * 2);
     }
     k -= p.tiles_xp;
     if (k < p.tiles_dt) {
         const int j = k * p.rows_dt;
-        t.kind = kDtProj;
-        t.first = j;
-        t.rows = p.rows_dt < p.nc - j ? p.rows_dt : p.nc - j;
-        t.src = reinterpret_cast<const char *>(L.w_dt + int64_t(p.c0 + j) * a.rank);
-        t.pitch = int64_t(a.rank) * 2;
-        t.row_bytes = a.rank * 2;
-        return t;
+        return row_tile(kDtProj, j, p.rows_dt, p.nc, L.w_dt + int64_t(p.c0 + j) * a.rank, int64_t(a.rank) * 2, a.rank * 2);
     }
     k -= p.tiles_dt;
     const int j = k * p.rows_out;
-    t.kind = kOutProj;
-    t.first = j;
-    t.rows = p.rows_out < p.nr - j ? p.rows_out : p.nr - j;
-    t.src = reinterpret_cast<const char *>(L.w_out + int64_t(p.r0 + j) * a.e);
-    t.pitch = int64_t(a.e) * 2;
-    t.row_bytes = a.e * 2;
-    return t;
+    return row_tile(kOutProj, j, p.rows_out, p.nr, L.w_out + int64_t(p.r0 + j) * a.e, int64_t(a.e) * 2, a.e * 2);
 }
 
 __device__ __forceinline__ void copy_piece(char * dst, const void * src, int bytes) {
