@@ -98,12 +98,13 @@ struct Layer {
 
 struct Args {
     int d, e, rank, layers;
+    int first_layer;      // of the chain, for launches that run part of it: it picks the sums' buffers
     float eps;
     const Layer * layer;  // device array
     float * hidden;       // [d]: the mixer output of the layer before (the embedding before layer 0)
     float * residual;     // [d]: the residual stream before the layer before (zero before layer 0)
     float * y;            // [e]: the state update's output, exchanged between P2 and P3
-    double * sums;        // [2][outputs]: x_proj's sums, by layer parity
+    double * sums;        // [2][outputs]: x_proj's sums, by the parity of the layer in the chain; zero before the chain
     unsigned * barrier;   // zero at launch
     long long * stamps;   // [blocks][layers][kStamps]: %globaltimer at the phase points, written by each block's thread 0
 };
@@ -405,7 +406,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode(Args a) {
     load_states(0);
     for (int layer = 0; layer < a.layers; ++layer) {
         const Layer & L = a.layer[layer];
-        double * sums = a.sums + (layer & 1) * p.outputs;
+        double * sums = a.sums + ((a.first_layer + layer) & 1) * p.outputs;
         long long * stamp = a.stamps + (int64_t(blockIdx.x) * a.layers + layer) * kStamps;
         if (tid == 0) stamp[0] = global_time();
 
@@ -487,7 +488,7 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_decode(Args a) {
         // ---- P2: dt, the state update, y of the owned channels ----
         for (int o = tid; o < p.outputs; o += kThreads) s_sum[o] = float(__ldcg(sums + o));
         if (blockIdx.x == 0) {
-            double * next = a.sums + ((layer + 1) & 1) * p.outputs;  // last read before this layer's first barrier
+            double * next = a.sums + ((a.first_layer + layer + 1) & 1) * p.outputs;  // last read before this layer's first barrier
             for (int o = tid; o < p.outputs; o += kThreads) next[o] = 0.0;
         }
         __syncthreads();
@@ -876,7 +877,7 @@ int main(int argc, char ** argv) {
     const std::vector<float> hidden0 = f32_fill(d, 7, -1.0f, 1.0f);
 
     ChainResult first;
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < 3; ++run) {  // one launch, the same again, one launch a layer
         std::vector<HostLayer> work = start;
         std::vector<Layer> layer(layers);
         for (int l = 0; l < layers; ++l) {
@@ -891,7 +892,7 @@ int main(int argc, char ** argv) {
         std::vector<float> hidden = hidden0, residual(d, 0.0f), y(e, 0.0f);
         std::vector<double> sums(2 * outputs, 0.0);
         std::vector<long long> stamps(size_t(G) * layers * kStamps);
-        unsigned barrier = 0;
+        std::vector<unsigned> barrier(layers, 0);
         Args a{};
         a.d = d;
         a.e = e;
@@ -903,9 +904,21 @@ int main(int argc, char ** argv) {
         a.residual = residual.data();
         a.y = y.data();
         a.sums = sums.data();
-        a.barrier = &barrier;
+        a.barrier = barrier.data();
         a.stamps = stamps.data();
-        probe_emu::launch(unsigned(G), kThreads, smem, sizeof(Plan), [](void * args) { persistent_decode(*static_cast<Args *>(args)); }, &a);
+        auto kernel = [](void * args) { persistent_decode(*static_cast<Args *>(args)); };
+        if (run < 2) {
+            probe_emu::launch(unsigned(G), kThreads, smem, sizeof(Plan), kernel, &a);
+        } else {
+            for (int l = 0; l < layers; ++l) {
+                Args one = a;
+                one.layers = 1;
+                one.first_layer = l;
+                one.layer = a.layer + l;
+                one.barrier = a.barrier + l;
+                probe_emu::launch(unsigned(G), kThreads, smem, sizeof(Plan), kernel, &one);
+            }
+        }
         ChainResult got{hidden, residual, {}, {}};
         for (const HostLayer & H : work) {
             got.ssm.push_back(H.ssm_state);
@@ -916,7 +929,7 @@ int main(int argc, char ** argv) {
             if (!matches_reference(got, start, hidden0, d, e, rank, eps)) return 2;
         } else {
             const bool same = std::memcmp(got.hidden.data(), first.hidden.data(), size_t(d) * 4) == 0;
-            std::printf("a second run from the same start: %s\n", same ? "the same bits (PASS)" : "different bits (FAIL)");
+            std::printf("%s from the same start: %s\n", run == 1 ? "a second run" : "one launch a layer", same ? "the same bits (PASS)" : "different bits (FAIL)");
             if (!same) return 2;
         }
     }
@@ -984,8 +997,10 @@ int main(int argc, char ** argv) {
     CK(cudaMalloc(&a.residual, d * 4));
     CK(cudaMalloc(&a.y, e * 4));
     CK(cudaMalloc(&a.sums, 2 * outputs * 8));
-    CK(cudaMalloc(&a.barrier, 4));
+    CK(cudaMalloc(&a.barrier, size_t(layers) * 4));  // one counter a layer, for the launches of one layer each
     CK(cudaMalloc(&a.stamps, size_t(grid) * layers * kStamps * 8));
+    long long * layer_stamps = nullptr;  // the per-layer launches' stamps, not read
+    CK(cudaMalloc(&layer_stamps, size_t(grid) * kStamps * 8));
     CK(cudaFuncSetAttribute(persistent_decode, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     int per_sm = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_decode, kThreads, smem));
@@ -1000,13 +1015,25 @@ int main(int argc, char ** argv) {
         CK(cudaMemcpyAsync(a.hidden, hidden0.data(), d * 4, cudaMemcpyHostToDevice, stream));
         CK(cudaMemsetAsync(a.residual, 0, d * 4, stream));
     };
-    auto prepare = [&] {  // the kernel expects both sums and the barrier's counter zero
+    auto prepare = [&] {  // the kernel expects both sums and the barrier's counters zero
         CK(cudaMemsetAsync(a.sums, 0, 2 * outputs * 8, stream));
-        CK(cudaMemsetAsync(a.barrier, 0, 4, stream));
+        CK(cudaMemsetAsync(a.barrier, 0, size_t(layers) * 4, stream));
     };
-    auto launch = [&] {
-        void * params[] = {&a};
+    auto launch_args = [&](Args & args) {
+        void * params[] = {&args};
         CK(cudaLaunchCooperativeKernel(reinterpret_cast<void *>(persistent_decode), dim3(grid), dim3(kThreads), params, smem, stream));
+    };
+    auto launch = [&] { launch_args(a); };  // the whole chain in one launch
+    auto launch_per_layer = [&] {           // one launch a layer, back to back on the stream
+        for (int l = 0; l < layers; ++l) {
+            Args one = a;
+            one.layers = 1;
+            one.first_layer = l;
+            one.layer = a.layer + l;
+            one.barrier = a.barrier + l;
+            one.stamps = layer_stamps;
+            launch_args(one);
+        }
     };
     auto reset_states = [&] {
         for (int l = 0; l < layers; ++l) {
@@ -1021,17 +1048,33 @@ int main(int argc, char ** argv) {
     prepare();
     launch();
     CK(cudaStreamSynchronize(stream));
-    ChainResult got{std::vector<float>(d), std::vector<float>(d), {}, {}};
-    CK(cudaMemcpy(got.hidden.data(), a.hidden, d * 4, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(got.residual.data(), a.residual, d * 4, cudaMemcpyDeviceToHost));
-    for (int l = 0; l < layers; ++l) {
-        got.ssm.emplace_back(host[l].ssm_state.size());
-        got.conv.emplace_back(host[l].conv_state.size());
-        CK(cudaMemcpy(got.ssm[l].data(), dev[l].ssm_state, got.ssm[l].size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(got.conv[l].data(), dev[l].conv_state, got.conv[l].size() * 2, cudaMemcpyDeviceToHost));
-    }
-    const bool ok = matches_reference(got, start, hidden0, d, e, rank, eps);
+    auto fetch = [&] {
+        ChainResult got{std::vector<float>(d), std::vector<float>(d), {}, {}};
+        CK(cudaMemcpy(got.hidden.data(), a.hidden, d * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(got.residual.data(), a.residual, d * 4, cudaMemcpyDeviceToHost));
+        for (int l = 0; l < layers; ++l) {
+            got.ssm.emplace_back(host[l].ssm_state.size());
+            got.conv.emplace_back(host[l].conv_state.size());
+            CK(cudaMemcpy(got.ssm[l].data(), dev[l].ssm_state, got.ssm[l].size() * 4, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(got.conv[l].data(), dev[l].conv_state, got.conv[l].size() * 2, cudaMemcpyDeviceToHost));
+        }
+        return got;
+    };
+    const ChainResult got = fetch();
+    bool ok = matches_reference(got, start, hidden0, d, e, rank, eps);
     const std::vector<float> & got_hidden = got.hidden;
+
+    // The same chain as one launch a layer.
+    reset_inputs();
+    reset_states();
+    prepare();
+    launch_per_layer();
+    CK(cudaStreamSynchronize(stream));
+    std::printf("one launch a layer: ");
+    const ChainResult per_layer = fetch();
+    ok = matches_reference(per_layer, start, hidden0, d, e, rank, eps) && ok;
+    std::printf("one launch a layer against one launch: %s\n",
+                std::memcmp(per_layer.hidden.data(), got_hidden.data(), d * 4) == 0 ? "the same bits" : "other bits (float64 sums added in another order)");
 
     // Determinism: the same start again gives the same bits.
     reset_inputs();
@@ -1048,19 +1091,24 @@ int main(int argc, char ** argv) {
     cudaEvent_t t0, t1;
     CK(cudaEventCreate(&t0));
     CK(cudaEventCreate(&t1));
-    std::vector<float> ms;
-    for (int it = 0; it < 23; ++it) {
-        reset_inputs();
-        prepare();
-        CK(cudaEventRecord(t0, stream));
-        launch();
-        CK(cudaEventRecord(t1, stream));
-        CK(cudaEventSynchronize(t1));
-        float m = 0.0f;
-        CK(cudaEventElapsedTime(&m, t0, t1));
-        if (it >= 3) ms.push_back(m);
-    }
-    std::sort(ms.begin(), ms.end());
+    auto time_chains = [&](auto && run) {  // 20 timed chains after 3 warm-ups, sorted (ms)
+        std::vector<float> ms;
+        for (int it = 0; it < 23; ++it) {
+            reset_inputs();
+            prepare();
+            CK(cudaEventRecord(t0, stream));
+            run();
+            CK(cudaEventRecord(t1, stream));
+            CK(cudaEventSynchronize(t1));
+            float m = 0.0f;
+            CK(cudaEventElapsedTime(&m, t0, t1));
+            if (it >= 3) ms.push_back(m);
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms;
+    };
+    const std::vector<float> layer_ms = time_chains(launch_per_layer);
+    const std::vector<float> ms = time_chains(launch);  // last, so that the stamps read below are its
     const double chain_ms = ms[ms.size() / 2];
 
     // The last timed chain's stamps: each interval's mean over the layers past the first and before the last, as the
@@ -1111,6 +1159,9 @@ int main(int argc, char ** argv) {
                 "floor %.4f ms -> %.0f%% of it\n",
                 layers, chain_ms, ms.front(), ms.back(), ms.size(), 1e3 * chain_ms / layers, bytes / 1e6, bytes / (chain_ms * 1e-3) / 1e9, copy_gbs,
                 floor_ms, 100.0 * floor_ms / chain_ms);
+    const double layer_chain_ms = layer_ms[layer_ms.size() / 2];
+    std::printf("the same chain as one launch a layer: %.4f ms (min %.4f, max %.4f), %.1f us a layer -> %.0f%% of the floor\n", layer_chain_ms,
+                layer_ms.front(), layer_ms.back(), 1e3 * layer_chain_ms / layers, 100.0 * floor_ms / layer_chain_ms);
     return ok && same ? 0 : 2;
 }
 
