@@ -822,6 +822,28 @@ bool fits(int d, int e, int rank, int G) {
     return true;
 }
 
+// The command line's layer count and shape (d, e, rank); false, with the reason printed, for anything else.
+bool parse_chain(int argc, char ** argv, int default_layers, const char * default_shape, int & layers, int & d, int & e, int & rank) {
+    const std::string count = argc > 1 ? argv[1] : std::to_string(default_layers);
+    const std::string shape = argc > 2 ? argv[2] : default_shape;
+    char * end = nullptr;
+    const long n = std::strtol(count.c_str(), &end, 10);
+    if (end == count.c_str() || *end != '\0' || n < 1 || n > 64) {
+        std::printf("layers: '%s' is not a count from 1 to 64\n", count.c_str());
+        return false;
+    }
+    layers = int(n);
+    if (shape == "2.8b") {
+        d = 2560, e = 5120, rank = 160;
+    } else if (shape == "130m") {
+        d = 768, e = 1536, rank = 48;
+    } else {
+        std::printf("shape: '%s' is not one of 2.8b, 130m\n", shape.c_str());
+        return false;
+    }
+    return true;
+}
+
 // What one chain left behind: the last mixer output, the residual and every layer's states.
 struct ChainResult {
     std::vector<float> hidden, residual;
@@ -860,11 +882,14 @@ bool matches_reference(const ChainResult & got, std::vector<HostLayer> start, co
 // -DPROBE_THREADS, e.g. 64), against the reference, twice from the same start.
 int main(int argc, char ** argv) {
     if (argc > 1 && std::string(argv[1]) == "--plan-check") return plan_checks() ? 2 : 0;
-    const int layers = argc > 1 ? std::atoi(argv[1]) : 3;
+    int layers = 0, d = 0, e = 0, rank = 0;
+    if (!parse_chain(argc, argv, 3, "130m", layers, d, e, rank)) return 1;
     const std::string shape = argc > 2 ? argv[2] : "130m";
     const int G = argc > 3 ? std::atoi(argv[3]) : 28;
-    const bool small = shape == "130m";
-    const int d = small ? 768 : 2560, e = small ? 1536 : 5120, rank = small ? 48 : 160;
+    if (G < 1) {
+        std::printf("blocks: '%s' is not a positive count\n", argv[3]);
+        return 1;
+    }
     const float eps = 1e-5f;
     const int outputs = rank + 2 * kState;
     if (!fits(d, e, rank, G) || plan_check(d, e, rank, G) != 0) return 2;
@@ -940,10 +965,9 @@ int main(int argc, char ** argv) {
 
 int main(int argc, char ** argv) {
     if (argc > 1 && std::string(argv[1]) == "--plan-check") return plan_checks() ? 2 : 0;
-    const int layers = argc > 1 ? std::atoi(argv[1]) : 8;
+    int layers = 0, d = 0, e = 0, rank = 0;
+    if (!parse_chain(argc, argv, 8, "2.8b", layers, d, e, rank)) return 1;
     const std::string shape = argc > 2 ? argv[2] : "2.8b";
-    const bool small = shape == "130m";
-    const int d = small ? 768 : 2560, e = small ? 1536 : 5120, rank = small ? 48 : 160;
     const float eps = 1e-5f;
     const int outputs = rank + 2 * kState;
 
@@ -1091,24 +1115,28 @@ int main(int argc, char ** argv) {
     cudaEvent_t t0, t1;
     CK(cudaEventCreate(&t0));
     CK(cudaEventCreate(&t1));
-    auto time_chains = [&](auto && run) {  // 20 timed chains after 3 warm-ups, sorted (ms)
+    // `reps` timings of run() after `warmups` untimed ones, each after before() (untimed), sorted (ms).
+    auto timed = [&](int warmups, int reps, auto && before, auto && run) {
         std::vector<float> ms;
-        for (int it = 0; it < 23; ++it) {
-            reset_inputs();
-            prepare();
+        for (int it = 0; it < warmups + reps; ++it) {
+            before();
             CK(cudaEventRecord(t0, stream));
             run();
             CK(cudaEventRecord(t1, stream));
             CK(cudaEventSynchronize(t1));
             float m = 0.0f;
             CK(cudaEventElapsedTime(&m, t0, t1));
-            if (it >= 3) ms.push_back(m);
+            if (it >= warmups) ms.push_back(m);
         }
         std::sort(ms.begin(), ms.end());
         return ms;
     };
-    const std::vector<float> layer_ms = time_chains(launch_per_layer);
-    const std::vector<float> ms = time_chains(launch);  // last, so that the stamps read below are its
+    auto fresh_chain = [&] {
+        reset_inputs();
+        prepare();
+    };
+    const std::vector<float> layer_ms = timed(3, 20, fresh_chain, launch_per_layer);
+    const std::vector<float> ms = timed(3, 20, fresh_chain, launch);  // last, so that the stamps read below are its
     const double chain_ms = ms[ms.size() / 2];
 
     // The last timed chain's stamps: each interval's mean over the layers past the first and before the last, as the
@@ -1141,17 +1169,7 @@ int main(int argc, char ** argv) {
     CK(cudaMalloc(&src, copy_bytes));
     CK(cudaMalloc(&dst, copy_bytes));
     CK(cudaMemsetAsync(src, 1, copy_bytes, stream));
-    std::vector<float> copy_ms;
-    for (int it = 0; it < 8; ++it) {
-        CK(cudaEventRecord(t0, stream));
-        CK(cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice, stream));
-        CK(cudaEventRecord(t1, stream));
-        CK(cudaEventSynchronize(t1));
-        float m = 0.0f;
-        CK(cudaEventElapsedTime(&m, t0, t1));
-        if (it >= 2) copy_ms.push_back(m);
-    }
-    std::sort(copy_ms.begin(), copy_ms.end());
+    const std::vector<float> copy_ms = timed(2, 6, [] {}, [&] { CK(cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice, stream)); });
     const double copy_gbs = 2.0 * copy_bytes / (copy_ms[copy_ms.size() / 2] * 1e-3) / 1e9;
     const double bytes = weight_bytes + state_bytes;
     const double floor_ms = bytes / (copy_gbs * 1e9) * 1e3;
